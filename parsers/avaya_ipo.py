@@ -1,0 +1,171 @@
+"""Avaya IP Office SMDR: comma-separated, one record per call segment. No I/O here.
+
+Layout (Avaya "SMDR Fields", IP Office R8 to R12): 17 fields in the oldest documents, 30 in most releases, 34
+with the server IP / unique id columns, 35 to 37 in R11 and later. There is no quoting: fields never hold a
+comma. Direction is field 5 (``I``/``O``) with field 9 (IsInternal): ``O`` + 1 is an internal call.
+
+Multi-leg calls: every segment of one call carries the same Call ID and the same call start time; all but the
+last have Continuation = 1. Call IDs restart at 1000000 after a reboot, so the call key is Call ID plus start
+time. Each segment is stored as a leg under that key, and reports count a key once.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+from smdrd.parsing import Parser, ParserContext
+from smdrd.record import CallRecord, Direction
+
+from ._fields import hms_seconds, seconds_text, uint, ymd_hms
+
+FIELDS = (
+    "call_start", "connected_time", "ring_time", "caller", "direction", "called_number", "dialled_number",
+    "account", "is_internal", "call_id", "continuation", "party1_device", "party1_name", "party2_device",
+    "party2_name", "hold_time", "park_time", "auth_valid", "auth_code", "user_charged", "call_charge",
+    "currency", "amount_at_last_user_change", "call_units", "units_at_last_user_change", "cost_per_unit",
+    "mark_up", "external_targeting_cause", "external_targeter_id", "external_targeted_number",
+    "calling_party_server_ip", "caller_unique_call_id", "called_party_server_ip", "called_unique_call_id",
+    "smdr_record_time", "caller_consent_directive", "calling_number_verification",
+)
+MIN_FIELDS = 17
+#: first fields of header lines written by collectors and Avaya's old Delta Server, skipped on purpose.
+HEADER_STARTS = ("DATETIME", "CALL START", "CALLSTART")
+#: open multi-leg calls remembered at most (a PBX that never closes a call must not grow memory).
+MAX_OPEN_CALLS = 10_000
+#: fields kept in `CallRecord.extra` when not empty (the rest are in the core record or always empty).
+_EXTRA = (5, 6, 11, 12, 13, 14, 15, 16, 19, 20, 21, 23, 28, 29, 30, 31, 32, 33, 34, 35, 36)
+
+
+def _device_ext(device: str) -> str:
+    """``E214`` -> ``214``; other devices (trunks ``T``, voicemail and tones ``V``) -> ``""``."""
+    return device[1:] if device[:1] == "E" else ""
+
+
+class AvayaIPOfficeParser(Parser):
+    """Avaya IP Office SMDR."""
+
+    name = "avaya-ipo"
+    description = "Avaya IP Office SMDR (CSV, 17 to 37 fields; transfers joined by Call ID)"
+
+    def __init__(self, context: ParserContext | None = None) -> None:
+        super().__init__(context)
+        self._legs: OrderedDict[str, int] = OrderedDict()
+
+    def parse(self, line: str) -> Sequence[CallRecord] | None:
+        f = line.rstrip().split(",")
+        if len(f) < MIN_FIELDS:
+            if f[0].strip().upper() in HEADER_STARTS:
+                return None
+            raise self.error(f"expected at least {MIN_FIELDS} comma-separated fields, got {len(f)}")
+        tz = self.context.timezone
+        try:
+            start = ymd_hms(f[0], tz)
+        except ValueError as exc:
+            if f[0].strip().upper() in HEADER_STARTS:
+                return None
+            raise self.error(str(exc), "call_start") from None
+        try:
+            duration = hms_seconds(f[1])
+        except ValueError as exc:
+            raise self.error(str(exc), "connected_time") from None
+        try:
+            ring = uint(f[2]) if f[2].strip() else 0
+        except ValueError as exc:
+            raise self.error(str(exc), "ring_time") from None
+        dir_code = f[4].strip()
+        internal = f[8].strip()
+        if dir_code not in ("I", "O"):
+            raise self.error(f"expected I or O, got {f[4]!r}", "direction")
+        if internal not in ("0", "1", "I", ""):
+            raise self.error(f"expected 0 or 1, got {f[8]!r}", "is_internal")
+        call_id = f[9].strip()
+        if call_id and not call_id.isdigit():
+            raise self.error(f"expected a number, got {f[9]!r}", "call_id")
+        cont = f[10].strip()
+        if cont not in ("0", "1", ""):
+            raise self.error(f"expected 0 or 1, got {f[10]!r}", "continuation")
+
+        caller, called = f[3], f[5]
+        p1, p2 = f[11], f[13]
+        trunk = p1 if p1[:1] == "T" else (p2 if p2[:1] == "T" else "")
+        extension = _device_ext(p1) or _device_ext(p2)
+        if internal in ("1", "I"):
+            direction = Direction.INTERNAL
+            extension = extension or caller
+            number = called
+        elif dir_code == "I":
+            direction = Direction.INBOUND
+            extension = extension or called
+            number = caller.split("@", 1)[0]
+        else:
+            direction = Direction.OUTBOUND
+            if not extension and caller.isdigit() and len(caller) <= 8:
+                extension = caller
+            number = called
+
+        key = f"{call_id}@{f[0]}" if call_id else ""
+        leg = 0
+        if key:
+            leg = self._legs.pop(key, 0)
+            if cont == "1":
+                self._legs[key] = leg + 1
+                if len(self._legs) > MAX_OPEN_CALLS:
+                    self._legs.popitem(last=False)
+
+        extra = {FIELDS[i]: f[i] for i in _EXTRA if i < len(f) and f[i]}
+        if "@" in caller:
+            extra["caller"] = caller
+        auth_code = f[18] if len(f) > 18 and f[18] not in ("", "n/a") else ""
+        return (CallRecord(
+            format=self.name,
+            start=start,
+            duration=duration,
+            ring=ring,
+            direction=direction,
+            extension=extension,
+            number=number,
+            trunk=trunk,
+            account=f[7],
+            auth_code=auth_code,
+            call_id=call_id,
+            leg=leg,
+            continued=cont == "1",
+            answered=duration > 0,
+            transfer=f[27] if len(f) > 27 else "",
+            call_key=key,
+            extra=extra,
+        ),)
+
+    @classmethod
+    def render(cls, record: CallRecord) -> list[str]:
+        """One 30-field line, as IP Office R9 to R12 write it."""
+        ext = record.extension
+        trunk = record.trunk or "T9001"
+        if record.direction is Direction.INTERNAL:
+            caller, dirc, called, internal, p2 = ext, "O", record.number, "1", f"E{record.number}"
+        elif record.direction is Direction.INBOUND:
+            caller, dirc, called, internal, p2 = record.number, "I", ext, "0", trunk
+        else:
+            caller, dirc, called, internal, p2 = ext, "O", record.number, "0", trunk
+        fields = [
+            record.start.strftime("%Y/%m/%d %H:%M:%S"), seconds_text(record.duration), str(record.ring or 0),
+            caller, dirc, called, called, record.account, internal, record.call_id,
+            "1" if record.continued else "0", f"E{ext}", record.extra.get("party1_name", f"Extn{ext}"),
+            p2, record.extra.get("party2_name", "Line 1.1" if p2[:1] == "T" else f"Extn{record.number}"),
+            "0", "0", "", record.auth_code or "", "", "", "", "", "", "", "", "", record.transfer, "", "",
+        ]
+        return [",".join(fields)]
+
+    @classmethod
+    def header_lines(cls) -> list[str]:
+        return []
+
+    @classmethod
+    def detect(cls, lines: Sequence[str]) -> float:
+        score = 0.0
+        for line in lines[:20]:
+            f = line.split(",")
+            if len(f) >= MIN_FIELDS and len(f[0]) == 19 and f[0][4] == "/" and f[4] in ("I", "O"):
+                score = max(score, 0.95)
+        return score

@@ -1,0 +1,85 @@
+"""The contract between sources (async edges) and the core pipeline.
+
+A source calls `Ingest.open_stream` once per byte stream (a TCP connection, an opened serial port, a file),
+feeds it every chunk it reads with ``await stream.feed(data)`` (which may wait when the writer is behind: that
+is the backpressure that keeps memory bounded) and ``await stream.close()`` when the stream ends. The stream
+frames, journals and parses; one stream keeps one parser's state (page headers, open multi-leg calls).
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from smdrd.framing import Frame
+
+
+class FramerLike(Protocol):
+    """What a stream needs from a framer (`smdrd.framing.Framer`, or a handshake's own)."""
+
+    def feed(self, data: bytes) -> list[Frame]: ...
+
+    def close(self) -> list[Frame]: ...
+
+
+class Stream(Protocol):
+    """One byte stream from a PBX."""
+
+    async def feed(self, data: bytes) -> None:
+        """Frame, journal and parse ``data``; waits while the journal writer is over its pending limit."""
+
+    async def close(self) -> None:
+        """End of stream: the unterminated tail (if any) is journalled as a last line."""
+
+
+class Ingest(Protocol):
+    """The core's entry point, given to every source."""
+
+    def open_stream(self, peer: str, framer: FramerLike | None = None) -> Stream:
+        """A new stream from ``peer`` (``host:port``, a device path or a file path)."""
+        ...
+
+
+@dataclass(slots=True)
+class SourceStatus:
+    """What a source reports about itself (for `/healthz`, metrics and logs)."""
+
+    name: str
+    kind: str
+    connected: bool = False
+    connections: int = 0
+    reconnects: int = 0
+    refused: int = 0
+    bytes_read: int = 0
+    last_data_at: float | None = None
+    last_error: str | None = None
+    started_at: float = field(default_factory=time.time)
+
+    def saw_data(self, n: int) -> None:
+        self.bytes_read += n
+        self.last_data_at = time.time()
+
+
+class Source(abc.ABC):
+    """A named source of PBX bytes. `run` runs until cancelled, reconnecting on its own.
+
+    On cancellation a source stops reading, closes its streams (so their tails are journalled) and returns
+    promptly: the daemon's shutdown waits for it.
+    """
+
+    kind: ClassVar[str]
+
+    def __init__(self, config: Any, ingest: Ingest) -> None:
+        self.config = config
+        self.ingest = ingest
+        self.status = SourceStatus(name=config.name, kind=self.kind)
+
+    @property
+    def name(self) -> str:
+        return str(self.config.name)
+
+    @abc.abstractmethod
+    async def run(self) -> None:
+        """Read until cancelled."""
