@@ -57,6 +57,8 @@ class Parser(abc.ABC):
     handshake: ClassVar[str] = "none"
     #: the encoding the PBX writes, unless the source's config says otherwise.
     encoding: ClassVar[str] = "utf-8"
+    #: the resolution of the start times the format carries, in seconds (60 for formats without seconds).
+    time_resolution: ClassVar[int] = 1
 
     def __init__(self, context: ParserContext | None = None) -> None:
         self.context = context or ParserContext()

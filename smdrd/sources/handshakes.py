@@ -3,11 +3,15 @@
 Some PBXs need more than a TCP connection: Panasonic waits for ``SMDR`` and a password, Mitel 5000 frames
 records with a 4-byte length, NEC polls with request/acknowledge. A `Handshake` runs once after a connection
 is made (`start`) and may give the stream its own framer. Register new ones with `register`.
+
+Vendor handshakes live in their own modules, ``smdrd/sources/hs_<name>.py`` (``-`` becomes ``_``), imported the
+first time their name is asked for, so adding one touches no shared file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 from typing import Any, ClassVar
 
 from smdrd.errors import SmdrdError
@@ -47,6 +51,11 @@ def register(cls: type[Handshake]) -> type[Handshake]:
 
 def get_handshake(name: str) -> type[Handshake]:
     """The handshake registered as ``name``."""
+    if name not in HANDSHAKES:
+        try:
+            importlib.import_module(f"smdrd.sources.hs_{name.replace('-', '_')}")
+        except ModuleNotFoundError:
+            pass
     try:
         return HANDSHAKES[name]
     except KeyError:
