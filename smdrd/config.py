@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import ipaddress
 import tomllib
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -224,13 +227,98 @@ class MqttConfig(_Section):
     keepalive: int = Field(default=60, ge=5)
 
 
-class TariffConfig(_Section):
-    """Call rating: rate decks and inline rules (filled by the rating issue)."""
+def _money(value: Any) -> Any:
+    from smdrd.rating.money import parse_money
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    return parse_money(value)
+
+
+#: an amount of money: a quoted decimal (``"0.03"``) or an integer; TOML floats are refused as inexact.
+Money = Annotated[Decimal, BeforeValidator(_money)]
+
+
+class TariffBandConfig(_Section):
+    """A named time band (``[tariff.bands.peak]``), in the site's local time."""
+
+    days: list[str] = Field(default_factory=lambda: ["mon-sun"], min_length=1)
+    hours: str = "00:00-24:00"
+    holidays: Literal["any", "exclude", "only"] = "any"
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, v: list[str]) -> list[str]:
+        from smdrd.rating.rules import parse_days
+
+        parse_days(v)
+        return v
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, v: str) -> str:
+        from smdrd.rating.rules import parse_hours
+
+        parse_hours(v)
+        return v
+
+
+class TariffRuleConfig(_Section):
+    """One inline rating rule (``[[tariff.rules]]``); the same fields as a rate deck's columns."""
+
+    name: str = ""
+    prefixes: list[str] = Field(min_length=1)
+    call_class: Literal[
+        "internal", "local", "national", "mobile", "international", "toll-free", "premium", "emergency",
+        "special", "unknown",
+    ] | None = None
+    rate: Money = Decimal(0)
+    billing_unit: int = Field(default=60, ge=1)
+    initial_time: int = Field(default=0, ge=0)
+    initial_cost: Money = Decimal(0)
+    connection_fee: Money = Decimal(0)
+    minimum_charge: Money = Decimal(0)
+    band: str | None = None
+    valid_from: date | None = None
+    valid_until: date | None = None
+    trunks: list[str] = Field(default_factory=list)
+    directions: list[Literal["outbound", "inbound"]] = Field(default=["outbound"], min_length=1)
+
+    @field_validator("prefixes")
+    @classmethod
+    def _prefixes(cls, v: list[str]) -> list[str]:
+        from smdrd.rating.deck import parse_prefix
+
+        return [parse_prefix(p) for p in v]
+
+
+class TariffConfig(_Section):
+    """Call rating: rate decks and inline rules, combined into one compiled tariff (see docs/rating.md).
+
+    With no decks and no rules every call costs 0, and calls still get their classes from phonenumbers.
+    """
 
     currency: str = Field(default="USD", min_length=3, max_length=3)
     decimals: int = Field(default=2, ge=0, le=6)
+    mode: Literal["longest-prefix", "first-match"] = "longest-prefix"
+    split: bool = False
+    decks: list[Path] = Field(default_factory=list)
+    rules: list[TariffRuleConfig] = Field(default_factory=list)
+    bands: dict[str, TariffBandConfig] = Field(default_factory=dict)
+    holidays: list[date] = Field(default_factory=list)
+
+    @field_validator("currency")
+    @classmethod
+    def _upper_currency(cls, v: str) -> str:
+        if not v.isalpha():
+            raise ValueError(f"expected a three-letter ISO 4217 currency code such as EUR, got {v!r}")
+        return v.upper()
+
+    @model_validator(mode="after")
+    def _known_bands(self) -> TariffConfig:
+        for i, rule in enumerate(self.rules):
+            if rule.band is not None and rule.band not in self.bands:
+                known = ", ".join(sorted(self.bands)) or "none defined in [tariff.bands]"
+                raise ValueError(f"rules[{i}].band: unknown band {rule.band!r} (known: {known})")
+        return self
 
 
 class DepartmentConfig(_Section):
@@ -364,9 +452,39 @@ def load_config(path: Path | str | None, *, use_env: bool = True) -> Settings:
     if not use_env:
         klass.model_config = {**Settings.model_config, "env_prefix": "SMDRD_DISABLED_ENV_"}
     try:
-        return klass()
+        settings = klass()
     except ValidationError as exc:
         raise ConfigError(shown, _problems(exc)) from None
+    problems = _source_problems(settings)
+    if problems:
+        raise ConfigError(shown, problems)
+    return settings
+
+
+def _source_problems(settings: Settings) -> list[tuple[str, str]]:
+    """Checks that need the plugin registries: formats, handshakes and format options."""
+    from smdrd.errors import SmdrdError
+    from smdrd.parsing import ParserContext, format_names, get_parser_class
+    from smdrd.sources.handshakes import get_handshake
+
+    problems: list[tuple[str, str]] = []
+    known = format_names()
+    for i, src in enumerate(settings.sources):
+        key = f"sources[{i}]"
+        if src.format not in known:
+            problems.append((f"{key}.format", f"unknown format {src.format!r}; expected one of {', '.join(known)}"))
+            continue
+        try:
+            cls = get_parser_class(src.format)
+            cls(ParserContext(timezone=settings.site.tz, year=src.year, options=src.format_options))
+        except (ValueError, TypeError, KeyError, SmdrdError) as exc:
+            problems.append((f"{key}.format_options", str(exc)))
+        if src.handshake is not None:
+            try:
+                get_handshake(src.handshake)
+            except SmdrdError as exc:
+                problems.append((f"{key}.handshake", str(exc)))
+    return problems
 
 
 def redacted(settings: Settings) -> dict[str, Any]:

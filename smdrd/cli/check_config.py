@@ -1,0 +1,36 @@
+"""``smdrd check-config FILE``: validate a configuration and say what is wrong, key by key."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from smdrd.config import load_config, redacted
+from smdrd.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("check-config", help="validate a configuration file (with environment overrides)",
+                       description="Validate FILE and the SMDRD_* environment overrides. Prints each problem "
+                       "with its key and what was expected, and exits 1 if there is any.")
+    p.add_argument("file", type=Path, help="the TOML configuration file")
+    p.add_argument("--show", action="store_true",
+                   help="print the effective configuration as JSON (secrets masked)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        settings = load_config(args.file)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        n = len(exc.problems)
+        print(f"{n} problem{'s' if n != 1 else ''} found", file=sys.stderr)
+        return 1
+    if args.show:
+        print(json.dumps(redacted(settings), indent=2))
+    sources = ", ".join(f"{s.name} ({s.kind}, {s.format})" for s in settings.sources) or "none"
+    print(f"{args.file}: OK; database {settings.database.path}; sources: {sources}")
+    return 0

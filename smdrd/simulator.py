@@ -1,0 +1,231 @@
+"""A PBX simulator: realistic generated call traffic, written by each format's own renderer.
+
+The traffic model is plain data: an office of extensions in departments placing local, national, mobile,
+international, toll-free and premium calls (about a fifth unanswered), taking inbound calls, calling each
+other, now and then transferring a call. Durations are log-normal, as real call durations are. The same seed
+gives the same calls. The generator is pure; `serve` and `push` are the network edges (``--listen``,
+``--connect``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo
+
+from smdrd.parsing import Parser
+from smdrd.record import CallRecord, Direction
+
+#: (department, first extension, last extension)
+DEPARTMENTS = (("Sales", 200, 219), ("Support", 300, 314), ("Finance", 400, 405), ("Management", 500, 503))
+
+
+@dataclass(frozen=True, slots=True)
+class Dialplan:
+    """How numbers look in one country (what a PBX there writes after the outside-line access code)."""
+
+    country: str
+    local: tuple[str, ...]
+    national: tuple[str, ...]
+    mobile: tuple[str, ...]
+    international: tuple[str, ...]
+    toll_free: tuple[str, ...]
+    premium: tuple[str, ...]
+    digits: int  # digits after the prefix
+
+
+DIALPLANS = {
+    "US": Dialplan("US", local=("212",), national=("1415", "1312", "1617", "1305", "1206"),
+                   mobile=("1917", "1646"), international=("01144", "01149", "01133", "011521", "01163"),
+                   toll_free=("1800", "1888", "1877"), premium=("1900",), digits=7),
+    "GB": Dialplan("GB", local=("020",), national=("0121", "0161", "0131", "0113"),
+                   mobile=("07700", "07911", "07400"), international=("001", "0049", "0033", "0048"),
+                   toll_free=("0800", "0808"), premium=("0909", "0906"), digits=6),
+    "PL": Dialplan("PL", local=("052",), national=("022", "012", "061"), mobile=("0600", "0501", "0790"),
+                   international=("0049", "0044", "00420"), toll_free=("0800",), premium=("0700",), digits=6),
+}
+
+#: (kind, weight) for the calls of a working day
+MIX = (("internal", 15), ("inbound", 30), ("local", 18), ("national", 12), ("mobile", 12),
+       ("international", 5), ("toll_free", 5), ("premium", 1))
+
+
+class Traffic:
+    """An endless, reproducible stream of canonical call records."""
+
+    def __init__(self, *, seed: int | None = None, country: str = "US", tz: tzinfo | None = None,
+                 start: datetime | None = None, format: str = "sim", realtime: bool = False) -> None:
+        self.rng = random.Random(seed)
+        self.plan = DIALPLANS.get(country.upper(), DIALPLANS["US"])
+        self.tz = tz or ZoneInfo("UTC")
+        self.realtime = realtime
+        self.clock = (start or datetime(2026, 1, 5, 8, 0)).replace(tzinfo=self.tz)
+        self.format = format
+        self.call_id = 1_000_000
+        self.extensions = [str(n) for _, lo, hi in DEPARTMENTS for n in range(lo, hi + 1)]
+        self._kinds = [k for k, _ in MIX]
+        self._weights = [w for _, w in MIX]
+
+    def _number(self, kind: str) -> str:
+        prefixes: tuple[str, ...] = getattr(self.plan, kind)
+        prefix = self.rng.choice(prefixes)
+        digits = self.plan.digits + (1 if kind == "international" else 0)
+        first = str(self.rng.randint(2, 9))
+        return prefix + first + "".join(str(self.rng.randint(0, 9)) for _ in range(digits - 1))
+
+    def _duration(self, kind: str) -> int:
+        median = {"international": 300, "internal": 60, "premium": 120}.get(kind, 150)
+        return max(1, min(4 * 3600, int(self.rng.lognormvariate(math.log(median), 0.9))))
+
+    def _advance(self) -> datetime:
+        if self.realtime:
+            return datetime.now(self.tz).replace(microsecond=0)
+        self.clock += timedelta(seconds=self.rng.randint(5, 240))
+        if self.clock.hour >= 19:  # the office closes; the next call is the next working morning
+            self.clock = (self.clock + timedelta(days=1)).replace(hour=8, minute=self.rng.randint(0, 30))
+            while self.clock.weekday() >= 5:
+                self.clock += timedelta(days=1)
+        return self.clock
+
+    def calls(self) -> Iterator[list[CallRecord]]:
+        """Each item is one call: its legs, in the order the PBX reports them."""
+        while True:
+            yield self.next_call()
+
+    def next_call(self) -> list[CallRecord]:
+        rng = self.rng
+        kind = rng.choices(self._kinds, self._weights)[0]
+        ext = rng.choice(self.extensions)
+        self.call_id += 1
+        answered = rng.random() > (0.35 if kind == "inbound" else 0.18)
+        duration = self._duration(kind) if answered else 0
+        ring = rng.randint(0, 25)
+        end = self._advance()
+        start = end - timedelta(seconds=duration + ring) if self.realtime else end
+        if kind == "internal":
+            direction, number, trunk = Direction.INTERNAL, rng.choice(self.extensions), ""
+        elif kind == "inbound":
+            direction, number = Direction.INBOUND, self._number(rng.choice(("local", "national", "mobile")))
+            trunk = f"T90{rng.randint(1, 8):02d}"
+        else:
+            direction, number, trunk = Direction.OUTBOUND, self._number(kind), f"T90{rng.randint(1, 8):02d}"
+        record = CallRecord(format=self.format, start=start, duration=duration, ring=ring, direction=direction,
+                            extension=ext, number=number, trunk=trunk, call_id=str(self.call_id),
+                            answered=answered)
+        if direction is Direction.INBOUND and answered and rng.random() < 0.04:
+            # A transfer: the receptionist's leg, then the colleague's leg under the same call id.
+            other = rng.choice(self.extensions)
+            first = replace(record, duration=max(1, duration // 5), continued=True, transfer="U XfP")
+            second = replace(record, extension=other, leg=1, ring=0, transfer="U Xfd")
+            return [first, second]
+        return [record]
+
+
+def render_calls(parser: type[Parser], traffic: Traffic, count: int | None) -> Iterator[str]:
+    """The lines a PBX of ``parser``'s format writes for ``count`` calls (endless when ``None``)."""
+    yield from parser.header_lines()
+    n = 0
+    for legs in traffic.calls():
+        if count is not None and n >= count:
+            return
+        for leg in legs:
+            yield from parser.render(replace(leg, format=parser.name))
+        n += 1
+
+
+class Pacer:
+    """Spreads ``rate`` items per second evenly, in small bursts (no busy loop, no drift)."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.rate = rate
+        self.started = time.monotonic()
+        self.sent = 0
+
+    async def wait(self) -> None:
+        if not self.rate:
+            return
+        self.sent += 1
+        due = self.started + self.sent / self.rate
+        delay = due - time.monotonic()
+        if delay > 0.005:
+            await asyncio.sleep(delay)
+
+
+async def push(host: str, port: int, lines: Iterator[str], rate: float | None,
+               line_end: bytes = b"\r\n") -> int:
+    """Connect to a collector and write ``lines`` to it (a PBX in push mode); reconnect when it drops."""
+    sent = 0
+    pacer = Pacer(rate)
+    pending: str | None = None
+    while True:
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            await asyncio.sleep(1.0)
+            continue
+        try:
+            while True:
+                line = pending if pending is not None else next(lines, None)
+                if line is None:
+                    await writer.drain()
+                    writer.close()
+                    return sent
+                pending = line
+                writer.write(line.encode() + line_end)
+                await writer.drain()
+                pending = None
+                sent += 1
+                await pacer.wait()
+        except (ConnectionError, OSError):
+            await asyncio.sleep(1.0)
+
+
+async def serve(host: str, port: int, lines: Iterator[str], rate: float | None,
+                line_end: bytes = b"\r\n", ready: asyncio.Event | None = None) -> int:
+    """Listen as a PBX does (IP Office in listen mode): write ``lines`` to whoever is connected.
+
+    Lines are held while no collector is connected, as a PBX's SMDR buffer does.
+    """
+    clients: set[asyncio.StreamWriter] = set()
+    connected = asyncio.Event()
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        clients.add(writer)
+        connected.set()
+        try:
+            await reader.read()  # until the collector goes away
+        finally:
+            clients.discard(writer)
+            if not clients:
+                connected.clear()
+
+    server = await asyncio.start_server(accept, host, port)
+    if ready is not None:
+        ready.set()
+    sent = 0
+    pacer = Pacer(rate)
+    async with server:
+        for line in lines:
+            while True:
+                await connected.wait()
+                writer = next(iter(clients), None)
+                if writer is None:
+                    continue
+                try:
+                    writer.write(line.encode() + line_end)
+                    await writer.drain()
+                    break
+                except (ConnectionError, OSError):
+                    clients.discard(writer)
+                    if not clients:
+                        connected.clear()
+            sent += 1
+            await pacer.wait()
+        for writer in list(clients):
+            writer.close()
+    return sent

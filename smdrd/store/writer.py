@@ -1,0 +1,231 @@
+"""The one task that writes the journal: entries in, batched commits out.
+
+Sources submit entries without waiting (`JournalWriter.submit` is synchronous and cheap); the writer commits
+when the oldest pending entry is ``commit_interval`` old or ``batch_rows`` are pending, whichever comes first.
+One batch is one transaction, so a line and the calls parsed from it are committed together or not at all.
+
+Line ids are assigned inside the write transaction (``BEGIN IMMEDIATE`` holds SQLite's write lock), so a
+``smdrd import`` running beside the daemon cannot collide with it. A failed commit (disk full, database
+locked past the busy timeout) is rolled back and retried with backoff: entries stay pending, and sources wait
+on `wait_capacity` once ``max_pending`` is reached. Nothing received is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiosqlite
+import structlog
+
+from smdrd.core import CALL_COLUMNS, DUPLICATE, Entry
+from smdrd.store.schema import PRAGMAS, migrate
+
+log = structlog.get_logger(__name__)
+
+_INSERT_LINE = ("INSERT INTO lines (id, source, peer, received_at, format, raw, status, error) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+_INSERT_CALL = (f"INSERT OR IGNORE INTO calls (line_id, {', '.join(CALL_COLUMNS)}) "
+                f"VALUES (?, {', '.join('?' * len(CALL_COLUMNS))})")
+
+
+@dataclass(slots=True)
+class WriterStats:
+    """Counters for metrics and logs."""
+
+    lines: int = 0
+    calls: int = 0
+    duplicates: int = 0
+    commits: int = 0
+    failures: int = 0
+    last_commit_seconds: float = 0.0
+
+
+def _migrate_file(path: str) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        for pragma in PRAGMAS:
+            conn.execute(pragma)
+        migrate(conn)
+    finally:
+        conn.close()
+
+
+class JournalWriter:
+    """Batching SQLite writer. Use as ``await w.open()``, ``asyncio.create_task(w.run())``, ``await w.close()``."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        commit_interval: float = 0.1,
+        batch_rows: int = 5000,
+        max_pending: int = 100_000,
+        on_commit: Callable[[list[Entry], float], None] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.commit_interval = commit_interval
+        self.batch_rows = batch_rows
+        self.max_pending = max_pending
+        self.on_commit = on_commit
+        self.stats = WriterStats()
+        self._pending: deque[tuple[float, Entry]] = deque()
+        self._db: aiosqlite.Connection | None = None
+        self._wake = asyncio.Event()
+        self._capacity = asyncio.Event()
+        self._capacity.set()
+        self._closing = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def pending(self) -> int:
+        """Entries received but not yet committed."""
+        return len(self._pending)
+
+    async def open(self) -> None:
+        """Open the database (creating its folder), set the pragmas and migrate the schema."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(_migrate_file, str(self.path))
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        for pragma in PRAGMAS:
+            await self._db.execute(pragma)
+
+    def submit(self, entry: Entry) -> None:
+        """Queue ``entry`` for the next commit. Never blocks; see `wait_capacity` for backpressure."""
+        self._pending.append((time.monotonic(), entry))
+        self._idle.clear()
+        if len(self._pending) == 1 or len(self._pending) >= self.batch_rows:
+            self._wake.set()
+        if len(self._pending) >= self.max_pending:
+            self._capacity.clear()
+
+    async def wait_capacity(self) -> None:
+        """Wait until fewer than ``max_pending`` entries are pending (sources call this after feeding)."""
+        if not self._capacity.is_set():
+            await self._capacity.wait()
+
+    async def flushed(self) -> None:
+        """Wait until everything submitted so far is committed."""
+        await self._idle.wait()
+
+    async def run(self) -> None:
+        """Commit batches until `close` is called and everything is written."""
+        failures = 0
+        while True:
+            if not self._pending:
+                self._idle.set()
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            oldest = self._pending[0][0]
+            wait = oldest + self.commit_interval - time.monotonic()
+            if wait > 0 and len(self._pending) < self.batch_rows and not self._closing:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                except TimeoutError:
+                    pass
+                continue
+            batch = [self._pending[i][1] for i in range(min(self.batch_rows, len(self._pending)))]
+            started = time.monotonic()
+            try:
+                try:
+                    duplicates = await self._commit(batch)
+                except (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError) as exc:
+                    # Not transient: one entry holds a value the schema refuses. Retrying the batch would
+                    # stall the journal for good, so commit entry by entry and journal the bad one's error.
+                    log.error("journal.bad_entry_in_batch", error=str(exc))
+                    duplicates = await self._commit_one_by_one(batch)
+            except (sqlite3.Error, OSError) as exc:
+                failures += 1
+                self.stats.failures += 1
+                delay = min(5.0, 0.05 * 2 ** min(failures, 7))
+                log.warning("journal.commit_failed", error=str(exc), pending=len(self._pending),
+                            retry_in=round(delay, 2), failures=failures)
+                await asyncio.sleep(delay)
+                continue
+            if failures:
+                log.info("journal.commit_recovered", after_failures=failures)
+                failures = 0
+            for _ in batch:
+                self._pending.popleft()
+            elapsed = time.monotonic() - started
+            self.stats.commits += 1
+            self.stats.lines += len(batch)
+            self.stats.duplicates += duplicates
+            self.stats.calls += sum(len(e.calls) for e in batch) - duplicates
+            self.stats.last_commit_seconds = elapsed
+            if len(self._pending) < self.max_pending:
+                self._capacity.set()
+            if self.on_commit is not None:
+                self.on_commit(batch, elapsed)
+
+    async def _commit(self, batch: list[Entry]) -> int:
+        db = self._db
+        assert db is not None, "open() first"
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            async with db.execute("SELECT coalesce(max(id), 0) FROM lines") as cur:
+                row = await cur.fetchone()
+            first = (row[0] if row else 0) + 1
+            line_rows = []
+            call_rows = []
+            for i, e in enumerate(batch):
+                line_id = first + i
+                line_rows.append((line_id, e.source, e.peer, e.received_at, e.format, e.raw, e.status, e.error))
+                call_rows.extend((line_id, *c) for c in e.calls)
+            await db.executemany(_INSERT_LINE, line_rows)
+            duplicates = 0
+            if call_rows:
+                before = db.total_changes
+                await db.executemany(_INSERT_CALL, call_rows)
+                inserted = db.total_changes - before
+                if inserted < len(call_rows):
+                    duplicates = await self._mark_duplicates(db, call_rows)
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        return duplicates
+
+    async def _commit_one_by_one(self, batch: list[Entry]) -> int:
+        duplicates = 0
+        for entry in batch:
+            try:
+                duplicates += await self._commit([entry])
+            except (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError) as exc:
+                entry.calls = []
+                entry.status = "error"
+                entry.error = f"could not store the parsed call: {exc}"
+                await self._commit([entry])
+        return duplicates
+
+    @staticmethod
+    async def _mark_duplicates(db: aiosqlite.Connection, call_rows: list[tuple[object, ...]]) -> int:
+        """Mark the lines whose calls were already stored (a re-sent buffer) as duplicates."""
+        uids = {row[1] for row in call_rows}
+        placeholders = ",".join("?" * len(uids))
+        async with db.execute(f"SELECT uid, line_id FROM calls WHERE uid IN ({placeholders})",
+                              list(uids)) as cur:
+            stored = {uid: line_id async for uid, line_id in cur}
+        dup_lines = {row[0] for row in call_rows if stored.get(row[1]) != row[0]}
+        await db.executemany(f"UPDATE lines SET status = '{DUPLICATE}' WHERE id = ?",
+                             [(i,) for i in dup_lines])
+        return sum(1 for row in call_rows if stored.get(row[1]) != row[0])
+
+    async def close(self) -> None:
+        """Commit everything pending, then close the database. The `run` task ends."""
+        self._closing = True
+        self._wake.set()
+        await self._idle.wait()
+        if self._db is not None:
+            await self._db.close()
+            self._db = None

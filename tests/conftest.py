@@ -1,0 +1,13 @@
+"""Shared test configuration."""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+# Machines here are shared and noisy: no per-example deadlines, no "too slow" health check. CI runs more
+# examples than a developer's quick loop.
+settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", parent=settings.get_profile("default"), max_examples=200)
+settings.load_profile("ci" if os.environ.get("CI") else "default")

@@ -1,0 +1,182 @@
+"""The journal: every line stored raw with its outcome, committed in batches, re-sent lines counted once."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from smdrd.cli import main
+from smdrd.config import SiteConfig
+from smdrd.core import ERROR, PARSED, SKIPPED, Entry, process_frame
+from smdrd.framing import Oversized
+from smdrd.ingest import RaterHolder, SourceIngest
+from smdrd.parsers.avaya_ipo import AvayaIPOfficeParser
+from smdrd.parsing import Parser
+from smdrd.record import CallRecord
+from smdrd.store.schema import SCHEMA_VERSION, connect
+from smdrd.store.writer import JournalWriter
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SAMPLE = FIXTURES / "avaya-ipo" / "ipo500-2017-07.smdr"
+LINE = (b"2017/07/01 08:30:22,00:01:01,0,217,O,600988600,0600988600,,0,1005727,0,E217,GRZYBEK,T9005,Line 5.0,"
+        b"0,0,,,,,,,,,,,U,GRZYBEK,,192.168.0.201,20806,192.168.0.201,20809")
+
+
+def frame(raw: bytes | Oversized, parser: Parser | None = None) -> Entry:
+    return process_frame(raw, parser or AvayaIPOfficeParser(), "utf-8", source="s", peer="p", received_at=1)
+
+
+class Exploding(Parser):
+    name = "exploding"
+    description = "a parser with a bug"
+
+    def parse(self, line: str) -> Sequence[CallRecord] | None:
+        raise ZeroDivisionError("oops")
+
+
+def test_outcomes_of_one_line() -> None:
+    assert frame(LINE).status == PARSED and len(frame(LINE).calls) == 1
+    assert frame(b"DATETIME,DURATION,RING").status == SKIPPED
+    bad = frame(b"garbage \xff\xfe")
+    assert bad.status == ERROR and bad.raw == b"garbage \xff\xfe" and "at least 17" in (bad.error or "")
+
+
+def test_oversized_line_is_an_error_entry_with_its_head() -> None:
+    e = frame(Oversized(b"x" * 10, 10))
+    assert e.status == ERROR and e.raw == b"x" * 10 and "longer than 10 bytes" in (e.error or "")
+
+
+def test_a_parser_bug_costs_no_line() -> None:
+    e = frame(LINE, Exploding())
+    assert e.status == ERROR and e.raw == LINE and "ZeroDivisionError" in (e.error or "")
+
+
+async def make_writer(path: Path, **kw: float) -> tuple[JournalWriter, asyncio.Task[None]]:
+    w = JournalWriter(path, **kw)  # type: ignore[arg-type]
+    await w.open()
+    return w, asyncio.create_task(w.run())
+
+
+async def test_lines_are_committed_within_the_interval_byte_for_byte(tmp_path: Path) -> None:
+    db = tmp_path / "j.db"
+    w, task = await make_writer(db, commit_interval=0.05)
+    raws = [LINE.replace(b"1005727", str(1005727 + i).encode()) for i in range(50)] + [b"\xff\x00bad"]
+    for raw in raws:
+        w.submit(frame(raw))
+    await asyncio.wait_for(w.flushed(), 2)
+    conn = sqlite3.connect(db)
+    assert [r[0] for r in conn.execute("SELECT raw FROM lines ORDER BY id")] == raws
+    assert conn.execute("SELECT count(*) FROM calls").fetchone()[0] == 50
+    assert conn.execute("SELECT status, error IS NOT NULL FROM lines WHERE id = 51").fetchone() == ("error", 1)
+    await w.close()
+    await task
+
+
+async def test_re_sent_lines_are_journalled_but_counted_once(tmp_path: Path) -> None:
+    """A PBX re-sending its buffer after a reconnect must not double the calls."""
+    db = tmp_path / "j.db"
+    w, task = await make_writer(db, commit_interval=0.01)
+    w.submit(frame(LINE))
+    await w.flushed()
+    w.submit(frame(LINE))
+    w.submit(frame(LINE + b"\r"))  # the same record with a stray line end byte
+    await w.close()
+    await task
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT count(*) FROM calls").fetchone()[0] == 1
+    assert [r[0] for r in conn.execute("SELECT status FROM lines ORDER BY id")] == [
+        "parsed", "duplicate", "duplicate"]
+    assert w.stats.duplicates == 2 and w.stats.calls == 1
+
+
+async def test_backpressure_when_pending_rows_reach_the_limit(tmp_path: Path) -> None:
+    w = JournalWriter(tmp_path / "j.db", commit_interval=0.01, max_pending=100)
+    await w.open()
+    for i in range(100):
+        w.submit(frame(LINE.replace(b"1005727", str(i).encode())))
+    waiter = asyncio.create_task(w.wait_capacity())
+    await asyncio.sleep(0.05)
+    assert not waiter.done(), "sources must wait while 100 rows are pending"
+    task = asyncio.create_task(w.run())
+    await asyncio.wait_for(waiter, 2)
+    await w.close()
+    await task
+
+
+async def test_a_locked_database_delays_commits_but_loses_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "j.db"
+    w, task = await make_writer(db, commit_interval=0.01)
+    blocker = sqlite3.connect(db, isolation_level=None, timeout=0)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    w._db and await w._db.execute("PRAGMA busy_timeout = 50")  # noqa: SLF001 - make the test quick
+    for i in range(20):
+        w.submit(frame(LINE.replace(b"1005727", str(i).encode())))
+    await asyncio.sleep(0.3)
+    assert w.pending == 20 and w.stats.failures >= 1
+    blocker.execute("COMMIT")
+    await asyncio.wait_for(w.flushed(), 10)
+    assert sqlite3.connect(db).execute("SELECT count(*) FROM calls").fetchone()[0] == 20
+    await w.close()
+    await task
+
+
+def test_schema_migrations_set_user_version(tmp_path: Path) -> None:
+    conn = connect(str(tmp_path / "m.db"))
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    connect(str(tmp_path / "m.db"))  # idempotent
+
+
+async def test_ingest_stream_journals_every_line_of_a_chunked_stream(tmp_path: Path) -> None:
+    db = tmp_path / "j.db"
+    w, task = await make_writer(db, commit_interval=0.01)
+    ingest = SourceIngest(name="pbx", format="avaya-ipo", site=SiteConfig(timezone="Europe/Warsaw"), writer=w,
+                          rater=RaterHolder())
+    stream = ingest.open_stream("127.0.0.1:5000")
+    data = SAMPLE.read_bytes()
+    for i in range(0, len(data), 777):
+        await stream.feed(data[i:i + 777])
+    await stream.close()
+    await w.close()
+    await task
+    conn = sqlite3.connect(db)
+    n_lines = len([ln for ln in data.splitlines() if ln.strip()])
+    assert conn.execute("SELECT count(*) FROM lines").fetchone()[0] == n_lines
+    assert conn.execute("SELECT count(*) FROM lines WHERE status = 'error'").fetchone()[0] == 0
+    assert ingest.counters.skipped == 1 and ingest.counters.errors == 0
+    start = conn.execute("SELECT start FROM calls ORDER BY id LIMIT 1").fetchone()[0]
+    assert start == "2017-07-01T08:13:24+02:00"
+
+
+def test_import_of_the_real_sample_parses_every_record(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """The IPO 500 capture imports whole; its collector header is skipped, not counted as an error."""
+    db = tmp_path / "imp.db"
+    assert main(["import", "--format", "avaya-ipo", "--database", str(db), str(SAMPLE)]) == 0
+    err = capsys.readouterr().err
+    assert "0 errors" in err and "1 skipped" in err
+    conn = sqlite3.connect(db)
+    records = sum(1 for ln in SAMPLE.read_bytes().splitlines() if ln.strip()) - 1
+    assert conn.execute("SELECT count(*) FROM calls").fetchone()[0] == records
+    # Importing the same file again adds no call.
+    assert main(["import", "--format", "avaya-ipo", "--database", str(db), str(SAMPLE)]) == 0
+    assert f"{records} already stored" in capsys.readouterr().err
+    assert conn.execute("SELECT count(*) FROM calls").fetchone()[0] == records
+
+
+def test_import_counts_garbage_as_errors_and_keeps_it(tmp_path: Path) -> None:
+    src = tmp_path / "mixed.log"
+    shutil.copy(SAMPLE, src)
+    with src.open("ab") as fh:
+        fh.write(b"\r\n\x8f\xff random \x00 bytes\r\n" + b"A" * 2_000_000 + b"\r\n")
+    db = tmp_path / "imp.db"
+    assert main(["import", "-q", "--format", "avaya-ipo", "--database", str(db), str(src)]) == 1
+    conn = sqlite3.connect(db)
+    errors = conn.execute("SELECT raw, error FROM lines WHERE status = 'error' ORDER BY id").fetchall()
+    assert [raw for raw, _ in errors[:2]] == [b"\x8f\xff random ", b" bytes"]  # NUL ends a line
+    assert "longer than" in errors[2][1]
