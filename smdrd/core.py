@@ -27,6 +27,8 @@ ERROR = "error"
 DUPLICATE = "duplicate"
 
 MICROS = Decimal(1_000_000)
+# One encoder for every row: json.dumps() with non-default arguments builds a new encoder on each call.
+_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 class RatingLike(Protocol):
@@ -85,7 +87,7 @@ def call_row(record: CallRecord, uid: str, source: str, rating: RatingLike | Non
         uid, source, record.format, record.key(), record.leg, start.isoformat(), start_utc,
         record.duration, record.ring, record.direction.value, record.extension, record.number, record.trunk,
         record.account, record.auth_code, record.call_id, int(record.answered), record.transfer,
-        json.dumps(dict(record.extra), ensure_ascii=False, separators=(",", ":")) if record.extra else "{}",
+        _encode_json(dict(record.extra)) if record.extra else "{}",
         *rated,
     )
 

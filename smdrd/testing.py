@@ -5,9 +5,11 @@ Nothing here is used by the daemon itself.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import termios
+import time
 import tty
 from dataclasses import dataclass, field
 
@@ -77,3 +79,17 @@ def open_pty() -> tuple[int, str]:
     path = os.ttyname(slave)
     os.close(slave)
     return master, path
+
+
+async def open_connection_retry(
+    host: str, port: int, timeout: float = 10.0
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """``asyncio.open_connection``, retried until something listens (a source that is still starting)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await asyncio.open_connection(host, port)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.02)

@@ -1,0 +1,133 @@
+"""Ingest benchmark: ``smdrd import`` of N generated avaya-ipo lines, beside the plain-SQLite ceiling.
+
+    python bench/ingest.py [--lines 1000000] [--format avaya-ipo]
+
+1. Generates N lines with the simulator (``smdrd simulate``), once, into a file.
+2. Runs ``smdrd import`` on it into a fresh database, as a user would (a subprocess, wall-clock time until
+   everything is committed): records per second end to end (frame, parse, rate, store).
+3. The ceiling: the same rows (lines and calls, same schema, indexes and pragmas) inserted by plain
+   ``sqlite3.executemany`` in the same batch size, timing only the inserts and commits.
+Prints a table and JSON with both rates and their ratio (target: at least 0.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench._util import report  # noqa: E402
+from smdrd.config import SiteConfig  # noqa: E402
+from smdrd.core import CALL_COLUMNS, process_frame  # noqa: E402
+from smdrd.daemon import build_rater  # noqa: E402
+from smdrd.framing import Framer  # noqa: E402
+from smdrd.parsing import ParserContext, get_parser_class  # noqa: E402
+from smdrd.store.schema import connect  # noqa: E402
+
+BATCH = 20_000
+
+
+def smdrd_cmd() -> list[str]:
+    return [sys.executable, "-m", "smdrd"]
+
+
+def generate(path: Path, fmt: str, lines: int) -> None:
+    # Calls, not lines: a transferred call has two; generate a few more calls and trim to N lines.
+    with path.open("wb") as out:
+        proc = subprocess.Popen([*smdrd_cmd(), "simulate", "--format", fmt, "--count", str(lines + lines // 10),
+                                 "--seed", "7"], stdout=subprocess.PIPE, cwd=ROOT)
+        assert proc.stdout is not None
+        for n, line in enumerate(proc.stdout):
+            if n >= lines:
+                break
+            out.write(line)
+        proc.kill()
+        proc.wait()
+
+
+def run_import(data: Path, db: Path, fmt: str) -> float:
+    started = time.perf_counter()
+    subprocess.run([*smdrd_cmd(), "import", "--quiet", "--format", fmt, "--database", str(db),
+                    "--batch", str(BATCH), str(data)], check=False, cwd=ROOT)
+    return time.perf_counter() - started
+
+
+def ceiling(data: Path, db: Path, fmt: str) -> tuple[float, int]:
+    """Seconds spent in plain executemany + commit for the same rows; the rows are prepared untimed."""
+    from smdrd.config import Settings
+
+    cls = get_parser_class(fmt)
+    parser = cls(ParserContext(timezone=SiteConfig().tz))
+    rate = build_rater(Settings()).rate
+    conn = connect(str(db))
+    line_sql = ("INSERT INTO lines (id, source, peer, received_at, format, raw, status, error) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+    call_sql = (f"INSERT OR IGNORE INTO calls (line_id, {', '.join(CALL_COLUMNS)}) "
+                f"VALUES (?, {', '.join('?' * len(CALL_COLUMNS))})")
+    framer = Framer(1 << 20)
+    timed = 0.0
+    next_id = 1
+    rows = 0
+    with data.open("rb") as fh:
+        while chunk := fh.read(1 << 22):
+            frames = framer.feed(chunk)
+            for i in range(0, len(frames), BATCH):
+                line_rows, call_rows = [], []
+                for frame in frames[i:i + BATCH]:
+                    e = process_frame(frame, parser, "utf-8", source="bench", peer=str(data), received_at=0,
+                                      rate=rate)
+                    line_rows.append((next_id, e.source, e.peer, e.received_at, e.format, e.raw, e.status,
+                                      e.error))
+                    call_rows.extend((next_id, *c) for c in e.calls)
+                    next_id += 1
+                t = time.perf_counter()
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(line_sql, line_rows)
+                conn.executemany(call_sql, call_rows)
+                conn.execute("COMMIT")
+                timed += time.perf_counter() - t
+                rows += len(line_rows)
+    conn.close()
+    return timed, rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lines", type=int, default=1_000_000)
+    ap.add_argument("--format", default="avaya-ipo")
+    ap.add_argument("--workdir", type=Path, help="keep the generated data here (default: a temp dir)")
+    args = ap.parse_args()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="smdrd-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / f"{args.format}-{args.lines}.smdr"
+    if not data.exists():
+        generate(data, args.format, args.lines)
+    for old in work.glob("*.db*"):
+        old.unlink()
+    seconds = run_import(data, work / "import.db", args.format)
+    stored = sqlite3.connect(work / "import.db").execute("SELECT count(*) FROM lines").fetchone()[0]
+    base_seconds, base_rows = ceiling(data, work / "ceiling.db", args.format)
+    rate = stored / seconds
+    base_rate = base_rows / base_seconds
+    results = {"format": args.format, "lines": stored, "import_seconds": round(seconds, 2),
+               "import_lines_per_second": round(rate), "ceiling_seconds": round(base_seconds, 2),
+               "ceiling_lines_per_second": round(base_rate), "ratio": round(rate / base_rate, 3),
+               "target_ratio": 0.5, "data_bytes": os.path.getsize(data)}
+    report("ingest", results, [
+        ("lines", f"{stored:,}"),
+        ("smdrd import", f"{rate:,.0f} lines/s ({seconds:.1f} s, end to end, committed)"),
+        ("sqlite3.executemany ceiling", f"{base_rate:,.0f} lines/s ({base_seconds:.1f} s of inserts)"),
+        ("ratio", f"{rate / base_rate:.2f} (target >= 0.5)"),
+    ])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,283 @@
+"""The daemon end to end: real loopback sockets, a real SQLite file, real signals to a real process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from smdrd.config import Settings, load_config
+from smdrd.daemon import Daemon
+from smdrd.simulator import serve
+from smdrd.testing import free_port, open_connection_retry
+
+LINE = ("2017/07/01 08:30:22,00:01:01,0,217,O,600988600,0600988600,,0,{id},0,E217,GRZYBEK,T9005,Line 5.0,"
+        "0,0,,,,,,,,,,,U,GRZYBEK,,192.168.0.201,20806,192.168.0.201,20809")
+
+
+def lines(n: int, start: int = 1_000_000) -> list[bytes]:
+    return [LINE.format(id=start + i).encode() for i in range(n)]
+
+
+def settings(tmp_path: Path, sources: list[dict[str, object]], **db: object) -> Settings:
+    return Settings.model_validate({
+        "site": {"timezone": "Europe/Warsaw", "country": "PL"},
+        "database": {"path": str(tmp_path / "smdrd.db"), "commit_interval_ms": 20, **db},
+        "sources": sources,
+    })
+
+
+def journal(tmp_path: Path) -> list[bytes]:
+    conn = sqlite3.connect(tmp_path / "smdrd.db")
+    try:
+        return [r[0] for r in conn.execute("SELECT raw FROM lines ORDER BY id")]
+    finally:
+        conn.close()
+
+
+async def wait_for_rows(tmp_path: Path, n: int, timeout: float = 10.0) -> list[bytes]:
+    deadline = time.monotonic() + timeout
+    rows: list[bytes] = []
+    while time.monotonic() < deadline:
+        if (tmp_path / "smdrd.db").exists():
+            rows = journal(tmp_path)
+            if len(rows) >= n:
+                return rows
+        await asyncio.sleep(0.05)
+    return rows
+
+
+async def test_tcp_server_source_journals_every_line_byte_for_byte(tmp_path: Path) -> None:
+    """N lines pushed by a PBX in random chunk sizes become exactly N journal rows, byte for byte."""
+    port = free_port()
+    daemon = Daemon(settings(tmp_path, [{"name": "push", "kind": "tcp-server", "format": "avaya-ipo",
+                                         "listen": f"127.0.0.1:{port}"}]))
+    task = asyncio.create_task(daemon.run())
+    await daemon.ready.wait()
+    sent = lines(3000)
+    data = b"".join(line + b"\r\n" for line in sent)
+    _, writer = await open_connection_retry("127.0.0.1", port)
+    rng = random.Random(5)
+    i = 0
+    while i < len(data):
+        n = rng.randint(1, 3000)
+        writer.write(data[i:i + n])
+        i += n
+        if rng.random() < 0.2:
+            await writer.drain()
+    await writer.drain()
+    assert await wait_for_rows(tmp_path, len(sent)) == sent
+    writer.close()
+    daemon.request_stop()
+    assert await task == 0
+    conn = sqlite3.connect(tmp_path / "smdrd.db")
+    assert conn.execute("SELECT count(*) FROM calls").fetchone()[0] == len(sent)
+
+
+async def test_tcp_client_survives_five_pbx_restarts_without_loss_or_doubles(tmp_path: Path) -> None:
+    """The PBX (the simulator in listen mode) stops and starts five times; every line it wrote is journalled
+    once. Like a real PBX, it holds lines while no collector is connected."""
+    port = free_port()
+    daemon = Daemon(settings(tmp_path, [{"name": "ipo", "kind": "tcp-client", "format": "avaya-ipo",
+                                         "host": "127.0.0.1", "port": port, "reconnect_min": 0.05,
+                                         "reconnect_max": 0.2}]))
+    task = asyncio.create_task(daemon.run())
+    await daemon.ready.wait()
+    expected: list[bytes] = []
+    for round_ in range(6):
+        batch = lines(200, start=2_000_000 + round_ * 1000)
+        expected += batch
+        ready = asyncio.Event()
+        pbx = asyncio.create_task(serve("127.0.0.1", port, iter(b.decode() for b in batch), rate=2000,
+                                        ready=ready))
+        assert await asyncio.wait_for(pbx, 20) == len(batch)
+        await wait_for_rows(tmp_path, len(expected))
+    rows = await wait_for_rows(tmp_path, len(expected))
+    daemon.request_stop()
+    assert await task == 0
+    assert rows == expected
+    assert daemon.writer.stats.duplicates == 0
+
+
+async def test_garbage_is_journalled_with_its_error_and_the_daemon_carries_on(tmp_path: Path) -> None:
+    port = free_port()
+    daemon = Daemon(settings(tmp_path, [{"name": "push", "kind": "tcp-server", "format": "avaya-ipo",
+                                         "listen": f"127.0.0.1:{port}", "max_line_length": 4096}]))
+    task = asyncio.create_task(daemon.run())
+    await daemon.ready.wait()
+    _, writer = await open_connection_retry("127.0.0.1", port)
+    garbage = bytes(random.Random(1).randrange(256) for _ in range(2000)).replace(b"\n", b"").replace(
+        b"\r", b"").replace(b"\0", b"").replace(b"\x0c", b"")
+    writer.write(garbage + b"\r\n")
+    writer.write(b"M" * 1_000_000)  # a 1 MB line with no newline...
+    writer.write(b"\r\n" + lines(1)[0] + b"\r\n")  # ...and a good call after it
+    await writer.drain()
+    rows = await wait_for_rows(tmp_path, 3)
+    daemon.request_stop()
+    assert await task == 0
+    assert rows[0] == garbage and rows[1] == b"M" * 4096 and rows[2] == lines(1)[0]
+    conn = sqlite3.connect(tmp_path / "smdrd.db")
+    statuses = [r[0] for r in conn.execute("SELECT status FROM lines ORDER BY id")]
+    assert statuses == ["error", "error", "parsed"]
+
+
+# --- the real process: signals and systemd notifications --------------------------------------------------
+
+CONFIG = """
+[site]
+timezone = "Europe/Warsaw"
+country = "PL"
+[database]
+path = "{db}"
+commit_interval_ms = 50
+[logging]
+format = "json"
+{sources}
+"""
+
+PUSH = """
+[[sources]]
+name = "{name}"
+kind = "tcp-server"
+format = "avaya-ipo"
+listen = "127.0.0.1:{port}"
+"""
+
+
+@pytest.fixture
+def daemon_proc(tmp_path: Path) -> Iterator[tuple[Path, int, list[subprocess.Popen[bytes]]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    yield tmp_path, free_port(), procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def start(tmp_path: Path, config: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    path = tmp_path / "smdrd.toml"
+    path.write_text(config)
+    load_config(path, use_env=False)  # the test's own config must be valid
+    return subprocess.Popen([sys.executable, "-m", "smdrd", "run", "--config", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+
+
+def wait_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def events(output: bytes) -> list[dict[str, object]]:
+    out = []
+    for line in output.splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+@pytest.mark.slow
+def test_sigterm_mid_stream_commits_every_line_read_and_exits_zero(
+        daemon_proc: tuple[Path, int, list[subprocess.Popen[bytes]]]) -> None:
+    """Lines stream in at 1,000 per second; SIGTERM: every line sent before it is committed; exit 0 in 5 s."""
+    tmp_path, port, procs = daemon_proc
+    proc = start(tmp_path, CONFIG.format(db=tmp_path / "smdrd.db",
+                                         sources=PUSH.format(name="pbx", port=port)))
+    procs.append(proc)
+    wait_port(port)
+    sent = lines(5000)
+    sock = socket.create_connection(("127.0.0.1", port))
+    t0 = time.monotonic()
+    n = 0
+    while time.monotonic() - t0 < 2.0:
+        due = int((time.monotonic() - t0) * 1000)
+        while n < due:
+            sock.sendall(sent[n] + b"\r\n")
+            n += 1
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGTERM)
+    t_sig = time.monotonic()
+    out, _ = proc.communicate(timeout=10)
+    assert time.monotonic() - t_sig < 5.0
+    assert proc.returncode == 0, out.decode()
+    sock.close()
+    rows = journal(tmp_path)
+    assert rows == sent[:n], f"{len(rows)} journalled of {n} sent"
+    stopped = [e for e in events(out) if e.get("event") == "daemon.stopped"]
+    assert stopped and stopped[0]["lines"] == len(rows)
+
+
+@pytest.mark.slow
+def test_sighup_restarts_changed_sources_only_and_rejects_a_bad_file(
+        daemon_proc: tuple[Path, int, list[subprocess.Popen[bytes]]]) -> None:
+    tmp_path, port, procs = daemon_proc
+    port2 = free_port()
+    db = tmp_path / "smdrd.db"
+    one = PUSH.format(name="a", port=port)
+    proc = start(tmp_path, CONFIG.format(db=db, sources=one))
+    procs.append(proc)
+    wait_port(port)
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(lines(1)[0] + b"\r\n")
+    # Add a source: "a" keeps its connection.
+    (tmp_path / "smdrd.toml").write_text(CONFIG.format(db=db, sources=one + PUSH.format(name="b", port=port2)))
+    proc.send_signal(signal.SIGHUP)
+    wait_port(port2)
+    sock.sendall(lines(1, start=5)[0] + b"\r\n")
+    # A broken file is rejected; both sources keep running.
+    (tmp_path / "smdrd.toml").write_text("[site\n")
+    proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    sock.sendall(lines(1, start=9)[0] + b"\r\n")
+    socket.create_connection(("127.0.0.1", port2)).close()
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    evs = events(out)
+    reloaded = [e for e in evs if e.get("event") == "daemon.reloaded"]
+    assert reloaded and reloaded[0]["added"] == ["b"] and reloaded[0]["unchanged"] == ["a"]
+    rejected = [e for e in evs if e.get("event") == "daemon.reload_rejected"]
+    assert rejected and "not valid TOML" in str(rejected[0]["reason"])
+    assert journal(tmp_path) == [lines(1)[0], lines(1, start=5)[0], lines(1, start=9)[0]]
+
+
+@pytest.mark.slow
+def test_systemd_notifications(daemon_proc: tuple[Path, int, list[subprocess.Popen[bytes]]]) -> None:
+    """With NOTIFY_SOCKET set: READY=1 once started, WATCHDOG=1 pings, STOPPING=1 on SIGTERM."""
+    tmp_path, port, procs = daemon_proc
+    sock_path = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(sock_path))
+    listener.settimeout(15)
+    proc = start(tmp_path, CONFIG.format(db=tmp_path / "smdrd.db", sources=PUSH.format(name="a", port=port)),
+                 env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "200000"})
+    procs.append(proc)
+    messages = [listener.recv(4096).decode() for _ in range(3)]
+    assert any("READY=1" in m for m in messages)
+    assert any("WATCHDOG=1" in m for m in messages)
+    proc.send_signal(signal.SIGTERM)
+    seen = ""
+    while "STOPPING=1" not in seen:
+        seen = listener.recv(4096).decode()
+    proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    listener.close()
