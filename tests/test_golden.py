@@ -30,7 +30,7 @@ def parse_fixture(path: Path) -> list[dict[str, Any]]:
     parser = cls(ParserContext(timezone=tz, year=opts.get("year"), options=opts.get("options", {})))
     framer = Framer(1 << 20)
     frames = framer.feed(path.read_bytes()) + framer.close()
-    out = []
+    out: list[dict[str, Any]] = []
     for frame in frames:
         assert not isinstance(frame, Oversized)
         records = parser.parse(frame.decode(opts.get("encoding", cls.encoding), errors="replace"))

@@ -11,6 +11,7 @@ first time their name is asked for, so adding one touches no shared file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 from typing import Any, ClassVar
 
@@ -52,10 +53,8 @@ def register(cls: type[Handshake]) -> type[Handshake]:
 def get_handshake(name: str) -> type[Handshake]:
     """The handshake registered as ``name``."""
     if name not in HANDSHAKES:
-        try:
+        with contextlib.suppress(ModuleNotFoundError):
             importlib.import_module(f"smdrd.sources.hs_{name.replace('-', '_')}")
-        except ModuleNotFoundError:
-            pass
     try:
         return HANDSHAKES[name]
     except KeyError:

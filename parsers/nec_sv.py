@@ -1,0 +1,250 @@
+"""NEC SV8100 / SV9100 / SL1000 / SL1100 / SL2100 SMDR report: fixed-width printer lines. No I/O here.
+
+Layout (NEC SL1100/SL2100 Features & Specifications, "SMDR Report Format with PRG 35-02-14 Set to '1'"; the
+same 0-based slices in ADFDiesel/nec-smdr, "only tested on the SV9100"): `SLICES`. Each page starts with a
+header: 60 spaces, the date ``MM/DD/YYYY``, ``PAGE`` and the page number, then a line of column titles. Both
+are skipped (``None``); the header's year is remembered, because records carry ``MM/DD`` only. Until a header
+arrives the year is the context's ``year``, else the year of ``context.now`` (or today) with a date in the
+future taken as last year. A record dated well before its page header (December header, January record) is the
+next year.
+
+Times are ``HH:MM`` (``time_resolution`` 60); duration is ``HH:MM:SS`` talk time; there is no ring time.
+``NO ANSWER`` in the account column marks an unanswered call. Lines whose whitespace was collapsed (as in the
+manual's own example ``PIN 10:53 12/09 022 2142623801 NO ANSWER``) are read by tokens instead.
+
+Direction comes from the class code: ``POT``/``POTA``/``POTP``/``POTW``/``IVOT``/``IVOTP``/``IDOT`` outgoing,
+``PIN``/``IVIN``/``IDIN`` incoming, ``ICM``/``SDTA`` internal, ``ALB``/``BRD`` failed outgoing attempts (all
+lines busy, toll restriction). ``BFL`` (buffer full), ``NEXT`` (the calling name of the previous record),
+``SAD`` and ``WAD`` (sensors) are not calls and are skipped; their raw lines stay in the journal.
+
+Multi-leg calls: a transferred call gives its first owner an ordinary record and every later owner a
+``PTRS``/``ITRS`` record with its own talk time, on the same trunk line. So every trunk record gets the key
+``<line>@<start>`` and a ``PTRS``/``ITRS`` record takes the key (and the direction) of the last record on its
+line, with the next leg number, when it starts between that call's start and two hours after its end.
+
+No handshake: the collector connects to the port set in PRG 10-20 and reads lines.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+
+from smdrd.parsing import Parser, ParserContext
+from smdrd.record import CallRecord, Direction
+
+from ._fields import hms_seconds, seconds_text
+
+#: 0-based [start, end) columns of a record.
+SLICES = {
+    "class": (0, 4), "time": (5, 10), "date": (11, 16), "line": (17, 21), "duration": (22, 30),
+    "station": (31, 41), "number": (42, 62), "account": (63, 79),
+}
+OUTBOUND = frozenset({"POT", "POTA", "POTP", "POTW", "IVOT", "IVOTP", "IDOT", "ALB", "BRD"})
+INBOUND = frozenset({"PIN", "IVIN", "IDIN"})
+INTERNAL = frozenset({"ICM", "SDTA"})
+TRANSFER = frozenset({"PTRS", "ITRS"})
+NOT_CALLS = frozenset({"BFL", "NEXT", "SAD", "WAD"})
+NO_ANSWER = "NO ANSWER"
+TITLES = "CLASS TIME  DATE  LINE DURATION  STATION    DIALLED No./CLI      ACCOUNT"
+#: how long after a call's end a PTRS record on the same line may still belong to it.
+TRANSFER_WINDOW = timedelta(hours=2)
+MAX_OPEN_LINES = 1_000
+
+
+def _hhmm(text: str) -> tuple[int, int]:
+    if len(text) != 5 or text[2] != ":" or not (text[:2] + text[3:]).isdigit() or not text.isascii():
+        raise ValueError(f"expected HH:MM, got {text!r}")
+    h, m = int(text[:2]), int(text[3:])
+    if h > 23 or m > 59:
+        raise ValueError(f"not a time of day: {text!r}")
+    return h, m
+
+
+def _mmdd(text: str) -> tuple[int, int]:
+    if len(text) != 5 or text[2] != "/" or not (text[:2] + text[3:]).isdigit() or not text.isascii():
+        raise ValueError(f"expected MM/DD, got {text!r}")
+    return int(text[:2]), int(text[3:])
+
+
+class NecSVParser(Parser):
+    """NEC SV8100 / SV9100 / SL series SMDR."""
+
+    name = "nec-sv"
+    description = "NEC SV8100/SV9100/SL SMDR (fixed width, class codes; year from page headers)"
+    time_resolution = 60
+
+    def __init__(self, context: ParserContext | None = None) -> None:
+        super().__init__(context)
+        self._header_date: date | None = None
+        #: trunk line -> the last call on it: (call key, its start, its latest end, direction, last leg).
+        self._lines: OrderedDict[str, tuple[str, datetime, datetime, Direction, int]] = OrderedDict()
+
+    def _page_header(self, line: str) -> bool:
+        text = line.strip()
+        if text.startswith("CLASS") and "TIME" in text:
+            return True
+        if "PAGE" not in text:
+            return False
+        head = text.split()[0] if text.split() else ""
+        if len(head) == 10 and head[2] == "/" and head[5] == "/" and head.replace("/", "").isdigit():
+            try:
+                self._header_date = date(int(head[6:]), int(head[:2]), int(head[3:5]))
+            except ValueError:
+                raise self.error(f"page header date is not a date: {head!r}", "header") from None
+            return True
+        return False
+
+    def _year(self, month: int, day: int) -> int:
+        if self._header_date is not None:
+            year = self._header_date.year
+            # a January record under a December page header belongs to the next year
+            if (month - self._header_date.month) < -6:
+                year += 1
+            return year
+        if self.context.year is not None:
+            return self.context.year
+        now = self.context.now or datetime.now(self.context.timezone)
+        try:
+            future = date(now.year, month, day) > now.date() + timedelta(days=1)
+        except ValueError:  # 02/29 outside a leap year: let the caller report the date
+            future = False
+        return now.year - 1 if future else now.year
+
+    @staticmethod
+    def _fields(line: str) -> dict[str, str]:
+        """Split a record: by columns when the line keeps them, else by tokens (collapsed whitespace)."""
+        if len(line) >= 31 and line[4] == " " and line[7] == ":" and line[13] == "/" and line[16] == " ":
+            return {k: line[a:b].strip() for k, (a, b) in SLICES.items()}
+        tokens = line.split()
+        f = dict.fromkeys(SLICES, "")
+        if len(tokens) < 3:
+            return f | {"class": tokens[0] if tokens else ""}
+        f["class"], f["time"], f["date"] = tokens[0], tokens[1], tokens[2]
+        rest = tokens[3:]
+        if rest and rest[0].isdigit() and len(rest[0]) <= 4:
+            f["line"] = rest.pop(0)
+        if rest and rest[0].count(":") == 2:
+            f["duration"] = rest.pop(0)
+        if rest[-2:] == ["NO", "ANSWER"]:
+            f["account"] = NO_ANSWER
+            rest = rest[:-2]
+        if len(rest) == 1:
+            # a collapsed record with one party left: the number (an unanswered call has no station)
+            f["number"] = rest[0]
+        elif rest:
+            f["station"], f["number"] = rest[0], rest[1]
+            if len(rest) > 2 and not f["account"]:
+                f["account"] = " ".join(rest[2:])
+        return f
+
+    def parse(self, line: str) -> Sequence[CallRecord] | None:
+        if not line.strip() or self._page_header(line):
+            return None
+        f = self._fields(line.rstrip())
+        cls = f["class"]
+        if cls in NOT_CALLS:
+            return None
+        if cls not in OUTBOUND and cls not in INBOUND and cls not in INTERNAL and cls not in TRANSFER:
+            raise self.error(f"unknown class code {cls!r}", "class")
+        try:
+            hour, minute = _hhmm(f["time"])
+        except ValueError as exc:
+            raise self.error(str(exc), "time") from None
+        try:
+            month, day = _mmdd(f["date"])
+            start = datetime(self._year(month, day), month, day, hour, minute, tzinfo=self.context.timezone)
+        except ValueError as exc:
+            raise self.error(str(exc), "date") from None
+        try:
+            duration = hms_seconds(f["duration"]) if f["duration"] else 0
+        except ValueError as exc:
+            raise self.error(str(exc), "duration") from None
+        trunk = f["line"]
+        if trunk and not (trunk.isdigit() and trunk.isascii()):
+            raise self.error(f"expected a line number, got {trunk!r}", "line")
+        account = f["account"]
+        answered = account != NO_ANSWER and cls not in ("ALB", "BRD")
+        if account == NO_ANSWER:
+            account = ""
+
+        leg = 0
+        transfer = ""
+        key = f"{trunk}@{start.isoformat()}" if trunk else ""
+        if cls in OUTBOUND:
+            direction = Direction.OUTBOUND
+        elif cls in INBOUND:
+            direction = Direction.INBOUND
+        elif cls in INTERNAL:
+            direction = Direction.INTERNAL
+        else:
+            transfer = cls
+            direction = Direction.INBOUND
+            held = self._lines.get(trunk) if trunk else None
+            if held is not None and held[1] <= start <= held[2] + TRANSFER_WINDOW:
+                key, direction, leg = held[0], held[3], held[4] + 1
+        if trunk and direction is not Direction.INTERNAL:
+            end = start + timedelta(seconds=duration)
+            previous = self._lines.pop(trunk, None)
+            if previous is not None and previous[0] == key:
+                self._lines[trunk] = (key, previous[1], max(end, previous[2]), direction, leg)
+            else:
+                self._lines[trunk] = (key, start, end, direction, leg)
+            if len(self._lines) > MAX_OPEN_LINES:
+                self._lines.popitem(last=False)
+        extra = {"class": cls}
+        return (CallRecord(
+            format=self.name,
+            start=start,
+            duration=duration,
+            ring=None,
+            direction=direction,
+            extension=f["station"],
+            number=f["number"],
+            trunk=trunk,
+            account=account,
+            leg=leg,
+            answered=answered,
+            transfer=transfer,
+            call_key=key,
+            extra=extra,
+        ),)
+
+    @staticmethod
+    def page_header(day: date, page: int = 1) -> str:
+        """The first line of a report page (the line that carries the year)."""
+        return f"{'':60}{day:%m/%d/%Y} PAGE {page:3d}"
+
+    @classmethod
+    def header_lines(cls) -> list[str]:
+        """A page header for today and the column titles."""
+        return [cls.page_header(date.today()), TITLES]
+
+    @classmethod
+    def render(cls, record: CallRecord) -> list[str]:
+        """One 79-column record (PRG 35-02-14 = 1)."""
+        if record.transfer in TRANSFER:
+            code = record.transfer
+        elif record.direction is Direction.INBOUND:
+            code = "PIN"
+        elif record.direction is Direction.OUTBOUND:
+            code = record.extra.get("class", "POT") if record.extra.get("class") in OUTBOUND else "POT"
+        else:
+            code = "ICM"
+        account = record.account if record.answered else NO_ANSWER
+        s = record.start
+        return [f"{code:<4} {s:%H:%M} {s:%m/%d} {record.trunk[-4:]:>4} {seconds_text(record.duration)[-8:]} "
+                f"{record.extension[:10]:<10} {record.number[:20]:<20} {account[:16]:<16}".rstrip()]
+
+    @classmethod
+    def detect(cls, lines: Sequence[str]) -> float:
+        score = 0.0
+        for line in lines[:20]:
+            head = line[:5].strip()
+            if head in OUTBOUND | INBOUND | INTERNAL | TRANSFER and len(line) > 16 and line[7:8] == ":" \
+                    and line[13:14] == "/":
+                score = max(score, 0.9)
+            elif len(line) >= 74 and line[:60].strip() == "" and "PAGE" in line[60:]:
+                score = max(score, 0.8)
+        return score

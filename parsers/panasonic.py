@@ -1,0 +1,217 @@
+"""Panasonic KX-TDA / TDE / NS / NCP / TES SMDR: 80-column printer-style records. No I/O here.
+
+Layout: "Pattern A" of the KX-NS1000 Feature Guide (2.22.1, Record Log Features): Date 8, Time 7, Ext 5,
+CO 2, Dial Number 25, Ring 4, Duration 8, ACC Code 10, CD 2; 0-based offsets as in vicriveros/smdr-panasonic
+(KX-NS500): date ``[0:8]``, time ``[9:16]``, ext ``[17:22]``, CO ``[23:25]``, dial number ``[26:51]``, ring
+``[52:56]``, duration ``[57:65]``, account ``[66:76]``, CD ``[77:79]``.
+
+* Date ``MM/DD/YY`` (option ``date_order = "dmy"`` for ``DD/MM/YY`` countries); time ``hh:mmAM``/``hh:mmPM``
+  (24-hour ``hh:mm`` is accepted too) is the END of the call on TDA/TDE/NS, so start = end - duration - ring,
+  at minute resolution.
+* Ring ``M'SS``, duration ``HH:MM'SS``.
+* Dial number: ``<I>`` + caller ID = incoming (``<D>`` + DDI before it goes to ``extra``); ``EXT`` + number =
+  internal; anything else = dialled digits of an outgoing call.
+* Page headers (``Date Time Ext CO Dial Number ...``), ``----`` rules, blank lines, echoed login prompts and
+  status records (``LOG IN``, ``Check out``...) are not calls and return ``None``.
+
+Multi-leg calls: none are joined. The PBX writes each leg of a trunk-to-trunk transfer or forward as its own
+incoming and outgoing record (CD ``TR`` / ``FW``, kept in ``transfer``); joining them would need a call id the
+format does not carry.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+
+from smdrd.parsing import Parser
+from smdrd.record import CallRecord, Direction
+
+SLICES: Mapping[str, tuple[int, int]] = {
+    "date": (0, 8), "time": (9, 16), "extension": (17, 22), "co": (23, 25), "dial": (26, 51),
+    "ring": (52, 56), "duration": (57, 65), "account": (66, 76), "cd": (77, 79),
+}
+HEADER = "  Date     Time    Ext CO        Dial Number        Ring Duration  Acc code  CD"
+#: what the Dial Number field holds on records that are not calls (hotel and status features).
+STATUS_RECORDS = ("LOG IN", "LOG OUT", "IN THE OFFICE", "CHECK IN", "CHECK OUT", "TIMED REMINDER")
+#: lines a PBX may echo during the login (the handshake cannot always swallow them all).
+LOGIN_ECHOES = ("SMDR", "PCCSMDR", "PASSWORD", "ENTER PASSWORD", "LOGIN", "-")
+TRANSFER_CODES = frozenset({"TR", "FW"})
+_DURATION = re.compile(r"[0-9]{2}:[0-9]{2}'[0-9]{2}")
+
+
+def _ring_text(seconds: int) -> str:
+    m, s = divmod(min(seconds, 9 * 60 + 59), 60)
+    return f"{m}'{s:02d}"
+
+
+class PanasonicParser(Parser):
+    """Panasonic KX-TDA / KX-TDE / KX-NS / KX-NCP / KX-TES SMDR."""
+
+    name = "panasonic"
+    description = "Panasonic KX-TDA/TDE/NS/NCP SMDR (80 columns, end times; page headers skipped)"
+    handshake = "panasonic"
+    encoding = "latin-1"  # the PBX offers IBM ASCII or ISO-8859-1; latin-1 never fails to decode
+    time_resolution = 60
+
+    def parse(self, line: str) -> Sequence[CallRecord] | None:
+        line = line.rstrip("\r\n\x00\x0c")
+        text = line.strip()
+        if not text or self._is_noise(text):
+            return None
+        if len(line) < 65:
+            raise self.error(f"record is {len(line.rstrip())} characters; expected at least 65")
+        if len(line.rstrip()) > 90:
+            raise self.error(f"record is {len(line.rstrip())} characters; expected 80 (pattern A)")
+        f = self._fields(line)
+        dial = f["dial"].strip()
+        if dial.upper().startswith(STATUS_RECORDS):
+            return None
+        end = self._end(f["date"], f["time"])
+        duration = self._duration(f["duration"])
+        ring = self._ring(f["ring"])
+        cd = f["cd"].strip()
+
+        extra: dict[str, str] = {}
+        if dial.startswith(("<I>", "<D>")):
+            direction = Direction.INBOUND
+            ddi, _, caller = dial.partition("<I>")
+            number = caller.strip()
+            if ddi.startswith("<D>"):
+                extra["ddi"] = ddi[3:].strip()
+        elif dial.startswith("EXT"):
+            direction, number = Direction.INTERNAL, dial[3:].strip()
+        else:
+            direction, number = Direction.OUTBOUND, dial
+        ext = f["extension"].strip()
+        if not ext:
+            raise self.error("no extension", "extension")
+        if cd:
+            extra["cd"] = cd
+        if ext[:1] in ("*", "D", "T") and not ext.isdigit():
+            extra["ext_code"] = ext[:1]  # * verified code, D doorphone, T TIE line
+        answered = cd != "NA" and (duration > 0 or cd == "AN")
+        return (CallRecord(
+            format=self.name,
+            start=end - timedelta(seconds=duration + (ring or 0)),
+            duration=duration,
+            ring=ring,
+            direction=direction,
+            extension=ext,
+            number=number,
+            trunk="" if direction is Direction.INTERNAL else f["co"].strip(),
+            account=f["account"].strip(),
+            answered=answered,
+            transfer=cd if cd in TRANSFER_CODES else "",
+            extra=extra,
+        ),)
+
+    def _fields(self, line: str) -> dict[str, str]:
+        """Slice a record, anchored on its duration (the one field with an unmistakable shape).
+
+        Pattern A puts the duration at column 57, but printouts that widen the dial number (as some
+        manual examples do) move everything after it; the fields keep their widths around the duration.
+        """
+        f = {name: line[a:b] for name, (a, b) in SLICES.items()}
+        if _DURATION.fullmatch(f["duration"]):
+            return f
+        m = _DURATION.search(line, 50)
+        if m is None:
+            raise self.error(f"no HH:MM'SS duration in {line[50:]!r}", "duration")
+        a, b = m.span()
+        f.update(dial=line[26:a - 6], ring=line[a - 5:a - 1], duration=line[a:b], account=line[b + 1:b + 11],
+                 cd=line[b + 12:b + 14])
+        return f
+
+    @staticmethod
+    def _is_noise(text: str) -> bool:
+        upper = text.upper()
+        if upper.startswith("DATE") and "TIME" in upper and "EXT" in upper:
+            return True  # the page header, matched loosely (its spacing varies by model)
+        if set(text) <= {"-", "=", " "}:
+            return True
+        if upper.startswith(LOGIN_ECHOES) and not text[:2].isdigit():
+            return True
+        return "PASSWORD" in upper
+
+    def _end(self, date: str, time: str) -> datetime:
+        if date.startswith("**"):
+            raise self.error("the PBX clock was changed during the call: no time recorded", "date")
+        if not (len(date) == 8 and date[2] == "/" and date[5] == "/" and date.isascii()
+                and date[0:2].isdigit() and date[3:5].isdigit() and date[6:8].isdigit()):
+            raise self.error(f"expected MM/DD/YY, got {date!r}", "date")
+        a, b, yy = int(date[0:2]), int(date[3:5]), int(date[6:8])
+        month, day = (b, a) if str(self.context.options.get("date_order", "mdy")).lower() == "dmy" else (a, b)
+        t = time.strip().upper()
+        suffix = t[5:]
+        if len(t) < 5 or t[2] != ":" or not (t[:2].isdigit() and t[3:5].isdigit() and t.isascii()) \
+                or suffix not in ("", "AM", "PM"):
+            raise self.error(f"expected hh:mmAM or hh:mmPM, got {time!r}", "time")
+        hour, minute = int(t[:2]), int(t[3:5])
+        if suffix:
+            if not 1 <= hour <= 12:
+                raise self.error(f"expected an hour from 1 to 12, got {time!r}", "time")
+            hour = hour % 12 + (12 if suffix == "PM" else 0)
+        try:
+            return datetime(2000 + yy, month, day, hour, minute, tzinfo=self.context.timezone)
+        except ValueError as exc:
+            raise self.error(f"not a valid date and time: {date} {time} ({exc})", "date") from None
+
+    def _duration(self, text: str) -> int:
+        t = text.strip()
+        if not (len(t) == 8 and t[2] == ":" and t[5] == "'" and t[:2].isdigit() and t[3:5].isdigit()
+                and t[6:].isdigit() and t.isascii()) or int(t[3:5]) > 59 or int(t[6:]) > 59:
+            raise self.error(f"expected HH:MM'SS, got {text!r}", "duration")
+        return int(t[:2]) * 3600 + int(t[3:5]) * 60 + int(t[6:])
+
+    def _ring(self, text: str) -> int | None:
+        t = text.strip()
+        if not t:
+            return None
+        m, sep, s = t.partition("'")
+        if not (sep and m.isdigit() and len(s) == 2 and s.isdigit() and t.isascii()) or int(s) > 59:
+            raise self.error(f"expected M'SS, got {text!r}", "ring")
+        return int(m) * 60 + int(s)
+
+    @classmethod
+    def render(cls, record: CallRecord) -> list[str]:
+        """One pattern A record (MM/DD/YY, 12-hour end time)."""
+        ring = record.ring or 0
+        end = record.start + timedelta(seconds=record.duration + ring)
+        if record.direction is Direction.INBOUND:
+            dial = "<I>" + record.number
+            if record.extra.get("ddi"):
+                dial = f"<D>{record.extra['ddi']}{dial}"
+        elif record.direction is Direction.INTERNAL:
+            dial = "EXT" + record.number
+        else:
+            dial = record.number
+        h, rest = divmod(min(record.duration, 99 * 3600 + 3599), 3600)
+        cd = record.transfer[:2] if record.transfer in TRANSFER_CODES else ("" if record.answered else "NA")
+        if record.answered and record.duration == 0:
+            cd = "AN"
+        # CO is a 2-digit line number: a trunk named otherwise (T9008) keeps its last digits
+        co = record.trunk if len(record.trunk) <= 2 else "".join(c for c in record.trunk if c.isdigit())[-2:]
+        line = (f"{end.strftime('%m/%d/%y %I:%M%p')} {record.extension[:5]:<5} {co:>2} "
+                f"{dial[:25]:<25} {_ring_text(ring) if record.ring is not None else '':>4} "
+                f"{h:02d}:{rest // 60:02d}'{rest % 60:02d} {record.account[:10]:<10} {cd:<2}")
+        return [line]
+
+    @classmethod
+    def header_lines(cls) -> list[str]:
+        return [HEADER, "-" * 80]
+
+    @classmethod
+    def detect(cls, lines: Sequence[str]) -> float:
+        hits = 0
+        header = False
+        for ln in lines[:20]:
+            if ln.strip().startswith("Date") and "Dial Number" in ln:
+                header = True
+            elif len(ln) >= 65 and ln[2:3] == "/" and ln[5:6] == "/" and ln[11:12] == ":" \
+                    and ln[14:16] in ("AM", "PM") and ln[59:60] == ":" and ln[62:63] == "'":
+                hits += 1
+        if hits:
+            return min(0.95, 0.75 + 0.05 * hits + (0.1 if header else 0.0))
+        return 0.7 if header else 0.0

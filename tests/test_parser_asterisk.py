@@ -1,0 +1,202 @@
+"""Asterisk ``Master.csv`` parser: real lines field by field, leg joining, encoding, round trips, fuzzing."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from smdrd.errors import ParseError
+from smdrd.parsers.asterisk_csv import AsteriskCSVParser
+from smdrd.parsing import ParserContext
+from smdrd.record import CallRecord, Direction
+
+SAMPLE = Path(__file__).parent / "fixtures" / "asterisk-csv" / "master.smdr"
+TZ = ZoneInfo("Asia/Vladivostok")
+
+
+def sample_lines() -> list[str]:
+    return [raw.decode("utf-8", errors="replace") for raw in SAMPLE.read_bytes().splitlines() if raw]
+
+
+def parse_all(lines: list[str], **options: object) -> list[CallRecord]:
+    parser = AsteriskCSVParser(ParserContext(timezone=TZ, options=options))
+    out: list[CallRecord] = []
+    for line in lines:
+        out.extend(parser.parse(line) or ())
+    return out
+
+
+def test_every_real_line_parses() -> None:
+    """A user tailing a real Master.csv would see parse errors for lines this parser should read."""
+    records = parse_all(sample_lines())
+    assert len(records) == 84
+
+
+def test_answered_inbound_line_fields() -> None:
+    """The first real line: an answered inbound call on trunk SIP/211474, 27 s of talk."""
+    (r,) = parse_all(sample_lines()[:1])
+    assert r.start == datetime(2024, 1, 27, 15, 7, 24, tzinfo=TZ)
+    assert (r.duration, r.ring, r.answered) == (27, 0, True)
+    assert r.direction is Direction.INBOUND
+    assert (r.extension, r.number, r.trunk) == ("211474", "89245555937", "SIP/211474")
+    assert (r.call_id, r.call_key, r.leg) == ("1706368044.0", "1706368044.0", 0)
+    assert r.extra["dcontext"] == "stadion-pstn"
+    assert r.extra["clid"] == '"89245555937" <89245555937>'
+
+
+def test_no_answer_leg_has_no_talk_time() -> None:
+    """A NO ANSWER leg to SIP/301 (billsec 60 counts from the caller's answer) is not 60 s of talk."""
+    r = parse_all(sample_lines()[3:4])[0]
+    assert r.extra["disposition"] == "NO ANSWER"
+    assert (r.duration, r.ring, r.answered) == (0, 60, False)
+    assert r.extension == "301"
+    assert r.extra["billsec"] == "60"
+
+
+def test_parallel_ringing_legs_share_the_linkedid_key() -> None:
+    """Parallel ringing through Local channels: all legs have linkedid 1706372196.12, one call."""
+    lines = [ln for ln in sample_lines() if '"1706372196.12",' in ln]
+    records = parse_all(lines)
+    assert len(records) >= 5
+    assert {r.key() for r in records} == {"1706372196.12"}
+    assert [r.leg for r in records] == list(range(len(records)))
+    local = records[0]
+    assert local.extra["channel"] == "Local/ch1@TimeDelay-00000000;2"
+    assert (local.direction, local.extension, local.number, local.trunk) == (
+        Direction.INBOUND, "301", "89245555937", "")
+    assert (local.duration, local.ring, local.answered) == (0, 15, False)
+
+
+def test_answered_call_with_ring_time() -> None:
+    """An answered call 5 s after it started: ring 5, talk 43."""
+    (r,) = parse_all([ln for ln in sample_lines() if "1706413165.93" in ln][:1])
+    assert r.start == datetime(2024, 1, 28, 3, 39, 25, tzinfo=TZ)
+    assert (r.duration, r.ring, r.answered) == (43, 5, True)
+    assert (r.extension, r.number) == ("301", "89085951008")
+
+
+def test_non_utf8_bytes_do_not_lose_the_line() -> None:
+    """The sample's CLID holds raw 0xA5 bytes; decoded with errors="replace", the call survives."""
+    raw = next(b for b in SAMPLE.read_bytes().splitlines() if b"\xa5\xa5" in b)
+    (r,) = parse_all([raw.decode("utf-8", errors="replace")])
+    assert r.number == "81079246516548"
+    assert "\ufffd" in r.extra["clid"]
+    assert (r.duration, r.ring, r.answered) == (0, 5, False)
+
+
+def test_system_name_prefixed_uniqueid() -> None:
+    """After a systemname change, uniqueids read ``mainserverdss-...``; they are still the call key."""
+    (r,) = parse_all([ln for ln in sample_lines() if "mainserverdss-1706420300.0" in ln][:1])
+    assert r.call_key == "mainserverdss-1706420300.0"
+    assert (r.duration, r.ring, r.answered) == (16, 5, True)
+
+
+OTHER_FORMS = [
+    # 18 columns (uniqueid, userfield), an outbound call over an H.323 trunk: Russian ops doc.
+    '"","2889","09243820431","pre-rec","""2889"" <2889>","SIP/2889-0000098e","OOH323/avayaG700-1919",'
+    '"Dial","Local/09243820431@default,30,t","2018-09-07 11:05:20","2018-09-07 11:05:20",'
+    '"2018-09-07 11:08:24",183,183,'
+    '"ANSWERED","DOCUMENTATION","1536293101.12458",""',
+    # 18 columns, inbound from the H.323 trunk, no answer.
+    '"ast_h323","3711","1110","default","""Bryl A"" <3711>","OOH323/avayaipo-1945",'
+    '"SIP/1110-000009be","Dial",'
+    '"SIP/1110","2018-09-07 11:08:03",,"2018-09-07 11:08:31",28,0,"NO ANSWER","DOCUMENTATION",'
+    '"1536293283.12653",""',
+]
+
+
+def test_eighteen_column_forms_and_channel_direction() -> None:
+    """Shorter cdr.conf forms: direction from the trunk channel, key from uniqueid."""
+    out, inc = parse_all(OTHER_FORMS)
+    assert (out.direction, out.extension, out.number, out.trunk) == (
+        Direction.OUTBOUND, "2889", "09243820431", "OOH323/avayaG700")
+    assert (out.duration, out.call_key) == (183, "1536293101.12458")
+    assert (inc.direction, inc.extension, inc.number, inc.trunk) == (
+        Direction.INBOUND, "1110", "3711", "OOH323/avayaipo")
+    assert (inc.account, inc.answered, inc.ring) == ("ast_h323", False, 28)
+
+
+def test_context_options_change_direction() -> None:
+    """A site whose inbound context is ``pre-rec`` says so in the options."""
+    (r,) = parse_all(OTHER_FORMS[:1], inbound_contexts=["pre-rec"])
+    assert r.direction is Direction.INBOUND
+
+
+def test_bad_options_name_the_option() -> None:
+    with pytest.raises(ValueError, match="inbound_contexts"):
+        AsteriskCSVParser(ParserContext(options={"inbound_contexts": "from-trunk"}))
+    with pytest.raises(ValueError, match="extension_pattern"):
+        AsteriskCSVParser(ParserContext(options={"extension_pattern": "("}))
+
+
+def test_detect_recognises_master_csv() -> None:
+    assert AsteriskCSVParser.detect(sample_lines()[:5]) > 0.9
+    assert AsteriskCSVParser.detect(["2017/07/01 08:13:24,00:00:20,7,214,O,215"]) == 0.0
+
+
+digits = st.text("0123456789", min_size=1, max_size=12)
+ext = st.text("0123456789", min_size=2, max_size=5)
+
+
+@st.composite
+def records(draw: st.DrawFn) -> CallRecord:
+    direction = draw(st.sampled_from(list(Direction)))
+    answered = draw(st.booleans())
+    peer = draw(st.text("abcdefgh", min_size=1, max_size=8))
+    trunk = "" if direction is Direction.INTERNAL else f"SIP/{peer}"
+    number = draw(ext) if direction is Direction.INTERNAL else draw(digits)
+    return CallRecord(
+        format="asterisk-csv",
+        start=datetime(2020, 1, 1, tzinfo=TZ) + timedelta(seconds=draw(st.integers(0, 10**8))),
+        duration=draw(st.integers(0, 10**5)) if answered else 0,
+        ring=draw(st.integers(0, 600)),
+        direction=direction,
+        extension=draw(ext),
+        number=number,
+        trunk=trunk,
+        answered=answered,
+    )
+
+
+def core(r: CallRecord) -> tuple[object, ...]:
+    return (r.start, r.duration, r.ring, r.direction, r.extension, r.number, r.trunk, r.answered)
+
+
+@given(records())
+@settings(max_examples=200, deadline=None)
+def test_render_parses_back(record: CallRecord) -> None:
+    """`smdrd simulate --format asterisk-csv` writes lines that must read back as the same calls."""
+    parser = AsteriskCSVParser(ParserContext(timezone=TZ))
+    lines = AsteriskCSVParser.render(record)
+    out = [r for line in lines for r in parser.parse(line) or ()]
+    assert [core(r) for r in out] == [core(record)]
+
+
+def _only_parse_errors(parser: AsteriskCSVParser, line: str) -> None:
+    with contextlib.suppress(ParseError):
+        parser.parse(line)
+
+
+@given(st.binary(max_size=400))
+@settings(max_examples=300, deadline=None)
+def test_random_bytes_raise_only_parse_error(data: bytes) -> None:
+    """Garbage on the wire must be reported as a bad line, never crash the pipeline."""
+    _only_parse_errors(AsteriskCSVParser(), data.decode("utf-8", errors="replace"))
+
+
+@given(st.sampled_from(sample_lines()), st.data())
+@settings(max_examples=300, deadline=None)
+def test_mangled_real_lines_raise_only_parse_error(line: str, data: st.DataObject) -> None:
+    """Truncated or mangled real lines are reported as bad lines, never crash the pipeline."""
+    cut = data.draw(st.integers(0, len(line)))
+    pos = data.draw(st.integers(0, len(line)))
+    junk = data.draw(st.text(max_size=5))
+    parser = AsteriskCSVParser()
+    _only_parse_errors(parser, line[:cut])
+    _only_parse_errors(parser, line[:pos] + junk + line[pos + len(junk):])

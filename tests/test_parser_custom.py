@@ -1,0 +1,172 @@
+"""The ``custom`` format: layouts from options (CSV, fixed width), option checks, round trips, fuzzing."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from smdrd.errors import ParseError
+from smdrd.parsers.custom import DEFAULT_OPTIONS, CustomParser
+from smdrd.parsing import ParserContext
+from smdrd.record import CallRecord, Direction
+
+TZ = ZoneInfo("Europe/Paris")
+CSV_OPTIONS: dict[str, Any] = {
+    "type": "csv",
+    "columns": ["date", "time", "extension", "trunk", "number", "duration", "ring", "dir", "", "account"],
+    "delimiter": ";",
+    "date_format": "%d/%m/%Y",
+    "duration_format": "hh:mm:ss",
+    "skip": ["^Date"],
+    "direction": {"field": "dir", "map": {"I": "inbound", "O": "outbound", "X": "internal"}},
+}
+FIXED_OPTIONS: dict[str, Any] = {
+    "type": "fixed",
+    "slices": {"start": [0, 11], "extension": [12, 16], "number": [17, 33], "duration": [34, 42]},
+    "date_format": "%m/%d %H:%M",
+    "duration_format": "hh:mm'ss",
+    "direction": {"internal_max_digits": 4},
+}
+
+
+def parser(options: dict[str, Any], **kw: Any) -> CustomParser:
+    return CustomParser(ParserContext(timezone=TZ, options=options, **kw))
+
+
+def one(p: CustomParser, line: str) -> CallRecord:
+    got = p.parse(line)
+    assert got is not None
+    (record,) = got
+    return record
+
+
+def test_csv_layout_fields() -> None:
+    """A semicolon CSV PBX: every configured column lands in its field; ignored columns are dropped."""
+    p = parser(CSV_OPTIONS)
+    assert p.parse("Date;Time;Ext;Trunk;Number;Dur;Ring;Dir;x;Acc") is None
+    r = one(p, "05/03/2024;14:02:09;201;T3;0612345678;00:03:15;7;O;junk;4711")
+    assert r.start == datetime(2024, 3, 5, 14, 2, 9, tzinfo=TZ)
+    assert (r.duration, r.ring, r.answered) == (195, 7, True)
+    assert (r.direction, r.extension, r.number, r.trunk, r.account) == (
+        Direction.OUTBOUND, "201", "0612345678", "T3", "4711")
+    assert r.extra == {"dir": "O"}
+
+
+def test_direction_map_rejects_unknown_values() -> None:
+    with pytest.raises(ParseError) as err:
+        parser(CSV_OPTIONS).parse("05/03/2024;14:02:09;201;T3;0612345678;00:03:15;7;Q;;")
+    assert err.value.field == "dir"
+
+
+def test_fixed_layout_without_year_and_number_length_rule() -> None:
+    """Fixed-width slices, a date without a year (the context's), direction by number length."""
+    p = parser(FIXED_OPTIONS, year=2023)
+    r = one(p, "03/05 14:02 201  0612345678       00:03'15")
+    assert r.start == datetime(2023, 3, 5, 14, 2, tzinfo=TZ)
+    assert (r.direction, r.extension, r.number, r.duration) == (Direction.OUTBOUND, "201", "0612345678", 195)
+    assert one(p, "03/05 14:02 201  203              00:00'15").direction is Direction.INTERNAL
+    assert one(p, "03/05 14:02 201                   00:00'15").direction is Direction.INBOUND
+
+
+@pytest.mark.parametrize(("change", "option"), [
+    ({"type": "xml"}, "type"),
+    ({"columns": "date,time"}, "columns"),
+    ({"columns": ["time", "extension"]}, "columns"),
+    ({"delimiter": ";;"}, "delimiter"),
+    ({"quotechar": ";"}, "quotechar"),
+    ({"duration_format": "fortnights"}, "duration_format"),
+    ({"skip": ["("]}, "skip"),
+    ({"direction": {"field": "nope", "map": {"I": "inbound"}}}, "direction"),
+    ({"direction": {"field": "dir", "map": {"I": "sideways"}}}, "direction"),
+    ({"direction": {}}, "direction"),
+    ({"colums": []}, "colums"),
+])
+def test_bad_options_name_the_option(change: dict[str, Any], option: str) -> None:
+    """A config mistake is reported at start, naming the option, not as a stream of bad lines."""
+    with pytest.raises(ValueError, match=repr(option)):
+        CustomParser(ParserContext(options={**CSV_OPTIONS, **change}))
+
+
+def test_bad_slices_name_the_option() -> None:
+    bad = {"start": [5, 2], "extension": [0, 1]}
+    with pytest.raises(ValueError, match="slices"):
+        CustomParser(ParserContext(options={**FIXED_OPTIONS, "slices": bad}))
+
+
+def test_class_render_uses_default_options() -> None:
+    """`smdrd simulate --format custom` renders the documented default layout, which parses back."""
+    r = CallRecord("custom", datetime(2024, 1, 2, 3, 4, 5), 60, Direction.INBOUND, "201", "0612345678",
+                   ring=3, trunk="T1")
+    (line,) = CustomParser.render(r)
+    assert line == "2024-01-02 03:04:05,60,3,201,0612345678,T1,I,"
+    assert CustomParser(ParserContext(options=DEFAULT_OPTIONS)).parse(line) is not None
+
+
+digits = st.text("0123456789", min_size=5, max_size=12)
+ext = st.text("0123456789", min_size=1, max_size=4)
+
+
+@st.composite
+def records(draw: st.DrawFn) -> CallRecord:
+    direction = draw(st.sampled_from(list(Direction)))
+    answered = draw(st.booleans())
+    number = draw(ext) if direction is Direction.INTERNAL else draw(digits)
+    if direction is Direction.INBOUND:
+        number = ""  # the number-length rule reads an empty number as inbound
+    return CallRecord(
+        format="custom",
+        start=datetime(2023, 1, 1, tzinfo=TZ) + timedelta(minutes=draw(st.integers(0, 60 * 24 * 360))),
+        duration=draw(st.integers(1, 99 * 3600)) if answered else 0,
+        ring=draw(st.integers(0, 600)),
+        direction=direction, extension=draw(ext), number=number,
+        trunk=draw(st.text("T0123456789", min_size=1, max_size=4)), answered=answered,
+    )
+
+
+@given(records())
+@settings(max_examples=150, deadline=None)
+def test_csv_render_parses_back(record: CallRecord) -> None:
+    """A parser's own render (per its options) reads back as the same call."""
+    p = parser(CSV_OPTIONS)
+    out = [r for line in p.render(record) for r in p.parse(line) or ()]
+    core = [(r.start, r.duration, r.ring, r.direction, r.extension, r.number, r.trunk, r.answered)
+            for r in out]
+    assert core == [(record.start, record.duration, record.ring, record.direction, record.extension,
+                     record.number, record.trunk, record.answered)]
+
+
+@given(records())
+@settings(max_examples=150, deadline=None)
+def test_fixed_render_parses_back(record: CallRecord) -> None:
+    """Fixed width, minute resolution, no ring or trunk columns: the fields it carries read back."""
+    p = parser(FIXED_OPTIONS, year=2023)
+    out = [r for line in p.render(record) for r in p.parse(line) or ()]
+    core = [(r.start, r.duration, r.direction, r.extension, r.number, r.answered) for r in out]
+    assert core == [(record.start, record.duration, record.direction, record.extension, record.number,
+                     record.answered)]
+
+
+@given(st.binary(max_size=300), st.sampled_from([CSV_OPTIONS, FIXED_OPTIONS]))
+@settings(max_examples=300, deadline=None)
+def test_random_bytes_raise_only_parse_error(data: bytes, options: dict[str, Any]) -> None:
+    """Garbage is a bad line for either layout, never a crash."""
+    with contextlib.suppress(ParseError):
+        parser(options).parse(data.decode("utf-8", errors="replace"))
+
+
+@given(st.data())
+@settings(max_examples=300, deadline=None)
+def test_mangled_lines_raise_only_parse_error(data: st.DataObject) -> None:
+    line = "05/03/2024;14:02:09;201;T3;0612345678;00:03:15;7;O;junk;4711"
+    cut = data.draw(st.integers(0, len(line)))
+    pos = data.draw(st.integers(0, len(line)))
+    junk = data.draw(st.text(max_size=5))
+    for bad in (line[:cut], line[:pos] + junk + line[pos + len(junk):]):
+        with contextlib.suppress(ParseError):
+            parser(CSV_OPTIONS).parse(bad)

@@ -1,0 +1,276 @@
+"""Mitel parsers: MiVoice Business / 3300 (`mitel-mivb`, real capture) and 5000 / MiVO 250 (`mitel-5000`,
+the manual's example), with round-trip and fuzz properties."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from smdrd.errors import ParseError
+from smdrd.parsers.mitel_5000 import Mitel5000Parser
+from smdrd.parsers.mitel_mivb import STANDARD, MitelMiVBParser
+from smdrd.parsing import Parser, ParserContext
+from smdrd.record import CallRecord, Direction
+
+REAL = (Path(__file__).parent / "fixtures" / "mitel-mivb" / "mivb-extended-ani.smdr").read_text().splitlines()
+#: the decoded record from the Mitel 5000 SMDR socket example (ripvannwinkler/smdr-logger-5000).
+M5000_EXAMPLE = "TLC 11202 94003 961-9000                     08:36 00:00:03 $00.00              "
+
+
+def one(parser: Parser, line: str) -> CallRecord:
+    records = parser.parse(line)
+    assert records is not None
+    assert len(records) == 1
+    return records[0]
+
+
+def mivb(year: int | None = 2019, now: datetime | None = None) -> MitelMiVBParser:
+    return MitelMiVBParser(ParserContext(year=year, now=now))
+
+
+# --- MiVoice Business: real lines, field by field -------------------------------------------------------
+
+def test_mivb_outgoing_record() -> None:
+    """Line 3: station 9999 dialled 9999999999, answer-supervised, 6 min 59 s, long-call flag '-'."""
+    r = one(mivb(), REAL[2])
+    assert r.start == datetime(2019, 3, 5, 13, 38, 35)
+    assert r.duration == 419
+    assert r.ring is None
+    assert r.direction is Direction.OUTBOUND
+    assert (r.extension, r.number, r.trunk) == ("9999", "9999999999", "")
+    assert r.answered
+    assert r.extra["long_call"] == "-"
+    assert r.extra["status"] == "A"
+    assert r.extra["meter"] == "00000"
+    assert r.extra["ani"] == "89029"
+    assert r.extra["oli"] == "A0099648 A"
+
+
+def test_mivb_incoming_record() -> None:
+    """Line 2: an incoming call from 9999999999 (ANI) answered by 9907, 21 s, answered at once."""
+    r = one(mivb(), REAL[1])
+    assert r.start == datetime(2019, 3, 5, 13, 15, 9)
+    assert (r.duration, r.ring) == (21, 0)
+    assert r.direction is Direction.INBOUND
+    assert (r.extension, r.number) == ("9907", "9999999999")
+    assert r.answered
+    assert r.extra["dnis"] == "9999"
+    assert r.extra["long_call"] == "+"
+
+
+def test_mivb_unanswered_incoming_record() -> None:
+    """Line 6: time to answer '****' is a call nobody answered: it rang 6 s, talked 0 s."""
+    r = one(mivb(), REAL[5])
+    assert r.direction is Direction.INBOUND
+    assert not r.answered
+    assert (r.duration, r.ring) == (0, 6)
+    assert r.extra["answer_time"] == "****"
+
+
+def test_mivb_transferred_call() -> None:
+    """Line 8: "call received from 9999999999 to 9000 and then transferred to 9025"."""
+    r = one(mivb(), REAL[7])
+    assert r.direction is Direction.INBOUND
+    assert (r.extension, r.number) == ("9000", "9999999999")
+    assert (r.duration, r.ring) == (43, 7)
+    assert r.transfer == "T 9025"
+    assert r.extra["third_party"] == "9025"
+
+
+def test_mivb_call_to_9025_and_call_from_9025() -> None:
+    """Lines 9 and 10: a call received by 9025, then one emitted by 9025 to 9999999999."""
+    r = one(mivb(), REAL[8])
+    assert (r.direction, r.extension, r.number, r.duration, r.ring) == (Direction.INBOUND, "9025",
+                                                                         "9999999999", 5, 2)
+    r = one(mivb(), REAL[9])
+    assert r.start == datetime(2019, 3, 5, 17, 20, 37)
+    assert (r.direction, r.extension, r.number, r.duration) == (Direction.OUTBOUND, "9025", "9999999999", 5)
+    assert r.answered
+
+
+def test_mivb_blank_duration_is_an_unanswered_attempt() -> None:
+    """Line 1 has no duration at all: a 0 s call, not an error."""
+    r = one(mivb(), REAL[0])
+    assert (r.duration, r.answered, r.direction) == (0, False, Direction.OUTBOUND)
+
+
+def test_mivb_every_real_line_parses() -> None:
+    """All ten real records parse."""
+    parser = mivb()
+    assert all(parser.parse(line) for line in REAL)
+
+
+def test_mivb_year_rolls_back_for_future_dates() -> None:
+    """Without a configured year, a December record read in January is last year's."""
+    line = REAL[2].replace("03/05", "12/30", 1)
+    assert one(mivb(None, datetime(2025, 1, 3)), line).start.year == 2024
+    assert one(mivb(None, datetime(2025, 1, 3)), REAL[2]).start.year == 2024
+    assert one(mivb(None, datetime(2025, 6, 3)), REAL[2]).start.year == 2025
+
+
+def test_mivb_standard_layout_doc_template() -> None:
+    """The 90-column standard layout (hh:mm start with P flag) from the MiVB help page's template."""
+    fields = {"date": "06/13", "time": "11:42", "pm": "P", "duration": "00:08:29", "calling": "214",
+              "digits": "6135952122", "status": "A", "called": "T054", "system_id": "000"}
+    chars = [" "] * 90
+    for name, text in fields.items():
+        a, _ = STANDARD[name]
+        chars[a:a + len(text)] = text
+    line = "".join(chars)
+    assert line.startswith(" 06/13 11:42P 00:08:29 214  ")
+    r = one(mivb(), line)
+    assert r.start == datetime(2019, 6, 13, 23, 42)
+    assert (r.direction, r.extension, r.number, r.trunk, r.duration) == (Direction.OUTBOUND, "214",
+                                                                         "6135952122", "T054", 509)
+    assert r.answered
+
+
+def test_mivb_detect() -> None:
+    """`--format auto` recognises a MiVB capture and not Mitel 5000 lines."""
+    assert MitelMiVBParser.detect(REAL) > 0.8
+    assert MitelMiVBParser.detect([M5000_EXAMPLE]) == 0.0
+
+
+# --- Mitel 5000: the manual's example -------------------------------------------------------------------
+
+def test_m5000_manual_example() -> None:
+    """The Mitel 5000 socket example: TLC call from 11202 on trunk 94003 to 961-9000, 3 s, $00.00."""
+    r = one(Mitel5000Parser(ParserContext(now=datetime(2024, 5, 2, 9, 0))), M5000_EXAMPLE)
+    assert r.start == datetime(2024, 5, 2, 8, 36)
+    assert r.duration == 3
+    assert r.direction is Direction.OUTBOUND
+    assert (r.extension, r.trunk, r.number) == ("11202", "94003", "961-9000")
+    assert r.answered
+    assert r.extra == {"type": "TLC", "cost": "$00.00"}
+
+
+def test_m5000_start_after_now_is_yesterday() -> None:
+    """A 23:50 record read at 00:10 belongs to the day before."""
+    r = one(Mitel5000Parser(ParserContext(now=datetime(2024, 5, 2, 0, 10))),
+            M5000_EXAMPLE.replace("08:36", "23:50"))
+    assert r.start == datetime(2024, 5, 1, 23, 50)
+
+
+def test_m5000_unanswered_ring_in_and_seconds_option() -> None:
+    """``*****`` is a ring-in nobody answered; ``S=`` elapsed is in seconds; a trailing ``*`` is kept."""
+    line = "IN  ***** 94003 6135551234                   08:36 S=000042 $00.00             *"
+    r = one(Mitel5000Parser(ParserContext(now=datetime(2024, 5, 2, 9, 0))), line)
+    assert (r.direction, r.extension, r.answered, r.duration) == (Direction.INBOUND, "", False, 42)
+    assert r.number == "6135551234"
+    assert r.extra["far_end_disconnect"] == "1"
+
+
+def test_m5000_header_lines_are_skipped() -> None:
+    """The report headers are not calls and not errors."""
+    parser = Mitel5000Parser()
+    assert parser.parse(Mitel5000Parser.header_lines()[0]) is None
+    assert parser.parse("Station Message Detail Recording") is None
+
+
+def test_m5000_unknown_type_is_an_error() -> None:
+    """An unknown call type names the field."""
+    with pytest.raises(ParseError) as exc:
+        Mitel5000Parser().parse("ZZZ" + M5000_EXAMPLE[3:])
+    assert exc.value.field == "type"
+
+
+def test_m5000_detect() -> None:
+    assert Mitel5000Parser.detect([M5000_EXAMPLE]) > 0.7
+    assert Mitel5000Parser.detect(REAL) == 0.0
+
+
+# --- properties -----------------------------------------------------------------------------------------
+
+def digits(lo: int, hi: int) -> st.SearchStrategy[str]:
+    return st.text("0123456789", min_size=lo, max_size=hi)
+
+
+@st.composite
+def mivb_records(draw: st.DrawFn) -> CallRecord:
+    direction = draw(st.sampled_from(list(Direction)))
+    start = draw(st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2100, 12, 31)))
+    duration = draw(st.integers(0, 9999 * 3600))
+    ext = draw(digits(1, 7))
+    if direction is Direction.INBOUND:
+        answered = draw(st.booleans())
+        ring = draw(st.integers(0, 9999))
+        trunk = draw(st.just("") | digits(1, 6).map(lambda d: "T" + d))
+        return CallRecord("mitel-mivb", start, duration if answered else 0, direction, ext,
+                          draw(digits(0, 20)), ring=ring, trunk=trunk, answered=answered)
+    if direction is Direction.INTERNAL:
+        return CallRecord("mitel-mivb", start, duration, direction, ext, draw(digits(1, 7)),
+                          answered=duration > 0)
+    answered = draw(st.booleans())
+    trunk = draw(st.just("") | digits(1, 6).map(lambda d: "T" + d))
+    return CallRecord("mitel-mivb", start, duration if answered else 0, direction, ext, draw(digits(1, 21)),
+                      trunk=trunk, answered=answered)
+
+
+@st.composite
+def m5000_records(draw: st.DrawFn) -> CallRecord:
+    direction = draw(st.sampled_from(list(Direction)))
+    start = draw(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 30)))
+    answered = draw(st.booleans()) if direction is Direction.INBOUND else True
+    number = draw(st.text("0123456789-", min_size=1, max_size=28).filter(lambda s: s.strip() == s))
+    return CallRecord("mitel-5000", start, draw(st.integers(0, 359999)), direction,
+                      draw(digits(1, 5)) if answered else "", number, trunk=draw(digits(1, 5)),
+                      answered=answered)
+
+
+def core(r: CallRecord) -> tuple[object, ...]:
+    return (r.duration, r.ring, r.direction, r.extension, r.number, r.trunk, r.answered)
+
+
+@settings(max_examples=300, deadline=None)
+@given(mivb_records())
+def test_mivb_rendered_records_parse_back(record: CallRecord) -> None:
+    """What `smdrd simulate --format mitel-mivb` writes is read back as the same call."""
+    (line,) = MitelMiVBParser.render(record)
+    r = one(mivb(record.start.year), line)
+    assert r.start == record.start.replace(microsecond=0)
+    assert core(r) == core(record)
+
+
+@settings(max_examples=300, deadline=None)
+@given(m5000_records(), st.integers(0, 11 * 3600))
+def test_m5000_rendered_records_parse_back(record: CallRecord, later: int) -> None:
+    """What `smdrd simulate --format mitel-5000` writes is read back (start to the minute)."""
+    (line,) = Mitel5000Parser.render(record)
+    assert len(line) == 80
+    r = one(Mitel5000Parser(ParserContext(now=record.start + timedelta(seconds=later))), line)
+    assert abs((r.start - record.start).total_seconds()) < Mitel5000Parser.time_resolution
+    assert core(r) == core(record)
+
+
+def _survives(parser: Parser, line: str) -> None:
+    try:
+        parser.parse(line)
+        parser.flush()
+    except ParseError:
+        pass
+
+
+@pytest.mark.parametrize("cls", [MitelMiVBParser, Mitel5000Parser])
+@settings(max_examples=200, deadline=2000)
+@given(data=st.binary(max_size=300))
+def test_random_bytes_raise_only_parse_errors(cls: type[Parser], data: bytes) -> None:
+    """Line noise never crashes a Mitel parser."""
+    _survives(cls(ParserContext(now=datetime(2024, 2, 29))), data.decode("utf-8", errors="replace"))
+
+
+@pytest.mark.parametrize(("cls", "lines"), [(MitelMiVBParser, REAL), (Mitel5000Parser, [M5000_EXAMPLE])])
+@settings(max_examples=200, deadline=2000)
+@given(data=st.data())
+def test_truncated_or_mangled_real_lines_raise_only_parse_errors(cls: type[Parser], lines: list[str],
+                                                                  data: st.DataObject) -> None:
+    """A record cut short or with one character changed gives a ParseError at worst."""
+    line = data.draw(st.sampled_from(lines))
+    cut = data.draw(st.integers(0, len(line)))
+    char = data.draw(st.characters())
+    parser = cls(ParserContext(now=datetime(2024, 2, 29)))
+    _survives(parser, line[:cut])
+    _survives(parser, line[:cut] + char + line[cut + 1:])

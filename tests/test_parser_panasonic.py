@@ -1,0 +1,182 @@
+"""Panasonic KX-TDA/TDE/NS SMDR parser (`panasonic`): the KX-NS1000 manual's examples, page headers, fuzz.
+
+There is no real Panasonic capture yet: the record lines below are the manual's Pattern A example values laid
+out in the documented column widths (pbx-formats.md, section 4).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from smdrd.errors import ParseError
+from smdrd.parsers.panasonic import HEADER, PanasonicParser
+from smdrd.parsing import ParserContext
+from smdrd.record import CallRecord, Direction
+
+MANUAL = [
+    "01/02/02 10:03AM 1200  01 <I>12345678901234567890   5'15 00:00'00               ",
+    "01/02/02 10:07AM 1200  01 <I>                       0'05 00:01'05 9876543210    ",
+    "01/02/02 10:15AM 1200  01 1234567890123456               00:01'05 9876543210    ",
+    "01/02/02 10:30AM *123  01 1234567890123456               00:01'05 9876543210    ",
+    "01/02/02 01:07PM 1234  01 <I>ABC COMPANY12345678    0'05 00:01'05 9876543210    ",
+    "01/02/02 01:07PM 1234  01 <D>CDE9876<I>Q COMPANY    0'05 00:01'05 9876543210    ",
+]
+#: the same first row as printed in pbx-formats.md (its reconstruction widened the dial number by 3 columns).
+RECONSTRUCTED = "01/02/02 10:03AM 1200  01 <I>12345678901234567890      5'15 00:00'00                "
+
+
+def one(line: str, parser: PanasonicParser | None = None) -> CallRecord:
+    records = (parser or PanasonicParser()).parse(line)
+    assert records is not None
+    assert len(records) == 1
+    return records[0]
+
+
+def test_unanswered_incoming_call() -> None:
+    """Row 1: an incoming call from 12345678901234567890 rang 5'15 and was not answered."""
+    r = one(MANUAL[0])
+    assert r.direction is Direction.INBOUND
+    assert (r.extension, r.trunk, r.number) == ("1200", "01", "12345678901234567890")
+    assert (r.ring, r.duration, r.answered) == (315, 0, False)
+    assert r.start == datetime(2002, 1, 2, 10, 3) - timedelta(seconds=315)  # the time printed is the end
+
+
+def test_incoming_call_without_caller_id() -> None:
+    """Row 2: ``<I>`` and nothing: a withheld number is "", answered after 5 s, talked 1'05, account kept."""
+    r = one(MANUAL[1])
+    assert (r.direction, r.number, r.ring, r.duration, r.answered) == (Direction.INBOUND, "", 5, 65, True)
+    assert r.account == "9876543210"
+    assert r.start == datetime(2002, 1, 2, 10, 7) - timedelta(seconds=70)
+
+
+def test_outgoing_call() -> None:
+    """Row 3: extension 1200 dialled 1234567890123456 on CO 01 for 1'05."""
+    r = one(MANUAL[2])
+    assert (r.direction, r.extension, r.number, r.trunk) == (Direction.OUTBOUND, "1200", "1234567890123456",
+                                                            "01")
+    assert (r.ring, r.duration) == (None, 65)
+    assert r.start == datetime(2002, 1, 2, 10, 13, 55)
+
+
+def test_verified_code_extension() -> None:
+    """Row 4: ``*123`` in the extension column is a verified code, kept as written and flagged."""
+    r = one(MANUAL[3])
+    assert r.extension == "*123"
+    assert r.extra["ext_code"] == "*"
+
+
+def test_pm_time_and_caller_name() -> None:
+    """Row 5: 01:07PM is 13:07; the caller ID name and number are the number."""
+    r = one(MANUAL[4])
+    assert r.start == datetime(2002, 1, 2, 13, 7) - timedelta(seconds=70)
+    assert r.number == "ABC COMPANY12345678"
+
+
+def test_ddi_goes_to_extra() -> None:
+    """Row 6: ``<D>CDE9876<I>Q COMPANY``: the DDI is kept in extra, the caller is the number."""
+    r = one(MANUAL[5])
+    assert (r.direction, r.number, r.extra["ddi"]) == (Direction.INBOUND, "Q COMPANY", "CDE9876")
+
+
+def test_reconstructed_reference_line_is_read_by_its_duration() -> None:
+    """A printout whose dial number column is wider still parses (fields found around the duration)."""
+    r = one(RECONSTRUCTED)
+    assert (r.number, r.ring, r.duration) == ("12345678901234567890", 315, 0)
+
+
+def test_internal_call_and_codes() -> None:
+    """``EXT`` + number is internal; CD ``TR`` is a transfer; 24-hour times are accepted."""
+    line = f"12/31/23 23:59   101   00 {'EXT102':<25} 0'03 00:02'00 {'':10} TR"
+    r = one(line)
+    assert (r.direction, r.extension, r.number, r.trunk, r.transfer) == (Direction.INTERNAL, "101", "102", "",
+                                                                         "TR")
+    assert r.start == datetime(2023, 12, 31, 23, 59) - timedelta(seconds=123)
+
+
+def test_day_month_order_option() -> None:
+    """``date_order = "dmy"`` reads 02/01/02 as 2 January."""
+    parser = PanasonicParser(ParserContext(options={"date_order": "dmy"}))
+    r = one(MANUAL[2].replace("01/02/02", "02/01/02"), parser)
+    assert r.start.date() == datetime(2002, 1, 2).date()
+
+
+@pytest.mark.parametrize("line", [
+    HEADER,
+    "  Date     Time    Ext CO        Dial Number              Ring Duration  Acc code  CD",
+    "-" * 80,
+    "SMDR",
+    "Enter Password:",
+    "01/02/02 10:03AM 1200  01 LOG IN                         00:00'00               ",
+])
+def test_page_headers_prompts_and_status_records_are_skipped(line: str) -> None:
+    """Page headers repeat mid-stream; they, login echoes and status records are not calls nor errors."""
+    assert PanasonicParser().parse(line) is None
+
+
+def test_clock_change_marker_is_a_parse_error() -> None:
+    """``**/**/** **:****`` (clock changed during the call) has no time: a ParseError naming the date."""
+    with pytest.raises(ParseError) as exc:
+        PanasonicParser().parse("**/**/** **:****" + MANUAL[2][16:])
+    assert exc.value.field == "date"
+
+
+def test_detect() -> None:
+    assert PanasonicParser.detect([HEADER, "-" * 80, *MANUAL]) > 0.8
+    assert PanasonicParser.detect(["011416 1508 00005 1    9  102"]) == 0.0
+
+
+# --- properties -----------------------------------------------------------------------------------------
+
+@st.composite
+def panasonic_records(draw: st.DrawFn) -> CallRecord:
+    direction = draw(st.sampled_from(list(Direction)))
+    start = draw(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 1)))
+    answered = draw(st.booleans())
+    duration = draw(st.integers(0, 99 * 3600 + 3599)) if answered else 0
+    ext = draw(st.text("0123456789", min_size=1, max_size=5))
+    if direction is Direction.OUTBOUND:
+        number, ring = draw(st.text("0123456789", min_size=1, max_size=25)), None
+    else:
+        number = draw(st.text("0123456789", max_size=22))
+        ring = draw(st.none() | st.integers(0, 599))
+    trunk = "" if direction is Direction.INTERNAL else draw(st.text("0123456789", min_size=2, max_size=2))
+    return CallRecord("panasonic", start, duration, direction, ext, number, ring=ring, trunk=trunk,
+                      answered=answered)
+
+
+@settings(max_examples=300, deadline=None)
+@given(panasonic_records())
+def test_rendered_records_parse_back(record: CallRecord) -> None:
+    """What `smdrd simulate --format panasonic` writes is read back as the same call (start to the minute)."""
+    (line,) = PanasonicParser.render(record)
+    assert len(line) <= 80
+    r = one(line)
+    assert abs((r.start - record.start).total_seconds()) < PanasonicParser.time_resolution
+    assert (r.duration, r.ring, r.direction, r.extension, r.number, r.trunk, r.answered) == (
+        record.duration, record.ring, record.direction, record.extension, record.number, record.trunk,
+        record.answered)
+
+
+def _survives(line: str) -> None:
+    with contextlib.suppress(ParseError):
+        PanasonicParser().parse(line)
+
+
+@settings(max_examples=300, deadline=2000)
+@given(st.binary(max_size=300))
+def test_random_bytes_raise_only_parse_errors(data: bytes) -> None:
+    """Line noise on the SMDR port never crashes the parser."""
+    _survives(data.decode("latin-1"))
+
+
+@settings(max_examples=300, deadline=2000)
+@given(st.sampled_from(MANUAL), st.integers(0, 82), st.characters())
+def test_truncated_or_mangled_lines_raise_only_parse_errors(line: str, cut: int, char: str) -> None:
+    """A record cut short or with one character changed gives a ParseError at worst."""
+    _survives(line[:cut])
+    _survives(line[:cut] + char + line[cut + 1:])
