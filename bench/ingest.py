@@ -80,7 +80,8 @@ def ceiling(data: Path, db: Path, fmt: str) -> tuple[float, int]:
         while chunk := fh.read(1 << 22):
             frames = framer.feed(chunk)
             for i in range(0, len(frames), BATCH):
-                line_rows, call_rows = [], []
+                line_rows: list[tuple[object, ...]] = []
+                call_rows: list[tuple[object, ...]] = []
                 for frame in frames[i:i + BATCH]:
                     e = process_frame(frame, parser, "utf-8", source="bench", peer=str(data), received_at=0,
                                       rate=rate)

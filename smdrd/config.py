@@ -175,9 +175,17 @@ class SerialSource(_SourceBase):
     baudrate: int = Field(default=9600, ge=50, le=4_000_000)
     parity: Literal["N", "E", "O", "M", "S"] = "N"
     bytesize: Literal[5, 6, 7, 8] = 8
-    stopbits: Literal[1, 1.5, 2] = 1
+    stopbits: float = 1
     flow_control: Literal["none", "rtscts", "xonxoff", "dsrdtr"] = "none"
     reopen_interval: float = Field(default=2.0, gt=0)
+
+
+    @field_validator("stopbits")
+    @classmethod
+    def _stopbits(cls, v: float) -> float:
+        if v not in (1, 1.5, 2):
+            raise ValueError(f"expected 1, 1.5 or 2, got {v!r}")
+        return v
 
 
 class FileSource(_SourceBase):

@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 
-
 class Direction(enum.StrEnum):
     """Which way a call went, seen from the site."""
 

@@ -129,13 +129,11 @@ class Traffic:
 def render_calls(parser: type[Parser], traffic: Traffic, count: int | None) -> Iterator[str]:
     """The lines a PBX of ``parser``'s format writes for ``count`` calls (endless when ``None``)."""
     yield from parser.header_lines()
-    n = 0
-    for legs in traffic.calls():
+    for n, legs in enumerate(traffic.calls()):
         if count is not None and n >= count:
             return
         for leg in legs:
             yield from parser.render(replace(leg, format=parser.name))
-        n += 1
 
 
 class Pacer:
@@ -156,7 +154,7 @@ class Pacer:
             await asyncio.sleep(delay)
 
 
-async def push(host: str, port: int, lines: Iterator[str], rate: float | None,
+async def push(host: str, port: int, lines: Iterator[str], rate: float | None, *,
                line_end: bytes = b"\r\n") -> int:
     """Connect to a collector and write ``lines`` to it (a PBX in push mode); reconnect when it drops."""
     sent = 0
@@ -164,7 +162,7 @@ async def push(host: str, port: int, lines: Iterator[str], rate: float | None,
     pending: str | None = None
     while True:
         try:
-            reader, writer = await asyncio.open_connection(host, port)
+            _, writer = await asyncio.open_connection(host, port)
         except OSError:
             await asyncio.sleep(1.0)
             continue
@@ -185,7 +183,7 @@ async def push(host: str, port: int, lines: Iterator[str], rate: float | None,
             await asyncio.sleep(1.0)
 
 
-async def serve(host: str, port: int, lines: Iterator[str], rate: float | None,
+async def serve(host: str, port: int, lines: Iterator[str], rate: float | None, *,
                 line_end: bytes = b"\r\n", ready: asyncio.Event | None = None) -> int:
     """Listen as a PBX does (IP Office in listen mode): write ``lines`` to whoever is connected.
 

@@ -82,10 +82,10 @@ def open_pty() -> tuple[int, str]:
 
 
 async def open_connection_retry(
-    host: str, port: int, timeout: float = 10.0
+    host: str, port: int, within: float = 10.0
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """``asyncio.open_connection``, retried until something listens (a source that is still starting)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         try:
             return await asyncio.open_connection(host, port)

@@ -46,8 +46,8 @@ def journal(tmp_path: Path) -> list[bytes]:
         conn.close()
 
 
-async def wait_for_rows(tmp_path: Path, n: int, timeout: float = 10.0) -> list[bytes]:
-    deadline = time.monotonic() + timeout
+async def wait_for_rows(tmp_path: Path, n: int, within: float = 10.0) -> list[bytes]:
+    deadline = time.monotonic() + within
     rows: list[bytes] = []
     while time.monotonic() < deadline:
         if (tmp_path / "smdrd.db").exists():

@@ -113,7 +113,7 @@ async def test_a_locked_database_delays_commits_but_loses_nothing(tmp_path: Path
     w, task = await make_writer(db, commit_interval=0.01)
     blocker = sqlite3.connect(db, isolation_level=None, timeout=0)
     blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
-    w._db and await w._db.execute("PRAGMA busy_timeout = 50")  # noqa: SLF001 - make the test quick
+    w._db and await w._db.execute("PRAGMA busy_timeout = 50")
     for i in range(20):
         w.submit(frame(LINE.replace(b"1005727", str(i).encode())))
     await asyncio.sleep(0.3)

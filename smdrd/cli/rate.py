@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--at", metavar="ISO_TIME",
                    help="call start (e.g. 2026-03-02T17:58); without an offset, the site's time; default now")
     p.add_argument("--trunk", default="", metavar="T", help="the trunk the call used")
-    p.add_argument("--inbound", action="store_true", help="rate as an inbound call (the number is the caller)")
+    p.add_argument("--inbound", action="store_true", help="rate as an inbound call")
     p.add_argument("--unanswered", action="store_true", help="rate as an unanswered call")
     p.add_argument("--json", action="store_true", help="print one JSON object per number")
     p.add_argument("--config", metavar="FILE", help="the smdrd configuration ([site] and [tariff])")
@@ -40,7 +40,7 @@ def register(subparsers: Any) -> None:
     without.add_argument("--access-code", action="append", default=None, metavar="9",
                          help="an outside-line access code (may be repeated; default 9)")
     without.add_argument("--currency", default="USD", metavar="X", help="ISO 4217 currency (default USD)")
-    without.add_argument("--decimals", type=int, default=2, metavar="N", help="decimals of a cost (default 2)")
+    without.add_argument("--decimals", type=int, default=2, metavar="N", help="decimals (default 2)")
     without.add_argument("--timezone", default="UTC", metavar="TZ", help="the site's timezone (default UTC)")
     without.add_argument("--first-match", action="store_true", help="first-match instead of longest prefix")
     p.set_defaults(func=run, parser=p)

@@ -84,10 +84,10 @@ def _print_calls(entries: list[Entry], _seconds: float) -> None:
         for row in entry.calls:
             (_uid, _src, _fmt, _key, leg, start, _utc, duration, _ring, direction, ext, number, _trunk,
              *_, call_class, _rule, _prefix, cost_micros, currency) = row
-            cost = "" if cost_micros is None else f"{cost_micros / 1_000_000:.2f} {currency}"
+            cost = "" if cost_micros is None else f"{int(str(cost_micros)) / 1_000_000:.2f} {currency}"
             arrow = {"inbound": "<-", "outbound": "->", "internal": "<>"}.get(str(direction), "--")
             m, s = divmod(int(str(duration)), 60)
-            print(f"  {str(start)[11:19]}  ext {ext!s:>4} {arrow} {number!s:<16} {str(call_class or ''):<13} "
+            print(f"  {str(start)[11:19]}  ext {ext!s:>4} {arrow} {number!s:<16} {call_class or ''!s:<13} "
                   f"{m:3d}m{s:02d}s {cost}{'  (transfer leg)' if leg else ''}", flush=True)
 
 

@@ -13,6 +13,7 @@ on `wait_capacity` once ``max_pending`` is reached. Nothing received is dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections import deque
@@ -129,10 +130,8 @@ class JournalWriter:
             wait = oldest + self.commit_interval - time.monotonic()
             if wait > 0 and len(self._pending) < self.batch_rows and not self._closing:
                 self._wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), wait)
-                except TimeoutError:
-                    pass
                 continue
             batch = [self._pending[i][1] for i in range(min(self.batch_rows, len(self._pending)))]
             started = time.monotonic()
@@ -176,8 +175,8 @@ class JournalWriter:
             async with db.execute("SELECT coalesce(max(id), 0) FROM lines") as cur:
                 row = await cur.fetchone()
             first = (row[0] if row else 0) + 1
-            line_rows = []
-            call_rows = []
+            line_rows: list[tuple[object, ...]] = []
+            call_rows: list[tuple[object, ...]] = []
             for i, e in enumerate(batch):
                 line_id = first + i
                 line_rows.append((line_id, e.source, e.peer, e.received_at, e.format, e.raw, e.status, e.error))
