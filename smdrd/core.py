@@ -49,6 +49,11 @@ class RatingLike(Protocol):
 
 
 Rate = Callable[[CallRecord], RatingLike]
+#: a row for another table, written in the same transaction as the call: ``(sql, parameters)``.
+SideRow = tuple[str, tuple[object, ...]]
+#: called with each call as it is stored (its record, its rating, its uid); returns rows to write with it
+#: (alerts go to the outbox this way, so an alert is committed with its call or not at all).
+Observe = Callable[[CallRecord, "RatingLike | None", str], Sequence[SideRow]]
 
 #: a ``calls`` row without its ``line_id`` (the writer adds it), in `CALL_COLUMNS` order.
 CallRow = tuple[object, ...]
@@ -72,6 +77,7 @@ class Entry:
     status: str
     error: str | None = None
     calls: list[CallRow] = field(default_factory=list)
+    side_rows: list[SideRow] = field(default_factory=list)
 
 
 def call_row(record: CallRecord, uid: str, source: str, rating: RatingLike | None) -> CallRow:
@@ -106,6 +112,7 @@ def process_frame(
     peer: str,
     received_at: int,
     rate: Rate | None = None,
+    observe: Observe | None = None,
 ) -> Entry:
     """Parse and rate one framed line into a journal `Entry`. Never raises for bad input."""
     fmt = parser.name
@@ -124,19 +131,29 @@ def process_frame(
         return Entry(source, peer, received_at, fmt, frame, SKIPPED)
     if not records:
         return Entry(source, peer, received_at, fmt, frame, HELD)
-    return Entry(source, peer, received_at, fmt, frame, PARSED,
-                 calls=rows_for(records, line_uid(fmt, frame), source, rate))
+    entry = Entry(source, peer, received_at, fmt, frame, PARSED)
+    add_calls(entry, records, line_uid(fmt, frame), rate, observe)
+    return entry
 
 
-def rows_for(records: Sequence[CallRecord], uid: str, source: str, rate: Rate | None) -> list[CallRow]:
-    """Rate ``records`` and turn them into rows; a rating failure leaves the call stored unrated."""
-    rows = []
+def add_calls(entry: Entry, records: Sequence[CallRecord], uid: str, rate: Rate | None,
+              observe: Observe | None) -> None:
+    """Rate ``records`` and add their rows (and what ``observe`` makes of them) to ``entry``.
+
+    A rating or observer failure never loses the call: it is stored unrated, and the failure is noted in the
+    line's ``error`` (the line stays ``parsed``).
+    """
     for i, record in enumerate(records):
+        call_uid = uid if i == 0 else f"{uid}:{i}"
         rating = None
         if rate is not None:
             try:
                 rating = rate(record)
-            except Exception:  # rating problems must never lose the call; it is stored unrated
-                rating = None
-        rows.append(call_row(record, uid if i == 0 else f"{uid}:{i}", source, rating))
-    return rows
+            except Exception as exc:
+                entry.error = f"rating failed: {type(exc).__name__}: {exc}"
+        entry.calls.append(call_row(record, call_uid, entry.source, rating))
+        if observe is not None:
+            try:
+                entry.side_rows.extend(observe(record, rating, call_uid))
+            except Exception as exc:
+                entry.error = f"alert rules failed: {type(exc).__name__}: {exc}"

@@ -6,12 +6,17 @@ connections; an invalid file keeps the old configuration running and says why.
 SIGTERM/SIGINT: stop reading (each source drains what it already has), commit everything received, exit 0.
 
 A source that fails is restarted after a growing delay; nothing a PBX sends can stop the daemon.
+
+Features beyond the journal (metrics, reports, alerts and their MQTT publisher) plug in through `EXTENSIONS`:
+each module's ``install(daemon)`` adds HTTP routes (`Daemon.http`), commit listeners
+(`Daemon.commit_listeners`), background tasks (`Daemon.add_task`) and the call observer (`Daemon.hooks`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +29,8 @@ from smdrd import __version__
 from smdrd.config import Settings, SourceConfig, load_config
 from smdrd.core import Entry
 from smdrd.errors import ConfigError, SmdrdError
-from smdrd.ingest import RaterHolder, SourceIngest
+from smdrd.http import HttpServer
+from smdrd.ingest import Hooks, SourceIngest
 from smdrd.notify import notify, watchdog_interval
 from smdrd.sources.base import Source
 from smdrd.store.writer import JournalWriter
@@ -40,14 +46,22 @@ class RunningSource:
     task: asyncio.Task[None]
 
 
-def build_rater(settings: Settings) -> RaterHolder:
-    """The rating function for ``settings`` (``None`` until a tariff engine is available)."""
-    try:
-        from smdrd.rating import Rater
-    except ImportError:
-        return RaterHolder(None)
-    rater = Rater.from_config(settings.site, settings.tariff)
-    return RaterHolder(rater.rate)
+#: modules whose ``install(daemon)`` adds a feature to the daemon, in order.
+EXTENSIONS: tuple[str, ...] = ()
+
+CommitListener = Callable[[list[Entry], float], None]
+
+
+def build_rater(settings: Settings, base_dir: Path | None = None) -> Hooks:
+    """Hooks holding the rating function for ``settings``.
+
+    Raises:
+        TariffError: a rate deck or rule is invalid (says which file and line).
+    """
+    from smdrd.rating import Rater
+
+    rater = Rater.from_config(settings.site, settings.tariff, base_dir=base_dir)
+    return Hooks(rater.rate)
 
 
 class Daemon:
@@ -58,19 +72,48 @@ class Daemon:
         settings: Settings,
         config_path: Path | None = None,
         *,
-        on_commit: Callable[[list[Entry], float], None] | None = None,
+        on_commit: CommitListener | None = None,
+        extensions: tuple[str, ...] | None = None,
     ) -> None:
         self.settings = settings
         self.config_path = config_path
         db = settings.database
+        #: called after each commit with the committed entries and the commit's duration.
+        self.commit_listeners: list[CommitListener] = [on_commit] if on_commit else []
         self.writer = JournalWriter(db.path, commit_interval=db.commit_interval_ms / 1000,
                                     batch_rows=db.batch_rows, max_pending=db.max_pending_rows,
-                                    on_commit=on_commit)
-        self.rater = build_rater(settings)
+                                    on_commit=self._committed)
+        self.hooks = build_rater(settings, self.base_dir)
+        #: the HTTP server (metrics, health, reports), or None when ``[http] enabled = false``.
+        self.http: HttpServer | None = None
+        if settings.http.enabled:
+            self.http = HttpServer(settings.http.listen, _http_token(settings))
+        #: called with the new settings after a successful reload (extensions re-read their sections).
+        self.reload_listeners: list[Callable[[Settings], None]] = []
+        self._task_factories: list[tuple[str, Callable[[], Any]]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.extensions = EXTENSIONS if extensions is None else extensions
         self.sources: dict[str, RunningSource] = {}
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
         self._reloading: asyncio.Task[None] | None = None
+
+    @property
+    def base_dir(self) -> Path | None:
+        """The folder relative paths in the configuration are read from (the config file's)."""
+        return self.config_path.parent if self.config_path is not None else None
+
+    def add_task(self, name: str, factory: Callable[[], Any]) -> None:
+        """Run ``factory()`` (a coroutine) as a background task from start; it is cancelled at stop, after
+        the journal is committed."""
+        self._task_factories.append((name, factory))
+
+    def _committed(self, entries: list[Entry], seconds: float) -> None:
+        for listener in self.commit_listeners:
+            try:
+                listener(entries, seconds)
+            except Exception as exc:  # a metrics or report bug must not stall the journal
+                log.error("daemon.commit_listener_failed", error=repr(exc))
 
     @property
     def ready(self) -> asyncio.Event:
@@ -86,8 +129,14 @@ class Daemon:
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        for module in self.extensions:
+            importlib.import_module(module).install(self)
         await self.writer.open()
         writer_task = loop.create_task(self.writer.run(), name="journal-writer")
+        if self.http is not None:
+            await self.http.start()
+        for name, factory in self._task_factories:
+            self._tasks.append(loop.create_task(factory(), name=name))
         for sig, handler in ((signal.SIGTERM, self.request_stop), (signal.SIGINT, self.request_stop),
                              (signal.SIGHUP, self.request_reload)):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -109,6 +158,13 @@ class Daemon:
             watchdog.cancel()
             await self.writer.close()
             await writer_task
+            for task in self._tasks:
+                task.cancel()
+            for task in self._tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, 5.0)
+            if self.http is not None:
+                await self.http.close()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
@@ -119,7 +175,7 @@ class Daemon:
         from smdrd.sources.factory import build_source
 
         ingest = SourceIngest(name=cfg.name, format=cfg.format, site=self.settings.site, writer=self.writer,
-                              rater=self.rater, encoding=cfg.encoding, year=cfg.year,
+                              hooks=self.hooks, encoding=cfg.encoding, year=cfg.year,
                               options=cfg.format_options, max_line=cfg.max_line_length)
         source = build_source(cfg, ingest)
         task = asyncio.get_running_loop().create_task(self._supervise(source), name=f"source:{cfg.name}")
@@ -167,7 +223,7 @@ class Daemon:
         log.info("daemon.reloading", config=str(self.config_path))
         try:
             new = await asyncio.to_thread(load_config, self.config_path)
-            new_rater = build_rater(new)
+            new_hooks = build_rater(new, self.base_dir)
         except (ConfigError, SmdrdError) as exc:
             log.error("daemon.reload_rejected", reason=str(exc), kept="the running configuration")
             return
@@ -181,8 +237,10 @@ class Daemon:
             changed = [n for n in old if n in fresh]  # parsers read the site's timezone: restart them all
         else:
             changed = [n for n in old if n in fresh and fresh[n] != old[n]]
-        self.rater.rate = new_rater.rate
+        self.hooks.rate = new_hooks.rate
         self.settings = new
+        for listener in self.reload_listeners:
+            listener(new)
         await self._stop_sources(removed + changed)
         for name in changed + added:
             self._start_source(fresh[name])
@@ -196,6 +254,15 @@ class Daemon:
         while True:
             notify("WATCHDOG=1")
             await asyncio.sleep(interval)
+
+
+def _http_token(settings: Settings) -> str | None:
+    http = settings.http
+    if http.token is not None:
+        return http.token.get_secret_value()
+    if http.token_file is not None:
+        return http.token_file.read_text().strip()
+    return None
 
 
 def run_daemon(settings: Settings, config_path: Path | None, **kwargs: Any) -> int:

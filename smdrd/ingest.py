@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 
 from smdrd.config import SiteConfig
-from smdrd.core import ERROR, PARSED, SKIPPED, Entry, Rate, process_frame, rows_for
+from smdrd.core import ERROR, PARSED, SKIPPED, Entry, Observe, Rate, add_calls, process_frame
 from smdrd.framing import Frame, Framer
 from smdrd.parsing import ParserContext, get_parser_class
 from smdrd.sources.base import FramerLike
@@ -21,10 +21,11 @@ FLUSHED = "flushed"
 
 
 @dataclass(slots=True)
-class RaterHolder:
-    """The current rating function; a reload swaps it in one assignment."""
+class Hooks:
+    """The current rating function and call observer (alert rules); a reload swaps each in one assignment."""
 
     rate: Rate | None = None
+    observe: Observe | None = None
 
 
 @dataclass(slots=True)
@@ -49,7 +50,7 @@ class SourceIngest:
         format: str,
         site: SiteConfig,
         writer: JournalWriter,
-        rater: RaterHolder,
+        hooks: Hooks,
         encoding: str | None = None,
         year: int | None = None,
         options: dict[str, object] | None = None,
@@ -60,7 +61,7 @@ class SourceIngest:
         self.encoding = encoding or self.parser_class.encoding
         self.context = ParserContext(timezone=site.tz, year=year, options=dict(options or {}))
         self.writer = writer
-        self.rater = rater
+        self.hooks = hooks
         self.max_line = max_line
         self.counters = SourceCounters()
 
@@ -95,9 +96,9 @@ class LineStream:
             # Records a parser still held (a multi-leg call cut off by the end of the stream): their lines are
             # journalled already, so they are stored against an empty marker line.
             now = time.time_ns() // 1000
-            entry = Entry(ing.name, self.peer, now, self._parser.name, b"", FLUSHED,
-                          calls=rows_for(records, f"{self._parser.name}:flush:{self.peer}:{now}", ing.name,
-                                         ing.rater.rate))
+            entry = Entry(ing.name, self.peer, now, self._parser.name, b"", FLUSHED)
+            add_calls(entry, records, f"{self._parser.name}:flush:{self.peer}:{now}", ing.hooks.rate,
+                      ing.hooks.observe)
             ing.writer.submit(entry)
             ing.counters.calls += len(entry.calls)
 
@@ -106,11 +107,12 @@ class LineStream:
         counters = ing.counters
         now = time.time()
         received = int(now * 1_000_000)
-        rate = ing.rater.rate
+        rate = ing.hooks.rate
+        observe = ing.hooks.observe
         submit = ing.writer.submit
         for frame in frames:
             entry = process_frame(frame, self._parser, ing.encoding, source=ing.name,
-                                  peer=self.peer, received_at=received, rate=rate)
+                                  peer=self.peer, received_at=received, rate=rate, observe=observe)
             submit(entry)
             status = entry.status
             if status == PARSED:

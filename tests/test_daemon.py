@@ -35,6 +35,7 @@ def settings(tmp_path: Path, sources: list[dict[str, object]], **db: object) -> 
         "site": {"timezone": "Europe/Warsaw", "country": "PL"},
         "database": {"path": str(tmp_path / "smdrd.db"), "commit_interval_ms": 20, **db},
         "sources": sources,
+        "http": {"listen": "127.0.0.1:0"},
     })
 
 
@@ -143,6 +144,8 @@ path = "{db}"
 commit_interval_ms = 50
 [logging]
 format = "json"
+[http]
+listen = "127.0.0.1:0"
 {sources}
 """
 

@@ -14,7 +14,7 @@ from smdrd.cli import main
 from smdrd.config import SiteConfig
 from smdrd.core import ERROR, PARSED, SKIPPED, Entry, process_frame
 from smdrd.framing import Oversized
-from smdrd.ingest import RaterHolder, SourceIngest
+from smdrd.ingest import Hooks, SourceIngest
 from smdrd.parsers.avaya_ipo import AvayaIPOfficeParser
 from smdrd.parsing import Parser
 from smdrd.record import CallRecord
@@ -136,7 +136,7 @@ async def test_ingest_stream_journals_every_line_of_a_chunked_stream(tmp_path: P
     db = tmp_path / "j.db"
     w, task = await make_writer(db, commit_interval=0.01)
     ingest = SourceIngest(name="pbx", format="avaya-ipo", site=SiteConfig(timezone="Europe/Warsaw"), writer=w,
-                          rater=RaterHolder())
+                          hooks=Hooks())
     stream = ingest.open_stream("127.0.0.1:5000")
     data = SAMPLE.read_bytes()
     for i in range(0, len(data), 777):

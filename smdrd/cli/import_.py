@@ -65,7 +65,7 @@ async def import_files(settings: Settings, args: argparse.Namespace) -> dict[str
     await writer.open()
     writer_task = asyncio.create_task(writer.run())
     ingest = SourceIngest(name=args.source, format=args.format, site=settings.site, writer=writer,
-                          rater=build_rater(settings), encoding=args.encoding, year=args.year,
+                          hooks=build_rater(settings), encoding=args.encoding, year=args.year,
                           max_line=1 << 20)
     progress = sys.stderr.isatty() and not args.quiet
     for name in args.files:

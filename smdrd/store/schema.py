@@ -60,6 +60,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX calls_key ON calls (call_key);
     CREATE INDEX calls_line ON calls (line_id);
     """,
+    # 2: reserved for the report rollups (issue: reports).
+    "SELECT 1;",
+    # 3: reserved for the alert outbox (issue: alerts).
+    "SELECT 1;",
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

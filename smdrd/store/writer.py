@@ -182,6 +182,10 @@ class JournalWriter:
                 line_rows.append((line_id, e.source, e.peer, e.received_at, e.format, e.raw, e.status, e.error))
                 call_rows.extend((line_id, *c) for c in e.calls)
             await db.executemany(_INSERT_LINE, line_rows)
+            side: dict[str, list[tuple[object, ...]]] = {}
+            for e in batch:
+                for sql, params in e.side_rows:
+                    side.setdefault(sql, []).append(params)
             duplicates = 0
             if call_rows:
                 before = db.total_changes
@@ -189,6 +193,8 @@ class JournalWriter:
                 inserted = db.total_changes - before
                 if inserted < len(call_rows):
                     duplicates = await self._mark_duplicates(db, call_rows)
+            for sql, rows in side.items():
+                await db.executemany(sql, rows)
             await db.execute("COMMIT")
         except BaseException:
             await db.execute("ROLLBACK")
@@ -201,6 +207,15 @@ class JournalWriter:
             try:
                 duplicates += await self._commit([entry])
             except (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError) as exc:
+                # Keep as much as the schema accepts: first the call without its side rows, then the line.
+                if entry.side_rows:
+                    entry.side_rows = []
+                    entry.error = f"could not store the call's alerts: {exc}"
+                    try:
+                        duplicates += await self._commit([entry])
+                        continue
+                    except (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError) as again:
+                        exc = again
                 entry.calls = []
                 entry.status = "error"
                 entry.error = f"could not store the parsed call: {exc}"
