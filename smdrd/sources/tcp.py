@@ -1,0 +1,413 @@
+"""TCP sources: smdrd connects to the PBX (``tcp-client``) or the PBX connects to smdrd (``tcp-server``).
+
+This module also holds the byte-pumping helpers that every connection-shaped source shares (serial ports and
+standard input use them too): read a chunk, feed it, never read faster than the stream takes it; on shutdown,
+take what is already waiting on the connection before closing the stream.
+
+Never here: framing, parsing or storing (the stream does that), and no read or idle timeout on a connection:
+a PBX that is quiet all night is normal, and TCP keepalive is what notices a peer that is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from typing import Any
+
+import structlog
+
+from smdrd.backoff import Backoff, LogThrottle, log_throttled
+from smdrd.config import TcpClientSource, TcpServerSource, parse_hostport
+from smdrd.errors import SmdrdError
+from smdrd.sources.base import Ingest, Source, SourceStatus, Stream
+from smdrd.sources.handshakes import Handshake, get_handshake
+
+log = structlog.get_logger(__name__)
+
+#: bytes asked for per read: large enough that a backlog drains quickly, small enough to bound memory.
+CHUNK = 64 * 1024
+#: on shutdown, stop draining a connection once it has been quiet this long (seconds) ...
+DRAIN_QUIET = 0.1
+#: ... or after this long in total (seconds), whichever comes first.
+DRAIN_TOTAL = 1.0
+#: TCP keepalive: first probe after this many idle seconds, then every KEEPALIVE_INTERVAL, giving up after
+#: KEEPALIVE_COUNT unanswered probes; a PBX that vanished without a FIN is noticed within about two minutes.
+KEEPALIVE_IDLE = 60
+KEEPALIVE_INTERVAL = 10
+KEEPALIVE_COUNT = 5
+#: a tcp-server has no connect_timeout of its own; a peer gets this long to finish its handshake (seconds).
+SERVER_HANDSHAKE_TIMEOUT = 10.0
+#: how many distinct peer addresses a tcp-server remembers, to log a peer's first connection at info level.
+_SEEN_PEERS_MAX = 256
+
+#: how long closing a connection may take before it is left to the event loop (seconds).
+_CLOSE_WAIT = 1.0
+
+#: what ends a connection in the ordinary course of things (as opposed to a bug): the PBX went away, refused,
+#: timed out or failed its login. These are logged and retried; anything else propagates to the daemon.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, TimeoutError, SmdrdError)
+
+
+class LossTolerantReader(asyncio.StreamReader):
+    """A `StreamReader` that hands out what it already holds before reporting a lost connection.
+
+    The stock reader raises the error on the next ``read`` even when bytes received just before a reset (or
+    before a USB serial adapter was pulled) are still in its buffer, and those bytes are lost. This one turns
+    the error into end-of-stream, so every byte that arrived is read, and keeps the error in `lost_with`.
+    """
+
+    lost_with: BaseException | None = None
+
+    def set_exception(self, exc: BaseException) -> None:
+        self.lost_with = exc
+        self.feed_eof()
+
+
+def stream_pair(
+    loop: asyncio.AbstractEventLoop,
+) -> tuple[LossTolerantReader, asyncio.StreamReaderProtocol]:
+    """A fresh `LossTolerantReader` and the protocol that fills it, for ``create_connection`` and friends."""
+    reader = LossTolerantReader(loop=loop)
+    return reader, asyncio.StreamReaderProtocol(reader, loop=loop)
+
+
+def resolve_handshake(config: Any, *, format_default: bool = True) -> type[Handshake]:
+    """The handshake class for a source: the configured one, else (optionally) its format's default.
+
+    Args:
+        config: the source's config model.
+        format_default: when no handshake is configured, use the format's (``False``: ``"none"``).
+
+    Raises:
+        SmdrdError: the handshake name is unknown.
+    """
+    name = config.handshake
+    if name is None and format_default:
+        name = _format_handshake(config.format)
+    return get_handshake(name or "none")
+
+
+def _format_handshake(fmt: str) -> str:
+    from smdrd.parsing import get_parser_class
+
+    try:
+        return get_parser_class(fmt).handshake
+    except Exception:  # a format that cannot be loaded must not keep the transport from starting
+        return "none"
+
+
+def set_keepalive(sock: socket.socket | None) -> None:
+    """Turn on TCP keepalive with short probes, where the platform has the knobs."""
+    if sock is None:
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (
+        ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
+        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+        ("TCP_KEEPCNT", KEEPALIVE_COUNT),
+    ):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
+async def feed_whole(stream: Stream, data: bytes) -> None:
+    """Feed ``data`` to ``stream`` to the end, even when the task is cancelled meanwhile.
+
+    A cancellation that landed inside ``stream.feed`` could leave a chunk half-journalled; instead the chunk
+    is finished and the cancellation raised after it.
+    """
+    task = asyncio.ensure_future(stream.feed(data))
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
+
+
+async def pump(reader: asyncio.StreamReader, stream: Stream, status: SourceStatus) -> None:
+    """Read ``reader`` into ``stream`` until end of stream; one read at a time, each fed before the next.
+
+    Raises:
+        BaseException: the error that ended the connection (`LossTolerantReader.lost_with`), after every
+            byte received before it was fed.
+    """
+    while data := await reader.read(CHUNK):
+        status.saw_data(len(data))
+        await feed_whole(stream, data)
+    if isinstance(reader, LossTolerantReader) and reader.lost_with is not None:
+        raise reader.lost_with
+
+
+async def drain(
+    reader: asyncio.StreamReader,
+    stream: Stream,
+    status: SourceStatus,
+    *,
+    quiet: float = DRAIN_QUIET,
+    total: float = DRAIN_TOTAL,
+) -> None:
+    """On shutdown: feed what is still arriving, until ``quiet`` seconds without data or ``total`` in all."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + total
+    while (left := deadline - loop.time()) > 0:
+        try:
+            async with asyncio.timeout(min(quiet, left)):
+                data = await reader.read(CHUNK)
+        except TimeoutError:
+            return
+        if not data:
+            return
+        status.saw_data(len(data))
+        await feed_whole(stream, data)
+
+
+async def read_stream(
+    reader: asyncio.StreamReader, stream: Stream, status: SourceStatus, first: bytes = b""
+) -> None:
+    """Feed ``first`` and then the whole connection to ``stream``, and close the stream however it ends.
+
+    On cancellation, what is already waiting is drained into the stream first (bounded by `drain`), so a
+    SIGTERM loses no line the PBX had sent; then the cancellation propagates.
+    """
+    try:
+        if first:
+            status.saw_data(len(first))
+            await feed_whole(stream, first)
+        await pump(reader, stream, status)
+    except asyncio.CancelledError:
+        await drain(reader, stream, status)
+        raise
+    finally:
+        await stream.close()
+
+
+async def close_writer(writer: asyncio.StreamWriter) -> None:
+    """Close a connection, waiting briefly for it to finish; errors on the way out do not matter."""
+    writer.close()
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(_CLOSE_WAIT):
+            await writer.wait_closed()
+
+
+def describe(exc: BaseException | None) -> str:
+    """An error as one short line for logs and `SourceStatus.last_error`."""
+    if exc is None:
+        return "closed by peer"
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
+
+
+def format_peer(address: Any) -> str:
+    """``ip:port`` (``[ip]:port`` for IPv6) from a socket's peer address."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address)
+
+
+class TcpClient(Source):
+    """``tcp-client``: keep one connection to the PBX open, reconnecting with backoff whenever it drops."""
+
+    kind = "tcp-client"
+    config: TcpClientSource
+
+    def __init__(self, config: TcpClientSource, ingest: Ingest) -> None:
+        super().__init__(config, ingest)
+        self._throttle = LogThrottle()
+        self._backoff = Backoff(config.reconnect_min, config.reconnect_max)
+
+    @property
+    def peer(self) -> str:
+        return format_peer((self.config.host, self.config.port))
+
+    async def run(self) -> None:
+        handshake = resolve_handshake(self.config)
+        log.info("source.starting", source=self.name, kind=self.kind, peer=self.peer,
+                 handshake=handshake.name)
+        while True:
+            try:
+                await self._connect_and_read(handshake)
+                self._trouble("source.disconnected", None)
+            except CONNECTION_ERRORS as exc:
+                self._trouble("source.connection_failed", exc)
+            await asyncio.sleep(self._backoff.next_delay())
+
+    async def _connect_and_read(self, handshake: type[Handshake]) -> None:
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        reader, protocol = stream_pair(loop)
+        async with asyncio.timeout(cfg.connect_timeout):
+            transport, _ = await loop.create_connection(lambda: protocol, cfg.host, cfg.port)
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        try:
+            if cfg.keepalive:
+                set_keepalive(writer.get_extra_info("socket"))
+            self._connected()
+            hs = handshake(cfg)
+            async with asyncio.timeout(cfg.connect_timeout):
+                first = await hs.start(reader, writer)
+            stream = self.ingest.open_stream(self.peer, hs.framer(cfg.max_line_length))
+            await read_stream(reader, stream, self.status, first)
+        finally:
+            self.status.connected = False
+            if self._backoff.disconnected():
+                self._throttle.reset()  # it was up long enough: the next failure is news again
+            await close_writer(writer)
+
+    def _connected(self) -> None:
+        status = self.status
+        status.connected = True
+        status.connections += 1
+        if status.connections > 1:
+            status.reconnects += 1
+        self._backoff.connected()
+        fields: dict[str, Any] = {"source": self.name, "peer": self.peer}
+        if self._throttle.active():
+            # how long the trouble lasted, without resetting it: a PBX that accepts and drops at once keeps
+            # its reminders throttled (the backoff, not a reset, paces this line then)
+            fields["after_failures"] = self._throttle.count()
+        log.info("source.connected", **fields)
+
+    def _trouble(self, event: str, exc: BaseException | None) -> None:
+        self.status.last_error = describe(exc)
+        log_throttled(log, self._throttle, event, source=self.name, peer=self.peer, error=describe(exc))
+
+
+class TcpServer(Source):
+    """``tcp-server``: accept PBX connections on ``listen``, each connection its own stream.
+
+    Peers outside ``allowed_peers`` and connections beyond ``max_connections`` are closed at once and counted
+    in ``status.refused``. Built on ``loop.create_server`` with the same factory `asyncio.start_server` uses,
+    but with a `LossTolerantReader`, so bytes that arrive just before a reset are not lost.
+    """
+
+    kind = "tcp-server"
+    config: TcpServerSource
+
+    def __init__(self, config: TcpServerSource, ingest: Ingest) -> None:
+        super().__init__(config, ingest)
+        self._throttle = LogThrottle()
+        self._peers: set[asyncio.Task[Any]] = set()
+        self._seen: set[str] = set()
+        self._closing = False
+        #: the address actually listened on, once listening (tests bind port 0 and read it here).
+        self.address: tuple[str, int] | None = None
+
+    async def run(self) -> None:
+        handshake = resolve_handshake(self.config)
+        server = await self._listen(handshake)
+        try:
+            await asyncio.Future()  # serve until cancelled
+        finally:
+            self._closing = True
+            server.close()
+            await self._close_peers()
+            self.address = None
+
+    async def _listen(self, handshake: type[Handshake]) -> asyncio.Server:
+        host, port = parse_hostport(self.config.listen)
+        loop = asyncio.get_running_loop()
+
+        async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await self._handle(reader, writer, handshake)
+
+        def factory() -> asyncio.StreamReaderProtocol:
+            return asyncio.StreamReaderProtocol(LossTolerantReader(loop=loop), connected, loop=loop)
+
+        # Another process may hold the port for a while (an old smdrd still draining): retry, quietly.
+        backoff = Backoff(1.0, 30.0)
+        while True:
+            try:
+                server = await loop.create_server(factory, host, port, reuse_address=True)
+            except OSError as exc:
+                self.status.last_error = describe(exc)
+                log_throttled(log, self._throttle, "source.listen_failed", key="listen", source=self.name,
+                              listen=self.config.listen, error=describe(exc))
+                await asyncio.sleep(backoff.next_delay())
+                continue
+            self._throttle.reset("listen")
+            sockname = server.sockets[0].getsockname()
+            self.address = (sockname[0], sockname[1])
+            log.info("source.listening", source=self.name, kind=self.kind, listen=format_peer(sockname),
+                     handshake=handshake.name)
+            return server
+
+    async def _handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handshake: type[Handshake]
+    ) -> None:
+        address = writer.get_extra_info("peername")
+        peer = format_peer(address)
+        ip = str(address[0]) if isinstance(address, tuple) else peer
+        reason = self._refusal(ip)
+        if reason is not None:
+            self.status.refused += 1
+            log_throttled(log, self._throttle, "source.peer_refused", key=("refused", reason, ip),
+                          source=self.name, peer=peer, reason=reason)
+            await close_writer(writer)
+            return
+        task = asyncio.current_task()
+        assert task is not None  # a connection callback always runs in its own task
+        self._peers.add(task)
+        try:
+            await self._serve(peer, ip, reader, writer, handshake)
+        finally:
+            self._peers.discard(task)
+            self.status.connected = bool(self._peers)
+
+    def _refusal(self, ip: str) -> str | None:
+        if self._closing:
+            return "shutting down"
+        if not self.config.peer_allowed(ip):
+            return "not in allowed_peers"
+        if len(self._peers) >= self.config.max_connections:
+            return "max_connections reached"
+        return None
+
+    async def _serve(
+        self,
+        peer: str,
+        ip: str,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        handshake: type[Handshake],
+    ) -> None:
+        set_keepalive(writer.get_extra_info("socket"))
+        self._note_connection(peer, ip)
+        started = time.monotonic()
+        try:
+            hs = handshake(self.config)
+            async with asyncio.timeout(SERVER_HANDSHAKE_TIMEOUT):
+                first = await hs.start(reader, writer)
+            stream = self.ingest.open_stream(peer, hs.framer(self.config.max_line_length))
+            await read_stream(reader, stream, self.status, first)
+        except CONNECTION_ERRORS as exc:
+            self.status.last_error = describe(exc)
+            log_throttled(log, self._throttle, "source.peer_lost", key=("lost", ip), source=self.name,
+                          peer=peer, error=describe(exc))
+        else:
+            # Some PBXs (3CX) open a connection per record, so a clean close is routine: debug only.
+            log.debug("source.peer_closed", source=self.name, peer=peer,
+                      seconds=round(time.monotonic() - started, 3))
+        finally:
+            await close_writer(writer)
+
+    def _note_connection(self, peer: str, ip: str) -> None:
+        status = self.status
+        status.connected = True
+        status.connections += 1
+        if ip in self._seen:
+            status.reconnects += 1
+            log.debug("source.peer_connected", source=self.name, peer=peer)
+            return
+        if len(self._seen) < _SEEN_PEERS_MAX:
+            self._seen.add(ip)
+        log.info("source.peer_connected", source=self.name, peer=peer)
+
+    async def _close_peers(self) -> None:
+        peers = list(self._peers)
+        for task in peers:
+            task.cancel()  # each drains its connection and closes its stream (see `read_stream`)
+        await asyncio.gather(*peers, return_exceptions=True)
+        self.status.connected = False
