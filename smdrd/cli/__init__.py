@@ -21,6 +21,7 @@ COMMANDS = (
     "import_",
     "parse",
     "simulate",
+    "rate",
 )
 
 

@@ -1,0 +1,575 @@
+"""The compiled tariff and the `Rater` the daemon calls for every call.
+
+Pure apart from `compile_tariff`, which reads the configured rate decks (through `read_deck`). A `Tariff` is
+immutable: a reload compiles a new one (which validates everything, raising `TariffError` naming the file and
+line) and swaps in a new `Rater` with one assignment, so a bad file leaves the old tariff running.
+
+Matching: rules are grouped by prefix in a `PrefixTable`. In ``longest-prefix`` mode the longest prefix of the
+number with a rule in force wins; rules on the same prefix are tried trunk-specific rules first, then the
+most specific time band, then in tariff order. In ``first-match`` mode the rule earliest in the tariff among
+all those in force wins, whatever its prefix length, which keeps an ordered list imported from a PBX
+meaning the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import date, datetime, time, timedelta, tzinfo
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from smdrd.errors import TariffError
+from smdrd.rating import classes as cc
+from smdrd.rating.deck import read_deck
+from smdrd.rating.money import ZERO, exact_sum, round_cost
+from smdrd.rating.normalise import Dialplan, Number, normalise, normalise_uncached
+from smdrd.rating.rules import Band, Rule, TariffSourceError, parse_days, parse_hours, price
+from smdrd.rating.trie import PrefixTable
+from smdrd.record import CallRecord
+
+if TYPE_CHECKING:
+    from smdrd.config import SiteConfig, TariffConfig
+
+__all__ = [
+    "FIRST_MATCH",
+    "LONGEST_PREFIX",
+    "Breakdown",
+    "Piece",
+    "Rater",
+    "Rating",
+    "Tariff",
+    "build_tariff",
+    "compile_tariff",
+    "empty_tariff",
+]
+
+LONGEST_PREFIX = "longest-prefix"
+FIRST_MATCH = "first-match"
+_INBOUND = "inbound"
+_OUTBOUND = "outbound"
+_INTERNAL = "internal"
+#: keys whose candidate rules a tariff remembers.
+_MEMO_SIZE = 1 << 16
+
+
+@dataclass(frozen=True, slots=True)
+class Rating:
+    """What rating says about one call; stored with the call.
+
+    Attributes:
+        e164: the other party in E.164 (``+442079460000``); ``""`` when it is not a phone number (an
+            extension, a short code, a withheld number).
+        call_class: one of `smdrd.rating.classes.CALL_CLASSES`.
+        rule: the name of the rule that matched, ``""`` when none did.
+        prefix: the prefix the rule matched on, ``""`` when none did.
+        cost: the cost, rounded once to the tariff's decimals (0 for unanswered, internal and, unless a rule
+            says otherwise, inbound calls).
+        currency: the tariff's ISO 4217 currency.
+    """
+
+    e164: str
+    call_class: str
+    rule: str
+    prefix: str
+    cost: Decimal
+    currency: str
+
+    def to_json(self) -> dict[str, str]:
+        """The rating as JSON-safe data (the cost as a decimal string)."""
+        return {
+            "e164": self.e164,
+            "call_class": self.call_class,
+            "rule": self.rule,
+            "prefix": self.prefix,
+            "cost": str(self.cost),
+            "currency": self.currency,
+        }
+
+
+_new = object.__new__
+_SETTERS = tuple(Rating.__dict__[f.name].__set__ for f in fields(Rating))  # in `_rating`'s argument order
+
+
+def _rating(  # noqa: PLR0917 - mirrors Rating's six fields, positionally, on the hot path
+    e164: str, call_class: str, rule: str, prefix: str, cost: Decimal, currency: str
+) -> Rating:
+    """`Rating(...)` in half the time: the slots' own setters instead of the frozen ``__setattr__``."""
+    out: Rating = _new(Rating)
+    s0, s1, s2, s3, s4, s5 = _SETTERS
+    s0(out, e164)
+    s1(out, call_class)
+    s2(out, rule)
+    s3(out, prefix)
+    s4(out, cost)
+    s5(out, currency)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """Billing units charged under one rule (a split call has one piece per time band it crossed).
+
+    Attributes:
+        rule: the rule's name.
+        prefix: the prefix it matched on.
+        offset: seconds from the start of the call to the first unit of the piece.
+        units: billing units charged.
+        billing_unit: seconds per unit.
+        rate: the price of one unit.
+        amount: ``units * rate``.
+    """
+
+    rule: str
+    prefix: str
+    offset: int
+    units: int
+    billing_unit: int
+    rate: Decimal
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Breakdown:
+    """How a call's cost was reached (for `smdrd rate` and for people checking a bill).
+
+    Attributes:
+        note: why the call costs nothing (``unanswered``, ``inbound``...), ``""`` when it was priced.
+        connection_fee: the rule's connection fee.
+        initial_cost: the price of the initial period.
+        initial_time: the seconds the initial period covers.
+        pieces: the units charged after the initial period.
+        minimum_charge: the rule's minimum charge.
+        unrounded: the exact cost before the one rounding.
+        cost: the cost.
+    """
+
+    note: str
+    connection_fee: Decimal = ZERO
+    initial_cost: Decimal = ZERO
+    initial_time: int = 0
+    pieces: tuple[Piece, ...] = ()
+    minimum_charge: Decimal = ZERO
+    unrounded: Decimal = ZERO
+    cost: Decimal = ZERO
+
+    def describe(self, currency: str) -> str:
+        """One line such as ``0.10 + 2 x 0.30 per 60 s = 0.70 EUR``."""
+        if self.note:
+            return f"{self.cost} {currency} ({self.note})"
+        parts = []
+        if self.connection_fee:
+            parts.append(f"connection {self.connection_fee}")
+        if self.initial_cost or self.initial_time:
+            parts.append(f"first {self.initial_time} s {self.initial_cost}")
+        parts.extend(f"{p.units} x {p.rate} per {p.billing_unit} s" + (f" ({p.rule})" if len(self.pieces) > 1
+                                                                        else "") for p in self.pieces)
+        text = " + ".join(parts) or "0"
+        if self.minimum_charge and self.unrounded == self.minimum_charge:
+            text += f" -> minimum {self.minimum_charge}"
+        return f"{text} = {self.cost} {currency}"
+
+
+@dataclass(frozen=True, slots=True)
+class Tariff:
+    """A compiled tariff: immutable, validated, ready for the hot path.
+
+    Attributes:
+        rules: every rule, in tariff order.
+        table: the rules by prefix (see the module docstring for the order within a prefix).
+        mode: ``longest-prefix`` or ``first-match``.
+        currency: ISO 4217 code.
+        decimals: the cost of a call is rounded once, half-up, to this many decimals.
+        split: price a call crossing a time-band boundary piece by piece.
+        holidays: local dates on which holiday bands apply.
+        digest: a hash of everything the tariff was built from; stored with each rating, a later rerate
+            can tell which calls were rated by an older tariff.
+    """
+
+    rules: tuple[Rule, ...]
+    table: PrefixTable[Rule]
+    mode: str = LONGEST_PREFIX
+    currency: str = "USD"
+    decimals: int = 2
+    split: bool = False
+    holidays: frozenset[date] = frozenset()
+    digest: str = ""
+    #: any rule depends on the time of the call (so the hot path may skip the clock when none does).
+    timed: bool = field(init=False, repr=False)
+    #: minutes of the day at which some band starts or stops (where a split call is cut).
+    edges: tuple[int, ...] = field(init=False, repr=False)
+    _memo: dict[str, tuple[tuple[Rule, str], ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "timed", any(r.timed for r in self.rules))
+        edges = {0}
+        for rule in self.rules:
+            if rule.band is not None:
+                edges.update(rule.band.edges)
+        object.__setattr__(self, "edges", tuple(sorted(edges)))
+        object.__setattr__(self, "_memo", {})
+
+    def candidates(self, key: str) -> tuple[tuple[Rule, str], ...]:
+        """Every rule whose prefix starts ``key``, with that prefix, best first (before time, trunk and
+        direction are looked at): longest prefix first, or tariff order in first-match mode.
+
+        Memoised per key (a tariff sees the same few thousand numbers all month); the memo is invisible
+        state of an otherwise immutable object and is dropped when it grows too large.
+        """
+        found = self._memo.get(key)
+        if found is not None:
+            return found
+        flat = [(rule, prefix) for prefix, bucket in self.table.matches(key) for rule in bucket]
+        if self.mode == FIRST_MATCH:
+            flat.sort(key=lambda pair: pair[0].order)
+        result = tuple(flat)
+        if len(self._memo) >= _MEMO_SIZE:
+            self._memo.clear()
+        self._memo[key] = result
+        return result
+
+    def select(
+        self, key: str, local: datetime | None, direction: str, trunk: str
+    ) -> tuple[Rule, str] | None:
+        """The rule (and the prefix it matched) for a call to ``key`` at local time ``local``.
+
+        Args:
+            key: `Number.key` (E.164 digits without ``+``).
+            local: the call's start in the site's time; may be ``None`` when `timed` is false.
+            direction: ``outbound`` or ``inbound``.
+            trunk: the trunk the call used (``""`` when the PBX does not say).
+        """
+        if not key:
+            return None
+        holiday = local is not None and bool(self.holidays) and local.date() in self.holidays
+        for rule, prefix in self._memo.get(key) or self.candidates(key):
+            if direction not in rule.directions:
+                continue
+            if rule.trunks and trunk not in rule.trunks:
+                continue
+            if rule.timed and not rule.in_force(local, holiday):
+                continue
+            return rule, prefix
+        return None
+
+
+# --- building ---------------------------------------------------------------------------------------------
+
+
+def _band(name: str, days: Sequence[str], hours: str, holidays: str) -> Band:
+    start, end = parse_hours(hours)
+    return Band(name=name, days=parse_days(days), start=start, end=end, holidays=holidays)
+
+
+def build_tariff(
+    rules: Iterable[Rule],
+    *,
+    mode: str = LONGEST_PREFIX,
+    currency: str = "USD",
+    decimals: int = 2,
+    split: bool = False,
+    holidays: Iterable[date] = (),
+    digest: str = "",
+) -> Tariff:
+    """Compile rules into a `Tariff` (pure: the rules are already parsed).
+
+    Raises:
+        TariffError: for an unknown mode or a number of decimals out of range.
+    """
+    if mode not in (LONGEST_PREFIX, FIRST_MATCH):
+        raise TariffError(f"tariff.mode: expected {LONGEST_PREFIX} or {FIRST_MATCH}, got {mode!r}")
+    if not 0 <= decimals <= 12:
+        raise TariffError(f"tariff.decimals: expected 0 to 12, got {decimals!r}")
+    ordered = tuple(rules)
+
+    def sort_key(rule: Rule) -> tuple[int, int, int, int]:
+        if mode == FIRST_MATCH:
+            return (0, 0, 0, rule.order)
+        # A rule for one trunk is its carrier's price and beats a rule for every trunk; then the more
+        # specific band; then tariff order.
+        return (0 if rule.trunks else 1, *rule.specificity, rule.order)
+
+    table = PrefixTable(((p, r) for r in ordered for p in r.prefixes), sort_key=sort_key)
+    return Tariff(ordered, table, mode, currency.upper(), decimals, split, frozenset(holidays), digest)
+
+
+def compile_tariff(config: TariffConfig, *, base_dir: Path | str | None = None) -> Tariff:
+    """Build the tariff a configuration describes: inline rules first, then each deck in order.
+
+    Args:
+        config: the ``[tariff]`` section.
+        base_dir: where relative deck paths are found (the config file's folder); the working directory
+            when ``None``.
+
+    Raises:
+        TariffError: naming the deck and line, or the inline rule's index, of the first bad entry.
+    """
+    bands = {name: _band(name, b.days, b.hours, b.holidays) for name, b in config.bands.items()}
+    digest = hashlib.sha256(config.model_dump_json().encode())
+    rules: list[Rule] = []
+    for i, spec in enumerate(config.rules):
+        if spec.band is not None and spec.band not in bands:
+            raise TariffSourceError("tariff.rules", i, f"unknown band {spec.band!r}")
+        rules.append(Rule(
+            name=spec.name or "+" + spec.prefixes[0],
+            prefixes=tuple(spec.prefixes),
+            rate=spec.rate,
+            billing_unit=spec.billing_unit,
+            initial_time=spec.initial_time,
+            initial_cost=spec.initial_cost,
+            connection_fee=spec.connection_fee,
+            minimum_charge=spec.minimum_charge,
+            call_class=spec.call_class,
+            band=bands[spec.band] if spec.band is not None else None,
+            valid_from=spec.valid_from,
+            valid_until=spec.valid_until,
+            trunks=frozenset(spec.trunks),
+            directions=frozenset(spec.directions),
+            order=len(rules),
+            source="tariff.rules",
+            line=i,
+        ))
+    for deck in config.decks:
+        path = Path(deck)
+        if base_dir is not None and not path.is_absolute():
+            path = Path(base_dir) / path
+        deck_rules, data = read_deck(path, bands=bands, first_order=len(rules))
+        rules.extend(deck_rules)
+        digest.update(hashlib.sha256(data).digest())
+    return build_tariff(
+        rules, mode=config.mode, currency=config.currency, decimals=config.decimals, split=config.split,
+        holidays=config.holidays, digest=digest.hexdigest()[:16],
+    )
+
+
+# --- rating -----------------------------------------------------------------------------------------------
+
+
+def _local(start: datetime, tz: tzinfo) -> datetime:
+    # A naive start is the PBX's wall clock, taken to be the site's.
+    return start.astimezone(tz) if start.tzinfo is not None else start.replace(tzinfo=tz)
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    number: Number
+    direction: str
+    trunk: str
+    local: datetime | None
+
+
+class Rater:
+    """Rates calls: a site's dial plan plus a compiled tariff. Immutable; share it freely.
+
+    Build one with `Rater.from_config` at start and on reload (swap the whole object); call `rate` for each
+    call on the hot path.
+
+    Args:
+        plan: the site's dial plan.
+        tariff: the compiled tariff (`empty_tariff` prices nothing but still classifies).
+        tz: the site's timezone; calls are rated by their local start time.
+        cache: use the shared normalisation cache (turn off only to measure it).
+    """
+
+    __slots__ = ("_normalise", "plan", "tariff", "tz")
+
+    def __init__(self, plan: Dialplan, tariff: Tariff, tz: tzinfo, *, cache: bool = True) -> None:
+        self.plan = plan
+        self.tariff = tariff
+        self.tz = tz
+        self._normalise = normalise if cache else normalise_uncached
+
+    @classmethod
+    def from_config(
+        cls,
+        site: SiteConfig,
+        tariff: TariffConfig | None = None,
+        *,
+        base_dir: Path | str | None = None,
+        cache: bool = True,
+    ) -> Rater:
+        """The rater for a configured site and tariff (no tariff: every call costs 0, classes still set).
+
+        Raises:
+            TariffError: a deck or inline rule is invalid (naming the file and line, or the rule's index).
+            ConfigError: the site's country is unknown to phonenumbers.
+        """
+        from smdrd.errors import ConfigError
+
+        try:
+            plan = Dialplan.from_site(site)
+        except ValueError as exc:
+            raise ConfigError(None, [("site.country", str(exc))]) from None
+        compiled = empty_tariff() if tariff is None else compile_tariff(tariff, base_dir=base_dir)
+        return cls(plan, compiled, ZoneInfo(site.timezone), cache=cache)
+
+    def normalise(self, number: str) -> Number:
+        """``number`` as the site dials it, normalised (cached)."""
+        return self._normalise(number, self.plan)
+
+    def rate(self, record: CallRecord) -> Rating:
+        """Rate one call record (the daemon's hot path)."""
+        return self._rate(record.number, record.start, record.duration, record.direction, record.trunk,
+                          record.answered)
+
+    def rate_call(
+        self,
+        number: str,
+        start: datetime,
+        duration: int,
+        *,
+        direction: str = _OUTBOUND,
+        trunk: str = "",
+        answered: bool = True,
+    ) -> Rating:
+        """Rate a call given as plain values (what `rate` and a rerate of stored calls use).
+
+        Args:
+            number: the other party as the PBX wrote it.
+            start: the call's start (naive means the site's local time).
+            duration: talk seconds.
+            direction: ``outbound``, ``inbound`` or ``internal``.
+            trunk: the trunk used.
+            answered: unanswered calls cost 0.
+        """
+        return self._rate(number, start, duration, direction, trunk, answered)
+
+    def _rate(  # noqa: PLR0917 - positional arguments are measurably faster on the hot path
+        self, number: str, start: datetime, duration: int, direction: str, trunk: str, answered: bool
+    ) -> Rating:
+        # The hot path: positional arguments, no generator, one memo probe, and `_rating` instead of the
+        # frozen dataclass's __init__ (which costs twice as much as all the matching).
+        tariff = self.tariff
+        num = self._normalise(number, self.plan)
+        if _INTERNAL in (direction, num.call_class):
+            return _rating(num.e164, _INTERNAL, "", "", ZERO, tariff.currency)
+        key = num.key
+        if not key:
+            return _rating(num.e164, num.call_class, "", "", ZERO, tariff.currency)
+        local: datetime | None = None
+        holiday = False
+        for rule, prefix in tariff._memo.get(key) or tariff.candidates(key):  # noqa: B007 - used after break
+            if direction not in rule.directions:
+                continue
+            if rule.trunks and trunk not in rule.trunks:
+                continue
+            if rule.timed:
+                if local is None:
+                    local = _local(start, self.tz)
+                    holiday = bool(tariff.holidays) and local.date() in tariff.holidays
+                if not rule.in_force(local, holiday):
+                    continue
+            break
+        else:
+            return _rating(num.e164, num.call_class, "", "", ZERO, tariff.currency)
+        call_class = rule.call_class or num.call_class
+        if not answered:
+            return _rating(num.e164, call_class, rule.name, prefix, ZERO, tariff.currency)
+        if tariff.split:
+            call = _Call(num, direction, trunk, local or _local(start, self.tz))
+            unrounded = self._split(call, rule, prefix, duration)[0]
+        else:
+            unrounded = price(rule, duration)
+        return _rating(num.e164, call_class, rule.name, prefix, round_cost(unrounded, tariff.decimals),
+                       tariff.currency)
+
+    def explain(
+        self,
+        number: str,
+        start: datetime,
+        duration: int,
+        *,
+        direction: str = _OUTBOUND,
+        trunk: str = "",
+        answered: bool = True,
+    ) -> tuple[Rating, Breakdown]:
+        """`rate_call` with the breakdown of the cost (slower; for the CLI and for checking bills)."""
+        rating = self.rate_call(number, start, duration, direction=direction, trunk=trunk, answered=answered)
+        tariff = self.tariff
+        if rating.call_class == cc.INTERNAL:
+            return rating, Breakdown("internal call")
+        if not rating.rule:
+            note = "inbound call, no inbound rule" if direction == _INBOUND else "no rule matched"
+            return rating, Breakdown(note)
+        if not answered:
+            return rating, Breakdown("unanswered")
+        num = self._normalise(number, self.plan)
+        local = _local(start, self.tz)
+        found = tariff.select(num.key, local, direction, trunk)
+        assert found is not None  # rate_call found it with the same inputs
+        rule, prefix = found
+        if tariff.split:
+            unrounded, pieces = self._split(_Call(num, direction, trunk, local), rule, prefix, duration)
+        else:
+            unrounded = price(rule, duration)
+            extra = duration - rule.initial_time
+            units = -(-extra // rule.billing_unit) if extra > 0 else 0
+            pieces = (Piece(rule.name, prefix, rule.initial_time, units, rule.billing_unit, rule.rate,
+                            units * rule.rate),) if units else ()
+        return rating, Breakdown(
+            "", rule.connection_fee, rule.initial_cost, rule.initial_time, pieces, rule.minimum_charge,
+            unrounded, rating.cost,
+        )
+
+    def _split(
+        self, call: _Call, first: Rule, prefix: str, duration: int
+    ) -> tuple[Decimal, tuple[Piece, ...]]:
+        """Price a call unit by unit, each unit at the rule in force when the unit starts.
+
+        The rule in force at the start gives the connection fee, the initial period and the minimum charge;
+        the units after it are charged by whichever rule the band in force gives, so a call from 17:58 to
+        18:05 pays two peak minutes and five off-peak ones.
+        """
+        assert call.local is not None
+        tariff = self.tariff
+        begin = call.local.timestamp()
+        cuts = self._cuts(call.local, duration)
+        total = first.fixed
+        pieces: list[Piece] = []
+        pos = first.initial_time
+        seg = 0
+        while pos < duration:
+            while seg + 1 < len(cuts) and cuts[seg + 1] <= pos:
+                seg += 1
+            seg_end = min(cuts[seg + 1] if seg + 1 < len(cuts) else duration, duration)
+            when = datetime.fromtimestamp(begin + pos, self.tz)
+            found = tariff.select(call.number.key, when, call.direction, call.trunk)
+            if found is None:  # no rule in force for this stretch: nothing to charge for it
+                pos = seg_end
+                continue
+            rule, rule_prefix = found
+            units = -(-(seg_end - pos) // rule.billing_unit)
+            amount = units * rule.rate
+            total = exact_sum(total, units, rule.rate)
+            last = pieces[-1] if pieces else None
+            if last is not None and last.rule == rule.name and last.prefix == rule_prefix:
+                pieces[-1] = Piece(last.rule, last.prefix, last.offset, last.units + units, last.billing_unit,
+                                   last.rate, last.amount + amount)
+            else:
+                pieces.append(Piece(rule.name, rule_prefix, pos, units, rule.billing_unit, rule.rate, amount))
+            pos += units * rule.billing_unit
+        total = max(total, first.minimum_charge)
+        return total, tuple(pieces)
+
+    def _cuts(self, local: datetime, duration: int) -> list[int]:
+        """Offsets (seconds from the start, the first 0) at which some band or the date may change."""
+        begin = local.timestamp()
+        cuts = {0}
+        day = local.date()
+        last_day = datetime.fromtimestamp(begin + duration, self.tz).date()
+        while day <= last_day:
+            for minute in self.tariff.edges:
+                wall = datetime.combine(day, time(minute // 60, minute % 60), tzinfo=self.tz)
+                offset = int(wall.timestamp() - begin)
+                if 0 < offset < duration:
+                    cuts.add(offset)
+            day += timedelta(days=1)
+        return sorted(cuts)
+
+
+def empty_tariff(currency: str = "USD", decimals: int = 2) -> Tariff:
+    """A tariff with no rules: every call costs 0 (classes still come from phonenumbers)."""
+    return build_tariff((), currency=currency, decimals=decimals)
