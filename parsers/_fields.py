@@ -23,6 +23,11 @@ def ymd_hms(text: str, tz: tzinfo | None, date_sep: str = "/") -> datetime:
 
 def hms_seconds(text: str) -> int:
     """``H:MM:SS`` (hours may have any number of digits) to seconds."""
+    if len(text) == 8 and text[2] == ":" and text[5] == ":" and text.isascii():
+        # The common ``HH:MM:SS``: slices, no split (this runs once per call on the hot path).
+        hh, mm, ss = text[0:2], text[3:5], text[6:8]
+        if hh.isdigit() and mm.isdigit() and ss.isdigit() and mm < "60" and ss < "60":
+            return int(hh) * 3600 + int(mm) * 60 + int(ss)
     parts = text.split(":")
     if len(parts) != 3 or not all(p.isdigit() and p.isascii() for p in parts) \
             or len(parts[1]) != 2 or len(parts[2]) != 2:

@@ -258,9 +258,9 @@ class AvayaCMParser(Parser):
                         "out-crt-id": record.extra.get("out_crt_id", "001"), **common})]
 
     @classmethod
-    def header_lines(cls) -> list[str]:
+    def header_lines(cls, at: datetime | None = None) -> list[str]:
         # CM sends this when the link comes up (the NULs after it end the line for the framer).
-        return [datetime.now().strftime("%H:%M %m/%d")]
+        return [(at or datetime.now()).strftime("%H:%M %m/%d")]
 
     @classmethod
     def detect(cls, lines: Sequence[str]) -> float:

@@ -158,9 +158,6 @@ class AvayaIPOfficeParser(Parser):
         return [",".join(fields)]
 
     @classmethod
-    def header_lines(cls) -> list[str]:
-        return []
-
     @classmethod
     def detect(cls, lines: Sequence[str]) -> float:
         score = 0.0

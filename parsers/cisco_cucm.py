@@ -301,7 +301,7 @@ class CiscoCUCMParser(Parser):
         return out
 
     @classmethod
-    def header_lines(cls) -> list[str]:
+    def header_lines(cls, at: datetime | None = None) -> list[str]:
         """The names line and the types line a CUCM 14/15 CDR file starts with."""
         return [",".join(f'"{n}"' for n in DEFAULT_COLUMNS), ",".join(DEFAULT_TYPES)]
 

@@ -124,14 +124,16 @@ class Mitel5000Parser(Parser):
         else:
             typ = record.extra.get("type", "TLC")
             typ = typ if TYPES.get(typ) is Direction.OUTBOUND else "TLC"
-        ext = record.extension if record.answered else "*****"
+        # ***** is what the 5000 writes for a ring-in nobody answered: there is no extension to name.
+        unanswered_in = record.direction is Direction.INBOUND and not record.answered
+        ext = "*****" if unanswered_in else record.extension
         text = (f"{typ:<3} {ext[:5]:<5} {record.trunk[:5]:<5} {record.number[:28]:<28} "
                 f"{record.start.strftime('%H:%M')} {seconds_text(min(record.duration, 359999))} "
                 f"{record.extra.get('cost', '$00.00')[:6]:<6} {record.account[:12]:<12}")
         return [text + ("*" if record.extra.get("far_end_disconnect") else " ")]
 
     @classmethod
-    def header_lines(cls) -> list[str]:
+    def header_lines(cls, at: datetime | None = None) -> list[str]:
         return ["TYP EXT# TRUNK DIALED DIGITS                START ELAPSED  COST   ACCOUNT CODE"]
 
     @classmethod

@@ -217,9 +217,9 @@ class NecSVParser(Parser):
         return f"{'':60}{day:%m/%d/%Y} PAGE {page:3d}"
 
     @classmethod
-    def header_lines(cls) -> list[str]:
-        """A page header for today and the column titles."""
-        return [cls.page_header(date.today()), TITLES]
+    def header_lines(cls, at: datetime | None = None) -> list[str]:
+        """A page header for the day the stream starts (today by default) and the column titles."""
+        return [cls.page_header(at.date() if at is not None else date.today()), TITLES]
 
     @classmethod
     def render(cls, record: CallRecord) -> list[str]:

@@ -199,7 +199,7 @@ class PanasonicParser(Parser):
         return [line]
 
     @classmethod
-    def header_lines(cls) -> list[str]:
+    def header_lines(cls, at: datetime | None = None) -> list[str]:
         return [HEADER, "-" * 80]
 
     @classmethod

@@ -74,7 +74,8 @@ class HttpServer:
     @property
     def bound_port(self) -> int:
         """The port actually bound (useful with port 0)."""
-        assert self._server is not None and self._server.sockets
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("the HTTP server is not started")
         port: int = self._server.sockets[0].getsockname()[1]
         return port
 

@@ -85,8 +85,12 @@ class Parser(abc.ABC):
         raise NotImplementedError(f"{cls.name} has no renderer")
 
     @classmethod
-    def header_lines(cls) -> list[str]:
-        """Lines a PBX (or a file of this format) starts with, before any record."""
+    def header_lines(cls, at: datetime | None = None) -> list[str]:
+        """Lines a PBX (or a file of this format) starts with, before any record.
+
+        Args:
+            at: when the stream starts (the first record's start time); headers that carry a date use it.
+        """
         return []
 
     @classmethod

@@ -2,7 +2,9 @@
 
 The traffic model is plain data: an office of extensions in departments placing local, national, mobile,
 international, toll-free and premium calls (about a fifth unanswered), taking inbound calls, calling each
-other, now and then transferring a call. Durations are log-normal, as real call durations are. The same seed
+other, now and then transferring a call. As in real offices, most external calls go to and come from a
+set of regular contacts (customers, suppliers: `CONTACT_SHARE` of them, the most popular called most often);
+the rest are numbers seen once. Durations are log-normal, as real call durations are. The same seed
 gives the same calls. The generator is pure; `serve` and `push` are the network edges (``--listen``,
 ``--connect``).
 """
@@ -10,6 +12,7 @@ gives the same calls. The generator is pure; `serve` and `push` are the network 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import random
 import time
@@ -37,18 +40,24 @@ class Dialplan:
     toll_free: tuple[str, ...]
     premium: tuple[str, ...]
     digits: int  # digits after the prefix
+    cli_drop: str = ""  # what carriers leave off the front of a caller's number (NANP: the leading 1)
 
 
 DIALPLANS = {
     "US": Dialplan("US", local=("212",), national=("1415", "1312", "1617", "1305", "1206"),
                    mobile=("1917", "1646"), international=("01144", "01149", "01133", "011521", "01163"),
-                   toll_free=("1800", "1888", "1877"), premium=("1900",), digits=7),
+                   toll_free=("1800", "1888", "1877"), premium=("1900",), digits=7, cli_drop="1"),
     "GB": Dialplan("GB", local=("020",), national=("0121", "0161", "0131", "0113"),
                    mobile=("07700", "07911", "07400"), international=("001", "0049", "0033", "0048"),
                    toll_free=("0800", "0808"), premium=("0909", "0906"), digits=6),
     "PL": Dialplan("PL", local=("052",), national=("022", "012", "061"), mobile=("0600", "0501", "0790"),
                    international=("0049", "0044", "00420"), toll_free=("0800",), premium=("0700",), digits=6),
 }
+
+#: the share of external calls that go to (or come from) the site's regular contacts.
+CONTACT_SHARE = 0.8
+#: regular contacts per kind of number.
+CONTACTS = {"local": 600, "national": 500, "mobile": 500, "international": 150, "toll_free": 60, "premium": 10}
 
 #: (kind, weight) for the calls of a working day
 MIX = (("internal", 15), ("inbound", 30), ("local", 18), ("national", 12), ("mobile", 12),
@@ -70,8 +79,16 @@ class Traffic:
         self.extensions = [str(n) for _, lo, hi in DEPARTMENTS for n in range(lo, hi + 1)]
         self._kinds = [k for k, _ in MIX]
         self._weights = [w for _, w in MIX]
+        self.contacts = {kind: [self._fresh_number(kind) for _ in range(n)] for kind, n in CONTACTS.items()}
 
     def _number(self, kind: str) -> str:
+        pool = self.contacts[kind]
+        if self.rng.random() < CONTACT_SHARE:
+            # Squaring a uniform draw favours the first contacts: a few are called far more than the rest.
+            return pool[int(len(pool) * self.rng.random() ** 2)]
+        return self._fresh_number(kind)
+
+    def _fresh_number(self, kind: str) -> str:
         prefixes: tuple[str, ...] = getattr(self.plan, kind)
         prefix = self.rng.choice(prefixes)
         digits = self.plan.digits + (1 if kind == "international" else 0)
@@ -111,6 +128,8 @@ class Traffic:
             direction, number, trunk = Direction.INTERNAL, rng.choice(self.extensions), ""
         elif kind == "inbound":
             direction, number = Direction.INBOUND, self._number(rng.choice(("local", "national", "mobile")))
+            if self.plan.cli_drop:
+                number = number.removeprefix(self.plan.cli_drop)
             trunk = f"T90{rng.randint(1, 8):02d}"
         else:
             direction, number, trunk = Direction.OUTBOUND, self._number(kind), f"T90{rng.randint(1, 8):02d}"
@@ -128,8 +147,10 @@ class Traffic:
 
 def render_calls(parser: type[Parser], traffic: Traffic, count: int | None) -> Iterator[str]:
     """The lines a PBX of ``parser``'s format writes for ``count`` calls (endless when ``None``)."""
-    yield from parser.header_lines()
-    for n, legs in enumerate(traffic.calls()):
+    calls = traffic.calls()
+    first = next(calls)
+    yield from parser.header_lines(first[0].start)
+    for n, legs in enumerate(itertools.chain([first], calls)):
         if count is not None and n >= count:
             return
         for leg in legs:
@@ -164,7 +185,7 @@ async def push(host: str, port: int, lines: Iterator[str], rate: float | None, *
         try:
             _, writer = await asyncio.open_connection(host, port)
         except OSError:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.2)
             continue
         try:
             while True:

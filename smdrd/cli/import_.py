@@ -16,7 +16,7 @@ from smdrd.daemon import build_rater
 from smdrd.ingest import SourceIngest
 from smdrd.store.writer import JournalWriter
 
-CHUNK = 1 << 20
+CHUNK = 1 << 16  # small enough that the writer task is serviced between chunks (overlap)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

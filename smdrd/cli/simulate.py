@@ -15,6 +15,7 @@ from smdrd.parsing import get_parser_class
 from smdrd.simulator import Pacer, Traffic, push, render_calls, serve
 
 DEMO_TZ = "America/New_York"
+DEMO_DECK = Path(__file__).resolve().parent.parent / "data" / "demo-rates.csv"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -106,6 +107,7 @@ def run_demo(args: argparse.Namespace) -> int:
         "sources": [{"name": "demo-pbx", "kind": "tcp-server", "format": args.format,
                      "listen": f"127.0.0.1:{port}", "allowed_peers": ["127.0.0.1"]}],
         "http": {"listen": "127.0.0.1:0", "enabled": False},
+        "tariff": {"currency": "USD", "decimals": 2, "decks": [str(DEMO_DECK)]},
     })
     configure("info", "console")
     print(f"smdrd demo: database {args.database}; a simulated {args.format} PBX pushes {args.rate:g} calls/s "

@@ -165,14 +165,27 @@ def _candidates(reading: str, plan: Dialplan) -> list[str]:
     return [plan.national_prefix + plan.area_code + reading, reading]
 
 
-def _classify(num: phonenumbers.PhoneNumber, plan: Dialplan) -> str:
+def _max_emergency_length() -> int:
+    """The longest emergency number in any region's metadata (6 today), so longer numbers skip the check."""
+    longest = 3
+    for region in shortnumberinfo.SUPPORTED_SHORT_REGIONS:
+        meta = phonenumbers.PhoneMetadata.short_metadata_for_region(region)
+        if meta is not None and meta.emergency is not None and meta.emergency.possible_length:
+            longest = max(longest, *meta.emergency.possible_length)
+    return longest
+
+
+_MAX_EMERGENCY = _max_emergency_length()
+
+
+def _classify(num: phonenumbers.PhoneNumber, plan: Dialplan, kind: int) -> str:
+    """The class of a valid number whose `phonenumbers.number_type` is ``kind``."""
     if num.country_code != plan.country_code:
         return cc.INTERNATIONAL
     if plan.country in _NANP_DOMESTIC:
         region = phonenumbers.region_code_for_number(num)
         if region not in _NANP_DOMESTIC[plan.country]:
             return cc.INTERNATIONAL
-    kind = phonenumbers.number_type(num)
     if kind in (PhoneNumberType.FIXED_LINE, PhoneNumberType.FIXED_LINE_OR_MOBILE):
         nsn = phonenumbers.national_significant_number(num)
         if plan.area_code and nsn.startswith(plan.area_code):
@@ -210,11 +223,13 @@ def normalise_uncached(number: str, plan: Dialplan) -> Number:
         if num is None:
             return _UNKNOWN
         e164 = _e164(num)
-        call_class = _classify(num, plan) if phonenumbers.is_valid_number(num) else cc.UNKNOWN
+        # number_type() is UNKNOWN exactly when is_valid_number() is false: one look-up instead of two.
+        kind = phonenumbers.number_type(num)
+        call_class = cc.UNKNOWN if kind == PhoneNumberType.UNKNOWN else _classify(num, plan, kind)
         return Number(e164, e164[1:], call_class)
     readings = _readings(digits, plan)
     for reading in readings:
-        if phonenumbers.is_emergency_number(reading, region):
+        if len(reading) <= _MAX_EMERGENCY and phonenumbers.is_emergency_number(reading, region):
             return _EMERGENCY
     if len(digits) <= plan.internal_max_digits:
         return _INTERNAL
@@ -224,9 +239,10 @@ def normalise_uncached(number: str, plan: Dialplan) -> Number:
             num = _parse(text, region)
             if num is None:
                 continue
-            if phonenumbers.is_valid_number(num):
+            kind = phonenumbers.number_type(num)
+            if kind != PhoneNumberType.UNKNOWN:
                 e164 = _e164(num)
-                return Number(e164, e164[1:], _classify(num, plan))
+                return Number(e164, e164[1:], _classify(num, plan, kind))
             if fallback is None and phonenumbers.is_possible_number(num):
                 fallback = num
     for reading in readings:

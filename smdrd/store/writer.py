@@ -160,7 +160,7 @@ class JournalWriter:
             self.stats.commits += 1
             self.stats.lines += len(batch)
             self.stats.duplicates += duplicates
-            self.stats.calls += sum(len(e.calls) for e in batch) - duplicates
+            self.stats.calls += sum(len(e.calls) for e in batch)  # duplicates' calls were cleared
             self.stats.last_commit_seconds = elapsed
             if len(self._pending) < self.max_pending:
                 self._capacity.set()
@@ -186,19 +186,27 @@ class JournalWriter:
             for e in batch:
                 for sql, params in e.side_rows:
                     side.setdefault(sql, []).append(params)
-            duplicates = 0
+            dup_lines: set[int] = set()
             if call_rows:
                 before = db.total_changes
                 await db.executemany(_INSERT_CALL, call_rows)
                 inserted = db.total_changes - before
                 if inserted < len(call_rows):
-                    duplicates = await self._mark_duplicates(db, call_rows)
+                    dup_lines = await self._mark_duplicates(db, call_rows)
             for sql, rows in side.items():
                 await db.executemany(sql, rows)
             await db.execute("COMMIT")
         except BaseException:
             await db.execute("ROLLBACK")
             raise
+        duplicates = 0
+        for i, e in enumerate(batch):
+            if first + i in dup_lines:
+                # Listeners (metrics, alerts) see what was stored: a re-sent line added no call.
+                duplicates += len(e.calls)
+                e.status = DUPLICATE
+                e.calls = []
+                e.side_rows = []
         return duplicates
 
     async def _commit_one_by_one(self, batch: list[Entry]) -> int:
@@ -223,8 +231,8 @@ class JournalWriter:
         return duplicates
 
     @staticmethod
-    async def _mark_duplicates(db: aiosqlite.Connection, call_rows: list[tuple[object, ...]]) -> int:
-        """Mark the lines whose calls were already stored (a re-sent buffer) as duplicates."""
+    async def _mark_duplicates(db: aiosqlite.Connection, call_rows: list[tuple[object, ...]]) -> set[int]:
+        """Mark the lines whose calls were already stored (a re-sent buffer) as duplicates; return their ids."""
         uids = {row[1] for row in call_rows}
         placeholders = ",".join("?" * len(uids))
         async with db.execute(f"SELECT uid, line_id FROM calls WHERE uid IN ({placeholders})",
@@ -233,7 +241,7 @@ class JournalWriter:
         dup_lines = {row[0] for row in call_rows if stored.get(row[1]) != row[0]}
         await db.executemany(f"UPDATE lines SET status = '{DUPLICATE}' WHERE id = ?",
                              [(i,) for i in dup_lines])
-        return sum(1 for row in call_rows if stored.get(row[1]) != row[0])
+        return {int(str(i)) for i in dup_lines}
 
     async def close(self) -> None:
         """Commit everything pending, then close the database. The `run` task ends."""

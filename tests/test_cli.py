@@ -1,0 +1,127 @@
+"""The command line as a user meets it: formats, detect, parse, simulate, demo, and the missing-config message."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from smdrd.cli import main
+from smdrd.parsing import ParserContext, format_names, get_parser_class
+from smdrd.simulator import Traffic, render_calls
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ALL_FORMATS = ["3cx", "asterisk-csv", "avaya-cm", "avaya-ipo", "cisco-cucm", "custom", "mitel-5000",
+               "mitel-mivb", "nec-sv", "panasonic", "siemens-hipath"]
+PARSE_KEYS = {"format", "start", "duration", "ring", "direction", "extension", "number", "trunk", "account",
+              "call_id", "answered"}
+
+
+def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "smdrd", *args], input=stdin, capture_output=True,
+                          timeout=120, check=False)
+
+
+def test_formats_lists_every_vendor(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["formats"]) == 0
+    out = capsys.readouterr().out
+    assert format_names() == ALL_FORMATS
+    for name in ALL_FORMATS:
+        assert f"\n{name} " in "\n" + out
+    assert "cannot be loaded" not in out
+
+
+@pytest.mark.parametrize("path", sorted(p for p in FIXTURES.glob("*/*.smdr") if p.parent.name != "custom"),
+                         ids=lambda p: p.name)
+def test_detect_recognises_every_real_capture(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`smdrd detect FILE` names the right format for each real sample (CMR files are Cisco's too)."""
+    assert main(["detect", str(path)]) == 0
+    assert capsys.readouterr().out.split()[0] == path.parent.name
+
+
+def test_parse_prints_json_records_with_the_documented_keys() -> None:
+    sample = FIXTURES / "avaya-ipo" / "ipo500-2017-07.smdr"
+    result = run("parse", "--format", "avaya-ipo", "--timezone", "Europe/Warsaw", str(sample))
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 1442
+    assert set(records[0]) >= PARSE_KEYS
+    assert records[0]["start"] == "2017-07-01T08:13:24+02:00"
+
+
+def test_parse_reports_bad_lines_on_stderr_with_line_numbers_and_exits_1() -> None:
+    data = (FIXTURES / "avaya-ipo" / "ipo500-2017-07.smdr").read_bytes().splitlines()[:3]
+    data.insert(2, b"this is not SMDR")
+    result = run("parse", "-f", "avaya-ipo", stdin=b"\r\n".join(data) + b"\r\n")
+    assert result.returncode == 1
+    assert len(result.stdout.splitlines()) == 2
+    (err,) = [json.loads(line) for line in result.stderr.splitlines()]
+    assert err["line"] == 3 and "17" in err["error"]
+
+
+def test_parse_auto_detects_the_format() -> None:
+    result = run("parse", "--format", "auto", str(FIXTURES / "cisco-cucm" / "cdr.smdr"))
+    assert result.returncode == 0
+    assert json.loads(result.stderr.splitlines()[0])["detected"] == "cisco-cucm"
+    assert all(json.loads(line)["format"] == "cisco-cucm" for line in result.stdout.splitlines())
+
+
+@pytest.mark.parametrize("fmt", ALL_FORMATS)
+def test_simulated_traffic_parses_back_for_every_format(fmt: str) -> None:
+    """`smdrd simulate --format F` writes what the F parser reads back: the same calls, field for field
+    (as far as the format carries them)."""
+    cls = get_parser_class(fmt)
+    tz = ZoneInfo("America/New_York")
+    traffic = Traffic(seed=3, tz=tz)
+    expected = [leg for _ in range(60) for leg in traffic.next_call()]
+    lines = list(render_calls(cls, Traffic(seed=3, tz=tz), 60))
+    parser = cls(ParserContext(timezone=tz, year=2026, now=expected[-1].start + timedelta(hours=1)))
+    parsed = [r for line in lines for r in (parser.parse(line) or ())] + list(parser.flush())
+    if fmt == "siemens-hipath":  # HiPath reports trunk calls only
+        expected = [r for r in expected if r.direction.value != "internal"]
+    assert len(parsed) == len(expected)
+    res = cls.time_resolution
+    for want, got in zip(expected, parsed, strict=True):
+        assert got.direction == want.direction
+        assert got.duration == want.duration
+        unanswered_in = want.direction.value == "inbound" and not want.answered
+        # Mitel 5000 writes ***** for a ring-in nobody answered: the format has no extension to give.
+        assert got.extension == ("" if fmt == "mitel-5000" and unanswered_in else want.extension)
+        assert got.number.lstrip("+") == want.number
+        start = got.start.astimezone(tz) if got.start.tzinfo else got.start.replace(tzinfo=tz)
+        assert abs((start - want.start).total_seconds()) < res, (start, want.start)
+
+
+def test_simulator_is_reproducible_with_a_seed() -> None:
+    a = run("simulate", "-f", "avaya-ipo", "-n", "50", "--seed", "9").stdout
+    b = run("simulate", "-f", "avaya-ipo", "-n", "50", "--seed", "9").stdout
+    assert a == b and len(a.splitlines()) >= 50
+
+
+def test_demo_runs_the_daemon_fed_by_the_simulator_and_prints_priced_calls(tmp_path: Path) -> None:
+    """`make demo` runs this command: calls appear as they are committed, with classes and costs."""
+    result = run("demo", "--database", str(tmp_path / "demo.db"), "--count", "30", "--rate", "100")
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+    calls = [ln for ln in result.stdout.decode().splitlines() if " ext " in ln]
+    assert len(calls) >= 30
+    assert any("USD" in ln and "international" in ln for ln in calls) or any(" 0." in ln for ln in calls)
+    assert all(ln.rstrip().endswith(("USD", "(transfer leg)")) for ln in calls)
+
+
+def test_run_without_a_config_says_so_clearly(tmp_path: Path) -> None:
+    result = run("run", "--config", str(tmp_path / "nowhere.toml"))
+    assert result.returncode == 2
+    err = result.stderr.decode()
+    assert "nowhere.toml" in err and "smdrd 0.1.0" in err and "example" in err
+
+
+def test_version_and_help() -> None:
+    assert run("--version").stdout.decode().strip() == "smdrd 0.1.0"
+    help_text = run("--help").stdout.decode()
+    for command in ("run", "demo", "check-config", "import", "parse", "formats", "detect", "simulate", "rate"):
+        assert command in help_text
