@@ -1,0 +1,74 @@
+"""The daemon picks each format's transport handshake for a source: a tcp-client source of format `panasonic`
+logs in, one of format `mitel-5000` logs in and unwraps length-prefixed records, end to end into the journal.
+
+A user sees this fail when the daemon connects to such a PBX and no call ever arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from smdrd.config import Settings
+from smdrd.daemon import Daemon
+from tests.test_handshakes_vendor_a import M5000_RECORD, PANASONIC_RECORDS, fake_pbx, m5000_pbx, panasonic_pbx
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def settings(tmp_path: Path, fmt: str, port: int, **extra: object) -> Settings:
+    return Settings.model_validate({
+        "site": {"timezone": "UTC", "country": "US"},
+        "database": {"path": str(tmp_path / "hs.db"), "commit_interval_ms": 10},
+        "sources": [{"name": "pbx", "kind": "tcp-client", "format": fmt, "host": "127.0.0.1", "port": port,
+                     "reconnect_min": 5.0, "reconnect_max": 5.0, "year": 2026, **extra}],
+        "http": {"enabled": False},
+    })
+
+
+async def journal_when(tmp_path: Path, statuses: int) -> list[tuple[bytes, str]]:
+    for _ in range(300):
+        if (tmp_path / "hs.db").exists():
+            rows = sqlite3.connect(tmp_path / "hs.db").execute(
+                "SELECT raw, status FROM lines ORDER BY id").fetchall()
+            if len(rows) >= statuses:
+                return [(bytes(r), str(s)) for r, s in rows]
+        await asyncio.sleep(0.05)
+    raise AssertionError("the journal did not fill")
+
+
+async def test_panasonic_source_logs_in_with_the_format_s_handshake(tmp_path: Path) -> None:
+    async with fake_pbx(panasonic_pbx(b"PCCSMDR")) as port:
+        daemon = Daemon(settings(tmp_path, "panasonic", port))
+        task = asyncio.create_task(daemon.run())
+        rows = await journal_when(tmp_path, 3)
+        daemon.request_stop()
+        assert await task == 0
+    record = [raw for raw, status in rows if status == "parsed"]
+    assert record == [PANASONIC_RECORDS[2].rstrip()] or record == [PANASONIC_RECORDS[2]]
+    assert sqlite3.connect(tmp_path / "hs.db").execute("SELECT extension FROM calls").fetchone()[0] == "1200"
+
+
+async def test_panasonic_password_from_the_source_config(tmp_path: Path) -> None:
+    async with fake_pbx(panasonic_pbx(b"s3cret")) as port:
+        daemon = Daemon(settings(tmp_path, "panasonic", port, password="s3cret"))
+        task = asyncio.create_task(daemon.run())
+        rows = await journal_when(tmp_path, 3)
+        daemon.request_stop()
+        assert await task == 0
+    assert any(status == "parsed" for _, status in rows)
+
+
+async def test_mitel_5000_source_unwraps_length_prefixed_records(tmp_path: Path) -> None:
+    async with fake_pbx(m5000_pbx(b"", [M5000_RECORD, M5000_RECORD.replace(b"11202", b"11203")])) as port:
+        daemon = Daemon(settings(tmp_path, "mitel-5000", port))
+        task = asyncio.create_task(daemon.run())
+        rows = await journal_when(tmp_path, 2)
+        daemon.request_stop()
+        assert await task == 0
+    assert [status for _, status in rows] == ["parsed", "parsed"]
+    exts = [r[0] for r in sqlite3.connect(tmp_path / "hs.db").execute("SELECT extension FROM calls ORDER BY id")]
+    assert exts == ["11202", "11203"]
