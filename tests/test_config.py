@@ -108,3 +108,12 @@ def test_the_example_config_is_valid() -> None:
     """config/smdrd.example.toml documents every key; it must load as it is."""
     s = load_config(EXAMPLE, use_env=False)
     assert s.sources
+
+
+def test_check_config_names_a_bad_rate_deck_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A broken deck is a config mistake too: check-config names the deck file and its line."""
+    (tmp_path / "rates.csv").write_text("name,prefix,rate\nUK,44,0.02\nBad,44x,0.01\n")
+    path = write(tmp_path, GOOD + '\n[tariff]\ndecks = ["rates.csv"]\n')
+    assert main(["check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "rates.csv:3" in err and "44x" in err

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from smdrd.config import load_config, redacted
-from smdrd.errors import ConfigError
+from smdrd.errors import ConfigError, TariffError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,7 +24,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         settings = load_config(args.file)
-    except ConfigError as exc:
+        from smdrd.rating import Rater
+
+        Rater.from_config(settings.site, settings.tariff, base_dir=args.file.parent)
+    except (ConfigError, TariffError) as exc:
+        if isinstance(exc, TariffError):
+            exc = ConfigError(str(args.file), [("tariff", str(exc))])
         print(exc, file=sys.stderr)
         n = len(exc.problems)
         print(f"{n} problem{'s' if n != 1 else ''} found", file=sys.stderr)
