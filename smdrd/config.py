@@ -219,20 +219,54 @@ class HttpConfig(_Section):
 
 
 class MqttConfig(_Section):
-    """The MQTT broker that alerts (and optionally every call) are published to."""
+    """The MQTT broker that alerts (and optionally every call) are published to (see docs/alerts.md).
+
+    Alerts wait in the database's outbox until the broker acknowledges them (QoS 1), so the broker may be down
+    for as long as it likes. The daemon's status is the retained topic ``<topic_prefix>/status`` (``online``;
+    ``offline`` as the last will, and on a clean stop).
+    """
 
     enabled: bool = False
     host: str = "localhost"
     port: int = Field(default=1883, ge=1, le=65535)
-    topic_prefix: str = "smdrd"
+    topic_prefix: str = Field(default="smdrd", min_length=1)
     client_id: str | None = None
     username: str | None = None
     password: SecretStr | None = None
+    #: a file holding the password (a systemd credential); one trailing newline is ignored.
     password_file: Path | None = None
     tls: bool = False
     ca_file: Path | None = None
+    #: a client certificate and its key, for brokers that authenticate clients by certificate.
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    #: skip the check of the broker certificate's host name (a broker reached by IP address): not for the internet.
+    tls_insecure: bool = False
     publish_calls: bool = False
     keepalive: int = Field(default=60, ge=5)
+    #: reconnect delays, in seconds: jittered, growing from the first to the second.
+    reconnect_min: float = Field(default=1.0, gt=0)
+    reconnect_max: float = Field(default=60.0, gt=0)
+    #: how long one publish may wait for the broker's acknowledgement, in seconds.
+    publish_timeout: float = Field(default=10.0, gt=0)
+    #: alerts published at once while draining (acknowledged as a window, kept in order on the wire).
+    window: int = Field(default=64, ge=1, le=1000)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _topic(cls, v: str) -> str:
+        if any(c in v for c in "#+\0") or v.startswith("/") or v.endswith("/"):
+            raise ValueError(f"expected a topic such as smdrd or site/hq/smdrd (no wildcards, no leading or "
+                             f"trailing /), got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_password(self) -> MqttConfig:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("password and password_file: set one, not both")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file: set both (a client certificate needs its key) or neither")
+        return self
 
 
 def _money(value: Any) -> Any:
@@ -329,22 +363,285 @@ class TariffConfig(_Section):
         return self
 
 
+#: the name reports give calls from extensions that belong to no department (so none is silently dropped).
+UNASSIGNED = "Unassigned"
+
+
+def _extension_spec(value: Any) -> Any:
+    """An extension (``201``, ``"201"``, ``"SIP/alice"``) or an inclusive numeric range (``"200-299"``)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected an extension such as \"201\" or a range such as \"200-299\", got {value!r}")
+    if isinstance(value, int):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"expected an extension such as \"201\" or a range such as \"200-299\", got {value!r}")
+    value = value.strip()
+    lo, sep, hi = value.partition("-")
+    if sep and lo.strip().isdigit() and hi.strip().isdigit():
+        if int(lo) > int(hi):
+            raise ValueError(f"range {value!r} runs backwards; expected LOW-HIGH such as 200-299")
+        return f"{int(lo)}-{int(hi)}"
+    return value
+
+
+#: one extension or an inclusive range of numeric extensions, as written in ``[[departments]]``.
+ExtensionSpec = Annotated[str, BeforeValidator(_extension_spec)]
+
+
+class MembershipConfig(_Section):
+    """Extensions that belong to a department for a while (``[[departments.members]]``): both dates inclusive,
+    in the site's timezone; a missing date is open-ended. An extension that moves mid-month gets a membership
+    with ``valid_from`` in its new department, so each day is billed to the department it was in that day."""
+
+    extensions: list[ExtensionSpec] = Field(min_length=1)
+    valid_from: date | None = None
+    valid_until: date | None = None
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> MembershipConfig:
+        if self.valid_from and self.valid_until and self.valid_from > self.valid_until:
+            raise ValueError(f"valid_until ({self.valid_until}) is before valid_from ({self.valid_from})")
+        return self
+
+
 class DepartmentConfig(_Section):
-    """A department: a name and the extensions that belong to it."""
+    """A department (``[[departments]]``): its extensions, an optional parent it rolls up into, an optional
+    monthly budget. ``extensions`` always belong to it; ``members`` add extensions for a period.
+    Which department wins when memberships overlap is in docs/reports.md (the narrowest, then the latest)."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    name: str = Field(min_length=1)
-    extensions: list[str] = Field(default_factory=list)
+    name: str = Field(min_length=1, max_length=100)
+    extensions: list[ExtensionSpec] = Field(default_factory=list)
+    members: list[MembershipConfig] = Field(default_factory=list)
     parent: str | None = None
+    budget: Money | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, v: str) -> str:
+        if v.strip().casefold() == UNASSIGNED.casefold():
+            raise ValueError(f"{UNASSIGNED!r} is the name reports give extensions in no department; "
+                             "choose another name")
+        return v.strip()
+
+
+AlertSeverity = Literal["warning", "critical"]
+CallClassName = Literal[
+    "internal", "local", "national", "mobile", "international", "toll-free", "premium", "emergency", "special",
+    "unknown",
+]
+
+#: NANP codes that look like a domestic US/Canadian area code but ring abroad at international rates (the
+#: Caribbean "809 scam" and its relatives), and the US 900/976 premium numbers.
+NANP_LOOKALIKE_PREFIXES = (
+    "+1242", "+1246", "+1264", "+1268", "+1284", "+1345", "+1441", "+1473", "+1649", "+1658", "+1664",
+    "+1721", "+1758", "+1767", "+1784", "+1809", "+1829", "+1849", "+1868", "+1869", "+1876",
+    "+1900", "+1976",
+)
+#: satellite and international networks (Inmarsat, Iridium, Thuraya...): favourite targets of toll fraud.
+NETWORK_PREFIXES = ("+870", "+881", "+882", "+883")
+#: countries that top the carriers' fraud lists (International Revenue Share Fraud), ISO 3166 codes.
+HIGH_RISK_COUNTRIES = ("CU", "ER", "GN", "KP", "LR", "NR", "SL", "SO", "TV", "CK", "IO", "SH")
+_AFTER_HOURS_CLASSES: tuple[CallClassName, ...] = ("international", "premium")
+_HIGH_RISK_CLASSES: tuple[CallClassName, ...] = ("premium",)
+_LONG_CALL_DIRECTIONS: tuple[Literal["outbound", "inbound"], ...] = ("outbound",)
+
+
+def _check_prefixes(items: list[str]) -> list[str]:
+    for item in items:
+        digits = item[1:] if item.startswith("+") else item
+        if not digits.isdigit():
+            raise ValueError(f"expected a number prefix such as +1809 (E.164) or 900 (as dialled), got {item!r}")
+    return items
+
+
+class _AlertBase(_Section):
+    """What every alert rule has: a switch, exclusions and a snooze (one incident is one alert)."""
+
+    enabled: bool = True
+    #: extensions whose calls this rule ignores (a fax line, the reception desk that calls abroad all day).
+    exclude_extensions: list[str] = Field(default_factory=list)
+    #: destinations this rule ignores: ``+44`` (E.164 prefix) or ``0800`` (prefix of the digits as dialled).
+    exclude_numbers: list[str] = Field(default_factory=list)
+    #: after an alert, the same rule stays quiet this long for the same extension (or number, or source).
+    snooze_minutes: float = Field(default=60.0, ge=0)
+
+    @field_validator("exclude_numbers")
+    @classmethod
+    def _numbers(cls, v: list[str]) -> list[str]:
+        return _check_prefixes(v)
+
+
+class _AlertRule(_AlertBase):
+    severity: AlertSeverity = "warning"
+
+
+class BusinessHoursConfig(_Section):
+    """The site's opening hours, in the site's timezone; tariff holidays count as closed days too."""
+
+    days: list[str] = Field(default_factory=lambda: ["mon-fri"], min_length=1)
+    hours: str = "07:00-19:00"
+    holidays: list[date] = Field(default_factory=list)
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, v: list[str]) -> list[str]:
+        from smdrd.rating.rules import parse_days
+
+        parse_days(v)
+        return v
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, v: str) -> str:
+        from smdrd.rating.rules import parse_hours
+
+        parse_hours(v)
+        return v
+
+
+class AfterHoursAlertConfig(_AlertRule):
+    """An outbound call of these classes outside business hours (attempts count: fraud dials at night)."""
+
+    classes: list[CallClassName] = Field(default_factory=lambda: list(_AFTER_HOURS_CLASSES), min_length=1)
+    #: ignore calls shorter than this many talk seconds (0: every attempt counts).
+    min_seconds: int = Field(default=0, ge=0)
+
+
+class HighRiskAlertConfig(_AlertRule):
+    """An outbound call to a blocked or high-risk destination: prefixes, countries and call classes."""
+
+    severity: AlertSeverity = "critical"
+    #: the built-in lists (NANP look-alikes, 900/976, satellite networks); ``false`` to use only your own.
+    builtin_prefixes: bool = True
+    prefixes: list[str] = Field(default_factory=list)
+    #: ISO 3166 country codes; ``default`` stands for the built-in list. The site's own country never matches.
+    countries: list[str] = Field(default_factory=lambda: ["default"])
+    classes: list[CallClassName] = Field(default_factory=lambda: list(_HIGH_RISK_CLASSES))
+
+    @field_validator("prefixes")
+    @classmethod
+    def _prefixes(cls, v: list[str]) -> list[str]:
+        return _check_prefixes(v)
+
+    @field_validator("countries")
+    @classmethod
+    def _countries(cls, v: list[str]) -> list[str]:
+        out = []
+        for item in v:
+            if item.lower() == "default":
+                out.append("default")
+            elif len(item) == 2 and item.isalpha():
+                out.append(item.upper())
+            else:
+                raise ValueError(f"expected two-letter ISO country codes such as CU (or \"default\"), got {item!r}")
+        return out
+
+
+class LongCallAlertConfig(_AlertRule):
+    """A call that lasts longer than ``minutes``."""
+
+    minutes: float = Field(default=60.0, gt=0)
+    directions: list[Literal["outbound", "inbound"]] = Field(default_factory=lambda: list(_LONG_CALL_DIRECTIONS),
+                                                           min_length=1)
+
+
+class ExpensiveCallAlertConfig(_AlertRule):
+    """A call that costs more than ``cost`` (in the tariff's currency)."""
+
+    cost: Money = Decimal(50)
+
+
+class VelocityAlertConfig(_AlertRule):
+    """Too many external calls, or international minutes, in a sliding window (per extension, and site-wide).
+
+    A limit set to 0 is off.
+    """
+
+    severity: AlertSeverity = "critical"
+    window_minutes: float = Field(default=60.0, gt=0)
+    extension_calls: int = Field(default=40, ge=0)
+    extension_international_minutes: float = Field(default=120.0, ge=0)
+    site_calls: int = Field(default=0, ge=0)
+    site_international_minutes: float = Field(default=600.0, ge=0)
+
+
+class ShortCallsAlertConfig(_AlertRule):
+    """``count`` calls in a row to the same number, each at most ``max_seconds`` long, within the window."""
+
+    count: int = Field(default=5, ge=2)
+    max_seconds: int = Field(default=10, ge=0)
+    within_minutes: float = Field(default=30.0, gt=0)
+
+
+class WangiriAlertConfig(_AlertRule):
+    """A missed, short-ringing inbound call from abroad, then an outbound call back to that number."""
+
+    severity: AlertSeverity = "critical"
+    max_ring_seconds: int = Field(default=10, ge=0)
+    callback_hours: float = Field(default=72.0, gt=0)
+
+
+class DepartmentBudgetConfig(_Section):
+    """A department's spending limits (in the tariff's currency)."""
+
+    daily: Money | None = None
+    monthly: Money | None = None
+
+
+class BudgetAlertConfig(_AlertBase):
+    """A department's spend passes its daily or monthly budget: a warning at ``warn_percent``, critical at 100 %,
+    each once per period. Budgets come from here, or from ``budget_daily`` / ``budget_monthly`` in
+    ``[[departments]]``."""
+
+    warn_percent: float = Field(default=80.0, gt=0, lt=100)
+    departments: dict[str, DepartmentBudgetConfig] = Field(default_factory=dict)
+
+
+class SourceDownAlertConfig(_AlertRule):
+    """A source disconnected (no PBX connected, serial port gone) for longer than ``minutes``."""
+
+    severity: AlertSeverity = "critical"
+    minutes: float = Field(default=10.0, gt=0)
+
+
+class ParseErrorsAlertConfig(_AlertRule):
+    """More than ``percent`` of a source's lines failed to parse within the window (and at least ``min_lines``
+    lines arrived)."""
+
+    percent: float = Field(default=5.0, gt=0, le=100)
+    min_lines: int = Field(default=20, ge=1)
+    window_minutes: float = Field(default=15.0, gt=0)
 
 
 class AlertsConfig(_Section):
-    """Alert rules (filled by the alerts issue)."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
+    """Alert rules (see docs/alerts.md). With no ``[alerts]`` section the defaults protect the site: after-hours
+    international calls, high-risk destinations, long, expensive and fast-repeating calls, Wangiri call-backs
+    and disconnected sources all raise alerts."""
 
     enabled: bool = True
+    business_hours: BusinessHoursConfig = Field(default_factory=BusinessHoursConfig)
+    #: extensions and destinations every rule ignores (prefixes as for a rule's ``exclude_numbers``).
+    exclude_extensions: list[str] = Field(default_factory=list)
+    exclude_numbers: list[str] = Field(default_factory=list)
+    #: how often source health (disconnection, parse failures) is checked, in seconds.
+    check_interval: float = Field(default=5.0, gt=0, le=3600)
+    #: delivered alerts are kept in the outbox this many days (an alert history); 0 keeps them for ever.
+    retention_days: int = Field(default=90, ge=0)
+    after_hours: AfterHoursAlertConfig = Field(default_factory=AfterHoursAlertConfig)
+    high_risk: HighRiskAlertConfig = Field(default_factory=HighRiskAlertConfig)
+    long_call: LongCallAlertConfig = Field(default_factory=LongCallAlertConfig)
+    expensive_call: ExpensiveCallAlertConfig = Field(default_factory=ExpensiveCallAlertConfig)
+    velocity: VelocityAlertConfig = Field(default_factory=VelocityAlertConfig)
+    short_calls: ShortCallsAlertConfig = Field(default_factory=ShortCallsAlertConfig)
+    wangiri: WangiriAlertConfig = Field(default_factory=WangiriAlertConfig)
+    budget: BudgetAlertConfig = Field(default_factory=BudgetAlertConfig)
+    source_down: SourceDownAlertConfig = Field(default_factory=SourceDownAlertConfig)
+    parse_errors: ParseErrorsAlertConfig = Field(default_factory=ParseErrorsAlertConfig)
+
+    @field_validator("exclude_numbers")
+    @classmethod
+    def _numbers(cls, v: list[str]) -> list[str]:
+        return _check_prefixes(v)
 
 
 class LoggingConfig(_Section):
@@ -414,10 +711,16 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+#: keys whose values are secrets: an error about them never repeats the value given.
+_SECRET_KEYS = ("password", "token", "secret", "key")
+
+
 def _problems(exc: ValidationError) -> list[tuple[str, str]]:
     problems = []
     for err in exc.errors(include_url=False):
         msg = err["msg"]
+        last = str(err["loc"][-1]) if err["loc"] else ""
+        secret = any(word in last.lower() for word in _SECRET_KEYS)
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check its spelling and section)"
         elif err["type"] == "union_tag_invalid":
@@ -426,6 +729,8 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
             msg = "missing key 'kind'; expected one of tcp-client, tcp-server, serial, file"
         elif err["type"] == "missing":
             msg = "missing key (required)"
+        elif secret:
+            msg = msg.split(", got ")[0] + " (the value given is not shown: it is a secret)"
         elif "input" in err and not isinstance(err["input"], dict | list) and "got " not in msg:
             msg = f"{msg} (got {err['input']!r})"
         msg = msg.removeprefix("Value error, ")
@@ -463,7 +768,9 @@ def load_config(path: Path | str | None, *, use_env: bool = True) -> Settings:
         settings = klass()
     except ValidationError as exc:
         raise ConfigError(shown, _problems(exc)) from None
-    problems = _source_problems(settings)
+    from smdrd.reports import department_problems
+
+    problems = _source_problems(settings) + department_problems(settings.departments)
     if problems:
         raise ConfigError(shown, problems)
     return settings

@@ -60,10 +60,127 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX calls_key ON calls (call_key);
     CREATE INDEX calls_line ON calls (line_id);
     """,
-    # 2: reserved for the report rollups (issue: reports).
-    "SELECT 1;",
-    # 3: reserved for the alert outbox (issue: alerts).
-    "SELECT 1;",
+    # 2: report rollups, kept by a trigger as calls are inserted (see docs/reports.md). AFTER INSERT only: pruning
+    # old call details must leave the totals alone. The site-local day is the first ten characters of `start`
+    # (ISO local time with its offset). A call counts once, on its first leg (a transfer's later legs add only
+    # their duration and cost). `country` is the E.164 country calling code: these codes are prefix-free
+    # (1 and 7; the two-digit list below; every other one has three digits).
+    """
+    CREATE TABLE rollup_daily (
+        day         TEXT    NOT NULL,           -- site-local date, YYYY-MM-DD
+        extension   TEXT    NOT NULL,
+        direction   TEXT    NOT NULL,
+        call_class  TEXT    NOT NULL,           -- '' when the call was not rated
+        trunk       TEXT    NOT NULL,
+        currency    TEXT    NOT NULL,           -- '' when the call was not rated
+        calls       INTEGER NOT NULL,           -- first legs only: a transferred call counts once
+        duration    INTEGER NOT NULL,           -- talk seconds, every leg
+        cost_micros INTEGER NOT NULL,           -- every leg
+        PRIMARY KEY (day, extension, direction, call_class, trunk, currency)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE rollup_hourly (
+        day         TEXT    NOT NULL,
+        hour        INTEGER NOT NULL,           -- site-local hour of the call's start, 0 to 23
+        trunk       TEXT    NOT NULL,
+        direction   TEXT    NOT NULL,
+        call_class  TEXT    NOT NULL,
+        currency    TEXT    NOT NULL,
+        calls       INTEGER NOT NULL,
+        duration    INTEGER NOT NULL,
+        cost_micros INTEGER NOT NULL,
+        PRIMARY KEY (day, trunk, hour, direction, call_class, currency)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE rollup_destinations (
+        day         TEXT    NOT NULL,
+        country     TEXT    NOT NULL,           -- E.164 country calling code ('44'), '' when not in E.164
+        call_class  TEXT    NOT NULL,
+        extension   TEXT    NOT NULL,
+        direction   TEXT    NOT NULL,
+        trunk       TEXT    NOT NULL,
+        currency    TEXT    NOT NULL,
+        calls       INTEGER NOT NULL,
+        duration    INTEGER NOT NULL,
+        cost_micros INTEGER NOT NULL,
+        PRIMARY KEY (day, country, call_class, extension, direction, trunk, currency)
+    ) WITHOUT ROWID;
+
+    CREATE TRIGGER calls_rollup AFTER INSERT ON calls
+    BEGIN
+        INSERT INTO rollup_daily (day, extension, direction, call_class, trunk, currency,
+                                  calls, duration, cost_micros)
+        VALUES (substr(NEW.start, 1, 10), NEW.extension, NEW.direction, coalesce(NEW.call_class, ''), NEW.trunk,
+                coalesce(NEW.currency, ''), NEW.leg = 0, NEW.duration, coalesce(NEW.cost_micros, 0))
+        ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, duration = duration + excluded.duration,
+                                  cost_micros = cost_micros + excluded.cost_micros;
+
+        INSERT INTO rollup_hourly (day, hour, trunk, direction, call_class, currency, calls, duration, cost_micros)
+        VALUES (substr(NEW.start, 1, 10), CAST(substr(NEW.start, 12, 2) AS INTEGER), NEW.trunk, NEW.direction,
+                coalesce(NEW.call_class, ''), coalesce(NEW.currency, ''), NEW.leg = 0, NEW.duration,
+                coalesce(NEW.cost_micros, 0))
+        ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, duration = duration + excluded.duration,
+                                  cost_micros = cost_micros + excluded.cost_micros;
+
+        INSERT INTO rollup_destinations (day, country, call_class, extension, direction, trunk, currency,
+                                         calls, duration, cost_micros)
+        VALUES (substr(NEW.start, 1, 10),
+                CASE
+                    WHEN NEW.e164 IS NULL OR substr(NEW.e164, 1, 1) <> '+' THEN ''
+                    WHEN substr(NEW.e164, 2, 1) IN ('1', '7') THEN substr(NEW.e164, 2, 1)
+                    WHEN substr(NEW.e164, 2, 2) IN (
+                        '20', '27', '30', '31', '32', '33', '34', '36', '39', '40', '41', '43', '44', '45', '46',
+                        '47', '48', '49', '51', '52', '53', '54', '55', '56', '57', '58', '60', '61', '62', '63',
+                        '64', '65', '66', '81', '82', '84', '86', '90', '91', '92', '93', '94', '95', '98'
+                    ) THEN substr(NEW.e164, 2, 2)
+                    ELSE substr(NEW.e164, 2, 3)
+                END,
+                coalesce(NEW.call_class, ''), NEW.extension, NEW.direction, NEW.trunk, coalesce(NEW.currency, ''),
+                NEW.leg = 0, NEW.duration, coalesce(NEW.cost_micros, 0))
+        ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, duration = duration + excluded.duration,
+                                  cost_micros = cost_micros + excluded.cost_micros;
+    END;
+
+    -- Calls stored before this migration: roll them up once, the same way the trigger does.
+    INSERT INTO rollup_daily
+    SELECT substr(start, 1, 10), extension, direction, coalesce(call_class, ''), trunk, coalesce(currency, ''),
+           sum(leg = 0), sum(duration), sum(coalesce(cost_micros, 0))
+    FROM calls GROUP BY 1, 2, 3, 4, 5, 6;
+    INSERT INTO rollup_hourly
+    SELECT substr(start, 1, 10), CAST(substr(start, 12, 2) AS INTEGER), trunk, direction, coalesce(call_class, ''),
+           coalesce(currency, ''), sum(leg = 0), sum(duration), sum(coalesce(cost_micros, 0))
+    FROM calls GROUP BY 1, 2, 3, 4, 5, 6;
+    INSERT INTO rollup_destinations
+    SELECT substr(start, 1, 10),
+           CASE
+               WHEN e164 IS NULL OR substr(e164, 1, 1) <> '+' THEN ''
+               WHEN substr(e164, 2, 1) IN ('1', '7') THEN substr(e164, 2, 1)
+               WHEN substr(e164, 2, 2) IN (
+                   '20', '27', '30', '31', '32', '33', '34', '36', '39', '40', '41', '43', '44', '45', '46',
+                   '47', '48', '49', '51', '52', '53', '54', '55', '56', '57', '58', '60', '61', '62', '63',
+                   '64', '65', '66', '81', '82', '84', '86', '90', '91', '92', '93', '94', '95', '98'
+               ) THEN substr(e164, 2, 2)
+               ELSE substr(e164, 2, 3)
+           END,
+           coalesce(call_class, ''), extension, direction, trunk, coalesce(currency, ''),
+           sum(leg = 0), sum(duration), sum(coalesce(cost_micros, 0))
+    FROM calls GROUP BY 1, 2, 3, 4, 5, 6, 7;
+    """,
+    # 3: the alert outbox: an alert is committed with the call that raised it, published later (QoS 1), and
+    # marked delivered only once the broker has acknowledged it. Oldest first: `id` is the order of raising.
+    """
+    CREATE TABLE alert_outbox (
+        id           INTEGER PRIMARY KEY,
+        alert_id     TEXT    NOT NULL UNIQUE,   -- stable: rule + call uid (or source, period): never raised twice
+        rule         TEXT    NOT NULL,
+        severity     TEXT    NOT NULL,          -- warning | critical
+        created_at   INTEGER NOT NULL,          -- UTC, microseconds since the Unix epoch
+        payload      TEXT    NOT NULL,          -- the JSON object published (docs/alerts.md)
+        delivered_at INTEGER                    -- when the broker acknowledged it; NULL while pending
+    );
+    CREATE INDEX alert_outbox_pending ON alert_outbox (id) WHERE delivered_at IS NULL;
+    CREATE INDEX alert_outbox_created ON alert_outbox (created_at);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -73,6 +190,7 @@ PRAGMAS = (
     "PRAGMA synchronous = NORMAL",  # WAL + NORMAL: durable across process crashes, fast commits
     "PRAGMA foreign_keys = ON",
     "PRAGMA busy_timeout = 5000",
+    "PRAGMA temp_store = MEMORY",  # the rollup trigger's temporary b-trees: about twice the insert rate
 )
 
 

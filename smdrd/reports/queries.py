@@ -1,0 +1,494 @@
+"""The report builders: what each report kind shows, as small named functions over plain rows.
+
+`run_report` is the one entry point (the CLI and the HTTP routes both call it): it reads rows through
+`smdrd.reports.rollup`, attributes each to the department its extension was in on that day
+(`smdrd.reports.departments`), and hands them to the builder of the kind. Builders do no I/O.
+
+Money never goes through a float: costs are summed as integer micro-units (``cost_micros``) and turned into a
+`Decimal` with the tariff's number of decimals only for display. A call counts once (its first leg,
+``leg = 0``); its duration and cost are summed over every leg, so a transferred call is one call whose cost is
+complete. Rows never carry HTML: escaping belongs to the renderers.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo
+
+from smdrd.rating.classes import CALL_CLASSES
+from smdrd.reports import rollup
+from smdrd.reports.departments import UNASSIGNED, Directory, extension_sort_key, prorated_budget
+
+if TYPE_CHECKING:
+    from smdrd.config import Settings
+
+__all__ = [
+    "DIRECTIONS", "KINDS", "Column", "Context", "Query", "Report", "Tally", "average", "context_from", "money",
+    "parse_query",
+    "run_report",
+]
+
+KINDS = ("extensions", "departments", "calls", "destinations", "trunks", "days")
+DIRECTIONS = ("outbound", "inbound", "internal")
+#: the longest range a report may cover (ten years): beyond it a typo such as 20260 is more likely than intent.
+MAX_DAYS = 3660
+MAX_PAGE_SIZE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A report column: its JSON key, its heading, and how to show it (text, int, seconds, average, money,
+    minutes)."""
+
+    key: str
+    title: str
+    kind: str = "text"
+
+
+@dataclass(slots=True)
+class Report:
+    """A finished report: columns, rows (plain values: str, int, `Decimal`, None), totals and what it covers."""
+
+    kind: str
+    columns: tuple[Column, ...]
+    rows: list[dict[str, Any]]
+    totals: dict[str, Any] | None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """What to report: the kind, the site-local days (both included) and the filters (empty = any)."""
+
+    kind: str
+    first: date
+    last: date
+    departments: tuple[str, ...] = ()
+    extensions: tuple[str, ...] = ()
+    trunks: tuple[str, ...] = ()
+    directions: tuple[str, ...] = ("outbound",)
+    classes: tuple[str, ...] = ()
+    by_class: bool = False
+    page: int = 1
+    page_size: int = 100
+    top: int = 20
+    by: Literal["cost", "count"] = "cost"
+
+    def filters(self) -> rollup.Filters:
+        return rollup.Filters(self.first, self.last, self.extensions, self.trunks, self.directions, self.classes)
+
+    def describe(self) -> dict[str, Any]:
+        """The filters as plain data, for a report's metadata."""
+        return {"department": list(self.departments), "extension": list(self.extensions),
+                "trunk": list(self.trunks), "direction": list(self.directions), "class": list(self.classes)}
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What reports need from the configuration."""
+
+    directory: Directory
+    timezone: ZoneInfo
+    currency: str = "USD"
+    decimals: int = 2
+
+
+@dataclass(slots=True)
+class Tally:
+    """Calls, talk seconds and cost in micro-units: exact, and summable in any order."""
+
+    calls: int = 0
+    duration: int = 0
+    cost_micros: int = 0
+
+    def add(self, calls: int, duration: int, cost_micros: int) -> None:
+        self.calls += calls
+        self.duration += duration
+        self.cost_micros += cost_micros
+
+    def merge(self, other: Tally) -> None:
+        self.add(other.calls, other.duration, other.cost_micros)
+
+
+def money(micros: int, decimals: int) -> Decimal:
+    """``micros`` millionths as a `Decimal` with ``decimals`` places (half-up; per-call costs are already
+    rounded to the tariff's decimals, so sums of them are exact)."""
+    return Decimal(micros).scaleb(-6).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+
+
+def average(duration: int, calls: int) -> Decimal:
+    """Seconds per call with one decimal (0.0 for no calls)."""
+    if not calls:
+        return Decimal("0.0")
+    return (Decimal(duration) / Decimal(calls)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+
+
+def minutes(duration: int) -> Decimal:
+    return (Decimal(duration) / 60).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+
+
+def figures(t: Tally, decimals: int) -> dict[str, Any]:
+    """The four figures every accounting row has."""
+    return {"calls": t.calls, "duration": t.duration, "average": average(t.duration, t.calls),
+            "cost": money(t.cost_micros, decimals)}
+
+
+FIGURE_COLUMNS = (Column("calls", "Calls", "int"), Column("duration", "Duration (s)", "seconds"),
+                  Column("average", "Average (s)", "average"), Column("cost", "Cost", "money"))
+CLASS_COLUMN = Column("call_class", "Class")
+
+#: a rollup row attributed to a department: (department, extension, day ('' when not grouped by day), the
+#: grouping values, calls, duration, cost_micros).
+Attributed = tuple[str, str, str, tuple[Any, ...], int, int, int]
+
+
+def attribute(rows: Iterable[tuple[Any, ...]], directory: Directory, first: str,
+              wanted: set[str] | None) -> Iterator[Attributed]:
+    """Give each ``(day, extension, *group, calls, duration, cost)`` row its department; keep the ``wanted``."""
+    department = directory.department
+    for row in rows:
+        day, extension = row[0], row[1]
+        dep = department(extension, day or first)
+        if wanted is not None and dep not in wanted:
+            continue
+        yield dep, extension, day, tuple(row[2:-3]), int(row[-3]), int(row[-2]), int(row[-1])
+
+
+def extensions_report(rows: Iterable[Attributed], *, by_class: bool, decimals: int) -> Report:
+    """One row per extension (and department, when it moved; and class, with ``by_class``), and a totals row."""
+    tallies: dict[tuple[str, str, str], Tally] = {}
+    total = Tally()
+    for dep, ext, _day, group, calls, duration, cost in rows:
+        key = (ext, dep, group[0] if by_class else "")
+        tallies.setdefault(key, Tally()).add(calls, duration, cost)
+        total.add(calls, duration, cost)
+    out = []
+    for (ext, dep, cls), t in sorted(tallies.items(), key=lambda kv: (extension_sort_key(kv[0][0]), kv[0][1:])):
+        row: dict[str, Any] = {"extension": ext, "department": dep}
+        if by_class:
+            row["call_class"] = cls
+        out.append({**row, **figures(t, decimals)})
+    columns = (Column("extension", "Extension"), Column("department", "Department"),
+               *((CLASS_COLUMN,) if by_class else ()), *FIGURE_COLUMNS)
+    return Report("extensions", columns, out, figures(total, decimals))
+
+
+def departments_report(rows: Iterable[Attributed], directory: Directory, *, shown: Sequence[str],
+                       by_class: bool, decimals: int, budget_days: tuple[date, date]) -> Report:
+    """One row per department in ``shown`` (parents before their children), each including its
+    sub-departments; `UNASSIGNED` last when it had calls. Totals count every call once."""
+    own: dict[tuple[str, str], Tally] = {}
+    total = Tally()
+    for dep, _ext, _day, group, calls, duration, cost in rows:
+        own.setdefault((dep, group[0] if by_class else ""), Tally()).add(calls, duration, cost)
+        total.add(calls, duration, cost)
+    rolled: dict[tuple[str, str], Tally] = {}
+    for (dep, cls), t in own.items():
+        for name in directory.ancestors(dep):
+            rolled.setdefault((name, cls), Tally()).merge(t)
+    classes = sorted({cls for _, cls in rolled}, key=_class_order) if by_class else [""]
+    out = []
+    for name in shown:
+        for cls in classes:
+            found = rolled.get((name, cls))
+            if found is None and (by_class or name == UNASSIGNED):
+                continue  # configured departments show even when silent; class rows and Unassigned only with calls
+            row: dict[str, Any] = {"department": name, "parent": directory.parents.get(name)}
+            if by_class:
+                row["call_class"] = cls
+            row.update(figures(found or Tally(), decimals))
+            budget = directory.budgets.get(name)
+            if not by_class:
+                row["budget"] = (None if budget is None else
+                                 prorated_budget(budget, *budget_days).quantize(Decimal(1).scaleb(-decimals),
+                                                                                rounding=ROUND_HALF_UP))
+            out.append(row)
+    columns = (Column("department", "Department"), Column("parent", "Parent"),
+               *((CLASS_COLUMN,) if by_class else ()), *FIGURE_COLUMNS,
+               *(() if by_class else (Column("budget", "Budget", "money"),)))
+    return Report("departments", columns, out, figures(total, decimals))
+
+
+def _class_order(cls: str) -> tuple[int, str]:
+    return (CALL_CLASSES.index(cls), cls) if cls in CALL_CLASSES else (len(CALL_CLASSES), cls)
+
+
+def days_report(rows: Iterable[Attributed], *, first: date, last: date, decimals: int) -> Report:
+    """One row per site-local day of the range (days without calls too, so a chart has no gaps)."""
+    per_day: dict[str, Tally] = {}
+    total = Tally()
+    for _dep, _ext, day, _group, calls, duration, cost in rows:
+        per_day.setdefault(day, Tally()).add(calls, duration, cost)
+        total.add(calls, duration, cost)
+    out = []
+    current = first
+    while current <= last:
+        iso = current.isoformat()
+        out.append({"day": iso, **figures(per_day.get(iso, Tally()), decimals)})
+        current += timedelta(days=1)
+    return Report("days", (Column("day", "Day"), *FIGURE_COLUMNS), out, figures(total, decimals))
+
+
+def busiest_hours(rows: Iterable[tuple[Any, ...]]) -> tuple[dict[str, tuple[int, int]], tuple[int, int] | None]:
+    """Each trunk's busiest hour of the day ``(hour, calls)``, and the busiest over all trunks (earliest on a tie)."""
+    per_trunk: dict[str, dict[int, int]] = {}
+    overall: dict[int, int] = {}
+    for trunk, hour, calls in rows:
+        per_trunk.setdefault(trunk, {})[int(hour)] = per_trunk.get(trunk, {}).get(int(hour), 0) + int(calls)
+        overall[int(hour)] = overall.get(int(hour), 0) + int(calls)
+
+    def top(hours: dict[int, int]) -> tuple[int, int] | None:
+        busy = [(-calls, hour) for hour, calls in hours.items() if calls > 0]
+        if not busy:
+            return None
+        calls, hour = min(busy)
+        return hour, -calls
+
+    tops = {t: h for t, hours in per_trunk.items() if (h := top(hours)) is not None}
+    return tops, top(overall)
+
+
+def _hour_label(h: tuple[int, int] | None) -> str | None:
+    return None if h is None else f"{h[0]:02d}:00-{h[0] + 1:02d}:00"
+
+
+def trunks_report(rows: Iterable[Attributed], hours: tuple[dict[str, tuple[int, int]], tuple[int, int] | None]
+                  | None, *, decimals: int) -> Report:
+    """Calls, minutes and cost per trunk, and its busiest hour of the day (``None`` when not known)."""
+    tallies: dict[str, Tally] = {}
+    total = Tally()
+    for _dep, _ext, _day, group, calls, duration, cost in rows:
+        tallies.setdefault(group[0], Tally()).add(calls, duration, cost)
+        total.add(calls, duration, cost)
+    per_trunk, overall = hours if hours is not None else ({}, None)
+    out = []
+    for trunk, t in sorted(tallies.items()):
+        h = per_trunk.get(trunk)
+        out.append({"trunk": trunk, "calls": t.calls, "duration": t.duration, "minutes": minutes(t.duration),
+                    "cost": money(t.cost_micros, decimals), "busiest_hour": _hour_label(h),
+                    "busiest_hour_calls": None if h is None else h[1]})
+    totals = {"calls": total.calls, "duration": total.duration, "minutes": minutes(total.duration),
+              "cost": money(total.cost_micros, decimals), "busiest_hour": _hour_label(overall),
+              "busiest_hour_calls": None if overall is None else overall[1]}
+    columns = (Column("trunk", "Trunk"), Column("calls", "Calls", "int"),
+               Column("duration", "Duration (s)", "seconds"), Column("minutes", "Minutes", "minutes"),
+               Column("cost", "Cost", "money"), Column("busiest_hour", "Busiest hour"),
+               Column("busiest_hour_calls", "Calls in busiest hour", "int"))
+    return Report("trunks", columns, out, totals)
+
+
+def country_of(code: str) -> str:
+    """The ISO region of an E.164 country calling code (``"44"`` to ``"GB"``), ``""`` when none or shared."""
+    if not code.isdigit():
+        return ""
+    import phonenumbers
+
+    region = phonenumbers.region_code_for_country_code(int(code))
+    return region if region.isalpha() and region != "ZZ" else ""
+
+
+def destinations_report(rows: Iterable[Attributed], *, top: int, by: str, decimals: int) -> Report:
+    """The top ``top`` destinations (country and call class) by cost or by number of calls; totals cover all."""
+    tallies: dict[tuple[str, str], Tally] = {}
+    total = Tally()
+    for _dep, _ext, _day, group, calls, duration, cost in rows:
+        tallies.setdefault((group[0], group[1]), Tally()).add(calls, duration, cost)
+        total.add(calls, duration, cost)
+    if by == "count":
+        ranked = sorted(tallies.items(), key=lambda kv: (-kv[1].calls, -kv[1].cost_micros, kv[0]))
+    else:
+        ranked = sorted(tallies.items(), key=lambda kv: (-kv[1].cost_micros, -kv[1].calls, kv[0]))
+    out = []
+    for (code, cls), t in ranked[:top] if top > 0 else ranked:
+        out.append({"country": country_of(code), "code": f"+{code}" if code else "", "call_class": cls,
+                    **figures(t, decimals)})
+    columns = (Column("country", "Country"), Column("code", "Code"), CLASS_COLUMN, *FIGURE_COLUMNS)
+    report = Report("destinations", columns, out, figures(total, decimals))
+    report.meta.update({"top": top, "by": by, "destinations": len(tallies)})
+    return report
+
+
+def calls_report(rows: Sequence[tuple[Any, ...]], totals: tuple[int, int, int, int], directory: Directory, *,
+                 decimals: int, page: int, page_size: int) -> Report:
+    """One page of call details, every leg (``leg`` > 0 is a later leg of a transferred call)."""
+    out = []
+    for start, ext, number, direction, cls, trunk, duration, cost, leg, _key in rows:
+        out.append({"start": start, "extension": ext, "department": directory.department(ext, start[:10]),
+                    "number": number, "direction": direction, "call_class": cls or "", "trunk": trunk,
+                    "duration": duration, "cost": money(cost or 0, decimals), "leg": leg})
+    legs, calls, duration, cost = totals
+    columns = (Column("start", "Time"), Column("extension", "Extension"), Column("department", "Department"),
+               Column("number", "Number"), Column("direction", "Direction"), CLASS_COLUMN, Column("trunk", "Trunk"),
+               Column("duration", "Duration (s)", "seconds"), Column("cost", "Cost", "money"),
+               Column("leg", "Leg", "int"))
+    report = Report("calls", columns, out, {"calls": calls, "legs": legs, "duration": duration,
+                                           "average": average(duration, calls), "cost": money(cost, decimals)})
+    pages = max(1, math.ceil(legs / page_size)) if page_size > 0 else 1
+    report.meta.update({"page": page, "page_size": page_size, "pages": pages, "rows_total": legs})
+    return report
+
+
+def context_from(settings: Settings, *, path: str | None = None) -> Context:
+    """The report `Context` of a configuration.
+
+    Raises:
+        ConfigError: the departments contradict each other (see `Directory.from_config`).
+    """
+    return Context(Directory.from_config(settings.departments, path=path), settings.site.tz,
+                   settings.tariff.currency, settings.tariff.decimals)
+
+
+def _wanted(q: Query, directory: Directory) -> set[str] | None:
+    if not q.departments:
+        return None
+    wanted: set[str] = set()
+    for name in q.departments:
+        wanted |= directory.subtree(name)
+    return wanted
+
+
+def _shown_departments(q: Query, directory: Directory, wanted: set[str] | None) -> list[str]:
+    order = [*directory.tree_order(), UNASSIGNED]
+    return order if wanted is None else [n for n in order if n in wanted]
+
+
+def run_report(conn: sqlite3.Connection, q: Query, ctx: Context) -> Report:
+    """Build the report ``q`` asks for from the database behind ``conn``."""
+    d = ctx.directory
+    f = q.filters()
+    first, last = q.first.isoformat(), q.last.isoformat()
+    wanted = _wanted(q, d)
+    volatile = d.volatile(first, last)
+    dec = ctx.decimals
+
+    def attributed(group: Sequence[str] = (), *, by_day: bool = False,
+                   table: str = "rollup_daily") -> Iterator[Attributed]:
+        # Only extensions whose department changes inside the range are grouped per day (see `volatile`).
+        rows = rollup.daily_rows(conn, f, group=group, volatile=volatile, by_day=by_day, table=table)
+        return attribute(rows, d, first, wanted)
+
+    if q.kind == "extensions":
+        report = extensions_report(attributed(("call_class",) if q.by_class else ()), by_class=q.by_class,
+                                   decimals=dec)
+    elif q.kind == "departments":
+        report = departments_report(attributed(("call_class",) if q.by_class else ()), d,
+                                    shown=_shown_departments(q, d, wanted), by_class=q.by_class, decimals=dec,
+                                    budget_days=(q.first, q.last))
+    elif q.kind == "days":
+        report = days_report(attributed(by_day=True), first=q.first, last=q.last, decimals=dec)
+    elif q.kind == "trunks":
+        hours = None
+        if not q.departments and not q.extensions:
+            hours = busiest_hours(rollup.hourly_rows(conn, f))
+        report = trunks_report(attributed(("trunk",)), hours, decimals=dec)
+        if hours is None:
+            report.meta["note"] = "the busiest hour is not kept per extension, so it is left out when filtering " \
+                                  "by department or extension"
+    elif q.kind == "destinations":
+        report = destinations_report(attributed(("country", "call_class"), table="rollup_destinations"),
+                                     top=q.top, by=q.by, decimals=dec)
+    elif q.kind == "calls":
+        selected = wanted is not None
+        if selected:
+            assert wanted is not None
+            spans = [(ext, a, b) for ext in rollup.range_extensions(conn, f)
+                     for a, b, dep in d.intervals(ext, first, last) if dep in wanted]
+            rollup.select_intervals(conn, spans)
+        offset = (q.page - 1) * q.page_size if q.page_size > 0 else 0
+        rows = rollup.call_rows(conn, f, ctx.timezone, selected=selected, limit=q.page_size, offset=offset)
+        totals = rollup.call_totals(conn, f, ctx.timezone, selected=selected)
+        report = calls_report(rows, totals, d, decimals=dec, page=q.page, page_size=q.page_size)
+    else:
+        raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {q.kind!r}")
+    report.meta = {"kind": q.kind, "from": first, "to": last, "timezone": str(ctx.timezone),
+                   "currency": ctx.currency, "decimals": dec, "filters": q.describe(),
+                   "by_class": q.by_class, **report.meta}
+    return report
+
+
+# ---- parameters: one parser for the CLI and HTTP, so both accept and refuse the same things ----
+
+def _values(params: Mapping[str, Sequence[str]], name: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for value in params.get(name, ()):
+        out.extend(v.strip() for v in value.split(",") if v.strip())
+    return tuple(dict.fromkeys(out))
+
+
+def _one(params: Mapping[str, Sequence[str]], name: str) -> str | None:
+    values = params.get(name)
+    return values[-1].strip() if values and values[-1].strip() else None
+
+
+def _day(value: str, name: str, *, end: bool) -> date:
+    try:
+        if len(value) == 7:  # a month, YYYY-MM: its first (from) or last (to) day
+            month = datetime.strptime(value, "%Y-%m").date()
+            if not end:
+                return month
+            return (month + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{name}: expected a date such as 2026-03-01 (or a month such as 2026-03), "
+                         f"got {value!r}") from None
+
+
+def _int(params: Mapping[str, Sequence[str]], name: str, default: int, lo: int, hi: int) -> int:
+    value = _one(params, name)
+    if value is None:
+        return default
+    if not value.isdigit() or not lo <= int(value) <= hi:
+        raise ValueError(f"{name}: expected a whole number from {lo} to {hi}, got {value!r}")
+    return int(value)
+
+
+def parse_query(params: Mapping[str, Sequence[str]], ctx: Context, *, today: date | None = None) -> Query:
+    """A `Query` from string parameters (the URL query, or the CLI's options).
+
+    Keys: ``kind``, ``from``, ``to`` (dates or months, site-local; default this month to date), ``department``,
+    ``extension``, ``trunk``, ``direction`` (``all`` for every direction), ``class`` (repeated or
+    comma-separated), ``by_class``, ``page``, ``page_size``, ``top``, ``by``.
+
+    Raises:
+        ValueError: naming the parameter and what was expected.
+    """
+    kind = _one(params, "kind") or "extensions"
+    if kind not in KINDS:
+        raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+    today = today or datetime.now(ctx.timezone).date()
+    raw_from, raw_to = _one(params, "from"), _one(params, "to")
+    first = _day(raw_from, "from", end=False) if raw_from else today.replace(day=1)
+    last = _day(raw_to, "to", end=True) if raw_to else today
+    if last < first:
+        raise ValueError(f"to ({last}) is before from ({first})")
+    if (last - first).days >= MAX_DAYS:
+        raise ValueError(f"from/to: a report covers at most {MAX_DAYS} days")
+    departments = _values(params, "department")
+    known = {*ctx.directory.names, UNASSIGNED}
+    for name in departments:
+        if name not in known:
+            raise ValueError(f"department: unknown department {name!r} (known: {', '.join(sorted(known))})")
+    directions = _values(params, "direction") or ("outbound",)
+    if "all" in directions:
+        directions = DIRECTIONS
+    for value in directions:
+        if value not in DIRECTIONS:
+            raise ValueError(f"direction: expected {', '.join(DIRECTIONS)} or all, got {value!r}")
+    classes = _values(params, "class")
+    for value in classes:
+        if value not in CALL_CLASSES:
+            raise ValueError(f"class: expected one of {', '.join(CALL_CLASSES)}, got {value!r}")
+    by = _one(params, "by") or "cost"
+    if by not in ("cost", "count"):
+        raise ValueError(f"by: expected cost or count, got {by!r}")
+    by_class = (_one(params, "by_class") or "").lower() in ("1", "true", "yes", "on")
+    return Query(kind, first, last, departments=departments, extensions=_values(params, "extension"),
+              trunks=_values(params, "trunk"), directions=directions, classes=classes, by_class=by_class,
+              page=_int(params, "page", 1, 1, 10_000_000), page_size=_int(params, "page_size", 100, 0, MAX_PAGE_SIZE),
+              top=_int(params, "top", 20, 0, 10_000), by="count" if by == "count" else "cost")

@@ -1,0 +1,216 @@
+"""The report SQL: reads the rollup tables (migration 2) and, for call details, the indexed ``calls`` table.
+
+Every query here is a range read on a primary key or an index (the rollups are keyed by day first; call details
+by ``start_utc``), never a scan of every call. Functions take an open `sqlite3.Connection` and plain values and
+return plain tuples; the report builders (`smdrd.reports.queries`) turn those into reports. Nothing here knows
+about departments beyond the one hint `volatile` gives (which extensions change department inside the range),
+and nothing here writes to the database except the connection's own TEMP tables.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from smdrd.errors import SmdrdError
+from smdrd.reports.departments import Membership
+from smdrd.store import schema
+
+__all__ = [
+    "Filters",
+    "call_rows",
+    "call_totals",
+    "connect_readonly",
+    "daily_rows",
+    "hourly_rows",
+    "range_extensions",
+]
+
+#: the rollup tables a builder may read, and the grouping columns each has (besides day and extension).
+TABLES = {
+    "rollup_daily": ("direction", "call_class", "trunk"),
+    "rollup_destinations": ("country", "call_class", "direction", "trunk"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """What a report covers: site-local days (both included) and the SQL-side filters (empty = any)."""
+
+    first: date
+    last: date
+    extensions: tuple[str, ...] = ()
+    trunks: tuple[str, ...] = ()
+    directions: tuple[str, ...] = ("outbound",)
+    classes: tuple[str, ...] = ()
+
+
+#: the first schema version that has the rollup tables.
+ROLLUP_VERSION = 2
+
+
+def connect_readonly(path: str | Path) -> sqlite3.Connection:
+    """A read-only connection for reports (a report can never change the journal); TEMP tables still work.
+
+    A database older than the rollups is migrated first (what the daemon does at start anyway).
+
+    Raises:
+        SmdrdError: the file does not exist, or is not an smdrd database.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SmdrdError(f"{path}: no such database (check [database] path, or pass --database)")
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
+                           check_same_thread=False)
+    try:
+        conn.execute("PRAGMA busy_timeout = 5000")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version < ROLLUP_VERSION:
+            conn.close()
+            schema.connect(str(path)).close()
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 5000")
+        conn.execute("PRAGMA temp_store = MEMORY")
+        conn.execute("SELECT 1 FROM rollup_daily LIMIT 1").fetchall()
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise SmdrdError(f"{path}: not an smdrd database ({exc})") from None
+    return conn
+
+
+def _in(column: str, values: Sequence[str], where: list[str], params: list[object]) -> None:
+    if values:
+        where.append(f"{column} IN ({', '.join('?' * len(values))})")
+        params.extend(values)
+
+
+def _where(f: Filters, *, extension_col: bool = True) -> tuple[list[str], list[object]]:
+    where = ["day BETWEEN ? AND ?"]
+    params: list[object] = [f.first.isoformat(), f.last.isoformat()]
+    if extension_col:
+        _in("extension", f.extensions, where, params)
+    _in("trunk", f.trunks, where, params)
+    _in("direction", f.directions, where, params)
+    _in("call_class", f.classes, where, params)
+    return where, params
+
+
+def _day_key(volatile: Sequence[Membership], params: list[object]) -> str:
+    """The SQL for the grouping day: the real day only for extensions whose department changes inside the
+    range, ``''`` for the rest, so a year's report groups a few hundred rows instead of one per extension-day."""
+    if not volatile:
+        return "''"
+    tests: list[str] = []
+    exact = sorted({m.spec for m in volatile if m.lo is None})
+    if exact:
+        tests.append(f"extension IN ({', '.join('?' * len(exact))})")
+        params.extend(exact)
+    for m in volatile:
+        if m.lo is not None:
+            tests.append("(extension <> '' AND extension NOT GLOB '*[^0-9]*' "
+                         "AND CAST(extension AS INTEGER) BETWEEN ? AND ?)")
+            params.extend((m.lo, m.hi))
+    return f"CASE WHEN {' OR '.join(tests)} THEN day ELSE '' END"
+
+
+def daily_rows(
+    conn: sqlite3.Connection,
+    f: Filters,
+    *,
+    group: Sequence[str] = (),
+    volatile: Sequence[Membership] = (),
+    by_day: bool = False,
+    table: str = "rollup_daily",
+) -> Iterator[tuple[object, ...]]:
+    """Rows ``(day, extension, *group, calls, duration, cost_micros)`` summed over the range.
+
+    ``day`` is ``''`` unless ``by_day`` is set or the extension's department changes inside the range
+    (``volatile``: the memberships with a boundary inside it); then it is the site-local ISO day.
+    """
+    allowed = TABLES[table]
+    for col in group:
+        if col not in allowed:
+            raise ValueError(f"{table} has no column {col!r}")
+    params: list[object] = []
+    day = "day" if by_day else _day_key(volatile, params)
+    where, where_params = _where(f)
+    params.extend(where_params)
+    cols = ", ".join(("dk", "extension", *group))
+    sql = (f"SELECT {day} AS dk, extension{''.join(', ' + g for g in group)}, "
+           f"sum(calls), sum(duration), sum(cost_micros) FROM {table} "
+           f"WHERE {' AND '.join(where)} GROUP BY {cols}")
+    yield from conn.execute(sql, params)
+
+
+def hourly_rows(conn: sqlite3.Connection, f: Filters) -> Iterator[tuple[object, ...]]:
+    """Rows ``(trunk, hour, calls)`` over the range: for each trunk's busiest hour of the day."""
+    where, params = _where(f, extension_col=False)
+    sql = (f"SELECT trunk, hour, sum(calls) FROM rollup_hourly WHERE {' AND '.join(where)} "
+           "GROUP BY trunk, hour")
+    yield from conn.execute(sql, params)
+
+
+def range_extensions(conn: sqlite3.Connection, f: Filters) -> list[str]:
+    """The extensions with traffic in the range (for a department filter on call details)."""
+    where, params = _where(f)
+    return [r[0] for r in conn.execute(
+        f"SELECT DISTINCT extension FROM rollup_daily WHERE {' AND '.join(where)}", params)]
+
+
+def utc_bounds(first: date, last: date, tz: ZoneInfo) -> tuple[int, int]:
+    """Epoch seconds of the start of ``first`` and of the day after ``last``, both site-local midnights."""
+    lo = datetime.combine(first, time(), tz).timestamp()
+    hi = datetime.combine(last + timedelta(days=1), time(), tz).timestamp()
+    return int(lo), int(hi)
+
+
+#: the call-detail columns, in the order `call_rows` returns them.
+CALL_DETAIL = ("start", "extension", "number", "direction", "call_class", "trunk", "duration", "cost_micros",
+               "leg", "call_key")
+
+
+def _call_where(f: Filters, tz: ZoneInfo, selected: bool) -> tuple[str, list[object]]:
+    lo, hi = utc_bounds(f.first, f.last, tz)
+    where = ["c.start_utc >= ? AND c.start_utc < ?"]
+    params: list[object] = [lo, hi]
+    _in("c.extension", f.extensions, where, params)
+    _in("c.trunk", f.trunks, where, params)
+    _in("c.direction", f.directions, where, params)
+    _in("coalesce(c.call_class, '')", f.classes, where, params)
+    if selected:
+        where.append("EXISTS (SELECT 1 FROM temp.report_selection s WHERE s.extension = c.extension "
+                     "AND substr(c.start, 1, 10) BETWEEN s.first AND s.last)")
+    return " AND ".join(where), params
+
+
+def select_intervals(conn: sqlite3.Connection, intervals: Sequence[tuple[str, str, str]]) -> None:
+    """Load ``(extension, first_day, last_day)`` into this connection's TEMP selection (a department filter)."""
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS report_selection (extension TEXT, first TEXT, last TEXT)")
+    conn.execute("DELETE FROM temp.report_selection")
+    conn.executemany("INSERT INTO temp.report_selection VALUES (?, ?, ?)", intervals)
+    conn.execute("CREATE INDEX IF NOT EXISTS temp.report_selection_ext ON report_selection (extension)")
+
+
+def call_rows(conn: sqlite3.Connection, f: Filters, tz: ZoneInfo, *, selected: bool, limit: int,
+              offset: int) -> list[tuple[object, ...]]:
+    """One page of call details (every leg), oldest first, in `CALL_DETAIL` order."""
+    where, params = _call_where(f, tz, selected)
+    cols = ", ".join(f"c.{c}" for c in CALL_DETAIL)
+    sql = f"SELECT {cols} FROM calls c WHERE {where} ORDER BY c.start_utc, c.id"
+    if limit > 0:
+        sql += " LIMIT ? OFFSET ?"
+        params.extend((limit, offset))
+    return list(conn.execute(sql, params))
+
+
+def call_totals(conn: sqlite3.Connection, f: Filters, tz: ZoneInfo, *, selected: bool) -> tuple[int, int, int, int]:
+    """``(legs, calls, duration, cost_micros)`` over every matching call detail, not only one page."""
+    where, params = _call_where(f, tz, selected)
+    row = conn.execute(f"SELECT count(*), coalesce(sum(c.leg = 0), 0), coalesce(sum(c.duration), 0), "
+                       f"coalesce(sum(c.cost_micros), 0) FROM calls c WHERE {where}", params).fetchone()
+    return int(row[0]), int(row[1]), int(row[2]), int(row[3])

@@ -1,0 +1,151 @@
+"""``smdrd report``: the same figures as the builders, in JSON, CSV, a text table and HTML, from a config file."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from smdrd import cli
+from tests.test_reports import CALLS, write_calls
+
+CONFIG = """
+[site]
+timezone = "Europe/Warsaw"
+country = "PL"
+
+[database]
+path = "{db}"
+
+[tariff]
+currency = "EUR"
+decimals = {decimals}
+
+[[departments]]
+name = "Company"
+budget = "1000"
+
+[[departments]]
+name = "Sales"
+parent = "Company"
+extensions = ["200-209"]
+budget = "300"
+
+[[departments]]
+name = "Sales North"
+parent = "Sales"
+extensions = ["210-219"]
+
+[[departments]]
+name = "Support"
+extensions = ["300", 301]
+
+[[departments.members]]
+extensions = ["205"]
+valid_from = 2026-03-16
+"""
+
+
+@pytest.fixture(autouse=True)
+def _report_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The lead engineer registers the command in smdrd.cli.COMMANDS; until then the tests add it themselves.
+    if "report" not in cli.COMMANDS:
+        monkeypatch.setattr(cli, "COMMANDS", (*cli.COMMANDS, "report"))
+
+
+@pytest.fixture
+async def config(tmp_path: Path) -> Path:
+    db = tmp_path / "smdrd.db"
+    await write_calls(db, CALLS)
+    path = tmp_path / "smdrd.toml"
+    path.write_text(CONFIG.format(db=db, decimals=2))
+    return path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+MARCH = ("--from", "2026-03-01", "--to", "2026-03-31")
+
+
+def test_json_extensions_have_the_documented_keys_and_exact_money(config: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Scripts read these keys: extension, department, calls, duration, average (one decimal), cost (string)."""
+    status, out, _ = run(capsys, "report", "extensions", *MARCH, "--config", str(config), "--format", "json")
+    assert status == 0
+    data = json.loads(out)
+    assert data["rows"][0] == {"extension": "201", "department": "Sales", "calls": 2, "duration": 180,
+                               "average": 90.0, "cost": "0.80"}
+    assert data["rows"][-1]["department"] == "Unassigned"
+    assert data["totals"] == {"calls": 8, "duration": 1600, "average": 200.0, "cost": "8.35"}
+    assert (data["from"], data["to"], data["currency"], data["timezone"]) == (
+        "2026-03-01", "2026-03-31", "EUR", "Europe/Warsaw")
+
+
+def test_json_departments_rows_have_department_instead_of_extension(config: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """departments rows: the department (with its parent and budget) instead of the extension."""
+    _, out, _ = run(capsys, "report", "departments", *MARCH, "--config", str(config), "--format", "json")
+    rows = json.loads(out)["rows"]
+    assert rows[1] == {"department": "Sales", "parent": "Company", "calls": 4, "duration": 570,
+                       "average": 142.5, "cost": "3.15", "budget": "300.00"}
+    assert "extension" not in rows[1]
+
+
+def test_cost_uses_the_tariff_decimals(tmp_path: Path, config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """[tariff] decimals = 3 shows 8.350, never a float such as 8.349999."""
+    config.write_text(config.read_text().replace("decimals = 2", "decimals = 3"))
+    _, out, _ = run(capsys, "report", "extensions", *MARCH, "--config", str(config), "--format", "json")
+    assert json.loads(out)["totals"]["cost"] == "8.350"
+
+
+def test_csv_has_a_header_rows_and_a_total_line(config: Path, capsys: pytest.CaptureFixture[str],
+                                                tmp_path: Path) -> None:
+    """A spreadsheet gets one header, one line per extension and a Total line, written to --output."""
+    out_file = tmp_path / "ext.csv"
+    status, out, _ = run(capsys, "report", "extensions", *MARCH, "--config", str(config), "--format", "csv",
+                         "--output", str(out_file))
+    assert status == 0 and out == ""
+    rows = list(csv.reader(io.StringIO(out_file.read_text())))
+    assert rows[0] == ["extension", "department", "calls", "duration", "average", "cost"]
+    assert rows[1] == ["201", "Sales", "2", "180", "90.0", "0.80"]
+    assert rows[-1] == ["Total", "", "8", "1600", "200.0", "8.35"]
+    assert len(rows) == 9
+
+
+def test_table_and_html_formats(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The terminal table and the HTML file both show every department and the totals."""
+    _, table, _ = run(capsys, "report", "departments", *MARCH, "--config", str(config))
+    assert "Sales North" in table and "Unassigned" in table
+    total_line = table.splitlines()[-1]
+    assert total_line.split()[:2] == ["Total", "8"] and "8.35" in total_line
+    _, page, _ = run(capsys, "report", "departments", *MARCH, "--config", str(config), "--format", "html")
+    assert page.startswith("<!DOCTYPE html>") and "<td>Sales North</td>" in page and "<script" not in page
+
+
+def test_database_override_and_filters(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--database points at another file; --direction all and --class narrow and widen the same way."""
+    other = tmp_path / "copy.db"
+    other.write_bytes((tmp_path / "smdrd.db").read_bytes())
+    _, out, _ = run(capsys, "report", "extensions", *MARCH, "--config", str(config), "--database", str(other),
+                    "--direction", "all", "--class", "international", "--format", "json")
+    assert json.loads(out)["totals"]["calls"] == 2
+
+
+def test_user_errors_exit_2_with_a_message(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A typo in a date or department, or a missing database, is explained instead of a traceback."""
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["report", "extensions", "--from", "2026-3-1x", "--config", str(config)])
+    assert exc.value.code == 2 and "from: expected a date" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["report", "departments", "--department", "Nowhere", "--config", str(config)])
+    assert "unknown department 'Nowhere'" in capsys.readouterr().err
+    status, _, err = run(capsys, "report", "extensions", "--config", str(config),
+                         "--database", str(tmp_path / "missing.db"))
+    assert status == 2 and "no such database" in err
