@@ -1,0 +1,149 @@
+"""``/healthz``: is this daemon collecting? JSON, HTTP 200 when healthy, 503 with the reasons when not.
+
+Install with ``smdrd.health`` in `smdrd.daemon.EXTENSIONS` (independent of ``smdrd.metrics``). The route is
+public even when the HTTP server has a token, so it must never show call data, numbers, peer addresses or
+secrets: only source names, states, times and counts.
+
+The rules (each failing rule adds one reason):
+
+* **The database is writable.** Unhealthy while the journal writer's last commit attempt failed (disk full,
+  read-only file system, a lock held past the busy timeout), and while the pending queue is full (sources are
+  paused). One successful commit makes it healthy again.
+* **Every enabled source is up.** A source that holds a link (``tcp-client``, ``serial``, a followed ``file``)
+  must be connected. A ``tcp-server`` source is up while a PBX is connected, or when its last line came in
+  the last `PUSH_IDLE_GRACE` seconds: some PBXs (3CX) open a connection per record, so "no connection right
+  now" is routine for them; a push source that has received nothing since it started is down. A ``file`` read
+  once is up (it finishes by design).
+
+The body also shows each source's last line time and the journal's counts, for a human reading it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import weakref
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from smdrd import __version__
+from smdrd.core import Entry
+from smdrd.http import Request, Response
+
+if TYPE_CHECKING:
+    from smdrd.daemon import Daemon
+
+__all__ = ["PUSH_IDLE_GRACE", "Health", "HealthMonitor", "install", "monitor_for", "source_down"]
+
+#: how long a ``tcp-server`` source with no PBX connected stays healthy after its last line, in seconds.
+PUSH_IDLE_GRACE = 900.0
+
+
+@dataclass(slots=True)
+class Health:
+    """A verdict: healthy or not, why not, and what was looked at."""
+
+    healthy: bool
+    reasons: list[str] = field(default_factory=list)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def response(self) -> Response:
+        body = {"status": "ok" if self.healthy else "unhealthy", "reasons": self.reasons, **self.detail}
+        return Response(200 if self.healthy else 503, (json.dumps(body, indent=2) + "\n").encode(),
+                        "application/json")
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+class HealthMonitor:
+    """Watches the journal's commits and judges the daemon's health on request."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self._daemon = weakref.proxy(daemon)
+        self.last_commit_at: float | None = None
+        # The writer counts failed attempts; a failure after the last success means commits fail right now.
+        self._failures_at_last_commit = daemon.writer.stats.failures
+
+    def on_commit(self, entries: list[Entry], seconds: float) -> None:
+        self.last_commit_at = time.time()
+        self._failures_at_last_commit = self._daemon.writer.stats.failures
+
+    def check(self, now: float | None = None) -> Health:
+        """Apply the rules in the module docstring."""
+        now = time.time() if now is None else now
+        daemon = self._daemon
+        reasons: list[str] = []
+        writer = daemon.writer
+        failing = writer.stats.failures - self._failures_at_last_commit
+        if failing > 0:
+            reasons.append(f"database: not writable ({failing} commit attempt(s) failed since the last "
+                           f"successful commit; {writer.pending} line(s) waiting)")
+        if writer.pending >= writer.max_pending:
+            reasons.append(f"database: the journal is full ({writer.pending} lines pending, limit "
+                           f"{writer.max_pending}); sources are paused")
+        database = {"writable": failing <= 0, "pending_rows": writer.pending,
+                    "committed_lines": writer.stats.lines, "committed_calls": writer.stats.calls,
+                    "last_commit": _iso(self.last_commit_at)}
+        sources: dict[str, Any] = {}
+        for cfg in daemon.settings.sources:
+            if not cfg.enabled:
+                continue
+            rs = daemon.sources.get(cfg.name)
+            if rs is None:
+                sources[cfg.name] = {"kind": cfg.kind, "up": False, "connected": False, "last_line": None}
+                reasons.append(f"source {cfg.name}: not running")
+                continue
+            status = rs.source.status
+            last = rs.ingest.counters.last_line_at
+            why = source_down(cfg.kind, bool(getattr(cfg, "follow", False)), status.connected, last, now)
+            info: dict[str, Any] = {
+                "kind": cfg.kind, "up": why is None, "connected": status.connected, "last_line": _iso(last),
+                "last_line_age_seconds": None if last is None else round(now - last, 3),
+                "lines": rs.ingest.counters.lines, "parse_errors": rs.ingest.counters.errors,
+                "reconnects": status.reconnects,
+            }
+            if status.last_error:
+                info["last_error"] = status.last_error
+            sources[cfg.name] = info
+            if why is not None:
+                reasons.append(f"source {cfg.name}: {why}"
+                               + (f" (last error: {status.last_error})" if status.last_error else ""))
+        return Health(not reasons, reasons, {"version": __version__, "database": database, "sources": sources})
+
+
+def source_down(kind: str, follow: bool, connected: bool, last_line: float | None, now: float) -> str | None:
+    """Why a running source counts as down, or None when it is up."""
+    if connected:
+        return None
+    if kind == "tcp-server":
+        if last_line is None:
+            return "no PBX has connected and sent a line since the source started"
+        if now - last_line > PUSH_IDLE_GRACE:
+            return f"no PBX connected, and the last line came {int(now - last_line)} s ago"
+        return None
+    if kind == "file" and not follow:
+        return None
+    return {"tcp-client": "not connected to the PBX", "serial": "the serial port is not open",
+            "file": "the followed file is not open"}.get(kind, "not connected")
+
+
+_BY_DAEMON: weakref.WeakKeyDictionary[Daemon, HealthMonitor] = weakref.WeakKeyDictionary()
+
+
+def monitor_for(daemon: Daemon) -> HealthMonitor | None:
+    """The health monitor installed on ``daemon``, if any."""
+    return _BY_DAEMON.get(daemon)
+
+
+def install(daemon: Daemon) -> None:
+    """Watch commits and serve ``/healthz`` on the daemon's HTTP server."""
+    monitor = _BY_DAEMON[daemon] = HealthMonitor(daemon)
+    daemon.commit_listeners.append(monitor.on_commit)
+    if daemon.http is not None:
+        async def serve_health(request: Request) -> Response:
+            return monitor.check().response()
+
+        daemon.http.route("/healthz", serve_health)

@@ -1,0 +1,456 @@
+"""Prometheus metrics for the daemon, served as ``/metrics`` on the daemon's HTTP server.
+
+Install with ``smdrd.metrics`` in `smdrd.daemon.EXTENSIONS`. Every daemon gets its own `CollectorRegistry`,
+so two daemons in one process (tests) never share a number.
+
+Where the numbers come from:
+
+* Call, cost, line and parse-error counters and the journal latency histogram are fed by a commit listener:
+  a call counts once it is committed to the journal, never when it is merely received, so a scrape agrees with
+  the database.
+* Source status, pending rows, the writer's own counters, alert deliveries and the MQTT connection are read at
+  scrape time by a custom collector: they are state, and reading them costs nothing between scrapes.
+* Alert rules (another module) report raised alerts through `Metrics.alert_raised`; see `metrics_for`.
+
+Labels are bounded by the configuration: source, format, direction, call class, department, currency, alert
+rule and severity. This module must never label a series with an extension, a number, a peer address or any
+other value a PBX or a caller chooses: that is what SQLite reports are for. Unknown call classes fold into
+``unknown`` for the same reason. Known label values are pre-initialised at start, so a dashboard shows zeros
+rather than gaps. Nothing here may raise into the journal writer: the daemon logs and drops listener errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import time
+import weakref
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from smdrd import __version__
+from smdrd.config import UNASSIGNED, Settings
+from smdrd.core import CALL_COLUMNS, DUPLICATE, ERROR, Entry
+from smdrd.errors import SmdrdError
+from smdrd.health import source_down
+from smdrd.http import Request, Response
+from smdrd.rating.classes import CALL_CLASSES, UNKNOWN
+from smdrd.record import Direction
+from smdrd.reports.departments import Directory
+
+if TYPE_CHECKING:
+    from smdrd.daemon import Daemon
+
+__all__ = [
+    "CALL_DURATION_BUCKETS",
+    "NO_DEPARTMENT",
+    "WRITE_LATENCY_BUCKETS",
+    "Metrics",
+    "install",
+    "metrics_for",
+]
+
+#: talk time buckets, 10 s to 1 h: a phone call is not a web request, and the default buckets stop at 10 s.
+CALL_DURATION_BUCKETS: tuple[float, ...] = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
+#: receipt to commit; the writer commits every ``commit_interval_ms`` (100 ms by default), so most lines land
+#: below 0.25 s and anything in the last buckets means the disk or a lock is holding the journal back.
+WRITE_LATENCY_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+#: the ``department`` label of a call whose extension is in no ``[[departments]]`` entry (as in reports).
+NO_DEPARTMENT = UNASSIGNED
+
+DIRECTIONS: tuple[str, ...] = tuple(d.value for d in Direction)
+_KNOWN_CLASSES = frozenset(CALL_CLASSES)
+_KNOWN_DIRECTIONS = frozenset(DIRECTIONS)
+FLUSHED = "flushed"  # smdrd.ingest.FLUSHED: an empty marker line holding calls a parser still had at close
+
+_COL_START = CALL_COLUMNS.index("start")  # ISO, the PBX's local time: its date is the membership day
+_COL_DURATION = CALL_COLUMNS.index("duration")
+_COL_DIRECTION = CALL_COLUMNS.index("direction")
+_COL_EXTENSION = CALL_COLUMNS.index("extension")
+_COL_ANSWERED = CALL_COLUMNS.index("answered")
+_COL_CLASS = CALL_COLUMNS.index("call_class")
+_COL_COST = CALL_COLUMNS.index("cost_micros")
+_COL_CURRENCY = CALL_COLUMNS.index("currency")
+
+#: ``(extension, day)`` to department name; the day (ISO, the call's local date) matters for dated memberships.
+DepartmentOf = Callable[[str | None, str], str]
+
+
+class _Buckets:
+    """A histogram's state without a lock or a per-observation Python loop over the bounds.
+
+    The journal commits thousands of lines a second, and lines read in one chunk share their receive time:
+    `observe` takes a count, so a batch costs one call per distinct value instead of one per line.
+    """
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(float(b) for b in bounds)
+        self.counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float, count: int = 1) -> None:
+        self.counts[bisect_left(self.bounds, value)] += count  # bisect_left: a bound is inclusive (le)
+        self.sum += value * count
+
+    def family_buckets(self) -> list[tuple[str, float]]:
+        out: list[tuple[str, float]] = []
+        total = 0
+        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            total += n
+            # as prometheus-client writes its own buckets ("120.0", "+Inf"): one histogram, one spelling of le
+            out.append(("+Inf" if bound == float("inf") else repr(bound), float(total)))
+        return out
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+
+def departments_of(settings: Settings) -> DepartmentOf:
+    """The department lookup of ``settings``: the reports' `Directory`, so a call is counted under the same
+    department in Grafana as in a report (ranges, dated memberships, the narrowest match winning)."""
+    directory = Directory.from_config(settings.departments)
+
+    def department_of(extension: str | None, day: str) -> str:
+        if not extension:
+            return NO_DEPARTMENT
+        return directory.department(extension, day)
+
+    return department_of
+
+
+class Metrics:
+    """The metrics of one daemon: its registry, the counters fed at commit, and the hooks for alerts and MQTT.
+
+    Interface for the alerts and MQTT modules (call from anywhere in the event loop):
+
+    * ``alert_raised(rule, severity)``: count one raised alert (call it when the alert is committed).
+    * ``declare_alert_rule(rule, severity)``: pre-initialise a rule's series to 0 (at install and on reload).
+    * ``alerts_pending(count)``: the number of alerts now waiting in the outbox (call it when it changes).
+    * ``mqtt_connected(connected)``: whether the MQTT publisher is connected (call it when that changes).
+    """
+
+    def __init__(self, settings: Settings, *, department_of: DepartmentOf | None = None) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.settings = settings
+        #: maps a call's extension to its department; swapped on reload.
+        self.department_of: DepartmentOf = department_of or departments_of(settings)
+        self._alerts_pending = 0
+        self._mqtt_connected = False
+        self.started_at = time.time()
+
+        self.calls = Counter("smdrd_calls_total", "Calls committed to the journal.",
+                             ["source", "direction", "call_class"], registry=r)
+        self.talk = Counter("smdrd_call_talk_seconds_total", "Talk time of the calls committed, in seconds.",
+                            ["source", "direction", "call_class"], registry=r)
+        self.cost = Counter("smdrd_call_cost_total",
+                            "Cost of the rated calls committed, in units of the currency (not cents).",
+                            ["source", "call_class", "currency"], registry=r)
+        self.dept_calls = Counter("smdrd_department_calls_total",
+                                  "Calls committed, by the department of the extension that made or took them.",
+                                  ["department", "call_class"], registry=r)
+        self.dept_talk = Counter("smdrd_department_talk_seconds_total",
+                                 "Talk time of the calls committed, by department, in seconds.",
+                                 ["department", "call_class"], registry=r)
+        self.dept_cost = Counter("smdrd_department_cost_total",
+                                 "Cost of the rated calls committed, by department, in units of the currency.",
+                                 ["department", "currency"], registry=r)
+        self.lines = Counter("smdrd_lines_received_total",
+                             "Lines received from a source and committed to the journal (parsed or not).",
+                             ["source", "format"], registry=r)
+        self.parse_errors = Counter("smdrd_parse_errors_total",
+                                    "Lines journalled with an error: unparsable, or longer than max_line_length.",
+                                    ["source", "format"], registry=r)
+        self.alerts = Counter("smdrd_alerts_raised_total", "Alerts raised by the alert rules.",
+                              ["rule", "severity"], registry=r)
+        self.commit_duration = Histogram("smdrd_journal_commit_duration_seconds",
+                                         "Time one journal transaction took.", registry=r,
+                                         buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                                  2.5, 5))
+        Info("smdrd_build", "The running smdrd's version.", registry=r).info(
+            {"version": __version__, "python_version": platform.python_version()})
+        self.call_duration = {d: _Buckets(CALL_DURATION_BUCKETS) for d in DIRECTIONS}
+        self.write_latency = _Buckets(WRITE_LATENCY_BUCKETS)
+        # Label children looked up once: `labels()` takes a lock and builds tuples, too slow per call.
+        self._children: dict[tuple[int, tuple[str, ...]], Counter] = {}
+        self.preinitialise(settings)
+
+    # --- set-up ------------------------------------------------------------------------------------------
+
+    def preinitialise(self, settings: Settings) -> None:
+        """Create the series every configured label value will have, at 0 (dashboards show zeros, not gaps)."""
+        self.settings = settings
+        currency = settings.tariff.currency
+        for source, fmt in configured_formats(settings):
+            self._child(self.lines, source, fmt)
+            self._child(self.parse_errors, source, fmt)
+            for cls in CALL_CLASSES:
+                for direction in DIRECTIONS:
+                    self._child(self.calls, source, direction, cls)
+                    self._child(self.talk, source, direction, cls)
+                self._child(self.cost, source, cls, currency)
+        for dept in [*(d.name for d in settings.departments), NO_DEPARTMENT]:
+            for cls in CALL_CLASSES:
+                self._child(self.dept_calls, dept, cls)
+                self._child(self.dept_talk, dept, cls)
+            self._child(self.dept_cost, dept, currency)
+
+    def reload(self, settings: Settings) -> None:
+        """After a reload: the new departments and sources get their series (old series keep their counts)."""
+        # The reload validated the departments already; if not, keep counting by the old ones.
+        with contextlib.suppress(SmdrdError):
+            self.department_of = departments_of(settings)
+        self.preinitialise(settings)
+
+    def _child(self, metric: Counter, *labels: str) -> Counter:
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    # --- feeding -----------------------------------------------------------------------------------------
+
+    def on_commit(self, entries: list[Entry], seconds: float) -> None:
+        """The commit listener: count what ``entries`` (one committed batch) hold."""
+        self.commit_duration.observe(seconds)
+        now_us = time.time_ns() // 1000
+        lines: dict[tuple[str, str], int] = {}
+        errors: dict[tuple[str, str], int] = {}
+        calls: dict[tuple[str, str, str], list[int]] = {}  # -> [calls, talk seconds]
+        cost: dict[tuple[str, str, str], int] = {}  # -> micros
+        dept_calls: dict[tuple[str, str], list[int]] = {}
+        dept_cost: dict[tuple[str, str], int] = {}
+        durations: list[tuple[str, int]] = []
+        department_of = self.department_of
+        received_at: int | None = None
+        same = 0
+        for entry in entries:
+            if entry.status != FLUSHED:
+                key = (entry.source, entry.format)
+                lines[key] = lines.get(key, 0) + 1
+                if entry.status == ERROR:
+                    errors[key] = errors.get(key, 0) + 1
+                if entry.received_at == received_at:
+                    same += 1
+                else:
+                    if received_at is not None:
+                        self.write_latency.observe(max(0.0, (now_us - received_at) / 1e6), same)
+                    received_at, same = entry.received_at, 1
+            if entry.status == DUPLICATE:
+                continue  # a re-sent line: its calls were counted when they were first committed
+            for row in entry.calls:
+                direction = str(row[_COL_DIRECTION])
+                if direction not in _KNOWN_DIRECTIONS:
+                    direction = UNKNOWN  # bounded, whatever a future parser writes
+                cls = row[_COL_CLASS]
+                call_class = cls if isinstance(cls, str) and cls in _KNOWN_CLASSES else UNKNOWN
+                duration = row[_COL_DURATION]
+                talk = duration if isinstance(duration, int) else 0
+                acc = calls.setdefault((entry.source, direction, call_class), [0, 0])
+                acc[0] += 1
+                acc[1] += talk
+                ext = row[_COL_EXTENSION]
+                start = row[_COL_START]
+                dept = department_of(ext if isinstance(ext, str) else None,
+                                     start[:10] if isinstance(start, str) else "")
+                dacc = dept_calls.setdefault((dept, call_class), [0, 0])
+                dacc[0] += 1
+                dacc[1] += talk
+                micros, currency = row[_COL_COST], row[_COL_CURRENCY]
+                if isinstance(micros, int) and isinstance(currency, str) and currency:
+                    ckey = (entry.source, call_class, currency)
+                    cost[ckey] = cost.get(ckey, 0) + micros
+                    dkey = (dept, currency)
+                    dept_cost[dkey] = dept_cost.get(dkey, 0) + micros
+                if row[_COL_ANSWERED] and direction in self.call_duration:
+                    durations.append((direction, talk))
+        if received_at is not None:
+            self.write_latency.observe(max(0.0, (now_us - received_at) / 1e6), same)
+        for lkey, n in lines.items():
+            self._child(self.lines, *lkey).inc(n)
+        for lkey, n in errors.items():
+            self._child(self.parse_errors, *lkey).inc(n)
+        for ckey3, (n, talk) in calls.items():
+            self._child(self.calls, *ckey3).inc(n)
+            self._child(self.talk, *ckey3).inc(talk)
+        for ckey3, micros in cost.items():
+            self._child(self.cost, *ckey3).inc(micros / 1_000_000)
+        for dkey2, (n, talk) in dept_calls.items():
+            self._child(self.dept_calls, *dkey2).inc(n)
+            self._child(self.dept_talk, *dkey2).inc(talk)
+        for dkey2, micros in dept_cost.items():
+            self._child(self.dept_cost, *dkey2).inc(micros / 1_000_000)
+        for direction, talk in durations:
+            self.call_duration[direction].observe(talk)
+
+    # --- the interface for the alerts and MQTT modules ---------------------------------------------------
+
+    def alert_raised(self, rule: str, severity: str, count: int = 1) -> None:
+        """Count ``count`` alerts raised by ``rule`` (a configured rule's name) at ``severity``."""
+        self._child(self.alerts, rule, severity).inc(count)
+
+    def declare_alert_rule(self, rule: str, severity: str) -> None:
+        """Pre-initialise ``rule``'s series at 0, so a rule that never fired still shows on a dashboard."""
+        self._child(self.alerts, rule, severity)
+
+    def alerts_pending(self, count: int) -> None:
+        """The number of alerts now waiting in the outbox for delivery."""
+        self._alerts_pending = max(0, int(count))
+
+    def mqtt_connected(self, connected: bool) -> None:
+        """Whether the MQTT publisher is connected to its broker now."""
+        self._mqtt_connected = bool(connected)
+
+    # --- exposition --------------------------------------------------------------------------------------
+
+    def render(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The exposition (text format, or OpenMetrics when ``accept`` asks for it) and its content type."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type
+
+
+def configured_formats(settings: Settings) -> Iterator[tuple[str, str]]:
+    """``(source, format)`` for every enabled source; the format as lines are journalled with it."""
+    from smdrd.parsing import ParserContext, get_parser_class
+
+    for cfg in settings.sources:
+        if not cfg.enabled:
+            continue
+        try:
+            # A parser may name its lines after its options (a custom layout's name), not the config key.
+            parser = get_parser_class(cfg.format)(
+                ParserContext(timezone=settings.site.tz, year=cfg.year, options=dict(cfg.format_options)))
+            yield cfg.name, parser.name
+        except Exception:  # the source will fail at start and say why; the metrics are not the place
+            yield cfg.name, cfg.format
+
+
+class _LiveCollector:
+    """Reads the daemon's state at scrape time: sources, the journal writer, alerts pending, MQTT."""
+
+    def __init__(self, daemon: Daemon, metrics: Metrics) -> None:
+        self._daemon = weakref.proxy(daemon)  # the registry must not keep a stopped daemon alive
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        daemon, m = self._daemon, self._metrics
+        labels = ["source"]
+        connected = GaugeMetricFamily("smdrd_source_connected",
+                                      "1 while the source has its PBX connected (or its port or file open).",
+                                      labels=labels)
+        last_line = GaugeMetricFamily("smdrd_source_last_line_timestamp_seconds",
+                                      "When the source's last line was received, in Unix time; 0 for none since "
+                                      "the source started.", labels=labels)
+        reconnects = CounterMetricFamily("smdrd_source_reconnects", "Connections after the first (PBX or link "
+                                         "restarts), since the source started.", labels=labels)
+        connections = CounterMetricFamily("smdrd_source_connections", "Connections accepted or made, since the "
+                                          "source started.", labels=labels)
+        refused = CounterMetricFamily("smdrd_source_refused_connections", "Connections refused (allowed_peers, "
+                                      "max_connections), since the source started.", labels=labels)
+        received = CounterMetricFamily("smdrd_source_received_bytes", "Bytes read from the source, since it "
+                                       "started.", labels=labels)
+        up = GaugeMetricFamily("smdrd_source_up", "1 while the source counts as up by the rules of /healthz "
+                               "(connected, or a push source with a recent line).", labels=labels)
+        info = GaugeMetricFamily("smdrd_source_info", "Each configured source, with its kind and format.",
+                                 labels=["source", "kind", "format"])
+        running = daemon.sources
+        now = time.time()
+        for cfg in daemon.settings.sources:
+            if not cfg.enabled:
+                continue
+            rs = running.get(cfg.name)
+            name = [cfg.name]
+            info.add_metric([cfg.name, cfg.kind, cfg.format], 1)
+            if rs is None:  # configured but not started (yet): zeros, not gaps
+                for family in (connected, up, last_line, reconnects, connections, refused, received):
+                    family.add_metric(name, 0)
+                continue
+            status = rs.source.status
+            last = rs.ingest.counters.last_line_at
+            connected.add_metric(name, 1 if status.connected else 0)
+            down = source_down(cfg.kind, bool(getattr(cfg, "follow", False)), status.connected, last, now)
+            up.add_metric(name, 1 if down is None else 0)
+            last_line.add_metric(name, last or 0)
+            reconnects.add_metric(name, status.reconnects)
+            connections.add_metric(name, status.connections)
+            refused.add_metric(name, status.refused)
+            received.add_metric(name, status.bytes_read)
+        yield from (connected, up, last_line, reconnects, connections, refused, received, info)
+
+        writer = daemon.writer
+        yield GaugeMetricFamily("smdrd_journal_pending_rows", "Lines received and not yet committed.",
+                                value=writer.pending)
+        yield GaugeMetricFamily("smdrd_journal_max_pending_rows", "Pending lines at which sources are paused "
+                                "(database.max_pending_rows).", value=writer.max_pending)
+        yield CounterMetricFamily("smdrd_journal_commits", "Journal transactions committed.",
+                                  value=writer.stats.commits)
+        yield CounterMetricFamily("smdrd_journal_commit_failures", "Journal transactions that failed and were "
+                                  "retried (disk full, database locked).", value=writer.stats.failures)
+        yield CounterMetricFamily("smdrd_journal_duplicate_calls", "Calls received again (a PBX re-sending its "
+                                  "buffer) and not stored twice.", value=writer.stats.duplicates)
+
+        histogram = HistogramMetricFamily("smdrd_call_duration_seconds", "Talk time of answered calls.",
+                                          labels=["direction"])
+        for direction, buckets in m.call_duration.items():
+            histogram.add_metric([direction], buckets.family_buckets(), buckets.sum)
+        yield histogram
+        latency = HistogramMetricFamily("smdrd_journal_write_latency_seconds",
+                                        "From a line's receipt to the commit that journalled it.")
+        latency.add_metric([], m.write_latency.family_buckets(), m.write_latency.sum)
+        yield latency
+
+        yield GaugeMetricFamily("smdrd_alerts_pending_delivery", "Alerts in the outbox, not yet delivered.",
+                                value=m._alerts_pending)
+        yield GaugeMetricFamily("smdrd_mqtt_connected", "1 while the MQTT publisher is connected to its broker.",
+                                value=1 if m._mqtt_connected else 0)
+        yield GaugeMetricFamily("smdrd_start_time_seconds", "When the daemon started, in Unix time.",
+                                value=m.started_at)
+
+
+_BY_DAEMON: weakref.WeakKeyDictionary[Daemon, Metrics] = weakref.WeakKeyDictionary()
+
+
+def metrics_for(daemon: Daemon) -> Metrics:
+    """The `Metrics` of ``daemon``, created on first use.
+
+    Any extension may call this from its own ``install``, before or after ``smdrd.metrics`` is installed, and
+    keep the result: e.g. ``metrics_for(daemon).alert_raised("night-international", "warning")``. Without
+    ``smdrd.metrics`` in the extensions, the numbers are kept but nobody serves them.
+    """
+    m = _BY_DAEMON.get(daemon)
+    if m is None:
+        m = _BY_DAEMON[daemon] = Metrics(daemon.settings)
+    return m
+
+
+def install(daemon: Daemon) -> None:
+    """Count commits, read live state at scrape time, and serve ``/metrics`` on the daemon's HTTP server."""
+    # Prometheus 2 stores each `_created` sample as one more series: twice the series for a start time that
+    # `smdrd_start_time_seconds` already gives. (Process-wide, which is what a daemon wants.)
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client 0.26
+    m = metrics_for(daemon)
+    m.registry.register(_LiveCollector(daemon, m))
+    # The process and Python runtime, as every Prometheus client exports them (memory, CPU, open files, GC).
+    ProcessCollector(registry=m.registry)
+    PlatformCollector(registry=m.registry)
+    GCCollector(registry=m.registry)
+    daemon.commit_listeners.append(m.on_commit)
+    daemon.reload_listeners.append(m.reload)
+    if daemon.http is not None:
+        async def serve_metrics(request: Request) -> Response:
+            body, content_type = m.render(request.headers.get("accept"))
+            return Response(200, body, content_type)
+
+        daemon.http.route("/metrics", serve_metrics)
