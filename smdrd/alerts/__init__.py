@@ -1,0 +1,277 @@
+"""Alerts on abnormal calls: rules on the hot path, an outbox in the call's transaction, MQTT delivery.
+
+Install into the daemon with ``smdrd.alerts`` in `smdrd.daemon.EXTENSIONS` (or ``extensions=("smdrd.alerts",)``).
+`install` sets the call observer (`smdrd.alerts.engine.AlertEngine.observe`), a commit listener (wakes the
+publisher when alerts were committed; logs them; queues calls for ``[mqtt] publish_calls``), a background task
+(source health checks, outbox retention, the MQTT publisher) and a reload listener (re-reads ``[alerts]``,
+``[[departments]]`` and, if it changed, ``[mqtt]``).
+
+This package never holds a call back: rules run inline and cheap, everything slow happens after the commit.
+See docs/alerts.md for the rules, topics and payloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import weakref
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from smdrd.alerts.engine import OUTBOX_INSERT, AlertEngine, AlertStats, Departments, NoDepartments
+from smdrd.alerts.outbox import Outbox, stored_spend
+from smdrd.alerts.rules import RuleSet, SourceSnapshot, build_rules
+from smdrd.config import Settings
+from smdrd.core import CALL_COLUMNS, MICROS, Entry
+from smdrd.errors import SmdrdError
+
+if TYPE_CHECKING:
+    from smdrd.daemon import Daemon
+    from smdrd.mqtt import Publisher
+
+__all__ = ["AlertEngine", "AlertStats", "Alerts", "Outbox", "compile_settings", "install", "runtime_of"]
+
+log = structlog.get_logger("smdrd.alerts")
+
+_RUNTIMES: weakref.WeakKeyDictionary[Daemon, Alerts] = weakref.WeakKeyDictionary()
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def departments_of(settings: Settings) -> tuple[Departments, dict[str, tuple[Decimal | None, Decimal | None]]]:
+    """The department directory of ``[[departments]]`` and its monthly budgets (``budget``)."""
+    from smdrd.reports.departments import Directory
+
+    try:
+        directory = Directory.from_config(settings.departments)
+    except SmdrdError as exc:  # load_config reports it; alerts still run, without departments
+        log.error("alerts.departments_invalid", reason=str(exc))
+        return NoDepartments(), {}
+    return directory, {name: (None, budget) for name, budget in directory.budgets.items()}
+
+
+def compile_settings(settings: Settings) -> tuple[RuleSet, Departments]:
+    """The rules and the department directory for ``settings`` (the tariff's holidays are closed days too)."""
+    directory, budgets = departments_of(settings)
+    rules = build_rules(settings.alerts, settings.site, holidays=settings.tariff.holidays, budgets=budgets)
+    return rules, directory
+
+
+class Alerts:
+    """The alerts feature of one daemon: engine, outbox, publisher and the source health checks."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        settings = daemon.settings
+        rules, directory = compile_settings(settings)
+        self.engine = AlertEngine(rules, settings.site.tz, site=settings.site.name, directory=directory)
+        self.outbox = Outbox(settings.database.path)
+        self.publisher: Publisher | None = None
+        self.mqtt_config = settings.mqtt
+        #: alerts committed and not yet acknowledged by the broker (approximate between checks).
+        self.pending = 0
+        self._mqtt_changed = asyncio.Event()
+        self._metrics: Any = None
+        with contextlib.suppress(ImportError):
+            from smdrd.metrics import metrics_for
+
+            self._metrics = metrics_for(daemon)
+        self._declare_rules()
+
+    # -- daemon hooks -----------------------------------------------------------------------------------------
+
+    def committed(self, entries: list[Entry], seconds: float) -> None:
+        """Commit listener: log the alerts just made durable, wake the publisher, queue calls to publish."""
+        raised = 0
+        publisher = self.publisher
+        publish_calls = publisher is not None and self.mqtt_config.publish_calls
+        for entry in entries:
+            if entry.side_rows:
+                for sql, params in entry.side_rows:
+                    if sql == OUTBOX_INSERT:
+                        raised += 1
+                        alert_id, rule, severity = params[0], params[1], params[2]
+                        log.warning("alert.raised", rule=rule, severity=severity, id=alert_id)
+                        self._metric_raised(str(rule), str(severity))
+            if publish_calls and entry.calls:
+                assert publisher is not None
+                for row in entry.calls:
+                    publisher.offer_call(_call_payload(row, self.engine.site))
+        if raised:
+            self.pending += raised
+            self._metric_pending()
+            if publisher is not None:
+                publisher.wake()
+
+    def reloaded(self, settings: Settings) -> None:
+        """Reload listener: swap in the new rules; restart the publisher if ``[mqtt]`` changed."""
+        try:
+            rules, directory = compile_settings(settings)
+        except Exception as exc:  # validated already; a surprise here must not break the reload
+            log.error("alerts.reload_rejected", reason=str(exc), kept="the running rules")
+            return
+        self.engine.configure(rules, settings.site.tz, site=settings.site.name, directory=directory)
+        self._declare_rules()
+        if settings.mqtt != self.mqtt_config:
+            self.mqtt_config = settings.mqtt
+            self._mqtt_changed.set()
+        log.info("alerts.reloaded", rules=[a.rule.name for a in rules.calls + rules.sources])
+
+    # -- the background task ----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Seed the budgets, then run the health checks, retention and the publisher until cancelled."""
+        self._seed_budgets()  # synchronously, before any source runs: the first call sees stored spend
+        await self.outbox.open()
+        try:
+            self.pending = await self.outbox.count_pending()
+            self._metric_pending()
+            checks = asyncio.ensure_future(self._checks())
+            try:
+                await self._run_publisher()
+            finally:
+                checks.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await checks
+        finally:
+            await self.outbox.close()
+
+    def _seed_budgets(self) -> None:
+        rules = self.engine.rules.calls
+        if not any(a.rule.name == "budget" for a in rules):
+            return
+        now = datetime.now(self.engine.tz)
+        month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        try:
+            totals = stored_spend(self.daemon.settings.database.path, int(month_start.timestamp()))
+        except Exception as exc:
+            log.error("alerts.budget_seed_failed", error=str(exc))
+            return
+        self.engine.seed_spend(totals)
+
+    async def _run_publisher(self) -> None:
+        from smdrd.mqtt import Publisher
+
+        while True:
+            self._mqtt_changed.clear()
+            cfg = self.mqtt_config
+            if not cfg.enabled:
+                self.publisher = None
+                await self._mqtt_changed.wait()
+                continue
+            self.publisher = Publisher(cfg, self.outbox, base_dir=self.daemon.base_dir,
+                                       on_connected=self._metric_connected, on_delivered=self._delivered)
+            task = asyncio.ensure_future(self.publisher.run())
+            changed = asyncio.ensure_future(self._mqtt_changed.wait())
+            try:
+                await asyncio.wait((task, changed), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                changed.cancel()
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if not self._mqtt_changed.is_set():
+                return  # the publisher ended on its own: only a bug does that, and it was logged
+
+    def _delivered(self, n: int) -> None:
+        self.pending = max(0, self.pending - n)
+        self._metric_pending()
+
+    async def _checks(self) -> None:
+        last_prune = 0.0
+        while True:
+            await asyncio.sleep(self.daemon.settings.alerts.check_interval)
+            try:
+                now = time.time()
+                rows = self.engine.check_sources(self._snapshots(), now)
+                if rows:
+                    added = await self.outbox.insert(rows)
+                    for row in rows:
+                        log.warning("alert.raised", rule=row[1], severity=row[2], id=row[0])
+                        self._metric_raised(str(row[1]), str(row[2]))
+                    if added:
+                        self.pending += added
+                        self._metric_pending()
+                        if self.publisher is not None:
+                            self.publisher.wake()
+                if now - last_prune > 3600:
+                    last_prune = now
+                    await self.outbox.prune(self.daemon.settings.alerts.retention_days)
+                    self.pending = await self.outbox.count_pending()
+                    self._metric_pending()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a locked database, a bug: try again at the next check
+                log.error("alerts.check_failed", error=repr(exc))
+
+    def _snapshots(self) -> list[SourceSnapshot]:
+        from smdrd.health import source_down
+
+        # "Down" means what /healthz says (a push source between calls, a file read once, are not down).
+        now = time.time()
+        snaps = []
+        for name, rs in self.daemon.sources.items():
+            status, counters = rs.source.status, rs.ingest.counters
+            down = source_down(rs.config.kind, bool(getattr(rs.config, "follow", False)), status.connected,
+                               counters.last_line_at, now)
+            snaps.append(SourceSnapshot(name, down is None, counters.lines, counters.errors, status.last_data_at))
+        return snaps
+
+    # -- metrics (smdrd.metrics when present) -----------------------------------------------------------------
+
+    def _declare_rules(self) -> None:
+        if self._metrics is None:
+            return
+        for armed in self.engine.rules.calls + self.engine.rules.sources:
+            rule = armed.rule
+            severities = ("warning", "critical") if rule.name == "budget" else (str(getattr(rule, "severity", "")),)
+            for severity in severities:
+                with contextlib.suppress(Exception):
+                    self._metrics.declare_alert_rule(rule.name, severity)
+
+    def _metric_raised(self, rule: str, severity: str) -> None:
+        if self._metrics is not None:
+            with contextlib.suppress(Exception):
+                self._metrics.alert_raised(rule, severity)
+
+    def _metric_pending(self) -> None:
+        if self._metrics is not None:
+            with contextlib.suppress(Exception):
+                self._metrics.alerts_pending(self.pending)
+
+    def _metric_connected(self, connected: bool) -> None:
+        if self._metrics is not None:
+            with contextlib.suppress(Exception):
+                self._metrics.mqtt_connected(connected)
+
+
+def _call_payload(row: tuple[object, ...], site: str) -> bytes:
+    call = dict(zip(CALL_COLUMNS, row, strict=True))
+    micros = call.pop("cost_micros")
+    call["cost"] = str(Decimal(micros) / MICROS) if isinstance(micros, int) else None
+    call["site"] = site
+    extra = call.get("extra")
+    if isinstance(extra, str):
+        with contextlib.suppress(ValueError):
+            call["extra"] = json.loads(extra)
+    return _encode(call).encode()
+
+
+def install(daemon: Daemon) -> Alerts:
+    """Add alerts to ``daemon`` (see the module docstring); returns the feature, also `runtime_of(daemon)`."""
+    alerts = Alerts(daemon)
+    _RUNTIMES[daemon] = alerts
+    daemon.hooks.observe = alerts.engine.observe
+    daemon.commit_listeners.append(alerts.committed)
+    daemon.reload_listeners.append(alerts.reloaded)
+    daemon.add_task("alerts", alerts.run)
+    return alerts
+
+
+def runtime_of(daemon: Daemon) -> Alerts | None:
+    """The `Alerts` installed into ``daemon``, if any."""
+    return _RUNTIMES.get(daemon)

@@ -1,0 +1,245 @@
+"""The alert engine: runs the rules over each stored call and returns the outbox rows to commit with it.
+
+`AlertEngine.observe` is the daemon's `smdrd.core.Observe`: it is called on the hot path, for every call, in
+the same step that builds the call's journal entry, and the rows it returns are written in the same transaction
+as the call. So an alert exists exactly when its call does: never lost, never raised for a call that was not
+stored. The alert id is derived from the call's uid and the rule, and the outbox ignores a known id, so a
+re-sent line never raises an alert twice.
+
+No I/O here (the database and MQTT are the daemon's edges), and nothing here may raise into the pipeline:
+`smdrd.core.add_calls` notes an observer failure on the line, but a rule bug should not cost that either.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from smdrd.alerts.rules import (
+    MAX_KEYS,
+    MAX_SEEN,
+    AlertState,
+    Finding,
+    RatedCall,
+    RuleSet,
+    SourceSnapshot,
+)
+from smdrd.config import UNASSIGNED
+from smdrd.core import RatingLike, SideRow
+from smdrd.record import CallRecord
+
+#: the outbox row an alert becomes: ``(alert_id, rule, severity, created_at, payload)``.
+OUTBOX_INSERT = ("INSERT OR IGNORE INTO alert_outbox (alert_id, rule, severity, created_at, payload) "
+                 "VALUES (?, ?, ?, ?, ?)")
+_ZERO = Decimal(0)
+_NON_DIGITS = re.compile(r"\D")
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+@dataclass(slots=True)
+class AlertStats:
+    """Counters for metrics and logs."""
+
+    #: alerts raised, by (rule, severity)
+    raised: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: findings held back by a rule's snooze, by rule
+    snoozed: Counter[str] = field(default_factory=Counter)
+    #: calls evaluated
+    calls: int = 0
+    #: rule failures (a bug: the call is stored and the other rules still run)
+    failures: int = 0
+    last_failure: str | None = None
+
+
+class Departments(Protocol):
+    """Which department an extension is in on a day (`smdrd.reports.departments.Directory` fits)."""
+
+    def department(self, extension: str, day: str) -> str: ...
+
+
+class NoDepartments:
+    """No ``[[departments]]``: every extension is unassigned."""
+
+    def department(self, extension: str, day: str) -> str:
+        return UNASSIGNED
+
+
+class AlertEngine:
+    """Rules, their state and the outbox rows they make.
+
+    Args:
+        rules: the compiled ``[alerts]`` section (`smdrd.alerts.rules.build_rules`).
+        timezone: the site's timezone (business hours, budget periods).
+        site: the site's name (in every payload).
+        directory: extension and day -> department (`UNASSIGNED` for none).
+        clock: wall-clock seconds (``raised_at``); tests pin it.
+    """
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        timezone: ZoneInfo,
+        *,
+        site: str = "smdrd",
+        directory: Departments | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.rules = rules
+        self.tz = timezone
+        self.site = site
+        self.directory: Departments = directory or NoDepartments()
+        self.state = AlertState()
+        self.stats = AlertStats()
+        self._clock = clock
+
+    def configure(self, rules: RuleSet, timezone: ZoneInfo, *, site: str, directory: Departments) -> None:
+        """Swap in a reloaded configuration; the windows, streaks and snoozes carry over."""
+        self.tz = timezone
+        self.site = site
+        self.directory = directory
+        self.rules = rules
+
+    # -- calls ------------------------------------------------------------------------------------------------
+
+    def observe(self, record: CallRecord, rating: RatingLike | None, uid: str) -> Sequence[SideRow]:
+        """The `smdrd.core.Observe` hook: the outbox rows ``record`` raises (usually none)."""
+        rules = self.rules.calls
+        if not rules:
+            return ()
+        seen = self.state.seen
+        if uid in seen:
+            return ()  # a re-sent line: its alerts (same ids) are stored already, its call must not count again
+        seen[uid] = None
+        if len(seen) > MAX_SEEN:
+            del seen[next(iter(seen))]
+        self.stats.calls += 1
+        call = self.rated_call(record, rating, uid)
+        rows: list[SideRow] = []
+        for armed in rules:
+            if armed.exclusions.excludes(call):
+                continue
+            try:
+                findings = list(armed.rule(call, self.state))
+            except Exception as exc:  # a rule bug: keep the call and the other rules' alerts
+                self.stats.failures += 1
+                self.stats.last_failure = f"{armed.rule.name}: {type(exc).__name__}: {exc}"
+                continue
+            for finding in findings:
+                if self._snoozed(finding, armed.snooze, call.ts):
+                    continue
+                rows.append((OUTBOX_INSERT, self.row(finding, call=call)))
+        return rows
+
+    def rated_call(self, record: CallRecord, rating: RatingLike | None, uid: str) -> RatedCall:
+        """The rules' view of a call."""
+        start = record.start
+        local = start.astimezone(self.tz) if start.tzinfo else start.replace(tzinfo=self.tz)
+        number = record.number
+        return RatedCall(
+            uid=uid, start=local, ts=local.timestamp(), duration=record.duration, ring=record.ring,
+            direction=record.direction.value, answered=record.answered, extension=record.extension,
+            number=number, digits=number if number.isdigit() else _NON_DIGITS.sub("", number),
+            e164=rating.e164 if rating else "", call_class=rating.call_class if rating else "unknown",
+            cost=rating.cost if rating else _ZERO, currency=rating.currency if rating else "",
+            department=self._department(record.extension, local.date().isoformat()),
+        )
+
+    def _department(self, extension: str, day: str) -> str | None:
+        if not extension:
+            return None
+        dept = self.directory.department(extension, day)
+        return None if dept == UNASSIGNED else dept
+
+    def _snoozed(self, finding: Finding, snooze: float, ts: float) -> bool:
+        if snooze <= 0:
+            return False
+        key = (finding.rule, finding.key)
+        last = self.state.last_alert
+        before = last.get(key)
+        if before is not None and abs(ts - before) < snooze:
+            self.stats.snoozed[finding.rule] += 1
+            return True
+        last[key] = ts
+        last.move_to_end(key)
+        if len(last) > MAX_KEYS:
+            last.popitem(last=False)
+        return False
+
+    # -- sources ----------------------------------------------------------------------------------------------
+
+    def check_sources(self, snapshots: Iterable[SourceSnapshot], now: float) -> list[tuple[object, ...]]:
+        """Outbox rows (parameters of `OUTBOX_INSERT`) for the operational rules, at wall-clock ``now``."""
+        rows: list[tuple[object, ...]] = []
+        for snap in snapshots:
+            for armed in self.rules.sources:
+                try:
+                    findings = list(armed.rule(snap, now, self.state))
+                except Exception as exc:
+                    self.stats.failures += 1
+                    self.stats.last_failure = f"{type(exc).__name__}: {exc}"
+                    continue
+                for finding in findings:
+                    if not self._snoozed(finding, armed.snooze, now):
+                        rows.append(self.row(finding, source=snap.name))
+        return rows
+
+    # -- payloads ---------------------------------------------------------------------------------------------
+
+    def row(self, finding: Finding, *, call: RatedCall | None = None, source: str | None = None
+            ) -> tuple[object, ...]:
+        """The outbox row of ``finding``: ``(alert_id, rule, severity, created_at, payload)``."""
+        now = self._clock()
+        self.stats.raised[finding.rule, finding.severity] += 1
+        payload: dict[str, object] = {
+            "id": finding.id,
+            "rule": finding.rule,
+            "severity": finding.severity,
+            "reason": finding.reason,
+            "site": self.site,
+            "raised_at": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
+            "extension": call.extension if call else None,
+            "department": call.department if call else finding.facts.get("department"),
+            "number": (call.e164 or call.number) if call else None,
+            "cost": str(call.cost) if call else None,
+            "currency": call.currency if call else None,
+            "source": source,
+            "call": call_json(call) if call else None,
+            "facts": dict(finding.facts),
+        }
+        return (finding.id, finding.rule, finding.severity, int(now * 1_000_000), _encode(payload))
+
+    def seed_spend(self, totals: Iterable[tuple[str, str, Decimal]]) -> None:
+        """Start the budget rule's periods from stored spend: ``(extension, local day YYYY-MM-DD, cost)``."""
+        spend = self.state.spend
+        for extension, day, cost in totals:
+            dept = self._department(extension, day)
+            if dept is None or not cost:
+                continue
+            for key in ((dept, "day", day), (dept, "month", day[:7])):
+                spend[key] = spend.get(key, _ZERO) + cost
+
+
+def call_json(call: RatedCall) -> dict[str, object]:
+    """The ``call`` object of an alert's payload."""
+    return {
+        "uid": call.uid,
+        "start": call.start.isoformat(),
+        "duration": call.duration,
+        "ring": call.ring,
+        "direction": call.direction,
+        "answered": call.answered,
+        "extension": call.extension,
+        "number": call.number,
+        "e164": call.e164,
+        "call_class": call.call_class,
+        "cost": str(call.cost),
+        "currency": call.currency,
+    }

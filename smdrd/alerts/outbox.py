@@ -1,0 +1,120 @@
+"""The alert outbox in SQLite: pending alerts out (oldest first), delivery marks in.
+
+Per-call alerts are inserted by the journal writer, in the transaction of their call (see
+`smdrd.alerts.engine`). This module owns a second, small connection for everything else: reading what is
+pending, marking what the broker acknowledged, inserting the rare operational alerts, pruning old history.
+It never marks an alert delivered on its own account: only `mark_delivered`, after the QoS-1 acknowledgement.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import aiosqlite
+
+from smdrd.alerts.engine import OUTBOX_INSERT
+from smdrd.store.schema import PRAGMAS
+
+
+@dataclass(frozen=True, slots=True)
+class PendingAlert:
+    """An alert waiting for the broker: its row id (the order), id, rule and JSON payload."""
+
+    row: int
+    alert_id: str
+    rule: str
+    payload: str
+
+
+class Outbox:
+    """``await open()``, then `pending` / `mark_delivered` / `insert`; ``await close()``.
+
+    The database must be migrated already (the journal writer does it at start).
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._db: aiosqlite.Connection | None = None
+
+    async def open(self) -> None:
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        for pragma in PRAGMAS:
+            await self._db.execute(pragma)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        assert self._db is not None, "open() first"
+        return self._db
+
+    async def pending(self, limit: int = 100, after: int = 0) -> list[PendingAlert]:
+        """Up to ``limit`` undelivered alerts with a row id above ``after``, oldest first."""
+        async with self.db.execute(
+            "SELECT id, alert_id, rule, payload FROM alert_outbox WHERE delivered_at IS NULL AND id > ? "
+            "ORDER BY id LIMIT ?", (after, limit)) as cur:
+            return [PendingAlert(*row) async for row in cur]
+
+    async def count_pending(self) -> int:
+        async with self.db.execute("SELECT count(*) FROM alert_outbox WHERE delivered_at IS NULL") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def mark_delivered(self, rows: Sequence[int], at: float | None = None) -> None:
+        """Mark these rows delivered (the broker acknowledged them)."""
+        if not rows:
+            return
+        stamp = int((time.time() if at is None else at) * 1_000_000)
+        await self.db.executemany("UPDATE alert_outbox SET delivered_at = ? WHERE id = ?",
+                                  [(stamp, r) for r in rows])
+
+    async def insert(self, rows: Iterable[tuple[object, ...]]) -> int:
+        """Insert alerts raised outside a call's transaction (operational alerts); returns how many were new."""
+        batch = list(rows)
+        if not batch:
+            return 0
+        db = self.db
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            before = db.total_changes
+            await db.executemany(OUTBOX_INSERT, batch)
+            added = db.total_changes - before
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        return added
+
+    async def prune(self, older_than_days: int) -> int:
+        """Delete delivered alerts older than the retention; pending ones are never deleted."""
+        if older_than_days <= 0:
+            return 0
+        cutoff = int((time.time() - older_than_days * 86400) * 1_000_000)
+        before = self.db.total_changes
+        await self.db.execute("DELETE FROM alert_outbox WHERE delivered_at IS NOT NULL AND created_at < ?",
+                              (cutoff,))
+        return self.db.total_changes - before
+
+
+def stored_spend(path: Path | str, since_utc: int) -> list[tuple[str, str, Decimal]]:
+    """Spend per extension and local day since ``since_utc`` (seconds), for the budget rule after a restart.
+
+    Synchronous on purpose: it runs once, at start, before the first call is observed.
+    """
+    conn = sqlite3.connect(path)
+    try:
+        rows = conn.execute(
+            "SELECT extension, substr(start, 1, 10), sum(cost_micros) FROM calls "
+            "WHERE start_utc >= ? AND cost_micros > 0 GROUP BY extension, substr(start, 1, 10)",
+            (since_utc,)).fetchall()
+    finally:
+        conn.close()
+    return [(ext, day, Decimal(micros) / 1_000_000) for ext, day, micros in rows]

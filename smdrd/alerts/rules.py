@@ -1,0 +1,664 @@
+"""Alert rules: small named callables over one rated call and a small sliding-window state.
+
+Pure and synchronous: no I/O, no asyncio, no clock here. Time is the call's own start time (so the same calls
+give the same alerts in the daemon, in a test and in a replay), and the only memory is `AlertState`, which is
+bounded. A rule returns the `Finding`\\ s a call raises; the engine (`smdrd.alerts.engine`) applies exclusions
+and the snooze, and turns findings into outbox rows.
+
+Each rule is a frozen dataclass built from its ``[alerts.<rule>]`` section by `build_rules`; `RULE_NAMES`
+lists them in the order they are evaluated. Operational rules (a source down, parse failures) are not about
+calls: `check_source` evaluates them over a `SourceSnapshot`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from functools import lru_cache
+from typing import ClassVar, Final, Generic, Protocol, TypeVar
+
+import phonenumbers
+
+from smdrd.config import (
+    HIGH_RISK_COUNTRIES,
+    NANP_LOOKALIKE_PREFIXES,
+    NETWORK_PREFIXES,
+    AlertsConfig,
+    SiteConfig,
+)
+from smdrd.rating.rules import parse_days, parse_hours
+
+K = TypeVar("K")
+V = TypeVar("V")
+R = TypeVar("R")
+
+WARNING: Final = "warning"
+CRITICAL: Final = "critical"
+
+OUTBOUND: Final = "outbound"
+INBOUND: Final = "inbound"
+INTERNATIONAL: Final = "international"
+#: classes that are not external calls (velocity counts external calls only).
+_NOT_EXTERNAL = frozenset({"internal", "emergency"})
+
+#: memory bounds: the most extensions, numbers and call uids the state remembers (oldest forgotten first).
+MAX_KEYS: Final = 20_000
+MAX_SEEN: Final = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class RatedCall:
+    """What the rules see of a call: the record and its rating, in the site's local time.
+
+    Attributes:
+        uid: the call's stored uid (stable across re-sent lines): alert ids are derived from it.
+        start: the start, timezone-aware, in the site's timezone.
+        ts: the start as seconds since the Unix epoch (window arithmetic).
+        number: the other party as the PBX wrote it; ``digits`` is the same with only its digits.
+        e164: the normalised number, ``""`` when rating did not give one.
+        department: the extension's department, ``None`` when it has none.
+    """
+
+    uid: str
+    start: datetime
+    ts: float
+    duration: int
+    ring: int | None
+    direction: str
+    answered: bool
+    extension: str
+    number: str
+    digits: str
+    e164: str
+    call_class: str
+    cost: Decimal
+    currency: str
+    department: str | None = None
+
+    @property
+    def external(self) -> bool:
+        return self.direction != "internal" and self.call_class not in _NOT_EXTERNAL
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One alert a rule raises.
+
+    Attributes:
+        rule: the rule's name (the topic is ``<prefix>/alert/<rule>``).
+        severity: ``warning`` or ``critical``.
+        reason: one sentence a person reads on a phone.
+        key: what the snooze is per: ``ext:201``, ``num:+18095551234``, ``site``, ``dept:Sales``...
+        id: the stable alert id: the same call (or period, or outage) always gives the same id.
+        facts: the figures behind the reason (threshold, count, window), JSON-safe.
+    """
+
+    rule: str
+    severity: str
+    reason: str
+    key: str
+    id: str
+    facts: Mapping[str, object] = field(default_factory=dict)
+
+
+class _Window:
+    """Events ``(ts, weight)`` within a sliding window, with their count and summed weight kept current."""
+
+    __slots__ = ("events", "total")
+
+    def __init__(self) -> None:
+        self.events: deque[tuple[float, float]] = deque()
+        self.total = 0.0
+
+    def add(self, ts: float, weight: float, span: float) -> None:
+        self.events.append((ts, weight))
+        self.total += weight
+        events = self.events
+        while events and events[0][0] <= ts - span:
+            self.total -= events.popleft()[1]
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+
+def _bounded_put(store: OrderedDict[K, V], key: K, value: V, limit: int = MAX_KEYS) -> None:
+    store[key] = value
+    store.move_to_end(key)
+    while len(store) > limit:
+        store.popitem(last=False)
+
+
+@dataclass(slots=True)
+class AlertState:
+    """Everything the rules remember between calls: bounded, in memory, rebuilt after a restart.
+
+    Alert ids do not depend on it, so a restart can raise an alert again only if its id is new: a re-sent line
+    or a budget already passed this period never alerts twice (the outbox ignores a known id).
+    """
+
+    ext_windows: OrderedDict[str, tuple[_Window, _Window]] = field(default_factory=OrderedDict)
+    site_calls: _Window = field(default_factory=_Window)
+    site_intl: _Window = field(default_factory=_Window)
+    #: number -> (calls in a row, first call's ts, last call's ts)
+    streaks: OrderedDict[str, tuple[int, float, float]] = field(default_factory=OrderedDict)
+    #: E.164 number -> ts of the missed inbound call from abroad
+    missed: OrderedDict[str, float] = field(default_factory=OrderedDict)
+    #: (department, "day" | "month", period) -> spend
+    spend: dict[tuple[str, str, str], Decimal] = field(default_factory=dict)
+    #: (department, kind, period, severity) already raised
+    budget_fired: set[tuple[str, str, str, str]] = field(default_factory=set)
+    #: (rule, key) -> ts of the last alert, for the snooze
+    last_alert: OrderedDict[tuple[str, str], float] = field(default_factory=OrderedDict)
+    #: call uids already seen (a re-sent line must not count twice in a window)
+    seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    #: source -> when it was first seen disconnected (wall clock, from the operational checks)
+    down_since: dict[str, float] = field(default_factory=dict)
+    #: sources whose current outage has been alerted
+    down_alerted: set[str] = field(default_factory=set)
+    #: source -> samples (ts, lines, errors) of its counters
+    source_samples: dict[str, deque[tuple[float, int, int]]] = field(default_factory=dict)
+
+
+class CallRule(Protocol):
+    """A rule over calls: a name (the alert topic's last level) and a call to findings."""
+
+    @property
+    def name(self) -> str: ...
+
+    def __call__(self, call: RatedCall, state: AlertState) -> Iterable[Finding]: ...
+
+
+def _who(call: RatedCall) -> str:
+    return f"extension {call.extension}" if call.extension else "an unknown extension"
+
+
+def _dest(call: RatedCall) -> str:
+    return call.e164 or call.number or "a withheld number"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 600 else f"{seconds / 60:.1f} min"
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessHours:
+    """Opening hours in the site's local time: weekdays (Monday is 0), minutes of the day, closed dates."""
+
+    days: frozenset[int]
+    start: int
+    end: int
+    holidays: frozenset[date]
+
+    def open_at(self, local: datetime) -> bool:
+        """True when the site is open at ``local`` (a time in the site's timezone)."""
+        if local.date() in self.holidays or local.weekday() not in self.days:
+            return False
+        minute = local.hour * 60 + local.minute
+        if self.start < self.end:
+            return self.start <= minute < self.end
+        return minute >= self.start or minute < self.end  # hours that wrap past midnight
+
+
+@dataclass(frozen=True, slots=True)
+class AfterHours:
+    """An outbound call of the watched classes while the site is closed."""
+
+    name: ClassVar[str] = "after_hours"
+    severity: str
+    hours: BusinessHours
+    classes: frozenset[str]
+    min_seconds: int
+
+    def __call__(self, call: RatedCall, state: AlertState) -> Iterable[Finding]:
+        if call.direction != OUTBOUND or call.call_class not in self.classes or call.duration < self.min_seconds:
+            return ()
+        if self.hours.open_at(call.start):
+            return ()
+        when = call.start.strftime("%a %H:%M")
+        return (Finding(self.name, self.severity,
+                        f"{call.call_class} call from {_who(call)} to {_dest(call)} at {when}, outside business "
+                        f"hours", f"ext:{call.extension}", f"{self.name}:{call.uid}",
+                        {"local_time": call.start.isoformat()}),)
+
+
+@lru_cache(maxsize=65_536)
+def region_of(e164: str) -> str:
+    """The ISO region of an E.164 number (``+18095551234`` -> ``DO``); ``""`` when unknown."""
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse(e164)) or ""
+    except phonenumbers.NumberParseException:
+        return ""
+
+
+@dataclass(frozen=True, slots=True)
+class HighRisk:
+    """An outbound call to a listed prefix, country or call class."""
+
+    name: ClassVar[str] = "high_risk"
+    severity: str
+    e164_prefixes: tuple[str, ...]
+    dialled_prefixes: tuple[str, ...]
+    countries: frozenset[str]
+    classes: frozenset[str]
+    #: "+53", "+1"...: the calling codes of ``countries`` (a number outside them needs no region lookup)
+    country_codes: tuple[str, ...] = ()
+
+    def __call__(self, call: RatedCall, state: AlertState) -> Iterable[Finding]:
+        if call.direction != OUTBOUND:
+            return ()
+        why = ""
+        if call.e164 and call.e164.startswith(self.e164_prefixes):
+            why = f"listed prefix {next(p for p in self.e164_prefixes if call.e164.startswith(p))}"
+        elif self.dialled_prefixes and call.digits.startswith(self.dialled_prefixes):
+            why = f"listed dialled prefix {next(p for p in self.dialled_prefixes if call.digits.startswith(p))}"
+        elif call.call_class in self.classes:
+            why = f"{call.call_class} number"
+        elif (self.countries and call.e164.startswith(self.country_codes)
+              and (region := region_of(call.e164)) in self.countries):
+            why = f"high-risk country {region}"
+        if not why:
+            return ()
+        return (Finding(self.name, self.severity, f"{_who(call)} called {_dest(call)}: {why}",
+                        f"ext:{call.extension}", f"{self.name}:{call.uid}",
+                        {"region": region_of(call.e164) if call.e164 else "", "match": why}),)
+
+
+@dataclass(frozen=True, slots=True)
+class LongCall:
+    """A call longer than the limit."""
+
+    name: ClassVar[str] = "long_call"
+    severity: str
+    seconds: int
+    directions: frozenset[str]
+
+    def __call__(self, call: RatedCall, state: AlertState) -> Iterable[Finding]:
+        if call.direction not in self.directions or call.duration <= self.seconds:
+            return ()
+        return (Finding(self.name, self.severity,
+                        f"{call.direction} call of {_minutes(call.duration)} between {_who(call)} and "
+                        f"{_dest(call)} (limit {_minutes(self.seconds)})", f"ext:{call.extension}",
+                        f"{self.name}:{call.uid}", {"limit_seconds": self.seconds}),)
+
+
+@dataclass(frozen=True, slots=True)
+class ExpensiveCall:
+    """A call that costs more than the limit."""
+
+    name: ClassVar[str] = "expensive_call"
+    severity: str
+    cost: Decimal
+
+    def __call__(self, call: RatedCall, state: AlertState) -> Iterable[Finding]:
+        if call.cost <= self.cost:
+            return ()
+        return (Finding(self.name, self.severity,
+                        f"call from {_who(call)} to {_dest(call)} cost {call.cost} {call.currency} "
+                        f"(limit {self.cost})", f"ext:{call.extension}", f"{self.name}:{call.uid}",
+                        {"limit": str(self.cost)}),)
+
+
+@dataclass(frozen=True, slots=True)
+class Velocity:
+    """Too many external calls, or international minutes, in a sliding window: per extension and site-wide.
+
+    A limit of 0 is off. The windows slide on the calls' start times.
+    """
+
+    name: ClassVar[str] = "velocity"
+    severity: str
+    window: float
+    extension_calls: int
+    extension_intl_seconds: float
+    site_calls: int
+    site_intl_seconds: float
+
+    def __call__(self, call: RatedCall, state: AlertState) -> Iterable[Finding]:
+        if not call.external or call.direction != OUTBOUND:
+            return ()
+        intl = float(call.duration) if call.call_class == INTERNATIONAL else 0.0
+        span, ts = self.window, call.ts
+        pair = state.ext_windows.get(call.extension)
+        if pair is None:
+            pair = (_Window(), _Window())
+        _bounded_put(state.ext_windows, call.extension, pair)
+        calls, minutes = pair
+        calls.add(ts, 1.0, span)
+        minutes.add(ts, intl, span)
+        state.site_calls.add(ts, 1.0, span)
+        state.site_intl.add(ts, intl, span)
+        site_calls, site_intl = state.site_calls, state.site_intl
+        breaches = [(scope, limit, value) for scope, limit, value in (
+            ("ext", self.extension_calls, len(calls)),
+            ("ext-intl", self.extension_intl_seconds, minutes.total),
+            ("site", self.site_calls, len(site_calls)),
+            ("site-intl", self.site_intl_seconds, site_intl.total),
+        ) if limit and value > limit]
+        if not breaches:
+            return ()
+        win = _minutes(span)
+        out: list[Finding] = []
+        for scope, limit, value in breaches:
+            who = _who(call) if scope.startswith("ext") else "the site"
+            if scope.endswith("intl"):
+                text = f"{who} made {_minutes(value)} of international calls in {win} (limit {_minutes(limit)})"
+            else:
+                text = f"{who} made {value:.0f} external calls in {win} (limit {limit})"
+            key = f"ext:{call.extension}" if scope.startswith("ext") else "site"
+            out.append(Finding(self.name, self.severity, text, f"{key}:{scope}", f"{self.name}:{scope}:{call.uid}",
+                               {"scope": scope, "value": value, "limit": limit, "window_seconds": span}))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ShortCalls:
+    """Many short calls in a row to the same number (a modem, a dialler, or a test of a hijacked line)."""
+
+    name: ClassVar[str] = "short_calls"
+    severity: str
+    count: int
+    max_seconds: int
+    within: float
+
+    def __call__(self, call: RatedCall, state: AlertState) -> Iterable[Finding]:
+        if call.direction != OUTBOUND or not call.external:
+            return ()
+        number = call.e164 or call.digits
+        if not number:
+            return ()
+        if call.duration > self.max_seconds:
+            state.streaks.pop(number, None)
+            return ()
+        n, first, _ = state.streaks.get(number, (0, call.ts, call.ts))
+        if call.ts - first > self.within:
+            n, first = 0, call.ts
+        n += 1
+        if n < self.count:
+            _bounded_put(state.streaks, number, (n, first, call.ts))
+            return ()
+        state.streaks.pop(number, None)
+        return (Finding(self.name, self.severity,
+                        f"{n} calls in a row to {number} of at most {self.max_seconds} s each, within "
+                        f"{_minutes(call.ts - first)} (last from {_who(call)})", f"num:{number}",
+                        f"{self.name}:{call.uid}", {"count": n, "max_seconds": self.max_seconds}),)
+
+
+@dataclass(frozen=True, slots=True)
+class Wangiri:
+    """A missed one-ring inbound call from abroad, then an outbound call back to that number."""
+
+    name: ClassVar[str] = "wangiri"
+    severity: str
+    max_ring: int
+    callback_within: float
+    home_prefix: str  # "+44": numbers not starting with it are abroad
+
+    def _abroad(self, call: RatedCall) -> bool:
+        if call.call_class == INTERNATIONAL:
+            return True
+        return bool(call.e164) and not call.e164.startswith(self.home_prefix)
+
+    def __call__(self, call: RatedCall, state: AlertState) -> Iterable[Finding]:
+        if not call.e164:
+            return ()
+        if call.direction == INBOUND:
+            if not call.answered and (call.ring is None or call.ring <= self.max_ring) and self._abroad(call):
+                _bounded_put(state.missed, call.e164, call.ts)
+            return ()
+        if call.direction != OUTBOUND:
+            return ()
+        missed_at = state.missed.get(call.e164)
+        if missed_at is None or not 0 <= call.ts - missed_at <= self.callback_within:
+            return ()
+        del state.missed[call.e164]
+        return (Finding(self.name, self.severity,
+                        f"{_who(call)} called back {call.e164}, which rang once from abroad and hung up "
+                        f"{_minutes(call.ts - missed_at)} before (Wangiri)", f"num:{call.e164}",
+                        f"{self.name}:{call.uid}", {"missed_ts": missed_at}),)
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A department's spend passes ``warn`` (warning) or 100 % (critical) of its daily or monthly budget, once
+    per period. ``budgets`` maps a department to its ``(daily, monthly)`` limits (``None``: no limit)."""
+
+    name: ClassVar[str] = "budget"
+    severity: str
+    warn: Decimal
+    budgets: Mapping[str, tuple[Decimal | None, Decimal | None]]
+
+    def __call__(self, call: RatedCall, state: AlertState) -> Iterable[Finding]:
+        dept = call.department
+        if dept is None or not call.cost or dept not in self.budgets:
+            return ()
+        out: list[Finding] = []
+        for kind, period, limit in (("day", call.start.strftime("%Y-%m-%d"), self.budgets[dept][0]),
+                                    ("month", call.start.strftime("%Y-%m"), self.budgets[dept][1])):
+            key = (dept, kind, period)
+            spent = state.spend.get(key, Decimal(0)) + call.cost
+            state.spend[key] = spent
+            if not limit:
+                continue
+            share = spent / limit
+            level = CRITICAL if share >= 1 else WARNING if share >= self.warn else None
+            if level is None or (dept, kind, period, level) in state.budget_fired:
+                continue
+            state.budget_fired.add((dept, kind, period, level))
+            if level == CRITICAL:
+                state.budget_fired.add((dept, kind, period, WARNING))
+            out.append(Finding(self.name, level,
+                               f"department {dept} spent {spent} {call.currency} this {kind} ({period}): "
+                               f"{share * 100:.0f} % of its {kind}ly budget of {limit}",
+                               f"dept:{dept}:{kind}:{period}:{level}",
+                               f"{self.name}:{dept}:{kind}:{period}:{level}",
+                               {"department": dept, "period": period, "spent": str(spent), "budget": str(limit)}))
+        if len(state.spend) > 4 * MAX_KEYS:  # old periods: keep the newest only
+            for k in sorted(state.spend, key=lambda k: k[2])[: len(state.spend) // 2]:
+                del state.spend[k]
+        return out
+
+
+# -- operational rules ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSnapshot:
+    """A source's health at one moment (from its status and its ingest counters)."""
+
+    name: str
+    connected: bool
+    lines: int
+    errors: int
+    last_data_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceDown:
+    """A source disconnected for longer than ``seconds``: one alert per outage."""
+
+    name: ClassVar[str] = "source_down"
+    severity: str
+    seconds: float
+
+    def __call__(self, snap: SourceSnapshot, now: float, state: AlertState) -> Iterable[Finding]:
+        if snap.connected:
+            state.down_since.pop(snap.name, None)
+            state.down_alerted.discard(snap.name)
+            return ()
+        since = state.down_since.setdefault(snap.name, now)
+        if now - since < self.seconds or snap.name in state.down_alerted:
+            return ()
+        state.down_alerted.add(snap.name)
+        last = (f"; last data at {datetime.fromtimestamp(snap.last_data_at).isoformat(timespec='seconds')}"
+                if snap.last_data_at else "")
+        return (Finding(self.name, self.severity,
+                        f"source {snap.name} has been disconnected for {_minutes(now - since)}{last}",
+                        f"source:{snap.name}", f"{self.name}:{snap.name}:{int(since)}",
+                        {"source": snap.name, "down_since": since}),)
+
+
+@dataclass(frozen=True, slots=True)
+class ParseErrors:
+    """More than ``percent`` of a source's lines failed to parse within the window."""
+
+    name: ClassVar[str] = "parse_errors"
+    severity: str
+    percent: float
+    min_lines: int
+    window: float
+
+    def __call__(self, snap: SourceSnapshot, now: float, state: AlertState) -> Iterable[Finding]:
+        samples = state.source_samples.setdefault(snap.name, deque())
+        if not samples or snap.lines < samples[-1][1]:
+            # A new source (or one re-created on reload): its counters started from zero.
+            samples.clear()
+            samples.append((now, 0, 0))
+        samples.append((now, snap.lines, snap.errors))
+        while len(samples) > 1 and samples[1][0] <= now - self.window:
+            samples.popleft()
+        t0, lines0, errors0 = samples[0]
+        lines, errors = snap.lines - lines0, snap.errors - errors0
+        if lines < self.min_lines or errors * 100 <= self.percent * lines:
+            return ()
+        return (Finding(self.name, self.severity,
+                        f"source {snap.name}: {errors} of {lines} lines failed to parse in the last "
+                        f"{_minutes(now - t0)} ({errors * 100 / lines:.1f} %, limit {self.percent} %)",
+                        f"source:{snap.name}", f"{self.name}:{snap.name}:{int(now)}",
+                        {"source": snap.name, "lines": lines, "errors": errors}),)
+
+
+class SourceRule(Protocol):
+    """A rule over a source's health, at wall-clock time ``now``."""
+
+    @property
+    def name(self) -> str: ...
+
+    def __call__(self, snap: SourceSnapshot, now: float, state: AlertState) -> Iterable[Finding]: ...
+
+
+# -- building the rules from the configuration ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Exclusions:
+    """Extensions and destination prefixes a rule ignores."""
+
+    extensions: frozenset[str] = frozenset()
+    e164_prefixes: tuple[str, ...] = ()
+    dialled_prefixes: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, extensions: Iterable[str], numbers: Iterable[str]) -> Exclusions:
+        nums = list(numbers)
+        return cls(frozenset(extensions), tuple(n for n in nums if n.startswith("+")),
+                   tuple(n for n in nums if not n.startswith("+")))
+
+    def excludes(self, call: RatedCall) -> bool:
+        if call.extension in self.extensions:
+            return True
+        if self.e164_prefixes and call.e164.startswith(self.e164_prefixes):
+            return True
+        return bool(self.dialled_prefixes) and call.digits.startswith(self.dialled_prefixes)
+
+
+@dataclass(frozen=True, slots=True)
+class Armed(Generic[R]):
+    """A rule with its exclusions and snooze (seconds)."""
+
+    rule: R
+    exclusions: Exclusions
+    snooze: float
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """The compiled ``[alerts]`` section: swapped in one assignment on reload."""
+
+    calls: tuple[Armed[CallRule], ...]
+    sources: tuple[Armed[SourceRule], ...]
+
+
+RULE_NAMES: Final = ("after_hours", "high_risk", "long_call", "expensive_call", "velocity", "short_calls",
+                     "wangiri", "budget", "source_down", "parse_errors")
+
+
+def build_rules(
+    cfg: AlertsConfig,
+    site: SiteConfig,
+    *,
+    holidays: Iterable[date] = (),
+    budgets: Mapping[str, tuple[Decimal | None, Decimal | None]] | None = None,
+) -> RuleSet:
+    """Compile ``cfg`` into rules. ``holidays`` adds closed days (the tariff's); ``budgets`` adds department
+    budgets from elsewhere (``[[departments]]``), under those of ``[alerts.budget.departments]``."""
+    calls: list[Armed[CallRule]] = []
+    sources: list[Armed[SourceRule]] = []
+    if not cfg.enabled:
+        return RuleSet((), ())
+
+    def arm(section: object, rule: R) -> Armed[R]:
+        ext = [*cfg.exclude_extensions, *getattr(section, "exclude_extensions", [])]
+        nums = [*cfg.exclude_numbers, *getattr(section, "exclude_numbers", [])]
+        return Armed(rule, Exclusions.of(ext, nums), float(getattr(section, "snooze_minutes", 0.0)) * 60)
+
+    bh = cfg.business_hours
+    start, end = parse_hours(bh.hours)
+    hours = BusinessHours(parse_days(bh.days), start, end, frozenset([*bh.holidays, *holidays]))
+    if (c := cfg.after_hours).enabled:
+        calls.append(arm(c, AfterHours(c.severity, hours, frozenset(c.classes), c.min_seconds)))
+    if (h := cfg.high_risk).enabled:
+        listed = [*(NANP_LOOKALIKE_PREFIXES + NETWORK_PREFIXES if h.builtin_prefixes else ()), *h.prefixes]
+        countries = {x for c_ in h.countries for x in (HIGH_RISK_COUNTRIES if c_ == "default" else (c_,))}
+        countries.discard(site.country)
+        home = f"+{phonenumbers.country_code_for_region(site.country)}"
+        e164 = tuple(sorted({p for p in listed if p.startswith("+")}, key=len, reverse=True))
+        if site.country in _NANP_REGIONS:  # a Jamaican site's own area code is not a look-alike
+            own = {f"{home}{p}" for p in _own_nanp_codes(site)}
+            e164 = tuple(p for p in e164 if p not in own)
+        dialled = tuple(p for p in listed if not p.startswith("+"))
+        codes = tuple(sorted({f"+{phonenumbers.country_code_for_region(c)}" for c in countries} - {"+0"}))
+        calls.append(arm(h, HighRisk(h.severity, e164, dialled, frozenset(countries), frozenset(h.classes),
+                                     codes)))
+    if (lc := cfg.long_call).enabled:
+        calls.append(arm(lc, LongCall(lc.severity, int(lc.minutes * 60), frozenset(lc.directions))))
+    if (ec := cfg.expensive_call).enabled:
+        calls.append(arm(ec, ExpensiveCall(ec.severity, ec.cost)))
+    if (v := cfg.velocity).enabled:
+        calls.append(arm(v, Velocity(v.severity, v.window_minutes * 60, v.extension_calls,
+                                     v.extension_international_minutes * 60, v.site_calls,
+                                     v.site_international_minutes * 60)))
+    if (sc := cfg.short_calls).enabled:
+        calls.append(arm(sc, ShortCalls(sc.severity, sc.count, sc.max_seconds, sc.within_minutes * 60)))
+    if (w := cfg.wangiri).enabled:
+        home = f"+{phonenumbers.country_code_for_region(site.country)}"
+        calls.append(arm(w, Wangiri(w.severity, w.max_ring_seconds, w.callback_hours * 3600, home)))
+    if (b := cfg.budget).enabled:
+        merged = dict(budgets or {})
+        merged.update({name: (d.daily, d.monthly) for name, d in b.departments.items()})
+        if merged:
+            # the snooze does not apply: a budget alert is once per period and level by its id
+            calls.append(Armed(Budget(WARNING, Decimal(str(b.warn_percent)) / 100, merged),
+                               Exclusions.of([*cfg.exclude_extensions, *b.exclude_extensions], []), 0.0))
+    if (sd := cfg.source_down).enabled:
+        sources.append(Armed(SourceDown(sd.severity, sd.minutes * 60), Exclusions(), 0.0))
+    if (pe := cfg.parse_errors).enabled:
+        sources.append(Armed(ParseErrors(pe.severity, pe.percent, pe.min_lines, pe.window_minutes * 60),
+                             Exclusions(), pe.snooze_minutes * 60))
+    return RuleSet(tuple(calls), tuple(sources))
+
+
+_NANP_REGIONS = frozenset(phonenumbers.region_codes_for_country_code(1))
+
+
+def _own_nanp_codes(site: SiteConfig) -> set[str]:
+    """The three-digit area codes of the site's own NANP country (a site in Jamaica dials 876 at home)."""
+    area = site.area_code.lstrip("1")
+    codes = {area} if area else set()
+    for prefix in NANP_LOOKALIKE_PREFIXES:
+        example = f"{prefix}5550123"
+        if region_of(example) == site.country:
+            codes.add(prefix[2:])
+    return codes

@@ -1,0 +1,392 @@
+"""The MQTT edge: publishes the alert outbox (QoS 1), the daemon's status and, optionally, every call.
+
+The only module that imports aiomqtt (a move to aiomqtt 3 touches this file alone). It owns one broker
+connection and its reconnect loop; the rest of smdrd talks to it through `Publisher.wake` (new alerts are
+committed), `Publisher.offer_call` and an outbox it reads (`OutboxLike`).
+
+Delivery: an alert is marked delivered only after the broker acknowledged its QoS-1 PUBLISH (aiomqtt's
+``publish`` returns on PUBACK). aiomqtt has no offline queue, so while the broker is away alerts simply stay in
+the outbox and are drained, oldest first, after each (re)connection. A connection lost between the broker's
+receipt and its acknowledgement means that alert is published again: at least once, with a stable ``id`` for
+the subscriber to de-duplicate on. Each connection is a fresh client with a clean session, so paho never
+re-sends on its own behind the outbox's back.
+
+Status: ``<topic_prefix>/status`` is retained ``online`` after connecting; the last will (the broker publishes it
+when the connection drops without a goodbye: a crash, SIGKILL, a pulled cable) and a clean stop set it to
+``offline``.
+
+This module never raises into the daemon for a broker problem, never blocks the journal, and never decides that
+an alert was delivered without the broker's word.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import ssl
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiomqtt
+import structlog
+
+from smdrd.backoff import Backoff, LogThrottle, log_throttled
+from smdrd.config import MqttConfig
+
+log = structlog.get_logger("smdrd.mqtt")
+
+ONLINE = b"online"
+OFFLINE = b"offline"
+#: calls waiting to be published while the broker is away (the oldest are dropped beyond this).
+MAX_QUEUED_CALLS = 10_000
+
+
+class PendingLike(Protocol):
+    """An alert waiting in the outbox."""
+
+    @property
+    def row(self) -> int: ...
+    @property
+    def rule(self) -> str: ...
+    @property
+    def payload(self) -> str: ...
+
+
+class OutboxLike(Protocol):
+    """What the publisher needs from the outbox (`smdrd.alerts.outbox.Outbox`)."""
+
+    async def pending(self, limit: int = 100, after: int = 0) -> Sequence[PendingLike]: ...
+
+    async def mark_delivered(self, rows: Sequence[int], at: float | None = None) -> None: ...
+
+
+@dataclass(slots=True)
+class PublisherStats:
+    """Counters for metrics and logs."""
+
+    connects: int = 0
+    connect_failures: int = 0
+    #: alert PUBLISH packets sent (a re-send after a lost acknowledgement counts again)
+    alerts_sent: int = 0
+    #: alerts acknowledged by the broker and marked delivered
+    alerts_published: int = 0
+    calls_published: int = 0
+    calls_dropped: int = 0
+    last_error: str | None = None
+
+
+class _Disconnected(Exception):
+    pass
+
+
+class Publisher:
+    """Publishes the outbox and the status; run `run` as a task, cancel it to stop (``offline`` is published).
+
+    Args:
+        config: the ``[mqtt]`` section.
+        outbox: where pending alerts are read and marked delivered.
+        base_dir: the folder relative ``password_file``, ``ca_file``... are read from.
+        on_connected: called with True after each connection and False after each disconnection (metrics).
+        on_delivered: called with the number of alerts just marked delivered (metrics).
+    """
+
+    def __init__(
+        self,
+        config: MqttConfig,
+        outbox: OutboxLike,
+        *,
+        base_dir: Path | None = None,
+        on_connected: Callable[[bool], None] | None = None,
+        on_delivered: Callable[[int], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.outbox = outbox
+        self.base_dir = base_dir
+        self.stats = PublisherStats()
+        self.connected = False
+        self._on_connected = on_connected
+        self._on_delivered = on_delivered
+        prefix = config.topic_prefix
+        self.status_topic = f"{prefix}/status"
+        self.call_topic = f"{prefix}/call"
+        self.alert_topic_prefix = f"{prefix}/alert/"
+        self._wake = asyncio.Event()
+        self._wake.set()  # drain whatever is pending at start
+        self._calls: deque[bytes] = deque()
+        self._marking: set[asyncio.Future[None]] = set()
+        self._calls_ready = asyncio.Event()
+
+    # -- called by the daemon ---------------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """New alerts were committed: publish them now rather than at the next periodic check."""
+        self._wake.set()
+
+    def offer_call(self, payload: bytes) -> None:
+        """Queue a call for ``<prefix>/call`` (best effort: dropped, oldest first, past `MAX_QUEUED_CALLS`)."""
+        if len(self._calls) >= MAX_QUEUED_CALLS:
+            self._calls.popleft()
+            self.stats.calls_dropped += 1
+        self._calls.append(payload)
+        self._calls_ready.set()
+
+    # -- the connection ---------------------------------------------------------------------------------------
+
+    def _path(self, p: Path) -> str:
+        return str(p if p.is_absolute() or self.base_dir is None else self.base_dir / p)
+
+    def _password(self) -> str | None:
+        c = self.config
+        if c.password is not None:
+            return c.password.get_secret_value()
+        if c.password_file is not None:
+            # Read at each connection, so a rotated credential needs no restart.
+            return Path(self._path(c.password_file)).read_text().removesuffix("\n")
+        return None
+
+    def client(self) -> aiomqtt.Client:
+        """A fresh client for one connection (clean session, last will ``offline``)."""
+        c = self.config
+        tls: aiomqtt.TLSParameters | None = None
+        if c.tls:
+            tls = aiomqtt.TLSParameters(
+                ca_certs=self._path(c.ca_file) if c.ca_file else None,
+                certfile=self._path(c.cert_file) if c.cert_file else None,
+                keyfile=self._path(c.key_file) if c.key_file else None,
+            )
+        return aiomqtt.Client(
+            c.host, c.port,
+            username=c.username, password=self._password(), identifier=c.client_id,
+            will=aiomqtt.Will(self.status_topic, OFFLINE, qos=1, retain=True),
+            clean_session=True, keepalive=c.keepalive, timeout=c.publish_timeout,
+            tls_params=tls, tls_insecure=True if c.tls and c.tls_insecure else None,
+            max_inflight_messages=c.window,
+        )
+
+    async def run(self) -> None:
+        """Connect, publish, reconnect after failures, until cancelled."""
+        c = self.config
+        backoff = Backoff(c.reconnect_min, c.reconnect_max, stable_after=30.0)
+        throttle = LogThrottle(first_interval=60.0, max_interval=3600.0)
+        while True:
+            try:
+                await self._connection(backoff, throttle)
+            except (aiomqtt.MqttError, _Disconnected, OSError, ssl.SSLError, ValueError) as exc:
+                self.stats.last_error = str(exc) or type(exc).__name__
+                if not self.connected:
+                    self.stats.connect_failures += 1
+                log_throttled(log, throttle, "mqtt.unavailable", host=c.host, port=c.port,
+                              error=self.stats.last_error)
+            finally:
+                self._set_connected(False)
+            backoff.disconnected()
+            await asyncio.sleep(backoff.next_delay())
+
+    async def _connection(self, backoff: Backoff, throttle: LogThrottle) -> None:
+        client = self.client()
+        async with client:
+            backoff.connected()
+            try:
+                await client.publish(self.status_topic, ONLINE, qos=1, retain=True)
+                self.stats.connects += 1
+                self._set_connected(True)
+                failures = throttle.reset()
+                log.info("mqtt.connected", host=self.config.host, port=self.config.port,
+                         status=self.status_topic, **({"after_failures": failures} if failures else {}))
+                await self._session(client)
+            except asyncio.CancelledError:
+                # A clean stop: say so (the will is only for an unclean end), then disconnect.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.publish(self.status_topic, OFFLINE, qos=1, retain=True), 2.0)
+                raise
+
+    def _set_connected(self, value: bool) -> None:
+        if value != self.connected:
+            self.connected = value
+            if not value:
+                log.info("mqtt.disconnected", host=self.config.host, port=self.config.port)
+            if self._on_connected is not None:
+                self._on_connected(value)
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        jobs: list[Awaitable[None]] = [self._watch(client), self._drain(client)]
+        if self.config.publish_calls:
+            jobs.append(self._publish_calls(client))
+        tasks = [asyncio.ensure_future(job) for job in jobs]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self._marking:  # delivery marks in flight: finish them before the outbox may close
+                await asyncio.gather(*self._marking, return_exceptions=True)
+        for task in done:
+            exc = task.exception()
+            if exc is not None:
+                raise exc
+        raise _Disconnected("the connection ended")
+
+    @staticmethod
+    async def _watch(client: aiomqtt.Client) -> None:
+        # Nothing is subscribed: the iterator only ends, with MqttError, when the connection drops. That ends the
+        # session at once, instead of at the next publish's timeout.
+        async for _ in client.messages:
+            pass
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        """Publish pending alerts oldest first, a window at a time; mark each delivered once acknowledged."""
+        window = self.config.window
+        while True:
+            self._wake.clear()
+            batch = await self.outbox.pending(window)
+            if not batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), 30.0)  # and re-check now and then regardless
+                continue
+            sends = [asyncio.ensure_future(
+                client.publish(self.alert_topic_prefix + a.rule, a.payload.encode(), qos=1)) for a in batch]
+            self.stats.alerts_sent += len(sends)
+            try:
+                await asyncio.wait(sends)
+            finally:
+                # Also when the session ends (the connection dropped, or a stop) with some still unanswered:
+                # whatever the broker did acknowledge is marked, or it would go out a second time.
+                if not all(t.done() for t in sends):
+                    for _ in range(3):
+                        await asyncio.sleep(0)  # let acknowledgements that already arrived complete their calls
+                for t in sends:
+                    t.cancel()
+                acked = [a.row for a, t in zip(batch, sends, strict=True)
+                         if t.done() and not t.cancelled() and t.exception() is None]
+                if acked:
+                    mark = asyncio.ensure_future(self._mark(acked))
+                    self._marking.add(mark)
+                    mark.add_done_callback(self._marking.discard)
+                    await asyncio.shield(mark)
+            for t in sends:
+                if not t.cancelled() and (exc := t.exception()) is not None:
+                    raise exc
+
+    async def _mark(self, rows: list[int]) -> None:
+        # The broker has them: retry the mark until it sticks (a locked database), or they would go out twice.
+        delay = 0.05
+        now = time.time()
+        while True:
+            try:
+                await self.outbox.mark_delivered(rows, now)
+                break
+            except sqlite3.Error as exc:
+                log.warning("mqtt.mark_delivered_failed", error=str(exc), alerts=len(rows), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(5.0, delay * 2)
+        self.stats.alerts_published += len(rows)
+        if self._on_delivered is not None:
+            self._on_delivered(len(rows))
+
+    async def _publish_calls(self, client: aiomqtt.Client) -> None:
+        calls, window = self._calls, self.config.window
+        while True:
+            if not calls:
+                self._calls_ready.clear()
+                await self._calls_ready.wait()
+                continue
+            batch = [calls.popleft() for _ in range(min(window, len(calls)))]
+            results: list[Any] = await asyncio.gather(
+                *(client.publish(self.call_topic, p, qos=1) for p in batch), return_exceptions=True)
+            failed = [p for p, res in zip(batch, results, strict=True) if res is not None]
+            self.stats.calls_published += len(batch) - len(failed)
+            if failed:
+                calls.extendleft(reversed(failed))  # in order, ahead of the newer ones
+                raise next(r for r in results if isinstance(r, BaseException))
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A message a `Subscriber` received."""
+
+    topic: str
+    payload: bytes
+    retain: bool
+    at: float
+
+
+class Subscriber:
+    """Collects what arrives on ``topics`` (QoS 1), reconnecting and resubscribing on its own.
+
+    For tests, benchmarks and tools, not for the daemon. With ``persistent`` the broker keeps its session (and
+    queues QoS-1 messages for it) while it is away: a fixed ``client_id`` is then required.
+
+    Args:
+        host: the broker's host; port: its port.
+        topics: topic filters to subscribe to.
+        on_message: also called with each message as it arrives (a benchmark's clock).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        topics: Sequence[str],
+        *,
+        client_id: str | None = None,
+        persistent: bool = False,
+        on_message: Callable[[Received], None] | None = None,
+        retry: float = 0.02,
+    ) -> None:
+        if persistent and not client_id:
+            raise ValueError("a persistent session needs a fixed client_id")
+        self.host = host
+        self.port = port
+        self.topics = list(topics)
+        self.client_id = client_id
+        self.persistent = persistent
+        self.retry = retry
+        self.on_message = on_message
+        self.messages: list[Received] = []
+        self.subscribed = asyncio.Event()
+        self._arrived = asyncio.Event()
+
+    async def run(self) -> None:
+        """Collect until cancelled."""
+        while True:
+            try:
+                async with aiomqtt.Client(self.host, self.port, identifier=self.client_id,
+                                          clean_session=not self.persistent, timeout=5) as client:
+                    for topic in self.topics:
+                        await client.subscribe(topic, qos=1)
+                    self.subscribed.set()
+                    async for message in client.messages:
+                        payload = message.payload
+                        received = Received(str(message.topic), payload if isinstance(payload, bytes)
+                                            else str(payload).encode(), bool(message.retain), time.monotonic())
+                        self.messages.append(received)
+                        if self.on_message is not None:
+                            self.on_message(received)
+                        self._arrived.set()
+            except (aiomqtt.MqttError, OSError):
+                self.subscribed.clear()
+                await asyncio.sleep(self.retry)
+
+    def on(self, topic: str) -> list[Received]:
+        """The messages received on ``topic`` (exact) or under ``topic/#`` when it ends with ``/#``."""
+        if topic.endswith("/#"):
+            return [m for m in self.messages if m.topic.startswith(topic[:-1])]
+        return [m for m in self.messages if m.topic == topic]
+
+    async def wait_until(self, condition: Callable[[], bool], within: float = 10.0) -> bool:
+        """Wait until ``condition()`` holds (checked as messages arrive); False when ``within`` runs out."""
+        deadline = time.monotonic() + within
+        while not condition():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), min(left, 0.1))
+        return True

@@ -1,0 +1,264 @@
+"""The alert rules and engine, pure: crafted call sequences in, outbox rows out (no broker, no database)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from smdrd.alerts import compile_settings
+from smdrd.alerts.engine import OUTBOX_INSERT, AlertEngine
+from smdrd.alerts.rules import SourceSnapshot
+from smdrd.config import Settings
+from smdrd.rating import Rater
+from smdrd.record import CallRecord, Direction
+
+TZ = ZoneInfo("America/New_York")
+#: a Tuesday, 10:00 local: business hours by default.
+DAY = datetime(2025, 3, 4, 10, 0, tzinfo=TZ)
+NIGHT = datetime(2025, 3, 4, 2, 13, tzinfo=TZ)
+
+
+@dataclass(frozen=True)
+class FakeRating:
+    e164: str
+    call_class: str
+    rule: str = ""
+    prefix: str = ""
+    cost: Decimal = Decimal(0)
+    currency: str = "USD"
+
+
+class Harness:
+    """An engine built from settings, with the real rater, that records the alerts each call raises."""
+
+    def __init__(self, alerts: dict[str, Any] | None = None, **extra: Any) -> None:
+        self.settings = Settings.model_validate({
+            "site": {"timezone": "America/New_York", "country": "US", "area_code": "212"},
+            "alerts": alerts or {}, **extra,
+        })
+        rules, directory = compile_settings(self.settings)
+        self.engine = AlertEngine(rules, self.settings.site.tz, site="hq", directory=directory,
+                                  clock=lambda: 1_700_000_000.0)
+        self.rater = Rater.from_config(self.settings.site, self.settings.tariff)
+        self.n = 0
+
+    def call(self, number: str, *, at: datetime = DAY, duration: int = 60, extension: str = "201",
+             direction: Direction = Direction.OUTBOUND, answered: bool | None = None, ring: int | None = 3,
+             cost: Decimal | None = None, uid: str | None = None) -> list[dict[str, Any]]:
+        self.n += 1
+        record = CallRecord(format="test", start=at, duration=duration, direction=direction, extension=extension,
+                            number=number, ring=ring, answered=duration > 0 if answered is None else answered)
+        rating: Any = self.rater.rate(record)
+        if cost is not None:
+            rating = FakeRating(rating.e164, rating.call_class, cost=cost)
+        rows = self.engine.observe(record, rating, uid or f"test:{self.n}")
+        assert all(sql == OUTBOX_INSERT for sql, _ in rows)
+        return [json.loads(str(params[4])) for _, params in rows]
+
+    def rules(self, alerts: Sequence[dict[str, Any]]) -> list[str]:
+        return [a["rule"] for a in alerts]
+
+
+def test_a_normal_working_day_raises_nothing() -> None:
+    """A user would see alerts for ordinary calls: local, national and a short daytime call abroad."""
+    h = Harness()
+    raised = []
+    for i in range(20):
+        at = DAY + timedelta(minutes=7 * i)
+        raised += h.call("912125550100", at=at, duration=180)          # local
+        raised += h.call("914155550100", at=at, duration=240, extension="202")  # national
+        raised += h.call("9011442079460000", at=at, duration=300, extension="203") if i == 3 else []
+        raised += h.call("215", at=at, duration=30, direction=Direction.INTERNAL)
+    assert raised == []
+
+
+def test_the_default_rules_catch_a_night_call_to_the_dominican_republic() -> None:
+    """With no [alerts] section, a 40-minute call at 02:13 to +1 809 (a NANP look-alike) raises alerts."""
+    h = Harness()
+    alerts = h.call("918095551234", at=NIGHT, duration=40 * 60)
+    assert set(h.rules(alerts)) == {"after_hours", "high_risk"}
+    risk = next(a for a in alerts if a["rule"] == "high_risk")
+    assert risk["severity"] == "critical" and risk["number"] == "+18095551234"
+    assert risk["call"]["duration"] == 2400 and risk["extension"] == "201"
+    assert risk["id"].startswith("high_risk:") and risk["id"].endswith("test:1")
+
+
+@pytest.mark.parametrize("number", ["918765550100", "912425550100", "919005550100", "9011537123456",
+                                    "9011881612345678"])
+def test_high_risk_destinations_are_caught_in_daytime_too(number: str) -> None:
+    """Jamaica (876), Bahamas (242), US 900 premium, Cuba (a listed country), Iridium: each raises high_risk."""
+    h = Harness()
+    assert "high_risk" in h.rules(h.call(number, duration=30))
+
+
+def test_high_risk_lists_can_be_extended_and_excluded() -> None:
+    """A user's own prefix list adds to the built-in one; an excluded destination stays quiet."""
+    h = Harness({"high_risk": {"prefixes": ["+44870"], "exclude_numbers": ["+1876"]}})
+    assert h.rules(h.call("9011448701234567", duration=30)) == ["high_risk"]
+    assert h.call("918765550100", duration=30) == []
+
+
+def test_after_hours_respects_weekends_holidays_and_configured_hours() -> None:
+    """International calls on Saturday and on a configured holiday alert; at 20:30 with hours to 21:00 they
+    do not."""
+    h = Harness({"business_hours": {"hours": "08:00-21:00", "holidays": ["2025-03-05"]}})
+    saturday = datetime(2025, 3, 8, 11, 0, tzinfo=TZ)
+    assert h.rules(h.call("9011442079460000", at=saturday)) == ["after_hours"]
+    assert h.rules(h.call("9011442079460000", at=DAY + timedelta(days=1), extension="301")) == ["after_hours"]
+    assert h.call("9011442079460000", at=DAY.replace(hour=20, minute=30), extension="302") == []
+
+
+def test_long_and_expensive_calls() -> None:
+    """A 61-minute national call raises long_call; a call costing 75 raises expensive_call; 59 min and 49 do not."""
+    h = Harness()
+    assert h.rules(h.call("914155550100", duration=61 * 60)) == ["long_call"]
+    assert h.call("914155550100", duration=59 * 60, extension="202") == []
+    assert h.rules(h.call("914155550100", cost=Decimal("75.00"), extension="203")) == ["expensive_call"]
+    assert h.call("914155550100", cost=Decimal("49.99"), extension="204") == []
+
+
+def test_velocity_per_extension_fires_once_then_snoozes() -> None:
+    """41 external calls in an hour from one extension: one velocity alert, not one per call after the 40th."""
+    h = Harness()
+    raised = []
+    for i in range(60):
+        raised += h.call(f"91415555{i:04d}", at=DAY + timedelta(seconds=50 * i), duration=20)
+    assert [(a["rule"], a["facts"]["scope"]) for a in raised] == [("velocity", "ext")]
+    assert raised[0]["facts"]["value"] == 41
+
+
+def test_velocity_counts_international_minutes_and_the_whole_site() -> None:
+    """Several extensions sharing 11 hours of international talk in an hour trip the site-wide limit once;
+    one extension's 3 hours trips its own."""
+    h = Harness({"after_hours": {"enabled": False}})
+    raised = []
+    for i in range(11):
+        raised += h.call("9011442079460000", at=DAY + timedelta(minutes=5 * i), duration=3600,
+                         extension=f"2{i:02d}")
+    assert [a["facts"]["scope"] for a in raised if a["rule"] == "velocity"] == ["site-intl"]
+    h = Harness({"long_call": {"enabled": False}})
+    raised = [a for i in range(3) for a in h.call("9011442079460000", at=DAY + timedelta(minutes=i),
+                                                  duration=3000)]
+    assert [a["facts"]["scope"] for a in raised] == ["ext-intl"]
+
+
+def test_short_calls_in_a_row_to_one_number() -> None:
+    """Five 3-second calls in a row to one number raise short_calls; a longer call in between resets it."""
+    h = Harness()
+    raised = []
+    for i in range(4):
+        raised += h.call("914155550199", at=DAY + timedelta(minutes=i), duration=3)
+    raised += h.call("914155550199", at=DAY + timedelta(minutes=4), duration=300)  # a real conversation
+    for i in range(4):
+        raised += h.call("914155550199", at=DAY + timedelta(minutes=10 + i), duration=3)
+    assert raised == []
+    assert h.rules(h.call("914155550199", at=DAY + timedelta(minutes=15), duration=0)) == ["short_calls"]
+
+
+def test_wangiri_call_back_after_a_missed_one_ring_call_from_abroad() -> None:
+    """A missed one-ring call from +44 then a call back to it raises wangiri; a call back after an answered
+    call, or to a number that rang long, does not."""
+    h = Harness({"after_hours": {"enabled": False}})
+    assert h.call("+442079460001", direction=Direction.INBOUND, duration=0, ring=2) == []
+    assert h.call("+442079460002", direction=Direction.INBOUND, duration=120, ring=2) == []
+    assert h.call("+442079460003", direction=Direction.INBOUND, duration=0, ring=25) == []
+    later = DAY + timedelta(hours=2)
+    assert h.call("9011442079460002", at=later) == []
+    assert h.call("9011442079460003", at=later) == []
+    alerts = h.call("9011442079460001", at=later)
+    assert h.rules(alerts) == ["wangiri"] and alerts[0]["severity"] == "critical"
+
+
+def test_budget_warns_at_80_and_goes_critical_at_100_once_per_period() -> None:
+    """A department's daily budget of 100: a warning when spend passes 80, critical past 100, then silence
+    for the rest of the day; the next day starts again."""
+    h = Harness({"expensive_call": {"enabled": False}, "budget": {"departments": {"Sales": {"daily": "100"}}}},
+                departments=[{"name": "Sales", "extensions": ["200-209"]}])
+    seen = []
+    for i in range(8):
+        seen += [(a["rule"], a["severity"], a["department"])
+                 for a in h.call("914155550100", at=DAY + timedelta(minutes=i), cost=Decimal(30),
+                                 extension="205")]
+    assert seen == [("budget", "warning", "Sales"), ("budget", "critical", "Sales")]
+    assert h.call("914155550100", at=DAY + timedelta(minutes=9), cost=Decimal(30), extension="301") == []
+    nxt = h.call("914155550100", at=DAY + timedelta(days=1), cost=Decimal(90), extension="201")
+    assert [(a["severity"], a["facts"]["period"]) for a in nxt] == [("warning", "2025-03-05")]
+
+
+def test_budget_from_department_settings_and_stored_spend() -> None:
+    """A monthly budget set on [[departments]] (``budget``) counts the spend stored before a restart."""
+    h = Harness({"expensive_call": {"enabled": False}},
+                departments=[{"name": "Ops", "extensions": ["401"], "budget": "1000"}])
+    h.engine.seed_spend([("401", "2025-03-01", Decimal(850))])
+    alerts = h.call("914155550100", cost=Decimal(20), extension="401")
+    assert [(a["rule"], a["severity"]) for a in alerts] == [("budget", "warning")]
+
+
+def test_snooze_holds_for_the_same_extension_and_lapses_after_it() -> None:
+    """Ten night calls abroad from one extension within the hour: one after_hours alert; another extension
+    gets its own; after the snooze, the same extension alerts again."""
+    h = Harness()
+    raised = []
+    for i in range(10):
+        raised += h.call("9011442079460000", at=NIGHT + timedelta(minutes=3 * i), duration=60)
+    raised += h.call("9011442079460000", at=NIGHT, extension="777")
+    raised += h.call("9011442079460000", at=NIGHT + timedelta(minutes=61), duration=60)
+    assert [(a["rule"], a["extension"]) for a in raised] == [
+        ("after_hours", "201"), ("after_hours", "777"), ("after_hours", "201")]
+    assert h.engine.stats.snoozed["after_hours"] == 9
+
+
+def test_excluded_extensions_are_ignored_by_every_rule() -> None:
+    """The global exclusion list silences a fax extension entirely."""
+    h = Harness({"exclude_extensions": ["299"]})
+    assert h.call("918095551234", at=NIGHT, duration=3 * 3600, extension="299") == []
+
+
+def test_a_resent_line_raises_nothing_and_counts_once() -> None:
+    """The same call uid twice (a PBX re-sending its buffer): the second time, no alert and no window count."""
+    h = Harness({"velocity": {"extension_calls": 2}})
+    assert h.call("914155550100", uid="u1") == []
+    assert h.call("914155550100", uid="u1") == []
+    assert h.call("914155550100", uid="u1") == []
+    assert h.call("914155550101", uid="u2") == []
+    assert h.rules(h.call("914155550102", uid="u3")) == ["velocity"]
+
+
+def test_alerts_disabled_means_no_rules() -> None:
+    """[alerts] enabled = false: nothing, even for the worst call."""
+    h = Harness({"enabled": False})
+    assert h.call("918095551234", at=NIGHT, duration=3 * 3600) == []
+
+
+def test_alert_ids_are_stable_for_the_same_call() -> None:
+    """Two engines (a restart) give the same alert id for the same call: the outbox keeps one."""
+    a = Harness().call("918095551234", at=NIGHT, uid="avaya-ipo:abc")
+    b = Harness().call("918095551234", at=NIGHT, uid="avaya-ipo:abc")
+    assert [x["id"] for x in a] == [x["id"] for x in b] and len(a) == 2
+
+
+def test_source_down_once_per_outage_and_parse_error_rate() -> None:
+    """A source down for over 10 minutes raises one alert per outage; 10 % bad lines raise parse_errors."""
+    h = Harness()
+    eng = h.engine
+    t0 = 1_700_000_000.0
+    rows = []
+    for i in range(0, 1500, 5):
+        rows += eng.check_sources([SourceSnapshot("pbx", False, 0, 0)], t0 + i)
+    assert [r[1] for r in rows] == ["source_down"]
+    assert eng.check_sources([SourceSnapshot("pbx", True, 0, 0)], t0 + 1600) == []
+    rows = [r for i in range(1, 200) for r in eng.check_sources([SourceSnapshot("pbx", False, 0, 0)],
+                                                                 t0 + 1600 + 5 * i)]
+    assert [r[1] for r in rows] == ["source_down"]  # the second outage
+    good = [SourceSnapshot("pbx", True, 100 * i, 1 * i) for i in range(1, 5)]
+    assert [r for i, s in enumerate(good) for r in eng.check_sources([s], t0 + 3000 + i)] == []
+    bad = eng.check_sources([SourceSnapshot("pbx", True, 500, 50)], t0 + 3010)
+    assert [r[1] for r in bad] == ["parse_errors"]
+    assert json.loads(str(bad[0][4]))["source"] == "pbx"
