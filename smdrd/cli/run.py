@@ -24,8 +24,9 @@ def run(args: argparse.Namespace) -> int:
 
     path = config_path(args)
     if not path.exists():
-        print(f"smdrd {__version__}: no configuration at {path}.\n"
-              f"Copy config/smdrd.example.toml there (or pass --config FILE), or try `smdrd demo`.",
+        print(f"smdrd {__version__}: no configuration file at {path}.\n"
+              f"Write one from config/smdrd.example.toml (scripts/install.sh puts a copy in /etc/smdrd), "
+              f"or pass --config FILE (or set SMDRD_CONFIG). To try smdrd without one: `smdrd demo`.",
               file=sys.stderr)
         return 2
     try:

@@ -1,0 +1,91 @@
+#!/bin/sh
+# Install smdrd on a Linux box with systemd: a virtualenv in /opt/smdrd, the configuration in /etc/smdrd,
+# the hardened unit in /etc/systemd/system. Run as root from a checkout (or an unpacked sdist):
+#
+#   sudo scripts/install.sh                      # install this checkout
+#   sudo scripts/install.sh dist/smdrd-*.whl     # install a built wheel
+#
+# It never overwrites an existing /etc/smdrd/smdrd.toml, never starts the service and never enables it:
+# it prints the commands for that. Re-running it upgrades smdrd in place. See docs/install.md.
+#
+# Options (or the environment variables in brackets):
+#   --prefix DIR     the virtualenv [PREFIX, default /opt/smdrd]
+#   --etc DIR        the configuration folder [SMDRD_ETC, default /etc/smdrd]
+#   --unit-dir DIR   where the unit goes [UNIT_DIR, default /etc/systemd/system]
+#   --python EXE     Python 3.11 or newer to build the virtualenv with [PYTHON, default python3]
+#   --no-systemd     do not install the unit or run systemctl (containers, tests)
+# Extra pip options (a local index, --no-deps) can be given in PIP_OPTS.
+set -eu
+
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+PREFIX=${PREFIX:-/opt/smdrd}
+ETC=${SMDRD_ETC:-/etc/smdrd}
+UNIT_DIR=${UNIT_DIR:-/etc/systemd/system}
+PYTHON=${PYTHON:-python3}
+PIP_OPTS=${PIP_OPTS:-}
+SYSTEMD=yes
+WHAT=$HERE
+
+while [ $# -gt 0 ]; do
+    case $1 in
+        --prefix) PREFIX=$2; shift 2 ;;
+        --etc) ETC=$2; shift 2 ;;
+        --unit-dir) UNIT_DIR=$2; shift 2 ;;
+        --python) PYTHON=$2; shift 2 ;;
+        --no-systemd) SYSTEMD=no; shift ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -*) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+        *) WHAT=$1; shift ;;
+    esac
+done
+
+say() { printf '==> %s\n' "$*"; }
+
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+    echo "install.sh: smdrd needs Python 3.11 or newer; $PYTHON is $("$PYTHON" -V 2>&1 || echo missing)." >&2
+    echo "  Debian 12 / Ubuntu 24.04: apt install python3 python3-venv; or pass --python /path/to/python3.11" >&2
+    exit 1
+fi
+
+if [ ! -x "$PREFIX/bin/python" ]; then
+    say "creating the virtualenv $PREFIX"
+    "$PYTHON" -m venv "$PREFIX"
+fi
+say "installing smdrd from $WHAT"
+# shellcheck disable=SC2086  # PIP_OPTS is a list of options on purpose
+"$PREFIX/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade $PIP_OPTS "$WHAT"
+"$PREFIX/bin/smdrd" --version
+
+say "configuration in $ETC"
+mkdir -p "$ETC"
+install -d -m 0700 "$ETC/credentials"
+if [ -e "$ETC/smdrd.toml" ]; then
+    install -m 0644 "$HERE/config/smdrd.example.toml" "$ETC/smdrd.toml.example"
+    echo "    kept your $ETC/smdrd.toml; the current example is $ETC/smdrd.toml.example"
+else
+    install -m 0644 "$HERE/config/smdrd.example.toml" "$ETC/smdrd.toml"
+    echo "    wrote $ETC/smdrd.toml from the example: edit [site] and [[sources]] before starting"
+fi
+if [ -e "$HERE/config/rates.example.csv" ] && [ ! -e "$ETC/rates.example.csv" ]; then
+    install -m 0644 "$HERE/config/rates.example.csv" "$ETC/rates.example.csv"
+fi
+mkdir -p "$PREFIX/share/doc/smdrd"
+cp "$HERE"/docs/*.md "$PREFIX/share/doc/smdrd/" 2>/dev/null || true
+"$PREFIX/bin/smdrd" check-config "$ETC/smdrd.toml" || echo "    (fix the problems above before starting)"
+
+if [ "$SYSTEMD" = yes ]; then
+    say "systemd unit in $UNIT_DIR"
+    sed "s#/opt/smdrd/#$PREFIX/#g; s#/etc/smdrd/#$ETC/#g" \
+        "$HERE/systemd/smdrd.service" > "$UNIT_DIR/smdrd.service"
+    chmod 0644 "$UNIT_DIR/smdrd.service"
+    if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+        systemctl daemon-reload
+    fi
+    cat <<NEXT
+
+Next:
+  1. edit $ETC/smdrd.toml, then: $PREFIX/bin/smdrd check-config $ETC/smdrd.toml
+  2. secrets (optional): install -m 0600 /dev/stdin $ETC/credentials/mqtt-password
+  3. systemctl enable --now smdrd && journalctl -u smdrd -f
+NEXT
+fi

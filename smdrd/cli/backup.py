@@ -1,0 +1,78 @@
+"""``smdrd backup FILE`` and ``smdrd restore FILE``: a consistent copy of the live database, and putting one back.
+
+Backup runs beside the daemon (SQLite's online backup API; the daemon keeps writing). Restore is done with the
+daemon stopped: ``systemctl stop smdrd; smdrd restore FILE; systemctl start smdrd``. It verifies the backup
+(``PRAGMA integrity_check``) before touching anything, and refuses a database that a running process has open
+unless ``--force``.
+
+The database is the one the configuration names (``[database] path``, or ``SMDRD_DATABASE__PATH``), or
+``--database``. Never here: the copying itself (`smdrd.store.backup`).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from smdrd.cli._common import add_config_argument, settings_from
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    b = sub.add_parser(
+        "backup", help="copy the live database to FILE (safe while the daemon runs)",
+        description="Take a consistent copy of the database with SQLite's online backup API while the daemon "
+        "keeps writing. FILE is written atomically and checked with PRAGMA integrity_check.")
+    b.add_argument("file", type=Path, help="the backup file to write")
+    _database_arguments(b)
+    b.add_argument("--force", action="store_true", help="replace FILE if it exists")
+    b.set_defaults(func=run_backup)
+
+    r = sub.add_parser(
+        "restore", help="replace the database with a backup (stop the daemon first)",
+        description="Verify FILE (PRAGMA integrity_check, smdrd's schema), then write it over the database. "
+        "Stop the daemon first (systemctl stop smdrd) and start it afterwards: a database that a running "
+        "process has open is refused unless --force.")
+    r.add_argument("file", type=Path, help="the backup file to restore")
+    _database_arguments(r)
+    r.add_argument("--force", action="store_true",
+                   help="restore even though a running process (the daemon) has the database open")
+    r.set_defaults(func=run_restore)
+
+
+def _database_arguments(p: argparse.ArgumentParser) -> None:
+    add_config_argument(p)
+    p.add_argument("--database", type=Path, default=None,
+                   help="the database file (default: [database] path from the configuration)")
+
+
+def database_path(args: argparse.Namespace) -> Path:
+    """``--database``, else the configuration's ``[database] path`` (defaults when no config file exists)."""
+    if args.database is not None:
+        return Path(args.database)
+    settings, _ = settings_from(args, required=False)
+    return settings.database.path
+
+
+def _size(n: int) -> str:
+    return f"{n / 1_048_576:.1f} MB" if n >= 1_048_576 else f"{n / 1024:.1f} kB"
+
+
+def run_backup(args: argparse.Namespace) -> int:
+    from smdrd.store.backup import backup
+
+    source = database_path(args)
+    result = backup(source, args.file, overwrite=args.force)
+    c = result.copy
+    print(f"{source} -> {c.path}: {c.lines} lines, {c.calls} calls (up to line {c.last_line_id}), "
+          f"{_size(c.size_bytes)}, integrity ok, {result.seconds:.2f} s")
+    return 0
+
+
+def run_restore(args: argparse.Namespace) -> int:
+    from smdrd.store.backup import restore
+
+    target = database_path(args)
+    result = restore(args.file, target, force=args.force)
+    print(f"{args.file} -> {target}: {result.lines} lines, {result.calls} calls, integrity ok. "
+          "Start the daemon again (systemctl start smdrd).")
+    return 0

@@ -1,0 +1,176 @@
+"""``smdrd export``: the stored calls of a time range as CSV or JSON lines, for hand-over to other tools.
+
+Every column of the ``calls`` table is exported (read from the table itself, so columns added by later
+migrations follow), plus ``cost``: ``cost_micros`` as an exact decimal string, never a float, with at least
+``[tariff] decimals`` places (``60000`` -> ``"0.06"``, ``200000`` -> ``"0.20"``, ``1234`` -> ``"0.001234"``: padded,
+never rounded). Rows stream from SQLite to the output in start order, so a year of calls needs no more memory than a
+row. ``--output`` is written to a temporary file and renamed into place: an interrupted export leaves no
+half file behind.
+
+Times: ``--from`` is included and ``--to`` excluded. A time without a UTC offset (or a bare date) is read in
+the site's timezone (``[site] timezone``; UTC without a configuration file).
+
+Never here: writing to the database (it is opened read-only where it can be).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import os
+import sqlite3
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+from zoneinfo import ZoneInfo
+
+from smdrd.cli._common import add_config_argument, settings_from
+from smdrd.errors import SmdrdError
+
+_MICROS = Decimal(1_000_000)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "export", help="export the calls of a time range as CSV or JSON lines",
+        description="Export stored calls with every column, in start order. --from is included, --to "
+        "excluded; times without an offset are in the site's timezone. cost is cost_micros as a decimal "
+        "string.")
+    p.add_argument("--from", dest="start", metavar="TIME", default=None,
+                   help="first start time included: 2026-03-01 or 2026-03-01T08:00[+01:00] (default: the first)")
+    p.add_argument("--to", dest="end", metavar="TIME", default=None,
+                   help="start times before this one (default: all)")
+    p.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="output format (default csv)")
+    p.add_argument("-o", "--output", type=Path, default=None, help="write to FILE (default: standard output)")
+    add_config_argument(p)
+    p.add_argument("--database", type=Path, default=None,
+                   help="the database file (default: [database] path from the configuration)")
+    p.set_defaults(func=run)
+
+
+def parse_time(text: str, tz: ZoneInfo) -> int:
+    """Seconds since the epoch of an ISO date or date-time; naive ones are local to ``tz``.
+
+    Raises:
+        SmdrdError: the text is not an ISO 8601 date or date-time.
+    """
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise SmdrdError(f"expected a date or time such as 2026-03-01 or 2026-03-01T08:00, got {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=tz)
+    return int(moment.timestamp())
+
+
+def cost_text(micros: int | None, decimals: int = 2) -> str | None:
+    """``cost_micros`` as an exact decimal string with at least ``decimals`` places; ``None`` if unrated."""
+    if micros is None:
+        return None
+    cost = Decimal(micros) / _MICROS
+    exponent = cost.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > -decimals:
+        cost = cost.quantize(Decimal(1).scaleb(-decimals))  # only adds zeros: the value is unchanged
+    return format(cost, "f")
+
+
+def columns(conn: sqlite3.Connection) -> list[str]:
+    """The ``calls`` table's columns, in table order, with ``cost`` after ``cost_micros``."""
+    names = [row[1] for row in conn.execute("PRAGMA table_info(calls)")]
+    if not names:
+        raise SmdrdError("the database has no calls table (is it an smdrd database?)")
+    out: list[str] = []
+    for name in names:
+        out.append(name)
+        if name == "cost_micros":
+            out.append("cost")
+    return out
+
+
+def rows(conn: sqlite3.Connection, start: int | None, end: int | None,
+         decimals: int = 2) -> Iterator[dict[str, Any]]:
+    """The calls with ``start <= start_utc < end``, as dicts of every column plus ``cost``, in start order."""
+    where, params = [], []
+    if start is not None:
+        where.append("start_utc >= ?")
+        params.append(start)
+    if end is not None:
+        where.append("start_utc < ?")
+        params.append(end)
+    sql = "SELECT * FROM calls" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY start_utc, id"
+    cur = conn.execute(sql, params)
+    names = [d[0] for d in cur.description]
+    for values in cur:
+        row = dict(zip(names, values, strict=True))
+        if "cost_micros" in row:
+            row["cost"] = cost_text(row["cost_micros"], decimals)
+        yield row
+
+
+def write_csv(out: IO[str], names: list[str], data: Iterator[dict[str, Any]]) -> int:
+    writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180, as spreadsheets expect
+    writer.writerow(names)
+    n = 0
+    for row in data:
+        writer.writerow(["" if row.get(k) is None else row[k] for k in names])
+        n += 1
+    return n
+
+
+def write_jsonl(out: IO[str], names: list[str], data: Iterator[dict[str, Any]]) -> int:
+    n = 0
+    for row in data:
+        obj = {k: row.get(k) for k in names}
+        extra = obj.get("extra")
+        if isinstance(extra, str):
+            with contextlib.suppress(ValueError):
+                obj["extra"] = json.loads(extra)
+        if "answered" in obj and obj["answered"] is not None:
+            obj["answered"] = bool(obj["answered"])
+        out.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n")
+        n += 1
+    return n
+
+
+def run(args: argparse.Namespace) -> int:
+    from smdrd.store.backup import open_existing
+
+    if args.database is not None and args.config is None:
+        db, tz, decimals = Path(args.database), ZoneInfo("UTC"), 2
+    else:
+        settings, _ = settings_from(args, required=False)
+        db, tz, decimals = settings.database.path, settings.site.tz, settings.tariff.decimals
+        if args.database is not None:
+            db = Path(args.database)
+    start = parse_time(args.start, tz) if args.start else None
+    end = parse_time(args.end, tz) if args.end else None
+    conn = open_existing(db)
+    try:
+        # One read transaction: the export is one consistent snapshot while the daemon keeps writing.
+        conn.execute("BEGIN")
+        names = columns(conn)
+        data = rows(conn, start, end, decimals)
+        write = write_csv if args.format == "csv" else write_jsonl
+        if args.output is None:
+            n = write(sys.stdout, names, data)
+        else:
+            target: Path = args.output
+            tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+            try:
+                with tmp.open("w", encoding="utf-8", newline="") as fh:
+                    n = write(fh, names, data)
+                os.replace(tmp, target)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    if args.output is not None:
+        print(f"{n} calls written to {args.output}", file=sys.stderr)
+    return 0
