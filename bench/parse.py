@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._util import report  # noqa: E402
-from smdrd.parsing import ParserContext, format_names, get_parser_class  # noqa: E402
-from smdrd.simulator import Traffic, render_calls  # noqa: E402
+from bench._util import report
+from smdrd.parsing import ParserContext, format_names, get_parser_class
+from smdrd.simulator import Traffic, render_calls
 
 TZ = ZoneInfo("America/New_York")
 

@@ -47,7 +47,7 @@ class RunningSource:
 
 
 #: modules whose ``install(daemon)`` adds a feature to the daemon, in order.
-EXTENSIONS: tuple[str, ...] = ()
+EXTENSIONS: tuple[str, ...] = ("smdrd.health", "smdrd.metrics", "smdrd.reports.http", "smdrd.alerts")
 
 CommitListener = Callable[[list[Entry], float], None]
 

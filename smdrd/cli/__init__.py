@@ -22,6 +22,9 @@ COMMANDS = (
     "parse",
     "simulate",
     "rate",
+    "report",
+    "export",
+    "backup",
 )
 
 

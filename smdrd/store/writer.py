@@ -81,6 +81,7 @@ class JournalWriter:
         self._capacity = asyncio.Event()
         self._capacity.set()
         self._closing = False
+        self._urgent = False
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -101,7 +102,10 @@ class JournalWriter:
         """Queue ``entry`` for the next commit. Never blocks; see `wait_capacity` for backpressure."""
         self._pending.append((time.monotonic(), entry))
         self._idle.clear()
-        if len(self._pending) == 1 or len(self._pending) >= self.batch_rows:
+        if entry.side_rows:
+            # An alert is published only once its call is committed: don't let it wait out the interval.
+            self._urgent = True
+        if len(self._pending) == 1 or len(self._pending) >= self.batch_rows or entry.side_rows:
             self._wake.set()
         if len(self._pending) >= self.max_pending:
             self._capacity.clear()
@@ -128,11 +132,12 @@ class JournalWriter:
                 continue
             oldest = self._pending[0][0]
             wait = oldest + self.commit_interval - time.monotonic()
-            if wait > 0 and len(self._pending) < self.batch_rows and not self._closing:
+            if wait > 0 and len(self._pending) < self.batch_rows and not self._closing and not self._urgent:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), wait)
                 continue
+            self._urgent = False
             batch = [self._pending[i][1] for i in range(min(self.batch_rows, len(self._pending)))]
             started = time.monotonic()
             try:

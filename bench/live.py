@@ -1,0 +1,136 @@
+"""Live benchmark: a PBX feeding the daemon over loopback TCP at a fixed rate.
+
+    python bench/live.py [--rates 100,1000,10000] [--seconds 30]
+
+For each rate, a separate sender process (the PBX) writes Avaya IP Office lines to a `tcp-server` source for
+the given time; each line carries its send time (in the account-code field). The daemon runs in this process
+with its normal configuration (100 ms commit interval) and a commit listener that records, for every line,
+the time from the sender's write to its commit. Reported per rate: lines sent, lines journalled, lines lost
+(must be 0), latency median and p99, the daemon process's CPU share, and its peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench._util import report  # noqa: E402
+from smdrd.config import Settings  # noqa: E402
+from smdrd.core import Entry  # noqa: E402
+from smdrd.daemon import Daemon  # noqa: E402
+from smdrd.testing import free_port  # noqa: E402
+
+TEMPLATE = ("{date},00:01:01,3,{ext},O,0{num},0{num},{sent},0,{cid},0,E{ext},Extn{ext},T9005,Line 5.0,0,0,,,,"
+            ",,,,,,,,,,")
+
+
+def sender(port: int, rate: float, seconds: float) -> None:
+    """The PBX: write ``rate`` lines per second for ``seconds``, each stamped with its send time (µs)."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    start = time.monotonic()
+    n = 0
+    while True:
+        elapsed = time.monotonic() - start
+        if elapsed >= seconds:
+            break
+        due = int(elapsed * rate) + 1
+        batch = []
+        while n < due:
+            n += 1
+            stamp = time.strftime("%Y/%m/%d %H:%M:%S")
+            batch.append(TEMPLATE.format(date=stamp, ext=200 + n % 50, num=1_700_000_000 + n,
+                                         sent=time.time_ns() // 1000, cid=1_000_000 + n).encode() + b"\r\n")
+        if batch:
+            sock.sendall(b"".join(batch))
+        time.sleep(0.001)
+    sock.close()
+    print(n)
+
+
+async def run_rate(rate: float, seconds: float, work: Path) -> dict[str, float]:
+    port = free_port()
+    db = work / f"live-{int(rate)}.db"
+    latencies: list[float] = []
+
+    def committed(entries: list[Entry], _seconds: float) -> None:
+        now = time.time_ns() // 1000
+        for e in entries:
+            fields = e.raw.split(b",", 8)
+            if len(fields) > 7 and fields[7].isdigit():
+                latencies.append((now - int(fields[7])) / 1000)
+
+    settings = Settings.model_validate({
+        "site": {"timezone": "UTC", "country": "PL"},
+        "database": {"path": str(db)},
+        "sources": [{"name": "pbx", "kind": "tcp-server", "format": "avaya-ipo", "listen": f"127.0.0.1:{port}"}],
+        "http": {"enabled": False},
+        "logging": {"level": "warning"},
+    })
+    daemon = Daemon(settings, on_commit=committed)
+    task = asyncio.create_task(daemon.run())
+    await daemon.ready.wait()
+    await asyncio.sleep(0.2)
+    cpu0 = os.times()
+    wall0 = time.monotonic()
+    proc = await asyncio.create_subprocess_exec(sys.executable, __file__, "--sender", str(port), str(rate),
+                                                str(seconds), stdout=subprocess.PIPE)
+    out, _ = await proc.communicate()
+    sent = int(out.decode().strip() or 0)
+    deadline = time.monotonic() + 30
+    while len(latencies) < sent and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    wall = time.monotonic() - wall0
+    cpu1 = os.times()
+    daemon.request_stop()
+    await task
+    import sqlite3
+
+    stored = sqlite3.connect(db).execute("SELECT count(*) FROM lines").fetchone()[0]
+    lat = sorted(latencies)
+    return {
+        "rate": rate, "seconds": seconds, "sent": sent, "journalled": stored, "lost": sent - stored,
+        "latency_median_ms": round(statistics.median(lat), 1) if lat else -1.0,
+        "latency_p99_ms": round(lat[int(len(lat) * 0.99) - 1], 1) if lat else -1.0,
+        "latency_max_ms": round(lat[-1], 1) if lat else -1.0,
+        "cpu_share": round(((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / wall, 3),
+    }
+
+
+async def main_async(rates: list[float], seconds: float) -> None:
+    work = Path(tempfile.mkdtemp(prefix="smdrd-live-"))
+    results = []
+    for rate in rates:
+        results.append(await run_rate(rate, seconds, work))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rows = [(f"{int(r['rate']):>6} lines/s",
+             f"sent {int(r['sent']):>7,}  lost {int(r['lost'])}  latency median {r['latency_median_ms']} ms, "
+             f"p99 {r['latency_p99_ms']} ms  CPU {r['cpu_share']:.0%}") for r in results]
+    rows.append(("peak memory", f"{peak_mb:.0f} MB (the daemon's process, all rates)"))
+    report("live", {"runs": results, "peak_memory_mb": round(peak_mb, 1), "target_p99_ms_at_1000": 100}, rows)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--sender":
+        sender(int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]))
+        return
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rates", default="100,1000,10000")
+    ap.add_argument("--seconds", type=float, default=30.0)
+    args = ap.parse_args()
+    asyncio.run(main_async([float(r) for r in args.rates.split(",")], args.seconds))
+
+
+if __name__ == "__main__":
+    main()
