@@ -37,11 +37,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings, _ = settings_from(args, required=False)
+    settings, path = settings_from(args, required=False)
     if args.database is not None:
         settings = settings.model_copy(update={"database": settings.database.model_copy(
             update={"path": args.database})})
-    counts = asyncio.run(import_files(settings, args))
+    counts = asyncio.run(import_files(settings, args, path.parent if path else None))
     if not args.quiet:
         print(f"imported {counts['lines']} lines: {counts['calls']} calls, {counts['skipped']} skipped, "
               f"{counts['errors']} errors, {counts['duplicates']} already stored; "
@@ -57,15 +57,18 @@ def _open(name: str) -> tuple[BinaryIO, int | None]:
     return fh, os.fstat(fh.fileno()).st_size
 
 
-async def import_files(settings: Settings, args: argparse.Namespace) -> dict[str, float]:
-    """Import ``args.files``; return the counts."""
+async def import_files(settings: Settings, args: argparse.Namespace,
+                       base_dir: Path | None = None) -> dict[str, float]:
+    """Import ``args.files`` (relative deck paths are read from ``base_dir``); return the counts."""
     started = time.perf_counter()
     writer = JournalWriter(settings.database.path, commit_interval=1.0, batch_rows=args.batch,
                            max_pending=args.batch * 4)
     await writer.open()
     writer_task = asyncio.create_task(writer.run())
     ingest = SourceIngest(name=args.source, format=args.format, site=settings.site, writer=writer,
-                          hooks=build_rater(settings), encoding=args.encoding, year=args.year,
+                          hooks=build_rater(settings, base_dir), encoding=args.encoding,
+                          year=args.year or _source_year(settings, args.source),
+                          options=_source_options(settings, args.source),
                           max_line=1 << 20)
     progress = sys.stderr.isatty() and not args.quiet
     for name in args.files:
@@ -89,6 +92,16 @@ async def import_files(settings: Settings, args: argparse.Namespace) -> dict[str
     c = ingest.counters
     return {"lines": c.lines, "calls": writer.stats.calls, "skipped": c.skipped, "errors": c.errors,
             "duplicates": writer.stats.duplicates, "seconds": time.perf_counter() - started}
+
+
+def _source_year(settings: Settings, name: str) -> int | None:
+    """The configured year of the source the lines are imported as (formats without a year need it)."""
+    return next((s.year for s in settings.sources if s.name == name), None)
+
+
+def _source_options(settings: Settings, name: str) -> dict[str, object]:
+    """The format options of the configured source the lines are imported as (a `custom` layout)."""
+    return next((dict(s.format_options) for s in settings.sources if s.name == name), {})
 
 
 def _progress(name: str, done: int, size: int | None) -> None:

@@ -10,6 +10,60 @@ import sqlite3
 
 from smdrd.errors import SmdrdError
 
+_TWO_DIGIT_CODES = (
+    "'20', '27', '30', '31', '32', '33', '34', '36', '39', '40', '41', '43', '44', '45', '46', '47', '48', '49', "
+    "'51', '52', '53', '54', '55', '56', '57', '58', '60', '61', '62', '63', '64', '65', '66', '81', '82', '84', "
+    "'86', '90', '91', '92', '93', '94', '95', '98'"
+)
+
+
+def rollup_delta(row: str, sign: int) -> str:
+    """SQL that adds (``sign`` 1) or takes away (-1) the call ``row`` (``NEW`` or ``OLD`` in a trigger) in every
+    rollup table, exactly as migration 2's insert trigger adds it; rows left at zero by a subtraction go."""
+    s = "" if sign > 0 else "-"
+    r = row
+    country = (f"CASE WHEN {r}.e164 IS NULL OR substr({r}.e164, 1, 1) <> '+' THEN '' "
+               f"WHEN substr({r}.e164, 2, 1) IN ('1', '7') THEN substr({r}.e164, 2, 1) "
+               f"WHEN substr({r}.e164, 2, 2) IN ({_TWO_DIGIT_CODES}) THEN substr({r}.e164, 2, 2) "
+               f"ELSE substr({r}.e164, 2, 3) END")
+    day = f"substr({r}.start, 1, 10)"
+    cls, cur = f"coalesce({r}.call_class, '')", f"coalesce({r}.currency, '')"
+    figures = f"{s}({r}.leg = 0), {s}{r}.duration, {s}coalesce({r}.cost_micros, 0)"
+    upsert = ("ON CONFLICT DO UPDATE SET calls = calls + excluded.calls, duration = duration + excluded.duration, "
+              "cost_micros = cost_micros + excluded.cost_micros;")
+    tables = (
+        ("rollup_daily", "day, extension, direction, call_class, trunk, currency",
+         f"{day}, {r}.extension, {r}.direction, {cls}, {r}.trunk, {cur}"),
+        ("rollup_hourly", "day, hour, trunk, direction, call_class, currency",
+         f"{day}, CAST(substr({r}.start, 12, 2) AS INTEGER), {r}.trunk, {r}.direction, {cls}, {cur}"),
+        ("rollup_destinations", "day, country, call_class, extension, direction, trunk, currency",
+         f"{day}, {country}, {cls}, {r}.extension, {r}.direction, {r}.trunk, {cur}"),
+    )
+    out = []
+    for table, keys, values in tables:
+        out.append(f"INSERT INTO {table} ({keys}, calls, duration, cost_micros) VALUES ({values}, {figures}) "
+                   f"{upsert}")
+        if sign < 0:
+            match = " AND ".join(f"{k} = {v}" for k, v in zip(keys.split(", "), _split_values(values), strict=True))
+            out.append(f"DELETE FROM {table} WHERE {match} AND calls = 0 AND duration = 0 AND cost_micros = 0;")
+    return "\n".join(out)
+
+
+def _split_values(values: str) -> list[str]:
+    """Split a VALUES list on its top-level commas (the CASE and function calls hold commas of their own)."""
+    parts, depth, current = [], 0, ""
+    for ch in values:
+        if ch == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+            continue
+        depth += ch == "("
+        depth -= ch == ")"
+        current += ch
+    parts.append(current.strip())
+    return parts
+
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: the journal of raw lines, and the calls parsed from them.
     """
@@ -181,7 +235,17 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX alert_outbox_pending ON alert_outbox (id) WHERE delivered_at IS NULL;
     CREATE INDEX alert_outbox_created ON alert_outbox (created_at);
     """,
+    # 4: rollups follow a call whose figures change (`smdrd rerate`): take the old figures away, add the new.
+    # Deleting calls (retention) still leaves the rollups alone.
+    "CREATE TRIGGER calls_rollup_update AFTER UPDATE OF start, extension, direction, call_class, trunk, currency, "
+    "duration, cost_micros, e164, leg ON calls\nBEGIN\n"
+    + rollup_delta("OLD", -1) + "\n" + rollup_delta("NEW", 1) + "\nEND;",
 )
+
+#: created on its own connection by `smdrd reparse` only: calls it deletes (to rebuild them from the journal)
+#: leave the rollups, where the rebuilt calls are added again.
+UNROLL_ON_DELETE = ("CREATE TEMP TRIGGER calls_unroll BEFORE DELETE ON main.calls\nBEGIN\n"
+                    + rollup_delta("OLD", -1) + "\nEND;")
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
