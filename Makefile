@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench faults install clean
+.PHONY: demo test lint bench faults install system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/smdrd demo
 
+## The Debian packages the tests use for real (mosquitto, promtool, chromium, systemd-analyze).
+system-deps:
+	bash scripts/system-deps.sh
+
 ## Set up and run the whole test suite.
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
 
 ## Static checks: ruff and mypy (strict).
@@ -27,9 +31,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-## Benchmarks (figures for the README).
-bench: $(STAMP)
+## Benchmarks (figures for the README): each prints a table and JSON.
+bench: $(STAMP) system-deps
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/live.py
+	$(BIN)/python bench/parse.py
+	$(BIN)/python bench/rating.py
+	$(BIN)/python bench/reports.py
+	$(BIN)/python bench/alerts.py
+	$(BIN)/python bench/memory.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info var .mypy_cache .ruff_cache .pytest_cache .hypothesis

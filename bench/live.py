@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import resource
 import socket
@@ -63,6 +64,8 @@ async def run_rate(rate: float, seconds: float, work: Path) -> dict[str, float]:
     port = free_port()
     db = work / f"live-{int(rate)}.db"
     latencies: list[float] = []
+    expected = [0]
+    all_in = asyncio.Event()
 
     def committed(entries: list[Entry], _seconds: float) -> None:
         now = time.time_ns() // 1000
@@ -70,6 +73,8 @@ async def run_rate(rate: float, seconds: float, work: Path) -> dict[str, float]:
             fields = e.raw.split(b",", 8)
             if len(fields) > 7 and fields[7].isdigit():
                 latencies.append((now - int(fields[7])) / 1000)
+        if expected[0] and len(latencies) >= expected[0]:
+            all_in.set()
 
     settings = Settings.model_validate({
         "site": {"timezone": "UTC", "country": "PL"},
@@ -88,9 +93,10 @@ async def run_rate(rate: float, seconds: float, work: Path) -> dict[str, float]:
                                                 str(seconds), stdout=subprocess.PIPE)
     out, _ = await proc.communicate()
     sent = int(out.decode().strip() or 0)
-    deadline = time.monotonic() + 30
-    while len(latencies) < sent and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
+    expected[0] = sent
+    if len(latencies) < sent:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_in.wait(), 30)
     wall = time.monotonic() - wall0
     cpu1 = os.times()
     daemon.request_stop()

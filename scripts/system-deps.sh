@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite talks to for real: mosquitto (the MQTT broker the tests start),
+# prometheus (promtool), chromium and chromium-driver (the report page test), systemd (systemd-analyze).
+# Run as root it installs what is missing; otherwise it says what is missing, and those tests are skipped
+# (under CI=true they fail instead).
+set -euo pipefail
+
+need=()
+command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+command -v promtool >/dev/null || need+=(prometheus)
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
+command -v systemd-analyze >/dev/null || need+=(systemd)
+[ ${#need[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  echo "installing: ${need[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+else
+  echo "not installed (tests that need them will be skipped): ${need[*]}" >&2
+  echo "install them with: sudo apt-get install ${need[*]}" >&2
+fi
