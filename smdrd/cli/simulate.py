@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from smdrd.config import parse_hostport
 from smdrd.core import Entry
 from smdrd.parsing import get_parser_class
-from smdrd.simulator import Pacer, Traffic, push, render_calls, serve
+from smdrd.simulator import DEPARTMENTS, Pacer, Traffic, push, render_calls, serve
 
 DEMO_TZ = "America/New_York"
 DEMO_DECK = Path(__file__).resolve().parent.parent / "data" / "demo-rates.csv"
@@ -92,6 +92,20 @@ def _print_calls(entries: list[Entry], _seconds: float) -> None:
                   f"{m:3d}m{s:02d}s {cost}{'  (transfer leg)' if leg else ''}", flush=True)
 
 
+def _port_or_free(port: int) -> int:
+    """``port`` on loopback if it is free, else any free port."""
+    import socket
+
+    from smdrd.testing import free_port
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return free_port()
+    return port
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from smdrd.config import load_config
     from smdrd.daemon import Daemon
@@ -99,6 +113,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from smdrd.testing import free_port
 
     port = free_port()
+    http_port = _port_or_free(9464)
     base = load_config(None, use_env=False)
     settings = base.model_validate({
         "site": {"name": "demo", "timezone": DEMO_TZ, "country": "US", "area_code": "212",
@@ -106,12 +121,15 @@ def run_demo(args: argparse.Namespace) -> int:
         "database": {"path": str(args.database)},
         "sources": [{"name": "demo-pbx", "kind": "tcp-server", "format": args.format,
                      "listen": f"127.0.0.1:{port}", "allowed_peers": ["127.0.0.1"]}],
-        "http": {"listen": "127.0.0.1:0", "enabled": False},
+        "http": {"listen": f"127.0.0.1:{http_port}"},
         "tariff": {"currency": "USD", "decimals": 2, "decks": [str(DEMO_DECK)]},
+        # The simulator's office: its departments, so the reports page has something to show.
+        "departments": [{"name": name, "extensions": [f"{lo}-{hi}"]} for name, lo, hi in DEPARTMENTS],
     })
     configure("info", "console")
     print(f"smdrd demo: database {args.database}; a simulated {args.format} PBX pushes {args.rate:g} calls/s "
-          f"to 127.0.0.1:{port}. Ctrl-C stops.", flush=True)
+          f"to 127.0.0.1:{port}. Ctrl-C stops.\n  reports: http://127.0.0.1:{http_port}/reports   "
+          f"metrics: http://127.0.0.1:{http_port}/metrics", flush=True)
     return asyncio.run(_demo(settings, args, port, Daemon))
 
 
