@@ -279,12 +279,11 @@ def _money(value: Any) -> Any:
 Money = Annotated[Decimal, BeforeValidator(_money)]
 
 
-class TariffBandConfig(_Section):
-    """A named time band (``[tariff.bands.peak]``), in the site's local time."""
+class _WeeklyHours(_Section):
+    """Days of the week and hours of the day, checked with the rating engine's own parsers."""
 
-    days: list[str] = Field(default_factory=lambda: ["mon-sun"], min_length=1)
-    hours: str = "00:00-24:00"
-    holidays: Literal["any", "exclude", "only"] = "any"
+    days: list[str]
+    hours: str
 
     @field_validator("days")
     @classmethod
@@ -301,6 +300,15 @@ class TariffBandConfig(_Section):
 
         parse_hours(v)
         return v
+
+
+class TariffBandConfig(_WeeklyHours):
+    """A named time band (``[tariff.bands.peak]``), in the site's local time."""
+
+    days: list[str] = Field(default_factory=lambda: ["mon-sun"], min_length=1)
+    hours: str = "00:00-24:00"
+    holidays: Literal["any", "exclude", "only"] = "any"
+
 
 
 class TariffRuleConfig(_Section):
@@ -475,28 +483,13 @@ class _AlertRule(_AlertBase):
     severity: AlertSeverity = "warning"
 
 
-class BusinessHoursConfig(_Section):
+class BusinessHoursConfig(_WeeklyHours):
     """The site's opening hours, in the site's timezone; tariff holidays count as closed days too."""
 
     days: list[str] = Field(default_factory=lambda: ["mon-fri"], min_length=1)
     hours: str = "07:00-19:00"
     holidays: list[date] = Field(default_factory=list)
 
-    @field_validator("days")
-    @classmethod
-    def _days(cls, v: list[str]) -> list[str]:
-        from smdrd.rating.rules import parse_days
-
-        parse_days(v)
-        return v
-
-    @field_validator("hours")
-    @classmethod
-    def _hours(cls, v: str) -> str:
-        from smdrd.rating.rules import parse_hours
-
-        parse_hours(v)
-        return v
 
 
 class AfterHoursAlertConfig(_AlertRule):
@@ -644,6 +637,39 @@ class AlertsConfig(_Section):
         return _check_prefixes(v)
 
 
+#: the shortest non-zero ``[retention] calls_days``: a month of details, and a margin for re-sent buffers.
+MIN_CALLS_DAYS = 31
+
+
+class RetentionConfig(_Section):
+    """How long raw journal lines and call details are kept (docs/retention.md); 0 keeps them for ever.
+
+    Pruning deletes only details: the report rollups keep every past day's figures exact. Delivered alerts
+    have their own period, ``[alerts] retention_days``.
+    """
+
+    #: call details (the ``calls`` listing, exports, ``stored_spend``) are kept this many site-local days.
+    calls_days: int = Field(default=3660, ge=0)
+    #: raw journal lines are kept this many days (never longer than ``calls_days``); a line whose call is still
+    #: kept keeps its row and status, only its bytes are emptied.
+    lines_days: int = Field(default=400, ge=0)
+    #: minutes between pruning runs (the first runs at start).
+    interval_minutes: float = Field(default=60.0, gt=0, le=7 * 24 * 60)
+    #: rows deleted per transaction: small, so the journal writer waits milliseconds at most.
+    batch_rows: int = Field(default=1000, ge=1, le=100_000)
+    #: pause between two batches, in milliseconds: the journal writer takes the write lock in it.
+    pause_ms: int = Field(default=50, ge=0, le=60_000)
+
+    @field_validator("calls_days")
+    @classmethod
+    def _calls_days(cls, v: int) -> int:
+        # Budgets are re-read from this month's calls after a restart, and a re-sent line is recognised by its
+        # stored call: details younger than a month must stay.
+        if 0 < v < MIN_CALLS_DAYS:
+            raise ValueError(f"expected 0 (keep for ever) or at least {MIN_CALLS_DAYS} days, got {v}")
+        return v
+
+
 class LoggingConfig(_Section):
     """Log output: JSON lines when stdout is not a terminal, readable colour output when it is."""
 
@@ -672,6 +698,7 @@ class Settings(BaseSettings):
     departments: list[DepartmentConfig] = Field(default_factory=list)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:

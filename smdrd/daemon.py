@@ -47,7 +47,9 @@ class RunningSource:
 
 
 #: modules whose ``install(daemon)`` adds a feature to the daemon, in order.
-EXTENSIONS: tuple[str, ...] = ("smdrd.health", "smdrd.metrics", "smdrd.reports.http", "smdrd.alerts")
+EXTENSIONS: tuple[str, ...] = (
+    "smdrd.health", "smdrd.metrics", "smdrd.reports.http", "smdrd.alerts", "smdrd.retention",
+)
 
 CommitListener = Callable[[list[Entry], float], None]
 

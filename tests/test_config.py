@@ -117,3 +117,44 @@ def test_check_config_names_a_bad_rate_deck_line(tmp_path: Path, capsys: pytest.
     assert main(["check-config", str(path)]) == 1
     err = capsys.readouterr().err
     assert "rates.csv:3" in err and "44x" in err
+
+
+def _keys(model: type, seen: set[type] | None = None) -> set[str]:
+    """Every key name a configuration model (and the models inside it) accepts."""
+    import types
+    import typing
+
+    from pydantic import BaseModel
+
+    seen = seen if seen is not None else set()
+    if model in seen:
+        return set()
+    seen.add(model)
+    out: set[str] = set()
+    for name, f in model.model_fields.items():  # type: ignore[attr-defined]
+        out.add(name)
+        stack = [f.annotation]
+        while stack:
+            t = stack.pop()
+            if isinstance(t, type) and issubclass(t, BaseModel):
+                out |= _keys(t, seen)
+            for arg in typing.get_args(t) or ():
+                stack.append(arg)
+            if isinstance(t, types.UnionType):
+                stack.extend(typing.get_args(t))
+    return out
+
+
+def test_the_example_config_documents_every_key() -> None:
+    """Every key smdrd accepts appears in config/smdrd.example.toml (set, or commented out), so the example
+    cannot fall behind the code."""
+    import re
+
+    from smdrd.config import Settings
+
+    text = EXAMPLE.read_text()
+    written = set(re.findall(r"^\s*#?\s*([a-z_]+)\s*=", text, re.MULTILINE))
+    written |= set(re.findall(r"^\s*#?\s*\[{1,2}([a-z_.]+)\]", text, re.MULTILINE))
+    written = {part for key in written for part in key.split(".")}
+    missing = sorted(_keys(Settings) - written)
+    assert missing == []

@@ -26,6 +26,7 @@ COMMANDS = (
     "export",
     "backup",
     "rebuild",
+    "prune",
 )
 
 

@@ -174,7 +174,9 @@ def _stream_for(source: str, fmt: str, settings: Settings, by_name: dict[str, So
 
 def _batches(conn: sqlite3.Connection, lo: int, hi: int, source: str | None
              ) -> Iterator[list[tuple[int, str, str, str, bytes, str]]]:
-    where = "received_at >= ? AND received_at < ?" + (" AND source = ?" if source else "")
+    # Lines whose bytes retention pruned (their calls are kept) cannot be parsed again: leave them and their calls.
+    where = ("received_at >= ? AND received_at < ? AND (length(raw) > 0 OR status = 'flushed')"
+             + (" AND source = ?" if source else ""))
     params: list[object] = [lo * 1_000_000, hi * 1_000_000] + ([source] if source else [])
     last = 0
     while True:

@@ -1,0 +1,246 @@
+"""Retention: delete old call details and raw journal lines, one small transaction at a time.
+
+Synchronous functions over a ``sqlite3.Connection`` opened in autocommit mode (``isolation_level=None``) with
+smdrd's pragmas, so the same code serves the daemon's background task (`smdrd.retention`, each batch in a
+worker thread) and ``smdrd prune``. The caller decides how long to pause between batches: the pause is what
+lets the journal writer take SQLite's write lock between them.
+
+What pruning does (docs/retention.md):
+
+* **Calls** whose start is before the calls cutoff (a site-local midnight) are deleted, oldest first.
+* **Raw lines** received before the lines cutoff are deleted when no call refers to them any more. A line that
+  a kept call still refers to (``calls.line_id``, a foreign key) keeps its row and its status; only its bytes
+  are emptied (``raw = x''``; the row is deleted and inserted again, see `_empty_raw`). The framer never
+  journals an empty line, so an empty ``raw`` means "pruned", except on the ``flushed`` marker lines that
+  hold records a parser released at the end of a stream (they never had bytes): see `PRUNED_SQL`.
+  The newest line is never deleted: the writer numbers lines from ``max(id) + 1`` and ids must not come back.
+
+What it must never do: touch a rollup table, or delete a line that a call refers to. Rollups are kept by
+an ``AFTER INSERT`` trigger only (migration 2), so deleting calls leaves every accounting report exact; a
+connection used here must not carry a ``DELETE`` trigger of its own (``smdrd reparse``'s ``calls_unroll``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import TypeVar
+from zoneinfo import ZoneInfo
+
+__all__ = [
+    "PRUNED_SQL",
+    "RAW_PRUNED",
+    "Cutoffs",
+    "PruneCounts",
+    "cutoffs",
+    "plan",
+    "prune",
+    "prune_calls_batch",
+    "prune_lines_batch",
+]
+
+#: the ``raw`` of a line whose bytes retention emptied (its call is kept).
+RAW_PRUNED = b""
+#: SQL true for a line whose bytes retention emptied: ``smdrd reparse`` must leave such lines (and their calls)
+#: alone. ``flushed`` lines are markers that never had bytes.
+PRUNED_SQL = "(length(raw) = 0 AND status <> 'flushed')"
+
+_T = TypeVar("_T")
+
+#: a position in the lines' ``(received_at, id)`` order: the last line a batch looked at.
+LineCursor = tuple[int, int]
+
+_FIRST: LineCursor = (-(2**63), -(2**63))
+
+# `ORDER BY start_utc` walks the calls_start index and stops after LIMIT rows. `ORDER BY id` would make SQLite
+# collect and sort every old call for each batch: quadratic over a large backlog.
+_DELETE_CALLS = ("DELETE FROM calls WHERE id IN "
+                 "(SELECT id FROM calls WHERE start_utc < ? ORDER BY start_utc LIMIT ?)")
+
+# Candidates are read outside the write transaction (WAL readers never block the writer), walking the
+# lines_received index from a cursor, so lines kept for their calls are read once per run, not once per batch.
+_SELECT_LINES = """
+    SELECT l.id, l.received_at, length(l.raw) > 0,
+           EXISTS (SELECT 1 FROM calls AS c WHERE c.line_id = l.id)
+    FROM lines AS l
+    WHERE l.received_at < ? AND (l.received_at, l.id) > (?, ?)
+    ORDER BY l.received_at, l.id
+    LIMIT ?
+"""
+
+# Re-checked inside the write transaction: a call may have been stored for an old line (``smdrd reparse``)
+# between the read and the write.
+_DELETE_LINES = """
+    DELETE FROM lines
+    WHERE id IN (SELECT value FROM json_each(?))
+      AND id < (SELECT max(id) FROM lines)
+      AND NOT EXISTS (SELECT 1 FROM calls WHERE calls.line_id = lines.id)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Cutoffs:
+    """What is old enough to prune. ``None`` keeps that kind of row for ever."""
+
+    #: calls starting before this (UTC seconds, ``calls.start_utc``) are deleted.
+    calls_before: int | None
+    #: lines received before this (UTC microseconds, ``lines.received_at``) are deleted or emptied.
+    lines_before: int | None
+
+
+@dataclass(slots=True)
+class PruneCounts:
+    """What a run deleted (or, for a dry run, would delete)."""
+
+    calls: int = 0
+    lines_deleted: int = 0
+    lines_emptied: int = 0
+    #: write transactions committed (0 for a dry run).
+    batches: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.calls + self.lines_deleted + self.lines_emptied
+
+
+def cutoffs(now: datetime, tz: ZoneInfo, *, calls_days: int, lines_days: int) -> Cutoffs:
+    """The cutoffs for ``now`` (aware); a period of 0 days keeps for ever.
+
+    Both are cut at a site-local midnight, so a day's call listing is either whole or gone, never half.
+    Raw lines are never kept longer than the call details: the raw line holds the same number and extension,
+    so whoever shortens ``calls_days`` (for privacy) expects the raw copy to go too.
+    """
+    def midnight(days: int) -> int:
+        day = now.astimezone(tz).date() - timedelta(days=days)
+        return int(datetime.combine(day, time(0), tzinfo=tz).timestamp())
+
+    periods = [d for d in (lines_days, calls_days) if d > 0]
+    return Cutoffs(midnight(calls_days) if calls_days > 0 else None,
+                   midnight(min(periods)) * 1_000_000 if periods else None)
+
+
+def _write(conn: sqlite3.Connection, work: Callable[[], _T]) -> _T:
+    """Run ``work()`` in one short ``BEGIN IMMEDIATE`` transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = work()
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _empty_raw(conn: sqlite3.Connection, ids: list[int]) -> int:
+    """Empty the raw bytes of these lines (inside a transaction); return how many were emptied.
+
+    An ``UPDATE`` would shrink the rows in place and free no page: new lines are appended at the end of the
+    table, so the space would stay unused until a VACUUM. Deleting the rows and inserting them again under the
+    same ids packs them into fewer pages and hands the rest to SQLite's free list, where new rows reuse them.
+    The calls' foreign key is checked at COMMIT (``defer_foreign_keys``): by then every id is back.
+    """
+    conn.execute("PRAGMA defer_foreign_keys = ON")  # reset by SQLite at the end of the transaction
+    # Every column but raw, read from the table: a column added by a later migration is carried over too.
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(lines)") if row[1] != "raw"]
+    listed = ", ".join(columns)
+    rows = conn.execute(f"SELECT {listed} FROM lines WHERE id IN (SELECT value FROM json_each(?)) "
+                        "AND length(raw) > 0", (_json_ids(ids),)).fetchall()
+    if not rows:
+        return 0
+    id_at = columns.index("id")
+    conn.execute("DELETE FROM lines WHERE id IN (SELECT value FROM json_each(?))",
+                 (_json_ids([row[id_at] for row in rows]),))
+    conn.executemany(f"INSERT INTO lines ({listed}, raw) VALUES ({', '.join('?' * len(columns))}, ?)",
+                     [(*row, RAW_PRUNED) for row in rows])
+    return len(rows)
+
+
+def prune_calls_batch(conn: sqlite3.Connection, before: int, limit: int) -> int:
+    """Delete up to ``limit`` of the oldest calls starting before ``before``; return how many went.
+
+    Fewer than ``limit`` means there is nothing older left.
+    """
+    return _write(conn, lambda: conn.execute(_DELETE_CALLS, (before, limit)).rowcount)
+
+
+def prune_lines_batch(conn: sqlite3.Connection, before: int, cursor: LineCursor | None,
+                      limit: int) -> tuple[int, int, LineCursor | None]:
+    """Look at up to ``limit`` lines received before ``before``, after ``cursor``; delete those without a call
+    and empty the raw bytes of the others.
+
+    Returns:
+        (deleted, emptied, the cursor to pass next, or ``None`` when every old line has been looked at).
+        A batch with nothing to change takes no write lock.
+    """
+    after = cursor or _FIRST
+    rows = conn.execute(_SELECT_LINES, (before, after[0], after[1], limit)).fetchall()
+    if not rows:
+        return 0, 0, None
+    orphans = [r[0] for r in rows if not r[3]]
+    raw_kept = [r[0] for r in rows if r[3] and r[2]]
+    deleted = emptied = 0
+    if orphans or raw_kept:
+        def work() -> tuple[int, int]:
+            gone = conn.execute(_DELETE_LINES, (_json_ids(orphans),)).rowcount if orphans else 0
+            return gone, _empty_raw(conn, raw_kept) if raw_kept else 0
+
+        deleted, emptied = _write(conn, work)
+    last = rows[-1]
+    return deleted, emptied, ((last[1], last[0]) if len(rows) == limit else None)
+
+
+def _json_ids(ids: list[int]) -> str:
+    # One parameter for the whole batch: SQLite caps the number of ``?`` in a statement.
+    return "[" + ",".join(map(str, ids)) + "]"
+
+
+def prune(conn: sqlite3.Connection, cut: Cutoffs, *, batch_rows: int,
+          pause: Callable[[], None] = lambda: None) -> PruneCounts:
+    """Prune everything ``cut`` says is old, batch by batch, calling ``pause()`` after each write batch.
+
+    Calls go first, so lines whose last call was just deleted go in the same run.
+    """
+    counts = PruneCounts()
+    if cut.calls_before is not None:
+        while True:
+            n = prune_calls_batch(conn, cut.calls_before, batch_rows)
+            counts.calls += n
+            counts.batches += 1
+            if n < batch_rows:
+                break
+            pause()
+    if cut.lines_before is not None:
+        cursor: LineCursor | None = None
+        while True:
+            deleted, emptied, cursor = prune_lines_batch(conn, cut.lines_before, cursor, batch_rows)
+            counts.lines_deleted += deleted
+            counts.lines_emptied += emptied
+            if deleted or emptied:
+                counts.batches += 1
+            if cursor is None:
+                break
+            if deleted or emptied:
+                pause()
+    return counts
+
+
+def plan(conn: sqlite3.Connection, cut: Cutoffs) -> PruneCounts:
+    """What `prune` would do now, without changing anything (``smdrd prune --dry-run``)."""
+    counts = PruneCounts()
+    if cut.calls_before is not None:
+        counts.calls = conn.execute("SELECT count(*) FROM calls WHERE start_utc < ?",
+                                    (cut.calls_before,)).fetchone()[0]
+    if cut.lines_before is not None:
+        # A call survives the run if it is not old enough itself (calls go first).
+        survives = "c.line_id = l.id" + ("" if cut.calls_before is None else " AND c.start_utc >= :calls")
+        row = conn.execute(
+            f"""SELECT
+                  sum(NOT EXISTS (SELECT 1 FROM calls AS c WHERE {survives})
+                      AND l.id < (SELECT max(id) FROM lines)),
+                  sum(EXISTS (SELECT 1 FROM calls AS c WHERE {survives}) AND length(l.raw) > 0)
+                FROM lines AS l WHERE l.received_at < :lines""",
+            {"calls": cut.calls_before, "lines": cut.lines_before}).fetchone()
+        counts.lines_deleted, counts.lines_emptied = row[0] or 0, row[1] or 0
+    return counts

@@ -1,0 +1,553 @@
+"""Retention: old call details and raw lines go, report figures stay, the live path keeps committing.
+
+Calls are written through the real journal writer (so the rollup trigger keeps the figures as in the daemon)
+into real SQLite files; the live-path test runs a real daemon over loopback TCP while a large backlog is pruned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from smdrd.config import Settings, load_config
+from smdrd.core import CALL_COLUMNS, ERROR, PARSED, Entry, call_row
+from smdrd.errors import ConfigError
+from smdrd.record import CallRecord, Direction
+from smdrd.reports.queries import context_from, parse_query, run_report
+from smdrd.reports.render import to_dict
+from smdrd.reports.rollup import connect_readonly
+from smdrd.store.retention import RAW_PRUNED, Cutoffs, PruneCounts, cutoffs, plan, prune
+from smdrd.store.schema import connect
+from smdrd.store.writer import JournalWriter
+
+TZ = ZoneInfo("Europe/Warsaw")
+NOW = datetime(2026, 4, 10, 12, 0, tzinfo=TZ)
+CALLS_DAYS = 400  # cutoff: 2025-03-06 00:00 site time
+LINES_DAYS = 100  # cutoff: 2025-12-31 00:00 site time
+
+DEPARTMENTS: list[dict[str, Any]] = [
+    {"name": "Sales", "extensions": ["200-209"], "budget": "100"},
+    {"name": "Support", "extensions": ["300-301"], "members": [{"extensions": ["205"], "valid_from": "2025-01-01"}]},
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Rating:
+    e164: str
+    call_class: str
+    rule: str
+    prefix: str
+    cost: Decimal
+    currency: str = "EUR"
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    start: str
+    extension: str
+    direction: str
+    call_class: str
+    duration: int
+    cost: str | None  # None: not rated
+    trunk: str = "T1"
+    e164: str = "+48221234567"
+    key: str = ""
+    leg: int = 0
+
+
+# Three years of calls; the first eight legs start before the calls cutoff (2025-03-06 site time).
+CALLS = [
+    Call("2023-05-10T10:00:00", "201", "outbound", "national", 120, "0.50"),
+    Call("2023-11-20T15:00:00", "205", "outbound", "international", 300, "2.00", trunk="T2", e164="+442071234567"),
+    Call("2024-02-29T09:00:00", "211", "outbound", "mobile", 60, "0.30", e164="+48600123456"),
+    Call("2024-07-01T10:00:00", "300", "outbound", "national", 200, "0.80", key="X1"),
+    Call("2024-07-01T10:03:20", "301", "outbound", "national", 100, "0.40", key="X1", leg=1),
+    Call("2024-12-31T23:30:00", "999", "outbound", "local", 30, "0.10", e164="+48521234567"),
+    Call("2025-01-01T00:30:00", "201", "inbound", "national", 400, "0"),
+    Call("2025-03-05T23:59:59", "201", "outbound", "national", 45, "0.20"),  # the last second before the cutoff
+    Call("2025-03-06T00:00:00", "202", "outbound", "national", 50, "0.25"),  # the cutoff itself: kept
+    Call("2025-06-15T11:00:00", "201", "internal", "internal", 50, "0", trunk="", e164=""),
+    Call("2025-09-01T16:45:00", "300", "outbound", "international", 600, "3.50", trunk="T2", e164="+12125551234"),
+    Call("2026-01-15T08:00:00", "207", "outbound", "national", 70, None),
+    Call("2026-03-30T16:45:00", "205", "outbound", "mobile", 60, "0.30", e164="+48600123456"),
+    Call("2026-04-09T10:00:00", "201", "outbound", "national", 90, "0.35"),
+]
+OLD_LEGS = 8
+
+
+def record(c: Call) -> tuple[object, ...]:
+    start = datetime.fromisoformat(c.start).replace(tzinfo=TZ)
+    rec = CallRecord(format="test", start=start, duration=c.duration, direction=Direction(c.direction),
+                     extension=c.extension, number=c.e164.lstrip("+"), trunk=c.trunk, leg=c.leg, call_key=c.key)
+    rating = None if c.cost is None else Rating(c.e164, c.call_class, "rule", c.e164[:3], Decimal(c.cost))
+    return call_row(rec, f"test:{c.start}:{c.extension}:{c.leg}", "pbx", rating)
+
+
+def received(c: Call) -> int:
+    """When the PBX sent the call's line: at the end of the call."""
+    return int((datetime.fromisoformat(c.start).replace(tzinfo=TZ).timestamp() + c.duration) * 1_000_000)
+
+
+async def write_entries(db: Path, entries: list[Entry]) -> None:
+    """Store ``entries`` as the daemon does, through the batching journal writer."""
+    writer = JournalWriter(db, commit_interval=0.005)
+    await writer.open()
+    task = asyncio.create_task(writer.run())
+    for entry in entries:
+        writer.submit(entry)
+    await writer.close()
+    await task
+
+
+def call_entries(calls: list[Call]) -> list[Entry]:
+    return [Entry("pbx", "", received(c), "test", f"line {c.start} {c.extension}".encode(), PARSED,
+                  calls=[record(c)]) for c in calls]
+
+
+def error_entry(at: datetime, text: str) -> Entry:
+    return Entry("pbx", "", int(at.timestamp() * 1_000_000), "test", text.encode(), ERROR, "no field 3")
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> Path:
+    path = tmp_path / "smdrd.db"
+    entries = call_entries(CALLS)
+    entries.insert(3, error_entry(datetime(2024, 3, 1, tzinfo=TZ), "old garbage"))
+    entries.append(error_entry(datetime(2026, 4, 1, tzinfo=TZ), "new garbage"))
+    await write_entries(path, entries)
+    return path
+
+
+@pytest.fixture
+def rw(db: Path) -> Iterator[sqlite3.Connection]:
+    conn = connect(str(db))
+    yield conn
+    conn.close()
+
+
+def settings_for(db: Path, **extra: Any) -> Settings:
+    return Settings.model_validate({
+        "site": {"timezone": "Europe/Warsaw", "country": "PL"},
+        "database": {"path": str(db), "commit_interval_ms": 5},
+        "tariff": {"currency": "EUR", "decimals": 2},
+        "departments": DEPARTMENTS,
+        **extra,
+    })
+
+
+#: every accounting report, in the variants a user asks for, over the whole range of the data.
+REPORTS: list[dict[str, list[str]]] = [
+    {"kind": [kind], "direction": [direction], **extra}
+    for kind, extra in [("extensions", {}), ("extensions", {"by_class": ["1"]}), ("departments", {}),
+                        ("departments", {"by_class": ["1"]}), ("destinations", {"top": ["0"]}),
+                        ("destinations", {"by": ["count"]}), ("trunks", {}), ("days", {}),
+                        ("extensions", {"department": ["Support"]})]
+    for direction in ("outbound", "all")
+]
+
+
+def all_reports(db: Path, kinds: list[dict[str, list[str]]], first: str = "2023-01-01",
+                last: str = "2026-04-10") -> list[str]:
+    ctx = context_from(settings_for(db))
+    conn = connect_readonly(db)
+    try:
+        return [json.dumps(to_dict(run_report(conn, parse_query(
+            {**params, "from": [first], "to": [last]}, ctx), ctx)), sort_keys=True)
+            for params in kinds]
+    finally:
+        conn.close()
+
+
+def rollups(conn: sqlite3.Connection) -> dict[str, list[tuple[Any, ...]]]:
+    return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2, 3, 4, 5, 6").fetchall()
+            for t in ("rollup_daily", "rollup_hourly", "rollup_destinations")}
+
+
+def call_listing(db: Path) -> list[dict[str, Any]]:
+    ctx = context_from(settings_for(db))
+    conn = connect_readonly(db)
+    try:
+        q = parse_query({"kind": ["calls"], "direction": ["all"], "from": ["2023-01-01"], "to": ["2026-04-10"],
+                         "page_size": ["0"]}, ctx)
+        rows: list[dict[str, Any]] = to_dict(run_report(conn, q, ctx))["rows"]
+        return rows
+    finally:
+        conn.close()
+
+
+def the_cut() -> Cutoffs:
+    return cutoffs(NOW, TZ, calls_days=CALLS_DAYS, lines_days=LINES_DAYS)
+
+
+def test_cutoffs_are_a_site_local_midnight_and_zero_keeps_for_ever() -> None:
+    """A day's call listing is either whole or gone: the calls cutoff is a midnight in the site's timezone.
+    Raw lines never outlive the call details; 0 keeps for ever."""
+    cut = the_cut()
+    assert cut.calls_before == int(datetime(2025, 3, 6, tzinfo=TZ).timestamp())
+    assert cut.lines_before == int(datetime(2025, 12, 31, tzinfo=TZ).timestamp()) * 1_000_000
+    assert cutoffs(NOW, TZ, calls_days=0, lines_days=0) == Cutoffs(None, None)
+    shorter_calls = cutoffs(NOW, TZ, calls_days=60, lines_days=400)
+    assert shorter_calls.lines_before == shorter_calls.calls_before * 1_000_000  # type: ignore[operator]
+    assert cutoffs(NOW, TZ, calls_days=60, lines_days=0) == shorter_calls
+    # Over a change to summer time the cutoff is still a local midnight (23-hour day in between).
+    assert cutoffs(datetime(2026, 3, 30, 1, tzinfo=TZ), TZ, calls_days=31, lines_days=0).calls_before == int(
+        datetime(2026, 2, 27, tzinfo=TZ).timestamp())
+
+
+def test_reports_over_the_pruned_period_give_the_same_figures(db: Path, rw: sqlite3.Connection) -> None:
+    """The acceptance test: every accounting report over three years, in JSON, is identical before and after
+    pruning; the rollup tables are untouched. Only the call listing loses the pruned days (and exactly those)."""
+    before = all_reports(db, REPORTS)
+    before_rollups = rollups(rw)
+    listing = call_listing(db)
+    assert len(listing) == len(CALLS)
+    assert json.loads(before[0])["totals"]["calls"] == 11  # sanity: the data is there to compare
+
+    counts = prune(rw, the_cut(), batch_rows=3)
+
+    assert (counts.calls, counts.lines_deleted, counts.lines_emptied) == (OLD_LEGS, 9, 3)
+    assert all_reports(db, REPORTS) == before
+    assert rollups(rw) == before_rollups
+    assert call_listing(db) == [row for row in listing if row["start"] >= "2025-03-06"]
+    assert len(call_listing(db)) == len(CALLS) - OLD_LEGS
+
+
+def test_dry_run_counts_what_pruning_then_does(db: Path, rw: sqlite3.Connection) -> None:
+    """``smdrd prune --dry-run`` promises numbers; the real run must keep them, and a second run finds nothing."""
+    promised = plan(rw, the_cut())
+    assert rw.execute("SELECT count(*) FROM calls").fetchone()[0] == len(CALLS)  # nothing changed
+    done = prune(rw, the_cut(), batch_rows=2)
+    assert (promised.calls, promised.lines_deleted, promised.lines_emptied) == (
+        done.calls, done.lines_deleted, done.lines_emptied) == (OLD_LEGS, 9, 3)
+    again = prune(rw, the_cut(), batch_rows=2)
+    assert again == PruneCounts(batches=1)  # one calls batch that found nothing, no lines batch
+    assert plan(rw, the_cut()).total == 0
+
+
+def test_lines_of_kept_calls_lose_their_bytes_but_keep_row_and_status(db: Path, rw: sqlite3.Connection) -> None:
+    """With raw lines kept shorter than calls, the foreign key from calls to lines must hold: a line whose call
+    is kept stays (status and all) with its bytes emptied; old lines without a call go; recent lines are
+    untouched."""
+    prune(rw, the_cut(), batch_rows=1000)
+    assert rw.execute("PRAGMA foreign_key_check").fetchall() == []
+    rows = rw.execute("SELECT l.raw, l.status, c.start FROM lines AS l LEFT JOIN calls AS c ON c.line_id = l.id "
+                      "ORDER BY l.received_at").fetchall()
+    assert [(raw, status, (start or "")[:10]) for raw, status, start in rows] == [
+        (RAW_PRUNED, "parsed", "2025-03-06"),
+        (RAW_PRUNED, "parsed", "2025-06-15"),
+        (RAW_PRUNED, "parsed", "2025-09-01"),
+        (b"line 2026-01-15T08:00:00 207", "parsed", "2026-01-15"),
+        (b"line 2026-03-30T16:45:00 205", "parsed", "2026-03-30"),
+        (b"new garbage", "error", ""),
+        (b"line 2026-04-09T10:00:00 201", "parsed", "2026-04-09"),
+    ]
+
+
+def test_raw_lines_go_with_their_calls_when_calls_are_kept_shorter(db: Path, rw: sqlite3.Connection) -> None:
+    """calls_days shorter than lines_days (privacy): a raw line holds the same number as its call, so it does
+    not stay behind once the call details are gone."""
+    orphans = ("SELECT raw FROM lines AS l WHERE status = 'parsed' "
+               "AND NOT EXISTS (SELECT 1 FROM calls WHERE line_id = l.id)")
+    counts = prune(rw, cutoffs(NOW, TZ, calls_days=CALLS_DAYS, lines_days=3000), batch_rows=1000)
+    assert (counts.calls, counts.lines_deleted, counts.lines_emptied) == (OLD_LEGS, 8, 0)
+    # Lines are cut by when they arrived: the call that started at 23:59:59 arrived after midnight, so its
+    # line goes one run later.
+    assert rw.execute(orphans).fetchall() == [(b"line 2025-03-05T23:59:59 201",)]
+    prune(rw, cutoffs(NOW + timedelta(days=1), TZ, calls_days=CALLS_DAYS, lines_days=3000), batch_rows=1000)
+    assert rw.execute(orphans).fetchall() == []
+
+
+async def test_the_newest_line_is_kept_so_line_ids_never_come_back(tmp_path: Path) -> None:
+    """The writer numbers lines from max(id) + 1: if pruning took the newest line, a reused id could meet an
+    export or backup watermark. After a quiet spell longer than the retention, one line stays, and the next
+    line received continues the numbering."""
+    path = tmp_path / "smdrd.db"
+    await write_entries(path, [error_entry(datetime(2024, 1, d, tzinfo=TZ), f"old {d}") for d in range(1, 6)])
+    conn = connect(str(path))
+    try:
+        counts = prune(conn, the_cut(), batch_rows=2)
+        assert counts.lines_deleted == 4
+        assert conn.execute("SELECT id, raw FROM lines").fetchall() == [(5, b"old 5")]
+    finally:
+        conn.close()
+    await write_entries(path, [error_entry(NOW, "new")])
+    conn = connect(str(path))
+    try:
+        assert conn.execute("SELECT max(id) FROM lines").fetchone()[0] == 6
+    finally:
+        conn.close()
+
+
+def test_no_write_lock_is_held_between_batches(tmp_path: Path) -> None:
+    """The journal writer must get the lock in every pause: another connection that refuses to wait at all
+    (busy_timeout 0) takes the write lock in each pause. And each batch deletes at most batch_rows rows."""
+    path = tmp_path / "smdrd.db"
+    conn = connect(str(path))
+    cols = ", ".join(CALL_COLUMNS)
+    conn.execute("BEGIN")
+    for i in range(23):
+        conn.execute("INSERT INTO lines VALUES (?, 'pbx', '', ?, 'test', x'41', 'parsed', NULL)",
+                     (i + 1, 1_000_000 * (1_600_000_000 + i)))
+        row = record(Call(f"2020-09-{i + 1:02d}T10:00:00", "201", "outbound", "national", 10, "0.01"))
+        conn.execute(f"INSERT INTO calls (line_id, {cols}) VALUES (?, {', '.join('?' * len(CALL_COLUMNS))})",
+                     (i + 1, *row))
+    conn.execute("COMMIT")
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    sizes: list[int] = []
+    last = [conn.execute("SELECT count(*) FROM calls").fetchone()[0]]
+
+    def pause() -> None:
+        other.execute("BEGIN IMMEDIATE")  # raises "database is locked" if pruning still held the lock
+        other.execute("COMMIT")
+        now_calls = conn.execute("SELECT count(*) FROM calls").fetchone()[0]
+        sizes.append(last[0] - now_calls)
+        last[0] = now_calls
+
+    try:
+        counts = prune(conn, the_cut(), batch_rows=5, pause=pause)
+    finally:
+        other.close()
+        conn.close()
+    assert counts.calls == 23 and counts.lines_deleted == 22
+    assert sizes[:4] == [5, 5, 5, 5]  # four full calls batches, each followed by a pause; then the lines
+    assert len(sizes) == 4 + 4  # 22 lines to delete: 5 batches of 5 (the last holds the newest, kept), 4 pauses
+
+
+def test_batch_queries_walk_an_index_without_sorting(rw: sqlite3.Connection) -> None:
+    """Each batch must cost the same on a backlog of millions: the old rows are found through the calls_start
+    and lines_received indexes in order, never collected and sorted (which would make pruning quadratic)."""
+    from smdrd.store import retention
+
+    calls_plan = " ".join(r[3] for r in rw.execute("EXPLAIN QUERY PLAN " + retention._DELETE_CALLS, (0, 10)))
+    lines_plan = " ".join(r[3] for r in rw.execute("EXPLAIN QUERY PLAN " + retention._SELECT_LINES, (0, 0, 0, 10)))
+    assert "calls_start" in calls_plan and "TEMP B-TREE" not in calls_plan
+    assert "lines_received" in lines_plan and "TEMP B-TREE" not in lines_plan
+    assert "calls_line" in lines_plan  # "has a call" is an index look-up, not a scan of calls
+
+
+def test_retention_config_defaults_limits_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defaults keep details ten years and raw lines 400 days; a too-short calls period is refused naming the key;
+    the environment overrides like any other key."""
+    default = Settings().retention
+    assert (default.calls_days, default.lines_days, default.interval_minutes) == (3660, 400, 60.0)
+    path = tmp_path / "smdrd.toml"
+    path.write_text("[retention]\ncalls_days = 10\n")
+    with pytest.raises(ConfigError, match=r"retention\.calls_days: expected 0 \(keep for ever\) or at least 31"):
+        load_config(path, use_env=False)
+    path.write_text("[retention]\ncalls_days = 0\nlines_days = 30\nbatch_rows = 200\n")
+    monkeypatch.setenv("SMDRD_RETENTION__LINES_DAYS", "45")
+    s = load_config(path)
+    assert (s.retention.calls_days, s.retention.lines_days, s.retention.batch_rows) == (0, 45, 200)
+
+
+async def test_prune_command_dry_run_then_prune(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``smdrd prune --dry-run`` changes nothing and says what would go; ``smdrd prune`` then deletes exactly
+    that; report totals are the same before and after."""
+    from smdrd.cli import prune as prune_cli
+
+    db = tmp_path / "smdrd.db"
+    today = datetime.now(TZ).replace(microsecond=0, tzinfo=None)
+    calls = [Call((today - timedelta(days=days)).isoformat(), "201", "outbound", "national", 60, "0.10")
+             for days in (900, 800, 500, 5, 1)]
+    await write_entries(db, call_entries(calls))
+    config = tmp_path / "smdrd.toml"
+    config.write_text(f'[site]\ntimezone = "Europe/Warsaw"\ncountry = "PL"\n[database]\npath = "{db}"\n'
+                      "[retention]\ncalls_days = 400\nlines_days = 400\npause_ms = 0\n")
+
+    def smdrd_prune(*argv: str) -> str:
+        parser = argparse.ArgumentParser(prog="smdrd")
+        prune_cli.register(parser.add_subparsers())
+        args = parser.parse_args(["prune", "--config", str(config), *argv])
+        assert args.func(args) == 0
+        return capsys.readouterr().out
+
+    def totals() -> Any:
+        first, last = (today - timedelta(days=1000)).date(), today.date()
+        return json.loads(all_reports(db, [{"kind": ["days"]}], first.isoformat(), last.isoformat())[0])["totals"]
+
+    before = totals()
+    assert "would delete 3 calls, 3 raw lines; would empty 0" in smdrd_prune("--dry-run")
+    assert connect_readonly(db).execute("SELECT count(*) FROM calls").fetchone()[0] == 5
+    assert "deleted 3 calls, 3 raw lines; emptied 0" in smdrd_prune()
+    assert "deleted 0 calls, 0 raw lines" in smdrd_prune()
+    assert totals() == before
+    with pytest.raises(SystemExit):
+        smdrd_prune("--calls-days", "7")
+    assert "at least 31" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("pruned", [False, True])
+async def test_reparse_leaves_calls_of_emptied_lines_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           pruned: bool) -> None:
+    """After retention emptied old raw lines, ``smdrd reparse`` over that period must not turn the kept calls
+    into parse errors: the calls and every report figure stay as they were."""
+    from smdrd.cli import rebuild
+    from smdrd.core import process_frame
+    from smdrd.parsing import ParserContext, get_parser_class
+    from smdrd.rating import Rater
+
+    db = tmp_path / "smdrd.db"
+    config = tmp_path / "smdrd.toml"
+    config.write_text(f'[site]\ntimezone = "Europe/Warsaw"\ncountry = "PL"\n[database]\npath = "{db}"\n')
+    settings = load_config(config, use_env=False)
+    parser = get_parser_class("avaya-ipo")(ParserContext(timezone=TZ, year=None, options={}))
+    rate = Rater.from_config(settings.site, settings.tariff).rate
+    old = int(datetime(2017, 7, 14, 12, 5, tzinfo=TZ).timestamp() * 1_000_000)
+    await write_entries(db, [process_frame(IPO_LINE.format(start="2017/07/14 12:00:00", id=i).encode(), parser,
+                                           "utf-8", source="pbx", peer="", received_at=old + i, rate=rate)
+                             for i in range(6)])
+    conn = connect(str(db))
+    try:
+        before = rollups(conn)
+        if pruned:
+            assert prune(conn, cutoffs(NOW, TZ, calls_days=0, lines_days=31), batch_rows=100).lines_emptied == 6
+    finally:
+        conn.close()
+    cli = argparse.ArgumentParser(prog="smdrd")
+    rebuild.register(cli.add_subparsers())
+    args = cli.parse_args(["reparse", "--config", str(config)])
+    assert args.func(args) == 0
+    capsys.readouterr()
+    conn = connect(str(db))
+    try:
+        assert conn.execute("SELECT count(*) FROM calls").fetchone()[0] == 6
+        assert rollups(conn) == before
+    finally:
+        conn.close()
+
+
+# ---- the live path: a real daemon ingests over TCP while a large backlog is pruned ----
+
+IPO_LINE = ("{start},00:01:01,0,217,O,600988600,0600988600,,0,{id},0,E217,GRZYBEK,T9005,Line 5.0,"
+            "0,0,,,,,,,,,,,U,GRZYBEK,,192.168.0.201,20806,192.168.0.201,20809")
+BACKLOG = 200_000
+
+
+def seed_backlog(path: Path, n: int) -> None:
+    """``n`` old calls (2017), each with its line, written straight into the tables (fast) with the rollup
+    trigger running as usual."""
+    conn = connect(str(path))
+    old = 1_500_000_000
+    cols = ", ".join(CALL_COLUMNS)
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO lines VALUES (?, 'old', '', ?, 'avaya-ipo', ?, 'parsed', NULL)",
+                     ((i, (old + i * 60) * 1_000_000, IPO_LINE.format(start="2017/07/14 12:00:00", id=i).encode())
+                      for i in range(1, n + 1)))
+    conn.executemany(
+        f"INSERT INTO calls (line_id, {cols}) VALUES (?, {', '.join('?' * len(CALL_COLUMNS))})",
+        ((i, f"old:{i}", "old", "avaya-ipo", f"k{i}", 0, "2017-07-14T12:00:00+02:00", old + i * 60, 61, 0,
+          "outbound", str(200 + i % 100), "0600988600", "T9005", "", "", str(i), 1, "", "{}", "+48600988600",
+          "mobile", "r", "+4860", 120000, "PLN") for i in range(1, n + 1)))
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def test_emptied_raw_bytes_become_free_pages_for_new_rows(tmp_path: Path) -> None:
+    """Emptying raw lines must give disk space back to SQLite: shrinking rows in place would leave old pages
+    mostly empty and never reused (new lines go at the end of the table), so the file would keep growing as if
+    nothing had been pruned."""
+    path = tmp_path / "smdrd.db"
+    seed_backlog(path, 5000)
+    conn = connect(str(path))
+    try:
+        raw_bytes = conn.execute("SELECT sum(length(raw)) FROM lines").fetchone()[0]
+        ids = conn.execute("SELECT id, status, received_at FROM lines ORDER BY id").fetchall()
+        counts = prune(conn, cutoffs(NOW, TZ, calls_days=0, lines_days=31), batch_rows=500)
+        assert (counts.calls, counts.lines_deleted, counts.lines_emptied) == (0, 0, 5000)
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0] * conn.execute("PRAGMA page_size").fetchone()[0]
+        assert free > raw_bytes * 0.6, f"{free} bytes freed of {raw_bytes} raw bytes"
+        assert conn.execute("SELECT id, status, received_at FROM lines ORDER BY id").fetchall() == ids
+        assert conn.execute("SELECT count(*) FROM lines WHERE raw = ?", (RAW_PRUNED,)).fetchone()[0] == 5000
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+async def test_live_lines_commit_promptly_while_a_large_backlog_is_pruned(tmp_path: Path) -> None:
+    """A PBX keeps sending while the daemon prunes 200,000 old calls and their lines: every line is committed
+    within half a second of being sent (about 50 ms here), none is lost, the backlog is gone, and the old day's
+    figures remain. Pruning in one big transaction would hold the journal writer up for a second or more."""
+    from smdrd.daemon import Daemon
+    from smdrd.retention import pruner_of
+    from smdrd.testing import free_port, open_connection_retry
+
+    db = tmp_path / "smdrd.db"
+    seed_backlog(db, BACKLOG)
+    port = free_port()
+    settings = Settings.model_validate({
+        "site": {"timezone": "Europe/Warsaw", "country": "PL"},
+        "database": {"path": str(db), "commit_interval_ms": 20},
+        "sources": [{"name": "push", "kind": "tcp-server", "format": "avaya-ipo", "listen": f"127.0.0.1:{port}"}],
+        "http": {"enabled": False},
+        "retention": {"calls_days": 31, "lines_days": 31, "batch_rows": 1000, "pause_ms": 10},
+    })
+    committed: dict[bytes, float] = {}
+    expected: list[int] = []  # how many lines were sent, once sending is over
+    all_committed = asyncio.Event()
+
+    def on_commit(entries: list[Entry], seconds: float) -> None:
+        now = time.monotonic()
+        for e in entries:
+            committed.setdefault(e.raw, now)
+        if expected and len(committed) >= expected[0]:
+            all_committed.set()
+
+    daemon = Daemon(settings, on_commit=on_commit, extensions=("smdrd.retention",))
+    task = asyncio.create_task(daemon.run())
+    await daemon.ready.wait()
+    pruner = pruner_of(daemon)
+    assert pruner is not None
+    _, writer = await open_connection_retry("127.0.0.1", port)
+    sent: dict[bytes, float] = {}
+    during_prune = 0
+    stamp = (datetime.now(TZ) - timedelta(hours=1)).strftime("%Y/%m/%d %H:%M:%S")
+    i = 0
+    while pruner.runs == 0 or i < 100:
+        line = IPO_LINE.format(start=stamp, id=9_000_000 + i).encode()
+        writer.write(line + b"\r\n")
+        await writer.drain()
+        sent[line] = time.monotonic()
+        during_prune += pruner.runs == 0
+        i += 1
+        await asyncio.sleep(0.02)
+        assert i < 3000, "pruning 200,000 rows took more than a minute"
+    expected.append(len(sent))
+    if len(committed) >= len(sent):
+        all_committed.set()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(all_committed.wait(), 5)
+    writer.close()
+    daemon.request_stop()
+    assert await task == 0
+
+    assert pruner.last is not None
+    assert (pruner.last.calls, pruner.last.lines_deleted) == (BACKLOG, BACKLOG)
+    assert during_prune >= 50, f"only {during_prune} lines were sent while pruning ran: no overlap to test"
+    missing = [line for line in sent if line not in committed]
+    assert not missing, f"{len(missing)} of {len(sent)} lines never committed"
+    latency = sorted(committed[line] - t for line, t in sent.items())
+    print(f"\n{len(sent)} live lines ({during_prune} while pruning {BACKLOG:,} calls): commit latency "
+          f"median {latency[len(latency) // 2] * 1000:.0f} ms, max {latency[-1] * 1000:.0f} ms")
+    assert latency[-1] < 0.5, f"a live line waited {latency[-1]:.2f} s for its commit"
+    conn = connect_readonly(db)
+    try:
+        assert conn.execute("SELECT count(*) FROM calls WHERE source = 'old'").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM calls WHERE source = 'push'").fetchone()[0] == len(sent)
+        assert conn.execute("SELECT sum(calls), sum(cost_micros) FROM rollup_daily WHERE day = '2017-07-14'"
+                            ).fetchone() == (BACKLOG, BACKLOG * 120000)
+    finally:
+        conn.close()
