@@ -4,7 +4,7 @@
 
 For each rate, a separate sender process (the PBX) writes Avaya IP Office lines to a `tcp-server` source for
 the given time; each line carries its send time (in the account-code field). The daemon runs in this process
-with its normal configuration (100 ms commit interval) and a commit listener that records, for every line,
+with its default configuration (50 ms commit interval) and a commit listener that records, for every line,
 the time from the sender's write to its commit. Reported per rate: lines sent, lines journalled, lines lost
 (must be 0), latency median and p99, the daemon process's CPU share, and its peak memory.
 """

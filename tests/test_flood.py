@@ -25,7 +25,7 @@ __all__ = ["daemons"]  # the fixture, imported for pytest
 #: What bounds memory under a flood is ``[database] max_pending_rows``: when the journal writer falls behind,
 #: up to that many parsed rows wait in memory (about 1.9 KB each), then sources stop reading (backpressure).
 #: Measured here (Python 3.11, x86-64, 2 CPUs; see the test's output with -s): 45 MiB at start; at the flood's
-#: peak about 95 MiB with max_pending_rows = 20000 and about 220 MiB with the default 100000, whose full
+#: peak about 95 MiB with the default max_pending_rows = 20000 and about 220 MiB with 100000, whose full
 #: backlog would reach about 45 + 100000 * 1.9 KB = 230-250 MiB. Bounds in MiB, per setting:
 MEMORY_BOUNDS_MIB = {20_000: 150, 100_000: 300}
 
