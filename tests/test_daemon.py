@@ -86,6 +86,36 @@ async def test_tcp_server_source_journals_every_line_byte_for_byte(tmp_path: Pat
     assert conn.execute("SELECT count(*) FROM calls").fetchone()[0] == len(sent)
 
 
+async def test_tcp_client_source_journals_every_line_byte_for_byte(tmp_path: Path) -> None:
+    """The other direction: the daemon connects to the PBX, which writes N lines in random chunk sizes."""
+    sent = lines(3000, start=3_000_000)
+    data = b"".join(line + b"\r\n" for line in sent)
+    done = asyncio.Event()
+
+    async def pbx(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        rng = random.Random(11)
+        i = 0
+        while i < len(data):
+            n = rng.randint(1, 5000)
+            writer.write(data[i:i + n])
+            await writer.drain()
+            i += n
+        await done.wait()
+        writer.close()
+
+    server = await asyncio.start_server(pbx, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    daemon = Daemon(settings(tmp_path, [{"name": "ipo", "kind": "tcp-client", "format": "avaya-ipo",
+                                         "host": "127.0.0.1", "port": port}]))
+    task = asyncio.create_task(daemon.run())
+    rows = await wait_for_rows(tmp_path, len(sent))
+    done.set()
+    daemon.request_stop()
+    assert await task == 0
+    server.close()
+    assert rows == sent
+
+
 async def test_tcp_client_survives_five_pbx_restarts_without_loss_or_doubles(tmp_path: Path) -> None:
     """The PBX (the simulator in listen mode) stops and starts five times; every line it wrote is journalled
     once. Like a real PBX, it holds lines while no collector is connected."""

@@ -180,3 +180,20 @@ def test_import_counts_garbage_as_errors_and_keeps_it(tmp_path: Path) -> None:
     errors = conn.execute("SELECT raw, error FROM lines WHERE status = 'error' ORDER BY id").fetchall()
     assert [raw for raw, _ in errors[:2]] == [b"\x8f\xff random ", b" bytes"]  # NUL ends a line
     assert "longer than" in errors[2][1]
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("cisco-cucm", "cdr"), ("avaya-ipo", "ipo500-2017-07")])
+def test_multi_leg_calls_are_counted_once(tmp_path: Path, fmt: str, name: str) -> None:
+    """A call with recording legs (Cisco) or transfer segments (IP Office) is stored leg by leg under one
+    call key, and the report rollups count it once."""
+    db = tmp_path / "legs.db"
+    assert main(["import", "-q", "--format", fmt, "--database", str(db),
+                 str(FIXTURES / fmt / f"{name}.smdr")]) == 0
+    conn = sqlite3.connect(db)
+    keys, legs = conn.execute("SELECT count(DISTINCT call_key), count(*) FROM calls").fetchone()
+    assert legs > keys  # some calls have several legs...
+    assert conn.execute("SELECT sum(calls) FROM rollup_daily").fetchone()[0] == keys  # ...counted once
+    if fmt == "cisco-cucm":
+        assert (keys, legs) == (1, 3)
+        kinds = [r[0] for r in conn.execute("SELECT json_extract(extra, '$.leg_type') FROM calls ORDER BY leg")]
+        assert kinds[1:] == ["recording", "recording"]
