@@ -311,7 +311,15 @@ class TcpServer(Source):
         loop = asyncio.get_running_loop()
 
         async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await self._handle(reader, writer, handshake)
+            try:
+                await self._handle(reader, writer, handshake)
+            except asyncio.CancelledError:
+                # Only `_close_peers` cancels this task, after which the connection is drained and closed.
+                # Ending it normally matters: Python 3.11's StreamReaderProtocol done-callback calls
+                # ``task.exception()`` on it, which raises for a cancelled task and logs an "Exception in
+                # callback ... CancelledError" traceback at every stop with a PBX connected (3.12 checks
+                # ``task.cancelled()`` first).
+                return
 
         def factory() -> asyncio.StreamReaderProtocol:
             return asyncio.StreamReaderProtocol(LossTolerantReader(loop=loop), connected, loop=loop)
