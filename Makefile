@@ -26,6 +26,11 @@ system-deps:
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
 
+## The fault-injection suite: a real daemon through dropped links, kills, full disks, broker outages.
+## SMDRD_FAULTS_SHORT=1 runs a shorter form of every scenario (what CI runs).
+faults: $(STAMP) system-deps
+	$(BIN)/python -m pytest -m faults tests/faults
+
 ## Static checks: ruff and mypy (strict).
 lint: $(STAMP)
 	$(BIN)/ruff check .

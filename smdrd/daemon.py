@@ -53,6 +53,9 @@ EXTENSIONS: tuple[str, ...] = (
 
 CommitListener = Callable[[list[Entry], float], None]
 
+#: at stop, how long to keep retrying commits that fail (a full disk) before giving up and exiting 1.
+STOP_COMMIT_TIMEOUT = 20.0
+
 
 def build_rater(settings: Settings, base_dir: Path | None = None) -> Hooks:
     """Hooks holding the rating function for ``settings``.
@@ -151,6 +154,7 @@ class Daemon:
                  sources=[s.name for s in self.settings.sources if s.enabled])
         notify("READY=1", f"STATUS=collecting from {len(self.sources)} source(s)")
         self._ready.set()
+        status = 0
         try:
             await self._stop.wait()
         finally:
@@ -158,8 +162,15 @@ class Daemon:
             log.info("daemon.stopping", pending=self.writer.pending)
             await self._stop_sources(list(self.sources))
             watchdog.cancel()
-            await self.writer.close()
-            await writer_task
+            if not await self.writer.close(give_up_after=STOP_COMMIT_TIMEOUT):
+                # Commits keep failing (disk full): exit non-zero rather than hang until systemd's SIGKILL.
+                status = 1
+                writer_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer_task
+                await self.writer.close_connection()
+            else:
+                await writer_task
             for task in self._tasks:
                 task.cancel()
             for task in self._tasks:
@@ -170,8 +181,9 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
-            log.info("daemon.stopped", lines=self.writer.stats.lines, calls=self.writer.stats.calls)
-        return 0
+            log.info("daemon.stopped", lines=self.writer.stats.lines, calls=self.writer.stats.calls,
+                     status=status)
+        return status
 
     def _start_source(self, cfg: SourceConfig) -> None:
         from smdrd.sources.factory import build_source

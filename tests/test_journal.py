@@ -197,3 +197,29 @@ def test_multi_leg_calls_are_counted_once(tmp_path: Path, fmt: str, name: str) -
         assert (keys, legs) == (1, 3)
         kinds = [r[0] for r in conn.execute("SELECT json_extract(extra, '$.leg_type') FROM calls ORDER BY leg")]
         assert kinds[1:] == ["recording", "recording"]
+
+
+async def test_a_stop_that_cannot_commit_gives_up_and_says_so(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM while commits keep failing (a full disk, a lock that never goes): the daemon does not hang
+    until systemd kills it; it gives up after STOP_COMMIT_TIMEOUT, logs what is lost and exits 1."""
+    import smdrd.daemon as daemon_module
+    from smdrd.config import Settings
+    from smdrd.daemon import Daemon
+
+    monkeypatch.setattr(daemon_module, "STOP_COMMIT_TIMEOUT", 0.5)
+    db = tmp_path / "stuck.db"
+    settings = Settings.model_validate({"database": {"path": str(db), "commit_interval_ms": 10},
+                                        "http": {"enabled": False}})
+    daemon = Daemon(settings, extensions=())
+    task = asyncio.create_task(daemon.run())
+    await daemon.ready.wait()
+    blocker = sqlite3.connect(db, isolation_level=None, timeout=0)
+    blocker.execute("BEGIN EXCLUSIVE")  # nothing can be written any more
+    assert daemon.writer._db is not None
+    await daemon.writer._db.execute("PRAGMA busy_timeout = 20")
+    daemon.writer.submit(frame(LINE))
+    await asyncio.sleep(0.2)
+    daemon.request_stop()
+    assert await asyncio.wait_for(task, 10) == 1
+    blocker.execute("ROLLBACK")

@@ -47,6 +47,10 @@ class WriterStats:
     last_commit_seconds: float = 0.0
 
 
+def _in_transaction(db: aiosqlite.Connection) -> bool:
+    return bool(db.in_transaction)
+
+
 def _migrate_file(path: str) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     try:
@@ -154,6 +158,7 @@ class JournalWriter:
                 delay = min(5.0, 0.05 * 2 ** min(failures, 7))
                 log.warning("journal.commit_failed", error=str(exc), pending=len(self._pending),
                             retry_in=round(delay, 2), failures=failures)
+                await self._recover()
                 await asyncio.sleep(delay)
                 continue
             if failures:
@@ -174,7 +179,8 @@ class JournalWriter:
 
     async def _commit(self, batch: list[Entry]) -> int:
         db = self._db
-        assert db is not None, "open() first"
+        if db is None:
+            raise sqlite3.OperationalError("the journal database is not open (reconnecting)")
         await db.execute("BEGIN IMMEDIATE")
         try:
             async with db.execute("SELECT coalesce(max(id), 0) FROM lines") as cur:
@@ -202,7 +208,11 @@ class JournalWriter:
                 await db.executemany(sql, rows)
             await db.execute("COMMIT")
         except BaseException:
-            await db.execute("ROLLBACK")
+            # SQLite has already rolled back by itself after some failures (disk full, I/O error): a ROLLBACK
+            # then raises "no transaction is active", which would hide the error that says what went wrong.
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    await db.execute("ROLLBACK")
             raise
         duplicates = 0
         for i, e in enumerate(batch):
@@ -213,6 +223,30 @@ class JournalWriter:
                 e.calls = []
                 e.side_rows = []
         return duplicates
+
+    async def _recover(self) -> None:
+        """After a failed commit: make sure the connection is out of its transaction, or open a fresh one.
+
+        If even ROLLBACK failed, the connection would stay inside the transaction and every retry would fail
+        with "cannot start a transaction within a transaction": the writer would be stuck for good.
+        """
+        db = self._db
+        if db is None or not _in_transaction(db):
+            return
+        with contextlib.suppress(sqlite3.Error):
+            await db.execute("ROLLBACK")
+        if not _in_transaction(db):  # asked again: the ROLLBACK may have ended it
+            return
+        log.warning("journal.reconnecting", reason="the connection could not leave its failed transaction")
+        with contextlib.suppress(sqlite3.Error, OSError):
+            await db.close()
+        self._db = None
+        try:
+            self._db = await aiosqlite.connect(self.path, isolation_level=None)
+            for pragma in PRAGMAS:
+                await self._db.execute(pragma)
+        except (sqlite3.Error, OSError) as exc:  # the next failed commit tries again
+            log.warning("journal.reconnect_failed", error=str(exc))
 
     async def _commit_one_by_one(self, batch: list[Entry]) -> int:
         duplicates = 0
@@ -248,11 +282,31 @@ class JournalWriter:
                              [(i,) for i in dup_lines])
         return {int(str(i)) for i in dup_lines}
 
-    async def close(self) -> None:
-        """Commit everything pending, then close the database. The `run` task ends."""
+    async def close(self, give_up_after: float | None = None) -> bool:
+        """Commit everything pending, then close the database. The `run` task ends.
+
+        Args:
+            give_up_after: seconds to keep retrying when commits keep failing (a full disk at shutdown);
+                ``None`` waits for as long as it takes.
+
+        Returns:
+            True when everything was committed; False when that time passed with entries still pending
+            (they are counted in the log: the caller exits non-zero so that the failure is seen).
+        """
         self._closing = True
         self._wake.set()
-        await self._idle.wait()
+        try:
+            await asyncio.wait_for(self._idle.wait(), give_up_after)
+        except TimeoutError:
+            log.error("journal.close_abandoned", pending=len(self._pending), waited_seconds=give_up_after,
+                      reason="commits kept failing at shutdown (disk full or database locked)")
+            return False
+        await self.close_connection()
+        return True
+
+    async def close_connection(self) -> None:
+        """Close the database connection (after `close` gave up: cancel the `run` task first)."""
         if self._db is not None:
-            await self._db.close()
+            with contextlib.suppress(sqlite3.Error, OSError):
+                await self._db.close()
             self._db = None
