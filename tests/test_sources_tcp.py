@@ -18,7 +18,8 @@ from smdrd.framing import Framer
 from smdrd.sources.base import Source, SourceStatus
 from smdrd.sources.factory import build_source
 from smdrd.sources.handshakes import Handshake, register
-from smdrd.sources.tcp import TcpClient, TcpServer, read_stream, resolve_handshake, stream_pair
+from smdrd.sources.streams import read_stream, resolve_handshake, stream_pair
+from smdrd.sources.tcp import TcpClient, TcpServer
 from smdrd.testing import CollectedStream, CollectingIngest, free_port
 
 TIMEOUT = 5.0

@@ -28,7 +28,7 @@ from smdrd.config import FileSource
 from smdrd.errors import SmdrdError
 from smdrd.framing import Framer
 from smdrd.sources.base import Ingest, Source, Stream
-from smdrd.sources.tcp import CHUNK, describe, feed_whole, read_stream, stream_pair
+from smdrd.sources.streams import CHUNK, describe, feed_whole, read_stream, stream_pair
 
 log = structlog.get_logger(__name__)
 

@@ -24,7 +24,7 @@ from smdrd.backoff import LogThrottle, log_throttled
 from smdrd.config import SerialSource
 from smdrd.sources.base import Ingest, Source
 from smdrd.sources.handshakes import Handshake
-from smdrd.sources.tcp import (
+from smdrd.sources.streams import (
     CONNECTION_ERRORS,
     close_writer,
     describe,

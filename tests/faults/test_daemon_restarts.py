@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from smdrd.sources.tcp import CHUNK
+from smdrd.sources.streams import CHUNK
 from smdrd.testing import free_port
 from tests.faults.conftest import (
     DaemonProcess,
