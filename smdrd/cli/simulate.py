@@ -6,11 +6,12 @@ import argparse
 import asyncio
 import sys
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from smdrd.config import parse_hostport
-from smdrd.core import Entry
+from smdrd.core import MICROS, Entry
 from smdrd.parsing import get_parser_class
 from smdrd.simulator import DEPARTMENTS, Pacer, Traffic, push, render_calls, serve
 
@@ -85,7 +86,7 @@ def _print_calls(entries: list[Entry], _seconds: float) -> None:
         for row in entry.calls:
             (_uid, _src, _fmt, _key, leg, start, _utc, duration, _ring, direction, ext, number, _trunk,
              *_, call_class, _rule, _prefix, cost_micros, currency) = row
-            cost = "" if cost_micros is None else f"{int(str(cost_micros)) / 1_000_000:.2f} {currency}"
+            cost = "" if cost_micros is None else f"{Decimal(str(cost_micros)) / MICROS:.2f} {currency}"
             arrow = {"inbound": "<-", "outbound": "->", "internal": "<>"}.get(str(direction), "--")
             m, s = divmod(int(str(duration)), 60)
             print(f"  {str(start)[11:19]}  ext {ext!s:>4} {arrow} {number!s:<16} {call_class or ''!s:<13} "
