@@ -223,3 +223,33 @@ async def test_a_stop_that_cannot_commit_gives_up_and_says_so(tmp_path: Path,
     daemon.request_stop()
     assert await asyncio.wait_for(task, 10) == 1
     blocker.execute("ROLLBACK")
+
+
+def test_parallel_import_stores_exactly_what_the_in_process_import_stores(tmp_path: Path) -> None:
+    """The worker process runs the same pipeline: the journals are the same, row for row (bar receive times)."""
+    src = tmp_path / "mixed.log"
+    shutil.copy(SAMPLE, src)
+    with src.open("ab") as fh:
+        fh.write(b"\r\nnot smdr\r\n")
+    tables = {}
+    for mode in ("parallel", "in-process"):
+        db = tmp_path / f"{mode}.db"
+        extra = ["--in-process"] if mode == "in-process" else []
+        assert main(["import", "-q", "--format", "avaya-ipo", "--database", str(db), *extra, str(src)]) == 1
+        conn = sqlite3.connect(db)
+        tables[mode] = (
+            conn.execute("SELECT id, source, peer, format, raw, status, error FROM lines ORDER BY id").fetchall(),
+            conn.execute("SELECT line_id, uid, call_key, leg, start, duration, extension, number, cost_micros "
+                         "FROM calls ORDER BY id").fetchall(),
+        )
+    assert tables["parallel"] == tables["in-process"]
+    assert len(tables["parallel"][0]) == 1444
+
+
+def test_a_worker_failure_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A problem the parser process meets (here a broken rate deck) ends the import with its message."""
+    (tmp_path / "rates.csv").write_text("name,prefix,rate\nBad,44x,0.01\n")
+    config = tmp_path / "smdrd.toml"
+    config.write_text(f'[database]\npath = "{tmp_path / "x.db"}"\n[tariff]\ndecks = ["rates.csv"]\n')
+    assert main(["import", "-q", "--format", "avaya-ipo", "--config", str(config), str(SAMPLE)]) == 2
+    assert "rates.csv:2" in capsys.readouterr().err
