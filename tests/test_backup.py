@@ -1,7 +1,6 @@
 """``smdrd backup`` and ``smdrd restore``: real daemon processes, real SQLite files, the real command line.
 
-The commands run as subprocesses through `smdrd.cli.main`; `CLI` makes sure the ``backup`` and ``export``
-modules are registered even before they are listed in `smdrd.cli.COMMANDS`.
+The commands run as subprocesses (`CLI`: ``python -m smdrd``), as a user runs them.
 """
 
 from __future__ import annotations
@@ -26,9 +25,7 @@ from smdrd.config import load_config
 from smdrd.testing import free_port
 from tests.test_daemon import lines
 
-CLI = [sys.executable, "-c",
-       "import sys, smdrd.cli as c; c.COMMANDS = tuple(dict.fromkeys((*c.COMMANDS, 'backup', 'export'))); "
-       "sys.exit(c.main())"]
+CLI = [sys.executable, "-m", "smdrd"]
 
 CONFIG = """
 [site]

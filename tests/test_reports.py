@@ -20,6 +20,7 @@ import pytest
 
 from smdrd.config import Settings
 from smdrd.core import PARSED, Entry, call_row
+from smdrd.rating import Rating
 from smdrd.record import CallRecord, Direction
 from smdrd.reports.queries import Context, Query, Report, context_from, parse_query, run_report
 from smdrd.reports.rollup import connect_readonly
@@ -44,16 +45,6 @@ def settings_for(db: Path, departments: list[dict[str, Any]] | None = None, **ex
         "departments": DEPARTMENTS if departments is None else departments,
         **extra,
     })
-
-
-@dataclass(frozen=True, slots=True)
-class Rating:
-    e164: str
-    call_class: str
-    rule: str
-    prefix: str
-    cost: Decimal
-    currency: str = "EUR"
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +89,7 @@ def record(c: Call) -> tuple[object, ...]:
     start = datetime.fromisoformat(c.start).replace(tzinfo=TZ)
     rec = CallRecord(format="test", start=start, duration=c.duration, direction=Direction(c.direction),
                      extension=c.extension, number=c.number, trunk=c.trunk, leg=c.leg, call_key=c.key)
-    rating = Rating(c.e164, c.call_class, "rule", c.e164[:3], Decimal(c.cost))
+    rating = Rating(c.e164, c.call_class, "rule", c.e164[:3], Decimal(c.cost), "EUR")
     return call_row(rec, f"test:{c.start}:{c.extension}:{c.leg}", "pbx", rating)
 
 

@@ -25,6 +25,7 @@ import pytest
 from smdrd.config import Settings, load_config
 from smdrd.core import CALL_COLUMNS, ERROR, PARSED, Entry, call_row
 from smdrd.errors import ConfigError
+from smdrd.rating import Rating
 from smdrd.record import CallRecord, Direction
 from smdrd.reports.queries import context_from, parse_query, run_report
 from smdrd.reports.render import to_dict
@@ -42,16 +43,6 @@ DEPARTMENTS: list[dict[str, Any]] = [
     {"name": "Sales", "extensions": ["200-209"], "budget": "100"},
     {"name": "Support", "extensions": ["300-301"], "members": [{"extensions": ["205"], "valid_from": "2025-01-01"}]},
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Rating:
-    e164: str
-    call_class: str
-    rule: str
-    prefix: str
-    cost: Decimal
-    currency: str = "EUR"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +83,7 @@ def record(c: Call) -> tuple[object, ...]:
     start = datetime.fromisoformat(c.start).replace(tzinfo=TZ)
     rec = CallRecord(format="test", start=start, duration=c.duration, direction=Direction(c.direction),
                      extension=c.extension, number=c.e164.lstrip("+"), trunk=c.trunk, leg=c.leg, call_key=c.key)
-    rating = None if c.cost is None else Rating(c.e164, c.call_class, "rule", c.e164[:3], Decimal(c.cost))
+    rating = None if c.cost is None else Rating(c.e164, c.call_class, "rule", c.e164[:3], Decimal(c.cost), "EUR")
     return call_row(rec, f"test:{c.start}:{c.extension}:{c.leg}", "pbx", rating)
 
 
