@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from bench._util import report  # noqa: E402
 from smdrd.config import SiteConfig  # noqa: E402
 from smdrd.core import CALL_COLUMNS, process_frame  # noqa: E402
-from smdrd.daemon import build_rater  # noqa: E402
+from smdrd.daemon import build_hooks  # noqa: E402
 from smdrd.framing import Framer  # noqa: E402
 from smdrd.parsing import ParserContext, get_parser_class  # noqa: E402
 from smdrd.store.schema import connect  # noqa: E402
@@ -68,7 +68,7 @@ def ceiling(data: Path, db: Path, fmt: str) -> tuple[float, int]:
 
     cls = get_parser_class(fmt)
     parser = cls(ParserContext(timezone=SiteConfig().tz))
-    rate = build_rater(Settings()).rate
+    rate = build_hooks(Settings()).rate
     conn = connect(str(db))
     line_sql = ("INSERT INTO lines (id, source, peer, received_at, format, raw, status, error) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")

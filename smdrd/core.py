@@ -25,6 +25,7 @@ HELD = "held"  # part of a multi-leg call whose other legs have not arrived yet
 SKIPPED = "skipped"
 ERROR = "error"
 DUPLICATE = "duplicate"
+FLUSHED = "flushed"  # an empty marker line carrying the records a parser held until its stream ended
 
 MICROS = Decimal(1_000_000)
 # One encoder for every row: json.dumps() with non-default arguments builds a new encoder on each call.
@@ -133,6 +134,29 @@ def process_frame(
         return Entry(source, peer, received_at, fmt, frame, HELD)
     entry = Entry(source, peer, received_at, fmt, frame, PARSED)
     add_calls(entry, records, line_uid(fmt, frame), rate, observe)
+    return entry
+
+
+def flush_entry(
+    parser: Parser,
+    *,
+    source: str,
+    peer: str,
+    received_at: int,
+    tag: object,
+    rate: Rate | None = None,
+    observe: Observe | None = None,
+) -> Entry | None:
+    """End of a stream: the records ``parser`` still holds (a multi-leg call cut off by the end), or ``None``.
+
+    Their lines are journalled already, so they are stored against an empty ``flushed`` marker line; ``tag``
+    (a time or a line id) makes the marker's uid unique to this stream's end.
+    """
+    records = parser.flush()
+    if not records:
+        return None
+    entry = Entry(source, peer, received_at, parser.name, b"", FLUSHED)
+    add_calls(entry, records, f"{parser.name}:flush:{peer}:{tag}", rate, observe)
     return entry
 
 

@@ -57,8 +57,8 @@ CommitListener = Callable[[list[Entry], float], None]
 STOP_COMMIT_TIMEOUT = 20.0
 
 
-def build_rater(settings: Settings, base_dir: Path | None = None) -> Hooks:
-    """Hooks holding the rating function for ``settings``.
+def build_hooks(settings: Settings, base_dir: Path | None = None) -> Hooks:
+    """The pipeline's hooks for ``settings``: the tariff's rating function (extensions add the observer).
 
     Raises:
         TariffError: a rate deck or rule is invalid (says which file and line).
@@ -88,7 +88,7 @@ class Daemon:
         self.writer = JournalWriter(db.path, commit_interval=db.commit_interval_ms / 1000,
                                     batch_rows=db.batch_rows, max_pending=db.max_pending_rows,
                                     on_commit=self._committed)
-        self.hooks = build_rater(settings, self.base_dir)
+        self.hooks = build_hooks(settings, self.base_dir)
         #: the HTTP server (metrics, health, reports), or None when ``[http] enabled = false``.
         self.http: HttpServer | None = None
         if settings.http.enabled:
@@ -237,7 +237,7 @@ class Daemon:
         log.info("daemon.reloading", config=str(self.config_path))
         try:
             new = await asyncio.to_thread(load_config, self.config_path)
-            new_hooks = build_rater(new, self.base_dir)
+            new_hooks = build_hooks(new, self.base_dir)
         except (ConfigError, SmdrdError) as exc:
             log.error("daemon.reload_rejected", reason=str(exc), kept="the running configuration")
             return

@@ -11,13 +11,11 @@ import time
 from dataclasses import dataclass
 
 from smdrd.config import SiteConfig
-from smdrd.core import ERROR, PARSED, SKIPPED, Entry, Observe, Rate, add_calls, process_frame
+from smdrd.core import ERROR, PARSED, SKIPPED, Observe, Rate, flush_entry, process_frame
 from smdrd.framing import Frame, Framer
 from smdrd.parsing import ParserContext, get_parser_class
 from smdrd.sources.base import FramerLike
 from smdrd.store.writer import JournalWriter
-
-FLUSHED = "flushed"
 
 
 @dataclass(slots=True)
@@ -91,14 +89,10 @@ class LineStream:
         if frames:
             self._take(frames)
         ing = self._ingest
-        records = self._parser.flush()
-        if records:
-            # Records a parser still held (a multi-leg call cut off by the end of the stream): their lines are
-            # journalled already, so they are stored against an empty marker line.
-            now = time.time_ns() // 1000
-            entry = Entry(ing.name, self.peer, now, self._parser.name, b"", FLUSHED)
-            add_calls(entry, records, f"{self._parser.name}:flush:{self.peer}:{now}", ing.hooks.rate,
-                      ing.hooks.observe)
+        now = time.time_ns() // 1000
+        entry = flush_entry(self._parser, source=ing.name, peer=self.peer, received_at=now, tag=now,
+                            rate=ing.hooks.rate, observe=ing.hooks.observe)
+        if entry is not None:
             ing.writer.submit(entry)
             ing.counters.calls += len(entry.calls)
 

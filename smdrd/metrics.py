@@ -38,7 +38,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from smdrd import __version__
 from smdrd.config import UNASSIGNED, Settings
-from smdrd.core import CALL_COLUMNS, DUPLICATE, ERROR, Entry
+from smdrd.core import CALL_COLUMNS, DUPLICATE, ERROR, FLUSHED, Entry
 from smdrd.errors import SmdrdError
 from smdrd.health import source_down
 from smdrd.http import Request, Response
@@ -69,7 +69,6 @@ NO_DEPARTMENT = UNASSIGNED
 DIRECTIONS: tuple[str, ...] = tuple(d.value for d in Direction)
 _KNOWN_CLASSES = frozenset(CALL_CLASSES)
 _KNOWN_DIRECTIONS = frozenset(DIRECTIONS)
-FLUSHED = "flushed"  # smdrd.ingest.FLUSHED: an empty marker line holding calls a parser still had at close
 
 _COL_START = CALL_COLUMNS.index("start")  # ISO, the PBX's local time: its date is the membership day
 _COL_DURATION = CALL_COLUMNS.index("duration")

@@ -21,11 +21,11 @@ from typing import Any, BinaryIO
 
 from smdrd.cli._common import add_config_argument, settings_from
 from smdrd.config import Settings, SiteConfig, TariffConfig
-from smdrd.core import ERROR, PARSED, SKIPPED, Entry, add_calls, process_frame
-from smdrd.daemon import build_rater
+from smdrd.core import ERROR, FLUSHED, PARSED, SKIPPED, Entry, flush_entry, process_frame
+from smdrd.daemon import build_hooks
 from smdrd.errors import SmdrdError
 from smdrd.framing import Framer
-from smdrd.ingest import FLUSHED, SourceIngest
+from smdrd.ingest import SourceIngest
 from smdrd.parsing import ParserContext, get_parser_class
 from smdrd.store.writer import JournalWriter
 
@@ -90,7 +90,7 @@ async def import_files(settings: Settings, args: argparse.Namespace,
     await writer.open()
     writer_task = asyncio.create_task(writer.run())
     ingest = SourceIngest(name=args.source, format=args.format, site=settings.site, writer=writer,
-                          hooks=build_rater(settings, base_dir), encoding=args.encoding,
+                          hooks=build_hooks(settings, base_dir), encoding=args.encoding,
                           year=args.year or _source_year(settings, args.source),
                           options=_source_options(settings, args.source),
                           max_line=1 << 20)
@@ -225,10 +225,8 @@ def _parse_files(out: Connection, job: dict[str, Any]) -> None:
         for frame in framer.close():
             take(process_frame(frame, parser, encoding, source=source, peer=name, received_at=received,
                                rate=rate))
-        records = parser.flush()
-        if records:
-            entry = Entry(source, name, received, parser.name, b"", FLUSHED)
-            add_calls(entry, records, f"{parser.name}:flush:{name}:{received}", rate, None)
+        entry = flush_entry(parser, source=source, peer=name, received_at=received, tag=received, rate=rate)
+        if entry is not None:
             take(entry)
         if batch:
             out.send(("entries", list(batch)))

@@ -20,14 +20,13 @@ from pathlib import Path
 
 from smdrd.cli._common import add_config_argument, settings_from
 from smdrd.config import Settings, SourceConfig
-from smdrd.core import CALL_COLUMNS, DUPLICATE, MICROS, Entry, add_calls, process_frame
+from smdrd.core import CALL_COLUMNS, DUPLICATE, FLUSHED, MICROS, Entry, flush_entry, process_frame
 from smdrd.errors import SmdrdError
 from smdrd.parsing import Parser, ParserContext, get_parser_class
 from smdrd.rating import Rater
 from smdrd.store.schema import UNROLL_ON_DELETE, connect
 
 BATCH = 2000
-FLUSHED = "flushed"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -215,10 +214,9 @@ def run_reparse(args: argparse.Namespace) -> int:
     # Records parsers still hold (multi-leg calls cut off by the range's end) go with each stream's last line.
     tail: list[tuple[int, Entry | None]] = []
     for (source, peer), stream in streams.items():
-        records = stream.parser.flush()
-        if records:
-            entry = Entry(source, peer, 0, stream.parser.name, b"", FLUSHED)
-            add_calls(entry, records, f"{stream.parser.name}:flush:{peer}:{stream.last_line}", rate, None)
+        entry = flush_entry(stream.parser, source=source, peer=peer, received_at=0, tag=stream.last_line,
+                            rate=rate)
+        if entry is not None:
             tail.append((stream.last_line, entry))
     if tail:
         _replace(conn, insert, tail, summary, keep_lines=True)
