@@ -51,7 +51,7 @@ from typing import Any
 from smdrd.parsing import Parser, ParserContext
 from smdrd.record import CallRecord, Direction
 
-from ._fields import uint, ymd_hms
+from ._fields import seconds, ymd_hms
 
 BASE = (
     "accountcode", "src", "dst", "dcontext", "clid", "channel", "dstchannel", "lastapp", "lastdata", "start",
@@ -161,11 +161,11 @@ class AsteriskCSVParser(Parser):
                 return None
             raise self.error(str(exc), "start") from None
         try:
-            total = uint(f["duration"])
+            total = seconds(f["duration"])
         except ValueError as exc:
             raise self.error(str(exc), "duration") from None
         try:
-            billsec = uint(f["billsec"])
+            billsec = seconds(f["billsec"])
         except ValueError as exc:
             raise self.error(str(exc), "billsec") from None
         for col in ("answer", "end"):

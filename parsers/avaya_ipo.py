@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from smdrd.parsing import Parser, ParserContext
 from smdrd.record import CallRecord, Direction
 
-from ._fields import hms_seconds, seconds_text, uint, ymd_hms
+from ._fields import digits, hms_seconds, seconds, seconds_text, ymd_hms
 
 FIELDS = (
     "call_start", "connected_time", "ring_time", "caller", "direction", "called_number", "dialled_number",
@@ -70,7 +70,7 @@ class AvayaIPOfficeParser(Parser):
         except ValueError as exc:
             raise self.error(str(exc), "connected_time") from None
         try:
-            ring = uint(f[2]) if f[2].strip() else 0
+            ring = seconds(f[2]) if f[2].strip() else 0
         except ValueError as exc:
             raise self.error(str(exc), "ring_time") from None
         dir_code = f[4].strip()
@@ -80,7 +80,7 @@ class AvayaIPOfficeParser(Parser):
         if internal not in ("0", "1", "I", ""):
             raise self.error(f"expected 0 or 1, got {f[8]!r}", "is_internal")
         call_id = f[9].strip()
-        if call_id and not call_id.isdigit():
+        if call_id and not (digits(call_id) and len(call_id) <= 19):
             raise self.error(f"expected a number, got {f[9]!r}", "call_id")
         cont = f[10].strip()
         if cont not in ("0", "1", ""):

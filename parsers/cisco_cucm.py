@@ -46,6 +46,8 @@ from typing import Any
 from smdrd.parsing import Parser, ParserContext
 from smdrd.record import CallRecord, Direction
 
+from ._fields import check_year, digits, seconds
+
 #: the columns of a CUCM 14/15 CDR file, for a stream that starts without its names line.
 DEFAULT_COLUMNS = (
     "cdrRecordType", "globalCallID_callManagerId", "globalCallID_callId", "origLegCallIdentifier",
@@ -167,12 +169,16 @@ class CiscoCUCMParser(Parser):
 
     def _time(self, text: str, column: str) -> datetime | None:
         t = text.strip()
-        if not (t.isdigit() and t.isascii() and len(t) <= 11):
+        if not (digits(t) and len(t) <= 11):
             raise self.error(f"expected epoch seconds, got {text!r}", column)
         if t == "0":
             return None
         tz = self.context.timezone
         when = datetime.fromtimestamp(int(t), UTC)
+        try:
+            check_year(when.year, t)
+        except ValueError as exc:
+            raise self.error(str(exc), column) from None
         return when.astimezone(tz) if tz else when
 
     def _next_leg(self, key: str) -> int:
@@ -209,14 +215,17 @@ class CiscoCUCMParser(Parser):
         f = dict(zip(self._columns, row, strict=False))
         g = f.get
         for col in ("globalCallID_callManagerId", "globalCallID_callId", "duration"):
-            if not (f[col].strip().isdigit() and f[col].strip().isascii()):
+            if not digits(f[col].strip()):
                 raise self.error(f"expected a whole number, got {f[col]!r}", col)
         origination = self._time(f["dateTimeOrigination"], "dateTimeOrigination")
         connect = self._time(f["dateTimeConnect"], "dateTimeConnect")
         disconnect = self._time(f["dateTimeDisconnect"], "dateTimeDisconnect")
         if origination is None:
             raise self.error("origination time is 0", "dateTimeOrigination")
-        duration = int(f["duration"])
+        try:
+            duration = seconds(f["duration"])
+        except ValueError as exc:
+            raise self.error(str(exc), "duration") from None
         ring_end = connect or disconnect or origination
         ring = max(int((ring_end - origination).total_seconds()), 0)
 
@@ -235,7 +244,7 @@ class CiscoCUCMParser(Parser):
         for k, v in f.items():
             if k in _CORE or not v or v == "0":
                 continue
-            if _is_ip_column(k) and v.lstrip("-").isdigit():
+            if _is_ip_column(k) and digits(v.lstrip("-")) and len(v) <= 11:
                 extra[k] = int_to_ip(int(v))
             else:
                 extra[k] = v

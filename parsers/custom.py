@@ -56,7 +56,7 @@ from typing import Any
 from smdrd.parsing import Parser, ParserContext
 from smdrd.record import CallRecord, Direction
 
-from ._fields import hms_seconds, uint
+from ._fields import MAX_CALL_SECONDS, call_seconds, hms_seconds, seconds, uint
 
 CANONICAL = frozenset({"start", "date", "time", "duration", "ring", "extension", "number", "trunk", "account",
                        "auth_code", "call_id"})
@@ -80,9 +80,9 @@ def _bad(key: str, message: str) -> ValueError:
 def _duration(text: str, fmt: str) -> int:
     t = text.strip()
     if fmt == "seconds":
-        return uint(t)
+        return seconds(t)
     if fmt == "minutes":
-        return uint(t) * 60
+        return call_seconds(uint(t, MAX_CALL_SECONDS) * 60, text)
     if fmt == "hh:mm'ss":
         t = t.replace("'", ":")
     elif fmt == "mm:ss":

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from smdrd.parsing import Parser
 from smdrd.record import CallRecord, Direction
 
-from ._fields import hms_seconds, seconds_text
+from ._fields import hms_seconds, seconds, seconds_text
 
 SLICES: Mapping[str, tuple[int, int]] = {
     "type": (0, 3), "extension": (3, 9), "trunk": (9, 15), "digits": (15, 44), "start": (44, 50),
@@ -70,12 +70,7 @@ class Mitel5000Parser(Parser):
         start = self._start(f["start"])
         elapsed = f["elapsed"]
         try:
-            if elapsed.startswith("S="):
-                if not (elapsed[2:].isdigit() and elapsed.isascii()):
-                    raise ValueError(f"expected S=seconds, got {elapsed!r}")
-                duration = int(elapsed[2:])
-            else:
-                duration = hms_seconds(elapsed)
+            duration = seconds(elapsed[2:]) if elapsed.startswith("S=") else hms_seconds(elapsed)
         except ValueError as exc:
             raise self.error(str(exc), "elapsed") from None
         ext = f["extension"]

@@ -88,7 +88,8 @@ class NecSVParser(Parser):
         if "PAGE" not in text:
             return False
         head = text.split()[0] if text.split() else ""
-        if len(head) == 10 and head[2] == "/" and head[5] == "/" and head.replace("/", "").isdigit():
+        if len(head) == 10 and head[2] == "/" and head[5] == "/" and head.replace("/", "").isdigit() \
+                and head.isascii():
             try:
                 self._header_date = date(int(head[6:]), int(head[:2]), int(head[3:5]))
             except ValueError:

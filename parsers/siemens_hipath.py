@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from smdrd.parsing import Parser, ParserContext
 from smdrd.record import CallRecord, Direction
 
-from ._fields import hms_seconds, seconds_text, uint
+from ._fields import hms_seconds, seconds, seconds_text
 
 #: 0-based [start, end) columns of a GetAccount record.
 SLICES = {
@@ -104,7 +104,7 @@ class SiemensHiPathParser(Parser):
         except ValueError as exc:
             raise self.error(str(exc), "date") from None
         try:
-            duration = hms_seconds(f["duration"]) if f["duration"] else uint(f.get("seconds", "0") or "0")
+            duration = hms_seconds(f["duration"]) if f["duration"] else seconds(f.get("seconds", "0") or "0")
         except ValueError as exc:
             raise self.error(str(exc), "duration") from None
         ring: int | None = None

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from smdrd.errors import ParseError
 from smdrd.framing import Frame, Oversized
-from smdrd.parsing import Parser
+from smdrd.parsing import Parser, flush_records, parse_line
 from smdrd.record import CallRecord
 
 PARSED = "parsed"
@@ -122,12 +122,10 @@ def process_frame(
                      f"line longer than {frame.limit} bytes: kept the first {frame.limit}, "
                      "discarded the rest up to the next line end")
     try:
-        records = parser.parse(frame.decode(encoding, errors="replace"))
+        # A parser bug or a value no real call has is a ParseError here: it must not cost the line.
+        records = parse_line(parser, frame.decode(encoding, errors="replace"))
     except ParseError as exc:
         return Entry(source, peer, received_at, fmt, frame, ERROR, str(exc))
-    except Exception as exc:  # a parser bug must not cost the line: journal it with the error
-        return Entry(source, peer, received_at, fmt, frame, ERROR,
-                     f"{fmt}: parser failed ({type(exc).__name__}: {exc})")
     if records is None:
         return Entry(source, peer, received_at, fmt, frame, SKIPPED)
     if not records:
@@ -152,10 +150,11 @@ def flush_entry(
     Their lines are journalled already, so they are stored against an empty ``flushed`` marker line; ``tag``
     (a time or a line id) makes the marker's uid unique to this stream's end.
     """
-    records = parser.flush()
-    if not records:
+    records, errors = flush_records(parser)
+    if not records and not errors:
         return None
-    entry = Entry(source, peer, received_at, parser.name, b"", FLUSHED)
+    entry = Entry(source, peer, received_at, parser.name, b"", FLUSHED if records else ERROR,
+                  "; ".join(str(e) for e in errors) or None)
     add_calls(entry, records, f"{parser.name}:flush:{peer}:{tag}", rate, observe)
     return entry
 

@@ -21,7 +21,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 from smdrd.errors import ParseError, SmdrdError
-from smdrd.record import CallRecord
+from smdrd.record import CallRecord, check_record
 
 ENTRY_POINT_GROUP = "smdrd.parsers"
 
@@ -101,6 +101,47 @@ class Parser(abc.ABC):
     def error(self, reason: str, field: str | None = None) -> ParseError:
         """A `ParseError` for this format (``raise self.error(...)``)."""
         return ParseError(self.name, reason, field)
+
+
+def parse_line(parser: Parser, line: str) -> Sequence[CallRecord] | None:
+    """``parser.parse(line)`` with every record checked against the bounds of a real call.
+
+    What every caller (the daemon, ``import``, ``reparse``, ``smdrd parse``) uses instead of calling
+    `Parser.parse` itself, so a third-party parser's bug or an out-of-range value is a `ParseError` too.
+
+    Raises:
+        ParseError: the line is invalid, a value is out of bounds (`smdrd.record.check_record`), or the parser
+            failed with another exception (a bug: the reason names it).
+    """
+    try:
+        records = parser.parse(line)
+    except ParseError:
+        raise
+    except Exception as exc:
+        raise ParseError(parser.name, f"parser failed ({type(exc).__name__}: {exc})") from exc
+    if records:
+        for record in records:
+            check_record(record)
+    return records
+
+
+def flush_records(parser: Parser) -> tuple[list[CallRecord], list[ParseError]]:
+    """``parser.flush()``: the held records that pass `check_record`, and the errors of those that do not."""
+    try:
+        held = list(parser.flush())
+    except Exception as exc:
+        return [], [ParseError(parser.name, f"parser failed at the end of the stream ({type(exc).__name__}: "
+                                            f"{exc})")]
+    good: list[CallRecord] = []
+    bad: list[ParseError] = []
+    for record in held:
+        try:
+            check_record(record)
+        except ParseError as exc:
+            bad.append(exc)
+        else:
+            good.append(record)
+    return good, bad
 
 
 class UnknownFormat(SmdrdError):

@@ -11,6 +11,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from smdrd.errors import ParseError
+
+#: the longest talk or ring time a real call can have, in seconds (31 days). A PBX field beyond it is corrupt
+#: (or hostile) and the line is journalled as an error naming the field, never stored as a call.
+MAX_CALL_SECONDS = 31 * 86_400
+#: call start times outside [EARLIEST_YEAR, LATEST_YEAR] are no real call (a PBX clock set to a factory date in
+#: the 1980s or 1990s still fits).
+EARLIEST_YEAR = 1980
+LATEST_YEAR = 2099
+#: the most legs one call can have, and the longest text a field may hold.
+MAX_LEG = 9_999
+MAX_FIELD_CHARS = 4_096
+
 
 class Direction(enum.StrEnum):
     """Which way a call went, seen from the site."""
@@ -92,3 +105,47 @@ class CallRecord:
             "call_key": self.key(),
             "extra": dict(self.extra),
         }
+
+
+_TEXT_FIELDS = ("format", "extension", "number", "trunk", "account", "auth_code", "call_id", "transfer", "call_key")
+
+
+def check_record(record: CallRecord) -> None:
+    """Refuse a record holding a value no real call can have; every parser's output passes through here.
+
+    The field converters shared by the parsers (``parsers/_fields.py``) bound what they convert; this check
+    is the boundary for every parser, a third-party plugin's included, so that nothing the store cannot hold
+    or a report cannot sum leaves the pure core.
+
+    Raises:
+        ParseError: naming the field and the bound.
+    """
+    fmt = record.format if isinstance(record.format, str) else "?"
+    for name, seconds, optional in (("duration", record.duration, False), ("ring", record.ring, True)):
+        if seconds is None and optional:
+            continue
+        if type(seconds) is not int:
+            raise ParseError(fmt, f"expected whole seconds, got {type(seconds).__name__}", name)
+        if not 0 <= seconds <= MAX_CALL_SECONDS:
+            raise ParseError(fmt, f"{seconds} s is no real call (0 to {MAX_CALL_SECONDS} s, 31 days)", name)
+    if type(record.leg) is not int or not 0 <= record.leg <= MAX_LEG:
+        raise ParseError(fmt, f"expected a leg number from 0 to {MAX_LEG}, got {record.leg!r}", "leg")
+    start = record.start
+    if not isinstance(start, datetime):
+        raise ParseError(fmt, f"expected a date and time, got {type(start).__name__}", "start")
+    if not EARLIEST_YEAR <= start.year <= LATEST_YEAR:
+        raise ParseError(fmt, f"year {start.year} is outside {EARLIEST_YEAR} to {LATEST_YEAR}", "start")
+    if not isinstance(record.direction, Direction):
+        raise ParseError(fmt, f"expected a Direction, got {record.direction!r}", "direction")
+    for name in _TEXT_FIELDS:
+        value = getattr(record, name)
+        if not isinstance(value, str):
+            raise ParseError(fmt, f"expected text, got {type(value).__name__}", name)
+        if len(value) > MAX_FIELD_CHARS:
+            raise ParseError(fmt, f"{len(value)} characters, more than {MAX_FIELD_CHARS}", name)
+    for key, value in record.extra.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ParseError(fmt, "vendor extras must be text", f"extra.{key}")
+    for name in ("continued", "answered"):
+        if not isinstance(getattr(record, name), bool):
+            raise ParseError(fmt, f"expected true or false, got {getattr(record, name)!r}", name)

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from smdrd.errors import ParseError, SmdrdError
 from smdrd.framing import Framer, Oversized
-from smdrd.parsing import ParserContext, detect_format, format_names, get_parser_class
+from smdrd.parsing import ParserContext, detect_format, flush_records, format_names, get_parser_class, parse_line
 
 DETECT_LINES = 30
 CHUNK = 1 << 16
@@ -114,7 +114,7 @@ def run_parse(args: argparse.Namespace) -> int:
             continue
         text = frame.decode(encoding, errors="replace")
         try:
-            records = parser.parse(text)
+            records = parse_line(parser, text)
         except ParseError as exc:
             failed += 1
             print(json.dumps({"file": name, "line": lineno, "error": str(exc), "field": exc.field,
@@ -122,8 +122,13 @@ def run_parse(args: argparse.Namespace) -> int:
             continue
         for record in records or ():
             out.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
-    for record in parser.flush():
+    held, errors = flush_records(parser)
+    for record in held:
         out.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
+    for problem in errors:
+        failed += 1
+        print(json.dumps({"file": None, "line": None, "error": str(problem), "field": problem.field},
+                         ensure_ascii=False), file=sys.stderr)
     return 1 if failed else 0
 
 

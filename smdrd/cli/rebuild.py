@@ -20,11 +20,12 @@ from pathlib import Path
 
 from smdrd.cli._common import add_config_argument, settings_from
 from smdrd.config import Settings, SourceConfig
-from smdrd.core import CALL_COLUMNS, DUPLICATE, FLUSHED, MICROS, Entry, flush_entry, process_frame
+from smdrd.core import CALL_COLUMNS, DUPLICATE, ERROR, FLUSHED, MICROS, Entry, flush_entry, process_frame
 from smdrd.errors import SmdrdError
 from smdrd.parsing import Parser, ParserContext, get_parser_class
 from smdrd.rating import Rater
 from smdrd.store.schema import UNROLL_ON_DELETE, connect
+from smdrd.store.writer import unwritable
 
 BATCH = 2000
 
@@ -242,10 +243,28 @@ def _replace(conn: sqlite3.Connection, insert: str, entries: list[tuple[int, Ent
     try:
         removed = 0
         if not keep_lines:
-            before = conn.total_changes
-            conn.executemany("DELETE FROM calls WHERE line_id = ?", ids)
-            removed = conn.total_changes - before
-        conn.executemany(insert, [(line_id, *row) for line_id, entry in entries if entry for row in entry.calls])
+            # rowcount, not total_changes: the rollup trigger's writes are no calls.
+            removed = conn.executemany("DELETE FROM calls WHERE line_id = ?", ids).rowcount
+        try:
+            conn.executemany(insert, [(line_id, *row) for line_id, entry in entries if entry for row in entry.calls])
+        except Exception as exc:
+            if unwritable(exc):
+                raise
+            # One entry holds what the database refuses: store the others, and that line as an error.
+            for line_id, entry in entries:
+                if not entry or not entry.calls:
+                    continue
+                conn.execute("SAVEPOINT one")
+                try:
+                    conn.executemany(insert, [(line_id, *row) for row in entry.calls])
+                except Exception as one:
+                    if unwritable(one):
+                        raise
+                    conn.execute("ROLLBACK TO one")
+                    entry.calls = []
+                    entry.status = ERROR
+                    entry.error = f"could not store what was parsed from this line: {type(one).__name__}: {one}"
+                conn.execute("RELEASE one")
         status_rows: list[tuple[str, str | None, int]] = []
         for line_id, entry in entries:
             if entry is None:

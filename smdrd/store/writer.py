@@ -24,7 +24,7 @@ from pathlib import Path
 import aiosqlite
 import structlog
 
-from smdrd.core import CALL_COLUMNS, DUPLICATE, Entry
+from smdrd.core import CALL_COLUMNS, DUPLICATE, ERROR, Entry
 from smdrd.store.schema import PRAGMAS, migrate
 
 log = structlog.get_logger(__name__)
@@ -33,6 +33,32 @@ _INSERT_LINE = ("INSERT INTO lines (id, source, peer, received_at, format, raw, 
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 _INSERT_CALL = (f"INSERT OR IGNORE INTO calls (line_id, {', '.join(CALL_COLUMNS)}) "
                 f"VALUES (?, {', '.join('?' * len(CALL_COLUMNS))})")
+
+
+#: uids per ``IN (...)`` query: well under SQLite's limit on bound parameters whatever the batch size.
+_IN_CHUNK = 500
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def unwritable(exc: BaseException) -> bool:
+    """``exc`` says the database cannot be written right now (locked, full, read-only, I/O error, gone): retry
+    the same batch later. Any other error (a value the schema or the driver refuses, text it cannot encode, an
+    integer beyond 64 bits) belongs to one entry, which is then stored as an ``error`` line instead."""
+    return isinstance(exc, sqlite3.OperationalError | sqlite3.InternalError | OSError) \
+        or type(exc) is sqlite3.DatabaseError
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def _text(value: object) -> str:
+    """Text that SQLite's driver can always encode (lone surrogates replaced)."""
+    return str(value).encode("utf-8", "replace").decode("utf-8")
+
+
+def _int64(value: object) -> bool:
+    return type(value) is int and _INT64[0] <= value <= _INT64[1]
 
 
 @dataclass(slots=True)
@@ -143,16 +169,11 @@ class JournalWriter:
                 continue
             self._urgent = False
             batch = [self._pending[i][1] for i in range(min(self.batch_rows, len(self._pending)))]
-            started = time.monotonic()
             try:
-                try:
-                    duplicates = await self._commit(batch)
-                except (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError) as exc:
-                    # Not transient: one entry holds a value the schema refuses. Retrying the batch would
-                    # stall the journal for good, so commit entry by entry and journal the bad one's error.
-                    log.error("journal.bad_entry_in_batch", error=str(exc))
-                    duplicates = await self._commit_one_by_one(batch)
-            except (sqlite3.Error, OSError) as exc:
+                await self._commit_batch(batch)
+            except Exception as exc:
+                if not unwritable(exc):
+                    raise  # _commit_batch stores every entry it can: this is a bug, and the daemon says so
                 failures += 1
                 self.stats.failures += 1
                 delay = min(5.0, 0.05 * 2 ** min(failures, 7))
@@ -164,18 +185,81 @@ class JournalWriter:
             if failures:
                 log.info("journal.commit_recovered", after_failures=failures)
                 failures = 0
-            for _ in batch:
-                self._pending.popleft()
-            elapsed = time.monotonic() - started
-            self.stats.commits += 1
-            self.stats.lines += len(batch)
-            self.stats.duplicates += duplicates
-            self.stats.calls += sum(len(e.calls) for e in batch)  # duplicates' calls were cleared
-            self.stats.last_commit_seconds = elapsed
-            if len(self._pending) < self.max_pending:
-                self._capacity.set()
-            if self.on_commit is not None:
-                self.on_commit(batch, elapsed)
+
+    async def _commit_batch(self, batch: list[Entry]) -> None:
+        """Commit ``batch`` (the head of the pending queue) in one transaction, or entry by entry when one of
+        its entries holds something the database refuses. Raises only when the database is unwritable
+        (`unwritable`); what was committed before that is off the queue, so a retry never doubles it."""
+        started = time.monotonic()
+        try:
+            duplicates = await self._commit(batch)
+        except Exception as exc:
+            if unwritable(exc):
+                raise
+            # Not transient: one entry holds a value the schema or the driver refuses. Retrying the batch would
+            # stall the journal for good, so commit entry by entry and journal the bad one as an error line.
+            log.error("journal.bad_entry_in_batch", error=_describe(exc), entries=len(batch))
+            for entry in batch:
+                started = time.monotonic()
+                self._done([entry], await self._commit_entry(entry), started)
+            return
+        self._done(batch, duplicates, started)
+
+    def _done(self, entries: list[Entry], duplicates: int, started: float) -> None:
+        """``entries`` (the head of the queue) are committed: take them off it, count them, tell the listener."""
+        for _ in entries:
+            self._pending.popleft()
+        elapsed = time.monotonic() - started
+        self.stats.commits += 1
+        self.stats.lines += len(entries)
+        self.stats.duplicates += duplicates
+        self.stats.calls += sum(len(e.calls) for e in entries)  # duplicates' calls were cleared
+        self.stats.last_commit_seconds = elapsed
+        if len(self._pending) < self.max_pending:
+            self._capacity.set()
+        if self.on_commit is not None:
+            try:
+                self.on_commit(entries, elapsed)
+            except Exception:  # a listener's bug must not stop the journal (it is committed already)
+                log.exception("journal.commit_listener_failed")
+
+    async def _commit_entry(self, entry: Entry) -> int:
+        """Commit one entry, keeping as much of it as the database accepts: the whole entry; else the line and
+        its calls without their side rows; else the line alone as an ``error`` line with its raw bytes and the
+        reason. Raises only when the database is unwritable."""
+        try:
+            return await self._commit([entry])
+        except Exception as exc:
+            if unwritable(exc):
+                raise
+            reason = _describe(exc)
+        if entry.side_rows:
+            entry.side_rows = []
+            entry.error = f"could not store the call's alerts: {reason}"
+            try:
+                return await self._commit([entry])
+            except Exception as exc:
+                if unwritable(exc):
+                    raise
+                reason = _describe(exc)
+        log.error("journal.entry_stored_as_error", source=_text(entry.source), reason=reason)
+        entry.calls = []
+        entry.side_rows = []
+        entry.status = ERROR
+        entry.error = f"could not store what was parsed from this line: {reason}"
+        try:
+            return await self._commit([entry])
+        except Exception as exc:
+            if unwritable(exc):
+                raise
+        # Even the line's own fields are refused (text the driver cannot encode, a time out of range): keep the
+        # raw bytes with fields that cannot fail.
+        entry.source, entry.peer, entry.format = _text(entry.source), _text(entry.peer), _text(entry.format)
+        entry.received_at = entry.received_at if _int64(entry.received_at) else time.time_ns() // 1000
+        entry.raw = bytes(entry.raw) if isinstance(entry.raw, bytes | bytearray | memoryview) \
+            else _text(entry.raw).encode()
+        entry.error = _text(entry.error)[:2000]
+        return await self._commit([entry])
 
     async def _commit(self, batch: list[Entry]) -> int:
         db = self._db
@@ -197,13 +281,14 @@ class JournalWriter:
             for e in batch:
                 for sql, params in e.side_rows:
                     side.setdefault(sql, []).append(params)
-            dup_lines: set[int] = set()
+            dup_calls: set[tuple[int, str]] = set()
             if call_rows:
-                before = db.total_changes
-                await db.executemany(_INSERT_CALL, call_rows)
-                inserted = db.total_changes - before
+                # The cursor's rowcount counts the rows this statement inserted; total_changes would also count
+                # the rollup trigger's writes and hide a re-sent line.
+                async with db.executemany(_INSERT_CALL, call_rows) as cur:
+                    inserted = cur.rowcount
                 if inserted < len(call_rows):
-                    dup_lines = await self._mark_duplicates(db, call_rows)
+                    dup_calls = await self._find_duplicates(db, call_rows)
             for sql, rows in side.items():
                 await db.executemany(sql, rows)
             await db.execute("COMMIT")
@@ -215,13 +300,17 @@ class JournalWriter:
                     await db.execute("ROLLBACK")
             raise
         duplicates = 0
-        for i, e in enumerate(batch):
-            if first + i in dup_lines:
-                # Listeners (metrics, alerts) see what was stored: a re-sent line added no call.
-                duplicates += len(e.calls)
-                e.status = DUPLICATE
-                e.calls = []
-                e.side_rows = []
+        if dup_calls:
+            for i, e in enumerate(batch):
+                kept = [c for c in e.calls if (first + i, str(c[0])) not in dup_calls]
+                if len(kept) == len(e.calls):
+                    continue
+                # Listeners (metrics, alerts) see what was stored: a re-sent call is not counted again.
+                duplicates += len(e.calls) - len(kept)
+                e.calls = kept
+                if not kept:
+                    e.status = DUPLICATE
+                    e.side_rows = []
         return duplicates
 
     async def _recover(self) -> None:
@@ -270,17 +359,27 @@ class JournalWriter:
         return duplicates
 
     @staticmethod
-    async def _mark_duplicates(db: aiosqlite.Connection, call_rows: list[tuple[object, ...]]) -> set[int]:
-        """Mark the lines whose calls were already stored (a re-sent buffer) as duplicates; return their ids."""
-        uids = {row[1] for row in call_rows}
-        placeholders = ",".join("?" * len(uids))
-        async with db.execute(f"SELECT uid, line_id FROM calls WHERE uid IN ({placeholders})",
-                              list(uids)) as cur:
-            stored = {uid: line_id async for uid, line_id in cur}
-        dup_lines = {row[0] for row in call_rows if stored.get(row[1]) != row[0]}
-        await db.executemany(f"UPDATE lines SET status = '{DUPLICATE}' WHERE id = ?",
-                             [(i,) for i in dup_lines])
-        return {int(str(i)) for i in dup_lines}
+    async def _find_duplicates(db: aiosqlite.Connection, call_rows: list[tuple[object, ...]]) -> set[tuple[int, str]]:
+        """The ``(line_id, uid)`` of the calls that were stored already (a re-sent buffer, or the same line twice
+        in this batch): their uid belongs to another line. Lines all of whose calls are such are marked
+        ``duplicate`` in this transaction."""
+        uids = list({str(row[1]) for row in call_rows})
+        stored: dict[str, int] = {}
+        for i in range(0, len(uids), _IN_CHUNK):
+            chunk = uids[i:i + _IN_CHUNK]
+            async with db.execute(f"SELECT uid, line_id FROM calls WHERE uid IN ({','.join('?' * len(chunk))})",
+                                  chunk) as cur:
+                stored.update({uid: line_id async for uid, line_id in cur})
+        dup_calls = {(int(str(row[0])), str(row[1])) for row in call_rows if stored.get(str(row[1])) != row[0]}
+        calls_by_line: dict[int, int] = {}
+        for row in call_rows:
+            calls_by_line[int(str(row[0]))] = calls_by_line.get(int(str(row[0])), 0) + 1
+        dups_by_line: dict[int, int] = {}
+        for line_id, _ in dup_calls:
+            dups_by_line[line_id] = dups_by_line.get(line_id, 0) + 1
+        whole = [(line_id,) for line_id, n in dups_by_line.items() if n == calls_by_line[line_id]]
+        await db.executemany(f"UPDATE lines SET status = '{DUPLICATE}' WHERE id = ?", whole)
+        return dup_calls
 
     async def close(self, give_up_after: float | None = None) -> bool:
         """Commit everything pending, then close the database. The `run` task ends.
