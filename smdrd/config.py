@@ -91,8 +91,9 @@ class DatabaseConfig(_Section):
     # 50 ms: with the commit itself, a live line is committed within 100 ms of receipt.
     commit_interval_ms: int = Field(default=50, ge=1, le=60_000)
     batch_rows: int = Field(default=5000, ge=1, le=1_000_000)
-    # About 2 KB a pending line: 20,000 bound the backlog to ~40 MB under a flood; TCP holds the PBX back.
-    max_pending_rows: int = Field(default=20_000, ge=100)
+    # Received but uncommitted lines, where sources stop reading and TCP holds the PBX back. 5,000 is what the
+    # writer commits in well under a second on a small box: what a kill -9 can lose stays small (docs/faults.md).
+    max_pending_rows: int = Field(default=5_000, ge=100, le=1_000_000)
 
 
 class _SourceBase(_Section):

@@ -33,6 +33,7 @@ from smdrd.http import HttpServer
 from smdrd.ingest import Hooks, SourceIngest
 from smdrd.notify import notify, watchdog_interval
 from smdrd.sources.base import Source
+from smdrd.sources.streams import describe
 from smdrd.store.writer import JournalWriter
 
 log = structlog.get_logger("smdrd.daemon")
@@ -102,6 +103,10 @@ class Daemon:
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
         self._reloading: asyncio.Task[None] | None = None
+        #: supervised tasks that died of an error, by name, with the error: `/healthz` turns 503, the watchdog
+        #: is no longer fed (so systemd restarts the daemon) and the stop says what happened.
+        self.failed_tasks: dict[str, str] = {}
+        self._stopping = False
 
     @property
     def base_dir(self) -> Path | None:
@@ -128,6 +133,27 @@ class Daemon:
     def request_stop(self) -> None:
         self._stop.set()
 
+    def _supervised(self, task: asyncio.Task[Any]) -> asyncio.Task[Any]:
+        """Watch ``task``: if it ends with an error (a bug), that is never silent."""
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        name = task.get_name()
+        if exc is None:
+            if name == "journal-writer" and not self._stopping:
+                exc = RuntimeError("the journal writer returned before the daemon stopped")
+            else:
+                return
+        self.failed_tasks[name] = f"{type(exc).__name__}: {exc}"[:500]
+        log.error("daemon.task_failed", task=name, error=self.failed_tasks[name],
+                  exc_info=(type(exc), exc, exc.__traceback__),
+                  consequence="unhealthy; the systemd watchdog is no longer fed, so systemd restarts smdrd")
+        notify(f"STATUS=failed: {name} stopped by an internal error; see the log")
+
     def request_reload(self) -> None:
         if self._reloading is None or self._reloading.done():
             self._reloading = asyncio.get_running_loop().create_task(self.reload(), name="reload")
@@ -137,11 +163,11 @@ class Daemon:
         for module in self.extensions:
             importlib.import_module(module).install(self)
         await self.writer.open()
-        writer_task = loop.create_task(self.writer.run(), name="journal-writer")
+        writer_task = self._supervised(loop.create_task(self.writer.run(), name="journal-writer"))
         if self.http is not None:
             await self.http.start()
         for name, factory in self._task_factories:
-            self._tasks.append(loop.create_task(factory(), name=name))
+            self._tasks.append(self._supervised(loop.create_task(factory(), name=name)))
         for sig, handler in ((signal.SIGTERM, self.request_stop), (signal.SIGINT, self.request_stop),
                              (signal.SIGHUP, self.request_reload)):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -158,11 +184,20 @@ class Daemon:
         try:
             await self._stop.wait()
         finally:
+            self._stopping = True
             notify("STOPPING=1")
             log.info("daemon.stopping", pending=self.writer.pending)
             await self._stop_sources(list(self.sources))
             watchdog.cancel()
-            if not await self.writer.close(give_up_after=STOP_COMMIT_TIMEOUT):
+            if writer_task.done():
+                # The writer died of a bug (logged with its traceback when it happened): nothing will commit
+                # what is pending, so say so and exit at once rather than wait for a commit that cannot come.
+                status = 1
+                log.error("daemon.stop_after_failure", failed=dict(self.failed_tasks),
+                          uncommitted_lines=self.writer.pending,
+                          reason="the journal writer had stopped; lines received since then were not committed")
+                await self.writer.close_connection()
+            elif not await self.writer.close(give_up_after=STOP_COMMIT_TIMEOUT):
                 # Commits keep failing (disk full): exit non-zero rather than hang until systemd's SIGKILL.
                 status = 1
                 writer_task.cancel()
@@ -181,6 +216,8 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
+            if self.failed_tasks:
+                status = 1
             log.info("daemon.stopped", lines=self.writer.stats.lines, calls=self.writer.stats.calls,
                      status=status)
         return status
@@ -208,9 +245,9 @@ class Daemon:
                 failures += 1
                 delay = min(60.0, 2.0 ** min(failures, 6))
                 level = log.error if failures == 1 else log.debug
-                level("source.failed", source=source.name, error=repr(exc), restart_in=delay,
-                      failures=failures)
-                source.status.last_error = repr(exc)
+                level("source.failed", source=source.name, error=describe(exc), restart_in=delay,
+                      failures=failures, exc_info=failures == 1)
+                source.status.failed(exc)
                 await asyncio.sleep(delay)
                 continue
             if source.kind == "file":
@@ -266,6 +303,10 @@ class Daemon:
         if interval is None:
             return
         while True:
+            if self.failed_tasks:
+                # Starve the watchdog: systemd kills and restarts a daemon one of whose tasks died of a bug.
+                log.error("daemon.watchdog_starved", failed=sorted(self.failed_tasks))
+                return
             notify("WATCHDOG=1")
             await asyncio.sleep(interval)
 

@@ -46,3 +46,38 @@ class ParseError(SmdrdError):
 
 class TariffError(SmdrdError):
     """A tariff (rate deck or inline rules) is invalid; says which file and line."""
+
+
+def public_reason(exc: BaseException | None) -> str:
+    """``exc`` as a reason a person can act on, for public pages: never the exception's text, which may carry a
+    peer's address, a path or a secret (a `UnicodeEncodeError` quotes the password it could not encode)."""
+    import errno
+    import os
+    import socket
+    import ssl
+
+    if exc is None:
+        return "closed by the other side"
+    if isinstance(exc, socket.gaierror):
+        return "host name not found"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
+        return "connection lost"
+    if isinstance(exc, ssl.SSLError):
+        return "TLS error"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, FileNotFoundError):
+        return "not found"
+    if isinstance(exc, UnicodeError):
+        return "text not representable in the configured encoding (check passwords and encodings)"
+    if isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+        return "host unreachable"
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno).lower()
+    if isinstance(exc, ConfigError):
+        return "configuration error (see the log)"
+    return f"{type(exc).__name__} (see the log)"

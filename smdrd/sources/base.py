@@ -54,8 +54,19 @@ class SourceStatus:
     refused: int = 0
     bytes_read: int = 0
     last_data_at: float | None = None
+    #: the last error in full (logs and the token-protected health detail; may name the PBX's address).
     last_error: str | None = None
+    #: the same error as a reason a person can act on, with no exception text or address (public `/healthz`).
+    last_error_reason: str | None = None
     started_at: float = field(default_factory=time.time)
+
+    def failed(self, exc: BaseException | None, detail: str | None = None) -> None:
+        """Note an error: ``exc`` (``None``: the peer closed the link), or ``detail`` as the full text."""
+        from smdrd.errors import public_reason
+        from smdrd.sources.streams import describe
+
+        self.last_error = detail if detail is not None else describe(exc)
+        self.last_error_reason = public_reason(exc)
 
     def saw_data(self, n: int) -> None:
         self.bytes_read += n

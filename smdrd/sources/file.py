@@ -73,7 +73,7 @@ class FileReader(Source):
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError as exc:
-            self.status.last_error = describe(exc)
+            self.status.failed(exc)
             raise SmdrdError(f"source {self.name}: cannot read {path}: {exc.strerror}") from exc
         try:
             await self._read_fd(fd, path, os.lseek(fd, 0, os.SEEK_CUR))
@@ -163,7 +163,7 @@ class FileReader(Source):
         try:
             fd = os.open(path, os.O_RDONLY)
         except OSError as exc:
-            self.status.last_error = describe(exc)
+            self.status.failed(exc)
             log_throttled(log, self._throttle, "source.file_unavailable", source=self.name, path=path,
                           error=describe(exc))
             return None

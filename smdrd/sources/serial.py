@@ -115,6 +115,6 @@ class SerialPort(Source):
     def _trouble(self, exc: BaseException | None) -> None:
         # an open port that reaches end of file has gone away just the same as one that errors
         error = "device closed" if exc is None else describe(exc)
-        self.status.last_error = error
+        self.status.failed(exc, error)
         log_throttled(log, self._throttle, "source.port_unavailable", source=self.name,
                       device=self.config.device, error=error)

@@ -164,6 +164,9 @@ def describe(exc: BaseException | None) -> str:
     """An error as one short line for logs and `SourceStatus.last_error`."""
     if exc is None:
         return "closed by peer"
+    if isinstance(exc, UnicodeError):
+        # Its text quotes the characters it could not encode, which may be a password's.
+        return f"{type(exc).__name__}: text not representable in {getattr(exc, 'encoding', 'the encoding')}"
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
 

@@ -9,6 +9,7 @@ a PBX that is quiet all night is normal, and TCP keepalive is what notices a pee
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from typing import Any
@@ -41,6 +42,19 @@ KEEPALIVE_COUNT = 5
 SERVER_HANDSHAKE_TIMEOUT = 10.0
 #: how many distinct peer addresses a tcp-server remembers, to log a peer's first connection at info level.
 _SEEN_PEERS_MAX = 256
+
+
+#: the kernel's receive buffer for a PBX connection (Linux doubles it for its own bookkeeping). What sits there
+#: when the daemon is killed is lost with it, and autotuning would let it grow to megabytes under a flood; 64 KiB
+#: is still far more than any PBX sends between two reads.
+RECEIVE_BUFFER = 64 * 1024
+
+
+def limit_receive_buffer(sock: socket.socket | None) -> None:
+    """Cap ``sock``'s kernel receive buffer at `RECEIVE_BUFFER` (turns off autotuning, which grows it to MBs)."""
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
 
 
 def set_keepalive(sock: socket.socket | None) -> None:
@@ -92,6 +106,7 @@ class TcpClient(Source):
             transport, _ = await loop.create_connection(lambda: protocol, cfg.host, cfg.port)
         writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         try:
+            limit_receive_buffer(writer.get_extra_info("socket"))
             if cfg.keepalive:
                 set_keepalive(writer.get_extra_info("socket"))
             self._connected()
@@ -121,7 +136,7 @@ class TcpClient(Source):
         log.info("source.connected", **fields)
 
     def _trouble(self, event: str, exc: BaseException | None) -> None:
-        self.status.last_error = describe(exc)
+        self.status.failed(exc)
         log_throttled(log, self._throttle, event, source=self.name, peer=self.peer, error=describe(exc))
 
 
@@ -180,12 +195,14 @@ class TcpServer(Source):
             try:
                 server = await loop.create_server(factory, host, port, reuse_address=True)
             except OSError as exc:
-                self.status.last_error = describe(exc)
+                self.status.failed(exc)
                 log_throttled(log, self._throttle, "source.listen_failed", key="listen", source=self.name,
                               listen=self.config.listen, error=describe(exc))
                 await asyncio.sleep(backoff.next_delay())
                 continue
             self._throttle.reset("listen")
+            for listening in server.sockets:  # accepted connections inherit it from the start
+                limit_receive_buffer(listening)
             sockname = server.sockets[0].getsockname()
             self.address = (sockname[0], sockname[1])
             log.info("source.listening", source=self.name, kind=self.kind, listen=format_peer(sockname),
@@ -232,6 +249,7 @@ class TcpServer(Source):
         handshake: type[Handshake],
     ) -> None:
         set_keepalive(writer.get_extra_info("socket"))
+        limit_receive_buffer(writer.get_extra_info("socket"))
         self._note_connection(peer, ip)
         started = time.monotonic()
         try:
@@ -241,7 +259,7 @@ class TcpServer(Source):
             stream = self.ingest.open_stream(peer, hs.framer(self.config.max_line_length))
             await read_stream(reader, stream, self.status, first)
         except CONNECTION_ERRORS as exc:
-            self.status.last_error = describe(exc)
+            self.status.failed(exc)
             log_throttled(log, self._throttle, "source.peer_lost", key=("lost", ip), source=self.name,
                           peer=peer, error=describe(exc))
         else:
