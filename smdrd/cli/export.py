@@ -5,7 +5,10 @@ migrations follow), plus ``cost``: ``cost_micros`` as an exact decimal string, n
 ``[tariff] decimals`` places (``60000`` -> ``"0.06"``, ``200000`` -> ``"0.20"``, ``1234`` -> ``"0.001234"``: padded,
 never rounded). Rows stream from SQLite to the output in start order, so a year of calls needs no more memory than a
 row. ``--output`` is written to a temporary file and renamed into place: an interrupted export leaves no
-half file behind.
+half file behind. The file is created mode 0600 whatever the umask (it holds every call); see `private_output`.
+
+CSV goes through `smdrd.csvsafe`: a cell a spreadsheet would evaluate (``=1+2``, ``+cmd|' /C calc'!A0`` from a
+caller ID) gets a leading ``'``; plain numbers such as ``+442071234567`` and every integer column stay as they are.
 
 Times: ``--from`` is included and ``--to`` excluded. A time without a UTC offset (or a bare date) is read in
 the site's timezone (``[site] timezone``; UTC without a configuration file).
@@ -17,11 +20,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
 import os
 import sqlite3
 import sys
+import tempfile
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
@@ -30,6 +33,7 @@ from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 from smdrd.cli._common import add_config_argument, settings_from
+from smdrd.csvsafe import SafeCsvWriter
 from smdrd.errors import SmdrdError
 
 _MICROS = Decimal(1_000_000)
@@ -113,11 +117,11 @@ def rows(conn: sqlite3.Connection, start: int | None, end: int | None,
 
 
 def write_csv(out: IO[str], names: list[str], data: Iterator[dict[str, Any]]) -> int:
-    writer = csv.writer(out, lineterminator="\r\n")  # RFC 4180, as spreadsheets expect
+    writer = SafeCsvWriter(out)  # RFC 4180 as spreadsheets expect, no cell a formula
     writer.writerow(names)
     n = 0
     for row in data:
-        writer.writerow(["" if row.get(k) is None else row[k] for k in names])
+        writer.writerow([row.get(k) for k in names])
         n += 1
     return n
 
@@ -135,6 +139,25 @@ def write_jsonl(out: IO[str], names: list[str], data: Iterator[dict[str, Any]]) 
         out.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n")
         n += 1
     return n
+
+
+@contextlib.contextmanager
+def private_output(target: Path) -> Iterator[IO[str]]:
+    """A text file that becomes ``target`` (mode 0600, whatever the umask) when the block ends without error.
+
+    Written to a new temporary file beside ``target`` (created exclusively, so never through a planted link)
+    and renamed into place: an interrupted write leaves neither a half file nor a readable copy behind.
+    """
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.tmp-")
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            os.fchmod(fh.fileno(), 0o600)
+            yield fh
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -159,15 +182,8 @@ def run(args: argparse.Namespace) -> int:
         if args.output is None:
             n = write(sys.stdout, names, data)
         else:
-            target: Path = args.output
-            tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-            try:
-                with tmp.open("w", encoding="utf-8", newline="") as fh:
-                    n = write(fh, names, data)
-                os.replace(tmp, target)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
+            with private_output(args.output) as fh:
+                n = write(fh, names, data)
         conn.execute("COMMIT")
     finally:
         conn.close()

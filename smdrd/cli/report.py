@@ -2,6 +2,8 @@
 
 The same reports, filters and validation as the daemon's ``/api/reports/<kind>`` (both go through
 `smdrd.reports.parse_query` and `smdrd.reports.run_report`). Reads the database only; never writes to it.
+CSV goes through `smdrd.csvsafe` (no cell a spreadsheet formula); ``--output`` is created mode 0600 whatever
+the umask and renamed into place when complete (`smdrd.cli.export.private_output`).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the report and write it."""
+    from smdrd.cli.export import private_output
     from smdrd.reports.queries import context_from, parse_query, run_report
     from smdrd.reports.render import render
     from smdrd.reports.rollup import connect_readonly
@@ -77,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         conn.close()
     text = render(report, args.format)
     if args.output is not None:
-        args.output.write_text(text, encoding="utf-8")
+        with private_output(args.output) as fh:
+            fh.write(text)
     else:
         sys.stdout.write(text)
     return 0

@@ -7,13 +7,13 @@ as data, never as markup. Money leaves as exact decimal strings, never as floats
 
 from __future__ import annotations
 
-import csv
 import html
 import io
 import json
 from decimal import Decimal
 from typing import Any
 
+from smdrd.csvsafe import SafeCsvWriter
 from smdrd.reports.queries import Column, Report
 
 __all__ = ["FORMATS", "render", "to_csv", "to_html", "to_json", "to_table"]
@@ -62,9 +62,13 @@ def _totals_row(report: Report) -> list[str] | None:
 
 
 def to_csv(report: Report) -> str:
-    """A header of column keys, one line per row, and a last ``Total`` line."""
+    """A header of column keys, one line per row, and a last ``Total`` line.
+
+    Through `smdrd.csvsafe`: a cell a spreadsheet would evaluate (``=1+2`` from a caller ID) gets a leading
+    ``'``; plain numbers such as ``+442071234567`` stay as they are.
+    """
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
+    writer = SafeCsvWriter(out)
     writer.writerow([c.key for c in report.columns])
     for row in report.rows:
         writer.writerow([text_value(row.get(c.key)) for c in report.columns])
