@@ -1,9 +1,10 @@
 """``smdrd backup FILE`` and ``smdrd restore FILE``: a consistent copy of the live database, and putting one back.
 
-Backup runs beside the daemon (SQLite's online backup API; the daemon keeps writing). Restore is done with the
-daemon stopped: ``systemctl stop smdrd; smdrd restore FILE; systemctl start smdrd``. It verifies the backup
-(``PRAGMA integrity_check``) before touching anything, and refuses a database that a running process has open
-unless ``--force``.
+Backup runs beside the daemon (SQLite's online backup API; the daemon keeps writing); the file is mode 0600.
+Restore is done with the daemon stopped: ``systemctl stop smdrd; smdrd restore FILE; systemctl start smdrd``.
+It verifies a private copy of the backup (integrity, foreign keys, and the whole schema against what this
+version's migrations create) before touching anything, refuses anything else with the reason, and refuses a
+database that a running process has open unless ``--force``.
 
 The database is the one the configuration names (``[database] path``, or ``SMDRD_DATABASE__PATH``), or
 ``--database``. Never here: the copying itself (`smdrd.store.backup`).
@@ -21,7 +22,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     b = sub.add_parser(
         "backup", help="copy the live database to FILE (safe while the daemon runs)",
         description="Take a consistent copy of the database with SQLite's online backup API while the daemon "
-        "keeps writing. FILE is written atomically and checked with PRAGMA integrity_check.")
+        "keeps writing. FILE is written atomically, readable by its owner only (mode 0600), and verified as "
+        "restore verifies it.")
     b.add_argument("file", type=Path, help="the backup file to write")
     _database_arguments(b)
     b.add_argument("--force", action="store_true", help="replace FILE if it exists")
@@ -29,9 +31,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     r = sub.add_parser(
         "restore", help="replace the database with a backup (stop the daemon first)",
-        description="Verify FILE (PRAGMA integrity_check, smdrd's schema), then write it over the database. "
-        "Stop the daemon first (systemctl stop smdrd) and start it afterwards: a database that a running "
-        "process has open is refused unless --force.")
+        description="Verify a private copy of FILE (PRAGMA integrity_check and foreign_key_check; the whole "
+        "schema, exactly what this version's migrations create for FILE's user_version: tables, columns, "
+        "indexes, triggers, views), bring an older schema up to date, then write it over the database. "
+        "Anything else is refused with what differs, and the database is left untouched. Stop the daemon "
+        "first (systemctl stop smdrd) and start it afterwards: a database that a running process has open is "
+        "refused unless --force.")
     r.add_argument("file", type=Path, help="the backup file to restore")
     _database_arguments(r)
     r.add_argument("--force", action="store_true",
@@ -73,6 +78,8 @@ def run_restore(args: argparse.Namespace) -> int:
 
     target = database_path(args)
     result = restore(args.file, target, force=args.force)
-    print(f"{args.file} -> {target}: {result.lines} lines, {result.calls} calls, integrity ok. "
-          "Start the daemon again (systemctl start smdrd).")
+    migrated = ("" if result.migrated_from is None
+                else f", schema migrated from version {result.migrated_from} to {result.schema_version}")
+    print(f"{args.file} -> {target}: {result.lines} lines, {result.calls} calls, integrity and schema ok"
+          f"{migrated}. Start the daemon again (systemctl start smdrd).")
     return 0
