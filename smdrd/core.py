@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from smdrd.errors import ParseError
-from smdrd.framing import Frame, Oversized
+from smdrd.framing import Frame, Oversized, Skipped
 from smdrd.parsing import Parser, flush_records, parse_line
 from smdrd.record import CallRecord
 
@@ -121,6 +121,8 @@ def process_frame(
         return Entry(source, peer, received_at, fmt, frame.head, ERROR,
                      f"line longer than {frame.limit} bytes: kept the first {frame.limit}, "
                      "discarded the rest up to the next line end")
+    if isinstance(frame, Skipped):  # bytes a framer stepped over to find the next record: kept whole
+        return Entry(source, peer, received_at, fmt, frame.raw, ERROR, frame.reason)
     try:
         # A parser bug or a value no real call has is a ParseError here: it must not cost the line.
         records = parse_line(parser, frame.decode(encoding, errors="replace"))

@@ -30,7 +30,24 @@ class Oversized:
     limit: int
 
 
-Frame = bytes | Oversized
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """Bytes a framer could not cut into a record and stepped over to find the next one (a corrupt length
+    prefix, noise between records); the journal keeps them as an ``error`` line, so nothing disappears unrecorded.
+
+    Attributes:
+        raw: the skipped bytes themselves, exactly as received.
+        reason: how many bytes were skipped and why, for the line's ``error``.
+    """
+
+    raw: bytes
+    reason: str
+
+
+#: what the line `Framer` gives out.
+LineFrame = bytes | Oversized
+#: what any framer may give out (a handshake's own framer may also skip bytes).
+Frame = LineFrame | Skipped
 
 
 class Framer:
@@ -56,7 +73,7 @@ class Framer:
         """Bytes held for an unfinished line."""
         return len(self._buf)
 
-    def feed(self, data: bytes) -> list[Frame]:
+    def feed(self, data: bytes) -> list[LineFrame]:
         """Add ``data``; return every frame it completes, in order."""
         if not data:
             return []
@@ -64,7 +81,7 @@ class Framer:
         if len(parts) == 1:
             self._extend(data)
             return self._overflow()
-        out: list[Frame] = []
+        out: list[LineFrame] = []
         first = parts[0]
         if self._discarding:
             self.discarded_bytes += len(first)
@@ -80,14 +97,14 @@ class Framer:
         out.extend(self._overflow())
         return out
 
-    def close(self) -> list[Frame]:
+    def close(self) -> list[LineFrame]:
         """End of stream: return the unterminated tail as a last frame, if there is one."""
         self._discarding = False
         if not self._buf:
             return []
         tail = bytes(self._buf)
         self._buf = bytearray()
-        out: list[Frame] = []
+        out: list[LineFrame] = []
         self._emit(out, tail)
         return out
 
@@ -97,7 +114,7 @@ class Framer:
         else:
             self._buf += data
 
-    def _overflow(self) -> list[Frame]:
+    def _overflow(self) -> list[LineFrame]:
         if len(self._buf) <= self.max_line:
             return []
         head = bytes(self._buf[: self.max_line])
@@ -106,7 +123,7 @@ class Framer:
         self._discarding = True
         return [Oversized(head, self.max_line)]
 
-    def _emit(self, out: list[Frame], line: bytes) -> None:
+    def _emit(self, out: list[LineFrame], line: bytes) -> None:
         if len(line) > self.max_line:
             self.discarded_bytes += len(line) - self.max_line
             out.append(Oversized(line[: self.max_line], self.max_line))

@@ -8,6 +8,7 @@ the counters and the backpressure wait.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from smdrd.config import SiteConfig
@@ -96,7 +97,7 @@ class LineStream:
             ing.writer.submit(entry)
             ing.counters.calls += len(entry.calls)
 
-    def _take(self, frames: list[Frame]) -> None:
+    def _take(self, frames: Sequence[Frame]) -> None:
         ing = self._ingest
         counters = ing.counters
         now = time.time()

@@ -11,9 +11,10 @@ import socket
 import termios
 import time
 import tty
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from smdrd.framing import Framer, Oversized
+from smdrd.framing import Frame, Framer, Oversized, Skipped
 from smdrd.sources.base import FramerLike
 
 
@@ -25,12 +26,15 @@ class CollectedStream:
     framer: FramerLike
     lines: list[bytes] = field(default_factory=list)
     oversized: list[Oversized] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
     closed: bool = False
 
-    def _take(self, frames: list[bytes | Oversized]) -> None:
+    def _take(self, frames: Sequence[Frame]) -> None:
         for frame in frames:
             if isinstance(frame, Oversized):
                 self.oversized.append(frame)
+            elif isinstance(frame, Skipped):
+                self.skipped.append(frame)
             else:
                 self.lines.append(frame)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -19,9 +20,9 @@ from smdrd.framing import Frame
 class FramerLike(Protocol):
     """What a stream needs from a framer (`smdrd.framing.Framer`, or a handshake's own)."""
 
-    def feed(self, data: bytes) -> list[Frame]: ...
+    def feed(self, data: bytes) -> Sequence[Frame]: ...
 
-    def close(self) -> list[Frame]: ...
+    def close(self) -> Sequence[Frame]: ...
 
 
 class Stream(Protocol):
