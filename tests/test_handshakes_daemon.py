@@ -14,7 +14,16 @@ import pytest
 
 from smdrd.config import Settings
 from smdrd.daemon import Daemon
-from tests.test_handshakes_vendor_a import M5000_RECORD, PANASONIC_RECORDS, fake_pbx, m5000_pbx, panasonic_pbx
+from tests.test_handshakes_vendor_a import (
+    M5000_RECORD,
+    PANASONIC_LOGIN,
+    PANASONIC_RECORDS,
+    fake_pbx,
+    m5000_pbx,
+    panasonic_pbx,
+    panasonic_printing_pbx,
+    panasonic_record,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -44,7 +53,7 @@ async def test_panasonic_source_logs_in_with_the_format_s_handshake(tmp_path: Pa
     async with fake_pbx(panasonic_pbx(b"PCCSMDR")) as port:
         daemon = Daemon(settings(tmp_path, "panasonic", port))
         task = asyncio.create_task(daemon.run())
-        rows = await journal_when(tmp_path, 3)
+        rows = await journal_when(tmp_path, len(PANASONIC_LOGIN) + 3)
         daemon.request_stop()
         assert await task == 0
     record = [raw for raw, status in rows if status == "parsed"]
@@ -56,7 +65,7 @@ async def test_panasonic_password_from_the_source_config(tmp_path: Path) -> None
     async with fake_pbx(panasonic_pbx(b"s3cret")) as port:
         daemon = Daemon(settings(tmp_path, "panasonic", port, password="s3cret"))
         task = asyncio.create_task(daemon.run())
-        rows = await journal_when(tmp_path, 3)
+        rows = await journal_when(tmp_path, len(PANASONIC_LOGIN) + 3)
         daemon.request_stop()
         assert await task == 0
     assert any(status == "parsed" for _, status in rows)
@@ -72,3 +81,21 @@ async def test_mitel_5000_source_unwraps_length_prefixed_records(tmp_path: Path)
     assert [status for _, status in rows] == ["parsed", "parsed"]
     exts = [r[0] for r in sqlite3.connect(tmp_path / "hs.db").execute("SELECT extension FROM calls ORDER BY id")]
     assert exts == ["11202", "11203"]
+
+
+async def test_panasonic_records_before_the_prompt_are_journalled(tmp_path: Path) -> None:
+    """A Panasonic that was already printing sends records before its password prompt (a reconnect mid-stream):
+    every one is journalled and stored as a call, with the login's own lines journalled as skipped."""
+    before = [panasonic_record(i) for i in range(4)]
+    after = [panasonic_record(i) for i in range(4, 6)]
+    async with fake_pbx(panasonic_printing_pbx(before, after)) as port:
+        daemon = Daemon(settings(tmp_path, "panasonic", port))
+        task = asyncio.create_task(daemon.run())
+        rows = await journal_when(tmp_path, len(before) + len(PANASONIC_LOGIN) + len(after))
+        daemon.request_stop()
+        assert await task == 0
+    assert [raw for raw, status in rows if status == "parsed"] == [*before, *after]
+    assert [(raw, status) for raw, status in rows if status != "parsed"] == [
+        (line, "skipped") for line in PANASONIC_LOGIN]
+    calls = sqlite3.connect(tmp_path / "hs.db").execute("SELECT count(*) FROM calls").fetchone()[0]
+    assert calls == len(before) + len(after)

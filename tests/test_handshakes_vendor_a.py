@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from smdrd.framing import Oversized
+from smdrd.framing import Frame, Skipped
 from smdrd.sources.handshakes import Handshake, get_handshake
 from smdrd.sources.hs_mitel_5000 import LengthPrefixedFramer, login_message
+from smdrd.sources.hs_panasonic import MAX_PROMPT_BYTES, SOURCE_HANDSHAKE_LIMIT
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -49,15 +50,15 @@ async def fake_pbx(handler: Handler) -> AsyncIterator[int]:
         await server.wait_closed()
 
 
-async def collect(hs: Handshake, port: int) -> list[bytes | Oversized]:
+async def collect(hs: Handshake, port: int) -> list[Frame]:
     """Connect, run the handshake, and frame everything the PBX sends until it hangs up."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         framer = hs.framer(8192)
-        frames = framer.feed(await hs.start(reader, writer))
+        frames = list(framer.feed(await hs.start(reader, writer)))
         while chunk := await reader.read(4096):
             frames += framer.feed(chunk)
-        return frames + framer.close()
+        return frames + list(framer.close())
     finally:
         writer.close()
 
@@ -83,12 +84,17 @@ def config(**kw: Any) -> SimpleNamespace:
     return SimpleNamespace(**{"password": None, "format_options": {}, **kw})
 
 
+#: what the journal gets of the login itself: the echo and the prompt, which the parser skips as login echoes.
+PANASONIC_LOGIN = [b"SMDR", b"Enter Password: "]
+
+
 async def test_panasonic_default_password_login_delivers_records() -> None:
-    """With no password configured, smdrd logs in with PCCSMDR and the records come through."""
+    """With no password configured, smdrd logs in with PCCSMDR and the records come through (after the login's
+    own lines, which are journalled too and skipped by the parser)."""
     hs = get_handshake("panasonic")(config())
     async with fake_pbx(panasonic_pbx(b"PCCSMDR")) as port:
         frames = await collect(hs, port)
-    assert frames == PANASONIC_RECORDS
+    assert frames == [*PANASONIC_LOGIN, *PANASONIC_RECORDS]
 
 
 async def test_panasonic_configured_secret_password() -> None:
@@ -113,6 +119,96 @@ async def test_panasonic_wrong_password_gives_no_records() -> None:
     async with fake_pbx(panasonic_pbx(b"PCCSMDR")) as port:
         frames = await collect(hs, port)
     assert PANASONIC_RECORDS[-1] not in frames
+
+
+def panasonic_record(i: int) -> bytes:
+    """A distinct Panasonic call record (its end time is 10:00AM plus ``i`` minutes, ``i`` < 60)."""
+    return PANASONIC_RECORDS[2].replace(b"10:15AM", b"10:%02dAM" % i)
+
+
+def panasonic_printing_pbx(before: list[bytes], after: list[bytes], *, prompt: bytes | None = b"Enter Password: ",
+                           hang_up: bool = False) -> Handler:
+    """A Panasonic that was already printing: ``before`` goes out as soon as the collector says ``SMDR``, ahead
+    of the echo and the prompt (a reconnect mid-stream); ``after`` follows the login. ``hang_up``: it closes the
+    connection after ``before``, without ever prompting."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n")
+        writer.write(b"".join(line + b"\r\n" for line in before))
+        await writer.drain()
+        if hang_up:
+            return
+        writer.write(b"SMDR\r\n" + (prompt or b""))
+        await writer.drain()
+        if await reader.readuntil(b"\r\n") != b"PCCSMDR\r\n":
+            return
+        writer.write(b"".join(line + b"\r\n" for line in after))
+        await writer.drain()
+
+    return handler
+
+
+async def test_panasonic_records_sent_before_the_prompt_are_kept() -> None:
+    """Records the PBX prints before its password prompt reach the stream, in order, ahead of the login's own
+    lines and the records after it. Before the fix the handshake kept only what followed the prompt, and these
+    calls were lost."""
+    before = [panasonic_record(i) for i in range(3)]
+    after = [panasonic_record(i) for i in range(3, 5)]
+    async with fake_pbx(panasonic_printing_pbx(before, after)) as port:
+        frames = await collect(get_handshake("panasonic")(config()), port)
+    assert frames == [*before, *PANASONIC_LOGIN, *after]
+
+
+async def test_panasonic_record_glued_to_the_prompt_stays_whole() -> None:
+    """A record written in the same packet as the prompt, right after it, is not glued to the prompt's line."""
+    record = panasonic_record(7)
+    async with fake_pbx(panasonic_printing_pbx([], [], prompt=b"Password:" + record + b"\r\n")) as port:
+        frames = await collect(get_handshake("panasonic")(config()), port)
+    assert frames == [b"SMDR", b"Password:", record]
+
+
+async def test_panasonic_that_prints_more_than_a_prompt_s_worth_without_prompting() -> None:
+    """A PBX that is printing and never prompts: past MAX_PROMPT_BYTES the password goes out at once and every
+    record read meanwhile is kept (the handshake used to drop them all when no prompt came)."""
+    before = [panasonic_record(i % 60).replace(b"9876543210", b"%010d" % i) for i in range(80)]
+    assert sum(len(r) + 2 for r in before) > MAX_PROMPT_BYTES
+    async with fake_pbx(panasonic_printing_pbx(before, [], prompt=None)) as port:
+        frames = await collect(get_handshake("panasonic")(config(format_options={"prompt_timeout": 10})), port)
+    assert frames == [*before, b"SMDR"]
+
+
+async def test_panasonic_that_hangs_up_before_prompting_loses_nothing() -> None:
+    """The PBX sends records and closes before any prompt: the handshake does not fail on sending the password
+    into a closed connection, and the records are kept."""
+    before = [panasonic_record(i) for i in range(3)]
+    async with fake_pbx(panasonic_printing_pbx(before, [], hang_up=True)) as port:
+        frames = await collect(get_handshake("panasonic")(config()), port)
+    assert frames == before
+
+
+async def test_panasonic_prompt_wait_ends_inside_the_source_s_handshake_limit() -> None:
+    """A prompt_timeout longer than the source allows a handshake is cut to half of it, so the wait ends by
+    itself and what was read reaches the stream (a cancellation from outside would lose it). tcp-server and
+    serial sources allow SOURCE_HANDSHAKE_LIMIT or more."""
+    from smdrd.sources import serial, tcp
+
+    assert min(tcp.SERVER_HANDSHAKE_TIMEOUT, serial.HANDSHAKE_TIMEOUT) >= SOURCE_HANDSHAKE_LIMIT
+    before = [panasonic_record(i) for i in range(2)]
+    hs = get_handshake("panasonic")(config(connect_timeout=4.0, format_options={"prompt_timeout": 600}))
+
+    async def silent_after(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n")
+        writer.write(b"".join(line + b"\r\n" for line in before))
+        await writer.drain()
+        await reader.read()  # no prompt, ever; wait for the collector to go
+
+    async with fake_pbx(silent_after) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            async with asyncio.timeout(4.0):  # what TcpClientSource puts around the handshake
+                first = await hs.start(reader, writer)
+        finally:
+            writer.close()
+    assert hs.framer(8192).feed(first) == before
 
 
 def m5000_pbx(password: bytes, records: list[bytes]) -> Handler:
@@ -159,11 +255,17 @@ async def test_mitel_5000_password_login() -> None:
 
 
 def test_length_framer_bounds_garbage() -> None:
-    """A corrupt length gives one Oversized frame and its bytes are skipped, then framing resumes."""
+    """A corrupt length is stepped over: its bytes come out as Skipped frames of at most max_line bytes (all of
+    them, in order), then framing resumes; a record cut short by the end of the stream is Skipped whole."""
     framer = LengthPrefixedFramer(100)
     good = struct.pack("<I", 82) + M5000_RECORD + b"\r\n"
-    frames = framer.feed(struct.pack("<I", 200) + b"x" * 200 + good)
-    assert isinstance(frames[0], Oversized)
-    assert frames[1:] == [M5000_RECORD]
+    bad = struct.pack("<I", 200) + b"x" * 200
+    frames = framer.feed(bad + good)
+    skipped = [f for f in frames if isinstance(f, Skipped)]
+    assert b"".join(f.raw for f in skipped) == bad and all(len(f.raw) <= 100 for f in skipped)
+    assert "says 200 bytes" in skipped[0].reason and "skipped 100 bytes" in skipped[0].reason
+    assert frames[len(skipped):] == [M5000_RECORD]
     assert framer.feed(good[:10]) == []
-    assert framer.close() == [good[4:10]]
+    [tail] = framer.close()
+    assert isinstance(tail, Skipped) and tail.raw == good[:10]
+    assert "ended 6 bytes into a 82-byte record" in tail.reason

@@ -3,13 +3,17 @@
 Protocol (vicriveros/smdr-panasonic on a KX-NS500; ivnglkv/smdr_server's fake PBX): send ``SMDR`` CR LF, wait
 for the password prompt (``Password:`` / ``Enter Password:``; the text varies by model and firmware), send the
 password (default ``PCCSMDR``) CR LF; records follow as CR/CR LF lines. A PBX that never prompts gets the
-password after ``prompt_timeout`` seconds anyway. Lines the PBX echoes after the login are skipped by the
-parser.
+password after ``prompt_timeout`` seconds anyway.
+
+Every byte read while waiting for the prompt goes on to the journal, in order: a PBX that was already printing
+(a reconnect mid-stream) sends records before its prompt, and those are real calls. The echo of ``SMDR`` and
+the prompt line itself are journalled too, and the parser skips them as login echoes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 from smdrd.sources.handshakes import Handshake, register
@@ -17,8 +21,13 @@ from smdrd.sources.handshakes import Handshake, register
 DEFAULT_PASSWORD = "PCCSMDR"
 #: seconds to wait for the password prompt before sending the password regardless.
 PROMPT_TIMEOUT = 3.0
-#: bytes of prompt and echo read at most while waiting (a PBX that floods us is not logging us in).
+#: how long a tcp-server or serial source lets a handshake take (seconds; a tcp-client's is its connect_timeout).
+SOURCE_HANDSHAKE_LIMIT = 10.0
+#: bytes read at most while waiting for the prompt; a PBX that sends more is already printing records, so the
+#: password is sent at once (everything read still goes to the journal).
 MAX_PROMPT_BYTES = 4096
+#: the password prompt (``Password:``, ``Enter Password:``; any case) and the spaces after it.
+PROMPT = re.compile(rb"(?i)password[ \t]*:[ \t]*")
 
 
 def _password(config: Any) -> str:
@@ -37,29 +46,42 @@ class PanasonicHandshake(Handshake):
     name = "panasonic"
 
     async def start(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter | None) -> bytes:
+        """Log in; return every byte read meanwhile (records sent before the prompt included), for the journal."""
         if writer is None:
             return b""  # a serial port needs no login
-        options = getattr(self.config, "format_options", None) or {}
-        timeout = float(options.get("prompt_timeout", PROMPT_TIMEOUT))
         writer.write(b"SMDR\r\n")
         await writer.drain()
         seen = bytearray()
         try:
-            async with asyncio.timeout(timeout):
-                while b"password" not in seen.lower() or not seen.rstrip().endswith(b":"):
+            async with asyncio.timeout(self._prompt_timeout()):
+                while PROMPT.search(seen) is None and len(seen) < MAX_PROMPT_BYTES:
                     chunk = await reader.read(256)
                     if not chunk:
                         break
                     seen += chunk
-                    if len(seen) > MAX_PROMPT_BYTES:
-                        break
         except TimeoutError:
             pass  # some firmware prints no prompt: send the password anyway
-        writer.write(_password(self.config).encode("latin-1", "replace") + b"\r\n")
-        await writer.drain()
-        # Whatever followed the prompt already belongs to the record stream.
-        idx = seen.lower().rfind(b"password")
-        if idx < 0:
-            return b""
-        colon = seen.find(b":", idx)
-        return bytes(seen[colon + 1:]).lstrip(b" ") if colon >= 0 else b""
+        try:
+            writer.write(_password(self.config).encode("latin-1", "replace") + b"\r\n")
+            await writer.drain()
+        except ConnectionError:
+            pass  # the PBX went away: what it sent is still journalled, and the stream then ends by itself
+        return records_first(bytes(seen))
+
+    def _prompt_timeout(self) -> float:
+        """``prompt_timeout``, at most half the source's own limit on a handshake (``connect_timeout``, else
+        `SOURCE_HANDSHAKE_LIMIT`): a wait cut short from outside would lose what was read during it."""
+        options = getattr(self.config, "format_options", None) or {}
+        timeout = float(options.get("prompt_timeout", PROMPT_TIMEOUT))
+        outer = getattr(self.config, "connect_timeout", None)
+        limit = float(outer) if isinstance(outer, int | float) else SOURCE_HANDSHAKE_LIMIT
+        return min(timeout, limit / 2)
+
+
+def records_first(seen: bytes) -> bytes:
+    """What was read before the password went out, as the start of the record stream: all of it, with a line
+    end after the prompt so that a record sent right after it is not glued to the prompt's line."""
+    ends = [m.end() for m in PROMPT.finditer(seen)]
+    if not ends:
+        return seen
+    return seen[:ends[-1]] + b"\r\n" + seen[ends[-1]:]
