@@ -20,6 +20,8 @@ from smdrd.framing import Frame, Skipped
 from smdrd.sources.handshakes import Handshake, get_handshake
 from smdrd.sources.hs_mitel_5000 import LengthPrefixedFramer, login_message
 from smdrd.sources.hs_panasonic import MAX_PROMPT_BYTES, SOURCE_HANDSHAKE_LIMIT
+from smdrd.sources.streams import keep_handshake_bytes
+from smdrd.testing import CollectingIngest
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -153,9 +155,11 @@ async def test_panasonic_records_sent_before_the_prompt_are_kept() -> None:
     calls were lost."""
     before = [panasonic_record(i) for i in range(3)]
     after = [panasonic_record(i) for i in range(3, 5)]
+    hs = get_handshake("panasonic")(config())
     async with fake_pbx(panasonic_printing_pbx(before, after)) as port:
-        frames = await collect(get_handshake("panasonic")(config()), port)
+        frames = await collect(hs, port)
     assert frames == [*before, *PANASONIC_LOGIN, *after]
+    assert hs.unconsumed() == b""  # all of it was returned by start: nothing to journal twice
 
 
 async def test_panasonic_record_glued_to_the_prompt_stays_whole() -> None:
@@ -209,6 +213,38 @@ async def test_panasonic_prompt_wait_ends_inside_the_source_s_handshake_limit() 
         finally:
             writer.close()
     assert hs.framer(8192).feed(first) == before
+
+
+async def test_records_read_by_a_login_that_is_cancelled_are_kept() -> None:
+    """The login is cut short from outside (a SIGTERM, the source's own limit) after records arrived and before
+    any prompt: `keep_handshake_bytes` journals what the handshake had read, and nothing is journalled twice
+    once `start` has returned."""
+    before = [panasonic_record(i) for i in range(3)]
+    hs = get_handshake("panasonic")(config(format_options={"prompt_timeout": 600}))
+
+    async def no_prompt(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n")
+        writer.write(b"".join(line + b"\r\n" for line in before))
+        await writer.drain()
+        await reader.read()
+
+    ingest = CollectingIngest()
+    async with fake_pbx(no_prompt) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            login = asyncio.create_task(hs.start(reader, writer))
+            for _ in range(500):  # until the records have been read (bounded: 10 s)
+                if hs.unconsumed().count(b"\r\n") >= len(before):
+                    break
+                await asyncio.sleep(0.02)
+            login.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await login
+            await keep_handshake_bytes(hs, ingest, "pbx:2300", 8192)
+        finally:
+            writer.close()
+    assert ingest.lines == before and ingest.streams[0].closed
+    assert get_handshake("none")(config()).unconsumed() == b""
 
 
 def m5000_pbx(password: bytes, records: list[bytes]) -> Handler:

@@ -32,7 +32,16 @@ class Handshake:
         """Log in after connecting.
 
         Returns:
-            Bytes already read during the handshake that belong to the record stream (often ``b""``).
+            Bytes already read during the handshake that belong to the record stream (often ``b""``): every
+            byte read, unless it is certain to be no part of any record. Dropping bytes here loses calls.
+        """
+        return b""
+
+    def unconsumed(self) -> bytes:
+        """What `start` has read so far and not returned yet (``b""`` once it has returned).
+
+        For a caller whose `start` failed or was cancelled (a timeout, a SIGTERM during a login): those bytes
+        still belong to the journal (see `smdrd.sources.streams.keep_handshake_bytes`).
         """
         return b""
 

@@ -45,13 +45,20 @@ class PanasonicHandshake(Handshake):
 
     name = "panasonic"
 
+    def __init__(self, source_config: Any) -> None:
+        super().__init__(source_config)
+        self._seen = bytearray()  # read while logging in, not returned yet
+
+    def unconsumed(self) -> bytes:
+        return records_first(bytes(self._seen))
+
     async def start(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter | None) -> bytes:
         """Log in; return every byte read meanwhile (records sent before the prompt included), for the journal."""
         if writer is None:
             return b""  # a serial port needs no login
         writer.write(b"SMDR\r\n")
         await writer.drain()
-        seen = bytearray()
+        seen = self._seen
         try:
             async with asyncio.timeout(self._prompt_timeout()):
                 while PROMPT.search(seen) is None and len(seen) < MAX_PROMPT_BYTES:
@@ -66,7 +73,9 @@ class PanasonicHandshake(Handshake):
             await writer.drain()
         except ConnectionError:
             pass  # the PBX went away: what it sent is still journalled, and the stream then ends by itself
-        return records_first(bytes(seen))
+        first = records_first(bytes(seen))
+        seen.clear()
+        return first
 
     def _prompt_timeout(self) -> float:
         """``prompt_timeout``, at most half the source's own limit on a handshake (``connect_timeout``, else

@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 from smdrd.errors import SmdrdError
-from smdrd.sources.base import SourceStatus, Stream
+from smdrd.sources.base import Ingest, SourceStatus, Stream
 from smdrd.sources.handshakes import Handshake, get_handshake
 
 log = structlog.get_logger(__name__)
@@ -148,6 +148,22 @@ async def read_stream(
     except asyncio.CancelledError:
         await drain(reader, stream, status)
         raise
+    finally:
+        await stream.close()
+
+
+async def keep_handshake_bytes(hs: Handshake, ingest: Ingest, peer: str, max_line: int) -> None:
+    """A handshake failed or was cancelled after reading: journal what it read (`Handshake.unconsumed`).
+
+    A Panasonic that was already printing sends records before its prompt; a timeout or a SIGTERM during the
+    login must not cost them. Call it from the handler of ``hs.start``'s failure, before re-raising.
+    """
+    data = hs.unconsumed()
+    if not data:
+        return
+    stream = ingest.open_stream(peer, hs.framer(max_line))
+    try:
+        await feed_whole(stream, data)
     finally:
         await stream.close()
 
