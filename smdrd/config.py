@@ -11,6 +11,7 @@ names the file, the key and what was expected.
 from __future__ import annotations
 
 import ipaddress
+import json
 import tomllib
 from datetime import date
 from decimal import Decimal
@@ -28,12 +29,15 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from pydantic_settings.exceptions import SettingsError
 
 from smdrd.errors import ConfigError
 
@@ -44,10 +48,16 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _ascii_digits(text: str) -> bool:
+    """True for ``0`` to ``9`` only: ``str.isdigit`` also takes full-width (``１２``), Arabic-Indic and other
+    digits, which ``int()`` reads, so a value no editor shows as odd would pass as a number."""
+    return text.isascii() and text.isdigit()
+
+
 def parse_hostport(value: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
     """``host:port``, ``[v6]:port`` or ``:port`` to ``(host, port)``."""
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not _ascii_digits(port) or not 0 <= int(port) <= 65535:
         raise ValueError(f"expected HOST:PORT (port 0 to 65535), got {value!r}")
     host = host.strip("[]") or default_host
     return host, int(port)
@@ -78,6 +88,21 @@ class SiteConfig(_Section):
         if not v.isalpha():
             raise ValueError(f"expected a two-letter ISO country code such as GB, got {v!r}")
         return v.upper()
+
+    @field_validator("area_code")
+    @classmethod
+    def _area_digits(cls, v: str) -> str:
+        if any(ch.isdigit() and not ch.isascii() for ch in v):
+            raise ValueError(f"expected ASCII digits such as 20, got {v!r}")
+        return v
+
+    @field_validator("access_codes")
+    @classmethod
+    def _access_digits(cls, v: list[str]) -> list[str]:
+        for code in v:
+            if any(ch.isdigit() and not ch.isascii() for ch in code):
+                raise ValueError(f"expected access codes in ASCII digits such as \"9\", got {code!r}")
+        return v
 
     @property
     def tz(self) -> ZoneInfo:
@@ -133,12 +158,23 @@ class TcpClientSource(_SourceBase):
 
 
 class TcpServerSource(_SourceBase):
-    """The PBX connects to smdrd (IP Office push, Avaya CM, Siemens, 3CX)."""
+    """The PBX connects to smdrd (IP Office push, Avaya CM, Siemens, 3CX).
+
+    ``listen`` stays ``0.0.0.0:1150`` by default because a PBX is never on the same host; what keeps strangers
+    out is ``allowed_peers`` (``check-config`` and the daemon warn loudly when it is empty on a non-loopback
+    address). Connections from outside a non-empty ``allowed_peers`` are refused at once; when
+    ``max_connections`` is reached, the connection idle longest (no byte for ``idle_timeout``) is closed to
+    admit the new one; with an empty ``allowed_peers`` a connection that sends nothing for ``idle_timeout``
+    after connecting is closed (a stranger holding a slot).
+    """
 
     kind: Literal["tcp-server"]
     listen: str = "0.0.0.0:1150"
     allowed_peers: list[str] = Field(default_factory=list)
     max_connections: int = Field(default=16, ge=1, le=1024)
+    #: seconds without a byte after which a connection may be closed to admit a new one at ``max_connections``
+    #: (and, with an empty ``allowed_peers``, after which a connection that never sent a byte is closed).
+    idle_timeout: float = Field(default=60.0, gt=0, le=86_400)
 
     @field_validator("listen")
     @classmethod
@@ -150,24 +186,53 @@ class TcpServerSource(_SourceBase):
     @classmethod
     def _networks(cls, v: list[str]) -> list[str]:
         for item in v:
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError:
-                raise ValueError(f"expected an IP address or network such as 10.0.0.5 or 10.0.0.0/24, "
-                                 f"got {item!r}") from None
-        return v
+            _allowed_network(item)
+        return [item.strip() for item in v]
 
     def peer_allowed(self, address: str) -> bool:
         """True when ``address`` is in the allow-list (an empty list allows everyone)."""
         if not self.allowed_peers:
             return True
+        return self.peer_listed(address)
+
+    def peer_listed(self, address: str) -> bool:
+        """True when ``address`` is in a non-empty allow-list (an empty list lists no one)."""
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return False
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
-        return any(ip in ipaddress.ip_network(net, strict=False) for net in self.allowed_peers)
+        return any(ip in ipaddress.ip_network(net) for net in self.allowed_peers)
+
+    @property
+    def open_to_everyone(self) -> bool:
+        """True when any host that can reach ``listen`` may connect: no allow-list on a non-loopback address."""
+        if self.allowed_peers:
+            return False
+        host, _ = parse_hostport(self.listen)
+        try:
+            return not ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return host != "localhost"  # a host name: whatever it resolves to, assume the network
+
+
+def _allowed_network(item: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """One ``allowed_peers`` entry: an address or a network written exactly (no host bits), never ``/0``."""
+    try:
+        net = ipaddress.ip_network(item.strip())
+    except ValueError as exc:
+        if "has host bits set" in str(exc):
+            address, _, prefix = item.strip().partition("/")
+            shown = ipaddress.ip_network(item.strip(), strict=False)
+            raise ValueError(f"{item!r} has host bits set: write {address!r} for that one host, or "
+                             f"'{shown.network_address}/{prefix}' for the network") from None
+        raise ValueError(f"expected an IP address or network such as 10.0.0.5 or 10.0.0.0/24, "
+                         f"got {item!r}") from None
+    if net.prefixlen == 0:
+        raise ValueError(f"{item!r} allows every address; list the PBX's address (or its network), or leave "
+                         f"allowed_peers empty, which check-config and the daemon report as open to everyone")
+    return net
 
 
 class SerialSource(_SourceBase):
@@ -207,18 +272,123 @@ SourceConfig = Annotated[
 
 
 class HttpConfig(_Section):
-    """The daemon's HTTP server (metrics, health, reports)."""
+    """The daemon's HTTP server (metrics, health, reports); its bounds are apart from the PBX sources' (see
+    docs/api.md): no client can hold descriptors, memory or threads the PBX path needs."""
 
     enabled: bool = True
     listen: str = "127.0.0.1:9464"
     token: SecretStr | None = None
     token_file: Path | None = None
+    #: open HTTP connections at most; one more is answered 503 and closed at once, never queued.
+    max_connections: int = Field(default=64, ge=1, le=4096)
+    #: seconds a new connection has to send a complete request head (slowloris).
+    head_timeout: float = Field(default=10.0, gt=0, le=300)
+    #: seconds an idle keep-alive connection stays open after its last response.
+    keepalive_timeout: float = Field(default=15.0, gt=0, le=3600)
+    #: seconds a client may stop reading a response before it is disconnected and the response freed.
+    write_timeout: float = Field(default=30.0, gt=0, le=3600)
+    #: threads that run report queries (their own pool: never the one the journal and file sources use).
+    report_workers: int = Field(default=2, ge=1, le=32)
+    #: report requests running or waiting at once; one more is answered 503 with Retry-After.
+    max_reports: int = Field(default=8, ge=1, le=1024)
 
     @field_validator("listen")
     @classmethod
     def _hostport(cls, v: str) -> str:
         parse_hostport(v, "127.0.0.1")
         return v
+
+    @field_validator("token")
+    @classmethod
+    def _strong_token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            problem = token_problem(v.get_secret_value())
+            if problem is not None:
+                raise ValueError(problem)
+        return v
+
+    @model_validator(mode="after")
+    def _one_token(self) -> HttpConfig:
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("token and token_file: set one, not both")
+        return self
+
+
+#: the shortest HTTP token accepted: an empty or short token would let anyone read the calls.
+MIN_TOKEN_LENGTH = 16
+#: the longest (and the most of a token file read).
+MAX_TOKEN_LENGTH = 4096
+
+
+def token_problem(token: str) -> str | None:
+    """Why ``token`` cannot protect the HTTP server (``None`` when it can); never repeats the token."""
+    if not token:
+        return (f"empty token (it would turn authentication off); expected at least {MIN_TOKEN_LENGTH} "
+                f"characters (such as the output of `openssl rand -hex 32`), or no token key at all")
+    if len(token) < MIN_TOKEN_LENGTH:
+        return (f"token too short ({len(token)} characters); expected at least {MIN_TOKEN_LENGTH} "
+                f"(such as the output of `openssl rand -hex 32`)")
+    if len(token) > MAX_TOKEN_LENGTH:
+        return f"token too long; expected at most {MAX_TOKEN_LENGTH} characters"
+    if not all("!" <= c <= "~" for c in token):
+        return ("token with spaces, control or non-ASCII characters; expected printable ASCII only (such as the "
+                "output of `openssl rand -hex 32`)")
+    return None
+
+
+#: where systemd puts a service's credentials; such a file exists only while the service runs.
+CREDENTIALS_ROOT = Path("/run/credentials")
+
+
+def _credential_absent_here(path: Path) -> bool:
+    """True for a systemd credential path that cannot exist in this process (not the service, not running)."""
+    import os
+
+    return (path.is_relative_to(CREDENTIALS_ROOT) and "CREDENTIALS_DIRECTORY" not in os.environ
+            and not path.exists())
+
+
+def read_token_file(path: Path) -> str:
+    """The token in ``path`` (surrounding whitespace, such as a trailing newline, removed).
+
+    Raises:
+        ValueError: the file cannot be read, is not text, or holds an empty or too-short token; the message
+            names the file and never its content.
+    """
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_TOKEN_LENGTH + 2)
+    except FileNotFoundError:
+        raise ValueError(f"cannot read {str(path)!r}: file not found") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {str(path)!r}: {(exc.strerror or type(exc).__name__).lower()}") from None
+    try:
+        token = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ValueError(f"{str(path)!r} is not text; expected one token of printable ASCII") from None
+    if len(data) > MAX_TOKEN_LENGTH + 1:
+        raise ValueError(f"{str(path)!r} is too long; expected at most {MAX_TOKEN_LENGTH} characters")
+    problem = token_problem(token)
+    if problem is not None:
+        raise ValueError(f"{str(path)!r}: {problem}")
+    return token
+
+
+def http_token(http: HttpConfig) -> str | None:
+    """The HTTP server's token: ``token``, or the content of ``token_file``, or ``None`` (no token).
+
+    Raises:
+        ConfigError: ``token_file`` cannot be read or holds an empty or too-short token (the content is never
+            shown).
+    """
+    if http.token is not None:
+        return http.token.get_secret_value()
+    if http.token_file is None:
+        return None
+    try:
+        return read_token_file(http.token_file)
+    except ValueError as exc:
+        raise ConfigError(None, [("http.token_file", str(exc))]) from None
 
 
 class MqttConfig(_Section):
@@ -388,7 +558,7 @@ def _extension_spec(value: Any) -> Any:
         raise ValueError(f"expected an extension such as \"201\" or a range such as \"200-299\", got {value!r}")
     value = value.strip()
     lo, sep, hi = value.partition("-")
-    if sep and lo.strip().isdigit() and hi.strip().isdigit():
+    if sep and _ascii_digits(lo.strip()) and _ascii_digits(hi.strip()):
         if int(lo) > int(hi):
             raise ValueError(f"range {value!r} runs backwards; expected LOW-HIGH such as 200-299")
         return f"{int(lo)}-{int(hi)}"
@@ -460,7 +630,7 @@ _LONG_CALL_DIRECTIONS: tuple[Literal["outbound", "inbound"], ...] = ("outbound",
 def _check_prefixes(items: list[str]) -> list[str]:
     for item in items:
         digits = item[1:] if item.startswith("+") else item
-        if not digits.isdigit():
+        if not _ascii_digits(digits):
             raise ValueError(f"expected a number prefix such as +1809 (E.164) or 900 (as dialled), got {item!r}")
     return items
 
@@ -721,10 +891,59 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _EnvSource(settings_cls)]
         if cls._toml_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._toml_file))
         return tuple(sources)
+
+
+class _EnvJsonError(ValueError):
+    """An environment override of a list or table that is not valid JSON (never holds the value's text)."""
+
+    def __init__(self, field_name: str, value: str, expected: str, reason: str) -> None:
+        super().__init__(reason)
+        self.field_name = field_name
+        self.value = value
+        self.expected = expected
+        self.reason = reason
+
+
+class _EnvSource(EnvSettingsSource):
+    """``SMDRD_*`` overrides; a list or table that is not JSON is a `ConfigError` naming the variable."""
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError as exc:
+            reason = f"{exc.msg} at character {exc.pos + 1}" if isinstance(exc, json.JSONDecodeError) else (
+                type(exc).__name__)
+            raise _EnvJsonError(field_name, str(value), _json_shape(field_name, field), reason) from None
+
+    def __call__(self) -> dict[str, Any]:
+        try:
+            return super().__call__()
+        except SettingsError as exc:
+            cause = exc.__cause__
+            if not isinstance(cause, _EnvJsonError):
+                raise
+            prefix = self.env_prefix.lower()
+            names = [name for name, val in self.env_vars.items()
+                     if val == cause.value and name.lower().startswith(prefix)
+                     and name.lower().endswith(cause.field_name.lower())]
+            variable = (names[0] if names else f"{self.env_prefix}{cause.field_name}").upper()
+            raise ConfigError(None, [(variable, f"not valid JSON ({cause.reason}); expected {cause.expected} "
+                                                "(in single quotes for the shell)")]) from None
+
+
+def _json_shape(field_name: str, field: FieldInfo | None) -> str:
+    """What JSON an environment variable for ``field`` should hold, in words."""
+    from typing import get_origin
+
+    if field_name == "sources":
+        return 'a JSON list of tables such as [{"name": "pbx", "kind": "tcp-server", "format": "avaya-ipo"}]'
+    if get_origin(field.annotation if field is not None else None) is list:
+        return 'a JSON list such as ["9", "0"]'
+    return 'a JSON object such as {"key": "value"}'
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -789,8 +1008,17 @@ def load_config(path: Path | str | None, *, use_env: bool = True) -> Settings:
                                             "or pass --config)")]) from None
         except PermissionError:
             raise ConfigError(shown, [("", "permission denied")]) from None
+        except IsADirectoryError:
+            raise ConfigError(shown, [("", "is a folder; expected the TOML file")]) from None
+        except OSError as exc:
+            raise ConfigError(shown, [("", f"cannot read: {(exc.strerror or type(exc).__name__).lower()}")]) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(shown, [("", f"not valid TOML: {exc}")]) from None
+        except UnicodeDecodeError as exc:
+            line = toml_path.read_bytes()[: exc.start].count(b"\n") + 1
+            raise ConfigError(shown, [("", f"not UTF-8 text (line {line}); save the file as UTF-8")]) from None
+        except RecursionError:
+            raise ConfigError(shown, [("", "not valid TOML: arrays or tables nested too deeply")]) from None
     klass: type[Settings] = type("FileSettings", (Settings,), {"_toml_file": toml_path})
     if not use_env:
         klass.model_config = {**Settings.model_config, "env_prefix": "SMDRD_DISABLED_ENV_"}
@@ -800,10 +1028,80 @@ def load_config(path: Path | str | None, *, use_env: bool = True) -> Settings:
         raise ConfigError(shown, _problems(exc)) from None
     from smdrd.reports import department_problems
 
-    problems = _source_problems(settings) + department_problems(settings.departments)
+    problems = _source_problems(settings) + department_problems(settings.departments) + _http_problems(settings)
     if problems:
         raise ConfigError(shown, problems)
     return settings
+
+
+def _http_problems(settings: Settings) -> list[tuple[str, str]]:
+    """A ``token_file`` that cannot be read or holds an empty or short token (never its content).
+
+    A systemd credential (``/run/credentials/...``) exists only while the service runs: outside it (``smdrd
+    check-config`` run by hand) it is not checked here but reported by `config_warnings`, and the daemon, which
+    reads it at start with `http_token`, refuses to start without it.
+    """
+    http = settings.http
+    if not http.enabled or http.token_file is None or _credential_absent_here(http.token_file):
+        return []
+    try:
+        read_token_file(http.token_file)
+    except ValueError as exc:
+        return [("http.token_file", str(exc))]
+    return []
+
+
+def config_file_warnings(path: Path | None, settings: Settings) -> list[tuple[str, str]]:
+    """Who else could change (or read the secrets in) the configuration file: ``(key, message)`` pairs.
+
+    The daemon only warns (at start, and ``check-config`` does too) rather than refuse: refusing would turn a
+    ``chmod`` slip into a site that stops collecting calls at its next restart, while a file that others can
+    write is already theirs to change before any check runs. Fix it: ``chown root: FILE; chmod 0644 FILE``.
+    """
+    import os
+    import stat
+
+    if path is None:
+        return []
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return []
+    out: list[tuple[str, str]] = []
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o022:
+        who = " and ".join(w for w, bit in (("group", 0o020), ("others", 0o002)) if mode & bit)
+        out.append(("", f"the file is writable by {who} (mode {mode:04o}): whoever can write it decides where "
+                        f"smdrd listens, what it accepts and where calls go; chmod 0644 (or 0640) it"))
+    if st.st_uid not in (0, os.geteuid()):
+        out.append(("", f"the file is owned by user id {st.st_uid}, neither root nor this process: that user "
+                        f"can change what smdrd does; chown root it"))
+    if settings.http.token is not None and mode & 0o004:
+        out.append(("http.token", "the token is in a file every local user can read (mode "
+                                  f"{mode:04o}); use token_file (a systemd credential, docs/install.md)"))
+    return out
+
+
+def config_warnings(path: Path | None, settings: Settings) -> list[tuple[str, str]]:
+    """What ``check-config`` reports as warnings: `config_file_warnings`, tcp-server sources open to every
+    host, and a systemd credential that cannot be checked outside the service."""
+    out = config_file_warnings(path, settings)
+    for i, src in enumerate(settings.sources):
+        if isinstance(src, TcpServerSource) and src.enabled and src.open_to_everyone:
+            out.append((f"sources[{i}].allowed_peers", open_to_everyone_warning(src)))
+    http = settings.http
+    if http.enabled and http.token_file is not None and _credential_absent_here(http.token_file):
+        out.append(("http.token_file", f"{str(http.token_file)!r} is a systemd credential, present only while "
+                                       "the service runs, so it is not checked here; the daemon refuses to "
+                                       f"start if it is missing, empty or shorter than {MIN_TOKEN_LENGTH} "
+                                       "characters"))
+    return out
+
+
+def open_to_everyone_warning(src: TcpServerSource) -> str:
+    """The warning for a tcp-server source with an empty ``allowed_peers`` on a non-loopback address."""
+    return (f"empty on {src.listen}: any host that can reach the port may connect and send records as the PBX; "
+            "list the PBX's address, such as allowed_peers = [\"10.0.0.5\"]")
 
 
 def _source_problems(settings: Settings) -> list[tuple[str, str]]:

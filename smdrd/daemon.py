@@ -26,9 +26,9 @@ from typing import Any
 import structlog
 
 from smdrd import __version__
-from smdrd.config import Settings, SourceConfig, load_config
+from smdrd.config import Settings, SourceConfig, http_token, load_config
 from smdrd.core import Entry
-from smdrd.errors import ConfigError, SmdrdError
+from smdrd.errors import SmdrdError
 from smdrd.http import HttpServer
 from smdrd.ingest import Hooks, SourceIngest
 from smdrd.notify import notify, watchdog_interval
@@ -93,7 +93,7 @@ class Daemon:
         #: the HTTP server (metrics, health, reports), or None when ``[http] enabled = false``.
         self.http: HttpServer | None = None
         if settings.http.enabled:
-            self.http = HttpServer(settings.http.listen, _http_token(settings))
+            self.http = HttpServer(settings.http.listen, _http_token(settings), config=settings.http)
         #: called with the new settings after a successful reload (extensions re-read their sections).
         self.reload_listeners: list[Callable[[Settings], None]] = []
         self._task_factories: list[tuple[str, Callable[[], Any]]] = []
@@ -275,8 +275,11 @@ class Daemon:
         try:
             new = await asyncio.to_thread(load_config, self.config_path)
             new_hooks = build_hooks(new, self.base_dir)
-        except (ConfigError, SmdrdError) as exc:
+        except SmdrdError as exc:  # a config or tariff error: names the file, key or line, never a secret
             log.error("daemon.reload_rejected", reason=str(exc), kept="the running configuration")
+            return
+        except Exception as exc:  # anything else loading raises (a bug): still keep the running configuration
+            log.error("daemon.reload_rejected", reason=_unexpected(exc), kept="the running configuration")
             return
         if new.database.path != self.settings.database.path:
             log.warning("daemon.reload_database_ignored", reason="the database path changes on restart only")
@@ -312,12 +315,19 @@ class Daemon:
 
 
 def _http_token(settings: Settings) -> str | None:
-    http = settings.http
-    if http.token is not None:
-        return http.token.get_secret_value()
-    if http.token_file is not None:
-        return http.token_file.read_text().strip()
-    return None
+    """The HTTP token (`smdrd.config.http_token`): a token_file that cannot be read or holds an empty or short
+    token is a `ConfigError` at start, so the server never runs open by mistake."""
+    return http_token(settings.http)
+
+
+def _unexpected(exc: BaseException) -> str:
+    """An unexpected error as a reason for the log: its type and where it was raised, not its text (which may
+    quote a value from the configuration, a secret among them)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb is not None else ""
+    return f"unexpected {type(exc).__name__}{where} while loading the configuration (a bug: please report it)"
 
 
 def run_daemon(settings: Settings, config_path: Path | None, **kwargs: Any) -> int:

@@ -1,10 +1,24 @@
-"""The daemon's small HTTP server: metrics, health and reports on one port.
+"""The daemon's HTTP server: metrics, health and reports on one port, on aiohttp.web in the daemon's own loop.
 
-An asyncio edge with no framework: GET and HEAD only, one request per connection (``Connection: close``), which is
-all that Prometheus scrapes, health checks and a report page need. Routes are registered by the modules that
-serve them (``server.route("/metrics", handler)``). Bound to localhost by default; with a token configured,
-every route except ``/healthz`` requires ``Authorization: Bearer <token>`` (or ``?token=`` for a browser).
-Request heads are limited in size and time, so a slow or hostile client cannot hold memory or a task for long.
+Routes are registered by the modules that serve them with a small adapter (``server.route("/metrics",
+handler)``, a handler being ``async (Request) -> Response``), so they need no aiohttp of their own; GET and
+HEAD are served, anything else is 405. `HttpServer.app` is the `aiohttp.web.Application` underneath, for routes
+that want aiohttp itself. Bound to localhost by default; with a token configured, every route except
+``/healthz`` requires ``Authorization: Bearer <token>`` (or ``?token=`` for a browser), compared in constant
+time; `Request.authenticated` says whether a request may see details.
+
+Bounds, apart from the PBX sources' (``[http]`` in the configuration, see docs/api.md), so that no HTTP client
+can take descriptors, memory or time that the PBX path needs:
+
+* at most ``max_connections`` open connections: one more is answered ``503`` and closed at once, never queued;
+* a new connection must send a complete request head within ``head_timeout`` seconds, and an idle keep-alive
+  connection is closed after ``keepalive_timeout``;
+* a request line or header line holds at most `MAX_LINE` bytes, a request at most `MAX_HEADERS` headers;
+* a response is written in chunks of `CHUNK` bytes, and a client that stops reading for ``write_timeout``
+  seconds is disconnected: its response is dropped, not held. Large responses stream (`Response.stream`).
+
+A handler's `BadRequest` is a 400 with its message; any other exception is logged and answered with a plain
+``500 internal error`` that never shows the exception's text.
 """
 
 from __future__ import annotations
@@ -12,29 +26,51 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-from collections.abc import Awaitable, Callable, Mapping
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from http import HTTPStatus
-from urllib.parse import parse_qs, urlsplit
+from typing import Any
+from urllib.parse import parse_qs
 
 import structlog
+from aiohttp import web
 
-from smdrd.config import parse_hostport
+from smdrd.config import HttpConfig, parse_hostport
+
+__all__ = ["CHUNK", "MAX_HEADERS", "MAX_LINE", "BadRequest", "Handler", "HttpServer", "Request", "Response"]
 
 log = structlog.get_logger(__name__)
 
-MAX_HEAD = 16 * 1024
-HEAD_TIMEOUT = 10.0
+#: the longest request line or header line, in bytes (a report URL with many filters fits).
+MAX_LINE = 8190
+#: the most header lines one request may carry.
+MAX_HEADERS = 64
+#: a response is written this many bytes at a time, each write bounded by ``write_timeout``.
+CHUNK = 64 * 1024
+#: how often, at most, refused connections are logged (a count, never one line per connection).
+REFUSED_LOG_INTERVAL = 60.0
+
+_SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+_BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 38\r\n"
+         b"Retry-After: 1\r\nConnection: close\r\n\r\ntoo many connections; try again later\n")
+
+
+class BadRequest(Exception):
+    """Raised by a handler: the request's parameters are wrong. Answered 400 with the message (say which
+    parameter and what was expected; never put a secret or a value from the database in it)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """A parsed request: method, path, query parameters (each a list, as repeated keys are allowed), headers."""
+    """A request as handlers see it: method, path, query parameters (each a list, as repeated keys are
+    allowed), headers (names in lower case), and whether it is authenticated (no token is configured, or it
+    presented the right one)."""
 
     method: str
     path: str
     query: Mapping[str, list[str]]
     headers: Mapping[str, str]
+    authenticated: bool = False
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         """The first value of query parameter ``name``."""
@@ -44,10 +80,15 @@ class Request:
 
 @dataclass(slots=True)
 class Response:
+    """What a handler returns. ``stream``, when set, is the body instead of ``body``: an async generator of
+    byte chunks, written as they come (chunked), each write bounded by ``write_timeout``; it is closed
+    (``aclose``) whether or not the client read to the end, so its ``finally`` releases what it holds."""
+
     status: int = 200
     body: bytes = b""
     content_type: str = "text/plain; charset=utf-8"
     headers: dict[str, str] = field(default_factory=dict)
+    stream: AsyncGenerator[bytes, None] | None = None
 
     @classmethod
     def text(cls, text: str, status: int = 200) -> Response:
@@ -57,19 +98,71 @@ class Response:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-class HttpServer:
-    """``server = HttpServer("127.0.0.1:9464", token)``; ``server.route(...)``; ``await server.start()``."""
+class _Refused(asyncio.Protocol):
+    """A connection over the cap: answered 503 and closed at once; nothing is read or kept."""
 
-    def __init__(self, listen: str, token: str | None = None, *, public: tuple[str, ...] = ("/healthz",)) -> None:
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        with contextlib.suppress(Exception):
+            transport.write(_BUSY)
+        transport.close()
+
+
+class _ProtocolLog(logging.Handler):
+    """aiohttp's own messages (a malformed request, a client gone mid-response) as one structlog debug
+    event each, without a traceback: they are a client's doing, not ours, and must never flood the log."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        error = record.exc_info[1] if record.exc_info else None
+        log.debug("http.protocol_error", message=record.getMessage()[:200],
+                  error=type(error).__name__ if error is not None else None)
+
+
+def _aiohttp_logger() -> logging.Logger:
+    logger = logging.getLogger("smdrd.http.aiohttp")
+    logger.propagate = False
+    if not logger.handlers:
+        logger.addHandler(_ProtocolLog())
+    logger.setLevel(logging.DEBUG)
+    return logger
+
+
+class HttpServer:
+    """``server = HttpServer("127.0.0.1:9464", token, config=settings.http)``; ``server.route(...)``;
+    ``await server.start()``; ``await server.close()``."""
+
+    def __init__(self, listen: str, token: str | None = None, *, public: tuple[str, ...] = ("/healthz",),
+                 config: HttpConfig | None = None) -> None:
         self.host, self.port = parse_hostport(listen, "127.0.0.1")
         self.token = token
         self.public = public
+        self.config = config or HttpConfig()
         self.routes: dict[str, Handler] = {}
+        self.app = web.Application(middlewares=[self._mark_served])
+        self.app.on_response_prepare.append(_add_security_headers)
+        #: connections refused because ``max_connections`` were open, since start.
+        self.refused = 0
+        #: responses dropped because the client stopped reading for ``write_timeout``, since start.
+        self.write_timeouts = 0
+        self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
+        #: handlers made but not yet connected (see `_protocol`), when each connection opened, and those that
+        #: have sent a complete request head; all pruned to the open connections (at most max_connections).
+        self._fresh: set[web.RequestHandler] = set()
+        self._opened: dict[web.RequestHandler, float] = {}
+        self._served: set[web.RequestHandler] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._refused_logged = 0
+        self._refused_log_at = 0.0
 
     def route(self, path: str, handler: Handler) -> None:
-        """Serve GET (and HEAD) ``path`` with ``handler``."""
+        """Serve GET (and HEAD) ``path`` with ``handler``; before `start`."""
         self.routes[path] = handler
+
+        async def serve(request: web.Request) -> web.StreamResponse:
+            return await self._serve(request, handler)
+
+        self.app.router.add_get(path, serve)
 
     @property
     def bound_port(self) -> int:
@@ -79,80 +172,169 @@ class HttpServer:
         port: int = self._server.sockets[0].getsockname()[1]
         return port
 
+    @property
+    def open_connections(self) -> int:
+        """HTTP connections open now (a request still being answered counts until it is done)."""
+        server = self._runner.server if self._runner is not None else None
+        return (len(server.connections) if server is not None else 0) + len(self._fresh)
+
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._client, self.host, self.port, limit=MAX_HEAD)
-        log.info("http.listening", host=self.host, port=self.bound_port)
+        cfg = self.config
+        self._runner = web.AppRunner(
+            self.app, handle_signals=False, access_log=None, logger=_aiohttp_logger(), shutdown_timeout=2.0,
+            keepalive_timeout=cfg.keepalive_timeout, max_line_size=MAX_LINE, max_field_size=MAX_LINE,
+            max_headers=MAX_HEADERS, lingering_time=min(cfg.head_timeout, 10.0))
+        await self._runner.setup()
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(self._protocol, self.host, self.port, reuse_address=True,
+                                                backlog=min(cfg.max_connections * 2, 1024))
+        self._sweeper = loop.create_task(self._sweep(), name="http-head-timeout")
+        log.info("http.listening", host=self.host, port=self.bound_port, max_connections=cfg.max_connections)
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         if self._server is not None:
             self._server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
             self._server = None
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
-            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
-                return
-            request = _parse_head(head)
-            if request is None:
-                response = Response.text("bad request\n", 400)
-            else:
-                response = await self._dispatch(request)
-            await _send(writer, response, head_only=request is not None and request.method == "HEAD")
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
+        if self._runner is not None:
             with contextlib.suppress(Exception):
-                await writer.wait_closed()
+                await asyncio.wait_for(self._runner.cleanup(), 5)
+            self._runner = None
 
-    async def _dispatch(self, request: Request) -> Response:
-        if request.method not in ("GET", "HEAD"):
-            return Response(405, b"method not allowed\n", headers={"Allow": "GET, HEAD"})
-        handler = self.routes.get(request.path)
-        if handler is None:
-            return Response.text("not found\n", 404)
-        if self.token and request.path not in self.public and not self._authorised(request):
-            return Response(401, b"a token is required\n", headers={"WWW-Authenticate": "Bearer"})
-        try:
-            return await handler(request)
-        except ValueError as exc:  # a bad query parameter: the handler says which
-            return Response.text(f"{exc}\n", 400)
-        except Exception as exc:
-            log.exception("http.handler_failed", path=request.path, error=repr(exc))
-            return Response.text("internal error\n", 500)
+    # ---- connections ----
 
-    def _authorised(self, request: Request) -> bool:
-        assert self.token is not None
-        given = request.headers.get("authorization", "")
-        candidate = given[7:] if given.lower().startswith("bearer ") else (request.arg("token") or "")
+    def _protocol(self) -> asyncio.BaseProtocol:
+        """The protocol factory behind the listening socket: aiohttp's handler, or `_Refused` over the cap."""
+        server = self._aio_server()
+        loop = asyncio.get_running_loop()
+        if self.open_connections >= self.config.max_connections:
+            self._count_refused(loop.time())
+            return _Refused()
+        handler = server()
+        # Counted as open from now: asyncio calls connection_made (which puts it in server.connections) in the
+        # callback scheduled right after this one, so no connection slips past the cap in between.
+        self._fresh.add(handler)
+        loop.call_soon(self._fresh.discard, handler)
+        self._opened[handler] = loop.time()
+        return handler
+
+    def _aio_server(self) -> web.Server:
+        if self._runner is None or self._runner.server is None:
+            raise RuntimeError("the HTTP server is not started")
+        return self._runner.server
+
+    async def _sweep(self) -> None:
+        """Close connections that have not sent a complete request head within ``head_timeout`` (slowloris);
+        aiohttp's keep-alive timeout covers a connection after its first request."""
+        loop = asyncio.get_running_loop()
+        timeout = self.config.head_timeout
+        while True:
+            await asyncio.sleep(min(max(timeout / 4, 0.05), 1.0))
+            live = set(self._aio_server().connections)
+            now = loop.time()
+            self._served &= live
+            self._opened = {h: t for h, t in self._opened.items() if h in live or h in self._fresh}
+            for handler in live - self._served:
+                if now - self._opened.setdefault(handler, now) >= timeout and handler.transport is not None:
+                    log.debug("http.head_timeout", seconds=timeout)
+                    handler.force_close()
+
+    def _count_refused(self, now: float) -> None:
+        self.refused += 1
+        if now - self._refused_log_at >= REFUSED_LOG_INTERVAL:
+            log.warning("http.connections_refused", refused=self.refused - self._refused_logged,
+                        max_connections=self.config.max_connections,
+                        consequence="answered 503 and closed; raise [http] max_connections if this is real load")
+            self._refused_log_at = now
+            self._refused_logged = self.refused
+
+    @web.middleware
+    async def _mark_served(self, request: web.Request,
+                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        self._served.add(request.protocol)  # a complete head: the keep-alive timeout applies from here
+        return await handler(request)
+
+    # ---- requests ----
+
+    async def _serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        authenticated = self._authorised(request)
+        query = parse_qs(request.query_string, max_num_fields=200)
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        req = Request(request.method, request.path, query, headers, authenticated)
+        if not authenticated and request.path not in self.public:
+            response = Response(401, b"a token is required\n", headers={"WWW-Authenticate": "Bearer"})
+        else:
+            try:
+                response = await handler(req)
+            except BadRequest as exc:
+                response = Response.text(f"{exc}\n", 400)
+            except Exception as exc:
+                log.error("http.handler_failed", path=request.path, error=type(exc).__name__,
+                          exc_info=(type(exc), exc, exc.__traceback__))
+                response = Response.text("internal error\n", 500)
+        return await self._send(request, response)
+
+    def _authorised(self, request: web.Request) -> bool:
+        if not self.token:
+            return True
+        given = request.headers.get("Authorization", "")
+        if given[:7].lower() == "bearer ":
+            candidate = given[7:].strip()
+        else:
+            values = parse_qs(request.query_string, max_num_fields=200).get("token")
+            candidate = values[0] if values else ""
         return hmac.compare_digest(candidate.encode(), self.token.encode())
 
+    async def _send(self, request: web.Request, response: Response) -> web.StreamResponse:
+        """Write ``response`` in bounded chunks; a client that stops reading for ``write_timeout`` is cut off."""
+        out = web.StreamResponse(status=response.status,
+                                 headers={"Content-Type": response.content_type, **response.headers})
+        head_only = request.method == "HEAD"
+        stream = response.stream
+        if stream is None:
+            out.content_length = len(response.body)
+        try:
+            await self._bounded(request, out.prepare(request))
+            if stream is not None:
+                async with contextlib.aclosing(stream):
+                    if not head_only:
+                        async for chunk in stream:
+                            await self._write(request, out, chunk)
+            elif not head_only:
+                body = memoryview(response.body)
+                for i in range(0, len(body), CHUNK):
+                    await self._write(request, out, body[i:i + CHUNK])
+            await self._bounded(request, out.write_eof())
+        except _WriteTimeout:
+            pass  # the transport is aborted; aiohttp's own write_eof then fails quietly as a lost connection
+        return out
 
-def _parse_head(head: bytes) -> Request | None:
-    try:
-        text = head.decode("latin-1")
-        request_line, *header_lines = text.split("\r\n")
-        method, target, _version = request_line.split(" ", 2)
-    except ValueError:
-        return None
-    headers = {}
-    for line in header_lines:
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    parts = urlsplit(target)
-    return Request(method.upper(), parts.path or "/", parse_qs(parts.query), headers)
+    async def _write(self, request: web.Request, out: web.StreamResponse, chunk: bytes | memoryview) -> None:
+        for i in range(0, len(chunk), CHUNK):
+            await self._bounded(request, out.write(chunk[i:i + CHUNK]))
+
+    async def _bounded(self, request: web.Request, write: Awaitable[Any]) -> None:
+        try:
+            await asyncio.wait_for(write, self.config.write_timeout)
+        except TimeoutError:
+            self.write_timeouts += 1
+            log.warning("http.write_timeout", path=request.path, seconds=self.config.write_timeout,
+                        consequence="the client stopped reading; disconnected and its response dropped")
+            transport = request.transport
+            if transport is not None:
+                transport.abort()
+            raise _WriteTimeout from None
 
 
-async def _send(writer: asyncio.StreamWriter, response: Response, *, head_only: bool) -> None:
-    reason = HTTPStatus(response.status).phrase if response.status in HTTPStatus._value2member_map_ else ""
-    headers = {"Content-Type": response.content_type, "Content-Length": str(len(response.body)),
-               "Connection": "close", "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
-               **response.headers}
-    head = f"HTTP/1.1 {response.status} {reason}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    writer.write(head.encode("latin-1") + b"\r\n" + (b"" if head_only else response.body))
-    await writer.drain()
+class _WriteTimeout(Exception):
+    """A client stopped reading for ``write_timeout``; its connection has been aborted."""
+
+
+async def _add_security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    for name, value in _SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    response.headers["Server"] = "smdrd"  # not the library and its version

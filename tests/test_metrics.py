@@ -80,9 +80,11 @@ async def running_daemon(tmp_path: Path, **extra: object) -> AsyncIterator[Runni
 
 
 async def http_get(port: int, path: str, accept: str | None = None) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP/1.1 GET over a fresh loopback connection: (status, headers, body)."""
+    """One HTTP/1.1 GET over a fresh loopback connection (``Connection: close``, as the server keeps an HTTP/1.1
+    connection open otherwise): (status, headers, body)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    head = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n" + (f"Accept: {accept}\r\n" if accept else "") + "\r\n"
+    head = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            + (f"Accept: {accept}\r\n" if accept else "") + "\r\n")
     writer.write(head.encode())
     await writer.drain()
     data = await asyncio.wait_for(reader.read(), 10)
