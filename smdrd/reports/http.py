@@ -2,9 +2,13 @@
 
 A daemon extension: ``install(daemon)`` adds the routes and a reload listener (a changed ``[[departments]]``
 re-attributes reports at once; an inconsistent one keeps the previous departments and says why). Each request
-runs in a worker thread on its own read-only connection, so a year's report never blocks the event loop or
-the journal writer. This module never writes to the database, and never puts a value into HTML: the page
-fetches JSON and inserts it with ``textContent``.
+runs on its own read-only connection in the reports' own thread pool (``[http] report_workers`` threads, never
+the default executor that the journal and file sources use), so a year's report never blocks the event loop,
+the journal writer or a source. At most ``[http] max_reports`` report requests run or wait at once; one more is
+answered 503 with ``Retry-After``. Every page of call details is bounded (`MAX_PAGE_SIZE`); every call of a
+range is ``calls?format=csv``, streamed from a cursor a chunk at a time, so its size never becomes memory.
+This module never writes to the database, and never puts a value into HTML: the page fetches JSON and inserts
+it with ``textContent``.
 """
 
 from __future__ import annotations
@@ -12,20 +16,36 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import io
 import json
 import re
+import sqlite3
+import weakref
+from collections.abc import AsyncGenerator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
 from smdrd.config import Settings
+from smdrd.csvsafe import SafeCsvWriter
 from smdrd.errors import ConfigError
-from smdrd.http import Request, Response
+from smdrd.http import CHUNK, BadRequest, Request, Response
 from smdrd.rating.classes import CALL_CLASSES
-from smdrd.reports.queries import DIRECTIONS, KINDS, Context, context_from, parse_query, run_report
-from smdrd.reports.render import CONTENT_TYPES, render
+from smdrd.reports.queries import (
+    DIRECTIONS,
+    KINDS,
+    Context,
+    Query,
+    Report,
+    context_from,
+    every_call,
+    parse_query,
+    run_report,
+)
+from smdrd.reports.render import CONTENT_TYPES, render, text_value
 from smdrd.reports.rollup import connect_readonly
 
 if TYPE_CHECKING:
@@ -35,6 +55,10 @@ log = structlog.get_logger(__name__)
 
 API = "/api/reports"
 PAGE = "/reports"
+#: seconds a client told "too many reports at once" (503) is asked to wait.
+RETRY_AFTER = 2
+
+T = TypeVar("T")
 
 
 def page_html() -> bytes:
@@ -61,6 +85,27 @@ class ReportService:
         self.context: Context = context_from(settings, path=str(config_path) if config_path else None)
         self.page = page_html()
         self.page_headers = _page_headers(self.page)
+        #: the reports' own threads: a burst of reports never queues in front of the journal or a source.
+        self.executor = ThreadPoolExecutor(settings.http.report_workers, thread_name_prefix="smdrd-report")
+        #: report requests running or waiting at once, at most; `active` now.
+        self.max_reports = settings.http.max_reports
+        self.active = 0
+
+    def close(self) -> None:
+        """Stop the report threads (a report still running finishes; waiting ones are dropped)."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def _enter(self) -> bool:
+        if self.active >= self.max_reports:
+            return False
+        self.active += 1
+        return True
+
+    def _leave(self) -> None:
+        self.active -= 1
 
     def reload(self, settings: Settings) -> None:
         """Take the new departments, site and tariff decimals; keep the old ones if the new are inconsistent."""
@@ -86,24 +131,98 @@ class ReportService:
         async def handle(request: Request) -> Response:
             fmt = request.arg("format", "json") or "json"
             if fmt not in CONTENT_TYPES:
-                raise ValueError(f"format: expected json, csv, html or table, got {fmt!r}")
+                raise BadRequest(f"format: expected json, csv, html or table, got {fmt[:40]!r}")
             ctx = self.context
-            query = parse_query({**request.query, "kind": [kind]}, ctx)
-            text = await asyncio.to_thread(self._build, query, ctx, fmt)
+            try:
+                query = parse_query({**request.query, "kind": [kind]}, ctx, bounded=True)
+            except ValueError as exc:  # the parameter and what was expected
+                raise BadRequest(str(exc)) from None
+            if not self._enter():
+                return Response(503, b"too many report requests at once; try again shortly\n",
+                                headers={"Retry-After": str(RETRY_AFTER)})
             headers = {}
             if fmt == "csv":
                 headers["Content-Disposition"] = (f'attachment; filename="smdrd-{kind}-{query.first}-'
                                                   f'{query.last}.csv"')
-            return Response(200, text.encode(), CONTENT_TYPES[fmt], headers=headers)
+            streaming = False
+            try:
+                if kind == "calls" and fmt == "csv":
+                    stream = self._calls_csv(query, ctx)  # owns the slot from here: it leaves when it ends
+                    streaming = True
+                    await anext(stream)  # opened, totals counted: errors so far are still a clean 500
+                    return Response(200, b"", CONTENT_TYPES[fmt], headers=headers, stream=stream)
+                text = await self._run(self._build, query, ctx, fmt)
+                return Response(200, text.encode(), CONTENT_TYPES[fmt], headers=headers)
+            finally:
+                if not streaming:
+                    self._leave()
 
         return handle
 
-    def _build(self, query: Any, ctx: Context, fmt: str) -> str:
+    def _build(self, query: Query, ctx: Context, fmt: str) -> str:
         conn = connect_readonly(self.database)
         try:
             return render(run_report(conn, query, ctx), fmt)
         finally:
             conn.close()
+
+    async def _calls_csv(self, query: Query, ctx: Context) -> AsyncGenerator[bytes, None]:
+        """Every call of ``query`` as CSV (what `render.to_csv` gives for the whole range), a chunk of about
+        `CHUNK` bytes at a time, each read from the cursor in a report thread only when the client has taken
+        the one before. The first item is ``b""``: the export is open and its totals counted."""
+        export: _CallsCsv | None = None
+        try:
+            export = await self._run(_CallsCsv, self.database, query, ctx)
+            yield b""
+            while chunk := await self._run(export.next_chunk):
+                yield chunk
+        finally:
+            self._leave()
+            if export is not None:
+                try:
+                    await self._run(export.close)
+                except RuntimeError:  # the pool is shut down (the daemon is stopping)
+                    export.close()
+
+
+class _CallsCsv:
+    """An open export of every call of a query: a read-only connection and its cursor, rendered as CSV in
+    chunks (a header line, one line per call detail, a last ``Total`` line)."""
+
+    def __init__(self, database: Path, query: Query, ctx: Context) -> None:
+        self.conn: sqlite3.Connection = connect_readonly(database)
+        try:
+            self.report: Report
+            self.rows: Iterator[dict[str, Any]]
+            self.report, self.rows = every_call(self.conn, query, ctx)
+        except BaseException:
+            self.conn.close()
+            raise
+        self.header_sent = False
+        self.done = False
+
+    def next_chunk(self) -> bytes:
+        """The next chunk of CSV, ``b""`` after the ``Total`` line."""
+        if self.done:
+            return b""
+        out = io.StringIO()
+        writer = SafeCsvWriter(out)
+        columns = self.report.columns
+        if not self.header_sent:
+            writer.writerow([c.key for c in columns])
+            self.header_sent = True
+        while out.tell() < CHUNK:
+            row = next(self.rows, None)
+            if row is None:
+                totals = self.report.totals or {}
+                writer.writerow(["Total", *(text_value(totals.get(c.key)) for c in columns[1:])])
+                self.done = True
+                break
+            writer.writerow([text_value(row.get(c.key)) for c in columns])
+        return out.getvalue().encode()
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 def install(daemon: Daemon) -> None:
@@ -111,8 +230,25 @@ def install(daemon: Daemon) -> None:
     if daemon.http is None:
         return
     service = ReportService(daemon.settings, daemon.config_path)
+    _SERVICES[daemon] = service
     daemon.http.route(PAGE, service.serve_page)
     daemon.http.route(API, service.index)
     for kind in KINDS:
         daemon.http.route(f"{API}/{kind}", service.handler(kind))
     daemon.reload_listeners.append(service.reload)
+
+    async def report_pool() -> None:
+        try:
+            await asyncio.Event().wait()  # until the daemon stops
+        finally:
+            service.close()
+
+    daemon.add_task("report-pool", report_pool)
+
+
+_SERVICES: weakref.WeakKeyDictionary[Daemon, ReportService] = weakref.WeakKeyDictionary()
+
+
+def service_for(daemon: Daemon) -> ReportService | None:
+    """The report service installed on ``daemon``, if any."""
+    return _SERVICES.get(daemon)

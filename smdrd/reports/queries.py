@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from smdrd.rating.classes import CALL_CLASSES
+from smdrd.record import EARLIEST_YEAR, LATEST_YEAR
 from smdrd.reports import rollup
 from smdrd.reports.departments import UNASSIGNED, Directory, extension_sort_key, prorated_budget
 
@@ -29,16 +30,20 @@ if TYPE_CHECKING:
     from smdrd.config import Settings
 
 __all__ = [
-    "DIRECTIONS", "KINDS", "Column", "Context", "Query", "Report", "Tally", "average", "context_from", "money",
-    "parse_query",
-    "run_report",
+    "DIRECTIONS", "KINDS", "MAX_PAGE_SIZE", "Column", "Context", "Query", "Report", "Tally", "average",
+    "context_from", "every_call", "money", "parse_query", "run_report",
 ]
 
 KINDS = ("extensions", "departments", "calls", "destinations", "trunks", "days")
 DIRECTIONS = ("outbound", "inbound", "internal")
 #: the longest range a report may cover (ten years): beyond it a typo such as 20260 is more likely than intent.
 MAX_DAYS = 3660
-MAX_PAGE_SIZE = 10_000
+#: the most call details one page holds (``page_size``). Over HTTP every page is bounded by it (``page_size=0``,
+#: "every call", is the CLI's alone); every call of a range is `every_call`, streamed as CSV.
+MAX_PAGE_SIZE = 1000
+#: the days a report may name: no call is stored outside the years a parser accepts (`smdrd.record`).
+EARLIEST_DAY = date(EARLIEST_YEAR, 1, 1)
+LATEST_DAY = date(LATEST_YEAR, 12, 31)
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,14 +319,18 @@ def destinations_report(rows: Iterable[Attributed], *, top: int, by: str, decima
     return report
 
 
+def call_detail(row: Sequence[Any], directory: Directory, decimals: int) -> dict[str, Any]:
+    """One call-detail row (`rollup.CALL_DETAIL` order) as a report row."""
+    start, ext, number, direction, cls, trunk, duration, cost, leg, _key = row
+    return {"start": start, "extension": ext, "department": directory.department(ext, start[:10]),
+            "number": number, "direction": direction, "call_class": cls or "", "trunk": trunk,
+            "duration": duration, "cost": money(cost or 0, decimals), "leg": leg}
+
+
 def calls_report(rows: Sequence[tuple[Any, ...]], totals: tuple[int, int, int, int], directory: Directory, *,
                  decimals: int, page: int, page_size: int) -> Report:
     """One page of call details, every leg (``leg`` > 0 is a later leg of a transferred call)."""
-    out = []
-    for start, ext, number, direction, cls, trunk, duration, cost, leg, _key in rows:
-        out.append({"start": start, "extension": ext, "department": directory.department(ext, start[:10]),
-                    "number": number, "direction": direction, "call_class": cls or "", "trunk": trunk,
-                    "duration": duration, "cost": money(cost or 0, decimals), "leg": leg})
+    out = [call_detail(row, directory, decimals) for row in rows]
     legs, calls, duration, cost = totals
     columns = (Column("start", "Time"), Column("extension", "Extension"), Column("department", "Department"),
                Column("number", "Number"), Column("direction", "Direction"), CLASS_COLUMN, Column("trunk", "Trunk"),
@@ -394,22 +403,46 @@ def run_report(conn: sqlite3.Connection, q: Query, ctx: Context) -> Report:
         report = destinations_report(attributed(("country", "call_class"), table="rollup_destinations"),
                                      top=q.top, by=q.by, decimals=dec)
     elif q.kind == "calls":
-        selected = wanted is not None
-        if selected:
-            assert wanted is not None
-            spans = [(ext, a, b) for ext in rollup.range_extensions(conn, f)
-                     for a, b, dep in d.intervals(ext, first, last) if dep in wanted]
-            rollup.select_intervals(conn, spans)
+        selected = _select_calls(conn, q, d, wanted)
         offset = (q.page - 1) * q.page_size if q.page_size > 0 else 0
         rows = rollup.call_rows(conn, f, ctx.timezone, selected=selected, limit=q.page_size, offset=offset)
         totals = rollup.call_totals(conn, f, ctx.timezone, selected=selected)
         report = calls_report(rows, totals, d, decimals=dec, page=q.page, page_size=q.page_size)
     else:
         raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {q.kind!r}")
-    report.meta = {"kind": q.kind, "from": first, "to": last, "timezone": str(ctx.timezone),
-                   "currency": ctx.currency, "decimals": dec, "filters": q.describe(),
-                   "by_class": q.by_class, **report.meta}
+    return _with_meta(report, q, ctx)
+
+
+def _with_meta(report: Report, q: Query, ctx: Context) -> Report:
+    report.meta = {"kind": q.kind, "from": q.first.isoformat(), "to": q.last.isoformat(),
+                   "timezone": str(ctx.timezone), "currency": ctx.currency, "decimals": ctx.decimals,
+                   "filters": q.describe(), "by_class": q.by_class, **report.meta}
     return report
+
+
+def _select_calls(conn: sqlite3.Connection, q: Query, d: Directory, wanted: set[str] | None) -> bool:
+    """Load the department filter of a calls query into ``conn``; True when there is one."""
+    if wanted is None:
+        return False
+    first, last = q.first.isoformat(), q.last.isoformat()
+    spans = [(ext, a, b) for ext in rollup.range_extensions(conn, q.filters())
+             for a, b, dep in d.intervals(ext, first, last) if dep in wanted]
+    rollup.select_intervals(conn, spans)
+    return True
+
+
+def every_call(conn: sqlite3.Connection, q: Query, ctx: Context) -> tuple[Report, Iterator[dict[str, Any]]]:
+    """Every call detail of ``q`` (a ``calls`` query; its page and page size do not apply): the report's
+    columns, totals and metadata with no rows, and the rows from a cursor, read as they are consumed, so a
+    year's export holds one row at a time however many there are. ``conn`` must stay open while they are."""
+    d = ctx.directory
+    f = q.filters()
+    selected = _select_calls(conn, q, d, _wanted(q, d))
+    totals = rollup.call_totals(conn, f, ctx.timezone, selected=selected)
+    report = calls_report([], totals, d, decimals=ctx.decimals, page=1, page_size=0)
+    rows = (call_detail(row, d, ctx.decimals) for row in rollup.iter_call_rows(conn, f, ctx.timezone,
+                                                                                selected=selected))
+    return _with_meta(report, q, ctx), rows
 
 
 # ---- parameters: one parser for the CLI and HTTP, so both accept and refuse the same things ----
@@ -430,30 +463,46 @@ def _day(value: str, name: str, *, end: bool) -> date:
     try:
         if len(value) == 7:  # a month, YYYY-MM: its first (from) or last (to) day
             month = datetime.strptime(value, "%Y-%m").date()
-            if not end:
-                return month
-            return (month + timedelta(days=32)).replace(day=1) - timedelta(days=1)
-        return date.fromisoformat(value)
-    except ValueError:
+            day = month
+            if end and month.year <= LATEST_YEAR:  # the month's last day: the day before the next month's first
+                day = date(month.year + month.month // 12, month.month % 12 + 1, 1) - timedelta(days=1)
+        else:
+            day = date.fromisoformat(value)
+    except (ValueError, OverflowError):
         raise ValueError(f"{name}: expected a date such as 2026-03-01 (or a month such as 2026-03), "
-                         f"got {value!r}") from None
+                         f"got {value[:40]!r}") from None
+    if not EARLIEST_DAY <= day <= LATEST_DAY:
+        raise ValueError(f"{name}: expected a date from {EARLIEST_DAY} to {LATEST_DAY} (no call is stored "
+                         f"outside them), got {value[:40]!r}")
+    return day
 
 
 def _int(params: Mapping[str, Sequence[str]], name: str, default: int, lo: int, hi: int) -> int:
     value = _one(params, name)
     if value is None:
         return default
-    if not value.isdigit() or not lo <= int(value) <= hi:
-        raise ValueError(f"{name}: expected a whole number from {lo} to {hi}, got {value!r}")
+    if not value.isascii() or not value.isdigit() or len(value) > 12 or not lo <= int(value) <= hi:
+        raise ValueError(f"{name}: expected a whole number from {lo} to {hi}, got {value[:40]!r}")
     return int(value)
 
 
-def parse_query(params: Mapping[str, Sequence[str]], ctx: Context, *, today: date | None = None) -> Query:
+def _page_size(params: Mapping[str, Sequence[str]], bounded: bool) -> int:
+    value = _one(params, "page_size")
+    if bounded and value is not None and value.lstrip("-+").isdigit() and int(value) <= 0:
+        raise ValueError(f"page_size: expected a whole number from 1 to {MAX_PAGE_SIZE}, got {value!r} (a page "
+                         f"holds at most {MAX_PAGE_SIZE} calls; format=csv gives every call of the range)")
+    return _int(params, "page_size", 100, 1 if bounded else 0, MAX_PAGE_SIZE)
+
+
+def parse_query(params: Mapping[str, Sequence[str]], ctx: Context, *, today: date | None = None,
+                bounded: bool = False) -> Query:
     """A `Query` from string parameters (the URL query, or the CLI's options).
 
-    Keys: ``kind``, ``from``, ``to`` (dates or months, site-local; default this month to date), ``department``,
-    ``extension``, ``trunk``, ``direction`` (``all`` for every direction), ``class`` (repeated or
-    comma-separated), ``by_class``, ``page``, ``page_size``, ``top``, ``by``.
+    Keys: ``kind``, ``from``, ``to`` (dates or months, site-local, from `EARLIEST_DAY` to `LATEST_DAY`;
+    default this month to date), ``department``, ``extension``, ``trunk``, ``direction`` (``all`` for every
+    direction), ``class`` (repeated or comma-separated), ``by_class``, ``page``, ``page_size`` (1 to
+    `MAX_PAGE_SIZE`; 0, every call on one page, only without ``bounded``), ``top``, ``by``. ``bounded`` is
+    for requests from the network (HTTP): every page is bounded there.
 
     Raises:
         ValueError: naming the parameter and what was expected.
@@ -490,5 +539,5 @@ def parse_query(params: Mapping[str, Sequence[str]], ctx: Context, *, today: dat
     by_class = (_one(params, "by_class") or "").lower() in ("1", "true", "yes", "on")
     return Query(kind, first, last, departments=departments, extensions=_values(params, "extension"),
               trunks=_values(params, "trunk"), directions=directions, classes=classes, by_class=by_class,
-              page=_int(params, "page", 1, 1, 10_000_000), page_size=_int(params, "page_size", 100, 0, MAX_PAGE_SIZE),
+              page=_int(params, "page", 1, 1, 10_000_000), page_size=_page_size(params, bounded),
               top=_int(params, "top", 20, 0, 10_000), by="count" if by == "count" else "cost")

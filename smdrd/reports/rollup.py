@@ -198,14 +198,20 @@ def select_intervals(conn: sqlite3.Connection, intervals: Sequence[tuple[str, st
 
 def call_rows(conn: sqlite3.Connection, f: Filters, tz: ZoneInfo, *, selected: bool, limit: int,
               offset: int) -> list[tuple[object, ...]]:
-    """One page of call details (every leg), oldest first, in `CALL_DETAIL` order."""
+    """One page of call details (every leg), oldest first, in `CALL_DETAIL` order (``limit`` 0: every one)."""
+    return list(iter_call_rows(conn, f, tz, selected=selected, limit=limit, offset=offset))
+
+
+def iter_call_rows(conn: sqlite3.Connection, f: Filters, tz: ZoneInfo, *, selected: bool, limit: int = 0,
+                   offset: int = 0) -> Iterator[tuple[object, ...]]:
+    """`call_rows` as a cursor: rows are read as they are consumed (a whole range in bounded memory)."""
     where, params = _call_where(f, tz, selected)
     cols = ", ".join(f"c.{c}" for c in CALL_DETAIL)
     sql = f"SELECT {cols} FROM calls c WHERE {where} ORDER BY c.start_utc, c.id"
     if limit > 0:
         sql += " LIMIT ? OFFSET ?"
         params.extend((limit, offset))
-    return list(conn.execute(sql, params))
+    return iter(conn.execute(sql, params))
 
 
 def call_totals(conn: sqlite3.Connection, f: Filters, tz: ZoneInfo, *, selected: bool) -> tuple[int, int, int, int]:
