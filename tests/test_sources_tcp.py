@@ -470,6 +470,174 @@ async def test_server_survives_a_connection_reset() -> None:
     assert source.status.reconnects == 1
 
 
+# --- tcp-server admission: idle and unknown connections never lock the PBX out (issue 11, finding 11) ----
+
+
+async def _connect_from(local: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to the source from ``local`` (127.0.0.2, 127.0.0.3...: Linux routes all of 127/8 to lo,
+    so each is a distinct peer for the allow-list)."""
+    return await asyncio.open_connection("127.0.0.1", port, local_addr=(local, 0))
+
+
+async def _closed_by_smdrd(reader: asyncio.StreamReader) -> bool:
+    """True once smdrd has closed the connection (end of stream, or a reset)."""
+    try:
+        return await asyncio.wait_for(reader.read(), TIMEOUT) == b""
+    except ConnectionResetError:
+        return True
+
+
+async def _idle_past(seconds: float) -> None:
+    """Let connections go idle for at least ``seconds`` (a longer wait only makes them idler: no timing
+    assertion depends on it)."""
+    await asyncio.sleep(seconds * 1.5)
+
+
+async def test_an_allowed_pbx_gets_in_past_a_cap_full_of_idle_connections_and_its_lines_are_journalled(
+        tmp_path: Any) -> None:
+    """Four idle connections used to fill max_connections and lock the PBX out until they went away. Now
+    strangers are refused without taking a slot, and at the cap the connection idle longest makes room: the
+    PBX's lines reach the journal (a real daemon, a real SQLite file)."""
+    from smdrd.daemon import Daemon
+    from tests.test_daemon import lines as call_lines
+    from tests.test_daemon import settings, wait_for_rows
+
+    port = free_port()
+    daemon = Daemon(settings(tmp_path, [{
+        "name": "push", "kind": "tcp-server", "format": "avaya-ipo", "listen": f"127.0.0.1:{port}",
+        "allowed_peers": ["127.0.0.2", "127.0.0.4"], "max_connections": 3, "idle_timeout": 0.3,
+    }]), extensions=())
+    task = asyncio.create_task(daemon.run())
+    await daemon.ready.wait()
+    source = daemon.sources["push"].source
+    assert isinstance(source, TcpServer)
+    await _listening(source)
+    # an allowed device that opens connections and never uses them (or a PBX's stale ones after a reboot)
+    idle = [await _connect_from("127.0.0.4", port) for _ in range(3)]
+    await wait_until(lambda: source.status.connections == 3)
+    # strangers are refused at once and take no slot
+    strangers = [await _connect_from("127.0.0.3", port) for _ in range(5)]
+    for reader, _ in strangers:
+        assert await _closed_by_smdrd(reader)
+    assert source.status.refused == 5
+    await _idle_past(0.3)
+    sent = call_lines(200)
+    _, pbx = await _connect_from("127.0.0.2", port)
+    pbx.write(b"".join(line + b"\r\n" for line in sent))
+    await pbx.drain()
+    rows = await wait_for_rows(tmp_path, len(sent))
+    assert rows == sent
+    assert source.idle_closed == 1
+    assert sum([await _closed_by_smdrd(r) for r, _ in idle[:1]]) == 1, "the longest idle one made room"
+    pbx.close()
+    for _, writer in idle + strangers:
+        writer.close()
+    daemon.request_stop()
+    assert await asyncio.wait_for(task, 30) == 0
+    assert source.status.refused == 5
+
+
+async def test_without_an_allow_list_the_longest_idle_connection_makes_room_and_keeps_its_bytes() -> None:
+    """With an empty allow-list anyone may connect; connections that went quiet cannot hold every slot, and
+    what one sent before it was closed is still journalled (its unterminated tail as a last line)."""
+    ingest = CollectingIngest()
+    source = TcpServer(server_config(max_connections=2, idle_timeout=0.3), ingest)
+    async with running(source):
+        port = await _listening(source)
+        first = await _connect_from("127.0.0.3", port)
+        first[1].write(b"half a line from the first")
+        await first[1].drain()
+        second = await _connect_from("127.0.0.3", port)
+        second[1].write(b"half a line from the second")
+        await second[1].drain()
+        await wait_until(lambda: len(ingest.streams) == 2 and all(s.framer for s in ingest.streams))
+        await _idle_past(0.3)
+        second[1].write(b", finished\n")  # the second is active again: the first is the one idle longest
+        await second[1].drain()
+        await wait_until(lambda: b"half a line from the second, finished" in ingest.lines)
+        _, pbx = await _connect_from("127.0.0.2", port)
+        pbx.write(b"the pbx's record\n")
+        await pbx.drain()
+        await wait_until(lambda: b"the pbx's record" in ingest.lines)
+        assert await _closed_by_smdrd(first[0])
+        await wait_until(lambda: b"half a line from the first" in ingest.lines, what="its tail was kept")
+        for _, writer in (first, second, (None, pbx)):
+            writer.close()
+    assert source.idle_closed == 1 and source.status.refused == 0
+
+
+async def test_without_an_allow_list_a_connection_that_sends_nothing_is_closed_after_idle_timeout() -> None:
+    """A stranger that connects and says nothing is closed after idle_timeout; a peer that sent a line stays."""
+    ingest = CollectingIngest()
+    source = TcpServer(server_config(idle_timeout=0.2), ingest)
+    async with running(source):
+        port = await _listening(source)
+        silent_reader, silent = await _connect_from("127.0.0.3", port)
+        _, talker = await _connect_from("127.0.0.2", port)
+        talker.write(b"one\n")
+        await talker.drain()
+        assert await _closed_by_smdrd(silent_reader)
+        await _idle_past(0.2)
+        talker.write(b"two\n")
+        await talker.drain()
+        await wait_until(lambda: ingest.lines == [b"one", b"two"])
+        assert len(ingest.streams) == 2 and not ingest.streams[1].closed, "the talker kept its connection"
+        silent.close()
+        talker.close()
+    assert source.idle_closed == 1
+
+
+async def test_an_allowed_peer_that_is_quiet_is_never_closed_for_it() -> None:
+    """A listed PBX that connects and is quiet all night keeps its connection (only the cap can close an idle
+    one, and only to admit another)."""
+    ingest = CollectingIngest()
+    source = TcpServer(server_config(allowed_peers=["127.0.0.2"], idle_timeout=0.2), ingest)
+    async with running(source):
+        port = await _listening(source)
+        _, pbx = await _connect_from("127.0.0.2", port)
+        await wait_until(lambda: len(ingest.streams) == 1)
+        await _idle_past(0.5)
+        pbx.write(b"morning record\n")
+        await pbx.drain()
+        await wait_until(lambda: ingest.lines == [b"morning record"])
+        assert len(ingest.streams) == 1 and not ingest.streams[0].closed
+        pbx.close()
+    assert source.idle_closed == 0
+
+
+async def test_a_cap_full_of_active_connections_still_refuses() -> None:
+    """The cap still bounds descriptors: when every slot sent data within idle_timeout, a new one is refused."""
+    ingest = CollectingIngest()
+    source = TcpServer(server_config(max_connections=1, idle_timeout=3600), ingest)
+    async with running(source):
+        port = await _listening(source)
+        _, busy = await _connect_from("127.0.0.2", port)
+        busy.write(b"busy\n")
+        await busy.drain()
+        await wait_until(lambda: ingest.lines == [b"busy"])
+        late_reader, late = await _connect_from("127.0.0.3", port)
+        assert await _closed_by_smdrd(late_reader)
+        busy.close()
+        late.close()
+    assert source.status.refused == 1 and source.idle_closed == 0
+
+
+async def test_a_tcp_server_open_to_every_host_is_a_warning_at_start() -> None:
+    """An empty allow-list on a non-loopback address is logged loudly when the source starts listening."""
+    from structlog.testing import capture_logs
+
+    for listen, peers, warned in (("0.0.0.0:0", [], True), ("0.0.0.0:0", ["127.0.0.2"], False),
+                                  ("127.0.0.1:0", [], False)):
+        source = TcpServer(server_config(listen=listen, allowed_peers=peers), CollectingIngest())
+        with capture_logs() as logs:
+            async with running(source):
+                await _listening(source)
+        found = [e for e in logs if e["event"] == "source.open_to_everyone"]
+        assert bool(found) is warned, (listen, peers)
+        if warned:
+            assert found[0]["log_level"] == "warning" and "allowed_peers" in found[0]["problem"]
+
+
 # --- handshakes and the factory -------------------------------------------------------------------------
 
 

@@ -2,8 +2,11 @@
 
 The byte pumping they share with serial ports and files is in `smdrd.sources.streams`.
 
-Never here: framing, parsing or storing (the stream does that), and no read or idle timeout on a connection:
-a PBX that is quiet all night is normal, and TCP keepalive is what notices a peer that is gone.
+Never here: framing, parsing or storing (the stream does that), and no read timeout on a connection that has
+sent data: a PBX that is quiet all night is normal, and TCP keepalive is what notices a peer that is gone. A
+``tcp-server`` uses ``idle_timeout`` only so that idle connections can never lock the PBX out: at
+``max_connections`` the connection idle longest (if idle that long) makes room for the new one, and with an
+empty ``allowed_peers`` a connection that never sends a byte is closed after it.
 """
 
 from __future__ import annotations
@@ -12,13 +15,14 @@ import asyncio
 import contextlib
 import socket
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from smdrd.backoff import Backoff, LogThrottle, log_throttled
-from smdrd.config import TcpClientSource, TcpServerSource, parse_hostport
-from smdrd.sources.base import Ingest, Source
+from smdrd.config import TcpClientSource, TcpServerSource, open_to_everyone_warning, parse_hostport
+from smdrd.sources.base import Ingest, Source, Stream
 from smdrd.sources.handshakes import Handshake
 from smdrd.sources.streams import (
     CONNECTION_ERRORS,
@@ -140,12 +144,60 @@ class TcpClient(Source):
         log_throttled(log, self._throttle, event, source=self.name, peer=self.peer, error=describe(exc))
 
 
+@dataclass(eq=False, slots=True)
+class _Connection:
+    """One admitted tcp-server connection, as the admission and idle rules see it."""
+
+    task: asyncio.Task[Any]
+    peer: str
+    opened: float  # time.monotonic()
+    #: when its last byte arrived (``None``: it has sent nothing yet).
+    last_byte: float | None = None
+    #: feeds in progress: a connection held back by the journal is busy, not idle.
+    feeding: int = 0
+
+    def idle_for(self, now: float) -> float:
+        if self.feeding:
+            return 0.0
+        return now - (self.last_byte if self.last_byte is not None else self.opened)
+
+
+class _Watched:
+    """A `Stream` that notes on its connection when bytes arrive (for the idle rules)."""
+
+    def __init__(self, stream: Stream, conn: _Connection) -> None:
+        self._stream = stream
+        self._conn = conn
+
+    async def feed(self, data: bytes) -> None:
+        conn = self._conn
+        conn.last_byte = time.monotonic()
+        conn.feeding += 1
+        try:
+            await self._stream.feed(data)
+        finally:
+            conn.feeding -= 1
+            conn.last_byte = time.monotonic()
+
+    async def close(self) -> None:
+        await self._stream.close()
+
+
 class TcpServer(Source):
     """``tcp-server``: accept PBX connections on ``listen``, each connection its own stream.
 
-    Peers outside ``allowed_peers`` and connections beyond ``max_connections`` are closed at once and counted
-    in ``status.refused``. Built on ``loop.create_server`` with the same factory `asyncio.start_server` uses,
-    but with a `LossTolerantReader`, so bytes that arrive just before a reset are not lost.
+    Admission, so that no idle or unknown connection can lock the PBX out:
+
+    - a peer outside a non-empty ``allowed_peers`` is closed at once (counted in ``status.refused``), so only
+      listed peers ever hold a slot;
+    - at ``max_connections``, the connection idle longest is closed to admit the new one if it has been idle
+      (no byte) for ``idle_timeout``: a PBX that reconnects after a reboot gets in past its own stale
+      connection; only when every slot is busy is the new connection refused;
+    - with an empty ``allowed_peers`` (anyone may connect: a loud warning at start), a connection that has sent
+      no byte ``idle_timeout`` after connecting is closed, so strangers cannot sit on slots.
+
+    Built on ``loop.create_server`` with the same factory `asyncio.start_server` uses, but with a
+    `LossTolerantReader`, so bytes that arrive just before a reset are not lost.
     """
 
     kind = "tcp-server"
@@ -154,9 +206,14 @@ class TcpServer(Source):
     def __init__(self, config: TcpServerSource, ingest: Ingest) -> None:
         super().__init__(config, ingest)
         self._throttle = LogThrottle()
+        #: every connection task still running (closed ones included until they finish), for the stop.
         self._peers: set[asyncio.Task[Any]] = set()
+        #: the connections that hold a slot (one closed for idleness leaves at once).
+        self._slots: dict[asyncio.Task[Any], _Connection] = {}
         self._seen: set[str] = set()
         self._closing = False
+        #: connections closed for idleness (to admit another, or silent strangers).
+        self.idle_closed = 0
         #: the address actually listened on, once listening (tests bind port 0 and read it here).
         self.address: tuple[str, int] | None = None
 
@@ -179,11 +236,11 @@ class TcpServer(Source):
             try:
                 await self._handle(reader, writer, handshake)
             except asyncio.CancelledError:
-                # Only `_close_peers` cancels this task, after which the connection is drained and closed.
-                # Ending it normally matters: Python 3.11's StreamReaderProtocol done-callback calls
-                # ``task.exception()`` on it, which raises for a cancelled task and logs an "Exception in
-                # callback ... CancelledError" traceback at every stop with a PBX connected (3.12 checks
-                # ``task.cancelled()`` first).
+                # Only `_close_peers` and the idle rules cancel this task, after which the connection is
+                # drained and closed. Ending it normally matters: Python 3.11's StreamReaderProtocol
+                # done-callback calls ``task.exception()`` on it, which raises for a cancelled task and logs an
+                # "Exception in callback ... CancelledError" traceback at every stop with a PBX connected (3.12
+                # checks ``task.cancelled()`` first).
                 return
 
         def factory() -> asyncio.StreamReaderProtocol:
@@ -207,6 +264,9 @@ class TcpServer(Source):
             self.address = (sockname[0], sockname[1])
             log.info("source.listening", source=self.name, kind=self.kind, listen=format_peer(sockname),
                      handshake=handshake.name)
+            if self.config.open_to_everyone:
+                log.warning("source.open_to_everyone", source=self.name, listen=self.config.listen,
+                            problem=open_to_everyone_warning(self.config))
             return server
 
     async def _handle(
@@ -215,39 +275,66 @@ class TcpServer(Source):
         address = writer.get_extra_info("peername")
         peer = format_peer(address)
         ip = str(address[0]) if isinstance(address, tuple) else peer
-        reason = self._refusal(ip)
+        task = asyncio.current_task()
+        assert task is not None  # a connection callback always runs in its own task
+        reason = self._admit(ip)
         if reason is not None:
             self.status.refused += 1
             log_throttled(log, self._throttle, "source.peer_refused", key=("refused", reason, ip),
                           source=self.name, peer=peer, reason=reason)
             await close_writer(writer)
             return
-        task = asyncio.current_task()
-        assert task is not None  # a connection callback always runs in its own task
+        conn = _Connection(task, peer, time.monotonic())
         self._peers.add(task)
+        self._slots[task] = conn
+        silent: asyncio.TimerHandle | None = None
+        if not self.config.allowed_peers:
+            silent = asyncio.get_running_loop().call_later(self.config.idle_timeout, self._close_if_silent, conn)
         try:
-            await self._serve(peer, ip, reader, writer, handshake)
+            await self._serve(conn, ip, reader, writer, handshake)
         finally:
+            if silent is not None:
+                silent.cancel()
             self._peers.discard(task)
+            self._slots.pop(task, None)
             self.status.connected = bool(self._peers)
 
-    def _refusal(self, ip: str) -> str | None:
+    def _admit(self, ip: str) -> str | None:
+        """``None`` to admit a connection from ``ip`` (making room if need be), else why it is refused."""
         if self._closing:
             return "shutting down"
         if not self.config.peer_allowed(ip):
             return "not in allowed_peers"
-        if len(self._peers) >= self.config.max_connections:
-            return "max_connections reached"
+        if len(self._slots) < self.config.max_connections:
+            return None
+        now = time.monotonic()
+        idle = [c for c in self._slots.values() if c.idle_for(now) >= self.config.idle_timeout]
+        if not idle:
+            return "max_connections reached"  # every connection sent data within idle_timeout
+        self._close_idle(max(idle, key=lambda c: c.idle_for(now)), "to admit a new connection at max_connections")
         return None
+
+    def _close_if_silent(self, conn: _Connection) -> None:
+        if conn.task in self._slots and conn.last_byte is None and not conn.feeding:
+            self._close_idle(conn, "sent nothing within idle_timeout (allowed_peers is empty)")
+
+    def _close_idle(self, conn: _Connection, why: str) -> None:
+        """Free ``conn``'s slot now and close it (what it sent is still drained into its stream)."""
+        self._slots.pop(conn.task, None)
+        self.idle_closed += 1
+        log_throttled(log, self._throttle, "source.idle_connection_closed", key=("idle", why), source=self.name,
+                      peer=conn.peer, reason=why, idle_seconds=round(conn.idle_for(time.monotonic()), 1))
+        conn.task.cancel()
 
     async def _serve(
         self,
-        peer: str,
+        conn: _Connection,
         ip: str,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         handshake: type[Handshake],
     ) -> None:
+        peer = conn.peer
         set_keepalive(writer.get_extra_info("socket"))
         limit_receive_buffer(writer.get_extra_info("socket"))
         self._note_connection(peer, ip)
@@ -257,7 +344,7 @@ class TcpServer(Source):
             async with asyncio.timeout(SERVER_HANDSHAKE_TIMEOUT):
                 first = await hs.start(reader, writer)
             stream = self.ingest.open_stream(peer, hs.framer(self.config.max_line_length))
-            await read_stream(reader, stream, self.status, first)
+            await read_stream(reader, _Watched(stream, conn), self.status, first)
         except CONNECTION_ERRORS as exc:
             self.status.failed(exc)
             log_throttled(log, self._throttle, "source.peer_lost", key=("lost", ip), source=self.name,
