@@ -189,7 +189,7 @@ class Daemon:
             log.info("daemon.stopping", pending=self.writer.pending)
             await self._stop_sources(list(self.sources))
             watchdog.cancel()
-            if writer_task.done():
+            if "journal-writer" in self.failed_tasks:
                 # The writer died of a bug (logged with its traceback when it happened): nothing will commit
                 # what is pending, so say so and exit at once rather than wait for a commit that cannot come.
                 status = 1

@@ -1,10 +1,16 @@
 """``/healthz``: is this daemon collecting? JSON, HTTP 200 when healthy, 503 with the reasons when not.
 
 Install with ``smdrd.health`` in `smdrd.daemon.EXTENSIONS` (independent of ``smdrd.metrics``). The route is
-public even when the HTTP server has a token, so it must never show call data, numbers, peer addresses or
-secrets: only source names, states, times and counts.
+public even when the HTTP server has a token, so what everyone sees is states and reasons a person can act on
+("not connected to the PBX (connection refused)"): never exception text, peer addresses, paths, call data or
+secrets. A request with the token (or any request when no token is configured) also sees the details: each
+source's last error in full, the failed task's error, counts and times.
 
 The rules (each failing rule adds one reason):
+
+* **No supervised task has died.** A task that ended with an error (a bug in the journal writer, the MQTT
+  publisher, retention...) makes the daemon unhealthy until it is restarted (the watchdog stops being fed, so
+  systemd restarts it).
 
 * **The database is writable.** Unhealthy while the journal writer's last commit attempt failed (disk full,
   read-only file system, a lock held past the busy timeout), and while the pending queue is full (sources are
@@ -71,11 +77,14 @@ class HealthMonitor:
         self.last_commit_at = time.time()
         self._failures_at_last_commit = self._daemon.writer.stats.failures
 
-    def check(self, now: float | None = None) -> Health:
-        """Apply the rules in the module docstring."""
+    def check(self, now: float | None = None, *, detail: bool = True) -> Health:
+        """Apply the rules in the module docstring; ``detail=False`` is the public view (no errors' text)."""
         now = time.time() if now is None else now
         daemon = self._daemon
         reasons: list[str] = []
+        failed: dict[str, str] = dict(getattr(daemon, "failed_tasks", {}))
+        for name in sorted(failed):
+            reasons.append(f"{name}: stopped by an internal error (see the log); smdrd must be restarted")
         writer = daemon.writer
         failing = writer.stats.failures - self._failures_at_last_commit
         if failing > 0:
@@ -105,13 +114,18 @@ class HealthMonitor:
                 "lines": rs.ingest.counters.lines, "parse_errors": rs.ingest.counters.errors,
                 "reconnects": status.reconnects,
             }
-            if status.last_error:
+            if detail and status.last_error:
                 info["last_error"] = status.last_error
+            elif status.last_error_reason:
+                info["last_error"] = status.last_error_reason
             sources[cfg.name] = info
             if why is not None:
                 reasons.append(f"source {cfg.name}: {why}"
-                               + (f" (last error: {status.last_error})" if status.last_error else ""))
-        return Health(not reasons, reasons, {"version": __version__, "database": database, "sources": sources})
+                               + (f" ({status.last_error_reason})" if status.last_error_reason else ""))
+        body: dict[str, Any] = {"version": __version__, "database": database, "sources": sources}
+        if detail and failed:
+            body["failed_tasks"] = failed
+        return Health(not reasons, reasons, body)
 
 
 def source_down(kind: str, follow: bool, connected: bool, last_line: float | None, now: float) -> str | None:
@@ -144,6 +158,6 @@ def install(daemon: Daemon) -> None:
     daemon.commit_listeners.append(monitor.on_commit)
     if daemon.http is not None:
         async def serve_health(request: Request) -> Response:
-            return monitor.check().response()
+            return monitor.check(detail=request.authenticated).response()
 
         daemon.http.route("/healthz", serve_health)
