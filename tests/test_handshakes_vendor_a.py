@@ -305,3 +305,23 @@ def test_length_framer_bounds_garbage() -> None:
     [tail] = framer.close()
     assert isinstance(tail, Skipped) and tail.raw == good[:10]
     assert "ended 6 bytes into a 82-byte record" in tail.reason
+
+
+async def test_panasonic_password_echoed_by_the_pbx_never_reaches_the_journal() -> None:
+    """A telnet-style PBX echoes what it is sent, the password included: the journal keeps a placeholder."""
+    from smdrd.sources.hs_panasonic import ECHO_PLACEHOLDER
+
+    async def echoing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n")
+        writer.write(b"SMDR\r\nPassword: ")
+        await writer.drain()
+        typed = await reader.readuntil(b"\r\n")
+        writer.write(typed + b"\r\n".join(PANASONIC_RECORDS) + b"\r\n")
+        await writer.drain()
+
+    hs = get_handshake("panasonic")(config(password=SecretStr("s3cret-Pw")))
+    async with fake_pbx(echoing) as port:
+        frames = await collect(hs, port)
+    assert ECHO_PLACEHOLDER in frames
+    assert not any(isinstance(f, bytes) and b"s3cret-Pw" in f for f in frames), frames
+    assert frames[-3:] == PANASONIC_RECORDS

@@ -14,9 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from typing import Any
 
+from smdrd.framing import Frame, Framer
+from smdrd.sources.base import FramerLike
 from smdrd.sources.handshakes import Handshake, register
+
+#: what the journal keeps instead of a line that is the password echoed back by the PBX.
+ECHO_PLACEHOLDER = b"(the PBX echoed the SMDR password; not kept)"
 
 DEFAULT_PASSWORD = "PCCSMDR"
 #: seconds to wait for the password prompt before sending the password regardless.
@@ -77,6 +83,12 @@ class PanasonicHandshake(Handshake):
         seen.clear()
         return first
 
+    def framer(self, max_line: int) -> FramerLike:
+        """Lines framed by their line ends, except that a line that is the password (a PBX echoing what was
+        typed, telnet-style) is journalled as `ECHO_PLACEHOLDER`: a secret never reaches the journal."""
+        secret = _password(self.config).encode("latin-1", "replace")
+        return RedactingFramer(Framer(max_line), secret) if secret else Framer(max_line)
+
     def _prompt_timeout(self) -> float:
         """``prompt_timeout``, at most half the source's own limit on a handshake (``connect_timeout``, else
         `SOURCE_HANDSHAKE_LIMIT`): a wait cut short from outside would lose what was read during it."""
@@ -94,3 +106,20 @@ def records_first(seen: bytes) -> bytes:
     if not ends:
         return seen
     return seen[:ends[-1]] + b"\r\n" + seen[ends[-1]:]
+
+
+class RedactingFramer:
+    """A framer that replaces each whole line equal to ``secret`` (spaces around it ignored) by `ECHO_PLACEHOLDER`."""
+
+    def __init__(self, inner: FramerLike, secret: bytes) -> None:
+        self._inner = inner
+        self._secret = secret.strip()
+
+    def _redact(self, frames: Sequence[Frame]) -> list[Frame]:
+        return [ECHO_PLACEHOLDER if isinstance(f, bytes) and f.strip() == self._secret else f for f in frames]
+
+    def feed(self, data: bytes) -> list[Frame]:
+        return self._redact(self._inner.feed(data))
+
+    def close(self) -> list[Frame]:
+        return self._redact(self._inner.close())
