@@ -15,7 +15,7 @@ and ``band``, ``valid_from``, ``valid_until``, ``trunks`` and ``directions`` (se
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -52,7 +52,7 @@ def parse_prefix(text: str) -> str:
 def _seconds(text: str, column: str, default: int, minimum: int) -> int:
     if not text:
         return default
-    if not text.isdigit() or int(text) < minimum:
+    if not (text.isascii() and text.isdigit()) or int(text) < minimum:
         raise ValueError(f"{column}: expected a whole number of seconds, {minimum} or more, got {text!r}")
     return int(text)
 
@@ -64,6 +64,25 @@ def _date(text: str, column: str) -> date | None:
         return date.fromisoformat(text)
     except ValueError:
         raise ValueError(f"{column}: expected a date such as 2026-01-31, got {text!r}") from None
+
+
+def _rows(reader: Iterator[list[str]], line_num: Callable[[], int], source: str) -> Iterator[list[str]]:
+    """``reader``'s rows; a CSV error (a cell over the csv module's 128 KiB field limit, a NUL byte) is a
+    `TariffSourceError` naming the file and the line, never a traceback."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            reason = str(exc)
+            if "field larger than field limit" in reason:
+                reason = (f"a cell longer than {csv.field_size_limit():,} characters; a deck's cells are short "
+                          f"(is this the rate deck?)")
+            else:
+                reason = f"not valid CSV: {reason}"
+            raise TariffSourceError(source, line_num(), reason) from None
+        yield row
 
 
 def _split(text: str) -> list[str]:
@@ -86,8 +105,9 @@ def parse_deck(
     """
     bands = bands or {}
     reader = csv.reader(lines)
+    rows = _rows(reader, lambda: reader.line_num, source)
     header: list[str] | None = None
-    for row in reader:
+    for row in rows:
         if row and any(cell.strip() for cell in row) and not row[0].lstrip().startswith("#"):
             header = [cell.strip().lower() for cell in row]
             break
@@ -117,7 +137,7 @@ def parse_deck(
     amounts: dict[str, Decimal] = {}
     rules: list[Rule] = []
     order = first_order
-    for row in reader:
+    for row in rows:
         if not row or (len(row) == 1 and not row[0].strip()) or row[0].lstrip().startswith("#"):
             continue
         line = reader.line_num

@@ -7,6 +7,7 @@ or an integer, and leaves as a `Decimal` rounded half-up to the tariff's number 
 
 from __future__ import annotations
 
+import re
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 
 __all__ = [
@@ -26,6 +27,9 @@ _BY_VALUE: dict[Decimal, Decimal] = {}
 #: limits on an amount, so that a call's ``fee + units * rate`` is exact in Decimal's default 28 digits.
 MAX_DIGITS = 15
 MAX_DECIMALS = 12
+#: how an amount is written: ASCII digits with at most one decimal point. `Decimal` alone would also take
+#: full-width or Arabic-Indic digits (``１２``), underscores (``1_000``) and exponents (``1e3``).
+_AMOUNT = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)", re.ASCII)
 
 
 class MoneyError(ValueError):
@@ -55,6 +59,11 @@ def parse_money(value: object) -> Decimal:
         cached = _INTERNED.get(text)
         if cached is not None:
             return cached
+        if not _AMOUNT.fullmatch(text):
+            if text.startswith("-") and _AMOUNT.fullmatch(text[1:]):
+                raise MoneyError(f"expected an amount of 0 or more, got {value!r}")
+            raise MoneyError(f"expected an amount such as 0.03 (ASCII digits and one decimal point), "
+                             f"got {value!r}")
         try:
             amount = Decimal(text)
         except InvalidOperation:

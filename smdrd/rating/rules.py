@@ -36,7 +36,8 @@ __all__ = [
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DIRECTIONS = frozenset({"outbound", "inbound"})
 ANY_HOLIDAY = "any"
-_HOURS = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+# re.ASCII: \d would otherwise match full-width and other non-ASCII digits, which int() then reads.
+_HOURS = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$", re.ASCII)
 _WEEK = 7 * 24 * 60
 
 
