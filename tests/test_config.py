@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,252 @@ def test_the_example_config_documents_every_key() -> None:
     written = {part for key in written for part in key.split(".")}
     missing = sorted(_keys(Settings) - written)
     assert missing == []
+
+
+# --- issue 11: configuration mistakes that opened doors -------------------------------------------------
+
+
+@pytest.mark.parametrize("token", ["", "short-token", "   ", "has a space in it, long enough"])
+def test_an_empty_short_or_spaced_token_is_an_error_naming_the_key(tmp_path: Path, token: str) -> None:
+    """`token = ""` used to turn authentication off: every weak token is refused, and never echoed."""
+    path = write(tmp_path, GOOD + f'\n[http]\ntoken = "{token}"\n')
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, use_env=False)
+    assert exc.value.problems[0][0] == "http.token"
+    assert "16" in str(exc.value) or "printable ASCII" in str(exc.value)
+    if token.strip():
+        assert token not in str(exc.value)
+
+
+def test_a_long_enough_token_loads(tmp_path: Path) -> None:
+    token = "0123456789abcdef"
+    s = load_config(write(tmp_path, GOOD + f'\n[http]\ntoken = "{token}"\n'), use_env=False)
+    assert s.http.token is not None and s.http.token.get_secret_value() == token
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    (b"\n", "empty token"),  # what `install -m 0600 /dev/stdin` gives after a stray Ctrl-D
+    (b"", "empty token"),
+    (b"abc123\n", "too short"),
+    (b"\xff\xfe0123456789abcdef\n", "not text"),
+])
+def test_a_token_file_that_is_empty_or_short_is_an_error_naming_the_file_not_its_content(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, says: str) -> None:
+    token_file = tmp_path / "http-token"
+    token_file.write_bytes(content)
+    path = write(tmp_path, GOOD + f'\n[http]\ntoken_file = "{token_file}"\n')
+    assert main(["check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "http.token_file" in err and str(token_file) in err and says in err
+    assert "abc123" not in err
+
+
+def test_a_token_file_that_cannot_be_read_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, GOOD + f'\n[http]\ntoken_file = "{tmp_path / "missing"}"\n')
+    assert main(["check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "http.token_file" in err and "file not found" in err and "Traceback" not in err
+    (tmp_path / "a-folder").mkdir()
+    path = write(tmp_path, GOOD + f'\n[http]\ntoken_file = "{tmp_path / "a-folder"}"\n')
+    assert main(["check-config", str(path)]) == 1
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_a_systemd_credential_absent_outside_the_service_is_a_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """check-config run by hand cannot see /run/credentials/smdrd.service/ (it exists while the service runs):
+    it says so instead of failing a correct file; inside the service the daemon checks it for real."""
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    credential = "/run/credentials/smdrd-test-absent.service/http-token"
+    path = write(tmp_path, GOOD + f'\n[http]\ntoken_file = "{credential}"\n')
+    assert main(["check-config", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING: http.token_file" in err and "only while the service runs" in err
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", "/run/credentials/smdrd-test-absent.service")
+    assert main(["check-config", str(path)]) == 1
+    assert "file not found" in capsys.readouterr().err
+
+
+def test_token_and_token_file_together_are_an_error(tmp_path: Path) -> None:
+    token_file = tmp_path / "http-token"
+    token_file.write_text("0123456789abcdef\n")
+    path = write(tmp_path, GOOD + f'\n[http]\ntoken = "0123456789abcdef"\ntoken_file = "{token_file}"\n')
+    with pytest.raises(ConfigError, match="set one, not both"):
+        load_config(path, use_env=False)
+
+
+@pytest.mark.parametrize(("variable", "value", "expected"), [
+    ("SMDRD_SOURCES", '[{"name": "pbx", ', "a JSON list of tables"),
+    ("SMDRD_SOURCES", "pbx", "a JSON list of tables"),
+    ("SMDRD_SITE__ACCESS_CODES", '["9"', "a JSON list"),
+    ("SMDRD_TARIFF", "{currency: EUR}", "a JSON object"),
+    ("SMDRD_MQTT", '{"password": "hunter2-not-shown"', "a JSON object"),
+])
+def test_malformed_json_in_an_environment_override_names_the_variable(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, *,
+        variable: str, value: str, expected: str) -> None:
+    """Was a pydantic-settings traceback ("error parsing value for field"): now the variable and the shape."""
+    monkeypatch.setenv(variable, value)
+    path = write(tmp_path, GOOD)
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert exc.value.problems[0][0] == variable
+    assert "not valid JSON" in str(exc.value) and expected in str(exc.value)
+    assert "hunter2" not in str(exc.value)
+    assert main(["check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert variable in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("peers", "says"), [
+    (["10.0.0.5/0"], "host bits set"),
+    (["10.0.0.5/24"], "'10.0.0.0/24'"),
+    (["0.0.0.0/0"], "allows every address"),
+    (["::/0"], "allows every address"),
+    (["10.0.0.1", "１０.0.0.2"], "expected an IP address"),
+])
+def test_allowed_peers_that_would_allow_everyone_or_are_not_exact_are_errors(
+        tmp_path: Path, peers: list[str], says: str) -> None:
+    """`10.0.0.5/0` was read non-strictly as 0.0.0.0/0: everyone. Host bits and /0 are now errors."""
+    quoted = ", ".join(f'"{p}"' for p in peers)
+    path = write(tmp_path, GOOD + f'\n[[sources]]\nname = "in"\nkind = "tcp-server"\nformat = "avaya-ipo"\n'
+                                  f'allowed_peers = [{quoted}]\n')
+    with pytest.raises(ConfigError) as exc:
+        load_config(path, use_env=False)
+    assert exc.value.problems[0][0] == "sources[1].allowed_peers"
+    assert says in str(exc.value)
+
+
+def test_allowed_peers_networks_and_addresses_load(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD + '\n[[sources]]\nname = "in"\nkind = "tcp-server"\nformat = "avaya-ipo"\n'
+                                  'allowed_peers = [" 10.0.0.5", "10.1.0.0/16", "fd00::/8"]\n')
+    src = load_config(path, use_env=False).sources[1]
+    assert src.kind == "tcp-server"
+    assert src.peer_allowed("10.0.0.5") and src.peer_allowed("10.1.2.3") and src.peer_allowed("fd00::1")
+    assert not src.peer_allowed("10.0.0.6") and not src.peer_allowed("192.0.2.1")
+
+
+FULL_WIDTH = "１２"  # FULLWIDTH DIGIT ONE, FULLWIDTH DIGIT TWO: str.isdigit() and Decimal() both take them
+
+
+@pytest.mark.parametrize(("extra", "key"), [
+    (f'\n[tariff]\n[[tariff.rules]]\nprefixes = ["44"]\nrate = "{FULL_WIDTH}"\n', "tariff.rules[0].rate"),
+    ('\n[tariff]\n[[tariff.rules]]\nprefixes = ["44"]\nrate = "٠.٥"\n', "tariff.rules[0].rate"),
+    (f'\n[tariff]\n[[tariff.rules]]\nprefixes = ["44"]\nconnection_fee = "0.{FULL_WIDTH}"\n',
+     "tariff.rules[0].connection_fee"),
+    (f'\n[tariff]\n[[tariff.rules]]\nprefixes = ["{FULL_WIDTH}"]\n', "tariff.rules[0].prefixes"),
+    (f'\n[alerts.expensive_call]\ncost = "{FULL_WIDTH}"\n', "alerts.expensive_call.cost"),
+    ('\n[alerts.business_hours]\nhours = "０８:00-18:00"\n', "alerts.business_hours.hours"),
+    (f'\n[alerts.high_risk]\nprefixes = ["+{FULL_WIDTH}"]\n', "alerts.high_risk.prefixes"),
+    (f'\n[[sources]]\nname = "in"\nkind = "tcp-server"\nformat = "avaya-ipo"\nlisten = "127.0.0.1:{FULL_WIDTH}"\n',
+     "sources[1].listen"),
+    (f'\n[site]\narea_code = "{FULL_WIDTH}"\n', "site.area_code"),
+])
+def test_only_ascii_digits_are_numbers(tmp_path: Path, extra: str, key: str) -> None:
+    """A rate of `１２` was accepted as 12: a number no editor shows as odd. Only ASCII digits are numbers."""
+    text = GOOD.replace("[site]\n", "[site]\n" + extra.split("[site]\n", 1)[1]) if "[site]" in extra else GOOD + extra
+    with pytest.raises(ConfigError) as exc:
+        load_config(write(tmp_path, text), use_env=False)
+    assert exc.value.problems[0][0] == key, exc.value
+
+
+def test_full_width_digits_in_environment_numbers_are_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMDRD_DATABASE__BATCH_ROWS", FULL_WIDTH)
+    with pytest.raises(ConfigError, match=r"database\.batch_rows"):
+        load_config(write(tmp_path, GOOD))
+
+
+def test_full_width_digits_in_a_rate_deck_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for row, column in ((f"UK,44,{FULL_WIDTH}", "rate"), (f"UK,44,0.02,{FULL_WIDTH}", "billing_unit")):
+        (tmp_path / "rates.csv").write_text(f"name,prefix,rate,billing_unit\nOK,48,0.01,60\n{row}\n",
+                                            encoding="utf-8")
+        path = write(tmp_path, GOOD + '\n[tariff]\ndecks = ["rates.csv"]\n')
+        assert main(["check-config", str(path)]) == 1
+        err = capsys.readouterr().err
+        assert "rates.csv:3" in err and column in err
+
+
+def test_a_rate_deck_cell_over_the_csv_limit_is_a_clear_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A cell over 128 KiB (csv's field_size_limit) was a _csv.Error traceback: now the file and the line."""
+    (tmp_path / "rates.csv").write_text("name,prefix,rate\nUK,44,0.02\n\"" + "x" * 200_000 + "\",45,0.01\n")
+    path = write(tmp_path, GOOD + '\n[tariff]\ndecks = ["rates.csv"]\n')
+    assert main(["check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "rates.csv:3" in err and "a cell longer than" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    (b"a = " + b"[" * 50_000 + b"]" * 50_000 + b"\n", "nested too deeply"),
+    (b'[site]\nname = "\xff"\n', "not UTF-8 text (line 2)"),
+])
+def test_a_config_file_python_cannot_parse_is_a_clear_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, says: str) -> None:
+    path = tmp_path / "smdrd.toml"
+    path.write_bytes(content)
+    assert main(["check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
+    assert main(["check-config", str(tmp_path)]) == 1
+    assert "is a folder" in capsys.readouterr().err
+
+
+OPEN_SERVER = '\n[[sources]]\nname = "in"\nkind = "tcp-server"\nformat = "avaya-ipo"\nlisten = "{listen}"\n{peers}'
+
+
+@pytest.mark.parametrize(("listen", "peers", "warned"), [
+    ("0.0.0.0:1150", "", True),
+    ("[::]:1150", "", True),
+    ("192.0.2.1:1150", "", True),
+    ("0.0.0.0:1150", 'allowed_peers = ["192.0.2.10"]\n', False),
+    ("127.0.0.1:1150", "", False),
+    ("[::1]:1150", "", False),
+])
+def test_check_config_warns_of_a_tcp_server_open_to_every_host(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], listen: str, peers: str, warned: bool) -> None:
+    path = write(tmp_path, GOOD + OPEN_SERVER.format(listen=listen, peers=peers))
+    path.chmod(0o644)
+    assert main(["check-config", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert ("WARNING: sources[1].allowed_peers: empty on" in err) is warned
+    assert main(["check-config", "--strict", str(path)]) == (1 if warned else 0)
+
+
+def test_check_config_warns_of_a_file_others_can_write(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A config file writable by group or others decides where calls go: loud in check-config (exit 0:
+    refusing would stop a site collecting calls at its next restart; --strict refuses)."""
+    path = write(tmp_path, GOOD)
+    path.chmod(0o644)
+    assert main(["check-config", "--strict", str(path)]) == 0
+    assert "WARNING" not in capsys.readouterr().err
+    for mode, who in ((0o664, "group"), (0o646, "others"), (0o666, "group and others")):
+        path.chmod(mode)
+        assert main(["check-config", str(path)]) == 0
+        err = capsys.readouterr().err
+        assert f"WARNING: the file is writable by {who} (mode {mode:04o})" in err
+        assert main(["check-config", "--strict", str(path)]) == 1
+        capsys.readouterr()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another user needs root")
+def test_check_config_warns_of_a_file_owned_by_another_user(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, GOOD)
+    path.chmod(0o644)
+    os.chown(path, 54321, -1)
+    assert main(["check-config", str(path)]) == 0
+    assert "WARNING: the file is owned by user id 54321" in capsys.readouterr().err
+
+
+def test_check_config_warns_of_an_inline_token_every_user_can_read(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, GOOD + '\n[http]\ntoken = "0123456789abcdef"\n')
+    path.chmod(0o644)
+    assert main(["check-config", str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "WARNING: http.token: the token is in a file every local user can read" in err
+    assert "0123456789abcdef" not in err
+    path.chmod(0o640)
+    assert main(["check-config", str(path)]) == 0
+    assert "WARNING" not in capsys.readouterr().err

@@ -388,10 +388,11 @@ async def test_healthz_follows_the_source_and_the_database(tmp_path: Path) -> No
 async def test_healthz_needs_no_token_but_metrics_do(tmp_path: Path) -> None:
     """With an HTTP token set, a load balancer's health check still works without it, and the metrics do not
     leak to a client without it."""
-    async with running_daemon(tmp_path, http={"listen": "127.0.0.1:0", "token": "s3cret"}) as run:
+    token = "s3cret-http-token-0123"  # at least 16 characters: a shorter token is a configuration error
+    async with running_daemon(tmp_path, http={"listen": "127.0.0.1:0", "token": token}) as run:
         status, _, _ = await http_get(run.http_port, "/metrics")
         assert status == 401
-        status, _, body = await http_get(run.http_port, "/metrics?token=s3cret")
+        status, _, body = await http_get(run.http_port, f"/metrics?token={token}")
         assert status == 200 and b"smdrd_calls_total" in body
         status, _ = await health(run.http_port)
         assert status == 503  # no PBX yet: answered, not refused

@@ -160,3 +160,37 @@ def test_sighup_with_a_bad_deck_keeps_the_old_tariff_and_names_the_line(
     d.stop()
     assert [c for _, _, c in costs(d.db)] == [MOBILE_OLD] * 10 + [MOBILE_NEW] * 5
     assert not d.events("daemon.reloaded")[0]["changed"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bad", ["cell", "nesting"])
+def test_sighup_with_a_file_python_cannot_parse_keeps_the_running_configuration(
+        tmp_path: Path, daemons: list[DaemonProc], bad: str) -> None:
+    """A deck cell over csv's 128 KiB limit (a _csv.Error), or TOML nested past Python's recursion limit,
+    escaped the reload's error handling: no `daemon.reload_rejected`, and the reload task died silently.
+    Both are refused, named, and the running tariff keeps rating calls."""
+    deck = tmp_path / "rates.csv"
+    deck.write_text(DECK.format(rate="0.10"))
+    d = DaemonProc(tmp_path, free_port(), CONFIG)
+    daemons.append(d)
+    sock = socket.create_connection(("127.0.0.1", d.port))
+    sock.sendall(call_lines(5, 1_000_000))
+    wait_calls(d.db, 5)
+
+    config = tmp_path / "smdrd.toml"
+    good_config = config.read_text()
+    if bad == "cell":
+        deck.write_text(DECK.format(rate="0.30") + '"' + "x" * 200_000 + '",48700,premium,0.30,60\n')
+    else:
+        config.write_text(good_config + "deep = " + "[" * 50_000 + "]" * 50_000 + "\n")
+    d.proc.send_signal(signal.SIGHUP)
+    (rejected,) = d.wait_event("daemon.reload_rejected")
+    if bad == "cell":
+        assert f"{deck}:3" in rejected["reason"] and "a cell longer than" in rejected["reason"]
+    else:
+        assert "nested too deeply" in rejected["reason"]
+    sock.sendall(call_lines(5, 2_000_000))
+    wait_calls(d.db, 10)
+    assert [c for _, _, c in costs(d.db)] == [MOBILE_OLD] * 10, "a refused reload must keep the old tariff"
+    sock.close()
+    d.stop()

@@ -235,3 +235,34 @@ def test_tcp_server_refuses_a_peer_outside_its_allow_list() -> None:
     assert src.peer_allowed("::ffff:10.1.2.3")
     assert not src.peer_allowed("127.0.0.2") and not src.peer_allowed("10.2.0.1")
     assert not src.peer_allowed("garbage")
+
+
+def test_the_daemon_refuses_to_start_with_an_empty_or_unreadable_token_file(tmp_path: Path) -> None:
+    """A token_file holding only a newline (a stray Ctrl-D into `install -m 0600 /dev/stdin`) served /metrics
+    and reports to anyone; a missing one was a traceback. The daemon now refuses to start, naming the file."""
+    from smdrd.errors import ConfigError
+
+    token_file = tmp_path / "http-token"
+    token_file.write_text("\n")
+    settings = Settings.model_validate({
+        "database": {"path": str(tmp_path / "smdrd.db")},
+        "http": {"listen": "127.0.0.1:0", "token_file": str(token_file)},
+    })
+    with pytest.raises(ConfigError, match="empty token") as exc:
+        Daemon(settings, extensions=())
+    assert str(token_file) in str(exc.value)
+    token_file.unlink()
+    with pytest.raises(ConfigError, match="file not found"):
+        Daemon(settings, extensions=())
+
+    port = free_port()
+    config = tmp_path / "smdrd.toml"
+    config.write_text(f'[database]\npath = "{tmp_path / "smdrd.db"}"\n[http]\nlisten = "127.0.0.1:{port}"\n'
+                      f'token_file = "{token_file}"\n')
+    for content in ("\n", "short\n"):
+        token_file.write_text(content)
+        proc = subprocess.run([*CLI, "run", "--config", str(config)], capture_output=True, text=True,
+                              timeout=60, check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert "http.token_file" in proc.stderr and str(token_file) in proc.stderr
+        assert "Traceback" not in proc.stderr and "short" not in proc.stderr.replace("too short", "")

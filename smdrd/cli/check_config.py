@@ -7,15 +7,18 @@ import json
 import sys
 from pathlib import Path
 
-from smdrd.config import load_config, redacted
+from smdrd.config import config_warnings, load_config, redacted
 from smdrd.errors import ConfigError, TariffError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("check-config", help="validate a configuration file (with environment overrides)",
                        description="Validate FILE and the SMDRD_* environment overrides. Prints each problem "
-                       "with its key and what was expected, and exits 1 if there is any.")
+                       "with its key and what was expected, and exits 1 if there is any. Prints warnings (a "
+                       "tcp-server source open to every host, a file others can write) and still exits 0, "
+                       "unless --strict.")
     p.add_argument("file", type=Path, help="the TOML configuration file")
+    p.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     p.add_argument("--show", action="store_true",
                    help="print the effective configuration as JSON (secrets masked)")
     p.set_defaults(func=run)
@@ -34,8 +37,13 @@ def run(args: argparse.Namespace) -> int:
         n = len(exc.problems)
         print(f"{n} problem{'s' if n != 1 else ''} found", file=sys.stderr)
         return 1
+    warnings = config_warnings(args.file, settings)
+    for key, msg in warnings:
+        print(f"{args.file}: WARNING: {key}: {msg}" if key else f"{args.file}: WARNING: {msg}", file=sys.stderr)
     if args.show:
         print(json.dumps(redacted(settings), indent=2))
     sources = ", ".join(f"{s.name} ({s.kind}, {s.format})" for s in settings.sources) or "none"
-    print(f"{args.file}: OK; database {settings.database.path}; sources: {sources}")
-    return 0
+    n = len(warnings)
+    noted = f" with {n} warning{'s' if n != 1 else ''} (above)" if n else ""
+    print(f"{args.file}: OK{noted}; database {settings.database.path}; sources: {sources}")
+    return 1 if warnings and args.strict else 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import structlog
+
 from smdrd import __version__
 from smdrd.cli._common import add_config_argument, config_path
 from smdrd.config import load_config
@@ -35,4 +37,9 @@ def run(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     configure(settings.logging.level, settings.logging.format)
+    from smdrd.config import config_file_warnings
+
+    for key, msg in config_file_warnings(path, settings):  # loud, but no refusal: see config_file_warnings
+        structlog.get_logger("smdrd.config").warning("config.insecure_file", config=str(path), key=key,
+                                                     problem=msg)
     return run_daemon(settings, path)
