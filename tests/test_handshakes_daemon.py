@@ -41,8 +41,11 @@ def settings(tmp_path: Path, fmt: str, port: int, **extra: object) -> Settings:
 async def journal_when(tmp_path: Path, statuses: int) -> list[tuple[bytes, str]]:
     for _ in range(300):
         if (tmp_path / "hs.db").exists():
-            rows = sqlite3.connect(tmp_path / "hs.db").execute(
-                "SELECT raw, status FROM lines ORDER BY id").fetchall()
+            try:
+                rows = sqlite3.connect(tmp_path / "hs.db").execute(
+                    "SELECT raw, status FROM lines ORDER BY id").fetchall()
+            except sqlite3.OperationalError:  # the daemon is still creating its tables
+                rows = []
             if len(rows) >= statuses:
                 return [(bytes(r), str(s)) for r, s in rows]
         await asyncio.sleep(0.05)
@@ -99,3 +102,31 @@ async def test_panasonic_records_before_the_prompt_are_journalled(tmp_path: Path
         (line, "skipped") for line in PANASONIC_LOGIN]
     calls = sqlite3.connect(tmp_path / "hs.db").execute("SELECT count(*) FROM calls").fetchone()[0]
     assert calls == len(before) + len(after)
+
+
+async def test_a_stop_during_a_panasonic_login_keeps_the_records_it_had_read(tmp_path: Path) -> None:
+    """A PBX already printing records but not (yet) prompting: SIGTERM arrives while smdrd waits for the prompt.
+    What the login read is journalled, not dropped with the cancelled login."""
+    record = PANASONIC_RECORDS[2]
+
+    async def printing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n")
+        writer.write(record + b"\r\n")
+        await writer.drain()
+        await asyncio.sleep(30)  # no prompt, no more output
+
+    async with fake_pbx(printing) as port:
+        daemon = Daemon(settings(tmp_path, "panasonic", port, connect_timeout=20.0,
+                                 format_options={"prompt_timeout": 10.0}))
+        task = asyncio.create_task(daemon.run())
+        await asyncio.wait_for(daemon.ready.wait(), 10)
+        for _ in range(200):
+            hs_bytes = [rs.source.status.connected for rs in daemon.sources.values()]
+            if all(hs_bytes):
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)  # the record is read by the login, which still waits for a prompt
+        daemon.request_stop()
+        assert await task == 0
+    rows = sqlite3.connect(tmp_path / "hs.db").execute("SELECT raw, status FROM lines ORDER BY id").fetchall()
+    assert (record, "parsed") in [(bytes(r), s) for r, s in rows], rows

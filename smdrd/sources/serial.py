@@ -28,6 +28,7 @@ from smdrd.sources.streams import (
     CONNECTION_ERRORS,
     close_writer,
     describe,
+    log_in,
     read_stream,
     resolve_handshake,
     stream_pair,
@@ -78,8 +79,8 @@ class SerialPort(Source):
         try:
             self._opened()
             hs = handshake(cfg)
-            async with asyncio.timeout(HANDSHAKE_TIMEOUT):
-                first = await hs.start(reader, writer)
+            first = await log_in(hs, reader, writer, within=HANDSHAKE_TIMEOUT, ingest=self.ingest,
+                                 peer=cfg.device, max_line=cfg.max_line_length)
             stream = self.ingest.open_stream(cfg.device, hs.framer(cfg.max_line_length))
             await read_stream(reader, stream, self.status, first)
         finally:

@@ -168,6 +168,20 @@ async def keep_handshake_bytes(hs: Handshake, ingest: Ingest, peer: str, max_lin
         await stream.close()
 
 
+async def log_in(hs: Handshake, reader: asyncio.StreamReader, writer: asyncio.StreamWriter | None, *,
+                 within: float, ingest: Ingest, peer: str, max_line: int) -> bytes:
+    """Run ``hs.start`` within ``within`` seconds; if it fails or is cancelled (a timeout, a SIGTERM during the
+    login), journal what it had read (`keep_handshake_bytes`) before the error goes on. Returns what `start`
+    returns."""
+    try:
+        async with asyncio.timeout(within):
+            return await hs.start(reader, writer)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(keep_handshake_bytes(hs, ingest, peer, max_line))
+        raise
+
+
 async def close_writer(writer: asyncio.StreamWriter) -> None:
     """Close a connection, waiting briefly for it to finish; errors on the way out do not matter."""
     writer.close()

@@ -30,6 +30,7 @@ from smdrd.sources.streams import (
     close_writer,
     describe,
     format_peer,
+    log_in,
     read_stream,
     resolve_handshake,
     stream_pair,
@@ -115,8 +116,8 @@ class TcpClient(Source):
                 set_keepalive(writer.get_extra_info("socket"))
             self._connected()
             hs = handshake(cfg)
-            async with asyncio.timeout(cfg.connect_timeout):
-                first = await hs.start(reader, writer)
+            first = await log_in(hs, reader, writer, within=cfg.connect_timeout, ingest=self.ingest,
+                                 peer=self.peer, max_line=cfg.max_line_length)
             stream = self.ingest.open_stream(self.peer, hs.framer(cfg.max_line_length))
             await read_stream(reader, stream, self.status, first)
         finally:
@@ -341,8 +342,8 @@ class TcpServer(Source):
         started = time.monotonic()
         try:
             hs = handshake(self.config)
-            async with asyncio.timeout(SERVER_HANDSHAKE_TIMEOUT):
-                first = await hs.start(reader, writer)
+            first = await log_in(hs, reader, writer, within=SERVER_HANDSHAKE_TIMEOUT, ingest=self.ingest,
+                                 peer=peer, max_line=self.config.max_line_length)
             stream = self.ingest.open_stream(peer, hs.framer(self.config.max_line_length))
             await read_stream(reader, _Watched(stream, conn), self.status, first)
         except CONNECTION_ERRORS as exc:
