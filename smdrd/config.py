@@ -344,8 +344,11 @@ def _credential_absent_here(path: Path) -> bool:
     """True for a systemd credential path that cannot exist in this process (not the service, not running)."""
     import os
 
-    return (path.is_relative_to(CREDENTIALS_ROOT) and "CREDENTIALS_DIRECTORY" not in os.environ
-            and not path.exists())
+    try:
+        return (path.is_relative_to(CREDENTIALS_ROOT) and "CREDENTIALS_DIRECTORY" not in os.environ
+                and not path.exists())
+    except (OSError, ValueError):  # a path with a NUL byte: read_token_file says it cannot be read
+        return False
 
 
 def read_token_file(path: Path) -> str:
@@ -362,6 +365,8 @@ def read_token_file(path: Path) -> str:
         raise ValueError(f"cannot read {str(path)!r}: file not found") from None
     except OSError as exc:
         raise ValueError(f"cannot read {str(path)!r}: {(exc.strerror or type(exc).__name__).lower()}") from None
+    except ValueError:  # a NUL byte in the path
+        raise ValueError(f"cannot read {str(path)!r}: not a valid path") from None
     try:
         token = data.decode("utf-8").strip()
     except UnicodeDecodeError:
