@@ -95,6 +95,26 @@ def test_the_unit_has_what_the_issue_asks_for() -> None:
     assert ["mqtt-password", "/etc/smdrd/credentials/mqtt-password"] in creds
 
 
+def _bytes(value: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(value[:-1]) * units[value[-1]] if value[-1] in units else int(value)
+
+
+def test_the_unit_bounds_descriptors_memory_and_tasks() -> None:
+    """Issue 11, finding 7: 1,100 half-open HTTP connections ran the process out of descriptors. The unit
+    gives room for the PBX sources plus the HTTP cap, and bounds memory and tasks, so a runaway is stopped and
+    restarted rather than taking the box."""
+    from smdrd.config import HttpConfig, TcpServerSource
+
+    d = directives(UNIT.read_text())
+    nofile = int(one(d, "LimitNOFILE"))
+    tcp_default = TcpServerSource.model_fields["max_connections"].default
+    assert nofile >= 8 * tcp_default + HttpConfig().max_connections + 256, nofile
+    high, hard = _bytes(one(d, "MemoryHigh")), _bytes(one(d, "MemoryMax"))
+    assert 256 << 20 <= high < hard <= 4 << 30
+    assert 32 < int(one(d, "TasksMax")) <= 1024
+
+
 @needs_analyze
 def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
     """`systemd-analyze verify` reports no error (a misspelt directive, a bad value, a missing binary)."""
