@@ -222,7 +222,11 @@ def _sockets_of(source: Source) -> list[socket.socket]:
 
     found = []
     for obj in gc.get_objects():
-        if isinstance(obj, asyncio.Transport) and not obj.is_closing():
+        try:
+            transport = isinstance(obj, asyncio.Transport)
+        except ReferenceError:  # a weakref.proxy whose object is gone (an earlier test's daemon)
+            continue
+        if transport and not obj.is_closing():
             sock = obj.get_extra_info("socket")
             if sock is not None and sock.family == socket.AF_INET and sock.type == socket.SOCK_STREAM:
                 with contextlib.suppress(OSError):
