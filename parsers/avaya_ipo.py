@@ -158,7 +158,6 @@ class AvayaIPOfficeParser(Parser):
         return [",".join(fields)]
 
     @classmethod
-    @classmethod
     def detect(cls, lines: Sequence[str]) -> float:
         score = 0.0
         for line in lines[:20]:

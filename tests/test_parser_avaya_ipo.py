@@ -153,3 +153,12 @@ def test_rendered_records_parse_back(record: CallRecord) -> None:
 def test_garbage_and_mangled_lines_raise_only_parse_error(line: str) -> None:
     with contextlib.suppress(ParseError):
         AvayaIPOfficeParser().parse(line)
+
+
+def test_detect_is_a_plain_classmethod() -> None:
+    """Chained ``@classmethod`` stopped working in Python 3.13: ``detect`` must wrap a plain function."""
+    import types
+
+    assert isinstance(AvayaIPOfficeParser.__dict__["detect"].__func__, types.FunctionType)
+    assert AvayaIPOfficeParser.detect([INTERNAL, OUTBOUND]) == 0.95
+    assert AvayaIPOfficeParser.detect([HEADER]) == 0.0
