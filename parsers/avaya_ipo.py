@@ -7,17 +7,25 @@ comma. Direction is field 5 (``I``/``O``) with field 9 (IsInternal): ``O`` + 1 i
 Multi-leg calls: every segment of one call carries the same Call ID and the same call start time; all but the
 last have Continuation = 1. Call IDs restart at 1000000 after a reboot, so the call key is Call ID plus start
 time. Each segment is stored as a leg under that key, and reports count a key once.
+
+This module is the model for a new parser (see `smdrd.parsers.toolkit`): the layout is data, `LAYOUT`, whose
+columns (`Column`) name each converted field with a bounded converter, so a bad field is a `ParseError` naming it;
+`parse` keeps only vendor logic (header lines, the direction rules, continuation records); `detect` is derived
+from the layout; `render` is the inverse the simulator and the conformance kit (`smdrd.testing.check_parser`)
+use.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from datetime import datetime
 
+from smdrd.errors import ParseError
 from smdrd.parsing import Parser, ParserContext
 from smdrd.record import CallRecord, Direction
 
-from ._fields import digits, hms_seconds, seconds, seconds_text, ymd_hms
+from .toolkit import Column, Layout, detect_from_layout, digit_text, hms_seconds, one_of, seconds, seconds_text, ymd_hms
 
 FIELDS = (
     "call_start", "connected_time", "ring_time", "caller", "direction", "called_number", "dialled_number",
@@ -35,6 +43,22 @@ HEADER_STARTS = ("DATETIME", "CALL START", "CALLSTART")
 MAX_OPEN_CALLS = 10_000
 #: fields kept in `CallRecord.extra` when not empty (the rest are in the core record or always empty).
 _EXTRA = (5, 6, 11, 12, 13, 14, 15, 16, 19, 20, 21, 23, 28, 29, 30, 31, 32, 33, 34, 35, 36)
+#: the fields the parser converts, in the order they are checked (the first bad one is the error's field).
+#: The other fields are text, read by position.
+LAYOUT = Layout("avaya-ipo", (
+    Column("call_start", 0, lambda text: ymd_hms(text, None)),  # a parser binds its site's timezone
+    Column("connected_time", 1, hms_seconds),
+    Column("ring_time", 2, seconds, optional=True, default=0),
+    Column("direction", 4, one_of("I", "O")),
+    Column("is_internal", 8, one_of("0", "1", "I", "", expected="0 or 1")),
+    Column("call_id", 9, digit_text(19), optional=True),
+    Column("continuation", 10, one_of("0", "1", "")),
+), min_fields=MIN_FIELDS)
+
+
+def _is_header(line: str) -> bool:
+    """A header line a collector wrote (skipped by `parse`, not counted by `detect`)."""
+    return line.split(",", 1)[0].strip().upper() in HEADER_STARTS
 
 
 def _device_ext(device: str) -> str:
@@ -51,40 +75,23 @@ class AvayaIPOfficeParser(Parser):
     def __init__(self, context: ParserContext | None = None) -> None:
         super().__init__(context)
         self._legs: OrderedDict[str, int] = OrderedDict()
+        tz = self.context.timezone
+        self._layout = LAYOUT if tz is None else LAYOUT.with_converters(call_start=lambda text: ymd_hms(text, tz))
 
     def parse(self, line: str) -> Sequence[CallRecord] | None:
-        f = line.rstrip().split(",")
-        if len(f) < MIN_FIELDS:
+        f = LAYOUT.split(line)
+        try:
+            v = self._layout.extract(f)
+        except ParseError:
             if f[0].strip().upper() in HEADER_STARTS:
                 return None
-            raise self.error(f"expected at least {MIN_FIELDS} comma-separated fields, got {len(f)}")
-        tz = self.context.timezone
-        try:
-            start = ymd_hms(f[0], tz)
-        except ValueError as exc:
-            if f[0].strip().upper() in HEADER_STARTS:
-                return None
-            raise self.error(str(exc), "call_start") from None
-        try:
-            duration = hms_seconds(f[1])
-        except ValueError as exc:
-            raise self.error(str(exc), "connected_time") from None
-        try:
-            ring = seconds(f[2]) if f[2].strip() else 0
-        except ValueError as exc:
-            raise self.error(str(exc), "ring_time") from None
-        dir_code = f[4].strip()
-        internal = f[8].strip()
-        if dir_code not in ("I", "O"):
-            raise self.error(f"expected I or O, got {f[4]!r}", "direction")
-        if internal not in ("0", "1", "I", ""):
-            raise self.error(f"expected 0 or 1, got {f[8]!r}", "is_internal")
-        call_id = f[9].strip()
-        if call_id and not (digits(call_id) and len(call_id) <= 19):
-            raise self.error(f"expected a number, got {f[9]!r}", "call_id")
-        cont = f[10].strip()
-        if cont not in ("0", "1", ""):
-            raise self.error(f"expected 0 or 1, got {f[10]!r}", "continuation")
+            raise
+        start: datetime = v["call_start"]
+        duration: int = v["connected_time"]
+        dir_code: str = v["direction"]
+        internal: str = v["is_internal"]
+        call_id: str = v["call_id"]
+        cont: str = v["continuation"]
 
         caller, called = f[3], f[5]
         p1, p2 = f[11], f[13]
@@ -121,7 +128,7 @@ class AvayaIPOfficeParser(Parser):
             format=self.name,
             start=start,
             duration=duration,
-            ring=ring,
+            ring=v["ring_time"],
             direction=direction,
             extension=extension,
             number=number,
@@ -159,9 +166,5 @@ class AvayaIPOfficeParser(Parser):
 
     @classmethod
     def detect(cls, lines: Sequence[str]) -> float:
-        score = 0.0
-        for line in lines[:20]:
-            f = line.split(",")
-            if len(f) >= MIN_FIELDS and len(f[0]) == 19 and f[0][4] == "/" and f[4] in ("I", "O"):
-                score = max(score, 0.95)
-        return score
+        """0.95 times the share of the first lines (headers and blank lines aside) that `LAYOUT` reads."""
+        return detect_from_layout(LAYOUT, lines, skip=_is_header)
