@@ -48,10 +48,11 @@ from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
 
+from smdrd.errors import ParseError
 from smdrd.parsing import Parser, ParserContext
 from smdrd.record import CallRecord, Direction
 
-from ._fields import seconds, ymd_hms
+from .toolkit import Column, Layout, seconds, ymd_hms
 
 BASE = (
     "accountcode", "src", "dst", "dcontext", "clid", "channel", "dstchannel", "lastapp", "lastdata", "start",
@@ -77,6 +78,21 @@ DEFAULTS: dict[str, Any] = {
 #: columns that become core fields; every other non-empty column goes to `CallRecord.extra`.
 _CORE = frozenset({"accountcode", "start", "answer", "end", "duration", "billsec"})
 MAX_OPEN_CALLS = 10_000
+
+
+def _blank_or_time(text: str) -> datetime | None:
+    """``answer`` and ``end``: empty (never answered), else a valid time (only checked: not stored)."""
+    return ymd_hms(text, None, "-") if text else None
+
+
+#: the converted columns, in the order they are checked; the others are text, read by name.
+LAYOUT = Layout("asterisk-csv", (
+    Column("start", BASE.index("start"), lambda t: ymd_hms(t, None, "-")),  # a parser binds its timezone
+    Column("duration", BASE.index("duration"), seconds),
+    Column("billsec", BASE.index("billsec"), seconds),
+    Column("answer", BASE.index("answer"), _blank_or_time),
+    Column("end", BASE.index("end"), _blank_or_time),
+), quoted=True, min_fields=len(BASE))
 _CHANNEL_SUFFIX = re.compile(r"-[0-9a-fA-F]+(;\d)?$")
 
 
@@ -112,6 +128,8 @@ class AsteriskCSVParser(Parser):
         except (re.error, TypeError) as exc:
             raise ValueError(f"asterisk-csv option 'extension_pattern' is not a valid regex: {exc}") from None
         self._legs: OrderedDict[str, int] = OrderedDict()
+        tz = self.context.timezone
+        self._layout = LAYOUT if tz is None else LAYOUT.with_converters(start=lambda t: ymd_hms(t, tz, "-"))
 
     def _matches(self, text: str, globs: tuple[str, ...]) -> bool:
         low = text.lower()
@@ -153,27 +171,15 @@ class AsteriskCSVParser(Parser):
                 return None
             raise self.error(f"expected 16 to 21 CSV columns, got {len(row)}")
         f = dict(zip(names, row, strict=True))
-        tz = self.context.timezone
         try:
-            start = ymd_hms(f["start"], tz, "-")
-        except ValueError as exc:
-            if f["accountcode"].strip().lower() == "accountcode":
+            v = self._layout.extract(row)
+        except ParseError as exc:
+            if exc.field == "start" and f["accountcode"].strip().lower() == "accountcode":
                 return None
-            raise self.error(str(exc), "start") from None
-        try:
-            total = seconds(f["duration"])
-        except ValueError as exc:
-            raise self.error(str(exc), "duration") from None
-        try:
-            billsec = seconds(f["billsec"])
-        except ValueError as exc:
-            raise self.error(str(exc), "billsec") from None
-        for col in ("answer", "end"):
-            if f[col]:
-                try:
-                    ymd_hms(f[col], tz, "-")
-                except ValueError as exc:
-                    raise self.error(str(exc), col) from None
+            raise
+        start: datetime = v["start"]
+        total: int = v["duration"]
+        billsec: int = v["billsec"]
 
         direction = self._direction(f)
         src, dst = f["src"], f["dst"]
