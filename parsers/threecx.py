@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from smdrd.parsing import Parser, ParserContext
 from smdrd.record import CallRecord, Direction
 
-from ._fields import hms_seconds, seconds_text, ymd_hms
+from .toolkit import Column, Layout, hms_seconds, seconds_text, ymd_hms
 
 DEFAULT_FIELDS = (
     "historyid", "callid", "duration", "time_start", "time_answered", "time_end", "reason_terminated",
@@ -42,6 +42,10 @@ DEFAULT_FIELDS = (
 )
 REQUIRED = ("time_start", "time_end")
 _CORE = frozenset({"duration", "time_start", "time_answered", "time_end", "callid"})
+
+
+def _blank_or_hms(text: str) -> int:
+    return hms_seconds(text) if text else 0
 
 
 class ThreeCXParser(Parser):
@@ -66,16 +70,22 @@ class ThreeCXParser(Parser):
         if not isinstance(utc, bool):
             raise ValueError(f"3cx option 'utc' must be true or false, got {utc!r}")
         self.utc = utc
+        #: the converted fields, in the order they are checked; the field order is the administrator's.
+        convert = {"time_start": self._time, "time_end": self._time, "time_answered": self._time_or_none,
+                   "duration": _blank_or_hms}
+        last = {name: i for i, name in enumerate(self.fields)}  # a name given twice: its last column, as in `f`
+        self._layout = Layout(self.name, [Column(name, last[name], convert[name])
+                                          for name in convert if name in last])
 
-    def _time(self, text: str, name: str) -> datetime:
-        tz = self.context.timezone
-        try:
-            if self.utc:
-                t = ymd_hms(text, UTC)
-                return t.astimezone(tz) if tz else t
-            return ymd_hms(text, tz)
-        except ValueError as exc:
-            raise self.error(str(exc), name) from None
+    def _time(self, text: str) -> datetime:
+        if self.utc:
+            t = ymd_hms(text, UTC)
+            tz = self.context.timezone
+            return t.astimezone(tz) if tz else t
+        return ymd_hms(text, self.context.timezone)
+
+    def _time_or_none(self, text: str) -> datetime | None:
+        return self._time(text) if text else None
 
     def parse(self, line: str) -> Sequence[CallRecord] | None:
         try:
@@ -92,14 +102,12 @@ class ThreeCXParser(Parser):
         for i in range(len(self.fields), len(row)):
             if row[i]:
                 f[f"field{i + 1}"] = row[i]
-        start = self._time(f["time_start"], "time_start")
-        end = self._time(f["time_end"], "time_end")
-        answered_at = self._time(f["time_answered"], "time_answered") if f.get("time_answered") else None
-        if "duration" in f:
-            try:
-                duration = hms_seconds(f["duration"]) if f["duration"] else 0
-            except ValueError as exc:
-                raise self.error(str(exc), "duration") from None
+        v = self._layout.extract(row)
+        start: datetime = v["time_start"]
+        end: datetime = v["time_end"]
+        answered_at: datetime | None = v.get("time_answered")
+        if "duration" in v:
+            duration: int = v["duration"]
         else:
             duration = int((end - answered_at).total_seconds()) if answered_at else 0
         ring = int(((answered_at or end) - start).total_seconds())
