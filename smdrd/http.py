@@ -35,7 +35,8 @@ from urllib.parse import parse_qs
 import structlog
 from aiohttp import web
 
-from smdrd.config import HttpConfig, parse_hostport
+from smdrd.http_config import HttpConfig
+from smdrd.section import parse_hostport
 
 __all__ = ["CHUNK", "MAX_HEADERS", "MAX_LINE", "BadRequest", "Handler", "HttpServer", "Request", "Response"]
 

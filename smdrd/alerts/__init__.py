@@ -26,11 +26,11 @@ import structlog
 from smdrd.alerts.engine import OUTBOX_INSERT, AlertEngine, AlertStats, Departments, NoDepartments
 from smdrd.alerts.outbox import Outbox, stored_spend
 from smdrd.alerts.rules import RuleSet, SourceSnapshot, build_rules
-from smdrd.config import Settings
 from smdrd.core import CALL_COLUMNS, MICROS, Entry
 from smdrd.errors import SmdrdError
 
 if TYPE_CHECKING:
+    from smdrd.config import Settings
     from smdrd.daemon import Daemon
     from smdrd.mqtt import Publisher
 

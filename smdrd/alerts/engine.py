@@ -32,9 +32,9 @@ from smdrd.alerts.rules import (
     RuleSet,
     SourceSnapshot,
 )
-from smdrd.config import UNASSIGNED
 from smdrd.core import RatingLike, SideRow
 from smdrd.record import CallRecord
+from smdrd.reports.config import UNASSIGNED
 
 #: the outbox row an alert becomes: ``(alert_id, rule, severity, created_at, payload)``.
 OUTBOX_INSERT = ("INSERT OR IGNORE INTO alert_outbox (alert_id, rule, severity, created_at, payload) "

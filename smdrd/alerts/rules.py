@@ -22,13 +22,8 @@ from typing import ClassVar, Final, Generic, Protocol, TypeVar
 
 import phonenumbers
 
-from smdrd.config import (
-    HIGH_RISK_COUNTRIES,
-    NANP_LOOKALIKE_PREFIXES,
-    NETWORK_PREFIXES,
-    AlertsConfig,
-    SiteConfig,
-)
+from smdrd.alerts.config import HIGH_RISK_COUNTRIES, NANP_LOOKALIKE_PREFIXES, NETWORK_PREFIXES, AlertsConfig
+from smdrd.rating.config import SiteConfig
 from smdrd.rating.rules import parse_days, parse_hours
 
 K = TypeVar("K")

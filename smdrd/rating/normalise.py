@@ -33,7 +33,7 @@ from phonenumbers import PhoneNumberType, shortnumberinfo
 from smdrd.rating import classes as cc
 
 if TYPE_CHECKING:
-    from smdrd.config import SiteConfig
+    from smdrd.rating.config import SiteConfig
 
 __all__ = ["CACHE_SIZE", "Dialplan", "Number", "normalise", "normalise_uncached"]
 

@@ -32,7 +32,7 @@ from smdrd.rating.trie import PrefixTable
 from smdrd.record import CallRecord
 
 if TYPE_CHECKING:
-    from smdrd.config import SiteConfig, TariffConfig
+    from smdrd.rating.config import SiteConfig, TariffConfig
 
 __all__ = [
     "FIRST_MATCH",

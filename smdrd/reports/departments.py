@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
-from smdrd.config import UNASSIGNED, DepartmentConfig
 from smdrd.errors import ConfigError
+from smdrd.reports.config import UNASSIGNED, DepartmentConfig
 
 __all__ = ["UNASSIGNED", "Directory", "Membership", "department_problems", "extension_sort_key"]
 

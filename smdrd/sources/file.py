@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import structlog
 
 from smdrd.backoff import LogThrottle, log_throttled
-from smdrd.config import FileSource
 from smdrd.errors import SmdrdError
 from smdrd.framing import Framer
 from smdrd.sources.base import Ingest, Source, Stream
+from smdrd.sources.config import FileSource
 from smdrd.sources.streams import CHUNK, describe, feed_whole, read_stream, stream_pair
 
 log = structlog.get_logger(__name__)

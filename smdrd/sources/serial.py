@@ -21,8 +21,8 @@ import serial_asyncio_fast
 import structlog
 
 from smdrd.backoff import LogThrottle, log_throttled
-from smdrd.config import SerialSource
 from smdrd.sources.base import Ingest, Source
+from smdrd.sources.config import SerialSource
 from smdrd.sources.handshakes import Handshake
 from smdrd.sources.streams import (
     CONNECTION_ERRORS,

@@ -21,8 +21,9 @@ from typing import Any
 import structlog
 
 from smdrd.backoff import Backoff, LogThrottle, log_throttled
-from smdrd.config import TcpClientSource, TcpServerSource, open_to_everyone_warning, parse_hostport
+from smdrd.section import parse_hostport
 from smdrd.sources.base import Ingest, Source, Stream
+from smdrd.sources.config import TcpClientSource, TcpServerSource, open_to_everyone_warning
 from smdrd.sources.handshakes import Handshake
 from smdrd.sources.streams import (
     CONNECTION_ERRORS,

@@ -1,0 +1,147 @@
+"""The ``[http]`` section of `smdrd.http`'s server, and its token (inline, or a file such as a systemd
+credential). `smdrd.config` composes it into `~smdrd.config.Settings`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from smdrd.errors import ConfigError
+from smdrd.section import Section, parse_hostport
+
+__all__ = [
+    "CREDENTIALS_ROOT",
+    "MAX_TOKEN_LENGTH",
+    "MIN_TOKEN_LENGTH",
+    "HttpConfig",
+    "credential_absent_here",
+    "http_token",
+    "read_token_file",
+    "token_problem",
+]
+
+
+class HttpConfig(Section):
+    """The daemon's HTTP server (metrics, health, reports); its bounds are apart from the PBX sources' (see
+    docs/api.md): no client can hold descriptors, memory or threads the PBX path needs."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:9464"
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    #: open HTTP connections at most; one more is answered 503 and closed at once, never queued.
+    max_connections: int = Field(default=64, ge=1, le=4096)
+    #: seconds a new connection has to send a complete request head (slowloris).
+    head_timeout: float = Field(default=10.0, gt=0, le=300)
+    #: seconds an idle keep-alive connection stays open after its last response.
+    keepalive_timeout: float = Field(default=15.0, gt=0, le=3600)
+    #: seconds a client may stop reading a response before it is disconnected and the response freed.
+    write_timeout: float = Field(default=30.0, gt=0, le=3600)
+    #: threads that run report queries (their own pool: never the one the journal and file sources use).
+    report_workers: int = Field(default=2, ge=1, le=32)
+    #: report requests running or waiting at once; one more is answered 503 with Retry-After.
+    max_reports: int = Field(default=8, ge=1, le=1024)
+
+    @field_validator("listen")
+    @classmethod
+    def _hostport(cls, v: str) -> str:
+        parse_hostport(v, "127.0.0.1")
+        return v
+
+    @field_validator("token")
+    @classmethod
+    def _strong_token(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None:
+            problem = token_problem(v.get_secret_value())
+            if problem is not None:
+                raise ValueError(problem)
+        return v
+
+    @model_validator(mode="after")
+    def _one_token(self) -> HttpConfig:
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("token and token_file: set one, not both")
+        return self
+
+
+#: the shortest HTTP token accepted: an empty or short token would let anyone read the calls.
+MIN_TOKEN_LENGTH = 16
+#: the longest (and the most of a token file read).
+MAX_TOKEN_LENGTH = 4096
+
+
+def token_problem(token: str) -> str | None:
+    """Why ``token`` cannot protect the HTTP server (``None`` when it can); never repeats the token."""
+    if not token:
+        return (f"empty token (it would turn authentication off); expected at least {MIN_TOKEN_LENGTH} "
+                f"characters (such as the output of `openssl rand -hex 32`), or no token key at all")
+    if len(token) < MIN_TOKEN_LENGTH:
+        return (f"token too short ({len(token)} characters); expected at least {MIN_TOKEN_LENGTH} "
+                f"(such as the output of `openssl rand -hex 32`)")
+    if len(token) > MAX_TOKEN_LENGTH:
+        return f"token too long; expected at most {MAX_TOKEN_LENGTH} characters"
+    if not all("!" <= c <= "~" for c in token):
+        return ("token with spaces, control or non-ASCII characters; expected printable ASCII only (such as the "
+                "output of `openssl rand -hex 32`)")
+    return None
+
+
+#: where systemd puts a service's credentials; such a file exists only while the service runs.
+CREDENTIALS_ROOT = Path("/run/credentials")
+
+
+def credential_absent_here(path: Path) -> bool:
+    """True for a systemd credential path that cannot exist in this process (not the service, not running)."""
+    import os
+
+    try:
+        return (path.is_relative_to(CREDENTIALS_ROOT) and "CREDENTIALS_DIRECTORY" not in os.environ
+                and not path.exists())
+    except (OSError, ValueError):  # a path with a NUL byte: read_token_file says it cannot be read
+        return False
+
+
+def read_token_file(path: Path) -> str:
+    """The token in ``path`` (surrounding whitespace, such as a trailing newline, removed).
+
+    Raises:
+        ValueError: the file cannot be read, is not text, or holds an empty or too-short token; the message
+            names the file and never its content.
+    """
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(MAX_TOKEN_LENGTH + 2)
+    except FileNotFoundError:
+        raise ValueError(f"cannot read {str(path)!r}: file not found") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {str(path)!r}: {(exc.strerror or type(exc).__name__).lower()}") from None
+    except ValueError:  # a NUL byte in the path
+        raise ValueError(f"cannot read {str(path)!r}: not a valid path") from None
+    try:
+        token = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ValueError(f"{str(path)!r} is not text; expected one token of printable ASCII") from None
+    if len(data) > MAX_TOKEN_LENGTH + 1:
+        raise ValueError(f"{str(path)!r} is too long; expected at most {MAX_TOKEN_LENGTH} characters")
+    problem = token_problem(token)
+    if problem is not None:
+        raise ValueError(f"{str(path)!r}: {problem}")
+    return token
+
+
+def http_token(http: HttpConfig) -> str | None:
+    """The HTTP server's token: ``token``, or the content of ``token_file``, or ``None`` (no token).
+
+    Raises:
+        ConfigError: ``token_file`` cannot be read or holds an empty or too-short token (the content is never
+            shown).
+    """
+    if http.token is not None:
+        return http.token.get_secret_value()
+    if http.token_file is None:
+        return None
+    try:
+        return read_token_file(http.token_file)
+    except ValueError as exc:
+        raise ConfigError(None, [("http.token_file", str(exc))]) from None

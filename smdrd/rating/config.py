@@ -1,0 +1,162 @@
+"""The ``[site]`` and ``[tariff]`` sections: where the PBX is (timezone, dialplan) and how calls are rated.
+
+Validators use the rating engine's own parsers (money, prefixes, days and hours), so a file that loads is one the
+engine compiles. `smdrd.config` composes these into `~smdrd.config.Settings` (and re-exports them).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BeforeValidator, Field, field_validator, model_validator
+
+from smdrd.rating.deck import parse_prefix
+from smdrd.rating.money import parse_money
+from smdrd.rating.rules import parse_days, parse_hours
+from smdrd.section import Section
+
+__all__ = ["Money", "SiteConfig", "TariffBandConfig", "TariffConfig", "TariffRuleConfig", "WeeklyHours"]
+
+
+class SiteConfig(Section):
+    """Where the PBX is: decides timezones, number normalisation and the call classes."""
+
+    name: str = "smdrd"
+    timezone: str = "UTC"
+    country: str = Field(default="US", min_length=2, max_length=2)
+    area_code: str = ""
+    access_codes: list[str] = Field(default_factory=lambda: ["9"])
+    internal_max_digits: int = Field(default=5, ge=1, le=10)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"expected an IANA timezone name such as Europe/Warsaw, got {v!r}") from None
+        return v
+
+    @field_validator("country")
+    @classmethod
+    def _upper_country(cls, v: str) -> str:
+        if not v.isalpha():
+            raise ValueError(f"expected a two-letter ISO country code such as GB, got {v!r}")
+        return v.upper()
+
+    @field_validator("area_code")
+    @classmethod
+    def _area_digits(cls, v: str) -> str:
+        if any(ch.isdigit() and not ch.isascii() for ch in v):
+            raise ValueError(f"expected ASCII digits such as 20, got {v!r}")
+        return v
+
+    @field_validator("access_codes")
+    @classmethod
+    def _access_digits(cls, v: list[str]) -> list[str]:
+        for code in v:
+            if any(ch.isdigit() and not ch.isascii() for ch in code):
+                raise ValueError(f"expected access codes in ASCII digits such as \"9\", got {code!r}")
+        return v
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def _money(value: Any) -> Any:
+    return parse_money(value)
+
+
+#: an amount of money: a quoted decimal (``"0.03"``) or an integer; TOML floats are refused as inexact.
+Money = Annotated[Decimal, BeforeValidator(_money)]
+
+
+class WeeklyHours(Section):
+    """Days of the week and hours of the day, checked with the rating engine's own parsers."""
+
+    days: list[str]
+    hours: str
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, v: list[str]) -> list[str]:
+        parse_days(v)
+        return v
+
+    @field_validator("hours")
+    @classmethod
+    def _hours(cls, v: str) -> str:
+        parse_hours(v)
+        return v
+
+
+class TariffBandConfig(WeeklyHours):
+    """A named time band (``[tariff.bands.peak]``), in the site's local time."""
+
+    days: list[str] = Field(default_factory=lambda: ["mon-sun"], min_length=1)
+    hours: str = "00:00-24:00"
+    holidays: Literal["any", "exclude", "only"] = "any"
+
+
+
+class TariffRuleConfig(Section):
+    """One inline rating rule (``[[tariff.rules]]``); the same fields as a rate deck's columns."""
+
+    name: str = ""
+    prefixes: list[str] = Field(min_length=1)
+    call_class: Literal[
+        "internal", "local", "national", "mobile", "international", "toll-free", "premium", "emergency",
+        "special", "unknown",
+    ] | None = None
+    rate: Money = Decimal(0)
+    billing_unit: int = Field(default=60, ge=1)
+    initial_time: int = Field(default=0, ge=0)
+    initial_cost: Money = Decimal(0)
+    connection_fee: Money = Decimal(0)
+    minimum_charge: Money = Decimal(0)
+    band: str | None = None
+    valid_from: date | None = None
+    valid_until: date | None = None
+    trunks: list[str] = Field(default_factory=list)
+    directions: list[Literal["outbound", "inbound"]] = Field(default=["outbound"], min_length=1)
+
+    @field_validator("prefixes")
+    @classmethod
+    def _prefixes(cls, v: list[str]) -> list[str]:
+        return [parse_prefix(p) for p in v]
+
+
+class TariffConfig(Section):
+    """Call rating: rate decks and inline rules, combined into one compiled tariff (see docs/rating.md).
+
+    With no decks and no rules every call costs 0, and calls still get their classes from phonenumbers.
+    """
+
+    currency: str = Field(default="USD", min_length=3, max_length=3)
+    decimals: int = Field(default=2, ge=0, le=6)
+    mode: Literal["longest-prefix", "first-match"] = "longest-prefix"
+    split: bool = False
+    decks: list[Path] = Field(default_factory=list)
+    rules: list[TariffRuleConfig] = Field(default_factory=list)
+    bands: dict[str, TariffBandConfig] = Field(default_factory=dict)
+    holidays: list[date] = Field(default_factory=list)
+
+    @field_validator("currency")
+    @classmethod
+    def _upper_currency(cls, v: str) -> str:
+        if not v.isalpha():
+            raise ValueError(f"expected a three-letter ISO 4217 currency code such as EUR, got {v!r}")
+        return v.upper()
+
+    @model_validator(mode="after")
+    def _known_bands(self) -> TariffConfig:
+        for i, rule in enumerate(self.rules):
+            if rule.band is not None and rule.band not in self.bands:
+                known = ", ".join(sorted(self.bands)) or "none defined in [tariff.bands]"
+                raise ValueError(f"rules[{i}].band: unknown band {rule.band!r} (known: {known})")
+        return self
