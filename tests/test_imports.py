@@ -12,6 +12,7 @@ A cycle means some module works only when another one was imported first, as ``s
 
 from __future__ import annotations
 
+import argparse
 import ast
 import os
 import subprocess
@@ -171,3 +172,32 @@ def test_modules_once_in_a_cycle_import_first(first: str) -> None:
     """Whichever of them a program imports first (a cycle hid behind the order the daemon happened to use)."""
     proc = _fresh_import(first, "smdrd.config")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_command_summaries_are_what_the_modules_register() -> None:
+    """`smdrd --help` lists the commands from `SUMMARIES` without importing their modules: the same text."""
+    from smdrd import cli
+
+    full = cli.build_parser()
+    (action,) = [a for a in full._actions if isinstance(a, argparse._SubParsersAction)]
+    registered = {choice.dest: choice.help for choice in action._choices_actions}
+    assert registered == {name: summary for name, (_, summary) in cli.SUMMARIES.items()}
+    assert list(registered) == list(cli.SUMMARIES)
+    assert set(cli.COMMANDS) == {module for module, _ in cli.SUMMARIES.values()}
+    assert cli.build_parser("").format_help() == full.format_help()
+    for name in cli.SUMMARIES:
+        assert cli.build_parser(name).format_help() == full.format_help(), name
+
+
+def test_help_imports_no_command_module_and_no_heavy_library() -> None:
+    """What keeps `python -m smdrd --help` fast (the figure is bench/startup.py's, never a test's)."""
+    code = ("import runpy, sys\nsys.argv = ['smdrd', '--help']\ntry:\n    runpy.run_module('smdrd', "
+            "run_name='__main__')\nexcept SystemExit:\n    pass\nprint(' '.join(sorted(sys.modules)), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False,
+                          timeout=120)
+    assert "run the daemon" in proc.stdout
+    loaded = set(proc.stderr.split())
+    heavy = {"pydantic", "pydantic_settings", "aiohttp", "aiosqlite", "aiomqtt", "phonenumbers", "structlog",
+             "sqlite3", "asyncio", "importlib.metadata", "smdrd.config", "smdrd.daemon"}
+    assert not heavy & loaded
+    assert not {m for m in loaded if m.startswith("smdrd.cli.")}
