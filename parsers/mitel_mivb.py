@@ -30,6 +30,8 @@ from datetime import date, datetime, timedelta
 from smdrd.parsing import Parser
 from smdrd.record import CallRecord, Direction
 
+from .toolkit import check_call_seconds
+
 # (field, start, end), 0-based, end exclusive.
 STANDARD: Mapping[str, tuple[int, int]] = {
     "long_call": (0, 1), "date": (1, 6), "time": (7, 12), "pm": (12, 13), "duration": (14, 22),
@@ -114,6 +116,8 @@ class MitelMiVBParser(Parser):
             answered = status == "A" or (status not in NOT_CONNECTED and duration > 0)
         if not extension and direction is not Direction.INBOUND:
             raise self.error("no calling party", "calling")
+
+        check_call_seconds(self.name, duration=duration, ring=ring)  # 4-digit hours reach 9999 h
 
         extra = {name: f[name].strip() for name in _EXTRA if f[name].strip()}
         if overflow:

@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from smdrd.parsing import Parser, ParserContext
 from smdrd.record import CallRecord, Direction
 
-from .toolkit import Column, Layout, hms_seconds, seconds_text, ymd_hms
+from .toolkit import Column, Layout, check_call_seconds, hms_seconds, seconds_text, ymd_hms
 
 DEFAULT_FIELDS = (
     "historyid", "callid", "duration", "time_start", "time_answered", "time_end", "reason_terminated",
@@ -113,6 +113,7 @@ class ThreeCXParser(Parser):
         ring = int(((answered_at or end) - start).total_seconds())
         if ring < 0:
             raise self.error("time_answered/time_end is before time_start", "time_start")
+        check_call_seconds(self.name, duration=duration, ring=ring)
 
         g = f.get
         from_type, to_type, final_type = g("from_type", ""), g("to_type", ""), g("final_type", "")

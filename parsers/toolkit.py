@@ -69,7 +69,8 @@ from ._fields import (
 )
 
 __all__ = [
-    "MAX_CALL_SECONDS", "MAX_INT", "Column", "Converter", "Layout", "Slice", "call_seconds", "check_year",
+    "MAX_CALL_SECONDS", "MAX_INT", "Column", "Converter", "Layout", "Slice", "call_seconds", "check_call_seconds",
+    "check_year",
     "detect_from_layout", "digit_text", "digits", "hms_seconds", "one_of", "seconds", "seconds_text", "uint",
     "ymd_hms",
 ]
@@ -323,6 +324,18 @@ def _compile(layout: Layout) -> Callable[[Any], dict[str, Any]]:
         for f in layout.fields)
     converters = [x for f in layout.fields for x in (f.convert, f.default)]
     return _template(shape, layout.fixed)(layout, layout.split, layout.min_fields, *converters)
+
+
+def check_call_seconds(format: str, **seconds: int | None) -> None:
+    """Refuse talk or ring times (by field name) that no real call has, with the words and the field
+    `smdrd.record.check_record` would use: for times a parser computes (end minus start) rather than converts.
+
+    Raises:
+        ParseError: naming the first field outside 0 to `MAX_CALL_SECONDS`.
+    """
+    for name, value in seconds.items():
+        if value is not None and not 0 <= value <= MAX_CALL_SECONDS:
+            raise ParseError(format, f"{value} s is no real call (0 to {MAX_CALL_SECONDS} s, 31 days)", name)
 
 
 def detect_from_layout(layout: Layout, lines: Sequence[str], *, confidence: float = 0.95, sample: int = 20,

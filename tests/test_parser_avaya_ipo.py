@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from smdrd.errors import ParseError
 from smdrd.parsers.avaya_ipo import AvayaIPOfficeParser
@@ -118,41 +115,6 @@ def test_bad_lines_say_which_field(line: str, field: str | None) -> None:
         AvayaIPOfficeParser().parse(line)
     assert info.value.field == field
 
-
-_digits = st.text("0123456789", min_size=1, max_size=12)
-
-
-@st.composite
-def records(draw: st.DrawFn) -> CallRecord:
-    direction = draw(st.sampled_from(list(Direction)))
-    duration = draw(st.integers(0, 5 * 3600))
-    return CallRecord(
-        format="avaya-ipo",
-        start=draw(st.datetimes(datetime(2000, 1, 1), datetime(2099, 1, 1))).replace(microsecond=0),
-        duration=duration, ring=draw(st.integers(0, 600)), direction=direction,
-        extension=draw(st.text("0123456789", min_size=2, max_size=5)), number=draw(_digits),
-        trunk="" if direction is Direction.INTERNAL else f"T9{draw(st.integers(0, 999)):03d}",
-        call_id=str(draw(st.integers(1_000_000, 9_999_999))), answered=duration > 0,
-    )
-
-
-@given(records())
-def test_rendered_records_parse_back(record: CallRecord) -> None:
-    """What the simulator writes, the parser reads back (the fields IP Office carries)."""
-    (back,) = AvayaIPOfficeParser().parse(AvayaIPOfficeParser.render(record)[0]) or ()
-    for name in ("start", "duration", "ring", "direction", "extension", "number", "trunk", "answered",
-                 "call_id"):
-        assert getattr(back, name) == getattr(record, name), name
-
-
-@settings(max_examples=300)
-@given(st.one_of(st.binary(max_size=300).map(lambda b: b.decode("utf-8", "replace")),
-                 st.sampled_from([INTERNAL, OUTBOUND, MISSED_IN, SIP_IN, *TRANSFER]).flatmap(
-                     lambda s: st.tuples(st.just(s), st.integers(0, len(s)), st.integers(0, len(s)),
-                                         st.text(max_size=5)).map(lambda t: t[0][:t[1]] + t[3] + t[0][t[2]:]))))
-def test_garbage_and_mangled_lines_raise_only_parse_error(line: str) -> None:
-    with contextlib.suppress(ParseError):
-        AvayaIPOfficeParser().parse(line)
 
 
 def test_detect_is_a_plain_classmethod() -> None:

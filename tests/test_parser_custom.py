@@ -1,15 +1,12 @@
-"""The ``custom`` format: layouts from options (CSV, fixed width), option checks, round trips, fuzzing."""
+"""The ``custom`` format: layouts from options (CSV, fixed width), option checks."""
 
 from __future__ import annotations
 
-import contextlib
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from smdrd.errors import ParseError
 from smdrd.parsers.custom import DEFAULT_OPTIONS, CustomParser
@@ -106,67 +103,3 @@ def test_class_render_uses_default_options() -> None:
     (line,) = CustomParser.render(r)
     assert line == "2024-01-02 03:04:05,60,3,201,0612345678,T1,I,"
     assert CustomParser(ParserContext(options=DEFAULT_OPTIONS)).parse(line) is not None
-
-
-digits = st.text("0123456789", min_size=5, max_size=12)
-ext = st.text("0123456789", min_size=1, max_size=4)
-
-
-@st.composite
-def records(draw: st.DrawFn) -> CallRecord:
-    direction = draw(st.sampled_from(list(Direction)))
-    answered = draw(st.booleans())
-    number = draw(ext) if direction is Direction.INTERNAL else draw(digits)
-    if direction is Direction.INBOUND:
-        number = ""  # the number-length rule reads an empty number as inbound
-    return CallRecord(
-        format="custom",
-        start=datetime(2023, 1, 1, tzinfo=TZ) + timedelta(minutes=draw(st.integers(0, 60 * 24 * 360))),
-        duration=draw(st.integers(1, 99 * 3600)) if answered else 0,
-        ring=draw(st.integers(0, 600)),
-        direction=direction, extension=draw(ext), number=number,
-        trunk=draw(st.text("T0123456789", min_size=1, max_size=4)), answered=answered,
-    )
-
-
-@given(records())
-@settings(max_examples=150, deadline=None)
-def test_csv_render_parses_back(record: CallRecord) -> None:
-    """A parser's own render (per its options) reads back as the same call."""
-    p = parser(CSV_OPTIONS)
-    out = [r for line in p.render(record) for r in p.parse(line) or ()]
-    core = [(r.start, r.duration, r.ring, r.direction, r.extension, r.number, r.trunk, r.answered)
-            for r in out]
-    assert core == [(record.start, record.duration, record.ring, record.direction, record.extension,
-                     record.number, record.trunk, record.answered)]
-
-
-@given(records())
-@settings(max_examples=150, deadline=None)
-def test_fixed_render_parses_back(record: CallRecord) -> None:
-    """Fixed width, minute resolution, no ring or trunk columns: the fields it carries read back."""
-    p = parser(FIXED_OPTIONS, year=2023)
-    out = [r for line in p.render(record) for r in p.parse(line) or ()]
-    core = [(r.start, r.duration, r.direction, r.extension, r.number, r.answered) for r in out]
-    assert core == [(record.start, record.duration, record.direction, record.extension, record.number,
-                     record.answered)]
-
-
-@given(st.binary(max_size=300), st.sampled_from([CSV_OPTIONS, FIXED_OPTIONS]))
-@settings(max_examples=300, deadline=None)
-def test_random_bytes_raise_only_parse_error(data: bytes, options: dict[str, Any]) -> None:
-    """Garbage is a bad line for either layout, never a crash."""
-    with contextlib.suppress(ParseError):
-        parser(options).parse(data.decode("utf-8", errors="replace"))
-
-
-@given(st.data())
-@settings(max_examples=300, deadline=None)
-def test_mangled_lines_raise_only_parse_error(data: st.DataObject) -> None:
-    line = "05/03/2024;14:02:09;201;T3;0612345678;00:03:15;7;O;junk;4711"
-    cut = data.draw(st.integers(0, len(line)))
-    pos = data.draw(st.integers(0, len(line)))
-    junk = data.draw(st.text(max_size=5))
-    for bad in (line[:cut], line[:pos] + junk + line[pos + len(junk):]):
-        with contextlib.suppress(ParseError):
-            parser(CSV_OPTIONS).parse(bad)

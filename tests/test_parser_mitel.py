@@ -1,14 +1,12 @@
 """Mitel parsers: MiVoice Business / 3300 (`mitel-mivb`, real capture) and 5000 / MiVO 250 (`mitel-5000`,
-the manual's example), with round-trip and fuzz properties."""
+the manual's example); their round-trip and fuzz properties are in test_conformance.py."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from smdrd.errors import ParseError
 from smdrd.parsers.mitel_5000 import Mitel5000Parser
@@ -181,96 +179,3 @@ def test_m5000_unknown_type_is_an_error() -> None:
 def test_m5000_detect() -> None:
     assert Mitel5000Parser.detect([M5000_EXAMPLE]) > 0.7
     assert Mitel5000Parser.detect(REAL) == 0.0
-
-
-# --- properties -----------------------------------------------------------------------------------------
-
-def digits(lo: int, hi: int) -> st.SearchStrategy[str]:
-    return st.text("0123456789", min_size=lo, max_size=hi)
-
-
-@st.composite
-def mivb_records(draw: st.DrawFn) -> CallRecord:
-    direction = draw(st.sampled_from(list(Direction)))
-    start = draw(st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2100, 12, 31)))
-    duration = draw(st.integers(0, 9999 * 3600))
-    ext = draw(digits(1, 7))
-    if direction is Direction.INBOUND:
-        answered = draw(st.booleans())
-        ring = draw(st.integers(0, 9999))
-        trunk = draw(st.just("") | digits(1, 6).map(lambda d: "T" + d))
-        return CallRecord("mitel-mivb", start, duration if answered else 0, direction, ext,
-                          draw(digits(0, 20)), ring=ring, trunk=trunk, answered=answered)
-    if direction is Direction.INTERNAL:
-        return CallRecord("mitel-mivb", start, duration, direction, ext, draw(digits(1, 7)),
-                          answered=duration > 0)
-    answered = draw(st.booleans())
-    trunk = draw(st.just("") | digits(1, 6).map(lambda d: "T" + d))
-    return CallRecord("mitel-mivb", start, duration if answered else 0, direction, ext, draw(digits(1, 21)),
-                      trunk=trunk, answered=answered)
-
-
-@st.composite
-def m5000_records(draw: st.DrawFn) -> CallRecord:
-    direction = draw(st.sampled_from(list(Direction)))
-    start = draw(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 30)))
-    answered = draw(st.booleans()) if direction is Direction.INBOUND else True
-    number = draw(st.text("0123456789-", min_size=1, max_size=28).filter(lambda s: s.strip() == s))
-    return CallRecord("mitel-5000", start, draw(st.integers(0, 359999)), direction,
-                      draw(digits(1, 5)) if answered else "", number, trunk=draw(digits(1, 5)),
-                      answered=answered)
-
-
-def core(r: CallRecord) -> tuple[object, ...]:
-    return (r.duration, r.ring, r.direction, r.extension, r.number, r.trunk, r.answered)
-
-
-@settings(max_examples=300, deadline=None)
-@given(mivb_records())
-def test_mivb_rendered_records_parse_back(record: CallRecord) -> None:
-    """What `smdrd simulate --format mitel-mivb` writes is read back as the same call."""
-    (line,) = MitelMiVBParser.render(record)
-    r = one(mivb(record.start.year), line)
-    assert r.start == record.start.replace(microsecond=0)
-    assert core(r) == core(record)
-
-
-@settings(max_examples=300, deadline=None)
-@given(m5000_records(), st.integers(0, 11 * 3600))
-def test_m5000_rendered_records_parse_back(record: CallRecord, later: int) -> None:
-    """What `smdrd simulate --format mitel-5000` writes is read back (start to the minute)."""
-    (line,) = Mitel5000Parser.render(record)
-    assert len(line) == 80
-    r = one(Mitel5000Parser(ParserContext(now=record.start + timedelta(seconds=later))), line)
-    assert abs((r.start - record.start).total_seconds()) < Mitel5000Parser.time_resolution
-    assert core(r) == core(record)
-
-
-def _survives(parser: Parser, line: str) -> None:
-    try:
-        parser.parse(line)
-        parser.flush()
-    except ParseError:
-        pass
-
-
-@pytest.mark.parametrize("cls", [MitelMiVBParser, Mitel5000Parser])
-@settings(max_examples=200, deadline=2000)
-@given(data=st.binary(max_size=300))
-def test_random_bytes_raise_only_parse_errors(cls: type[Parser], data: bytes) -> None:
-    """Line noise never crashes a Mitel parser."""
-    _survives(cls(ParserContext(now=datetime(2024, 2, 29))), data.decode("utf-8", errors="replace"))
-
-
-@pytest.mark.parametrize(("cls", "lines"), [(MitelMiVBParser, REAL), (Mitel5000Parser, [M5000_EXAMPLE])])
-@settings(max_examples=200, deadline=2000)
-@given(data=st.data())
-def test_truncated_or_mangled_real_lines_raise_only_parse_errors(cls: type[Parser], lines: list[str],
-                                                                  data: st.DataObject) -> None:
-    """A record cut short or with one character changed gives a ParseError at worst."""
-    line = data.draw(st.sampled_from(lines))
-    cut = data.draw(st.integers(0, len(line)))
-    char = data.draw(st.characters())
-    parser = cls(ParserContext(now=datetime(2024, 2, 29)))
-    _survives(parser, line[:cut])
-    _survives(parser, line[:cut] + char + line[cut + 1:])
