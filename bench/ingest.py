@@ -28,10 +28,11 @@ sys.path.insert(0, str(ROOT))
 
 from bench._util import report  # noqa: E402
 from smdrd.config import SiteConfig  # noqa: E402
-from smdrd.core import CALL_COLUMNS, process_frame  # noqa: E402
+from smdrd.core import process_frame  # noqa: E402
 from smdrd.daemon import build_hooks  # noqa: E402
 from smdrd.framing import Framer  # noqa: E402
 from smdrd.parsing import ParserContext, get_parser_class  # noqa: E402
+from smdrd.store.rows import CALL_COLUMNS, call_row  # noqa: E402
 from smdrd.store.schema import connect  # noqa: E402
 
 BATCH = 20_000
@@ -89,7 +90,7 @@ def ceiling(data: Path, db: Path, fmt: str) -> tuple[float, int]:
                                       rate=rate)
                     line_rows.append((next_id, e.source, e.peer, e.received_at, e.format, e.raw, e.status,
                                       e.error))
-                    call_rows.extend((next_id, *c) for c in e.calls)
+                    call_rows.extend((next_id, *call_row(c, e.source)) for c in e.calls)
                     next_id += 1
                 t = time.perf_counter()
                 conn.execute("BEGIN IMMEDIATE")

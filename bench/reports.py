@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench._util import report  # noqa: E402
 from smdrd.config import Settings  # noqa: E402
-from smdrd.core import CALL_COLUMNS  # noqa: E402
 from smdrd.reports.queries import context_from, parse_query, run_report  # noqa: E402
 from smdrd.reports.rollup import connect_readonly  # noqa: E402
+from smdrd.store.rows import CALL_COLUMNS  # noqa: E402
 from smdrd.store.schema import connect  # noqa: E402
 
 YEAR = 2026

@@ -38,10 +38,11 @@ from prometheus_client.process_collector import ProcessCollector
 
 from smdrd import __version__
 from smdrd.config import UNASSIGNED, Settings
-from smdrd.core import CALL_COLUMNS, DUPLICATE, ERROR, FLUSHED, Entry
 from smdrd.errors import SmdrdError
 from smdrd.health import source_down
 from smdrd.http import Request, Response
+from smdrd.journal import DUPLICATE, ERROR, FLUSHED, MICROS
+from smdrd.journal import JournalEntry as Entry
 from smdrd.rating.classes import CALL_CLASSES, UNKNOWN
 from smdrd.record import Direction
 from smdrd.reports.departments import Directory
@@ -70,14 +71,6 @@ DIRECTIONS: tuple[str, ...] = tuple(d.value for d in Direction)
 _KNOWN_CLASSES = frozenset(CALL_CLASSES)
 _KNOWN_DIRECTIONS = frozenset(DIRECTIONS)
 
-_COL_START = CALL_COLUMNS.index("start")  # ISO, the PBX's local time: its date is the membership day
-_COL_DURATION = CALL_COLUMNS.index("duration")
-_COL_DIRECTION = CALL_COLUMNS.index("direction")
-_COL_EXTENSION = CALL_COLUMNS.index("extension")
-_COL_ANSWERED = CALL_COLUMNS.index("answered")
-_COL_CLASS = CALL_COLUMNS.index("call_class")
-_COL_COST = CALL_COLUMNS.index("cost_micros")
-_COL_CURRENCY = CALL_COLUMNS.index("currency")
 
 #: ``(extension, day)`` to department name; the day (ISO, the call's local date) matters for dated memberships.
 DepartmentOf = Callable[[str | None, str], str]
@@ -249,31 +242,29 @@ class Metrics:
                     received_at, same = entry.received_at, 1
             if entry.status == DUPLICATE:
                 continue  # a re-sent line: its calls were counted when they were first committed
-            for row in entry.calls:
-                direction = str(row[_COL_DIRECTION])
+            for call in entry.calls:
+                record, rating = call.record, call.rating
+                direction = record.direction.value
                 if direction not in _KNOWN_DIRECTIONS:
                     direction = UNKNOWN  # bounded, whatever a future parser writes
-                cls = row[_COL_CLASS]
-                call_class = cls if isinstance(cls, str) and cls in _KNOWN_CLASSES else UNKNOWN
-                duration = row[_COL_DURATION]
-                talk = duration if isinstance(duration, int) else 0
+                cls = rating.call_class if rating is not None else None
+                call_class = cls if cls in _KNOWN_CLASSES else UNKNOWN
+                talk = record.duration
                 acc = calls.setdefault((entry.source, direction, call_class), [0, 0])
                 acc[0] += 1
                 acc[1] += talk
-                ext = row[_COL_EXTENSION]
-                start = row[_COL_START]
-                dept = department_of(ext if isinstance(ext, str) else None,
-                                     start[:10] if isinstance(start, str) else "")
+                # the membership day is the call's date in the PBX's own time, as stored and reported
+                dept = department_of(record.extension or None, record.start.date().isoformat())
                 dacc = dept_calls.setdefault((dept, call_class), [0, 0])
                 dacc[0] += 1
                 dacc[1] += talk
-                micros, currency = row[_COL_COST], row[_COL_CURRENCY]
-                if isinstance(micros, int) and isinstance(currency, str) and currency:
+                if rating is not None and rating.currency:
+                    micros, currency = int(rating.cost * MICROS), rating.currency
                     ckey = (entry.source, call_class, currency)
                     cost[ckey] = cost.get(ckey, 0) + micros
                     dkey = (dept, currency)
                     dept_cost[dkey] = dept_cost.get(dkey, 0) + micros
-                if row[_COL_ANSWERED] and direction in self.call_duration:
+                if record.answered and direction in self.call_duration:
                     durations.append((direction, talk))
         if received_at is not None:
             self.write_latency.observe(max(0.0, (now_us - received_at) / 1e6), same)

@@ -77,6 +77,12 @@ class CallRecord:
     call_key: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
 
+    def __reduce__(self) -> tuple[type[CallRecord], tuple[Any, ...]]:
+        # Pickled by field values (import's worker sends millions): several times faster than the slots state.
+        return (CallRecord, (self.format, self.start, self.duration, self.direction, self.extension, self.number,
+                             self.ring, self.trunk, self.account, self.auth_code, self.call_id, self.leg,
+                             self.continued, self.answered, self.transfer, self.call_key, self.extra))
+
     def key(self) -> str:
         """The key shared by all legs of this call."""
         if self.call_key:

@@ -13,9 +13,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from smdrd.alerts import compile_settings
-from smdrd.alerts.engine import OUTBOX_INSERT, AlertEngine
+from smdrd.alerts.engine import AlertEngine
 from smdrd.alerts.rules import SourceSnapshot
 from smdrd.config import Settings
+from smdrd.journal import Alert
 from smdrd.rating import Rater
 from smdrd.record import CallRecord, Direction
 
@@ -58,9 +59,9 @@ class Harness:
         rating: Any = self.rater.rate(record)
         if cost is not None:
             rating = FakeRating(rating.e164, rating.call_class, cost=cost)
-        rows = self.engine.observe(record, rating, uid or f"test:{self.n}")
-        assert all(sql == OUTBOX_INSERT for sql, _ in rows)
-        return [json.loads(str(params[4])) for _, params in rows]
+        alerts = self.engine.observe(record, rating, uid or f"test:{self.n}")
+        assert all(isinstance(a, Alert) for a in alerts)
+        return [json.loads(a.payload) for a in alerts]
 
     def rules(self, alerts: Sequence[dict[str, Any]]) -> list[str]:
         return [a["rule"] for a in alerts]
@@ -252,13 +253,13 @@ def test_source_down_once_per_outage_and_parse_error_rate() -> None:
     rows = []
     for i in range(0, 1500, 5):
         rows += eng.check_sources([SourceSnapshot("pbx", False, 0, 0)], t0 + i)
-    assert [r[1] for r in rows] == ["source_down"]
+    assert [r.rule for r in rows] == ["source_down"]
     assert eng.check_sources([SourceSnapshot("pbx", True, 0, 0)], t0 + 1600) == []
     rows = [r for i in range(1, 200) for r in eng.check_sources([SourceSnapshot("pbx", False, 0, 0)],
                                                                  t0 + 1600 + 5 * i)]
-    assert [r[1] for r in rows] == ["source_down"]  # the second outage
+    assert [r.rule for r in rows] == ["source_down"]  # the second outage
     good = [SourceSnapshot("pbx", True, 100 * i, 1 * i) for i in range(1, 5)]
     assert [r for i, s in enumerate(good) for r in eng.check_sources([s], t0 + 3000 + i)] == []
     bad = eng.check_sources([SourceSnapshot("pbx", True, 500, 50)], t0 + 3010)
-    assert [r[1] for r in bad] == ["parse_errors"]
-    assert json.loads(str(bad[0][4]))["source"] == "pbx"
+    assert [r.rule for r in bad] == ["parse_errors"]
+    assert json.loads(bad[0].payload)["source"] == "pbx"

@@ -67,7 +67,7 @@ def test_dates_outside_the_window_are_refused(text: str) -> None:
 def test_hostile_ipo_line_is_a_parse_error_naming_the_field() -> None:
     entry = process_frame(IPO_HOSTILE.encode(), get_parser_class("avaya-ipo")(), "utf-8", source="s", peer="p",
                           received_at=1)
-    assert entry.status == ERROR and entry.calls == []
+    assert entry.status == ERROR and not entry.calls
     assert "connected_time" in (entry.error or "") and "31 days" in (entry.error or "")
 
 
@@ -154,10 +154,6 @@ def test_mangled_real_lines_never_raise_anything_but_parse_error(fmt: str, seed:
 # --- the writer ---------------------------------------------------------------------------------------------
 
 
-def _entry(raw: bytes, status: str = PARSED, calls: list[tuple[object, ...]] | None = None) -> Entry:
-    return Entry("s", "p", 1, "avaya-ipo", raw, status, None, calls or [])
-
-
 def _stored(db: Path) -> list[tuple[bytes, str, str | None]]:
     conn = sqlite3.connect(db)
     try:
@@ -174,10 +170,11 @@ async def test_an_entry_the_database_refuses_is_an_error_line_and_the_writer_goe
     task = asyncio.create_task(writer.run())
     parser = get_parser_class("avaya-ipo")()
     good = [process_frame(ipo_line(i), parser, "utf-8", source="s", peer="p", received_at=1) for i in range(1000)]
-    # A call row as a buggy plugin (or a future field without bounds) could make it: a 20-digit duration.
-    bad = dataclasses.replace(good[0], raw=b"hostile", calls=[tuple(
-        10**20 if i == 8 else v for i, v in enumerate(good[0].calls[0]))])
-    bad.calls[0] = (f"hostile-{bad.calls[0][0]}", *bad.calls[0][1:])
+    # A call as a buggy plugin (or a future field without bounds) could make it, past check_record: a 20-digit
+    # ring time.
+    call = good[0].calls[0]
+    bad = dataclasses.replace(good[0], raw=b"hostile", calls=[dataclasses.replace(
+        call, uid=f"hostile-{call.uid}", record=dataclasses.replace(call.record, ring=10**20))])
     text_bad = dataclasses.replace(good[1], raw=b"surrogate", peer="\udcff", calls=[])
     writer.submit(bad)
     writer.submit(text_bad)

@@ -253,3 +253,18 @@ def test_a_worker_failure_is_reported(tmp_path: Path, capsys: pytest.CaptureFixt
     config.write_text(f'[database]\npath = "{tmp_path / "x.db"}"\n[tariff]\ndecks = ["rates.csv"]\n')
     assert main(["import", "-q", "--format", "avaya-ipo", "--config", str(config), str(SAMPLE)]) == 2
     assert "rates.csv:2" in capsys.readouterr().err
+
+
+def test_the_call_feed_never_carries_the_authorisation_code() -> None:
+    """The MQTT call payload was zip(CALL_COLUMNS, row), which published authorisation codes."""
+    import dataclasses
+
+    from smdrd.journal import RatedCall
+
+    entry = frame(LINE)
+    call = entry.calls[0]
+    secret = dataclasses.replace(call, record=dataclasses.replace(call.record, auth_code="4321"))
+    assert isinstance(secret, RatedCall)
+    payload = secret.to_json("pbx")
+    assert "auth_code" not in payload and "4321" not in str(payload)
+    assert payload["uid"] == call.uid and payload["source"] == "pbx" and payload["number"] == call.record.number

@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from smdrd.config import Settings
-from smdrd.core import PARSED, Entry, call_row
+from smdrd.core import PARSED, Entry
+from smdrd.journal import RatedCall
 from smdrd.rating import Rating
 from smdrd.record import CallRecord, Direction
 from smdrd.reports.queries import Context, Query, Report, context_from, parse_query, run_report
@@ -85,12 +86,12 @@ CALLS = [
 ]
 
 
-def record(c: Call) -> tuple[object, ...]:
+def record(c: Call) -> RatedCall:
     start = datetime.fromisoformat(c.start).replace(tzinfo=TZ)
     rec = CallRecord(format="test", start=start, duration=c.duration, direction=Direction(c.direction),
                      extension=c.extension, number=c.number, trunk=c.trunk, leg=c.leg, call_key=c.key)
     rating = Rating(c.e164, c.call_class, "rule", c.e164[:3], Decimal(c.cost), "EUR")
-    return call_row(rec, f"test:{c.start}:{c.extension}:{c.leg}", "pbx", rating)
+    return RatedCall(f"test:{c.start}:{c.extension}:{c.leg}", rec, rating)
 
 
 async def write_calls(db: Path, calls: list[Call]) -> None:
@@ -310,7 +311,7 @@ def test_pruning_call_details_keeps_the_totals(db: Path, ctx: Context) -> None:
 
 def test_migration_rolls_up_calls_stored_before_it(tmp_path: Path) -> None:
     """A database from before the reports: its calls are rolled up once when the schema is upgraded."""
-    from smdrd.core import CALL_COLUMNS
+    from smdrd.store.rows import CALL_COLUMNS, call_row
     from smdrd.store.schema import MIGRATIONS, migrate
 
     path = tmp_path / "old.db"
@@ -319,7 +320,7 @@ def test_migration_rolls_up_calls_stored_before_it(tmp_path: Path) -> None:
     conn.execute("INSERT INTO lines VALUES (1, 'pbx', '', 0, 'test', x'00', 'parsed', NULL)")
     cols = ", ".join(CALL_COLUMNS)
     conn.executemany(f"INSERT INTO calls (line_id, {cols}) VALUES (1, {', '.join('?' * len(CALL_COLUMNS))})",
-                     [record(c) for c in CALLS])
+                     [call_row(record(c), "pbx") for c in CALLS])
     migrate(conn)
     conn.close()
     ro = connect_readonly(path)

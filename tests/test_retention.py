@@ -23,14 +23,16 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from smdrd.config import Settings, load_config
-from smdrd.core import CALL_COLUMNS, ERROR, PARSED, Entry, call_row
+from smdrd.core import ERROR, PARSED, Entry
 from smdrd.errors import ConfigError
+from smdrd.journal import RatedCall
 from smdrd.rating import Rating
 from smdrd.record import CallRecord, Direction
 from smdrd.reports.queries import context_from, parse_query, run_report
 from smdrd.reports.render import to_dict
 from smdrd.reports.rollup import connect_readonly
 from smdrd.store.retention import RAW_PRUNED, Cutoffs, PruneCounts, cutoffs, plan, prune
+from smdrd.store.rows import CALL_COLUMNS, call_row
 from smdrd.store.schema import connect
 from smdrd.store.writer import JournalWriter
 
@@ -79,12 +81,12 @@ CALLS = [
 OLD_LEGS = 8
 
 
-def record(c: Call) -> tuple[object, ...]:
+def record(c: Call) -> RatedCall:
     start = datetime.fromisoformat(c.start).replace(tzinfo=TZ)
     rec = CallRecord(format="test", start=start, duration=c.duration, direction=Direction(c.direction),
                      extension=c.extension, number=c.e164.lstrip("+"), trunk=c.trunk, leg=c.leg, call_key=c.key)
     rating = None if c.cost is None else Rating(c.e164, c.call_class, "rule", c.e164[:3], Decimal(c.cost), "EUR")
-    return call_row(rec, f"test:{c.start}:{c.extension}:{c.leg}", "pbx", rating)
+    return RatedCall(f"test:{c.start}:{c.extension}:{c.leg}", rec, rating)
 
 
 def received(c: Call) -> int:
@@ -294,7 +296,7 @@ def test_no_write_lock_is_held_between_batches(tmp_path: Path) -> None:
                      (i + 1, 1_000_000 * (1_600_000_000 + i)))
         row = record(Call(f"2020-09-{i + 1:02d}T10:00:00", "201", "outbound", "national", 10, "0.01"))
         conn.execute(f"INSERT INTO calls (line_id, {cols}) VALUES (?, {', '.join('?' * len(CALL_COLUMNS))})",
-                     (i + 1, *row))
+                     (i + 1, *call_row(row, "pbx")))
     conn.execute("COMMIT")
     other = sqlite3.connect(path, isolation_level=None, timeout=0)
     sizes: list[int] = []

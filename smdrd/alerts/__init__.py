@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from smdrd.alerts.engine import OUTBOX_INSERT, AlertEngine, AlertStats, Departments, NoDepartments
+from smdrd.alerts.engine import AlertEngine, AlertStats, Departments, NoDepartments
 from smdrd.alerts.outbox import Outbox, stored_spend
 from smdrd.alerts.rules import RuleSet, SourceSnapshot, build_rules
-from smdrd.core import CALL_COLUMNS, MICROS, Entry
 from smdrd.errors import SmdrdError
+from smdrd.journal import JournalEntry
 
 if TYPE_CHECKING:
     from smdrd.config import Settings
@@ -84,23 +84,20 @@ class Alerts:
 
     # -- daemon hooks -----------------------------------------------------------------------------------------
 
-    def committed(self, entries: list[Entry], seconds: float) -> None:
+    def committed(self, entries: list[JournalEntry], seconds: float) -> None:
         """Commit listener: log the alerts just made durable, wake the publisher, queue calls to publish."""
         raised = 0
         publisher = self.publisher
         publish_calls = publisher is not None and self.mqtt_config.publish_calls
         for entry in entries:
-            if entry.side_rows:
-                for sql, params in entry.side_rows:
-                    if sql == OUTBOX_INSERT:
-                        raised += 1
-                        alert_id, rule, severity = params[0], params[1], params[2]
-                        log.warning("alert.raised", rule=rule, severity=severity, id=alert_id)
-                        self._metric_raised(str(rule), str(severity))
+            for alert in entry.alerts:
+                raised += 1
+                log.warning("alert.raised", rule=alert.rule, severity=alert.severity, id=alert.id)
+                self._metric_raised(alert.rule, alert.severity)
             if publish_calls and entry.calls:
                 assert publisher is not None
-                for row in entry.calls:
-                    publisher.offer_call(_call_payload(row, self.engine.site))
+                for call in entry.calls:
+                    publisher.offer_call(_call_payload(call.to_json(entry.source), self.engine.site))
         if raised:
             self.pending += raised
             self._metric_pending()
@@ -187,12 +184,12 @@ class Alerts:
             await asyncio.sleep(self.daemon.settings.alerts.check_interval)
             try:
                 now = time.time()
-                rows = self.engine.check_sources(self._snapshots(), now)
-                if rows:
-                    added = await self.outbox.insert(rows)
-                    for row in rows:
-                        log.warning("alert.raised", rule=row[1], severity=row[2], id=row[0])
-                        self._metric_raised(str(row[1]), str(row[2]))
+                raised = self.engine.check_sources(self._snapshots(), now)
+                if raised:
+                    added = await self.outbox.insert(raised)
+                    for alert in raised:
+                        log.warning("alert.raised", rule=alert.rule, severity=alert.severity, id=alert.id)
+                        self._metric_raised(alert.rule, alert.severity)
                     if added:
                         self.pending += added
                         self._metric_pending()
@@ -249,15 +246,10 @@ class Alerts:
                 self._metrics.mqtt_connected(connected)
 
 
-def _call_payload(row: tuple[object, ...], site: str) -> bytes:
-    call = dict(zip(CALL_COLUMNS, row, strict=True))
-    micros = call.pop("cost_micros")
-    call["cost"] = str(Decimal(micros) / MICROS) if isinstance(micros, int) else None
+def _call_payload(call: dict[str, Any], site: str) -> bytes:
+    """The MQTT call feed's message: the call (`smdrd.journal.RatedCall.to_json`: never an authorisation code)
+    and the site."""
     call["site"] = site
-    extra = call.get("extra")
-    if isinstance(extra, str):
-        with contextlib.suppress(ValueError):
-            call["extra"] = json.loads(extra)
     return _encode(call).encode()
 
 

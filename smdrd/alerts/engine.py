@@ -1,10 +1,10 @@
 """The alert engine: runs the rules over each stored call and returns the outbox rows to commit with it.
 
 `AlertEngine.observe` is the daemon's `smdrd.core.Observe`: it is called on the hot path, for every call, in
-the same step that builds the call's journal entry, and the rows it returns are written in the same transaction
-as the call. So an alert exists exactly when its call does: never lost, never raised for a call that was not
-stored. The alert id is derived from the call's uid and the rule, and the outbox ignores a known id, so a
-re-sent line never raises an alert twice.
+the same step that builds the call's journal entry, and the `smdrd.journal.Alert`s it returns are written in
+the same transaction as the call. So an alert exists exactly when its call does: never lost, never raised for a
+call that was not stored. The alert id is derived from the call's uid and the rule, and the outbox ignores a
+known id, so a re-sent line never raises an alert twice.
 
 No I/O here (the database and MQTT are the daemon's edges), and nothing here may raise into the pipeline:
 `smdrd.core.add_calls` notes an observer failure on the line, but a rule bug should not cost that either.
@@ -32,13 +32,10 @@ from smdrd.alerts.rules import (
     RuleSet,
     SourceSnapshot,
 )
-from smdrd.core import RatingLike, SideRow
+from smdrd.journal import Alert, RatingLike
 from smdrd.record import CallRecord
 from smdrd.reports.config import UNASSIGNED
 
-#: the outbox row an alert becomes: ``(alert_id, rule, severity, created_at, payload)``.
-OUTBOX_INSERT = ("INSERT OR IGNORE INTO alert_outbox (alert_id, rule, severity, created_at, payload) "
-                 "VALUES (?, ?, ?, ?, ?)")
 _ZERO = Decimal(0)
 _NON_DIGITS = re.compile(r"\D")
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -109,8 +106,8 @@ class AlertEngine:
 
     # -- calls ------------------------------------------------------------------------------------------------
 
-    def observe(self, record: CallRecord, rating: RatingLike | None, uid: str) -> Sequence[SideRow]:
-        """The `smdrd.core.Observe` hook: the outbox rows ``record`` raises (usually none)."""
+    def observe(self, record: CallRecord, rating: RatingLike | None, uid: str) -> Sequence[Alert]:
+        """The `smdrd.core.Observe` hook: the alerts ``record`` raises (usually none)."""
         rules = self.rules.calls
         if not rules:
             return ()
@@ -122,7 +119,7 @@ class AlertEngine:
             del seen[next(iter(seen))]
         self.stats.calls += 1
         call = self.rated_call(record, rating, uid)
-        rows: list[SideRow] = []
+        rows: list[Alert] = []
         for armed in rules:
             if armed.exclusions.excludes(call):
                 continue
@@ -135,7 +132,7 @@ class AlertEngine:
             for finding in findings:
                 if self._snoozed(finding, armed.snooze, call.ts):
                     continue
-                rows.append((OUTBOX_INSERT, self.row(finding, call=call)))
+                rows.append(self.row(finding, call=call))
         return rows
 
     def rated_call(self, record: CallRecord, rating: RatingLike | None, uid: str) -> RatedCall:
@@ -175,9 +172,9 @@ class AlertEngine:
 
     # -- sources ----------------------------------------------------------------------------------------------
 
-    def check_sources(self, snapshots: Iterable[SourceSnapshot], now: float) -> list[tuple[object, ...]]:
-        """Outbox rows (parameters of `OUTBOX_INSERT`) for the operational rules, at wall-clock ``now``."""
-        rows: list[tuple[object, ...]] = []
+    def check_sources(self, snapshots: Iterable[SourceSnapshot], now: float) -> list[Alert]:
+        """The alerts of the operational rules, at wall-clock ``now``."""
+        rows: list[Alert] = []
         for snap in snapshots:
             for armed in self.rules.sources:
                 try:
@@ -193,9 +190,8 @@ class AlertEngine:
 
     # -- payloads ---------------------------------------------------------------------------------------------
 
-    def row(self, finding: Finding, *, call: RatedCall | None = None, source: str | None = None
-            ) -> tuple[object, ...]:
-        """The outbox row of ``finding``: ``(alert_id, rule, severity, created_at, payload)``."""
+    def row(self, finding: Finding, *, call: RatedCall | None = None, source: str | None = None) -> Alert:
+        """The `Alert` of ``finding``."""
         now = self._clock()
         self.stats.raised[finding.rule, finding.severity] += 1
         payload: dict[str, object] = {
@@ -214,7 +210,7 @@ class AlertEngine:
             "call": call_json(call) if call else None,
             "facts": dict(finding.facts),
         }
-        return (finding.id, finding.rule, finding.severity, int(now * 1_000_000), _encode(payload))
+        return Alert(finding.id, finding.rule, finding.severity, int(now * 1_000_000), _encode(payload))
 
     def seed_spend(self, totals: Iterable[tuple[str, str, Decimal]]) -> None:
         """Start the budget rule's periods from stored spend: ``(extension, local day YYYY-MM-DD, cost)``."""

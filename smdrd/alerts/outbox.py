@@ -17,7 +17,8 @@ from pathlib import Path
 
 import aiosqlite
 
-from smdrd.alerts.engine import OUTBOX_INSERT
+from smdrd.journal import Alert
+from smdrd.store.rows import OUTBOX_INSERT, alert_row
 from smdrd.store.schema import PRAGMAS
 
 
@@ -76,17 +77,16 @@ class Outbox:
         await self.db.executemany("UPDATE alert_outbox SET delivered_at = ? WHERE id = ?",
                                   [(stamp, r) for r in rows])
 
-    async def insert(self, rows: Iterable[tuple[object, ...]]) -> int:
+    async def insert(self, alerts: Iterable[Alert]) -> int:
         """Insert alerts raised outside a call's transaction (operational alerts); returns how many were new."""
-        batch = list(rows)
+        batch = [alert_row(a) for a in alerts]
         if not batch:
             return 0
         db = self.db
         await db.execute("BEGIN IMMEDIATE")
         try:
-            before = db.total_changes
-            await db.executemany(OUTBOX_INSERT, batch)
-            added = db.total_changes - before
+            async with db.executemany(OUTBOX_INSERT, batch) as cur:
+                added = cur.rowcount
             await db.execute("COMMIT")
         except BaseException:
             await db.execute("ROLLBACK")

@@ -27,6 +27,7 @@ from smdrd.errors import SmdrdError
 from smdrd.framing import Framer
 from smdrd.ingest import SourceIngest
 from smdrd.parsing import ParserContext, get_parser_class
+from smdrd.store.rows import PreparedEntry, prepare
 from smdrd.store.writer import JournalWriter
 
 CHUNK = 1 << 16  # small enough that the writer task is serviced between chunks (overlap)
@@ -149,8 +150,8 @@ async def import_parallel(settings: Settings, args: argparse.Namespace,
                 raise SmdrdError(f"the import's parser process ended unexpectedly (exit {worker.exitcode})") \
                     from None
             if kind == "entries":
-                for fields in payload:
-                    writer.submit(Entry(*fields))
+                for prepared in payload:
+                    writer.submit(prepared)
                 await writer.wait_capacity()
             elif kind == "progress":
                 if progress:
@@ -195,11 +196,11 @@ def _parse_files(out: Connection, job: dict[str, Any]) -> None:
     context = ParserContext(timezone=site.tz, year=job["year"], options=job["options"])
     source = job["source"]
     counts = {"lines": 0, "skipped": 0, "errors": 0, "parsed": 0}
-    batch: list[tuple[object, ...]] = []
+    batch: list[PreparedEntry] = []
 
     def take(entry: Entry) -> None:
-        batch.append((entry.source, entry.peer, entry.received_at, entry.format, entry.raw, entry.status,
-                      entry.error, entry.calls, entry.side_rows))
+        # The store's rows, mapped here: they cross to the committing process four times cheaper than objects.
+        batch.append(prepare(entry, keep_calls=False))
         if entry.status != FLUSHED:
             counts["lines"] += 1
             key = _COUNTED.get(entry.status, "held")

@@ -20,10 +20,11 @@ from pathlib import Path
 
 from smdrd.cli._common import add_config_argument, settings_from
 from smdrd.config import Settings, SourceConfig
-from smdrd.core import CALL_COLUMNS, DUPLICATE, ERROR, FLUSHED, MICROS, Entry, flush_entry, process_frame
+from smdrd.core import DUPLICATE, ERROR, FLUSHED, MICROS, Entry, flush_entry, process_frame
 from smdrd.errors import SmdrdError
 from smdrd.parsing import Parser, ParserContext, get_parser_class
 from smdrd.rating import Rater
+from smdrd.store.rows import INSERT_CALL, call_row
 from smdrd.store.schema import UNROLL_ON_DELETE, connect
 from smdrd.store.writer import unwritable
 
@@ -196,8 +197,6 @@ def run_reparse(args: argparse.Namespace) -> int:
     by_name = {s.name: s for s in settings.sources}
     streams: dict[tuple[str, str], _Stream] = {}
     summary = ReparseSummary()
-    insert = (f"INSERT OR IGNORE INTO calls (line_id, {', '.join(CALL_COLUMNS)}) "
-              f"VALUES (?, {', '.join('?' * len(CALL_COLUMNS))})")
     for rows in _batches(conn, lo, hi, args.source):
         entries: list[tuple[int, Entry | None]] = []
         for line_id, source, peer, fmt, raw, status in rows:
@@ -211,7 +210,7 @@ def run_reparse(args: argparse.Namespace) -> int:
             stream.last_line = line_id
             entries.append((line_id, process_frame(bytes(raw), stream.parser, stream.encoding, source=source,
                                                    peer=peer, received_at=0, rate=rate)))
-        summary.calls_before += _replace(conn, insert, entries, summary)
+        summary.calls_before += _replace(conn, entries, summary)
     # Records parsers still hold (multi-leg calls cut off by the range's end) go with each stream's last line.
     tail: list[tuple[int, Entry | None]] = []
     for (source, peer), stream in streams.items():
@@ -220,7 +219,7 @@ def run_reparse(args: argparse.Namespace) -> int:
         if entry is not None:
             tail.append((stream.last_line, entry))
     if tail:
-        _replace(conn, insert, tail, summary, keep_lines=True)
+        _replace(conn, tail, summary, keep_lines=True)
     summary.calls_after = conn.execute(
         "SELECT count(*) FROM calls JOIN lines ON lines.id = calls.line_id WHERE lines.received_at >= ? "
         "AND lines.received_at < ?", (lo * 1_000_000, hi * 1_000_000)).fetchone()[0]
@@ -235,8 +234,8 @@ def run_reparse(args: argparse.Namespace) -> int:
     return 0
 
 
-def _replace(conn: sqlite3.Connection, insert: str, entries: list[tuple[int, Entry | None]],
-             summary: ReparseSummary, *, keep_lines: bool = False) -> int:
+def _replace(conn: sqlite3.Connection, entries: list[tuple[int, Entry | None]], summary: ReparseSummary, *,
+             keep_lines: bool = False) -> int:
     """Replace the calls of ``entries``' lines with the new ones, in one transaction; return the old count."""
     ids = [(line_id,) for line_id, _ in entries]
     conn.execute("BEGIN IMMEDIATE")
@@ -245,8 +244,10 @@ def _replace(conn: sqlite3.Connection, insert: str, entries: list[tuple[int, Ent
         if not keep_lines:
             # rowcount, not total_changes: the rollup trigger's writes are no calls.
             removed = conn.executemany("DELETE FROM calls WHERE line_id = ?", ids).rowcount
+        rows = [(line_id, *call_row(c, entry.source)) for line_id, entry in entries if entry for c in entry.calls]
+        refused: dict[int, str] = {}
         try:
-            conn.executemany(insert, [(line_id, *row) for line_id, entry in entries if entry for row in entry.calls])
+            conn.executemany(INSERT_CALL, rows)
         except Exception as exc:
             if unwritable(exc):
                 raise
@@ -256,14 +257,12 @@ def _replace(conn: sqlite3.Connection, insert: str, entries: list[tuple[int, Ent
                     continue
                 conn.execute("SAVEPOINT one")
                 try:
-                    conn.executemany(insert, [(line_id, *row) for row in entry.calls])
+                    conn.executemany(INSERT_CALL, [(line_id, *call_row(c, entry.source)) for c in entry.calls])
                 except Exception as one:
                     if unwritable(one):
                         raise
                     conn.execute("ROLLBACK TO one")
-                    entry.calls = []
-                    entry.status = ERROR
-                    entry.error = f"could not store what was parsed from this line: {type(one).__name__}: {one}"
+                    refused[line_id] = f"could not store what was parsed from this line: {type(one).__name__}: {one}"
                 conn.execute("RELEASE one")
         status_rows: list[tuple[str, str | None, int]] = []
         for line_id, entry in entries:
@@ -272,12 +271,14 @@ def _replace(conn: sqlite3.Connection, insert: str, entries: list[tuple[int, Ent
                 continue
             if keep_lines:
                 continue
-            status = entry.status
+            status, error = entry.status, entry.error
+            if line_id in refused:
+                status, error = ERROR, refused[line_id]
             # A call already stored from another line (a re-sent buffer) was ignored: this line is a duplicate.
-            if entry.calls and conn.execute("SELECT 1 FROM calls WHERE line_id = ? LIMIT 1",
-                                            (line_id,)).fetchone() is None:
+            elif entry.calls and conn.execute("SELECT 1 FROM calls WHERE line_id = ? LIMIT 1",
+                                              (line_id,)).fetchone() is None:
                 status = DUPLICATE
-            status_rows.append((status, entry.error, line_id))
+            status_rows.append((status, error, line_id))
             summary.after[status] += 1
             summary.lines += 1
         conn.executemany("UPDATE lines SET status = ?, error = ? WHERE id = ?", status_rows)

@@ -83,14 +83,14 @@ def _print_calls(entries: list[Entry], _seconds: float) -> None:
     for entry in entries:
         if entry.status == "error":
             print(f"  ! line not parsed: {entry.error}", flush=True)
-        for row in entry.calls:
-            (_uid, _src, _fmt, _key, leg, start, _utc, duration, _ring, direction, ext, number, _trunk,
-             *_, call_class, _rule, _prefix, cost_micros, currency) = row
-            cost = "" if cost_micros is None else f"{Decimal(str(cost_micros)) / MICROS:.2f} {currency}"
-            arrow = {"inbound": "<-", "outbound": "->", "internal": "<>"}.get(str(direction), "--")
-            m, s = divmod(int(str(duration)), 60)
-            print(f"  {str(start)[11:19]}  ext {ext!s:>4} {arrow} {number!s:<16} {call_class or ''!s:<13} "
-                  f"{m:3d}m{s:02d}s {cost}{'  (transfer leg)' if leg else ''}", flush=True)
+        for call in entry.calls:
+            record, micros = call.record, call.cost_micros
+            cost = "" if micros is None else f"{Decimal(micros) / MICROS:.2f} {call.currency}"
+            arrow = {"inbound": "<-", "outbound": "->", "internal": "<>"}.get(record.direction.value, "--")
+            m, s = divmod(record.duration, 60)
+            print(f"  {record.start.isoformat()[11:19]}  ext {record.extension:>4} {arrow} {record.number:<16} "
+                  f"{call.call_class or '':<13} {m:3d}m{s:02d}s {cost}{'  (transfer leg)' if record.leg else ''}",
+                  flush=True)
 
 
 def _port_or_free(port: int) -> int:

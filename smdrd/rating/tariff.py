@@ -78,6 +78,10 @@ class Rating:
     cost: Decimal
     currency: str
 
+    def __reduce__(self) -> tuple[type[Rating], tuple[str, str, str, str, Decimal, str]]:
+        # Pickled by field values (import's worker sends millions): several times faster than the slots state.
+        return (Rating, (self.e164, self.call_class, self.rule, self.prefix, self.cost, self.currency))
+
     def to_json(self) -> dict[str, str]:
         """The rating as JSON-safe data (the cost as a decimal string)."""
         return {

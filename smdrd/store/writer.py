@@ -18,21 +18,26 @@ import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiosqlite
 import structlog
 
-from smdrd.core import CALL_COLUMNS, DUPLICATE, ERROR, Entry
+from smdrd.journal import DUPLICATE, ERROR, JournalEntry
+from smdrd.store.rows import (
+    INSERT_CALL,
+    INSERT_LINE,
+    OUTBOX_INSERT,
+    PreparedEntry,
+    alert_row,
+    line_row,
+    prepare,
+)
 from smdrd.store.schema import PRAGMAS, migrate
 
 log = structlog.get_logger(__name__)
 
-_INSERT_LINE = ("INSERT INTO lines (id, source, peer, received_at, format, raw, status, error) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-_INSERT_CALL = (f"INSERT OR IGNORE INTO calls (line_id, {', '.join(CALL_COLUMNS)}) "
-                f"VALUES (?, {', '.join('?' * len(CALL_COLUMNS))})")
 
 
 #: uids per ``IN (...)`` query: well under SQLite's limit on bound parameters whatever the batch size.
@@ -97,7 +102,7 @@ class JournalWriter:
         commit_interval: float = 0.1,
         batch_rows: int = 5000,
         max_pending: int = 100_000,
-        on_commit: Callable[[list[Entry], float], None] | None = None,
+        on_commit: Callable[[list[JournalEntry], float], None] | None = None,
     ) -> None:
         self.path = Path(path)
         self.commit_interval = commit_interval
@@ -105,7 +110,7 @@ class JournalWriter:
         self.max_pending = max_pending
         self.on_commit = on_commit
         self.stats = WriterStats()
-        self._pending: deque[tuple[float, Entry]] = deque()
+        self._pending: deque[tuple[float, PreparedEntry]] = deque()
         self._db: aiosqlite.Connection | None = None
         self._wake = asyncio.Event()
         self._capacity = asyncio.Event()
@@ -128,14 +133,16 @@ class JournalWriter:
         for pragma in PRAGMAS:
             await self._db.execute(pragma)
 
-    def submit(self, entry: Entry) -> None:
+    def submit(self, entry: JournalEntry | PreparedEntry) -> None:
         """Queue ``entry`` for the next commit. Never blocks; see `wait_capacity` for backpressure."""
-        self._pending.append((time.monotonic(), entry))
+        prepared = entry if isinstance(entry, PreparedEntry) else prepare(entry)
+        entry = prepared.entry
+        self._pending.append((time.monotonic(), prepared))
         self._idle.clear()
-        if entry.side_rows:
+        if entry.alerts:
             # An alert is published only once its call is committed: don't let it wait out the interval.
             self._urgent = True
-        if len(self._pending) == 1 or len(self._pending) >= self.batch_rows or entry.side_rows:
+        if len(self._pending) == 1 or len(self._pending) >= self.batch_rows or entry.alerts:
             self._wake.set()
         if len(self._pending) >= self.max_pending:
             self._capacity.clear()
@@ -186,13 +193,13 @@ class JournalWriter:
                 log.info("journal.commit_recovered", after_failures=failures)
                 failures = 0
 
-    async def _commit_batch(self, batch: list[Entry]) -> None:
+    async def _commit_batch(self, batch: list[PreparedEntry]) -> None:
         """Commit ``batch`` (the head of the pending queue) in one transaction, or entry by entry when one of
         its entries holds something the database refuses. Raises only when the database is unwritable
         (`unwritable`); what was committed before that is off the queue, so a retry never doubles it."""
         started = time.monotonic()
         try:
-            duplicates = await self._commit(batch)
+            stored, calls, duplicates = await self._commit(batch)
         except Exception as exc:
             if unwritable(exc):
                 raise
@@ -201,67 +208,70 @@ class JournalWriter:
             log.error("journal.bad_entry_in_batch", error=_describe(exc), entries=len(batch))
             for entry in batch:
                 started = time.monotonic()
-                self._done([entry], await self._commit_entry(entry), started)
+                self._done(*await self._commit_entry(entry), started)
             return
-        self._done(batch, duplicates, started)
+        self._done(stored, calls, duplicates, started)
 
-    def _done(self, entries: list[Entry], duplicates: int, started: float) -> None:
-        """``entries`` (the head of the queue) are committed: take them off it, count them, tell the listener."""
-        for _ in entries:
+    def _done(self, stored: list[JournalEntry], calls: int, duplicates: int, started: float) -> None:
+        """``stored`` (as committed, with ``calls`` calls) were the head of the queue: take them off it, count
+        them, tell the listener."""
+        for _ in stored:
             self._pending.popleft()
         elapsed = time.monotonic() - started
         self.stats.commits += 1
-        self.stats.lines += len(entries)
+        self.stats.lines += len(stored)
         self.stats.duplicates += duplicates
-        self.stats.calls += sum(len(e.calls) for e in entries)  # duplicates' calls were cleared
+        self.stats.calls += calls  # a re-sent call is not counted again
         self.stats.last_commit_seconds = elapsed
         if len(self._pending) < self.max_pending:
             self._capacity.set()
         if self.on_commit is not None:
             try:
-                self.on_commit(entries, elapsed)
+                self.on_commit(stored, elapsed)
             except Exception:  # a listener's bug must not stop the journal (it is committed already)
                 log.exception("journal.commit_listener_failed")
 
-    async def _commit_entry(self, entry: Entry) -> int:
+    async def _commit_entry(self, prepared: PreparedEntry) -> tuple[list[JournalEntry], int, int]:
         """Commit one entry, keeping as much of it as the database accepts: the whole entry; else the line and
-        its calls without their side rows; else the line alone as an ``error`` line with its raw bytes and the
+        its calls without their alerts; else the line alone as an ``error`` line with its raw bytes and the
         reason. Raises only when the database is unwritable."""
         try:
-            return await self._commit([entry])
+            return await self._commit([prepared])
         except Exception as exc:
             if unwritable(exc):
                 raise
             reason = _describe(exc)
-        if entry.side_rows:
-            entry.side_rows = []
-            entry.error = f"could not store the call's alerts: {reason}"
+        entry = prepared.entry
+        if entry.alerts:
+            entry = replace(entry, alerts=(), error=f"could not store the call's alerts: {reason}")
             try:
-                return await self._commit([entry])
+                return await self._commit([PreparedEntry(entry, prepared.call_rows)])
             except Exception as exc:
                 if unwritable(exc):
                     raise
                 reason = _describe(exc)
         log.error("journal.entry_stored_as_error", source=_text(entry.source), reason=reason)
-        entry.calls = []
-        entry.side_rows = []
-        entry.status = ERROR
-        entry.error = f"could not store what was parsed from this line: {reason}"
+        entry = replace(entry, calls=(), alerts=(), status=ERROR,
+                        error=f"could not store what was parsed from this line: {reason}")
         try:
-            return await self._commit([entry])
+            return await self._commit([PreparedEntry(entry, ())])
         except Exception as exc:
             if unwritable(exc):
                 raise
         # Even the line's own fields are refused (text the driver cannot encode, a time out of range): keep the
         # raw bytes with fields that cannot fail.
-        entry.source, entry.peer, entry.format = _text(entry.source), _text(entry.peer), _text(entry.format)
-        entry.received_at = entry.received_at if _int64(entry.received_at) else time.time_ns() // 1000
-        entry.raw = bytes(entry.raw) if isinstance(entry.raw, bytes | bytearray | memoryview) \
-            else _text(entry.raw).encode()
-        entry.error = _text(entry.error)[:2000]
-        return await self._commit([entry])
+        raw: object = entry.raw
+        entry = replace(
+            entry, source=_text(entry.source), peer=_text(entry.peer), format=_text(entry.format),
+            received_at=entry.received_at if _int64(entry.received_at) else time.time_ns() // 1000,
+            raw=bytes(raw) if isinstance(raw, bytes | bytearray | memoryview) else _text(raw).encode(),
+            error=_text(entry.error)[:2000])
+        return await self._commit([PreparedEntry(entry, ())])
 
-    async def _commit(self, batch: list[Entry]) -> int:
+    async def _commit(self, batch: list[PreparedEntry]) -> tuple[list[JournalEntry], int, int]:
+        """One transaction: the lines, their calls and alerts. Returns the entries as stored (a re-sent call
+        taken out of its entry, a line all of whose calls were re-sent marked ``duplicate``), how many calls
+        were stored and how many were re-sent."""
         db = self._db
         if db is None:
             raise sqlite3.OperationalError("the journal database is not open (reconnecting)")
@@ -272,25 +282,26 @@ class JournalWriter:
             first = (row[0] if row else 0) + 1
             line_rows: list[tuple[object, ...]] = []
             call_rows: list[tuple[object, ...]] = []
-            for i, e in enumerate(batch):
+            alert_rows: list[tuple[object, ...]] = []
+            for i, p in enumerate(batch):
                 line_id = first + i
-                line_rows.append((line_id, e.source, e.peer, e.received_at, e.format, e.raw, e.status, e.error))
-                call_rows.extend((line_id, *c) for c in e.calls)
-            await db.executemany(_INSERT_LINE, line_rows)
-            side: dict[str, list[tuple[object, ...]]] = {}
-            for e in batch:
-                for sql, params in e.side_rows:
-                    side.setdefault(sql, []).append(params)
+                e = p.entry
+                line_rows.append(line_row(line_id, e))
+                if p.call_rows:
+                    call_rows.extend((line_id, *r) for r in p.call_rows)
+                if e.alerts:
+                    alert_rows.extend(alert_row(a) for a in e.alerts)
+            await db.executemany(INSERT_LINE, line_rows)
             dup_calls: set[tuple[int, str]] = set()
             if call_rows:
                 # The cursor's rowcount counts the rows this statement inserted; total_changes would also count
                 # the rollup trigger's writes and hide a re-sent line.
-                async with db.executemany(_INSERT_CALL, call_rows) as cur:
+                async with db.executemany(INSERT_CALL, call_rows) as cur:
                     inserted = cur.rowcount
                 if inserted < len(call_rows):
                     dup_calls = await self._find_duplicates(db, call_rows)
-            for sql, rows in side.items():
-                await db.executemany(sql, rows)
+            if alert_rows:
+                await db.executemany(OUTBOX_INSERT, alert_rows)
             await db.execute("COMMIT")
         except BaseException:
             # SQLite has already rolled back by itself after some failures (disk full, I/O error): a ROLLBACK
@@ -299,19 +310,19 @@ class JournalWriter:
                 with contextlib.suppress(sqlite3.Error):
                     await db.execute("ROLLBACK")
             raise
-        duplicates = 0
-        if dup_calls:
-            for i, e in enumerate(batch):
-                kept = [c for c in e.calls if (first + i, str(c[0])) not in dup_calls]
-                if len(kept) == len(e.calls):
-                    continue
-                # Listeners (metrics, alerts) see what was stored: a re-sent call is not counted again.
-                duplicates += len(e.calls) - len(kept)
-                e.calls = kept
-                if not kept:
-                    e.status = DUPLICATE
-                    e.side_rows = []
-        return duplicates
+        stored = [p.entry for p in batch]
+        if not dup_calls:
+            return stored, len(call_rows), 0
+        for i, p in enumerate(batch):
+            e = p.entry
+            line_id = first + i
+            if not any((line_id, str(r[0])) in dup_calls for r in p.call_rows):
+                continue
+            kept = tuple(c for c in e.calls if (line_id, c.uid) not in dup_calls)
+            whole = all((line_id, str(r[0])) in dup_calls for r in p.call_rows)
+            # Listeners (metrics, alerts) see what was stored: a re-sent call is not counted again.
+            stored[i] = replace(e, status=DUPLICATE, calls=(), alerts=()) if whole else replace(e, calls=kept)
+        return stored, len(call_rows) - len(dup_calls), len(dup_calls)
 
     async def _recover(self) -> None:
         """After a failed commit: make sure the connection is out of its transaction, or open a fresh one.
@@ -336,27 +347,6 @@ class JournalWriter:
                 await self._db.execute(pragma)
         except (sqlite3.Error, OSError) as exc:  # the next failed commit tries again
             log.warning("journal.reconnect_failed", error=str(exc))
-
-    async def _commit_one_by_one(self, batch: list[Entry]) -> int:
-        duplicates = 0
-        for entry in batch:
-            try:
-                duplicates += await self._commit([entry])
-            except (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError) as exc:
-                # Keep as much as the schema accepts: first the call without its side rows, then the line.
-                if entry.side_rows:
-                    entry.side_rows = []
-                    entry.error = f"could not store the call's alerts: {exc}"
-                    try:
-                        duplicates += await self._commit([entry])
-                        continue
-                    except (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError) as again:
-                        exc = again
-                entry.calls = []
-                entry.status = "error"
-                entry.error = f"could not store the parsed call: {exc}"
-                await self._commit([entry])
-        return duplicates
 
     @staticmethod
     async def _find_duplicates(db: aiosqlite.Connection, call_rows: list[tuple[object, ...]]) -> set[tuple[int, str]]:

@@ -1,0 +1,148 @@
+"""The typed boundary of the pure core: what one framed line becomes. No I/O and no storage layout here.
+
+`smdrd.core.process_frame` turns a line into a `JournalEntry`: the line itself (source, peer, receive time,
+format, raw bytes), its status and error, the `RatedCall`s parsed from it and the `Alert`s they raised, all
+frozen dataclasses. Everything after the core reads these types: the store (``smdrd/store/``) alone maps them
+to rows, and metrics, alert delivery and the MQTT call feed read attributes, never a column index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC
+from decimal import Decimal
+from typing import Any, Protocol
+
+from smdrd.record import CallRecord
+
+__all__ = ["DUPLICATE", "ERROR", "FLUSHED", "HELD", "MICROS", "PARSED", "SKIPPED", "STATUSES", "Alert",
+           "JournalEntry", "RatedCall", "RatingLike"]
+
+PARSED = "parsed"
+HELD = "held"  # part of a multi-leg call whose other legs have not arrived yet
+SKIPPED = "skipped"
+ERROR = "error"
+DUPLICATE = "duplicate"
+FLUSHED = "flushed"  # an empty marker line carrying the records a parser held until its stream ended
+STATUSES = (PARSED, HELD, SKIPPED, ERROR, DUPLICATE, FLUSHED)
+
+#: a cost in integer millionths of its currency is ``cost * MICROS`` (exact: costs have at most 6 decimals).
+MICROS = Decimal(1_000_000)
+
+
+class RatingLike(Protocol):
+    """What the pipeline keeps of a rating (`smdrd.rating.Rating`)."""
+
+    @property
+    def e164(self) -> str: ...
+    @property
+    def call_class(self) -> str: ...
+    @property
+    def rule(self) -> str: ...
+    @property
+    def prefix(self) -> str: ...
+    @property
+    def cost(self) -> Decimal: ...
+    @property
+    def currency(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RatedCall:
+    """One call (or leg) parsed from a line, with its rating.
+
+    Attributes:
+        uid: the call's identity in the journal: the same bytes re-sent give the same uid, so a re-sent call
+            is recognised and never counted twice.
+        record: what the PBX said (`smdrd.record.CallRecord`).
+        rating: what rating made of it; ``None`` when the call could not be rated (the line's error says why).
+    """
+
+    uid: str
+    record: CallRecord
+    rating: RatingLike | None = None
+
+    def __reduce__(self) -> tuple[type[RatedCall], tuple[str, CallRecord, RatingLike | None]]:
+        return (RatedCall, (self.uid, self.record, self.rating))
+
+    @property
+    def cost_micros(self) -> int | None:
+        """The cost in integer millionths of `currency`, ``None`` when unrated."""
+        return None if self.rating is None else int(self.rating.cost * MICROS)
+
+    @property
+    def call_class(self) -> str | None:
+        return None if self.rating is None else self.rating.call_class
+
+    @property
+    def currency(self) -> str | None:
+        return None if self.rating is None else self.rating.currency
+
+    def to_json(self, source: str) -> dict[str, Any]:
+        """The call as the MQTT call feed publishes it: never the authorisation code."""
+        r = self.record
+        start = r.start
+        start_utc = int(start.timestamp()) if start.tzinfo else int(start.replace(tzinfo=UTC).timestamp())
+        rating = self.rating
+        return {
+            "uid": self.uid, "source": source, "format": r.format, "call_key": r.key(), "leg": r.leg,
+            "start": start.isoformat(), "start_utc": start_utc, "duration": r.duration,
+            "ring": r.ring, "direction": r.direction.value, "extension": r.extension, "number": r.number,
+            "trunk": r.trunk, "account": r.account, "call_id": r.call_id, "answered": int(r.answered),
+            "transfer": r.transfer, "extra": dict(r.extra),
+            "e164": rating.e164 if rating else None, "call_class": rating.call_class if rating else None,
+            "rule": rating.rule if rating else None, "prefix": rating.prefix if rating else None,
+            "cost": str(Decimal(int(rating.cost * MICROS)) / MICROS) if rating else None,
+            "currency": rating.currency if rating else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An alert a call (or a source's state) raised, stored with its call in one transaction.
+
+    Attributes:
+        id: stable: derived from the call's uid (or the source and time) and the rule, so a re-sent line or a
+            redelivery never makes a second alert.
+        rule, severity: which rule, how bad.
+        created_at: when it was raised, in microseconds since the epoch.
+        payload: the JSON document delivered (MQTT, e-mail).
+    """
+
+    id: str
+    rule: str
+    severity: str
+    created_at: int
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One journal line and what it produced.
+
+    Attributes:
+        source, peer: where the line came from (the configured source, the PBX's address or the file).
+        received_at: when it was received, in microseconds since the epoch (UTC).
+        format: the parser's format name.
+        raw: the bytes as received (without the line end).
+        status: one of `STATUSES`.
+        error: why the line is an error, or what went wrong beside it (a rating failure); ``None`` if nothing.
+        calls: the calls parsed from this line (several for a multi-leg call completed by it).
+        alerts: the alerts those calls raised.
+    """
+
+    source: str
+    peer: str
+    received_at: int
+    format: str
+    raw: bytes
+    status: str
+    error: str | None = None
+    calls: Sequence[RatedCall] = ()
+    alerts: Sequence[Alert] = ()
+
+    def __reduce__(self) -> tuple[type[JournalEntry], tuple[Any, ...]]:
+        # Pickled by field values (import's worker sends millions): several times faster than the slots state.
+        return (JournalEntry, (self.source, self.peer, self.received_at, self.format, self.raw, self.status,
+                               self.error, self.calls, self.alerts))

@@ -1,0 +1,90 @@
+"""How the SQLite store lays out the typed journal entries (`smdrd.journal`) as rows: the one place that knows.
+
+The core hands the store `JournalEntry`, `RatedCall` and `Alert` objects; the writer, ``reparse`` and the
+import map them to rows here, with the statements that insert them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from datetime import UTC
+
+from smdrd.journal import MICROS, Alert, JournalEntry, RatedCall
+
+__all__ = ["CALL_COLUMNS", "INSERT_CALL", "INSERT_LINE", "OUTBOX_INSERT", "CallRow", "PreparedEntry", "alert_row",
+           "call_row", "line_row", "prepare"]
+
+#: a ``calls`` row without its ``line_id`` (the writer adds it), in `CALL_COLUMNS` order.
+CallRow = tuple[object, ...]
+
+CALL_COLUMNS = (
+    "uid", "source", "format", "call_key", "leg", "start", "start_utc", "duration", "ring", "direction",
+    "extension", "number", "trunk", "account", "auth_code", "call_id", "answered", "transfer", "extra",
+    "e164", "call_class", "rule", "prefix", "cost_micros", "currency",
+)
+
+INSERT_LINE = ("INSERT INTO lines (id, source, peer, received_at, format, raw, status, error) "
+               "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+INSERT_CALL = (f"INSERT OR IGNORE INTO calls (line_id, {', '.join(CALL_COLUMNS)}) "
+               f"VALUES (?, {', '.join('?' * len(CALL_COLUMNS))})")
+#: an alert's outbox row is ``(alert_id, rule, severity, created_at, payload)``; a known id is ignored.
+OUTBOX_INSERT = ("INSERT OR IGNORE INTO alert_outbox (alert_id, rule, severity, created_at, payload) "
+                 "VALUES (?, ?, ?, ?, ?)")
+
+# One encoder for every row: json.dumps() with non-default arguments builds a new encoder on each call.
+_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def line_row(line_id: int, e: JournalEntry) -> tuple[object, ...]:
+    """The ``lines`` row of ``e``, in `INSERT_LINE` order."""
+    return (line_id, e.source, e.peer, e.received_at, e.format, e.raw, e.status, e.error)
+
+
+def call_row(call: RatedCall, source: str) -> CallRow:
+    """The ``calls`` row of ``call`` from ``source`` (without ``line_id``), in `CALL_COLUMNS` order."""
+    record = call.record
+    start = record.start
+    start_utc = int(start.timestamp()) if start.tzinfo else int(start.replace(tzinfo=UTC).timestamp())
+    rating = call.rating
+    if rating is None:
+        rated: tuple[object, ...] = (None, None, None, None, None, None)
+    else:
+        rated = (rating.e164, rating.call_class, rating.rule, rating.prefix, int(rating.cost * MICROS),
+                 rating.currency)
+    return (
+        call.uid, source, record.format, record.key(), record.leg, start.isoformat(), start_utc,
+        record.duration, record.ring, record.direction.value, record.extension, record.number, record.trunk,
+        record.account, record.auth_code, record.call_id, int(record.answered), record.transfer,
+        _encode_json(dict(record.extra)) if record.extra else "{}",
+        *rated,
+    )
+
+
+def alert_row(alert: Alert) -> tuple[object, ...]:
+    """The ``alert_outbox`` row of ``alert``, in `OUTBOX_INSERT` order."""
+    return (alert.id, alert.rule, alert.severity, alert.created_at, alert.payload)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedEntry:
+    """A `JournalEntry` with its calls already mapped to rows, as the writer queues it.
+
+    The live path prepares on submit; ``smdrd import`` prepares in its parsing worker and sends these instead
+    (rows pickle about four times faster than the objects) with ``entry.calls`` left empty: ``call_rows`` alone
+    then says what is stored.
+    """
+
+    entry: JournalEntry
+    call_rows: tuple[CallRow, ...]
+
+    def __reduce__(self) -> tuple[type[PreparedEntry], tuple[JournalEntry, tuple[CallRow, ...]]]:
+        return (PreparedEntry, (self.entry, self.call_rows))
+
+
+def prepare(entry: JournalEntry, *, keep_calls: bool = True) -> PreparedEntry:
+    """``entry`` with its call rows; ``keep_calls=False`` drops the objects (for sending to another process)."""
+    rows = tuple(call_row(c, entry.source) for c in entry.calls)
+    if not keep_calls and entry.calls:
+        entry = replace(entry, calls=())
+    return PreparedEntry(entry, rows)
