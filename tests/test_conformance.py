@@ -11,16 +11,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from importlib.metadata import EntryPoint
 from typing import Any
 
 import pytest
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
-from smdrd.errors import ParseError
+from smdrd.errors import ParseError, SmdrdError
 from smdrd.parsers.mitel_mivb import MitelMiVBParser
 from smdrd.parsing import ParserContext, format_names, get_parser_class
 from smdrd.record import MAX_CALL_SECONDS, CallRecord, Direction
+from smdrd.sources import handshakes
+from smdrd.sources.handshakes import Handshake
 from smdrd.testing import ROUND_TRIP_FIELDS, call_records, check_garbage, check_parser, check_round_trip
 
 from . import test_parser_3cx as t3cx
@@ -378,3 +381,81 @@ def test_nec_header_page_dates_the_records() -> None:
 
     lines = NecSVParser.header_lines(datetime(2019, 12, 1))
     assert lines[0] == NecSVParser.page_header(date(2019, 12, 1))
+
+
+# --- handshakes: the entry-point group ``smdrd.handshakes`` ---------------------------------------------------
+
+class AcmeLogin(Handshake):
+    """A third-party handshake, as a plugin's entry point names it."""
+
+    name = "acme-login"
+
+
+NOT_A_HANDSHAKE = object()
+
+
+@pytest.fixture
+def handshake_registry(monkeypatch: pytest.MonkeyPatch) -> dict[str, type[Handshake]]:
+    """A registry holding only ``none``, so lookups go to the entry points and modules again."""
+    registry: dict[str, type[Handshake]] = {"none": Handshake}
+    monkeypatch.setattr(handshakes, "HANDSHAKES", registry)
+    return registry
+
+
+def _with_entry_points(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
+    eps = {name: EntryPoint(name, value, handshakes.ENTRY_POINT_GROUP) for name, value in values.items()}
+    monkeypatch.setattr(handshakes, "_entry_points", lambda: eps)
+
+
+def test_built_in_handshakes_are_in_the_entry_point_group() -> None:
+    from importlib.metadata import entry_points
+
+    from smdrd.sources.hs_mitel_5000 import Mitel5000Handshake
+    from smdrd.sources.hs_panasonic import PanasonicHandshake
+
+    eps = {ep.name: ep.load() for ep in entry_points(group=handshakes.ENTRY_POINT_GROUP)}
+    assert eps == {"mitel-5000": Mitel5000Handshake, "panasonic": PanasonicHandshake}
+    for name in format_names():  # every handshake a format asks for is found
+        assert handshakes.get_handshake(get_parser_class(name).handshake).name == get_parser_class(name).handshake
+
+
+def test_a_plugin_handshake_is_found_through_its_entry_point(
+        monkeypatch: pytest.MonkeyPatch, handshake_registry: dict[str, type[Handshake]]) -> None:
+    _with_entry_points(monkeypatch, **{"acme-login": f"{__name__}:AcmeLogin"})
+    assert handshakes.get_handshake("acme-login") is AcmeLogin
+    assert handshake_registry["acme-login"] is AcmeLogin
+    assert "acme-login" in handshakes.handshake_names()
+
+
+def test_an_entry_point_that_is_no_handshake_is_refused(
+        monkeypatch: pytest.MonkeyPatch, handshake_registry: dict[str, type[Handshake]]) -> None:
+    _with_entry_points(monkeypatch, bogus=f"{__name__}:NOT_A_HANDSHAKE")
+    with pytest.raises(SmdrdError, match="not a smdrd Handshake subclass"):
+        handshakes.get_handshake("bogus")
+
+
+def test_built_ins_load_by_module_name_without_package_metadata(
+        monkeypatch: pytest.MonkeyPatch, handshake_registry: dict[str, type[Handshake]]) -> None:
+    """A source tree that was never installed has no entry points: ``hs_<name>`` modules still register."""
+    import importlib
+    import sys
+
+    import smdrd.sources
+    import smdrd.sources.hs_panasonic as original
+
+    _with_entry_points(monkeypatch)
+    # imported afresh (so its @register runs against the empty registry); the original comes back afterwards
+    monkeypatch.setattr(smdrd.sources, "hs_panasonic", original)
+    monkeypatch.delitem(sys.modules, "smdrd.sources.hs_panasonic")
+    found = handshakes.get_handshake("panasonic")
+    assert found is importlib.import_module("smdrd.sources.hs_panasonic").PanasonicHandshake
+    with pytest.raises(SmdrdError, match="unknown handshake 'nope'; known: none, panasonic"):
+        handshakes.get_handshake("nope")
+
+
+def test_register_still_adds_a_handshake_by_name(handshake_registry: dict[str, type[Handshake]]) -> None:
+    @handshakes.register
+    class Local(Handshake):
+        name = "local-test"
+
+    assert handshakes.get_handshake("local-test") is Local

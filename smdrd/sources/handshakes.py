@@ -2,17 +2,27 @@
 
 Some PBXs need more than a TCP connection: Panasonic waits for ``SMDR`` and a password, Mitel 5000 frames
 records with a 4-byte length, NEC polls with request/acknowledge. A `Handshake` runs once after a connection
-is made (`start`) and may give the stream its own framer. Register new ones with `register`.
+is made (`start`) and may give the stream its own framer.
 
-Vendor handshakes live in their own modules, ``smdrd/sources/hs_<name>.py`` (``-`` becomes ``_``), imported the
-first time their name is asked for, so adding one touches no shared file.
+Handshakes are found, the first time their name is asked for, through the entry-point group ``smdrd.handshakes``
+(name = handshake name, value = the `Handshake` subclass), so a third-party package adds one the way it adds a
+parser (``smdrd.parsers``)::
+
+    [project.entry-points."smdrd.handshakes"]
+    "acme-login" = "acme_smdr.handshake:AcmeHandshake"
+
+smdrd's own live in ``smdrd/sources/hs_<name>.py`` (``-`` becomes ``_``) and are registered in that group too;
+when the package metadata is missing (a source tree that was not installed) the module is imported by that name
+instead, and its `register` decorator adds it. Either way, adding one touches no shared module.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any, ClassVar
 
 from smdrd.errors import SmdrdError
@@ -50,6 +60,7 @@ class Handshake:
         return Framer(max_line)
 
 
+ENTRY_POINT_GROUP = "smdrd.handshakes"
 HANDSHAKES: dict[str, type[Handshake]] = {"none": Handshake}
 
 
@@ -59,12 +70,34 @@ def register(cls: type[Handshake]) -> type[Handshake]:
     return cls
 
 
+@functools.cache
+def _entry_points() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def handshake_names() -> list[str]:
+    """Every handshake known by name (registered, or in the entry-point group), sorted."""
+    return sorted(set(HANDSHAKES) | set(_entry_points()))
+
+
 def get_handshake(name: str) -> type[Handshake]:
-    """The handshake registered as ``name``."""
+    """The handshake registered as ``name``: already registered, else from the entry-point group
+    ``smdrd.handshakes``, else from the module ``smdrd.sources.hs_<name>``.
+
+    Raises:
+        SmdrdError: no such handshake, or its entry point is not a `Handshake` subclass.
+    """
     if name not in HANDSHAKES:
-        with contextlib.suppress(ModuleNotFoundError):
-            importlib.import_module(f"smdrd.sources.hs_{name.replace('-', '_')}")
+        ep = _entry_points().get(name)
+        if ep is not None:
+            cls = ep.load()
+            if not (isinstance(cls, type) and issubclass(cls, Handshake)):
+                raise SmdrdError(f"entry point {name!r} ({ep.value}) is not a smdrd Handshake subclass")
+            HANDSHAKES[name] = cls
+        else:
+            with contextlib.suppress(ModuleNotFoundError):
+                importlib.import_module(f"smdrd.sources.hs_{name.replace('-', '_')}")
     try:
         return HANDSHAKES[name]
     except KeyError:
-        raise SmdrdError(f"unknown handshake {name!r}; known: {', '.join(sorted(HANDSHAKES))}") from None
+        raise SmdrdError(f"unknown handshake {name!r}; known: {', '.join(handshake_names())}") from None
