@@ -152,3 +152,19 @@ def test_bounded_converters_are_the_shared_ones() -> None:
                  "seconds_text", "MAX_CALL_SECONDS", "MAX_INT"):
         assert getattr(toolkit, name) is getattr(_fields, name), name
         assert name in toolkit.__all__
+
+
+def test_computed_times_are_bounded_like_check_record() -> None:
+    """Times a parser computes (end minus start) are refused with the words and field `check_record` uses."""
+    from smdrd.record import CallRecord, Direction, check_record
+
+    toolkit.check_call_seconds("acme", duration=0, ring=None)
+    toolkit.check_call_seconds("acme", duration=toolkit.MAX_CALL_SECONDS, ring=5)
+    for bad in ({"duration": toolkit.MAX_CALL_SECONDS + 1}, {"duration": 1, "ring": -1}):
+        with pytest.raises(ParseError) as mine:
+            toolkit.check_call_seconds("acme", **bad)
+        record = CallRecord("acme", datetime(2024, 1, 1), bad["duration"], Direction.INBOUND, "1", "2",
+                            ring=bad.get("ring"))
+        with pytest.raises(ParseError) as theirs:
+            check_record(record)
+        assert (mine.value.field, mine.value.reason) == (theirs.value.field, theirs.value.reason)
