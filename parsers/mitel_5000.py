@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from smdrd.parsing import Parser
 from smdrd.record import CallRecord, Direction
 
-from ._fields import hms_seconds, seconds, seconds_text
+from .toolkit import Layout, Slice, hms_seconds, seconds, seconds_text
 
 SLICES: Mapping[str, tuple[int, int]] = {
     "type": (0, 3), "extension": (3, 9), "trunk": (9, 15), "digits": (15, 44), "start": (44, 50),
@@ -43,6 +43,36 @@ TYPES: Mapping[str, Direction] = {
     "INT": Direction.OUTBOUND, "CNF": Direction.OUTBOUND,
 }
 HEADER_STARTS = ("TYP", "STATION", "STATN")
+
+
+def _direction(text: str) -> Direction:
+    direction = TYPES.get(text)
+    if direction is None:
+        raise ValueError(f"unknown call type {text!r}")
+    return direction
+
+
+def _hh_mm(text: str) -> tuple[int, int]:
+    if not (len(text) == 5 and text[2] == ":" and text[:2].isdigit() and text[3:].isdigit() and text.isascii()):
+        raise ValueError(f"expected HH:MM, got {text!r}")
+    hour, minute = int(text[:2]), int(text[3:])
+    if hour > 23 or minute > 59:
+        raise ValueError(f"not a valid time: {text!r}")
+    return hour, minute
+
+
+def _elapsed(text: str) -> int:
+    """``HH:MM:SS``, or ``S=`` and seconds."""
+    return seconds(text[2:]) if text.startswith("S=") else hms_seconds(text)
+
+
+#: what `parse` converts, in the order it checks it (``type`` gives the direction), then the text fields.
+LAYOUT = Layout("mitel-5000", (
+    Slice("type", *SLICES["type"], _direction),
+    Slice("start", *SLICES["start"], _hh_mm),
+    Slice("elapsed", *SLICES["elapsed"], _elapsed),
+    *(Slice(name, a, b) for name, (a, b) in SLICES.items() if name not in ("type", "start", "elapsed")),
+))
 #: how far a PBX clock may run ahead of ours before a start time is taken for yesterday's.
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -63,19 +93,14 @@ class Mitel5000Parser(Parser):
             raise self.error(f"record is {len(line.rstrip())} characters; expected at least 59")
         if len(line) > 81:
             raise self.error(f"record is {len(line)} characters; expected 80")
-        f = {name: line[a:b].strip() for name, (a, b) in SLICES.items()}
-        direction = TYPES.get(f["type"])
-        if direction is None:
-            raise self.error(f"unknown call type {f['type']!r}", "type")
-        start = self._start(f["start"])
-        elapsed = f["elapsed"]
-        try:
-            duration = seconds(elapsed[2:]) if elapsed.startswith("S=") else hms_seconds(elapsed)
-        except ValueError as exc:
-            raise self.error(str(exc), "elapsed") from None
+        f = LAYOUT.extract(line)
+        direction: Direction = f["type"]
+        start = self._start(*f["start"])
+        duration: int = f["elapsed"]
         ext = f["extension"]
         answered = not ext.startswith("*")  # ***** = a ring-in nobody answered
-        extra = {k: f[k] for k in ("type", "cost") if f[k]}
+        a, b = SLICES["type"]
+        extra = {k: v for k, v in (("type", line[a:b].strip()), ("cost", f["cost"])) if v}
         if "*" in f["far_end_disconnect"]:
             extra["far_end_disconnect"] = "1"
         if f["digits"].endswith(">"):
@@ -93,13 +118,8 @@ class Mitel5000Parser(Parser):
             extra=extra,
         ),)
 
-    def _start(self, text: str) -> datetime:
-        if not (len(text) == 5 and text[2] == ":" and text[:2].isdigit() and text[3:].isdigit()
-                and text.isascii()):
-            raise self.error(f"expected HH:MM, got {text!r}", "start")
-        hour, minute = int(text[:2]), int(text[3:])
-        if hour > 23 or minute > 59:
-            raise self.error(f"not a valid time: {text!r}", "start")
+    def _start(self, hour: int, minute: int) -> datetime:
+        """Today's (or, when that is ahead of now, yesterday's) ``hour:minute``: the record has no date."""
         tz = self.context.timezone
         now = self.context.now or datetime.now(tz)
         if now.tzinfo is not None and tz is not None:
