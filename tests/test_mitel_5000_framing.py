@@ -91,7 +91,7 @@ def test_skipped_bytes_are_journalled_as_an_error_line_with_their_raw_bytes() ->
     parser = get_parser_class("mitel-5000")(ParserContext())
     entry = process_frame(Skipped(CORRUPT, "skipped 4 bytes: why"), parser, "ascii", source="pbx", peer="p",
                           received_at=1)
-    assert (entry.raw, entry.status, entry.error, entry.calls) == (CORRUPT, ERROR, "skipped 4 bytes: why", [])
+    assert (entry.raw, entry.status, entry.error, entry.calls) == (CORRUPT, ERROR, "skipped 4 bytes: why", ())
 
 
 def test_garbage_is_given_out_in_bounded_pieces_and_memory_stays_bounded() -> None:
