@@ -45,6 +45,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python bench/reports.py
 	$(BIN)/python bench/alerts.py
 	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/startup.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info var .mypy_cache .ruff_cache .pytest_cache .hypothesis
