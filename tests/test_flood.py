@@ -24,11 +24,12 @@ __all__ = ["daemons"]  # the fixture, imported for pytest
 
 #: What bounds memory under a flood is ``[database] max_pending_rows``: when the journal writer falls behind,
 #: up to that many parsed rows wait in memory (about 1.9 KB each), then sources stop reading (backpressure).
-#: Measured here (Python 3.11, x86-64, 2 CPUs; see the test's output with -s): 61 MiB at start (49 before the
-#: HTTP server moved to aiohttp); at the flood's peak 133 MiB with the default max_pending_rows = 5000 (159 with
-#: 20000, 145 before aiohttp) and 272 MiB with 100000, whose full backlog would reach about 61 + 100000 * 1.9 KB
-#: = 250-270 MiB. The rest of the peak is the 100 MB line's reads and 25 connections' buffers. Bounds in MiB:
-MEMORY_BOUNDS_MIB = {5_000: 155, 100_000: 320}
+#: Measured here (Python 3.11, x86-64, 2 CPUs; see the test's output with -s): 60 MiB at start (49 before the
+#: HTTP server moved to aiohttp); at the flood's peak 141 MiB with the default max_pending_rows = 5000 and
+#: 327 MiB with 100000: a pending line is about 2.7 KB since entries hold typed calls (`smdrd.journal`: the
+#: record with its vendor extras as a dict) where they held row tuples (about 2.1 KB, 272 MiB). The rest of the
+#: peak is the 100 MB line's reads and 25 connections' buffers. Bounds in MiB:
+MEMORY_BOUNDS_MIB = {5_000: 165, 100_000: 380}
 
 CONFIG = """
 [site]

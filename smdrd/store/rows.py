@@ -68,18 +68,25 @@ def alert_row(alert: Alert) -> tuple[object, ...]:
 
 @dataclass(frozen=True, slots=True)
 class PreparedEntry:
-    """A `JournalEntry` with its calls already mapped to rows, as the writer queues it.
+    """A `JournalEntry` as the writer queues it, with its calls mapped to rows already or not (``None``).
 
-    The live path prepares on submit; ``smdrd import`` prepares in its parsing worker and sends these instead
-    (rows pickle about four times faster than the objects) with ``entry.calls`` left empty: ``call_rows`` alone
-    then says what is stored.
+    The live path queues entries unmapped (the rows are made at commit time, so a backlog holds one copy of each
+    call, not two); ``smdrd import`` maps in its parsing worker and sends these instead (rows pickle about four
+    times faster than the objects) with ``entry.calls`` left empty: ``call_rows`` alone then says what is stored.
     """
 
     entry: JournalEntry
-    call_rows: tuple[CallRow, ...]
+    call_rows: tuple[CallRow, ...] | None = None
 
-    def __reduce__(self) -> tuple[type[PreparedEntry], tuple[JournalEntry, tuple[CallRow, ...]]]:
+    def __reduce__(self) -> tuple[type[PreparedEntry], tuple[JournalEntry, tuple[CallRow, ...] | None]]:
         return (PreparedEntry, (self.entry, self.call_rows))
+
+    def rows(self) -> tuple[CallRow, ...]:
+        """The ``calls`` rows (without ``line_id``)."""
+        if self.call_rows is not None:
+            return self.call_rows
+        source = self.entry.source
+        return tuple(call_row(c, source) for c in self.entry.calls)
 
 
 def prepare(entry: JournalEntry, *, keep_calls: bool = True) -> PreparedEntry:

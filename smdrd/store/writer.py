@@ -32,7 +32,6 @@ from smdrd.store.rows import (
     PreparedEntry,
     alert_row,
     line_row,
-    prepare,
 )
 from smdrd.store.schema import PRAGMAS, migrate
 
@@ -135,7 +134,7 @@ class JournalWriter:
 
     def submit(self, entry: JournalEntry | PreparedEntry) -> None:
         """Queue ``entry`` for the next commit. Never blocks; see `wait_capacity` for backpressure."""
-        prepared = entry if isinstance(entry, PreparedEntry) else prepare(entry)
+        prepared = entry if isinstance(entry, PreparedEntry) else PreparedEntry(entry)
         entry = prepared.entry
         self._pending.append((time.monotonic(), prepared))
         self._idle.clear()
@@ -287,8 +286,9 @@ class JournalWriter:
                 line_id = first + i
                 e = p.entry
                 line_rows.append(line_row(line_id, e))
-                if p.call_rows:
-                    call_rows.extend((line_id, *r) for r in p.call_rows)
+                rows = p.rows()
+                if rows:
+                    call_rows.extend((line_id, *r) for r in rows)
                 if e.alerts:
                     alert_rows.extend(alert_row(a) for a in e.alerts)
             await db.executemany(INSERT_LINE, line_rows)
@@ -316,10 +316,11 @@ class JournalWriter:
         for i, p in enumerate(batch):
             e = p.entry
             line_id = first + i
-            if not any((line_id, str(r[0])) in dup_calls for r in p.call_rows):
+            rows = p.rows()
+            if not any((line_id, str(r[0])) in dup_calls for r in rows):
                 continue
             kept = tuple(c for c in e.calls if (line_id, c.uid) not in dup_calls)
-            whole = all((line_id, str(r[0])) in dup_calls for r in p.call_rows)
+            whole = all((line_id, str(r[0])) in dup_calls for r in rows)
             # Listeners (metrics, alerts) see what was stored: a re-sent call is not counted again.
             stored[i] = replace(e, status=DUPLICATE, calls=(), alerts=()) if whole else replace(e, calls=kept)
         return stored, len(call_rows) - len(dup_calls), len(dup_calls)
