@@ -82,7 +82,7 @@ class HealthMonitor:
         now = time.time() if now is None else now
         daemon = self._daemon
         reasons: list[str] = []
-        failed: dict[str, str] = dict(getattr(daemon, "failed_tasks", {}))
+        failed = dict(daemon.failed_tasks)
         for name in sorted(failed):
             reasons.append(f"{name}: stopped by an internal error (see the log); smdrd must be restarted")
         writer = daemon.writer

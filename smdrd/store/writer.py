@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -292,14 +292,14 @@ class JournalWriter:
                 if e.alerts:
                     alert_rows.extend(alert_row(a) for a in e.alerts)
             await db.executemany(INSERT_LINE, line_rows)
-            dup_calls: set[tuple[int, str]] = set()
+            dup_uids: dict[int, set[str]] = {}
             if call_rows:
                 # The cursor's rowcount counts the rows this statement inserted; total_changes would also count
                 # the rollup trigger's writes and hide a re-sent line.
                 async with db.executemany(INSERT_CALL, call_rows) as cur:
                     inserted = cur.rowcount
                 if inserted < len(call_rows):
-                    dup_calls = await self._find_duplicates(db, call_rows)
+                    dup_uids = await self._find_duplicates(db, call_rows)
             if alert_rows:
                 await db.executemany(OUTBOX_INSERT, alert_rows)
             await db.execute("COMMIT")
@@ -311,19 +311,15 @@ class JournalWriter:
                     await db.execute("ROLLBACK")
             raise
         stored = [p.entry for p in batch]
-        if not dup_calls:
-            return stored, len(call_rows), 0
-        for i, p in enumerate(batch):
-            e = p.entry
-            line_id = first + i
-            rows = p.rows()
-            if not any((line_id, str(r[0])) in dup_calls for r in rows):
-                continue
-            kept = tuple(c for c in e.calls if (line_id, c.uid) not in dup_calls)
-            whole = all((line_id, str(r[0])) in dup_calls for r in rows)
+        duplicates = 0
+        for line_id, uids in dup_uids.items():
             # Listeners (metrics, alerts) see what was stored: a re-sent call is not counted again.
-            stored[i] = replace(e, status=DUPLICATE, calls=(), alerts=()) if whole else replace(e, calls=kept)
-        return stored, len(call_rows) - len(dup_calls), len(dup_calls)
+            e = stored[line_id - first]
+            kept = tuple(c for c in e.calls if c.uid not in uids)
+            stored[line_id - first] = replace(e, calls=kept) if kept else replace(
+                e, status=DUPLICATE, calls=(), alerts=())
+            duplicates += len(uids)
+        return stored, len(call_rows) - duplicates, duplicates
 
     async def _recover(self) -> None:
         """After a failed commit: make sure the connection is out of its transaction, or open a fresh one.
@@ -350,27 +346,27 @@ class JournalWriter:
             log.warning("journal.reconnect_failed", error=str(exc))
 
     @staticmethod
-    async def _find_duplicates(db: aiosqlite.Connection, call_rows: list[tuple[object, ...]]) -> set[tuple[int, str]]:
-        """The ``(line_id, uid)`` of the calls that were stored already (a re-sent buffer, or the same line twice
+    async def _find_duplicates(db: aiosqlite.Connection, call_rows: list[tuple[object, ...]]) -> dict[int, set[str]]:
+        """The uids, by line id, of the calls that were stored already (a re-sent buffer, or the same line twice
         in this batch): their uid belongs to another line. Lines all of whose calls are such are marked
         ``duplicate`` in this transaction."""
         uids = list({str(row[1]) for row in call_rows})
-        stored: dict[str, int] = {}
+        owner: dict[str, int] = {}
         for i in range(0, len(uids), _IN_CHUNK):
             chunk = uids[i:i + _IN_CHUNK]
             async with db.execute(f"SELECT uid, line_id FROM calls WHERE uid IN ({','.join('?' * len(chunk))})",
                                   chunk) as cur:
-                stored.update({uid: line_id async for uid, line_id in cur})
-        dup_calls = {(int(str(row[0])), str(row[1])) for row in call_rows if stored.get(str(row[1])) != row[0]}
-        calls_by_line: dict[int, int] = {}
+                owner.update({uid: line_id async for uid, line_id in cur})
+        dup_uids: dict[int, set[str]] = {}
+        calls_of_line: Counter[int] = Counter()
         for row in call_rows:
-            calls_by_line[int(str(row[0]))] = calls_by_line.get(int(str(row[0])), 0) + 1
-        dups_by_line: dict[int, int] = {}
-        for line_id, _ in dup_calls:
-            dups_by_line[line_id] = dups_by_line.get(line_id, 0) + 1
-        whole = [(line_id,) for line_id, n in dups_by_line.items() if n == calls_by_line[line_id]]
+            line_id, uid = int(str(row[0])), str(row[1])
+            calls_of_line[line_id] += 1
+            if owner.get(uid) != line_id:
+                dup_uids.setdefault(line_id, set()).add(uid)
+        whole = [(line_id,) for line_id, dups in dup_uids.items() if len(dups) == calls_of_line[line_id]]
         await db.executemany(f"UPDATE lines SET status = '{DUPLICATE}' WHERE id = ?", whole)
-        return dup_calls
+        return dup_uids
 
     async def close(self, give_up_after: float | None = None) -> bool:
         """Commit everything pending, then close the database. The `run` task ends.
