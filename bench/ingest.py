@@ -32,8 +32,8 @@ from smdrd.core import process_frame  # noqa: E402
 from smdrd.daemon import build_hooks  # noqa: E402
 from smdrd.framing import Framer  # noqa: E402
 from smdrd.parsing import ParserContext, get_parser_class  # noqa: E402
-from smdrd.store.rows import CALL_COLUMNS, call_row  # noqa: E402
-from smdrd.store.schema import connect  # noqa: E402
+from smdrd.store.sqlite.rows import CALL_COLUMNS, call_row  # noqa: E402
+from smdrd.store.sqlite.schema import connect  # noqa: E402
 
 BATCH = 20_000
 

@@ -32,9 +32,9 @@ sys.path.insert(0, str(ROOT))
 from bench._util import report  # noqa: E402
 from smdrd.config import Settings  # noqa: E402
 from smdrd.reports.queries import context_from, parse_query, run_report  # noqa: E402
-from smdrd.reports.rollup import connect_readonly  # noqa: E402
-from smdrd.store.rows import CALL_COLUMNS  # noqa: E402
-from smdrd.store.schema import connect  # noqa: E402
+from smdrd.store.sqlite.reports import SqliteReports, connect_readonly  # noqa: E402
+from smdrd.store.sqlite.rows import CALL_COLUMNS  # noqa: E402
+from smdrd.store.sqlite.schema import connect  # noqa: E402
 
 YEAR = 2026
 TZ = ZoneInfo("Europe/Warsaw")
@@ -125,7 +125,7 @@ def time_report(db: Path, kind: str, first: str, last: str, repeat: int) -> dict
     rows = 0
     for _ in range(repeat):
         started = time.perf_counter()
-        conn = connect_readonly(db)
+        conn = SqliteReports(db)
         try:
             rep = run_report(conn, parse_query({"kind": [kind], "from": [first], "to": [last]}, ctx), ctx)
         finally:

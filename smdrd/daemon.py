@@ -34,7 +34,7 @@ from smdrd.ingest import Hooks, SourceIngest
 from smdrd.notify import notify, watchdog_interval
 from smdrd.sources.base import Source
 from smdrd.sources.streams import describe
-from smdrd.store.writer import JournalWriter
+from smdrd.store.sqlite.writer import JournalWriter
 
 log = structlog.get_logger("smdrd.daemon")
 

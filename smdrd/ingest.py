@@ -16,7 +16,7 @@ from smdrd.core import ERROR, PARSED, SKIPPED, Observe, Rate, flush_entry, proce
 from smdrd.framing import Frame, Framer
 from smdrd.parsing import ParserContext, get_parser_class
 from smdrd.sources.base import FramerLike
-from smdrd.store.writer import JournalWriter
+from smdrd.store.sqlite.writer import JournalWriter
 
 
 @dataclass(slots=True)

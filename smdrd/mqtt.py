@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import ssl
 import time
 from collections import deque
@@ -37,6 +36,7 @@ import structlog
 
 from smdrd.backoff import Backoff, LogThrottle, log_throttled
 from smdrd.config import MqttConfig
+from smdrd.store.api import StoreUnavailable
 
 log = structlog.get_logger("smdrd.mqtt")
 
@@ -58,7 +58,7 @@ class PendingLike(Protocol):
 
 
 class OutboxLike(Protocol):
-    """What the publisher needs from the outbox (`smdrd.alerts.outbox.Outbox`)."""
+    """What the publisher needs from the outbox (`smdrd.store.api.OutboxStore`)."""
 
     async def pending(self, limit: int = 100, after: int = 0) -> Sequence[PendingLike]: ...
 
@@ -281,7 +281,7 @@ class Publisher:
             try:
                 await self.outbox.mark_delivered(rows, now)
                 break
-            except sqlite3.Error as exc:
+            except StoreUnavailable as exc:
                 log.warning("mqtt.mark_delivered_failed", error=str(exc), alerts=len(rows), retry_in=delay)
                 await asyncio.sleep(delay)
                 delay = min(5.0, delay * 2)

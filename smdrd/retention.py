@@ -6,7 +6,7 @@ task prunes at start and then every ``interval_minutes``, in batches of ``batch_
 batches. So the journal writer never waits longer than one small batch for the write lock, and the event loop
 never waits at all. A reload (SIGHUP) applies a changed ``[retention]`` at once.
 
-What it must never do: hold the write lock across a pause, touch the rollups (see `smdrd.store.retention`), or
+What it must never do: hold the write lock across a pause, touch the rollups (see `smdrd.store.api.Retention`), or
 let a failure stop the daemon: a failed run is logged and tried again at the next interval.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import time
 import weakref
 from datetime import UTC, datetime
@@ -24,8 +23,8 @@ from typing import TYPE_CHECKING, TypeVar
 import structlog
 
 from smdrd.config import RetentionConfig, Settings
-from smdrd.store.retention import Cutoffs, LineCursor, PruneCounts, cutoffs, prune_calls_batch, prune_lines_batch
-from smdrd.store.schema import PRAGMAS
+from smdrd.store import open_store
+from smdrd.store.api import Cutoffs, LineCursor, PruneCounts, Retention, StoreUnavailable, cutoffs
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -66,7 +65,7 @@ class Pruner:
         while True:
             try:
                 await self.prune_once()
-            except (sqlite3.Error, OSError) as exc:
+            except (StoreUnavailable, OSError) as exc:
                 # A locked or full disk is not worth stopping for: the rows are still old next time.
                 log.error("retention.failed", error=str(exc), retry_in_minutes=self.config.interval_minutes)
             self._wake.clear()
@@ -81,11 +80,11 @@ class Pruner:
         if cut.calls_before is None and cut.lines_before is None:
             return counts
         started = time.monotonic()
-        conn = await asyncio.to_thread(_connect, self.path)
+        store = await asyncio.to_thread(open_store(self.path).retention)
         try:
-            await self._prune(conn, cut, counts)
+            await self._prune(store, cut, counts)
         finally:
-            await asyncio.to_thread(conn.close)
+            await asyncio.to_thread(store.close)
         seconds = time.monotonic() - started
         self.last, self.last_at, self.runs = counts, time.time(), self.runs + 1
         level = log.info if counts.total else log.debug
@@ -94,12 +93,12 @@ class Pruner:
               calls_before=_iso(cut.calls_before), lines_before=_iso(cut.lines_before, 1_000_000))
         return counts
 
-    async def _prune(self, conn: sqlite3.Connection, cut: Cutoffs, counts: PruneCounts) -> None:
+    async def _prune(self, store: Retention, cut: Cutoffs, counts: PruneCounts) -> None:
         batch, pause = self.config.batch_rows, self.config.pause_ms / 1000
         if cut.calls_before is not None:
             before = cut.calls_before
             while True:
-                n = await _in_thread(prune_calls_batch, conn, before, batch)
+                n = await _in_thread(store.prune_calls_batch, before, batch)
                 counts.calls += n
                 counts.batches += 1
                 if n < batch:
@@ -108,7 +107,7 @@ class Pruner:
         if cut.lines_before is not None:
             cursor: LineCursor | None = None
             while True:
-                deleted, emptied, cursor = await _in_thread(prune_lines_batch, conn, cut.lines_before, cursor,
+                deleted, emptied, cursor = await _in_thread(store.prune_lines_batch, cut.lines_before, cursor,
                                                             batch)
                 counts.lines_deleted += deleted
                 counts.lines_emptied += emptied
@@ -119,14 +118,6 @@ class Pruner:
                     await asyncio.sleep(pause)
                 else:
                     await asyncio.sleep(0)  # a read-only batch: no lock to hand over, but let the loop run
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    # Used from worker threads, one at a time: the batches of a run are awaited in turn.
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    for pragma in PRAGMAS:
-        conn.execute(pragma)
-    return conn
 
 
 async def _in_thread(func: Callable[..., _T], *args: object) -> _T:

@@ -22,7 +22,7 @@ from smdrd.errors import ParseError
 from smdrd.parsers._fields import hms_seconds, seconds, uint, ymd_hms
 from smdrd.parsing import ParserContext, format_names, get_parser_class, parse_line
 from smdrd.record import MAX_CALL_SECONDS, CallRecord, Direction, check_record
-from smdrd.store.writer import JournalWriter
+from smdrd.store.sqlite.writer import JournalWriter
 
 IPO_GOOD = ("2017/07/01 08:30:22,00:01:01,0,217,O,600988600,0600988600,,0,{id},0,E217,GRZYBEK,T9005,Line 5.0,"
             "0,0,,,,,,,,,,,U,GRZYBEK,,192.168.0.201,20806,192.168.0.201,20809")

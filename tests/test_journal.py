@@ -18,8 +18,8 @@ from smdrd.ingest import Hooks, SourceIngest
 from smdrd.parsers.avaya_ipo import AvayaIPOfficeParser
 from smdrd.parsing import Parser
 from smdrd.record import CallRecord
-from smdrd.store.schema import SCHEMA_VERSION, connect
-from smdrd.store.writer import JournalWriter
+from smdrd.store.sqlite.schema import SCHEMA_VERSION, connect
+from smdrd.store.sqlite.writer import JournalWriter
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SAMPLE = FIXTURES / "avaya-ipo" / "ipo500-2017-07.smdr"

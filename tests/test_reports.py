@@ -24,8 +24,9 @@ from smdrd.journal import RatedCall
 from smdrd.rating import Rating
 from smdrd.record import CallRecord, Direction
 from smdrd.reports.queries import Context, Query, Report, context_from, parse_query, run_report
-from smdrd.reports.rollup import connect_readonly
-from smdrd.store.writer import JournalWriter
+from smdrd.store.api import ReportReader
+from smdrd.store.sqlite.reports import SqliteReports
+from smdrd.store.sqlite.writer import JournalWriter
 
 TZ = ZoneInfo("Europe/Warsaw")
 
@@ -120,13 +121,13 @@ def ctx(db: Path) -> Context:
 
 
 @pytest.fixture
-def conn(db: Path) -> Iterator[sqlite3.Connection]:
-    c = connect_readonly(db)
+def conn(db: Path) -> Iterator[ReportReader]:
+    c = SqliteReports(db)
     yield c
     c.close()
 
 
-def report(conn: sqlite3.Connection, ctx: Context, kind: str, **params: str) -> Report:
+def report(conn: ReportReader, ctx: Context, kind: str, **params: str) -> Report:
     args = {"kind": [kind], "from": ["2026-03-01"], "to": ["2026-03-31"], **{k: [v] for k, v in params.items()}}
     return run_report(conn, parse_query(args, ctx), ctx)
 
@@ -142,7 +143,7 @@ def d(text: str) -> Decimal:
     return Decimal(text)
 
 
-def test_extensions_report_every_figure_and_the_totals_row(conn: sqlite3.Connection, ctx: Context) -> None:
+def test_extensions_report_every_figure_and_the_totals_row(conn: ReportReader, ctx: Context) -> None:
     """The per-extension bill: a wrong count, duration, average or cost for any extension shows here; 205 is
     billed to Sales before its move on 16 March and to Support after; 999 is in no department: Unassigned."""
     rep = report(conn, ctx, "extensions")
@@ -158,7 +159,7 @@ def test_extensions_report_every_figure_and_the_totals_row(conn: sqlite3.Connect
     assert rep.totals == {"calls": 8, "duration": 1600, "average": d("200.0"), "cost": d("8.35")}
 
 
-def test_extensions_by_class_splits_each_extension(conn: sqlite3.Connection, ctx: Context) -> None:
+def test_extensions_by_class_splits_each_extension(conn: ReportReader, ctx: Context) -> None:
     """With --by-class, 201's national and mobile calls are separate rows; the totals do not change."""
     rep = report(conn, ctx, "extensions", by_class="1", extension="201")
     assert cells(rep, "extension", "call_class", "calls", "cost") == [
@@ -166,7 +167,7 @@ def test_extensions_by_class_splits_each_extension(conn: sqlite3.Connection, ctx
     assert rep.totals is not None and rep.totals["calls"] == 2 and rep.totals["cost"] == d("0.80")
 
 
-def test_departments_report_rolls_sub_departments_into_parents(conn: sqlite3.Connection, ctx: Context) -> None:
+def test_departments_report_rolls_sub_departments_into_parents(conn: ReportReader, ctx: Context) -> None:
     """Sales includes Sales North, Company includes both; totals count every call once (not once per level);
     budgets for a whole month are the monthly budget."""
     rep = report(conn, ctx, "departments")
@@ -180,7 +181,7 @@ def test_departments_report_rolls_sub_departments_into_parents(conn: sqlite3.Con
     assert rep.totals == {"calls": 8, "duration": 1600, "average": d("200.0"), "cost": d("8.35")}
 
 
-def test_department_filter_takes_the_subtree(conn: sqlite3.Connection, ctx: Context) -> None:
+def test_department_filter_takes_the_subtree(conn: ReportReader, ctx: Context) -> None:
     """--department Sales shows Sales and Sales North, and totals only theirs."""
     rep = report(conn, ctx, "departments", department="Sales")
     assert cells(rep, "department", "calls", "cost") == [("Sales", 4, d("3.15")), ("Sales North", 1, d("0.35"))]
@@ -189,7 +190,7 @@ def test_department_filter_takes_the_subtree(conn: sqlite3.Connection, ctx: Cont
     assert cells(ext, "extension", "calls") == [("999", 1)]
 
 
-def test_mid_month_move_bills_each_day_to_its_department(conn: sqlite3.Connection, ctx: Context) -> None:
+def test_mid_month_move_bills_each_day_to_its_department(conn: ReportReader, ctx: Context) -> None:
     """205's calls before 16 March go to Sales, after it to Support, in every report; a half-month range
     before the move shows only Sales."""
     deps = report(conn, ctx, "departments", extension="205")
@@ -200,14 +201,14 @@ def test_mid_month_move_bills_each_day_to_its_department(conn: sqlite3.Connectio
     assert cells(early, "extension", "department", "calls") == [("205", "Sales", 1)]
 
 
-def test_changing_departments_reattributes_past_calls(db: Path, conn: sqlite3.Connection) -> None:
+def test_changing_departments_reattributes_past_calls(db: Path, conn: ReportReader) -> None:
     """Departments are resolved when reporting: without the move, 205 is Sales all month; no data rewritten."""
     ctx = context_from(settings_for(db, [dep for dep in DEPARTMENTS if dep["name"] != "Support"]))
     rep = report(conn, ctx, "extensions", extension="205,300")
     assert cells(rep, "extension", "department", "calls") == [("205", "Sales", 2), ("300", "Unassigned", 2)]
 
 
-def test_direction_class_and_trunk_filters(conn: sqlite3.Connection, ctx: Context) -> None:
+def test_direction_class_and_trunk_filters(conn: ReportReader, ctx: Context) -> None:
     """Outbound is the default; --direction all adds the inbound and internal calls; class and trunk narrow."""
     assert report(conn, ctx, "extensions", direction="all").totals == {
         "calls": 10, "duration": 2050, "average": d("205.0"), "cost": d("8.35")}
@@ -219,7 +220,7 @@ def test_direction_class_and_trunk_filters(conn: sqlite3.Connection, ctx: Contex
     assert t2.totals is not None and (t2.totals["calls"], t2.totals["cost"]) == (2, d("5.50"))
 
 
-def test_trunks_report_calls_minutes_cost_and_busiest_hour(conn: sqlite3.Connection, ctx: Context) -> None:
+def test_trunks_report_calls_minutes_cost_and_busiest_hour(conn: ReportReader, ctx: Context) -> None:
     """Per trunk: calls (the transfer once), minutes, cost, and the hour of day with the most calls."""
     rep = report(conn, ctx, "trunks")
     assert cells(rep, "trunk", "calls", "duration", "minutes", "cost", "busiest_hour", "busiest_hour_calls") == [
@@ -230,7 +231,7 @@ def test_trunks_report_calls_minutes_cost_and_busiest_hour(conn: sqlite3.Connect
                           "busiest_hour": "10:00-11:00", "busiest_hour_calls": 3}
 
 
-def test_destinations_by_cost_and_by_count(conn: sqlite3.Connection, ctx: Context) -> None:
+def test_destinations_by_cost_and_by_count(conn: ReportReader, ctx: Context) -> None:
     """Destinations are country and class, ranked by cost (default) or by number of calls; totals cover all."""
     keys = ("country", "code", "call_class", "calls", "duration", "cost")
     by_cost = report(conn, ctx, "destinations")
@@ -247,7 +248,7 @@ def test_destinations_by_cost_and_by_count(conn: sqlite3.Connection, ctx: Contex
     assert by_count.totals is not None and by_count.totals["calls"] == 8
 
 
-def test_days_report_has_every_day_of_the_range(conn: sqlite3.Connection, ctx: Context) -> None:
+def test_days_report_has_every_day_of_the_range(conn: ReportReader, ctx: Context) -> None:
     """The chart's data: 31 days for March, empty days as zeros, the transfer on its day once."""
     rep = report(conn, ctx, "days")
     assert len(rep.rows) == 31 and rep.rows[0]["day"] == "2026-03-01" and rep.rows[-1]["day"] == "2026-03-31"
@@ -258,7 +259,7 @@ def test_days_report_has_every_day_of_the_range(conn: sqlite3.Connection, ctx: C
     assert rep.totals == {"calls": 8, "duration": 1600, "average": d("200.0"), "cost": d("8.35")}
 
 
-def test_calls_report_lists_legs_in_time_order_and_paginates(conn: sqlite3.Connection, ctx: Context) -> None:
+def test_calls_report_lists_legs_in_time_order_and_paginates(conn: ReportReader, ctx: Context) -> None:
     """Call details: every leg in start order, with its department on its day; pages and totals over all pages."""
     page1 = report(conn, ctx, "calls", page_size="4")
     assert page1.meta["pages"] == 3 and page1.meta["rows_total"] == 9
@@ -274,7 +275,7 @@ def test_calls_report_lists_legs_in_time_order_and_paginates(conn: sqlite3.Conne
                                             "cost": d("8.35")}
 
 
-def test_calls_report_department_filter_follows_the_move(conn: sqlite3.Connection, ctx: Context) -> None:
+def test_calls_report_department_filter_follows_the_move(conn: ReportReader, ctx: Context) -> None:
     """Support's calls: 205 only after its move, and both of 300's calls plus the transfer leg to 301."""
     rep = report(conn, ctx, "calls", department="Support", page_size="0")
     assert cells(rep, "start", "extension", "leg") == [
@@ -286,7 +287,7 @@ def test_calls_report_department_filter_follows_the_move(conn: sqlite3.Connectio
 async def test_a_resent_call_is_not_counted_twice(db: Path, ctx: Context) -> None:
     """A PBX that re-sends its buffer: the duplicate line is ignored, and the rollups with it."""
     await write_calls(db, CALLS[:2])
-    conn = connect_readonly(db)
+    conn = SqliteReports(db)
     try:
         assert report(conn, ctx, "extensions").totals == {
             "calls": 8, "duration": 1600, "average": d("200.0"), "cost": d("8.35")}
@@ -300,7 +301,7 @@ def test_pruning_call_details_keeps_the_totals(db: Path, ctx: Context) -> None:
     rw.execute("DELETE FROM calls")
     rw.commit()
     rw.close()
-    conn = connect_readonly(db)
+    conn = SqliteReports(db)
     try:
         assert report(conn, ctx, "departments").totals == {
             "calls": 8, "duration": 1600, "average": d("200.0"), "cost": d("8.35")}
@@ -311,8 +312,8 @@ def test_pruning_call_details_keeps_the_totals(db: Path, ctx: Context) -> None:
 
 def test_migration_rolls_up_calls_stored_before_it(tmp_path: Path) -> None:
     """A database from before the reports: its calls are rolled up once when the schema is upgraded."""
-    from smdrd.store.rows import CALL_COLUMNS, call_row
-    from smdrd.store.schema import MIGRATIONS, migrate
+    from smdrd.store.sqlite.rows import CALL_COLUMNS, call_row
+    from smdrd.store.sqlite.schema import MIGRATIONS, migrate
 
     path = tmp_path / "old.db"
     conn = sqlite3.connect(path, isolation_level=None)
@@ -323,7 +324,7 @@ def test_migration_rolls_up_calls_stored_before_it(tmp_path: Path) -> None:
                      [call_row(record(c), "pbx") for c in CALLS])
     migrate(conn)
     conn.close()
-    ro = connect_readonly(path)
+    ro = SqliteReports(path)
     try:
         ctx = context_from(settings_for(path))
         assert report(ro, ctx, "extensions").totals == {

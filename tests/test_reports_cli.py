@@ -200,11 +200,11 @@ async def test_to_csv_neutralises_every_row(hostile: Path) -> None:
     from smdrd.config import load_config
     from smdrd.reports.queries import KINDS, context_from, parse_query, run_report
     from smdrd.reports.render import to_csv
-    from smdrd.reports.rollup import connect_readonly
+    from smdrd.store.sqlite.reports import SqliteReports
 
     settings = load_config(hostile, use_env=False)
     ctx = context_from(settings)
-    conn = connect_readonly(settings.database.path)
+    conn = SqliteReports(settings.database.path)
     try:
         for kind in KINDS:
             query = parse_query({"kind": [kind], "from": ["2026-03-01"], "to": ["2026-03-31"],

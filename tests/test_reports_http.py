@@ -20,7 +20,7 @@ from smdrd.http import CHUNK
 from smdrd.reports.http import RETRY_AFTER, service_for
 from smdrd.reports.queries import MAX_PAGE_SIZE, context_from, parse_query, run_report
 from smdrd.reports.render import render, to_dict
-from smdrd.reports.rollup import connect_readonly
+from smdrd.store.sqlite.reports import SqliteReports
 from tests.test_http import get as raw_get
 from tests.test_reports import CALLS, DEPARTMENTS, Call, settings_for, write_calls
 
@@ -70,7 +70,7 @@ async def test_json_report_matches_the_builder(daemon: Daemon) -> None:
     assert status == 200 and headers["Content-Type"] == "application/json"
     data = json.loads(body)
     ctx = context_from(daemon.settings)
-    conn = connect_readonly(daemon.settings.database.path)
+    conn = SqliteReports(daemon.settings.database.path)
     try:
         expected = to_dict(run_report(conn, parse_query({"kind": ["extensions"], "from": ["2026-03-01"],
                                                          "to": ["2026-03-31"]}, ctx), ctx))
@@ -204,7 +204,7 @@ async def test_all_calls_as_csv_stream_exactly_what_the_cli_writes(daemon: Daemo
         for key, _, value in (p.partition("=") for p in extra.split("&") if p):
             if key not in ("page", "page_size"):
                 params[key] = [value]
-        conn = connect_readonly(daemon.settings.database.path)
+        conn = SqliteReports(daemon.settings.database.path)
         try:
             expected = render(run_report(conn, parse_query(params, ctx), ctx), "csv")
         finally:

@@ -23,8 +23,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from smdrd.store.backup import BackupError, reference_schema, restore
-from smdrd.store.schema import MIGRATIONS, SCHEMA_VERSION
+from smdrd.store.sqlite.backup import BackupError, reference_schema, restore
+from smdrd.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 from tests.test_backup import CLI, imported_db, query, smdrd
 
 SMDRD_TABLES = ("lines", "calls", "rollup_daily", "rollup_hourly", "rollup_destinations", "alert_outbox")
@@ -209,8 +209,8 @@ def test_backups_and_restored_databases_are_private_whatever_the_umask(umask: in
 def test_the_reference_is_what_migrating_a_database_file_gives(tmp_path: Path) -> None:
     """The reference schema (migrations on a fresh in-memory database) is exactly what `migrate` leaves in a
     real file, and it is not vacuous: it holds every table, index and trigger."""
-    from smdrd.store.backup import read_schema, schema_differences
-    from smdrd.store.schema import connect
+    from smdrd.store.sqlite.backup import read_schema, schema_differences
+    from smdrd.store.sqlite.schema import connect
 
     conn = connect(str(tmp_path / "x.db"))
     try:

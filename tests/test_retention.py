@@ -30,11 +30,11 @@ from smdrd.rating import Rating
 from smdrd.record import CallRecord, Direction
 from smdrd.reports.queries import context_from, parse_query, run_report
 from smdrd.reports.render import to_dict
-from smdrd.reports.rollup import connect_readonly
-from smdrd.store.retention import RAW_PRUNED, Cutoffs, PruneCounts, cutoffs, plan, prune
-from smdrd.store.rows import CALL_COLUMNS, call_row
-from smdrd.store.schema import connect
-from smdrd.store.writer import JournalWriter
+from smdrd.store.sqlite.reports import SqliteReports, connect_readonly
+from smdrd.store.sqlite.retention import RAW_PRUNED, Cutoffs, PruneCounts, cutoffs, plan, prune
+from smdrd.store.sqlite.rows import CALL_COLUMNS, call_row
+from smdrd.store.sqlite.schema import connect
+from smdrd.store.sqlite.writer import JournalWriter
 
 TZ = ZoneInfo("Europe/Warsaw")
 NOW = datetime(2026, 4, 10, 12, 0, tzinfo=TZ)
@@ -155,7 +155,7 @@ REPORTS: list[dict[str, list[str]]] = [
 def all_reports(db: Path, kinds: list[dict[str, list[str]]], first: str = "2023-01-01",
                 last: str = "2026-04-10") -> list[str]:
     ctx = context_from(settings_for(db))
-    conn = connect_readonly(db)
+    conn = SqliteReports(db)
     try:
         return [json.dumps(to_dict(run_report(conn, parse_query(
             {**params, "from": [first], "to": [last]}, ctx), ctx)), sort_keys=True)
@@ -171,7 +171,7 @@ def rollups(conn: sqlite3.Connection) -> dict[str, list[tuple[Any, ...]]]:
 
 def call_listing(db: Path) -> list[dict[str, Any]]:
     ctx = context_from(settings_for(db))
-    conn = connect_readonly(db)
+    conn = SqliteReports(db)
     try:
         q = parse_query({"kind": ["calls"], "direction": ["all"], "from": ["2023-01-01"], "to": ["2026-04-10"],
                          "page_size": ["0"]}, ctx)
@@ -322,7 +322,7 @@ def test_no_write_lock_is_held_between_batches(tmp_path: Path) -> None:
 def test_batch_queries_walk_an_index_without_sorting(rw: sqlite3.Connection) -> None:
     """Each batch must cost the same on a backlog of millions: the old rows are found through the calls_start
     and lines_received indexes in order, never collected and sorted (which would make pruning quadratic)."""
-    from smdrd.store import retention
+    from smdrd.store.sqlite import retention
 
     calls_plan = " ".join(r[3] for r in rw.execute("EXPLAIN QUERY PLAN " + retention._DELETE_CALLS, (0, 10)))
     lines_plan = " ".join(r[3] for r in rw.execute("EXPLAIN QUERY PLAN " + retention._SELECT_LINES, (0, 0, 0, 10)))

@@ -24,17 +24,17 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from smdrd.alerts.engine import AlertEngine, AlertStats, Departments, NoDepartments
-from smdrd.alerts.outbox import Outbox, stored_spend
 from smdrd.alerts.rules import RuleSet, SourceSnapshot, build_rules
 from smdrd.errors import SmdrdError
 from smdrd.journal import JournalEntry
+from smdrd.store import open_store
 
 if TYPE_CHECKING:
     from smdrd.config import Settings
     from smdrd.daemon import Daemon
     from smdrd.mqtt import Publisher
 
-__all__ = ["AlertEngine", "AlertStats", "Alerts", "Outbox", "compile_settings", "install", "runtime_of"]
+__all__ = ["AlertEngine", "AlertStats", "Alerts", "compile_settings", "install", "runtime_of"]
 
 log = structlog.get_logger("smdrd.alerts")
 
@@ -69,7 +69,8 @@ class Alerts:
         settings = daemon.settings
         rules, directory = compile_settings(settings)
         self.engine = AlertEngine(rules, settings.site.tz, site=settings.site.name, directory=directory)
-        self.outbox = Outbox(settings.database.path)
+        self.store = open_store(settings.database.path)
+        self.outbox = self.store.outbox()
         self.publisher: Publisher | None = None
         self.mqtt_config = settings.mqtt
         #: alerts committed and not yet acknowledged by the broker (approximate between checks).
@@ -144,7 +145,7 @@ class Alerts:
         now = datetime.now(self.engine.tz)
         month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         try:
-            totals = stored_spend(self.daemon.settings.database.path, int(month_start.timestamp()))
+            totals = self.store.spend_since(int(month_start.timestamp()))
         except Exception as exc:
             log.error("alerts.budget_seed_failed", error=str(exc))
             return

@@ -7,7 +7,7 @@ version's migrations create) before touching anything, refuses anything else wit
 database that a running process has open unless ``--force``.
 
 The database is the one the configuration names (``[database] path``, or ``SMDRD_DATABASE__PATH``), or
-``--database``. Never here: the copying itself (`smdrd.store.backup`).
+``--database``. Never here: the copying itself (`smdrd.store.sqlite.backup`).
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def _size(n: int) -> str:
 
 
 def run_backup(args: argparse.Namespace) -> int:
-    from smdrd.store.backup import backup
+    from smdrd.store.sqlite.backup import backup
 
     source = database_path(args)
     result = backup(source, args.file, overwrite=args.force)
@@ -74,7 +74,7 @@ def run_backup(args: argparse.Namespace) -> int:
 
 
 def run_restore(args: argparse.Namespace) -> int:
-    from smdrd.store.backup import restore
+    from smdrd.store.sqlite.backup import restore
 
     target = database_path(args)
     result = restore(args.file, target, force=args.force)

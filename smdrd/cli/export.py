@@ -3,7 +3,7 @@
 Every column of the ``calls`` table is exported (read from the table itself, so columns added by later
 migrations follow), plus ``cost``: ``cost_micros`` as an exact decimal string, never a float, with at least
 ``[tariff] decimals`` places (``60000`` -> ``"0.06"``, ``200000`` -> ``"0.20"``, ``1234`` -> ``"0.001234"``: padded,
-never rounded). Rows stream from SQLite to the output in start order, so a year of calls needs no more memory than a
+never rounded). Rows stream from the store to the output in start order, so a year of calls needs no more memory than a
 row. ``--output`` is written to a temporary file and renamed into place: an interrupted export leaves no
 half file behind. The file is created mode 0600 whatever the umask (it holds every call); see `private_output`.
 
@@ -22,19 +22,21 @@ import argparse
 import contextlib
 import json
 import os
-import sqlite3
 import sys
 import tempfile
 from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from smdrd.cli._common import add_config_argument, settings_from
 from smdrd.csvsafe import SafeCsvWriter
 from smdrd.errors import SmdrdError
+
+if TYPE_CHECKING:
+    from smdrd.store.api import CallExport
 
 _MICROS = Decimal(1_000_000)
 
@@ -83,34 +85,20 @@ def cost_text(micros: int | None, decimals: int = 2) -> str | None:
     return format(cost, "f")
 
 
-def columns(conn: sqlite3.Connection) -> list[str]:
-    """The ``calls`` table's columns, in table order, with ``cost`` after ``cost_micros``."""
-    names = [row[1] for row in conn.execute("PRAGMA table_info(calls)")]
-    if not names:
-        raise SmdrdError("the database has no calls table (is it an smdrd database?)")
+def columns(export: CallExport) -> list[str]:
+    """The stored call fields, in the store's order, with ``cost`` after ``cost_micros``."""
     out: list[str] = []
-    for name in names:
+    for name in export.columns():
         out.append(name)
         if name == "cost_micros":
             out.append("cost")
     return out
 
 
-def rows(conn: sqlite3.Connection, start: int | None, end: int | None,
+def rows(export: CallExport, start: int | None, end: int | None,
          decimals: int = 2) -> Iterator[dict[str, Any]]:
-    """The calls with ``start <= start_utc < end``, as dicts of every column plus ``cost``, in start order."""
-    where, params = [], []
-    if start is not None:
-        where.append("start_utc >= ?")
-        params.append(start)
-    if end is not None:
-        where.append("start_utc < ?")
-        params.append(end)
-    sql = "SELECT * FROM calls" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY start_utc, id"
-    cur = conn.execute(sql, params)
-    names = [d[0] for d in cur.description]
-    for values in cur:
-        row = dict(zip(names, values, strict=True))
+    """The calls with ``start <= start_utc < end``, as dicts of every field plus ``cost``, in start order."""
+    for row in export.rows(start, end):
         if "cost_micros" in row:
             row["cost"] = cost_text(row["cost_micros"], decimals)
         yield row
@@ -161,7 +149,7 @@ def private_output(target: Path) -> Iterator[IO[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from smdrd.store.backup import open_existing
+    from smdrd.store import open_store
 
     if args.database is not None and args.config is None:
         db, tz, decimals = Path(args.database), ZoneInfo("UTC"), 2
@@ -172,21 +160,19 @@ def run(args: argparse.Namespace) -> int:
             db = Path(args.database)
     start = parse_time(args.start, tz) if args.start else None
     end = parse_time(args.end, tz) if args.end else None
-    conn = open_existing(db)
+    export = open_store(db).export()
     try:
-        # One read transaction: the export is one consistent snapshot while the daemon keeps writing.
-        conn.execute("BEGIN")
-        names = columns(conn)
-        data = rows(conn, start, end, decimals)
+        # One consistent snapshot while the daemon keeps writing (see `smdrd.store.api.CallExport`).
+        names = columns(export)
+        data = rows(export, start, end, decimals)
         write = write_csv if args.format == "csv" else write_jsonl
         if args.output is None:
             n = write(sys.stdout, names, data)
         else:
             with private_output(args.output) as fh:
                 n = write(fh, names, data)
-        conn.execute("COMMIT")
     finally:
-        conn.close()
+        export.close()
     if args.output is not None:
         print(f"{n} calls written to {args.output}", file=sys.stderr)
     return 0

@@ -27,8 +27,8 @@ from smdrd.errors import SmdrdError
 from smdrd.framing import Framer
 from smdrd.ingest import SourceIngest
 from smdrd.parsing import ParserContext, get_parser_class
-from smdrd.store.rows import PreparedEntry, prepare
-from smdrd.store.writer import JournalWriter
+from smdrd.store.sqlite.rows import PreparedEntry, prepare
+from smdrd.store.sqlite.writer import JournalWriter
 
 CHUNK = 1 << 16  # small enough that the writer task is serviced between chunks (overlap)
 #: the worker process reads bigger chunks: it does nothing but parse.

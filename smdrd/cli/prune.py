@@ -1,6 +1,6 @@
 """``smdrd prune``: apply ``[retention]`` now, by hand, and print what was pruned (or, ``--dry-run``, what would be).
 
-The same batches as the daemon's retention task (`smdrd.store.retention.prune`), so it is safe beside a running
+The same batches as the daemon's retention task (`smdrd.store.sqlite.retention.prune`), so it is safe beside a running
 daemon: each batch is its own short transaction and the pause between batches lets the daemon's journal writer
 in. ``--calls-days`` and ``--lines-days`` override the configuration for this run.
 
@@ -39,8 +39,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Prune (or count) and print the counts."""
-    from smdrd.store.retention import cutoffs, plan, prune
-    from smdrd.store.schema import connect
+    from smdrd.store import open_store
+    from smdrd.store.api import cutoffs
 
     settings, _ = settings_from(args, required=False)
     cfg = settings.retention
@@ -56,19 +56,19 @@ def run(args: argparse.Namespace) -> int:
     cut = cutoffs(datetime.now(UTC), settings.site.tz, calls_days=calls_days, lines_days=lines_days)
     lines_before = None if cut.lines_before is None else cut.lines_before // 1_000_000
     print(f"{path}: call details {_before(cut.calls_before)}; raw lines {_before(lines_before)}")
-    conn = connect(str(path))
+    store = open_store(path).retention()
     try:
         started = time.monotonic()
         if args.dry_run:
-            counts = plan(conn, cut)
+            counts = store.plan(cut)
             verb = "would delete"
         else:
             pause = cfg.pause_ms / 1000
-            counts = prune(conn, cut, batch_rows=cfg.batch_rows, pause=lambda: time.sleep(pause))
+            counts = store.prune(cut, batch_rows=cfg.batch_rows, pause=lambda: time.sleep(pause))
             verb = "deleted"
         seconds = time.monotonic() - started
     finally:
-        conn.close()
+        store.close()
     batches = "" if args.dry_run else f"{counts.batches} batches, "
     print(f"{verb} {counts.calls} calls, {counts.lines_deleted} raw lines; "
           f"{'would empty' if args.dry_run else 'emptied'} {counts.lines_emptied} raw lines of kept calls "

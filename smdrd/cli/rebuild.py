@@ -24,9 +24,9 @@ from smdrd.core import DUPLICATE, ERROR, FLUSHED, MICROS, Entry, flush_entry, pr
 from smdrd.errors import SmdrdError
 from smdrd.parsing import Parser, ParserContext, get_parser_class
 from smdrd.rating import Rater
-from smdrd.store.rows import INSERT_CALL, call_row
-from smdrd.store.schema import UNROLL_ON_DELETE, connect
-from smdrd.store.writer import unwritable
+from smdrd.store.sqlite.rows import INSERT_CALL, call_row
+from smdrd.store.sqlite.schema import UNROLL_ON_DELETE, connect
+from smdrd.store.sqlite.writer import unwritable
 
 BATCH = 2000
 
@@ -68,7 +68,7 @@ def _open(args: argparse.Namespace) -> tuple[Settings, Path | None, sqlite3.Conn
 
 
 def _bounds(args: argparse.Namespace, settings: Settings) -> tuple[int, int]:
-    from smdrd.reports.rollup import utc_bounds
+    from smdrd.store.api import utc_bounds
 
     first = args.date_from or date(1970, 1, 2)
     last = args.date_to or date(9998, 12, 30)

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from smdrd.cli.export import private_output
     from smdrd.reports.queries import context_from, parse_query, run_report
     from smdrd.reports.render import render
-    from smdrd.reports.rollup import connect_readonly
+    from smdrd.store import open_store
 
     settings, path = settings_from(args, required=False)
     ctx = context_from(settings, path=str(path) if path else None)
@@ -73,11 +73,11 @@ def run(args: argparse.Namespace) -> int:
         query = parse_query(params, ctx)
     except ValueError as exc:
         args.parser.error(str(exc).replace("page_size", "--page-size").replace("by_class", "--by-class"))
-    conn = connect_readonly(args.database or settings.database.path)
+    reader = open_store(args.database or settings.database.path).reports()
     try:
-        report = run_report(conn, query, ctx)
+        report = run_report(reader, query, ctx)
     finally:
-        conn.close()
+        reader.close()
     text = render(report, args.format)
     if args.output is not None:
         with private_output(args.output) as fh:

@@ -2,9 +2,9 @@
 
 A daemon extension: ``install(daemon)`` adds the routes and a reload listener (a changed ``[[departments]]``
 re-attributes reports at once; an inconsistent one keeps the previous departments and says why). Each request
-runs on its own read-only connection in the reports' own thread pool (``[http] report_workers`` threads, never
-the default executor that the journal and file sources use), so a year's report never blocks the event loop,
-the journal writer or a source. At most ``[http] max_reports`` report requests run or wait at once; one more is
+runs on its own report reader (a read-only connection) in the reports' own thread pool (``[http]
+report_workers`` threads, never the default executor that the journal and file sources use), so a year's
+report never blocks the event loop, the journal writer or a source. At most ``[http] max_reports`` report requests run or wait at once; one more is
 answered 503 with ``Retry-After``. Every page of call details is bounded (`MAX_PAGE_SIZE`); every call of a
 range is ``calls?format=csv``, streamed from a cursor a chunk at a time, so its size never becomes memory.
 This module never writes to the database, and never puts a value into HTML: the page fetches JSON and inserts
@@ -19,7 +19,6 @@ import hashlib
 import io
 import json
 import re
-import sqlite3
 import weakref
 from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -46,10 +45,11 @@ from smdrd.reports.queries import (
     run_report,
 )
 from smdrd.reports.render import CONTENT_TYPES, render, text_value
-from smdrd.reports.rollup import connect_readonly
+from smdrd.store import open_store
 
 if TYPE_CHECKING:
     from smdrd.daemon import Daemon
+    from smdrd.store.api import ReportReader, Store
 
 log = structlog.get_logger(__name__)
 
@@ -81,7 +81,7 @@ class ReportService:
     """The report routes of one daemon: the database path and the current report `Context`."""
 
     def __init__(self, settings: Settings, config_path: Path | None = None) -> None:
-        self.database = settings.database.path
+        self.store: Store = open_store(settings.database.path)
         self.context: Context = context_from(settings, path=str(config_path) if config_path else None)
         self.page = page_html()
         self.page_headers = _page_headers(self.page)
@@ -160,11 +160,11 @@ class ReportService:
         return handle
 
     def _build(self, query: Query, ctx: Context, fmt: str) -> str:
-        conn = connect_readonly(self.database)
+        reader = self.store.reports()
         try:
-            return render(run_report(conn, query, ctx), fmt)
+            return render(run_report(reader, query, ctx), fmt)
         finally:
-            conn.close()
+            reader.close()
 
     async def _calls_csv(self, query: Query, ctx: Context) -> AsyncGenerator[bytes, None]:
         """Every call of ``query`` as CSV (what `render.to_csv` gives for the whole range), a chunk of about
@@ -172,7 +172,7 @@ class ReportService:
         the one before. The first item is ``b""``: the export is open and its totals counted."""
         export: _CallsCsv | None = None
         try:
-            export = await self._run(_CallsCsv, self.database, query, ctx)
+            export = await self._run(_CallsCsv, self.store, query, ctx)
             yield b""
             while chunk := await self._run(export.next_chunk):
                 yield chunk
@@ -186,17 +186,17 @@ class ReportService:
 
 
 class _CallsCsv:
-    """An open export of every call of a query: a read-only connection and its cursor, rendered as CSV in
+    """An open export of every call of a query: a report reader and its cursor, rendered as CSV in
     chunks (a header line, one line per call detail, a last ``Total`` line)."""
 
-    def __init__(self, database: Path, query: Query, ctx: Context) -> None:
-        self.conn: sqlite3.Connection = connect_readonly(database)
+    def __init__(self, store: Store, query: Query, ctx: Context) -> None:
+        self.reader: ReportReader = store.reports()
         try:
             self.report: Report
             self.rows: Iterator[dict[str, Any]]
-            self.report, self.rows = every_call(self.conn, query, ctx)
+            self.report, self.rows = every_call(self.reader, query, ctx)
         except BaseException:
-            self.conn.close()
+            self.reader.close()
             raise
         self.header_sent = False
         self.done = False
@@ -222,7 +222,7 @@ class _CallsCsv:
         return out.getvalue().encode()
 
     def close(self) -> None:
-        self.conn.close()
+        self.reader.close()
 
 
 def install(daemon: Daemon) -> None:

@@ -1,7 +1,7 @@
 """The report builders: what each report kind shows, as small named functions over plain rows.
 
 `run_report` is the one entry point (the CLI and the HTTP routes both call it): it reads rows through
-`smdrd.reports.rollup`, attributes each to the department its extension was in on that day
+a `smdrd.store.api.ReportReader`, attributes each to the department its extension was in on that day
 (`smdrd.reports.departments`), and hands them to the builder of the kind. Builders do no I/O.
 
 Money never goes through a float: costs are summed as integer micro-units (``cost_micros``) and turned into a
@@ -13,7 +13,6 @@ complete. Rows never carry HTML: escaping belongs to the renderers.
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -23,8 +22,8 @@ from zoneinfo import ZoneInfo
 
 from smdrd.rating.classes import CALL_CLASSES
 from smdrd.record import EARLIEST_YEAR, LATEST_YEAR
-from smdrd.reports import rollup
 from smdrd.reports.departments import UNASSIGNED, Directory, extension_sort_key, prorated_budget
+from smdrd.store.api import Filters, ReportReader
 
 if TYPE_CHECKING:
     from smdrd.config import Settings
@@ -85,8 +84,8 @@ class Query:
     top: int = 20
     by: Literal["cost", "count"] = "cost"
 
-    def filters(self) -> rollup.Filters:
-        return rollup.Filters(self.first, self.last, self.extensions, self.trunks, self.directions, self.classes)
+    def filters(self) -> Filters:
+        return Filters(self.first, self.last, self.extensions, self.trunks, self.directions, self.classes)
 
     def describe(self) -> dict[str, Any]:
         """The filters as plain data, for a report's metadata."""
@@ -320,7 +319,7 @@ def destinations_report(rows: Iterable[Attributed], *, top: int, by: str, decima
 
 
 def call_detail(row: Sequence[Any], directory: Directory, decimals: int) -> dict[str, Any]:
-    """One call-detail row (`rollup.CALL_DETAIL` order) as a report row."""
+    """One call-detail row (`smdrd.store.api.CALL_DETAIL` order) as a report row."""
     start, ext, number, direction, cls, trunk, duration, cost, leg, _key = row
     return {"start": start, "extension": ext, "department": directory.department(ext, start[:10]),
             "number": number, "direction": direction, "call_class": cls or "", "trunk": trunk,
@@ -367,8 +366,8 @@ def _shown_departments(q: Query, directory: Directory, wanted: set[str] | None) 
     return order if wanted is None else [n for n in order if n in wanted]
 
 
-def run_report(conn: sqlite3.Connection, q: Query, ctx: Context) -> Report:
-    """Build the report ``q`` asks for from the database behind ``conn``."""
+def run_report(reader: ReportReader, q: Query, ctx: Context) -> Report:
+    """Build the report ``q`` asks for from the store behind ``reader``."""
     d = ctx.directory
     f = q.filters()
     first, last = q.first.isoformat(), q.last.isoformat()
@@ -379,7 +378,7 @@ def run_report(conn: sqlite3.Connection, q: Query, ctx: Context) -> Report:
     def attributed(group: Sequence[str] = (), *, by_day: bool = False,
                    table: str = "rollup_daily") -> Iterator[Attributed]:
         # Only extensions whose department changes inside the range are grouped per day (see `volatile`).
-        rows = rollup.daily_rows(conn, f, group=group, volatile=volatile, by_day=by_day, table=table)
+        rows = reader.daily_rows(f, group=group, volatile=volatile, by_day=by_day, table=table)
         return attribute(rows, d, first, wanted)
 
     if q.kind == "extensions":
@@ -394,7 +393,7 @@ def run_report(conn: sqlite3.Connection, q: Query, ctx: Context) -> Report:
     elif q.kind == "trunks":
         hours = None
         if not q.departments and not q.extensions:
-            hours = busiest_hours(rollup.hourly_rows(conn, f))
+            hours = busiest_hours(reader.hourly_rows(f))
         report = trunks_report(attributed(("trunk",)), hours, decimals=dec)
         if hours is None:
             report.meta["note"] = "the busiest hour is not kept per extension, so it is left out when filtering " \
@@ -403,10 +402,10 @@ def run_report(conn: sqlite3.Connection, q: Query, ctx: Context) -> Report:
         report = destinations_report(attributed(("country", "call_class"), table="rollup_destinations"),
                                      top=q.top, by=q.by, decimals=dec)
     elif q.kind == "calls":
-        selected = _select_calls(conn, q, d, wanted)
+        selected = _select_calls(reader, q, d, wanted)
         offset = (q.page - 1) * q.page_size if q.page_size > 0 else 0
-        rows = rollup.call_rows(conn, f, ctx.timezone, selected=selected, limit=q.page_size, offset=offset)
-        totals = rollup.call_totals(conn, f, ctx.timezone, selected=selected)
+        rows = list(reader.iter_call_rows(f, ctx.timezone, selected=selected, limit=q.page_size, offset=offset))
+        totals = reader.call_totals(f, ctx.timezone, selected=selected)
         report = calls_report(rows, totals, d, decimals=dec, page=q.page, page_size=q.page_size)
     else:
         raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {q.kind!r}")
@@ -420,27 +419,27 @@ def _with_meta(report: Report, q: Query, ctx: Context) -> Report:
     return report
 
 
-def _select_calls(conn: sqlite3.Connection, q: Query, d: Directory, wanted: set[str] | None) -> bool:
-    """Load the department filter of a calls query into ``conn``; True when there is one."""
+def _select_calls(reader: ReportReader, q: Query, d: Directory, wanted: set[str] | None) -> bool:
+    """Load the department filter of a calls query into ``reader``; True when there is one."""
     if wanted is None:
         return False
     first, last = q.first.isoformat(), q.last.isoformat()
-    spans = [(ext, a, b) for ext in rollup.range_extensions(conn, q.filters())
+    spans = [(ext, a, b) for ext in reader.range_extensions(q.filters())
              for a, b, dep in d.intervals(ext, first, last) if dep in wanted]
-    rollup.select_intervals(conn, spans)
+    reader.select_intervals(spans)
     return True
 
 
-def every_call(conn: sqlite3.Connection, q: Query, ctx: Context) -> tuple[Report, Iterator[dict[str, Any]]]:
+def every_call(reader: ReportReader, q: Query, ctx: Context) -> tuple[Report, Iterator[dict[str, Any]]]:
     """Every call detail of ``q`` (a ``calls`` query; its page and page size do not apply): the report's
     columns, totals and metadata with no rows, and the rows from a cursor, read as they are consumed, so a
-    year's export holds one row at a time however many there are. ``conn`` must stay open while they are."""
+    year's export holds one row at a time however many there are. ``reader`` must stay open while they are."""
     d = ctx.directory
     f = q.filters()
-    selected = _select_calls(conn, q, d, _wanted(q, d))
-    totals = rollup.call_totals(conn, f, ctx.timezone, selected=selected)
+    selected = _select_calls(reader, q, d, _wanted(q, d))
+    totals = reader.call_totals(f, ctx.timezone, selected=selected)
     report = calls_report([], totals, d, decimals=ctx.decimals, page=1, page_size=0)
-    rows = (call_detail(row, d, ctx.decimals) for row in rollup.iter_call_rows(conn, f, ctx.timezone,
+    rows = (call_detail(row, d, ctx.decimals) for row in reader.iter_call_rows(f, ctx.timezone,
                                                                                 selected=selected))
     return _with_meta(report, q, ctx), rows
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from bench.reports import generate
-from smdrd.store.schema import connect
+from smdrd.store.sqlite.schema import connect
 from smdrd.testing import free_port
 from tests.faults.conftest import (
     DaemonProcess,

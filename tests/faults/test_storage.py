@@ -30,7 +30,7 @@ from tests.faults.conftest import (
 
 pytestmark = pytest.mark.faults
 
-#: the daemon's SQLite busy timeout (smdrd.store.schema.PRAGMAS): a lock held longer fails a commit.
+#: the daemon's SQLite busy timeout (smdrd.store.sqlite.schema.PRAGMAS): a lock held longer fails a commit.
 BUSY_TIMEOUT = 5.0
 
 

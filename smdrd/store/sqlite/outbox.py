@@ -1,8 +1,9 @@
-"""The alert outbox in SQLite: pending alerts out (oldest first), delivery marks in.
+"""The alert outbox in SQLite (`smdrd.store.api.OutboxStore`): pending alerts out (oldest first), delivery
+marks in.
 
-Per-call alerts are inserted by the journal writer, in the transaction of their call (see
-`smdrd.alerts.engine`). This module owns a second, small connection for everything else: reading what is
-pending, marking what the broker acknowledged, inserting the rare operational alerts, pruning old history.
+Per-call alerts are inserted by the journal writer, in the transaction of their call (see `smdrd.alerts.engine`
+and `smdrd.store.sqlite.writer`). This module owns a second, small connection for everything else: reading what
+is pending, marking what the broker acknowledged, inserting the rare operational alerts, pruning old history.
 It never marks an alert delivered on its own account: only `mark_delivered`, after the QoS-1 acknowledgement.
 """
 
@@ -11,28 +12,17 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 
 import aiosqlite
 
 from smdrd.journal import Alert
-from smdrd.store.rows import OUTBOX_INSERT, alert_row
-from smdrd.store.schema import PRAGMAS
+from smdrd.store.api import PendingAlert, StoreUnavailable
+from smdrd.store.sqlite.rows import OUTBOX_INSERT, alert_row
+from smdrd.store.sqlite.schema import PRAGMAS
 
 
-@dataclass(frozen=True, slots=True)
-class PendingAlert:
-    """An alert waiting for the broker: its row id (the order), id, rule and JSON payload."""
-
-    row: int
-    alert_id: str
-    rule: str
-    payload: str
-
-
-class Outbox:
+class SqliteOutbox:
     """``await open()``, then `pending` / `mark_delivered` / `insert`; ``await close()``.
 
     The database must be migrated already (the journal writer does it at start).
@@ -74,8 +64,11 @@ class Outbox:
         if not rows:
             return
         stamp = int((time.time() if at is None else at) * 1_000_000)
-        await self.db.executemany("UPDATE alert_outbox SET delivered_at = ? WHERE id = ?",
-                                  [(stamp, r) for r in rows])
+        try:
+            await self.db.executemany("UPDATE alert_outbox SET delivered_at = ? WHERE id = ?",
+                                      [(stamp, r) for r in rows])
+        except sqlite3.Error as exc:  # nothing in these rows can be refused: the database is busy or gone
+            raise StoreUnavailable(f"alert outbox: {exc}") from exc
 
     async def insert(self, alerts: Iterable[Alert]) -> int:
         """Insert alerts raised outside a call's transaction (operational alerts); returns how many were new."""
@@ -102,19 +95,3 @@ class Outbox:
         await self.db.execute("DELETE FROM alert_outbox WHERE delivered_at IS NOT NULL AND created_at < ?",
                               (cutoff,))
         return self.db.total_changes - before
-
-
-def stored_spend(path: Path | str, since_utc: int) -> list[tuple[str, str, Decimal]]:
-    """Spend per extension and local day since ``since_utc`` (seconds), for the budget rule after a restart.
-
-    Synchronous on purpose: it runs once, at start, before the first call is observed.
-    """
-    conn = sqlite3.connect(path)
-    try:
-        rows = conn.execute(
-            "SELECT extension, substr(start, 1, 10), sum(cost_micros) FROM calls "
-            "WHERE start_utc >= ? AND cost_micros > 0 GROUP BY extension, substr(start, 1, 10)",
-            (since_utc,)).fetchall()
-    finally:
-        conn.close()
-    return [(ext, day, Decimal(micros) / 1_000_000) for ext, day, micros in rows]

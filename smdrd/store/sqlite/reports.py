@@ -1,53 +1,24 @@
-"""The report SQL: reads the rollup tables (migration 2) and, for call details, the indexed ``calls`` table.
+"""Report reads in SQLite: the rollup tables and, for call details, the indexed ``calls`` table.
 
 Every query here is a range read on a primary key or an index (the rollups are keyed by day first; call details
-by ``start_utc``), never a scan of every call. Functions take an open `sqlite3.Connection` and plain values and
-return plain tuples; the report builders (`smdrd.reports.queries`) turn those into reports. Nothing here knows
-about departments beyond the one hint `volatile` gives (which extensions change department inside the range),
-and nothing here writes to the database except the connection's own TEMP tables.
+by ``start_utc``), never a scan of every call. `SqliteReports` implements `smdrd.store.api.ReportReader` on one
+read-only connection; the report builders (`smdrd.reports.queries`) turn its plain tuples into reports. Nothing
+here knows about departments beyond the one hint ``volatile`` gives (which extensions change department inside
+the range), and nothing here writes to the database except the connection's own TEMP tables.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from smdrd.errors import SmdrdError
-from smdrd.reports.departments import Membership
-from smdrd.store import schema
+from smdrd.store.api import CALL_DETAIL, ROLLUP_TABLES, ExtensionSpec, Filters, utc_bounds
+from smdrd.store.sqlite import schema
 
-__all__ = [
-    "Filters",
-    "call_rows",
-    "call_totals",
-    "connect_readonly",
-    "daily_rows",
-    "hourly_rows",
-    "range_extensions",
-]
-
-#: the rollup tables a builder may read, and the grouping columns each has (besides day and extension).
-TABLES = {
-    "rollup_daily": ("direction", "call_class", "trunk"),
-    "rollup_destinations": ("country", "call_class", "direction", "trunk"),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Filters:
-    """What a report covers: site-local days (both included) and the SQL-side filters (empty = any)."""
-
-    first: date
-    last: date
-    extensions: tuple[str, ...] = ()
-    trunks: tuple[str, ...] = ()
-    directions: tuple[str, ...] = ("outbound",)
-    classes: tuple[str, ...] = ()
-
+__all__ = ["SqliteReports", "connect_readonly"]
 
 #: the first schema version that has the rollup tables.
 ROLLUP_VERSION = 2
@@ -100,7 +71,7 @@ def _where(f: Filters, *, extension_col: bool = True) -> tuple[list[str], list[o
     return where, params
 
 
-def _day_key(volatile: Sequence[Membership], params: list[object]) -> str:
+def _day_key(volatile: Sequence[ExtensionSpec], params: list[object]) -> str:
     """The SQL for the grouping day: the real day only for extensions whose department changes inside the
     range, ``''`` for the rest, so a year's report groups a few hundred rows instead of one per extension-day."""
     if not volatile:
@@ -123,7 +94,7 @@ def daily_rows(
     f: Filters,
     *,
     group: Sequence[str] = (),
-    volatile: Sequence[Membership] = (),
+    volatile: Sequence[ExtensionSpec] = (),
     by_day: bool = False,
     table: str = "rollup_daily",
 ) -> Iterator[tuple[object, ...]]:
@@ -132,7 +103,7 @@ def daily_rows(
     ``day`` is ``''`` unless ``by_day`` is set or the extension's department changes inside the range
     (``volatile``: the memberships with a boundary inside it); then it is the site-local ISO day.
     """
-    allowed = TABLES[table]
+    allowed = ROLLUP_TABLES[table]
     for col in group:
         if col not in allowed:
             raise ValueError(f"{table} has no column {col!r}")
@@ -162,18 +133,6 @@ def range_extensions(conn: sqlite3.Connection, f: Filters) -> list[str]:
         f"SELECT DISTINCT extension FROM rollup_daily WHERE {' AND '.join(where)}", params)]
 
 
-def utc_bounds(first: date, last: date, tz: ZoneInfo) -> tuple[int, int]:
-    """Epoch seconds of the start of ``first`` and of the day after ``last``, both site-local midnights."""
-    lo = datetime.combine(first, time(), tz).timestamp()
-    hi = datetime.combine(last + timedelta(days=1), time(), tz).timestamp()
-    return int(lo), int(hi)
-
-
-#: the call-detail columns, in the order `call_rows` returns them.
-CALL_DETAIL = ("start", "extension", "number", "direction", "call_class", "trunk", "duration", "cost_micros",
-               "leg", "call_key")
-
-
 def _call_where(f: Filters, tz: ZoneInfo, selected: bool) -> tuple[str, list[object]]:
     lo, hi = utc_bounds(f.first, f.last, tz)
     where = ["c.start_utc >= ? AND c.start_utc < ?"]
@@ -196,15 +155,10 @@ def select_intervals(conn: sqlite3.Connection, intervals: Sequence[tuple[str, st
     conn.execute("CREATE INDEX IF NOT EXISTS temp.report_selection_ext ON report_selection (extension)")
 
 
-def call_rows(conn: sqlite3.Connection, f: Filters, tz: ZoneInfo, *, selected: bool, limit: int,
-              offset: int) -> list[tuple[object, ...]]:
-    """One page of call details (every leg), oldest first, in `CALL_DETAIL` order (``limit`` 0: every one)."""
-    return list(iter_call_rows(conn, f, tz, selected=selected, limit=limit, offset=offset))
-
-
 def iter_call_rows(conn: sqlite3.Connection, f: Filters, tz: ZoneInfo, *, selected: bool, limit: int = 0,
                    offset: int = 0) -> Iterator[tuple[object, ...]]:
-    """`call_rows` as a cursor: rows are read as they are consumed (a whole range in bounded memory)."""
+    """Call details (every leg), oldest first, in `CALL_DETAIL` order, read as they are consumed (``limit`` 0:
+    every one; a whole range in bounded memory)."""
     where, params = _call_where(f, tz, selected)
     cols = ", ".join(f"c.{c}" for c in CALL_DETAIL)
     sql = f"SELECT {cols} FROM calls c WHERE {where} ORDER BY c.start_utc, c.id"
@@ -220,3 +174,39 @@ def call_totals(conn: sqlite3.Connection, f: Filters, tz: ZoneInfo, *, selected:
     row = conn.execute(f"SELECT count(*), coalesce(sum(c.leg = 0), 0), coalesce(sum(c.duration), 0), "
                        f"coalesce(sum(c.cost_micros), 0) FROM calls c WHERE {where}", params).fetchone()
     return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+
+class SqliteReports:
+    """`smdrd.store.api.ReportReader` on one read-only connection (see `connect_readonly`)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.conn = connect_readonly(path)
+
+    def daily_rows(self, f: Filters, *, group: Sequence[str] = (), volatile: Sequence[ExtensionSpec] = (),
+                   by_day: bool = False, table: str = "rollup_daily") -> Iterator[tuple[object, ...]]:
+        return daily_rows(self.conn, f, group=group, volatile=volatile, by_day=by_day, table=table)
+
+    def hourly_rows(self, f: Filters) -> Iterator[tuple[object, ...]]:
+        return hourly_rows(self.conn, f)
+
+    def range_extensions(self, f: Filters) -> list[str]:
+        return range_extensions(self.conn, f)
+
+    def select_intervals(self, intervals: Sequence[tuple[str, str, str]]) -> None:
+        select_intervals(self.conn, intervals)
+
+    def iter_call_rows(self, f: Filters, tz: ZoneInfo, *, selected: bool, limit: int = 0,
+                       offset: int = 0) -> Iterator[tuple[object, ...]]:
+        return iter_call_rows(self.conn, f, tz, selected=selected, limit=limit, offset=offset)
+
+    def call_totals(self, f: Filters, tz: ZoneInfo, *, selected: bool) -> tuple[int, int, int, int]:
+        return call_totals(self.conn, f, tz, selected=selected)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> SqliteReports:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -25,7 +25,7 @@ import aiosqlite
 import structlog
 
 from smdrd.journal import DUPLICATE, ERROR, JournalEntry
-from smdrd.store.rows import (
+from smdrd.store.sqlite.rows import (
     INSERT_CALL,
     INSERT_LINE,
     OUTBOX_INSERT,
@@ -33,7 +33,7 @@ from smdrd.store.rows import (
     alert_row,
     line_row,
 )
-from smdrd.store.schema import PRAGMAS, migrate
+from smdrd.store.sqlite.schema import PRAGMAS, migrate
 
 log = structlog.get_logger(__name__)
 

@@ -10,7 +10,7 @@ synced, and only then renamed into place: a backup file that exists is complete,
 Verification (`summarise`) is ``PRAGMA integrity_check``, ``PRAGMA foreign_key_check`` and the **whole schema**:
 every table (columns with type, not-null, default and key; ``WITHOUT ROWID``/``STRICT``; foreign keys), index
 (unique, partial, its columns), trigger and view, compared with a reference made by running this version's
-migrations (`smdrd.store.schema.MIGRATIONS`) on a fresh in-memory database, and the SQL text of each object
+migrations (`smdrd.store.sqlite.schema.MIGRATIONS`) on a fresh in-memory database, and the SQL text of each object
 compared token by token (comments and spacing aside). Anything more, less or different is refused, and the
 reason names it. A file holds the schema of exactly one ``user_version``: a newer one than this smdrd writes
 is refused; an older one must match that version's migrations exactly, and is then brought up to date by the
@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from smdrd.errors import SmdrdError
-from smdrd.store.schema import MIGRATIONS, PRAGMAS, SCHEMA_VERSION, migrate
+from smdrd.store.sqlite.schema import MIGRATIONS, PRAGMAS, SCHEMA_VERSION, migrate
 
 #: the byte of the ``-shm`` file on which every connection to a WAL database holds a shared lock for as long
 #: as it is open (SQLite's unix VFS: ``UNIX_SHM_DMS``, 120 + 8 lock slots). A write lock on it succeeds only

@@ -24,16 +24,18 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from pathlib import Path
 from typing import TypeVar
-from zoneinfo import ZoneInfo
+
+from smdrd.store.api import Cutoffs, LineCursor, PruneCounts, StoreUnavailable, cutoffs
+from smdrd.store.sqlite.schema import PRAGMAS, migrate
 
 __all__ = [
     "PRUNED_SQL",
     "RAW_PRUNED",
     "Cutoffs",
     "PruneCounts",
+    "SqliteRetention",
     "cutoffs",
     "plan",
     "prune",
@@ -48,9 +50,6 @@ RAW_PRUNED = b""
 PRUNED_SQL = "(length(raw) = 0 AND status <> 'flushed')"
 
 _T = TypeVar("_T")
-
-#: a position in the lines' ``(received_at, id)`` order: the last line a batch looked at.
-LineCursor = tuple[int, int]
 
 _FIRST: LineCursor = (-(2**63), -(2**63))
 
@@ -78,47 +77,6 @@ _DELETE_LINES = """
       AND id < (SELECT max(id) FROM lines)
       AND NOT EXISTS (SELECT 1 FROM calls WHERE calls.line_id = lines.id)
 """
-
-
-@dataclass(frozen=True, slots=True)
-class Cutoffs:
-    """What is old enough to prune. ``None`` keeps that kind of row for ever."""
-
-    #: calls starting before this (UTC seconds, ``calls.start_utc``) are deleted.
-    calls_before: int | None
-    #: lines received before this (UTC microseconds, ``lines.received_at``) are deleted or emptied.
-    lines_before: int | None
-
-
-@dataclass(slots=True)
-class PruneCounts:
-    """What a run deleted (or, for a dry run, would delete)."""
-
-    calls: int = 0
-    lines_deleted: int = 0
-    lines_emptied: int = 0
-    #: write transactions committed (0 for a dry run).
-    batches: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.calls + self.lines_deleted + self.lines_emptied
-
-
-def cutoffs(now: datetime, tz: ZoneInfo, *, calls_days: int, lines_days: int) -> Cutoffs:
-    """The cutoffs for ``now`` (aware); a period of 0 days keeps for ever.
-
-    Both are cut at a site-local midnight, so a day's call listing is either whole or gone, never half.
-    Raw lines are never kept longer than the call details: the raw line holds the same number and extension,
-    so whoever shortens ``calls_days`` (for privacy) expects the raw copy to go too.
-    """
-    def midnight(days: int) -> int:
-        day = now.astimezone(tz).date() - timedelta(days=days)
-        return int(datetime.combine(day, time(0), tzinfo=tz).timestamp())
-
-    periods = [d for d in (lines_days, calls_days) if d > 0]
-    return Cutoffs(midnight(calls_days) if calls_days > 0 else None,
-                   midnight(min(periods)) * 1_000_000 if periods else None)
 
 
 def _write(conn: sqlite3.Connection, work: Callable[[], _T]) -> _T:
@@ -244,3 +202,38 @@ def plan(conn: sqlite3.Connection, cut: Cutoffs) -> PruneCounts:
             {"calls": cut.calls_before, "lines": cut.lines_before}).fetchone()
         counts.lines_deleted, counts.lines_emptied = row[0] or 0, row[1] or 0
     return counts
+
+
+class SqliteRetention:
+    """`smdrd.store.api.Retention` on its own autocommit connection, usable from one worker thread at a time."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            for pragma in PRAGMAS:
+                self.conn.execute(pragma)
+            migrate(self.conn)  # ``smdrd prune`` may be the first to open an older database
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"{path}: {exc}") from exc
+
+    def prune_calls_batch(self, before: int, limit: int) -> int:
+        try:
+            return prune_calls_batch(self.conn, before, limit)
+        except sqlite3.Error as exc:  # retention deletes only: nothing it does can be refused for its data
+            raise StoreUnavailable(f"retention: {exc}") from exc
+
+    def prune_lines_batch(self, before: int, cursor: LineCursor | None,
+                          limit: int) -> tuple[int, int, LineCursor | None]:
+        try:
+            return prune_lines_batch(self.conn, before, cursor, limit)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"retention: {exc}") from exc
+
+    def plan(self, cut: Cutoffs) -> PruneCounts:
+        return plan(self.conn, cut)
+
+    def prune(self, cut: Cutoffs, *, batch_rows: int, pause: Callable[[], None] = lambda: None) -> PruneCounts:
+        return prune(self.conn, cut, batch_rows=batch_rows, pause=pause)
+
+    def close(self) -> None:
+        self.conn.close()

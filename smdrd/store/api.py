@@ -1,0 +1,258 @@
+"""What the rest of smdrd asks of a store: small protocols, and the plain values they exchange.
+
+A store (`smdrd.store.sqlite` on the box; a PostgreSQL sibling for a central or large site) implements these.
+Nothing here does I/O, and nothing here is SQL: reports, alert delivery, retention, export and the rebuild
+commands are written against these protocols, so a second store is a sibling package, not a rewrite.
+
+The protocols are split by who uses them (the report builders never see the writer; the publisher never sees a
+report), and every method takes and returns plain values or `smdrd.journal` types.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from smdrd.errors import SmdrdError
+from smdrd.journal import Alert
+
+__all__ = [
+    "CALL_DETAIL",
+    "ROLLUP_TABLES",
+    "CallExport",
+    "Cutoffs",
+    "ExtensionSpec",
+    "Filters",
+    "LineCursor",
+    "OutboxStore",
+    "PendingAlert",
+    "PruneCounts",
+    "ReportReader",
+    "Retention",
+    "Store",
+    "StoreUnavailable",
+    "cutoffs",
+    "utc_bounds",
+]
+
+class StoreUnavailable(SmdrdError):
+    """The store cannot be read or written right now (locked, full, read-only, gone): the same work may succeed
+    later, so the caller keeps it and retries. Any other error is about the data itself."""
+
+
+#: the rollups a report builder may read, and the grouping columns each has (besides day and extension).
+ROLLUP_TABLES: dict[str, tuple[str, ...]] = {
+    "rollup_daily": ("direction", "call_class", "trunk"),
+    "rollup_destinations": ("country", "call_class", "direction", "trunk"),
+}
+
+#: the call-detail fields, in the order `ReportReader.iter_call_rows` returns them.
+CALL_DETAIL = ("start", "extension", "number", "direction", "call_class", "trunk", "duration", "cost_micros",
+               "leg", "call_key")
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """What a report covers: site-local days (both included) and the store-side filters (empty = any)."""
+
+    first: date
+    last: date
+    extensions: tuple[str, ...] = ()
+    trunks: tuple[str, ...] = ()
+    directions: tuple[str, ...] = ("outbound",)
+    classes: tuple[str, ...] = ()
+
+
+class ExtensionSpec(Protocol):
+    """An extension, or a numeric range of them (a department membership's ``spec``)."""
+
+    @property
+    def spec(self) -> str: ...
+
+    @property
+    def lo(self) -> int | None: ...
+
+    @property
+    def hi(self) -> int | None: ...
+
+
+def utc_bounds(first: date, last: date, tz: ZoneInfo) -> tuple[int, int]:
+    """Epoch seconds of the start of ``first`` and of the day after ``last``, both site-local midnights."""
+    lo = datetime.combine(first, time(), tz).timestamp()
+    hi = datetime.combine(last + timedelta(days=1), time(), tz).timestamp()
+    return int(lo), int(hi)
+
+
+class ReportReader(Protocol):
+    """Report reads: rollup sums and call-detail ranges, never a scan of every call. One reader serves one
+    report at a time (its department selection is per reader); ``close`` it when done."""
+
+    def daily_rows(self, f: Filters, *, group: Sequence[str] = (), volatile: Sequence[ExtensionSpec] = (),
+                   by_day: bool = False, table: str = "rollup_daily") -> Iterator[tuple[object, ...]]:
+        """``(day, extension, *group, calls, duration, cost_micros)`` summed over the range; ``day`` is ``''``
+        unless ``by_day`` or the extension is one of ``volatile`` (its department changes inside the range)."""
+        ...
+
+    def hourly_rows(self, f: Filters) -> Iterator[tuple[object, ...]]:
+        """``(trunk, hour, calls)`` over the range."""
+        ...
+
+    def range_extensions(self, f: Filters) -> list[str]:
+        """The extensions with traffic in the range."""
+        ...
+
+    def select_intervals(self, intervals: Sequence[tuple[str, str, str]]) -> None:
+        """Restrict the next call-detail reads with ``selected=True`` to these ``(extension, first, last)``."""
+        ...
+
+    def iter_call_rows(self, f: Filters, tz: ZoneInfo, *, selected: bool, limit: int = 0,
+                       offset: int = 0) -> Iterator[tuple[object, ...]]:
+        """Call details (every leg) in `CALL_DETAIL` order, oldest first, read as consumed (``limit`` 0: all)."""
+        ...
+
+    def call_totals(self, f: Filters, tz: ZoneInfo, *, selected: bool) -> tuple[int, int, int, int]:
+        """``(legs, calls, duration, cost_micros)`` over every matching call detail."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PendingAlert:
+    """An alert waiting for delivery: its outbox position (the order), id, rule and JSON payload."""
+
+    row: int
+    alert_id: str
+    rule: str
+    payload: str
+
+
+class OutboxStore(Protocol):
+    """The alert outbox. Per-call alerts are written by the journal writer in their call's transaction; this is
+    everything else: what is pending, delivery marks (only after the broker acknowledged), operational alerts,
+    pruning delivered history."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def pending(self, limit: int = 100, after: int = 0) -> list[PendingAlert]: ...
+
+    async def count_pending(self) -> int: ...
+
+    async def mark_delivered(self, rows: Sequence[int], at: float | None = None) -> None: ...
+
+    async def insert(self, alerts: Iterable[Alert]) -> int: ...
+
+    async def prune(self, older_than_days: int) -> int: ...
+
+
+class CallExport(Protocol):
+    """Every stored call of a time range, as named fields, oldest first, read as consumed."""
+
+    def columns(self) -> list[str]: ...
+
+    def rows(self, start: int | None, end: int | None) -> Iterator[dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+class Store(Protocol):
+    """One database: hands out what each feature needs. Cheap to make; each method opens what it returns."""
+
+    def reports(self) -> ReportReader:
+        """A reader for one report (or one streamed export of call details)."""
+        ...
+
+    def outbox(self) -> OutboxStore:
+        """The alert outbox (``await open()`` it)."""
+        ...
+
+    def export(self) -> CallExport:
+        """Every stored call of a range, one consistent snapshot."""
+        ...
+
+    def retention(self) -> Retention:
+        """A pruner's own connection (used from one thread at a time)."""
+        ...
+
+    def spend_since(self, since_utc: int) -> list[tuple[str, str, Decimal]]:
+        """Spend per extension and site-local day of calls started since ``since_utc`` (epoch seconds): the
+        budget rule's memory after a restart."""
+        ...
+
+
+# ---- retention ----
+
+#: a position in the journal's ``(received_at, id)`` order: the last line a retention batch looked at.
+LineCursor = tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Cutoffs:
+    """What is old enough to prune. ``None`` keeps that kind of row for ever."""
+
+    #: calls starting before this (UTC seconds, ``calls.start_utc``) are deleted.
+    calls_before: int | None
+    #: lines received before this (UTC microseconds, ``lines.received_at``) are deleted or emptied.
+    lines_before: int | None
+
+
+@dataclass(slots=True)
+class PruneCounts:
+    """What a run deleted (or, for a dry run, would delete)."""
+
+    calls: int = 0
+    lines_deleted: int = 0
+    lines_emptied: int = 0
+    #: write transactions committed (0 for a dry run).
+    batches: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.calls + self.lines_deleted + self.lines_emptied
+
+
+def cutoffs(now: datetime, tz: ZoneInfo, *, calls_days: int, lines_days: int) -> Cutoffs:
+    """The cutoffs for ``now`` (aware); a period of 0 days keeps for ever.
+
+    Both are cut at a site-local midnight, so a day's call listing is either whole or gone, never half.
+    Raw lines are never kept longer than the call details: the raw line holds the same number and extension,
+    so whoever shortens ``calls_days`` (for privacy) expects the raw copy to go too.
+    """
+    def midnight(days: int) -> int:
+        day = now.astimezone(tz).date() - timedelta(days=days)
+        return int(datetime.combine(day, time(0), tzinfo=tz).timestamp())
+
+    periods = [d for d in (lines_days, calls_days) if d > 0]
+    return Cutoffs(midnight(calls_days) if calls_days > 0 else None,
+                   midnight(min(periods)) * 1_000_000 if periods else None)
+
+
+class Retention(Protocol):
+    """Deletes old call details and raw lines in small batches (docs/retention.md); never touches a rollup.
+    Errors that a later run may not meet (locked, full) are `StoreUnavailable`."""
+
+    def prune_calls_batch(self, before: int, limit: int) -> int:
+        """Delete up to ``limit`` calls started before ``before`` (UTC seconds), oldest first; how many."""
+        ...
+
+    def prune_lines_batch(self, before: int, cursor: LineCursor | None,
+                          limit: int) -> tuple[int, int, LineCursor | None]:
+        """Delete (or empty, when a kept call refers to them) lines received before ``before`` (UTC µs) after
+        ``cursor``: ``(deleted, emptied, next cursor or None at the end)``."""
+        ...
+
+    def plan(self, cut: Cutoffs) -> PruneCounts:
+        """What `prune` would do now, changing nothing."""
+        ...
+
+    def prune(self, cut: Cutoffs, *, batch_rows: int, pause: Callable[[], None] = lambda: None) -> PruneCounts:
+        """Everything ``cut`` says is old, batch by batch, calling ``pause()`` between write batches."""
+        ...
+
+    def close(self) -> None: ...

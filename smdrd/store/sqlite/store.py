@@ -1,0 +1,42 @@
+"""`SqliteStore`: one SQLite database file behind `smdrd.store.api.Store`."""
+
+from __future__ import annotations
+
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+
+from smdrd.store.sqlite.export import SqliteCallExport
+from smdrd.store.sqlite.outbox import SqliteOutbox
+from smdrd.store.sqlite.reports import SqliteReports
+from smdrd.store.sqlite.retention import SqliteRetention
+
+
+class SqliteStore:
+    """The database file at ``path`` (the journal writer creates and migrates it)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def reports(self) -> SqliteReports:
+        return SqliteReports(self.path)
+
+    def outbox(self) -> SqliteOutbox:
+        return SqliteOutbox(self.path)
+
+    def export(self) -> SqliteCallExport:
+        return SqliteCallExport(self.path)
+
+    def retention(self) -> SqliteRetention:
+        return SqliteRetention(self.path)
+
+    def spend_since(self, since_utc: int) -> list[tuple[str, str, Decimal]]:
+        conn = sqlite3.connect(self.path)
+        try:
+            rows = conn.execute(
+                "SELECT extension, substr(start, 1, 10), sum(cost_micros) FROM calls "
+                "WHERE start_utc >= ? AND cost_micros > 0 GROUP BY extension, substr(start, 1, 10)",
+                (since_utc,)).fetchall()
+        finally:
+            conn.close()
+        return [(ext, day, Decimal(micros) / 1_000_000) for ext, day, micros in rows]
