@@ -3,12 +3,12 @@
 A daemon extension: ``install(daemon)`` adds the routes and a reload listener (a changed ``[[departments]]``
 re-attributes reports at once; an inconsistent one keeps the previous departments and says why). Each request
 runs on its own report reader (a read-only connection) in the reports' own thread pool (``[http]
-report_workers`` threads, never the default executor that the journal and file sources use), so a year's
-report never blocks the event loop, the journal writer or a source. At most ``[http] max_reports`` report requests run or wait at once; one more is
-answered 503 with ``Retry-After``. Every page of call details is bounded (`MAX_PAGE_SIZE`); every call of a
-range is ``calls?format=csv``, streamed from a cursor a chunk at a time, so its size never becomes memory.
-This module never writes to the database, and never puts a value into HTML: the page fetches JSON and inserts
-it with ``textContent``.
+report_workers`` threads, never the default executor that the journal and file sources use), so a year's report
+never blocks the event loop, the journal writer or a source. At most ``[http] max_reports`` report requests run
+or wait at once; one more is answered 503 with ``Retry-After``. Every page of call details is bounded
+(`MAX_PAGE_SIZE`); every call of a range is ``calls?format=csv``, streamed from a cursor a chunk at a time, so
+its size never becomes memory. This module never writes to the database, and never puts a value into HTML: the
+page fetches JSON and inserts it with ``textContent``.
 """
 
 from __future__ import annotations
