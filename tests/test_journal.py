@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -56,19 +57,29 @@ def test_a_parser_bug_costs_no_line() -> None:
     assert e.status == ERROR and e.raw == LINE and "ZeroDivisionError" in (e.error or "")
 
 
+async def eventually(check: Callable[[], bool], within: float = 30.0) -> None:
+    """Wait until ``check()`` holds; ``within`` only stops a hung test."""
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "condition not met"
+        await asyncio.sleep(0.01)
+
+
 async def make_writer(path: Path, **kw: float) -> tuple[JournalWriter, asyncio.Task[None]]:
     w = JournalWriter(path, **kw)  # type: ignore[arg-type]
     await w.open()
     return w, asyncio.create_task(w.run())
 
 
-async def test_lines_are_committed_within_the_interval_byte_for_byte(tmp_path: Path) -> None:
+async def test_lines_are_committed_by_the_interval_timer_byte_for_byte(tmp_path: Path) -> None:
+    """51 lines, far fewer than ``batch_rows``, and no `close`: only the commit interval's timer can commit
+    them, so a writer that waits for a full batch or a stop hangs here (the 30 s only stops a hung test)."""
     db = tmp_path / "j.db"
     w, task = await make_writer(db, commit_interval=0.05)
     raws = [LINE.replace(b"1005727", str(1005727 + i).encode()) for i in range(50)] + [b"\xff\x00bad"]
     for raw in raws:
         w.submit(frame(raw))
-    await asyncio.wait_for(w.flushed(), 2)
+    await asyncio.wait_for(w.flushed(), 30)
     conn = sqlite3.connect(db)
     assert [r[0] for r in conn.execute("SELECT raw FROM lines ORDER BY id")] == raws
     assert conn.execute("SELECT count(*) FROM calls").fetchone()[0] == 50
@@ -103,7 +114,7 @@ async def test_backpressure_when_pending_rows_reach_the_limit(tmp_path: Path) ->
     await asyncio.sleep(0.05)
     assert not waiter.done(), "sources must wait while 100 rows are pending"
     task = asyncio.create_task(w.run())
-    await asyncio.wait_for(waiter, 2)
+    await asyncio.wait_for(waiter, 30)  # released by the commits alone; 30 s only stops a hung test
     await w.close()
     await task
 
@@ -116,8 +127,8 @@ async def test_a_locked_database_delays_commits_but_loses_nothing(tmp_path: Path
     w._db and await w._db.execute("PRAGMA busy_timeout = 50")
     for i in range(20):
         w.submit(frame(LINE.replace(b"1005727", str(i).encode())))
-    await asyncio.sleep(0.3)
-    assert w.pending == 20 and w.stats.failures >= 1
+    await eventually(lambda: w.stats.failures >= 1)  # the writer tried, and met the lock
+    assert w.pending == 20
     blocker.execute("COMMIT")
     await asyncio.wait_for(w.flushed(), 10)
     assert sqlite3.connect(db).execute("SELECT count(*) FROM calls").fetchone()[0] == 20
@@ -221,7 +232,7 @@ async def test_a_stop_that_cannot_commit_gives_up_and_says_so(tmp_path: Path,
     daemon.writer.submit(frame(LINE))
     await asyncio.sleep(0.2)
     daemon.request_stop()
-    assert await asyncio.wait_for(task, 10) == 1
+    assert await asyncio.wait_for(task, 30) == 1  # without the give-up it waits forever; 30 s stops that
     blocker.execute("ROLLBACK")
 
 
