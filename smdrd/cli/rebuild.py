@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -20,15 +18,12 @@ from pathlib import Path
 
 from smdrd.cli._common import add_config_argument, settings_from
 from smdrd.config import Settings, SourceConfig
-from smdrd.core import DUPLICATE, ERROR, FLUSHED, MICROS, Entry, flush_entry, process_frame
+from smdrd.core import FLUSHED, MICROS, Entry, flush_entry, process_frame
 from smdrd.errors import SmdrdError
 from smdrd.parsing import Parser, ParserContext, get_parser_class
 from smdrd.rating import Rater
-from smdrd.store.sqlite.rows import INSERT_CALL, call_row
-from smdrd.store.sqlite.schema import UNROLL_ON_DELETE, connect
-from smdrd.store.sqlite.writer import unwritable
-
-BATCH = 2000
+from smdrd.store import open_store
+from smdrd.store.api import RatingUpdate, Rebuild, ReplaceResult
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -59,12 +54,12 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="last day, included; default: the last stored")
 
 
-def _open(args: argparse.Namespace) -> tuple[Settings, Path | None, sqlite3.Connection]:
+def _open(args: argparse.Namespace) -> tuple[Settings, Path | None, Rebuild]:
     settings, path = settings_from(args, required=False)
     db = args.database or settings.database.path
     if not Path(db).exists():
         raise SmdrdError(f"no database at {db}")
-    return settings, path, connect(str(db))
+    return settings, path, open_store(db).rebuild()
 
 
 def _bounds(args: argparse.Namespace, settings: Settings) -> tuple[int, int]:
@@ -107,33 +102,29 @@ class RerateSummary:
 
 
 def run_rerate(args: argparse.Namespace) -> int:
-    settings, path, conn = _open(args)
-    rater = _rater(settings, path)
-    lo, hi = _bounds(args, settings)
-    summary = RerateSummary()
-    updates: list[tuple[object, ...]] = []
-    rows = conn.execute(
-        "SELECT id, number, start, duration, direction, trunk, answered, e164, call_class, rule, prefix, "
-        "cost_micros, currency FROM calls WHERE start_utc >= ? AND start_utc < ? ORDER BY id", (lo, hi))
-    for (call_id, number, start, duration, direction, trunk, answered, *old) in rows:
-        summary.checked += 1
-        r = rater.rate_call(number, datetime.fromisoformat(start), duration, direction=direction, trunk=trunk,
-                            answered=bool(answered))
-        new = (r.e164, r.call_class, r.rule, r.prefix, int(r.cost * MICROS), r.currency)
-        summary.cost_before[str(old[5] or "")] += int(old[4] or 0)
-        summary.cost_after[r.currency] += new[4]
-        if tuple(old) != new:
-            summary.changed += 1
-            if old[2] != r.rule:
-                summary.rules[(str(old[2] or ""), r.rule)] += 1
-            updates.append((*new, call_id))
-    if not args.dry_run:
-        for i in range(0, len(updates), BATCH):
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("UPDATE calls SET e164 = ?, call_class = ?, rule = ?, prefix = ?, cost_micros = ?, "
-                             "currency = ? WHERE id = ?", updates[i:i + BATCH])
-            conn.execute("COMMIT")
-    conn.close()
+    settings, path, store = _open(args)
+    try:
+        rater = _rater(settings, path)
+        lo, hi = _bounds(args, settings)
+        summary = RerateSummary()
+        updates: list[RatingUpdate] = []
+        for call in store.ratings(lo, hi):
+            summary.checked += 1
+            r = rater.rate_call(call.number, datetime.fromisoformat(call.start), call.duration,
+                                direction=call.direction, trunk=call.trunk, answered=call.answered)
+            new = (r.e164, r.call_class, r.rule, r.prefix, int(r.cost * MICROS), r.currency)
+            old = call.rating
+            summary.cost_before[str(old[5] or "")] += int(old[4] or 0)
+            summary.cost_after[r.currency] += new[4]
+            if old != new:
+                summary.changed += 1
+                if old[2] != r.rule:
+                    summary.rules[(str(old[2] or ""), r.rule)] += 1
+                updates.append(RatingUpdate(call.call_id, new))
+        if not args.dry_run:
+            store.update_ratings(updates)
+    finally:
+        store.close()
     out = summary.as_json()
     if args.json:
         print(json.dumps({**out, "dry_run": args.dry_run}, indent=2))
@@ -173,57 +164,12 @@ def _stream_for(source: str, fmt: str, settings: Settings, by_name: dict[str, So
     return _Stream(cls(context), (cfg.encoding if cfg and cfg.encoding else cls.encoding))
 
 
-def _batches(conn: sqlite3.Connection, lo: int, hi: int, source: str | None
-             ) -> Iterator[list[tuple[int, str, str, str, bytes, str]]]:
-    # Lines whose bytes retention pruned (their calls are kept) cannot be parsed again: leave them and their calls.
-    where = ("received_at >= ? AND received_at < ? AND (length(raw) > 0 OR status = 'flushed')"
-             + (" AND source = ?" if source else ""))
-    params: list[object] = [lo * 1_000_000, hi * 1_000_000] + ([source] if source else [])
-    last = 0
-    while True:
-        rows = conn.execute(f"SELECT id, source, peer, format, raw, status FROM lines WHERE {where} AND id > ? "
-                            f"ORDER BY id LIMIT {BATCH}", [*params, last]).fetchall()
-        if not rows:
-            return
-        yield rows
-        last = rows[-1][0]
-
-
 def run_reparse(args: argparse.Namespace) -> int:
-    settings, path, conn = _open(args)
-    conn.execute(UNROLL_ON_DELETE)
-    rate = _rater(settings, path).rate
-    lo, hi = _bounds(args, settings)
-    by_name = {s.name: s for s in settings.sources}
-    streams: dict[tuple[str, str], _Stream] = {}
-    summary = ReparseSummary()
-    for rows in _batches(conn, lo, hi, args.source):
-        entries: list[tuple[int, Entry | None]] = []
-        for line_id, source, peer, fmt, raw, status in rows:
-            summary.before[status] += 1
-            if status == FLUSHED:  # a marker for records a parser held at the end of a stream: rebuilt below
-                entries.append((line_id, None))
-                continue
-            stream = streams.get((source, peer))
-            if stream is None:
-                stream = streams[(source, peer)] = _stream_for(source, fmt, settings, by_name)
-            stream.last_line = line_id
-            entries.append((line_id, process_frame(bytes(raw), stream.parser, stream.encoding, source=source,
-                                                   peer=peer, received_at=0, rate=rate)))
-        summary.calls_before += _replace(conn, entries, summary)
-    # Records parsers still hold (multi-leg calls cut off by the range's end) go with each stream's last line.
-    tail: list[tuple[int, Entry | None]] = []
-    for (source, peer), stream in streams.items():
-        entry = flush_entry(stream.parser, source=source, peer=peer, received_at=0, tag=stream.last_line,
-                            rate=rate)
-        if entry is not None:
-            tail.append((stream.last_line, entry))
-    if tail:
-        _replace(conn, tail, summary, keep_lines=True)
-    summary.calls_after = conn.execute(
-        "SELECT count(*) FROM calls JOIN lines ON lines.id = calls.line_id WHERE lines.received_at >= ? "
-        "AND lines.received_at < ?", (lo * 1_000_000, hi * 1_000_000)).fetchone()[0]
-    conn.close()
+    settings, path, store = _open(args)
+    try:
+        summary = _reparse(args, settings, path, store)
+    finally:
+        store.close()
     out = {"lines": summary.lines, "status_before": dict(summary.before), "status_after": dict(summary.after),
            "calls_before": summary.calls_before, "calls_after": summary.calls_after}
     if args.json:
@@ -234,57 +180,45 @@ def run_reparse(args: argparse.Namespace) -> int:
     return 0
 
 
-def _replace(conn: sqlite3.Connection, entries: list[tuple[int, Entry | None]], summary: ReparseSummary, *,
-             keep_lines: bool = False) -> int:
-    """Replace the calls of ``entries``' lines with the new ones, in one transaction; return the old count."""
-    ids = [(line_id,) for line_id, _ in entries]
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        removed = 0
-        if not keep_lines:
-            # rowcount, not total_changes: the rollup trigger's writes are no calls.
-            removed = conn.executemany("DELETE FROM calls WHERE line_id = ?", ids).rowcount
-        rows = [(line_id, *call_row(c, entry.source)) for line_id, entry in entries if entry for c in entry.calls]
-        refused: dict[int, str] = {}
-        try:
-            conn.executemany(INSERT_CALL, rows)
-        except Exception as exc:
-            if unwritable(exc):
-                raise
-            # One entry holds what the database refuses: store the others, and that line as an error.
-            for line_id, entry in entries:
-                if not entry or not entry.calls:
-                    continue
-                conn.execute("SAVEPOINT one")
-                try:
-                    conn.executemany(INSERT_CALL, [(line_id, *call_row(c, entry.source)) for c in entry.calls])
-                except Exception as one:
-                    if unwritable(one):
-                        raise
-                    conn.execute("ROLLBACK TO one")
-                    refused[line_id] = f"could not store what was parsed from this line: {type(one).__name__}: {one}"
-                conn.execute("RELEASE one")
-        status_rows: list[tuple[str, str | None, int]] = []
-        for line_id, entry in entries:
-            if entry is None:
-                summary.after[FLUSHED] += 1
+def _reparse(args: argparse.Namespace, settings: Settings, path: Path | None, store: Rebuild) -> ReparseSummary:
+    rate = _rater(settings, path).rate
+    lo, hi = _bounds(args, settings)
+    by_name = {s.name: s for s in settings.sources}
+    streams: dict[tuple[str, str], _Stream] = {}
+    summary = ReparseSummary()
+    for batch in store.lines(lo, hi, args.source):
+        entries: list[tuple[int, Entry | None]] = []
+        for line in batch:
+            summary.before[line.status] += 1
+            if line.status == FLUSHED:  # a marker for records a parser held at the end of a stream: rebuilt below
+                entries.append((line.line_id, None))
                 continue
-            if keep_lines:
-                continue
-            status, error = entry.status, entry.error
-            if line_id in refused:
-                status, error = ERROR, refused[line_id]
-            # A call already stored from another line (a re-sent buffer) was ignored: this line is a duplicate.
-            elif entry.calls and conn.execute("SELECT 1 FROM calls WHERE line_id = ? LIMIT 1",
-                                              (line_id,)).fetchone() is None:
-                status = DUPLICATE
-            status_rows.append((status, error, line_id))
-            summary.after[status] += 1
-            summary.lines += 1
-        conn.executemany("UPDATE lines SET status = ?, error = ? WHERE id = ?", status_rows)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return removed
+            stream = streams.get((line.source, line.peer))
+            if stream is None:
+                stream = streams[(line.source, line.peer)] = _stream_for(line.source, line.format, settings,
+                                                                         by_name)
+            stream.last_line = line.line_id
+            entries.append((line.line_id, process_frame(line.raw, stream.parser, stream.encoding,
+                                                        source=line.source, peer=line.peer, received_at=0,
+                                                        rate=rate)))
+        summary.calls_before += _count(store.replace(entries), summary)
+    # Records parsers still hold (multi-leg calls cut off by the range's end) go with each stream's last line.
+    tail: list[tuple[int, Entry | None]] = []
+    for (source, peer), stream in streams.items():
+        entry = flush_entry(stream.parser, source=source, peer=peer, received_at=0, tag=stream.last_line,
+                            rate=rate)
+        if entry is not None:
+            tail.append((stream.last_line, entry))
+    if tail:
+        _count(store.replace(tail, keep_lines=True), summary)
+    summary.calls_after = store.calls_received(lo, hi)
+    return summary
 
+
+def _count(result: ReplaceResult, summary: ReparseSummary) -> int:
+    """Add a replaced batch's new statuses to ``summary``; the calls it removed."""
+    for status in result.statuses.values():
+        summary.after[status] += 1
+        if status != FLUSHED:
+            summary.lines += 1
+    return result.removed

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from smdrd.errors import SmdrdError
-from smdrd.journal import Alert
+from smdrd.journal import Alert, JournalEntry
 
 __all__ = [
     "CALL_DETAIL",
@@ -27,17 +27,23 @@ __all__ = [
     "Cutoffs",
     "ExtensionSpec",
     "Filters",
+    "JournalLine",
     "LineCursor",
     "OutboxStore",
     "PendingAlert",
     "PruneCounts",
+    "RatingUpdate",
+    "Rebuild",
+    "ReplaceResult",
     "ReportReader",
     "Retention",
     "Store",
     "StoreUnavailable",
+    "StoredRating",
     "cutoffs",
     "utc_bounds",
 ]
+
 
 class StoreUnavailable(SmdrdError):
     """The store cannot be read or written right now (locked, full, read-only, gone): the same work may succeed
@@ -180,6 +186,10 @@ class Store(Protocol):
         """A pruner's own connection (used from one thread at a time)."""
         ...
 
+    def rebuild(self) -> Rebuild:
+        """A connection for one ``smdrd rerate`` or ``smdrd reparse`` run."""
+        ...
+
     def spend_since(self, since_utc: int) -> list[tuple[str, str, Decimal]]:
         """Spend per extension and site-local day of calls started since ``since_utc`` (epoch seconds): the
         budget rule's memory after a restart."""
@@ -253,6 +263,82 @@ class Retention(Protocol):
 
     def prune(self, cut: Cutoffs, *, batch_rows: int, pause: Callable[[], None] = lambda: None) -> PruneCounts:
         """Everything ``cut`` says is old, batch by batch, calling ``pause()`` between write batches."""
+        ...
+
+    def close(self) -> None: ...
+
+
+# ---- rerate and reparse ----
+
+#: what rating decides for a call: ``(e164, call_class, rule, prefix, cost_micros, currency)``.
+Rating = tuple[str | None, str | None, str | None, str | None, int | None, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRating:
+    """A stored call as ``smdrd rerate`` needs it: what to rate it from, and how it is rated now."""
+
+    call_id: int
+    number: str
+    start: str
+    duration: int
+    direction: str
+    trunk: str
+    answered: bool
+    rating: Rating
+
+
+@dataclass(frozen=True, slots=True)
+class RatingUpdate:
+    """A call's new rating."""
+
+    call_id: int
+    rating: Rating
+
+
+@dataclass(frozen=True, slots=True)
+class JournalLine:
+    """A journalled line as ``smdrd reparse`` reads it back."""
+
+    line_id: int
+    source: str
+    peer: str
+    format: str
+    raw: bytes
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceResult:
+    """What `Rebuild.replace` did: calls removed, and each line's new status."""
+
+    removed: int
+    statuses: dict[int, str]
+
+
+class Rebuild(Protocol):
+    """Rebuilds stored calls in short write transactions while the daemon keeps running; the rollups stay
+    exact (a re-rated call moves its figures; a reparsed line's calls leave the rollups and come back)."""
+
+    def ratings(self, lo: int, hi: int) -> Iterator[StoredRating]:
+        """Calls started in ``[lo, hi)`` (UTC seconds), in id order."""
+        ...
+
+    def update_ratings(self, updates: Sequence[RatingUpdate]) -> None: ...
+
+    def lines(self, lo: int, hi: int, source: str | None) -> Iterator[list[JournalLine]]:
+        """Batches of lines received in ``[lo, hi)`` (UTC seconds) that can be parsed again, in id order."""
+        ...
+
+    def replace(self, entries: Sequence[tuple[int, JournalEntry | None]], *,
+                keep_lines: bool = False) -> ReplaceResult:
+        """Replace the calls of each line with the entry's (``None``: a ``flushed`` marker, rebuilt apart), in
+        one transaction; a line whose calls were already stored from another line becomes ``duplicate``. With
+        ``keep_lines`` the calls are added to the lines and their statuses are left alone."""
+        ...
+
+    def calls_received(self, lo: int, hi: int) -> int:
+        """Stored calls whose line was received in ``[lo, hi)`` (UTC seconds)."""
         ...
 
     def close(self) -> None: ...

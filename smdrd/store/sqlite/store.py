@@ -5,9 +5,11 @@ from __future__ import annotations
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from smdrd.store.sqlite.export import SqliteCallExport
 from smdrd.store.sqlite.outbox import SqliteOutbox
+from smdrd.store.sqlite.rebuild import SqliteRebuild
 from smdrd.store.sqlite.reports import SqliteReports
 from smdrd.store.sqlite.retention import SqliteRetention
 
@@ -30,6 +32,9 @@ class SqliteStore:
     def retention(self) -> SqliteRetention:
         return SqliteRetention(self.path)
 
+    def rebuild(self) -> SqliteRebuild:
+        return SqliteRebuild(self.path)
+
     def spend_since(self, since_utc: int) -> list[tuple[str, str, Decimal]]:
         conn = sqlite3.connect(self.path)
         try:
@@ -40,3 +45,10 @@ class SqliteStore:
         finally:
             conn.close()
         return [(ext, day, Decimal(micros) / 1_000_000) for ext, day, micros in rows]
+
+
+if TYPE_CHECKING:
+    from smdrd.store import api
+
+    def _is_a_store(store: SqliteStore) -> api.Store:
+        return store  # mypy --strict checks here that every part matches its protocol in `smdrd.store.api`

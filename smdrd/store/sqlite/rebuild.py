@@ -1,0 +1,137 @@
+"""`smdrd rerate` and `smdrd reparse` in SQLite (`smdrd.store.api.Rebuild`).
+
+Each batch is one short ``BEGIN IMMEDIATE`` transaction, so the live journal writer waits milliseconds at most.
+The rollups stay exact: a re-rated call moves its figures (the update trigger of migration 4), and the calls a
+reparse rebuilds are taken out of the rollups when deleted (`UNROLL_ON_DELETE`, a TEMP trigger on this
+connection only: retention's deletes must never unroll) and added back when re-inserted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from smdrd.journal import DUPLICATE, ERROR, FLUSHED, JournalEntry
+from smdrd.store.api import JournalLine, RatingUpdate, ReplaceResult, StoredRating
+from smdrd.store.sqlite.rows import INSERT_CALL, call_row
+from smdrd.store.sqlite.schema import UNROLL_ON_DELETE, connect
+from smdrd.store.sqlite.writer import unwritable
+
+#: rows per write transaction and per read batch.
+BATCH = 2000
+
+
+class SqliteRebuild:
+    """One connection for one rerate or reparse run (migrates an older database first)."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = connect(str(path))
+        self._unroll = False
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # ---- rerate ----
+
+    def ratings(self, lo: int, hi: int) -> Iterator[StoredRating]:
+        rows = self.conn.execute(
+            "SELECT id, number, start, duration, direction, trunk, answered, e164, call_class, rule, prefix, "
+            "cost_micros, currency FROM calls WHERE start_utc >= ? AND start_utc < ? ORDER BY id", (lo, hi))
+        for (call_id, number, start, duration, direction, trunk, answered, e164, call_class, rule, prefix,
+             cost_micros, currency) in rows:
+            yield StoredRating(call_id, number, start, duration, direction, trunk, bool(answered),
+                               (e164, call_class, rule, prefix, cost_micros, currency))
+
+    def update_ratings(self, updates: Sequence[RatingUpdate]) -> None:
+        for i in range(0, len(updates), BATCH):
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.executemany(
+                    "UPDATE calls SET e164 = ?, call_class = ?, rule = ?, prefix = ?, cost_micros = ?, "
+                    "currency = ? WHERE id = ?", [(*u.rating, u.call_id) for u in updates[i:i + BATCH]])
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+
+    # ---- reparse ----
+
+    def lines(self, lo: int, hi: int, source: str | None) -> Iterator[list[JournalLine]]:
+        # Lines whose bytes retention pruned (their calls are kept) cannot be parsed again: leave them and their
+        # calls alone.
+        where = ("received_at >= ? AND received_at < ? AND (length(raw) > 0 OR status = 'flushed')"
+                 + (" AND source = ?" if source else ""))
+        params: list[object] = [lo * 1_000_000, hi * 1_000_000] + ([source] if source else [])
+        last = 0
+        while True:
+            rows = self.conn.execute(
+                f"SELECT id, source, peer, format, raw, status FROM lines WHERE {where} AND id > ? "
+                f"ORDER BY id LIMIT {BATCH}", [*params, last]).fetchall()
+            if not rows:
+                return
+            yield [JournalLine(i, s, p, f, bytes(r), st) for i, s, p, f, r, st in rows]
+            last = rows[-1][0]
+
+    def calls_received(self, lo: int, hi: int) -> int:
+        return int(self.conn.execute(
+            "SELECT count(*) FROM calls JOIN lines ON lines.id = calls.line_id WHERE lines.received_at >= ? "
+            "AND lines.received_at < ?", (lo * 1_000_000, hi * 1_000_000)).fetchone()[0])
+
+    def replace(self, entries: Sequence[tuple[int, JournalEntry | None]], *,
+                keep_lines: bool = False) -> ReplaceResult:
+        if not self._unroll:
+            self.conn.execute(UNROLL_ON_DELETE)
+            self._unroll = True
+        conn = self.conn
+        ids = [(line_id,) for line_id, _ in entries]
+        statuses: dict[int, str] = {}
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            removed = 0
+            if not keep_lines:
+                # rowcount, not total_changes: the rollup trigger's writes are no calls.
+                removed = conn.executemany("DELETE FROM calls WHERE line_id = ?", ids).rowcount
+            rows = [(line_id, *call_row(c, entry.source)) for line_id, entry in entries if entry
+                    for c in entry.calls]
+            refused: dict[int, str] = {}
+            try:
+                conn.executemany(INSERT_CALL, rows)
+            except Exception as exc:
+                if unwritable(exc):
+                    raise
+                # One entry holds what the database refuses: store the others, and that line as an error.
+                for line_id, entry in entries:
+                    if not entry or not entry.calls:
+                        continue
+                    conn.execute("SAVEPOINT one")
+                    try:
+                        conn.executemany(INSERT_CALL, [(line_id, *call_row(c, entry.source)) for c in entry.calls])
+                    except Exception as one:
+                        if unwritable(one):
+                            raise
+                        conn.execute("ROLLBACK TO one")
+                        refused[line_id] = (f"could not store what was parsed from this line: "
+                                            f"{type(one).__name__}: {one}")
+                    conn.execute("RELEASE one")
+            status_rows: list[tuple[str, str | None, int]] = []
+            for line_id, entry in entries:
+                if entry is None:
+                    statuses[line_id] = FLUSHED
+                    continue
+                if keep_lines:
+                    continue
+                status, error = entry.status, entry.error
+                if line_id in refused:
+                    status, error = ERROR, refused[line_id]
+                # A call already stored from another line (a re-sent buffer) was ignored: a duplicate line.
+                elif entry.calls and conn.execute("SELECT 1 FROM calls WHERE line_id = ? LIMIT 1",
+                                                  (line_id,)).fetchone() is None:
+                    status = DUPLICATE
+                status_rows.append((status, error, line_id))
+                statuses[line_id] = status
+            conn.executemany("UPDATE lines SET status = ?, error = ? WHERE id = ?", status_rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return ReplaceResult(removed, statuses)
