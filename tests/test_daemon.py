@@ -230,7 +230,9 @@ def events(output: bytes) -> list[dict[str, object]]:
 @pytest.mark.slow
 def test_sigterm_mid_stream_commits_every_line_read_and_exits_zero(
         daemon_proc: tuple[Path, int, list[subprocess.Popen[bytes]]]) -> None:
-    """Lines stream in at 1,000 per second; SIGTERM: every line sent before it is committed; exit 0 in 5 s."""
+    """Lines stream in at 1,000 per second; SIGTERM: every line sent before it is committed, and the daemon
+    exits 0 on its own while the PBX still holds its connection open. (How long the stop takes is a figure for
+    ``bench/lifecycle.py``; the 30 s here only stops a hung test.)"""
     tmp_path, port, procs = daemon_proc
     proc = start(tmp_path, CONFIG.format(db=tmp_path / "smdrd.db",
                                          sources=PUSH.format(name="pbx", port=port)))
@@ -247,9 +249,7 @@ def test_sigterm_mid_stream_commits_every_line_read_and_exits_zero(
             n += 1
         time.sleep(0.002)
     proc.send_signal(signal.SIGTERM)
-    t_sig = time.monotonic()
-    out, _ = proc.communicate(timeout=10)
-    assert time.monotonic() - t_sig < 5.0
+    out, _ = proc.communicate(timeout=30)  # the PBX's connection stays open: the daemon must not wait for it
     assert proc.returncode == 0, out.decode()
     sock.close()
     rows = journal(tmp_path)
@@ -281,7 +281,7 @@ def test_sighup_restarts_changed_sources_only_and_rejects_a_bad_file(
     time.sleep(0.5)
     sock.sendall(lines(1, start=9)[0] + b"\r\n")
     socket.create_connection(("127.0.0.1", port2)).close()
-    time.sleep(0.3)
+    asyncio.run(wait_for_rows(tmp_path, 3, within=30))  # stop once read, not after a guess at how long that takes
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0
