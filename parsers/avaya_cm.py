@@ -32,8 +32,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from smdrd.errors import ParseError
 from smdrd.parsing import Parser, ParserContext
 from smdrd.record import CallRecord, Direction
+
+from .toolkit import Layout, Slice
 
 #: the widths CM gives each customized-record field (the default layout's widths; others are overridable).
 FIELD_WIDTHS: Mapping[str, int] = {
@@ -62,13 +65,54 @@ _CORE = frozenset({"date", "time", "sec-dur", "duration", "dialed-num", "clg-num
 MAX_PENDING = 10_000
 
 
-def parse_layout(spec: str) -> tuple[tuple[str, int, int], ...]:
-    """``"date time:4 sec-dur ..."`` to ``(name, start, end)`` slices, one space between fields.
+def _mmddyy(text: str) -> str:
+    """The date as CM writes it (checked here; month and day order is the parser's option)."""
+    if not (len(text) == 6 and text.isdigit() and text.isascii()):
+        raise ValueError(f"expected MMDDYY, got {text!r}")
+    return text
+
+
+def _hhmm(text: str) -> str:
+    if not (len(text) == 4 and text.isdigit() and text.isascii()):
+        raise ValueError(f"expected HHMM, got {text!r}")
+    return text
+
+
+def _condition(text: str) -> str:
+    t = text.strip()
+    if len(t) > 1 or (t and not (t.isascii() and t.isalnum())):
+        raise ValueError(f"expected one letter or digit, got {text!r}")
+    return t
+
+
+def _sec_dur(text: str) -> int:
+    t = text.strip()
+    if not (t.isdigit() and t.isascii()):
+        raise ValueError(f"expected seconds, got {text!r}")
+    return int(t)
+
+
+def _hmmt(text: str) -> int:
+    """``duration`` is hmmt: hours, minutes and tenths of a minute."""
+    if not (len(text) == 4 and text.isdigit() and text.isascii()) or int(text[1:3]) > 59:
+        raise ValueError(f"expected hmmt (hours, minutes, tenths), got {text!r}")
+    return int(text[0]) * 3600 + int(text[1:3]) * 60 + int(text[3]) * 6
+
+
+#: the converted fields, in the order `parse` checks them (the talk time is ``sec-dur``, else ``duration``);
+#: they see the field as written (``strip=False``), so an error quotes it. Every other field is text.
+_CONVERTERS = {"date": _mmddyy, "time": _hhmm, "cond-code": _condition, "sec-dur": _sec_dur, "duration": _hmmt}
+
+
+def parse_layout(spec: str) -> Layout:
+    """``"date time:4 sec-dur ..."`` (the fields of the ``system-parameters cdr`` form, one space between
+    them) to a toolkit `Layout` of `Slice`\\ s: the converted fields first, in the order `parse` checks them.
 
     Raises:
-        ValueError: an unknown field without a width, or a width that is not a positive number.
+        ValueError: an unknown field without a width, a width that is not a positive number, a field named
+            twice, or a layout without date, time, cond-code and sec-dur or duration.
     """
-    out = []
+    spans = []
     pos = 0
     for item in spec.split():
         name, _, width_text = item.partition(":")
@@ -80,15 +124,22 @@ def parse_layout(spec: str) -> tuple[tuple[str, int, int], ...]:
             width = FIELD_WIDTHS[name]
         else:
             raise ValueError(f"unknown field {name!r} in layout (give its width as {name}:N)")
-        out.append((name, pos, pos + width))
+        spans.append((name, pos, pos + width))
         pos += width + 1
-    names = {n for n, _, _ in out}
+    names = {n for n, _, _ in spans}
     if not {"date", "time", "cond-code"} <= names or not names & {"sec-dur", "duration"}:
         raise ValueError("a layout needs date, time, cond-code and sec-dur or duration")
-    return tuple(out)
+    if len(names) != len(spans):
+        raise ValueError(f"a layout names a field twice: {spec!r}")
+    converted = [n for n in _CONVERTERS if n in names and not (n == "duration" and "sec-dur" in names)]
+    # render pads the account code to the left and every other field to the right, as CM does
+    slices = {n: Slice(n, a, b, _CONVERTERS[n] if n in converted else None, strip=n not in converted,
+                       align="<" if n == "acct-code" else ">") for n, a, b in spans}
+    return Layout("avaya-cm", [*(slices[n] for n in converted), *(s for s in slices.values()
+                                                                  if s.name not in converted)])
 
 
-_DEFAULT_SLICES = parse_layout(DEFAULT_LAYOUT)
+DEFAULT = parse_layout(DEFAULT_LAYOUT)
 
 
 class AvayaCMParser(Parser):
@@ -102,10 +153,16 @@ class AvayaCMParser(Parser):
         super().__init__(context)
         opts = self.context.options
         layout = opts.get("layout")
-        self._slices = parse_layout(str(layout)) if layout else _DEFAULT_SLICES
-        self._length = self._slices[-1][2]
-        self._min_length = max(end for name, _, end in self._slices if name in ("date", "time", "cond-code",
-                                                                                  "sec-dur", "duration"))
+        self._layout = parse_layout(str(layout)) if layout else DEFAULT
+        self._length = self._layout.width
+        slices = {f.name: f for f in self._layout.fields if isinstance(f, Slice)}
+        self._min_length = max(f.end for f in slices.values()
+                               if f.name in ("date", "time", "cond-code", "sec-dur", "duration"))
+        self._stamp = (slices["date"].start, slices["date"].end, slices["time"].start, slices["time"].end)
+        self._talk = "sec-dur" if "sec-dur" in slices else "duration"
+        #: (field, key in extra) of the fields kept in `CallRecord.extra`, in the order of the record.
+        self._extra = tuple((f.name, f.name.replace("-", "_")) for f in sorted(slices.values(), key=lambda f: f.start)
+                            if f.name not in _CORE and f.name != "cond-code")
         self._dmy = str(opts.get("date_order", "mdy")).lower() == "dmy"
         self._time_is_end = str(opts.get("time", "end")).lower() != "start"
         # (in-trk-code, in-crt-id, clg-num) -> the held G record
@@ -122,20 +179,25 @@ class AvayaCMParser(Parser):
             raise self.error(f"record is {len(body)} characters; the layout needs {self._min_length}")
         if len(body) > self._length:
             raise self.error(f"record is {len(body)} characters; the layout has {self._length}")
-        line = line.ljust(self._length)
-        f = {name: line[a:b] for name, a, b in self._slices}
-
+        try:
+            f = self._layout.extract(line)
+        except ParseError as exc:
+            if exc.field not in ("date", "time"):
+                # date and time read; a date that is no day of the calendar is the first error, as it is
+                # checked before the other fields
+                d0, d1, t0, t1 = self._stamp
+                self._end_time(line[d0:d1], line[t0:t1])
+            raise
         start = self._end_time(f["date"], f["time"])
-        cond = f["cond-code"].strip()
-        if len(cond) > 1 or (cond and not (cond.isascii() and cond.isalnum())):
-            raise self.error(f"expected one letter or digit, got {f['cond-code']!r}", "cond-code")
-        secs = self._seconds(f)
+        cond: str = f["cond-code"]
+        secs: int = f[self._talk]
 
-        dialed = f.get("dialed-num", "").strip()
-        clg = f.get("clg-num", "").strip()
-        code_used = f.get("code-used", "").strip()
-        in_trk = f.get("in-trk-code", "").strip()
-        in_crt = f.get("in-crt-id", "").strip()
+        g = f.get
+        dialed = g("dialed-num", "")
+        clg = g("clg-num", "")
+        code_used = g("code-used", "")
+        in_trk = g("in-trk-code", "")
+        in_crt = g("in-crt-id", "")
         direction = COND_DIRECTION.get(cond)
         if direction is None:
             if code_used:
@@ -156,9 +218,7 @@ class AvayaCMParser(Parser):
         if self._time_is_end:
             start -= timedelta(seconds=duration + (ring or 0))
 
-        extra = {name.replace("-", "_"): f[name].strip() for name, _, _ in self._slices
-                 if name not in _CORE and f[name].strip()}
-        extra.pop("cond_code", None)
+        extra = {key: f[name] for name, key in self._extra if f[name]}
         if cond:
             extra["condition"] = cond
         record = CallRecord(
@@ -170,8 +230,8 @@ class AvayaCMParser(Parser):
             extension=extension,
             number=number,
             trunk=trunk,
-            account=f.get("acct-code", "").strip(),
-            auth_code=f.get("auth-code", "").strip(),
+            account=g("acct-code", ""),
+            auth_code=g("auth-code", ""),
             answered=cond not in UNANSWERED and (duration > 0 or cond == "G"),
             extra=extra,
         )
@@ -198,10 +258,7 @@ class AvayaCMParser(Parser):
         return held
 
     def _end_time(self, date: str, time: str) -> datetime:
-        if not (len(date) == 6 and date.isdigit() and date.isascii()):
-            raise self.error(f"expected MMDDYY, got {date!r}", "date")
-        if not (len(time) == 4 and time.isdigit() and time.isascii()):
-            raise self.error(f"expected HHMM, got {time!r}", "time")
+        """The date and time fields (as `parse_layout`'s converters checked them) as one datetime."""
         a, b, yy = int(date[0:2]), int(date[2:4]), int(date[4:6])
         month, day = (b, a) if self._dmy else (a, b)
         try:
@@ -210,18 +267,6 @@ class AvayaCMParser(Parser):
         except ValueError as exc:
             raise self.error(f"not a valid date and time: {date} {time} ({exc})", "date") from None
 
-    def _seconds(self, f: Mapping[str, str]) -> int:
-        if "sec-dur" in f:
-            text = f["sec-dur"].strip()
-            if not (text.isdigit() and text.isascii()):
-                raise self.error(f"expected seconds, got {f['sec-dur']!r}", "sec-dur")
-            return int(text)
-        # "duration" is hmmt: hours, minutes and tenths of a minute
-        text = f["duration"]
-        if not (len(text) == 4 and text.isdigit() and text.isascii()) or int(text[1:3]) > 59:
-            raise self.error(f"expected hmmt (hours, minutes, tenths), got {text!r}", "duration")
-        return int(text[0]) * 3600 + int(text[1:3]) * 60 + int(text[3]) * 6
-
     @classmethod
     def render(cls, record: CallRecord) -> list[str]:
         """Records in the default layout; an answered incoming call with a ring time gets a G record first."""
@@ -229,11 +274,7 @@ class AvayaCMParser(Parser):
             values = {"date": when.strftime("%m%d%y"), "time": when.strftime("%H%M"),
                       "sec-dur": f"{min(secs, 99999):05d}", "cond-code": cond, "isdn-cc": "0", "ppm": "0",
                       **fields}
-            out = []
-            for name, a, b in _DEFAULT_SLICES:
-                value = values.get(name, "")[: b - a]
-                out.append(value.ljust(b - a) if name == "acct-code" else value.rjust(b - a))
-            return " ".join(out)
+            return DEFAULT.render(values).ljust(DEFAULT.width)  # CM pads the last field too
 
         ext, num = record.extension, record.number
         # trunk access codes are up to 4 digits: a trunk named otherwise (T9008) keeps its last digits
