@@ -122,6 +122,8 @@ class Column:
         convert: text to value (raises `ValueError`); ``None`` keeps the text as it is.
         optional: a blank field (only spaces) or one the row does not reach is ``default``, not converted.
         default: the value of an optional field that is blank or missing.
+        strip: strip spaces before converting (off by default: most vendors' columns hold no padding, and a
+            converter that allows it strips itself; a layout described in a config file turns it on).
     """
 
     name: str
@@ -129,6 +131,7 @@ class Column:
     convert: Converter | None = None
     optional: bool = False
     default: Any = ""
+    strip: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,12 +166,16 @@ class Layout:
         fields: the fields, in the order they are checked (the first bad one is the one reported).
         separator: what separates the columns of a line (separated layouts).
         quoted: read separated lines with `csv` quoting (``"a,b"`` is one field) instead of a plain split.
+        quotechar: the quote character of a quoted layout.
+        rstrip: drop trailing spaces before splitting (the default); off, only line ends are dropped, so a blank
+            last field still counts where the separator is itself a blank (a tab).
         min_fields: the fewest fields a separated row must have, when more than the columns named need
             (default: one more than the last required column's index).
     """
 
     def __init__(self, format: str, fields: Iterable[Column | Slice], *, separator: str = ",",
-                 quoted: bool = False, min_fields: int | None = None) -> None:
+                 quoted: bool = False, quotechar: str = '"', rstrip: bool = True,
+                 min_fields: int | None = None) -> None:
         self.format = format
         self.fields: tuple[Column | Slice, ...] = tuple(fields)
         if not self.fields:
@@ -187,6 +194,8 @@ class Layout:
                 raise ValueError(f"column {f.name!r} has a negative index")
         self.separator = separator
         self.quoted = quoted
+        self.quotechar = quotechar
+        self.rstrip = rstrip
         self.names: tuple[str, ...] = tuple(names)
         #: the fewest fields a separated row must have (one more than the last required column's index).
         self.min_fields = max((f.index + 1 for f in self.fields if isinstance(f, Column) and not f.optional),
@@ -206,23 +215,23 @@ class Layout:
             raise ValueError(f"the layout has no field {unknown[0]!r}")
         fields = tuple(replace(f, convert=converters[f.name]) if f.name in converters else f for f in self.fields)
         return Layout(self.format, fields, separator=self.separator, quoted=self.quoted,
-                      min_fields=self.min_fields)
+                      quotechar=self.quotechar, rstrip=self.rstrip, min_fields=self.min_fields)
 
     def error(self, reason: str, field: str | None = None) -> ParseError:
         """A `ParseError` of this layout's format."""
         return ParseError(self.format, reason, field)
 
     def split(self, line: str) -> list[str]:
-        """A separated line's fields (trailing spaces and line ends dropped first).
+        """A separated line's fields (trailing spaces, or only line ends without `rstrip`, dropped first).
 
         Raises:
             ParseError: a quoted layout's line is not valid CSV.
         """
-        text = line.rstrip()
+        text = line.rstrip() if self.rstrip else line.rstrip("\r\n")
         if not self.quoted:
             return text.split(self.separator)
         try:
-            rows = list(csv.reader([text], delimiter=self.separator))
+            rows = list(csv.reader([text], delimiter=self.separator, quotechar=self.quotechar))
         except csv.Error as exc:
             raise self.error(f"not a CSV line: {exc}") from None
         return rows[0] if rows else []
@@ -273,7 +282,7 @@ class Layout:
             import io
 
             buf = io.StringIO()
-            csv.writer(buf, delimiter=self.separator, lineterminator="").writerow(row)
+            csv.writer(buf, delimiter=self.separator, quotechar=self.quotechar, lineterminator="").writerow(row)
             return buf.getvalue()
         return self.separator.join(row)
 
@@ -303,7 +312,7 @@ def _template(shape: tuple[tuple[Any, ...], ...], fixed: bool) -> Callable[..., 
             lines.append(f"            t = row[{where[0]}:{where[1]}]" + (".strip()" if strip else ""))
             absent = "not t.strip()" if optional else ""
         else:
-            lines.append(f"            t = row[{where}] if {where} < n else None")
+            lines.append(f"            t = row[{where}]" + (".strip()" if strip else "") + f" if {where} < n else None")
             absent = "t is None or not t.strip()" if optional else "t is None"
         value = f"c{i}(t)" if has_convert else "t"
         lines.append(f"            v{i} = d{i} if {absent} else {value}" if absent else f"            v{i} = {value}")
@@ -320,7 +329,7 @@ def _template(shape: tuple[tuple[Any, ...], ...], fixed: bool) -> Callable[..., 
 def _compile(layout: Layout) -> Callable[[Any], dict[str, Any]]:
     shape = tuple(
         (f.name, f.index if isinstance(f, Column) else (f.start, f.end), f.convert is not None, f.optional,
-         f.strip if isinstance(f, Slice) else False)
+         f.strip)
         for f in layout.fields)
     converters = [x for f in layout.fields for x in (f.convert, f.default)]
     return _template(shape, layout.fixed)(layout, layout.split, layout.min_fields, *converters)

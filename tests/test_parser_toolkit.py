@@ -17,6 +17,7 @@ from smdrd.parsers.toolkit import (
     hms_seconds,
     one_of,
     seconds,
+    uint,
     ymd_hms,
 )
 
@@ -78,6 +79,20 @@ def test_quoted_layouts_read_csv_and_render_it_back() -> None:
     with pytest.raises(ParseError) as info:
         Layout("q", (Column("a", 0),), quoted=True).extract("a\rb")
     assert info.value.field is None
+
+
+def test_a_config_described_layout_strips_columns_and_keeps_a_blank_last_tab_field() -> None:
+    """What the ``custom`` format needs: its own quote character, stripped values, and a tab-separated line whose
+    last column is blank still has all its columns."""
+    lay = Layout("t", (Column("a", 0, strip=True), Column("b", 1, seconds, strip=True, optional=True, default=0),
+                       Column("c", 2, strip=True)), separator="\t", quoted=True, quotechar="'", rstrip=False)
+    assert lay.extract("'x\ty' \t 5 \t\r\n") == {"a": "x\ty", "b": 5, "c": ""}
+    assert lay.extract(" a \t \t") == {"a": "a", "b": 0, "c": ""}
+    assert lay.render({"a": "x\ty", "b": "5"}) == "'x\ty'\t5\t"
+    assert lay.with_converters(b=uint).quotechar == "'"
+    with pytest.raises(ParseError) as info:
+        Layout("t", (Column("a", 0), Column("c", 2)), separator="\t").extract("x\ty\t")
+    assert info.value.reason == "expected at least 3 tab-separated fields, got 2"
 
 
 def test_other_separators_are_named_in_errors() -> None:
