@@ -39,24 +39,28 @@ other number is outbound, unless ``inbound_field`` holds one of ``inbound_values
 number is empty. Answered means a talk time above zero. Records are not joined: every line is one call (a
 ``call_id`` column, when mapped, keys the record).
 
+The options become a toolkit `smdrd.parsers.toolkit.Layout` (`Column`\\ s or `Slice`\\ s, every value stripped,
+``duration`` and ``ring`` converted), so reading and writing a line is the toolkit's; what is left here is
+checking the options, the date formats and the direction rule.
+
 `render` writes lines in the configured layout for a parser made with those options; the class itself (as the
 simulator uses it) renders `DEFAULT_OPTIONS`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
+from smdrd.errors import ParseError
 from smdrd.parsing import Parser, ParserContext
 from smdrd.record import CallRecord, Direction
 
-from ._fields import MAX_CALL_SECONDS, call_seconds, hms_seconds, seconds, uint
+from .toolkit import MAX_CALL_SECONDS, Column, Converter, Layout, Slice, call_seconds, hms_seconds, seconds, uint
 
 CANONICAL = frozenset({"start", "date", "time", "duration", "ring", "extension", "number", "trunk", "account",
                        "auth_code", "call_id"})
@@ -107,9 +111,17 @@ def _format_duration(seconds: int, fmt: str) -> str:
     return f"{h:02d}:{m:02d}{sep}{s:02d}"
 
 
+def _converter(fmt: str) -> Converter:
+    return lambda text: _duration(text, fmt)
+
+
+#: the converted fields: (name, the option holding its format, value when blank).
+_CONVERTED = (("duration", "duration_format", 0), ("ring", "ring_format", None))
+
+
 @dataclass(frozen=True)
-class Layout:
-    """The validated options."""
+class Options:
+    """The validated options, and the toolkit layouts they describe."""
 
     kind: str
     columns: tuple[str, ...]
@@ -131,8 +143,33 @@ class Layout:
     def fields(self) -> tuple[str, ...]:
         return self.columns if self.kind == "csv" else tuple(name for name, _, _ in self.slices)
 
+    @cached_property
+    def layout(self) -> Layout:
+        """Every named field, stripped, with ``duration`` and ``ring`` converted (blank: 0 and ``None``)."""
+        converted = {name: (_converter(getattr(self, key)), blank) for name, key, blank in _CONVERTED}
+        return self._layout(converted)
+
+    @cached_property
+    def texts(self) -> Layout:
+        """Every named field as stripped text."""
+        return self._layout({})
+
+    def _layout(self, converted: Mapping[str, tuple[Converter, Any]]) -> Layout:
+        def kw(name: str) -> dict[str, Any]:
+            if name not in converted:
+                return {}
+            convert, blank = converted[name]
+            return {"convert": convert, "optional": True, "default": blank}
+
+        if self.kind == "csv":
+            # rstrip off: a tab-separated line keeps its blank last column
+            return Layout("custom", [Column(c, i, strip=True, **kw(c)) for i, c in enumerate(self.columns) if c],
+                          separator=self.delimiter, quoted=True, quotechar=self.quotechar, rstrip=False,
+                          min_fields=len(self.columns))
+        return Layout("custom", [Slice(name, a, b, **kw(name)) for name, a, b in self.slices])
+
     @classmethod
-    def from_options(cls, options: Mapping[str, Any]) -> Layout:
+    def from_options(cls, options: Mapping[str, Any]) -> Options:
         """Check ``options``; raises `ValueError` naming the first bad option."""
         unknown = sorted(set(options) - _OPTION_KEYS)
         if unknown:
@@ -244,7 +281,7 @@ class Layout:
         )
 
     def render(self, record: CallRecord) -> list[str]:
-        """One line in this layout."""
+        """One line in this layout (`Layout.render` of the `texts` layout)."""
         values = {
             "start": record.start.strftime(self.date_format), "date": record.start.strftime(self.date_format),
             "time": record.start.strftime(self.time_format),
@@ -261,16 +298,7 @@ class Layout:
         for name in self.fields:
             if name not in values:
                 values[name] = record.extra.get(name, "")
-        if self.kind == "csv":
-            buf = io.StringIO()
-            csv.writer(buf, delimiter=self.delimiter, quotechar=self.quotechar, lineterminator="").writerow(
-                [values.get(c, "") if c else "" for c in self.columns])
-            return [buf.getvalue()]
-        width = max(end for _, _, end in self.slices)
-        line = [" "] * width
-        for name, a, b in self.slices:
-            line[a:b] = values[name][: b - a].ljust(b - a)
-        return ["".join(line).rstrip()]
+        return [self.texts.render(values, width=len(self.columns) if self.kind == "csv" else None)]
 
 
 class _Render:
@@ -278,7 +306,7 @@ class _Render:
 
     def __get__(self, obj: CustomParser | None,
                 owner: type[CustomParser]) -> Callable[[CallRecord], list[str]]:
-        return obj.layout.render if obj is not None else _DEFAULT_LAYOUT.render
+        return obj.options.render if obj is not None else _DEFAULT.render
 
 
 class CustomParser(Parser):
@@ -289,32 +317,33 @@ class CustomParser(Parser):
 
     def __init__(self, context: ParserContext | None = None) -> None:
         super().__init__(context)
-        self.layout = Layout.from_options(self.context.options or DEFAULT_OPTIONS)
-        fmt = self.layout.date_format
+        self.options = Options.from_options(self.context.options or DEFAULT_OPTIONS)
+        #: the toolkit layout the options describe (`Options.layout`), and the same without converters.
+        self.layout = self.options.layout
+        self._texts = self.options.texts
+        fmt = self.options.date_format
         self._no_year = "%Y" not in fmt and "%y" not in fmt
+        self._csv = self.options.kind == "csv"
+        #: the fewest characters a fixed-width line has: one past the start of its last field.
+        self._need = 1 + max((a for _, a, _ in self.options.slices), default=-1)
 
-    def _split(self, line: str) -> dict[str, str]:
-        lay = self.layout
-        if lay.kind == "csv":
-            try:
-                rows = list(csv.reader([line], delimiter=lay.delimiter, quotechar=lay.quotechar))
-            except csv.Error as exc:
-                raise self.error(f"not a CSV line: {exc}") from None
-            row = rows[0] if rows else []
-            if len(row) < len(lay.columns):
-                raise self.error(f"expected {len(lay.columns)} columns, got {len(row)}")
-            f = {c: v.strip() for c, v in zip(lay.columns, row, strict=False) if c}
+    def _split(self, text: str) -> tuple[dict[str, Any], list[str] | str]:
+        """The layout's values (stripped text, ``duration`` and ``ring`` converted), and what they came from."""
+        if self._csv:
+            row = self.layout.split(text)
+            n = len(self.options.columns)
+            if len(row) < n:
+                raise self.error(f"expected {n} columns, got {len(row)}")
+            f = self.layout.extract(row)
             # columns beyond the configured ones are kept, not dropped
-            n = len(lay.columns)
             f.update({f"column{i + 1}": v for i, v in enumerate(row[n:], n) if v})
-            return f
-        need = max(a for _, a, _ in lay.slices)
-        if len(line) <= need:
-            raise self.error(f"expected at least {need + 1} characters, got {len(line)}")
-        return {name: line[a:b].strip() for name, a, b in lay.slices}
+            return f, row
+        if len(text) < self._need:
+            raise self.error(f"expected at least {self._need} characters, got {len(text)}")
+        return self.layout.extract(text), text
 
-    def _time(self, f: dict[str, str]) -> datetime:
-        lay = self.layout
+    def _time(self, f: Mapping[str, Any]) -> datetime:
+        lay = self.options
         if "start" in f:
             text, fmt, field = f["start"], lay.date_format, "start"
         else:
@@ -334,20 +363,20 @@ class CustomParser(Parser):
         return when.replace(tzinfo=self.context.timezone)
 
     def parse(self, line: str) -> Sequence[CallRecord] | None:
-        lay = self.layout
+        lay = self.options
         text = line.rstrip("\r\n")
         if not text.strip() or any(p.search(text) for p in lay.skip):
             return None
-        f = self._split(text)
+        try:
+            f, _ = self._split(text)
+        except ParseError as exc:
+            if exc.field in ("duration", "ring"):
+                # the date is read before the durations: a bad one is the error to report
+                self._time(self._texts.extract(self.layout.split(text) if self._csv else text))
+            raise
         start = self._time(f)
-        try:
-            duration = _duration(f["duration"], lay.duration_format) if f.get("duration") else 0
-        except ValueError as exc:
-            raise self.error(str(exc), "duration") from None
-        try:
-            ring = _duration(f["ring"], lay.ring_format) if f.get("ring") else None
-        except ValueError as exc:
-            raise self.error(str(exc), "ring") from None
+        duration: int = f.get("duration", 0)
+        ring: int | None = f.get("ring")
         number = f.get("number", "")
         if lay.dir_field:
             value = f.get(lay.dir_field, "")
@@ -381,4 +410,4 @@ class CustomParser(Parser):
     render = _Render()  # type: ignore[assignment]
 
 
-_DEFAULT_LAYOUT = Layout.from_options(DEFAULT_OPTIONS)
+_DEFAULT = Options.from_options(DEFAULT_OPTIONS)
