@@ -7,25 +7,29 @@ SIGTERM/SIGINT: stop reading (each source drains what it already has), commit ev
 
 A source that fails is restarted after a growing delay; nothing a PBX sends can stop the daemon.
 
-Features beyond the journal (metrics, reports, alerts and their MQTT publisher) plug in through `EXTENSIONS`:
-each module's ``install(daemon)`` adds HTTP routes (`Daemon.http`), commit listeners
-(`Daemon.commit_listeners`), background tasks (`Daemon.add_task`) and the call observer (`Daemon.hooks`).
+Composition is explicit: `Daemon.build` makes each feature of `FEATURES` (health, metrics, reports, alerts and
+their MQTT publisher, retention) in that order, handing each what it needs (alerts get the metrics object), and
+keeps them in `Daemon.features`. A feature adds HTTP routes (`Daemon.http`), observers of committed entries
+(`Daemon.commit_listeners`, a list), reload listeners, background tasks (`Daemon.add_task`) and the call
+observer (`Daemon.hooks`). Every task (the writer, each source, each feature's) runs under one
+`asyncio.TaskGroup`, supervised: one that dies of an error is logged with its traceback, turns `/healthz` red and
+starves the watchdog, and the others keep running until systemd restarts the daemon.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from smdrd import __version__
+from smdrd.backoff import Backoff
 from smdrd.config import Settings, SourceConfig, http_token, load_config
 from smdrd.core import Entry
 from smdrd.errors import SmdrdError
@@ -35,6 +39,13 @@ from smdrd.notify import notify, watchdog_interval
 from smdrd.sources.base import Source
 from smdrd.sources.streams import describe
 from smdrd.store.sqlite.writer import JournalWriter
+
+if TYPE_CHECKING:
+    from smdrd.alerts import Alerts
+    from smdrd.health import HealthMonitor
+    from smdrd.metrics import Metrics
+    from smdrd.reports.http import ReportService
+    from smdrd.retention import Pruner
 
 log = structlog.get_logger("smdrd.daemon")
 
@@ -47,10 +58,20 @@ class RunningSource:
     task: asyncio.Task[None]
 
 
-#: modules whose ``install(daemon)`` adds a feature to the daemon, in order.
-EXTENSIONS: tuple[str, ...] = (
-    "smdrd.health", "smdrd.metrics", "smdrd.reports.http", "smdrd.alerts", "smdrd.retention",
-)
+#: the features a daemon is built with, in build order (each one's dependencies come before it).
+FEATURES: tuple[str, ...] = ("health", "metrics", "reports", "alerts", "retention")
+
+
+@dataclass
+class Features:
+    """The features one daemon was built with (``None``: not built). Explicit references, no registries."""
+
+    health: HealthMonitor | None = None
+    metrics: Metrics | None = None
+    reports: ReportService | None = None
+    alerts: Alerts | None = None
+    retention: Pruner | None = None
+
 
 CommitListener = Callable[[list[Entry], float], None]
 
@@ -59,7 +80,7 @@ STOP_COMMIT_TIMEOUT = 20.0
 
 
 def build_hooks(settings: Settings, base_dir: Path | None = None) -> Hooks:
-    """The pipeline's hooks for ``settings``: the tariff's rating function (extensions add the observer).
+    """The pipeline's hooks for ``settings``: the tariff's rating function (the alerts feature adds the observer).
 
     Raises:
         TariffError: a rate deck or rule is invalid (says which file and line).
@@ -79,7 +100,7 @@ class Daemon:
         config_path: Path | None = None,
         *,
         on_commit: CommitListener | None = None,
-        extensions: tuple[str, ...] | None = None,
+        features: Collection[str] | None = None,
     ) -> None:
         self.settings = settings
         self.config_path = config_path
@@ -94,11 +115,20 @@ class Daemon:
         self.http: HttpServer | None = None
         if settings.http.enabled:
             self.http = HttpServer(settings.http.listen, _http_token(settings), config=settings.http)
-        #: called with the new settings after a successful reload (extensions re-read their sections).
+        #: called with the new settings after a successful reload (features re-read their sections).
         self.reload_listeners: list[Callable[[Settings], None]] = []
-        self._task_factories: list[tuple[str, Callable[[], Any]]] = []
+        self._task_factories: list[tuple[str, Callable[[], Coroutine[Any, Any, Any]]]] = []
         self._tasks: list[asyncio.Task[Any]] = []
-        self.extensions = EXTENSIONS if extensions is None else extensions
+        self._group: asyncio.TaskGroup | None = None
+        self._children: set[asyncio.Task[Any]] = set()
+        wanted = FEATURES if features is None else tuple(features)
+        unknown = sorted(set(wanted) - set(FEATURES))
+        if unknown:
+            raise ValueError(f"unknown features {unknown}; expected some of {', '.join(FEATURES)}")
+        #: which features to build, and (after `build`) the built ones.
+        self.wanted_features = wanted
+        self.features = Features()
+        self._built = False
         self.sources: dict[str, RunningSource] = {}
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
@@ -113,7 +143,35 @@ class Daemon:
         """The folder relative paths in the configuration are read from (the config file's)."""
         return self.config_path.parent if self.config_path is not None else None
 
-    def add_task(self, name: str, factory: Callable[[], Any]) -> None:
+    def build(self) -> Features:
+        """Make each wanted feature, in `FEATURES` order, with what it needs (once; `run` calls it)."""
+        if self._built:
+            return self.features
+        self._built = True
+        wanted, f = self.wanted_features, self.features
+        if "health" in wanted:
+            from smdrd.health import install as health
+
+            f.health = health(self)
+        if "metrics" in wanted:
+            from smdrd.metrics import install as metrics
+
+            f.metrics = metrics(self)
+        if "reports" in wanted:
+            from smdrd.reports.http import install as reports
+
+            f.reports = reports(self)
+        if "alerts" in wanted:
+            from smdrd.alerts import install as alerts
+
+            f.alerts = alerts(self, metrics=f.metrics)
+        if "retention" in wanted:
+            from smdrd.retention import install as retention
+
+            f.retention = retention(self)
+        return f
+
+    def add_task(self, name: str, factory: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         """Run ``factory()`` (a coroutine) as a background task from start; it is cancelled at stop, after
         the journal is committed."""
         self._task_factories.append((name, factory))
@@ -133,21 +191,28 @@ class Daemon:
     def request_stop(self) -> None:
         self._stop.set()
 
-    def _supervised(self, task: asyncio.Task[Any]) -> asyncio.Task[Any]:
-        """Watch ``task``: if it ends with an error (a bug), that is never silent."""
-        task.add_done_callback(self._task_done)
+    def _spawn(self, name: str, factory: Callable[[], Coroutine[Any, Any, Any]]) -> asyncio.Task[Any]:
+        """Run ``factory()`` as a supervised task of the daemon's task group."""
+        assert self._group is not None, "only while the daemon runs"
+        task = self._group.create_task(self._supervised(name, factory), name=name)
+        self._children.add(task)
+        task.add_done_callback(self._children.discard)
         return task
 
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        if task.cancelled():
-            return
-        exc = task.exception()
-        name = task.get_name()
-        if exc is None:
+    async def _supervised(self, name: str, factory: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Run ``factory()``; if it ends with an error (a bug), that is never silent, and the task group (every other
+        task) keeps running: `/healthz` says what failed and the watchdog makes systemd restart the daemon."""
+        try:
+            await factory()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._failed(name, exc)
+        else:
             if name == "journal-writer" and not self._stopping:
-                exc = RuntimeError("the journal writer returned before the daemon stopped")
-            else:
-                return
+                self._failed(name, RuntimeError("the journal writer returned before the daemon stopped"))
+
+    def _failed(self, name: str, exc: BaseException) -> None:
         self.failed_tasks[name] = f"{type(exc).__name__}: {exc}"[:500]
         log.error("daemon.task_failed", task=name, error=self.failed_tasks[name],
                   exc_info=(type(exc), exc, exc.__traceback__),
@@ -159,15 +224,35 @@ class Daemon:
             self._reloading = asyncio.get_running_loop().create_task(self.reload(), name="reload")
 
     async def run(self) -> int:
-        loop = asyncio.get_running_loop()
-        for module in self.extensions:
-            importlib.import_module(module).install(self)
+        """Build, start, run until asked to stop, stop; the exit status (0, or 1 after a failure)."""
+        self.build()
         await self.writer.open()
-        writer_task = self._supervised(loop.create_task(self.writer.run(), name="journal-writer"))
         if self.http is not None:
-            await self.http.start()
+            try:
+                await self.http.start()
+            except BaseException:
+                await self.writer.close_connection()
+                raise
+        try:
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                try:
+                    return await self._run()
+                finally:
+                    for task in list(self._children):  # none should be left; never wait for a stray one
+                        task.cancel()
+                    self._group = None
+        except BaseExceptionGroup as group_error:
+            # Supervised tasks never raise into the group, so this is the body's own error: raise it as it is.
+            if len(group_error.exceptions) == 1:
+                raise group_error.exceptions[0] from None
+            raise
+
+    async def _run(self) -> int:
+        loop = asyncio.get_running_loop()
+        writer_task = self._spawn("journal-writer", self.writer.run)
         for name, factory in self._task_factories:
-            self._tasks.append(self._supervised(loop.create_task(factory(), name=name)))
+            self._tasks.append(self._spawn(name, factory))
         for sig, handler in ((signal.SIGTERM, self.request_stop), (signal.SIGINT, self.request_stop),
                              (signal.SIGHUP, self.request_reload)):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -175,7 +260,7 @@ class Daemon:
         for cfg in self.settings.sources:
             if cfg.enabled:
                 self._start_source(cfg)
-        watchdog = loop.create_task(self._watchdog(), name="watchdog")
+        watchdog = self._spawn("watchdog", self._watchdog)
         log.info("daemon.started", version=__version__, database=str(self.settings.database.path),
                  sources=[s.name for s in self.settings.sources if s.enabled])
         notify("READY=1", f"STATUS=collecting from {len(self.sources)} source(s)")
@@ -229,31 +314,30 @@ class Daemon:
                               hooks=self.hooks, encoding=cfg.encoding, year=cfg.year,
                               options=cfg.format_options, max_line=cfg.max_line_length)
         source = build_source(cfg, ingest)
-        task = asyncio.get_running_loop().create_task(self._supervise(source), name=f"source:{cfg.name}")
+        task = self._spawn(f"source:{cfg.name}", lambda: self._supervise(source))
         self.sources[cfg.name] = RunningSource(cfg, ingest, source, task)
         log.info("source.started", source=cfg.name, kind=cfg.kind, format=cfg.format)
 
     async def _supervise(self, source: Source) -> None:
         """Run ``source``; restart it after a growing delay if it fails. A finished file read is done."""
-        failures = 0
+        backoff = Backoff(2.0, 60.0, floor=1.0)
         while True:
             try:
                 await source.run()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                failures += 1
-                delay = min(60.0, 2.0 ** min(failures, 6))
-                level = log.error if failures == 1 else log.debug
-                level("source.failed", source=source.name, error=describe(exc), restart_in=delay,
-                      failures=failures, exc_info=failures == 1)
+                delay = backoff.next_delay()
+                level = log.error if backoff.attempt == 1 else log.debug
+                level("source.failed", source=source.name, error=describe(exc), restart_in=round(delay, 1),
+                      failures=backoff.attempt, exc_info=backoff.attempt == 1)
                 source.status.failed(exc)
                 await asyncio.sleep(delay)
                 continue
             if source.kind == "file":
                 log.info("source.finished", source=source.name)
                 return
-            failures = 0
+            backoff.reset()
             await asyncio.sleep(1.0)
 
     async def _stop_sources(self, names: list[str]) -> None:

@@ -1,6 +1,6 @@
 """``/healthz``: is this daemon collecting? JSON, HTTP 200 when healthy, 503 with the reasons when not.
 
-Install with ``smdrd.health`` in `smdrd.daemon.EXTENSIONS` (independent of ``smdrd.metrics``). The route is
+Built by `smdrd.daemon.Daemon.build` as the ``health`` feature (independent of ``metrics``). The route is
 public even when the HTTP server has a token, so what everyone sees is states and reasons a person can act on
 ("not connected to the PBX (connection refused)"): never exception text, peer addresses, paths, call data or
 secrets. A request with the token (or any request when no token is configured) also sees the details: each
@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import time
-import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -40,7 +39,7 @@ from smdrd.http import Request, Response
 if TYPE_CHECKING:
     from smdrd.daemon import Daemon
 
-__all__ = ["PUSH_IDLE_GRACE", "Health", "HealthMonitor", "install", "monitor_for", "source_down"]
+__all__ = ["PUSH_IDLE_GRACE", "Health", "HealthMonitor", "install", "source_down"]
 
 #: how long a ``tcp-server`` source with no PBX connected stays healthy after its last line, in seconds.
 PUSH_IDLE_GRACE = 900.0
@@ -68,7 +67,7 @@ class HealthMonitor:
     """Watches the journal's commits and judges the daemon's health on request."""
 
     def __init__(self, daemon: Daemon) -> None:
-        self._daemon = weakref.proxy(daemon)
+        self._daemon = daemon
         self.last_commit_at: float | None = None
         # The writer counts failed attempts; a failure after the last success means commits fail right now.
         self._failures_at_last_commit = daemon.writer.stats.failures
@@ -144,20 +143,13 @@ def source_down(kind: str, follow: bool, connected: bool, last_line: float | Non
             "file": "the followed file is not open"}.get(kind, "not connected")
 
 
-_BY_DAEMON: weakref.WeakKeyDictionary[Daemon, HealthMonitor] = weakref.WeakKeyDictionary()
-
-
-def monitor_for(daemon: Daemon) -> HealthMonitor | None:
-    """The health monitor installed on ``daemon``, if any."""
-    return _BY_DAEMON.get(daemon)
-
-
-def install(daemon: Daemon) -> None:
+def install(daemon: Daemon) -> HealthMonitor:
     """Watch commits and serve ``/healthz`` on the daemon's HTTP server."""
-    monitor = _BY_DAEMON[daemon] = HealthMonitor(daemon)
+    monitor = HealthMonitor(daemon)
     daemon.commit_listeners.append(monitor.on_commit)
     if daemon.http is not None:
         async def serve_health(request: Request) -> Response:
             return monitor.check(detail=request.authenticated).response()
 
         daemon.http.route("/healthz", serve_health)
+    return monitor

@@ -1,7 +1,7 @@
 """Prometheus metrics for the daemon, served as ``/metrics`` on the daemon's HTTP server.
 
-Install with ``smdrd.metrics`` in `smdrd.daemon.EXTENSIONS`. Every daemon gets its own `CollectorRegistry`,
-so two daemons in one process (tests) never share a number.
+Built by `smdrd.daemon.Daemon.build` as the ``metrics`` feature (``daemon.features.metrics``). Every daemon
+gets its own `CollectorRegistry`, so two daemons in one process (tests) never share a number.
 
 Where the numbers come from:
 
@@ -10,7 +10,8 @@ Where the numbers come from:
   the database.
 * Source status, pending rows, the writer's own counters, alert deliveries and the MQTT connection are read at
   scrape time by a custom collector: they are state, and reading them costs nothing between scrapes.
-* Alert rules (another module) report raised alerts through `Metrics.alert_raised`; see `metrics_for`.
+* Alert rules (another feature, handed this object when built) report raised alerts through
+  `Metrics.alert_raised`.
 
 Labels are bounded by the configuration: source, format, direction, call class, department, currency, alert
 rule and severity. This module must never label a series with an extension, a number, a peer address or any
@@ -56,7 +57,6 @@ __all__ = [
     "WRITE_LATENCY_BUCKETS",
     "Metrics",
     "install",
-    "metrics_for",
 ]
 
 #: talk time buckets, 10 s to 1 h: a phone call is not a web request, and the default buckets stop at 10 s.
@@ -409,28 +409,12 @@ class _LiveCollector:
                                 value=m.started_at)
 
 
-_BY_DAEMON: weakref.WeakKeyDictionary[Daemon, Metrics] = weakref.WeakKeyDictionary()
-
-
-def metrics_for(daemon: Daemon) -> Metrics:
-    """The `Metrics` of ``daemon``, created on first use.
-
-    Any extension may call this from its own ``install``, before or after ``smdrd.metrics`` is installed, and
-    keep the result: e.g. ``metrics_for(daemon).alert_raised("night-international", "warning")``. Without
-    ``smdrd.metrics`` in the extensions, the numbers are kept but nobody serves them.
-    """
-    m = _BY_DAEMON.get(daemon)
-    if m is None:
-        m = _BY_DAEMON[daemon] = Metrics(daemon.settings)
-    return m
-
-
-def install(daemon: Daemon) -> None:
+def install(daemon: Daemon) -> Metrics:
     """Count commits, read live state at scrape time, and serve ``/metrics`` on the daemon's HTTP server."""
     # Prometheus 2 stores each `_created` sample as one more series: twice the series for a start time that
     # `smdrd_start_time_seconds` already gives. (Process-wide, which is what a daemon wants.)
     disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client 0.26
-    m = metrics_for(daemon)
+    m = Metrics(daemon.settings)
     m.registry.register(_LiveCollector(daemon, m))
     # The process and Python runtime, as every Prometheus client exports them (memory, CPU, open files, GC).
     ProcessCollector(registry=m.registry)
@@ -444,3 +428,4 @@ def install(daemon: Daemon) -> None:
             return Response(200, body, content_type)
 
         daemon.http.route("/metrics", serve_metrics)
+    return m

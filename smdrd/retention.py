@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import weakref
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -32,12 +31,11 @@ if TYPE_CHECKING:
 
     from smdrd.daemon import Daemon
 
-__all__ = ["Pruner", "install", "pruner_of"]
+__all__ = ["Pruner", "install"]
 
 log = structlog.get_logger("smdrd.retention")
 
 _T = TypeVar("_T")
-_PRUNERS: weakref.WeakKeyDictionary[Daemon, Pruner] = weakref.WeakKeyDictionary()
 
 
 class Pruner:
@@ -138,15 +136,10 @@ def _iso(stamp: int | None, per_second: int = 1) -> str | None:
     return datetime.fromtimestamp(stamp / per_second, UTC).isoformat(timespec="seconds")
 
 
-def pruner_of(daemon: Daemon) -> Pruner | None:
-    """The daemon's pruner, if `install` ran."""
-    return _PRUNERS.get(daemon)
-
-
-def install(daemon: Daemon) -> None:
+def install(daemon: Daemon) -> Pruner:
     """Add the pruning task and its reload listener to ``daemon``."""
     settings = daemon.settings
     pruner = Pruner(settings.database.path, settings.retention, settings.site.tz)
-    _PRUNERS[daemon] = pruner
     daemon.add_task("retention", pruner.run)
     daemon.reload_listeners.append(pruner.reconfigure)
+    return pruner

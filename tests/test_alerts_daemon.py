@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from smdrd.alerts import runtime_of
 from smdrd.alerts.testing import Broker, mosquitto_path
 from smdrd.config import Settings
 from smdrd.daemon import Daemon
@@ -114,7 +113,7 @@ def settings(tmp_path: Path, broker: Broker, port: int, **sections: Any) -> Sett
 
 @asynccontextmanager
 async def running(s: Settings) -> AsyncIterator[Pbx]:
-    daemon = Daemon(s, extensions=("smdrd.alerts",))
+    daemon = Daemon(s, features=("alerts",))
     task = asyncio.create_task(daemon.run())
     await asyncio.wait_for(daemon.ready.wait(), 10)
     port = int(s.sources[0].listen.rsplit(":", 1)[1]) if s.sources and s.sources[0].kind == "tcp-server" else 0
@@ -220,7 +219,7 @@ async def test_the_snooze_holds_through_the_daemon(tmp_path: Path, broker: Broke
         assert await sub.wait_until(lambda: any(a["extension"] == "999" for a in alerts(sub)), 10)
         got = [(a["rule"], a["extension"]) for a in alerts(sub)]
         assert got == [("after_hours", "301"), ("after_hours", "999")]
-        engine = runtime_of(pbx.daemon)
+        engine = pbx.daemon.features.alerts
         assert engine is not None and engine.engine.stats.snoozed["after_hours"] == 19
 
 
@@ -280,7 +279,7 @@ async def test_reload_swaps_the_rules(tmp_path: Path, broker: Broker) -> None:
 
     s = load_config(config, use_env=False)
     async with subscribed(broker) as sub:
-        daemon = Daemon(s, config, extensions=("smdrd.alerts",))
+        daemon = Daemon(s, config, features=("alerts",))
         task = asyncio.create_task(daemon.run())
         await daemon.ready.wait()
         pbx = Pbx(daemon, port)

@@ -15,8 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from smdrd.metrics import metrics_for
-from tests.test_metrics import good_lines, promtool, running_daemon, scrape, send
+from tests.test_metrics import daemon_metrics, good_lines, promtool, running_daemon, scrape, send
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "config" / "grafana" / "smdrd.json"
@@ -140,7 +139,7 @@ async def test_every_metric_the_dashboard_and_rules_query_is_exported(tmp_path: 
     async with running_daemon(tmp_path) as run:
         writer = await send(run.pbx_port, [*good_lines(5), b"not a call"])
         # The alerts module declares its rules at start; here the test stands in for it.
-        metrics_for(run.daemon).declare_alert_rule("premium-number", "critical")
+        daemon_metrics(run.daemon).declare_alert_rule("premium-number", "critical")
         samples = await scrape(run.http_port)
         writer.close()
     exported = {name for name, _ in samples}

@@ -222,7 +222,7 @@ async def test_a_stop_that_cannot_commit_gives_up_and_says_so(tmp_path: Path,
     db = tmp_path / "stuck.db"
     settings = Settings.model_validate({"database": {"path": str(db), "commit_interval_ms": 10},
                                         "http": {"enabled": False}})
-    daemon = Daemon(settings, extensions=())
+    daemon = Daemon(settings, features=())
     task = asyncio.create_task(daemon.run())
     await daemon.ready.wait()
     blocker = sqlite3.connect(db, isolation_level=None, timeout=0)

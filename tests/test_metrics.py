@@ -24,13 +24,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from smdrd.config import Settings
 from smdrd.daemon import Daemon
-from smdrd.metrics import CALL_DURATION_BUCKETS, NO_DEPARTMENT, metrics_for
+from smdrd.metrics import CALL_DURATION_BUCKETS, NO_DEPARTMENT, WRITE_LATENCY_BUCKETS, Metrics
 from smdrd.rating.classes import CALL_CLASSES
 from smdrd.testing import free_port, open_connection_retry
 
 LINE = ("2017/07/01 08:30:22,00:01:{sec:02d},0,{ext},O,600988600,0600988600,,0,{id},0,E{ext},GRZYBEK,T9005,"
         "Line 5.0,0,0,,,,,,,,,,,U,GRZYBEK,,192.168.0.201,20806,192.168.0.201,20809")
-EXTENSIONS = ("smdrd.metrics", "smdrd.health")
+FEATURES = ("metrics", "health")
 DIRECTIONS = ("inbound", "outbound", "internal")
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -66,10 +66,17 @@ class Running:
         return self.daemon.http.bound_port
 
 
+def daemon_metrics(daemon: Daemon) -> Metrics:
+    """The metrics feature the daemon was built with."""
+    m = daemon.features.metrics
+    assert m is not None
+    return m
+
+
 @asynccontextmanager
 async def running_daemon(tmp_path: Path, **extra: object) -> AsyncIterator[Running]:
     port = free_port()
-    daemon = Daemon(settings(tmp_path, port, **extra), extensions=EXTENSIONS)
+    daemon = Daemon(settings(tmp_path, port, **extra), features=FEATURES)
     task = asyncio.create_task(daemon.run())
     await asyncio.wait_for(daemon.ready.wait(), 10)
     try:
@@ -180,22 +187,28 @@ async def test_a_scrape_shows_exactly_the_calls_lines_and_errors_committed(tmp_p
 
 
 async def test_write_latency_histogram_counts_every_committed_line(tmp_path: Path) -> None:
-    """The receipt-to-commit histogram has one observation per journalled line, all of them small: a count
-    that drifts from the journal, or latencies in minutes, would fail here."""
+    """The receipt-to-commit histogram has one observation per journalled line, each no longer than the test's
+    own window from the first send to the commit it saw: a count that drifts from the journal, or latencies in
+    the wrong unit (milliseconds counted as seconds), would fail here. How long commits take is a figure for
+    ``bench/live.py``, not an assertion here."""
     async with running_daemon(tmp_path) as run:
+        opened = time.time()
         writer = await send(run.pbx_port, [*good_lines(25), b"junk"])
         await eventually(lambda: run.daemon.writer.stats.lines == 26)
         writer2 = await send(run.pbx_port, good_lines(7, start=3_000_000))
         await eventually(lambda: run.daemon.writer.stats.lines == 33)
         samples = await scrape(run.http_port)
+        window = time.time() - opened  # every line was received after `opened` and observed before now
         writer.close()
         writer2.close()
     committed = sqlite3.connect(tmp_path / "smdrd.db").execute("SELECT count(*) FROM lines").fetchone()[0]
     assert committed == 33
     assert value(samples, "smdrd_journal_write_latency_seconds_count") == committed
     assert value(samples, "smdrd_journal_write_latency_seconds_bucket", le="+Inf") == committed
-    assert value(samples, "smdrd_journal_write_latency_seconds_bucket", le="5.0") == committed
-    assert 0 < value(samples, "smdrd_journal_write_latency_seconds_sum") < committed * 5
+    # Every observation lies in (0, window]: so every bucket from the first at or above the window holds all.
+    if above := [le for le in WRITE_LATENCY_BUCKETS if le >= window]:
+        assert value(samples, "smdrd_journal_write_latency_seconds_bucket", le=repr(float(above[0]))) == committed
+    assert 0 < value(samples, "smdrd_journal_write_latency_seconds_sum") <= committed * window
     assert value(samples, "smdrd_journal_commits_total") >= 2
 
 
@@ -263,7 +276,7 @@ async def test_alert_and_mqtt_hooks_show_in_the_scrape(tmp_path: Path) -> None:
     """The interface the alerts module uses: declared rules show 0, raised alerts count, and the outbox and
     MQTT states it reports show in the next scrape. An alert that never reaches Prometheus would fail here."""
     async with running_daemon(tmp_path) as run:
-        m = metrics_for(run.daemon)
+        m = daemon_metrics(run.daemon)
         m.declare_alert_rule("night-international", "warning")
         m.declare_alert_rule("premium-number", "critical")
         m.alert_raised("premium-number", "critical")
@@ -328,7 +341,7 @@ async def test_promtool_accepts_a_real_scrape(tmp_path: Path) -> None:
     async with running_daemon(tmp_path) as run:
         writer = await send(run.pbx_port, [*good_lines(10), b"not a call"])
         await eventually(lambda: run.daemon.writer.stats.lines == 11)
-        metrics_for(run.daemon).declare_alert_rule("premium-number", "critical")
+        daemon_metrics(run.daemon).declare_alert_rule("premium-number", "critical")
         text = await scrape_text(run.http_port)
         writer.close()
     assert "smdrd_calls_total{" in text

@@ -16,8 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from smdrd import daemon as daemon_module
-from smdrd.alerts import runtime_of
 from smdrd.alerts.testing import Broker
 from smdrd.config import MqttConfig
 from smdrd.daemon import Daemon
@@ -37,7 +35,7 @@ from tests.test_alerts_daemon import (
 
 
 async def mqtt_connected(daemon: Daemon, within: float = 10.0) -> None:
-    alerts_ = runtime_of(daemon)
+    alerts_ = daemon.features.alerts
     assert alerts_ is not None
     for _ in range(int(within / 0.02)):
         if alerts_.publisher is not None and alerts_.publisher.connected:
@@ -109,7 +107,7 @@ async def test_broker_outage_every_alert_arrives_exactly_once(
             assert await sub.wait_until(lambda: len(sub.messages) >= 60, 15), len(sub.messages)
             assert await wait_pending(tmp_path, 0) == 0
             await asyncio.sleep(0.3)  # a duplicate would arrive by now
-            runtime = runtime_of(pbx.daemon)
+            runtime = pbx.daemon.features.alerts
             assert runtime is not None and runtime.publisher is not None
             stats = runtime.publisher.stats
         # The daemon sent each alert once, and marked each delivered once acknowledged...
@@ -163,12 +161,7 @@ async def test_clean_stop_sets_status_offline_and_start_sets_online(tmp_path: Pa
 
 
 def _command(config: Path) -> list[str]:
-    if "smdrd.alerts" in daemon_module.EXTENSIONS:
-        return [sys.executable, "-m", "smdrd", "run", "--config", str(config)]
-    # Until smdrd.alerts is in EXTENSIONS, the same `smdrd run` with the extension added.
-    code = ("import sys, smdrd.daemon as d; d.EXTENSIONS = (*d.EXTENSIONS, 'smdrd.alerts'); "
-            "from smdrd.cli import main; sys.exit(main(sys.argv[1:]))")
-    return [sys.executable, "-c", code, "run", "--config", str(config)]
+    return [sys.executable, "-m", "smdrd", "run", "--config", str(config)]
 
 
 async def test_sigkill_of_the_daemon_leaves_offline_on_the_status_topic(tmp_path: Path,

@@ -56,7 +56,7 @@ class DaemonThread:
 
     def _run(self) -> None:
         async def main() -> None:
-            self.daemon = Daemon(self.settings, extensions=("smdrd.reports.http",))
+            self.daemon = Daemon(self.settings, features=("reports",))
             task = asyncio.create_task(self.daemon.run())
             await self.daemon.ready.wait()
             self.started.set()

@@ -17,7 +17,7 @@ import pytest
 
 from smdrd.daemon import Daemon
 from smdrd.http import CHUNK
-from smdrd.reports.http import RETRY_AFTER, service_for
+from smdrd.reports.http import RETRY_AFTER
 from smdrd.reports.queries import MAX_PAGE_SIZE, context_from, parse_query, run_report
 from smdrd.reports.render import render, to_dict
 from smdrd.store.sqlite.reports import SqliteReports
@@ -41,7 +41,7 @@ async def start(tmp_path: Path, **http: Any) -> tuple[Daemon, asyncio.Task[int]]
     db = tmp_path / "smdrd.db"
     await write_calls(db, CALLS)
     settings = settings_for(db, http={"listen": "127.0.0.1:0", **http})
-    daemon = Daemon(settings, extensions=("smdrd.reports.http",))
+    daemon = Daemon(settings, features=("reports",))
     task = asyncio.create_task(daemon.run())
     await asyncio.wait_for(daemon.ready.wait(), 10)
     return daemon, task
@@ -219,7 +219,7 @@ async def test_a_large_csv_export_spans_many_chunks(tmp_path: Path) -> None:
     many = [Call(f"2026-03-{1 + i // 120:02d}T{8 + i // 60 % 2:02d}:{i % 60:02d}:00", str(200 + i % 50),
                  "outbound", "national", 60 + i, "0.25", key=f"K{i}") for i in range(3000)]
     await write_calls(db, many)
-    d = Daemon(settings_for(db, http={"listen": "127.0.0.1:0"}), extensions=("smdrd.reports.http",))
+    d = Daemon(settings_for(db, http={"listen": "127.0.0.1:0"}), features=("reports",))
     task = asyncio.create_task(d.run())
     await asyncio.wait_for(d.ready.wait(), 10)
     try:
@@ -227,7 +227,7 @@ async def test_a_large_csv_export_spans_many_chunks(tmp_path: Path) -> None:
         assert status == 200 and len(body) > 2 * CHUNK
         rows = list(csv.reader(io.StringIO(body.decode())))
         assert len(rows) == 3000 + 2 and rows[-1][0] == "Total"
-        service = service_for(d)
+        service = d.features.reports
         assert service is not None and service.active == 0, "the export's slot was not given back"
     finally:
         d.request_stop()
@@ -239,7 +239,7 @@ async def test_reports_beyond_max_reports_answer_503_with_retry_after(tmp_path: 
     not another queued query; once a slot is free, reports are served again."""
     d, task = await start(tmp_path, max_reports=1)
     try:
-        service = service_for(d)
+        service = d.features.reports
         assert service is not None and service.max_reports == 1
         assert service._enter()  # a report in progress holds the one slot
         status, headers, body = await get(port_of(d), f"/api/reports/extensions?{MARCH}")

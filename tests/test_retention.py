@@ -475,7 +475,6 @@ async def test_live_lines_commit_promptly_while_a_large_backlog_is_pruned(tmp_pa
     within half a second of being sent (about 50 ms here), none is lost, the backlog is gone, and the old day's
     figures remain. Pruning in one big transaction would hold the journal writer up for a second or more."""
     from smdrd.daemon import Daemon
-    from smdrd.retention import pruner_of
     from smdrd.testing import free_port, open_connection_retry
 
     db = tmp_path / "smdrd.db"
@@ -499,10 +498,10 @@ async def test_live_lines_commit_promptly_while_a_large_backlog_is_pruned(tmp_pa
         if expected and len(committed) >= expected[0]:
             all_committed.set()
 
-    daemon = Daemon(settings, on_commit=on_commit, extensions=("smdrd.retention",))
+    daemon = Daemon(settings, on_commit=on_commit, features=("retention",))
     task = asyncio.create_task(daemon.run())
     await daemon.ready.wait()
-    pruner = pruner_of(daemon)
+    pruner = daemon.build().retention
     assert pruner is not None
     _, writer = await open_connection_retry("127.0.0.1", port)
     sent: dict[bytes, float] = {}

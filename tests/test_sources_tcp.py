@@ -510,7 +510,7 @@ async def test_an_allowed_pbx_gets_in_past_a_cap_full_of_idle_connections_and_it
     daemon = Daemon(settings(tmp_path, [{
         "name": "push", "kind": "tcp-server", "format": "avaya-ipo", "listen": f"127.0.0.1:{port}",
         "allowed_peers": ["127.0.0.2", "127.0.0.4"], "max_connections": 3, "idle_timeout": 0.3,
-    }]), extensions=())
+    }]), features=())
     task = asyncio.create_task(daemon.run())
     await daemon.ready.wait()
     source = daemon.sources["push"].source

@@ -54,7 +54,7 @@ async def test_a_writer_that_dies_of_a_bug_is_never_silent(tmp_path: Path, monke
         "sources": [{"name": "push", "kind": "tcp-server", "format": "avaya-ipo", "listen": f"127.0.0.1:{port}"}],
         "http": {"listen": "127.0.0.1:0", "token": TOKEN},
     })
-    daemon = Daemon(settings, extensions=("smdrd.health",))
+    daemon = Daemon(settings, features=("health",))
 
     async def bug(*_args: object) -> None:
         raise RuntimeError("an injected bug that no input can cause")
@@ -115,7 +115,7 @@ async def test_public_health_shows_reasons_not_errors_or_addresses(tmp_path: Pat
                      "port": closed, "reconnect_min": 0.05, "reconnect_max": 0.1}],
         "http": {"listen": "127.0.0.1:0", "token": TOKEN},
     })
-    daemon = Daemon(settings, extensions=("smdrd.health",))
+    daemon = Daemon(settings, features=("health",))
     run = asyncio.create_task(daemon.run())
     await asyncio.wait_for(daemon.ready.wait(), 10)
     assert daemon.http is not None

@@ -1,6 +1,6 @@
 """Alerts on abnormal calls: rules on the hot path, an outbox in the call's transaction, MQTT delivery.
 
-Install into the daemon with ``smdrd.alerts`` in `smdrd.daemon.EXTENSIONS` (or ``extensions=("smdrd.alerts",)``).
+Built by `smdrd.daemon.Daemon.build` as the ``alerts`` feature (``daemon.features.alerts``), after ``metrics``.
 `install` sets the call observer (`smdrd.alerts.engine.AlertEngine.observe`), a commit listener (wakes the
 publisher when alerts were committed; logs them; queues calls for ``[mqtt] publish_calls``), a background task
 (source health checks, outbox retention, the MQTT publisher) and a reload listener (re-reads ``[alerts]``,
@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import time
-import weakref
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -32,13 +31,13 @@ from smdrd.store import open_store
 if TYPE_CHECKING:
     from smdrd.config import Settings
     from smdrd.daemon import Daemon
+    from smdrd.metrics import Metrics
     from smdrd.mqtt import Publisher
 
-__all__ = ["AlertEngine", "AlertStats", "Alerts", "compile_settings", "install", "runtime_of"]
+__all__ = ["AlertEngine", "AlertStats", "Alerts", "compile_settings", "install"]
 
 log = structlog.get_logger("smdrd.alerts")
 
-_RUNTIMES: weakref.WeakKeyDictionary[Daemon, Alerts] = weakref.WeakKeyDictionary()
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -64,7 +63,7 @@ def compile_settings(settings: Settings) -> tuple[RuleSet, Departments]:
 class Alerts:
     """The alerts feature of one daemon: engine, outbox, publisher and the source health checks."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: Daemon, *, metrics: Metrics | None = None) -> None:
         self.daemon = daemon
         settings = daemon.settings
         rules, directory = compile_settings(settings)
@@ -76,11 +75,7 @@ class Alerts:
         #: alerts committed and not yet acknowledged by the broker (approximate between checks).
         self.pending = 0
         self._mqtt_changed = asyncio.Event()
-        self._metrics: Any = None
-        with contextlib.suppress(ImportError):
-            from smdrd.metrics import metrics_for
-
-            self._metrics = metrics_for(daemon)
+        self._metrics = metrics
         self._declare_rules()
 
     # -- daemon hooks -----------------------------------------------------------------------------------------
@@ -219,7 +214,7 @@ class Alerts:
             snaps.append(SourceSnapshot(name, down is None, counters.lines, counters.errors, status.last_data_at))
         return snaps
 
-    # -- metrics (smdrd.metrics when present) -----------------------------------------------------------------
+    # -- metrics (when the daemon has the metrics feature) ------------------------------------------------------
 
     def _declare_rules(self) -> None:
         if self._metrics is None:
@@ -254,17 +249,11 @@ def _call_payload(call: dict[str, Any], site: str) -> bytes:
     return _encode(call).encode()
 
 
-def install(daemon: Daemon) -> Alerts:
-    """Add alerts to ``daemon`` (see the module docstring); returns the feature, also `runtime_of(daemon)`."""
-    alerts = Alerts(daemon)
-    _RUNTIMES[daemon] = alerts
+def install(daemon: Daemon, *, metrics: Metrics | None = None) -> Alerts:
+    """Add alerts to ``daemon`` (see the module docstring), reporting to ``metrics`` when there is one."""
+    alerts = Alerts(daemon, metrics=metrics)
     daemon.hooks.observe = alerts.engine.observe
     daemon.commit_listeners.append(alerts.committed)
     daemon.reload_listeners.append(alerts.reloaded)
     daemon.add_task("alerts", alerts.run)
     return alerts
-
-
-def runtime_of(daemon: Daemon) -> Alerts | None:
-    """The `Alerts` installed into ``daemon``, if any."""
-    return _RUNTIMES.get(daemon)

@@ -19,7 +19,6 @@ import hashlib
 import io
 import json
 import re
-import weakref
 from collections.abc import AsyncGenerator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -225,12 +224,11 @@ class _CallsCsv:
         self.reader.close()
 
 
-def install(daemon: Daemon) -> None:
+def install(daemon: Daemon) -> ReportService | None:
     """Add the report routes to ``daemon``'s HTTP server (nothing when HTTP is disabled)."""
     if daemon.http is None:
-        return
+        return None
     service = ReportService(daemon.settings, daemon.config_path)
-    _SERVICES[daemon] = service
     daemon.http.route(PAGE, service.serve_page)
     daemon.http.route(API, service.index)
     for kind in KINDS:
@@ -244,11 +242,4 @@ def install(daemon: Daemon) -> None:
             service.close()
 
     daemon.add_task("report-pool", report_pool)
-
-
-_SERVICES: weakref.WeakKeyDictionary[Daemon, ReportService] = weakref.WeakKeyDictionary()
-
-
-def service_for(daemon: Daemon) -> ReportService | None:
-    """The report service installed on ``daemon``, if any."""
-    return _SERVICES.get(daemon)
+    return service
