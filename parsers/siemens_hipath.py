@@ -3,15 +3,15 @@
 Two forms, told apart line by line:
 
 * **GetAccount**, fixed width (HiPath 3000/5000 V5 to V9 service manual, table "GetAccount - Data Record
-  Structure"): `SLICES`. Date and time are the **end** of the call (``DD.MM.YY``, ``hh:mm:ss``); the
-  duration is given twice (seconds and ``hh:mm:ss``); call type ``1`` incoming, ``2`` outgoing (the default).
-  There is no ring time.
-* **compressed**, ``|``-separated (the Unify OpenScape Business CDR description, quoted on the Telmekom forum;
-  field names from its header ``Datum|Uhrzeit|Lt|Tln|Ruf|Dauer|Rufnummer|Betrag|I|``): date, time, line
-  (trunk), subscriber (extension), ring ``mm:ss``, duration ``hh:mm:ss``, number, amount, information element,
-  then account code, MSN and seizure code (Hicom 150 E Office service manual, "Output Formats for Call Detail
-  Recording"); any further fields are kept as ``field13``... The number of trailing ``|`` varies, so the field
-  count is not checked. The German header line is skipped (``None``).
+  Structure"): `SLICES`, read as the toolkit layout `GETACCOUNT`. Date and time are the **end** of the call
+  (``DD.MM.YY``, ``hh:mm:ss``); the duration is given twice (seconds and ``hh:mm:ss``); call type ``1``
+  incoming, ``2`` outgoing (the default). There is no ring time.
+* **compressed**, ``|``-separated (`COMPRESSED`; the Unify OpenScape Business CDR description, quoted on the
+  Telmekom forum; field names from its header ``Datum|Uhrzeit|Lt|Tln|Ruf|Dauer|Rufnummer|Betrag|I|``): date,
+  time, line (trunk), subscriber (extension), ring ``mm:ss``, duration ``hh:mm:ss``, number, amount,
+  information element, then account code, MSN and seizure code (Hicom 150 E Office service manual, "Output
+  Formats for Call Detail Recording"); any further fields are kept as ``field13``... The number of trailing
+  ``|`` varies, so the field count is not checked. The German header line is skipped (``None``).
 
 The information element (Hicom 150 E / HiPath manuals): ``1`` incoming, ``2`` outgoing, ``3``/``4`` the same
 for other services, ``5``/``6`` incoming/outgoing forwarded, ``7``/``8`` conference or transit by external
@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from smdrd.parsing import Parser, ParserContext
 from smdrd.record import CallRecord, Direction
 
-from ._fields import hms_seconds, seconds, seconds_text
+from .toolkit import Column, Layout, Slice, hms_seconds, seconds, seconds_text
 
 #: 0-based [start, end) columns of a GetAccount record.
 SLICES = {
@@ -55,6 +55,8 @@ INFO = {
     9: (Direction.OUTBOUND, "forwarded to external"),
 }
 HEADER_START = "Datum|"
+#: how `render` aligns GetAccount fields: numbers to the right, texts to the left.
+_RIGHT = frozenset({"line", "node", "extension", "seconds", "units", "trunk", "lcr_route"})
 
 
 def _dmy_hms(day: str, time: str) -> tuple[int, int, int, int, int, int]:
@@ -72,6 +74,35 @@ def _mm_ss(text: str) -> int:
     if not sep or not (minutes.isdigit() and seconds.isdigit() and text.isascii()) or len(seconds) != 2:
         raise ValueError(f"expected mm:ss, got {text!r}")
     return int(minutes) * 60 + int(seconds)
+
+
+def _type_code(text: str) -> str:
+    """The call type (the information element); blank is ``2``, outgoing."""
+    code = text or "2"
+    if not (code.isdigit() and code.isascii() and len(code) <= 2):
+        raise ValueError(f"expected a call type digit, got {code!r}")
+    return code
+
+
+#: the GetAccount fields `parse` converts (after the date and time, which it reads first); a blank duration is
+#: read from the ``seconds`` field.
+_GETACCOUNT_CONVERTED = {
+    "duration": Slice("duration", *SLICES["duration"], hms_seconds, optional=True, default=None),
+    "type": Slice("type", *SLICES["type"], _type_code),
+}
+GETACCOUNT = Layout("siemens-hipath", [
+    _GETACCOUNT_CONVERTED.get(name) or Slice(name, a, b, align=">" if name in _RIGHT else "<")
+    for name, (a, b) in SLICES.items()])
+#: the ``|``-separated form: nine fields, then `COMPRESSED_TAIL` when present (any further ones are
+#: ``field13``...); the duration is checked before the ring time.
+COMPRESSED = Layout("siemens-hipath", [
+    Column("date", 0, strip=True), Column("time", 1, strip=True), Column("line", 2, strip=True),
+    Column("extension", 3, strip=True),
+    Column("duration", 5, hms_seconds, optional=True, default=None, strip=True),
+    Column("ring", 4, _mm_ss, optional=True, default=None, strip=True),
+    Column("number", 6, strip=True), Column("amount", 7, strip=True), Column("type", 8, _type_code, strip=True),
+    *(Column(name, 9 + i, strip=True, optional=True) for i, name in enumerate(COMPRESSED_TAIL)),
+], separator="|")
 
 
 class SiemensHiPathParser(Parser):
@@ -92,30 +123,26 @@ class SiemensHiPathParser(Parser):
         if not text.strip() or text.startswith(HEADER_START):
             return None
         if "|" in text:
-            f = self._compressed(text)
+            row = COMPRESSED.split(text)
+            if len(row) < 9:
+                raise self.error(f"the |-separated form has at least 9 fields, got {len(row)}")
+            when = self._when(row[0].strip(), row[1].strip())
+            f = COMPRESSED.extract(row)
+            for i, value in enumerate(row[12:], 13):
+                f[f"field{i}"] = value.strip()
         else:
             if len(text) < SLICES["type"][0]:
                 raise self.error(f"a GetAccount record has {GETACCOUNT_LENGTH} columns, got {len(text)}")
-            padded = text.ljust(GETACCOUNT_LENGTH)
-            f = {k: padded[a:b].strip() for k, (a, b) in SLICES.items()}
-        try:
-            y, mo, d, h, mi, s = _dmy_hms(f["date"], f["time"])
-            when = datetime(y, mo, d, h, mi, s, tzinfo=self.context.timezone)
-        except ValueError as exc:
-            raise self.error(str(exc), "date") from None
-        try:
-            duration = hms_seconds(f["duration"]) if f["duration"] else seconds(f.get("seconds", "0") or "0")
-        except ValueError as exc:
-            raise self.error(str(exc), "duration") from None
-        ring: int | None = None
-        if f.get("ring"):
+            when = self._when(text[0:8].strip(), text[8:16].strip())
+            f = GETACCOUNT.extract(text)
+        duration: int | None = f["duration"]
+        if duration is None:
             try:
-                ring = _mm_ss(f["ring"])
+                duration = seconds(f.get("seconds", "0") or "0")
             except ValueError as exc:
-                raise self.error(str(exc), "ring") from None
-        code = f["type"] or "2"
-        if not (code.isdigit() and code.isascii() and len(code) <= 2):
-            raise self.error(f"expected a call type digit, got {code!r}", "type")
+                raise self.error(str(exc), "duration") from None
+        ring: int | None = f.get("ring")
+        code: str = f["type"]
         info = int(code)
         if info == 0:
             return None  # the "call information" line written while a call rings: not a finished call
@@ -147,16 +174,13 @@ class SiemensHiPathParser(Parser):
             extra=extra,
         ),)
 
-    def _compressed(self, text: str) -> dict[str, str]:
-        parts = [p.strip() for p in text.split("|")]
-        if len(parts) < 9:
-            raise self.error(f"the |-separated form has at least 9 fields, got {len(parts)}")
-        f = {"date": parts[0], "time": parts[1], "line": parts[2], "extension": parts[3], "ring": parts[4],
-             "duration": parts[5], "number": parts[6], "amount": parts[7], "type": parts[8]}
-        for i, value in enumerate(parts[9:]):
-            name = COMPRESSED_TAIL[i] if i < len(COMPRESSED_TAIL) else f"field{i + 10}"
-            f[name] = value
-        return f
+    def _when(self, day: str, time: str) -> datetime:
+        """The record's date and time (both forms start with them, and they are checked first)."""
+        try:
+            y, mo, d, h, mi, s = _dmy_hms(day, time)
+            return datetime(y, mo, d, h, mi, s, tzinfo=self.context.timezone)
+        except ValueError as exc:
+            raise self.error(str(exc), "date") from None
 
     @classmethod
     def render(cls, record: CallRecord) -> list[str]:
@@ -166,12 +190,14 @@ class SiemensHiPathParser(Parser):
         end = record.start + timedelta(seconds=record.duration)
         x = record.extra.get
         code = "1" if record.direction is Direction.INBOUND else "2"
-        line = (f"{end:%d.%m.%y%H:%M:%S}{record.trunk[-3:]:>3}{x('node', '1')[-3:]:>3}"
-                f"{record.extension[-6:]:>6}"
-                f"{record.duration % 100000:5d}{seconds_text(record.duration)[-8:]}{record.number[:25]:<25}"
-                f"{x('units', '')[:11]:>11}{code}{record.account[:11]:<11}{x('msn', '')[:11]:<11}"
-                f"{x('trunk', '')[:5]:>5}{x('lcr_route', '')[:4]:>4}")
-        return [line]
+        values = {
+            "date": f"{end:%d.%m.%y}", "time": f"{end:%H:%M:%S}", "line": record.trunk[-3:],
+            "node": x("node", "1")[-3:], "extension": record.extension[-6:],
+            "seconds": str(record.duration % 100000), "duration": seconds_text(record.duration)[-8:],
+            "number": record.number, "units": x("units", ""), "type": code, "account": record.account,
+            "msn": x("msn", ""), "trunk": x("trunk", ""), "lcr_route": x("lcr_route", ""),
+        }
+        return [GETACCOUNT.render(values).ljust(GETACCOUNT_LENGTH)]
 
     @classmethod
     def detect(cls, lines: Sequence[str]) -> float:
