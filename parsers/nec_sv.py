@@ -1,12 +1,12 @@
 """NEC SV8100 / SV9100 / SL1000 / SL1100 / SL2100 SMDR report: fixed-width printer lines. No I/O here.
 
 Layout (NEC SL1100/SL2100 Features & Specifications, "SMDR Report Format with PRG 35-02-14 Set to '1'"; the
-same 0-based slices in ADFDiesel/nec-smdr, "only tested on the SV9100"): `SLICES`. Each page starts with a
-header: 60 spaces, the date ``MM/DD/YYYY``, ``PAGE`` and the page number, then a line of column titles. Both
-are skipped (``None``); the header's year is remembered, because records carry ``MM/DD`` only. Until a header
-arrives the year is the context's ``year``, else the year of ``context.now`` (or today) with a date in the
-future taken as last year. A record dated well before its page header (December header, January record) is the
-next year.
+same 0-based slices in ADFDiesel/nec-smdr, "only tested on the SV9100"): `SLICES`, read as the toolkit layout
+`LAYOUT` (`TOKENS` for collapsed lines, below). Each page starts with a header: 60 spaces, the date
+``MM/DD/YYYY``, ``PAGE`` and the page number, then a line of column titles. Both are skipped (``None``); the
+header's year is remembered, because records carry ``MM/DD`` only. Until a header arrives the year is the
+context's ``year``, else the year of ``context.now`` (or today) with a date in the future taken as last year. A
+record dated well before its page header (December header, January record) is the next year.
 
 Times are ``HH:MM`` (``time_resolution`` 60); duration is ``HH:MM:SS`` talk time; there is no ring time.
 ``NO ANSWER`` in the account column marks an unanswered call. Lines whose whitespace was collapsed (as in the
@@ -34,7 +34,7 @@ from datetime import date, datetime, timedelta
 from smdrd.parsing import Parser, ParserContext
 from smdrd.record import CallRecord, Direction
 
-from ._fields import hms_seconds, seconds_text
+from .toolkit import Column, Layout, Slice, hms_seconds, seconds_text
 
 #: 0-based [start, end) columns of a record.
 SLICES = {
@@ -68,6 +68,34 @@ def _mmdd(text: str) -> tuple[int, int]:
     return int(text[:2]), int(text[3:])
 
 
+def _class(text: str) -> str:
+    if text not in OUTBOUND and text not in INBOUND and text not in INTERNAL and text not in TRANSFER:
+        raise ValueError(f"unknown class code {text!r}")
+    return text
+
+
+def _line(text: str) -> str:
+    if not (text.isdigit() and text.isascii()):
+        raise ValueError(f"expected a line number, got {text!r}")
+    return text
+
+
+#: a record that keeps its columns: what `parse` converts, in the order it checks it, then the texts. Each parser
+#: binds ``date`` to its own converter (`NecSVParser._date`), which gives the day its year.
+LAYOUT = Layout("nec-sv", [
+    Slice("class", *SLICES["class"], _class),
+    Slice("time", *SLICES["time"], _hhmm),
+    Slice("date", *SLICES["date"], _mmdd),
+    Slice("duration", *SLICES["duration"], hms_seconds, optional=True, default=0),
+    Slice("line", *SLICES["line"], _line, optional=True),
+    *(Slice(name, a, b) for name, (a, b) in SLICES.items() if name in ("station", "number", "account")),
+])
+#: a record whose whitespace was collapsed, once `NecSVParser._tokens` has sorted its tokens into the fields of
+#: `SLICES` (in that order): the same fields and converters by position.
+TOKENS = Layout("nec-sv", [Column(f.name, list(SLICES).index(f.name), f.convert, f.optional, f.default)
+                           for f in LAYOUT.fields])
+
+
 class NecSVParser(Parser):
     """NEC SV8100 / SV9100 / SL series SMDR."""
 
@@ -78,6 +106,8 @@ class NecSVParser(Parser):
     def __init__(self, context: ParserContext | None = None) -> None:
         super().__init__(context)
         self._header_date: date | None = None
+        self._layout = LAYOUT.with_converters(date=self._date)
+        self._tokens_layout = TOKENS.with_converters(date=self._date)
         #: trunk line -> the last call on it: (call key, its start, its latest end, direction, last leg).
         self._lines: OrderedDict[str, tuple[str, datetime, datetime, Direction, int]] = OrderedDict()
 
@@ -113,15 +143,27 @@ class NecSVParser(Parser):
             future = False
         return now.year - 1 if future else now.year
 
-    @staticmethod
-    def _fields(line: str) -> dict[str, str]:
-        """Split a record: by columns when the line keeps them, else by tokens (collapsed whitespace)."""
+    def _date(self, text: str) -> date:
+        """``MM/DD`` in its year (see `_year`)."""
+        month, day = _mmdd(text)
+        return date(self._year(month, day), month, day)
+
+    def _split(self, line: str) -> tuple[str, Layout, str | list[str]]:
+        """A record's class code, and the layout to read it with: by columns when the line keeps them, else by
+        tokens (collapsed whitespace)."""
         if len(line) >= 31 and line[4] == " " and line[7] == ":" and line[13] == "/" and line[16] == " ":
-            return {k: line[a:b].strip() for k, (a, b) in SLICES.items()}
+            a, b = SLICES["class"]
+            return line[a:b].strip(), self._layout, line
+        row = self._tokens(line)
+        return row[0], self._tokens_layout, row
+
+    @staticmethod
+    def _tokens(line: str) -> list[str]:
+        """The tokens of a collapsed record, sorted into the fields of `SLICES` (in that order)."""
         tokens = line.split()
         f = dict.fromkeys(SLICES, "")
         if len(tokens) < 3:
-            return f | {"class": tokens[0] if tokens else ""}
+            return list((f | {"class": tokens[0] if tokens else ""}).values())
         f["class"], f["time"], f["date"] = tokens[0], tokens[1], tokens[2]
         rest = tokens[3:]
         if rest and rest[0].isdigit() and len(rest[0]) <= 4:
@@ -138,34 +180,21 @@ class NecSVParser(Parser):
             f["station"], f["number"] = rest[0], rest[1]
             if len(rest) > 2 and not f["account"]:
                 f["account"] = " ".join(rest[2:])
-        return f
+        return list(f.values())
 
     def parse(self, line: str) -> Sequence[CallRecord] | None:
         if not line.strip() or self._page_header(line):
             return None
-        f = self._fields(line.rstrip())
-        cls = f["class"]
+        cls, layout, fields = self._split(line.rstrip())
         if cls in NOT_CALLS:
             return None
-        if cls not in OUTBOUND and cls not in INBOUND and cls not in INTERNAL and cls not in TRANSFER:
-            raise self.error(f"unknown class code {cls!r}", "class")
-        try:
-            hour, minute = _hhmm(f["time"])
-        except ValueError as exc:
-            raise self.error(str(exc), "time") from None
-        try:
-            month, day = _mmdd(f["date"])
-            start = datetime(self._year(month, day), month, day, hour, minute, tzinfo=self.context.timezone)
-        except ValueError as exc:
-            raise self.error(str(exc), "date") from None
-        try:
-            duration = hms_seconds(f["duration"]) if f["duration"] else 0
-        except ValueError as exc:
-            raise self.error(str(exc), "duration") from None
-        trunk = f["line"]
-        if trunk and not (trunk.isdigit() and trunk.isascii()):
-            raise self.error(f"expected a line number, got {trunk!r}", "line")
-        account = f["account"]
+        f = layout.extract(fields)
+        hour, minute = f["time"]
+        day: date = f["date"]
+        start = datetime(day.year, day.month, day.day, hour, minute, tzinfo=self.context.timezone)
+        duration: int = f["duration"]
+        trunk: str = f["line"]
+        account: str = f["account"]
         answered = account != NO_ANSWER and cls not in ("ALB", "BRD")
         if account == NO_ANSWER:
             account = ""
