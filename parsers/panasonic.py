@@ -3,7 +3,8 @@
 Layout: "Pattern A" of the KX-NS1000 Feature Guide (2.22.1, Record Log Features): Date 8, Time 7, Ext 5,
 CO 2, Dial Number 25, Ring 4, Duration 8, ACC Code 10, CD 2; 0-based offsets as in vicriveros/smdr-panasonic
 (KX-NS500): date ``[0:8]``, time ``[9:16]``, ext ``[17:22]``, CO ``[23:25]``, dial number ``[26:51]``, ring
-``[52:56]``, duration ``[57:65]``, account ``[66:76]``, CD ``[77:79]``.
+``[52:56]``, duration ``[57:65]``, account ``[66:76]``, CD ``[77:79]`` (`SLICES`, the toolkit layout `LAYOUT`;
+`layout` moves the fields after the dial number for printouts that widen it).
 
 * Date ``MM/DD/YY`` (option ``date_order = "dmy"`` for ``DD/MM/YY`` countries); time ``hh:mmAM``/``hh:mmPM``
   (24-hour ``hh:mm`` is accepted too) is the END of the call on TDA/TDE/NS, so start = end - duration - ring,
@@ -21,12 +22,15 @@ format does not carry.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from smdrd.parsing import Parser
 from smdrd.record import CallRecord, Direction
+
+from .toolkit import Layout, Slice
 
 SLICES: Mapping[str, tuple[int, int]] = {
     "date": (0, 8), "time": (9, 16), "extension": (17, 22), "co": (23, 25), "dial": (26, 51),
@@ -44,6 +48,46 @@ _DURATION = re.compile(r"[0-9]{2}:[0-9]{2}'[0-9]{2}")
 def _ring_text(seconds: int) -> str:
     m, s = divmod(min(seconds, 9 * 60 + 59), 60)
     return f"{m}'{s:02d}"
+
+
+def _duration(text: str) -> int:
+    t = text.strip()
+    if not (len(t) == 8 and t[2] == ":" and t[5] == "'" and t[:2].isdigit() and t[3:5].isdigit()
+            and t[6:].isdigit() and t.isascii()) or int(t[3:5]) > 59 or int(t[6:]) > 59:
+        raise ValueError(f"expected HH:MM'SS, got {text!r}")
+    return int(t[:2]) * 3600 + int(t[3:5]) * 60 + int(t[6:])
+
+
+def _ring(text: str) -> int:
+    t = text.strip()
+    m, sep, s = t.partition("'")
+    if not (sep and m.isdigit() and len(s) == 2 and s.isdigit() and t.isascii()) or int(s) > 59:
+        raise ValueError(f"expected M'SS, got {text!r}")
+    return int(m) * 60 + int(s)
+
+
+@functools.cache
+def layout(shift: int = 0) -> Layout:
+    """Pattern A (`SLICES`) with the fields after the dial number moved ``shift`` columns to the right (a printout
+    that widens the dial number; negative: narrows it). Duration, then ring, are converted; the date and time
+    are read by the parser first."""
+    def moved(name: str, a: int, b: int) -> Slice:
+        if name == "dial":
+            b += shift
+        elif a >= SLICES["ring"][0]:
+            a, b = a + shift, b + shift
+        # converted as written (unstripped), so an error quotes the field; render right-aligns numbers
+        if name == "duration":
+            return Slice(name, a, b, _duration, strip=False)
+        if name == "ring":
+            return Slice(name, a, b, _ring, optional=True, default=None, strip=False, align=">")
+        return Slice(name, a, b, align=">" if name == "co" else "<")
+
+    fields = {name: moved(name, a, b) for name, (a, b) in SLICES.items()}
+    return Layout("panasonic", [fields.pop("duration"), fields.pop("ring"), *fields.values()])
+
+
+LAYOUT = layout()
 
 
 class PanasonicParser(Parser):
@@ -64,14 +108,15 @@ class PanasonicParser(Parser):
             raise self.error(f"record is {len(line.rstrip())} characters; expected at least 65")
         if len(line.rstrip()) > 90:
             raise self.error(f"record is {len(line.rstrip())} characters; expected 80 (pattern A)")
-        f = self._fields(line)
-        dial = f["dial"].strip()
+        shift = self._shift(line)
+        dial = line[SLICES["dial"][0]:SLICES["dial"][1] + shift].strip()
         if dial.upper().startswith(STATUS_RECORDS):
             return None
-        end = self._end(f["date"], f["time"])
-        duration = self._duration(f["duration"])
-        ring = self._ring(f["ring"])
-        cd = f["cd"].strip()
+        end = self._end(line[0:8], line[9:16])
+        f = layout(shift).extract(line)
+        duration: int = f["duration"]
+        ring: int | None = f["ring"]
+        cd: str = f["cd"]
 
         extra: dict[str, str] = {}
         if dial.startswith(("<I>", "<D>")):
@@ -84,7 +129,7 @@ class PanasonicParser(Parser):
             direction, number = Direction.INTERNAL, dial[3:].strip()
         else:
             direction, number = Direction.OUTBOUND, dial
-        ext = f["extension"].strip()
+        ext: str = f["extension"]
         if not ext:
             raise self.error("no extension", "extension")
         if cd:
@@ -100,29 +145,27 @@ class PanasonicParser(Parser):
             direction=direction,
             extension=ext,
             number=number,
-            trunk="" if direction is Direction.INTERNAL else f["co"].strip(),
-            account=f["account"].strip(),
+            trunk="" if direction is Direction.INTERNAL else f["co"],
+            account=f["account"],
             answered=answered,
             transfer=cd if cd in TRANSFER_CODES else "",
             extra=extra,
         ),)
 
-    def _fields(self, line: str) -> dict[str, str]:
-        """Slice a record, anchored on its duration (the one field with an unmistakable shape).
+    def _shift(self, line: str) -> int:
+        """How far a record's fields after the dial number moved (see `layout`), found from its duration (the one
+        field with an unmistakable shape).
 
         Pattern A puts the duration at column 57, but printouts that widen the dial number (as some
         manual examples do) move everything after it; the fields keep their widths around the duration.
         """
-        f = {name: line[a:b] for name, (a, b) in SLICES.items()}
-        if _DURATION.fullmatch(f["duration"]):
-            return f
+        a, b = SLICES["duration"]
+        if _DURATION.fullmatch(line, a, b):
+            return 0
         m = _DURATION.search(line, 50)
         if m is None:
             raise self.error(f"no HH:MM'SS duration in {line[50:]!r}", "duration")
-        a, b = m.span()
-        f.update(dial=line[26:a - 6], ring=line[a - 5:a - 1], duration=line[a:b], account=line[b + 1:b + 11],
-                 cd=line[b + 12:b + 14])
-        return f
+        return m.start() - a
 
     @staticmethod
     def _is_noise(text: str) -> bool:
@@ -158,22 +201,6 @@ class PanasonicParser(Parser):
         except ValueError as exc:
             raise self.error(f"not a valid date and time: {date} {time} ({exc})", "date") from None
 
-    def _duration(self, text: str) -> int:
-        t = text.strip()
-        if not (len(t) == 8 and t[2] == ":" and t[5] == "'" and t[:2].isdigit() and t[3:5].isdigit()
-                and t[6:].isdigit() and t.isascii()) or int(t[3:5]) > 59 or int(t[6:]) > 59:
-            raise self.error(f"expected HH:MM'SS, got {text!r}", "duration")
-        return int(t[:2]) * 3600 + int(t[3:5]) * 60 + int(t[6:])
-
-    def _ring(self, text: str) -> int | None:
-        t = text.strip()
-        if not t:
-            return None
-        m, sep, s = t.partition("'")
-        if not (sep and m.isdigit() and len(s) == 2 and s.isdigit() and t.isascii()) or int(s) > 59:
-            raise self.error(f"expected M'SS, got {text!r}", "ring")
-        return int(m) * 60 + int(s)
-
     @classmethod
     def render(cls, record: CallRecord) -> list[str]:
         """One pattern A record (MM/DD/YY, 12-hour end time)."""
@@ -193,10 +220,10 @@ class PanasonicParser(Parser):
             cd = "AN"
         # CO is a 2-digit line number: a trunk named otherwise (T9008) keeps its last digits
         co = record.trunk if len(record.trunk) <= 2 else "".join(c for c in record.trunk if c.isdigit())[-2:]
-        line = (f"{end.strftime('%m/%d/%y %I:%M%p')} {record.extension[:5]:<5} {co:>2} "
-                f"{dial[:25]:<25} {_ring_text(ring) if record.ring is not None else '':>4} "
-                f"{h:02d}:{rest // 60:02d}'{rest % 60:02d} {record.account[:10]:<10} {cd:<2}")
-        return [line]
+        values = {"date": end.strftime("%m/%d/%y"), "time": end.strftime("%I:%M%p"), "extension": record.extension,
+                  "co": co, "dial": dial, "ring": _ring_text(ring) if record.ring is not None else "",
+                  "duration": f"{h:02d}:{rest // 60:02d}'{rest % 60:02d}", "account": record.account, "cd": cd}
+        return [LAYOUT.render(values).ljust(SLICES["cd"][1])]  # the PBX pads the last field too
 
     @classmethod
     def header_lines(cls, at: datetime | None = None) -> list[str]:
