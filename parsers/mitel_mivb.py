@@ -1,6 +1,7 @@
 """Mitel MiVoice Business / 3300 ICP / SX-2000 SMDR: fixed-width records, one per trunk call. No I/O here.
 
-Two layouts are read, chosen per line from the shape of the start time:
+Two layouts are read (`STANDARD` and `EXTENDED`, as the toolkit layouts `STANDARD_LAYOUT` and
+`EXTENDED_LAYOUT`), chosen per line from the shape of the start time:
 
 * **standard** (Mitel MiVB help, "SMDR summary of fields"): 90 columns,
   ``zmm/dd hh:mmp hh:mm:ss pppp fttt <26 digits>hsqqqqk rrrr <12 account>siii``, optionally followed by
@@ -27,10 +28,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
 
+from smdrd.errors import ParseError
 from smdrd.parsing import Parser
 from smdrd.record import CallRecord, Direction
 
-from .toolkit import check_call_seconds
+from .toolkit import Layout, Slice, check_call_seconds
 
 # (field, start, end), 0-based, end exclusive.
 STANDARD: Mapping[str, tuple[int, int]] = {
@@ -52,6 +54,66 @@ _EXTRA = ("long_call", "attendant", "answer_time", "digits", "meter", "status", 
           "transfer_flag", "third_party", "route_opt", "system_id", "ani", "dnis", "oli")
 #: completion statuses of calls that did not connect: busy, error, invalid / toll-denied.
 NOT_CONNECTED = frozenset("BEI")
+
+
+def _long_call(text: str) -> str:
+    if text not in (" ", "-", "%", "+"):
+        raise ValueError(f"expected blank, -, % or +, got {text!r}")
+    return text
+
+
+def _mmdd(text: str) -> tuple[int, int]:
+    if not (text[:2].isdigit() and text[3:5].isdigit() and text.isascii()):
+        raise ValueError(f"expected mm/dd, got {text!r}")
+    return int(text[:2]), int(text[3:5])
+
+
+def _time(text: str) -> tuple[int, int, int]:
+    """``hh:mm`` or ``hh:mm:ss``, then the PM flag (one field for the parser: an error in either is the time's)."""
+    hhmm, pm = text[:-1], text[-1:]
+    parts = hhmm.split(":")
+    if not all(len(p) == 2 and p.isdigit() and p.isascii() for p in parts):
+        raise ValueError(f"expected hh:mm or hh:mm:ss, got {hhmm!r}")
+    if pm not in (" ", "P", "p", "A", "a", ""):
+        raise ValueError(f"expected blank or P, got {pm!r}")
+    hour, minute = int(parts[0]), int(parts[1])
+    second = int(parts[2]) if len(parts) == 3 else 0
+    if pm in ("P", "p") and hour < 12:
+        hour += 12
+    return hour, minute, second
+
+
+def _duration(text: str) -> tuple[int, bool]:
+    """Seconds, and whether the call outlasted the field."""
+    t = text.strip()
+    if not t:
+        return 0, False  # the real capture has records with a blank duration
+    parts = t.split(":")
+    if len(parts) != 3 or not all(p.isdigit() and p.isascii() for p in parts) \
+            or len(parts[1]) != 2 or len(parts[2]) != 2:
+        raise ValueError(f"expected hh:mm:ss, got {text!r}")
+    if parts[1] == parts[2] == "99":
+        # the call outlasted the field ("99:99:99"): keep the most it can say, and say so
+        return int(parts[0]) * 3600 + 59 * 60 + 59, True
+    if int(parts[1]) > 59 or int(parts[2]) > 59:
+        raise ValueError(f"minutes and seconds must be under 60, got {text!r}")
+    return int(parts[0]) * 3600 + int(parts[1]) * 60 + int(parts[2]), False
+
+
+def _layout(slices: Mapping[str, tuple[int, int]]) -> Layout:
+    """A toolkit layout of ``slices``: the fields `MitelMiVBParser.parse` converts, in the order it checks them
+    (``time`` holds the PM flag after it), as written so that an error quotes them; then the texts."""
+    converted = {"long_call": _long_call, "date": _mmdd, "time": _time, "duration": _duration}
+    spans = {**slices, "time": (slices["time"][0], slices["pm"][1])}
+    return Layout("mitel-mivb", [
+        *(Slice(name, *spans[name], convert, strip=False) for name, convert in converted.items()),
+        *(Slice(name, a, b, align=">" if name == "answer_time" else "<") for name, (a, b) in spans.items()
+          if name not in converted and name != "pm"),
+    ])
+
+
+STANDARD_LAYOUT = _layout(STANDARD)
+EXTENDED_LAYOUT = _layout(EXTENDED)
 
 
 def _is_trunk(party: str) -> bool:
@@ -79,21 +141,24 @@ class MitelMiVBParser(Parser):
             return None
         if len(line) < 22 or line[3:4] != "/" or line[9:10] != ":":
             raise self.error("expected a record starting 'zmm/dd hh:mm'", "date")
-        layout = EXTENDED if line[12:13] == ":" else STANDARD
-        f = {name: line[a:b] for name, (a, b) in layout.items()}
-        if len(line) < layout["calling"][0]:
+        slices, layout = (EXTENDED, EXTENDED_LAYOUT) if line[12:13] == ":" else (STANDARD, STANDARD_LAYOUT)
+        if len(line) < slices["calling"][0]:
             raise self.error(f"record is only {len(line)} characters long")
-        if f["long_call"] not in (" ", "-", "%", "+"):
-            raise self.error(f"expected blank, -, % or +, got {f['long_call']!r}", "long_call")
-
-        start = self._start(f["date"], f["time"], f["pm"])
-        duration, overflow = self._duration(f["duration"])
-        calling = f["calling"].strip()
-        called = f["called"].strip()
-        answer_time = f["answer_time"].strip()
-        digits = f["digits"].strip()
-        status = f["status"].strip()
-        ani = f["ani"].strip()
+        try:
+            f = layout.extract(line)
+        except ParseError as exc:
+            if exc.field == "duration":
+                # the start is checked first: a date that is no day of the calendar is the error to report
+                self._start(line, slices, _mmdd(line[1:6]), _time(line[slices["time"][0]:slices["pm"][1]]))
+            raise
+        start = self._start(line, slices, f["date"], f["time"])
+        duration, overflow = f["duration"]
+        calling: str = f["calling"]
+        called: str = f["called"]
+        answer_time: str = f["answer_time"]
+        digits: str = f["digits"]
+        status: str = f["status"]
+        ani: str = f["ani"]
         ring: int | None = None
         if answer_time or _is_trunk(calling):
             direction = Direction.INBOUND
@@ -103,7 +168,8 @@ class MitelMiVBParser(Parser):
                 ring, duration, answered = duration, 0, False
             else:
                 if answer_time and not (answer_time.isdigit() and answer_time.isascii()):
-                    raise self.error(f"expected seconds or ***, got {f['answer_time']!r}", "answer_time")
+                    raw = line[slice(*slices["answer_time"])]
+                    raise self.error(f"expected seconds or ***, got {raw!r}", "answer_time")
                 ring = int(answer_time) if answer_time else None
                 answered = status not in NOT_CONNECTED
         elif called and not _is_trunk(called):
@@ -119,7 +185,7 @@ class MitelMiVBParser(Parser):
 
         check_call_seconds(self.name, duration=duration, ring=ring)  # 4-digit hours reach 9999 h
 
-        extra = {name: f[name].strip() for name in _EXTRA if f[name].strip()}
+        extra = {name: f[name].strip() for name in _EXTRA if f[name].strip()}  # long_call is unstripped
         if overflow:
             extra["duration_overflow"] = "1"
         flag, third = f["transfer_flag"].strip(), f["third_party"].strip()
@@ -132,25 +198,18 @@ class MitelMiVBParser(Parser):
             extension=extension,
             number=number,
             trunk=trunk,
-            account=f["account"].strip(),
+            account=f["account"],
             answered=answered,
             transfer=f"{flag} {third}".strip() if flag else "",
             extra=extra,
         ),)
 
-    def _start(self, mmdd: str, hhmm: str, pm: str) -> datetime:
-        if not (mmdd[:2].isdigit() and mmdd[3:5].isdigit() and mmdd.isascii()):
-            raise self.error(f"expected mm/dd, got {mmdd!r}", "date")
-        parts = hhmm.split(":")
-        if not all(len(p) == 2 and p.isdigit() and p.isascii() for p in parts):
-            raise self.error(f"expected hh:mm or hh:mm:ss, got {hhmm!r}", "time")
-        if pm not in (" ", "P", "p", "A", "a", ""):
-            raise self.error(f"expected blank or P, got {pm!r}", "time")
-        hour, minute = int(parts[0]), int(parts[1])
-        second = int(parts[2]) if len(parts) == 3 else 0
-        if pm in ("P", "p") and hour < 12:
-            hour += 12
-        month, day = int(mmdd[:2]), int(mmdd[3:5])
+    def _start(self, line: str, slices: Mapping[str, tuple[int, int]], day_of_year: tuple[int, int],
+               time: tuple[int, int, int]) -> datetime:
+        """The start (month and day, hour, minute and second), in the context's year or the year that puts it no
+        more than a day ahead of now."""
+        month, day = day_of_year
+        hour, minute, second = time
         tz = self.context.timezone
         year = self.context.year
         if year is None:
@@ -165,22 +224,8 @@ class MitelMiVBParser(Parser):
         try:
             return datetime(year, month, day, hour, minute, second, tzinfo=tz)
         except ValueError as exc:
+            mmdd, hhmm = line[slice(*slices["date"])], line[slice(*slices["time"])]
             raise self.error(f"not a valid date and time: {mmdd} {hhmm} ({exc})", "date") from None
-
-    def _duration(self, text: str) -> tuple[int, bool]:
-        t = text.strip()
-        if not t:
-            return 0, False  # the real capture has records with a blank duration
-        parts = t.split(":")
-        if len(parts) != 3 or not all(p.isdigit() and p.isascii() for p in parts) \
-                or len(parts[1]) != 2 or len(parts[2]) != 2:
-            raise self.error(f"expected hh:mm:ss, got {text!r}", "duration")
-        if parts[1] == parts[2] == "99":
-            # the call outlasted the field ("99:99:99"): keep the most it can say, and say so
-            return int(parts[0]) * 3600 + 59 * 60 + 59, True
-        if int(parts[1]) > 59 or int(parts[2]) > 59:
-            raise self.error(f"minutes and seconds must be under 60, got {text!r}", "duration")
-        return int(parts[0]) * 3600 + int(parts[1]) * 60 + int(parts[2]), False
 
     @classmethod
     def render(cls, record: CallRecord) -> list[str]:
@@ -218,13 +263,7 @@ class MitelMiVBParser(Parser):
             flag, _, third = record.transfer.partition(" ")
             fields["transfer_flag"], fields["third_party"] = flag[:1], third
         fields["system_id"] = record.extra.get("system_id", "001")
-        chars = [" "] * 163
-        for name, (a, b) in EXTENDED.items():
-            value = fields[name][: b - a]
-            if name == "answer_time":
-                value = value.rjust(b - a)
-            chars[a:a + len(value)] = value
-        return ["".join(chars).rstrip()]
+        return [EXTENDED_LAYOUT.render(fields)]
 
     @classmethod
     def detect(cls, lines: Sequence[str]) -> float:
