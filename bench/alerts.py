@@ -76,7 +76,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
                    "velocity": {"enabled": False}, "high_risk": {"snooze_minutes": 0}},
         "logging": {"level": "error"},
     })
-    daemon = Daemon(settings, features=("alerts",))
+    daemon = Daemon(settings, features=("alerts", "mqtt"))
     task = asyncio.create_task(daemon.run())
     sub = Subscriber(broker.host, broker.port, ["smdrd/alert/#"], on_message=arrived)
     sub_task = asyncio.create_task(sub.run())

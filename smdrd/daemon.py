@@ -7,10 +7,10 @@ SIGTERM/SIGINT: stop reading (each source drains what it already has), commit ev
 
 A source that fails is restarted after a growing delay; nothing a PBX sends can stop the daemon.
 
-Composition is explicit: `Daemon.build` makes each feature of `FEATURES` (health, metrics, reports, alerts and
-their MQTT publisher, retention) in that order, handing each what it needs (alerts get the metrics object), and
-keeps them in `Daemon.features`. A feature adds HTTP routes (`Daemon.http`), observers of committed entries
-(`Daemon.commit_listeners`, a list), reload listeners, background tasks (`Daemon.add_task`) and the call
+Composition is explicit: `Daemon.build` makes each feature of `FEATURES` (health, metrics, reports, alerts, MQTT
+delivery, retention) in that order, handing each what it needs (alerts get the metrics object; MQTT delivery gets
+both), and keeps them in `Daemon.features`. A feature adds HTTP routes (`Daemon.http`), observers of committed
+entries (`Daemon.commit_listeners`, a list), reload listeners, background tasks (`Daemon.add_task`) and the call
 observer (`Daemon.hooks`). Every task (the writer, each source, each feature's) runs under one
 `asyncio.TaskGroup`, supervised: one that dies of an error is logged with its traceback, turns `/healthz` red and
 starves the watchdog, and the others keep running until systemd restarts the daemon.
@@ -42,6 +42,7 @@ from smdrd.store.sqlite.writer import JournalWriter
 
 if TYPE_CHECKING:
     from smdrd.alerts import Alerts
+    from smdrd.delivery import MqttDelivery
     from smdrd.health import HealthMonitor
     from smdrd.metrics import Metrics
     from smdrd.reports.http import ReportService
@@ -59,7 +60,7 @@ class RunningSource:
 
 
 #: the features a daemon is built with, in build order (each one's dependencies come before it).
-FEATURES: tuple[str, ...] = ("health", "metrics", "reports", "alerts", "retention")
+FEATURES: tuple[str, ...] = ("health", "metrics", "reports", "alerts", "mqtt", "retention")
 
 
 @dataclass
@@ -70,6 +71,7 @@ class Features:
     metrics: Metrics | None = None
     reports: ReportService | None = None
     alerts: Alerts | None = None
+    mqtt: MqttDelivery | None = None
     retention: Pruner | None = None
 
 
@@ -165,6 +167,10 @@ class Daemon:
             from smdrd.alerts import install as alerts
 
             f.alerts = alerts(self, metrics=f.metrics)
+        if "mqtt" in wanted:
+            from smdrd.delivery import install as mqtt
+
+            f.mqtt = mqtt(self, alerts=f.alerts, metrics=f.metrics)
         if "retention" in wanted:
             from smdrd.retention import install as retention
 

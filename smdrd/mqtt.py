@@ -1,8 +1,14 @@
 """The MQTT edge: publishes the alert outbox (QoS 1), the daemon's status and, optionally, every call.
 
 The only module that imports aiomqtt (a move to aiomqtt 3 touches this file alone). It owns one broker
-connection and its reconnect loop; the rest of smdrd talks to it through `Publisher.wake` (new alerts are
-committed), `Publisher.offer_call` and an outbox it reads (`OutboxLike`).
+connection and its reconnect loop; the rest of smdrd talks to it through `Publisher.wake` (new alerts or calls
+were committed), the alert outbox it reads (`smdrd.store.api.OutboxStore`) and the call feed it reads
+(`smdrd.store.api.CallFeed`).
+
+Calls (``[mqtt] publish_calls``) are read from the journal after a saved cursor, a window at a time; the cursor
+moves past a call only once the broker acknowledged it and every call before it. A broker away for a night, or a
+daemon restart, delays calls but never drops one; a connection lost mid-window sends the unacknowledged ones
+again (at least once; ``uid`` is stable).
 
 Delivery: an alert is marked delivered only after the broker acknowledged its QoS-1 PUBLISH (aiomqtt's
 ``publish`` returns on PUBACK). aiomqtt has no offline queue, so while the broker is away alerts simply stay in
@@ -23,9 +29,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import ssl
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,14 +42,15 @@ import structlog
 
 from smdrd.backoff import Backoff, LogThrottle, log_throttled
 from smdrd.config import MqttConfig
-from smdrd.store.api import StoreUnavailable
+from smdrd.store.api import CallFeed, StoreUnavailable
 
 log = structlog.get_logger("smdrd.mqtt")
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 ONLINE = b"online"
 OFFLINE = b"offline"
-#: calls waiting to be published while the broker is away (the oldest are dropped beyond this).
-MAX_QUEUED_CALLS = 10_000
+#: the call feed's cursor name in the store.
+CALL_FEED = "mqtt-calls"
 
 
 class PendingLike(Protocol):
@@ -76,7 +83,6 @@ class PublisherStats:
     #: alerts acknowledged by the broker and marked delivered
     alerts_published: int = 0
     calls_published: int = 0
-    calls_dropped: int = 0
     last_error: str | None = None
 
 
@@ -93,6 +99,8 @@ class Publisher:
         base_dir: the folder relative ``password_file``, ``ca_file``... are read from.
         on_connected: called with True after each connection and False after each disconnection (metrics).
         on_delivered: called with the number of alerts just marked delivered (metrics).
+        feed: the stored calls, for ``publish_calls`` (opened; without it no call is published).
+        site: the ``site`` every call message carries (``[site] name``).
     """
 
     def __init__(
@@ -103,8 +111,12 @@ class Publisher:
         base_dir: Path | None = None,
         on_connected: Callable[[bool], None] | None = None,
         on_delivered: Callable[[int], None] | None = None,
+        feed: CallFeed | None = None,
+        site: str = "",
     ) -> None:
         self.config = config
+        self.feed = feed
+        self.site = site
         self.outbox = outbox
         self.base_dir = base_dir
         self.stats = PublisherStats()
@@ -117,23 +129,18 @@ class Publisher:
         self.alert_topic_prefix = f"{prefix}/alert/"
         self._wake = asyncio.Event()
         self._wake.set()  # drain whatever is pending at start
-        self._calls: deque[bytes] = deque()
         self._marking: set[asyncio.Future[None]] = set()
         self._calls_ready = asyncio.Event()
+        self._calls_ready.set()  # publish whatever was stored while nobody was publishing
 
     # -- called by the daemon ---------------------------------------------------------------------------------
 
-    def wake(self) -> None:
-        """New alerts were committed: publish them now rather than at the next periodic check."""
-        self._wake.set()
-
-    def offer_call(self, payload: bytes) -> None:
-        """Queue a call for ``<prefix>/call`` (best effort: dropped, oldest first, past `MAX_QUEUED_CALLS`)."""
-        if len(self._calls) >= MAX_QUEUED_CALLS:
-            self._calls.popleft()
-            self.stats.calls_dropped += 1
-        self._calls.append(payload)
-        self._calls_ready.set()
+    def wake(self, *, alerts: bool = True, calls: bool = False) -> None:
+        """New alerts (or calls) were committed: publish them now rather than at the next periodic check."""
+        if alerts:
+            self._wake.set()
+        if calls:
+            self._calls_ready.set()
 
     # -- the connection ---------------------------------------------------------------------------------------
 
@@ -215,8 +222,8 @@ class Publisher:
 
     async def _session(self, client: aiomqtt.Client) -> None:
         jobs: list[Awaitable[None]] = [self._watch(client), self._drain(client)]
-        if self.config.publish_calls:
-            jobs.append(self._publish_calls(client))
+        if self.config.publish_calls and self.feed is not None:
+            jobs.append(self._publish_calls(client, self.feed))
         tasks = [asyncio.ensure_future(job) for job in jobs]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -275,35 +282,70 @@ class Publisher:
 
     async def _mark(self, rows: list[int]) -> None:
         # The broker has them: retry the mark until it sticks (a locked database), or they would go out twice.
-        delay = 0.05
+        backoff = Backoff(0.05, 5.0)
         now = time.time()
         while True:
             try:
                 await self.outbox.mark_delivered(rows, now)
                 break
             except StoreUnavailable as exc:
-                log.warning("mqtt.mark_delivered_failed", error=str(exc), alerts=len(rows), retry_in=delay)
+                delay = backoff.next_delay()
+                log.warning("mqtt.mark_delivered_failed", error=str(exc), alerts=len(rows), retry_in=round(delay, 2))
                 await asyncio.sleep(delay)
-                delay = min(5.0, delay * 2)
         self.stats.alerts_published += len(rows)
         if self._on_delivered is not None:
             self._on_delivered(len(rows))
 
-    async def _publish_calls(self, client: aiomqtt.Client) -> None:
-        calls, window = self._calls, self.config.window
+    async def _publish_calls(self, client: aiomqtt.Client, feed: CallFeed) -> None:
+        """Publish stored calls after the saved cursor, a window at a time; save the cursor past each call the
+        broker acknowledged with every call before it (so a gap is never skipped)."""
+        window = self.config.window
+        position = await feed.start(CALL_FEED)
         while True:
-            if not calls:
-                self._calls_ready.clear()
-                await self._calls_ready.wait()
+            self._calls_ready.clear()
+            batch = await feed.after(position, window)
+            if not batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._calls_ready.wait(), 30.0)  # and re-check now and then
                 continue
-            batch = [calls.popleft() for _ in range(min(window, len(calls)))]
-            results: list[Any] = await asyncio.gather(
-                *(client.publish(self.call_topic, p, qos=1) for p in batch), return_exceptions=True)
-            failed = [p for p, res in zip(batch, results, strict=True) if res is not None]
-            self.stats.calls_published += len(batch) - len(failed)
-            if failed:
-                calls.extendleft(reversed(failed))  # in order, ahead of the newer ones
-                raise next(r for r in results if isinstance(r, BaseException))
+            sends = [asyncio.ensure_future(client.publish(self.call_topic, self._call_message(c.fields), qos=1))
+                     for c in batch]
+            try:
+                await asyncio.wait(sends)
+            finally:
+                if not all(t.done() for t in sends):
+                    for _ in range(3):
+                        await asyncio.sleep(0)  # let acknowledgements that already arrived complete their calls
+                for t in sends:
+                    t.cancel()
+                acked = 0
+                for t in sends:
+                    if not t.done() or t.cancelled() or t.exception() is not None:
+                        break
+                    acked += 1
+                self.stats.calls_published += acked
+                if acked:
+                    position = batch[acked - 1].position
+                    await asyncio.shield(self._save_cursor(feed, position))
+            failed = next((t for t in sends if t.done() and not t.cancelled() and t.exception() is not None), None)
+            if failed is not None:
+                raise failed.exception()  # type: ignore[misc]  # the session ends; reconnect and go on
+            if acked < len(sends):
+                raise _Disconnected("call feed: the session ended before every call was acknowledged")
+
+    async def _save_cursor(self, feed: CallFeed, position: int) -> None:
+        backoff = Backoff(0.05, 5.0)
+        while True:
+            try:
+                await feed.save(CALL_FEED, position)
+                return
+            except StoreUnavailable as exc:
+                delay = backoff.next_delay()
+                log.warning("mqtt.call_cursor_save_failed", error=str(exc), retry_in=round(delay, 2))
+                await asyncio.sleep(delay)
+
+    def _call_message(self, fields: dict[str, Any]) -> bytes:
+        return _encode({**fields, "site": self.site}).encode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,8 +112,8 @@ def settings(tmp_path: Path, broker: Broker, port: int, **sections: Any) -> Sett
 
 
 @asynccontextmanager
-async def running(s: Settings) -> AsyncIterator[Pbx]:
-    daemon = Daemon(s, features=("alerts",))
+async def running(s: Settings, features: tuple[str, ...] = ("alerts", "mqtt")) -> AsyncIterator[Pbx]:
+    daemon = Daemon(s, features=features)
     task = asyncio.create_task(daemon.run())
     await asyncio.wait_for(daemon.ready.wait(), 10)
     port = int(s.sources[0].listen.rsplit(":", 1)[1]) if s.sources and s.sources[0].kind == "tcp-server" else 0
@@ -279,7 +279,7 @@ async def test_reload_swaps_the_rules(tmp_path: Path, broker: Broker) -> None:
 
     s = load_config(config, use_env=False)
     async with subscribed(broker) as sub:
-        daemon = Daemon(s, config, features=("alerts",))
+        daemon = Daemon(s, config, features=("alerts", "mqtt"))
         task = asyncio.create_task(daemon.run())
         await daemon.ready.wait()
         pbx = Pbx(daemon, port)

@@ -1,10 +1,10 @@
-"""Alerts on abnormal calls: rules on the hot path, an outbox in the call's transaction, MQTT delivery.
+"""Alerts on abnormal calls: rules on the hot path, and an outbox written in the call's transaction.
 
 Built by `smdrd.daemon.Daemon.build` as the ``alerts`` feature (``daemon.features.alerts``), after ``metrics``.
-`install` sets the call observer (`smdrd.alerts.engine.AlertEngine.observe`), a commit listener (wakes the
-publisher when alerts were committed; logs them; queues calls for ``[mqtt] publish_calls``), a background task
-(source health checks, outbox retention, the MQTT publisher) and a reload listener (re-reads ``[alerts]``,
-``[[departments]]`` and, if it changed, ``[mqtt]``).
+`install` sets the call observer (`smdrd.alerts.engine.AlertEngine.observe`), a commit listener (logs and counts
+the alerts committed), a background task (source health checks, outbox retention) and a reload listener
+(re-reads ``[alerts]`` and ``[[departments]]``). Delivery is the ``mqtt`` feature's (`smdrd.delivery`): it reads
+the outbox, and `Alerts.outbox_listeners` wakes it when an operational alert is added.
 
 This package never holds a call back: rules run inline and cheap, everything slow happens after the commit.
 See docs/alerts.md for the rules, topics and payloads.
@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -32,13 +32,11 @@ if TYPE_CHECKING:
     from smdrd.config import Settings
     from smdrd.daemon import Daemon
     from smdrd.metrics import Metrics
-    from smdrd.mqtt import Publisher
 
 __all__ = ["AlertEngine", "AlertStats", "Alerts", "compile_settings", "install"]
 
 log = structlog.get_logger("smdrd.alerts")
 
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def departments_of(settings: Settings) -> tuple[Departments, dict[str, tuple[Decimal | None, Decimal | None]]]:
@@ -70,38 +68,34 @@ class Alerts:
         self.engine = AlertEngine(rules, settings.site.tz, site=settings.site.name, directory=directory)
         self.store = open_store(settings.database.path)
         self.outbox = self.store.outbox()
-        self.publisher: Publisher | None = None
-        self.mqtt_config = settings.mqtt
+        #: called after alerts were added to the outbox outside a commit (the MQTT delivery wakes).
+        self.outbox_listeners: list[Callable[[], None]] = []
         #: alerts committed and not yet acknowledged by the broker (approximate between checks).
         self.pending = 0
-        self._mqtt_changed = asyncio.Event()
         self._metrics = metrics
         self._declare_rules()
 
     # -- daemon hooks -----------------------------------------------------------------------------------------
 
     def committed(self, entries: list[JournalEntry], seconds: float) -> None:
-        """Commit listener: log the alerts just made durable, wake the publisher, queue calls to publish."""
+        """Commit listener: log and count the alerts just made durable."""
         raised = 0
-        publisher = self.publisher
-        publish_calls = publisher is not None and self.mqtt_config.publish_calls
         for entry in entries:
             for alert in entry.alerts:
                 raised += 1
                 log.warning("alert.raised", rule=alert.rule, severity=alert.severity, id=alert.id)
                 self._metric_raised(alert.rule, alert.severity)
-            if publish_calls and entry.calls:
-                assert publisher is not None
-                for call in entry.calls:
-                    publisher.offer_call(_call_payload(call.to_json(entry.source), self.engine.site))
         if raised:
             self.pending += raised
             self._metric_pending()
-            if publisher is not None:
-                publisher.wake()
+
+    def delivered(self, n: int) -> None:
+        """``n`` alerts were acknowledged by the broker (the MQTT delivery's report)."""
+        self.pending = max(0, self.pending - n)
+        self._metric_pending()
 
     def reloaded(self, settings: Settings) -> None:
-        """Reload listener: swap in the new rules; restart the publisher if ``[mqtt]`` changed."""
+        """Reload listener: swap in the new rules."""
         try:
             rules, directory = compile_settings(settings)
         except Exception as exc:  # validated already; a surprise here must not break the reload
@@ -109,27 +103,18 @@ class Alerts:
             return
         self.engine.configure(rules, settings.site.tz, site=settings.site.name, directory=directory)
         self._declare_rules()
-        if settings.mqtt != self.mqtt_config:
-            self.mqtt_config = settings.mqtt
-            self._mqtt_changed.set()
         log.info("alerts.reloaded", rules=[a.rule.name for a in rules.calls + rules.sources])
 
     # -- the background task ----------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Seed the budgets, then run the health checks, retention and the publisher until cancelled."""
+        """Seed the budgets, then run the source health checks and the outbox's retention until cancelled."""
         self._seed_budgets()  # synchronously, before any source runs: the first call sees stored spend
         await self.outbox.open()
         try:
             self.pending = await self.outbox.count_pending()
             self._metric_pending()
-            checks = asyncio.ensure_future(self._checks())
-            try:
-                await self._run_publisher()
-            finally:
-                checks.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await checks
+            await self._checks()
         finally:
             await self.outbox.close()
 
@@ -146,34 +131,6 @@ class Alerts:
             return
         self.engine.seed_spend(totals)
 
-    async def _run_publisher(self) -> None:
-        from smdrd.mqtt import Publisher
-
-        while True:
-            self._mqtt_changed.clear()
-            cfg = self.mqtt_config
-            if not cfg.enabled:
-                self.publisher = None
-                await self._mqtt_changed.wait()
-                continue
-            self.publisher = Publisher(cfg, self.outbox, base_dir=self.daemon.base_dir,
-                                       on_connected=self._metric_connected, on_delivered=self._delivered)
-            task = asyncio.ensure_future(self.publisher.run())
-            changed = asyncio.ensure_future(self._mqtt_changed.wait())
-            try:
-                await asyncio.wait((task, changed), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                changed.cancel()
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            if not self._mqtt_changed.is_set():
-                return  # the publisher ended on its own: only a bug does that, and it was logged
-
-    def _delivered(self, n: int) -> None:
-        self.pending = max(0, self.pending - n)
-        self._metric_pending()
-
     async def _checks(self) -> None:
         last_prune = 0.0
         while True:
@@ -189,8 +146,8 @@ class Alerts:
                     if added:
                         self.pending += added
                         self._metric_pending()
-                        if self.publisher is not None:
-                            self.publisher.wake()
+                        for listener in self.outbox_listeners:
+                            listener()
                 if now - last_prune > 3600:
                     last_prune = now
                     await self.outbox.prune(self.daemon.settings.alerts.retention_days)
@@ -235,18 +192,6 @@ class Alerts:
         if self._metrics is not None:
             with contextlib.suppress(Exception):
                 self._metrics.alerts_pending(self.pending)
-
-    def _metric_connected(self, connected: bool) -> None:
-        if self._metrics is not None:
-            with contextlib.suppress(Exception):
-                self._metrics.mqtt_connected(connected)
-
-
-def _call_payload(call: dict[str, Any], site: str) -> bytes:
-    """The MQTT call feed's message: the call (`smdrd.journal.RatedCall.to_json`: never an authorisation code)
-    and the site."""
-    call["site"] = site
-    return _encode(call).encode()
 
 
 def install(daemon: Daemon, *, metrics: Metrics | None = None) -> Alerts:

@@ -24,8 +24,10 @@ __all__ = [
     "CALL_DETAIL",
     "ROLLUP_TABLES",
     "CallExport",
+    "CallFeed",
     "Cutoffs",
     "ExtensionSpec",
+    "FeedCall",
     "Filters",
     "JournalLine",
     "LineCursor",
@@ -190,6 +192,10 @@ class Store(Protocol):
         """A connection for one ``smdrd rerate`` or ``smdrd reparse`` run."""
         ...
 
+    def call_feed(self) -> CallFeed:
+        """The call feed's own connection (``await open()`` it)."""
+        ...
+
     def spend_since(self, since_utc: int) -> list[tuple[str, str, Decimal]]:
         """Spend per extension and site-local day of calls started since ``since_utc`` (epoch seconds): the
         budget rule's memory after a restart."""
@@ -342,3 +348,35 @@ class Rebuild(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+# ---- the call feed ----
+
+@dataclass(frozen=True, slots=True)
+class FeedCall:
+    """A stored call for the feed: its position in the journal's order, and its fields as
+    `smdrd.journal.RatedCall.to_json` gives them (never the authorisation code)."""
+
+    position: int
+    fields: dict[str, Any]
+
+
+class CallFeed(Protocol):
+    """Stored calls in commit order after a named, saved cursor: a consumer that saves the cursor only after
+    its destination acknowledged sees every call at least once, across disconnects and restarts."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def start(self, name: str) -> int:
+        """The saved position of feed ``name``; a new feed starts (and is saved) at the journal's end."""
+        ...
+
+    async def after(self, position: int, limit: int) -> list[FeedCall]:
+        """Up to ``limit`` calls after ``position``, in order."""
+        ...
+
+    async def save(self, name: str, position: int) -> None:
+        """Everything up to ``position`` was delivered."""
+        ...

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smdrd.store.sqlite.export import SqliteCallExport
+from smdrd.store.sqlite.feed import SqliteCallFeed
 from smdrd.store.sqlite.outbox import SqliteOutbox
 from smdrd.store.sqlite.rebuild import SqliteRebuild
 from smdrd.store.sqlite.reports import SqliteReports
@@ -34,6 +35,9 @@ class SqliteStore:
 
     def rebuild(self) -> SqliteRebuild:
         return SqliteRebuild(self.path)
+
+    def call_feed(self) -> SqliteCallFeed:
+        return SqliteCallFeed(self.path)
 
     def spend_since(self, since_utc: int) -> list[tuple[str, str, Decimal]]:
         conn = sqlite3.connect(self.path)
