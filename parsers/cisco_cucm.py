@@ -34,7 +34,6 @@ before the call they record, so they are held until that call's record arrives (
 
 from __future__ import annotations
 
-import csv
 import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -46,7 +45,7 @@ from typing import Any
 from smdrd.parsing import Parser, ParserContext
 from smdrd.record import CallRecord, Direction
 
-from ._fields import check_year, digits, seconds
+from .toolkit import Column, Converter, Layout, check_call_seconds, check_year, digits, seconds
 
 #: the columns of a CUCM 14/15 CDR file, for a stream that starts without its names line.
 DEFAULT_COLUMNS = (
@@ -125,6 +124,34 @@ MAX_OPEN_CALLS = 10_000
 _BIB = re.compile(r"^b[0-9A-Fa-f]{10,}$")
 
 
+#: how every line is read: CSV, strings quoted (the names line too). What a record's columns mean depends on
+#: the last names line (`record_layout`).
+LINE = Layout("cisco-cucm", (Column("cdrRecordType", 0, strip=True),), quoted=True, rstrip=False)
+
+
+def _whole(text: str) -> str:
+    t = text.strip()
+    if not digits(t):
+        raise ValueError(f"expected a whole number, got {text!r}")
+    return t
+
+
+def record_layout(columns: Sequence[str], time: Converter) -> Layout:
+    """The columns a CDR's record converts, in the order they are checked, found by name in ``columns`` (the
+    names line): the call ids and the duration (whole numbers, kept as text: the duration is bounded once the
+    times are known), then the three times, read with ``time`` (epoch seconds to a datetime in the parser's
+    timezone, ``None`` for 0).
+
+    Raises:
+        KeyError: ``columns`` lacks one of them.
+    """
+    index = {n: i for i, n in enumerate(columns)}
+    whole = ("globalCallID_callManagerId", "globalCallID_callId", "duration")
+    times = ("dateTimeOrigination", "dateTimeConnect", "dateTimeDisconnect")
+    return Layout("cisco-cucm", [*(Column(n, index[n], _whole) for n in whole),
+                                 *(Column(n, index[n], time) for n in times)])
+
+
 def int_to_ip(value: int) -> str:
     """CUCM's signed 32-bit little-endian IPv4 integer to dotted form (``239138826`` -> ``10.248.64.14``)."""
     b = (value & 0xFFFFFFFF).to_bytes(4, "little")
@@ -156,6 +183,7 @@ class CiscoCUCMParser(Parser):
         self._internal = tuple(g.upper() for g in _strings(opts, "internal_devices", ()))
         self._columns: tuple[str, ...] = DEFAULT_COLUMNS
         self._index = {n: i for i, n in enumerate(DEFAULT_COLUMNS)}
+        self._layout: Layout | None = record_layout(DEFAULT_COLUMNS, self._time)
         #: leg identifier -> (call key, the record of the call) for recording legs that come later.
         self._leg_owner: OrderedDict[str, CallRecord] = OrderedDict()
         #: call key -> next leg number.
@@ -167,18 +195,16 @@ class CiscoCUCMParser(Parser):
         up = device.upper()
         return up.startswith(self._phones) or any(fnmatchcase(up, g) for g in self._internal)
 
-    def _time(self, text: str, column: str) -> datetime | None:
+    def _time(self, text: str) -> datetime | None:
+        """A time column's converter: epoch seconds in the context's timezone (UTC without one), 0 for none."""
         t = text.strip()
         if not (digits(t) and len(t) <= 11):
-            raise self.error(f"expected epoch seconds, got {text!r}", column)
+            raise ValueError(f"expected epoch seconds, got {text!r}")
         if t == "0":
             return None
         tz = self.context.timezone
         when = datetime.fromtimestamp(int(t), UTC)
-        try:
-            check_year(when.year, t)
-        except ValueError as exc:
-            raise self.error(str(exc), column) from None
+        check_year(when.year, t)
         return when.astimezone(tz) if tz else when
 
     def _next_leg(self, key: str) -> int:
@@ -189,15 +215,15 @@ class CiscoCUCMParser(Parser):
         return leg
 
     def parse(self, line: str) -> Sequence[CallRecord] | None:
-        try:
-            rows = list(csv.reader([line]))
-        except csv.Error as exc:
-            raise self.error(f"not a CSV line: {exc}") from None
-        row = rows[0] if rows else []
+        row = LINE.split(line)
         first = row[0].strip() if row else ""
         if first == "cdrRecordType":
             self._columns = tuple(c.strip() for c in row)
             self._index = {n: i for i, n in enumerate(self._columns)}
+            try:
+                self._layout = record_layout(self._columns, self._time)
+            except KeyError:
+                self._layout = None  # every record is refused below, naming what the names line lacks
             return None
         if first == "INTEGER":
             return None
@@ -210,16 +236,14 @@ class CiscoCUCMParser(Parser):
             # Without a names line, a shorter row is an older release: CUCM only ever appends columns.
             raise self.error(f"expected {len(self._columns)} columns (per the names line), got {len(row)}")
         missing = [c for c in _REQUIRED if c not in self._index]
-        if missing:
+        if missing or self._layout is None:
             raise self.error(f"the names line lacks {', '.join(missing)}")
+        conv = self._layout.extract(row)
         f = dict(zip(self._columns, row, strict=False))
         g = f.get
-        for col in ("globalCallID_callManagerId", "globalCallID_callId", "duration"):
-            if not digits(f[col].strip()):
-                raise self.error(f"expected a whole number, got {f[col]!r}", col)
-        origination = self._time(f["dateTimeOrigination"], "dateTimeOrigination")
-        connect = self._time(f["dateTimeConnect"], "dateTimeConnect")
-        disconnect = self._time(f["dateTimeDisconnect"], "dateTimeDisconnect")
+        origination: datetime | None = conv["dateTimeOrigination"]
+        connect: datetime | None = conv["dateTimeConnect"]
+        disconnect: datetime | None = conv["dateTimeDisconnect"]
         if origination is None:
             raise self.error("origination time is 0", "dateTimeOrigination")
         try:
@@ -228,6 +252,7 @@ class CiscoCUCMParser(Parser):
             raise self.error(str(exc), "duration") from None
         ring_end = connect or disconnect or origination
         ring = max(int((ring_end - origination).total_seconds()), 0)
+        check_call_seconds(self.name, ring=ring)  # a connect time years after the origination is no call
 
         orig_dev, dest_dev = g("origDeviceName", ""), g("destDeviceName", "")
         calling = g("callingPartyNumber", "")
@@ -249,8 +274,8 @@ class CiscoCUCMParser(Parser):
             else:
                 extra[k] = v
 
-        call_id = f["globalCallID_callId"].strip()
-        own_key = f"{g('globalCallId_ClusterID', '')}/{f['globalCallID_callManagerId'].strip()}/{call_id}"
+        call_id: str = conv["globalCallID_callId"]
+        own_key = f"{g('globalCallId_ClusterID', '')}/{conv['globalCallID_callManagerId']}/{call_id}"
         record = CallRecord(
             format=self.name,
             start=origination,

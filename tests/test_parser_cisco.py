@@ -6,6 +6,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
+from smdrd.errors import ParseError
 from smdrd.parsers.cisco_cucm import DEFAULT_COLUMNS, CiscoCUCMParser, int_to_ip
 from smdrd.parsing import ParserContext
 from smdrd.record import CallRecord, Direction
@@ -146,3 +149,21 @@ def test_header_lines_and_detect() -> None:
     assert header[1] == lines("cdr.smdr")[1]
     assert CiscoCUCMParser.detect(lines("cdr.smdr")[:3]) > 0.9
     assert CiscoCUCMParser.detect(['"","1","2"']) == 0.0
+
+
+def test_a_ring_time_no_real_call_has_is_refused_before_it_counts_as_a_leg() -> None:
+    """A connect time years after the origination (a corrupt line) is an error naming ``ring``, and the call's
+    next record is still its next leg: the refused line took no leg number."""
+    call = CallRecord("cisco-cucm", datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC), 30, Direction.OUTBOUND, "201",
+                      "5551234", ring=2, trunk="GW1", call_id="77", answered=True)
+    (line,) = CiscoCUCMParser.render(call)
+    origination = str(int(call.start.timestamp()))
+    connect = str(int(call.start.timestamp()) + 2)
+    corrupt = line.replace(f",{origination},", f",{int(origination) - 10**9},", 1)
+    assert corrupt != line and connect in corrupt
+    parser = CiscoCUCMParser(ParserContext(timezone=UTC))
+    with pytest.raises(ParseError) as info:
+        parser.parse(corrupt)
+    assert info.value.field == "ring"
+    got = parser.parse(line)
+    assert got is not None and [r.leg for r in got] == [0]
