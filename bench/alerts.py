@@ -29,14 +29,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._util import report  # noqa: E402
-from smdrd.alerts.testing import Broker, mosquitto_path  # noqa: E402
 from smdrd.config import Settings  # noqa: E402
 from smdrd.daemon import Daemon  # noqa: E402
 from smdrd.logs import configure  # noqa: E402
-from smdrd.mqtt import Received, Subscriber  # noqa: E402
 from smdrd.parsers.avaya_ipo import AvayaIPOfficeParser  # noqa: E402
 from smdrd.record import CallRecord, Direction  # noqa: E402
-from smdrd.testing import free_port, open_connection_retry  # noqa: E402
+from smdrd.testing import Broker, Received, Subscriber, free_port, mosquitto_path, open_connection_retry  # noqa: E402  # noqa: E402  # noqa: E402
 
 UTC = ZoneInfo("UTC")
 

@@ -1,5 +1,6 @@
-"""Test helpers for smdrd's own tests and for plugin authors: a collecting ingest, free ports, pty pairs, and the
-parser conformance kit (`check_parser`, `check_garbage`, `check_round_trip`, `golden_cases`, `check_golden`).
+"""Test helpers for smdrd's own tests and for plugin authors: a collecting ingest, free ports, pty pairs, the
+parser conformance kit (`check_parser`, `check_garbage`, `check_round_trip`, `golden_cases`, `check_golden`),
+and a real MQTT broker with a collecting subscriber (`Broker`, `Subscriber`).
 
 Nothing here is used by the daemon itself.
 """
@@ -7,10 +8,16 @@ Nothing here is used by the daemon itself.
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
+import hashlib
 import inspect
 import json
 import os
+import shutil
+import signal
 import socket
+import subprocess
 import termios
 import time
 import tty
@@ -342,3 +349,193 @@ def check_parser(parser_class: type[Parser], *, samples: Sequence[str] = (),
     if inspect.getattr_static(parser_class, "render") is not inspect.getattr_static(Parser, "render"):
         check_round_trip(parser_class, records if records is not None else call_records(parser_class.name),
                          context=context, fields=fields, max_examples=max_examples)
+
+
+# ---- MQTT: a real Mosquitto broker, and a subscriber that collects what arrives ----
+# For tests, benchmarks and tools (nothing here is used by the daemon): smdrd's own tests, and a plugin or
+# integration that wants to see what smdrd publishes.
+
+MOSQUITTO_CANDIDATES = ("mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
+
+
+def password_hash(password: str, salt: bytes | None = None) -> str:
+    """A Mosquitto 2 password-file hash (PBKDF2-SHA512, 101 rounds), as ``mosquitto_passwd`` writes it."""
+    salt = salt or os.urandom(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 101)
+    return f"$7$101${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def mosquitto_path() -> str | None:
+    """The ``mosquitto`` binary, or ``None`` when it is not installed."""
+    for candidate in MOSQUITTO_CANDIDATES:
+        found = shutil.which(candidate)
+        if found:
+            return found
+    return None
+
+
+class Broker:
+    """A Mosquitto broker listening on ``127.0.0.1:<port>``, anonymous, configured in ``directory``.
+
+    Args:
+        directory: where its configuration (and persistence file, if any) and log are written.
+        persistence: keep sessions and queued QoS-1 messages across a stop, as a production broker does (saved
+            every second and at a clean stop); off by default.
+        users: user name -> password; when given, anonymous clients are refused.
+    """
+
+    def __init__(self, directory: Path, *, persistence: bool = False, binary: str | None = None,
+                 users: dict[str, str] | None = None) -> None:
+        self.directory = directory
+        self.persistence = persistence
+        self.users = users or {}
+        self.binary = binary or mosquitto_path() or "mosquitto"
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        directory.mkdir(parents=True, exist_ok=True)
+        self.config_path = directory / "mosquitto.conf"
+        self.log_path = directory / "mosquitto.log"
+
+    def _write_config(self) -> None:
+        lines = [f"listener {self.port} {self.host}"]
+        if os.geteuid() == 0:
+            # Run as root, mosquitto drops to the "mosquitto" user, which cannot read or write a test's folder.
+            lines.append("user root")
+        if self.users:
+            passwords = self.directory / "passwords"
+            passwords.write_text("".join(f"{u}:{password_hash(p)}\n" for u, p in self.users.items()))
+            passwords.chmod(0o600)
+            lines += ["allow_anonymous false", f"password_file {passwords}"]
+        else:
+            lines.append("allow_anonymous true")
+        if self.persistence:
+            lines += ["persistence true", f"persistence_location {self.directory}/",
+                      "persistence_file mosquitto.db", "autosave_interval 1"]
+        else:
+            lines.append("persistence false")
+        lines += ["log_dest stderr", "log_type error", "log_type warning", "log_type notice",
+                  "max_queued_messages 100000"]
+        self.config_path.write_text("\n".join(lines) + "\n")
+
+    def start(self, within: float = 10.0) -> None:
+        """Start it and wait until it accepts connections."""
+        self._write_config()
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen([self.binary, "-c", str(self.config_path)], stdout=log, stderr=log)
+        deadline = time.monotonic() + within
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"mosquitto exited with {self.process.returncode}: "
+                                   f"{self.log_path.read_text(errors='replace')[-2000:]}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.2):
+                    return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
+    def stop(self, sig: int = signal.SIGKILL) -> None:
+        """Stop it (SIGKILL by default: a crash; SIGTERM: a clean stop that saves its persistence file)."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        os.kill(process.pid, sig)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A message a `Subscriber` received."""
+
+    topic: str
+    payload: bytes
+    retain: bool
+    at: float
+
+
+class Subscriber:
+    """Collects what arrives on ``topics`` (QoS 1), reconnecting and resubscribing on its own.
+
+    For tests, benchmarks and tools, not for the daemon. With ``persistent`` the broker keeps its session (and
+    queues QoS-1 messages for it) while it is away: a fixed ``client_id`` is then required.
+
+    Args:
+        host: the broker's host; port: its port.
+        topics: topic filters to subscribe to.
+        on_message: also called with each message as it arrives (a benchmark's clock).
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        topics: Sequence[str],
+        *,
+        client_id: str | None = None,
+        persistent: bool = False,
+        on_message: Callable[[Received], None] | None = None,
+        retry: float = 0.02,
+    ) -> None:
+        if persistent and not client_id:
+            raise ValueError("a persistent session needs a fixed client_id")
+        self.host = host
+        self.port = port
+        self.topics = list(topics)
+        self.client_id = client_id
+        self.persistent = persistent
+        self.retry = retry
+        self.on_message = on_message
+        self.messages: list[Received] = []
+        self.subscribed = asyncio.Event()
+        self._arrived = asyncio.Event()
+
+    async def run(self) -> None:
+        """Collect until cancelled."""
+        import aiomqtt
+
+        while True:
+            try:
+                async with aiomqtt.Client(self.host, self.port, identifier=self.client_id,
+                                          clean_session=not self.persistent, timeout=5) as client:
+                    for topic in self.topics:
+                        await client.subscribe(topic, qos=1)
+                    self.subscribed.set()
+                    async for message in client.messages:
+                        payload = message.payload
+                        received = Received(str(message.topic), payload if isinstance(payload, bytes)
+                                            else str(payload).encode(), bool(message.retain), time.monotonic())
+                        self.messages.append(received)
+                        if self.on_message is not None:
+                            self.on_message(received)
+                        self._arrived.set()
+            except (aiomqtt.MqttError, OSError):
+                self.subscribed.clear()
+                await asyncio.sleep(self.retry)
+
+    def on(self, topic: str) -> list[Received]:
+        """The messages received on ``topic`` (exact) or under ``topic/#`` when it ends with ``/#``."""
+        if topic.endswith("/#"):
+            return [m for m in self.messages if m.topic.startswith(topic[:-1])]
+        return [m for m in self.messages if m.topic == topic]
+
+    async def wait_until(self, condition: Callable[[], bool], within: float = 10.0) -> bool:
+        """Wait until ``condition()`` holds (checked as messages arrive); False when ``within`` runs out."""
+        deadline = time.monotonic() + within
+        while not condition():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), min(left, 0.1))
+        return True

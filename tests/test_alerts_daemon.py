@@ -17,13 +17,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from smdrd.alerts.testing import Broker, mosquitto_path
 from smdrd.config import Settings
 from smdrd.daemon import Daemon
-from smdrd.mqtt import Subscriber
 from smdrd.parsers.avaya_ipo import AvayaIPOfficeParser
 from smdrd.record import CallRecord, Direction
-from smdrd.testing import free_port, open_connection_retry
+from smdrd.testing import Broker, Subscriber, free_port, mosquitto_path, open_connection_retry
 
 UTC_ = ZoneInfo("UTC")
 NIGHT = datetime(2025, 3, 4, 2, 13, tzinfo=UTC_)  # a Tuesday

@@ -17,12 +17,11 @@ from typing import Any
 
 import pytest
 
-from smdrd.alerts.testing import Broker
 from smdrd.config import MqttConfig
 from smdrd.daemon import Daemon
-from smdrd.mqtt import Publisher, Subscriber
+from smdrd.mqtt import Publisher
 from smdrd.record import CallRecord
-from smdrd.testing import free_port
+from smdrd.testing import Broker, Subscriber, free_port
 from tests.test_alerts_daemon import (
     NIGHT,
     alerts,

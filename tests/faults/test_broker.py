@@ -11,11 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from smdrd.alerts.testing import Broker
-from smdrd.mqtt import Subscriber
 from smdrd.parsers.avaya_ipo import AvayaIPOfficeParser
 from smdrd.record import CallRecord
-from smdrd.testing import free_port
+from smdrd.testing import Broker, Subscriber, free_port
 from tests.faults.conftest import (
     DaemonProcess,
     Ledger,
