@@ -41,7 +41,7 @@ from smdrd.sources.streams import describe
 from smdrd.store.sqlite.writer import JournalWriter
 
 if TYPE_CHECKING:
-    from smdrd.alerts import Alerts
+    from smdrd.alerts.feature import Alerts
     from smdrd.delivery import MqttDelivery
     from smdrd.health import HealthMonitor
     from smdrd.metrics import Metrics
@@ -164,7 +164,7 @@ class Daemon:
 
             f.reports = reports(self)
         if "alerts" in wanted:
-            from smdrd.alerts import install as alerts
+            from smdrd.alerts.feature import install as alerts
 
             f.alerts = alerts(self, metrics=f.metrics)
         if "mqtt" in wanted:

@@ -22,7 +22,7 @@ from smdrd.journal import JournalEntry
 from smdrd.store import open_store
 
 if TYPE_CHECKING:
-    from smdrd.alerts import Alerts
+    from smdrd.alerts.feature import Alerts
     from smdrd.config import Settings
     from smdrd.daemon import Daemon
     from smdrd.metrics import Metrics

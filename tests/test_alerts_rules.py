@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from smdrd.alerts import compile_settings
+from smdrd.alerts.feature import compile_settings
 from smdrd.alerts.engine import AlertEngine
 from smdrd.alerts.rules import SourceSnapshot
 from smdrd.config import Settings

@@ -12,24 +12,58 @@ See ``docs/rating.md`` for how rules and decks work.
 
 from __future__ import annotations
 
-from smdrd.rating.classes import CALL_CLASSES, CallClass
-from smdrd.rating.deck import parse_deck, read_deck
-from smdrd.rating.money import parse_money, round_cost
-from smdrd.rating.normalise import Dialplan, Number, normalise, normalise_uncached
-from smdrd.rating.rules import Band, Rule, TariffSourceError, price
-from smdrd.rating.tariff import (
-    FIRST_MATCH,
-    LONGEST_PREFIX,
-    Breakdown,
-    Piece,
-    Rater,
-    Rating,
-    Tariff,
-    build_tariff,
-    compile_tariff,
-    empty_tariff,
-)
-from smdrd.rating.trie import PrefixTable
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from smdrd.rating.classes import CALL_CLASSES, CallClass
+    from smdrd.rating.deck import parse_deck, read_deck
+    from smdrd.rating.money import parse_money, round_cost
+    from smdrd.rating.normalise import Dialplan, Number, normalise, normalise_uncached
+    from smdrd.rating.rules import Band, Rule, TariffSourceError, price
+    from smdrd.rating.tariff import (
+        FIRST_MATCH,
+        LONGEST_PREFIX,
+        Breakdown,
+        Piece,
+        Rater,
+        Rating,
+        Tariff,
+        build_tariff,
+        compile_tariff,
+        empty_tariff,
+    )
+    from smdrd.rating.trie import PrefixTable
+
+#: where each public name lives: imported on first use (PEP 562), so that a configuration schema that needs
+#: one small module of the package (``smdrd.rating.config``) does not load phonenumbers and the tariff compiler.
+_HOMES = {
+    "CALL_CLASSES": "smdrd.rating.classes",
+    "CallClass": "smdrd.rating.classes",
+    "parse_deck": "smdrd.rating.deck",
+    "read_deck": "smdrd.rating.deck",
+    "parse_money": "smdrd.rating.money",
+    "round_cost": "smdrd.rating.money",
+    "Dialplan": "smdrd.rating.normalise",
+    "Number": "smdrd.rating.normalise",
+    "normalise": "smdrd.rating.normalise",
+    "normalise_uncached": "smdrd.rating.normalise",
+    "Band": "smdrd.rating.rules",
+    "Rule": "smdrd.rating.rules",
+    "TariffSourceError": "smdrd.rating.rules",
+    "price": "smdrd.rating.rules",
+    "FIRST_MATCH": "smdrd.rating.tariff",
+    "LONGEST_PREFIX": "smdrd.rating.tariff",
+    "Breakdown": "smdrd.rating.tariff",
+    "Piece": "smdrd.rating.tariff",
+    "Rater": "smdrd.rating.tariff",
+    "Rating": "smdrd.rating.tariff",
+    "Tariff": "smdrd.rating.tariff",
+    "build_tariff": "smdrd.rating.tariff",
+    "compile_tariff": "smdrd.rating.tariff",
+    "empty_tariff": "smdrd.rating.tariff",
+    "PrefixTable": "smdrd.rating.trie",
+}
 
 __all__ = [
     "CALL_CLASSES",
@@ -58,3 +92,12 @@ __all__ = [
     "read_deck",
     "round_cost",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value

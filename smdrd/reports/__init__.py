@@ -7,8 +7,28 @@ This package only reads the database: it must never write to it (reports open it
 
 from __future__ import annotations
 
-from smdrd.reports.departments import UNASSIGNED, Directory, department_problems
-from smdrd.reports.queries import KINDS, Context, Query, Report, parse_query, run_report
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from smdrd.reports.departments import UNASSIGNED, Directory, department_problems
+    from smdrd.reports.queries import KINDS, Context, Query, Report, parse_query, run_report
+
+#: where each public name lives: imported on first use (PEP 562), so that ``smdrd.reports.config`` (which the
+#: configuration schema needs) does not load the report builders.
+_HOMES = {"UNASSIGNED": "smdrd.reports.departments", "Directory": "smdrd.reports.departments",
+          "department_problems": "smdrd.reports.departments", "KINDS": "smdrd.reports.queries",
+          "Context": "smdrd.reports.queries", "Query": "smdrd.reports.queries", "Report": "smdrd.reports.queries",
+          "parse_query": "smdrd.reports.queries", "run_report": "smdrd.reports.queries"}
 
 __all__ = ["KINDS", "UNASSIGNED", "Context", "Directory", "Query", "Report", "department_problems", "parse_query",
            "run_report"]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
