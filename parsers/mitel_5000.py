@@ -153,13 +153,14 @@ class Mitel5000Parser(Parser):
 
     @classmethod
     def detect(cls, lines: Sequence[str]) -> float:
+        """0.7 and 0.05 a record `LAYOUT` reads (type, start and elapsed), up to 0.95; 0.6 for a header alone."""
         hits = 0
         header = False
         for raw in lines[:20]:
             ln = raw.strip("\r\n\x00")
             if ln.startswith("TYP EXT#"):
                 header = True
-            elif ln[:3].strip() in TYPES and ln[47:48] == ":" and ln[53:54] == ":" and ln[56:57] == ":":
+            elif LAYOUT.matches(ln):
                 hits += 1
         if hits:
             return min(0.95, 0.7 + 0.05 * hits)

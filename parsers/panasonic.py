@@ -237,7 +237,7 @@ class PanasonicParser(Parser):
             if ln.strip().startswith("Date") and "Dial Number" in ln:
                 header = True
             elif len(ln) >= 65 and ln[2:3] == "/" and ln[5:6] == "/" and ln[11:12] == ":" \
-                    and ln[14:16] in ("AM", "PM") and ln[59:60] == ":" and ln[62:63] == "'":
+                    and ln[14:16] in ("AM", "PM") and LAYOUT.matches(ln):
                 hits += 1
         if hits:
             return min(0.95, 0.75 + 0.05 * hits + (0.1 if header else 0.0))

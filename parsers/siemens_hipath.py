@@ -204,8 +204,9 @@ class SiemensHiPathParser(Parser):
         score = 0.0
         for line in lines[:20]:
             dated = len(line) >= 17 and line[2] == "." and line[5] == "."
-            if line.startswith(HEADER_START) or (dated and line[8] == "|" and line[11] == ":"):
+            if line.startswith(HEADER_START) or (dated and line[8] == "|" and line[11] == ":"
+                                                 and COMPRESSED.matches(line)):
                 score = max(score, 0.9)
-            elif dated and line[10] == ":" and line[13] == ":":
+            elif dated and line[10] == ":" and line[13] == ":" and GETACCOUNT.matches(line):
                 score = max(score, 0.9 if len(line.rstrip()) >= 78 else 0.5)
         return score
