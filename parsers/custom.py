@@ -327,8 +327,8 @@ class CustomParser(Parser):
         #: the fewest characters a fixed-width line has: one past the start of its last field.
         self._need = 1 + max((a for _, a, _ in self.options.slices), default=-1)
 
-    def _split(self, text: str) -> tuple[dict[str, Any], list[str] | str]:
-        """The layout's values (stripped text, ``duration`` and ``ring`` converted), and what they came from."""
+    def _split(self, text: str) -> dict[str, Any]:
+        """The layout's values: stripped text, ``duration`` and ``ring`` converted."""
         if self._csv:
             row = self.layout.split(text)
             n = len(self.options.columns)
@@ -337,10 +337,10 @@ class CustomParser(Parser):
             f = self.layout.extract(row)
             # columns beyond the configured ones are kept, not dropped
             f.update({f"column{i + 1}": v for i, v in enumerate(row[n:], n) if v})
-            return f, row
+            return f
         if len(text) < self._need:
             raise self.error(f"expected at least {self._need} characters, got {len(text)}")
-        return self.layout.extract(text), text
+        return self.layout.extract(text)
 
     def _time(self, f: Mapping[str, Any]) -> datetime:
         lay = self.options
@@ -368,7 +368,7 @@ class CustomParser(Parser):
         if not text.strip() or any(p.search(text) for p in lay.skip):
             return None
         try:
-            f, _ = self._split(text)
+            f = self._split(text)
         except ParseError as exc:
             if exc.field in ("duration", "ring"):
                 # the date is read before the durations: a bad one is the error to report
