@@ -1,0 +1,157 @@
+"""Bulk loading for ``smdrd import``: compact row batches made where the lines are parsed, committed by plain
+``sqlite3`` in one thread.
+
+The live writer (`smdrd.store.sqlite.writer.JournalWriter`) queues one object per line and commits through
+aiosqlite; for a backfill of millions of lines that cost more than the inserts themselves (rebuilding entries
+from pickles, one Python object per line held in a queue, an aiosqlite hop per statement, the garbage collector
+walking millions of young tuples). Here the parsing process maps each `JournalEntry` to bare tuples once
+(`RowBatch`), the tuples cross to the committing process in one message per batch, and `BulkWriter` commits them
+with one ``executemany`` per table.
+
+The fast path only handles the common case: every call new, every value accepted. A batch holding a call
+stored already (a re-import), a value the database refuses, or a database that is locked or full is rolled back
+and `BulkWriter.commit` returns ``False``; the caller then hands the same batch, as entries (`RowBatch.entries`),
+to the `JournalWriter`, which marks duplicates, stores a refused entry as an ``error`` line and retries a locked
+database. So the rules for what gets stored live in one place, and the fast path can never store something the
+live path would not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from smdrd.journal import Alert, JournalEntry
+from smdrd.store.sqlite.rows import INSERT_CALL, INSERT_LINE, OUTBOX_INSERT, CallRow, PreparedEntry, alert_row, call_row
+from smdrd.store.sqlite.schema import PRAGMAS, migrate
+
+__all__ = ["BulkWriter", "LineFields", "RowBatch"]
+
+log = structlog.get_logger(__name__)
+
+#: a ``lines`` row without its id, in `INSERT_LINE` order after the id: the writer numbers lines at commit.
+LineFields = tuple[str, str, int, str, bytes, str, "str | None"]
+
+
+@dataclass(slots=True)
+class RowBatch:
+    """Journal entries as the rows they are stored as, ready to cross to another process.
+
+    Attributes:
+        lines: one `LineFields` per entry, in order.
+        calls: ``(index of its line in lines, calls row)`` per call.
+        alerts: ``(index of its line, Alert)`` per alert (import has no alert rules; kept for completeness).
+    """
+
+    lines: list[LineFields] = field(default_factory=list)
+    calls: list[tuple[int, CallRow]] = field(default_factory=list)
+    alerts: list[tuple[int, Alert]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def __reduce__(self) -> tuple[type[RowBatch], tuple[object, ...]]:
+        # By field values: the slots state would pickle through a dict of attribute names.
+        return (RowBatch, (self.lines, self.calls, self.alerts))
+
+    def add(self, e: JournalEntry) -> None:
+        """Append ``e`` as rows (the calls mapped by `call_row`, as the live writer maps them at commit)."""
+        index = len(self.lines)
+        self.lines.append((e.source, e.peer, e.received_at, e.format, e.raw, e.status, e.error))
+        if e.calls:
+            source = e.source
+            self.calls.extend([(index, call_row(c, source)) for c in e.calls])
+        if e.alerts:
+            self.alerts.extend([(index, a) for a in e.alerts])
+
+    def entries(self) -> list[PreparedEntry]:
+        """The batch as the `JournalWriter` queues entries (for the slow path): each entry without its call
+        objects, with its call rows (`PreparedEntry.call_rows` then says what is stored)."""
+        rows: dict[int, list[CallRow]] = {}
+        for index, row in self.calls:
+            rows.setdefault(index, []).append(row)
+        alerts: dict[int, list[Alert]] = {}
+        for index, alert in self.alerts:
+            alerts.setdefault(index, []).append(alert)
+        return [PreparedEntry(JournalEntry(*line, calls=(), alerts=tuple(alerts.get(i, ()))),
+                              tuple(rows.get(i, ())))
+                for i, line in enumerate(self.lines)]
+
+
+class BulkWriter:
+    """Commits `RowBatch`es with plain ``sqlite3`` from the calling thread (one connection, one thread).
+
+    Line ids are assigned inside the write transaction, as the live writer does, so an import running beside
+    the daemon cannot collide with it.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._conn: sqlite3.Connection | None = None
+        #: lines and calls committed by the fast path.
+        self.lines = 0
+        self.calls = 0
+
+    def open(self) -> None:
+        """Open (creating the folder) and migrate the database."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        for pragma in PRAGMAS:
+            conn.execute(pragma)
+        migrate(conn)
+        self._conn = conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+
+    def commit(self, batch: RowBatch) -> bool:
+        """Commit ``batch`` in one transaction; ``False`` (and nothing committed) when it needs the live writer's
+        care: a call stored already, a value the database refuses, or a database that cannot be written now."""
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("BulkWriter.commit before open")
+        # The rows below are millions of short-lived, acyclic tuples: a collection pass finds nothing to free.
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            first: int = conn.execute("SELECT coalesce(max(id), 0) FROM lines").fetchone()[0] + 1
+            conn.executemany(INSERT_LINE, _numbered(first, batch.lines))
+            calls = batch.calls
+            if calls:
+                # rowcount counts the rows this statement inserted (not the rollup trigger's): fewer than sent
+                # means a call is stored already, which only the live writer's duplicate handling may resolve.
+                inserted = conn.executemany(INSERT_CALL, [(first + i, *row) for i, row in calls]).rowcount
+                if inserted != len(calls):
+                    conn.execute("ROLLBACK")
+                    return False
+            if batch.alerts:
+                conn.executemany(OUTBOX_INSERT, [alert_row(a) for _, a in batch.alerts])
+            conn.execute("COMMIT")
+        except (sqlite3.Error, OSError, ValueError, TypeError, OverflowError) as exc:
+            log.debug("import.bulk_commit_fell_back", error=f"{type(exc).__name__}: {exc}"[:300])
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            return False
+        finally:
+            if was_enabled:
+                gc.enable()
+        self.lines += len(batch.lines)
+        self.calls += len(calls)
+        return True
+
+
+def _numbered(first: int, lines: Sequence[LineFields]) -> Iterator[tuple[object, ...]]:
+    """``lines`` as ``lines`` rows numbered from ``first`` (a generator: executemany binds them one by one)."""
+    for i, line in enumerate(lines, first):
+        yield (i, *line)
