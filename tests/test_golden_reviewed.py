@@ -195,3 +195,88 @@ def test_ipo_line_1363_transfer_short_code_attempt() -> None:
         "number": "*88", "trunk": "", "call_id": "1000017", "continued": False, "answered": False,
         "transfer": "U XfP",
     })
+
+
+# ------------------------------------------------------------------------------------- Avaya Communication Manager
+# Capture: micahhausler/avayafmt avaya.raw / avaya_header.raw, customized layout of §2 (single space between
+# fields). No options.json: no timezone, so starts are naive; the date field carries the year (MMDDYY).
+
+
+def test_cm_line_1_outbound_cond_1() -> None:
+    """§2 "Interpretation": ``011416`` = 2016-01-14, cond ``1``, code-dial 9, code-used 102, dialed ``620666#``,
+    calling 4999, out-crt 013: outbound from 4999 on trunk 102, 5 s. The ``time`` 1508 is the END of the call
+    (records come out in time order although line 5 lasted 17 min; the data decides, §2 leaves start/end to the CM
+    setting), so start = 15:08:00 - 5 s."""
+    check(one(CM, 1), {
+        "start": "2016-01-14T15:07:55", "duration": 5, "ring": None, "direction": "outbound",
+        "extension": "4999", "number": "620666#", "trunk": "102", "account": "", "call_id": "",
+        "answered": True, "transfer": "",
+    })
+
+
+def test_cm_line_2_incoming_cond_9() -> None:
+    """§2: cond ``9`` = incoming; code-used blank, in-trk-code 102 is the trunk; dialed-num (cols 23-40) ``122``
+    is the called extension, clg-num (cols 42-51) ``102`` the calling number, as the slices read."""
+    check(one(CM, 2), {
+        "start": "2016-01-14T15:08:57", "duration": 3, "direction": "inbound", "extension": "122",
+        "number": "102", "trunk": "102", "answered": True,
+    })
+
+
+def test_cm_line_4_outbound_tac_14() -> None:
+    """§2: cond ``7`` (ARS/AAR, outgoing) with code-dial 14 and code-used 122: the trunk is the one used (122),
+    not the code dialled."""
+    check(one(CM, 4), {
+        "start": "2016-01-14T15:08:56", "duration": 4, "direction": "outbound", "extension": "6180",
+        "number": "6888", "trunk": "122",
+    })
+
+
+def test_cm_line_5_long_call_start_from_end_time() -> None:
+    """§2 + data: 01033 s (17 min 13 s) recorded at 1512 between records of 1509 and 1512: only an end time fits,
+    so the call started at 15:12:00 - 1033 s = 14:54:47."""
+    check(one(CM, 5), {
+        "start": "2016-01-14T14:54:47", "duration": 1033, "direction": "inbound", "extension": "6181",
+        "number": "2222222222", "trunk": "102", "answered": True,
+    })
+
+
+def test_cm_lines_6_7_ring_record_g_merged_into_answered_call() -> None:
+    """Admin Guide for CM (Nov 2003) Table 53 (manualslib page 1463), condition code G: "If the call is answered,
+    a CDR record is printed with the condition code G and the duration reflects the time between the start of
+    ringing and the answer ... This record is separate from the normal call duration record". (§2's [INF] list
+    calls G "ring-no-answer"; the Avaya table decides.) So line 6 (G, 2 s) is the ring time of line 7 (cond 9,
+    41 s talk, same calling number, circuit 001, VDN 6100): one answered call, ring 2, start = 15:13:00 - 41 - 2."""
+    assert records_of_line(CM, 6) == []
+    check(one(CM, 7), {
+        "start": "2016-01-14T15:12:17", "duration": 41, "ring": 2, "direction": "inbound", "extension": "0",
+        "number": "3333333333", "trunk": "102", "answered": True,
+    })
+
+
+def test_cm_line_10_short_outbound() -> None:
+    """§2: cond 7, dialed ``07777777777`` (no ``#``), 2 s on trunk 102, from 6148."""
+    check(one(CM, 10), {
+        "start": "2016-01-14T15:14:58", "duration": 2, "direction": "outbound", "extension": "6148",
+        "number": "07777777777", "trunk": "102", "answered": True,
+    })
+
+
+def test_cm_header_record_is_skipped_and_nul_padding_ignored() -> None:
+    """§2 Transport: the first bytes after connect are the 16-byte header ``15:04 01/14`` CR LF NUL NUL NUL; it is
+    not a call, and the NULs in front of the first record do not shift its fixed-width fields."""
+    assert records_of_line(CM_HEADER, 1) == []
+    check(one(CM_HEADER, 2), {
+        "start": "2016-01-14T15:07:55", "duration": 5, "direction": "outbound", "extension": "4999",
+        "number": "620666#", "trunk": "102",
+    })
+
+
+def test_cm_header_last_line_g_record_held_across_another_call() -> None:
+    """Table 53 (as above): the G record of line 13 (4444444444, 2 s) is followed by an unrelated outbound call
+    (line 14) before its answered cond-9 record (line 15, 40 s); the ring time still joins the right call."""
+    check(one(CM_HEADER, 14), {"direction": "outbound", "extension": "6339", "duration": 49, "ring": None})
+    check(one(CM_HEADER, 15), {
+        "start": "2016-01-14T15:17:18", "duration": 40, "ring": 2, "direction": "inbound", "extension": "0",
+        "number": "4444444444", "trunk": "102", "answered": True,
+    })
