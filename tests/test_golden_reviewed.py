@@ -280,3 +280,62 @@ def test_cm_header_last_line_g_record_held_across_another_call() -> None:
         "start": "2016-01-14T15:17:18", "duration": 40, "ring": 2, "direction": "inbound", "extension": "0",
         "number": "4444444444", "trunk": "102", "answered": True,
     })
+
+
+# ------------------------------------------------------------------------------------------ Mitel MiVoice Business
+# Capture: isontheline/smdr-parser test lines, extended digit length + ANI/DNIS (§3a "Real-format lines").
+# options.json gives only the year (the record has "mm/dd date (no year!)"), no timezone: naive starts.
+
+
+def test_mivb_line_1_outgoing_without_duration_or_status() -> None:
+    """§3a: calling party 9999 dialled 9999999999; duration is blank ("the first line has a blank duration") and the
+    completion status ``h`` is blank. MiVB help "SMDR timing functions": for outgoing calls the duration "is only
+    recorded for calls which are answered", so this attempt was not answered: 0 s talk, no ring time (outgoing)."""
+    check(one(MIVB, 1), {
+        "start": "2019-03-05T13:14:13", "duration": 0, "ring": None, "direction": "outbound",
+        "extension": "9999", "number": "9999999999", "trunk": "", "answered": False, "transfer": "",
+    })
+
+
+def test_mivb_line_2_incoming_with_ani() -> None:
+    """§3a Direction: incoming calls have time-to-answer filled (``0000``); the called party is 9907 and the
+    caller is the ANI ``9999999999`` (ANI/DNIS block); duration 0000:00:21 (extended ``hhhh:mm:ss``)."""
+    check(one(MIVB, 2), {
+        "start": "2019-03-05T13:15:09", "duration": 21, "ring": 0, "direction": "inbound",
+        "extension": "9907", "number": "9999999999", "answered": True,
+    })
+
+
+def test_mivb_line_3_outgoing_answered_long_call_flag() -> None:
+    """§3a: status ``A`` = answer supervision; duration 0000:06:59 = 419 s, consistent with the ``-`` long-call
+    flag (5 to 9:59)."""
+    check(one(MIVB, 3), {
+        "start": "2019-03-05T13:38:35", "duration": 419, "direction": "outbound", "extension": "9999",
+        "number": "9999999999", "answered": True,
+    })
+
+
+def test_mivb_line_6_unanswered_incoming_stars() -> None:
+    """§3a "Note ``****`` time-to-answer (unanswered/overflow)"; MiVB help "SMDR timing functions": the duration
+    of an incoming call runs from answer to release, so a never-answered call has no talk time."""
+    check(one(MIVB, 6), {
+        "start": "2019-03-05T15:42:46", "duration": 0, "direction": "inbound", "extension": "9999",
+        "number": "9999999999", "answered": False,
+    })
+
+
+def test_mivb_line_8_transfer_to_third_party() -> None:
+    """§3a: "The transfer flag T plus third party rrrr name the station the call was transferred to"; the test's
+    comment: "Call received from 9999999999 to 9000 and then transfered to 9025". Time to answer 0007 = 7 s."""
+    check(one(MIVB, 8), {
+        "start": "2019-03-05T16:47:52", "duration": 43, "ring": 7, "direction": "inbound", "extension": "9000",
+        "number": "9999999999", "answered": True, "transfer": "T 9025",
+    })
+
+
+def test_mivb_line_10_call_emitted() -> None:
+    """§3a, the test's comment on line 10: "Call emitted from 9025 to 9999999999"; status A, 5 s."""
+    check(one(MIVB, 10), {
+        "start": "2019-03-05T17:20:37", "duration": 5, "ring": None, "direction": "outbound",
+        "extension": "9025", "number": "9999999999", "answered": True,
+    })
