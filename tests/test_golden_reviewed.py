@@ -16,7 +16,7 @@ mark must then be removed.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -339,3 +339,69 @@ def test_mivb_line_10_call_emitted() -> None:
         "start": "2019-03-05T17:20:37", "duration": 5, "ring": None, "direction": "outbound",
         "extension": "9025", "number": "9999999999", "answered": True,
     })
+
+
+# ----------------------------------------------------------------------------------------------------- Cisco CUCM
+# Capture: sieteunoseis/cisco-cucm-cdr cdr.txt / cmr.txt (§5a). Line 1 = names, line 2 = SQL types. Times are
+# UTC epoch seconds (§5a Field semantics); options.json shows them in America/Los_Angeles (PDT, -07:00).
+
+
+def test_cucm_names_and_types_lines_are_not_calls() -> None:
+    """§5a Layout: "Line 1 = quoted field names, line 2 = SQL types, then records"."""
+    assert records_of_line(CUCM_CDR, 1) == []
+    assert records_of_line(CUCM_CDR, 2) == []
+
+
+def test_cucm_recording_legs_wait_for_their_call() -> None:
+    """§5a "Real rows": rows 1-2 (lines 3-4) are built-in-bridge recording legs of the call in row 3 (line 5);
+    they come before it in the file, so nothing is emitted until that call is read."""
+    assert records_of_line(CUCM_CDR, 3) == []
+    assert records_of_line(CUCM_CDR, 4) == []
+
+
+def _cucm_line_5() -> dict[str, dict[str, Any]]:
+    return {r["call_id"]: r for r in records_of_line(CUCM_CDR, 5)}
+
+
+def test_cucm_line_5_phone_to_phone_call() -> None:
+    """§5a: dateTimeOrigination 1744993928 = 2025-04-18 16:32:08 UTC (09:32:08 PDT); dateTimeConnect 1744993930,
+    so 2 s of ringing; ``duration`` 11 s; both ends are ``SEP...`` phones (OnNet partitions): internal, no trunk;
+    globalCallID_callId 25447; lastRedirectDn equals the called number, so no redirect."""
+    main = _cucm_line_5()["25447"]
+    check(main, {
+        "start": "2025-04-18T09:32:08-07:00", "duration": 11, "ring": 2, "direction": "internal",
+        "extension": "5033466594", "number": "5033466593", "trunk": "", "account": "", "leg": 0,
+        "answered": True, "transfer": "",
+    })
+    assert instant(main) == datetime(2025, 4, 18, 16, 32, 8, tzinfo=UTC)
+
+
+def test_cucm_line_5_recording_legs_join_the_call() -> None:
+    """§5a: the recording rows "share origConversationId 47874239/47874240 with row 3's legs" and "multiple CDRs
+    share the Global Call ID"-style grouping: both are legs of call 25447's key; dateTimeConnect 0 and duration 0
+    (never answered); origination 1744993930 = 09:32:10 PDT; called number 5030079981 (InformLabRecording)."""
+    legs = _cucm_line_5()
+    main = legs["25447"]
+    for call_id in ("25449", "25448"):
+        check(legs[call_id], {
+            "start": "2025-04-18T09:32:10-07:00", "duration": 0, "direction": "internal", "number": "5030079981",
+            "answered": False, "call_key": main["call_key"],
+        })
+    assert sorted(legs[c]["leg"] for c in ("25449", "25448")) == [1, 2]
+    assert legs["25449"]["extension"] == "5033466594"  # origDeviceName SEPCC7F750586B7 = the caller's phone
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="REVIEW.md cisco-cucm D1: the called side's recording leg is attributed to the calling "
+                          "extension")
+def test_cucm_line_5_called_party_recording_leg_extension() -> None:
+    """§5a: row 2 (call 25448, line 4) has origConversationId 47874240, which is row 3's destLegIdentifier, and
+    origDeviceName ``SEPCC8E7148AD29``, row 3's destDeviceName, whose number is 5033466593. It records the CALLED
+    party's leg, so its internal party (`CallRecord.extension`) is 5033466593, not the caller 5033466594."""
+    assert _cucm_line_5()["25448"]["extension"] == "5033466593"
+
+
+def test_cucm_cmr_lines_are_not_calls() -> None:
+    """§5a: ``cdrRecordType`` 2 = CMR (call quality), not a call; the names/types lines are not either."""
+    for number in range(1, 5):
+        assert records_of_line(CUCM_CMR, number) == []
