@@ -503,3 +503,28 @@ def test_asterisk_line_84_answered_after_ring() -> None:
         "call_id": "mainserverdss-1706445411.103", "answered": True,
     })
     assert record["start"].startswith("2024-01-28T12:36:51")
+
+
+# ------------------------------------------------------------------------------------------------------------ 3CX
+# Capture: dorel14/3CX-Cdr-Server, the only real 3CX line found (§9c), default field order. options: Stockholm.
+
+
+def test_3cx_line_1_outbound_call() -> None:
+    """§9c default field set: historyid, callid, duration, time_start, time_answered, time_end, ... from_no,
+    to_no, from_dn, to_dn, dial_no, ..., from_type, to_type. Times are UTC (§9c Formats, [INF]), so 05:59:49 is
+    07:59:49 in Stockholm (CEST). Talk = end - answered = 06:00:23 - 05:59:58 = 25 s (= the duration field), ring
+    = answered - start = 9 s. from_type Extension -> to_type Line: outbound from Ext.10016 (from_dn 10016) to
+    +46703014082 on line DN 10020 (to_dn); callid ``4cc2c72490010000_26808``; reason_changed empty: no transfer;
+    bill_code ``default`` is a rate name, not an account code."""
+    record = one(THREECX, 1)
+    check(record, {
+        "start": "2024-06-17T07:59:49+02:00", "duration": 25, "ring": 9, "direction": "outbound",
+        "extension": "10016", "number": "+46703014082", "trunk": "10020", "account": "",
+        "call_id": "4cc2c72490010000_26808", "leg": 0, "continued": False, "answered": True, "transfer": "",
+    })
+    assert instant(record) == datetime(2024, 6, 17, 5, 59, 49, tzinfo=UTC)
+
+
+def test_3cx_trailing_blank_line_is_not_a_call() -> None:
+    """The capture ends with an empty line; it is not a record."""
+    assert records_of_line(THREECX, 2) == []
