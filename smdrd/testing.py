@@ -1,6 +1,7 @@
 """Test helpers for smdrd's own tests and for plugin authors: a collecting ingest, free ports, pty pairs, the
 parser conformance kit (`check_parser`, `check_garbage`, `check_round_trip`, `golden_cases`, `check_golden`),
-and a real MQTT broker with a collecting subscriber (`Broker`, `Subscriber`).
+a real MQTT broker with a collecting subscriber (`Broker`, `Subscriber`), and a daemon's configuration as plain
+data (`daemon_config`, `tcp_server_source`, `tcp_client_source`, `config_toml`).
 
 Nothing here is used by the daemon itself.
 """
@@ -21,9 +22,9 @@ import subprocess
 import termios
 import time
 import tty
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -116,6 +117,87 @@ async def open_connection_retry(
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.02)
+
+
+# --- A daemon's configuration ---------------------------------------------------------------------------------
+#
+# One builder for the configuration a test gives a daemon, as plain data: `Settings.model_validate` takes it for
+# an in-process `Daemon`, `config_toml` writes it for ``smdrd run --config``. A test states only what it needs
+# beyond the defaults, so what differs from one test to the next is what the test is about.
+
+
+def daemon_config(folder: Path, sources: Sequence[Mapping[str, Any]] = (), **sections: Any) -> dict[str, Any]:
+    """A daemon's configuration: the database at ``folder/smdrd.db`` with a 50 ms commit interval, the site in
+    Europe/Warsaw (PL), JSON logs, HTTP on a free loopback port (``127.0.0.1:0``), and ``sources``.
+
+    Each keyword is a section: a table is merged key by key into the default of that name
+    (``database={"commit_interval_ms": 20}`` keeps the path; ``http={"enabled": False}``), or added
+    (``tariff={...}``); a list (``departments=[...]``) is taken as it is.
+    """
+    config: dict[str, Any] = {
+        "site": {"timezone": "Europe/Warsaw", "country": "PL"},
+        "database": {"path": str(folder / "smdrd.db"), "commit_interval_ms": 50},
+        "logging": {"format": "json"},
+        "http": {"listen": "127.0.0.1:0"},
+        "sources": [dict(s) for s in sources],
+    }
+    for name, data in sections.items():
+        base = config.get(name)
+        config[name] = {**base, **data} if isinstance(base, dict) and isinstance(data, Mapping) else data
+    return config
+
+
+def tcp_server_source(name: str, port: int, **extra: Any) -> dict[str, Any]:
+    """A ``tcp-server`` source for Avaya IP Office lines on ``127.0.0.1:port`` (the PBX connects and pushes)."""
+    return {"name": name, "kind": "tcp-server", "format": "avaya-ipo", "listen": f"127.0.0.1:{port}", **extra}
+
+
+def tcp_client_source(name: str, port: int, **extra: Any) -> dict[str, Any]:
+    """A ``tcp-client`` source for Avaya IP Office lines from ``127.0.0.1:port`` (a PBX in listen mode), quick
+    to reconnect."""
+    return {"name": name, "kind": "tcp-client", "format": "avaya-ipo", "host": "127.0.0.1", "port": port,
+            "reconnect_min": 0.05, "reconnect_max": 0.5, **extra}
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
+
+
+def _is_table_array(value: object) -> bool:
+    return isinstance(value, list | tuple) and bool(value) and all(isinstance(v, Mapping) for v in value)
+
+
+def config_toml(config: Mapping[str, Any]) -> str:
+    """``config`` (as `daemon_config` builds it) as a TOML document: tables, nested tables and arrays of tables
+    (``sources``, ``departments``, ``tariff.rules``) of scalars, lists and dates."""
+    out: list[str] = []
+
+    def table(path: str, data: Mapping[str, Any], header: str) -> None:
+        out.append(header)
+        nested = {k: v for k, v in data.items() if isinstance(v, Mapping)}
+        arrays = {k: v for k, v in data.items() if _is_table_array(v)}
+        out.extend(f"{k} = {_toml_value(v)}" for k, v in data.items() if k not in nested and k not in arrays)
+        for key, sub in nested.items():
+            table(f"{path}.{key}", sub, f"[{path}.{key}]")
+        for key, items in arrays.items():
+            for item in items:
+                table(f"{path}.{key}", item, f"[[{path}.{key}]]")
+
+    for name, data in config.items():
+        if isinstance(data, Mapping):
+            table(name, data, f"[{name}]")
+        else:
+            for item in data:
+                table(name, item, f"[[{name}]]")
+    return "\n".join(out) + "\n"
 
 
 # --- The parser conformance kit ---------------------------------------------------------------------------------

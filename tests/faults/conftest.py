@@ -29,6 +29,7 @@ import pytest
 from smdrd.config import load_config
 from smdrd.parsers.avaya_ipo import AvayaIPOfficeParser
 from smdrd.simulator import Traffic, render_calls
+from smdrd.testing import config_toml, daemon_config
 
 #: CI's short form: smaller counts and fewer rounds, same faults.
 SHORT = os.environ.get("SMDRD_FAULTS_SHORT", "") not in ("", "0")
@@ -122,48 +123,9 @@ async def wait_stored(db: Path, source: str, n: int, within: float = 30.0) -> in
 # --- a real daemon -------------------------------------------------------------------------------------------
 
 
-def _toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(str(value))  # a JSON string is a valid TOML basic string
-
-
-def toml(config: dict[str, Any]) -> str:
-    """A TOML document from plain data: tables of scalars (nested tables allowed) and ``sources``."""
-    out: list[str] = []
-
-    def table(prefix: str, data: dict[str, Any], header: str) -> None:
-        out.append(header)
-        nested = {k: v for k, v in data.items() if isinstance(v, dict)}
-        out.extend(f"{k} = {_toml_value(v)}" for k, v in data.items() if k not in nested)
-        for key, sub in nested.items():
-            table(f"{prefix}.{key}", sub, f"[{prefix}.{key}]")
-
-    for name, data in config.items():
-        if name == "sources":
-            for source in data:
-                table("sources", source, "[[sources]]")
-        else:
-            table(name, data, f"[{name}]")
-    return "\n".join(out) + "\n"
-
-
 def base_config(folder: Path, sources: list[dict[str, Any]], **sections: dict[str, Any]) -> dict[str, Any]:
-    """A daemon configuration with its database in ``folder``, JSON logs and no HTTP unless asked."""
-    config: dict[str, Any] = {
-        "site": {"timezone": "Europe/Warsaw", "country": "PL"},
-        "database": {"path": str(folder / "smdrd.db"), "commit_interval_ms": 50},
-        "logging": {"format": "json"},
-        "http": {"enabled": False},
-        "sources": sources,
-    }
-    for name, data in sections.items():
-        config[name] = {**config.get(name, {}), **data}
-    return config
+    """`smdrd.testing.daemon_config` with HTTP off unless a scenario asks for it."""
+    return daemon_config(folder, sources, **{"http": {"enabled": False}, **sections})
 
 
 class DaemonProcess:
@@ -175,7 +137,7 @@ class DaemonProcess:
         self.folder = folder
         self.db = Path(config["database"]["path"])
         self.config_path = folder / "smdrd.toml"
-        self.config_path.write_text(toml(config))
+        self.config_path.write_text(config_toml(config))
         load_config(self.config_path, use_env=False)  # the scenario's own config must be valid
         self.log = folder / "daemon.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -263,15 +225,6 @@ def daemons() -> Iterator[list[DaemonProcess]]:
     yield started
     for d in started:
         d.kill()
-
-
-def tcp_client_source(name: str, port: int, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "kind": "tcp-client", "format": "avaya-ipo", "host": "127.0.0.1", "port": port,
-            "reconnect_min": 0.05, "reconnect_max": 0.5, **extra}
-
-
-def tcp_server_source(name: str, port: int, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "kind": "tcp-server", "format": "avaya-ipo", "listen": f"127.0.0.1:{port}", **extra}
 
 
 # --- a PBX in listen mode ------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from smdrd.sources.streams import CHUNK
-from smdrd.testing import free_port
+from smdrd.testing import free_port, tcp_client_source, tcp_server_source
 from tests.faults.conftest import (
     SHORT,
     DaemonProcess,
@@ -27,8 +27,6 @@ from tests.faults.conftest import (
     query,
     scaled,
     stored_lines,
-    tcp_client_source,
-    tcp_server_source,
     wait_stored,
 )
 

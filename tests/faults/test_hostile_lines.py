@@ -26,8 +26,9 @@ import pytest
 
 from smdrd.parsing import format_names, get_parser_class
 from smdrd.simulator import Traffic, render_calls
+from smdrd.testing import tcp_server_source
 
-from .conftest import DaemonProcess, base_config, query, scaled, stored_lines, tcp_server_source
+from .conftest import DaemonProcess, base_config, query, scaled, stored_lines
 
 pytestmark = pytest.mark.faults
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from smdrd.testing import free_port
+from smdrd.testing import free_port, tcp_client_source, tcp_server_source
 from tests.faults.conftest import (
     DaemonProcess,
     Ledger,
@@ -20,8 +20,6 @@ from tests.faults.conftest import (
     ipo_lines,
     scaled,
     stored_lines,
-    tcp_client_source,
-    tcp_server_source,
     wait_stored,
 )
 

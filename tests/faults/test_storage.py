@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from smdrd.testing import free_port
+from smdrd.testing import free_port, tcp_server_source
 from tests.faults.conftest import (
     DaemonProcess,
     Ledger,
@@ -24,7 +24,6 @@ from tests.faults.conftest import (
     push_lines,
     scaled,
     stored_lines,
-    tcp_server_source,
     wait_stored,
 )
 
