@@ -43,6 +43,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python bench/parse.py
 	$(BIN)/python bench/rating.py
 	$(BIN)/python bench/reports.py
+	$(BIN)/python bench/retention.py
 	$(BIN)/python bench/alerts.py
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/startup.py
