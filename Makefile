@@ -47,6 +47,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python bench/alerts.py
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/startup.py
+	$(BIN)/python bench/lifecycle.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info var .mypy_cache .ruff_cache .pytest_cache .hypothesis
