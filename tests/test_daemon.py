@@ -20,7 +20,14 @@ import pytest
 from smdrd.config import Settings, load_config
 from smdrd.daemon import Daemon
 from smdrd.simulator import serve
-from smdrd.testing import free_port, open_connection_retry
+from smdrd.testing import (
+    config_toml,
+    daemon_config,
+    free_port,
+    open_connection_retry,
+    tcp_client_source,
+    tcp_server_source,
+)
 
 LINE = ("2017/07/01 08:30:22,00:01:01,0,217,O,600988600,0600988600,,0,{id},0,E217,GRZYBEK,T9005,Line 5.0,"
         "0,0,,,,,,,,,,,U,GRZYBEK,,192.168.0.201,20806,192.168.0.201,20809")
@@ -31,12 +38,7 @@ def lines(n: int, start: int = 1_000_000) -> list[bytes]:
 
 
 def settings(tmp_path: Path, sources: list[dict[str, object]], **db: object) -> Settings:
-    return Settings.model_validate({
-        "site": {"timezone": "Europe/Warsaw", "country": "PL"},
-        "database": {"path": str(tmp_path / "smdrd.db"), "commit_interval_ms": 20, **db},
-        "sources": sources,
-        "http": {"listen": "127.0.0.1:0"},
-    })
+    return Settings.model_validate(daemon_config(tmp_path, sources, database={"commit_interval_ms": 20, **db}))
 
 
 def journal(tmp_path: Path) -> list[bytes]:
@@ -62,8 +64,7 @@ async def wait_for_rows(tmp_path: Path, n: int, within: float = 10.0) -> list[by
 async def test_tcp_server_source_journals_every_line_byte_for_byte(tmp_path: Path) -> None:
     """N lines pushed by a PBX in random chunk sizes become exactly N journal rows, byte for byte."""
     port = free_port()
-    daemon = Daemon(settings(tmp_path, [{"name": "push", "kind": "tcp-server", "format": "avaya-ipo",
-                                         "listen": f"127.0.0.1:{port}"}]))
+    daemon = Daemon(settings(tmp_path, [tcp_server_source("push", port)]))
     task = asyncio.create_task(daemon.run())
     await daemon.ready.wait()
     sent = lines(3000)
@@ -105,8 +106,7 @@ async def test_tcp_client_source_journals_every_line_byte_for_byte(tmp_path: Pat
 
     server = await asyncio.start_server(pbx, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    daemon = Daemon(settings(tmp_path, [{"name": "ipo", "kind": "tcp-client", "format": "avaya-ipo",
-                                         "host": "127.0.0.1", "port": port}]))
+    daemon = Daemon(settings(tmp_path, [tcp_client_source("ipo", port)]))
     task = asyncio.create_task(daemon.run())
     rows = await wait_for_rows(tmp_path, len(sent))
     done.set()
@@ -120,9 +120,7 @@ async def test_tcp_client_survives_five_pbx_restarts_without_loss_or_doubles(tmp
     """The PBX (the simulator in listen mode) stops and starts five times; every line it wrote is journalled
     once. Like a real PBX, it holds lines while no collector is connected."""
     port = free_port()
-    daemon = Daemon(settings(tmp_path, [{"name": "ipo", "kind": "tcp-client", "format": "avaya-ipo",
-                                         "host": "127.0.0.1", "port": port, "reconnect_min": 0.05,
-                                         "reconnect_max": 0.2}]))
+    daemon = Daemon(settings(tmp_path, [tcp_client_source("ipo", port, reconnect_min=0.05, reconnect_max=0.2)]))
     task = asyncio.create_task(daemon.run())
     await daemon.ready.wait()
     expected: list[bytes] = []
@@ -143,8 +141,7 @@ async def test_tcp_client_survives_five_pbx_restarts_without_loss_or_doubles(tmp
 
 async def test_garbage_is_journalled_with_its_error_and_the_daemon_carries_on(tmp_path: Path) -> None:
     port = free_port()
-    daemon = Daemon(settings(tmp_path, [{"name": "push", "kind": "tcp-server", "format": "avaya-ipo",
-                                         "listen": f"127.0.0.1:{port}", "max_line_length": 4096}]))
+    daemon = Daemon(settings(tmp_path, [tcp_server_source("push", port, max_line_length=4096)]))
     task = asyncio.create_task(daemon.run())
     await daemon.ready.wait()
     _, writer = await open_connection_retry("127.0.0.1", port)
@@ -165,27 +162,10 @@ async def test_garbage_is_journalled_with_its_error_and_the_daemon_carries_on(tm
 
 # --- the real process: signals and systemd notifications --------------------------------------------------
 
-CONFIG = """
-[site]
-timezone = "Europe/Warsaw"
-country = "PL"
-[database]
-path = "{db}"
-commit_interval_ms = 50
-[logging]
-format = "json"
-[http]
-listen = "127.0.0.1:0"
-{sources}
-"""
-
-PUSH = """
-[[sources]]
-name = "{name}"
-kind = "tcp-server"
-format = "avaya-ipo"
-listen = "127.0.0.1:{port}"
-"""
+def config_file(tmp_path: Path, *sources: dict[str, object]) -> str:
+    """The daemon's configuration file: the shared test configuration (`smdrd.testing.daemon_config`) with
+    ``sources``, its database at ``tmp_path/smdrd.db``."""
+    return config_toml(daemon_config(tmp_path, sources))
 
 
 @pytest.fixture
@@ -234,8 +214,7 @@ def test_sigterm_mid_stream_commits_every_line_read_and_exits_zero(
     exits 0 on its own while the PBX still holds its connection open. (How long the stop takes is a figure for
     ``bench/lifecycle.py``; the 30 s here only stops a hung test.)"""
     tmp_path, port, procs = daemon_proc
-    proc = start(tmp_path, CONFIG.format(db=tmp_path / "smdrd.db",
-                                         sources=PUSH.format(name="pbx", port=port)))
+    proc = start(tmp_path, config_file(tmp_path, tcp_server_source("pbx", port)))
     procs.append(proc)
     wait_port(port)
     sent = lines(5000)
@@ -263,15 +242,14 @@ def test_sighup_restarts_changed_sources_only_and_rejects_a_bad_file(
         daemon_proc: tuple[Path, int, list[subprocess.Popen[bytes]]]) -> None:
     tmp_path, port, procs = daemon_proc
     port2 = free_port()
-    db = tmp_path / "smdrd.db"
-    one = PUSH.format(name="a", port=port)
-    proc = start(tmp_path, CONFIG.format(db=db, sources=one))
+    one = tcp_server_source("a", port)
+    proc = start(tmp_path, config_file(tmp_path, one))
     procs.append(proc)
     wait_port(port)
     sock = socket.create_connection(("127.0.0.1", port))
     sock.sendall(lines(1)[0] + b"\r\n")
     # Add a source: "a" keeps its connection.
-    (tmp_path / "smdrd.toml").write_text(CONFIG.format(db=db, sources=one + PUSH.format(name="b", port=port2)))
+    (tmp_path / "smdrd.toml").write_text(config_file(tmp_path, one, tcp_server_source("b", port2)))
     proc.send_signal(signal.SIGHUP)
     wait_port(port2)
     sock.sendall(lines(1, start=5)[0] + b"\r\n")
@@ -301,7 +279,7 @@ def test_systemd_notifications(daemon_proc: tuple[Path, int, list[subprocess.Pop
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.bind(str(sock_path))
     listener.settimeout(15)
-    proc = start(tmp_path, CONFIG.format(db=tmp_path / "smdrd.db", sources=PUSH.format(name="a", port=port)),
+    proc = start(tmp_path, config_file(tmp_path, tcp_server_source("a", port)),
                  env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "200000"})
     procs.append(proc)
     messages = [listener.recv(4096).decode() for _ in range(3)]
