@@ -1,7 +1,8 @@
 """Test helpers for smdrd's own tests and for plugin authors: a collecting ingest, free ports, pty pairs, the
 parser conformance kit (`check_parser`, `check_garbage`, `check_round_trip`, `golden_cases`, `check_golden`),
 a real MQTT broker with a collecting subscriber (`Broker`, `Subscriber`), and a daemon's configuration as plain
-data (`daemon_config`, `tcp_server_source`, `tcp_client_source`, `config_toml`).
+data (`daemon_config`, `tcp_server_source`, `tcp_client_source`, `config_toml`) for a real daemon process
+(`DaemonProcess`).
 
 Nothing here is used by the daemon itself.
 """
@@ -19,6 +20,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import termios
 import time
 import tty
@@ -198,6 +200,120 @@ def config_toml(config: Mapping[str, Any]) -> str:
             for item in data:
                 table(name, item, f"[[{name}]]")
     return "\n".join(out) + "\n"
+
+
+# --- A real daemon process -------------------------------------------------------------------------------------
+
+
+class DaemonProcess:
+    """A real ``python -m smdrd run`` on ``config`` (as `daemon_config` builds it, with JSON logs), written to
+    ``folder/smdrd.toml``; its stdout and stderr (JSON log lines and anything else) go to ``folder/daemon.log``.
+
+    The log is appended to, so a second `DaemonProcess` on the same folder (a restart) sees the first one's
+    events too: `start` counts ``daemon.started`` events from where the log was.
+    """
+
+    def __init__(self, folder: Path, config: Mapping[str, Any]) -> None:
+        from smdrd.config import load_config
+
+        self.folder = folder
+        self.db = Path(config["database"]["path"])
+        self.config_path = folder / "smdrd.toml"
+        self.config_path.write_text(config_toml(config))
+        load_config(self.config_path, use_env=False)  # the test's own config must be valid
+        self.log = folder / "daemon.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self, within: float = 20.0) -> DaemonProcess:
+        """Start it and wait for its ``daemon.started`` event."""
+        before = len(self.events("daemon.started"))
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "smdrd", "run", "--config", str(self.config_path)],
+                                         stdout=out, stderr=subprocess.STDOUT)
+        self.starts += 1
+        self.wait_event("daemon.started", before + 1, within)
+        return self
+
+    def wait_port(self, port: int, within: float = 20.0) -> None:
+        """Wait until something accepts on ``127.0.0.1:port`` (a ``tcp-server`` source is listening). The probe
+        is a connection that closes at once: the daemon logs it as a peer that came and went."""
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return
+            except OSError:
+                assert time.monotonic() < deadline, f"nothing listens on {port}:\n{self.log_text()[-4000:]}"
+                assert self.alive(), f"the daemon exited:\n{self.log_text()[-4000:]}"
+                time.sleep(0.05)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The log events called ``name`` so far."""
+        found = []
+        for line in self.log_text().splitlines():
+            with contextlib.suppress(ValueError):
+                event = json.loads(line)
+                if isinstance(event, dict) and event.get("event") == name:
+                    found.append(event)
+        return found
+
+    def wait_event(self, name: str, n: int = 1, within: float = 20.0) -> list[dict[str, Any]]:
+        """Wait until the log holds ``n`` events called ``name``; return them."""
+        deadline = time.monotonic() + within
+        while len(found := self.events(name)) < n:
+            assert time.monotonic() < deadline, f"no {name} event (x{n}) in:\n{self.log_text()[-4000:]}"
+            assert self.alive(), f"the daemon exited:\n{self.log_text()[-4000:]}"
+            time.sleep(0.02)
+        return found
+
+    async def await_event(self, name: str, n: int = 1, within: float = 20.0) -> list[dict[str, Any]]:
+        """`wait_event` for a test whose event loop must keep running (a fake PBX in it)."""
+        deadline = time.monotonic() + within
+        while len(found := self.events(name)) < n:
+            assert time.monotonic() < deadline, f"no {name} event (x{n}) in:\n{self.log_text()[-4000:]}"
+            assert self.alive(), f"the daemon exited:\n{self.log_text()[-4000:]}"
+            await asyncio.sleep(0.02)
+        return found
+
+    def terminate(self) -> None:
+        """SIGTERM; it must exit 0 (the 15 s only stops a hung test)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(timeout=15) == 0, self.log_text()[-4000:]
+
+    async def aterminate(self) -> None:
+        await asyncio.to_thread(self.terminate)
+
+    def kill(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.kill()
+            self.proc.wait()
+
+    def assert_clean_log(self) -> None:
+        """No Python traceback anywhere in the daemon's output (a crash, or asyncio's noisy callbacks)."""
+        text = self.log_text()
+        assert "Traceback" not in text, text[-6000:]
+        assert "Exception in callback" not in text, text[-6000:]
+
+    def vm_kib(self, field: str = "VmHWM") -> int:
+        """``VmHWM`` (peak resident set) or ``VmRSS`` of the running daemon, in KiB."""
+        for row in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if row.startswith(field + ":"):
+                return int(row.split()[1])
+        raise AssertionError(f"no {field} in /proc/{self.pid}/status")
 
 
 # --- The parser conformance kit ---------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Shared pieces of the fault-injection suite: the ledger, a real daemon process, and a PBX in listen mode.
+"""Shared pieces of the fault-injection suite: the ledger, a daemon configuration, and a PBX in listen mode.
+(The real daemon process is `smdrd.testing.DaemonProcess`; the ``daemons`` fixture is in tests/conftest.py.)
 
 The ledger is the suite's one judge: what the PBX side wrote, line by line, against what the database holds
 for that source, line by line. Any line missing, doubled, altered or out of order fails the test, and both
@@ -11,25 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
-import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from smdrd.config import load_config
 from smdrd.parsers.avaya_ipo import AvayaIPOfficeParser
 from smdrd.simulator import Traffic, render_calls
-from smdrd.testing import config_toml, daemon_config
+from smdrd.testing import daemon_config
 
 #: CI's short form: smaller counts and fewer rounds, same faults.
 SHORT = os.environ.get("SMDRD_FAULTS_SHORT", "") not in ("", "0")
@@ -120,111 +116,12 @@ async def wait_stored(db: Path, source: str, n: int, within: float = 30.0) -> in
     return got
 
 
-# --- a real daemon -------------------------------------------------------------------------------------------
+# --- a real daemon's configuration -----------------------------------------------------------------------------
 
 
 def base_config(folder: Path, sources: list[dict[str, Any]], **sections: dict[str, Any]) -> dict[str, Any]:
     """`smdrd.testing.daemon_config` with HTTP off unless a scenario asks for it."""
     return daemon_config(folder, sources, **{"http": {"enabled": False}, **sections})
-
-
-class DaemonProcess:
-    """A real ``python -m smdrd run``; its stdout and stderr (JSON log lines and anything else) go to ``log``.
-
-    """
-
-    def __init__(self, folder: Path, config: dict[str, Any]) -> None:
-        self.folder = folder
-        self.db = Path(config["database"]["path"])
-        self.config_path = folder / "smdrd.toml"
-        self.config_path.write_text(config_toml(config))
-        load_config(self.config_path, use_env=False)  # the scenario's own config must be valid
-        self.log = folder / "daemon.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self, within: float = 20.0) -> DaemonProcess:
-        """Start it and wait for its ``daemon.started`` event."""
-        before = len(self.events("daemon.started"))
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "smdrd", "run", "--config", str(self.config_path)],
-                                         stdout=out, stderr=subprocess.STDOUT)
-        self.starts += 1
-        self.wait_event("daemon.started", before + 1, within)
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        found = []
-        for line in self.log_text().splitlines():
-            with contextlib.suppress(ValueError):
-                event = json.loads(line)
-                if isinstance(event, dict) and event.get("event") == name:
-                    found.append(event)
-        return found
-
-    def wait_event(self, name: str, n: int = 1, within: float = 20.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + within
-        while len(found := self.events(name)) < n:
-            assert time.monotonic() < deadline, f"no {name} event (x{n}) in:\n{self.log_text()[-4000:]}"
-            assert self.alive(), f"the daemon exited:\n{self.log_text()[-4000:]}"
-            time.sleep(0.02)
-        return found
-
-    async def await_event(self, name: str, n: int = 1, within: float = 20.0) -> list[dict[str, Any]]:
-        """`wait_event` for a test whose event loop must keep running (a fake PBX in it)."""
-        deadline = time.monotonic() + within
-        while len(found := self.events(name)) < n:
-            assert time.monotonic() < deadline, f"no {name} event (x{n}) in:\n{self.log_text()[-4000:]}"
-            assert self.alive(), f"the daemon exited:\n{self.log_text()[-4000:]}"
-            await asyncio.sleep(0.02)
-        return found
-
-    def terminate(self) -> None:
-        """SIGTERM; it must exit 0 within 15 s."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        assert self.proc.wait(timeout=15) == 0, self.log_text()[-4000:]
-
-    async def aterminate(self) -> None:
-        await asyncio.to_thread(self.terminate)
-
-    def kill(self) -> None:
-        if self.alive():
-            assert self.proc is not None
-            self.proc.kill()
-            self.proc.wait()
-
-    def assert_clean_log(self) -> None:
-        """No Python traceback anywhere in the daemon's output (a crash, or asyncio's noisy callbacks)."""
-        text = self.log_text()
-        assert "Traceback" not in text and "Exception in callback" not in text, text[-6000:]
-
-    def vm_kib(self, field: str = "VmHWM") -> int:
-        """``VmHWM`` (peak resident set) or ``VmRSS`` of the running daemon, in KiB."""
-        for row in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if row.startswith(field + ":"):
-                return int(row.split()[1])
-        raise AssertionError(f"no {field} in /proc/{self.pid}/status")
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[DaemonProcess]]:
-    """Daemons a test starts; any still running at the end is killed."""
-    started: list[DaemonProcess] = []
-    yield started
-    for d in started:
-        d.kill()
 
 
 # --- a PBX in listen mode ------------------------------------------------------------------------------------

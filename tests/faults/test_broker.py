@@ -13,8 +13,8 @@ import pytest
 
 from smdrd.parsers.avaya_ipo import AvayaIPOfficeParser
 from smdrd.record import CallRecord
-from smdrd.testing import Broker, Subscriber, free_port, tcp_server_source
-from tests.faults.conftest import DaemonProcess, Ledger, base_config, push_lines, query, scaled, wait_stored
+from smdrd.testing import Broker, DaemonProcess, Subscriber, free_port, tcp_server_source
+from tests.faults.conftest import Ledger, base_config, push_lines, query, scaled, wait_stored
 from tests.test_alerts_daemon import NIGHT, call, require_broker
 
 pytestmark = pytest.mark.faults

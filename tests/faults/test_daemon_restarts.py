@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 
 from smdrd.sources.streams import CHUNK
-from smdrd.testing import free_port, tcp_client_source, tcp_server_source
+from smdrd.testing import DaemonProcess, free_port, tcp_client_source, tcp_server_source
 from tests.faults.conftest import (
     SHORT,
-    DaemonProcess,
     Ledger,
     ListeningPbx,
     base_config,

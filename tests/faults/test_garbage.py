@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from smdrd.testing import free_port, tcp_server_source
-from tests.faults.conftest import DaemonProcess, Ledger, base_config, ipo_lines, push_lines, query, scaled, wait_stored
+from smdrd.testing import DaemonProcess, free_port, tcp_server_source
+from tests.faults.conftest import Ledger, base_config, ipo_lines, push_lines, query, scaled, wait_stored
 
 pytestmark = pytest.mark.faults
 

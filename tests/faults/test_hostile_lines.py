@@ -26,9 +26,9 @@ import pytest
 
 from smdrd.parsing import format_names, get_parser_class
 from smdrd.simulator import Traffic, render_calls
-from smdrd.testing import tcp_server_source
+from smdrd.testing import DaemonProcess, tcp_server_source
 
-from .conftest import DaemonProcess, base_config, query, scaled, stored_lines
+from .conftest import base_config, query, scaled, stored_lines
 
 pytestmark = pytest.mark.faults
 

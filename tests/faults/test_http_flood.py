@@ -28,8 +28,8 @@ import pytest
 
 from bench.reports import generate
 from smdrd.store.sqlite.schema import connect
-from smdrd.testing import free_port, tcp_server_source
-from tests.faults.conftest import DaemonProcess, Ledger, base_config, ipo_lines, scaled, wait_stored
+from smdrd.testing import DaemonProcess, free_port, tcp_server_source
+from tests.faults.conftest import Ledger, base_config, ipo_lines, scaled, wait_stored
 
 pytestmark = pytest.mark.faults
 

@@ -21,9 +21,9 @@ import pytest
 
 from smdrd.parsing import get_parser_class
 from smdrd.simulator import Traffic, render_calls
-from smdrd.testing import free_port
+from smdrd.testing import DaemonProcess, free_port
 
-from .conftest import DaemonProcess, base_config, compare_ledger, query, scaled, stored_lines, wait_stored
+from .conftest import base_config, compare_ledger, query, scaled, stored_lines, wait_stored
 
 pytestmark = pytest.mark.faults
 

@@ -11,8 +11,8 @@ import pytest
 
 from smdrd.parsers.avaya_ipo import AvayaIPOfficeParser
 from smdrd.simulator import Traffic, render_calls
-from smdrd.testing import free_port, tcp_server_source
-from tests.faults.conftest import DaemonProcess, Ledger, base_config, push_lines, query, scaled, wait_stored
+from smdrd.testing import DaemonProcess, free_port, tcp_server_source
+from tests.faults.conftest import Ledger, base_config, push_lines, query, scaled, wait_stored
 
 pytestmark = pytest.mark.faults
 

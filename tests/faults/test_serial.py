@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from smdrd.testing import open_pty
-from tests.faults.conftest import DaemonProcess, Ledger, base_config, ipo_lines, scaled, stored_lines
+from smdrd.testing import DaemonProcess, open_pty
+from tests.faults.conftest import Ledger, base_config, ipo_lines, scaled, stored_lines
 
 pytestmark = pytest.mark.faults
 
