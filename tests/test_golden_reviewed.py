@@ -409,16 +409,11 @@ def test_cucm_cmr_lines_are_not_calls() -> None:
 
 # ----------------------------------------------------------------------------------------- Asterisk cdr_csv
 # Capture: mineevburyat/dj-asterisk-cdr Master.csv (§9a Source A), 21 columns: ..., start, answer, end, duration,
-# billsec, disposition, amaflags, uniqueid, userfield, peeraccount, linkedid, sequence. options.json: Vladivostok.
+# billsec, disposition, amaflags, uniqueid, userfield, peeraccount, linkedid, sequence. options.json: UTC.
 # Asterisk docs ("Using the CONTEXT, EXTEN, PRIORITY, UNIQUEID, and CHANNEL Variables", docs.asterisk.org): "The
 # UNIQUEID is in the form of 1267568856.11, where 1267568856 is the Unix epoch". Every uniqueid of this capture
 # equals its start column read as UTC (1706368044 = 2024-01-27 15:07:24 UTC), so this server wrote UTC (§9a:
-# "local time (or GMT if usegmtime=yes)"); see REVIEW.md asterisk-csv D1.
-
-ASTERISK_UTC = pytest.mark.xfail(strict=True, raises=AssertionError,
-                                 reason="REVIEW.md asterisk-csv D1: the capture's times are UTC (uniqueid epoch) "
-                                        "but are read as Asia/Vladivostok")
-
+# "local time (or GMT if usegmtime=yes)"); see REVIEW.md asterisk-csv D1 (fixed: options.json said Vladivostok).
 
 def test_asterisk_line_1_answered_inbound() -> None:
     """§9a: dcontext ``stadion-pstn`` = from the trunk; src 89245555937 is the caller, dst 211474 the DID;
@@ -433,14 +428,12 @@ def test_asterisk_line_1_answered_inbound() -> None:
     assert record["start"].startswith("2024-01-27T15:07:24")
 
 
-@ASTERISK_UTC
 def test_asterisk_line_1_start_is_utc() -> None:
     """Asterisk docs (UNIQUEID = Unix epoch at channel creation) + §9a (``usegmtime``): uniqueid 1706368044 is
     2024-01-27 15:07:24 UTC, exactly the start column, so the start instant is 15:07:24 UTC (01:07:24 +10:00)."""
     assert instant(one(ASTERISK, 1)) == datetime(2024, 1, 27, 15, 7, 24, tzinfo=UTC)
 
 
-@ASTERISK_UTC
 def test_asterisk_line_84_start_is_utc() -> None:
     """As line 1: uniqueid ``mainserverdss-1706445411.103`` (system-name prefix) = 2024-01-28 12:36:51 UTC, the
     start column; the last line of the file agrees with the first, 21 h later."""
