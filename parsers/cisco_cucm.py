@@ -185,7 +185,8 @@ class CiscoCUCMParser(Parser):
         self._index = {n: i for i, n in enumerate(DEFAULT_COLUMNS)}
         self._layout: Layout | None = record_layout(DEFAULT_COLUMNS, self._time)
         #: leg identifier -> (call key, the record of the call) for recording legs that come later.
-        self._leg_owner: OrderedDict[str, CallRecord] = OrderedDict()
+        #: a call's leg ids -> the call, and whether the leg is its calling (orig) or called (dest) side.
+        self._leg_owner: OrderedDict[str, tuple[CallRecord, bool]] = OrderedDict()
         #: call key -> next leg number.
         self._legs: OrderedDict[str, int] = OrderedDict()
         #: recorded leg identifier -> recording legs waiting for the call they record.
@@ -299,7 +300,7 @@ class CiscoCUCMParser(Parser):
             record = replace(record, extra={**extra, "leg_type": "recording"})
             owner = self._leg_owner.get(recorded)
             if owner is not None:
-                return (self._as_recording(record, owner),)
+                return (self._as_recording(record, *owner),)
             self._held.setdefault(recorded, []).append(record)
             out: list[CallRecord] = []
             while len(self._held) > MAX_OPEN_CALLS:
@@ -312,18 +313,22 @@ class CiscoCUCMParser(Parser):
             leg_id = g(column, "0").strip()
             if leg_id in ("", "0"):
                 continue
-            self._leg_owner[leg_id] = record
+            called_side = column == "destLegIdentifier"
+            self._leg_owner[leg_id] = (record, called_side)
             if len(self._leg_owner) > MAX_OPEN_CALLS:
                 self._leg_owner.popitem(last=False)
-            out.extend(self._as_recording(r, record) for r in self._held.pop(leg_id, ()))
+            out.extend(self._as_recording(r, record, called_side) for r in self._held.pop(leg_id, ()))
         return out
 
-    def _as_recording(self, record: CallRecord, owner: CallRecord) -> CallRecord:
-        """A recording leg joined to the call it records."""
+    def _as_recording(self, record: CallRecord, owner: CallRecord, called_side: bool) -> CallRecord:
+        """A recording leg joined to the call it records. Its extension is the phone whose side it records: on
+        an internal call the called side's phone is the call's ``number`` (on an outbound or inbound call the
+        only phone is the call's ``extension``, whichever side is recorded)."""
         key = owner.key()
         leg = self._next_leg(key)
+        internal_called = called_side and owner.direction is Direction.INTERNAL
         return replace(record, call_key=key, leg=max(leg, 1), direction=owner.direction,
-                       extension=owner.extension, trunk=owner.trunk)
+                       extension=owner.number if internal_called else owner.extension, trunk=owner.trunk)
 
     def _release(self, records: list[CallRecord]) -> list[CallRecord]:
         """Recording legs whose call never came: keep them under their own key, as leg 1."""

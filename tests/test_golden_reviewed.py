@@ -391,9 +391,6 @@ def test_cucm_line_5_recording_legs_join_the_call() -> None:
     assert legs["25449"]["extension"] == "5033466594"  # origDeviceName SEPCC7F750586B7 = the caller's phone
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="REVIEW.md cisco-cucm D1: the called side's recording leg is attributed to the calling "
-                          "extension")
 def test_cucm_line_5_called_party_recording_leg_extension() -> None:
     """§5a: row 2 (call 25448, line 4) has origConversationId 47874240, which is row 3's destLegIdentifier, and
     origDeviceName ``SEPCC8E7148AD29``, row 3's destDeviceName, whose number is 5033466593. It records the CALLED
