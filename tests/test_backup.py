@@ -5,46 +5,21 @@ The commands run as subprocesses (`CLI`: ``python -m smdrd``), as a user runs th
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import signal
 import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from smdrd.config import load_config
-from smdrd.testing import free_port
+from smdrd.testing import DaemonProcess, daemon_config, free_port, tcp_server_source
 from tests.test_daemon import lines
 
 CLI = [sys.executable, "-m", "smdrd"]
-
-CONFIG = """
-[site]
-timezone = "Europe/Warsaw"
-country = "PL"
-[database]
-path = "{db}"
-commit_interval_ms = 50
-[logging]
-format = "json"
-[http]
-listen = "127.0.0.1:0"
-[[sources]]
-name = "pbx"
-kind = "tcp-server"
-format = "avaya-ipo"
-listen = "127.0.0.1:{port}"
-"""
-
 
 def smdrd(*args: str | Path, check: bool = False) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=60, check=False)
@@ -53,68 +28,12 @@ def smdrd(*args: str | Path, check: bool = False) -> subprocess.CompletedProcess
     return proc
 
 
-class DaemonProc:
-    """A real ``smdrd run`` with a tcp-server source on ``port``; its log (JSON lines) goes to ``log``.
-
-    ``config`` is a template with ``{db}`` and ``{port}`` (default: `CONFIG`).
-    """
-
-    def __init__(self, folder: Path, port: int, config: str = CONFIG) -> None:
-        self.folder = folder
-        self.port = port
-        self.db = folder / "smdrd.db"
-        self.config = folder / "smdrd.toml"
-        self.config.write_text(config.format(db=self.db, port=port))
-        load_config(self.config, use_env=False)
-        self.log = folder / "daemon.log"
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "smdrd", "run", "--config", str(self.config)],
-                                         stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, self.log.read_text()
-                assert self.proc.poll() is None, self.log.read_text()
-                time.sleep(0.05)
-
-    def events(self, name: str) -> list[dict[str, Any]]:
-        """The log events called ``name`` so far."""
-        out = []
-        for line in self.log.read_text().splitlines():
-            with contextlib.suppress(ValueError):
-                event = json.loads(line)
-                if isinstance(event, dict) and event.get("event") == name:
-                    out.append(event)
-        return out
-
-    def wait_event(self, name: str, n: int = 1, within: float = 15.0) -> list[dict[str, Any]]:
-        """Wait until the log holds ``n`` events called ``name``; return them."""
-        deadline = time.monotonic() + within
-        while len(found := self.events(name)) < n:
-            assert time.monotonic() < deadline, f"no {name} event in:\n{self.log.read_text()}"
-            assert self.proc.poll() is None, self.log.read_text()
-            time.sleep(0.05)
-        return found
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        assert self.proc.wait(timeout=15) == 0, self.log.read_text()
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[DaemonProc]]:
-    started: list[DaemonProc] = []
-    yield started
-    for d in started:
-        d.kill()
+def pbx_daemon(folder: Path, port: int) -> DaemonProcess:
+    """A real ``smdrd run`` on the shared test configuration (`smdrd.testing.daemon_config`) with one tcp-server
+    source, "pbx", on ``port``: started, and listening."""
+    d = DaemonProcess(folder, daemon_config(folder, [tcp_server_source("pbx", port)])).start()
+    d.wait_port(port)
+    return d
 
 
 def count(db: Path, table: str = "calls") -> int:
@@ -181,26 +100,27 @@ def imported_db(folder: Path, n: int, start: int = 1_000_000) -> Path:
 
 @pytest.mark.slow
 def test_backup_while_1000_lines_a_second_stream_in_holds_every_call_committed_before_it(
-        tmp_path: Path, daemons: list[DaemonProc]) -> None:
+        tmp_path: Path, daemons: list[DaemonProcess]) -> None:
     """A backup taken in busy hour opens cleanly and holds every call that was committed when it started,
     byte for byte; the daemon keeps committing during the backup, and loses nothing."""
-    d = DaemonProc(tmp_path, free_port())
+    port = free_port()
+    d = pbx_daemon(tmp_path, port)
     daemons.append(d)
-    feeder = Streamer(d.port)
+    feeder = Streamer(port)
     feeder.start()
     wait_calls(d.db, 1500)
     # Everything committed up to now must be in the backup, exactly as stored.
     before = query(d.db, "SELECT * FROM calls ORDER BY id")
     lines_before = query(d.db, "SELECT * FROM lines ORDER BY id")
     backup_file = tmp_path / "backup.db"
-    result = smdrd("backup", backup_file, "--config", d.config, check=True)
+    result = smdrd("backup", backup_file, "--config", d.config_path, check=True)
     during = count(d.db)
     time.sleep(0.5)
     feeder.halt.set()
     feeder.join()
     sent = feeder.sent
     wait_calls(d.db, sent)
-    d.stop()
+    d.terminate()
 
     assert "integrity ok" in result.stdout
     assert not list(tmp_path.glob(".backup.db.tmp-*")), "the temporary copy was left behind"
@@ -241,59 +161,61 @@ def test_backup_of_a_missing_database_names_it(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_restore_is_refused_while_the_daemon_runs_then_works_once_it_is_stopped(
-        tmp_path: Path, daemons: list[DaemonProc]) -> None:
+        tmp_path: Path, daemons: list[DaemonProcess]) -> None:
     """The documented procedure: stop, restore, start. Restoring under a running daemon is refused (the
     database is unchanged); after the restore the database is the backup exactly, and the daemon, started
     again, carries on after it."""
-    d = DaemonProc(tmp_path, free_port())
+    port = free_port()
+    d = pbx_daemon(tmp_path, port)
     daemons.append(d)
-    with socket.create_connection(("127.0.0.1", d.port)) as sock:
+    with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(b"".join(b + b"\r\n" for b in lines(100)))
         wait_calls(d.db, 100)
         backup_file = tmp_path / "backup.db"
-        smdrd("backup", backup_file, "--config", d.config, check=True)
+        smdrd("backup", backup_file, "--config", d.config_path, check=True)
         sock.sendall(b"".join(b + b"\r\n" for b in lines(50, start=2_000_000)))
         wait_calls(d.db, 150)
 
-    refused = smdrd("restore", backup_file, "--config", d.config)
+    refused = smdrd("restore", backup_file, "--config", d.config_path)
     assert refused.returncode != 0
     assert "daemon" in refused.stderr and "--force" in refused.stderr, refused.stderr
     assert query(d.db, "SELECT count(*) FROM calls") == [(150,)]
 
-    d.stop()
-    restored = smdrd("restore", backup_file, "--config", d.config, check=True)
+    d.terminate()
+    restored = smdrd("restore", backup_file, "--config", d.config_path, check=True)
     assert "100 calls" in restored.stdout
     assert query(d.db, "SELECT * FROM calls ORDER BY id") == query(backup_file, "SELECT * FROM calls ORDER BY id")
     assert query(d.db, "PRAGMA integrity_check") == [("ok",)]
 
-    again = DaemonProc(tmp_path, d.port)
+    again = pbx_daemon(tmp_path, port)
     daemons.append(again)
-    with socket.create_connection(("127.0.0.1", again.port)) as sock:
+    with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(b"".join(b + b"\r\n" for b in lines(10, start=3_000_000)))
         wait_calls(again.db, 110)
-    again.stop()
+    again.terminate()
     assert query(again.db, "SELECT count(*), max(id) FROM lines") == [(110, 110)]
     assert query(again.db, "PRAGMA integrity_check") == [("ok",)]
 
 
 @pytest.mark.slow
 def test_restore_with_force_under_a_running_daemon_keeps_the_database_sound(
-        tmp_path: Path, daemons: list[DaemonProc]) -> None:
+        tmp_path: Path, daemons: list[DaemonProcess]) -> None:
     """--force restores under a running daemon; the daemon's next lines land after the restored ones and
     the file stays sound (no old WAL replayed over the restored pages)."""
     db = imported_db(tmp_path, 30)
     backup_file = tmp_path / "backup.db"
     smdrd("backup", backup_file, "--database", db, check=True)
-    d = DaemonProc(tmp_path, free_port())
+    port = free_port()
+    d = pbx_daemon(tmp_path, port)
     daemons.append(d)
-    with socket.create_connection(("127.0.0.1", d.port)) as sock:
+    with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(b"".join(b + b"\r\n" for b in lines(20, start=2_000_000)))
         wait_calls(d.db, 50)
         smdrd("restore", backup_file, "--database", d.db, "--force", check=True)
         assert query(d.db, "SELECT count(*) FROM calls") == [(30,)]
         sock.sendall(b"".join(b + b"\r\n" for b in lines(5, start=3_000_000)))
         wait_calls(d.db, 35)
-    d.stop()
+    d.terminate()
     assert query(d.db, "PRAGMA integrity_check") == [("ok",)]
     assert query(d.db, "SELECT count(*) FROM lines") == [(35,)]
 

@@ -16,11 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from smdrd.testing import free_port
-from tests.test_backup import DaemonProc, daemons
+from smdrd.testing import DaemonProcess, daemon_config, free_port, tcp_server_source
 from tests.test_daemon import lines
-
-__all__ = ["daemons"]  # the fixture, imported for pytest
 
 #: What bounds memory under a flood is ``[database] max_pending_rows``: when the journal writer falls behind,
 #: up to that many parsed rows wait in memory (about 1.9 KB each), then sources stop reading (backpressure).
@@ -30,26 +27,6 @@ __all__ = ["daemons"]  # the fixture, imported for pytest
 #: record with its vendor extras as a dict) where they held row tuples (about 2.1 KB, 272 MiB). The rest of the
 #: peak is the 100 MB line's reads and 25 connections' buffers. Bounds in MiB:
 MEMORY_BOUNDS_MIB = {5_000: 165, 100_000: 380}
-
-CONFIG = """
-[site]
-timezone = "Europe/Warsaw"
-country = "PL"
-[database]
-path = "{db}"
-max_pending_rows = {max_pending_rows}
-[logging]
-format = "json"
-[http]
-listen = "127.0.0.1:0"
-[[sources]]
-name = "flood"
-kind = "tcp-server"
-format = "avaya-ipo"
-listen = "0.0.0.0:{port}"
-allowed_peers = ["127.0.0.1"]
-max_connections = {max_connections}
-"""
 
 ALLOWED_SENDERS = 24
 LINES_EACH = 4000
@@ -133,38 +110,45 @@ async def wait_lines(db: Path, n: int, within: float = 60.0) -> None:
     raise AssertionError(f"fewer than {n} lines journalled within {within} s")
 
 
-def config(max_connections: int, max_pending_rows: int = 100_000) -> str:
-    return CONFIG.replace("{max_connections}", str(max_connections)).replace(
-        "{max_pending_rows}", str(max_pending_rows))
+def flood_daemon(folder: Path, port: int, max_connections: int, max_pending_rows: int = 100_000) -> DaemonProcess:
+    """The shared test configuration with one tcp-server source, "flood", open on every address but taking
+    lines from 127.0.0.1 only; started, and listening."""
+    source = tcp_server_source("flood", port, listen=f"0.0.0.0:{port}", allowed_peers=["127.0.0.1"],
+                               max_connections=max_connections)
+    config = daemon_config(folder, [source], database={"max_pending_rows": max_pending_rows})
+    d = DaemonProcess(folder, config).start()
+    d.wait_port(port)
+    return d
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("max_pending_rows", sorted(MEMORY_BOUNDS_MIB))
 async def test_flood_of_50_clients_and_a_100_mb_line_keeps_memory_bounded_and_loses_no_allowed_line(
-        tmp_path: Path, daemons: list[DaemonProc], max_pending_rows: int) -> None:
+        tmp_path: Path, daemons: list[DaemonProcess], max_pending_rows: int) -> None:
     """25 allowed peers (one of them sending 100 MB without a line end) and 25 peers outside the allow-list,
     all at once: every line of the allowed peers is journalled, the over-long one as an error holding its
     first 8192 bytes, no byte of a refused peer is stored, and the daemon's peak memory stays under the
     bound for its max_pending_rows. A user would see the daemon killed by the OOM killer, or calls missing."""
     bound = MEMORY_BOUNDS_MIB[max_pending_rows]
-    d = DaemonProc(tmp_path, free_port(), config(64, max_pending_rows))
+    port = free_port()
+    d = flood_daemon(tmp_path, port, 64, max_pending_rows)
     daemons.append(d)
-    start_mib = vm_hwm_mib(d.proc.pid)
+    start_mib = vm_hwm_mib(d.pid)
     batches = [lines(LINES_EACH, start=1_000_000 + i * LINES_EACH) for i in range(ALLOWED_SENDERS)]
     tail = lines(1, start=9_000_000)[0]
     refused_batches = [lines(100, start=5_000_000 + i * 100) for i in range(REFUSED)]
     started = time.monotonic()
     results = await asyncio.gather(
-        *(send_lines(d.port, b) for b in batches),
-        send_blob(d.port, tail),
-        *(refused_client(d.port, b) for b in refused_batches),
+        *(send_lines(port, b) for b in batches),
+        send_blob(port, tail),
+        *(refused_client(port, b) for b in refused_batches),
     )
     expected = ALLOWED_SENDERS * LINES_EACH + 2
     await wait_lines(d.db, expected)
     took = time.monotonic() - started
-    peak_mib = vm_hwm_mib(d.proc.pid)
+    peak_mib = vm_hwm_mib(d.pid)
     refusals = d.events("source.peer_refused")
-    d.stop()
+    d.terminate()
     print(f"\nflood: {expected} lines + {BLOB_BYTES >> 20} MB in {took:.1f} s; VmHWM {start_mib:.0f} MiB at "
           f"start, {peak_mib:.0f} MiB at peak with max_pending_rows = {max_pending_rows} (bound {bound} MiB)")
 
@@ -183,19 +167,20 @@ async def test_flood_of_50_clients_and_a_100_mb_line_keeps_memory_bounded_and_lo
 
 @pytest.mark.slow
 async def test_connections_beyond_max_connections_are_closed_and_the_first_ones_keep_working(
-        tmp_path: Path, daemons: list[DaemonProc]) -> None:
+        tmp_path: Path, daemons: list[DaemonProcess]) -> None:
     """With max_connections = 8, a ninth to twelfth connection are closed at once (and logged), while the
     eight open ones keep delivering; when one of the eight leaves, a new peer is accepted again."""
-    d = DaemonProc(tmp_path, free_port(), config(8))
+    port = free_port()
+    d = flood_daemon(tmp_path, port, 8)
     daemons.append(d)
     held = []
     for _ in range(8):
-        held.append(await connect(d.port, "127.0.0.1"))
+        held.append(await connect(port, "127.0.0.1"))
         await asyncio.sleep(0.05)  # each is registered before the next arrives
     d.wait_event("source.peer_connected")
     extra = []
     for _ in range(4):
-        extra.append(await connect(d.port, "127.0.0.1"))
+        extra.append(await connect(port, "127.0.0.1"))
     for reader, _ in extra:
         assert await asyncio.wait_for(reader.read(1), 10) == b"", "a connection beyond the limit stayed open"
     for i, (_, writer) in enumerate(held):
@@ -205,13 +190,13 @@ async def test_connections_beyond_max_connections_are_closed_and_the_first_ones_
     held[0][1].close()
     await held[0][1].wait_closed()
     await asyncio.sleep(0.3)
-    reader, writer = await connect(d.port, "127.0.0.1")
+    reader, writer = await connect(port, "127.0.0.1")
     writer.write(lines(1, start=7_100_000)[0] + b"\r\n")
     await writer.drain()
     await wait_lines(d.db, 9)
     for _, w in [*held[1:], (reader, writer)]:
         w.close()
     refusals = d.events("source.peer_refused")
-    d.stop()
+    d.terminate()
     assert refusals and refusals[0]["reason"] == "max_connections reached"
     assert len(journal(d.db)) == 9

@@ -16,37 +16,22 @@ from pathlib import Path
 
 import pytest
 
-from smdrd.testing import free_port
-from tests.test_backup import DaemonProc, count, daemons, wait_calls
+from smdrd.testing import DaemonProcess, daemon_config, free_port, tcp_server_source
+from tests.test_backup import count, wait_calls
 from tests.test_daemon import LINE
 
-__all__ = ["daemons"]  # the fixture, imported for pytest
 
-CONFIG = """
-[site]
-timezone = "Europe/Warsaw"
-country = "PL"
-[database]
-path = "{db}"
-commit_interval_ms = 20
-[logging]
-format = "json"
-[http]
-listen = "127.0.0.1:0"
-[tariff]
-currency = "PLN"
-decimals = 2
-decks = ["rates.csv"]
-[[tariff.rules]]
-name = "Warsaw"
-prefixes = ["4822"]
-rate = "0.05"
-[[sources]]
-name = "pbx"
-kind = "tcp-server"
-format = "avaya-ipo"
-listen = "127.0.0.1:{port}"
-"""
+def reloadable_daemon(folder: Path, port: int) -> DaemonProcess:
+    """The daemon these tests reload: the shared test configuration with one tcp-server source, "pbx", a 20 ms
+    commit interval, and a tariff of the deck ``folder/rates.csv`` (the tests write it) plus an inline rule."""
+    tariff = {"currency": "PLN", "decimals": 2, "decks": ["rates.csv"],
+              "rules": [{"name": "Warsaw", "prefixes": ["4822"], "rate": "0.05"}]}
+    config = daemon_config(folder, [tcp_server_source("pbx", port)], database={"commit_interval_ms": 20},
+                           tariff=tariff)
+    d = DaemonProcess(folder, config).start()
+    d.wait_port(port)
+    return d
+
 
 DECK = "name,prefix,call_class,rate,billing_unit\nPL mobile,486,mobile,{rate},60\n"
 
@@ -76,14 +61,15 @@ def costs(db: Path) -> list[tuple[int, str, int]]:
 
 @pytest.mark.slow
 def test_sighup_with_a_new_rate_rates_new_calls_only_and_loses_no_line(
-        tmp_path: Path, daemons: list[DaemonProc]) -> None:
+        tmp_path: Path, daemons: list[DaemonProcess]) -> None:
     """The carrier raises the mobile rate: after `systemctl reload smdrd` new calls cost the new rate, calls
     already stored keep theirs, the inline rule still applies, and no line sent around the reload is lost
     or stored twice. The PBX's connection stays up."""
     (tmp_path / "rates.csv").write_text(DECK.format(rate="0.10"))
-    d = DaemonProc(tmp_path, free_port(), CONFIG)
+    port = free_port()
+    d = reloadable_daemon(tmp_path, port)
     daemons.append(d)
-    sock = socket.create_connection(("127.0.0.1", d.port))
+    sock = socket.create_connection(("127.0.0.1", port))
     sock.sendall(call_lines(50, 1_000_000) + call_lines(10, 1_100_000, warsaw=True))
     wait_calls(d.db, 60)
 
@@ -110,7 +96,7 @@ def test_sighup_with_a_new_rate_rates_new_calls_only_and_loses_no_line(
     total = 60 + sent[0] + 60
     wait_calls(d.db, total)
     sock.close()
-    d.stop()
+    d.terminate()
 
     assert reloaded["unchanged"] == ["pbx"] and reloaded["changed"] == []
     assert count(d.db, "lines") == total, "a line was lost or doubled around the reload"
@@ -130,15 +116,16 @@ def test_sighup_with_a_new_rate_rates_new_calls_only_and_loses_no_line(
 
 @pytest.mark.slow
 def test_sighup_with_a_bad_deck_keeps_the_old_tariff_and_names_the_line(
-        tmp_path: Path, daemons: list[DaemonProc]) -> None:
+        tmp_path: Path, daemons: list[DaemonProcess]) -> None:
     """A typo in the deck (`zero` as a rate on line 3): the reload is refused, the log names rates.csv:3 and
     the column, and calls go on being rated with the tariff that was running. Fixing the file and reloading
     again applies it."""
     deck = tmp_path / "rates.csv"
     deck.write_text(DECK.format(rate="0.10"))
-    d = DaemonProc(tmp_path, free_port(), CONFIG)
+    port = free_port()
+    d = reloadable_daemon(tmp_path, port)
     daemons.append(d)
-    sock = socket.create_connection(("127.0.0.1", d.port))
+    sock = socket.create_connection(("127.0.0.1", port))
     sock.sendall(call_lines(5, 1_000_000))
     wait_calls(d.db, 5)
 
@@ -157,7 +144,7 @@ def test_sighup_with_a_bad_deck_keeps_the_old_tariff_and_names_the_line(
     sock.sendall(call_lines(5, 3_000_000))
     wait_calls(d.db, 15)
     sock.close()
-    d.stop()
+    d.terminate()
     assert [c for _, _, c in costs(d.db)] == [MOBILE_OLD] * 10 + [MOBILE_NEW] * 5
     assert not d.events("daemon.reloaded")[0]["changed"]
 
@@ -165,15 +152,16 @@ def test_sighup_with_a_bad_deck_keeps_the_old_tariff_and_names_the_line(
 @pytest.mark.slow
 @pytest.mark.parametrize("bad", ["cell", "nesting"])
 def test_sighup_with_a_file_python_cannot_parse_keeps_the_running_configuration(
-        tmp_path: Path, daemons: list[DaemonProc], bad: str) -> None:
+        tmp_path: Path, daemons: list[DaemonProcess], bad: str) -> None:
     """A deck cell over csv's 128 KiB limit (a _csv.Error), or TOML nested past Python's recursion limit,
     escaped the reload's error handling: no `daemon.reload_rejected`, and the reload task died silently.
     Both are refused, named, and the running tariff keeps rating calls."""
     deck = tmp_path / "rates.csv"
     deck.write_text(DECK.format(rate="0.10"))
-    d = DaemonProc(tmp_path, free_port(), CONFIG)
+    port = free_port()
+    d = reloadable_daemon(tmp_path, port)
     daemons.append(d)
-    sock = socket.create_connection(("127.0.0.1", d.port))
+    sock = socket.create_connection(("127.0.0.1", port))
     sock.sendall(call_lines(5, 1_000_000))
     wait_calls(d.db, 5)
 
@@ -193,4 +181,4 @@ def test_sighup_with_a_file_python_cannot_parse_keeps_the_running_configuration(
     wait_calls(d.db, 10)
     assert [c for _, _, c in costs(d.db)] == [MOBILE_OLD] * 10, "a refused reload must keep the old tariff"
     sock.close()
-    d.stop()
+    d.terminate()
