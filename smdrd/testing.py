@@ -2,7 +2,7 @@
 parser conformance kit (`check_parser`, `check_garbage`, `check_round_trip`, `golden_cases`, `check_golden`),
 a real MQTT broker with a collecting subscriber (`Broker`, `Subscriber`), and a daemon's configuration as plain
 data (`daemon_config`, `tcp_server_source`, `tcp_client_source`, `config_toml`) for a real daemon process
-(`DaemonProcess`).
+(`DaemonProcess`) or one in this event loop (`running_daemon`).
 
 Nothing here is used by the daemon itself.
 """
@@ -24,7 +24,7 @@ import sys
 import termios
 import time
 import tty
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -38,6 +38,10 @@ from smdrd.sources.base import FramerLike
 
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
+
+    from smdrd.config import Settings
+    from smdrd.core import Entry
+    from smdrd.daemon import Daemon
 
 
 @dataclass
@@ -200,6 +204,47 @@ def config_toml(config: Mapping[str, Any]) -> str:
             for item in data:
                 table(name, item, f"[[{name}]]")
     return "\n".join(out) + "\n"
+
+
+# --- A daemon in this process --------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def running_daemon(
+    settings: Settings,
+    *,
+    features: Collection[str] | None = None,
+    on_commit: Callable[[list[Entry], float], None] | None = None,
+    config_path: Path | None = None,
+    within: float = 30.0,
+) -> AsyncIterator[Daemon]:
+    """A `Daemon` on ``settings`` running in this event loop: ready when the block starts, asked to stop when it
+    ends, and it must then exit 0. ``within`` only stops a hung test (start or stop).
+
+    For a test that wants another exit status, or to stop the daemon itself, make a `Daemon` by hand.
+    """
+    from smdrd.daemon import Daemon
+
+    daemon = Daemon(settings, config_path, on_commit=on_commit, features=features)
+    task = asyncio.create_task(daemon.run(), name="daemon")
+    ready = asyncio.create_task(daemon.ready.wait())
+    await asyncio.wait({task, ready}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    if not ready.done():
+        ready.cancel()
+        if task.done():
+            raise AssertionError(f"the daemon ended before it was ready (exit {task.result()})")
+        task.cancel()
+        raise AssertionError(f"the daemon was not ready within {within} s")
+    try:
+        yield daemon
+    except BaseException:
+        daemon.request_stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, within)
+        raise
+    daemon.request_stop()
+    status = await asyncio.wait_for(task, within)
+    assert status == 0, f"the daemon exited {status}"
 
 
 # --- A real daemon process -------------------------------------------------------------------------------------

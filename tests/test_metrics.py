@@ -22,11 +22,12 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from smdrd import testing
 from smdrd.config import Settings
 from smdrd.daemon import Daemon
 from smdrd.metrics import CALL_DURATION_BUCKETS, NO_DEPARTMENT, WRITE_LATENCY_BUCKETS, Metrics
 from smdrd.rating.classes import CALL_CLASSES
-from smdrd.testing import free_port, open_connection_retry
+from smdrd.testing import daemon_config, free_port, open_connection_retry, tcp_server_source
 
 LINE = ("2017/07/01 08:30:22,00:01:{sec:02d},0,{ext},O,600988600,0600988600,,0,{id},0,E{ext},GRZYBEK,T9005,"
         "Line 5.0,0,0,,,,,,,,,,,U,GRZYBEK,,192.168.0.201,20806,192.168.0.201,20809")
@@ -42,16 +43,13 @@ def good_lines(n: int, start: int = 1_000_000, ext: str = "217") -> list[bytes]:
 
 
 def settings(tmp_path: Path, port: int, **extra: object) -> Settings:
-    return Settings.model_validate({
-        "site": {"timezone": "Europe/Warsaw", "country": "PL"},
-        "database": {"path": str(tmp_path / "smdrd.db"), "commit_interval_ms": 20},
-        "sources": [{"name": "push", "kind": "tcp-server", "format": "avaya-ipo", "listen": f"127.0.0.1:{port}"}],
-        "http": {"listen": "127.0.0.1:0"},
-        "tariff": {"currency": "PLN", "rules": [{"name": "pl", "prefixes": ["48"], "rate": "0.60",
-                                                  "billing_unit": 60}]},
-        "departments": [{"name": "Sales", "extensions": ["217"]}, {"name": "Support", "extensions": ["550-559"]}],
+    return Settings.model_validate(daemon_config(
+        tmp_path, [tcp_server_source("push", port)],
+        database={"commit_interval_ms": 20},
+        tariff={"currency": "PLN", "rules": [{"name": "pl", "prefixes": ["48"], "rate": "0.60", "billing_unit": 60}]},
+        departments=[{"name": "Sales", "extensions": ["217"]}, {"name": "Support", "extensions": ["550-559"]}],
         **extra,
-    })
+    ))
 
 
 @dataclass
@@ -75,15 +73,10 @@ def daemon_metrics(daemon: Daemon) -> Metrics:
 
 @asynccontextmanager
 async def running_daemon(tmp_path: Path, **extra: object) -> AsyncIterator[Running]:
+    """The metrics and health features on a daemon with a tcp-server source, "push" (`smdrd.testing`'s harness)."""
     port = free_port()
-    daemon = Daemon(settings(tmp_path, port, **extra), features=FEATURES)
-    task = asyncio.create_task(daemon.run())
-    await asyncio.wait_for(daemon.ready.wait(), 10)
-    try:
+    async with testing.running_daemon(settings(tmp_path, port, **extra), features=FEATURES) as daemon:
         yield Running(daemon, port, tmp_path)
-    finally:
-        daemon.request_stop()
-        assert await asyncio.wait_for(task, 15) == 0
 
 
 async def http_get(port: int, path: str, accept: str | None = None) -> tuple[int, dict[str, str], bytes]:
