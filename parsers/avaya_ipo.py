@@ -121,6 +121,12 @@ class AvayaIPOfficeParser(Parser):
                     self._legs.popitem(last=False)
 
         extra = {FIELDS[i]: f[i] for i in _EXTRA if i < len(f) and f[i]}
+        # ExternalTargetingCause is a source (``U`` user, ``HG`` hunt group, ``LINE``...) and, when the call was
+        # forwarded or transferred, a reason (``U XfP``, ``U Xfd``, ``HG fnr``): only the reason is transfer
+        # information; the source alone is kept with the vendor fields.
+        cause = f[27].strip() if len(f) > 27 else ""
+        if cause and " " not in cause:
+            extra["external_targeting_cause"] = cause
         if "@" in caller:
             extra["caller"] = caller
         auth_code = f[18] if len(f) > 18 and f[18] not in ("", "n/a") else ""
@@ -139,7 +145,7 @@ class AvayaIPOfficeParser(Parser):
             leg=leg,
             continued=cont == "1",
             answered=duration > 0,
-            transfer=f[27] if len(f) > 27 else "",
+            transfer=cause if " " in cause else "",  # a bare source (``U``, ``HG``) names no transfer
             call_key=key,
             extra=extra,
         ),)

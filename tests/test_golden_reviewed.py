@@ -121,9 +121,6 @@ def test_ipo_line_4_outbound_on_trunk() -> None:
     })
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="REVIEW.md avaya-ipo D1: ExternalTargetingCause 'U' (no reason code) is reported as "
-                          "transfer 'U' on a plain outbound call")
 def test_ipo_line_4_plain_external_call_is_not_a_transfer() -> None:
     """§1 field 28 ExternalTargetingCause = source + reason; only the reason codes ``XfP``/``Xfd`` are transfers
     ("In the real capture, a blind transfer ... gives U XfP then U Xfd"). ``U`` alone (source user, no reason) is an

@@ -59,7 +59,8 @@ def test_outbound_call_on_a_trunk() -> None:
     assert (r.duration, r.ring, r.direction) == (61, 0, Direction.OUTBOUND)
     assert (r.extension, r.number, r.trunk) == ("217", "600988600", "T9005")
     assert r.extra["dialled_number"] == "0600988600"
-    assert r.transfer == "U"
+    # A bare ExternalTargetingCause ("U": a user placed it) is no transfer; the field is kept with the vendor's.
+    assert r.transfer == "" and r.extra["external_targeting_cause"] == "U"
 
 
 def test_missed_inbound_call_with_withheld_caller() -> None:
