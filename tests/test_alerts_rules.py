@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from smdrd.alerts.feature import compile_settings
 from smdrd.alerts.engine import AlertEngine
+from smdrd.alerts.feature import compile_settings
 from smdrd.alerts.rules import SourceSnapshot
 from smdrd.config import Settings
 from smdrd.journal import Alert

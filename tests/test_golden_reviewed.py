@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pytest
-
 from smdrd.framing import Framer
 from smdrd.parsing import ParserContext, get_parser_class, parse_line
 
