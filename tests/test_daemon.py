@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 
 from smdrd.config import Settings, load_config
-from smdrd.daemon import Daemon
 from smdrd.simulator import serve
 from smdrd.testing import (
     config_toml,
     daemon_config,
     free_port,
     open_connection_retry,
+    running_daemon,
     tcp_client_source,
     tcp_server_source,
 )
@@ -64,25 +64,21 @@ async def wait_for_rows(tmp_path: Path, n: int, within: float = 10.0) -> list[by
 async def test_tcp_server_source_journals_every_line_byte_for_byte(tmp_path: Path) -> None:
     """N lines pushed by a PBX in random chunk sizes become exactly N journal rows, byte for byte."""
     port = free_port()
-    daemon = Daemon(settings(tmp_path, [tcp_server_source("push", port)]))
-    task = asyncio.create_task(daemon.run())
-    await daemon.ready.wait()
     sent = lines(3000)
     data = b"".join(line + b"\r\n" for line in sent)
-    _, writer = await open_connection_retry("127.0.0.1", port)
-    rng = random.Random(5)
-    i = 0
-    while i < len(data):
-        n = rng.randint(1, 3000)
-        writer.write(data[i:i + n])
-        i += n
-        if rng.random() < 0.2:
-            await writer.drain()
-    await writer.drain()
-    assert await wait_for_rows(tmp_path, len(sent)) == sent
-    writer.close()
-    daemon.request_stop()
-    assert await task == 0
+    async with running_daemon(settings(tmp_path, [tcp_server_source("push", port)])):
+        _, writer = await open_connection_retry("127.0.0.1", port)
+        rng = random.Random(5)
+        i = 0
+        while i < len(data):
+            n = rng.randint(1, 3000)
+            writer.write(data[i:i + n])
+            i += n
+            if rng.random() < 0.2:
+                await writer.drain()
+        await writer.drain()
+        assert await wait_for_rows(tmp_path, len(sent)) == sent
+        writer.close()
     conn = sqlite3.connect(tmp_path / "smdrd.db")
     assert conn.execute("SELECT count(*) FROM calls").fetchone()[0] == len(sent)
 
@@ -106,12 +102,9 @@ async def test_tcp_client_source_journals_every_line_byte_for_byte(tmp_path: Pat
 
     server = await asyncio.start_server(pbx, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    daemon = Daemon(settings(tmp_path, [tcp_client_source("ipo", port)]))
-    task = asyncio.create_task(daemon.run())
-    rows = await wait_for_rows(tmp_path, len(sent))
-    done.set()
-    daemon.request_stop()
-    assert await task == 0
+    async with running_daemon(settings(tmp_path, [tcp_client_source("ipo", port)])):
+        rows = await wait_for_rows(tmp_path, len(sent))
+        done.set()
     server.close()
     assert rows == sent
 
@@ -120,40 +113,33 @@ async def test_tcp_client_survives_five_pbx_restarts_without_loss_or_doubles(tmp
     """The PBX (the simulator in listen mode) stops and starts five times; every line it wrote is journalled
     once. Like a real PBX, it holds lines while no collector is connected."""
     port = free_port()
-    daemon = Daemon(settings(tmp_path, [tcp_client_source("ipo", port, reconnect_min=0.05, reconnect_max=0.2)]))
-    task = asyncio.create_task(daemon.run())
-    await daemon.ready.wait()
     expected: list[bytes] = []
-    for round_ in range(6):
-        batch = lines(200, start=2_000_000 + round_ * 1000)
-        expected += batch
-        ready = asyncio.Event()
-        pbx = asyncio.create_task(serve("127.0.0.1", port, iter(b.decode() for b in batch), rate=2000,
-                                        ready=ready))
-        assert await asyncio.wait_for(pbx, 20) == len(batch)
-        await wait_for_rows(tmp_path, len(expected))
-    rows = await wait_for_rows(tmp_path, len(expected))
-    daemon.request_stop()
-    assert await task == 0
+    source = tcp_client_source("ipo", port, reconnect_min=0.05, reconnect_max=0.2)
+    async with running_daemon(settings(tmp_path, [source])) as daemon:
+        for round_ in range(6):
+            batch = lines(200, start=2_000_000 + round_ * 1000)
+            expected += batch
+            ready = asyncio.Event()
+            pbx = asyncio.create_task(serve("127.0.0.1", port, iter(b.decode() for b in batch), rate=2000,
+                                            ready=ready))
+            assert await asyncio.wait_for(pbx, 20) == len(batch)
+            await wait_for_rows(tmp_path, len(expected))
+        rows = await wait_for_rows(tmp_path, len(expected))
     assert rows == expected
     assert daemon.writer.stats.duplicates == 0
 
 
 async def test_garbage_is_journalled_with_its_error_and_the_daemon_carries_on(tmp_path: Path) -> None:
     port = free_port()
-    daemon = Daemon(settings(tmp_path, [tcp_server_source("push", port, max_line_length=4096)]))
-    task = asyncio.create_task(daemon.run())
-    await daemon.ready.wait()
-    _, writer = await open_connection_retry("127.0.0.1", port)
     garbage = bytes(random.Random(1).randrange(256) for _ in range(2000)).replace(b"\n", b"").replace(
         b"\r", b"").replace(b"\0", b"").replace(b"\x0c", b"")
-    writer.write(garbage + b"\r\n")
-    writer.write(b"M" * 1_000_000)  # a 1 MB line with no newline...
-    writer.write(b"\r\n" + lines(1)[0] + b"\r\n")  # ...and a good call after it
-    await writer.drain()
-    rows = await wait_for_rows(tmp_path, 3)
-    daemon.request_stop()
-    assert await task == 0
+    async with running_daemon(settings(tmp_path, [tcp_server_source("push", port, max_line_length=4096)])):
+        _, writer = await open_connection_retry("127.0.0.1", port)
+        writer.write(garbage + b"\r\n")
+        writer.write(b"M" * 1_000_000)  # a 1 MB line with no newline...
+        writer.write(b"\r\n" + lines(1)[0] + b"\r\n")  # ...and a good call after it
+        await writer.drain()
+        rows = await wait_for_rows(tmp_path, 3)
     assert rows[0] == garbage and rows[1] == b"M" * 4096 and rows[2] == lines(1)[0]
     conn = sqlite3.connect(tmp_path / "smdrd.db")
     statuses = [r[0] for r in conn.execute("SELECT status FROM lines ORDER BY id")]
