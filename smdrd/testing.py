@@ -270,12 +270,13 @@ class DaemonProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
-    def start(self, within: float = 20.0) -> DaemonProcess:
-        """Start it and wait for its ``daemon.started`` event."""
+    def start(self, within: float = 20.0, env: Mapping[str, str] | None = None) -> DaemonProcess:
+        """Start it (with ``env`` added to this process's environment) and wait for its ``daemon.started``
+        event."""
         before = len(self.events("daemon.started"))
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "smdrd", "run", "--config", str(self.config_path)],
-                                         stdout=out, stderr=subprocess.STDOUT)
+                                         stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         self.starts += 1
         self.wait_event("daemon.started", before + 1, within)
         return self

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import random
 import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from smdrd.config import Settings, load_config
+from smdrd.config import Settings
 from smdrd.simulator import serve
 from smdrd.testing import (
+    DaemonProcess,
     config_toml,
     daemon_config,
     free_port,
@@ -148,61 +144,21 @@ async def test_garbage_is_journalled_with_its_error_and_the_daemon_carries_on(tm
 
 # --- the real process: signals and systemd notifications --------------------------------------------------
 
-def config_file(tmp_path: Path, *sources: dict[str, object]) -> str:
-    """The daemon's configuration file: the shared test configuration (`smdrd.testing.daemon_config`) with
-    ``sources``, its database at ``tmp_path/smdrd.db``."""
-    return config_toml(daemon_config(tmp_path, sources))
-
-
-@pytest.fixture
-def daemon_proc(tmp_path: Path) -> Iterator[tuple[Path, int, list[subprocess.Popen[bytes]]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-    yield tmp_path, free_port(), procs
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-
-
-def start(tmp_path: Path, config: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    path = tmp_path / "smdrd.toml"
-    path.write_text(config)
-    load_config(path, use_env=False)  # the test's own config must be valid
-    return subprocess.Popen([sys.executable, "-m", "smdrd", "run", "--config", str(path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-
-
-def wait_port(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on {port}")
-
-
-def events(output: bytes) -> list[dict[str, object]]:
-    out = []
-    for line in output.splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
+def pbx_daemon(tmp_path: Path, *sources: dict[str, object]) -> DaemonProcess:
+    """A real ``smdrd run`` (`smdrd.testing.DaemonProcess`) on the shared test configuration with ``sources``."""
+    return DaemonProcess(tmp_path, daemon_config(tmp_path, sources))
 
 
 @pytest.mark.slow
 def test_sigterm_mid_stream_commits_every_line_read_and_exits_zero(
-        daemon_proc: tuple[Path, int, list[subprocess.Popen[bytes]]]) -> None:
+        tmp_path: Path, daemons: list[DaemonProcess]) -> None:
     """Lines stream in at 1,000 per second; SIGTERM: every line sent before it is committed, and the daemon
     exits 0 on its own while the PBX still holds its connection open. (How long the stop takes is a figure for
     ``bench/lifecycle.py``; the 30 s here only stops a hung test.)"""
-    tmp_path, port, procs = daemon_proc
-    proc = start(tmp_path, config_file(tmp_path, tcp_server_source("pbx", port)))
-    procs.append(proc)
-    wait_port(port)
+    port = free_port()
+    d = pbx_daemon(tmp_path, tcp_server_source("pbx", port))
+    daemons.append(d.start())
+    d.wait_port(port)
     sent = lines(5000)
     sock = socket.create_connection(("127.0.0.1", port))
     t0 = time.monotonic()
@@ -213,68 +169,64 @@ def test_sigterm_mid_stream_commits_every_line_read_and_exits_zero(
             sock.sendall(sent[n] + b"\r\n")
             n += 1
         time.sleep(0.002)
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=30)  # the PBX's connection stays open: the daemon must not wait for it
-    assert proc.returncode == 0, out.decode()
+    assert d.proc is not None
+    d.proc.send_signal(signal.SIGTERM)
+    # the PBX's connection stays open: the daemon must not wait for it
+    assert d.proc.wait(timeout=30) == 0, d.log_text()[-4000:]
     sock.close()
     rows = journal(tmp_path)
     assert rows == sent[:n], f"{len(rows)} journalled of {n} sent"
-    stopped = [e for e in events(out) if e.get("event") == "daemon.stopped"]
+    stopped = d.events("daemon.stopped")
     assert stopped and stopped[0]["lines"] == len(rows)
 
 
 @pytest.mark.slow
 def test_sighup_restarts_changed_sources_only_and_rejects_a_bad_file(
-        daemon_proc: tuple[Path, int, list[subprocess.Popen[bytes]]]) -> None:
-    tmp_path, port, procs = daemon_proc
-    port2 = free_port()
+        tmp_path: Path, daemons: list[DaemonProcess]) -> None:
+    port, port2 = free_port(), free_port()
     one = tcp_server_source("a", port)
-    proc = start(tmp_path, config_file(tmp_path, one))
-    procs.append(proc)
-    wait_port(port)
+    d = pbx_daemon(tmp_path, one)
+    daemons.append(d.start())
+    assert d.proc is not None
+    d.wait_port(port)
     sock = socket.create_connection(("127.0.0.1", port))
     sock.sendall(lines(1)[0] + b"\r\n")
     # Add a source: "a" keeps its connection.
-    (tmp_path / "smdrd.toml").write_text(config_file(tmp_path, one, tcp_server_source("b", port2)))
-    proc.send_signal(signal.SIGHUP)
-    wait_port(port2)
+    d.config_path.write_text(config_toml(daemon_config(tmp_path, [one, tcp_server_source("b", port2)])))
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_port(port2)
     sock.sendall(lines(1, start=5)[0] + b"\r\n")
     # A broken file is rejected; both sources keep running.
-    (tmp_path / "smdrd.toml").write_text("[site\n")
-    proc.send_signal(signal.SIGHUP)
-    time.sleep(0.5)
+    d.config_path.write_text("[site\n")
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_event("daemon.reload_rejected")
     sock.sendall(lines(1, start=9)[0] + b"\r\n")
     socket.create_connection(("127.0.0.1", port2)).close()
     asyncio.run(wait_for_rows(tmp_path, 3, within=30))  # stop once read, not after a guess at how long that takes
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=10)
-    assert proc.returncode == 0
-    evs = events(out)
-    reloaded = [e for e in evs if e.get("event") == "daemon.reloaded"]
+    d.terminate()
+    reloaded = d.events("daemon.reloaded")
     assert reloaded and reloaded[0]["added"] == ["b"] and reloaded[0]["unchanged"] == ["a"]
-    rejected = [e for e in evs if e.get("event") == "daemon.reload_rejected"]
+    rejected = d.events("daemon.reload_rejected")
     assert rejected and "not valid TOML" in str(rejected[0]["reason"])
     assert journal(tmp_path) == [lines(1)[0], lines(1, start=5)[0], lines(1, start=9)[0]]
 
 
 @pytest.mark.slow
-def test_systemd_notifications(daemon_proc: tuple[Path, int, list[subprocess.Popen[bytes]]]) -> None:
+def test_systemd_notifications(tmp_path: Path, daemons: list[DaemonProcess]) -> None:
     """With NOTIFY_SOCKET set: READY=1 once started, WATCHDOG=1 pings, STOPPING=1 on SIGTERM."""
-    tmp_path, port, procs = daemon_proc
     sock_path = tmp_path / "notify.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.bind(str(sock_path))
     listener.settimeout(15)
-    proc = start(tmp_path, config_file(tmp_path, tcp_server_source("a", port)),
-                 env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "200000"})
-    procs.append(proc)
+    d = pbx_daemon(tmp_path, tcp_server_source("a", free_port()))
+    daemons.append(d.start(env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "200000"}))
     messages = [listener.recv(4096).decode() for _ in range(3)]
     assert any("READY=1" in m for m in messages)
     assert any("WATCHDOG=1" in m for m in messages)
-    proc.send_signal(signal.SIGTERM)
+    assert d.proc is not None
+    d.proc.send_signal(signal.SIGTERM)
     seen = ""
     while "STOPPING=1" not in seen:
         seen = listener.recv(4096).decode()
-    proc.communicate(timeout=10)
-    assert proc.returncode == 0
+    assert d.proc.wait(timeout=30) == 0
     listener.close()
