@@ -196,6 +196,8 @@ class Layout:
         self.quoted = quoted
         self.quotechar = quotechar
         self.rstrip = rstrip
+        # built once: csv.reader makes a new dialect from keyword arguments on every call (a line's worth of time)
+        self._dialect = csv.reader((), delimiter=separator, quotechar=quotechar).dialect if quoted else None
         self.names: tuple[str, ...] = tuple(names)
         #: the fewest fields a separated row must have (one more than the last required column's index).
         self.min_fields = max((f.index + 1 for f in self.fields if isinstance(f, Column) and not f.optional),
@@ -231,7 +233,7 @@ class Layout:
         if not self.quoted:
             return text.split(self.separator)
         try:
-            rows = list(csv.reader([text], delimiter=self.separator, quotechar=self.quotechar))
+            rows = list(csv.reader([text], self._dialect))
         except csv.Error as exc:
             raise self.error(f"not a CSV line: {exc}") from None
         return rows[0] if rows else []
