@@ -7,9 +7,10 @@
    office hours) and inserts them with ``executemany`` into ``calls``, so the rollup trigger of migration 2
    maintains the rollups exactly as in the daemon. This load is timed separately and is not the figure that
    matters. With ``--database`` an existing file is reused (generated once).
-2. Times ``extensions`` and ``departments`` for one month and for the whole year, through `run_report` on a
-   fresh read-only connection (as the CLI and each HTTP request do), ``--repeat`` times each: the median and the
-   slowest. Targets: under 200 ms for a month, under 1 s for the year. The other kinds are timed for the month.
+2. Times every report kind for one month and for the whole year, through `run_report` on a fresh read-only
+   connection (as the CLI and each HTTP request do), ``--repeat`` times each: the median and the slowest.
+   Targets: under 200 ms for a month, under 1 s for the year (issue 12 asks it at 10,000,000 calls). Also
+   prints each rollup's rows per call (the monthly grain is what keeps a year's reports flat).
 Prints a table on stderr and JSON on stdout.
 """
 
@@ -31,8 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 from bench._util import report  # noqa: E402
 from smdrd.config import Settings  # noqa: E402
-from smdrd.reports.queries import context_from, parse_query, run_report  # noqa: E402
+from smdrd.reports.queries import KINDS, context_from, parse_query, run_report  # noqa: E402
 from smdrd.store.sqlite.reports import SqliteReports, connect_readonly  # noqa: E402
+from smdrd.store.sqlite.rollups import ROLLUPS  # noqa: E402
 from smdrd.store.sqlite.rows import CALL_COLUMNS  # noqa: E402
 from smdrd.store.sqlite.schema import connect  # noqa: E402
 
@@ -159,23 +161,23 @@ def main() -> None:
     check = connect_readonly(db)
     try:
         stored = check.execute("SELECT count(*) FROM calls").fetchone()[0]
-        rollup_rows = check.execute("SELECT count(*) FROM rollup_daily").fetchone()[0]
+        rollup_rows = {r.table: check.execute(f"SELECT count(*) FROM {r.table}").fetchone()[0] for r in ROLLUPS}
     finally:
         check.close()
     month = (f"{YEAR}-06-01", f"{YEAR}-06-30")
     year = (f"{YEAR}-01-01", f"{YEAR}-12-31")
-    results = [time_report(db, kind, *span, args.repeat)
-               for kind in ("extensions", "departments") for span in (month, year)]
-    others = [time_report(db, kind, *month, args.repeat) for kind in ("trunks", "destinations", "days", "calls")]
+    results = [time_report(db, kind, *span, args.repeat) for kind in KINDS for span in (month, year)]
     targets_met = all(r["max_ms"] < (200 if r["from"].endswith("06-01") else 1000) for r in results)
-    rows = [("calls stored", f"{stored:,}"), ("rollup_daily rows", f"{rollup_rows:,}"),
+    rows = [("calls stored", f"{stored:,}"),
+            *((f"{table} rows", f"{n:,} ({n / max(stored, 1):.4f} per call)") for table, n in rollup_rows.items()),
             ("load (insert + triggers)", "reused" if load_seconds is None else
              f"{load_seconds:.1f} s ({stored / load_seconds:,.0f} calls/s)")]
     rows += [(f"{r['kind']} {r['from']}..{r['to']}", f"median {r['median_ms']} ms, max {r['max_ms']} ms "
-              f"({r['rows']} rows)") for r in [*results, *others]]
+              f"({r['rows']} rows)") for r in results]
     rows.append(("targets (month < 200 ms, year < 1 s)", "met" if targets_met else "MISSED"))
-    report("reports", {"calls": stored, "rollup_daily_rows": rollup_rows, "load_seconds": load_seconds,
-                       "reports": results, "other_reports_month": others, "targets_met": targets_met}, rows)
+    report("reports", {"calls": stored, "rollup_rows": rollup_rows,
+                       "rollup_daily_rows": rollup_rows["rollup_daily"], "load_seconds": load_seconds,
+                       "reports": results, "targets_met": targets_met}, rows)
     if tmp is not None:
         tmp.cleanup()
 

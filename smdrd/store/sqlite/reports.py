@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
+from datetime import date, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from smdrd.errors import SmdrdError
 from smdrd.store.api import CALL_DETAIL, ROLLUP_TABLES, ExtensionSpec, Filters, utc_bounds
 from smdrd.store.sqlite import schema
+from smdrd.store.sqlite.rollups import coarser_of
 
 __all__ = ["SqliteReports", "connect_readonly"]
 
@@ -60,9 +62,10 @@ def _in(column: str, values: Sequence[str], where: list[str], params: list[objec
         params.extend(values)
 
 
-def _where(f: Filters, *, extension_col: bool = True) -> tuple[list[str], list[object]]:
-    where = ["day BETWEEN ? AND ?"]
-    params: list[object] = [f.first.isoformat(), f.last.isoformat()]
+def _conditions(f: Filters, *, extension_col: bool = True) -> tuple[list[str], list[object]]:
+    """The filters of ``f`` other than its days, on a rollup's columns."""
+    where: list[str] = []
+    params: list[object] = []
     if extension_col:
         _in("extension", f.extensions, where, params)
     _in("trunk", f.trunks, where, params)
@@ -71,11 +74,15 @@ def _where(f: Filters, *, extension_col: bool = True) -> tuple[list[str], list[o
     return where, params
 
 
-def _day_key(volatile: Sequence[ExtensionSpec], params: list[object]) -> str:
-    """The SQL for the grouping day: the real day only for extensions whose department changes inside the
-    range, ``''`` for the rest, so a year's report groups a few hundred rows instead of one per extension-day."""
+def _where(f: Filters, *, extension_col: bool = True) -> tuple[list[str], list[object]]:
+    where, params = _conditions(f, extension_col=extension_col)
+    return ["day BETWEEN ? AND ?", *where], [f.first.isoformat(), f.last.isoformat(), *params]
+
+
+def _volatile_test(volatile: Sequence[ExtensionSpec], params: list[object]) -> str | None:
+    """SQL true for the extensions whose department changes inside the range (``None``: there are none)."""
     if not volatile:
-        return "''"
+        return None
     tests: list[str] = []
     exact = sorted({m.spec for m in volatile if m.lo is None})
     if exact:
@@ -86,7 +93,39 @@ def _day_key(volatile: Sequence[ExtensionSpec], params: list[object]) -> str:
             tests.append("(extension <> '' AND extension NOT GLOB '*[^0-9]*' "
                          "AND CAST(extension AS INTEGER) BETWEEN ? AND ?)")
             params.extend((m.lo, m.hi))
-    return f"CASE WHEN {' OR '.join(tests)} THEN day ELSE '' END"
+    return f"({' OR '.join(tests)})"
+
+
+def _day_key(volatile: Sequence[ExtensionSpec], params: list[object]) -> str:
+    """The SQL for the grouping day: the real day only for extensions whose department changes inside the
+    range, ``''`` for the rest, so a year's report groups a few hundred rows instead of one per extension-day."""
+    test = _volatile_test(volatile, params)
+    return "''" if test is None else f"CASE WHEN {test} THEN day ELSE '' END"
+
+
+def whole_months(first: date, last: date) -> tuple[str, str, list[tuple[str, str]]] | None:
+    """The whole months inside ``first`` to ``last`` (both included) as ``(first month, last month, the days
+    before and after them)``, each ``YYYY-MM`` or ``YYYY-MM-DD``; ``None`` when no month is whole."""
+    start = first if first.day == 1 else (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+    after = last + timedelta(days=1)
+    end = last if after.day == 1 else last.replace(day=1) - timedelta(days=1)
+    if start > end:
+        return None
+    edges = []
+    if first < start:
+        edges.append((first.isoformat(), (start - timedelta(days=1)).isoformat()))
+    if end < last:
+        edges.append(((end + timedelta(days=1)).isoformat(), last.isoformat()))
+    return start.isoformat()[:7], end.isoformat()[:7], edges
+
+
+def _split(f: Filters, table: str, *, by_day: bool = False
+           ) -> tuple[str, str | None, tuple[str, str, list[tuple[str, str]]] | None]:
+    """Which rollups serve a range: ``(daily table, its monthly table, whole_months)``, the last two ``None``
+    when the daily rollup alone serves it (no whole month, or days wanted)."""
+    monthly = coarser_of().get(table)
+    span = None if by_day or monthly is None else whole_months(f.first, f.last)
+    return table, (monthly if span is not None else None), span
 
 
 def daily_rows(
@@ -102,35 +141,94 @@ def daily_rows(
 
     ``day`` is ``''`` unless ``by_day`` is set or the extension's department changes inside the range
     (``volatile``: the memberships with a boundary inside it); then it is the site-local ISO day.
+
+    Whole months of the range are read from the monthly rollup (a year is about twelve rows per key, not 365),
+    the days before and after them from the daily one; extensions in ``volatile`` always from the daily one,
+    since their department is decided day by day.
     """
     allowed = ROLLUP_TABLES[table]
     for col in group:
         if col not in allowed:
             raise ValueError(f"{table} has no column {col!r}")
-    params: list[object] = []
-    day = "day" if by_day else _day_key(volatile, params)
-    where, where_params = _where(f)
-    params.extend(where_params)
+    daily, monthly, span = _split(f, table, by_day=by_day)
+    picked = "".join(", " + g for g in group)
+    figures = "calls, duration, cost_micros"
     cols = ", ".join(("dk", "extension", *group))
-    sql = (f"SELECT {day} AS dk, extension{''.join(', ' + g for g in group)}, "
-           f"sum(calls), sum(duration), sum(cost_micros) FROM {table} "
-           f"WHERE {' AND '.join(where)} GROUP BY {cols}")
+    if monthly is None or span is None:
+        params: list[object] = []
+        day = "day" if by_day else _day_key(volatile, params)
+        where, where_params = _where(f)
+        params.extend(where_params)
+        sql = (f"SELECT {day} AS dk, extension{picked}, sum(calls), sum(duration), sum(cost_micros) "
+               f"FROM {daily} WHERE {' AND '.join(where)} GROUP BY {cols}")
+        yield from conn.execute(sql, params)
+        return
+    first_month, last_month, edges = span
+    where, where_params = _conditions(f)
+    # Each part appends its parameters in the order its text uses them.
+    parts: list[str] = []
+    params = []
+    for lo, hi in edges:  # the days before and after the whole months
+        day = _day_key(volatile, params)
+        params.extend((lo, hi, *where_params))
+        parts.append(f"SELECT {day} AS dk, extension{picked}, {figures} FROM {daily} "
+                     f"WHERE {' AND '.join(['day BETWEEN ? AND ?', *where])}")
+    params.extend((first_month, last_month, *where_params))  # the whole months...
+    test = _volatile_test(volatile, params)
+    parts.append(f"SELECT '' AS dk, extension{picked}, {figures} FROM {monthly} "
+                 f"WHERE {' AND '.join(['month BETWEEN ? AND ?', *where, *([f'NOT {test}'] if test else [])])}")
+    if test is not None:  # ...but day by day for the extensions that change department
+        params.extend((f"{first_month}-01", f"{last_month}-31", *where_params))
+        parts.append(f"SELECT day AS dk, extension{picked}, {figures} FROM {daily} "
+                     f"WHERE {' AND '.join(['day BETWEEN ? AND ?', *where, _volatile_test(volatile, params) or ''])}")
+    sql = (f"SELECT dk, extension{picked}, sum(calls), sum(duration), sum(cost_micros) "
+           f"FROM ({' UNION ALL '.join(parts)}) GROUP BY {cols}")
     yield from conn.execute(sql, params)
 
 
 def hourly_rows(conn: sqlite3.Connection, f: Filters) -> Iterator[tuple[object, ...]]:
-    """Rows ``(trunk, hour, calls)`` over the range: for each trunk's busiest hour of the day."""
-    where, params = _where(f, extension_col=False)
-    sql = (f"SELECT trunk, hour, sum(calls) FROM rollup_hourly WHERE {' AND '.join(where)} "
-           "GROUP BY trunk, hour")
-    yield from conn.execute(sql, params)
+    """Rows ``(trunk, hour, calls)`` over the range: for each trunk's busiest hour of the day (whole months from
+    the monthly rollup)."""
+    daily, monthly, span = _split(f, "rollup_hourly")
+    if monthly is None or span is None:
+        where, params = _where(f, extension_col=False)
+        sql = (f"SELECT trunk, hour, sum(calls) FROM {daily} WHERE {' AND '.join(where)} "
+               "GROUP BY trunk, hour")
+        yield from conn.execute(sql, params)
+        return
+    first_month, last_month, edges = span
+    where, where_params = _conditions(f, extension_col=False)
+    parts: list[str] = []
+    all_params: list[object] = []
+    for lo, hi in edges:
+        parts.append(f"SELECT trunk, hour, calls FROM {daily} "
+                     f"WHERE {' AND '.join(['day BETWEEN ? AND ?', *where])}")
+        all_params.extend((lo, hi, *where_params))
+    parts.append(f"SELECT trunk, hour, calls FROM {monthly} "
+                 f"WHERE {' AND '.join(['month BETWEEN ? AND ?', *where])}")
+    all_params.extend((first_month, last_month, *where_params))
+    yield from conn.execute(f"SELECT trunk, hour, sum(calls) FROM ({' UNION ALL '.join(parts)}) "
+                            "GROUP BY trunk, hour", all_params)
 
 
 def range_extensions(conn: sqlite3.Connection, f: Filters) -> list[str]:
     """The extensions with traffic in the range (for a department filter on call details)."""
-    where, params = _where(f)
-    return [r[0] for r in conn.execute(
-        f"SELECT DISTINCT extension FROM rollup_daily WHERE {' AND '.join(where)}", params)]
+    daily, monthly, span = _split(f, "rollup_daily")
+    if monthly is None or span is None:
+        where, params = _where(f)
+        return [r[0] for r in conn.execute(
+            f"SELECT DISTINCT extension FROM {daily} WHERE {' AND '.join(where)}", params)]
+    first_month, last_month, edges = span
+    where, where_params = _conditions(f)
+    parts: list[str] = []
+    all_params: list[object] = []
+    for lo, hi in edges:
+        parts.append(f"SELECT extension FROM {daily} WHERE {' AND '.join(['day BETWEEN ? AND ?', *where])}")
+        all_params.extend((lo, hi, *where_params))
+    parts.append(f"SELECT extension FROM {monthly} WHERE {' AND '.join(['month BETWEEN ? AND ?', *where])}")
+    all_params.extend((first_month, last_month, *where_params))
+    return [r[0] for r in conn.execute(f"SELECT DISTINCT extension FROM ({' UNION ALL '.join(parts)})",
+                                       all_params)]
 
 
 def _call_where(f: Filters, tz: ZoneInfo, selected: bool) -> tuple[str, list[object]]:

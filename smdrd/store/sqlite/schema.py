@@ -9,6 +9,15 @@ from __future__ import annotations
 import sqlite3
 
 from smdrd.errors import SmdrdError
+from smdrd.store.sqlite.rollups import (
+    ROLLUPS,
+    ROLLUPS_V6,
+    backfill_sql,
+    create_table_sql,
+    insert_trigger_sql,
+    unroll_trigger_sql,
+    update_trigger_sql,
+)
 
 _TWO_DIGIT_CODES = (
     "'20', '27', '30', '31', '32', '33', '34', '36', '39', '40', '41', '43', '44', '45', '46', '47', '48', '49', "
@@ -18,8 +27,11 @@ _TWO_DIGIT_CODES = (
 
 
 def rollup_delta(row: str, sign: int) -> str:
-    """SQL that adds (``sign`` 1) or takes away (-1) the call ``row`` (``NEW`` or ``OLD`` in a trigger) in every
-    rollup table, exactly as migration 2's insert trigger adds it; rows left at zero by a subtraction go."""
+    """SQL that adds (``sign`` 1) or takes away (-1) the call ``row`` (``NEW`` or ``OLD`` in a trigger) in the
+    rollups of migration 2, exactly as its insert trigger adds it; rows left at zero by a subtraction go.
+
+    Frozen history: it generates the text of migrations 4 and 5, which databases in the field hold. The rollups
+    of this version are defined in `smdrd.store.sqlite.rollups`, and everything live is generated from there."""
     s = "" if sign > 0 else "-"
     r = row
     country = (f"CASE WHEN {r}.e164 IS NULL OR substr({r}.e164, 1, 1) <> '+' THEN '' "
@@ -63,6 +75,82 @@ def _split_values(values: str) -> list[str]:
     parts.append(current.strip())
     return parts
 
+
+#: migration 4's trigger; migration 5 creates it again on the rebuilt ``calls`` table. Frozen: `rollup_delta`
+#: must keep generating the same text, since databases in the field hold it and restore compares it.
+_V4_UPDATE_TRIGGER = (
+    "CREATE TRIGGER calls_rollup_update AFTER UPDATE OF start, extension, direction, call_class, trunk, currency, "
+    "duration, cost_micros, e164, leg ON calls\nBEGIN\n"
+    + rollup_delta("OLD", -1) + "\n" + rollup_delta("NEW", 1) + "\nEND;")
+
+#: the site of every call a box's own journal writer stores (``sites`` row 1, named from ``[site] name``).
+LOCAL_SITE = 1
+
+#: Migration 5: a call's identity is (start_utc, site, source, uid), unique in that order.
+#:
+#: Before, ``uid`` (format + digest of the line) was UNIQUE on its own: two sites (or two sources of one site)
+#: sending the same bytes would merge in a central store, and every insert went to a random place of one
+#: ever-growing index, so imports slowed as the table grew. With the start time first, new calls land at the end
+#: of the index (a PBX reports calls in about the order they end), so an insert costs the same at 10M rows as at
+#: 10k; a re-sent line has the same start, site, source and bytes, so it is still recognised.
+#:
+#: Sites are a table, and calls refer to one by number: a box's calls are all ``LOCAL_SITE``, whose name the
+#: journal writer keeps equal to ``[site] name`` (so renaming the site in the config renames it here, and calls
+#: stored before this migration belong to it without rewriting them). A central store adds one row per site.
+#: ``calls`` is rebuilt (SQLite cannot drop a column's UNIQUE); its indexes keep their names, ``calls_start``
+#: now being the unique identity, and its triggers are made again as they were.
+IDENTITY_MIGRATION = """
+    CREATE TABLE sites (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT    NOT NULL            -- [site] name; '' until a journal writer that knows it opens
+    );
+    INSERT INTO sites (id, name) VALUES (1, '');
+
+    CREATE TABLE calls_v5 (
+        id          INTEGER PRIMARY KEY,
+        line_id     INTEGER NOT NULL REFERENCES lines (id),
+        uid         TEXT    NOT NULL,           -- format + digest of the line the call came from (smdrd.core)
+        source      TEXT    NOT NULL,
+        format      TEXT    NOT NULL,
+        call_key    TEXT    NOT NULL,           -- shared by every leg of one call
+        leg         INTEGER NOT NULL,
+        start       TEXT    NOT NULL,           -- ISO 8601, the PBX's local time with its UTC offset
+        start_utc   INTEGER NOT NULL,           -- seconds since the Unix epoch, for range queries
+        duration    INTEGER NOT NULL,           -- talk seconds
+        ring        INTEGER,
+        direction   TEXT    NOT NULL,
+        extension   TEXT    NOT NULL,
+        number      TEXT    NOT NULL,
+        trunk       TEXT    NOT NULL,
+        account     TEXT    NOT NULL,
+        auth_code   TEXT    NOT NULL,
+        call_id     TEXT    NOT NULL,
+        answered    INTEGER NOT NULL,
+        transfer    TEXT    NOT NULL,
+        extra       TEXT    NOT NULL,           -- JSON object of vendor-only fields
+        e164        TEXT,
+        call_class  TEXT,
+        rule        TEXT,
+        prefix      TEXT,
+        cost_micros INTEGER,                    -- the cost in millionths of the currency unit: exact, summable
+        currency    TEXT,
+        site_id     INTEGER NOT NULL DEFAULT 1 REFERENCES sites (id)
+    );
+    INSERT INTO calls_v5
+    SELECT id, line_id, uid, source, format, call_key, leg, start, start_utc, duration, ring, direction,
+           extension, number, trunk, account, auth_code, call_id, answered, transfer, extra, e164, call_class,
+           rule, prefix, cost_micros, currency, 1
+    FROM calls ORDER BY id;
+    DROP TABLE calls;
+    ALTER TABLE calls_v5 RENAME TO calls;
+
+    -- The identity: start first, so that inserts append (re-sent lines are found by it: the journal writer).
+    CREATE UNIQUE INDEX calls_start ON calls (start_utc, site_id, source, uid);
+    CREATE INDEX calls_extension ON calls (extension, start_utc);
+    CREATE INDEX calls_key ON calls (call_key);
+    CREATE INDEX calls_line ON calls (line_id);
+    """ + "CREATE TRIGGER calls_rollup AFTER INSERT ON calls\nBEGIN\n" + rollup_delta("NEW", 1) + "\nEND;\n" \
+    + _V4_UPDATE_TRIGGER
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the journal of raw lines, and the calls parsed from them.
@@ -237,15 +325,28 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 4: rollups follow a call whose figures change (`smdrd rerate`): take the old figures away, add the new.
     # Deleting calls (retention) still leaves the rollups alone.
-    "CREATE TRIGGER calls_rollup_update AFTER UPDATE OF start, extension, direction, call_class, trunk, currency, "
-    "duration, cost_micros, e164, leg ON calls\nBEGIN\n"
-    + rollup_delta("OLD", -1) + "\n" + rollup_delta("NEW", 1) + "\nEND;",
+    _V4_UPDATE_TRIGGER,
+    # 5: a call's identity is its start, site, source and line (see `IDENTITY_MIGRATION`).
+    IDENTITY_MIGRATION,
+    # 6: where each call feed (the MQTT call publisher) has got to in ``calls.id`` order: saved only after the
+    # broker acknowledged every call up to it (`smdrd.store.sqlite.feed`).
+    """
+    CREATE TABLE feed_cursors (
+        name        TEXT    PRIMARY KEY,
+        position    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
+    # 7: the rollups as `smdrd.store.sqlite.rollups.ROLLUPS_V6` defines them: the monthly grain is added
+    # (backfilled from the daily rollups, which still count pruned calls), and both triggers are made again
+    # from that one definition.
+    "DROP TRIGGER calls_rollup;\nDROP TRIGGER calls_rollup_update;\n"
+    + "\n".join(create_table_sql(r) + "\n" + backfill_sql(r, ROLLUPS_V6) for r in ROLLUPS_V6 if r.finer)
+    + "\n" + insert_trigger_sql(ROLLUPS_V6) + "\n" + update_trigger_sql(ROLLUPS_V6),
 )
 
 #: created on its own connection by `smdrd reparse` only: calls it deletes (to rebuild them from the journal)
 #: leave the rollups, where the rebuilt calls are added again.
-UNROLL_ON_DELETE = ("CREATE TEMP TRIGGER calls_unroll BEFORE DELETE ON main.calls\nBEGIN\n"
-                    + rollup_delta("OLD", -1) + "\nEND;")
+UNROLL_ON_DELETE = unroll_trigger_sql(ROLLUPS)
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -272,6 +373,13 @@ def migrate(conn: sqlite3.Connection) -> int:
         script = MIGRATIONS[number - 1]
         conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")
     return SCHEMA_VERSION
+
+
+def name_local_site(conn: sqlite3.Connection, name: str) -> None:
+    """Name the database's own site (`LOCAL_SITE`) after ``[site] name``: its calls keep their identity when the
+    site is renamed, and calls stored before sites were recorded (migration 5) belong to it. Writes only when
+    the name changes."""
+    conn.execute("UPDATE sites SET name = ? WHERE id = ? AND name <> ?", (name, LOCAL_SITE, name))
 
 
 def connect(path: str) -> sqlite3.Connection:

@@ -26,6 +26,7 @@ import structlog
 
 from smdrd.journal import DUPLICATE, ERROR, JournalEntry
 from smdrd.store.sqlite.rows import (
+    CALL_COLUMNS,
     INSERT_CALL,
     INSERT_LINE,
     OUTBOX_INSERT,
@@ -33,14 +34,16 @@ from smdrd.store.sqlite.rows import (
     alert_row,
     line_row,
 )
-from smdrd.store.sqlite.schema import PRAGMAS, migrate
+from smdrd.store.sqlite.schema import LOCAL_SITE, PRAGMAS, migrate, name_local_site
 
 log = structlog.get_logger(__name__)
 
 
 
-#: uids per ``IN (...)`` query: well under SQLite's limit on bound parameters whatever the batch size.
+#: calls per duplicate lookup (three bound parameters each): well under SQLite's limit whatever the batch size.
 _IN_CHUNK = 500
+#: where a call's identity is in a writer's call row (``line_id`` first, then `CALL_COLUMNS`).
+_UID, _SOURCE, _START_UTC = (1 + CALL_COLUMNS.index(c) for c in ("uid", "source", "start_utc"))
 _INT64 = (-(2**63), 2**63 - 1)
 
 
@@ -81,12 +84,14 @@ def _in_transaction(db: aiosqlite.Connection) -> bool:
     return bool(db.in_transaction)
 
 
-def _migrate_file(path: str) -> None:
+def _migrate_file(path: str, site: str | None) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     try:
         for pragma in PRAGMAS:
             conn.execute(pragma)
         migrate(conn)
+        if site is not None:
+            name_local_site(conn, site)
     finally:
         conn.close()
 
@@ -102,8 +107,11 @@ class JournalWriter:
         batch_rows: int = 5000,
         max_pending: int = 100_000,
         on_commit: Callable[[list[JournalEntry], float], None] | None = None,
+        site: str | None = None,
     ) -> None:
         self.path = Path(path)
+        #: ``[site] name``: given, it names the database's own site (`LOCAL_SITE`) at `open`.
+        self.site = site
         self.commit_interval = commit_interval
         self.batch_rows = batch_rows
         self.max_pending = max_pending
@@ -127,7 +135,7 @@ class JournalWriter:
     async def open(self) -> None:
         """Open the database (creating its folder), set the pragmas and migrate the schema."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        await asyncio.to_thread(_migrate_file, str(self.path))
+        await asyncio.to_thread(_migrate_file, str(self.path), self.site)
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
         for pragma in PRAGMAS:
             await self._db.execute(pragma)
@@ -348,22 +356,26 @@ class JournalWriter:
     @staticmethod
     async def _find_duplicates(db: aiosqlite.Connection, call_rows: list[tuple[object, ...]]) -> dict[int, set[str]]:
         """The uids, by line id, of the calls that were stored already (a re-sent buffer, or the same line twice
-        in this batch): their uid belongs to another line. Lines all of whose calls are such are marked
-        ``duplicate`` in this transaction."""
-        uids = list({str(row[1]) for row in call_rows})
-        owner: dict[str, int] = {}
-        for i in range(0, len(uids), _IN_CHUNK):
-            chunk = uids[i:i + _IN_CHUNK]
-            async with db.execute(f"SELECT uid, line_id FROM calls WHERE uid IN ({','.join('?' * len(chunk))})",
-                                  chunk) as cur:
-                owner.update({uid: line_id async for uid, line_id in cur})
+        in this batch): their identity (start, site, source, uid: the ``calls_start`` index) belongs to another
+        line. Lines all of whose calls are such are marked ``duplicate`` in this transaction."""
+        keys = list({(row[_START_UTC], row[_SOURCE], row[_UID]) for row in call_rows})
+        owner: dict[tuple[object, ...], int] = {}
+        for i in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[i:i + _IN_CHUNK]
+            # VALUES first (CROSS JOIN keeps that order): one seek of the identity index per re-sent call.
+            async with db.execute(
+                    f"SELECT c.start_utc, c.source, c.uid, c.line_id "
+                    f"FROM (VALUES {', '.join(['(?, ?, ?)'] * len(chunk))}) AS v CROSS JOIN calls AS c "
+                    f"ON c.start_utc = v.column1 AND c.site_id = {LOCAL_SITE} AND c.source = v.column2 "
+                    f"AND c.uid = v.column3", [value for key in chunk for value in key]) as cur:
+                owner.update({(start, source, uid): line_id async for start, source, uid, line_id in cur})
         dup_uids: dict[int, set[str]] = {}
         calls_of_line: Counter[int] = Counter()
         for row in call_rows:
-            line_id, uid = int(str(row[0])), str(row[1])
+            line_id = int(str(row[0]))
             calls_of_line[line_id] += 1
-            if owner.get(uid) != line_id:
-                dup_uids.setdefault(line_id, set()).add(uid)
+            if owner.get((row[_START_UTC], row[_SOURCE], row[_UID])) != line_id:
+                dup_uids.setdefault(line_id, set()).add(str(row[_UID]))
         whole = [(line_id,) for line_id, dups in dup_uids.items() if len(dups) == calls_of_line[line_id]]
         await db.executemany(f"UPDATE lines SET status = '{DUPLICATE}' WHERE id = ?", whole)
         return dup_uids

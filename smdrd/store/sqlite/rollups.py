@@ -1,0 +1,192 @@
+"""The report rollups, defined once: one table of dimensions and one list of rollups, from which every piece of
+rollup SQL is generated (tables, the insert and update triggers, ``smdrd reparse``'s unroll trigger, backfills).
+
+A rollup is a table of sums (`MEASURES`) keyed by some of the `DIMENSIONS` of a call, its time grain first
+(``day`` or ``month``), so that a report over a range reads a few rows per day or month instead of every call.
+A call counts once, on its first leg (a transfer's later legs add only their duration and cost). The grain is
+the site-local day or month: the first 10 or 7 characters of ``calls.start`` (ISO local time with its offset).
+
+The monthly rollups are the daily ones with ``day`` coarsened to ``month``: a report over whole months reads
+them (about 12 rows per key a year instead of 365), and only the partial months at the ends of its range read
+the daily ones (`smdrd.store.sqlite.reports`). Both are kept by the same triggers, in the same transaction as
+the call, so they always agree.
+
+A migration's text is frozen once shipped (databases hold it, restore compares it): a change to the rollups is
+a new constant (``ROLLUPS_V7``...) and a new migration built from it, never an edit of `ROLLUPS_V6`.
+Nothing here runs SQL; `smdrd.store.sqlite.schema` builds the migrations from these strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DIMENSIONS", "MEASURES", "ROLLUPS", "ROLLUPS_V6", "Dimension", "Measure", "Rollup", "backfill_sql",
+           "coarser_of", "create_table_sql", "delta_sql", "insert_trigger_sql", "unroll_trigger_sql",
+           "update_trigger_sql"]
+
+# E.164 country calling codes are prefix-free: 1 and 7; this two-digit list; every other one has three digits.
+_TWO_DIGIT_CODES = (
+    "'20', '27', '30', '31', '32', '33', '34', '36', '39', '40', '41', '43', '44', '45', '46', '47', '48', '49', "
+    "'51', '52', '53', '54', '55', '56', '57', '58', '60', '61', '62', '63', '64', '65', '66', '81', '82', '84', "
+    "'86', '90', '91', '92', '93', '94', '95', '98'"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Dimension:
+    """A rollup key column: its SQL type, its value as an expression over a call row (``{r}``: ``NEW``, ``OLD``
+    or a table alias), the ``calls`` columns that expression reads, and what it means."""
+
+    name: str
+    type: str
+    expr: str
+    reads: tuple[str, ...]
+    doc: str
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    """A summed rollup column: its value for one call row (``{r}``), what it reads, what it means."""
+
+    name: str
+    expr: str
+    reads: tuple[str, ...]
+    doc: str
+
+
+DIMENSIONS: dict[str, Dimension] = {d.name: d for d in (
+    Dimension("day", "TEXT", "substr({r}.start, 1, 10)", ("start",), "site-local date, YYYY-MM-DD"),
+    Dimension("month", "TEXT", "substr({r}.start, 1, 7)", ("start",), "site-local month, YYYY-MM"),
+    Dimension("hour", "INTEGER", "CAST(substr({r}.start, 12, 2) AS INTEGER)", ("start",),
+              "site-local hour of the call's start, 0 to 23"),
+    Dimension("extension", "TEXT", "{r}.extension", ("extension",), "the extension"),
+    Dimension("direction", "TEXT", "{r}.direction", ("direction",), "outbound | inbound | internal"),
+    Dimension("call_class", "TEXT", "coalesce({r}.call_class, '')", ("call_class",),
+              "'' when the call was not rated"),
+    Dimension("trunk", "TEXT", "{r}.trunk", ("trunk",), "the trunk"),
+    Dimension("currency", "TEXT", "coalesce({r}.currency, '')", ("currency",), "'' when the call was not rated"),
+    Dimension("country", "TEXT",
+              "CASE WHEN {r}.e164 IS NULL OR substr({r}.e164, 1, 1) <> '+' THEN '' "
+              "WHEN substr({r}.e164, 2, 1) IN ('1', '7') THEN substr({r}.e164, 2, 1) "
+              f"WHEN substr({{r}}.e164, 2, 2) IN ({_TWO_DIGIT_CODES}) THEN substr({{r}}.e164, 2, 2) "
+              "ELSE substr({r}.e164, 2, 3) END",
+              ("e164",), "E.164 country calling code ('44'), '' when not in E.164"),
+)}
+
+MEASURES: tuple[Measure, ...] = (
+    Measure("calls", "{r}.leg = 0", ("leg",), "first legs only: a transferred call counts once"),
+    Measure("duration", "{r}.duration", ("duration",), "talk seconds, every leg"),
+    Measure("cost_micros", "coalesce({r}.cost_micros, 0)", ("cost_micros",), "every leg"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """One rollup table: its key (primary key order, the time grain first) and, for a monthly rollup, the daily
+    rollup whose key it coarsens (the same key with ``day`` made ``month``), from which it is backfilled."""
+
+    table: str
+    key: tuple[str, ...]
+    finer: str | None = None
+
+
+#: The rollups of schema version 6. Frozen: migration 6 is generated from it.
+ROLLUPS_V6: tuple[Rollup, ...] = (
+    Rollup("rollup_daily", ("day", "extension", "direction", "call_class", "trunk", "currency")),
+    Rollup("rollup_hourly", ("day", "trunk", "hour", "direction", "call_class", "currency")),
+    Rollup("rollup_destinations", ("day", "country", "call_class", "extension", "direction", "trunk", "currency")),
+    Rollup("rollup_monthly", ("month", "extension", "direction", "call_class", "trunk", "currency"),
+           finer="rollup_daily"),
+    Rollup("rollup_monthly_hourly", ("month", "trunk", "hour", "direction", "call_class", "currency"),
+           finer="rollup_hourly"),
+    Rollup("rollup_monthly_destinations",
+           ("month", "country", "call_class", "extension", "direction", "trunk", "currency"),
+           finer="rollup_destinations"),
+)
+
+#: The rollups this version keeps (what the triggers of the latest migration maintain).
+ROLLUPS = ROLLUPS_V6
+
+_UPSERT = ("ON CONFLICT DO UPDATE SET "
+           + ", ".join(f"{m.name} = {m.name} + excluded.{m.name}" for m in MEASURES))
+
+
+def coarser_of(rollups: tuple[Rollup, ...] = ROLLUPS) -> dict[str, str]:
+    """Each daily rollup that has a monthly one: ``{daily table: monthly table}``."""
+    return {r.finer: r.table for r in rollups if r.finer}
+
+
+def create_table_sql(rollup: Rollup) -> str:
+    """``CREATE TABLE`` of ``rollup`` (``WITHOUT ROWID``: the rows are their key)."""
+    cols = [f"    {name:<11} {DIMENSIONS[name].type:<7} NOT NULL,  -- {DIMENSIONS[name].doc}" for name in rollup.key]
+    cols += [f"    {m.name:<11} INTEGER NOT NULL,  -- {m.doc}" for m in MEASURES]
+    return (f"CREATE TABLE {rollup.table} (\n" + "\n".join(cols)
+            + f"\n    PRIMARY KEY ({', '.join(rollup.key)})\n) WITHOUT ROWID;")
+
+
+def delta_sql(row: str, sign: int, rollups: tuple[Rollup, ...] = ROLLUPS) -> str:
+    """Statements that add (``sign`` 1) or take away (-1) the call ``row`` (``NEW`` or ``OLD`` in a trigger) in
+    every rollup; rows a subtraction leaves at zero go, so a rollup never holds empty keys."""
+    neg = "" if sign > 0 else "-"
+    out: list[str] = []
+    for r in rollups:
+        values = [DIMENSIONS[k].expr.format(r=row) for k in r.key]
+        figures = [f"{neg}({m.expr.format(r=row)})" if neg else m.expr.format(r=row) for m in MEASURES]
+        out.append(f"INSERT INTO {r.table} ({', '.join(r.key)}, {', '.join(m.name for m in MEASURES)}) "
+                   f"VALUES ({', '.join(values + figures)}) {_UPSERT};")
+        if sign < 0:
+            match = " AND ".join(f"{k} = {v}" for k, v in zip(r.key, values, strict=True))
+            zero = " AND ".join(f"{m.name} = 0" for m in MEASURES)
+            out.append(f"DELETE FROM {r.table} WHERE {match} AND {zero};")
+    return "\n".join(out)
+
+
+def _reads(rollups: tuple[Rollup, ...]) -> list[str]:
+    """The ``calls`` columns some rollup reads, in a stable order: an update of any other leaves them alone."""
+    seen: dict[str, None] = {}
+    for r in rollups:
+        for k in r.key:
+            seen.update(dict.fromkeys(DIMENSIONS[k].reads))
+    for m in MEASURES:
+        seen.update(dict.fromkeys(m.reads))
+    return list(seen)
+
+
+def insert_trigger_sql(rollups: tuple[Rollup, ...] = ROLLUPS) -> str:
+    """``calls_rollup``: every inserted call is added to every rollup, in the inserting transaction. There is
+    no DELETE trigger: pruning old call details (retention) leaves the totals alone."""
+    return f"CREATE TRIGGER calls_rollup AFTER INSERT ON calls\nBEGIN\n{delta_sql('NEW', 1, rollups)}\nEND;"
+
+
+def update_trigger_sql(rollups: tuple[Rollup, ...] = ROLLUPS) -> str:
+    """``calls_rollup_update``: a call whose figures change (``smdrd rerate``) moves: old taken away, new added."""
+    return (f"CREATE TRIGGER calls_rollup_update AFTER UPDATE OF {', '.join(_reads(rollups))} ON calls\nBEGIN\n"
+            f"{delta_sql('OLD', -1, rollups)}\n{delta_sql('NEW', 1, rollups)}\nEND;")
+
+
+def unroll_trigger_sql(rollups: tuple[Rollup, ...] = ROLLUPS) -> str:
+    """``calls_unroll``, a TEMP trigger for ``smdrd reparse``'s own connection only: calls it deletes (to rebuild
+    them from the journal) leave the rollups, where the rebuilt calls are added again."""
+    return ("CREATE TEMP TRIGGER calls_unroll BEFORE DELETE ON main.calls\nBEGIN\n"
+            f"{delta_sql('OLD', -1, rollups)}\nEND;")
+
+
+def backfill_sql(rollup: Rollup, rollups: tuple[Rollup, ...] = ROLLUPS) -> str:
+    """Fill ``rollup`` (new and empty) from what is stored: a monthly rollup from its daily one (which still
+    counts calls that retention has pruned), any other from ``calls``."""
+    sums = ", ".join(f"sum({m.name})" for m in MEASURES)
+    names = ", ".join(rollup.key)
+    group = ", ".join(str(i) for i in range(1, len(rollup.key) + 1))
+    measures = ", ".join(m.name for m in MEASURES)
+    if rollup.finer is not None:
+        finer = next(r for r in rollups if r.table == rollup.finer)
+        expected = tuple("month" if k == "day" else k for k in finer.key)
+        if expected != rollup.key:
+            raise ValueError(f"{rollup.table}: its key must be {finer.table}'s with day made month")
+        picks = ", ".join("substr(day, 1, 7)" if k == "month" else k for k in rollup.key)
+        return (f"INSERT INTO {rollup.table} ({names}, {measures})\n"
+                f"SELECT {picks}, {sums} FROM {finer.table} GROUP BY {group};")
+    picks = ", ".join(DIMENSIONS[k].expr.format(r="calls") for k in rollup.key)
+    per_call = ", ".join(f"sum({m.expr.format(r='calls')})" for m in MEASURES)
+    return (f"INSERT INTO {rollup.table} ({names}, {measures})\n"
+            f"SELECT {picks}, {per_call} FROM calls GROUP BY {group};")
