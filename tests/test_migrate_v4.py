@@ -137,3 +137,13 @@ async def test_the_same_line_from_another_source_is_another_call(old_db: Path) -
     conn.close()
     writer = await _resend(old_db, raws, "second-pbx")
     assert writer.stats.duplicates == 0 and writer.stats.calls == len(raws)
+
+
+def test_a_report_is_the_first_to_open_the_old_database(old_db: Path) -> None:
+    """``smdrd report`` run before the upgraded daemon has started migrates the file, then reads it."""
+    from smdrd.store.sqlite.reports import SqliteReports
+
+    with SqliteReports(old_db) as reader:
+        assert reader.conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert reader.conn.execute("SELECT sum(calls) FROM rollup_monthly").fetchone() == \
+            reader.conn.execute("SELECT sum(calls) FROM rollup_daily").fetchone()

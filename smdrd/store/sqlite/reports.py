@@ -22,8 +22,9 @@ from smdrd.store.sqlite.rollups import coarser_of
 
 __all__ = ["SqliteReports", "connect_readonly"]
 
-#: the first schema version that has the rollup tables.
-ROLLUP_VERSION = 2
+#: the first schema version that has every rollup the reports read (7: the monthly grain); an older database is
+#: migrated first, as the daemon does at start.
+ROLLUP_VERSION = 7
 
 
 def connect_readonly(path: str | Path) -> sqlite3.Connection:

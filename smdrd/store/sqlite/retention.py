@@ -15,9 +15,11 @@ What pruning does (docs/retention.md):
   hold records a parser released at the end of a stream (they never had bytes): see `PRUNED_SQL`.
   The newest line is never deleted: the writer numbers lines from ``max(id) + 1`` and ids must not come back.
 
-What it must never do: touch a rollup table, or delete a line that a call refers to. Rollups are kept by
-an ``AFTER INSERT`` trigger only (migration 2), so deleting calls leaves every accounting report exact; a
-connection used here must not carry a ``DELETE`` trigger of its own (``smdrd reparse``'s ``calls_unroll``).
+What it must never do: touch a rollup table, or delete a line that a call refers to. Rollups (daily and
+monthly, `smdrd.store.sqlite.rollups`) are kept by ``AFTER INSERT`` and ``AFTER UPDATE`` triggers only, so
+deleting calls leaves every accounting report exact; a connection used here must not carry a ``DELETE`` trigger
+of its own (``smdrd reparse``'s ``calls_unroll``). Old calls are found through ``calls_start``, the identity
+index, whose first column is the start time.
 """
 
 from __future__ import annotations
