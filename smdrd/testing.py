@@ -211,7 +211,7 @@ def config_toml(config: Mapping[str, Any]) -> str:
 
 @contextlib.asynccontextmanager
 async def running_daemon(
-    settings: Settings,
+    settings: Settings | Daemon,
     *,
     features: Collection[str] | None = None,
     on_commit: Callable[[list[Entry], float], None] | None = None,
@@ -221,11 +221,16 @@ async def running_daemon(
     """A `Daemon` on ``settings`` running in this event loop: ready when the block starts, asked to stop when it
     ends, and it must then exit 0. ``within`` only stops a hung test (start or stop).
 
-    For a test that wants another exit status, or to stop the daemon itself, make a `Daemon` by hand.
+    ``settings`` may also be a `Daemon` the test has built and changed before it runs (a route added); the
+    other arguments are then ignored. For a test that wants another exit status, or to stop the daemon itself,
+    run the `Daemon` by hand.
     """
     from smdrd.daemon import Daemon
 
-    daemon = Daemon(settings, config_path, on_commit=on_commit, features=features)
+    if isinstance(settings, Daemon):
+        daemon = settings
+    else:
+        daemon = Daemon(settings, config_path, on_commit=on_commit, features=features)
     task = asyncio.create_task(daemon.run(), name="daemon")
     ready = asyncio.create_task(daemon.ready.wait())
     await asyncio.wait({task, ready}, timeout=within, return_when=asyncio.FIRST_COMPLETED)

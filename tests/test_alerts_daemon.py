@@ -21,7 +21,7 @@ from smdrd.config import Settings
 from smdrd.daemon import Daemon
 from smdrd.parsers.avaya_ipo import AvayaIPOfficeParser
 from smdrd.record import CallRecord, Direction
-from smdrd.testing import Broker, Subscriber, free_port, mosquitto_path, open_connection_retry
+from smdrd.testing import Broker, Subscriber, free_port, mosquitto_path, open_connection_retry, running_daemon
 
 UTC_ = ZoneInfo("UTC")
 NIGHT = datetime(2025, 3, 4, 2, 13, tzinfo=UTC_)  # a Tuesday
@@ -111,18 +111,15 @@ def settings(tmp_path: Path, broker: Broker, port: int, **sections: Any) -> Sett
 
 @asynccontextmanager
 async def running(s: Settings, features: tuple[str, ...] = ("alerts", "mqtt")) -> AsyncIterator[Pbx]:
-    daemon = Daemon(s, features=features)
-    task = asyncio.create_task(daemon.run())
-    await asyncio.wait_for(daemon.ready.wait(), 10)
+    """The daemon (`smdrd.testing.running_daemon`) and a PBX that pushes calls to its first tcp-server source."""
     port = int(s.sources[0].listen.rsplit(":", 1)[1]) if s.sources and s.sources[0].kind == "tcp-server" else 0
-    pbx = Pbx(daemon, port)
-    try:
-        yield pbx
-    finally:
-        if pbx.writer is not None:
-            pbx.writer.close()
-        daemon.request_stop()
-        assert await asyncio.wait_for(task, 20) == 0
+    async with running_daemon(s, features=features) as daemon:
+        pbx = Pbx(daemon, port)
+        try:
+            yield pbx
+        finally:
+            if pbx.writer is not None:
+                pbx.writer.close()
 
 
 def alerts(sub: Subscriber) -> list[dict[str, Any]]:
