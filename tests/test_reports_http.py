@@ -10,6 +10,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from smdrd.reports.http import RETRY_AFTER
 from smdrd.reports.queries import MAX_PAGE_SIZE, context_from, parse_query, run_report
 from smdrd.reports.render import render, to_dict
 from smdrd.store.sqlite.reports import SqliteReports
+from smdrd.testing import running_daemon
 from tests.test_http import get as raw_get
 from tests.test_reports import CALLS, DEPARTMENTS, Call, settings_for, write_calls
 
@@ -37,22 +39,20 @@ async def get(port: int, path: str, headers: dict[str, str] | None = None) -> tu
     return await asyncio.to_thread(fetch)
 
 
-async def start(tmp_path: Path, **http: Any) -> tuple[Daemon, asyncio.Task[int]]:
+@asynccontextmanager
+async def reports_daemon(tmp_path: Path, **http: Any) -> AsyncIterator[Daemon]:
+    """The reports feature on a daemon over `CALLS` (`smdrd.testing.running_daemon`), HTTP on a free port."""
     db = tmp_path / "smdrd.db"
     await write_calls(db, CALLS)
     settings = settings_for(db, http={"listen": "127.0.0.1:0", **http})
-    daemon = Daemon(settings, features=("reports",))
-    task = asyncio.create_task(daemon.run())
-    await asyncio.wait_for(daemon.ready.wait(), 10)
-    return daemon, task
+    async with running_daemon(settings, features=("reports",)) as daemon:
+        yield daemon
 
 
 @pytest.fixture
 async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
-    d, task = await start(tmp_path)
-    yield d
-    d.request_stop()
-    await task
+    async with reports_daemon(tmp_path) as d:
+        yield d
 
 
 def port_of(d: Daemon) -> int:
@@ -139,17 +139,13 @@ async def test_page_is_self_contained_with_a_strict_policy(daemon: Daemon) -> No
 
 async def test_token_is_required_when_configured(tmp_path: Path) -> None:
     """With [http] token set, reports need it (header or ?token=); without it they answer 401."""
-    d, task = await start(tmp_path, token=REPORT_TOKEN)
-    try:
+    async with reports_daemon(tmp_path, token=REPORT_TOKEN) as d:
         port = port_of(d)
         assert (await get(port, f"/api/reports/extensions?{MARCH}"))[0] == 401
         assert (await get(port, "/reports"))[0] == 401
         assert (await get(port, f"/api/reports/extensions?{MARCH}&token={REPORT_TOKEN}"))[0] == 200
         status, _, _ = await get(port, f"/api/reports/days?{MARCH}", {"Authorization": f"Bearer {REPORT_TOKEN}"})
         assert status == 200
-    finally:
-        d.request_stop()
-        await task
 
 
 async def test_reload_takes_new_departments_and_keeps_old_on_error(daemon: Daemon, tmp_path: Path) -> None:
@@ -219,26 +215,19 @@ async def test_a_large_csv_export_spans_many_chunks(tmp_path: Path) -> None:
     many = [Call(f"2026-03-{1 + i // 120:02d}T{8 + i // 60 % 2:02d}:{i % 60:02d}:00", str(200 + i % 50),
                  "outbound", "national", 60 + i, "0.25", key=f"K{i}") for i in range(3000)]
     await write_calls(db, many)
-    d = Daemon(settings_for(db, http={"listen": "127.0.0.1:0"}), features=("reports",))
-    task = asyncio.create_task(d.run())
-    await asyncio.wait_for(d.ready.wait(), 10)
-    try:
+    async with running_daemon(settings_for(db, http={"listen": "127.0.0.1:0"}), features=("reports",)) as d:
         status, _, body = await get(port_of(d), f"/api/reports/calls?{MARCH}&format=csv")
         assert status == 200 and len(body) > 2 * CHUNK
         rows = list(csv.reader(io.StringIO(body.decode())))
         assert len(rows) == 3000 + 2 and rows[-1][0] == "Total"
         service = d.features.reports
         assert service is not None and service.active == 0, "the export's slot was not given back"
-    finally:
-        d.request_stop()
-        await task
 
 
 async def test_reports_beyond_max_reports_answer_503_with_retry_after(tmp_path: Path) -> None:
     """At most [http] max_reports report requests run or wait at once: one more is a 503 with Retry-After,
     not another queued query; once a slot is free, reports are served again."""
-    d, task = await start(tmp_path, max_reports=1)
-    try:
+    async with reports_daemon(tmp_path, max_reports=1) as d:
         service = d.features.reports
         assert service is not None and service.max_reports == 1
         assert service._enter()  # a report in progress holds the one slot
@@ -246,9 +235,6 @@ async def test_reports_beyond_max_reports_answer_503_with_retry_after(tmp_path: 
         assert status == 503 and headers["Retry-After"] == str(RETRY_AFTER) and b"too many report" in body
         service._leave()
         assert (await get(port_of(d), f"/api/reports/extensions?{MARCH}"))[0] == 200
-    finally:
-        d.request_stop()
-        await task
 
 
 async def test_reports_run_on_their_own_threads_never_the_default_executor(tmp_path: Path) -> None:
@@ -258,8 +244,7 @@ async def test_reports_run_on_their_own_threads_never_the_default_executor(tmp_p
     def threads(prefix: str) -> set[str]:
         return {t.name for t in threading.enumerate() if t.name.startswith(prefix)}
 
-    daemon, task = await start(tmp_path, max_reports=12)
-    try:
+    async with reports_daemon(tmp_path, max_reports=12) as daemon:
         before = threads("asyncio_")
         results = await asyncio.gather(*(raw_get(port_of(daemon), f"/api/reports/{kind}?{MARCH}&direction=all")
                                          for kind in ("extensions", "departments", "calls", "days") * 3))
@@ -267,6 +252,3 @@ async def test_reports_run_on_their_own_threads_never_the_default_executor(tmp_p
         assert threads("asyncio_") == before, "a report ran in the default executor"
         report_threads = threads("smdrd-report")
         assert 1 <= len(report_threads) <= daemon.settings.http.report_workers == 2
-    finally:
-        daemon.request_stop()
-        await task
