@@ -480,20 +480,15 @@ async def test_live_lines_commit_between_the_batches_of_a_large_prune(tmp_path: 
 
     The test watches the order of events (line sent, prune batch done, line committed), not the clock, so a
     busy machine slows both sides alike; the latency figure is ``bench/retention.py``'s."""
-    from smdrd.daemon import Daemon
     from smdrd.store.sqlite.retention import SqliteRetention
-    from smdrd.testing import free_port, open_connection_retry
+    from smdrd.testing import daemon_config, free_port, open_connection_retry, running_daemon, tcp_server_source
 
     db = tmp_path / "smdrd.db"
     seed_backlog(db, BACKLOG)
     port = free_port()
-    settings = Settings.model_validate({
-        "site": {"timezone": "Europe/Warsaw", "country": "PL"},
-        "database": {"path": str(db), "commit_interval_ms": 20},
-        "sources": [{"name": "push", "kind": "tcp-server", "format": "avaya-ipo", "listen": f"127.0.0.1:{port}"}],
-        "http": {"enabled": False},
-        "retention": {"calls_days": 31, "lines_days": 31, "batch_rows": 1000, "pause_ms": 10},
-    })
+    settings = Settings.model_validate(daemon_config(
+        tmp_path, [tcp_server_source("push", port)], database={"commit_interval_ms": 20}, http={"enabled": False},
+        retention={"calls_days": 31, "lines_days": 31, "batch_rows": 1000, "pause_ms": 10}))
     # One log of what happened, in order: ("sent", line), ("batch", None) once a prune batch's transaction is
     # over (appended from the pruner's worker thread), ("commit", line) once the writer committed the line.
     events: list[tuple[str, bytes | None]] = []
@@ -535,33 +530,29 @@ async def test_live_lines_commit_between_the_batches_of_a_large_prune(tmp_path: 
         if expected and len(committed) >= expected[0]:
             all_committed.set()
 
-    daemon = Daemon(settings, on_commit=on_commit, features=("retention",))
-    task = asyncio.create_task(daemon.run())
-    await daemon.ready.wait()
-    pruner = daemon.build().retention
-    assert pruner is not None
-    _, writer = await open_connection_retry("127.0.0.1", port)
-    sent: list[bytes] = []
-    during_prune = 0
-    stamp = (datetime.now(TZ) - timedelta(hours=1)).strftime("%Y/%m/%d %H:%M:%S")
-    deadline = time.monotonic() + 600  # only stops a hung test
-    while pruner.runs == 0 or len(sent) < 100:
-        line = IPO_LINE.format(start=stamp, id=9_000_000 + len(sent)).encode()
-        writer.write(line + b"\r\n")
-        await writer.drain()
-        events.append(("sent", line))
-        sent.append(line)
-        during_prune += pruner.runs == 0
-        await asyncio.sleep(0.02)
-        assert time.monotonic() < deadline, "the prune never finished"
-    expected.append(len(sent))
-    if len(committed) >= len(sent):
-        all_committed.set()
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(all_committed.wait(), 30)  # only stops a hung test: `missing` says what is lost
-    writer.close()
-    daemon.request_stop()
-    assert await task == 0
+    async with running_daemon(settings, on_commit=on_commit, features=("retention",)) as daemon:
+        pruner = daemon.build().retention
+        assert pruner is not None
+        _, writer = await open_connection_retry("127.0.0.1", port)
+        sent: list[bytes] = []
+        during_prune = 0
+        stamp = (datetime.now(TZ) - timedelta(hours=1)).strftime("%Y/%m/%d %H:%M:%S")
+        deadline = time.monotonic() + 600  # only stops a hung test
+        while pruner.runs == 0 or len(sent) < 100:
+            line = IPO_LINE.format(start=stamp, id=9_000_000 + len(sent)).encode()
+            writer.write(line + b"\r\n")
+            await writer.drain()
+            events.append(("sent", line))
+            sent.append(line)
+            during_prune += pruner.runs == 0
+            await asyncio.sleep(0.02)
+            assert time.monotonic() < deadline, "the prune never finished"
+        expected.append(len(sent))
+        if len(committed) >= len(sent):
+            all_committed.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_committed.wait(), 30)  # only stops a hung test: `missing` says what is lost
+        writer.close()
 
     assert pruner.last is not None
     assert (pruner.last.calls, pruner.last.lines_deleted) == (BACKLOG, BACKLOG)
