@@ -20,7 +20,7 @@ import pytest
 from smdrd.config import HttpConfig, Settings
 from smdrd.daemon import Daemon
 from smdrd.http import Request, Response
-from smdrd.testing import free_port
+from smdrd.testing import DaemonProcess, daemon_config, free_port, running_daemon
 from tests.test_backup import CLI
 
 SECRETS = {"mqtt": "mqtt-Pa55-9f8e7d", "token": "http-T0ken-4c3b2a", "pbx": "pbx-L0gin-1a2b3c",
@@ -99,49 +99,14 @@ async def test_a_configured_token_file_is_required_on_every_private_route(tmp_pa
     })
     daemon = Daemon(settings, features=())
     add_private_route(daemon)
-    task = asyncio.create_task(daemon.run())
-    await daemon.ready.wait()
-    assert daemon.http is not None
-    port = daemon.http.bound_port
-    try:
+    async with running_daemon(daemon):
+        assert daemon.http is not None
+        port = daemon.http.bound_port
         assert await get(port, "/private") == 401
         assert await get(port, "/private", "Authorization: Bearer wrong\r\n") == 401
         assert await get(port, "/private?token=" + SECRETS["token"][:-1]) == 401
         assert await get(port, "/private", f"Authorization: Bearer {SECRETS['token']}\r\n") == 200
         assert await get(port, f"/private?token={SECRETS['token']}") == 200
-    finally:
-        daemon.request_stop()
-        assert await task == 0
-
-
-CONFIG = """
-[site]
-timezone = "Europe/Warsaw"
-country = "PL"
-[database]
-path = "{db}"
-[logging]
-level = "debug"
-format = "json"
-[http]
-listen = "127.0.0.1:0"
-token = "{token}"
-[mqtt]
-enabled = true
-host = "127.0.0.1"
-port = {mqtt_port}
-username = "smdrd"
-password = "{mqtt}"
-[[sources]]
-name = "pbx"
-kind = "tcp-client"
-format = "panasonic"
-host = "127.0.0.1"
-port = {pbx_port}
-password = "{pbx}"
-reconnect_min = 0.1
-reconnect_max = 0.2
-"""
 
 
 class FakePanasonic(threading.Thread):
@@ -181,39 +146,44 @@ def test_secrets_never_appear_in_the_daemons_log_or_in_check_config(tmp_path: Pa
     `check-config --show` output, which masks them. A user would find their passwords in journald."""
     pbx = FakePanasonic()
     pbx.start()
-    config = tmp_path / "smdrd.toml"
-    text = CONFIG.format(db=tmp_path / "smdrd.db", mqtt_port=free_port(), pbx_port=pbx.port, **SECRETS)
-    config.write_text(text)
-    env = {**os.environ, "SMDRD_MQTT__PASSWORD": SECRETS["env"]}
-    log = tmp_path / "daemon.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "smdrd", "run", "--config", str(config)], stdout=out,
-                                stderr=subprocess.STDOUT, env=env)
+    source = {"name": "pbx", "kind": "tcp-client", "format": "panasonic", "host": "127.0.0.1", "port": pbx.port,
+              "password": SECRETS["pbx"], "reconnect_min": 0.1, "reconnect_max": 0.2}
+    d = DaemonProcess(tmp_path, daemon_config(
+        tmp_path, [source], logging={"level": "debug"}, http={"token": SECRETS["token"]},
+        mqtt={"enabled": True, "host": "127.0.0.1", "port": free_port(), "username": "smdrd",
+              "password": SECRETS["mqtt"]}))
+    config = d.config_path
+    text = config.read_text()
+    env = {"SMDRD_MQTT__PASSWORD": SECRETS["env"]}
+    d.start(env=env)
+    assert d.proc is not None
     try:
         # Logins to the PBX (twice: it hangs up, and the source logs in again) and attempts on the dead broker,
         # each logged. Waits for the behaviour, not for a guessed time (startup is slow on a busy machine).
         deadline = time.monotonic() + 60
         while pbx.received.count(SECRETS["pbx"].encode()) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
-        proc.send_signal(signal.SIGHUP)
-        time.sleep(0.5)
-        config.write_text(text.replace("reconnect_min = 0.1", "reconnect_min = -1"))  # a refused reload
-        proc.send_signal(signal.SIGHUP)
-        time.sleep(0.5)
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_event("daemon.reloaded")
+        refused = text.replace("reconnect_min = 0.1", "reconnect_min = -1")
+        assert refused != text
+        config.write_text(refused)  # a refused reload
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_event("daemon.reload_rejected")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)
+        d.proc.send_signal(signal.SIGTERM)
+        d.proc.wait(timeout=15)
         pbx.halt.set()
         pbx.join()
     assert SECRETS["pbx"].encode() in pbx.received, "the PBX login never ran: the test proves nothing"
-    output = log.read_text()
+    output = d.log_text()
     assert '"daemon.reload_rejected"' in output and '"daemon.reloaded"' in output, output
     for name, secret in SECRETS.items():
         assert secret not in output, f"the {name} secret is in the daemon's log"
 
     config.write_text(text)
     shown = subprocess.run([*CLI, "check-config", "--show", str(config)], capture_output=True, text=True,
-                           env=env, timeout=60, check=False)
+                           env={**os.environ, **env}, timeout=60, check=False)
     assert shown.returncode == 0, shown.stderr
     for name, secret in SECRETS.items():
         assert secret not in shown.stdout + shown.stderr, f"check-config --show prints the {name} secret"
