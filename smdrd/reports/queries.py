@@ -375,10 +375,15 @@ def run_report(reader: ReportReader, q: Query, ctx: Context) -> Report:
     volatile = d.volatile(first, last)
     dec = ctx.decimals
 
+    # Departments matter to the extensions and departments reports, and to any report filtered by department;
+    # elsewhere the store may sum without extensions (and without days for the extensions that move).
+    per_extension = wanted is not None or q.kind in ("extensions", "departments")
+
     def attributed(group: Sequence[str] = (), *, by_day: bool = False,
                    table: str = "rollup_daily") -> Iterator[Attributed]:
         # Only extensions whose department changes inside the range are grouped per day (see `volatile`).
-        rows = reader.daily_rows(f, group=group, volatile=volatile, by_day=by_day, table=table)
+        rows = reader.daily_rows(f, group=group, volatile=volatile if per_extension else (), by_day=by_day,
+                                 table=table, per_extension=per_extension)
         return attribute(rows, d, first, wanted)
 
     if q.kind == "extensions":

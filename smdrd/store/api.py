@@ -100,9 +100,12 @@ class ReportReader(Protocol):
     report at a time (its department selection is per reader); ``close`` it when done."""
 
     def daily_rows(self, f: Filters, *, group: Sequence[str] = (), volatile: Sequence[ExtensionSpec] = (),
-                   by_day: bool = False, table: str = "rollup_daily") -> Iterator[tuple[object, ...]]:
+                   by_day: bool = False, table: str = "rollup_daily",
+                   per_extension: bool = True) -> Iterator[tuple[object, ...]]:
         """``(day, extension, *group, calls, duration, cost_micros)`` summed over the range; ``day`` is ``''``
-        unless ``by_day`` or the extension is one of ``volatile`` (its department changes inside the range)."""
+        unless ``by_day`` or the extension is one of ``volatile`` (its department changes inside the range).
+        ``per_extension=False``: the caller needs no extension (no department filter), which may then be ``''``
+        (a store can answer from coarser sums)."""
         ...
 
     def hourly_rows(self, f: Filters) -> Iterator[tuple[object, ...]]:

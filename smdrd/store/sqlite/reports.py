@@ -18,13 +18,13 @@ from zoneinfo import ZoneInfo
 from smdrd.errors import SmdrdError
 from smdrd.store.api import CALL_DETAIL, ROLLUP_TABLES, ExtensionSpec, Filters, utc_bounds
 from smdrd.store.sqlite import schema
-from smdrd.store.sqlite.rollups import coarser_of
+from smdrd.store.sqlite.rollups import DAYS_TABLE, ROLLUPS, coarser_of
 
 __all__ = ["SqliteReports", "connect_readonly"]
 
-#: the first schema version that has every rollup the reports read (7: the monthly grain); an older database is
-#: migrated first, as the daemon does at start.
-ROLLUP_VERSION = 7
+#: the first schema version that has every rollup and index the reports read (7: the monthly grain, 8: the
+#: days rollup and the later legs' index); an older database is migrated first, as the daemon does at start.
+ROLLUP_VERSION = 8
 
 
 def connect_readonly(path: str | Path) -> sqlite3.Connection:
@@ -120,6 +120,10 @@ def whole_months(first: date, last: date) -> tuple[str, str, list[tuple[str, str
     return start.isoformat()[:7], end.isoformat()[:7], edges
 
 
+#: the key of `DAYS_TABLE`: what a report reading it may group or filter by.
+_DAYS_KEY = next(r.key for r in ROLLUPS if r.table == DAYS_TABLE)
+
+
 def _split(f: Filters, table: str, *, by_day: bool = False
            ) -> tuple[str, str | None, tuple[str, str, list[tuple[str, str]]] | None]:
     """Which rollups serve a range: ``(daily table, its monthly table, whole_months)``, the last two ``None``
@@ -137,6 +141,7 @@ def daily_rows(
     volatile: Sequence[ExtensionSpec] = (),
     by_day: bool = False,
     table: str = "rollup_daily",
+    per_extension: bool = True,
 ) -> Iterator[tuple[object, ...]]:
     """Rows ``(day, extension, *group, calls, duration, cost_micros)`` summed over the range.
 
@@ -144,17 +149,25 @@ def daily_rows(
     (``volatile``: the memberships with a boundary inside it); then it is the site-local ISO day.
 
     Whole months of the range are read from the monthly rollup (a year is about twelve rows per key, not 365),
-    the days before and after them from the daily one; extensions in ``volatile`` always from the daily one,
-    since their department is decided day by day.
+    the days before and after them from the daily one; extensions in ``volatile`` from the daily one, day by
+    day (their department is decided per day). ``per_extension=False`` with ``by_day`` and no extension
+    filter reads `DAYS_TABLE`, with ``''`` for the extension.
     """
     allowed = ROLLUP_TABLES[table]
     for col in group:
         if col not in allowed:
             raise ValueError(f"{table} has no column {col!r}")
-    daily, monthly, span = _split(f, table, by_day=by_day)
     picked = "".join(", " + g for g in group)
     figures = "calls, duration, cost_micros"
     cols = ", ".join(("dk", "extension", *group))
+    if (by_day and not per_extension and not volatile and not f.extensions and table == "rollup_daily"
+            and set(group) <= set(_DAYS_KEY)):
+        days_where, days_params = _where(f)
+        yield from conn.execute(
+            f"SELECT day AS dk, '' AS extension{picked}, sum(calls), sum(duration), sum(cost_micros) "
+            f"FROM {DAYS_TABLE} WHERE {' AND '.join(days_where)} GROUP BY dk{picked}", days_params)
+        return
+    daily, monthly, span = _split(f, table, by_day=by_day)
     if monthly is None or span is None:
         params: list[object] = []
         day = "day" if by_day else _day_key(volatile, params)
@@ -178,11 +191,15 @@ def daily_rows(
     test = _volatile_test(volatile, params)
     parts.append(f"SELECT '' AS dk, extension{picked}, {figures} FROM {monthly} "
                  f"WHERE {' AND '.join(['month BETWEEN ? AND ?', *where, *([f'NOT {test}'] if test else [])])}")
+    cte = ""
     if test is not None:  # ...but day by day for the extensions that change department
-        params.extend((f"{first_month}-01", f"{last_month}-31", *where_params))
-        parts.append(f"SELECT day AS dk, extension{picked}, {figures} FROM {daily} "
-                     f"WHERE {' AND '.join(['day BETWEEN ? AND ?', *where, _volatile_test(volatile, params) or ''])}")
-    sql = (f"SELECT dk, extension{picked}, sum(calls), sum(duration), sum(cost_micros) "
+        # One seek of the (day, extension) key per day and extension, not a read of every extension's days.
+        cte = ("WITH RECURSIVE span(d) AS (SELECT ? UNION ALL SELECT date(d, '+1 day') FROM span WHERE d < ?) ")
+        next_month = (date.fromisoformat(f"{last_month}-01").replace(day=28) + timedelta(days=4)).replace(day=1)
+        params = [f"{first_month}-01", (next_month - timedelta(days=1)).isoformat(), *params, *where_params]
+        parts.append(f"SELECT day AS dk, extension{picked}, {figures} FROM span CROSS JOIN {daily} ON day = span.d "
+                     f"WHERE {' AND '.join([*where, _volatile_test(volatile, params) or 'true'])}")
+    sql = (f"{cte}SELECT dk, extension{picked}, sum(calls), sum(duration), sum(cost_micros) "
            f"FROM ({' UNION ALL '.join(parts)}) GROUP BY {cols}")
     yield from conn.execute(sql, params)
 
@@ -268,11 +285,36 @@ def iter_call_rows(conn: sqlite3.Connection, f: Filters, tz: ZoneInfo, *, select
 
 
 def call_totals(conn: sqlite3.Connection, f: Filters, tz: ZoneInfo, *, selected: bool) -> tuple[int, int, int, int]:
-    """``(legs, calls, duration, cost_micros)`` over every matching call detail, not only one page."""
+    """``(legs, calls, duration, cost_micros)`` over every matching call detail, not only one page.
+
+    From the rollups when they say the same as the details (`_totals_from_rollups`); else from the details.
+    """
+    if not selected:
+        quick = _totals_from_rollups(conn, f, tz)
+        if quick is not None:
+            return quick
     where, params = _call_where(f, tz, selected)
     row = conn.execute(f"SELECT count(*), coalesce(sum(c.leg = 0), 0), coalesce(sum(c.duration), 0), "
                        f"coalesce(sum(c.cost_micros), 0) FROM calls c WHERE {where}", params).fetchone()
     return int(row[0]), int(row[1]), int(row[2]), int(row[3])
+
+
+def _totals_from_rollups(conn: sqlite3.Connection, f: Filters, tz: ZoneInfo) -> tuple[int, int, int, int] | None:
+    """The call listing's totals without reading its calls: calls, duration and cost from the rollups (whole
+    months from the monthly grain), plus the later legs of transfers through their own small index
+    (``calls_later_legs``). ``None`` when the details may lack calls the rollups count: when the range starts
+    before the oldest stored call (retention deletes the oldest calls first, and never touches a rollup)."""
+    lo = utc_bounds(f.first, f.last, tz)[0]
+    oldest = conn.execute("SELECT min(start_utc) FROM calls").fetchone()[0]
+    if oldest is None or oldest > lo:
+        return None
+    calls = duration = cost = 0
+    for *_, n, seconds, micros in daily_rows(conn, f):
+        calls, duration, cost = calls + int(str(n)), duration + int(str(seconds)), cost + int(str(micros))
+    where, params = _call_where(f, tz, False)
+    later = conn.execute(f"SELECT count(*) FROM calls c INDEXED BY calls_later_legs WHERE c.leg > 0 AND {where}",
+                         params).fetchone()[0]
+    return calls + int(later), calls, duration, cost
 
 
 class SqliteReports:
@@ -282,8 +324,10 @@ class SqliteReports:
         self.conn = connect_readonly(path)
 
     def daily_rows(self, f: Filters, *, group: Sequence[str] = (), volatile: Sequence[ExtensionSpec] = (),
-                   by_day: bool = False, table: str = "rollup_daily") -> Iterator[tuple[object, ...]]:
-        return daily_rows(self.conn, f, group=group, volatile=volatile, by_day=by_day, table=table)
+                   by_day: bool = False, table: str = "rollup_daily",
+                   per_extension: bool = True) -> Iterator[tuple[object, ...]]:
+        return daily_rows(self.conn, f, group=group, volatile=volatile, by_day=by_day, table=table,
+                          per_extension=per_extension)
 
     def hourly_rows(self, f: Filters) -> Iterator[tuple[object, ...]]:
         return hourly_rows(self.conn, f)

@@ -12,7 +12,8 @@ the daily ones (`smdrd.store.sqlite.reports`). Both are kept by the same trigger
 the call, so they always agree.
 
 A migration's text is frozen once shipped (databases hold it, restore compares it): a change to the rollups is
-a new constant (``ROLLUPS_V7``...) and a new migration built from it, never an edit of `ROLLUPS_V6`.
+a new constant (``ROLLUPS_V9``...) and a new migration built from it, never an edit of `ROLLUPS_V7` or
+`ROLLUPS_V8`.
 Nothing here runs SQL; `smdrd.store.sqlite.schema` builds the migrations from these strings.
 """
 
@@ -20,9 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DIMENSIONS", "MEASURES", "ROLLUPS", "ROLLUPS_V6", "Dimension", "Measure", "Rollup", "backfill_sql",
-           "coarser_of", "create_table_sql", "delta_sql", "insert_trigger_sql", "unroll_trigger_sql",
-           "update_trigger_sql"]
+__all__ = ["DAYS_TABLE", "DIMENSIONS", "MEASURES", "ROLLUPS", "ROLLUPS_V7", "ROLLUPS_V8", "Dimension", "Measure",
+           "Rollup", "backfill_sql", "coarser_of", "create_table_sql", "delta_sql", "insert_trigger_sql",
+           "unroll_trigger_sql", "update_trigger_sql"]
 
 # E.164 country calling codes are prefix-free: 1 and 7; this two-digit list; every other one has three digits.
 _TWO_DIGIT_CODES = (
@@ -82,16 +83,16 @@ MEASURES: tuple[Measure, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class Rollup:
-    """One rollup table: its key (primary key order, the time grain first) and, for a monthly rollup, the daily
-    rollup whose key it coarsens (the same key with ``day`` made ``month``), from which it is backfilled."""
+    """One rollup table: its key (primary key order, the time grain first) and, for a coarser rollup, the finer
+    one it is backfilled from: its key is the finer key with ``day`` made ``month`` and/or columns left out."""
 
     table: str
     key: tuple[str, ...]
     finer: str | None = None
 
 
-#: The rollups of schema version 6. Frozen: migration 6 is generated from it.
-ROLLUPS_V6: tuple[Rollup, ...] = (
+#: The rollups of schema version 7. Frozen: migration 7 is generated from it.
+ROLLUPS_V7: tuple[Rollup, ...] = (
     Rollup("rollup_daily", ("day", "extension", "direction", "call_class", "trunk", "currency")),
     Rollup("rollup_hourly", ("day", "trunk", "hour", "direction", "call_class", "currency")),
     Rollup("rollup_destinations", ("day", "country", "call_class", "extension", "direction", "trunk", "currency")),
@@ -104,16 +105,28 @@ ROLLUPS_V6: tuple[Rollup, ...] = (
            finer="rollup_destinations"),
 )
 
+#: the per-day totals without the extension: the ``days`` report of a year reads 365 x a few dozen rows of it
+#: instead of one per extension and day (it serves only reports that need no extension).
+DAYS_TABLE = "rollup_days"
+
+#: The rollups of schema version 8: those of 7 and `DAYS_TABLE`. Frozen: migration 8 is generated from it.
+ROLLUPS_V8: tuple[Rollup, ...] = (
+    *ROLLUPS_V7,
+    Rollup(DAYS_TABLE, ("day", "direction", "call_class", "trunk", "currency"), finer="rollup_daily"),
+)
+
 #: The rollups this version keeps (what the triggers of the latest migration maintain).
-ROLLUPS = ROLLUPS_V6
+ROLLUPS = ROLLUPS_V8
 
 _UPSERT = ("ON CONFLICT DO UPDATE SET "
            + ", ".join(f"{m.name} = {m.name} + excluded.{m.name}" for m in MEASURES))
 
 
 def coarser_of(rollups: tuple[Rollup, ...] = ROLLUPS) -> dict[str, str]:
-    """Each daily rollup that has a monthly one: ``{daily table: monthly table}``."""
-    return {r.finer: r.table for r in rollups if r.finer}
+    """Each daily rollup that has a monthly one with the same other keys: ``{daily table: monthly table}``."""
+    by_table = {r.table: r for r in rollups}
+    return {r.finer: r.table for r in rollups if r.finer and r.key[0] == "month"
+            and r.key[1:] == by_table[r.finer].key[1:]}
 
 
 def create_table_sql(rollup: Rollup) -> str:
@@ -180,10 +193,9 @@ def backfill_sql(rollup: Rollup, rollups: tuple[Rollup, ...] = ROLLUPS) -> str:
     measures = ", ".join(m.name for m in MEASURES)
     if rollup.finer is not None:
         finer = next(r for r in rollups if r.table == rollup.finer)
-        expected = tuple("month" if k == "day" else k for k in finer.key)
-        if expected != rollup.key:
-            raise ValueError(f"{rollup.table}: its key must be {finer.table}'s with day made month")
-        picks = ", ".join("substr(day, 1, 7)" if k == "month" else k for k in rollup.key)
+        if not set(rollup.key) <= {*finer.key, *(("month",) if "day" in finer.key else ())}:
+            raise ValueError(f"{rollup.table}: its key must be {finer.table}'s, or part of it, day made month")
+        picks = ", ".join("substr(day, 1, 7)" if k == "month" and k not in finer.key else k for k in rollup.key)
         return (f"INSERT INTO {rollup.table} ({names}, {measures})\n"
                 f"SELECT {picks}, {sums} FROM {finer.table} GROUP BY {group};")
     picks = ", ".join(DIMENSIONS[k].expr.format(r="calls") for k in rollup.key)

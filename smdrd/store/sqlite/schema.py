@@ -11,7 +11,8 @@ import sqlite3
 from smdrd.errors import SmdrdError
 from smdrd.store.sqlite.rollups import (
     ROLLUPS,
-    ROLLUPS_V6,
+    ROLLUPS_V7,
+    ROLLUPS_V8,
     backfill_sql,
     create_table_sql,
     insert_trigger_sql,
@@ -336,12 +337,19 @@ MIGRATIONS: tuple[str, ...] = (
         position    INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
-    # 7: the rollups as `smdrd.store.sqlite.rollups.ROLLUPS_V6` defines them: the monthly grain is added
+    # 7: the rollups as `smdrd.store.sqlite.rollups.ROLLUPS_V7` defines them: the monthly grain is added
     # (backfilled from the daily rollups, which still count pruned calls), and both triggers are made again
     # from that one definition.
     "DROP TRIGGER calls_rollup;\nDROP TRIGGER calls_rollup_update;\n"
-    + "\n".join(create_table_sql(r) + "\n" + backfill_sql(r, ROLLUPS_V6) for r in ROLLUPS_V6 if r.finer)
-    + "\n" + insert_trigger_sql(ROLLUPS_V6) + "\n" + update_trigger_sql(ROLLUPS_V6),
+    + "\n".join(create_table_sql(r) + "\n" + backfill_sql(r, ROLLUPS_V7) for r in ROLLUPS_V7 if r.finer)
+    + "\n" + insert_trigger_sql(ROLLUPS_V7) + "\n" + update_trigger_sql(ROLLUPS_V7),
+    # 8: `rollups.DAYS_TABLE` (a year's days report reads 365 x a few dozen rows, not one per extension and day),
+    # and an index of the calls' later legs: with it, a call listing's totals come from the rollups plus the few
+    # transfer legs of the range instead of a read of every call (`smdrd.store.sqlite.reports.call_totals`).
+    "DROP TRIGGER calls_rollup;\nDROP TRIGGER calls_rollup_update;\n"
+    + "\n".join(create_table_sql(r) + "\n" + backfill_sql(r, ROLLUPS_V8) for r in ROLLUPS_V8 if r not in ROLLUPS_V7)
+    + "\nCREATE INDEX calls_later_legs ON calls (start_utc) WHERE leg > 0;\n"
+    + insert_trigger_sql(ROLLUPS_V8) + "\n" + update_trigger_sql(ROLLUPS_V8),
 )
 
 #: created on its own connection by `smdrd reparse` only: calls it deletes (to rebuild them from the journal)
