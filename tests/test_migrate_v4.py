@@ -147,3 +147,27 @@ def test_a_report_is_the_first_to_open_the_old_database(old_db: Path) -> None:
         assert reader.conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         assert reader.conn.execute("SELECT sum(calls) FROM rollup_monthly").fetchone() == \
             reader.conn.execute("SELECT sum(calls) FROM rollup_daily").fetchone()
+
+
+def test_call_listing_totals_match_the_details_after_retention_pruned_some(old_db: Path) -> None:
+    """The totals under a call listing count the calls it lists: from the rollups only where no call of the
+    range was pruned (the rollups keep pruned calls), from the details otherwise."""
+    from datetime import date
+
+    from smdrd.store.api import Filters, utc_bounds
+    from smdrd.store.sqlite.reports import SqliteReports
+
+    tz = ZoneInfo("Europe/London")
+    connect(str(old_db)).close()
+    conn = sqlite3.connect(old_db, isolation_level=None)
+    conn.execute("DELETE FROM calls WHERE start_utc < ?", (utc_bounds(date(2026, 3, 1), date(2026, 3, 1), tz)[0],))
+    conn.execute("DELETE FROM lines WHERE id NOT IN (SELECT line_id FROM calls)")
+    with SqliteReports(old_db) as reader:
+        for first, last in ((date(2026, 1, 1), date(2026, 12, 31)), (date(2026, 3, 1), date(2026, 12, 31)),
+                            (date(2026, 3, 28), date(2026, 3, 31))):
+            f = Filters(first, last, directions=("outbound", "inbound", "internal"))
+            lo, hi = utc_bounds(first, last, tz)
+            details = conn.execute("SELECT count(*), sum(leg = 0), sum(duration), sum(cost_micros) FROM calls "
+                                   "WHERE start_utc >= ? AND start_utc < ?", (lo, hi)).fetchone()
+            assert reader.call_totals(f, tz, selected=False) == details, (first, last)
+    conn.close()

@@ -302,11 +302,14 @@ def call_totals(conn: sqlite3.Connection, f: Filters, tz: ZoneInfo, *, selected:
 def _totals_from_rollups(conn: sqlite3.Connection, f: Filters, tz: ZoneInfo) -> tuple[int, int, int, int] | None:
     """The call listing's totals without reading its calls: calls, duration and cost from the rollups (whole
     months from the monthly grain), plus the later legs of transfers through their own small index
-    (``calls_later_legs``). ``None`` when the details may lack calls the rollups count: when the range starts
-    before the oldest stored call (retention deletes the oldest calls first, and never touches a rollup)."""
-    lo = utc_bounds(f.first, f.last, tz)[0]
-    oldest = conn.execute("SELECT min(start_utc) FROM calls").fetchone()[0]
-    if oldest is None or oldest > lo:
+    (``calls_later_legs``). ``None`` when the details may lack calls the rollups count: retention has deleted
+    calls (the rollups go back further than the oldest stored call) and the range starts before the oldest
+    stored call's day. Retention deletes the oldest calls first, whole site-local days, and never a rollup."""
+    oldest = conn.execute("SELECT start FROM calls ORDER BY start_utc LIMIT 1").fetchone()
+    if oldest is None:
+        return None
+    first_rolled = conn.execute(f"SELECT min(day) FROM {DAYS_TABLE}").fetchone()[0]
+    if first_rolled is not None and first_rolled < str(oldest[0])[:10] and f.first.isoformat() < str(oldest[0])[:10]:
         return None
     calls = duration = cost = 0
     for *_, n, seconds, micros in daily_rows(conn, f):
