@@ -21,7 +21,7 @@ import structlog
 
 from smdrd.config import Settings
 from smdrd.daemon import Daemon
-from smdrd.testing import free_port
+from smdrd.testing import daemon_config, free_port, running_daemon, tcp_client_source, tcp_server_source
 
 TOKEN = "t0ken-for-the-supervision-test"
 LINE = ("2017/07/01 08:30:22,00:01:01,0,217,O,600988600,0600988600,,0,{id},0,E217,GRZYBEK,T9005,Line 5.0,"
@@ -48,12 +48,8 @@ async def test_a_writer_that_dies_of_a_bug_is_never_silent(tmp_path: Path, monke
     monkeypatch.setenv("WATCHDOG_USEC", "100000")
     monkeypatch.delenv("WATCHDOG_PID", raising=False)
     port = free_port()
-    settings = Settings.model_validate({
-        "site": {"timezone": "Europe/Warsaw", "country": "PL"},
-        "database": {"path": str(tmp_path / "smdrd.db"), "commit_interval_ms": 20},
-        "sources": [{"name": "push", "kind": "tcp-server", "format": "avaya-ipo", "listen": f"127.0.0.1:{port}"}],
-        "http": {"listen": "127.0.0.1:0", "token": TOKEN},
-    })
+    settings = Settings.model_validate(daemon_config(tmp_path, [tcp_server_source("push", port)],
+                                                     database={"commit_interval_ms": 20}, http={"token": TOKEN}))
     daemon = Daemon(settings, features=("health",))
 
     async def bug(*_args: object) -> None:
@@ -108,28 +104,19 @@ async def test_a_writer_that_dies_of_a_bug_is_never_silent(tmp_path: Path, monke
 async def test_public_health_shows_reasons_not_errors_or_addresses(tmp_path: Path) -> None:
     """Issue 11, finding 6: the public /healthz said where the PBX is and quoted exception text."""
     closed = free_port()  # nothing listens here: the PBX refuses the connection
-    settings = Settings.model_validate({
-        "site": {"timezone": "Europe/Warsaw", "country": "PL"},
-        "database": {"path": str(tmp_path / "smdrd.db")},
-        "sources": [{"name": "ipo", "kind": "tcp-client", "format": "avaya-ipo", "host": "127.0.0.1",
-                     "port": closed, "reconnect_min": 0.05, "reconnect_max": 0.1}],
-        "http": {"listen": "127.0.0.1:0", "token": TOKEN},
-    })
-    daemon = Daemon(settings, features=("health",))
-    run = asyncio.create_task(daemon.run())
-    await asyncio.wait_for(daemon.ready.wait(), 10)
-    assert daemon.http is not None
-    port = daemon.http.bound_port
-    for _ in range(250):
-        if daemon.sources["ipo"].source.status.last_error:
-            break
-        await asyncio.sleep(0.02)
-    status, public = await asyncio.to_thread(_get, port, "/healthz")
-    assert status == 503
-    text = json.dumps(public)
-    assert "connection refused" in text
-    assert "127.0.0.1" not in text and str(closed) not in text and "Errno" not in text, text
-    status, detail = await asyncio.to_thread(_get, port, "/healthz", TOKEN)
-    assert status == 503 and "Errno" in detail["sources"]["ipo"]["last_error"]
-    daemon.request_stop()
-    assert await asyncio.wait_for(run, 10) == 0
+    source = tcp_client_source("ipo", closed, reconnect_min=0.05, reconnect_max=0.1)
+    settings = Settings.model_validate(daemon_config(tmp_path, [source], http={"token": TOKEN}))
+    async with running_daemon(settings, features=("health",)) as daemon:
+        assert daemon.http is not None
+        port = daemon.http.bound_port
+        for _ in range(250):
+            if daemon.sources["ipo"].source.status.last_error:
+                break
+            await asyncio.sleep(0.02)
+        status, public = await asyncio.to_thread(_get, port, "/healthz")
+        assert status == 503
+        text = json.dumps(public)
+        assert "connection refused" in text
+        assert "127.0.0.1" not in text and str(closed) not in text and "Errno" not in text, text
+        status, detail = await asyncio.to_thread(_get, port, "/healthz", TOKEN)
+        assert status == 503 and "Errno" in detail["sources"]["ipo"]["last_error"]
