@@ -36,6 +36,7 @@ from smdrd.errors import SmdrdError
 from smdrd.http import HttpServer
 from smdrd.ingest import Hooks, SourceIngest
 from smdrd.notify import notify, watchdog_interval
+from smdrd.pipeline import Pipeline
 from smdrd.sources.base import Source
 from smdrd.sources.streams import describe
 from smdrd.store.sqlite.writer import JournalWriter
@@ -113,6 +114,8 @@ class Daemon:
                                     batch_rows=db.batch_rows, max_pending=db.max_pending_rows,
                                     on_commit=self._committed)
         self.hooks = build_hooks(settings, self.base_dir)
+        #: parses and rates every source's lines in a worker process (alert rules run here, on its entries).
+        self.pipeline = Pipeline(settings, self.base_dir, on_failure=self._failed)
         #: the HTTP server (metrics, health, reports), or None when ``[http] enabled = false``.
         self.http: HttpServer | None = None
         if settings.http.enabled:
@@ -257,6 +260,7 @@ class Daemon:
     async def _run(self) -> int:
         loop = asyncio.get_running_loop()
         writer_task = self._spawn("journal-writer", self.writer.run)
+        self._spawn("pipeline", self.pipeline.run)
         for name, factory in self._task_factories:
             self._tasks.append(self._spawn(name, factory))
         for sig, handler in ((signal.SIGTERM, self.request_stop), (signal.SIGINT, self.request_stop),
@@ -279,6 +283,7 @@ class Daemon:
             notify("STOPPING=1")
             log.info("daemon.stopping", pending=self.writer.pending)
             await self._stop_sources(list(self.sources))
+            await self.pipeline.close(give_up_after=STOP_COMMIT_TIMEOUT)  # what the worker holds, to the writer
             watchdog.cancel()
             if "journal-writer" in self.failed_tasks:
                 # The writer died of a bug (logged with its traceback when it happened): nothing will commit
@@ -318,7 +323,8 @@ class Daemon:
 
         ingest = SourceIngest(name=cfg.name, format=cfg.format, site=self.settings.site, writer=self.writer,
                               hooks=self.hooks, encoding=cfg.encoding, year=cfg.year,
-                              options=cfg.format_options, max_line=cfg.max_line_length)
+                              options=cfg.format_options, max_line=cfg.max_line_length,
+                              pipeline=self.pipeline)
         source = build_source(cfg, ingest)
         task = self._spawn(f"source:{cfg.name}", lambda: self._supervise(source))
         self.sources[cfg.name] = RunningSource(cfg, ingest, source, task)
@@ -382,6 +388,7 @@ class Daemon:
         else:
             changed = [n for n in old if n in fresh and fresh[n] != old[n]]
         self.hooks.rate = new_hooks.rate
+        self.pipeline.configure(new, self.base_dir)
         self.settings = new
         for listener in self.reload_listeners:
             listener(new)

@@ -2,21 +2,28 @@
 
 One `LineStream` per byte stream keeps its own framer and parser (page headers and open multi-leg calls
 belong to one connection). The work per line is `smdrd.core.process_frame`; this module only adds the clock,
-the counters and the backpressure wait.
+the counters and the backpressure wait. Given a `smdrd.pipeline.Pipeline` (the daemon), a stream only frames
+on the event loop: its parser lives in the pipeline's worker process, and the entries come back to
+`LineStream._deliver`, where the alert rules run and the entries go to the writer, in order.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from smdrd.config import SiteConfig
-from smdrd.core import ERROR, PARSED, SKIPPED, Observe, Rate, flush_entry, process_frame
+from smdrd.core import ERROR, FLUSHED, PARSED, SKIPPED, Observe, Rate, flush_entry, process_frame
 from smdrd.framing import Frame, Framer
 from smdrd.parsing import ParserContext, get_parser_class
 from smdrd.sources.base import FramerLike
 from smdrd.store.sqlite.writer import JournalWriter
+
+if TYPE_CHECKING:
+    from smdrd.journal import Alert, JournalEntry
+    from smdrd.pipeline import Pipeline, PipelineStream
 
 
 @dataclass(slots=True)
@@ -54,6 +61,7 @@ class SourceIngest:
         year: int | None = None,
         options: dict[str, object] | None = None,
         max_line: int = 8192,
+        pipeline: Pipeline | None = None,
     ) -> None:
         self.name = name
         self.parser_class = get_parser_class(format)
@@ -63,6 +71,8 @@ class SourceIngest:
         self.hooks = hooks
         self.max_line = max_line
         self.counters = SourceCounters()
+        #: where lines are parsed: the daemon's worker process, or ``None`` for here (``import --in-process``).
+        self.pipeline = pipeline
 
     def open_stream(self, peer: str, framer: FramerLike | None = None) -> LineStream:
         return LineStream(self, peer, framer or Framer(self.max_line))
@@ -71,18 +81,27 @@ class SourceIngest:
 class LineStream:
     """One byte stream: bytes in, journal entries out."""
 
-    __slots__ = ("_framer", "_ingest", "_parser", "peer")
+    __slots__ = ("_framer", "_ingest", "_parser", "_remote", "peer")
 
     def __init__(self, ingest: SourceIngest, peer: str, framer: FramerLike) -> None:
         self._ingest = ingest
-        self._parser = ingest.parser_class(ingest.context)
         self._framer = framer
         self.peer = peer
+        self._remote: PipelineStream | None = None
+        if ingest.pipeline is not None:
+            self._remote = ingest.pipeline.open_stream(
+                source=ingest.name, peer=peer, format=ingest.parser_class.name, encoding=ingest.encoding,
+                year=ingest.context.year, options=dict(ingest.context.options), on_entries=self._deliver)
+        else:
+            self._parser = ingest.parser_class(ingest.context)
 
     async def feed(self, data: bytes) -> None:
         frames = self._framer.feed(data)
         if frames:
             self._take(frames)
+        pipeline = self._ingest.pipeline
+        if pipeline is not None:
+            await pipeline.wait_capacity()
         await self._ingest.writer.wait_capacity()
 
     async def close(self) -> None:
@@ -90,6 +109,9 @@ class LineStream:
         if frames:
             self._take(frames)
         ing = self._ingest
+        if self._remote is not None:
+            self._remote.close()  # the worker flushes the parser; the entry comes back through _deliver
+            return
         now = time.time_ns() // 1000
         entry = flush_entry(self._parser, source=ing.name, peer=self.peer, received_at=now, tag=now,
                             rate=ing.hooks.rate, observe=ing.hooks.observe)
@@ -102,6 +124,11 @@ class LineStream:
         counters = ing.counters
         now = time.time()
         received = int(now * 1_000_000)
+        if self._remote is not None:
+            self._remote.send(frames, received)
+            counters.lines += len(frames)
+            counters.last_line_at = now
+            return
         rate = ing.hooks.rate
         observe = ing.hooks.observe
         submit = ing.writer.submit
@@ -119,3 +146,38 @@ class LineStream:
                 counters.skipped += 1
         counters.lines += len(frames)
         counters.last_line_at = now
+
+    def _deliver(self, entries: list[JournalEntry]) -> None:
+        """The worker's entries for this stream, in order: run the alert rules, count, queue for the journal."""
+        ing = self._ingest
+        counters = ing.counters
+        observe = ing.hooks.observe
+        submit = ing.writer.submit
+        for received in entries:
+            entry = _observed(received, observe) if observe is not None and received.calls else received
+            submit(entry)
+            status = entry.status
+            if status == PARSED:
+                counters.parsed += 1
+                counters.calls += len(entry.calls)
+            elif status == ERROR:
+                counters.errors += 1
+            elif status == SKIPPED:
+                counters.skipped += 1
+            elif status == FLUSHED:
+                counters.calls += len(entry.calls)
+
+
+def _observed(entry: JournalEntry, observe: Observe) -> JournalEntry:
+    """``entry`` with the alerts its calls raise, as `smdrd.core.rate_calls` adds them when it is given the
+    observer (same failure rule: a rule that raises keeps the call and notes the error on the line)."""
+    alerts: list[Alert] = list(entry.alerts)
+    error = entry.error
+    for call in entry.calls:
+        try:
+            alerts.extend(observe(call.record, call.rating, call.uid))
+        except Exception as exc:
+            error = f"alert rules failed: {type(exc).__name__}: {exc}"
+    if not alerts and error == entry.error:
+        return entry
+    return replace(entry, alerts=tuple(alerts), error=error)

@@ -17,6 +17,9 @@ def notify(*fields: str) -> bool:
     if address.startswith("@"):  # an abstract socket
         address = "\0" + address[1:]
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        # Never block the event loop: a listener that stops reading (a full queue of 10 datagrams) costs a
+        # message (False), not the daemon.
+        sock.setblocking(False)
         try:
             sock.connect(address)
             sock.sendall("\n".join(fields).encode())

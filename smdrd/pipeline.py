@@ -1,0 +1,407 @@
+"""The daemon's pipeline worker: framed lines are parsed and rated in a process of their own, off the event loop.
+
+On the event loop a line costs ~100 µs to parse and rate when its number is new, so one loop tops out near 9k
+lines/s and everything else it runs (accepting connections, commits, HTTP) waits behind the parsing. Here the
+loop only frames bytes and sends the frames, in batches, to one worker process that runs `process_frame` (the
+same pure core as ``smdrd import``) and sends the `JournalEntry`s back in the same order.
+
+Why a process and not a thread pool: parsing and rating are pure Python and hold the GIL, so threads would take
+turns with the loop instead of using the second core.
+
+- **Order:** one worker, one pipe each way, operations answered in the order they were sent, so each stream's
+  parser (page headers, open multi-leg calls) sees its lines in order, and entries reach the writer in order.
+- **Reload:** `Pipeline.configure` queues the new site and tariff behind the lines already sent; the worker
+  rebuilds its rater (a bad tariff keeps the old one there too, and is logged).
+- **Alert rules** run on the loop, on each entry as it comes back (`on_entries` of the stream): the alert
+  engine's state is shared with the source health checks, the stored budgets it is seeded from and the metrics,
+  all of which live in the daemon's process. They cost microseconds, and nothing at all with no rules.
+- **Crash:** if the worker dies, the lines it had not answered are journalled as ``error`` lines holding their
+  bytes and the reason (``smdrd reparse`` turns them into calls later), the failure is reported (the daemon's
+  ``failed_tasks``, so ``/healthz`` turns red and systemd restarts smdrd), and a new worker takes the next lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import multiprocessing
+import queue
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from smdrd.config import Settings, SiteConfig, TariffConfig
+from smdrd.core import ERROR, JournalEntry, flush_entry, process_frame
+from smdrd.framing import Frame, Oversized, Skipped
+
+__all__ = ["Pipeline", "PipelineStream"]
+
+log = structlog.get_logger(__name__)
+
+#: frames sent to the worker and not yet answered, beyond which sources wait (`Pipeline.wait_capacity`). Small:
+#: answers go to the writer whatever its backlog, so this adds to what ``max_pending_rows`` bounds (2.7 KB a
+#: line); a few hundred already keep the worker busy at 20,000 lines/s.
+MAX_IN_FLIGHT = 1_000
+#: operations per message to the worker: large enough that a flood costs one message per few hundred lines.
+MAX_OPS = 512
+
+#: one stream's entries as the worker answers them: (stream id, entries).
+Answer = tuple[int, list[JournalEntry]]
+
+
+@dataclass(slots=True)
+class _Open:
+    sid: int
+    format: str
+    encoding: str
+    year: int | None
+    options: dict[str, object]
+
+
+@dataclass(slots=True)
+class _Lines:
+    sid: int
+    source: str
+    peer: str
+    received_at: int
+    frames: Sequence[Frame]
+
+
+@dataclass(slots=True)
+class _Close:
+    sid: int
+    source: str
+    peer: str
+    received_at: int
+
+
+@dataclass(slots=True)
+class _Config:
+    site: dict[str, Any]
+    tariff: dict[str, Any]
+    base_dir: str | None
+
+
+_Op = _Open | _Lines | _Close | _Config
+
+
+def _config(settings: Settings, base_dir: Path | None) -> _Config:
+    return _Config(settings.site.model_dump(mode="json"), settings.tariff.model_dump(mode="json"),
+                   str(base_dir) if base_dir else None)
+
+
+class PipelineStream:
+    """One byte stream's handle on the worker (its parser lives there); made by `Pipeline.open_stream`."""
+
+    __slots__ = ("_pipeline", "on_entries", "peer", "sid", "source")
+
+    def __init__(self, pipeline: Pipeline, sid: int, source: str, peer: str,
+                 on_entries: Callable[[list[JournalEntry]], None]) -> None:
+        self._pipeline = pipeline
+        self.sid = sid
+        self.source = source
+        self.peer = peer
+        #: called on the loop with this stream's entries, in order.
+        self.on_entries = on_entries
+
+    def send(self, frames: Sequence[Frame], received_at: int) -> None:
+        """Queue ``frames`` (received at ``received_at`` µs) for parsing. Never blocks."""
+        self._pipeline._send(_Lines(self.sid, self.source, self.peer, received_at, list(frames)), len(frames))
+
+    def close(self) -> None:
+        """End of the stream: the worker flushes what its parser holds (a cut-off multi-leg call)."""
+        self._pipeline._send(_Close(self.sid, self.source, self.peer, time.time_ns() // 1000), 1)
+
+
+class Pipeline:
+    """The worker process and the two threads that talk to it. Run `run` as a supervised task of the daemon."""
+
+    def __init__(self, settings: Settings, base_dir: Path | None = None, *,
+                 on_failure: Callable[[str, BaseException], None] | None = None,
+                 max_in_flight: int = MAX_IN_FLIGHT) -> None:
+        self._config = _config(settings, base_dir)
+        self._on_failure = on_failure
+        self.max_in_flight = max_in_flight
+        self._streams: dict[int, tuple[_Open, PipelineStream]] = {}
+        self._next_sid = 0
+        #: operations sent and not yet answered, oldest first, with their weight in `_in_flight`.
+        self._unanswered: deque[tuple[_Op, int]] = deque()
+        self._in_flight = 0
+        self._outbox: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        self._capacity = asyncio.Event()
+        self._capacity.set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._conn: Connection | None = None
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._closing = False
+        self._dead = asyncio.Event()
+        #: held while an operation is taken from the outbox and sent, and while the connection is swapped: the
+        #: crash path then knows that nothing it journals as an error is also on its way to the new worker.
+        self._send_lock = threading.Lock()
+        #: worker processes started (1, plus one per crash).
+        self.starts = 0
+
+    # -- the daemon's side ------------------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id (metrics, benchmarks), ``None`` before it starts."""
+        return self._process.pid if self._process is not None else None
+
+    def open_stream(self, *, source: str, peer: str, format: str, encoding: str, year: int | None,
+                    options: dict[str, object], on_entries: Callable[[list[JournalEntry]], None]) -> PipelineStream:
+        """A stream whose lines are parsed by a fresh parser of ``format`` in the worker."""
+        self._next_sid += 1
+        op = _Open(self._next_sid, format, encoding, year, dict(options))
+        stream = PipelineStream(self, op.sid, source, peer, on_entries)
+        self._streams[op.sid] = (op, stream)
+        self._outbox.put(op)  # not answered: the worker only makes the parser
+        return stream
+
+    def configure(self, settings: Settings, base_dir: Path | None = None) -> None:
+        """A reload: lines sent from now on are rated with ``settings``' tariff (sent behind the earlier ones)."""
+        self._config = _config(settings, base_dir)
+        self._outbox.put(self._config)
+
+    async def wait_capacity(self) -> None:
+        """Wait while more than ``max_in_flight`` lines are with the worker (sources call this after feeding)."""
+        if not self._capacity.is_set():
+            await self._capacity.wait()
+
+    async def drained(self) -> None:
+        """Wait until every line sent so far has come back (and was handed to its stream)."""
+        await self._idle.wait()
+
+    async def run(self) -> None:
+        """Start the worker; restart it after a crash (reported through ``on_failure``); return after `close`."""
+        self._loop = asyncio.get_running_loop()
+        threading.Thread(target=self._sender, name="smdrd-pipeline-send", daemon=True).start()
+        try:
+            while True:
+                self._start()
+                await self._dead.wait()
+                self._dead.clear()
+                if self._closing:
+                    return
+                self._crashed()
+        finally:
+            self._closing = True
+            self._outbox.put(None)
+            self._stop_process()
+
+    async def close(self, give_up_after: float | None = None) -> None:
+        """Wait (up to ``give_up_after`` seconds) for the lines in flight, then stop the worker (`run` returns)."""
+        try:
+            await asyncio.wait_for(self.drained(), give_up_after)
+        except TimeoutError:
+            log.error("pipeline.close_abandoned", lines_in_flight=self._in_flight, waited_seconds=give_up_after)
+        self._closing = True
+        self._outbox.put(None)
+        self._dead.set()
+
+    # -- internals --------------------------------------------------------------------------------------------
+
+    def _send(self, op: _Op, weight: int) -> None:
+        self._unanswered.append((op, weight))
+        self._in_flight += weight
+        self._idle.clear()
+        if self._in_flight >= self.max_in_flight:
+            self._capacity.clear()
+        self._outbox.put(op)
+
+    def _start(self) -> None:
+        ctx = multiprocessing.get_context("spawn")  # never fork a process that holds threads (aiosqlite's)
+        ours, theirs = ctx.Pipe(duplex=True)
+        process = ctx.Process(target=worker_main, args=(theirs,), name="smdrd-pipeline", daemon=True)
+        process.start()
+        theirs.close()
+        self.starts += 1
+        with self._send_lock:
+            # What the new worker must know first: the configuration and every open stream; then what is queued.
+            ours.send([self._config, *(op for op, _ in self._streams.values())])
+            self._conn, self._process = ours, process
+        threading.Thread(target=self._receiver, args=(ours,), name="smdrd-pipeline-recv", daemon=True).start()
+
+    def _stop_process(self) -> None:
+        # Called once every answer is in (or the worker is dead): it holds nothing worth waiting for, and a
+        # worker still importing at a quick stop would otherwise hold the daemon's exit up.
+        process = self._process
+        if process is not None:
+            process.join(timeout=0.5)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
+        if self._conn is not None:
+            with contextlib.suppress(OSError):
+                self._conn.close()
+
+    def _sender(self) -> None:
+        """Thread: send queued operations, as many per message as are waiting (a flood batches itself)."""
+        while True:
+            op = self._outbox.get()
+            with self._send_lock:
+                conn = self._conn
+                if op is None:
+                    if conn is not None:
+                        with contextlib.suppress(OSError, ValueError):
+                            conn.send(None)
+                    if self._closing:
+                        return
+                    continue
+                ops: list[_Op] = [op]
+                stop = False
+                while len(ops) < MAX_OPS:
+                    try:
+                        more = self._outbox.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        stop = True
+                        break
+                    ops.append(more)
+                try:
+                    if conn is not None:
+                        conn.send(ops)
+                except (OSError, ValueError):
+                    pass  # the worker died: the receiver reports it, and the unanswered lines are journalled
+            if stop:
+                self._outbox.put(None)
+
+    def _receiver(self, conn: Connection) -> None:
+        """Thread: hand each answer to the loop; report the worker's end."""
+        loop = self._loop
+        assert loop is not None
+        while True:
+            try:
+                answers = conn.recv()
+            except (EOFError, OSError):
+                break
+            if answers is None:
+                break
+            loop.call_soon_threadsafe(self._answered, answers)
+        loop.call_soon_threadsafe(self._dead.set)
+
+    def _answered(self, answers: list[Answer]) -> None:
+        for sid, entries in answers:
+            op, weight = self._unanswered.popleft()
+            self._in_flight -= weight
+            found = self._streams.get(sid)
+            if found is not None:
+                if isinstance(op, _Close):
+                    del self._streams[sid]
+                if entries:
+                    found[1].on_entries(entries)
+        self._settle()
+
+    def _settle(self) -> None:
+        if self._in_flight < self.max_in_flight:
+            self._capacity.set()
+        if not self._unanswered:
+            self._idle.set()
+
+    def _crashed(self) -> None:
+        """The worker died: journal what it had not answered as error lines, report, and let `run` restart it."""
+        code = self._process.exitcode if self._process is not None else None
+        with self._send_lock:
+            self._stop_process()
+            self._conn = None
+            # Queued for the dead worker: lines are journalled below with the rest; opens and the configuration
+            # are sent to the next worker first anyway.
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    self._outbox.get_nowait()
+        reason = f"the pipeline worker stopped (exit code {code}) before parsing this line"
+        lost = 0
+        while self._unanswered:
+            op, weight = self._unanswered.popleft()
+            self._in_flight -= weight
+            found = self._streams.get(op.sid) if isinstance(op, _Lines | _Close) else None
+            if isinstance(op, _Close):
+                self._streams.pop(op.sid, None)
+            if not isinstance(op, _Lines) or found is None:
+                continue
+            fmt = found[0].format
+            entries = [JournalEntry(op.source, op.peer, op.received_at, fmt, _raw(frame), ERROR, reason)
+                       for frame in op.frames]
+            lost += len(entries)
+            found[1].on_entries(entries)
+        self._settle()
+        exc = RuntimeError(f"the pipeline worker died (exit code {code}); {lost} line(s) it held were journalled "
+                           "as errors for `smdrd reparse`; a new worker took over")
+        log.error("pipeline.worker_died", exit_code=code, lines_journalled_as_errors=lost)
+        if self._on_failure is not None:
+            self._on_failure("pipeline", exc)
+
+
+def _raw(frame: Frame) -> bytes:
+    if isinstance(frame, Oversized):
+        return frame.head
+    if isinstance(frame, Skipped):
+        return frame.raw
+    return bytes(frame)
+
+
+# -- the worker process -----------------------------------------------------------------------------------------
+
+
+def worker_main(conn: Connection) -> None:
+    """The worker process: answer each message's operations, in order, with the entries they make."""
+    from smdrd.parsing import Parser, ParserContext, get_parser_class
+    from smdrd.rating import Rater
+
+    # The daemon stops the worker through the pipe once everything sent is answered; a SIGTERM or Ctrl-C sent to
+    # the whole group (systemd, a terminal) must not kill it first and lose the lines it holds.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    gc.freeze()  # the modules and the tariff: long-lived, never garbage; the collector need not walk them
+    parsers: dict[int, tuple[Parser, str]] = {}
+    site: SiteConfig | None = None
+    rate: Callable[..., Any] | None = None
+    while True:
+        try:
+            ops = conn.recv()
+        except (EOFError, OSError):
+            return
+        if ops is None:
+            with contextlib.suppress(OSError):
+                conn.send(None)
+            return
+        answers: list[Answer] = []
+        for op in ops:
+            if isinstance(op, _Lines):
+                parser, encoding = parsers[op.sid]  # opened before its lines: the same pipe, in order
+                answers.append((op.sid, [
+                    process_frame(frame, parser, encoding, source=op.source, peer=op.peer,
+                                  received_at=op.received_at, rate=rate) for frame in op.frames]))
+            elif isinstance(op, _Close):
+                parser, _ = parsers.pop(op.sid)
+                flushed = flush_entry(parser, source=op.source, peer=op.peer, received_at=op.received_at,
+                                      tag=op.received_at, rate=rate)
+                answers.append((op.sid, [flushed] if flushed is not None else []))
+            elif isinstance(op, _Open):
+                assert site is not None
+                context = ParserContext(timezone=site.tz, year=op.year, options=op.options)
+                parsers[op.sid] = (get_parser_class(op.format)(context), op.encoding)
+            else:
+                try:
+                    new_site = SiteConfig.model_validate(op.site)
+                    base = Path(op.base_dir) if op.base_dir else None
+                    rate = Rater.from_config(new_site, TariffConfig.model_validate(op.tariff), base_dir=base).rate
+                    site = new_site
+                except Exception as exc:  # validated by the daemon before it was sent; keep the old rater
+                    log.error("pipeline.configure_failed", error=f"{type(exc).__name__}: {exc}"[:500])
+                    if site is None:
+                        raise
+        if answers:
+            conn.send(answers)
