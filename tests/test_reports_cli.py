@@ -12,43 +12,16 @@ from pathlib import Path
 import pytest
 
 from smdrd import cli
-from tests.test_reports import CALLS, Call, write_calls
+from smdrd.testing import config_toml, daemon_config
+from tests.test_reports import CALLS, DEPARTMENTS, Call, write_calls
 
-CONFIG = """
-[site]
-timezone = "Europe/Warsaw"
-country = "PL"
 
-[database]
-path = "{db}"
+def config_text(db: Path, decimals: int = 2) -> str:
+    """The configuration `tests.test_reports` gives its builders (EUR, its `DEPARTMENTS`), as the file
+    ``smdrd report`` reads, on the database ``db``."""
+    return config_toml(daemon_config(db.parent, database={"path": str(db)},
+                                     tariff={"currency": "EUR", "decimals": decimals}, departments=DEPARTMENTS))
 
-[tariff]
-currency = "EUR"
-decimals = {decimals}
-
-[[departments]]
-name = "Company"
-budget = "1000"
-
-[[departments]]
-name = "Sales"
-parent = "Company"
-extensions = ["200-209"]
-budget = "300"
-
-[[departments]]
-name = "Sales North"
-parent = "Sales"
-extensions = ["210-219"]
-
-[[departments]]
-name = "Support"
-extensions = ["300", 301]
-
-[[departments.members]]
-extensions = ["205"]
-valid_from = 2026-03-16
-"""
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +36,7 @@ async def config(tmp_path: Path) -> Path:
     db = tmp_path / "smdrd.db"
     await write_calls(db, CALLS)
     path = tmp_path / "smdrd.toml"
-    path.write_text(CONFIG.format(db=db, decimals=2))
+    path.write_text(config_text(db))
     return path
 
 
@@ -170,7 +143,7 @@ async def hostile(tmp_path: Path) -> Path:
     db = tmp_path / "hostile.db"
     await write_calls(db, HOSTILE)
     path = tmp_path / "hostile.toml"
-    path.write_text(CONFIG.format(db=db, decimals=2))
+    path.write_text(config_text(db))
     return path
 
 
