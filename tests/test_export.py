@@ -18,25 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from smdrd.testing import config_toml, daemon_config
 from tests.test_backup import smdrd
 from tests.test_daemon import LINE
 
-CONFIG = """
-[site]
-timezone = "Europe/Warsaw"
-country = "PL"
-[database]
-path = "{db}"
-[tariff]
-currency = "PLN"
-decimals = 2
-[[tariff.rules]]
-name = "PL mobile"
-prefixes = ["486"]
-rate = "0.1"
-billing_unit = 60
-connection_fee = "0.015"
-"""
+#: one tariff rule, so exported calls carry a cost.
+TARIFF = {"currency": "PLN", "decimals": 2, "rules": [
+    {"name": "PL mobile", "prefixes": ["486"], "rate": "0.1", "billing_unit": 60, "connection_fee": "0.015"}]}
 
 #: (local start time in Europe/Warsaw, call id): the boundaries of the range tested sit on both ends.
 CALLS = [
@@ -54,7 +42,7 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("export")
     db = folder / "smdrd.db"
     config = folder / "smdrd.toml"
-    config.write_text(CONFIG.format(db=db))
+    config.write_text(config_toml(daemon_config(folder, tariff=TARIFF)))  # the database: folder/smdrd.db
     feed = folder / "feed.txt"
     text = "".join(start + LINE.format(id=call_id).removeprefix("2017/07/01 08:30:22") + "\r\n"
                    for start, call_id in CALLS)
