@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from smdrd.daemon import Daemon
+from smdrd.testing import running_daemon
 from tests.test_reports import CALLS, Call, settings_for, write_calls
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -45,34 +46,44 @@ HOSTILE = [Call("2026-03-09T08:00:00", IMG, "outbound", "national", 45, "0.20", 
 
 
 class DaemonThread:
-    """The daemon in its own thread and event loop, so the synchronous WebDriver calls cannot starve it."""
+    """The daemon (`smdrd.testing.running_daemon`) in its own thread and event loop, so the synchronous
+    WebDriver calls cannot starve it."""
 
     def __init__(self, db: Path) -> None:
         self.settings = settings_for(db, http={"listen": "127.0.0.1:0"})
         self.loop = asyncio.new_event_loop()
         self.daemon: Daemon | None = None
         self.started = threading.Event()
+        self.stop = asyncio.Event()
+        self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         async def main() -> None:
-            self.daemon = Daemon(self.settings, features=("reports",))
-            task = asyncio.create_task(self.daemon.run())
-            await self.daemon.ready.wait()
-            self.started.set()
-            await task
+            async with running_daemon(self.settings, features=("reports",)) as daemon:
+                self.daemon = daemon
+                self.started.set()
+                await self.stop.wait()
 
-        self.loop.run_until_complete(main())
+        try:
+            self.loop.run_until_complete(main())
+        except BaseException as exc:
+            self.error = exc
+            self.started.set()
 
     def __enter__(self) -> DaemonThread:
         self.thread.start()
-        assert self.started.wait(15), "daemon did not start"
+        assert self.started.wait(60), "daemon did not start"
+        if self.error is not None:
+            raise self.error
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self.daemon is not None
-        self.loop.call_soon_threadsafe(self.daemon.request_stop)
-        self.thread.join(15)
+        self.loop.call_soon_threadsafe(self.stop.set)
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "the daemon did not stop"
+        if self.error is not None:
+            raise self.error
 
     @property
     def base(self) -> str:
