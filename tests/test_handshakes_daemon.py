@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from smdrd.config import Settings
-from smdrd.daemon import Daemon
+from smdrd.testing import running_daemon
 from tests.test_handshakes_vendor_a import (
     M5000_RECORD,
     PANASONIC_LOGIN,
@@ -53,34 +53,24 @@ async def journal_when(tmp_path: Path, statuses: int) -> list[tuple[bytes, str]]
 
 
 async def test_panasonic_source_logs_in_with_the_format_s_handshake(tmp_path: Path) -> None:
-    async with fake_pbx(panasonic_pbx(b"PCCSMDR")) as port:
-        daemon = Daemon(settings(tmp_path, "panasonic", port))
-        task = asyncio.create_task(daemon.run())
+    async with fake_pbx(panasonic_pbx(b"PCCSMDR")) as port, running_daemon(settings(tmp_path, "panasonic", port)):
         rows = await journal_when(tmp_path, len(PANASONIC_LOGIN) + 3)
-        daemon.request_stop()
-        assert await task == 0
     record = [raw for raw, status in rows if status == "parsed"]
     assert record == [PANASONIC_RECORDS[2].rstrip()] or record == [PANASONIC_RECORDS[2]]
     assert sqlite3.connect(tmp_path / "hs.db").execute("SELECT extension FROM calls").fetchone()[0] == "1200"
 
 
 async def test_panasonic_password_from_the_source_config(tmp_path: Path) -> None:
-    async with fake_pbx(panasonic_pbx(b"s3cret")) as port:
-        daemon = Daemon(settings(tmp_path, "panasonic", port, password="s3cret"))
-        task = asyncio.create_task(daemon.run())
+    async with (fake_pbx(panasonic_pbx(b"s3cret")) as port,
+                running_daemon(settings(tmp_path, "panasonic", port, password="s3cret"))):
         rows = await journal_when(tmp_path, len(PANASONIC_LOGIN) + 3)
-        daemon.request_stop()
-        assert await task == 0
     assert any(status == "parsed" for _, status in rows)
 
 
 async def test_mitel_5000_source_unwraps_length_prefixed_records(tmp_path: Path) -> None:
-    async with fake_pbx(m5000_pbx(b"", [M5000_RECORD, M5000_RECORD.replace(b"11202", b"11203")])) as port:
-        daemon = Daemon(settings(tmp_path, "mitel-5000", port))
-        task = asyncio.create_task(daemon.run())
+    async with (fake_pbx(m5000_pbx(b"", [M5000_RECORD, M5000_RECORD.replace(b"11202", b"11203")])) as port,
+                running_daemon(settings(tmp_path, "mitel-5000", port))):
         rows = await journal_when(tmp_path, 2)
-        daemon.request_stop()
-        assert await task == 0
     assert [status for _, status in rows] == ["parsed", "parsed"]
     exts = [r[0] for r in sqlite3.connect(tmp_path / "hs.db").execute("SELECT extension FROM calls ORDER BY id")]
     assert exts == ["11202", "11203"]
@@ -91,12 +81,9 @@ async def test_panasonic_records_before_the_prompt_are_journalled(tmp_path: Path
     every one is journalled and stored as a call, with the login's own lines journalled as skipped."""
     before = [panasonic_record(i) for i in range(4)]
     after = [panasonic_record(i) for i in range(4, 6)]
-    async with fake_pbx(panasonic_printing_pbx(before, after)) as port:
-        daemon = Daemon(settings(tmp_path, "panasonic", port))
-        task = asyncio.create_task(daemon.run())
+    async with (fake_pbx(panasonic_printing_pbx(before, after)) as port,
+                running_daemon(settings(tmp_path, "panasonic", port))):
         rows = await journal_when(tmp_path, len(before) + len(PANASONIC_LOGIN) + len(after))
-        daemon.request_stop()
-        assert await task == 0
     assert [raw for raw, status in rows if status == "parsed"] == [*before, *after]
     assert [(raw, status) for raw, status in rows if status != "parsed"] == [
         (line, "skipped") for line in PANASONIC_LOGIN]
@@ -115,18 +102,14 @@ async def test_a_stop_during_a_panasonic_login_keeps_the_records_it_had_read(tmp
         await writer.drain()
         await asyncio.sleep(30)  # no prompt, no more output
 
-    async with fake_pbx(printing) as port:
-        daemon = Daemon(settings(tmp_path, "panasonic", port, connect_timeout=20.0,
-                                 format_options={"prompt_timeout": 10.0}))
-        task = asyncio.create_task(daemon.run())
-        await asyncio.wait_for(daemon.ready.wait(), 10)
+    async with (fake_pbx(printing) as port,
+                running_daemon(settings(tmp_path, "panasonic", port, connect_timeout=20.0,
+                                        format_options={"prompt_timeout": 10.0})) as daemon):
         for _ in range(200):
             hs_bytes = [rs.source.status.connected for rs in daemon.sources.values()]
             if all(hs_bytes):
                 break
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.3)  # the record is read by the login, which still waits for a prompt
-        daemon.request_stop()
-        assert await task == 0
     rows = sqlite3.connect(tmp_path / "hs.db").execute("SELECT raw, status FROM lines ORDER BY id").fetchall()
     assert (record, "parsed") in [(bytes(r), s) for r, s in rows], rows
