@@ -26,9 +26,11 @@ import asyncio
 import contextlib
 import gc
 import multiprocessing
-import queue
+import os
+import pickle
 import signal
-import threading
+import socket
+import struct
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -123,7 +125,8 @@ class PipelineStream:
 
 
 class Pipeline:
-    """The worker process and the two threads that talk to it. Run `run` as a supervised task of the daemon."""
+    """The worker process and the pipe to it, read and written by the event loop itself (asyncio streams over
+    the pipe's socket: no threads taking turns with the loop for the GIL). Run `run` as a supervised task."""
 
     def __init__(self, settings: Settings, base_dir: Path | None = None, *,
                  on_failure: Callable[[str, BaseException], None] | None = None,
@@ -136,19 +139,18 @@ class Pipeline:
         #: operations sent and not yet answered, oldest first, with their weight in `_in_flight`.
         self._unanswered: deque[tuple[_Op, int]] = deque()
         self._in_flight = 0
-        self._outbox: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()
+        #: operations not yet written; written together at the end of the loop's current iteration, so a
+        #: flood costs one message per many lines and a trickle waits for nothing.
+        self._queued: list[_Op] = []
+        self._flush_scheduled = False
         self._capacity = asyncio.Event()
         self._capacity.set()
         self._idle = asyncio.Event()
         self._idle.set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._conn: Connection | None = None
+        self._writer: asyncio.StreamWriter | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
         self._closing = False
-        self._dead = asyncio.Event()
-        #: held while an operation is taken from the outbox and sent, and while the connection is swapped: the
-        #: crash path then knows that nothing it journals as an error is also on its way to the new worker.
-        self._send_lock = threading.Lock()
         #: worker processes started (1, plus one per crash).
         self.starts = 0
 
@@ -166,13 +168,13 @@ class Pipeline:
         op = _Open(self._next_sid, format, encoding, year, dict(options))
         stream = PipelineStream(self, op.sid, source, peer, on_entries)
         self._streams[op.sid] = (op, stream)
-        self._outbox.put(op)  # not answered: the worker only makes the parser
+        self._queue(op)  # not answered: the worker only makes the parser
         return stream
 
     def configure(self, settings: Settings, base_dir: Path | None = None) -> None:
         """A reload: lines sent from now on are rated with ``settings``' tariff (sent behind the earlier ones)."""
         self._config = _config(settings, base_dir)
-        self._outbox.put(self._config)
+        self._queue(self._config)
 
     async def wait_capacity(self) -> None:
         """Wait while more than ``max_in_flight`` lines are with the worker (sources call this after feeding)."""
@@ -186,18 +188,16 @@ class Pipeline:
     async def run(self) -> None:
         """Start the worker; restart it after a crash (reported through ``on_failure``); return after `close`."""
         self._loop = asyncio.get_running_loop()
-        threading.Thread(target=self._sender, name="smdrd-pipeline-send", daemon=True).start()
         try:
             while True:
-                self._start()
-                await self._dead.wait()
-                self._dead.clear()
+                reader = await self._start()
+                await self._read(reader)
                 if self._closing:
                     return
                 self._crashed()
         finally:
             self._closing = True
-            self._outbox.put(None)
+            self._disconnect()
             self._stop_process()
 
     async def close(self, give_up_after: float | None = None) -> None:
@@ -207,8 +207,9 @@ class Pipeline:
         except TimeoutError:
             log.error("pipeline.close_abandoned", lines_in_flight=self._in_flight, waited_seconds=give_up_after)
         self._closing = True
-        self._outbox.put(None)
-        self._dead.set()
+        self._write(None)  # the worker answers None and exits; `run` returns when it reads that (or the end)
+        if self._writer is None:
+            self._stop_process()
 
     # -- internals --------------------------------------------------------------------------------------------
 
@@ -218,20 +219,65 @@ class Pipeline:
         self._idle.clear()
         if self._in_flight >= self.max_in_flight:
             self._capacity.clear()
-        self._outbox.put(op)
+        self._queue(op)
 
-    def _start(self) -> None:
+    def _queue(self, op: _Op) -> None:
+        self._queued.append(op)
+        if not self._flush_scheduled and self._writer is not None and self._loop is not None:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._queued and self._writer is not None:
+            ops, self._queued = self._queued, []
+            self._write(ops)
+
+    def _write(self, message: object) -> None:
+        """One message in `multiprocessing.connection`'s framing (what the worker's ``Connection.recv`` reads)."""
+        writer = self._writer
+        if writer is None or writer.is_closing():
+            return
+        data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        writer.write((struct.pack("!i", len(data)) if len(data) < 0x7FFFFFFF
+                      else struct.pack("!iQ", -1, len(data))) + data)
+
+    async def _start(self) -> asyncio.StreamReader:
         ctx = multiprocessing.get_context("spawn")  # never fork a process that holds threads (aiosqlite's)
-        ours, theirs = ctx.Pipe(duplex=True)
+        ours, theirs = ctx.Pipe(duplex=True)  # a socket pair on POSIX
         process = ctx.Process(target=worker_main, args=(theirs,), name="smdrd-pipeline", daemon=True)
         process.start()
         theirs.close()
+        sock = socket.socket(fileno=os.dup(ours.fileno()))
+        ours.close()
+        reader, writer = await asyncio.open_unix_connection(sock=sock)
+        self._process, self._writer = process, writer
         self.starts += 1
-        with self._send_lock:
-            # What the new worker must know first: the configuration and every open stream; then what is queued.
-            ours.send([self._config, *(op for op, _ in self._streams.values())])
-            self._conn, self._process = ours, process
-        threading.Thread(target=self._receiver, args=(ours,), name="smdrd-pipeline-recv", daemon=True).start()
+        # What the new worker must know first: the configuration and every open stream (which the queue may
+        # repeat: sent again from here, so only the lines and closes stay queued), then what is queued.
+        self._write([self._config, *(op for op, _ in self._streams.values())])
+        self._queued = [op for op in self._queued if isinstance(op, _Lines | _Close)]
+        self._flush()
+        return reader
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        """Hand each answer to its stream, until the worker says goodbye (None) or its end of the pipe closes."""
+        while True:
+            try:
+                (size,) = struct.unpack("!i", await reader.readexactly(4))
+                if size == -1:
+                    (size,) = struct.unpack("!Q", await reader.readexactly(8))
+                answers = pickle.loads(await reader.readexactly(size))
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            if answers is None:
+                return
+            self._answered(answers)
+
+    def _disconnect(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
 
     def _stop_process(self) -> None:
         # Called once every answer is in (or the worker is dead): it holds nothing worth waiting for, and a
@@ -242,55 +288,6 @@ class Pipeline:
             if process.is_alive():
                 process.kill()
                 process.join(timeout=5)
-        if self._conn is not None:
-            with contextlib.suppress(OSError):
-                self._conn.close()
-
-    def _sender(self) -> None:
-        """Thread: send queued operations, as many per message as are waiting (a flood batches itself)."""
-        while True:
-            op = self._outbox.get()
-            with self._send_lock:
-                conn = self._conn
-                if op is None:
-                    if conn is not None:
-                        with contextlib.suppress(OSError, ValueError):
-                            conn.send(None)
-                    if self._closing:
-                        return
-                    continue
-                ops: list[_Op] = [op]
-                stop = False
-                while len(ops) < MAX_OPS:
-                    try:
-                        more = self._outbox.get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is None:
-                        stop = True
-                        break
-                    ops.append(more)
-                try:
-                    if conn is not None:
-                        conn.send(ops)
-                except (OSError, ValueError):
-                    pass  # the worker died: the receiver reports it, and the unanswered lines are journalled
-            if stop:
-                self._outbox.put(None)
-
-    def _receiver(self, conn: Connection) -> None:
-        """Thread: hand each answer to the loop; report the worker's end."""
-        loop = self._loop
-        assert loop is not None
-        while True:
-            try:
-                answers = conn.recv()
-            except (EOFError, OSError):
-                break
-            if answers is None:
-                break
-            loop.call_soon_threadsafe(self._answered, answers)
-        loop.call_soon_threadsafe(self._dead.set)
 
     def _answered(self, answers: list[Answer]) -> None:
         for sid, entries in answers:
@@ -312,15 +309,10 @@ class Pipeline:
 
     def _crashed(self) -> None:
         """The worker died: journal what it had not answered as error lines, report, and let `run` restart it."""
+        self._disconnect()
+        self._stop_process()
         code = self._process.exitcode if self._process is not None else None
-        with self._send_lock:
-            self._stop_process()
-            self._conn = None
-            # Queued for the dead worker: lines are journalled below with the rest; opens and the configuration
-            # are sent to the next worker first anyway.
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    self._outbox.get_nowait()
+        self._queued = []  # lines are journalled below with the rest; opens and configuration are sent again
         reason = f"the pipeline worker stopped (exit code {code}) before parsing this line"
         lost = 0
         while self._unanswered:
