@@ -74,9 +74,9 @@ class MqttDelivery:
         """Run the publisher (when enabled) until cancelled."""
         from smdrd.mqtt import Publisher
 
-        await self.outbox.open()
-        await self.feed.open()
         try:
+            await self.outbox.open()
+            await self.feed.open()
             while True:
                 self._changed.clear()
                 cfg = self.config

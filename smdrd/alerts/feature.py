@@ -110,8 +110,8 @@ class Alerts:
     async def run(self) -> None:
         """Seed the budgets, then run the source health checks and the outbox's retention until cancelled."""
         self._seed_budgets()  # synchronously, before any source runs: the first call sees stored spend
-        await self.outbox.open()
         try:
+            await self.outbox.open()
             self.pending = await self.outbox.count_pending()
             self._metric_pending()
             await self._checks()

@@ -20,7 +20,8 @@ import aiosqlite
 
 from smdrd.journal import MICROS
 from smdrd.store.api import FeedCall, StoreUnavailable
-from smdrd.store.sqlite.schema import PRAGMAS, connect
+from smdrd.store.sqlite.aio import open_connection
+from smdrd.store.sqlite.schema import connect
 
 #: the columns a feed message is made of, in `smdrd.journal.RatedCall.to_json` order; never ``auth_code``.
 _COLUMNS = ("uid", "source", "format", "call_key", "leg", "start", "start_utc", "duration", "ring", "direction",
@@ -49,9 +50,7 @@ class SqliteCallFeed:
 
     async def open(self) -> None:
         await asyncio.to_thread(lambda: connect(str(self.path)).close())  # created and migrated, if not yet
-        self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        for pragma in PRAGMAS:
-            await self._db.execute(pragma)
+        self._db = await open_connection(self.path)
 
     async def close(self) -> None:
         if self._db is not None:

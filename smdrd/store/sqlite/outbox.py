@@ -18,8 +18,8 @@ import aiosqlite
 
 from smdrd.journal import Alert
 from smdrd.store.api import PendingAlert, StoreUnavailable
+from smdrd.store.sqlite.aio import open_connection
 from smdrd.store.sqlite.rows import OUTBOX_INSERT, alert_row
-from smdrd.store.sqlite.schema import PRAGMAS
 
 
 class SqliteOutbox:
@@ -33,9 +33,7 @@ class SqliteOutbox:
         self._db: aiosqlite.Connection | None = None
 
     async def open(self) -> None:
-        self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        for pragma in PRAGMAS:
-            await self._db.execute(pragma)
+        self._db = await open_connection(self.path)
 
     async def close(self) -> None:
         if self._db is not None:
