@@ -207,8 +207,10 @@ class Pipeline:
         except TimeoutError:
             log.error("pipeline.close_abandoned", lines_in_flight=self._in_flight, waited_seconds=give_up_after)
         self._closing = True
-        self._write(None)  # the worker answers None and exits; `run` returns when it reads that (or the end)
-        if self._writer is None:
+        # Every answer is in: the worker holds nothing, so close the pipe rather than wait for a goodbye (a worker
+        # still importing at a quick stop would hold the exit up). `run` sees the end and stops the process.
+        self._disconnect()
+        if self._process is not None and self._loop is None:
             self._stop_process()
 
     # -- internals --------------------------------------------------------------------------------------------
