@@ -112,7 +112,7 @@ class Daemon:
         self.commit_listeners: list[CommitListener] = [on_commit] if on_commit else []
         self.writer = JournalWriter(db.path, commit_interval=db.commit_interval_ms / 1000,
                                     batch_rows=db.batch_rows, max_pending=db.max_pending_rows,
-                                    on_commit=self._committed)
+                                    on_commit=self._committed, site=settings.site.name)
         self.hooks = build_hooks(settings, self.base_dir)
         #: parses and rates every source's lines in a worker process (alert rules run here, on its entries).
         self.pipeline = Pipeline(settings, self.base_dir, on_failure=self._failed)

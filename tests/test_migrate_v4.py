@@ -171,3 +171,27 @@ def test_call_listing_totals_match_the_details_after_retention_pruned_some(old_d
                                    "WHERE start_utc >= ? AND start_utc < ?", (lo, hi)).fetchone()
             assert reader.call_totals(f, tz, selected=False) == details, (first, last)
     conn.close()
+
+
+async def test_the_upgrade_asks_systemd_for_time_and_names_the_site(old_db: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Upgrading an old database can take longer than systemd's start timeout (migration 5 rebuilds the calls
+    table): the writer asks for more time before migrating; the box's own site then carries ``[site] name``."""
+    import socket
+
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(5)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(sock_path))
+    writer = JournalWriter(old_db, site="hq")
+    await writer.open()
+    await writer.close_connection()
+    message = sock.recv(4096).decode()
+    sock.close()
+    assert "EXTEND_TIMEOUT_USEC=" in message and f"to {SCHEMA_VERSION}" in message
+    conn = sqlite3.connect(old_db)
+    try:
+        assert conn.execute("SELECT name FROM sites WHERE id = ?", (LOCAL_SITE,)).fetchone() == ("hq",)
+    finally:
+        conn.close()

@@ -88,7 +88,7 @@ async def import_files(settings: Settings, args: argparse.Namespace,
     """Import ``args.files`` (relative deck paths are read from ``base_dir``); return the counts."""
     started = time.perf_counter()
     writer = JournalWriter(settings.database.path, commit_interval=1.0, batch_rows=args.batch,
-                           max_pending=args.batch * 4)
+                           max_pending=args.batch * 4, site=settings.site.name)
     await writer.open()
     writer_task = asyncio.create_task(writer.run())
     ingest = SourceIngest(name=args.source, format=args.format, site=settings.site, writer=writer,
@@ -144,7 +144,7 @@ async def import_parallel(settings: Settings, args: argparse.Namespace,
     worker.start()
     sender.close()
     writer = JournalWriter(settings.database.path, commit_interval=1.0, batch_rows=args.batch,
-                           max_pending=args.batch * 4)
+                           max_pending=args.batch * 4, site=settings.site.name)
     await writer.open()  # migrates the schema first, as the daemon's writer does
     writer_task = asyncio.create_task(writer.run())
     bulk = BulkWriter(settings.database.path)

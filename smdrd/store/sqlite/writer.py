@@ -25,6 +25,7 @@ import aiosqlite
 import structlog
 
 from smdrd.journal import DUPLICATE, ERROR, JournalEntry
+from smdrd.notify import notify
 from smdrd.store.sqlite.rows import (
     CALL_COLUMNS,
     INSERT_CALL,
@@ -34,9 +35,12 @@ from smdrd.store.sqlite.rows import (
     alert_row,
     line_row,
 )
-from smdrd.store.sqlite.schema import LOCAL_SITE, PRAGMAS, migrate, name_local_site
+from smdrd.store.sqlite.schema import LOCAL_SITE, PRAGMAS, SCHEMA_VERSION, migrate, name_local_site
 
 log = structlog.get_logger(__name__)
+
+#: how much longer systemd is asked to wait for the start while the schema is upgraded (one hour).
+MIGRATION_TIMEOUT_USEC = 3_600_000_000
 
 
 
@@ -89,6 +93,13 @@ def _migrate_file(path: str, site: str | None) -> None:
     try:
         for pragma in PRAGMAS:
             conn.execute(pragma)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if 0 < version < SCHEMA_VERSION:
+            # An upgrade may rebuild the calls table (migration 5): on a large database that outlasts systemd's
+            # start timeout, so ask for more time, and say what is happening.
+            log.warning("journal.migrating", path=path, from_version=version, to_version=SCHEMA_VERSION)
+            notify(f"EXTEND_TIMEOUT_USEC={MIGRATION_TIMEOUT_USEC}",
+                   f"STATUS=upgrading the database schema from version {version} to {SCHEMA_VERSION}")
         migrate(conn)
         if site is not None:
             name_local_site(conn, site)
