@@ -24,6 +24,7 @@ from pathlib import Path
 import aiosqlite
 import structlog
 
+from smdrd.backoff import Backoff
 from smdrd.journal import DUPLICATE, ERROR, JournalEntry
 from smdrd.notify import notify
 from smdrd.store.sqlite.rows import (
@@ -177,6 +178,8 @@ class JournalWriter:
     async def run(self) -> None:
         """Commit batches until `close` is called and everything is written."""
         failures = 0
+        # Retries of a database that cannot be written (locked, full): quick at first, at most every 5 s.
+        backoff = Backoff(0.05, 5.0, floor=0.05)
         while True:
             if not self._pending:
                 self._idle.set()
@@ -201,7 +204,7 @@ class JournalWriter:
                     raise  # _commit_batch stores every entry it can: this is a bug, and the daemon says so
                 failures += 1
                 self.stats.failures += 1
-                delay = min(5.0, 0.05 * 2 ** min(failures, 7))
+                delay = backoff.next_delay()
                 log.warning("journal.commit_failed", error=str(exc), pending=len(self._pending),
                             retry_in=round(delay, 2), failures=failures)
                 await self._recover()
@@ -210,6 +213,7 @@ class JournalWriter:
             if failures:
                 log.info("journal.commit_recovered", after_failures=failures)
                 failures = 0
+                backoff.reset()
 
     async def _commit_batch(self, batch: list[PreparedEntry]) -> None:
         """Commit ``batch`` (the head of the pending queue) in one transaction, or entry by entry when one of
