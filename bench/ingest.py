@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -196,7 +197,8 @@ def main() -> None:
     if args.long:
         long = long_import(args.long, work)
         results["long"] = long
-        rows.append(("long import", f"{' -> '.join(f'{r:,}' for r in long['lines_per_second'])} lines/s per "
+        per_million = cast("list[int]", long["lines_per_second"])
+        rows.append(("long import", f"{' -> '.join(f'{r:,}' for r in per_million)} lines/s per "
                      f"million; last/first {long['last_vs_first']:.2f} (target >= 0.8)"))
     report("ingest", results, rows)
 

@@ -233,6 +233,7 @@ class Layout:
         if not self.quoted:
             return text.split(self.separator)
         try:
+            assert self._dialect is not None  # made for every quoted layout
             rows = list(csv.reader([text], self._dialect))
         except csv.Error as exc:
             raise self.error(f"not a CSV line: {exc}") from None

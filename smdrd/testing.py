@@ -307,6 +307,11 @@ class DaemonProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def send_signal(self, sig: int) -> None:
+        """Send ``sig`` to the running daemon (SIGHUP to reload, SIGTERM to stop)."""
+        assert self.proc is not None, "start() first"
+        self.proc.send_signal(sig)
+
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 

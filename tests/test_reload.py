@@ -87,7 +87,7 @@ def test_sighup_with_a_new_rate_rates_new_calls_only_and_loses_no_line(
     streamer.start()
     time.sleep(0.3)
     (tmp_path / "rates.csv").write_text(DECK.format(rate="0.30"))
-    d.proc.send_signal(signal.SIGHUP)
+    d.send_signal(signal.SIGHUP)
     (reloaded,) = d.wait_event("daemon.reloaded")
     time.sleep(0.3)
     stop.set()
@@ -130,7 +130,7 @@ def test_sighup_with_a_bad_deck_keeps_the_old_tariff_and_names_the_line(
     wait_calls(d.db, 5)
 
     deck.write_text(DECK.format(rate="0.30") + "PL premium,48700,premium,zero,60\n")
-    d.proc.send_signal(signal.SIGHUP)
+    d.send_signal(signal.SIGHUP)
     (rejected,) = d.wait_event("daemon.reload_rejected")
     assert f"{deck}:3" in rejected["reason"] and "rate" in rejected["reason"] and "'zero'" in rejected["reason"]
     assert rejected["level"] == "error"
@@ -139,7 +139,7 @@ def test_sighup_with_a_bad_deck_keeps_the_old_tariff_and_names_the_line(
     assert [c for _, _, c in costs(d.db)] == [MOBILE_OLD] * 10, "a refused reload must keep the old tariff"
 
     deck.write_text(DECK.format(rate="0.30"))
-    d.proc.send_signal(signal.SIGHUP)
+    d.send_signal(signal.SIGHUP)
     d.wait_event("daemon.reloaded")
     sock.sendall(call_lines(5, 3_000_000))
     wait_calls(d.db, 15)
@@ -171,7 +171,7 @@ def test_sighup_with_a_file_python_cannot_parse_keeps_the_running_configuration(
         deck.write_text(DECK.format(rate="0.30") + '"' + "x" * 200_000 + '",48700,premium,0.30,60\n')
     else:
         config.write_text(good_config + "deep = " + "[" * 50_000 + "]" * 50_000 + "\n")
-    d.proc.send_signal(signal.SIGHUP)
+    d.send_signal(signal.SIGHUP)
     (rejected,) = d.wait_event("daemon.reload_rejected")
     if bad == "cell":
         assert f"{deck}:3" in rejected["reason"] and "a cell longer than" in rejected["reason"]

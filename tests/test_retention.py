@@ -566,14 +566,14 @@ async def test_live_lines_commit_between_the_batches_of_a_large_prune(tmp_path: 
     at_send: dict[bytes, int] = {}
     crossed: list[int] = []
     gaps_with_commits: set[int] = set()
-    for kind, line in events:
+    for kind, raw in events:
         if kind == "batch":
             done += 1
         elif kind == "sent":
-            assert line is not None
-            at_send[line] = done
-        elif line in at_send:  # a live line's commit
-            crossed.append(done - at_send[line])
+            assert raw is not None
+            at_send[raw] = done
+        elif raw is not None and raw in at_send:  # a live line's commit
+            crossed.append(done - at_send[raw])
             if 0 < done < batches:
                 gaps_with_commits.add(done)
     print(f"\n{len(sent)} live lines ({during_prune} while pruning {BACKLOG:,} calls in {batches} batches): "
