@@ -66,7 +66,7 @@ def sender(port: int, rate: float, seconds: float) -> None:
     print(n)
 
 
-async def run_rate(rate: float, seconds: float, work: Path) -> dict[str, float]:
+async def run_rate(rate: float, seconds: float, work: Path, worker: bool = False) -> dict[str, float]:
     port = free_port()
     db = work / f"live-{int(rate)}.db"
     latencies: list[float] = []
@@ -86,7 +86,7 @@ async def run_rate(rate: float, seconds: float, work: Path) -> dict[str, float]:
 
     settings = Settings.model_validate({
         "site": {"timezone": "UTC", "country": "PL"},
-        "database": {"path": str(db)},
+        "database": {"path": str(db), "parse_in_worker": worker},
         "sources": [{"name": "pbx", "kind": "tcp-server", "format": "avaya-ipo", "listen": f"127.0.0.1:{port}"}],
         "http": {"enabled": False},
         "logging": {"level": "warning"},
@@ -96,7 +96,7 @@ async def run_rate(rate: float, seconds: float, work: Path) -> dict[str, float]:
     await daemon.ready.wait()
     await asyncio.sleep(0.2)
     cpu0 = os.times()
-    worker_cpu0 = _cpu_of(daemon.pipeline.pid)
+    worker_cpu0 = _cpu_of(daemon.pipeline.pid) if daemon.pipeline is not None else 0.0
     wall0 = time.monotonic()
     proc = await asyncio.create_subprocess_exec(sys.executable, __file__, "--sender", str(port), str(rate),
                                                 str(seconds), stdout=subprocess.PIPE)
@@ -108,7 +108,7 @@ async def run_rate(rate: float, seconds: float, work: Path) -> dict[str, float]:
             await asyncio.wait_for(all_in.wait(), 30)
     wall = time.monotonic() - wall0
     cpu1 = os.times()
-    worker_cpu = _cpu_of(daemon.pipeline.pid) - worker_cpu0
+    worker_cpu = _cpu_of(daemon.pipeline.pid) - worker_cpu0 if daemon.pipeline is not None else 0.0
     sustained = len(latencies) / max(last_commit[0] - wall0, 1e-9)
     daemon.request_stop()
     await task
@@ -139,11 +139,11 @@ def _cpu_of(pid: int | None) -> float:
         return 0.0
 
 
-async def main_async(rates: list[float], seconds: float) -> None:
+async def main_async(rates: list[float], seconds: float, worker: bool) -> None:
     work = Path(tempfile.mkdtemp(prefix="smdrd-live-"))
     results = []
     for rate in rates:
-        results.append(await run_rate(rate, seconds, work))
+        results.append(await run_rate(rate, seconds, work, worker))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows = [(f"{int(r['rate']):>6} lines/s",
              f"sent {int(r['sent']):>7,}  lost {int(r['lost'])}  sustained {int(r['sustained_lines_per_second']):>6,}"
@@ -161,8 +161,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rates", default="1000,20000")
     ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--worker", action="store_true",
+                    help="parse and rate in the pipeline worker process ([database] parse_in_worker = true)")
     args = ap.parse_args()
-    asyncio.run(main_async([float(r) for r in args.rates.split(",")], args.seconds))
+    asyncio.run(main_async([float(r) for r in args.rates.split(",")], args.seconds, args.worker))
 
 
 if __name__ == "__main__":

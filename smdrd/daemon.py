@@ -115,7 +115,9 @@ class Daemon:
                                     on_commit=self._committed, site=settings.site.name)
         self.hooks = build_hooks(settings, self.base_dir)
         #: parses and rates every source's lines in a worker process (alert rules run here, on its entries).
-        self.pipeline = Pipeline(settings, self.base_dir, on_failure=self._failed)
+        self.pipeline: Pipeline | None = None
+        if settings.database.parse_in_worker:
+            self.pipeline = Pipeline(settings, self.base_dir, on_failure=self._failed)
         #: the HTTP server (metrics, health, reports), or None when ``[http] enabled = false``.
         self.http: HttpServer | None = None
         if settings.http.enabled:
@@ -260,7 +262,8 @@ class Daemon:
     async def _run(self) -> int:
         loop = asyncio.get_running_loop()
         writer_task = self._spawn("journal-writer", self.writer.run)
-        self._spawn("pipeline", self.pipeline.run)
+        if self.pipeline is not None:
+            self._spawn("pipeline", self.pipeline.run)
         for name, factory in self._task_factories:
             self._tasks.append(self._spawn(name, factory))
         for sig, handler in ((signal.SIGTERM, self.request_stop), (signal.SIGINT, self.request_stop),
@@ -283,7 +286,8 @@ class Daemon:
             notify("STOPPING=1")
             log.info("daemon.stopping", pending=self.writer.pending)
             await self._stop_sources(list(self.sources))
-            await self.pipeline.close(give_up_after=STOP_COMMIT_TIMEOUT)  # what the worker holds, to the writer
+            if self.pipeline is not None:  # what the worker holds, to the writer
+                await self.pipeline.close(give_up_after=STOP_COMMIT_TIMEOUT)
             watchdog.cancel()
             if "journal-writer" in self.failed_tasks:
                 # The writer died of a bug (logged with its traceback when it happened): nothing will commit
@@ -388,7 +392,8 @@ class Daemon:
         else:
             changed = [n for n in old if n in fresh and fresh[n] != old[n]]
         self.hooks.rate = new_hooks.rate
-        self.pipeline.configure(new, self.base_dir)
+        if self.pipeline is not None:
+            self.pipeline.configure(new, self.base_dir)
         self.settings = new
         for listener in self.reload_listeners:
             listener(new)

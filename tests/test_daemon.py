@@ -57,12 +57,14 @@ async def wait_for_rows(tmp_path: Path, n: int, within: float = 10.0) -> list[by
     return rows
 
 
-async def test_tcp_server_source_journals_every_line_byte_for_byte(tmp_path: Path) -> None:
-    """N lines pushed by a PBX in random chunk sizes become exactly N journal rows, byte for byte."""
+@pytest.mark.parametrize("worker", [False, True], ids=["on-the-loop", "parse-in-worker"])
+async def test_tcp_server_source_journals_every_line_byte_for_byte(tmp_path: Path, worker: bool) -> None:
+    """N lines pushed by a PBX in random chunk sizes become exactly N journal rows, byte for byte, and N calls,
+    whether they are parsed on the event loop (the default) or in the pipeline worker process."""
     port = free_port()
     sent = lines(3000)
     data = b"".join(line + b"\r\n" for line in sent)
-    async with running_daemon(settings(tmp_path, [tcp_server_source("push", port)])):
+    async with running_daemon(settings(tmp_path, [tcp_server_source("push", port)], parse_in_worker=worker)):
         _, writer = await open_connection_retry("127.0.0.1", port)
         rng = random.Random(5)
         i = 0

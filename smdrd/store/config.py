@@ -22,6 +22,10 @@ class DatabaseConfig(Section):
     # Received but uncommitted lines, where sources stop reading and TCP holds the PBX back. 5,000 is what the
     # writer commits in well under a second on a small box: what a kill -9 can lose stays small (docs/faults.md).
     max_pending_rows: int = Field(default=5_000, ge=100, le=1_000_000)
+    # Parse and rate in a worker process (`smdrd.pipeline`) instead of on the event loop. Off by default: lines
+    # with the worker are not journalled yet, so a SIGKILL can lose up to 1,000 more lines than the commit
+    # window (and every line received while the worker starts); on until lines are journalled before parsing.
+    parse_in_worker: bool = False
 
 
 #: the shortest non-zero ``[retention] calls_days``: a month of details, and a margin for re-sent buffers.
