@@ -184,6 +184,11 @@ class Publisher:
             try:
                 await self._connection(backoff, throttle)
             except (aiomqtt.MqttError, _Disconnected, OSError, ssl.SSLError, ValueError) as exc:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    # Cancelled while connecting: aiomqtt may turn the cancellation into an MqttError. Stop
+                    # anyway, or a stop (or a reload of [mqtt]) would wait on a publisher that retries for ever.
+                    raise asyncio.CancelledError from exc
                 self.stats.last_error = str(exc) or type(exc).__name__
                 if not self.connected:
                     self.stats.connect_failures += 1
