@@ -12,8 +12,9 @@ See ``docs/rating.md`` for how rules and decks work.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from smdrd.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from smdrd.rating.classes import CALL_CLASSES, CallClass
@@ -94,10 +95,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _HOMES)

@@ -7,8 +7,9 @@ This package only reads the database: it must never write to it (reports open it
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from smdrd.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from smdrd.reports.departments import UNASSIGNED, Directory, department_problems
@@ -25,10 +26,4 @@ __all__ = ["KINDS", "UNASSIGNED", "Context", "Directory", "Query", "Report", "de
            "run_report"]
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _HOMES)

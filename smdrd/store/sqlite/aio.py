@@ -38,3 +38,24 @@ async def open_connection(path: Path) -> aiosqlite.Connection:
             db = await opening
             await db.close()
         raise
+
+
+class AsyncPart:
+    """A store part on its own aiosqlite connection: ``await open()``, use `db`, ``await close()``."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._db: aiosqlite.Connection | None = None
+
+    async def open(self) -> None:
+        self._db = await open_connection(self.path)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        assert self._db is not None, "open() first"
+        return self._db

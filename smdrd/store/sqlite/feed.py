@@ -13,14 +13,11 @@ import asyncio
 import json
 import sqlite3
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
-
-import aiosqlite
 
 from smdrd.journal import MICROS
 from smdrd.store.api import FeedCall, StoreUnavailable
-from smdrd.store.sqlite.aio import open_connection
+from smdrd.store.sqlite.aio import AsyncPart
 from smdrd.store.sqlite.schema import connect
 
 #: the columns a feed message is made of, in `smdrd.journal.RatedCall.to_json` order; never ``auth_code``.
@@ -41,26 +38,12 @@ def feed_fields(row: tuple[Any, ...]) -> dict[str, Any]:
     return fields
 
 
-class SqliteCallFeed:
+class SqliteCallFeed(AsyncPart):
     """``await open()``; `start`, then `after` / `save` as the broker acknowledges; ``await close()``."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db: aiosqlite.Connection | None = None
 
     async def open(self) -> None:
         await asyncio.to_thread(lambda: connect(str(self.path)).close())  # created and migrated, if not yet
-        self._db = await open_connection(self.path)
-
-    async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
-
-    @property
-    def db(self) -> aiosqlite.Connection:
-        assert self._db is not None, "open() first"
-        return self._db
+        await super().open()
 
     async def start(self, name: str) -> int:
         try:

@@ -12,38 +12,18 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from pathlib import Path
-
-import aiosqlite
 
 from smdrd.journal import Alert
 from smdrd.store.api import PendingAlert, StoreUnavailable
-from smdrd.store.sqlite.aio import open_connection
+from smdrd.store.sqlite.aio import AsyncPart
 from smdrd.store.sqlite.rows import OUTBOX_INSERT, alert_row
 
 
-class SqliteOutbox:
+class SqliteOutbox(AsyncPart):
     """``await open()``, then `pending` / `mark_delivered` / `insert`; ``await close()``.
 
     The database must be migrated already (the journal writer does it at start).
     """
-
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
-        self._db: aiosqlite.Connection | None = None
-
-    async def open(self) -> None:
-        self._db = await open_connection(self.path)
-
-    async def close(self) -> None:
-        if self._db is not None:
-            await self._db.close()
-            self._db = None
-
-    @property
-    def db(self) -> aiosqlite.Connection:
-        assert self._db is not None, "open() first"
-        return self._db
 
     async def pending(self, limit: int = 100, after: int = 0) -> list[PendingAlert]:
         """Up to ``limit`` undelivered alerts with a row id above ``after``, oldest first."""
