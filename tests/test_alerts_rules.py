@@ -254,12 +254,75 @@ def test_source_down_once_per_outage_and_parse_error_rate() -> None:
     for i in range(0, 1500, 5):
         rows += eng.check_sources([SourceSnapshot("pbx", False, 0, 0)], t0 + i)
     assert [r.rule for r in rows] == ["source_down"]
-    assert eng.check_sources([SourceSnapshot("pbx", True, 0, 0)], t0 + 1600) == []
+    back = eng.check_sources([SourceSnapshot("pbx", True, 0, 0)], t0 + 1600)
+    assert [json.loads(r.payload)["state"] for r in back] == ["resolved"]  # the source came back
+    assert eng.check_sources([SourceSnapshot("pbx", True, 0, 0)], t0 + 1605) == []
     rows = [r for i in range(1, 200) for r in eng.check_sources([SourceSnapshot("pbx", False, 0, 0)],
                                                                  t0 + 1600 + 5 * i)]
     assert [r.rule for r in rows] == ["source_down"]  # the second outage
     good = [SourceSnapshot("pbx", True, 100 * i, 1 * i) for i in range(1, 5)]
-    assert [r for i, s in enumerate(good) for r in eng.check_sources([s], t0 + 3000 + i)] == []
+    assert [json.loads(r.payload)["state"] for i, s in enumerate(good)
+            for r in eng.check_sources([s], t0 + 3000 + i)] == ["resolved"]  # the second outage's end
     bad = eng.check_sources([SourceSnapshot("pbx", True, 500, 50)], t0 + 3010)
     assert [r.rule for r in bad] == ["parse_errors"]
     assert json.loads(bad[0].payload)["source"] == "pbx"
+
+
+def test_a_source_back_up_publishes_the_resolved_event_of_its_outage() -> None:
+    """source_down, then the source connects again: a resolved event that names the alert it resolves, with
+    times in ISO 8601 with the site's offset (never a Unix float, never a local time without an offset). An
+    automation could not clear its "PBX down" state without it."""
+    eng = Harness().engine
+    t0 = 1_700_000_000.0
+    raised = [r for i in range(0, 700, 5) for r in eng.check_sources([SourceSnapshot("pbx", False, 0, 0, t0 - 60)],
+                                                                       t0 + i)]
+    down = json.loads(raised[0].payload)
+    assert (down["state"], down["event_type"], down["resolves"]) == ("raised", "source_down", None)
+    assert down["facts"]["down_since"] == "2023-11-14T17:13:20-05:00"
+    assert "last data at 2023-11-14T17:12:20-05:00" in down["reason"]
+    back = [json.loads(r.payload) for r in eng.check_sources([SourceSnapshot("pbx", True, 0, 0)], t0 + 900)]
+    assert [(b["rule"], b["state"], b["event_type"], b["resolves"], b["severity"]) for b in back] == [
+        ("source_down", "resolved", "source_down_resolved", down["id"], "critical")]
+    assert back[0]["id"] == down["id"] + ":resolved" and back[0]["source"] == "pbx"
+    assert back[0]["facts"]["up_since"] == "2023-11-14T17:28:20-05:00"
+
+
+def test_a_source_back_before_the_alert_resolves_nothing() -> None:
+    """A blip shorter than the rule's minutes raised nothing, so its end publishes nothing either."""
+    eng = Harness().engine
+    t0 = 1_700_000_000.0
+    assert eng.check_sources([SourceSnapshot("pbx", False, 0, 0)], t0) == []
+    assert eng.check_sources([SourceSnapshot("pbx", True, 0, 0)], t0 + 60) == []
+
+
+def test_parse_failures_that_stop_publish_one_resolved_event() -> None:
+    """A source over the parse-failure limit raises parse_errors; once its rate in the window is back under the
+    limit, one resolved event follows (and only one)."""
+    eng = Harness({"parse_errors": {"window_minutes": 1}}).engine
+    t0 = 1_700_000_000.0
+    bad = eng.check_sources([SourceSnapshot("pbx", True, 100, 50)], t0)
+    assert [json.loads(r.payload)["state"] for r in bad] == ["raised"]
+    assert eng.check_sources([SourceSnapshot("pbx", True, 120, 70)], t0 + 5) == []  # still failing (snoozed)
+    good = [r for i in range(1, 20) for r in eng.check_sources([SourceSnapshot("pbx", True, 120 + 50 * i, 70)],
+                                                                 t0 + 5 + 10 * i)]
+    assert [(json.loads(r.payload)["state"], json.loads(r.payload)["resolves"]) for r in good] == [
+        ("resolved", json.loads(bad[0].payload)["id"])]
+
+
+def test_a_budget_alert_is_resolved_when_its_period_ends() -> None:
+    """A daily budget passed today: at the site's next midnight the periodic check resolves the day's alert
+    (the latest level raised); the month's alert is not resolved then."""
+    h = Harness({"expensive_call": {"enabled": False},
+                 "budget": {"departments": {"Sales": {"daily": "100", "monthly": "150"}}}},
+                departments=[{"name": "Sales", "extensions": ["200-209"]}])
+    raised = h.call("914155550100", at=DAY, cost=Decimal(120), extension="205")
+    assert [(a["severity"], a["facts"]["kind"], a["cost"]) for a in raised] == [
+        ("critical", "day", "120.00"), ("warning", "month", "120.00")]
+    eng = h.engine
+    assert eng.check_periods((DAY + timedelta(hours=13)).timestamp()) == []  # 23:00 the same day
+    ended = [json.loads(r.payload) for r in eng.check_periods((DAY + timedelta(hours=14)).timestamp())]
+    assert [(e["state"], e["resolves"], e["department"], e["severity"]) for e in ended] == [
+        ("resolved", raised[0]["id"], "Sales", "critical")]
+    assert eng.check_periods((DAY + timedelta(hours=15)).timestamp()) == []  # once
+    month_end = [json.loads(r.payload) for r in eng.check_periods(datetime(2025, 4, 1, 0, 5, tzinfo=TZ).timestamp())]
+    assert [e["resolves"] for e in month_end] == [raised[1]["id"]]

@@ -19,18 +19,21 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from smdrd.alerts.rules import (
+    CLEARING_RULES,
     MAX_KEYS,
     MAX_SEEN,
     AlertState,
     Finding,
+    OpenAlert,
     RatedCall,
     RuleSet,
     SourceSnapshot,
+    budget_period_ended,
 )
 from smdrd.journal import Alert, RatingLike
 from smdrd.record import CallRecord
@@ -39,6 +42,8 @@ from smdrd.reports.config import UNASSIGNED
 _ZERO = Decimal(0)
 _NON_DIGITS = re.compile(r"\D")
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+#: the end of a resolved event's id: the id of the alert it resolves, then this.
+RESOLVED_SUFFIX = ":resolved"
 
 
 @dataclass(slots=True)
@@ -78,6 +83,7 @@ class AlertEngine:
         site: the site's name (in every payload).
         directory: extension and day -> department (`UNASSIGNED` for none).
         clock: wall-clock seconds (``raised_at``); tests pin it.
+        decimals: the tariff's decimals: every amount in a payload is written with them (``"14.00"``).
     """
 
     def __init__(
@@ -88,8 +94,10 @@ class AlertEngine:
         site: str = "smdrd",
         directory: Departments | None = None,
         clock: Callable[[], float] = time.time,
+        decimals: int = 2,
     ) -> None:
         self.rules = rules
+        self.decimals = decimals
         self.tz = timezone
         self.site = site
         self.directory: Departments = directory or NoDepartments()
@@ -97,8 +105,10 @@ class AlertEngine:
         self.stats = AlertStats()
         self._clock = clock
 
-    def configure(self, rules: RuleSet, timezone: ZoneInfo, *, site: str, directory: Departments) -> None:
-        """Swap in a reloaded configuration; the windows, streaks and snoozes carry over."""
+    def configure(self, rules: RuleSet, timezone: ZoneInfo, *, site: str, directory: Departments,
+                  decimals: int = 2) -> None:
+        """Swap in a reloaded configuration; the windows, streaks, snoozes and open alerts carry over."""
+        self.decimals = decimals
         self.tz = timezone
         self.site = site
         self.directory = directory
@@ -133,6 +143,7 @@ class AlertEngine:
                 if self._snoozed(finding, armed.snooze, call.ts):
                     continue
                 rows.append(self.row(finding, call=call))
+                self._opened(finding)
         return rows
 
     def rated_call(self, record: CallRecord, rating: RatingLike | None, uid: str) -> RatedCall:
@@ -184,30 +195,72 @@ class AlertEngine:
                     self.stats.last_failure = f"{type(exc).__name__}: {exc}"
                     continue
                 for finding in findings:
-                    if not self._snoozed(finding, armed.snooze, now):
+                    if finding.clears:
+                        rows.extend(self._cleared(finding, source=snap.name))
+                    elif not self._snoozed(finding, armed.snooze, now):
                         rows.append(self.row(finding, source=snap.name))
+                        self._opened(finding)
         return rows
+
+    def check_periods(self, now: float) -> list[Alert]:
+        """The resolved events of budget alerts whose period (day, month) is over at wall-clock ``now``."""
+        local = datetime.fromtimestamp(now, self.tz)
+        ended = [(rule, key) for (rule, key), open_ in self.state.open_alerts.items()
+                 if rule == "budget" and budget_period_ended(open_.facts, local)]
+        rows: list[Alert] = []
+        for rule, key in ended:
+            facts = self.state.open_alerts[rule, key].facts
+            dept, kind, period = facts.get("department"), facts.get("kind"), facts.get("period")
+            rows += self._cleared(Finding(rule, "", f"department {dept}: its {kind}ly budget period {period} is "
+                                          f"over", key, "", {**facts}, clears=True))
+        return rows
+
+    # -- alerts that clear ------------------------------------------------------------------------------------
+
+    def _opened(self, finding: Finding) -> None:
+        if finding.rule not in CLEARING_RULES:
+            return
+        opened = self.state.open_alerts
+        opened[finding.rule, finding.key] = OpenAlert(finding.id, finding.severity, finding.facts)
+        opened.move_to_end((finding.rule, finding.key))
+        if len(opened) > MAX_KEYS:
+            opened.popitem(last=False)
+
+    def _cleared(self, finding: Finding, *, source: str | None = None) -> list[Alert]:
+        """The resolved event of the alert ``finding`` clears (none when no alert of it is open)."""
+        open_ = self.state.open_alerts.pop((finding.rule, finding.key), None)
+        if open_ is None:
+            return []
+        resolved = Finding(finding.rule, open_.severity, finding.reason, finding.key, open_.id + RESOLVED_SUFFIX,
+                           finding.facts, clears=True)
+        return [self.row(resolved, source=source, resolves=open_.id)]
 
     # -- payloads ---------------------------------------------------------------------------------------------
 
-    def row(self, finding: Finding, *, call: RatedCall | None = None, source: str | None = None) -> Alert:
-        """The `Alert` of ``finding``."""
+    def row(self, finding: Finding, *, call: RatedCall | None = None, source: str | None = None,
+            resolves: str | None = None) -> Alert:
+        """The `Alert` of ``finding`` (``resolves``: the id of the alert a clearing finding resolves)."""
         now = self._clock()
-        self.stats.raised[finding.rule, finding.severity] += 1
+        if resolves is None:
+            self.stats.raised[finding.rule, finding.severity] += 1
+        dept = call.department if call else finding.facts.get("department")
         payload: dict[str, object] = {
             "id": finding.id,
             "rule": finding.rule,
+            "state": "resolved" if resolves else "raised",
+            "event_type": f"{finding.rule}_resolved" if resolves else finding.rule,
+            "resolves": resolves,
             "severity": finding.severity,
             "reason": finding.reason,
             "site": self.site,
             "raised_at": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
             "extension": call.extension if call else None,
-            "department": call.department if call else finding.facts.get("department"),
+            "department": dept if isinstance(dept, str) else None,
             "number": (call.e164 or call.number) if call else None,
-            "cost": str(call.cost) if call else None,
-            "currency": call.currency if call else None,
+            "cost": money_text(call.cost, self.decimals) if call and call.currency else None,
+            "currency": (call.currency or None) if call else None,
             "source": source,
-            "call": call_json(call) if call else None,
+            "call": call_json(call, self.decimals) if call else None,
             "facts": dict(finding.facts),
         }
         return Alert(finding.id, finding.rule, finding.severity, int(now * 1_000_000), _encode(payload))
@@ -223,8 +276,13 @@ class AlertEngine:
                 spend[key] = spend.get(key, _ZERO) + cost
 
 
-def call_json(call: RatedCall) -> dict[str, object]:
-    """The ``call`` object of an alert's payload."""
+def money_text(amount: Decimal, decimals: int) -> str:
+    """``amount`` as the payloads write money: a decimal string with the tariff's ``decimals`` (``"14.00"``)."""
+    return str(amount.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP))
+
+
+def call_json(call: RatedCall, decimals: int = 2) -> dict[str, object]:
+    """The ``call`` object of an alert's payload (``cost`` is ``null`` for a call that was not rated)."""
     return {
         "uid": call.uid,
         "start": call.start.isoformat(),
@@ -236,6 +294,7 @@ def call_json(call: RatedCall) -> dict[str, object]:
         "number": call.number,
         "e164": call.e164,
         "call_class": call.call_class,
-        "cost": str(call.cost),
-        "currency": call.currency,
+        "department": call.department,
+        "cost": money_text(call.cost, decimals) if call.currency else None,
+        "currency": call.currency or None,
     }

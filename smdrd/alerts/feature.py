@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from smdrd.alerts.engine import AlertEngine, AlertStats, Departments, NoDepartments
+from smdrd.alerts.engine import RESOLVED_SUFFIX, AlertEngine, AlertStats, Departments, NoDepartments
 from smdrd.alerts.rules import RuleSet, SourceSnapshot, build_rules
 from smdrd.errors import SmdrdError
 from smdrd.journal import JournalEntry
@@ -65,7 +65,8 @@ class Alerts:
         self.daemon = daemon
         settings = daemon.settings
         rules, directory = compile_settings(settings)
-        self.engine = AlertEngine(rules, settings.site.tz, site=settings.site.name, directory=directory)
+        self.engine = AlertEngine(rules, settings.site.tz, site=settings.site.name, directory=directory,
+                                  decimals=settings.tariff.decimals)
         self.store = open_store(settings.database.path)
         self.outbox = self.store.outbox()
         #: called after alerts were added to the outbox outside a commit (the MQTT delivery wakes).
@@ -101,7 +102,8 @@ class Alerts:
         except Exception as exc:  # validated already; a surprise here must not break the reload
             log.error("alerts.reload_rejected", reason=str(exc), kept="the running rules")
             return
-        self.engine.configure(rules, settings.site.tz, site=settings.site.name, directory=directory)
+        self.engine.configure(rules, settings.site.tz, site=settings.site.name, directory=directory,
+                              decimals=settings.tariff.decimals)
         self._declare_rules()
         log.info("alerts.reloaded", rules=[a.rule.name for a in rules.calls + rules.sources])
 
@@ -137,10 +139,13 @@ class Alerts:
             await asyncio.sleep(self.daemon.settings.alerts.check_interval)
             try:
                 now = time.time()
-                raised = self.engine.check_sources(self._snapshots(), now)
+                raised = self.engine.check_sources(self._snapshots(), now) + self.engine.check_periods(now)
                 if raised:
                     added = await self.outbox.insert(raised)
                     for alert in raised:
+                        if alert.id.endswith(RESOLVED_SUFFIX):  # a source back, a budget period over
+                            log.info("alert.resolved", rule=alert.rule, id=alert.id)
+                            continue
                         log.warning("alert.raised", rule=alert.rule, severity=alert.severity, id=alert.id)
                         self._metric_raised(alert.rule, alert.severity)
                     if added:

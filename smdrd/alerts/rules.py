@@ -7,7 +7,9 @@ and the snooze, and turns findings into outbox rows.
 
 Each rule is a frozen dataclass built from its ``[alerts.<rule>]`` section by `build_rules`; `RULE_NAMES`
 lists them in the order they are evaluated. Operational rules (a source down, parse failures) are not about
-calls: `check_source` evaluates them over a `SourceSnapshot`.
+calls: `check_source` evaluates them over a `SourceSnapshot`. The conditions of `CLEARING_RULES` end (a source
+is back, the parse failures stop, a budget period is over): their rules then return a finding with ``clears``
+set, which the engine publishes as the resolved event of the alert still open.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal
 from functools import lru_cache
 from typing import ClassVar, Final, Generic, Protocol, TypeVar
@@ -89,6 +91,8 @@ class Finding:
         key: what the snooze is per: ``ext:201``, ``num:+18095551234``, ``site``, ``dept:Sales``...
         id: the stable alert id: the same call (or period, or outage) always gives the same id.
         facts: the figures behind the reason (threshold, count, window), JSON-safe.
+        clears: the condition that raised ``(rule, key)`` is over (a source is back, a budget period ended, the
+            parse failures stopped): the engine publishes it as the resolved event of the open alert, if any.
     """
 
     rule: str
@@ -97,6 +101,7 @@ class Finding:
     key: str
     id: str
     facts: Mapping[str, object] = field(default_factory=dict)
+    clears: bool = False
 
 
 class _Window:
@@ -155,6 +160,20 @@ class AlertState:
     down_alerted: set[str] = field(default_factory=set)
     #: source -> samples (ts, lines, errors) of its counters
     source_samples: dict[str, deque[tuple[float, int, int]]] = field(default_factory=dict)
+    #: sources whose parse-failure rate is over the limit right now
+    parse_failing: set[str] = field(default_factory=set)
+    #: (rule, key) -> the last alert raised for a condition that has not cleared yet (`OpenAlert`)
+    open_alerts: OrderedDict[tuple[str, str], OpenAlert] = field(default_factory=OrderedDict)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAlert:
+    """An alert whose condition may clear (a source down, a budget passed, parse failures): its id, severity and
+    facts, for the resolved event."""
+
+    id: str
+    severity: str
+    facts: Mapping[str, object]
 
 
 class CallRule(Protocol):
@@ -447,9 +466,10 @@ class Budget:
             out.append(Finding(self.name, level,
                                f"department {dept} spent {spent} {call.currency} this {kind} ({period}): "
                                f"{share * 100:.0f} % of its {kind}ly budget of {limit}",
-                               f"dept:{dept}:{kind}:{period}:{level}",
+                               f"dept:{dept}:{kind}:{period}",
                                f"{self.name}:{dept}:{kind}:{period}:{level}",
-                               {"department": dept, "period": period, "spent": str(spent), "budget": str(limit)}))
+                               {"department": dept, "kind": kind, "period": period, "spent": str(spent),
+                                "budget": str(limit)}))
         if len(state.spend) > 4 * MAX_KEYS:  # old periods: keep the newest only
             for k in sorted(state.spend, key=lambda k: k[2])[: len(state.spend) // 2]:
                 del state.spend[k]
@@ -470,29 +490,47 @@ class SourceSnapshot:
     last_data_at: float | None = None
 
 
+def budget_period_ended(facts: Mapping[str, object], local: datetime) -> bool:
+    """True when the budget period of a budget alert's ``facts`` is over at ``local`` (site time)."""
+    current = local.strftime("%Y-%m-%d" if facts.get("kind") == "day" else "%Y-%m")
+    return facts.get("period") != current
+
+
+def _iso(ts: float, tz: tzinfo) -> str:
+    return datetime.fromtimestamp(ts, tz).isoformat(timespec="seconds")
+
+
 @dataclass(frozen=True, slots=True)
 class SourceDown:
-    """A source disconnected for longer than ``seconds``: one alert per outage."""
+    """A source disconnected for longer than ``seconds``: one alert per outage, and a clearing finding when it
+    is connected again. Times are written in ``tz`` (the site's), with their offset."""
 
     name: ClassVar[str] = "source_down"
     severity: str
     seconds: float
+    tz: tzinfo = UTC
 
     def __call__(self, snap: SourceSnapshot, now: float, state: AlertState) -> Iterable[Finding]:
         if snap.connected:
-            state.down_since.pop(snap.name, None)
+            since_ = state.down_since.pop(snap.name, None)
+            if snap.name not in state.down_alerted or since_ is None:
+                return ()
             state.down_alerted.discard(snap.name)
-            return ()
+            return (Finding(self.name, self.severity,
+                            f"source {snap.name} is connected again after {_minutes(now - since_)}",
+                            f"source:{snap.name}", f"{self.name}:{snap.name}:{int(since_)}:resolved",
+                            {"source": snap.name, "down_since": _iso(since_, self.tz), "up_since": _iso(now, self.tz),
+                             "down_seconds": round(now - since_, 3)}, clears=True),)
         since = state.down_since.setdefault(snap.name, now)
         if now - since < self.seconds or snap.name in state.down_alerted:
             return ()
         state.down_alerted.add(snap.name)
-        last = (f"; last data at {datetime.fromtimestamp(snap.last_data_at).isoformat(timespec='seconds')}"
-                if snap.last_data_at else "")
+        last = f"; last data at {_iso(snap.last_data_at, self.tz)}" if snap.last_data_at else ""
         return (Finding(self.name, self.severity,
                         f"source {snap.name} has been disconnected for {_minutes(now - since)}{last}",
                         f"source:{snap.name}", f"{self.name}:{snap.name}:{int(since)}",
-                        {"source": snap.name, "down_since": since}),)
+                        {"source": snap.name, "down_since": _iso(since, self.tz),
+                         "last_data_at": _iso(snap.last_data_at, self.tz) if snap.last_data_at else None}),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,7 +555,15 @@ class ParseErrors:
         t0, lines0, errors0 = samples[0]
         lines, errors = snap.lines - lines0, snap.errors - errors0
         if lines < self.min_lines or errors * 100 <= self.percent * lines:
-            return ()
+            if snap.name not in state.parse_failing or errors * 100 > self.percent * lines:
+                return ()  # too few lines to raise, but still failing: the episode goes on
+            state.parse_failing.discard(snap.name)
+            return (Finding(self.name, self.severity,
+                            f"source {snap.name}: the parse failures are back under {self.percent} % "
+                            f"({errors} of {lines} lines in the last {_minutes(now - t0)})",
+                            f"source:{snap.name}", f"{self.name}:{snap.name}:{int(now)}:resolved",
+                            {"source": snap.name, "lines": lines, "errors": errors}, clears=True),)
+        state.parse_failing.add(snap.name)
         return (Finding(self.name, self.severity,
                         f"source {snap.name}: {errors} of {lines} lines failed to parse in the last "
                         f"{_minutes(now - t0)} ({errors * 100 / lines:.1f} %, limit {self.percent} %)",
@@ -575,6 +621,9 @@ class RuleSet:
     calls: tuple[Armed[CallRule], ...]
     sources: tuple[Armed[SourceRule], ...]
 
+
+#: the rules whose condition clears: each alert they raise is followed by a resolved event when it does.
+CLEARING_RULES: Final = frozenset({"source_down", "parse_errors", "budget"})
 
 RULE_NAMES: Final = ("after_hours", "high_risk", "long_call", "expensive_call", "velocity", "short_calls",
                      "wangiri", "budget", "source_down", "parse_errors")
@@ -638,7 +687,7 @@ def build_rules(
             calls.append(Armed(Budget(WARNING, Decimal(str(b.warn_percent)) / 100, merged),
                                Exclusions.of([*cfg.exclude_extensions, *b.exclude_extensions], []), 0.0))
     if (sd := cfg.source_down).enabled:
-        sources.append(Armed(SourceDown(sd.severity, sd.minutes * 60), Exclusions(), 0.0))
+        sources.append(Armed(SourceDown(sd.severity, sd.minutes * 60, site.tz), Exclusions(), 0.0))
     if (pe := cfg.parse_errors).enabled:
         sources.append(Armed(ParseErrors(pe.severity, pe.percent, pe.min_lines, pe.window_minutes * 60),
                              Exclusions(), pe.snooze_minutes * 60))
