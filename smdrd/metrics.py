@@ -72,8 +72,10 @@ _KNOWN_CLASSES = frozenset(CALL_CLASSES)
 _KNOWN_DIRECTIONS = frozenset(DIRECTIONS)
 
 
-#: ``(extension, day)`` to department name; the day (ISO, the call's local date) matters for dated memberships.
-DepartmentOf = Callable[[str | None, str], str]
+#: ``(extension, day)`` to the extension's department followed by each of its parents up to the top-level one
+#: (`NO_DEPARTMENT` alone for an extension in none); the day (ISO, the call's local date) matters for dated
+#: memberships.
+DepartmentOf = Callable[[str | None, str], tuple[str, ...]]
 
 
 class _Buckets:
@@ -110,13 +112,17 @@ class _Buckets:
 
 def departments_of(settings: Settings) -> DepartmentOf:
     """The department lookup of ``settings``: the reports' `Directory`, so a call is counted under the same
-    department in Grafana as in a report (ranges, dated memberships, the narrowest match winning)."""
+    department in Grafana as in a report (ranges, dated memberships, the narrowest match winning), and under
+    every parent of that department too, as a report's parent row includes its sub-departments."""
     directory = Directory.from_config(settings.departments)
+    chains: dict[str, tuple[str, ...]] = {}
 
-    def department_of(extension: str | None, day: str) -> str:
-        if not extension:
-            return NO_DEPARTMENT
-        return directory.department(extension, day)
+    def department_of(extension: str | None, day: str) -> tuple[str, ...]:
+        name = directory.department(extension, day) if extension else NO_DEPARTMENT
+        chain = chains.get(name)
+        if chain is None:
+            chain = chains[name] = tuple(directory.ancestors(name))
+        return chain
 
     return department_of
 
@@ -142,22 +148,29 @@ class Metrics:
         self._mqtt_connected = False
         self.started_at = time.time()
 
-        self.calls = Counter("smdrd_calls_total", "Calls committed to the journal.",
+        # Calls count once, on their first leg, as in reports; talk time and cost add up every leg.
+        self.calls = Counter("smdrd_calls_total", "Calls committed to the journal (a transferred call once).",
                              ["source", "direction", "call_class"], registry=r)
         self.talk = Counter("smdrd_call_talk_seconds_total", "Talk time of the calls committed, in seconds.",
                             ["source", "direction", "call_class"], registry=r)
         self.cost = Counter("smdrd_call_cost_total",
                             "Cost of the rated calls committed, in units of the currency (not cents).",
-                            ["source", "call_class", "currency"], registry=r)
+                            ["source", "direction", "call_class", "currency"], registry=r)
+        # A call counts under its extension's department and under each parent of it (a report's parent row
+        # includes its sub-departments): summing every department counts a call once per level of the tree.
+        # smdrd_department_info{parent=""} picks the top-level departments, which count each call once.
         self.dept_calls = Counter("smdrd_department_calls_total",
-                                  "Calls committed, by the department of the extension that made or took them.",
-                                  ["department", "call_class"], registry=r)
+                                  "Calls committed, by the department of the extension that made or took them; "
+                                  "a parent department includes its sub-departments.",
+                                  ["department", "direction", "call_class"], registry=r)
         self.dept_talk = Counter("smdrd_department_talk_seconds_total",
-                                 "Talk time of the calls committed, by department, in seconds.",
-                                 ["department", "call_class"], registry=r)
+                                 "Talk time of the calls committed, by department (a parent includes its "
+                                 "sub-departments), in seconds.",
+                                 ["department", "direction", "call_class"], registry=r)
         self.dept_cost = Counter("smdrd_department_cost_total",
-                                 "Cost of the rated calls committed, by department, in units of the currency.",
-                                 ["department", "currency"], registry=r)
+                                 "Cost of the rated calls committed, by department (a parent includes its "
+                                 "sub-departments), in units of the currency.",
+                                 ["department", "direction", "currency"], registry=r)
         self.lines = Counter("smdrd_lines_received_total",
                              "Lines received from a source and committed to the journal (parsed or not).",
                              ["source", "format"], registry=r)
@@ -187,16 +200,17 @@ class Metrics:
         for source, fmt in configured_formats(settings):
             self._child(self.lines, source, fmt)
             self._child(self.parse_errors, source, fmt)
-            for cls in CALL_CLASSES:
-                for direction in DIRECTIONS:
+            for direction in DIRECTIONS:
+                for cls in CALL_CLASSES:
                     self._child(self.calls, source, direction, cls)
                     self._child(self.talk, source, direction, cls)
-                self._child(self.cost, source, cls, currency)
+                    self._child(self.cost, source, direction, cls, currency)
         for dept in [*(d.name for d in settings.departments), NO_DEPARTMENT]:
-            for cls in CALL_CLASSES:
-                self._child(self.dept_calls, dept, cls)
-                self._child(self.dept_talk, dept, cls)
-            self._child(self.dept_cost, dept, currency)
+            for direction in DIRECTIONS:
+                for cls in CALL_CLASSES:
+                    self._child(self.dept_calls, dept, direction, cls)
+                    self._child(self.dept_talk, dept, direction, cls)
+                self._child(self.dept_cost, dept, direction, currency)
 
     def reload(self, settings: Settings) -> None:
         """After a reload: the new departments and sources get their series (old series keep their counts)."""
@@ -221,9 +235,9 @@ class Metrics:
         lines: dict[tuple[str, str], int] = {}
         errors: dict[tuple[str, str], int] = {}
         calls: dict[tuple[str, str, str], list[int]] = {}  # -> [calls, talk seconds]
-        cost: dict[tuple[str, str, str], int] = {}  # -> micros
-        dept_calls: dict[tuple[str, str], list[int]] = {}
-        dept_cost: dict[tuple[str, str], int] = {}
+        cost: dict[tuple[str, str, str, str], int] = {}  # -> micros
+        dept_calls: dict[tuple[str, str, str], list[int]] = {}
+        dept_cost: dict[tuple[str, str, str], int] = {}
         durations: list[tuple[str, int]] = []
         department_of = self.department_of
         received_at: int | None = None
@@ -250,20 +264,23 @@ class Metrics:
                 cls = rating.call_class if rating is not None else None
                 call_class = cls if cls in _KNOWN_CLASSES else UNKNOWN
                 talk = record.duration
+                first_leg = 1 if record.leg == 0 else 0  # a transferred call counts once, as in reports
                 acc = calls.setdefault((entry.source, direction, call_class), [0, 0])
-                acc[0] += 1
+                acc[0] += first_leg
                 acc[1] += talk
                 # the membership day is the call's date in the PBX's own time, as stored and reported
-                dept = department_of(record.extension or None, record.start.date().isoformat())
-                dacc = dept_calls.setdefault((dept, call_class), [0, 0])
-                dacc[0] += 1
-                dacc[1] += talk
+                depts = department_of(record.extension or None, record.start.date().isoformat())
+                for dept in depts:
+                    dacc = dept_calls.setdefault((dept, direction, call_class), [0, 0])
+                    dacc[0] += first_leg
+                    dacc[1] += talk
                 if rating is not None and rating.currency:
                     micros, currency = int(rating.cost * MICROS), rating.currency
-                    ckey = (entry.source, call_class, currency)
+                    ckey = (entry.source, direction, call_class, currency)
                     cost[ckey] = cost.get(ckey, 0) + micros
-                    dkey = (dept, currency)
-                    dept_cost[dkey] = dept_cost.get(dkey, 0) + micros
+                    for dept in depts:
+                        dkey = (dept, direction, currency)
+                        dept_cost[dkey] = dept_cost.get(dkey, 0) + micros
                 if record.answered and direction in self.call_duration:
                     durations.append((direction, talk))
         if received_at is not None:
@@ -275,13 +292,13 @@ class Metrics:
         for ckey3, (n, talk) in calls.items():
             self._child(self.calls, *ckey3).inc(n)
             self._child(self.talk, *ckey3).inc(talk)
-        for ckey3, micros in cost.items():
-            self._child(self.cost, *ckey3).inc(micros / 1_000_000)
-        for dkey2, (n, talk) in dept_calls.items():
-            self._child(self.dept_calls, *dkey2).inc(n)
-            self._child(self.dept_talk, *dkey2).inc(talk)
-        for dkey2, micros in dept_cost.items():
-            self._child(self.dept_cost, *dkey2).inc(micros / 1_000_000)
+        for ckey4, micros in cost.items():
+            self._child(self.cost, *ckey4).inc(micros / 1_000_000)
+        for dkey3, (n, talk) in dept_calls.items():
+            self._child(self.dept_calls, *dkey3).inc(n)
+            self._child(self.dept_talk, *dkey3).inc(talk)
+        for dkey3, micros in dept_cost.items():
+            self._child(self.dept_cost, *dkey3).inc(micros / 1_000_000)
         for direction, talk in durations:
             self.call_duration[direction].observe(talk)
 
@@ -378,6 +395,16 @@ class _LiveCollector:
             refused.add_metric(name, status.refused)
             received.add_metric(name, status.bytes_read)
         yield from (connected, up, last_line, reconnects, connections, refused, received, info)
+
+        # The department tree, so a dashboard can keep to top-level departments (parent=""), whose figures
+        # count each call once, or show a parent beside its sub-departments as a report does.
+        departments = GaugeMetricFamily("smdrd_department_info", "Each department and its parent (\"\" for a "
+                                        "top-level one); a parent's figures include its sub-departments'.",
+                                        labels=["department", "parent"])
+        for dep in daemon.settings.departments:
+            departments.add_metric([dep.name, dep.parent or ""], 1)
+        departments.add_metric([NO_DEPARTMENT, ""], 1)
+        yield departments
 
         writer = daemon.writer
         yield GaugeMetricFamily("smdrd_journal_pending_rows", "Lines received and not yet committed.",

@@ -43,13 +43,14 @@ def good_lines(n: int, start: int = 1_000_000, ext: str = "217") -> list[bytes]:
 
 
 def settings(tmp_path: Path, port: int, **extra: object) -> Settings:
-    return Settings.model_validate(daemon_config(
-        tmp_path, [tcp_server_source("push", port)],
-        database={"commit_interval_ms": 20},
-        tariff={"currency": "PLN", "rules": [{"name": "pl", "prefixes": ["48"], "rate": "0.60", "billing_unit": 60}]},
-        departments=[{"name": "Sales", "extensions": ["217"]}, {"name": "Support", "extensions": ["550-559"]}],
-        **extra,
-    ))
+    sections: dict[str, object] = {
+        "database": {"commit_interval_ms": 20},
+        "tariff": {"currency": "PLN",
+                   "rules": [{"name": "pl", "prefixes": ["48"], "rate": "0.60", "billing_unit": 60}]},
+        "departments": [{"name": "Sales", "extensions": ["217"]}, {"name": "Support", "extensions": ["550-559"]}],
+    }
+    return Settings.model_validate(daemon_config(tmp_path, [tcp_server_source("push", port)],
+                                                 **{**sections, **extra}))
 
 
 @dataclass
@@ -151,14 +152,14 @@ async def test_a_scrape_shows_exactly_the_calls_lines_and_errors_committed(tmp_p
     assert value(samples, "smdrd_lines_received_total", source="push", format="avaya-ipo") == 48
     assert value(samples, "smdrd_parse_errors_total", source="push", format="avaya-ipo") == 3
     db = sqlite3.connect(tmp_path / "smdrd.db")
-    rows = db.execute("SELECT direction, call_class, count(*), sum(duration), sum(cost_micros), currency "
+    rows = db.execute("SELECT direction, call_class, sum(leg = 0), sum(duration), sum(cost_micros), currency "
                       "FROM calls GROUP BY direction, call_class, currency").fetchall()
     assert sum(r[2] for r in rows) == 45
     for direction, call_class, n, talk, micros, currency in rows:
         labels = {"source": "push", "direction": direction, "call_class": call_class}
         assert value(samples, "smdrd_calls_total", **labels) == n
         assert value(samples, "smdrd_call_talk_seconds_total", **labels) == talk
-        assert value(samples, "smdrd_call_cost_total", source="push", call_class=call_class,
+        assert value(samples, "smdrd_call_cost_total", source="push", direction=direction, call_class=call_class,
                      currency=currency) == pytest.approx(micros / 1e6)
     assert total(samples, "smdrd_calls_total") == 45
     assert total(samples, "smdrd_call_cost_total") > 0, "the tariff prices these calls: cost must not be 0"
@@ -168,7 +169,7 @@ async def test_a_scrape_shows_exactly_the_calls_lines_and_errors_committed(tmp_p
     assert total(samples, "smdrd_department_calls_total", department="Support") == 10
     assert total(samples, "smdrd_department_calls_total", department=NO_DEPARTMENT) == 5
     sales_micros = db.execute("SELECT sum(cost_micros) FROM calls WHERE extension = '217'").fetchone()[0]
-    assert value(samples, "smdrd_department_cost_total", department="Sales",
+    assert value(samples, "smdrd_department_cost_total", department="Sales", direction="outbound",
                  currency="PLN") == pytest.approx(sales_micros / 1e6)
     # Every answered call is in the duration histogram, in its bucket.
     answered = db.execute("SELECT count(*), sum(duration) FROM calls WHERE answered = 1").fetchone()
@@ -177,6 +178,35 @@ async def test_a_scrape_shows_exactly_the_calls_lines_and_errors_committed(tmp_p
     under_60 = db.execute("SELECT count(*) FROM calls WHERE answered = 1 AND duration <= 60").fetchone()[0]
     assert value(samples, "smdrd_call_duration_seconds_bucket", direction="outbound", le="60.0") == under_60
     db.close()
+
+
+async def test_parent_departments_include_their_children_as_reports_do(tmp_path: Path) -> None:
+    """A report's parent row sums its sub-departments; so does the parent's series, at every level of the
+    tree, by direction. ``smdrd_department_info`` gives the tree, so a dashboard can keep to top-level
+    departments (which count each call once). A parent reading 0 beside busy children would fail here."""
+    departments = [{"name": "Sales", "extensions": ["200"]},
+                   {"name": "Sales EU", "parent": "Sales", "extensions": ["217"]},
+                   {"name": "Sales PL", "parent": "Sales EU", "extensions": ["555"]},
+                   {"name": "Support", "extensions": ["600-699"]}]
+    calls = good_lines(4) + good_lines(3, start=2_000_000, ext="555") + good_lines(2, start=3_000_000, ext="777")
+    async with running_daemon(tmp_path, departments=departments) as run:
+        writer = await send(run.pbx_port, calls)
+        await eventually(lambda: run.daemon.writer.stats.lines == 9)
+        samples = await scrape(run.http_port)
+        writer.close()
+    micros = dict(sqlite3.connect(tmp_path / "smdrd.db").execute(
+        "SELECT extension, sum(cost_micros) FROM calls GROUP BY extension").fetchall())
+    expected = {"Sales": (7, micros["217"] + micros["555"]), "Sales EU": (7, micros["217"] + micros["555"]),
+                "Sales PL": (3, micros["555"]), "Support": (0, 0), NO_DEPARTMENT: (2, micros["777"])}
+    for dept, (n, cost) in expected.items():
+        assert total(samples, "smdrd_department_calls_total", department=dept, direction="outbound") == n, dept
+        assert total(samples, "smdrd_department_calls_total", department=dept, direction="inbound") == 0, dept
+        assert value(samples, "smdrd_department_cost_total", department=dept, direction="outbound",
+                     currency="PLN") == pytest.approx(cost / 1e6), dept
+    tree = {dict(ls)["department"]: dict(ls)["parent"] for (n, ls) in samples if n == "smdrd_department_info"}
+    assert tree == {"Sales": "", "Sales EU": "Sales", "Sales PL": "Sales EU", "Support": "", NO_DEPARTMENT: ""}
+    top_level = [d for d, parent in tree.items() if parent == ""]
+    assert sum(total(samples, "smdrd_department_calls_total", department=d) for d in top_level) == 9
 
 
 async def test_write_latency_histogram_counts_every_committed_line(tmp_path: Path) -> None:
@@ -215,9 +245,13 @@ async def test_known_label_values_are_zero_before_any_call(tmp_path: Path) -> No
             assert value(samples, "smdrd_calls_total", source="push", direction=direction, call_class=cls) == 0
             assert value(samples, "smdrd_call_talk_seconds_total", source="push", direction=direction,
                          call_class=cls) == 0
-        assert value(samples, "smdrd_call_cost_total", source="push", call_class=cls, currency="PLN") == 0
-        for dept in ("Sales", "Support", NO_DEPARTMENT):
-            assert value(samples, "smdrd_department_calls_total", department=dept, call_class=cls) == 0
+            assert value(samples, "smdrd_call_cost_total", source="push", direction=direction, call_class=cls,
+                         currency="PLN") == 0
+            for dept in ("Sales", "Support", NO_DEPARTMENT):
+                assert value(samples, "smdrd_department_calls_total", department=dept, direction=direction,
+                             call_class=cls) == 0
+                assert value(samples, "smdrd_department_cost_total", department=dept, direction=direction,
+                             currency="PLN") == 0
     for direction in DIRECTIONS:
         assert value(samples, "smdrd_call_duration_seconds_count", direction=direction) == 0
         for le in CALL_DURATION_BUCKETS:
