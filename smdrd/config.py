@@ -407,7 +407,8 @@ def _source_problems(settings: Settings) -> list[tuple[str, str]]:
             continue
         try:
             cls = get_parser_class(src.format)
-            cls(ParserContext(timezone=settings.site.tz, year=src.year, options=src.format_options))
+            cls(ParserContext(timezone=settings.site.tz, year=src.year, options=src.format_options,
+                              country=settings.site.country))
         except (ValueError, TypeError, KeyError, SmdrdError) as exc:
             problems.append((f"{key}.format_options", str(exc)))
         if src.handshake is not None:

@@ -66,7 +66,8 @@ class SourceIngest:
         self.name = name
         self.parser_class = get_parser_class(format)
         self.encoding = encoding or self.parser_class.encoding
-        self.context = ParserContext(timezone=site.tz, year=year, options=dict(options or {}))
+        self.context = ParserContext(timezone=site.tz, year=year, options=dict(options or {}),
+                                     country=site.country)
         self.writer = writer
         self.hooks = hooks
         self.max_line = max_line

@@ -34,12 +34,40 @@ class ParserContext:
         year: the year for formats whose dates have none (``None``: the current year, or the page header's).
         options: format-specific options from the source's ``[sources.format_options]`` table.
         now: the reference time for formats without a year (tests pin it).
+        country: the site's ISO 3166 country code (``[site] country``), for formats whose day/month order the
+            PBX prints as its country does; ``None`` when unknown (``smdrd parse`` without ``--country``).
     """
 
     timezone: tzinfo | None = None
     year: int | None = None
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     now: datetime | None = None
+    country: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """How a parser reads something the PBX lets its installer configure (the day/month order of its dates,
+    whether its time is the start or the end of the call), and why: never a silent guess.
+
+    Attributes:
+        option: the format option that sets it (``date_order``).
+        value: what the parser reads (``"dmy"``), or ``""`` while nothing has decided it yet.
+        reason: how it was decided, for a person (``"decided by the data: 13/11/11 has no month 13"``).
+    """
+
+    option: str
+    value: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.option} = {self.value or '(undecided)'}: {self.reason}"
+
+
+class Undecided(ParseError):
+    """A line of this format whose meaning depends on a setting that nothing has decided yet (no option, no
+    deciding data, no site country): the reason names the option to set. Detection counts such a line as
+    recognised; everywhere else it is a `ParseError` like any other."""
 
 
 class Parser(abc.ABC):
@@ -96,6 +124,12 @@ class Parser(abc.ABC):
     def detect(cls, lines: Sequence[str]) -> float:
         """How sure we are (0 to 1) that ``lines`` (a file's first lines) are in this format."""
         return 0.0
+
+    def choices(self) -> list[Choice]:
+        """What this parser has chosen, so far, for the PBX settings its format cannot show for sure (day/month
+        order, start or end time), each with the option that sets it and why; ``smdrd check-config`` and
+        ``smdrd detect`` print them. Formats with nothing configurable return ``[]``."""
+        return []
 
     def error(self, reason: str, field: str | None = None) -> ParseError:
         """A `ParseError` for this format (``raise self.error(...)``)."""
@@ -185,14 +219,82 @@ def make_parser(name: str, context: ParserContext | None = None) -> Parser:
     return get_parser_class(name)(context)
 
 
-def detect_format(lines: Sequence[str]) -> list[tuple[str, float]]:
-    """Score every known format against a file's first lines; best first."""
-    scores = []
+#: the most a format may score when its parser rejects some of the sampled lines (`detect`).
+REJECTED_CEILING = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    """One format's verdict on a file's first lines.
+
+    Attributes:
+        format: the format name.
+        score: the confidence used to rank formats: the format's own `Parser.detect` score, kept only when its
+            parser also reads every sampled line; otherwise at most `REJECTED_CEILING`, scaled by the share
+            of lines it read.
+        claimed: what `Parser.detect` said from the lines' shape alone.
+        lines: the sampled lines that were not blank.
+        rejected: how many of them the parser refused (`ParseError`).
+        records: how many records the parser made of them.
+        choices: what the parser chose for its configurable settings while reading them (`Parser.choices`).
+        first_error: the first refusal, for a person.
+    """
+
+    format: str
+    score: float
+    claimed: float
+    lines: int = 0
+    rejected: int = 0
+    records: int = 0
+    choices: tuple[Choice, ...] = ()
+    first_error: str = ""
+
+
+def verify(cls: type[Parser], lines: Sequence[str], claimed: float,
+           context: ParserContext | None = None) -> Detection:
+    """`Detection` of ``lines`` by ``cls``: its ``claimed`` `Parser.detect` score, checked by parsing the lines
+    with a fresh parser (``context``, default an empty one) so that a format is never scored high on lines its
+    parser refuses. A line that is in the format but needs a setting decided (`Undecided`) counts as read."""
+    parser = cls(context or ParserContext())
+    counted = rejected = records = 0
+    first_error = ""
+    for line in lines:
+        if not line.strip():
+            continue
+        counted += 1
+        try:
+            made = parse_line(parser, line)
+        except Undecided:
+            continue
+        except ParseError as exc:
+            rejected += 1
+            first_error = first_error or str(exc)
+            continue
+        records += len(made or ())
+    held, errors = flush_records(parser)
+    records += len(held)
+    rejected += len(errors)
+    score = claimed
+    if counted == 0 or rejected:
+        score = min(claimed, REJECTED_CEILING * (counted - min(rejected, counted)) / counted) if counted else 0.0
+    return Detection(cls.name, score, claimed, counted, rejected, records, tuple(parser.choices()), first_error)
+
+
+def detect_formats(lines: Sequence[str], context: ParserContext | None = None) -> list[Detection]:
+    """Every known format's `Detection` of a file's first lines, best first. Formats whose `Parser.detect`
+    gives 0 are not parsed (they make no claim)."""
+    found = []
     for name in format_names():
         try:
             cls = get_parser_class(name)
+            claimed = cls.detect(lines)
+            found.append(verify(cls, lines, claimed, context) if claimed > 0 else Detection(name, 0.0, 0.0))
         except Exception:  # a broken third-party plugin must not break detection of the others
             continue
-        scores.append((name, cls.detect(lines)))
-    scores.sort(key=lambda s: -s[1])
-    return scores
+    found.sort(key=lambda d: -d.score)
+    return found
+
+
+def detect_format(lines: Sequence[str]) -> list[tuple[str, float]]:
+    """Score every known format against a file's first lines; best first (see `detect_formats`)."""
+    return [(d.format, d.score) for d in detect_formats(lines)]

@@ -385,7 +385,8 @@ def worker_main(conn: Connection) -> None:
                 answers.append((op.sid, [flushed] if flushed is not None else []))
             elif isinstance(op, _Open):
                 assert site is not None
-                context = ParserContext(timezone=site.tz, year=op.year, options=op.options)
+                context = ParserContext(timezone=site.tz, year=op.year, options=op.options,
+                                        country=site.country)
                 parsers[op.sid] = (get_parser_class(op.format)(context), op.encoding)
             else:
                 try:

@@ -214,7 +214,8 @@ def _parse_files(out: Connection, job: dict[str, Any]) -> None:
     rate = Rater.from_config(site, TariffConfig.model_validate(job["tariff"]), base_dir=base_dir).rate
     cls = get_parser_class(job["format"])
     encoding = job["encoding"] or cls.encoding
-    context = ParserContext(timezone=site.tz, year=job["year"], options=job["options"])
+    context = ParserContext(timezone=site.tz, year=job["year"], options=job["options"],
+                            country=site.country)
     source = job["source"]
     size_limit = int(job.get("batch", WORKER_BATCH))
     counts = {"lines": 0, "skipped": 0, "errors": 0, "parsed": 0, "held": 0}

@@ -160,7 +160,7 @@ def _stream_for(source: str, fmt: str, settings: Settings, by_name: dict[str, So
     cls = get_parser_class(fmt)
     cfg = by_name.get(source)
     context = ParserContext(timezone=settings.site.tz, year=cfg.year if cfg else None,
-                            options=cfg.format_options if cfg else {})
+                            options=cfg.format_options if cfg else {}, country=settings.site.country)
     return _Stream(cls(context), (cfg.encoding if cfg and cfg.encoding else cls.encoding))
 
 
