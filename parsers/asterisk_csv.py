@@ -33,6 +33,19 @@ every ``NO ANSWER`` leg is its own line. All of them carry the ``linkedid`` of t
 the call key is ``linkedid``, falling back to ``uniqueid`` (which the legs of one Dial() share) in shorter
 forms; legs are numbered in the order they arrive.
 
+A CDR that ``Dial()`` writes for the *outgoing* channel (``lastapp`` ``AppDial``, ``lastdata`` ``(Outgoing
+Line)``; Asterisk 1.4 to 11, and when that channel outlives the bridge) has the dialled line as its ``channel``
+and the dialled number as its ``src``: read like any other line it would be an inbound answered call from the
+number just dialled. It is a leg of the call that dialled it: that call named the same channel as its
+``channel`` or ``dstchannel``, so the leg takes that call's key, direction, extension and number (and the
+dialled line as its trunk). An ``AppDial`` line whose dialling call was not seen keeps its own key
+(``linkedid`` still joins it in the 21-column form), with the dialled line as the far end: outbound on a
+trunk, internal to a phone.
+
+Quoting is strict (Asterisk always closes and doubles its quotes): a line with an unterminated quote or text
+after a closing quote (a line cut short, two lines run together) is a `ParseError` naming the column where
+it happens, not a record with shifted columns.
+
 Encoding: the real sample holds bytes that are not UTF-8 in a caller name. The class keeps UTF-8 (Asterisk
 writes names as it gets them, and UTF-8 names are the common case); the daemon decodes with
 ``errors="replace"``, so such a line keeps every number and only the name shows U+FFFD.
@@ -78,6 +91,34 @@ DEFAULTS: dict[str, Any] = {
 #: columns that become core fields; every other non-empty column goes to `CallRecord.extra`.
 _CORE = frozenset({"accountcode", "start", "answer", "end", "duration", "billsec"})
 MAX_OPEN_CALLS = 10_000
+#: the ``lastapp`` of a CDR that Dial() writes for the outgoing channel (a leg, not a call of its own).
+APP_DIAL = "appdial"
+#: the names of the columns by position, for errors in lines whose columns cannot be counted.
+_NAMES = COLUMNS[21]
+
+
+def _bad_quote_column(line: str) -> tuple[int, str]:
+    """Where a line's quoting goes wrong: the 0-based column and what is wrong with it.
+
+    Only called on a line `csv` refused in strict mode, so one of the two cases is there.
+    """
+    column, start, quoted, i = 0, 0, False, 0
+    while i < len(line):
+        c = line[i]
+        if quoted:
+            if c == '"':
+                if line[i + 1:i + 2] == '"':
+                    i += 1
+                else:
+                    quoted = False
+                    if line[i + 1:i + 2] not in ("", ","):
+                        return column, "text after its closing quote"
+        elif c == '"' and i == start:
+            quoted = True
+        elif c == ",":
+            column, start = column + 1, i + 1
+        i += 1
+    return column, "an unterminated quote"
 
 
 def _blank_or_time(text: str) -> datetime | None:
@@ -128,6 +169,8 @@ class AsteriskCSVParser(Parser):
         except (re.error, TypeError) as exc:
             raise ValueError(f"asterisk-csv option 'extension_pattern' is not a valid regex: {exc}") from None
         self._legs: OrderedDict[str, int] = OrderedDict()
+        #: channel name -> the call that used it: (key, direction, extension, number, trunk), for AppDial legs.
+        self._channels: OrderedDict[str, tuple[str, Direction, str, str, str]] = OrderedDict()
         tz = self.context.timezone
         self._layout = LAYOUT if tz is None else LAYOUT.with_converters(start=lambda t: ymd_hms(t, tz, "-"))
 
@@ -159,12 +202,65 @@ class AsteriskCSVParser(Parser):
             return ""
         return name
 
-    def parse(self, line: str) -> Sequence[CallRecord] | None:
+    def _parties(self, f: Mapping[str, str]) -> tuple[Direction, str, str, str]:
+        """Direction, extension, number and trunk of an ordinary CDR."""
+        direction = self._direction(f)
+        src, dst = f["src"], f["dst"]
+        if direction is Direction.INBOUND:
+            extension = self._ext_of(f["dstchannel"]) or dst
+            number = src
+            peer = channel_peer(f["channel"])
+            trunk = "" if peer.lower().startswith("local/") else peer
+        elif direction is Direction.OUTBOUND:
+            extension = src if self._ext.match(src) else (self._ext_of(f["channel"]) or src)
+            number = dst
+            peer = channel_peer(f["dstchannel"])
+            trunk = "" if peer.lower().startswith("local/") else peer
+        else:
+            extension, number, trunk = src, dst, ""
+        return direction, extension, number, trunk
+
+    def _rows(self, line: str) -> list[str]:
+        """The line's columns, read strictly.
+
+        Raises:
+            ParseError: the quoting is broken, naming the column (by its name where the position has one).
+        """
         try:
-            rows = list(csv.reader([line]))
-        except csv.Error as exc:
-            raise self.error(f"not a CSV line: {exc}") from None
-        row = rows[0] if rows else []
+            rows = list(csv.reader([line], strict=True))
+        except csv.Error:
+            index, what = _bad_quote_column(line)
+            name = _NAMES[index] if index < len(_NAMES) else f"column {index + 1}"
+            raise self.error(f"not a Master.csv line: {what} in column {index + 1}", name) from None
+        return rows[0] if rows else []
+
+    def _remember(self, f: Mapping[str, str], call: tuple[str, Direction, str, str, str]) -> None:
+        for name in (f["channel"], f["dstchannel"]):
+            if name:
+                self._channels.pop(name, None)
+                self._channels[name] = call
+        while len(self._channels) > 2 * MAX_OPEN_CALLS:
+            self._channels.popitem(last=False)
+
+    def _dialled_leg(self, f: Mapping[str, str], key: str) -> tuple[str, Direction, str, str, str]:
+        """Key, direction, extension, number and trunk of an ``AppDial`` line (the outgoing channel of a
+        Dial()): those of the call that named its channel, else its own key with the dialled line as the far
+        end."""
+        peer = channel_peer(f["channel"])
+        line = "" if peer.lower().startswith("local/") else peer
+        for name in (f["channel"], f["dstchannel"]):
+            owner = self._channels.get(name) if name else None
+            if owner is not None:
+                owner_key, direction, extension, number, trunk = owner
+                return owner_key, direction, extension, number, line or trunk
+        number = f["src"] or f["dst"]
+        phone = self._ext_of(f["channel"])
+        if phone:
+            return key, Direction.INTERNAL, phone, number, ""
+        return key, Direction.OUTBOUND, "", number, line
+
+    def parse(self, line: str) -> Sequence[CallRecord] | None:
+        row = self._rows(line)
         names = COLUMNS.get(len(row))
         if names is None:
             if row and row[0].strip().lower() == "accountcode":
@@ -181,21 +277,13 @@ class AsteriskCSVParser(Parser):
         total: int = v["duration"]
         billsec: int = v["billsec"]
 
-        direction = self._direction(f)
-        src, dst = f["src"], f["dst"]
-        if direction is Direction.INBOUND:
-            extension = self._ext_of(f["dstchannel"]) or dst
-            number = src
-            peer = channel_peer(f["channel"])
-            trunk = "" if peer.lower().startswith("local/") else peer
-        elif direction is Direction.OUTBOUND:
-            extension = src if self._ext.match(src) else (self._ext_of(f["channel"]) or src)
-            number = dst
-            peer = channel_peer(f["dstchannel"])
-            trunk = "" if peer.lower().startswith("local/") else peer
+        uniqueid = f.get("uniqueid", "")
+        key = f.get("linkedid", "") or uniqueid
+        if f["lastapp"].lower() == APP_DIAL:
+            key, direction, extension, number, trunk = self._dialled_leg(f, key)
         else:
-            extension, number, trunk = src, dst, ""
-
+            direction, extension, number, trunk = self._parties(f)
+            self._remember(f, (key, direction, extension, number, trunk))
         answered = f["disposition"] == "ANSWERED"
         # Since Asterisk 12, billsec counts from the *caller's* answer, so a NO ANSWER leg of a call the PBX
         # had already answered (IVR, ringback) carries billsec too: that is not talk time on this leg.
@@ -203,8 +291,6 @@ class AsteriskCSVParser(Parser):
         extra = {k: v for k, v in f.items() if v and k not in _CORE}
         if talk != billsec:
             extra["billsec"] = f["billsec"]
-        uniqueid = f.get("uniqueid", "")
-        key = f.get("linkedid", "") or uniqueid
         leg = 0
         if key:
             leg = self._legs.pop(key, 0)

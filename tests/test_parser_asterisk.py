@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from smdrd.errors import ParseError
 from smdrd.parsers.asterisk_csv import AsteriskCSVParser
 from smdrd.parsing import ParserContext
 from smdrd.record import CallRecord, Direction
@@ -134,3 +135,75 @@ def test_bad_options_name_the_option() -> None:
 def test_detect_recognises_master_csv() -> None:
     assert AsteriskCSVParser.detect(sample_lines()[:5]) > 0.9
     assert AsteriskCSVParser.detect(["2017/07/01 08:13:24,00:00:20,7,214,O,215"]) == 0.0
+
+
+# --- issue 13: Dial()'s record of the outgoing channel, and strict quoting --------------------------------------
+
+KAFKA = Path(__file__).parent / "fixtures" / "asterisk-csv" / "kafka-h323.smdr"
+KRASNOYARSK = ZoneInfo("Asia/Krasnoyarsk")
+
+
+def kafka_lines() -> list[str]:
+    return KAFKA.read_text(encoding="utf-8").splitlines()
+
+
+def test_appdial_outgoing_line_is_a_leg_of_the_call_that_dialled_it() -> None:
+    """Extension 2863 dials 09083258557 out over the H.323 trunk; Asterisk also writes a CDR for that outgoing
+    channel (``AppDial``, ``(Outgoing Line)``). A user must see one outbound call of 2863, not an extra
+    inbound answered call from the number 2863 dialled."""
+    parser = AsteriskCSVParser(ParserContext(timezone=KRASNOYARSK))
+    records = [r for line in kafka_lines()[4:7] for r in parser.parse(line) or ()]
+    assert len(records) == 3
+    dialled = records[2]
+    assert dialled.extra["lastapp"] == "AppDial"
+    assert dialled.direction is Direction.OUTBOUND
+    assert (dialled.extension, dialled.number, dialled.trunk) == ("2863", "09083258557", "OOH323/avayaG700")
+    assert {r.key() for r in records} == {"1536293284.12655"}
+    assert [r.leg for r in records] == [0, 1, 2]
+    assert dialled.call_id == "1536293284.12658"
+
+
+def test_appdial_line_alone_is_not_an_inbound_call() -> None:
+    """Without the dialling call's lines (a file that starts mid-call), the outgoing channel's CDR is still the
+    dialled line's side of a call: outbound on the trunk, never inbound from the number dialled."""
+    (r,) = parse_all(kafka_lines()[6:7])
+    assert r.direction is Direction.OUTBOUND
+    assert (r.extension, r.number, r.trunk) == ("", "09083258557", "OOH323/avayaG700")
+    assert r.key() == "1536293284.12658"
+
+
+def test_appdial_to_a_phone_is_internal() -> None:
+    """An AppDial CDR on a phone's channel (a Dial() to SIP/1314 whose caller was not seen) is internal."""
+    line = kafka_lines()[8].replace('"Dial","SIP/1314"', '"AppDial","(Outgoing Line)"') \
+        .replace('"SIP/1111-000009c0","SIP/1314-000009c1"', '"SIP/1314-000009c1","SIP/1111-000009c0"')
+    (r,) = parse_all([line])
+    assert r.direction is Direction.INTERNAL
+    assert r.extension == "1314"
+
+
+@pytest.mark.parametrize(("cut", "field"), [
+    # a real line cut inside its last quoted column (a crash while writing): the old reader took it as 18 columns
+    (-1, "userfield"),
+    # cut inside the uniqueid: the old reader took it as a 17-column line with a whole uniqueid
+    (-4, "uniqueid"),
+])
+def test_unterminated_quote_is_rejected_naming_the_column(cut: int, field: str) -> None:
+    """Asterisk always closes its quotes: a line that does not is broken, and the error says where."""
+    line = kafka_lines()[0][:cut]
+    with pytest.raises(ParseError) as info:
+        parse_all([line])
+    assert info.value.field == field
+    assert "unterminated quote" in info.value.reason
+
+
+def test_text_after_a_closing_quote_is_rejected() -> None:
+    """Two quoted values run together (``"SIP/2889-0000098e""x"`` is fine, ``"a"b`` is not)."""
+    line = kafka_lines()[0].replace('"pre-rec",', '"pre-rec"x,')
+    with pytest.raises(ParseError) as info:
+        parse_all([line])
+    assert info.value.field == "dcontext"
+    assert "after its closing quote" in info.value.reason
+
+
+def test_every_line_of_the_second_capture_parses() -> None:
+    assert len(parse_all(kafka_lines())) == 9
