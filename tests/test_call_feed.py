@@ -98,3 +98,20 @@ async def test_a_cursor_beyond_the_last_call_starts_again_from_the_beginning(tmp
         assert [c.fields["extension"] for c in await feed.after(0, 10)] == ["202"]
     finally:
         await feed.close()
+
+
+async def test_last_gives_the_newest_call_of_a_direction(tmp_path: Path) -> None:
+    """The retained "last outbound call" topic reads the newest outbound call, not an inbound one after it."""
+    db = tmp_path / "j.db"
+    out = CallRecord(format="avaya-ipo", start=datetime(2026, 1, 5, 9), duration=60,
+                     direction=Direction.OUTBOUND, extension="201", number="0123456789")
+    stored = await _store(db, [(out, None), (dataclasses.replace(out, extension="202"), None),
+                               (dataclasses.replace(out, direction=Direction.INBOUND, extension="203"), None)])
+    feed = open_store(db).call_feed()
+    await feed.open()
+    try:
+        last = await feed.last("outbound")
+        assert last is not None and last.fields == stored[1].to_json("pbx")
+        assert await feed.last("internal") is None
+    finally:
+        await feed.close()

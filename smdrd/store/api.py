@@ -383,3 +383,7 @@ class CallFeed(Protocol):
     async def save(self, name: str, position: int) -> None:
         """Everything up to ``position`` was delivered."""
         ...
+
+    async def last(self, direction: str) -> FeedCall | None:
+        """The last stored call of ``direction`` (``outbound``...), or None (the retained "last call" topic)."""
+        ...

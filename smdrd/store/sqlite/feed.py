@@ -69,6 +69,16 @@ class SqliteCallFeed(AsyncPart):
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"call feed: {exc}") from exc
 
+    async def last(self, direction: str) -> FeedCall | None:
+        # Newest first by id: the last call of a direction is among the newest rows on any real site.
+        try:
+            async with self.db.execute(f"SELECT id, {', '.join(_COLUMNS)} FROM calls WHERE direction = ? "
+                                       "ORDER BY id DESC LIMIT 1", (direction,)) as cur:
+                row = await cur.fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"call feed: {exc}") from exc
+        return None if row is None else FeedCall(int(row[0]), feed_fields(tuple(row[1:])))
+
     async def save(self, name: str, position: int) -> None:
         try:
             await self.db.execute(
