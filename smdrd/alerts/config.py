@@ -54,7 +54,8 @@ NANP_LOOKALIKE_PREFIXES = (
 NETWORK_PREFIXES = ("+870", "+881", "+882", "+883")
 #: countries that top the carriers' fraud lists (International Revenue Share Fraud), ISO 3166 codes.
 HIGH_RISK_COUNTRIES = ("CU", "ER", "GN", "KP", "LR", "NR", "SL", "SO", "TV", "CK", "IO", "SH")
-_AFTER_HOURS_CLASSES: tuple[CallClassName, ...] = ("international", "premium")
+#: ``unknown``: a number that fails validation is no less suspicious at 02:13 than one abroad.
+_AFTER_HOURS_CLASSES: tuple[CallClassName, ...] = ("international", "premium", "unknown")
 _HIGH_RISK_CLASSES: tuple[CallClassName, ...] = ("premium",)
 _LONG_CALL_DIRECTIONS: tuple[Literal["outbound", "inbound"], ...] = ("outbound",)
 

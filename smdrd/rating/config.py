@@ -119,6 +119,8 @@ class TariffRuleConfig(Section):
     initial_cost: Money = Decimal(0)
     connection_fee: Money = Decimal(0)
     minimum_charge: Money = Decimal(0)
+    #: a call with no talk time (unanswered, or answered for 0 s) costs the connection fee instead of 0.
+    charge_unanswered: bool = False
     band: str | None = None
     valid_from: date | None = None
     valid_until: date | None = None
@@ -145,6 +147,9 @@ class TariffConfig(Section):
     rules: list[TariffRuleConfig] = Field(default_factory=list)
     bands: dict[str, TariffBandConfig] = Field(default_factory=dict)
     holidays: list[date] = Field(default_factory=list)
+    #: an outbound call to a number that fails validation and matches no rule: priced as the most expensive
+    #: outbound rule (its rule name says so), or "free".
+    unknown_numbers: Literal["most-expensive", "free"] = "most-expensive"
 
     @field_validator("currency")
     @classmethod

@@ -8,8 +8,8 @@ The header names the columns, in any order; only ``prefix`` and ``rate`` are req
 
     name,prefix,call_class,rate,billing_unit,initial_time,initial_cost,connection_fee,minimum_charge
 
-and ``band``, ``valid_from``, ``valid_until``, ``trunks`` and ``directions`` (several values separated by
-``;``) may be added. Blank lines and lines starting with ``#`` are skipped.
+and ``charge_unanswered`` (``yes`` or ``no``), ``band``, ``valid_from``, ``valid_until``, ``trunks`` and
+``directions`` (several values separated by ``;``) may be added. Blank lines and lines starting with ``#`` are skipped.
 """
 
 from __future__ import annotations
@@ -28,12 +28,14 @@ __all__ = ["COLUMNS", "REQUIRED", "parse_deck", "parse_prefix", "read_deck"]
 
 COLUMNS = (
     "name", "prefix", "call_class", "rate", "billing_unit", "initial_time", "initial_cost", "connection_fee",
-    "minimum_charge", "band", "valid_from", "valid_until", "trunks", "directions",
+    "minimum_charge", "charge_unanswered", "band", "valid_from", "valid_until", "trunks", "directions",
 )
 REQUIRED = ("prefix", "rate")
 _MONEY = ("rate", "initial_cost", "connection_fee", "minimum_charge")
 _OUTBOUND = frozenset({"outbound"})
 _ALL_TRUNKS: frozenset[str] = frozenset()
+_YES = frozenset({"yes", "true", "1", "y"})
+_NO = frozenset({"", "no", "false", "0", "n"})
 
 
 def parse_prefix(text: str) -> str:
@@ -55,6 +57,15 @@ def _seconds(text: str, column: str, default: int, minimum: int) -> int:
     if not (text.isascii() and text.isdigit()) or int(text) < minimum:
         raise ValueError(f"{column}: expected a whole number of seconds, {minimum} or more, got {text!r}")
     return int(text)
+
+
+def _flag(text: str, column: str) -> bool:
+    word = text.lower()
+    if word in _YES:
+        return True
+    if word in _NO:
+        return False
+    raise ValueError(f"{column}: expected yes or no, got {text!r}")
 
 
 def _date(text: str, column: str) -> date | None:
@@ -132,7 +143,7 @@ def parse_deck(
     i_name, i_prefix, i_class, i_rate = col["name"], col["prefix"], col["call_class"], col["rate"]
     i_unit, i_init, i_band = col["billing_unit"], col["initial_time"], col["band"]
     i_from, i_until = col["valid_from"], col["valid_until"]
-    i_trunks, i_dirs = col["trunks"], col["directions"]
+    i_trunks, i_dirs, i_attempt = col["trunks"], col["directions"], col["charge_unanswered"]
     # The same few prices and units repeat on every line: parse each spelling once.
     amounts: dict[str, Decimal] = {}
     rules: list[Rule] = []
@@ -186,6 +197,7 @@ def parse_deck(
                 initial_cost=money[1],
                 connection_fee=money[2],
                 minimum_charge=money[3],
+                charge_unanswered=_flag(cells[i_attempt], "charge_unanswered"),
                 call_class=call_class,
                 band=band,
                 valid_from=_date(cells[i_from], "valid_from"),

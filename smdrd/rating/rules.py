@@ -8,6 +8,9 @@ answered call of ``t`` seconds is::
 
 which gives carriers' ``60/60``, ``30/6`` and ``1/1`` increments (``initial_time = 30, billing_unit = 6`` with
 ``initial_cost`` the price of 30 s) as well as Yeastar's "first 120 s for 0.2, then 0.3 a minute".
+
+A call with no talk time (unanswered, or an answered leg of 0 seconds) is not billed by carriers: it costs 0,
+or the connection fee alone when the rule says ``charge_unanswered`` (see `price_attempt`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ __all__ = [
     "parse_days",
     "parse_hours",
     "price",
+    "price_attempt",
 ]
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -169,7 +173,9 @@ class Rule:
         initial_time: seconds covered by ``initial_cost``.
         initial_cost: the price of the initial period.
         connection_fee: charged once per answered call.
-        minimum_charge: no answered call costs less.
+        minimum_charge: no answered call with talk time costs less.
+        charge_unanswered: a call with no talk time (unanswered, or answered for 0 s) costs the connection
+            fee; when false (the default) it costs 0.
         band: the time band the rule applies in, ``None`` for always.
         valid_from: first day (local) the rule applies, ``None`` for always.
         valid_until: last day (local, included) the rule applies, ``None`` for always.
@@ -188,6 +194,7 @@ class Rule:
     initial_cost: Decimal = ZERO
     connection_fee: Decimal = ZERO
     minimum_charge: Decimal = ZERO
+    charge_unanswered: bool = False
     call_class: str | None = None
     band: Band | None = None
     valid_from: date | None = None
@@ -224,8 +231,18 @@ class Rule:
         return self.valid_until is None or day <= self.valid_until
 
 
+def price_attempt(rule: Rule) -> Decimal:
+    """The unrounded cost of a call with no talk time: 0, or the connection fee if the rule charges one."""
+    return rule.connection_fee if rule.charge_unanswered else ZERO
+
+
 def price(rule: Rule, seconds: int) -> Decimal:
-    """The unrounded cost of an answered call of ``seconds`` under ``rule`` (see the module docstring)."""
+    """The unrounded cost of an answered call of ``seconds`` under ``rule`` (see the module docstring).
+
+    ``seconds`` of 0 or less is a call with no talk time (`price_attempt`), never the initial cost.
+    """
+    if seconds <= 0:
+        return price_attempt(rule)
     extra = seconds - rule.initial_time
     # Exact in the default 28-digit context: amounts have at most 15 significant digits (`parse_money`) and
     # a call has fewer than 10**10 units.

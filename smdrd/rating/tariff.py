@@ -9,13 +9,18 @@ number with a rule in force wins; rules on the same prefix are tried trunk-speci
 most specific time band, then in tariff order. In ``first-match`` mode the rule earliest in the tariff among
 all those in force wins, whatever its prefix length, which keeps an ordered list imported from a PBX
 meaning the same.
+
+A number that fails validation (class ``unknown``) on an outbound call that no rule's prefix matches is
+priced by the tariff's `Tariff.unknown` rule: by default a copy of its most expensive outbound rule, named
+so that reports flag it (``unknown_numbers = "most-expensive"``), or nothing (``"free"``). A number nobody can
+read is more likely a mistyped or fraudulent call than a free one.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from pathlib import Path
@@ -27,7 +32,7 @@ from smdrd.rating import classes as cc
 from smdrd.rating.deck import read_deck
 from smdrd.rating.money import ZERO, exact_sum, round_cost
 from smdrd.rating.normalise import Dialplan, Number, normalise, normalise_uncached
-from smdrd.rating.rules import Band, Rule, TariffSourceError, parse_days, parse_hours, price
+from smdrd.rating.rules import Band, Rule, TariffSourceError, parse_days, parse_hours, price, price_attempt
 from smdrd.rating.trie import PrefixTable
 from smdrd.record import CallRecord
 
@@ -37,6 +42,8 @@ if TYPE_CHECKING:
 __all__ = [
     "FIRST_MATCH",
     "LONGEST_PREFIX",
+    "UNKNOWN_FREE",
+    "UNKNOWN_MOST_EXPENSIVE",
     "Breakdown",
     "Piece",
     "Rater",
@@ -49,9 +56,17 @@ __all__ = [
 
 LONGEST_PREFIX = "longest-prefix"
 FIRST_MATCH = "first-match"
+#: ``[tariff] unknown_numbers``: how an outbound call to a number that fails validation is priced.
+UNKNOWN_MOST_EXPENSIVE = "most-expensive"
+UNKNOWN_FREE = "free"
+#: the talk time by which "most expensive" rules are compared (a minute: per-minute prices are what carriers
+#: publish, and it weighs connection fees and initial periods as a typical short call does).
+_COMPARE_SECONDS = 60
 _INBOUND = "inbound"
 _OUTBOUND = "outbound"
 _INTERNAL = "internal"
+#: classes a rule may give whose prices say nothing about an unknown number's.
+_NEVER_PRICED = frozenset({cc.INTERNAL, cc.EMERGENCY, cc.TOLL_FREE})
 #: keys whose candidate rules a tariff remembers.
 _MEMO_SIZE = 1 << 16
 
@@ -66,8 +81,8 @@ class Rating:
         call_class: one of `smdrd.rating.classes.CALL_CLASSES`.
         rule: the name of the rule that matched, ``""`` when none did.
         prefix: the prefix the rule matched on, ``""`` when none did.
-        cost: the cost, rounded once to the tariff's decimals (0 for unanswered, internal and, unless a rule
-            says otherwise, inbound calls).
+        cost: the cost, rounded once to the tariff's decimals (0 for internal calls, and unless a rule says
+            otherwise for inbound calls and calls with no talk time).
         currency: the tariff's ISO 4217 currency.
     """
 
@@ -141,7 +156,8 @@ class Breakdown:
     """How a call's cost was reached (for `smdrd rate` and for people checking a bill).
 
     Attributes:
-        note: why the call costs nothing (``unanswered``, ``inbound``...), ``""`` when it was priced.
+        note: why the call costs nothing or little (``unanswered``, ``inbound``...), ``""`` when it was
+            priced by its talk time.
         connection_fee: the rule's connection fee.
         initial_cost: the price of the initial period.
         initial_time: the seconds the initial period covers.
@@ -191,6 +207,8 @@ class Tariff:
         holidays: local dates on which holiday bands apply.
         digest: a hash of everything the tariff was built from; stored with each rating, a later rerate
             can tell which calls were rated by an older tariff.
+        unknown: the rule for outbound calls to numbers that fail validation and match no prefix (see the
+            module docstring); ``None`` when they cost 0.
     """
 
     rules: tuple[Rule, ...]
@@ -201,6 +219,7 @@ class Tariff:
     split: bool = False
     holidays: frozenset[date] = frozenset()
     digest: str = ""
+    unknown: Rule | None = None
     #: any rule depends on the time of the call (so the hot path may skip the clock when none does).
     timed: bool = field(init=False, repr=False)
     #: minutes of the day at which some band starts or stops (where a split call is cut).
@@ -277,6 +296,7 @@ def build_tariff(
     split: bool = False,
     holidays: Iterable[date] = (),
     digest: str = "",
+    unknown_numbers: str = UNKNOWN_MOST_EXPENSIVE,
 ) -> Tariff:
     """Compile rules into a `Tariff` (pure: the rules are already parsed).
 
@@ -285,6 +305,9 @@ def build_tariff(
     """
     if mode not in (LONGEST_PREFIX, FIRST_MATCH):
         raise TariffError(f"tariff.mode: expected {LONGEST_PREFIX} or {FIRST_MATCH}, got {mode!r}")
+    if unknown_numbers not in (UNKNOWN_MOST_EXPENSIVE, UNKNOWN_FREE):
+        raise TariffError(f"tariff.unknown_numbers: expected {UNKNOWN_MOST_EXPENSIVE} or {UNKNOWN_FREE}, "
+                          f"got {unknown_numbers!r}")
     if not 0 <= decimals <= 12:
         raise TariffError(f"tariff.decimals: expected 0 to 12, got {decimals!r}")
     ordered = tuple(rules)
@@ -297,7 +320,28 @@ def build_tariff(
         return (0 if rule.trunks else 1, *rule.specificity, rule.order)
 
     table = PrefixTable(((p, r) for r in ordered for p in r.prefixes), sort_key=sort_key)
-    return Tariff(ordered, table, mode, currency.upper(), decimals, split, frozenset(holidays), digest)
+    unknown = unknown_rule(ordered) if unknown_numbers == UNKNOWN_MOST_EXPENSIVE else None
+    return Tariff(ordered, table, mode, currency.upper(), decimals, split, frozenset(holidays), digest,
+                  unknown)
+
+
+def unknown_rule(rules: Iterable[Rule]) -> Rule | None:
+    """The rule for outbound calls to numbers that fail validation: the tariff's most expensive outbound rule
+    (by the price of a one-minute call; the earliest on a tie), whatever its time band or trunk, renamed so
+    that a report shows the call was not priced by its own number. ``None`` for a tariff with no such rule.
+    """
+    best: Rule | None = None
+    best_cost = ZERO
+    for rule in rules:
+        if "outbound" not in rule.directions or rule.call_class in _NEVER_PRICED:
+            continue
+        cost = price(rule, _COMPARE_SECONDS)
+        if cost > best_cost:
+            best, best_cost = rule, cost
+    if best is None:
+        return None
+    return replace(best, name=f"unknown number, priced as {best.name}", prefixes=(), call_class=None, band=None,
+                   valid_from=None, valid_until=None, trunks=frozenset(), directions=frozenset({_OUTBOUND}))
 
 
 def compile_tariff(config: TariffConfig, *, base_dir: Path | str | None = None) -> Tariff:
@@ -326,6 +370,7 @@ def compile_tariff(config: TariffConfig, *, base_dir: Path | str | None = None) 
             initial_cost=spec.initial_cost,
             connection_fee=spec.connection_fee,
             minimum_charge=spec.minimum_charge,
+            charge_unanswered=spec.charge_unanswered,
             call_class=spec.call_class,
             band=bands[spec.band] if spec.band is not None else None,
             valid_from=spec.valid_from,
@@ -345,7 +390,7 @@ def compile_tariff(config: TariffConfig, *, base_dir: Path | str | None = None) 
         digest.update(hashlib.sha256(data).digest())
     return build_tariff(
         rules, mode=config.mode, currency=config.currency, decimals=config.decimals, split=config.split,
-        holidays=config.holidays, digest=digest.hexdigest()[:16],
+        holidays=config.holidays, digest=digest.hexdigest()[:16], unknown_numbers=config.unknown_numbers,
     )
 
 
@@ -451,11 +496,9 @@ class Rater:
         if _INTERNAL in (direction, num.call_class):
             return _rating(num.e164, _INTERNAL, "", "", ZERO, tariff.currency)
         key = num.key
-        if not key:
-            return _rating(num.e164, num.call_class, "", "", ZERO, tariff.currency)
         local: datetime | None = None
         holiday = False
-        for rule, prefix in tariff._memo.get(key) or tariff.candidates(key):  # noqa: B007 - used after break
+        for rule, prefix in (tariff._memo.get(key) or tariff.candidates(key)) if key else ():  # noqa: B007
             if direction not in rule.directions:
                 continue
             if rule.trunks and trunk not in rule.trunks:
@@ -468,17 +511,28 @@ class Rater:
                     continue
             break
         else:
-            return _rating(num.e164, num.call_class, "", "", ZERO, tariff.currency)
+            unknown = self._unknown_rule(num, direction)
+            if unknown is None:
+                return _rating(num.e164, num.call_class, "", "", ZERO, tariff.currency)
+            rule, prefix = unknown, ""
         call_class = rule.call_class or num.call_class
-        if not answered:
-            return _rating(num.e164, call_class, rule.name, prefix, ZERO, tariff.currency)
-        if tariff.split:
+        if not answered or duration <= 0:
+            # No talk time: carriers bill nothing, unless the rule charges its connection fee for attempts.
+            cost = round_cost(price_attempt(rule), tariff.decimals) if rule.charge_unanswered else ZERO
+            return _rating(num.e164, call_class, rule.name, prefix, cost, tariff.currency)
+        if tariff.split and rule is not tariff.unknown:
             call = _Call(num, direction, trunk, local or _local(start, self.tz))
             unrounded = self._split(call, rule, prefix, duration)[0]
         else:
             unrounded = price(rule, duration)
         return _rating(num.e164, call_class, rule.name, prefix, round_cost(unrounded, tariff.decimals),
                        tariff.currency)
+
+    def _unknown_rule(self, num: Number, direction: str) -> Rule | None:
+        """The tariff's rule for an outbound number that failed validation and matched no prefix."""
+        if direction != _OUTBOUND or num.call_class != cc.UNKNOWN:
+            return None
+        return self.tariff.unknown
 
     def explain(
         self,
@@ -498,14 +552,21 @@ class Rater:
         if not rating.rule:
             note = "inbound call, no inbound rule" if direction == _INBOUND else "no rule matched"
             return rating, Breakdown(note)
-        if not answered:
-            return rating, Breakdown("unanswered")
         num = self._normalise(number, self.plan)
         local = _local(start, self.tz)
         found = tariff.select(num.key, local, direction, trunk)
-        assert found is not None  # rate_call found it with the same inputs
+        if found is None:
+            unknown = self._unknown_rule(num, direction)
+            assert unknown is not None  # rate_call found a rule with the same inputs
+            found = unknown, ""
         rule, prefix = found
-        if tariff.split:
+        if not answered or duration <= 0:
+            note = "unanswered" if not answered else "no talk time"
+            if rule.charge_unanswered:
+                note += ", connection fee only"
+            return rating, Breakdown(note, connection_fee=rating.cost, unrounded=price_attempt(rule),
+                                     cost=rating.cost)
+        if tariff.split and rule is not tariff.unknown:
             unrounded, pieces = self._split(_Call(num, direction, trunk, local), rule, prefix, duration)
         else:
             unrounded = price(rule, duration)
