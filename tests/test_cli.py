@@ -80,7 +80,8 @@ def test_simulated_traffic_parses_back_for_every_format(fmt: str) -> None:
     traffic = Traffic(seed=3, tz=tz)
     expected = [leg for _ in range(60) for leg in traffic.next_call()]
     lines = list(render_calls(cls, Traffic(seed=3, tz=tz), 60))
-    parser = cls(ParserContext(timezone=tz, year=2026, now=expected[-1].start + timedelta(hours=1)))
+    # the simulator dials and dates as a US PBX does (Panasonic prints month/day there)
+    parser = cls(ParserContext(timezone=tz, year=2026, now=expected[-1].start + timedelta(hours=1), country="US"))
     parsed = [r for line in lines for r in (parser.parse(line) or ())] + list(parser.flush())
     if fmt == "siemens-hipath":  # HiPath reports trunk calls only
         expected = [r for r in expected if r.direction.value != "internal"]

@@ -277,7 +277,7 @@ CASES = [
          max_bytes=300),
     Case("nec-sv", [tnec.HEADER, tnec.MANUAL, tnec.POT, tnec.PIN, tnec.PTRS, tnec.ICM], nec_records(),
          ParserContext(timezone=tnec.TZ), max_bytes=300),
-    Case("panasonic", tpana.MANUAL, panasonic_records(), check_lines=_at_most(80), max_bytes=300),
+    Case("panasonic", tpana.MANUAL, panasonic_records(), tpana.US, check_lines=_at_most(80), max_bytes=300),
     Case("siemens-hipath", [*tsie.COMPRESSED, tsie.GETACCOUNT], siemens_records(),
          ParserContext(timezone=tsie.TZ), max_bytes=300),
     Case("custom", ["05/03/2024;14:02:09;201;T3;0612345678;00:03:15;7;O;junk;4711"], custom_records(),

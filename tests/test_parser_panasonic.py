@@ -1,7 +1,9 @@
-"""Panasonic KX-TDA/TDE/NS SMDR parser (`panasonic`): the KX-NS1000 manual's examples, page headers.
+"""Panasonic KX-TDA/TDE/NS SMDR parser (`panasonic`): the KX-NS1000 manual's examples, page headers, the
+day/month order (never a silent guess) and the ``RC`` line.
 
-There is no real Panasonic capture yet: the record lines below are the manual's Pattern A example values laid
-out in the documented column widths (pbx-formats.md, section 4).
+`MANUAL` is the manual's Pattern A example values laid out in the documented column widths (pbx-formats.md,
+section 4); the real KX-TDE lines are in tests/fixtures/panasonic (see its SOURCES.md), reviewed in
+test_golden_reviewed_hipath_panasonic.py.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ import pytest
 
 from smdrd.errors import ParseError
 from smdrd.parsers.panasonic import HEADER, PanasonicParser
-from smdrd.parsing import ParserContext
+from smdrd.parsing import ParserContext, Undecided
 from smdrd.record import CallRecord, Direction
+
+#: the manual is the US one (month/day/year, as the example's 01/02/02 cannot show by itself).
+US = ParserContext(country="US")
 
 MANUAL = [
     "01/02/02 10:03AM 1200  01 <I>12345678901234567890   5'15 00:00'00               ",
@@ -28,7 +33,7 @@ RECONSTRUCTED = "01/02/02 10:03AM 1200  01 <I>12345678901234567890      5'15 00:
 
 
 def one(line: str, parser: PanasonicParser | None = None) -> CallRecord:
-    records = (parser or PanasonicParser()).parse(line)
+    records = (parser or PanasonicParser(US)).parse(line)
     assert records is not None
     assert len(records) == 1
     return records[0]
@@ -125,3 +130,87 @@ def test_clock_change_marker_is_a_parse_error() -> None:
 def test_detect() -> None:
     assert PanasonicParser.detect([HEADER, "-" * 80, *MANUAL]) > 0.8
     assert PanasonicParser.detect(["011416 1508 00005 1    9  102"]) == 0.0
+
+
+# --- the day/month order (issue 13, item 3) ---------------------------------------------------------------------
+
+#: a real KX-TDE line (tests/fixtures/panasonic): 2 November 2011 on a day/month (Iranian) site.
+REAL_TR = "02/11/11 01:06PM   130 09 <I>02614301566            0'00 00:00'56            TR "
+REAL_RC = "02/11/11 01:05PM   501 09 <I>02614301566                                     RC "
+
+
+def parser_for(country: str | None = None, **options: object) -> PanasonicParser:
+    return PanasonicParser(ParserContext(country=country, options=options))
+
+
+def test_site_country_decides_an_ambiguous_date() -> None:
+    """02/11/11 on a day/month site is 2 November, not 11 February (the old month/day default)."""
+    assert one(REAL_TR, parser_for("IR")).start.date() == datetime(2011, 11, 2).date()
+    assert one(REAL_TR, parser_for("US")).start.date() == datetime(2011, 2, 11).date()
+
+
+def test_a_day_above_12_decides_and_the_order_holds_for_the_stream() -> None:
+    """The first date with a day above 12 decides the order, even against the site's country."""
+    parser = parser_for("US")
+    assert one(REAL_TR.replace("02/11/11", "13/11/11"), parser).start.date() == datetime(2011, 11, 13).date()
+    assert one(REAL_TR, parser).start.date() == datetime(2011, 11, 2).date()
+    (order, _) = parser.choices()
+    assert (order.option, order.value) == ("date_order", "dmy")
+    assert "decided by the data: 13/11/11" in order.reason
+
+
+def test_a_date_the_chosen_order_cannot_read_names_the_option() -> None:
+    """A day/month PBX on a site whose country prints month/day: the first day above 12 is an error that says
+    to set date_order, not a silent swap."""
+    parser = parser_for("US")
+    one(REAL_TR, parser)  # 11 February, from the country
+    with pytest.raises(ParseError) as err:
+        parser.parse(REAL_TR.replace("02/11/11", "13/11/11"))
+    assert err.value.field == "date"
+    assert 'date_order = "dmy"' in err.value.reason and "country US" in err.value.reason
+
+
+def test_explicit_order_is_kept_and_a_contradicting_date_names_the_option() -> None:
+    parser = parser_for("GB", date_order="mdy")
+    assert one(REAL_TR, parser).start.date() == datetime(2011, 2, 11).date()
+    with pytest.raises(ParseError, match='date_order = "dmy"'):
+        parser.parse(REAL_TR.replace("02/11/11", "25/11/11"))
+
+
+def test_nothing_to_decide_the_order_is_an_undecided_line_naming_the_option() -> None:
+    """No option, no day above 12 and no country (``smdrd parse`` without ``--country``): an error, never a
+    guess; it is a ParseError like any other."""
+    with pytest.raises(Undecided, match="date_order") as err:
+        parser_for().parse(REAL_TR)
+    assert isinstance(err.value, ParseError)
+    (order, time) = parser_for().choices()
+    assert order.value == "" and "no site country" in order.reason
+    assert (time.option, time.value) == ("time_is_end", "true")
+
+
+def test_choices_say_the_country_order_before_any_data() -> None:
+    """What check-config prints for a Panasonic source."""
+    (order, _) = parser_for("AU").choices()
+    assert order.value == "" and "country AU: dmy" in order.reason
+    assert str(parser_for("GB", date_order="dmy").choices()[0]) == (
+        'date_order = dmy: set by the option (date_order = "dmy")')
+
+
+def test_bad_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="date_order"):
+        parser_for(date_order="ymd")
+    with pytest.raises(ValueError, match="time_is_end"):
+        parser_for(time_is_end="yes")
+
+
+def test_start_time_models() -> None:
+    """KX-TEA/TES print the start of the call: ``time_is_end = false`` takes the printed time as the start."""
+    r = one(REAL_TR, parser_for("IR", time_is_end=False))
+    assert r.start == datetime(2011, 11, 2, 13, 6)
+    assert r.duration == 56
+
+
+def test_rc_line_is_skipped_not_an_error() -> None:
+    """``RC`` (an incoming call arriving) is printed before the call's real record: no call, no error."""
+    assert parser_for().parse(REAL_RC) is None
+    assert PanasonicParser(US).parse(MANUAL[0][:77] + "RC") is not None  # RC after a duration is a record
