@@ -158,19 +158,21 @@ class Metrics:
                             ["source", "direction", "call_class", "currency"], registry=r)
         # A call counts under its extension's department and under each parent of it (a report's parent row
         # includes its sub-departments): summing every department counts a call once per level of the tree.
-        # smdrd_department_info{parent=""} picks the top-level departments, which count each call once.
+        # smdrd_department_info{parent=""} picks the top-level departments, which count each call once. The
+        # source label lets a dashboard's source filter apply to departments too: sources x departments x
+        # directions x classes series, a few thousand for a large site.
         self.dept_calls = Counter("smdrd_department_calls_total",
                                   "Calls committed, by the department of the extension that made or took them; "
                                   "a parent department includes its sub-departments.",
-                                  ["department", "direction", "call_class"], registry=r)
+                                  ["source", "department", "direction", "call_class"], registry=r)
         self.dept_talk = Counter("smdrd_department_talk_seconds_total",
                                  "Talk time of the calls committed, by department (a parent includes its "
                                  "sub-departments), in seconds.",
-                                 ["department", "direction", "call_class"], registry=r)
+                                 ["source", "department", "direction", "call_class"], registry=r)
         self.dept_cost = Counter("smdrd_department_cost_total",
                                  "Cost of the rated calls committed, by department (a parent includes its "
                                  "sub-departments), in units of the currency.",
-                                 ["department", "direction", "currency"], registry=r)
+                                 ["source", "department", "direction", "currency"], registry=r)
         self.lines = Counter("smdrd_lines_received_total",
                              "Lines received from a source and committed to the journal (parsed or not).",
                              ["source", "format"], registry=r)
@@ -205,12 +207,12 @@ class Metrics:
                     self._child(self.calls, source, direction, cls)
                     self._child(self.talk, source, direction, cls)
                     self._child(self.cost, source, direction, cls, currency)
-        for dept in [*(d.name for d in settings.departments), NO_DEPARTMENT]:
-            for direction in DIRECTIONS:
-                for cls in CALL_CLASSES:
-                    self._child(self.dept_calls, dept, direction, cls)
-                    self._child(self.dept_talk, dept, direction, cls)
-                self._child(self.dept_cost, dept, direction, currency)
+            for dept in [*(d.name for d in settings.departments), NO_DEPARTMENT]:
+                for direction in DIRECTIONS:
+                    for cls in CALL_CLASSES:
+                        self._child(self.dept_calls, source, dept, direction, cls)
+                        self._child(self.dept_talk, source, dept, direction, cls)
+                    self._child(self.dept_cost, source, dept, direction, currency)
 
     def reload(self, settings: Settings) -> None:
         """After a reload: the new departments and sources get their series (old series keep their counts)."""
@@ -236,8 +238,8 @@ class Metrics:
         errors: dict[tuple[str, str], int] = {}
         calls: dict[tuple[str, str, str], list[int]] = {}  # -> [calls, talk seconds]
         cost: dict[tuple[str, str, str, str], int] = {}  # -> micros
-        dept_calls: dict[tuple[str, str, str], list[int]] = {}
-        dept_cost: dict[tuple[str, str, str], int] = {}
+        dept_calls: dict[tuple[str, str, str, str], list[int]] = {}
+        dept_cost: dict[tuple[str, str, str, str], int] = {}
         durations: list[tuple[str, int]] = []
         department_of = self.department_of
         received_at: int | None = None
@@ -271,7 +273,7 @@ class Metrics:
                 # the membership day is the call's date in the PBX's own time, as stored and reported
                 depts = department_of(record.extension or None, record.start.date().isoformat())
                 for dept in depts:
-                    dacc = dept_calls.setdefault((dept, direction, call_class), [0, 0])
+                    dacc = dept_calls.setdefault((entry.source, dept, direction, call_class), [0, 0])
                     dacc[0] += first_leg
                     dacc[1] += talk
                 if rating is not None and rating.currency:
@@ -279,7 +281,7 @@ class Metrics:
                     ckey = (entry.source, direction, call_class, currency)
                     cost[ckey] = cost.get(ckey, 0) + micros
                     for dept in depts:
-                        dkey = (dept, direction, currency)
+                        dkey = (entry.source, dept, direction, currency)
                         dept_cost[dkey] = dept_cost.get(dkey, 0) + micros
                 if record.answered and direction in self.call_duration:
                     durations.append((direction, talk))
@@ -294,11 +296,11 @@ class Metrics:
             self._child(self.talk, *ckey3).inc(talk)
         for ckey4, micros in cost.items():
             self._child(self.cost, *ckey4).inc(micros / 1_000_000)
-        for dkey3, (n, talk) in dept_calls.items():
-            self._child(self.dept_calls, *dkey3).inc(n)
-            self._child(self.dept_talk, *dkey3).inc(talk)
-        for dkey3, micros in dept_cost.items():
-            self._child(self.dept_cost, *dkey3).inc(micros / 1_000_000)
+        for dkey4, (n, talk) in dept_calls.items():
+            self._child(self.dept_calls, *dkey4).inc(n)
+            self._child(self.dept_talk, *dkey4).inc(talk)
+        for dkey4, micros in dept_cost.items():
+            self._child(self.dept_cost, *dkey4).inc(micros / 1_000_000)
         for direction, talk in durations:
             self.call_duration[direction].observe(talk)
 

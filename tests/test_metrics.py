@@ -169,7 +169,7 @@ async def test_a_scrape_shows_exactly_the_calls_lines_and_errors_committed(tmp_p
     assert total(samples, "smdrd_department_calls_total", department="Support") == 10
     assert total(samples, "smdrd_department_calls_total", department=NO_DEPARTMENT) == 5
     sales_micros = db.execute("SELECT sum(cost_micros) FROM calls WHERE extension = '217'").fetchone()[0]
-    assert value(samples, "smdrd_department_cost_total", department="Sales", direction="outbound",
+    assert value(samples, "smdrd_department_cost_total", source="push", department="Sales", direction="outbound",
                  currency="PLN") == pytest.approx(sales_micros / 1e6)
     # Every answered call is in the duration histogram, in its bucket.
     answered = db.execute("SELECT count(*), sum(duration) FROM calls WHERE answered = 1").fetchone()
@@ -201,7 +201,7 @@ async def test_parent_departments_include_their_children_as_reports_do(tmp_path:
     for dept, (n, cost) in expected.items():
         assert total(samples, "smdrd_department_calls_total", department=dept, direction="outbound") == n, dept
         assert total(samples, "smdrd_department_calls_total", department=dept, direction="inbound") == 0, dept
-        assert value(samples, "smdrd_department_cost_total", department=dept, direction="outbound",
+        assert value(samples, "smdrd_department_cost_total", source="push", department=dept, direction="outbound",
                      currency="PLN") == pytest.approx(cost / 1e6), dept
     tree = {dict(ls)["department"]: dict(ls)["parent"] for (n, ls) in samples if n == "smdrd_department_info"}
     assert tree == {"Sales": "", "Sales EU": "Sales", "Sales PL": "Sales EU", "Support": "", NO_DEPARTMENT: ""}
@@ -248,10 +248,10 @@ async def test_known_label_values_are_zero_before_any_call(tmp_path: Path) -> No
             assert value(samples, "smdrd_call_cost_total", source="push", direction=direction, call_class=cls,
                          currency="PLN") == 0
             for dept in ("Sales", "Support", NO_DEPARTMENT):
-                assert value(samples, "smdrd_department_calls_total", department=dept, direction=direction,
-                             call_class=cls) == 0
-                assert value(samples, "smdrd_department_cost_total", department=dept, direction=direction,
-                             currency="PLN") == 0
+                assert value(samples, "smdrd_department_calls_total", source="push", department=dept,
+                             direction=direction, call_class=cls) == 0
+                assert value(samples, "smdrd_department_cost_total", source="push", department=dept,
+                             direction=direction, currency="PLN") == 0
     for direction in DIRECTIONS:
         assert value(samples, "smdrd_call_duration_seconds_count", direction=direction) == 0
         for le in CALL_DURATION_BUCKETS:
