@@ -4,6 +4,21 @@ Layout (Avaya "SMDR Fields", IP Office R8 to R12): 17 fields in the oldest docum
 with the server IP / unique id columns, 35 to 37 in R11 and later. There is no quoting: fields never hold a
 comma. Direction is field 5 (``I``/``O``) with field 9 (IsInternal): ``O`` + 1 is an internal call.
 
+``I`` + 1 is possible too (Avaya's field list pairs the two fields without excluding it; it is how a call that
+reaches this system over a multi-site network (SCN) line from another IP Office reads, by our reading, which no
+document we could read confirms). Such a record is internal, as Is Internal says (no carrier charged this
+system for it), but its other party is the **caller**, not the called number: ``number`` is the Caller field
+(``@host`` dropped, as for inbound calls), so an external caller delivered over the network keeps its number;
+the raw Caller and the ``I`` are kept in ``extra`` (``caller``, ``direction``).
+
+The number of an outbound call is **Called Number** (field 6), not Dialled Number (field 7). Avaya: Called
+Number is "the number called by the IP Office" (for outbound calls the dialled digits after short-code
+processing), Dialled Number the digits the user dialled. They differ when a short code rewrote them: an access
+prefix removed (dialled ``0600988600``, called ``600988600``), a feature code stripped (``*88783809110`` ->
+``783809110``), or digits added or replaced (``99040`` against ``00540299040``). Called Number is what went out
+on the trunk and what the carrier bills, so it is what is rated; Dialled Number is kept in ``extra``
+(``dialled_number``), and used only when Called Number is empty.
+
 Multi-leg calls: every segment of one call carries the same Call ID and the same call start time; all but the
 last have Continuation = 1. Call IDs restart at 1000000 after a reboot, so the call key is Call ID plus start
 time. Each segment is stored as a leg under that key, and reports count a key once.
@@ -97,7 +112,16 @@ class AvayaIPOfficeParser(Parser):
         p1, p2 = f[11], f[13]
         trunk = p1 if p1[:1] == "T" else (p2 if p2[:1] == "T" else "")
         extension = _device_ext(p1) or _device_ext(p2)
-        if internal in ("1", "I"):
+        extra = {FIELDS[i]: f[i] for i in _EXTRA if i < len(f) and f[i]}
+        if internal in ("1", "I") and dir_code == "I":
+            # an inbound network (SCN) call: internal, but the other party is the caller
+            direction = Direction.INTERNAL
+            extension = extension or called
+            number = caller.split("@", 1)[0]
+            extra["direction"] = dir_code
+            if caller:
+                extra["caller"] = caller
+        elif internal in ("1", "I"):
             direction = Direction.INTERNAL
             extension = extension or caller
             number = called
@@ -109,7 +133,7 @@ class AvayaIPOfficeParser(Parser):
             direction = Direction.OUTBOUND
             if not extension and caller.isdigit() and len(caller) <= 8:
                 extension = caller
-            number = called
+            number = called or f[6]  # what went out on the trunk (see the module docstring)
 
         key = f"{call_id}@{f[0]}" if call_id else ""
         leg = 0
@@ -120,7 +144,6 @@ class AvayaIPOfficeParser(Parser):
                 if len(self._legs) > MAX_OPEN_CALLS:
                     self._legs.popitem(last=False)
 
-        extra = {FIELDS[i]: f[i] for i in _EXTRA if i < len(f) and f[i]}
         # ExternalTargetingCause is a source (``U`` user, ``HG`` hunt group, ``LINE``...) and, when the call was
         # forwarded or transferred, a reason (``U XfP``, ``U Xfd``, ``HG fnr``): only the reason is transfer
         # information; the source alone is kept with the vendor fields.

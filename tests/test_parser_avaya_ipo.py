@@ -125,3 +125,43 @@ def test_detect_is_a_plain_classmethod() -> None:
     assert isinstance(AvayaIPOfficeParser.__dict__["detect"].__func__, types.FunctionType)
     assert AvayaIPOfficeParser.detect([INTERNAL, OUTBOUND]) == 0.95
     assert AvayaIPOfficeParser.detect([HEADER]) == 0.0
+
+
+# --- issue 13: Direction I with Is Internal 1, and which number an outbound call rates -------------------------
+
+#: the real SIP_IN line with Is Internal set to 1, as an inbound call delivered over an SCN line reads. No real
+#: I + 1 line was found in a public capture: this one is made from a real line by changing that one field.
+NETWORK_IN = SIP_IN.replace(",I,513,48564756067,,0,", ",I,513,48564756067,,1,")
+#: real line 1439 of the capture: the user dialled 00901#, the IP Office called 901 on SIP line 3.1.
+SHORT_CODE = ("2017/07/31 17:37:13,00:00:03,0,513,O,901,00901#,,0,1000130,0,E513,SERWIS3,T9003,Line 3.1,0,0"
+              ",,,,,,,,,,,U,SERWIS3,,192.168.0.201,1457,192.168.0.201,1460")
+
+
+def test_inbound_network_call_keeps_the_callers_number() -> None:
+    """Direction I with Is Internal 1: internal, but the caller's number is the other party; it was dropped."""
+    r = parse(NETWORK_IN)
+    assert r.direction is Direction.INTERNAL
+    assert (r.extension, r.number) == ("513", "0518012216")
+    assert r.extra["caller"] == "0518012216@193.43.148.35"
+    assert r.extra["direction"] == "I"
+
+
+def test_internal_outbound_call_still_uses_the_called_number() -> None:
+    r = parse(INTERNAL)
+    assert (r.direction, r.extension, r.number) == (Direction.INTERNAL, "214", "215")
+    assert "direction" not in r.extra
+
+
+def test_outbound_call_rates_the_called_number_that_went_out_on_the_trunk() -> None:
+    """Called Number is what the IP Office sent after its short codes; Dialled Number what the user keyed."""
+    r = parse(SHORT_CODE)
+    assert (r.number, r.trunk) == ("901", "T9003")
+    assert r.extra["dialled_number"] == "00901#"
+    r = parse(OUTBOUND)
+    assert r.number == "600988600"
+    assert r.extra["dialled_number"] == "0600988600"
+
+
+def test_outbound_call_without_a_called_number_falls_back_to_the_dialled_one() -> None:
+    r = parse(OUTBOUND.replace(",O,600988600,0600988600,", ",O,,0600988600,"))
+    assert r.number == "0600988600"
