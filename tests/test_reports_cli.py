@@ -7,11 +7,15 @@ import io
 import json
 import os
 import stat
+import subprocess
+import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from smdrd import cli
+from smdrd.reports.render import hms
 from smdrd.testing import config_toml, daemon_config
 from tests.test_reports import CALLS, DEPARTMENTS, Call, write_calls
 
@@ -205,3 +209,34 @@ def test_output_file_is_private_whatever_the_umask(config: Path, tmp_path: Path,
     assert stat.S_IMODE(out_file.stat().st_mode) == 0o600
     assert out_file.read_text().startswith("start,extension")
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [], "no temporary file left"
+
+
+def report_subprocess(config: Path, *args: str) -> str:
+    """``smdrd report KIND`` for March, run as a user runs it."""
+    result = subprocess.run([sys.executable, "-m", "smdrd", "report", *args, *MARCH, "--config", str(config)],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_table_shows_durations_as_hms_and_money_with_the_currency(config: Path) -> None:
+    """Extension 201: two calls, 180 s, 90 s on average, 0.80 EUR (issue 18, item 11)."""
+    table = report_subprocess(config, "extensions")
+    head = next(line for line in table.splitlines() if line.startswith("Extension"))
+    assert head.split() == ["Extension", "Department", "Calls", "Duration", "Average", "Cost"]
+    row = next(line for line in table.splitlines() if line.startswith("201 "))
+    assert row.split() == ["201", "Sales", "2", "0:03:00", "0:01:30", "0.80", "EUR"]
+    total = table.splitlines()[-1].split()
+    assert total[0] == "Total" and total[2] == "0:26:40" and total[-2:] == ["8.35", "EUR"]
+
+
+def test_csv_keeps_plain_seconds_and_decimals(config: Path) -> None:
+    csv_lines = report_subprocess(config, "extensions", "--format", "csv").splitlines()
+    assert csv_lines[0] == "extension,department,calls,duration,average,cost"
+    assert "201,Sales,2,180,90.0,0.80" in csv_lines
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [(0, "0:00:00"), (59, "0:00:59"), (125, "0:02:05"),
+                                                (Decimal("89.5"), "0:01:30"), (100_000, "27:46:40")])
+def test_hms(seconds: int | Decimal, shown: str) -> None:
+    assert hms(seconds) == shown

@@ -10,18 +10,20 @@ from __future__ import annotations
 import html
 import io
 import json
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from smdrd.csvsafe import SafeCsvWriter
 from smdrd.reports.queries import Column, Report
 
-__all__ = ["FORMATS", "render", "to_csv", "to_html", "to_json", "to_table"]
+__all__ = ["FORMATS", "hms", "render", "to_csv", "to_html", "to_json", "to_table"]
 
 FORMATS = ("table", "csv", "json", "html")
 CONTENT_TYPES = {"table": "text/plain; charset=utf-8", "csv": "text/csv; charset=utf-8",
                  "json": "application/json", "html": "text/html; charset=utf-8"}
 _NUMERIC = {"int", "seconds", "average", "minutes", "money"}
+#: columns of seconds, which the text table shows as h:mm:ss (CSV and JSON keep plain seconds for tools).
+_DURATIONS = {"seconds", "average"}
 
 
 def json_value(value: Any, kind: str) -> Any:
@@ -85,11 +87,38 @@ def _title(report: Report) -> str:
             f"{directions} calls, costs in {m.get('currency')}")
 
 
+def hms(seconds: int | Decimal) -> str:
+    """Seconds as a person reads a duration: ``h:mm:ss`` (``0:02:05``, ``27:46:40``), rounded half up."""
+    whole = int(Decimal(seconds).quantize(Decimal(1), ROUND_HALF_UP))
+    minutes, secs = divmod(whole, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def _table_value(value: Any, kind: str, currency: str) -> str:
+    if value is None:
+        return ""
+    if kind in _DURATIONS:
+        return hms(value)
+    if kind == "money" and currency:
+        return f"{value} {currency}"
+    return str(value)
+
+
+def _table_cells(row: dict[str, Any], report: Report) -> list[str]:
+    currency = str(report.meta.get("currency") or "")
+    return [_table_value(row.get(c.key), c.kind, currency) for c in report.columns]
+
+
 def to_table(report: Report) -> str:
-    """An aligned text table for a terminal, numbers right-aligned, totals under a rule."""
-    head = [c.title for c in report.columns]
-    body = [[text_value(r.get(c.key)) for c in report.columns] for r in report.rows]
-    totals = _totals_row(report)
+    """An aligned text table for a terminal: durations as h:mm:ss, money with its currency, numbers
+    right-aligned, totals under a rule."""
+    head = [c.title.removesuffix(" (s)") if c.kind in _DURATIONS else c.title for c in report.columns]
+    body = [_table_cells(r, report) for r in report.rows]
+    totals = None
+    if report.totals is not None:
+        totals = _table_cells(report.totals, report)
+        totals[0] = "Total"
     every = [head, *body, *([totals] if totals else [])]
     widths = [max(len(line[i]) for line in every) for i in range(len(head))]
     right = [c.kind in _NUMERIC for c in report.columns]
