@@ -12,10 +12,27 @@ Times are ``HH:MM`` (``time_resolution`` 60); duration is ``HH:MM:SS`` talk time
 ``NO ANSWER`` in the account column marks an unanswered call. Lines whose whitespace was collapsed (as in the
 manual's own example ``PIN 10:53 12/09 022 2142623801 NO ANSWER``) are read by tokens instead.
 
+Caller names (SL1000/SL1100/SL2100 manuals, "SMDR Enhanced for Caller ID"; PRG 35-02-17 "Print Account Code or
+Caller Name of Incoming Call", 0 = account code, 1 = caller name): with names on, the ACCOUNT column of an
+**incoming** record holds the caller's name, up to 16 characters, and with PRG 35-02-18 = 1 (line feed) a
+``NEXT`` line ("Calling Party Name for previous record") follows with the name. The name goes to
+``extra["caller_name"]``, never to ``account``. The format option ``account_column`` says what the column of an
+incoming record holds: ``"account"`` (PRG 35-02-17 = 0), ``"caller_name"`` (= 1), or ``"auto"`` (the default:
+decided from the data, a name being any text that is not all digits, since account codes are digits).
+Outgoing records always carry the account code there.
+
+A ``NEXT`` line is joined to the record before it: when its text starts with the name already read it is the
+whole name, else it is the rest of a name the column cut at 16 characters and is appended. So that nothing is
+emitted before its ``NEXT``, an incoming record with a name is held until the next line when the name fills
+the column (it cannot be whole) or once a ``NEXT`` line has been seen on the stream (line-feed mode); every
+other record is emitted at once. A held record is released by the next line (or at the end of the stream).
+A ``NEXT`` line that follows a record already emitted (a name shorter than the column before line-feed mode was
+seen) cannot change it and is skipped; its raw line stays in the journal.
+
 Direction comes from the class code: ``POT``/``POTA``/``POTP``/``POTW``/``IVOT``/``IVOTP``/``IDOT`` outgoing,
 ``PIN``/``IVIN``/``IDIN`` incoming, ``ICM``/``SDTA`` internal, ``ALB``/``BRD`` failed outgoing attempts (all
-lines busy, toll restriction). ``BFL`` (buffer full), ``NEXT`` (the calling name of the previous record),
-``SAD`` and ``WAD`` (sensors) are not calls and are skipped; their raw lines stay in the journal.
+lines busy, toll restriction). ``BFL`` (buffer full),
+``SAD`` and ``WAD`` (sensors) are not calls and are skipped; their raw lines stay in the journal (``NEXT``: above).
 
 Multi-leg calls: a transferred call gives its first owner an ordinary record and every later owner a
 ``PTRS``/``ITRS`` record with its own talk time, on the same trunk line. So every trunk record gets the key
@@ -29,6 +46,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 from smdrd.parsing import Parser, ParserContext
@@ -45,8 +63,12 @@ OUTBOUND = frozenset({"POT", "POTA", "POTP", "POTW", "IVOT", "IVOTP", "IDOT", "A
 INBOUND = frozenset({"PIN", "IVIN", "IDIN"})
 INTERNAL = frozenset({"ICM", "SDTA"})
 TRANSFER = frozenset({"PTRS", "ITRS"})
-NOT_CALLS = frozenset({"BFL", "NEXT", "SAD", "WAD"})
+NOT_CALLS = frozenset({"BFL", "SAD", "WAD"})
+#: the class of a line carrying (the rest of) the previous record's caller name.
+NEXT = "NEXT"
 NO_ANSWER = "NO ANSWER"
+#: what the ACCOUNT column of an incoming record may hold (format option ``account_column``).
+ACCOUNT_COLUMN = ("auto", "account", "caller_name")
 TITLES = "CLASS TIME  DATE  LINE DURATION  STATION    DIALLED No./CLI      ACCOUNT"
 #: how long after a call's end a PTRS record on the same line may still belong to it.
 TRANSFER_WINDOW = timedelta(hours=2)
@@ -110,6 +132,15 @@ class NecSVParser(Parser):
         self._tokens_layout = TOKENS.with_converters(date=self._date)
         #: trunk line -> the last call on it: (call key, its start, its latest end, direction, last leg).
         self._lines: OrderedDict[str, tuple[str, datetime, datetime, Direction, int]] = OrderedDict()
+        column = self.context.options.get("account_column", "auto")
+        if column not in ACCOUNT_COLUMN:
+            raise ValueError(f"nec-sv option 'account_column' must be one of {', '.join(ACCOUNT_COLUMN)}, "
+                             f"got {column!r}")
+        self._account_column: str = column
+        #: an incoming record waiting for a possible NEXT line, and its name's column as written (not stripped).
+        self._held: tuple[CallRecord, str] | None = None
+        #: a NEXT line was seen: the PBX prints names on their own lines (PRG 35-02-18 = 1).
+        self._line_feed = False
 
     def _page_header(self, line: str) -> bool:
         text = line.strip()
@@ -183,7 +214,49 @@ class NecSVParser(Parser):
         return list(f.values())
 
     def parse(self, line: str) -> Sequence[CallRecord] | None:
-        if not line.strip() or self._page_header(line):
+        if not line.strip():
+            return None
+        if line.split(None, 1)[0] == NEXT:
+            return self._next_line(line)
+        record = self._record(line)  # first: a line in error leaves a held record held
+        held = self._release()
+        if record is None:
+            return held or None
+        column = line[SLICES["account"][0]:SLICES["account"][1]]
+        name = record.extra.get("caller_name", "")
+        width = SLICES["account"][1] - SLICES["account"][0]
+        if name and (self._line_feed or len(name) >= width or len(column.rstrip()) >= width):
+            self._held = (record, column if column.strip() == name else name)
+            return held
+        return (*held, record)
+
+    def flush(self) -> Sequence[CallRecord]:
+        return self._release()
+
+    def _release(self) -> tuple[CallRecord, ...]:
+        held, self._held = self._held, None
+        return (held[0],) if held is not None else ()
+
+    def _next_line(self, line: str) -> Sequence[CallRecord] | None:
+        """A ``NEXT`` line: the held record's name, whole or continued (see the module docstring)."""
+        self._line_feed = True
+        text = line.strip()[len(NEXT):].strip()
+        if self._held is None:
+            return None
+        record, written = self._held
+        self._held = None
+        first = written.strip()
+        name = text if text.startswith(first) else (written + text).strip()
+        return (replace(record, extra={**record.extra, "caller_name": name}),)
+
+    def _is_name(self, text: str) -> bool:
+        """Whether an incoming record's ACCOUNT text is a caller name (option ``account_column``)."""
+        if self._account_column == "auto":
+            return bool(text) and not (text.isdigit() and text.isascii())
+        return self._account_column == "caller_name"
+
+    def _record(self, line: str) -> CallRecord | None:
+        if self._page_header(line):
             return None
         cls, layout, fields = self._split(line.rstrip())
         if cls in NOT_CALLS:
@@ -224,7 +297,9 @@ class NecSVParser(Parser):
             if len(self._lines) > MAX_OPEN_LINES:
                 self._lines.popitem(last=False)
         extra = {"class": cls}
-        return (CallRecord(
+        if direction is Direction.INBOUND and account and self._is_name(account):
+            extra["caller_name"], account = account, ""
+        return CallRecord(
             format=self.name,
             start=start,
             duration=duration,
@@ -239,7 +314,7 @@ class NecSVParser(Parser):
             transfer=transfer,
             call_key=key,
             extra=extra,
-        ),)
+        )
 
     @staticmethod
     def page_header(day: date, page: int = 1) -> str:
@@ -262,7 +337,7 @@ class NecSVParser(Parser):
             code = record.extra.get("class", "POT") if record.extra.get("class") in OUTBOUND else "POT"
         else:
             code = "ICM"
-        account = record.account if record.answered else NO_ANSWER
+        account = (record.account or record.extra.get("caller_name", "")) if record.answered else NO_ANSWER
         s = record.start
         return [f"{code:<4} {s:%H:%M} {s:%m/%d} {record.trunk[-4:]:>4} {seconds_text(record.duration)[-8:]} "
                 f"{record.extension[:10]:<10} {record.number[:20]:<20} {account[:16]:<16}".rstrip()]

@@ -94,3 +94,79 @@ def test_not_calls_are_skipped_and_unknown_classes_rejected() -> None:
 def test_detect() -> None:
     assert NecSVParser.detect([HEADER, TITLES, POT]) > 0.8
     assert NecSVParser.detect(["2017/07/01 08:13:24,00:00:20,7,214,O,215"]) == 0.0
+
+
+# --- issue 13: caller names in the ACCOUNT column, and NEXT lines -----------------------------------------------
+
+#: a fixed-width incoming record whose name fills the 16-character ACCOUNT column (PRG 35-02-17 = 1), and the
+#: NEXT line that carries the rest (PRG 35-02-18 = 1). Laid out by the manual's columns; no real capture exists.
+NAMED = PIN.ljust(63) + "NEC INFRONTIA CO"
+REST = "NEXT RPORATION"
+
+
+def test_caller_name_is_not_an_account_code() -> None:
+    """With caller names on, a user saw the caller's name reported as an account code."""
+    (r,) = parse([PIN + " " * 11 + "J SMITH"])
+    assert (r.account, r.extra["caller_name"]) == ("", "J SMITH")
+
+
+def test_next_line_carries_the_rest_of_the_name() -> None:
+    """The NEXT line was dropped, and the name cut at 16 characters."""
+    parser = NecSVParser(ParserContext(timezone=TZ))
+    assert parser.parse(NAMED) == ()  # held: the name fills the column
+    (r,) = parser.parse(REST) or ()
+    assert r.extra["caller_name"] == "NEC INFRONTIA CORPORATION"
+    assert (r.direction, r.number, r.account) == (Direction.INBOUND, "2142623801", "")
+
+
+def test_next_line_repeating_the_whole_name_replaces_it() -> None:
+    parser = NecSVParser(ParserContext(timezone=TZ))
+    parser.parse(NAMED)
+    (r,) = parser.parse("NEXT NEC INFRONTIA CORPORATION") or ()
+    assert r.extra["caller_name"] == "NEC INFRONTIA CORPORATION"
+
+
+def test_held_record_is_released_by_the_next_record_or_the_end() -> None:
+    parser = NecSVParser(ParserContext(timezone=TZ))
+    assert parser.parse(NAMED) == ()
+    with pytest.raises(ParseError):
+        parser.parse("XXXX 10:05 12/09 0005 00:00:01 202        1")  # an error keeps it held
+    first, second = parser.parse(POT) or ()
+    assert first.extra["caller_name"] == "NEC INFRONTIA CO"
+    assert second.account == "4711"
+    parser.parse(NAMED)
+    (r,) = parser.flush()
+    assert r.extra["caller_name"] == "NEC INFRONTIA CO"
+
+
+def test_after_a_next_line_every_named_record_waits_for_its_own() -> None:
+    """Once the PBX is seen printing names on NEXT lines, a short name is held for its NEXT too."""
+    parser = NecSVParser(ParserContext(timezone=TZ))
+    parser.parse(NAMED)
+    parser.parse(REST)
+    assert parser.parse(PIN + " " * 11 + "J SMITH") == ()
+    (r,) = parser.parse("NEXT J SMITH") or ()
+    assert r.extra["caller_name"] == "J SMITH"
+
+
+def test_account_column_option() -> None:
+    """``account_column = "account"`` (PRG 35-02-17 = 0): an incoming record's column is an account code."""
+    (r,) = parse([PIN + " " * 11 + "A12"], options={"account_column": "account"})
+    assert (r.account, "caller_name" in r.extra) == ("A12", False)
+    (r,) = parse([PIN + " " * 11 + "4711"], options={"account_column": "caller_name"})
+    assert (r.account, r.extra["caller_name"]) == ("", "4711")
+    (r,) = parse([PIN + " " * 11 + "4711"])  # auto: digits are an account code
+    assert r.account == "4711"
+    with pytest.raises(ValueError, match="account_column"):
+        NecSVParser(ParserContext(options={"account_column": "name"}))
+
+
+def test_outgoing_record_keeps_its_account_code_when_names_are_on() -> None:
+    (r,) = parse([POT], options={"account_column": "caller_name"})
+    assert r.account == "4711"
+
+
+def test_next_line_after_an_emitted_record_is_skipped() -> None:
+    parser = NecSVParser(ParserContext(timezone=TZ))
+    assert parser.parse(PIN + " " * 11 + "J SMITH")
+    assert parser.parse("NEXT J SMITH") is None
