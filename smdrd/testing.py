@@ -401,9 +401,9 @@ def golden_cases(folder: Path) -> list[Path]:
 def parse_fixture(path: Path, parser_class: type[Parser] | None = None) -> list[dict[str, Any]]:
     """Parse a capture the way the daemon does (framer, the format's encoding, `parse_line`, `flush_records`).
 
-    ``<name>.options.json`` beside it may hold ``{"year": ..., "timezone": ..., "encoding": ...,
-    "options": {...}}`` for what the format leaves out. Without ``parser_class`` the format is the name of the
-    capture's folder.
+    ``<name>.options.json`` beside it may hold ``{"year": ..., "timezone": ..., "country": ..., "encoding": ...,
+    "options": {...}}`` for what the format leaves out (``country`` is the site's, ``[site] country``). Without
+    ``parser_class`` the format is the name of the capture's folder.
 
     Returns:
         The records as `CallRecord.to_json` gives them, in order.
@@ -414,7 +414,8 @@ def parse_fixture(path: Path, parser_class: type[Parser] | None = None) -> list[
     opts = json.loads(opts_path.read_text()) if opts_path.exists() else {}
     tz = ZoneInfo(opts["timezone"]) if opts.get("timezone") else None
     cls = parser_class or get_parser_class(path.parent.name)
-    parser = cls(ParserContext(timezone=tz, year=opts.get("year"), options=opts.get("options", {})))
+    parser = cls(ParserContext(timezone=tz, year=opts.get("year"), options=opts.get("options", {}),
+                               country=opts.get("country")))
     framer = Framer(1 << 20)
     frames = framer.feed(path.read_bytes()) + framer.close()
     out: list[dict[str, Any]] = []

@@ -1,4 +1,5 @@
-"""Siemens HiPath / OpenScape Business parser: the manuals' examples in both forms."""
+"""Siemens HiPath / OpenScape Business parser: the manuals' examples in the GetAccount and ``|`` forms, and real
+serial (V.24) lines (tests/fixtures/siemens-hipath, reviewed in test_golden_reviewed_hipath_panasonic.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from smdrd.errors import ParseError
-from smdrd.parsers.siemens_hipath import SiemensHiPathParser
-from smdrd.parsing import ParserContext
+from smdrd.parsers.siemens_hipath import SiemensHiPathParser, call_type
+from smdrd.parsing import ParserContext, detect_formats
 from smdrd.record import CallRecord, Direction
 
 TZ = ZoneInfo("Europe/Berlin")
@@ -82,3 +83,89 @@ def test_internal_calls_are_not_rendered() -> None:
     """HiPath reports trunk calls only."""
     r = CallRecord("siemens-hipath", datetime(2020, 1, 1, tzinfo=TZ), 5, Direction.INTERNAL, "1", "2")
     assert SiemensHiPathParser.render(r) == []
+
+
+# --- the serial (V.24) output (issue 13) ------------------------------------------------------------------------
+
+#: real lines of tests/fixtures/siemens-hipath/quartx-v24.smdr (lines 10, 8, 58, 25).
+SERIAL_IN = "11.04.1900:35:48  1   10400:0100:00:070876153281                           1"
+SERIAL_RINGING = "11.04.1900:35:38  1   104             0876153281                           0"
+SERIAL_TRANSFERRED = "31.01.2115:24:25  9   110     00:00:26353877629926                        35"
+SERIAL_FULL = ("11.12.0008:23:23  4    16     00:05:2302317324856                       12 2"
+               "                902725  841")
+CONTROLS = "\x10\x02\x10\x03\x13\x11"
+
+
+def test_serial_line_fields() -> None:
+    """76 columns: date run into the time (the end), line, extension, ring mm:ss, duration, number, type."""
+    (r,) = parse([SERIAL_IN])
+    assert r.start == datetime(2019, 4, 11, 0, 35, 40, tzinfo=TZ)
+    assert (r.duration, r.ring, r.answered, r.direction) == (7, 1, True, Direction.INBOUND)
+    assert (r.extension, r.number, r.trunk, r.transfer) == ("104", "0876153281", "1", "")
+
+
+def test_serial_units_msn_and_seizure_code() -> None:
+    (r,) = parse([SERIAL_FULL])
+    assert (r.duration, r.direction, r.extension, r.number, r.trunk) == (323, Direction.OUTBOUND, "16",
+                                                                          "02317324856", "4")
+    assert (r.extra["units"], r.extra["msn"], r.extra["seizure_code"]) == ("12", "902725", "841")
+
+
+def test_serial_control_characters_before_the_date_are_dropped() -> None:
+    """Real output sends DLE STX DLE ETX DC3 DC1 before some records; the record is read all the same."""
+    (r,) = parse([CONTROLS + SERIAL_IN])
+    assert (r.duration, r.extension) == (7, "104")
+    assert parse([CONTROLS + SERIAL_RINGING]) == []
+
+
+def test_ringing_information_is_not_a_call_in_either_form() -> None:
+    """Type 0 is written as a call arrives (one line per called extension): skipped, the call comes later."""
+    assert SiemensHiPathParser().parse(SERIAL_RINGING) is None
+    assert SiemensHiPathParser().parse(COMPRESSED[0].replace("||1|", "||0|")) is None
+
+
+@pytest.mark.parametrize(("code", "direction", "transfer"), [
+    ("35", Direction.INBOUND, "transferred"),
+    ("36", Direction.OUTBOUND, "transferred"),
+    ("37", Direction.INBOUND, "transferred (external transfer)"),
+    ("38", Direction.OUTBOUND, "transferred (external transfer)"),
+    ("39", Direction.OUTBOUND, "transferred (forwarded to external)"),
+])
+def test_transfer_types_35_to_39_in_both_forms(code: str, direction: Direction, transfer: str) -> None:
+    """Real HiPath output has them (they were "unknown call type"); read as 5 to 9 plus 30."""
+    (serial,) = parse([SERIAL_TRANSFERRED[:74] + code])
+    (piped,) = parse([COMPRESSED[0].replace("||1|", f"||{code}|")])
+    for r in (serial, piped):
+        assert (r.direction, r.transfer, r.extra["type"]) == (direction, transfer, code)
+
+
+def test_unknown_and_disa_types() -> None:
+    assert call_type("51") == (Direction.INBOUND, "", True)
+    assert call_type("87") == (Direction.INBOUND, "transferred (external transfer)", True)
+    for bad in ("10", "34", "40", "99"):
+        with pytest.raises(ValueError, match="unknown call type"):
+            call_type(bad)
+    with pytest.raises(ParseError) as err:
+        SiemensHiPathParser().parse(SERIAL_IN[:74] + "40")
+    assert err.value.field == "type"
+
+
+def test_short_serial_line_says_what_was_expected() -> None:
+    with pytest.raises(ParseError, match="76 to 112 columns"):
+        SiemensHiPathParser().parse(SERIAL_IN[:60])
+
+
+def test_serial_lines_are_detected_and_parse() -> None:
+    """`smdrd detect` scored these 0.90 and then every one failed to parse; now the claim is checked."""
+    lines = [SERIAL_RINGING, SERIAL_IN, CONTROLS + SERIAL_RINGING, SERIAL_TRANSFERRED, SERIAL_FULL]
+    assert SiemensHiPathParser.detect(lines) == pytest.approx(0.9)
+    best = detect_formats(lines)[0]
+    assert (best.format, best.rejected, best.records) == ("siemens-hipath", 0, 3)
+    assert best.score == pytest.approx(0.9)
+
+
+def test_choices_say_the_time_is_the_end() -> None:
+    (choice,) = SiemensHiPathParser().choices()
+    assert (choice.option, choice.value) == ("time_is_end", "true")
+    (choice,) = SiemensHiPathParser(ParserContext(options={"time_is_end": False})).choices()
+    assert choice.value == "false"
