@@ -8,11 +8,20 @@ import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from smdrd.errors import ParseError, SmdrdError
 from smdrd.framing import Framer, Oversized
-from smdrd.parsing import ParserContext, detect_format, flush_records, format_names, get_parser_class, parse_line
+from smdrd.parsing import (
+    Detection,
+    ParserContext,
+    detect_formats,
+    flush_records,
+    format_names,
+    get_parser_class,
+    parse_line,
+)
 
 DETECT_LINES = 30
 CHUNK = 1 << 16
@@ -28,6 +37,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--year", type=int, help="the year, for formats whose dates have none")
     p.add_argument("--timezone", help="the PBX's IANA timezone (e.g. Europe/Warsaw); times get its offset")
     p.add_argument("--encoding", help="the input's encoding (default: the format's)")
+    p.add_argument("--country", help="the site's ISO country code (as [site] country): decides the day/month "
+                   "order of formats whose PBX prints its country's order (Panasonic)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
                    help="a format option (as in [sources.format_options]); repeatable")
     p.set_defaults(func=run_parse)
@@ -35,21 +46,47 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     f = sub.add_parser("formats", help="list the PBX formats this smdrd understands")
     f.set_defaults(func=run_formats)
 
-    d = sub.add_parser("detect", help="recognise the format of a file from its first lines")
+    d = sub.add_parser("detect", help="recognise the format of a file from its first lines",
+                       description="Score every format against FILE's first lines: a format counts only if its "
+                       "parser reads them. Prints the best, what its parser chose for settings the PBX makes "
+                       "configurable (day/month order, start or end time), and close runners-up.")
     d.add_argument("file", metavar="FILE", help="the file; - reads standard input")
+    d.add_argument("--country", help="the site's ISO country code (as [site] country), for the day/month order")
     d.set_defaults(func=run_detect)
 
 
-def _frames(files: list[str]) -> Iterator[tuple[str, int, bytes | Oversized]]:
+def _open(name: str) -> BinaryIO:
+    """FILE opened for reading (``-``: standard input).
+
+    Raises:
+        SmdrdError: it cannot be read; one line saying which file and why.
+    """
+    if name == "-":
+        return sys.stdin.buffer
+    try:
+        return Path(name).open("rb")
+    except FileNotFoundError:
+        raise SmdrdError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise SmdrdError(f"{name}: is a directory, not a file") from None
+    except OSError as exc:
+        raise SmdrdError(f"{name}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _frames(files: list[str], head: bytes = b"") -> Iterator[tuple[str, int, bytes | Oversized]]:
+    """Every frame of every FILE (standard input when none); ``head`` is what was already read from the first
+    one (to detect its format) and comes first."""
     for name in files or ["-"]:
-        fh = sys.stdin.buffer if name == "-" else Path(name).open("rb")  # noqa: SIM115
+        fh = _open(name)
         framer = Framer(1 << 20)
         n = 0
         try:
-            while chunk := fh.read(CHUNK):
+            chunk, head = head, b""
+            while chunk or (chunk := fh.read(CHUNK)):
                 for frame in framer.feed(chunk):
                     n += 1
                     yield name, n, frame
+                chunk = b""
             for frame in framer.close():
                 n += 1
                 yield name, n, frame
@@ -58,16 +95,31 @@ def _frames(files: list[str]) -> Iterator[tuple[str, int, bytes | Oversized]]:
                 fh.close()
 
 
-def _first_lines(name: str) -> list[str]:
-    fh = sys.stdin.buffer if name == "-" else Path(name).open("rb")  # noqa: SIM115
+def _head(name: str) -> bytes:
+    """The first bytes of FILE, for detection (from standard input they are kept by the caller)."""
+    fh = _open(name)
     try:
-        data = fh.read(CHUNK)
+        return fh.read(CHUNK)
     finally:
         if fh is not sys.stdin.buffer:
             fh.close()
-    framer = Framer(1 << 20)
-    frames = framer.feed(data)
+
+
+def _lines(data: bytes) -> list[str]:
+    frames = Framer(1 << 20).feed(data)
     return [f.decode("utf-8", errors="replace") for f in frames[:DETECT_LINES] if isinstance(f, bytes)]
+
+
+def _first_lines(name: str) -> list[str]:
+    return _lines(_head(name))
+
+
+def _country(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not (len(value) == 2 and value.isascii() and value.isalpha()):
+        raise SmdrdError(f"--country expects a two-letter ISO code such as GB, got {value!r}")
+    return value.upper()
 
 
 def _options(pairs: list[str]) -> dict[str, object]:
@@ -85,14 +137,19 @@ def _options(pairs: list[str]) -> dict[str, object]:
 
 def run_parse(args: argparse.Namespace) -> int:
     fmt = args.format
+    country = _country(args.country)
+    head = b""
     if fmt == "auto":
-        if not args.files or args.files == ["-"]:
-            raise SmdrdError("--format auto needs a FILE (it reads the first lines twice)")
-        name, score = detect_format(_first_lines(args.files[0]))[0]
-        if score <= 0:
-            raise SmdrdError(f"could not recognise the format of {args.files[0]}; name it with --format")
-        print(json.dumps({"detected": name, "confidence": round(score, 2)}), file=sys.stderr)
-        fmt = name
+        first = args.files[0] if args.files else "-"
+        head = _head(first)
+        best = detect_formats(_lines(head), ParserContext(country=country))[0]
+        if best.score <= 0:
+            raise SmdrdError(f"could not recognise the format of {'standard input' if first == '-' else first}; "
+                             "name it with --format")
+        print(json.dumps({"detected": best.format, "confidence": round(best.score, 2)}), file=sys.stderr)
+        fmt = best.format
+        if first != "-":
+            head = b""  # a file is read again from its start
     try:
         tz = ZoneInfo(args.timezone) if args.timezone else None
     except (ZoneInfoNotFoundError, ValueError):
@@ -100,13 +157,13 @@ def run_parse(args: argparse.Namespace) -> int:
     cls = get_parser_class(fmt)
     try:
         parser = cls(ParserContext(timezone=tz, year=args.year, options=_options(args.option),
-                                   now=datetime.now(tz)))
+                                   now=datetime.now(tz), country=country))
     except ValueError as exc:
         raise SmdrdError(f"{fmt}: {exc}") from None
     encoding = args.encoding or cls.encoding
     failed = 0
     out = sys.stdout
-    for name, lineno, frame in _frames(args.files):
+    for name, lineno, frame in _frames(args.files, head):
         if isinstance(frame, Oversized):
             failed += 1
             print(json.dumps({"file": name, "line": lineno, "error": f"line longer than {frame.limit} bytes"}),
@@ -143,13 +200,23 @@ def run_formats(args: argparse.Namespace) -> int:
 
 
 def run_detect(args: argparse.Namespace) -> int:
-    scores = detect_format(_first_lines(args.file))
-    best, score = scores[0]
-    if score <= 0:
-        print(f"{args.file}: format not recognised", file=sys.stderr)
+    found = detect_formats(_first_lines(args.file), ParserContext(country=_country(args.country)))
+    best = found[0]
+    if best.score <= 0:
+        print(f"{'standard input' if args.file == '-' else args.file}: format not recognised", file=sys.stderr)
         return 1
-    print(f"{best} (confidence {score:.2f})")
-    for name, other in scores[1:4]:
-        if other > 0:
-            print(f"  also possible: {name} ({other:.2f})")
+    print(f"{best.format} (confidence {best.score:.2f})")
+    _explain(best)
+    for other in found[1:4]:
+        if other.score > 0:
+            print(f"  also possible: {other.format} ({other.score:.2f})")
     return 0
+
+
+def _explain(found: Detection) -> None:
+    """What a person needs to trust a detection: lines its parser refused, and what it chose for settings the
+    PBX makes configurable (never a silent guess)."""
+    if found.rejected:
+        print(f"  its parser refused {found.rejected} of {found.lines} lines, first: {found.first_error}")
+    for choice in found.choices:
+        print(f"  {choice}")
