@@ -21,6 +21,13 @@ Status: ``<topic_prefix>/status`` is retained ``online`` after connecting; the l
 when the connection drops without a goodbye: a crash, SIGKILL, a pulled cable) and a clean stop set it to
 ``offline``.
 
+Retained state (`Publisher.retain`: the site's figures, each source's health, Home Assistant's discovery
+configs): the latest payload of each topic is kept here and published, retained, once per connection and again
+whenever it changes; an empty payload removes the topic's retained message. A broker that lost its retained
+messages gets them all again at the next connection.
+
+Payloads follow the contract of `smdrd.mqtt_payloads` (a call's fields are shaped by its `CallShape`).
+
 This module never raises into the daemon for a broker problem, never blocks the journal, and never decides that
 an alert was delivered without the broker's word.
 """
@@ -29,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -42,10 +48,10 @@ import structlog
 
 from smdrd.backoff import Backoff, LogThrottle, log_throttled
 from smdrd.config import MqttConfig
+from smdrd.mqtt_payloads import CallShape, Topics, encode
 from smdrd.store.api import CallFeed, StoreUnavailable
 
 log = structlog.get_logger("smdrd.mqtt")
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 ONLINE = b"online"
 OFFLINE = b"offline"
@@ -83,6 +89,8 @@ class PublisherStats:
     #: alerts acknowledged by the broker and marked delivered
     alerts_published: int = 0
     calls_published: int = 0
+    #: retained messages (state, discovery) acknowledged by the broker
+    retained_published: int = 0
     last_error: str | None = None
 
 
@@ -100,7 +108,8 @@ class Publisher:
         on_connected: called with True after each connection and False after each disconnection (metrics).
         on_delivered: called with the number of alerts just marked delivered (metrics).
         feed: the stored calls, for ``publish_calls`` (opened; without it no call is published).
-        site: the ``site`` every call message carries (``[site] name``).
+        site: the ``site`` every call message carries (``[site] name``), unless ``shape`` says more.
+        shape: turns a stored call into its payload (site, department, the tariff's decimals).
     """
 
     def __init__(
@@ -113,25 +122,32 @@ class Publisher:
         on_delivered: Callable[[int], None] | None = None,
         feed: CallFeed | None = None,
         site: str = "",
+        shape: CallShape | None = None,
     ) -> None:
         self.config = config
         self.feed = feed
         self.site = site
+        self.shape = shape or CallShape(site)
         self.outbox = outbox
         self.base_dir = base_dir
         self.stats = PublisherStats()
         self.connected = False
         self._on_connected = on_connected
         self._on_delivered = on_delivered
-        prefix = config.topic_prefix
-        self.status_topic = f"{prefix}/status"
-        self.call_topic = f"{prefix}/call"
-        self.alert_topic_prefix = f"{prefix}/alert/"
+        self.topics = Topics(config.topic_prefix)
+        self.status_topic = self.topics.status
+        self.call_topic = self.topics.call
+        self.alert_topic_prefix = self.topics.alert("")
         self._wake = asyncio.Event()
         self._wake.set()  # drain whatever is pending at start
         self._marking: set[asyncio.Future[None]] = set()
         self._calls_ready = asyncio.Event()
         self._calls_ready.set()  # publish whatever was stored while nobody was publishing
+        #: topic -> the retained payload wanted at the broker (b"": remove it)
+        self._retained: dict[str, bytes] = {}
+        #: topic -> what the broker acknowledged on the current connection
+        self._retained_sent: dict[str, bytes] = {}
+        self._retained_ready = asyncio.Event()
 
     # -- called by the daemon ---------------------------------------------------------------------------------
 
@@ -141,6 +157,18 @@ class Publisher:
             self._wake.set()
         if calls:
             self._calls_ready.set()
+
+    def retain(self, topic: str, payload: bytes) -> None:
+        """Keep ``payload`` as ``topic``'s retained message at the broker (``b""`` removes it): published now if
+        connected, else at the next connection, and again after every reconnection."""
+        if self._retained.get(topic) != payload:
+            self._retained[topic] = payload
+            self._retained_ready.set()
+
+    @property
+    def retained_pending(self) -> int:
+        """Retained messages not yet acknowledged on this connection."""
+        return sum(1 for t, p in self._retained.items() if self._retained_sent.get(t) != p)
 
     # -- the connection ---------------------------------------------------------------------------------------
 
@@ -226,7 +254,8 @@ class Publisher:
                 self._on_connected(value)
 
     async def _session(self, client: aiomqtt.Client) -> None:
-        jobs: list[Awaitable[None]] = [self._watch(client), self._drain(client)]
+        self._retained_sent = {}  # a new connection: the broker may have lost them (no persistence)
+        jobs: list[Awaitable[None]] = [self._watch(client), self._drain(client), self._publish_retained(client)]
         if self.config.publish_calls and self.feed is not None:
             jobs.append(self._publish_calls(client, self.feed))
         tasks = [asyncio.ensure_future(job) for job in jobs]
@@ -338,6 +367,31 @@ class Publisher:
             if acked < len(sends):
                 raise _Disconnected("call feed: the session ended before every call was acknowledged")
 
+    async def _publish_retained(self, client: aiomqtt.Client) -> None:
+        """Publish each retained message the broker does not have yet from this connection, as it changes."""
+        while True:
+            self._retained_ready.clear()
+            todo = [(t, p) for t, p in self._retained.items() if self._retained_sent.get(t) != p]
+            if not todo:
+                await self._retained_ready.wait()
+                continue
+            sends = [asyncio.ensure_future(client.publish(t, p, qos=1, retain=True)) for t, p in todo]
+            try:
+                await asyncio.wait(sends)
+            finally:
+                for t in sends:
+                    t.cancel()
+            for (topic, payload), t in zip(todo, sends, strict=True):
+                if t.cancelled() or t.exception() is not None:
+                    continue
+                self._retained_sent[topic] = payload
+                self.stats.retained_published += 1
+                if not payload and self._retained.get(topic) == b"":
+                    del self._retained[topic]  # removed at the broker: nothing to send after a reconnection
+            failed = next((t for t in sends if not t.cancelled() and t.exception() is not None), None)
+            if failed is not None:
+                raise failed.exception()  # type: ignore[misc]  # the session ends; reconnect and go on
+
     async def _save_cursor(self, feed: CallFeed, position: int) -> None:
         backoff = Backoff(0.05, 5.0)
         while True:
@@ -350,4 +404,4 @@ class Publisher:
                 await asyncio.sleep(delay)
 
     def _call_message(self, fields: dict[str, Any]) -> bytes:
-        return _encode({**fields, "site": self.site}).encode()
+        return encode(self.shape.message(fields))

@@ -37,6 +37,15 @@ class MqttConfig(Section):
     #: skip the check of the broker certificate's host name (a broker reached by IP address): not for the internet.
     tls_insecure: bool = False
     publish_calls: bool = False
+    #: retained state topics: ``<topic_prefix>/state`` (calls and cost today and this month, per department),
+    #: ``<topic_prefix>/source/<name>`` (each source up or down) and ``<topic_prefix>/last_call``.
+    publish_state: bool = False
+    #: Home Assistant MQTT discovery (one device per site; turns ``publish_state`` on).
+    homeassistant: bool = False
+    #: Home Assistant's discovery prefix (its MQTT integration's setting).
+    discovery_prefix: str = Field(default="homeassistant", min_length=1)
+    #: the retained state is refreshed at most this often after new calls, in seconds (and every minute anyway).
+    state_interval: float = Field(default=10.0, gt=0, le=3600)
     keepalive: int = Field(default=60, ge=5)
     #: reconnect delays, in seconds: jittered, growing from the first to the second.
     reconnect_min: float = Field(default=1.0, gt=0)
@@ -46,7 +55,7 @@ class MqttConfig(Section):
     #: alerts published at once while draining (acknowledged as a window, kept in order on the wire).
     window: int = Field(default=64, ge=1, le=1000)
 
-    @field_validator("topic_prefix")
+    @field_validator("topic_prefix", "discovery_prefix")
     @classmethod
     def _topic(cls, v: str) -> str:
         if any(c in v for c in "#+\0") or v.startswith("/") or v.endswith("/"):
@@ -61,3 +70,8 @@ class MqttConfig(Section):
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file: set both (a client certificate needs its key) or neither")
         return self
+
+    @property
+    def state_topics(self) -> bool:
+        """Whether the retained state topics are published (``publish_state``, or Home Assistant's)."""
+        return self.publish_state or self.homeassistant

@@ -199,7 +199,7 @@ async def test_publish_calls_sends_every_rated_call(tmp_path: Path, broker: Brok
         calls = [json.loads(m.payload) for m in sub.messages]
         assert [(c["extension"], c["e164"], c["call_class"]) for c in calls] == [
             ("201", "+12125550100", "national"), ("202", "+442079460000", "international")]
-        assert calls[0]["cost"] == "0" and calls[0]["uid"].startswith("avaya-ipo:")
+        assert calls[0]["cost"] == "0.00" and calls[0]["uid"].startswith("avaya-ipo:")  # the tariff's decimals
 
 
 def call_subscriber(b: Broker) -> Subscriber:

@@ -16,10 +16,10 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -36,6 +36,7 @@ from smdrd.alerts.rules import (
     budget_period_ended,
 )
 from smdrd.journal import Alert, RatingLike
+from smdrd.mqtt_payloads import money_text
 from smdrd.record import CallRecord
 from smdrd.reports.config import UNASSIGNED
 
@@ -44,6 +45,8 @@ _NON_DIGITS = re.compile(r"\D")
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 #: the end of a resolved event's id: the id of the alert it resolves, then this.
 RESOLVED_SUFFIX = ":resolved"
+#: the facts that are amounts of money (decimal strings).
+_MONEY_FACTS = ("spent", "budget", "limit")
 
 
 @dataclass(slots=True)
@@ -261,9 +264,17 @@ class AlertEngine:
             "currency": (call.currency or None) if call else None,
             "source": source,
             "call": call_json(call, self.decimals) if call else None,
-            "facts": dict(finding.facts),
+            "facts": self._facts(finding.facts),
         }
         return Alert(finding.id, finding.rule, finding.severity, int(now * 1_000_000), _encode(payload))
+
+    def _facts(self, facts: Mapping[str, object]) -> dict[str, object]:
+        """``facts`` with their amounts (a budget, its spend, a cost limit) in the tariff's decimals."""
+        out = dict(facts)
+        for key in _MONEY_FACTS:
+            if isinstance(value := out.get(key), str):
+                out[key] = money_text(Decimal(value), self.decimals)
+        return out
 
     def seed_spend(self, totals: Iterable[tuple[str, str, Decimal]]) -> None:
         """Start the budget rule's periods from stored spend: ``(extension, local day YYYY-MM-DD, cost)``."""
@@ -274,11 +285,6 @@ class AlertEngine:
                 continue
             for key in ((dept, "day", day), (dept, "month", day[:7])):
                 spend[key] = spend.get(key, _ZERO) + cost
-
-
-def money_text(amount: Decimal, decimals: int) -> str:
-    """``amount`` as the payloads write money: a decimal string with the tariff's ``decimals`` (``"14.00"``)."""
-    return str(amount.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP))
 
 
 def call_json(call: RatedCall, decimals: int = 2) -> dict[str, object]:

@@ -431,7 +431,8 @@ class Wangiri:
         return (Finding(self.name, self.severity,
                         f"{_who(call)} called back {call.e164}, which rang once from abroad and hung up "
                         f"{_minutes(call.ts - missed_at)} before (Wangiri)", f"num:{call.e164}",
-                        f"{self.name}:{call.uid}", {"missed_ts": missed_at}),)
+                        f"{self.name}:{call.uid}",
+                        {"missed_at": datetime.fromtimestamp(missed_at, call.start.tzinfo).isoformat()}),)
 
 
 @dataclass(frozen=True, slots=True)

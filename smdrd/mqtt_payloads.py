@@ -1,0 +1,189 @@
+"""The MQTT payload contract: what each topic carries, built from plain data, and the JSON Schema of each.
+
+One contract for every topic (docs/alerts.md, "Topics"): times are ISO 8601 with their offset, booleans are
+``true``/``false``, money is a decimal string with the tariff's decimals (``"14.00"``), every call and alert
+names its ``site`` and ``department`` (``null`` when it has none), and no payload ever carries an authorisation
+code. The schemas ship in the package (``smdrd/data/mqtt/<name>.schema.json``); `schema_name` says which one a
+topic's payload follows, so a subscriber (or a test) can validate whatever it receives.
+
+Pure: no I/O here but reading the schemas from the package; the publisher (`smdrd.mqtt`) sends what these
+functions build, and the delivery feature (`smdrd.delivery`) gathers the figures.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, tzinfo
+from decimal import ROUND_HALF_UP, Decimal
+from functools import cache
+from importlib import resources
+from typing import Any
+
+__all__ = [
+    "SCHEMAS", "CallShape", "DepartmentFigures", "SiteFigures", "Topics", "encode", "load_schema", "money_text",
+    "schema_name", "source_message", "state_message",
+]
+
+#: the payload schemas shipped in the package, by name.
+SCHEMAS = ("alert", "call", "status", "state", "source", "discovery")
+
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def encode(payload: object) -> bytes:
+    """A payload as it goes on the wire: compact JSON in UTF-8."""
+    return _encode(payload).encode()
+
+
+def money_text(amount: Decimal, decimals: int) -> str:
+    """``amount`` as every payload writes money: a decimal string with ``decimals`` places, half up."""
+    return str(amount.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP))
+
+
+def iso(ts: float, tz: tzinfo = UTC) -> str:
+    """Epoch seconds as ISO 8601 with the offset of ``tz`` (to the second)."""
+    return datetime.fromtimestamp(ts, tz).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Every topic one daemon publishes under ``prefix`` (``[mqtt] topic_prefix``)."""
+
+    prefix: str
+
+    @property
+    def status(self) -> str:
+        return f"{self.prefix}/status"
+
+    @property
+    def call(self) -> str:
+        return f"{self.prefix}/call"
+
+    @property
+    def state(self) -> str:
+        return f"{self.prefix}/state"
+
+    @property
+    def last_call(self) -> str:
+        return f"{self.prefix}/last_call"
+
+    @property
+    def alerts(self) -> str:
+        """The filter of every alert topic (``<prefix>/alert/<rule>``)."""
+        return f"{self.prefix}/alert/+"
+
+    def alert(self, rule: str) -> str:
+        return f"{self.prefix}/alert/{rule}"
+
+    def source(self, name: str) -> str:
+        return f"{self.prefix}/source/{name}"
+
+
+def schema_name(topic: str, prefix: str, discovery_prefix: str = "homeassistant") -> str | None:
+    """The schema (one of `SCHEMAS`) the payloads of ``topic`` follow; None for a topic that is not smdrd's."""
+    if topic.startswith(f"{discovery_prefix}/") and topic.endswith("/config"):
+        return "discovery"
+    if not topic.startswith(f"{prefix}/"):
+        return None
+    rest = topic[len(prefix) + 1:]
+    if rest.startswith("alert/"):
+        return "alert"
+    if rest.startswith("source/"):
+        return "source"
+    return {"status": "status", "call": "call", "last_call": "call", "state": "state"}.get(rest)
+
+
+@cache
+def load_schema(name: str) -> dict[str, Any]:
+    """The JSON Schema ``name`` (one of `SCHEMAS`), as shipped in ``smdrd/data/mqtt/``."""
+    if name not in SCHEMAS:
+        raise ValueError(f"expected one of {', '.join(SCHEMAS)}, got {name!r}")
+    text = resources.files("smdrd").joinpath("data", "mqtt", f"{name}.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@dataclass(frozen=True, slots=True)
+class CallShape:
+    """Turns a stored call's fields (`smdrd.store.api.FeedCall.fields`) into the ``call`` payload.
+
+    Args:
+        site: ``[site] name``.
+        decimals: the tariff's decimals.
+        timezone: the site's (a start stored without an offset is read in it).
+        department: extension and site-local day (``YYYY-MM-DD``) to department, None for none.
+    """
+
+    site: str
+    decimals: int = 2
+    timezone: tzinfo = UTC
+    department: Callable[[str, str], str | None] = lambda extension, day: None
+
+    def message(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in fields.items() if k != "auth_code"}  # a credential: never published
+        start = datetime.fromisoformat(str(fields["start"]))
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=self.timezone)
+        out["start"] = start.isoformat()
+        out["start_utc"] = iso(float(fields["start_utc"]))
+        out["answered"] = bool(fields["answered"])
+        cost = fields.get("cost")
+        out["cost"] = None if cost is None else money_text(Decimal(str(cost)), self.decimals)
+        extension = str(fields.get("extension") or "")
+        out["department"] = self.department(extension, start.date().isoformat()) if extension else None
+        out["site"] = self.site
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class DepartmentFigures:
+    """One department's outbound calls today, and its cost today and this month (sub-departments included)."""
+
+    name: str
+    calls_today: int
+    cost_today: Decimal
+    cost_month: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class SiteFigures:
+    """The site's figures for the retained state topic: outbound calls as ``smdrd report`` counts them."""
+
+    day: date
+    calls_today: int
+    cost_today: Decimal
+    cost_month: Decimal
+    departments: Sequence[DepartmentFigures] = ()
+
+
+def state_message(figures: SiteFigures, *, site: str, currency: str, decimals: int) -> dict[str, Any]:
+    """The retained ``<prefix>/state`` payload (no time of its own: an unchanged state is not sent again)."""
+    return {
+        "site": site,
+        "day": figures.day.isoformat(),
+        "month": figures.day.strftime("%Y-%m"),
+        "currency": currency,
+        "calls_today": figures.calls_today,
+        "cost_today": money_text(figures.cost_today, decimals),
+        "cost_month": money_text(figures.cost_month, decimals),
+        "departments": {d.name: {"calls_today": d.calls_today,
+                                 "cost_today": money_text(d.cost_today, decimals),
+                                 "cost_month": money_text(d.cost_month, decimals)}
+                        for d in figures.departments},
+    }
+
+
+def source_message(name: str, kind: str, *, site: str, up: bool, connected: bool, reason: str | None,
+                   last_line: float | None, tz: tzinfo) -> dict[str, Any]:
+    """The retained ``<prefix>/source/<name>`` payload: is the source up, as ``/healthz`` judges it."""
+    return {
+        "source": name,
+        "kind": kind,
+        "site": site,
+        "up": up,
+        "connected": connected,
+        "reason": reason,
+        "last_line": None if last_line is None else iso(last_line, tz),
+    }
