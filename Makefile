@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## Run the daemon on its embedded default: SQLite in var/demo.db, the PBX simulator feeding it.
+## Ctrl-C stops it and make exits 0. DEMO_ARGS passes options on (make demo DEMO_ARGS="--rate 10").
+DEMO_ARGS ?=
 demo: $(STAMP)
-	$(BIN)/smdrd demo
+	$(BIN)/smdrd demo $(DEMO_ARGS)
 
 ## The Debian packages the tests use for real (mosquitto, promtool, chromium, systemd-analyze).
 system-deps:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from smdrd.parsing import Parser
@@ -211,17 +212,25 @@ async def serve(host: str, port: int, lines: Iterator[str], rate: float | None, 
     Lines are held while no collector is connected, as a PBX's SMDR buffer does.
     """
     clients: set[asyncio.StreamWriter] = set()
+    handlers: set[asyncio.Task[Any]] = set()
     connected = asyncio.Event()
 
     async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            handlers.add(task)
         clients.add(writer)
         connected.set()
         try:
-            await reader.read()  # until the collector goes away
+            await reader.read()  # until the collector goes away, or the last line was sent
+        except ConnectionError:
+            pass
         finally:
             clients.discard(writer)
             if not clients:
                 connected.clear()
+            if task is not None:
+                handlers.discard(task)
 
     server = await asyncio.start_server(accept, host, port)
     if ready is not None:
@@ -247,4 +256,8 @@ async def serve(host: str, port: int, lines: Iterator[str], rate: float | None, 
             await pacer.wait()
         for writer in list(clients):
             writer.close()
+        # Let each connection's handler see its socket closed and end by itself: a handler still reading when
+        # asyncio.run cancels it at exit makes asyncio's stream callback print a CancelledError traceback.
+        if handlers:
+            await asyncio.wait(set(handlers), timeout=5)
     return sent

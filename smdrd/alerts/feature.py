@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -25,7 +26,7 @@ import structlog
 from smdrd.alerts.engine import RESOLVED_SUFFIX, AlertEngine, AlertStats, Departments, NoDepartments
 from smdrd.alerts.rules import RuleSet, SourceSnapshot, build_rules
 from smdrd.errors import SmdrdError
-from smdrd.journal import JournalEntry
+from smdrd.journal import Alert, JournalEntry
 from smdrd.store import open_store
 
 if TYPE_CHECKING:
@@ -58,6 +59,15 @@ def compile_settings(settings: Settings) -> tuple[RuleSet, Departments]:
     return rules, directory
 
 
+def _which_call(alert: Alert) -> dict[str, object]:
+    """The call an alert is about, for its log line: the call's uid, extension, number and start, and the
+    reason a person reads (from the payload, which says it for every channel)."""
+    payload = json.loads(alert.payload)
+    call = payload.get("call") or {}
+    return {"call": call.get("uid"), "extension": payload.get("extension"), "number": call.get("number"),
+            "start": call.get("start"), "reason": payload.get("reason")}
+
+
 class Alerts:
     """The alerts feature of one daemon: engine, outbox, publisher and the source health checks."""
 
@@ -84,7 +94,8 @@ class Alerts:
         for entry in entries:
             for alert in entry.alerts:
                 raised += 1
-                log.warning("alert.raised", rule=alert.rule, severity=alert.severity, id=alert.id)
+                log.warning("alert.raised", rule=alert.rule, severity=alert.severity, id=alert.id,
+                            **_which_call(alert))
                 self._metric_raised(alert.rule, alert.severity)
         if raised:
             self.pending += raised

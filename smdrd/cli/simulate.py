@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import os
+import signal
 import sys
-from datetime import datetime
-from decimal import Decimal
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from smdrd.config import parse_hostport
-from smdrd.core import MICROS, Entry
+from smdrd.core import Entry
+from smdrd.journal import RatedCall
 from smdrd.parsing import get_parser_class
+from smdrd.reports.render import hms
 from smdrd.simulator import DEPARTMENTS, Pacer, Traffic, push, render_calls, serve
 
 DEMO_TZ = "America/New_York"
@@ -44,6 +49,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     d.add_argument("-r", "--rate", type=float, default=2.0, help="calls per second (default 2)")
     d.add_argument("-n", "--count", type=int, help="stop after N calls (default: until Ctrl-C)")
     d.add_argument("-f", "--format", default="avaya-ipo", help="the simulated PBX's format (avaya-ipo)")
+    d.add_argument("--seed", type=int, help="random seed: the same seed gives the same numbers and durations")
     d.set_defaults(func=run_demo)
 
 
@@ -79,18 +85,79 @@ async def _to_stdout(lines: object, rate: float | None) -> None:
     out.flush()
 
 
+#: how the demo's call lines show a call's direction (the legend above them says so).
+_DIRECTIONS = {"inbound": "in", "outbound": "out", "internal": "int"}
+_COLUMNS = (f"  {'reported':<9}  {'started':<9}  {'ext':>5}  {'dir':<3}  {'number':<16}  {'class':<13}  "
+            f"{'talk':>10}  {'cost':>9}")
+DEMO_LEGEND = (
+    "Each call is printed as it is committed, in the order the PBX reported it (a PBX reports a call when it\n"
+    "ends). Times are UTC, like the log lines (the simulated PBX's clock is America/New_York):\n"
+    "  reported: when its record arrived    started: when the call began (ringing included)\n"
+    "  dir: out = outbound, in = inbound, int = internal    talk: talk time h:mm:ss, or unanswered\n"
+    "  cost: as rated (USD, demo prices)    alerts: the alert rules the call raised (see alert.raised)\n"
+    f"\n{_COLUMNS}  alerts"
+)
+
+
+def call_line(call: RatedCall, received_at: int, alerts: str = "", tz: ZoneInfo | None = None) -> str:
+    """One of the demo's call lines (see `DEMO_LEGEND`): ``received_at`` in microseconds since the epoch; a
+    naive start is in ``tz`` (the PBX's zone)."""
+    record = call.record
+    start = record.start if record.start.tzinfo else record.start.replace(tzinfo=tz or ZoneInfo(DEMO_TZ))
+    reported = datetime.fromtimestamp(received_at / 1_000_000, UTC)
+    talk = hms(record.duration) if record.answered else "unanswered"
+    rating = call.rating
+    cost = "" if rating is None else f"{rating.cost:.2f} {rating.currency}"
+    direction = _DIRECTIONS.get(record.direction.value, record.direction.value)
+    text = (f"  {reported:%H:%M:%S}Z  {start.astimezone(UTC):%H:%M:%S}Z  {record.extension:>5}  {direction:<3}  "
+            f"{record.number:<16}  {call.call_class or '':<13}  {talk:>10}  {cost:>9}")
+    if record.leg:
+        text += "  (transfer leg)"
+    return f"{text}  {alerts}".rstrip()
+
+
 def _print_calls(entries: list[Entry], _seconds: float) -> None:
     for entry in entries:
         if entry.status == "error":
             print(f"  ! line not parsed: {entry.error}", flush=True)
+        alerts = ", ".join(sorted({a.rule for a in entry.alerts}))
         for call in entry.calls:
-            record, micros = call.record, call.cost_micros
-            cost = "" if micros is None else f"{Decimal(micros) / MICROS:.2f} {call.currency}"
-            arrow = {"inbound": "<-", "outbound": "->", "internal": "<>"}.get(record.direction.value, "--")
-            m, s = divmod(record.duration, 60)
-            print(f"  {record.start.isoformat()[11:19]}  ext {record.extension:>4} {arrow} {record.number:<16} "
-                  f"{call.call_class or '':<13} {m:3d}m{s:02d}s {cost}{'  (transfer leg)' if record.leg else ''}",
-                  flush=True)
+            print(call_line(call, entry.received_at, alerts), flush=True)
+
+
+@contextlib.contextmanager
+def own_terminal() -> Iterator[None]:
+    """While the demo runs, put it alone in the terminal's foreground, so Ctrl-C reaches it and nothing else.
+
+    Under ``make demo`` the terminal's SIGINT would reach make too, and make then exits 130 whatever the demo
+    returns. Alone in the foreground the demo stops as the daemon does (commit everything, exit 0), and make
+    passes that 0 on. Run from a shell, the demo already leads its own process group and nothing changes.
+    """
+    fd = sys.stdin.fileno() if sys.stdin is not None and sys.stdin.isatty() else -1
+    try:
+        if fd < 0 or os.getpgrp() == os.getpid() or os.tcgetpgrp(fd) != os.getpgrp():
+            yield  # no terminal, a group of its own already, or running in the background
+            return
+        previous = os.tcgetpgrp(fd)
+        os.setpgid(0, 0)
+        _set_foreground(fd, os.getpgrp())
+    except OSError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            _set_foreground(fd, previous)
+
+
+def _set_foreground(fd: int, pgrp: int) -> None:
+    # A process outside the foreground group that changes it gets SIGTTOU unless it ignores it.
+    old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+    try:
+        os.tcsetpgrp(fd, pgrp)
+    finally:
+        signal.signal(signal.SIGTTOU, old)
 
 
 def _port_or_free(port: int) -> int:
@@ -131,14 +198,16 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"smdrd demo: database {args.database}; a simulated {args.format} PBX pushes {args.rate:g} calls/s "
           f"to 127.0.0.1:{port}. Ctrl-C stops.\n  reports: http://127.0.0.1:{http_port}/reports   "
           f"metrics: http://127.0.0.1:{http_port}/metrics", flush=True)
-    return asyncio.run(_demo(settings, args, port, Daemon))
+    with own_terminal():
+        return asyncio.run(_demo(settings, args, port, Daemon))
 
 
 async def _demo(settings: object, args: argparse.Namespace, port: int, daemon_cls: type) -> int:
     daemon = daemon_cls(settings, None, on_commit=_print_calls)
     task = asyncio.create_task(daemon.run())
     await daemon.ready.wait()
-    traffic = Traffic(tz=ZoneInfo(DEMO_TZ), realtime=True)
+    print(f"\n{DEMO_LEGEND}", flush=True)  # after the start-up log lines, just above the calls
+    traffic = Traffic(tz=ZoneInfo(DEMO_TZ), realtime=True, seed=args.seed)
     sim = asyncio.create_task(push("127.0.0.1", port, render_calls(get_parser_class(args.format), traffic,
                                                                     args.count), args.rate))
     done, _ = await asyncio.wait({task, sim}, return_when=asyncio.FIRST_COMPLETED)
@@ -147,4 +216,6 @@ async def _demo(settings: object, args: argparse.Namespace, port: int, daemon_cl
         daemon.request_stop()
     status: int = await task
     sim.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sim
     return status
