@@ -8,9 +8,11 @@ test_golden_reviewed_hipath_panasonic.py.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smdrd.errors import ParseError
 from smdrd.parsers.panasonic import HEADER, PanasonicParser
@@ -214,3 +216,34 @@ def test_rc_line_is_skipped_not_an_error() -> None:
     """``RC`` (an incoming call arriving) is printed before the call's real record: no call, no error."""
     assert parser_for().parse(REAL_RC) is None
     assert PanasonicParser(US).parse(MANUAL[0][:77] + "RC") is not None  # RC after a duration is a record
+
+
+@given(st.lists(st.dates(min_value=date(2000, 1, 1), max_value=date(2099, 12, 31)), min_size=1, max_size=12),
+       st.sampled_from(["mdy", "dmy"]))
+@settings(max_examples=200, deadline=None)
+def test_property_the_data_alone_never_gives_a_wrong_date(days: list[date], printed: str) -> None:
+    """Whatever order the PBX prints, a parser with no option and no country never reads a date wrong: each
+    line gives its true date or is an error that names date_order (until a day above 12 decides)."""
+    parser = PanasonicParser()
+    for day in days:
+        text = day.strftime("%m/%d/%y" if printed == "mdy" else "%d/%m/%y")
+        reason = ""
+        try:
+            r = one(REAL_TR.replace("02/11/11", text), parser)
+        except ParseError as exc:
+            reason = exc.reason
+        if reason:
+            assert "date_order" in reason
+        else:
+            assert r.start.date() == day
+
+
+@given(st.lists(st.dates(min_value=date(2000, 1, 1), max_value=date(2099, 12, 31)), min_size=1, max_size=12),
+       st.sampled_from(["US", "GB", "IR", "AU", "CA"]))
+@settings(max_examples=200, deadline=None)
+def test_property_the_country_s_order_reads_every_date(days: list[date], country: str) -> None:
+    """A PBX printing its country's order (as the manuals say it does) is read right, every line."""
+    printed = "%m/%d/%y" if country in ("US", "CA") else "%d/%m/%y"
+    parser = parser_for(country)
+    for day in days:
+        assert one(REAL_TR.replace("02/11/11", day.strftime(printed)), parser).start.date() == day
