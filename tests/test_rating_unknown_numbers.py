@@ -28,6 +28,7 @@ DECK = """\
 name,prefix,call_class,rate,billing_unit,initial_time,initial_cost,connection_fee,minimum_charge
 US and Canada,1,,0.012,60,,,,
 US toll-free 800,1800,toll-free,5.00,60,,,,
+US premium 900,1900,premium,2.99,60,,,0.50,
 Jamaica,1876,international,0.45,60,,,0.10,
 United Kingdom,44,international,0.05,60,,,,
 """
@@ -51,7 +52,8 @@ def config(tmp_path: Path) -> Path:
 
 
 def test_an_invalid_number_is_priced_as_the_most_expensive_rule_and_flagged(config: Path) -> None:
-    """Not 0.00: 0.10 + 2 x 0.45 as Jamaica (toll-free rules are not a price for an unknown number)."""
+    """Not 0.00: 0.10 + 2 x 0.45 as Jamaica, the dearest international rule (a US premium or toll-free
+    price says nothing about a number abroad)."""
     out = rate(INVALID, "--duration", "90", "--config", str(config))
     assert out["call_class"] == "unknown"
     assert out["rule"] == "unknown number, priced as Jamaica"
@@ -94,15 +96,16 @@ rule_st = st.builds(
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(rule_st, min_size=1, max_size=6), st.integers(1, 3600))
-def test_an_unknown_number_never_costs_less_than_any_outbound_rule_for_a_minute(
+def test_an_unknown_number_never_costs_less_than_any_international_rule_for_a_minute(
     specs: list[tuple[Decimal, Decimal, int, str]], seconds: int
 ) -> None:
-    """Priced as the most expensive outbound rule: for a one-minute call, at least what any known outbound
-    number costs; exact, rounded once; and the same through the record (the daemon) and `explain`."""
+    """Priced as the most expensive international rule: for a one-minute call, at least what any number
+    abroad costs; exact, rounded once; and the same through the record (the daemon) and `explain`."""
     rules = [Rule(f"r{i}", (f"4{i}",), rate=rate, connection_fee=fee, billing_unit=unit,
                   directions=frozenset({direction}), order=i)
              for i, (rate, fee, unit, direction) in enumerate(specs)]
-    rater = Rater(Dialplan("US", "212", ("9",)), build_tariff(rules), NEW_YORK)
+    home = Rule("US and Canada", ("1",), rate=Decimal("9.99"), order=len(rules))  # dearer, but not abroad
+    rater = Rater(Dialplan("US", "212", ("9",)), build_tariff([*rules, home]), NEW_YORK)
     start = datetime(2026, 3, 2, 10, 0, tzinfo=NEW_YORK)
     unknown = rater.rate_call(INVALID, start, 60)
     outbound = [r for r in rules if "outbound" in r.directions]
@@ -112,5 +115,6 @@ def test_an_unknown_number_never_costs_less_than_any_outbound_rule_for_a_minute(
                         number=INVALID, answered=True)
     daemon = rater.rate(record)
     assert daemon == rater.explain(INVALID, start, seconds)[0]
+    assert daemon.rule != "unknown number, priced as US and Canada"
     assert daemon.rule.startswith("unknown number, priced as ") or not any(
         r.rate or r.connection_fee for r in outbound)

@@ -148,8 +148,8 @@ class TariffConfig(Section):
     bands: dict[str, TariffBandConfig] = Field(default_factory=dict)
     holidays: list[date] = Field(default_factory=list)
     #: an outbound call to a number that fails validation and matches no rule: priced as the most expensive
-    #: outbound rule (its rule name says so), or "free".
-    unknown_numbers: Literal["most-expensive", "free"] = "most-expensive"
+    #: international rule (its rule name says so), or "free".
+    unknown_numbers: Literal["most-expensive-international", "free"] = "most-expensive-international"
 
     @field_validator("currency")
     @classmethod

@@ -11,9 +11,9 @@ all those in force wins, whatever its prefix length, which keeps an ordered list
 meaning the same.
 
 A number that fails validation (class ``unknown``) on an outbound call that no rule's prefix matches is
-priced by the tariff's `Tariff.unknown` rule: by default a copy of its most expensive outbound rule, named
-so that reports flag it (``unknown_numbers = "most-expensive"``), or nothing (``"free"``). A number nobody can
-read is more likely a mistyped or fraudulent call than a free one.
+priced by `Tariff.unknown_for` the site's country: by default a copy of the tariff's most expensive
+international rule, named so that reports flag it (``unknown_numbers = "most-expensive-international"``), or
+nothing (``"free"``). A number nobody can read is more likely a mistyped or fraudulent call than a free one.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ __all__ = [
 LONGEST_PREFIX = "longest-prefix"
 FIRST_MATCH = "first-match"
 #: ``[tariff] unknown_numbers``: how an outbound call to a number that fails validation is priced.
-UNKNOWN_MOST_EXPENSIVE = "most-expensive"
+UNKNOWN_MOST_EXPENSIVE = "most-expensive-international"
 UNKNOWN_FREE = "free"
 #: the talk time by which "most expensive" rules are compared (a minute: per-minute prices are what carriers
 #: publish, and it weighs connection fees and initial periods as a typical short call does).
@@ -65,8 +65,6 @@ _COMPARE_SECONDS = 60
 _INBOUND = "inbound"
 _OUTBOUND = "outbound"
 _INTERNAL = "internal"
-#: classes a rule may give whose prices say nothing about an unknown number's.
-_NEVER_PRICED = frozenset({cc.INTERNAL, cc.EMERGENCY, cc.TOLL_FREE})
 #: keys whose candidate rules a tariff remembers.
 _MEMO_SIZE = 1 << 16
 
@@ -207,8 +205,8 @@ class Tariff:
         holidays: local dates on which holiday bands apply.
         digest: a hash of everything the tariff was built from; stored with each rating, a later rerate
             can tell which calls were rated by an older tariff.
-        unknown: the rule for outbound calls to numbers that fail validation and match no prefix (see the
-            module docstring); ``None`` when they cost 0.
+        unknown_numbers: how outbound calls to numbers that fail validation and match no prefix are priced
+            (see the module docstring and `unknown_for`).
     """
 
     rules: tuple[Rule, ...]
@@ -219,12 +217,13 @@ class Tariff:
     split: bool = False
     holidays: frozenset[date] = frozenset()
     digest: str = ""
-    unknown: Rule | None = None
+    unknown_numbers: str = UNKNOWN_MOST_EXPENSIVE
     #: any rule depends on the time of the call (so the hot path may skip the clock when none does).
     timed: bool = field(init=False, repr=False)
     #: minutes of the day at which some band starts or stops (where a split call is cut).
     edges: tuple[int, ...] = field(init=False, repr=False)
     _memo: dict[str, tuple[tuple[Rule, str], ...]] = field(init=False, repr=False, compare=False)
+    _unknown: dict[int, Rule | None] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "timed", any(r.timed for r in self.rules))
@@ -234,6 +233,16 @@ class Tariff:
                 edges.update(rule.band.edges)
         object.__setattr__(self, "edges", tuple(sorted(edges)))
         object.__setattr__(self, "_memo", {})
+        object.__setattr__(self, "_unknown", {})
+
+    def unknown_for(self, country_code: int) -> Rule | None:
+        """The rule for outbound calls to numbers that fail validation, for a site in ``country_code``
+        (``None``: they cost 0). Computed once per country (a pass over every rule), then remembered."""
+        if self.unknown_numbers != UNKNOWN_MOST_EXPENSIVE:
+            return None
+        if country_code not in self._unknown:
+            self._unknown[country_code] = unknown_rule(self.rules, str(country_code))
+        return self._unknown[country_code]
 
     def candidates(self, key: str) -> tuple[tuple[Rule, str], ...]:
         """Every rule whose prefix starts ``key``, with that prefix, best first (before time, trunk and
@@ -320,20 +329,27 @@ def build_tariff(
         return (0 if rule.trunks else 1, *rule.specificity, rule.order)
 
     table = PrefixTable(((p, r) for r in ordered for p in r.prefixes), sort_key=sort_key)
-    unknown = unknown_rule(ordered) if unknown_numbers == UNKNOWN_MOST_EXPENSIVE else None
     return Tariff(ordered, table, mode, currency.upper(), decimals, split, frozenset(holidays), digest,
-                  unknown)
+                  unknown_numbers)
 
 
-def unknown_rule(rules: Iterable[Rule]) -> Rule | None:
-    """The rule for outbound calls to numbers that fail validation: the tariff's most expensive outbound rule
-    (by the price of a one-minute call; the earliest on a tie), whatever its time band or trunk, renamed so
-    that a report shows the call was not priced by its own number. ``None`` for a tariff with no such rule.
+def _international(rule: Rule, home: str) -> bool:
+    if rule.call_class is not None:
+        return rule.call_class == cc.INTERNATIONAL
+    return any(not p.startswith(home) for p in rule.prefixes)
+
+
+def unknown_rule(rules: Iterable[Rule], home: str) -> Rule | None:
+    """The rule for outbound calls to numbers that fail validation at a site whose country code is ``home``:
+    the most expensive outbound international rule (a rule of class ``international``, or with no class and
+    a prefix outside ``home``), by the price of a one-minute call, the earliest on a tie, whatever its time
+    band or trunk; renamed so that a report shows the call was not priced by its own number. ``None`` for a
+    tariff with no international rule that charges anything.
     """
     best: Rule | None = None
     best_cost = ZERO
     for rule in rules:
-        if "outbound" not in rule.directions or rule.call_class in _NEVER_PRICED:
+        if _OUTBOUND not in rule.directions or not _international(rule, home):
             continue
         cost = price(rule, _COMPARE_SECONDS)
         if cost > best_cost:
@@ -423,13 +439,14 @@ class Rater:
         cache: use the shared normalisation cache (turn off only to measure it).
     """
 
-    __slots__ = ("_normalise", "plan", "tariff", "tz")
+    __slots__ = ("_normalise", "_unknown", "plan", "tariff", "tz")
 
     def __init__(self, plan: Dialplan, tariff: Tariff, tz: tzinfo, *, cache: bool = True) -> None:
         self.plan = plan
         self.tariff = tariff
         self.tz = tz
         self._normalise = normalise if cache else normalise_uncached
+        self._unknown = tariff.unknown_for(plan.country_code)
 
     @classmethod
     def from_config(
@@ -520,7 +537,7 @@ class Rater:
             # No talk time: carriers bill nothing, unless the rule charges its connection fee for attempts.
             cost = round_cost(price_attempt(rule), tariff.decimals) if rule.charge_unanswered else ZERO
             return _rating(num.e164, call_class, rule.name, prefix, cost, tariff.currency)
-        if tariff.split and rule is not tariff.unknown:
+        if tariff.split and rule is not self._unknown:
             call = _Call(num, direction, trunk, local or _local(start, self.tz))
             unrounded = self._split(call, rule, prefix, duration)[0]
         else:
@@ -532,7 +549,7 @@ class Rater:
         """The tariff's rule for an outbound number that failed validation and matched no prefix."""
         if direction != _OUTBOUND or num.call_class != cc.UNKNOWN:
             return None
-        return self.tariff.unknown
+        return self._unknown
 
     def explain(
         self,
@@ -566,7 +583,7 @@ class Rater:
                 note += ", connection fee only"
             return rating, Breakdown(note, connection_fee=rating.cost, unrounded=price_attempt(rule),
                                      cost=rating.cost)
-        if tariff.split and rule is not tariff.unknown:
+        if tariff.split and rule is not self._unknown:
             unrounded, pieces = self._split(_Call(num, direction, trunk, local), rule, prefix, duration)
         else:
             unrounded = price(rule, duration)
