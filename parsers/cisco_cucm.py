@@ -18,7 +18,13 @@ signed 32-bit integers in little-endian byte order (``239138826`` is ``10.248.64
 Direction: CUCM has no direction field. A device whose name starts with one of ``phone_prefixes`` (``SEP``,
 ``ATA``, ``CSF``...: phones and soft clients) or matches ``internal_devices`` (globs, e.g. voicemail ports) is
 internal, any other device (gateways, SIP trunks, often named by IP) is a trunk. Phone to phone is internal,
-phone to trunk outbound, trunk to anything inbound. Options::
+phone to trunk outbound, trunk to anything inbound, except a trunk-to-trunk record that an internal number
+redirected off the network (``lastRedirectDn`` set, and ``finalCalledPartyNumber`` neither the number first
+called nor as short as the redirecting number, as an outside number is longer than a directory number: a call
+forwarded to an outside number): that one is outbound from ``lastRedirectDn`` to ``finalCalledPartyNumber`` on
+the destination trunk, the leg the carrier bills (the caller is kept in ``extra``, ``callingPartyNumber``). A
+call forwarded to a voicemail pilot or another directory number stays inbound; list voicemail and other internal
+non-phone devices in ``internal_devices`` all the same. Options::
 
     [sources.format_options]
     phone_prefixes = ["SEP", "ATA", "CSF", "BOT", "TCT", "TAB", "AN"]
@@ -259,7 +265,13 @@ class CiscoCUCMParser(Parser):
         calling = g("callingPartyNumber", "")
         called = g("originalCalledPartyNumber", "") or g("finalCalledPartyNumber", "")
         final = g("finalCalledPartyNumber", "") or called
-        if orig_dev and not self._internal_device(orig_dev):
+        redirected_by = g("lastRedirectDn", "")
+        if orig_dev and dest_dev and not self._internal_device(orig_dev) and not self._internal_device(dest_dev) \
+                and redirected_by and final != called and len(final) > len(redirected_by):
+            # trunk to trunk because an internal number forwarded the call off the network: the leg the carrier
+            # bills is the forward out, paid for by the number that forwarded it (the caller stays in extra)
+            direction, extension, number, trunk = Direction.OUTBOUND, redirected_by, final, dest_dev
+        elif orig_dev and not self._internal_device(orig_dev):
             direction, extension, number, trunk = Direction.INBOUND, final, calling, orig_dev
         elif dest_dev and not self._internal_device(dest_dev):
             direction, extension, number, trunk = Direction.OUTBOUND, calling, called, dest_dev

@@ -122,7 +122,10 @@ class ThreeCXParser(Parser):
         if from_type == "Line" or (not from_type and not from_ext):
             direction = Direction.INBOUND
             number = g("from_no", "")
-            extension = g("final_dn", "") if final_type == "Extension" else (g("to_dn", "") or g("to_no", ""))
+            # the final number is the one that took the call ("in a transfer ... the final connected number");
+            # without final_type among the fields, its "Ext." prefix says it is an extension
+            final_ext = final_type == "Extension" if final_type else g("final_number", "").startswith("Ext.")
+            extension = g("final_dn", "") if final_ext else (g("to_dn", "") or g("to_no", ""))
             trunk = from_dn
         elif to_type == "Line" or final_type == "Line" or (not to_type and not final_type):
             direction = Direction.OUTBOUND

@@ -81,3 +81,23 @@ def test_bad_options_name_the_option() -> None:
 def test_detect() -> None:
     assert ThreeCXParser.detect([REAL]) > 0.9
     assert ThreeCXParser.detect(['"","1","2"']) == 0.0
+
+
+# --- issue 13: a second real line, 20 fields, an inbound queue call answered by another extension -------------
+
+PASSIVE = Path(__file__).parent / "fixtures" / "3cx" / "passive-socket-612504.smdr"
+
+
+def test_inbound_call_belongs_to_the_extension_that_finally_took_it() -> None:
+    """Without final_type among the fields, a final number ``Ext.504`` is the extension that answered; the queue
+    extension first rung (960) was reported instead."""
+    r = parse_one(PASSIVE.read_text(), fields=list(DEFAULT_FIELDS[:20]))
+    assert r.direction is Direction.INBOUND
+    assert (r.extension, r.number, r.trunk) == ("504", "+353861777149", "10021")
+    assert (r.duration, r.ring, r.transfer) == (336, 0, "QFwdToDNA")
+
+
+def test_final_number_that_is_not_an_extension_keeps_the_first_called() -> None:
+    line = PASSIVE.read_text().replace(",Ext.504,504,", ",+35312345678,10021,")
+    r = parse_one(line, fields=list(DEFAULT_FIELDS[:20]))
+    assert r.extension == "960"

@@ -167,3 +167,19 @@ def test_a_ring_time_no_real_call_has_is_refused_before_it_counts_as_a_leg() -> 
     assert info.value.field == "ring"
     got = parser.parse(line)
     assert got is not None and [r.leg for r in got] == [0]
+
+
+# --- issue 13: a real CUCM 10 file (reminisc3/CSVUtil, before it was re-saved), an off-net call forward --------
+
+def test_call_forwarded_off_the_network_is_outbound_from_the_forwarding_number() -> None:
+    """3365585309 calls DN 3091, which forwards all calls to 912677679721 back out on the same SIP trunk. A user
+    saw an inbound call "to extension 912677679721"; the carrier bills the forward out, from 3091."""
+    records, _ = parse_all(lines("csvutil-2016-01.smdr"))
+    forwarded, voicemail = records
+    assert forwarded.direction is Direction.OUTBOUND
+    assert (forwarded.extension, forwarded.number, forwarded.trunk) == ("3091", "912677679721", "172.16.11.1")
+    assert forwarded.extra["callingPartyNumber"] == "3365585309"
+    assert (forwarded.duration, forwarded.ring) == (15, 52)
+    # forwarded to the voicemail pilot 7990: a directory number, not the outside world
+    assert voicemail.direction is Direction.INBOUND
+    assert (voicemail.extension, voicemail.trunk) == ("7990", "10.205.28.1")
