@@ -22,6 +22,11 @@ The rules (each failing rule adds one reason):
   once is up (it finishes by design).
 
 The body also shows each source's last line time and the journal's counts, for a human reading it.
+
+**Degraded, not unhealthy:** MQTT delivery that cannot reach its broker (``[mqtt] enabled`` and not connected
+after a failed attempt or a lost connection) turns ``status`` to ``degraded`` with HTTP 200, and says how many
+alerts wait in the outbox: the PBX path still collects, journals and stores every call (and the outbox keeps the
+alerts until the broker is back), so a monitor that restarts smdrd on 503 must not restart it for that.
 """
 
 from __future__ import annotations
@@ -52,9 +57,15 @@ class Health:
     healthy: bool
     reasons: list[str] = field(default_factory=list)
     detail: dict[str, Any] = field(default_factory=dict)
+    #: what works less well without failing the PBX path (MQTT delivery down): still HTTP 200.
+    degraded: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return "unhealthy" if not self.healthy else "degraded" if self.degraded else "ok"
 
     def response(self) -> Response:
-        body = {"status": "ok" if self.healthy else "unhealthy", "reasons": self.reasons, **self.detail}
+        body = {"status": self.status, "reasons": self.reasons, "degraded": self.degraded, **self.detail}
         return Response(200 if self.healthy else 503, (json.dumps(body, indent=2) + "\n").encode(),
                         "application/json")
 
@@ -122,9 +133,43 @@ class HealthMonitor:
                 reasons.append(f"source {cfg.name}: {why}"
                                + (f" ({status.last_error_reason})" if status.last_error_reason else ""))
         body: dict[str, Any] = {"version": __version__, "database": database, "sources": sources}
+        degraded: list[str] = []
+        mqtt = self._mqtt(detail)
+        if mqtt is not None:
+            body["mqtt"] = mqtt
+            if mqtt["status"] == "degraded":
+                waiting = mqtt["pending_alerts"]
+                degraded.append("mqtt: not connected to the broker" + (
+                    "" if waiting is None else f"; {waiting} alert(s) waiting in the outbox"))
         if detail and failed:
             body["failed_tasks"] = failed
-        return Health(not reasons, reasons, body)
+        return Health(not reasons, reasons, body, degraded)
+
+    def _mqtt(self, detail: bool) -> dict[str, Any] | None:
+        """MQTT delivery's state, or None when the daemon has no MQTT delivery."""
+        features = self._daemon.features
+        delivery = features.mqtt
+        if delivery is None:
+            return None
+        pending = features.alerts.pending if features.alerts is not None else None
+        publisher = delivery.publisher
+        if not delivery.config.enabled or publisher is None:
+            return {"enabled": delivery.config.enabled, "status": "off" if not delivery.config.enabled else
+                    "starting", "connected": False, "pending_alerts": pending}
+        stats = publisher.stats
+        if publisher.connected:
+            status = "ok"
+        elif stats.connects or stats.connect_failures:
+            status = "degraded"  # lost, or refused at least once: not merely still connecting at start
+        else:
+            status = "connecting"
+        out: dict[str, Any] = {"enabled": True, "status": status, "connected": publisher.connected,
+                               "pending_alerts": pending}
+        if detail:
+            out.update({"broker": f"{delivery.config.host}:{delivery.config.port}", "last_error": stats.last_error,
+                        "connect_failures": stats.connect_failures,
+                        "retained_pending": publisher.retained_pending})
+        return out
 
 
 def source_down(kind: str, follow: bool, connected: bool, last_line: float | None, now: float) -> str | None:
