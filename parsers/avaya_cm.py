@@ -13,6 +13,10 @@ Times: the ``time`` field is taken as the time the call ended (option ``time = "
 real capture records come out in ``time`` order although some calls last many minutes, which only fits end
 times. Start = end - talk - ring, at minute resolution.
 
+Dates: ``MMDDYY`` or ``DDMMYY`` as CM's ``system-parameters cdr`` form says ("CDR Date Format"); never a silent
+guess (`._order.DateOrder`): option ``date_order = "mdy"`` or ``"dmy"``, else the first date with a day above
+12 decides, else the site's country. `choices` says which, and how the time is read.
+
 Direction comes from the condition code (Admin Guide for CM, Table 53): ``0`` intraswitch,
 ``7``/``8``/``A``/``B`` outgoing, ``9`` incoming or tandem, ``G``/``H``/``I`` ring records of incoming calls;
 for the other codes from which trunk fields are filled (``code-used`` outgoing, ``in-trk-code`` /
@@ -33,9 +37,10 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from smdrd.errors import ParseError
-from smdrd.parsing import Parser, ParserContext
+from smdrd.parsing import Choice, Parser, ParserContext
 from smdrd.record import CallRecord, Direction
 
+from ._order import DateOrder
 from .toolkit import Layout, Slice
 
 #: the widths CM gives each customized-record field (the default layout's widths; others are overridable).
@@ -163,7 +168,7 @@ class AvayaCMParser(Parser):
         #: (field, key in extra) of the fields kept in `CallRecord.extra`, in the order of the record.
         self._extra = tuple((f.name, f.name.replace("-", "_")) for f in sorted(slices.values(), key=lambda f: f.start)
                             if f.name not in _CORE and f.name != "cond-code")
-        self._dmy = str(opts.get("date_order", "mdy")).lower() == "dmy"
+        self.dates = DateOrder(self.name, opts.get("date_order", "auto"), self.context.country)
         self._time_is_end = str(opts.get("time", "end")).lower() != "start"
         # (in-trk-code, in-crt-id, clg-num) -> the held G record
         self._pending: OrderedDict[tuple[str, str, str], CallRecord] = OrderedDict()
@@ -252,6 +257,13 @@ class AvayaCMParser(Parser):
             record = replace(record, ring=ring, extra=extra, start=start)
         return (record,)
 
+    def choices(self) -> list[Choice]:
+        time = (Choice("time", "end", "the time is the END of the call (records come out in time order though "
+                                      "calls last minutes); set time = \"start\" if CM prints the start")
+                if self._time_is_end else Choice("time", "start", "the time is the START of the call, set by "
+                                                                   "the option"))
+        return [self.dates.choice(), time]
+
     def flush(self) -> Sequence[CallRecord]:
         held = tuple(self._pending.values())
         self._pending.clear()
@@ -260,7 +272,7 @@ class AvayaCMParser(Parser):
     def _end_time(self, date: str, time: str) -> datetime:
         """The date and time fields (as `parse_layout`'s converters checked them) as one datetime."""
         a, b, yy = int(date[0:2]), int(date[2:4]), int(date[4:6])
-        month, day = (b, a) if self._dmy else (a, b)
+        month, day = self.dates.month_day(date, a, b)
         try:
             return datetime(2000 + yy, month, day, int(time[0:2]), int(time[2:4]),
                             tzinfo=self.context.timezone)

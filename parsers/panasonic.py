@@ -8,11 +8,11 @@ CO 2, Dial Number 25, Ring 4, Duration 8, ACC Code 10, CD 2; 0-based offsets as 
 
 * Date ``MM/DD/YY`` or ``DD/MM/YY``: the PBX prints its country's order ("The date order varies depending on
   the user's country/area", KX-TEA308 Feature Guide 1.20; the KX-TD816AL manual prints Day/Month/Year), and the
-  line cannot say which. Never a silent guess (`DateOrder`): option ``date_order = "mdy"`` or ``"dmy"`` says it;
-  otherwise (``"auto"``, the default) the first date with a day above 12 decides, and a first date that cannot
-  (``02/11/11``) takes the order of the site's country (`MDY_COUNTRIES` print month first). Once chosen the
-  order holds for the stream: a later date that cannot be read in it is a `ParseError` naming ``date_order``.
-  With no option, no deciding date and no country the line is `smdrd.parsing.Undecided`.
+  line cannot say which. Never a silent guess (`._order.DateOrder`): option ``date_order = "mdy"`` or
+  ``"dmy"`` says it; otherwise (``"auto"``, the default) the first date with a day above 12 decides, and a first
+  date that cannot (``02/11/11``) takes the order of the site's country. Once chosen the order holds for the
+  stream: a later date that cannot be read in it is a `ParseError` naming ``date_order``. With no option, no
+  deciding date and no country the line is `smdrd.parsing.Undecided`.
 * Time ``hh:mmAM``/``hh:mmPM`` (24-hour ``hh:mm`` is accepted too) is the END of the call on KX-TDA/TDE/NS
   ("Shows the end time of a call", KX-TDA/KX-TD816AL manuals), so start = end - duration - ring, at minute
   resolution; KX-TEA/TES print the START ("Shows the start time of a call", KX-TEA308 Feature Guide 1.20):
@@ -37,9 +37,10 @@ import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
-from smdrd.parsing import Choice, Parser, ParserContext, Undecided
+from smdrd.parsing import Choice, Parser, ParserContext
 from smdrd.record import CallRecord, Direction
 
+from ._order import DateOrder
 from .toolkit import Layout, Slice
 
 SLICES: Mapping[str, tuple[int, int]] = {
@@ -54,11 +55,6 @@ LOGIN_ECHOES = ("SMDR", "PCCSMDR", "PASSWORD", "ENTER PASSWORD", "LOGIN", "-")
 TRANSFER_CODES = frozenset({"TR", "FW"})
 #: the CD code of the line printed when an incoming call arrives (not a finished call).
 RECEIVE_CODE = "RC"
-#: countries whose Panasonic PBXs print the month first (the US and the territories on its numbering plan,
-#: Canada, the Philippines); every other country prints the day first.
-MDY_COUNTRIES = frozenset({"US", "CA", "PH", "PR", "GU", "VI", "AS", "MP", "UM"})
-DATE_ORDERS = ("auto", "mdy", "dmy")
-_ORDER_WORDS = {"mdy": "month/day/year", "dmy": "day/month/year"}
 _DURATION = re.compile(r"[0-9]{2}:[0-9]{2}'[0-9]{2}")
 
 
@@ -119,36 +115,18 @@ class PanasonicParser(Parser):
     def __init__(self, context: ParserContext | None = None) -> None:
         super().__init__(context)
         options = self.context.options
-        order = str(options.get("date_order", "auto")).lower()
-        if order not in DATE_ORDERS:
-            raise ValueError(f"panasonic option 'date_order' must be one of {', '.join(DATE_ORDERS)}, "
-                             f"not {options.get('date_order')!r}")
+        self.dates = DateOrder(self.name, options.get("date_order", "auto"), self.context.country)
         time_is_end = options.get("time_is_end", True)
         if not isinstance(time_is_end, bool):
             raise ValueError(f"panasonic option 'time_is_end' must be a boolean, not {time_is_end!r}")
         self.time_is_end = time_is_end
-        #: the order dates are read in, once chosen, and why.
-        self.order: str | None = None
-        self.order_reason = ""
-        if order != "auto":
-            self.order, self.order_reason = order, f"set by the option (date_order = \"{order}\")"
 
     def choices(self) -> list[Choice]:
-        if self.order is not None:
-            order = Choice("date_order", self.order, self.order_reason)
-        else:
-            country = (self.context.country or "").upper()
-            then = (f"else the site's country {country}: {self._country_order()}" if country
-                    else "and nothing else decides it (no site country): set date_order")
-            order = Choice("date_order", "", f"auto: the first date with a day above 12 decides, {then}")
         time = Choice("time_is_end", "true" if self.time_is_end else "false",
                       "the time is the END of the call (KX-TDA/TDE/NS; KX-TEA/TES print the start: set "
                       "time_is_end = false)" if self.time_is_end else
                       "the time is the START of the call (KX-TEA/TES), set by the option")
-        return [order, time]
-
-    def _country_order(self) -> str:
-        return "mdy" if (self.context.country or "").upper() in MDY_COUNTRIES else "dmy"
+        return [self.dates.choice(), time]
 
     def parse(self, line: str) -> Sequence[CallRecord] | None:
         line = line.rstrip("\r\n\x00\x0c")
@@ -238,7 +216,7 @@ class PanasonicParser(Parser):
                 and date[0:2].isdigit() and date[3:5].isdigit() and date[6:8].isdigit()):
             raise self.error(f"expected MM/DD/YY or DD/MM/YY, got {date!r}", "date")
         a, b, yy = int(date[0:2]), int(date[3:5]), int(date[6:8])
-        month, day = (a, b) if self._order_for(date, a, b) == "mdy" else (b, a)
+        month, day = self.dates.month_day(date, a, b)
         t = time.strip().upper()
         suffix = t[5:]
         if len(t) < 5 or t[2] != ":" or not (t[:2].isdigit() and t[3:5].isdigit() and t.isascii()) \
@@ -253,37 +231,7 @@ class PanasonicParser(Parser):
             return datetime(2000 + yy, month, day, hour, minute, tzinfo=self.context.timezone)
         except ValueError as exc:
             raise self.error(f"not a valid date and time: {date} {time} ({exc}; read as "
-                             f"{_ORDER_WORDS[self.order or 'mdy']}, {self.order_reason})", "date") from None
-
-    def _order_for(self, date: str, a: int, b: int) -> str:
-        """The order ``date`` (its first two numbers ``a`` and ``b``) is read in: the one already chosen, else
-        the one the date itself decides (a day above 12), else the site's country's; chosen once per stream.
-
-        Raises:
-            ParseError: the date cannot be read in the chosen order (names ``date_order``).
-            Undecided: nothing decides the order yet.
-        """
-        if self.order is None:
-            if 12 < a <= 31 and 1 <= b <= 12:
-                self.order, self.order_reason = "dmy", f"decided by the data: {date} has no month {a}"
-            elif 12 < b <= 31 and 1 <= a <= 12:
-                self.order, self.order_reason = "mdy", f"decided by the data: {date} has no month {b}"
-            elif self.context.country:
-                country = self.context.country.upper()
-                self.order = self._country_order()
-                self.order_reason = (f"from the site's country {country} ({date} does not decide it; set "
-                                     f"date_order if the PBX prints otherwise)")
-            else:
-                raise Undecided(self.name, f"{date} reads as month/day or as day/month and nothing decides "
-                                           f"which (no day above 12 yet, no site country): set the format "
-                                           f"option date_order = \"mdy\" or \"dmy\"", "date")
-        month = a if self.order == "mdy" else b
-        if month > 12:
-            other = "dmy" if self.order == "mdy" else "mdy"
-            raise self.error(f"{date} is not a {_ORDER_WORDS[self.order]} date (no month {month}): the order was "
-                             f"{self.order_reason}; if the PBX prints {_ORDER_WORDS[other]}, set the format "
-                             f"option date_order = \"{other}\"", "date")
-        return self.order
+                             f"{self.dates.describe()})", "date") from None
 
     @classmethod
     def render(cls, record: CallRecord) -> list[str]:

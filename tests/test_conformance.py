@@ -267,7 +267,7 @@ MITEL_NOW = ParserContext(now=datetime(2024, 2, 29))
 CASES = [
     Case("avaya-ipo", [tipo.INTERNAL, tipo.OUTBOUND, tipo.MISSED_IN, tipo.SIP_IN, *tipo.TRANSFER],
          ipo_records(), fields=(*ROUND_TRIP_FIELDS, "call_id"), max_bytes=300),
-    Case("avaya-cm", tcm.REAL, cm_records(), encoding="ascii", max_bytes=300),
+    Case("avaya-cm", tcm.REAL, cm_records(), ParserContext(country="US"), encoding="ascii", max_bytes=300),
     Case("3cx", [t3cx.REAL], threecx_records(), ParserContext(timezone=t3cx.TZ)),
     Case("asterisk-csv", tast.sample_lines(), asterisk_records(), ParserContext(timezone=tast.TZ)),
     Case("cisco-cucm", tcisco.lines("cdr.smdr") + tcisco.lines("cmr.smdr"), cisco_records(),

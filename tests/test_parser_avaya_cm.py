@@ -153,3 +153,27 @@ def test_bad_date_names_the_field() -> None:
     with pytest.raises(ParseError) as exc:
         AvayaCMParser().parse("13" + REAL[0][2:])
     assert exc.value.field == "date"
+
+
+def test_date_order_is_decided_by_the_data_or_the_site_country() -> None:
+    """CM prints MMDDYY or DDMMYY as its CDR form says: 011416 decides month first (no month 14); an ambiguous
+    first date (010216) takes the site's country, and without one it is an error naming date_order (issue 13)."""
+    parser = AvayaCMParser()
+    assert parse_one(REAL[0], parser).start.date() == datetime(2016, 1, 14).date()
+    (order, time) = parser.choices()
+    assert (order.option, order.value, time.value) == ("date_order", "mdy", "end")
+    assert "decided by the data: 011416" in order.reason
+    ambiguous = "010216" + REAL[0][6:]
+    assert parse_one(ambiguous, AvayaCMParser(ParserContext(country="GB"))).start.date() == datetime(
+        2016, 2, 1).date()
+    assert parse_one(ambiguous, AvayaCMParser(ParserContext(country="US"))).start.date() == datetime(
+        2016, 1, 2).date()
+    with pytest.raises(ParseError, match="date_order"):
+        AvayaCMParser().parse(ambiguous)
+
+
+def test_a_date_the_chosen_order_cannot_read_names_date_order() -> None:
+    parser = AvayaCMParser(ParserContext(options={"date_order": "dmy"}))
+    with pytest.raises(ParseError, match='date_order = "mdy"') as exc:
+        parser.parse(REAL[0])
+    assert exc.value.field == "date"
