@@ -115,3 +115,25 @@ def test_undecided_lines_count_as_recognised_and_say_so() -> None:
     best = detect_formats(lines)[0]
     assert (best.format, best.rejected, best.records) == ("panasonic", 0, 0)
     assert detect_formats(lines, ParserContext(country="IR"))[0].records == 3
+
+
+def test_check_config_says_what_each_source_s_parser_chose(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """Before any data: a Panasonic source on a GB site will read an ambiguous date day first, a Siemens one
+    takes its time as the end of the call; an explicit option is reported as such."""
+    from smdrd.cli import main
+    from smdrd.testing import config_toml, daemon_config
+
+    sources = [{"name": "pana", "kind": "file", "path": str(tmp_path / "p.log"), "format": "panasonic"},
+               {"name": "cm", "kind": "file", "path": str(tmp_path / "c.log"), "format": "avaya-cm",
+                "format_options": {"date_order": "dmy"}},
+               {"name": "hipath", "kind": "file", "path": str(tmp_path / "h.log"), "format": "siemens-hipath"}]
+    config = daemon_config(tmp_path, sources, site={"country": "GB", "timezone": "Europe/London"})
+    path = tmp_path / "smdrd.toml"
+    path.write_text(config_toml(config))
+    assert main(["check-config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "source 'pana' (panasonic): date_order = (undecided): auto: the first date with a day above 12 " \
+           "decides, else the site's country GB: dmy" in out
+    assert "source 'cm' (avaya-cm): date_order = dmy: set by the option" in out
+    assert "source 'hipath' (siemens-hipath): time_is_end = true" in out

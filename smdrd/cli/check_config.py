@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from smdrd.config import config_warnings, load_config, redacted
+from smdrd.config import Settings, config_warnings, load_config, redacted
 from smdrd.errors import ConfigError, TariffError
 
 
@@ -46,4 +46,23 @@ def run(args: argparse.Namespace) -> int:
     n = len(warnings)
     noted = f" with {n} warning{'s' if n != 1 else ''} (above)" if n else ""
     print(f"{args.file}: OK{noted}; database {settings.database.path}; sources: {sources}")
+    for line in source_choices(settings):
+        print(f"  {line}")
     return 1 if warnings and args.strict else 0
+
+
+def source_choices(settings: Settings) -> list[str]:
+    """What each source's parser will choose for the settings its PBX makes configurable and its lines cannot
+    show (day/month order, start or end time), and why: never a silent guess (issue 13, item 3)."""
+    from smdrd.parsing import ParserContext, get_parser_class
+
+    out: list[str] = []
+    for src in settings.sources:
+        context = ParserContext(timezone=settings.site.tz, year=src.year, options=src.format_options,
+                                country=settings.site.country)
+        try:
+            parser = get_parser_class(src.format)(context)
+        except Exception:  # already reported above as a problem of its format or options
+            continue
+        out += [f"source {src.name!r} ({src.format}): {choice}" for choice in parser.choices()]
+    return out
