@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from smdrd.cli import rate
-from smdrd.errors import TariffError
+from smdrd.defaults import DEFAULT_CONFIG_PATH
+from smdrd.errors import SmdrdError, TariffError
 
 DECK = Path(__file__).parent / "fixtures" / "rating" / "uk.csv"
 UK = ["--rules", str(DECK), "--country", "GB", "--area-code", "020", "--currency", "GBP"]
@@ -30,7 +31,7 @@ def test_json_output_one_object_per_number(capsys: pytest.CaptureFixture[str]) -
     assert lines == [
         {"number": "902079460000", "e164": "+442079460000", "call_class": "local", "rule": "UK London",
          "prefix": "4420", "cost": "0.06", "currency": "GBP"},
-        {"number": "201", "e164": "", "call_class": "internal", "rule": "", "prefix": "", "cost": "0",
+        {"number": "201", "e164": "", "call_class": "internal", "rule": "", "prefix": "", "cost": "0.00",
          "currency": "GBP"},
     ]
 
@@ -66,7 +67,10 @@ def test_bad_deck_is_an_error(tmp_path: Path) -> None:
         run(["902079460000", "--duration", "60", "--rules", str(bad), "--country", "GB"])
 
 
-def test_needs_config_or_country() -> None:
-    """Without --config or --country the command says what it needs."""
-    with pytest.raises(SystemExit):
+def test_needs_config_or_country(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --config, $SMDRD_CONFIG, the default file or --country the command says what it needs."""
+    monkeypatch.delenv("SMDRD_CONFIG", raising=False)
+    if DEFAULT_CONFIG_PATH.exists():
+        pytest.skip(f"this machine has {DEFAULT_CONFIG_PATH}")
+    with pytest.raises(SmdrdError, match=r"--config FILE.*--country CC"):
         run(["902079460000", "--duration", "60"])

@@ -14,6 +14,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from smdrd import __version__
 from smdrd.errors import SmdrdError
@@ -55,6 +56,13 @@ SUMMARIES: dict[str, tuple[str, str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line saying what is wrong and where to look (not the whole usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The command line's parser.
 
@@ -63,7 +71,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             name and `SUMMARIES` help (all that ``--help`` and an unknown command need). ``None`` imports every
             command module.
     """
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="smdrd",
         description="Call-accounting daemon for office PBXs: collects SMDR/CDR call records, "
         "journals them in SQLite, parses, rates, reports and alerts.",
@@ -87,18 +95,51 @@ def _command_in(argv: Sequence[str]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser(_command_in(sys.argv[1:] if argv is None else argv))
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _command_in(argv)
+    parser = build_parser(command)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the command's own parser, so the line points at its --help
+        _subparser(parser, getattr(args, "command", None)).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    who = f"smdrd {args.command}"
     try:
         status: int = args.func(args)
     except SmdrdError as exc:
-        print(f"smdrd: {exc}", file=sys.stderr)
+        print(f"{who}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # a file a user named: missing, unreadable, a folder, a full disk
+        print(f"{who}: {_os_error(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        sqlite3 = sys.modules.get("sqlite3")
+        if sqlite3 is None or not isinstance(exc, sqlite3.DatabaseError):
+            raise
+        print(f"{who}: the database cannot be used: {exc} (is it an smdrd SQLite file?)", file=sys.stderr)
+        return 1
     return status
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str | None) -> argparse.ArgumentParser:
+    for action in parser._subparsers._group_actions if parser._subparsers else ():
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            chosen: argparse.ArgumentParser = action.choices[command]
+            return chosen
+    return parser
+
+
+def _os_error(exc: OSError) -> str:
+    """``exc`` as one line: the file, then what is wrong with it (``[Errno 2] No such file...`` reworded)."""
+    import errno
+
+    reason = {errno.ENOENT: "no such file or folder", errno.EACCES: "permission denied",
+              errno.EISDIR: "is a folder, not a file", errno.ENOSPC: "no space left on the device"}.get(
+        exc.errno or 0, (exc.strerror or type(exc).__name__).lower())
+    name = exc.filename if exc.filename is not None else ""
+    return f"{name}: {reason}" if name else reason

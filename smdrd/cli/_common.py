@@ -1,32 +1,102 @@
-"""Helpers shared by the command modules."""
+"""Helpers shared by the command modules: finding the configuration, and the database it names.
+
+Every command that reads the configuration finds it the same way: ``--config FILE``, else ``$SMDRD_CONFIG``, else
+the default file (`DEFAULT_CONFIG_PATH`) if it exists. With none of them, a command refuses with one line saying
+how to give one, unless the database is named (``--database`` or ``$SMDRD_DATABASE__PATH``): then it says on
+stderr that it runs on the built-in defaults (UTC, no tariff, no departments) and goes on. It never falls back
+silently to a system path.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from smdrd.config import DEFAULT_CONFIG_PATH, Settings, load_config
+from smdrd.errors import SmdrdError
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-c", "--config", type=Path, default=None,
-        help=f"the TOML configuration file (default: $SMDRD_CONFIG or {DEFAULT_CONFIG_PATH})",
+        help=f"the TOML configuration file (default: $SMDRD_CONFIG, else {DEFAULT_CONFIG_PATH} if it exists)",
     )
 
 
 def config_path(args: argparse.Namespace) -> Path:
     """The configuration file named on the command line, in ``$SMDRD_CONFIG``, or the default."""
-    if args.config is not None:
+    if getattr(args, "config", None) is not None:
         return Path(args.config)
     env = os.environ.get("SMDRD_CONFIG")
     return Path(env) if env else DEFAULT_CONFIG_PATH
 
 
-def settings_from(args: argparse.Namespace, *, required: bool = True) -> tuple[Settings, Path | None]:
-    """Load the configuration for a command; without ``required``, a missing default file means defaults."""
-    path = config_path(args)
-    if not required and args.config is None and not path.exists():
-        return load_config(None), None
-    return load_config(path), path
+def config_named(args: argparse.Namespace) -> bool:
+    """Whether a configuration file is named or present: ``--config``, ``$SMDRD_CONFIG`` or the default file."""
+    return (getattr(args, "config", None) is not None or bool(os.environ.get("SMDRD_CONFIG"))
+            or DEFAULT_CONFIG_PATH.exists())
+
+
+def no_config_message(args: argparse.Namespace) -> str:
+    """The one line a command that needs a configuration says when there is none."""
+    return (f"no configuration: {DEFAULT_CONFIG_PATH} does not exist and neither --config nor $SMDRD_CONFIG "
+            f"names a file; pass --config FILE (start from config/smdrd.example.toml)"
+            + (", or --database PATH to use the built-in defaults" if hasattr(args, "database") else ""))
+
+
+def _database_named(args: argparse.Namespace) -> bool:
+    return (getattr(args, "database", None) is not None
+            or any(name.upper() == "SMDRD_DATABASE__PATH" for name in os.environ))
+
+
+def settings_from(args: argparse.Namespace, *, existing_database: bool = False) -> tuple[Settings, Path | None]:
+    """The configuration for a command, and its file (``None`` when running on the built-in defaults).
+
+    Args:
+        args: the command's arguments (``config``, and ``database`` where the command has it).
+        existing_database: the database (`database_of`) must exist: a command that reads it must not create it.
+
+    Raises:
+        ConfigError: the file named cannot be read or is invalid (naming the file, key and what was expected).
+        SmdrdError: no configuration file at all and no database named (see the module's docstring), or no
+            database where ``existing_database`` asks for one.
+    """
+    if config_named(args):
+        path = config_path(args)
+        settings = load_config(path)
+        if existing_database:
+            _check_database(args, settings, path)
+        return settings, path
+    if not _database_named(args):
+        raise SmdrdError(no_config_message(args))
+    settings = load_config(None)
+    if existing_database:
+        _check_database(args, settings, None)
+    if not getattr(args, "quiet", False):  # said once the command's own inputs are known to be there
+        beside = database_of(args, settings).with_suffix(".toml")
+        hint = f"; {beside} is beside the database: pass --config {beside}" if beside.is_file() else ""
+        print(f"smdrd {args.command}: no configuration file: built-in defaults (site timezone UTC, no tariff, "
+              f"no departments){hint}", file=sys.stderr)
+    return settings, None
+
+
+def database_of(args: argparse.Namespace, settings: Settings) -> Path:
+    """``--database``, else the configuration's ``[database] path``."""
+    given = getattr(args, "database", None)
+    return Path(given) if given is not None else settings.database.path
+
+
+def _check_database(args: argparse.Namespace, settings: Settings, config: Path | None) -> None:
+    path = database_of(args, settings)
+    if path.is_file():
+        return
+    if getattr(args, "database", None) is not None:
+        origin = "--database"
+    elif any(name.upper() == "SMDRD_DATABASE__PATH" for name in os.environ):
+        origin = "$SMDRD_DATABASE__PATH"
+    else:
+        origin = f"[database] path in {config}" if config is not None else "the default [database] path"
+    what = "is a folder, not a database file" if path.is_dir() else "no such database"
+    raise SmdrdError(f"{path}: {what} (from {origin})")

@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from smdrd.cli._common import add_config_argument, settings_from
+from smdrd.cli._common import add_config_argument, database_of, settings_from
+from smdrd.errors import SmdrdError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -50,12 +51,11 @@ def _database_arguments(p: argparse.ArgumentParser) -> None:
                    help="the database file (default: [database] path from the configuration)")
 
 
-def database_path(args: argparse.Namespace) -> Path:
-    """``--database``, else the configuration's ``[database] path`` (defaults when no config file exists)."""
-    if args.database is not None:
-        return Path(args.database)
-    settings, _ = settings_from(args, required=False)
-    return settings.database.path
+def database_path(args: argparse.Namespace, *, exists: bool) -> Path:
+    """``--database``, else the configuration's ``[database] path`` (see `smdrd.cli._common.settings_from`);
+    with ``exists``, it must be there."""
+    settings, _ = settings_from(args, existing_database=exists)
+    return database_of(args, settings)
 
 
 def _size(n: int) -> str:
@@ -65,7 +65,7 @@ def _size(n: int) -> str:
 def run_backup(args: argparse.Namespace) -> int:
     from smdrd.store.sqlite.backup import backup
 
-    source = database_path(args)
+    source = database_path(args, exists=True)
     result = backup(source, args.file, overwrite=args.force)
     c = result.copy
     print(f"{source} -> {c.path}: {c.lines} lines, {c.calls} calls (up to line {c.last_line_id}), "
@@ -76,7 +76,9 @@ def run_backup(args: argparse.Namespace) -> int:
 def run_restore(args: argparse.Namespace) -> int:
     from smdrd.store.sqlite.backup import restore
 
-    target = database_path(args)
+    if not args.file.is_file():
+        raise SmdrdError(f"{args.file}: {'is a folder, not a backup file' if args.file.is_dir() else 'no such file'}")
+    target = database_path(args, exists=False)
     result = restore(args.file, target, force=args.force)
     migrated = ("" if result.migrated_from is None
                 else f", schema migrated from version {result.migrated_from} to {result.schema_version}")

@@ -33,9 +33,13 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, TariffError) as exc:
         if isinstance(exc, TariffError):
             exc = ConfigError(str(args.file), [("tariff", str(exc))])
+        if [key for key, _ in exc.problems] == [""]:  # the file itself (missing, not TOML): one line
+            print(f"smdrd check-config: {exc}", file=sys.stderr)
+            return 1
         print(exc, file=sys.stderr)
         n = len(exc.problems)
-        print(f"{n} problem{'s' if n != 1 else ''} found", file=sys.stderr)
+        if n > 1:
+            print(f"{n} problems found", file=sys.stderr)
         return 1
     warnings = config_warnings(args.file, settings)
     for key, msg in warnings:

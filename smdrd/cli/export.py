@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from smdrd.cli._common import add_config_argument, settings_from
+from smdrd.cli._common import add_config_argument, database_of, settings_from
 from smdrd.csvsafe import SafeCsvWriter
 from smdrd.errors import SmdrdError
 
@@ -151,13 +151,8 @@ def private_output(target: Path) -> Iterator[IO[str]]:
 def run(args: argparse.Namespace) -> int:
     from smdrd.store import open_store
 
-    if args.database is not None and args.config is None:
-        db, tz, decimals = Path(args.database), ZoneInfo("UTC"), 2
-    else:
-        settings, _ = settings_from(args, required=False)
-        db, tz, decimals = settings.database.path, settings.site.tz, settings.tariff.decimals
-        if args.database is not None:
-            db = Path(args.database)
+    settings, _ = settings_from(args, existing_database=True)
+    db, tz, decimals = database_of(args, settings), settings.site.tz, settings.tariff.decimals
     start = parse_time(args.start, tz) if args.start else None
     end = parse_time(args.end, tz) if args.end else None
     export = open_store(db).export()

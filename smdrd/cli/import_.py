@@ -59,7 +59,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings, path = settings_from(args, required=False)
+    for name in args.files:  # before anything is opened or created: a typo costs nothing
+        if name != "-" and not Path(name).is_file():
+            raise SmdrdError(f"{name}: {'is a folder, not a file' if Path(name).is_dir() else 'no such file'}")
+    settings, path = settings_from(args)
     if args.database is not None:
         settings = settings.model_copy(update={"database": settings.database.model_copy(
             update={"path": args.database})})

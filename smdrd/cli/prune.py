@@ -15,9 +15,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from smdrd.cli._common import add_config_argument, settings_from
+from smdrd.cli._common import add_config_argument, database_of, settings_from
 from smdrd.config import MIN_CALLS_DAYS
-from smdrd.errors import SmdrdError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from smdrd.store import open_store
     from smdrd.store.api import cutoffs
 
-    settings, _ = settings_from(args, required=False)
+    settings, _ = settings_from(args, existing_database=True)
     cfg = settings.retention
     calls_days = cfg.calls_days if args.calls_days is None else args.calls_days
     lines_days = cfg.lines_days if args.lines_days is None else args.lines_days
@@ -50,9 +49,7 @@ def run(args: argparse.Namespace) -> int:
         args.parser.error(f"--calls-days: expected 0 (keep for ever) or at least {MIN_CALLS_DAYS}, got {calls_days}")
     if lines_days < 0:
         args.parser.error(f"--lines-days: expected 0 (keep for ever) or more, got {lines_days}")
-    path = Path(args.database or settings.database.path)
-    if not path.exists():
-        raise SmdrdError(f"{path}: no such database (check [database] path or --database)")
+    path = database_of(args, settings)
     cut = cutoffs(datetime.now(UTC), settings.site.tz, calls_days=calls_days, lines_days=lines_days)
     lines_before = None if cut.lines_before is None else cut.lines_before // 1_000_000
     print(f"{path}: call details {_before(cut.calls_before)}; raw lines {_before(lines_before)}")

@@ -9,9 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from smdrd.cli._common import add_config_argument, config_named, config_path, no_config_message
+from smdrd.errors import SmdrdError
 
 
 def register(subparsers: Any) -> None:
@@ -31,15 +35,18 @@ def register(subparsers: Any) -> None:
     p.add_argument("--inbound", action="store_true", help="rate as an inbound call")
     p.add_argument("--unanswered", action="store_true", help="rate as an unanswered call")
     p.add_argument("--json", action="store_true", help="print one JSON object per number")
-    p.add_argument("--config", metavar="FILE", help="the smdrd configuration ([site] and [tariff])")
-    without = p.add_argument_group("without --config")
+    add_config_argument(p)
+    without = p.add_argument_group(
+        "with a deck instead of the configuration ([site] and [tariff]); --country chooses this way")
     without.add_argument("--rules", action="append", default=[], metavar="DECK.csv",
                          help="a rate deck (may be repeated)")
     without.add_argument("--country", metavar="CC", help="the site's country (ISO code such as GB)")
     without.add_argument("--area-code", default="", metavar="A", help="the site's area code")
     without.add_argument("--access-code", action="append", default=None, metavar="9",
                          help="an outside-line access code (may be repeated; default 9)")
-    without.add_argument("--currency", default="USD", metavar="X", help="ISO 4217 currency (default USD)")
+    without.add_argument("--currency", metavar="X",
+                         help="ISO 4217 currency (default: what the deck says on a `# currency: GBP` line; "
+                         "without a deck, USD)")
     without.add_argument("--decimals", type=int, default=2, metavar="N", help="decimals (default 2)")
     without.add_argument("--timezone", default="UTC", metavar="TZ", help="the site's timezone (default UTC)")
     without.add_argument("--first-match", action="store_true", help="first-match instead of longest prefix")
@@ -47,27 +54,57 @@ def register(subparsers: Any) -> None:
 
 
 def _rater(args: argparse.Namespace) -> Any:
+    """The configured rater (``--config``, ``$SMDRD_CONFIG`` or the default file), or, with ``--country``, one
+    built from the flags and decks."""
     from smdrd.config import SiteConfig, TariffConfig, load_config
     from smdrd.errors import ConfigError
     from smdrd.rating import Rater
 
-    if args.config:
-        settings = load_config(args.config)
-        return Rater.from_config(settings.site, settings.tariff, base_dir=Path(args.config).parent)
+    if args.config is not None or (not args.country and config_named(args)):
+        path = config_path(args)
+        settings = load_config(path)
+        return Rater.from_config(settings.site, settings.tariff, base_dir=path.parent)
     if not args.country:
-        args.parser.error("give --config FILE, or --country CC (with --rules DECK.csv to price calls)")
+        raise SmdrdError(f"{no_config_message(args)}, or --country CC (with --rules DECK.csv to price calls)")
+    decks = [Path(r) for r in args.rules]
     try:
         site = SiteConfig(
             country=args.country, area_code=args.area_code, timezone=args.timezone,
             access_codes=args.access_code if args.access_code is not None else ["9"],
         )
         tariff = TariffConfig(
-            currency=args.currency, decimals=args.decimals, decks=[Path(r) for r in args.rules],
+            currency=args.currency or _decks_currency(decks) or "USD", decimals=args.decimals, decks=decks,
             mode="first-match" if args.first_match else "longest-prefix",
         )
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        raise ConfigError(None, [("", str(exc).splitlines()[-1].strip())]) from None
-    return Rater.from_config(site, tariff)
+        raise SmdrdError(str(exc).splitlines()[-1].strip()) from None
+    try:
+        return Rater.from_config(site, tariff)
+    except ConfigError as exc:  # the only site key a flag gives that the rater checks: the country
+        raise SmdrdError(f"--country: {exc.problems[0][1]}") from None
+
+
+def _decks_currency(decks: list[Path]) -> str | None:
+    """The currency the decks declare on a leading comment line such as ``# currency: GBP`` (which the deck
+    reader skips as a comment); ``None`` if none does.
+
+    Raises:
+        SmdrdError: two decks declare different currencies.
+    """
+    found: dict[str, Path] = {}
+    for deck in decks:
+        with deck.open(encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                text = line.strip()
+                if text and not text.startswith("#"):
+                    break  # the header: declarations come before it
+                key, _, value = text.lstrip("#").partition(":")
+                if key.strip().lower() == "currency" and value.strip():
+                    found.setdefault(value.strip().upper(), deck)
+    if len(found) > 1:
+        raise SmdrdError("--rules: the decks declare different currencies ("
+                         + ", ".join(f"{deck}: {code}" for code, deck in found.items()) + "); give --currency")
+    return next(iter(found), None)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     from smdrd.rating import Rater
 
     rater: Rater = _rater(args)
+    decimals = rater.tariff.decimals
     tz = ZoneInfo(str(rater.tz))
     if args.at:
         try:
@@ -93,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
                                           answered=not args.unanswered)
         if args.json:
             print(json.dumps({"number": number, "e164": rating.e164, "call_class": rating.call_class,
-                              "rule": rating.rule, "prefix": rating.prefix, "cost": str(rating.cost),
+                              "rule": rating.rule, "prefix": rating.prefix, "cost": _money(rating.cost, decimals),
                               "currency": rating.currency}))
             continue
         rule = f"{rating.rule} (prefix {rating.prefix})" if rating.rule else "(none)"
@@ -101,5 +139,18 @@ def run(args: argparse.Namespace) -> int:
               f"  e164   {rating.e164 or '-'}\n"
               f"  class  {rating.call_class}\n"
               f"  rule   {rule}\n"
-              f"  cost   {breakdown.describe(rating.currency)}")
+              f"  cost   {_describe(breakdown, rating.currency, decimals)}")
     return 0
+
+
+def _money(amount: Decimal, decimals: int) -> str:
+    """``amount`` with the tariff's decimals, as every stored cost is shown (``0.00``, not ``0``)."""
+    return f"{amount:.{decimals}f}"
+
+
+def _describe(breakdown: Any, currency: str, decimals: int) -> str:
+    """How the cost was reached; a call that no rule prices (internal, free) shows its 0 with the decimals."""
+    if breakdown.note:
+        return f"{_money(breakdown.cost, decimals)} {currency} ({breakdown.note})"
+    text: str = breakdown.describe(currency)
+    return text

@@ -16,7 +16,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from smdrd.cli._common import add_config_argument, settings_from
+from smdrd.cli._common import add_config_argument, database_of, settings_from
 from smdrd.config import Settings, SourceConfig
 from smdrd.core import FLUSHED, MICROS, Entry, flush_entry, process_frame
 from smdrd.errors import SmdrdError
@@ -55,11 +55,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _open(args: argparse.Namespace) -> tuple[Settings, Path | None, Rebuild]:
-    settings, path = settings_from(args, required=False)
-    db = args.database or settings.database.path
-    if not Path(db).exists():
-        raise SmdrdError(f"no database at {db}")
-    return settings, path, open_store(db).rebuild()
+    settings, path = settings_from(args, existing_database=True)
+    return settings, path, open_store(database_of(args, settings)).rebuild()
 
 
 def _bounds(args: argparse.Namespace, settings: Settings) -> tuple[int, int]:

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from smdrd.cli._common import add_config_argument, settings_from
+from smdrd.cli._common import add_config_argument, database_of, settings_from
 from smdrd.rating.classes import CALL_CLASSES
 from smdrd.reports.queries import DIRECTIONS, KINDS
 from smdrd.reports.render import FORMATS
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from smdrd.reports.render import render
     from smdrd.store import open_store
 
-    settings, path = settings_from(args, required=False)
+    settings, path = settings_from(args, existing_database=True)
     ctx = context_from(settings, path=str(path) if path else None)
     params: dict[str, list[str]] = {
         "kind": [args.kind], "department": args.department, "extension": args.extension, "trunk": args.trunk,
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         query = parse_query(params, ctx)
     except ValueError as exc:
         args.parser.error(str(exc).replace("page_size", "--page-size").replace("by_class", "--by-class"))
-    reader = open_store(args.database or settings.database.path).reports()
+    reader = open_store(database_of(args, settings)).reports()
     try:
         report = run_report(reader, query, ctx)
     finally:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 import structlog
 
-from smdrd import __version__
-from smdrd.cli._common import add_config_argument, config_path
+from smdrd.cli._common import add_config_argument, config_named, config_path, no_config_message
 from smdrd.config import load_config
-from smdrd.errors import ConfigError
+from smdrd.errors import SmdrdError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,18 +22,10 @@ def run(args: argparse.Namespace) -> int:
     from smdrd.daemon import run_daemon
     from smdrd.logs import configure
 
+    if not config_named(args):
+        raise SmdrdError(f"{no_config_message(args)}; to try smdrd without one: smdrd demo")
     path = config_path(args)
-    if not path.exists():
-        print(f"smdrd {__version__}: no configuration file at {path}.\n"
-              f"Write one from config/smdrd.example.toml (scripts/install.sh puts a copy in /etc/smdrd), "
-              f"or pass --config FILE (or set SMDRD_CONFIG). To try smdrd without one: `smdrd demo`.",
-              file=sys.stderr)
-        return 2
-    try:
-        settings = load_config(path)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    settings = load_config(path)
     configure(settings.logging.level, settings.logging.format)
     from smdrd.config import config_file_warnings
 
