@@ -246,7 +246,8 @@ class NecSVParser(Parser):
         record, written = self._held
         self._held = None
         first = written.strip()
-        name = text if text.startswith(first) else (written + text).strip()
+        # a cut at a word's end leaves the column's padding between the two parts: one space is kept
+        name = text if text.startswith(first) else " ".join((written + text).split())
         return (replace(record, extra={**record.extra, "caller_name": name}),)
 
     def _is_name(self, text: str) -> bool:

@@ -170,3 +170,12 @@ def test_next_line_after_an_emitted_record_is_skipped() -> None:
     parser = NecSVParser(ParserContext(timezone=TZ))
     assert parser.parse(PIN + " " * 11 + "J SMITH")
     assert parser.parse("NEXT J SMITH") is None
+
+
+def test_name_cut_at_a_word_end_keeps_one_space() -> None:
+    parser = NecSVParser(ParserContext(timezone=TZ))
+    parser.parse(NAMED)
+    parser.parse(REST)  # line-feed mode from here on
+    assert parser.parse(PIN.ljust(63) + "NEC INFRONTIA   ") == ()
+    (r,) = parser.parse("NEXT CORP") or ()
+    assert r.extra["caller_name"] == "NEC INFRONTIA CORP"
