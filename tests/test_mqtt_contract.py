@@ -295,3 +295,21 @@ async def test_healthz_says_degraded_while_alerts_wait_for_the_broker(tmp_path: 
 @pytest.mark.parametrize("name", SCHEMAS)
 def test_each_schema_ships_in_the_package(name: str) -> None:
     assert load_schema(name)["$id"].endswith(f"/{name}.schema.json")
+
+
+def test_the_payloads_in_docs_alerts_md_follow_the_schemas() -> None:
+    """Every JSON example of docs/alerts.md that is a payload validates against its schema, and the Node-RED
+    flow is valid JSON: a user copying them gets what the daemon sends."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "alerts.md").read_text()
+    blocks = [json.loads(b) for b in re.findall(r"```json\n(.*?)```", text, re.S)]
+    kinds = []
+    for doc in blocks:
+        if isinstance(doc, list):
+            kinds.append("node-red")
+            continue
+        kind = ("call" if "call_key" in doc else "alert" if "rule" in doc else "state" if "calls_today" in doc
+                else "source" if "kind" in doc else None)
+        assert kind is not None, doc
+        jsonschema.Draft202012Validator(load_schema(kind)).validate(doc)
+        kinds.append(kind)
+    assert sorted(kinds) == ["alert", "alert", "call", "node-red", "source", "state"]
