@@ -513,3 +513,66 @@ def test_3cx_line_1_outbound_call() -> None:
 def test_3cx_trailing_blank_line_is_not_a_call() -> None:
     """The capture ends with an empty line; it is not a record."""
     assert records_of_line(THREECX, 2) == []
+
+
+# ------------------------------------------------------------------------------------- issue 13 (part B) captures
+
+ASTERISK_H323 = FIXTURES / "asterisk-csv" / "kafka-h323.smdr"
+IPO_KAFKA = FIXTURES / "avaya-ipo" / "kafka-2018-09.smdr"
+NEC_MANUAL = FIXTURES / "nec-sv" / "manual-sl1000-caller-name.smdr"
+CUCM_10 = FIXTURES / "cisco-cucm" / "csvutil-2016-01.smdr"
+THREECX_V20 = FIXTURES / "3cx" / "v20-issue16.smdr"
+
+
+def test_asterisk_h323_line_7_appdial_is_a_leg_of_the_dialling_call() -> None:
+    """Line 7: ``lastapp`` AppDial, ``lastdata`` (Outgoing Line), channel OOH323/avayaG700-1946 = line 6's
+    dstchannel (2863 dialling 09083258557 out on the H.323 trunk). Dial() wrote it for the outgoing channel: a
+    third leg of key 1536293284.12655, outbound 2863 -> 09083258557, 0 s (billsec 0), not an inbound call."""
+    check(one(ASTERISK_H323, 7), {
+        "start": "2018-09-07T11:08:14+07:00", "duration": 0, "ring": 0, "direction": "outbound",
+        "extension": "2863", "number": "09083258557", "trunk": "OOH323/avayaG700", "account": "ast_h323",
+        "call_id": "1536293284.12658", "leg": 2, "answered": True, "call_key": "1536293284.12655",
+    })
+
+
+def test_ipo_kafka_lines_1_2_sip_caller_to_voicemail() -> None:
+    """§1: Direction I, Is Internal 0, Call ID 1949529 with Continuation 1 then 0; no E device (T9017 and the
+    voicemail channel V9513), so the extension is Called Number (4209, then 4666); the caller's ``@host`` goes."""
+    first, second = one(IPO_KAFKA, 1), one(IPO_KAFKA, 2)
+    check(first, {"direction": "inbound", "extension": "4209", "number": "9145661757", "trunk": "T9017",
+                  "duration": 27, "leg": 0, "continued": True, "answered": True})
+    check(second, {"direction": "inbound", "extension": "4666", "leg": 1, "continued": False, "answered": False,
+                   "call_key": first["call_key"]})
+
+
+def test_nec_manual_caller_name_is_not_an_account_code() -> None:
+    """SL1000 manual sample, PRG 35-02-17 = 1: the PIN record's ACCOUNT column is the caller name and the NEXT
+    line that follows names the caller for the previous record; the POT record keeps its account code 08754."""
+    check(one(NEC_MANUAL, 2), {"direction": "outbound", "account": "08754", "extension": "2001"})
+    assert records_of_line(NEC_MANUAL, 3) == []  # held until its NEXT line
+    record = one(NEC_MANUAL, 4)
+    check(record, {"direction": "inbound", "extension": "2017", "number": "2142623802", "account": "",
+                   "duration": 20, "trunk": "001", "start": "2011-12-09T10:52:00"})
+    assert record["extra"]["caller_name"] == "NECinfrontia Corp."
+
+
+def test_cucm_10_line_3_call_forwarded_off_net() -> None:
+    """CDAR field descriptions: originalCalledPartyNumber 3091, finalCalledPartyNumber 912677679721 (pattern
+    9.@), lastRedirectDn 3091 with redirect reason 15 (call forward all), orig and dest device the SIP trunk
+    172.16.11.1. The carrier bills the forward out: outbound from 3091. 1452774590 = 12:29:50 UTC."""
+    check(one(CUCM_10, 3), {
+        "start": "2016-01-14T07:29:50-05:00", "duration": 15, "ring": 52, "direction": "outbound",
+        "extension": "3091", "number": "912677679721", "trunk": "172.16.11.1", "call_id": "872185",
+    })
+
+
+def test_3cx_v20_line_1_inbound_through_a_queue() -> None:
+    """A V20 line in the default order: from_type Line (inbound on line 10020), to_type Queue (80002),
+    final_type Extension (final_dn 10013 took the call); ring = answered - start = 8 s, talk 00:08:10."""
+    record = one(THREECX_V20, 1)
+    check(record, {
+        "start": "2024-04-30T08:27:28+02:00", "duration": 490, "ring": 8, "direction": "inbound",
+        "extension": "10013", "number": "070XXXXXXX", "trunk": "10020", "transfer": "ReplacedDst",
+        "answered": True,
+    })
+    assert instant(record) == datetime(2024, 4, 30, 6, 27, 28, tzinfo=UTC)
