@@ -580,6 +580,23 @@ def call_records(format: str, *, start: datetime = datetime(2020, 1, 1), zone: t
     return result
 
 
+def check_detection(parser_class: type[Parser], samples: Sequence[str], *,
+                    context: ParserContext | None = None) -> None:
+    """`Parser.detect` recognises the format's own ``samples`` (real lines) and its parser reads every one of
+    them, so ``smdrd detect`` can rank it first on them: `smdrd.parsing.detect_formats` scores a format above
+    `smdrd.parsing.REJECTED_CEILING` only when its parser reads the lines (a claim on shape alone is not
+    enough). A class that does not implement `Parser.detect` is not checked."""
+    from smdrd.parsing import REJECTED_CEILING, verify
+
+    own = inspect.getattr_static(parser_class, "detect") is not inspect.getattr_static(Parser, "detect")
+    if not own or not any(line.strip() for line in samples):
+        return  # a format that makes no claim (a layout from the config) is never detected
+    claimed = parser_class.detect(list(samples))
+    found = verify(parser_class, list(samples), claimed, context)
+    assert found.rejected == 0, f"the parser refuses {found.rejected} of its samples: {found.first_error}"
+    assert found.score > REJECTED_CEILING, f"detect gives {claimed} for the format's own samples"
+
+
 def check_parser(parser_class: type[Parser], *, samples: Sequence[str] = (),
                  records: SearchStrategy[CallRecord] | SearchStrategy[tuple[CallRecord, ParserContext]] | None = None,
                  context: ParserContext | ContextFor | None = None,
@@ -587,8 +604,8 @@ def check_parser(parser_class: type[Parser], *, samples: Sequence[str] = (),
     """The whole conformance kit for one parser class (what a third-party plugin runs on itself).
 
     Checks the class (a `Parser` with a ``name`` and a one-line ``description``, `detect` a classmethod giving
-    0 to 1), `check_garbage` with ``samples``, and, when the class has its own `Parser.render`,
-    `check_round_trip` with ``records`` (default `call_records`).
+    0 to 1), `check_detection` with ``samples``, `check_garbage` with ``samples``, and, when the class has its
+    own `Parser.render`, `check_round_trip` with ``records`` (default `call_records`).
     """
     assert issubclass(parser_class, Parser), f"{parser_class!r} is not a smdrd Parser"
     assert isinstance(parser_class.name, str), "a parser needs a format name"
@@ -600,6 +617,7 @@ def check_parser(parser_class: type[Parser], *, samples: Sequence[str] = (),
         score = parser_class.detect(lines)
         assert 0.0 <= score <= 1.0, f"detect gave {score} for {lines[:3]}"
     fixed = context if isinstance(context, ParserContext) else None
+    check_detection(parser_class, samples, context=fixed)
     check_garbage(parser_class, samples=samples, context=fixed, max_examples=max_examples)
     if inspect.getattr_static(parser_class, "render") is not inspect.getattr_static(Parser, "render"):
         check_round_trip(parser_class, records if records is not None else call_records(parser_class.name),

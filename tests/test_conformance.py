@@ -24,7 +24,14 @@ from smdrd.parsing import ParserContext, format_names, get_parser_class
 from smdrd.record import MAX_CALL_SECONDS, CallRecord, Direction
 from smdrd.sources import handshakes
 from smdrd.sources.handshakes import Handshake
-from smdrd.testing import ROUND_TRIP_FIELDS, call_records, check_garbage, check_parser, check_round_trip
+from smdrd.testing import (
+    ROUND_TRIP_FIELDS,
+    call_records,
+    check_detection,
+    check_garbage,
+    check_parser,
+    check_round_trip,
+)
 
 from . import test_parser_3cx as t3cx
 from . import test_parser_asterisk as tast
@@ -313,6 +320,12 @@ def test_rendered_records_parse_back(case: Case) -> None:
     assert case.records is not None
     check_round_trip(get_parser_class(case.format), case.records, context=case.context, fields=case.fields,
                      check_lines=case.check_lines, max_examples=min(case.examples, 200))
+
+
+@pytest.mark.parametrize("case", CASES, ids=_ids)
+def test_each_format_detects_its_own_samples_and_parses_them(case: Case) -> None:
+    """`smdrd detect` scores a format high only when its parser reads the lines: its own samples must pass."""
+    check_detection(get_parser_class(case.format), case.samples, context=case.context)
 
 
 @pytest.mark.parametrize("name", format_names())
