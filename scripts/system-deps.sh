@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite talks to for real: mosquitto (the MQTT broker the tests start),
-# prometheus (promtool), chromium and chromium-driver (the report page test), systemd (systemd-analyze).
+# prometheus (the server the dashboard test starts, and promtool), chromium and chromium-driver (the report page test), systemd (systemd-analyze).
 # Run as root it installs what is missing; otherwise it says what is missing, and those tests are skipped
 # (under CI=true they fail instead).
 set -euo pipefail
 
 need=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
-command -v promtool >/dev/null || need+=(prometheus)
+{ command -v prometheus >/dev/null && command -v promtool >/dev/null; } || need+=(prometheus)
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
 command -v systemd-analyze >/dev/null || need+=(systemd)

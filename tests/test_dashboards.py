@@ -32,7 +32,7 @@ _KEYWORDS = frozenset({"by", "without", "on", "ignoring", "group_left", "group_r
 def metric_names(expr: str) -> set[str]:
     """The metric names a PromQL (or Grafana-templated PromQL) expression selects."""
     # Grafana's label_values(selector, label): only the selector is PromQL.
-    s = re.sub(r"label_values\(\s*([^,]*?)\s*,\s*\w+\s*\)", r"\1", expr)
+    s = re.sub(r"label_values\(\s*([^,{]*(?:\{[^}]*\})?)\s*,\s*\w+\s*\)", r"\1", expr)
     s = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', '""', s)  # strings hold no names
     s = re.sub(r"\{[^}]*\}", " ", s)  # label matchers
     s = re.sub(r"\[[^\]]*\]", " ", s)  # range and subquery durations, Grafana's [$__range]
@@ -92,7 +92,9 @@ def dashboard_exprs(node: Any) -> Iterator[str]:
     """Every PromQL query in a Grafana dashboard: panel targets (rows included) and template variables."""
     if isinstance(node, dict):
         for key, val in node.items():
-            if isinstance(val, str) and (key == "expr" or (key == "query" and node.get("type") != "datasource")):
+            # A query variable's PromQL is its definition (and again in query.query); a datasource variable's
+            # query is a plugin id and a custom one's its values: neither is PromQL.
+            if isinstance(val, str) and (key == "expr" or (key == "definition" and node.get("type") == "query")):
                 yield val
             else:
                 yield from dashboard_exprs(val)
@@ -105,7 +107,7 @@ def test_the_name_reader_finds_metrics_and_nothing_else() -> None:
     """The reader behind the dashboard test: if it missed names, the dashboard test would pass vacuously."""
     expr = ('histogram_quantile(0.99, sum by (le, source) (rate(smdrd_x_bucket{source=~"$source",a="b c"}'
             '[$__rate_interval]))) / on (job) group_left (kind) smdrd_y_total offset 1d > 1e3 and '
-            'time() - smdrd_z unless label_values(smdrd_w{instance=~"$instance"}, instance)')
+            'time() - smdrd_z unless label_values(smdrd_w{site=~"$site",instance=~"$instance"}, instance)')
     assert metric_names(expr) == {"smdrd_x_bucket", "smdrd_y_total", "smdrd_z", "smdrd_w"}
     assert yaml_exprs("  - alert: A\n    expr: up == 0\n    for: 1m\n  - alert: B\n    expr: |\n"
                       "      sum(a)\n      > 2\n    for: 5m\n") == ["up == 0", "sum(a) > 2"]
@@ -117,11 +119,58 @@ def test_the_dashboard_is_importable_json_with_unique_panel_ids() -> None:
     panels = board["panels"]
     ids = [p["id"] for p in panels]
     assert len(ids) == len(set(ids))
-    assert board["uid"] and board["title"] and board["__inputs"][0]["pluginId"] == "prometheus"
+    assert board["uid"] and board["title"]
     for p in panels:
         if p["type"] != "row":
             assert p["targets"], f"panel {p['title']!r} queries nothing"
             assert all(t["expr"].strip() for t in p["targets"]), p["title"]
+
+
+def test_the_dashboard_can_be_provisioned_from_a_file() -> None:
+    """File provisioning has no import dialog to fill ``${DS_PROMETHEUS}`` from ``__inputs`` (Grafana says
+    "Datasource ${DS_PROMETHEUS} was not found"): every panel and query names the ``datasource`` variable."""
+    board = json.loads(DASHBOARD.read_text())
+    text = DASHBOARD.read_text()
+    assert "__inputs" not in board and "DS_PROMETHEUS" not in text
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    assert {"site", "instance", "source", "direction", "department"} <= set(variables)
+    assert variables["direction"]["current"]["value"] == ["outbound"], "reports count outbound calls by default"
+    for p in board["panels"]:
+        if p["type"] == "row":
+            continue
+        for node in [p, *p["targets"]]:
+            assert node["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, p["title"]
+    for v in variables.values():
+        if v["type"] == "query":
+            assert v["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, v["name"]
+
+
+def test_the_dashboard_says_what_it_counts_in_its_units() -> None:
+    """Money in a currency unit, the parse-error ratio in percent, durations in seconds, lines per second not
+    requests; a panel of calls or cost counts the directions picked (outbound, as reports) and says so."""
+    board = json.loads(DASHBOARD.read_text())
+    panels = {p["title"]: p for p in board["panels"] if p["type"] != "row"}
+
+    def unit(title: str) -> str:
+        found: str = panels[title]["fieldConfig"]["defaults"].get("unit", "")
+        return found
+
+    assert unit("Parse error ratio") == "percentunit"
+    assert unit("Lines received per second") == "suffix: lines/s"
+    assert unit("Talk time") == unit("Time since last line") == unit("Write latency (receipt to commit)") == "s"
+    for title, p in panels.items():
+        exprs = " ".join(t["expr"] for t in p["targets"])
+        if "cost" in title.lower():
+            units = {o["properties"][0]["value"] for o in p["fieldConfig"]["overrides"]}
+            assert {"currencyEUR", "currencyGBP", "currencyUSD", "currencyPLN"} <= units, title
+        if re.search(r"smdrd_(department_)?(calls|call_cost|department_cost)_total", exprs):
+            assert 'direction=~"$direction"' in exprs and "$direction" in title, title
+        if "smdrd_department_" in exprs:
+            assert 'source=~"$source"' in exprs and 'department=~"$department"' in exprs, title
+        if "increase(" in exprs and not all(t.get("instant") for t in p["targets"]):
+            # a per-bucket total: the window is the step, so buckets neither overlap nor leave gaps
+            assert re.findall(r"\[([^\]]*)\]", exprs) == ["$__interval"] * exprs.count("increase("), title
 
 
 async def test_every_metric_the_dashboard_and_rules_query_is_exported(tmp_path: Path) -> None:
@@ -136,6 +185,7 @@ async def test_every_metric_the_dashboard_and_rules_query_is_exported(tmp_path: 
             "smdrd_department_cost_total", "smdrd_parse_errors_total", "smdrd_source_connected",
             "smdrd_alerts_raised_total", "smdrd_journal_write_latency_seconds_bucket"} <= dash_names
     assert {"smdrd_source_up", "smdrd_parse_errors_total", "smdrd_calls_total"} <= rule_names
+    assert {"smdrd_build_info", "smdrd_source_info", "smdrd_department_info"} <= dash_names  # the variables
     async with running_daemon(tmp_path) as run:
         writer = await send(run.pbx_port, [*good_lines(5), b"not a call"])
         # The alerts module declares its rules at start; here the test stands in for it.

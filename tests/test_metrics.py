@@ -351,14 +351,19 @@ async def test_a_resent_buffer_is_not_counted_twice(tmp_path: Path) -> None:
 
 # --- promtool ----------------------------------------------------------------------------------------------
 
-def promtool() -> str:
-    """The promtool binary; a missing one skips the test on a workstation and fails it under CI."""
-    path = shutil.which("promtool")
+def prometheus_tool(name: str) -> str:
+    """A binary of Debian's ``prometheus`` package (``promtool``, ``prometheus``); a missing one skips the test
+    on a workstation and fails it under CI."""
+    path = shutil.which(name)
     if path is None:
         if os.environ.get("CI"):
-            pytest.fail("promtool is required under CI (Debian: apt-get install prometheus)")
-        pytest.skip("promtool not installed (Debian: apt-get install prometheus)")
+            pytest.fail(f"{name} is required under CI (Debian: apt-get install prometheus)")
+        pytest.skip(f"{name} not installed (Debian: apt-get install prometheus)")
     return path
+
+
+def promtool() -> str:
+    return prometheus_tool("promtool")
 
 
 async def test_promtool_accepts_a_real_scrape(tmp_path: Path) -> None:
