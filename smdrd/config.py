@@ -19,12 +19,14 @@ names the file, the key and what was expected.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -85,6 +87,7 @@ from smdrd.sources.config import (
     TcpClientSource,
     TcpServerSource,
     open_to_everyone_warning,
+    placeholder_warnings,
 )
 from smdrd.store.config import MIN_CALLS_DAYS, DatabaseConfig, RetentionConfig
 
@@ -167,6 +170,19 @@ class Settings(BaseSettings):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+
+    @field_validator("site")
+    @classmethod
+    def _known_country(cls, site: SiteConfig) -> SiteConfig:
+        """The country must be one phonenumbers knows; checked here (not when the rater is built) so that it is
+        reported with every other problem of the file."""
+        from smdrd.rating.normalise import Dialplan
+
+        try:
+            Dialplan.from_site(site)
+        except ValueError as exc:
+            raise PydanticCustomError("unknown_country", "{reason}", {"reason": str(exc)}) from None
+        return site
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:
@@ -262,8 +278,8 @@ _SECRET_KEYS = ("password", "token", "secret", "key")
 def _problems(exc: ValidationError) -> list[tuple[str, str]]:
     problems = []
     for err in exc.errors(include_url=False):
-        msg = err["msg"]
-        last = str(err["loc"][-1]) if err["loc"] else ""
+        msg, loc = err["msg"], err["loc"]
+        last = str(loc[-1]) if loc else ""
         secret = any(word in last.lower() for word in _SECRET_KEYS)
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check its spelling and section)"
@@ -273,12 +289,14 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
             msg = "missing key 'kind'; expected one of tcp-client, tcp-server, serial, file"
         elif err["type"] == "missing":
             msg = "missing key (required)"
+        elif err["type"] == "unknown_country":
+            loc = (*loc, "country")
         elif secret:
             msg = msg.split(", got ")[0] + " (the value given is not shown: it is a secret)"
         elif "input" in err and not isinstance(err["input"], dict | list) and "got " not in msg:
             msg = f"{msg} (got {err['input']!r})"
         msg = msg.removeprefix("Value error, ")
-        problems.append((_loc(err["loc"]), msg))
+        problems.append((_loc(loc), msg))
     return problems
 
 
@@ -299,8 +317,7 @@ def load_config(path: Path | str | None, *, use_env: bool = True) -> Settings:
             with toml_path.open("rb") as fh:
                 tomllib.load(fh)
         except FileNotFoundError:
-            raise ConfigError(shown, [("", "file not found (write one from config/smdrd.example.toml, "
-                                            "or pass --config)")]) from None
+            raise ConfigError(shown, [("", "file not found (write one from config/smdrd.example.toml)")]) from None
         except PermissionError:
             raise ConfigError(shown, [("", "permission denied")]) from None
         except IsADirectoryError:
@@ -317,14 +334,87 @@ def load_config(path: Path | str | None, *, use_env: bool = True) -> Settings:
     klass: type[Settings] = type("FileSettings", (Settings,), {"_toml_file": toml_path})
     if not use_env:
         klass.model_config = {**Settings.model_config, "env_prefix": "SMDRD_DISABLED_ENV_"}
+    overrides = _env_overrides() if use_env else {}
+    unknown = _unknown_variables(overrides)
     try:
         settings = klass()
     except ValidationError as exc:
-        raise ConfigError(shown, _problems(exc)) from None
-    problems = _source_problems(settings) + department_problems(settings.departments) + _http_problems(settings)
+        raise _config_error(shown, unknown + _problems(exc), overrides) from None
+    problems = (unknown + _source_problems(settings) + department_problems(settings.departments)
+                + _http_problems(settings))
     if problems:
-        raise ConfigError(shown, problems)
+        raise _config_error(shown, problems, overrides)
     return settings
+
+
+#: environment variables of the ``SMDRD_`` family that are not settings.
+_NOT_SETTINGS = frozenset({"SMDRD_CONFIG"})
+
+
+def _env_overrides() -> dict[tuple[str, ...], str]:
+    """The ``SMDRD_`` variables set in the environment, by the key path they name (``("site", "timezone")``)."""
+    import os
+
+    prefix = Settings.model_config.get("env_prefix", "SMDRD_")
+    delimiter = Settings.model_config.get("env_nested_delimiter") or "__"
+    return {tuple(name[len(prefix):].lower().split(delimiter)): name for name in os.environ
+            if name.upper().startswith(prefix) and name.upper() not in _NOT_SETTINGS}
+
+
+def _unknown_variables(overrides: dict[tuple[str, ...], str]) -> list[tuple[str, str]]:
+    """``SMDRD_`` variables whose section is no section: a typo (``SMDRD_DATABSE__PATH``) must not pass for
+    nothing. (A wrong key inside a real section, ``SMDRD_SITE__TIMEZOEN``, is pydantic's unknown key.)
+
+    Only variables meant as settings are judged: the nested form (with ``__``) or a near miss of a section's
+    name; others of the family (a test suite's switches) are left alone.
+    """
+    import difflib
+
+    sections = list(Settings.model_fields)
+    out = []
+    for path, name in sorted(overrides.items(), key=lambda item: item[1]):
+        if path[0] in sections or (len(path) == 1 and not difflib.get_close_matches(path[0], sections, cutoff=0.75)):
+            continue
+        guess = _closest_variable(path)
+        hint = f"; did you mean {guess}?" if guess else ""
+        out.append((name, f"matches no setting, so it would be ignored{hint} (see config/smdrd.example.toml)"))
+    return out
+
+
+def _closest_variable(path: tuple[str, ...]) -> str | None:
+    """The variable of the known key path closest to ``path`` (one level at a time), or ``None``."""
+    import difflib
+
+    from pydantic import BaseModel
+
+    model: Any = Settings
+    out: list[str] = []
+    for part in path:
+        fields = getattr(model, "model_fields", None)
+        if not fields:
+            return None
+        near = difflib.get_close_matches(part, list(fields), n=1, cutoff=0.6)
+        if not near:
+            return None
+        out.append(near[0])
+        annotation = fields[near[0]].annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return "SMDRD_" + "__".join(out).upper()
+
+
+def _config_error(shown: str | None, problems: list[tuple[str, str]],
+                  overrides: dict[tuple[str, ...], str]) -> ConfigError:
+    """``problems`` as a `ConfigError` that blames each on where its value came from: the variable that set
+    the key (or a section above it), else the file."""
+    origins: list[str | None] = []
+    for key, _ in problems:
+        parts = tuple(part for part in re.split(r"[.\[]", key) if part and not part.rstrip("]").isdigit())
+        setters = [overrides[parts[:n]] for n in range(len(parts), 0, -1) if parts[:n] in overrides]
+        if key.startswith("SMDRD_"):  # the problem is the variable itself
+            origins.append("environment")
+        else:
+            origins.append(f"environment: {setters[0]}" if setters else None)
+    return ConfigError(shown, problems, origins)
 
 
 def _http_problems(settings: Settings) -> list[tuple[str, str]]:
@@ -382,6 +472,7 @@ def config_warnings(path: Path | None, settings: Settings) -> list[tuple[str, st
     for i, src in enumerate(settings.sources):
         if isinstance(src, TcpServerSource) and src.enabled and src.open_to_everyone:
             out.append((f"sources[{i}].allowed_peers", open_to_everyone_warning(src)))
+    out += placeholder_warnings(settings.sources)
     http = settings.http
     if http.enabled and http.token_file is not None and credential_absent_here(http.token_file):
         out.append(("http.token_file", f"{str(http.token_file)!r} is a systemd credential, present only while "

@@ -17,13 +17,19 @@ class ConfigError(SmdrdError):
     Attributes:
         path: the config file (or ``None`` when the problem is in the environment only).
         problems: one ``(key, message)`` pair per problem, ``key`` dotted (``sources[0].port``).
+        origins: where each problem's value came from when not from ``path`` (``environment:
+            SMDRD_SITE__TIMEZONE``), else ``None``; as long as ``problems``.
     """
 
-    def __init__(self, path: str | None, problems: list[tuple[str, str]]) -> None:
+    def __init__(self, path: str | None, problems: list[tuple[str, str]],
+                 origins: list[str | None] | None = None) -> None:
         self.path = path
         self.problems = problems
-        where = path or "<environment>"
-        lines = [f"{where}: {key}: {msg}" if key else f"{where}: {msg}" for key, msg in problems]
+        self.origins = origins if origins is not None else [None] * len(problems)
+        lines = []
+        for (key, msg), origin in zip(problems, self.origins, strict=True):
+            where = origin or path or "environment"
+            lines.append(f"{where}: {key}: {msg}" if key else f"{where}: {msg}")
         super().__init__("\n".join(lines))
 
 
