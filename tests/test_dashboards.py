@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "config" / "grafana" / "smdrd.json"
 PROMETHEUS = ROOT / "config" / "prometheus" / "prometheus.yml"
 RULES = ROOT / "config" / "prometheus" / "smdrd-rules.yml"
+PROVISIONING = ROOT / "config" / "grafana" / "provisioning"
+METRICS_DOC = ROOT / "docs" / "metrics.md"
 
 #: series Prometheus makes itself for every target; the daemon cannot export them.
 PROMETHEUS_SYNTHETIC = frozenset({"up"})
@@ -144,6 +146,33 @@ def test_the_dashboard_can_be_provisioned_from_a_file() -> None:
     for v in variables.values():
         if v["type"] == "query":
             assert v["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, v["name"]
+
+
+def yaml_values(text: str, key: str) -> list[str]:
+    """The values of every ``key: value`` line of a simple YAML file (comments and quotes stripped)."""
+    found = []
+    for line in text.splitlines():
+        m = re.match(rf"^\s*(?:-\s+)?{re.escape(key)}:\s*(.*?)\s*(?:#.*)?$", line)
+        if m:
+            found.append(m.group(1).strip("'\""))
+    return found
+
+
+def test_the_provisioning_files_load_the_dashboard_from_where_the_docs_put_it() -> None:
+    """The copy-paste setup in docs/metrics.md installs smdrd.json into the folder the dashboard provider reads
+    and names every provisioning file shipped: a mismatch leaves Grafana without the dashboard, silently."""
+    dashboards = (PROVISIONING / "dashboards" / "smdrd.yml").read_text()
+    datasources = (PROVISIONING / "datasources" / "smdrd.yml").read_text()
+    assert yaml_values(dashboards, "apiVersion") == ["1"] == yaml_values(datasources, "apiVersion")
+    assert yaml_values(dashboards, "type") == ["file"]
+    [folder] = yaml_values(dashboards, "path")
+    assert yaml_values(datasources, "type") == ["prometheus"]
+    docs = METRICS_DOC.read_text()
+    assert f"config/grafana/smdrd.json {folder}/smdrd.json" in docs
+    assert f"{folder}/smdrd.json:ro" in docs  # the Docker variant mounts it there too
+    for path in sorted(PROVISIONING.rglob("*.yml")):
+        relative = path.relative_to(ROOT).as_posix()
+        assert f"{relative} /etc/grafana/provisioning/{path.parent.name}/{path.name}" in docs, relative
 
 
 def test_the_dashboard_says_what_it_counts_in_its_units() -> None:
