@@ -80,7 +80,9 @@ def test_parse_auto_reads_standard_input() -> None:
     data = (FIXTURES / "siemens-hipath" / "quartx-v24.smdr").read_bytes()
     result = run("parse", "--format", "auto", "--timezone", "Europe/Dublin", stdin=data)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stderr.splitlines()[0])["detected"] == "siemens-hipath"
+    detected = json.loads(result.stderr.splitlines()[0])
+    assert detected["detected"] == "siemens-hipath"
+    assert detected["choices"][0].startswith("time_is_end = true")
     expected = (FIXTURES / "siemens-hipath" / "quartx-v24.expected.jsonl").read_text().splitlines()
     assert [json.loads(x)["start"] for x in result.stdout.splitlines()] == [json.loads(x)["start"]
                                                                            for x in expected]

@@ -146,7 +146,8 @@ def run_parse(args: argparse.Namespace) -> int:
         if best.score <= 0:
             raise SmdrdError(f"could not recognise the format of {'standard input' if first == '-' else first}; "
                              "name it with --format")
-        print(json.dumps({"detected": best.format, "confidence": round(best.score, 2)}), file=sys.stderr)
+        print(json.dumps({"detected": best.format, "confidence": round(best.score, 2),
+                          "choices": [str(choice) for choice in best.choices]}), file=sys.stderr)
         fmt = best.format
         if first != "-":
             head = b""  # a file is read again from its start
