@@ -383,6 +383,14 @@ class Evaluation:
                 self.failures.append(f"{where}: {key} is {got}, the database says {want(metric)} "
                                      f"({self.samples} samples)")
 
+    def follows_source(self, target: Target) -> None:
+        """A panel filtered by ``$source`` shows nothing for a source that does not exist (the department
+        panels too)."""
+        expr = expand(target.expr, interval=3600, rate_interval=3600, range_=86400,
+                      variables={**VARIABLES, "source": "no-such-source"})
+        if self.prom.instant(expr, self.now):
+            self.failures.append(f"{target.panel!r} shows data for a source that does not exist: {expr}")
+
     def rule(self, expr: str, step: int) -> None:
         """A rule's expression evaluates; with its comparisons made ``bool``, it has data."""
         for shown in (expr, bool_comparisons(expr)):
@@ -460,6 +468,9 @@ def test_every_dashboard_and_rule_expression_shows_the_databases_figures(
             check.panel_query(target, step)
         for expr in rules:
             check.rule(expr, step)
+    for target in targets(board):
+        if "$source" in target.expr:
+            check.follows_source(target)
     failures = check.failures
     assert not failures, f"{len(failures)} failures:\n" + "\n".join(failures)
     panels = {p["title"] for p in board["panels"] if p["type"] != "row"}
