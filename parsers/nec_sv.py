@@ -49,6 +49,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date, datetime, timedelta
 
+from smdrd.errors import ParseError
 from smdrd.parsing import Parser, ParserContext
 from smdrd.record import CallRecord, Direction
 
@@ -116,6 +117,15 @@ LAYOUT = Layout("nec-sv", [
 #: `SLICES` (in that order): the same fields and converters by position.
 TOKENS = Layout("nec-sv", [Column(f.name, list(SLICES).index(f.name), f.convert, f.optional, f.default)
                            for f in LAYOUT.fields])
+
+
+def _reads_collapsed(row: list[str]) -> bool:
+    """A collapsed record's tokens (`NecSVParser._tokens`) convert with `TOKENS`."""
+    try:
+        TOKENS.extract(row)
+    except ParseError:
+        return False
+    return True
 
 
 class NecSVParser(Parser):
@@ -345,11 +355,14 @@ class NecSVParser(Parser):
 
     @classmethod
     def detect(cls, lines: Sequence[str]) -> float:
-        """0.9 when a record that keeps its columns reads with `LAYOUT`, else 0.8 for a page header."""
+        """0.9 when a record that keeps its columns reads with `LAYOUT`, else 0.8 for a page header or a record
+        whose whitespace was collapsed (as the manuals print their samples) that reads with `TOKENS`."""
         score = 0.0
         for line in lines[:20]:
             if LAYOUT.matches(line.rstrip()):
                 score = max(score, 0.9)
-            elif len(line) >= 74 and line[:60].strip() == "" and "PAGE" in line[60:]:
-                score = max(score, 0.8)
+            else:
+                page_header = len(line) >= 74 and line[:60].strip() == "" and "PAGE" in line[60:]
+                if page_header or (line.strip() and _reads_collapsed(cls._tokens(line))):
+                    score = max(score, 0.8)
         return score

@@ -11,7 +11,9 @@ header line; a line starting ``historyid`` (a header a collector wrote) is skipp
     utc = true   # 3CX writes times in UTC (default); false reads them in the source's timezone
 
 Unknown names are kept in ``extra``. ``time_start``, ``time_end`` and one of ``from_no``/``from_dn`` are
-needed.
+needed. With the default order, a line that stops early (the administrator unticked the last fields) is read
+as far as it goes when it reaches ``chain`` and its 20th field starts ``Chain:``: that marker proves the
+order up to there (a real site sends exactly these 20 fields).
 
 Times are ``YYYY/MM/DD HH:MM:SS``; ``duration`` is talk time ``HH:MM:SS``; ring time is start to answer (start
 to end when unanswered: ``time_answered`` empty). Direction comes from
@@ -87,6 +89,11 @@ class ThreeCXParser(Parser):
     def _time_or_none(self, text: str) -> datetime | None:
         return self._time(text) if text else None
 
+    def _default_prefix(self, row: Sequence[str]) -> bool:
+        """A shorter row that is the default order cut after ``chain`` (see the module docstring)."""
+        chain = DEFAULT_FIELDS.index("chain")
+        return self.fields == DEFAULT_FIELDS and len(row) > chain and row[chain].startswith("Chain:")
+
     def parse(self, line: str) -> Sequence[CallRecord] | None:
         try:
             rows = list(csv.reader([line]))
@@ -96,7 +103,7 @@ class ThreeCXParser(Parser):
         if row and row[0].strip().lower() == "historyid":
             return None
         # 3CX ends every line with a comma, so one empty column more than the fields is normal.
-        if len(row) < len(self.fields):
+        if len(row) < len(self.fields) and not self._default_prefix(row):
             raise self.error(f"expected {len(self.fields)} comma-separated fields, got {len(row)}")
         f = dict(zip(self.fields, row, strict=False))
         for i in range(len(self.fields), len(row)):

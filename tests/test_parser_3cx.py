@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from smdrd.errors import ParseError
 from smdrd.parsers.threecx import DEFAULT_FIELDS, ThreeCXParser
 from smdrd.parsing import ParserContext
 from smdrd.record import CallRecord, Direction
@@ -101,3 +102,12 @@ def test_final_number_that_is_not_an_extension_keeps_the_first_called() -> None:
     line = PASSIVE.read_text().replace(",Ext.504,504,", ",+35312345678,10021,")
     r = parse_one(line, fields=list(DEFAULT_FIELDS[:20]))
     assert r.extension == "960"
+
+
+def test_default_order_cut_after_chain_reads_without_options() -> None:
+    """A site that sends only the first 20 default fields needs no ``fields`` option: the ``Chain:`` marker in
+    the 20th field proves the order. Cut before it, the line is still an error naming the count."""
+    r = parse_one(PASSIVE.read_text().rstrip("\n"))
+    assert (r.extension, r.number) == ("504", "+353861777149")
+    with pytest.raises(ParseError, match="expected 27"):
+        parse_one(",".join(PASSIVE.read_text().split(",")[:19]))
