@@ -15,8 +15,8 @@ Three forms, told apart line by line:
 * **GetAccount**, fixed width, 109 columns (HiPath 3000/5000 V5 to V9 service manual, table "GetAccount - Data
   Record Structure"): `SLICES`, read as the toolkit layout `GETACCOUNT`. Date and time are the **end** of the
   call; the duration is given twice (seconds and ``hh:mm:ss``); call type ``1`` incoming, ``2`` outgoing (the
-  default). There is no ring time. Told from the serial form by its width (106 columns or more) or its duration
-  at columns 34 to 41.
+  default). There is no ring time. Told from the serial form by its ``hh:mm:ss`` duration at columns 34 to 41
+  (the serial form has its number there), or a line longer than a serial one (112 columns).
 * **compressed**, ``|``-separated (`COMPRESSED`; the Unify OpenScape Business CDR description, quoted on the
   Telmekom forum; field names from its header ``Datum|Uhrzeit|Lt|Tln|Ruf|Dauer|Rufnummer|Betrag|I|``): date,
   time, line (trunk), subscriber (extension), ring ``mm:ss``, duration ``hh:mm:ss``, number, amount,
