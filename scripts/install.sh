@@ -13,6 +13,8 @@
 #   --etc DIR        the configuration folder [SMDRD_ETC, default /etc/smdrd]
 #   --unit-dir DIR   where the unit goes [UNIT_DIR, default /etc/systemd/system]
 #   --python EXE     Python 3.11 or newer to build the virtualenv with [PYTHON, default python3]
+#   --bin-dir DIR    where to link the smdrd command, on root's PATH [BIN_DIR, default /usr/local/bin;
+#                    an empty value links nothing]
 #   --no-systemd     do not install the unit or run systemctl (containers, tests)
 # Extra pip options (a local index, --no-deps) can be given in PIP_OPTS.
 set -eu
@@ -22,6 +24,7 @@ PREFIX=${PREFIX:-/opt/smdrd}
 ETC=${SMDRD_ETC:-/etc/smdrd}
 UNIT_DIR=${UNIT_DIR:-/etc/systemd/system}
 PYTHON=${PYTHON:-python3}
+BIN_DIR=${BIN_DIR-/usr/local/bin}
 PIP_OPTS=${PIP_OPTS:-}
 SYSTEMD=yes
 WHAT=$HERE
@@ -32,8 +35,9 @@ while [ $# -gt 0 ]; do
         --etc) ETC=$2; shift 2 ;;
         --unit-dir) UNIT_DIR=$2; shift 2 ;;
         --python) PYTHON=$2; shift 2 ;;
+        --bin-dir) BIN_DIR=$2; shift 2 ;;
         --no-systemd) SYSTEMD=no; shift ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         -*) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
         *) WHAT=$1; shift ;;
     esac
@@ -55,6 +59,15 @@ say "installing smdrd from $WHAT"
 # shellcheck disable=SC2086  # PIP_OPTS is a list of options on purpose
 "$PREFIX/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade $PIP_OPTS "$WHAT"
 "$PREFIX/bin/smdrd" --version
+SMDRD="$PREFIX/bin/smdrd"
+if [ -n "$BIN_DIR" ]; then
+    # The commands in README.md and docs/install.md (smdrd check-config, smdrd report...) run as typed.
+    mkdir -p "$BIN_DIR"
+    ln -sfn "$PREFIX/bin/smdrd" "$BIN_DIR/smdrd"
+    say "linked $BIN_DIR/smdrd -> $PREFIX/bin/smdrd"
+    SMDRD=smdrd
+    case ":$PATH:" in *":$BIN_DIR:"*) ;; *) SMDRD="$BIN_DIR/smdrd" ;; esac
+fi
 
 say "configuration in $ETC"
 mkdir -p "$ETC"
@@ -81,11 +94,14 @@ if [ "$SYSTEMD" = yes ]; then
     if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
         systemctl daemon-reload
     fi
-    cat <<NEXT
+    START="systemctl enable --now smdrd && journalctl -u smdrd -f"
+else
+    START="$SMDRD run --config $ETC/smdrd.toml   (under your own supervisor; SIGTERM stops it)"
+fi
+cat <<NEXT
 
 Next:
-  1. edit $ETC/smdrd.toml, then: $PREFIX/bin/smdrd check-config $ETC/smdrd.toml
+  1. edit $ETC/smdrd.toml, then: $SMDRD check-config $ETC/smdrd.toml
   2. secrets (optional): install -m 0600 /dev/stdin $ETC/credentials/mqtt-password
-  3. systemctl enable --now smdrd && journalctl -u smdrd -f
+  3. $START
 NEXT
-fi

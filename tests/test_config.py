@@ -25,7 +25,7 @@ path = "/tmp/x.db"
 name = "ipo"
 kind = "tcp-client"
 format = "avaya-ipo"
-host = "192.0.2.10"
+host = "10.0.0.5"
 port = 8808
 """
 
@@ -357,7 +357,7 @@ OPEN_SERVER = '\n[[sources]]\nname = "in"\nkind = "tcp-server"\nformat = "avaya-
     ("0.0.0.0:1150", "", True),
     ("[::]:1150", "", True),
     ("192.0.2.1:1150", "", True),
-    ("0.0.0.0:1150", 'allowed_peers = ["192.0.2.10"]\n', False),
+    ("0.0.0.0:1150", 'allowed_peers = ["10.0.0.5"]\n', False),
     ("127.0.0.1:1150", "", False),
     ("[::1]:1150", "", False),
 ])

@@ -82,10 +82,12 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str
                 .stdout.strip())
     (site / "zz-project-deps.pth").write_text(f"{deps}\n")
     env = clean_env(PIP_OPTS="--no-deps --no-index", PYTHON=base_python)
-    proc = run("sh", ROOT / "scripts" / "install.sh", "--prefix", prefix, "--etc", etc, "--no-systemd", wheel,
-               env=env)
+    proc = run("sh", ROOT / "scripts" / "install.sh", "--prefix", prefix, "--etc", etc, "--no-systemd",
+               "--bin-dir", folder / "bin", wheel, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return {"prefix": prefix, "etc": etc, "smdrd": prefix / "bin" / "smdrd", "folder": folder}
+    (folder / "install.out").write_text(proc.stdout)
+    return {"prefix": prefix, "etc": etc, "smdrd": prefix / "bin" / "smdrd", "folder": folder,
+            "output": folder / "install.out", "bin": folder / "bin"}
 
 
 def test_the_wheel_ships_the_parsers_as_smdrd_parsers(wheel: Path) -> None:
@@ -122,7 +124,27 @@ def test_install_sh_wrote_a_valid_config_that_check_config_passes(installed: dic
     for path in (config, ROOT / "config" / "smdrd.example.toml"):
         proc = run(installed["smdrd"], "check-config", path, env=clean_env(), cwd=installed["folder"])
         assert proc.returncode == 0, proc.stderr
-        assert ": OK;" in proc.stdout
+        assert ": OK with 1 warning" in proc.stdout
+        # the file is valid, but its PBX address is the example's placeholder: said, not silently accepted
+        assert "sources[0].host: 192.0.2.10 is a documentation address" in proc.stderr
+
+
+def test_install_sh_links_smdrd_and_prints_next_steps_without_systemd(installed: dict[str, Path]) -> None:
+    """The README's `smdrd check-config ...` runs as typed after install.sh (a link on root's PATH), and
+    --no-systemd still says what to do next (issue 18, item 10)."""
+    link = installed["bin"] / "smdrd"
+    assert link.is_symlink() and link.resolve() == installed["smdrd"].resolve()
+    out = installed["output"].read_text()
+    assert "Next:" in out
+    assert f"check-config {installed['etc'] / 'smdrd.toml'}" in out
+    assert f"run --config {installed['etc'] / 'smdrd.toml'}" in out
+
+
+def test_the_wheel_declares_its_license_as_an_spdx_expression(wheel: Path) -> None:
+    """`license = \"MIT\"`, not the table setuptools warns about three times at every build."""
+    names = zipfile.ZipFile(wheel).namelist()
+    (meta,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+    assert "License-Expression: MIT" in zipfile.ZipFile(wheel).read(meta).decode()
 
 
 def test_run_without_a_config_names_the_missing_file(installed: dict[str, Path]) -> None:

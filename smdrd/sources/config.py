@@ -7,6 +7,7 @@ and checks what needs the plugin registries (formats, handshakes, format options
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -20,6 +21,7 @@ __all__ = [
     "TcpClientSource",
     "TcpServerSource",
     "open_to_everyone_warning",
+    "placeholder_warnings",
 ]
 
 
@@ -177,3 +179,38 @@ def open_to_everyone_warning(src: TcpServerSource) -> str:
     """The warning for a tcp-server source with an empty ``allowed_peers`` on a non-loopback address."""
     return (f"empty on {src.listen}: any host that can reach the port may connect and send records as the PBX; "
             "list the PBX's address, such as allowed_peers = [\"10.0.0.5\"]")
+
+
+#: documentation address ranges (RFC 5737, RFC 3849): what examples use, config/smdrd.example.toml included,
+#: and never a PBX's address.
+DOCUMENTATION_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
+    "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"))
+
+
+def _documentation(address: str) -> bool:
+    try:
+        network = ipaddress.ip_network(address, strict=False)
+    except ValueError:
+        return False  # a host name
+    return any(network.version == doc.version and network.overlaps(doc)
+               for doc in DOCUMENTATION_NETWORKS)
+
+
+def placeholder_warnings(sources: Sequence[SourceConfig]) -> list[tuple[str, str]]:
+    """``(key, message)`` for each enabled source that still points at a documentation address, such as the
+    example configuration's ``192.0.2.10``: the file is valid, yet that source would wait for a PBX that does
+    not exist (``check-config`` says so, as a warning)."""
+    out: list[tuple[str, str]] = []
+    for i, src in enumerate(sources):
+        if not src.enabled:
+            continue
+        if isinstance(src, TcpClientSource) and _documentation(src.host):
+            out.append((f"sources[{i}].host", f"{src.host} is a documentation address (RFC 5737), the example's "
+                                              f"placeholder, not a PBX: put the PBX's address here"))
+        elif isinstance(src, TcpServerSource):
+            placeholders = [p for p in src.allowed_peers if _documentation(p)]
+            if placeholders:
+                out.append((f"sources[{i}].allowed_peers",
+                            f"{', '.join(placeholders)} is a documentation network (RFC 5737), the example's "
+                            f"placeholder: list the PBX's address instead, or it is refused"))
+    return out
