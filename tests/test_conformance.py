@@ -272,12 +272,14 @@ class Case:
 
 MITEL_NOW = ParserContext(now=datetime(2024, 2, 29))
 CASES = [
-    Case("avaya-ipo", [tipo.INTERNAL, tipo.OUTBOUND, tipo.MISSED_IN, tipo.SIP_IN, *tipo.TRANSFER],
+    Case("avaya-ipo", [tipo.INTERNAL, tipo.OUTBOUND, tipo.MISSED_IN, tipo.SIP_IN, *tipo.TRANSFER, tipo.NETWORK_IN,
+                       tipo.SHORT_CODE],
          ipo_records(), fields=(*ROUND_TRIP_FIELDS, "call_id"), max_bytes=300),
     Case("avaya-cm", tcm.REAL, cm_records(), ParserContext(country="US"), encoding="ascii", max_bytes=300),
-    Case("3cx", [t3cx.REAL], threecx_records(), ParserContext(timezone=t3cx.TZ)),
-    Case("asterisk-csv", tast.sample_lines(), asterisk_records(), ParserContext(timezone=tast.TZ)),
-    Case("cisco-cucm", tcisco.lines("cdr.smdr") + tcisco.lines("cmr.smdr"), cisco_records(),
+    Case("3cx", [t3cx.REAL, t3cx.PASSIVE.read_text()], threecx_records(), ParserContext(timezone=t3cx.TZ)),
+    Case("asterisk-csv", tast.sample_lines() + tast.kafka_lines(), asterisk_records(), ParserContext(timezone=tast.TZ)),
+    Case("cisco-cucm", tcisco.lines("cdr.smdr") + tcisco.lines("cmr.smdr") + tcisco.lines("csvutil-2016-01.smdr"),
+         cisco_records(),
          ParserContext(timezone=tcisco.TZ), max_bytes=600, examples=150),
     Case("mitel-mivb", tmitel.REAL, mivb_records(), MITEL_NOW, max_bytes=300),
     Case("mitel-5000", [tmitel.M5000_EXAMPLE], m5000_records(), MITEL_NOW, check_lines=_exact_width(80),
