@@ -198,7 +198,6 @@ class Target:
     panel: str
     expr: str
     instant: bool
-    legend: str
 
     @property
     def bucketed(self) -> bool:
@@ -209,8 +208,7 @@ class Target:
 def targets(board: Mapping[str, Any]) -> Iterator[Target]:
     for panel in board["panels"]:
         for t in panel.get("targets", ()):
-            yield Target(panel["title"], t["expr"], bool(t.get("instant")) and not t.get("range"),
-                         t.get("legendFormat", ""))
+            yield Target(panel["title"], t["expr"], bool(t.get("instant")) and not t.get("range"))
 
 
 def expand(expr: str, *, interval: int, rate_interval: float, range_: int, variables: Mapping[str, str]) -> str:
