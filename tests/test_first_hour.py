@@ -6,12 +6,15 @@ Each test's docstring says what the user saw before.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from smdrd.defaults import DEFAULT_CONFIG_PATH
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -101,3 +104,85 @@ def test_other_smdrd_variables_are_left_alone(tmp_path: Path) -> None:
     path = write_config(tmp_path, GOOD)
     result = smdrd("check-config", path, cwd=tmp_path, env={"SMDRD_CONFIG": str(path), "SMDRD_FAULTS_SHORT": "1"})
     assert result.returncode == 0, result.stderr
+
+
+# --- item 1: without a configuration, every command refuses or says it runs on the built-in defaults ------------
+
+IPO_SAMPLE = ROOT / "tests" / "fixtures" / "avaya-ipo" / "ipo500-2017-07.smdr"
+
+
+@pytest.mark.skipif(DEFAULT_CONFIG_PATH.exists(), reason="this machine has a default configuration")
+def test_import_without_a_configuration_names_its_database_and_says_it_uses_defaults(tmp_path: Path) -> None:
+    """`smdrd import` with no configuration wrote to /var/lib/smdrd/smdrd.db, UTC, no tariff, without a word."""
+    refused = smdrd("import", "--format", "avaya-ipo", IPO_SAMPLE, cwd=tmp_path)
+    assert refused.returncode == 2 and "pass --config FILE" in refused.stderr
+    assert list(tmp_path.iterdir()) == []
+    for how in (["--database", "calls.db"], []):
+        env = {} if how else {"SMDRD_DATABASE__PATH": str(tmp_path / "calls.db")}
+        result = smdrd("import", "--format", "avaya-ipo", *how, IPO_SAMPLE, cwd=tmp_path, env=env)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.startswith("smdrd import: no configuration file: built-in defaults (site timezone UTC, "
+                                        "no tariff, no departments)")
+        assert (tmp_path / "calls.db").is_file()
+
+
+# --- item 2: the demo's settings are there for the other commands ---------------------------------------------
+
+def test_the_demo_writes_its_configuration_for_the_other_commands(tmp_path: Path) -> None:
+    """`report extensions --database var/demo.db` showed every extension Unassigned, said `(UTC)`, and
+    `rerate --dry-run` said `cost 6.35 -> 0 USD`."""
+    demo = smdrd("demo", "--database", tmp_path / "var" / "demo.db", "--count", "40", "--rate", "400",
+                 cwd=tmp_path, timeout=120)
+    assert demo.returncode == 0, demo.stderr
+    config = tmp_path / "var" / "demo.toml"
+    assert f"its configuration, for the other commands: {config}" in demo.stdout
+    assert smdrd("check-config", config, cwd=tmp_path).returncode == 0
+    report = smdrd("report", "extensions", "--config", config, "--from", "2025-01-01", "--to", "2030-12-31",
+                   "--format", "json", cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    data = json.loads(report.stdout)
+    assert data["timezone"] == "America/New_York"
+    assert {row["department"] for row in data["rows"]} - {"Unassigned"}
+    rerate = smdrd("rerate", "--dry-run", "--json", "--config", config, cwd=tmp_path)
+    assert rerate.returncode == 0, rerate.stderr
+    summary = json.loads(rerate.stdout)
+    assert summary["changed"] == 0 and summary["cost_before"] == summary["cost_after"]
+    # Without it, rerate refuses to rewrite costs by the built-in defaults, and says where the file is.
+    bare = smdrd("rerate", "--database", tmp_path / "var" / "demo.db", cwd=tmp_path)
+    assert bare.returncode == 2 and f"pass --config {config}" in bare.stderr
+
+
+# --- item 6: smdrd rate --------------------------------------------------------------------------------------
+
+GBP_DECK = "# currency: GBP\nname,prefix,call_class,rate,billing_unit\nUK London,4420,local,0.01,60\n"
+
+
+def test_rate_reads_the_configuration_named_by_smdrd_config(tmp_path: Path) -> None:
+    """run, report and import honour $SMDRD_CONFIG; rate asked for --config."""
+    (tmp_path / "rates.csv").write_text(GBP_DECK, encoding="utf-8")
+    path = write_config(tmp_path, GOOD + '\n[tariff]\ncurrency = "GBP"\ndecimals = 3\ndecks = ["rates.csv"]\n')
+    result = smdrd("rate", "02079460000", "201", "--duration", "60", "--json", cwd=tmp_path,
+                   env={"SMDRD_CONFIG": str(path)})
+    assert result.returncode == 0, result.stderr
+    london, internal = (json.loads(line) for line in result.stdout.splitlines())
+    assert london["rule"] == "UK London" and london["cost"] == "0.010" and london["currency"] == "GBP"
+    assert internal["call_class"] == "internal" and internal["cost"] == "0.000"
+
+
+def test_rate_with_a_deck_takes_the_currency_the_deck_declares(tmp_path: Path) -> None:
+    """With --rules, a GBP deck was priced in USD unless --currency was given."""
+    (tmp_path / "rates.csv").write_text(GBP_DECK, encoding="utf-8")
+    result = smdrd("rate", "02079460000", "--duration", "60", "--rules", "rates.csv", "--country", "GB",
+                   cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "= 0.01 GBP" in result.stdout
+    told = smdrd("rate", "02079460000", "--duration", "60", "--rules", "rates.csv", "--country", "GB",
+                 "--currency", "EUR", cwd=tmp_path)
+    assert "= 0.01 EUR" in told.stdout  # the flag still wins
+
+
+def test_rate_prints_a_free_call_with_the_tariffs_decimals(tmp_path: Path) -> None:
+    """An internal number printed cost `0` where every other cost has the tariff's decimals."""
+    result = smdrd("rate", "201", "--duration", "60", "--country", "GB", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "cost   0.00 USD (internal call)" in result.stdout

@@ -3,8 +3,8 @@
 Every command that reads the configuration finds it the same way: ``--config FILE``, else ``$SMDRD_CONFIG``, else
 the default file (`DEFAULT_CONFIG_PATH`) if it exists. With none of them, a command refuses with one line saying
 how to give one, unless the database is named (``--database`` or ``$SMDRD_DATABASE__PATH``): then it says on
-stderr that it runs on the built-in defaults (UTC, no tariff, no departments) and goes on. It never falls back
-silently to a system path.
+stderr that it runs on the built-in defaults (UTC, no tariff, no departments) and goes on; rerate and reparse,
+which would rewrite stored costs by those defaults, refuse. It never falls back silently to a system path.
 """
 
 from __future__ import annotations
@@ -51,12 +51,15 @@ def _database_named(args: argparse.Namespace) -> bool:
             or any(name.upper() == "SMDRD_DATABASE__PATH" for name in os.environ))
 
 
-def settings_from(args: argparse.Namespace, *, existing_database: bool = False) -> tuple[Settings, Path | None]:
+def settings_from(args: argparse.Namespace, *, existing_database: bool = False,
+                  defaults: bool = True) -> tuple[Settings, Path | None]:
     """The configuration for a command, and its file (``None`` when running on the built-in defaults).
 
     Args:
         args: the command's arguments (``config``, and ``database`` where the command has it).
         existing_database: the database (`database_of`) must exist: a command that reads it must not create it.
+        defaults: without a configuration file, the built-in defaults will do when the database is named; a
+            command that would rewrite what is stored by them (rerate, reparse) says ``False``.
 
     Raises:
         ConfigError: the file named cannot be read or is invalid (naming the file, key and what was expected).
@@ -74,9 +77,13 @@ def settings_from(args: argparse.Namespace, *, existing_database: bool = False) 
     settings = load_config(None)
     if existing_database:
         _check_database(args, settings, None)
+    beside = database_of(args, settings).with_suffix(".toml")
+    hint = f"; {beside} is beside the database: pass --config {beside}" if beside.is_file() else ""
+    if not defaults:
+        raise SmdrdError("no configuration file: this command rewrites stored calls with the configuration's "
+                         "site and tariff, never with built-in defaults; pass --config "
+                         + (f"{beside} (the file beside the database)" if hint else "FILE"))
     if not getattr(args, "quiet", False):  # said once the command's own inputs are known to be there
-        beside = database_of(args, settings).with_suffix(".toml")
-        hint = f"; {beside} is beside the database: pass --config {beside}" if beside.is_file() else ""
         print(f"smdrd {args.command}: no configuration file: built-in defaults (site timezone UTC, no tariff, "
               f"no departments){hint}", file=sys.stderr)
     return settings, None

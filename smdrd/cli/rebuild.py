@@ -55,7 +55,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _open(args: argparse.Namespace) -> tuple[Settings, Path | None, Rebuild]:
-    settings, path = settings_from(args, existing_database=True)
+    settings, path = settings_from(args, existing_database=True, defaults=False)
     return settings, path, open_store(database_of(args, settings)).rebuild()
 
 

@@ -182,24 +182,41 @@ def run_demo(args: argparse.Namespace) -> int:
 
     port = free_port()
     http_port = _port_or_free(9464)
-    base = load_config(None, use_env=False)
-    settings = base.model_validate({
+    config = {
         "site": {"name": "demo", "timezone": DEMO_TZ, "country": "US", "area_code": "212",
                  "access_codes": ["9"]},
-        "database": {"path": str(args.database)},
+        "database": {"path": str(Path(args.database).resolve())},
         "sources": [{"name": "demo-pbx", "kind": "tcp-server", "format": args.format,
                      "listen": f"127.0.0.1:{port}", "allowed_peers": ["127.0.0.1"]}],
         "http": {"listen": f"127.0.0.1:{http_port}"},
         "tariff": {"currency": "USD", "decimals": 2, "decks": [str(DEMO_DECK)]},
         # The simulator's office: its departments, so the reports page has something to show.
         "departments": [{"name": name, "extensions": [f"{lo}-{hi}"]} for name, lo, hi in DEPARTMENTS],
-    })
+    }
+    settings = load_config(None, use_env=False).model_validate(config)
+    # The other commands (report, rerate, export) need the same site, tariff and departments to read the demo's
+    # database right: they get them from this file, beside the database.
+    config_file = _write_demo_config(Path(args.database), config)
     configure("info", "console")
     print(f"smdrd demo: database {args.database}; a simulated {args.format} PBX pushes {args.rate:g} calls/s "
           f"to 127.0.0.1:{port}. Ctrl-C stops.\n  reports: http://127.0.0.1:{http_port}/reports   "
-          f"metrics: http://127.0.0.1:{http_port}/metrics", flush=True)
+          f"metrics: http://127.0.0.1:{http_port}/metrics\n"
+          f"  its configuration, for the other commands: {config_file} "
+          f"(smdrd report extensions --config {config_file})", flush=True)
     with own_terminal():
         return asyncio.run(_demo(settings, args, port, Daemon))
+
+
+def _write_demo_config(database: Path, config: dict[str, object]) -> Path:
+    """Write the demo's configuration beside its database (``var/demo.toml``) and return the file's path."""
+    from smdrd.testing import config_toml
+
+    path = database.with_suffix(".toml")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("# Written by `smdrd demo` for the other commands: smdrd report extensions --config "
+                    f"{path}\n" + config_toml(config), encoding="utf-8")
+    path.chmod(0o644)
+    return path
 
 
 async def _demo(settings: object, args: argparse.Namespace, port: int, daemon_cls: type) -> int:
