@@ -34,7 +34,7 @@ the call key is ``linkedid``, falling back to ``uniqueid`` (which the legs of on
 forms; legs are numbered in the order they arrive.
 
 A CDR that ``Dial()`` writes for the *outgoing* channel (``lastapp`` ``AppDial``, ``lastdata`` ``(Outgoing
-Line)``; Asterisk 1.4 to 11, and when that channel outlives the bridge) has the dialled line as its ``channel``
+Line)``; seen in a real 18-column capture after the call that dialled it) has the dialled line as its ``channel``
 and the dialled number as its ``src``: read like any other line it would be an inbound answered call from the
 number just dialled. It is a leg of the call that dialled it: that call named the same channel as its
 ``channel`` or ``dstchannel``, so the leg takes that call's key, direction, extension and number (and the
