@@ -25,7 +25,7 @@ REGENERATE_ENV = "SMDRD_REGENERATE_GOLDEN"
 
 def test_every_format_folder_with_captures_is_found() -> None:
     assert {p.parent.name for p in CASES} >= {"3cx", "asterisk-csv", "avaya-cm", "avaya-ipo", "cisco-cucm",
-                                              "mitel-mivb", "panasonic", "siemens-hipath"}
+                                              "mitel-mivb", "nec-sv", "panasonic", "siemens-hipath"}
 
 
 @pytest.mark.parametrize("path", CASES, ids=lambda p: f"{p.parent.name}/{p.stem}")
