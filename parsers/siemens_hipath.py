@@ -150,8 +150,8 @@ SERIAL = Layout("siemens-hipath", [
 
 
 def call_type(code: str) -> tuple[Direction, str, bool]:
-    """An information element (`INFO`, ``+30`` transferred, ``+50`` DISA) as its direction, transfer text and
-    DISA mark.
+    """An information element (`INFO`; ``+30`` transferred, for 5 to 9; ``+50`` DISA) as its direction,
+    transfer text and DISA mark.
 
     Raises:
         ValueError: a code no document or real output gives.
@@ -162,7 +162,7 @@ def call_type(code: str) -> tuple[Direction, str, bool]:
     if base in INFO:
         direction, transfer = INFO[base]
         return direction, transfer, disa
-    if base - TRANSFERRED in INFO and base - TRANSFERRED >= 5:
+    if not disa and 5 <= base - TRANSFERRED <= 9:  # seen in real output without the DISA offset only
         direction, how = INFO[base - TRANSFERRED]
         return direction, "transferred" + (f" ({how})" if base > 36 else ""), disa
     raise ValueError(f"unknown call type {code!r}")
@@ -172,7 +172,7 @@ class SiemensHiPathParser(Parser):
     """Siemens / Unify HiPath 3000/5000, OpenScape Business."""
 
     name = "siemens-hipath"
-    description = "Siemens/Unify HiPath 3000, OpenScape Business (GetAccount fixed width or |-separated)"
+    description = "Siemens/Unify HiPath 3000, OpenScape Business (serial V.24, GetAccount or |-separated)"
 
     def __init__(self, context: ParserContext | None = None) -> None:
         super().__init__(context)

@@ -141,8 +141,8 @@ def test_transfer_types_35_to_39_in_both_forms(code: str, direction: Direction, 
 
 def test_unknown_and_disa_types() -> None:
     assert call_type("51") == (Direction.INBOUND, "", True)
-    assert call_type("87") == (Direction.INBOUND, "transferred (external transfer)", True)
-    for bad in ("10", "34", "40", "99"):
+    assert call_type("57") == (Direction.INBOUND, "external transfer", True)
+    for bad in ("10", "34", "40", "87", "99"):
         with pytest.raises(ValueError, match="unknown call type"):
             call_type(bad)
     with pytest.raises(ParseError) as err:
