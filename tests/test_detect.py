@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -126,7 +127,8 @@ def test_check_config_says_what_each_source_s_parser_chose(tmp_path: Path,
     from smdrd.cli import main
     from smdrd.testing import config_toml, daemon_config
 
-    sources = [{"name": "pana", "kind": "file", "path": str(tmp_path / "p.log"), "format": "panasonic"},
+    sources: list[dict[str, Any]] = [
+               {"name": "pana", "kind": "file", "path": str(tmp_path / "p.log"), "format": "panasonic"},
                {"name": "cm", "kind": "file", "path": str(tmp_path / "c.log"), "format": "avaya-cm",
                 "format_options": {"date_order": "dmy"}},
                {"name": "hipath", "kind": "file", "path": str(tmp_path / "h.log"), "format": "siemens-hipath"}]
