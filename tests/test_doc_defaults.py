@@ -106,6 +106,24 @@ def _other_keys() -> Iterator[Key]:
     query = {f.name: f.default for f in dataclasses.fields(Query)}
     yield Key("reports", "page_size", query["page_size"], TypeAdapter(int))
     yield Key("sources.format_options", "prompt_timeout", PROMPT_TIMEOUT, TypeAdapter(float))
+    yield from _cli_options()
+
+
+def _cli_options() -> Iterator[Key]:
+    """Every command's options with a default (``--top`` of ``smdrd report``...), from the CLI's own parser."""
+    import argparse
+
+    from smdrd.cli import build_parser
+
+    parser = build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command, sub in action.choices.items():
+                for option in sub._actions:
+                    if option.default not in (None, argparse.SUPPRESS, False) and option.option_strings:
+                        for name in option.option_strings:
+                            if name.startswith("--"):
+                                yield Key(f"smdrd {command}", name, option.default, TypeAdapter(type(option.default)))
 
 
 _REQUIRED = object()
@@ -145,7 +163,7 @@ def _equal(key: Key, quoted: Any) -> bool:
 
 
 def _candidates(name: str, section: str | None) -> list[Key]:
-    keys = BY_NAME.get(name.rsplit(".", 1)[-1], [])
+    keys = BY_NAME.get(name if name.startswith("--") else name.rsplit(".", 1)[-1], [])
     if section is not None:
         keys = [k for k in keys if k.section == section or k.section.endswith(f".{section}")]
     return keys
@@ -176,7 +194,7 @@ class Quote:
 _VAL = r"(`[^`\n]+`|[0-9]+(?:,[0-9]{3})*(?:\.[0-9]+)?(?: ?(?:s|ms|days))?|true|false)"
 _MENTIONS = [re.compile(rf"\(default:?\s+{_VAL}"), re.compile(rf"(?<![(`])\bdefault\s+{_VAL}"),
              re.compile(rf"\(?{_VAL}\s+by\s+default")]
-_KEY = re.compile(r"`(?:\[(?P<section>[a-z_.]+)\] )?(?P<key>[a-z_][a-z0-9_.]*)`")
+_KEY = re.compile(r"`(?:\[(?P<section>[a-z_.]+)\] )?(?P<key>[a-z_][a-z0-9_.]*|--[a-z-]+)(?: [A-Z_.|]+)?`")
 #: `` `key` (16)``, `` `idle_timeout` (60 s)``: a number in brackets right after a key is its default.
 _NUMBER = r"([0-9]+(?:,[0-9]{3})*(?:\.[0-9]+)?(?: ?(?:s|ms|days))?)"
 _KEY_VALUE = re.compile(rf"`(?:\[(?P<section>[a-z_.]+)\] )?(?P<key>[a-z_][a-z0-9_.]*)` \({_NUMBER}[),;]")
@@ -290,6 +308,7 @@ def test_the_checker_reads_the_documents() -> None:
     assert ("commit_interval_ms", "docs/alerts.md") in found
     assert ("max_pending_rows", "docs/install.md") in found
     assert ("min_seconds", "docs/alerts.md") in found
+    assert ("--top", "docs/reports.md") in found
 
 
 def test_every_default_quoted_in_the_documents_is_the_codes() -> None:
