@@ -9,7 +9,8 @@ machine's load of the moment):
 2. **import**: ``smdrd import`` on it into a fresh database, as a user would (a subprocess, wall-clock time
    until everything is committed): lines per second end to end (frame, parse, rate, store).
 3. **schema ceiling**: the same rows (lines and calls, the same schema, indexes, triggers and pragmas) inserted
-   by plain ``sqlite3.executemany`` in the same batch size, timing only the inserts and commits.
+   by plain ``sqlite3.executemany`` in the same batch size with the same per-batch roll-up, timing only the
+   inserts, roll-ups and commits.
 4. **bare ceiling**: one raw row (id, bytes) and one 13-column call row per line into tables without indexes,
    timed the same way: what SQLite itself costs on this machine.
 Prints a table and JSON with the three rates and the ratios (target: import >= 50,000 lines/s for avaya-ipo).
@@ -41,7 +42,8 @@ from smdrd.daemon import build_hooks  # noqa: E402
 from smdrd.framing import Framer  # noqa: E402
 from smdrd.parsing import ParserContext, get_parser_class  # noqa: E402
 from smdrd.store.sqlite.bulk import RowBatch  # noqa: E402
-from smdrd.store.sqlite.rows import INSERT_CALL, INSERT_LINE  # noqa: E402
+from smdrd.store.sqlite.rollups import ROLL_UP  # noqa: E402
+from smdrd.store.sqlite.rows import INSERT_CALL, INSERT_LINE, LAST_IDS  # noqa: E402
 from smdrd.store.sqlite.schema import connect  # noqa: E402
 
 BATCH = 20_000
@@ -115,8 +117,11 @@ def ceilings(data: Path, work: Path, fmt: str) -> tuple[float, float, int]:
                 next_id += len(batch.lines)
                 t = time.perf_counter()
                 full.execute("BEGIN IMMEDIATE")
+                calls_before = full.execute(LAST_IDS).fetchone()[1]
                 full.executemany(INSERT_LINE, line_rows)
                 full.executemany(INSERT_CALL, call_rows)
+                for statement in ROLL_UP:
+                    full.execute(statement, (calls_before,))
                 full.execute("COMMIT")
                 timed_full += time.perf_counter() - t
                 t = time.perf_counter()

@@ -96,14 +96,16 @@ HOSTILE = {
         "DROP INDEX lines_errors; CREATE INDEX lines_errors ON lines (status) WHERE status = 'parsed';", None,
         "index `lines_errors` on table `lines` is not defined as smdrd defines it"),
     "trigger with another body": (
-        "DROP TRIGGER calls_rollup; CREATE TRIGGER calls_rollup AFTER INSERT ON calls BEGIN SELECT 1; END;", None,
-        "trigger `calls_rollup` on table `calls` is not defined as smdrd defines it"),
+        "DROP TRIGGER calls_rollup_update; "
+        "CREATE TRIGGER calls_rollup_update AFTER UPDATE ON calls BEGIN SELECT 1; END;", None,
+        "trigger `calls_rollup_update` on table `calls` is not defined as smdrd defines it"),
     "extra table": ("CREATE TABLE extra (x);", None, "unexpected table `extra`"),
     "another default (writable_schema)": (
         "PRAGMA writable_schema = ON; UPDATE sqlite_schema SET sql = replace(sql, "
         "'peer        TEXT    NOT NULL DEFAULT ''''', 'peer TEXT NOT NULL DEFAULT ''x''') WHERE name = 'lines';",
         None, "column `lines.peer`: default is \"'x'\", smdrd's is \"''\""),
-    "newer user_version": ("", 9, f"user_version) 9 is newer than this smdrd writes ({SCHEMA_VERSION})"),
+    "newer user_version": ("", SCHEMA_VERSION + 1,
+                           f"user_version) {SCHEMA_VERSION + 1} is newer than this smdrd writes ({SCHEMA_VERSION})"),
     "older user_version on this version's schema": (
         "", SCHEMA_VERSION - 1, f"version {SCHEMA_VERSION - 1}; this smdrd writes {SCHEMA_VERSION}"),
     "user_version 0": ("", 0, "not an smdrd database"),

@@ -32,6 +32,7 @@ from smdrd.reports.queries import context_from, parse_query, run_report
 from smdrd.reports.render import to_dict
 from smdrd.store.sqlite.reports import SqliteReports, connect_readonly
 from smdrd.store.sqlite.retention import RAW_PRUNED, Cutoffs, PruneCounts, cutoffs, plan, prune
+from smdrd.store.sqlite.rollups import ROLL_UP
 from smdrd.store.sqlite.rows import CALL_COLUMNS, call_row
 from smdrd.store.sqlite.schema import connect
 from smdrd.store.sqlite.writer import JournalWriter
@@ -444,6 +445,8 @@ def seed_backlog(path: Path, n: int) -> None:
         ((i, f"old:{i}", "old", "avaya-ipo", f"k{i}", 0, "2017-07-14T12:00:00+02:00", old + i * 60, 61, 0,
           "outbound", str(200 + i % 100), "0600988600", "T9005", "", "", str(i), 1, "", "{}", "+48600988600",
           "mobile", "r", "+4860", 120000, "PLN") for i in range(1, n + 1)))
+    for statement in ROLL_UP:  # as every writer of calls does in its transaction
+        conn.execute(statement, (0,))
     conn.execute("COMMIT")
     conn.close()
 

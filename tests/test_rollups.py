@@ -1,5 +1,6 @@
-"""The rollups are defined once (`smdrd.store.sqlite.rollups`): every trigger keeps the daily and the monthly
-grain equal to a rebuild from the calls, whether a call is inserted, re-rated or unrolled by ``smdrd reparse``;
+"""The rollups are defined once (`smdrd.store.sqlite.rollups`): the per-batch roll-up and the triggers keep the
+daily and the monthly grain equal to a rebuild from the calls, whether calls are inserted (in batches whose keys
+overlap), re-rated or unrolled by ``smdrd reparse``;
 and a report range is split into the whole months the monthly grain serves and the days around them."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from datetime import date
 from pathlib import Path
 
 from smdrd.store.sqlite.reports import whole_months
-from smdrd.store.sqlite.rollups import ROLLUPS, backfill_sql
+from smdrd.store.sqlite.rollups import ROLL_UP, ROLLUPS, backfill_sql
 from smdrd.store.sqlite.rows import CALL_COLUMNS
 from smdrd.store.sqlite.schema import UNROLL_ON_DELETE, connect
 
@@ -49,6 +50,14 @@ def _rebuilt_equals_stored(conn: sqlite3.Connection) -> None:
         conn.execute("DROP TABLE temp.fresh")
 
 
+def _insert_batch(conn: sqlite3.Connection, insert: str, rows: list[tuple[object, ...]]) -> None:
+    """As a writer of calls does: its inserts, then `ROLL_UP` over the calls above the highest id before them."""
+    before = conn.execute("SELECT coalesce(max(id), 0) FROM calls").fetchone()[0]
+    conn.executemany(insert, rows)
+    for statement in ROLL_UP:
+        conn.execute(statement, (before,))
+
+
 def test_inserts_rerates_and_reparse_deletes_keep_every_grain_exact(tmp_path: Path) -> None:
     """A report of a month must say what the calls say, after a re-rate or a reparse too."""
     conn = connect(str(tmp_path / "r.db"))
@@ -58,9 +67,13 @@ def test_inserts_rerates_and_reparse_deletes_keep_every_grain_exact(tmp_path: Pa
     insert = f"INSERT INTO calls (line_id, {cols}) VALUES (?, {', '.join('?' * len(CALL_COLUMNS))})"
     starts = ["2026-01-31T23:59:00+00:00", "2026-02-01T00:00:00+00:00", "2026-02-14T12:00:00+01:00",
               "2026-03-29T01:30:00+00:00", "2026-03-29T03:30:00+02:00", "2026-12-31T23:00:00+00:00"]
-    conn.executemany(insert, [_call(n, s) for n, s in enumerate(starts)])
-    conn.execute(insert, _call(10, starts[2], leg=1, uid="t:10b"))  # a transfer's second leg
+    calls = [_call(n, s) for n, s in enumerate(starts)]
+    _insert_batch(conn, insert, calls[:3])
     _rebuilt_equals_stored(conn)
+    # a second batch with keys the first one rolled up already (the same day, extension, trunk...)
+    _insert_batch(conn, insert, [*calls[3:], _call(10, starts[2], leg=1, uid="t:10b"), _call(12, starts[0])])
+    _rebuilt_equals_stored(conn)
+    assert conn.execute("SELECT sum(calls) FROM rollup_daily").fetchone()[0] == len(starts) + 1
     conn.execute("UPDATE calls SET cost_micros = cost_micros * 2, call_class = 'international', "
                  "start = '2026-04-01T10:00:00+01:00' WHERE id % 2 = 0")
     _rebuilt_equals_stored(conn)
@@ -69,6 +82,6 @@ def test_inserts_rerates_and_reparse_deletes_keep_every_grain_exact(tmp_path: Pa
     _rebuilt_equals_stored(conn)
     conn.execute("DROP TRIGGER temp.calls_unroll")
     conn.execute("DELETE FROM calls")  # retention: the totals stay
-    assert conn.execute("SELECT sum(calls) FROM rollup_monthly").fetchone()[0] == len(starts) - 2
-    assert conn.execute("SELECT sum(calls) FROM rollup_daily").fetchone()[0] == len(starts) - 2
+    assert conn.execute("SELECT sum(calls) FROM rollup_monthly").fetchone()[0] == len(starts) + 1 - 2
+    assert conn.execute("SELECT sum(calls) FROM rollup_daily").fetchone()[0] == len(starts) + 1 - 2
     conn.close()

@@ -28,7 +28,17 @@ from pathlib import Path
 import structlog
 
 from smdrd.journal import Alert, JournalEntry
-from smdrd.store.sqlite.rows import INSERT_CALL, INSERT_LINE, OUTBOX_INSERT, CallRow, PreparedEntry, alert_row, call_row
+from smdrd.store.sqlite.rollups import ROLL_UP
+from smdrd.store.sqlite.rows import (
+    INSERT_CALL,
+    INSERT_LINE,
+    LAST_IDS,
+    OUTBOX_INSERT,
+    CallRow,
+    PreparedEntry,
+    alert_row,
+    call_row,
+)
 from smdrd.store.sqlite.schema import PRAGMAS, migrate
 
 __all__ = ["BulkWriter", "LineFields", "RowBatch"]
@@ -124,16 +134,19 @@ class BulkWriter:
         gc.disable()
         try:
             conn.execute("BEGIN IMMEDIATE")
-            first: int = conn.execute("SELECT coalesce(max(id), 0) FROM lines").fetchone()[0] + 1
+            last_line, calls_before = conn.execute(LAST_IDS).fetchone()
+            first: int = last_line + 1
             conn.executemany(INSERT_LINE, _numbered(first, batch.lines))
             calls = batch.calls
             if calls:
-                # rowcount counts the rows this statement inserted (not the rollup trigger's): fewer than sent
-                # means a call is stored already, which only the live writer's duplicate handling may resolve.
+                # rowcount counts the rows this statement inserted: fewer than sent means a call is stored
+                # already, which only the live writer's duplicate handling may resolve.
                 inserted = conn.executemany(INSERT_CALL, [(first + i, *row) for i, row in calls]).rowcount
                 if inserted != len(calls):
                     conn.execute("ROLLBACK")
                     return False
+                for statement in ROLL_UP:
+                    conn.execute(statement, (calls_before,))
             if batch.alerts:
                 conn.executemany(OUTBOX_INSERT, [alert_row(a) for _, a in batch.alerts])
             conn.execute("COMMIT")

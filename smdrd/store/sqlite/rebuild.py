@@ -13,7 +13,8 @@ from pathlib import Path
 
 from smdrd.journal import DUPLICATE, ERROR, FLUSHED, JournalEntry
 from smdrd.store.api import JournalLine, RatingUpdate, ReplaceResult, StoredRating
-from smdrd.store.sqlite.rows import INSERT_CALL, call_row
+from smdrd.store.sqlite.rollups import ROLL_UP
+from smdrd.store.sqlite.rows import INSERT_CALL, LAST_IDS, call_row
 from smdrd.store.sqlite.schema import UNROLL_ON_DELETE, connect
 from smdrd.store.sqlite.writer import unwritable
 
@@ -89,8 +90,10 @@ class SqliteRebuild:
         try:
             removed = 0
             if not keep_lines:
-                # rowcount, not total_changes: the rollup trigger's writes are no calls.
+                # rowcount, not total_changes: the unroll trigger's writes are no calls.
                 removed = conn.executemany("DELETE FROM calls WHERE line_id = ?", ids).rowcount
+            # After the delete: a rebuilt call may reuse the id of a deleted one, never one at or below this.
+            calls_before: int = conn.execute(LAST_IDS).fetchone()[1]
             rows = [(line_id, *call_row(c, entry.source)) for line_id, entry in entries if entry
                     for c in entry.calls]
             refused: dict[int, str] = {}
@@ -130,6 +133,8 @@ class SqliteRebuild:
                 status_rows.append((status, error, line_id))
                 statuses[line_id] = status
             conn.executemany("UPDATE lines SET status = ?, error = ? WHERE id = ?", status_rows)
+            for statement in ROLL_UP:  # the rebuilt calls: every one got a new id, above calls_before
+                conn.execute(statement, (calls_before,))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

@@ -8,8 +8,14 @@ the site-local day or month: the first 10 or 7 characters of ``calls.start`` (IS
 
 The monthly rollups are the daily ones with ``day`` coarsened to ``month``: a report over whole months reads
 them (about 12 rows per key a year instead of 365), and only the partial months at the ends of its range read
-the daily ones (`smdrd.store.sqlite.reports`). Both are kept by the same triggers, in the same transaction as
-the call, so they always agree.
+the daily ones (`smdrd.store.sqlite.reports`). Both are kept in the transaction that stores the calls, so they
+always agree.
+
+Since schema version 9 new calls are added **per batch**, not per row: whoever inserts calls runs `ROLL_UP` with
+the highest ``calls.id`` from before its inserts (a new call's id is always above it), and each rollup gets one
+``INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO UPDATE`` over the new calls (a batch of N calls upserts each
+distinct key once, and the expressions run in SQLite's C loop rather than once per row in a trigger program).
+A re-rated call still moves by the update trigger (rare, one row at a time).
 
 A migration's text is frozen once shipped (databases hold it, restore compares it): a change to the rollups is
 a new constant (``ROLLUPS_V9``...) and a new migration built from it, never an edit of `ROLLUPS_V7` or
@@ -21,9 +27,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DAYS_TABLE", "DIMENSIONS", "MEASURES", "ROLLUPS", "ROLLUPS_V7", "ROLLUPS_V8", "Dimension", "Measure",
-           "Rollup", "backfill_sql", "coarser_of", "create_table_sql", "delta_sql", "insert_trigger_sql",
-           "unroll_trigger_sql", "update_trigger_sql"]
+__all__ = ["DAYS_TABLE", "DIMENSIONS", "MEASURES", "ROLLUPS", "ROLLUPS_V7", "ROLLUPS_V8", "ROLL_UP", "Dimension",
+           "Measure", "Rollup", "backfill_sql", "batch_sql", "coarser_of", "create_table_sql", "delta_sql",
+           "insert_trigger_sql", "unroll_trigger_sql", "update_trigger_sql"]
 
 # E.164 country calling codes are prefix-free: 1 and 7; this two-digit list; every other one has three digits.
 _TWO_DIGIT_CODES = (
@@ -182,6 +188,24 @@ def unroll_trigger_sql(rollups: tuple[Rollup, ...] = ROLLUPS) -> str:
     them from the journal) leave the rollups, where the rebuilt calls are added again."""
     return ("CREATE TEMP TRIGGER calls_unroll BEFORE DELETE ON main.calls\nBEGIN\n"
             f"{delta_sql('OLD', -1, rollups)}\nEND;")
+
+
+def batch_sql(rollups: tuple[Rollup, ...] = ROLLUPS) -> tuple[str, ...]:
+    """One statement per rollup adding every call whose ``id`` is above the one parameter (the highest id from
+    before the batch's inserts): the new calls grouped by the rollup's key, each key upserted once."""
+    measures = ", ".join(m.name for m in MEASURES)
+    per_call = ", ".join(f"sum({m.expr.format(r='calls')})" for m in MEASURES)
+    out = []
+    for r in rollups:
+        picks = ", ".join(DIMENSIONS[k].expr.format(r="calls") for k in r.key)
+        group = ", ".join(str(i) for i in range(1, len(r.key) + 1))
+        out.append(f"INSERT INTO {r.table} ({', '.join(r.key)}, {measures})\n"
+                   f"SELECT {picks}, {per_call} FROM calls WHERE id > ? GROUP BY {group}\n{_UPSERT}")
+    return tuple(out)
+
+
+#: what every writer of calls runs, in its transaction, after its inserts (see the module's docstring).
+ROLL_UP = batch_sql(ROLLUPS)
 
 
 def backfill_sql(rollup: Rollup, rollups: tuple[Rollup, ...] = ROLLUPS) -> str:

@@ -27,10 +27,12 @@ import structlog
 from smdrd.backoff import Backoff
 from smdrd.journal import DUPLICATE, ERROR, JournalEntry
 from smdrd.notify import notify
+from smdrd.store.sqlite.rollups import ROLL_UP
 from smdrd.store.sqlite.rows import (
     CALL_COLUMNS,
     INSERT_CALL,
     INSERT_LINE,
+    LAST_IDS,
     OUTBOX_INSERT,
     PreparedEntry,
     alert_row,
@@ -299,9 +301,10 @@ class JournalWriter:
             raise sqlite3.OperationalError("the journal database is not open (reconnecting)")
         await db.execute("BEGIN IMMEDIATE")
         try:
-            async with db.execute("SELECT coalesce(max(id), 0) FROM lines") as cur:
+            async with db.execute(LAST_IDS) as cur:
                 row = await cur.fetchone()
             first = (row[0] if row else 0) + 1
+            calls_before: int = row[1] if row else 0
             line_rows: list[tuple[object, ...]] = []
             call_rows: list[tuple[object, ...]] = []
             alert_rows: list[tuple[object, ...]] = []
@@ -317,12 +320,14 @@ class JournalWriter:
             await db.executemany(INSERT_LINE, line_rows)
             dup_uids: dict[int, set[str]] = {}
             if call_rows:
-                # The cursor's rowcount counts the rows this statement inserted; total_changes would also count
-                # the rollup trigger's writes and hide a re-sent line.
+                # The cursor's rowcount counts the rows this statement inserted (a re-sent call is ignored).
                 async with db.executemany(INSERT_CALL, call_rows) as cur:
                     inserted = cur.rowcount
                 if inserted < len(call_rows):
                     dup_uids = await self._find_duplicates(db, call_rows)
+                if inserted:
+                    for statement in ROLL_UP:
+                        await db.execute(statement, (calls_before,))
             if alert_rows:
                 await db.executemany(OUTBOX_INSERT, alert_rows)
             await db.execute("COMMIT")
