@@ -36,7 +36,7 @@ from smdrd.errors import SmdrdError
 from smdrd.http import HttpServer
 from smdrd.ingest import Hooks, SourceIngest
 from smdrd.notify import notify, watchdog_interval
-from smdrd.pipeline import Pipeline
+from smdrd.pipeline import MAX_IN_FLIGHT, Pipeline
 from smdrd.sources.base import Source
 from smdrd.sources.streams import describe
 from smdrd.store.sqlite.writer import JournalWriter
@@ -110,14 +110,17 @@ class Daemon:
         db = settings.database
         #: called after each commit with the committed entries and the commit's duration.
         self.commit_listeners: list[CommitListener] = [on_commit] if on_commit else []
+        # ``max_pending_rows`` bounds every line received and not yet committed (what a kill -9 can lose): with
+        # the worker, the lines it holds take their share of it, and the writer queues the rest.
+        in_worker = min(MAX_IN_FLIGHT, db.max_pending_rows // 4) if db.parse_in_worker else 0
         self.writer = JournalWriter(db.path, commit_interval=db.commit_interval_ms / 1000,
-                                    batch_rows=db.batch_rows, max_pending=db.max_pending_rows,
+                                    batch_rows=db.batch_rows, max_pending=db.max_pending_rows - in_worker,
                                     on_commit=self._committed, site=settings.site.name)
         self.hooks = build_hooks(settings, self.base_dir)
         #: parses and rates every source's lines in a worker process (alert rules run here, on its entries).
         self.pipeline: Pipeline | None = None
-        if settings.database.parse_in_worker:
-            self.pipeline = Pipeline(settings, self.base_dir, on_failure=self._failed)
+        if db.parse_in_worker:
+            self.pipeline = Pipeline(settings, self.base_dir, on_failure=self._failed, max_in_flight=in_worker)
         #: the HTTP server (metrics, health, reports), or None when ``[http] enabled = false``.
         self.http: HttpServer | None = None
         if settings.http.enabled:
@@ -270,9 +273,11 @@ class Daemon:
                              (signal.SIGHUP, self.request_reload)):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, handler)
-        for cfg in self.settings.sources:
-            if cfg.enabled:
-                self._start_source(cfg)
+        # With the worker, sources start once it can parse: what they received before would wait unjournalled.
+        if self.pipeline is None or await self.pipeline.wait_ready(self._stop):
+            for cfg in self.settings.sources:
+                if cfg.enabled:
+                    self._start_source(cfg)
         watchdog = self._spawn("watchdog", self._watchdog)
         log.info("daemon.started", version=__version__, database=str(self.settings.database.path),
                  sources=[s.name for s in self.settings.sources if s.enabled])

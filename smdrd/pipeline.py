@@ -147,6 +147,8 @@ class Pipeline:
         self._capacity.set()
         self._idle = asyncio.Event()
         self._idle.set()
+        #: set by the worker's first message: it has its configuration and parses from now on.
+        self._ready = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._process: multiprocessing.process.BaseProcess | None = None
@@ -180,6 +182,14 @@ class Pipeline:
         """Wait while more than ``max_in_flight`` lines are with the worker (sources call this after feeding)."""
         if not self._capacity.is_set():
             await self._capacity.wait()
+
+    async def wait_ready(self, stop: asyncio.Event) -> bool:
+        """Wait until the worker can parse (``True``), or until ``stop`` is set (``False``). The daemon starts
+        its sources only then: lines received while the worker starts would wait unjournalled."""
+        while not self._ready.is_set() and not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ready.wait(), 0.1)
+        return self._ready.is_set()
 
     async def drained(self) -> None:
         """Wait until every line sent so far has come back (and was handed to its stream)."""
@@ -274,6 +284,7 @@ class Pipeline:
                 return
             if answers is None:
                 return
+            self._ready.set()
             self._answered(answers)
 
     def _disconnect(self) -> None:
@@ -362,6 +373,7 @@ def worker_main(conn: Connection) -> None:
     parsers: dict[int, tuple[Parser, str]] = {}
     site: SiteConfig | None = None
     rate: Callable[..., Any] | None = None
+    announced = False
     while True:
         try:
             ops = conn.recv()
@@ -398,5 +410,6 @@ def worker_main(conn: Connection) -> None:
                     log.error("pipeline.configure_failed", error=f"{type(exc).__name__}: {exc}"[:500])
                     if site is None:
                         raise
-        if answers:
-            conn.send(answers)
+        if answers or (not announced and site is not None):
+            conn.send(answers)  # the first message, empty or not, says the worker is ready to parse
+            announced = True

@@ -22,9 +22,10 @@ class DatabaseConfig(Section):
     # Received but uncommitted lines, where sources stop reading and TCP holds the PBX back. 5,000 is what the
     # writer commits in well under a second on a small box: what a kill -9 can lose stays small (docs/faults.md).
     max_pending_rows: int = Field(default=5_000, ge=100, le=1_000_000)
-    # Parse and rate in a worker process (`smdrd.pipeline`) instead of on the event loop. Off by default: lines
-    # with the worker are not journalled yet, so a SIGKILL can lose up to 1,000 more lines than the commit
-    # window (and every line received while the worker starts); on until lines are journalled before parsing.
+    # Parse and rate in a worker process (`smdrd.pipeline`) instead of on the event loop. The lines the worker
+    # holds count in max_pending_rows and sources start once it is ready, so a SIGKILL loses no more than
+    # without it (tests/faults/test_daemon_restarts.py runs both). Off by default: the alert rules still run on
+    # the event loop, so the worker adds a process and a pickling hop for little gain yet (README, bench/live.py).
     parse_in_worker: bool = False
 
 
