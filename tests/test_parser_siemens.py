@@ -3,10 +3,13 @@ serial (V.24) lines (tests/fixtures/siemens-hipath, reviewed in test_golden_revi
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from smdrd.errors import ParseError
 from smdrd.parsers.siemens_hipath import SiemensHiPathParser, call_type
@@ -169,3 +172,39 @@ def test_choices_say_the_time_is_the_end() -> None:
     assert (choice.option, choice.value) == ("time_is_end", "true")
     (choice,) = SiemensHiPathParser(ParserContext(options={"time_is_end": False})).choices()
     assert choice.value == "false"
+
+
+
+def serial_line(f: dict[str, Any]) -> str:
+    """A serial record laid out by the manual's table (positions 1-87), independently of the parser."""
+    ring, talk = f["ring"], f["talk"]
+    ring_text = f"{ring // 60:02d}:{ring % 60:02d}" if ring is not None else ""
+    talk_text = f"{talk // 3600:02d}:{talk // 60 % 60:02d}:{talk % 60:02d}" if talk is not None else ""
+    return (f"{f['end']:%d.%m.%y%H:%M:%S}{f['line']:>3}{f['ext']:>6}{ring_text:<5}{talk_text:<8}"
+            f"{f['number']:<25}{f['units']:>11}{f['code']:>2}").rstrip().ljust(76)
+
+
+SERIAL_FIELDS = st.fixed_dictionaries({
+    "end": st.datetimes(min_value=datetime(2000, 1, 2), max_value=datetime(2099, 12, 31)).map(
+        lambda d: d.replace(microsecond=0)),
+    "line": st.integers(1, 999), "ext": st.text("0123456789", min_size=1, max_size=6),
+    "ring": st.none() | st.integers(0, 59 * 60 + 59), "talk": st.none() | st.integers(0, 23 * 3600 + 3599),
+    "number": st.text("0123456789", max_size=25), "units": st.sampled_from(["", "1", "12345678901"]),
+    "code": st.sampled_from([1, 2, 3, 4, 5, 6, 7, 8, 9, 35, 36, 37, 38, 39, 51, 52]),
+    "control": st.sampled_from(["", CONTROLS]),
+})
+
+
+@given(SERIAL_FIELDS)
+@settings(max_examples=300, deadline=None)
+def test_property_serial_records_read_back(f: dict[str, Any]) -> None:
+    """Any serial record the manual's table allows is read field for field, control characters or not."""
+    (r,) = parse([f["control"] + serial_line(f)])
+    direction, transfer, _ = call_type(str(f["code"]))
+    talk = f["talk"] or 0
+    assert (r.direction, r.transfer, r.extension, r.number, r.trunk) == (direction, transfer, f["ext"],
+                                                                           f["number"], str(f["line"]))
+    assert (r.ring, r.duration) == (f["ring"], talk)
+    assert r.start == f["end"].replace(tzinfo=TZ) - timedelta(seconds=talk + (f["ring"] or 0))
+    assert r.answered == (f["talk"] is not None if direction is Direction.INBOUND else talk > 0)
+    assert r.extra.get("units", "") == f["units"]
