@@ -313,3 +313,38 @@ def test_the_payloads_in_docs_alerts_md_follow_the_schemas() -> None:
         jsonschema.Draft202012Validator(load_schema(kind)).validate(doc)
         kinds.append(kind)
     assert sorted(kinds) == ["alert", "alert", "call", "node-red", "source", "state"]
+
+
+async def test_a_reload_removes_the_discovery_of_a_source_taken_out(tmp_path: Path,
+                                                                   broker: Broker) -> None:  # noqa: F811
+    """SIGHUP with a source and a department removed: their retained discovery configs and the source's state
+    are removed at the broker (empty retained messages), so Home Assistant drops the entities instead of
+    showing them unavailable for ever; the rest stays."""
+    from smdrd.config import load_config
+    from smdrd.daemon import Daemon
+    from smdrd.testing import config_toml, running_daemon
+
+    port, pbx_port = free_port(), free_port()
+    s = _settings(tmp_path, broker, port, pbx_port)
+    data = s.model_dump(mode="json", exclude_none=True)
+    path = tmp_path / "smdrd.toml"
+    path.write_text(config_toml(data))
+    daemon = Daemon(load_config(path, use_env=False), path, features=("mqtt",))
+    async with listening_pbx(pbx_port), running_daemon(daemon):
+        for _ in range(100):
+            configs = dict(await retained(broker, "homeassistant/#", 1.0))
+            if any("source_pbx2" in t for t in configs):
+                break
+        assert any("source_pbx2" in t for t in configs) and any("dept_ops" in t for t in configs)
+        assert await retained(broker, "smdrd/source/pbx2")
+        data["sources"] = [src for src in data["sources"] if src["name"] != "pbx2"]
+        data["departments"] = [d for d in data["departments"] if d["name"] == "Sales"]
+        path.write_text(config_toml(data))
+        await daemon.reload()
+        for _ in range(100):
+            after = dict(await retained(broker, "homeassistant/#", 1.0))
+            if not any("source_pbx2" in t for t in after):
+                break
+        assert not any("source_pbx2" in t or "dept_ops" in t for t in after)
+        assert any("source_ipo" in t for t in after) and any("dept_sales" in t for t in after)
+        assert await retained(broker, "smdrd/source/pbx2") == []
