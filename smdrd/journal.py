@@ -80,7 +80,8 @@ class RatedCall:
         return None if self.rating is None else self.rating.currency
 
     def to_json(self, source: str) -> dict[str, Any]:
-        """The call as the MQTT call feed publishes it: never the authorisation code."""
+        """The call's fields as the call feed reads them back from the store, never the authorisation code
+        (`smdrd.mqtt_payloads.CallShape` turns them into the published call payload)."""
         r = self.record
         start = r.start
         start_utc = int(start.timestamp()) if start.tzinfo else int(start.replace(tzinfo=UTC).timestamp())
