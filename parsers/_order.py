@@ -74,7 +74,8 @@ class DateOrder:
             else:
                 raise Undecided(self.format, f"{date} reads as month/day or as day/month and nothing decides "
                                              f"which (no day above 12 yet, no site country): set the format "
-                                             f'option {self.name} = "mdy" or "dmy"', "date")
+                                             f'option {self.name} = "mdy" or "dmy", or give the site\'s country',
+                              "date")
         month, day = (first, second) if self.order == "mdy" else (second, first)
         if month > 12:
             other = "dmy" if self.order == "mdy" else "mdy"
