@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import re
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -186,3 +189,72 @@ def test_rate_prints_a_free_call_with_the_tariffs_decimals(tmp_path: Path) -> No
     result = smdrd("rate", "201", "--duration", "60", "--country", "GB", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "cost   0.00 USD (internal call)" in result.stdout
+
+
+# --- item 5: import says which lines failed; item 11: its progress bar -----------------------------------------
+
+def _sample_with_bad_lines(folder: Path, bad: int) -> Path:
+    """The IP Office sample with ``bad`` unparseable lines after its first 3 lines (lines 4 to 3 + bad)."""
+    lines = IPO_SAMPLE.read_bytes().splitlines()
+    path = folder / "calls.smdr"
+    broken = [b"1,2,3 this is no SMDR record"] * bad
+    path.write_bytes(b"\r\n".join(lines[:3] + broken + lines[3:20]) + b"\r\n")
+    return path
+
+
+@pytest.mark.parametrize("mode", [[], ["--in-process"]], ids=["worker", "in-process"])
+def test_import_lists_the_lines_that_failed_and_how_to_see_them_all(tmp_path: Path, mode: list[str]) -> None:
+    """`import` said "2 errors" without saying which."""
+    path = _sample_with_bad_lines(tmp_path, 12)
+    result = smdrd("import", "--format", "avaya-ipo", "--database", "calls.db", *mode, path, cwd=tmp_path)
+    assert result.returncode == 1  # errors: as before
+    err = result.stderr.splitlines()
+    assert "12 lines not parsed (stored as errors in the journal, raw bytes kept):" in err
+    listed = [line for line in err if line.startswith(f"  {path}:")]
+    assert [int(line.split(":")[1]) for line in listed] == list(range(4, 14))  # the first ten, by line number
+    assert all("expected at least 17 comma-separated fields" in line for line in listed)
+    assert "  ... and 2 more" in err
+    assert f"smdrd parse --format avaya-ipo {path} >/dev/null" in err[-1]
+
+
+def _on_a_terminal(args: list[str | Path], cwd: Path) -> tuple[int, str]:
+    """Run ``smdrd ARGS`` with stderr on a pseudo-terminal, as in a user's shell; its status and what it drew."""
+    master, slave = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMDRD_")}
+    env.update(COLUMNS="160", TERM="xterm")
+    proc = subprocess.Popen([sys.executable, "-m", "smdrd", *map(str, args)], cwd=cwd, env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    drawn = b""
+    with proc:
+        while True:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # the child closed its end
+                    break
+                if not chunk:
+                    break
+                drawn += chunk
+            elif proc.poll() is not None:
+                break
+        status = proc.wait(timeout=120)
+    os.close(master)
+    return status, drawn.decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize("mode", [[], ["--in-process"]], ids=["worker", "in-process"])
+def test_import_on_a_terminal_shows_lines_calls_errors_and_speed(tmp_path: Path, mode: list[str]) -> None:
+    """The progress bar was hand-written and showed only a share of bytes: it is rich's now, with the counts."""
+    path = _sample_with_bad_lines(tmp_path, 2)
+    status, drawn = _on_a_terminal(["import", "--format", "avaya-ipo", "--database", "calls.db", *mode, path],
+                                   tmp_path)
+    assert status == 1, drawn
+    assert "\x1b[" in drawn and "━" in drawn  # drawn by rich, in place
+    bar = next(line for line in reversed(re.split(r"[\r\n]", drawn)) if "━" in line)
+    assert re.search(r"100%\s+22 lines\s+\d+ calls\s+2 errors\s+[\d,]+ lines/s", _plain(bar)), bar
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)

@@ -16,9 +16,10 @@ import multiprocessing
 import os
 import sys
 import time
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 from smdrd.cli._common import add_config_argument, settings_from
 from smdrd.config import Settings, SiteConfig, TariffConfig
@@ -67,16 +68,68 @@ def run(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"database": settings.database.model_copy(
             update={"path": args.database})})
     base_dir = path.parent if path else None
+    failed = FailedLines()
     if args.in_process or "-" in args.files:
-        counts = asyncio.run(import_files(settings, args, base_dir))
+        counts = asyncio.run(import_files(settings, args, base_dir, failed))
     else:
-        counts = asyncio.run(import_parallel(settings, args, base_dir))
+        counts = asyncio.run(import_parallel(settings, args, base_dir, failed))
     if not args.quiet:
         print(f"imported {counts['lines']} lines: {counts['calls']} calls, {counts['skipped']} skipped, "
               f"{counts['errors']} errors, {counts['duplicates']} already stored; "
               f"{counts['seconds']:.2f} s ({counts['lines'] / max(counts['seconds'], 1e-9):,.0f} lines/s) "
               f"into {settings.database.path}", file=sys.stderr)
+    if failed.total:
+        for line in failed.describe(args.format):
+            print(line, file=sys.stderr)
     return 1 if counts["errors"] else 0
+
+
+@dataclass
+class FailedLines:
+    """The lines an import could not parse: the first `SHOWN` with their file, line number and reason, and
+    how many in all. Fed entry by entry, in each file's order (in the worker process, or here)."""
+
+    #: failures listed after an import; the rest are counted.
+    SHOWN: ClassVar[int] = 10
+
+    total: int = 0
+    first: list[tuple[str, int, str]] = field(default_factory=list)
+    _numbers: dict[str, int] = field(default_factory=dict)
+
+    def note(self, peer: str, status: str, error: str | None) -> None:
+        if status == FLUSHED:  # records a parser held until the end, not a line of the file
+            return
+        number = self._numbers[peer] = self._numbers.get(peer, 0) + 1
+        if status == ERROR:
+            self.total += 1
+            if len(self.first) < self.SHOWN:
+                self.first.append((peer, number, error or "not parsed"))
+
+    def describe(self, format: str) -> list[str]:
+        """The lines to print: each failure shown, how many more, and how to see every one."""
+        out = [f"  {'stdin' if peer == '-' else peer}:{number}: {reason}" for peer, number, reason in self.first]
+        more = self.total - len(self.first)
+        files = " ".join(sorted({peer for peer, _, _ in self.first if peer != "-"})) or "FILE"
+        out.insert(0, f"{self.total} line{'s' if self.total != 1 else ''} not parsed (stored as errors in the "
+                      f"journal, raw bytes kept){':' if self.first else ''}")
+        if more:
+            out.append(f"  ... and {more} more")
+        out.append(f"every failing line with its number: smdrd parse --format {format} {files} >/dev/null; "
+                   f"after a parser or config fix, smdrd reparse turns them into calls")
+        return out
+
+
+class _TallyingWriter(JournalWriter):
+    """The import's writer in ``--in-process`` mode: notes every entry's fate in `FailedLines` as it is
+    submitted (in each stream's order), so the summary can say which lines failed."""
+
+    def __init__(self, *args: Any, failed: FailedLines, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.failed = failed
+
+    def submit(self, entry: Any) -> None:
+        self.failed.note(entry.peer, entry.status, entry.error)
+        super().submit(entry)
 
 
 def _open(name: str) -> tuple[BinaryIO, int | None]:
@@ -86,12 +139,14 @@ def _open(name: str) -> tuple[BinaryIO, int | None]:
     return fh, os.fstat(fh.fileno()).st_size
 
 
-async def import_files(settings: Settings, args: argparse.Namespace,
-                       base_dir: Path | None = None) -> dict[str, float]:
-    """Import ``args.files`` (relative deck paths are read from ``base_dir``); return the counts."""
+async def import_files(settings: Settings, args: argparse.Namespace, base_dir: Path | None = None,
+                       failed: FailedLines | None = None) -> dict[str, float]:
+    """Import ``args.files`` (relative deck paths are read from ``base_dir``); return the counts. The lines
+    that failed are noted in ``failed``."""
     started = time.perf_counter()
-    writer = JournalWriter(settings.database.path, commit_interval=1.0, batch_rows=args.batch,
-                           max_pending=args.batch * 4, site=settings.site.name)
+    writer = _TallyingWriter(settings.database.path, commit_interval=1.0, batch_rows=args.batch,
+                             max_pending=args.batch * 4, site=settings.site.name,
+                             failed=failed if failed is not None else FailedLines())
     await writer.open()
     writer_task = asyncio.create_task(writer.run())
     ingest = SourceIngest(name=args.source, format=args.format, site=settings.site, writer=writer,
@@ -99,32 +154,29 @@ async def import_files(settings: Settings, args: argparse.Namespace,
                           year=args.year or _source_year(settings, args.source),
                           options=_source_options(settings, args.source),
                           max_line=1 << 20)
-    progress = sys.stderr.isatty() and not args.quiet
-    for name in args.files:
-        fh, size = _open(name)
-        stream = ingest.open_stream(name)
-        done = 0
-        try:
-            while chunk := fh.read(CHUNK):
-                await stream.feed(chunk)
-                done += len(chunk)
-                if progress:
-                    _progress(name, done, size)
-            await stream.close()
-        finally:
-            if fh is not sys.stdin.buffer:
-                fh.close()
-        if progress:
-            print(file=sys.stderr)
+    c = ingest.counters
+    with ImportProgress(sys.stderr.isatty() and not args.quiet) as progress:
+        for name in args.files:
+            fh, size = _open(name)
+            stream = ingest.open_stream(name)
+            done = 0
+            try:
+                while chunk := fh.read(CHUNK):
+                    await stream.feed(chunk)
+                    done += len(chunk)
+                    progress.update(name, done, size, lines=c.lines, calls=c.calls, errors=c.errors)
+                await stream.close()
+            finally:
+                if fh is not sys.stdin.buffer:
+                    fh.close()
     await writer.close()
     await writer_task
-    c = ingest.counters
     return {"lines": c.lines, "calls": writer.stats.calls, "skipped": c.skipped, "errors": c.errors,
             "duplicates": writer.stats.duplicates, "seconds": time.perf_counter() - started}
 
 
-async def import_parallel(settings: Settings, args: argparse.Namespace,
-                          base_dir: Path | None = None) -> dict[str, float]:
+async def import_parallel(settings: Settings, args: argparse.Namespace, base_dir: Path | None = None,
+                          failed: FailedLines | None = None) -> dict[str, float]:
     """Import ``args.files`` with the parsing in a worker process and the commits here; return the counts.
 
     The worker sends `RowBatch`es (the rows, mapped where they were parsed); this process commits each with
@@ -152,13 +204,14 @@ async def import_parallel(settings: Settings, args: argparse.Namespace,
     writer_task = asyncio.create_task(writer.run())
     bulk = BulkWriter(settings.database.path)
     bulk.open()
-    progress = sys.stderr.isatty() and not args.quiet
+    progress = ImportProgress(sys.stderr.isatty() and not args.quiet)
     counters: dict[str, int] = {}
     # Young objects are what this loop makes by the million (rows it commits and drops): nothing for the cycle
     # collector to find, and its passes over them cost more than the inserts. Objects from start-up are frozen.
     gc.freeze()
     gc.disable()
     try:
+        progress.start()
         while True:
             try:
                 # Blocking: this loop has nothing else to do while the worker parses (the writer task runs
@@ -173,17 +226,20 @@ async def import_parallel(settings: Settings, args: argparse.Namespace,
                         writer.submit(prepared)
                     await writer.flushed()
             elif kind == "progress":
-                if progress:
-                    _progress(*payload)
+                name, done, size, lines, errors = payload
+                progress.update(name, done, size, lines=lines, calls=bulk.calls + writer.stats.calls, errors=errors)
             elif kind == "file_done":
-                if progress:
-                    print(file=sys.stderr)
+                pass
+            elif kind == "failed":
+                if failed is not None:
+                    failed.total, failed.first = payload.total, payload.first
             elif kind == "error":
                 raise SmdrdError(str(payload))
             else:
                 counters = payload
                 break
     finally:
+        progress.stop()
         gc.enable()
         gc.unfreeze()
         receiver.close()
@@ -223,6 +279,7 @@ def _parse_files(out: Connection, job: dict[str, Any]) -> None:
     size_limit = int(job.get("batch", WORKER_BATCH))
     counts = {"lines": 0, "skipped": 0, "errors": 0, "parsed": 0, "held": 0}
     batch = RowBatch()
+    failed = FailedLines()
 
     def take(entry: Entry) -> None:
         nonlocal batch
@@ -230,6 +287,7 @@ def _parse_files(out: Connection, job: dict[str, Any]) -> None:
         # per commit, and are bound there as they are.
         batch.add(entry)
         status = entry.status
+        failed.note(entry.peer, status, entry.error)
         if status != FLUSHED:
             counts["lines"] += 1
             counts[_COUNTED.get(status, "held")] += 1
@@ -249,7 +307,7 @@ def _parse_files(out: Connection, job: dict[str, Any]) -> None:
                     take(process_frame(frame, parser, encoding, source=source, peer=name, received_at=received,
                                        rate=rate))
                 done += len(chunk)
-                out.send(("progress", (name, done, size)))
+                out.send(("progress", (name, done, size, counts["lines"], counts["errors"])))
         received = time.time_ns() // 1000
         for frame in framer.close():
             take(process_frame(frame, parser, encoding, source=source, peer=name, received_at=received,
@@ -261,6 +319,7 @@ def _parse_files(out: Connection, job: dict[str, Any]) -> None:
             out.send(("rows", batch))
             batch = RowBatch()
         out.send(("file_done", name))
+    out.send(("failed", failed))
     out.send(("done", counts))
 
 
@@ -274,10 +333,52 @@ def _source_options(settings: Settings, name: str) -> dict[str, object]:
     return next((dict(s.format_options) for s in settings.sources if s.name == name), {})
 
 
-def _progress(name: str, done: int, size: int | None) -> None:
-    if size:
-        frac = done / size
-        bar = "#" * int(frac * 30)
-        print(f"\r{name}: [{bar:<30}] {frac:6.1%}", end="", file=sys.stderr, flush=True)
-    else:
-        print(f"\r{name}: {done / 1e6:.1f} MB", end="", file=sys.stderr, flush=True)
+class ImportProgress:
+    """The import's progress on a terminal (rich): one bar per file (bytes read), with the lines, calls and errors
+    so far and the speed in lines per second. Disabled, every method does nothing (a pipe or ``--quiet``)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._started = time.perf_counter()
+        self._tasks: dict[str, Any] = {}
+        self._bar: Any = None
+        if enabled:
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                Progress,
+                TaskProgressColumn,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(
+                TextColumn("{task.description}"), BarColumn(bar_width=24), TaskProgressColumn(),
+                TextColumn("{task.fields[lines]:>11,} lines {task.fields[calls]:>11,} calls "
+                           "{task.fields[errors]:>7,} errors {task.fields[speed]:>9,.0f} lines/s"),
+                TimeRemainingColumn(), console=Console(stderr=True))
+
+    def start(self) -> None:
+        if self._bar is not None:
+            self._started = time.perf_counter()
+            self._bar.start()
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+    def __enter__(self) -> ImportProgress:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def update(self, name: str, done: int, size: int | None, *, lines: int, calls: int, errors: int) -> None:
+        if self._bar is None:
+            return
+        task = self._tasks.get(name)
+        if task is None:
+            task = self._tasks[name] = self._bar.add_task(name, total=size, lines=0, calls=0, errors=0, speed=0.0)
+        speed = lines / max(time.perf_counter() - self._started, 1e-6)
+        self._bar.update(task, completed=done, lines=lines, calls=calls, errors=errors, speed=speed)
