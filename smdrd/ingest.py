@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from smdrd.config import SiteConfig
@@ -22,16 +22,38 @@ from smdrd.sources.base import FramerLike
 from smdrd.store.sqlite.writer import JournalWriter
 
 if TYPE_CHECKING:
+    from smdrd.core import RatingLike
     from smdrd.journal import Alert, JournalEntry
     from smdrd.pipeline import Pipeline, PipelineStream
+    from smdrd.record import CallRecord
 
 
 @dataclass(slots=True)
 class Hooks:
-    """The current rating function and call observer (alert rules); a reload swaps each in one assignment."""
+    """The current rating function and call observers (alert rules...); a reload swaps each in one assignment.
+
+    ``observe`` is what the pipeline calls per call: the one observer, or all of them in the order added
+    (`add_observer`), their alerts together. An observer that raises stops the ones after it for that call,
+    and the line keeps the error (`smdrd.core.rate_calls`).
+    """
 
     rate: Rate | None = None
     observe: Observe | None = None
+    observers: list[Observe] = field(default_factory=list)
+
+    def add_observer(self, observer: Observe) -> None:
+        """Add a call observer: every one added runs (none replaces another)."""
+        self.observers.append(observer)
+        self.observe = observer if len(self.observers) == 1 else _chain(tuple(self.observers))
+
+
+def _chain(observers: tuple[Observe, ...]) -> Observe:
+    def observe(record: CallRecord, rating: RatingLike | None, uid: str) -> list[Alert]:
+        alerts: list[Alert] = []
+        for one in observers:
+            alerts.extend(one(record, rating, uid))
+        return alerts
+    return observe
 
 
 @dataclass(slots=True)

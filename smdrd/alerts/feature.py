@@ -213,7 +213,7 @@ class Alerts:
 def install(daemon: Daemon, *, metrics: Metrics | None = None) -> Alerts:
     """Add alerts to ``daemon`` (see the module docstring), reporting to ``metrics`` when there is one."""
     alerts = Alerts(daemon, metrics=metrics)
-    daemon.hooks.observe = alerts.engine.observe
+    daemon.hooks.add_observer(alerts.engine.observe)
     daemon.commit_listeners.append(alerts.committed)
     daemon.reload_listeners.append(alerts.reloaded)
     daemon.add_task("alerts", alerts.run)
