@@ -85,7 +85,8 @@ def ceilings(data: Path, work: Path, fmt: str) -> tuple[float, float, int]:
     """Seconds spent in plain executemany + commit for the same rows, into the real schema and into bare tables;
     the rows are made untimed, a batch at a time, and each batch goes to both databases."""
     cls = get_parser_class(fmt)
-    parser = cls(ParserContext(timezone=SiteConfig().tz))
+    site = SiteConfig()  # what `smdrd import` without a config uses
+    parser = cls(ParserContext(timezone=site.tz, country=site.country))
     rate = build_hooks(Settings()).rate
     schema_db, bare_db = work / "ceiling.db", work / "bare.db"
     _fresh(schema_db)
