@@ -10,7 +10,7 @@ on the event loop: its parser lives in the pipeline's worker process, and the en
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -154,30 +154,26 @@ class LineStream:
             return
         rate = ing.hooks.rate
         observe = ing.hooks.observe
-        submit = ing.writer.submit
-        for frame in frames:
-            entry = process_frame(frame, self._parser, ing.encoding, source=ing.name,
-                                  peer=self.peer, received_at=received, rate=rate, observe=observe)
-            submit(entry)
-            status = entry.status
-            if status == PARSED:
-                counters.parsed += 1
-                counters.calls += len(entry.calls)
-            elif status == ERROR:
-                counters.errors += 1
-            elif status == SKIPPED:
-                counters.skipped += 1
+        parser, encoding, source, peer = self._parser, ing.encoding, ing.name, self.peer
+        self._queue(process_frame(frame, parser, encoding, source=source, peer=peer, received_at=received,
+                                  rate=rate, observe=observe) for frame in frames)
         counters.lines += len(frames)
         counters.last_line_at = now
 
     def _deliver(self, entries: list[JournalEntry]) -> None:
         """The worker's entries for this stream, in order: run the alert rules, count, queue for the journal."""
+        observe = self._ingest.hooks.observe
+        if observe is None:
+            self._queue(entries)
+        else:
+            self._queue(_observed(e, observe) if e.calls else e for e in entries)
+
+    def _queue(self, entries: Iterable[JournalEntry]) -> None:
+        """Count each entry by its status and queue it for the journal, in order."""
         ing = self._ingest
         counters = ing.counters
-        observe = ing.hooks.observe
         submit = ing.writer.submit
-        for received in entries:
-            entry = _observed(received, observe) if observe is not None and received.calls else received
+        for entry in entries:
             submit(entry)
             status = entry.status
             if status == PARSED:
