@@ -214,7 +214,14 @@ def test_import_lists_the_lines_that_failed_and_how_to_see_them_all(tmp_path: Pa
     assert [int(line.split(":")[1]) for line in listed] == list(range(4, 14))  # the first ten, by line number
     assert all("expected at least 17 comma-separated fields" in line for line in listed)
     assert "  ... and 2 more" in err
-    assert f"smdrd parse --format avaya-ipo {path} >/dev/null" in err[-1]
+    assert "all of them, with their bytes: smdrd errors --source import --database calls.db;" in err[-1]
+    listing = smdrd("errors", "--source", "import", "--database", "calls.db", "--limit", "3", cwd=tmp_path)
+    assert listing.returncode == 0, listing.stderr
+    out = listing.stdout.splitlines()
+    assert out[-1] == "12 lines not parsed; 9 more: --limit 0 shows all"
+    assert out[2] == "  '1,2,3 this is no SMDR record'" and f"import  {path}" in out[0]
+    every = smdrd("errors", "--database", "calls.db", "--limit", "0", "--json", cwd=tmp_path)
+    assert [json.loads(line)["raw"] for line in every.stdout.splitlines()] == ["1,2,3 this is no SMDR record"] * 12
 
 
 def _on_a_terminal(args: list[str | Path], cwd: Path) -> tuple[int, str]:

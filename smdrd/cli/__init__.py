@@ -32,6 +32,7 @@ COMMANDS = (
     "backup",
     "rebuild",
     "prune",
+    "failed",
 )
 
 
@@ -53,6 +54,7 @@ SUMMARIES: dict[str, tuple[str, str]] = {
     "rerate": ("rebuild", "re-rate stored calls after a tariff change and say what changed"),
     "reparse": ("rebuild", "rebuild calls from the raw journal after a parser fix"),
     "prune": ("prune", "delete call details and raw lines older than [retention] says (reports stay exact)"),
+    "errors": ("failed", "list the journalled lines that could not be parsed, and why"),
 }
 
 

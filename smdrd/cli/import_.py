@@ -79,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
               f"{counts['seconds']:.2f} s ({counts['lines'] / max(counts['seconds'], 1e-9):,.0f} lines/s) "
               f"into {settings.database.path}", file=sys.stderr)
     if failed.total:
-        for line in failed.describe(args.format):
+        where = "".join(f" --{flag} {value}" for flag, value in (("config", args.config), ("database", args.database))
+                        if value is not None)
+        for line in failed.describe(f"smdrd errors --source {args.source}{where}"):
             print(line, file=sys.stderr)
     return 1 if counts["errors"] else 0
 
@@ -105,17 +107,17 @@ class FailedLines:
             if len(self.first) < self.SHOWN:
                 self.first.append((peer, number, error or "not parsed"))
 
-    def describe(self, format: str) -> list[str]:
-        """The lines to print: each failure shown, how many more, and how to see every one."""
+    def describe(self, listing: str) -> list[str]:
+        """The lines to print: each failure shown, how many more, and how to see every one (``listing``, the
+        command that lists them from the journal)."""
         out = [f"  {'stdin' if peer == '-' else peer}:{number}: {reason}" for peer, number, reason in self.first]
         more = self.total - len(self.first)
-        files = " ".join(sorted({peer for peer, _, _ in self.first if peer != "-"})) or "FILE"
         out.insert(0, f"{self.total} line{'s' if self.total != 1 else ''} not parsed (stored as errors in the "
                       f"journal, raw bytes kept){':' if self.first else ''}")
         if more:
             out.append(f"  ... and {more} more")
-        out.append(f"every failing line with its number: smdrd parse --format {format} {files} >/dev/null; "
-                   f"after a parser or config fix, smdrd reparse turns them into calls")
+        out.append(f"all of them, with their bytes: {listing}; after a parser or config fix, smdrd reparse "
+                   "turns them into calls")
         return out
 
 

@@ -199,6 +199,10 @@ class Store(Protocol):
         """The call feed's own connection (``await open()`` it)."""
         ...
 
+    def journal_errors(self) -> JournalErrors:
+        """A read-only view of the lines that could not be parsed (``smdrd errors``)."""
+        ...
+
     def spend_since(self, since_utc: int) -> list[tuple[str, str, Decimal]]:
         """Spend per extension and site-local day of calls started since ``since_utc`` (epoch seconds): the
         budget rule's memory after a restart."""
@@ -348,6 +352,32 @@ class Rebuild(Protocol):
 
     def calls_received(self, lo: int, hi: int) -> int:
         """Stored calls whose line was received in ``[lo, hi)`` (UTC seconds)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+# ---- lines that failed ----
+
+@dataclass(frozen=True, slots=True)
+class ErrorLine:
+    """A journalled line whose status is ``error``: what arrived and why it could not be parsed."""
+
+    line_id: int
+    source: str
+    peer: str
+    received_at: int  # UTC microseconds
+    format: str
+    raw: bytes
+    error: str
+
+
+class JournalErrors(Protocol):
+    """The journal's ``error`` lines, newest last, for a person to read; never writes."""
+
+    def error_lines(self, lo: int, hi: int, source: str | None, limit: int) -> tuple[list[ErrorLine], int]:
+        """The first ``limit`` (0: all) error lines received in ``[lo, hi)`` (UTC seconds), in journal order, and
+        how many there are in all."""
         ...
 
     def close(self) -> None: ...

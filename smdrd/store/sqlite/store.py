@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from smdrd.store.sqlite.export import SqliteCallExport
 from smdrd.store.sqlite.feed import SqliteCallFeed
+from smdrd.store.sqlite.journal_errors import SqliteJournalErrors
 from smdrd.store.sqlite.outbox import SqliteOutbox
 from smdrd.store.sqlite.rebuild import SqliteRebuild
 from smdrd.store.sqlite.reports import SqliteReports
@@ -38,6 +39,9 @@ class SqliteStore:
 
     def call_feed(self) -> SqliteCallFeed:
         return SqliteCallFeed(self.path)
+
+    def journal_errors(self) -> SqliteJournalErrors:
+        return SqliteJournalErrors(self.path)
 
     def spend_since(self, since_utc: int) -> list[tuple[str, str, Decimal]]:
         conn = sqlite3.connect(self.path)
