@@ -149,15 +149,11 @@ class MqttDelivery:
         """Run the publisher (when enabled) until cancelled."""
         from smdrd.mqtt import Publisher
 
+        if self.config.enabled and self.config.publish_calls:
+            self._place_call_feed()
         try:
             await self.outbox.open()
             await self.feed.open()
-            if self.config.publish_calls:
-                # Place a new feed's cursor now, before the sources' first calls can be committed, rather than at
-                # the first connection to the broker: the calls of a daemon started with publish_calls are all sent.
-                from smdrd.mqtt import CALL_FEED
-
-                await self.feed.start(CALL_FEED)
             while True:
                 self._changed.clear()
                 cfg = self.config
@@ -193,6 +189,18 @@ class MqttDelivery:
             self.publisher = None
             await self.feed.close()
             await self.outbox.close()
+
+    def _place_call_feed(self) -> None:
+        """Place a new call feed's cursor at the journal's end before any source runs (this task's first step
+        comes before theirs), not at the first connection to the broker: every call a daemon started with
+        ``publish_calls`` commits is then sent, however slow the broker or the start."""
+        from smdrd.mqtt import CALL_FEED
+        from smdrd.store.api import StoreUnavailable
+
+        try:
+            self.store.start_call_feed(CALL_FEED)  # blocking, once: a few milliseconds at start
+        except StoreUnavailable as exc:  # the publisher places it at its first connection instead
+            log.warning("mqtt.call_feed_start_failed", error=str(exc))
 
     # -- the retained state ---------------------------------------------------------------------------------------
 

@@ -203,6 +203,11 @@ class Store(Protocol):
         """A read-only view of the lines that could not be parsed (``smdrd errors``)."""
         ...
 
+    def start_call_feed(self, name: str) -> int:
+        """Call feed ``name``'s saved position; a new feed's cursor is placed at the journal's end now. Blocking:
+        for the daemon's start, before any source runs, so no call committed after it is skipped."""
+        ...
+
     def spend_since(self, since_utc: int) -> list[tuple[str, str, Decimal]]:
         """Spend per extension and site-local day of calls started since ``since_utc`` (epoch seconds): the
         budget rule's memory after a restart."""

@@ -38,6 +38,21 @@ def feed_fields(row: tuple[Any, ...]) -> dict[str, Any]:
     return fields
 
 
+def place_cursor(path: str, name: str) -> int:
+    """Feed ``name``'s saved position; a new feed's cursor is placed at the journal's end now (blocking)."""
+    try:
+        conn = connect(path)
+        try:
+            conn.execute("INSERT INTO feed_cursors (name, position) SELECT ?, coalesce(max(id), 0) FROM calls "
+                         "WHERE true ON CONFLICT (name) DO NOTHING", (name,))
+            row = conn.execute("SELECT position FROM feed_cursors WHERE name = ?", (name,)).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"call feed: {exc}") from exc
+    return int(row[0])
+
+
 class SqliteCallFeed(AsyncPart):
     """``await open()``; `start`, then `after` / `save` as the broker acknowledges; ``await close()``."""
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from smdrd.store.sqlite.export import SqliteCallExport
-from smdrd.store.sqlite.feed import SqliteCallFeed
+from smdrd.store.sqlite.feed import SqliteCallFeed, place_cursor
 from smdrd.store.sqlite.journal_errors import SqliteJournalErrors
 from smdrd.store.sqlite.outbox import SqliteOutbox
 from smdrd.store.sqlite.rebuild import SqliteRebuild
@@ -42,6 +42,9 @@ class SqliteStore:
 
     def journal_errors(self) -> SqliteJournalErrors:
         return SqliteJournalErrors(self.path)
+
+    def start_call_feed(self, name: str) -> int:
+        return place_cursor(str(self.path), name)
 
     def spend_since(self, since_utc: int) -> list[tuple[str, str, Decimal]]:
         conn = sqlite3.connect(self.path)
