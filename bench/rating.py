@@ -22,7 +22,8 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 
 from smdrd.config import SiteConfig, TariffConfig
-from smdrd.rating import Rater, normalise
+from smdrd.rating import Rater
+from smdrd.rating.normalise import normalise  # the function: the package attribute becomes the module once imported
 from smdrd.record import CallRecord, Direction
 
 SITE = SiteConfig(country="GB", area_code="020", timezone="Europe/London", access_codes=["9"])
