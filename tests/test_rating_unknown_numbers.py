@@ -118,3 +118,10 @@ def test_an_unknown_number_never_costs_less_than_any_international_rule_for_a_mi
     assert daemon.rule != "unknown number, priced as US and Canada"
     assert daemon.rule.startswith("unknown number, priced as ") or not any(
         r.rate or r.connection_fee for r in outbound)
+
+
+def test_rate_shows_the_unknown_rule_without_an_empty_prefix(config: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "smdrd", "rate", INVALID, "--duration", "90", "--config",
+                             str(config)], capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "rule   unknown number, priced as Jamaica\n" in result.stdout

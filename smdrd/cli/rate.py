@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
                               "rule": rating.rule, "prefix": rating.prefix, "cost": _money(rating.cost, decimals),
                               "currency": rating.currency}))
             continue
-        rule = f"{rating.rule} (prefix {rating.prefix})" if rating.rule else "(none)"
+        rule = (f"{rating.rule} (prefix {rating.prefix})" if rating.prefix else rating.rule) or "(none)"
         print(f"{number}\n"
               f"  e164   {rating.e164 or '-'}\n"
               f"  class  {rating.call_class}\n"
