@@ -142,3 +142,15 @@ def test_no_configuration_is_one_line_saying_what_to_do(command: str, tmp_path: 
     assert_one_clear_line(result, mentions="/etc/smdrd/smdrd.toml")
     assert "--config" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["calls.smdr", "copy.db"], "nothing may be written"
+
+
+@pytest.mark.parametrize(("args", "mentions"), [
+    (["simulate", "--format", "avaya-ipo", "--count", "1", "--listen", "127.0.0.1:99999"], "--listen"),
+    (["simulate", "--format", "avaya-ipo", "--count", "1", "--timezone", "Mars/Base"], "--timezone"),
+    (["simulate", "--format", "avaya-ipo", "--count", "1", "--start", "soon"], "--start"),
+    (["import", "--format", "avaya-ipo", "--database", "{tmp}", "{tmp}/copy.db"], "is a folder"),
+])
+def test_a_bad_value_is_one_line_naming_it(args: list[str], mentions: str, tmp_path: Path) -> None:
+    """`simulate --listen 127.0.0.1:99999` printed a ValueError traceback."""
+    (tmp_path / "copy.db").write_bytes(b"this is no database")
+    assert_one_clear_line(smdrd(args, tmp_path), mentions=mentions)

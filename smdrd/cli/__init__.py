@@ -123,7 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sqlite3 = sys.modules.get("sqlite3")
         if sqlite3 is None or not isinstance(exc, sqlite3.DatabaseError):
             raise
-        print(f"{who}: the database cannot be used: {exc} (is it an smdrd SQLite file?)", file=sys.stderr)
+        named = getattr(args, "database", None)
+        print(f"{who}: {f'{named}: ' if named else ''}the database cannot be used: {exc} (is it an smdrd SQLite "
+              "file, in a folder this user can write?)", file=sys.stderr)
         return 1
     return status
 

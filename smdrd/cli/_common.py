@@ -69,13 +69,13 @@ def settings_from(args: argparse.Namespace, *, existing_database: bool = False,
     if config_named(args):
         path = config_path(args)
         settings = load_config(path)
-        if existing_database:
+        if existing_database or database_of(args, settings).is_dir():
             _check_database(args, settings, path)
         return settings, path
     if not _database_named(args):
         raise SmdrdError(no_config_message(args))
     settings = load_config(None)
-    if existing_database:
+    if existing_database or database_of(args, settings).is_dir():
         _check_database(args, settings, None)
     beside = database_of(args, settings).with_suffix(".toml")
     hint = f"; {beside} is beside the database: pass --config {beside}" if beside.is_file() else ""

@@ -8,17 +8,22 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from smdrd.config import parse_hostport
 from smdrd.core import Entry
+from smdrd.errors import SmdrdError
 from smdrd.journal import RatedCall
 from smdrd.parsing import get_parser_class
 from smdrd.reports.render import hms
 from smdrd.simulator import DEPARTMENTS, Pacer, Traffic, push, render_calls, serve
+
+T = TypeVar("T")
+HOSTPORT = "HOST:PORT (port 0 to 65535)"
 
 DEMO_TZ = "America/New_York"
 DEMO_DECK = Path(__file__).resolve().parent.parent / "data" / "demo-rates.csv"
@@ -59,15 +64,28 @@ def _traffic(args: argparse.Namespace, realtime: bool) -> Traffic:
                    realtime=realtime and start is None)
 
 
+def _flag(flag: str, value: str, convert: Callable[[str], T], expected: str) -> T:
+    """``convert(value)``, or an `SmdrdError` naming the flag and what was expected (never a traceback)."""
+    from zoneinfo import ZoneInfoNotFoundError
+
+    try:
+        return convert(value)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise SmdrdError(f"{flag}: expected {expected}, got {value!r}") from None
+
+
 def run_simulate(args: argparse.Namespace) -> int:
     parser = get_parser_class(args.format)
+    _flag("--timezone", args.timezone, ZoneInfo, "an IANA timezone name such as Europe/Warsaw")
+    if args.start:
+        _flag("--start", args.start, datetime.fromisoformat, "a date such as 2026-01-05")
     traffic = _traffic(args, realtime=args.rate is not None)
     lines = render_calls(parser, traffic, args.count)
     if args.listen:
-        host, port = parse_hostport(args.listen, "127.0.0.1")
+        host, port = _flag("--listen", args.listen, lambda v: parse_hostport(v, "127.0.0.1"), HOSTPORT)
         asyncio.run(serve(host, port, lines, args.rate))
     elif args.connect:
-        host, port = parse_hostport(args.connect, "127.0.0.1")
+        host, port = _flag("--connect", args.connect, lambda v: parse_hostport(v, "127.0.0.1"), HOSTPORT)
         asyncio.run(push(host, port, lines, args.rate))
     else:
         asyncio.run(_to_stdout(lines, args.rate))
