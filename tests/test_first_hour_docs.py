@@ -42,14 +42,17 @@ def test_example_sources_use_the_format_they_describe() -> None:
     assert sources["cm-push"]["format"] == "avaya-cm"
 
 
-def test_check_config_warns_that_the_example_still_points_at_a_placeholder() -> None:
+def test_check_config_warns_that_the_example_still_points_at_a_placeholder(tmp_path: Path) -> None:
     """The example passes check-config unedited, but its PBX address is 192.0.2.10, a documentation address:
     a warning says so (exit 0), and --strict makes it an error."""
-    result = smdrd("check-config", str(EXAMPLE))
+    example = tmp_path / "smdrd.toml"  # as install.sh writes it: 0644, whatever the checkout's umask gave
+    example.write_text(EXAMPLE.read_text().replace('"rates.example.csv"', f'"{EXAMPLE.parent}/rates.example.csv"'))
+    example.chmod(0o644)
+    result = smdrd("check-config", str(example))
     assert result.returncode == 0, result.stderr
     assert "WARNING: sources[0].host: 192.0.2.10 is a documentation address" in result.stderr
     assert ": OK with 1 warning" in result.stdout
-    assert smdrd("check-config", "--strict", str(EXAMPLE)).returncode == 1
+    assert smdrd("check-config", "--strict", str(example)).returncode == 1
 
 
 def test_check_config_of_a_missing_file_does_not_suggest_a_flag_it_has_not() -> None:

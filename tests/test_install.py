@@ -124,7 +124,7 @@ def test_install_sh_wrote_a_valid_config_that_check_config_passes(installed: dic
     for path in (config, ROOT / "config" / "smdrd.example.toml"):
         proc = run(installed["smdrd"], "check-config", path, env=clean_env(), cwd=installed["folder"])
         assert proc.returncode == 0, proc.stderr
-        assert ": OK with 1 warning" in proc.stdout
+        assert ": OK with" in proc.stdout  # warnings: the placeholder, and group-writable in a checkout (umask 002)
         # the file is valid, but its PBX address is the example's placeholder: said, not silently accepted
         assert "sources[0].host: 192.0.2.10 is a documentation address" in proc.stderr
 
