@@ -53,7 +53,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--year", type=int, help="the year, for formats whose dates have none")
     p.add_argument("--encoding", help="the files' encoding (default: the format's)")
     p.add_argument("--batch", type=int, default=20_000, help="rows per commit (default 20000)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary")
+    p.add_argument("--quiet", "-q", action="store_true",
+                   help="no progress bar or summary (the lines that failed are still listed)")
     p.add_argument("--in-process", action="store_true",
                    help="parse in this process too (the default parses in a worker process, using two cores)")
     p.set_defaults(func=run)
