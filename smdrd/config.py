@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -138,6 +139,7 @@ __all__ = [
     "WangiriAlertConfig",
     "config_file_warnings",
     "config_warnings",
+    "declared_currencies",
     "http_token",
     "load_config",
     "open_to_everyone_warning",
@@ -473,6 +475,12 @@ def config_warnings(path: Path | None, settings: Settings) -> list[tuple[str, st
         if isinstance(src, TcpServerSource) and src.enabled and src.open_to_everyone:
             out.append((f"sources[{i}].allowed_peers", open_to_everyone_warning(src)))
     out += placeholder_warnings(settings.sources)
+    tariff = settings.tariff
+    for deck, code in declared_currencies(tariff.decks, path.parent if path else None).items():
+        if code != tariff.currency:
+            out.append(("tariff.currency", f"{deck} says its prices are in {code} (its '# currency:' line) but the "
+                                           f"tariff's currency is {tariff.currency}; set currency = \"{code}\" "
+                                           "or correct the deck"))
     http = settings.http
     if http.enabled and http.token_file is not None and credential_absent_here(http.token_file):
         out.append(("http.token_file", f"{str(http.token_file)!r} is a systemd credential, present only while "
@@ -481,6 +489,28 @@ def config_warnings(path: Path | None, settings: Settings) -> list[tuple[str, st
                                        "characters"))
     return out
 
+
+
+def declared_currencies(decks: Sequence[Path], base_dir: Path | None = None) -> dict[Path, str]:
+    """The currency each rate deck declares on a comment line before its header (``# currency: GBP``, which the
+    deck reader skips as a comment), by deck; decks that declare none, or cannot be read, are left out (reading
+    them is the tariff's job, which says what is wrong)."""
+    out: dict[Path, str] = {}
+    for deck in decks:
+        where = deck if deck.is_absolute() or base_dir is None else base_dir / deck
+        try:
+            with where.open(encoding="utf-8", errors="replace") as fh:
+                for line in fh:
+                    text = line.strip()
+                    if text and not text.startswith("#"):
+                        break  # the header: declarations come before it
+                    key, _, value = text.lstrip("#").partition(":")
+                    if key.strip().lower() == "currency" and value.strip():
+                        out[deck] = value.strip().upper()
+                        break
+        except OSError:
+            continue
+    return out
 
 
 def _source_problems(settings: Settings) -> list[tuple[str, str]]:

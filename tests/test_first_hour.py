@@ -265,3 +265,15 @@ def test_import_on_a_terminal_shows_lines_calls_errors_and_speed(tmp_path: Path,
 
 def _plain(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+def test_check_config_warns_when_a_deck_declares_another_currency(tmp_path: Path) -> None:
+    """The daemon prices in [tariff] currency (USD by default): a GBP deck under it is a slip worth a warning."""
+    (tmp_path / "rates.csv").write_text(GBP_DECK, encoding="utf-8")
+    path = write_config(tmp_path, GOOD + '\n[tariff]\ndecks = ["rates.csv"]\n')
+    result = smdrd("check-config", path, cwd=tmp_path)
+    assert result.returncode == 0
+    assert (f"{path}: WARNING: tariff.currency: rates.csv says its prices are in GBP (its '# currency:' line) but "
+            "the tariff's currency is USD") in result.stderr
+    agreed = write_config(tmp_path, GOOD + '\n[tariff]\ncurrency = "GBP"\ndecks = ["rates.csv"]\n', "gbp.toml")
+    assert "WARNING" not in smdrd("check-config", agreed, cwd=tmp_path).stderr

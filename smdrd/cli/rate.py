@@ -85,26 +85,20 @@ def _rater(args: argparse.Namespace) -> Any:
 
 
 def _decks_currency(decks: list[Path]) -> str | None:
-    """The currency the decks declare on a leading comment line such as ``# currency: GBP`` (which the deck
-    reader skips as a comment); ``None`` if none does.
+    """The currency the decks declare (`smdrd.config.declared_currencies`), ``None`` if none does.
 
     Raises:
         SmdrdError: two decks declare different currencies.
     """
-    found: dict[str, Path] = {}
+    from smdrd.config import declared_currencies
+
     for deck in decks:
-        with deck.open(encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                text = line.strip()
-                if text and not text.startswith("#"):
-                    break  # the header: declarations come before it
-                key, _, value = text.lstrip("#").partition(":")
-                if key.strip().lower() == "currency" and value.strip():
-                    found.setdefault(value.strip().upper(), deck)
-    if len(found) > 1:
+        deck.open("rb").close()  # a missing deck is said here, as the file it is (not as a tariff error)
+    found = declared_currencies(decks)
+    if len(set(found.values())) > 1:
         raise SmdrdError("--rules: the decks declare different currencies ("
-                         + ", ".join(f"{deck}: {code}" for code, deck in found.items()) + "); give --currency")
-    return next(iter(found), None)
+                         + ", ".join(f"{deck}: {code}" for deck, code in found.items()) + "); give --currency")
+    return next(iter(found.values()), None)
 
 
 def run(args: argparse.Namespace) -> int:
