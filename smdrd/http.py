@@ -3,9 +3,18 @@
 Routes are registered by the modules that serve them with a small adapter (``server.route("/metrics",
 handler)``, a handler being ``async (Request) -> Response``), so they need no aiohttp of their own; GET and
 HEAD are served, anything else is 405. `HttpServer.app` is the `aiohttp.web.Application` underneath, for routes
-that want aiohttp itself. Bound to localhost by default; with a token configured, every route except
-``/healthz`` requires ``Authorization: Bearer <token>`` (or ``?token=`` for a browser), compared in constant
-time; `Request.authenticated` says whether a request may see details.
+that want aiohttp itself (the console's forms); such a handler declares who may use it with `requires` or
+`public`. Bound to localhost by default.
+
+Rights are checked here, for every route, before its handler runs: each route declares the roles that may use
+it (``route(path, handler, roles=READERS)``, `requires`), a route that declares nothing is refused (fail closed),
+and the request's `Principal` comes from `HttpServer.authenticator`. Without the console that is the shared
+token: with ``[http] token`` configured, every route except ``/healthz`` requires ``Authorization: Bearer
+<token>`` (or ``?token=`` for a browser), compared in constant time, and a request that presents it acts as
+the ``service`` role; without one, every request does. The console (`smdrd.console`) adds users' sessions and
+personal API tokens. A request that changes something (not GET or HEAD) is refused 403 unless it comes with a
+personal or service token, or with a session and that session's CSRF token (`CSRF_FIELD` in the form, or the
+`CSRF_HEADER` header). `Request.authenticated` says whether a request may see details.
 
 Bounds, apart from the PBX sources' (``[http]`` in the configuration, see docs/api.md), so that no HTTP client
 can take descriptors, memory or time that the PBX path needs:
@@ -29,8 +38,8 @@ import hmac
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import parse_qs
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlencode
 
 import structlog
 from aiohttp import web
@@ -38,7 +47,29 @@ from aiohttp import web
 from smdrd.http_config import HttpConfig
 from smdrd.section import parse_hostport
 
-__all__ = ["CHUNK", "MAX_HEADERS", "MAX_LINE", "BadRequest", "Handler", "HttpServer", "Request", "Response"]
+__all__ = [
+    "ADMIN",
+    "CHUNK",
+    "CSRF_FIELD",
+    "CSRF_HEADER",
+    "MAX_BODY",
+    "MAX_HEADERS",
+    "MAX_LINE",
+    "PUBLIC",
+    "READERS",
+    "SERVICE",
+    "USERS",
+    "Authenticator",
+    "BadRequest",
+    "Handler",
+    "HttpServer",
+    "Principal",
+    "Request",
+    "Response",
+    "principal_of",
+    "public",
+    "requires",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +81,25 @@ MAX_HEADERS = 64
 CHUNK = 64 * 1024
 #: how often, at most, refused connections are logged (a count, never one line per connection).
 REFUSED_LOG_INTERVAL = 60.0
+#: the largest request body (a console form); a larger one is refused 413 before it is read.
+MAX_BODY = 64 * 1024
+
+#: the role of a request that presents the shared ``[http] token`` (or of every request when there is neither a
+#: token nor a user): what that token could always do, read reports and metrics.
+SERVICE = "service"
+#: anyone, signed in or not (``/healthz``, the sign-in page).
+PUBLIC: frozenset[str] = frozenset()
+#: who may read reports and metrics (a ``manager`` only sees their departments: not yet scoped, so not here).
+READERS = frozenset({"admin", "viewer", SERVICE})
+#: every signed-in user (their own sessions and API tokens).
+USERS = frozenset({"admin", "manager", "viewer"})
+#: administrators only.
+ADMIN = frozenset({"admin"})
+#: the form field and the header that carry a session's CSRF token.
+CSRF_FIELD = "csrf"
+CSRF_HEADER = "X-CSRF-Token"
+_ROLES_ATTR = "smdrd_roles"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 _SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 38\r\n"
@@ -59,6 +109,56 @@ _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset
 class BadRequest(Exception):
     """Raised by a handler: the request's parameters are wrong. Answered 400 with the message (say which
     parameter and what was expected; never put a secret or a value from the database in it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a request acts for: a user (``user_id``), the shared token, or anyone (no token, no users)."""
+
+    name: str
+    role: str
+    #: how it was recognised: ``session`` (a console cookie), ``token`` (a personal API token), ``service``
+    #: (the shared token), ``open`` (no token is configured and there are no users).
+    via: str
+    user_id: int | None = None
+    departments: tuple[str, ...] = ()
+    #: the session's CSRF token (``via == "session"`` only), and the digest of its id.
+    csrf: str = field(default="", repr=False)
+    session: str = field(default="", repr=False)
+
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+
+
+def principal_of(request: web.Request) -> Principal | None:
+    """The `Principal` the middleware found for ``request`` (None: nobody signed in)."""
+    return request.get(PRINCIPAL)
+
+
+#: ``await authenticator(request)``: the request's `Principal`, or None when it presents no valid credential.
+Authenticator = Callable[[web.Request], Awaitable[Principal | None]]
+
+AioHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+_H = TypeVar("_H", bound=Callable[..., Awaitable[web.StreamResponse]])
+
+
+def requires(*roles: str) -> Callable[[_H], _H]:
+    """Declare the roles that may use an aiohttp handler (a function or a method; one role is enough)."""
+    allowed = frozenset(roles)
+
+    def mark(handler: _H) -> _H:
+        setattr(handler, _ROLES_ATTR, allowed)
+        return handler
+
+    return mark
+
+
+def public(handler: _H) -> _H:
+    """Declare an aiohttp handler open to anyone (it checks what it needs itself, as the sign-in form does)."""
+    setattr(handler, _ROLES_ATTR, PUBLIC)
+    return handler
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +172,7 @@ class Request:
     query: Mapping[str, list[str]]
     headers: Mapping[str, str]
     authenticated: bool = False
+    principal: Principal | None = None
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         """The first value of query parameter ``name``."""
@@ -139,7 +240,11 @@ class HttpServer:
         self.public = public
         self.config = config or HttpConfig()
         self.routes: dict[str, Handler] = {}
-        self.app = web.Application(middlewares=[self._mark_served])
+        #: recognises the request's `Principal` (the console replaces it; by default, the shared token).
+        self.authenticator: Authenticator = self._token_principal
+        #: where a browser that is not signed in is sent for a page (set by the console), else it gets 401.
+        self.login_path: str | None = None
+        self.app = web.Application(middlewares=[self._guard], client_max_size=MAX_BODY)
         self.app.on_response_prepare.append(_add_security_headers)
         #: connections refused because ``max_connections`` were open, since start.
         self.refused = 0
@@ -156,13 +261,15 @@ class HttpServer:
         self._refused_logged = 0
         self._refused_log_at = 0.0
 
-    def route(self, path: str, handler: Handler) -> None:
-        """Serve GET (and HEAD) ``path`` with ``handler``; before `start`."""
+    def route(self, path: str, handler: Handler, roles: frozenset[str] | None = None) -> None:
+        """Serve GET (and HEAD) ``path`` with ``handler`` to ``roles`` (default: `PUBLIC` for a path in
+        ``public``, else `READERS`); before `start`."""
         self.routes[path] = handler
 
         async def serve(request: web.Request) -> web.StreamResponse:
             return await self._serve(request, handler)
 
+        setattr(serve, _ROLES_ATTR, roles if roles is not None else PUBLIC if path in self.public else READERS)
         self.app.router.add_get(path, serve)
 
     @property
@@ -254,41 +361,82 @@ class HttpServer:
             self._refused_logged = self.refused
 
     @web.middleware
-    async def _mark_served(self, request: web.Request,
-                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    async def _guard(self, request: web.Request, handler: AioHandler) -> web.StreamResponse:
+        """Every request: the keep-alive clock, who it is, whether its route lets that role in, the CSRF token
+        of a change made with a session, and a plain 500 (never the exception's text) for a bug."""
         self._served.add(request.protocol)  # a complete head: the keep-alive timeout applies from here
-        return await handler(request)
+        if request.match_info.http_exception is not None:
+            return await handler(request)  # 404 or 405: nothing to authorise
+        roles: frozenset[str] | None = getattr(request.match_info.handler, _ROLES_ATTR, None)
+        if roles is None:
+            log.error("http.route_without_roles", path=request.path,
+                      consequence="refused: every route must declare who may use it")
+            return web.Response(status=403, text="forbidden\n")
+        try:
+            principal = await self.authenticator(request)
+            if principal is not None:
+                request[PRINCIPAL] = principal
+            if roles:
+                if principal is None:
+                    return self._unauthenticated(request)
+                if principal.role not in roles:
+                    return web.Response(status=403, text="forbidden: your role may not use this page\n")
+            # A public route that takes a form (the sign-in) checks its own token: there is no session yet.
+            if roles and request.method not in _SAFE_METHODS and principal is not None and not await _csrf_ok(
+                    request, principal):
+                return web.Response(status=403, text="forbidden: the form's CSRF token is missing or wrong; "
+                                                     "reload the page and try again\n")
+            return await handler(request)
+        except web.HTTPException:
+            raise
+        except Exception as exc:
+            log.error("http.handler_failed", path=request.path, error=type(exc).__name__,
+                      exc_info=(type(exc), exc, exc.__traceback__))
+            return web.Response(status=500, text="internal error\n")
 
-    # ---- requests ----
+    def _unauthenticated(self, request: web.Request) -> web.StreamResponse:
+        if (self.login_path is not None and request.method in ("GET", "HEAD")
+                and "text/html" in request.headers.get("Accept", "")):
+            raise web.HTTPSeeOther(f"{self.login_path}?{urlencode({'next': request.path_qs[:2000]})}")
+        return web.Response(status=401, text="sign in, or present a token\n",
+                            headers={"WWW-Authenticate": "Bearer"})
 
-    async def _serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        authenticated = self._authorised(request)
-        query = parse_qs(request.query_string, max_num_fields=200)
-        headers = {name.lower(): value for name, value in request.headers.items()}
-        req = Request(request.method, request.path, query, headers, authenticated)
-        if not authenticated and request.path not in self.public:
-            response = Response(401, b"a token is required\n", headers={"WWW-Authenticate": "Bearer"})
-        else:
-            try:
-                response = await handler(req)
-            except BadRequest as exc:
-                response = Response.text(f"{exc}\n", 400)
-            except Exception as exc:
-                log.error("http.handler_failed", path=request.path, error=type(exc).__name__,
-                          exc_info=(type(exc), exc, exc.__traceback__))
-                response = Response.text("internal error\n", 500)
-        return await self._send(request, response)
-
-    def _authorised(self, request: web.Request) -> bool:
+    async def _token_principal(self, request: web.Request) -> Principal | None:
+        """The shared token's `Principal` (``service``), or anyone's when no token is configured."""
         if not self.token:
-            return True
+            return Principal("anonymous", SERVICE, "open")
+        return self.service_principal(request)
+
+    def service_principal(self, request: web.Request) -> Principal | None:
+        """`SERVICE` if ``request`` presents the shared token (header, or ``?token=``), else None."""
+        if not self.token:
+            return None
         given = request.headers.get("Authorization", "")
         if given[:7].lower() == "bearer ":
             candidate = given[7:].strip()
         else:
             values = parse_qs(request.query_string, max_num_fields=200).get("token")
             candidate = values[0] if values else ""
-        return hmac.compare_digest(candidate.encode(), self.token.encode())
+        if hmac.compare_digest(candidate.encode(), self.token.encode()):
+            return Principal("service", SERVICE, "service")
+        return None
+
+    # ---- requests ----
+
+    async def _serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        principal = principal_of(request)
+        query = parse_qs(request.query_string, max_num_fields=200)
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        req = Request(request.method, request.path, query, headers, principal is not None, principal)
+        try:
+            response = await handler(req)
+        except BadRequest as exc:
+            response = Response.text(f"{exc}\n", 400)
+        except Exception as exc:
+            log.error("http.handler_failed", path=request.path, error=type(exc).__name__,
+                      exc_info=(type(exc), exc, exc.__traceback__))
+            response = Response.text("internal error\n", 500)
+        return await self._send(request, response)
 
     async def _send(self, request: web.Request, response: Response) -> web.StreamResponse:
         """Write ``response`` in bounded chunks; a client that stops reading for ``write_timeout`` is cut off."""
@@ -329,6 +477,22 @@ class HttpServer:
             if transport is not None:
                 transport.abort()
             raise _WriteTimeout from None
+
+
+async def _csrf_ok(request: web.Request, principal: Principal) -> bool:
+    """A change may be made with a personal or service token (a browser never adds one by itself), or with a
+    session and its CSRF token; never by an ``open`` principal (anyone)."""
+    if principal.via in ("token", "service"):
+        return True
+    if principal.via != "session" or not principal.csrf:
+        return False
+    given = request.headers.get(CSRF_HEADER, "")
+    if not given and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            return False
+        value = (await request.post()).get(CSRF_FIELD, "")
+        given = value if isinstance(value, str) else ""
+    return hmac.compare_digest(given.encode(), principal.csrf.encode())
 
 
 class _WriteTimeout(Exception):

@@ -42,6 +42,9 @@ class HttpConfig(Section):
     report_workers: int = Field(default=2, ge=1, le=32)
     #: report requests running or waiting at once; one more is answered 503 with Retry-After.
     max_reports: int = Field(default=8, ge=1, le=1024)
+    #: mark the console's cookies ``Secure`` (sent over HTTPS only) even on a plain connection: set it when a
+    #: reverse proxy terminates TLS in front of smdrd. A connection that is TLS itself always gets them.
+    secure_cookies: bool = False
 
     @field_validator("listen")
     @classmethod
