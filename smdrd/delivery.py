@@ -211,7 +211,7 @@ class MqttDelivery:
         self._figures_due.set()
         while True:
             settings = self.daemon.settings
-            topics: set[str] = set()
+            topics = {publisher.topics.state, publisher.topics.last_call}
             try:
                 topics |= self._retain_discovery(publisher, settings)
                 topics |= self._retain_sources(publisher, settings)
