@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import sys
@@ -130,8 +131,8 @@ def write_jsonl(out: IO[str], names: list[str], data: Iterator[dict[str, Any]]) 
 
 
 @contextlib.contextmanager
-def private_output(target: Path) -> Iterator[IO[str]]:
-    """A text file that becomes ``target`` (mode 0600, whatever the umask) when the block ends without error.
+def private_binary_output(target: Path) -> Iterator[IO[bytes]]:
+    """A binary file that becomes ``target`` (mode 0600, whatever the umask) when the block ends without error.
 
     Written to a new temporary file beside ``target`` (created exclusively, so never through a planted link)
     and renamed into place: an interrupted write leaves neither a half file nor a readable copy behind.
@@ -139,13 +140,20 @@ def private_output(target: Path) -> Iterator[IO[str]]:
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.tmp-")
     tmp = Path(name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+        with os.fdopen(fd, "wb") as fh:
             os.fchmod(fh.fileno(), 0o600)
             yield fh
         os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def private_output(target: Path) -> Iterator[IO[str]]:
+    """`private_binary_output` as UTF-8 text (newlines as written: CSV ends its lines itself)."""
+    with private_binary_output(target) as raw, io.TextIOWrapper(raw, encoding="utf-8", newline="") as fh:
+        yield fh
 
 
 def run(args: argparse.Namespace) -> int:

