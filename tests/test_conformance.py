@@ -172,9 +172,11 @@ def m5000_records(draw: st.DrawFn) -> tuple[CallRecord, ParserContext]:
     start = draw(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 30)))
     answered = draw(st.booleans()) if direction is Direction.INBOUND else True
     number = draw(st.text("0123456789-", min_size=1, max_size=28).filter(lambda s: s.strip() == s))
-    record = CallRecord("mitel-5000", start, draw(st.integers(0, 359999)), direction,
+    # an unanswered ring-in's ELAPSED is its ring time: no talk time
+    elapsed = draw(st.integers(0, 359999))
+    record = CallRecord("mitel-5000", start, elapsed if answered else 0, direction,
                         draw(_digits(1, 5)) if answered else "", number, trunk=draw(_digits(1, 5)),
-                        answered=answered)
+                        ring=None if answered else elapsed, answered=answered)
     later = draw(st.integers(0, 11 * 3600))
     return record, ParserContext(now=record.start + timedelta(seconds=later))
 

@@ -154,10 +154,12 @@ def test_m5000_start_after_now_is_yesterday() -> None:
 
 
 def test_m5000_unanswered_ring_in_and_seconds_option() -> None:
-    """``*****`` is a ring-in nobody answered; ``S=`` elapsed is in seconds; a trailing ``*`` is kept."""
+    """``*****`` is a ring-in nobody answered, and its ELAPSED is "the length of time an unanswered call was
+    ringing" (5000 Administrator Guide 2.3 p.253): ring 42, no talk time; ``S=`` elapsed is in seconds; a trailing
+    ``*`` is kept."""
     line = "IN  ***** 94003 6135551234                   08:36 S=000042 $00.00             *"
     r = one(Mitel5000Parser(ParserContext(now=datetime(2024, 5, 2, 9, 0))), line)
-    assert (r.direction, r.extension, r.answered, r.duration) == (Direction.INBOUND, "", False, 42)
+    assert (r.direction, r.extension, r.answered, r.duration, r.ring) == (Direction.INBOUND, "", False, 0, 42)
     assert r.number == "6135551234"
     assert r.extra["far_end_disconnect"] == "1"
 
@@ -167,6 +169,45 @@ def test_m5000_header_lines_are_skipped() -> None:
     parser = Mitel5000Parser()
     assert parser.parse(Mitel5000Parser.header_lines()[0]) is None
     assert parser.parse("Station Message Detail Recording") is None
+
+
+#: real Inter-Tel Axxess 8520 lines (fmahnke/axxess_8520_smdr_client tests; tests/fixtures/mitel-5000/SOURCES.md).
+AXXESS_TITLE = "Station Message Detailed Recording                          00:00:04 07-03-2012"
+AXXESS_RING_ANSWERED = "    181   94129 RING......0063               06:46      S=9                     "
+AXXESS_RING_MISSED = "    ***** 94129 RG 612-804-4082         8907 00:29      S=5                    *"
+AXXESS_IN = "IN  110   94129 525530894016            0061 08:48      S=1 $00.00             *"
+
+
+def test_m5000_ring_in_diagnostics() -> None:
+    """Ring-in records (blank TYP): an unanswered one (``*****``) is a missed inbound call whose ELAPSED is its ring
+    time, caller after ``RG``, DNIS at the end of the field; an answered one is no record (its call has its own
+    ``IN`` record). Failed on the parser before: "unknown call type ''"."""
+    parser = Mitel5000Parser(ParserContext(now=datetime(2012, 7, 3, 12, 0)))
+    assert parser.parse(AXXESS_RING_ANSWERED) is None
+    r = one(parser, AXXESS_RING_MISSED)
+    assert (r.direction, r.answered, r.extension, r.duration, r.ring) == (Direction.INBOUND, False, "", 0, 5)
+    assert (r.number, r.trunk, r.extra["dnis"], r.extra["ring_in"]) == ("612-804-4082", "94129", "8907", "1")
+
+
+def test_m5000_incoming_caller_and_dnis_are_split() -> None:
+    """An incoming record's digits ``<caller>   <DNIS>``: the caller is the number, the DNIS goes to extra (it was
+    one number with the blanks inside)."""
+    r = one(Mitel5000Parser(ParserContext(now=datetime(2012, 7, 3, 12, 0))), AXXESS_IN)
+    assert (r.number, r.extra["dnis"], r.extension, r.duration) == ("525530894016", "0061", "110", 1)
+
+
+def test_m5000_title_line_dates_the_records() -> None:
+    """The title line's date (MM-DD-YYYY) dates the records after it, whatever today is; a start 12 hours or more
+    before the previous one is the next day."""
+    parser = Mitel5000Parser(ParserContext(now=datetime(2026, 1, 1, 12, 0)))
+    assert parser.parse(AXXESS_TITLE) is None
+    assert one(parser, AXXESS_IN).start == datetime(2012, 7, 3, 8, 48)
+    late = one(parser, M5000_EXAMPLE.replace("08:36", "23:10"))
+    assert late.start == datetime(2012, 7, 3, 23, 10)
+    assert one(parser, M5000_EXAMPLE.replace("08:36", "00:20")).start == datetime(2012, 7, 4, 0, 20)
+    european = Mitel5000Parser()
+    european.parse(AXXESS_TITLE.replace("07-03-2012", "25-03-2012"))
+    assert one(european, AXXESS_IN).start == datetime(2012, 3, 25, 8, 48)
 
 
 def test_m5000_unknown_type_is_an_error() -> None:
