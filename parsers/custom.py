@@ -20,7 +20,7 @@ A complete example (a CSV PBX; every key shown with what it accepts)::
     # slices = { start = [0, 14], extension = [15, 20], number = [21, 41], duration = [42, 50] }
     date_format = "%d/%m/%Y"           # strptime format of "date", or of "start" (date and time in one field)
     time_format = "%H:%M:%S"           # strptime format of "time" (default "%H:%M:%S"); unused with "start"
-    duration_format = "hh:mm:ss"       # "seconds", "minutes", "hh:mm:ss", "mm:ss", "hh:mm'ss" or "hh:mm"
+    duration_format = "hh:mm:ss"       # "seconds", "minutes", "hh:mm:ss", "hhmmss", "mm:ss", "hh:mm'ss" or "hh:mm"
     ring_format = "seconds"            # same choices (default "seconds")
     skip = ['^Date', '^-+$']           # regexes (re.search) of lines to skip, such as headers
     # direction: a field and what its values mean ...
@@ -64,7 +64,7 @@ from .toolkit import MAX_CALL_SECONDS, Column, Converter, Layout, Slice, call_se
 
 CANONICAL = frozenset({"start", "date", "time", "duration", "ring", "extension", "number", "trunk", "account",
                        "auth_code", "call_id"})
-DURATION_FORMATS = ("seconds", "minutes", "hh:mm:ss", "mm:ss", "hh:mm'ss", "hh:mm")
+DURATION_FORMATS = ("seconds", "minutes", "hh:mm:ss", "hhmmss", "mm:ss", "hh:mm'ss", "hh:mm")
 #: what the class renders and parses when made without options (`smdrd simulate --format custom`).
 DEFAULT_OPTIONS: dict[str, Any] = {
     "type": "csv",
@@ -89,6 +89,10 @@ def _duration(text: str, fmt: str) -> int:
         return call_seconds(uint(t, MAX_CALL_SECONDS) * 60, text)
     if fmt == "hh:mm'ss":
         t = t.replace("'", ":")
+    elif fmt == "hhmmss":  # six digits, no separators (ESI's CSV SMDR)
+        if len(t) < 6:
+            raise ValueError(f"expected HHMMSS, got {text!r}")
+        t = f"{t[:-4]}:{t[-4:-2]}:{t[-2:]}"
     elif fmt == "mm:ss":
         t = "0:" + t
     elif fmt == "hh:mm":
@@ -107,6 +111,8 @@ def _format_duration(seconds: int, fmt: str) -> str:
         return f"{seconds // 60:02d}:{s:02d}"
     if fmt == "hh:mm":
         return f"{h:02d}:{m:02d}"
+    if fmt == "hhmmss":
+        return f"{h:02d}{m:02d}{s:02d}"
     sep = "'" if fmt == "hh:mm'ss" else ":"
     return f"{h:02d}:{m:02d}{sep}{s:02d}"
 

@@ -103,3 +103,24 @@ def test_class_render_uses_default_options() -> None:
     (line,) = CustomParser.render(r)
     assert line == "2024-01-02 03:04:05,60,3,201,0612345678,T1,I,"
     assert CustomParser(ParserContext(options=DEFAULT_OPTIONS)).parse(line) is not None
+
+
+ESI_OPTIONS: dict[str, Any] = {
+    "type": "csv", "columns": ["type", "date", "time", "duration", "extension", "number", "caller_name", "trunk"],
+    "date_format": "%m%d%Y", "time_format": "%H%M%S", "duration_format": "hhmmss",
+    "direction": {"field": "type", "map": {"I": "inbound", "O": "outbound"}},
+}
+
+
+def test_hhmmss_duration_reads_esi_csv() -> None:
+    """ESI IVX CSV SMDR (the manual's example B, tests/fixtures/custom): duration ``HHMMSS`` without separators;
+    a short one is an error naming the field, and a record renders back in the same form."""
+    p = parser(ESI_OPTIONS)
+    line = '"O","10312003","221502","020512","190","12125551212","","11"'
+    r = one(p, line)
+    assert (r.start, r.duration, r.direction, r.extension, r.number, r.trunk) == (
+        datetime(2003, 10, 31, 22, 15, 2, tzinfo=TZ), 7512, Direction.OUTBOUND, "190", "12125551212", "11")
+    assert p.render(r) == ['O,10312003,221502,020512,190,12125551212,,11']
+    with pytest.raises(ParseError) as exc:
+        p.parse(line.replace('"020512"', '"0512"'))
+    assert exc.value.field == "duration"
