@@ -46,6 +46,8 @@ class RatingLike(Protocol):
     def cost(self) -> Decimal: ...
     @property
     def currency(self) -> str: ...
+    @property
+    def region(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,12 @@ class RatedCall:
     @property
     def currency(self) -> str | None:
         return None if self.rating is None else self.rating.currency
+
+    @property
+    def region(self) -> str:
+        """The ISO 3166 region of the number called or calling (``DO`` for +1 809), ``""`` when unknown or
+        unrated: reports and metrics name a destination's country by it."""
+        return "" if self.rating is None else self.rating.region
 
     def to_json(self, source: str) -> dict[str, Any]:
         """The call's fields as the call feed reads them back from the store, never the authorisation code

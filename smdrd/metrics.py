@@ -14,8 +14,9 @@ Where the numbers come from:
   `Metrics.alert_raised`.
 
 Labels are bounded by the configuration: source, format, direction, call class, department, currency, alert
-rule and severity. This module must never label a series with an extension, a number, a peer address or any
-other value a PBX or a caller chooses: that is what SQLite reports are for. Unknown call classes fold into
+rule and severity; and ``country``, a destination's ISO 3166 region (bounded by the regions phonenumbers knows).
+This module must never label a series with an extension, a number, a peer address or any other value a PBX or a
+caller chooses: that is what SQLite reports are for. Unknown call classes fold into
 ``unknown`` for the same reason. Known label values are pre-initialised at start, so a dashboard shows zeros
 rather than gaps. Nothing here may raise into the journal writer: the daemon logs and drops listener errors.
 """
@@ -173,6 +174,16 @@ class Metrics:
                                  "Cost of the rated calls committed, by department (a parent includes its "
                                  "sub-departments), in units of the currency.",
                                  ["source", "department", "direction", "currency"], registry=r)
+        # The destination's country is the number's ISO 3166 region, as the destinations report names it (+1 809
+        # is DO, not US): one of the ~250 regions phonenumbers knows, never the number itself; "" when unknown
+        # (internal and unrated calls, non-geographic numbers). Not pre-initialised: only countries called.
+        self.dest_calls = Counter("smdrd_destination_calls_total",
+                                  "Calls committed, by the country (ISO 3166 region) of the other party's number.",
+                                  ["source", "direction", "country"], registry=r)
+        self.dest_cost = Counter("smdrd_destination_cost_total",
+                                 "Cost of the rated calls committed, by the country (ISO 3166 region) of the "
+                                 "number called, in units of the currency.",
+                                 ["source", "direction", "country", "currency"], registry=r)
         self.lines = Counter("smdrd_lines_received_total",
                              "Lines received from a source and committed to the journal (parsed or not).",
                              ["source", "format"], registry=r)
@@ -240,6 +251,8 @@ class Metrics:
         cost: dict[tuple[str, str, str, str], int] = {}  # -> micros
         dept_calls: dict[tuple[str, str, str, str], list[int]] = {}
         dept_cost: dict[tuple[str, str, str, str], int] = {}
+        dest_calls: dict[tuple[str, str, str], int] = {}
+        dest_cost: dict[tuple[str, str, str, str], int] = {}
         durations: list[tuple[str, int]] = []
         department_of = self.department_of
         received_at: int | None = None
@@ -276,10 +289,15 @@ class Metrics:
                     dacc = dept_calls.setdefault((entry.source, dept, direction, call_class), [0, 0])
                     dacc[0] += first_leg
                     dacc[1] += talk
+                country = rating.region if rating is not None else ""
+                gkey = (entry.source, direction, country)
+                dest_calls[gkey] = dest_calls.get(gkey, 0) + first_leg
                 if rating is not None and rating.currency:
                     micros, currency = int(rating.cost * MICROS), rating.currency
                     ckey = (entry.source, direction, call_class, currency)
                     cost[ckey] = cost.get(ckey, 0) + micros
+                    gcost = (entry.source, direction, country, currency)
+                    dest_cost[gcost] = dest_cost.get(gcost, 0) + micros
                     for dept in depts:
                         dkey = (entry.source, dept, direction, currency)
                         dept_cost[dkey] = dept_cost.get(dkey, 0) + micros
@@ -301,6 +319,10 @@ class Metrics:
             self._child(self.dept_talk, *dkey4).inc(talk)
         for dkey4, micros in dept_cost.items():
             self._child(self.dept_cost, *dkey4).inc(micros / 1_000_000)
+        for gkey, n in dest_calls.items():
+            self._child(self.dest_calls, *gkey).inc(n)
+        for gcost, micros in dest_cost.items():
+            self._child(self.dest_cost, *gcost).inc(micros / 1_000_000)
         for direction, talk in durations:
             self.call_duration[direction].observe(talk)
 

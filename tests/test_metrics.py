@@ -441,3 +441,34 @@ async def test_healthz_needs_no_token_but_metrics_do(tmp_path: Path) -> None:
         assert status == 200 and b"smdrd_calls_total" in body
         status, _ = await health(run.http_port)
         assert status == 503  # no PBX yet: answered, not refused
+
+
+def test_destination_series_name_the_country_of_the_number_not_of_its_calling_code(tmp_path: Path) -> None:
+    """Calls to +1 809, +1 876 and +1 212 count under DO, JM and US (not all under US, the main country of +1),
+    with their cost, as the destinations report and the alerts name them."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from smdrd.journal import PARSED, JournalEntry, RatedCall
+    from smdrd.rating import Rater
+    from smdrd.record import CallRecord, Direction
+
+    conf = settings(tmp_path, free_port(), tariff={
+        "currency": "USD", "rules": [{"name": "nanp", "prefixes": ["1"], "rate": "0.60", "billing_unit": 60}]})
+    metrics = Metrics(conf)
+    rater = Rater.from_config(conf.site, conf.tariff)
+    entries = []
+    for i, number in enumerate(("+18095551234", "+18765551234", "+12125551234", "+18295551234")):
+        rec = CallRecord(format="test", start=datetime(2026, 3, 2, 10, i, tzinfo=UTC), duration=60,
+                         direction=Direction.OUTBOUND, extension="217", number=number, trunk="T1", call_key=f"k{i}")
+        rating = rater.rate(rec)
+        entries.append(JournalEntry("push", "", 1, "test", b"x", PARSED, calls=[RatedCall(f"u{i}", rec, rating)]))
+    metrics.on_commit(entries, 0.001)
+
+    def sample(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, {"source": "push", "direction": "outbound", **labels})
+
+    assert sample("smdrd_destination_calls_total", country="DO") == 2
+    assert sample("smdrd_destination_calls_total", country="JM") == 1
+    assert sample("smdrd_destination_calls_total", country="US") == 1
+    assert Decimal(str(sample("smdrd_destination_cost_total", country="DO", currency="USD"))) == Decimal("1.2")

@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import phonenumbers
 import pytest
 
 from smdrd.config import Settings
 from smdrd.core import PARSED, Entry
 from smdrd.journal import RatedCall
-from smdrd.rating import Rating
+from smdrd.rating import Rater, Rating
+from smdrd.rating.normalise import region_of
 from smdrd.record import CallRecord, Direction
 from smdrd.reports.queries import Context, Query, Report, context_from, parse_query, run_report
 from smdrd.store.api import ReportReader
@@ -91,19 +93,25 @@ def record(c: Call) -> RatedCall:
     start = datetime.fromisoformat(c.start).replace(tzinfo=TZ)
     rec = CallRecord(format="test", start=start, duration=c.duration, direction=Direction(c.direction),
                      extension=c.extension, number=c.number, trunk=c.trunk, leg=c.leg, call_key=c.key)
-    rating = Rating(c.e164, c.call_class, "rule", c.e164[:3], Decimal(c.cost), "EUR")
+    region = region_of(phonenumbers.parse(c.e164)) if c.e164 else ""
+    rating = Rating(c.e164, c.call_class, "rule", c.e164[:3], Decimal(c.cost), "EUR", region)
     return RatedCall(f"test:{c.start}:{c.extension}:{c.leg}", rec, rating)
 
 
 async def write_calls(db: Path, calls: list[Call]) -> None:
     """Store ``calls`` as the daemon does: one journal line each, through the batching writer."""
+    await write_rated(db, [record(c) for c in calls])
+
+
+async def write_rated(db: Path, calls: list[RatedCall]) -> None:
+    """Store rated ``calls`` through the batching writer, one journal line each."""
     import asyncio
 
     writer = JournalWriter(db, commit_interval=0.005)
     await writer.open()
     task = asyncio.create_task(writer.run())
-    for i, c in enumerate(calls):
-        writer.submit(Entry("pbx", "", 1_000_000 + i, "test", f"line {i}".encode(), PARSED, calls=[record(c)]))
+    for i, call in enumerate(calls):
+        writer.submit(Entry("pbx", "", 1_000_000 + i, "test", f"line {i}".encode(), PARSED, calls=[call]))
     await writer.close()
     await task
 
@@ -248,6 +256,30 @@ def test_destinations_by_cost_and_by_count(conn: ReportReader, ctx: Context) -> 
     assert by_count.totals is not None and by_count.totals["calls"] == 8
 
 
+async def test_destinations_name_the_country_of_the_number_not_of_its_calling_code(tmp_path: Path) -> None:
+    """+1 809 is the Dominican Republic and +1 876 Jamaica, not the US (the main country of +1), as the alerts
+    say: the rater names each number's region, it is stored with the call, and the report shows it."""
+    path = tmp_path / "nanp.db"
+    settings = settings_for(path, departments=[], site={"timezone": "Europe/Warsaw", "country": "PL"})
+    rater = Rater.from_config(settings.site, settings.tariff)
+    calls = []
+    for i, (number, seconds) in enumerate((("0018095551234", 60), ("0018765551234", 120), ("0012125551234", 30),
+                                           ("0018095550000", 15))):
+        start = datetime(2026, 3, 2, 10, i, tzinfo=TZ)
+        rec = CallRecord(format="test", start=start, duration=seconds, direction=Direction.OUTBOUND,
+                         extension="201", number=number, trunk="T1", call_key=f"k{i}")
+        calls.append(RatedCall(f"nanp:{i}", rec, rater.rate(rec)))
+    assert [c.region for c in calls] == ["DO", "JM", "US", "DO"]
+    await write_rated(path, calls)
+    reader = SqliteReports(path)
+    try:
+        rep = report(reader, context_from(settings), "destinations", by="count")
+    finally:
+        reader.close()
+    assert cells(rep, "country", "code", "calls", "duration") == [
+        ("DO", "+1", 2, 75), ("JM", "+1", 1, 120), ("US", "+1", 1, 30)]
+
+
 def test_days_report_has_every_day_of_the_range(conn: ReportReader, ctx: Context) -> None:
     """The chart's data: 31 days for March, empty days as zeros, the transfer on its day once."""
     rep = report(conn, ctx, "days")
@@ -319,9 +351,9 @@ def test_migration_rolls_up_calls_stored_before_it(tmp_path: Path) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.executescript(f"BEGIN; {MIGRATIONS[0]} PRAGMA user_version = 1; COMMIT;")
     conn.execute("INSERT INTO lines VALUES (1, 'pbx', '', 0, 'test', x'00', 'parsed', NULL)")
-    cols = ", ".join(CALL_COLUMNS)
-    conn.executemany(f"INSERT INTO calls (line_id, {cols}) VALUES (1, {', '.join('?' * len(CALL_COLUMNS))})",
-                     [call_row(record(c), "pbx") for c in CALLS])
+    v1 = CALL_COLUMNS[:CALL_COLUMNS.index("region")]  # the columns of migration 1
+    conn.executemany(f"INSERT INTO calls (line_id, {', '.join(v1)}) VALUES (1, {', '.join('?' * len(v1))})",
+                     [call_row(record(c), "pbx")[:len(v1)] for c in CALLS])
     migrate(conn)
     conn.close()
     ro = SqliteReports(path)

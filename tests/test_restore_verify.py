@@ -24,6 +24,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from smdrd.store.sqlite.backup import BackupError, reference_schema, restore
+from smdrd.store.sqlite.rollups import ROLLUPS_V8, batch_sql
 from smdrd.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 from tests.test_backup import CLI, imported_db, query, smdrd
 
@@ -151,8 +152,12 @@ def test_a_backup_of_the_previous_schema_version_is_migrated_on_a_private_copy(
     for number in range(1, SCHEMA_VERSION):
         conn.executescript(f"BEGIN;\n{MIGRATIONS[number - 1]}\nPRAGMA user_version = {number};\nCOMMIT;")
     conn.execute("ATTACH ? AS g", (str(genuine),))
+    cols = ", ".join(row[1] for row in conn.execute("PRAGMA main.table_info(calls)"))  # the older version's
     conn.executescript("BEGIN; INSERT INTO main.lines SELECT * FROM g.lines; "
-                       "INSERT INTO main.calls SELECT * FROM g.calls; COMMIT;")
+                       f"INSERT INTO main.calls ({cols}) SELECT {cols} FROM g.calls;")
+    for statement in batch_sql(ROLLUPS_V8):  # what version 9's writers ran after their inserts
+        conn.execute(statement, (0,))
+    conn.execute("COMMIT")
     conn.execute("DETACH g")
     conn.close()
     before = old.read_bytes()

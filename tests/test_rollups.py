@@ -32,7 +32,8 @@ def _call(n: int, start: str, **kw: object) -> tuple[object, ...]:
         "start_utc": 1_767_225_600 + n, "duration": 60 + n, "ring": 1, "direction": "outbound",
         "extension": f"2{n % 3:02d}", "number": "0123", "trunk": f"T{n % 2}", "account": "", "auth_code": "",
         "call_id": str(n), "answered": 1, "transfer": "", "extra": "{}", "e164": "+4420" if n % 2 else "+33",
-        "call_class": "national", "rule": "r", "prefix": "44", "cost_micros": 1000 * n, "currency": "GBP"}
+        "call_class": "national", "rule": "r", "prefix": "44", "cost_micros": 1000 * n, "currency": "GBP",
+        "region": "GB" if n % 2 else "FR"}
     values.update(kw)
     return (1, *(values[c] for c in CALL_COLUMNS))
 
@@ -75,7 +76,7 @@ def test_inserts_rerates_and_reparse_deletes_keep_every_grain_exact(tmp_path: Pa
     _rebuilt_equals_stored(conn)
     assert conn.execute("SELECT sum(calls) FROM rollup_daily").fetchone()[0] == len(starts) + 1
     conn.execute("UPDATE calls SET cost_micros = cost_micros * 2, call_class = 'international', "
-                 "start = '2026-04-01T10:00:00+01:00' WHERE id % 2 = 0")
+                 "start = '2026-04-01T10:00:00+01:00', region = 'JE' WHERE id % 2 = 0")
     _rebuilt_equals_stored(conn)
     conn.execute(UNROLL_ON_DELETE)
     conn.execute("DELETE FROM calls WHERE id IN (1, 3)")

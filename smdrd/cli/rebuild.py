@@ -109,7 +109,7 @@ def run_rerate(args: argparse.Namespace) -> int:
             summary.checked += 1
             r = rater.rate_call(call.number, datetime.fromisoformat(call.start), call.duration,
                                 direction=call.direction, trunk=call.trunk, answered=call.answered)
-            new = (r.e164, r.call_class, r.rule, r.prefix, int(r.cost * MICROS), r.currency)
+            new = (r.e164, r.call_class, r.rule, r.prefix, int(r.cost * MICROS), r.currency, r.region)
             old = call.rating
             summary.cost_before[str(old[5] or "")] += int(old[4] or 0)
             summary.cost_after[r.currency] += new[4]

@@ -5,7 +5,7 @@ rated by its own start time). The daemon builds a `Rater` at start and on reload
 each call::
 
     rater = Rater.from_config(settings.site, settings.tariff, base_dir=config_path.parent)
-    rating = rater.rate(record)   # Rating(e164, call_class, rule, prefix, cost, currency)
+    rating = rater.rate(record)   # Rating(e164, call_class, rule, prefix, cost, currency, region)
 
 See ``docs/rating.md`` for how rules and decks work.
 """

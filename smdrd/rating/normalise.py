@@ -35,7 +35,7 @@ from smdrd.rating import classes as cc
 if TYPE_CHECKING:
     from smdrd.rating.config import SiteConfig
 
-__all__ = ["CACHE_SIZE", "Dialplan", "Number", "normalise", "normalise_uncached"]
+__all__ = ["CACHE_SIZE", "Dialplan", "Number", "normalise", "normalise_uncached", "region_of"]
 
 #: numbers kept by the normalisation cache (an office dials a few thousand distinct numbers a month).
 CACHE_SIZE = 1 << 16
@@ -127,11 +127,15 @@ class Number:
         key: the digits rules are matched against: the E.164 digits without ``+``; ``""`` (no rule, no
             cost) for extensions, emergency numbers and short codes.
         call_class: what phonenumbers and the site's country say the call is.
+        region: the ISO 3166 region of the number (``DO`` for +1 809, ``GG`` for +44 7781, ``KZ`` for +7 7):
+            phonenumbers' `region_code_for_number`, so a shared calling code names the right country;
+            ``""`` without an E.164 form, for a non-geographic number (+800) or one no region claims.
     """
 
     e164: str
     key: str
     call_class: str
+    region: str = ""
 
 
 _INTERNAL = Number("", "", cc.INTERNAL)
@@ -198,6 +202,13 @@ def _e164(num: phonenumbers.PhoneNumber) -> str:
     return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
 
 
+def region_of(num: phonenumbers.PhoneNumber) -> str:
+    """The ISO 3166 region of ``num`` (see `Number.region`); ``""`` when phonenumbers names none, or names the
+    non-geographic ``001``."""
+    region = phonenumbers.region_code_for_number(num)
+    return region if region and len(region) == 2 and region.isalpha() and region != "ZZ" else ""
+
+
 def normalise_uncached(number: str, plan: Dialplan) -> Number:
     """Normalise ``number`` as dialled at a site with dial plan ``plan`` (see the module docstring).
 
@@ -226,7 +237,7 @@ def normalise_uncached(number: str, plan: Dialplan) -> Number:
         # number_type() is UNKNOWN exactly when is_valid_number() is false: one look-up instead of two.
         kind = phonenumbers.number_type(num)
         call_class = cc.UNKNOWN if kind == PhoneNumberType.UNKNOWN else _classify(num, plan, kind)
-        return Number(e164, e164[1:], call_class)
+        return Number(e164, e164[1:], call_class, region_of(num))
     readings = _readings(digits, plan)
     for reading in readings:
         if len(reading) <= _MAX_EMERGENCY and phonenumbers.is_emergency_number(reading, region):
@@ -242,7 +253,7 @@ def normalise_uncached(number: str, plan: Dialplan) -> Number:
             kind = phonenumbers.number_type(num)
             if kind != PhoneNumberType.UNKNOWN:
                 e164 = _e164(num)
-                return Number(e164, e164[1:], _classify(num, plan, kind))
+                return Number(e164, e164[1:], _classify(num, plan, kind), region_of(num))
             if fallback is None and phonenumbers.is_possible_number(num):
                 fallback = num
     for reading in readings:
@@ -251,7 +262,7 @@ def normalise_uncached(number: str, plan: Dialplan) -> Number:
             return _SPECIAL
     if fallback is not None:
         e164 = _e164(fallback)
-        return Number(e164, e164[1:], cc.UNKNOWN)
+        return Number(e164, e164[1:], cc.UNKNOWN, region_of(fallback))
     return _UNKNOWN
 
 

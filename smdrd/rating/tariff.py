@@ -82,6 +82,8 @@ class Rating:
         cost: the cost, rounded once to the tariff's decimals (0 for internal calls, and unless a rule says
             otherwise for inbound calls and calls with no talk time).
         currency: the tariff's ISO 4217 currency.
+        region: the ISO 3166 region of ``e164`` (``DO`` for +1 809), ``""`` when unknown
+            (`smdrd.rating.normalise.Number.region`): what reports and metrics call the destination's country.
     """
 
     e164: str
@@ -90,10 +92,12 @@ class Rating:
     prefix: str
     cost: Decimal
     currency: str
+    region: str = ""
 
-    def __reduce__(self) -> tuple[type[Rating], tuple[str, str, str, str, Decimal, str]]:
+    def __reduce__(self) -> tuple[type[Rating], tuple[str, str, str, str, Decimal, str, str]]:
         # Pickled by field values (import's worker sends millions): several times faster than the slots state.
-        return (Rating, (self.e164, self.call_class, self.rule, self.prefix, self.cost, self.currency))
+        return (Rating, (self.e164, self.call_class, self.rule, self.prefix, self.cost, self.currency,
+                         self.region))
 
     def to_json(self) -> dict[str, str]:
         """The rating as JSON-safe data (the cost as a decimal string)."""
@@ -104,6 +108,7 @@ class Rating:
             "prefix": self.prefix,
             "cost": str(self.cost),
             "currency": self.currency,
+            "region": self.region,
         }
 
 
@@ -111,18 +116,19 @@ _new = object.__new__
 _SETTERS = tuple(Rating.__dict__[f.name].__set__ for f in fields(Rating))  # in `_rating`'s argument order
 
 
-def _rating(  # noqa: PLR0917 - mirrors Rating's six fields, positionally, on the hot path
-    e164: str, call_class: str, rule: str, prefix: str, cost: Decimal, currency: str
+def _rating(  # noqa: PLR0917 - mirrors Rating's seven fields, positionally, on the hot path
+    e164: str, call_class: str, rule: str, prefix: str, cost: Decimal, currency: str, region: str
 ) -> Rating:
     """`Rating(...)` in half the time: the slots' own setters instead of the frozen ``__setattr__``."""
     out: Rating = _new(Rating)
-    s0, s1, s2, s3, s4, s5 = _SETTERS
+    s0, s1, s2, s3, s4, s5, s6 = _SETTERS
     s0(out, e164)
     s1(out, call_class)
     s2(out, rule)
     s3(out, prefix)
     s4(out, cost)
     s5(out, currency)
+    s6(out, region)
     return out
 
 
@@ -511,7 +517,7 @@ class Rater:
         tariff = self.tariff
         num = self._normalise(number, self.plan)
         if _INTERNAL in (direction, num.call_class):
-            return _rating(num.e164, _INTERNAL, "", "", ZERO, tariff.currency)
+            return _rating(num.e164, _INTERNAL, "", "", ZERO, tariff.currency, num.region)
         key = num.key
         local: datetime | None = None
         holiday = False
@@ -530,20 +536,20 @@ class Rater:
         else:
             unknown = self._unknown_rule(num, direction)
             if unknown is None:
-                return _rating(num.e164, num.call_class, "", "", ZERO, tariff.currency)
+                return _rating(num.e164, num.call_class, "", "", ZERO, tariff.currency, num.region)
             rule, prefix = unknown, ""
         call_class = rule.call_class or num.call_class
         if not answered or duration <= 0:
             # No talk time: carriers bill nothing, unless the rule charges its connection fee for attempts.
             cost = round_cost(price_attempt(rule), tariff.decimals) if rule.charge_unanswered else ZERO
-            return _rating(num.e164, call_class, rule.name, prefix, cost, tariff.currency)
+            return _rating(num.e164, call_class, rule.name, prefix, cost, tariff.currency, num.region)
         if tariff.split and rule is not self._unknown:
             call = _Call(num, direction, trunk, local or _local(start, self.tz))
             unrounded = self._split(call, rule, prefix, duration)[0]
         else:
             unrounded = price(rule, duration)
         return _rating(num.e164, call_class, rule.name, prefix, round_cost(unrounded, tariff.decimals),
-                       tariff.currency)
+                       tariff.currency, num.region)
 
     def _unknown_rule(self, num: Number, direction: str) -> Rule | None:
         """The tariff's rule for an outbound number that failed validation and matched no prefix."""

@@ -287,30 +287,23 @@ def trunks_report(rows: Iterable[Attributed], hours: tuple[dict[str, tuple[int, 
     return Report("trunks", columns, out, totals)
 
 
-def country_of(code: str) -> str:
-    """The ISO region of an E.164 country calling code (``"44"`` to ``"GB"``), ``""`` when none or shared."""
-    if not code.isdigit():
-        return ""
-    import phonenumbers
-
-    region = phonenumbers.region_code_for_country_code(int(code))
-    return region if region.isalpha() and region != "ZZ" else ""
-
-
 def destinations_report(rows: Iterable[Attributed], *, top: int, by: str, decimals: int) -> Report:
-    """The top ``top`` destinations (country and call class) by cost or by number of calls; totals cover all."""
-    tallies: dict[tuple[str, str], Tally] = {}
+    """The top ``top`` destinations (country and call class) by cost or by number of calls; totals cover all.
+
+    ``rows`` are grouped by calling code, region and class: the country is the number's region (+1 809 is DO,
+    +1 876 JM), stored with each call when it was rated, and the code is shown beside it."""
+    tallies: dict[tuple[str, str, str], Tally] = {}
     total = Tally()
     for _dep, _ext, _day, group, calls, duration, cost in rows:
-        tallies.setdefault((group[0], group[1]), Tally()).add(calls, duration, cost)
+        tallies.setdefault((group[0], group[1], group[2]), Tally()).add(calls, duration, cost)
         total.add(calls, duration, cost)
     if by == "count":
         ranked = sorted(tallies.items(), key=lambda kv: (-kv[1].calls, -kv[1].cost_micros, kv[0]))
     else:
         ranked = sorted(tallies.items(), key=lambda kv: (-kv[1].cost_micros, -kv[1].calls, kv[0]))
     out = []
-    for (code, cls), t in ranked[:top] if top > 0 else ranked:
-        out.append({"country": country_of(code), "code": f"+{code}" if code else "", "call_class": cls,
+    for (code, region, cls), t in ranked[:top] if top > 0 else ranked:
+        out.append({"country": region, "code": f"+{code}" if code else "", "call_class": cls,
                     **figures(t, decimals)})
     columns = (Column("country", "Country"), Column("code", "Code"), CLASS_COLUMN, *FIGURE_COLUMNS)
     report = Report("destinations", columns, out, figures(total, decimals))
@@ -404,7 +397,7 @@ def run_report(reader: ReportReader, q: Query, ctx: Context) -> Report:
             report.meta["note"] = "the busiest hour is not kept per extension, so it is left out when filtering " \
                                   "by department or extension"
     elif q.kind == "destinations":
-        report = destinations_report(attributed(("country", "call_class"), table="rollup_destinations"),
+        report = destinations_report(attributed(("country", "region", "call_class"), table="rollup_destinations"),
                                      top=q.top, by=q.by, decimals=dec)
     elif q.kind == "calls":
         selected = _select_calls(reader, q, d, wanted)

@@ -55,7 +55,7 @@ class StoreUnavailable(SmdrdError):
 #: the rollups a report builder may read, and the grouping columns each has (besides day and extension).
 ROLLUP_TABLES: dict[str, tuple[str, ...]] = {
     "rollup_daily": ("direction", "call_class", "trunk"),
-    "rollup_destinations": ("country", "call_class", "direction", "trunk"),
+    "rollup_destinations": ("country", "region", "call_class", "direction", "trunk"),
 }
 
 #: the call-detail fields, in the order `ReportReader.iter_call_rows` returns them.
@@ -288,8 +288,8 @@ class Retention(Protocol):
 
 # ---- rerate and reparse ----
 
-#: what rating decides for a call: ``(e164, call_class, rule, prefix, cost_micros, currency)``.
-Rating = tuple[str | None, str | None, str | None, str | None, int | None, str | None]
+#: what rating decides for a call: ``(e164, call_class, rule, prefix, cost_micros, currency, region)``.
+Rating = tuple[str | None, str | None, str | None, str | None, int | None, str | None, str]
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,11 +37,11 @@ class SqliteRebuild:
     def ratings(self, lo: int, hi: int) -> Iterator[StoredRating]:
         rows = self.conn.execute(
             "SELECT id, number, start, duration, direction, trunk, answered, e164, call_class, rule, prefix, "
-            "cost_micros, currency FROM calls WHERE start_utc >= ? AND start_utc < ? ORDER BY id", (lo, hi))
+            "cost_micros, currency, region FROM calls WHERE start_utc >= ? AND start_utc < ? ORDER BY id", (lo, hi))
         for (call_id, number, start, duration, direction, trunk, answered, e164, call_class, rule, prefix,
-             cost_micros, currency) in rows:
+             cost_micros, currency, region) in rows:
             yield StoredRating(call_id, number, start, duration, direction, trunk, bool(answered),
-                               (e164, call_class, rule, prefix, cost_micros, currency))
+                               (e164, call_class, rule, prefix, cost_micros, currency, region))
 
     def update_ratings(self, updates: Sequence[RatingUpdate]) -> None:
         for i in range(0, len(updates), BATCH):
@@ -49,7 +49,7 @@ class SqliteRebuild:
             try:
                 self.conn.executemany(
                     "UPDATE calls SET e164 = ?, call_class = ?, rule = ?, prefix = ?, cost_micros = ?, "
-                    "currency = ? WHERE id = ?", [(*u.rating, u.call_id) for u in updates[i:i + BATCH]])
+                    "currency = ?, region = ? WHERE id = ?", [(*u.rating, u.call_id) for u in updates[i:i + BATCH]])
                 self.conn.execute("COMMIT")
             except BaseException:
                 self.conn.execute("ROLLBACK")

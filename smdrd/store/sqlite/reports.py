@@ -24,7 +24,7 @@ __all__ = ["SqliteReports", "connect_readonly"]
 
 #: the first schema version that has every rollup and index the reports read (7: the monthly grain, 8: the
 #: days rollup and the later legs' index); an older database is migrated first, as the daemon does at start.
-ROLLUP_VERSION = 8
+ROLLUP_VERSION = 10
 
 
 def connect_readonly(path: str | Path) -> sqlite3.Connection:

@@ -18,8 +18,8 @@ distinct key once, and the expressions run in SQLite's C loop rather than once p
 A re-rated call still moves by the update trigger (rare, one row at a time).
 
 A migration's text is frozen once shipped (databases hold it, restore compares it): a change to the rollups is
-a new constant (``ROLLUPS_V9``...) and a new migration built from it, never an edit of `ROLLUPS_V7` or
-`ROLLUPS_V8`.
+a new constant (``ROLLUPS_V10``...) and a new migration built from it, never an edit of `ROLLUPS_V7`,
+`ROLLUPS_V8` or `ROLLUPS_V10`.
 Nothing here runs SQL; `smdrd.store.sqlite.schema` builds the migrations from these strings.
 """
 
@@ -27,9 +27,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DAYS_TABLE", "DIMENSIONS", "MEASURES", "ROLLUPS", "ROLLUPS_V7", "ROLLUPS_V8", "ROLL_UP", "Dimension",
-           "Measure", "Rollup", "backfill_sql", "batch_sql", "coarser_of", "create_table_sql", "delta_sql",
-           "insert_trigger_sql", "unroll_trigger_sql", "update_trigger_sql"]
+__all__ = ["DAYS_TABLE", "DIMENSIONS", "MEASURES", "ROLLUPS", "ROLLUPS_V7", "ROLLUPS_V8", "ROLLUPS_V10", "ROLL_UP",
+           "Dimension", "Measure", "Rollup", "backfill_sql", "batch_sql", "coarser_of", "create_table_sql", "delta_sql",
+           "insert_trigger_sql", "rekey_sql", "unroll_trigger_sql", "update_trigger_sql"]
 
 # E.164 country calling codes are prefix-free: 1 and 7; this two-digit list; every other one has three digits.
 _TWO_DIGIT_CODES = (
@@ -78,6 +78,8 @@ DIMENSIONS: dict[str, Dimension] = {d.name: d for d in (
               f"WHEN substr({{r}}.e164, 2, 2) IN ({_TWO_DIGIT_CODES}) THEN substr({{r}}.e164, 2, 2) "
               "ELSE substr({r}.e164, 2, 3) END",
               ("e164",), "E.164 country calling code ('44'), '' when not in E.164"),
+    Dimension("region", "TEXT", "{r}.region", ("region",),
+              "ISO 3166 region of the number ('DO' for +1 809), '' when unknown"),
 )}
 
 MEASURES: tuple[Measure, ...] = (
@@ -121,8 +123,20 @@ ROLLUPS_V8: tuple[Rollup, ...] = (
     Rollup(DAYS_TABLE, ("day", "direction", "call_class", "trunk", "currency"), finer="rollup_daily"),
 )
 
-#: The rollups this version keeps (what the triggers of the latest migration maintain).
-ROLLUPS = ROLLUPS_V8
+#: The destination rollups of schema version 10: a destination is its calling code and its region (the
+#: number's ISO 3166 region, stored on each call since 10), so +1 809 is DO, not the US.
+_DESTINATIONS_V10 = ("day", "country", "region", "call_class", "extension", "direction", "trunk", "currency")
+
+#: The rollups of schema version 10: those of 8 with the destinations keyed by region too. Frozen: migration 10
+#: is generated from it.
+ROLLUPS_V10: tuple[Rollup, ...] = (
+    *(r for r in ROLLUPS_V8 if "country" not in r.key),
+    Rollup("rollup_destinations", _DESTINATIONS_V10),
+    Rollup("rollup_monthly_destinations", ("month", *_DESTINATIONS_V10[1:]), finer="rollup_destinations"),
+)
+
+#: The rollups this version keeps (`ROLL_UP` and the update trigger of the latest migration maintain them).
+ROLLUPS = ROLLUPS_V10
 
 _UPSERT = ("ON CONFLICT DO UPDATE SET "
            + ", ".join(f"{m.name} = {m.name} + excluded.{m.name}" for m in MEASURES))
@@ -226,3 +240,28 @@ def backfill_sql(rollup: Rollup, rollups: tuple[Rollup, ...] = ROLLUPS) -> str:
     per_call = ", ".join(f"sum({m.expr.format(r='calls')})" for m in MEASURES)
     return (f"INSERT INTO {rollup.table} ({names}, {measures})\n"
             f"SELECT {picks}, {per_call} FROM calls GROUP BY {group};")
+
+
+def rekey_sql(rollup: Rollup, old_table: str, old_key: tuple[str, ...], added: dict[str, str]) -> str:
+    """Fill ``rollup`` (new and empty, a daily one) whose key adds columns to ``old_key``, the key of the table it
+    replaces (``old_table``, still there): first every stored call under its new key, then what the old table
+    counts beyond the stored calls (the calls retention has pruned, which only the rollups remember) under the
+    old key, the added columns given by ``added`` (SQL over the old row ``o``: the best answer the old row holds).
+
+    Exact whatever retention pruned: per old key, stored calls plus that remainder are the old figures."""
+    if set(rollup.key) - set(old_key) != set(added) or not set(old_key) <= set(rollup.key):
+        raise ValueError(f"{rollup.table}: added columns must be exactly those the new key adds")
+    names = ", ".join(rollup.key)
+    measures = ", ".join(m.name for m in MEASURES)
+    stored = ", ".join(f"{DIMENSIONS[k].expr.format(r='calls')} AS {k}" for k in old_key)
+    per_call = ", ".join(f"sum({m.expr.format(r='calls')}) AS {m.name}" for m in MEASURES)
+    group = ", ".join(str(i) for i in range(1, len(old_key) + 1))
+    join = " AND ".join(f"s.{k} = o.{k}" for k in old_key)
+    picks = ", ".join(added.get(k, f"o.{k}") for k in rollup.key)
+    rest = ", ".join(f"o.{m.name} - coalesce(s.{m.name}, 0)" for m in MEASURES)
+    differs = " OR ".join(f"o.{m.name} <> coalesce(s.{m.name}, 0)" for m in MEASURES)
+    return (f"{backfill_sql(rollup, (rollup,))}\n"
+            f"INSERT INTO {rollup.table} ({names}, {measures})\n"
+            f"SELECT {picks}, {rest} FROM {old_table} o LEFT JOIN "
+            f"(SELECT {stored}, {per_call} FROM calls GROUP BY {group}) s ON {join}\n"
+            f"WHERE {differs}\n{_UPSERT};")

@@ -9,13 +9,16 @@ from __future__ import annotations
 import sqlite3
 
 from smdrd.errors import SmdrdError
+from smdrd.store.sqlite.regions import calls_region_sql, main_region_sql
 from smdrd.store.sqlite.rollups import (
     ROLLUPS,
     ROLLUPS_V7,
     ROLLUPS_V8,
+    ROLLUPS_V10,
     backfill_sql,
     create_table_sql,
     insert_trigger_sql,
+    rekey_sql,
     unroll_trigger_sql,
     update_trigger_sql,
 )
@@ -152,6 +155,27 @@ IDENTITY_MIGRATION = """
     CREATE INDEX calls_line ON calls (line_id);
     """ + "CREATE TRIGGER calls_rollup AFTER INSERT ON calls\nBEGIN\n" + rollup_delta("NEW", 1) + "\nEND;\n" \
     + _V4_UPDATE_TRIGGER
+
+
+def _region_migration() -> str:
+    """Migration 10: ``calls.region``, and the destination rollups keyed by it (see `MIGRATIONS`)."""
+    old = {r.table: r for r in ROLLUPS_V8}
+    daily, monthly = (r for r in ROLLUPS_V10 if "region" in r.key and r not in ROLLUPS_V8)
+    return "\n".join((
+        "DROP TRIGGER calls_rollup_update;",
+        "ALTER TABLE calls ADD COLUMN region TEXT NOT NULL DEFAULT '';  -- ISO 3166 region of e164, '' unknown",
+        calls_region_sql(),
+        f"ALTER TABLE {daily.table} RENAME TO {daily.table}_v9;",
+        f"DROP TABLE {monthly.table};",
+        create_table_sql(daily),
+        rekey_sql(daily, f"{daily.table}_v9", old[daily.table].key, {"region": main_region_sql("o.country")}),
+        f"DROP TABLE {daily.table}_v9;",
+        "DROP TABLE temp.region_main;",
+        create_table_sql(monthly),
+        backfill_sql(monthly, ROLLUPS_V10),
+        update_trigger_sql(ROLLUPS_V10),
+    ))
+
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the journal of raw lines, and the calls parsed from them.
@@ -354,6 +378,13 @@ MIGRATIONS: tuple[str, ...] = (
     # (`rollups.ROLL_UP`: one grouped upsert per rollup instead of seven upserts per call in a trigger program).
     # The update trigger stays: a re-rated call still moves, one row at a time.
     "DROP TRIGGER calls_rollup;",
+    # 10: a call's destination country is its number's ISO 3166 region (`calls.region`, set where the call is
+    # rated: +1 809 is DO, +44 7781 GG), no longer its calling code's main region (every NANP number was US).
+    # Calls already stored get it from their e164 by a frozen prefix table (`regions.PREFIXES_V10`); the
+    # destination rollups are keyed by region too (`rollups.ROLLUPS_V10`): rebuilt from the stored calls, plus
+    # what the old rows count beyond them (calls retention pruned) under their code's main region, so every
+    # figure stays; the monthly one is rebuilt from the daily one, and the update trigger made again.
+    _region_migration(),
 )
 
 #: created on its own connection by `smdrd reparse` only: calls it deletes (to rebuild them from the journal)
