@@ -37,6 +37,7 @@ MISSING_FILE: dict[str, list[str] | None] = {
     "restore": [f"{MISSING}.db", "--database", "{tmp}/r.db"],
     "prune": ["--database", f"{MISSING}.db"],
     "errors": ["--database", f"{MISSING}.db"],
+    "user": ["list", "--database", f"{MISSING}.db"],
 }
 
 #: commands that read the configuration: without one (no --config, no $SMDRD_CONFIG, no default file) they refuse.
@@ -52,6 +53,7 @@ NEEDS_CONFIG: dict[str, list[str]] = {
     "restore": ["{tmp}/copy.db"],
     "prune": [],
     "errors": [],
+    "user": ["list"],
 }
 
 #: the least each command needs to get past its required arguments, so the bad flag is what gets reported.
@@ -149,8 +151,11 @@ def test_no_configuration_is_one_line_saying_what_to_do(command: str, tmp_path: 
     (["simulate", "--format", "avaya-ipo", "--count", "1", "--timezone", "Mars/Base"], "--timezone"),
     (["simulate", "--format", "avaya-ipo", "--count", "1", "--start", "soon"], "--start"),
     (["import", "--format", "avaya-ipo", "--database", "{tmp}", "{tmp}/copy.db"], "is a folder"),
+    (["import", "--format", "avaya-ipo", "--encoding", "klingon", "{tmp}/copy.db"], "--encoding"),
+    (["demo", "--format", "no-such-pbx", "--count", "1", "--database", "{tmp}/demo.db"], "no-such-pbx"),
 ])
 def test_a_bad_value_is_one_line_naming_it(args: list[str], mentions: str, tmp_path: Path) -> None:
-    """`simulate --listen 127.0.0.1:99999` printed a ValueError traceback."""
+    """`simulate --listen 127.0.0.1:99999` printed a ValueError traceback; `demo --format` of an unknown format
+    started a daemon that never stopped."""
     (tmp_path / "copy.db").write_bytes(b"this is no database")
     assert_one_clear_line(smdrd(args, tmp_path), mentions=mentions)

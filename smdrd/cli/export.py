@@ -137,6 +137,8 @@ def private_binary_output(target: Path) -> Iterator[IO[bytes]]:
     Written to a new temporary file beside ``target`` (created exclusively, so never through a planted link)
     and renamed into place: an interrupted write leaves neither a half file nor a readable copy behind.
     """
+    if not target.parent.is_dir():  # said as the user named it, not as the temporary file beside it
+        raise SmdrdError(f"{target}: no such folder {target.parent} (for --output)")
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.tmp-")
     tmp = Path(name)
     try:

@@ -61,6 +61,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.encoding is not None:
+        import codecs
+
+        try:
+            codecs.lookup(args.encoding)
+        except LookupError:
+            raise SmdrdError(f"--encoding: unknown encoding {args.encoding!r}; expected a Python codec name such as "
+                             "cp1252 or latin-1") from None
     for name in args.files:  # before anything is opened or created: a typo costs nothing
         if name != "-" and not Path(name).is_file():
             raise SmdrdError(f"{name}: {'is a folder, not a file' if Path(name).is_dir() else 'no such file'}")

@@ -198,6 +198,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from smdrd.logs import configure
     from smdrd.testing import free_port
 
+    get_parser_class(args.format)  # an unknown format is one line here, before a daemon starts with it
     port = free_port()
     http_port = _port_or_free(9464)
     config = {
