@@ -19,13 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import openpyxl
+import pypdf
 import pytest
 from openpyxl.worksheet.worksheet import Worksheet
 
+from smdrd.reports import export as export_module
 from smdrd.reports.export import Section, write_export
 from smdrd.reports.export_xlsx import write_xlsx
 from smdrd.reports.queries import KINDS, Context, context_from, parse_query, run_report
-from smdrd.reports.render import to_dict
+from smdrd.reports.render import hms, to_dict
 from smdrd.store.sqlite.reports import SqliteReports
 from tests.test_reports import CALLS, DEPARTMENTS, Call, settings_for, write_calls
 from tests.test_reports_cli import HOSTILE, config_text
@@ -204,7 +206,7 @@ def test_cli_writes_xlsx_to_a_pipe(config: Path) -> None:
     assert ws["A1"].value == "Call details"
 
 
-@pytest.mark.parametrize("fmt", ["xlsx"])
+@pytest.mark.parametrize("fmt", ["xlsx", "pdf"])
 def test_cli_refuses_to_write_a_binary_file_to_a_terminal(config: Path, fmt: str) -> None:
     """Without --output, a terminal gets a one-line error and exit 2, not a screenful of bytes."""
     master, slave = pty.openpty()
@@ -280,3 +282,85 @@ def test_a_year_of_calls_exports_in_bounded_memory(year_config: Path, tmp_path: 
     assert sum(1 for r in rows if isinstance(r[0], datetime)) == n
     assert next(r for r in rows if r[0] == "Total")[7] == timedelta(seconds=sum(30 + i % 600 for i in range(n)))
 
+
+
+def pdf_pages(data: bytes) -> list[str]:
+    return [page.extract_text() for page in pypdf.PdfReader(io.BytesIO(data)).pages]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_pdf_shows_title_period_totals_and_page_numbers(db: Path, kind: str) -> None:
+    """Every kind: a page with its title, the period and time zone, the totals of the JSON report (h:mm:ss,
+    money with its currency) and "Page 1 of N"."""
+    data, expected = export(db, kind, "pdf")
+    pages = pdf_pages(data)
+    first, last = pages[0], pages[-1]
+    assert first.startswith(export_module.TITLES[kind])
+    assert "Period 2026-03-01 to 2026-03-31 (both included)" in first and "Time zone Europe/Warsaw" in first
+    assert "Filters Direction: outbound" in first
+    totals = next(line for line in last.splitlines() if line.startswith("Total"))
+    assert f"{expected['totals']['cost']} EUR" in totals
+    assert hms(expected["totals"]["duration"]) in totals
+    assert [f"Page {i} of {len(pages)}" in page for i, page in enumerate(pages, start=1)] == [True] * len(pages)
+
+
+@pytest.mark.parametrize(("paper", "size"), [("a4", (595.28, 841.89)), ("letter", (612, 792))])
+def test_pdf_fits_a4_and_letter(db: Path, paper: str, size: tuple[float, float]) -> None:
+    """Portrait for a narrow table, landscape for the ten columns of the calls listing, on either paper."""
+    ctx = context(db)
+    for kind, landscape in (("extensions", False), ("calls", True)):
+        query = parse_query({"kind": [kind], "from": ["2026-03"], "to": ["2026-03"]}, ctx)
+        reader = SqliteReports(str(db))
+        out = io.BytesIO()
+        try:
+            write_export(reader, query, ctx, "pdf", out, every=True, paper=paper)
+        finally:
+            reader.close()
+        box = pypdf.PdfReader(io.BytesIO(out.getvalue())).pages[0].mediabox
+        want = tuple(reversed(size)) if landscape else size
+        assert (round(float(box.width), 2), round(float(box.height), 2)) == want
+
+
+def test_pdf_repeats_the_heading_on_every_page_and_ends_with_the_totals(db: Path) -> None:
+    """A year of days runs over several pages: each has the table heading, the last ends with the totals."""
+    ctx = context(db)
+    query = parse_query({"kind": ["days"], "from": ["2026-01-01"], "to": ["2026-12-31"]}, ctx)
+    reader = SqliteReports(str(db))
+    out = io.BytesIO()
+    try:
+        write_export(reader, query, ctx, "pdf", out, every=True)
+    finally:
+        reader.close()
+    pages = pdf_pages(out.getvalue())
+    assert len(pages) > 3
+    assert all("Day Calls Duration Average Cost" in page for page in pages)
+    assert "Total 10 0:29:10 0:02:55 8.90 EUR" in pages[-1]  # March, 1 April and 28 February
+    assert "Page 1 of" in pages[0] and f"Page {len(pages)} of {len(pages)}" in pages[-1]
+
+
+def test_pdf_lists_at_most_pdf_max_rows_calls_and_says_so(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(export_module, "PDF_MAX_ROWS", 3)
+    data, expected = export(db, "calls", "pdf")
+    text = "\n".join(pdf_pages(data))
+    assert "the first 3 of 9 call legs are listed" in text
+    assert sum(1 for line in text.splitlines() if line.startswith("2026-03-")) == 3
+    assert f"{expected['totals']['cost']} EUR" in text and "Calls: 8" in text and "Legs: 9" in text
+
+
+async def test_pdf_prints_pbx_text_as_text(tmp_path: Path) -> None:
+    db = tmp_path / "hostile.db"
+    await write_calls(db, HOSTILE)
+    data, _ = export(db, "calls", "pdf")
+    text = "\n".join(pdf_pages(data))
+    assert "=1+2" in text and "+442071234567" in text
+
+
+def test_cli_writes_pdf_on_letter_paper(config: Path, tmp_path: Path) -> None:
+    out = tmp_path / "trunks.pdf"
+    result = _report(config, "trunks", *MARCH, "--format", "pdf", "--paper", "letter", "--output", str(out))
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    reader = pypdf.PdfReader(out)
+    assert float(reader.pages[0].mediabox.width) == 612
+    text = reader.pages[0].extract_text()
+    assert text.startswith("Calls per trunk") and "8.35 EUR" in text and "Page 1 of 1" in text

@@ -21,7 +21,7 @@ from smdrd.store.api import ReportReader
 __all__ = ["CONTENT_TYPES", "FORMATS", "PAPERS", "PDF_MAX_ROWS", "Section", "filename", "header_lines",
            "sections_of", "title_of", "write_export"]
 
-FORMATS = ("xlsx",)
+FORMATS = ("xlsx", "pdf")
 CONTENT_TYPES = {"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                  "pdf": "application/pdf"}
 PAPERS = ("a4", "letter")
@@ -99,9 +99,15 @@ def write_export(reader: ReportReader, query: Query, ctx: Context, fmt: str, out
                                    "cover them all (the CSV and XLSX exports list every call)")
     else:
         report = run_report(reader, query, ctx)
-    from smdrd.reports.export_xlsx import write_xlsx
+    sections = sections_of(report, rows)
+    if fmt == "xlsx":
+        from smdrd.reports.export_xlsx import write_xlsx
 
-    write_xlsx(out, report, sections_of(report, rows))
+        write_xlsx(out, report, sections)
+    else:
+        from smdrd.reports.export_pdf import write_pdf
+
+        write_pdf(out, report, sections, paper=paper)
 
 
 def extra_totals(report: Report, section: Section) -> list[tuple[str, Any, str]]:

@@ -1,0 +1,246 @@
+"""A report as a printable PDF, written with fpdf2.
+
+One document: the title, the header block (period, time zone, filters, currency), a chart where the kind has
+one (cost per day for ``days``, the ten costliest rows for the per-extension, department, destination and trunk
+reports), then the table with its heading repeated on every page and a bold totals row, and "Page N of M" with
+the period at the foot of every page. Durations are h:mm:ss and money carries its currency, as in the terminal
+table. The page is A4 or Letter (``paper``), portrait, or landscape for a table of more than seven columns; the
+margins leave room for either printer.
+
+Text is drawn with DejaVu Sans when Debian's ``fonts-dejavu-core`` is installed (any script a PBX sends);
+otherwise with the PDF core font Helvetica, which holds Latin-1 only, and other characters become ``?``. fpdf2
+writes every string as a PDF text object (escaped), so nothing from a PBX can become PDF syntax. The document is
+built in memory: the ``calls`` listing is cut at `smdrd.reports.export.PDF_MAX_ROWS`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+
+from fpdf import FPDF
+from fpdf.enums import XPos, YPos
+
+from smdrd.reports.export import Section, extra_totals, header_lines, title_of
+from smdrd.reports.queries import Column, Report
+from smdrd.reports.render import hms
+
+__all__ = ["FONT_DIR", "write_pdf"]
+
+FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
+_FONT = "smdrd"
+_ROW = 5.0
+_MARGIN = 12.0
+_NUMERIC = {"int", "seconds", "average", "minutes", "money"}
+#: rows measured to size the columns (a long listing is sized by its first rows).
+_MEASURED_ROWS = 300
+_CHART_BARS = 10
+
+
+def cell_text(value: Any, kind: str, currency: str) -> str:
+    """A value as the page shows it: h:mm:ss, money with its currency, ``None`` empty."""
+    if value is None:
+        return ""
+    if kind in ("seconds", "average") and isinstance(value, int | Decimal):
+        return hms(value)
+    if kind == "money" and currency:
+        return f"{value} {currency}"
+    return str(value)
+
+
+class _Document(FPDF):
+    """fpdf2 with the report's font and a footer of the period and the page number."""
+
+    def __init__(self, paper: str, landscape: bool, foot: str) -> None:
+        super().__init__(orientation="L" if landscape else "P", unit="mm", format=paper.upper())
+        self.foot = foot
+        self.unicode = (FONT_DIR / "DejaVuSans.ttf").is_file() and (FONT_DIR / "DejaVuSans-Bold.ttf").is_file()
+        if self.unicode:
+            self.add_font(_FONT, "", str(FONT_DIR / "DejaVuSans.ttf"))
+            self.add_font(_FONT, "B", str(FONT_DIR / "DejaVuSans-Bold.ttf"))
+        self.family = _FONT if self.unicode else "helvetica"
+        self.ellipsis = "…" if self.unicode else "..."
+        self.set_margins(_MARGIN, _MARGIN, _MARGIN)
+        self.set_auto_page_break(True, margin=_MARGIN + 4)
+
+    def text_of(self, text: str) -> str:
+        return text if self.unicode else text.encode("latin-1", "replace").decode("latin-1")
+
+    def font(self, size: float, bold: bool = False) -> None:
+        self.set_font(self.family, "B" if bold else "", size)
+
+    def fitted(self, text: str, width: float) -> str:
+        """``text`` cut with an ellipsis to fit a cell ``width`` wide."""
+        text = self.text_of(text)
+        room = width - 2 * self.c_margin
+        if self.get_string_width(text) <= room:
+            return text
+        while text and self.get_string_width(text + self.ellipsis) > room:
+            text = text[:-1]
+        return text + self.ellipsis
+
+    def footer(self) -> None:
+        self.set_y(-_MARGIN)
+        self.font(7)
+        self.set_text_color(90)
+        width = self.w - 2 * _MARGIN - 30
+        self.cell(width, 4, self.fitted(self.foot, width))
+        self.cell(30, 4, f"Page {self.page_no()} of {{nb}}", align="R")
+        self.set_text_color(0)
+
+
+class _Table:
+    """The report's table on a `_Document`: sized columns, a heading on every page, rows and totals."""
+
+    def __init__(self, pdf: _Document, report: Report) -> None:
+        self.pdf, self.report = pdf, report
+        self.columns: Sequence[Column] = report.columns
+        self.currency = str(report.meta.get("currency") or "")
+        self.widths: list[float] = []
+
+    def size(self, sample: Sequence[dict[str, Any]], totals: dict[str, Any] | None) -> None:
+        """Column widths from the titles and ``sample``, shrunk (text columns first) to the page's width."""
+        pdf = self.pdf
+        pdf.font(8, bold=True)
+        natural = [pdf.get_string_width(pdf.text_of(self.title(c))) + 2 * pdf.c_margin + 1 for c in self.columns]
+        for rows, bold in ((sample, False), ([totals] if totals else [], True)):
+            pdf.font(8, bold=bold)
+            for row in rows:
+                for i, c in enumerate(self.columns):
+                    text = pdf.text_of(self.text(row, c))
+                    natural[i] = max(natural[i], pdf.get_string_width(text) + 2 * pdf.c_margin + 1)
+        room = pdf.w - 2 * _MARGIN
+        numeric = sum(w for w, c in zip(natural, self.columns, strict=True) if c.kind in _NUMERIC)
+        texts = sum(natural) - numeric
+        if sum(natural) > room and texts > 0:
+            scale = max(0.2, (room - numeric) / texts)
+            natural = [w if c.kind in _NUMERIC else w * scale for w, c in zip(natural, self.columns, strict=True)]
+        if sum(natural) > room:
+            natural = [w * room / sum(natural) for w in natural]
+        self.widths = natural
+
+    def title(self, c: Column) -> str:
+        return c.title.removesuffix(" (s)")
+
+    def text(self, row: dict[str, Any], c: Column) -> str:
+        value = row.get(c.key)
+        if c.key == "start" and isinstance(value, str) and value[10:11] == "T":  # local; the zone is above
+            return value[:10] + " " + value[11:19]
+        return cell_text(value, c.kind, self.currency)
+
+    def head(self) -> None:
+        pdf = self.pdf
+        pdf.font(8, bold=True)
+        pdf.set_fill_color(235)
+        for c, w in zip(self.columns, self.widths, strict=True):
+            pdf.cell(w, _ROW + 1, pdf.fitted(self.title(c), w), border="B", fill=True,
+                     align="R" if c.kind in _NUMERIC else "L")
+        pdf.ln()
+
+    def row(self, row: dict[str, Any], *, bold: bool = False) -> None:
+        pdf = self.pdf
+        if pdf.will_page_break(_ROW):
+            pdf.add_page()
+            self.head()
+        pdf.font(8, bold=bold)
+        for c, w in zip(self.columns, self.widths, strict=True):
+            pdf.cell(w, _ROW, pdf.fitted(self.text(row, c), w), border="T" if bold else 0,
+                     align="R" if c.kind in _NUMERIC else "L")
+        pdf.ln()
+
+
+def _header(pdf: _Document, report: Report) -> None:
+    pdf.font(16, bold=True)
+    pdf.cell(0, 9, pdf.text_of(title_of(report)), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.font(9)
+    for label, value in header_lines(report):
+        pdf.font(9, bold=True)
+        pdf.cell(24, 5, label)
+        pdf.font(9)
+        pdf.multi_cell(0, 5, pdf.text_of(value), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    pdf.ln(3)
+
+
+def _chart_bars(report: Report, rows: Sequence[dict[str, Any]]) -> list[tuple[str, Decimal]]:
+    """What the chart shows: cost per day (``days``), or the costliest rows (at most `_CHART_BARS`)."""
+    if report.kind == "days":  # labelled by day of the month, or by month (MM-01) over a longer range
+        long = len(rows) > 31
+        return [("" if long and not str(r["day"]).endswith("-01") else str(r["day"])[5 if long else 8:],
+                 Decimal(r["cost"])) for r in rows]
+    label_key = {"extensions": "extension", "departments": "department", "destinations": "code",
+                 "trunks": "trunk"}.get(report.kind)
+    if label_key is None or report.meta.get("by_class"):
+        return []
+    ranked = sorted(rows, key=lambda r: -Decimal(r.get("cost") or 0))[:_CHART_BARS]
+    return [(str(r.get(label_key) or "(none)"), Decimal(r.get("cost") or 0)) for r in ranked]
+
+
+def _chart(pdf: _Document, report: Report, rows: Sequence[dict[str, Any]], currency: str) -> None:
+    """Bars of cost: vertical per day for ``days``, horizontal per row for the others."""
+    bars = _chart_bars(report, rows)
+    top = max((v for _, v in bars), default=Decimal(0))
+    if not bars or top <= 0:
+        return
+    left, width = _MARGIN, pdf.w - 2 * _MARGIN
+    pdf.font(9, bold=True)
+    pdf.cell(0, 6, pdf.text_of(f"Cost ({currency})" if currency else "Cost"), new_x=XPos.LMARGIN,
+             new_y=YPos.NEXT)
+    pdf.set_fill_color(70, 110, 170)
+    pdf.font(6)
+    if report.kind == "days":
+        height, y = 30.0, pdf.get_y()
+        step = width / len(bars)
+        for i, (label, value) in enumerate(bars):
+            h = float(value / top) * height
+            pdf.rect(left + i * step + step * 0.15, y + height - h, step * 0.7, h, style="F")
+            if label:
+                pdf.text(left + i * step + step * 0.1, y + height + 3, pdf.text_of(label))
+        pdf.set_y(y + height + 6)
+    else:
+        label_w, h = 30.0, 4.0
+        for label, value in bars:
+            y = pdf.get_y()
+            pdf.cell(label_w, h, pdf.fitted(label, label_w))
+            bar = float(value / top) * (width - label_w - 25)
+            pdf.rect(left + label_w, y + 0.6, max(bar, 0.2), h - 1.2, style="F")
+            pdf.set_xy(left + label_w + bar + 1, y)
+            pdf.cell(24, h, pdf.text_of(f"{value} {currency}".strip()), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.ln(2)
+    pdf.ln(2)
+
+
+def write_pdf(out: IO[bytes], report: Report, sections: Iterable[Section], *, paper: str = "a4") -> None:
+    """Write ``report`` as a PDF on ``paper`` (``a4`` or ``letter``) to ``out``."""
+    meta = report.meta
+    foot = f"smdrd: {title_of(report)}, {meta.get('from')} to {meta.get('to')} ({meta.get('timezone')})"
+    pdf = _Document(paper, landscape=len(report.columns) > 7, foot=foot)
+    pdf.set_title(pdf.text_of(title_of(report)))
+    pdf.set_creator("smdrd")
+    pdf.add_page()
+    _header(pdf, report)
+    table = _Table(pdf, report)
+    sections = list(sections)
+    for n, section in enumerate(sections):
+        rows = iter(section.rows)
+        sample = list(itertools.islice(rows, _MEASURED_ROWS))
+        if n == 0:
+            _chart(pdf, report, sample, table.currency)
+        if len(sections) > 1:
+            pdf.font(11, bold=True)
+            pdf.cell(0, 8, pdf.text_of(section.name), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        table.size(sample, section.totals)
+        table.head()
+        for row in itertools.chain(sample, rows):
+            table.row(row)
+        if section.totals is not None:
+            table.row({**section.totals, table.columns[0].key: "Total"}, bold=True)
+            extras = [f"{title}: {cell_text(value, kind, table.currency)}"
+                      for title, value, kind in extra_totals(report, section)]
+            if extras:
+                pdf.font(8)
+                pdf.cell(0, _ROW, pdf.text_of("   ".join(extras)), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        pdf.ln(4)
+    out.write(bytes(pdf.output()))
