@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import date
 from pathlib import Path
 
 from smdrd.config import DEFAULT_CONFIG_PATH, Settings, load_config
@@ -23,6 +24,14 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
         "-c", "--config", type=Path, default=None,
         help=f"the TOML configuration file (default: $SMDRD_CONFIG, else {DEFAULT_CONFIG_PATH} if it exists)",
     )
+
+
+def day(text: str) -> date:
+    """An argparse type for a ``--from``/``--to`` day: the error says what was expected."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a day such as 2026-03-01, got {text!r}") from None
 
 
 def config_path(args: argparse.Namespace) -> Path:

@@ -12,7 +12,7 @@ import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from smdrd.cli._common import add_config_argument, database_of, settings_from
+from smdrd.cli._common import add_config_argument, database_of, day, settings_from
 from smdrd.errors import SmdrdError
 
 #: how much of a line's bytes the listing shows (the journal keeps them all).
@@ -26,9 +26,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        "the reason and the raw line. After a parser or config fix, smdrd reparse rebuilds them.")
     add_config_argument(p)
     p.add_argument("--database", type=Path, metavar="PATH", help="the SQLite file (overrides the configuration's)")
-    p.add_argument("--from", dest="date_from", type=date.fromisoformat, metavar="DATE",
+    p.add_argument("--from", dest="date_from", type=day, metavar="DATE",
                    help="first day received (site time, YYYY-MM-DD); default: the first")
-    p.add_argument("--to", dest="date_to", type=date.fromisoformat, metavar="DATE",
+    p.add_argument("--to", dest="date_to", type=day, metavar="DATE",
                    help="last day received, included; default: the last")
     p.add_argument("--source", help="only the lines of this source (an import's default source is 'import')")
     p.add_argument("--limit", type=int, default=100, metavar="N", help="show at most N lines (0: all; default 100)")

@@ -16,7 +16,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from smdrd.cli._common import add_config_argument, database_of, settings_from
+from smdrd.cli._common import add_config_argument, database_of, day, settings_from
 from smdrd.config import Settings, SourceConfig
 from smdrd.core import FLUSHED, MICROS, Entry, flush_entry, process_frame
 from smdrd.errors import SmdrdError
@@ -48,9 +48,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     add_config_argument(p)
     p.add_argument("--database", type=Path, help="the SQLite file (overrides the configuration's)")
-    p.add_argument("--from", dest="date_from", type=date.fromisoformat, metavar="DATE",
+    p.add_argument("--from", dest="date_from", type=day, metavar="DATE",
                    help="first day (site time, YYYY-MM-DD); default: the first stored")
-    p.add_argument("--to", dest="date_to", type=date.fromisoformat, metavar="DATE",
+    p.add_argument("--to", dest="date_to", type=day, metavar="DATE",
                    help="last day, included; default: the last stored")
 
 
