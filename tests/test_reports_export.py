@@ -31,8 +31,10 @@ from smdrd.reports.render import hms, to_dict
 from smdrd.store.sqlite.reports import SqliteReports
 from tests.test_reports import CALLS, DEPARTMENTS, Call, settings_for, write_calls
 from tests.test_reports_cli import HOSTILE, config_text
+from tests.test_reports_http import get, port_of, reports_daemon
 
 MARCH = ("--from", "2026-03-01", "--to", "2026-03-31")
+HTTP_MARCH = "from=2026-03-01&to=2026-03-31"
 #: where the table starts: a title, four header lines (period, time zone, filters, currency), a blank line.
 HEAD_ROW = 7
 
@@ -364,3 +366,43 @@ def test_cli_writes_pdf_on_letter_paper(config: Path, tmp_path: Path) -> None:
     assert float(reader.pages[0].mediabox.width) == 612
     text = reader.pages[0].extract_text()
     assert text.startswith("Calls per trunk") and "8.35 EUR" in text and "Page 1 of 1" in text
+
+
+async def test_http_serves_xlsx_with_its_type_name_and_the_json_totals(tmp_path: Path) -> None:
+    """format=xlsx on a real daemon: the spreadsheet type, an attachment named for the kind and period, and the
+    totals of the JSON report over the same HTTP."""
+    async with reports_daemon(tmp_path) as daemon:
+        port = port_of(daemon)
+        status, _, body = await get(port, f"/api/reports/departments?{HTTP_MARCH}")
+        totals = json.loads(body)["totals"]
+        status, headers, body = await get(port, f"/api/reports/departments?{HTTP_MARCH}&format=xlsx")
+    assert status == 200
+    assert headers["Content-Type"] == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    assert headers["Content-Disposition"] == 'attachment; filename="smdrd-departments-2026-03-01-2026-03-31.xlsx"'
+    _head, _rows, row = table_of(openpyxl.load_workbook(io.BytesIO(body)).worksheets[0])
+    assert row[2] == totals["calls"] and row[3] == timedelta(seconds=totals["duration"])
+    assert str(Decimal(str(row[5])).quantize(Decimal("0.01"))) == totals["cost"]
+
+
+async def test_http_serves_every_call_as_pdf_on_letter_paper(tmp_path: Path) -> None:
+    """format=pdf&paper=letter: every call of the range (not the first page of 100), its totals, page numbers."""
+    async with reports_daemon(tmp_path) as daemon:
+        status, headers, body = await get(port_of(daemon),
+                                          f"/api/reports/calls?{HTTP_MARCH}&page_size=2&format=pdf&paper=letter")
+    assert status == 200 and headers["Content-Type"] == "application/pdf"
+    assert headers["Content-Disposition"] == 'attachment; filename="smdrd-calls-2026-03-01-2026-03-31.pdf"'
+    reader = pypdf.PdfReader(io.BytesIO(body))
+    assert float(reader.pages[0].mediabox.height) == 612  # landscape Letter
+    text = "\n".join(page.extract_text() for page in reader.pages)
+    assert text.startswith("Call details") and "Page 1 of" in text
+    assert sum(1 for line in text.splitlines() if line.startswith("2026-03-")) == 9
+    assert "8.35 EUR" in text and "Calls: 8" in text
+
+
+async def test_http_refuses_an_unknown_format_or_paper(tmp_path: Path) -> None:
+    async with reports_daemon(tmp_path) as daemon:
+        port = port_of(daemon)
+        status, _, body = await get(port, f"/api/reports/days?{HTTP_MARCH}&format=xls")
+        assert status == 400 and b"format: expected json, csv, html, table, xlsx or pdf" in body
+        status, _, body = await get(port, f"/api/reports/days?{HTTP_MARCH}&format=pdf&paper=a3")
+        assert status == 400 and b"paper: expected a4 or letter" in body

@@ -32,6 +32,7 @@ from smdrd.csvsafe import SafeCsvWriter
 from smdrd.errors import ConfigError
 from smdrd.http import CHUNK, BadRequest, Request, Response
 from smdrd.rating.classes import CALL_CLASSES
+from smdrd.reports import export
 from smdrd.reports.queries import (
     DIRECTIONS,
     KINDS,
@@ -129,8 +130,11 @@ class ReportService:
     def handler(self, kind: str) -> Any:
         async def handle(request: Request) -> Response:
             fmt = request.arg("format", "json") or "json"
-            if fmt not in CONTENT_TYPES:
-                raise BadRequest(f"format: expected json, csv, html or table, got {fmt[:40]!r}")
+            if fmt not in CONTENT_TYPES and fmt not in export.FORMATS:
+                raise BadRequest(f"format: expected json, csv, html, table, xlsx or pdf, got {fmt[:40]!r}")
+            paper = request.arg("paper", "a4") or "a4"
+            if paper not in export.PAPERS:
+                raise BadRequest(f"paper: expected a4 or letter, got {paper[:40]!r}")
             ctx = self.context
             try:
                 query = parse_query({**request.query, "kind": [kind]}, ctx, bounded=True)
@@ -140,11 +144,17 @@ class ReportService:
                 return Response(503, b"too many report requests at once; try again shortly\n",
                                 headers={"Retry-After": str(RETRY_AFTER)})
             headers = {}
-            if fmt == "csv":
-                headers["Content-Disposition"] = (f'attachment; filename="smdrd-{kind}-{query.first}-'
-                                                  f'{query.last}.csv"')
+            if fmt == "csv" or fmt in export.FORMATS:
+                headers["Content-Disposition"] = f'attachment; filename="{export.filename(kind, query, fmt)}"'
             streaming = False
             try:
+                if fmt in export.FORMATS:  # XLSX, PDF: smdrd.reports.http_export
+                    from smdrd.reports.http_export import export_stream
+
+                    stream = export_stream(self, query, ctx, fmt, paper)  # owns the slot, as below
+                    streaming = True
+                    await anext(stream)
+                    return Response(200, b"", export.CONTENT_TYPES[fmt], headers=headers, stream=stream)
                 if kind == "calls" and fmt == "csv":
                     stream = self._calls_csv(query, ctx)  # owns the slot from here: it leaves when it ends
                     streaming = True
