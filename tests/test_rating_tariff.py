@@ -145,7 +145,7 @@ def test_record_interface() -> None:
                         extension="201", number="907711123456", trunk="1")
     rating = r.rate(record)
     assert rating.to_json() == {"e164": "+447711123456", "call_class": "mobile", "rule": "UK mobile Vodafone",
-                                "prefix": "4477", "cost": "0.36", "currency": "GBP"}
+                                "prefix": "4477", "cost": "0.36", "currency": "GBP", "region": "GB"}
 
 
 def test_default_tariff_classifies_without_prices() -> None:
