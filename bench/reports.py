@@ -108,7 +108,7 @@ def generate(conn: Any, calls: int, seed: int = 11, roll_up: bool = True) -> flo
             rows.append((f"bench:{n}", "bench", "bench", f"k{n}", 0, local.isoformat(),
                          int(local.astimezone(UTC).timestamp()), duration, 5, direction, ext,
                          e164[3:] if e164 else "201", trunk, "", "", "", 1, "", "{}", e164 or None, cls, "r",
-                         e164[:5] or None, cost, "PLN"))
+                         e164[:5] or None, cost, "PLN", "" if not e164 else "GB" if e164[:3] == "+44" else "PL"))
             if len(rows) >= BATCH:
                 _flush(conn, sql, rows, roll_up)
     _flush(conn, sql, rows, roll_up)
