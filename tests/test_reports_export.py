@@ -25,6 +25,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from smdrd.reports import export as export_module
 from smdrd.reports.export import Section, write_export
+from smdrd.reports.export_pdf import FONT_DIR
 from smdrd.reports.export_xlsx import write_xlsx
 from smdrd.reports.queries import KINDS, Context, context_from, parse_query, run_report
 from smdrd.reports.render import hms, to_dict
@@ -406,3 +407,17 @@ async def test_http_refuses_an_unknown_format_or_paper(tmp_path: Path) -> None:
         assert status == 400 and b"format: expected json, csv, html, table, xlsx or pdf" in body
         status, _, body = await get(port, f"/api/reports/days?{HTTP_MARCH}&format=pdf&paper=a3")
         assert status == 400 and b"paper: expected a4 or letter" in body
+
+
+async def test_pdf_prints_any_script_with_dejavu_and_latin1_without(tmp_path: Path) -> None:
+    """A trunk named "Łódź Ω" prints as sent with DejaVu Sans (Debian's fonts-dejavu-core, installed by
+    scripts/system-deps.sh); with only the core font, its Latin-1 letters print and the others become "?"."""
+    db = tmp_path / "unicode.db"
+    await write_calls(db, [Call("2026-03-02T10:15:00", "201", "outbound", "national", 120, "0.50",
+                                trunk="Łódź Ω")])
+    data, _ = export(db, "trunks", "pdf")
+    text = "\n".join(pdf_pages(data))
+    if (FONT_DIR / "DejaVuSans.ttf").is_file():
+        assert "Łódź Ω" in text
+    else:
+        assert "?ód? ?" in text

@@ -226,8 +226,8 @@ def write_pdf(out: IO[bytes], report: Report, sections: Iterable[Section], *, pa
     for n, section in enumerate(sections):
         rows = iter(section.rows)
         sample = list(itertools.islice(rows, _MEASURED_ROWS))
-        if n == 0:
-            _chart(pdf, report, sample, table.currency)
+        if n == 0:  # every kind with a chart is an aggregate whose rows are a list (a year of days is 365)
+            _chart(pdf, report, section.rows if isinstance(section.rows, list) else sample, table.currency)
         if len(sections) > 1:
             pdf.font(11, bold=True)
             pdf.cell(0, 8, pdf.text_of(section.name), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
