@@ -58,7 +58,7 @@ from typing import Any
 
 from smdrd.errors import ParseError
 from smdrd.parsing import Parser, ParserContext
-from smdrd.record import CallRecord, Direction
+from smdrd.record import EARLIEST_YEAR, LATEST_YEAR, CallRecord, Direction
 
 from .toolkit import MAX_CALL_SECONDS, Column, Converter, Layout, Slice, call_seconds, hms_seconds, seconds, uint
 
@@ -366,6 +366,8 @@ class CustomParser(Parser):
                 when = datetime.strptime(text, fmt)
         except ValueError as exc:
             raise self.error(f"does not match {fmt!r}: {exc}", field) from None
+        if not EARLIEST_YEAR <= when.year <= LATEST_YEAR:  # %Y reads "24" as the year 24
+            raise self.error(f"year {when.year} is outside {EARLIEST_YEAR} to {LATEST_YEAR}", field)
         return when.replace(tzinfo=self.context.timezone)
 
     def parse(self, line: str) -> Sequence[CallRecord] | None:

@@ -124,3 +124,11 @@ def test_hhmmss_duration_reads_esi_csv() -> None:
     with pytest.raises(ParseError) as exc:
         p.parse(line.replace('"020512"', '"0512"'))
     assert exc.value.field == "duration"
+
+
+def test_a_year_out_of_range_is_an_error_of_the_date() -> None:
+    """``%Y`` accepts a two-digit year (``24`` is the year 24): the line is an error naming the date field, not a
+    record that no real call can have."""
+    with pytest.raises(ParseError) as exc:
+        parser(CSV_OPTIONS).parse("05/03/24;14:02:09;201;T3;0612345678;00:03:15;7;O;junk;4711")
+    assert exc.value.field == "date"
