@@ -11,8 +11,8 @@ Over TCP each record comes inside a 4-byte length frame (`smdrd.sources.hs_mitel
 or in a file it is a plain line: this parser sees the same 80 characters either way.
 
 The record has no date and its start has no seconds. The report's title line carries one (``Station Message
-Detailed Recording   00:00:04 07-03-2012``: the time and the US date it was printed, a new page each midnight, as
-an Axxess capture shows): records after it take that date, and one more day each time a start falls more than
+Detailed Recording   00:00:04 07-03-2012``: the time and the US date it was printed; the one real Axxess capture
+has it at the start of the day): records after it take that date, and one more day each time a start falls more than
 12 hours before the previous record's (midnight passed without a title line). Before any title line the date
 is the day of ``context.now`` (or now), or the day before when the start time is later than now (plus 5
 minutes of clock skew), as a record is written when its call ends. A call that began before a midnight title
