@@ -30,9 +30,9 @@ def test_json_output_one_object_per_number(capsys: pytest.CaptureFixture[str]) -
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines == [
         {"number": "902079460000", "e164": "+442079460000", "call_class": "local", "rule": "UK London",
-         "prefix": "4420", "cost": "0.06", "currency": "GBP"},
+         "prefix": "4420", "cost": "0.06", "currency": "GBP", "region": "GB"},
         {"number": "201", "e164": "", "call_class": "internal", "rule": "", "prefix": "", "cost": "0.00",
-         "currency": "GBP"},
+         "currency": "GBP", "region": ""},
     ]
 
 

@@ -126,11 +126,12 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"number": number, "e164": rating.e164, "call_class": rating.call_class,
                               "rule": rating.rule, "prefix": rating.prefix, "cost": _money(rating.cost, decimals),
-                              "currency": rating.currency}))
+                              "currency": rating.currency, "region": rating.region}))
             continue
         rule = (f"{rating.rule} (prefix {rating.prefix})" if rating.prefix else rating.rule) or "(none)"
         print(f"{number}\n"
               f"  e164   {rating.e164 or '-'}\n"
+              f"  region {rating.region or '-'}\n"
               f"  class  {rating.call_class}\n"
               f"  rule   {rule}\n"
               f"  cost   {_describe(breakdown, rating.currency, decimals)}")
