@@ -86,15 +86,18 @@ def settings_from(args: argparse.Namespace, *, existing_database: bool = False,
     settings = load_config(None)
     if existing_database or database_of(args, settings).is_dir():
         _check_database(args, settings, None)
+    # `smdrd demo` writes its configuration beside its database (var/demo.toml): point at it, never read it
+    # unasked.
     beside = database_of(args, settings).with_suffix(".toml")
-    hint = f"; {beside} is beside the database: pass --config {beside}" if beside.is_file() else ""
+    found = beside.is_file()
     if not defaults:
         raise SmdrdError("no configuration file: this command rewrites stored calls with the configuration's "
                          "site and tariff, never with built-in defaults; pass --config "
-                         + (f"{beside} (the file beside the database)" if hint else "FILE"))
+                         + (f"{beside} (the file beside the database)" if found else "FILE"))
     if not getattr(args, "quiet", False):  # said once the command's own inputs are known to be there
-        print(f"smdrd {args.command}: no configuration file: built-in defaults (site timezone UTC, no tariff, "
-              f"no departments){hint}", file=sys.stderr)
+        hint = f"; {beside} is beside the database: pass --config {beside}" if found else ""
+        print(f"smdrd {getattr(args, 'command', '')}: no configuration file: built-in defaults (site timezone UTC, "
+              f"no tariff, no departments){hint}", file=sys.stderr)
     return settings, None
 
 
