@@ -17,7 +17,7 @@ files.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import IO, Any
@@ -172,7 +172,7 @@ class _SheetWriter:
         ws.autofilter(head, 0, max(head, last), len(self.columns) - 1)
 
 
-def write_xlsx(out: IO[bytes] | str, report: Report, sections: Sequence[Section] | Iterable[Section], *,
+def write_xlsx(out: IO[bytes] | str, report: Report, sections: Iterable[Section], *,
                max_rows: int = MAX_ROWS) -> None:
     """Write ``report`` as a workbook to ``out`` (a binary file or a path), a sheet per section.
 
