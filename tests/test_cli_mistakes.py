@@ -96,6 +96,10 @@ def assert_one_clear_line(result: subprocess.CompletedProcess[str], *, mentions:
     assert mentions in lines[0], (mentions, lines[0])
 
 
+#: the commands the README documents; each needs its cases above (a case may come before its command's row).
+DOCUMENTED = documented_commands()
+
+
 def _mark(command: str, case: str) -> list[pytest.MarkDecorator]:
     reason = OWNED_ELSEWHERE.get((command, case))
     return [pytest.mark.xfail(reason=reason, strict=False)] if reason else []
@@ -103,11 +107,11 @@ def _mark(command: str, case: str) -> list[pytest.MarkDecorator]:
 
 def test_the_table_has_a_case_for_every_command() -> None:
     """A command documented in the README's table but missing here would escape the test below."""
-    assert sorted(documented_commands()) == sorted(MISSING_FILE)
+    assert [command for command in DOCUMENTED if command not in MISSING_FILE] == []
 
 
 @pytest.mark.parametrize("command", [pytest.param(c, marks=_mark(c, "missing")) for c, a in MISSING_FILE.items()
-                                     if a is not None])
+                                     if a is not None and c in DOCUMENTED])
 def test_a_missing_file_is_one_line_naming_it(command: str, tmp_path: Path) -> None:
     """`smdrd detect /nonexistent` printed a FileNotFoundError traceback; `smdrd import` printed
     `smdrd: FileNotFoundError: [Errno 2]`; a report on a missing database created it."""
@@ -120,7 +124,8 @@ def test_a_missing_file_is_one_line_naming_it(command: str, tmp_path: Path) -> N
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.db"], "a mistake must leave nothing behind"
 
 
-@pytest.mark.parametrize("command", [pytest.param(c, marks=_mark(c, "flag")) for c in MISSING_FILE])
+@pytest.mark.parametrize("command", [pytest.param(c, marks=_mark(c, "flag")) for c in MISSING_FILE
+                                     if c in DOCUMENTED])
 def test_a_bad_flag_is_one_line_naming_it(command: str, tmp_path: Path) -> None:
     result = smdrd([command, *REQUIRED[command], "--no-such-flag"], tmp_path)
     assert_one_clear_line(result, mentions="--no-such-flag")
@@ -134,7 +139,8 @@ def test_an_unknown_command_is_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(Path("/etc/smdrd/smdrd.toml").exists(), reason="this machine has a default configuration")
-@pytest.mark.parametrize("command", [pytest.param(c, marks=_mark(c, "no-config")) for c in NEEDS_CONFIG])
+@pytest.mark.parametrize("command", [pytest.param(c, marks=_mark(c, "no-config")) for c in NEEDS_CONFIG
+                                     if c in DOCUMENTED])
 def test_no_configuration_is_one_line_saying_what_to_do(command: str, tmp_path: Path) -> None:
     """`smdrd import` with no configuration wrote to /var/lib/smdrd/smdrd.db (as root, UTC, no tariff) without a
     word, while `smdrd report` refused: every command refuses the same way, saying how to give one."""
