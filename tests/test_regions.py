@@ -3,6 +3,7 @@ by migration 10's frozen prefix table for calls stored before it, in the rollups
 
 from __future__ import annotations
 
+import hashlib
 import random
 import sqlite3
 from pathlib import Path
@@ -170,3 +171,9 @@ def test_migration_10_names_the_region_of_stored_calls_and_keeps_every_figure(tm
         reader.close()
     assert sorted((row["country"], row["code"], row["calls"]) for row in rows) == [
         ("", "", 1), ("DO", "+1", 1), ("JM", "+1", 1), ("US", "+1", 1)]
+
+
+def test_migration_10_is_frozen() -> None:
+    """Migration 10 is generated (from `ROLLUPS_V10`, `DIMENSIONS` and the tables above), yet databases in the
+    field hold its result and restore compares with it: its text must never change (a change is migration 11)."""
+    assert hashlib.sha1(MIGRATIONS[9].encode()).hexdigest() == "ce6dd9ad122652afc06370912eda8f96e58fb136"

@@ -20,7 +20,7 @@ runs SQL; `smdrd.store.sqlite.schema` builds migration 10 with `calls_region_sql
 
 from __future__ import annotations
 
-__all__ = ["MAIN_REGIONS_V10", "PREFIXES_V10", "calls_region_sql", "main_region_sql"]
+__all__ = ["GENERATED_FROM", "MAIN_REGIONS_V10", "PREFIXES_V10", "calls_region_sql", "main_region_sql"]
 
 #: the phonenumbers version the tables were generated from.
 GENERATED_FROM = "9.0.42"
