@@ -421,3 +421,11 @@ async def test_pdf_prints_any_script_with_dejavu_and_latin1_without(tmp_path: Pa
         assert "Łódź Ω" in text
     else:
         assert "?ód? ?" in text
+
+
+async def test_http_export_gives_its_report_slot_back(tmp_path: Path) -> None:
+    """With room for one report at a time, export after export is served: each leaves its slot when sent."""
+    async with reports_daemon(tmp_path, max_reports=1) as daemon:
+        for fmt in ("xlsx", "pdf", "xlsx", "pdf"):
+            status, _, body = await get(port_of(daemon), f"/api/reports/calls?{HTTP_MARCH}&format={fmt}")
+            assert status == 200, body[:200]
