@@ -32,6 +32,7 @@ COMMANDS = (
     "backup",
     "rebuild",
     "prune",
+    "user",
     "failed",
 )
 
@@ -54,6 +55,7 @@ SUMMARIES: dict[str, tuple[str, str]] = {
     "rerate": ("rebuild", "re-rate stored calls after a tariff change and say what changed"),
     "reparse": ("rebuild", "rebuild calls from the raw journal after a parser fix"),
     "prune": ("prune", "delete call details and raw lines older than [retention] says (reports stay exact)"),
+    "user": ("user", "add, list, change the password of, or remove the console's users"),
     "errors": ("failed", "list the journalled lines that could not be parsed, and why"),
 }
 

@@ -22,7 +22,13 @@ from smdrd.journal import Alert, JournalEntry
 
 __all__ = [
     "CALL_DETAIL",
+    "ROLES",
     "ROLLUP_TABLES",
+    "Accounts",
+    "Actor",
+    "ApiToken",
+    "AuditEntry",
+    "AuditLog",
     "CallExport",
     "CallFeed",
     "Cutoffs",
@@ -39,9 +45,15 @@ __all__ = [
     "ReplaceResult",
     "ReportReader",
     "Retention",
+    "SessionInfo",
+    "SessionStore",
     "Store",
     "StoreUnavailable",
     "StoredRating",
+    "TokenStore",
+    "User",
+    "UserExists",
+    "UserStore",
     "cutoffs",
     "utc_bounds",
 ]
@@ -206,6 +218,11 @@ class Store(Protocol):
     def start_call_feed(self, name: str) -> int:
         """Call feed ``name``'s saved position; a new feed's cursor is placed at the journal's end now. Blocking:
         for the daemon's start, before any source runs, so no call committed after it is skipped."""
+        ...
+
+    def accounts(self) -> Accounts:
+        """Users, sessions, API tokens and the audit log, on a connection of their own (created and migrated
+        if need be); ``close`` it when done."""
         ...
 
     def spend_since(self, since_utc: int) -> list[tuple[str, str, Decimal]]:
@@ -422,3 +439,155 @@ class CallFeed(Protocol):
     async def last(self, direction: str) -> FeedCall | None:
         """The last stored call of ``direction`` (``outbound``...), or None (the retained "last call" topic)."""
         ...
+
+
+# ---- people and rights: users, sessions, API tokens, the audit log ----
+
+#: the console's roles: ``admin`` (everything), ``manager`` (the departments assigned to them), ``viewer``
+#: (read-only reports).
+ROLES = ("admin", "manager", "viewer")
+
+
+class UserExists(SmdrdError):
+    """A user of that name exists already (names are compared without regard to case)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who makes a change, for the audit log: a user's name (or ``cli:<login>`` from the shell) and the client
+    address it came from (``''`` for the shell)."""
+
+    name: str
+    address: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A console user, without any secret: the password hash never leaves the store except through
+    `UserStore.password_hash`."""
+
+    id: int
+    name: str
+    role: str
+    departments: tuple[str, ...]
+    created_at: int  # UTC seconds
+    failed_logins: int = 0
+    locked_until: int = 0  # UTC seconds; 0 when not locked
+
+    def audit_view(self) -> dict[str, Any]:
+        """What the audit log keeps of the user (before and after a change): never a secret."""
+        return {"name": self.name, "role": self.role, "departments": list(self.departments)}
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """A live console session: its user and the CSRF token its forms carry."""
+
+    user: User
+    csrf: str
+    expires_at: int  # UTC seconds
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """A personal API token's description (the token itself is shown once, at creation, and stored hashed)."""
+
+    id: int
+    user_id: int
+    name: str
+    created_at: int
+    last_used_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One change or sign-in: when (UTC seconds), who, what, on what, and the before/after (JSON objects)."""
+
+    id: int
+    at: int
+    actor: str
+    address: str
+    action: str
+    target: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+class UserStore(Protocol):
+    """Console users. Every change is written with its audit entry in one transaction."""
+
+    def add_user(self, name: str, role: str, password_hash: str, departments: Sequence[str], *, at: int,
+                 actor: Actor) -> User:
+        """Raises `UserExists`."""
+        ...
+
+    def user(self, name: str) -> User | None: ...
+
+    def users(self) -> list[User]: ...
+
+    def any_users(self) -> bool: ...
+
+    def password_hash(self, user_id: int) -> str | None: ...
+
+    def set_password(self, user_id: int, password_hash: str, *, at: int, actor: Actor | None) -> None:
+        """Replace the hash; every session of the user ends (``actor`` None: a silent rehash at sign-in)."""
+        ...
+
+    def remove_user(self, name: str, *, at: int, actor: Actor) -> User | None:
+        """Remove the user, their sessions and tokens; the user removed, or None when there was none."""
+        ...
+
+    def login_failed(self, user_id: int, *, at: int, lock_after: int, lock_seconds: int) -> User:
+        """Count a failed sign-in; the ``lock_after``-th in a row locks the account for ``lock_seconds``."""
+        ...
+
+    def login_succeeded(self, user_id: int) -> None:
+        """Reset the failed sign-in count."""
+        ...
+
+
+class SessionStore(Protocol):
+    """Server-side sessions, known by a digest of their id (the id itself lives only in the cookie)."""
+
+    def create_session(self, user_id: int, id_digest: str, csrf: str, *, at: int, expires_at: int) -> None: ...
+
+    def session(self, id_digest: str, *, at: int) -> SessionInfo | None:
+        """The live session of that digest (None when unknown or expired)."""
+        ...
+
+    def end_session(self, id_digest: str) -> None: ...
+
+    def prune_sessions(self, at: int) -> int:
+        """Delete expired sessions; how many."""
+        ...
+
+
+class TokenStore(Protocol):
+    """Personal API tokens, known by a digest (the token is shown once and never stored)."""
+
+    def create_token(self, user_id: int, name: str, digest: str, *, at: int, actor: Actor) -> ApiToken: ...
+
+    def tokens(self, user_id: int) -> list[ApiToken]: ...
+
+    def token_user(self, digest: str, *, at: int) -> User | None:
+        """The user of the token with that digest (its last use noted), or None."""
+        ...
+
+    def revoke_token(self, user_id: int, token_id: int, *, at: int, actor: Actor) -> bool: ...
+
+
+class AuditLog(Protocol):
+    """The audit log: who changed what, when, with the before and after."""
+
+    def record(self, action: str, target: str, *, at: int, actor: Actor,
+               before: dict[str, Any] | None = None, after: dict[str, Any] | None = None) -> None: ...
+
+    def entries(self, limit: int = 100, before_id: int | None = None) -> list[AuditEntry]:
+        """The newest ``limit`` entries (older than ``before_id``), newest first."""
+        ...
+
+
+class Accounts(UserStore, SessionStore, TokenStore, AuditLog, Protocol):
+    """Everything the console and ``smdrd user`` need, on one connection (used from one thread at a time)."""
+
+    def close(self) -> None: ...

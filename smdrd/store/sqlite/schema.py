@@ -177,6 +177,53 @@ def _region_migration() -> str:
     ))
 
 
+#: Migration 11: people and rights (`smdrd.store.sqlite.accounts`): console users, the departments a manager
+#: sees, server-side sessions and personal API tokens (both known only by a digest), and the audit log.
+ACCOUNTS_MIGRATION = """
+    CREATE TABLE users (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT    NOT NULL UNIQUE COLLATE NOCASE,
+        role          TEXT    NOT NULL CHECK (role IN ('admin', 'manager', 'viewer')),
+        password_hash TEXT    NOT NULL,         -- Argon2id, encoded with its parameters and salt
+        created_at    INTEGER NOT NULL,         -- UTC seconds
+        failed_logins INTEGER NOT NULL DEFAULT 0,
+        locked_until  INTEGER NOT NULL DEFAULT 0
+    );
+    -- The departments a manager sees (names from [[departments]]).
+    CREATE TABLE user_departments (
+        user_id     INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        department  TEXT    NOT NULL,
+        PRIMARY KEY (user_id, department)
+    ) WITHOUT ROWID;
+    CREATE TABLE sessions (
+        digest      TEXT    PRIMARY KEY,        -- SHA-256 of the session id; the id is only in the cookie
+        user_id     INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        csrf        TEXT    NOT NULL,           -- the token every form of the session carries
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX sessions_user ON sessions (user_id);
+    CREATE TABLE api_tokens (
+        id           INTEGER PRIMARY KEY,
+        user_id      INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        name         TEXT    NOT NULL,
+        digest       TEXT    NOT NULL UNIQUE,   -- SHA-256 of the token; the token is shown once
+        created_at   INTEGER NOT NULL,
+        last_used_at INTEGER
+    );
+    CREATE INDEX api_tokens_user ON api_tokens (user_id);
+    CREATE TABLE audit_log (
+        id          INTEGER PRIMARY KEY,
+        at          INTEGER NOT NULL,           -- UTC seconds
+        actor       TEXT    NOT NULL,           -- a user's name, or cli:<login> from the shell
+        address     TEXT    NOT NULL,           -- the client address ('' from the shell)
+        action      TEXT    NOT NULL,           -- user.add, user.password, login.failed, token.create...
+        target      TEXT    NOT NULL,
+        before      TEXT,                       -- JSON object, never a secret
+        after       TEXT
+    );
+    """
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: the journal of raw lines, and the calls parsed from them.
     """
@@ -385,6 +432,8 @@ MIGRATIONS: tuple[str, ...] = (
     # what the old rows count beyond them (calls retention pruned) under their code's main region, so every
     # figure stays; the monthly one is rebuilt from the daily one, and the update trigger made again.
     _region_migration(),
+    # 11: users, sessions, API tokens and the audit log (see `ACCOUNTS_MIGRATION`).
+    ACCOUNTS_MIGRATION,
 )
 
 #: created on its own connection by `smdrd reparse` only: calls it deletes (to rebuild them from the journal)

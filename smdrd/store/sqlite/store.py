@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from smdrd.store.sqlite.accounts import SqliteAccounts
 from smdrd.store.sqlite.export import SqliteCallExport
 from smdrd.store.sqlite.feed import SqliteCallFeed, place_cursor
 from smdrd.store.sqlite.journal_errors import SqliteJournalErrors
@@ -45,6 +46,9 @@ class SqliteStore:
 
     def start_call_feed(self, name: str) -> int:
         return place_cursor(str(self.path), name)
+
+    def accounts(self) -> SqliteAccounts:
+        return SqliteAccounts(self.path)
 
     def spend_since(self, since_utc: int) -> list[tuple[str, str, Decimal]]:
         conn = sqlite3.connect(self.path)

@@ -1,0 +1,170 @@
+"""``smdrd user add|list|passwd|remove``: the console's users, from the shell (the first admin is made here).
+
+A password is never taken from the command line (``ps`` and the shell history would show it): it is asked for
+twice on the terminal, or read as one line from standard input with ``--password-stdin``. It is stored as an
+Argon2id hash. Every change is written to the audit log as ``cli:<login name>``. Safe while the daemon runs:
+each change is one short transaction, and a changed password or a removed user ends their sessions at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from smdrd.cli._common import add_config_argument, database_of, settings_from
+from smdrd.errors import SmdrdError
+
+if TYPE_CHECKING:
+    from smdrd.store.api import Accounts, Actor, User
+
+ROLES = ("admin", "manager", "viewer")  # smdrd.store.api.ROLES, without importing it for --help
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``user`` command and its sub-commands to the ``smdrd`` parser."""
+    p = sub.add_parser(
+        "user", help="add, list, change the password of, or remove the console's users",
+        description="Manage the web console's users. Roles: admin (everything), manager (reports and alerts of "
+        "the departments given with --department), viewer (read-only reports). Passwords are asked for twice on "
+        "the terminal, or read as one line from standard input with --password-stdin; never from the command "
+        "line.")
+    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+        a = actions.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+        add_config_argument(a)
+        a.add_argument("--database", type=Path, metavar="PATH",
+                       help="the SQLite file (overrides the configuration's)")
+        a.set_defaults(func=run, parser=a)
+        return a
+
+    add = action("add", "add a user")
+    add.add_argument("name", help="the user name: 1 to 64 ASCII letters, digits, '.', '_', '@' or '-'")
+    add.add_argument("--role", required=True, choices=ROLES, help="what the user may do")
+    add.add_argument("--department", action="append", default=[], metavar="NAME",
+                     help="a department a manager sees (repeat for several); managers only")
+    add.add_argument("--password-stdin", action="store_true", help="read the password as one line from stdin")
+    listing = action("list", "list the users (never their passwords)")
+    listing.add_argument("--json", action="store_true", help="one JSON object per user")
+    passwd = action("passwd", "set a user's password (their sessions end)")
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true", help="read the password as one line from stdin")
+    remove = action("remove", "remove a user, their sessions and their API tokens")
+    remove.add_argument("name")
+
+
+def _actor() -> Actor:
+    from smdrd.store.api import Actor
+
+    try:
+        login = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry for this uid (a container), no LOGNAME
+        login = "unknown"
+    return Actor(f"cli:{login}")
+
+
+def read_password(args: argparse.Namespace) -> str:
+    """The new password: one line of stdin with ``--password-stdin``, else asked twice on the terminal.
+
+    Raises:
+        SmdrdError: no password to be had, the two differ, or it is too weak (the message never shows it).
+    """
+    from smdrd.accounts import password_problem
+
+    if args.password_stdin:
+        line = sys.stdin.readline(4096)
+        password = line[:-1] if line.endswith("\n") else line
+        password = password[:-1] if password.endswith("\r") else password
+    else:
+        if not sys.stdin.isatty():
+            raise SmdrdError("no terminal to ask for the password on: pass --password-stdin and write it to stdin")
+        password = getpass.getpass("New password: ")
+        if getpass.getpass("Again: ") != password:
+            raise SmdrdError("the two passwords differ; nothing was changed")
+    problem = password_problem(password)
+    if problem is not None:
+        raise SmdrdError(f"password {problem}; nothing was changed")
+    return password
+
+
+def run(args: argparse.Namespace) -> int:
+    """Carry out ``args.action``."""
+    from smdrd.store import open_store
+
+    settings, _ = settings_from(args, existing_database=args.action != "add")
+    accounts = open_store(database_of(args, settings)).accounts()
+    try:
+        return _ACTIONS[args.action](args, accounts)
+    finally:
+        accounts.close()
+
+
+def _add(args: argparse.Namespace, accounts: Accounts) -> int:
+    from smdrd.accounts import hash_password, name_problem
+
+    problem = name_problem(args.name)
+    if problem is not None:
+        args.parser.error(f"name: {problem}")
+    if args.department and args.role != "manager":
+        args.parser.error("--department: only a manager has departments (admins and viewers see them all)")
+    if args.role == "manager" and not args.department:
+        args.parser.error("--department: a manager needs at least one department")
+    if accounts.user(args.name) is not None:
+        raise SmdrdError(f"a user named {args.name!r} exists already (smdrd user passwd changes a password)")
+    password = read_password(args)
+    user = accounts.add_user(args.name, args.role, hash_password(password), args.department,
+                             at=int(time.time()), actor=_actor())
+    departments = f" for {', '.join(user.departments)}" if user.departments else ""
+    print(f"added {user.name} ({user.role}{departments})")
+    return 0
+
+
+def _list(args: argparse.Namespace, accounts: Accounts) -> int:
+    from datetime import UTC, datetime
+
+    now = int(time.time())
+    for user in accounts.users():
+        locked = user.locked_until > now
+        if args.json:
+            print(json.dumps({"name": user.name, "role": user.role, "departments": list(user.departments),
+                              "created": datetime.fromtimestamp(user.created_at, UTC).isoformat(),
+                              "locked": locked}))
+        else:
+            extra = f"  departments: {', '.join(user.departments)}" if user.departments else ""
+            print(f"{user.name}\t{user.role}{'  (locked)' if locked else ''}{extra}")
+    return 0
+
+
+def _existing(accounts: Accounts, name: str) -> User:
+    user = accounts.user(name)
+    if user is None:
+        raise SmdrdError(f"no user named {name!r} (smdrd user list shows them)")
+    return user
+
+
+def _passwd(args: argparse.Namespace, accounts: Accounts) -> int:
+    from smdrd.accounts import hash_password
+
+    user = _existing(accounts, args.name)
+    password = read_password(args)
+    accounts.set_password(user.id, hash_password(password), at=int(time.time()), actor=_actor())
+    print(f"password of {user.name} changed; their sessions have ended")
+    return 0
+
+
+def _remove(args: argparse.Namespace, accounts: Accounts) -> int:
+    user = _existing(accounts, args.name)
+    if user.role == "admin" and sum(u.role == "admin" for u in accounts.users()) == 1:
+        print(f"smdrd user: note: {user.name} was the last admin; `smdrd user add NAME --role admin` makes another",
+              file=sys.stderr)
+    accounts.remove_user(user.name, at=int(time.time()), actor=_actor())
+    print(f"removed {user.name}")
+    return 0
+
+
+_ACTIONS = {"add": _add, "list": _list, "passwd": _passwd, "remove": _remove}
