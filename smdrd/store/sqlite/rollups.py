@@ -253,15 +253,15 @@ def rekey_sql(rollup: Rollup, old_table: str, old_key: tuple[str, ...], added: d
         raise ValueError(f"{rollup.table}: added columns must be exactly those the new key adds")
     names = ", ".join(rollup.key)
     measures = ", ".join(m.name for m in MEASURES)
-    stored = ", ".join(f"{DIMENSIONS[k].expr.format(r='calls')} AS {k}" for k in old_key)
-    per_call = ", ".join(f"sum({m.expr.format(r='calls')}) AS {m.name}" for m in MEASURES)
-    group = ", ".join(str(i) for i in range(1, len(old_key) + 1))
+    # The stored calls summed by the old key, in a keyed TEMP table: the join below is one seek per old row.
+    stored = Rollup("temp.rekey_stored", old_key)
     join = " AND ".join(f"s.{k} = o.{k}" for k in old_key)
     picks = ", ".join(added.get(k, f"o.{k}") for k in rollup.key)
     rest = ", ".join(f"o.{m.name} - coalesce(s.{m.name}, 0)" for m in MEASURES)
     differs = " OR ".join(f"o.{m.name} <> coalesce(s.{m.name}, 0)" for m in MEASURES)
     return (f"{backfill_sql(rollup, (rollup,))}\n"
+            f"{create_table_sql(stored)}\n{backfill_sql(stored, (stored,))}\n"
             f"INSERT INTO {rollup.table} ({names}, {measures})\n"
-            f"SELECT {picks}, {rest} FROM {old_table} o LEFT JOIN "
-            f"(SELECT {stored}, {per_call} FROM calls GROUP BY {group}) s ON {join}\n"
-            f"WHERE {differs}\n{_UPSERT};")
+            f"SELECT {picks}, {rest} FROM {old_table} o LEFT JOIN {stored.table} s ON {join}\n"
+            f"WHERE {differs}\n{_UPSERT};\n"
+            f"DROP TABLE {stored.table};")
