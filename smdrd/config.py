@@ -295,7 +295,8 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
             loc = (*loc, "country")
         elif secret:
             msg = msg.split(", got ")[0] + " (the value given is not shown: it is a secret)"
-        elif "input" in err and not isinstance(err["input"], dict | list) and "got " not in msg:
+        elif ("input" in err and not isinstance(err["input"], dict | list) and "got " not in msg
+              and repr(err["input"]) not in msg):
             msg = f"{msg} (got {err['input']!r})"
         msg = msg.removeprefix("Value error, ")
         problems.append((_loc(loc), msg))

@@ -64,6 +64,16 @@ def test_a_bad_country_is_reported_beside_the_other_problems(tmp_path: Path) -> 
     assert f"{path}: database.batch_rows:" in result.stderr
     assert "2 problems found" in result.stderr
 
+
+def test_a_bad_country_is_reported_beside_another_problem_of_the_site_section(tmp_path: Path) -> None:
+    """It was checked only once every other [site] key was right: a bad timezone hid it."""
+    path = write_config(tmp_path, GOOD.replace('"GB"', '"XX"').replace('"Europe/London"', '"Not/AZone"'))
+    result = smdrd("check-config", path, cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"{path}: site.country: unknown country 'XX'; expected an ISO code such as GB\n" in result.stderr
+    assert f"{path}: site.timezone: expected an IANA timezone name" in result.stderr
+    assert "2 problems found" in result.stderr
+
 def test_a_bad_environment_override_is_blamed_on_its_variable(tmp_path: Path) -> None:
     """A bad SMDRD_SITE__TIMEZONE was blamed on the file."""
     path = write_config(tmp_path, GOOD)

@@ -46,6 +46,12 @@ class SiteConfig(Section):
     def _upper_country(cls, v: str) -> str:
         if not v.isalpha():
             raise ValueError(f"expected a two-letter ISO country code such as GB, got {v!r}")
+        # Checked here, beside the other fields, so that a bad country is reported with every other problem of
+        # [site]; imported here so that reading a configuration does not load the numbering metadata.
+        import phonenumbers
+
+        if phonenumbers.PhoneMetadata.metadata_for_region(v.upper()) is None:
+            raise ValueError(f"unknown country {v!r}; expected an ISO code such as GB")
         return v.upper()
 
     @field_validator("area_code")
