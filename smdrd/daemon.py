@@ -7,11 +7,11 @@ SIGTERM/SIGINT: stop reading (each source drains what it already has), commit ev
 
 A source that fails is restarted after a growing delay; nothing a PBX sends can stop the daemon.
 
-Composition is explicit: `Daemon.build` makes each feature of `FEATURES` (health, metrics, reports, alerts, MQTT
-delivery, retention) in that order, handing each what it needs (alerts get the metrics object; MQTT delivery gets
-both), and keeps them in `Daemon.features`. A feature adds HTTP routes (`Daemon.http`), observers of committed
-entries (`Daemon.commit_listeners`, a list), reload listeners, background tasks (`Daemon.add_task`) and the call
-observer (`Daemon.hooks`). Every task (the writer, each source, each feature's) runs under one
+Composition is explicit: `Daemon.build` makes each feature of `FEATURES` (health, metrics, reports, the console,
+alerts, MQTT delivery, retention) in that order, handing each what it needs (alerts get the metrics object; MQTT
+delivery gets both), and keeps them in `Daemon.features`. A feature adds HTTP routes (`Daemon.http`), observers
+of committed entries (`Daemon.commit_listeners`, a list), reload listeners, background tasks (`Daemon.add_task`)
+and the call observer (`Daemon.hooks`). Every task (the writer, each source, each feature's) runs under one
 `asyncio.TaskGroup`, supervised: one that dies of an error is logged with its traceback, turns `/healthz` red and
 starves the watchdog, and the others keep running until systemd restarts the daemon.
 """
@@ -43,6 +43,7 @@ from smdrd.store.sqlite.writer import JournalWriter
 
 if TYPE_CHECKING:
     from smdrd.alerts.feature import Alerts
+    from smdrd.console import Console
     from smdrd.delivery import MqttDelivery
     from smdrd.health import HealthMonitor
     from smdrd.metrics import Metrics
@@ -61,7 +62,7 @@ class RunningSource:
 
 
 #: the features a daemon is built with, in build order (each one's dependencies come before it).
-FEATURES: tuple[str, ...] = ("health", "metrics", "reports", "alerts", "mqtt", "retention")
+FEATURES: tuple[str, ...] = ("health", "metrics", "reports", "console", "alerts", "mqtt", "retention")
 
 
 @dataclass
@@ -71,6 +72,7 @@ class Features:
     health: HealthMonitor | None = None
     metrics: Metrics | None = None
     reports: ReportService | None = None
+    console: Console | None = None
     alerts: Alerts | None = None
     mqtt: MqttDelivery | None = None
     retention: Pruner | None = None
@@ -171,6 +173,10 @@ class Daemon:
             from smdrd.reports.http import install as reports
 
             f.reports = reports(self)
+        if "console" in wanted:
+            from smdrd.console import install as console
+
+            f.console = console(self)
         if "alerts" in wanted:
             from smdrd.alerts.feature import install as alerts
 

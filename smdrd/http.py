@@ -380,6 +380,8 @@ class HttpServer:
                 if principal is None:
                     return self._unauthenticated(request)
                 if principal.role not in roles:
+                    if principal.via == "open":  # no users yet: the sign-in page says how to make one
+                        return self._unauthenticated(request)
                     return web.Response(status=403, text="forbidden: your role may not use this page\n")
             # A public route that takes a form (the sign-in) checks its own token: there is no session yet.
             if roles and request.method not in _SAFE_METHODS and principal is not None and not await _csrf_ok(

@@ -9,12 +9,17 @@ or wait at once; one more is answered 503 with ``Retry-After``. Every page of ca
 (`MAX_PAGE_SIZE`); every call of a range is ``calls?format=csv``, streamed from a cursor a chunk at a time, so
 its size never becomes memory. This module never writes to the database, and never puts a value into HTML: the
 page fetches JSON and inserts it with ``textContent``.
+
+Who may read: admins, viewers and the service token every department; a ``manager`` only the departments
+assigned to them and those under them (`scoped`): a report asked for without a department covers theirs, and
+one asked for another department is refused 403. ``/metrics`` (every department) stays closed to managers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import io
 import json
@@ -30,7 +35,7 @@ import structlog
 from smdrd.config import Settings
 from smdrd.csvsafe import SafeCsvWriter
 from smdrd.errors import ConfigError
-from smdrd.http import CHUNK, BadRequest, Request, Response
+from smdrd.http import CHUNK, READERS, BadRequest, Principal, Request, Response
 from smdrd.rating.classes import CALL_CLASSES
 from smdrd.reports import export
 from smdrd.reports.queries import (
@@ -57,8 +62,26 @@ API = "/api/reports"
 PAGE = "/reports"
 #: seconds a client told "too many reports at once" (503) is asked to wait.
 RETRY_AFTER = 2
+#: who may read reports: `READERS`, and managers for their own departments (`scoped`).
+REPORT_READERS = READERS | {"manager"}
 
 T = TypeVar("T")
+
+
+def scoped(query: Query, principal: Principal | None, ctx: Context) -> Query | None:
+    """``query`` as ``principal`` may run it: unchanged for every role but ``manager``; for a manager, limited to
+    their departments when it names none, and None (refused) when it names one that is neither theirs nor under
+    one of theirs."""
+    if principal is None or principal.role != "manager":
+        return query
+    directory = ctx.directory
+    mine = set(principal.departments)
+    if not query.departments:
+        known = tuple(d for d in principal.departments if d in directory.names)
+        return dataclasses.replace(query, departments=known) if known else None
+    if all(mine & set(directory.ancestors(name)) for name in query.departments):
+        return query
+    return None
 
 
 def page_html() -> bytes:
@@ -118,9 +141,14 @@ class ReportService:
         """What the page needs to build its filters."""
         ctx = self.context
         d = ctx.directory
+        departments = [{"name": n, "parent": d.parents[n]} for n in d.tree_order()] + [
+            {"name": "Unassigned", "parent": None}]
+        principal = request.principal
+        if principal is not None and principal.role == "manager":
+            mine = set(principal.departments)
+            departments = [dep for dep in departments if mine & set(d.ancestors(str(dep["name"])))]
         body = {"kinds": list(KINDS), "directions": [*DIRECTIONS, "all"], "classes": list(CALL_CLASSES),
-                "departments": [{"name": n, "parent": d.parents[n]} for n in d.tree_order()]
-                + [{"name": "Unassigned", "parent": None}],
+                "departments": departments,
                 "timezone": str(ctx.timezone), "currency": ctx.currency, "decimals": ctx.decimals}
         return Response(200, json.dumps(body).encode(), "application/json")
 
@@ -140,6 +168,10 @@ class ReportService:
                 query = parse_query({**request.query, "kind": [kind]}, ctx, bounded=True)
             except ValueError as exc:  # the parameter and what was expected
                 raise BadRequest(str(exc)) from None
+            allowed = scoped(query, request.principal, ctx)
+            if allowed is None:
+                return Response(403, b"forbidden: a manager sees only the departments assigned to them\n")
+            query = allowed
             if not self._enter():
                 return Response(503, b"too many report requests at once; try again shortly\n",
                                 headers={"Retry-After": str(RETRY_AFTER)})
@@ -239,10 +271,10 @@ def install(daemon: Daemon) -> ReportService | None:
     if daemon.http is None:
         return None
     service = ReportService(daemon.settings, daemon.config_path)
-    daemon.http.route(PAGE, service.serve_page)
-    daemon.http.route(API, service.index)
+    daemon.http.route(PAGE, service.serve_page, REPORT_READERS)
+    daemon.http.route(API, service.index, REPORT_READERS)
     for kind in KINDS:
-        daemon.http.route(f"{API}/{kind}", service.handler(kind))
+        daemon.http.route(f"{API}/{kind}", service.handler(kind), REPORT_READERS)
     daemon.reload_listeners.append(service.reload)
 
     async def report_pool() -> None:

@@ -1,0 +1,112 @@
+"""The console's sign-in in a real headless Chromium against a real daemon process: an admin made with
+``smdrd user add`` signs in, sees the report page and signs out; a form sent without its CSRF token is refused;
+a viewer cannot open an admin page; the session cookie is out of JavaScript's reach, and no password or session
+id reaches the log.
+
+Skipped only when Chromium, chromedriver or selenium is missing AND the ``CI`` environment variable is unset
+(as `tests.test_reports_browser`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from smdrd.testing import DaemonProcess, daemon_config, free_port
+from tests.test_console_http import PASSWORDS, add_user
+from tests.test_reports_browser import MISSING, browser, wait_loaded
+
+__all__ = ["browser"]  # the fixture, shared with the report page's test
+
+pytestmark = pytest.mark.skipif(bool(MISSING) and not os.environ.get("CI"),
+                                reason=f"not installed: {', '.join(MISSING)} (under CI=true this fails)")
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, DaemonProcess]]:
+    folder = tmp_path_factory.mktemp("console-browser")
+    add_user(folder / "smdrd.db", "alice", "admin")
+    add_user(folder / "smdrd.db", "victor", "viewer")
+    port = free_port()
+    daemon = DaemonProcess(folder, daemon_config(folder, http={"listen": f"127.0.0.1:{port}"}))
+    try:
+        yield f"http://127.0.0.1:{port}", daemon.start()
+        daemon.terminate()
+        daemon.assert_clean_log()
+    finally:
+        daemon.kill()
+
+
+def sign_in(driver: Any, name: str, url: str | None = None) -> None:
+    """Sign in on the page open now, or first (``url`` given) open ``url`` with no cookies left."""
+    if url is not None:
+        driver.delete_all_cookies()
+        driver.get(url)
+    driver.find_element("id", "name").send_keys(name)
+    driver.find_element("id", "password").send_keys(PASSWORDS[name])
+    driver.find_element("id", "signin").click()
+
+
+def test_an_admin_signs_in_sees_the_reports_and_signs_out(base: tuple[str, DaemonProcess], browser: Any) -> None:
+    url, daemon = base
+    browser.delete_all_cookies()
+    browser.get(f"{url}/reports")
+    assert browser.current_url.startswith(f"{url}/login?next=")
+    assert browser.title.startswith("Sign in")
+    sign_in(browser, "alice")
+    assert browser.current_url == f"{url}/reports"
+    wait_loaded(browser, 1)  # the page's own script read /api/reports with the session cookie
+    session = browser.get_cookie("smdrd_session")
+    assert session is not None and session["httpOnly"] and session["sameSite"] == "Strict"
+    assert "smdrd_session" not in browser.execute_script("return document.cookie")
+    browser.get(f"{url}/")
+    assert "alice (admin)" in browser.find_element("css selector", "header").text
+    browser.find_element("id", "signout").click()
+    assert browser.current_url == f"{url}/login"
+    assert browser.get_cookie("smdrd_session") is None
+    browser.get(f"{url}/reports")
+    assert browser.current_url.startswith(f"{url}/login?next="), "signed out: the reports ask to sign in again"
+    log = daemon.log_text()
+    assert "console.login" in log
+    assert session["value"] not in log and PASSWORDS["alice"] not in log
+
+
+def test_a_form_without_its_csrf_token_is_refused(base: tuple[str, DaemonProcess], browser: Any) -> None:
+    url, _ = base
+    sign_in(browser, "alice", f"{url}/login?next=/account/tokens")
+    assert browser.current_url == f"{url}/account/tokens"
+    browser.find_element("id", "token-name").send_keys("nightly export")
+    browser.execute_script("document.querySelectorAll('form input[name=csrf]').forEach(e => e.remove())")
+    browser.find_element("id", "create-token").click()
+    body = browser.find_element("tag name", "body").text
+    assert "CSRF token is missing or wrong" in body
+    browser.get(f"{url}/account/tokens")
+    assert "nightly export" not in browser.find_element("tag name", "body").text, "nothing was created"
+
+
+def test_a_viewer_cannot_open_an_admin_page(base: tuple[str, DaemonProcess], browser: Any) -> None:
+    url, _ = base
+    sign_in(browser, "victor", f"{url}/login")
+    assert browser.current_url == f"{url}/"
+    nav = browser.find_element("css selector", "nav").text
+    assert "Reports" in nav and "Users" not in nav and "Audit" not in nav
+    browser.get(f"{url}/users")
+    assert "forbidden" in browser.find_element("tag name", "body").text
+    assert "alice" not in browser.page_source
+
+
+def test_wrong_password_shows_one_message_and_never_the_password(base: tuple[str, DaemonProcess],
+                                                                 browser: Any) -> None:
+    url, daemon = base
+    browser.delete_all_cookies()
+    browser.get(f"{url}/login")
+    browser.find_element("id", "name").send_keys("victor")
+    browser.find_element("id", "password").send_keys("not victor's passphrase <b>")
+    browser.find_element("id", "signin").click()
+    assert "Wrong name or password" in browser.find_element("id", "error").text
+    assert "not victor's passphrase" not in browser.page_source
+    assert browser.find_element("id", "password").get_attribute("value") == ""
+    assert "not victor's passphrase" not in daemon.log_text()
