@@ -23,7 +23,7 @@ from smdrd.store.sqlite.schema import connect
 #: the columns a feed message is made of, in `smdrd.journal.RatedCall.to_json` order; never ``auth_code``.
 _COLUMNS = ("uid", "source", "format", "call_key", "leg", "start", "start_utc", "duration", "ring", "direction",
             "extension", "number", "trunk", "account", "call_id", "answered", "transfer", "extra", "e164",
-            "call_class", "rule", "prefix", "cost_micros", "currency")
+            "region", "call_class", "rule", "prefix", "cost_micros", "currency")
 _SELECT = f"SELECT id, {', '.join(_COLUMNS)} FROM calls WHERE id > ? ORDER BY id LIMIT ?"
 
 
