@@ -40,6 +40,18 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Daemon
         daemon.kill()
 
 
+def at(driver: Any, url: str) -> bool:
+    """Whether the browser has arrived at ``url`` (a click's navigation may still be under way: wait for it)."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        WebDriverWait(driver, 15).until(lambda d: d.current_url == url)
+    except TimeoutException:
+        return False
+    return True
+
+
 def sign_in(driver: Any, name: str, url: str | None = None) -> None:
     """Sign in on the page open now, or first (``url`` given) open ``url`` with no cookies left."""
     if url is not None:
@@ -57,7 +69,7 @@ def test_an_admin_signs_in_sees_the_reports_and_signs_out(base: tuple[str, Daemo
     assert browser.current_url.startswith(f"{url}/login?next=")
     assert browser.title.startswith("Sign in")
     sign_in(browser, "alice")
-    assert browser.current_url == f"{url}/reports"
+    assert at(browser, f"{url}/reports"), browser.current_url
     wait_loaded(browser, 1)  # the page's own script read /api/reports with the session cookie
     session = browser.get_cookie("smdrd_session")
     assert session is not None and session["httpOnly"] and session["sameSite"] == "Strict"
@@ -65,7 +77,7 @@ def test_an_admin_signs_in_sees_the_reports_and_signs_out(base: tuple[str, Daemo
     browser.get(f"{url}/")
     assert "alice (admin)" in browser.find_element("css selector", "header").text
     browser.find_element("id", "signout").click()
-    assert browser.current_url == f"{url}/login"
+    assert at(browser, f"{url}/login"), browser.current_url
     assert browser.get_cookie("smdrd_session") is None
     browser.get(f"{url}/reports")
     assert browser.current_url.startswith(f"{url}/login?next="), "signed out: the reports ask to sign in again"
@@ -77,7 +89,7 @@ def test_an_admin_signs_in_sees_the_reports_and_signs_out(base: tuple[str, Daemo
 def test_a_form_without_its_csrf_token_is_refused(base: tuple[str, DaemonProcess], browser: Any) -> None:
     url, _ = base
     sign_in(browser, "alice", f"{url}/login?next=/account/tokens")
-    assert browser.current_url == f"{url}/account/tokens"
+    assert at(browser, f"{url}/account/tokens"), browser.current_url
     browser.find_element("id", "token-name").send_keys("nightly export")
     browser.execute_script("document.querySelectorAll('form input[name=csrf]').forEach(e => e.remove())")
     browser.find_element("id", "create-token").click()
@@ -90,7 +102,7 @@ def test_a_form_without_its_csrf_token_is_refused(base: tuple[str, DaemonProcess
 def test_a_viewer_cannot_open_an_admin_page(base: tuple[str, DaemonProcess], browser: Any) -> None:
     url, _ = base
     sign_in(browser, "victor", f"{url}/login")
-    assert browser.current_url == f"{url}/"
+    assert at(browser, f"{url}/"), browser.current_url
     nav = browser.find_element("css selector", "nav").text
     assert "Reports" in nav and "Users" not in nav and "Audit" not in nav
     browser.get(f"{url}/users")

@@ -4,6 +4,7 @@ lockout and throttling with their audit entries; and no secret in the log or on 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from smdrd.accounts import digest
 from smdrd.console import ADDRESS_FAILURES, LOCK_AFTER, MAX_ADDRESSES, AddressThrottle, safe_next
 from smdrd.store import open_store
 from smdrd.testing import DaemonProcess, daemon_config, free_port
@@ -57,8 +59,17 @@ def start(folder: Path, *users: tuple[str, str, tuple[str, ...]]) -> tuple[Daemo
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     folder = tmp_path_factory.mktemp("console")
-    daemon, port = start(folder, ("alice", "admin", ()), ("victor", "viewer", ()),
-                         ("maria", "manager", ("--department", "Sales")), ("lenny", "viewer", ()))
+    db = folder / "smdrd.db"
+    add_user(db, "alice", "admin")
+    accounts = open_store(db).accounts()
+    try:
+        alice = accounts.user("alice")
+        assert alice is not None
+        accounts.create_session(alice.id, digest("an expired session"), "csrf", at=0, expires_at=1)
+    finally:
+        accounts.close()
+    daemon, port = start(folder, ("victor", "viewer", ()), ("maria", "manager", ("--department", "Sales")),
+                         ("lenny", "viewer", ()))
     running = Site(daemon, port)
     try:
         yield running
@@ -284,3 +295,15 @@ def test_the_address_throttle_counts_per_window_and_remembers_a_bounded_number_o
     for i in range(MAX_ADDRESSES + 10):
         throttle.failed(f"10.1.{i // 256}.{i % 256}", 200)
     assert len(throttle._failures) == MAX_ADDRESSES
+
+
+async def test_expired_sessions_leave_the_database(site: Site) -> None:
+    accounts = open_store(site.daemon.db).accounts()
+    try:
+        for _ in range(200):
+            if accounts.session(digest("an expired session"), at=0) is None:
+                break
+            await asyncio.sleep(0.05)
+        assert accounts.session(digest("an expired session"), at=0) is None, "pruned when the daemon started"
+    finally:
+        accounts.close()

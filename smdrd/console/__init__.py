@@ -80,6 +80,8 @@ ADDRESS_FAILURES = 20
 ADDRESS_WINDOW = 15 * 60
 #: client addresses remembered by the throttle at most (the oldest is forgotten first): bounded memory.
 MAX_ADDRESSES = 4096
+#: seconds between two deletions of expired sessions.
+PRUNE_INTERVAL = 3600.0
 #: the longest cookie or token value looked at; anything longer is no credential of ours.
 MAX_SECRET = 200
 
@@ -166,6 +168,10 @@ class Console:
         self._db.submit(close)
         self._db.shutdown(wait=True)
         self._hashing.shutdown(wait=False, cancel_futures=True)
+
+    async def prune_sessions(self) -> int:
+        """Delete the sessions that have expired; how many."""
+        return await self._store(lambda a: a.prune_sessions(self.now()))
 
     def now(self) -> int:
         return int(self.clock())
@@ -436,7 +442,11 @@ def install(daemon: Daemon) -> Console | None:
 
     async def console_store() -> None:
         try:
-            await asyncio.Event().wait()  # until the daemon stops
+            while True:  # until the daemon stops: expired sessions leave the database
+                pruned = await console.prune_sessions()
+                if pruned:
+                    log.info("console.sessions_pruned", sessions=pruned)
+                await asyncio.sleep(PRUNE_INTERVAL)
         finally:
             await asyncio.to_thread(console.close)
 
