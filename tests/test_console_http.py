@@ -219,6 +219,8 @@ async def test_personal_api_tokens_act_as_their_user_until_revoked(
         bearer = {"Authorization": f"Bearer {secret}"}
         assert await status(script, f"{site.base}/api/reports/extensions", headers=bearer) == 200
         assert await status(script, f"{site.base}/users", headers=bearer) == 403, "a viewer's token"
+        async with script.post(f"{site.base}/account/tokens", data={"name": "another"}, headers=bearer) as r:
+            assert r.status == 403, "a token cannot mint tokens"
         async with browser.get(f"{site.base}/account/tokens") as page:
             listing = await page.text()
             assert secret not in listing, "a token is shown once, at creation"

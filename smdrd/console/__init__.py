@@ -205,6 +205,12 @@ class Console:
     async def authenticate(self, request: web.Request) -> Principal | None:
         """The request's `Principal`: a personal token, the shared token, a session cookie; or anyone's when
         neither a shared token nor a user exists (the daemon as it was before users)."""
+        principal = await self._credentials(request)
+        if principal is None and not self.server.token and not await self._store(lambda a: a.any_users()):
+            return Principal("anonymous", "service", "open")
+        return principal
+
+    async def _credentials(self, request: web.Request) -> Principal | None:
         auth = request.headers.get("Authorization", "")
         if auth[:7].lower() == "bearer ":
             given = auth[7:].strip()
@@ -221,8 +227,6 @@ class Console:
             info = await self._store(lambda a: a.session(key, at=self.now()))
             if info is not None:
                 return _principal(info.user, "session", csrf=info.csrf, session=key)
-        if not self.server.token and not await self._store(lambda a: a.any_users()):
-            return Principal("anonymous", "service", "open")
         return None
 
     # ---- pages ----
@@ -362,6 +366,8 @@ class Console:
         principal = principal_of(request)
         assert principal is not None
         assert principal.user_id is not None
+        if principal.via != "session":  # a token never mints or revokes tokens: a leaked one could not be undone
+            return web.Response(status=403, text="forbidden: API tokens are managed from a signed-in session\n")
         user_id = principal.user_id
         tokens = await self._store(lambda a: a.tokens(user_id))
         return self.render(request, "tokens.html", status=status, title="API tokens", tokens=tokens,
@@ -372,6 +378,8 @@ class Console:
         principal = principal_of(request)
         assert principal is not None
         assert principal.user_id is not None
+        if principal.via != "session":
+            return await self._tokens(request)
         form = await self._form(request)
         name = form.get("name", 200).strip()
         if not name or len(name) > 64 or any(ord(c) < 32 for c in name):
@@ -387,6 +395,8 @@ class Console:
         principal = principal_of(request)
         assert principal is not None
         assert principal.user_id is not None
+        if principal.via != "session":
+            return await self._tokens(request)
         form = await self._form(request)
         raw = form.get("id", 20)
         if not raw.isascii() or not raw.isdigit():
