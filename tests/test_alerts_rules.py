@@ -14,7 +14,7 @@ import pytest
 
 from smdrd.alerts.engine import AlertEngine
 from smdrd.alerts.feature import compile_settings
-from smdrd.alerts.rules import SourceSnapshot
+from smdrd.alerts.rules import SourceSnapshot, region_of
 from smdrd.config import Settings
 from smdrd.journal import Alert
 from smdrd.rating import Rater
@@ -34,6 +34,11 @@ class FakeRating:
     prefix: str = ""
     cost: Decimal = Decimal(0)
     currency: str = "USD"
+
+    @property
+    def region(self) -> str:
+        """As the real rater names it (phonenumbers' region of the E.164 number)."""
+        return region_of(self.e164) if self.e164 else ""
 
 
 class Harness:

@@ -161,6 +161,7 @@ class AlertEngine:
             e164=rating.e164 if rating else "", call_class=rating.call_class if rating else "unknown",
             cost=rating.cost if rating else _ZERO, currency=rating.currency if rating else "",
             department=self._department(record.extension, local.date().isoformat()),
+            region=rating.region if rating else None,
         )
 
     def _department(self, extension: str, day: str) -> str | None:

@@ -57,6 +57,8 @@ class RatedCall:
         number: the other party as the PBX wrote it; ``digits`` is the same with only its digits.
         e164: the normalised number, ``""`` when rating did not give one.
         department: the extension's department, ``None`` when it has none.
+        region: the number's ISO 3166 region as the rater named it (``""`` when unknown); ``None`` when the
+            call was not rated by a rater that names regions (the rules then look it up from ``e164``).
     """
 
     uid: str
@@ -74,6 +76,14 @@ class RatedCall:
     cost: Decimal
     currency: str
     department: str | None = None
+    region: str | None = None
+
+    @property
+    def destination_region(self) -> str:
+        """The region of ``e164``: the rater's answer when it gave one (no second look-up on the hot path)."""
+        if self.region is not None:
+            return self.region
+        return region_of(self.e164) if self.e164 else ""
 
     @property
     def external(self) -> bool:
@@ -271,13 +281,13 @@ class HighRisk:
         elif call.call_class in self.classes:
             why = f"{call.call_class} number"
         elif (self.countries and call.e164.startswith(self.country_codes)
-              and (region := region_of(call.e164)) in self.countries):
+              and (region := call.destination_region) in self.countries):
             why = f"high-risk country {region}"
         if not why:
             return ()
         return (Finding(self.name, self.severity, f"{_who(call)} called {_dest(call)}: {why}",
                         f"ext:{call.extension}", f"{self.name}:{call.uid}",
-                        {"region": region_of(call.e164) if call.e164 else "", "match": why}),)
+                        {"region": call.destination_region, "match": why}),)
 
 
 @dataclass(frozen=True, slots=True)
