@@ -156,3 +156,31 @@ def test_make_demo_exits_0_on_ctrl_c(tmp_path: Path) -> None:
         os.close(fd)
     assert os.waitstatus_to_exitcode(status) == 0, seen.decode(errors="replace")
     assert b"Traceback" not in seen
+
+
+def test_demo_opens_the_console_with_an_admin_whose_password_it_shows_once(tmp_path: Path) -> None:
+    """Issue 15: `make demo` opens the console with a demo admin, its password printed once (never stored in
+    clear); a second run on the same database keeps that user and prints no password."""
+    from smdrd.accounts import verify_password
+    from smdrd.store import open_store
+
+    db = tmp_path / "demo.db"
+    first = smdrd("demo", "--database", str(db), "--count", "5", "--rate", "100", "--seed", "2")
+    assert first.returncode == 0, first.stdout + first.stderr
+    shown = re.search(r"console: http://127\.0\.0\.1:\d+/ +sign in as admin with password (\S+) \(shown this once",
+                      first.stdout)
+    assert shown, first.stdout[:2000]
+    password = shown[1]
+    accounts = open_store(db).accounts()
+    try:
+        (admin,) = accounts.users()
+        assert (admin.name, admin.role) == ("admin", "admin")
+        stored = accounts.password_hash(admin.id)
+        assert stored is not None and password not in stored
+        assert verify_password(stored, password)[0]
+    finally:
+        accounts.close()
+    again = smdrd("demo", "--database", str(db), "--count", "5", "--rate", "100", "--seed", "2")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert password not in again.stdout and "with password" not in again.stdout
+    assert "sign in as a user of this database (smdrd user list --config" in again.stdout

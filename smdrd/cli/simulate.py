@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -216,14 +217,44 @@ def run_demo(args: argparse.Namespace) -> int:
     # The other commands (report, rerate, export) need the same site, tariff and departments to read the demo's
     # database right: they get them from this file, beside the database.
     config_file = _write_demo_config(Path(args.database), config)
+    password = _demo_admin(Path(args.database))
+    sign_in = (f"sign in as {DEMO_ADMIN} with password {password} (shown this once; smdrd user passwd "
+               f"{DEMO_ADMIN} --config {config_file} changes it)" if password is not None else
+               f"sign in as a user of this database (smdrd user list --config {config_file})")
     configure("info", "console")
     print(f"smdrd demo: database {args.database}; a simulated {args.format} PBX pushes {args.rate:g} calls/s "
-          f"to 127.0.0.1:{port}. Ctrl-C stops.\n  reports: http://127.0.0.1:{http_port}/reports   "
-          f"metrics: http://127.0.0.1:{http_port}/metrics\n"
+          f"to 127.0.0.1:{port}. Ctrl-C stops.\n  console: http://127.0.0.1:{http_port}/   {sign_in}\n"
+          f"  reports: http://127.0.0.1:{http_port}/reports   metrics: http://127.0.0.1:{http_port}/metrics\n"
           f"  its configuration, for the other commands: {config_file} "
           f"(smdrd report extensions --config {config_file})", flush=True)
     with own_terminal():
         return asyncio.run(_demo(settings, args, port, Daemon))
+
+
+#: the console user `smdrd demo` makes in a demo database that has none.
+DEMO_ADMIN = "admin"
+
+
+def _demo_admin(database: Path) -> str | None:
+    """Make the demo's console admin in ``database`` when it has no user yet, with a new random password, and
+    return that password (printed once, never stored in clear); ``None`` when the database has users already."""
+    import secrets
+
+    from smdrd.accounts import hash_password
+    from smdrd.store import open_store
+    from smdrd.store.api import Actor
+
+    database.parent.mkdir(parents=True, exist_ok=True)
+    accounts = open_store(database).accounts()
+    try:
+        if accounts.any_users():
+            return None
+        password = secrets.token_urlsafe(12)
+        accounts.add_user(DEMO_ADMIN, "admin", hash_password(password), (), at=int(time.time()),
+                          actor=Actor("smdrd demo"))
+        return password
+    finally:
+        accounts.close()
 
 
 def _write_demo_config(database: Path, config: dict[str, object]) -> Path:
