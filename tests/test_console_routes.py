@@ -1,0 +1,41 @@
+"""Issue 15: a viewer cannot change anything. Every route of the daemon's HTTP app (every feature built, as
+`smdrd run` builds them) declares who may use it, and no route that changes something (any method but GET and
+HEAD) lets a viewer or the read-only service token in, except the self-service ones every signed-in person
+needs (signing in and out, their own API tokens). The server refuses a route that declares nothing
+(test_console_http), so a route added later without roles fails closed and one added with a viewer fails here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from smdrd.config import Settings
+from smdrd.daemon import Daemon
+from smdrd.http import PUBLIC, SERVICE
+from smdrd.testing import daemon_config
+
+#: changes a person makes to their own session or tokens; open to every role that can sign in.
+SELF_SERVICE = {"/login", "/logout", "/account/tokens", "/account/tokens/revoke"}
+
+
+def test_no_route_that_changes_something_lets_a_viewer_or_the_service_token_in(tmp_path: Path) -> None:
+    settings = Settings.model_validate(daemon_config(tmp_path, []))
+    daemon = Daemon(settings)
+    daemon.build()
+    assert daemon.http is not None
+    walked: dict[tuple[str, str], frozenset[str]] = {}
+    for route in daemon.http.app.router.routes():
+        info = route.resource.get_info() if route.resource is not None else {}
+        path = str(info.get("path") or info.get("formatter") or info.get("prefix") or "")
+        roles = getattr(route.handler, "smdrd_roles", None)
+        assert roles is not None, f"{route.method} {path} declares no roles"
+        walked[(route.method, path)] = roles
+    changing = {key: roles for key, roles in walked.items() if key[0] not in ("GET", "HEAD")}
+    # The walk really saw the console's forms (it cannot pass on an app it did not build).
+    assert {path for _, path in changing} >= SELF_SERVICE, sorted(walked)
+    for (method, path), roles in changing.items():
+        if path in SELF_SERVICE:
+            continue
+        assert roles is not PUBLIC and roles, f"{method} {path} is open to anyone"
+        assert "viewer" not in roles and SERVICE not in roles, f"{method} {path} lets {sorted(roles)} change it"
+    # Reads stay readable by a viewer: the reports and the metrics.
+    assert "viewer" in walked[("GET", "/reports")] and "viewer" in walked[("GET", "/metrics")]
