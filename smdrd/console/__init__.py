@@ -373,35 +373,40 @@ class Console:
         return self.render(request, "tokens.html", status=status, title="API tokens", tokens=tokens,
                            created=created, error=error, csrf=principal.csrf, when=_when)
 
-    @requires(*USERS)
-    async def create_token(self, request: web.Request) -> web.StreamResponse:
+    async def _session_form(self, request: web.Request) -> tuple[Principal, int, _Form] | None:
+        """The signed-in person, their user id and the posted form; ``None`` when the request did not come
+        with a session (tokens are managed from a signed-in session only)."""
         principal = principal_of(request)
         assert principal is not None
         assert principal.user_id is not None
         if principal.via != "session":
+            return None
+        return principal, principal.user_id, await self._form(request)
+
+    @requires(*USERS)
+    async def create_token(self, request: web.Request) -> web.StreamResponse:
+        signed_in = await self._session_form(request)
+        if signed_in is None:
             return await self._tokens(request)
-        form = await self._form(request)
+        principal, user_id, form = signed_in
         name = form.get("name", 200).strip()
         if not name or len(name) > 64 or any(ord(c) < 32 for c in name):
             return await self._tokens(request, status=400, error="Name: expected 1 to 64 characters, no "
                                                                   "control characters.")
-        token, user_id = new_token(), principal.user_id
-        actor = Actor(principal.name, self._address(request))
+        token, actor = new_token(), Actor(principal.name, self._address(request))
         await self._store(lambda a: a.create_token(user_id, name, digest(token), at=self.now(), actor=actor))
         return await self._tokens(request, created=token)  # shown once, in this page only (never in a URL)
 
     @requires(*USERS)
     async def revoke_token(self, request: web.Request) -> web.StreamResponse:
-        principal = principal_of(request)
-        assert principal is not None
-        assert principal.user_id is not None
-        if principal.via != "session":
+        signed_in = await self._session_form(request)
+        if signed_in is None:
             return await self._tokens(request)
-        form = await self._form(request)
+        principal, user_id, form = signed_in
         raw = form.get("id", 20)
         if not raw.isascii() or not raw.isdigit():
             return await self._tokens(request, status=400, error="No such token.")
-        user_id, actor = principal.user_id, Actor(principal.name, self._address(request))
+        actor = Actor(principal.name, self._address(request))
         if not await self._store(lambda a: a.revoke_token(user_id, int(raw), at=self.now(), actor=actor)):
             return await self._tokens(request, status=404, error="No such token.")
         raise web.HTTPSeeOther("/account/tokens")
