@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite talks to for real: mosquitto (the MQTT broker the tests start),
 # prometheus (the server the dashboard test starts, and promtool), chromium and chromium-driver (the report page test), systemd (systemd-analyze),
-# fonts-dejavu-core (the PDF exports' Unicode font; without it they fall back to Latin-1 Helvetica).
+# fonts-dejavu-core (the PDF exports' Unicode font; without it they fall back to Latin-1 Helvetica),
+# postgresql (the PostgreSQL store's tests run initdb and pg_ctl from /usr/lib/postgresql/*/bin in a temporary folder).
 # Run as root it installs what is missing; otherwise it says what is missing, and those tests are skipped
 # (under CI=true they fail instead).
 set -euo pipefail
@@ -13,6 +14,7 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null || need+=(postgresql)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -812,3 +812,82 @@ class Subscriber:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), min(left, 0.1))
         return True
+
+
+#: where Debian installs each PostgreSQL major version's server binaries (``initdb``, ``pg_ctl``).
+POSTGRES_BIN_GLOB = "/usr/lib/postgresql/*/bin"
+
+
+def postgres_bin() -> Path | None:
+    """The newest installed PostgreSQL's ``bin`` folder (Debian's ``postgresql``), else one on ``PATH``."""
+    found = sorted(Path("/").glob(POSTGRES_BIN_GLOB.lstrip("/")),
+                   key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
+    for folder in reversed(found):
+        if (folder / "initdb").is_file() and (folder / "pg_ctl").is_file():
+            return folder
+    on_path = shutil.which("pg_ctl")
+    return Path(on_path).parent if on_path and shutil.which("initdb") else None
+
+
+class PostgresServer:
+    """A throw-away PostgreSQL cluster: ``initdb`` in ``folder``, ``pg_ctl start`` on a free loopback port with
+    its Unix socket in the same folder, trust authentication for the superuser ``smdrd``.
+
+    PostgreSQL refuses to run as root; under root (CI) the cluster runs as ``nobody`` (``runuser``), and the
+    folder is made theirs. `url` is a ``postgresql://`` URL for the database `create_database` makes.
+    """
+
+    user = "smdrd"
+
+    def __init__(self, folder: Path, *, bin_dir: Path | None = None) -> None:
+        self.folder = folder
+        found = bin_dir or postgres_bin()
+        if found is None:
+            raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql)")
+        self.bin_dir: Path = found
+        self.data = folder / "data"
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.log_path = folder / "postgres.log"
+
+    def _run(self, *args: str) -> None:
+        command = [str(self.bin_dir / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "nobody", "--", *command]
+        result = subprocess.run(command, capture_output=True, check=False, timeout=120)
+        if result.returncode != 0:
+            log = self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""
+            raise RuntimeError(f"{args[0]} failed ({result.returncode}): "
+                               f"{result.stderr.decode(errors='replace')[-2000:]}\n{log}")
+
+    def start(self) -> None:
+        """``initdb`` (once) and start the server; returns when it accepts connections."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            os.chown(self.folder, 65534, 65534)  # nobody: initdb and the server write here
+            self.folder.chmod(0o755)
+        if not self.data.exists():
+            self._run("initdb", "-D", str(self.data), "-U", self.user, "--auth=trust", "-E", "UTF8",
+                      "--locale=C", "--no-sync")
+        # fsync off: a test cluster has nothing to keep across a machine crash, and commits cost no disk flush.
+        options = (f"-c listen_addresses={self.host} -c port={self.port} -c unix_socket_directories={self.folder} "
+                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100")
+        self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data), "-l", str(self.log_path),
+                  "-o", options)
+
+    def stop(self, mode: str = "fast") -> None:
+        """``pg_ctl stop`` (``fast``: a clean stop; ``immediate``: a crash)."""
+        if (self.data / "postmaster.pid").exists():
+            self._run("pg_ctl", "stop", "-w", "-D", str(self.data), "-m", mode)
+
+    def url(self, database: str = "postgres") -> str:
+        """The URL of ``database`` over the Unix socket (no password: trust)."""
+        return f"postgresql://{self.user}@/{database}?host={self.folder}&port={self.port}"
+
+    def create_database(self, name: str) -> str:
+        """A new empty database ``name``; its URL."""
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-from smdrd.testing import DaemonProcess
+from smdrd.testing import DaemonProcess, PostgresServer, postgres_bin
 
 # Machines here are shared and noisy: no per-example deadlines, no "too slow" health check. CI runs more
 # examples than a developer's quick loop.
@@ -24,3 +28,31 @@ def daemons() -> Iterator[list[DaemonProcess]]:
     yield started
     for d in started:
         d.kill()
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the whole session (`smdrd.testing.PostgresServer`), stopped at the end;
+    skipped where PostgreSQL is not installed (under CI=true that fails instead: scripts/system-deps.sh)."""
+    if postgres_bin() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed (scripts/system-deps.sh installs it)")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    # Not under pytest's tmp_path: its folders are private to the user, and under root the server runs as nobody.
+    folder = Path(tempfile.mkdtemp(prefix="smdrd-pg-"))
+    server = PostgresServer(folder)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(postgres: PostgresServer) -> str:
+    """The URL of a new, empty database of the session's PostgreSQL server."""
+    return postgres.create_database(f"t{os.getpid()}_{next(_databases)}")
