@@ -174,6 +174,17 @@ class AvayaIPOfficeParser(Parser):
         ),)
 
     @classmethod
+    def extension_name(cls, record: CallRecord) -> str:
+        """The name of the party whose device is the extension (``E214``): Party1Name, else Party2Name. IP
+        Office's placeholder for a user without a name (``Extn214``) is no name."""
+        ext, extra = record.extension, record.extra
+        for device, name in (("party1_device", "party1_name"), ("party2_device", "party2_name")):
+            if extra.get(device) == f"E{ext}":
+                found = extra.get(name, "").strip()
+                return "" if found == f"Extn{ext}" else found
+        return ""
+
+    @classmethod
     def render(cls, record: CallRecord) -> list[str]:
         """One 30-field line, as IP Office R9 to R12 write it."""
         ext = record.extension

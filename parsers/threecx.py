@@ -160,6 +160,19 @@ class ThreeCXParser(Parser):
         ),)
 
     @classmethod
+    def extension_name(cls, record: CallRecord) -> str:
+        """The display name 3CX gives the extension's side of the call: ``from_dispname`` when the extension
+        called, ``final_dispname`` or ``to_dispname`` when it was called (whichever side is the extension)."""
+        g, ext = record.extra.get, record.extension
+        sides = (("from_dn", "from_dispname"), ("from_no", "from_dispname")) \
+            if record.direction is not Direction.INBOUND else (
+            ("final_dn", "final_dispname"), ("to_dn", "to_dispname"))
+        for number, name in sides:
+            if ext and g(number, "").removeprefix("Ext.") == ext:
+                return g(name, "").strip()
+        return ""
+
+    @classmethod
     def render(cls, record: CallRecord) -> list[str]:
         """One line in 3CX's default field order, times in UTC."""
         start = record.start.astimezone(UTC) if record.start.tzinfo else record.start

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import abc
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from types import MappingProxyType
@@ -125,6 +125,13 @@ class Parser(abc.ABC):
         """How sure we are (0 to 1) that ``lines`` (a file's first lines) are in this format."""
         return 0.0
 
+    @classmethod
+    def extension_name(cls, record: CallRecord) -> str:
+        """The display name the PBX gave ``record``'s extension (the directory learns it when the call is
+        stored), ``""`` when the format carries none. Only a name of the *internal* party: a caller's name on
+        an inbound call (NEC's caller name, Asterisk's CLID) names someone outside, never the extension."""
+        return ""
+
     def choices(self) -> list[Choice]:
         """What this parser has chosen, so far, for the PBX settings its format cannot show for sure (day/month
         order, start or end time), each with the option that sets it and why; ``smdrd check-config`` and
@@ -212,6 +219,21 @@ def get_parser_class(name: str) -> type[Parser]:
     if not (isinstance(cls, type) and issubclass(cls, Parser)):
         raise SmdrdError(f"entry point {name!r} ({ep.value}) is not a smdrd Parser subclass")
     return cls
+
+
+def extension_names(records: Iterable[CallRecord]) -> Iterator[tuple[str, str]]:
+    """``(extension, name)`` for each record whose format gave its extension a name (`Parser.extension_name`);
+    a record of an unknown format names nothing."""
+    for record in records:
+        if not record.extension:
+            continue
+        try:
+            cls = get_parser_class(record.format)
+        except SmdrdError:
+            continue
+        name = cls.extension_name(record)
+        if name:
+            yield record.extension, name
 
 
 def make_parser(name: str, context: ParserContext | None = None) -> Parser:

@@ -22,6 +22,8 @@ from smdrd.journal import Alert, JournalEntry
 
 __all__ = [
     "CALL_DETAIL",
+    "CALL_SORTS",
+    "MAIL_STATES",
     "ROLES",
     "ROLLUP_TABLES",
     "Accounts",
@@ -31,12 +33,24 @@ __all__ = [
     "AuditLog",
     "CallExport",
     "CallFeed",
+    "CallQuery",
+    "CallReader",
     "Cutoffs",
+    "DirectoryConflict",
+    "DirectoryDepartment",
+    "DirectoryExtension",
+    "DirectoryMembership",
+    "DirectorySnapshot",
+    "DirectoryStore",
     "ExtensionSpec",
     "FeedCall",
     "Filters",
     "JournalLine",
+    "LastAdmin",
     "LineCursor",
+    "MailItem",
+    "MailStore",
+    "NewMail",
     "OutboxStore",
     "PendingAlert",
     "PruneCounts",
@@ -49,7 +63,14 @@ __all__ = [
     "SessionStore",
     "Store",
     "StoreUnavailable",
+    "StoredCall",
+    "StoredLine",
     "StoredRating",
+    "StoredSchedule",
+    "TariffConflict",
+    "TariffStore",
+    "TariffVersion",
+    "TariffVersionInfo",
     "TokenStore",
     "User",
     "UserExists",
@@ -72,7 +93,7 @@ ROLLUP_TABLES: dict[str, tuple[str, ...]] = {
 
 #: the call-detail fields, in the order `ReportReader.iter_call_rows` returns them.
 CALL_DETAIL = ("start", "extension", "number", "direction", "call_class", "trunk", "duration", "cost_micros",
-               "leg", "call_key")
+               "leg", "call_key", "rule")
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,14 +241,39 @@ class Store(Protocol):
         for the daemon's start, before any source runs, so no call committed after it is skipped."""
         ...
 
+    def calls(self) -> CallReader:
+        """The console's call reads (search, one call, its legs and lines) on a read-only connection of their
+        own; ``close`` it when done."""
+        ...
+
     def accounts(self) -> Accounts:
         """Users, sessions, API tokens and the audit log, on a connection of their own (created and migrated
         if need be); ``close`` it when done."""
         ...
 
+    def mail(self) -> MailStore:
+        """The mail outbox, report schedules and e-mail cursors, on a connection of their own (created and
+        migrated if need be; used from one thread at a time); ``close`` it when done."""
+        ...
+
     def spend_since(self, since_utc: int) -> list[tuple[str, str, Decimal]]:
         """Spend per extension and site-local day of calls started since ``since_utc`` (epoch seconds): the
         budget rule's memory after a restart."""
+        ...
+
+    def open_alerts(self, since: int, limit: int) -> list[PendingAlert]:
+        """Up to ``limit`` alerts raised since ``since`` (UTC microseconds), newest first, that no resolved event
+        has followed (a source back, a budget period over); never the resolved events themselves."""
+        ...
+
+    def directory(self) -> DirectoryStore:
+        """Extension names, departments and dated memberships, on a connection of their own (created and
+        migrated if need be); ``close`` it when done."""
+        ...
+
+    def tariffs(self) -> TariffStore:
+        """The tariff's saved versions, on a connection of their own (created and migrated if need be);
+        ``close`` it when done."""
         ...
 
 
@@ -452,6 +498,10 @@ class UserExists(SmdrdError):
     """A user of that name exists already (names are compared without regard to case)."""
 
 
+class LastAdmin(SmdrdError):
+    """The change would leave no admin (removing or demoting the last one); nothing was changed."""
+
+
 @dataclass(frozen=True, slots=True)
 class Actor:
     """Who makes a change, for the audit log: a user's name (or ``cli:<login>`` from the shell) and the client
@@ -533,8 +583,19 @@ class UserStore(Protocol):
         """Replace the hash; every session of the user ends (``actor`` None: a silent rehash at sign-in)."""
         ...
 
-    def remove_user(self, name: str, *, at: int, actor: Actor) -> User | None:
-        """Remove the user, their sessions and tokens; the user removed, or None when there was none."""
+    def remove_user(self, name: str, *, at: int, actor: Actor, keep_an_admin: bool = False) -> User | None:
+        """Remove the user, their sessions and tokens; the user removed, or None when there was none.
+        Raises `LastAdmin` (``keep_an_admin``) when they are the last admin."""
+        ...
+
+    def change_user(self, name: str, *, role: str, departments: Sequence[str], at: int,
+                    actor: Actor) -> tuple[User, User] | None:
+        """Give the user ``role`` and ``departments``: ``(before, after)``, or None when there is no such user.
+        Raises `LastAdmin` when that would demote the last admin (checked in the change's transaction)."""
+        ...
+
+    def unlock_user(self, name: str, *, at: int, actor: Actor) -> User | None:
+        """Clear the failed sign-ins and the lock: the user, or None when there is none."""
         ...
 
     def login_failed(self, user_id: int, *, at: int, lock_after: int, lock_seconds: int) -> User:
@@ -589,5 +650,391 @@ class AuditLog(Protocol):
 
 class Accounts(UserStore, SessionStore, TokenStore, AuditLog, Protocol):
     """Everything the console and ``smdrd user`` need, on one connection (used from one thread at a time)."""
+
+    def close(self) -> None: ...
+
+
+# ---- the directory: extension names, departments, dated memberships ----
+
+#: where an extension's name came from: learnt from the PBX's own name field (replaced when the PBX sends
+#: another), or ``edited`` by a person or an import (never overwritten by the PBX).
+NAME_SOURCES = ("pbx", "edited")
+
+
+class DirectoryConflict(SmdrdError):
+    """The directory changed since it was read (another admin, an import): nothing was written; read again."""
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryExtension:
+    """An extension the directory knows (named, in a membership, or seen in calls)."""
+
+    number: str
+    name: str = ""  # '' when it has none
+    name_source: str = ""  # one of `NAME_SOURCES`, '' when it has no name
+    updated_at: int = 0  # UTC seconds of the name's last change
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryDepartment:
+    """A department as stored: its parent (``None``: top level) and monthly budget (``None``: none)."""
+
+    name: str
+    parent: str | None = None
+    budget: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryMembership:
+    """Extension ``spec`` (an extension or a numeric range ``LOW-HIGH``) belongs to ``department`` from
+    ``valid_from`` to ``valid_until`` (site-local days, both included; ``None`` is open-ended)."""
+
+    department: str
+    spec: str
+    valid_from: date | None = None
+    valid_until: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DirectorySnapshot:
+    """Every department and membership at one `version` (departments in their listed order)."""
+
+    departments: tuple[DirectoryDepartment, ...]
+    memberships: tuple[DirectoryMembership, ...]
+    version: int
+
+
+class DirectoryStore(Protocol):
+    """The directory in the database. The store checks no rule across departments (the caller validates the
+    whole new directory first, `smdrd.directory`); it writes each change with its audit entry in one
+    transaction, and only over the version it was read at."""
+
+    def names(self, numbers: Iterable[str] | None = None) -> dict[str, str]:
+        """Extension -> display name, for every named extension (or only ``numbers``)."""
+        ...
+
+    def learn_names(self, names: Iterable[tuple[str, str]], *, at: int) -> int:
+        """Names the PBX gave extensions (``(number, name)``): stored, or replacing an earlier PBX name, never
+        an edited one; how many changed. Not audited (the PBX is not a person)."""
+        ...
+
+    def extensions(self, search: str = "", *, limit: int = 100,
+                   offset: int = 0) -> tuple[list[DirectoryExtension], int]:
+        """Extensions that are named, in a membership or seen in calls, whose number or name contains
+        ``search`` (any case), in numeric order: a page and how many match in all."""
+        ...
+
+    def set_name(self, number: str, name: str, *, at: int, actor: Actor) -> tuple[str, str]:
+        """Edit an extension's name (``""``: forget it, so the PBX's may be learnt again): ``(before, after)``."""
+        ...
+
+    def version(self) -> int:
+        """Counts changes to departments and memberships (not names)."""
+        ...
+
+    def snapshot(self) -> DirectorySnapshot: ...
+
+    def replace(self, departments: Sequence[DirectoryDepartment], memberships: Sequence[DirectoryMembership], *,
+                expected_version: int, at: int, actor: Actor, action: str, target: str,
+                before: dict[str, Any] | None, after: dict[str, Any] | None,
+                renamed: dict[str, str] | None = None, names: Iterable[tuple[str, str]] = ()) -> int:
+        """Make the departments and memberships these, with their audit entry; ``renamed`` (old -> new) also
+        renames the departments managers are assigned; ``names`` are edited names set alongside. The new
+        version. Raises `DirectoryConflict` when the version is no longer ``expected_version``."""
+        ...
+
+    def close(self) -> None: ...
+
+
+# ---- the console's call search and call pages ----
+
+#: what a call search may be sorted by (`CallQuery.sort`).
+CALL_SORTS = ("start", "duration", "cost")
+
+
+@dataclass(frozen=True, slots=True)
+class CallQuery:
+    """A call search: a bounded start range and filters (empty = any), one page after a keyset cursor.
+
+    ``number`` matches a dialled or calling number that contains it (as the PBX wrote it, or in E.164);
+    ``extension``, ``account`` and ``call_id`` match exactly. ``scope`` limits the search to
+    ``(extension, first_day, last_day)`` spans (a manager's departments; ``None``: every call). ``after`` is the
+    ``(sort value, id)`` of the last call of the previous page."""
+
+    lo: int  # UTC seconds, included
+    hi: int  # UTC seconds, excluded
+    number: str = ""
+    extension: str = ""
+    account: str = ""
+    call_id: str = ""
+    direction: str = ""
+    classes: tuple[str, ...] = ()
+    cost_min: int | None = None  # micro-units, included
+    cost_max: int | None = None
+    scope: tuple[tuple[str, str, str], ...] | None = None
+    sort: str = "start"
+    descending: bool = True
+    after: tuple[int, int] | None = None
+    limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCall:
+    """A stored call (or leg) as a person reads it; never its authorisation code."""
+
+    id: int
+    line_id: int
+    source: str
+    format: str
+    call_key: str
+    leg: int
+    start: str  # ISO 8601, the PBX's local time with its offset
+    start_utc: int
+    duration: int
+    ring: int | None
+    direction: str
+    extension: str
+    number: str
+    trunk: str
+    account: str
+    call_id: str
+    answered: bool
+    transfer: str
+    extra: dict[str, Any]
+    e164: str | None
+    region: str
+    call_class: str | None
+    rule: str | None
+    prefix: str | None
+    cost_micros: int | None
+    currency: str | None
+
+    def sort_value(self, sort: str) -> int:
+        """This call's value for a `CallQuery.sort` (the keyset cursor's first half)."""
+        if sort == "duration":
+            return self.duration
+        if sort == "cost":
+            return self.cost_micros or 0
+        return self.start_utc
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLine:
+    """A journalled line as received (raw bytes), with what became of it."""
+
+    id: int
+    source: str
+    peer: str
+    received_at: int  # UTC microseconds
+    format: str
+    raw: bytes
+    status: str
+    error: str | None
+
+
+class CallReader(Protocol):
+    """Indexed call reads for the console (search, one call, its legs, its journal lines); never writes. Used
+    from one thread at a time."""
+
+    def search(self, q: CallQuery) -> list[StoredCall]:
+        """One page (``q.limit`` calls at most) in ``q.sort`` order, ties by id."""
+        ...
+
+    def call(self, call_id: int) -> StoredCall | None: ...
+
+    def legs(self, call: StoredCall, limit: int = 100) -> list[StoredCall]:
+        """The calls sharing ``call``'s call key (the PBX's call id) or its journal line, ``call`` included, in
+        start order."""
+        ...
+
+    def lines(self, ids: Sequence[int]) -> list[StoredLine]:
+        """The journal lines of these ids, in id order."""
+        ...
+
+    def close(self) -> None: ...
+
+
+# ---- the tariff in the database (``[tariff] source = "database"``) ----
+
+
+@dataclass(frozen=True, slots=True)
+class TariffVersionInfo:
+    """One saved version of the tariff, without its rules: who saved it, when (UTC seconds), and why."""
+
+    version: int
+    created_at: int
+    actor: str
+    note: str
+    rules: int
+
+
+@dataclass(frozen=True, slots=True)
+class TariffVersion:
+    """One saved version with its document: ``{"mode": ..., "bands": {...}, "rules": [...]}``, the rules in
+    order, each as ``[[tariff.rules]]`` writes it (`smdrd.rating.config.TariffRuleConfig`)."""
+
+    info: TariffVersionInfo
+    document: dict[str, Any]
+
+
+class TariffStore(Protocol):
+    """The tariff's versions. Versions are immutable: a change is a new version, saved with its audit entry in
+    one transaction."""
+
+    def current(self) -> TariffVersion | None:
+        """The latest version, or None before the first save."""
+        ...
+
+    def version(self, number: int) -> TariffVersion | None: ...
+
+    def versions(self, limit: int = 50) -> list[TariffVersionInfo]:
+        """The latest versions, newest first."""
+        ...
+
+    def save(self, document: dict[str, Any], *, expected: int | None, at: int, actor: Actor, note: str,
+             action: str, target: str, before: dict[str, Any] | None,
+             after: dict[str, Any] | None) -> TariffVersionInfo:
+        """Save ``document`` as a new version, with an audit entry (``action`` on ``target``, before/after).
+        ``expected``: the version the change was made on (None: whatever is current); raises
+        `TariffConflict` when another save came first."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class TariffConflict(SmdrdError):
+    """The tariff was saved by someone else since the version a change was made on."""
+
+
+# ---- mail: the outbox of scheduled reports and alert digests, and the console's schedules ----
+
+#: a mail's states: waiting (or retrying), accepted by the server, given up (the error says why).
+MAIL_STATES = ("pending", "sent", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class NewMail:
+    """A mail to add to the outbox, once: a second row with the same ``key`` is never made (a restart, a retry).
+
+    Attributes:
+        key: what makes it unique: ``report:<schedule>:<first>:<last>``, ``alerts:<first id>-<last id>:<to>``.
+        kind: ``report`` or ``alerts``.
+        owner: the schedule (``config:<name>``, ``db:<id>``) or ``alerts``: whose deliveries the console lists.
+        message_id: the ``Message-ID`` every attempt carries, so a receiver can drop a copy sent twice.
+        spec: JSON: what to render when it is sent (the schedule and its period, or the alerts).
+    """
+
+    key: str
+    kind: str
+    owner: str
+    message_id: str
+    recipients: tuple[str, ...]
+    subject: str
+    spec: str
+    due_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class MailItem:
+    """A row of the mail outbox (times in UTC seconds)."""
+
+    id: int
+    key: str
+    kind: str
+    owner: str
+    message_id: str
+    recipients: tuple[str, ...]
+    subject: str
+    spec: str
+    state: str
+    attempts: int
+    last_error: str
+    created_at: int
+    due_at: int
+    next_attempt_at: int
+    sent_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSchedule:
+    """A report schedule made in the console: its spec is a `smdrd.reports.schedules.ScheduleConfig` as JSON;
+    ``owner`` is the user who made it (a manager's covers only their departments)."""
+
+    id: int
+    name: str
+    owner: str
+    spec: str
+    created_at: int
+    updated_at: int
+
+
+class MailStore(Protocol):
+    """The mail outbox and what feeds it. Every mail is added once by key, with the cursors that say how far
+    planning got, in one transaction: a restart or a retry never makes a second one."""
+
+    def cursor(self, name: str) -> int | None:
+        """The saved position of planner ``name`` (a schedule's last planned instant, the last alert mailed)."""
+        ...
+
+    def plan(self, mails: Sequence[NewMail], cursors: dict[str, int]) -> int:
+        """Add ``mails`` (those whose key is new) and save ``cursors``, in one transaction; how many were new."""
+        ...
+
+    def due(self, now: int, limit: int = 20) -> list[MailItem]:
+        """Pending mails whose next attempt is due at ``now``, oldest first."""
+        ...
+
+    def next_due(self) -> int | None:
+        """When the earliest pending mail is due (None: nothing pending)."""
+        ...
+
+    def mark_sent(self, mail_id: int, at: int) -> None: ...
+
+    def mark_retry(self, mail_id: int, error: str, next_attempt_at: int) -> None:
+        """Count a failed attempt; the mail stays pending until ``next_attempt_at``."""
+        ...
+
+    def mark_failed(self, mail_id: int, error: str) -> None:
+        """Give the mail up (the server refused it for good, or it cannot be rendered)."""
+        ...
+
+    def deliveries(self, owners: Sequence[str] | None = None, limit: int = 100) -> list[MailItem]:
+        """The newest mails (of ``owners``; None: all), newest first."""
+        ...
+
+    def alerts_after(self, position: int, limit: int) -> list[PendingAlert]:
+        """Alerts of the alert outbox after row ``position`` (delivered over MQTT or not), oldest first."""
+        ...
+
+    def last_alert(self) -> int:
+        """The alert outbox's last row (0 when empty)."""
+        ...
+
+    def manager_emails(self, department: str) -> list[str]:
+        """The e-mail addresses of the managers of ``department``."""
+        ...
+
+    def set_user_email(self, name: str, email: str, *, at: int, actor: Actor) -> bool:
+        """Set (``''``: remove) a user's e-mail address, with its audit entry; False when there is no such user."""
+        ...
+
+    def user_emails(self) -> dict[str, str]:
+        """Every user's e-mail address, by name (users without one are left out)."""
+        ...
+
+    def schedules(self) -> list[StoredSchedule]: ...
+
+    def schedule(self, schedule_id: int) -> StoredSchedule | None: ...
+
+    def save_schedule(self, schedule_id: int | None, name: str, owner: str, spec: str, *, at: int,
+                      actor: Actor) -> StoredSchedule:
+        """Add (``schedule_id`` None) or replace a schedule, with its audit entry.
+
+        Raises:
+            ValueError: another schedule has that name.
+        """
+        ...
+
+    def delete_schedule(self, schedule_id: int, *, at: int, actor: Actor) -> bool: ...
 
     def close(self) -> None: ...

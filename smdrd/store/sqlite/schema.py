@@ -224,6 +224,97 @@ ACCOUNTS_MIGRATION = """
     );
     """
 
+#: The directory in the database (`smdrd.store.sqlite.directory`): extensions with their display names and where
+#: each name came from (``pbx``: learnt from the PBX's own name field as calls are stored, replaced when the PBX
+#: sends another; ``edited``: set by a person or an import, never overwritten by the PBX), departments with
+#: their parent and monthly budget, and dated memberships (``[[departments]]`` as rows, used when
+#: ``[directory] source = "database"``). ``directory_version`` counts changes that move a call's department,
+#: so a daemon notices an import made by another process.
+DIRECTORY_MIGRATION = """
+    CREATE TABLE directory_extensions (
+        number      TEXT    PRIMARY KEY,        -- as the PBX writes it
+        name        TEXT    NOT NULL,
+        name_source TEXT    NOT NULL CHECK (name_source IN ('pbx', 'edited')),
+        updated_at  INTEGER NOT NULL            -- UTC seconds
+    ) WITHOUT ROWID;
+    CREATE TABLE directory_departments (
+        name        TEXT    PRIMARY KEY,
+        parent      TEXT    REFERENCES directory_departments (name) ON UPDATE CASCADE,
+        budget      TEXT,                       -- monthly budget, a decimal string; NULL: none
+        position    INTEGER NOT NULL            -- the order departments are listed in
+    );
+    CREATE TABLE directory_memberships (
+        id          INTEGER PRIMARY KEY,
+        department  TEXT    NOT NULL REFERENCES directory_departments (name) ON UPDATE CASCADE ON DELETE CASCADE,
+        spec        TEXT    NOT NULL,           -- an extension, or a numeric range LOW-HIGH
+        valid_from  TEXT,                       -- site-local ISO date, inclusive; NULL: always
+        valid_until TEXT                        -- inclusive; NULL: open-ended
+    );
+    CREATE INDEX directory_memberships_department ON directory_memberships (department);
+    CREATE INDEX directory_memberships_spec ON directory_memberships (spec);
+    CREATE TABLE directory_version (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        version     INTEGER NOT NULL
+    );
+    INSERT INTO directory_version (id, version) VALUES (1, 0);
+    """
+
+#: The tariff edited in the console (`smdrd.store.sqlite.tariffs`): every save is a new version, never changed
+#: or deleted afterwards (the triggers refuse it), so an audit can say which version priced a call.
+TARIFF_MIGRATION = """
+    CREATE TABLE tariff_versions (
+        version     INTEGER PRIMARY KEY,        -- 1, 2, 3... in the order saved
+        created_at  INTEGER NOT NULL,           -- UTC seconds
+        actor       TEXT    NOT NULL,           -- a user's name, or cli:<login> from the shell
+        note        TEXT    NOT NULL DEFAULT '',
+        rules       INTEGER NOT NULL,           -- how many rules the document holds
+        document    TEXT    NOT NULL            -- JSON: {"mode", "bands", "rules"} as in [tariff]
+    );
+    CREATE TRIGGER tariff_versions_frozen BEFORE UPDATE ON tariff_versions
+    BEGIN SELECT RAISE(ABORT, 'a tariff version is never changed: save a new one'); END;
+    CREATE TRIGGER tariff_versions_kept BEFORE DELETE ON tariff_versions
+    BEGIN SELECT RAISE(ABORT, 'tariff versions are kept'); END;
+    """
+
+#: The mail outbox (`smdrd.store.sqlite.mail`): each scheduled report and each alert digest is one row, made
+#: once by its key (a report's schedule and period), sent with backoff and marked; report schedules made in the
+#: console; how far each schedule and the alert mailer have planned; a user's e-mail address (budget alerts go
+#: to their department's managers).
+MAIL_MIGRATION = """
+    CREATE TABLE mail_outbox (
+        id              INTEGER PRIMARY KEY,
+        key             TEXT    NOT NULL UNIQUE,    -- report:<schedule>:<first>:<last>, alerts:<ids>:<to>
+        kind            TEXT    NOT NULL,           -- report | alerts
+        owner           TEXT    NOT NULL,           -- config:<name>, db:<id>, alerts
+        message_id      TEXT    NOT NULL,           -- the same on every attempt
+        recipients      TEXT    NOT NULL,           -- JSON list of addresses
+        subject         TEXT    NOT NULL,
+        spec            TEXT    NOT NULL,           -- JSON: what to render when it is sent
+        state           TEXT    NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'sent', 'failed')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        last_error      TEXT    NOT NULL DEFAULT '',
+        created_at      INTEGER NOT NULL,           -- UTC seconds
+        due_at          INTEGER NOT NULL,
+        next_attempt_at INTEGER NOT NULL,
+        sent_at         INTEGER
+    );
+    CREATE INDEX mail_outbox_pending ON mail_outbox (next_attempt_at) WHERE state = 'pending';
+    CREATE INDEX mail_outbox_owner ON mail_outbox (owner, id);
+    CREATE TABLE mail_cursors (
+        name        TEXT    PRIMARY KEY,            -- schedule:<key> (UTC seconds), alerts (alert_outbox.id)
+        position    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE report_schedules (
+        id          INTEGER PRIMARY KEY,
+        name        TEXT    NOT NULL UNIQUE COLLATE NOCASE,
+        owner       TEXT    NOT NULL,               -- the user who made it
+        spec        TEXT    NOT NULL,               -- JSON, as [[reports.schedules]]
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+    ALTER TABLE users ADD COLUMN email TEXT NOT NULL DEFAULT '';
+    """
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: the journal of raw lines, and the calls parsed from them.
     """
@@ -434,6 +525,12 @@ MIGRATIONS: tuple[str, ...] = (
     _region_migration(),
     # 11: users, sessions, API tokens and the audit log (see `ACCOUNTS_MIGRATION`).
     ACCOUNTS_MIGRATION,
+    # the directory: extensions and their names, departments, dated memberships (see `DIRECTORY_MIGRATION`).
+    DIRECTORY_MIGRATION,
+    # the tariff's versions, when ``[tariff] source = "database"`` (see `TARIFF_MIGRATION`).
+    TARIFF_MIGRATION,
+    # the mail outbox, report schedules, e-mail cursors, users' e-mail addresses (see `MAIL_MIGRATION`).
+    MAIL_MIGRATION,
 )
 
 #: created on its own connection by `smdrd reparse` only: calls it deletes (to rebuild them from the journal)

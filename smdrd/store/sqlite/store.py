@@ -7,14 +7,19 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from smdrd.store.api import PendingAlert
 from smdrd.store.sqlite.accounts import SqliteAccounts
+from smdrd.store.sqlite.calls import SqliteCalls
+from smdrd.store.sqlite.directory import SqliteDirectory
 from smdrd.store.sqlite.export import SqliteCallExport
 from smdrd.store.sqlite.feed import SqliteCallFeed, place_cursor
 from smdrd.store.sqlite.journal_errors import SqliteJournalErrors
-from smdrd.store.sqlite.outbox import SqliteOutbox
+from smdrd.store.sqlite.mail import SqliteMail
+from smdrd.store.sqlite.outbox import SqliteOutbox, open_alerts
 from smdrd.store.sqlite.rebuild import SqliteRebuild
 from smdrd.store.sqlite.reports import SqliteReports
 from smdrd.store.sqlite.retention import SqliteRetention
+from smdrd.store.sqlite.tariffs import SqliteTariffs
 
 
 class SqliteStore:
@@ -47,8 +52,20 @@ class SqliteStore:
     def start_call_feed(self, name: str) -> int:
         return place_cursor(str(self.path), name)
 
+    def calls(self) -> SqliteCalls:
+        return SqliteCalls(self.path)
+
     def accounts(self) -> SqliteAccounts:
         return SqliteAccounts(self.path)
+
+    def mail(self) -> SqliteMail:
+        return SqliteMail(self.path)
+
+    def tariffs(self) -> SqliteTariffs:
+        return SqliteTariffs(self.path)
+
+    def directory(self) -> SqliteDirectory:
+        return SqliteDirectory(self.path)
 
     def spend_since(self, since_utc: int) -> list[tuple[str, str, Decimal]]:
         conn = sqlite3.connect(self.path)
@@ -60,6 +77,9 @@ class SqliteStore:
         finally:
             conn.close()
         return [(ext, day, Decimal(micros) / 1_000_000) for ext, day, micros in rows]
+
+    def open_alerts(self, since: int, limit: int) -> list[PendingAlert]:
+        return open_alerts(self.path, since, limit)
 
 
 if TYPE_CHECKING:

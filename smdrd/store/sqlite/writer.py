@@ -27,6 +27,8 @@ import structlog
 from smdrd.backoff import Backoff
 from smdrd.journal import DUPLICATE, ERROR, JournalEntry
 from smdrd.notify import notify
+from smdrd.parsing import extension_names
+from smdrd.store.sqlite.directory import LEARN_NAME, clean_name
 from smdrd.store.sqlite.rollups import ROLL_UP
 from smdrd.store.sqlite.rows import (
     CALL_COLUMNS,
@@ -52,6 +54,8 @@ _IN_CHUNK = 500
 #: where a call's identity is in a writer's call row (``line_id`` first, then `CALL_COLUMNS`).
 _UID, _SOURCE, _START_UTC = (1 + CALL_COLUMNS.index(c) for c in ("uid", "source", "start_utc"))
 _INT64 = (-(2**63), 2**63 - 1)
+#: extension names remembered as written (beyond, the memory starts again: a name is at worst written twice).
+_MAX_NAMES = 50_000
 
 
 def unwritable(exc: BaseException) -> bool:
@@ -140,6 +144,8 @@ class JournalWriter:
         self._urgent = False
         self._idle = asyncio.Event()
         self._idle.set()
+        #: the extension names the PBX gave, as last written: a name is written again only when it changes.
+        self._names: dict[str, str] = {}
 
     @property
     def pending(self) -> int:
@@ -330,6 +336,10 @@ class JournalWriter:
                         await db.execute(statement, (calls_before,))
             if alert_rows:
                 await db.executemany(OUTBOX_INSERT, alert_rows)
+            names = self._new_names(batch)
+            if names:
+                now = int(time.time())
+                await db.executemany(LEARN_NAME, [(ext, name, now) for ext, name in names.items()])
             await db.execute("COMMIT")
         except BaseException:
             # SQLite has already rolled back by itself after some failures (disk full, I/O error): a ROLLBACK
@@ -338,6 +348,10 @@ class JournalWriter:
                 with contextlib.suppress(sqlite3.Error):
                     await db.execute("ROLLBACK")
             raise
+        if names:
+            if len(self._names) > _MAX_NAMES:
+                self._names.clear()
+            self._names.update(names)
         stored = [p.entry for p in batch]
         duplicates = 0
         for line_id, uids in dup_uids.items():
@@ -348,6 +362,20 @@ class JournalWriter:
                 e, status=DUPLICATE, calls=(), alerts=())
             duplicates += len(uids)
         return stored, len(call_rows) - duplicates, duplicates
+
+    def _new_names(self, batch: list[PreparedEntry]) -> dict[str, str]:
+        """The extension names the PBX gave in ``batch`` that differ from those last written (the directory
+        keeps them; an edited name stays, `LEARN_NAME`)."""
+        found: dict[str, str] = {}
+        known = self._names
+        for p in batch:
+            calls = p.entry.calls
+            if calls:
+                for ext, given in extension_names(c.record for c in calls):
+                    name = clean_name(given)
+                    if name and known.get(ext) != name:
+                        found[ext] = name
+        return found
 
     async def _recover(self) -> None:
         """After a failed commit: make sure the connection is out of its transaction, or open a fresh one.

@@ -1,0 +1,165 @@
+"""The directory in SQLite (`smdrd.store.api.DirectoryStore`): extension names, departments, dated memberships.
+
+Names are learnt from the PBX as calls are stored (`LEARN_NAME`, run by the journal writer in the calls'
+transaction) and edited by people; an edited name is never overwritten by the PBX's. Departments and
+memberships are replaced as a whole, only over the version they were read at (`DirectoryConflict` otherwise),
+each change with its audit entry in the same transaction. Times are UTC seconds, given by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from smdrd.store.api import (
+    Actor,
+    DirectoryConflict,
+    DirectoryDepartment,
+    DirectoryExtension,
+    DirectoryMembership,
+    DirectorySnapshot,
+)
+from smdrd.store.sqlite.side import SideConnection
+
+__all__ = ["LEARN_NAME", "MAX_NAME_CHARS", "SqliteDirectory", "clean_name"]
+
+#: the longest name kept (a PBX field may hold more; the rest is cut).
+MAX_NAME_CHARS = 100
+
+#: ``(number, name, at)``: a name the PBX gave an extension; replaces only an earlier PBX name that differs.
+LEARN_NAME = (
+    "INSERT INTO directory_extensions (number, name, name_source, updated_at) VALUES (?, ?, 'pbx', ?) "
+    "ON CONFLICT (number) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at "
+    "WHERE directory_extensions.name_source = 'pbx' AND directory_extensions.name <> excluded.name")
+
+_BUMP = "UPDATE directory_version SET version = version + 1 WHERE id = 1"
+
+# Extensions the directory knows: named, named exactly by a membership (a range names none), or seen in calls.
+_KNOWN = """
+    WITH known (number) AS (
+        SELECT number FROM directory_extensions
+        UNION SELECT spec FROM directory_memberships
+              WHERE NOT (spec GLOB '[0-9]*-[0-9]*' AND spec NOT GLOB '*[^0-9-]*')
+        UNION SELECT extension FROM rollup_monthly WHERE extension <> ''
+    )
+    SELECT {what} FROM known AS k LEFT JOIN directory_extensions AS e ON e.number = k.number
+    WHERE ? = '' OR instr(lower(k.number), ?) > 0 OR instr(lower(coalesce(e.name, '')), ?) > 0
+    """
+
+
+def clean_name(name: str) -> str:
+    """A name as kept: control characters become spaces, runs of spaces one, at most `MAX_NAME_CHARS`."""
+    return " ".join("".join(c if c.isprintable() else " " for c in name).split())[:MAX_NAME_CHARS]
+
+
+def _day(value: str | None) -> date | None:
+    return None if value is None else date.fromisoformat(value)
+
+
+class SqliteDirectory(SideConnection):
+    """One connection to the database at ``path`` (created and migrated if needed), used from one thread at a
+    time (not necessarily the one that opened it)."""
+
+    # ---- names ----
+
+    def names(self, numbers: Iterable[str] | None = None) -> dict[str, str]:
+        if numbers is None:
+            return dict(self.conn.execute("SELECT number, name FROM directory_extensions"))
+        wanted = list(dict.fromkeys(numbers))
+        out: dict[str, str] = {}
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            out.update(self.conn.execute(
+                f"SELECT number, name FROM directory_extensions WHERE number IN ({', '.join('?' * len(chunk))})",
+                chunk))
+        return out
+
+    def learn_names(self, names: Iterable[tuple[str, str]], *, at: int) -> int:
+        rows = [(number, clean_name(name), at) for number, name in names if number and clean_name(name)]
+        with self.write() as conn:
+            before = conn.total_changes
+            conn.executemany(LEARN_NAME, rows)
+            return conn.total_changes - before
+
+    def extensions(self, search: str = "", *, limit: int = 100,
+                   offset: int = 0) -> tuple[list[DirectoryExtension], int]:
+        needle = search.strip().lower()
+        args = (needle, needle, needle)
+        total = int(self.conn.execute(_KNOWN.format(what="count(*)"), args).fetchone()[0])
+        rows = self.conn.execute(
+            _KNOWN.format(what="k.number, coalesce(e.name, ''), coalesce(e.name_source, ''), "
+                               "coalesce(e.updated_at, 0)")
+            + " ORDER BY k.number GLOB '*[^0-9]*' OR k.number = '', length(k.number), k.number LIMIT ? OFFSET ?",
+            (*args, limit, offset)).fetchall()
+        return [DirectoryExtension(r[0], r[1], r[2], int(r[3])) for r in rows], total
+
+    def set_name(self, number: str, name: str, *, at: int, actor: Actor) -> tuple[str, str]:
+        name = clean_name(name)
+        with self.write() as conn:
+            row = conn.execute("SELECT name FROM directory_extensions WHERE number = ?", (number,)).fetchone()
+            before = "" if row is None else str(row[0])
+            if name:
+                conn.execute("INSERT INTO directory_extensions (number, name, name_source, updated_at) "
+                             "VALUES (?, ?, 'edited', ?) ON CONFLICT (number) DO UPDATE SET name = excluded.name, "
+                             "name_source = 'edited', updated_at = excluded.updated_at", (number, name, at))
+            else:
+                conn.execute("DELETE FROM directory_extensions WHERE number = ?", (number,))
+            self.audit("extension.name", number, at=at, actor=actor, before={"name": before},
+                       after={"name": name})
+        return before, name
+
+    # ---- departments and memberships ----
+
+    def version(self) -> int:
+        return int(self.conn.execute("SELECT version FROM directory_version WHERE id = 1").fetchone()[0])
+
+    def snapshot(self) -> DirectorySnapshot:
+        self.conn.execute("BEGIN")  # one consistent read
+        try:
+            version = self.version()
+            departments = tuple(
+                DirectoryDepartment(name, parent, None if budget is None else Decimal(budget))
+                for name, parent, budget in self.conn.execute(
+                    "SELECT name, parent, budget FROM directory_departments ORDER BY position, name"))
+            memberships = tuple(
+                DirectoryMembership(dep, spec, _day(first), _day(last))
+                for dep, spec, first, last in self.conn.execute(
+                    "SELECT department, spec, valid_from, valid_until FROM directory_memberships ORDER BY id"))
+        finally:
+            self.conn.execute("COMMIT")
+        return DirectorySnapshot(departments, memberships, version)
+
+    def replace(self, departments: Sequence[DirectoryDepartment], memberships: Sequence[DirectoryMembership], *,
+                expected_version: int, at: int, actor: Actor, action: str, target: str,
+                before: dict[str, Any] | None, after: dict[str, Any] | None,
+                renamed: dict[str, str] | None = None, names: Iterable[tuple[str, str]] = ()) -> int:
+        with self.write() as conn:
+            if self.version() != expected_version:
+                raise DirectoryConflict("the directory was changed by someone else meanwhile; nothing was "
+                                        "changed: look at it again and redo the change")
+            conn.execute("DELETE FROM directory_memberships")
+            conn.execute("UPDATE directory_departments SET parent = NULL")
+            conn.execute("DELETE FROM directory_departments")
+            conn.executemany(
+                "INSERT INTO directory_departments (name, parent, budget, position) VALUES (?, NULL, ?, ?)",
+                [(d.name, None if d.budget is None else str(d.budget), i) for i, d in enumerate(departments)])
+            conn.executemany("UPDATE directory_departments SET parent = ? WHERE name = ?",
+                             [(d.parent, d.name) for d in departments if d.parent is not None])
+            conn.executemany(
+                "INSERT INTO directory_memberships (department, spec, valid_from, valid_until) VALUES (?, ?, ?, ?)",
+                [(m.department, m.spec, m.valid_from and m.valid_from.isoformat(),
+                  m.valid_until and m.valid_until.isoformat()) for m in memberships])
+            for old, new in (renamed or {}).items():
+                conn.execute("UPDATE OR REPLACE user_departments SET department = ? WHERE department = ?",
+                             (new, old))
+            conn.executemany(
+                "INSERT INTO directory_extensions (number, name, name_source, updated_at) VALUES (?, ?, 'edited', ?) "
+                "ON CONFLICT (number) DO UPDATE SET name = excluded.name, name_source = 'edited', "
+                "updated_at = excluded.updated_at WHERE directory_extensions.name <> excluded.name "
+                "OR directory_extensions.name_source <> 'edited'",
+                [(number, clean_name(name), at) for number, name in names if number and clean_name(name)])
+            conn.execute(_BUMP)
+            self.audit(action, target, at=at, actor=actor, before=before, after=after)
+            return self.version()
