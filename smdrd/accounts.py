@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Collection, Sequence
+from datetime import UTC, datetime
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from smdrd.store.api import ROLES
+from smdrd.store.api import ROLES, User
 
 if TYPE_CHECKING:
     from argon2 import PasswordHasher
@@ -23,12 +25,15 @@ __all__ = [
     "MIN_PASSWORD",
     "ROLES",
     "TOKEN_PREFIX",
+    "departments_problem",
     "digest",
     "hash_password",
     "name_problem",
     "new_secret",
     "new_token",
     "password_problem",
+    "role_problem",
+    "user_json",
     "verify_password",
 ]
 
@@ -48,6 +53,32 @@ def name_problem(name: str) -> str | None:
         return ("expected 1 to 64 characters: ASCII letters, digits, '.', '_', '@' or '-', starting with a letter "
                 "or digit")
     return None
+
+
+def role_problem(role: str) -> str | None:
+    """Why ``role`` is no role (None when it is one)."""
+    return None if role in ROLES else f"expected one of {', '.join(ROLES)}"
+
+
+def departments_problem(role: str, departments: Sequence[str], known: Collection[str] | None = None) -> str | None:
+    """Why a user of ``role`` cannot have ``departments`` (None when they can): only a manager has any, and at
+    least one; with ``known``, each must be one of them."""
+    if departments and role != "manager":
+        return "only a manager has departments (admins and viewers see them all)"
+    if role == "manager" and not departments:
+        return "a manager needs at least one department"
+    if known is not None:
+        unknown = [d for d in departments if d not in known]
+        if unknown:
+            return f"no such department: {', '.join(unknown)[:200]}"
+    return None
+
+
+def user_json(user: User, now: int) -> dict[str, Any]:
+    """A user as ``smdrd user list --json`` and ``/api/users`` show them (never a secret)."""
+    return {"name": user.name, "role": user.role, "departments": list(user.departments),
+            "created": datetime.fromtimestamp(user.created_at, UTC).isoformat(),
+            "locked": user.locked_until > now}
 
 
 def password_problem(password: str) -> str | None:

@@ -105,15 +105,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _add(args: argparse.Namespace, accounts: Accounts) -> int:
-    from smdrd.accounts import hash_password, name_problem
+    from smdrd.accounts import departments_problem, hash_password, name_problem
 
     problem = name_problem(args.name)
     if problem is not None:
         args.parser.error(f"name: {problem}")
-    if args.department and args.role != "manager":
-        args.parser.error("--department: only a manager has departments (admins and viewers see them all)")
-    if args.role == "manager" and not args.department:
-        args.parser.error("--department: a manager needs at least one department")
+    problem = departments_problem(args.role, args.department)
+    if problem is not None:
+        args.parser.error(f"--department: {problem}")
     if accounts.user(args.name) is not None:
         raise SmdrdError(f"a user named {args.name!r} exists already (smdrd user passwd changes a password)")
     password = read_password(args)
@@ -125,15 +124,13 @@ def _add(args: argparse.Namespace, accounts: Accounts) -> int:
 
 
 def _list(args: argparse.Namespace, accounts: Accounts) -> int:
-    from datetime import UTC, datetime
+    from smdrd.accounts import user_json
 
     now = int(time.time())
     for user in accounts.users():
         locked = user.locked_until > now
         if args.json:
-            print(json.dumps({"name": user.name, "role": user.role, "departments": list(user.departments),
-                              "created": datetime.fromtimestamp(user.created_at, UTC).isoformat(),
-                              "locked": locked}))
+            print(json.dumps(user_json(user, now)))
         else:
             extra = f"  departments: {', '.join(user.departments)}" if user.departments else ""
             print(f"{user.name}\t{user.role}{'  (locked)' if locked else ''}{extra}")

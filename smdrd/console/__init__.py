@@ -22,7 +22,7 @@ import asyncio
 import hmac
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -130,11 +130,16 @@ class Console:
 
     def __init__(self, settings: Settings, server: HttpServer, *, clock: Callable[[], float] = time.time) -> None:
         self.server = server
+        self.settings = settings
+        #: the daemon this console is part of (set by `install`; None for a console built on its own).
+        self.daemon: Daemon | None = None
         self.site = settings.site.name
         self.secure_cookies = settings.http.secure_cookies
         self.path = settings.database.path
         self.clock = clock
         self.throttle = AddressThrottle()
+        #: the departments a manager may be given (the reports' directory replaces it: it follows reloads).
+        self.departments: Callable[[], Sequence[str]] = lambda: [d.name for d in settings.departments]
         self._accounts: Accounts | None = None
         #: the store's one thread: every query of the console runs there, in order.
         self._db = ThreadPoolExecutor(1, thread_name_prefix="smdrd-console-db")
@@ -234,17 +239,24 @@ class Console:
     def routes(self) -> None:
         """Add the console's routes to the server."""
         router = self.server.app.router
-        router.add_get("/", self.home)
         router.add_get("/login", self.login_page)
         router.add_post("/login", self.login)
         router.add_post("/logout", self.logout)
         router.add_get("/account/tokens", self.tokens_page)
         router.add_post("/account/tokens", self.create_token)
         router.add_post("/account/tokens/revoke", self.revoke_token)
-        router.add_get("/users", self.users_page)
         router.add_get("/audit", self.audit_page)
         router.add_get("/console/static/console.css", self.css)
         self.server.login_path = "/login"
+        from smdrd.console import overview
+
+        overview.register(self)  # "/": the overview
+        from smdrd.console import users
+
+        users.register(self)
+        from smdrd.console import calls
+
+        calls.register(self)
 
     @public
     async def css(self, request: web.Request) -> web.StreamResponse:
@@ -253,10 +265,6 @@ class Console:
         body = resources.files("smdrd.console").joinpath("static/console.css").read_bytes()
         return web.Response(body=body, content_type="text/css", charset="utf-8",
                             headers={"Cache-Control": "max-age=3600"})
-
-    @requires(*USERS)
-    async def home(self, request: web.Request) -> web.StreamResponse:
-        return self.render(request, "home.html", title="Overview")
 
     @public
     async def login_page(self, request: web.Request) -> web.StreamResponse:
@@ -414,11 +422,6 @@ class Console:
     # ---- administration ----
 
     @requires(*ADMIN)
-    async def users_page(self, request: web.Request) -> web.StreamResponse:
-        users = await self._store(lambda a: a.users())
-        return self.render(request, "users.html", title="Users", users=users, now=self.now(), when=_when)
-
-    @requires(*ADMIN)
     async def audit_page(self, request: web.Request) -> web.StreamResponse:
         raw = request.query.get("before", "")
         before = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
@@ -452,6 +455,10 @@ def install(daemon: Daemon) -> Console | None:
     if daemon.http is None:
         return None
     console = Console(daemon.settings, daemon.http)
+    console.daemon = daemon
+    reports = daemon.features.reports
+    if reports is not None:
+        console.departments = lambda: reports.context.directory.names
     daemon.http.authenticator = console.authenticate
     console.routes()
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from smdrd.store.api import Actor, ApiToken, AuditEntry, SessionInfo, User, UserExists
+from smdrd.store.api import Actor, ApiToken, AuditEntry, LastAdmin, SessionInfo, User, UserExists
 from smdrd.store.sqlite.schema import connect
 
 _USER = "SELECT id, name, role, created_at, failed_logins, locked_until FROM users"
@@ -100,14 +100,50 @@ class SqliteAccounts:
                 if user is not None:
                     self._audit(conn, "user.password", user.name, at, actor, before=None, after=None)
 
-    def remove_user(self, name: str, *, at: int, actor: Actor) -> User | None:
+    def _last_admin(self, user: User) -> bool:
+        return user.role == "admin" and self.conn.execute(
+            "SELECT COUNT(*) FROM users WHERE role = 'admin'").fetchone()[0] <= 1
+
+    def remove_user(self, name: str, *, at: int, actor: Actor, keep_an_admin: bool = False) -> User | None:
         with self._write() as conn:
             user = self.user(name)
             if user is None:
                 return None
+            if keep_an_admin and self._last_admin(user):
+                raise LastAdmin(f"{user.name} is the last admin; make another admin first")
             conn.execute("DELETE FROM users WHERE id = ?", (user.id,))  # sessions, tokens, departments cascade
             self._audit(conn, "user.remove", user.name, at, actor, before=user.audit_view(), after=None)
         return user
+
+    def change_user(self, name: str, *, role: str, departments: Sequence[str], at: int,
+                    actor: Actor) -> tuple[User, User] | None:
+        with self._write() as conn:
+            before = self.user(name)
+            if before is None:
+                return None
+            if role != "admin" and self._last_admin(before):
+                raise LastAdmin(f"{before.name} is the last admin; make another admin first")
+            conn.execute("UPDATE users SET role = ? WHERE id = ?", (role, before.id))
+            conn.execute("DELETE FROM user_departments WHERE user_id = ?", (before.id,))
+            conn.executemany("INSERT OR IGNORE INTO user_departments (user_id, department) VALUES (?, ?)",
+                             [(before.id, d) for d in departments])
+            after = self._by_id(before.id)
+            assert after is not None
+            if after.audit_view() != before.audit_view():
+                self._audit(conn, "user.change", after.name, at, actor, before=before.audit_view(),
+                            after=after.audit_view())
+        return before, after
+
+    def unlock_user(self, name: str, *, at: int, actor: Actor) -> User | None:
+        with self._write() as conn:
+            user = self.user(name)
+            if user is None:
+                return None
+            conn.execute("UPDATE users SET failed_logins = 0, locked_until = 0 WHERE id = ?", (user.id,))
+            self._audit(conn, "user.unlock", user.name, at, actor,
+                        before={"failed_logins": user.failed_logins, "locked_until": user.locked_until},
+                        after={"failed_logins": 0, "locked_until": 0})
+        return self._by_id(user.id)
 
     def login_failed(self, user_id: int, *, at: int, lock_after: int, lock_seconds: int) -> User:
         with self._write() as conn:

@@ -1,0 +1,221 @@
+"""Users in the console (issue 15, point 2), against a real daemon process over HTTP: an admin adds a manager,
+changes their role and departments, resets their password, unlocks and removes them, from the pages and from
+the JSON API; mistakes are shown beside their field; the last admin can be neither removed nor demoted; every
+change is in the audit log with its before and after, and no password reaches it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from smdrd.console import LOCK_AFTER
+from smdrd.store import open_store
+from smdrd.store.api import AuditEntry
+from tests.test_console_http import PASSWORDS, SERVICE_TOKEN, Site, page_csrf, sign_in, start, status
+
+NEW = {"mona": "mona's long passphrase", "mona2": "mona's second passphrase", "ada": "ada's long passphrase"}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    PASSWORDS.update(NEW)
+    daemon, port = start(tmp_path_factory.mktemp("users"), ("alice", "admin", ()), ("victor", "viewer", ()))
+    running = Site(daemon, port)
+    running.secrets |= set(NEW.values())
+    try:
+        yield running
+        text = daemon.log_text()
+        assert not [s for s in running.secrets if s in text], "a password or session id reached the log"
+        daemon.terminate()
+        daemon.assert_clean_log()
+    finally:
+        daemon.kill()
+        for name in NEW:
+            PASSWORDS.pop(name, None)
+
+
+def audit(site: Site, limit: int = 50) -> list[AuditEntry]:
+    accounts = open_store(site.daemon.db).accounts()
+    try:
+        return accounts.entries(limit)
+    finally:
+        accounts.close()
+
+
+def jar() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=aiohttp.ClientTimeout(total=30))
+
+
+async def test_an_admin_manages_a_user_from_the_pages(site: Site) -> None:
+    async with jar() as admin, jar() as mona:
+        assert (await sign_in(site, admin, "alice")).status == 303
+        csrf = await page_csrf(site, admin, "/users")
+        form = {"csrf": csrf, "name": "mona", "role": "manager", "password": NEW["mona"], "confirm": NEW["mona"]}
+        # Mistakes, each beside its field, and nothing added.
+        async with admin.post(f"{site.base}/users", data={**form, "name": "<b>x</b>"}) as r:
+            text = await r.text()
+            assert r.status == 400 and 'id="name-error"' in text and "<b>x" not in text and "&lt;b&gt;" in text
+        async with admin.post(f"{site.base}/users", data=form) as r:
+            assert r.status == 400 and "a manager needs at least one department" in await r.text()
+        async with admin.post(f"{site.base}/users", data=[*form.items(), ("departments", "Nowhere")]) as r:
+            assert r.status == 400 and "no such department: Nowhere" in await r.text()
+        async with admin.post(f"{site.base}/users", data={**form, "departments": "Sales", "confirm": "x" * 12}) as r:
+            assert r.status == 400 and "the two passwords differ" in await r.text()
+        async with admin.post(f"{site.base}/users", data={**form, "departments": "Sales", "password": "short",
+                                                          "confirm": "short"}) as r:
+            assert r.status == 400 and 'id="password-error"' in await r.text()
+        async with admin.post(f"{site.base}/users", data={**form, "departments": "Sales"},
+                              allow_redirects=False) as r:
+            assert r.status == 303 and r.headers["Location"].startswith("/users?done=added")
+        async with admin.post(f"{site.base}/users", data={**form, "name": "MONA", "departments": "Sales"}) as r:
+            assert r.status == 409 and "exists already" in await r.text()
+        async with admin.get(f"{site.base}/users/mona") as r:
+            assert r.status == 200 and 'value="Sales" id="edit-dep-1" checked' in await r.text()
+
+        # The manager signs in and sees only Sales (and what is under it).
+        assert (await sign_in(site, mona, "mona")).status == 303
+        async with mona.get(f"{site.base}/api/reports") as r:
+            assert [d["name"] for d in (await r.json())["departments"]] == ["Sales", "Sales North"]
+        support = f"{site.base}/api/reports/departments?department=Support"
+        assert await status(mona, support) == 403
+        assert await status(mona, f"{site.base}/users") == 403
+
+        # Her departments change, and then her role: at once, in her open session.
+        async with admin.post(f"{site.base}/users/mona", data=[("csrf", csrf), ("role", "manager"),
+                                                                ("departments", "Support")],
+                              allow_redirects=False) as r:
+            assert r.status == 303
+        assert await status(mona, support) == 200
+        async with admin.post(f"{site.base}/users/mona", data={"csrf": csrf, "role": "viewer"},
+                              allow_redirects=False) as r:
+            assert r.status == 303
+        async with admin.get(f"{site.base}/users/mona?done=changed") as r:
+            assert "Role and departments saved." in await r.text()
+        async with mona.get(f"{site.base}/api/reports") as r:
+            assert len((await r.json())["departments"]) == 4, "a viewer reads every department"
+
+        # A new password ends her sessions; the new one signs in.
+        reset = f"{site.base}/users/mona/password"
+        async with admin.post(reset, data={"csrf": csrf, "password": "short", "confirm": "short"}) as r:
+            assert r.status == 400 and "too short" in await r.text()
+        async with admin.post(reset, data={"csrf": csrf, "password": NEW["mona2"], "confirm": NEW["mona2"]},
+                              allow_redirects=False) as r:
+            assert r.status == 303
+        assert await status(mona, f"{site.base}/api/reports") == 401, "her session ended"
+        assert (await sign_in(site, mona, "mona", NEW["mona"])).status == 401
+        assert (await sign_in(site, mona, "mona", NEW["mona2"])).status == 303
+
+        # Locked by wrong passwords, unlocked by the admin.
+        async with jar() as guesser:
+            for _ in range(LOCK_AFTER):
+                assert (await sign_in(site, guesser, "mona", "a wrong passphrase")).status == 401
+            assert (await sign_in(site, guesser, "mona", NEW["mona2"])).status == 401, "locked"
+            async with admin.get(f"{site.base}/users/mona") as r:
+                assert "Locked" in await r.text()
+            async with admin.post(f"{site.base}/users/mona/unlock", data={"csrf": csrf}, allow_redirects=False) as r:
+                assert r.status == 303
+            assert (await sign_in(site, guesser, "mona", NEW["mona2"])).status == 303
+
+        # Removed: her sessions end with her.
+        async with admin.post(f"{site.base}/users/mona/remove", data={"csrf": csrf}, allow_redirects=False) as r:
+            assert r.status == 303
+        assert await status(mona, f"{site.base}/api/reports") == 401
+        assert await status(admin, f"{site.base}/users/mona") == 404
+
+    entries = [e for e in audit(site) if e.target == "mona" and e.action.startswith("user.")]
+    by_action = {e.action: e for e in entries}
+    assert {"user.add", "user.change", "user.password", "user.unlock", "user.remove"} <= set(by_action)
+    assert all(e.actor == "alice" and e.address == "127.0.0.1" for e in entries)
+    changes = [(e.before, e.after) for e in entries if e.action == "user.change"]
+    assert ({"name": "mona", "role": "manager", "departments": ["Sales"]},
+            {"name": "mona", "role": "manager", "departments": ["Support"]}) in changes
+    assert ({"name": "mona", "role": "manager", "departments": ["Support"]},
+            {"name": "mona", "role": "viewer", "departments": []}) in changes
+    assert by_action["user.remove"].before == {"name": "mona", "role": "viewer", "departments": []}
+    dumped = json.dumps([(e.before, e.after) for e in audit(site, 500)])
+    assert not any(p in dumped for p in NEW.values()) and "argon2" not in dumped
+
+
+async def test_the_json_api_and_the_last_admin(site: Site) -> None:
+    async with jar() as admin, jar() as viewer:
+        assert (await sign_in(site, admin, "alice")).status == 303
+        csrf = await page_csrf(site, admin, "/users")
+        api = f"{site.base}/api/users"
+        body = {"name": "ada", "role": "viewer", "password": NEW["ada"]}
+        async with admin.post(api, json=body) as r:
+            assert r.status == 403, "a session's change needs its CSRF token, in the header for JSON"
+        headers = {"X-CSRF-Token": csrf}
+        async with admin.post(api, json={**body, "role": "boss"}, headers=headers) as r:
+            assert r.status == 400 and set((await r.json())["errors"]) == {"role"}
+        async with admin.post(api, json={**body, "departments": "Sales"}, headers=headers) as r:
+            assert r.status == 400 and (await r.json())["errors"] == {"departments": "expected a list of department "
+                                                                                     "names"}
+        async with admin.post(api, data=b"not json", headers={**headers, "Content-Type": "application/json"}) as r:
+            assert r.status == 400 and (await r.json())["errors"] == {"body": "expected a JSON object"}
+        async with admin.post(api, json=body, headers=headers) as r:
+            assert r.status == 201
+            made = await r.json()
+            assert made["name"] == "ada" and made["role"] == "viewer" and made["locked"] is False
+            assert "password" not in made
+        async with admin.get(api) as r:
+            assert {u["name"] for u in (await r.json())["users"]} >= {"alice", "ada", "victor"}
+
+        # The last admin can be neither demoted nor removed, from the pages or the API.
+        async with admin.put(f"{api}/alice", json={"role": "viewer"}, headers=headers) as r:
+            assert r.status == 409 and "last admin" in (await r.json())["errors"]["role"]
+        async with admin.delete(f"{api}/alice", headers=headers) as r:
+            assert r.status == 409
+        async with admin.post(f"{site.base}/users/alice", data={"csrf": csrf, "role": "viewer"}) as r:
+            assert r.status == 409 and "last admin" in await r.text()
+        async with admin.post(f"{site.base}/users/alice/remove", data={"csrf": csrf}) as r:
+            assert r.status == 409 and 'id="remove-error"' in await r.text()
+
+        # Once ada is an admin, alice may step down; ada's token then removes ada's account, as an API call.
+        async with admin.put(f"{api}/ada", json={"role": "admin", "unknown": 1}, headers=headers) as r:
+            assert r.status == 400 and "unknown" in (await r.json())["errors"]
+        async with admin.put(f"{api}/ada", json={"role": "admin"}, headers=headers) as r:
+            assert r.status == 200 and (await r.json())["role"] == "admin"
+        async with admin.put(f"{api}/alice", json={"role": "manager", "departments": ["Sales"]},
+                             headers=headers) as r:
+            assert r.status == 200 and (await r.json())["departments"] == ["Sales"]
+        assert await status(admin, api) == 403, "alice is a manager now, at once"
+        async with jar() as ada:
+            assert (await sign_in(site, ada, "ada")).status == 303
+            ada_csrf = await page_csrf(site, ada, "/users")
+            async with ada.put(f"{api}/alice", json={"role": "admin"}, headers={"X-CSRF-Token": ada_csrf}) as r:
+                assert r.status == 200 and (await r.json())["departments"] == []
+            async with ada.delete(f"{api}/nobody", headers={"X-CSRF-Token": ada_csrf}) as r:
+                assert r.status == 404
+            async with ada.delete(f"{api}/ada", headers={"X-CSRF-Token": ada_csrf}) as r:
+                assert r.status == 204
+        assert await status(admin, f"{api}/ada") == 404
+
+        # Nobody else may use the API.
+        assert (await sign_in(site, viewer, "victor")).status == 303
+        assert await status(viewer, api) == 403
+        async with viewer.post(api, json=body, headers={"X-CSRF-Token": await page_csrf(site, viewer)}) as r:
+            assert r.status == 403
+        assert await status(viewer, api, headers={"Authorization": f"Bearer {SERVICE_TOKEN}"}) == 403
+
+
+def test_the_store_keeps_an_admin_even_when_two_step_down_at_once(tmp_path: Path) -> None:
+    from smdrd.store.api import Actor, LastAdmin
+
+    accounts = open_store(tmp_path / "db.sqlite").accounts()
+    try:
+        for name in ("a1", "a2"):
+            accounts.add_user(name, "admin", "hash", (), at=1, actor=Actor("test"))
+        assert accounts.change_user("a1", role="viewer", departments=(), at=2, actor=Actor("a2")) is not None
+        with pytest.raises(LastAdmin):
+            accounts.change_user("a2", role="viewer", departments=(), at=3, actor=Actor("a2"))
+        with pytest.raises(LastAdmin):
+            accounts.remove_user("a2", at=3, actor=Actor("a2"), keep_an_admin=True)
+        assert [(u.name, u.role) for u in accounts.users()] == [("a1", "viewer"), ("a2", "admin")]
+        assert accounts.change_user("ghost", role="viewer", departments=(), at=3, actor=Actor("a2")) is None
+        assert accounts.unlock_user("ghost", at=3, actor=Actor("a2")) is None
+    finally:
+        accounts.close()
