@@ -32,6 +32,7 @@ from smdrd import __version__
 from smdrd.backoff import Backoff
 from smdrd.config import Settings, SourceConfig, http_token, load_config
 from smdrd.core import Entry
+from smdrd.directory import resolve as resolve_directory
 from smdrd.errors import SmdrdError
 from smdrd.http import HttpServer
 from smdrd.ingest import Hooks, SourceIngest
@@ -40,12 +41,14 @@ from smdrd.pipeline import MAX_IN_FLIGHT, Pipeline
 from smdrd.sources.base import Source
 from smdrd.sources.streams import describe
 from smdrd.store.sqlite.writer import JournalWriter
+from smdrd.tariffs import resolve as resolve_tariff
 
 if TYPE_CHECKING:
     from smdrd.alerts.feature import Alerts
     from smdrd.console import Console
     from smdrd.delivery import MqttDelivery
     from smdrd.health import HealthMonitor
+    from smdrd.mail import MailDelivery
     from smdrd.metrics import Metrics
     from smdrd.reports.http import ReportService
     from smdrd.retention import Pruner
@@ -62,7 +65,7 @@ class RunningSource:
 
 
 #: the features a daemon is built with, in build order (each one's dependencies come before it).
-FEATURES: tuple[str, ...] = ("health", "metrics", "reports", "console", "alerts", "mqtt", "retention")
+FEATURES: tuple[str, ...] = ("health", "metrics", "reports", "console", "alerts", "mqtt", "mail", "retention")
 
 
 @dataclass
@@ -75,6 +78,7 @@ class Features:
     console: Console | None = None
     alerts: Alerts | None = None
     mqtt: MqttDelivery | None = None
+    mail: MailDelivery | None = None
     retention: Pruner | None = None
 
 
@@ -107,6 +111,8 @@ class Daemon:
         on_commit: CommitListener | None = None,
         features: Collection[str] | None = None,
     ) -> None:
+        settings = resolve_tariff(settings)  # [tariff] source = "database": the latest saved version's rules
+        settings = resolve_directory(settings)  # [directory] source = "database": its departments
         self.settings = settings
         self.config_path = config_path
         db = settings.database
@@ -185,10 +191,17 @@ class Daemon:
             from smdrd.delivery import install as mqtt
 
             f.mqtt = mqtt(self, alerts=f.alerts, metrics=f.metrics)
+        if "mail" in wanted:
+            from smdrd.mail import install as mail
+
+            f.mail = mail(self)
         if "retention" in wanted:
             from smdrd.retention import install as retention
 
             f.retention = retention(self)
+        from smdrd.directory import watch
+
+        self.add_task("directory-watch", lambda: watch(self))
         return f
 
     def add_task(self, name: str, factory: Callable[[], Coroutine[Any, Any, Any]]) -> None:
@@ -385,6 +398,8 @@ class Daemon:
         log.info("daemon.reloading", config=str(self.config_path))
         try:
             new = await asyncio.to_thread(load_config, self.config_path)
+            new = await asyncio.to_thread(resolve_tariff, new)
+            new = await asyncio.to_thread(resolve_directory, new)
             new_hooks = build_hooks(new, self.base_dir)
         except SmdrdError as exc:  # a config or tariff error: names the file, key or line, never a secret
             log.error("daemon.reload_rejected", reason=str(exc), kept="the running configuration")
@@ -413,6 +428,25 @@ class Daemon:
             self._start_source(fresh[name])
         log.info("daemon.reloaded", added=added, removed=removed, changed=changed,
                  unchanged=[n for n in old if n in fresh and n not in changed])
+
+    def use_directory(self, settings: Settings) -> None:
+        """Swap in the departments of ``settings`` (the directory changed in the database): every feature
+        re-reads them as at a reload (reports and the managers' scoping, budget alerts, metrics)."""
+        self.settings = self.settings.model_copy(update={"departments": settings.departments})
+        for listener in self.reload_listeners:
+            listener(self.settings)
+        log.info("daemon.directory_swapped", departments=len(settings.departments))
+
+    async def use_tariff(self, settings: Settings) -> None:
+        """Swap in the tariff of ``settings`` (a version saved in the console), as a reload would: compiled off
+        the event loop, then swapped in one assignment here and queued to the pipeline worker behind the lines
+        already sent. Raises `TariffError` (the running tariff stays) when it does not compile."""
+        hooks = await asyncio.to_thread(build_hooks, settings, self.base_dir)
+        self.hooks.rate = hooks.rate
+        if self.pipeline is not None:
+            self.pipeline.configure(settings, self.base_dir)
+        self.settings = self.settings.model_copy(update={"tariff": settings.tariff})
+        log.info("daemon.tariff_swapped", rules=len(settings.tariff.rules), mode=settings.tariff.mode)
 
     async def _watchdog(self) -> None:
         interval = watchdog_interval()

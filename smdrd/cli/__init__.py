@@ -34,6 +34,8 @@ COMMANDS = (
     "prune",
     "user",
     "failed",
+    "tariff",
+    "directory",
 )
 
 
@@ -57,6 +59,8 @@ SUMMARIES: dict[str, tuple[str, str]] = {
     "prune": ("prune", "delete call details and raw lines older than [retention] says (reports stay exact)"),
     "user": ("user", "add, list, change the password of, or remove the console's users"),
     "errors": ("failed", "list the journalled lines that could not be parsed, and why"),
+    "tariff": ("tariff", "import, export or list the versions of the tariff kept in the database"),
+    "directory": ("directory", "import or export the directory (departments, memberships, extension names) as CSV"),
 }
 
 

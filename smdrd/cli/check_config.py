@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from smdrd.config import Settings, config_warnings, load_config, redacted
@@ -29,7 +30,12 @@ def run(args: argparse.Namespace) -> int:
         settings = load_config(args.file)
         from smdrd.rating import Rater
 
-        Rater.from_config(settings.site, settings.tariff, base_dir=args.file.parent)
+        tariff = settings.tariff
+        if tariff.source == "database" and Path(settings.database.path).exists():
+            from smdrd.tariffs import resolve
+
+            tariff = resolve(settings).tariff
+        Rater.from_config(settings.site, tariff, base_dir=args.file.parent)
     except (ConfigError, TariffError) as exc:
         if isinstance(exc, TariffError):
             exc = ConfigError(str(args.file), [("tariff", str(exc))])
@@ -50,9 +56,31 @@ def run(args: argparse.Namespace) -> int:
     n = len(warnings)
     noted = f" with {n} warning{'s' if n != 1 else ''} (above)" if n else ""
     print(f"{args.file}: OK{noted}; database {settings.database.path}; sources: {sources}")
+    print(f"  {tariff_source(settings)}")
+    from smdrd.directory import describe_source
+
+    print(f"  {describe_source(settings)}")
     for line in source_choices(settings):
         print(f"  {line}")
     return 1 if warnings and args.strict else 0
+
+
+def tariff_source(settings: Settings) -> str:
+    """Which source of the tariff is in force ([tariff] source), and what it holds."""
+    t = settings.tariff
+    if t.source == "files":
+        decks = ", ".join(str(d) for d in t.decks) or "no decks"
+        return f"tariff: from the files ([tariff] source = \"files\"): {len(t.rules)} inline rules, {decks}"
+    from smdrd.tariffs import current
+
+    latest = current(settings.database.path) if Path(settings.database.path).exists() else None
+    if latest is None:
+        return ("tariff: from the database ([tariff] source = \"database\"): no version saved yet, every call "
+                "costs 0 until one is (smdrd tariff import, or the console's Rates page)")
+    v = latest.info
+    when = datetime.fromtimestamp(v.created_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"tariff: from the database ([tariff] source = \"database\"): version {v.version}, {v.rules} rules, "
+            f"saved by {v.actor} at {when}")
 
 
 def source_choices(settings: Settings) -> list[str]:

@@ -76,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
     if args.database is not None:
         settings = settings.model_copy(update={"database": settings.database.model_copy(
             update={"path": args.database})})
+    from smdrd.tariffs import resolve
+
+    settings = resolve(settings)  # [tariff] source = "database": the latest saved version
     base_dir = path.parent if path else None
     failed = FailedLines()
     if args.in_process or "-" in args.files:

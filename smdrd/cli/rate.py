@@ -62,7 +62,9 @@ def _rater(args: argparse.Namespace) -> Any:
 
     if args.config is not None or (not args.country and config_named(args)):
         path = config_path(args)
-        settings = load_config(path)
+        from smdrd.tariffs import resolve
+
+        settings = resolve(load_config(path))  # [tariff] source = "database": the latest saved version
         return Rater.from_config(settings.site, settings.tariff, base_dir=path.parent)
     if not args.country:
         raise SmdrdError(f"{no_config_message(args)}, or --country CC (with --rules DECK.csv to price calls)")

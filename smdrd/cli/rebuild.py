@@ -70,6 +70,9 @@ def _bounds(args: argparse.Namespace, settings: Settings) -> tuple[int, int]:
 
 
 def _rater(settings: Settings, path: Path | None) -> Rater:
+    from smdrd.tariffs import resolve
+
+    settings = resolve(settings)  # [tariff] source = "database": the latest saved version
     return Rater.from_config(settings.site, settings.tariff, base_dir=path.parent if path else None)
 
 

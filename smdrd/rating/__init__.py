@@ -19,6 +19,7 @@ from smdrd.lazy import lazy_attributes
 if TYPE_CHECKING:
     from smdrd.rating.classes import CALL_CLASSES, CallClass
     from smdrd.rating.deck import parse_deck, read_deck
+    from smdrd.rating.explain import Explanation, explain
     from smdrd.rating.money import parse_money, round_cost
     from smdrd.rating.normalise import Dialplan, Number, normalise, normalise_uncached
     from smdrd.rating.rules import Band, Rule, TariffSourceError, price
@@ -49,6 +50,8 @@ _HOMES = {
     "Number": "smdrd.rating.normalise",
     "normalise": "smdrd.rating.normalise",
     "normalise_uncached": "smdrd.rating.normalise",
+    "Explanation": "smdrd.rating.explain",
+    "explain": "smdrd.rating.explain",
     "Band": "smdrd.rating.rules",
     "Rule": "smdrd.rating.rules",
     "TariffSourceError": "smdrd.rating.rules",
@@ -74,6 +77,7 @@ __all__ = [
     "Breakdown",
     "CallClass",
     "Dialplan",
+    "Explanation",
     "Number",
     "Piece",
     "PrefixTable",
@@ -85,6 +89,7 @@ __all__ = [
     "build_tariff",
     "compile_tariff",
     "empty_tariff",
+    "explain",
     "normalise",
     "normalise_uncached",
     "parse_deck",

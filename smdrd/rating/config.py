@@ -132,6 +132,8 @@ class TariffRuleConfig(Section):
     valid_until: date | None = None
     trunks: list[str] = Field(default_factory=list)
     directions: list[Literal["outbound", "inbound"]] = Field(default=["outbound"], min_length=1)
+    #: only numbers of exactly this many E.164 digits (country code included); 0 for any length.
+    number_length: int = Field(default=0, ge=0, le=15)
 
     @field_validator("prefixes")
     @classmethod
@@ -145,6 +147,9 @@ class TariffConfig(Section):
     With no decks and no rules every call costs 0, and calls still get their classes from phonenumbers.
     """
 
+    #: where the rules, bands and mode come from: ``files`` (this section and its decks) or ``database`` (the
+    #: latest version saved in the console or by ``smdrd tariff import``; see docs/rating.md).
+    source: Literal["files", "database"] = "files"
     currency: str = Field(default="USD", min_length=3, max_length=3)
     decimals: int = Field(default=2, ge=0, le=6)
     mode: Literal["longest-prefix", "first-match"] = "longest-prefix"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import replace
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -24,12 +25,26 @@ from smdrd.rating.classes import CALL_CLASSES
 from smdrd.rating.money import MoneyError, parse_money
 from smdrd.rating.rules import DIRECTIONS, Band, Rule, TariffSourceError
 
-__all__ = ["COLUMNS", "REQUIRED", "parse_deck", "parse_prefix", "read_deck"]
+__all__ = [
+    "COLUMNS", "REQUIRED", "YEASTAR_COLUMNS", "YEASTAR_HEADER", "is_yeastar", "parse_deck", "parse_prefix", "read_deck",
+]
 
 COLUMNS = (
     "name", "prefix", "call_class", "rate", "billing_unit", "initial_time", "initial_cost", "connection_fee",
     "minimum_charge", "charge_unanswered", "band", "valid_from", "valid_until", "trunks", "directions",
+    "number_length",
 )
+#: Yeastar P-Series' call-rate CSV columns (Settings > Call Rate > Rate > Export) and smdrd's names for them.
+#: Yeastar writes its rules in the reverse of their order on the PBX (the first line is the last rule), so a
+#: deck with these columns is read bottom-up and written that way.
+YEASTAR_COLUMNS = {
+    "name": "name", "match prefix": "prefix", "number length": "number_length", "rate": "rate",
+    "billable unit(s)": "billing_unit", "initial time(s)": "initial_time", "initial cost": "initial_cost",
+}
+#: the columns as Yeastar's export spells them, in its order.
+YEASTAR_HEADER = ("Name", "Match Prefix", "Number Length", "Rate", "Billable Unit(s)", "Initial Time(s)",
+                  "Initial Cost")
+_YEASTAR_LABELS = {YEASTAR_COLUMNS[label.lower()]: label for label in YEASTAR_HEADER}
 REQUIRED = ("prefix", "rate")
 _MONEY = ("rate", "initial_cost", "connection_fee", "minimum_charge")
 _OUTBOUND = frozenset({"outbound"})
@@ -57,6 +72,27 @@ def _seconds(text: str, column: str, default: int, minimum: int) -> int:
     if not (text.isascii() and text.isdigit()) or int(text) < minimum:
         raise ValueError(f"{column}: expected a whole number of seconds, {minimum} or more, got {text!r}")
     return int(text)
+
+
+def _length(text: str) -> int:
+    if not text:
+        return 0
+    if not (text.isascii() and text.isdigit()) or int(text) > 15:
+        raise ValueError(f"number_length: expected a whole number of digits, 1 to 15 (blank for any), got {text!r}")
+    return int(text)
+
+
+def is_yeastar(header: Iterable[str]) -> bool:
+    """True when a deck's header names Yeastar's columns (``Match Prefix``...) rather than smdrd's."""
+    cells = {cell.strip().lower() for cell in header}
+    return "match prefix" in cells or "billable unit(s)" in cells
+
+
+def _yeastar_reason(reason: str) -> str:
+    """An error about a Yeastar deck names the column as Yeastar spells it."""
+    column, sep, rest = reason.partition(":")
+    label = _YEASTAR_LABELS.get(column)
+    return f"{label}:{rest}" if sep and label else reason
 
 
 def _flag(text: str, column: str) -> bool:
@@ -125,6 +161,13 @@ def parse_deck(
     if header is None:
         raise TariffSourceError(source, None, "empty deck; expected a header line such as \"prefix,rate\"")
     header_line = reader.line_num
+    yeastar = is_yeastar(header)
+    if yeastar:
+        unknown = [c for c in header if c not in YEASTAR_COLUMNS]
+        if unknown:
+            raise TariffSourceError(source, header_line, f"unknown column {unknown[0]!r}; a Yeastar deck has "
+                                                         f"the columns {', '.join(YEASTAR_COLUMNS)}")
+        header = [YEASTAR_COLUMNS[c] for c in header]
     unknown = [c for c in header if c not in COLUMNS]
     if unknown:
         raise TariffSourceError(source, header_line, f"unknown column {unknown[0]!r}; expected columns among "
@@ -144,6 +187,7 @@ def parse_deck(
     i_unit, i_init, i_band = col["billing_unit"], col["initial_time"], col["band"]
     i_from, i_until = col["valid_from"], col["valid_until"]
     i_trunks, i_dirs, i_attempt = col["trunks"], col["directions"], col["charge_unanswered"]
+    i_length = col["number_length"]
     # The same few prices and units repeat on every line: parse each spelling once.
     amounts: dict[str, Decimal] = {}
     rules: list[Rule] = []
@@ -158,7 +202,10 @@ def parse_deck(
         cells = [c.strip() for c in row]
         cells.extend([""] * (width + 1 - len(cells)))
         try:
-            prefix = parse_prefix(cells[i_prefix])
+            try:
+                prefix = parse_prefix(cells[i_prefix])
+            except ValueError as exc:
+                raise ValueError(f"prefix: {exc}") from None
             if not cells[i_rate]:
                 raise ValueError("rate: expected an amount such as 0.03 (write 0 for free calls)")
             money: list[Decimal] = []
@@ -204,14 +251,17 @@ def parse_deck(
                 valid_until=_date(cells[i_until], "valid_until"),
                 trunks=frozenset(_split(trunks)) if trunks else _ALL_TRUNKS,
                 directions=directions,
+                number_length=_length(cells[i_length]),
                 order=order,
                 source=source,
                 line=line,
             )
         except ValueError as exc:
-            raise TariffSourceError(source, line, str(exc)) from None
+            raise TariffSourceError(source, line, _yeastar_reason(str(exc)) if yeastar else str(exc)) from None
         rules.append(rule)
         order += 1
+    if yeastar:  # the file lists the PBX's rules last first
+        rules = [replace(rule, order=first_order + i) for i, rule in enumerate(reversed(rules))]
     return rules
 
 

@@ -181,6 +181,8 @@ class Rule:
         valid_until: last day (local, included) the rule applies, ``None`` for always.
         trunks: the trunks (or carriers, as the PBX names the line) the rule applies to; empty for all.
         directions: ``outbound`` and/or ``inbound``.
+        number_length: the rule applies only to numbers of exactly this many E.164 digits (country code
+            included, no ``+``), as Yeastar's "Number Length"; 0 for any length.
         order: position among all rules of the tariff (inline rules first, then decks in order).
         source: where the rule was written (``rates.csv`` or ``tariff.rules``).
         line: the deck line or the inline rule's index.
@@ -201,6 +203,7 @@ class Rule:
     valid_until: date | None = None
     trunks: frozenset[str] = frozenset()
     directions: frozenset[str] = frozenset({"outbound"})
+    number_length: int = 0
     order: int = 0
     source: str = ""
     line: int = 0

@@ -260,7 +260,10 @@ class Tariff:
         found = self._memo.get(key)
         if found is not None:
             return found
-        flat = [(rule, prefix) for prefix, bucket in self.table.matches(key) for rule in bucket]
+        # A rule for numbers of one length is left out here, once per key, not on the hot path.
+        size = len(key)
+        flat = [(rule, prefix) for prefix, bucket in self.table.matches(key) for rule in bucket
+                if not rule.number_length or rule.number_length == size]
         if self.mode == FIRST_MATCH:
             flat.sort(key=lambda pair: pair[0].order)
         result = tuple(flat)
@@ -399,6 +402,7 @@ def compile_tariff(config: TariffConfig, *, base_dir: Path | str | None = None) 
             valid_until=spec.valid_until,
             trunks=frozenset(spec.trunks),
             directions=frozenset(spec.directions),
+            number_length=spec.number_length,
             order=len(rules),
             source="tariff.rules",
             line=i,

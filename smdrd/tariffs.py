@@ -1,0 +1,148 @@
+"""The tariff's one source of truth (``[tariff] source``): the configuration's files, or versions in the database.
+
+With ``source = "files"`` (the default) the rules, bands and mode are ``[tariff]``'s and its decks', as always.
+With ``source = "database"`` they are the latest version saved in the console or by ``smdrd tariff import``
+(`smdrd.store.api.TariffStore`); the rest of ``[tariff]`` (currency, decimals, split, holidays,
+unknown_numbers) still comes from the file. `resolve` gives every command and the daemon the settings with the
+tariff in force, so the same `~smdrd.rating.Rater` is compiled from it everywhere, in the pipeline worker too.
+
+A version is a document ``{"mode": ..., "bands": {...}, "rules": [...]}``, each rule written as
+``[[tariff.rules]]`` is (`TariffRuleConfig`), so it validates with the configuration's own schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from smdrd.rating.config import TariffBandConfig, TariffConfig, TariffRuleConfig
+from smdrd.rating.deck import COLUMNS, YEASTAR_HEADER, parse_deck
+from smdrd.rating.rules import Band, Rule
+from smdrd.store.api import TariffVersion
+
+if TYPE_CHECKING:
+    from smdrd.config import Settings
+
+__all__ = [
+    "DATABASE",
+    "FILES",
+    "band_of",
+    "document",
+    "read_csv",
+    "resolve",
+    "rule_json",
+    "tariff_config",
+    "write_csv",
+]
+
+FILES = "files"
+DATABASE = "database"
+
+
+def rule_json(rule: TariffRuleConfig) -> dict[str, Any]:
+    """A rule as a version's document keeps it: JSON-safe, defaults left out (amounts as decimal strings)."""
+    data: dict[str, Any] = rule.model_dump(mode="json", exclude_defaults=True)
+    data["prefixes"] = list(rule.prefixes)
+    return data
+
+
+def document(mode: str, bands: dict[str, TariffBandConfig], rules: Iterable[TariffRuleConfig]) -> dict[str, Any]:
+    """A version's document."""
+    return {"mode": mode, "bands": {name: b.model_dump(mode="json") for name, b in bands.items()},
+            "rules": [rule_json(r) for r in rules]}
+
+
+def tariff_config(base: TariffConfig, doc: dict[str, Any] | None) -> TariffConfig:
+    """``base`` (the file's ``[tariff]``) with the rules, bands and mode of a version's document (no decks).
+    ``None`` (nothing saved yet): no rules, so every call costs 0.
+
+    Raises:
+        pydantic.ValidationError: the document does not validate (never for one this module saved).
+    """
+    data = base.model_dump(mode="json")
+    doc = doc or {"mode": base.mode, "bands": {}, "rules": []}
+    data.update(decks=[], rules=doc.get("rules", []), bands=doc.get("bands", {}), mode=doc.get("mode", base.mode))
+    return TariffConfig.model_validate(data)
+
+
+def current(database: str | Any) -> TariffVersion | None:
+    """The latest saved version in the database at ``database`` (a path)."""
+    from smdrd.store import open_store
+
+    tariffs = open_store(database).tariffs()
+    try:
+        return tariffs.current()
+    finally:
+        tariffs.close()
+
+
+def resolve(settings: Settings) -> Settings:
+    """``settings`` with the tariff in force: unchanged for ``source = "files"``; for ``"database"``, the latest
+    saved version's rules, bands and mode (no rules before the first save)."""
+    if settings.tariff.source != DATABASE:
+        return settings
+    latest = current(settings.database.path)
+    return with_version(settings, latest)
+
+
+def with_version(settings: Settings, version: TariffVersion | None) -> Settings:
+    """``settings`` whose tariff is ``version``'s (see `tariff_config`)."""
+    return settings.model_copy(update={"tariff": tariff_config(settings.tariff, version.document if version else None)})
+
+
+def band_of(band: Band | None) -> str | None:
+    return band.name if band is not None else None
+
+
+def _rule_config(rule: Rule) -> TariffRuleConfig:
+    return TariffRuleConfig(
+        name=rule.name, prefixes=list(rule.prefixes), call_class=rule.call_class,  # type: ignore[arg-type]
+        rate=rule.rate, billing_unit=rule.billing_unit, initial_time=rule.initial_time,
+        initial_cost=rule.initial_cost, connection_fee=rule.connection_fee, minimum_charge=rule.minimum_charge,
+        charge_unanswered=rule.charge_unanswered, band=band_of(rule.band), valid_from=rule.valid_from,
+        valid_until=rule.valid_until, trunks=sorted(rule.trunks), directions=sorted(rule.directions),  # type: ignore[arg-type]
+        number_length=rule.number_length)
+
+
+def read_csv(text: str, source: str, bands: dict[str, TariffBandConfig]) -> list[TariffRuleConfig]:
+    """The rules of a CSV deck, smdrd's columns or Yeastar's (detected from the header), in tariff order.
+
+    Raises:
+        TariffSourceError: naming ``source``, the line and the column of the first bad cell.
+    """
+    from smdrd.rating.tariff import _band
+
+    compiled = {name: _band(name, b.days, b.hours, b.holidays) for name, b in bands.items()}
+    return [_rule_config(r) for r in parse_deck(text.lstrip("\ufeff").splitlines(keepends=True), source,
+                                                bands=compiled)]
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple | set | frozenset):
+        return ";".join(str(v) for v in value)
+    return str(value)
+
+
+def write_csv(rules: Sequence[TariffRuleConfig], *, yeastar: bool = False) -> str:
+    """A CSV deck of ``rules``: smdrd's columns (one line per prefix), or Yeastar's (its seven columns, last rule
+    first as Yeastar writes them; what Yeastar has no column for is left out). Written through `smdrd.csvsafe`:
+    a cell a spreadsheet would run as a formula is written as text."""
+    from smdrd.csvsafe import csv_text
+
+    rows: list[list[object]] = []
+    if yeastar:
+        rows.append(list(YEASTAR_HEADER))
+        rows.extend([rule.name, prefix, rule.number_length or "", rule.rate, rule.billing_unit, rule.initial_time,
+                     rule.initial_cost] for rule in reversed(rules) for prefix in rule.prefixes)
+        return csv_text(rows)
+    rows.append(list(COLUMNS))
+    for rule in rules:
+        data = rule.model_dump()
+        for prefix in rule.prefixes:
+            row = {**data, "prefix": prefix, "number_length": rule.number_length or None}
+            rows.append([_cell(row.get(c)) for c in COLUMNS])
+    return csv_text(rows)
