@@ -39,3 +39,7 @@ def test_no_route_that_changes_something_lets_a_viewer_or_the_service_token_in(t
         assert "viewer" not in roles and SERVICE not in roles, f"{method} {path} lets {sorted(roles)} change it"
     # Reads stay readable by a viewer: the reports and the metrics.
     assert "viewer" in walked[("GET", "/reports")] and "viewer" in walked[("GET", "/metrics")]
+    # The overview and its event stream: every role reads them (a manager their departments'), nobody signed out.
+    for path in ("/", "/overview/events"):
+        assert walked[("GET", path)] >= {"admin", "manager", "viewer", SERVICE}, path
+    assert walked[("GET", "/console/static/overview/{name}")] is PUBLIC

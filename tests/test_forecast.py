@@ -37,7 +37,7 @@ def test_the_forecast_is_proportional_to_the_spend(spent: Decimal, now: datetime
                                                    k: int) -> None:
     one = month_end_forecast(spent, now, cal).projected
     many = month_end_forecast(spent * k, now, cal).projected
-    assert abs(many - one * k) <= Decimal("1e-12") * max(many, 1)
+    assert abs(many - one * k) <= Decimal("1e-12") * max(many, Decimal(1))
 
 
 @given(st.decimals(min_value=1, max_value=1000, places=2), moments, calendars)

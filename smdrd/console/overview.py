@@ -1,0 +1,434 @@
+"""The console's overview (``/``): today and this month at a glance, kept current by server-sent events.
+
+What it shows, for the signed-in person's scope (everything for an admin, a viewer or the service token; a
+manager's departments and those under them): calls, talk time (h:mm:ss) and cost (with its currency) today and
+this month, by call class; the top extensions and destinations of each period; each department's budget use
+with its month-end forecast (`smdrd.reports.forecast`: spend so far over the working days left); the open alerts
+(a manager's: those of their departments); and each source's state as ``/healthz`` judges it.
+
+Every figure comes from the report engine (`smdrd.reports.queries.run_report`, which reads the rollups through
+`smdrd.store.api.ReportReader`), on this module's own thread, never on the event loop. Figures are computed per
+scope, not per person, and at most once per `PUSH_INTERVAL` while calls are committed (and at least every
+`MAX_AGE`, since the forecast moves with the clock): ten people polling the page, or a thousand calls a second,
+cost one computation a second per scope.
+
+Live updates: ``/overview/events`` is a ``text/event-stream``. It sends the figures (the same server-rendered,
+escaped fragment the page holds) at once and after each change, and a comment every `HEARTBEAT` seconds. At most
+`MAX_SUBSCRIBERS` streams are open at once (one more is answered 503); each stream has a queue of `QUEUE_SIZE`
+updates, and a client too slow to take them is dropped (its browser reconnects and starts afresh), never
+buffered. A stream ends after `STREAM_SECONDS` (the browser reconnects, and its session is checked again) and
+when the daemon stops. The page works without JavaScript (reload it); ``overview.js`` only swaps the fragment in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiohttp import web
+from markupsafe import Markup
+
+from smdrd.http import READERS, Principal, principal_of, public, requires
+from smdrd.rating.classes import CALL_CLASSES
+from smdrd.reports.forecast import WorkingCalendar, calendar_for, month_bounds, month_end_forecast
+from smdrd.reports.http import scoped
+from smdrd.reports.queries import DIRECTIONS, Context, Query, Report, run_report
+from smdrd.reports.render import hms
+from smdrd.store import open_store
+
+if TYPE_CHECKING:
+    from smdrd.config import Settings
+    from smdrd.console import Console
+    from smdrd.core import Entry
+    from smdrd.store.api import ReportReader
+
+__all__ = ["HEARTBEAT", "MAX_SUBSCRIBERS", "OVERVIEW_READERS", "QUEUE_SIZE", "Overview", "register"]
+
+log = structlog.get_logger(__name__)
+
+#: who may read the overview: `READERS`, and managers (their departments only).
+OVERVIEW_READERS = READERS | {"manager"}
+#: seconds between two computations of one scope's figures while calls keep coming (updates are coalesced).
+PUSH_INTERVAL = 1.0
+#: figures older than this are computed again even without new calls (the forecast moves with the clock).
+MAX_AGE = 60.0
+#: seconds between two heartbeats (an SSE comment) on an idle stream.
+HEARTBEAT = 15.0
+#: event streams open at once, at most; and updates queued per stream before its client counts as too slow.
+MAX_SUBSCRIBERS = 32
+QUEUE_SIZE = 4
+#: a stream ends after this long; the browser reconnects (and its session is checked again).
+STREAM_SECONDS = 300.0
+#: the browser's wait before reconnecting a stream that ended, in milliseconds (the SSE ``retry`` field).
+RETRY_MS = 3000
+#: rows in each top-N table, days of open alerts looked at and how many are shown.
+TOP = 5
+ALERT_DAYS = 7
+ALERTS_SHOWN = 10
+#: a scope: ``None`` for every department, else a manager's departments (empty: none of theirs is known).
+Scope = tuple[str, ...] | None
+
+_CSP = ("default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; "
+        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+_STATIC = {"overview.js": "text/javascript", "overview.css": "text/css"}
+
+
+# ---- the figures: plain data from the report engine ----
+
+@dataclass(slots=True)
+class _Sum:
+    calls: int = 0
+    duration: int = 0
+    cost: Decimal = field(default_factory=Decimal)
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.calls += int(row["calls"])
+        self.duration += int(row["duration"])
+        self.cost += row["cost"]
+
+
+def _money(value: Decimal | None, ctx: Context) -> str:
+    if value is None:
+        return ""
+    return f"{value.quantize(Decimal(1).scaleb(-ctx.decimals), rounding=ROUND_HALF_UP)} {ctx.currency}"
+
+
+def _percent(part: Decimal, whole: Decimal) -> str:
+    return f"{(part * 100 / whole).quantize(Decimal(1), rounding=ROUND_HALF_UP)} %" if whole else ""
+
+
+def _class_key(name: str) -> tuple[int, str]:
+    return (CALL_CLASSES.index(name), name) if name in CALL_CLASSES else (len(CALL_CLASSES), name)
+
+
+def period_figures(reader: ReportReader, ctx: Context, first: date, last: date, departments: tuple[str, ...],
+                   ) -> dict[str, Any]:
+    """One period's figures: totals and per class (every direction), top extensions by cost, top outbound
+    destinations by cost; display strings only."""
+    by_ext = run_report(reader, Query("extensions", first, last, departments=departments, directions=DIRECTIONS,
+                                      by_class=True), ctx)
+    total, classes, extensions = _Sum(), dict[str, _Sum](), dict[tuple[str, str], _Sum]()
+    for row in by_ext.rows:
+        total.add(row)
+        classes.setdefault(row["call_class"] or "unknown", _Sum()).add(row)
+        extensions.setdefault((row["extension"], row["department"]), _Sum()).add(row)
+    top = sorted(extensions.items(), key=lambda kv: (-kv[1].cost, -kv[1].calls, kv[0]))[:TOP]
+    dest: Report = run_report(reader, Query("destinations", first, last, departments=departments, top=TOP), ctx)
+
+    def shown(s: _Sum) -> dict[str, Any]:
+        return {"calls": s.calls, "talk": hms(s.duration), "cost": _money(s.cost, ctx)}
+
+    return {
+        "total": shown(total),
+        "classes": [{"name": name, **shown(s)}
+                    for name, s in sorted(classes.items(), key=lambda kv: _class_key(kv[0]))],
+        "extensions": [{"extension": ext, "department": dep, **shown(s)} for (ext, dep), s in top],
+        "destinations": [{"country": r["country"] or "unknown", "code": r["code"], "call_class": r["call_class"],
+                          "calls": r["calls"], "talk": hms(r["duration"]), "cost": _money(r["cost"], ctx)}
+                         for r in dest.rows],
+    }
+
+
+def class_rows(today: list[dict[str, Any]], month: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per class with traffic this month: its figures today (zero when none) and this month."""
+    todays = {c["name"]: c for c in today}
+    none = {"calls": 0, "talk": hms(0), "cost": ""}
+    return [{"name": c["name"], "today": todays.get(c["name"], none), "month": c} for c in month]
+
+
+def budget_rows(reader: ReportReader, ctx: Context, now: datetime, departments: tuple[str, ...],
+                calendar: WorkingCalendar) -> list[dict[str, Any]]:
+    """Each department's spend this month, its monthly budget and the month-end forecast (display strings)."""
+    first, _ = month_bounds(now.date())
+    report = run_report(reader, Query("departments", first, now.date(), departments=departments), ctx)
+    out = []
+    for row in report.rows:
+        spent: Decimal = row["cost"]
+        budget = ctx.directory.budgets.get(row["department"])
+        forecast = month_end_forecast(spent, now, calendar)
+        if budget is None:
+            state = ""
+        elif spent >= budget:
+            state = "over budget"
+        elif forecast.over(budget):
+            state = "forecast over budget"
+        else:
+            state = "on track"
+        out.append({"department": row["department"], "parent": row["parent"] or "", "spent": _money(spent, ctx),
+                    "budget": _money(budget, ctx), "used": _percent(spent, budget) if budget else "",
+                    "forecast": _money(forecast.projected, ctx) if budget else "",
+                    "forecast_used": _percent(forecast.projected, budget) if budget else "",
+                    "state": state, "alarm": state in ("over budget", "forecast over budget"),
+                    "elapsed": f"{forecast.elapsed.quantize(Decimal('0.1'))}", "days": forecast.working_days})
+    return out
+
+
+def visible_alerts(rows: Iterable[tuple[str, str, str]], wanted: set[str] | None, tz: Any) -> list[dict[str, Any]]:
+    """The alerts ``(alert_id, rule, payload)`` a scope may see (``wanted``: its departments, ``None``: all),
+    newest first, at most `ALERTS_SHOWN`."""
+    out: list[dict[str, Any]] = []
+    for alert_id, rule, payload in rows:
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            continue
+        department = data.get("department")
+        if wanted is not None and department not in wanted:
+            continue  # a manager sees their departments' alerts, not the site's operational ones
+        raised = str(data.get("raised_at") or "")
+        with contextlib.suppress(ValueError):
+            raised = datetime.fromisoformat(raised).astimezone(tz).strftime("%Y-%m-%d %H:%M")
+        out.append({"id": alert_id, "rule": rule, "severity": str(data.get("severity") or ""),
+                    "reason": str(data.get("reason") or ""), "department": department or "", "raised": raised})
+        if len(out) >= ALERTS_SHOWN:
+            break
+    return out
+
+
+# ---- the service ----
+
+@dataclass(slots=True)
+class _Cached:
+    generation: int
+    at: float  # loop time
+    html: str
+    stamp: str
+
+
+@dataclass(eq=False, slots=True)
+class _Subscriber:
+    scope: Scope
+    queue: asyncio.Queue[str | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
+
+
+class Overview:
+    """The overview of one console: cached figures per scope, the event streams and their broadcaster."""
+
+    def __init__(self, console: Console, context: Callable[[], Context], settings: Callable[[], Settings],
+                 sources: Callable[[], list[dict[str, Any]]]) -> None:
+        self.console = console
+        self.context = context
+        self.settings = settings
+        self.sources = sources
+        self.path = console.path
+        self._db = ThreadPoolExecutor(1, thread_name_prefix="smdrd-console-overview")
+        #: bumped by every commit: cached figures of an older generation are stale.
+        self.generation = 0
+        self._changed = asyncio.Event()
+        self._cache: dict[Scope, _Cached] = {}
+        self._locks: dict[Scope, asyncio.Lock] = {}
+        self.subscribers: set[_Subscriber] = set()
+        #: streams dropped because their client did not keep up, since start.
+        self.dropped = 0
+        self._closed = False
+
+    # -- what changed --
+
+    def committed(self, entries: list[Entry], seconds: float) -> None:
+        """Commit listener: the figures are stale (computed again at most every `PUSH_INTERVAL`)."""
+        if entries:
+            self.generation += 1
+            self._changed.set()
+
+    # -- figures --
+
+    def scope_of(self, principal: Principal | None, ctx: Context) -> Scope:
+        if principal is None or principal.role != "manager":
+            return None
+        first = datetime.now(ctx.timezone).date()
+        allowed = scoped(Query("departments", first, first), principal, ctx)
+        return () if allowed is None else allowed.departments
+
+    def calendar(self) -> WorkingCalendar:
+        settings = self.settings()
+        hours = settings.alerts.business_hours
+        return calendar_for(hours.days, hours.hours, [*hours.holidays, *settings.tariff.holidays])
+
+    async def figures(self, scope: Scope, *, fresh: bool = False) -> _Cached:
+        """The scope's rendered figures: from the cache while they are current (no commit since, or computed
+        less than `PUSH_INTERVAL` ago; and less than `MAX_AGE` old), else computed once for every waiter."""
+        loop = asyncio.get_running_loop()
+        lock = self._locks.setdefault(scope, asyncio.Lock())
+        async with lock:
+            cached = self._cache.get(scope)
+            now = loop.time()
+            if cached is not None and now - cached.at < MAX_AGE and not fresh and (
+                    cached.generation == self.generation or now - cached.at < PUSH_INTERVAL):
+                return cached
+            generation = self.generation
+            ctx, calendar, sources = self.context(), self.calendar(), self.sources()
+            at = datetime.fromtimestamp(self.console.clock(), ctx.timezone)
+            data = await loop.run_in_executor(self._db, self._compute, scope, ctx, calendar, at)
+            html = self.console.templates.get_template("overview_figures.html").render(
+                **data, sources=sources, scope=scope, currency=ctx.currency, timezone=str(ctx.timezone))
+            cached = _Cached(generation, loop.time(), html, at.strftime("%H:%M:%S"))
+            self._cache[scope] = cached
+            return cached
+
+    def _compute(self, scope: Scope, ctx: Context, calendar: WorkingCalendar, now: datetime) -> dict[str, Any]:
+        if scope == ():
+            return {"today": None, "month": None, "classes": [], "budgets": [], "alerts": [], "updated": now}
+        departments = scope or ()
+        today = now.date()
+        first, _ = month_bounds(today)
+        reader = open_store(self.path).reports()
+        try:
+            figures: dict[str, Any] = {"today": period_figures(reader, ctx, today, today, departments),
+                       "month": period_figures(reader, ctx, first, today, departments),
+                       "budgets": budget_rows(reader, ctx, now, departments, calendar)}
+        finally:
+            reader.close()
+        wanted: set[str] | None = None
+        if scope is not None:
+            wanted = set().union(*(ctx.directory.subtree(d) for d in scope))
+        since = int((now - timedelta(days=ALERT_DAYS)).timestamp() * 1_000_000)
+        rows = open_store(self.path).open_alerts(since, 200 if wanted is not None else ALERTS_SHOWN)
+        figures["alerts"] = visible_alerts(((a.alert_id, a.rule, a.payload) for a in rows), wanted, ctx.timezone)
+        figures["updated"] = now
+        figures["classes"] = class_rows(figures["today"]["classes"], figures["month"]["classes"])
+        return figures
+
+    # -- pages --
+
+    @requires(*OVERVIEW_READERS)
+    async def page(self, request: web.Request) -> web.StreamResponse:
+        ctx = self.context()
+        principal = principal_of(request)
+        scope = self.scope_of(principal, ctx)
+        cached = await self.figures(scope)
+        response = self.console.render(request, "overview.html", title="Overview", figures=Markup(cached.html),
+                                       stamp=cached.stamp, scope=scope)
+        response.headers["Content-Security-Policy"] = _CSP
+        return response
+
+    @public
+    async def static(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        if name not in _STATIC:
+            raise web.HTTPNotFound()
+        body = resources.files("smdrd.console").joinpath(f"static/{name}").read_bytes()
+        return web.Response(body=body, content_type=_STATIC[name], charset="utf-8",
+                            headers={"Cache-Control": "max-age=3600"})
+
+    # -- live updates --
+
+    @requires(*OVERVIEW_READERS)
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        if self._closed or len(self.subscribers) >= MAX_SUBSCRIBERS:
+            return web.Response(status=503, text="too many live overviews open; reload the page later\n",
+                                headers={"Retry-After": "30"})
+        scope = self.scope_of(principal_of(request), self.context())
+        sub = _Subscriber(scope)
+        self.subscribers.add(sub)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
+                                               "X-Accel-Buffering": "no"})
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STREAM_SECONDS
+        timeout = self.console.server.config.write_timeout
+        try:
+            await asyncio.wait_for(response.prepare(request), timeout)
+            first = await self.figures(scope)
+            await asyncio.wait_for(response.write(f"retry: {RETRY_MS}\n".encode() + _event(first)), timeout)
+            while (left := deadline - loop.time()) > 0:
+                try:
+                    item = await asyncio.wait_for(sub.queue.get(), min(HEARTBEAT, left))
+                except TimeoutError:
+                    await asyncio.wait_for(response.write(b": heartbeat\n\n"), timeout)
+                    continue
+                if item is None:  # the daemon stops, or this client was too slow
+                    break
+                await asyncio.wait_for(response.write(item.encode()), timeout)
+        except (TimeoutError, ConnectionError):
+            if request.transport is not None:
+                request.transport.abort()  # a client that stopped reading: its stream is dropped, not held
+        finally:
+            self.subscribers.discard(sub)
+        return response
+
+    def _offer(self, sub: _Subscriber, item: str) -> None:
+        try:
+            sub.queue.put_nowait(item)
+        except asyncio.QueueFull:  # too slow: drop the client, never buffer for it
+            self._end(sub)
+            self.dropped += 1
+            log.info("overview.slow_client_dropped", queued=QUEUE_SIZE, dropped=self.dropped)
+
+    def _end(self, sub: _Subscriber) -> None:
+        self.subscribers.discard(sub)
+        while not sub.queue.empty():
+            sub.queue.get_nowait()
+        sub.queue.put_nowait(None)
+
+    async def run(self) -> None:
+        """Push fresh figures to every stream after commits (coalesced), until the daemon stops."""
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), MAX_AGE)
+                self._changed.clear()
+                scopes = {s.scope for s in self.subscribers}
+                for scope in scopes:
+                    try:
+                        cached = await self.figures(scope, fresh=True)
+                    except Exception as exc:  # a locked database, a bug: the streams wait for the next change
+                        log.error("overview.figures_failed", error=repr(exc))
+                        continue
+                    item = _event(cached).decode()
+                    for sub in [s for s in self.subscribers if s.scope == scope]:
+                        self._offer(sub, item)
+                await asyncio.sleep(PUSH_INTERVAL)  # commits meanwhile make one push, not one each
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """End every stream and stop the figures' thread (at the daemon's stop)."""
+        self._closed = True
+        for sub in list(self.subscribers):
+            self._end(sub)
+        self._db.shutdown(wait=False, cancel_futures=True)
+
+
+def _event(cached: _Cached) -> bytes:
+    data = json.dumps({"html": cached.html, "at": cached.stamp})
+    return f"event: overview\ndata: {data}\n\n".encode()
+
+
+def register(console: Console) -> Overview:
+    """Serve the overview at ``/`` (and its event stream and script) on ``console``'s server."""
+    from smdrd.reports.queries import context_from
+
+    daemon = console.daemon
+    reports = daemon.features.reports if daemon is not None else None
+    fixed = context_from(console.settings) if reports is None else None
+
+    def context() -> Context:
+        return reports.context if reports is not None else fixed  # type: ignore[return-value]
+
+    def settings() -> Settings:
+        return daemon.settings if daemon is not None else console.settings
+
+    def sources() -> list[dict[str, Any]]:
+        health = daemon.features.health if daemon is not None else None
+        if health is None:
+            return []
+        found = health.check(detail=False).detail.get("sources", {})
+        return [{"name": name, **info} for name, info in sorted(found.items())]
+
+    overview = Overview(console, context, settings, sources)
+    router = console.server.app.router
+    router.add_get("/", overview.page)
+    router.add_get("/overview/events", overview.events)
+    router.add_get("/console/static/overview/{name}", overview.static)
+    if daemon is not None:
+        daemon.commit_listeners.append(overview.committed)
+        daemon.add_task("console-overview", overview.run)
+    return overview
