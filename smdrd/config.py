@@ -67,9 +67,11 @@ from smdrd.http_config import (
     credential_absent_here,
     http_token,
     read_token_file,
+    tls_problem,
     token_problem,
 )
 from smdrd.logs_config import LoggingConfig
+from smdrd.mail_config import SmtpConfig
 from smdrd.mqtt_config import MqttConfig
 from smdrd.rating.config import (
     Money,
@@ -78,8 +80,9 @@ from smdrd.rating.config import (
     TariffConfig,
     TariffRuleConfig,
 )
-from smdrd.reports.config import UNASSIGNED, DepartmentConfig, ExtensionSpec, MembershipConfig
+from smdrd.reports.config import UNASSIGNED, DepartmentConfig, DirectoryConfig, ExtensionSpec, MembershipConfig
 from smdrd.reports.departments import department_problems
+from smdrd.reports.schedules import ReportsConfig, ScheduleConfig
 from smdrd.section import parse_hostport
 from smdrd.sources.config import (
     FileSource,
@@ -112,6 +115,7 @@ __all__ = [
     "DatabaseConfig",
     "DepartmentBudgetConfig",
     "DepartmentConfig",
+    "DirectoryConfig",
     "ExpensiveCallAlertConfig",
     "ExtensionSpec",
     "FileSource",
@@ -123,11 +127,14 @@ __all__ = [
     "Money",
     "MqttConfig",
     "ParseErrorsAlertConfig",
+    "ReportsConfig",
     "RetentionConfig",
+    "ScheduleConfig",
     "SerialSource",
     "Settings",
     "ShortCallsAlertConfig",
     "SiteConfig",
+    "SmtpConfig",
     "SourceConfig",
     "SourceDownAlertConfig",
     "TariffBandConfig",
@@ -169,9 +176,12 @@ class Settings(BaseSettings):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     tariff: TariffConfig = Field(default_factory=TariffConfig)
     departments: list[DepartmentConfig] = Field(default_factory=list)
+    directory: DirectoryConfig = Field(default_factory=DirectoryConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    smtp: SmtpConfig = Field(default_factory=SmtpConfig)
+    reports: ReportsConfig = Field(default_factory=ReportsConfig)
 
     @field_validator("site")
     @classmethod
@@ -344,7 +354,7 @@ def load_config(path: Path | str | None, *, use_env: bool = True) -> Settings:
     except ValidationError as exc:
         raise _config_error(shown, unknown + _problems(exc), overrides) from None
     problems = (unknown + _source_problems(settings) + department_problems(settings.departments)
-                + _http_problems(settings))
+                + _http_problems(settings) + _mail_problems(settings, toml_path))
     if problems:
         raise _config_error(shown, problems, overrides)
     return settings
@@ -428,13 +438,44 @@ def _http_problems(settings: Settings) -> list[tuple[str, str]]:
     reads it at start with `http_token`, refuses to start without it.
     """
     http = settings.http
+    tls = tls_problem(http) if http.enabled else None
+    problems = [("http.tls_cert", tls)] if tls is not None else []
     if not http.enabled or http.token_file is None or credential_absent_here(http.token_file):
-        return []
+        return problems
     try:
         read_token_file(http.token_file)
     except ValueError as exc:
-        return [("http.token_file", str(exc))]
-    return []
+        return [*problems, ("http.token_file", str(exc))]
+    return problems
+
+
+def _mail_problems(settings: Settings, path: Path | None) -> list[tuple[str, str]]:
+    """``[smtp]``'s password file (never its content) and each schedule's filters (a department that does not
+    exist, a bad class), checked as the report URL checks them."""
+    from smdrd.mail_config import smtp_password, smtp_password_path
+
+    out: list[tuple[str, str]] = []
+    smtp = settings.smtp
+    where = smtp_password_path(smtp)
+    if smtp.enabled and where is not None and not credential_absent_here(where):
+        try:
+            smtp_password(smtp, path.parent if path is not None else None)
+        except ValueError as exc:
+            out.append(("smtp.password_credential" if smtp.password_credential else "smtp.password_file",
+                        str(exc)))
+    if settings.reports.schedules:
+        from smdrd.reports.mail import schedule_problem
+        from smdrd.reports.queries import context_from
+
+        try:
+            ctx = context_from(settings)
+        except ConfigError:
+            return out  # the departments' own problems are reported beside
+        for i, schedule in enumerate(settings.reports.schedules):
+            problem = schedule_problem(schedule, ctx)
+            if problem is not None:
+                out.append((f"reports.schedules[{i}].filters", problem))
+    return out
 
 
 def config_file_warnings(path: Path | None, settings: Settings) -> list[tuple[str, str]]:

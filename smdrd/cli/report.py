@@ -60,11 +60,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Build the report and write it."""
     from smdrd.cli.export import private_output
+    from smdrd.directory import resolve
     from smdrd.reports.queries import context_from, parse_query, run_report
     from smdrd.reports.render import render
     from smdrd.store import open_store
 
     settings, path = settings_from(args, existing_database=True)
+    settings = resolve(settings, database_of(args, settings))  # [directory] source = "database": its departments
     ctx = context_from(settings, path=str(path) if path else None)
     params: dict[str, list[str]] = {
         "kind": [args.kind], "department": args.department, "extension": args.extension, "trunk": args.trunk,

@@ -7,14 +7,14 @@ parents, no cycles, no ties) are `smdrd.reports.departments.department_problems`
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from smdrd.rating.config import Money
 from smdrd.section import Section, ascii_digits
 
-__all__ = ["UNASSIGNED", "DepartmentConfig", "ExtensionSpec", "MembershipConfig"]
+__all__ = ["UNASSIGNED", "DepartmentConfig", "DirectoryConfig", "ExtensionSpec", "MembershipConfig"]
 
 
 #: the name reports give calls from extensions that belong to no department (so none is silently dropped).
@@ -76,3 +76,11 @@ class DepartmentConfig(Section):
             raise ValueError(f"{UNASSIGNED!r} is the name reports give extensions in no department; "
                              "choose another name")
         return v.strip()
+
+
+class DirectoryConfig(Section):
+    """Where departments and memberships come from (``[directory]``): ``files`` (``[[departments]]`` in this
+    file, the default) or ``database`` (edited in the console, ``smdrd directory import``; see docs/reports.md).
+    Extension names are kept in the database either way."""
+
+    source: Literal["files", "database"] = "files"
