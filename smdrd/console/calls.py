@@ -1,0 +1,396 @@
+"""The console's calls: a search (``/calls``, ``/api/calls``) and a page per call (``/calls/<id>``,
+``/api/calls/<id>``) with its raw journal lines, its legs and how it was rated.
+
+Filters live in the URL (a search is bookmarkable and works without JavaScript); a page is a keyset page of at
+most `MAX_PAGE_SIZE` calls after a cursor (``after=<sort value>.<id>``), so the hundredth page costs what the
+first does. The store reads are `smdrd.store.api.CallReader`'s, run on this module's own thread, never on the
+event loop. A manager sees only the calls of extensions in their departments on the call's day (the reports'
+directory decides, as it does for their reports); admins, viewers and the service token see every call.
+A value a person typed wrong is named beside its field (400), never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from smdrd.http import READERS, Principal, principal_of, requires
+from smdrd.journal import MICROS
+from smdrd.rating.classes import CALL_CLASSES
+from smdrd.reports.departments import Directory
+from smdrd.reports.queries import DIRECTIONS, EARLIEST_DAY, LATEST_DAY, Context
+from smdrd.reports.render import hms
+from smdrd.store import open_store
+from smdrd.store.api import CALL_SORTS, CallQuery, CallReader, Filters, StoredCall, StoredLine, utc_bounds
+
+if TYPE_CHECKING:
+    from smdrd.console import Console
+
+__all__ = ["CALL_READERS", "DEFAULT_DAYS", "MAX_DAYS", "MAX_PAGE_SIZE", "MAX_SCAN_DAYS", "CallPages", "SearchForm",
+           "register", "scope_departments"]
+
+#: who may read calls: `READERS`, and managers for their own departments.
+CALL_READERS = READERS | {"manager"}
+#: the most calls one page shows, and the default.
+MAX_PAGE_SIZE = 200
+PAGE_SIZE = 50
+#: the longest date range one search covers (a number or call id is looked for in every call of the range).
+MAX_DAYS = 366
+#: the longest range of a search by number, account code or call id without an extension: those are looked for
+#: in every call of the range (half a second for a quarter of a million-call year; bench/calls.py).
+MAX_SCAN_DAYS = 92
+#: the range searched when none is given: the last 30 days, today included.
+DEFAULT_DAYS = 30
+_NUMBER_JUNK = str.maketrans("", "", " -.()/")
+
+T = TypeVar("T")
+
+
+def money(micros: int | None, currency: str | None, decimals: int) -> str:
+    """A cost as a person reads it: ``1.50 PLN``; ``''`` when the call was not rated."""
+    if micros is None:
+        return ""
+    amount = (Decimal(micros) / MICROS).quantize(Decimal(1).scaleb(-decimals))
+    return f"{amount} {currency}".strip() if currency else str(amount)
+
+
+def scope_departments(principal: Principal | None, directory: Directory) -> set[str] | None:
+    """The departments ``principal`` may see calls and alerts of: every one (``None``) for every role but
+    ``manager``; for a manager, each assigned department and those under it (none when none is known)."""
+    if principal is None or principal.role != "manager":
+        return None
+    wanted: set[str] = set()
+    for name in principal.departments:
+        if name in directory.names:
+            wanted |= directory.subtree(name)
+    return wanted
+
+
+@dataclass
+class SearchForm:
+    """A call search as typed (`values`, echoed in the form), the `CallQuery` made of it, and the problems
+    found, by field."""
+
+    values: dict[str, str]
+    classes: tuple[str, ...] = ()
+    errors: dict[str, str] = field(default_factory=dict)
+    first: date = EARLIEST_DAY
+    last: date = EARLIEST_DAY
+    query: CallQuery | None = None
+
+    def url(self, path: str, **changes: str | None) -> str:
+        """``path`` with this search's parameters, changed by ``changes`` (``None`` drops one)."""
+        params: list[tuple[str, str]] = [(k, v) for k, v in self.values.items()
+                                         if v and k not in changes and k != "after"]
+        params += [("class", c) for c in self.classes if "class" not in changes]
+        params += [(k, v) for k, v in changes.items() if v]
+        return f"{path}?{urlencode(params)}" if params else path
+
+
+def _one(query: Mapping[str, str], name: str, limit: int = 64) -> str:
+    return query.get(name, "").strip()[:limit]
+
+
+def parse_search(query: Any, ctx: Context, today: date) -> SearchForm:
+    """The `SearchForm` of a URL query (a ``MultiDict``): every field checked, each problem named."""
+    names = ("from", "to", "number", "extension", "account", "call_id", "direction", "cost_min", "cost_max",
+             "sort", "order", "page_size", "after")
+    form = SearchForm({name: _one(query, name) for name in names})
+    v, errors = form.values, form.errors
+    form.classes = tuple(dict.fromkeys(c.strip() for c in query.getall("class", [])[:20] if c.strip()))
+    for cls in form.classes:
+        if cls not in CALL_CLASSES and cls != "unrated":
+            errors["class"] = f"expected one of {', '.join(CALL_CLASSES)}, got {cls[:40]!r}"
+    form.last = _date(v["to"], "to", errors) or today
+    form.first = _date(v["from"], "from", errors) or form.last - timedelta(days=DEFAULT_DAYS - 1)
+    if "from" not in errors and "to" not in errors:
+        if form.last < form.first:
+            errors["to"] = f"{form.last} is before from ({form.first})"
+        elif (form.last - form.first).days >= MAX_DAYS:
+            errors["from"] = f"a search covers at most {MAX_DAYS} days; narrow the range"
+    number = v["number"].translate(_NUMBER_JUNK)
+    scanned = (number or v["account"] or v["call_id"]) and not v["extension"]
+    if scanned and not errors.keys() & {"from", "to"} and (form.last - form.first).days >= MAX_SCAN_DAYS:
+        errors["from"] = (f"a search by number, account code or call id covers at most {MAX_SCAN_DAYS} days "
+                          f"(up to {MAX_DAYS} with an extension); narrow the range")
+    if len(number) > 32 or any(ord(c) < 32 for c in number):
+        errors["number"] = "expected at most 32 digits (or part of a number)"
+    for name in ("extension", "account", "call_id"):
+        if any(ord(c) < 32 for c in v[name]):
+            errors[name] = "expected text without control characters"
+    if v["direction"] and v["direction"] not in DIRECTIONS:
+        errors["direction"] = f"expected {', '.join(DIRECTIONS)} or empty for any, got {v['direction']!r}"
+    cost_min = _cost(v["cost_min"], "cost_min", errors)
+    cost_max = _cost(v["cost_max"], "cost_max", errors)
+    if cost_min is not None and cost_max is not None and cost_max < cost_min and "cost_max" not in errors:
+        errors["cost_max"] = "expected at least the lowest cost"
+    sort = v["sort"] or "start"
+    if sort not in CALL_SORTS:
+        errors["sort"] = f"expected one of {', '.join(CALL_SORTS)}, got {sort[:20]!r}"
+    order = v["order"] or "desc"
+    if order not in ("asc", "desc"):
+        errors["order"] = f"expected asc or desc, got {order[:20]!r}"
+    size = PAGE_SIZE
+    if v["page_size"]:
+        if not v["page_size"].isascii() or not v["page_size"].isdigit() or not 1 <= int(v["page_size"]) <= \
+                MAX_PAGE_SIZE:
+            errors["page_size"] = f"expected a whole number from 1 to {MAX_PAGE_SIZE}"
+        else:
+            size = int(v["page_size"])
+    after = _cursor(v["after"], errors)
+    if errors:
+        return form
+    lo, hi = utc_bounds(form.first, form.last, ctx.timezone)
+    classes = tuple("" if c == "unrated" else c for c in form.classes)
+    form.query = CallQuery(lo, hi, number=number, extension=v["extension"], account=v["account"],
+                           call_id=v["call_id"], direction=v["direction"], classes=classes,
+                           cost_min=cost_min, cost_max=cost_max, sort=sort, descending=order == "desc",
+                           after=after, limit=size)
+    return form
+
+
+def _date(value: str, name: str, errors: dict[str, str]) -> date | None:
+    if not value:
+        return None
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        errors[name] = f"expected a date such as 2026-03-01, got {value[:40]!r}"
+        return None
+    if not EARLIEST_DAY <= day <= LATEST_DAY:
+        errors[name] = f"expected a date from {EARLIEST_DAY} to {LATEST_DAY}"
+        return None
+    return day
+
+
+def _cost(value: str, name: str, errors: dict[str, str]) -> int | None:
+    if not value:
+        return None
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        amount = Decimal(-1)
+    if not amount.is_finite() or amount < 0 or amount > 10**9 or amount.as_tuple().exponent < -6:  # type: ignore[operator]
+        errors[name] = f"expected an amount such as 1.50 (0 or more), got {value[:40]!r}"
+        return None
+    return int(amount * MICROS)
+
+
+def _cursor(value: str, errors: dict[str, str]) -> tuple[int, int] | None:
+    if not value:
+        return None
+    head, _, tail = value.partition(".")
+    digits = head.removeprefix("-")
+    if digits.isascii() and digits.isdigit() and tail.isascii() and tail.isdigit() and len(value) < 40:
+        return int(head), int(tail)
+    errors["after"] = "not a page of this search: start again from the first page"
+    return None
+
+
+class CallPages:
+    """The call routes of one console: the report context (directory, timezone, currency) and a store
+    thread."""
+
+    def __init__(self, console: Console, context: Callable[[], Context]) -> None:
+        self.console = console
+        self.context = context
+        self.path = console.path
+        self._db = ThreadPoolExecutor(1, thread_name_prefix="smdrd-console-calls")
+
+    def close(self) -> None:
+        self._db.shutdown(wait=False, cancel_futures=True)
+
+    async def _read(self, fn: Callable[[CallReader], T]) -> T:
+        def call() -> T:
+            reader = open_store(self.path).calls()
+            try:
+                return fn(reader)
+            finally:
+                reader.close()
+
+        return await asyncio.get_running_loop().run_in_executor(self._db, call)
+
+    def _today(self, ctx: Context) -> date:
+        return datetime.fromtimestamp(self.console.clock(), ctx.timezone).date()
+
+    # ---- search ----
+
+    async def _search(self, request: web.Request) -> tuple[SearchForm, list[StoredCall], Context]:
+        ctx = self.context()
+        form = parse_search(request.query, ctx, self._today(ctx))
+        q = form.query
+        if q is None:
+            return form, [], ctx
+        wanted = scope_departments(principal_of(request), ctx.directory)
+
+        def search(reader: CallReader) -> list[StoredCall]:
+            query = q
+            if wanted is not None:
+                spans = self._spans(ctx.directory, wanted, form.first, form.last)
+                query = CallQuery(**{**_fields(q), "scope": tuple(spans)})
+            return reader.search(query)
+
+        return form, await self._read(search), ctx
+
+    def _spans(self, directory: Directory, wanted: set[str], first_day: date,
+               last_day: date) -> list[tuple[str, str, str]]:
+        """The ``(extension, first, last)`` spans of ``wanted``'s extensions with traffic in the range."""
+        first, last = first_day.isoformat(), last_day.isoformat()
+        reader = open_store(self.path).reports()
+        try:
+            extensions = reader.range_extensions(Filters(first_day, last_day, directions=DIRECTIONS))
+        finally:
+            reader.close()
+        return [(ext, a, b) for ext in extensions for a, b, dep in directory.intervals(ext, first, last)
+                if dep in wanted]
+
+    @requires(*CALL_READERS)
+    async def page(self, request: web.Request) -> web.StreamResponse:
+        form, calls, ctx = await self._search(request)
+        q = form.query
+        more = q is not None and len(calls) == q.limit
+        after = f"{calls[-1].sort_value(q.sort)}.{calls[-1].id}" if more and q is not None else ""
+        return self.console.render(
+            request, "calls_search.html", status=400 if form.errors else 200, title="Calls", form=form,
+            calls=[self._row(c, ctx) for c in calls], classes=CALL_CLASSES, directions=DIRECTIONS,
+            next_url=form.url("/calls", after=after) if after else "",
+            first_url=form.url("/calls") if form.values["after"] else "", sort_url=self._sort_url(form),
+            export_url=form.url("/api/calls"), max_page_size=MAX_PAGE_SIZE, timezone=str(ctx.timezone))
+
+    @staticmethod
+    def _sort_url(form: SearchForm) -> Callable[[str], str]:
+        current = form.values["sort"] or "start"
+        descending = (form.values["order"] or "desc") == "desc"
+
+        def url(sort: str) -> str:
+            order = "asc" if sort == current and descending else "desc"
+            return form.url("/calls", sort=sort, order=order)
+
+        return url
+
+    def _row(self, call: StoredCall, ctx: Context) -> dict[str, Any]:
+        """A call as the table and the JSON show it."""
+        return {
+            "id": call.id, "start": call.start, "extension": call.extension,
+            "department": ctx.directory.department(call.extension, call.start[:10]),
+            "number": call.number, "e164": call.e164, "direction": call.direction, "trunk": call.trunk,
+            "account": call.account, "call_id": call.call_id, "leg": call.leg,
+            "call_class": call.call_class or "", "duration": call.duration, "duration_text": hms(call.duration),
+            "cost": None if call.cost_micros is None else str(money(call.cost_micros, None, ctx.decimals)),
+            "currency": call.currency, "cost_text": money(call.cost_micros, call.currency, ctx.decimals),
+        }
+
+    @requires(*CALL_READERS)
+    async def api_search(self, request: web.Request) -> web.StreamResponse:
+        form, calls, ctx = await self._search(request)
+        if form.errors:
+            return web.json_response({"error": "bad search", "fields": form.errors}, status=400)
+        q = form.query
+        assert q is not None
+        more = len(calls) == q.limit
+        after = f"{calls[-1].sort_value(q.sort)}.{calls[-1].id}" if more else None
+        rows = [{k: v for k, v in self._row(c, ctx).items() if not k.endswith("_text")} for c in calls]
+        return web.json_response({"calls": rows, "from": form.first.isoformat(), "to": form.last.isoformat(),
+                                  "timezone": str(ctx.timezone), "next": after,
+                                  "next_url": form.url("/api/calls", after=after) if after else None})
+
+    # ---- one call ----
+
+    async def _one(self, request: web.Request) -> tuple[StoredCall, list[StoredCall], list[StoredLine],
+                                                        Context] | None:
+        raw = request.match_info.get("id", "")
+        if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+            return None
+        ctx = self.context()
+        wanted = scope_departments(principal_of(request), ctx.directory)
+
+        def visible(call: StoredCall) -> bool:
+            return wanted is None or ctx.directory.department(call.extension, call.start[:10]) in wanted
+
+        def read(reader: CallReader) -> tuple[StoredCall, list[StoredCall], list[StoredLine]] | None:
+            call = reader.call(int(raw))
+            if call is None or not visible(call):
+                return None
+            legs = [leg for leg in reader.legs(call) if visible(leg)]
+            return call, legs, reader.lines([leg.line_id for leg in legs] or [call.line_id])
+
+        found = await self._read(read)
+        return None if found is None else (*found, ctx)
+
+    @requires(*CALL_READERS)
+    async def call_page(self, request: web.Request) -> web.StreamResponse:
+        found = await self._one(request)
+        if found is None:
+            return self.console.render(request, "calls_missing.html", status=404, title="No such call")
+        call, legs, lines, ctx = found
+        return self.console.render(
+            request, "calls_call.html", title=f"Call {call.id}", call=self._row(call, ctx), stored=call,
+            legs=[self._row(leg, ctx) for leg in legs], lines=[_line(line) for line in lines],
+            tester_url=_tester_url(call), timezone=str(ctx.timezone))
+
+    @requires(*CALL_READERS)
+    async def api_call(self, request: web.Request) -> web.StreamResponse:
+        found = await self._one(request)
+        if found is None:
+            return web.json_response({"error": "no such call"}, status=404)
+        call, legs, lines, ctx = found
+        body = {k: v for k, v in self._row(call, ctx).items() if not k.endswith("_text")}
+        body.update({"ring": call.ring, "answered": call.answered, "transfer": call.transfer, "extra": call.extra,
+                     "source": call.source, "format": call.format, "call_key": call.call_key,
+                     "rating": {"e164": call.e164, "region": call.region, "call_class": call.call_class,
+                                "rule": call.rule, "prefix": call.prefix,
+                                "cost": body["cost"], "currency": call.currency},
+                     "legs": [{k: v for k, v in self._row(leg, ctx).items() if not k.endswith("_text")}
+                              for leg in legs],
+                     "lines": [_line(line) for line in lines], "tester": _tester_url(call)})
+        return web.json_response(body)
+
+
+def _fields(q: CallQuery) -> dict[str, Any]:
+    return {name: getattr(q, name) for name in CallQuery.__dataclass_fields__}
+
+
+def _line(line: StoredLine) -> dict[str, Any]:
+    return {"id": line.id, "source": line.source, "peer": line.peer,
+            "received_at": datetime.fromtimestamp(line.received_at / 1_000_000).astimezone().isoformat(
+                timespec="seconds"),
+            "format": line.format, "raw": line.raw.decode("utf-8", errors="replace"), "status": line.status,
+            "error": line.error}
+
+
+def _tester_url(call: StoredCall) -> str:
+    """The number tester (``/rates/test``) filled in with this call, to see how it is rated today."""
+    return "/rates/test?" + urlencode({"number": call.number, "duration": call.duration, "time": call.start[:19],
+                                       "trunk": call.trunk})
+
+
+def register(console: Console) -> CallPages:
+    """Add the call routes to ``console``'s server (the reports' context, else one made from the settings)."""
+    from smdrd.reports.queries import context_from
+
+    daemon = console.daemon
+    reports = daemon.features.reports if daemon is not None else None
+    if reports is not None:
+        def context() -> Context:
+            return reports.context
+    else:
+        fixed = context_from(console.settings)
+
+        def context() -> Context:
+            return fixed
+
+    pages = CallPages(console, context)
+    router = console.server.app.router
+    router.add_get("/calls", pages.page)
+    router.add_get("/calls/{id}", pages.call_page)
+    router.add_get("/api/calls", pages.api_search)
+    router.add_get("/api/calls/{id}", pages.api_call)
+    return pages

@@ -1,0 +1,227 @@
+"""The console's call search and call pages over HTTP, against a real daemon process on a real port: filters in
+the URL, keyset pages, sorting, a page per call with its raw line, legs and rating; each role's view (a manager
+sees only their departments' calls); a wrong value named beside its field, never a 500. The search's SQL is
+checked to use the calls' indexes."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from multidict import MultiDict
+
+from smdrd.console.calls import parse_search
+from smdrd.reports.queries import context_from
+from smdrd.store.api import CallQuery
+from smdrd.store.sqlite.calls import search_sql
+from smdrd.store.sqlite.schema import connect
+from smdrd.testing import DaemonProcess, daemon_config, free_port
+from tests.test_console_http import Site, add_user, sign_in
+from tests.test_reports import CALLS, DEPARTMENTS, settings_for, write_calls
+
+SERVICE_TOKEN = "calls-service-token-0123456789"
+MARCH = {"from": "2026-03-01", "to": "2026-03-31"}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    folder = tmp_path_factory.mktemp("console-calls")
+    db = folder / "smdrd.db"
+    asyncio.run(write_calls(db, CALLS))
+    add_user(db, "alice", "admin")
+    add_user(db, "victor", "viewer")
+    add_user(db, "maria", "manager", "--department", "Sales")
+    port = free_port()
+    daemon = DaemonProcess(folder, daemon_config(folder, http={"listen": f"127.0.0.1:{port}", "token": SERVICE_TOKEN},
+                                                 departments=DEPARTMENTS, tariff={"currency": "EUR"},
+                                                 retention={"calls_days": 0, "lines_days": 0}))
+    try:
+        running = Site(daemon.start(), port)
+        yield running
+        daemon.terminate()
+        daemon.assert_clean_log()
+    finally:
+        daemon.kill()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
+                                     timeout=aiohttp.ClientTimeout(total=30)) as s:
+        yield s
+
+
+async def signed_in(site: Site, session: aiohttp.ClientSession, name: str) -> aiohttp.ClientSession:
+    assert (await sign_in(site, session, name)).status == 303
+    return session
+
+
+async def api(session: aiohttp.ClientSession, url: str, **params: str) -> tuple[int, Any]:
+    async with session.get(url, params=params) as response:
+        return response.status, await response.json()
+
+
+async def test_the_search_filters_sorts_and_pages_with_a_cursor(site: Site, session: aiohttp.ClientSession) -> None:
+    await signed_in(site, session, "victor")
+    status, body = await api(session, f"{site.base}/api/calls", **MARCH)
+    assert status == 200
+    calls = body["calls"]
+    assert isinstance(calls, list)
+    assert len(calls) == 11, "every March call, every direction and leg"
+    starts = [c["start"] for c in calls]
+    assert starts == sorted(starts, reverse=True), "newest first by default"
+    # Pages of 4 follow each other with no gap and no repeat.
+    seen: list[int] = []
+    params = {**MARCH, "page_size": "4"}
+    url = f"{site.base}/api/calls"
+    while True:
+        status, page = await api(session, url, **params)
+        assert status == 200
+        seen += [c["id"] for c in page["calls"]]
+        if page["next"] is None:
+            break
+        params["after"] = str(page["next"])
+    assert seen == [c["id"] for c in calls]
+    _, by_cost = await api(session, url, **MARCH, sort="cost", order="desc", page_size="2")
+    assert [c["cost"] for c in by_cost["calls"]] == ["3.50", "2.00"]
+    _, mobile = await api(session, url, **MARCH, number="600123")
+    assert [c["extension"] for c in mobile["calls"]] == ["201"]
+    _, ext = await api(session, url, **MARCH, extension="205", cost_min="1")
+    assert [c["cost"] for c in ext["calls"]] == ["2.00"]
+    _, intl = await api(session, url, **MARCH, **{"class": "international"})
+    assert {c["extension"] for c in intl["calls"]} == {"205", "300"}
+
+
+async def test_the_search_page_works_without_javascript(site: Site, session: aiohttp.ClientSession) -> None:
+    await signed_in(site, session, "alice")
+    async with session.get(f"{site.base}/calls", params={**MARCH, "extension": "300", "page_size": "1"}) as r:
+        assert r.status == 200
+        text = await r.text()
+    assert 'value="300"' in text, "the filter is echoed in its field"
+    assert "0:10:00" in text and "3.50 EUR" in text, "duration h:mm:ss, money with its currency"
+    assert 'id="next-page"' in text and "after=" in text
+
+
+async def test_a_call_page_shows_its_raw_line_legs_and_rating(site: Site, session: aiohttp.ClientSession) -> None:
+    await signed_in(site, session, "alice")
+    _, found = await api(session, f"{site.base}/api/calls", **MARCH, extension="301")
+    (leg,) = found["calls"]
+    status, call = await api(session, f"{site.base}/api/calls/{leg['id']}")
+    assert status == 200
+    assert [lg["extension"] for lg in call["legs"]] == ["300", "301"]
+    assert call["rating"]["rule"] == "rule" and call["rating"]["call_class"] == "national"
+    assert call["lines"][0]["raw"].startswith("line ")
+    assert str(call["tester"]).startswith("/rates/test?number=")
+    async with session.get(f"{site.base}/calls/{leg['id']}") as page:
+        assert page.status == 200
+        text = await page.text()
+    assert "Journal line" in text and re.search(r'<pre class="raw-line">line \d+</pre>', text)
+    assert 'href="/rates/test?number=' in text
+    for missing in ("999999", "abc", "1" * 30):
+        async with session.get(f"{site.base}/calls/{missing}") as page:
+            assert page.status == 404
+
+
+async def test_a_manager_sees_only_their_departments_calls(site: Site, session: aiohttp.ClientSession) -> None:
+    await signed_in(site, session, "maria")
+    status, body = await api(session, f"{site.base}/api/calls", **MARCH)
+    assert status == 200
+    # Sales is 200-209 and Sales North 210-219; 205 moved to Support on 16 March.
+    got = sorted((c["extension"], c["start"][:10]) for c in body["calls"])
+    assert got == [("201", "2026-03-02"), ("201", "2026-03-03"), ("201", "2026-03-06"), ("201", "2026-03-06"),
+                   ("205", "2026-03-10"), ("211", "2026-03-05")]
+    _, support = await api(session, f"{site.base}/api/calls", **MARCH, extension="300")
+    assert support["calls"] == []
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {SERVICE_TOKEN}"}) as service:
+        _, every = await api(service, f"{site.base}/api/calls", **MARCH, extension="300")
+    other = every["calls"][0]["id"]
+    async with session.get(f"{site.base}/api/calls/{other}") as r:
+        assert r.status == 404, "another department's call does not exist for them"
+    async with session.get(f"{site.base}/calls/{other}") as r:
+        assert r.status == 404
+
+
+BAD = [
+    ({"from": "2026-02-30"}, "from"), ({"to": "yesterday"}, "to"), ({"from": "2026-03-10", "to": "2026-03-01"}, "to"),
+    ({"from": "2020-01-01", "to": "2026-01-01"}, "from"), ({"cost_min": "-1"}, "cost_min"),
+    ({"cost_min": "abc"}, "cost_min"), ({"cost_max": "1e999999"}, "cost_max"), ({"page_size": "100000"}, "page_size"),
+    ({"sort": "name"}, "sort"), ({"class": "weird"}, "class"), ({"after": "x"}, "after"),
+    ({"direction": "sideways"}, "direction"),
+]
+
+
+async def test_a_bad_value_is_named_beside_its_field_never_a_500(site: Site, session: aiohttp.ClientSession) -> None:
+    await signed_in(site, session, "victor")
+    for params, field in BAD:
+        async with session.get(f"{site.base}/calls", params=params) as page:
+            assert page.status == 400, params
+            text = await page.text()
+        assert f'id="e-{field}"' in text, (params, text[-3000:])
+        status, body = await api(session, f"{site.base}/api/calls", **params)
+        assert status == 400 and field in body["fields"], params
+
+
+async def test_signed_out_nobody_reads_calls(site: Site, session: aiohttp.ClientSession) -> None:
+    async with session.get(f"{site.base}/api/calls") as r:
+        assert r.status == 401
+    async with session.get(f"{site.base}/calls", headers={"Accept": "text/html"}, allow_redirects=False) as r:
+        assert r.status == 303
+
+
+@given(st.dictionaries(st.sampled_from(["from", "to", "number", "extension", "cost_min", "cost_max", "sort", "order",
+                                        "page_size", "after", "class", "direction"]), st.text(max_size=30)))
+@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+def test_any_query_string_gives_a_search_or_named_problems(params: dict[str, str]) -> None:
+    ctx = context_from(settings_for(Path("unused.db")))
+    form = parse_search(MultiDict(params), ctx, date(2026, 3, 31))
+    assert (form.query is None) == bool(form.errors)
+    assert set(form.errors) <= {*params, "from", "to"}
+
+
+def test_every_search_reads_through_an_index(tmp_path: Path) -> None:
+    """On a database of any size the search is a range read of ``calls_start`` (or ``calls_extension``), never
+    a scan of the whole table (bench/calls.py times it on a million calls)."""
+    conn = connect(str(tmp_path / "plan.db"))
+    conn.execute("CREATE TEMP TABLE report_selection (extension TEXT, first TEXT, last TEXT)")
+    try:
+        for q in (CallQuery(0, 10), CallQuery(0, 10, number="600", sort="cost"),
+                  CallQuery(0, 10, extension="201", after=(5, 7)), CallQuery(0, 10, call_id="x", account="9"),
+                  CallQuery(0, 10, sort="duration", descending=False, scope=(("201", "2026-01-01", "2026-12-31"),))):
+            sql, params = search_sql(q)
+            plan = " | ".join(row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+            assert re.search(r"SEARCH c USING (INDEX|COVERING INDEX) calls_(start|extension)", plan), plan
+            assert "SCAN c" not in plan, plan
+    finally:
+        conn.close()
+
+
+def test_times_are_read_in_the_sites_timezone() -> None:
+    ctx = context_from(settings_for(Path("unused.db")))
+    form = parse_search(MultiDict({"from": "2026-03-01", "to": "2026-03-01"}), ctx, date(2026, 3, 31))
+    assert form.query is not None
+    assert form.query.lo == int(
+        __import__("datetime").datetime(2026, 3, 1, tzinfo=ZoneInfo("Europe/Warsaw")).timestamp())
+    assert form.query.hi - form.query.lo == 86400
+
+
+def test_the_search_is_read_only(tmp_path: Path) -> None:
+    conn = connect(str(tmp_path / "ro.db"))
+    conn.close()
+    from smdrd.store import open_store
+
+    reader = open_store(tmp_path / "ro.db").calls()
+    try:
+        with pytest.raises(sqlite3.OperationalError):
+            reader.conn.execute("DELETE FROM calls")  # type: ignore[attr-defined]
+    finally:
+        reader.close()
