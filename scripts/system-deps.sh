@@ -3,6 +3,8 @@
 # prometheus (the server the dashboard test starts, and promtool), chromium and chromium-driver (the report page test), systemd (systemd-analyze),
 # fonts-dejavu-core (the PDF exports' Unicode font; without it they fall back to Latin-1 Helvetica),
 # postgresql (the PostgreSQL store's tests run initdb and pg_ctl from /usr/lib/postgresql/*/bin in a temporary folder).
+# openssl (the HTTPS test makes its own self-signed certificate).
+# poppler-utils (pdftotext: the e-mail tests read the text of a mailed PDF report).
 # Run as root it installs what is missing; otherwise it says what is missing, and those tests are skipped
 # (under CI=true they fail instead).
 set -euo pipefail
@@ -13,6 +15,8 @@ command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || need+=(mosquitt
 command -v chromium >/dev/null || need+=(chromium)
 command -v chromedriver >/dev/null || need+=(chromium-driver)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v openssl >/dev/null || need+=(openssl)
+command -v pdftotext >/dev/null || need+=(poppler-utils)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null || need+=(postgresql)
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -23,9 +23,11 @@ __all__ = [
     "AlertSeverity",
     "AlertsConfig",
     "BudgetAlertConfig",
+    "BudgetForecastAlertConfig",
     "BusinessHoursConfig",
     "CallClassName",
     "DepartmentBudgetConfig",
+    "EmailAlertConfig",
     "ExpensiveCallAlertConfig",
     "HighRiskAlertConfig",
     "LongCallAlertConfig",
@@ -196,6 +198,16 @@ class BudgetAlertConfig(_AlertBase):
     departments: dict[str, DepartmentBudgetConfig] = Field(default_factory=dict)
 
 
+class BudgetForecastAlertConfig(_AlertBase):
+    """A department's month-end forecast (its spend so far, projected over the working days left: the business
+    days of ``[alerts.business_hours]`` less holidays) crosses its monthly budget while the spend is still under
+    it: one alert per month and department, resolved when the month ends. Monthly budgets as for ``budget``."""
+
+    severity: AlertSeverity = "warning"
+    #: working days of the month that must have passed before forecasting (a morning's spend is no rate yet).
+    min_working_days: float = Field(default=2.0, ge=0, le=31)
+
+
 class SourceDownAlertConfig(_AlertRule):
     """A source disconnected (no PBX connected, serial port gone) for longer than ``minutes``."""
 
@@ -210,6 +222,37 @@ class ParseErrorsAlertConfig(_AlertRule):
     percent: float = Field(default=5.0, gt=0, le=100)
     min_lines: int = Field(default=20, ge=1)
     window_minutes: float = Field(default=15.0, gt=0)
+
+
+class EmailAlertConfig(Section):
+    """Alerts by e-mail (``[alerts.email]``, sent through ``[smtp]``): digests that group a burst into one mail,
+    resolved notices, per-rule recipients; budget alerts also go to their department's managers."""
+
+    enabled: bool = False
+    #: who receives every rule's alerts.
+    recipients: list[str] = Field(default_factory=list, max_length=50)
+    #: who receives a rule's alerts, by rule name (``velocity = ["security@example.com"]``), besides ``recipients``.
+    rules: dict[str, list[str]] = Field(default_factory=dict)
+    #: budget alerts also go to the managers of the department (console users with an e-mail address).
+    managers: bool = True
+    #: alerts raised within this many seconds of the first one unsent go out together, in one mail.
+    digest_seconds: float = Field(default=60.0, ge=0, le=86400)
+    #: mail resolved notices (a source back, a budget period over) too.
+    resolved: bool = True
+
+    @field_validator("recipients")
+    @classmethod
+    def _recipients(cls, v: list[str]) -> list[str]:
+        from smdrd.mail_config import check_address
+
+        return list(dict.fromkeys(check_address(a) for a in v))
+
+    @field_validator("rules")
+    @classmethod
+    def _rules(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        from smdrd.mail_config import check_address
+
+        return {rule: list(dict.fromkeys(check_address(a) for a in addresses)) for rule, addresses in v.items()}
 
 
 class AlertsConfig(Section):
@@ -234,8 +277,10 @@ class AlertsConfig(Section):
     short_calls: ShortCallsAlertConfig = Field(default_factory=ShortCallsAlertConfig)
     wangiri: WangiriAlertConfig = Field(default_factory=WangiriAlertConfig)
     budget: BudgetAlertConfig = Field(default_factory=BudgetAlertConfig)
+    budget_forecast: BudgetForecastAlertConfig = Field(default_factory=BudgetForecastAlertConfig)
     source_down: SourceDownAlertConfig = Field(default_factory=SourceDownAlertConfig)
     parse_errors: ParseErrorsAlertConfig = Field(default_factory=ParseErrorsAlertConfig)
+    email: EmailAlertConfig = Field(default_factory=EmailAlertConfig)
 
     @field_validator("exclude_numbers")
     @classmethod

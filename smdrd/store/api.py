@@ -21,12 +21,15 @@ from smdrd.errors import SmdrdError
 from smdrd.journal import Alert, JournalEntry
 
 __all__ = [
+    "ALERT_STATES",
     "CALL_DETAIL",
     "CALL_SORTS",
     "MAIL_STATES",
     "ROLES",
     "ROLLUP_TABLES",
     "Accounts",
+    "AlertFilter",
+    "AlertInbox",
     "Actor",
     "ApiToken",
     "AuditEntry",
@@ -44,6 +47,7 @@ __all__ = [
     "DirectoryStore",
     "ExtensionSpec",
     "FeedCall",
+    "InboxAlert",
     "Filters",
     "JournalLine",
     "LastAdmin",
@@ -239,6 +243,11 @@ class Store(Protocol):
     def start_call_feed(self, name: str) -> int:
         """Call feed ``name``'s saved position; a new feed's cursor is placed at the journal's end now. Blocking:
         for the daemon's start, before any source runs, so no call committed after it is skipped."""
+        ...
+
+    def alert_inbox(self) -> AlertInbox:
+        """The console's alerts inbox on a connection of its own (created and migrated if need be); ``close``
+        it when done."""
         ...
 
     def calls(self) -> CallReader:
@@ -1036,5 +1045,75 @@ class MailStore(Protocol):
         ...
 
     def delete_schedule(self, schedule_id: int, *, at: int, actor: Actor) -> bool: ...
+
+    def close(self) -> None: ...
+
+
+# ---- the console's alerts inbox ----
+
+#: an alert's state in the inbox: ``open`` until someone acknowledges or snoozes it or its resolved event comes;
+#: ``snoozed`` until the time set (then ``open`` again); ``acknowledged`` by someone; ``resolved`` by the rule.
+ALERT_STATES = ("open", "acknowledged", "snoozed", "resolved")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFilter:
+    """Which alerts the inbox lists (empty = any): newest first, one page before the row id ``before``."""
+
+    now: int  # UTC seconds: a snooze that ended before it is over
+    rules: tuple[str, ...] = ()
+    severities: tuple[str, ...] = ()
+    states: tuple[str, ...] = ()
+    lo: int | None = None  # raised at or after (UTC microseconds)
+    hi: int | None = None  # raised before
+    #: only alerts of these departments (a manager's); ``None``: every alert, operational ones included.
+    departments: tuple[str, ...] | None = None
+    before: int | None = None
+    limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class InboxAlert:
+    """An alert as the inbox shows it: what was raised (its outbox row and payload) and what people and the
+    rule did since."""
+
+    row: int
+    alert_id: str
+    rule: str
+    severity: str
+    created_at: int  # UTC microseconds
+    payload: dict[str, Any]
+    state: str
+    acked_by: str | None = None
+    acked_at: int | None = None  # UTC seconds
+    snoozed_until: int | None = None
+    snoozed_by: str | None = None
+    resolved_at: int | None = None  # UTC microseconds
+
+    @property
+    def department(self) -> str | None:
+        value = self.payload.get("department")
+        return value if isinstance(value, str) else None
+
+
+class AlertInbox(Protocol):
+    """The alerts inbox: raised alerts with their state; acknowledging and snoozing, each written with its audit
+    entry in one transaction. Used from one thread at a time."""
+
+    def alerts(self, f: AlertFilter) -> list[InboxAlert]: ...
+
+    def alert(self, alert_id: str, now: int) -> InboxAlert | None: ...
+
+    def rules(self) -> list[str]:
+        """The rules that raised an alert still in the outbox."""
+        ...
+
+    def acknowledge(self, alert_id: str, *, at: int, actor: Actor) -> InboxAlert | None:
+        """Mark the alert acknowledged by ``actor`` (None: no such alert)."""
+        ...
+
+    def snooze(self, alert_id: str, until: int, *, at: int, actor: Actor) -> InboxAlert | None:
+        """Hide the alert until ``until`` (UTC seconds; 0 wakes it now)."""
+        ...
 
     def close(self) -> None: ...

@@ -315,6 +315,21 @@ MAIL_MIGRATION = """
     ALTER TABLE users ADD COLUMN email TEXT NOT NULL DEFAULT '';
     """
 
+#: The alerts inbox (`smdrd.store.sqlite.alert_inbox`): what people did with each raised alert of the outbox
+#: (acknowledged by whom and when, snoozed until when and by whom). An alert with no row here is open until its
+#: resolved event (``<id>:resolved`` in the outbox) arrives. Kept apart from the outbox, which the journal writer
+#: fills and delivery marks, so neither ever waits for a person's click.
+ALERT_STATES_MIGRATION = """
+    CREATE TABLE alert_states (
+        alert_id      TEXT    PRIMARY KEY,      -- alert_outbox.alert_id
+        acked_by      TEXT,                     -- a user's name
+        acked_at      INTEGER,                  -- UTC seconds
+        snoozed_until INTEGER,                  -- UTC seconds
+        snoozed_by    TEXT,
+        snoozed_at    INTEGER
+    ) WITHOUT ROWID;
+    """
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: the journal of raw lines, and the calls parsed from them.
     """
@@ -531,6 +546,8 @@ MIGRATIONS: tuple[str, ...] = (
     TARIFF_MIGRATION,
     # the mail outbox, report schedules, e-mail cursors, users' e-mail addresses (see `MAIL_MIGRATION`).
     MAIL_MIGRATION,
+    # what people did with each raised alert: acknowledged, snoozed (see `ALERT_STATES_MIGRATION`).
+    ALERT_STATES_MIGRATION,
 )
 
 #: created on its own connection by `smdrd reparse` only: calls it deletes (to rebuild them from the journal)
