@@ -12,9 +12,12 @@ and the request's `Principal` comes from `HttpServer.authenticator`. Without the
 token: with ``[http] token`` configured, every route except ``/healthz`` requires ``Authorization: Bearer
 <token>`` (or ``?token=`` for a browser), compared in constant time, and a request that presents it acts as
 the ``service`` role; without one, every request does. The console (`smdrd.console`) adds users' sessions and
-personal API tokens. A request that changes something (not GET or HEAD) is refused 403 unless it comes with a
-personal or service token, or with a session and that session's CSRF token (`CSRF_FIELD` in the form, or the
-`CSRF_HEADER` header). `Request.authenticated` says whether a request may see details.
+personal API tokens. With ``[http] tls_cert`` and ``tls_key`` the port speaks HTTPS only; from the
+``trusted_proxies``, ``X-Forwarded-For`` and ``X-Forwarded-Proto`` give the request's client address and scheme
+(``request.remote``, ``request.secure``) before anything else sees it. A request that changes something (not
+GET or HEAD) is refused 403 unless it comes with a personal or service token, or with a session and that
+session's CSRF token (`CSRF_FIELD` in the form, or the `CSRF_HEADER` header). `Request.authenticated` says
+whether a request may see details.
 
 Bounds, apart from the PBX sources' (``[http]`` in the configuration, see docs/api.md), so that no HTTP client
 can take descriptors, memory or time that the PBX path needs:
@@ -35,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import ipaddress
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -44,7 +48,7 @@ from urllib.parse import parse_qs, urlencode
 import structlog
 from aiohttp import web
 
-from smdrd.http_config import HttpConfig
+from smdrd.http_config import HttpConfig, tls_context
 from smdrd.section import parse_hostport
 
 __all__ = [
@@ -239,6 +243,10 @@ class HttpServer:
         self.token = token
         self.public = public
         self.config = config or HttpConfig()
+        #: the TLS context when ``[http] tls_cert`` and ``tls_key`` are set (HTTPS), else None.
+        self.ssl = tls_context(self.config)
+        #: the reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed.
+        self.proxies = tuple(ipaddress.ip_network(p.strip(), strict=False) for p in self.config.trusted_proxies)
         self.routes: dict[str, Handler] = {}
         #: recognises the request's `Principal` (the console replaces it; by default, the shared token).
         self.authenticator: Authenticator = self._token_principal
@@ -295,9 +303,11 @@ class HttpServer:
         await self._runner.setup()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._protocol, self.host, self.port, reuse_address=True,
-                                                backlog=min(cfg.max_connections * 2, 1024))
+                                                backlog=min(cfg.max_connections * 2, 1024), ssl=self.ssl,
+                                                ssl_handshake_timeout=cfg.head_timeout if self.ssl else None)
         self._sweeper = loop.create_task(self._sweep(), name="http-head-timeout")
-        log.info("http.listening", host=self.host, port=self.bound_port, max_connections=cfg.max_connections)
+        log.info("http.listening", host=self.host, port=self.bound_port, max_connections=cfg.max_connections,
+                 tls=self.ssl is not None, trusted_proxies=len(self.proxies))
 
     async def close(self) -> None:
         if self._sweeper is not None:
@@ -365,6 +375,8 @@ class HttpServer:
         """Every request: the keep-alive clock, who it is, whether its route lets that role in, the CSRF token
         of a change made with a session, and a plain 500 (never the exception's text) for a bug."""
         self._served.add(request.protocol)  # a complete head: the keep-alive timeout applies from here
+        if self.proxies:
+            request = self._behind_proxy(request)
         if request.match_info.http_exception is not None:
             return await handler(request)  # 404 or 405: nothing to authorise
         roles: frozenset[str] | None = getattr(request.match_info.handler, _ROLES_ATTR, None)
@@ -395,6 +407,38 @@ class HttpServer:
             log.error("http.handler_failed", path=request.path, error=type(exc).__name__,
                       exc_info=(type(exc), exc, exc.__traceback__))
             return web.Response(status=500, text="internal error\n")
+
+    def _trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address.strip().strip("[]"))
+        except ValueError:
+            return False
+        return any(ip in net for net in self.proxies)
+
+    def _behind_proxy(self, request: web.Request) -> web.Request:
+        """``request`` as its client made it, when it came through a trusted proxy: the client's address is
+        the last hop of ``X-Forwarded-For`` that is not a trusted proxy itself (read from the right, as each
+        proxy appends the address it saw; a hop that is no IP address stops the walk), and its scheme is the
+        last ``X-Forwarded-Proto`` (``http`` or ``https``). From anyone else those headers change nothing."""
+        peer = request.remote or ""
+        if not self._trusted(peer):
+            return request
+        hops = [hop.strip() for header in request.headers.getall("X-Forwarded-For", [])
+                for hop in header.split(",")][-32:]
+        client = peer
+        for hop in reversed(hops):
+            if not self._trusted(client):
+                break
+            try:
+                client = str(ipaddress.ip_address(hop.strip("[]")))
+            except ValueError:
+                break
+        protos = [p.strip().lower() for header in request.headers.getall("X-Forwarded-Proto", [])
+                  for p in header.split(",")]
+        scheme = protos[-1] if protos and protos[-1] in ("http", "https") else request.scheme
+        if client == peer and scheme == request.scheme:
+            return request
+        return request.clone(remote=client, scheme=scheme)
 
     def _unauthenticated(self, request: web.Request) -> web.StreamResponse:
         if (self.login_path is not None and request.method in ("GET", "HEAD")

@@ -3,6 +3,8 @@ credential). `smdrd.config` composes it into `~smdrd.config.Settings`."""
 
 from __future__ import annotations
 
+import ipaddress
+import ssl
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -18,6 +20,8 @@ __all__ = [
     "credential_absent_here",
     "http_token",
     "read_token_file",
+    "tls_context",
+    "tls_problem",
     "token_problem",
 ]
 
@@ -45,6 +49,25 @@ class HttpConfig(Section):
     #: mark the console's cookies ``Secure`` (sent over HTTPS only) even on a plain connection: set it when a
     #: reverse proxy terminates TLS in front of smdrd. A connection that is TLS itself always gets them.
     secure_cookies: bool = False
+    #: serve HTTPS: a PEM certificate (followed by its chain) and its private key (not encrypted), both or
+    #: neither. The console's cookies are then ``Secure``.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: reverse proxies (addresses or CIDR networks) whose ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are
+    #: believed: the client's address (sign-in throttling, the audit log) and whether it used HTTPS. Empty:
+    #: those headers are ignored, from anyone.
+    trusted_proxies: list[str] = Field(default_factory=list, max_length=256)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for entry in v:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"expected IP addresses or networks such as 10.0.0.5 or 10.0.0.0/24, got "
+                                 f"{entry[:60]!r}") from None
+        return v
 
     @field_validator("listen")
     @classmethod
@@ -65,7 +88,52 @@ class HttpConfig(Section):
     def _one_token(self) -> HttpConfig:
         if self.token is not None and self.token_file is not None:
             raise ValueError("token and token_file: set one, not both")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key: set both (HTTPS) or neither (plain HTTP)")
         return self
+
+
+def _tls(http: HttpConfig) -> ssl.SSLContext | None:
+    """Raises ValueError naming the file and what is wrong (never the key's content)."""
+    if http.tls_cert is None or http.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    for path in (http.tls_cert, http.tls_key):
+        try:
+            with path.open("rb"):
+                pass
+        except OSError as exc:
+            raise ValueError(f"cannot read {str(path)!r}: {(exc.strerror or type(exc).__name__).lower()}") from None
+        except ValueError:
+            raise ValueError(f"cannot read {str(path)!r}: not a valid path") from None
+    try:  # an encrypted key gets an empty passphrase (and fails) instead of a prompt on the terminal
+        context.load_cert_chain(http.tls_cert, http.tls_key, password=lambda: b"")
+    except (ssl.SSLError, ValueError):
+        raise ValueError(f"{str(http.tls_cert)!r} and {str(http.tls_key)!r} are not a PEM certificate and its "
+                         f"private key (unencrypted), or they do not match") from None
+    return context
+
+
+def tls_problem(http: HttpConfig) -> str | None:
+    """Why ``tls_cert`` and ``tls_key`` cannot serve HTTPS (None when they can, or when TLS is off)."""
+    try:
+        _tls(http)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def tls_context(http: HttpConfig) -> ssl.SSLContext | None:
+    """The server's TLS context (TLS 1.2 or later), or None for plain HTTP.
+
+    Raises:
+        ConfigError: the certificate or key cannot be read, or they are not a matching PEM pair.
+    """
+    try:
+        return _tls(http)
+    except ValueError as exc:
+        raise ConfigError(None, [("http.tls_cert", str(exc))]) from None
 
 
 #: the shortest HTTP token accepted: an empty or short token would let anyone read the calls.
