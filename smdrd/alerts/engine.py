@@ -27,6 +27,7 @@ from smdrd.alerts.rules import (
     CLEARING_RULES,
     MAX_KEYS,
     MAX_SEEN,
+    PERIOD_RULES,
     AlertState,
     Finding,
     OpenAlert,
@@ -46,7 +47,7 @@ _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 #: the end of a resolved event's id: the id of the alert it resolves, then this.
 RESOLVED_SUFFIX = ":resolved"
 #: the facts that are amounts of money (decimal strings).
-_MONEY_FACTS = ("spent", "budget", "limit")
+_MONEY_FACTS = ("spent", "budget", "limit", "forecast")
 
 
 @dataclass(slots=True)
@@ -210,7 +211,7 @@ class AlertEngine:
         """The resolved events of budget alerts whose period (day, month) is over at wall-clock ``now``."""
         local = datetime.fromtimestamp(now, self.tz)
         ended = [(rule, key) for (rule, key), open_ in self.state.open_alerts.items()
-                 if rule == "budget" and budget_period_ended(open_.facts, local)]
+                 if rule in PERIOD_RULES and budget_period_ended(open_.facts, local)]
         rows: list[Alert] = []
         for rule, key in ended:
             facts = self.state.open_alerts[rule, key].facts

@@ -27,6 +27,7 @@ import phonenumbers
 from smdrd.alerts.config import HIGH_RISK_COUNTRIES, NANP_LOOKALIKE_PREFIXES, NETWORK_PREFIXES, AlertsConfig
 from smdrd.rating.config import SiteConfig
 from smdrd.rating.rules import parse_days, parse_hours
+from smdrd.reports.forecast import WorkingCalendar, month_end_forecast
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -160,6 +161,8 @@ class AlertState:
     spend: dict[tuple[str, str, str], Decimal] = field(default_factory=dict)
     #: (department, kind, period, severity) already raised
     budget_fired: set[tuple[str, str, str, str]] = field(default_factory=set)
+    #: the uid of the last call whose cost went into ``spend`` (the budget rules share it: counted once)
+    spend_counted: str = ""
     #: (rule, key) -> ts of the last alert, for the snooze
     last_alert: OrderedDict[tuple[str, str], float] = field(default_factory=OrderedDict)
     #: call uids already seen (a re-sent line must not count twice in a window)
@@ -459,12 +462,11 @@ class Budget:
         dept = call.department
         if dept is None or not call.cost or dept not in self.budgets:
             return ()
+        count_spend(call, dept, state)
         out: list[Finding] = []
         for kind, period, limit in (("day", call.start.strftime("%Y-%m-%d"), self.budgets[dept][0]),
                                     ("month", call.start.strftime("%Y-%m"), self.budgets[dept][1])):
-            key = (dept, kind, period)
-            spent = state.spend.get(key, Decimal(0)) + call.cost
-            state.spend[key] = spent
+            spent = state.spend[dept, kind, period]
             if not limit:
                 continue
             share = spent / limit
@@ -481,10 +483,60 @@ class Budget:
                                f"{self.name}:{dept}:{kind}:{period}:{level}",
                                {"department": dept, "kind": kind, "period": period, "spent": str(spent),
                                 "budget": str(limit)}))
-        if len(state.spend) > 4 * MAX_KEYS:  # old periods: keep the newest only
-            for k in sorted(state.spend, key=lambda k: k[2])[: len(state.spend) // 2]:
-                del state.spend[k]
         return out
+
+
+def count_spend(call: RatedCall, dept: str, state: AlertState) -> None:
+    """Add ``call``'s cost to its department's day and month in ``state.spend``, once however many budget rules
+    look at the call."""
+    if state.spend_counted == call.uid:
+        return
+    state.spend_counted = call.uid
+    for key in ((dept, "day", call.start.strftime("%Y-%m-%d")), (dept, "month", call.start.strftime("%Y-%m"))):
+        state.spend[key] = state.spend.get(key, Decimal(0)) + call.cost
+    if len(state.spend) > 4 * MAX_KEYS:  # old periods: keep the newest only
+        for k in sorted(state.spend, key=lambda k: k[2])[: len(state.spend) // 2]:
+            del state.spend[k]
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetForecast:
+    """A department's month-end forecast (`smdrd.reports.forecast.month_end_forecast`, the figure the console's
+    overview shows) crosses its monthly budget while the spend is still under it: once per month and department,
+    and only once ``min_working_days`` of the month have passed. It clears when the month ends (the engine's
+    `check_periods`). ``budgets`` maps a department to its monthly budget."""
+
+    name: ClassVar[str] = "budget_forecast"
+    severity: str
+    budgets: Mapping[str, Decimal]
+    calendar: WorkingCalendar
+    min_working_days: Decimal
+
+    def __call__(self, call: RatedCall, state: AlertState) -> Iterable[Finding]:
+        dept = call.department
+        if dept is None or not call.cost or dept not in self.budgets:
+            return ()
+        count_spend(call, dept, state)
+        period = call.start.strftime("%Y-%m")
+        fired = (dept, "forecast", period, self.severity)
+        budget = self.budgets[dept]
+        spent = state.spend[dept, "month", period]
+        if fired in state.budget_fired or spent >= budget:
+            return ()  # said already, or the budget itself is reached: the budget rule's to say
+        forecast = month_end_forecast(spent, call.start, self.calendar)
+        if forecast.elapsed < self.min_working_days or not forecast.over(budget):
+            return ()
+        state.budget_fired.add(fired)
+        projected = forecast.projected.quantize(Decimal("0.01"))  # the payload's facts get the tariff's decimals
+        return (Finding(self.name, self.severity,
+                        f"department {dept} is on course to spend {projected} {call.currency} this month "
+                        f"({period}), over its monthly budget of {budget}: {spent} spent in "
+                        f"{forecast.elapsed:.1f} of {forecast.working_days} working days",
+                        f"dept:{dept}:forecast:{period}", f"{self.name}:{dept}:{period}",
+                        {"department": dept, "kind": "month", "period": period, "spent": str(spent),
+                         "budget": str(budget), "forecast": str(forecast.projected),
+                         "working_days_elapsed": f"{forecast.elapsed:.2f}",
+                         "working_days": forecast.working_days}),)
 
 
 # -- operational rules ---------------------------------------------------------------------------------------
@@ -499,6 +551,12 @@ class SourceSnapshot:
     lines: int
     errors: int
     last_data_at: float | None = None
+
+
+#: the rules whose alerts are about a budget period (``facts``: ``kind`` and ``period``): resolved when it ends.
+PERIOD_RULES: Final = frozenset({"budget", "budget_forecast"})
+#: the rules that read the spend stored this month (`AlertState.spend`), seeded at start from the database.
+SPEND_RULES: Final = PERIOD_RULES
 
 
 def budget_period_ended(facts: Mapping[str, object], local: datetime) -> bool:
@@ -634,10 +692,10 @@ class RuleSet:
 
 
 #: the rules whose condition clears: each alert they raise is followed by a resolved event when it does.
-CLEARING_RULES: Final = frozenset({"source_down", "parse_errors", "budget"})
+CLEARING_RULES: Final = frozenset({"source_down", "parse_errors", "budget", "budget_forecast"})
 
 RULE_NAMES: Final = ("after_hours", "high_risk", "long_call", "expensive_call", "velocity", "short_calls",
-                     "wangiri", "budget", "source_down", "parse_errors")
+                     "wangiri", "budget", "budget_forecast", "source_down", "parse_errors")
 
 
 def build_rules(
@@ -697,6 +755,14 @@ def build_rules(
             # the snooze does not apply: a budget alert is once per period and level by its id
             calls.append(Armed(Budget(WARNING, Decimal(str(b.warn_percent)) / 100, merged),
                                Exclusions.of([*cfg.exclude_extensions, *b.exclude_extensions], []), 0.0))
+    if (bf := cfg.budget_forecast).enabled:
+        monthly = {name: m for name, (_, m) in (budgets or {}).items() if m}
+        monthly.update({name: d.monthly for name, d in cfg.budget.departments.items() if d.monthly})
+        if monthly:
+            calendar = WorkingCalendar(hours.days, hours.holidays, (hours.start, hours.end))
+            calls.append(Armed(BudgetForecast(bf.severity, monthly, calendar, Decimal(str(bf.min_working_days))),
+                               Exclusions.of([*cfg.exclude_extensions, *cfg.budget.exclude_extensions,
+                                              *bf.exclude_extensions], []), 0.0))
     if (sd := cfg.source_down).enabled:
         sources.append(Armed(SourceDown(sd.severity, sd.minutes * 60, site.tz), Exclusions(), 0.0))
     if (pe := cfg.parse_errors).enabled:
