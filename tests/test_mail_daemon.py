@@ -248,3 +248,41 @@ async def test_a_daemon_stopped_over_the_time_sends_once_when_it_starts(tmp_path
         await daemon.aterminate()
     assert len(smtp.inbox.messages) == 1
     daemon.assert_clean_log()
+
+
+async def test_a_burst_of_200_velocity_alerts_is_one_digest_per_recipient(tmp_path: Path,
+                                                                          smtp: SmtpServer) -> None:
+    from smdrd.parsers.avaya_ipo import AvayaIPOfficeParser
+    from smdrd.record import CallRecord, Direction
+    from smdrd.testing import open_connection_retry, tcp_server_source
+
+    smtp.start()
+    port = free_port()
+    cfg = config(tmp_path, smtp.port, sources=[tcp_server_source("ipo", port)],
+                 alerts={"velocity": {"extension_calls": 1, "snooze_minutes": 0},
+                         "email": {"enabled": True, "recipients": ["alerts@example.com"],
+                                   "rules": {"velocity": ["security@example.com"]}, "digest_seconds": 2}})
+    daemon = DaemonProcess(tmp_path, cfg).start()
+    try:
+        await asyncio.to_thread(daemon.wait_port, port)
+        start = datetime(2026, 3, 4, 10, 0, tzinfo=WARSAW)
+        lines = [AvayaIPOfficeParser.render(CallRecord(
+            format="avaya-ipo", start=start + timedelta(seconds=i), duration=60, direction=Direction.OUTBOUND,
+            extension="201", number=f"0221234{i:03d}", answered=True, call_id=str(1_000_000 + i)))[0]
+            for i in range(201)]
+        _, writer = await open_connection_retry("127.0.0.1", port)
+        writer.write("".join(f"{line}\r\n" for line in lines).encode())
+        await writer.drain()
+        messages = await asyncio.to_thread(smtp.inbox.wait, 2)
+        await asyncio.sleep(3.0)  # a digest later would be a second mail
+        writer.close()
+    finally:
+        await daemon.aterminate()
+    daemon.assert_clean_log()
+    assert sorted(to for _, [to] in smtp.inbox.envelopes) == ["alerts@example.com", "security@example.com"]
+    for message in messages:
+        body = message.get_body(("plain",))
+        assert body is not None
+        text = body.get_content()
+        assert text.count("] velocity:") == 200, text[:2000]
+        assert "200 alerts" in str(message["Subject"])

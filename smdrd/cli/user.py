@@ -1,4 +1,4 @@
-"""``smdrd user add|list|passwd|remove``: the console's users, from the shell (the first admin is made here).
+"""``smdrd user add|list|passwd|remove|email``: the console's users, from the shell (the first admin is made here).
 
 A password is never taken from the command line (``ps`` and the shell history would show it): it is asked for
 twice on the terminal, or read as one line from standard input with ``--password-stdin``. It is stored as an
@@ -56,6 +56,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     passwd.add_argument("--password-stdin", action="store_true", help="read the password as one line from stdin")
     remove = action("remove", "remove a user, their sessions and their API tokens")
     remove.add_argument("name")
+    mail = action("email", "set a user's e-mail address (a manager's receives their departments' budget alerts)")
+    mail.add_argument("name")
+    mail.add_argument("address", help="the address; an empty string ('') removes it")
 
 
 def _actor() -> Actor:
@@ -97,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     from smdrd.store import open_store
 
     settings, _ = settings_from(args, existing_database=args.action != "add")
-    accounts = open_store(database_of(args, settings)).accounts()
+    args.database_path = database_of(args, settings)
+    accounts = open_store(args.database_path).accounts()
     try:
         return _ACTIONS[args.action](args, accounts)
     finally:
@@ -164,4 +168,24 @@ def _remove(args: argparse.Namespace, accounts: Accounts) -> int:
     return 0
 
 
-_ACTIONS = {"add": _add, "list": _list, "passwd": _passwd, "remove": _remove}
+def _email(args: argparse.Namespace, accounts: Accounts) -> int:
+    from smdrd.mail_config import check_address
+    from smdrd.store import open_store
+
+    user = _existing(accounts, args.name)
+    address = ""
+    if args.address.strip():
+        try:
+            address = check_address(args.address)
+        except ValueError as exc:
+            args.parser.error(f"address: {exc}")
+    mail = open_store(args.database_path).mail()
+    try:
+        mail.set_user_email(user.name, address, at=int(time.time()), actor=_actor())
+    finally:
+        mail.close()
+    print(f"e-mail address of {user.name} {'set to ' + address if address else 'removed'}")
+    return 0
+
+
+_ACTIONS = {"add": _add, "list": _list, "passwd": _passwd, "remove": _remove, "email": _email}

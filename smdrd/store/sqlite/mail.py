@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from smdrd.store.api import Actor, MailItem, NewMail, PendingAlert, StoredSchedule
-from smdrd.store.sqlite.schema import connect
+from smdrd.store.sqlite.side import SideConnection
 
 _ITEM = ("SELECT id, key, kind, owner, message_id, recipients, subject, spec, state, attempts, last_error, "
          "created_at, due_at, next_attempt_at, sent_at FROM mail_outbox")
@@ -40,30 +39,13 @@ class SqliteMail:
     time, not necessarily the one that opened it."""
 
     def __init__(self, path: Path | str) -> None:
-        connect(str(path)).close()
-        self.conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        for pragma in ("PRAGMA foreign_keys = ON", "PRAGMA busy_timeout = 5000"):
-            self.conn.execute(pragma)
+        self.side = SideConnection(path)
+        self.conn = self.side.conn
+        self._write = self.side.write
+        self._audit = self.side.audit
 
     def close(self) -> None:
-        self.conn.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
-
-    def _audit(self, action: str, target: str, *, at: int, actor: Actor, before: dict[str, Any] | None,
-               after: dict[str, Any] | None) -> None:
-        self.conn.execute(
-            "INSERT INTO audit_log (at, actor, address, action, target, before, after) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (at, actor.name, actor.address, action, target, None if before is None else json.dumps(before),
-             None if after is None else json.dumps(after)))
+        self.side.close()
 
     # ---- the outbox ----
 

@@ -1,0 +1,58 @@
+"""E-mail alerts, who gets what: every recipient one digest of what is meant for them; a budget alert (and its
+resolved notice) also to the department's managers, set up with ``smdrd user email``; nobody else's budget."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from smdrd.config import Settings
+from smdrd.mail import _alerts_text, alert_digests
+from smdrd.store import open_store
+from smdrd.store.api import Actor, PendingAlert
+from tests.test_user_cli import smdrd
+
+
+def payload(alert_id: str, rule: str, *, department: str | None = None, state: str = "raised") -> str:
+    return json.dumps({"id": alert_id, "rule": rule, "state": state, "severity": "warning",
+                       "reason": f"{rule} happened", "department": department, "extension": "201",
+                       "raised_at": "2026-03-04T10:00:00.000+00:00"})
+
+
+def test_budget_alerts_reach_the_departments_managers_and_only_theirs(tmp_path: Path) -> None:
+    db = tmp_path / "smdrd.db"
+    accounts = open_store(db).accounts()
+    try:
+        for name, department in (("bob", "Sales"), ("carol", "Support")):
+            accounts.add_user(name, "manager", "not-a-hash", [department], at=1, actor=Actor("test"))
+    finally:
+        accounts.close()
+    done = smdrd("user", "email", "bob", "bob@example.com", "--database", str(db))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "e-mail address of bob set to bob@example.com\n"
+    bad = smdrd("user", "email", "carol", "carol@example.com, eve@example.com", "--database", str(db))
+    assert bad.returncode == 2 and "expected one e-mail address" in bad.stderr
+
+    settings = Settings.model_validate({"database": {"path": str(db)}, "site": {"name": "HQ"},
+                                        "alerts": {"email": {"enabled": True, "recipients": ["ops@example.com"]}}})
+    alerts = [PendingAlert(1, "a1", "velocity", payload("a1", "velocity")),
+              PendingAlert(2, "b1", "budget", payload("b1", "budget", department="Sales")),
+              PendingAlert(3, "b1:resolved", "budget", payload("b1:resolved", "budget", department="Sales",
+                                                               state="resolved"))]
+    mail = open_store(db).mail()
+    try:
+        assert mail.user_emails() == {"bob": "bob@example.com"}
+        mail.set_user_email("carol", "carol@example.com", at=2, actor=Actor("test"))
+        assert mail.manager_emails("Sales") == ["bob@example.com"]
+        mails = alert_digests(alerts, settings, mail.manager_emails, now=100)
+    finally:
+        mail.close()
+    by_to = {m.recipients: m for m in mails}
+    assert sorted(by_to) == [("bob@example.com",), ("ops@example.com",)]
+    ops = [a["id"] for a in json.loads(by_to["ops@example.com",].spec)["alerts"]]
+    bob = json.loads(by_to["bob@example.com",].spec)["alerts"]
+    assert ops == ["a1", "b1", "b1:resolved"]
+    assert [a["id"] for a in bob] == ["b1", "b1:resolved"]
+    text = _alerts_text(bob, "HQ")
+    assert "[WARNING] budget: budget happened" in text and "[RESOLVED] budget" in text
+    assert by_to["bob@example.com",].key == "alerts:1-3:bob@example.com"  # planned again: the same row
