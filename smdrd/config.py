@@ -73,6 +73,7 @@ from smdrd.http_config import (
 from smdrd.logs_config import LoggingConfig
 from smdrd.mail_config import SmtpConfig
 from smdrd.mqtt_config import MqttConfig
+from smdrd.privacy import PrivacyConfig
 from smdrd.rating.config import (
     Money,
     SiteConfig,
@@ -127,6 +128,7 @@ __all__ = [
     "Money",
     "MqttConfig",
     "ParseErrorsAlertConfig",
+    "PrivacyConfig",
     "ReportsConfig",
     "RetentionConfig",
     "ScheduleConfig",
@@ -182,6 +184,7 @@ class Settings(BaseSettings):
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     smtp: SmtpConfig = Field(default_factory=SmtpConfig)
     reports: ReportsConfig = Field(default_factory=ReportsConfig)
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
 
     @field_validator("site")
     @classmethod

@@ -36,6 +36,7 @@ from smdrd.config import Settings
 from smdrd.csvsafe import SafeCsvWriter
 from smdrd.errors import ConfigError
 from smdrd.http import CHUNK, READERS, BadRequest, Principal, Request, Response
+from smdrd.privacy import hidden_digits
 from smdrd.rating.classes import CALL_CLASSES
 from smdrd.reports import export
 from smdrd.reports.queries import (
@@ -107,6 +108,8 @@ class ReportService:
         self.store: Store = open_store(settings.database.path)
         self.context: Context = context_from(settings, path=str(config_path) if config_path else None)
         self.page = page_html()
+        #: how much of each dialled number each role sees (`smdrd.privacy`), as of the last (re)load.
+        self.privacy = settings.privacy
         self.page_headers = _page_headers(self.page)
         #: the reports' own threads: a burst of reports never queues in front of the journal or a source.
         self.executor = ThreadPoolExecutor(settings.http.report_workers, thread_name_prefix="smdrd-report")
@@ -132,6 +135,7 @@ class ReportService:
 
     def reload(self, settings: Settings) -> None:
         """Take the new departments, site and tariff decimals; keep the old ones if the new are inconsistent."""
+        self.privacy = settings.privacy
         try:
             self.context = context_from(settings)
         except ConfigError as exc:
@@ -171,7 +175,8 @@ class ReportService:
             allowed = scoped(query, request.principal, ctx)
             if allowed is None:
                 return Response(403, b"forbidden: a manager sees only the departments assigned to them\n")
-            query = allowed
+            # Numbers as this reader may see them ([privacy]): every format, the exports included.
+            query = dataclasses.replace(allowed, mask_digits=hidden_digits(request.principal, self.privacy))
             if not self._enter():
                 return Response(503, b"too many report requests at once; try again shortly\n",
                                 headers={"Retry-After": str(RETRY_AFTER)})

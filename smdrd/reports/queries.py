@@ -20,6 +20,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
+from smdrd.privacy import mask
 from smdrd.rating.classes import CALL_CLASSES
 from smdrd.record import EARLIEST_YEAR, LATEST_YEAR
 from smdrd.reports.departments import UNASSIGNED, Directory, extension_sort_key, prorated_budget
@@ -83,6 +84,8 @@ class Query:
     page_size: int = 100
     top: int = 20
     by: Literal["cost", "count"] = "cost"
+    #: how many last digits of each dialled number the reader may not see (`smdrd.privacy`; 0: none).
+    mask_digits: int = 0
 
     def filters(self) -> Filters:
         return Filters(self.first, self.last, self.extensions, self.trunks, self.directions, self.classes)
@@ -311,18 +314,20 @@ def destinations_report(rows: Iterable[Attributed], *, top: int, by: str, decima
     return report
 
 
-def call_detail(row: Sequence[Any], directory: Directory, decimals: int) -> dict[str, Any]:
-    """One call-detail row (`smdrd.store.api.CALL_DETAIL` order) as a report row."""
+def call_detail(row: Sequence[Any], directory: Directory, decimals: int, *, mask_digits: int = 0) -> dict[str, Any]:
+    """One call-detail row (`smdrd.store.api.CALL_DETAIL` order) as a report row (the number's last
+    ``mask_digits`` digits hidden, `smdrd.privacy.mask`)."""
     start, ext, number, direction, cls, trunk, duration, cost, leg, _key = row
+    number = mask(number, mask_digits) if mask_digits and number else number
     return {"start": start, "extension": ext, "department": directory.department(ext, start[:10]),
             "number": number, "direction": direction, "call_class": cls or "", "trunk": trunk,
             "duration": duration, "cost": money(cost or 0, decimals), "leg": leg}
 
 
 def calls_report(rows: Sequence[tuple[Any, ...]], totals: tuple[int, int, int, int], directory: Directory, *,
-                 decimals: int, page: int, page_size: int) -> Report:
+                 decimals: int, page: int, page_size: int, mask_digits: int = 0) -> Report:
     """One page of call details, every leg (``leg`` > 0 is a later leg of a transferred call)."""
-    out = [call_detail(row, directory, decimals) for row in rows]
+    out = [call_detail(row, directory, decimals, mask_digits=mask_digits) for row in rows]
     legs, calls, duration, cost = totals
     columns = (Column("start", "Time"), Column("extension", "Extension"), Column("department", "Department"),
                Column("number", "Number"), Column("direction", "Direction"), CLASS_COLUMN, Column("trunk", "Trunk"),
@@ -404,7 +409,8 @@ def run_report(reader: ReportReader, q: Query, ctx: Context) -> Report:
         offset = (q.page - 1) * q.page_size if q.page_size > 0 else 0
         rows = list(reader.iter_call_rows(f, ctx.timezone, selected=selected, limit=q.page_size, offset=offset))
         totals = reader.call_totals(f, ctx.timezone, selected=selected)
-        report = calls_report(rows, totals, d, decimals=dec, page=q.page, page_size=q.page_size)
+        report = calls_report(rows, totals, d, decimals=dec, page=q.page, page_size=q.page_size,
+                              mask_digits=q.mask_digits)
     else:
         raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {q.kind!r}")
     return _with_meta(report, q, ctx)
@@ -437,8 +443,8 @@ def every_call(reader: ReportReader, q: Query, ctx: Context) -> tuple[Report, It
     selected = _select_calls(reader, q, d, _wanted(q, d))
     totals = reader.call_totals(f, ctx.timezone, selected=selected)
     report = calls_report([], totals, d, decimals=ctx.decimals, page=1, page_size=0)
-    rows = (call_detail(row, d, ctx.decimals) for row in reader.iter_call_rows(f, ctx.timezone,
-                                                                                selected=selected))
+    rows = (call_detail(row, d, ctx.decimals, mask_digits=q.mask_digits)
+            for row in reader.iter_call_rows(f, ctx.timezone, selected=selected))
     return _with_meta(report, q, ctx), rows
 
 

@@ -1,0 +1,73 @@
+"""Number masking (issue 15, point 2): the last digits of dialled numbers hidden from the people who need not see
+them, wherever numbers reach people (the reports' pages, JSON and exports; the console's call pages).
+
+``[privacy] mask_digits`` says how many of a number's last digits are hidden (``0``, the default, hides none:
+every role sees every number, as before), ``unmasked_roles`` which roles still see numbers whole (``admin`` by
+default; ``manager``, ``viewer`` and ``service``, the shared token, may be added). Pure: no I/O; the caller
+passes who is asking (anything with a ``role``, such as `smdrd.http.Principal`).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from pydantic import Field, field_validator
+
+from smdrd.section import Section
+
+__all__ = ["MASK", "MASKABLE_ROLES", "PrivacyConfig", "hidden_digits", "mask", "mask_number"]
+
+#: what a hidden digit is shown as.
+MASK = "*"
+#: the roles ``unmasked_roles`` may name: the console's and the shared token's.
+MASKABLE_ROLES = ("admin", "manager", "viewer", "service")
+
+
+class PrivacyConfig(Section):
+    """``[privacy]``: how much of a dialled number people see."""
+
+    #: how many of a number's last digits are hidden from the roles not in ``unmasked_roles`` (0: none).
+    mask_digits: int = Field(default=0, ge=0, le=15)
+    #: the roles that see numbers whole.
+    unmasked_roles: list[str] = Field(default_factory=lambda: ["admin"], max_length=len(MASKABLE_ROLES))
+
+    @field_validator("unmasked_roles")
+    @classmethod
+    def _roles(cls, v: list[str]) -> list[str]:
+        for role in v:
+            if role not in MASKABLE_ROLES:
+                raise ValueError(f"expected roles among {', '.join(MASKABLE_ROLES)}, got {role[:40]!r}")
+        return v
+
+
+class _Someone(Protocol):
+    @property
+    def role(self) -> str: ...
+
+
+def hidden_digits(who: _Someone | None, cfg: PrivacyConfig) -> int:
+    """How many last digits ``who`` may not see (``None``, nobody known: the configured number, fail closed)."""
+    if cfg.mask_digits == 0 or (who is not None and who.role in cfg.unmasked_roles):
+        return 0
+    return cfg.mask_digits
+
+
+def mask(number: str, digits: int) -> str:
+    """``number`` with its last ``digits`` digits (ASCII 0-9, counted from the end) replaced by `MASK`; any
+    other character (``+``, spaces, ``#``) stays where it is. A number with fewer digits has them all hidden."""
+    if digits <= 0 or not number:
+        return number
+    out = list(number)
+    left = digits
+    for i in range(len(out) - 1, -1, -1):
+        if left == 0:
+            break
+        if "0" <= out[i] <= "9":
+            out[i] = MASK
+            left -= 1
+    return "".join(out)
+
+
+def mask_number(number: str, who: _Someone | None, cfg: PrivacyConfig) -> str:
+    """``number`` as ``who`` may see it under ``cfg``."""
+    return mask(number, hidden_digits(who, cfg))
