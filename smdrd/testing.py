@@ -24,7 +24,7 @@ import sys
 import termios
 import time
 import tty
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from smdrd.config import Settings
     from smdrd.core import Entry
     from smdrd.daemon import Daemon
+    from smdrd.journal import JournalEntry
+    from smdrd.store.sqlite.writer import JournalWriter
 
 
 @dataclass
@@ -363,6 +365,17 @@ class DaemonProcess:
         text = self.log_text()
         assert "Traceback" not in text, text[-6000:]
         assert "Exception in callback" not in text, text[-6000:]
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[DaemonProcess]:
+        """Started for the block; at its end it must stop with exit 0 and a log without a traceback (killed
+        whatever happens)."""
+        try:
+            yield self.start()
+            self.terminate()
+            self.assert_clean_log()
+        finally:
+            self.kill()
 
     def vm_kib(self, field: str = "VmHWM") -> int:
         """``VmHWM`` (peak resident set) or ``VmRSS`` of the running daemon, in KiB."""
@@ -814,6 +827,22 @@ class Subscriber:
         return True
 
 
+async def write_entries(database: Path | str, entries: Iterable[JournalEntry], **options: Any) -> JournalWriter:
+    """Store ``entries`` as the daemon does, through ``database``'s batching journal writer (a SQLite path or a
+    ``postgresql://`` URL, `smdrd.store.journal_writer`), committing every few milliseconds; the writer, closed,
+    for its `stats`."""
+    from smdrd.store import journal_writer
+
+    writer = journal_writer(database, **{"commit_interval": 0.005, **options})
+    await writer.open()
+    task = asyncio.create_task(writer.run())
+    for entry in entries:
+        writer.submit(entry)
+    await writer.close()
+    await task
+    return writer
+
+
 #: where Debian installs each PostgreSQL major version's server binaries (``initdb``, ``pg_ctl``).
 POSTGRES_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 
@@ -869,9 +898,10 @@ class PostgresServer:
         if not self.data.exists():
             self._run("initdb", "-D", str(self.data), "-U", self.user, "--auth=trust", "-E", "UTF8",
                       "--locale=C", "--no-sync")
-        # fsync off: a test cluster has nothing to keep across a machine crash, and commits cost no disk flush.
+        # fsync off: a test cluster has nothing to keep across a machine crash, and commits cost no disk flush;
+        # a crash of the server alone (`stop("immediate")`) still loses no committed transaction.
         options = (f"-c listen_addresses={self.host} -c port={self.port} -c unix_socket_directories={self.folder} "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100")
+                   "-c fsync=off -c full_page_writes=off -c max_connections=100")
         self._run("pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data), "-l", str(self.log_path),
                   "-o", options)
 
@@ -884,10 +914,11 @@ class PostgresServer:
         """The URL of ``database`` over the Unix socket (no password: trust)."""
         return f"postgresql://{self.user}@/{database}?host={self.folder}&port={self.port}"
 
-    def create_database(self, name: str) -> str:
-        """A new empty database ``name``; its URL."""
+    def create_database(self, name: str, *, template: str | None = None) -> str:
+        """A new database ``name``, empty or a copy of ``template`` (a database nobody is connected to); its URL."""
         import psycopg
 
+        copy = f' TEMPLATE "{template}"' if template else ""
         with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"{copy}')
         return self.url(name)

@@ -39,7 +39,40 @@ def test_no_route_that_changes_something_lets_a_viewer_or_the_service_token_in(t
         assert "viewer" not in roles and SERVICE not in roles, f"{method} {path} lets {sorted(roles)} change it"
     # Reads stay readable by a viewer: the reports and the metrics.
     assert "viewer" in walked[("GET", "/reports")] and "viewer" in walked[("GET", "/metrics")]
+    # Calls and alerts: everyone reads (a manager their departments'); admins and managers act on alerts.
+    for path in ("/calls", "/calls/{id}", "/api/calls", "/api/calls/{id}", "/alerts", "/api/alerts"):
+        assert {"viewer", "manager", "admin"} <= walked[("GET", path)], path
+    for path in ("/alerts/acknowledge", "/alerts/snooze", "/api/alerts/{id}/acknowledge", "/api/alerts/{id}/snooze"):
+        assert walked[("POST", path)] == {"admin", "manager"}, path
     # The overview and its event stream: every role reads them (a manager their departments'), nobody signed out.
     for path in ("/", "/overview/events"):
         assert walked[("GET", path)] >= {"admin", "manager", "viewer", SERVICE}, path
     assert walked[("GET", "/console/static/overview/{name}")] is PUBLIC
+    # Rates: everyone reads the rules, the history and the tester; only an admin changes them.
+    for path in ("/rates", "/rates/test", "/rates/export.csv", "/api/tariff", "/api/tariff/test",
+                 "/api/tariff/rules/{position}"):
+        assert walked[("GET", path)] >= {"admin", "manager", "viewer"}, path
+    for method, path in (("POST", "/rates"), ("POST", "/rates/{position}"), ("POST", "/rates/{position}/move"),
+                         ("POST", "/rates/import"), ("PUT", "/api/tariff"), ("POST", "/api/tariff/rules"),
+                         ("PUT", "/api/tariff/rules/{position}"), ("DELETE", "/api/tariff/rules/{position}")):
+        assert walked[(method, path)] == {"admin"}, path
+    # The directory: everyone reads it (a manager their departments'); the export holds every department, so
+    # not a manager; only an admin changes it.
+    for path in ("/directory/extensions", "/directory/departments", "/api/directory/extensions",
+                 "/api/directory/departments"):
+        assert walked[("GET", path)] >= {"admin", "manager", "viewer", SERVICE}, path
+    for path in ("/directory/export.csv", "/api/directory/export"):
+        assert walked[("GET", path)] >= {"admin", "viewer"} and "manager" not in walked[("GET", path)], path
+    for method, path in (("POST", "/directory/extensions/{number}/name"),
+                         ("POST", "/directory/extensions/{number}/move"), ("POST", "/directory/departments"),
+                         ("POST", "/directory/departments/{name}"), ("POST", "/directory/departments/{name}/delete"),
+                         ("POST", "/directory/import"),
+                         ("PUT", "/api/directory/extensions/{number}"), ("POST", "/api/directory/departments"),
+                         ("PUT", "/api/directory/departments/{name}"), ("DELETE", "/api/directory/departments/{name}"),
+                         ("POST", "/api/directory/import")):
+        assert walked[(method, path)] == {"admin"}, path
+    # Scheduled reports: admins and managers (their own schedules, their departments); viewers have none.
+    for path in ("/schedules", "/schedules/{id}"):
+        assert walked[("GET", path)] == {"admin", "manager"}, path
+    for path in ("/schedules", "/schedules/{id}", "/schedules/{id}/delete"):
+        assert walked[("POST", path)] == {"admin", "manager"}, path

@@ -257,6 +257,18 @@ class Console:
         from smdrd.console import calls
 
         calls.register(self)
+        from smdrd.console import alerts_inbox
+
+        alerts_inbox.register(self)
+        from smdrd.console import rates
+
+        rates.register(self)  # /rates, /rates/test, /api/tariff
+        from smdrd.console import directory
+
+        directory.register(self)  # /directory/..., /api/directory/...
+        from smdrd.console import schedules
+
+        schedules.register(self)  # /schedules: scheduled reports and their deliveries
 
     @public
     async def css(self, request: web.Request) -> web.StreamResponse:

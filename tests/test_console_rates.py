@@ -1,0 +1,237 @@
+"""Rates in the console (issue 15, points 3 and 4), against real daemon processes over HTTP: an admin adds,
+edits, reorders and deletes rules with mistakes shown beside their field; a call sent over TCP right after is
+priced by the new rule, also inside the pipeline worker (the live swap); the number tester follows the order in
+first-match mode; the JSON API does the same with a personal token; viewers, managers and the service token
+only read; every change is audited with its before and after; with ``source = "files"`` the pages are
+read-only and say so."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import sqlite3
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from smdrd.store import open_store
+from smdrd.store.api import AuditEntry
+from smdrd.testing import DaemonProcess, daemon_config, free_port, tcp_server_source
+from tests.test_console_http import SERVICE_TOKEN, Site, page_csrf, sign_in, status
+from tests.test_console_overview import add_users, avaya_line
+
+TARIFF = {"source": "database", "currency": "PLN", "mode": "first-match"}
+YEASTAR = ("Name,Match Prefix,Number Length,Rate,Billable Unit(s),Initial Time(s),Initial Cost\r\n"
+           "PL mobile,486,11,0.2,60,0,0\r\n"
+           "PL,48,,0.05,60,120,0.3\r\n")
+TEST = "/rates/test?number=221234567&duration=125&time=2026-03-02T10:00"
+TOKEN = re.compile(r"smdrd_pat_[A-Za-z0-9_-]+")
+
+
+class Rates(Site):
+    pbx: int
+
+
+def jar() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=aiohttp.ClientTimeout(total=30))
+
+
+def running(folder: Path, tariff: Mapping[str, object], **database: object) -> Iterator[Rates]:
+    add_users(folder / "smdrd.db", ("alice", "admin", ()), ("victor", "viewer", ()), ("maria", "manager", ("Sales",)))
+    port, pbx = free_port(), free_port()
+    config = daemon_config(folder, [tcp_server_source("pbx", pbx)], database=database, tariff=tariff,
+                           http={"listen": f"127.0.0.1:{port}", "token": SERVICE_TOKEN})
+    with DaemonProcess(folder, config).serving() as daemon:
+        site = Rates(daemon, port)
+        site.pbx = pbx
+        yield site
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rates]:
+    # The pipeline worker parses and rates: the console's save must reach the worker's rater too.
+    yield from running(tmp_path_factory.mktemp("rates"), TARIFF, parse_in_worker=True)
+
+
+def audit(site: Site, action: str) -> list[AuditEntry]:
+    accounts = open_store(site.daemon.db).accounts()
+    try:
+        return [e for e in accounts.entries(200) if e.action == action]
+    finally:
+        accounts.close()
+
+
+async def text_of(browser: aiohttp.ClientSession, url: str) -> str:
+    async with browser.get(url) as response:
+        assert response.status == 200, url
+        return await response.text()
+
+
+async def post(browser: aiohttp.ClientSession, url: str, form: dict[str, str]) -> tuple[int, str]:
+    async with browser.post(url, data=form, allow_redirects=False) as response:
+        return response.status, await response.text()
+
+
+async def priced(site: Rates, number: str, seconds: int) -> tuple[str, int]:
+    """Send a call over TCP as the PBX would; the rule and cost (micro-units) it is stored with."""
+    with socket.create_connection(("127.0.0.1", site.pbx)) as pbx:
+        pbx.sendall(avaya_line("201", number, seconds))
+    async with asyncio.timeout(20):
+        while True:
+            conn = sqlite3.connect(site.daemon.db)
+            try:
+                row = conn.execute("SELECT rule, cost_micros FROM calls WHERE number = ? AND duration = ?",
+                                   (number, seconds)).fetchone()
+            finally:
+                conn.close()
+            if row is not None:
+                return str(row[0]), int(row[1])
+            await asyncio.sleep(0.1)
+
+
+async def test_an_admin_edits_rules_and_the_next_call_and_the_tester_follow(site: Rates) -> None:
+    async with jar() as admin:
+        assert (await sign_in(site, admin, "alice")).status == 303
+        page = await text_of(admin, f"{site.base}/rates")
+        assert "version 0" in page and "No rules" in page
+        csrf = await page_csrf(site, admin, "/rates")
+        rule = {"csrf": csrf, "version": "0", "name": "PL fixed", "prefixes": "48", "rate": "0.60",
+                "billing_unit": "60", "initial_time": "0", "directions": "outbound"}
+        # Mistakes are answered beside their field, and nothing is saved.
+        code, text = await post(admin, f"{site.base}/rates", {**rule, "rate": "abc", "prefixes": "4X"})
+        assert code == 400
+        assert 'id="rule-rate-error"' in text and 'id="rule-prefixes-error"' in text and "expected an amount" in text
+        code, text = await post(admin, f"{site.base}/rates", {**rule, "band": "peak"})
+        assert code == 400 and 'id="rule-band-error"' in text
+        assert "version 0" in await text_of(admin, f"{site.base}/rates")
+        # Added: version 1, swapped into the running daemon at once.
+        code, _ = await post(admin, f"{site.base}/rates", rule)
+        assert code == 303
+        assert await priced(site, "221234567", 125) == ("PL fixed", 1_800_000)  # 3 started minutes x 0.60
+        tested = await text_of(admin, site.base + TEST)
+        assert 'id="answer-rule">PL fixed (prefix 48)' in tested and "1.80 PLN" in tested
+        assert "+48221234567" in tested and "0:02:05" in tested
+        # A Warsaw rule after it: first-match keeps the first; moved up, the tester (and the next call) follow.
+        code, _ = await post(admin, f"{site.base}/rates", {**rule, "version": "1", "name": "Warsaw",
+                                                           "prefixes": "4822", "rate": "0.10"})
+        assert code == 303
+        assert 'id="answer-rule">PL fixed' in await text_of(admin, site.base + TEST)
+        code, text = await post(admin, f"{site.base}/rates/2/move", {"csrf": csrf, "version": "1",
+                                                                      "direction": "up"})
+        assert code == 409 and "reload the page" in text  # made on version 1; the tariff is at version 2
+        code, _ = await post(admin, f"{site.base}/rates/2/move", {"csrf": csrf, "version": "2", "direction": "up"})
+        assert code == 303
+        tested = await text_of(admin, site.base + TEST)
+        assert 'id="answer-rule">Warsaw (prefix 4822)' in tested and "0.30 PLN" in tested
+        assert await priced(site, "221234567", 126) == ("Warsaw", 300_000)
+        # Edit, then delete.
+        code, _ = await post(admin, f"{site.base}/rates/1", {**rule, "version": "3", "name": "Warsaw",
+                                                            "prefixes": "4822", "rate": "0.20"})
+        assert code == 303
+        assert "0.60 PLN" in await text_of(admin, site.base + TEST)
+        code, _ = await post(admin, f"{site.base}/rates/1/delete", {"csrf": csrf, "version": "4"})
+        assert code == 303
+        page = await text_of(admin, f"{site.base}/rates")
+        assert "version 5" in page and "Warsaw" not in page.split('id="versions"')[0]
+    added = audit(site, "tariff.rule.add")
+    assert [e.after["rule"]["name"] for e in reversed(added) if e.after] == ["PL fixed", "Warsaw"]
+    assert added[0].actor == "alice" and added[0].before is None
+    moved = audit(site, "tariff.rule.move")[0]
+    assert (moved.before, moved.after) == ({"position": 2}, {"position": 1, "version": 3})
+    edited = audit(site, "tariff.rule.edit")[0]
+    assert edited.before is not None and edited.after is not None
+    assert (edited.before["rule"]["rate"], edited.after["rule"]["rate"]) == ("0.10", "0.20")
+    deleted = audit(site, "tariff.rule.delete")[0]
+    assert deleted.before is not None and deleted.before["rule"]["name"] == "Warsaw" and deleted.after == {"version": 5}
+
+
+async def test_viewers_managers_and_the_service_token_read_but_never_change(site: Rates) -> None:
+    for name in ("victor", "maria"):
+        async with jar() as browser:
+            assert (await sign_in(site, browser, name)).status == 303
+            page = await text_of(browser, f"{site.base}/rates")
+            assert 'id="read-only"' in page and 'id="add-rule"' not in page and 'id="import-deck"' not in page
+            assert "answer-cost" in await text_of(browser, site.base + TEST)
+            csrf = await page_csrf(site, browser, "/rates")
+            for path in ("/rates", "/rates/1", "/rates/1/delete", "/rates/1/move", "/rates/mode", "/rates/import"):
+                code, _ = await post(browser, site.base + path, {"csrf": csrf, "prefixes": "1", "rate": "1"})
+                assert code == 403, (name, path)
+    service = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+    async with jar() as script:
+        async with script.get(f"{site.base}/api/tariff", headers=service) as r:
+            assert r.status == 200 and (await r.json())["source"] == "database"
+        async with script.post(f"{site.base}/api/tariff/rules", headers=service, json={"prefixes": ["1"]}) as r:
+            assert r.status == 403
+        async with script.delete(f"{site.base}/api/tariff/rules/1", headers=service) as r:
+            assert r.status == 403
+    async with jar() as admin:  # an admin's form without its CSRF token
+        assert (await sign_in(site, admin, "alice")).status == 303
+        code, _ = await post(admin, f"{site.base}/rates", {"prefixes": "1", "rate": "1"})
+        assert code == 403
+
+
+async def test_the_json_api_with_a_personal_token(site: Rates) -> None:
+    async with jar() as admin:
+        assert (await sign_in(site, admin, "alice")).status == 303
+        csrf = await page_csrf(site, admin, "/account/tokens")
+        async with admin.post(f"{site.base}/account/tokens", data={"csrf": csrf, "name": "rates"}) as r:
+            token = TOKEN.search(await r.text())
+        assert token is not None
+        site.secrets.add(token.group(0))
+    auth = {"Authorization": f"Bearer {token.group(0)}"}
+    async with jar() as api:
+        async with api.get(f"{site.base}/api/tariff", headers=auth) as r:
+            current = (await r.json())["version"]
+        async with api.post(f"{site.base}/api/tariff/rules", headers=auth,
+                            json={"prefixes": ["44"], "rate": 0.5, "bogus": 1}) as r:
+            assert r.status == 400 and "bogus" in (await r.json())["errors"]
+        async with api.post(f"{site.base}/api/tariff/rules", headers=auth, json={"prefixes": ["44"], "rate": 0.5}) as r:
+            assert r.status == 400 and "quote" in (await r.json())["errors"]["rate"]
+        async with api.post(f"{site.base}/api/tariff/rules", headers=auth,
+                            json={"name": "UK", "prefixes": ["44"], "rate": "0.5", "version": current}) as r:
+            assert r.status == 201
+            made = await r.json()
+        assert made["version"] == current + 1
+        async with api.put(f"{site.base}/api/tariff/rules/{made['rules']}", headers=auth,
+                           json={"prefixes": ["44"], "rate": "0.4", "version": current}) as r:
+            assert r.status == 409 and "version" in (await r.json())["errors"]
+        async with api.put(f"{site.base}/api/tariff/rules/99", headers=auth, json={"prefixes": ["44"]}) as r:
+            assert r.status == 404
+        async with api.get(f"{site.base}/api/tariff/test", headers=auth,
+                           params={"number": "0044207946000", "duration": "0:01:01"}) as r:
+            answer = await r.json()
+        assert answer["rule"] == "UK" and answer["cost"] == "1.00" and answer["currency"] == "PLN"
+        async with api.get(f"{site.base}/api/tariff/test", headers=auth, params={"number": "1", "duration": "x"}) as r:
+            assert r.status == 400 and "duration" in (await r.json())["errors"]
+        # A Yeastar deck replaces the rules; exported again, it is the same file.
+        async with api.post(f"{site.base}/api/tariff/import", headers=auth, data=YEASTAR.encode(),
+                            params={"name": "yeastar.csv"}) as r:
+            assert r.status == 200, await r.text()
+        async with api.get(f"{site.base}/api/tariff/export.csv", headers=auth, params={"format": "yeastar"}) as r:
+            assert await r.text() == YEASTAR
+        async with api.get(f"{site.base}/api/tariff", headers=auth) as r:
+            tariff = await r.json()
+        assert [(x["position"], x["name"]) for x in tariff["rules"]] == [(1, "PL"), (2, "PL mobile")]
+        async with api.post(f"{site.base}/api/tariff/import", headers=auth,
+                            data=b"Name,Match Prefix,Rate\r\nok,48,1\r\nbad,48,zero\r\n") as r:
+            assert r.status == 400 and "deck.csv:3: Rate: expected an amount" in (await r.json())["errors"]["deck"]
+        async with api.get(f"{site.base}/api/tariff/versions", headers=auth) as r:
+            versions = (await r.json())["versions"]
+        assert versions[0]["rules"] == 2 and versions[0]["actor"] == "alice"
+
+
+async def test_a_tariff_from_the_files_is_shown_read_only(tmp_path: Path) -> None:
+    files = {"currency": "EUR", "rules": [{"name": "pl", "prefixes": ["48"], "rate": "0.60"}]}
+    for site in running(tmp_path, files):
+        async with jar() as admin:
+            assert (await sign_in(site, admin, "alice")).status == 303
+            page = await text_of(admin, f"{site.base}/rates")
+            assert 'source = "files"' in page and 'id="add-rule"' not in page and ">pl<" in page
+            assert "1.80 EUR" in await text_of(admin, site.base + TEST)
+            csrf = await page_csrf(site, admin, "/rates")
+            code, text = await post(admin, f"{site.base}/rates", {"csrf": csrf, "prefixes": "44", "rate": "1"})
+            assert code == 409 and "comes from the files" in text
+            assert await status(admin, f"{site.base}/rates/export.csv") == 200
