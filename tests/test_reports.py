@@ -1,7 +1,8 @@
 """Every figure of every report kind, over a known set of calls written through the real journal writer.
 
-The calls go through `smdrd.core.call_row` and `JournalWriter` into a real SQLite file, so the rollup trigger
-(migration 2) maintains the figures exactly as in the daemon. `CALLS` below is the whole data set; the expected
+The calls go through the store's journal writer (`smdrd.store.journal_writer`) into a real SQLite file, and
+again into a real PostgreSQL database (`smdrd.store.postgres`): every test that reads a store runs on both, with
+the same expected figures, so the two stores agree to the cent. `CALLS` below is the whole data set; the expected
 figures in each test are worked out by hand from it.
 """
 
@@ -26,9 +27,9 @@ from smdrd.rating import Rater, Rating
 from smdrd.rating.normalise import region_of
 from smdrd.record import CallRecord, Direction
 from smdrd.reports.queries import Context, Query, Report, context_from, parse_query, run_report
+from smdrd.store import is_url, open_store
 from smdrd.store.api import ReportReader
-from smdrd.store.sqlite.reports import SqliteReports
-from smdrd.store.sqlite.writer import JournalWriter
+from smdrd.testing import write_entries
 
 TZ = ZoneInfo("Europe/Warsaw")
 
@@ -41,10 +42,10 @@ DEPARTMENTS: list[dict[str, Any]] = [
 ]
 
 
-def settings_for(db: Path, departments: list[dict[str, Any]] | None = None, **extra: Any) -> Settings:
+def settings_for(db: Path | str, departments: list[dict[str, Any]] | None = None, **extra: Any) -> Settings:
     return Settings.model_validate({
         "site": {"timezone": "Europe/Warsaw", "country": "PL"},
-        "database": {"path": str(db), "commit_interval_ms": 5},
+        "database": {"url": db} if is_url(db) else {"path": str(db), "commit_interval_ms": 5},
         "tariff": {"currency": "EUR", "decimals": 2},
         "departments": DEPARTMENTS if departments is None else departments,
         **extra,
@@ -98,41 +99,53 @@ def record(c: Call) -> RatedCall:
     return RatedCall(f"test:{c.start}:{c.extension}:{c.leg}", rec, rating)
 
 
-async def write_calls(db: Path, calls: list[Call]) -> None:
+async def write_calls(db: Path | str, calls: list[Call]) -> None:
     """Store ``calls`` as the daemon does: one journal line each, through the batching writer."""
     await write_rated(db, [record(c) for c in calls])
 
 
-async def write_rated(db: Path, calls: list[RatedCall]) -> None:
-    """Store rated ``calls`` through the batching writer, one journal line each."""
-    import asyncio
-
-    writer = JournalWriter(db, commit_interval=0.005)
-    await writer.open()
-    task = asyncio.create_task(writer.run())
-    for i, call in enumerate(calls):
-        writer.submit(Entry("pbx", "", 1_000_000 + i, "test", f"line {i}".encode(), PARSED, calls=[call]))
-    await writer.close()
-    await task
+async def write_rated(db: Path | str, calls: list[RatedCall]) -> None:
+    """Store rated ``calls`` through the store's batching writer, one journal line each."""
+    await write_entries(db, [Entry("pbx", "", 1_000_000 + i, "test", f"line {i}".encode(), PARSED, calls=[call])
+                             for i, call in enumerate(calls)])
 
 
-@pytest.fixture
-async def db(tmp_path: Path) -> Path:
-    path = tmp_path / "smdrd.db"
-    await write_calls(path, CALLS)
-    return path
+@pytest.fixture(params=["sqlite", "postgres"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """An empty store: a SQLite file's path, or a new PostgreSQL database's URL."""
+    return tmp_path / "smdrd.db" if request.param == "sqlite" else str(request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture
-def ctx(db: Path) -> Context:
+async def db(target: Path | str) -> Path | str:
+    await write_calls(target, CALLS)
+    return target
+
+
+@pytest.fixture
+def ctx(db: Path | str) -> Context:
     return context_from(settings_for(db))
 
 
 @pytest.fixture
-def conn(db: Path) -> Iterator[ReportReader]:
-    c = SqliteReports(db)
+def conn(db: Path | str) -> Iterator[ReportReader]:
+    c = open_store(db).reports()
     yield c
     c.close()
+
+
+def delete_calls(db: Path | str) -> None:
+    """Delete every call detail, as retention does (the rollups stay)."""
+    if is_url(db):
+        import psycopg
+
+        with psycopg.connect(str(db)) as pg:
+            pg.execute("DELETE FROM calls")
+        return
+    rw = sqlite3.connect(db)
+    rw.execute("DELETE FROM calls")
+    rw.commit()
+    rw.close()
 
 
 def report(conn: ReportReader, ctx: Context, kind: str, **params: str) -> Report:
@@ -209,7 +222,7 @@ def test_mid_month_move_bills_each_day_to_its_department(conn: ReportReader, ctx
     assert cells(early, "extension", "department", "calls") == [("205", "Sales", 1)]
 
 
-def test_changing_departments_reattributes_past_calls(db: Path, conn: ReportReader) -> None:
+def test_changing_departments_reattributes_past_calls(db: Path | str, conn: ReportReader) -> None:
     """Departments are resolved when reporting: without the move, 205 is Sales all month; no data rewritten."""
     ctx = context_from(settings_for(db, [dep for dep in DEPARTMENTS if dep["name"] != "Support"]))
     rep = report(conn, ctx, "extensions", extension="205,300")
@@ -256,10 +269,10 @@ def test_destinations_by_cost_and_by_count(conn: ReportReader, ctx: Context) -> 
     assert by_count.totals is not None and by_count.totals["calls"] == 8
 
 
-async def test_destinations_name_the_country_of_the_number_not_of_its_calling_code(tmp_path: Path) -> None:
+async def test_destinations_name_the_country_of_the_number_not_of_its_calling_code(target: Path | str) -> None:
     """+1 809 is the Dominican Republic and +1 876 Jamaica, not the US (the main country of +1), as the alerts
     say: the rater names each number's region, it is stored with the call, and the report shows it."""
-    path = tmp_path / "nanp.db"
+    path = target
     settings = settings_for(path, departments=[], site={"timezone": "Europe/Warsaw", "country": "PL"})
     rater = Rater.from_config(settings.site, settings.tariff)
     calls = []
@@ -271,7 +284,7 @@ async def test_destinations_name_the_country_of_the_number_not_of_its_calling_co
         calls.append(RatedCall(f"nanp:{i}", rec, rater.rate(rec)))
     assert [c.region for c in calls] == ["DO", "JM", "US", "DO"]
     await write_rated(path, calls)
-    reader = SqliteReports(path)
+    reader = open_store(path).reports()
     try:
         rep = report(reader, context_from(settings), "destinations", by="count")
     finally:
@@ -316,10 +329,10 @@ def test_calls_report_department_filter_follows_the_move(conn: ReportReader, ctx
     assert rep.totals is not None and (rep.totals["calls"], rep.totals["cost"]) == (3, d("5.10"))
 
 
-async def test_a_resent_call_is_not_counted_twice(db: Path, ctx: Context) -> None:
+async def test_a_resent_call_is_not_counted_twice(db: Path | str, ctx: Context) -> None:
     """A PBX that re-sends its buffer: the duplicate line is ignored, and the rollups with it."""
     await write_calls(db, CALLS[:2])
-    conn = SqliteReports(db)
+    conn = open_store(db).reports()
     try:
         assert report(conn, ctx, "extensions").totals == {
             "calls": 8, "duration": 1600, "average": d("200.0"), "cost": d("8.35")}
@@ -327,13 +340,10 @@ async def test_a_resent_call_is_not_counted_twice(db: Path, ctx: Context) -> Non
         conn.close()
 
 
-def test_pruning_call_details_keeps_the_totals(db: Path, ctx: Context) -> None:
+def test_pruning_call_details_keeps_the_totals(db: Path | str, ctx: Context) -> None:
     """Retention deletes old call details; the accounting reports (rollups) must not change."""
-    rw = sqlite3.connect(db)
-    rw.execute("DELETE FROM calls")
-    rw.commit()
-    rw.close()
-    conn = SqliteReports(db)
+    delete_calls(db)
+    conn = open_store(db).reports()
     try:
         assert report(conn, ctx, "departments").totals == {
             "calls": 8, "duration": 1600, "average": d("200.0"), "cost": d("8.35")}
@@ -356,7 +366,7 @@ def test_migration_rolls_up_calls_stored_before_it(tmp_path: Path) -> None:
                      [call_row(record(c), "pbx")[:len(v1)] for c in CALLS])
     migrate(conn)
     conn.close()
-    ro = SqliteReports(path)
+    ro = open_store(path).reports()
     try:
         ctx = context_from(settings_for(path))
         assert report(ro, ctx, "extensions").totals == {

@@ -8,16 +8,39 @@ behind the same protocols. `open_store` picks the store for a database setting.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from smdrd.store.api import Store
+    from smdrd.store.sqlite.writer import JournalWriter
 
-__all__ = ["open_store"]
+__all__ = ["is_url", "journal_writer", "open_store"]
+
+
+def is_url(database: Path | str) -> bool:
+    """``database`` names a server (``postgresql://...``), not a SQLite file."""
+    return isinstance(database, str) and urlsplit(database).scheme in ("postgresql", "postgres")
 
 
 def open_store(database: Path | str) -> Store:
-    """The store of ``database`` (today a SQLite file path)."""
+    """The store of ``database``: a SQLite file path, or a ``postgresql://`` URL (`smdrd.store.postgres`)."""
+    if is_url(database):
+        from smdrd.store.postgres.store import PgStore
+
+        # Not every part is there yet on PostgreSQL: those that are not say so when asked (`NotOnPostgres`).
+        return cast("Store", PgStore(str(database)))
     from smdrd.store.sqlite.store import SqliteStore
 
     return SqliteStore(Path(database))
+
+
+def journal_writer(database: Path | str, **options: Any) -> JournalWriter:
+    """The journal writer of ``database`` (see `open_store`); ``options`` as `JournalWriter` takes them."""
+    if is_url(database):
+        from smdrd.store.postgres.writer import PgJournalWriter
+
+        return PgJournalWriter(str(database), **options)
+    from smdrd.store.sqlite.writer import JournalWriter
+
+    return JournalWriter(database, **options)

@@ -4,6 +4,7 @@ long lines and call details are kept. `smdrd.config` composes them into `~smdrd.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
@@ -13,21 +14,54 @@ __all__ = ["MIN_CALLS_DAYS", "DatabaseConfig", "RetentionConfig"]
 
 
 class DatabaseConfig(Section):
-    """The SQLite file and how the journal writer commits."""
+    """The SQLite file (or a PostgreSQL database's URL) and how the journal writer commits."""
 
     path: Path = Path("/var/lib/smdrd/smdrd.db")
+    #: ``postgresql://user:password@host:port/database``: the PostgreSQL store instead of the SQLite file at
+    #: ``path`` (docs/scaling.md). Empty: SQLite. Its password is never printed (check-config, logs, errors).
+    url: str = ""
     # 50 ms: with the commit itself, a live line is committed within 100 ms of receipt.
     commit_interval_ms: int = Field(default=50, ge=1, le=60_000)
     batch_rows: int = Field(default=5000, ge=1, le=1_000_000)
     # Received but uncommitted lines, where sources stop reading and TCP holds the PBX back. 5,000 is what the
     # writer commits in well under a second on a small box: what a kill -9 can lose stays small (docs/faults.md).
     max_pending_rows: int = Field(default=5_000, ge=100, le=1_000_000)
-    # Parse and rate in a worker process (`smdrd.pipeline`) instead of on the event loop. The lines the worker
-    # holds count in max_pending_rows and sources start once it is ready, so a SIGKILL loses no more than
-    # without it (tests/faults/test_daemon_restarts.py runs both). Off by default: the alert rules still run on
-    # the event loop: the worker sustains 1.7x the loop in a flood, but its extra hop costs latency at 1,000 lines/s
-    # (p99 105 against 92 ms; README, bench/live.py).
-    parse_in_worker: bool = False
+    # Parse, rate and run the alert rules in a worker process (`smdrd.pipeline`), off the event loop, which then
+    # only frames bytes, commits and serves HTTP. The lines the worker holds count in max_pending_rows and
+    # sources start once it is ready, so a SIGKILL loses no more than without it (tests/faults/
+    # test_daemon_restarts.py runs both). false runs them all on the event loop (README, bench/live.py).
+    parse_in_worker: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v:
+            return v
+        parts = urlsplit(v)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ValueError("expected a postgresql://user@host:port/database URL, or nothing for SQLite")
+        try:
+            parts.port  # noqa: B018 - parsing it is the check
+        except ValueError:
+            raise ValueError("the port of the URL is not a number") from None
+        if not parts.path.strip("/") and "dbname=" not in parts.query:
+            raise ValueError("the URL names no database (postgresql://user@host/DATABASE)")
+        return v
+
+    @property
+    def target(self) -> Path | str:
+        """What `smdrd.store.open_store` opens: the URL when one is set, else the SQLite file."""
+        return self.url or self.path
+
+    @property
+    def shown(self) -> str:
+        """The database for a person to read: the file, or the URL without its password."""
+        if not self.url:
+            return str(self.path)
+        parts = urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
 
 
 #: the shortest non-zero ``[retention] calls_days``: a month of details, and a margin for re-sent buffers.

@@ -10,9 +10,11 @@ the range), and nothing here writes to the database except the connection's own 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from smdrd.errors import SmdrdError
@@ -20,7 +22,49 @@ from smdrd.store.api import CALL_DETAIL, ROLLUP_TABLES, ExtensionSpec, Filters, 
 from smdrd.store.sqlite import schema
 from smdrd.store.sqlite.rollups import DAYS_TABLE, ROLLUPS, coarser_of
 
-__all__ = ["SqliteReports", "connect_readonly"]
+__all__ = ["SQLITE", "Dialect", "ReadConnection", "SqliteReports", "connect_readonly"]
+
+
+class _Rows(Protocol):
+    def fetchone(self) -> Any: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class ReadConnection(Protocol):
+    """What the reads below need of a connection: `sqlite3.Connection`, or another engine's behind an adapter
+    that takes ``?`` placeholders and names its `Dialect` in a ``dialect`` attribute (the PostgreSQL store)."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> _Rows: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> object: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """The few pieces of the report SQL that another engine says differently; the rest is the same text."""
+
+    #: true for an all-digit extension between the two parameters (a department's numeric range).
+    numeric_between: str = ("(extension <> '' AND extension NOT GLOB '*[^0-9]*' "
+                            "AND CAST(extension AS INTEGER) BETWEEN ? AND ?)")
+    #: a CTE ``span(d)``: every ISO day from the first parameter to the second.
+    day_span: str = "WITH RECURSIVE span(d) AS (SELECT ? UNION ALL SELECT date(d, '+1 day') FROM span WHERE d < ?) "
+    #: the join of `day_span` to the daily rollup (SQLite's CROSS JOIN keeps the span outermost).
+    span_join: str = "CROSS JOIN"
+    #: the schema of a connection's TEMP tables, as a prefix.
+    temp: str = "temp."
+    #: the index hint of the later legs' count (`_totals_from_rollups`).
+    later_legs: str = "INDEXED BY calls_later_legs "
+    #: the index of the department selection (`select_intervals`).
+    selection_index: str = "CREATE INDEX IF NOT EXISTS temp.report_selection_ext ON report_selection (extension)"
+
+
+SQLITE = Dialect()
+
+
+def _dialect(conn: ReadConnection) -> Dialect:
+    dialect = getattr(conn, "dialect", SQLITE)
+    return dialect if isinstance(dialect, Dialect) else SQLITE
 
 #: the first schema version that has every rollup and index the reports read (7: the monthly grain, 8: the
 #: days rollup and the later legs' index); an older database is migrated first, as the daemon does at start.
@@ -80,7 +124,7 @@ def _where(f: Filters, *, extension_col: bool = True) -> tuple[list[str], list[o
     return ["day BETWEEN ? AND ?", *where], [f.first.isoformat(), f.last.isoformat(), *params]
 
 
-def _volatile_test(volatile: Sequence[ExtensionSpec], params: list[object]) -> str | None:
+def _volatile_test(volatile: Sequence[ExtensionSpec], params: list[object], dialect: Dialect = SQLITE) -> str | None:
     """SQL true for the extensions whose department changes inside the range (``None``: there are none)."""
     if not volatile:
         return None
@@ -91,16 +135,15 @@ def _volatile_test(volatile: Sequence[ExtensionSpec], params: list[object]) -> s
         params.extend(exact)
     for m in volatile:
         if m.lo is not None:
-            tests.append("(extension <> '' AND extension NOT GLOB '*[^0-9]*' "
-                         "AND CAST(extension AS INTEGER) BETWEEN ? AND ?)")
+            tests.append(dialect.numeric_between)
             params.extend((m.lo, m.hi))
     return f"({' OR '.join(tests)})"
 
 
-def _day_key(volatile: Sequence[ExtensionSpec], params: list[object]) -> str:
+def _day_key(volatile: Sequence[ExtensionSpec], params: list[object], dialect: Dialect = SQLITE) -> str:
     """The SQL for the grouping day: the real day only for extensions whose department changes inside the
     range, ``''`` for the rest, so a year's report groups a few hundred rows instead of one per extension-day."""
-    test = _volatile_test(volatile, params)
+    test = _volatile_test(volatile, params, dialect)
     return "''" if test is None else f"CASE WHEN {test} THEN day ELSE '' END"
 
 
@@ -134,7 +177,7 @@ def _split(f: Filters, table: str, *, by_day: bool = False
 
 
 def daily_rows(
-    conn: sqlite3.Connection,
+    conn: ReadConnection,
     f: Filters,
     *,
     group: Sequence[str] = (),
@@ -159,6 +202,7 @@ def daily_rows(
             raise ValueError(f"{table} has no column {col!r}")
     picked = "".join(", " + g for g in group)
     figures = "calls, duration, cost_micros"
+    dialect = _dialect(conn)
     cols = ", ".join(("dk", "extension", *group))
     if (by_day and not per_extension and not volatile and not f.extensions and table == "rollup_daily"
             and set(group) <= set(_DAYS_KEY)):
@@ -170,7 +214,7 @@ def daily_rows(
     daily, monthly, span = _split(f, table, by_day=by_day)
     if monthly is None or span is None:
         params: list[object] = []
-        day = "day" if by_day else _day_key(volatile, params)
+        day = "day" if by_day else _day_key(volatile, params, dialect)
         where, where_params = _where(f)
         params.extend(where_params)
         sql = (f"SELECT {day} AS dk, extension{picked}, sum(calls), sum(duration), sum(cost_micros) "
@@ -183,28 +227,29 @@ def daily_rows(
     parts: list[str] = []
     params = []
     for lo, hi in edges:  # the days before and after the whole months
-        day = _day_key(volatile, params)
+        day = _day_key(volatile, params, dialect)
         params.extend((lo, hi, *where_params))
         parts.append(f"SELECT {day} AS dk, extension{picked}, {figures} FROM {daily} "
                      f"WHERE {' AND '.join(['day BETWEEN ? AND ?', *where])}")
     params.extend((first_month, last_month, *where_params))  # the whole months...
-    test = _volatile_test(volatile, params)
+    test = _volatile_test(volatile, params, dialect)
     parts.append(f"SELECT '' AS dk, extension{picked}, {figures} FROM {monthly} "
                  f"WHERE {' AND '.join(['month BETWEEN ? AND ?', *where, *([f'NOT {test}'] if test else [])])}")
     cte = ""
     if test is not None:  # ...but day by day for the extensions that change department
         # One seek of the (day, extension) key per day and extension, not a read of every extension's days.
-        cte = ("WITH RECURSIVE span(d) AS (SELECT ? UNION ALL SELECT date(d, '+1 day') FROM span WHERE d < ?) ")
+        cte = dialect.day_span
         next_month = (date.fromisoformat(f"{last_month}-01").replace(day=28) + timedelta(days=4)).replace(day=1)
         params = [f"{first_month}-01", (next_month - timedelta(days=1)).isoformat(), *params, *where_params]
-        parts.append(f"SELECT day AS dk, extension{picked}, {figures} FROM span CROSS JOIN {daily} ON day = span.d "
-                     f"WHERE {' AND '.join([*where, _volatile_test(volatile, params) or 'true'])}")
+        parts.append(f"SELECT day AS dk, extension{picked}, {figures} "
+                     f"FROM span {dialect.span_join} {daily} ON day = span.d "
+                     f"WHERE {' AND '.join([*where, _volatile_test(volatile, params, dialect) or 'true'])}")
     sql = (f"{cte}SELECT dk, extension{picked}, sum(calls), sum(duration), sum(cost_micros) "
-           f"FROM ({' UNION ALL '.join(parts)}) GROUP BY {cols}")
+           f"FROM ({' UNION ALL '.join(parts)}) AS u GROUP BY {cols}")
     yield from conn.execute(sql, params)
 
 
-def hourly_rows(conn: sqlite3.Connection, f: Filters) -> Iterator[tuple[object, ...]]:
+def hourly_rows(conn: ReadConnection, f: Filters) -> Iterator[tuple[object, ...]]:
     """Rows ``(trunk, hour, calls)`` over the range: for each trunk's busiest hour of the day (whole months from
     the monthly rollup)."""
     daily, monthly, span = _split(f, "rollup_hourly")
@@ -225,11 +270,11 @@ def hourly_rows(conn: sqlite3.Connection, f: Filters) -> Iterator[tuple[object, 
     parts.append(f"SELECT trunk, hour, calls FROM {monthly} "
                  f"WHERE {' AND '.join(['month BETWEEN ? AND ?', *where])}")
     all_params.extend((first_month, last_month, *where_params))
-    yield from conn.execute(f"SELECT trunk, hour, sum(calls) FROM ({' UNION ALL '.join(parts)}) "
+    yield from conn.execute(f"SELECT trunk, hour, sum(calls) FROM ({' UNION ALL '.join(parts)}) AS u "
                             "GROUP BY trunk, hour", all_params)
 
 
-def range_extensions(conn: sqlite3.Connection, f: Filters) -> list[str]:
+def range_extensions(conn: ReadConnection, f: Filters) -> list[str]:
     """The extensions with traffic in the range (for a department filter on call details)."""
     daily, monthly, span = _split(f, "rollup_daily")
     if monthly is None or span is None:
@@ -245,11 +290,11 @@ def range_extensions(conn: sqlite3.Connection, f: Filters) -> list[str]:
         all_params.extend((lo, hi, *where_params))
     parts.append(f"SELECT extension FROM {monthly} WHERE {' AND '.join(['month BETWEEN ? AND ?', *where])}")
     all_params.extend((first_month, last_month, *where_params))
-    return [r[0] for r in conn.execute(f"SELECT DISTINCT extension FROM ({' UNION ALL '.join(parts)})",
+    return [r[0] for r in conn.execute(f"SELECT DISTINCT extension FROM ({' UNION ALL '.join(parts)}) AS u",
                                        all_params)]
 
 
-def _call_where(f: Filters, tz: ZoneInfo, selected: bool) -> tuple[str, list[object]]:
+def _call_where(f: Filters, tz: ZoneInfo, selected: bool, dialect: Dialect = SQLITE) -> tuple[str, list[object]]:
     lo, hi = utc_bounds(f.first, f.last, tz)
     where = ["c.start_utc >= ? AND c.start_utc < ?"]
     params: list[object] = [lo, hi]
@@ -258,24 +303,25 @@ def _call_where(f: Filters, tz: ZoneInfo, selected: bool) -> tuple[str, list[obj
     _in("c.direction", f.directions, where, params)
     _in("coalesce(c.call_class, '')", f.classes, where, params)
     if selected:
-        where.append("EXISTS (SELECT 1 FROM temp.report_selection s WHERE s.extension = c.extension "
+        where.append(f"EXISTS (SELECT 1 FROM {dialect.temp}report_selection s WHERE s.extension = c.extension "
                      "AND substr(c.start, 1, 10) BETWEEN s.first AND s.last)")
     return " AND ".join(where), params
 
 
-def select_intervals(conn: sqlite3.Connection, intervals: Sequence[tuple[str, str, str]]) -> None:
+def select_intervals(conn: ReadConnection, intervals: Sequence[tuple[str, str, str]]) -> None:
     """Load ``(extension, first_day, last_day)`` into this connection's TEMP selection (a department filter)."""
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS report_selection (extension TEXT, first TEXT, last TEXT)")
-    conn.execute("DELETE FROM temp.report_selection")
-    conn.executemany("INSERT INTO temp.report_selection VALUES (?, ?, ?)", intervals)
-    conn.execute("CREATE INDEX IF NOT EXISTS temp.report_selection_ext ON report_selection (extension)")
+    dialect = _dialect(conn)
+    conn.execute(f"DELETE FROM {dialect.temp}report_selection")
+    conn.executemany(f"INSERT INTO {dialect.temp}report_selection VALUES (?, ?, ?)", intervals)
+    conn.execute(dialect.selection_index)
 
 
-def iter_call_rows(conn: sqlite3.Connection, f: Filters, tz: ZoneInfo, *, selected: bool, limit: int = 0,
+def iter_call_rows(conn: ReadConnection, f: Filters, tz: ZoneInfo, *, selected: bool, limit: int = 0,
                    offset: int = 0) -> Iterator[tuple[object, ...]]:
     """Call details (every leg), oldest first, in `CALL_DETAIL` order, read as they are consumed (``limit`` 0:
     every one; a whole range in bounded memory)."""
-    where, params = _call_where(f, tz, selected)
+    where, params = _call_where(f, tz, selected, _dialect(conn))
     cols = ", ".join(f"c.{c}" for c in CALL_DETAIL)
     sql = f"SELECT {cols} FROM calls c WHERE {where} ORDER BY c.start_utc, c.id"
     if limit > 0:
@@ -284,7 +330,7 @@ def iter_call_rows(conn: sqlite3.Connection, f: Filters, tz: ZoneInfo, *, select
     return iter(conn.execute(sql, params))
 
 
-def call_totals(conn: sqlite3.Connection, f: Filters, tz: ZoneInfo, *, selected: bool) -> tuple[int, int, int, int]:
+def call_totals(conn: ReadConnection, f: Filters, tz: ZoneInfo, *, selected: bool) -> tuple[int, int, int, int]:
     """``(legs, calls, duration, cost_micros)`` over every matching call detail, not only one page.
 
     From the rollups when they say the same as the details (`_totals_from_rollups`); else from the details.
@@ -293,13 +339,14 @@ def call_totals(conn: sqlite3.Connection, f: Filters, tz: ZoneInfo, *, selected:
         quick = _totals_from_rollups(conn, f, tz)
         if quick is not None:
             return quick
-    where, params = _call_where(f, tz, selected)
-    row = conn.execute(f"SELECT count(*), coalesce(sum(c.leg = 0), 0), coalesce(sum(c.duration), 0), "
-                       f"coalesce(sum(c.cost_micros), 0) FROM calls c WHERE {where}", params).fetchone()
+    where, params = _call_where(f, tz, selected, _dialect(conn))
+    row = conn.execute(f"SELECT count(*), coalesce(sum(CASE WHEN c.leg = 0 THEN 1 ELSE 0 END), 0), "
+                       f"coalesce(sum(c.duration), 0), coalesce(sum(c.cost_micros), 0) FROM calls c WHERE {where}",
+                       params).fetchone()
     return int(row[0]), int(row[1]), int(row[2]), int(row[3])
 
 
-def _totals_from_rollups(conn: sqlite3.Connection, f: Filters, tz: ZoneInfo) -> tuple[int, int, int, int] | None:
+def _totals_from_rollups(conn: ReadConnection, f: Filters, tz: ZoneInfo) -> tuple[int, int, int, int] | None:
     """The call listing's totals without reading its calls: calls, duration and cost from the rollups (whole
     months from the monthly grain), plus the later legs of transfers through their own small index
     (``calls_later_legs``). ``None`` when the details may lack calls the rollups count: retention has deleted
@@ -314,8 +361,9 @@ def _totals_from_rollups(conn: sqlite3.Connection, f: Filters, tz: ZoneInfo) -> 
     calls = duration = cost = 0
     for *_, n, seconds, micros in daily_rows(conn, f):
         calls, duration, cost = calls + int(str(n)), duration + int(str(seconds)), cost + int(str(micros))
-    where, params = _call_where(f, tz, False)
-    later = conn.execute(f"SELECT count(*) FROM calls c INDEXED BY calls_later_legs WHERE c.leg > 0 AND {where}",
+    dialect = _dialect(conn)
+    where, params = _call_where(f, tz, False, dialect)
+    later = conn.execute(f"SELECT count(*) FROM calls c {dialect.later_legs}WHERE c.leg > 0 AND {where}",
                          params).fetchone()[0]
     return calls + int(later), calls, duration, cost
 

@@ -1,0 +1,96 @@
+"""Report reads on PostgreSQL (`smdrd.store.api.ReportReader`): the same reads as the SQLite store's
+(`smdrd.store.sqlite.reports`: which rollup serves which part of a range, the monthly grain for whole months, day
+by day only for extensions that change department), run through an adapter that speaks PostgreSQL's
+placeholders and the few phrases a `Dialect` names. One planner for both stores keeps their figures identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+from smdrd.store.api import ExtensionSpec, Filters
+from smdrd.store.postgres.connect import connect
+from smdrd.store.sqlite import reports as plan
+from smdrd.store.sqlite.reports import Dialect
+
+__all__ = ["POSTGRES", "PgReports"]
+
+POSTGRES = Dialect(
+    # A regular expression guards the cast (PostgreSQL does not promise to test an AND's left side first).
+    numeric_between="(CASE WHEN extension ~ '^[0-9]{1,18}$' THEN CAST(extension AS bigint) END BETWEEN ? AND ?)",
+    day_span=("WITH span(d) AS (SELECT to_char(g, 'YYYY-MM-DD') "
+              "FROM generate_series(CAST(? AS date), CAST(? AS date), interval '1 day') AS g) "),
+    span_join="JOIN",
+    temp="pg_temp.",
+    later_legs="",
+    selection_index="CREATE INDEX IF NOT EXISTS report_selection_ext ON pg_temp.report_selection (extension)",
+)
+
+
+class _Adapter:
+    """A psycopg connection as the reads expect one: ``?`` placeholders, `POSTGRES` as its dialect."""
+
+    dialect = POSTGRES
+
+    def __init__(self, conn: psycopg.Connection[Any], *, stream: bool = False) -> None:
+        self.conn = conn
+        self.streams = 0 if stream else -1
+
+    def execute(self, sql: str, parameters: Any = (), /) -> psycopg.Cursor[Any] | psycopg.ServerCursor[Any]:
+        if self.streams < 0:
+            return self.conn.execute(sql.replace("?", "%s"), parameters or None)
+        # A server-side cursor: rows come as they are read, a thousand at a time, never all in memory here.
+        self.streams += 1
+        cur = self.conn.cursor(f"stream{self.streams}", withhold=True)
+        cur.itersize = 1000
+        return cur.execute(sql.replace("?", "%s"), parameters or None)
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> object:
+        with self.conn.cursor() as cur:
+            cur.executemany(sql.replace("?", "%s"), list(parameters))
+        return None
+
+
+class PgReports:
+    """`smdrd.store.api.ReportReader` on one connection to the PostgreSQL store at ``url``."""
+
+    def __init__(self, url: str) -> None:
+        self.conn = connect(url)
+        self.reads = _Adapter(self.conn)
+        self.stream = _Adapter(self.conn, stream=True)
+
+    def daily_rows(self, f: Filters, *, group: Sequence[str] = (), volatile: Sequence[ExtensionSpec] = (),
+                   by_day: bool = False, table: str = "rollup_daily",
+                   per_extension: bool = True) -> Iterator[tuple[object, ...]]:
+        return plan.daily_rows(self.reads, f, group=group, volatile=volatile, by_day=by_day, table=table,
+                               per_extension=per_extension)
+
+    def hourly_rows(self, f: Filters) -> Iterator[tuple[object, ...]]:
+        return plan.hourly_rows(self.reads, f)
+
+    def range_extensions(self, f: Filters) -> list[str]:
+        return plan.range_extensions(self.reads, f)
+
+    def select_intervals(self, intervals: Sequence[tuple[str, str, str]]) -> None:
+        plan.select_intervals(self.reads, intervals)
+
+    def iter_call_rows(self, f: Filters, tz: ZoneInfo, *, selected: bool, limit: int = 0,
+                       offset: int = 0) -> Iterator[tuple[object, ...]]:
+        reads = self.stream if limit <= 0 else self.reads  # a page is small; a whole range is streamed
+        return plan.iter_call_rows(reads, f, tz, selected=selected, limit=limit, offset=offset)
+
+    def call_totals(self, f: Filters, tz: ZoneInfo, *, selected: bool) -> tuple[int, int, int, int]:
+        return plan.call_totals(self.reads, f, tz, selected=selected)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> PgReports:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,183 @@
+"""`PgStore`: a PostgreSQL database behind `smdrd.store.api.Store`, and its smaller read parts (call export, the
+journal's error lines, the call feed).
+
+What this first increment does not have yet (retention, ``rerate``/``reparse``, people and rights) raises
+`NotOnPostgres`, a message a person reads, never a traceback (docs/scaling.md lists what exists).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any, NoReturn
+
+import psycopg
+
+from smdrd.errors import SmdrdError
+from smdrd.journal import MICROS
+from smdrd.store.api import Accounts, ErrorLine, FeedCall, Rebuild, Retention, StoreUnavailable
+from smdrd.store.postgres.connect import AsyncPart, connect
+from smdrd.store.postgres.outbox import PgOutbox
+from smdrd.store.postgres.reports import PgReports
+from smdrd.store.sqlite.feed import _COLUMNS as FEED_COLUMNS
+from smdrd.store.sqlite.feed import feed_fields
+
+__all__ = ["NotOnPostgres", "PgCallExport", "PgCallFeed", "PgJournalErrors", "PgStore"]
+
+
+class NotOnPostgres(SmdrdError):
+    """A feature the PostgreSQL store does not have yet."""
+
+
+def _missing(what: str) -> NoReturn:
+    raise NotOnPostgres(f"{what} is not available on a PostgreSQL database yet (docs/scaling.md); "
+                        "use a SQLite [database] path for it")
+
+
+class PgCallExport:
+    """`smdrd.store.api.CallExport`: one repeatable-read transaction, rows streamed by a server-side cursor."""
+
+    def __init__(self, url: str) -> None:
+        self.conn = connect(url, autocommit=False)
+        self.conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+
+    def columns(self) -> list[str]:
+        cur = self.conn.execute("SELECT column_name FROM information_schema.columns "
+                                "WHERE table_name = 'calls' AND table_schema = current_schema() "
+                                "ORDER BY ordinal_position")
+        return [str(r[0]) for r in cur]
+
+    def rows(self, start: int | None, end: int | None) -> Iterator[dict[str, Any]]:
+        where, params = [], []
+        if start is not None:
+            where.append("start_utc >= %s")
+            params.append(start)
+        if end is not None:
+            where.append("start_utc < %s")
+            params.append(end)
+        sql = "SELECT * FROM calls" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY start_utc, id"
+        with self.conn.cursor("export") as cur:
+            cur.itersize = 1000
+            cur.execute(sql, params)
+            names = [d.name for d in cur.description or ()]
+            for values in cur:
+                yield dict(zip(names, values, strict=True))
+
+    def close(self) -> None:
+        self.conn.rollback()
+        self.conn.close()
+
+
+class PgJournalErrors:
+    """`smdrd.store.api.JournalErrors`: the ``error`` lines, in one read transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.conn = connect(url, autocommit=False)
+
+    def error_lines(self, lo: int, hi: int, source: str | None, limit: int) -> tuple[list[ErrorLine], int]:
+        where = "status = 'error' AND received_at >= %s AND received_at < %s" + (" AND source = %s" if source else "")
+        params: list[object] = [lo * 1_000_000, hi * 1_000_000] + ([source] if source else [])
+        row = self.conn.execute(f"SELECT count(*) FROM lines WHERE {where}", params).fetchone()
+        sql = (f"SELECT id, source, peer, received_at, format, raw, coalesce(error, '') FROM lines WHERE {where} "
+               "ORDER BY id" + (" LIMIT %s" if limit else ""))
+        rows = self.conn.execute(sql, [*params, limit] if limit else params)
+        lines = [ErrorLine(i, s, p, r, f, bytes(raw), e) for i, s, p, r, f, raw, e in rows]
+        return lines, int(row[0]) if row else 0
+
+    def close(self) -> None:
+        self.conn.rollback()
+        self.conn.close()
+
+
+_FEED_SELECT = f"SELECT id, {', '.join(FEED_COLUMNS)} FROM calls"
+_PLACE_CURSOR = ("INSERT INTO feed_cursors (name, position) SELECT %s, coalesce(max(id), 0) FROM calls "
+                 "ON CONFLICT (name) DO NOTHING")
+_SAVE_CURSOR = ("INSERT INTO feed_cursors (name, position) VALUES (%s, %s) "
+                "ON CONFLICT (name) DO UPDATE SET position = excluded.position")
+
+
+class PgCallFeed(AsyncPart):
+    """`smdrd.store.api.CallFeed`: calls in ``calls.id`` order (the writers take turns, so ids are committed in
+    order) after a saved cursor."""
+
+    async def _rows(self, sql: str, params: tuple[object, ...]) -> list[tuple[Any, ...]]:
+        try:
+            cur = await self.conn.execute(sql, params)
+            return await cur.fetchall()
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise StoreUnavailable(f"call feed: {exc}") from exc
+
+    async def start(self, name: str) -> int:
+        row = await self._rows("SELECT position FROM feed_cursors WHERE name = %s", (name,))
+        end = int((await self._rows("SELECT coalesce(max(id), 0) FROM calls", ()))[0][0])
+        if not row:
+            await self.save(name, end)
+            return end
+        position = int(row[0][0])
+        return 0 if position > end else position
+
+    async def after(self, position: int, limit: int) -> list[FeedCall]:
+        rows = await self._rows(f"{_FEED_SELECT} WHERE id > %s ORDER BY id LIMIT %s", (position, limit))
+        return [FeedCall(int(r[0]), feed_fields(tuple(r[1:]))) for r in rows]
+
+    async def last(self, direction: str) -> FeedCall | None:
+        rows = await self._rows(f"{_FEED_SELECT} WHERE direction = %s ORDER BY id DESC LIMIT 1", (direction,))
+        return FeedCall(int(rows[0][0]), feed_fields(tuple(rows[0][1:]))) if rows else None
+
+    async def save(self, name: str, position: int) -> None:
+        await self._rows(_SAVE_CURSOR + " RETURNING position", (name, position))
+
+
+class PgStore:
+    """The PostgreSQL database at ``url`` (``postgresql://...``; created tables and all by whoever opens it)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def __getattr__(self, name: str) -> Any:
+        # A part of `smdrd.store.api.Store` this store does not have yet: a message, not an AttributeError.
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        def missing(*args: object, **kwargs: object) -> NoReturn:
+            _missing(f"The store's {name}()")
+
+        return missing
+
+    def reports(self) -> PgReports:
+        return PgReports(self.url)
+
+    def outbox(self) -> PgOutbox:
+        return PgOutbox(self.url)
+
+    def export(self) -> PgCallExport:
+        return PgCallExport(self.url)
+
+    def retention(self) -> Retention:
+        _missing("Retention (smdrd prune)")
+
+    def rebuild(self) -> Rebuild:
+        _missing("smdrd rerate and reparse")
+
+    def call_feed(self) -> PgCallFeed:
+        return PgCallFeed(self.url)
+
+    def journal_errors(self) -> PgJournalErrors:
+        return PgJournalErrors(self.url)
+
+    def start_call_feed(self, name: str) -> int:
+        with connect(self.url) as conn:
+            conn.execute(_PLACE_CURSOR, (name,))
+            row = conn.execute("SELECT position FROM feed_cursors WHERE name = %s", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def accounts(self) -> Accounts:
+        _missing("The console's users, sessions and tokens")
+
+    def spend_since(self, since_utc: int) -> list[tuple[str, str, Decimal]]:
+        with connect(self.url) as conn:
+            rows = conn.execute(
+                "SELECT extension, substr(start, 1, 10), sum(cost_micros) FROM calls "
+                "WHERE start_utc >= %s AND cost_micros > 0 GROUP BY extension, substr(start, 1, 10)",
+                (since_utc,)).fetchall()
+        return [(ext, day, Decimal(micros) / MICROS) for ext, day, micros in rows]
