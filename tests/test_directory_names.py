@@ -101,3 +101,17 @@ def test_3cx_display_names_name_the_extension_side() -> None:
     records = ThreeCXParser().parse(",".join(inbound[f] for f in fields) + ",")
     assert records is not None and records[0].extension == "202"
     assert ThreeCXParser.extension_name(records[0]) == "Bob Jones"
+
+
+def test_smdrd_import_learns_the_names_too(tmp_path: Path) -> None:
+    from smdrd.cli import main
+
+    log = tmp_path / "ipo.smdr"
+    log.write_bytes(b"\r\n".join([ipo("201", "Alice Smith"), ipo("202", "Bob", when="2026/03/16 09:05:00")]) + b"\r\n")
+    db = tmp_path / "smdrd.db"
+    assert main(["import", "-q", "-f", "avaya-ipo", "--database", str(db), str(log)]) == 0
+    directory = open_store(db).directory()
+    try:
+        assert directory.names() == {"201": "Alice Smith", "202": "Bob"}
+    finally:
+        directory.close()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ from pathlib import Path
 import structlog
 
 from smdrd.journal import Alert, JournalEntry
+from smdrd.parsing import extension_names
+from smdrd.store.sqlite.directory import LEARN_NAME, clean_name
 from smdrd.store.sqlite.rollups import ROLL_UP
 from smdrd.store.sqlite.rows import (
     INSERT_CALL,
@@ -62,13 +65,15 @@ class RowBatch:
     lines: list[LineFields] = field(default_factory=list)
     calls: list[tuple[int, CallRow]] = field(default_factory=list)
     alerts: list[tuple[int, Alert]] = field(default_factory=list)
+    #: the extension names the PBX gave in these calls (the directory learns them, `LEARN_NAME`).
+    names: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.lines)
 
     def __reduce__(self) -> tuple[type[RowBatch], tuple[object, ...]]:
         # By field values: the slots state would pickle through a dict of attribute names.
-        return (RowBatch, (self.lines, self.calls, self.alerts))
+        return (RowBatch, (self.lines, self.calls, self.alerts, self.names))
 
     def add(self, e: JournalEntry) -> None:
         """Append ``e`` as rows (the calls mapped by `call_row`, as the live writer maps them at commit)."""
@@ -77,6 +82,8 @@ class RowBatch:
         if e.calls:
             source = e.source
             self.calls.extend([(index, call_row(c, source)) for c in e.calls])
+            for extension, name in extension_names(c.record for c in e.calls):
+                self.names[extension] = name
         if e.alerts:
             self.alerts.extend([(index, a) for a in e.alerts])
 
@@ -149,6 +156,10 @@ class BulkWriter:
                     conn.execute(statement, (calls_before,))
             if batch.alerts:
                 conn.executemany(OUTBOX_INSERT, [alert_row(a) for _, a in batch.alerts])
+            if batch.names:
+                now = int(time.time())
+                conn.executemany(LEARN_NAME, [(ext, name, now) for ext, given in batch.names.items()
+                                              if (name := clean_name(given))])
             conn.execute("COMMIT")
         except (sqlite3.Error, OSError, ValueError, TypeError, OverflowError) as exc:
             log.debug("import.bulk_commit_fell_back", error=f"{type(exc).__name__}: {exc}"[:300])
