@@ -33,25 +33,29 @@ SERVICE_TOKEN = "calls-service-token-0123456789"
 MARCH = {"from": "2026-03-01", "to": "2026-03-31"}
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    folder = tmp_path_factory.mktemp("console-calls")
+def serve(folder: Path, **sections: Any) -> Iterator[Site]:
+    """A daemon on ``folder``'s database with users alice (admin), victor (viewer) and maria (manager of
+    Sales), the report tests' departments and the service token; stopped, its log checked, at the end."""
     db = folder / "smdrd.db"
-    asyncio.run(write_calls(db, CALLS))
     add_user(db, "alice", "admin")
     add_user(db, "victor", "viewer")
     add_user(db, "maria", "manager", "--department", "Sales")
     port = free_port()
     daemon = DaemonProcess(folder, daemon_config(folder, http={"listen": f"127.0.0.1:{port}", "token": SERVICE_TOKEN},
-                                                 departments=DEPARTMENTS, tariff={"currency": "EUR"},
-                                                 retention={"calls_days": 0, "lines_days": 0}))
+                                                 departments=DEPARTMENTS, **sections))
     try:
-        running = Site(daemon.start(), port)
-        yield running
+        yield Site(daemon.start(), port)
         daemon.terminate()
         daemon.assert_clean_log()
     finally:
         daemon.kill()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    folder = tmp_path_factory.mktemp("console-calls")
+    asyncio.run(write_calls(folder / "smdrd.db", CALLS))
+    yield from serve(folder, tariff={"currency": "EUR"}, retention={"calls_days": 0, "lines_days": 0})
 
 
 @pytest.fixture

@@ -53,7 +53,8 @@ def test_no_route_that_changes_something_lets_a_viewer_or_the_service_token_in(t
                  "/api/tariff/rules/{position}"):
         assert walked[("GET", path)] >= {"admin", "manager", "viewer"}, path
     for method, path in (("POST", "/rates"), ("POST", "/rates/{position}"), ("POST", "/rates/{position}/move"),
-                         ("POST", "/rates/import"), ("PUT", "/api/tariff"), ("POST", "/api/tariff/rules"),
+                         ("POST", "/rates/import"), ("POST", "/rates/rerate"), ("GET", "/rates/rerate"),
+                         ("PUT", "/api/tariff"), ("POST", "/api/tariff/rules"),
                          ("PUT", "/api/tariff/rules/{position}"), ("DELETE", "/api/tariff/rules/{position}")):
         assert walked[(method, path)] == {"admin"}, path
     # The directory: everyone reads it (a manager their departments'); the export holds every department, so

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from smdrd.console import Console
 
 __all__ = ["CALL_READERS", "DEFAULT_DAYS", "MAX_DAYS", "MAX_PAGE_SIZE", "MAX_SCAN_DAYS", "CallPages", "SearchForm",
-           "register", "scope_departments"]
+           "on_thread", "parse_day", "register", "report_context", "scope_departments"]
 
 #: who may read calls: `READERS`, and managers for their own departments.
 CALL_READERS = READERS | {"manager"}
@@ -109,8 +109,8 @@ def parse_search(query: Any, ctx: Context, today: date) -> SearchForm:
     for cls in form.classes:
         if cls not in CALL_CLASSES and cls != "unrated":
             errors["class"] = f"expected one of {', '.join(CALL_CLASSES)}, got {cls[:40]!r}"
-    form.last = _date(v["to"], "to", errors) or today
-    form.first = _date(v["from"], "from", errors) or form.last - timedelta(days=DEFAULT_DAYS - 1)
+    form.last = parse_day(v["to"], "to", errors) or today
+    form.first = parse_day(v["from"], "from", errors) or form.last - timedelta(days=DEFAULT_DAYS - 1)
     if "from" not in errors and "to" not in errors:
         if form.last < form.first:
             errors["to"] = f"{form.last} is before from ({form.first})"
@@ -157,7 +157,8 @@ def parse_search(query: Any, ctx: Context, today: date) -> SearchForm:
     return form
 
 
-def _date(value: str, name: str, errors: dict[str, str]) -> date | None:
+def parse_day(value: str, name: str, errors: dict[str, str]) -> date | None:
+    """A site-local day typed in field ``name`` (``None`` when empty or wrong: the problem goes in ``errors``)."""
     if not value:
         return None
     try:
@@ -195,6 +196,26 @@ def _cursor(value: str, errors: dict[str, str]) -> tuple[int, int] | None:
     return None
 
 
+class _Closing(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Closing)
+
+
+async def on_thread(executor: ThreadPoolExecutor, opener: Callable[[], C], fn: Callable[[C], T]) -> T:
+    """``fn(part)`` on ``executor``'s thread, ``part`` opened by ``opener`` there and closed after: a store
+    read or change that never runs on the event loop."""
+    def call() -> T:
+        part = opener()
+        try:
+            return fn(part)
+        finally:
+            part.close()
+
+    return await asyncio.get_running_loop().run_in_executor(executor, call)
+
+
 class CallPages:
     """The call routes of one console: the report context (directory, timezone, currency) and a store
     thread."""
@@ -209,14 +230,7 @@ class CallPages:
         self._db.shutdown(wait=False, cancel_futures=True)
 
     async def _read(self, fn: Callable[[CallReader], T]) -> T:
-        def call() -> T:
-            reader = open_store(self.path).calls()
-            try:
-                return fn(reader)
-            finally:
-                reader.close()
-
-        return await asyncio.get_running_loop().run_in_executor(self._db, call)
+        return await on_thread(self._db, lambda: open_store(self.path).calls(), fn)
 
     def _today(self, ctx: Context) -> date:
         return datetime.fromtimestamp(self.console.clock(), ctx.timezone).date()
@@ -372,22 +386,22 @@ def _tester_url(call: StoredCall) -> str:
                                        "trunk": call.trunk})
 
 
-def register(console: Console) -> CallPages:
-    """Add the call routes to ``console``'s server (the reports' context, else one made from the settings)."""
+def report_context(console: Console) -> Callable[[], Context]:
+    """The reports' current context (departments follow reloads and console edits), or, for a console without
+    the reports feature, one made from its settings."""
     from smdrd.reports.queries import context_from
 
     daemon = console.daemon
     reports = daemon.features.reports if daemon is not None else None
     if reports is not None:
-        def context() -> Context:
-            return reports.context
-    else:
-        fixed = context_from(console.settings)
+        return lambda: reports.context
+    fixed = context_from(console.settings)
+    return lambda: fixed
 
-        def context() -> Context:
-            return fixed
 
-    pages = CallPages(console, context)
+def register(console: Console) -> CallPages:
+    """Add the call routes to ``console``'s server."""
+    pages = CallPages(console, report_context(console))
     router = console.server.app.router
     router.add_get("/calls", pages.page)
     router.add_get("/calls/{id}", pages.call_page)

@@ -1053,6 +1053,7 @@ class MailStore(Protocol):
 
 #: an alert's state in the inbox: ``open`` until someone acknowledges or snoozes it or its resolved event comes;
 #: ``snoozed`` until the time set (then ``open`` again); ``acknowledged`` by someone; ``resolved`` by the rule.
+#: Of acknowledging and snoozing, the later wins (each clears the other).
 ALERT_STATES = ("open", "acknowledged", "snoozed", "resolved")
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from smdrd.store.api import PendingAlert
 from smdrd.store.sqlite.accounts import SqliteAccounts
+from smdrd.store.sqlite.alert_inbox import SqliteAlertInbox
 from smdrd.store.sqlite.calls import SqliteCalls
 from smdrd.store.sqlite.directory import SqliteDirectory
 from smdrd.store.sqlite.export import SqliteCallExport
@@ -51,6 +52,9 @@ class SqliteStore:
 
     def start_call_feed(self, name: str) -> int:
         return place_cursor(str(self.path), name)
+
+    def alert_inbox(self) -> SqliteAlertInbox:
+        return SqliteAlertInbox(self.path)
 
     def calls(self) -> SqliteCalls:
         return SqliteCalls(self.path)
