@@ -481,6 +481,28 @@ def _mail_problems(settings: Settings, path: Path | None) -> list[tuple[str, str
     return out
 
 
+def _mail_warnings(settings: Settings) -> list[tuple[str, str]]:
+    """Mail that would wait for ever (``[smtp]`` off), and a password ``check-config`` cannot check here."""
+    import os
+
+    from smdrd.mail_config import smtp_password_path
+
+    out: list[tuple[str, str]] = []
+    smtp = settings.smtp
+    wanted = [what for what, on in (("[[reports.schedules]]", bool(settings.reports.schedules)),
+                                    ("[alerts.email]", settings.alerts.email.enabled)) if on]
+    if wanted and not smtp.enabled:
+        out.append(("smtp.enabled", f"{' and '.join(wanted)} wait in the mail outbox: [smtp] is not enabled"))
+    where = smtp_password_path(smtp)
+    if smtp.enabled and smtp.password_credential and "CREDENTIALS_DIRECTORY" not in os.environ:
+        out.append(("smtp.password_credential", f"systemd credential {smtp.password_credential!r} exists only "
+                                                "while the service runs, so it is not checked here"))
+    elif smtp.enabled and where is not None and credential_absent_here(where):
+        out.append(("smtp.password_file", f"{str(where)!r} is a systemd credential, present only while the "
+                                          "service runs, so it is not checked here"))
+    return out
+
+
 def config_file_warnings(path: Path | None, settings: Settings) -> list[tuple[str, str]]:
     """Who else could change (or read the secrets in) the configuration file: ``(key, message)`` pairs.
 
@@ -526,6 +548,7 @@ def config_warnings(path: Path | None, settings: Settings) -> list[tuple[str, st
             out.append(("tariff.currency", f"{deck} says its prices are in {code} (its '# currency:' line) but the "
                                            f"tariff's currency is {tariff.currency}; set currency = \"{code}\" "
                                            "or correct the deck"))
+    out += _mail_warnings(settings)
     http = settings.http
     if http.enabled and http.token_file is not None and credential_absent_here(http.token_file):
         out.append(("http.token_file", f"{str(http.token_file)!r} is a systemd credential, present only while "

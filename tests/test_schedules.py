@@ -162,3 +162,14 @@ def test_a_mail_is_made_once_however_often_it_is_planned(tmp_path: Path) -> None
         assert not store.set_user_email("nobody", "x@example.com", at=1, actor=Actor("t"))
     finally:
         store.close()
+
+
+def test_check_config_warns_of_mail_that_would_wait_for_ever(tmp_path: Path) -> None:
+    from smdrd.config import config_warnings
+
+    path = tmp_path / "smdrd.toml"
+    path.write_text('[[reports.schedules]]\nname = "m"\nrecipients = ["a@example.com"]\n\n'
+                    '[alerts.email]\nenabled = true\n')
+    warnings = dict(config_warnings(path, load_config(path, use_env=False)))
+    assert warnings["smtp.enabled"] == ("[[reports.schedules]] and [alerts.email] wait in the mail outbox: "
+                                        "[smtp] is not enabled")
