@@ -12,7 +12,11 @@ A version is a document ``{"mode": ..., "bands": {...}, "rules": [...]}``, each 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from smdrd.rating.config import TariffBandConfig, TariffConfig, TariffRuleConfig
@@ -22,13 +26,17 @@ from smdrd.store.api import TariffVersion
 
 if TYPE_CHECKING:
     from smdrd.config import Settings
+    from smdrd.rating.tariff import Rater
+    from smdrd.store.api import Rebuild
 
 __all__ = [
     "DATABASE",
     "FILES",
+    "RerateSummary",
     "band_of",
     "document",
     "read_csv",
+    "rerate",
     "resolve",
     "rule_json",
     "tariff_config",
@@ -146,3 +154,77 @@ def write_csv(rules: Sequence[TariffRuleConfig], *, yeastar: bool = False) -> st
             row = {**data, "prefix": prefix, "number_length": rule.number_length or None}
             rows.append([_cell(row.get(c)) for c in COLUMNS])
     return csv_text(rows)
+
+
+# ---- re-rating stored calls with the tariff in force ----
+
+_MICROS = 1_000_000
+
+
+def _money(micros: int) -> str:
+    return str(Decimal(micros) / _MICROS)
+
+
+@dataclass
+class RerateSummary:
+    """What re-rating a range of calls changes (or would): how many, the cost before and after per currency, the
+    calls and cost per class before and after, and the commonest rule changes."""
+
+    checked: int = 0
+    changed: int = 0
+    cost_before: Counter[str] = field(default_factory=Counter)
+    cost_after: Counter[str] = field(default_factory=Counter)
+    rules: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: per class: calls and cost (micro-units) before and after.
+    calls_by_class_before: Counter[str] = field(default_factory=Counter)
+    calls_by_class_after: Counter[str] = field(default_factory=Counter)
+    cost_by_class_before: Counter[str] = field(default_factory=Counter)
+    cost_by_class_after: Counter[str] = field(default_factory=Counter)
+
+    def by_class(self) -> list[dict[str, object]]:
+        """One row per class: calls and cost before and after (cost as a decimal string)."""
+        classes = sorted(set(self.calls_by_class_before) | set(self.calls_by_class_after))
+        return [{"call_class": c, "calls_before": self.calls_by_class_before[c],
+                 "calls_after": self.calls_by_class_after[c], "cost_before": _money(self.cost_by_class_before[c]),
+                 "cost_after": _money(self.cost_by_class_after[c])} for c in classes]
+
+    def as_json(self) -> dict[str, object]:
+        currencies = sorted(set(self.cost_before) | set(self.cost_after))
+        return {
+            "checked": self.checked,
+            "changed": self.changed,
+            "cost_before": {c: _money(self.cost_before[c]) for c in currencies},
+            "cost_after": {c: _money(self.cost_after[c]) for c in currencies},
+            "by_class": self.by_class(),
+            "rule_changes": [{"from": a, "to": b, "calls": n} for (a, b), n in self.rules.most_common(20)],
+        }
+
+
+def rerate(store: Rebuild, rater: Rater, lo: int, hi: int, *, apply: bool) -> RerateSummary:
+    """Rate the calls stored between ``lo`` and ``hi`` (UTC seconds) again with ``rater``; store the new
+    ratings when ``apply`` (in short batches, while the daemon keeps writing), else only say what would change."""
+    from smdrd.store.api import RatingUpdate
+
+    summary = RerateSummary()
+    updates: list[RatingUpdate] = []
+    for call in store.ratings(lo, hi):
+        summary.checked += 1
+        r = rater.rate_call(call.number, datetime.fromisoformat(call.start), call.duration,
+                            direction=call.direction, trunk=call.trunk, answered=call.answered)
+        new = (r.e164, r.call_class, r.rule, r.prefix, int(r.cost * _MICROS), r.currency, r.region)
+        old = call.rating
+        before_class, before_cost = str(old[1] or ""), int(old[4] or 0)
+        summary.cost_before[str(old[5] or "")] += before_cost
+        summary.cost_after[r.currency] += new[4]
+        summary.calls_by_class_before[before_class] += 1
+        summary.cost_by_class_before[before_class] += before_cost
+        summary.calls_by_class_after[r.call_class] += 1
+        summary.cost_by_class_after[r.call_class] += new[4]
+        if old != new:
+            summary.changed += 1
+            if old[2] != r.rule:
+                summary.rules[(str(old[2] or ""), r.rule)] += 1
+            updates.append(RatingUpdate(call.call_id, new))
+    if apply:
+        store.update_ratings(updates)
+    return summary

@@ -12,7 +12,9 @@ import re
 import socket
 import sqlite3
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
@@ -235,3 +237,37 @@ async def test_a_tariff_from_the_files_is_shown_read_only(tmp_path: Path) -> Non
             code, text = await post(admin, f"{site.base}/rates", {"csrf": csrf, "prefixes": "44", "rate": "1"})
             assert code == 409 and "comes from the files" in text
             assert await status(admin, f"{site.base}/rates/export.csv") == 200
+
+
+async def test_a_period_is_re_rated_with_the_tariff_in_force_after_a_preview(site: Rates) -> None:
+    today = datetime.now(ZoneInfo("Europe/Warsaw")).date().isoformat()
+    async with jar() as admin:
+        assert (await sign_in(site, admin, "alice")).status == 303
+        code, _ = await post(admin, f"{site.base}/rates", {"csrf": await page_csrf(site, admin, "/rates"),
+                                                            "prefixes": "48", "rate": "2", "position": "1",
+                                                            "directions": "outbound"})
+        assert code == 303
+        assert 'id="offer-rerate"' in await text_of(admin, f"{site.base}/rates?done=added")
+        before = await priced(site, "221234567", 126)  # stored before: another price
+        async with admin.get(f"{site.base}/rates/rerate", params={"from": today, "to": "2000-01-01"}) as r:
+            assert r.status == 400 and 'id="r-to-error"' in await r.text()
+        page = await text_of(admin, f"{site.base}/rates/rerate?from={today}&to={today}")
+        changed = int(re.search(r'id="rerate-changed">(\d+)<', page).group(1))  # type: ignore[union-attr]
+        assert changed >= 1 and 'id="apply-rerate"' in page and 'id="rerate-classes"' in page
+        csrf = await page_csrf(site, admin, f"/rates/rerate?from={today}&to={today}")
+        code, _ = await post(admin, f"{site.base}/rates/rerate", {"csrf": csrf, "from": today, "to": today})
+        assert code == 303
+        after = await text_of(admin, f"{site.base}/rates/rerate?from={today}&to={today}&done=rerated")
+        assert 'id="rerate-changed">0<' in after and 'id="done"' in after
+    conn = sqlite3.connect(site.daemon.db)
+    try:
+        row = conn.execute("SELECT rule, cost_micros FROM calls WHERE number = ? AND duration = 126",
+                           ("221234567",)).fetchone()
+    finally:
+        conn.close()
+    assert row == ("+48", 6_000_000) != before  # 3 started minutes x 2
+    entry = audit(site, "tariff.rerate")[0]
+    assert entry.actor == "alice" and entry.after is not None and entry.after["changed"] == changed
+    async with jar() as viewer:
+        assert (await sign_in(site, viewer, "victor")).status == 303
+        assert await status(viewer, f"{site.base}/rates/rerate?from={today}&to={today}") == 403

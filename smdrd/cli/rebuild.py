@@ -12,18 +12,17 @@ import argparse
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import date
 from pathlib import Path
 
 from smdrd.cli._common import add_config_argument, database_of, day, settings_from
 from smdrd.config import Settings, SourceConfig
-from smdrd.core import FLUSHED, MICROS, Entry, flush_entry, process_frame
+from smdrd.core import FLUSHED, Entry, flush_entry, process_frame
 from smdrd.errors import SmdrdError
 from smdrd.parsing import Parser, ParserContext, get_parser_class
 from smdrd.rating import Rater
 from smdrd.store import open_store
-from smdrd.store.api import RatingUpdate, Rebuild, ReplaceResult
+from smdrd.store.api import Rebuild, ReplaceResult
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -76,53 +75,14 @@ def _rater(settings: Settings, path: Path | None) -> Rater:
     return Rater.from_config(settings.site, settings.tariff, base_dir=path.parent if path else None)
 
 
-def _money(micros: int) -> str:
-    return str(Decimal(micros) / MICROS)
-
-
 # --- rerate -------------------------------------------------------------------------------------------------
-
-@dataclass
-class RerateSummary:
-    checked: int = 0
-    changed: int = 0
-    cost_before: Counter[str] = field(default_factory=Counter)
-    cost_after: Counter[str] = field(default_factory=Counter)
-    rules: Counter[tuple[str, str]] = field(default_factory=Counter)
-
-    def as_json(self) -> dict[str, object]:
-        currencies = sorted(set(self.cost_before) | set(self.cost_after))
-        return {
-            "checked": self.checked,
-            "changed": self.changed,
-            "cost_before": {c: _money(self.cost_before[c]) for c in currencies},
-            "cost_after": {c: _money(self.cost_after[c]) for c in currencies},
-            "rule_changes": [{"from": a, "to": b, "calls": n} for (a, b), n in self.rules.most_common(20)],
-        }
-
 
 def run_rerate(args: argparse.Namespace) -> int:
     settings, path, store = _open(args)
     try:
-        rater = _rater(settings, path)
-        lo, hi = _bounds(args, settings)
-        summary = RerateSummary()
-        updates: list[RatingUpdate] = []
-        for call in store.ratings(lo, hi):
-            summary.checked += 1
-            r = rater.rate_call(call.number, datetime.fromisoformat(call.start), call.duration,
-                                direction=call.direction, trunk=call.trunk, answered=call.answered)
-            new = (r.e164, r.call_class, r.rule, r.prefix, int(r.cost * MICROS), r.currency, r.region)
-            old = call.rating
-            summary.cost_before[str(old[5] or "")] += int(old[4] or 0)
-            summary.cost_after[r.currency] += new[4]
-            if old != new:
-                summary.changed += 1
-                if old[2] != r.rule:
-                    summary.rules[(str(old[2] or ""), r.rule)] += 1
-                updates.append(RatingUpdate(call.call_id, new))
-        if not args.dry_run:
-            store.update_ratings(updates)
+        from smdrd.tariffs import rerate
+
+        summary = rerate(store, _rater(settings, path), *_bounds(args, settings), apply=not args.dry_run)
     finally:
         store.close()
     out = summary.as_json()

@@ -20,7 +20,7 @@ import asyncio
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
@@ -36,8 +36,18 @@ from smdrd.rating.explain import Explanation, explain
 from smdrd.rating.rules import TariffSourceError
 from smdrd.reports.render import hms
 from smdrd.store import open_store
-from smdrd.store.api import Actor, TariffConflict, TariffStore, TariffVersion, TariffVersionInfo
-from smdrd.tariffs import DATABASE, document, read_csv, rule_json, tariff_config, with_version, write_csv
+from smdrd.store.api import Actor, TariffConflict, TariffStore, TariffVersion, TariffVersionInfo, utc_bounds
+from smdrd.tariffs import (
+    DATABASE,
+    RerateSummary,
+    document,
+    read_csv,
+    rerate,
+    rule_json,
+    tariff_config,
+    with_version,
+    write_csv,
+)
 
 if TYPE_CHECKING:
     from smdrd.config import Settings
@@ -54,6 +64,8 @@ READ = frozenset(USERS | {SERVICE})
 PAGE = 100
 #: the largest deck the API takes in one request (the console's form takes what a form may carry, `MAX_BODY`).
 MAX_DECK = 16 * 1024 * 1024
+#: the most days one re-rate from the console covers.
+MAX_RERATE_DAYS = 400
 #: the longest call the tester prices.
 MAX_DURATION = 7 * 24 * 3600
 #: form fields of a rule, in the order the page shows them.
@@ -166,6 +178,7 @@ class RateAdmin:
         self.console = console
         self._tariffs: TariffStore | None = None
         self._raters: dict[int, Rater] = {}
+        self._rerating = asyncio.Lock()
 
     # ---- plumbing ----
 
@@ -356,6 +369,43 @@ class RateAdmin:
         return explain(rater, values["number"], start, duration, direction=values["direction"],
                        trunk=values["trunk"]), values, errors
 
+    async def rerate(self, first: date, last: date, *, apply: bool) -> RerateSummary:
+        """Re-rate the calls of ``first`` to ``last`` (site days, included) with the tariff in force, or say
+        what that would change (``apply`` false). One at a time; on its own connection, off the event loop."""
+        rater = await self.rater()
+        lo, hi = utc_bounds(first, last, self.settings().site.tz)
+
+        def run() -> RerateSummary:
+            store = open_store(self.console.path).rebuild()
+            try:
+                return rerate(store, rater, lo, hi, apply=apply)
+            finally:
+                store.close()
+
+        async with self._rerating:
+            return await asyncio.to_thread(run)
+
+    @staticmethod
+    def period(query: Mapping[str, str]) -> tuple[date | None, date | None, dict[str, str]]:
+        """The re-rate form's days, or the problems by field."""
+        errors: dict[str, str] = {}
+        days: list[date | None] = []
+        for key in ("from", "to"):
+            raw = query.get(key, "")[:20]
+            try:
+                days.append(date.fromisoformat(raw) if raw else None)
+            except ValueError:
+                errors[key] = f"expected a date such as 2026-03-02, got {raw!r}"
+                days.append(None)
+        first, last = days
+        if first and last and last < first:
+            errors["to"] = "must not be before the first day"
+        elif first and last and (last - first).days > MAX_RERATE_DAYS:
+            errors["to"] = f"at most {MAX_RERATE_DAYS} days at a time (smdrd rerate for longer periods)"
+        elif (first is None) != (last is None) and not errors:
+            errors["from" if first is None else "to"] = "give both days"
+        return first, last, errors
+
     # ---- pages ----
 
     async def _page(self, request: web.Request, *, status: int = 200, errors: Mapping[str, str] | None = None,
@@ -493,6 +543,41 @@ class RateAdmin:
         return self.console.render(request, "rates_test.html", status=400 if errors else 200, title="Number tester",
                                    answer=answer, values=values, errors=errors, state=state, talk=talk)
 
+    @requires(*ADMIN)
+    async def rerate_page(self, request: web.Request) -> web.StreamResponse:
+        """The period's preview: what re-rating it with the tariff in force would change."""
+        return await self._rerate_page(request, request.query)
+
+    async def _rerate_page(self, request: web.Request, query: Mapping[str, str], *, status: int = 200,
+                           errors: Mapping[str, str] | None = None) -> web.StreamResponse:
+        principal = principal_of(request)
+        assert principal is not None
+        first, last, problems = self.period(query)
+        problems.update(errors or {})
+        preview = await self.rerate(first, last, apply=False) if first and last and not problems else None
+        state = await self.state()
+        return self.console.render(
+            request, "rates_rerate.html", status=400 if problems and status == 200 else status, title="Re-rate calls",
+            first=first, last=last, values={k: query.get(k, "")[:20] for k in ("from", "to")}, errors=problems,
+            preview=preview, state=state, csrf=principal.csrf, done=DONE.get(query.get("done", ""), ""))
+
+    @requires(*ADMIN)
+    async def rerate_form(self, request: web.Request) -> web.StreamResponse:
+        fields, _ = await self._posted(request)
+        first, last, errors = self.period(fields)
+        if first is None or last is None or errors:
+            return await self._rerate_page(request, fields, status=400, errors=errors or {"from": "give both days"})
+        state = await self.state()
+        done = await self.rerate(first, last, apply=True)
+        actor, now = self._actor(request), self.console.now()
+        totals = done.as_json()
+        await self.console._store(lambda a: a.record(
+            "tariff.rerate", f"{first} to {last}", at=now, actor=actor,
+            before={"cost": totals["cost_before"]},
+            after={"cost": totals["cost_after"], "changed": done.changed, "checked": done.checked,
+                   "version": state.number if state.database else None}))
+        raise web.HTTPSeeOther(f"/rates/rerate?{urlencode({'from': str(first), 'to': str(last), 'done': 'rerated'})}")
+
     # ---- the JSON API ----
 
     @staticmethod
@@ -610,6 +695,8 @@ def register(console: Console) -> RateAdmin:
     router.add_get("/rates/export.csv", admin.export)
     router.add_post("/rates/import", admin.import_form)
     router.add_post("/rates/mode", admin.mode_form)
+    router.add_get("/rates/rerate", admin.rerate_page)
+    router.add_post("/rates/rerate", admin.rerate_form)
     router.add_get("/rates/{position}", admin.edit_page)
     router.add_post("/rates/{position}", admin.edit_form)
     router.add_post("/rates/{position}/delete", admin.delete_form)
