@@ -25,9 +25,11 @@ from smdrd.reports.render import FORMATS
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``report`` command to the ``smdrd`` parser."""
     p = sub.add_parser(
-        "report", help="call-accounting reports (extensions, departments, calls, destinations, trunks, days)",
-        description="Report calls, duration and cost per extension, department, destination, trunk or day, or "
-        "list the calls, over site-local days. By default only outbound calls count (as on Yeastar); "
+        "report", help="call-accounting reports (extensions, departments, calls, destinations, trunks, days, "
+        "extension-details, department-details)",
+        description="Report calls, duration and cost per extension, department, destination, trunk or day, "
+        "list the calls, or list them per extension with subtotals (extension-details, department-details), "
+        "over site-local days. By default only outbound calls count (as on Yeastar); "
         "--direction all widens that. A transferred call counts once; its duration and cost include every leg.",
     )
     p.add_argument("kind", choices=KINDS, help="what to report")
@@ -46,8 +48,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--by-class", action="store_true", help="break extensions and departments down by call class")
     p.add_argument("--top", type=int, default=20, metavar="N", help="destinations: how many (0 for all; default 20)")
     p.add_argument("--by", choices=("cost", "count"), default="cost", help="destinations: rank by (default cost)")
-    p.add_argument("--page", type=int, default=1, metavar="N", help="calls: the page to show (default 1)")
-    p.add_argument("--page-size", type=int, default=0, metavar="N", help="calls: rows per page (default 0: all)")
+    p.add_argument("--page", type=int, default=1, metavar="N",
+                   help="calls and details: the page to show (default 1)")
+    p.add_argument("--page-size", type=int, default=0, metavar="N",
+                   help="calls and details: rows per page (default 0: all, streamed for csv, xlsx and pdf)")
     p.add_argument("--format", choices=(*FORMATS, *EXPORT_FORMATS), default="table",
                    help="output format (default table); xlsx and pdf need --output or a redirection")
     p.add_argument("--paper", choices=PAPERS, default="a4", help="pdf: the paper size (default a4)")
@@ -61,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     """Build the report and write it."""
     from smdrd.cli.export import private_output
     from smdrd.directory import resolve
-    from smdrd.reports.queries import context_from, parse_query, run_report
+    from smdrd.reports.export import names_of
+    from smdrd.reports.queries import LISTING_KINDS, context_from, parse_query, run_report
     from smdrd.reports.render import render
     from smdrd.store import open_store
 
@@ -83,20 +88,24 @@ def run(args: argparse.Namespace) -> int:
         args.parser.error(str(exc).replace("page_size", "--page-size").replace("by_class", "--by-class"))
     if args.format in EXPORT_FORMATS and args.output is None and sys.stdout.isatty():
         args.parser.error(f"--format {args.format} is a binary file: give --output FILE or redirect the output")
-    reader = open_store(database_of(args, settings)).reports()
-    if args.format in EXPORT_FORMATS:
+    store = open_store(database_of(args, settings))
+    names = names_of(store)
+    reader = store.reports()
+    streamed = args.format == "csv" and query.kind in LISTING_KINDS and query.page_size == 0
+    if args.format in EXPORT_FORMATS or streamed:
         from smdrd.cli.export import private_binary_output
         from smdrd.reports.export import write_export
 
         try:  # the calls of the whole range (--page-size 0, the default) stream from the database
             with (private_binary_output(args.output) if args.output is not None
                   else contextlib.nullcontext(sys.stdout.buffer)) as out:
-                write_export(reader, query, ctx, args.format, out, every=query.page_size == 0, paper=args.paper)
+                write_export(reader, query, ctx, args.format, out, every=query.page_size == 0, paper=args.paper,
+                             names=names)
         finally:
             reader.close()
         return 0
     try:
-        report = run_report(reader, query, ctx)
+        report = run_report(reader, query, ctx, names)
     finally:
         reader.close()
     text = render(report, args.format)

@@ -24,9 +24,10 @@ from typing import IO, Any
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
 
+from smdrd.rating.classes import CALL_CLASSES
 from smdrd.reports.export import Section, extra_totals, header_lines, title_of
-from smdrd.reports.queries import Column, Report
-from smdrd.reports.render import hms
+from smdrd.reports.queries import DETAIL_KINDS, DIRECTIONS, Column, Report
+from smdrd.reports.render import hms, local_time
 
 __all__ = ["FONT_DIR", "write_pdf"]
 
@@ -101,12 +102,18 @@ class _Table:
         self.currency = str(report.meta.get("currency") or "")
         self.widths: list[float] = []
 
+    def use(self, columns: Sequence[Column]) -> None:
+        """Lay out the next table with ``columns`` (a section's own, such as a details summary)."""
+        if list(columns) != list(self.columns):
+            self.columns, self.widths = columns, []
+
     def size(self, sample: Sequence[dict[str, Any]], totals: dict[str, Any] | None) -> None:
         """Column widths from the titles and ``sample``, shrunk (text columns first) to the page's width."""
         pdf = self.pdf
         pdf.font(8, bold=True)
         natural = [pdf.get_string_width(pdf.text_of(self.title(c))) + 2 * pdf.c_margin + 1 for c in self.columns]
-        for rows, bold in ((sample, False), ([totals] if totals else [], True)):
+        widest = {"call_class": max(CALL_CLASSES, key=len), "direction": max(DIRECTIONS, key=len)}
+        for rows, bold in ((sample, False), ([totals] if totals else [], True), ([widest], False)):
             pdf.font(8, bold=bold)
             for row in rows:
                 for i, c in enumerate(self.columns):
@@ -127,9 +134,7 @@ class _Table:
 
     def text(self, row: dict[str, Any], c: Column) -> str:
         value = row.get(c.key)
-        if c.key == "start" and isinstance(value, str) and value[10:11] == "T":  # local; the zone is above
-            return value[:10] + " " + value[11:19]
-        return cell_text(value, c.kind, self.currency)
+        return cell_text(local_time(value) if c.key == "start" else value, c.kind, self.currency)
 
     def head(self) -> None:
         pdf = self.pdf
@@ -216,31 +221,41 @@ def write_pdf(out: IO[bytes], report: Report, sections: Iterable[Section], *, pa
     """Write ``report`` as a PDF on ``paper`` (``a4`` or ``letter``) to ``out``."""
     meta = report.meta
     foot = f"smdrd: {title_of(report)}, {meta.get('from')} to {meta.get('to')} ({meta.get('timezone')})"
-    pdf = _Document(paper, landscape=len(report.columns) > 7, foot=foot)
+    pdf = _Document(paper, landscape=len(report.columns) > 7 or report.kind in DETAIL_KINDS, foot=foot)
     pdf.set_title(pdf.text_of(title_of(report)))
     pdf.set_creator("smdrd")
     pdf.add_page()
     _header(pdf, report)
     table = _Table(pdf, report)
     sections = list(sections)
+    details = report.kind in DETAIL_KINDS
     for n, section in enumerate(sections):
         rows = iter(section.rows)
         sample = list(itertools.islice(rows, _MEASURED_ROWS))
         if n == 0:  # every kind with a chart is an aggregate whose rows are a list (a year of days is 365)
             _chart(pdf, report, section.rows if isinstance(section.rows, list) else sample, table.currency)
-        if len(sections) > 1:
+        if len(sections) > 1 or section.key:
+            if pdf.will_page_break(8 + 3 * _ROW):  # a heading never ends a page alone
+                pdf.add_page()
             pdf.font(11, bold=True)
             pdf.cell(0, 8, pdf.text_of(section.name), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-        table.size(sample, section.totals)
+        table.use(section.columns or report.columns)
+        if not table.widths:  # the extensions' tables share the first one's widths: columns line up throughout
+            table.size(sample, report.totals if details and section.columns is None else section.totals)
         table.head()
         for row in itertools.chain(sample, rows):
             table.row(row)
         if section.totals is not None:
-            table.row({**section.totals, table.columns[0].key: "Total"}, bold=True)
+            table.row({**section.totals, table.columns[0].key: section.total_label}, bold=True)
             extras = [f"{title}: {cell_text(value, kind, table.currency)}"
                       for title, value, kind in extra_totals(report, section)]
             if extras:
                 pdf.font(8)
                 pdf.cell(0, _ROW, pdf.text_of("   ".join(extras)), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         pdf.ln(4)
+    if details and report.totals is not None:  # the grand total again at the end, under the last extension
+        table.use(report.columns)
+        if not table.widths:
+            table.size([], report.totals)
+        table.row({**report.totals, table.columns[0].key: "Total"}, bold=True)
     out.write(bytes(pdf.output()))

@@ -16,14 +16,16 @@ files.
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import IO, Any
 
 import xlsxwriter
 from xlsxwriter.format import Format
+from xlsxwriter.utility import xl_col_to_name
 from xlsxwriter.workbook import Workbook
 from xlsxwriter.worksheet import Worksheet
 
@@ -114,15 +116,108 @@ def sheet_name(name: str, taken: set[str]) -> str:
     return candidate
 
 
+#: a string that needs more than ``&<>`` escaping: control characters (``_xHHHH_``) and literal ``_xHHHH_``.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f]|_x[0-9a-fA-F]{4}_")
+_ESCAPE_ESCAPE = re.compile("(_x[0-9a-fA-F]{4}_)")
+_CONTROL_CHAR = re.compile(r"([\x00-\x08\x0b-\x1f])")
+
+#: makes the XML of one cell at a 1-based row number (a string), from its value.
+CellXml = Callable[[Any, str], str]
+
+
+#: a string that needs escaping at all (one search for the common case, plain text).
+_SPECIAL = re.compile(r"[\x00-\x08\x0b-\x1f&<>]|_x[0-9a-fA-F]{4}_")
+
+
+def _inline_string(ref: str, style: int, text: str) -> str:
+    """A text cell as an inline string, escaped as xlsxwriter escapes it (never a rich string or markup)."""
+    text = text[:MAX_TEXT]
+    if _SPECIAL.search(text):
+        if _CONTROL.search(text):
+            text = _CONTROL_CHAR.sub(lambda m: f"_x{ord(m.group(1)):04X}_", _ESCAPE_ESCAPE.sub(r"_x005F\1", text))
+        text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    space = ' xml:space="preserve"' if text[:1].isspace() or text[-1:].isspace() else ""
+    return f'<c r="{ref}" s="{style}" t="inlineStr"><is><t{space}>{text}</t></is></c>'
+
+
+def _cell_xml(letter: str, kind: str, style: int) -> CellXml:
+    """The XML writer of one column's cells: what `write_cell` writes through xlsxwriter, as text directly."""
+    days: dict[str, float] = {}
+    blank = f'" s="{style}"/>'
+    number = f'" s="{style}"><v>'
+
+    def text(value: Any, row: str) -> str:
+        if value is None or value == "":
+            return f'<c r="{letter}{row}{blank}'
+        return _inline_string(letter + row, style, str(value))
+
+    def numeric(value: Any, row: str) -> str:
+        if type(value) is int or type(value) is Decimal:  # the exact decimal text; Excel reads a double
+            return f'<c r="{letter}{row}{number}{value}</v></c>'
+        return text(value, row)
+
+    def duration(value: Any, row: str) -> str:
+        if type(value) is int or type(value) is Decimal:
+            return f'<c r="{letter}{row}{number}{float(value) / _SECONDS_PER_DAY!r}</v></c>'
+        return text(value, row)
+
+    def when(value: Any, row: str) -> str:
+        serial = _serial(value, kind, days) if isinstance(value, str) and value else None
+        if serial is not None:
+            return f'<c r="{letter}{row}{number}{serial!r}</v></c>'
+        return text(value, row)
+
+    if kind in ("int", "minutes", "money"):
+        return numeric
+    if kind in ("seconds", "average"):
+        return duration
+    if kind in ("date", "datetime"):
+        return when
+    return text
+
+
+def _serial(text: str, kind: str, days: dict[str, float]) -> float | None:
+    """Excel's serial number of an ISO day or local time (``2026-03-02T10:15:00+01:00``: its wall-clock time;
+    the zone is in the header), the day part looked up once per day."""
+    day = days.get(text[:10])
+    if day is None:
+        when = _when(text[:10], "date")
+        if when is None:
+            return None
+        day = days[text[:10]] = (when - _EPOCH) / _DAY
+    if kind == "date":
+        return day if len(text) == 10 else None
+    clock = text[11:19]
+    if text[10:11] not in ("T", " ") or len(clock) != 8 or clock[2] != ":" or clock[5] != ":":
+        when = _when(text, kind)
+        return None if when is None else (when - _EPOCH) / _DAY
+    try:
+        seconds = int(clock[:2]) * 3600 + int(clock[3:5]) * 60 + int(clock[6:8])
+    except ValueError:
+        return None
+    return day + seconds / _SECONDS_PER_DAY
+
+
+def _fast(ws: Worksheet) -> bool:
+    """Whether ``ws`` takes rows as XML text: xlsxwriter's constant_memory state this module relies on (checked,
+    so another xlsxwriter falls back to its public, slower calls)."""
+    return (getattr(ws, "constant_memory", False) and hasattr(ws, "_write_single_row")
+            and hasattr(ws, "previous_row") and hasattr(ws, "fh") and hasattr(ws, "dim_rowmax"))
+
+
 class _SheetWriter:
-    """Writes one section over as many sheets as it needs."""
+    """Writes one section over as many sheets as it needs.
+
+    The data rows, which are nearly all of a year's export, skip xlsxwriter's per-cell calls: each column has a
+    precomputed writer (`_cell_xml`) that formats its cell as the XML xlsxwriter would write, appended to the
+    sheet's constant_memory row file after xlsxwriter has flushed the heading. About ten times faster (figures
+    in docs/reports.md); the header block, the heading, the totals, the formats and the workbook stay
+    xlsxwriter's."""
 
     def __init__(self, wb: Workbook, report: Report, fmt: _Formats, taken: set[str], max_rows: int) -> None:
         self.wb, self.report, self.fmt, self.taken, self.max_rows = wb, report, fmt, taken, max_rows
-        self.columns = report.columns
-        self.kinds = [cell_kind(c) for c in self.columns]
 
-    def _start(self, name: str) -> tuple[Worksheet, int]:
+    def _start(self, name: str, columns: Sequence[Column], kinds: Sequence[str]) -> tuple[Worksheet, int]:
         """A new sheet with the header block and the table heading; returns it and its first data row."""
         ws = self.wb.add_worksheet(sheet_name(name, self.taken))
         ws.write_string(0, 0, title_of(self.report), self.fmt.title)
@@ -131,8 +226,11 @@ class _SheetWriter:
             ws.write_string(row, 0, label, self.fmt.label)
             ws.write_string(row, 1, value[:MAX_TEXT])
             row += 1
+        if name != title_of(self.report):
+            ws.write_string(row, 0, "Section", self.fmt.label)
+            ws.write_string(row, 1, name[:MAX_TEXT])
         row += 1
-        for i, (c, kind) in enumerate(zip(self.columns, self.kinds, strict=True)):
+        for i, (c, kind) in enumerate(zip(columns, kinds, strict=True)):
             title = c.title.removesuffix(" (s)")
             ws.write_string(row, i, title, self.fmt.head if kind in ("text", "date", "datetime")
                             else self.fmt.head_number)
@@ -145,31 +243,81 @@ class _SheetWriter:
         return ws, row
 
     def write(self, section: Section) -> None:
-        ws, head = self._start(section.name)
+        columns = section.columns or self.report.columns
+        kinds = [cell_kind(c) for c in columns]
+        keys = [c.key for c in columns]
+        ws, head = self._start(section.name, columns, kinds)
+        writers = [_cell_xml(xl_col_to_name(i), kind, self.fmt.plain[kind]._get_xf_index())
+                   for i, kind in enumerate(kinds)] if _fast(ws) else None
         row = head
         part = 1
-        for data in section.rows:
-            if row + 2 >= self.max_rows:  # keep a row for the totals on the last sheet
-                self._filter(ws, head, row)
+        rows: Iterator[dict[str, Any]] = iter(section.rows)
+        while True:
+            room = self.max_rows - 2 - row  # keep a row for the totals on the last sheet
+            if room <= 0:
+                following = next(rows, None)
+                if following is None:
+                    break
+                rows = itertools.chain([following], rows)
+                self._filter(ws, head, row, columns)
+                self._close(ws)
                 part += 1
-                ws, head = self._start(f"{section.name} ({part})")
+                ws, head = self._start(f"{section.name} ({part})", columns, kinds)
                 row = head
-            row += 1
-            for i, (c, kind) in enumerate(zip(self.columns, self.kinds, strict=True)):
-                write_cell(ws, row, i, data.get(c.key), kind=kind, fmt=self.fmt.plain[kind])
-        self._filter(ws, head, row)
+                continue
+            chunk = itertools.islice(rows, room)
+            before = row
+            if writers is not None:
+                row = self._xml_rows(ws, row, chunk, keys, writers)
+            else:
+                for data in chunk:
+                    row += 1
+                    for i, (key, kind) in enumerate(zip(keys, kinds, strict=True)):
+                        write_cell(ws, row, i, data.get(key), kind=kind, fmt=self.fmt.plain[kind])
+            if row - before < room:
+                break
+        self._filter(ws, head, row, columns)
         if section.totals is not None:
             row += 1
-            for i, (c, kind) in enumerate(zip(self.columns, self.kinds, strict=True)):
-                value = "Total" if i == 0 else section.totals.get(c.key)
+            for i, (c, kind) in enumerate(zip(columns, kinds, strict=True)):
+                value = section.total_label if i == 0 else section.totals.get(c.key)
                 write_cell(ws, row, i, value, kind="text" if i == 0 else kind, fmt=self.fmt.bold[kind])
             for title, value, kind in extra_totals(self.report, section):
                 row += 1
                 ws.write_string(row, 0, title, self.fmt.label)
                 write_cell(ws, row, 1, value, kind=kind, fmt=self.fmt.plain[kind])
+        self._close(ws)
 
-    def _filter(self, ws: Worksheet, head: int, last: int) -> None:
-        ws.autofilter(head, 0, max(head, last), len(self.columns) - 1)
+    @staticmethod
+    def _xml_rows(ws: Worksheet, row: int, rows: Iterable[dict[str, Any]], keys: Sequence[str],
+                  writers: Sequence[CellXml]) -> int:
+        """Append ``rows`` after ``row`` (0-based) as XML; returns the last row written."""
+        ws._write_single_row(row + 1)  # flush the row before (the heading): xlsxwriter's rows stay in order
+        write = ws.fh.write
+        pairs = list(zip(keys, writers, strict=True))
+        first = row
+        for data in rows:
+            row += 1
+            r = str(row + 1)
+            get = data.get
+            write(f'<row r="{r}">' + "".join([cell(get(key), r) for key, cell in pairs]) + "</row>")
+        if row > first:
+            ws.previous_row = row + 1
+            ws.dim_rowmax = max(ws.dim_rowmax or 0, row)
+            ws.dim_colmin = 0 if ws.dim_colmin is None else min(ws.dim_colmin, 0)
+            ws.dim_colmax = max(ws.dim_colmax or 0, len(keys) - 1)
+        return row
+
+    @staticmethod
+    def _close(ws: Worksheet) -> None:
+        """Close a finished sheet's row file (reopened when the workbook is assembled), so a report of many
+        sections does not hold a file open per sheet."""
+        close = getattr(ws, "_opt_close", None)
+        if close is not None and getattr(ws, "constant_memory", False):
+            close()
+
+    def _filter(self, ws: Worksheet, head: int, last: int, columns: Sequence[Column]) -> None:
+        ws.autofilter(head, 0, max(head, last), len(columns) - 1)
 
 
 def write_xlsx(out: IO[bytes] | str, report: Report, sections: Iterable[Section], *,

@@ -24,7 +24,7 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
@@ -42,15 +42,16 @@ from smdrd.reports import export
 from smdrd.reports.queries import (
     DIRECTIONS,
     KINDS,
+    LISTING_KINDS,
+    NO_NAMES,
     Context,
     Query,
-    Report,
     context_from,
-    every_call,
+    every_row,
     parse_query,
     run_report,
 )
-from smdrd.reports.render import CONTENT_TYPES, render, text_value
+from smdrd.reports.render import CONTENT_TYPES, csv_lines, render
 from smdrd.store import open_store
 
 if TYPE_CHECKING:
@@ -192,7 +193,7 @@ class ReportService:
                     streaming = True
                     await anext(stream)
                     return Response(200, b"", export.CONTENT_TYPES[fmt], headers=headers, stream=stream)
-                if kind == "calls" and fmt == "csv":
+                if kind in LISTING_KINDS and fmt == "csv":
                     stream = self._calls_csv(query, ctx)  # owns the slot from here: it leaves when it ends
                     streaming = True
                     await anext(stream)  # opened, totals counted: errors so far are still a clean 500
@@ -205,10 +206,14 @@ class ReportService:
 
         return handle
 
+    def names(self) -> Mapping[str, str]:
+        """Extension -> name from the directory, shown beside the extensions (blocking: a report thread's)."""
+        return export.names_of(self.store)
+
     def _build(self, query: Query, ctx: Context, fmt: str) -> str:
         reader = self.store.reports()
         try:
-            return render(run_report(reader, query, ctx), fmt)
+            return render(run_report(reader, query, ctx, self.names()), fmt)
         finally:
             reader.close()
 
@@ -218,7 +223,7 @@ class ReportService:
         the one before. The first item is ``b""``: the export is open and its totals counted."""
         export: _CallsCsv | None = None
         try:
-            export = await self._run(_CallsCsv, self.store, query, ctx)
+            export = await self._run(lambda: _CallsCsv(self.store, query, ctx, self.names()))
             yield b""
             while chunk := await self._run(export.next_chunk):
                 yield chunk
@@ -232,19 +237,17 @@ class ReportService:
 
 
 class _CallsCsv:
-    """An open export of every call of a query: a report reader and its cursor, rendered as CSV in
-    chunks (a header line, one line per call detail, a last ``Total`` line)."""
+    """An open export of every call of a listing query (``calls``, the details kinds): a report reader and its
+    cursors, rendered as CSV in chunks (`smdrd.reports.render.csv_lines`: a header line, one line per call, the
+    details' subtotal lines, a last ``Total`` line)."""
 
-    def __init__(self, store: Store, query: Query, ctx: Context) -> None:
+    def __init__(self, store: Store, query: Query, ctx: Context, names: Mapping[str, str] = NO_NAMES) -> None:
         self.reader: ReportReader = store.reports()
         try:
-            self.report: Report
-            self.rows: Iterator[dict[str, Any]]
-            self.report, self.rows = every_call(self.reader, query, ctx)
+            self.lines: Iterator[list[str]] = csv_lines(every_row(self.reader, query, ctx, names))
         except BaseException:
             self.reader.close()
             raise
-        self.header_sent = False
         self.done = False
 
     def next_chunk(self) -> bytes:
@@ -253,18 +256,12 @@ class _CallsCsv:
             return b""
         out = io.StringIO()
         writer = SafeCsvWriter(out)
-        columns = self.report.columns
-        if not self.header_sent:
-            writer.writerow([c.key for c in columns])
-            self.header_sent = True
         while out.tell() < CHUNK:
-            row = next(self.rows, None)
-            if row is None:
-                totals = self.report.totals or {}
-                writer.writerow(["Total", *(text_value(totals.get(c.key)) for c in columns[1:])])
+            line = next(self.lines, None)
+            if line is None:
                 self.done = True
                 break
-            writer.writerow([text_value(row.get(c.key)) for c in columns])
+            writer.writerow(line)
         return out.getvalue().encode()
 
     def close(self) -> None:

@@ -29,7 +29,7 @@ def _written(service: ReportService, query: Query, ctx: Context, fmt: str, paper
     try:
         reader = service.store.reports()
         try:
-            write_export(reader, query, ctx, fmt, out, every=True, paper=paper)
+            write_export(reader, query, ctx, fmt, out, every=True, paper=paper, names=service.names())
         finally:
             reader.close()
         out.seek(0)

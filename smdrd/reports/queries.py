@@ -12,11 +12,13 @@ complete. Rows never carry HTML: escaping belongs to the renderers.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -30,11 +32,19 @@ if TYPE_CHECKING:
     from smdrd.config import Settings
 
 __all__ = [
-    "DIRECTIONS", "KINDS", "MAX_PAGE_SIZE", "Column", "Context", "Query", "Report", "Tally", "average",
-    "context_from", "every_call", "money", "parse_query", "run_report",
+    "DETAIL_KINDS", "DIRECTIONS", "KINDS", "LISTING_KINDS", "MAX_PAGE_SIZE", "NO_NAMES", "Column", "Context",
+    "Query", "Report", "Section", "Tally", "average", "context_from", "every_call", "every_row", "money",
+    "parse_query", "run_report",
 ]
 
-KINDS = ("extensions", "departments", "calls", "destinations", "trunks", "days")
+#: the details kinds (Yeastar's "Extension Call Accounting Details"): every call, a section per extension with
+#: its subtotals, and a grand total.
+DETAIL_KINDS = ("extension-details", "department-details")
+KINDS = ("extensions", "departments", "calls", "destinations", "trunks", "days", *DETAIL_KINDS)
+#: the kinds that list calls, a page at a time (``page``, ``page_size``), or every call in an export.
+LISTING_KINDS = ("calls", *DETAIL_KINDS)
+#: no extension has a name (the caller passes the directory's names, extension -> name).
+NO_NAMES: Mapping[str, str] = MappingProxyType({})
 DIRECTIONS = ("outbound", "inbound", "internal")
 #: the longest range a report may cover (ten years): beyond it a typo such as 20260 is more likely than intent.
 MAX_DAYS = 3660
@@ -56,15 +66,35 @@ class Column:
     kind: str = "text"
 
 
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A part of a report with its own table and subtotals: a sheet in XLSX, a heading in PDF, a block ending in
+    a subtotal line elsewhere. The details kinds have one per extension (``key``: its ``extension``, ``name`` and,
+    for department details, ``department``). ``rows`` may be a one-pass iterator read from a cursor."""
+
+    name: str
+    rows: Iterable[dict[str, Any]]
+    totals: dict[str, Any] | None
+    key: Mapping[str, str] = field(default_factory=dict)
+    #: the section's own columns (the summary of a details report), else the report's.
+    columns: tuple[Column, ...] | None = None
+    #: what its totals row is called: ``Total``, or ``Subtotal`` for a part of the report.
+    total_label: str = "Total"
+
+
 @dataclass(slots=True)
 class Report:
-    """A finished report: columns, rows (plain values: str, int, `Decimal`, None), totals and what it covers."""
+    """A finished report: columns, rows (plain values: str, int, `Decimal`, None), totals and what it covers.
+
+    ``sections``: for the details kinds, every extension's section with its subtotals; ``rows`` are then the
+    page's calls, each naming its extension (an export reads every section's rows instead, see `every_row`)."""
 
     kind: str
     columns: tuple[Column, ...]
     rows: list[dict[str, Any]]
     totals: dict[str, Any] | None
     meta: dict[str, Any] = field(default_factory=dict)
+    sections: list[Section] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +179,12 @@ def figures(t: Tally, decimals: int) -> dict[str, Any]:
 FIGURE_COLUMNS = (Column("calls", "Calls", "int"), Column("duration", "Duration (s)", "seconds"),
                   Column("average", "Average (s)", "average"), Column("cost", "Cost", "money"))
 CLASS_COLUMN = Column("call_class", "Class")
+NAME_COLUMN = Column("name", "Name")
+
+
+def name_column(names: Mapping[str, str]) -> tuple[Column, ...]:
+    """The name column, where the directory names extensions (none where it names none)."""
+    return (NAME_COLUMN,) if names else ()
 
 #: a rollup row attributed to a department: (department, extension, day ('' when not grouped by day), the
 #: grouping values, calls, duration, cost_micros).
@@ -167,8 +203,10 @@ def attribute(rows: Iterable[tuple[Any, ...]], directory: Directory, first: str,
         yield dep, extension, day, tuple(row[2:-3]), int(row[-3]), int(row[-2]), int(row[-1])
 
 
-def extensions_report(rows: Iterable[Attributed], *, by_class: bool, decimals: int) -> Report:
-    """One row per extension (and department, when it moved; and class, with ``by_class``), and a totals row."""
+def extensions_report(rows: Iterable[Attributed], *, by_class: bool, decimals: int,
+                      names: Mapping[str, str] = NO_NAMES) -> Report:
+    """One row per extension with its name (and department, when it moved; and class, with ``by_class``), and a
+    totals row."""
     tallies: dict[tuple[str, str, str], Tally] = {}
     total = Tally()
     for dep, ext, _day, group, calls, duration, cost in rows:
@@ -177,11 +215,12 @@ def extensions_report(rows: Iterable[Attributed], *, by_class: bool, decimals: i
         total.add(calls, duration, cost)
     out = []
     for (ext, dep, cls), t in sorted(tallies.items(), key=lambda kv: (extension_sort_key(kv[0][0]), kv[0][1:])):
-        row: dict[str, Any] = {"extension": ext, "department": dep}
+        row: dict[str, Any] = {"extension": ext, **({"name": names.get(ext, "")} if names else {}),
+                               "department": dep}
         if by_class:
             row["call_class"] = cls
         out.append({**row, **figures(t, decimals)})
-    columns = (Column("extension", "Extension"), Column("department", "Department"),
+    columns = (Column("extension", "Extension"), *name_column(names), Column("department", "Department"),
                *((CLASS_COLUMN,) if by_class else ()), *FIGURE_COLUMNS)
     return Report("extensions", columns, out, figures(total, decimals))
 
@@ -314,30 +353,166 @@ def destinations_report(rows: Iterable[Attributed], *, top: int, by: str, decima
     return report
 
 
-def call_detail(row: Sequence[Any], directory: Directory, decimals: int, *, mask_digits: int = 0) -> dict[str, Any]:
+def call_detail(row: Sequence[Any], directory: Directory, decimals: int,
+                names: Mapping[str, str] = NO_NAMES, *, mask_digits: int = 0) -> dict[str, Any]:
     """One call-detail row (`smdrd.store.api.CALL_DETAIL` order) as a report row (the number's last
     ``mask_digits`` digits hidden, `smdrd.privacy.mask`)."""
-    start, ext, number, direction, cls, trunk, duration, cost, leg, _key = row
+    start, ext, number, direction, cls, trunk, duration, cost, leg, _key, rule = row[:11]
     number = mask(number, mask_digits) if mask_digits and number else number
-    return {"start": start, "extension": ext, "department": directory.department(ext, start[:10]),
-            "number": number, "direction": direction, "call_class": cls or "", "trunk": trunk,
-            "duration": duration, "cost": money(cost or 0, decimals), "leg": leg}
+    return {"start": start, "extension": ext, **({"name": names.get(ext, "")} if names else {}),
+            "department": directory.department(ext, start[:10]), "number": number, "direction": direction,
+            "call_class": cls or "", "rule": rule or "", "trunk": trunk, "duration": duration,
+            "cost": money(cost or 0, decimals), "leg": leg}
 
 
-def calls_report(rows: Sequence[tuple[Any, ...]], totals: tuple[int, int, int, int], directory: Directory, *,
-                 decimals: int, page: int, page_size: int, mask_digits: int = 0) -> Report:
-    """One page of call details, every leg (``leg`` > 0 is a later leg of a transferred call)."""
-    out = [call_detail(row, directory, decimals, mask_digits=mask_digits) for row in rows]
-    legs, calls, duration, cost = totals
-    columns = (Column("start", "Time"), Column("extension", "Extension"), Column("department", "Department"),
-               Column("number", "Number"), Column("direction", "Direction"), CLASS_COLUMN, Column("trunk", "Trunk"),
-               Column("duration", "Duration (s)", "seconds"), Column("cost", "Cost", "money"),
-               Column("leg", "Leg", "int"))
-    report = Report("calls", columns, out, {"calls": calls, "legs": legs, "duration": duration,
-                                           "average": average(duration, calls), "cost": money(cost, decimals)})
+def listing_totals(legs: int, calls: int, duration: int, cost_micros: int, decimals: int) -> dict[str, Any]:
+    """The totals of a listing of call legs: calls (first legs), legs, talk seconds, average and cost."""
+    return {"calls": calls, "legs": legs, "duration": duration, "average": average(duration, calls),
+            "cost": money(cost_micros, decimals)}
+
+
+def _paged(report: Report, legs: int, page: int, page_size: int) -> Report:
     pages = max(1, math.ceil(legs / page_size)) if page_size > 0 else 1
     report.meta.update({"page": page, "page_size": page_size, "pages": pages, "rows_total": legs})
     return report
+
+
+def calls_report(rows: Sequence[tuple[Any, ...]], totals: tuple[int, int, int, int], directory: Directory, *,
+                 decimals: int, page: int, page_size: int, names: Mapping[str, str] = NO_NAMES,
+                 mask_digits: int = 0) -> Report:
+    """One page of call details, every leg (``leg`` > 0 is a later leg of a transferred call)."""
+    out = [call_detail(row, directory, decimals, names, mask_digits=mask_digits) for row in rows]
+    columns = (Column("start", "Time"), Column("extension", "Extension"), *name_column(names),
+               Column("department", "Department"), Column("number", "Number"), Column("direction", "Direction"),
+               CLASS_COLUMN, Column("trunk", "Trunk"), Column("duration", "Duration (s)", "seconds"),
+               Column("cost", "Cost", "money"), Column("leg", "Leg", "int"))
+    report = Report("calls", columns, out, listing_totals(*totals, decimals))
+    return _paged(report, totals[0], page, page_size)
+
+
+#: the columns of the details kinds (Yeastar's time, call to, talk duration and amount; with the call's
+#: direction, class, the tariff rule that priced it and the trunk). Extension, name and department head each
+#: section (and lead each CSV line).
+DETAIL_COLUMNS = (Column("start", "Time"), Column("number", "Call to"), Column("direction", "Direction"),
+                  CLASS_COLUMN, Column("rule", "Rule"), Column("trunk", "Trunk"),
+                  Column("duration", "Talk duration (s)", "seconds"), Column("cost", "Amount", "money"))
+#: what heads each section of a details report (the CSV's first columns).
+SECTION_COLUMNS = (Column("extension", "Extension"), NAME_COLUMN, Column("department", "Department"))
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """One section of a details report, before its rows are read: an extension (in one department, for
+    department details), the days it covers when that is not the whole range, and its totals."""
+
+    extension: str
+    department: str
+    spans: tuple[tuple[str, str, str], ...] | None  # (extension, first, last) to select; None: the whole range
+    totals: tuple[int, int, int, int]  # legs, calls, duration, cost_micros
+
+    @property
+    def legs(self) -> int:
+        return self.totals[0]
+
+
+def _detail_parts(reader: ReportReader, q: Query, ctx: Context) -> list[_Part]:
+    """The sections of a details report, in order (extensions in numeric order; for department details,
+    departments in tree order first), each with its totals, read through the call listing's own totals."""
+    d = ctx.directory
+    f = q.filters()
+    first, last = q.first.isoformat(), q.last.isoformat()
+    wanted = _wanted(q, d)
+    by_department = q.kind == "department-details"
+    order = {name: i for i, name in enumerate(_shown_departments(q, d, wanted))}
+    parts: list[_Part] = []
+    for ext in reader.range_extensions(f):
+        spans = d.intervals(ext, first, last)
+        groups: dict[str, list[tuple[str, str, str]]] = {}
+        for a, b, dep in spans:
+            if wanted is None or dep in wanted:
+                groups.setdefault(dep if by_department else "", []).append((ext, a, b))
+        for dep, chosen in groups.items():
+            whole = len(chosen) == len(spans)
+            part_filters = dataclasses.replace(f, extensions=(ext,))
+            if not whole:
+                reader.select_intervals(chosen)
+            totals = reader.call_totals(part_filters, ctx.timezone, selected=not whole)
+            if totals[0]:
+                parts.append(_Part(ext, dep, None if whole else tuple(chosen), totals))
+    parts.sort(key=lambda p: (order.get(p.department, len(order)), extension_sort_key(p.extension)))
+    return parts
+
+
+def _part_rows(reader: ReportReader, part: _Part, q: Query, ctx: Context, names: Mapping[str, str], *,
+               limit: int = 0, offset: int = 0) -> Iterator[dict[str, Any]]:
+    """The calls of one section, from a cursor opened on the first ``next`` and closed at the end."""
+    if part.spans is not None:
+        reader.select_intervals(part.spans)
+    f = dataclasses.replace(q.filters(), extensions=(part.extension,))
+    rows = reader.iter_call_rows(f, ctx.timezone, selected=part.spans is not None, limit=limit, offset=offset)
+    try:
+        for row in rows:
+            yield call_detail(row, ctx.directory, ctx.decimals, names, mask_digits=q.mask_digits)
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:
+            close()
+
+
+def _section(part: _Part, q: Query, names: Mapping[str, str], decimals: int,
+             rows: Iterable[dict[str, Any]]) -> Section:
+    name = names.get(part.extension, "")
+    label = f"{part.extension} {name}".strip()
+    key = {"extension": part.extension, "name": name}
+    if q.kind == "department-details":
+        label = f"{part.department}: {label}"
+        key["department"] = part.department
+    return Section(label, rows, listing_totals(*part.totals, decimals), key, total_label="Subtotal")
+
+
+def details_summary(report: Report) -> Section:
+    """The first section of a details export: a row per section (extension, name, department, calls, legs,
+    talk time, average, amount) and the grand total."""
+    department = report.kind == "department-details"
+    named = any(s.key.get("name") for s in report.sections or ())
+    columns = (SECTION_COLUMNS[0], *((NAME_COLUMN,) if named else ()), *(SECTION_COLUMNS[2:] if department else ()),
+               Column("calls", "Calls", "int"),
+               Column("legs", "Legs", "int"), Column("duration", "Talk duration (s)", "seconds"),
+               Column("average", "Average (s)", "average"), Column("cost", "Amount", "money"))
+    rows = [{**s.key, **(s.totals or {})} for s in report.sections or ()]
+    return Section("Summary", rows, report.totals, columns=columns)
+
+
+def details_report(reader: ReportReader, q: Query, ctx: Context, names: Mapping[str, str] = NO_NAMES, *,
+                   every: bool = False) -> Report:
+    """A details report: a section per extension (per department and extension for department details) with
+    its calls and subtotals, and a grand total (the sum of the sections, so it equals them to the micro-unit).
+
+    ``every``: each section's rows are every call, read from a cursor as they are consumed (the sections must
+    be read in order, one at a time; ``reader`` stays open meanwhile), and ``rows`` is empty. Otherwise ``rows``
+    is the page ``q`` asks for, and each section holds its calls on that page."""
+    parts = _detail_parts(reader, q, ctx)
+    legs, calls, duration, cost = (sum(p.totals[i] for p in parts) for i in range(4))
+    sections: list[Section] = []
+    page: list[dict[str, Any]] = []
+    skip = (q.page - 1) * q.page_size if q.page_size > 0 and not every else 0
+    room = q.page_size if q.page_size > 0 and not every else legs
+    for part in parts:
+        rows: Iterable[dict[str, Any]]
+        if every:
+            rows = _part_rows(reader, part, q, ctx, names)
+        elif skip >= part.legs or room <= 0:
+            skip = max(0, skip - part.legs)
+            rows = []
+        else:
+            rows = list(_part_rows(reader, part, q, ctx, names, limit=room, offset=skip))
+            skip, room = 0, room - len(rows)
+            page.extend(rows)
+        sections.append(_section(part, q, names, ctx.decimals, rows))
+    report = Report(q.kind, DETAIL_COLUMNS, page, listing_totals(legs, calls, duration, cost, ctx.decimals),
+                    sections=sections)
+    report.meta["sections"] = len(sections)
+    return _with_meta(_paged(report, legs, 1 if every else q.page, 0 if every else q.page_size), q, ctx)
 
 
 def context_from(settings: Settings, *, path: str | None = None) -> Context:
@@ -364,8 +539,9 @@ def _shown_departments(q: Query, directory: Directory, wanted: set[str] | None) 
     return order if wanted is None else [n for n in order if n in wanted]
 
 
-def run_report(reader: ReportReader, q: Query, ctx: Context) -> Report:
-    """Build the report ``q`` asks for from the store behind ``reader``."""
+def run_report(reader: ReportReader, q: Query, ctx: Context, names: Mapping[str, str] = NO_NAMES) -> Report:
+    """Build the report ``q`` asks for from the store behind ``reader``; ``names`` (extension -> name, from the
+    directory) are shown beside the extensions."""
     d = ctx.directory
     f = q.filters()
     first, last = q.first.isoformat(), q.last.isoformat()
@@ -386,7 +562,7 @@ def run_report(reader: ReportReader, q: Query, ctx: Context) -> Report:
 
     if q.kind == "extensions":
         report = extensions_report(attributed(("call_class",) if q.by_class else ()), by_class=q.by_class,
-                                   decimals=dec)
+                                   decimals=dec, names=names)
     elif q.kind == "departments":
         report = departments_report(attributed(("call_class",) if q.by_class else ()), d,
                                     shown=_shown_departments(q, d, wanted), by_class=q.by_class, decimals=dec,
@@ -409,8 +585,10 @@ def run_report(reader: ReportReader, q: Query, ctx: Context) -> Report:
         offset = (q.page - 1) * q.page_size if q.page_size > 0 else 0
         rows = list(reader.iter_call_rows(f, ctx.timezone, selected=selected, limit=q.page_size, offset=offset))
         totals = reader.call_totals(f, ctx.timezone, selected=selected)
-        report = calls_report(rows, totals, d, decimals=dec, page=q.page, page_size=q.page_size,
+        report = calls_report(rows, totals, d, decimals=dec, page=q.page, page_size=q.page_size, names=names,
                               mask_digits=q.mask_digits)
+    elif q.kind in DETAIL_KINDS:
+        return details_report(reader, q, ctx, names)
     else:
         raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {q.kind!r}")
     return _with_meta(report, q, ctx)
@@ -434,7 +612,8 @@ def _select_calls(reader: ReportReader, q: Query, d: Directory, wanted: set[str]
     return True
 
 
-def every_call(reader: ReportReader, q: Query, ctx: Context) -> tuple[Report, Iterator[dict[str, Any]]]:
+def every_call(reader: ReportReader, q: Query, ctx: Context,
+               names: Mapping[str, str] = NO_NAMES) -> tuple[Report, Iterator[dict[str, Any]]]:
     """Every call detail of ``q`` (a ``calls`` query; its page and page size do not apply): the report's
     columns, totals and metadata with no rows, and the rows from a cursor, read as they are consumed, so a
     year's export holds one row at a time however many there are. ``reader`` must stay open while they are."""
@@ -442,10 +621,31 @@ def every_call(reader: ReportReader, q: Query, ctx: Context) -> tuple[Report, It
     f = q.filters()
     selected = _select_calls(reader, q, d, _wanted(q, d))
     totals = reader.call_totals(f, ctx.timezone, selected=selected)
-    report = calls_report([], totals, d, decimals=ctx.decimals, page=1, page_size=0)
-    rows = (call_detail(row, d, ctx.decimals, mask_digits=q.mask_digits)
+    report = calls_report([], totals, d, decimals=ctx.decimals, page=1, page_size=0, names=names)
+    rows = (call_detail(row, d, ctx.decimals, names, mask_digits=q.mask_digits)
             for row in reader.iter_call_rows(f, ctx.timezone, selected=selected))
     return _with_meta(report, q, ctx), rows
+
+
+def every_row(reader: ReportReader, q: Query, ctx: Context, names: Mapping[str, str] = NO_NAMES) -> Report:
+    """The whole report ``q`` asks for, as an export writes it: ``sections`` hold every row (for the listing
+    kinds, every call of the range, read from a cursor as consumed: the page does not apply, and ``reader``
+    must stay open until the sections are read, in order). Every kind has at least one section."""
+    if q.kind in DETAIL_KINDS:
+        return details_report(reader, q, ctx, names, every=True)
+    if q.kind == "calls":
+        report, rows = every_call(reader, q, ctx, names)
+    else:
+        report = run_report(reader, q, ctx, names)
+        rows = iter(report.rows)
+    report.sections = [Section(TITLES.get(q.kind, q.kind), rows, report.totals)]
+    return report
+
+
+#: what each kind is called on a page, a sheet and a file.
+TITLES = {"extensions": "Calls per extension", "departments": "Calls per department", "calls": "Call details",
+          "destinations": "Calls per destination", "trunks": "Calls per trunk", "days": "Calls per day",
+          "extension-details": "Extension call details", "department-details": "Department call details"}
 
 
 # ---- parameters: one parser for the CLI and HTTP, so both accept and refuse the same things ----

@@ -10,13 +10,15 @@ from __future__ import annotations
 import html
 import io
 import json
+from collections.abc import Iterable, Iterator
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from smdrd.csvsafe import SafeCsvWriter
-from smdrd.reports.queries import Column, Report
+from smdrd.reports.export import header_lines, title_of
+from smdrd.reports.queries import DETAIL_KINDS, SECTION_COLUMNS, Column, Report, Section
 
-__all__ = ["FORMATS", "hms", "render", "to_csv", "to_html", "to_json", "to_table"]
+__all__ = ["FORMATS", "csv_lines", "hms", "render", "to_csv", "to_html", "to_json", "to_table"]
 
 FORMATS = ("table", "csv", "json", "html")
 CONTENT_TYPES = {"table": "text/plain; charset=utf-8", "csv": "text/csv; charset=utf-8",
@@ -38,12 +40,19 @@ def _json_row(row: dict[str, Any], kinds: dict[str, str]) -> dict[str, Any]:
 
 
 def to_dict(report: Report) -> dict[str, Any]:
-    """The report as JSON-ready data (see docs/reports.md for the shape)."""
+    """The report as JSON-ready data (see docs/reports.md for the shape). The details kinds add ``sections``:
+    each extension's ``extension``, ``name`` (and ``department``) and subtotals (``totals``), whichever page
+    the ``rows`` are; each row names its extension."""
     kinds = {c.key: c.kind for c in report.columns}
-    return {**report.meta,
-            "columns": [{"key": c.key, "title": c.title, "kind": c.kind} for c in report.columns],
-            "rows": [_json_row(r, kinds) for r in report.rows],
-            "totals": None if report.totals is None else _json_row(report.totals, kinds)}
+    out = {**report.meta,
+           "columns": [{"key": c.key, "title": c.title, "kind": c.kind} for c in report.columns],
+           "rows": [_json_row(r, kinds) for r in report.rows],
+           "totals": None if report.totals is None else _json_row(report.totals, kinds)}
+    if report.sections is not None:
+        out["sections"] = [{"title": s.name, **s.key,
+                            "totals": None if s.totals is None else _json_row(s.totals, kinds)}
+                           for s in report.sections]
+    return out
 
 
 def to_json(report: Report) -> str:
@@ -63,28 +72,56 @@ def _totals_row(report: Report) -> list[str] | None:
     return cells
 
 
+def csv_lines(report: Report, sections: Iterable[Section] | None = None) -> Iterator[list[str]]:
+    """The CSV of ``report`` line by line: a header of column keys, one line per row, a last ``Total`` line.
+
+    The rows are ``sections``' (default: the report's sections, or its rows), read as consumed, so a cursor's
+    rows become lines one at a time. For the details kinds each line starts with its section's extension, name
+    and department, and each section ends with a ``Subtotal`` line (under ``start``)."""
+    columns = report.columns
+    if sections is None:
+        sections = report.sections if report.sections is not None else [Section("", report.rows, report.totals)]
+    if report.kind not in DETAIL_KINDS:
+        yield [c.key for c in columns]
+        for section in sections:
+            for row in section.rows:
+                yield [text_value(row.get(c.key)) for c in columns]
+        totals = _totals_row(report)
+        if totals is not None:
+            yield totals
+        return
+    lead = SECTION_COLUMNS
+    yield [c.key for c in (*lead, *columns)]
+    for section in sections:
+        if isinstance(section.rows, list) and not section.rows:
+            continue  # a page's section without calls on the page
+        for row in section.rows:
+            yield [text_value(row.get(c.key)) for c in (*lead, *columns)]
+        if section.totals is not None:
+            yield [*(text_value(section.key.get(c.key, "")) for c in lead),
+                   *("Subtotal" if i == 0 else text_value(section.totals.get(c.key))
+                     for i, c in enumerate(columns))]
+    grand = report.totals or {}
+    yield ["Total", *("" for _ in lead[1:]), *(text_value(grand.get(c.key)) for c in columns)]
+
+
 def to_csv(report: Report) -> str:
-    """A header of column keys, one line per row, and a last ``Total`` line.
+    """The report as CSV (`csv_lines`): for the details kinds, the calls of the page with their sections'
+    subtotals (an export, `every_row`, has every call).
 
     Through `smdrd.csvsafe`: a cell a spreadsheet would evaluate (``=1+2`` from a caller ID) gets a leading
     ``'``; plain numbers such as ``+442071234567`` stay as they are.
     """
     out = io.StringIO()
     writer = SafeCsvWriter(out)
-    writer.writerow([c.key for c in report.columns])
-    for row in report.rows:
-        writer.writerow([text_value(row.get(c.key)) for c in report.columns])
-    totals = _totals_row(report)
-    if totals is not None:
-        writer.writerow(totals)
+    for line in csv_lines(report):
+        writer.writerow(line)
     return out.getvalue()
 
 
 def _title(report: Report) -> str:
     m = report.meta
-    directions = ", ".join(m.get("filters", {}).get("direction", [])) or "all"
-    return (f"{report.kind} report, {m.get('from')} to {m.get('to')} ({m.get('timezone')}), "
-            f"{directions} calls, costs in {m.get('currency')}")
+    return f"{title_of(report)}, {m.get('from')} to {m.get('to')}"
 
 
 def hms(seconds: int | Decimal) -> str:
@@ -105,21 +142,60 @@ def _table_value(value: Any, kind: str, currency: str) -> str:
     return str(value)
 
 
+def local_time(value: Any) -> Any:
+    """A call's start as a person reads it: ``2026-03-02 10:15:00``, the site's wall clock (the time zone is in
+    the header; JSON and CSV keep the ISO time with its offset)."""
+    if isinstance(value, str) and value[10:11] == "T":
+        return value[:10] + " " + value[11:19]
+    return value
+
+
 def _table_cells(row: dict[str, Any], report: Report) -> list[str]:
     currency = str(report.meta.get("currency") or "")
-    return [_table_value(row.get(c.key), c.kind, currency) for c in report.columns]
+    return [_table_value(local_time(row.get(c.key)) if c.key == "start" else row.get(c.key), c.kind, currency)
+            for c in report.columns]
+
+
+def _blocks(report: Report) -> list[tuple[str | None, list[dict[str, Any]], dict[str, Any] | None]]:
+    """What a table shows: ``(heading, rows, subtotals)`` per section with rows on this page (the details
+    kinds), or the report's rows under no heading."""
+    if report.sections is None:
+        return [(None, report.rows, None)]
+    return [(s.name, rows, s.totals) for s in report.sections if (rows := list(s.rows))]
+
+
+def _extras(report: Report) -> str:
+    """Totals without a column of their own (calls and legs of a listing), as one line."""
+    keys = {c.key for c in report.columns}
+    currency = str(report.meta.get("currency") or "")
+    kinds = {"calls": "int", "legs": "int", "average": "average"}
+    return "   ".join(f"{k.capitalize()}: {_table_value(v, kinds.get(k, 'text'), currency)}"
+                      for k, v in (report.totals or {}).items() if k not in keys)
+
+
+def _page_line(report: Report) -> str | None:
+    m = report.meta
+    if m.get("page_size"):
+        return f"page {m.get('page')} of {m.get('pages')} ({m.get('rows_total')} rows)"
+    return None
 
 
 def to_table(report: Report) -> str:
-    """An aligned text table for a terminal: durations as h:mm:ss, money with its currency, numbers
-    right-aligned, totals under a rule."""
+    """An aligned text table for a terminal under the report's header (period, time zone, filters, currency):
+    durations as h:mm:ss, money with its currency, numbers right-aligned, totals under a rule; the details
+    kinds with a heading and a subtotal per section."""
     head = [c.title.removesuffix(" (s)") if c.kind in _DURATIONS else c.title for c in report.columns]
-    body = [_table_cells(r, report) for r in report.rows]
+    blocks = [(name, [_table_cells(r, report) for r in rows], None if sub is None else _table_cells(sub, report))
+              for name, rows, sub in _blocks(report)]
+    for _name, _rows, sub in blocks:
+        if sub is not None:
+            sub[0] = "Subtotal"
     totals = None
     if report.totals is not None:
         totals = _table_cells(report.totals, report)
         totals[0] = "Total"
-    every = [head, *body, *([totals] if totals else [])]
+    every = [head, *(r for _, rows, _ in blocks for r in rows), *(sub for _, _, sub in blocks if sub),
+             *([totals] if totals else [])]
     widths = [max(len(line[i]) for line in every) for i in range(len(head))]
     right = [c.kind in _NUMERIC for c in report.columns]
 
@@ -127,43 +203,71 @@ def to_table(report: Report) -> str:
         return "  ".join(cell.rjust(w) if r else cell.ljust(w) for cell, w, r in zip(cells, widths, right,
                                                                                        strict=True)).rstrip()
 
-    lines = [_title(report), "", line(head), line(["-" * w for w in widths])]
-    lines.extend(line(cells) for cells in body)
+    lines = [_title(report), *(f"{label}: {value}" for label, value in header_lines(report)), ""]
+    for name, rows, sub in blocks:
+        if name is not None:
+            lines.extend(["", name])
+        lines.extend([line(head), line(["-" * w for w in widths])])
+        lines.extend(line(cells) for cells in rows)
+        if sub is not None:
+            lines.extend([line(["-" * w for w in widths]), line(sub)])
     if totals:
+        if report.sections is not None:
+            lines.append("")
         lines.extend([line(["=" * w for w in widths]), line(totals)])
-    if report.kind == "calls":
-        m = report.meta
-        lines.append(f"\npage {m.get('page')} of {m.get('pages')} ({m.get('rows_total')} rows)")
-    if report.meta.get("note"):
-        lines.append(f"\nnote: {report.meta['note']}")
+        if extras := _extras(report):
+            lines.append(extras)
+    if page := _page_line(report):
+        lines.append(f"\n{page}")
     return "\n".join(lines) + "\n"
 
 
 _STYLE = """body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}table{border-collapse:collapse}
 th,td{padding:.25em .6em;border-bottom:1px solid #ddd}th{text-align:left;background:#f4f4f4}
-td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}tfoot td{font-weight:bold;border-top:2px solid #888}"""
+td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}tfoot td,tr.sub td{font-weight:bold;
+border-top:2px solid #888}tbody th[colspan]{background:#fff;padding-top:1em;font-size:1.05em}
+dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weight:bold}dd{margin:0}"""
 
 
 def to_html(report: Report) -> str:
-    """A self-contained HTML document (no scripts, no external files); every value escaped."""
+    """A self-contained HTML document (no scripts, no external files) under the report's header; durations as
+    h:mm:ss and money with its currency; every value escaped."""
     e = html.escape
     cols = report.columns
 
     def cls(c: Column) -> str:
         return ' class="n"' if c.kind in _NUMERIC else ""
 
+    def cells(row: dict[str, Any], first: str | None = None) -> str:
+        values = _table_cells(row, report)
+        if first is not None:
+            values[0] = first
+        return "".join(f"<td{cls(c)}>{e(v)}</td>" for c, v in zip(cols, values, strict=True))
+
+    head = [c.title.removesuffix(" (s)") if c.kind in _DURATIONS else c.title for c in cols]
     parts = ["<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
              f"<title>{e(_title(report))}</title><style>{_STYLE}</style></head><body>",
-             f"<h1>{e(_title(report))}</h1>", "<table><thead><tr>",
-             *(f"<th{cls(c)}>{e(c.title)}</th>" for c in cols), "</tr></thead><tbody>"]
-    for row in report.rows:
-        parts.append("<tr>" + "".join(f"<td{cls(c)}>{e(text_value(row.get(c.key)))}</td>" for c in cols) + "</tr>")
-    parts.append("</tbody>")
-    totals = _totals_row(report)
-    if totals is not None:
-        parts.append("<tfoot><tr>" + "".join(f"<td{cls(c)}>{e(v)}</td>" for c, v in zip(cols, totals, strict=True))
-                     + "</tr></tfoot>")
-    parts.append("</table></body></html>\n")
+             f"<h1>{e(title_of(report))}</h1>", "<dl>",
+             *(f"<dt>{e(label)}</dt><dd>{e(value)}</dd>" for label, value in header_lines(report)), "</dl>",
+             "<table><thead><tr>", *(f"<th{cls(c)} scope=\"col\">{e(t)}</th>" for c, t in zip(cols, head,
+                                                                                            strict=True)),
+             "</tr></thead>"]
+    for name, rows, sub in _blocks(report):
+        parts.append("<tbody>")
+        if name is not None:
+            parts.append(f"<tr><th colspan=\"{len(cols)}\" scope=\"rowgroup\">{e(name)}</th></tr>")
+        parts.extend(f"<tr>{cells(row)}</tr>" for row in rows)
+        if sub is not None:
+            parts.append(f"<tr class=\"sub\">{cells(sub, 'Subtotal')}</tr>")
+        parts.append("</tbody>")
+    if report.totals is not None:
+        parts.append(f"<tfoot><tr>{cells(report.totals, 'Total')}</tr></tfoot>")
+    parts.append("</table>")
+    if extras := _extras(report):
+        parts.append(f"<p>{e(extras)}</p>")
+    if page := _page_line(report):
+        parts.append(f"<p>{e(page)}</p>")
+    parts.append("</body></html>\n")
     return "\n".join(parts)
 
 
