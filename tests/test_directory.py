@@ -230,3 +230,21 @@ def test_a_running_daemon_takes_a_change_made_by_another_process(tmp_path: Path)
             assert daemon.settings.departments[1].budget == Decimal("250.50")
 
     asyncio.run(scenario())
+
+
+def test_the_demo_gets_a_populated_directory_once(tmp_path: Path) -> None:
+    from smdrd.cli.simulate import DEMO_NAMES, demo_directory
+
+    db = tmp_path / "demo.db"
+    assert demo_directory(db) is True
+    assert demo_directory(db) is False  # a second run leaves what the user may have changed
+    store = open_store(db).directory()
+    try:
+        snap = store.snapshot()
+        names = store.names()
+    finally:
+        store.close()
+    d = lookup(snap)
+    assert d.tree_order()[0] == "Company" and d.ancestors("Sales") == ["Sales", "Company"]
+    assert d.department("205", "2026-03-16") == "Sales" and d.budgets["Company"] == Decimal(20000)
+    assert names["200"] == DEMO_NAMES[0] and len(names) == 20 + 15 + 6 + 4

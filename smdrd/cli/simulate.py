@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar
 from zoneinfo import ZoneInfo
@@ -210,14 +211,16 @@ def run_demo(args: argparse.Namespace) -> int:
                      "listen": f"127.0.0.1:{port}", "allowed_peers": ["127.0.0.1"]}],
         "http": {"listen": f"127.0.0.1:{http_port}"},
         "tariff": {"currency": "USD", "decimals": 2, "decks": [str(DEMO_DECK)]},
-        # The simulator's office: its departments, so the reports page has something to show.
-        "departments": [{"name": name, "extensions": [f"{lo}-{hi}"]} for name, lo, hi in DEPARTMENTS],
+        # The simulator's office is in the database's directory (`demo_directory`): the console's Directory
+        # pages edit it, and the reports show its departments and names.
+        "directory": {"source": "database"},
     }
     settings = load_config(None, use_env=False).model_validate(config)
     # The other commands (report, rerate, export) need the same site, tariff and departments to read the demo's
     # database right: they get them from this file, beside the database.
     config_file = _write_demo_config(Path(args.database), config)
     password = _demo_admin(Path(args.database))
+    demo_directory(Path(args.database))
     sign_in = (f"sign in as {DEMO_ADMIN} with password {password} (shown this once; smdrd user passwd "
                f"{DEMO_ADMIN} --config {config_file} changes it)" if password is not None else
                f"sign in as a user of this database (smdrd user list --config {config_file})")
@@ -255,6 +258,39 @@ def _demo_admin(database: Path) -> str | None:
         return password
     finally:
         accounts.close()
+
+
+#: the demo office's people, one per extension in order (`DEPARTMENTS`), cycled when there are more extensions.
+DEMO_NAMES = ("Ava Brooks", "Liam Chen", "Maya Patel", "Noah Kim", "Zoe Martin", "Ethan Silva", "Lena Novak",
+              "Omar Haddad", "Ines Duarte", "Jonas Berg", "Priya Rao", "Marco Rossi", "Hana Sato", "Felix Wagner",
+              "Nora Quinn", "Tariq Aziz", "Elsa Lind", "Diego Ruiz", "Mia Kowalska", "Owen Price")
+#: monthly budgets of the demo's departments, under one "Company" (USD).
+DEMO_BUDGETS = {"Company": "20000", "Sales": "8000", "Support": "4000", "Finance": "3000", "Management": "5000"}
+
+
+def demo_directory(database: Path) -> bool:
+    """Give the demo database its directory once (when it has no department yet): the simulator's departments
+    under "Company" with monthly budgets, and a name for every extension. True when it was written."""
+    from smdrd.directory import replace_all
+    from smdrd.store import open_store
+    from smdrd.store.api import Actor, DirectoryDepartment, DirectoryMembership
+
+    database.parent.mkdir(parents=True, exist_ok=True)
+    store = open_store(database).directory()
+    try:
+        snapshot = store.snapshot()
+        if snapshot.departments:
+            return False
+        departments = [DirectoryDepartment("Company", None, Decimal(DEMO_BUDGETS["Company"]))]
+        departments += [DirectoryDepartment(name, "Company", Decimal(DEMO_BUDGETS[name])) for name, _, _ in DEPARTMENTS]
+        memberships = [DirectoryMembership(name, f"{lo}-{hi}") for name, lo, hi in DEPARTMENTS]
+        extensions = [str(n) for _, lo, hi in DEPARTMENTS for n in range(lo, hi + 1)]
+        names = [(ext, DEMO_NAMES[i % len(DEMO_NAMES)]) for i, ext in enumerate(extensions)]
+        replace_all(snapshot, departments, memberships, names, source="smdrd demo").write(
+            store, snapshot, at=int(time.time()), actor=Actor("smdrd demo"))
+        return True
+    finally:
+        store.close()
 
 
 def _write_demo_config(database: Path, config: dict[str, object]) -> Path:
