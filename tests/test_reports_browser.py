@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from smdrd.daemon import Daemon
+from smdrd.reports.render import hms
 from smdrd.testing import running_daemon
 from tests.test_reports import CALLS, Call, settings_for, write_calls
 
@@ -172,9 +173,9 @@ def test_page_loads_with_the_same_totals_as_the_json(server: DaemonThread, brows
     assert keys == ["extension", "department", "calls", "duration", "average", "cost"]
     assert len(rows) == len(expected["rows"])
     assert totals["extension"] == "Total"
-    assert (totals["calls"], totals["duration"], totals["cost"]) == (
-        str(expected["totals"]["calls"]), str(expected["totals"]["duration"]), expected["totals"]["cost"])
-    assert totals["average"] == f"{expected['totals']['average']:.1f}"
+    assert (totals["calls"], totals["duration"], totals["cost"]) == (  # h:mm:ss, money with its currency
+        str(expected["totals"]["calls"]), hms(expected["totals"]["duration"]), f"{expected['totals']['cost']} EUR")
+    assert totals["average"] == hms(Decimal(str(expected["totals"]["average"])))
     departments = server.json(f"/api/reports/departments?{MARCH}")
     top_level = [r for r in departments["rows"] if r["parent"] is None]
     assert len(browser.find_elements("css selector", "#chart-departments g.bar")) == len(top_level)
@@ -189,12 +190,22 @@ def test_filtering_by_department_and_direction(server: DaemonThread, browser: An
     _, rows, totals = table(browser)
     assert rows and {r["department"] for r in rows} <= {"Sales", "Sales North"}
     expected = server.json(f"/api/reports/extensions?{MARCH}&department=Sales")
-    assert (totals["calls"], totals["cost"]) == (str(expected["totals"]["calls"]), expected["totals"]["cost"])
+    assert (totals["calls"], totals["cost"]) == (str(expected["totals"]["calls"]), f"{expected['totals']['cost']} EUR")
     apply(browser, 3, department="", direction="all", kind="departments")
     _, rows, totals = table(browser)
     expected = server.json(f"/api/reports/departments?{MARCH}&direction=all")
     assert [r["department"] for r in rows] == [r["department"] for r in expected["rows"]]
-    assert (totals["calls"], totals["cost"]) == (str(expected["totals"]["calls"]), expected["totals"]["cost"])
+    assert (totals["calls"], totals["cost"]) == (str(expected["totals"]["calls"]), f"{expected['totals']['cost']} EUR")
+    apply(browser, 4, direction="outbound", kind="department-details")
+    keys, rows, totals = table(browser)
+    expected = server.json(f"/api/reports/department-details?{MARCH}")
+    assert keys[:2] == ["extension", "department"] and totals["cost"] == f"{expected['totals']['cost']} EUR"
+    subtotals = [r for r in rows if r["extension"].startswith("Subtotal")]
+    assert [(r["extension"], r["cost"]) for r in subtotals] == [
+        (f"Subtotal {s['title']}", f"{s['totals']['cost']} EUR") for s in expected["sections"]]
+    for fmt in ("csv", "xlsx", "pdf"):  # the exports of what is shown, every call of the range
+        link = browser.find_element("id", fmt).get_attribute("href")
+        assert "/api/reports/department-details?" in link and f"format={fmt}" in link and "page=" not in link
 
 
 def test_sorting_by_a_column(server: DaemonThread, browser: Any) -> None:
@@ -204,11 +215,11 @@ def test_sorting_by_a_column(server: DaemonThread, browser: Any) -> None:
     header = browser.find_element("css selector", "#report thead th[data-key=cost]")
     header.click()
     _, rows, totals_before = table(browser)
-    costs = [Decimal(r["cost"]) for r in rows]
+    costs = [Decimal(r["cost"].removesuffix(" EUR")) for r in rows]
     assert costs == sorted(costs) and len(set(costs)) > 2
     browser.find_element("css selector", "#report thead th[data-key=cost]").click()
     _, rows, totals = table(browser)
-    assert [Decimal(r["cost"]) for r in rows] == sorted(costs, reverse=True)
+    assert [Decimal(r["cost"].removesuffix(" EUR")) for r in rows] == sorted(costs, reverse=True)
     assert totals == totals_before
     assert browser.find_element("css selector", "#report thead th[data-key=cost]").get_attribute(
         "aria-sort") == "descending"
