@@ -77,3 +77,10 @@ def test_no_route_that_changes_something_lets_a_viewer_or_the_service_token_in(t
         assert walked[("GET", path)] == {"admin", "manager"}, path
     for path in ("/schedules", "/schedules/{id}", "/schedules/{id}/delete"):
         assert walked[("POST", path)] == {"admin", "manager"}, path
+    # Users: admins only, pages and API alike (smdrd.console.users).
+    for method, path in (("GET", "/users"), ("POST", "/users"), ("GET", "/users/{name}"), ("POST", "/users/{name}"),
+                         ("POST", "/users/{name}/password"), ("POST", "/users/{name}/unlock"),
+                         ("POST", "/users/{name}/remove"), ("GET", "/api/users"), ("POST", "/api/users"),
+                         ("GET", "/api/users/{name}"), ("PUT", "/api/users/{name}"),
+                         ("DELETE", "/api/users/{name}")):
+        assert walked[(method, path)] == {"admin"}, path
