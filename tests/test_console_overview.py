@@ -18,10 +18,12 @@ import aiohttp
 import pytest
 
 from smdrd.accounts import hash_password
-from smdrd.console.overview import MAX_SUBSCRIBERS
+from smdrd.config import Settings
+from smdrd.console.overview import MAX_SUBSCRIBERS, QUEUE_SIZE, _Subscriber
+from smdrd.journal import Alert
 from smdrd.store import open_store
 from smdrd.store.api import Actor
-from smdrd.testing import DaemonProcess, daemon_config, free_port, tcp_server_source
+from smdrd.testing import DaemonProcess, daemon_config, free_port, running_daemon, tcp_server_source
 from tests.test_console_http import PASSWORDS, Site, sign_in
 from tests.test_reports import Call, write_calls
 
@@ -56,6 +58,24 @@ def add_users(db: Path, *users: tuple[str, str, tuple[str, ...]]) -> None:
         accounts.close()
 
 
+ALERTS = [("budget_forecast", "Sales", "department Sales is on course to spend 420.00 EUR this month"),
+          ("long_call", "Support", "outbound call of 75 min between extension 301 and +48221234567"),
+          ("source_down", None, "source pbx has been disconnected for 12 min")]
+
+
+async def raise_alerts(db: Path) -> None:
+    """An open alert of each department and an operational one, as the alert engine writes them."""
+    outbox = open_store(db).outbox()
+    await outbox.open()
+    now = int(time.time() * 1_000_000)
+    try:
+        await outbox.insert(Alert(f"{rule}:test", rule, "warning", now, json.dumps(
+            {"id": f"{rule}:test", "rule": rule, "severity": "warning", "reason": reason, "department": dept}))
+                            for rule, dept, reason in ALERTS)
+    finally:
+        await outbox.close()
+
+
 class Overview(Site):
     pbx: int
 
@@ -72,12 +92,18 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Overview]:
         Call(today_at(0, 20), "777", "outbound", "national", 10, "0.10", number=SCRIPT),
     ]))
     add_users(db, ("alice", "admin", ()), ("victor", "viewer", ()), ("maria", "manager", ("Sales",)))
+    asyncio.run(raise_alerts(db))
+    directory = open_store(db).directory()
+    try:
+        directory.learn_names([("201", "Anna <b>Nowak</b>")], at=int(time.time()))
+    finally:
+        directory.close()
     port, pbx = free_port(), free_port()
     daemon = DaemonProcess(folder, daemon_config(folder, [tcp_server_source("pbx", pbx)],
                                                  http={"listen": f"127.0.0.1:{port}", "max_connections": 80},
                                                  departments=DEPARTMENTS, tariff=TARIFF))
     try:
-        running = Overview(daemon.start(), port)
+        running = Overview(daemon.start(within=60), port)
         running.pbx = pbx
         yield running
     finally:
@@ -109,6 +135,9 @@ async def test_an_admin_sees_today_and_the_month_by_class_with_budgets_and_sourc
     assert "Sales" in html and "Support" in html and "300.00 EUR" in html, "both departments and a budget"
     assert SCRIPT not in html
     assert "pbx" in html and "tcp-server" in html, "the source's state"
+    assert "201 <span class=\"note\">Anna &lt;b&gt;Nowak&lt;/b&gt;</span>" in html, "a name beside its number, as text"
+    for _, _, reason in ALERTS:
+        assert reason in html, "every open alert"
     assert "/console/static/overview/overview.js" in html
     async with browser.get(f"{site.base}/console/static/overview/overview.js") as script:
         assert script.status == 200 and "EventSource" in await script.text()
@@ -130,7 +159,9 @@ async def test_a_manager_sees_only_their_departments(site: Overview, browser: ai
     html = await page(site, browser, "maria")
     assert "Sales" in html and "Support" not in html
     assert "129.50 EUR" in html and "130.30 EUR" not in html, "only Sales' calls"
-    assert ">301<" not in html and ">201<" in html
+    assert ">301<" not in html and ">201 <span" in html
+    assert ALERTS[0][2] in html, "their department's alert"
+    assert ALERTS[1][2] not in html and ALERTS[2][2] not in html, "not another's, nor the site's operational ones"
 
 
 async def events(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, str]]:
@@ -195,3 +226,24 @@ async def test_the_daemon_stops_cleanly_with_a_stream_open(site: Overview, brows
         async with asyncio.timeout(10):
             await response.content.read()  # the stream ends (EOF): the daemon closed it on its way out
     site.daemon.assert_clean_log()
+
+
+async def test_a_client_that_does_not_keep_up_is_dropped_not_buffered(tmp_path: Path) -> None:
+    """In the daemon's own loop: a stream whose queue is full when an update comes is ended (its queue cleared
+    and closed), the others keep theirs; at the daemon's stop every stream is ended."""
+    settings = Settings.model_validate(daemon_config(tmp_path, http={"listen": "127.0.0.1:0"}))
+    async with running_daemon(settings, features=("health", "reports", "console")) as daemon:
+        assert daemon.http is not None
+        found = [r.handler for r in daemon.http.app.router.routes() if r.resource is not None
+                 and r.resource.canonical == "/overview/events"]
+        overview = found[0].__self__  # type: ignore[attr-defined]
+        slow, quick = _Subscriber(None), _Subscriber(None)
+        overview.subscribers.update({slow, quick})
+        for i in range(QUEUE_SIZE):
+            overview._offer(slow, f"update {i}")
+        overview._offer(quick, "update 0")
+        overview._offer(slow, "one too many")
+        assert slow not in overview.subscribers and overview.dropped == 1
+        assert slow.queue.qsize() == 1 and slow.queue.get_nowait() is None, "cleared, then told to end"
+        assert quick in overview.subscribers and quick.queue.get_nowait() == "update 0"
+    assert quick.queue.get_nowait() is None, "the daemon's stop ends every stream"

@@ -44,6 +44,7 @@ from smdrd.reports.http import scoped
 from smdrd.reports.queries import DIRECTIONS, Context, Query, Report, run_report
 from smdrd.reports.render import hms
 from smdrd.store import open_store
+from smdrd.store.api import AlertFilter, InboxAlert
 
 if TYPE_CHECKING:
     from smdrd.config import Settings
@@ -172,25 +173,15 @@ def budget_rows(reader: ReportReader, ctx: Context, now: datetime, departments: 
     return out
 
 
-def visible_alerts(rows: Iterable[tuple[str, str, str]], wanted: set[str] | None, tz: Any) -> list[dict[str, Any]]:
-    """The alerts ``(alert_id, rule, payload)`` a scope may see (``wanted``: its departments, ``None``: all),
-    newest first, at most `ALERTS_SHOWN`."""
+def alert_rows(alerts: Iterable[InboxAlert], tz: Any) -> list[dict[str, Any]]:
+    """The open alerts as the overview lists them (display strings), newest first."""
     out: list[dict[str, Any]] = []
-    for alert_id, rule, payload in rows:
-        try:
-            data = json.loads(payload)
-        except ValueError:
-            continue
-        department = data.get("department")
-        if wanted is not None and department not in wanted:
-            continue  # a manager sees their departments' alerts, not the site's operational ones
-        raised = str(data.get("raised_at") or "")
-        with contextlib.suppress(ValueError):
-            raised = datetime.fromisoformat(raised).astimezone(tz).strftime("%Y-%m-%d %H:%M")
-        out.append({"id": alert_id, "rule": rule, "severity": str(data.get("severity") or ""),
-                    "reason": str(data.get("reason") or ""), "department": department or "", "raised": raised})
-        if len(out) >= ALERTS_SHOWN:
-            break
+    for alert in alerts:
+        data = alert.payload
+        raised = datetime.fromtimestamp(alert.created_at / 1_000_000, tz).strftime("%Y-%m-%d %H:%M")
+        out.append({"id": alert.alert_id, "rule": alert.rule, "severity": alert.severity,
+                    "reason": str(data.get("reason") or ""), "department": alert.department or "",
+                    "raised": raised})
     return out
 
 
@@ -287,12 +278,25 @@ class Overview:
                        "budgets": budget_rows(reader, ctx, now, departments, calendar)}
         finally:
             reader.close()
-        wanted: set[str] | None = None
+        wanted: tuple[str, ...] | None = None  # a manager sees their departments' alerts, not operational ones
         if scope is not None:
-            wanted = set().union(*(ctx.directory.subtree(d) for d in scope))
+            wanted = tuple(sorted(set().union(*(ctx.directory.subtree(d) for d in scope))))
         since = int((now - timedelta(days=ALERT_DAYS)).timestamp() * 1_000_000)
-        rows = open_store(self.path).open_alerts(since, 200 if wanted is not None else ALERTS_SHOWN)
-        figures["alerts"] = visible_alerts(((a.alert_id, a.rule, a.payload) for a in rows), wanted, ctx.timezone)
+        inbox = open_store(self.path).alert_inbox()
+        try:
+            found = inbox.alerts(AlertFilter(int(now.timestamp()), states=("open",), lo=since, departments=wanted,
+                                             limit=ALERTS_SHOWN))
+        finally:
+            inbox.close()
+        figures["alerts"] = alert_rows(found, ctx.timezone)
+        tops = [e for period in ("today", "month") for e in figures[period]["extensions"]]
+        directory = open_store(self.path).directory()
+        try:
+            names = directory.names({e["extension"] for e in tops})
+        finally:
+            directory.close()
+        for e in tops:
+            e["name"] = names.get(e["extension"], "")
         figures["updated"] = now
         figures["classes"] = class_rows(figures["today"]["classes"], figures["month"]["classes"])
         return figures

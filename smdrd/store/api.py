@@ -270,11 +270,6 @@ class Store(Protocol):
         budget rule's memory after a restart."""
         ...
 
-    def open_alerts(self, since: int, limit: int) -> list[PendingAlert]:
-        """Up to ``limit`` alerts raised since ``since`` (UTC microseconds), newest first, that no resolved event
-        has followed (a source back, a budget period over); never the resolved events themselves."""
-        ...
-
     def directory(self) -> DirectoryStore:
         """Extension names, departments and dated memberships, on a connection of their own (created and
         migrated if need be); ``close`` it when done."""
@@ -860,6 +855,16 @@ class CallReader(Protocol):
         """The journal lines of these ids, in id order."""
         ...
 
+    def peer_statuses(self, peer: str, since: int) -> dict[str, int]:
+        """How many lines from ``peer`` (an imported file) were journalled since ``since`` (UTC microseconds),
+        by status."""
+        ...
+
+    def peer_errors(self, peer: str, since: int, limit: int) -> list[tuple[int, StoredLine]]:
+        """The first ``limit`` lines from ``peer`` since ``since`` that could not be parsed, each with its
+        number among the file's lines (1 for the first)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -1029,6 +1034,10 @@ class MailStore(Protocol):
 
     def user_emails(self) -> dict[str, str]:
         """Every user's e-mail address, by name (users without one are left out)."""
+        ...
+
+    def user_scope(self, name: str) -> tuple[str, tuple[str, ...]] | None:
+        """A user's role and departments (None: no such user)."""
         ...
 
     def schedules(self) -> list[StoredSchedule]: ...

@@ -12,7 +12,6 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 from smdrd.journal import Alert
 from smdrd.store.api import PendingAlert, StoreUnavailable
@@ -75,19 +74,3 @@ class SqliteOutbox(AsyncPart):
                               (cutoff,))
         return self.db.total_changes - before
 
-
-def open_alerts(path: str | Path, since: int, limit: int) -> list[PendingAlert]:
-    """`smdrd.store.api.Store.open_alerts`: the newest alerts since ``since`` (UTC µs) with no resolved event
-    (``<id>:resolved``, looked up by the unique index on ``alert_id``), on a read-only connection."""
-    from smdrd.store.sqlite.reports import connect_readonly
-
-    conn = connect_readonly(path)
-    try:
-        rows = conn.execute(
-            "SELECT o.id, o.alert_id, o.rule, o.payload FROM alert_outbox o WHERE o.created_at >= ? "
-            "AND o.alert_id NOT LIKE '%:resolved' AND NOT EXISTS (SELECT 1 FROM alert_outbox r "
-            "WHERE r.alert_id = o.alert_id || ':resolved') ORDER BY o.created_at DESC, o.id DESC LIMIT ?",
-            (since, limit)).fetchall()
-    finally:
-        conn.close()
-    return [PendingAlert(*row) for row in rows]

@@ -7,7 +7,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smdrd.store.api import PendingAlert
 from smdrd.store.sqlite.accounts import SqliteAccounts
 from smdrd.store.sqlite.alert_inbox import SqliteAlertInbox
 from smdrd.store.sqlite.calls import SqliteCalls
@@ -16,7 +15,7 @@ from smdrd.store.sqlite.export import SqliteCallExport
 from smdrd.store.sqlite.feed import SqliteCallFeed, place_cursor
 from smdrd.store.sqlite.journal_errors import SqliteJournalErrors
 from smdrd.store.sqlite.mail import SqliteMail
-from smdrd.store.sqlite.outbox import SqliteOutbox, open_alerts
+from smdrd.store.sqlite.outbox import SqliteOutbox
 from smdrd.store.sqlite.rebuild import SqliteRebuild
 from smdrd.store.sqlite.reports import SqliteReports
 from smdrd.store.sqlite.retention import SqliteRetention
@@ -81,9 +80,6 @@ class SqliteStore:
         finally:
             conn.close()
         return [(ext, day, Decimal(micros) / 1_000_000) for ext, day, micros in rows]
-
-    def open_alerts(self, since: int, limit: int) -> list[PendingAlert]:
-        return open_alerts(self.path, since, limit)
 
 
 if TYPE_CHECKING:
