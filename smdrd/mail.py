@@ -69,18 +69,19 @@ def schedule_key(source: str, name_or_id: str | int) -> str:
     return f"{source}:{name_or_id}"
 
 
-def schedules_of(settings: Settings, stored: Sequence[tuple[int, str]]) -> list[tuple[str, ScheduleConfig]]:
-    """The enabled schedules with their keys: the configuration's, then the console's (``(id, spec JSON)``;
-    one that no longer validates is skipped and logged)."""
-    out = [(schedule_key("config", s.name), s) for s in settings.reports.schedules if s.enabled]
-    for schedule_id, spec in stored:
+def schedules_of(settings: Settings, stored: Sequence[tuple[int, str, str]]
+                 ) -> list[tuple[str, ScheduleConfig, str]]:
+    """The enabled schedules with their keys and owners (``''`` for the configuration's): the configuration's,
+    then the console's (``(id, spec JSON, owner)``; one that no longer validates is skipped and logged)."""
+    out = [(schedule_key("config", s.name), s, "") for s in settings.reports.schedules if s.enabled]
+    for schedule_id, spec, owner in stored:
         try:
             schedule = ScheduleConfig.model_validate_json(spec)
         except ValueError as exc:
             log.error("mail.schedule_invalid", schedule=schedule_id, error=str(exc)[:300])
             continue
         if schedule.enabled:
-            out.append((schedule_key("db", schedule_id), schedule))
+            out.append((schedule_key("db", schedule_id), schedule, owner))
     return out
 
 
@@ -92,15 +93,16 @@ def _domain(settings: Settings) -> str:
     return settings.smtp.from_address.rpartition("@")[2] or "localhost"
 
 
-def report_mails(settings: Settings, key: str, schedule: ScheduleConfig, fired: Sequence[tuple[int, date]]
-                 ) -> list[NewMail]:
-    """The outbox rows of ``schedule`` for the instants it ``fired`` at (``(UTC seconds, local day)``)."""
+def report_mails(settings: Settings, key: str, schedule: ScheduleConfig, fired: Sequence[tuple[int, date]],
+                 owner: str = "") -> list[NewMail]:
+    """The outbox rows of ``schedule`` (made in the console by ``owner``) for the instants it ``fired`` at
+    (``(UTC seconds, local day)``)."""
     out = []
     for at, day in fired:
         first, last = period_of(schedule.period, day)
         row_key = f"report:{key}:{first}:{last}"
         spec = json.dumps({"schedule": schedule.model_dump(mode="json"), "first": first.isoformat(),
-                           "last": last.isoformat()})
+                           "last": last.isoformat(), "owner": owner})
         subject = f"{settings.site.name}: {schedule.name}, {first} to {last}"
         out.append(NewMail(row_key, "report", key, _message_id(row_key, _domain(settings)),
                            tuple(schedule.recipients), subject, spec, at))
@@ -224,8 +226,8 @@ class MailDelivery:
 
     async def _plan_schedules(self, now: int) -> None:
         settings = self.settings
-        stored = await self._store(lambda m: [(s.id, s.spec) for s in m.schedules()])
-        for key, schedule in schedules_of(settings, stored):
+        stored = await self._store(lambda m: [(s.id, s.spec, s.owner) for s in m.schedules()])
+        for key, schedule, owner in schedules_of(settings, stored):
             cursor_name = f"schedule:{key}"
             cursor = await self._store(lambda m, c: m.cursor(c), cursor_name)
             if cursor is None:  # a new schedule: from now on
@@ -235,7 +237,7 @@ class MailDelivery:
             fired = occurrences(schedule, settings.site.tz, cursor, now)
             if not fired:
                 continue
-            mails = report_mails(settings, key, schedule, [(o.at, o.day) for o in fired])
+            mails = report_mails(settings, key, schedule, [(o.at, o.day) for o in fired], owner)
             added = await self._store(lambda m, ms, c: m.plan(ms, c), mails, {cursor_name: fired[-1].at})
             for mail in mails[-added:] if added else ():
                 log.info("mail.report_planned", schedule=schedule.name, key=mail.key, due=mail.due_at)
@@ -277,6 +279,11 @@ class MailDelivery:
                 await self._store(lambda m, i, r: m.mark_retry(i, r, now), item.id, str(exc))
             return
         for item in due:
+            refused = await self._store(out_of_scope, item)
+            if refused is not None:
+                log.warning("mail.out_of_scope", key=item.key, reason=refused)
+                await self._store(lambda m, i, r: m.mark_failed(i, r), item.id, refused)
+                continue
             try:
                 message = await asyncio.to_thread(self._message, item)
             except Exception as exc:  # the report cannot be made (a filter that no longer fits): give it up
@@ -334,6 +341,26 @@ class MailDelivery:
         else:
             msg.set_content(_alerts_text(spec["alerts"], settings.site.name))
         return msg
+
+
+def out_of_scope(mail: MailStore, item: MailItem) -> str | None:
+    """Why a manager's scheduled report may no longer go (None when it may): its owner is still a manager of
+    every department it covers (a manager moved to other departments, or made a viewer, stops it)."""
+    if item.kind != "report":
+        return None
+    spec = json.loads(item.spec)
+    owner = spec.get("owner") or ""
+    if not owner:
+        return None
+    scope = mail.user_scope(owner)
+    if scope is None or scope[0] == "admin":
+        return None  # an admin's (or a removed user's: admins see and delete it in the console)
+    role, departments = scope
+    wanted = spec["schedule"].get("filters", {}).get("department", [])
+    if role != "manager" or not wanted or any(d not in departments for d in wanted):
+        return (f"{owner} ({role}) no longer manages every department this schedule covers "
+                f"({', '.join(wanted) or 'the whole site'}); an admin can change it")
+    return None
 
 
 def _raised_at(alert: PendingAlert) -> int | None:

@@ -4,6 +4,7 @@ resolved notice) also to the department's managers, set up with ``smdrd user ema
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
 from smdrd.config import Settings
@@ -56,3 +57,28 @@ def test_budget_alerts_reach_the_departments_managers_and_only_theirs(tmp_path: 
     text = _alerts_text(bob, "HQ")
     assert "[WARNING] budget: budget happened" in text and "[RESOLVED] budget" in text
     assert by_to["bob@example.com",].key == "alerts:1-3:bob@example.com"  # planned again: the same row
+
+
+def test_a_managers_schedule_stops_when_they_no_longer_manage_its_departments(tmp_path: Path) -> None:
+    from smdrd.mail import out_of_scope, report_mails
+    from smdrd.reports.schedules import ScheduleConfig
+
+    db = tmp_path / "smdrd.db"
+    settings = Settings.model_validate({"database": {"path": str(db)}})
+    accounts = open_store(db).accounts()
+    try:
+        accounts.add_user("maria", "manager", "not-a-hash", ["Sales"], at=1, actor=Actor("test"))
+        schedule = ScheduleConfig(name="s", recipients=["m@example.com"], filters={"department": ["Sales"]})
+        [mine] = report_mails(settings, "db:1", schedule, [(100, date(2026, 3, 1))], "maria")
+        mail = open_store(db).mail()
+        try:
+            mail.plan([mine], {})
+            [item] = mail.due(200)
+            assert out_of_scope(mail, item) is None
+            accounts.change_user("maria", role="manager", departments=["Support"], at=2, actor=Actor("test"))
+            reason = out_of_scope(mail, item)
+            assert reason is not None and "maria (manager) no longer manages every department" in reason
+        finally:
+            mail.close()
+    finally:
+        accounts.close()

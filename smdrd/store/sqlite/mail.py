@@ -130,6 +130,14 @@ class SqliteMail:
     def user_emails(self) -> dict[str, str]:
         return {str(n): str(e) for n, e in self.conn.execute("SELECT name, email FROM users WHERE email <> ''")}
 
+    def user_scope(self, name: str) -> tuple[str, tuple[str, ...]] | None:
+        row = self.conn.execute("SELECT id, role FROM users WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        departments = tuple(str(d) for (d,) in self.conn.execute(
+            "SELECT department FROM user_departments WHERE user_id = ? ORDER BY department", (row[0],)))
+        return str(row[1]), departments
+
     # ---- schedules made in the console ----
 
     def schedules(self) -> list[StoredSchedule]:
