@@ -286,8 +286,8 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return out
 
 
-#: keys whose values are secrets: an error about them never repeats the value given.
-_SECRET_KEYS = ("password", "token", "secret", "key")
+#: keys whose values are secrets: an error about them never repeats the value given (a URL may hold a password).
+_SECRET_KEYS = ("password", "token", "secret", "key", "url")
 
 
 def _problems(exc: ValidationError) -> list[tuple[str, str]]:

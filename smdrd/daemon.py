@@ -40,6 +40,7 @@ from smdrd.notify import notify, watchdog_interval
 from smdrd.pipeline import MAX_IN_FLIGHT, Pipeline
 from smdrd.sources.base import Source
 from smdrd.sources.streams import describe
+from smdrd.store import journal_writer
 from smdrd.store.sqlite.writer import JournalWriter
 from smdrd.tariffs import resolve as resolve_tariff
 
@@ -66,6 +67,8 @@ class RunningSource:
 
 #: the features a daemon is built with, in build order (each one's dependencies come before it).
 FEATURES: tuple[str, ...] = ("health", "metrics", "reports", "console", "alerts", "mqtt", "mail", "retention")
+#: the features that run on a PostgreSQL ``[database] url`` today (`smdrd.store.postgres`).
+POSTGRES_FEATURES: tuple[str, ...] = ("health", "metrics", "mqtt")
 
 
 @dataclass
@@ -121,9 +124,9 @@ class Daemon:
         # ``max_pending_rows`` bounds every line received and not yet committed (what a kill -9 can lose): with
         # the worker, the lines it holds take their share of it, and the writer queues the rest.
         in_worker = min(MAX_IN_FLIGHT, db.max_pending_rows // 4) if db.parse_in_worker else 0
-        self.writer = JournalWriter(db.path, commit_interval=db.commit_interval_ms / 1000,
-                                    batch_rows=db.batch_rows, max_pending=db.max_pending_rows - in_worker,
-                                    on_commit=self._committed, site=settings.site.name)
+        self.writer: JournalWriter = journal_writer(  # SQLite, or PostgreSQL for a [database] url
+            db.target, commit_interval=db.commit_interval_ms / 1000, batch_rows=db.batch_rows,
+            max_pending=db.max_pending_rows - in_worker, on_commit=self._committed, site=settings.site.name)
         self.hooks = build_hooks(settings, self.base_dir)
         #: parses and rates every source's lines in a worker process (alert rules run here, on its entries).
         self.pipeline: Pipeline | None = None
@@ -143,6 +146,13 @@ class Daemon:
         unknown = sorted(set(wanted) - set(FEATURES))
         if unknown:
             raise ValueError(f"unknown features {unknown}; expected some of {', '.join(FEATURES)}")
+        if db.url:
+            # The PostgreSQL store has the journal, calls, rollups, outbox and call feed so far (docs/scaling.md):
+            # the features that need more of it are left out, said once, rather than failing at every tick.
+            left_out = [name for name in wanted if name not in POSTGRES_FEATURES]
+            wanted = tuple(name for name in wanted if name in POSTGRES_FEATURES)
+            if left_out:
+                log.warning("daemon.features_not_on_postgres", features=left_out, database=db.shown)
         #: which features to build, and (after `build`) the built ones.
         self.wanted_features = wanted
         self.features = Features()
@@ -298,7 +308,7 @@ class Daemon:
                 if cfg.enabled:
                     self._start_source(cfg)
         watchdog = self._spawn("watchdog", self._watchdog)
-        log.info("daemon.started", version=__version__, database=str(self.settings.database.path),
+        log.info("daemon.started", version=__version__, database=self.settings.database.shown,
                  sources=[s.name for s in self.settings.sources if s.enabled])
         notify("READY=1", f"STATUS=collecting from {len(self.sources)} source(s)")
         self._ready.set()

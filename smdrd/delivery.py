@@ -101,7 +101,7 @@ class MqttDelivery:
         self.daemon = daemon
         self.config = daemon.settings.mqtt
         self.site = daemon.settings.site.name
-        store = open_store(daemon.settings.database.path)
+        store = open_store(daemon.settings.database.target)
         self.store = store
         self.outbox = store.outbox()
         self.feed = store.call_feed()

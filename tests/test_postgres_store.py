@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from smdrd.cli import main
 from smdrd.core import PARSED
 from smdrd.errors import SmdrdError
 from smdrd.journal import Alert, JournalEntry, RatedCall
@@ -149,7 +150,7 @@ def _reports(db: Path | str, ctx: Context) -> list[str]:
         reader.close()
 
 
-@settings(max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(calls=st.lists(_CALL, max_size=40))
 def test_random_calls_give_the_same_reports_on_both_stores(postgres: PostgresServer, tmp_path: Path,
                                                           calls: list[Call]) -> None:
@@ -163,3 +164,21 @@ def test_random_calls_give_the_same_reports_on_both_stores(postgres: PostgresSer
     asyncio.run(write_calls(url, calls))
     ctx = context_from(settings_for(path))
     assert _reports(url, ctx) == _reports(path, ctx)
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("mysql://bob:hunter2@db/x", "expected a postgresql://"),
+    ("postgresql://bob:hunter2@db:port/x", "port of the URL is not a number"),
+    ("postgresql://bob:hunter2@db:5432", "names no database"),
+    ("postgresql://bob:hunter2@db:5432/calls", None),
+])
+def test_check_config_validates_the_url_and_never_prints_its_password(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str, problem: str | None) -> None:
+    path = tmp_path / "smdrd.toml"
+    path.write_text(f'[database]\nurl = "{url}"\n')
+    path.chmod(0o600)
+    assert main(["check-config", str(path)]) == (0 if problem is None else 1)
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "hunter2" not in text
+    assert (problem or "database postgresql://bob:***@db:5432/calls") in text

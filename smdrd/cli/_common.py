@@ -107,7 +107,16 @@ def database_of(args: argparse.Namespace, settings: Settings) -> Path:
     return Path(given) if given is not None else settings.database.path
 
 
+def store_of(args: argparse.Namespace, settings: Settings) -> Path | str:
+    """What `smdrd.store.open_store` opens: ``--database`` (a SQLite file), else ``[database] url`` when set,
+    else ``[database] path``."""
+    given = getattr(args, "database", None)
+    return Path(given) if given is not None else settings.database.target
+
+
 def _check_database(args: argparse.Namespace, settings: Settings, config: Path | None) -> None:
+    if getattr(args, "database", None) is None and settings.database.url:
+        return  # a PostgreSQL database: the server says whether it is there when it is opened
     path = database_of(args, settings)
     if path.is_file():
         return

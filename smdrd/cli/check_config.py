@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     sources = ", ".join(f"{s.name} ({s.kind}, {s.format})" for s in settings.sources) or "none"
     n = len(warnings)
     noted = f" with {n} warning{'s' if n != 1 else ''} (above)" if n else ""
-    print(f"{args.file}: OK{noted}; database {settings.database.path}; sources: {sources}")
+    print(f"{args.file}: OK{noted}; database {settings.database.shown}; sources: {sources}")
     print(f"  {tariff_source(settings)}")
     from smdrd.directory import describe_source
 

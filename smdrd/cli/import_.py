@@ -29,6 +29,7 @@ from smdrd.errors import SmdrdError
 from smdrd.framing import Framer
 from smdrd.ingest import SourceIngest
 from smdrd.parsing import ParserContext, get_parser_class
+from smdrd.store import journal_writer
 from smdrd.store.sqlite.bulk import BulkWriter, RowBatch
 from smdrd.store.sqlite.writer import JournalWriter
 
@@ -75,13 +76,16 @@ def run(args: argparse.Namespace) -> int:
     settings, path = settings_from(args)
     if args.database is not None:
         settings = settings.model_copy(update={"database": settings.database.model_copy(
-            update={"path": args.database})})
+            update={"path": args.database, "url": ""})})
     from smdrd.tariffs import resolve
 
     settings = resolve(settings)  # [tariff] source = "database": the latest saved version
     base_dir = path.parent if path else None
     failed = FailedLines()
     if args.in_process or "-" in args.files:
+        if settings.database.url:
+            raise SmdrdError("--in-process and standard input import into a SQLite database only; with "
+                             "[database] url, name the files")
         counts = asyncio.run(import_files(settings, args, base_dir, failed))
     else:
         counts = asyncio.run(import_parallel(settings, args, base_dir, failed))
@@ -89,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"imported {counts['lines']} lines: {counts['calls']} calls, {counts['skipped']} skipped, "
               f"{counts['errors']} errors, {counts['duplicates']} already stored; "
               f"{counts['seconds']:.2f} s ({counts['lines'] / max(counts['seconds'], 1e-9):,.0f} lines/s) "
-              f"into {settings.database.path}", file=sys.stderr)
+              f"into {settings.database.shown}", file=sys.stderr)
     if failed.total:
         where = "".join(f" --{flag} {value}" for flag, value in (("config", args.config), ("database", args.database))
                         if value is not None)
@@ -212,12 +216,14 @@ async def import_parallel(settings: Settings, args: argparse.Namespace, base_dir
     worker = ctx.Process(target=parse_worker, args=(sender, job), name="smdrd-import-parser", daemon=True)
     worker.start()
     sender.close()
-    writer = JournalWriter(settings.database.path, commit_interval=1.0, batch_rows=args.batch,
-                           max_pending=args.batch * 4, site=settings.site.name)
+    writer = journal_writer(settings.database.target, commit_interval=1.0, batch_rows=args.batch,
+                            max_pending=args.batch * 4, site=settings.site.name)
     await writer.open()  # migrates the schema first, as the daemon's writer does
     writer_task = asyncio.create_task(writer.run())
-    bulk = BulkWriter(settings.database.path)
-    bulk.open()
+    # SQLite's fast path; on PostgreSQL every batch goes through its journal writer (COPY, one statement).
+    bulk = None if settings.database.url else BulkWriter(settings.database.path)
+    if bulk is not None:
+        bulk.open()
     progress = ImportProgress(sys.stderr.isatty() and not args.quiet)
     counters: dict[str, int] = {}
     # Young objects are what this loop makes by the million (rows it commits and drops): nothing for the cycle
@@ -235,13 +241,14 @@ async def import_parallel(settings: Settings, args: argparse.Namespace, base_dir
                 raise SmdrdError(f"the import's parser process ended unexpectedly (exit {worker.exitcode})") \
                     from None
             if kind == "rows":
-                if not bulk.commit(payload):
+                if bulk is None or not bulk.commit(payload):
                     for prepared in payload.entries():
                         writer.submit(prepared)
                     await writer.flushed()
             elif kind == "progress":
                 name, done, size, lines, errors = payload
-                progress.update(name, done, size, lines=lines, calls=bulk.calls + writer.stats.calls, errors=errors)
+                progress.update(name, done, size, lines=lines, calls=(bulk.calls if bulk else 0) + writer.stats.calls,
+                                errors=errors)
             elif kind == "file_done":
                 pass
             elif kind == "failed":
@@ -258,10 +265,11 @@ async def import_parallel(settings: Settings, args: argparse.Namespace, base_dir
         gc.unfreeze()
         receiver.close()
         worker.join(timeout=10)
-        bulk.close()
+        if bulk is not None:
+            bulk.close()
         await writer.close()
         await writer_task
-    return {"lines": counters.get("lines", 0), "calls": bulk.calls + writer.stats.calls,
+    return {"lines": counters.get("lines", 0), "calls": (bulk.calls if bulk else 0) + writer.stats.calls,
             "skipped": counters.get("skipped", 0), "errors": counters.get("errors", 0),
             "duplicates": writer.stats.duplicates, "seconds": time.perf_counter() - started}
 
