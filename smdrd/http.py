@@ -70,6 +70,8 @@ __all__ = [
     "Principal",
     "Request",
     "Response",
+    "csrf_in_stream",
+    "csrf_matches",
     "principal_of",
     "public",
     "requires",
@@ -103,6 +105,7 @@ ADMIN = frozenset({"admin"})
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "X-CSRF-Token"
 _ROLES_ATTR = "smdrd_roles"
+_STREAMS_ATTR = "smdrd_csrf_in_stream"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 _SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
@@ -157,6 +160,24 @@ def requires(*roles: str) -> Callable[[_H], _H]:
         return handler
 
     return mark
+
+
+def csrf_in_stream(handler: _H) -> _H:
+    """Declare that an aiohttp handler (a change, such as an upload larger than `MAX_BODY`) reads its body as
+    a stream and checks the CSRF token itself, with `csrf_matches`, from the first field, before it reads or
+    does anything else; the server then does not read the body for it."""
+    setattr(handler, _STREAMS_ATTR, True)
+    return handler
+
+
+def csrf_matches(principal: Principal, given: str) -> bool:
+    """Whether a change by ``principal`` that carries the CSRF token ``given`` may go ahead: always with a
+    personal or service token, with a session only when ``given`` is its token, never for anyone else."""
+    if principal.via in ("token", "service"):
+        return True
+    if principal.via != "session" or not principal.csrf:
+        return False
+    return hmac.compare_digest(given.encode(), principal.csrf.encode())
 
 
 def public(handler: _H) -> _H:
@@ -396,8 +417,9 @@ class HttpServer:
                         return self._unauthenticated(request)
                     return web.Response(status=403, text="forbidden: your role may not use this page\n")
             # A public route that takes a form (the sign-in) checks its own token: there is no session yet.
-            if roles and request.method not in _SAFE_METHODS and principal is not None and not await _csrf_ok(
-                    request, principal):
+            streams = getattr(request.match_info.handler, _STREAMS_ATTR, False)  # checks it in the stream itself
+            if roles and request.method not in _SAFE_METHODS and principal is not None and not streams and \
+                    not await _csrf_ok(request, principal):
                 return web.Response(status=403, text="forbidden: the form's CSRF token is missing or wrong; "
                                                      "reload the page and try again\n")
             return await handler(request)
@@ -528,17 +550,15 @@ class HttpServer:
 async def _csrf_ok(request: web.Request, principal: Principal) -> bool:
     """A change may be made with a personal or service token (a browser never adds one by itself), or with a
     session and its CSRF token; never by an ``open`` principal (anyone)."""
-    if principal.via in ("token", "service"):
-        return True
     if principal.via != "session" or not principal.csrf:
-        return False
+        return csrf_matches(principal, "")
     given = request.headers.get(CSRF_HEADER, "")
     if not given and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         if request.content_length is not None and request.content_length > MAX_BODY:
             return False
         value = (await request.post()).get(CSRF_FIELD, "")
         given = value if isinstance(value, str) else ""
-    return hmac.compare_digest(given.encode(), principal.csrf.encode())
+    return csrf_matches(principal, given)
 
 
 class _WriteTimeout(Exception):

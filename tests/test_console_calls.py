@@ -41,8 +41,8 @@ def serve(folder: Path, **sections: Any) -> Iterator[Site]:
     add_user(db, "victor", "viewer")
     add_user(db, "maria", "manager", "--department", "Sales")
     port = free_port()
-    daemon = DaemonProcess(folder, daemon_config(folder, http={"listen": f"127.0.0.1:{port}", "token": SERVICE_TOKEN},
-                                                 departments=DEPARTMENTS, **sections))
+    http = {"listen": f"127.0.0.1:{port}", "token": SERVICE_TOKEN, **sections.pop("http", {})}
+    daemon = DaemonProcess(folder, daemon_config(folder, http=http, departments=DEPARTMENTS, **sections))
     try:
         yield Site(daemon.start(), port)
         daemon.terminate()

@@ -44,6 +44,9 @@ def test_no_route_that_changes_something_lets_a_viewer_or_the_service_token_in(t
         assert {"viewer", "manager", "admin"} <= walked[("GET", path)], path
     for path in ("/alerts/acknowledge", "/alerts/snooze", "/api/alerts/{id}/acknowledge", "/api/alerts/{id}/snooze"):
         assert walked[("POST", path)] == {"admin", "manager"}, path
+    for method, path in (("GET", "/upload"), ("POST", "/upload"), ("POST", "/api/upload"),
+                         ("GET", "/upload/jobs/{id}"), ("GET", "/api/upload/jobs/{id}")):
+        assert walked[(method, path)] == {"admin"}, path
     # The overview and its event stream: every role reads them (a manager their departments'), nobody signed out.
     for path in ("/", "/overview/events"):
         assert walked[("GET", path)] >= {"admin", "manager", "viewer", SERVICE}, path

@@ -260,6 +260,9 @@ class Console:
         from smdrd.console import alerts_inbox
 
         alerts_inbox.register(self)
+        from smdrd.console import upload
+
+        upload.register(self)
         from smdrd.console import rates
 
         rates.register(self)  # /rates, /rates/test, /api/tariff

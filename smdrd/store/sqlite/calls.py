@@ -110,5 +110,20 @@ class SqliteCalls:
             f"WHERE id IN ({', '.join('?' * len(wanted))}) ORDER BY id", wanted)
         return [StoredLine(int(r[0]), r[1], r[2], int(r[3]), r[4], bytes(r[5]), r[6], r[7]) for r in rows]
 
+    def peer_statuses(self, peer: str, since: int) -> dict[str, int]:
+        rows = self.conn.execute("SELECT status, count(*) FROM lines WHERE received_at >= ? AND peer = ? "
+                                 "GROUP BY status", (since, peer))
+        return {status: int(n) for status, n in rows}
+
+    def peer_errors(self, peer: str, since: int, limit: int) -> list[tuple[int, StoredLine]]:
+        # A file's n-th line is its n-th journalled line that is not a `flushed` marker (as `smdrd import`
+        # numbers them); the lines are read from the receive-time index, from the upload's start.
+        rows = self.conn.execute(
+            "SELECT n, id, source, peer, received_at, format, raw, status, error FROM (SELECT row_number() OVER "
+            "(ORDER BY id) AS n, * FROM lines WHERE received_at >= ? AND peer = ? AND status <> 'flushed') "
+            "WHERE status = 'error' ORDER BY id LIMIT ?", (since, peer, limit))
+        return [(int(r[0]), StoredLine(int(r[1]), r[2], r[3], int(r[4]), r[5], bytes(r[6]), r[7], r[8]))
+                for r in rows]
+
     def close(self) -> None:
         self.conn.close()

@@ -1,0 +1,112 @@
+"""The console's upload over HTTP, against a real daemon process: an admin uploads a saved PBX log (its format
+detected), follows the import on its job page and sees the lines that failed by number; uploading it again adds
+no call; a file over the size cap, a wrong format, a missing CSRF token and a viewer are refused."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.test_console_calls import serve, session
+from tests.test_console_http import CSRF, Site, sign_in
+
+__all__ = ["session"]  # the fixture
+
+SAMPLE = Path(__file__).parent / "fixtures" / "avaya-ipo" / "ipo500-2017-07.smdr"
+#: where the bad lines go (1-based line numbers of the uploaded file; line 1 is the header).
+BAD_AT = (4, 9, 15)
+GOOD = 20
+
+
+def log_file() -> bytes:
+    """The sample's header and first `GOOD` calls, with a bad line at each of `BAD_AT`."""
+    lines = SAMPLE.read_bytes().splitlines()[:GOOD + 1]
+    for n in BAD_AT:
+        lines.insert(n - 1, f"2017/07/01 09:00:00,not a duration {n},0,214,O".encode())
+    return b"\r\n".join(lines) + b"\r\n"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    yield from serve(tmp_path_factory.mktemp("console-upload"), http={"max_upload_mb": 1},
+                     site={"timezone": "Europe/Warsaw", "country": "PL"})
+
+
+async def upload(session: aiohttp.ClientSession, site: Site, body: bytes, *, fmt: str = "",
+                 csrf: str | None = None) -> aiohttp.ClientResponse:
+    if csrf is None:
+        async with session.get(f"{site.base}/upload") as page:
+            assert page.status == 200
+            found = CSRF.search(await page.text())
+        assert found is not None
+        csrf = found.group(1)
+    form = aiohttp.FormData()
+    form.add_field("csrf", csrf)
+    form.add_field("format", fmt)
+    form.add_field("file", body, filename="pbx-log.smdr", content_type="application/octet-stream")
+    response = await session.post(f"{site.base}/upload", data=form, allow_redirects=False)
+    await response.read()
+    return response
+
+
+async def finished(session: aiohttp.ClientSession, site: Site, location: str) -> dict[str, Any]:
+    job_id = location.rsplit("/", 1)[-1]
+    for _ in range(600):
+        async with session.get(f"{site.base}/api/upload/jobs/{job_id}") as r:
+            job: dict[str, Any] = await r.json()
+        if job["state"] != "running":
+            return job
+        await asyncio.sleep(0.1)
+    raise AssertionError("the import did not end")
+
+
+async def test_an_upload_is_imported_and_its_bad_lines_are_listed_by_number(
+        site: Site, session: aiohttp.ClientSession) -> None:
+    assert (await sign_in(site, session, "alice")).status == 303
+    response = await upload(session, site, log_file())
+    assert response.status == 303, await response.text()
+    location = response.headers["Location"]
+    async with session.get(site.base + location) as page:
+        assert page.status == 200 and "pbx-log.smdr" in await page.text()
+    job = await finished(session, site, location)
+    assert job["state"] == "done", job
+    assert job["format"] == "avaya-ipo" and job["detected"]
+    assert job["calls"] >= GOOD - 2 and job["errors"] == len(BAD_AT), job
+    assert [e["line"] for e in job["failed_lines"]] == list(BAD_AT)
+    assert all("not a duration" in e["raw"] for e in job["failed_lines"])
+    async with session.get(site.base + location) as page:
+        text = await page.text()
+    assert '<td class="num">9</td>' in text and "not a duration 9" in text
+    assert 'http-equiv="refresh"' not in text, "a finished job's page stops refreshing"
+    # The same file again adds nothing: every call is recognised as stored.
+    again = await finished(session, site, (await upload(session, site, log_file())).headers["Location"])
+    assert again["state"] == "done" and again["calls"] == 0, again
+    assert again["duplicates"] == job["calls"], again
+    async with session.get(f"{site.base}/api/calls", params={"from": "2017-07-01", "to": "2017-07-31",
+                                                             "page_size": "200"}) as r:
+        assert len((await r.json())["calls"]) == job["calls"]
+
+
+async def test_bad_uploads_are_refused_beside_their_field(site: Site, session: aiohttp.ClientSession) -> None:
+    assert (await sign_in(site, session, "alice")).status == 303
+    too_big = await upload(session, site, b"x" * (1024 * 1024 + 10) + b"\n")
+    assert too_big.status == 413 and 'id="e-file"' in await too_big.text()
+    unknown = await upload(session, site, log_file(), fmt="no-such-pbx")
+    assert unknown.status == 400 and 'id="e-format"' in await unknown.text()
+    garbage = await upload(session, site, b"\x00\x01 nothing a PBX writes\n" * 5)
+    assert garbage.status == 400 and "could not be recognised" in await garbage.text()
+    forged = await upload(session, site, log_file(), csrf="not-the-token")
+    assert forged.status == 403
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as viewer:
+        assert (await sign_in(site, viewer, "victor")).status == 303
+        async with viewer.get(f"{site.base}/upload") as page:
+            assert page.status == 403
+        form = aiohttp.FormData()
+        form.add_field("file", b"x", filename="x.log")
+        async with viewer.post(f"{site.base}/upload", data=form) as r:
+            assert r.status == 403
