@@ -162,6 +162,9 @@ async def test_a_manager_sees_only_their_departments(site: Overview, browser: ai
     assert ">301<" not in html and ">201 <span" in html
     assert ALERTS[0][2] in html, "their department's alert"
     assert ALERTS[1][2] not in html and ALERTS[2][2] not in html, "not another's, nor the site's operational ones"
+    async with browser.get(f"{site.base}/overview/events") as response:  # the live figures are scoped too
+        first = json.loads((await anext(events(response)))["data"])["html"]
+    assert "Sales" in first and "Support" not in first and ALERTS[1][2] not in first
 
 
 async def events(response: aiohttp.ClientResponse) -> AsyncIterator[dict[str, str]]:
