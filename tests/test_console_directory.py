@@ -158,6 +158,9 @@ async def test_upload_and_api_with_errors_naming_line_and_column(site: Dir) -> N
             assert r.status == 200
             assert await r.json() == {"number": "301", "name": "Robert", "name_source": "edited",
                                       "department": "Sales"}
+        async with browser.put(f"{site.base}/api/directory/extensions/SIP%2Falice", headers=headers,
+                               json={"name": "Alice (softphone)"}) as r:
+            assert r.status == 200 and (await r.json())["number"] == "SIP/alice"
         async with browser.post(f"{site.base}/api/directory/departments", headers=headers,
                                 json={"name": "Ops", "parent": "Nowhere"}) as r:
             assert r.status == 400 and (await r.json())["errors"]["parent"] == "there is no department 'Nowhere'"

@@ -84,6 +84,24 @@ def test_csv_errors_name_the_line_and_the_column(text: str, where: str, what: st
     assert where in caught.value.field and what in caught.value.message
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.text(max_size=12), max_size=8), max_size=6))
+def test_any_csv_is_read_or_refused_with_its_line(rows: list[list[str]]) -> None:
+    """Whatever a file holds, the import reads it or names where it is wrong: never another error."""
+    import csv
+    import io
+
+    out = io.StringIO()
+    csv.writer(out).writerows([list(CSV.splitlines()[0].split(",")), *rows])
+    try:
+        departments, memberships, _ = read_csv(out.getvalue().splitlines(keepends=True), "f.csv")
+    except DirectoryError as exc:
+        assert exc.field.startswith("f.csv, line ")
+        return
+    known = {d.name for d in departments}
+    assert all(m.department in known for m in memberships)
+
+
 def test_changes_are_checked_as_the_configuration_is() -> None:
     snap = empty()
     snap = DirectorySnapshot(add_department(snap, "Company").departments, (), 1)
@@ -209,7 +227,8 @@ def test_a_running_daemon_takes_a_change_made_by_another_process(tmp_path: Path)
     path.write_text(config_toml(config))
 
     async def scenario() -> None:
-        async with running_daemon(load_config(path), config_path=path, features=("reports",)) as daemon:
+        async with running_daemon(load_config(path), config_path=path,
+                                  features=("metrics", "reports", "alerts")) as daemon:
             reports = daemon.features.reports
             assert reports is not None and reports.context.directory.names == []
             directory = open_store(tmp_path / "smdrd.db").directory()
@@ -228,6 +247,11 @@ def test_a_running_daemon_takes_a_change_made_by_another_process(tmp_path: Path)
                 await asyncio.sleep(0.1)
             assert reports.context.directory.names == ["Company", "Sales", "Support"]
             assert daemon.settings.departments[1].budget == Decimal("250.50")
+            # budget alerts and metrics resolve departments from the same directory
+            alerts = daemon.features.alerts
+            assert alerts is not None and alerts.engine.directory.department("205", "2026-03-15") == "Support"
+            metrics = daemon.features.metrics
+            assert metrics is not None and metrics.department_of("205", "2026-03-15")[0] == "Support"
 
     asyncio.run(scenario())
 

@@ -484,12 +484,13 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 
 def register(console: Console) -> DirectoryPages:
-    """Add the directory pages and API to ``console``'s server."""
+    """Add the directory pages and API to ``console``'s server. An extension may hold a slash (``SIP/alice``):
+    its routes take the rest of the path."""
     pages = DirectoryPages(console)
     router = console.server.app.router
     router.add_get("/directory/extensions", pages.extensions_page)
-    router.add_post("/directory/extensions/{number}/name", pages.name_form)
-    router.add_post("/directory/extensions/{number}/move", pages.move_form)
+    router.add_post("/directory/extensions/{number:.+}/name", pages.name_form)
+    router.add_post("/directory/extensions/{number:.+}/move", pages.move_form)
     router.add_get("/directory/departments", pages.departments_page)
     router.add_post("/directory/departments", pages.add_form)
     router.add_post("/directory/departments/{name}", pages.edit_form)
@@ -497,7 +498,7 @@ def register(console: Console) -> DirectoryPages:
     router.add_post("/directory/import", pages.import_form)
     router.add_get("/directory/export.csv", pages.export)
     router.add_get("/api/directory/extensions", pages.api_extensions)
-    router.add_put("/api/directory/extensions/{number}", pages.api_extension)
+    router.add_put("/api/directory/extensions/{number:.+}", pages.api_extension)
     router.add_get("/api/directory/departments", pages.api_departments)
     router.add_post("/api/directory/departments", pages.api_add)
     router.add_put("/api/directory/departments/{name}", pages.api_edit)
