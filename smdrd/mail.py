@@ -60,6 +60,8 @@ ALERTS_CURSOR = "alerts"
 MAX_DIGEST = 1000
 #: mails sent at most per tick (the rest wait for the next).
 SEND_BATCH = 20
+#: seconds between two prunings of the mail history.
+PRUNE_INTERVAL = 3600.0
 
 T = TypeVar("T")
 
@@ -169,6 +171,8 @@ class MailDelivery:
         self._mail: MailStore | None = None
         self._db = ThreadPoolExecutor(1, thread_name_prefix="smdrd-mail-db")
         self._wake = asyncio.Event()
+        #: when the mail history was last pruned (epoch seconds).
+        self._pruned = 0.0
         #: set while the mail server fails: no other mail is tried before this (loop time).
         self._server_retry_at = 0.0
         self._server_backoff = Backoff(self.settings.smtp.retry_min, self.settings.smtp.retry_max)
@@ -221,6 +225,12 @@ class MailDelivery:
             await self._plan_alerts(now)
         if self.settings.smtp.enabled:
             await self._send_due(now)
+        days = self.settings.smtp.history_days
+        if days and now - self._pruned >= PRUNE_INTERVAL:
+            self._pruned = now
+            pruned = await self._store(lambda m, before: m.prune(before), now - days * 86400)
+            if pruned:
+                log.info("mail.pruned", mails=pruned, older_than_days=days)
 
     # ---- planning ----
 

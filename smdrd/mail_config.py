@@ -65,6 +65,8 @@ class SmtpConfig(Section):
     retry_min: float = Field(default=30.0, gt=0, le=86400)
     #: ...to at most this many.
     retry_max: float = Field(default=3600.0, gt=0, le=86400)
+    #: sent and failed mails are listed (in the console) this many days, then deleted; 0 keeps them for ever.
+    history_days: int = Field(default=400, ge=0)
 
     @field_validator("from_address")
     @classmethod

@@ -88,6 +88,11 @@ class SqliteMail:
         self.conn.execute("UPDATE mail_outbox SET state = 'failed', attempts = attempts + 1, last_error = ? "
                           "WHERE id = ?", (error[:MAX_ERROR], mail_id))
 
+    def prune(self, before: int) -> int:
+        with self._write() as conn:
+            return conn.execute("DELETE FROM mail_outbox WHERE state <> 'pending' AND created_at < ?",
+                                (before,)).rowcount
+
     def deliveries(self, owners: Sequence[str] | None = None, limit: int = 100) -> list[MailItem]:
         if owners is None:
             rows = self.conn.execute(f"{_ITEM} ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
