@@ -1,0 +1,89 @@
+"""Calls, alerts and upload in a real headless Chromium against a real daemon process: search a call, open its
+page and see its raw line; acknowledge and snooze an alert; upload a log with a few bad lines and see them
+listed by line number. Skipped only when Chromium, chromedriver or selenium is missing and ``CI`` is unset
+(as `tests.test_reports_browser`)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.test_console_alerts import store_alerts
+from tests.test_console_browser import at, shows, sign_in
+from tests.test_console_calls import serve
+from tests.test_console_http import Site
+from tests.test_console_upload import BAD_AT, log_file
+from tests.test_reports import CALLS, write_calls
+from tests.test_reports_browser import MISSING, browser
+
+__all__ = ["browser"]  # the fixture
+
+pytestmark = pytest.mark.skipif(bool(MISSING) and not os.environ.get("CI"),
+                                reason=f"not installed: {', '.join(MISSING)} (under CI=true this fails)")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    folder = tmp_path_factory.mktemp("console-calls-browser")
+    asyncio.run(write_calls(folder / "smdrd.db", CALLS))
+    asyncio.run(store_alerts(folder / "smdrd.db"))
+    yield from serve(folder, tariff={"currency": "EUR"}, retention={"calls_days": 0, "lines_days": 0})
+
+
+def test_search_a_call_and_read_its_raw_line(site: Site, browser: Any) -> None:
+    sign_in(browser, "alice", f"{site.base}/calls?from=2026-03-01&to=2026-03-31")
+    assert shows(browser, "Calls from 2026-03-01 to 2026-03-31")
+    box = browser.find_element("id", "f-extension")
+    box.clear()
+    box.send_keys("300")
+    browser.find_element("id", "search").click()
+    assert shows(browser, "0:10:00"), "the international call of 300, ten minutes"
+    rows = browser.find_elements("css selector", "#calls tbody tr")
+    assert len(rows) == 2 and all("300" in r.text for r in rows)
+    assert "extension=300" in browser.current_url, "the search is in the URL: a bookmark gives it again"
+    rows[0].find_element("css selector", "a.call-link").click()
+    assert shows(browser, "Journal line")
+    raw = browser.find_element("css selector", "pre.raw-line").text
+    assert raw.startswith("line "), raw
+    assert "international" in browser.find_element("id", "rating").text
+    assert browser.find_element("id", "tester").get_attribute("href").startswith(f"{site.base}/rates/test?number=")
+
+
+def test_acknowledge_and_snooze_an_alert(site: Site, browser: Any) -> None:
+    sign_in(browser, "alice", f"{site.base}/alerts")
+    assert shows(browser, "a call to a high-risk destination")
+    row = browser.find_element("css selector", 'tr[data-alert="high_risk:test:1"]')
+    row.find_element("css selector", "button.ack").click()
+    assert at(browser, f"{site.base}/alerts")
+    assert "high_risk:test:1" not in browser.find_element("id", "alerts").get_attribute("innerHTML"), \
+        "acknowledged: no longer among the open ones"
+    row = browser.find_element("css selector", 'tr[data-alert="cost:test:2"]')
+    row.find_element("css selector", "select[name=minutes]").send_keys("4 hours")
+    row.find_element("css selector", "button.snooze").click()
+    assert at(browser, f"{site.base}/alerts")
+    browser.get(f"{site.base}/alerts?state=any")
+    assert shows(browser, "acknowledged by alice at")
+    assert shows(browser, "snoozed by alice until")
+
+
+def test_upload_a_log_and_see_its_bad_lines_by_number(site: Site, browser: Any, tmp_path: Path) -> None:
+    saved = tmp_path / "pbx-log.smdr"
+    saved.write_bytes(log_file())
+    sign_in(browser, "alice", f"{site.base}/upload")
+    assert shows(browser, "Upload a PBX log")
+    browser.find_element("id", "f-file").send_keys(str(saved))
+    browser.find_element("id", "upload").click()
+    assert shows(browser, "pbx-log.smdr")
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 90).until(
+        lambda d: d.find_element("id", "job").get_attribute("data-state") != "running")
+    assert browser.find_element("id", "job").get_attribute("data-state") == "done"
+    numbers = [r.find_elements("css selector", "td")[0].text
+               for r in browser.find_elements("css selector", "#failed-lines tbody tr")]
+    assert numbers == [str(n) for n in BAD_AT]
