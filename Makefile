@@ -47,6 +47,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python bench/reports.py
 	$(BIN)/python bench/retention.py
 	$(BIN)/python bench/alerts.py
+	$(BIN)/python bench/mail.py
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/startup.py
 	$(BIN)/python bench/lifecycle.py
