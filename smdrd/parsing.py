@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import abc
 import functools
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from types import MappingProxyType
@@ -221,17 +221,33 @@ def get_parser_class(name: str) -> type[Parser]:
     return cls
 
 
+#: each format's `Parser.extension_name`, or None for a format that names no extension (or is unknown).
+_NAMERS: dict[str, Callable[[CallRecord], str] | None] = {}
+
+
+def _namer(fmt: str) -> Callable[[CallRecord], str] | None:
+    try:
+        cls = get_parser_class(fmt)
+    except SmdrdError:
+        namer = None
+    else:
+        overridden = cls.extension_name.__func__ is not Parser.extension_name.__func__  # type: ignore[attr-defined]
+        namer = cls.extension_name if overridden else None
+    _NAMERS[fmt] = namer
+    return namer
+
+
 def extension_names(records: Iterable[CallRecord]) -> Iterator[tuple[str, str]]:
     """``(extension, name)`` for each record whose format gave its extension a name (`Parser.extension_name`);
-    a record of an unknown format names nothing."""
+    a record of an unknown format names nothing. Cheap per record (the writer asks it of every call): one
+    lookup for a format that names no extension."""
+    namers = _NAMERS
     for record in records:
-        if not record.extension:
+        fmt = record.format
+        namer = namers[fmt] if fmt in namers else _namer(fmt)
+        if namer is None or not record.extension:
             continue
-        try:
-            cls = get_parser_class(record.format)
-        except SmdrdError:
-            continue
-        name = cls.extension_name(record)
+        name = namer(record)
         if name:
             yield record.extension, name
 

@@ -144,7 +144,7 @@ class JournalWriter:
         self._urgent = False
         self._idle = asyncio.Event()
         self._idle.set()
-        #: the extension names the PBX gave, as last written: a name is written again only when it changes.
+        #: the extension names the PBX gave (as it gave them), as last written: written again only when changed.
         self._names: dict[str, str] = {}
 
     @property
@@ -339,7 +339,8 @@ class JournalWriter:
             names = self._new_names(batch)
             if names:
                 now = int(time.time())
-                await db.executemany(LEARN_NAME, [(ext, name, now) for ext, name in names.items()])
+                await db.executemany(LEARN_NAME, [(ext, name, now) for ext, given in names.items()
+                                                  if (name := clean_name(given))])
             await db.execute("COMMIT")
         except BaseException:
             # SQLite has already rolled back by itself after some failures (disk full, I/O error): a ROLLBACK
@@ -372,9 +373,8 @@ class JournalWriter:
             calls = p.entry.calls
             if calls:
                 for ext, given in extension_names(c.record for c in calls):
-                    name = clean_name(given)
-                    if name and known.get(ext) != name:
-                        found[ext] = name
+                    if known.get(ext) != given:  # as the PBX gave it: cleaned only when it changed
+                        found[ext] = given
         return found
 
     async def _recover(self) -> None:
