@@ -8,22 +8,29 @@ read-only and say so."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import socket
 import sqlite3
+import urllib.request
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
 
+from smdrd.config import Settings
 from smdrd.store import open_store
 from smdrd.store.api import AuditEntry
-from smdrd.testing import DaemonProcess, daemon_config, free_port, tcp_server_source
+from smdrd.testing import DaemonProcess, daemon_config, free_port, running_daemon, tcp_server_source
+from tests.test_console_browser import at, shows
+from tests.test_console_browser import sign_in as browser_sign_in
 from tests.test_console_http import SERVICE_TOKEN, Site, page_csrf, sign_in, status
 from tests.test_console_overview import add_users, avaya_line
+from tests.test_reports_browser import MISSING, browser
 
 TARIFF = {"source": "database", "currency": "PLN", "mode": "first-match"}
 YEASTAR = ("Name,Match Prefix,Number Length,Rate,Billable Unit(s),Initial Time(s),Initial Cost\r\n"
@@ -31,6 +38,9 @@ YEASTAR = ("Name,Match Prefix,Number Length,Rate,Billable Unit(s),Initial Time(s
            "PL,48,,0.05,60,120,0.3\r\n")
 TEST = "/rates/test?number=221234567&duration=125&time=2026-03-02T10:00"
 TOKEN = re.compile(r"smdrd_pat_[A-Za-z0-9_-]+")
+
+
+__all__ = ["browser"]  # the fixture, shared with the report page's test
 
 
 class Rates(Site):
@@ -226,17 +236,21 @@ async def test_the_json_api_with_a_personal_token(site: Rates) -> None:
 
 
 async def test_a_tariff_from_the_files_is_shown_read_only(tmp_path: Path) -> None:
-    files = {"currency": "EUR", "rules": [{"name": "pl", "prefixes": ["48"], "rate": "0.60"}]}
-    for site in running(tmp_path, files):
-        async with jar() as admin:
-            assert (await sign_in(site, admin, "alice")).status == 303
-            page = await text_of(admin, f"{site.base}/rates")
-            assert 'source = "files"' in page and 'id="add-rule"' not in page and ">pl<" in page
-            assert "1.80 EUR" in await text_of(admin, site.base + TEST)
-            csrf = await page_csrf(site, admin, "/rates")
-            code, text = await post(admin, f"{site.base}/rates", {"csrf": csrf, "prefixes": "44", "rate": "1"})
-            assert code == 409 and "comes from the files" in text
-            assert await status(admin, f"{site.base}/rates/export.csv") == 200
+    add_users(tmp_path / "smdrd.db", ("alice", "admin", ()))
+    port = free_port()
+    config = daemon_config(tmp_path, http={"listen": f"127.0.0.1:{port}"},
+                           tariff={"currency": "EUR", "rules": [{"name": "pl", "prefixes": ["48"], "rate": "0.60"}]})
+    settings = Settings.model_validate(config)
+    site = Site(DaemonProcess(tmp_path, config), port)  # in this process: only its address is used
+    async with running_daemon(settings), jar() as admin:
+        assert (await sign_in(site, admin, "alice")).status == 303
+        page = await text_of(admin, f"{site.base}/rates")
+        assert 'source = "files"' in page and 'id="add-rule"' not in page and ">pl<" in page
+        assert "1.80 EUR" in await text_of(admin, site.base + TEST)
+        csrf = await page_csrf(site, admin, "/rates")
+        code, text = await post(admin, f"{site.base}/rates", {"csrf": csrf, "prefixes": "44", "rate": "1"})
+        assert code == 409 and "comes from the files" in text
+        assert await status(admin, f"{site.base}/rates/export.csv") == 200
 
 
 async def test_a_period_is_re_rated_with_the_tariff_in_force_after_a_preview(site: Rates) -> None:
@@ -271,3 +285,94 @@ async def test_a_period_is_re_rated_with_the_tariff_in_force_after_a_preview(sit
     async with jar() as viewer:
         assert (await sign_in(site, viewer, "victor")).status == 303
         assert await status(viewer, f"{site.base}/rates/rerate?from={today}&to={today}") == 403
+
+
+# ---- the same in a real headless Chromium (skipped only when it is not installed and CI is unset) ----
+
+in_chromium = pytest.mark.skipif(bool(MISSING) and not os.environ.get("CI"),
+                                 reason=f"not installed: {', '.join(MISSING)} (under CI=true this fails)")
+MARKUP_DECK = ("Name,Match Prefix,Number Length,Rate,Billable Unit(s),Initial Time(s),Initial Cost\r\n"
+               "PL mobile,486,11,0.2,60,0,0\r\n"
+               "PL <b>fixed</b>,48,,0.05,60,120,0.3\r\n")
+BROWSER_TEST = "/rates/test?number=611234567&duration=0:02:05&time=2026-03-02T10:00"
+
+
+def settled(driver: Any, read: Any) -> Any:
+    """``read(driver)`` once the page has settled on a value that is not falsy (a click's navigation may still
+    be replacing the page, and an element read meanwhile goes stale)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, 15, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)) \
+        .until(read)
+
+
+def add_rule(driver: Any, site: Rates, name: str, prefix: str, rate: str, *, position: str) -> None:
+    driver.get(f"{site.base}/rates")
+    driver.find_element("id", "rule-name").send_keys(name)
+    driver.find_element("id", "rule-prefixes").send_keys(prefix)
+    driver.find_element("id", "rule-rate").send_keys(rate)
+    driver.find_element("id", "rule-position").send_keys(position)
+    driver.find_element("id", "add-rule").click()
+    assert settled(driver, lambda d: "Rule added." in d.find_element("id", "done").text)
+
+
+def answer(driver: Any, site: Rates) -> str:
+    driver.get(site.base + BROWSER_TEST)
+    return str(driver.find_element("id", "answer-rule").text)
+
+
+@in_chromium
+def test_in_chromium_add_a_rule_test_a_number_and_see_a_new_call_priced_by_it(site: Rates, browser: Any) -> None:
+    browser_sign_in(browser, "alice", f"{site.base}/rates")
+    assert at(browser, f"{site.base}/rates")
+    # A mistake is shown beside its field.
+    browser.find_element("id", "rule-prefixes").send_keys("4861")
+    browser.find_element("id", "rule-rate").send_keys("abc")
+    browser.find_element("id", "add-rule").click()
+    assert shows(browser, "expected an amount")
+    assert settled(browser, lambda d: d.find_element("id", "rule-rate").get_attribute("aria-invalid")) == "true"
+    add_rule(browser, site, "Poznan", "4861", "0.60", position="1")
+    assert answer(browser, site) == "Poznan (prefix 4861)"
+    assert browser.find_element("id", "answer-cost").text == "1.80 PLN"
+    assert "3 x 0.60 per 60 s" in browser.find_element("id", "answer-arithmetic").text
+    with socket.create_connection(("127.0.0.1", site.pbx)) as pbx:
+        pbx.sendall(avaya_line("201", "611234567", 125))
+    for _ in range(100):
+        browser.get(f"{site.base}/calls")
+        rows = browser.find_elements("css selector", "#calls tbody tr")
+        if any("611234567" in r.text and "1.80 PLN" in r.text for r in rows):
+            break
+    else:
+        raise AssertionError("the call never showed, priced by the new rule")
+
+
+@in_chromium
+def test_in_chromium_moving_a_rule_up_changes_the_testers_answer(site: Rates, browser: Any) -> None:
+    add_rule(browser, site, "Poznan centre", "486112", "0.10", position="2")
+    assert answer(browser, site) == "Poznan (prefix 4861)"  # first match: the earlier rule
+    browser.get(f"{site.base}/rates")
+    browser.find_element("id", "up-2").click()
+    assert settled(browser, lambda d: "Rule moved." in d.find_element("id", "done").text)
+    assert answer(browser, site) == "Poznan centre (prefix 486112)"
+    assert browser.find_element("id", "answer-cost").text == "0.30 PLN"
+
+
+@in_chromium
+def test_in_chromium_import_and_export_a_yeastar_deck(site: Rates, browser: Any, tmp_path: Path) -> None:
+    deck = tmp_path / "yeastar-rates.csv"
+    deck.write_bytes(MARKUP_DECK.encode())
+    browser.get(f"{site.base}/rates")
+    browser.find_element("id", "deck").send_keys(str(deck))
+    browser.find_element("id", "import-deck").click()
+    assert settled(browser, lambda d: "Deck imported." in d.find_element("id", "done").text)
+    names = settled(browser, lambda d: [e.text for e in d.find_elements("css selector", "#rate-rules .rule-name")])
+    assert names == ["PL <b>fixed</b>", "PL mobile"]  # Yeastar's file lists its rules last first; markup as text
+    assert answer(browser, site) == "PL <b>fixed</b> (prefix 48)"
+    browser.get(f"{site.base}/rates")
+    link = browser.find_element("id", "export-yeastar").get_attribute("href")
+    cookie = browser.get_cookie("smdrd_session")
+    request = urllib.request.Request(link, headers={"Cookie": f"smdrd_session={cookie['value']}"})
+    with urllib.request.urlopen(request, timeout=10) as response:  # the download the link gives
+        assert response.headers["Content-Disposition"].startswith("attachment")
+        assert response.read().decode() == MARKUP_DECK
