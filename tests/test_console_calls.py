@@ -55,7 +55,8 @@ def serve(folder: Path, **sections: Any) -> Iterator[Site]:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     folder = tmp_path_factory.mktemp("console-calls")
     asyncio.run(write_calls(folder / "smdrd.db", CALLS))
-    yield from serve(folder, tariff={"currency": "EUR"}, retention={"calls_days": 0, "lines_days": 0})
+    yield from serve(folder, tariff={"currency": "EUR"}, retention={"calls_days": 0, "lines_days": 0},
+                     privacy={"mask_digits": 3})
 
 
 @pytest.fixture
@@ -134,6 +135,24 @@ async def test_a_call_page_shows_its_raw_line_legs_and_rating(site: Site, sessio
     for missing in ("999999", "abc", "1" * 30):
         async with session.get(f"{site.base}/calls/{missing}") as page:
             assert page.status == 404
+
+
+async def test_numbers_are_masked_for_the_roles_that_need_not_see_them(
+        site: Site, session: aiohttp.ClientSession) -> None:
+    """[privacy] mask_digits = 3: a viewer sees 0221234***, an admin the whole number."""
+    await signed_in(site, session, "victor")
+    _, found = await api(session, f"{site.base}/api/calls", **MARCH, extension="211")
+    (call,) = found["calls"]
+    assert call["number"] == "0221234***" and call["e164"] == "+48221234***"
+    status, detail = await api(session, f"{site.base}/api/calls/{call['id']}")
+    assert status == 200 and detail["rating"]["e164"] == "+48221234***" and detail["tester"] is None
+    async with session.get(f"{site.base}/calls/{call['id']}") as page:
+        text = await page.text()
+    assert "0221234567" not in text and "0221234***" in text
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as admin:
+        await signed_in(site, admin, "alice")
+        _, whole = await api(admin, f"{site.base}/api/calls/{call['id']}")
+    assert whole["number"] == "0221234567"
 
 
 async def test_a_manager_sees_only_their_departments_calls(site: Site, session: aiohttp.ClientSession) -> None:

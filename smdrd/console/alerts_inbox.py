@@ -21,6 +21,7 @@ from aiohttp import web
 
 from smdrd.console.calls import CALL_READERS, on_thread, parse_day, report_context, scope_departments
 from smdrd.http import MAX_BODY, Principal, principal_of, requires
+from smdrd.privacy import hidden_digits, mask
 from smdrd.reports.queries import Context
 from smdrd.store import open_store
 from smdrd.store.api import ALERT_STATES, Actor, AlertFilter, AlertInbox, InboxAlert, utc_bounds
@@ -28,7 +29,7 @@ from smdrd.store.api import ALERT_STATES, Actor, AlertFilter, AlertInbox, InboxA
 if TYPE_CHECKING:
     from smdrd.console import Console
 
-__all__ = ["ALERT_ACTORS", "MAX_SNOOZE_DAYS", "SEVERITIES", "SNOOZES", "AlertsInbox", "register"]
+__all__ = ["ALERT_ACTORS", "MAX_SNOOZE_DAYS", "SEVERITIES", "SNOOZES", "AlertsInbox", "masked_payload", "register"]
 
 #: who may acknowledge and snooze: admins, and managers for their departments' alerts.
 ALERT_ACTORS = frozenset({"admin", "manager"})
@@ -123,6 +124,7 @@ class AlertsInbox:
         self.console = console
         self.context = context
         self.path = console.path
+        self.privacy = console.settings.privacy
         self._db = ThreadPoolExecutor(1, thread_name_prefix="smdrd-console-alerts")
 
     async def _inbox(self, fn: Callable[[AlertInbox], T]) -> T:
@@ -134,7 +136,7 @@ class AlertsInbox:
         return datetime.fromtimestamp(seconds, ctx.timezone).strftime("%Y-%m-%d %H:%M")
 
     def _row(self, a: InboxAlert, ctx: Context, principal: Principal | None) -> dict[str, Any]:
-        p = a.payload
+        p = masked_payload(a.payload, hidden_digits(principal, self.privacy))
         return {"id": a.alert_id, "rule": a.rule, "severity": a.severity, "state": a.state,
                 "reason": str(p.get("reason") or ""), "department": a.department, "extension": p.get("extension"),
                 "number": p.get("number"), "source": p.get("source"), "facts": p.get("facts") or {},
@@ -176,7 +178,8 @@ class AlertsInbox:
         if form.errors:
             return web.json_response({"error": "bad filter", "fields": form.errors}, status=400)
         principal = principal_of(request)
-        rows = [{**self._row(a, ctx, principal), "payload": a.payload} for a in alerts]
+        hidden = hidden_digits(principal, self.privacy)
+        rows = [{**self._row(a, ctx, principal), "payload": masked_payload(a.payload, hidden)} for a in alerts]
         before = str(alerts[-1].row) if len(alerts) == PAGE_SIZE else None
         return web.json_response({"alerts": rows, "next": before, "timezone": str(ctx.timezone)})
 
@@ -260,6 +263,20 @@ class AlertsInbox:
     @requires(*ALERT_ACTORS)
     async def api_snooze(self, request: web.Request) -> web.StreamResponse:
         return await self._api_action(request, "snooze")
+
+
+def masked_payload(payload: dict[str, Any], hidden: int) -> dict[str, Any]:
+    """An alert's payload with ``hidden`` last digits of its numbers masked (``[privacy]``)."""
+    if not hidden:
+        return payload
+    out = dict(payload)
+    if isinstance(out.get("number"), str):
+        out["number"] = mask(out["number"], hidden)
+    call = out.get("call")
+    if isinstance(call, dict):
+        out["call"] = {k: mask(v, hidden) if k in ("number", "e164") and isinstance(v, str) else v
+                       for k, v in call.items()}
+    return out
 
 
 def register(console: Console) -> AlertsInbox:

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from smdrd.http import READERS, Principal, principal_of, requires
 from smdrd.journal import MICROS
+from smdrd.privacy import hidden_digits, mask
 from smdrd.rating.classes import CALL_CLASSES
 from smdrd.reports.departments import Directory
 from smdrd.reports.queries import DIRECTIONS, EARLIEST_DAY, LATEST_DAY, Context
@@ -223,6 +224,7 @@ class CallPages:
     def __init__(self, console: Console, context: Callable[[], Context]) -> None:
         self.console = console
         self.context = context
+        self.privacy = console.settings.privacy
         self.path = console.path
         self._db = ThreadPoolExecutor(1, thread_name_prefix="smdrd-console-calls")
 
@@ -274,7 +276,8 @@ class CallPages:
         after = f"{calls[-1].sort_value(q.sort)}.{calls[-1].id}" if more and q is not None else ""
         return self.console.render(
             request, "calls_search.html", status=400 if form.errors else 200, title="Calls", form=form,
-            calls=[self._row(c, ctx) for c in calls], classes=CALL_CLASSES, directions=DIRECTIONS,
+            calls=[self._row(c, ctx, self._hidden(request)) for c in calls], classes=CALL_CLASSES,
+            directions=DIRECTIONS,
             next_url=form.url("/calls", after=after) if after else "",
             first_url=form.url("/calls") if form.values["after"] else "", sort_url=self._sort_url(form),
             export_url=form.url("/api/calls"), max_page_size=MAX_PAGE_SIZE, timezone=str(ctx.timezone))
@@ -290,12 +293,17 @@ class CallPages:
 
         return url
 
-    def _row(self, call: StoredCall, ctx: Context) -> dict[str, Any]:
-        """A call as the table and the JSON show it."""
+    def _hidden(self, request: web.Request) -> int:
+        """How many last digits of each number the request's person may not see (``[privacy]``)."""
+        return hidden_digits(principal_of(request), self.privacy)
+
+    def _row(self, call: StoredCall, ctx: Context, hidden: int) -> dict[str, Any]:
+        """A call as the table and the JSON show it (numbers masked by ``hidden`` digits)."""
         return {
             "id": call.id, "start": call.start, "extension": call.extension,
             "department": ctx.directory.department(call.extension, call.start[:10]),
-            "number": call.number, "e164": call.e164, "direction": call.direction, "trunk": call.trunk,
+            "number": mask(call.number, hidden), "e164": mask(call.e164, hidden) if call.e164 else call.e164,
+            "direction": call.direction, "trunk": call.trunk,
             "account": call.account, "call_id": call.call_id, "leg": call.leg,
             "call_class": call.call_class or "", "duration": call.duration, "duration_text": hms(call.duration),
             "cost": None if call.cost_micros is None else str(money(call.cost_micros, None, ctx.decimals)),
@@ -311,7 +319,8 @@ class CallPages:
         assert q is not None
         more = len(calls) == q.limit
         after = f"{calls[-1].sort_value(q.sort)}.{calls[-1].id}" if more else None
-        rows = [{k: v for k, v in self._row(c, ctx).items() if not k.endswith("_text")} for c in calls]
+        hidden = self._hidden(request)
+        rows = [{k: v for k, v in self._row(c, ctx, hidden).items() if not k.endswith("_text")} for c in calls]
         return web.json_response({"calls": rows, "from": form.first.isoformat(), "to": form.last.isoformat(),
                                   "timezone": str(ctx.timezone), "next": after,
                                   "next_url": form.url("/api/calls", after=after) if after else None})
@@ -345,10 +354,11 @@ class CallPages:
         if found is None:
             return self.console.render(request, "calls_missing.html", status=404, title="No such call")
         call, legs, lines, ctx = found
+        hidden = self._hidden(request)
         return self.console.render(
-            request, "calls_call.html", title=f"Call {call.id}", call=self._row(call, ctx), stored=call,
-            legs=[self._row(leg, ctx) for leg in legs], lines=[_line(line) for line in lines],
-            tester_url=_tester_url(call), timezone=str(ctx.timezone))
+            request, "calls_call.html", title=f"Call {call.id}", call=self._row(call, ctx, hidden), stored=call,
+            legs=[self._row(leg, ctx, hidden) for leg in legs], lines=[_line(line, legs, hidden) for line in lines],
+            tester_url=_tester_url(call) if not hidden else "", timezone=str(ctx.timezone))
 
     @requires(*CALL_READERS)
     async def api_call(self, request: web.Request) -> web.StreamResponse:
@@ -356,15 +366,17 @@ class CallPages:
         if found is None:
             return web.json_response({"error": "no such call"}, status=404)
         call, legs, lines, ctx = found
-        body = {k: v for k, v in self._row(call, ctx).items() if not k.endswith("_text")}
+        hidden = self._hidden(request)
+        body = {k: v for k, v in self._row(call, ctx, hidden).items() if not k.endswith("_text")}
         body.update({"ring": call.ring, "answered": call.answered, "transfer": call.transfer, "extra": call.extra,
                      "source": call.source, "format": call.format, "call_key": call.call_key,
-                     "rating": {"e164": call.e164, "region": call.region, "call_class": call.call_class,
+                     "rating": {"e164": body["e164"], "region": call.region, "call_class": call.call_class,
                                 "rule": call.rule, "prefix": call.prefix,
                                 "cost": body["cost"], "currency": call.currency},
-                     "legs": [{k: v for k, v in self._row(leg, ctx).items() if not k.endswith("_text")}
+                     "legs": [{k: v for k, v in self._row(leg, ctx, hidden).items() if not k.endswith("_text")}
                               for leg in legs],
-                     "lines": [_line(line) for line in lines], "tester": _tester_url(call)})
+                     "lines": [_line(line, legs, hidden) for line in lines],
+                     "tester": _tester_url(call) if not hidden else None})
         return web.json_response(body)
 
 
@@ -372,11 +384,17 @@ def _fields(q: CallQuery) -> dict[str, Any]:
     return {name: getattr(q, name) for name in CallQuery.__dataclass_fields__}
 
 
-def _line(line: StoredLine) -> dict[str, Any]:
+def _line(line: StoredLine, calls: list[StoredCall], hidden: int) -> dict[str, Any]:
+    """A journal line as shown: with ``hidden`` digits masked in every number of ``calls`` found in it."""
+    raw = line.raw.decode("utf-8", errors="replace")
+    if hidden:
+        for number in sorted({n for c in calls for n in (c.number, (c.e164 or "").lstrip("+")) if n}, key=len,
+                             reverse=True):
+            raw = raw.replace(number, mask(number, hidden))
     return {"id": line.id, "source": line.source, "peer": line.peer,
             "received_at": datetime.fromtimestamp(line.received_at / 1_000_000).astimezone().isoformat(
                 timespec="seconds"),
-            "format": line.format, "raw": line.raw.decode("utf-8", errors="replace"), "status": line.status,
+            "format": line.format, "raw": raw, "status": line.status,
             "error": line.error}
 
 
