@@ -335,11 +335,32 @@ def move_extension(snapshot: DirectorySnapshot, extension: str, department: str,
 def replace_all(snapshot: DirectorySnapshot, departments: Sequence[DirectoryDepartment],
                 memberships: Sequence[DirectoryMembership], names: Sequence[tuple[str, str]], *,
                 source: str) -> Change:
-    """The whole directory replaced (an import from ``source``)."""
-    return Change(tuple(departments), tuple(memberships), "directory.import", source,
-                  {"departments": len(snapshot.departments), "memberships": len(snapshot.memberships)},
-                  {"departments": len(departments), "memberships": len(memberships), "names": len(names)},
+    """The whole directory replaced (an import from ``source``). The audit entry keeps what went (before) and
+    what came (after): departments and memberships removed and added, and the names set, each list capped at
+    `AUDIT_ITEMS` (with how many more)."""
+    old_d = {_key(_department_view(d)): _department_view(d) for d in snapshot.departments}
+    new_d = {_key(_department_view(d)): _department_view(d) for d in departments}
+    old_m = {_key(_membership_view(m)): _membership_view(m) for m in snapshot.memberships}
+    new_m = {_key(_membership_view(m)): _membership_view(m) for m in memberships}
+    before = {"departments": _capped([v for k, v in old_d.items() if k not in new_d]),
+              "memberships": _capped([v for k, v in old_m.items() if k not in new_m])}
+    after = {"departments": _capped([v for k, v in new_d.items() if k not in old_d]),
+             "memberships": _capped([v for k, v in new_m.items() if k not in old_m]),
+             "names": _capped([{"extension": e, "name": n} for e, n in names])}
+    return Change(tuple(departments), tuple(memberships), "directory.import", source, before, after,
                   names=tuple(names))
+
+
+#: the most items of each kind an import's audit entry lists.
+AUDIT_ITEMS = 500
+
+
+def _key(view: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(sorted(view.items()))
+
+
+def _capped(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"count": len(items), "items": items[:AUDIT_ITEMS]}
 
 
 # ---- CSV ----

@@ -276,3 +276,29 @@ def test_the_demo_gets_a_populated_directory_once(tmp_path: Path) -> None:
     assert d.tree_order()[0] == "Company" and d.ancestors("Sales") == ["Sales", "Company"]
     assert d.department("205", "2026-03-16") == "Sales" and d.budgets["Company"] == Decimal(20000)
     assert names["200"] == DEMO_NAMES[0] and len(names) == 20 + 15 + 6 + 4
+
+
+def test_an_import_is_audited_with_what_went_and_what_came(tmp_path: Path) -> None:
+    from smdrd.directory import replace_all
+
+    db = tmp_path / "smdrd.db"
+    directory = open_store(db).directory()
+    accounts = open_store(db).accounts()
+    try:
+        for text in (CSV, CSV.replace("Support", "Help")):
+            departments, memberships, names = read_csv(text.splitlines(keepends=True), "d.csv")
+            snap = directory.snapshot()
+            replace_all(snap, departments, memberships, names, source="d.csv").write(directory, snap, at=1,
+                                                                                     actor=ADMIN)
+        entry = accounts.entries(limit=1)[0]
+    finally:
+        directory.close()
+        accounts.close()
+    assert (entry.action, entry.target, entry.actor) == ("directory.import", "d.csv", "alice")
+    assert entry.before is not None and entry.after is not None
+    assert entry.before["departments"] == {"count": 1, "items": [
+        {"name": "Support", "parent": "Company", "budget": None}]}
+    assert entry.after["departments"]["items"] == [{"name": "Help", "parent": "Company", "budget": None}]
+    assert entry.before["memberships"]["count"] == entry.after["memberships"]["count"] == 2
+    assert entry.after["names"]["items"] == [{"extension": "301", "name": "Bob Jones"},
+                                             {"extension": "205", "name": "Alice Smith"}]
