@@ -1,10 +1,11 @@
 """Live benchmark: a PBX feeding the daemon over loopback TCP at a fixed rate.
 
-    python bench/live.py [--rates 1000,20000] [--seconds 30]
+    python bench/live.py [--rates 1000,20000] [--seconds 30] [--modes worker,loop]
 
 For each rate, a separate sender process (the PBX) writes Avaya IP Office lines to a `tcp-server` source for
 the given time; each line carries its send time (in the account-code field). The daemon runs in this process
-with its default configuration (50 ms commit interval; parsing and rating in its pipeline worker process) and a
+with its default configuration (50 ms commit interval; parsing, rating and alert rules in its pipeline worker
+process; ``--modes`` also runs each rate with them on the event loop, ``parse_in_worker = false``) and a
 commit listener that records, for every line, the time from the sender's write to its commit. Reported per
 rate: lines sent, lines journalled, lines lost (must be 0), the rate sustained (lines committed per second from
 the first send to the last commit: it keeps up when this equals the offered rate), latency median and p99, the
@@ -139,13 +140,14 @@ def _cpu_of(pid: int | None) -> float:
         return 0.0
 
 
-async def main_async(rates: list[float], seconds: float, worker: bool) -> None:
+async def main_async(rates: list[float], seconds: float, modes: list[str]) -> None:
     work = Path(tempfile.mkdtemp(prefix="smdrd-live-"))
     results = []
-    for rate in rates:
-        results.append(await run_rate(rate, seconds, work, worker))
+    for mode in modes:
+        for rate in rates:
+            results.append({"mode": mode, **await run_rate(rate, seconds, work, mode == "worker")})
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    rows = [(f"{int(r['rate']):>6} lines/s",
+    rows = [(f"{r['mode']:>6} {int(r['rate']):>6} lines/s",
              f"sent {int(r['sent']):>7,}  lost {int(r['lost'])}  sustained {int(r['sustained_lines_per_second']):>6,}"
              f" lines/s  latency median {r['latency_median_ms']} ms, p99 {r['latency_p99_ms']} ms  "
              f"CPU loop {r['cpu_share']:.0%} worker {r['worker_cpu_share']:.0%}") for r in results]
@@ -161,10 +163,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rates", default="1000,20000")
     ap.add_argument("--seconds", type=float, default=30.0)
-    ap.add_argument("--worker", action="store_true",
-                    help="parse and rate in the pipeline worker process ([database] parse_in_worker = true)")
+    ap.add_argument("--modes", default="worker",
+                    help="where parse, rate and alert rules run, in order: worker (the default, [database] "
+                         "parse_in_worker = true), loop (on the event loop), or both: worker,loop")
     args = ap.parse_args()
-    asyncio.run(main_async([float(r) for r in args.rates.split(",")], args.seconds, args.worker))
+    modes = args.modes.split(",")
+    if not set(modes) <= {"worker", "loop"}:
+        ap.error(f"--modes takes worker and/or loop, got {args.modes!r}")
+    asyncio.run(main_async([float(r) for r in args.rates.split(",")], args.seconds, modes))
 
 
 if __name__ == "__main__":

@@ -12,9 +12,11 @@ turns with the loop instead of using the second core.
   parser (page headers, open multi-leg calls) sees its lines in order, and entries reach the writer in order.
 - **Reload:** `Pipeline.configure` queues the new site and tariff behind the lines already sent; the worker
   rebuilds its rater (a bad tariff keeps the old one there too, and is logged).
-- **Alert rules** run on the loop, on each entry as it comes back (`on_entries` of the stream): the alert
-  engine's state is shared with the source health checks, the stored budgets it is seeded from and the metrics,
-  all of which live in the daemon's process. They cost microseconds, and nothing at all with no rules.
+- **Alert rules** run here too, on each call as it is rated (`set_alerts`): the engine and its state (velocity
+  windows, budgets spent, open alerts) live in the worker alone. The daemon sends it what only the daemon knows,
+  in order with the lines: the compiled rules and directory (again at a reload), the spend stored this month (at
+  each worker start, so a new worker's budgets start where the database is), and every few seconds the
+  sources' state, answered with the operational alerts that raises or clears (`check`).
 - **Crash:** if the worker dies, the lines it had not answered are journalled as ``error`` lines holding their
   bytes and the reason (``smdrd reparse`` turns them into calls later), the failure is reported (the daemon's
   ``failed_tasks``, so ``/healthz`` turns red and systemd restarts smdrd), and a new worker takes the next lines.
@@ -24,28 +26,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
-import multiprocessing
 import os
 import pickle
-import signal
 import socket
 import struct
+import subprocess
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import structlog
 
-from smdrd.config import Settings, SiteConfig, TariffConfig
-from smdrd.core import ERROR, JournalEntry, flush_entry, process_frame
+from smdrd import pipeline_worker as w
+from smdrd.core import ERROR, JournalEntry
 from smdrd.framing import Frame, Oversized, Skipped
+from smdrd.pipeline_worker import AlertSetup, Answer, Checked, Spend
 
-__all__ = ["Pipeline", "PipelineStream"]
+if TYPE_CHECKING:
+    from smdrd.alerts.rules import SourceSnapshot
+    from smdrd.config import Settings
+
+__all__ = ["AlertSetup", "Checked", "Pipeline", "PipelineStream", "Spend"]
 
 log = structlog.get_logger(__name__)
 
@@ -56,48 +60,8 @@ MAX_IN_FLIGHT = 1_000
 #: operations per message to the worker: large enough that a flood costs one message per few hundred lines.
 MAX_OPS = 512
 
-#: one stream's entries as the worker answers them: (stream id, entries).
-Answer = tuple[int, list[JournalEntry]]
-
-
-@dataclass(slots=True)
-class _Open:
-    sid: int
-    format: str
-    encoding: str
-    year: int | None
-    options: dict[str, object]
-
-
-@dataclass(slots=True)
-class _Lines:
-    sid: int
-    source: str
-    peer: str
-    received_at: int
-    frames: Sequence[Frame]
-
-
-@dataclass(slots=True)
-class _Close:
-    sid: int
-    source: str
-    peer: str
-    received_at: int
-
-
-@dataclass(slots=True)
-class _Config:
-    site: dict[str, Any]
-    tariff: dict[str, Any]
-    base_dir: str | None
-
-
-_Op = _Open | _Lines | _Close | _Config
-
-
-def _config(settings: Settings, base_dir: Path | None) -> _Config:
-    return _Config(settings.site.model_dump(mode="json"), settings.tariff.model_dump(mode="json"),
+def _config(settings: Settings, base_dir: Path | None) -> w.Configure:
+    return w.Configure(settings.site.model_dump(mode="json"), settings.tariff.model_dump(mode="json"),
                    str(base_dir) if base_dir else None)
 
 
@@ -117,11 +81,11 @@ class PipelineStream:
 
     def send(self, frames: Sequence[Frame], received_at: int) -> None:
         """Queue ``frames`` (received at ``received_at`` µs) for parsing. Never blocks."""
-        self._pipeline._send(_Lines(self.sid, self.source, self.peer, received_at, list(frames)), len(frames))
+        self._pipeline._send(w.Lines(self.sid, self.source, self.peer, received_at, list(frames)), len(frames))
 
     def close(self) -> None:
         """End of the stream: the worker flushes what its parser holds (a cut-off multi-leg call)."""
-        self._pipeline._send(_Close(self.sid, self.source, self.peer, time.time_ns() // 1000), 1)
+        self._pipeline._send(w.Close(self.sid, self.source, self.peer, time.time_ns() // 1000), 1)
 
 
 class Pipeline:
@@ -134,14 +98,14 @@ class Pipeline:
         self._config = _config(settings, base_dir)
         self._on_failure = on_failure
         self.max_in_flight = max_in_flight
-        self._streams: dict[int, tuple[_Open, PipelineStream]] = {}
+        self._streams: dict[int, tuple[w.Open, PipelineStream]] = {}
         self._next_sid = 0
         #: operations sent and not yet answered, oldest first, with their weight in `_in_flight`.
-        self._unanswered: deque[tuple[_Op, int]] = deque()
+        self._unanswered: deque[tuple[w.Op, int]] = deque()
         self._in_flight = 0
         #: operations not yet written; written together at the end of the loop's current iteration, so a
         #: flood costs one message per many lines and a trickle waits for nothing.
-        self._queued: list[_Op] = []
+        self._queued: list[w.Op] = []
         self._flush_scheduled = False
         self._capacity = asyncio.Event()
         self._capacity.set()
@@ -151,8 +115,13 @@ class Pipeline:
         self._ready = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._process: multiprocessing.process.BaseProcess | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._closing = False
+        #: the alert rules the worker runs, and where the spend that starts its budgets is read (`set_alerts`).
+        self._alerts: tuple[AlertSetup, Callable[[], Spend]] | None = None
+        #: `check`\ s sent and not yet answered, by id.
+        self._checks: dict[int, asyncio.Future[Checked | None]] = {}
+        self._next_check = 0
         #: worker processes started (1, plus one per crash).
         self.starts = 0
 
@@ -167,7 +136,7 @@ class Pipeline:
                     options: dict[str, object], on_entries: Callable[[list[JournalEntry]], None]) -> PipelineStream:
         """A stream whose lines are parsed by a fresh parser of ``format`` in the worker."""
         self._next_sid += 1
-        op = _Open(self._next_sid, format, encoding, year, dict(options))
+        op = w.Open(self._next_sid, format, encoding, year, dict(options))
         stream = PipelineStream(self, op.sid, source, peer, on_entries)
         self._streams[op.sid] = (op, stream)
         self._queue(op)  # not answered: the worker only makes the parser
@@ -177,6 +146,28 @@ class Pipeline:
         """A reload: lines sent from now on are rated with ``settings``' tariff (sent behind the earlier ones)."""
         self._config = _config(settings, base_dir)
         self._queue(self._config)
+
+    def set_alerts(self, setup: AlertSetup, seed: Callable[[], Spend]) -> None:
+        """Run the alert rules of ``setup`` in the worker, on every call it rates; at a reload, swap them in (the
+        engine's state carries over). Each new worker (the first, one after a crash) starts its budgets from
+        ``seed()``, read when it starts."""
+        first = self._alerts is None
+        self._alerts = (setup, seed)
+        if self._writer is not None:  # the worker runs: otherwise it gets them when it starts
+            self._queue(w.SetAlerts(setup, _spend(seed) if first else None))
+
+    async def check(self, snapshots: Sequence[SourceSnapshot], now: float, *,
+                    stats_only: bool = False) -> Checked | None:
+        """The alerts the sources' state raises or clears at wall-clock ``now``, and those of budget periods
+        over (``stats_only``: neither, just the counters), from the worker's engine, in order behind the lines
+        sent before; ``None`` when no worker answers (none runs, or it died meanwhile)."""
+        if self._writer is None or self._alerts is None:
+            return None
+        self._next_check += 1
+        answer: asyncio.Future[Checked | None] = asyncio.get_running_loop().create_future()
+        self._checks[self._next_check] = answer
+        self._send(w.Check(self._next_check, list(snapshots), now, stats_only), 0)
+        return await answer
 
     async def wait_capacity(self) -> None:
         """Wait while more than ``max_in_flight`` lines are with the worker (sources call this after feeding)."""
@@ -209,6 +200,7 @@ class Pipeline:
             self._closing = True
             self._disconnect()
             self._stop_process()
+            self._unchecked()
 
     async def close(self, give_up_after: float | None = None) -> None:
         """Wait (up to ``give_up_after`` seconds) for the lines in flight, then stop the worker (`run` returns)."""
@@ -225,7 +217,7 @@ class Pipeline:
 
     # -- internals --------------------------------------------------------------------------------------------
 
-    def _send(self, op: _Op, weight: int) -> None:
+    def _send(self, op: w.Op, weight: int) -> None:
         self._unanswered.append((op, weight))
         self._in_flight += weight
         self._idle.clear()
@@ -233,7 +225,7 @@ class Pipeline:
             self._capacity.clear()
         self._queue(op)
 
-    def _queue(self, op: _Op) -> None:
+    def _queue(self, op: w.Op) -> None:
         self._queued.append(op)
         if not self._flush_scheduled and self._writer is not None and self._loop is not None:
             self._flush_scheduled = True
@@ -255,20 +247,19 @@ class Pipeline:
                       else struct.pack("!iQ", -1, len(data))) + data)
 
     async def _start(self) -> asyncio.StreamReader:
-        ctx = multiprocessing.get_context("spawn")  # never fork a process that holds threads (aiosqlite's)
-        ours, theirs = ctx.Pipe(duplex=True)  # a socket pair on POSIX
-        process = ctx.Process(target=worker_main, args=(theirs,), name="smdrd-pipeline", daemon=True)
-        process.start()
-        theirs.close()
-        sock = socket.socket(fileno=os.dup(ours.fileno()))
-        ours.close()
-        reader, writer = await asyncio.open_unix_connection(sock=sock)
+        ours, theirs = socket.socketpair()
+        with theirs:
+            process = _spawn_worker(theirs.fileno())
+        reader, writer = await asyncio.open_unix_connection(sock=ours)
         self._process, self._writer = process, writer
         self.starts += 1
         # What the new worker must know first: the configuration and every open stream (which the queue may
         # repeat: sent again from here, so only the lines and closes stay queued), then what is queued.
-        self._write([self._config, *(op for op, _ in self._streams.values())])
-        self._queued = [op for op in self._queued if isinstance(op, _Lines | _Close)]
+        first: list[w.Op] = [self._config]
+        if self._alerts is not None:
+            first.append(w.SetAlerts(self._alerts[0], _spend(self._alerts[1])))
+        self._write([*first, *(op for op, _ in self._streams.values())])
+        self._queued = [op for op in self._queued if isinstance(op, w.Lines | w.Close | w.Check)]
         self._flush()
         return reader
 
@@ -297,18 +288,25 @@ class Pipeline:
         # worker still importing at a quick stop would otherwise hold the daemon's exit up.
         process = self._process
         if process is not None:
-            process.join(timeout=0.5)
-            if process.is_alive():
+            try:
+                process.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
                 process.kill()
-                process.join(timeout=5)
+                process.wait(timeout=5)
 
     def _answered(self, answers: list[Answer]) -> None:
         for sid, entries in answers:
             op, weight = self._unanswered.popleft()
             self._in_flight -= weight
+            if isinstance(op, w.Check):
+                answer = self._checks.pop(op.cid, None)
+                if answer is not None and not answer.done() and isinstance(entries, Checked):
+                    answer.set_result(entries)
+                continue
+            assert isinstance(entries, list)
             found = self._streams.get(sid)
             if found is not None:
-                if isinstance(op, _Close):
+                if isinstance(op, w.Close):
                     del self._streams[sid]
                 if entries:
                     found[1].on_entries(entries)
@@ -324,17 +322,17 @@ class Pipeline:
         """The worker died: journal what it had not answered as error lines, report, and let `run` restart it."""
         self._disconnect()
         self._stop_process()
-        code = self._process.exitcode if self._process is not None else None
+        code = self._process.returncode if self._process is not None else None
         self._queued = []  # lines are journalled below with the rest; opens and configuration are sent again
         reason = f"the pipeline worker stopped (exit code {code}) before parsing this line"
         lost = 0
         while self._unanswered:
             op, weight = self._unanswered.popleft()
             self._in_flight -= weight
-            found = self._streams.get(op.sid) if isinstance(op, _Lines | _Close) else None
-            if isinstance(op, _Close):
+            found = self._streams.get(op.sid) if isinstance(op, w.Lines | w.Close) else None
+            if isinstance(op, w.Close):
                 self._streams.pop(op.sid, None)
-            if not isinstance(op, _Lines) or found is None:
+            if not isinstance(op, w.Lines) or found is None:
                 continue
             fmt = found[0].format
             entries = [JournalEntry(op.source, op.peer, op.received_at, fmt, _raw(frame), ERROR, reason)
@@ -342,11 +340,41 @@ class Pipeline:
             lost += len(entries)
             found[1].on_entries(entries)
         self._settle()
+        self._unchecked()
         exc = RuntimeError(f"the pipeline worker died (exit code {code}); {lost} line(s) it held were journalled "
                            "as errors for `smdrd reparse`; a new worker took over")
         log.error("pipeline.worker_died", exit_code=code, lines_journalled_as_errors=lost)
         if self._on_failure is not None:
             self._on_failure("pipeline", exc)
+
+
+    def _unchecked(self) -> None:
+        """No worker will answer the checks sent: they get ``None`` (the next check asks the next worker)."""
+        checks, self._checks = self._checks, {}
+        for answer in checks.values():
+            if not answer.done():
+                answer.set_result(None)
+
+
+def _spawn_worker(fd: int) -> subprocess.Popen[bytes]:
+    """A fresh interpreter running `smdrd.pipeline_worker.main` on the socket ``fd`` (never a fork of a process
+    that holds threads; and not multiprocessing's spawn, which would import the daemon's main module, its CLI and
+    configuration schema first: the worker starts in about half the time). It imports smdrd from where the
+    daemon did, installed or from a source tree. Starting it takes a fork and an exec: milliseconds."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    code = "import sys; from smdrd.pipeline_worker import main; main(int(sys.argv[1]))"
+    return subprocess.Popen([sys.executable, "-c", code, str(fd)], pass_fds=(fd,), stdin=subprocess.DEVNULL,
+                            env=env)
+
+
+def _spend(seed: Callable[[], Spend]) -> Spend | None:
+    try:
+        return seed()
+    except Exception as exc:  # a locked or broken database: the budgets start from nothing, and it is said
+        log.error("alerts.budget_seed_failed", error=f"{type(exc).__name__}: {exc}"[:500])
+        return None
 
 
 def _raw(frame: Frame) -> bytes:
@@ -355,61 +383,3 @@ def _raw(frame: Frame) -> bytes:
     if isinstance(frame, Skipped):
         return frame.raw
     return bytes(frame)
-
-
-# -- the worker process -----------------------------------------------------------------------------------------
-
-
-def worker_main(conn: Connection) -> None:
-    """The worker process: answer each message's operations, in order, with the entries they make."""
-    from smdrd.parsing import Parser, ParserContext, get_parser_class
-    from smdrd.rating import Rater
-
-    # The daemon stops the worker through the pipe once everything sent is answered; a SIGTERM or Ctrl-C sent to
-    # the whole group (systemd, a terminal) must not kill it first and lose the lines it holds.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    gc.freeze()  # the modules and the tariff: long-lived, never garbage; the collector need not walk them
-    parsers: dict[int, tuple[Parser, str]] = {}
-    site: SiteConfig | None = None
-    rate: Callable[..., Any] | None = None
-    announced = False
-    while True:
-        try:
-            ops = conn.recv()
-        except (EOFError, OSError):
-            return
-        if ops is None:
-            with contextlib.suppress(OSError):
-                conn.send(None)
-            return
-        answers: list[Answer] = []
-        for op in ops:
-            if isinstance(op, _Lines):
-                parser, encoding = parsers[op.sid]  # opened before its lines: the same pipe, in order
-                answers.append((op.sid, [
-                    process_frame(frame, parser, encoding, source=op.source, peer=op.peer,
-                                  received_at=op.received_at, rate=rate) for frame in op.frames]))
-            elif isinstance(op, _Close):
-                parser, _ = parsers.pop(op.sid)
-                flushed = flush_entry(parser, source=op.source, peer=op.peer, received_at=op.received_at,
-                                      tag=op.received_at, rate=rate)
-                answers.append((op.sid, [flushed] if flushed is not None else []))
-            elif isinstance(op, _Open):
-                assert site is not None
-                context = ParserContext(timezone=site.tz, year=op.year, options=op.options,
-                                        country=site.country)
-                parsers[op.sid] = (get_parser_class(op.format)(context), op.encoding)
-            else:
-                try:
-                    new_site = SiteConfig.model_validate(op.site)
-                    base = Path(op.base_dir) if op.base_dir else None
-                    rate = Rater.from_config(new_site, TariffConfig.model_validate(op.tariff), base_dir=base).rate
-                    site = new_site
-                except Exception as exc:  # validated by the daemon before it was sent; keep the old rater
-                    log.error("pipeline.configure_failed", error=f"{type(exc).__name__}: {exc}"[:500])
-                    if site is None:
-                        raise
-        if answers or (not announced and site is not None):
-            conn.send(answers)  # the first message, empty or not, says the worker is ready to parse
-            announced = True

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -214,8 +215,43 @@ async def test_the_snooze_holds_through_the_daemon(tmp_path: Path, broker: Broke
         assert await sub.wait_until(lambda: any(a["extension"] == "999" for a in alerts(sub)), 10)
         got = [(a["rule"], a["extension"]) for a in alerts(sub)]
         assert got == [("after_hours", "301"), ("after_hours", "999")]
-        engine = pbx.daemon.features.alerts
-        assert engine is not None and engine.engine.stats.snoozed["after_hours"] == 19
+        feature = pbx.daemon.features.alerts
+        assert feature is not None and (await feature.current_stats()).snoozed["after_hours"] == 19
+
+
+def stored_calls(tmp_path: Path) -> int:
+    with sqlite3.connect(tmp_path / "smdrd.db") as conn:
+        return int(conn.execute("SELECT count(*) FROM calls").fetchone()[0])
+
+
+async def test_the_worker_runs_the_rules_and_a_new_worker_starts_from_the_stored_spend(
+        tmp_path: Path, broker: Broker) -> None:
+    """The rules run in the pipeline worker (the default). Killed, it is replaced, and the new one gets the rules
+    again and starts its budgets from the spend stored this month: a department that had spent 12 of its daily
+    20 before the crash passes its budget with the next 9 (a fresh worker alone would count 9 of 20)."""
+    extra = {"tariff": _tariff(), "departments": [{"name": "Sales", "extensions": ["300-399"]}],
+             "alerts": {"budget": {"departments": {"Sales": {"daily": "20"}}}}}
+    today = datetime.now(UTC_).replace(hour=0, minute=1, second=0, microsecond=0)
+    port = free_port()
+    async with subscribed(broker) as sub, running(settings(tmp_path, broker, port, **extra)) as pbx:
+        pipeline = pbx.daemon.pipeline
+        assert pipeline is not None and pipeline.pid is not None
+        await pbx.send(call("914155550100", at=today, duration=12 * 60, extension="301"))
+        for _ in range(200):  # rated and stored before the crash
+            if stored_calls(tmp_path) == 1:
+                break
+            await asyncio.sleep(0.05)
+        os.kill(pipeline.pid, signal.SIGKILL)
+        for _ in range(200):  # (a line sent to a dead worker is journalled as an error, for `smdrd reparse`)
+            if pipeline.starts == 2:
+                break
+            await asyncio.sleep(0.05)
+        await pbx.send(call("914155550100", at=today + timedelta(minutes=20), duration=9 * 60, extension="302"))
+        assert await sub.wait_until(lambda: any(a["rule"] == "budget" for a in alerts(sub)), 15), alerts(sub)
+        assert pipeline.starts == 2 and "pipeline" in pbx.daemon.failed_tasks
+        budget = [a for a in alerts(sub) if a["rule"] == "budget"]
+        assert [(a["severity"], a["extension"]) for a in budget] == [("critical", "302")], budget
+        pbx.daemon.failed_tasks.clear()  # reported as it should be; the harness checks for unexpected ones
 
 
 async def test_a_resent_line_never_realerts_even_after_a_restart(tmp_path: Path, broker: Broker) -> None:

@@ -1,9 +1,11 @@
 """Alerts on abnormal calls: rules on the hot path, and an outbox written in the call's transaction.
 
 Built by `smdrd.daemon.Daemon.build` as the ``alerts`` feature (``daemon.features.alerts``), after ``metrics``.
-`install` sets the call observer (`smdrd.alerts.engine.AlertEngine.observe`), a commit listener (logs and counts
-the alerts committed), a background task (source health checks, outbox retention) and a reload listener
-(re-reads ``[alerts]`` and ``[[departments]]``). Delivery is the ``mqtt`` feature's (`smdrd.delivery`): it reads
+`install` puts the rules where the calls are rated: in the pipeline worker when the daemon has one
+(`smdrd.pipeline.Pipeline.set_alerts`: the engine and all its state live there), otherwise as the call observer
+on the event loop (`smdrd.alerts.engine.AlertEngine.observe`). It adds a commit listener (logs and counts the
+alerts committed), a background task (source health checks, outbox retention) and a reload listener (re-reads
+``[alerts]`` and ``[[departments]]``). Delivery is the ``mqtt`` feature's (`smdrd.delivery`): it reads
 the outbox, and `Alerts.outbox_listeners` wakes it when an operational alert is added.
 
 This package never holds a call back: rules run inline and cheap, everything slow happens after the commit.
@@ -27,6 +29,7 @@ from smdrd.alerts.engine import RESOLVED_SUFFIX, AlertEngine, AlertStats, Depart
 from smdrd.alerts.rules import RuleSet, SourceSnapshot, build_rules
 from smdrd.errors import SmdrdError
 from smdrd.journal import Alert, JournalEntry
+from smdrd.pipeline import AlertSetup, Spend
 from smdrd.store import open_store
 
 if TYPE_CHECKING:
@@ -79,6 +82,11 @@ class Alerts:
                                   decimals=settings.tariff.decimals)
         self.store = open_store(settings.database.path)
         self.outbox = self.store.outbox()
+        #: the daemon's pipeline worker, which then runs the rules (the engine here only compiles them).
+        self.pipeline = daemon.pipeline
+        self._worker_stats = AlertStats()
+        if self.pipeline is not None:
+            self.pipeline.set_alerts(self._setup(), self._stored_spend)
         #: called after alerts were added to the outbox outside a commit (the MQTT delivery wakes).
         self.outbox_listeners: list[Callable[[], None]] = []
         #: alerts committed and not yet acknowledged by the broker (approximate between checks).
@@ -115,6 +123,8 @@ class Alerts:
             return
         self.engine.configure(rules, settings.site.tz, site=settings.site.name, directory=directory,
                               decimals=settings.tariff.decimals)
+        if self.pipeline is not None:
+            self.pipeline.set_alerts(self._setup(), self._stored_spend)
         self._declare_rules()
         log.info("alerts.reloaded", rules=[a.rule.name for a in rules.calls + rules.sources])
 
@@ -131,18 +141,48 @@ class Alerts:
         finally:
             await self.outbox.close()
 
-    def _seed_budgets(self) -> None:
-        rules = self.engine.rules.calls
-        if not any(a.rule.name == "budget" for a in rules):
-            return
+    def _setup(self) -> AlertSetup:
+        e = self.engine
+        return AlertSetup(e.rules, e.tz.key, e.site, e.directory, e.decimals)
+
+    @property
+    def stats(self) -> AlertStats:
+        """The engine's counters: the worker's as of its last answer (`current_stats`), or the loop's own."""
+        return self._worker_stats if self.pipeline is not None else self.engine.stats
+
+    async def current_stats(self) -> AlertStats:
+        """The engine's counters now, once every call sent before was rated (asks the worker, if it has one)."""
+        if self.pipeline is not None and (checked := await self.pipeline.check([], 0, stats_only=True)):
+            self._worker_stats = checked.stats
+        return self.stats
+
+    def _stored_spend(self) -> Spend:
+        """This month's stored spend, that budgets start from (none to read without a budget rule)."""
+        if not any(a.rule.name == "budget" for a in self.engine.rules.calls):
+            return []
         now = datetime.now(self.engine.tz)
         month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        return self.store.spend_since(int(month_start.timestamp()))
+
+    def _seed_budgets(self) -> None:
+        if self.pipeline is not None:
+            return  # the worker's engine starts from the stored spend each time a worker starts
         try:
-            totals = self.store.spend_since(int(month_start.timestamp()))
+            totals = self._stored_spend()
         except Exception as exc:
             log.error("alerts.budget_seed_failed", error=str(exc))
             return
         self.engine.seed_spend(totals)
+
+    async def _check(self, now: float) -> list[Alert]:
+        """The operational alerts raised or resolved at ``now``, by whichever engine runs the rules."""
+        if self.pipeline is None:
+            return self.engine.check_sources(self._snapshots(), now) + self.engine.check_periods(now)
+        checked = await self.pipeline.check(self._snapshots(), now)
+        if checked is None:
+            return []
+        self._worker_stats = checked.stats
+        return checked.alerts
 
     async def _checks(self) -> None:
         last_prune = 0.0
@@ -150,7 +190,7 @@ class Alerts:
             await asyncio.sleep(self.daemon.settings.alerts.check_interval)
             try:
                 now = time.time()
-                raised = self.engine.check_sources(self._snapshots(), now) + self.engine.check_periods(now)
+                raised = await self._check(now)
                 if raised:
                     added = await self.outbox.insert(raised)
                     for alert in raised:
@@ -213,7 +253,8 @@ class Alerts:
 def install(daemon: Daemon, *, metrics: Metrics | None = None) -> Alerts:
     """Add alerts to ``daemon`` (see the module docstring), reporting to ``metrics`` when there is one."""
     alerts = Alerts(daemon, metrics=metrics)
-    daemon.hooks.add_observer(alerts.engine.observe)
+    if daemon.pipeline is None:
+        daemon.hooks.add_observer(alerts.engine.observe)
     daemon.commit_listeners.append(alerts.committed)
     daemon.reload_listeners.append(alerts.reloaded)
     daemon.add_task("alerts", alerts.run)
