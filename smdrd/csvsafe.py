@@ -79,9 +79,19 @@ def _guard_splits(text: str) -> str:
     return "".join(out)
 
 
+#: what makes a first character worth a closer look (a trigger, a control start, a blank or an invisible one).
+_FIRST_LOOK = TRIGGERS | CONTROL_STARTS | _INVISIBLE
+_ANY_SPLITTER = re.compile("[" + re.escape("".join(sorted(SPLITTERS))) + "]")
+
+
 def safe_text(text: str) -> str:
     """``text`` as a cell no spreadsheet evaluates (the rules are in the module docstring)."""
-    if not text or is_plain_number(text):
+    if not text:
+        return text
+    first = text[0]
+    if first not in _FIRST_LOOK and not first.isspace() and _ANY_SPLITTER.search(text) is None:
+        return text  # nothing to lead with and nothing to split on: most cells, at the cost of one search
+    if is_plain_number(text):
         return text
     start = _skip_blank(text, 0)
     lead = text[0] in CONTROL_STARTS or (start < len(text) and text[start] in TRIGGERS)
@@ -91,6 +101,8 @@ def safe_text(text: str) -> str:
 
 def safe_cell(value: object) -> str:
     """One value as a CSV cell: ``None`` empty, finite numbers as they are, text neutralised by `safe_text`."""
+    if type(value) is str:  # the most common cell first
+        return safe_text(value)
     if value is None:
         return ""
     if isinstance(value, int):  # bool included: True/False

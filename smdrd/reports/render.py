@@ -72,7 +72,7 @@ def _totals_row(report: Report) -> list[str] | None:
     return cells
 
 
-def csv_lines(report: Report, sections: Iterable[Section] | None = None) -> Iterator[list[str]]:
+def csv_lines(report: Report, sections: Iterable[Section] | None = None) -> Iterator[list[Any]]:
     """The CSV of ``report`` line by line: a header of column keys, one line per row, a last ``Total`` line.
 
     The rows are ``sections``' (default: the report's sections, or its rows), read as consumed, so a cursor's
@@ -84,8 +84,8 @@ def csv_lines(report: Report, sections: Iterable[Section] | None = None) -> Iter
     if report.kind not in DETAIL_KINDS:
         yield [c.key for c in columns]
         for section in sections:
-            for row in section.rows:
-                yield [text_value(row.get(c.key)) for c in columns]
+            for row in section.rows:  # values as they are: `smdrd.csvsafe` writes numbers and text alike
+                yield [row.get(c.key) for c in columns]
         totals = _totals_row(report)
         if totals is not None:
             yield totals
@@ -95,8 +95,9 @@ def csv_lines(report: Report, sections: Iterable[Section] | None = None) -> Iter
     for section in sections:
         if isinstance(section.rows, list) and not section.rows:
             continue  # a page's section without calls on the page
+        keys = [c.key for c in (*lead, *columns)]
         for row in section.rows:
-            yield [text_value(row.get(c.key)) for c in (*lead, *columns)]
+            yield [row.get(key) for key in keys]
         if section.totals is not None:
             yield [*(text_value(section.key.get(c.key, "")) for c in lead),
                    *("Subtotal" if i == 0 else text_value(section.totals.get(c.key))
