@@ -99,8 +99,11 @@ def from_config(departments: Sequence[DepartmentConfig]) -> tuple[list[Directory
 
 
 def read_snapshot(database: Path | str) -> DirectorySnapshot:
-    """The directory in the database at ``database``."""
+    """The directory in the database at ``database`` (empty when there is no database yet: none is made)."""
     from smdrd.store import open_store
+
+    if not Path(database).exists():
+        return DirectorySnapshot((), (), 0)
 
     store = open_store(database).directory()
     try:

@@ -302,3 +302,14 @@ def test_an_import_is_audited_with_what_went_and_what_came(tmp_path: Path) -> No
     assert entry.before["memberships"]["count"] == entry.after["memberships"]["count"] == 2
     assert entry.after["names"]["items"] == [{"extension": "301", "name": "Bob Jones"},
                                              {"extension": "205", "name": "Alice Smith"}]
+
+
+def test_resolving_makes_no_database(tmp_path: Path) -> None:
+    from smdrd.directory import resolve
+
+    config = daemon_config(tmp_path / "not-yet", directory={"source": "database"})
+    path = tmp_path / "smdrd.toml"
+    path.write_text(config_toml(config))
+    settings = load_config(path)
+    assert resolve(settings).departments == []
+    assert not (tmp_path / "not-yet").exists()
