@@ -152,7 +152,7 @@ async def test_sales_overspend_shows_as_over_budget_or_forecast_over_budget(
     sales = sales[:sales.index("</tr>")]
     assert "129.50 EUR" in sales and "300.00 EUR" in sales and "43 %" in sales
     # 129.50 spent today: unless today is the month's last working day, the forecast exceeds 300.
-    assert "forecast over budget" in sales or "on track" in sales
+    assert any(state in sales for state in ("forecast over budget", "on track", "too early to forecast"))
 
 
 async def test_a_manager_sees_only_their_departments(site: Overview, browser: aiohttp.ClientSession) -> None:

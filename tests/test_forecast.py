@@ -85,3 +85,17 @@ def test_a_weekend_adds_spend_but_no_working_day() -> None:
     # The 1st of November 2026 is a Sunday: no working time yet, nothing to project from.
     sunday = month_end_forecast(Decimal("30"), datetime(2026, 11, 1, 18, 0), cal)
     assert sunday.elapsed == 0 and sunday.projected == Decimal("30")
+
+
+def test_the_overview_says_a_budgets_state_in_words() -> None:
+    from smdrd.console.overview import budget_state
+
+    cal = WorkingCalendar()
+    mid = month_end_forecast(Decimal("200"), datetime(2026, 11, 16, 12, 0), cal)  # 10.5 of 21 working days
+    assert budget_state(Decimal("200"), None, mid, Decimal(2)) == ""
+    assert budget_state(Decimal("200"), Decimal("350"), mid, Decimal(2)) == "forecast over budget"
+    assert budget_state(Decimal("200"), Decimal("500"), mid, Decimal(2)) == "on track"
+    assert budget_state(Decimal("200"), Decimal("200"), mid, Decimal(2)) == "over budget"
+    early = month_end_forecast(Decimal("200"), datetime(2026, 11, 2, 12, 0), cal)  # half a working day
+    assert budget_state(Decimal("200"), Decimal("350"), early, Decimal(2)) == "too early to forecast"
+    assert budget_state(Decimal("400"), Decimal("350"), early, Decimal(2)) == "over budget"

@@ -39,7 +39,7 @@ from markupsafe import Markup
 
 from smdrd.http import READERS, Principal, principal_of, public, requires
 from smdrd.rating.classes import CALL_CLASSES
-from smdrd.reports.forecast import WorkingCalendar, calendar_for, month_bounds, month_end_forecast
+from smdrd.reports.forecast import Forecast, WorkingCalendar, calendar_for, month_bounds, month_end_forecast
 from smdrd.reports.http import scoped
 from smdrd.reports.queries import DIRECTIONS, Context, Query, Report, run_report
 from smdrd.reports.render import hms
@@ -146,8 +146,21 @@ def class_rows(today: list[dict[str, Any]], month: list[dict[str, Any]]) -> list
     return [{"name": c["name"], "today": todays.get(c["name"], none), "month": c} for c in month]
 
 
+def budget_state(spent: Decimal, budget: Decimal | None, forecast: Forecast, min_days: Decimal) -> str:
+    """A department's budget in words (never only a colour): ``over budget``, ``forecast over budget``, ``on
+    track``, or ``too early to forecast`` before ``min_days`` working days of the month (as the
+    ``budget_forecast`` rule waits); ``''`` without a budget."""
+    if budget is None:
+        return ""
+    if spent >= budget:
+        return "over budget"
+    if forecast.elapsed < min_days:
+        return "too early to forecast"
+    return "forecast over budget" if forecast.over(budget) else "on track"
+
+
 def budget_rows(reader: ReportReader, ctx: Context, now: datetime, departments: tuple[str, ...],
-                calendar: WorkingCalendar) -> list[dict[str, Any]]:
+                calendar: WorkingCalendar, *, min_days: Decimal) -> list[dict[str, Any]]:
     """Each department's spend this month, its monthly budget and the month-end forecast (display strings)."""
     first, _ = month_bounds(now.date())
     report = run_report(reader, Query("departments", first, now.date(), departments=departments), ctx)
@@ -156,18 +169,12 @@ def budget_rows(reader: ReportReader, ctx: Context, now: datetime, departments: 
         spent: Decimal = row["cost"]
         budget = ctx.directory.budgets.get(row["department"])
         forecast = month_end_forecast(spent, now, calendar)
-        if budget is None:
-            state = ""
-        elif spent >= budget:
-            state = "over budget"
-        elif forecast.over(budget):
-            state = "forecast over budget"
-        else:
-            state = "on track"
+        state = budget_state(spent, budget, forecast, min_days)
+        shown = budget is not None and forecast.elapsed >= min_days
         out.append({"department": row["department"], "parent": row["parent"] or "", "spent": _money(spent, ctx),
                     "budget": _money(budget, ctx), "used": _percent(spent, budget) if budget else "",
-                    "forecast": _money(forecast.projected, ctx) if budget else "",
-                    "forecast_used": _percent(forecast.projected, budget) if budget else "",
+                    "forecast": _money(forecast.projected, ctx) if shown else "",
+                    "forecast_used": _percent(forecast.projected, budget) if shown and budget else "",
                     "state": state, "alarm": state in ("over budget", "forecast over budget"),
                     "elapsed": f"{forecast.elapsed.quantize(Decimal('0.1'))}", "days": forecast.working_days})
     return out
@@ -257,15 +264,17 @@ class Overview:
                 return cached
             generation = self.generation
             ctx, calendar, sources = self.context(), self.calendar(), self.sources()
+            min_days = Decimal(str(self.settings().alerts.budget_forecast.min_working_days))
             at = datetime.fromtimestamp(self.console.clock(), ctx.timezone)
-            data = await loop.run_in_executor(self._db, self._compute, scope, ctx, calendar, at)
+            data = await loop.run_in_executor(self._db, self._compute, scope, ctx, calendar, min_days, at)
             html = self.console.templates.get_template("overview_figures.html").render(
                 **data, sources=sources, scope=scope, currency=ctx.currency, timezone=str(ctx.timezone))
             cached = _Cached(generation, loop.time(), html, at.strftime("%H:%M:%S"))
             self._cache[scope] = cached
             return cached
 
-    def _compute(self, scope: Scope, ctx: Context, calendar: WorkingCalendar, now: datetime) -> dict[str, Any]:
+    def _compute(self, scope: Scope, ctx: Context, calendar: WorkingCalendar, min_days: Decimal,
+                 now: datetime) -> dict[str, Any]:
         if scope == ():
             return {"today": None, "month": None, "classes": [], "budgets": [], "alerts": [], "updated": now}
         departments = scope or ()
@@ -275,7 +284,7 @@ class Overview:
         try:
             figures: dict[str, Any] = {"today": period_figures(reader, ctx, today, today, departments),
                        "month": period_figures(reader, ctx, first, today, departments),
-                       "budgets": budget_rows(reader, ctx, now, departments, calendar)}
+                       "budgets": budget_rows(reader, ctx, now, departments, calendar, min_days=min_days)}
         finally:
             reader.close()
         wanted: tuple[str, ...] | None = None  # a manager sees their departments' alerts, not operational ones
