@@ -176,3 +176,22 @@ def test_check_config_warns_of_mail_that_would_wait_for_ever(tmp_path: Path) -> 
     warnings = dict(config_warnings(path, load_config(path, use_env=False)))
     assert warnings["smtp.enabled"] == ("[[reports.schedules]] and [alerts.email] wait in the mail outbox: "
                                         "[smtp] is not enabled")
+
+
+async def test_every_report_kind_makes_a_mail_with_its_attachments(tmp_path: Path) -> None:
+    from smdrd.reports.mail import render_report_mail
+    from smdrd.reports.queries import KINDS, context_from
+    from smdrd.store import open_store
+    from tests.test_reports import CALLS, DEPARTMENTS, settings_for, write_calls
+
+    db = tmp_path / "smdrd.db"
+    await write_calls(db, CALLS)
+    ctx, store = context_from(settings_for(db, DEPARTMENTS)), open_store(db)
+    for kind in KINDS:
+        formats = ["csv", "xlsx", "pdf"] if kind in ("departments", "extension-details") else ["csv", "xlsx"]
+        s = schedule(kind=kind, formats=formats, filters={"department": ["Sales"]})
+        made = render_report_mail(store, s, date(2026, 3, 1), date(2026, 3, 31), ctx=ctx, site="HQ")
+        assert [a.filename.rsplit(".", 1)[1] for a in made.attachments] == formats, kind
+        assert all(a.data for a in made.attachments), kind
+        assert made.attachments[1].data.startswith(b"PK"), kind  # a zip: the XLSX
+        assert "Period: 2026-03-01 to 2026-03-31" in made.body and "Department: Sales" in made.body, kind

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from smdrd.console import _when
 from smdrd.http import MAX_BODY, Principal, principal_of, requires
 from smdrd.mail import schedule_key
+from smdrd.reports.queries import KINDS
 from smdrd.reports.schedules import PERIODS, REPORT_FORMATS, WEEKDAYS, ScheduleConfig
 from smdrd.store import open_store
 from smdrd.store.api import Actor, MailItem, MailStore, StoredSchedule
@@ -34,8 +35,6 @@ __all__ = ["SchedulePages", "register"]
 
 T = TypeVar("T")
 
-#: the report kinds a schedule may send.
-KINDS = ("departments", "extensions", "days", "trunks", "destinations", "calls")
 DONE = {"added": "Schedule added.", "changed": "Schedule saved.", "removed": "Schedule deleted."}
 #: deliveries listed at most.
 DELIVERIES = 100

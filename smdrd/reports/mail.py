@@ -9,12 +9,12 @@ a mail. Never writes to the database.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date
-from typing import IO
 
-from smdrd.reports.export import CONTENT_TYPES, filename, header_lines, title_of, write_export
-from smdrd.reports.queries import Context, Query, Report, parse_query, run_report
+from smdrd.reports.export import CONTENT_TYPES, filename, header_lines, names_of, title_of, write_export
+from smdrd.reports.queries import DETAIL_KINDS, Context, Query, Report, parse_query, run_report
 from smdrd.reports.render import hms
 from smdrd.reports.schedules import ScheduleConfig, query_params
 from smdrd.store.api import Store
@@ -22,9 +22,10 @@ from smdrd.store.api import Store
 __all__ = ["MAX_ATTACHMENT", "Attachment", "AttachmentTooLarge", "ReportMail", "render_report_mail",
            "schedule_problem", "schedule_query"]
 
+#: the kinds that list calls: their query is for every call (the page does not apply), their summary reads one page.
+LISTINGS = ("calls", *DETAIL_KINDS)
 #: the largest attachment mailed (mail servers refuse 20-25 MB messages; base64 adds a third).
 MAX_ATTACHMENT = 12 * 1024 * 1024
-_CONTENT_TYPES = {**CONTENT_TYPES, "csv": "text/csv"}
 
 
 class AttachmentTooLarge(ValueError):
@@ -54,7 +55,7 @@ def schedule_query(schedule: ScheduleConfig, first: date, last: date, ctx: Conte
         ValueError: a filter is wrong (names the filter and what was expected).
     """
     params = query_params(schedule, first, last)
-    if schedule.kind == "calls":
+    if schedule.kind in LISTINGS:
         params["page_size"] = ["0"]
     return parse_query(params, ctx)
 
@@ -69,43 +70,20 @@ def schedule_problem(schedule: ScheduleConfig, ctx: Context) -> str | None:
     return None
 
 
-def _csv(store: Store, query: Query, ctx: Context, out: IO[bytes]) -> None:
-    if query.kind == "calls":
-        from smdrd.reports.http import _CallsCsv  # every call from a cursor, in chunks: the HTTP export's own
-
-        export = _CallsCsv(store, query, ctx)
-        try:
-            while chunk := export.next_chunk():
-                out.write(chunk)
-        finally:
-            export.close()
-        return
-    from smdrd.reports.render import to_csv
-
-    reader = store.reports()
-    try:
-        out.write(to_csv(run_report(reader, query, ctx)).encode())
-    finally:
-        reader.close()
-
-
-def _attachment(store: Store, query: Query, ctx: Context, fmt: str) -> Attachment:
+def _attachment(store: Store, query: Query, ctx: Context, fmt: str, names: Mapping[str, str]) -> Attachment:
     with tempfile.TemporaryFile() as out:
-        if fmt == "csv":
-            _csv(store, query, ctx, out)
-        else:
-            reader = store.reports()
-            try:
-                write_export(reader, query, ctx, fmt, out, every=True)
-            finally:
-                reader.close()
+        reader = store.reports()
+        try:
+            write_export(reader, query, ctx, fmt, out, every=True, names=names)
+        finally:
+            reader.close()
         size = out.tell()
         name = filename(query.kind, query, fmt)
         if size > MAX_ATTACHMENT:
             raise AttachmentTooLarge(f"{name} is {size / 1048576:.1f} MiB, over the {MAX_ATTACHMENT // 1048576} "
                                      "MiB a mail carries; narrow the schedule (a filter, a shorter period)")
         out.seek(0)
-        return Attachment(name, _CONTENT_TYPES[fmt], out.read())
+        return Attachment(name, CONTENT_TYPES[fmt].partition(";")[0], out.read())
 
 
 def _summary(report: Report) -> str:
@@ -130,15 +108,16 @@ def render_report_mail(store: Store, schedule: ScheduleConfig, first: date, last
             attachment is too large (`AttachmentTooLarge`).
     """
     query = schedule_query(schedule, first, last, ctx)
-    summary_query = query if query.kind != "calls" else replace(query, page_size=1)
+    summary_query = query if query.kind not in LISTINGS else replace(query, page_size=1)
+    names = names_of(store)
     reader = store.reports()
     try:
-        report = run_report(reader, summary_query, ctx)
+        report = run_report(reader, summary_query, ctx, names)
     finally:
         reader.close()
     title = title_of(report)
     head = "\n".join(f"{name}: {value}" for name, value in header_lines(report))
-    attachments = [_attachment(store, query, ctx, fmt) for fmt in schedule.formats]
+    attachments = [_attachment(store, query, ctx, fmt, names) for fmt in schedule.formats]
     body = (f"{title} for {site}: scheduled report {schedule.name!r} ({schedule.describe_when()}).\n\n{head}\n\n"
             f"{_summary(report)}\n\nAttached: {', '.join(a.filename for a in attachments)}.\n\n"
             "-- \nsmdrd, call accounting. The schedule is changed in the console (Schedules) or in the "

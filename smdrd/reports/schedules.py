@@ -53,7 +53,8 @@ class ScheduleConfig(Section):
     """One scheduled report (docs/reports.md#scheduled-reports-by-e-mail)."""
 
     name: str = Field(min_length=1, max_length=100)
-    kind: Literal["extensions", "departments", "calls", "destinations", "trunks", "days"] = "departments"
+    #: a report kind (`smdrd.reports.queries.KINDS`): departments, extensions, calls, extension-details...
+    kind: str = "departments"
     formats: list[ReportFormat] = Field(default_factory=lambda: list(_DEFAULT_FORMATS), min_length=1)
     period: Period = "last_month"
     recipients: list[str] = Field(min_length=1, max_length=50)
@@ -79,6 +80,15 @@ class ScheduleConfig(Section):
     @classmethod
     def _recipients(cls, v: list[str]) -> list[str]:
         return list(dict.fromkeys(check_address(a) for a in v))
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        from smdrd.reports.queries import KINDS
+
+        if v not in KINDS:
+            raise ValueError(f"expected one of {', '.join(KINDS)}, got {v[:40]!r}")
+        return v
 
     @field_validator("at")
     @classmethod
