@@ -22,6 +22,7 @@ from multidict import MultiDict
 
 from smdrd.console.calls import parse_search
 from smdrd.reports.queries import context_from
+from smdrd.store import open_store
 from smdrd.store.api import CallQuery
 from smdrd.store.sqlite.calls import search_sql
 from smdrd.store.sqlite.schema import connect
@@ -55,6 +56,11 @@ def serve(folder: Path, **sections: Any) -> Iterator[Site]:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     folder = tmp_path_factory.mktemp("console-calls")
     asyncio.run(write_calls(folder / "smdrd.db", CALLS))
+    directory = open_store(folder / "smdrd.db").directory()
+    try:
+        directory.learn_names([("300", "Reception <desk>")], at=0)
+    finally:
+        directory.close()
     yield from serve(folder, tariff={"currency": "EUR"}, retention={"calls_days": 0, "lines_days": 0},
                      privacy={"mask_digits": 3})
 
@@ -113,6 +119,7 @@ async def test_the_search_page_works_without_javascript(site: Site, session: aio
         assert r.status == 200
         text = await r.text()
     assert 'value="300"' in text, "the filter is echoed in its field"
+    assert "300 Reception &lt;desk&gt;" in text, "the extension's name beside its number, as text"
     assert "0:10:00" in text and "3.50 EUR" in text, "duration h:mm:ss, money with its currency"
     assert 'id="next-page"' in text and "after=" in text
 
@@ -240,8 +247,6 @@ def test_times_are_read_in_the_sites_timezone() -> None:
 def test_the_search_is_read_only(tmp_path: Path) -> None:
     conn = connect(str(tmp_path / "ro.db"))
     conn.close()
-    from smdrd.store import open_store
-
     reader = open_store(tmp_path / "ro.db").calls()
     try:
         with pytest.raises(sqlite3.OperationalError):

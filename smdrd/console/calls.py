@@ -12,6 +12,7 @@ A value a person typed wrong is named beside its field (400), never a 500.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import urlencode
 
+import structlog
 from aiohttp import web
 
 from smdrd.http import READERS, Principal, principal_of, requires
@@ -48,11 +50,14 @@ MAX_DAYS = 366
 #: the longest range of a search by number, account code or call id without an extension: those are looked for
 #: in every call of the range (half a second for a quarter of a million-call year; bench/calls.py).
 MAX_SCAN_DAYS = 92
+#: seconds the extensions' names are kept before they are read from the directory again.
+NAMES_SECONDS = 60.0
 #: the range searched when none is given: the last 30 days, today included.
 DEFAULT_DAYS = 30
 _NUMBER_JUNK = str.maketrans("", "", " -.()/")
 
 T = TypeVar("T")
+log = structlog.get_logger(__name__)
 
 
 def money(micros: int | None, currency: str | None, decimals: int) -> str:
@@ -225,6 +230,9 @@ class CallPages:
         self.console = console
         self.context = context
         self.privacy = console.settings.privacy
+        #: extension -> name, from the directory (`_refresh_names`).
+        self.names: dict[str, str] = {}
+        self._names_at = -NAMES_SECONDS
         self.path = console.path
         self._db = ThreadPoolExecutor(1, thread_name_prefix="smdrd-console-calls")
 
@@ -232,7 +240,26 @@ class CallPages:
         self._db.shutdown(wait=False, cancel_futures=True)
 
     async def _read(self, fn: Callable[[CallReader], T]) -> T:
-        return await on_thread(self._db, lambda: open_store(self.path).calls(), fn)
+        def read(reader: CallReader) -> T:
+            self._refresh_names()
+            return fn(reader)
+
+        return await on_thread(self._db, lambda: open_store(self.path).calls(), read)
+
+    def _refresh_names(self) -> None:
+        """Extensions' names (the directory), read again at most every `NAMES_SECONDS` (on the store thread)."""
+        now = time.monotonic()
+        if now - self._names_at < NAMES_SECONDS:
+            return
+        try:
+            directory = open_store(self.path).directory()
+            try:
+                self.names = directory.names()
+            finally:
+                directory.close()
+        except Exception as exc:  # names are a help, never a reason to fail a search
+            log.warning("console.names_unavailable", error=type(exc).__name__)
+        self._names_at = now
 
     def _today(self, ctx: Context) -> date:
         return datetime.fromtimestamp(self.console.clock(), ctx.timezone).date()
@@ -301,6 +328,7 @@ class CallPages:
         """A call as the table and the JSON show it (numbers masked by ``hidden`` digits)."""
         return {
             "id": call.id, "start": call.start, "extension": call.extension,
+            "name": self.names.get(call.extension, ""),
             "department": ctx.directory.department(call.extension, call.start[:10]),
             "number": mask(call.number, hidden), "e164": mask(call.e164, hidden) if call.e164 else call.e164,
             "direction": call.direction, "trunk": call.trunk,
