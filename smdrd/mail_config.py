@@ -18,7 +18,8 @@ from pydantic import Field, field_validator, model_validator
 
 from smdrd.section import Section
 
-__all__ = ["MAX_PASSWORD_LENGTH", "SmtpConfig", "check_address", "smtp_password", "smtp_password_path"]
+__all__ = ["MAX_PASSWORD_LENGTH", "SmtpConfig", "check_address", "check_addresses", "smtp_password",
+           "smtp_password_path"]
 
 #: the longest password read from a file (a longer file is refused, never read whole).
 MAX_PASSWORD_LENGTH = 1024
@@ -36,6 +37,11 @@ def check_address(value: str) -> str:
     if not _ADDRESS.match(text) or ".." in text.partition("@")[2]:
         raise ValueError(f"expected one e-mail address such as finance@example.com, got {value[:80]!r}")
     return text
+
+
+def check_addresses(values: list[str]) -> list[str]:
+    """Each of ``values`` checked by `check_address`, once each, in their order."""
+    return list(dict.fromkeys(check_address(a) for a in values))
 
 
 class SmtpConfig(Section):

@@ -195,3 +195,10 @@ async def test_every_report_kind_makes_a_mail_with_its_attachments(tmp_path: Pat
         assert all(a.data for a in made.attachments), kind
         assert made.attachments[1].data.startswith(b"PK"), kind  # a zip: the XLSX
         assert "Period: 2026-03-01 to 2026-03-31" in made.body and "Department: Sales" in made.body, kind
+
+
+def test_an_unknown_rule_in_alerts_email_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "smdrd.toml"
+    path.write_text('[alerts.email]\nenabled = true\nrules = { velocty = ["sec@example.com"] }\n')
+    with pytest.raises(ConfigError, match=r"alerts.*unknown rule 'velocty'; expected some of .*velocity"):
+        load_config(path, use_env=False)

@@ -10,7 +10,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from smdrd.rating.config import Money, WeeklyHours
 from smdrd.section import Section, ascii_digits
@@ -243,16 +243,16 @@ class EmailAlertConfig(Section):
     @field_validator("recipients")
     @classmethod
     def _recipients(cls, v: list[str]) -> list[str]:
-        from smdrd.mail_config import check_address
+        from smdrd.mail_config import check_addresses
 
-        return list(dict.fromkeys(check_address(a) for a in v))
+        return check_addresses(v)
 
     @field_validator("rules")
     @classmethod
     def _rules(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
-        from smdrd.mail_config import check_address
+        from smdrd.mail_config import check_addresses
 
-        return {rule: list(dict.fromkeys(check_address(a) for a in addresses)) for rule, addresses in v.items()}
+        return {rule: check_addresses(addresses) for rule, addresses in v.items()}
 
 
 class AlertsConfig(Section):
@@ -286,3 +286,11 @@ class AlertsConfig(Section):
     @classmethod
     def _numbers(cls, v: list[str]) -> list[str]:
         return _check_prefixes(v)
+
+    @model_validator(mode="after")
+    def _email_rules(self) -> AlertsConfig:
+        rules = sorted(name for name, value in self if isinstance(value, _AlertBase))
+        unknown = [name for name in self.email.rules if name not in rules]
+        if unknown:
+            raise ValueError(f"email.rules: unknown rule {unknown[0]!r}; expected some of {', '.join(rules)}")
+        return self

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field, field_validator, model_validator
 
-from smdrd.mail_config import check_address
+from smdrd.mail_config import check_addresses
 from smdrd.section import Section
 
 __all__ = [
@@ -79,7 +79,7 @@ class ScheduleConfig(Section):
     @field_validator("recipients")
     @classmethod
     def _recipients(cls, v: list[str]) -> list[str]:
-        return list(dict.fromkeys(check_address(a) for a in v))
+        return check_addresses(v)
 
     @field_validator("kind")
     @classmethod
