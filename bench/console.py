@@ -12,6 +12,11 @@ seconds. Reported per phase: lines sent and lost, latency median and p99 (issue 
 1,000 lines/s with ten console users), the daemon's CPU share; and for the console: pages served, their median
 and p99 time, events received, errors. The load average before and after is printed too: on a shared machine
 read the figures with it.
+
+    python bench/console.py --figures 1000000
+
+times instead one computation of the overview's figures (today, this month, every department's budget and
+forecast) on a year of a million calls: the most the overview asks of the database per scope and second.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +194,43 @@ async def main_async(rate: float, seconds: float, users: int, poll: float) -> No
                        "target_p99_ms": 100}, rows)
 
 
+def figures_cost(calls: int, repeat: int) -> None:
+    """The time of one computation of the overview's figures (today, this month, budgets with forecasts; every
+    department) on a year of ``calls`` calls (`bench.reports`' office), for a day in December: what the overview
+    spends at most once a second per scope while calls come in."""
+    from bench.reports import TZ, YEAR, generate_fast
+    from bench.reports import settings as report_settings
+    from smdrd.console.overview import budget_rows, period_figures
+    from smdrd.reports.forecast import WorkingCalendar
+    from smdrd.reports.queries import context_from
+    from smdrd.store.sqlite.schema import connect
+
+    db = Path(tempfile.mkdtemp(prefix="smdrd-console-")) / "year.db"
+    conn = connect(str(db))
+    load = generate_fast(conn, calls)
+    conn.close()
+    ctx = context_from(report_settings(db))
+    now = datetime(YEAR, 12, 15, 12, 0, tzinfo=TZ)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        reader = open_store(db).reports()
+        try:
+            period_figures(reader, ctx, now.date(), now.date(), ())
+            month = period_figures(reader, ctx, now.date().replace(day=1), now.date(), ())
+            budget_rows(ctx, now, (), month["spend"], WorkingCalendar(), min_days=Decimal(2))
+        finally:
+            reader.close()
+        times.append((time.perf_counter() - t0) * 1000)
+    report("console-figures", {"calls": calls, "load_seconds": round(load, 1),
+                               "figures_median_ms": round(statistics.median(times), 1),
+                               "figures_max_ms": round(max(times), 1), "load_average": os.getloadavg()[0]},
+           [("calls", f"{calls:,} over a year (loaded in {load:.0f} s)"),
+            ("overview figures", f"median {statistics.median(times):.0f} ms, slowest {max(times):.0f} ms "
+                                 f"({repeat} runs; every department)"),
+            ("load average", f"{os.getloadavg()[0]:.2f}")])
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--clients":
         base, seconds, poll, *cookies = sys.argv[2:]
@@ -197,7 +241,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--users", type=int, default=10)
     ap.add_argument("--poll", type=float, default=1.0, help="seconds between two reloads of the page, per user")
+    ap.add_argument("--figures", type=int, default=0, metavar="CALLS",
+                    help="instead: time one computation of the overview's figures on a year of CALLS calls")
     args = ap.parse_args()
+    if args.figures:
+        figures_cost(args.figures, 5)
+        return
     asyncio.run(main_async(args.rate, args.seconds, args.users, args.poll))
 
 

@@ -10,7 +10,8 @@ Every figure comes from the report engine (`smdrd.reports.queries.run_report`, w
 `smdrd.store.api.ReportReader`), on this module's own thread, never on the event loop. Figures are computed per
 scope, not per person, and at most once per `PUSH_INTERVAL` while calls are committed (and at least every
 `MAX_AGE`, since the forecast moves with the clock): ten people polling the page, or a thousand calls a second,
-cost one computation a second per scope.
+cost one computation a second per scope. On a database where one computation takes longer than a fifth of that,
+the interval grows with it (`COMPUTE_SHARE`), so the figures never take more than a fifth of the daemon's time.
 
 Live updates: ``/overview/events`` is a ``text/event-stream``. It sends the figures (the same server-rendered,
 escaped fragment the page holds) at once and after each change, and a comment every `HEARTBEAT` seconds. At most
@@ -39,6 +40,7 @@ from markupsafe import Markup
 
 from smdrd.http import READERS, Principal, principal_of, public, requires
 from smdrd.rating.classes import CALL_CLASSES
+from smdrd.reports.departments import UNASSIGNED
 from smdrd.reports.forecast import Forecast, WorkingCalendar, calendar_for, month_bounds, month_end_forecast
 from smdrd.reports.http import scoped
 from smdrd.reports.queries import DIRECTIONS, Context, Query, Report, run_report
@@ -62,6 +64,9 @@ OVERVIEW_READERS = READERS | {"manager"}
 PUSH_INTERVAL = 1.0
 #: figures older than this are computed again even without new calls (the forecast moves with the clock).
 MAX_AGE = 60.0
+#: the computations of the figures take at most 1 / this of the time: the interval between two of a scope grows
+#: to this many times the last one's duration when that is longer than `PUSH_INTERVAL` (a big database).
+COMPUTE_SHARE = 5.0
 #: seconds between two heartbeats (an SSE comment) on an idle stream.
 HEARTBEAT = 15.0
 #: event streams open at once, at most; and updates queued per stream before its client counts as too slow.
@@ -114,12 +119,15 @@ def _class_key(name: str) -> tuple[int, str]:
 def period_figures(reader: ReportReader, ctx: Context, first: date, last: date, departments: tuple[str, ...],
                    ) -> dict[str, Any]:
     """One period's figures: totals and per class (every direction), top extensions by cost, top outbound
-    destinations by cost; display strings only."""
+    destinations by cost (display strings); and under ``"spend"`` each department's own cost (a `Decimal`, for
+    `budget_rows`: the same rows, no second read)."""
     by_ext = run_report(reader, Query("extensions", first, last, departments=departments, directions=DIRECTIONS,
                                       by_class=True), ctx)
     total, classes, extensions = _Sum(), dict[str, _Sum](), dict[tuple[str, str], _Sum]()
+    spend: dict[str, Decimal] = {}
     for row in by_ext.rows:
         total.add(row)
+        spend[row["department"]] = spend.get(row["department"], Decimal(0)) + row["cost"]
         classes.setdefault(row["call_class"] or "unknown", _Sum()).add(row)
         extensions.setdefault((row["extension"], row["department"]), _Sum()).add(row)
     top = sorted(extensions.items(), key=lambda kv: (-kv[1].cost, -kv[1].calls, kv[0]))[:TOP]
@@ -136,6 +144,7 @@ def period_figures(reader: ReportReader, ctx: Context, first: date, last: date, 
         "destinations": [{"country": r["country"] or "unknown", "code": r["code"], "call_class": r["call_class"],
                           "calls": r["calls"], "talk": hms(r["duration"]), "cost": _money(r["cost"], ctx)}
                          for r in dest.rows],
+        "spend": spend,
     }
 
 
@@ -159,19 +168,27 @@ def budget_state(spent: Decimal, budget: Decimal | None, forecast: Forecast, min
     return "forecast over budget" if forecast.over(budget) else "on track"
 
 
-def budget_rows(reader: ReportReader, ctx: Context, now: datetime, departments: tuple[str, ...],
+def budget_rows(ctx: Context, now: datetime, departments: tuple[str, ...], spend: dict[str, Decimal],
                 calendar: WorkingCalendar, *, min_days: Decimal) -> list[dict[str, Any]]:
-    """Each department's spend this month, its monthly budget and the month-end forecast (display strings)."""
-    first, _ = month_bounds(now.date())
-    report = run_report(reader, Query("departments", first, now.date(), departments=departments), ctx)
+    """Each department's spend this month (its own and its sub-departments', from ``spend``: each department's
+    own), its monthly budget and the month-end forecast (display strings); every department of the scope
+    (``departments``, or all), parents first; `UNASSIGNED` when it spent something."""
+    d = ctx.directory
+    rolled: dict[str, Decimal] = {}
+    for name, cost in spend.items():
+        for ancestor in d.ancestors(name):
+            rolled[ancestor] = rolled.get(ancestor, Decimal(0)) + cost
+    wanted = set().union(*(d.subtree(x) for x in departments)) if departments else None
     out = []
-    for row in report.rows:
-        spent: Decimal = row["cost"]
-        budget = ctx.directory.budgets.get(row["department"])
+    for name in [*d.tree_order(), UNASSIGNED]:
+        if (wanted is not None and name not in wanted) or (name == UNASSIGNED and name not in rolled):
+            continue
+        spent = rolled.get(name, Decimal(0))
+        budget = d.budgets.get(name)
         forecast = month_end_forecast(spent, now, calendar)
         state = budget_state(spent, budget, forecast, min_days)
         shown = budget is not None and forecast.elapsed >= min_days
-        out.append({"department": row["department"], "parent": row["parent"] or "", "spent": _money(spent, ctx),
+        out.append({"department": name, "parent": d.parents.get(name) or "", "spent": _money(spent, ctx),
                     "budget": _money(budget, ctx), "used": _percent(spent, budget) if budget else "",
                     "forecast": _money(forecast.projected, ctx) if shown else "",
                     "forecast_used": _percent(forecast.projected, budget) if shown and budget else "",
@@ -228,6 +245,8 @@ class Overview:
         #: streams dropped because their client did not keep up, since start.
         self.dropped = 0
         self._closed = False
+        #: the least time between two computations of one scope's figures (see `COMPUTE_SHARE`).
+        self.interval = PUSH_INTERVAL
 
     # -- what changed --
 
@@ -259,14 +278,16 @@ class Overview:
         async with lock:
             cached = self._cache.get(scope)
             now = loop.time()
-            if cached is not None and now - cached.at < MAX_AGE and not fresh and (
-                    cached.generation == self.generation or now - cached.at < PUSH_INTERVAL):
+            if cached is not None and now - cached.at < MAX_AGE and (
+                    (cached.generation == self.generation and not fresh) or now - cached.at < self.interval):
                 return cached
             generation = self.generation
             ctx, calendar, sources = self.context(), self.calendar(), self.sources()
             min_days = Decimal(str(self.settings().alerts.budget_forecast.min_working_days))
             at = datetime.fromtimestamp(self.console.clock(), ctx.timezone)
+            started = loop.time()
             data = await loop.run_in_executor(self._db, self._compute, scope, ctx, calendar, min_days, at)
+            self.interval = max(PUSH_INTERVAL, COMPUTE_SHARE * (loop.time() - started))
             html = self.console.templates.get_template("overview_figures.html").render(
                 **data, sources=sources, scope=scope, currency=ctx.currency, timezone=str(ctx.timezone))
             cached = _Cached(generation, loop.time(), html, at.strftime("%H:%M:%S"))
@@ -283,10 +304,11 @@ class Overview:
         reader = open_store(self.path).reports()
         try:
             figures: dict[str, Any] = {"today": period_figures(reader, ctx, today, today, departments),
-                       "month": period_figures(reader, ctx, first, today, departments),
-                       "budgets": budget_rows(reader, ctx, now, departments, calendar, min_days=min_days)}
+                                       "month": period_figures(reader, ctx, first, today, departments)}
         finally:
             reader.close()
+        figures["budgets"] = budget_rows(ctx, now, departments, figures["month"]["spend"], calendar,
+                                         min_days=min_days)
         wanted: tuple[str, ...] | None = None  # a manager sees their departments' alerts, not operational ones
         if scope is not None:
             wanted = tuple(sorted(set().union(*(ctx.directory.subtree(d) for d in scope))))
@@ -398,7 +420,7 @@ class Overview:
                     item = _event(cached).decode()
                     for sub in [s for s in self.subscribers if s.scope == scope]:
                         self._offer(sub, item)
-                await asyncio.sleep(PUSH_INTERVAL)  # commits meanwhile make one push, not one each
+                await asyncio.sleep(self.interval)  # commits meanwhile make one push, not one each
         finally:
             self.close()
 
