@@ -38,11 +38,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import structlog
 
 from smdrd.backoff import Backoff
+from smdrd.errors import SmdrdError
 from smdrd.mail_config import smtp_password
 from smdrd.mailer import SendError, send_mail
 from smdrd.reports.schedules import ScheduleConfig, occurrences, period_of
 from smdrd.store import open_store
-from smdrd.store.api import MailItem, MailStore, NewMail, PendingAlert
+from smdrd.store.api import MailItem, MailStore, NewMail, PendingAlert, StoreUnavailable
 
 if TYPE_CHECKING:
     from smdrd.config import Settings
@@ -295,11 +296,20 @@ class MailDelivery:
                 await self._store(lambda m, i, r: m.mark_failed(i, r), item.id, refused)
                 continue
             try:
-                message = await asyncio.to_thread(self._message, item)
-            except Exception as exc:  # the report cannot be made (a filter that no longer fits): give it up
-                reason = f"cannot make the mail: {exc}"[:500]
+                try:
+                    message = await asyncio.to_thread(self._message, item)
+                except StoreUnavailable:
+                    raise RuntimeError("the database is busy") from None
+            except (ValueError, KeyError, SmdrdError) as exc:  # it cannot be made (a filter that no longer fits,
+                reason = f"cannot make the mail: {exc}"[:500]  # too large): give it up, saying why
                 log.error("mail.render_failed", key=item.key, error=reason)
                 await self._store(lambda m, i, r: m.mark_failed(i, r), item.id, reason)
+                continue
+            except Exception as exc:  # the database busy or gone: the same mail can be made later
+                reason = f"cannot make the mail now: {type(exc).__name__}: {exc}"[:500]
+                log.warning("mail.render_delayed", key=item.key, error=reason)
+                await self._store(lambda m, i, r, t: m.mark_retry(i, r, t), item.id, reason,
+                                  int(time.time() + smtp.retry_min))
                 continue
             try:
                 await send_mail(smtp, password, message)
