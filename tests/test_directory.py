@@ -10,6 +10,7 @@ import sys
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -313,3 +314,39 @@ def test_resolving_makes_no_database(tmp_path: Path) -> None:
     settings = load_config(path)
     assert resolve(settings).departments == []
     assert not (tmp_path / "not-yet").exists()
+
+
+def _every_pair_ties(d: Directory) -> list[tuple[str, str]]:
+    """The tie check as it was: every pair compared (the reference for the grouped one)."""
+    from smdrd.reports.departments import _shared_extension
+
+    out = []
+    ms = d.memberships
+    for i, a in enumerate(ms):
+        for b in ms[i + 1:]:
+            if a.department == b.department or a.precedence() != b.precedence():
+                continue
+            shared = _shared_extension(a, b)
+            if shared is None or max(a.first, b.first) > min(a.last, b.last):
+                continue
+            day = max(a.first, b.first) or "the start"
+            out.append(("departments", f"extension {shared} is in both {a.department!r} ({a.spec}) and "
+                                       f"{b.department!r} ({b.spec}) on {day}: make one membership narrower or "
+                                       "give it a later valid_from"))
+    return out
+
+
+SPECS = st.sampled_from(["201", "0201", "202", "201-201", "200-209", "205-214", "200-299", "SIP/a"])
+DAYS = st.sampled_from([None, date(2026, 3, 1), date(2026, 3, 15)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("ABC"), SPECS, DAYS, DAYS), max_size=10))
+def test_grouped_tie_check_finds_what_comparing_every_pair_finds(rows: list[tuple[str, str, Any, Any]]) -> None:
+    from smdrd.reports.departments import _ties
+
+    members = tuple(DirectoryMembership(dep, spec, first, last) for dep, spec, first, last in rows
+                    if not (first and last and first > last))
+    snap = DirectorySnapshot(tuple(DirectoryDepartment(n) for n in "ABC"), members, 0)
+    d = Directory._build(department_configs(snap))
+    assert list(_ties(d)) == _every_pair_ties(d)

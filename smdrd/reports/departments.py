@@ -238,22 +238,51 @@ def department_problems(departments: Sequence[DepartmentConfig]) -> list[tuple[s
 
 
 def _ties(d: Directory) -> Iterable[tuple[str, str]]:
-    """Two departments' memberships equally specific for one extension on one day: reports could not choose."""
+    """Two departments' memberships equally specific for one extension on one day: reports could not choose.
+
+    Only memberships of equal precedence can tie, and among those an exact extension only with the same
+    extension or a one-wide range covering it: the pairs are found by grouping, not by comparing every pair (a
+    directory that grew thousands of dated moves is checked at each change, on the daemon's event loop too)."""
     ms = d.memberships
-    for i, a in enumerate(ms):
-        for b in ms[i + 1:]:
-            if a.department == b.department or a.precedence() != b.precedence():
-                continue
-            shared = _shared_extension(a, b)
-            if shared is None:
-                continue
-            first, last = max(a.first, b.first), min(a.last, b.last)
-            if first > last:
-                continue
-            day = first or "the start"
-            yield ("departments", f"extension {shared} is in both {a.department!r} ({a.spec}) and "
-                                  f"{b.department!r} ({b.spec}) on {day}: make one membership narrower or give "
-                                  "it a later valid_from")
+    for i, j in _tie_candidates(ms):
+        a, b = ms[i], ms[j]
+        if a.department == b.department:
+            continue
+        shared = _shared_extension(a, b)
+        if shared is None:
+            continue
+        first, last = max(a.first, b.first), min(a.last, b.last)
+        if first > last:
+            continue
+        day = first or "the start"
+        yield ("departments", f"extension {shared} is in both {a.department!r} ({a.spec}) and "
+                              f"{b.department!r} ({b.spec}) on {day}: make one membership narrower or give "
+                              "it a later valid_from")
+
+
+def _tie_candidates(ms: Sequence[Membership]) -> list[tuple[int, int]]:
+    """The pairs ``(i, j)``, ``i < j``, of memberships with equal precedence that may share an extension, in
+    order."""
+    groups: dict[tuple[int, str], list[int]] = {}
+    for i, m in enumerate(ms):
+        groups.setdefault(m.precedence(), []).append(i)
+    pairs: list[tuple[int, int]] = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        exact: dict[str, list[int]] = {}
+        ranges: list[int] = []
+        for i in members:
+            (ranges if ms[i].lo is not None else exact.setdefault(ms[i].spec, [])).append(i)
+        for same in exact.values():
+            pairs += [(a, b) for k, a in enumerate(same) for b in same[k + 1:]]
+        pairs += [(a, b) for k, a in enumerate(ranges) for b in ranges[k + 1:]]
+        if ranges and exact:  # one-wide ranges against the exact extensions they cover
+            for r in ranges:
+                for spec, same in exact.items():
+                    if ms[r].covers(spec):
+                        pairs += [(min(r, e), max(r, e)) for e in same]
+    return sorted(pairs)
 
 
 def _shared_extension(a: Membership, b: Membership) -> str | None:
