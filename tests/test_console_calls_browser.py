@@ -87,3 +87,6 @@ def test_upload_a_log_and_see_its_bad_lines_by_number(site: Site, browser: Any, 
     numbers = [r.find_elements("css selector", "td")[0].text
                for r in browser.find_elements("css selector", "#failed-lines tbody tr")]
     assert numbers == [str(n) for n in BAD_AT]
+    refused = [e["message"] for e in browser.get_log("browser")
+               if e["level"] == "SEVERE" and "favicon" not in e["message"]]
+    assert not refused, "the job page's script runs under its Content-Security-Policy"

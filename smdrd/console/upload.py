@@ -26,6 +26,7 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,7 @@ import structlog
 from aiohttp import BodyPartReader, web
 
 from smdrd.console.calls import on_thread
-from smdrd.http import ADMIN, csrf_in_stream, csrf_matches, principal_of, requires
+from smdrd.http import ADMIN, csrf_in_stream, csrf_matches, principal_of, public, requires
 from smdrd.parsing import ParserContext, detect_formats, format_names
 from smdrd.store import open_store
 from smdrd.store.api import CallReader
@@ -59,6 +60,8 @@ ERRORS_SHOWN = 200
 DETECT_BYTES = 1 << 16
 DETECT_LINES = 30
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_CSP = ("default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; "
+        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 
 
 @dataclass
@@ -298,8 +301,16 @@ class Uploads:
         if found is None:
             return self.console.render(request, "upload_missing.html", status=404, title="No such upload")
         job, errors = found
-        return self.console.render(request, "upload_job.html", title=f"Upload {job.name}", job=job.view(),
-                                   errors=errors, shown=ERRORS_SHOWN)
+        response = self.console.render(request, "upload_job.html", title=f"Upload {job.name}", job=job.view(),
+                                       errors=errors, shown=ERRORS_SHOWN)
+        response.headers["Content-Security-Policy"] = _CSP  # its own script, and its fetches to this server
+        return response
+
+    @public
+    async def script(self, request: web.Request) -> web.StreamResponse:
+        body = resources.files("smdrd.console").joinpath("static/upload.js").read_bytes()
+        return web.Response(body=body, content_type="text/javascript", charset="utf-8",
+                            headers={"Cache-Control": "max-age=3600"})
 
     @requires(*ADMIN)
     async def api_job(self, request: web.Request) -> web.StreamResponse:
@@ -331,4 +342,5 @@ def register(console: Console) -> Uploads:
     router.add_post("/api/upload", uploads.upload)
     router.add_get("/upload/jobs/{id}", uploads.job_page)
     router.add_get("/api/upload/jobs/{id}", uploads.api_job)
+    router.add_get("/console/static/upload/upload.js", uploads.script)
     return uploads
