@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from smdrd.console import _when
 from smdrd.http import MAX_BODY, Principal, principal_of, requires
-from smdrd.mail import schedule_key
+from smdrd.mail import ALERTS_CURSOR, schedule_key
 from smdrd.reports.queries import KINDS
 from smdrd.reports.schedules import PERIODS, REPORT_FORMATS, WEEKDAYS, ScheduleConfig
 from smdrd.store import open_store
@@ -87,11 +87,13 @@ class SchedulePages:
                 continue
             rows.append({"name": s.name, "source": "console", "spec": spec, "id": s.id, "owner": s.owner})
         owners = [schedule_key("db", s.id) for s in stored]
-        if principal.role == "admin":
+        if principal.role == "admin":  # and the alert digests ([alerts.email])
             owners += [schedule_key("config", s.name) for s in self.console.settings.reports.schedules]
+            owners.append(ALERTS_CURSOR)
         deliveries: list[MailItem] = await self._mail(lambda m: m.deliveries(owners, DELIVERIES))
         names = {schedule_key("db", s.id): s.name for s in stored}
         names.update({schedule_key("config", s.name): s.name for s in self.console.settings.reports.schedules})
+        names[ALERTS_CURSOR] = "alert digest"
         if form is None and editing is not None:
             form = _form_of(ScheduleConfig.model_validate_json(editing.spec))
         done = DONE.get(request.query.get("done", ""), "")
