@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from smdrd.health import HealthMonitor
     from smdrd.mail import MailDelivery
     from smdrd.metrics import Metrics
+    from smdrd.rating import Rater
     from smdrd.reports.http import ReportService
     from smdrd.retention import Pruner
 
@@ -447,12 +448,13 @@ class Daemon:
             listener(self.settings)
         log.info("daemon.directory_swapped", departments=len(settings.departments))
 
-    async def use_tariff(self, settings: Settings) -> None:
+    async def use_tariff(self, settings: Settings, rater: Rater | None = None) -> None:
         """Swap in the tariff of ``settings`` (a version saved in the console), as a reload would: compiled off
-        the event loop, then swapped in one assignment here and queued to the pipeline worker behind the lines
-        already sent. Raises `TariffError` (the running tariff stays) when it does not compile."""
-        hooks = await asyncio.to_thread(build_hooks, settings, self.base_dir)
-        self.hooks.rate = hooks.rate
+        the event loop (unless ``rater`` is its compiled rater already), then swapped in one assignment here and
+        queued to the pipeline worker behind the lines already sent. Raises `TariffError` (the running tariff
+        stays) when it does not compile."""
+        rate = rater.rate if rater is not None else (await asyncio.to_thread(build_hooks, settings, self.base_dir)).rate
+        self.hooks.rate = rate
         if self.pipeline is not None:
             self.pipeline.configure(settings, self.base_dir)
         self.settings = self.settings.model_copy(update={"tariff": settings.tariff})

@@ -45,7 +45,6 @@ from smdrd.tariffs import (
     rerate,
     rule_json,
     tariff_config,
-    with_version,
     write_csv,
 )
 
@@ -179,6 +178,7 @@ class RateAdmin:
         self._tariffs: TariffStore | None = None
         self._raters: dict[int, Rater] = {}
         self._rerating = asyncio.Lock()
+        self._state: tuple[tuple[object, ...], _State] | None = None
 
     # ---- plumbing ----
 
@@ -194,12 +194,25 @@ class RateAdmin:
 
         return await asyncio.get_running_loop().run_in_executor(self.console._db, call)
 
+    @staticmethod
+    def _key(number: int, base: TariffConfig) -> tuple[object, ...]:
+        return (number, base.currency, base.decimals, base.split, tuple(base.holidays), base.unknown_numbers)
+
     async def state(self) -> _State:
+        """The latest saved version (or the files' tariff), kept while no other is saved: a page reads only the
+        latest version's number, and a tariff of 100,000 rules is loaded and checked once, off the event loop."""
         settings = self.settings()
         if settings.tariff.source != DATABASE:
             return _State(False, None, settings.tariff)
+        latest = await self._db(lambda t: t.versions(1))
+        key = self._key(latest[0].version if latest else 0, settings.tariff)
+        if self._state is not None and self._state[0] == key:
+            return self._state[1]
         version = await self._db(lambda t: t.current())
-        return _State(True, version, tariff_config(settings.tariff, version.document if version else None))
+        tariff = await asyncio.to_thread(tariff_config, settings.tariff, version.document if version else None)
+        state = _State(True, version, tariff)
+        self._state = (self._key(state.number, settings.tariff), state)
+        return state
 
     async def rater(self) -> Rater:
         """The rater of the tariff in force (the daemon's own settings), compiled off the event loop, kept."""
@@ -232,9 +245,13 @@ class RateAdmin:
 
         doc = document(mode, dict(state.tariff.bands), rules)
         settings = self.settings()
-        try:
+
+        def compile_it() -> tuple[TariffConfig, Rater]:
             new = tariff_config(settings.tariff, doc)
-            rater = await asyncio.to_thread(Rater.from_config, settings.site, new)
+            return new, Rater.from_config(settings.site, new)
+
+        try:
+            new, rater = await asyncio.to_thread(compile_it)
         except (ValidationError, SmdrdError) as exc:  # a rule that validates alone but not in the whole
             return Outcome(errors={"rule": str(exc).splitlines()[-1].strip()[:300]}, status=400)
         actor, now = self._actor(request), self.console.now()
@@ -243,10 +260,10 @@ class RateAdmin:
                                                    action=action, target=target[:200], before=before, after=after))
         except TariffConflict as exc:
             return Outcome(errors={"version": str(exc)}, status=409)
+        self._state = (self._key(info.version, settings.tariff), _State(True, TariffVersion(info, doc), new))
         daemon = self.console.daemon
         if daemon is not None:
-            version = TariffVersion(info, doc)
-            await daemon.use_tariff(with_version(daemon.settings, version))
+            await daemon.use_tariff(daemon.settings.model_copy(update={"tariff": new}), rater)
             self._raters = {id(daemon.settings.tariff): rater}
         return Outcome(info, status=200)
 
