@@ -19,7 +19,9 @@ from typing import Any
 import openpyxl
 import pytest
 
+from smdrd.http import Principal
 from smdrd.reports.export import write_export
+from smdrd.reports.http import scoped
 from smdrd.reports.queries import DETAIL_KINDS, KINDS, NO_NAMES, Context, context_from, parse_query, run_report
 from smdrd.reports.render import hms, to_dict, to_html, to_table
 from smdrd.store import open_store
@@ -252,3 +254,18 @@ async def test_http_serves_details_with_the_directorys_names(tmp_path: Path) -> 
                                                     f"&to=2026-03-31&format={fmt}")
             assert status == 200 and "attachment" in headers["Content-Disposition"]
         assert "8.35 EUR" in pdf_text(body)
+
+
+def test_a_manager_gets_the_details_of_their_departments_only(db: Path) -> None:
+    """The same scoping as every kind (`smdrd.reports.http.scoped`): a manager of Sales asking for department
+    details gets Sales and Sales North, 205 only for its days in Sales, and is refused Support."""
+    ctx = context(db)
+    maria = Principal("maria", "manager", "session", user_id=2, departments=("Sales",))
+    query = scoped(parse_query({"kind": ["department-details"], **MARCH}, ctx), maria, ctx)
+    assert query is not None
+    with SqliteReports(str(db)) as reader:
+        data = json.loads(json.dumps(to_dict(run_report(reader, query, ctx))))
+    assert {s["department"] for s in data["sections"]} == {"Sales", "Sales North"}
+    assert data["totals"]["cost"] == "3.15" and all(r["start"] < "2026-03-16" for r in data["rows"])
+    support = parse_query({"kind": ["extension-details"], **MARCH, "department": ["Support"]}, ctx)
+    assert scoped(support, maria, ctx) is None
