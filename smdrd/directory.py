@@ -315,11 +315,12 @@ def move_extension(snapshot: DirectorySnapshot, extension: str, department: str,
     """``extension`` belongs to ``department`` from ``valid_from`` on: its own (exact) memberships end the day
     before (those that start on or after it go), and a membership of ``department`` starts that day, so calls
     before it stay where they were and calls from it are billed to the new department. A range that covers the
-    extension is left alone: the exact membership wins over it."""
+    extension is left alone: the exact membership wins over it. ``department`` `UNASSIGNED` only ends the
+    extension's own memberships (a range that covers it still counts)."""
     extension = extension.strip()
     if not extension:
         raise DirectoryError("extension", "enter an extension")
-    target = _find(snapshot, department, "department").name
+    target = None if department == UNASSIGNED else _find(snapshot, department, "department").name
     before_day = valid_from - timedelta(days=1)
     kept: list[DirectoryMembership] = []
     before = [m for m in snapshot.memberships if m.spec == extension]
@@ -328,7 +329,8 @@ def move_extension(snapshot: DirectorySnapshot, extension: str, department: str,
             kept.append(m)
         elif m.valid_from is None or m.valid_from < valid_from:
             kept.append(replace(m, valid_until=before_day))
-    kept.append(DirectoryMembership(target, extension, valid_from, None))
+    if target is not None:
+        kept.append(DirectoryMembership(target, extension, valid_from, None))
     after = [m for m in kept if m.spec == extension]
     return Change(snapshot.departments, tuple(kept), "extension.move", extension,
                   {"memberships": [_membership_view(m) for m in before]},

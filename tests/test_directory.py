@@ -153,6 +153,13 @@ def test_a_move_bills_calls_from_its_day_to_the_new_department() -> None:
         "Sales", "Sales", "Sales"]
     assert moved.before == {"memberships": [{"department": "Sales", "extension": "205", "valid_from": None,
                                              "valid_until": None}]}
+    # leaving: its own memberships end, the range still counts for it
+    snap = DirectorySnapshot(moved.departments, (*moved.memberships, DirectoryMembership("Support", "301")), 4)
+    left = move_extension(snap, "301", UNASSIGNED, date(2026, 4, 1))
+    d = lookup(DirectorySnapshot(left.departments, left.memberships, 5))
+    assert [d.department("301", day) for day in ("2026-03-31", "2026-04-01")] == ["Support", UNASSIGNED]
+    left = move_extension(snap, "205", UNASSIGNED, date(2026, 4, 1))
+    assert lookup(DirectorySnapshot(left.departments, left.memberships, 5)).department("205", "2026-04-02") == "Sales"
 
 
 @settings(max_examples=60, deadline=None)
