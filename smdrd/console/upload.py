@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, ClientPayloadError, web
 
 from smdrd.console.calls import on_thread
 from smdrd.http import ADMIN, csrf_in_stream, csrf_matches, principal_of, public, requires
@@ -60,6 +60,7 @@ ERRORS_SHOWN = 200
 DETECT_BYTES = 1 << 16
 DETECT_LINES = 30
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_JOB_ID = re.compile(r"[0-9a-f]{12}")
 _CSP = ("default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; "
         "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 
@@ -122,7 +123,9 @@ class Uploads:
         self.console = console
         settings = console.settings
         self.db = Path(settings.database.path)
-        self.folder = self.db.resolve().parent / "uploads"
+        resolved = self.db.resolve()
+        #: where uploads are written: beside the database, named after it (``smdrd.db.uploads``), one folder per job.
+        self.folder = resolved.with_name(resolved.name + ".uploads")
         self.max_bytes = settings.http.max_upload_mb * 1024 * 1024
         self.country = settings.site.country
         daemon = console.daemon
@@ -131,6 +134,12 @@ class Uploads:
         self.running: UploadJob | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._db = ThreadPoolExecutor(1, thread_name_prefix="smdrd-console-upload")
+        # Files of uploads a stopped daemon was importing (or receiving) are not needed any more: only job
+        # folders (named by their id) are removed, nothing else that may be there.
+        with contextlib.suppress(OSError):
+            for leftover in self.folder.iterdir():
+                if _JOB_ID.fullmatch(leftover.name) and leftover.is_dir():
+                    shutil.rmtree(leftover, ignore_errors=True)
 
     # ---- pages ----
 
@@ -214,6 +223,9 @@ class Uploads:
             if fmt is None:
                 raise UploadProblem("format", "the format could not be recognised from the file's first lines; "
                                               "choose it")
+        except (ClientPayloadError, ConnectionError, asyncio.IncompleteReadError):
+            shutil.rmtree(folder, ignore_errors=True)
+            raise UploadProblem("file", "the upload was interrupted; send the file again") from None
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
