@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,8 @@ from smdrd.sources.base import Source
 from smdrd.sources.streams import describe
 from smdrd.store import journal_writer
 from smdrd.store.sqlite.writer import JournalWriter
-from smdrd.tariffs import resolve as resolve_tariff
+from smdrd.tariffs import note_in_force
+from smdrd.tariffs import resolved as resolved_tariff
 
 if TYPE_CHECKING:
     from smdrd.alerts.feature import Alerts
@@ -115,7 +117,8 @@ class Daemon:
         on_commit: CommitListener | None = None,
         features: Collection[str] | None = None,
     ) -> None:
-        settings = resolve_tariff(settings)  # [tariff] source = "database": the latest saved version's rules
+        # [tariff] source = "database": the latest saved version's rules, and its number (None: the files)
+        settings, self.tariff_version = resolved_tariff(settings)
         settings = resolve_directory(settings)  # [directory] source = "database": its departments
         self.settings = settings
         self.config_path = config_path
@@ -294,6 +297,7 @@ class Daemon:
 
     async def _run(self) -> int:
         loop = asyncio.get_running_loop()
+        await self._note_tariff(self.tariff_version)
         writer_task = self._spawn("journal-writer", self.writer.run)
         if self.pipeline is not None:
             self._spawn("pipeline", self.pipeline.run)
@@ -409,7 +413,7 @@ class Daemon:
         log.info("daemon.reloading", config=str(self.config_path))
         try:
             new = await asyncio.to_thread(load_config, self.config_path)
-            new = await asyncio.to_thread(resolve_tariff, new)
+            new, version = await asyncio.to_thread(resolved_tariff, new)
             new = await asyncio.to_thread(resolve_directory, new)
             new_hooks = build_hooks(new, self.base_dir)
         except SmdrdError as exc:  # a config or tariff error: names the file, key or line, never a secret
@@ -432,6 +436,8 @@ class Daemon:
         if self.pipeline is not None:
             self.pipeline.configure(new, self.base_dir)
         self.settings = new
+        if version != self.tariff_version:
+            await self._note_tariff(version)
         for listener in self.reload_listeners:
             listener(new)
         await self._stop_sources(removed + changed)
@@ -448,17 +454,32 @@ class Daemon:
             listener(self.settings)
         log.info("daemon.directory_swapped", departments=len(settings.departments))
 
-    async def use_tariff(self, settings: Settings, rater: Rater | None = None) -> None:
-        """Swap in the tariff of ``settings`` (a version saved in the console), as a reload would: compiled off
+    async def _note_tariff(self, version: int | None) -> None:
+        """The audit log's ``tariff.in_force`` entry: from now on calls are priced by ``version`` (with
+        ``source = "database"``; nothing for the files, whose digest the ``daemon.tariff_in_force`` event gives)."""
+        self.tariff_version = version
+        rater = getattr(self.hooks.rate, "__self__", None)
+        digest = str(getattr(getattr(rater, "tariff", None), "digest", ""))
+        log.info("daemon.tariff_in_force", version=version, digest=digest)
+        if version is None:
+            return
+        try:
+            await asyncio.to_thread(note_in_force, self.settings.database.path, version, digest, at=int(time.time()))
+        except Exception as exc:  # the database is busy or gone: the log above still says it
+            log.warning("daemon.tariff_in_force_not_noted", version=version, error=f"{type(exc).__name__}: {exc}")
+
+    async def use_tariff(self, settings: Settings, rater: Rater | None = None, *, version: int | None = None) -> None:
+        """Swap in the tariff of ``settings`` (``version``, saved in the console), as a reload would: compiled off
         the event loop (unless ``rater`` is its compiled rater already), then swapped in one assignment here and
-        queued to the pipeline worker behind the lines already sent. Raises `TariffError` (the running tariff
-        stays) when it does not compile."""
+        queued to the pipeline worker behind the lines already sent; noted in the audit log. Raises
+        `TariffError` (the running tariff stays) when it does not compile."""
         rate = rater.rate if rater is not None else (await asyncio.to_thread(build_hooks, settings, self.base_dir)).rate
         self.hooks.rate = rate
         if self.pipeline is not None:
             self.pipeline.configure(settings, self.base_dir)
         self.settings = self.settings.model_copy(update={"tariff": settings.tariff})
         log.info("daemon.tariff_swapped", rules=len(settings.tariff.rules), mode=settings.tariff.mode)
+        await self._note_tariff(version)
 
     async def _watchdog(self) -> None:
         interval = watchdog_interval()

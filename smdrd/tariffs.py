@@ -35,9 +35,11 @@ __all__ = [
     "RerateSummary",
     "band_of",
     "document",
+    "note_in_force",
     "read_csv",
     "rerate",
     "resolve",
+    "resolved",
     "rule_json",
     "tariff_config",
     "write_csv",
@@ -87,10 +89,29 @@ def current(database: str | Any) -> TariffVersion | None:
 def resolve(settings: Settings) -> Settings:
     """``settings`` with the tariff in force: unchanged for ``source = "files"``; for ``"database"``, the latest
     saved version's rules, bands and mode (no rules before the first save)."""
+    return resolved(settings)[0]
+
+
+def resolved(settings: Settings) -> tuple[Settings, int | None]:
+    """`resolve`, and the number of the version in force (0: none saved yet; None: the files)."""
     if settings.tariff.source != DATABASE:
-        return settings
+        return settings, None
     latest = current(settings.database.path)
-    return with_version(settings, latest)
+    return with_version(settings, latest), (latest.info.version if latest else 0)
+
+
+def note_in_force(database: str | Any, version: int, digest: str, *, at: int) -> None:
+    """Say in the audit log that the daemon now rates with ``version`` (`smdrd.rating.Tariff.digest` ``digest``),
+    from ``at`` (UTC seconds): a call received after it and before the next such entry was priced by it."""
+    from smdrd.store import open_store
+    from smdrd.store.api import Actor
+
+    accounts = open_store(database).accounts()
+    try:
+        accounts.record("tariff.in_force", f"version {version}", at=at, actor=Actor("daemon"),
+                        after={"version": version, "digest": digest})
+    finally:
+        accounts.close()
 
 
 def with_version(settings: Settings, version: TariffVersion | None) -> Settings:

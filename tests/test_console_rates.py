@@ -158,6 +158,10 @@ async def test_an_admin_edits_rules_and_the_next_call_and_the_tester_follow(site
     assert (edited.before["rule"]["rate"], edited.after["rule"]["rate"]) == ("0.10", "0.20")
     deleted = audit(site, "tariff.rule.delete")[0]
     assert deleted.before is not None and deleted.before["rule"]["name"] == "Warsaw" and deleted.after == {"version": 5}
+    # Which version priced the calls received when: the daemon notes each version it puts in force.
+    in_force = [e.after for e in reversed(audit(site, "tariff.in_force")) if e.actor == "daemon"]
+    assert [a["version"] for a in in_force if a] == [0, 1, 2, 3, 4, 5]
+    assert all(a and len(a["digest"]) == 16 for a in in_force)
 
 
 async def test_viewers_managers_and_the_service_token_read_but_never_change(site: Rates) -> None:

@@ -263,7 +263,7 @@ class RateAdmin:
         self._state = (self._key(info.version, settings.tariff), _State(True, TariffVersion(info, doc), new))
         daemon = self.console.daemon
         if daemon is not None:
-            await daemon.use_tariff(daemon.settings.model_copy(update={"tariff": new}), rater)
+            await daemon.use_tariff(daemon.settings.model_copy(update={"tariff": new}), rater, version=info.version)
             self._raters = {id(daemon.settings.tariff): rater}
         return Outcome(info, status=200)
 
