@@ -202,3 +202,15 @@ def test_an_unknown_rule_in_alerts_email_is_named(tmp_path: Path) -> None:
     path.write_text('[alerts.email]\nenabled = true\nrules = { velocty = ["sec@example.com"] }\n')
     with pytest.raises(ConfigError, match=r"alerts.*unknown rule 'velocty'; expected some of .*velocity"):
         load_config(path, use_env=False)
+
+
+def test_the_smtp_password_comes_from_a_systemd_credential(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from smdrd.mail_config import SmtpConfig, smtp_password
+
+    cfg = SmtpConfig(enabled=True, username="u", password_credential="smtp-password")
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    with pytest.raises(ValueError, match=r"CREDENTIALS_DIRECTORY is not set"):
+        smtp_password(cfg)
+    (tmp_path / "smtp-password").write_text("s3cret-from-systemd\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    assert smtp_password(cfg) == "s3cret-from-systemd"

@@ -93,6 +93,7 @@ def test_the_unit_has_what_the_issue_asks_for() -> None:
     assert {"char-ttyS rw", "char-ttyUSB rw", "char-ttyACM rw"} <= set(d["Service.DeviceAllow"])
     creds = [v.lstrip("-").split(":", 1) for v in d["Service.LoadCredential"]]
     assert ["mqtt-password", "/etc/smdrd/credentials/mqtt-password"] in creds
+    assert ["smtp-password", "/etc/smdrd/credentials/smtp-password"] in creds
 
 
 def _bytes(value: str) -> int:
