@@ -80,7 +80,7 @@ async def test_an_admin_builds_the_directory_and_the_reports_follow(site: Dir) -
                                    {"csrf": csrf, "name": name, "parent": parent, "budget": budget})
             assert status == 303, name
         page = await text_of(browser, f"{site.base}/directory/departments")
-        assert "250.50 USD" in page and 'id="dep-Sales"' in page
+        assert "250.50 USD" in page and "1000.00 USD" in page and 'id="dep-Sales"' in page
         # a cycle of parents is refused beside the parent field
         status, page = await post(browser, f"{site.base}/directory/departments/Company",
                                   {"csrf": csrf, "name": "Company", "parent": "Sales", "budget": "1000"})

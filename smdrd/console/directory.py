@@ -19,6 +19,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlencode
 
@@ -206,6 +207,7 @@ class DirectoryPages:
             budget = lookup.budgets.get(name)
             out.append({"name": name, "parent": lookup.parents.get(name), "depth": lookup.depth(name),
                         "budget": None if budget is None else str(budget), "currency": settings.tariff.currency,
+                        "budget_text": _money(budget, settings.tariff.decimals, settings.tariff.currency),
                         "memberships": members})
         return out
 
@@ -456,6 +458,16 @@ class DirectoryPages:
 
 def _extension(e: DirectoryExtension, department: str) -> dict[str, Any]:
     return {"number": e.number, "name": e.name, "name_source": e.name_source, "department": department}
+
+
+def _money(amount: Decimal | None, decimals: int, currency: str) -> str:
+    """A budget as a person reads it: ``250.50 USD`` (the tariff's decimals, or the amount's own when it has
+    more); ``""`` for none."""
+    if amount is None:
+        return ""
+    places = -int(amount.as_tuple().exponent)
+    shown = amount if places > decimals else amount.quantize(Decimal(1).scaleb(-decimals))
+    return f"{shown} {currency}"
 
 
 def _iso(day: str) -> str | None:
