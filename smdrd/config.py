@@ -493,6 +493,10 @@ def _mail_warnings(settings: Settings) -> list[tuple[str, str]]:
                                     ("[alerts.email]", settings.alerts.email.enabled)) if on]
     if wanted and not smtp.enabled:
         out.append(("smtp.enabled", f"{' and '.join(wanted)} wait in the mail outbox: [smtp] is not enabled"))
+    email = settings.alerts.email
+    if email.enabled and not email.recipients and not any(email.rules.values()):
+        out.append(("alerts.email.recipients", "nobody receives alerts by e-mail"
+                    + (" except the managers of a department over budget" if email.managers else "")))
     where = smtp_password_path(smtp)
     if smtp.enabled and smtp.password_credential and "CREDENTIALS_DIRECTORY" not in os.environ:
         out.append(("smtp.password_credential", f"systemd credential {smtp.password_credential!r} exists only "
@@ -609,6 +613,8 @@ def _source_problems(settings: Settings) -> list[tuple[str, str]]:
 
 
 def redacted(settings: Settings) -> dict[str, Any]:
-    """The configuration as plain data, secrets masked (``SecretStr`` dumps as ``**********``)."""
+    """The configuration as plain data, secrets masked (``SecretStr`` dumps as ``**********``; a database URL
+    without its password)."""
     data: dict[str, Any] = settings.model_dump(mode="json")
+    data["database"]["url"] = settings.database.shown if settings.database.url else ""
     return data

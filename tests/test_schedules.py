@@ -176,6 +176,13 @@ def test_check_config_warns_of_mail_that_would_wait_for_ever(tmp_path: Path) -> 
     warnings = dict(config_warnings(path, load_config(path, use_env=False)))
     assert warnings["smtp.enabled"] == ("[[reports.schedules]] and [alerts.email] wait in the mail outbox: "
                                         "[smtp] is not enabled")
+    assert warnings["alerts.email.recipients"] == ("nobody receives alerts by e-mail except the managers of a "
+                                                   "department over budget")
+    from smdrd.cli.check_config import mail_summary
+
+    path.write_text(path.read_text() + '\n[smtp]\nenabled = true\nhost = "mail.example.com"\nusername = "u"\n')
+    assert mail_summary(load_config(path, use_env=False)) == (
+        "mail: mail.example.com:587 (starttls, login 'u'); 1 scheduled report(s) in the file; alerts to 0 address(es)")
 
 
 async def test_every_report_kind_makes_a_mail_with_its_attachments(tmp_path: Path) -> None:

@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from smdrd.directory import describe_source
 
     print(f"  {describe_source(settings)}")
+    print(f"  {mail_summary(settings)}")
     for line in source_choices(settings):
         print(f"  {line}")
     return 1 if warnings and args.strict else 0
@@ -98,3 +99,15 @@ def source_choices(settings: Settings) -> list[str]:
             continue
         out += [f"source {src.name!r} ({src.format}): {choice}" for choice in parser.choices()]
     return out
+
+
+def mail_summary(settings: Settings) -> str:
+    """One line on e-mail: the server, the scheduled reports and the alert digests."""
+    smtp = settings.smtp
+    server = (f"{smtp.host}:{smtp.port} ({smtp.security}{', login ' + repr(smtp.username) if smtp.username else ''})"
+              if smtp.enabled else "no mail server ([smtp] enabled = false)")
+    schedules = len(settings.reports.schedules)
+    alerts = settings.alerts.email
+    mailed = f"alerts to {len({*alerts.recipients, *(a for v in alerts.rules.values() for a in v)})} address(es)" \
+        if alerts.enabled else "no e-mail alerts"
+    return f"mail: {server}; {schedules} scheduled report(s) in the file; {mailed}"
