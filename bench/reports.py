@@ -22,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from bench._util import report  # noqa: E402
 from smdrd.config import Settings  # noqa: E402
 from smdrd.reports.queries import KINDS, context_from, parse_query, run_report  # noqa: E402
+from smdrd.store.api import ReportReader  # noqa: E402
 from smdrd.store.sqlite.reports import SqliteReports, connect_readonly  # noqa: E402
 from smdrd.store.sqlite.rollups import ROLL_UP, ROLLUPS, backfill_sql  # noqa: E402
 from smdrd.store.sqlite.rows import CALL_COLUMNS  # noqa: E402
@@ -70,17 +72,27 @@ def settings(db: Path) -> Settings:
 def generate(conn: Any, calls: int, seed: int = 11, roll_up: bool = True) -> float:
     """Insert ``calls`` calls spread over the year, each batch rolled up as the writers do (unless not
     ``roll_up``); return the seconds the load took."""
-    rng = random.Random(seed)
-    extensions = [str(n) for n in range(200, 510)]
-    start_of_year = datetime(YEAR, 1, 1, tzinfo=TZ)
-    days = (date(YEAR + 1, 1, 1) - date(YEAR, 1, 1)).days
-    class_weights = [w for _, w, _, _ in OUTBOUND_CLASSES]
     conn.execute("INSERT INTO lines (id, source, peer, received_at, format, raw, status) "
                  "VALUES (1, 'bench', '', 0, 'bench', x'00', 'parsed')")
     cols = ", ".join(CALL_COLUMNS)
     sql = f"INSERT INTO calls (line_id, {cols}) VALUES (1, {', '.join('?' * len(CALL_COLUMNS))})"
     started = time.perf_counter()
     rows: list[tuple[object, ...]] = []
+    for row in call_rows(calls, seed):
+        rows.append(row)
+        if len(rows) >= BATCH:
+            _flush(conn, sql, rows, roll_up)
+    _flush(conn, sql, rows, roll_up)
+    return time.perf_counter() - started
+
+
+def call_rows(calls: int, seed: int = 11) -> Iterator[tuple[object, ...]]:
+    """``calls`` calls spread over the year as ``calls`` rows in `CALL_COLUMNS` order (the same for any store)."""
+    rng = random.Random(seed)
+    extensions = [str(n) for n in range(200, 510)]
+    start_of_year = datetime(YEAR, 1, 1, tzinfo=TZ)
+    days = (date(YEAR + 1, 1, 1) - date(YEAR, 1, 1)).days
+    class_weights = [w for _, w, _, _ in OUTBOUND_CLASSES]
     per_day = calls / days
     n = 0
     for day in range(days):
@@ -105,14 +117,10 @@ def generate(conn: Any, calls: int, seed: int = 11, roll_up: bool = True) -> flo
             else:
                 direction, cls, e164, cost, trunk = "internal", "internal", "", 0, ""
             n += 1
-            rows.append((f"bench:{n}", "bench", "bench", f"k{n}", 0, local.isoformat(),
-                         int(local.astimezone(UTC).timestamp()), duration, 5, direction, ext,
-                         e164[3:] if e164 else "201", trunk, "", "", "", 1, "", "{}", e164 or None, cls, "r",
-                         e164[:5] or None, cost, "PLN", "" if not e164 else "GB" if e164[:3] == "+44" else "PL"))
-            if len(rows) >= BATCH:
-                _flush(conn, sql, rows, roll_up)
-    _flush(conn, sql, rows, roll_up)
-    return time.perf_counter() - started
+            yield (f"bench:{n}", "bench", "bench", f"k{n}", 0, local.isoformat(),
+                   int(local.astimezone(UTC).timestamp()), duration, 5, direction, ext,
+                   e164[3:] if e164 else "201", trunk, "", "", "", 1, "", "{}", e164 or None, cls, "r",
+                   e164[:5] or None, cost, "PLN", "" if not e164 else "GB" if e164[:3] == "+44" else "PL")
 
 
 def generate_fast(conn: Any, calls: int) -> float:
@@ -138,13 +146,15 @@ def _flush(conn: Any, sql: str, rows: list[tuple[object, ...]], roll_up: bool) -
     rows.clear()
 
 
-def time_report(db: Path, kind: str, first: str, last: str, repeat: int) -> dict[str, Any]:
+def time_report(db: Path, kind: str, first: str, last: str, repeat: int, *,
+                reader: Callable[[], ReportReader] | None = None) -> dict[str, Any]:
+    """``kind`` over ``first`` to ``last``, ``repeat`` times, each on a fresh reader (of ``db``, or ``reader()``)."""
     ctx = context_from(settings(db))
     samples = []
     rows = 0
     for _ in range(repeat):
         started = time.perf_counter()
-        conn = SqliteReports(db)
+        conn = SqliteReports(db) if reader is None else reader()
         try:
             rep = run_report(conn, parse_query({"kind": [kind], "from": [first], "to": [last]}, ctx), ctx)
         finally:

@@ -1,9 +1,10 @@
 """The daemon on PostgreSQL, end to end: a PBX pushes lines over TCP to a real ``smdrd run`` whose ``[database]
-url`` names a real PostgreSQL database; the lines are journalled, their calls stored and rolled up there, and the
-reports read the figures back from it."""
+url`` names a real PostgreSQL database; the lines are journalled, their calls stored and rolled up there, and
+``smdrd report`` reads the figures back from it."""
 
 from __future__ import annotations
 
+import json
 import socket
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +25,8 @@ from smdrd.testing import DaemonProcess, config_toml, daemon_config, free_port, 
 TZ = ZoneInfo("Europe/Warsaw")
 
 
-def test_tcp_lines_reach_postgres_and_its_reports(tmp_path: Path, pg_url: str, daemons: list[DaemonProcess]) -> None:
+def test_tcp_lines_reach_postgres_and_its_reports(tmp_path: Path, pg_url: str, daemons: list[DaemonProcess],
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
     parser = get_parser_class("avaya-ipo")
     traffic = Traffic(seed=17, country="PL", tz=TZ, start=datetime(2026, 3, 2, 8, 0), format="avaya-ipo")
     lines = list(render_calls(parser, traffic, 300))
@@ -33,7 +35,7 @@ def test_tcp_lines_reach_postgres_and_its_reports(tmp_path: Path, pg_url: str, d
                            http={"enabled": False})
     daemon = DaemonProcess(tmp_path, config)
     daemons.append(daemon)
-    daemon.start()
+    daemon.start(within=60)
     daemon.wait_port(port)
     with socket.create_connection(("127.0.0.1", port)) as pbx:
         pbx.sendall("".join(f"{line}\r\n" for line in lines).encode())
@@ -52,15 +54,13 @@ def test_tcp_lines_reach_postgres_and_its_reports(tmp_path: Path, pg_url: str, d
     assert sum(statuses.values()) == len(lines) and statuses.get("error", 0) == 0
     assert calls is not None and calls[0] >= 300 and calls[1] == 1
     assert rolled is not None and rolled[0] == 300  # a transfer's second leg is the same call
-    settings = load_config(daemon.config_path, use_env=False)
-    ctx = context_from(settings)
-    reader = open_store(settings.database.target).reports()
-    try:
-        rep = run_report(reader, parse_query({"kind": ["extensions"], "from": ["2026-03-01"], "to": ["2026-03-31"],
-                                              "direction": ["all"]}, ctx), ctx)
-    finally:
-        reader.close()
-    assert rep.totals is not None and rep.totals["calls"] == 300
+    capsys.readouterr()
+    assert main(["report", "extensions", "--config", str(daemon.config_path), "--from", "2026-03-01", "--to",
+                 "2026-03-31", "--direction", "all", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["totals"]["calls"] == 300
+    # A command that works on a SQLite file only refuses, rather than work on a file the daemon does not use.
+    assert main(["prune", "--config", str(daemon.config_path), "--dry-run"]) != 0
+    assert "SQLite database only" in capsys.readouterr().err
 
 
 def test_import_into_postgres_gives_the_sqlite_import_s_reports(tmp_path: Path, pg_url: str,

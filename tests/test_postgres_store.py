@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -14,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smdrd.cli import main
-from smdrd.core import PARSED
+from smdrd.core import ERROR, PARSED
 from smdrd.errors import SmdrdError
 from smdrd.journal import Alert, JournalEntry, RatedCall
 from smdrd.reports.queries import Context, context_from, parse_query, run_report
@@ -182,3 +183,41 @@ def test_check_config_validates_the_url_and_never_prints_its_password(
     text = out.out + out.err
     assert "hunter2" not in text
     assert (problem or "database postgresql://bob:***@db:5432/calls") in text
+    if problem is None:
+        assert main(["check-config", "--show", str(path)]) == 0
+        shown = capsys.readouterr().out
+        assert "hunter2" not in shown and "postgresql://bob:***@db:5432/calls" in shown
+
+
+async def test_export_errors_and_the_call_feed_read_what_the_writer_stored(pg_url: str) -> None:
+    """The smaller read parts: every call as named fields (``smdrd export``), the ``error`` lines (``smdrd
+    errors``), and the call feed from a saved cursor (a new feed starts at the end: nothing is replayed)."""
+    store = open_store(pg_url)
+    assert store.start_call_feed("mqtt") == 0
+    bad = JournalEntry("pbx", "", 1_700_000_000_000_000, "test", b"garbage", ERROR, "no fields")
+    await write_entries(pg_url, [_entry(1, [record(CALLS[0])]), bad, _entry(2, [record(CALLS[1])])])
+    export = store.export()
+    try:
+        assert {"uid", "start", "cost_micros", "site_id"} <= set(export.columns())
+        assert [r["extension"] for r in export.rows(None, None)] == ["201", "201"]
+    finally:
+        export.close()
+    errors = store.journal_errors()
+    try:
+        lines, total = errors.error_lines(0, 2_000_000_000, None, 10)
+    finally:
+        errors.close()
+    assert total == 1 and [(e.raw, e.error) for e in lines] == [(b"garbage", "no fields")]
+    feed = store.call_feed()
+    await feed.open()
+    try:
+        assert await feed.start("mqtt") == 0
+        calls = await feed.after(0, 10)
+        assert [c.fields["extension"] for c in calls] == ["201", "201"] and "auth_code" not in calls[0].fields
+        await feed.save("mqtt", calls[0].position)
+        assert await feed.start("mqtt") == calls[0].position
+        assert [c.position for c in await feed.after(calls[0].position, 10)] == [calls[1].position]
+        assert await feed.start("new") == calls[1].position
+    finally:
+        await feed.close()
+    assert sorted(store.spend_since(0)) == [("201", "2026-03-02", Decimal("0.50")), ("201", "2026-03-03", Decimal("0.30"))]

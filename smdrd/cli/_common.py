@@ -78,17 +78,17 @@ def settings_from(args: argparse.Namespace, *, existing_database: bool = False,
     if config_named(args):
         path = config_path(args)
         settings = load_config(path)
-        if existing_database or database_of(args, settings).is_dir():
+        if existing_database or _sqlite_path(args, settings).is_dir():
             _check_database(args, settings, path)
         return settings, path
     if not _database_named(args):
         raise SmdrdError(no_config_message(args))
     settings = load_config(None)
-    if existing_database or database_of(args, settings).is_dir():
+    if existing_database or _sqlite_path(args, settings).is_dir():
         _check_database(args, settings, None)
     # `smdrd demo` writes its configuration beside its database (var/demo.toml): point at it, never read it
     # unasked.
-    beside = database_of(args, settings).with_suffix(".toml")
+    beside = _sqlite_path(args, settings).with_suffix(".toml")
     found = beside.is_file()
     if not defaults:
         raise SmdrdError("no configuration file: this command rewrites stored calls with the configuration's "
@@ -102,7 +102,22 @@ def settings_from(args: argparse.Namespace, *, existing_database: bool = False,
 
 
 def database_of(args: argparse.Namespace, settings: Settings) -> Path:
-    """``--database``, else the configuration's ``[database] path``."""
+    """``--database``, else the configuration's ``[database] path``: for the commands that work on a SQLite file
+    only (`store_of` for those that work on either store).
+
+    Raises:
+        SmdrdError: the configuration names a PostgreSQL ``[database] url`` and no ``--database`` is given (the
+            command would otherwise work on a SQLite file the daemon does not use).
+    """
+    given = getattr(args, "database", None)
+    if given is None and settings.database.url:
+        raise SmdrdError(f"smdrd {getattr(args, 'command', '')}: works on a SQLite database only, and [database] "
+                         "url names a PostgreSQL one (docs/scaling.md lists what runs there); pass --database FILE "
+                         "for a SQLite file")
+    return _sqlite_path(args, settings)
+
+
+def _sqlite_path(args: argparse.Namespace, settings: Settings) -> Path:
     given = getattr(args, "database", None)
     return Path(given) if given is not None else settings.database.path
 
@@ -117,7 +132,7 @@ def store_of(args: argparse.Namespace, settings: Settings) -> Path | str:
 def _check_database(args: argparse.Namespace, settings: Settings, config: Path | None) -> None:
     if getattr(args, "database", None) is None and settings.database.url:
         return  # a PostgreSQL database: the server says whether it is there when it is opened
-    path = database_of(args, settings)
+    path = _sqlite_path(args, settings)
     if path.is_file():
         return
     if getattr(args, "database", None) is not None:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from smdrd.cli._common import add_config_argument, database_of, settings_from
+from smdrd.cli._common import add_config_argument, settings_from, store_of
 from smdrd.csvsafe import SafeCsvWriter
 from smdrd.errors import SmdrdError
 
@@ -162,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
     from smdrd.store import open_store
 
     settings, _ = settings_from(args, existing_database=True)
-    db, tz, decimals = database_of(args, settings), settings.site.tz, settings.tariff.decimals
+    db, tz, decimals = store_of(args, settings), settings.site.tz, settings.tariff.decimals
     start = parse_time(args.start, tz) if args.start else None
     end = parse_time(args.end, tz) if args.end else None
     export = open_store(db).export()

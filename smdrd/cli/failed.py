@@ -12,7 +12,7 @@ import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from smdrd.cli._common import add_config_argument, database_of, day, settings_from
+from smdrd.cli._common import add_config_argument, day, settings_from, store_of
 from smdrd.errors import SmdrdError
 
 #: how much of a line's bytes the listing shows (the journal keeps them all).
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if first > last:
         raise SmdrdError(f"--from {first} is after --to {last}")
     lo, hi = utc_bounds(first, last, settings.site.tz)
-    journal = open_store(database_of(args, settings)).journal_errors()
+    journal = open_store(store_of(args, settings)).journal_errors()
     try:
         lines, total = journal.error_lines(lo, hi, args.source, args.limit)
     finally:

@@ -14,7 +14,7 @@ import contextlib
 import sys
 from pathlib import Path
 
-from smdrd.cli._common import add_config_argument, database_of, settings_from
+from smdrd.cli._common import add_config_argument, settings_from, store_of
 from smdrd.rating.classes import CALL_CLASSES
 from smdrd.reports.export import FORMATS as EXPORT_FORMATS
 from smdrd.reports.export import PAPERS
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from smdrd.store import open_store
 
     settings, path = settings_from(args, existing_database=True)
-    settings = resolve(settings, database_of(args, settings))  # [directory] source = "database": its departments
+    settings = resolve(settings, store_of(args, settings))  # [directory] source = "database": its departments
     ctx = context_from(settings, path=str(path) if path else None)
     params: dict[str, list[str]] = {
         "kind": [args.kind], "department": args.department, "extension": args.extension, "trunk": args.trunk,
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         args.parser.error(str(exc).replace("page_size", "--page-size").replace("by_class", "--by-class"))
     if args.format in EXPORT_FORMATS and args.output is None and sys.stdout.isatty():
         args.parser.error(f"--format {args.format} is a binary file: give --output FILE or redirect the output")
-    store = open_store(database_of(args, settings))
+    store = open_store(store_of(args, settings))  # the SQLite file, or PostgreSQL's [database] url
     names = names_of(store)
     reader = store.reports()
     streamed = args.format == "csv" and query.kind in LISTING_KINDS and query.page_size == 0

@@ -128,6 +128,26 @@ class PgCallFeed(AsyncPart):
         await self._rows(_SAVE_CURSOR + " RETURNING position", (name, position))
 
 
+class _NoDirectory:
+    """The directory before the PostgreSQL store keeps one: no names learnt from the PBX (reports show the
+    extensions without names); every other part says it is not there yet."""
+
+    def names(self) -> dict[str, str]:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        def missing(*args: object, **kwargs: object) -> NoReturn:
+            _missing(f"The directory's {name}()")
+
+        return missing
+
+
 class PgStore:
     """The PostgreSQL database at ``url`` (``postgresql://...``; created tables and all by whoever opens it)."""
 
@@ -170,6 +190,9 @@ class PgStore:
             conn.execute(_PLACE_CURSOR, (name,))
             row = conn.execute("SELECT position FROM feed_cursors WHERE name = %s", (name,)).fetchone()
         return int(row[0]) if row else 0
+
+    def directory(self) -> _NoDirectory:
+        return _NoDirectory()
 
     def accounts(self) -> Accounts:
         _missing("The console's users, sessions and tokens")
