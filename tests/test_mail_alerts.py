@@ -33,6 +33,9 @@ def test_budget_alerts_reach_the_departments_managers_and_only_theirs(tmp_path: 
     assert done.stdout == "e-mail address of bob set to bob@example.com\n"
     bad = smdrd("user", "email", "carol", "carol@example.com, eve@example.com", "--database", str(db))
     assert bad.returncode == 2 and "expected one e-mail address" in bad.stderr
+    added = smdrd("user", "add", "dora", "--role", "manager", "--department", "Sales", "--email",
+                  "dora@example.com", "--password-stdin", "--database", str(db), stdin="dora's long passphrase\n")
+    assert added.returncode == 0, added.stderr
 
     settings = Settings.model_validate({"database": {"path": str(db)}, "site": {"name": "HQ"},
                                         "alerts": {"email": {"enabled": True, "recipients": ["ops@example.com"]}}})
@@ -42,8 +45,9 @@ def test_budget_alerts_reach_the_departments_managers_and_only_theirs(tmp_path: 
                                                                state="resolved"))]
     mail = open_store(db).mail()
     try:
-        assert mail.user_emails() == {"bob": "bob@example.com"}
+        assert mail.user_emails() == {"bob": "bob@example.com", "dora": "dora@example.com"}
         mail.set_user_email("carol", "carol@example.com", at=2, actor=Actor("test"))
+        mail.set_user_email("dora", "", at=2, actor=Actor("test"))
         assert mail.manager_emails("Sales") == ["bob@example.com"]
         mails = alert_digests(alerts, settings, mail.manager_emails, now=100)
     finally:

@@ -49,6 +49,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.add_argument("--department", action="append", default=[], metavar="NAME",
                      help="a department a manager sees (repeat for several); managers only")
     add.add_argument("--password-stdin", action="store_true", help="read the password as one line from stdin")
+    add.add_argument("--email", metavar="ADDRESS", default="",
+                     help="their e-mail address (a manager's receives their departments' budget alerts)")
     listing = action("list", "list the users (never their passwords)")
     listing.add_argument("--json", action="store_true", help="one JSON object per user")
     passwd = action("passwd", "set a user's password (their sessions end)")
@@ -119,9 +121,12 @@ def _add(args: argparse.Namespace, accounts: Accounts) -> int:
         args.parser.error(f"--department: {problem}")
     if accounts.user(args.name) is not None:
         raise SmdrdError(f"a user named {args.name!r} exists already (smdrd user passwd changes a password)")
+    address = _address(args)
     password = read_password(args)
     user = accounts.add_user(args.name, args.role, hash_password(password), args.department,
                              at=int(time.time()), actor=_actor())
+    if address:
+        _set_email(args, user.name, address)
     departments = f" for {', '.join(user.departments)}" if user.departments else ""
     print(f"added {user.name} ({user.role}{departments})")
     return 0
@@ -168,22 +173,34 @@ def _remove(args: argparse.Namespace, accounts: Accounts) -> int:
     return 0
 
 
-def _email(args: argparse.Namespace, accounts: Accounts) -> int:
+def _address(args: argparse.Namespace) -> str:
+    """The e-mail address given (``--email`` or the ``address`` argument), checked; ``''`` for none."""
     from smdrd.mail_config import check_address
+
+    option, given = ("--email", args.email) if args.action == "add" else ("address", args.address)
+    if not str(given).strip():
+        return ""
+    try:
+        return check_address(str(given))
+    except ValueError as exc:
+        args.parser.error(f"{option}: {exc}")
+    raise AssertionError("unreachable")  # parser.error exits
+
+
+def _set_email(args: argparse.Namespace, name: str, address: str) -> None:
     from smdrd.store import open_store
 
-    user = _existing(accounts, args.name)
-    address = ""
-    if args.address.strip():
-        try:
-            address = check_address(args.address)
-        except ValueError as exc:
-            args.parser.error(f"address: {exc}")
     mail = open_store(args.database_path).mail()
     try:
-        mail.set_user_email(user.name, address, at=int(time.time()), actor=_actor())
+        mail.set_user_email(name, address, at=int(time.time()), actor=_actor())
     finally:
         mail.close()
+
+
+def _email(args: argparse.Namespace, accounts: Accounts) -> int:
+    user = _existing(accounts, args.name)
+    address = _address(args)
+    _set_email(args, user.name, address)
     print(f"e-mail address of {user.name} {'set to ' + address if address else 'removed'}")
     return 0
 
