@@ -135,7 +135,7 @@ async def test_an_admin_sees_today_and_the_month_by_class_with_budgets_and_sourc
     assert "Sales" in html and "Support" in html and "300.00 EUR" in html, "both departments and a budget"
     assert SCRIPT not in html
     assert "pbx" in html and "tcp-server" in html, "the source's state"
-    assert "201 <span class=\"note\">Anna &lt;b&gt;Nowak&lt;/b&gt;</span>" in html, "a name beside its number, as text"
+    assert '201 <span class="note ov-name">Anna &lt;b&gt;Nowak&lt;/b&gt;</span>' in html, "a name beside its number"
     for _, _, reason in ALERTS:
         assert reason in html, "every open alert"
     assert "/console/static/overview/overview.js" in html

@@ -30,7 +30,7 @@ def text(driver: Any, css: str) -> str:
     return str(driver.find_element("css selector", css).text)
 
 
-def wait_for(driver: Any, condition: Any, within: float = 20) -> bool:
+def wait_for(driver: Any, condition: Any, within: float = 45) -> bool:
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -59,6 +59,8 @@ def test_the_overview_follows_a_new_call_without_a_reload(site: Overview, browse
     shots = Path(os.environ.get("SMDRD_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(shots / "overview-1366.png"))
+    assert browser.execute_script("return [...document.querySelectorAll('.ov-grid > section')].every("
+                                  "s => s.scrollWidth <= s.clientWidth)"), "the top-N tables fit at 1366 px"
     browser.execute_script("document.getElementById('ov-budgets').scrollIntoView()")
     browser.save_screenshot(str(shots / "overview-1366-budgets.png"))
     browser.set_window_size(390, 844)
