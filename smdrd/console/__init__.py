@@ -141,6 +141,8 @@ class Console:
         #: the departments a manager may be given (the reports' directory replaces it: it follows reloads).
         self.departments: Callable[[], Sequence[str]] = lambda: [d.name for d in settings.departments]
         self._accounts: Accounts | None = None
+        #: called on the store's thread when the console closes (a page module's own connection).
+        self.closers: list[Callable[[], None]] = []
         #: the store's one thread: every query of the console runs there, in order.
         self._db = ThreadPoolExecutor(1, thread_name_prefix="smdrd-console-db")
         #: Argon2 hashing, one at a time (each takes 64 MiB for a few tens of milliseconds).
@@ -169,6 +171,8 @@ class Console:
             if self._accounts is not None:
                 self._accounts.close()
                 self._accounts = None
+            for closer in self.closers:  # the pages' own store connections, on the thread that used them
+                closer()
 
         self._db.submit(close)
         self._db.shutdown(wait=True)

@@ -182,6 +182,12 @@ class RateAdmin:
 
     # ---- plumbing ----
 
+    def close(self) -> None:
+        """Close the tariff store's connection (on the console's store thread, as `Console.close` calls it)."""
+        if self._tariffs is not None:
+            self._tariffs.close()
+            self._tariffs = None
+
     def settings(self) -> Settings:
         daemon = self.console.daemon
         return daemon.settings if daemon is not None else self.console.settings
@@ -705,6 +711,7 @@ class RateAdmin:
 def register(console: Console) -> RateAdmin:
     """Add the rate pages and API to ``console``'s server."""
     admin = RateAdmin(console)
+    console.closers.append(admin.close)
     router = console.server.app.router
     router.add_get("/rates", admin.list_page)
     router.add_post("/rates", admin.add_form)
