@@ -38,6 +38,7 @@ import structlog
 from aiohttp import web
 from markupsafe import Markup
 
+from smdrd.console.alerts_inbox import masked_payload
 from smdrd.http import READERS, Principal, principal_of, public, requires
 from smdrd.rating.classes import CALL_CLASSES
 from smdrd.reports.departments import UNASSIGNED
@@ -197,11 +198,13 @@ def budget_rows(ctx: Context, now: datetime, departments: tuple[str, ...], spend
     return out
 
 
-def alert_rows(alerts: Iterable[InboxAlert], tz: Any) -> list[dict[str, Any]]:
-    """The open alerts as the overview lists them (display strings), newest first."""
+def alert_rows(alerts: Iterable[InboxAlert], tz: Any, hidden: int = 0) -> list[dict[str, Any]]:
+    """The open alerts as the overview lists them (display strings), newest first; ``hidden`` last digits of
+    the numbers in their reasons masked (the figures are cached per scope, not per role: with ``[privacy]`` on,
+    everyone's overview masks them; the alerts inbox shows each role what it may see)."""
     out: list[dict[str, Any]] = []
     for alert in alerts:
-        data = alert.payload
+        data = masked_payload(alert.payload, hidden)
         raised = datetime.fromtimestamp(alert.created_at / 1_000_000, tz).strftime("%Y-%m-%d %H:%M")
         out.append({"id": alert.alert_id, "rule": alert.rule, "severity": alert.severity,
                     "reason": str(data.get("reason") or ""), "department": alert.department or "",
@@ -319,7 +322,7 @@ class Overview:
                                              limit=ALERTS_SHOWN))
         finally:
             inbox.close()
-        figures["alerts"] = alert_rows(found, ctx.timezone)
+        figures["alerts"] = alert_rows(found, ctx.timezone, self.settings().privacy.mask_digits)
         tops = [e for period in ("today", "month") for e in figures[period]["extensions"]]
         directory = open_store(self.path).directory()
         try:
@@ -370,8 +373,8 @@ class Overview:
         deadline = loop.time() + STREAM_SECONDS
         timeout = self.console.server.config.write_timeout
         try:
+            first = await self.figures(scope)  # before the head: a failure here is still a clean error page
             await asyncio.wait_for(response.prepare(request), timeout)
-            first = await self.figures(scope)
             await asyncio.wait_for(response.write(f"retry: {RETRY_MS}\n".encode() + _event(first)), timeout)
             while (left := deadline - loop.time()) > 0:
                 try:
