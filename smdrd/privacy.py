@@ -9,13 +9,14 @@ passes who is asking (anything with a ``role``, such as `smdrd.http.Principal`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
 from pydantic import Field, field_validator
 
 from smdrd.section import Section
 
-__all__ = ["MASK", "MASKABLE_ROLES", "PrivacyConfig", "hidden_digits", "mask", "mask_number"]
+__all__ = ["MASK", "MASKABLE_ROLES", "PrivacyConfig", "hidden_digits", "mask", "mask_number", "mask_within"]
 
 #: what a hidden digit is shown as.
 MASK = "*"
@@ -66,6 +67,17 @@ def mask(number: str, digits: int) -> str:
             out[i] = MASK
             left -= 1
     return "".join(out)
+
+
+def mask_within(text: str, numbers: Iterable[str | None], digits: int) -> str:
+    """``text`` (an alert's reason, a raw PBX line) with every occurrence of each of ``numbers`` masked as `mask`
+    masks it; a ``+`` in front of a number is not needed for it to be found (the longest numbers first)."""
+    if digits <= 0 or not text:
+        return text
+    found = {n for number in numbers if number for n in (number, number.lstrip("+")) if n}
+    for number in sorted(found, key=len, reverse=True):
+        text = text.replace(number, mask(number, digits))
+    return text
 
 
 def mask_number(number: str, who: _Someone | None, cfg: PrivacyConfig) -> str:

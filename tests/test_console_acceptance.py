@@ -8,6 +8,7 @@ the built daemon has (so pages added later are covered without touching this fil
 * (c) a PBX line whose name and number fields hold ``<script>alert(1)</script>`` and ``<img src=x
   onerror=alert(1)>`` shows as text on every page: never as markup in any HTML the server sends, and in Chromium
   no alert opens and no such element exists on any page;
+* numbers masked for everyone but admins (``[privacy] mask_digits = 3``) are masked on every route;
 * (d) a change sent without its CSRF token (or with a wrong one) is refused 403 by every route that is not GET,
   and changes nothing.
 """
@@ -50,8 +51,11 @@ ZONE = ZoneInfo("Europe/Warsaw")
 DEPARTMENTS = [{"name": "Sales", "extensions": ["201"]},
                {"name": "Sales North", "parent": "Sales", "extensions": ["202"]},
                {"name": "Support", "extensions": ["391"]}]
-#: what only Support's figures hold: its extension's name (from the PBX) and the number it called.
-SUPPORT_MARKERS = ("Zyxwvut", "229990391")
+#: what only Support's figures hold: its extension's name (from the PBX) and the number it called (the part that
+#: numbers masked for a manager still show).
+SUPPORT_MARKERS = ("Zyxwvut", "22999")
+#: the numbers called, whole: an admin sees them, nobody else does ([privacy] mask_digits = 3).
+WHOLE_NUMBERS = ("229990391", "221110201", "221110202", "600123456")
 NEW = {"mona": "mona's long passphrase"}
 #: pages are read up to this many bytes (the exports are the largest).
 MAX_READ = 4 * 1024 * 1024
@@ -103,7 +107,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Acceptance]:
         accounts.close()
     port, pbx = free_port(), free_port()
     config = daemon_config(folder, [tcp_server_source("pbx", pbx)], departments=DEPARTMENTS,
-                           http={"listen": f"127.0.0.1:{port}", "max_connections": 80})
+                           http={"listen": f"127.0.0.1:{port}", "max_connections": 80},
+                           privacy={"mask_digits": 3})
     daemon = DaemonProcess(folder, config)
     try:
         running = Acceptance(daemon.start(), port)
@@ -323,6 +328,28 @@ async def test_a_manager_gets_no_other_departments_figures_from_any_route(site: 
         status, _, body = await fetch(manager, f"{site.base}/api/reports/extensions")
         assert status == 200 and "201" in body, "their own figures, by default"
     assert not leaks, f"a manager of Sales read Support's figures at {leaks}"
+
+
+# ---- numbers masked on every route ----
+
+async def test_with_numbers_masked_a_viewer_sees_no_whole_number_on_any_route(site: Acceptance) -> None:
+    pages = site.walk.pages
+    assert [url for url, (status, _, body) in pages.items() if status == 200
+            and any(n in body for n in WHOLE_NUMBERS)], "an admin sees numbers whole"
+    leaks, masked = [], []
+    async with session() as viewer:
+        assert (await sign_in(site, viewer, "victor")).status == 303
+        for url in sorted(pages):
+            status, _, body = await fetch(viewer, site.base + url)
+            if status != 200:
+                continue
+            # (a number the URL itself holds, such as the number tester's ?number=, is an echo, not a leak)
+            if any(n in body for n in WHOLE_NUMBERS if n not in url):
+                leaks.append(url)
+            if "229990***" in body:
+                masked.append(url)
+    assert not leaks, f"whole numbers shown to a viewer at {leaks}"
+    assert masked, "the masked numbers are shown"
 
 
 # ---- (d) no change without the CSRF token ----

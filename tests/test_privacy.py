@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from smdrd.privacy import MASK, PrivacyConfig, hidden_digits, mask, mask_number
+from smdrd.privacy import MASK, PrivacyConfig, hidden_digits, mask, mask_number, mask_within
 from smdrd.testing import running_daemon
 from tests.test_reports import CALLS, settings_for, write_calls
 from tests.test_reports_http import MARCH, get, port_of
@@ -40,6 +40,14 @@ def test_off_by_default_and_admins_see_numbers_whole() -> None:
     assert mask_number("+12125551234", Who("viewer"), PrivacyConfig(mask_digits=3,
                                                                     unmasked_roles=["admin", "viewer"])) == \
         "+12125551234"
+
+
+def test_numbers_inside_a_text_are_masked_too() -> None:
+    reason = "long call: 2:05:00 to +442071234567 from 201 (442071234567 again)"
+    assert mask_within(reason, ["+442071234567", None], 3) == \
+        "long call: 2:05:00 to +442071234*** from 201 (442071234*** again)"
+    assert mask_within(reason, ["+442071234567"], 0) == reason
+    assert mask_within("", ["123"], 3) == ""
 
 
 def test_the_configuration_names_what_is_wrong() -> None:

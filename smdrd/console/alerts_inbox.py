@@ -21,7 +21,7 @@ from aiohttp import web
 
 from smdrd.console.calls import CALL_READERS, on_thread, parse_day, report_context, scope_departments
 from smdrd.http import MAX_BODY, Principal, principal_of, requires
-from smdrd.privacy import hidden_digits, mask
+from smdrd.privacy import hidden_digits, mask, mask_within
 from smdrd.reports.queries import Context
 from smdrd.store import open_store
 from smdrd.store.api import ALERT_STATES, Actor, AlertFilter, AlertInbox, InboxAlert, utc_bounds
@@ -276,6 +276,10 @@ def masked_payload(payload: dict[str, Any], hidden: int) -> dict[str, Any]:
     if isinstance(call, dict):
         out["call"] = {k: mask(v, hidden) if k in ("number", "e164") and isinstance(v, str) else v
                        for k, v in call.items()}
+    if isinstance(out.get("reason"), str):  # the reason names the number too
+        numbers = [payload.get("number"), *(call.get(k) for k in ("number", "e164"))] if isinstance(call, dict) \
+            else [payload.get("number")]
+        out["reason"] = mask_within(out["reason"], [n for n in numbers if isinstance(n, str)], hidden)
     return out
 
 
