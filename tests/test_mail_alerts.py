@@ -3,15 +3,18 @@ resolved notice) also to the department's managers, set up with ``smdrd user ema
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import date
 from pathlib import Path
 
+import pytest
+
+from smdrd.cli import main
 from smdrd.config import Settings
 from smdrd.mail import _alerts_text, alert_digests
 from smdrd.store import open_store
 from smdrd.store.api import Actor, PendingAlert
-from tests.test_user_cli import smdrd
 
 
 def payload(alert_id: str, rule: str, *, department: str | None = None, state: str = "raised") -> str:
@@ -20,7 +23,9 @@ def payload(alert_id: str, rule: str, *, department: str | None = None, state: s
                        "raised_at": "2026-03-04T10:00:00.000+00:00"})
 
 
-def test_budget_alerts_reach_the_departments_managers_and_only_theirs(tmp_path: Path) -> None:
+def test_budget_alerts_reach_the_departments_managers_and_only_theirs(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     db = tmp_path / "smdrd.db"
     accounts = open_store(db).accounts()
     try:
@@ -28,14 +33,14 @@ def test_budget_alerts_reach_the_departments_managers_and_only_theirs(tmp_path: 
             accounts.add_user(name, "manager", "not-a-hash", [department], at=1, actor=Actor("test"))
     finally:
         accounts.close()
-    done = smdrd("user", "email", "bob", "bob@example.com", "--database", str(db))
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == "e-mail address of bob set to bob@example.com\n"
-    bad = smdrd("user", "email", "carol", "carol@example.com, eve@example.com", "--database", str(db))
-    assert bad.returncode == 2 and "expected one e-mail address" in bad.stderr
-    added = smdrd("user", "add", "dora", "--role", "manager", "--department", "Sales", "--email",
-                  "dora@example.com", "--password-stdin", "--database", str(db), stdin="dora's long passphrase\n")
-    assert added.returncode == 0, added.stderr
+    assert main(["user", "email", "bob", "bob@example.com", "--database", str(db)]) == 0
+    assert capsys.readouterr().out == "e-mail address of bob set to bob@example.com\n"
+    with pytest.raises(SystemExit) as bad:
+        main(["user", "email", "carol", "carol@example.com, eve@example.com", "--database", str(db)])
+    assert bad.value.code == 2 and "expected one e-mail address" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("dora's long passphrase\n"))
+    assert main(["user", "add", "dora", "--role", "manager", "--department", "Sales", "--email",
+                 "dora@example.com", "--password-stdin", "--database", str(db)]) == 0
 
     settings = Settings.model_validate({"database": {"path": str(db)}, "site": {"name": "HQ"},
                                         "alerts": {"email": {"enabled": True, "recipients": ["ops@example.com"]}}})
