@@ -49,7 +49,8 @@ if TYPE_CHECKING:
     from smdrd.config import Settings
     from smdrd.daemon import Daemon
 
-__all__ = ["ALERTS_CURSOR", "TICK", "MailDelivery", "alert_digests", "install", "schedule_key", "schedules_of"]
+__all__ = ["ALERTS_CURSOR", "TICK", "MailDelivery", "alert_digests", "digest_text", "install", "out_of_scope",
+           "report_mails", "schedule_key", "schedules_of"]
 
 log = structlog.get_logger("smdrd.mail")
 
@@ -148,7 +149,8 @@ def alert_digests(alerts: Sequence[PendingAlert], settings: Settings, managers: 
     return out
 
 
-def _alerts_text(payloads: list[dict[str, Any]], site: str) -> str:
+def digest_text(payloads: list[dict[str, Any]], site: str) -> str:
+    """The text of an alert digest: each alert (or resolved notice) with its time, rule, reason and where."""
     lines = [f"smdrd at {site}: {len(payloads)} alert event(s), oldest first.", ""]
     for p in payloads:
         state = "RESOLVED" if p.get("state") == "resolved" else str(p.get("severity", "")).upper()
@@ -359,7 +361,7 @@ class MailDelivery:
                 maintype, _, subtype = a.content_type.partition("/")
                 msg.add_attachment(a.data, maintype=maintype, subtype=subtype, filename=a.filename)
         else:
-            msg.set_content(_alerts_text(spec["alerts"], settings.site.name))
+            msg.set_content(digest_text(spec["alerts"], settings.site.name))
         return msg
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from smdrd.cli import main
 from smdrd.config import Settings
-from smdrd.mail import _alerts_text, alert_digests
+from smdrd.mail import alert_digests, digest_text
 from smdrd.store import open_store
 from smdrd.store.api import Actor, PendingAlert
 
@@ -63,7 +63,7 @@ def test_budget_alerts_reach_the_departments_managers_and_only_theirs(tmp_path: 
     bob = json.loads(by_to["bob@example.com",].spec)["alerts"]
     assert ops == ["a1", "b1", "b1:resolved"]
     assert [a["id"] for a in bob] == ["b1", "b1:resolved"]
-    text = _alerts_text(bob, "HQ")
+    text = digest_text(bob, "HQ")
     assert "[WARNING] budget: budget happened" in text and "[RESOLVED] budget" in text
     assert by_to["bob@example.com",].key == "alerts:1-3:bob@example.com"  # planned again: the same row
 
