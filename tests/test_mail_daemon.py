@@ -90,6 +90,21 @@ def smtp() -> Iterator[SmtpServer]:
     server.stop()
 
 
+@pytest.fixture
+def daemons() -> Iterator[list[DaemonProcess]]:
+    """The daemons a test starts, killed at its end whatever happened (a start that timed out included)."""
+    made: list[DaemonProcess] = []
+    yield made
+    for daemon in made:
+        daemon.kill()
+
+
+def start_daemon(daemons: list[DaemonProcess], tmp_path: Path, cfg: dict[str, Any]) -> DaemonProcess:
+    daemon = DaemonProcess(tmp_path, cfg)
+    daemons.append(daemon)
+    return daemon.start(STARTUP)
+
+
 def seconds_ahead(n: float) -> tuple[str, float]:
     """A local ``HH:MM:SS`` ``n`` seconds from now (a whole second), and its epoch time."""
     at = datetime.now(WARSAW).replace(microsecond=0) + timedelta(seconds=n + 1)
@@ -178,11 +193,11 @@ def only_report_mails(inbox: Inbox) -> list[EmailMessage]:
 
 
 async def test_a_scheduled_report_arrives_once_with_totals_equal_to_the_json_report(
-        tmp_path: Path, smtp: SmtpServer) -> None:
+        tmp_path: Path, smtp: SmtpServer, daemons: list[DaemonProcess]) -> None:
     await write_calls(tmp_path / "smdrd.db", calls_of_yesterday())
     smtp.start()
     cfg = config(tmp_path, smtp.port)
-    daemon = DaemonProcess(tmp_path, cfg).start(STARTUP)
+    daemon = start_daemon(daemons, tmp_path, cfg)
     try:
         when = await schedule_soon(daemon, cfg, 2)
         [message] = await asyncio.to_thread(smtp.inbox.wait, 1)
@@ -214,9 +229,9 @@ async def test_a_scheduled_report_arrives_once_with_totals_equal_to_the_json_rep
 
 
 async def test_a_report_due_while_the_mail_server_is_down_arrives_later_once(
-        tmp_path: Path, smtp: SmtpServer) -> None:
+        tmp_path: Path, smtp: SmtpServer, daemons: list[DaemonProcess]) -> None:
     cfg = config(tmp_path, smtp.port)
-    daemon = DaemonProcess(tmp_path, cfg).start(STARTUP)
+    daemon = start_daemon(daemons, tmp_path, cfg)
     try:
         await schedule_soon(daemon, cfg, 1)
         await daemon.await_event("mail.send_failed")  # due, and nothing listens
@@ -229,10 +244,11 @@ async def test_a_report_due_while_the_mail_server_is_down_arrives_later_once(
     daemon.assert_clean_log()
 
 
-async def test_a_daemon_stopped_over_the_time_sends_once_when_it_starts(tmp_path: Path, smtp: SmtpServer) -> None:
+async def test_a_daemon_stopped_over_the_time_sends_once_when_it_starts(tmp_path: Path, smtp: SmtpServer,
+                                                                       daemons: list[DaemonProcess]) -> None:
     smtp.start()
     cfg = config(tmp_path, smtp.port)
-    daemon = DaemonProcess(tmp_path, cfg).start(STARTUP)
+    daemon = start_daemon(daemons, tmp_path, cfg)
     try:
         when = await schedule_soon(daemon, cfg, 8)  # time enough to stop on a busy box
     finally:
@@ -254,8 +270,8 @@ async def test_a_daemon_stopped_over_the_time_sends_once_when_it_starts(tmp_path
     daemon.assert_clean_log()
 
 
-async def test_a_burst_of_200_velocity_alerts_is_one_digest_per_recipient(tmp_path: Path,
-                                                                          smtp: SmtpServer) -> None:
+async def test_a_burst_of_200_velocity_alerts_is_one_digest_per_recipient(
+        tmp_path: Path, smtp: SmtpServer, daemons: list[DaemonProcess]) -> None:
     from smdrd.parsers.avaya_ipo import AvayaIPOfficeParser
     from smdrd.record import CallRecord, Direction
     from smdrd.testing import open_connection_retry, tcp_server_source
@@ -266,7 +282,7 @@ async def test_a_burst_of_200_velocity_alerts_is_one_digest_per_recipient(tmp_pa
                  alerts={"velocity": {"extension_calls": 1, "snooze_minutes": 0},
                          "email": {"enabled": True, "recipients": ["alerts@example.com"],
                                    "rules": {"velocity": ["security@example.com"]}, "digest_seconds": 2}})
-    daemon = DaemonProcess(tmp_path, cfg).start(STARTUP)
+    daemon = start_daemon(daemons, tmp_path, cfg)
     try:
         await asyncio.to_thread(daemon.wait_port, port)
         start = datetime(2026, 3, 4, 10, 0, tzinfo=WARSAW)
