@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -142,7 +143,7 @@ def _cpu_of(pid: int | None) -> float:
 
 async def main_async(rates: list[float], seconds: float, modes: list[str]) -> None:
     work = Path(tempfile.mkdtemp(prefix="smdrd-live-"))
-    results = []
+    results: list[dict[str, Any]] = []
     for mode in modes:
         for rate in rates:
             results.append({"mode": mode, **await run_rate(rate, seconds, work, mode == "worker")})
