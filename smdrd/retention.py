@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 import structlog
 
 from smdrd.config import RetentionConfig, Settings
-from smdrd.store import open_store
+from smdrd.store import is_url, open_store
 from smdrd.store.api import Cutoffs, LineCursor, PruneCounts, Retention, StoreUnavailable, cutoffs
 
 if TYPE_CHECKING:
@@ -42,7 +42,8 @@ class Pruner:
     """Prunes one database in the background; `run` is the daemon task."""
 
     def __init__(self, path: Path | str, config: RetentionConfig, tz: ZoneInfo) -> None:
-        self.path = Path(path)
+        #: a SQLite file, or a PostgreSQL database's URL (`smdrd.store.open_store`).
+        self.path: Path | str = path if is_url(path) else Path(path)
         self.config = config
         self.tz = tz
         #: what the last finished run pruned, and when it finished (UTC seconds); for tests and a curious human.
@@ -139,7 +140,7 @@ def _iso(stamp: int | None, per_second: int = 1) -> str | None:
 def install(daemon: Daemon) -> Pruner:
     """Add the pruning task and its reload listener to ``daemon``."""
     settings = daemon.settings
-    pruner = Pruner(settings.database.path, settings.retention, settings.site.tz)
+    pruner = Pruner(settings.database.target, settings.retention, settings.site.tz)
     daemon.add_task("retention", pruner.run)
     daemon.reload_listeners.append(pruner.reconfigure)
     return pruner

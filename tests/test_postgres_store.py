@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,13 +21,13 @@ from smdrd.journal import Alert, JournalEntry, RatedCall
 from smdrd.reports.queries import Context, context_from, parse_query, run_report
 from smdrd.reports.render import to_json
 from smdrd.store import open_store
-from smdrd.store.api import StoreUnavailable
+from smdrd.store.api import Cutoffs, StoreUnavailable
 from smdrd.store.postgres.connect import connect
 from smdrd.store.postgres.outbox import PgOutbox
 from smdrd.store.postgres.writer import PgJournalWriter
 from smdrd.testing import PostgresServer, write_entries
 from tests.conftest import EMPTY_DATABASE
-from tests.test_reports import CALLS, Call, record, settings_for, write_calls
+from tests.test_reports import CALLS, TZ, Call, record, settings_for, write_calls
 
 
 def test_the_fixture_starts_a_real_server_on_its_own_socket(postgres: PostgresServer, pg_url: str) -> None:
@@ -220,4 +220,36 @@ async def test_export_errors_and_the_call_feed_read_what_the_writer_stored(pg_ur
         assert await feed.start("new") == calls[1].position
     finally:
         await feed.close()
-    assert sorted(store.spend_since(0)) == [("201", "2026-03-02", Decimal("0.50")), ("201", "2026-03-03", Decimal("0.30"))]
+    assert sorted(store.spend_since(0)) == [("201", "2026-03-02", Decimal("0.50")),
+                                            ("201", "2026-03-03", Decimal("0.30"))]
+
+
+async def test_retention_prunes_old_details_and_keeps_every_report_figure(pg_url: str) -> None:
+    """Calls before the cutoff go, oldest first in small batches; lines without a call go, a kept call's line
+    keeps its row with its bytes emptied; the rollups, and so every accounting report, do not change."""
+    await write_entries(pg_url, [_entry(i, [record(c)]) for i, c in enumerate(CALLS)])
+    bare = JournalEntry("pbx", "", 1, "test", b"header", "skipped")
+    await write_entries(pg_url, [bare])
+    ctx = context_from(settings_for(pg_url))
+    before = _reports(pg_url, ctx)
+    store = open_store(pg_url)
+    retention = store.retention()
+    try:
+        march = int(datetime(2026, 3, 10, tzinfo=TZ).timestamp())
+        cut = Cutoffs(calls_before=march, lines_before=1_800_000_000_000_000)  # after every line received
+        planned = retention.plan(cut)
+        done = retention.prune(cut, batch_rows=2)
+    finally:
+        retention.close()
+    # 7 calls start before 10 March; their 7 lines and the header go; the 6 kept calls' lines lose their bytes.
+    assert (planned.calls, planned.lines_deleted, planned.lines_emptied) == (7, 8, 6)
+    assert (done.calls, done.lines_deleted, done.lines_emptied) == (7, 8, 6) and done.batches >= 4
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM calls WHERE start_utc < %s", (march,)).fetchone() == (0,)
+        assert conn.execute("SELECT count(*), max(length(raw)) FROM lines").fetchone() == (6, 0)
+    after = _reports(pg_url, ctx)
+    # Accounting figures stay; only the call listings (every third query of each range) lose the pruned calls.
+    accounting = [i for i, q in enumerate(_QUERIES) if q["kind"] not in ("calls", "department-details")]
+    n = len(_QUERIES)
+    assert [after[r * n + i] for r in range(len(_RANGES)) for i in accounting] == [
+        before[r * n + i] for r in range(len(_RANGES)) for i in accounting]

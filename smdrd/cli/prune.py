@@ -15,7 +15,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from smdrd.cli._common import add_config_argument, database_of, settings_from
+from smdrd.cli._common import add_config_argument, settings_from, store_of
 from smdrd.config import MIN_CALLS_DAYS
 
 
@@ -49,10 +49,11 @@ def run(args: argparse.Namespace) -> int:
         args.parser.error(f"--calls-days: expected 0 (keep for ever) or at least {MIN_CALLS_DAYS}, got {calls_days}")
     if lines_days < 0:
         args.parser.error(f"--lines-days: expected 0 (keep for ever) or more, got {lines_days}")
-    path = database_of(args, settings)
+    path = store_of(args, settings)  # the SQLite file, or PostgreSQL's [database] url
     cut = cutoffs(datetime.now(UTC), settings.site.tz, calls_days=calls_days, lines_days=lines_days)
     lines_before = None if cut.lines_before is None else cut.lines_before // 1_000_000
-    print(f"{path}: call details {_before(cut.calls_before)}; raw lines {_before(lines_before)}")
+    shown = settings.database.shown if path == settings.database.url else path
+    print(f"{shown}: call details {_before(cut.calls_before)}; raw lines {_before(lines_before)}")
     store = open_store(path).retention()
     try:
         started = time.monotonic()

@@ -1,7 +1,7 @@
 """`PgStore`: a PostgreSQL database behind `smdrd.store.api.Store`, and its smaller read parts (call export, the
 journal's error lines, the call feed).
 
-What this first increment does not have yet (retention, ``rerate``/``reparse``, people and rights) raises
+What this first increment does not have yet (``rerate``/``reparse``, people and rights, ...) raises
 `NotOnPostgres`, a message a person reads, never a traceback (docs/scaling.md lists what exists).
 """
 
@@ -15,10 +15,11 @@ import psycopg
 
 from smdrd.errors import SmdrdError
 from smdrd.journal import MICROS
-from smdrd.store.api import Accounts, ErrorLine, FeedCall, Rebuild, Retention, StoreUnavailable
+from smdrd.store.api import Accounts, ErrorLine, FeedCall, Rebuild, StoreUnavailable
 from smdrd.store.postgres.connect import AsyncPart, connect
 from smdrd.store.postgres.outbox import PgOutbox
 from smdrd.store.postgres.reports import PgReports
+from smdrd.store.postgres.retention import PgRetention
 from smdrd.store.sqlite.feed import _COLUMNS as FEED_COLUMNS
 from smdrd.store.sqlite.feed import feed_fields
 
@@ -173,8 +174,8 @@ class PgStore:
     def export(self) -> PgCallExport:
         return PgCallExport(self.url)
 
-    def retention(self) -> Retention:
-        _missing("Retention (smdrd prune)")
+    def retention(self) -> PgRetention:
+        return PgRetention(self.url)
 
     def rebuild(self) -> Rebuild:
         _missing("smdrd rerate and reparse")

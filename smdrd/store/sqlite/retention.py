@@ -27,7 +27,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from smdrd.store.api import Cutoffs, LineCursor, PruneCounts, StoreUnavailable, cutoffs
 from smdrd.store.sqlite.schema import PRAGMAS, migrate
@@ -39,8 +39,10 @@ __all__ = [
     "PruneCounts",
     "SqliteRetention",
     "cutoffs",
+    "lines_batch",
     "plan",
     "prune",
+    "prune_batches",
     "prune_calls_batch",
     "prune_lines_batch",
 ]
@@ -134,19 +136,29 @@ def prune_lines_batch(conn: sqlite3.Connection, before: int, cursor: LineCursor 
         (deleted, emptied, the cursor to pass next, or ``None`` when every old line has been looked at).
         A batch with nothing to change takes no write lock.
     """
-    after = cursor or _FIRST
-    rows = conn.execute(_SELECT_LINES, (before, after[0], after[1], limit)).fetchall()
-    if not rows:
-        return 0, 0, None
-    orphans = [r[0] for r in rows if not r[3]]
-    raw_kept = [r[0] for r in rows if r[3] and r[2]]
-    deleted = emptied = 0
-    if orphans or raw_kept:
+    def change(orphans: list[int], raw_kept: list[int]) -> tuple[int, int]:
         def work() -> tuple[int, int]:
             gone = conn.execute(_DELETE_LINES, (_json_ids(orphans),)).rowcount if orphans else 0
             return gone, _empty_raw(conn, raw_kept) if raw_kept else 0
 
-        deleted, emptied = _write(conn, work)
+        return _write(conn, work)
+
+    return lines_batch(lambda after: conn.execute(_SELECT_LINES, (before, after[0], after[1], limit)).fetchall(),
+                       change, cursor, limit)
+
+
+def lines_batch(read: Callable[[LineCursor], list[Any]],
+                change: Callable[[list[int], list[int]], tuple[int, int]],
+                cursor: LineCursor | None, limit: int) -> tuple[int, int, LineCursor | None]:
+    """One lines batch over any store: ``read(after)`` gives up to ``limit`` rows ``(id, received_at, has
+    bytes, a call refers to it)`` after the cursor; ``change(orphans, kept)`` deletes the first and empties the
+    bytes of the second in one transaction. Returns as `prune_lines_batch`."""
+    rows = read(cursor or _FIRST)
+    if not rows:
+        return 0, 0, None
+    orphans = [r[0] for r in rows if not r[3]]
+    raw_kept = [r[0] for r in rows if r[3] and r[2]]
+    deleted, emptied = change(orphans, raw_kept) if orphans or raw_kept else (0, 0)
     last = rows[-1]
     return deleted, emptied, ((last[1], last[0]) if len(rows) == limit else None)
 
@@ -158,14 +170,22 @@ def _json_ids(ids: list[int]) -> str:
 
 def prune(conn: sqlite3.Connection, cut: Cutoffs, *, batch_rows: int,
           pause: Callable[[], None] = lambda: None) -> PruneCounts:
-    """Prune everything ``cut`` says is old, batch by batch, calling ``pause()`` after each write batch.
+    """Prune everything ``cut`` says is old, batch by batch, calling ``pause()`` after each write batch."""
+    return prune_batches(lambda before, limit: prune_calls_batch(conn, before, limit),
+                         lambda before, cursor, limit: prune_lines_batch(conn, before, cursor, limit),
+                         cut, batch_rows=batch_rows, pause=pause)
 
-    Calls go first, so lines whose last call was just deleted go in the same run.
+
+def prune_batches(calls_batch: Callable[[int, int], int],
+                  lines_batch: Callable[[int, LineCursor | None, int], tuple[int, int, LineCursor | None]],
+                  cut: Cutoffs, *, batch_rows: int, pause: Callable[[], None] = lambda: None) -> PruneCounts:
+    """`prune` over any store's two batch steps (`smdrd.store.api.Retention`'s ``prune_calls_batch`` and
+    ``prune_lines_batch``). Calls go first, so lines whose last call was just deleted go in the same run.
     """
     counts = PruneCounts()
     if cut.calls_before is not None:
         while True:
-            n = prune_calls_batch(conn, cut.calls_before, batch_rows)
+            n = calls_batch(cut.calls_before, batch_rows)
             counts.calls += n
             counts.batches += 1
             if n < batch_rows:
@@ -174,7 +194,7 @@ def prune(conn: sqlite3.Connection, cut: Cutoffs, *, batch_rows: int,
     if cut.lines_before is not None:
         cursor: LineCursor | None = None
         while True:
-            deleted, emptied, cursor = prune_lines_batch(conn, cut.lines_before, cursor, batch_rows)
+            deleted, emptied, cursor = lines_batch(cut.lines_before, cursor, batch_rows)
             counts.lines_deleted += deleted
             counts.lines_emptied += emptied
             if deleted or emptied:
