@@ -231,6 +231,9 @@ async def test_the_json_api_with_a_personal_token(site: Rates) -> None:
         async with api.get(f"{site.base}/api/tariff", headers=auth) as r:
             tariff = await r.json()
         assert [(x["position"], x["name"]) for x in tariff["rules"]] == [(1, "PL"), (2, "PL mobile")]
+        async with api.get(f"{site.base}/api/tariff", headers=auth, params={"offset": "1", "limit": "5"}) as r:
+            page = await r.json()
+        assert (page["total"], [x["position"] for x in page["rules"]]) == (2, [2])
         async with api.post(f"{site.base}/api/tariff/import", headers=auth,
                             data=b"Name,Match Prefix,Rate\r\nok,48,1\r\nbad,48,zero\r\n") as r:
             assert r.status == 400 and "deck.csv:3: Rate: expected an amount" in (await r.json())["errors"]["deck"]

@@ -61,6 +61,8 @@ T = TypeVar("T")
 READ = frozenset(USERS | {SERVICE})
 #: rules shown per page of the list.
 PAGE = 100
+#: rules in one answer of ``GET /api/tariff`` at most.
+API_PAGE = 1000
 #: the largest deck the API takes in one request (the console's form takes what a form may carry, `MAX_BODY`).
 MAX_DECK = 16 * 1024 * 1024
 #: the most days one re-rate from the console covers.
@@ -624,11 +626,21 @@ class RateAdmin:
 
     @requires(*READ)
     async def api_get(self, request: web.Request) -> web.StreamResponse:
+        """The tariff and a page of its rules (``?offset=0&limit=1000``, at most `API_PAGE` a request)."""
+        numbers = {}
+        for key, default in (("offset", 0), ("limit", API_PAGE)):
+            raw = request.query.get(key, "")
+            if raw and not (raw.isascii() and raw.isdigit() and len(raw) < 10):
+                return web.json_response({"errors": {key: "expected a whole number"}}, status=400)
+            numbers[key] = int(raw) if raw else default
+        offset, limit = numbers["offset"], min(numbers["limit"], API_PAGE)
         state = await self.state()
+        rules = state.tariff.rules
         return web.json_response({
             "source": "database" if state.database else "files", "version": state.number, "mode": state.tariff.mode,
-            "currency": state.tariff.currency, "bands": sorted(state.tariff.bands),
-            "rules": [{"position": i, **rule_json(r)} for i, r in enumerate(state.rules, 1)]})
+            "currency": state.tariff.currency, "bands": sorted(state.tariff.bands), "total": len(rules),
+            "offset": offset, "rules": [{"position": i, **rule_json(r)}
+                                        for i, r in enumerate(rules[offset:offset + limit], offset + 1)]})
 
     @requires(*READ)
     async def api_rule(self, request: web.Request) -> web.StreamResponse:
