@@ -234,12 +234,18 @@ async def test_the_json_api_with_a_personal_token(site: Rates) -> None:
         async with api.get(f"{site.base}/api/tariff", headers=auth, params={"offset": "1", "limit": "5"}) as r:
             page = await r.json()
         assert (page["total"], [x["position"] for x in page["rules"]]) == (2, [2])
+        big = "name,prefix,rate\r\n" + "".join(f"r{i},{4900000 + i},0.01\r\n" for i in range(20_000))  # > 64 KiB
+        async with api.post(f"{site.base}/api/tariff/import", headers=auth, data=big.encode(),
+                            params={"append": "1"}) as r:
+            assert r.status == 200 and (await r.json())["rules"] == 20_002
         async with api.post(f"{site.base}/api/tariff/import", headers=auth,
                             data=b"Name,Match Prefix,Rate\r\nok,48,1\r\nbad,48,zero\r\n") as r:
             assert r.status == 400 and "deck.csv:3: Rate: expected an amount" in (await r.json())["errors"]["deck"]
         async with api.get(f"{site.base}/api/tariff/versions", headers=auth) as r:
             versions = (await r.json())["versions"]
-        assert versions[0]["rules"] == 2 and versions[0]["actor"] == "alice"
+        assert versions[0]["rules"] == 20_002 and versions[0]["actor"] == "alice"
+        async with api.post(f"{site.base}/api/tariff/import", headers=auth, data=YEASTAR.encode()) as r:
+            assert r.status == 200 and (await r.json())["rules"] == 2  # back to the two rules
 
 
 async def test_a_tariff_from_the_files_is_shown_read_only(tmp_path: Path) -> None:

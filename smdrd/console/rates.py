@@ -698,9 +698,14 @@ class RateAdmin:
         """The request's body is the CSV deck (up to `MAX_DECK`); ``?append=1`` keeps the current rules."""
         if request.content_length is not None and request.content_length > MAX_DECK:
             return web.json_response({"errors": {"deck": f"larger than {MAX_DECK // 1048576} MiB"}}, status=413)
-        raw = await request.content.read(MAX_DECK + 1)
-        if len(raw) > MAX_DECK:
-            return web.json_response({"errors": {"deck": f"larger than {MAX_DECK // 1048576} MiB"}}, status=413)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.content.iter_chunked(1 << 16):
+            size += len(chunk)
+            if size > MAX_DECK:
+                return web.json_response({"errors": {"deck": f"larger than {MAX_DECK // 1048576} MiB"}}, status=413)
+            chunks.append(chunk)
+        raw = b"".join(chunks)
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:
