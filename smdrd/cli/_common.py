@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -24,6 +25,22 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
         "-c", "--config", type=Path, default=None,
         help=f"the TOML configuration file (default: $SMDRD_CONFIG, else {DEFAULT_CONFIG_PATH} if it exists)",
     )
+
+
+def database_actions(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int]
+                     ) -> Callable[[str, str], argparse.ArgumentParser]:
+    """A command's sub-commands (``ACTION``), each taking ``--config`` and ``--database`` and run by ``run``:
+    ``action(name, help)`` adds one and returns its parser (``smdrd tariff import``...)."""
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+        a = actions.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+        add_config_argument(a)
+        a.add_argument("--database", type=Path, metavar="PATH", help="the SQLite file (overrides the configuration's)")
+        a.set_defaults(func=run, parser=a)
+        return a
+
+    return action
 
 
 def day(text: str) -> date:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smdrd.cli._common import add_config_argument, database_of, settings_from
+from smdrd.cli._common import database_actions, database_of, settings_from
 from smdrd.errors import SmdrdError
 
 if TYPE_CHECKING:
@@ -31,15 +31,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Move the tariff kept in the database ([tariff] source = \"database\") in and out as CSV. "
         "A deck has smdrd's columns (docs/rating.md) or Yeastar P-Series' call-rate columns (Name, Match Prefix, "
         "Number Length, Rate, Billable Unit(s), Initial Time(s), Initial Cost); the header says which.")
-    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-
-    def action(name: str, help_text: str) -> argparse.ArgumentParser:
-        a = actions.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
-        add_config_argument(a)
-        a.add_argument("--database", type=Path, metavar="PATH", help="the SQLite file (overrides the configuration's)")
-        a.set_defaults(func=run, parser=a)
-        return a
-
+    action = database_actions(p, run)
     imp = action("import", "save a CSV deck as a new version of the tariff")
     imp.add_argument("file", help="the CSV deck ('-' for standard input)")
     imp.add_argument("--append", action="store_true", help="add its rules after the current ones (default: replace)")
