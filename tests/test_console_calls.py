@@ -236,6 +236,8 @@ def test_every_search_reads_through_an_index(tmp_path: Path) -> None:
             sql, params = search_sql(q)
             plan = " | ".join(row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
             assert re.search(r"SEARCH c USING (INDEX|COVERING INDEX) calls_(start|extension)", plan), plan
+            if q.number and not q.extension:
+                assert "calls_start_numbers" in plan, plan
             assert "SCAN c" not in plan, plan
     finally:
         conn.close()

@@ -48,7 +48,7 @@ PAGE_SIZE = 50
 #: the longest date range one search covers (a number or call id is looked for in every call of the range).
 MAX_DAYS = 366
 #: the longest range of a search by number, account code or call id without an extension: those are looked for
-#: in every call of the range (1.3 s for a quarter of a million-call year on a busy two-core box; bench/calls.py).
+#: in every call of the range (0.3 s for a quarter of a million-call year on a busy two-core box; bench/calls.py).
 MAX_SCAN_DAYS = 92
 #: seconds the extensions' names are kept before they are read from the directory again.
 NAMES_SECONDS = 60.0

@@ -1,7 +1,8 @@
 """The console's call reads in SQLite (`smdrd.store.api.CallReader`): search, one call, its legs, its lines.
 
-Every read is bounded and indexed: a search is a range of ``calls_start`` (or of ``calls_extension`` when an
-extension is given), read in the sort's order after a keyset cursor and cut at one page, so a page costs the
+Every read is bounded and indexed: a search is a range of ``calls_start_numbers`` (the calls' start and numbers,
+so a search by part of a number reads a narrow index, not whole rows; ``calls_extension`` when an extension is
+given), read in the sort's order after a keyset cursor and cut at one page, so a page costs the
 same on the last page as on the first and nothing holds more than a page in memory. A call's legs come from
 ``calls_key`` and ``calls_line``, its lines by primary key. A manager's departments are a TEMP table of
 ``(extension, first day, last day)`` spans, as the reports' department filter (`reports.select_intervals`).

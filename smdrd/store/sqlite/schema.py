@@ -330,6 +330,12 @@ ALERT_STATES_MIGRATION = """
     ) WITHOUT ROWID;
     """
 
+#: The console's call search by (part of) a number compares every call of the range (`smdrd.store.sqlite.calls`):
+#: this index holds each call's start and numbers, so that scan reads a narrow index instead of whole rows (four
+#: times faster on a million calls, bench/calls.py). Keyed by start first, new calls land at its end, as in
+#: ``calls_start``: an insert costs the same at 10M rows as at 10k.
+CALL_NUMBERS_MIGRATION = "CREATE INDEX calls_start_numbers ON calls (start_utc, number, e164);"
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: the journal of raw lines, and the calls parsed from them.
     """
@@ -548,6 +554,8 @@ MIGRATIONS: tuple[str, ...] = (
     MAIL_MIGRATION,
     # what people did with each raised alert: acknowledged, snoozed (see `ALERT_STATES_MIGRATION`).
     ALERT_STATES_MIGRATION,
+    # the console's search by number reads numbers from an index in start order (see `CALL_NUMBERS_MIGRATION`).
+    CALL_NUMBERS_MIGRATION,
 )
 
 #: created on its own connection by `smdrd reparse` only: calls it deletes (to rebuild them from the journal)
