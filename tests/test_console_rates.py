@@ -246,6 +246,10 @@ async def test_the_json_api_with_a_personal_token(site: Rates) -> None:
         assert versions[0]["rules"] == 20_002 and versions[0]["actor"] == "alice"
         async with api.post(f"{site.base}/api/tariff/import", headers=auth, data=YEASTAR.encode()) as r:
             assert r.status == 200 and (await r.json())["rules"] == 2  # back to the two rules
+        async with api.get(f"{site.base}/api/tariff/export.csv", headers=auth,
+                           params={"version": str(versions[1]["version"]), "format": "yeastar"}) as r:
+            assert await r.text() == YEASTAR  # an earlier version, as it was
+        assert await status(api, f"{site.base}/api/tariff/export.csv?version=999", headers=auth) == 404
 
 
 async def test_a_tariff_from_the_files_is_shown_read_only(tmp_path: Path) -> None:

@@ -553,10 +553,20 @@ class RateAdmin:
 
     @requires(*READ)
     async def export(self, request: web.Request) -> web.StreamResponse:
+        """The rules as a CSV deck (``?format=yeastar`` for Yeastar's columns); ``?version=N``: a saved version's."""
         state = await self.state()
         yeastar = request.query.get("format") == "yeastar"
-        text = await asyncio.to_thread(write_csv, state.rules, yeastar=yeastar)
-        name = f"rates-v{state.number}{'-yeastar' if yeastar else ''}.csv" if state.database else "rates.csv"
+        rules, number = state.rules, state.number
+        raw = request.query.get("version", "")
+        if raw and state.database and raw.isascii() and raw.isdigit() and len(raw) < 12 and int(raw) != number:
+            wanted = int(raw)
+            old = await self._db(lambda t: t.version(wanted))
+            if old is None:
+                raise web.HTTPNotFound(text="no such version\n")
+            rules = [TariffRuleConfig.model_validate(r) for r in old.document.get("rules", [])]
+            number = wanted
+        text = await asyncio.to_thread(write_csv, rules, yeastar=yeastar)
+        name = f"rates-v{number}{'-yeastar' if yeastar else ''}.csv" if state.database else "rates.csv"
         return web.Response(text=text, content_type="text/csv", charset="utf-8",
                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
