@@ -71,7 +71,7 @@ class RunningSource:
 #: the features a daemon is built with, in build order (each one's dependencies come before it).
 FEATURES: tuple[str, ...] = ("health", "metrics", "reports", "console", "alerts", "mqtt", "mail", "retention")
 #: the features that run on a PostgreSQL ``[database] url`` today (`smdrd.store.postgres`).
-POSTGRES_FEATURES: tuple[str, ...] = ("health", "metrics", "mqtt", "retention")
+POSTGRES_FEATURES: tuple[str, ...] = ("health", "metrics", "reports", "alerts", "mqtt", "retention")
 
 
 @dataclass

@@ -1,11 +1,12 @@
 """The daemon on PostgreSQL, end to end: a PBX pushes lines over TCP to a real ``smdrd run`` whose ``[database]
 url`` names a real PostgreSQL database; the lines are journalled, their calls stored and rolled up there, and
-``smdrd report`` reads the figures back from it."""
+the reports over HTTP and ``smdrd report`` read the figures back from it."""
 
 from __future__ import annotations
 
 import json
 import socket
+import urllib.request
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -31,8 +32,7 @@ def test_tcp_lines_reach_postgres_and_its_reports(tmp_path: Path, pg_url: str, d
     traffic = Traffic(seed=17, country="PL", tz=TZ, start=datetime(2026, 3, 2, 8, 0), format="avaya-ipo")
     lines = list(render_calls(parser, traffic, 300))
     port = free_port()
-    config = daemon_config(tmp_path, [tcp_server_source("pbx", port)], database={"url": pg_url},
-                           http={"enabled": False})
+    config = daemon_config(tmp_path, [tcp_server_source("pbx", port)], database={"url": pg_url})
     daemon = DaemonProcess(tmp_path, config)
     daemons.append(daemon)
     daemon.start(within=60)
@@ -46,8 +46,13 @@ def test_tcp_lines_reach_postgres_and_its_reports(tmp_path: Path, pg_url: str, d
                 break
             daemon.wait_event("daemon.started")  # still alive
             conn.execute("SELECT pg_sleep(0.05)")
+        http = daemon.wait_event("http.listening")[-1]["port"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{http}/api/reports/extensions?from=2026-03-01"
+                                    "&to=2026-03-31&direction=all", timeout=30) as answer:
+            over_http = json.loads(answer.read())
         daemon.terminate()
         daemon.assert_clean_log()
+        assert not daemon.events("daemon.task_failed")
         statuses: dict[str, int] = dict(conn.execute("SELECT status, count(*) FROM lines GROUP BY status").fetchall())
         calls = conn.execute("SELECT count(*), count(DISTINCT site_id) FROM calls").fetchone()
         rolled = conn.execute("SELECT sum(calls) FROM rollup_daily").fetchone()
@@ -58,9 +63,11 @@ def test_tcp_lines_reach_postgres_and_its_reports(tmp_path: Path, pg_url: str, d
     assert main(["report", "extensions", "--config", str(daemon.config_path), "--from", "2026-03-01", "--to",
                  "2026-03-31", "--direction", "all", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["totals"]["calls"] == 300
+    assert over_http["totals"]["calls"] == 300
     # A command that works on a SQLite file only refuses, rather than work on a file the daemon does not use.
-    assert main(["prune", "--config", str(daemon.config_path), "--dry-run"]) != 0
+    assert main(["user", "list", "--config", str(daemon.config_path)]) != 0
     assert "SQLite database only" in capsys.readouterr().err
+    assert main(["prune", "--config", str(daemon.config_path), "--dry-run"]) == 0  # retention is there
 
 
 def test_import_into_postgres_gives_the_sqlite_import_s_reports(tmp_path: Path, pg_url: str,

@@ -80,7 +80,7 @@ class Alerts:
         rules, directory = compile_settings(settings)
         self.engine = AlertEngine(rules, settings.site.tz, site=settings.site.name, directory=directory,
                                   decimals=settings.tariff.decimals)
-        self.store = open_store(settings.database.path)
+        self.store = open_store(settings.database.target)
         self.outbox = self.store.outbox()
         #: the daemon's pipeline worker, which then runs the rules (the engine here only compiles them).
         self.pipeline = daemon.pipeline

@@ -106,7 +106,7 @@ class ReportService:
     """The report routes of one daemon: the database path and the current report `Context`."""
 
     def __init__(self, settings: Settings, config_path: Path | None = None) -> None:
-        self.store: Store = open_store(settings.database.path)
+        self.store: Store = open_store(settings.database.target)
         self.context: Context = context_from(settings, path=str(config_path) if config_path else None)
         self.page = page_html()
         #: how much of each dialled number each role sees (`smdrd.privacy`), as of the last (re)load.
