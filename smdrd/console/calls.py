@@ -385,7 +385,8 @@ class CallPages:
         hidden = self._hidden(request)
         return self.console.render(
             request, "calls_call.html", title=f"Call {call.id}", call=self._row(call, ctx, hidden), stored=call,
-            legs=[self._row(leg, ctx, hidden) for leg in legs], lines=[_line(line, legs, hidden) for line in lines],
+            legs=[self._row(leg, ctx, hidden) for leg in legs],
+            lines=[_line(line, legs, hidden, ctx) for line in lines],
             tester_url=_tester_url(call) if not hidden else "", timezone=str(ctx.timezone))
 
     @requires(*CALL_READERS)
@@ -403,7 +404,7 @@ class CallPages:
                                 "cost": body["cost"], "currency": call.currency},
                      "legs": [{k: v for k, v in self._row(leg, ctx, hidden).items() if not k.endswith("_text")}
                               for leg in legs],
-                     "lines": [_line(line, legs, hidden) for line in lines],
+                     "lines": [_line(line, legs, hidden, ctx) for line in lines],
                      "tester": _tester_url(call) if not hidden else None})
         return web.json_response(body)
 
@@ -412,7 +413,7 @@ def _fields(q: CallQuery) -> dict[str, Any]:
     return {name: getattr(q, name) for name in CallQuery.__dataclass_fields__}
 
 
-def _line(line: StoredLine, calls: list[StoredCall], hidden: int) -> dict[str, Any]:
+def _line(line: StoredLine, calls: list[StoredCall], hidden: int, ctx: Context) -> dict[str, Any]:
     """A journal line as shown: with ``hidden`` digits masked in every number of ``calls`` found in it."""
     raw = line.raw.decode("utf-8", errors="replace")
     if hidden:
@@ -420,7 +421,7 @@ def _line(line: StoredLine, calls: list[StoredCall], hidden: int) -> dict[str, A
                              reverse=True):
             raw = raw.replace(number, mask(number, hidden))
     return {"id": line.id, "source": line.source, "peer": line.peer,
-            "received_at": datetime.fromtimestamp(line.received_at / 1_000_000).astimezone().isoformat(
+            "received_at": datetime.fromtimestamp(line.received_at / 1_000_000, ctx.timezone).isoformat(
                 timespec="seconds"),
             "format": line.format, "raw": raw, "status": line.status,
             "error": line.error}
