@@ -13,10 +13,9 @@ import getpass
 import json
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smdrd.cli._common import add_config_argument, database_of, settings_from
+from smdrd.cli._common import database_actions, database_of, settings_from
 from smdrd.errors import SmdrdError
 
 if TYPE_CHECKING:
@@ -33,16 +32,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "the departments given with --department), viewer (read-only reports). Passwords are asked for twice on "
         "the terminal, or read as one line from standard input with --password-stdin; never from the command "
         "line.")
-    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-
-    def action(name: str, help_text: str) -> argparse.ArgumentParser:
-        a = actions.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
-        add_config_argument(a)
-        a.add_argument("--database", type=Path, metavar="PATH",
-                       help="the SQLite file (overrides the configuration's)")
-        a.set_defaults(func=run, parser=a)
-        return a
-
+    action = database_actions(p, run)
     add = action("add", "add a user")
     add.add_argument("name", help="the user name: 1 to 64 ASCII letters, digits, '.', '_', '@' or '-'")
     add.add_argument("--role", required=True, choices=ROLES, help="what the user may do")
