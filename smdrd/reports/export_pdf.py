@@ -152,7 +152,11 @@ class _Table:
             self.head()
         pdf.font(8, bold=bold)
         for c, w in zip(self.columns, self.widths, strict=True):
-            pdf.cell(w, _ROW, pdf.fitted(self.text(row, c), w), border="T" if bold else 0,
+            text = self.text(row, c)
+            if not text and not bold:  # an empty cell is only room: fpdf2's cell costs as much as a full one
+                pdf.set_x(pdf.get_x() + w)
+                continue
+            pdf.cell(w, _ROW, pdf.fitted(text, w), border="T" if bold else 0,
                      align="R" if c.kind in _NUMERIC else "L")
         pdf.ln()
 
