@@ -7,6 +7,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -71,3 +72,13 @@ def pg_url(postgres: PostgresServer) -> str:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(EMPTY_DATABASE)
     return url
+
+
+@pytest.fixture(scope="session")
+def console_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One daemon for the console's calls, alerts inbox and upload tests (tests/test_console_calls.py): the
+    report tests' calls and departments, a few alerts, users alice (admin), victor (viewer) and maria (manager
+    of Sales), numbers masked for all but admins, uploads capped at 1 MiB."""
+    from tests.test_console_calls import console_daemon
+
+    yield from console_daemon(tmp_path_factory.mktemp("console-calls"))

@@ -58,17 +58,25 @@ def serve(folder: Path, **sections: Any) -> Iterator[Site]:
         daemon.kill()
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    folder = tmp_path_factory.mktemp("console-calls")
-    asyncio.run(write_calls(folder / "smdrd.db", CALLS))
-    directory = open_store(folder / "smdrd.db").directory()
+def console_daemon(folder: Path) -> Iterator[Site]:
+    """The daemon of `tests.conftest.console_site`: calls, names, alerts, users (see there)."""
+    from tests.test_console_alerts import store_alerts
+
+    db = folder / "smdrd.db"
+    asyncio.run(write_calls(db, CALLS))
+    asyncio.run(store_alerts(db))
+    directory = open_store(db).directory()
     try:
         directory.learn_names([("300", "Reception <desk>")], at=0)
     finally:
         directory.close()
     yield from serve(folder, tariff={"currency": "EUR"}, retention={"calls_days": 0, "lines_days": 0},
-                     privacy={"mask_digits": 3})
+                     privacy={"mask_digits": 3}, http={"max_upload_mb": 1})
+
+
+@pytest.fixture
+def site(console_site: Site) -> Site:
+    return console_site
 
 
 @pytest.fixture

@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.test_console_alerts import store_alerts
+from tests.test_console_alerts import alert, store_alerts
 from tests.test_console_browser import at, shows, sign_in
-from tests.test_console_calls import serve
 from tests.test_console_http import Site
 from tests.test_console_upload import BAD_AT, log_file
-from tests.test_reports import CALLS, write_calls
 from tests.test_reports_browser import MISSING, browser
 
 __all__ = ["browser"]  # the fixture
@@ -27,12 +24,9 @@ pytestmark = pytest.mark.skipif(bool(MISSING) and not os.environ.get("CI"),
                                 reason=f"not installed: {', '.join(MISSING)} (under CI=true this fails)")
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    folder = tmp_path_factory.mktemp("console-calls-browser")
-    asyncio.run(write_calls(folder / "smdrd.db", CALLS))
-    asyncio.run(store_alerts(folder / "smdrd.db"))
-    yield from serve(folder, tariff={"currency": "EUR"}, retention={"calls_days": 0, "lines_days": 0})
+@pytest.fixture
+def site(console_site: Site) -> Site:
+    return console_site
 
 
 def test_search_a_call_and_read_its_raw_line(site: Site, browser: Any) -> None:
@@ -55,14 +49,17 @@ def test_search_a_call_and_read_its_raw_line(site: Site, browser: Any) -> None:
 
 
 def test_acknowledge_and_snooze_an_alert(site: Site, browser: Any) -> None:
+    asyncio.run(store_alerts(site.daemon.db, [alert("high_risk:browser:1", "high_risk", "critical", "Sales", "a call "
+                                                    "to Cuba"), alert("cost:browser:2", "cost", "warning", "Support",
+                                                                      "a call over 9.00 EUR")]))
     sign_in(browser, "alice", f"{site.base}/alerts")
-    assert shows(browser, "a call to a high-risk destination")
-    row = browser.find_element("css selector", 'tr[data-alert="high_risk:test:1"]')
+    assert shows(browser, "a call to Cuba")
+    row = browser.find_element("css selector", 'tr[data-alert="high_risk:browser:1"]')
     row.find_element("css selector", "button.ack").click()
     assert at(browser, f"{site.base}/alerts")
-    assert "high_risk:test:1" not in browser.find_element("id", "alerts").get_attribute("innerHTML"), \
+    assert "high_risk:browser:1" not in browser.find_element("id", "alerts").get_attribute("innerHTML"), \
         "acknowledged: no longer among the open ones"
-    row = browser.find_element("css selector", 'tr[data-alert="cost:test:2"]')
+    row = browser.find_element("css selector", 'tr[data-alert="cost:browser:2"]')
     row.find_element("css selector", "select[name=minutes]").send_keys("4 hours")
     row.find_element("css selector", "button.snooze").click()
     assert at(browser, f"{site.base}/alerts")

@@ -5,14 +5,13 @@ no call; a file over the size cap, a wrong format, a missing CSRF token and a vi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from tests.test_console_calls import serve, session
+from tests.test_console_calls import session
 from tests.test_console_http import CSRF, Site, sign_in
 
 __all__ = ["session"]  # the fixture
@@ -31,10 +30,9 @@ def log_file() -> bytes:
     return b"\r\n".join(lines) + b"\r\n"
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    yield from serve(tmp_path_factory.mktemp("console-upload"), http={"max_upload_mb": 1},
-                     site={"timezone": "Europe/Warsaw", "country": "PL"})
+@pytest.fixture
+def site(console_site: Site) -> Site:
+    return console_site
 
 
 async def upload(session: aiohttp.ClientSession, site: Site, body: bytes, *, fmt: str = "",
@@ -76,7 +74,8 @@ async def test_an_upload_is_imported_and_its_bad_lines_are_listed_by_number(
     job = await finished(session, site, location)
     assert job["state"] == "done", job
     assert job["format"] == "avaya-ipo" and job["detected"]
-    assert job["calls"] >= GOOD - 2 and job["errors"] == len(BAD_AT), job
+    stored = job["calls"] + job["duplicates"]  # the browser test may have uploaded the same lines before
+    assert stored >= GOOD - 2 and job["errors"] == len(BAD_AT), job
     assert [e["line"] for e in job["failed_lines"]] == list(BAD_AT)
     assert all("not a duration" in e["raw"] for e in job["failed_lines"])
     async with session.get(site.base + location) as page:
@@ -86,10 +85,10 @@ async def test_an_upload_is_imported_and_its_bad_lines_are_listed_by_number(
     # The same file again adds nothing: every call is recognised as stored.
     again = await finished(session, site, (await upload(session, site, log_file())).headers["Location"])
     assert again["state"] == "done" and again["calls"] == 0, again
-    assert again["duplicates"] == job["calls"], again
+    assert again["duplicates"] == stored, again
     async with session.get(f"{site.base}/api/calls", params={"from": "2017-07-01", "to": "2017-07-31",
                                                              "page_size": "200"}) as r:
-        assert len((await r.json())["calls"]) == job["calls"]
+        assert len((await r.json())["calls"]) == stored
 
 
 async def test_bad_uploads_are_refused_beside_their_field(site: Site, session: aiohttp.ClientSession) -> None:
