@@ -5,12 +5,16 @@ no call; a file over the size cap, a wrong format, a missing CSRF token and a vi
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from smdrd.accounts import digest, new_token
+from smdrd.store import open_store
+from smdrd.store.api import Actor
 from tests.test_console_calls import session
 from tests.test_console_http import CSRF, Site, sign_in
 
@@ -109,3 +113,25 @@ async def test_bad_uploads_are_refused_beside_their_field(site: Site, session: a
         form.add_field("file", b"x", filename="x.log")
         async with viewer.post(f"{site.base}/upload", data=form) as r:
             assert r.status == 403
+
+
+async def test_a_script_uploads_with_a_personal_token(site: Site) -> None:
+    """``POST /api/upload`` with an admin's personal API token (no CSRF token: a browser never sends one)."""
+    token = new_token()
+    accounts = open_store(site.daemon.db).accounts()
+    try:
+        alice = accounts.user("alice")
+        assert alice is not None
+        accounts.create_token(alice.id, "upload script", digest(token), at=int(time.time()), actor=Actor("test"))
+    finally:
+        accounts.close()
+    site.secrets.add(token)
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as script:
+        form = aiohttp.FormData()
+        form.add_field("format", "avaya-ipo")
+        form.add_field("file", log_file(), filename="nightly.smdr")
+        async with script.post(f"{site.base}/api/upload", data=form) as r:
+            assert r.status == 202, await r.text()
+            started = await r.json()
+        job = await finished(script, site, started["url"])
+    assert job["state"] == "done" and not job["detected"] and job["errors"] == len(BAD_AT)
