@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from smdrd.alerts.engine import RESOLVED_SUFFIX, AlertEngine, AlertStats, Departments, NoDepartments
-from smdrd.alerts.rules import RuleSet, SourceSnapshot, build_rules
+from smdrd.alerts.rules import SPEND_RULES, RuleSet, SourceSnapshot, build_rules
 from smdrd.errors import SmdrdError
 from smdrd.journal import Alert, JournalEntry
 from smdrd.pipeline import AlertSetup, Spend
@@ -158,7 +158,7 @@ class Alerts:
 
     def _stored_spend(self) -> Spend:
         """This month's stored spend, that budgets start from (none to read without a budget rule)."""
-        if not any(a.rule.name == "budget" for a in self.engine.rules.calls):
+        if not any(a.rule.name in SPEND_RULES for a in self.engine.rules.calls):
             return []
         now = datetime.now(self.engine.tz)
         month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
