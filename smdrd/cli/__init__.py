@@ -50,7 +50,8 @@ SUMMARIES: dict[str, tuple[str, str]] = {
     "simulate": ("simulate", "play a PBX: write generated call records in a format"),
     "demo": ("simulate", "run the daemon on an embedded default, fed by the simulator"),
     "rate": ("rate", "rate numbers with the configured tariff (or a rate deck)"),
-    "report": ("report", "call-accounting reports (extensions, departments, calls, destinations, trunks, days)"),
+    "report": ("report", "call-accounting reports (extensions, departments, calls, destinations, trunks, days, "
+                         "extension-details, department-details)"),
     "export": ("export", "export the calls of a time range as CSV or JSON lines"),
     "backup": ("backup", "copy the live database to FILE (safe while the daemon runs)"),
     "restore": ("backup", "replace the database with a backup (stop the daemon first)"),
