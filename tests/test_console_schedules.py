@@ -68,7 +68,8 @@ async def post(session: aiohttp.ClientSession, url: str, csrf: str, **fields: st
         return r.status, await r.text()
 
 
-FORM: dict[str, str | list[str]] = {"name": "weekly sales", "kind": "extensions", "period": "last_week", "formats": ["xlsx", "pdf"],
+FORM: dict[str, str | list[str]] = {
+        "name": "weekly sales", "kind": "extensions", "period": "last_week", "formats": ["xlsx", "pdf"],
         "recipients": "sales@example.com, boss@example.com", "when": "weekly", "weekday": "mon", "day": "1",
         "at": "06:30", "departments": ["Sales"], "direction": "outbound"}
 
