@@ -70,7 +70,7 @@ def sender(port: int, rate: float, seconds: float) -> None:
 
 async def run_rate(rate: float, seconds: float, work: Path, worker: bool = False) -> dict[str, float]:
     port = free_port()
-    db = work / f"live-{int(rate)}.db"
+    db = work / f"live-{'worker' if worker else 'loop'}-{int(rate)}.db"
     latencies: list[float] = []
     expected = [0]
     all_in = asyncio.Event()
