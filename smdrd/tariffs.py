@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from smdrd.rating.config import TariffBandConfig, TariffConfig, TariffRuleConfig
@@ -145,6 +146,26 @@ def read_csv(text: str, source: str, bands: dict[str, TariffBandConfig]) -> list
     compiled = {name: _band(name, b.days, b.hours, b.holidays) for name, b in bands.items()}
     return [_rule_config(r) for r in parse_deck(text.lstrip("\ufeff").splitlines(keepends=True), source,
                                                 bands=compiled)]
+
+
+def file_rules(tariff: TariffConfig, base_dir: Path | None = None) -> list[TariffRuleConfig]:
+    """Every rule of a files-managed tariff as it is compiled: ``[[tariff.rules]]`` first, then each deck's
+    (relative deck paths from ``base_dir``), for the console to show what prices the calls.
+
+    Raises:
+        TariffSourceError: a deck cannot be read or has a bad line (named).
+    """
+    from smdrd.rating.deck import read_deck
+    from smdrd.rating.tariff import _band
+
+    bands = {name: _band(name, b.days, b.hours, b.holidays) for name, b in tariff.bands.items()}
+    rules = list(tariff.rules)
+    for deck in tariff.decks:
+        path = Path(deck)
+        if base_dir is not None and not path.is_absolute():
+            path = base_dir / path
+        rules += [_rule_config(r) for r in read_deck(path, bands=bands)[0]]
+    return rules
 
 
 def _cell(value: object) -> str:

@@ -255,14 +255,18 @@ async def test_the_json_api_with_a_personal_token(site: Rates) -> None:
 async def test_a_tariff_from_the_files_is_shown_read_only(tmp_path: Path) -> None:
     add_users(tmp_path / "smdrd.db", ("alice", "admin", ()))
     port = free_port()
+    deck = tmp_path / "deck.csv"
+    deck.write_text("name,prefix,rate\nde-deck,49,0.30\n")
     config = daemon_config(tmp_path, http={"listen": f"127.0.0.1:{port}"},
-                           tariff={"currency": "EUR", "rules": [{"name": "pl", "prefixes": ["48"], "rate": "0.60"}]})
+                           tariff={"currency": "EUR", "rules": [{"name": "pl", "prefixes": ["48"], "rate": "0.60"}],
+                                   "decks": [str(deck)]})
     settings = Settings.model_validate(config)
     site = Site(DaemonProcess(tmp_path, config), port)  # in this process: only its address is used
     async with running_daemon(settings), jar() as admin:
         assert (await sign_in(site, admin, "alice")).status == 303
         page = await text_of(admin, f"{site.base}/rates")
         assert 'source = "files"' in page and 'id="add-rule"' not in page and ">pl<" in page
+        assert ">de-deck<" in page  # a deck's rules too: every rule that prices calls
         assert "1.80 EUR" in await text_of(admin, site.base + TEST)
         csrf = await page_csrf(site, admin, "/rates")
         code, text = await post(admin, f"{site.base}/rates", {"csrf": csrf, "prefixes": "44", "rate": "1"})

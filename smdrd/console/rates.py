@@ -24,6 +24,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
+import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
@@ -41,6 +42,7 @@ from smdrd.tariffs import (
     DATABASE,
     RerateSummary,
     document,
+    file_rules,
     read_csv,
     rerate,
     rule_json,
@@ -77,6 +79,8 @@ DONE = {"added": "Rule added.", "saved": "Rule saved.", "deleted": "Rule deleted
         "mode": "Matching mode saved.", "imported": "Deck imported.", "rerated": "Calls re-rated."}
 _SPLIT = re.compile(r"[\s,;]+")
 _DURATION = re.compile(r"^(?:(\d{1,3}):)?(\d{1,2}):(\d{2})$")
+
+log = structlog.get_logger(__name__)
 
 
 def parse_duration(text: str) -> int:
@@ -210,8 +214,18 @@ class RateAdmin:
         """The latest saved version (or the files' tariff), kept while no other is saved: a page reads only the
         latest version's number, and a tariff of 100,000 rules is loaded and checked once, off the event loop."""
         settings = self.settings()
-        if settings.tariff.source != DATABASE:
-            return _State(False, None, settings.tariff)
+        if settings.tariff.source != DATABASE:  # the inline rules and the decks' (read once per tariff)
+            key: tuple[object, ...] = ("files", id(settings.tariff))
+            if self._state is None or self._state[0] != key:
+                base = self.console.daemon.base_dir if self.console.daemon is not None else None
+                try:
+                    rules = await asyncio.to_thread(file_rules, settings.tariff, base)
+                except SmdrdError as exc:  # a deck changed since the daemon read it: show what can be read
+                    log.warning("rates.deck_unreadable", error=str(exc))
+                    rules = list(settings.tariff.rules)
+                shown = settings.tariff.model_copy(update={"rules": rules, "decks": []})
+                self._state = (key, _State(False, None, shown))
+            return self._state[1]
         latest = await self._db(lambda t: t.versions(1))
         key = self._key(latest[0].version if latest else 0, settings.tariff)
         if self._state is not None and self._state[0] == key:
