@@ -38,6 +38,8 @@ MISSING_FILE: dict[str, list[str] | None] = {
     "prune": ["--database", f"{MISSING}.db"],
     "errors": ["--database", f"{MISSING}.db"],
     "user": ["list", "--database", f"{MISSING}.db"],
+    "tariff": ["import", f"{MISSING}.csv", "--database", "{tmp}/t.db"],
+    "directory": ["import", f"{MISSING}.csv", "--database", "{tmp}/d.db"],
 }
 
 #: commands that read the configuration: without one (no --config, no $SMDRD_CONFIG, no default file) they refuse.
@@ -54,6 +56,8 @@ NEEDS_CONFIG: dict[str, list[str]] = {
     "prune": [],
     "errors": [],
     "user": ["list"],
+    "tariff": ["export"],
+    "directory": ["export"],
 }
 
 #: the least each command needs to get past its required arguments, so the bad flag is what gets reported.
@@ -75,7 +79,7 @@ def documented_commands() -> list[str]:
     for row in section.splitlines():
         if row.startswith("| `smdrd"):
             cell = row.split(" | ")[0]
-            names += [m for m in re.findall(r"`smdrd ([a-z-]+)", cell) if m not in names]
+            names += [m for m in dict.fromkeys(re.findall(r"`smdrd ([a-z-]+)", cell)) if m not in names]
     return names
 
 

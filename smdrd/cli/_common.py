@@ -43,6 +43,18 @@ def database_actions(parser: argparse.ArgumentParser, run: Callable[[argparse.Na
     return action
 
 
+def input_file(name: str | None) -> None:
+    """Refuse at once, before the configuration is read, a FILE argument that cannot be opened (``-`` is
+    standard input): the one line the user reads names the file, not the configuration."""
+    if name is None or name == "-":
+        return
+    try:
+        with open(name, "rb"):
+            pass
+    except OSError as exc:
+        raise SmdrdError(f"{name}: cannot read it: {exc.strerror or exc}") from None
+
+
 def day(text: str) -> date:
     """An argparse type for a ``--from``/``--to`` day: the error says what was expected."""
     try:

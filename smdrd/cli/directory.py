@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smdrd.cli._common import add_config_argument, database_of, settings_from
+from smdrd.cli._common import add_config_argument, database_of, input_file, settings_from
 from smdrd.errors import SmdrdError
 
 if TYPE_CHECKING:
@@ -51,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     from smdrd.directory import export_csv
     from smdrd.store import open_store
 
+    if args.action == "import":
+        input_file(args.file)
     settings, _ = settings_from(args, existing_database=args.action != "import")
     store = open_store(database_of(args, settings)).directory()
     try:

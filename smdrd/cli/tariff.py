@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smdrd.cli._common import database_actions, database_of, settings_from
+from smdrd.cli._common import database_actions, database_of, input_file, settings_from
 from smdrd.errors import SmdrdError
 
 if TYPE_CHECKING:
@@ -47,6 +47,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     from smdrd.store import open_store
 
+    if args.action == "import":
+        input_file(args.file)
     settings, _ = settings_from(args, existing_database=args.action != "import")
     tariffs = open_store(database_of(args, settings)).tariffs()
     try:
