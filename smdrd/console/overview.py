@@ -420,6 +420,10 @@ class Overview:
                     except Exception as exc:  # a locked database, a bug: the streams wait for the next change
                         log.error("overview.figures_failed", error=repr(exc))
                         continue
+                    if cached.generation != self.generation:
+                        # Computed before the last commit (within the interval, or while the commit landed):
+                        # push it, and push again after the interval, or that commit would wait for MAX_AGE.
+                        self._changed.set()
                     item = _event(cached).decode()
                     for sub in [s for s in self.subscribers if s.scope == scope]:
                         self._offer(sub, item)
