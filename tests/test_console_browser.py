@@ -53,12 +53,14 @@ def at(driver: Any, url: str) -> bool:
 
 
 def shows(driver: Any, text: str) -> bool:
-    """Whether the page (once a click's navigation is done) shows ``text``."""
-    from selenium.common.exceptions import TimeoutException
+    """Whether the page (once a click's navigation is done) shows ``text``. A body found just before the
+    navigation replaced it is stale when read: look again rather than fail."""
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
     try:
-        WebDriverWait(driver, 15).until(lambda d: text in d.find_element("tag name", "body").text)
+        WebDriverWait(driver, 15, ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda d: text in d.find_element("tag name", "body").text)
     except TimeoutException:
         return False
     return True
