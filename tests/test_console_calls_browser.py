@@ -76,9 +76,10 @@ def test_upload_a_log_and_see_its_bad_lines_by_number(site: Site, browser: Any, 
     browser.find_element("id", "f-file").send_keys(str(saved))
     browser.find_element("id", "upload").click()
     assert shows(browser, "pbx-log.smdr")
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(browser, 90).until(
+    WebDriverWait(browser, 90, ignored_exceptions=(StaleElementReferenceException,)).until(
         lambda d: d.find_element("id", "job").get_attribute("data-state") != "running")
     assert browser.find_element("id", "job").get_attribute("data-state") == "done"
     numbers = [r.find_elements("css selector", "td")[0].text

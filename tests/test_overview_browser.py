@@ -27,15 +27,24 @@ pytestmark = pytest.mark.skipif(bool(MISSING) and not os.environ.get("CI"),
 
 
 def text(driver: Any, css: str) -> str:
+    """The element's text; the live updates replace the figures, so an element found just before one is
+    stale when read: find it again."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for _ in range(5):
+        try:
+            return str(driver.find_element("css selector", css).text)
+        except StaleElementReferenceException:
+            continue
     return str(driver.find_element("css selector", css).text)
 
 
 def wait_for(driver: Any, condition: Any, within: float = 45) -> bool:
-    from selenium.common.exceptions import TimeoutException
+    from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.support.ui import WebDriverWait
 
     try:
-        WebDriverWait(driver, within).until(condition)
+        WebDriverWait(driver, within, ignored_exceptions=(StaleElementReferenceException,)).until(condition)
     except TimeoutException:
         return False
     return True
