@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smdrd.cli._common import add_config_argument, database_of, input_file, settings_from
+from smdrd.cli._common import database_actions, database_of, input_file, settings_from
 from smdrd.errors import SmdrdError
 
 if TYPE_CHECKING:
@@ -31,14 +31,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Move the directory kept in the database ([directory] source = \"database\") in and out as "
         "CSV with the columns extension, name, department, parent, budget, valid_from, valid_until "
         "(docs/reports.md).")
-    actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-
-    def action(name: str, help_text: str) -> argparse.ArgumentParser:
-        a = actions.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
-        add_config_argument(a)
-        a.add_argument("--database", type=Path, metavar="PATH", help="the SQLite file (overrides the configuration's)")
-        a.set_defaults(func=run, parser=a)
-        return a
+    action = database_actions(p, run)
 
     imp = action("import", "replace the departments and memberships with a CSV's, and set the names it gives")
     imp.add_argument("file", nargs="?", help="the CSV file ('-' for standard input)")
