@@ -118,8 +118,8 @@ def main() -> int:
     parser.add_argument("--alerts", type=int, default=500, help="alerts to time (default 500)")
     parser.add_argument("--warmup", type=int, default=20, help="alerts sent first and not timed")
     parser.add_argument("--gap-ms", type=float, default=20.0, help="time between alerting lines (default 20)")
-    parser.add_argument("--commit-ms", type=int, default=100,
-                        help="the journal's commit_interval_ms (default 100, the daemon's default)")
+    parser.add_argument("--commit-ms", type=int, default=25,
+                        help="the journal's commit_interval_ms (default 25, the daemon's default)")
     parser.add_argument("--background", type=float, default=200.0,
                         help="ordinary lines per second around the alerting ones (default 200)")
     args = parser.parse_args()

@@ -1,6 +1,6 @@
 """Console benchmark: the daemon ingesting 1,000 lines/s while ten console users watch the overview.
 
-    python bench/console.py [--rate 1000] [--seconds 20] [--users 10] [--poll 1.0]
+    python bench/console.py [--rate 1000] [--seconds 20] [--users 10] [--poll 1.0] [--commit-ms MS]
 
 One run, two phases on fresh databases: the PBX alone, then the PBX with the console in use. The PBX is a sender
 process (`bench/live.py --sender`) writing Avaya IP Office lines to a ``tcp-server`` source, each stamped with
@@ -114,7 +114,8 @@ async def console_users(base: str, cookies: list[str], seconds: float, poll: flo
             "events": events[0], "errors": errors[0]}
 
 
-async def phase(rate: float, seconds: float, work: Path, users: int, poll: float) -> dict[str, Any]:
+async def phase(rate: float, seconds: float, work: Path, users: int, poll: float, *,
+                commit_ms: int | None = None) -> dict[str, Any]:
     port, http_port = free_port(), free_port()
     db = work / f"console-{users}.db"
     latencies: list[float] = []
@@ -132,7 +133,7 @@ async def phase(rate: float, seconds: float, work: Path, users: int, poll: float
 
     settings = Settings.model_validate({
         "site": {"timezone": "UTC", "country": "PL"},
-        "database": {"path": str(db)},
+        "database": {"path": str(db), **({"commit_interval_ms": commit_ms} if commit_ms else {})},
         "sources": [{"name": "pbx", "kind": "tcp-server", "format": "avaya-ipo", "listen": f"127.0.0.1:{port}"}],
         "http": {"listen": f"127.0.0.1:{http_port}"},
         "departments": DEPARTMENTS,
@@ -177,10 +178,10 @@ async def phase(rate: float, seconds: float, work: Path, users: int, poll: float
             "console": console}
 
 
-async def main_async(rate: float, seconds: float, users: int, poll: float) -> None:
+async def main_async(rate: float, seconds: float, users: int, poll: float, commit_ms: int | None) -> None:
     work = Path(tempfile.mkdtemp(prefix="smdrd-console-"))
     load0 = os.getloadavg()
-    runs = [await phase(rate, seconds, work, 0, poll), await phase(rate, seconds, work, users, poll)]
+    runs = [await phase(rate, seconds, work, n, poll, commit_ms=commit_ms) for n in (0, users)]
     load1 = os.getloadavg()
     rows = []
     for r in runs:
@@ -243,11 +244,13 @@ def main() -> None:
     ap.add_argument("--poll", type=float, default=1.0, help="seconds between two reloads of the page, per user")
     ap.add_argument("--figures", type=int, default=0, metavar="CALLS",
                     help="instead: time one computation of the overview's figures on a year of CALLS calls")
+    ap.add_argument("--commit-ms", type=int, metavar="MS",
+                    help="[database] commit_interval_ms for the daemon (default: the daemon's default)")
     args = ap.parse_args()
     if args.figures:
         figures_cost(args.figures, 5)
         return
-    asyncio.run(main_async(args.rate, args.seconds, args.users, args.poll))
+    asyncio.run(main_async(args.rate, args.seconds, args.users, args.poll, args.commit_ms))
 
 
 if __name__ == "__main__":

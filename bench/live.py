@@ -4,7 +4,7 @@
 
 For each rate, a separate sender process (the PBX) writes Avaya IP Office lines to a `tcp-server` source for
 the given time; each line carries its send time (in the account-code field). The daemon runs in this process
-with its default configuration (50 ms commit interval; parsing, rating and alert rules in its pipeline worker
+with its default configuration (25 ms commit interval; parsing, rating and alert rules in its pipeline worker
 process; ``--modes`` also runs each rate with them on the event loop, ``parse_in_worker = false``) and a
 commit listener that records, for every line, the time from the sender's write to its commit. Reported per
 rate: lines sent, lines journalled, lines lost (must be 0), the rate sustained (lines committed per second from

@@ -62,7 +62,7 @@ __all__ = [
 
 #: talk time buckets, 10 s to 1 h: a phone call is not a web request, and the default buckets stop at 10 s.
 CALL_DURATION_BUCKETS: tuple[float, ...] = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
-#: receipt to commit; the writer commits every ``commit_interval_ms`` (50 ms by default), so most lines land
+#: receipt to commit; the writer commits every ``commit_interval_ms`` (25 ms by default), so most lines land
 #: below 0.25 s and anything in the last buckets means the disk or a lock is holding the journal back.
 WRITE_LATENCY_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 #: the ``department`` label of a call whose extension is in no ``[[departments]]`` entry (as in reports).

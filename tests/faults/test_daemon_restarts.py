@@ -102,7 +102,7 @@ def test_sigkill_loses_at_most_the_commit_window(
     daemon listens only once the worker can parse, and the worker holds lines for milliseconds.
     """
     port = free_port()
-    commit_ms = 100  # the default commit_interval_ms
+    commit_ms = 100  # four times the default commit_interval_ms: a window wide enough to count (docs/faults.md)
     config = base_config(tmp_path, [tcp_server_source("push", port)],
                          database={"commit_interval_ms": commit_ms, "parse_in_worker": worker})
     d = DaemonProcess(tmp_path, config)
