@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help=f"{', '.join(DIRECTIONS)} or all (repeatable; default outbound)")
     p.add_argument("--class", dest="call_class", action="append", default=[], metavar="CLASS",
                    help=f"only this call class (repeatable): {', '.join(CALL_CLASSES)}")
+    p.add_argument("--site", action="append", default=[], metavar="NAME",
+                   help="only this site (repeatable): a central store's sites by [site] name; a site's own "
+                   "database holds its own site only")
     p.add_argument("--by-class", action="store_true", help="break extensions and departments down by call class")
     p.add_argument("--top", type=int, default=20, metavar="N", help="destinations: how many (0 for all; default 20)")
     p.add_argument("--by", choices=("cost", "count"), default="cost", help="destinations: rank by (default cost)")
@@ -75,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     ctx = context_from(settings, path=str(path) if path else None)
     params: dict[str, list[str]] = {
         "kind": [args.kind], "department": args.department, "extension": args.extension, "trunk": args.trunk,
-        "direction": args.direction, "class": args.call_class, "by_class": ["1" if args.by_class else ""],
+        "direction": args.direction, "class": args.call_class, "site": args.site,
+        "by_class": ["1" if args.by_class else ""],
         "top": [str(args.top)], "by": [args.by], "page": [str(args.page)], "page_size": [str(args.page_size)],
     }
     if args.date_from:

@@ -116,14 +116,18 @@ class Query:
     by: Literal["cost", "count"] = "cost"
     #: how many last digits of each dialled number the reader may not see (`smdrd.privacy`; 0: none).
     mask_digits: int = 0
+    #: the sites reported on, by name (a central store's; empty: every site).
+    sites: tuple[str, ...] = ()
 
     def filters(self) -> Filters:
-        return Filters(self.first, self.last, self.extensions, self.trunks, self.directions, self.classes)
+        return Filters(self.first, self.last, self.extensions, self.trunks, self.directions, self.classes,
+                       self.sites)
 
     def describe(self) -> dict[str, Any]:
-        """The filters as plain data, for a report's metadata."""
+        """The filters as plain data, for a report's metadata (``site`` only when the report names sites)."""
         return {"department": list(self.departments), "extension": list(self.extensions),
-                "trunk": list(self.trunks), "direction": list(self.directions), "class": list(self.classes)}
+                "trunk": list(self.trunks), "direction": list(self.directions), "class": list(self.classes),
+                **({"site": list(self.sites)} if self.sites else {})}
 
 
 @dataclass(frozen=True, slots=True)
@@ -703,7 +707,8 @@ def parse_query(params: Mapping[str, Sequence[str]], ctx: Context, *, today: dat
 
     Keys: ``kind``, ``from``, ``to`` (dates or months, site-local, from `EARLIEST_DAY` to `LATEST_DAY`;
     default this month to date), ``department``, ``extension``, ``trunk``, ``direction`` (``all`` for every
-    direction), ``class`` (repeated or comma-separated), ``by_class``, ``page``, ``page_size`` (1 to
+    direction), ``class`` (repeated or comma-separated), ``site`` (a central store's site names), ``by_class``,
+    ``page``, ``page_size`` (1 to
     `MAX_PAGE_SIZE`; 0, every call on one page, only without ``bounded``), ``top``, ``by``. ``bounded`` is
     for requests from the network (HTTP): every page is bounded there.
 
@@ -743,4 +748,5 @@ def parse_query(params: Mapping[str, Sequence[str]], ctx: Context, *, today: dat
     return Query(kind, first, last, departments=departments, extensions=_values(params, "extension"),
               trunks=_values(params, "trunk"), directions=directions, classes=classes, by_class=by_class,
               page=_int(params, "page", 1, 1, 10_000_000), page_size=_page_size(params, bounded),
-              top=_int(params, "top", 20, 0, 10_000), by="count" if by == "count" else "cost")
+              top=_int(params, "top", 20, 0, 10_000), by="count" if by == "count" else "cost",
+              sites=_values(params, "site"))

@@ -110,6 +110,8 @@ class Filters:
     trunks: tuple[str, ...] = ()
     directions: tuple[str, ...] = ("outbound",)
     classes: tuple[str, ...] = ()
+    #: site names (``[site] name`` of the sites a central store collects; a site's own journal is one site).
+    sites: tuple[str, ...] = ()
 
 
 class ExtensionSpec(Protocol):

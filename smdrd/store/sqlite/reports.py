@@ -57,6 +57,9 @@ class Dialect:
     later_legs: str = "INDEXED BY calls_later_legs "
     #: the index of the department selection (`select_intervals`).
     selection_index: str = "CREATE INDEX IF NOT EXISTS temp.report_selection_ext ON report_selection (extension)"
+    #: a rollup row belongs to one of the named sites (``{names}``: their placeholders). A SQLite journal holds
+    #: its own site's calls only, and its rollups have no site: the test is whether that site is named.
+    rollup_site: str = f"(SELECT name FROM sites WHERE id = {schema.LOCAL_SITE}) IN ({{names}})"
 
 
 SQLITE = Dialect()
@@ -107,10 +110,14 @@ def _in(column: str, values: Sequence[str], where: list[str], params: list[objec
         params.extend(values)
 
 
-def _conditions(f: Filters, *, extension_col: bool = True) -> tuple[list[str], list[object]]:
+def _conditions(f: Filters, *, extension_col: bool = True,
+                dialect: Dialect = SQLITE) -> tuple[list[str], list[object]]:
     """The filters of ``f`` other than its days, on a rollup's columns."""
     where: list[str] = []
     params: list[object] = []
+    if f.sites:
+        where.append(dialect.rollup_site.format(names=", ".join("?" * len(f.sites))))
+        params.extend(f.sites)
     if extension_col:
         _in("extension", f.extensions, where, params)
     _in("trunk", f.trunks, where, params)
@@ -119,8 +126,9 @@ def _conditions(f: Filters, *, extension_col: bool = True) -> tuple[list[str], l
     return where, params
 
 
-def _where(f: Filters, *, extension_col: bool = True) -> tuple[list[str], list[object]]:
-    where, params = _conditions(f, extension_col=extension_col)
+def _where(f: Filters, *, extension_col: bool = True,
+           dialect: Dialect = SQLITE) -> tuple[list[str], list[object]]:
+    where, params = _conditions(f, extension_col=extension_col, dialect=dialect)
     return ["day BETWEEN ? AND ?", *where], [f.first.isoformat(), f.last.isoformat(), *params]
 
 
@@ -206,7 +214,7 @@ def daily_rows(
     cols = ", ".join(("dk", "extension", *group))
     if (by_day and not per_extension and not volatile and not f.extensions and table == "rollup_daily"
             and set(group) <= set(_DAYS_KEY)):
-        days_where, days_params = _where(f)
+        days_where, days_params = _where(f, dialect=_dialect(conn))
         yield from conn.execute(
             f"SELECT day AS dk, '' AS extension{picked}, sum(calls), sum(duration), sum(cost_micros) "
             f"FROM {DAYS_TABLE} WHERE {' AND '.join(days_where)} GROUP BY dk{picked}", days_params)
@@ -215,14 +223,14 @@ def daily_rows(
     if monthly is None or span is None:
         params: list[object] = []
         day = "day" if by_day else _day_key(volatile, params, dialect)
-        where, where_params = _where(f)
+        where, where_params = _where(f, dialect=_dialect(conn))
         params.extend(where_params)
         sql = (f"SELECT {day} AS dk, extension{picked}, sum(calls), sum(duration), sum(cost_micros) "
                f"FROM {daily} WHERE {' AND '.join(where)} GROUP BY {cols}")
         yield from conn.execute(sql, params)
         return
     first_month, last_month, edges = span
-    where, where_params = _conditions(f)
+    where, where_params = _conditions(f, dialect=_dialect(conn))
     # Each part appends its parameters in the order its text uses them.
     parts: list[str] = []
     params = []
@@ -254,13 +262,13 @@ def hourly_rows(conn: ReadConnection, f: Filters) -> Iterator[tuple[object, ...]
     the monthly rollup)."""
     daily, monthly, span = _split(f, "rollup_hourly")
     if monthly is None or span is None:
-        where, params = _where(f, extension_col=False)
+        where, params = _where(f, extension_col=False, dialect=_dialect(conn))
         sql = (f"SELECT trunk, hour, sum(calls) FROM {daily} WHERE {' AND '.join(where)} "
                "GROUP BY trunk, hour")
         yield from conn.execute(sql, params)
         return
     first_month, last_month, edges = span
-    where, where_params = _conditions(f, extension_col=False)
+    where, where_params = _conditions(f, extension_col=False, dialect=_dialect(conn))
     parts: list[str] = []
     all_params: list[object] = []
     for lo, hi in edges:
@@ -278,11 +286,11 @@ def range_extensions(conn: ReadConnection, f: Filters) -> list[str]:
     """The extensions with traffic in the range (for a department filter on call details)."""
     daily, monthly, span = _split(f, "rollup_daily")
     if monthly is None or span is None:
-        where, params = _where(f)
+        where, params = _where(f, dialect=_dialect(conn))
         return [r[0] for r in conn.execute(
             f"SELECT DISTINCT extension FROM {daily} WHERE {' AND '.join(where)}", params)]
     first_month, last_month, edges = span
-    where, where_params = _conditions(f)
+    where, where_params = _conditions(f, dialect=_dialect(conn))
     parts: list[str] = []
     all_params: list[object] = []
     for lo, hi in edges:
@@ -302,6 +310,9 @@ def _call_where(f: Filters, tz: ZoneInfo, selected: bool, dialect: Dialect = SQL
     _in("c.trunk", f.trunks, where, params)
     _in("c.direction", f.directions, where, params)
     _in("coalesce(c.call_class, '')", f.classes, where, params)
+    if f.sites:
+        where.append(f"c.site_id IN (SELECT id FROM sites WHERE name IN ({', '.join('?' * len(f.sites))}))")
+        params.extend(f.sites)
     if selected:
         where.append(f"EXISTS (SELECT 1 FROM {dialect.temp}report_selection s WHERE s.extension = c.extension "
                      "AND substr(c.start, 1, 10) BETWEEN s.first AND s.last)")
