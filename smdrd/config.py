@@ -73,6 +73,7 @@ from smdrd.http_config import (
 from smdrd.logs_config import LoggingConfig
 from smdrd.mail_config import SmtpConfig
 from smdrd.mqtt_config import MqttConfig
+from smdrd.mqtt_payloads import topic_level
 from smdrd.privacy import PrivacyConfig
 from smdrd.rating.config import (
     Money,
@@ -206,6 +207,13 @@ class Settings(BaseSettings):
             if src.name in seen:
                 raise ValueError(f"source names must be unique; {src.name!r} is used twice")
             seen.add(src.name)
+        return self
+
+    @model_validator(mode="after")
+    def _journal_topic_site(self) -> Settings:
+        if self.mqtt.publish_journal and not topic_level(self.site.name):
+            raise ValueError(f"[mqtt] publish_journal names the site in its topics: [site] name must be one topic "
+                             f"level (no / + # and not empty), got {self.site.name!r}")
         return self
 
     @classmethod

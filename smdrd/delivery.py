@@ -2,7 +2,8 @@
 
 Its own feature, independent of the alert rules: it delivers whatever the alert outbox holds (alerts committed
 with their calls, operational alerts) and, with ``[mqtt] publish_calls``, every stored call from the journal's
-call feed, at least once (`smdrd.store.api.CallFeed`). Built by `smdrd.daemon.Daemon.build` as ``mqtt`` after
+call feed, at least once (`smdrd.store.api.CallFeed`); with ``[mqtt] publish_journal``, every journal entry for
+a central collector (`smdrd.central`). Built by `smdrd.daemon.Daemon.build` as ``mqtt`` after
 ``alerts`` and ``metrics``, from which it takes two optional hooks: the alerts feature's delivered count (its
 pending-alerts gauge) and the metrics object (the connection gauge).
 
@@ -124,8 +125,9 @@ class MqttDelivery:
         alerts = any(e.alerts for e in entries)
         stored = any(e.calls for e in entries)
         calls = self.config.publish_calls and stored
-        if alerts or calls:
-            publisher.wake(alerts=alerts, calls=calls)
+        journal = self.config.publish_journal and bool(entries)
+        if alerts or calls or journal:
+            publisher.wake(alerts=alerts, calls=calls, entries=journal)
         if stored:
             self._figures_due.set()
 

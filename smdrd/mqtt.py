@@ -10,6 +10,10 @@ moves past a call only once the broker acknowledged it and every call before it.
 daemon restart, delays calls but never drops one; a connection lost mid-window sends the unacknowledged ones
 again (at least once; ``uid`` is stable).
 
+Journal entries (``[mqtt] publish_journal``, for a central collector: `smdrd.central`) go out by the same cursor
+machinery, each line with its status and rated calls to ``<journal_prefix>/<site>/journal/<source>``; a new
+entry feed starts at the journal's beginning, so a site that joins sends its history first.
+
 Delivery: an alert is marked delivered only after the broker acknowledged its QoS-1 PUBLISH (aiomqtt's
 ``publish`` returns on PUBACK). aiomqtt has no offline queue, so while the broker is away alerts simply stay in
 the outbox and are drained, oldest first, after each (re)connection. A connection lost between the broker's
@@ -48,8 +52,8 @@ import structlog
 
 from smdrd.backoff import Backoff, LogThrottle, log_throttled
 from smdrd.config import MqttConfig
-from smdrd.mqtt_payloads import CallShape, Topics, encode
-from smdrd.store.api import CallFeed, StoreUnavailable
+from smdrd.mqtt_payloads import CallShape, Topics, encode, journal_message, journal_topic
+from smdrd.store.api import CallFeed, FeedCall, StoreUnavailable
 
 log = structlog.get_logger("smdrd.mqtt")
 
@@ -57,6 +61,8 @@ ONLINE = b"online"
 OFFLINE = b"offline"
 #: the call feed's cursor name in the store.
 CALL_FEED = "mqtt-calls"
+#: the journal entry feed's cursor name in the store (``publish_journal``).
+JOURNAL_FEED = "mqtt-journal"
 
 
 class PendingLike(Protocol):
@@ -89,6 +95,8 @@ class PublisherStats:
     #: alerts acknowledged by the broker and marked delivered
     alerts_published: int = 0
     calls_published: int = 0
+    #: journal entries acknowledged by the broker (``publish_journal``)
+    entries_published: int = 0
     #: retained messages (state, discovery) acknowledged by the broker
     retained_published: int = 0
     last_error: str | None = None
@@ -96,6 +104,19 @@ class PublisherStats:
 
 class _Disconnected(Exception):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Feed:
+    """One cursor feed the publisher sends: its cursor's name, the event that says new items were committed,
+    how its position starts and its items are read, each item's topic and payload, and its stats counter."""
+
+    name: str
+    ready: asyncio.Event
+    start: Callable[[str], Awaitable[int]]
+    read: Callable[[int, int], Awaitable[list[FeedCall]]]
+    message: Callable[[FeedCall], tuple[str, bytes]]
+    counter: str
 
 
 class Publisher:
@@ -143,6 +164,8 @@ class Publisher:
         self._marking: set[asyncio.Future[None]] = set()
         self._calls_ready = asyncio.Event()
         self._calls_ready.set()  # publish whatever was stored while nobody was publishing
+        self._journal_ready = asyncio.Event()
+        self._journal_ready.set()
         #: topic -> the retained payload wanted at the broker (b"": remove it)
         self._retained: dict[str, bytes] = {}
         #: topic -> what the broker acknowledged on the current connection
@@ -151,12 +174,15 @@ class Publisher:
 
     # -- called by the daemon ---------------------------------------------------------------------------------
 
-    def wake(self, *, alerts: bool = True, calls: bool = False) -> None:
-        """New alerts (or calls) were committed: publish them now rather than at the next periodic check."""
+    def wake(self, *, alerts: bool = True, calls: bool = False, entries: bool = False) -> None:
+        """New alerts (or calls, or journal entries) were committed: publish them now rather than at the next
+        periodic check."""
         if alerts:
             self._wake.set()
         if calls:
             self._calls_ready.set()
+        if entries:
+            self._journal_ready.set()
 
     def retain(self, topic: str, payload: bytes) -> None:
         """Keep ``payload`` as ``topic``'s retained message at the broker (``b""`` removes it): published now if
@@ -258,6 +284,8 @@ class Publisher:
         jobs: list[Awaitable[None]] = [self._watch(client), self._drain(client), self._publish_retained(client)]
         if self.config.publish_calls and self.feed is not None:
             jobs.append(self._publish_calls(client, self.feed))
+        if self.config.publish_journal and self.feed is not None:
+            jobs.append(self._publish_journal(client, self.feed))
         tasks = [asyncio.ensure_future(job) for job in jobs]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -331,19 +359,35 @@ class Publisher:
             self._on_delivered(len(rows))
 
     async def _publish_calls(self, client: aiomqtt.Client, feed: CallFeed) -> None:
-        """Publish stored calls after the saved cursor, a window at a time; save the cursor past each call the
-        broker acknowledged with every call before it (so a gap is never skipped)."""
+        """Publish stored calls after the saved cursor (a new feed starts at the journal's end)."""
+        topic = self.call_topic
+        await self._publish_feed(client, feed, _Feed(
+            CALL_FEED, self._calls_ready, feed.start, feed.after,
+            lambda c: (topic, self._call_message(c.fields)), "calls_published"))
+
+    async def _publish_journal(self, client: aiomqtt.Client, feed: CallFeed) -> None:
+        """Publish journal entries after the saved cursor (a new feed starts at the journal's beginning), each to
+        its site's and source's topic."""
+        prefix, site = self.config.journal_prefix, self.site
+        await self._publish_feed(client, feed, _Feed(
+            JOURNAL_FEED, self._journal_ready, feed.start_entries, feed.entries,
+            lambda e: (journal_topic(prefix, site, e.fields["source"]), encode(journal_message(site, e.fields))),
+            "entries_published"))
+
+    async def _publish_feed(self, client: aiomqtt.Client, feed: CallFeed, spec: _Feed) -> None:
+        """Publish ``spec``'s items after its saved cursor, a window at a time; save the cursor past each item the
+        broker acknowledged with every item before it (so a gap is never skipped). One window in flight at a
+        time: a backlog shares the connection with the alerts and the other feed, window by window."""
         window = self.config.window
-        position = await feed.start(CALL_FEED)
+        position = await spec.start(spec.name)
         while True:
-            self._calls_ready.clear()
-            batch = await feed.after(position, window)
+            spec.ready.clear()
+            batch = await spec.read(position, window)
             if not batch:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._calls_ready.wait(), 30.0)  # and re-check now and then
+                    await asyncio.wait_for(spec.ready.wait(), 30.0)  # and re-check now and then
                 continue
-            sends = [asyncio.ensure_future(client.publish(self.call_topic, self._call_message(c.fields), qos=1))
-                     for c in batch]
+            sends = [asyncio.ensure_future(client.publish(*spec.message(c), qos=1)) for c in batch]
             try:
                 await asyncio.wait(sends)
             finally:
@@ -357,15 +401,15 @@ class Publisher:
                     if not t.done() or t.cancelled() or t.exception() is not None:
                         break
                     acked += 1
-                self.stats.calls_published += acked
+                setattr(self.stats, spec.counter, getattr(self.stats, spec.counter) + acked)
                 if acked:
                     position = batch[acked - 1].position
-                    await asyncio.shield(self._save_cursor(feed, position))
+                    await asyncio.shield(self._save_cursor(feed, spec.name, position))
             failed = next((t for t in sends if t.done() and not t.cancelled() and t.exception() is not None), None)
             if failed is not None:
                 raise failed.exception()  # type: ignore[misc]  # the session ends; reconnect and go on
             if acked < len(sends):
-                raise _Disconnected("call feed: the session ended before every call was acknowledged")
+                raise _Disconnected(f"{spec.name}: the session ended before every item was acknowledged")
 
     async def _publish_retained(self, client: aiomqtt.Client) -> None:
         """Publish each retained message the broker does not have yet from this connection, as it changes."""
@@ -392,15 +436,15 @@ class Publisher:
             if failed is not None:
                 raise failed.exception()  # type: ignore[misc]  # the session ends; reconnect and go on
 
-    async def _save_cursor(self, feed: CallFeed, position: int) -> None:
+    async def _save_cursor(self, feed: CallFeed, name: str, position: int) -> None:
         backoff = Backoff(0.05, 5.0)
         while True:
             try:
-                await feed.save(CALL_FEED, position)
+                await feed.save(name, position)
                 return
             except StoreUnavailable as exc:
                 delay = backoff.next_delay()
-                log.warning("mqtt.call_cursor_save_failed", error=str(exc), retry_in=round(delay, 2))
+                log.warning("mqtt.feed_cursor_save_failed", feed=name, error=str(exc), retry_in=round(delay, 2))
                 await asyncio.sleep(delay)
 
     def _call_message(self, fields: dict[str, Any]) -> bytes:

@@ -37,6 +37,13 @@ class MqttConfig(Section):
     #: skip the check of the broker certificate's host name (a broker reached by IP address): not for the internet.
     tls_insecure: bool = False
     publish_calls: bool = False
+    #: publish every journal entry (the raw line, its status and its rated calls; never an authorisation code)
+    #: to ``<journal_prefix>/<site name>/journal/<source>``, at least once, for a central collector
+    #: (``smdrd central``, docs/scaling.md). Off: nothing of the sort is read or sent.
+    publish_journal: bool = False
+    #: the first topic levels of the journal topics; the central collector subscribes to
+    #: ``<journal_prefix>/+/journal/+``.
+    journal_prefix: str = Field(default="smdrd", min_length=1)
     #: retained state topics: ``<topic_prefix>/state`` (calls and cost today and this month, per department),
     #: ``<topic_prefix>/source/<name>`` (each source up or down) and ``<topic_prefix>/last_call``.
     publish_state: bool = False
@@ -55,7 +62,7 @@ class MqttConfig(Section):
     #: alerts published at once while draining (acknowledged as a window, kept in order on the wire).
     window: int = Field(default=64, ge=1, le=1000)
 
-    @field_validator("topic_prefix", "discovery_prefix")
+    @field_validator("topic_prefix", "discovery_prefix", "journal_prefix")
     @classmethod
     def _topic(cls, v: str) -> str:
         if any(c in v for c in "#+\0") or v.startswith("/") or v.endswith("/"):

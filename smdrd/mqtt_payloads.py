@@ -12,6 +12,7 @@ functions build, and the delivery feature (`smdrd.delivery`) gathers the figures
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,8 +23,9 @@ from importlib import resources
 from typing import Any
 
 __all__ = [
-    "SCHEMAS", "CallShape", "DepartmentFigures", "SiteFigures", "Topics", "encode", "load_schema", "money_text",
-    "schema_name", "source_message", "state_message",
+    "JOURNAL_VERSION", "SCHEMAS", "CallShape", "DepartmentFigures", "SiteFigures", "Topics", "encode",
+    "journal_filter", "journal_message", "journal_topic", "load_schema", "money_text", "read_journal_message",
+    "schema_name", "source_message", "state_message", "topic_level",
 ]
 
 #: the payload schemas shipped in the package, by name.
@@ -35,6 +37,51 @@ _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 def encode(payload: object) -> bytes:
     """A payload as it goes on the wire: compact JSON in UTF-8."""
     return _encode(payload).encode()
+
+
+def topic_level(name: str) -> bool:
+    """Whether ``name`` can be one topic level (not empty, no ``/``, ``+``, ``#`` or NUL)."""
+    return bool(name) and not any(c in name for c in "/+#\0")
+
+
+#: the journal entry payload's version (``v``): a central collector refuses one it does not know.
+JOURNAL_VERSION = 1
+
+
+def journal_topic(prefix: str, site: str, source: str) -> str:
+    """Where a site publishes the journal entries of ``source``: ``<prefix>/<site>/journal/<source>`` (a source
+    name that cannot be one topic level has its ``/ + #`` made ``_``: the payload names the source exactly)."""
+    level = "".join("_" if c in "/+#\0" else c for c in source) or "_"
+    return f"{prefix}/{site}/journal/{level}"
+
+
+def journal_filter(prefix: str) -> str:
+    """The topic filter of every site's journal entries (the central collector's subscription)."""
+    return f"{prefix}/+/journal/+"
+
+
+def journal_message(site: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A journal entry as a site publishes it: ``fields`` as `smdrd.store.api.CallFeed.entries` gives them,
+    with the site, the version and ``raw`` in base64 (a PBX's bytes need not be UTF-8)."""
+    return {"v": JOURNAL_VERSION, "site": site, **fields, "raw": base64.b64encode(fields["raw"]).decode()}
+
+
+def read_journal_message(payload: bytes) -> dict[str, Any]:
+    """A journal entry payload back as `journal_message` made it (``raw`` as bytes).
+
+    Raises:
+        ValueError: not such a payload (not JSON, another version, a field missing).
+    """
+    message = json.loads(payload)
+    if not isinstance(message, dict) or message.get("v") != JOURNAL_VERSION:
+        raise ValueError("not a journal entry of version 1")
+    if not topic_level(str(message.get("site", ""))):
+        raise ValueError(f"bad site {message.get('site')!r}")
+    message["raw"] = base64.b64decode(message["raw"], validate=True)
+    for key in ("id", "source", "peer", "received_at", "format", "status", "calls"):
+        if key not in message:
+            raise ValueError(f"no {key}")
+    return message
 
 
 def money_text(amount: Decimal, decimals: int) -> str:

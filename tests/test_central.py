@@ -7,19 +7,37 @@ each call's site in its identity. One broker pair and one PostgreSQL serve the w
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
+from smdrd.config import MqttConfig
 from smdrd.journal import ERROR, PARSED, JournalEntry, RatedCall
+from smdrd.mqtt import JOURNAL_FEED, Publisher
 from smdrd.rating.tariff import Rating
 from smdrd.record import CallRecord, Direction
 from smdrd.store import open_store
-from smdrd.testing import write_entries
+from smdrd.testing import Broker, Subscriber, write_entries
+from tests.test_alerts_daemon import require_broker
 
 TZ = ZoneInfo("Europe/London")
 DAY = datetime(2026, 3, 2, 9, 0, tzinfo=TZ)
+
+
+@pytest.fixture(scope="module")
+def site_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    b = Broker(tmp_path_factory.mktemp("site-broker"), binary=require_broker())
+    b.start()
+    yield b
+    b.stop()
 
 
 def site_entries(site: int, n: int, *, first: int = 0) -> list[JournalEntry]:
@@ -41,6 +59,73 @@ def site_entries(site: int, n: int, *, first: int = 0) -> list[JournalEntry]:
         out.append(JournalEntry("pbx", "10.0.0.9", 1_770_000_000_000_000 + i, "avaya-ipo", raw, PARSED, None,
                                 (RatedCall(f"avaya-ipo:{raw.hex()}", record, rating),)))
     return out
+
+
+@asynccontextmanager
+async def publishing(db: Path, broker: Broker, site: str) -> AsyncIterator[Publisher]:
+    """A site's publisher (journal entries only) over its SQLite journal ``db``."""
+    store = open_store(db)
+    outbox, feed = store.outbox(), store.call_feed()
+    await outbox.open()
+    await feed.open()
+    config = MqttConfig(enabled=True, host=broker.host, port=broker.port, publish_journal=True,
+                        reconnect_min=0.1, reconnect_max=0.5, window=16)
+    publisher = Publisher(config, outbox, feed=feed, site=site)
+    task = asyncio.create_task(publisher.run())
+    try:
+        yield publisher
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await feed.close()
+        await outbox.close()
+
+
+async def until(condition: object, within: float = 15.0) -> bool:
+    for _ in range(int(within / 0.05)):
+        if condition():  # type: ignore[operator]
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_a_site_publishes_every_entry_once_in_order_and_resumes_from_its_saved_cursor(
+        tmp_path: Path, site_broker: Broker) -> None:
+    """Every line (errors too) reaches <prefix>/<site>/journal/<source> with its status and rated calls, in the
+    journal's order, never with an authorisation code; a restarted publisher sends only what came after."""
+    db = tmp_path / "a.db"
+    entries = site_entries(1, 30)
+    await write_entries(db, entries[:20])
+    sub = Subscriber(site_broker.host, site_broker.port, ["smdrd/+/journal/+"])
+    sub_task = asyncio.create_task(sub.run())
+    try:
+        await asyncio.wait_for(sub.subscribed.wait(), 10)
+        async with publishing(db, site_broker, "hq") as pub:
+            assert await until(lambda: pub.stats.entries_published == 20)
+        await write_entries(db, entries[20:])
+        async with publishing(db, site_broker, "hq") as pub:
+            assert await until(lambda: pub.stats.entries_published == 10)
+            await asyncio.sleep(0.3)  # a re-send of the first twenty would be counted by now
+            assert pub.stats.entries_published == 10
+        assert await sub.wait_until(lambda: len(sub.messages) >= 30)
+    finally:
+        sub_task.cancel()
+        await asyncio.gather(sub_task, return_exceptions=True)
+    assert {m.topic for m in sub.messages} == {"smdrd/hq/journal/pbx"}
+    got = [json.loads(m.payload) for m in sub.messages]
+    assert len(got) == 30
+    assert [base64.b64decode(g["raw"]) for g in got] == [e.raw for e in entries]
+    assert [g["status"] for g in got] == [e.status for e in entries]
+    assert all(g["site"] == "hq" and g["v"] == 1 for g in got)
+    assert [len(g["calls"]) for g in got] == [len(e.calls) for e in entries]
+    assert Decimal(got[0]["calls"][0]["cost"]) == Decimal("0.10")
+    assert "4321" not in "".join(m.payload.decode() for m in sub.messages)  # never an authorisation code
+    feed = open_store(db).call_feed()
+    await feed.open()
+    try:
+        assert await feed.start_entries(JOURNAL_FEED) == got[-1]["id"]  # saved after the acknowledgement
+    finally:
+        await feed.close()
 
 
 def report(database: Path | str, kind: str, **filters: tuple[str, ...]) -> dict[str, object]:

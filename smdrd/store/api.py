@@ -462,7 +462,8 @@ class JournalErrors(Protocol):
 @dataclass(frozen=True, slots=True)
 class FeedCall:
     """A stored call for the feed: its position in the journal's order, and its fields as
-    `smdrd.journal.RatedCall.to_json` gives them (never the authorisation code)."""
+    `smdrd.journal.RatedCall.to_json` gives them (never the authorisation code). `CallFeed.entries` gives
+    journal entries in the same shape: the line's position and fields (see there)."""
 
     position: int
     fields: dict[str, Any]
@@ -486,6 +487,16 @@ class CallFeed(Protocol):
 
     async def save(self, name: str, position: int) -> None:
         """Everything up to ``position`` was delivered."""
+        ...
+
+    async def start_entries(self, name: str) -> int:
+        """The saved position of entry feed ``name``; a new one starts at the journal's beginning (0)."""
+        ...
+
+    async def entries(self, position: int, limit: int) -> list[FeedCall]:
+        """Up to ``limit`` journal entries after ``position`` (a line's position), in order: fields ``id``,
+        ``source``, ``peer``, ``received_at`` (UTC microseconds), ``format``, ``raw`` (bytes), ``status``,
+        ``error`` and ``calls`` (each as `after` gives it; never an authorisation code)."""
         ...
 
     async def last(self, direction: str) -> FeedCall | None:

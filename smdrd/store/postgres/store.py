@@ -21,7 +21,7 @@ from smdrd.store.postgres.outbox import PgOutbox
 from smdrd.store.postgres.reports import PgReports
 from smdrd.store.postgres.retention import PgRetention
 from smdrd.store.sqlite.feed import _COLUMNS as FEED_COLUMNS
-from smdrd.store.sqlite.feed import feed_fields
+from smdrd.store.sqlite.feed import LINE_COLUMNS, entries_of, feed_fields
 
 __all__ = ["NotOnPostgres", "PgCallExport", "PgCallFeed", "PgJournalErrors", "PgStore"]
 
@@ -116,6 +116,21 @@ class PgCallFeed(AsyncPart):
             return end
         position = int(row[0][0])
         return 0 if position > end else position
+
+    async def start_entries(self, name: str) -> int:
+        row = await self._rows("SELECT position FROM feed_cursors WHERE name = %s", (name,))
+        end = int((await self._rows("SELECT coalesce(max(id), 0) FROM lines", ()))[0][0])
+        position = int(row[0][0]) if row else 0
+        return 0 if position > end else position
+
+    async def entries(self, position: int, limit: int) -> list[FeedCall]:
+        lines = await self._rows(f"SELECT {', '.join(LINE_COLUMNS)} FROM lines WHERE id > %s ORDER BY id LIMIT %s",
+                                 (position, limit))
+        if not lines:
+            return []
+        calls = await self._rows(f"SELECT line_id, {', '.join(FEED_COLUMNS)} FROM calls "
+                                 "WHERE line_id BETWEEN %s AND %s ORDER BY id", (lines[0][0], lines[-1][0]))
+        return entries_of(lines, calls)
 
     async def after(self, position: int, limit: int) -> list[FeedCall]:
         rows = await self._rows(f"{_FEED_SELECT} WHERE id > %s ORDER BY id LIMIT %s", (position, limit))

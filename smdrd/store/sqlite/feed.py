@@ -5,6 +5,9 @@ the daemon is stopped, is still there when the publisher comes back, and the cur
 after the broker acknowledged everything up to it) says where to go on. So every call goes out at least once;
 a crash between the acknowledgement and the save sends a few again, with the same ``uid`` for the subscriber to
 de-duplicate on.
+
+The same cursors serve the journal's entries (`entries`: each line with its calls, in ``lines.id`` order), which
+a site publishes to a central collector (`smdrd.central`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ _COLUMNS = ("uid", "source", "format", "call_key", "leg", "start", "start_utc", 
             "extension", "number", "trunk", "account", "call_id", "answered", "transfer", "extra", "e164",
             "region", "call_class", "rule", "prefix", "cost_micros", "currency")
 _SELECT = f"SELECT id, {', '.join(_COLUMNS)} FROM calls WHERE id > ? ORDER BY id LIMIT ?"
+#: the ``lines`` columns of a journal entry, in `entry_fields` order.
+LINE_COLUMNS = ("id", "source", "peer", "received_at", "format", "raw", "status", "error")
+_ENTRIES = f"SELECT {', '.join(LINE_COLUMNS)} FROM lines WHERE id > ? ORDER BY id LIMIT ?"
+_ENTRY_CALLS = f"SELECT line_id, {', '.join(_COLUMNS)} FROM calls WHERE line_id BETWEEN ? AND ? ORDER BY id"
 
 
 def feed_fields(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -36,6 +43,23 @@ def feed_fields(row: tuple[Any, ...]) -> dict[str, Any]:
     currency = fields.pop("currency")
     fields["currency"] = currency  # after cost, as `to_json` orders them
     return fields
+
+
+def entry_fields(line: tuple[Any, ...], calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """A ``lines`` row (`LINE_COLUMNS` order) and its calls (as `feed_fields` gives them) as the entry feed
+    gives it: ``raw`` stays bytes (the publisher encodes it)."""
+    fields = dict(zip(LINE_COLUMNS, line, strict=True))
+    fields["raw"] = bytes(fields["raw"])
+    fields["calls"] = calls
+    return fields
+
+
+def entries_of(lines: list[tuple[Any, ...]], calls: list[tuple[Any, ...]]) -> list[FeedCall]:
+    """Journal entries from their ``lines`` rows and the ``calls`` rows (``line_id`` first) of those lines."""
+    by_line: dict[int, list[dict[str, Any]]] = {}
+    for row in calls:
+        by_line.setdefault(int(row[0]), []).append(feed_fields(tuple(row[1:])))
+    return [FeedCall(int(line[0]), entry_fields(tuple(line), by_line.get(int(line[0]), []))) for line in lines]
 
 
 def place_cursor(path: str, name: str) -> int:
@@ -60,22 +84,42 @@ class SqliteCallFeed(AsyncPart):
         await asyncio.to_thread(lambda: connect(str(self.path)).close())  # created and migrated, if not yet
         await super().open()
 
-    async def start(self, name: str) -> int:
+    async def _saved(self, name: str, table: str) -> tuple[int | None, int]:
+        """Feed ``name``'s saved position (None: a new feed) and the highest id of ``table``."""
         try:
             async with self.db.execute("SELECT position FROM feed_cursors WHERE name = ?", (name,)) as cur:
                 row = await cur.fetchone()
-            async with self.db.execute("SELECT coalesce(max(id), 0) FROM calls") as cur:
+            async with self.db.execute(f"SELECT coalesce(max(id), 0) FROM {table}") as cur:
                 last = await cur.fetchone()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"call feed: {exc}") from exc
-        end = int(last[0]) if last else 0
-        if row is None:
+        return (None if row is None else int(row[0])), (int(last[0]) if last else 0)
+
+    async def start(self, name: str) -> int:
+        position, end = await self._saved(name, "calls")
+        if position is None:
             # A new feed starts at the journal's end: turning it on does not replay years of calls.
             await self.save(name, end)
             return end
-        position = int(row[0])
         # Every call after the cursor was deleted (retention emptied the table), so ids may start again lower.
         return 0 if position > end else position
+
+    async def start_entries(self, name: str) -> int:
+        position, end = await self._saved(name, "lines")
+        # A new feed starts at the beginning; a cursor past the last line: retention emptied the journal.
+        return 0 if position is None or position > end else position
+
+    async def entries(self, position: int, limit: int) -> list[FeedCall]:
+        try:
+            async with self.db.execute(_ENTRIES, (position, limit)) as cur:
+                lines = [tuple(row) async for row in cur]
+            if not lines:
+                return []
+            async with self.db.execute(_ENTRY_CALLS, (lines[0][0], lines[-1][0])) as cur:
+                calls = [tuple(row) async for row in cur]
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"entry feed: {exc}") from exc
+        return entries_of(lines, calls)
 
     async def after(self, position: int, limit: int) -> list[FeedCall]:
         try:
