@@ -46,8 +46,9 @@ class HttpConfig(Section):
     report_workers: int = Field(default=2, ge=1, le=32)
     #: report requests running or waiting at once; one more is answered 503 with Retry-After.
     max_reports: int = Field(default=8, ge=1, le=1024)
-    #: the largest PBX log file an admin may upload in the console (``/upload``), in MiB; a larger one is
-    #: refused while it arrives, and nothing of it is kept.
+    #: the largest file an admin may upload in the console, in MiB: a PBX log (``/upload``), a CSV deck
+    #: (``/rates``) or directory (``/directory``); a larger one is refused while it arrives, and nothing of it is
+    #: kept.
     max_upload_mb: int = Field(default=100, ge=1, le=10_240)
     #: mark the console's cookies ``Secure`` (sent over HTTPS only) even on a plain connection: set it when a
     #: reverse proxy terminates TLS in front of smdrd. A connection that is TLS itself always gets them.

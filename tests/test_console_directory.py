@@ -30,6 +30,22 @@ IMPORT = ("extension,name,department,parent,budget,valid_from,valid_until\r\n"
           "301,Bob Jones,Support,Company,,,\r\n")
 
 
+def big_directory(extensions: int) -> str:
+    """A directory CSV: a department per 100 extensions under one company, every extension named."""
+    digits = "456789"
+
+    def code(n: int, width: int) -> str:
+        return "".join(digits[n // 6 ** k % 6] for k in reversed(range(width)))
+
+    rows = [",,Company,,100000,,"]
+    rows += [f",,Team {code(t, 2)},Company,{1000 + t},," for t in range(-(-extensions // 100))]
+    for i in range(extensions):
+        number = code(i, 5)[1:] if i < 6 ** 4 else code(i, 5)
+        rows.append(f"{number},Person {number} of Team {code(i // 100, 2)} in the {number} wing,"
+                    f"Team {code(i // 100, 2)},,,,")
+    return "extension,name,department,parent,budget,valid_from,valid_until\r\n" + "\r\n".join(rows) + "\r\n"
+
+
 class Dir(Site):
     pbx: int
     config: dict[str, Any]
@@ -39,7 +55,7 @@ def running(folder: Path, source: str) -> Iterator[Dir]:
     add_users(folder / "smdrd.db", ("alice", "admin", ()), ("victor", "viewer", ()), ("maria", "manager", ("Sales",)))
     port, pbx = free_port(), free_port()
     config = daemon_config(folder, [tcp_server_source("pbx", pbx)],
-                           http={"listen": f"127.0.0.1:{port}", "token": SERVICE_TOKEN},
+                           http={"listen": f"127.0.0.1:{port}", "token": SERVICE_TOKEN, "max_upload_mb": 1},
                            departments=[{"name": "Files dept", "extensions": ["201"]}], directory={"source": source})
     daemon = DaemonProcess(folder, config)
     try:
@@ -143,6 +159,26 @@ async def test_upload_and_api_with_errors_naming_line_and_column(site: Dir) -> N
             async with browser.post(f"{site.base}/directory/import", data=form, allow_redirects=False) as response:
                 return response.status, await response.text()
 
+        # A company's directory (3,000 extensions, about 200 KiB: more than a form carries) through the form;
+        # numbers and names in digits 4 to 9 only, so no later search for 201, 202 or 301 finds them.
+        big = big_directory(3_000)
+        assert 150_000 < len(big) < 1024 * 1024
+        status, page = await upload(big)
+        assert status == 303, page
+        async with browser.get(f"{site.base}/api/directory/extensions", params={"q": "4456"}) as r:
+            found = (await r.json())["extensions"]
+        assert {"number": "4456", "name": "Person 4456 of Team 44 in the 4456 wing", "name_source": "edited",
+                "department": "Team 44"} in found
+        async with browser.get(f"{site.base}/api/directory/extensions") as r:
+            assert (await r.json())["total"] >= 3_000
+        status, page = await upload(big + "#" * (1024 * 1024))  # past [http] max_upload_mb: beside the field
+        assert status == 413 and 'id="import-error">the file is larger than 1 MiB ([http] max_upload_mb)' in page
+        form = aiohttp.FormData()
+        form.add_field("file", IMPORT.encode(), filename="dir.csv", content_type="text/csv")
+        async with browser.post(f"{site.base}/directory/import", data=form, allow_redirects=False) as response:
+            assert response.status == 403  # no CSRF token: refused, nothing read or changed
+        async with browser.get(f"{site.base}/api/directory/departments") as r:
+            assert "Team 44" in [d["name"] for d in (await r.json())["departments"]]
         status, page = await upload(IMPORT.replace("250,,", "ten,,"))
         assert status == 400 and 'id="import-error">dir.csv, line 3, column 5 (budget): expected an amount' in page
         status, _ = await upload(IMPORT)

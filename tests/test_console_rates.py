@@ -55,7 +55,7 @@ def running(folder: Path, tariff: Mapping[str, object], **database: object) -> I
     add_users(folder / "smdrd.db", ("alice", "admin", ()), ("victor", "viewer", ()), ("maria", "manager", ("Sales",)))
     port, pbx = free_port(), free_port()
     config = daemon_config(folder, [tcp_server_source("pbx", pbx)], database=database, tariff=tariff,
-                           http={"listen": f"127.0.0.1:{port}", "token": SERVICE_TOKEN})
+                           http={"listen": f"127.0.0.1:{port}", "token": SERVICE_TOKEN, "max_upload_mb": 2})
     with DaemonProcess(folder, config).serving() as daemon:
         site = Rates(daemon, port)
         site.pbx = pbx
@@ -250,6 +250,51 @@ async def test_the_json_api_with_a_personal_token(site: Rates) -> None:
                            params={"version": str(versions[1]["version"]), "format": "yeastar"}) as r:
             assert await r.text() == YEASTAR  # an earlier version, as it was
         assert await status(api, f"{site.base}/api/tariff/export.csv?version=999", headers=auth) == 404
+
+
+def yeastar_deck(rules: int) -> str:
+    """A Yeastar call-rate export of ``rules`` rules (as a real company's deck: a rule per destination)."""
+    rows = "".join(f"Berlin {i:05d} mobile and fixed,4930{i:05d},,0.{i % 90 + 10},60,0,0\r\n"
+                   for i in range(rules))
+    return YEASTAR.splitlines(keepends=True)[0] + rows + "".join(YEASTAR.splitlines(keepends=True)[1:])
+
+
+async def import_form(browser: aiohttp.ClientSession, site: Site, deck: bytes, csrf: str | None,
+                      version: str) -> tuple[int, str]:
+    form = aiohttp.FormData()  # the page's fields, in its order
+    if csrf is not None:
+        form.add_field("csrf", csrf)
+    form.add_field("version", version)
+    form.add_field("deck", deck, filename="yeastar-rates.csv", content_type="text/csv")
+    async with browser.post(f"{site.base}/rates/import", data=form, allow_redirects=False) as response:
+        return response.status, await response.text()
+
+
+async def test_a_deck_larger_than_a_form_is_imported_through_the_page(site: Rates) -> None:
+    """A Yeastar deck of 1 MiB and more (thousands of rules) goes through the page's form, up to
+    [http] max_upload_mb (2 MiB here); without the form's CSRF token it is refused and nothing changes."""
+    deck = yeastar_deck(24_000).encode()
+    assert len(deck) > 1024 * 1024
+    async with jar() as admin:
+        assert (await sign_in(site, admin, "alice")).status == 303
+        page = await text_of(admin, f"{site.base}/rates")
+        csrf = await page_csrf(site, admin, "/rates")
+        version = re.search(r'name="version" value="(\d+)"', page).group(1)  # type: ignore[union-attr]
+        assert "up to 2 MiB" in page
+        assert (await import_form(admin, site, deck, None, version))[0] == 403
+        code, _ = await import_form(admin, site, deck, "not-the-token", version)
+        assert code == 403
+        async with admin.get(f"{site.base}/api/tariff", params={"limit": "1"}) as r:
+            assert (await r.json())["version"] == int(version)
+        code, text = await import_form(admin, site, deck, csrf, version)
+        assert code == 303, text
+        async with admin.get(f"{site.base}/api/tariff", params={"limit": "1"}) as r:
+            tariff = await r.json()
+        assert tariff["version"] == int(version) + 1 and tariff["total"] == 24_002
+        tested = await text_of(admin, f"{site.base}/rates/test?number=00493023456123&duration=60")
+        assert 'id="answer-rule">Berlin 23456 mobile and fixed' in tested
+        code, text = await import_form(admin, site, YEASTAR.encode(), csrf, str(tariff["version"]))
+        assert code == 303, text  # back to the two rules the next tests start from
 
 
 async def test_a_tariff_from_the_files_is_shown_read_only(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
+from smdrd.console.streamed import UploadProblem, read_csv_upload
 from smdrd.directory import (
     DATABASE,
     Change,
@@ -38,7 +39,7 @@ from smdrd.directory import (
     replace_all,
     with_snapshot,
 )
-from smdrd.http import ADMIN, MAX_BODY, READERS, Principal, principal_of, requires
+from smdrd.http import ADMIN, MAX_BODY, READERS, Principal, csrf_in_stream, principal_of, requires
 from smdrd.reports.departments import Directory
 from smdrd.store import open_store
 from smdrd.store.api import Actor, DirectoryConflict, DirectoryExtension, DirectorySnapshot, DirectoryStore
@@ -279,6 +280,7 @@ class DirectoryPages:
                             departments=departments, names=[d["name"] for d in departments],
                             errors=errors or {}, failed=failed, form=form or {}, quote=quote,
                             source=self._settings().directory.source,
+                            max_mb=self._settings().http.max_upload_mb,
                             export=principal is not None and principal.role != "manager")
 
     @requires(*DIRECTORY_READERS)
@@ -328,25 +330,19 @@ class DirectoryPages:
             outcome.errors = {"file": next(iter(outcome.errors.values()))}
         return outcome
 
+    @csrf_in_stream
     @requires(*ADMIN)
     async def import_form(self, request: web.Request) -> web.StreamResponse:
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            return await self._departments_page(request, status=413, errors={
-                "file": f"the file is larger than this form takes ({MAX_BODY // 1024} KiB); use smdrd directory "
-                        "import from the shell"}, failed="import")
-        data = await request.post()
-        upload = data.get("file")
-        raw = getattr(upload, "file", None)
-        if raw is None:
-            return await self._departments_page(request, status=400, errors={"file": "choose a CSV file"},
+        """A directory CSV sent with the page's form, up to ``[http] max_upload_mb`` (read as it arrives, the
+        form's CSRF token first)."""
+        async def page(problem: UploadProblem) -> web.StreamResponse:
+            return await self._departments_page(request, status=problem.status, errors={"file": str(problem)},
                                                 failed="import")
-        try:
-            text = raw.read().decode("utf-8-sig")
-        except UnicodeDecodeError:
-            return await self._departments_page(request, status=400, errors={
-                "file": "not UTF-8 text (save the file as UTF-8 CSV)"}, failed="import")
-        source = (getattr(upload, "filename", "") or "upload.csv")[:100]
-        outcome = await self._import(request, text, source)
+
+        sent = await read_csv_upload(request, "file", self._settings().http.max_upload_mb * 1024 * 1024, page)
+        if isinstance(sent, web.StreamResponse):
+            return sent
+        outcome = await self._import(request, sent.text, sent.filename[:100] or "upload.csv")
         return await self._department_result(request, outcome, {}, "import", "imported")
 
     @requires(*READERS)

@@ -29,8 +29,9 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from smdrd.console import _when
+from smdrd.console.streamed import UploadProblem, read_csv_upload
 from smdrd.errors import SmdrdError
-from smdrd.http import ADMIN, MAX_BODY, SERVICE, USERS, principal_of, requires
+from smdrd.http import ADMIN, MAX_BODY, SERVICE, USERS, csrf_in_stream, principal_of, requires
 from smdrd.rating.classes import CALL_CLASSES
 from smdrd.rating.config import TariffConfig, TariffRuleConfig
 from smdrd.rating.explain import Explanation, explain
@@ -65,7 +66,7 @@ READ = frozenset(USERS | {SERVICE})
 PAGE = 100
 #: rules in one answer of ``GET /api/tariff`` at most.
 API_PAGE = 1000
-#: the largest deck the API takes in one request (the console's form takes what a form may carry, `MAX_BODY`).
+#: the largest deck the API takes in one request (the console's form takes up to ``[http] max_upload_mb``).
 MAX_DECK = 16 * 1024 * 1024
 #: the most days one re-rate from the console covers.
 MAX_RERATE_DAYS = 400
@@ -466,6 +467,7 @@ class RateAdmin:
             first=first, page=page, pages=pages, total=len(rules), history=history, when=_when, can_edit=can_edit,
             errors=errors or {}, form=form if form is not None else _form_view(editing_rule), editing=editing,
             classes=CALL_CLASSES, bands=sorted(state.tariff.bands), csrf=principal.csrf,
+            max_mb=self.settings().http.max_upload_mb,
             done=DONE.get(request.query.get("done", ""), ""), currency=state.tariff.currency)
 
     @requires(*READ)
@@ -542,27 +544,20 @@ class RateAdmin:
         return await self._after(request, await self.set_mode(request, fields.get("mode", ""),
                                                               self._expected(fields)), "mode")
 
+    @csrf_in_stream
     @requires(*ADMIN)
     async def import_form(self, request: web.Request) -> web.StreamResponse:
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
-        data = await request.post()
-        deck = data.get("deck")
-        fields = {k: v for k, v in data.items() if isinstance(v, str)}
-        if isinstance(deck, web.FileField):
-            raw, name = deck.file.read(MAX_BODY + 1), (deck.filename or "deck.csv")[:200]
-        else:
-            raw, name = (deck if isinstance(deck, str) else "").encode(), "deck.csv"
-        if not raw.strip():
-            outcome = Outcome(errors={"deck": "choose a CSV file"}, status=400)
-        else:
-            try:
-                text = raw.decode("utf-8-sig")
-            except UnicodeDecodeError:
-                outcome = Outcome(errors={"deck": f"{name}: not UTF-8 text (save the deck as UTF-8 CSV)"}, status=400)
-            else:
-                outcome = await self.import_deck(request, text, name, append=fields.get("append") == "on",
-                                                 expected=self._expected(fields))
+        """A deck sent with the page's form, up to ``[http] max_upload_mb`` (read as it arrives, the form's CSRF
+        token first)."""
+        async def page(problem: UploadProblem) -> web.StreamResponse:
+            return await self._page(request, status=problem.status, errors={"deck": str(problem)})
+
+        sent = await read_csv_upload(request, "deck", self.settings().http.max_upload_mb * 1024 * 1024, page)
+        if isinstance(sent, web.StreamResponse):
+            return sent
+        outcome = await self.import_deck(request, sent.text, sent.filename or "deck.csv",
+                                         append=sent.fields.get("append") == "on",
+                                         expected=self._expected(sent.fields))
         return await self._after(request, outcome, "imported", anchor="#rules")
 
     @requires(*READ)

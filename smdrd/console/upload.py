@@ -34,7 +34,8 @@ import structlog
 from aiohttp import BodyPartReader, ClientPayloadError, web
 
 from smdrd.console.calls import on_thread
-from smdrd.http import ADMIN, csrf_in_stream, csrf_matches, principal_of, public, requires
+from smdrd.console.streamed import UploadProblem, open_form, text_field, too_large
+from smdrd.http import ADMIN, csrf_in_stream, principal_of, public, requires
 from smdrd.parsing import ParserContext, detect_formats, format_names
 from smdrd.store import open_store
 from smdrd.store.api import CallReader
@@ -93,15 +94,6 @@ class UploadJob:
                 "errors": self.statuses.get("error", 0), "skipped": self.statuses.get("skipped", 0),
                 "held": self.statuses.get("held", 0),
                 "started_at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.started_at / 1e6))}
-
-
-class UploadProblem(Exception):
-    """Something wrong with an upload, said beside its field (``field``), with its HTTP status."""
-
-    def __init__(self, field: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.field = field
-        self.status = status
 
 
 def detect(path: Path, country: str | None) -> str | None:
@@ -180,19 +172,10 @@ class Uploads:
         """Check the form's fields in order (CSRF token, format, file) and stream the file to disk."""
         principal = principal_of(request)
         assert principal is not None
-        if not request.content_type.startswith("multipart/form-data"):
-            raise UploadProblem("file", "send the file as multipart/form-data (the page's form does)")
-        reader = await request.multipart()
-        part = await reader.next()
-        given = await _text(part, "csrf") if isinstance(part, BodyPartReader) else None
-        if given is not None:
-            part = await reader.next()
-        if not csrf_matches(principal, given or ""):
-            raise UploadProblem("csrf", "the form's CSRF token is missing or wrong; reload the page and try again",
-                                403)
+        reader, part = await open_form(request, "file")
         chosen = ""
         if isinstance(part, BodyPartReader) and part.name == "format":
-            chosen = await _text(part, "format") or ""
+            chosen = await text_field(part, "format") or ""
             part = await reader.next()
         if chosen and chosen not in format_names():
             raise UploadProblem("format", f"unknown format {chosen[:40]!r}; choose one from the list")
@@ -212,8 +195,7 @@ class Uploads:
                 while chunk := await part.read_chunk(1 << 16):
                     size += len(chunk)
                     if size > self.max_bytes:
-                        raise UploadProblem("file", f"the file is larger than {self.max_bytes // (1024 * 1024)} "
-                                                    "MiB ([http] max_upload_mb)", 413)
+                        raise too_large("file", self.max_bytes)
                     lines += chunk.count(b"\n")
                     last = chunk[-1:]
                     await asyncio.to_thread(out.write, chunk)
@@ -331,18 +313,6 @@ class Uploads:
             return web.json_response({"error": "no such upload"}, status=404)
         job, errors = found
         return web.json_response({**job.view(), "failed_lines": errors})
-
-
-async def _text(part: BodyPartReader, name: str, limit: int = 256) -> str | None:
-    """A small text field ``name`` (None when the part is another one); at most ``limit`` bytes are read."""
-    if part.name != name:
-        return None
-    data = b""
-    while chunk := await part.read_chunk(limit):
-        data += chunk
-        if len(data) > limit:
-            raise UploadProblem(name, "the field is too long")
-    return data.decode("utf-8", errors="replace").strip()
 
 
 def register(console: Console) -> Uploads:
