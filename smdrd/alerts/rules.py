@@ -25,6 +25,7 @@ from typing import ClassVar, Final, Generic, Protocol, TypeVar
 import phonenumbers
 
 from smdrd.alerts.config import HIGH_RISK_COUNTRIES, NANP_LOOKALIKE_PREFIXES, NETWORK_PREFIXES, AlertsConfig
+from smdrd.frozen import constructor
 from smdrd.rating.config import SiteConfig
 from smdrd.rating.rules import parse_days, parse_hours
 from smdrd.reports.forecast import WorkingCalendar, month_end_forecast
@@ -38,6 +39,9 @@ CRITICAL: Final = "critical"
 
 OUTBOUND: Final = "outbound"
 INBOUND: Final = "inbound"
+#: the directions a call has (`smdrd.record.Direction`'s values): what `RuleSet.for_direction` is keyed by.
+DIRECTIONS: Final = (INBOUND, OUTBOUND, "internal")
+_OUTBOUND_ONLY: Final = frozenset({OUTBOUND})
 INTERNATIONAL: Final = "international"
 #: classes that are not external calls (velocity counts external calls only).
 _NOT_EXTERNAL = frozenset({"internal", "emergency"})
@@ -115,6 +119,12 @@ class Finding:
     clears: bool = False
 
 
+#: `Finding(...)` with every field given, for the rules that raise one for most calls of a flood (after hours, a
+#: velocity limit passed): most of those are snoozed, so building them must cost little (`smdrd.frozen`).
+_finding = constructor(Finding, "_finding")
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
 class _Window:
     """Events ``(ts, weight)`` within a sliding window, with their count and summed weight kept current."""
 
@@ -190,7 +200,11 @@ class OpenAlert:
 
 
 class CallRule(Protocol):
-    """A rule over calls: a name (the alert topic's last level) and a call to findings."""
+    """A rule over calls: a name (the alert topic's last level) and a call to findings.
+
+    A rule may also say which call directions it ever looks at (``applies_to``: a set of `DIRECTIONS`): calls
+    of other directions are then not given to it. It must return nothing for them, and leave its state alone.
+    """
 
     @property
     def name(self) -> str: ...
@@ -234,6 +248,7 @@ class AfterHours:
     """An outbound call of the watched classes while the site is closed."""
 
     name: ClassVar[str] = "after_hours"
+    applies_to: ClassVar[frozenset[str]] = _OUTBOUND_ONLY
     severity: str
     hours: BusinessHours
     classes: frozenset[str]
@@ -244,11 +259,12 @@ class AfterHours:
             return ()
         if self.hours.open_at(call.start):
             return ()
-        when = call.start.strftime("%a %H:%M")
-        return (Finding(self.name, self.severity,
-                        f"{call.call_class} call from {_who(call)} to {_dest(call)} at {when}, outside business "
-                        f"hours", f"ext:{call.extension}", f"{self.name}:{call.uid}",
-                        {"local_time": call.start.isoformat()}),)
+        start = call.start
+        when = f"{_WEEKDAYS[start.weekday()]} {start.hour:02d}:{start.minute:02d}"  # strftime("%a %H:%M"), C locale
+        return (_finding(self.name, self.severity,
+                         f"{call.call_class} call from {_who(call)} to {_dest(call)} at {when}, outside business "
+                         f"hours", f"ext:{call.extension}", f"{self.name}:{call.uid}",
+                         {"local_time": start.isoformat()}, False),)
 
 
 @lru_cache(maxsize=65_536)
@@ -265,6 +281,7 @@ class HighRisk:
     """An outbound call to a listed prefix, country or call class."""
 
     name: ClassVar[str] = "high_risk"
+    applies_to: ClassVar[frozenset[str]] = _OUTBOUND_ONLY
     severity: str
     e164_prefixes: tuple[str, ...]
     dialled_prefixes: tuple[str, ...]
@@ -302,6 +319,10 @@ class LongCall:
     seconds: int
     directions: frozenset[str]
 
+    @property
+    def applies_to(self) -> frozenset[str]:
+        return self.directions
+
     def __call__(self, call: RatedCall, state: AlertState) -> Iterable[Finding]:
         if call.direction not in self.directions or call.duration <= self.seconds:
             return ()
@@ -336,6 +357,7 @@ class Velocity:
     """
 
     name: ClassVar[str] = "velocity"
+    applies_to: ClassVar[frozenset[str]] = _OUTBOUND_ONLY
     severity: str
     window: float
     extension_calls: int
@@ -348,35 +370,41 @@ class Velocity:
             return ()
         intl = float(call.duration) if call.call_class == INTERNATIONAL else 0.0
         span, ts = self.window, call.ts
-        pair = state.ext_windows.get(call.extension)
+        windows = state.ext_windows
+        pair = windows.get(call.extension)
         if pair is None:
-            pair = (_Window(), _Window())
-        _bounded_put(state.ext_windows, call.extension, pair)
+            _bounded_put(windows, call.extension, pair := (_Window(), _Window()))
+        else:
+            windows.move_to_end(call.extension)
         calls, minutes = pair
+        site_calls, site_intl = state.site_calls, state.site_intl
         calls.add(ts, 1.0, span)
         minutes.add(ts, intl, span)
-        state.site_calls.add(ts, 1.0, span)
-        state.site_intl.add(ts, intl, span)
-        site_calls, site_intl = state.site_calls, state.site_intl
-        breaches = [(scope, limit, value) for scope, limit, value in (
-            ("ext", self.extension_calls, len(calls)),
-            ("ext-intl", self.extension_intl_seconds, minutes.total),
-            ("site", self.site_calls, len(site_calls)),
-            ("site-intl", self.site_intl_seconds, site_intl.total),
-        ) if limit and value > limit]
+        site_calls.add(ts, 1.0, span)
+        site_intl.add(ts, intl, span)
+        # Four plain tests (this runs for every outbound call): a limit of 0 is off.
+        breaches: list[tuple[str, float, float]] = []
+        if (limit := self.extension_calls) and (value := len(calls)) > limit:
+            breaches.append(("ext", limit, value))
+        if (limit_s := self.extension_intl_seconds) and (total := minutes.total) > limit_s:
+            breaches.append(("ext-intl", limit_s, total))
+        if (limit := self.site_calls) and (value := len(site_calls)) > limit:
+            breaches.append(("site", limit, value))
+        if (limit_s := self.site_intl_seconds) and (total := site_intl.total) > limit_s:
+            breaches.append(("site-intl", limit_s, total))
         if not breaches:
             return ()
         win = _minutes(span)
         out: list[Finding] = []
-        for scope, limit, value in breaches:
+        for scope, bound, amount in breaches:
             who = _who(call) if scope.startswith("ext") else "the site"
             if scope.endswith("intl"):
-                text = f"{who} made {_minutes(value)} of international calls in {win} (limit {_minutes(limit)})"
+                text = f"{who} made {_minutes(amount)} of international calls in {win} (limit {_minutes(bound)})"
             else:
-                text = f"{who} made {value:.0f} external calls in {win} (limit {limit})"
+                text = f"{who} made {amount:.0f} external calls in {win} (limit {bound})"
             key = f"ext:{call.extension}" if scope.startswith("ext") else "site"
-            out.append(Finding(self.name, self.severity, text, f"{key}:{scope}", f"{self.name}:{scope}:{call.uid}",
-                               {"scope": scope, "value": value, "limit": limit, "window_seconds": span}))
+            out.append(_finding(self.name, self.severity, text, f"{key}:{scope}", f"{self.name}:{scope}:{call.uid}",
+                                {"scope": scope, "value": amount, "limit": bound, "window_seconds": span}, False))
         return out
 
 
@@ -385,6 +413,7 @@ class ShortCalls:
     """Many short calls in a row to the same number (a modem, a dialler, or a test of a hijacked line)."""
 
     name: ClassVar[str] = "short_calls"
+    applies_to: ClassVar[frozenset[str]] = _OUTBOUND_ONLY
     severity: str
     count: int
     max_seconds: int
@@ -418,6 +447,7 @@ class Wangiri:
     """A missed one-ring inbound call from abroad, then an outbound call back to that number."""
 
     name: ClassVar[str] = "wangiri"
+    applies_to: ClassVar[frozenset[str]] = frozenset({INBOUND, OUTBOUND})
     severity: str
     max_ring: int
     callback_within: float
@@ -685,10 +715,26 @@ class Armed(Generic[R]):
 
 @dataclass(frozen=True, slots=True)
 class RuleSet:
-    """The compiled ``[alerts]`` section: swapped in one assignment on reload."""
+    """The compiled ``[alerts]`` section: swapped in one assignment on reload.
+
+    ``for_direction`` gives the call rules that can raise anything, or change their state, for a call of one
+    direction (a rule's ``applies_to``; a rule without it sees every call), in ``calls``' order: the engine
+    runs only those, so an inbound call does not walk the rules about outbound ones.
+    """
 
     calls: tuple[Armed[CallRule], ...]
     sources: tuple[Armed[SourceRule], ...]
+    _by_direction: dict[str, tuple[Armed[CallRule], ...]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_direction", {
+            direction: tuple(a for a in self.calls
+                             if (scope := getattr(a.rule, "applies_to", None)) is None or direction in scope)
+            for direction in DIRECTIONS})
+
+    def for_direction(self, direction: str) -> tuple[Armed[CallRule], ...]:
+        """The call rules a call of ``direction`` can concern (every call rule for an unknown direction)."""
+        return self._by_direction.get(direction, self.calls)
 
 
 #: the rules whose condition clears: each alert they raise is followed by a resolved event when it does.
