@@ -14,6 +14,7 @@ from datetime import UTC
 from decimal import Decimal
 from typing import Any, Protocol
 
+from smdrd.frozen import constructor
 from smdrd.record import CallRecord
 
 __all__ = ["DUPLICATE", "ERROR", "FLUSHED", "HELD", "MICROS", "PARSED", "SKIPPED", "STATUSES", "Alert",
@@ -65,8 +66,8 @@ class RatedCall:
     record: CallRecord
     rating: RatingLike | None = None
 
-    def __reduce__(self) -> tuple[type[RatedCall], tuple[str, CallRecord, RatingLike | None]]:
-        return (RatedCall, (self.uid, self.record, self.rating))
+    def __reduce__(self) -> tuple[Any, tuple[str, CallRecord, RatingLike | None]]:
+        return (_rated_call, (self.uid, self.record, self.rating))
 
     @property
     def cost_micros(self) -> int | None:
@@ -126,6 +127,9 @@ class Alert:
     created_at: int
     payload: str
 
+    def __reduce__(self) -> tuple[Any, tuple[str, str, str, int, str]]:
+        return (_alert, (self.id, self.rule, self.severity, self.created_at, self.payload))
+
 
 @dataclass(frozen=True, slots=True)
 class JournalEntry:
@@ -152,7 +156,15 @@ class JournalEntry:
     calls: Sequence[RatedCall] = ()
     alerts: Sequence[Alert] = ()
 
-    def __reduce__(self) -> tuple[type[JournalEntry], tuple[Any, ...]]:
-        # Pickled by field values (import's worker sends millions): several times faster than the slots state.
-        return (JournalEntry, (self.source, self.peer, self.received_at, self.format, self.raw, self.status,
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Pickled by field values (import's and the daemon's workers send millions): several times faster than
+        # the slots state; rebuilt without the frozen __init__ (`smdrd.frozen`), which is most of the receiving
+        # side's cost (the daemon's event loop unpickles every line the worker answers).
+        return (_journal_entry, (self.source, self.peer, self.received_at, self.format, self.raw, self.status,
                                self.error, self.calls, self.alerts))
+
+
+# What unpickled entries are rebuilt with: the fields in order, without the frozen __init__ (`smdrd.frozen`).
+_rated_call = constructor(RatedCall, "_rated_call")
+_alert = constructor(Alert, "_alert")
+_journal_entry = constructor(JournalEntry, "_journal_entry")
