@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smdrd.rating.normalise import Dialplan, normalise, normalise_uncached
+
+#: the module itself (``smdrd.rating.normalise`` as an attribute may name the function, see smdrd.rating).
+normalise_module = importlib.import_module("smdrd.rating.normalise")
 
 UK = Dialplan("GB", "020", ("9",))
 US = Dialplan("US", "212", ("9",))
@@ -102,6 +107,18 @@ def test_unknown_country_is_refused() -> None:
 def test_cache_agrees_with_uncached(dialled: str) -> None:
     """The cache must never change an answer."""
     assert normalise(dialled, UK) == normalise_uncached(dialled, UK)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.sampled_from([UK, US, DE, PL]),
+       st.from_regex(r"(9|0)?(00|011|0|1)?[0-9]{0,12}", fullmatch=True) | st.text(alphabet="0123456789+*", max_size=14))
+def test_a_number_parsed_once_reads_as_one_parsed_each_time(plan: Dialplan, dialled: str) -> None:
+    """A new number's readings share their phonenumbers parse (the short-code pass reuses the first one's):
+    the answers are those of a fresh parse every time."""
+    shared = normalise_uncached(dialled, plan)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(normalise_module, "_parse_once", lambda parsed, text, region: normalise_module._parse(text, region))
+        assert normalise_uncached(dialled, plan) == shared
 
 
 def test_dialplans_with_equal_fields_share_cache_entries() -> None:

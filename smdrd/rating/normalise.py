@@ -159,6 +159,14 @@ def _parse(text: str, region: str) -> phonenumbers.PhoneNumber | None:
         return None
 
 
+def _parse_once(parsed: dict[str, phonenumbers.PhoneNumber | None], text: str, region: str
+                ) -> phonenumbers.PhoneNumber | None:
+    """`_parse`, remembered in ``parsed`` for the rest of one normalisation."""
+    if text not in parsed:
+        parsed[text] = _parse(text, region)
+    return parsed[text]
+
+
 def _candidates(reading: str, plan: Dialplan) -> list[str]:
     explicit = plan.starts_with_idd(reading) or (
         bool(plan.national_prefix) and reading.startswith(plan.national_prefix)
@@ -245,9 +253,13 @@ def normalise_uncached(number: str, plan: Dialplan) -> Number:
     if len(digits) <= plan.internal_max_digits:
         return _INTERNAL
     fallback: phonenumbers.PhoneNumber | None = None
+    # phonenumbers' parse is most of a new number's cost, and the short-code pass below reads the same texts
+    # again when a reading is its only candidate (no area code; an explicit prefix): each text is parsed once.
+    # Nothing below changes a parsed number, so sharing it changes no answer.
+    parsed: dict[str, phonenumbers.PhoneNumber | None] = {}
     for reading in readings:
         for text in _candidates(reading, plan):
-            num = _parse(text, region)
+            num = _parse_once(parsed, text, region)
             if num is None:
                 continue
             kind = phonenumbers.number_type(num)
@@ -257,7 +269,7 @@ def normalise_uncached(number: str, plan: Dialplan) -> Number:
             if fallback is None and phonenumbers.is_possible_number(num):
                 fallback = num
     for reading in readings:
-        short = _parse(reading, region)
+        short = _parse_once(parsed, reading, region)
         if short is not None and shortnumberinfo.is_valid_short_number_for_region(short, region):
             return _SPECIAL
     if fallback is not None:
