@@ -96,7 +96,7 @@ def test_the_wheel_ships_the_parsers_as_smdrd_parsers(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "smdrd/parsers/avaya_ipo.py" in names
     assert "smdrd/py.typed" in names
-    assert "smdrd/reports/page.html" in names  # the report page, served by an installed daemon
+    assert "smdrd/console/templates/reports.html" in names  # the reports page, served by an installed daemon
     assert "smdrd/data/demo-rates.csv" in names  # the demo's tariff
     assert not [n for n in names if n.startswith("parsers/")]
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())

@@ -1,5 +1,7 @@
-"""The ``/reports`` page in a real headless Chromium: it loads, filters, sorts, charts, matches the JSON totals,
-and shows markup that arrived from a PBX as text.
+"""The console's ``/reports`` page in a real headless Chromium with JavaScript off: the table is the server's,
+with the JSON API's figures; a kind and filters picked in the form land in the URL; columns sort by links; a
+mistake is named beside its field; markup from a PBX shows as text; at phone width the table scrolls in its own
+box. (The ``browser`` fixture, JavaScript on, serves the other browser tests.)
 
 Skipped only when Chromium, chromedriver or selenium is missing AND the ``CI`` environment variable is unset:
 under CI a missing browser fails, so the page is never silently untested.
@@ -13,6 +15,7 @@ import os
 import shutil
 import tempfile
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
@@ -61,7 +64,7 @@ class DaemonThread:
 
     def _run(self) -> None:
         async def main() -> None:
-            async with running_daemon(self.settings, features=("reports",)) as daemon:
+            async with running_daemon(self.settings, features=("reports", "console")) as daemon:
                 self.daemon = daemon
                 self.started.set()
                 await self.stop.wait()
@@ -104,8 +107,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonThread]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def chromium(*, javascript: bool = True) -> Iterator[Any]:
+    """A headless Chromium driven by selenium (JavaScript off with ``javascript=False``), quit at the end."""
     if MISSING:
         pytest.fail(f"CI is set but the browser test cannot run: not installed: {', '.join(MISSING)}")
     from selenium import webdriver
@@ -117,8 +120,10 @@ def browser() -> Iterator[Any]:
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-                "--disable-dev-shm-usage"):
+                "--disable-dev-shm-usage", "--lang=en-US"):
         options.add_argument(arg)
+    if not javascript:
+        options.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     driver.set_page_load_timeout(20)
     try:
@@ -128,20 +133,34 @@ def browser() -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def wait_loaded(driver: Any, loads: int) -> None:
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    yield from chromium()
+
+
+@pytest.fixture(scope="module")
+def no_script() -> Iterator[Any]:
+    """Chromium with JavaScript off: what a page shows then is the server's alone."""
+    yield from chromium(javascript=False)
+
+
+def wait_loaded(driver: Any, loads: int = 1) -> None:
+    """Until the page (server-rendered: loaded is done) shows its report, with no mistake named in its form.
+    ``loads`` is kept for the callers written when the page built its table with a script."""
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, 15).until(lambda d: int(d.find_element("tag name", "body").get_attribute("data-loads")
-                                                  or 0) >= loads)
-    status = driver.find_element("id", "status")
-    assert "error" not in (status.get_attribute("class") or ""), status.text
+    WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.readyState") == "complete"
+                                    and d.find_elements("css selector", "#report, .error"))
+    errors = [e.text for e in driver.find_elements("css selector", "main .error")]
+    assert not errors, errors
 
 
 def table(driver: Any) -> tuple[list[str], list[dict[str, str]], dict[str, str]]:
-    """Column keys, body rows and the totals row as the user sees them (text only)."""
+    """Column keys, body rows (subtotal rows too; not the sections' headings) and the totals row as the user
+    sees them (text only)."""
     keys = [th.get_attribute("data-key") for th in driver.find_elements("css selector", "#report thead th")]
-    rows = [{td.get_attribute("data-key"): td.text for td in tr.find_elements("css selector", "td")}
-            for tr in driver.find_elements("css selector", "#report tbody tr")]
+    rows = [cells for tr in driver.find_elements("css selector", "#report tbody tr")
+            if (cells := {td.get_attribute("data-key"): td.text for td in tr.find_elements("css selector", "td")})]
     totals = {td.get_attribute("data-key"): td.text
               for td in driver.find_elements("css selector", "#report tfoot td")}
     return keys, rows, totals
@@ -150,95 +169,135 @@ def table(driver: Any) -> tuple[list[str], list[dict[str, str]], dict[str, str]]
 MARCH = "from=2026-03-01&to=2026-03-31"
 
 
-def apply(driver: Any, loads: int, **fields: str) -> None:
+def apply(driver: Any, **fields: str) -> None:
+    """Fill the report form as a person does and send it (a plain GET: no script runs)."""
     from selenium.webdriver.support.ui import Select
 
     for name, value in fields.items():
         element = driver.find_element("id", name)
         if element.tag_name == "select":
             Select(element).select_by_value(value)
+        elif element.get_attribute("type") == "date":  # typed as a person types into the date field
+            element.send_keys(value.replace("/", ""))
         else:
             element.clear()
             element.send_keys(value)
     driver.find_element("id", "apply").click()
-    wait_loaded(driver, loads)
+    wait_loaded(driver)
 
 
-def test_page_loads_with_the_same_totals_as_the_json(server: DaemonThread, browser: Any) -> None:
-    """An accountant opening /reports sees the rows and totals the JSON API (and the CLI) give, and charts."""
-    browser.get(f"{server.base}/reports?{MARCH}")
-    wait_loaded(browser, 1)
+def test_javascript_is_really_off(server: DaemonThread, no_script: Any) -> None:
+    """The checks below read only what the server sent: a script on a page does not run in this browser."""
+    no_script.get("data:text/html,<title>before</title><script>document.title = 'ran'</script>")
+    assert no_script.title == "before"
+
+
+def test_the_table_is_the_servers_with_the_jsons_figures(server: DaemonThread, no_script: Any) -> None:
+    """An accountant opening /reports sees the rows and totals the JSON API (and the CLI) give: durations
+    h:mm:ss, money with its currency, a totals row."""
+    no_script.get(f"{server.base}/reports?{MARCH}")
+    wait_loaded(no_script)
     expected = server.json(f"/api/reports/extensions?{MARCH}")
-    keys, rows, totals = table(browser)
+    keys, rows, totals = table(no_script)
     assert keys == ["extension", "department", "calls", "duration", "average", "cost"]
-    assert len(rows) == len(expected["rows"])
+    assert [(r["extension"], r["calls"], r["cost"]) for r in rows] == [
+        (r["extension"], str(r["calls"]), f"{r['cost']} EUR") for r in expected["rows"]]
     assert totals["extension"] == "Total"
-    assert (totals["calls"], totals["duration"], totals["cost"]) == (  # h:mm:ss, money with its currency
+    assert (totals["calls"], totals["duration"], totals["cost"]) == (
         str(expected["totals"]["calls"]), hms(expected["totals"]["duration"]), f"{expected['totals']['cost']} EUR")
     assert totals["average"] == hms(Decimal(str(expected["totals"]["average"])))
-    departments = server.json(f"/api/reports/departments?{MARCH}")
-    top_level = [r for r in departments["rows"] if r["parent"] is None]
-    assert len(browser.find_elements("css selector", "#chart-departments g.bar")) == len(top_level)
-    assert len(browser.find_elements("css selector", "#chart-days rect.day")) == 31
+    assert "Europe/Warsaw" in no_script.find_element("id", "meta").text
 
 
-def test_filtering_by_department_and_direction(server: DaemonThread, browser: Any) -> None:
-    """Choosing Sales shows only Sales and Sales North extensions, with the JSON's filtered totals."""
-    browser.get(f"{server.base}/reports?{MARCH}")
-    wait_loaded(browser, 1)
-    apply(browser, 2, department="Sales")
-    _, rows, totals = table(browser)
-    assert rows and {r["department"] for r in rows} <= {"Sales", "Sales North"}
-    expected = server.json(f"/api/reports/extensions?{MARCH}&department=Sales")
-    assert (totals["calls"], totals["cost"]) == (str(expected["totals"]["calls"]), f"{expected['totals']['cost']} EUR")
-    apply(browser, 3, department="", direction="all", kind="departments")
-    _, rows, totals = table(browser)
+def test_a_kind_and_filters_picked_in_the_form_land_in_the_url(server: DaemonThread, no_script: Any) -> None:
+    """Choosing Departments, every direction and March in the form shows the JSON's figures, and the URL holds
+    the filters (a view to bookmark); then Sales' extensions; then department details with subtotals; each
+    with download links to the same query."""
+    no_script.get(f"{server.base}/reports")
+    wait_loaded(no_script)
+    apply(no_script, kind="departments", direction="all", **{"from": "03/01/2026", "to": "03/31/2026"})
+    assert "kind=departments" in no_script.current_url and "direction=all" in no_script.current_url
+    assert "from=2026-03-01" in no_script.current_url
+    _, rows, totals = table(no_script)
     expected = server.json(f"/api/reports/departments?{MARCH}&direction=all")
     assert [r["department"] for r in rows] == [r["department"] for r in expected["rows"]]
     assert (totals["calls"], totals["cost"]) == (str(expected["totals"]["calls"]), f"{expected['totals']['cost']} EUR")
-    apply(browser, 4, direction="outbound", kind="department-details")
-    keys, rows, totals = table(browser)
+    apply(no_script, kind="extensions", direction="outbound", department="Sales")
+    _, rows, totals = table(no_script)
+    assert rows and {r["department"] for r in rows} <= {"Sales", "Sales North"}
+    expected = server.json(f"/api/reports/extensions?{MARCH}&department=Sales")
+    assert (totals["calls"], totals["cost"]) == (str(expected["totals"]["calls"]), f"{expected['totals']['cost']} EUR")
+    no_script.get(f"{server.base}/reports?{MARCH}&kind=department-details")
+    wait_loaded(no_script)
+    _, rows, totals = table(no_script)
     expected = server.json(f"/api/reports/department-details?{MARCH}")
-    assert keys[:2] == ["extension", "department"] and totals["cost"] == f"{expected['totals']['cost']} EUR"
-    subtotals = [r for r in rows if r["extension"].startswith("Subtotal")]
-    assert [(r["extension"], r["cost"]) for r in subtotals] == [
+    assert totals["cost"] == f"{expected['totals']['cost']} EUR"
+    subtotals = [r for r in rows if r["start"].startswith("Subtotal")]
+    assert [(r["start"], r["cost"]) for r in subtotals] == [
         (f"Subtotal {s['title']}", f"{s['totals']['cost']} EUR") for s in expected["sections"]]
     for fmt in ("csv", "xlsx", "pdf"):  # the exports of what is shown, every call of the range
-        link = browser.find_element("id", fmt).get_attribute("href")
+        link = no_script.find_element("id", fmt).get_attribute("href")
         assert "/api/reports/department-details?" in link and f"format={fmt}" in link and "page=" not in link
+        assert "from=2026-03-01" in link and "to=2026-03-31" in link
 
 
-def test_sorting_by_a_column(server: DaemonThread, browser: Any) -> None:
+def test_a_column_sorts_by_its_link(server: DaemonThread, no_script: Any) -> None:
     """Clicking Cost sorts rows by cost (numerically, not as text); clicking again reverses; totals stay."""
-    browser.get(f"{server.base}/reports?{MARCH}")
-    wait_loaded(browser, 1)
-    header = browser.find_element("css selector", "#report thead th[data-key=cost]")
-    header.click()
-    _, rows, totals_before = table(browser)
+    no_script.get(f"{server.base}/reports?{MARCH}")
+    wait_loaded(no_script)
+    _, _, totals_before = table(no_script)
+    no_script.find_element("css selector", "#report thead th[data-key=cost] a").click()
+    wait_loaded(no_script)
+    _, rows, totals = table(no_script)
     costs = [Decimal(r["cost"].removesuffix(" EUR")) for r in rows]
-    assert costs == sorted(costs) and len(set(costs)) > 2
-    browser.find_element("css selector", "#report thead th[data-key=cost]").click()
-    _, rows, totals = table(browser)
+    assert costs == sorted(costs) and len(set(costs)) > 2 and totals == totals_before
+    no_script.find_element("css selector", "#report thead th[data-key=cost] a").click()
+    wait_loaded(no_script)
+    _, rows, _ = table(no_script)
     assert [Decimal(r["cost"].removesuffix(" EUR")) for r in rows] == sorted(costs, reverse=True)
-    assert totals == totals_before
-    assert browser.find_element("css selector", "#report thead th[data-key=cost]").get_attribute(
+    assert no_script.find_element("css selector", "#report thead th[data-key=cost]").get_attribute(
         "aria-sort") == "descending"
+    assert "sort=cost" in no_script.current_url and "order=desc" in no_script.current_url
 
 
-def test_markup_from_the_pbx_is_shown_as_text(server: DaemonThread, browser: Any) -> None:
+def test_a_mistake_is_named_beside_its_field(server: DaemonThread, no_script: Any) -> None:
+    """A day that does not exist and an unknown department: each named beside its field, no table, no 500."""
+    no_script.get(f"{server.base}/reports?from=2026-02-30&department=Nowhere&kind=days")
+    errors = {e.get_attribute("id"): e.text for e in no_script.find_elements("css selector", "main .error")}
+    assert set(errors) == {"e-from", "e-department"}, errors
+    assert "2026-03-01" in errors["e-from"] and "Nowhere" in errors["e-department"]
+    assert no_script.find_element("id", "from").get_attribute("aria-invalid") == "true"
+    assert not no_script.find_elements("id", "report")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{server.base}/reports?from=2026-02-30", timeout=10)
+    assert refused.value.code == 400
+
+
+def test_markup_from_the_pbx_is_shown_as_text(server: DaemonThread, no_script: Any) -> None:
     """A number '<script>alert(1)</script>' and an extension '<img onerror=...>' from a PBX appear literally
-    in the table and the charts; nothing runs and no element is created from them."""
-    from selenium.common.exceptions import NoAlertPresentException
-
-    browser.get(f"{server.base}/reports?{MARCH}&kind=calls")
-    wait_loaded(browser, 1)
-    _, rows, _ = table(browser)
+    in the table; no element is made of them."""
+    no_script.get(f"{server.base}/reports?{MARCH}&kind=calls")
+    wait_loaded(no_script)
+    _, rows, _ = table(no_script)
     hostile = [r for r in rows if r["number"] == SCRIPT]
     assert len(hostile) == 1 and hostile[0]["extension"] == IMG and hostile[0]["department"] == "Unassigned"
-    apply(browser, 2, kind="extensions")
-    _, rows, _ = table(browser)
-    assert IMG in [r["extension"] for r in rows]
-    assert browser.find_elements("css selector", "#report img, #report script") == []
-    with pytest.raises(NoAlertPresentException):
-        browser.switch_to.alert.text  # noqa: B018 - reading it is what raises when no alert is open
-    assert browser.execute_script("return document.scripts.length") == 1
+    no_script.get(f"{server.base}/reports?{MARCH}")
+    wait_loaded(no_script)
+    assert IMG in [r["extension"] for r in table(no_script)[1]]
+    assert no_script.find_elements("css selector", "#report img, #report script, script") == []
+
+
+def test_at_phone_width_the_table_scrolls_in_its_own_box(server: DaemonThread, no_script: Any) -> None:
+    """390 px wide: the page itself does not scroll sideways; the call table, wider, scrolls inside its box."""
+    no_script.set_window_size(390, 844)
+    try:
+        no_script.get(f"{server.base}/reports?{MARCH}&kind=calls")
+        wait_loaded(no_script)
+        width = no_script.execute_script("return document.documentElement.clientWidth")
+        page = no_script.execute_script("return document.documentElement.scrollWidth")
+        box = no_script.execute_script("const b = document.querySelector('.scroll'); "
+                                       "return [b.scrollWidth, b.clientWidth]")
+        assert page <= width, (page, width)
+        assert box[0] > box[1], box
+    finally:
+        no_script.set_window_size(1280, 900)

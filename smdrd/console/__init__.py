@@ -276,6 +276,9 @@ class Console:
         from smdrd.console import schedules
 
         schedules.register(self)  # /schedules: scheduled reports and their deliveries
+        from smdrd.console import reports
+
+        reports.register(self)  # /reports: every report kind, rendered here
 
     @public
     async def css(self, request: web.Request) -> web.StreamResponse:

@@ -1,4 +1,5 @@
-"""The reports on the daemon's HTTP server: ``/api/reports/<kind>`` (JSON, CSV) and the ``/reports`` page.
+"""The reports on the daemon's HTTP server: ``/api/reports/<kind>`` (JSON, CSV, XLSX, PDF); the console's
+``/reports`` page (`smdrd.console.reports`) runs its reports here too (`ReportService.report`).
 
 A daemon extension: ``install(daemon)`` adds the routes and a reload listener (a changed ``[[departments]]``
 re-attributes reports at once; an inconsistent one keeps the previous departments and says why). Each request
@@ -7,8 +8,7 @@ report_workers`` threads, never the default executor that the journal and file s
 never blocks the event loop, the journal writer or a source. At most ``[http] max_reports`` report requests run
 or wait at once; one more is answered 503 with ``Retry-After``. Every page of call details is bounded
 (`MAX_PAGE_SIZE`); every call of a range is ``calls?format=csv``, streamed from a cursor a chunk at a time, so
-its size never becomes memory. This module never writes to the database, and never puts a value into HTML: the
-page fetches JSON and inserts it with ``textContent``.
+its size never becomes memory. This module never writes to the database, and never puts a value into HTML.
 
 Who may read: admins, viewers and the service token every department; a ``manager`` only the departments
 assigned to them and those under them (`scoped`): a report asked for without a department covers theirs, and
@@ -18,15 +18,11 @@ one asked for another department is refused 403. ``/metrics`` (every department)
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
-import hashlib
 import io
 import json
-import re
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -46,6 +42,7 @@ from smdrd.reports.queries import (
     NO_NAMES,
     Context,
     Query,
+    Report,
     context_from,
     every_row,
     parse_query,
@@ -61,7 +58,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 API = "/api/reports"
-PAGE = "/reports"
 #: seconds a client told "too many reports at once" (503) is asked to wait.
 RETRY_AFTER = 2
 #: who may read reports: `READERS`, and managers for their own departments (`scoped`).
@@ -86,20 +82,16 @@ def scoped(query: Query, principal: Principal | None, ctx: Context) -> Query | N
     return None
 
 
-def page_html() -> bytes:
-    """The report page (package data ``page.html``)."""
-    return resources.files("smdrd.reports").joinpath("page.html").read_bytes()
-
-
-def _page_headers(page: bytes) -> dict[str, str]:
-    # Defence in depth behind textContent: only the page's own inline script (pinned by its hash) may run, and
-    # it may talk to this server only. A name from a PBX that slipped into markup still could not execute.
-    scripts = re.findall(rb"<script>(.*?)</script>", page, re.S)
-    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(s).digest()).decode()}'" for s in scripts)
-    return {"Content-Security-Policy": f"default-src 'none'; script-src {hashes}; style-src 'unsafe-inline'; "
-                                       "connect-src 'self'; img-src 'self' data:; form-action 'self'; "
-                                       "base-uri 'none'; frame-ancestors 'none'",
-            "Referrer-Policy": "no-referrer"}
+def visible_departments(principal: Principal | None, ctx: Context) -> list[tuple[str, str | None]]:
+    """``(name, parent)`` of each department ``principal`` may report on, parents before their children, then
+    ``Unassigned``: every one, or for a manager their departments and those under them."""
+    d = ctx.directory
+    departments: list[tuple[str, str | None]] = [(n, d.parents[n]) for n in d.tree_order()]
+    departments.append(("Unassigned", None))
+    if principal is not None and principal.role == "manager":
+        mine = set(principal.departments)
+        departments = [(n, p) for n, p in departments if mine & set(d.ancestors(n))]
+    return departments
 
 
 class ReportService:
@@ -108,10 +100,8 @@ class ReportService:
     def __init__(self, settings: Settings, config_path: Path | None = None) -> None:
         self.store: Store = open_store(settings.database.target)
         self.context: Context = context_from(settings, path=str(config_path) if config_path else None)
-        self.page = page_html()
         #: how much of each dialled number each role sees (`smdrd.privacy`), as of the last (re)load.
         self.privacy = settings.privacy
-        self.page_headers = _page_headers(self.page)
         #: the reports' own threads: a burst of reports never queues in front of the journal or a source.
         self.executor = ThreadPoolExecutor(settings.http.report_workers, thread_name_prefix="smdrd-report")
         #: report requests running or waiting at once, at most; `active` now.
@@ -143,22 +133,30 @@ class ReportService:
             log.error("reports.reload_rejected", reason=str(exc), kept="the previous departments")
 
     async def index(self, request: Request) -> Response:
-        """What the page needs to build its filters."""
+        """What a client needs to build its filters (kinds, directions, classes, the departments it may see)."""
         ctx = self.context
-        d = ctx.directory
-        departments = [{"name": n, "parent": d.parents[n]} for n in d.tree_order()] + [
-            {"name": "Unassigned", "parent": None}]
-        principal = request.principal
-        if principal is not None and principal.role == "manager":
-            mine = set(principal.departments)
-            departments = [dep for dep in departments if mine & set(d.ancestors(str(dep["name"])))]
+        departments = [{"name": n, "parent": p} for n, p in visible_departments(request.principal, ctx)]
         body = {"kinds": list(KINDS), "directions": [*DIRECTIONS, "all"], "classes": list(CALL_CLASSES),
                 "departments": departments,
                 "timezone": str(ctx.timezone), "currency": ctx.currency, "decimals": ctx.decimals}
         return Response(200, json.dumps(body).encode(), "application/json")
 
-    async def serve_page(self, request: Request) -> Response:
-        return Response(200, self.page, "text/html; charset=utf-8", headers=dict(self.page_headers))
+    async def report(self, query: Query, ctx: Context) -> Report | None:
+        """The report ``query`` asks for (its page), built in a report thread; None when `max_reports` report
+        requests run or wait already (the caller says "try again shortly")."""
+        if not self._enter():
+            return None
+        try:
+            return await self._run(self._report, query, ctx)
+        finally:
+            self._leave()
+
+    def _report(self, query: Query, ctx: Context) -> Report:
+        reader = self.store.reports()
+        try:
+            return run_report(reader, query, ctx, self.names())
+        finally:
+            reader.close()
 
     def handler(self, kind: str) -> Any:
         async def handle(request: Request) -> Response:
@@ -211,11 +209,7 @@ class ReportService:
         return export.names_of(self.store)
 
     def _build(self, query: Query, ctx: Context, fmt: str) -> str:
-        reader = self.store.reports()
-        try:
-            return render(run_report(reader, query, ctx, self.names()), fmt)
-        finally:
-            reader.close()
+        return render(self._report(query, ctx), fmt)
 
     async def _calls_csv(self, query: Query, ctx: Context) -> AsyncGenerator[bytes, None]:
         """Every call of ``query`` as CSV (what `render.to_csv` gives for the whole range), a chunk of about
@@ -273,7 +267,6 @@ def install(daemon: Daemon) -> ReportService | None:
     if daemon.http is None:
         return None
     service = ReportService(daemon.settings, daemon.config_path)
-    daemon.http.route(PAGE, service.serve_page, REPORT_READERS)
     daemon.http.route(API, service.index, REPORT_READERS)
     for kind in KINDS:
         daemon.http.route(f"{API}/{kind}", service.handler(kind), REPORT_READERS)

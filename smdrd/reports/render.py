@@ -11,6 +11,7 @@ import html
 import io
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -18,7 +19,8 @@ from smdrd.csvsafe import SafeCsvWriter
 from smdrd.reports.export import header_lines, title_of
 from smdrd.reports.queries import DETAIL_KINDS, SECTION_COLUMNS, Column, Report, Section
 
-__all__ = ["FORMATS", "csv_lines", "hms", "render", "to_csv", "to_html", "to_json", "to_table"]
+__all__ = ["FORMATS", "TableView", "csv_lines", "hms", "render", "table_view", "to_csv", "to_html", "to_json",
+           "to_table"]
 
 FORMATS = ("table", "csv", "json", "html")
 CONTENT_TYPES = {"table": "text/plain; charset=utf-8", "csv": "text/csv; charset=utf-8",
@@ -181,11 +183,26 @@ def _page_line(report: Report) -> str | None:
     return None
 
 
-def to_table(report: Report) -> str:
-    """An aligned text table for a terminal under the report's header (period, time zone, filters, currency):
-    durations as h:mm:ss, money with its currency, numbers right-aligned, totals under a rule; the details
-    kinds with a heading and a subtotal per section."""
-    head = [c.title.removesuffix(" (s)") if c.kind in _DURATIONS else c.title for c in report.columns]
+@dataclass(frozen=True, slots=True)
+class TableView:
+    """A report as every table shows it (the terminal's, the HTML document's, the console's page): headings,
+    cells as text (durations h:mm:ss, money with its currency, times on the site's wall clock), which columns
+    are numbers, the blocks (a heading, rows and subtotals per section of the details kinds; else the rows under
+    no heading), the totals row, the totals without a column of their own, and the page line."""
+
+    columns: tuple[Column, ...]
+    head: list[str]
+    numeric: list[bool]
+    blocks: list[tuple[str | None, list[list[str]], list[str] | None]]
+    totals: list[str] | None
+    extras: str
+    page: str | None
+
+
+def table_view(report: Report) -> TableView:
+    """``report`` as a `TableView` (the rows of its page, as ``report`` holds them)."""
+    cols = report.columns
+    head = [c.title.removesuffix(" (s)") if c.kind in _DURATIONS else c.title for c in cols]
     blocks = [(name, [_table_cells(r, report) for r in rows], None if sub is None else _table_cells(sub, report))
               for name, rows, sub in _blocks(report)]
     for _name, _rows, sub in blocks:
@@ -195,13 +212,22 @@ def to_table(report: Report) -> str:
     if report.totals is not None:
         totals = _table_cells(report.totals, report)
         totals[0] = "Total"
+    return TableView(cols, head, [c.kind in _NUMERIC for c in cols], blocks, totals, _extras(report),
+                     _page_line(report))
+
+
+def to_table(report: Report) -> str:
+    """An aligned text table for a terminal under the report's header (period, time zone, filters, currency):
+    durations as h:mm:ss, money with its currency, numbers right-aligned, totals under a rule; the details
+    kinds with a heading and a subtotal per section."""
+    view = table_view(report)
+    head, blocks, totals = view.head, view.blocks, view.totals
     every = [head, *(r for _, rows, _ in blocks for r in rows), *(sub for _, _, sub in blocks if sub),
              *([totals] if totals else [])]
     widths = [max(len(line[i]) for line in every) for i in range(len(head))]
-    right = [c.kind in _NUMERIC for c in report.columns]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(cell.rjust(w) if r else cell.ljust(w) for cell, w, r in zip(cells, widths, right,
+        return "  ".join(cell.rjust(w) if r else cell.ljust(w) for cell, w, r in zip(cells, widths, view.numeric,
                                                                                        strict=True)).rstrip()
 
     lines = [_title(report), *(f"{label}: {value}" for label, value in header_lines(report)), ""]
@@ -216,10 +242,10 @@ def to_table(report: Report) -> str:
         if report.sections is not None:
             lines.append("")
         lines.extend([line(["=" * w for w in widths]), line(totals)])
-        if extras := _extras(report):
-            lines.append(extras)
-    if page := _page_line(report):
-        lines.append(f"\n{page}")
+        if view.extras:
+            lines.append(view.extras)
+    if view.page:
+        lines.append(f"\n{view.page}")
     return "\n".join(lines) + "\n"
 
 
@@ -234,40 +260,34 @@ def to_html(report: Report) -> str:
     """A self-contained HTML document (no scripts, no external files) under the report's header; durations as
     h:mm:ss and money with its currency; every value escaped."""
     e = html.escape
-    cols = report.columns
+    view = table_view(report)
+    classes = [' class="n"' if n else "" for n in view.numeric]
 
-    def cls(c: Column) -> str:
-        return ' class="n"' if c.kind in _NUMERIC else ""
+    def cells(values: list[str]) -> str:
+        return "".join(f"<td{c}>{e(v)}</td>" for c, v in zip(classes, values, strict=True))
 
-    def cells(row: dict[str, Any], first: str | None = None) -> str:
-        values = _table_cells(row, report)
-        if first is not None:
-            values[0] = first
-        return "".join(f"<td{cls(c)}>{e(v)}</td>" for c, v in zip(cols, values, strict=True))
-
-    head = [c.title.removesuffix(" (s)") if c.kind in _DURATIONS else c.title for c in cols]
     parts = ["<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
              f"<title>{e(_title(report))}</title><style>{_STYLE}</style></head><body>",
              f"<h1>{e(title_of(report))}</h1>", "<dl>",
              *(f"<dt>{e(label)}</dt><dd>{e(value)}</dd>" for label, value in header_lines(report)), "</dl>",
-             "<table><thead><tr>", *(f"<th{cls(c)} scope=\"col\">{e(t)}</th>" for c, t in zip(cols, head,
-                                                                                            strict=True)),
+             "<table><thead><tr>", *(f"<th{c} scope=\"col\">{e(t)}</th>" for c, t in zip(classes, view.head,
+                                                                                        strict=True)),
              "</tr></thead>"]
-    for name, rows, sub in _blocks(report):
+    for name, rows, sub in view.blocks:
         parts.append("<tbody>")
         if name is not None:
-            parts.append(f"<tr><th colspan=\"{len(cols)}\" scope=\"rowgroup\">{e(name)}</th></tr>")
+            parts.append(f"<tr><th colspan=\"{len(view.head)}\" scope=\"rowgroup\">{e(name)}</th></tr>")
         parts.extend(f"<tr>{cells(row)}</tr>" for row in rows)
         if sub is not None:
-            parts.append(f"<tr class=\"sub\">{cells(sub, 'Subtotal')}</tr>")
+            parts.append(f"<tr class=\"sub\">{cells(sub)}</tr>")
         parts.append("</tbody>")
-    if report.totals is not None:
-        parts.append(f"<tfoot><tr>{cells(report.totals, 'Total')}</tr></tfoot>")
+    if view.totals is not None:
+        parts.append(f"<tfoot><tr>{cells(view.totals)}</tr></tfoot>")
     parts.append("</table>")
-    if extras := _extras(report):
-        parts.append(f"<p>{e(extras)}</p>")
-    if page := _page_line(report):
-        parts.append(f"<p>{e(page)}</p>")
+    if view.extras:
+        parts.append(f"<p>{e(view.extras)}</p>")
+    if view.page:
+        parts.append(f"<p>{e(view.page)}</p>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
 
