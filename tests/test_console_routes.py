@@ -14,7 +14,7 @@ from smdrd.http import PUBLIC, SERVICE
 from smdrd.testing import daemon_config
 
 #: changes a person makes to their own session or tokens; open to every role that can sign in.
-SELF_SERVICE = {"/login", "/logout", "/account/tokens", "/account/tokens/revoke"}
+SELF_SERVICE = {"/login", "/logout", "/account/tokens", "/account/tokens/revoke", "/account/email"}
 
 
 def test_no_route_that_changes_something_lets_a_viewer_or_the_service_token_in(tmp_path: Path) -> None:

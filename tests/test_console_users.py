@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -200,6 +201,56 @@ async def test_the_json_api_and_the_last_admin(site: Site) -> None:
         async with viewer.post(api, json=body, headers={"X-CSRF-Token": await page_csrf(site, viewer)}) as r:
             assert r.status == 403
         assert await status(viewer, api, headers={"Authorization": f"Bearer {SERVICE_TOKEN}"}) == 403
+
+
+async def test_an_e_mail_address_is_set_by_an_admin_or_its_owner(site: Site) -> None:
+    """An admin sets victor's address on his page, a wrong one named beside the field; victor changes his own on
+    his account page; each change is in the audit log with its before and after; a form without its CSRF token
+    and a viewer on someone's user page change nothing."""
+    def emails() -> list[tuple[str, str, Any, Any]]:
+        return [(e.actor, e.target, e.before, e.after) for e in audit(site) if e.action == "user.email"]
+
+    async with jar() as admin, jar() as victor:
+        assert (await sign_in(site, admin, "alice")).status == 303
+        csrf = await page_csrf(site, admin, "/users/victor")
+        async with admin.post(f"{site.base}/users/victor/email", data={"email": "victor@example.com"}) as r:
+            assert r.status == 403, "no CSRF token, no change"
+        async with admin.post(f"{site.base}/users/victor/email", data={"csrf": csrf, "email": "not<an>address"}) as r:
+            text = await r.text()
+            assert r.status == 400 and 'id="email-error"' in text and "expected one e-mail address" in text
+            assert 'aria-describedby="email-error"' in text and 'value="not&lt;an&gt;address"' in text
+        assert emails() == []
+        async with admin.post(f"{site.base}/users/victor/email", data={"csrf": csrf, "email": " victor@example.com "},
+                              allow_redirects=False) as r:
+            assert r.status == 303 and r.headers["Location"] == "/users/victor?done=email"
+        async with admin.get(f"{site.base}/users") as r:
+            assert "victor@example.com" in await r.text()
+        async with admin.get(f"{site.base}/users/victor?done=email") as r:
+            text = await r.text()
+            assert 'action="/users/victor/email"' in text and 'value="victor@example.com"' in text
+        assert emails() == [("alice", "victor", {"email": ""}, {"email": "victor@example.com"})]
+
+        assert (await sign_in(site, victor, "victor")).status == 303
+        own = await page_csrf(site, victor, "/account")
+        async with victor.post(f"{site.base}/users/victor/email", data={"csrf": own, "email": "x@example.com"}) as r:
+            assert r.status == 403, "a viewer edits no user's page"
+        async with victor.post(f"{site.base}/account/email", data={"csrf": own, "email": "victor@"}) as r:
+            assert r.status == 400 and 'id="email-error"' in await r.text()
+        async with victor.post(f"{site.base}/account/email", data={"csrf": own, "email": "v.new@example.com"},
+                               allow_redirects=False) as r:
+            assert r.status == 303 and r.headers["Location"] == "/account?done=email"
+        async with victor.get(f"{site.base}/account?done=email") as r:
+            text = await r.text()
+            assert 'value="v.new@example.com"' in text and "E-mail address saved." in text
+            assert 'action="/account/email"' in text
+        assert emails()[0] == ("victor", "victor", {"email": "victor@example.com"}, {"email": "v.new@example.com"})
+
+        headers = {"X-CSRF-Token": csrf}
+        async with admin.put(f"{site.base}/api/users/victor", json={"email": "nope"}, headers=headers) as r:
+            assert r.status == 400 and set((await r.json())["errors"]) == {"email"}
+        async with admin.put(f"{site.base}/api/users/victor", json={"email": ""}, headers=headers) as r:
+            assert r.status == 200 and (await r.json())["email"] == ""
+        assert emails()[0] == ("alice", "victor", {"email": "v.new@example.com"}, {"email": ""})
 
 
 def test_the_store_keeps_an_admin_even_when_two_step_down_at_once(tmp_path: Path) -> None:

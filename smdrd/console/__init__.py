@@ -46,7 +46,7 @@ from smdrd.http import (
     requires,
 )
 from smdrd.store import open_store
-from smdrd.store.api import Accounts, Actor, User
+from smdrd.store.api import Accounts, Actor, MailStore, User
 
 if TYPE_CHECKING:
     from smdrd.config import Settings
@@ -157,6 +157,18 @@ class Console:
             if self._accounts is None:
                 self._accounts = open_store(self.path).accounts()
             return fn(self._accounts, *args, **kwargs)
+
+        return await asyncio.get_running_loop().run_in_executor(self._db, call)
+
+    async def mail(self, fn: Callable[[MailStore], T]) -> T:
+        """``fn`` of the store's mail part (schedules, users' e-mail addresses), opened and closed for it on the
+        console's store thread."""
+        def call() -> T:
+            store = open_store(self.path).mail()
+            try:
+                return fn(store)
+            finally:
+                store.close()
 
         return await asyncio.get_running_loop().run_in_executor(self._db, call)
 

@@ -11,7 +11,6 @@ within a second; its deliveries keep their key, so changing a schedule never sen
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -25,7 +24,6 @@ from smdrd.http import MAX_BODY, Principal, principal_of, requires
 from smdrd.mail import ALERTS_CURSOR, schedule_key
 from smdrd.reports.queries import KINDS
 from smdrd.reports.schedules import PERIODS, REPORT_FORMATS, WEEKDAYS, ScheduleConfig
-from smdrd.store import open_store
 from smdrd.store.api import Actor, MailItem, MailStore, StoredSchedule
 
 if TYPE_CHECKING:
@@ -48,14 +46,7 @@ class SchedulePages:
         self.console = console
 
     async def _mail(self, fn: Callable[[MailStore], T]) -> T:
-        def call() -> T:
-            store = open_store(self.console.path).mail()
-            try:
-                return fn(store)
-            finally:
-                store.close()
-
-        return await asyncio.to_thread(call)
+        return await self.console.mail(fn)
 
     @staticmethod
     def _principal(request: web.Request) -> Principal:

@@ -1,6 +1,8 @@
-"""Users in the console, for admins: add a user (a role, and departments for a manager), change their role or
-departments, reset their password, unlock them, remove them; as pages (``/users``, ``/users/<name>``) and as a
-JSON API (``/api/users``: GET, POST; ``/api/users/<name>``: GET, PUT, DELETE).
+"""Users in the console, for admins: add a user (a role, and departments for a manager), change their role,
+departments or e-mail address, reset their password, unlock them, remove them; as pages (``/users``,
+``/users/<name>``) and as a JSON API (``/api/users``: GET, POST; ``/api/users/<name>``: GET, PUT, DELETE). Every
+signed-in user sees their own account (``/account``) and sets their own e-mail address there (a manager's
+receives their departments' budget alerts).
 
 The store refuses, in the change's own transaction, to remove or demote the last admin (`LastAdmin`), so two
 admins demoting each other at once still leave one. Every change is written with its audit entry (who, from
@@ -27,7 +29,8 @@ from smdrd.accounts import (
     user_json,
 )
 from smdrd.console import _when
-from smdrd.http import ADMIN, MAX_BODY, principal_of, requires
+from smdrd.http import ADMIN, MAX_BODY, USERS, principal_of, requires
+from smdrd.mail_config import check_address
 from smdrd.store.api import Actor, LastAdmin, User, UserExists
 
 if TYPE_CHECKING:
@@ -37,7 +40,9 @@ __all__ = ["UserAdmin", "register"]
 
 #: what a page says after a change that sent the browser on (a fixed text per key: nothing from the URL is shown).
 DONE = {"added": "User added.", "changed": "Role and departments saved.", "password": "Password reset; their "
-        "sessions have ended.", "unlocked": "Unlocked.", "removed": "User removed."}
+        "sessions have ended.", "unlocked": "Unlocked.", "removed": "User removed.", "email": "E-mail address saved."}
+#: the longest e-mail address field read.
+MAX_EMAIL = 320
 
 
 @dataclass(slots=True)
@@ -122,6 +127,25 @@ class UserAdmin:
         await self.console._store(lambda a: a.set_password(user.id, password_hash, at=now, actor=actor))
         return Outcome(user)
 
+    async def set_email(self, request: web.Request, name: str, address: str) -> Outcome:
+        """Give ``name`` the e-mail address ``address`` (empty: none), checked as the configuration's are."""
+        user = await self.console._store(lambda a: a.user(name))
+        if user is None:
+            return Outcome(errors={"name": "no such user"}, status=404)
+        text = address.strip()
+        if text:
+            try:
+                text = check_address(text[:MAX_EMAIL])
+            except ValueError as exc:
+                return Outcome(user, {"email": str(exc)}, 400)
+        actor, now = self._actor(request), self.console.now()
+        await self.console.mail(lambda m: m.set_user_email(user.name, text, at=now, actor=actor))
+        return Outcome(user)
+
+    async def emails(self) -> dict[str, str]:
+        """Every user's e-mail address, by name."""
+        return await self.console.mail(lambda m: m.user_emails())
+
     async def unlock(self, request: web.Request, name: str) -> Outcome:
         actor, now = self._actor(request), self.console.now()
         user = await self.console._store(lambda a: a.unlock_user(name, at=now, actor=actor))
@@ -145,19 +169,22 @@ class UserAdmin:
         users = await self.console._store(lambda a: a.users())
         done = DONE.get(request.query.get("done", ""), "")
         return self.console.render(request, "users.html", status=status, title="Users", users=users,
+                                   emails=await self.emails(),
                                    now=self.console.now(), when=_when, roles=ROLES,
                                    known=self.console.departments(), errors=errors or {}, form=form or {},
                                    csrf=principal.csrf, done=done)
 
     async def _edit(self, request: web.Request, user: User, *, status: int = 200,
-                    errors: Mapping[str, str] | None = None) -> web.StreamResponse:
+                    errors: Mapping[str, str] | None = None, email: str | None = None) -> web.StreamResponse:
         principal = principal_of(request)
         assert principal is not None
         done = DONE.get(request.query.get("done", ""), "")
+        if email is None:
+            email = (await self.emails()).get(user.name, "")
         return self.console.render(request, "users_edit.html", status=status, title=f"User {user.name}",
                                    user=user, now=self.console.now(), when=_when, roles=ROLES,
                                    known=self.console.departments(), errors=errors or {}, csrf=principal.csrf,
-                                   done=done)
+                                   done=done, email=email)
 
     async def _user_or_404(self, request: web.Request) -> User:
         name = request.match_info["name"][:64]
@@ -221,6 +248,48 @@ class UserAdmin:
         return await self._after(request, user, outcome, "password")
 
     @requires(*ADMIN)
+    async def email_form(self, request: web.Request) -> web.StreamResponse:
+        user = await self._user_or_404(request)
+        fields, _ = await self._posted(request)
+        address = fields.get("email", "")
+        outcome = await self.set_email(request, user.name, address)
+        if outcome.errors:
+            return await self._edit(request, outcome.user or user, status=outcome.status, errors=outcome.errors,
+                                    email=address[:MAX_EMAIL])
+        raise web.HTTPSeeOther(f"/users/{user.name}?done=email")
+
+    # ---- one's own account ----
+
+    async def _account(self, request: web.Request, *, status: int = 200, errors: Mapping[str, str] | None = None,
+                       email: str | None = None) -> web.StreamResponse:
+        principal = principal_of(request)
+        assert principal is not None
+        user = await self.console._store(lambda a: a.user(principal.name))
+        if user is None or principal.user_id is None:
+            raise web.HTTPForbidden(text="forbidden: the account page is for signed-in users\n")
+        if email is None:
+            email = (await self.emails()).get(user.name, "")
+        return self.console.render(request, "account.html", status=status, title="Your account", user=user,
+                                   email=email, errors=errors or {}, csrf=principal.csrf,
+                                   done=DONE.get(request.query.get("done", ""), "") if status == 200 else "")
+
+    @requires(*USERS)
+    async def account_page(self, request: web.Request) -> web.StreamResponse:
+        return await self._account(request)
+
+    @requires(*USERS)
+    async def account_email(self, request: web.Request) -> web.StreamResponse:
+        principal = principal_of(request)
+        assert principal is not None
+        fields, _ = await self._posted(request)
+        address = fields.get("email", "")
+        outcome = await self.set_email(request, principal.name, address)
+        if outcome.errors:
+            return await self._account(request, status=outcome.status, errors=outcome.errors,
+                                       email=address[:MAX_EMAIL])
+        raise web.HTTPSeeOther("/account?done=email")
+
+    @requires(*ADMIN)
     async def unlock_form(self, request: web.Request) -> web.StreamResponse:
         user = await self._user_or_404(request)
         await self._posted(request)
@@ -278,14 +347,17 @@ class UserAdmin:
     @requires(*ADMIN)
     async def api_list(self, request: web.Request) -> web.StreamResponse:
         users = await self.console._store(lambda a: a.users())
-        now = self.console.now()
-        return web.json_response({"users": [user_json(u, now) for u in users]})
+        now, emails = self.console.now(), await self.emails()
+        return web.json_response({"users": [{**user_json(u, now), "email": emails.get(u.name, "")} for u in users]})
 
     @requires(*ADMIN)
     async def api_get(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"][:64]
         user = await self.console._store(lambda a: a.user(name))
-        return self._json(Outcome(user) if user else Outcome(errors={"name": "no such user"}, status=404))
+        if user is None:
+            return self._json(Outcome(errors={"name": "no such user"}, status=404))
+        email = (await self.emails()).get(user.name, "")
+        return web.json_response({**user_json(user, self.console.now()), "email": email})
 
     @requires(*ADMIN)
     async def api_add(self, request: web.Request) -> web.StreamResponse:
@@ -298,30 +370,31 @@ class UserAdmin:
 
     @requires(*ADMIN)
     async def api_change(self, request: web.Request) -> web.StreamResponse:
-        """Any of ``role``, ``departments``, ``password`` (a reset) and ``unlock: true``, in that order."""
+        """Any of ``role``, ``departments``, ``email``, ``password`` (a reset) and ``unlock: true``, in that
+        order."""
         name = request.match_info["name"][:64]
         body, errors = await self._body(request), dict[str, str]()
         role, departments = self._text(body, "role", errors), self._departments(body, errors)
-        password = self._text(body, "password", errors)
+        password, email = self._text(body, "password", errors), self._text(body, "email", errors)
         unlock = body.get("unlock", False)
         if not isinstance(unlock, bool):
             errors["unlock"] = "expected true or false"
-        unknown = sorted(set(body) - {"role", "departments", "password", "unlock"})
+        unknown = sorted(set(body) - {"role", "departments", "email", "password", "unlock"})
         if unknown:
-            errors[unknown[0][:40]] = "unknown field; expected role, departments, password or unlock"
+            errors[unknown[0][:40]] = "unknown field; expected role, departments, email, password or unlock"
         if errors:
             return self._json(Outcome(errors=errors, status=400))
         outcome = await self.change(request, name, role, departments) if role is not None or \
             departments is not None else None
+        if email is not None and (outcome is None or not outcome.errors):
+            outcome = await self.set_email(request, name, email)
         if outcome is None or not outcome.errors:
             if password is not None:
                 outcome = await self.reset_password(request, name, password)
             if unlock and (outcome is None or not outcome.errors):
                 outcome = await self.unlock(request, name)
-        if outcome is None:
+        if outcome is None or not outcome.errors:
             return await self.api_get(request)
-        if not outcome.errors:
-            outcome.user = await self.console._store(lambda a: a.user(name))
         return self._json(outcome)
 
     @requires(*ADMIN)
@@ -338,8 +411,11 @@ def register(console: Console) -> UserAdmin:
     router.add_get("/users/{name}", admin.edit_page)
     router.add_post("/users/{name}", admin.change_form)
     router.add_post("/users/{name}/password", admin.password_form)
+    router.add_post("/users/{name}/email", admin.email_form)
     router.add_post("/users/{name}/unlock", admin.unlock_form)
     router.add_post("/users/{name}/remove", admin.remove_form)
+    router.add_get("/account", admin.account_page)
+    router.add_post("/account/email", admin.account_email)
     router.add_get("/api/users", admin.api_list)
     router.add_post("/api/users", admin.api_add)
     router.add_get("/api/users/{name}", admin.api_get)
