@@ -42,6 +42,7 @@ lint: $(STAMP)
 bench: $(STAMP) system-deps
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/live.py
+	$(BIN)/python bench/worker.py
 	$(BIN)/python bench/parse.py
 	$(BIN)/python bench/rating.py
 	$(BIN)/python bench/reports.py
