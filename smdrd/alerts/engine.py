@@ -142,7 +142,8 @@ class AlertEngine:
         state = self.state
         # Only the rules that can concern a call of this direction (an inbound call skips the outbound ones).
         for armed in self.rules.for_direction(call.direction):
-            if armed.exclusions.excludes(call):
+            exclusions = armed.exclusions
+            if not exclusions.empty and exclusions.excludes(call):
                 continue
             try:
                 findings = armed.rule(call, state)

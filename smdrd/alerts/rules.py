@@ -689,6 +689,11 @@ class Exclusions:
     extensions: frozenset[str] = frozenset()
     e164_prefixes: tuple[str, ...] = ()
     dialled_prefixes: tuple[str, ...] = ()
+    #: nothing is excluded (the usual case): the engine then does not ask `excludes` for every call.
+    empty: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "empty", not (self.extensions or self.e164_prefixes or self.dialled_prefixes))
 
     @classmethod
     def of(cls, extensions: Iterable[str], numbers: Iterable[str]) -> Exclusions:
