@@ -57,6 +57,7 @@ from smdrd.alerts.config import (
     VelocityAlertConfig,
     WangiriAlertConfig,
 )
+from smdrd.central_config import CentralConfig
 from smdrd.defaults import DEFAULT_CONFIG_PATH
 from smdrd.errors import ConfigError
 from smdrd.http_config import (
@@ -186,6 +187,7 @@ class Settings(BaseSettings):
     smtp: SmtpConfig = Field(default_factory=SmtpConfig)
     reports: ReportsConfig = Field(default_factory=ReportsConfig)
     privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)
+    central: CentralConfig = Field(default_factory=CentralConfig)
 
     @field_validator("site")
     @classmethod

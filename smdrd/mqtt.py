@@ -106,6 +106,29 @@ class _Disconnected(Exception):
     pass
 
 
+def connect_options(c: MqttConfig, base_dir: Path | None) -> dict[str, Any]:
+    """The broker, credentials and TLS of ``[mqtt]`` as `aiomqtt.Client` arguments (relative files under
+    ``base_dir``; a ``password_file`` read now, so a rotated credential needs no restart)."""
+
+    def path(p: Path) -> str:
+        return str(p if p.is_absolute() or base_dir is None else base_dir / p)
+
+    password = None
+    if c.password is not None:
+        password = c.password.get_secret_value()
+    elif c.password_file is not None:
+        password = Path(path(c.password_file)).read_text().removesuffix("\n")
+    tls: aiomqtt.TLSParameters | None = None
+    if c.tls:
+        tls = aiomqtt.TLSParameters(
+            ca_certs=path(c.ca_file) if c.ca_file else None,
+            certfile=path(c.cert_file) if c.cert_file else None,
+            keyfile=path(c.key_file) if c.key_file else None,
+        )
+    return {"hostname": c.host, "port": c.port, "username": c.username, "password": password,
+            "keepalive": c.keepalive, "tls_params": tls, "tls_insecure": True if c.tls and c.tls_insecure else None}
+
+
 @dataclass(frozen=True, slots=True)
 class _Feed:
     """One cursor feed the publisher sends: its cursor's name, the event that says new items were committed,
@@ -198,35 +221,13 @@ class Publisher:
 
     # -- the connection ---------------------------------------------------------------------------------------
 
-    def _path(self, p: Path) -> str:
-        return str(p if p.is_absolute() or self.base_dir is None else self.base_dir / p)
-
-    def _password(self) -> str | None:
-        c = self.config
-        if c.password is not None:
-            return c.password.get_secret_value()
-        if c.password_file is not None:
-            # Read at each connection, so a rotated credential needs no restart.
-            return Path(self._path(c.password_file)).read_text().removesuffix("\n")
-        return None
-
     def client(self) -> aiomqtt.Client:
         """A fresh client for one connection (clean session, last will ``offline``)."""
         c = self.config
-        tls: aiomqtt.TLSParameters | None = None
-        if c.tls:
-            tls = aiomqtt.TLSParameters(
-                ca_certs=self._path(c.ca_file) if c.ca_file else None,
-                certfile=self._path(c.cert_file) if c.cert_file else None,
-                keyfile=self._path(c.key_file) if c.key_file else None,
-            )
         return aiomqtt.Client(
-            c.host, c.port,
-            username=c.username, password=self._password(), identifier=c.client_id,
+            **connect_options(c, self.base_dir), identifier=c.client_id,
             will=aiomqtt.Will(self.status_topic, OFFLINE, qos=1, retain=True),
-            clean_session=True, keepalive=c.keepalive, timeout=c.publish_timeout,
-            tls_params=tls, tls_insecure=True if c.tls and c.tls_insecure else None,
-            max_inflight_messages=c.window,
+            clean_session=True, timeout=c.publish_timeout, max_inflight_messages=c.window,
         )
 
     async def run(self) -> None:
@@ -449,3 +450,101 @@ class Publisher:
 
     def _call_message(self, fields: dict[str, Any]) -> bytes:
         return encode(self.shape.message(fields))
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A message a `Subscription` received, not acknowledged to the broker yet."""
+
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+
+
+@dataclass(slots=True)
+class SubscriptionStats:
+    """Counters for logs and benchmarks."""
+
+    connects: int = 0
+    batches: int = 0
+    #: messages acknowledged to the broker after the handler took them
+    acknowledged: int = 0
+    last_error: str | None = None
+
+
+class Subscription:
+    """A persistent QoS-1 subscription whose messages are acknowledged only after the caller has kept them.
+
+    The session is the broker's (a fixed client id, ``clean_session`` false): while this client is away the broker
+    queues what arrives for it, and whatever was delivered but not acknowledged is delivered again at the next
+    connection. Each batch (the messages that have arrived, at most ``batch``) goes to the handler; the PUBACKs
+    are sent when the handler returns (paho's manual acknowledgement: it never acknowledges on its own). A
+    handler that cannot keep a batch yet must retry on its own; the connection stays up meanwhile (the broker
+    sends at most its ``max_inflight_messages`` unacknowledged messages).
+
+    Args:
+        config: the ``[mqtt]`` section (broker, credentials, TLS, reconnect delays).
+        topics: the topic filters, subscribed at QoS 1.
+        client_id: the session's fixed identity at the broker.
+        batch: the most messages handed over at once.
+    """
+
+    def __init__(self, config: MqttConfig, topics: Sequence[str], client_id: str, *, base_dir: Path | None = None,
+                 batch: int = 500) -> None:
+        self.config = config
+        self.topics = list(topics)
+        self.client_id = client_id
+        self.base_dir = base_dir
+        self.batch = batch
+        self.stats = SubscriptionStats()
+        self.connected = False
+
+    async def run(self, handle: Callable[[list[Delivery]], Awaitable[None]]) -> None:
+        """Connect, hand over batches and acknowledge them, reconnect after failures, until cancelled."""
+        c = self.config
+        backoff = Backoff(c.reconnect_min, c.reconnect_max, stable_after=30.0)
+        throttle = LogThrottle(first_interval=60.0, max_interval=3600.0)
+        while True:
+            try:
+                client = aiomqtt.Client(**connect_options(c, self.base_dir), identifier=self.client_id,
+                                        clean_session=False, timeout=c.publish_timeout)
+                # aiomqtt has no option for it: paho's own switch, so a message is acknowledged only by `ack`.
+                client._client.manual_ack_set(True)
+                async with client:
+                    backoff.connected()
+                    for topic in self.topics:
+                        await client.subscribe(topic, qos=1)
+                    self.stats.connects += 1
+                    self.connected = True
+                    failures = throttle.reset()
+                    log.info("mqtt.subscribed", host=c.host, port=c.port, topics=self.topics,
+                             **({"after_failures": failures} if failures else {}))
+                    await self._consume(client, handle)
+            except (aiomqtt.MqttError, OSError, ssl.SSLError, ValueError) as exc:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise asyncio.CancelledError from exc
+                self.stats.last_error = str(exc) or type(exc).__name__
+                log_throttled(log, throttle, "mqtt.unavailable", host=c.host, port=c.port,
+                              error=self.stats.last_error)
+            finally:
+                self.connected = False
+            backoff.disconnected()
+            await asyncio.sleep(backoff.next_delay())
+
+    async def _consume(self, client: aiomqtt.Client, handle: Callable[[list[Delivery]], Awaitable[None]]) -> None:
+        messages = client.messages
+        while True:
+            first = await anext(messages)
+            batch = [first]
+            while len(batch) < self.batch and len(messages) > 0:  # what has arrived already: no waiting
+                batch.append(await anext(messages))
+            deliveries = [Delivery(str(m.topic), m.payload if isinstance(m.payload, bytes)
+                                   else str(m.payload).encode(), m.mid, m.qos) for m in batch]
+            await handle(deliveries)
+            for d in deliveries:
+                # After a lost connection this is refused, harmlessly: the broker delivers those again.
+                client._client.ack(d.mid, d.qos)
+            self.stats.batches += 1
+            self.stats.acknowledged += len(deliveries)

@@ -10,31 +10,65 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from smdrd.config import MqttConfig
+from smdrd.central import Collector
+from smdrd.config import MqttConfig, Settings
 from smdrd.journal import ERROR, PARSED, JournalEntry, RatedCall
 from smdrd.mqtt import JOURNAL_FEED, Publisher
 from smdrd.rating.tariff import Rating
 from smdrd.record import CallRecord, Direction
 from smdrd.store import open_store
-from smdrd.testing import Broker, Subscriber, write_entries
+from smdrd.testing import Broker, Subscriber, config_toml, write_entries
 from tests.test_alerts_daemon import require_broker
 
 TZ = ZoneInfo("Europe/London")
 DAY = datetime(2026, 3, 2, 9, 0, tzinfo=TZ)
 
 
+BRIDGE = Path(__file__).resolve().parent.parent / "config" / "mosquitto" / "bridge.conf"
+CENTRAL = BRIDGE.parent / "central.conf"
+
+
+class ConfiguredBroker(Broker):
+    """A test `Broker` with a shipped configuration file appended (the bridge, the central broker's)."""
+
+    def __init__(self, directory: Path, extra: str, **options: Any) -> None:
+        super().__init__(directory, **options)
+        self.extra = extra
+
+    def _write_config(self) -> None:
+        super()._write_config()
+        # The shipped settings after the test's: a shipped one the test's file also sets wins (max_queued...).
+        self.config_path.write_text(self.config_path.read_text() + self.extra)
+
+
 @pytest.fixture(scope="module")
-def site_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    b = Broker(tmp_path_factory.mktemp("site-broker"), binary=require_broker())
+def central_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """The central broker, with config/mosquitto/central.conf (less persistence: the test's broker has none)."""
+    extra = "\n".join(line for line in CENTRAL.read_text().splitlines() if not line.startswith("persistence"))
+    b = ConfiguredBroker(tmp_path_factory.mktemp("central-broker"), extra + "\n", binary=require_broker())
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="module")
+def site_broker(tmp_path_factory: pytest.TempPathFactory, central_broker: Broker) -> Iterator[Broker]:
+    """The sites' broker, bridged to the central one by config/mosquitto/bridge.conf (the test's port)."""
+    bridge = BRIDGE.read_text().replace("central.example.com:1883", f"{central_broker.host}:{central_broker.port}")
+    assert f"{central_broker.port}" in bridge
+    b = ConfiguredBroker(tmp_path_factory.mktemp("site-broker"), bridge, binary=require_broker())
     b.start()
     yield b
     b.stop()
@@ -154,3 +188,151 @@ async def test_a_site_filter_on_a_sites_own_journal_is_its_name_or_nothing(tmp_p
         assert everything["rows"]
         assert report(db, kind, sites=("hq",)) == everything
         assert not report(db, kind, sites=("branch",))["rows"]
+
+
+@pytest.fixture
+def central_url(pg_url: str) -> Iterator[str]:
+    """`pg_url`, and the sites this test's entries added gone afterwards (the emptied database keeps only the
+    local site: other tests count the sites)."""
+    yield pg_url
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE lines, calls RESTART IDENTITY CASCADE")
+        conn.execute("DELETE FROM sites WHERE id <> 1")
+
+
+def central_settings(url: str, broker: Broker) -> Settings:
+    return Settings.model_validate({
+        "database": {"url": url},
+        "mqtt": {"host": broker.host, "port": broker.port, "reconnect_min": 0.1, "reconnect_max": 0.5},
+        "central": {"client_id": "test-central"},
+    })
+
+
+@asynccontextmanager
+async def collecting(settings: Settings) -> AsyncIterator[Collector]:
+    collector = Collector(settings)
+    task = asyncio.create_task(collector.run())
+    try:
+        assert await until(lambda: collector.subscription.connected), "the collector did not subscribe"
+        yield collector
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def stored(url: str) -> tuple[int, int]:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT (SELECT count(*) FROM lines), (SELECT count(*) FROM calls)").fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+KINDS = ("extensions", "calls", "trunks", "destinations", "days")
+
+
+async def test_three_sites_through_a_bridge_add_up_in_the_central_store_and_a_replay_adds_nothing(
+        tmp_path: Path, site_broker: Broker, central_broker: Broker, central_url: str) -> None:
+    pg_url = central_url
+    """Three sites with the same extensions (and half their lines byte for byte the same) publish through the
+    shipped bridge; the central store's report of each site equals that site's own, call for call and to the
+    cent, and its totals are the three sites' sums. A site that publishes its whole journal again (its cursor
+    reset) adds no line and no call."""
+    names = ("north", "south", "west")
+    dbs = {name: tmp_path / f"{name}.db" for name in names}
+    for k, name in enumerate(names, 1):
+        await write_entries(dbs[name], site_entries(k, 40), site=name)
+    async with collecting(central_settings(pg_url, central_broker)) as collector:
+        for name in names:
+            async with publishing(dbs[name], site_broker, name) as pub:
+                assert await until(lambda: pub.stats.entries_published == 40)
+        assert await until(lambda: collector.stats.lines == 120), collector.stats
+        assert stored(pg_url) == (120, 96)  # every fifth line of each site is an error: 32 calls a site
+        for kind in KINDS:
+            totals = [report(dbs[name], kind)["totals"] for name in names]
+            for name in names:
+                assert report(pg_url, kind, sites=(name,)) == report(dbs[name], kind), (kind, name)
+            central = report(pg_url, kind)["totals"]
+            if isinstance(central, dict):
+                for key in ("calls", "duration", "cost"):
+                    if key in central:
+                        assert central[key] == sum(t[key] for t in totals), (kind, key)  # type: ignore[index]
+        # A replay: the cursor of one site back at the beginning.
+        feed = open_store(dbs["south"]).call_feed()
+        await feed.open()
+        try:
+            await feed.save(JOURNAL_FEED, 0)
+        finally:
+            await feed.close()
+        async with publishing(dbs["south"], site_broker, "south") as pub:
+            assert await until(lambda: pub.stats.entries_published == 40)
+        assert await until(lambda: collector.stats.known == 40), collector.stats
+        assert stored(pg_url) == (120, 96)
+        assert collector.stats.lines == 120 and collector.stats.rejected == 0
+
+
+class CentralProcess:
+    """``smdrd central`` as systemd runs it: its own process, a configuration file, its log in a file."""
+
+    def __init__(self, folder: Path, url: str, broker: Broker) -> None:
+        self.config = folder / "central.toml"
+        self.config.write_text(config_toml({
+            "database": {"url": url},
+            "mqtt": {"host": broker.host, "port": broker.port, "reconnect_min": 0.1, "reconnect_max": 0.5},
+            "central": {"client_id": "test-central-process", "batch": 20},
+            "logging": {"format": "json"},
+        }))
+        self.log = folder / "central.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "smdrd", "central", "--config", str(self.config)],
+                                            stdout=log, stderr=log)
+
+    def subscriptions(self) -> int:
+        return self.log.read_text(errors="replace").count("mqtt.subscribed") if self.log.exists() else 0
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+async def test_a_collector_killed_mid_stream_loses_nothing_and_doubles_nothing(
+        tmp_path: Path, site_broker: Broker, central_broker: Broker, central_url: str) -> None:
+    pg_url = central_url
+    """`smdrd central` SIGKILLed while three sites publish (entries committed to PostgreSQL but not yet
+    acknowledged, others queued at the broker), then started again: every entry is stored exactly once, line by
+    line, and every call with it."""
+    names = ("east", "mid", "far")
+    dbs = {name: tmp_path / f"{name}.db" for name in names}
+    for k, name in enumerate(names, 4):
+        await write_entries(dbs[name], site_entries(k, 150), site=name)
+    central = CentralProcess(tmp_path, pg_url, central_broker)
+    central.start()
+    try:
+        assert await until(lambda: central.subscriptions() == 1, 30), central.log.read_text()
+        async with publishing(dbs["east"], site_broker, "east") as a, publishing(dbs["mid"], site_broker, "mid") as b:
+            assert await until(lambda: stored(pg_url)[0] >= 60, 30)
+            central.kill()  # far has not published yet: this is mid-stream whatever the machine's speed
+            async with publishing(dbs["far"], site_broker, "far") as c:
+                assert await until(lambda: all(p.stats.entries_published == 150 for p in (a, b, c)), 30)
+        central.start()
+        assert await until(lambda: stored(pg_url)[0] == 450, 60), (stored(pg_url), central.log.read_text()[-2000:])
+        await asyncio.sleep(0.5)  # anything delivered twice has been stored (or not) by now
+    finally:
+        central.kill()
+    assert stored(pg_url) == (450, 360)
+    import psycopg
+
+    with psycopg.connect(pg_url) as conn:
+        rows = conn.execute("SELECT s.name, l.site_line, l.raw, l.status, count(c.id) FROM lines l "
+                            "JOIN sites s ON s.id = l.site_id LEFT JOIN calls c ON c.line_id = l.id "
+                            "GROUP BY s.name, l.site_line, l.raw, l.status ORDER BY s.name, l.site_line").fetchall()
+    want = sorted((name, i + 1, e.raw, e.status, len(e.calls))
+                  for k, name in enumerate(names, 4) for i, e in enumerate(site_entries(k, 150)))
+    assert [(n, int(line), bytes(raw), status, int(calls)) for n, line, raw, status, calls in rows] == want

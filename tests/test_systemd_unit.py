@@ -59,14 +59,14 @@ def one(d: dict[str, list[str]], key: str) -> str:
     return values[-1]
 
 
-def copy_with_stub(tmp_path: Path) -> Path:
+def copy_with_stub(tmp_path: Path, original: Path = UNIT) -> Path:
     """The unit in ``tmp_path`` with its ExecStart binary replaced by an executable stub that exists."""
     stub = tmp_path / "smdrd-stub"
     stub.write_text("#!/bin/sh\nexit 0\n")
     stub.chmod(0o755)
-    text = UNIT.read_text()
+    text = original.read_text()
     assert "ExecStart=/opt/smdrd/bin/smdrd " in text
-    unit = tmp_path / "smdrd.service"
+    unit = tmp_path / original.name
     unit.write_text(text.replace("ExecStart=/opt/smdrd/bin/smdrd ", f"ExecStart={stub} "))
     return unit
 
@@ -116,26 +116,46 @@ def test_the_unit_bounds_descriptors_memory_and_tasks() -> None:
     assert 32 < int(one(d, "TasksMax")) <= 1024
 
 
+#: the central collector's unit (`smdrd central`): hardened like the daemon's, checked by the same tools.
+CENTRAL_UNIT = UNIT.parent / "smdrd-central.service"
+UNITS = pytest.mark.parametrize("original", [UNIT, CENTRAL_UNIT], ids=lambda p: p.name)
+
+
+def test_the_central_unit_runs_smdrd_central_with_the_daemons_protections() -> None:
+    """smdrd-central.service: notify and watchdog, its own command, and every protection the daemon's unit has
+    (it needs no serial port, so no device at all)."""
+    d, daemon = directives(CENTRAL_UNIT.read_text()), directives(UNIT.read_text())
+    assert one(d, "Type") == "notify" and int(one(d, "WatchdogSec")) > 0
+    assert one(d, "ExecStart") == "/opt/smdrd/bin/smdrd central --config /etc/smdrd/central.toml"
+    for key in ("ProtectSystem", "ProtectHome", "PrivateTmp", "NoNewPrivileges", "CapabilityBoundingSet",
+                "MemoryDenyWriteExecute", "DevicePolicy", "RestrictAddressFamilies", "DynamicUser",
+                "SystemCallArchitectures", "RestrictNamespaces", "ProtectKernelTunables", "LockPersonality"):
+        assert one(d, key) == one(daemon, key), key
+    assert one(d, "PrivateDevices") == "yes" and "Service.DeviceAllow" not in d
+
+
 @needs_analyze
-def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
+@UNITS
+def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path, original: Path) -> None:
     """`systemd-analyze verify` reports no error (a misspelt directive, a bad value, a missing binary)."""
     assert SYSTEMD_ANALYZE is not None
-    unit = copy_with_stub(tmp_path)
+    unit = copy_with_stub(tmp_path, original)
     proc = subprocess.run([SYSTEMD_ANALYZE, "verify", str(unit)], check=False, capture_output=True, text=True,
                           timeout=60)
     # verify exits 0 on an unknown key (it only warns), so the warnings that name the unit count too.
-    problems = [line for line in proc.stderr.splitlines() if "smdrd.service" in line]
+    problems = [line for line in proc.stderr.splitlines() if original.name in line]
     assert proc.returncode == 0 and not problems, proc.stderr
 
 
 @needs_analyze
-def test_systemd_analyze_security_rates_the_unit_ok(tmp_path: Path) -> None:
+@UNITS
+def test_systemd_analyze_security_rates_the_unit_ok(tmp_path: Path, original: Path) -> None:
     """`systemd-analyze security --offline=true` gives an overall exposure level of OK (below 2.0 here)."""
     assert SYSTEMD_ANALYZE is not None
-    unit = copy_with_stub(tmp_path)
+    unit = copy_with_stub(tmp_path, original)
     proc = subprocess.run([SYSTEMD_ANALYZE, "security", "--offline=true", "--no-pager", str(unit)],
                           check=False, capture_output=True, text=True, timeout=60)
-    match = re.search(r"Overall exposure level for smdrd\.service: ([0-9.]+) (\w+)", proc.stdout)
+    match = re.search(rf"Overall exposure level for {re.escape(original.name)}: ([0-9.]+) (\w+)", proc.stdout)
     assert match, proc.stdout + proc.stderr
     score, level = float(match.group(1)), match.group(2)
     assert level == "OK", f"exposure {score} {level}"

@@ -22,6 +22,7 @@ from smdrd.errors import SmdrdError
 #: command modules, in the order `--help` lists them.
 COMMANDS = (
     "run",
+    "central",
     "check_config",
     "import_",
     "parse",
@@ -42,6 +43,8 @@ COMMANDS = (
 #: command name -> (its module, its one-line help), in the order `--help` lists them.
 SUMMARIES: dict[str, tuple[str, str]] = {
     "run": ("run", "run the daemon (collect, journal, parse, rate) until SIGTERM"),
+    "central": ("central", "store what every site publishes ([mqtt] publish_journal) into one PostgreSQL store, "
+                           "until SIGTERM"),
     "check-config": ("check_config", "validate a configuration file (with environment overrides)"),
     "import": ("import_", "backfill saved PBX logs into the database"),
     "parse": ("parse", "parse PBX output and print one JSON object per call record"),

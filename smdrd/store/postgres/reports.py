@@ -28,6 +28,8 @@ POSTGRES = Dialect(
     temp="pg_temp.",
     later_legs="",
     selection_index="CREATE INDEX IF NOT EXISTS report_selection_ext ON pg_temp.report_selection (extension)",
+    # The rollups here are kept per site (`smdrd.store.postgres.schema.SITES_MIGRATION`): a central store holds many.
+    rollup_site="site_id IN (SELECT id FROM sites WHERE name IN ({names}))",
 )
 
 

@@ -11,7 +11,7 @@ end of the index however large the table), the rollups generated from the same d
 from __future__ import annotations
 
 from smdrd.errors import SmdrdError
-from smdrd.store.sqlite.rollups import DIMENSIONS, MEASURES, ROLLUPS, Rollup
+from smdrd.store.sqlite.rollups import DIMENSIONS, MEASURES, ROLLUPS, ROLLUPS_V10, Rollup
 
 __all__ = ["LOCAL_SITE", "MIGRATIONS", "SCHEMA_VERSION", "create_rollup_sql", "measure_sql", "migrate_sql",
            "roll_up_sql"]
@@ -42,17 +42,19 @@ def create_rollup_sql(rollup: Rollup) -> str:
 
 def roll_up_sql(source: str, rollups: tuple[Rollup, ...] = ROLLUPS) -> list[str]:
     """One ``INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO UPDATE`` per rollup, adding every call of
-    ``source`` (a table or a CTE of new calls, read under its own name): each key upserted once per batch."""
+    ``source`` (a table or a CTE of new calls, read under its own name): each key upserted once per batch, per
+    site (`SITES_MIGRATION`)."""
     measures = ", ".join(m.name for m in MEASURES)
     sums = ", ".join(f"sum({measure_sql(m.name, source)})" for m in MEASURES)
     out = []
     for r in rollups:
-        picks = ", ".join(DIMENSIONS[k].expr.format(r=source) for k in r.key)
-        group = ", ".join(str(i) for i in range(1, len(r.key) + 1))
+        picks = ", ".join([*(DIMENSIONS[k].expr.format(r=source) for k in r.key), f"{source}.site_id"])
+        group = ", ".join(str(i) for i in range(1, len(r.key) + 2))
         update = ", ".join(f"{m.name} = {r.table}.{m.name} + excluded.{m.name}" for m in MEASURES)
-        out.append(f"INSERT INTO {r.table} ({', '.join(r.key)}, {measures})\n"
+        key = ", ".join((*r.key, "site_id"))
+        out.append(f"INSERT INTO {r.table} ({key}, {measures})\n"
                    f"SELECT {picks}, {sums} FROM {source} GROUP BY {group}\n"
-                   f"ON CONFLICT ({', '.join(r.key)}) DO UPDATE SET {update}")
+                   f"ON CONFLICT ({key}) DO UPDATE SET {update}")
     return out
 
 
@@ -133,9 +135,30 @@ CREATE TABLE feed_cursors (
 );
 """ + "\n".join(create_rollup_sql(r) for r in ROLLUPS)
 
+def _per_site_sql(rollup: Rollup) -> str:
+    """``rollup`` keyed by site too: a ``site_id`` column (the box's own calls are `LOCAL_SITE`) at the end of
+    its primary key."""
+    return (f"ALTER TABLE {rollup.table} ADD COLUMN site_id integer NOT NULL DEFAULT {LOCAL_SITE};\n"
+            f"ALTER TABLE {rollup.table} DROP CONSTRAINT {rollup.table}_pkey;\n"
+            f"ALTER TABLE {rollup.table} ADD PRIMARY KEY ({', '.join(rollup.key)}, site_id);")
+
+
+#: Migration 2: many sites in one store (`smdrd central`). A line is known by its site, its id in the site's own
+#: journal and the time it was received there (a re-delivered entry is the same line); a site by its name; the
+#: rollups keep each site's sums apart, so a report can pick sites and extension 201 of one site is never
+#: another's. Built from `ROLLUPS_V10`, frozen (the rollups of migration 1).
+SITES_MIGRATION = """
+ALTER TABLE lines ADD COLUMN site_id integer NOT NULL DEFAULT 1 REFERENCES sites (id);
+ALTER TABLE lines ADD COLUMN site_line bigint;   -- the line's id in its site's own journal (NULL: this box's)
+CREATE UNIQUE INDEX lines_site_line ON lines (site_id, site_line, received_at);
+CREATE UNIQUE INDEX sites_name ON sites (name) WHERE name <> '';
+""" + "\n".join(_per_site_sql(r) for r in ROLLUPS_V10)
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: everything the SQLite store has at its schema version 11, less the people and rights.
     BASE_MIGRATION,
+    # 2: sites publish to a central store: lines known per site, sites by name, rollups per site.
+    SITES_MIGRATION,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

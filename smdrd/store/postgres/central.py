@@ -1,0 +1,148 @@
+"""The central store's writer: journal entries that sites published (`smdrd.central`), stored idempotently.
+
+One batch of entries is one transaction, under the journal writers' turn-taking lock: the sites named by the
+batch are found (or added) by name; the lines are copied into a staging table and inserted ``ON CONFLICT DO
+NOTHING`` on their identity (site, the line's id in the site's journal, its receipt time), so an entry delivered
+twice is one line; the calls of the lines actually inserted are inserted ``ON CONFLICT DO NOTHING`` on theirs
+(start, site, source, uid) and exactly those added to every rollup, under their site. A call's site is part of
+every key, so two sites' identical lines (extension 201 at both, the same bytes) are two calls.
+
+A lost server or a serialization failure raises `Unwritable` (retry the same batch: nothing of it was kept).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+
+from smdrd.errors import SmdrdError
+from smdrd.journal import MICROS
+from smdrd.store.postgres.connect import AsyncPart, redact
+from smdrd.store.postgres.schema import roll_up_sql
+from smdrd.store.postgres.writer import ONE_WRITER, Unwritable
+from smdrd.store.sqlite.rows import CALL_COLUMNS
+
+__all__ = ["CentralBatch", "CentralWriter", "EntryRefused", "call_row_of"]
+
+_LINE_COLUMNS = ("site_id", "site_line", "source", "peer", "received_at", "format", "raw", "status", "error")
+_CALL_COLUMNS = ("line_id", "site_id", *CALL_COLUMNS)
+_STAGING = (
+    f"CREATE TEMP TABLE IF NOT EXISTS central_lines_in ON COMMIT DELETE ROWS AS "
+    f"SELECT {', '.join(_LINE_COLUMNS)} FROM lines WITH NO DATA;\n"
+    f"CREATE TEMP TABLE IF NOT EXISTS central_calls_in ON COMMIT DELETE ROWS AS "
+    f"SELECT {', '.join(_CALL_COLUMNS)} FROM calls WITH NO DATA")
+#: the staged lines not stored yet, in the order they came; returns each new line's id and identity.
+_MOVE_LINES = (
+    f"INSERT INTO lines ({', '.join(_LINE_COLUMNS)}) SELECT {', '.join(_LINE_COLUMNS)} FROM central_lines_in "
+    f"ORDER BY site_id, site_line ON CONFLICT (site_id, site_line, received_at) DO NOTHING "
+    f"RETURNING id, site_id, site_line, received_at")
+#: the staged calls (of the lines just inserted) into ``calls`` and, those inserted, into every rollup.
+_MOVE_CALLS = (
+    f"WITH new AS (INSERT INTO calls ({', '.join(_CALL_COLUMNS)}) SELECT {', '.join(_CALL_COLUMNS)} "
+    f"FROM central_calls_in ORDER BY line_id ON CONFLICT (start_utc, site_id, source, uid) DO NOTHING RETURNING *)"
+    + "".join(f", r{i} AS ({sql})" for i, sql in enumerate(roll_up_sql("new")))
+    + " SELECT count(*) FROM new")
+_FIND_SITES = "SELECT name, id FROM sites WHERE name = ANY(%s)"
+_ADD_SITE = ("INSERT INTO sites (id, name) SELECT coalesce(max(id), 0) + 1, %s FROM sites "
+             "ON CONFLICT (name) WHERE name <> '' DO NOTHING")
+
+class EntryRefused(SmdrdError):
+    """PostgreSQL refused the batch for its values (a field out of range, a constraint): not worth retrying as it
+    is; stored one entry at a time, the others go in."""
+
+
+_encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def call_row_of(fields: Mapping[str, Any]) -> tuple[object, ...]:
+    """A published call (`smdrd.store.api.CallFeed.after`'s fields) as a ``calls`` row in `CALL_COLUMNS` order:
+    the cost back in millionths, no authorisation code (a site never sends one). A field missing
+    (NULL) is refused by the column's NOT NULL, where the feed always has it."""
+    cost = fields.get("cost")
+    values = {**fields, "auth_code": "",
+              "cost_micros": None if cost is None else int(Decimal(str(cost)) * MICROS),
+              "extra": _encode_json(fields["extra"]) if fields.get("extra") else "{}"}
+    return tuple(values.get(c) for c in CALL_COLUMNS)  # a column the feed does not carry is NULL
+
+
+@dataclass(frozen=True, slots=True)
+class CentralBatch:
+    """What one batch stored: lines and calls new to the store, and entries it had already (re-deliveries)."""
+
+    lines: int
+    calls: int
+    known: int
+
+
+class CentralWriter(AsyncPart):
+    """``await open()``, then `store` batches of published entries; ``await close()``."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._sites: dict[str, int] = {}
+
+    async def store(self, entries: Sequence[Mapping[str, Any]]) -> CentralBatch:
+        """Store ``entries`` (payloads as `smdrd.mqtt_payloads.read_journal_message` gives them) in one
+        transaction.
+
+        Raises:
+            Unwritable: the server cannot take it now; nothing of the batch was kept.
+            EntryRefused: an entry's values were refused; nothing of the batch was kept.
+        """
+        try:
+            return await self._store(entries)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise Unwritable(f"PostgreSQL at {redact(self.url)}: {str(exc).strip()}") from exc
+        except (psycopg.DataError, psycopg.IntegrityError) as exc:
+            raise EntryRefused(str(exc).strip()) from exc
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:  # a field missing or of the wrong type
+            raise EntryRefused(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _store(self, entries: Sequence[Mapping[str, Any]]) -> CentralBatch:
+        conn = self.conn
+        if conn.closed or conn.broken:
+            await self.close()
+            await self.open()
+            conn = self.conn
+        found: dict[str, int] = {}
+        async with conn.transaction(), conn.cursor() as cur:
+            await cur.execute(ONE_WRITER)
+            found = await self._site_ids(cur, {str(e["site"]) for e in entries})
+            await cur.execute(_STAGING)
+            async with cur.copy(f"COPY central_lines_in ({', '.join(_LINE_COLUMNS)}) FROM STDIN") as copy:
+                for e in entries:
+                    await copy.write_row((found[e["site"]], e["id"], e["source"], e["peer"], e["received_at"],
+                                          e["format"], e["raw"], e["status"], e.get("error")))
+            await cur.execute(_MOVE_LINES)
+            new_lines = await cur.fetchall()
+            calls = 0
+            if new_lines:
+                new = {(int(site), int(line), int(at)): int(line_id) for line_id, site, line, at in new_lines}
+                async with cur.copy(f"COPY central_calls_in ({', '.join(_CALL_COLUMNS)}) FROM STDIN") as copy:
+                    for e in entries:
+                        site = found[e["site"]]
+                        line_id = new.pop((site, int(e["id"]), int(e["received_at"])), None)
+                        if line_id is not None:  # popped: an entry twice in one batch has its calls once
+                            for c in e["calls"]:
+                                await copy.write_row((line_id, site, *call_row_of(c)))
+                await cur.execute(_MOVE_CALLS)
+                row = await cur.fetchone()
+                calls = int(row[0]) if row else 0
+        self._sites.update(found)  # committed: the sites added are there for good
+        return CentralBatch(len(new_lines), calls, len(entries) - len(new_lines))
+
+    async def _site_ids(self, cur: psycopg.AsyncCursor[Any], names: set[str]) -> dict[str, int]:
+        """Each site name's id, the sites not known yet added (under the writers' lock: one at a time)."""
+        ids = {n: self._sites[n] for n in names if n in self._sites}
+        missing = sorted(names - ids.keys())
+        if missing:
+            for name in missing:
+                await cur.execute(_ADD_SITE, (name,))
+            await cur.execute(_FIND_SITES, (missing,))
+            ids.update({str(n): int(i) for n, i in await cur.fetchall()})
+        return ids
