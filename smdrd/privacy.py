@@ -16,7 +16,8 @@ from pydantic import Field, field_validator
 
 from smdrd.section import Section
 
-__all__ = ["MASK", "MASKABLE_ROLES", "PrivacyConfig", "hidden_digits", "mask", "mask_number", "mask_within"]
+__all__ = ["MASK", "MASKABLE_ROLES", "PrivacyConfig", "hidden_digits", "mask", "mask_number", "mask_within",
+           "seen_match", "visible_part"]
 
 #: what a hidden digit is shown as.
 MASK = "*"
@@ -67,6 +68,37 @@ def mask(number: str, digits: int) -> str:
             out[i] = MASK
             left -= 1
     return "".join(out)
+
+
+def visible_part(number: str, digits: int) -> str:
+    """What someone who may not see ``number``'s last ``digits`` digits sees of it before the first hidden one
+    (``0600123`` of ``0600123456`` for 3 digits; ``''`` for a number with no more digits than that)."""
+    if digits <= 0:
+        return number
+    left = digits
+    first_digit = len(number)
+    for i in range(len(number) - 1, -1, -1):
+        if "0" <= number[i] <= "9":
+            first_digit = i
+            left -= 1
+            if left == 0:
+                break
+    return number[:first_digit]
+
+
+def seen_match(number: str | None, term: str, digits: int) -> bool:
+    """Whether a search for ``term`` finds ``number`` for someone who may not see its last ``digits`` digits,
+    judged on what they see alone, so that no answer depends on a hidden digit: ``term`` within the visible
+    part, or ``term`` ending where the number ends, its own last ``digits`` digits standing for the hidden ones
+    (a whole number typed finds every number shown as its visible part followed by ``***``, whatever the hidden
+    digits are)."""
+    if not number or not term:
+        return False
+    seen = visible_part(number, digits)
+    if term in seen:
+        return True
+    typed = sum("0" <= c <= "9" for c in term)
+    return typed > digits and seen.endswith(visible_part(term, digits))
 
 
 def mask_within(text: str, numbers: Iterable[str | None], digits: int) -> str:

@@ -176,6 +176,47 @@ async def test_numbers_are_masked_for_the_roles_that_need_not_see_them(
     assert whole["number"] == "0221234567"
 
 
+async def test_a_masked_number_search_cannot_tell_the_hidden_digits(site: Site,
+                                                                    session: aiohttp.ClientSession) -> None:
+    """With the last 3 digits hidden from a viewer, searching the exact whole number of a call and a near miss
+    that differs only in those digits answers the same calls, in the page and the JSON, with a note beside the
+    field; so does a part of a number that reaches into the hidden digits. An admin (numbers whole) tells them
+    apart, so the check is not vacuous."""
+    exact, near = "0221234567", "0221234999"
+    parts = ("34567", "34999")
+
+    async def ids(client: aiohttp.ClientSession, number: str) -> list[int]:
+        status, body = await api(client, f"{site.base}/api/calls", **MARCH, direction="outbound", number=number)
+        assert status == 200, body
+        return [c["id"] for c in body["calls"]]
+
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as admin:
+        await signed_in(site, admin, "alice")
+        whole = await ids(admin, exact)
+        assert whole and await ids(admin, near) == [], "an admin's search compares every digit"
+    await signed_in(site, session, "victor")
+    seen = await ids(session, exact)
+    assert seen == await ids(session, near) and set(whole) <= set(seen)
+    assert await ids(session, parts[0]) == await ids(session, parts[1]) == seen
+    assert await ids(session, "567") == await ids(session, "568") == [], "hidden digits alone find nothing"
+    _, body = await api(session, f"{site.base}/api/calls", **MARCH, number=exact, page_size="2")
+    assert "0221234***" in body["notes"]["number"] and len(body["calls"]) == 2 and body["next"]
+    pages = [c["id"] for c in body["calls"]]
+    while body["next"]:  # pages of 2 follow each other with no gap and no repeat
+        _, body = await api(session, f"{site.base}/api/calls", **MARCH, number=exact, page_size="2",
+                            after=str(body["next"]))
+        pages += [c["id"] for c in body["calls"]]
+    _, every = await api(session, f"{site.base}/api/calls", **MARCH, number=exact)
+    assert pages == [c["id"] for c in every["calls"]]
+    for number in (exact, near):
+        params = {**MARCH, "direction": "outbound", "number": number}
+        async with session.get(f"{site.base}/calls", params=params) as page:
+            text = await page.text()
+        assert page.status == 200 and 'id="n-number"' in text and 'aria-describedby="n-number"' in text
+        table = text[text.index("<tbody>"):text.index("</table>")]
+        assert table.count('class="call-link"') == len(seen) and "0221234***" in table and exact not in table
+
+
 async def test_a_manager_sees_only_their_departments_calls(site: Site, session: aiohttp.ClientSession) -> None:
     await signed_in(site, session, "maria")
     status, body = await api(session, f"{site.base}/api/calls", **MARCH)

@@ -14,7 +14,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from smdrd.privacy import MASK, PrivacyConfig, hidden_digits, mask, mask_number, mask_within
+from smdrd.privacy import (
+    MASK,
+    PrivacyConfig,
+    hidden_digits,
+    mask,
+    mask_number,
+    mask_within,
+    seen_match,
+    visible_part,
+)
 from smdrd.testing import running_daemon
 from tests.test_reports import CALLS, settings_for, write_calls
 from tests.test_reports_http import MARCH, get, port_of
@@ -23,6 +32,34 @@ from tests.test_reports_http import MARCH, get, port_of
 @dataclass(frozen=True)
 class Who:
     role: str
+
+
+NUMBERS = st.text(alphabet="0123456789+ #-", max_size=16)
+
+
+@given(NUMBERS, st.lists(st.sampled_from("0123456789"), min_size=15, max_size=15), NUMBERS,
+       st.integers(min_value=0, max_value=6))
+def test_a_search_answers_on_the_visible_digits_alone(number: str, others: list[str], term: str,
+                                                      digits: int) -> None:
+    """Two numbers shown alike (they differ only in hidden digits) are found alike by any search term: no
+    answer tells a hidden digit. The visible part is what the mask leaves before its first hidden digit."""
+    shown = mask(number, digits)
+    hidden = [i for i, c in enumerate(shown) if c == MASK and number[i] != MASK]
+    twin = list(number)
+    for i, other in zip(hidden, others, strict=False):
+        twin[i] = other
+    assert mask("".join(twin), digits) == shown
+    assert seen_match(number, term, digits) == seen_match("".join(twin), term, digits)
+    assert shown.startswith(visible_part(number, digits)) and MASK not in visible_part(number, digits)
+
+
+def test_a_whole_number_typed_finds_what_is_shown() -> None:
+    assert visible_part("0600123456", 3) == "0600123" and visible_part("12", 3) == "" and \
+        visible_part("+48 600 123 456", 3) == "+48 600 123 "
+    assert seen_match("0600123456", "0600123456", 3) and seen_match("0600123456", "0600123999", 3)
+    assert seen_match("+48600123456", "600123", 3) and not seen_match("0600123456", "456", 3)
+    assert not seen_match("0600123456", "0600124456", 3), "a visible digit differs"
+    assert seen_match("0600123456", "0600123456", 0) and not seen_match("0600123456", "0600123999", 0)
 
 
 def test_off_by_default_and_admins_see_numbers_whole() -> None:

@@ -6,12 +6,15 @@ most `MAX_PAGE_SIZE` calls after a cursor (``after=<sort value>.<id>``), so the 
 first does. The store reads are `smdrd.store.api.CallReader`'s, run on this module's own thread, never on the
 event loop. A manager sees only the calls of extensions in their departments on the call's day (the reports'
 directory decides, as it does for their reports); admins, viewers and the service token see every call.
-A value a person typed wrong is named beside its field (400), never a 500.
+A value a person typed wrong is named beside its field (400), never a 500. Someone whose numbers are masked
+(``[privacy]``) finds calls by number on the digits they see alone (`seen_search`): a search for a whole number
+answers the same whatever its hidden digits, so no answer confirms them (a note beside the field says so).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +29,7 @@ from aiohttp import web
 
 from smdrd.http import READERS, Principal, principal_of, requires
 from smdrd.journal import MICROS
-from smdrd.privacy import hidden_digits, mask
+from smdrd.privacy import hidden_digits, mask, seen_match, visible_part
 from smdrd.rating.classes import CALL_CLASSES
 from smdrd.reports.departments import Directory
 from smdrd.reports.queries import DIRECTIONS, EARLIEST_DAY, LATEST_DAY, Context
@@ -38,7 +41,7 @@ if TYPE_CHECKING:
     from smdrd.console import Console
 
 __all__ = ["CALL_READERS", "DEFAULT_DAYS", "MAX_DAYS", "MAX_PAGE_SIZE", "MAX_SCAN_DAYS", "CallPages", "SearchForm",
-           "on_thread", "parse_day", "register", "report_context", "scope_departments"]
+           "on_thread", "parse_day", "register", "report_context", "scope_departments", "seen_search"]
 
 #: who may read calls: `READERS`, and managers for their own departments.
 CALL_READERS = READERS | {"manager"}
@@ -88,6 +91,8 @@ class SearchForm:
     values: dict[str, str]
     classes: tuple[str, ...] = ()
     errors: dict[str, str] = field(default_factory=dict)
+    #: what the search does with a field that the person should know (a masked number), by field.
+    notes: dict[str, str] = field(default_factory=dict)
     first: date = EARLIEST_DAY
     last: date = EARLIEST_DAY
     query: CallQuery | None = None
@@ -105,8 +110,10 @@ def _one(query: Mapping[str, str], name: str, limit: int = 64) -> str:
     return query.get(name, "").strip()[:limit]
 
 
-def parse_search(query: Any, ctx: Context, today: date) -> SearchForm:
-    """The `SearchForm` of a URL query (a ``MultiDict``): every field checked, each problem named."""
+def parse_search(query: Any, ctx: Context, today: date, hidden: int = 0) -> SearchForm:
+    """The `SearchForm` of a URL query (a ``MultiDict``): every field checked, each problem named; ``hidden``:
+    the searcher may not see numbers' last ``hidden`` digits (a note beside the number says how it is looked
+    for: by `seen_search`)."""
     names = ("from", "to", "number", "extension", "account", "call_id", "direction", "cost_min", "cost_max",
              "sort", "order", "page_size", "after")
     form = SearchForm({name: _one(query, name) for name in names})
@@ -129,6 +136,8 @@ def parse_search(query: Any, ctx: Context, today: date) -> SearchForm:
                           f"(up to {MAX_DAYS} with an extension); narrow the range")
     if len(number) > 32 or any(ord(c) < 32 for c in number):
         errors["number"] = "expected at most 32 digits (or part of a number)"
+    elif number and hidden:
+        form.notes["number"] = _seen_note(number, hidden)
     for name in ("extension", "account", "call_id"):
         if any(ord(c) < 32 for c in v[name]):
             errors[name] = "expected text without control characters"
@@ -161,6 +170,35 @@ def parse_search(query: Any, ctx: Context, today: date) -> SearchForm:
                            cost_min=cost_min, cost_max=cost_max, sort=sort, descending=order == "desc",
                            after=after, limit=size)
     return form
+
+
+def _seen_note(number: str, hidden: int) -> str:
+    head = visible_part(number, hidden)
+    said = f"the last {hidden} digits of every number are hidden from you, so only the digits you see are compared"
+    if sum("0" <= c <= "9" for c in number) <= hidden:
+        return f"{said}."
+    return f"{said}: the last {hidden} you typed stand for any, this finds {head}{'*' * hidden}."
+
+
+def seen_search(reader: CallReader, q: CallQuery, hidden: int) -> list[StoredCall]:
+    """The page of ``q`` for someone who may not see numbers' last ``hidden`` digits: its number matched on what
+    they see (`smdrd.privacy.seen_match`, on the number as dialled or in E.164), never on a hidden digit.
+
+    The store is asked for the calls holding what the typed number shows (every call that matches holds it),
+    a page after another from the keyset cursor, until ``q.limit`` calls match or none is left: at most the
+    search's range of days, as a search by part of a number reads anyway."""
+    term = q.number
+    typed = sum("0" <= c <= "9" for c in term)
+    wide = dataclasses.replace(q, number=visible_part(term, hidden) if typed > hidden else term,
+                               limit=MAX_PAGE_SIZE)
+    found: list[StoredCall] = []
+    while len(found) < q.limit:
+        page = reader.search(wide)
+        found += [c for c in page if seen_match(c.number, term, hidden) or seen_match(c.e164, term, hidden)]
+        if len(page) < wide.limit:
+            break
+        wide = dataclasses.replace(wide, after=(page[-1].sort_value(q.sort), page[-1].id))
+    return found[:q.limit]
 
 
 def parse_day(value: str, name: str, errors: dict[str, str]) -> date | None:
@@ -268,7 +306,8 @@ class CallPages:
 
     async def _search(self, request: web.Request) -> tuple[SearchForm, list[StoredCall], Context]:
         ctx = self.context()
-        form = parse_search(request.query, ctx, self._today(ctx))
+        hidden = self._hidden(request)
+        form = parse_search(request.query, ctx, self._today(ctx), hidden)
         q = form.query
         if q is None:
             return form, [], ctx
@@ -279,6 +318,8 @@ class CallPages:
             if wanted is not None:
                 spans = self._spans(ctx.directory, wanted, form.first, form.last)
                 query = CallQuery(**{**_fields(q), "scope": tuple(spans)})
+            if hidden and query.number:
+                return seen_search(reader, query, hidden)
             return reader.search(query)
 
         return form, await self._read(search), ctx
@@ -350,7 +391,7 @@ class CallPages:
         hidden = self._hidden(request)
         rows = [{k: v for k, v in self._row(c, ctx, hidden).items() if not k.endswith("_text")} for c in calls]
         return web.json_response({"calls": rows, "from": form.first.isoformat(), "to": form.last.isoformat(),
-                                  "timezone": str(ctx.timezone), "next": after,
+                                  "timezone": str(ctx.timezone), "notes": form.notes, "next": after,
                                   "next_url": form.url("/api/calls", after=after) if after else None})
 
     # ---- one call ----
