@@ -257,6 +257,55 @@ def test_parallel_import_stores_exactly_what_the_in_process_import_stores(tmp_pa
     assert len(tables["parallel"][0]) == 1444
 
 
+_DIE_AFTER_COMMITS = """
+import os, sys
+from smdrd.core import process_frame
+from smdrd.framing import Framer
+from smdrd.parsers.avaya_ipo import AvayaIPOfficeParser
+from smdrd.store.sqlite.bulk import BulkWriter, RowBatch
+writer = BulkWriter(sys.argv[1])
+writer.open()
+framer, parser = Framer(1 << 20), AvayaIPOfficeParser()
+frames = framer.feed(open(sys.argv[2], "rb").read()) + framer.close()
+for i in range(0, len(frames), 400):
+    batch = RowBatch()
+    for f in frames[i:i + 400]:
+        batch.add(process_frame(f, parser, "utf-8", source="import", peer=sys.argv[2], received_at=0))
+    assert writer.commit(batch)
+os._exit(0)  # killed: no close, so no checkpoint; the batches are only in the WAL
+"""
+
+
+def test_an_import_killed_after_its_commits_keeps_them_and_a_reimport_adds_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The import's connection checkpoints rarely (`IMPORT_PRAGMAS`): what it committed before it died is in the
+    WAL, and opening the database replays it whole, rollups in step; importing the file again adds no call."""
+    import subprocess
+    import sys
+
+    from smdrd.store.sqlite.rollups import ROLLUPS, backfill_sql
+
+    db = tmp_path / "killed.db"
+    subprocess.run([sys.executable, "-c", _DIE_AFTER_COMMITS, str(db), str(SAMPLE)], check=True)
+    assert db.with_name("killed.db-wal").stat().st_size > 0
+    conn = connect(str(db))
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    lines = sum(1 for ln in SAMPLE.read_bytes().splitlines() if ln.strip())
+    calls = conn.execute("SELECT count(*) FROM calls").fetchone()[0]
+    assert conn.execute("SELECT count(*) FROM lines").fetchone()[0] == lines and calls == lines - 1
+    for rollup in ROLLUPS:  # each rollup equals a recomputation from the calls
+        if rollup.finer is None:
+            conn.execute(f"CREATE TEMP TABLE fresh AS SELECT * FROM {rollup.table} WHERE 0")
+            conn.execute(backfill_sql(rollup).replace(f"INTO {rollup.table}", "INTO temp.fresh"))
+            assert sorted(conn.execute("SELECT * FROM temp.fresh")) == sorted(
+                conn.execute(f"SELECT * FROM {rollup.table}")), rollup.table
+            conn.execute("DROP TABLE temp.fresh")
+    conn.close()
+    assert main(["import", "--format", "avaya-ipo", "--database", str(db), str(SAMPLE)]) == 0
+    assert f"{calls} already stored" in capsys.readouterr().err
+    assert sqlite3.connect(db).execute("SELECT count(*) FROM calls").fetchone()[0] == calls
+
+
 def test_a_worker_failure_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A problem the parser process meets (here a broken rate deck) ends the import with its message."""
     (tmp_path / "rates.csv").write_text("name,prefix,rate\nBad,44x,0.01\n")
