@@ -13,7 +13,8 @@ machine's load of the moment):
    timing only the inserts, roll-ups, commits and the closing checkpoint.
 4. **bare ceiling**: one raw row (id, bytes) and one 13-column call row per line into tables without indexes,
    timed the same way: what SQLite itself costs on this machine.
-Prints a table and JSON with the three rates and the ratios (target: import >= 50,000 lines/s for avaya-ipo).
+Prints a table and JSON with the three rates and the ratios (target: import >= 50,000 lines/s for avaya-ipo),
+and where the schema ceiling's time goes: the lines, the calls, each rollup, the commits (with checkpoints).
 
 ``--long K`` (avaya-ipo) then imports K different million-line files one after the other into one database
 (each the first file with its years moved on, so its calls are later, as a long backfill's are) and compares
@@ -42,7 +43,7 @@ from smdrd.daemon import build_hooks  # noqa: E402
 from smdrd.framing import Framer  # noqa: E402
 from smdrd.parsing import ParserContext, get_parser_class  # noqa: E402
 from smdrd.store.sqlite.bulk import IMPORT_PRAGMAS, RowBatch  # noqa: E402
-from smdrd.store.sqlite.rollups import ROLL_UP  # noqa: E402
+from smdrd.store.sqlite.rollups import ROLL_UP, ROLLUPS  # noqa: E402
 from smdrd.store.sqlite.rows import INSERT_CALL, INSERT_LINE, LAST_IDS  # noqa: E402
 from smdrd.store.sqlite.schema import connect  # noqa: E402
 
@@ -81,9 +82,10 @@ def _fresh(path: Path) -> None:
         path.with_name(path.name + suffix).unlink(missing_ok=True)
 
 
-def ceilings(data: Path, work: Path, fmt: str) -> tuple[float, float, int]:
-    """Seconds spent in plain executemany + commit for the same rows, into the real schema and into bare tables;
-    the rows are made untimed, a batch at a time, and each batch goes to both databases."""
+def ceilings(data: Path, work: Path, fmt: str) -> tuple[float, float, int, dict[str, float]]:
+    """Seconds spent in plain executemany + commit for the same rows, into the real schema and into bare tables,
+    and the schema's seconds by statement (lines, calls, each rollup, commit); the rows are made untimed, a
+    batch at a time, and each batch goes to both databases."""
     cls = get_parser_class(fmt)
     site = SiteConfig()  # what `smdrd import` without a config uses
     parser = cls(ParserContext(timezone=site.tz, country=site.country))
@@ -103,6 +105,13 @@ def ceilings(data: Path, work: Path, fmt: str) -> tuple[float, float, int]:
     bare_call = f"INSERT INTO calls ({cols}) VALUES ({', '.join('?' * BARE_COLUMNS)})"
     framer = Framer(1 << 20)
     timed_full = timed_bare = 0.0
+    parts: dict[str, float] = {}
+
+    def lap(part: str, since: float) -> float:
+        now = time.perf_counter()
+        parts[part] = parts.get(part, 0.0) + now - since
+        return now
+
     next_id = 1
     rows = 0
     with data.open("rb") as fh:
@@ -118,14 +127,18 @@ def ceilings(data: Path, work: Path, fmt: str) -> tuple[float, float, int]:
                 raw_rows = [(next_id + n, line[4]) for n, line in enumerate(batch.lines)]
                 bare_rows = [row[:BARE_COLUMNS] for _, row in batch.calls]
                 next_id += len(batch.lines)
-                t = time.perf_counter()
+                t = lap_start = time.perf_counter()
                 full.execute("BEGIN IMMEDIATE")
                 calls_before = full.execute(LAST_IDS).fetchone()[1]
                 full.executemany(INSERT_LINE, line_rows)
+                lap_start = lap("lines", lap_start)
                 full.executemany(INSERT_CALL, call_rows)
-                for statement in ROLL_UP:
+                lap_start = lap("calls", lap_start)
+                for rollup, statement in zip(ROLLUPS, ROLL_UP, strict=True):
                     full.execute(statement, (calls_before,))
+                    lap_start = lap(rollup.table, lap_start)
                 full.execute("COMMIT")
+                lap("commit", lap_start)
                 timed_full += time.perf_counter() - t
                 t = time.perf_counter()
                 bare.execute("BEGIN IMMEDIATE")
@@ -136,13 +149,13 @@ def ceilings(data: Path, work: Path, fmt: str) -> tuple[float, float, int]:
                 rows += len(line_rows)
     t = time.perf_counter()
     full.close()  # the last checkpoint: the import's wall-clock time includes it too
-    timed_full += time.perf_counter() - t
+    timed_full += lap("commit", t) - t
     t = time.perf_counter()
     bare.close()
     timed_bare += time.perf_counter() - t
     _fresh(schema_db)
     _fresh(bare_db)
-    return timed_full, timed_bare, rows
+    return timed_full, timed_bare, rows, parts
 
 
 def bench_format(fmt: str, lines: int, work: Path) -> dict[str, object]:
@@ -157,14 +170,16 @@ def bench_format(fmt: str, lines: int, work: Path) -> dict[str, object]:
     calls = conn.execute("SELECT count(*) FROM calls").fetchone()[0]
     conn.close()
     _fresh(db)
-    full_seconds, bare_seconds, base_rows = ceilings(data, work, fmt)
+    full_seconds, bare_seconds, base_rows, parts = ceilings(data, work, fmt)
     rate = stored / seconds
     full_rate = base_rows / full_seconds
     bare_rate = base_rows / bare_seconds
     return {"format": fmt, "lines": stored, "calls": calls, "import_seconds": round(seconds, 2),
             "import_lines_per_second": round(rate), "schema_ceiling_lines_per_second": round(full_rate),
             "bare_ceiling_lines_per_second": round(bare_rate), "ratio_to_schema": round(rate / full_rate, 3),
-            "ratio_to_bare": round(rate / bare_rate, 3), "data_bytes": os.path.getsize(data)}
+            "ratio_to_bare": round(rate / bare_rate, 3), "data_bytes": os.path.getsize(data),
+            # where the schema ceiling's time goes, as shares of it (the commits include the checkpoints)
+            "schema_ceiling_shares": {part: round(sec / full_seconds, 3) for part, sec in parts.items()}}
 
 
 def long_import(millions: int, work: Path) -> dict[str, object]:
@@ -205,6 +220,9 @@ def main() -> None:
              f"bare ceiling {r['bare_ceiling_lines_per_second']:>7,} lines/s  "
              f"ratios {r['ratio_to_schema']:.2f} / {r['ratio_to_bare']:.2f}")
             for r in runs]
+    rows += [(f"{r['format']} ceiling", "  ".join(f"{part} {share:.0%}" for part, share in
+                                                  cast("dict[str, float]", r["schema_ceiling_shares"]).items()))
+             for r in runs]
     results: dict[str, object] = {"runs": runs, "target_lines_per_second": TARGET}
     if args.long:
         long = long_import(args.long, work)
