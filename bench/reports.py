@@ -120,7 +120,7 @@ def call_rows(calls: int, seed: int = 11) -> Iterator[tuple[object, ...]]:
             yield (f"bench:{n}", "bench", "bench", f"k{n}", 0, local.isoformat(),
                    int(local.astimezone(UTC).timestamp()), duration, 5, direction, ext,
                    e164[3:] if e164 else "201", trunk, "", "", "", 1, "", "{}", e164 or None, cls, "r",
-                   e164[:5] or None, cost, "PLN", "" if not e164 else "GB" if e164[:3] == "+44" else "PL")
+                   e164[:5] or None, cost, "PLN", "" if not e164 else "GB" if e164[:3] == "+44" else "PL", "1")
 
 
 def generate_fast(conn: Any, calls: int) -> float:

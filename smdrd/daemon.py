@@ -94,15 +94,16 @@ CommitListener = Callable[[list[Entry], float], None]
 STOP_COMMIT_TIMEOUT = 20.0
 
 
-def build_hooks(settings: Settings, base_dir: Path | None = None) -> Hooks:
-    """The pipeline's hooks for ``settings``: the tariff's rating function (the alerts feature adds the observer).
+def build_hooks(settings: Settings, base_dir: Path | None = None, version: int | None = None) -> Hooks:
+    """The pipeline's hooks for ``settings``: the tariff's rating function (the alerts feature adds the observer),
+    whose ratings name the saved tariff version ``version`` (None: the files' tariff, by its digest).
 
     Raises:
         TariffError: a rate deck or rule is invalid (says which file and line).
     """
     from smdrd.rating import Rater
 
-    rater = Rater.from_config(settings.site, settings.tariff, base_dir=base_dir)
+    rater = Rater.from_config(settings.site, settings.tariff, base_dir=base_dir, version=version)
     return Hooks(rater.rate)
 
 
@@ -131,11 +132,12 @@ class Daemon:
         self.writer: JournalWriter = journal_writer(  # SQLite, or PostgreSQL for a [database] url
             db.target, commit_interval=db.commit_interval_ms / 1000, batch_rows=db.batch_rows,
             max_pending=db.max_pending_rows - in_worker, on_commit=self._committed, site=settings.site.name)
-        self.hooks = build_hooks(settings, self.base_dir)
+        self.hooks = build_hooks(settings, self.base_dir, self.tariff_version)
         #: parses and rates every source's lines in a worker process (alert rules run here, on its entries).
         self.pipeline: Pipeline | None = None
         if db.parse_in_worker:
-            self.pipeline = Pipeline(settings, self.base_dir, on_failure=self._failed, max_in_flight=in_worker)
+            self.pipeline = Pipeline(settings, self.base_dir, on_failure=self._failed, max_in_flight=in_worker,
+                                     version=self.tariff_version)
         #: the HTTP server (metrics, health, reports), or None when ``[http] enabled = false``.
         self.http: HttpServer | None = None
         if settings.http.enabled:
@@ -415,7 +417,7 @@ class Daemon:
             new = await asyncio.to_thread(load_config, self.config_path)
             new, version = await asyncio.to_thread(resolved_tariff, new)
             new = await asyncio.to_thread(resolve_directory, new)
-            new_hooks = build_hooks(new, self.base_dir)
+            new_hooks = build_hooks(new, self.base_dir, version)
         except SmdrdError as exc:  # a config or tariff error: names the file, key or line, never a secret
             log.error("daemon.reload_rejected", reason=str(exc), kept="the running configuration")
             return
@@ -434,7 +436,7 @@ class Daemon:
             changed = [n for n in old if n in fresh and fresh[n] != old[n]]
         self.hooks.rate = new_hooks.rate
         if self.pipeline is not None:
-            self.pipeline.configure(new, self.base_dir)
+            self.pipeline.configure(new, self.base_dir, version=version)
         self.settings = new
         if version != self.tariff_version:
             await self._note_tariff(version)
@@ -470,13 +472,14 @@ class Daemon:
 
     async def use_tariff(self, settings: Settings, rater: Rater | None = None, *, version: int | None = None) -> None:
         """Swap in the tariff of ``settings`` (``version``, saved in the console), as a reload would: compiled off
-        the event loop (unless ``rater`` is its compiled rater already), then swapped in one assignment here and
-        queued to the pipeline worker behind the lines already sent; noted in the audit log. Raises
-        `TariffError` (the running tariff stays) when it does not compile."""
-        rate = rater.rate if rater is not None else (await asyncio.to_thread(build_hooks, settings, self.base_dir)).rate
+        the event loop (unless ``rater`` is its compiled rater already, `Rater.labelled` with ``version``), then
+        swapped in one assignment here and queued to the pipeline worker behind the lines already sent; noted in
+        the audit log. Raises `TariffError` (the running tariff stays) when it does not compile."""
+        rate = rater.rate if rater is not None else (
+            await asyncio.to_thread(build_hooks, settings, self.base_dir, version)).rate
         self.hooks.rate = rate
         if self.pipeline is not None:
-            self.pipeline.configure(settings, self.base_dir)
+            self.pipeline.configure(settings, self.base_dir, version=version)
         self.settings = self.settings.model_copy(update={"tariff": settings.tariff})
         log.info("daemon.tariff_swapped", rules=len(settings.tariff.rules), mode=settings.tariff.mode)
         await self._note_tariff(version)

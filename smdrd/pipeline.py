@@ -60,9 +60,9 @@ MAX_IN_FLIGHT = 1_000
 #: operations per message to the worker: large enough that a flood costs one message per few hundred lines.
 MAX_OPS = 512
 
-def _config(settings: Settings, base_dir: Path | None) -> w.Configure:
+def _config(settings: Settings, base_dir: Path | None, version: int | None) -> w.Configure:
     return w.Configure(settings.site.model_dump(mode="json"), settings.tariff.model_dump(mode="json"),
-                   str(base_dir) if base_dir else None)
+                       str(base_dir) if base_dir else None, version)
 
 
 class PipelineStream:
@@ -94,8 +94,8 @@ class Pipeline:
 
     def __init__(self, settings: Settings, base_dir: Path | None = None, *,
                  on_failure: Callable[[str, BaseException], None] | None = None,
-                 max_in_flight: int = MAX_IN_FLIGHT) -> None:
-        self._config = _config(settings, base_dir)
+                 max_in_flight: int = MAX_IN_FLIGHT, version: int | None = None) -> None:
+        self._config = _config(settings, base_dir, version)
         self._on_failure = on_failure
         self.max_in_flight = max_in_flight
         self._streams: dict[int, tuple[w.Open, PipelineStream]] = {}
@@ -142,9 +142,10 @@ class Pipeline:
         self._queue(op)  # not answered: the worker only makes the parser
         return stream
 
-    def configure(self, settings: Settings, base_dir: Path | None = None) -> None:
-        """A reload: lines sent from now on are rated with ``settings``' tariff (sent behind the earlier ones)."""
-        self._config = _config(settings, base_dir)
+    def configure(self, settings: Settings, base_dir: Path | None = None, *, version: int | None = None) -> None:
+        """A reload: lines sent from now on are rated with ``settings``' tariff (sent behind the earlier ones),
+        the saved version ``version`` of it (None: the files')."""
+        self._config = _config(settings, base_dir, version)
         self._queue(self._config)
 
     def set_alerts(self, setup: AlertSetup, seed: Callable[[], Spend]) -> None:

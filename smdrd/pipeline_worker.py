@@ -92,11 +92,13 @@ class Close:
 
 @dataclass(slots=True)
 class Configure:
-    """The site and tariff (validated ``model_dump``\\ s) and the folder relative paths are read from."""
+    """The site and tariff (validated ``model_dump``\\ s) and the folder relative paths are read from; the
+    number of the saved version the tariff is (None: the files'), which every rating names."""
 
     site: dict[str, Any]
     tariff: dict[str, Any]
     base_dir: str | None
+    version: int | None = None
 
 
 @dataclass(slots=True)
@@ -194,7 +196,8 @@ def worker_main(conn: Connection) -> None:
                 try:
                     new_site = SiteConfig.model_validate(op.site)
                     base = Path(op.base_dir) if op.base_dir else None
-                    rate = Rater.from_config(new_site, TariffConfig.model_validate(op.tariff), base_dir=base).rate
+                    rate = Rater.from_config(new_site, TariffConfig.model_validate(op.tariff), base_dir=base,
+                                             version=op.version).rate
                     site = new_site
                 except Exception as exc:  # validated by the daemon before it was sent; keep the old rater
                     import structlog

@@ -223,6 +223,11 @@ class RerateSummary:
     calls_by_class_after: Counter[str] = field(default_factory=Counter)
     cost_by_class_before: Counter[str] = field(default_factory=Counter)
     cost_by_class_after: Counter[str] = field(default_factory=Counter)
+    #: calls that move from the tariff version that priced them to another (`Rating.tariff_version`; ``""``:
+    #: not known), figures changed or not.
+    versions: Counter[tuple[str, str]] = field(default_factory=Counter)
+    #: calls whose stored rating is (or would be) written: their figures or only their tariff version change.
+    updates: int = 0
 
     def by_class(self) -> list[dict[str, object]]:
         """One row per class: calls and cost before and after (cost as a decimal string)."""
@@ -240,12 +245,14 @@ class RerateSummary:
             "cost_after": {c: _money(self.cost_after[c]) for c in currencies},
             "by_class": self.by_class(),
             "rule_changes": [{"from": a, "to": b, "calls": n} for (a, b), n in self.rules.most_common(20)],
+            "version_changes": [{"from": a, "to": b, "calls": n} for (a, b), n in self.versions.most_common(20)],
         }
 
 
 def rerate(store: Rebuild, rater: Rater, lo: int, hi: int, *, apply: bool) -> RerateSummary:
     """Rate the calls stored between ``lo`` and ``hi`` (UTC seconds) again with ``rater``; store the new
-    ratings when ``apply`` (in short batches, while the daemon keeps writing), else only say what would change."""
+    ratings when ``apply`` (in short batches, while the daemon keeps writing), else only say what would change.
+    Every call checked is then priced by ``rater``'s tariff version, figures changed or not."""
     from smdrd.store.api import RatingUpdate
 
     summary = RerateSummary()
@@ -254,7 +261,8 @@ def rerate(store: Rebuild, rater: Rater, lo: int, hi: int, *, apply: bool) -> Re
         summary.checked += 1
         r = rater.rate_call(call.number, datetime.fromisoformat(call.start), call.duration,
                             direction=call.direction, trunk=call.trunk, answered=call.answered)
-        new = (r.e164, r.call_class, r.rule, r.prefix, int(r.cost * _MICROS), r.currency, r.region)
+        new = (r.e164, r.call_class, r.rule, r.prefix, int(r.cost * _MICROS), r.currency, r.region,
+               r.tariff_version or None)
         old = call.rating
         before_class, before_cost = str(old[1] or ""), int(old[4] or 0)
         summary.cost_before[str(old[5] or "")] += before_cost
@@ -263,11 +271,16 @@ def rerate(store: Rebuild, rater: Rater, lo: int, hi: int, *, apply: bool) -> Re
         summary.cost_by_class_before[before_class] += before_cost
         summary.calls_by_class_after[r.call_class] += 1
         summary.cost_by_class_after[r.call_class] += new[4]
-        if old != new:
+        if old[:7] != new[:7]:
             summary.changed += 1
             if old[2] != r.rule:
                 summary.rules[(str(old[2] or ""), r.rule)] += 1
             updates.append(RatingUpdate(call.call_id, new))
+        elif old[7] != new[7]:
+            updates.append(RatingUpdate(call.call_id, new, figures=False))
+        if old[7] != new[7]:
+            summary.versions[(old[7] or "", r.tariff_version)] += 1
+    summary.updates = len(updates)
     if apply:
         store.update_ratings(updates)
     return summary

@@ -87,21 +87,27 @@ async def post(browser: aiohttp.ClientSession, url: str, form: dict[str, str]) -
         return response.status, await response.text()
 
 
-async def priced(site: Rates, number: str, seconds: int) -> tuple[str, int]:
-    """Send a call over TCP as the PBX would; the rule and cost (micro-units) it is stored with."""
+async def sent(site: Rates, number: str, seconds: int, columns: str) -> tuple[Any, ...]:
+    """Send a call over TCP as the PBX would; ``columns`` of the call once it is stored."""
     with socket.create_connection(("127.0.0.1", site.pbx)) as pbx:
         pbx.sendall(avaya_line("201", number, seconds))
     async with asyncio.timeout(20):
         while True:
             conn = sqlite3.connect(site.daemon.db)
             try:
-                row = conn.execute("SELECT rule, cost_micros FROM calls WHERE number = ? AND duration = ?",
+                row = conn.execute(f"SELECT {columns} FROM calls WHERE number = ? AND duration = ?",
                                    (number, seconds)).fetchone()
             finally:
                 conn.close()
             if row is not None:
-                return str(row[0]), int(row[1])
+                return tuple(row)
             await asyncio.sleep(0.1)
+
+
+async def priced(site: Rates, number: str, seconds: int) -> tuple[str, int]:
+    """The rule and cost (micro-units) a call sent now is stored with."""
+    rule, cost = await sent(site, number, seconds, "rule, cost_micros")
+    return str(rule), int(cost)
 
 
 async def test_an_admin_edits_rules_and_the_next_call_and_the_tester_follow(site: Rates) -> None:
@@ -317,6 +323,55 @@ async def test_a_tariff_from_the_files_is_shown_read_only(tmp_path: Path) -> Non
         code, text = await post(admin, f"{site.base}/rates", {"csrf": csrf, "prefixes": "44", "rate": "1"})
         assert code == 409 and "comes from the files" in text
         assert await status(admin, f"{site.base}/rates/export.csv") == 200
+
+
+async def stored_call(site: Rates, number: str, seconds: int) -> tuple[int, str | None]:
+    """The id and the tariff version a call sent now is stored with."""
+    call_id, version = await sent(site, number, seconds, "id, tariff_version")
+    return int(call_id), version
+
+
+def tariff_of(page: str) -> str:
+    found = re.search(r'<dd id="tariff-version">(.*?)</dd>', page)
+    assert found is not None
+    return found.group(1)
+
+
+async def test_each_call_names_the_tariff_version_that_priced_it_until_a_re_rate_moves_it(site: Rates) -> None:
+    """A call priced by version v1, the tariff saved as v2 (swapped into the pipeline worker), a new call
+    priced by v2: each call's page names its own version, linked to the rates history; the re-rate preview
+    says the old call moves from v1 to v2, and after the re-rate its page says v2."""
+    today = datetime.now(ZoneInfo("Europe/Warsaw")).date().isoformat()
+    async with jar() as admin:
+        assert (await sign_in(site, admin, "alice")).status == 303
+        csrf = await page_csrf(site, admin, "/rates")
+        rule = {"csrf": csrf, "name": "Gdansk", "prefixes": "4858", "rate": "0.10", "position": "1",
+                "billing_unit": "60", "initial_time": "0", "directions": "outbound"}
+        assert (await post(admin, f"{site.base}/rates", rule))[0] == 303
+        async with admin.get(f"{site.base}/api/tariff", params={"limit": "1"}) as r:
+            v1 = (await r.json())["version"]
+        old, version = await stored_call(site, "583456789", 71)
+        assert version == str(v1)
+        assert (await post(admin, f"{site.base}/rates/1", {**rule, "rate": "0.20", "version": str(v1)}))[0] == 303
+        v2 = v1 + 1
+        new, version = await stored_call(site, "583456789", 72)
+        assert version == str(v2)
+        old_page = await text_of(admin, f"{site.base}/calls/{old}")
+        assert tariff_of(old_page) == f'<a href="/rates#version-{v1}">version {v1}</a>'
+        assert tariff_of(await text_of(admin, f"{site.base}/calls/{new}")) == \
+            f'<a href="/rates#version-{v2}">version {v2}</a>'
+        assert f'id="version-{v1}"' in await text_of(admin, f"{site.base}/rates")  # where the link leads
+        preview = await text_of(admin, f"{site.base}/rates/rerate?from={today}&to={today}")
+        assert f"calls priced by version {v1} would be priced by version {v2}" in preview
+        csrf = await page_csrf(site, admin, f"/rates/rerate?from={today}&to={today}")
+        code, _ = await post(admin, f"{site.base}/rates/rerate", {"csrf": csrf, "from": today, "to": today})
+        assert code == 303
+        assert tariff_of(await text_of(admin, f"{site.base}/calls/{old}")) == \
+            f'<a href="/rates#version-{v2}">version {v2}</a>'
+        after = await text_of(admin, f"{site.base}/rates/rerate?from={today}&to={today}")
+        assert 'id="rerate-versions"' not in after and 'id="apply-rerate"' not in after  # nothing left to move
+    entry = audit(site, "tariff.rerate")[0]
+    assert entry.after is not None and {"from": str(v1), "to": str(v2), "calls": 1} in entry.after["version_changes"]
 
 
 async def test_a_period_is_re_rated_with_the_tariff_in_force_after_a_preview(site: Rates) -> None:

@@ -168,7 +168,10 @@ def test_a_backup_of_the_previous_schema_version_is_migrated_on_a_private_copy(
     assert old.read_bytes() == before
     assert query(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
     for table in SMDRD_TABLES:
-        assert query(db, f"SELECT * FROM {table}") == query(genuine, f"SELECT * FROM {table}"), table
+        # A column the previous version had not (the tariff version of each call) is not known for its calls.
+        shown = cols if table == "calls" else "*"
+        assert query(db, f"SELECT {shown} FROM {table}") == query(genuine, f"SELECT {shown} FROM {table}"), table
+    assert {v for (v,) in query(db, "SELECT DISTINCT tariff_version FROM calls")} <= {None}
 
 
 def test_planner_statistics_and_another_page_size_do_not_stop_a_genuine_restore(

@@ -444,7 +444,7 @@ def seed_backlog(path: Path, n: int) -> None:
         f"INSERT INTO calls (line_id, {cols}) VALUES (?, {', '.join('?' * len(CALL_COLUMNS))})",
         ((i, f"old:{i}", "old", "avaya-ipo", f"k{i}", 0, "2017-07-14T12:00:00+02:00", old + i * 60, 61, 0,
           "outbound", str(200 + i % 100), "0600988600", "T9005", "", "", str(i), 1, "", "{}", "+48600988600",
-          "mobile", "r", "+4860", 120000, "PLN", "PL") for i in range(1, n + 1)))
+          "mobile", "r", "+4860", 120000, "PLN", "PL", None) for i in range(1, n + 1)))
     for statement in ROLL_UP:  # as every writer of calls does in its transaction
         conn.execute(statement, (0,))
     conn.execute("COMMIT")

@@ -33,7 +33,7 @@ def _call(n: int, start: str, **kw: object) -> tuple[object, ...]:
         "extension": f"2{n % 3:02d}", "number": "0123", "trunk": f"T{n % 2}", "account": "", "auth_code": "",
         "call_id": str(n), "answered": 1, "transfer": "", "extra": "{}", "e164": "+4420" if n % 2 else "+33",
         "call_class": "national", "rule": "r", "prefix": "44", "cost_micros": 1000 * n, "currency": "GBP",
-        "region": "GB" if n % 2 else "FR"}
+        "region": "GB" if n % 2 else "FR", "tariff_version": None}
     values.update(kw)
     return (1, *(values[c] for c in CALL_COLUMNS))
 

@@ -77,18 +77,18 @@ def run(args: argparse.Namespace) -> int:
     if args.database is not None:
         settings = settings.model_copy(update={"database": settings.database.model_copy(
             update={"path": args.database, "url": ""})})
-    from smdrd.tariffs import resolve
+    from smdrd.tariffs import resolved
 
-    settings = resolve(settings)  # [tariff] source = "database": the latest saved version
+    settings, version = resolved(settings)  # [tariff] source = "database": the latest saved version, its number
     base_dir = path.parent if path else None
     failed = FailedLines()
     if args.in_process or "-" in args.files:
         if settings.database.url:
             raise SmdrdError("--in-process and standard input import into a SQLite database only; with "
                              "[database] url, name the files")
-        counts = asyncio.run(import_files(settings, args, base_dir, failed))
+        counts = asyncio.run(import_files(settings, args, base_dir, failed, version=version))
     else:
-        counts = asyncio.run(import_parallel(settings, args, base_dir, failed))
+        counts = asyncio.run(import_parallel(settings, args, base_dir, failed, version=version))
     if not args.quiet:
         print(f"imported {counts['lines']} lines: {counts['calls']} calls, {counts['skipped']} skipped, "
               f"{counts['errors']} errors, {counts['duplicates']} already stored; "
@@ -158,9 +158,10 @@ def _open(name: str) -> tuple[BinaryIO, int | None]:
 
 
 async def import_files(settings: Settings, args: argparse.Namespace, base_dir: Path | None = None,
-                       failed: FailedLines | None = None) -> dict[str, float]:
+                       failed: FailedLines | None = None, *, version: int | None = None) -> dict[str, float]:
     """Import ``args.files`` (relative deck paths are read from ``base_dir``); return the counts. The lines
-    that failed are noted in ``failed``."""
+    that failed are noted in ``failed``; each call names the saved tariff version ``version`` that priced it
+    (None: the files' tariff)."""
     started = time.perf_counter()
     writer = _TallyingWriter(settings.database.path, commit_interval=1.0, batch_rows=args.batch,
                              max_pending=args.batch * 4, site=settings.site.name,
@@ -168,7 +169,7 @@ async def import_files(settings: Settings, args: argparse.Namespace, base_dir: P
     await writer.open()
     writer_task = asyncio.create_task(writer.run())
     ingest = SourceIngest(name=args.source, format=args.format, site=settings.site, writer=writer,
-                          hooks=build_hooks(settings, base_dir), encoding=args.encoding,
+                          hooks=build_hooks(settings, base_dir, version), encoding=args.encoding,
                           year=args.year or _source_year(settings, args.source),
                           options=_source_options(settings, args.source),
                           max_line=1 << 20)
@@ -194,7 +195,7 @@ async def import_files(settings: Settings, args: argparse.Namespace, base_dir: P
 
 
 async def import_parallel(settings: Settings, args: argparse.Namespace, base_dir: Path | None = None,
-                          failed: FailedLines | None = None) -> dict[str, float]:
+                          failed: FailedLines | None = None, *, version: int | None = None) -> dict[str, float]:
     """Import ``args.files`` with the parsing in a worker process and the commits here; return the counts.
 
     The worker sends `RowBatch`es (the rows, mapped where they were parsed); this process commits each with
@@ -209,7 +210,7 @@ async def import_parallel(settings: Settings, args: argparse.Namespace, base_dir
         "year": args.year or _source_year(settings, args.source),
         "options": _source_options(settings, args.source),
         "site": settings.site.model_dump(mode="json"), "tariff": settings.tariff.model_dump(mode="json"),
-        "base_dir": str(base_dir) if base_dir else None, "batch": max(1, args.batch),
+        "version": version, "base_dir": str(base_dir) if base_dir else None, "batch": max(1, args.batch),
     }
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that may already hold threads
     receiver, sender = ctx.Pipe(duplex=False)
@@ -292,7 +293,8 @@ def _parse_files(out: Connection, job: dict[str, Any]) -> None:
 
     site = SiteConfig.model_validate(job["site"])
     base_dir = Path(job["base_dir"]) if job["base_dir"] else None
-    rate = Rater.from_config(site, TariffConfig.model_validate(job["tariff"]), base_dir=base_dir).rate
+    rate = Rater.from_config(site, TariffConfig.model_validate(job["tariff"]), base_dir=base_dir,
+                             version=job["version"]).rate
     cls = get_parser_class(job["format"])
     encoding = job["encoding"] or cls.encoding
     context = ParserContext(timezone=site.tz, year=job["year"], options=job["options"],

@@ -69,10 +69,10 @@ def _bounds(args: argparse.Namespace, settings: Settings) -> tuple[int, int]:
 
 
 def _rater(settings: Settings, path: Path | None) -> Rater:
-    from smdrd.tariffs import resolve
+    from smdrd.tariffs import resolved
 
-    settings = resolve(settings)  # [tariff] source = "database": the latest saved version
-    return Rater.from_config(settings.site, settings.tariff, base_dir=path.parent if path else None)
+    settings, version = resolved(settings)  # [tariff] source = "database": the latest saved version, its number
+    return Rater.from_config(settings.site, settings.tariff, base_dir=path.parent if path else None, version=version)
 
 
 # --- rerate -------------------------------------------------------------------------------------------------
@@ -95,6 +95,8 @@ def run_rerate(args: argparse.Namespace) -> int:
         print(f"checked {summary.checked} calls: {summary.changed} {verb}; cost {costs or '0'}")
         for item in out["rule_changes"]:  # type: ignore[attr-defined]
             print(f"  {item['calls']:>6} calls: rule {item['from'] or '(none)'!r} -> {item['to'] or '(none)'!r}")
+        for item in out["version_changes"]:  # type: ignore[attr-defined]
+            print(f"  {item['calls']:>6} calls: tariff {item['from'] or '(unknown version)'} -> {item['to']}")
     return 0
 
 

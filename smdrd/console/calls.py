@@ -27,6 +27,7 @@ from urllib.parse import urlencode
 import structlog
 from aiohttp import web
 
+from smdrd.console.rates import version_text
 from smdrd.http import READERS, Principal, principal_of, requires
 from smdrd.journal import MICROS
 from smdrd.privacy import hidden_digits, mask, seen_match, visible_part
@@ -424,8 +425,10 @@ class CallPages:
             return self.console.render(request, "calls_missing.html", status=404, title="No such call")
         call, legs, lines, ctx = found
         hidden = self._hidden(request)
+        tariff_text, tariff_link = version_text(call.tariff_version)
         return self.console.render(
             request, "calls_call.html", title=f"Call {call.id}", call=self._row(call, ctx, hidden), stored=call,
+            tariff_text=tariff_text, tariff_link=tariff_link,
             legs=[self._row(leg, ctx, hidden) for leg in legs],
             lines=[_line(line, legs, hidden, ctx) for line in lines],
             tester_url=_tester_url(call) if not hidden else "", timezone=str(ctx.timezone))
@@ -442,7 +445,8 @@ class CallPages:
                      "source": call.source, "format": call.format, "call_key": call.call_key,
                      "rating": {"e164": body["e164"], "region": call.region, "call_class": call.call_class,
                                 "rule": call.rule, "prefix": call.prefix,
-                                "cost": body["cost"], "currency": call.currency},
+                                "cost": body["cost"], "currency": call.currency,
+                                "tariff_version": call.tariff_version},
                      "legs": [{k: v for k, v in self._row(leg, ctx, hidden).items() if not k.endswith("_text")}
                               for leg in legs],
                      "lines": [_line(line, legs, hidden, ctx) for line in lines],

@@ -36,6 +36,7 @@ from smdrd.rating.classes import CALL_CLASSES
 from smdrd.rating.config import TariffConfig, TariffRuleConfig
 from smdrd.rating.explain import Explanation, explain
 from smdrd.rating.rules import TariffSourceError
+from smdrd.rating.tariff import FILES_LABEL
 from smdrd.reports.render import hms
 from smdrd.store import open_store
 from smdrd.store.api import Actor, TariffConflict, TariffStore, TariffVersion, TariffVersionInfo, utc_bounds
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
     from smdrd.console import Console
     from smdrd.rating.tariff import Rater
 
-__all__ = ["READ", "RateAdmin", "parse_duration", "register", "rule_problems"]
+__all__ = ["READ", "RateAdmin", "parse_duration", "register", "rule_problems", "version_text"]
 
 T = TypeVar("T")
 
@@ -101,6 +102,18 @@ def parse_duration(text: str) -> int:
     if seconds > MAX_DURATION:
         raise ValueError(f"at most {MAX_DURATION // 86400} days")
     return seconds
+
+
+def version_text(label: str | None) -> tuple[str, str]:
+    """How a person reads the tariff that priced a call (`smdrd.rating.Rating.tariff_version` ``label``), and
+    the link to it in the rates page's history (``""``: none)."""
+    if not label:
+        return "unknown version", ""
+    if label.startswith(FILES_LABEL):
+        return f"the tariff from the files (digest {label[len(FILES_LABEL):]})", "/rates"
+    if label.isascii() and label.isdigit():
+        return f"version {label}", f"/rates#version-{label}"
+    return label, ""
 
 
 def rule_problems(data: Mapping[str, Any], bands: Mapping[str, Any]) -> tuple[TariffRuleConfig | None, dict[str, str]]:
@@ -245,8 +258,10 @@ class RateAdmin:
         key = id(settings.tariff)
         rater = self._raters.get(key)
         if rater is None:
-            base = self.console.daemon.base_dir if self.console.daemon is not None else None
-            rater = await asyncio.to_thread(Rater.from_config, settings.site, settings.tariff, base_dir=base)
+            daemon = self.console.daemon
+            base, version = (daemon.base_dir, daemon.tariff_version) if daemon is not None else (None, None)
+            rater = await asyncio.to_thread(Rater.from_config, settings.site, settings.tariff, base_dir=base,
+                                            version=version)
             self._raters = {key: rater}  # one kept: the tariff in force
         return rater
 
@@ -284,6 +299,7 @@ class RateAdmin:
         except TariffConflict as exc:
             return Outcome(errors={"version": str(exc)}, status=409)
         self._state = (self._key(info.version, settings.tariff), _State(True, TariffVersion(info, doc), new))
+        rater = rater.labelled(info.version)  # its ratings name the version it was saved as
         daemon = self.console.daemon
         if daemon is not None:
             await daemon.use_tariff(daemon.settings.model_copy(update={"tariff": new}), rater, version=info.version)
@@ -603,7 +619,8 @@ class RateAdmin:
         return self.console.render(
             request, "rates_rerate.html", status=400 if problems and status == 200 else status, title="Re-rate calls",
             first=first, last=last, values={k: query.get(k, "")[:20] for k in ("from", "to")}, errors=problems,
-            preview=preview, state=state, csrf=principal.csrf, done=DONE.get(query.get("done", ""), ""))
+            preview=preview, state=state, csrf=principal.csrf, done=DONE.get(query.get("done", ""), ""),
+            version_text=version_text)
 
     @requires(*ADMIN)
     async def rerate_form(self, request: web.Request) -> web.StreamResponse:
@@ -619,7 +636,8 @@ class RateAdmin:
             "tariff.rerate", f"{first} to {last}", at=now, actor=actor,
             before={"cost": totals["cost_before"]},
             after={"cost": totals["cost_after"], "changed": done.changed, "checked": done.checked,
-                   "version": state.number if state.database else None}))
+                   "version": state.number if state.database else None,
+                   "version_changes": totals["version_changes"]}))
         raise web.HTTPSeeOther(f"/rates/rerate?{urlencode({'from': str(first), 'to': str(last), 'done': 'rerated'})}")
 
     # ---- the JSON API ----

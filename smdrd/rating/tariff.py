@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from smdrd.rating.config import SiteConfig, TariffConfig
 
 __all__ = [
+    "FILES_LABEL",
     "FIRST_MATCH",
     "LONGEST_PREFIX",
     "UNKNOWN_FREE",
@@ -52,6 +53,7 @@ __all__ = [
     "build_tariff",
     "compile_tariff",
     "empty_tariff",
+    "tariff_label",
 ]
 
 LONGEST_PREFIX = "longest-prefix"
@@ -84,6 +86,8 @@ class Rating:
         currency: the tariff's ISO 4217 currency.
         region: the ISO 3166 region of ``e164`` (``DO`` for +1 809), ``""`` when unknown
             (`smdrd.rating.normalise.Number.region`): what reports and metrics call the destination's country.
+        tariff_version: the tariff that priced it (`tariff_label`): a saved version's number (``"5"``),
+            ``"files:<digest>"`` for a tariff from the configuration's files, ``""`` when not known.
     """
 
     e164: str
@@ -93,11 +97,12 @@ class Rating:
     cost: Decimal
     currency: str
     region: str = ""
+    tariff_version: str = field(default="", compare=False)
 
-    def __reduce__(self) -> tuple[type[Rating], tuple[str, str, str, str, Decimal, str, str]]:
+    def __reduce__(self) -> tuple[type[Rating], tuple[str, str, str, str, Decimal, str, str, str]]:
         # Pickled by field values (import's worker sends millions): several times faster than the slots state.
         return (Rating, (self.e164, self.call_class, self.rule, self.prefix, self.cost, self.currency,
-                         self.region))
+                         self.region, self.tariff_version))
 
     def to_json(self) -> dict[str, str]:
         """The rating as JSON-safe data (the cost as a decimal string)."""
@@ -116,12 +121,12 @@ _new = object.__new__
 _SETTERS = tuple(Rating.__dict__[f.name].__set__ for f in fields(Rating))  # in `_rating`'s argument order
 
 
-def _rating(  # noqa: PLR0917 - mirrors Rating's seven fields, positionally, on the hot path
-    e164: str, call_class: str, rule: str, prefix: str, cost: Decimal, currency: str, region: str
+def _rating(  # noqa: PLR0917 - mirrors Rating's eight fields, positionally, on the hot path
+    e164: str, call_class: str, rule: str, prefix: str, cost: Decimal, currency: str, region: str, version: str
 ) -> Rating:
     """`Rating(...)` in half the time: the slots' own setters instead of the frozen ``__setattr__``."""
     out: Rating = _new(Rating)
-    s0, s1, s2, s3, s4, s5, s6 = _SETTERS
+    s0, s1, s2, s3, s4, s5, s6, s7 = _SETTERS
     s0(out, e164)
     s1(out, call_class)
     s2(out, rule)
@@ -129,7 +134,20 @@ def _rating(  # noqa: PLR0917 - mirrors Rating's seven fields, positionally, on 
     s4(out, cost)
     s5(out, currency)
     s6(out, region)
+    s7(out, version)
     return out
+
+
+#: the `Rating.tariff_version` of a tariff from the configuration's files: this, then the tariff's digest.
+FILES_LABEL = "files:"
+
+
+def tariff_label(version: int | None, tariff: Tariff, source: str = "files") -> str:
+    """What `Rating.tariff_version` says for ``tariff``: the number of the saved version it is (``version``),
+    or, for a tariff from the files (``source``), `FILES_LABEL` and its digest; ``""`` when neither is known."""
+    if version is not None:
+        return str(version)
+    return FILES_LABEL + tariff.digest if source == "files" and tariff.digest else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,16 +465,25 @@ class Rater:
         tariff: the compiled tariff (`empty_tariff` prices nothing but still classifies).
         tz: the site's timezone; calls are rated by their local start time.
         cache: use the shared normalisation cache (turn off only to measure it).
+        version: what each rating says priced it (`Rating.tariff_version`, see `tariff_label`).
     """
 
-    __slots__ = ("_normalise", "_unknown", "plan", "tariff", "tz")
+    __slots__ = ("_normalise", "_unknown", "plan", "tariff", "tz", "version")
 
-    def __init__(self, plan: Dialplan, tariff: Tariff, tz: tzinfo, *, cache: bool = True) -> None:
+    def __init__(self, plan: Dialplan, tariff: Tariff, tz: tzinfo, *, cache: bool = True, version: str = "") -> None:
         self.plan = plan
         self.tariff = tariff
         self.tz = tz
+        self.version = version
         self._normalise = normalise if cache else normalise_uncached
         self._unknown = tariff.unknown_for(plan.country_code)
+
+    def labelled(self, version: int | None) -> Rater:
+        """This rater, its ratings saying they were priced by the saved version ``version`` (known once the
+        tariff it was compiled from is saved)."""
+        out = Rater(self.plan, self.tariff, self.tz, version=tariff_label(version, self.tariff, ""))
+        out._normalise = self._normalise
+        return out
 
     @classmethod
     def from_config(
@@ -466,8 +493,11 @@ class Rater:
         *,
         base_dir: Path | str | None = None,
         cache: bool = True,
+        version: int | None = None,
     ) -> Rater:
         """The rater for a configured site and tariff (no tariff: every call costs 0, classes still set).
+        ``version``: the number of the saved version ``tariff`` is (``[tariff] source = "database"``), which
+        each rating then names; a tariff from the files is named by its digest.
 
         Raises:
             TariffError: a deck or inline rule is invalid (naming the file and line, or the rule's index).
@@ -480,7 +510,8 @@ class Rater:
         except ValueError as exc:
             raise ConfigError(None, [("site.country", str(exc))]) from None
         compiled = empty_tariff() if tariff is None else compile_tariff(tariff, base_dir=base_dir)
-        return cls(plan, compiled, ZoneInfo(site.timezone), cache=cache)
+        label = tariff_label(version, compiled, tariff.source if tariff is not None else "")
+        return cls(plan, compiled, ZoneInfo(site.timezone), cache=cache, version=label)
 
     def normalise(self, number: str) -> Number:
         """``number`` as the site dials it, normalised (cached)."""
@@ -521,7 +552,7 @@ class Rater:
         tariff = self.tariff
         num = self._normalise(number, self.plan)
         if _INTERNAL in (direction, num.call_class):
-            return _rating(num.e164, _INTERNAL, "", "", ZERO, tariff.currency, num.region)
+            return _rating(num.e164, _INTERNAL, "", "", ZERO, tariff.currency, num.region, self.version)
         key = num.key
         local: datetime | None = None
         holiday = False
@@ -540,20 +571,20 @@ class Rater:
         else:
             unknown = self._unknown_rule(num, direction)
             if unknown is None:
-                return _rating(num.e164, num.call_class, "", "", ZERO, tariff.currency, num.region)
+                return _rating(num.e164, num.call_class, "", "", ZERO, tariff.currency, num.region, self.version)
             rule, prefix = unknown, ""
         call_class = rule.call_class or num.call_class
         if not answered or duration <= 0:
             # No talk time: carriers bill nothing, unless the rule charges its connection fee for attempts.
             cost = round_cost(price_attempt(rule), tariff.decimals) if rule.charge_unanswered else ZERO
-            return _rating(num.e164, call_class, rule.name, prefix, cost, tariff.currency, num.region)
+            return _rating(num.e164, call_class, rule.name, prefix, cost, tariff.currency, num.region, self.version)
         if tariff.split and rule is not self._unknown:
             call = _Call(num, direction, trunk, local or _local(start, self.tz))
             unrounded = self._split(call, rule, prefix, duration)[0]
         else:
             unrounded = price(rule, duration)
         return _rating(num.e164, call_class, rule.name, prefix, round_cost(unrounded, tariff.decimals),
-                       tariff.currency, num.region)
+                       tariff.currency, num.region, self.version)
 
     def _unknown_rule(self, num: Number, direction: str) -> Rule | None:
         """The tariff's rule for an outbound number that failed validation and matched no prefix."""

@@ -357,8 +357,10 @@ class Retention(Protocol):
 
 # ---- rerate and reparse ----
 
-#: what rating decides for a call: ``(e164, call_class, rule, prefix, cost_micros, currency, region)``.
-Rating = tuple[str | None, str | None, str | None, str | None, int | None, str | None, str]
+#: what rating decides for a call: ``(e164, call_class, rule, prefix, cost_micros, currency, region,
+#: tariff_version)``; the last is the tariff that priced it (`smdrd.rating.Rating.tariff_version`), ``None``
+#: when not known (a call stored before calls kept it, or unrated).
+Rating = tuple[str | None, str | None, str | None, str | None, int | None, str | None, str, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,10 +379,12 @@ class StoredRating:
 
 @dataclass(frozen=True, slots=True)
 class RatingUpdate:
-    """A call's new rating."""
+    """A call's new rating; ``figures`` false: only the version of the tariff that priced it moves (its figures
+    stay, so the rollups need not)."""
 
     call_id: int
     rating: Rating
+    figures: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -825,6 +829,8 @@ class StoredCall:
     prefix: str | None
     cost_micros: int | None
     currency: str | None
+    #: the tariff that priced it (`smdrd.rating.Rating.tariff_version`); None: not known.
+    tariff_version: str | None = None
 
     def sort_value(self, sort: str) -> int:
         """This call's value for a `CallQuery.sort` (the keyset cursor's first half)."""

@@ -159,6 +159,8 @@ MIGRATIONS: tuple[str, ...] = (
     BASE_MIGRATION,
     # 2: sites publish to a central store: lines known per site, sites by name, rollups per site.
     SITES_MIGRATION,
+    # the version of the tariff that priced each call, as the SQLite store's `CALL_TARIFF_MIGRATION`.
+    "ALTER TABLE calls ADD COLUMN IF NOT EXISTS tariff_version text;  -- '5', 'files:<digest>'; NULL: not known",
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -23,7 +23,7 @@ __all__ = ["SqliteCalls"]
 
 _COLUMNS = ("c.id, c.line_id, c.source, c.format, c.call_key, c.leg, c.start, c.start_utc, c.duration, c.ring, "
             "c.direction, c.extension, c.number, c.trunk, c.account, c.call_id, c.answered, c.transfer, c.extra, "
-            "c.e164, c.region, c.call_class, c.rule, c.prefix, c.cost_micros, c.currency")
+            "c.e164, c.region, c.call_class, c.rule, c.prefix, c.cost_micros, c.currency, c.tariff_version")
 #: the SQL of each sort's value (`StoredCall.sort_value` gives the same in Python, for the cursor).
 _SORT_SQL = {"start": "c.start_utc", "duration": "c.duration", "cost": "coalesce(c.cost_micros, 0)"}
 
@@ -39,7 +39,7 @@ def _call(row: Sequence[Any]) -> StoredCall:
         direction=row[10], extension=row[11], number=row[12], trunk=row[13], account=row[14], call_id=row[15],
         answered=bool(row[16]), transfer=row[17], extra=extra if isinstance(extra, dict) else {}, e164=row[19],
         region=row[20] or "", call_class=row[21], rule=row[22], prefix=row[23],
-        cost_micros=None if row[24] is None else int(row[24]), currency=row[25])
+        cost_micros=None if row[24] is None else int(row[24]), currency=row[25], tariff_version=row[26])
 
 
 def search_sql(q: CallQuery) -> tuple[str, list[object]]:

@@ -37,19 +37,25 @@ class SqliteRebuild:
     def ratings(self, lo: int, hi: int) -> Iterator[StoredRating]:
         rows = self.conn.execute(
             "SELECT id, number, start, duration, direction, trunk, answered, e164, call_class, rule, prefix, "
-            "cost_micros, currency, region FROM calls WHERE start_utc >= ? AND start_utc < ? ORDER BY id", (lo, hi))
+            "cost_micros, currency, region, tariff_version FROM calls WHERE start_utc >= ? AND start_utc < ? "
+            "ORDER BY id", (lo, hi))
         for (call_id, number, start, duration, direction, trunk, answered, e164, call_class, rule, prefix,
-             cost_micros, currency, region) in rows:
+             cost_micros, currency, region, version) in rows:
             yield StoredRating(call_id, number, start, duration, direction, trunk, bool(answered),
-                               (e164, call_class, rule, prefix, cost_micros, currency, region))
+                               (e164, call_class, rule, prefix, cost_micros, currency, region, version))
 
     def update_ratings(self, updates: Sequence[RatingUpdate]) -> None:
         for i in range(0, len(updates), BATCH):
+            batch = updates[i:i + BATCH]
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 self.conn.executemany(
                     "UPDATE calls SET e164 = ?, call_class = ?, rule = ?, prefix = ?, cost_micros = ?, "
-                    "currency = ?, region = ? WHERE id = ?", [(*u.rating, u.call_id) for u in updates[i:i + BATCH]])
+                    "currency = ?, region = ?, tariff_version = ? WHERE id = ?",
+                    [(*u.rating, u.call_id) for u in batch if u.figures])
+                # The version alone: a statement that leaves the rollups' update trigger alone.
+                self.conn.executemany("UPDATE calls SET tariff_version = ? WHERE id = ?",
+                                      [(u.rating[7], u.call_id) for u in batch if not u.figures])
                 self.conn.execute("COMMIT")
             except BaseException:
                 self.conn.execute("ROLLBACK")

@@ -21,7 +21,7 @@ CallRow = tuple[object, ...]
 CALL_COLUMNS = (
     "uid", "source", "format", "call_key", "leg", "start", "start_utc", "duration", "ring", "direction",
     "extension", "number", "trunk", "account", "auth_code", "call_id", "answered", "transfer", "extra",
-    "e164", "call_class", "rule", "prefix", "cost_micros", "currency", "region",
+    "e164", "call_class", "rule", "prefix", "cost_micros", "currency", "region", "tariff_version",
 )
 
 INSERT_LINE = ("INSERT INTO lines (id, source, peer, received_at, format, raw, status, error) "
@@ -51,10 +51,10 @@ def call_row(call: RatedCall, source: str) -> CallRow:
     start_utc = int(start.timestamp()) if start.tzinfo else int(start.replace(tzinfo=UTC).timestamp())
     rating = call.rating
     if rating is None:
-        rated: tuple[object, ...] = (None, None, None, None, None, None, "")
+        rated: tuple[object, ...] = (None, None, None, None, None, None, "", None)
     else:
         rated = (rating.e164, rating.call_class, rating.rule, rating.prefix, int(rating.cost * MICROS),
-                 rating.currency, rating.region)
+                 rating.currency, rating.region, getattr(rating, "tariff_version", "") or None)
     return (
         call.uid, source, record.format, record.key(), record.leg, start.isoformat(), start_utc,
         record.duration, record.ring, record.direction.value, record.extension, record.number, record.trunk,

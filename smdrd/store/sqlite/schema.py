@@ -336,6 +336,11 @@ ALERT_STATES_MIGRATION = """
 #: ``calls_start``: an insert costs the same at 10M rows as at 10k.
 CALL_NUMBERS_MIGRATION = "CREATE INDEX calls_start_numbers ON calls (start_utc, number, e164);"
 
+#: Which tariff priced each call (`smdrd.rating.Rating.tariff_version`): a saved version's number (``'5'``), or
+#: ``'files:<digest>'`` for a tariff from the configuration's files; NULL for the calls stored before (and the
+#: unrated ones), which the console calls "unknown version" until a re-rate sets it. Not in the rollups.
+CALL_TARIFF_MIGRATION = "ALTER TABLE calls ADD COLUMN tariff_version TEXT;"
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: the journal of raw lines, and the calls parsed from them.
     """
@@ -556,6 +561,8 @@ MIGRATIONS: tuple[str, ...] = (
     ALERT_STATES_MIGRATION,
     # the console's search by number reads numbers from an index in start order (see `CALL_NUMBERS_MIGRATION`).
     CALL_NUMBERS_MIGRATION,
+    # the version of the tariff that priced each call (see `CALL_TARIFF_MIGRATION`).
+    CALL_TARIFF_MIGRATION,
 )
 
 #: created on its own connection by `smdrd reparse` only: calls it deletes (to rebuild them from the journal)
