@@ -241,6 +241,26 @@ def test_a_kind_and_filters_picked_in_the_form_land_in_the_url(server: DaemonThr
         assert "from=2026-03-01" in link and "to=2026-03-31" in link
 
 
+def test_days_and_departments_draw_their_cost_as_bars(server: DaemonThread, no_script: Any) -> None:
+    """Without a script: a bar per day of March, a bar per top department, each titled with its cost."""
+    no_script.get(f"{server.base}/reports?{MARCH}&kind=days")
+    wait_loaded(no_script)
+    days = no_script.find_elements("css selector", "#chart g.bar")
+    assert len(days) == 31
+    expected = server.json(f"/api/reports/days?{MARCH}")
+    assert days[1].find_element("tag name", "title").get_attribute("textContent") == (
+        f"2026-03-02: {expected['rows'][1]['cost']} EUR, {expected['rows'][1]['calls']} calls")
+    heights = [float(b.find_element("tag name", "rect").get_attribute("height")) for b in days]
+    costs = [Decimal(r["cost"]) for r in expected["rows"]]
+    assert heights.index(max(heights)) == costs.index(max(costs)) and min(heights) == 0
+    no_script.get(f"{server.base}/reports?{MARCH}&kind=departments")
+    wait_loaded(no_script)
+    bars = [b.text for b in no_script.find_elements("css selector", "#chart g.bar")]
+    departments = server.json(f"/api/reports/departments?{MARCH}")
+    top = [r for r in departments["rows"] if r["parent"] is None]
+    assert len(bars) == len(top) and len(top) >= 2
+
+
 def test_a_column_sorts_by_its_link(server: DaemonThread, no_script: Any) -> None:
     """Clicking Cost sorts rows by cost (numerically, not as text); clicking again reverses; totals stay."""
     no_script.get(f"{server.base}/reports?{MARCH}")

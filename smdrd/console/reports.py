@@ -6,8 +6,9 @@ the API's own parser (`smdrd.reports.queries.parse_query`), so the page and ``/a
 refuse the same things; each mistake is named beside its field (400), never a 500. The table is the reports'
 own (`smdrd.reports.render.table_view`: durations h:mm:ss, money with its currency, names beside extensions, a
 totals row), sorted by a column through links, with download links to the CSV, XLSX and PDF exports of the same
-query. A manager sees only their departments (`smdrd.reports.http.scoped`), numbers are masked as the reader
-may see them ([privacy]), and the report runs in the reports' own threads under their ``max_reports`` bound
+query; the days and departments kinds draw their cost as bars (inline SVG, `chart`: no script). A manager sees
+only their departments (`smdrd.reports.http.scoped`), numbers are masked as the reader may see them
+([privacy]), and the report runs in the reports' own threads under their ``max_reports`` bound
 (`smdrd.reports.http.ReportService.report`), never on the event loop. Every value is escaped by the template.
 """
 
@@ -35,7 +36,7 @@ from smdrd.reports.schedules import PERIODS, period_of
 if TYPE_CHECKING:
     from smdrd.console import Console
 
-__all__ = ["PAGE_SIZE", "ReportForm", "ReportPage", "parse_form", "register", "sorted_report"]
+__all__ = ["PAGE_SIZE", "Chart", "ReportForm", "ReportPage", "chart", "parse_form", "register", "sorted_report"]
 
 #: the query parameters the form sends, as `parse_query` reads them (``class`` may repeat).
 API_KEYS = ("kind", "from", "to", "department", "extension", "trunk", "direction", "class", "by_class", "top", "by",
@@ -157,6 +158,65 @@ def sorted_report(report: Report, key: str, descending: bool) -> Report:
     return dataclasses.replace(report, rows=ordered(report.rows), sections=sections)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Bar:
+    """One bar of a `Chart`: its label, its value as shown, and where it is drawn (SVG user units)."""
+
+    label: str
+    text: str
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Chart:
+    """Cost as bars: per day (upright, the first and last day named) or per department (across, each named)."""
+
+    title: str
+    width: int
+    height: int
+    across: bool
+    bars: list[Bar]
+
+
+#: the chart's size in SVG units (it scales to the page's width), a department bar's height and label room.
+CHART_WIDTH, DAYS_HEIGHT, BAR, LABELS = 720, 200, 22, 160
+
+
+def chart(report: Report) -> Chart | None:
+    """The cost of a days report per day, or of a departments report per top department (those whose parent
+    is not shown); None for any other report, or one by class."""
+    if report.meta.get("by_class") or report.kind not in ("days", "departments"):
+        return None
+    currency = str(report.meta.get("currency") or "")
+    if report.kind == "days":
+        rows = report.rows
+        label = "day"
+    else:
+        shown = {r["department"] for r in report.rows}
+        rows = [r for r in report.rows if not r.get("parent") or r["parent"] not in shown]
+        label = "department"
+    if not rows:
+        return None
+    top = max((Decimal(r["cost"]) for r in rows), default=Decimal(0)) or Decimal(1)
+    bars: list[Bar] = []
+    if report.kind == "days":
+        step = CHART_WIDTH / len(rows)
+        for i, r in enumerate(rows):
+            height = float(Decimal(r["cost"]) / top * (DAYS_HEIGHT - 20))
+            bars.append(Bar(str(r[label]), f"{r['cost']} {currency}, {r['calls']} calls", round(i * step, 2),
+                            round(DAYS_HEIGHT - 20 - height, 2), round(max(step - 1, 1), 2), round(height, 2)))
+        return Chart("Cost per day", CHART_WIDTH, DAYS_HEIGHT, False, bars)
+    room = CHART_WIDTH - LABELS - 120
+    for i, r in enumerate(rows):
+        width = float(Decimal(r["cost"]) / top * room)
+        bars.append(Bar(str(r[label]), f"{r['cost']} {currency}", LABELS, i * (BAR + 6) + 4, round(max(width, 1), 2),
+                        BAR))
+    return Chart("Cost per department", CHART_WIDTH, len(rows) * (BAR + 6) + 8, True, bars)
+
+
 class ReportPage:
     """The reports page of one console, on the daemon's `ReportService`."""
 
@@ -185,6 +245,7 @@ class ReportPage:
                 status = 503 if busy else 200
         if form.errors and status == 200:
             status = 400
+        drawn = chart(report) if report is not None else None  # in the report's own order (days in order)
         sort, descending = form.values["sort"], form.values["order"] == "desc"
         if report is not None and sort:
             if any(c.key == sort for c in report.columns):
@@ -197,6 +258,7 @@ class ReportPage:
             kinds=[(k, TITLES[k]) for k in KINDS], kind=kind, periods=[(p, PERIOD_NAMES[p]) for p in PERIODS],
             departments=visible_departments(principal, ctx), directions=DIRECTIONS, classes=CALL_CLASSES,
             report=report, view=table_view(report) if report is not None else None,
+            chart=drawn,
             header=header_lines(report) if report is not None else [], busy=busy,
             listing=kind in LISTING_KINDS, details=kind in DETAIL_KINDS,
             sort=sort, descending=descending, sort_url=self._sort_url(form),
