@@ -481,6 +481,13 @@ def test_in_chromium_moving_a_rule_up_changes_the_testers_answer(site: Rates, br
 
 @in_chromium
 def test_in_chromium_import_and_export_a_yeastar_deck(site: Rates, browser: Any, tmp_path: Path) -> None:
+    big = tmp_path / "company-rates.csv"
+    big.write_bytes(yeastar_deck(24_000).encode())  # 1 MiB and more: more than a plain form may carry
+    browser.get(f"{site.base}/rates")
+    browser.find_element("id", "deck").send_keys(str(big))
+    browser.find_element("id", "import-deck").click()
+    assert settled(browser, lambda d: "Deck imported." in d.find_element("id", "done").text)
+    assert "24002 rules" in browser.page_source
     deck = tmp_path / "yeastar-rates.csv"
     deck.write_bytes(MARKUP_DECK.encode())
     browser.get(f"{site.base}/rates")
