@@ -426,6 +426,11 @@ class HttpServer:
         except web.HTTPException:
             raise
         except Exception as exc:
+            if isinstance(exc, ConnectionResetError) and _client_gone(request):
+                # The client went away mid-response (a scrape that timed out, a closed tab): nothing failed here,
+                # and aiohttp drops the connection quietly.
+                log.info("http.client_gone", path=request.path)
+                raise
             log.error("http.handler_failed", path=request.path, error=type(exc).__name__,
                       exc_info=(type(exc), exc, exc.__traceback__))
             return web.Response(status=500, text="internal error\n")
@@ -559,6 +564,12 @@ async def _csrf_ok(request: web.Request, principal: Principal) -> bool:
         value = (await request.post()).get(CSRF_FIELD, "")
         given = value if isinstance(value, str) else ""
     return csrf_matches(principal, given)
+
+
+def _client_gone(request: web.Request) -> bool:
+    """Whether ``request``'s client has closed its connection (a write to it then fails with a reset)."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 class _WriteTimeout(Exception):

@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import struct
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from smdrd.config import HttpConfig
 from smdrd.http import BadRequest, HttpServer, Request, Response
@@ -284,3 +286,23 @@ async def test_a_stream_reaches_a_reading_client_whole() -> None:
 def test_http_limits_are_validated(value: str) -> None:
     with pytest.raises(ValueError, match="max_connections"):
         HttpConfig.model_validate({"max_connections": value})
+
+
+async def test_a_client_that_hangs_up_mid_response_is_no_error() -> None:
+    """A client that resets its connection while a large response is being written (a Prometheus scrape that
+    timed out, a closed tab) is logged as gone, not as a failed handler with a traceback, and is not taken for a
+    client that stopped reading."""
+    async with serving(write_timeout=30) as (server, _):
+        with capture_logs() as logs:
+            sock, reader, writer = await stalled_client(server.bound_port, "/big")
+            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)  # the response is under way
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = reset
+            writer.transport.abort()
+            for _ in range(500):
+                if any(e["event"] == "http.client_gone" for e in logs):
+                    break
+                await asyncio.sleep(0.02)
+        events = [e["event"] for e in logs]
+        assert "http.client_gone" in events
+        assert "http.handler_failed" not in events
+        assert server.write_timeouts == 0
