@@ -70,8 +70,6 @@ class RunningSource:
 
 #: the features a daemon is built with, in build order (each one's dependencies come before it).
 FEATURES: tuple[str, ...] = ("health", "metrics", "reports", "console", "alerts", "mqtt", "mail", "retention")
-#: the features that run on a PostgreSQL ``[database] url`` today (`smdrd.store.postgres`).
-POSTGRES_FEATURES: tuple[str, ...] = ("health", "metrics", "reports", "alerts", "mqtt", "retention")
 
 
 @dataclass
@@ -152,13 +150,6 @@ class Daemon:
         unknown = sorted(set(wanted) - set(FEATURES))
         if unknown:
             raise ValueError(f"unknown features {unknown}; expected some of {', '.join(FEATURES)}")
-        if db.url:
-            # The PostgreSQL store has the journal, calls, rollups, outbox and call feed so far (docs/scaling.md):
-            # the features that need more of it are left out, said once, rather than failing at every tick.
-            left_out = [name for name in wanted if name not in POSTGRES_FEATURES]
-            wanted = tuple(name for name in wanted if name in POSTGRES_FEATURES)
-            if left_out:
-                log.warning("daemon.features_not_on_postgres", features=left_out, database=db.shown)
         #: which features to build, and (after `build`) the built ones.
         self.wanted_features = wanted
         self.features = Features()
@@ -424,7 +415,7 @@ class Daemon:
         except Exception as exc:  # anything else loading raises (a bug): still keep the running configuration
             log.error("daemon.reload_rejected", reason=_unexpected(exc), kept="the running configuration")
             return
-        if new.database.path != self.settings.database.path:
+        if new.database.target != self.settings.database.target:
             log.warning("daemon.reload_database_ignored", reason="the database path changes on restart only")
         old = {s.name: s for s in self.settings.sources if s.enabled}
         fresh = {s.name: s for s in new.sources if s.enabled}
@@ -466,7 +457,7 @@ class Daemon:
         if version is None:
             return
         try:
-            await asyncio.to_thread(note_in_force, self.settings.database.path, version, digest, at=int(time.time()))
+            await asyncio.to_thread(note_in_force, self.settings.database.target, version, digest, at=int(time.time()))
         except Exception as exc:  # the database is busy or gone: the log above still says it
             log.warning("daemon.tariff_in_force_not_noted", version=version, error=f"{type(exc).__name__}: {exc}")
 

@@ -99,10 +99,10 @@ def from_config(departments: Sequence[DepartmentConfig]) -> tuple[list[Directory
 
 
 def read_snapshot(database: Path | str) -> DirectorySnapshot:
-    """The directory in the database at ``database`` (empty when there is no database yet: none is made)."""
-    from smdrd.store import open_store
+    """The directory in the database at ``database`` (empty when there is no SQLite file yet: none is made)."""
+    from smdrd.store import is_url, open_store
 
-    if not Path(database).exists():
+    if not is_url(database) and not Path(database).exists():
         return DirectorySnapshot((), (), 0)
 
     store = open_store(database).directory()
@@ -114,10 +114,11 @@ def read_snapshot(database: Path | str) -> DirectorySnapshot:
 
 def resolve(settings: Settings, database: Path | str | None = None) -> Settings:
     """``settings`` with the directory in force: unchanged for ``source = "files"``; for ``"database"``, the
-    departments and memberships stored in ``database`` (default: ``[database] path``)."""
+    departments and memberships stored in ``database`` (default: the configuration's, ``[database] url`` or
+    ``path``)."""
     if settings.directory.source != DATABASE:
         return settings
-    return with_snapshot(settings, read_snapshot(database or settings.database.path))
+    return with_snapshot(settings, read_snapshot(database or settings.database.target))
 
 
 def with_snapshot(settings: Settings, snapshot: DirectorySnapshot) -> Settings:
@@ -129,11 +130,11 @@ def describe_source(settings: Settings) -> str:
     if settings.directory.source == FILES:
         return (f"directory: from the files ([directory] source = \"files\"): {len(settings.departments)} "
                 "departments in [[departments]]")
-    if not Path(settings.database.path).exists():
+    if not settings.database.present:
         return ("directory: from the database ([directory] source = \"database\"): the database does not exist "
                 "yet; every extension is Unassigned until departments are added (smdrd directory import, or "
                 "the console's Directory pages)")
-    snap = read_snapshot(settings.database.path)
+    snap = read_snapshot(settings.database.target)
     ignored = (f"; the {len(settings.departments)} [[departments]] of the file are ignored"
                if settings.departments else "")
     return (f"directory: from the database ([directory] source = \"database\"): {len(snap.departments)} "
@@ -161,7 +162,7 @@ async def watch(daemon: Daemon, interval: float = WATCH_SECONDS) -> None:
                 seen = None
                 continue
             if store is None:
-                store = await asyncio.to_thread(open_store(settings.database.path).directory)
+                store = await asyncio.to_thread(open_store(settings.database.target).directory)
             version = await asyncio.to_thread(store.version)
             if version == seen:
                 continue

@@ -170,7 +170,7 @@ class MailDelivery:
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         self.settings = daemon.settings
-        self.store = open_store(self.settings.database.path)
+        self.store = open_store(self.settings.database.target)
         self._mail: MailStore | None = None
         self._db = ThreadPoolExecutor(1, thread_name_prefix="smdrd-mail-db")
         self._wake = asyncio.Event()

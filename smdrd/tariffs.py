@@ -77,7 +77,7 @@ def tariff_config(base: TariffConfig, doc: dict[str, Any] | None) -> TariffConfi
 
 
 def current(database: str | Any) -> TariffVersion | None:
-    """The latest saved version in the database at ``database`` (a path)."""
+    """The latest saved version in the database at ``database`` (a SQLite path or a PostgreSQL URL)."""
     from smdrd.store import open_store
 
     tariffs = open_store(database).tariffs()
@@ -97,7 +97,7 @@ def resolved(settings: Settings) -> tuple[Settings, int | None]:
     """`resolve`, and the number of the version in force (0: none saved yet; None: the files)."""
     if settings.tariff.source != DATABASE:
         return settings, None
-    latest = current(settings.database.path)
+    latest = current(settings.database.target)
     return with_version(settings, latest), (latest.info.version if latest else 0)
 
 

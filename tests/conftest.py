@@ -33,11 +33,13 @@ def daemons() -> Iterator[list[DaemonProcess]]:
 #: the session's database: created and migrated once, emptied before each test that asks for it.
 _DATABASE = "smdrd_test"
 #: every table of the schema emptied (a CREATE DATABASE per test costs seconds on a loaded machine; this, a few
-#: hundred milliseconds), the version kept, the local site unnamed again.
+#: hundred milliseconds), the versions kept (the schema's; the directory's back to 0), the local site unnamed again.
 EMPTY_DATABASE = """DO $$ BEGIN
 EXECUTE (SELECT 'TRUNCATE ' || string_agg(quote_ident(tablename), ', ') || ' RESTART IDENTITY CASCADE'
-         FROM pg_tables WHERE schemaname = 'public' AND tablename NOT IN ('smdrd_schema', 'sites'));
+         FROM pg_tables WHERE schemaname = 'public'
+         AND tablename NOT IN ('smdrd_schema', 'sites', 'directory_version'));
 UPDATE sites SET name = '' WHERE id = 1;
+UPDATE directory_version SET version = 0;
 END $$"""
 
 
@@ -72,6 +74,13 @@ def pg_url(postgres: PostgresServer) -> str:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(EMPTY_DATABASE)
     return url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_database(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Each store in turn, for a test of a store part on both: a new SQLite file's path, then the URL of the
+    session's PostgreSQL database, emptied (`pg_url`)."""
+    return tmp_path / "smdrd.db" if request.param == "sqlite" else str(request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture(scope="session")

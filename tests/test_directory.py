@@ -176,8 +176,8 @@ def test_any_sequence_of_moves_stays_valid_and_the_last_move_holds(moves: list[t
     assert lookup(snap).department("201", "2099-01-01") == department
 
 
-def test_the_store_writes_only_over_the_version_it_read_and_audits_the_change(tmp_path: Path) -> None:
-    db = tmp_path / "smdrd.db"
+def test_the_store_writes_only_over_the_version_it_read_and_audits_the_change(any_database: Path | str) -> None:
+    db = any_database
     directory = open_store(db).directory()
     accounts = open_store(db).accounts()
     try:

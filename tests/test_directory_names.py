@@ -1,5 +1,5 @@
 """Extension names: learnt from the PBX's own name fields when calls are stored, editable, an edited name never
-overwritten by the PBX's (real SQLite files, the real journal writer)."""
+overwritten by the PBX's (real SQLite files and a real PostgreSQL database, each store's real journal writer)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from pathlib import Path
 from parsers.avaya_ipo import AvayaIPOfficeParser
 from parsers.threecx import ThreeCXParser
 from smdrd.core import process_frame
-from smdrd.store import open_store
+from smdrd.store import journal_writer, open_store
 from smdrd.store.api import Actor
-from smdrd.store.sqlite.writer import JournalWriter
 
 ADMIN = Actor("alice", "127.0.0.1")
 
@@ -22,8 +21,8 @@ def ipo(ext: str, name: str, number: str = "01632960000", when: str = "2026/03/1
             ",,").encode()
 
 
-async def store_lines(path: Path, *lines: bytes) -> None:
-    writer = JournalWriter(path, commit_interval=0.01)
+async def store_lines(path: Path | str, *lines: bytes) -> None:
+    writer = journal_writer(path, commit_interval=0.01)
     await writer.open()
     task = asyncio.create_task(writer.run())
     parser = AvayaIPOfficeParser()
@@ -33,8 +32,8 @@ async def store_lines(path: Path, *lines: bytes) -> None:
     await task
 
 
-def test_ip_office_party_names_are_learnt_and_follow_the_pbx(tmp_path: Path) -> None:
-    db = tmp_path / "smdrd.db"
+def test_ip_office_party_names_are_learnt_and_follow_the_pbx(any_database: Path | str) -> None:
+    db = any_database
     asyncio.run(store_lines(db, ipo("201", "Alice Smith"), ipo("202", "Extn202"), ipo("203", "Bob")))
     directory = open_store(db).directory()
     try:
@@ -52,8 +51,8 @@ def test_ip_office_party_names_are_learnt_and_follow_the_pbx(tmp_path: Path) -> 
         directory.close()
 
 
-def test_an_edited_name_is_never_overwritten_by_the_pbx(tmp_path: Path) -> None:
-    db = tmp_path / "smdrd.db"
+def test_an_edited_name_is_never_overwritten_by_the_pbx(any_database: Path | str) -> None:
+    db = any_database
     asyncio.run(store_lines(db, ipo("201", "alice")))
     directory = open_store(db).directory()
     try:

@@ -65,7 +65,7 @@ def test_tcp_lines_reach_postgres_and_its_reports(tmp_path: Path, pg_url: str, d
     assert json.loads(capsys.readouterr().out)["totals"]["calls"] == 300
     assert over_http["totals"]["calls"] == 300
     # A command that works on a SQLite file only refuses, rather than work on a file the daemon does not use.
-    assert main(["user", "list", "--config", str(daemon.config_path)]) != 0
+    assert main(["backup", "--config", str(daemon.config_path), str(tmp_path / "copy.db")]) != 0
     assert "SQLite database only" in capsys.readouterr().err
     assert main(["prune", "--config", str(daemon.config_path), "--dry-run"]) == 0  # retention is there
 

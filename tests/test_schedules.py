@@ -21,8 +21,8 @@ from smdrd.reports.schedules import (
     occurrences,
     period_of,
 )
+from smdrd.store import open_store
 from smdrd.store.api import Actor, NewMail
-from smdrd.store.sqlite.mail import SqliteMail
 
 ZONES = [ZoneInfo(z) for z in ("Europe/Warsaw", "America/New_York", "Australia/Lord_Howe", "UTC", "Asia/Kolkata")]
 #: 2020 to 2030, as epoch seconds.
@@ -143,8 +143,8 @@ def mail(key: str, due: int = 0) -> NewMail:
     return NewMail(key, "report", "config:m", f"<{key}@x>", ("a@example.com",), "s", "{}", due)
 
 
-def test_a_mail_is_made_once_however_often_it_is_planned(tmp_path: Path) -> None:
-    store = SqliteMail(tmp_path / "smdrd.db")
+def test_a_mail_is_made_once_however_often_it_is_planned(any_database: Path | str) -> None:
+    store = open_store(any_database).mail()
     try:
         assert store.plan([mail("report:a:1"), mail("report:a:2")], {"schedule:a": 10}) == 2
         assert store.plan([mail("report:a:2"), mail("report:a:3")], {"schedule:a": 20}) == 1

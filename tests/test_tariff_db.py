@@ -10,7 +10,9 @@ import sys
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -93,8 +95,8 @@ def test_any_deck_survives_export_and_import_in_both_formats(rows: list[tuple[st
         assert all(b.name in (r.name, "'" + r.name) for b, r in zip(back, rules, strict=True))
 
 
-def test_versions_are_kept_audited_and_never_changed(tmp_path: Path) -> None:
-    tariffs = open_store(tmp_path / "calls.db").tariffs()
+def test_versions_are_kept_audited_and_never_changed(any_database: Path | str) -> None:
+    tariffs = open_store(any_database).tariffs()
     try:
         assert tariffs.current() is None
         doc = document("first-match", {}, read_csv(YEASTAR, "y", {}))
@@ -112,11 +114,13 @@ def test_versions_are_kept_audited_and_never_changed(tmp_path: Path) -> None:
         assert old is not None and old.document == doc and old.info.actor == "alice"
     finally:
         tariffs.close()
-    conn = sqlite3.connect(tmp_path / "calls.db")
-    with pytest.raises(sqlite3.DatabaseError, match="never changed"):
+    conn: Any = psycopg.connect(any_database) if isinstance(any_database, str) else sqlite3.connect(any_database)
+    with pytest.raises((sqlite3.DatabaseError, psycopg.Error), match="never changed"):
         conn.execute("UPDATE tariff_versions SET note = 'x'")
-    with pytest.raises(sqlite3.DatabaseError, match="kept"):
+    conn.rollback()
+    with pytest.raises((sqlite3.DatabaseError, psycopg.Error), match="kept"):
         conn.execute("DELETE FROM tariff_versions")
+    conn.rollback()
     audit = conn.execute("SELECT actor, action, target, after FROM audit_log ORDER BY id").fetchall()
     conn.close()
     assert [a[:3] for a in audit] == [("alice", "tariff.import", "y.csv"), ("bob", "tariff.rule.delete", "UK mobile")]

@@ -29,14 +29,20 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
 
 def database_actions(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], int]
                      ) -> Callable[[str, str], argparse.ArgumentParser]:
-    """A command's sub-commands (``ACTION``), each taking ``--config`` and ``--database`` and run by ``run``:
-    ``action(name, help)`` adds one and returns its parser (``smdrd tariff import``...)."""
+    """A command's sub-commands (``ACTION``), each taking ``--config``, ``--database`` and ``--database-url`` and
+    run by ``run`` (which opens `store_of`): ``action(name, help)`` adds one and returns its parser (``smdrd
+    tariff import``...)."""
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     def action(name: str, help_text: str) -> argparse.ArgumentParser:
         a = actions.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
         add_config_argument(a)
-        a.add_argument("--database", type=Path, metavar="PATH", help="the SQLite file (overrides the configuration's)")
+        where = a.add_mutually_exclusive_group()
+        where.add_argument("--database", type=Path, metavar="PATH",
+                           help="the SQLite file (overrides the configuration's)")
+        where.add_argument("--database-url", metavar="URL",
+                           help="a PostgreSQL database, postgresql://user@host/DATABASE (overrides the "
+                                "configuration's)")
         a.set_defaults(func=run, parser=a)
         return a
 
@@ -85,7 +91,7 @@ def no_config_message(args: argparse.Namespace) -> str:
 
 
 def _database_named(args: argparse.Namespace) -> bool:
-    return (getattr(args, "database", None) is not None
+    return (getattr(args, "database", None) is not None or getattr(args, "database_url", None) is not None
             or any(name.upper() == "SMDRD_DATABASE__PATH" for name in os.environ))
 
 
@@ -152,14 +158,26 @@ def _sqlite_path(args: argparse.Namespace, settings: Settings) -> Path:
 
 
 def store_of(args: argparse.Namespace, settings: Settings) -> Path | str:
-    """What `smdrd.store.open_store` opens: ``--database`` (a SQLite file), else ``[database] url`` when set,
-    else ``[database] path``."""
+    """What `smdrd.store.open_store` opens: ``--database-url`` (a PostgreSQL database), ``--database`` (a SQLite
+    file), else ``[database] url`` when set, else ``[database] path``.
+
+    Raises:
+        SmdrdError: ``--database-url`` is not a ``postgresql://`` URL.
+    """
+    url = getattr(args, "database_url", None)
+    if url is not None:
+        from smdrd.store import is_url
+
+        if not is_url(url):
+            raise SmdrdError(f"--database-url: expected postgresql://user@host/DATABASE, got {url!r}")
+        return str(url)
     given = getattr(args, "database", None)
     return Path(given) if given is not None else settings.database.target
 
 
 def _check_database(args: argparse.Namespace, settings: Settings, config: Path | None) -> None:
-    if getattr(args, "database", None) is None and settings.database.url:
+    if getattr(args, "database_url", None) is not None or (getattr(args, "database", None) is None
+                                                            and settings.database.url):
         return  # a PostgreSQL database: the server says whether it is there when it is opened
     path = _sqlite_path(args, settings)
     if path.is_file():

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         from smdrd.rating import Rater
 
         tariff = settings.tariff
-        if tariff.source == "database" and Path(settings.database.path).exists():
+        if tariff.source == "database" and settings.database.present:
             from smdrd.tariffs import resolve
 
             tariff = resolve(settings).tariff
@@ -74,7 +74,7 @@ def tariff_source(settings: Settings) -> str:
         return f"tariff: from the files ([tariff] source = \"files\"): {len(t.rules)} inline rules, {decks}"
     from smdrd.tariffs import current
 
-    latest = current(settings.database.path) if Path(settings.database.path).exists() else None
+    latest = current(settings.database.target) if settings.database.present else None
     if latest is None:
         return ("tariff: from the database ([tariff] source = \"database\"): no version saved yet, every call "
                 "costs 0 until one is (smdrd tariff import, or the console's Rates page)")

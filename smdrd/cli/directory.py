@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smdrd.cli._common import database_actions, database_of, input_file, settings_from
+from smdrd.cli._common import database_actions, input_file, settings_from, store_of
 from smdrd.errors import SmdrdError
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "import":
         input_file(args.file)
     settings, _ = settings_from(args, existing_database=args.action != "import")
-    store = open_store(database_of(args, settings)).directory()
+    store = open_store(store_of(args, settings)).directory()
     try:
         if args.action == "export":
             snapshot = store.snapshot()

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from smdrd.cli._common import database_actions, database_of, input_file, settings_from
+from smdrd.cli._common import database_actions, input_file, settings_from, store_of
 from smdrd.errors import SmdrdError
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "import":
         input_file(args.file)
     settings, _ = settings_from(args, existing_database=args.action != "import")
-    tariffs = open_store(database_of(args, settings)).tariffs()
+    tariffs = open_store(store_of(args, settings)).tariffs()
     try:
         if args.action == "import":
             return _import(args, settings, tariffs)

@@ -15,7 +15,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from smdrd.cli._common import database_actions, database_of, settings_from
+from smdrd.cli._common import database_actions, settings_from, store_of
 from smdrd.errors import SmdrdError
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from smdrd.store import open_store
 
     settings, _ = settings_from(args, existing_database=args.action != "add")
-    args.database_path = database_of(args, settings)
+    args.database_path = store_of(args, settings)
     accounts = open_store(args.database_path).accounts()
     try:
         return _ACTIONS[args.action](args, accounts)

@@ -135,7 +135,7 @@ class Console:
         self.daemon: Daemon | None = None
         self.site = settings.site.name
         self.secure_cookies = settings.http.secure_cookies
-        self.path = settings.database.path
+        self.path = settings.database.target
         self.clock = clock
         self.throttle = AddressThrottle()
         #: the departments a manager may be given (the reports' directory replaces it: it follows reloads).

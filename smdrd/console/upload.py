@@ -114,9 +114,11 @@ class Uploads:
     def __init__(self, console: Console) -> None:
         self.console = console
         settings = console.settings
-        self.db = Path(settings.database.path)
-        resolved = self.db.resolve()
-        #: where uploads are written: beside the database, named after it (``smdrd.db.uploads``), one folder per job.
+        #: the SQLite file, or a PostgreSQL database's URL (then the import reads it from the configuration).
+        self.db: Path | str = settings.database.target
+        resolved = Path(settings.database.path).resolve()
+        #: where uploads are written: beside the database, named after it (``smdrd.db.uploads``), one folder per job
+        #: (on PostgreSQL, beside the SQLite path the configuration names: the daemon's state directory).
         self.folder = resolved.with_name(resolved.name + ".uploads")
         self.max_bytes = settings.http.max_upload_mb * 1024 * 1024
         self.country = settings.site.country
@@ -231,10 +233,12 @@ class Uploads:
 
     async def _import(self, job: UploadJob) -> None:
         args = [sys.executable, "-m", "smdrd", "import", str(job.path), "--format", job.format, "--source",
-                UPLOAD_SOURCE, "--database", str(self.db), "--batch", str(IMPORT_BATCH)]
+                UPLOAD_SOURCE, "--batch", str(IMPORT_BATCH)]
+        if isinstance(self.db, Path):
+            args += ["--database", str(self.db)]  # else the configuration's [database] url
         if self.config_path is not None:
             args += ["--config", str(self.config_path)]
-        if job.size < IN_PROCESS_BYTES:
+        if job.size < IN_PROCESS_BYTES and isinstance(self.db, Path):  # --in-process imports into SQLite only
             args.append("--in-process")  # a second process to start would take longer than the parsing
         log.info("upload.import_started", job=job.id, file=job.name, bytes=job.size, format=job.format, by=job.by)
         proc: asyncio.subprocess.Process | None = None

@@ -8,7 +8,7 @@ behind the same protocols. `open_store` picks the store for a database setting.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -28,8 +28,7 @@ def open_store(database: Path | str) -> Store:
     if is_url(database):
         from smdrd.store.postgres.store import PgStore
 
-        # Not every part is there yet on PostgreSQL: those that are not say so when asked (`NotOnPostgres`).
-        return cast("Store", PgStore(str(database)))
+        return PgStore(str(database))
     from smdrd.store.sqlite.store import SqliteStore
 
     return SqliteStore(Path(database))

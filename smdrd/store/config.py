@@ -55,6 +55,12 @@ class DatabaseConfig(Section):
         return self.url or self.path
 
     @property
+    def present(self) -> bool:
+        """There is a database to read: a PostgreSQL one (its server says so when it is opened), or the SQLite
+        file exists (a command that only reads must not create one)."""
+        return bool(self.url) or self.path.exists()
+
+    @property
     def shown(self) -> str:
         """The database for a person to read: the file, or the URL without its password."""
         if not self.url:

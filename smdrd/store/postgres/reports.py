@@ -17,7 +17,7 @@ from smdrd.store.postgres.connect import connect
 from smdrd.store.sqlite import reports as plan
 from smdrd.store.sqlite.reports import Dialect
 
-__all__ = ["POSTGRES", "PgReports"]
+__all__ = ["POSTGRES", "PgReports", "ReadAdapter"]
 
 POSTGRES = Dialect(
     # A regular expression guards the cast (PostgreSQL does not promise to test an AND's left side first).
@@ -33,7 +33,7 @@ POSTGRES = Dialect(
 )
 
 
-class _Adapter:
+class ReadAdapter:
     """A psycopg connection as the reads expect one: ``?`` placeholders, `POSTGRES` as its dialect."""
 
     dialect = POSTGRES
@@ -62,8 +62,8 @@ class PgReports:
 
     def __init__(self, url: str) -> None:
         self.conn = connect(url)
-        self.reads = _Adapter(self.conn)
-        self.stream = _Adapter(self.conn, stream=True)
+        self.reads = ReadAdapter(self.conn)
+        self.stream = ReadAdapter(self.conn, stream=True)
 
     def daily_rows(self, f: Filters, *, group: Sequence[str] = (), volatile: Sequence[ExtensionSpec] = (),
                    by_day: bool = False, table: str = "rollup_daily",

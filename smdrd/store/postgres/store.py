@@ -1,25 +1,31 @@
 """`PgStore`: a PostgreSQL database behind `smdrd.store.api.Store`, and its smaller read parts (call export, the
 journal's error lines, the call feed).
 
-What this first increment does not have yet (``rerate``/``reparse``, people and rights, ...) raises
-`NotOnPostgres`, a message a person reads, never a traceback (docs/scaling.md lists what exists).
+What it does not have yet (``rerate``/``reparse``) raises `NotOnPostgres`, a message a person reads, never a
+traceback (docs/scaling.md lists what exists).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import psycopg
 
 from smdrd.errors import SmdrdError
 from smdrd.journal import MICROS
-from smdrd.store.api import Accounts, ErrorLine, FeedCall, Rebuild, StoreUnavailable
+from smdrd.store.api import ErrorLine, FeedCall, Rebuild, StoreUnavailable
+from smdrd.store.postgres.accounts import PgAccounts
+from smdrd.store.postgres.alert_inbox import PgAlertInbox
+from smdrd.store.postgres.calls import PgCalls
 from smdrd.store.postgres.connect import AsyncPart, connect
+from smdrd.store.postgres.directory import PgDirectory
+from smdrd.store.postgres.mail import PgMail
 from smdrd.store.postgres.outbox import PgOutbox
 from smdrd.store.postgres.reports import PgReports
 from smdrd.store.postgres.retention import PgRetention
+from smdrd.store.postgres.tariffs import PgTariffs
 from smdrd.store.sqlite.feed import _COLUMNS as FEED_COLUMNS
 from smdrd.store.sqlite.feed import LINE_COLUMNS, entries_of, feed_fields
 
@@ -144,41 +150,11 @@ class PgCallFeed(AsyncPart):
         await self._rows(_SAVE_CURSOR + " RETURNING position", (name, position))
 
 
-class _NoDirectory:
-    """The directory before the PostgreSQL store keeps one: no names learnt from the PBX (reports show the
-    extensions without names); every other part says it is not there yet."""
-
-    def names(self) -> dict[str, str]:
-        return {}
-
-    def close(self) -> None:
-        pass
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-
-        def missing(*args: object, **kwargs: object) -> NoReturn:
-            _missing(f"The directory's {name}()")
-
-        return missing
-
-
 class PgStore:
     """The PostgreSQL database at ``url`` (``postgresql://...``; created tables and all by whoever opens it)."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-
-    def __getattr__(self, name: str) -> Any:
-        # A part of `smdrd.store.api.Store` this store does not have yet: a message, not an AttributeError.
-        if name.startswith("_"):
-            raise AttributeError(name)
-
-        def missing(*args: object, **kwargs: object) -> NoReturn:
-            _missing(f"The store's {name}()")
-
-        return missing
 
     def reports(self) -> PgReports:
         return PgReports(self.url)
@@ -207,11 +183,23 @@ class PgStore:
             row = conn.execute("SELECT position FROM feed_cursors WHERE name = %s", (name,)).fetchone()
         return int(row[0]) if row else 0
 
-    def directory(self) -> _NoDirectory:
-        return _NoDirectory()
+    def alert_inbox(self) -> PgAlertInbox:
+        return PgAlertInbox(self.url)
 
-    def accounts(self) -> Accounts:
-        _missing("The console's users, sessions and tokens")
+    def calls(self) -> PgCalls:
+        return PgCalls(self.url)
+
+    def accounts(self) -> PgAccounts:
+        return PgAccounts(self.url)
+
+    def mail(self) -> PgMail:
+        return PgMail(self.url)
+
+    def directory(self) -> PgDirectory:
+        return PgDirectory(self.url)
+
+    def tariffs(self) -> PgTariffs:
+        return PgTariffs(self.url)
 
     def spend_since(self, since_utc: int) -> list[tuple[str, str, Decimal]]:
         with connect(self.url) as conn:
@@ -220,3 +208,10 @@ class PgStore:
                 "WHERE start_utc >= %s AND cost_micros > 0 GROUP BY extension, substr(start, 1, 10)",
                 (since_utc,)).fetchall()
         return [(ext, day, Decimal(micros) / MICROS) for ext, day, micros in rows]
+
+
+if TYPE_CHECKING:
+    from smdrd.store import api
+
+    def _is_a_store(store: PgStore) -> api.Store:
+        return store  # mypy --strict checks here that every part matches its protocol in `smdrd.store.api`

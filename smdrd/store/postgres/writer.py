@@ -4,14 +4,16 @@
 One batch is one transaction: line ids reserved from the ``lines`` sequence, the lines copied in (``COPY``), the
 calls copied into a TEMP table and moved by one statement that inserts them into ``calls`` (``ON CONFLICT DO
 NOTHING`` on the identity: a re-sent call is no second call) and adds exactly the inserted ones to every rollup
-(data-modifying CTEs over its ``RETURNING``), lines all of whose calls were re-sent marked ``duplicate``, and the
-alerts added to the outbox. A lost server, a shutdown, a full disk or a serialization failure is `Unwritable`:
-the writer keeps the batch and retries it with backoff on a fresh connection.
+(data-modifying CTEs over its ``RETURNING``), lines all of whose calls were re-sent marked ``duplicate``, the
+alerts added to the outbox, and the extension names the PBX gave learnt into the directory. A lost server, a
+shutdown, a full disk or a serialization failure is `Unwritable`: the writer keeps the batch and retries it with
+backoff on a fresh connection.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +24,9 @@ import structlog
 
 from smdrd.journal import DUPLICATE, JournalEntry
 from smdrd.store.api import StoreUnavailable
+from smdrd.store.mapping import clean_name
 from smdrd.store.postgres.connect import aconnect, redact
+from smdrd.store.postgres.directory import LEARN_NAME
 from smdrd.store.postgres.schema import LOCAL_SITE, roll_up_sql
 from smdrd.store.sqlite.rows import CALL_COLUMNS, PreparedEntry, alert_row, line_row
 from smdrd.store.sqlite.writer import JournalWriter
@@ -64,11 +68,11 @@ OUTBOX_INSERT = ("INSERT INTO alert_outbox (alert_id, rule, severity, created_at
 NAME_SITE = "UPDATE sites SET name = %s WHERE id = %s AND name <> %s"
 
 
-async def store_batch(conn: psycopg.AsyncConnection[Any],
-                      batch: list[PreparedEntry]) -> tuple[list[JournalEntry], int, int]:
-    """Commit ``batch`` in one transaction on ``conn`` (autocommit mode). Returns the entries as stored (a
-    re-sent call taken out of its entry, a line all of whose calls were re-sent marked ``duplicate``), how many
-    calls were stored and how many were re-sent."""
+async def store_batch(conn: psycopg.AsyncConnection[Any], batch: list[PreparedEntry],
+                      names: dict[str, str] | None = None) -> tuple[list[JournalEntry], int, int]:
+    """Commit ``batch`` in one transaction on ``conn`` (autocommit mode), with the extension ``names`` the PBX
+    gave (number -> name as given). Returns the entries as stored (a re-sent call taken out of its entry, a line
+    all of whose calls were re-sent marked ``duplicate``), how many calls were stored and how many were re-sent."""
     async with conn.transaction(), conn.cursor() as cur:
         await cur.execute(ONE_WRITER)
         await cur.execute(RESERVE_LINE_IDS, (len(batch),))
@@ -101,6 +105,10 @@ async def store_batch(conn: psycopg.AsyncConnection[Any],
                 await cur.execute(MARK_DUPLICATES, (whole,))
         if alert_rows:
             await cur.executemany(OUTBOX_INSERT, alert_rows)
+        if names:
+            now = int(time.time())
+            await cur.executemany(LEARN_NAME, [(ext, name, now) for ext, given in names.items()
+                                               if (name := clean_name(given))])
     stored = [p.entry for p in batch]
     position = {line_id: i for i, line_id in enumerate(ids)} if resent else {}
     for line_id, uids in resent.items():
@@ -130,10 +138,13 @@ class PgJournalWriter(JournalWriter):
         conn = self._pg
         if conn is None or conn.closed:
             raise Unwritable(f"PostgreSQL at {redact(self.url)}: not connected (reconnecting)")
+        names = self._new_names(batch)
         try:
-            return await store_batch(conn, batch)
+            stored = await store_batch(conn, batch, names)
         except _TRANSIENT as exc:
             raise Unwritable(f"PostgreSQL at {redact(self.url)}: {str(exc).strip()}") from exc
+        self._remember_names(names)
+        return stored
 
     async def _recover(self) -> None:
         """After a failed commit: a connection that is broken is replaced (the next retry uses the new one)."""

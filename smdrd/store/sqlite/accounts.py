@@ -8,17 +8,17 @@ transaction, so the log cannot miss a change that happened. Times are UTC second
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from smdrd.store import mapping
 from smdrd.store.api import Actor, ApiToken, AuditEntry, LastAdmin, SessionInfo, User, UserExists
 from smdrd.store.sqlite.schema import connect
 
-_USER = "SELECT id, name, role, created_at, failed_logins, locked_until FROM users"
+_USER = f"SELECT {', '.join(mapping.USER_FIELDS)} FROM users"
 
 
 class SqliteAccounts:
@@ -53,7 +53,7 @@ class SqliteAccounts:
             return None
         departments = tuple(d for (d,) in self.conn.execute(
             "SELECT department FROM user_departments WHERE user_id = ? ORDER BY department", (row[0],)))
-        return User(int(row[0]), row[1], row[2], departments, int(row[3]), int(row[4]), int(row[5]))
+        return mapping.user(row, departments)
 
     def _by_id(self, user_id: int) -> User | None:
         return self._user(self.conn.execute(f"{_USER} WHERE id = ?", (user_id,)).fetchone())
@@ -224,9 +224,8 @@ class SqliteAccounts:
                before: dict[str, Any] | None, after: dict[str, Any] | None) -> None:
         conn.execute("INSERT INTO audit_log (at, actor, address, action, target, before, after) "
                      "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                     (at, actor.name, actor.address, action, target,
-                      None if before is None else json.dumps(before, sort_keys=True),
-                      None if after is None else json.dumps(after, sort_keys=True)))
+                     (at, actor.name, actor.address, action, target, mapping.audit_text(before),
+                      mapping.audit_text(after)))
 
     def record(self, action: str, target: str, *, at: int, actor: Actor,
                before: dict[str, Any] | None = None, after: dict[str, Any] | None = None) -> None:
@@ -234,8 +233,6 @@ class SqliteAccounts:
 
     def entries(self, limit: int = 100, before_id: int | None = None) -> list[AuditEntry]:
         rows = self.conn.execute(
-            "SELECT id, at, actor, address, action, target, before, after FROM audit_log WHERE id < ? "
-            "ORDER BY id DESC LIMIT ?", (before_id if before_id is not None else 2**63 - 1, limit)).fetchall()
-        return [AuditEntry(int(r[0]), int(r[1]), r[2], r[3], r[4], r[5],
-                           None if r[6] is None else json.loads(r[6]), None if r[7] is None else json.loads(r[7]))
-                for r in rows]
+            f"SELECT {', '.join(mapping.AUDIT_FIELDS)} FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT ?",
+            (before_id if before_id is not None else 2**63 - 1, limit)).fetchall()
+        return [mapping.audit_entry(r) for r in rows]

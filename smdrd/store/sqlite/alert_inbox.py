@@ -11,13 +11,12 @@ first, by row id, from the ``created_at`` index when a date range is given.
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from smdrd.store.api import Actor, AlertFilter, InboxAlert
+from smdrd.store.mapping import alert_view, inbox_alert
 from smdrd.store.sqlite.accounts import SqliteAccounts
 from smdrd.store.sqlite.schema import connect
 
@@ -29,15 +28,6 @@ _SELECT = (f"SELECT o.id, o.alert_id, o.rule, o.severity, o.created_at, o.payloa
            "s.acked_at, s.snoozed_until, s.snoozed_by, r.created_at FROM alert_outbox o "
            "LEFT JOIN alert_states s ON s.alert_id = o.alert_id "
            "LEFT JOIN alert_outbox r ON r.alert_id = o.alert_id || ':resolved' ")
-
-
-def _alert(row: Sequence[Any]) -> InboxAlert:
-    try:
-        payload = json.loads(row[5])
-    except ValueError:
-        payload = {}
-    return InboxAlert(int(row[0]), row[1], row[2], row[3], int(row[4]), payload if isinstance(payload, dict) else {},
-                      row[6], row[7], row[8], row[9], row[10], row[11])
 
 
 class SqliteAlertInbox:
@@ -74,12 +64,12 @@ class SqliteAlertInbox:
             where.append("o.id < :before")
             params["before"] = f.before
         sql = f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY o.id DESC LIMIT :limit"
-        return [_alert(row) for row in self.conn.execute(sql, params)]
+        return [inbox_alert(row) for row in self.conn.execute(sql, params)]
 
     def alert(self, alert_id: str, now: int) -> InboxAlert | None:
         row = self.conn.execute(f"{_SELECT} WHERE o.alert_id = :id AND o.alert_id NOT LIKE '%:resolved'",
                                 {"now": now, "id": alert_id}).fetchone()
-        return None if row is None else _alert(row)
+        return None if row is None else inbox_alert(row)
 
     def rules(self) -> list[str]:
         return [r for (r,) in self.conn.execute("SELECT DISTINCT rule FROM alert_outbox ORDER BY rule")]
@@ -111,16 +101,11 @@ class SqliteAlertInbox:
             conn.execute(sql, params)
             after = self.alert(alert_id, at)
             assert after is not None
-            SqliteAccounts._audit(conn, action, alert_id, at, actor, before=_view(before), after=_view(after))
+            SqliteAccounts._audit(conn, action, alert_id, at, actor, before=alert_view(before),
+                                  after=alert_view(after))
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
         return after
-
-
-def _view(alert: InboxAlert) -> dict[str, Any]:
-    """What the audit log keeps of an alert's state before and after a change."""
-    return {"state": alert.state, "acked_by": alert.acked_by, "acked_at": alert.acked_at,
-            "snoozed_until": alert.snoozed_until, "snoozed_by": alert.snoozed_by}

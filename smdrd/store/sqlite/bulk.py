@@ -31,7 +31,8 @@ import structlog
 
 from smdrd.journal import Alert, JournalEntry
 from smdrd.parsing import extension_names
-from smdrd.store.sqlite.directory import LEARN_NAME, clean_name
+from smdrd.store.mapping import clean_name
+from smdrd.store.sqlite.directory import LEARN_NAME
 from smdrd.store.sqlite.rollups import ROLL_UP
 from smdrd.store.sqlite.rows import (
     INSERT_CALL,

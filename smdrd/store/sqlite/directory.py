@@ -9,7 +9,6 @@ each change with its audit entry in the same transaction. Times are UTC seconds,
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -21,12 +20,11 @@ from smdrd.store.api import (
     DirectoryMembership,
     DirectorySnapshot,
 )
+from smdrd.store.mapping import MAX_NAME_CHARS, clean_name, iso_day
+from smdrd.store.sqlite.reports import ReadConnection
 from smdrd.store.sqlite.side import SideConnection
 
-__all__ = ["LEARN_NAME", "MAX_NAME_CHARS", "SqliteDirectory", "clean_name"]
-
-#: the longest name kept (a PBX field may hold more; the rest is cut).
-MAX_NAME_CHARS = 100
+__all__ = ["LEARN_NAME", "MAX_NAME_CHARS", "SET_EDITED", "SqliteDirectory", "replace_rows"]
 
 #: ``(number, name, at)``: a name the PBX gave an extension; replaces only an earlier PBX name that differs.
 LEARN_NAME = (
@@ -34,7 +32,40 @@ LEARN_NAME = (
     "ON CONFLICT (number) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at "
     "WHERE directory_extensions.name_source = 'pbx' AND directory_extensions.name <> excluded.name")
 
+#: ``(number, name, at)``: a name a person (or an import) gave an extension: it replaces any other.
+SET_EDITED = (
+    "INSERT INTO directory_extensions (number, name, name_source, updated_at) VALUES (?, ?, 'edited', ?) "
+    "ON CONFLICT (number) DO UPDATE SET name = excluded.name, name_source = 'edited', "
+    "updated_at = excluded.updated_at")
+
 _BUMP = "UPDATE directory_version SET version = version + 1 WHERE id = 1"
+
+
+def replace_rows(conn: ReadConnection, departments: Sequence[DirectoryDepartment],
+                 memberships: Sequence[DirectoryMembership], *, renamed: dict[str, str],
+                 names: Iterable[tuple[str, str]], at: int) -> None:
+    """Make the directory's rows these, inside the caller's transaction, in SQL both stores speak (``?``
+    placeholders; `smdrd.store.postgres.directory` runs it through its adapter): `DirectoryStore.replace`."""
+    conn.execute("DELETE FROM directory_memberships")
+    conn.execute("UPDATE directory_departments SET parent = NULL")
+    conn.execute("DELETE FROM directory_departments")
+    conn.executemany("INSERT INTO directory_departments (name, parent, budget, position) VALUES (?, NULL, ?, ?)",
+                     [(d.name, None if d.budget is None else str(d.budget), i) for i, d in enumerate(departments)])
+    conn.executemany("UPDATE directory_departments SET parent = ? WHERE name = ?",
+                     [(d.parent, d.name) for d in departments if d.parent is not None])
+    conn.executemany(
+        "INSERT INTO directory_memberships (department, spec, valid_from, valid_until) VALUES (?, ?, ?, ?)",
+        [(m.department, m.spec, m.valid_from and m.valid_from.isoformat(),
+          m.valid_until and m.valid_until.isoformat()) for m in memberships])
+    for old, new in renamed.items():
+        # A manager of both keeps one assignment.
+        conn.execute("DELETE FROM user_departments WHERE department = ? AND user_id IN "
+                     "(SELECT user_id FROM user_departments WHERE department = ?)", (old, new))
+        conn.execute("UPDATE user_departments SET department = ? WHERE department = ?", (new, old))
+    conn.executemany(
+        SET_EDITED + " WHERE directory_extensions.name <> excluded.name "
+        "OR directory_extensions.name_source <> 'edited'",
+        [(number, clean_name(name), at) for number, name in names if number and clean_name(name)])
 
 # Extensions the directory knows: named, named exactly by a membership (a range names none), or seen in calls.
 _KNOWN = """
@@ -47,15 +78,6 @@ _KNOWN = """
     SELECT {what} FROM known AS k LEFT JOIN directory_extensions AS e ON e.number = k.number
     WHERE ? = '' OR instr(lower(k.number), ?) > 0 OR instr(lower(coalesce(e.name, '')), ?) > 0
     """
-
-
-def clean_name(name: str) -> str:
-    """A name as kept: control characters become spaces, runs of spaces one, at most `MAX_NAME_CHARS`."""
-    return " ".join("".join(c if c.isprintable() else " " for c in name).split())[:MAX_NAME_CHARS]
-
-
-def _day(value: str | None) -> date | None:
-    return None if value is None else date.fromisoformat(value)
 
 
 class SqliteDirectory(SideConnection):
@@ -101,9 +123,7 @@ class SqliteDirectory(SideConnection):
             row = conn.execute("SELECT name FROM directory_extensions WHERE number = ?", (number,)).fetchone()
             before = "" if row is None else str(row[0])
             if name:
-                conn.execute("INSERT INTO directory_extensions (number, name, name_source, updated_at) "
-                             "VALUES (?, ?, 'edited', ?) ON CONFLICT (number) DO UPDATE SET name = excluded.name, "
-                             "name_source = 'edited', updated_at = excluded.updated_at", (number, name, at))
+                conn.execute(SET_EDITED, (number, name, at))
             else:
                 conn.execute("DELETE FROM directory_extensions WHERE number = ?", (number,))
             self.audit("extension.name", number, at=at, actor=actor, before={"name": before},
@@ -124,7 +144,7 @@ class SqliteDirectory(SideConnection):
                 for name, parent, budget in self.conn.execute(
                     "SELECT name, parent, budget FROM directory_departments ORDER BY position, name"))
             memberships = tuple(
-                DirectoryMembership(dep, spec, _day(first), _day(last))
+                DirectoryMembership(dep, spec, iso_day(first), iso_day(last))
                 for dep, spec, first, last in self.conn.execute(
                     "SELECT department, spec, valid_from, valid_until FROM directory_memberships ORDER BY id"))
         finally:
@@ -139,27 +159,7 @@ class SqliteDirectory(SideConnection):
             if self.version() != expected_version:
                 raise DirectoryConflict("the directory was changed by someone else meanwhile; nothing was "
                                         "changed: look at it again and redo the change")
-            conn.execute("DELETE FROM directory_memberships")
-            conn.execute("UPDATE directory_departments SET parent = NULL")
-            conn.execute("DELETE FROM directory_departments")
-            conn.executemany(
-                "INSERT INTO directory_departments (name, parent, budget, position) VALUES (?, NULL, ?, ?)",
-                [(d.name, None if d.budget is None else str(d.budget), i) for i, d in enumerate(departments)])
-            conn.executemany("UPDATE directory_departments SET parent = ? WHERE name = ?",
-                             [(d.parent, d.name) for d in departments if d.parent is not None])
-            conn.executemany(
-                "INSERT INTO directory_memberships (department, spec, valid_from, valid_until) VALUES (?, ?, ?, ?)",
-                [(m.department, m.spec, m.valid_from and m.valid_from.isoformat(),
-                  m.valid_until and m.valid_until.isoformat()) for m in memberships])
-            for old, new in (renamed or {}).items():
-                conn.execute("UPDATE OR REPLACE user_departments SET department = ? WHERE department = ?",
-                             (new, old))
-            conn.executemany(
-                "INSERT INTO directory_extensions (number, name, name_source, updated_at) VALUES (?, ?, 'edited', ?) "
-                "ON CONFLICT (number) DO UPDATE SET name = excluded.name, name_source = 'edited', "
-                "updated_at = excluded.updated_at WHERE directory_extensions.name <> excluded.name "
-                "OR directory_extensions.name_source <> 'edited'",
-                [(number, clean_name(name), at) for number, name in names if number and clean_name(name)])
+            replace_rows(conn, departments, memberships, renamed=renamed or {}, names=names, at=at)
             conn.execute(_BUMP)
             self.audit(action, target, at=at, actor=actor, before=before, after=after)
             return self.version()

@@ -12,26 +12,13 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from smdrd.store.api import Actor, MailItem, NewMail, PendingAlert, StoredSchedule
+from smdrd.store.mapping import MAIL_FIELDS, MAX_ERROR, SCHEDULE_FIELDS, mail_item, stored_schedule
 from smdrd.store.sqlite.side import SideConnection
 
-_ITEM = ("SELECT id, key, kind, owner, message_id, recipients, subject, spec, state, attempts, last_error, "
-         "created_at, due_at, next_attempt_at, sent_at FROM mail_outbox")
-_SCHEDULE = "SELECT id, name, owner, spec, created_at, updated_at FROM report_schedules"
-#: the longest error kept with a mail (an SMTP server's reply can be long).
-MAX_ERROR = 500
-
-
-def _item(row: tuple[Any, ...]) -> MailItem:
-    return MailItem(int(row[0]), row[1], row[2], row[3], row[4], tuple(json.loads(row[5])), row[6], row[7], row[8],
-                    int(row[9]), row[10], int(row[11]), int(row[12]), int(row[13]),
-                    None if row[14] is None else int(row[14]))
-
-
-def _schedule(row: tuple[Any, ...] | None) -> StoredSchedule | None:
-    return None if row is None else StoredSchedule(int(row[0]), row[1], row[2], row[3], int(row[4]), int(row[5]))
+_ITEM = f"SELECT {', '.join(MAIL_FIELDS)} FROM mail_outbox"
+_SCHEDULE = f"SELECT {', '.join(SCHEDULE_FIELDS)} FROM report_schedules"
 
 
 class SqliteMail:
@@ -70,7 +57,7 @@ class SqliteMail:
     def due(self, now: int, limit: int = 20) -> list[MailItem]:
         rows = self.conn.execute(f"{_ITEM} WHERE state = 'pending' AND next_attempt_at <= ? "
                                  "ORDER BY next_attempt_at, id LIMIT ?", (now, limit)).fetchall()
-        return [_item(r) for r in rows]
+        return [mail_item(r) for r in rows]
 
     def next_due(self) -> int | None:
         row = self.conn.execute("SELECT min(next_attempt_at) FROM mail_outbox WHERE state = 'pending'").fetchone()
@@ -100,7 +87,7 @@ class SqliteMail:
             marks = ", ".join("?" * len(owners)) or "NULL"
             rows = self.conn.execute(f"{_ITEM} WHERE owner IN ({marks}) ORDER BY id DESC LIMIT ?",
                                      (*owners, limit)).fetchall()
-        return [_item(r) for r in rows]
+        return [mail_item(r) for r in rows]
 
     # ---- alerts to mail ----
 
@@ -146,11 +133,11 @@ class SqliteMail:
     # ---- schedules made in the console ----
 
     def schedules(self) -> list[StoredSchedule]:
-        return [s for s in map(_schedule, self.conn.execute(f"{_SCHEDULE} ORDER BY name").fetchall())
+        return [s for s in map(stored_schedule, self.conn.execute(f"{_SCHEDULE} ORDER BY name").fetchall())
                 if s is not None]
 
     def schedule(self, schedule_id: int) -> StoredSchedule | None:
-        return _schedule(self.conn.execute(f"{_SCHEDULE} WHERE id = ?", (schedule_id,)).fetchone())
+        return stored_schedule(self.conn.execute(f"{_SCHEDULE} WHERE id = ?", (schedule_id,)).fetchone())
 
     def save_schedule(self, schedule_id: int | None, name: str, owner: str, spec: str, *, at: int,
                       actor: Actor) -> StoredSchedule:

@@ -8,7 +8,6 @@ entry written inside it.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from smdrd.store.api import Actor
+from smdrd.store.mapping import audit_text
 from smdrd.store.sqlite.schema import connect
 
 __all__ = ["SideConnection"]
@@ -49,6 +49,4 @@ class SideConnection:
         """An audit log entry (inside the caller's transaction, so it exists exactly when the change does)."""
         self.conn.execute(
             "INSERT INTO audit_log (at, actor, address, action, target, before, after) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (at, actor.name, actor.address, action, target,
-             None if before is None else json.dumps(before, sort_keys=True),
-             None if after is None else json.dumps(after, sort_keys=True)))
+            (at, actor.name, actor.address, action, target, audit_text(before), audit_text(after)))

@@ -13,13 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from smdrd.store.api import Actor, TariffConflict, TariffVersion, TariffVersionInfo
+from smdrd.store.mapping import TARIFF_FIELDS, rule_count, tariff_info, tariff_text
 from smdrd.store.sqlite.accounts import SqliteAccounts
 
-_INFO = "SELECT version, created_at, actor, note, rules FROM tariff_versions"
-
-
-def _info(row: tuple[Any, ...]) -> TariffVersionInfo:
-    return TariffVersionInfo(int(row[0]), int(row[1]), str(row[2]), str(row[3]), int(row[4]))
+_INFO = f"SELECT {', '.join(TARIFF_FIELDS)} FROM tariff_versions"
 
 
 class SqliteTariffs:
@@ -34,11 +31,11 @@ class SqliteTariffs:
         self._accounts.close()
 
     def _one(self, where: str, args: tuple[Any, ...]) -> TariffVersion | None:
-        row = self.conn.execute(f"SELECT version, created_at, actor, note, rules, document FROM tariff_versions "
-                                f"{where}", args).fetchone()
+        row = self.conn.execute(f"SELECT {', '.join(TARIFF_FIELDS)}, document FROM tariff_versions {where}",
+                                args).fetchone()
         if row is None:
             return None
-        return TariffVersion(_info(row), json.loads(row[5]))
+        return TariffVersion(tariff_info(row), json.loads(row[5]))
 
     def current(self) -> TariffVersion | None:
         return self._one("ORDER BY version DESC LIMIT 1", ())
@@ -48,20 +45,20 @@ class SqliteTariffs:
 
     def versions(self, limit: int = 50) -> list[TariffVersionInfo]:
         rows = self.conn.execute(f"{_INFO} ORDER BY version DESC LIMIT ?", (limit,)).fetchall()
-        return [_info(r) for r in rows]
+        return [tariff_info(r) for r in rows]
 
     def save(self, document: dict[str, Any], *, expected: int | None, at: int, actor: Actor, note: str,
              action: str, target: str, before: dict[str, Any] | None,
              after: dict[str, Any] | None) -> TariffVersionInfo:
-        text = json.dumps(document, sort_keys=True, separators=(",", ":"))
+        text = tariff_text(document)
         with self._accounts._write() as conn:
             latest = conn.execute("SELECT coalesce(max(version), 0) FROM tariff_versions").fetchone()[0]
             if expected is not None and int(latest) != expected:
                 raise TariffConflict(f"the tariff was saved as version {latest} since version {expected} was read; "
                                      f"reload and make the change again")
             cur = conn.execute("INSERT INTO tariff_versions (created_at, actor, note, rules, document) "
-                               "VALUES (?, ?, ?, ?, ?)", (at, actor.name, note, len(document.get("rules", ())), text))
+                               "VALUES (?, ?, ?, ?, ?)", (at, actor.name, note, rule_count(document), text))
             number = int(cur.lastrowid or 0)
             self._accounts._audit(conn, action, target, at, actor, before=before,
                                   after={**(after or {}), "version": number})
-        return TariffVersionInfo(number, at, actor.name, note, len(document.get("rules", ())))
+        return TariffVersionInfo(number, at, actor.name, note, rule_count(document))

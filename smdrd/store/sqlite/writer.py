@@ -28,7 +28,8 @@ from smdrd.backoff import Backoff
 from smdrd.journal import DUPLICATE, ERROR, JournalEntry
 from smdrd.notify import notify
 from smdrd.parsing import extension_names
-from smdrd.store.sqlite.directory import LEARN_NAME, clean_name
+from smdrd.store.mapping import clean_name
+from smdrd.store.sqlite.directory import LEARN_NAME
 from smdrd.store.sqlite.rollups import ROLL_UP
 from smdrd.store.sqlite.rows import (
     CALL_COLUMNS,
@@ -349,10 +350,7 @@ class JournalWriter:
                 with contextlib.suppress(sqlite3.Error):
                     await db.execute("ROLLBACK")
             raise
-        if names:
-            if len(self._names) > _MAX_NAMES:
-                self._names.clear()
-            self._names.update(names)
+        self._remember_names(names)
         stored = [p.entry for p in batch]
         duplicates = 0
         for line_id, uids in dup_uids.items():
@@ -363,6 +361,13 @@ class JournalWriter:
                 e, status=DUPLICATE, calls=(), alerts=())
             duplicates += len(uids)
         return stored, len(call_rows) - duplicates, duplicates
+
+    def _remember_names(self, names: dict[str, str]) -> None:
+        """Note ``names`` as written (after their commit)."""
+        if names:
+            if len(self._names) > _MAX_NAMES:
+                self._names.clear()
+            self._names.update(names)
 
     def _new_names(self, batch: list[PreparedEntry]) -> dict[str, str]:
         """The extension names the PBX gave in ``batch`` that differ from those last written (the directory
