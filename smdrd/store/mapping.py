@@ -37,7 +37,7 @@ MAX_ERROR = 500
 #: a `StoredCall`'s columns of ``calls``, in `stored_call`'s order.
 CALL_FIELDS = ("id", "line_id", "source", "format", "call_key", "leg", "start", "start_utc", "duration", "ring",
                "direction", "extension", "number", "trunk", "account", "call_id", "answered", "transfer", "extra",
-               "e164", "region", "call_class", "rule", "prefix", "cost_micros", "currency")
+               "e164", "region", "call_class", "rule", "prefix", "cost_micros", "currency", "tariff_version")
 #: a `StoredLine`'s columns of ``lines``.
 LINE_FIELDS = ("id", "source", "peer", "received_at", "format", "raw", "status", "error")
 #: a `User`'s columns of ``users`` (its departments are read apart).
@@ -82,7 +82,7 @@ def stored_call(row: Sequence[Any]) -> StoredCall:
         direction=row[10], extension=row[11], number=row[12], trunk=row[13], account=row[14], call_id=row[15],
         answered=bool(row[16]), transfer=row[17], extra=_json_object(row[18]), e164=row[19],
         region=row[20] or "", call_class=row[21], rule=row[22], prefix=row[23],
-        cost_micros=None if row[24] is None else int(row[24]), currency=row[25])
+        cost_micros=None if row[24] is None else int(row[24]), currency=row[25], tariff_version=row[26])
 
 
 def stored_line(row: Sequence[Any]) -> StoredLine:
