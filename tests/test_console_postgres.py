@@ -167,6 +167,18 @@ async def test_an_uploaded_log_is_imported_into_postgresql(site: PgSite) -> None
     assert row is not None and row[0] == 3
 
 
+async def test_re_rating_a_period_says_it_is_not_there_yet_beside_the_field(site: PgSite) -> None:
+    async with jar() as admin:
+        assert (await sign_in(site, admin, "alice")).status == 303
+        async with admin.get(f"{site.base}/rates/rerate", params={"from": "2026-03-01", "to": "2026-03-31"}) as r:
+            status, page = r.status, await r.text()
+        assert status == 400 and "not available on a PostgreSQL database yet" in page
+        csrf = await page_csrf(site, admin, "/rates/rerate")
+        code, page = await post(admin, f"{site.base}/rates/rerate", {"csrf": csrf, "from": "2026-03-01",
+                                                                     "to": "2026-03-31"})
+        assert code == 400 and "not available on a PostgreSQL database yet" in page
+
+
 @pytest.mark.parametrize("path", ["/", "/reports", "/calls", "/alerts?state=any", "/rates", "/rates/rerate",
                                   "/directory/departments", "/directory/extensions", "/users", "/users/victor",
                                   "/audit", "/schedules", "/upload", "/account/tokens", "/api/tariff/versions",

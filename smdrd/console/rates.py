@@ -614,7 +614,12 @@ class RateAdmin:
         assert principal is not None
         first, last, problems = self.period(query)
         problems.update(errors or {})
-        preview = await self.rerate(first, last, apply=False) if first and last and not problems else None
+        preview = None
+        if first and last and not problems:
+            try:
+                preview = await self.rerate(first, last, apply=False)
+            except SmdrdError as exc:  # the store cannot re-rate (PostgreSQL, docs/scaling.md), or is busy
+                problems["from"] = str(exc)
         state = await self.state()
         return self.console.render(
             request, "rates_rerate.html", status=400 if problems and status == 200 else status, title="Re-rate calls",
@@ -629,7 +634,10 @@ class RateAdmin:
         if first is None or last is None or errors:
             return await self._rerate_page(request, fields, status=400, errors=errors or {"from": "give both days"})
         state = await self.state()
-        done = await self.rerate(first, last, apply=True)
+        try:
+            done = await self.rerate(first, last, apply=True)
+        except SmdrdError as exc:
+            return await self._rerate_page(request, fields, status=400, errors={"from": str(exc)})
         actor, now = self._actor(request), self.console.now()
         totals = done.as_json()
         await self.console._store(lambda a: a.record(
