@@ -17,8 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smdrd.rating import Rater, explain
+from smdrd.rating import Rater
 from smdrd.rating.config import SiteConfig, TariffConfig, TariffRuleConfig
+from smdrd.rating.explain import explain  # once imported, smdrd.rating's explain is this submodule
 from smdrd.rating.rules import TariffSourceError
 from smdrd.store import open_store
 from smdrd.store.api import Actor, TariffConflict
