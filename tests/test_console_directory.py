@@ -173,6 +173,13 @@ async def test_upload_and_api_with_errors_naming_line_and_column(site: Dir) -> N
             assert (await r.json())["total"] >= 3_000
         status, page = await upload(big + "#" * (1024 * 1024))  # past [http] max_upload_mb: beside the field
         assert status == 413 and 'id="import-error">the file is larger than 1 MiB ([http] max_upload_mb)' in page
+        # The JSON API takes the same files, up to the same limit.
+        async with browser.post(f"{site.base}/api/directory/import", headers={"X-CSRF-Token": csrf},
+                                data=big.encode()) as r:
+            assert r.status == 200, await r.text()
+        async with browser.post(f"{site.base}/api/directory/import", headers={"X-CSRF-Token": csrf},
+                                data=(big + "#" * (1024 * 1024)).encode()) as r:
+            assert r.status == 413 and "larger than 1 MiB" in (await r.json())["errors"]["file"]
         form = aiohttp.FormData()
         form.add_field("file", IMPORT.encode(), filename="dir.csv", content_type="text/csv")
         async with browser.post(f"{site.base}/directory/import", data=form, allow_redirects=False) as response:

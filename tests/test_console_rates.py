@@ -244,6 +244,9 @@ async def test_the_json_api_with_a_personal_token(site: Rates) -> None:
         async with api.post(f"{site.base}/api/tariff/import", headers=auth, data=big.encode(),
                             params={"append": "1"}) as r:
             assert r.status == 200 and (await r.json())["rules"] == 20_002
+        async with api.post(f"{site.base}/api/tariff/import", headers=auth, data=b"#" * (2 * 1024 * 1024 + 1),
+                            params={"append": "1"}) as r:  # past [http] max_upload_mb (2 MiB here)
+            assert r.status == 413 and "larger than 2 MiB" in (await r.json())["errors"]["deck"]
         async with api.post(f"{site.base}/api/tariff/import", headers=auth,
                             data=b"Name,Match Prefix,Rate\r\nok,48,1\r\nbad,48,zero\r\n") as r:
             assert r.status == 400 and "deck.csv:3: Rate: expected an amount" in (await r.json())["errors"]["deck"]

@@ -25,7 +25,7 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from smdrd.console.streamed import UploadProblem, read_csv_upload
+from smdrd.console.streamed import UploadProblem, read_csv_body, read_csv_upload
 from smdrd.directory import (
     DATABASE,
     Change,
@@ -39,7 +39,7 @@ from smdrd.directory import (
     replace_all,
     with_snapshot,
 )
-from smdrd.http import ADMIN, MAX_BODY, READERS, Principal, csrf_in_stream, principal_of, requires
+from smdrd.http import ADMIN, READERS, Principal, csrf_in_stream, principal_of, requires
 from smdrd.reports.departments import Directory
 from smdrd.store import open_store
 from smdrd.store.api import Actor, DirectoryConflict, DirectoryExtension, DirectorySnapshot, DirectoryStore
@@ -442,13 +442,13 @@ class DirectoryPages:
 
     @requires(*ADMIN)
     async def api_import(self, request: web.Request) -> web.StreamResponse:
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            return self._json(Outcome({"file": f"larger than {MAX_BODY // 1024} KiB; use smdrd directory import"},
-                                      413))
         try:
-            text = (await request.read()).decode("utf-8-sig")
-        except UnicodeDecodeError:
-            return self._json(Outcome({"file": "not UTF-8 text"}, 400))
+            text = await read_csv_body(request, "file", self._settings().http.max_upload_mb * 1024 * 1024)
+        except UploadProblem as exc:
+            response = self._json(Outcome({"file": str(exc)}, exc.status))
+            if exc.status == 413:
+                response.force_close()  # the rest of the body is not read
+            return response
         return self._json(await self._import(request, text, "request"))
 
 

@@ -29,7 +29,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from smdrd.console import _when
-from smdrd.console.streamed import UploadProblem, read_csv_upload
+from smdrd.console.streamed import UploadProblem, read_csv_body, read_csv_upload
 from smdrd.errors import SmdrdError
 from smdrd.http import ADMIN, MAX_BODY, SERVICE, USERS, csrf_in_stream, principal_of, requires
 from smdrd.rating.classes import CALL_CLASSES
@@ -67,8 +67,6 @@ READ = frozenset(USERS | {SERVICE})
 PAGE = 100
 #: rules in one answer of ``GET /api/tariff`` at most.
 API_PAGE = 1000
-#: the largest deck the API takes in one request (the console's form takes up to ``[http] max_upload_mb``).
-MAX_DECK = 16 * 1024 * 1024
 #: the most days one re-rate from the console covers.
 MAX_RERATE_DAYS = 400
 #: the longest call the tester prices.
@@ -740,21 +738,15 @@ class RateAdmin:
 
     @requires(*ADMIN)
     async def api_import(self, request: web.Request) -> web.StreamResponse:
-        """The request's body is the CSV deck (up to `MAX_DECK`); ``?append=1`` keeps the current rules."""
-        if request.content_length is not None and request.content_length > MAX_DECK:
-            return web.json_response({"errors": {"deck": f"larger than {MAX_DECK // 1048576} MiB"}}, status=413)
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.content.iter_chunked(1 << 16):
-            size += len(chunk)
-            if size > MAX_DECK:
-                return web.json_response({"errors": {"deck": f"larger than {MAX_DECK // 1048576} MiB"}}, status=413)
-            chunks.append(chunk)
-        raw = b"".join(chunks)
+        """The request's body is the CSV deck (up to ``[http] max_upload_mb``); ``?append=1`` keeps the current
+        rules."""
         try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            return web.json_response({"errors": {"deck": "not UTF-8 text"}}, status=400)
+            text = await read_csv_body(request, "deck", self.settings().http.max_upload_mb * 1024 * 1024)
+        except UploadProblem as exc:
+            response = web.json_response({"errors": {"deck": str(exc)}}, status=exc.status)
+            if exc.status == 413:
+                response.force_close()  # the rest of the body is not read
+            return response
         raw_v = request.query.get("version", "")
         expected = int(raw_v) if raw_v.isascii() and raw_v.isdigit() and len(raw_v) < 12 else None
         name = request.query.get("name", "deck.csv")[:200] or "deck.csv"

@@ -18,8 +18,8 @@ from aiohttp import BodyPartReader, ClientPayloadError, MultipartReader, web
 
 from smdrd.http import CSRF_FIELD, CSRF_HEADER, csrf_matches, principal_of
 
-__all__ = ["CSRF_REFUSED", "CsvUpload", "UploadProblem", "open_form", "read_csv_upload", "text_field",
-           "too_large"]
+__all__ = ["CSRF_REFUSED", "CsvUpload", "UploadProblem", "open_form", "read_csv_body", "read_csv_upload",
+           "text_field", "too_large"]
 
 #: what a change is answered without its form's CSRF token (the words the server's own check uses).
 CSRF_REFUSED = "forbidden: the form's CSRF token is missing or wrong; reload the page and try again\n"
@@ -141,3 +141,28 @@ async def read_csv_upload(request: web.Request, file_field: str, max_bytes: int,
         if exc.status in (403, 413):
             response.force_close()  # the rest of the body is not read
         return response
+
+
+async def read_csv_body(request: web.Request, field: str, max_bytes: int) -> str:
+    """A CSV file sent as the request's whole body (the JSON API's imports), at most ``max_bytes``: counted as it
+    arrives, refused past the limit without the rest being read.
+
+    Raises:
+        UploadProblem: ``field`` too large (413; close the connection), interrupted, or not UTF-8 text (400).
+    """
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise too_large(field, max_bytes)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.content.iter_chunked(1 << 16):
+            size += len(chunk)
+            if size > max_bytes:
+                raise too_large(field, max_bytes)
+            chunks.append(chunk)
+    except (ClientPayloadError, asyncio.IncompleteReadError):
+        raise UploadProblem(field, "the upload was interrupted; send it again") from None
+    try:
+        return b"".join(chunks).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UploadProblem(field, "not UTF-8 text (save it as UTF-8 CSV)") from None
