@@ -15,7 +15,7 @@ only their departments (`smdrd.reports.http.scoped`), numbers are masked as the 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -40,7 +40,7 @@ __all__ = ["PAGE_SIZE", "Chart", "ReportForm", "ReportPage", "chart", "parse_for
 
 #: the query parameters the form sends, as `parse_query` reads them (``class`` may repeat).
 API_KEYS = ("kind", "from", "to", "department", "extension", "trunk", "direction", "class", "by_class", "top", "by",
-            "page", "page_size")
+            "page", "page_size", "site")
 #: the page's own parameters: a period instead of the days, and the column sorted by.
 PAGE_KEYS = ("period", "sort", "order")
 #: call details shown per page by default.
@@ -50,7 +50,7 @@ PERIOD_NAMES = {"month_to_date": "This month so far", "last_month": "Last month"
                 "yesterday": "Yesterday"}
 #: the fields of a problem that `parse_query` names, by its message's first word.
 _FIELDS = {"kind", "from", "to", "department", "extension", "trunk", "direction", "class", "by", "top", "page",
-           "page_size"}
+           "page_size", "site"}
 
 
 @dataclasses.dataclass
@@ -91,12 +91,15 @@ def _field_of(message: str) -> str:
     return head if head in _FIELDS else "kind"
 
 
-def parse_form(query: Any, today: date, ctx: Any, *, token: str = "") -> ReportForm:
+def parse_form(query: Any, today: date, ctx: Any, *, token: str = "", sites: Sequence[str] = ()) -> ReportForm:
     """The `ReportForm` of a URL query (a ``MultiDict``): each field checked by `parse_query`, every problem
     named beside its field (the parser stops at the first, so each is looked for with the ones before left
-    out)."""
+    out); ``sites``: the store's site names, when it holds several (a site not among them is named wrong)."""
     values = {name: query.get(name, "").strip()[:200] for name in (*API_KEYS, *PAGE_KEYS) if name != "class"}
     form = ReportForm(values, token=token[:200])
+    if values["site"] and len(sites) > 1 and values["site"] not in sites:
+        form.errors["site"] = f"unknown site {values['site'][:40]!r} (known: {', '.join(sites)})"
+        values["site"] = ""
     form.classes = tuple(dict.fromkeys(c.strip()[:40] for c in query.getall("class", [])[:20] if c.strip()))
     period = values["period"]
     if period and period not in PERIODS:
@@ -231,7 +234,8 @@ class ReportPage:
         ctx = service.context
         today = datetime.fromtimestamp(self.console.clock(), ctx.timezone).date()
         token = request.query.get("token", "") if principal is not None and principal.via == "service" else ""
-        form = parse_form(request.query, today, ctx, token=token)
+        sites = await service.site_names()
+        form = parse_form(request.query, today, ctx, token=token, sites=sites)
         status, report, busy = 200, None, False
         if form.query is not None:
             allowed = scoped(form.query, principal, ctx)
@@ -257,6 +261,7 @@ class ReportPage:
             request, "reports.html", status=status, title=TITLES.get(kind, "Reports"), form=form,
             kinds=[(k, TITLES[k]) for k in KINDS], kind=kind, periods=[(p, PERIOD_NAMES[p]) for p in PERIODS],
             departments=visible_departments(principal, ctx), directions=DIRECTIONS, classes=CALL_CLASSES,
+            sites=[(name, name) for name in sites] if len(sites) > 1 else [],
             report=report, view=table_view(report) if report is not None else None,
             chart=drawn,
             header=header_lines(report) if report is not None else [], busy=busy,

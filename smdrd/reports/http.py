@@ -62,6 +62,8 @@ API = "/api/reports"
 RETRY_AFTER = 2
 #: who may read reports: `READERS`, and managers for their own departments (`scoped`).
 REPORT_READERS = READERS | {"manager"}
+#: seconds the store's site names are kept before they are read again (a new site shows within this).
+SITES_SECONDS = 30.0
 
 T = TypeVar("T")
 
@@ -107,6 +109,7 @@ class ReportService:
         #: report requests running or waiting at once, at most; `active` now.
         self.max_reports = settings.http.max_reports
         self.active = 0
+        self._sites: tuple[float, list[str]] | None = None
 
     def close(self) -> None:
         """Stop the report threads (a report still running finishes; waiting ones are dropped)."""
@@ -150,6 +153,21 @@ class ReportService:
             return await self._run(self._report, query, ctx)
         finally:
             self._leave()
+
+    async def site_names(self) -> list[str]:
+        """The named sites whose calls the store holds (`smdrd.store.api.ReportReader.sites`), read in a report
+        thread at most every `SITES_SECONDS`: a page's site filter is offered when there are two or more."""
+        loop = asyncio.get_running_loop()
+        if self._sites is None or loop.time() - self._sites[0] >= SITES_SECONDS:
+            self._sites = (loop.time(), await self._run(self._site_names))
+        return self._sites[1]
+
+    def _site_names(self) -> list[str]:
+        reader = self.store.reports()
+        try:
+            return [site.name for site in reader.sites()]
+        finally:
+            reader.close()
 
     def _report(self, query: Query, ctx: Context) -> Report:
         reader = self.store.reports()

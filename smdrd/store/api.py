@@ -65,6 +65,7 @@ __all__ = [
     "Retention",
     "SessionInfo",
     "SessionStore",
+    "SiteSeen",
     "Store",
     "StoreUnavailable",
     "StoredCall",
@@ -134,6 +135,15 @@ def utc_bounds(first: date, last: date, tz: ZoneInfo) -> tuple[int, int]:
     return int(lo), int(hi)
 
 
+@dataclass(frozen=True, slots=True)
+class SiteSeen:
+    """A site whose calls a store holds, by name, and when its newest journal line was received (UTC
+    microseconds at the site; ``None``: none kept): a site that stopped publishing shows by it."""
+
+    name: str
+    last_line: int | None
+
+
 class ReportReader(Protocol):
     """Report reads: rollup sums and call-detail ranges, never a scan of every call. One reader serves one
     report at a time (its department selection is per reader); ``close`` it when done."""
@@ -166,6 +176,11 @@ class ReportReader(Protocol):
 
     def call_totals(self, f: Filters, tz: ZoneInfo, *, selected: bool) -> tuple[int, int, int, int]:
         """``(legs, calls, duration, cost_micros)`` over every matching call detail."""
+        ...
+
+    def sites(self) -> list[SiteSeen]:
+        """The named sites whose calls this store holds, by name (a box's own journal: its one site, once
+        ``[site] name`` names it; a central store: every site that published), each with its last line."""
         ...
 
     def close(self) -> None: ...

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from smdrd.store.api import ExtensionSpec, Filters
+from smdrd.store.api import ExtensionSpec, Filters, SiteSeen
 from smdrd.store.postgres.connect import connect
 from smdrd.store.sqlite import reports as plan
 from smdrd.store.sqlite.reports import Dialect
@@ -57,6 +57,16 @@ class ReadAdapter:
         return None
 
 
+#: every named site that has lines, with the time its newest one was received: for a site that published, the
+#: line with the highest id in its own journal; for the store's own site (a box on PostgreSQL: its lines have no
+#: site line id), its newest line. Both are one step of ``lines_site_line`` a site.
+_SITES = ("SELECT name, last FROM (SELECT s.name, coalesce("
+          "(SELECT l.received_at FROM lines l WHERE l.site_id = s.id AND l.site_line IS NOT NULL "
+          "ORDER BY l.site_line DESC LIMIT 1), "
+          "(SELECT max(l.received_at) FROM lines l WHERE l.site_id = s.id AND l.site_line IS NULL)) AS last "
+          "FROM sites s WHERE s.name <> '') AS seen WHERE last IS NOT NULL ORDER BY name")
+
+
 class PgReports:
     """`smdrd.store.api.ReportReader` on one connection to the PostgreSQL store at ``url``."""
 
@@ -87,6 +97,10 @@ class PgReports:
 
     def call_totals(self, f: Filters, tz: ZoneInfo, *, selected: bool) -> tuple[int, int, int, int]:
         return plan.call_totals(self.reads, f, tz, selected=selected)
+
+    def sites(self) -> list[SiteSeen]:
+        return [SiteSeen(str(name), None if last is None else int(last))
+                for name, last in self.conn.execute(_SITES)]
 
     def close(self) -> None:
         self.conn.close()

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from smdrd.errors import SmdrdError
-from smdrd.store.api import CALL_DETAIL, ROLLUP_TABLES, ExtensionSpec, Filters, utc_bounds
+from smdrd.store.api import CALL_DETAIL, ROLLUP_TABLES, ExtensionSpec, Filters, SiteSeen, utc_bounds
 from smdrd.store.sqlite import schema
 from smdrd.store.sqlite.rollups import DAYS_TABLE, ROLLUPS, coarser_of
 
@@ -379,6 +379,14 @@ def _totals_from_rollups(conn: ReadConnection, f: Filters, tz: ZoneInfo) -> tupl
     return calls + int(later), calls, duration, cost
 
 
+def site_names(conn: ReadConnection) -> list[SiteSeen]:
+    """The box's own site (`schema.LOCAL_SITE`) once ``[site] name`` names it and it has lines, with the
+    journal's newest (``lines_received``: one index step)."""
+    row = conn.execute("SELECT name, (SELECT max(received_at) FROM lines) FROM sites "
+                       f"WHERE id = {schema.LOCAL_SITE} AND name <> ''").fetchone()
+    return [] if row is None or row[1] is None else [SiteSeen(str(row[0]), int(row[1]))]
+
+
 class SqliteReports:
     """`smdrd.store.api.ReportReader` on one read-only connection (see `connect_readonly`)."""
 
@@ -406,6 +414,9 @@ class SqliteReports:
 
     def call_totals(self, f: Filters, tz: ZoneInfo, *, selected: bool) -> tuple[int, int, int, int]:
         return call_totals(self.conn, f, tz, selected=selected)
+
+    def sites(self) -> list[SiteSeen]:
+        return site_names(self.conn)
 
     def close(self) -> None:
         self.conn.close()

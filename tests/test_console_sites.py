@@ -1,0 +1,150 @@
+"""The console over a central store (issue 17, point 3): a daemon on a real PostgreSQL that three sites'
+journals were stored into by the central writer (`smdrd.store.postgres.central.CentralWriter`, as ``smdrd
+central`` stores what the sites publish), read over HTTP: the reports page offers the sites and filters by one,
+the overview compares them, the call search filters by site and shows each call's. A one-site SQLite console
+offers no site filter."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+
+from smdrd.journal import PARSED, JournalEntry, RatedCall
+from smdrd.mqtt_payloads import encode, journal_message, read_journal_message
+from smdrd.rating.tariff import Rating
+from smdrd.record import CallRecord, Direction
+from smdrd.store import open_store
+from smdrd.store.postgres.central import CentralWriter
+from smdrd.testing import DaemonProcess, PostgresServer, daemon_config, free_port, write_entries
+from tests.test_console_http import SERVICE_TOKEN
+
+TZ = ZoneInfo("Europe/Warsaw")  # the daemon's (`daemon_config`)
+BEARER = {"Authorization": f"Bearer {SERVICE_TOKEN}"}
+#: site name -> calls it stores today, each from extension 201 (every site has one), each costing 1.00 more.
+SITES = {"north": 2, "south": 3, "west": 4}
+
+
+def today_entries(site: int, n: int) -> list[JournalEntry]:
+    """``n`` rated outbound calls of today (local), in the past, from extension 201: site ``site``'s costs."""
+    now = datetime.now(TZ)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    out = []
+    for i in range(n):
+        start = (midnight + (now - midnight) * (i + 1) / (n + 2)).replace(microsecond=0)
+        raw = f"site {site} call {i}".encode()
+        record = CallRecord(format="avaya-ipo", start=start, duration=60 * (i + 1), direction=Direction.OUTBOUND,
+                            extension="201", number=f"22{site}00000{i}", answered=True)
+        rating = Rating(f"+4822{site}00000{i}", "national", "pl", "22", Decimal(i + 1), "PLN", "PL")
+        out.append(JournalEntry("pbx", "10.0.0.9", int(start.timestamp() * 1_000_000), "avaya-ipo", raw, PARSED,
+                                None, (RatedCall(f"avaya-ipo:{raw.hex()}", record, rating),)))
+    return out
+
+
+async def publish_into(url: str, folder: Path) -> None:
+    """Each site's journal written to its own SQLite file, read as its publisher reads it, sent through the
+    payload codec and stored by the central writer."""
+    writer = CentralWriter(url)
+    await writer.open()
+    try:
+        for k, (name, n) in enumerate(SITES.items(), 1):
+            db = folder / f"{name}.db"
+            await write_entries(db, today_entries(k, n), site=name)
+            feed = open_store(db).call_feed()
+            await feed.open()
+            try:
+                entries = await feed.entries(0, 100)
+            finally:
+                await feed.close()
+            await writer.store([read_journal_message(encode(journal_message(name, e.fields))) for e in entries])
+    finally:
+        await writer.close()
+
+
+class Console:
+    def __init__(self, daemon: DaemonProcess, port: int, url: str = "") -> None:
+        self.daemon = daemon
+        self.base = f"http://127.0.0.1:{port}"
+        self.url = url
+
+    async def get(self, path: str, **params: str) -> tuple[int, str]:
+        async with aiohttp.ClientSession(headers=BEARER) as client, client.get(self.base + path,
+                                                                                params=params) as r:
+            return r.status, await r.text()
+
+
+def started(folder: Path, url: str = "", **sections: object) -> Iterator[Console]:
+    port = free_port()
+    daemon = DaemonProcess(folder, daemon_config(folder, [], http={"listen": f"127.0.0.1:{port}",
+                                                                   "token": SERVICE_TOKEN}, **sections))
+    try:
+        daemon.start(within=60)
+        yield Console(daemon, port, url)
+        daemon.terminate()
+        daemon.assert_clean_log()
+    finally:
+        daemon.kill()
+
+
+@pytest.fixture(scope="module")
+def central(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    folder = tmp_path_factory.mktemp("console-sites")
+    url = postgres.create_database("smdrd_console_sites")
+    yield from started(folder, url, database={"url": url}, tariff={"currency": "PLN"})
+
+
+def cells(html: str, table: str) -> list[list[str]]:
+    """The text of each body row's cells of the table with id ``table``."""
+    found = re.search(rf'<table id="{table}".*?</table>', html, re.S)
+    assert found is not None, f"no table {table}"
+    body = found.group(0).split("<tbody>", 1)[-1]
+    return [[re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+            for row in re.findall(r"<tr[^>]*>(.*?)</tr>", body, re.S)]
+
+
+async def test_the_reports_page_offers_the_sites_and_reports_one(central: Console,
+                                                                 tmp_path_factory: pytest.TempPathFactory) -> None:
+    status, html = await central.get("/reports")
+    assert status == 200 and 'id="site"' not in html  # nothing published yet: no site to choose
+    await publish_into(central.url, tmp_path_factory.mktemp("site-journals"))
+    async with asyncio.timeout(60):  # the site names are read again every SITES_SECONDS
+        while 'id="site"' not in html:
+            await asyncio.sleep(1)
+            status, html = await central.get("/reports")
+    menu = re.search(r'<select id="site".*?</select>', html, re.S)
+    assert menu is not None and re.findall(r'<option value="(\w*)"', menu.group(0)) == ["", "north", "south",
+                                                                                        "west"]
+    status, html = await central.get("/reports", kind="extensions", site="south")
+    assert status == 200, html
+    assert re.search(r'<option value="south" selected>', html)
+    rows = cells(html, "report")
+    assert rows and rows[0][0] == "201" and "3" in rows[0]  # south's three calls, not the nine of all sites
+    assert "site=south" in html  # the downloads and the JSON link keep the site
+    status, html = await central.get("/reports", kind="extensions")
+    assert status == 200 and "9" in cells(html, "report")[0]
+    status, html = await central.get("/reports", kind="extensions", site="east")
+    assert status == 400 and 'id="e-site"' in html
+    status, body = await central.get("/api/reports/extensions", site="west")
+    assert status == 200 and '"calls": 4' in body
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    """A box's own SQLite journal with calls of its one site."""
+    folder = tmp_path_factory.mktemp("console-one-site")
+    asyncio.run(write_entries(folder / "smdrd.db", today_entries(1, 2), site="hq"))
+    yield from started(folder, site={"name": "hq"})
+
+
+async def test_a_one_site_console_offers_no_site_filter_or_column(single: Console) -> None:
+    for path in ("/reports", "/", "/calls"):
+        status, html = await single.get(path)
+        assert status == 200, (path, html)
+        assert 'id="site"' not in html and 'id="sites"' not in html and 'data-key="site"' not in html, path
