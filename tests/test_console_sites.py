@@ -135,6 +135,21 @@ async def test_the_reports_page_offers_the_sites_and_reports_one(central: Consol
     assert status == 200 and '"calls": 4' in body
 
 
+async def test_the_overview_compares_the_sites(central: Console) -> None:
+    """After the reports test stored the sites' calls: one row a site, today's and this month's figures."""
+    status, html = await central.get("/")
+    assert status == 200, html
+    found = re.search(r'<table id="ov-sites">.*?</table>', html, re.S)
+    assert found is not None
+    rows = [[re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)]
+            for row in re.findall(r"<tr>(.*?)</tr>", found.group(0).split("<tbody>", 1)[1], re.S)]
+    costs = {name: sum(range(1, n + 1)) for name, n in SITES.items()}
+    assert [r[:2] for r in rows] == [[name, str(n)] for name, n in SITES.items()]
+    for row, (name, n) in zip(rows, SITES.items(), strict=True):
+        assert row[3] == row[6] == f"{costs[name]}.00 PLN" and row[4] == str(n), row
+        assert row[7].startswith(datetime.now(TZ).strftime("%Y-")), row
+
+
 @pytest.fixture(scope="module")
 def single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     """A box's own SQLite journal with calls of its one site."""
@@ -147,4 +162,4 @@ async def test_a_one_site_console_offers_no_site_filter_or_column(single: Consol
     for path in ("/reports", "/", "/calls"):
         status, html = await single.get(path)
         assert status == 200, (path, html)
-        assert 'id="site"' not in html and 'id="sites"' not in html and 'data-key="site"' not in html, path
+        assert 'id="site"' not in html and 'id="ov-sites"' not in html and 'data-key="site"' not in html, path

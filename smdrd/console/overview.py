@@ -4,7 +4,9 @@ What it shows, for the signed-in person's scope (everything for an admin, a view
 manager's departments and those under them): calls, talk time (h:mm:ss) and cost (with its currency) today and
 this month, by call class; the top extensions and destinations of each period; each department's budget use
 with its month-end forecast (`smdrd.reports.forecast`: spend so far over the working days left); the open alerts
-(a manager's: those of their departments); and each source's state as ``/healthz`` judges it.
+(a manager's: those of their departments); each source's state as ``/healthz`` judges it; and on a store with
+several named sites (a central one, ``smdrd central``), a table comparing the sites: each one's calls, talk time
+and cost today and this month, and when its newest line was received (a site that stopped publishing shows).
 
 Every figure comes from the report engine (`smdrd.reports.queries.run_report`, which reads the rollups through
 `smdrd.store.api.ReportReader`), on this module's own thread, never on the event loop. Figures are computed per
@@ -29,7 +31,7 @@ import json
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -47,7 +49,7 @@ from smdrd.reports.http import scoped
 from smdrd.reports.queries import DIRECTIONS, Context, Query, Report, run_report
 from smdrd.reports.render import hms
 from smdrd.store import open_store
-from smdrd.store.api import AlertFilter, InboxAlert
+from smdrd.store.api import AlertFilter, InboxAlert, SiteSeen
 
 if TYPE_CHECKING:
     from smdrd.config import Settings
@@ -117,6 +119,30 @@ def _class_key(name: str) -> tuple[int, str]:
     return (CALL_CLASSES.index(name), name) if name in CALL_CLASSES else (len(CALL_CLASSES), name)
 
 
+def _shown(s: _Sum, ctx: Context) -> dict[str, Any]:
+    return {"calls": s.calls, "talk": hms(s.duration), "cost": _money(s.cost, ctx)}
+
+
+def site_rows(reader: ReportReader, ctx: Context, sites: Iterable[SiteSeen], today: date,
+              departments: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Each site's calls, talk time and cost today and this month (every direction, the scope's departments:
+    the report engine's extensions report of that site), and when its newest line was received (UTC), so a
+    site that stopped publishing shows (display strings)."""
+    first, _ = month_bounds(today)
+    out = []
+    for site in sites:
+        row: dict[str, Any] = {"site": site.name, "last": "none" if site.last_line is None else
+                               datetime.fromtimestamp(site.last_line / 1_000_000, UTC).strftime("%Y-%m-%d %H:%M")}
+        for key, lo in (("today", today), ("month", first)):
+            total = _Sum()
+            for r in run_report(reader, Query("extensions", lo, today, departments=departments,
+                                              directions=DIRECTIONS, sites=(site.name,)), ctx).rows:
+                total.add(r)
+            row[key] = _shown(total, ctx)
+        out.append(row)
+    return out
+
+
 def period_figures(reader: ReportReader, ctx: Context, first: date, last: date, departments: tuple[str, ...],
                    ) -> dict[str, Any]:
     """One period's figures: totals and per class (every direction), top extensions by cost, top outbound
@@ -135,7 +161,7 @@ def period_figures(reader: ReportReader, ctx: Context, first: date, last: date, 
     dest: Report = run_report(reader, Query("destinations", first, last, departments=departments, top=TOP), ctx)
 
     def shown(s: _Sum) -> dict[str, Any]:
-        return {"calls": s.calls, "talk": hms(s.duration), "cost": _money(s.cost, ctx)}
+        return _shown(s, ctx)
 
     return {
         "total": shown(total),
@@ -300,7 +326,8 @@ class Overview:
     def _compute(self, scope: Scope, ctx: Context, calendar: WorkingCalendar, min_days: Decimal,
                  now: datetime) -> dict[str, Any]:
         if scope == ():
-            return {"today": None, "month": None, "classes": [], "budgets": [], "alerts": [], "updated": now}
+            return {"today": None, "month": None, "classes": [], "budgets": [], "alerts": [], "sites": [],
+                    "updated": now}
         departments = scope or ()
         today = now.date()
         first, _ = month_bounds(today)
@@ -308,6 +335,8 @@ class Overview:
         try:
             figures: dict[str, Any] = {"today": period_figures(reader, ctx, today, today, departments),
                                        "month": period_figures(reader, ctx, first, today, departments)}
+            seen = reader.sites()
+            figures["sites"] = site_rows(reader, ctx, seen, today, departments) if len(seen) > 1 else []
         finally:
             reader.close()
         figures["budgets"] = budget_rows(ctx, now, departments, figures["month"]["spend"], calendar,
