@@ -150,6 +150,18 @@ async def test_the_overview_compares_the_sites(central: Console) -> None:
         assert row[7].startswith(datetime.now(TZ).strftime("%Y-")), row
 
 
+async def test_the_call_search_filters_by_site_and_shows_each_calls_site(central: Console) -> None:
+    status, html = await central.get("/calls")
+    assert status == 200 and 'id="col-site"' in html and 'id="f-site"' in html
+    assert sorted(re.findall(r'<td class="site">(\w+)</td>', html)) == sorted(
+        name for name, n in SITES.items() for _ in range(n))
+    status, html = await central.get("/calls", site="north")
+    assert status == 200 and re.findall(r'<td class="site">(\w+)</td>', html) == ["north", "north"]
+    assert '<option value="north" selected>' in html
+    status, body = await central.get("/api/calls", site="west")
+    assert status == 200 and body.count('"site": "west"') == 4 and '"site": "north"' not in body
+
+
 @pytest.fixture(scope="module")
 def single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     """A box's own SQLite journal with calls of its one site."""
@@ -162,4 +174,4 @@ async def test_a_one_site_console_offers_no_site_filter_or_column(single: Consol
     for path in ("/reports", "/", "/calls"):
         status, html = await single.get(path)
         assert status == 200, (path, html)
-        assert 'id="site"' not in html and 'id="ov-sites"' not in html and 'data-key="site"' not in html, path
+        assert 'name="site"' not in html and 'id="ov-sites"' not in html and ">Site<" not in html, path

@@ -116,7 +116,7 @@ def parse_search(query: Any, ctx: Context, today: date, hidden: int = 0) -> Sear
     the searcher may not see numbers' last ``hidden`` digits (a note beside the number says how it is looked
     for: by `seen_search`)."""
     names = ("from", "to", "number", "extension", "account", "call_id", "direction", "cost_min", "cost_max",
-             "sort", "order", "page_size", "after")
+             "sort", "order", "page_size", "after", "site")
     form = SearchForm({name: _one(query, name) for name in names})
     v, errors = form.values, form.errors
     form.classes = tuple(dict.fromkeys(c.strip() for c in query.getall("class", [])[:20] if c.strip()))
@@ -139,7 +139,7 @@ def parse_search(query: Any, ctx: Context, today: date, hidden: int = 0) -> Sear
         errors["number"] = "expected at most 32 digits (or part of a number)"
     elif number and hidden:
         form.notes["number"] = _seen_note(number, hidden)
-    for name in ("extension", "account", "call_id"):
+    for name in ("extension", "account", "call_id", "site"):
         if any(ord(c) < 32 for c in v[name]):
             errors[name] = "expected text without control characters"
     if v["direction"] and v["direction"] not in DIRECTIONS:
@@ -169,7 +169,7 @@ def parse_search(query: Any, ctx: Context, today: date, hidden: int = 0) -> Sear
     form.query = CallQuery(lo, hi, number=number, extension=v["extension"], account=v["account"],
                            call_id=v["call_id"], direction=v["direction"], classes=classes,
                            cost_min=cost_min, cost_max=cost_max, sort=sort, descending=order == "desc",
-                           after=after, limit=size)
+                           after=after, limit=size, site=v["site"])
     return form
 
 
@@ -272,6 +272,9 @@ class CallPages:
         #: extension -> name, from the directory (`_refresh_names`).
         self.names: dict[str, str] = {}
         self._names_at = -NAMES_SECONDS
+        #: the store's named sites (`smdrd.store.api.ReportReader.sites`), read with the names: with two or
+        #: more (a central store), the search offers a site filter and shows each call's site.
+        self.sites: list[str] = []
         self.path = console.path
         self._db = ThreadPoolExecutor(1, thread_name_prefix="smdrd-console-calls")
 
@@ -296,6 +299,11 @@ class CallPages:
                 self.names = directory.names()
             finally:
                 directory.close()
+            reader = open_store(self.path).reports()
+            try:
+                self.sites = [site.name for site in reader.sites()]
+            finally:
+                reader.close()
         except Exception as exc:  # names are a help, never a reason to fail a search
             log.warning("console.names_unavailable", error=type(exc).__name__)
         self._names_at = now
@@ -349,7 +357,8 @@ class CallPages:
             directions=DIRECTIONS,
             next_url=form.url("/calls", after=after) if after else "",
             first_url=form.url("/calls") if form.values["after"] else "", sort_url=self._sort_url(form),
-            export_url=form.url("/api/calls"), max_page_size=MAX_PAGE_SIZE, timezone=str(ctx.timezone))
+            export_url=form.url("/api/calls"), max_page_size=MAX_PAGE_SIZE, timezone=str(ctx.timezone),
+            sites=self.sites if len(self.sites) > 1 else [])
 
     @staticmethod
     def _sort_url(form: SearchForm) -> Callable[[str], str]:
@@ -369,7 +378,7 @@ class CallPages:
     def _row(self, call: StoredCall, ctx: Context, hidden: int) -> dict[str, Any]:
         """A call as the table and the JSON show it (numbers masked by ``hidden`` digits)."""
         return {
-            "id": call.id, "start": call.start, "extension": call.extension,
+            "id": call.id, "start": call.start, "site": call.site, "extension": call.extension,
             "name": self.names.get(call.extension, ""),
             "department": ctx.directory.department(call.extension, call.start[:10]),
             "number": mask(call.number, hidden), "e164": mask(call.e164, hidden) if call.e164 else call.e164,

@@ -812,6 +812,8 @@ class CallQuery:
     descending: bool = True
     after: tuple[int, int] | None = None
     limit: int = 50
+    #: a site's name (a central store's calls; empty: every site).
+    site: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -846,6 +848,8 @@ class StoredCall:
     currency: str | None
     #: the tariff that priced it (`smdrd.rating.Rating.tariff_version`); None: not known.
     tariff_version: str | None = None
+    #: the name of the site that stored it (a central store's; ``''``: a box's own journal with no ``[site] name``).
+    site: str = ""
 
     def sort_value(self, sort: str) -> int:
         """This call's value for a `CallQuery.sort` (the keyset cursor's first half)."""

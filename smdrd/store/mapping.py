@@ -75,14 +75,15 @@ def _json_object(text: str | None) -> dict[str, Any]:
 
 
 def stored_call(row: Sequence[Any]) -> StoredCall:
-    """A row of `CALL_FIELDS`."""
+    """A row of `CALL_FIELDS`, and then the call's site name when the read selects it."""
     return StoredCall(
         id=int(row[0]), line_id=int(row[1]), source=row[2], format=row[3], call_key=row[4], leg=int(row[5]),
         start=row[6], start_utc=int(row[7]), duration=int(row[8]), ring=None if row[9] is None else int(row[9]),
         direction=row[10], extension=row[11], number=row[12], trunk=row[13], account=row[14], call_id=row[15],
         answered=bool(row[16]), transfer=row[17], extra=_json_object(row[18]), e164=row[19],
         region=row[20] or "", call_class=row[21], rule=row[22], prefix=row[23],
-        cost_micros=None if row[24] is None else int(row[24]), currency=row[25], tariff_version=row[26])
+        cost_micros=None if row[24] is None else int(row[24]), currency=row[25], tariff_version=row[26],
+        site=str(row[27] or "") if len(row) > len(CALL_FIELDS) else "")
 
 
 def stored_line(row: Sequence[Any]) -> StoredLine:

@@ -21,7 +21,8 @@ from smdrd.store.sqlite.reports import ReadConnection, connect_readonly, select_
 
 __all__ = ["SqliteCalls"]
 
-_COLUMNS = ", ".join(f"c.{name}" for name in CALL_FIELDS)
+#: a call's columns, then its site's name (`stored_call`).
+_COLUMNS = ", ".join(f"c.{name}" for name in CALL_FIELDS) + ", (SELECT s.name FROM sites s WHERE s.id = c.site_id)"
 _LINES = f"SELECT {', '.join(LINE_FIELDS)} FROM lines"
 #: the SQL of each sort's value (`StoredCall.sort_value` gives the same in Python, for the cursor).
 _SORT_SQL = {"start": "c.start_utc", "duration": "c.duration", "cost": "coalesce(c.cost_micros, 0)"}
@@ -41,6 +42,9 @@ def search_sql(q: CallQuery, *, contains: str = CONTAINS, temp: str = "temp.") -
         if value:
             where.append(f"c.{column} = ?")
             params.append(value)
+    if q.site:
+        where.append("c.site_id = (SELECT id FROM sites WHERE name = ?)")
+        params.append(q.site)
     if q.number:
         number, e164 = (contains.format(haystack=h) for h in ("c.number", "coalesce(c.e164, '')"))
         where.append(f"({number} OR {e164})")
