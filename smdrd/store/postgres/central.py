@@ -104,11 +104,11 @@ class CentralWriter(AsyncPart):
             raise EntryRefused(f"{type(exc).__name__}: {exc}") from exc
 
     async def _store(self, entries: Sequence[Mapping[str, Any]]) -> CentralBatch:
-        conn = self.conn
-        if conn.closed or conn.broken:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            # lost, or not back yet after a reconnection that failed (the server still down): connect again
             await self.close()
             await self.open()
-            conn = self.conn
+        conn = self.conn
         found: dict[str, int] = {}
         async with conn.transaction(), conn.cursor() as cur:
             await cur.execute(ONE_WRITER)
