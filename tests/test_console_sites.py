@@ -131,6 +131,8 @@ async def test_the_reports_page_offers_the_sites_and_reports_one(central: Consol
     assert status == 200 and "9" in cells(html, "report")[0]
     status, html = await central.get("/reports", kind="extensions", site="east")
     assert status == 400 and 'id="e-site"' in html
+    status, body = await central.get("/api/reports")
+    assert status == 200 and '"sites": ["north", "south", "west"]' in body
     status, body = await central.get("/api/reports/extensions", site="west")
     assert status == 200 and '"calls": 4' in body
 
@@ -158,6 +160,10 @@ async def test_the_call_search_filters_by_site_and_shows_each_calls_site(central
     status, html = await central.get("/calls", site="north")
     assert status == 200 and re.findall(r'<td class="site">(\w+)</td>', html) == ["north", "north"]
     assert '<option value="north" selected>' in html
+    call = re.search(r'<a href="(/calls/\d+)" class="call-link">', html)
+    assert call is not None
+    status, html = await central.get(call.group(1))
+    assert status == 200 and '<dd id="site">north</dd>' in html
     status, body = await central.get("/api/calls", site="west")
     assert status == 200 and body.count('"site": "west"') == 4 and '"site": "north"' not in body
 

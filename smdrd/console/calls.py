@@ -440,7 +440,8 @@ class CallPages:
             tariff_text=tariff_text, tariff_link=tariff_link,
             legs=[self._row(leg, ctx, hidden) for leg in legs],
             lines=[_line(line, legs, hidden, ctx) for line in lines],
-            tester_url=_tester_url(call) if not hidden else "", timezone=str(ctx.timezone))
+            tester_url=_tester_url(call) if not hidden else "", timezone=str(ctx.timezone),
+            several_sites=len(self.sites) > 1)
 
     @requires(*CALL_READERS)
     async def api_call(self, request: web.Request) -> web.StreamResponse:

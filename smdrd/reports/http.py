@@ -136,11 +136,12 @@ class ReportService:
             log.error("reports.reload_rejected", reason=str(exc), kept="the previous departments")
 
     async def index(self, request: Request) -> Response:
-        """What a client needs to build its filters (kinds, directions, classes, the departments it may see)."""
+        """What a client needs to build its filters (kinds, directions, classes, the departments it may see, the
+        store's named sites)."""
         ctx = self.context
         departments = [{"name": n, "parent": p} for n, p in visible_departments(request.principal, ctx)]
         body = {"kinds": list(KINDS), "directions": [*DIRECTIONS, "all"], "classes": list(CALL_CLASSES),
-                "departments": departments,
+                "departments": departments, "sites": await self.site_names(),
                 "timezone": str(ctx.timezone), "currency": ctx.currency, "decimals": ctx.decimals}
         return Response(200, json.dumps(body).encode(), "application/json")
 
