@@ -245,24 +245,29 @@ async def test_postgresql_restarted_mid_stream_loses_and_doubles_nothing(
 
 
 async def test_a_site_publisher_restarted_with_unpublished_entries_sends_each_once(
-        tmp_path: Path, central: Broker, site_a: Broker, pg_url: str) -> None:
-    """A site's broker goes down; the site keeps journalling calls its publisher cannot send; the site daemon
-    is stopped, the broker comes back, the daemon starts again: it sends from its saved cursor, and every entry
-    (those before the outage, those journalled during it) is in PostgreSQL once."""
+        tmp_path: Path, central: Broker, site_a: ConfiguredBroker, pg_url: str) -> None:
+    """A site's broker is SIGKILLed while the site publishes its backlog (a window of entries in flight); the
+    site keeps journalling calls its publisher cannot send; the site daemon is stopped, the broker comes back,
+    the daemon starts again: it sends from its saved cursor (moved only past what the broker acknowledged), and
+    every entry, those before the outage and those journalled during it, is in PostgreSQL once."""
     hq = Site(tmp_path, "r-hq", 5)
-    await hq.write(200)
-    async with collecting(central_settings(pg_url, central)):
-        async with hq.publishing(site_a) as pub:
-            assert await until(lambda: central_count(pg_url, hq.name) == 200, 30)
-            site_a.stop()  # SIGKILL
-            assert await until(lambda: not pub.connected, 10)
-            await hq.write(scaled(2000, 300))
-            await asyncio.sleep(0.5)  # the publisher keeps trying, in vain
-            published = pub.stats.entries_published
-        assert published == 200, "published into a dead broker"
-        site_a.start()
-        async with hq.publishing(site_a):
-            await all_stored(pg_url, [hq])
+    n = scaled(3000, 1000)
+    await hq.write(n)
+    with saving_every_change(site_a):
+        async with collecting(central_settings(pg_url, central)):
+            async with hq.publishing(site_a) as pub:
+                assert await until(lambda: pub.stats.entries_published >= 100, 30)
+                site_a.stop()  # SIGKILL
+                assert await until(lambda: not pub.connected, 10)
+                published = pub.stats.entries_published
+                await hq.write(scaled(2000, 300))
+                await asyncio.sleep(0.5)  # the publisher keeps trying, in vain
+                assert pub.stats.entries_published == published, "published into a dead broker"
+            print(f"{published} of {n} entries published when the site's broker was killed")
+            assert published < n, "the broker was not killed mid-stream"
+            site_a.start()
+            async with hq.publishing(site_a):
+                await all_stored(pg_url, [hq])
 
 
 async def test_a_site_cut_off_for_many_calls_catches_up_while_another_site_keeps_flowing(
