@@ -357,6 +357,15 @@ def _source_options(settings: Settings, name: str) -> dict[str, object]:
     return next((dict(s.format_options) for s in settings.sources if s.name == name), {})
 
 
+#: the most characters of a file's path the progress line shows: a long path would leave the bar no room.
+PATH_WIDTH = 40
+
+
+def _shown(path: str, width: int = PATH_WIDTH) -> str:
+    """``path`` as the progress line shows it: its end (the file's name and the folders nearest it) when long."""
+    return path if len(path) <= width else "…" + path[-(width - 1):]
+
+
 class ImportProgress:
     """The import's progress on a terminal (rich): one bar per file (bytes read), with the lines, calls and errors
     so far and the speed in lines per second. Disabled, every method does nothing (a pipe or ``--quiet``)."""
@@ -403,6 +412,7 @@ class ImportProgress:
             return
         task = self._tasks.get(name)
         if task is None:
-            task = self._tasks[name] = self._bar.add_task(name, total=size, lines=0, calls=0, errors=0, speed=0.0)
+            task = self._tasks[name] = self._bar.add_task(_shown(name), total=size, lines=0, calls=0, errors=0,
+                                                          speed=0.0)
         speed = lines / max(time.perf_counter() - self._started, 1e-6)
         self._bar.update(task, completed=done, lines=lines, calls=calls, errors=errors, speed=speed)
