@@ -24,9 +24,9 @@ demo: $(STAMP)
 system-deps:
 	bash scripts/system-deps.sh
 
-## Set up and run the whole test suite.
+## Set up and run the whole test suite, on two workers (a module's tests stay together, in order, on one).
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 ## The fault-injection suite: a real daemon through dropped links, kills, full disks, broker outages.
 ## SMDRD_FAULTS_SHORT=1 runs a shorter form of every scenario (what CI runs).
