@@ -90,6 +90,26 @@ def no_config_message(args: argparse.Namespace) -> str:
             + (", or --database PATH to use the built-in defaults" if hasattr(args, "database") else ""))
 
 
+def service_settings(args: argparse.Namespace, without: str) -> tuple[Settings, Path]:
+    """A long-running service's configuration (``smdrd run``, ``smdrd central``) and its path, with logging set
+    up from it and a warning for a file others may read or write (it holds secrets: `config_file_warnings`).
+    ``without`` ends the error when no configuration is named."""
+    import structlog
+
+    from smdrd.config import config_file_warnings
+    from smdrd.logs import configure
+
+    if not config_named(args):
+        raise SmdrdError(f"{no_config_message(args)}; {without}")
+    path = config_path(args)
+    settings = load_config(path)
+    configure(settings.logging.level, settings.logging.format)
+    for key, msg in config_file_warnings(path, settings):  # loud, but no refusal: see config_file_warnings
+        structlog.get_logger("smdrd.config").warning("config.insecure_file", config=str(path), key=key,
+                                                     problem=msg)
+    return settings, path
+
+
 def _database_named(args: argparse.Namespace) -> bool:
     return (getattr(args, "database", None) is not None or getattr(args, "database_url", None) is not None
             or any(name.upper() == "SMDRD_DATABASE__PATH" for name in os.environ))

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from smdrd.cli._common import add_config_argument, config_named, config_path, no_config_message
-from smdrd.config import load_config
-from smdrd.errors import SmdrdError
+from smdrd.cli._common import add_config_argument, service_settings
 
 HELP = "store what every site publishes ([mqtt] publish_journal) into one PostgreSQL store, until SIGTERM"
 
@@ -25,11 +23,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from smdrd.central import run_central
-    from smdrd.logs import configure
 
-    if not config_named(args):
-        raise SmdrdError(f"{no_config_message(args)}; smdrd central needs [database] url and [mqtt] host")
-    path = config_path(args)
-    settings = load_config(path)
-    configure(settings.logging.level, settings.logging.format)
+    settings, path = service_settings(args, "smdrd central needs [database] url and [mqtt] host")
     return run_central(settings, path)

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-import structlog
-
-from smdrd.cli._common import add_config_argument, config_named, config_path, no_config_message
-from smdrd.config import load_config
-from smdrd.errors import SmdrdError
+from smdrd.cli._common import add_config_argument, service_settings
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,16 +16,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from smdrd.daemon import run_daemon
-    from smdrd.logs import configure
 
-    if not config_named(args):
-        raise SmdrdError(f"{no_config_message(args)}; to try smdrd without one: smdrd demo")
-    path = config_path(args)
-    settings = load_config(path)
-    configure(settings.logging.level, settings.logging.format)
-    from smdrd.config import config_file_warnings
-
-    for key, msg in config_file_warnings(path, settings):  # loud, but no refusal: see config_file_warnings
-        structlog.get_logger("smdrd.config").warning("config.insecure_file", config=str(path), key=key,
-                                                     problem=msg)
+    settings, path = service_settings(args, "to try smdrd without one: smdrd demo")
     return run_daemon(settings, path)
