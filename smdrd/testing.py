@@ -92,12 +92,41 @@ class CollectingIngest:
         return [line for s in self.streams for line in s.lines]
 
 
+#: Ports handed out by :func:`free_port`: below Linux's ephemeral range (32768-60999), so the kernel never gives
+#: one to a ``bind(0)`` or an outgoing connection in another process between our check and the server's bind.
+_PORT_BASE, _PORT_BLOCK, _PORT_BLOCKS = 20000, 1500, 8
+_ports_given: dict[int, int] = {}
+
+
+def _port_block() -> int:
+    """This process's block of ports: one per pytest-xdist worker (``gw0``, ``gw1`` ...), else by process id."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit():
+        return int(worker[2:]) % _PORT_BLOCKS
+    return os.getpid() % _PORT_BLOCKS
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A TCP port that is free on ``host`` right now and that no other test process will be handed.
+
+    A port the kernel picks (``bind(0)``) is free when asked but may be anyone's a moment later: with tests
+    in parallel, another worker's client connection took one between our check and the daemon's bind. So each
+    process walks its own block of ports outside the ephemeral range and never hands out the same one twice
+    running (the block is long enough to wrap only long after a test has let its port go).
+    """
+    block = _port_block()
+    start = _PORT_BASE + block * _PORT_BLOCK
+    for _ in range(_PORT_BLOCK):
+        offset = _ports_given.get(block, 0)
+        _ports_given[block] = (offset + 1) % _PORT_BLOCK
+        port = start + offset
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port left in {start}-{start + _PORT_BLOCK - 1}")
 
 
 def open_pty() -> tuple[int, str]:

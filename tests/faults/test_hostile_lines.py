@@ -26,7 +26,7 @@ import pytest
 
 from smdrd.parsing import format_names, get_parser_class
 from smdrd.simulator import Traffic, render_calls
-from smdrd.testing import DaemonProcess, tcp_server_source
+from smdrd.testing import DaemonProcess, free_port, tcp_server_source
 
 from .conftest import base_config, query, scaled, stored_lines
 
@@ -36,12 +36,6 @@ FORMATS = format_names()
 GOOD = scaled(1000, 1000)
 #: a talk time whose text is easy to find in any rendered line (01:12:01, 4321 or 72:01)
 MARK = 4321
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def hostile_line(fmt: str) -> bytes:
