@@ -40,8 +40,10 @@ ALERTS = [
 ]
 
 
-async def store_alerts(db: Path, alerts: list[Alert] = ALERTS) -> None:
-    connect(str(db)).close()
+async def store_alerts(db: Path | str, alerts: list[Alert] = ALERTS) -> None:
+    """``alerts`` into the outbox of ``db``: a SQLite file (created and migrated if need be) or a PostgreSQL URL."""
+    if isinstance(db, Path):
+        connect(str(db)).close()
     outbox = open_store(db).outbox()
     await outbox.open()
     try:

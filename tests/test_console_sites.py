@@ -7,6 +7,7 @@ offers no site filter."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Iterator
 from datetime import datetime
@@ -164,6 +165,27 @@ async def test_the_call_search_filters_by_site_and_shows_each_calls_site(central
     assert status == 200 and body.count('"site": "west"') == 4 and '"site": "north"' not in body
 
 
+async def test_the_alerts_inbox_filters_by_site(central: Console) -> None:
+    """Alerts of several sites in the central store's inbox (their payload names the site): a Site menu, and
+    ``site=`` on the page and on ``/api/alerts``."""
+    from tests.test_alerts_sites import ALERTS
+    from tests.test_console_alerts import store_alerts
+
+    await store_alerts(central.url, ALERTS)
+    status, html = await central.get("/alerts", state="any")
+    assert status == 200, html
+    menu = re.search(r'<select id="f-site".*?</select>', html, re.S)
+    assert menu is not None and re.findall(r'<option value="(\w*)"', menu.group(0)) == ["", "north", "south",
+                                                                                         "west"]
+    status, html = await central.get("/alerts", state="any", site="north")
+    assert status == 200 and sorted(re.findall(r'data-alert="([^"]+)"', html)) == ["cost:n1", "cost:n2"]
+    assert '<option value="north" selected>' in html and "site north" in html
+    status, body = await central.get("/api/alerts", state="any", site="west")
+    assert status == 200 and [(a["id"], a["site"]) for a in json.loads(body)["alerts"]] == [("down:w1", "west")]
+    status, body = await central.get("/api/alerts", site="no\x01site")
+    assert status == 400 and "site" in json.loads(body)["fields"]
+
+
 @pytest.fixture(scope="module")
 def single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     """A box's own SQLite journal with calls of its one site."""
@@ -173,7 +195,7 @@ def single(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
 
 
 async def test_a_one_site_console_offers_no_site_filter_or_column(single: Console) -> None:
-    for path in ("/reports", "/", "/calls"):
+    for path in ("/reports", "/", "/calls", "/alerts"):
         status, html = await single.get(path)
         assert status == 200, (path, html)
         assert 'name="site"' not in html and 'id="ov-sites"' not in html and ">Site<" not in html, path

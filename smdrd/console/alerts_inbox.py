@@ -1,5 +1,7 @@
 """The console's alerts inbox: ``/alerts`` lists raised alerts by rule, severity, state and date; a person
-acknowledges one (who and when are kept) or snoozes it until a time; resolved ones stay visible. The same as
+acknowledges one (who and when are kept) or snoozes it until a time; resolved ones stay visible. Over a store
+holding several sites' alerts (a central one, ``smdrd central``), a Site filter picks one site's (the ``site`` of
+each alert's payload). The same as
 JSON under ``/api/alerts``.
 
 Alert state lives in the database (`smdrd.store.api.AlertInbox`), each change with its audit entry. Who may do
@@ -61,8 +63,8 @@ class InboxForm:
 def parse_filters(query: Any, ctx: Context, now: int, departments: set[str] | None) -> tuple[InboxForm,
                                                                                              AlertFilter | None]:
     """The inbox's filters from a URL query; every field checked, each problem named."""
-    form = InboxForm({name: query.get(name, "").strip()[:64] for name in ("rule", "severity", "from", "to",
-                                                                          "before")})
+    form = InboxForm({name: query.get(name, "").strip()[:64] for name in ("rule", "severity", "site", "from",
+                                                                          "to", "before")})
     v, errors = form.values, form.errors
     states = tuple(dict.fromkeys(s.strip() for s in query.getall("state", [])[:8] if s.strip()))
     form.states = states if query.getall("state", []) else ("open",)
@@ -73,6 +75,8 @@ def parse_filters(query: Any, ctx: Context, now: int, departments: set[str] | No
         errors["severity"] = f"expected {' or '.join(SEVERITIES)}, got {v['severity'][:30]!r}"
     if any(ord(c) < 32 for c in v["rule"]):
         errors["rule"] = "expected a rule's name"
+    if any(ord(c) < 32 for c in v["site"]):
+        errors["site"] = "expected a site's name"
     days = [parse_day(v[name], name, errors) for name in ("from", "to")]
     if days[0] and days[1] and days[1] < days[0]:
         errors["to"] = f"{days[1]} is before from ({days[0]})"
@@ -93,7 +97,7 @@ def parse_filters(query: Any, ctx: Context, now: int, departments: set[str] | No
     states = () if "any" in form.states else form.states
     return form, AlertFilter(now, rules=(v["rule"],) if v["rule"] else (), severities=(v["severity"],) if
                              v["severity"] else (), states=states, lo=lo, hi=hi, departments=wanted,
-                             before=before, limit=PAGE_SIZE)
+                             sites=(v["site"],) if v["site"] else (), before=before, limit=PAGE_SIZE)
 
 
 def snooze_until(fields: dict[str, str], ctx: Context, now: int) -> tuple[int | None, str]:
@@ -138,7 +142,8 @@ class AlertsInbox:
     def _row(self, a: InboxAlert, ctx: Context, principal: Principal | None) -> dict[str, Any]:
         p = masked_payload(a.payload, hidden_digits(principal, self.privacy))
         return {"id": a.alert_id, "rule": a.rule, "severity": a.severity, "state": a.state,
-                "reason": str(p.get("reason") or ""), "department": a.department, "extension": p.get("extension"),
+                "reason": str(p.get("reason") or ""), "department": a.department, "site": p.get("site"),
+                "extension": p.get("extension"),
                 "number": p.get("number"), "source": p.get("source"), "facts": p.get("facts") or {},
                 "call_uid": (p.get("call") or {}).get("uid") if isinstance(p.get("call"), dict) else None,
                 "raised_at": self._when(ctx, a.created_at / 1_000_000),
@@ -148,33 +153,35 @@ class AlertsInbox:
                 "resolved_at": self._when(ctx, a.resolved_at / 1_000_000) if a.resolved_at else "",
                 "can_act": principal is not None and principal.role in ALERT_ACTORS and a.state != "resolved"}
 
-    async def _list(self, request: web.Request) -> tuple[InboxForm, list[InboxAlert], Context, list[str]]:
+    async def _list(self, request: web.Request) -> tuple[InboxForm, list[InboxAlert], Context, list[str],
+                                                         list[str]]:
         ctx = self.context()
         wanted = scope_departments(principal_of(request), ctx.directory)
         form, f = parse_filters(request.query, ctx, self.console.now(), wanted)
 
-        def read(inbox: AlertInbox) -> tuple[list[InboxAlert], list[str]]:
-            return ([] if f is None else inbox.alerts(f)), inbox.rules()
+        def read(inbox: AlertInbox) -> tuple[list[InboxAlert], list[str], list[str]]:
+            return ([] if f is None else inbox.alerts(f)), inbox.rules(), inbox.sites()
 
-        alerts, rules = await self._inbox(read)
-        return form, alerts, ctx, rules
+        alerts, rules, sites = await self._inbox(read)
+        return form, alerts, ctx, rules, sites
 
     @requires(*CALL_READERS)
     async def page(self, request: web.Request, *, status: int = 200, problem: tuple[str, str] = ("", ""),
                    done: str = "") -> web.StreamResponse:
-        form, alerts, ctx, rules = await self._list(request)
+        form, alerts, ctx, rules, sites = await self._list(request)
         principal = principal_of(request)
         older = form.url(before=str(alerts[-1].row)) if len(alerts) == PAGE_SIZE else ""
         return self.console.render(
             request, "alerts_inbox.html", status=400 if form.errors else status, title="Alerts", form=form,
             alerts=[self._row(a, ctx, principal) for a in alerts], rules=rules, severities=SEVERITIES,
+            sites=sites if len(sites) > 1 or form.values["site"] else [],
             states=ALERT_STATES, snoozes=SNOOZES, older_url=older, problem=problem, done=done,
             newest_url=form.url() if form.values["before"] else "", here=request.path_qs,
             csrf=principal.csrf if principal is not None else "", timezone=str(ctx.timezone))
 
     @requires(*CALL_READERS)
     async def api_list(self, request: web.Request) -> web.StreamResponse:
-        form, alerts, ctx, _ = await self._list(request)
+        form, alerts, ctx, _, _ = await self._list(request)
         if form.errors:
             return web.json_response({"error": "bad filter", "fields": form.errors}, status=400)
         principal = principal_of(request)

@@ -27,6 +27,7 @@ __all__ = [
     "MAIL_STATES",
     "ROLES",
     "ROLLUP_TABLES",
+    "SITE",
     "Accounts",
     "Actor",
     "AlertFilter",
@@ -49,6 +50,7 @@ __all__ = [
     "FeedCall",
     "Filters",
     "InboxAlert",
+    "Interval",
     "JournalLine",
     "LastAdmin",
     "LineCursor",
@@ -96,9 +98,15 @@ ROLLUP_TABLES: dict[str, tuple[str, ...]] = {
     "rollup_destinations": ("country", "region", "call_class", "direction", "trunk"),
 }
 
-#: the call-detail fields, in the order `ReportReader.iter_call_rows` returns them.
+#: the call-detail fields, in the order `ReportReader.iter_call_rows` returns them (then the call's site name).
 CALL_DETAIL = ("start", "extension", "number", "direction", "call_class", "trunk", "duration", "cost_micros",
                "leg", "call_key", "rule")
+
+#: the grouping column `ReportReader.daily_rows` takes on any rollup: the name of the site of the row's calls.
+SITE = "site"
+
+#: a department selection's span: ``(extension, first day, last day)``, or the same at one site (its name last).
+Interval = tuple[str, str, str] | tuple[str, str, str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +162,7 @@ class ReportReader(Protocol):
         """``(day, extension, *group, calls, duration, cost_micros)`` summed over the range; ``day`` is ``''``
         unless ``by_day`` or the extension is one of ``volatile`` (its department changes inside the range).
         ``per_extension=False``: the caller needs no extension (no department filter), which may then be ``''``
-        (a store can answer from coarser sums)."""
+        (a store can answer from coarser sums). A ``group`` of `SITE` is the name of the row's site."""
         ...
 
     def hourly_rows(self, f: Filters) -> Iterator[tuple[object, ...]]:
@@ -165,8 +173,13 @@ class ReportReader(Protocol):
         """The extensions with traffic in the range."""
         ...
 
-    def select_intervals(self, intervals: Sequence[tuple[str, str, str]]) -> None:
-        """Restrict the next call-detail reads with ``selected=True`` to these ``(extension, first, last)``."""
+    def range_site_extensions(self, f: Filters) -> list[tuple[str, str]]:
+        """``(site name, extension)`` of every extension with traffic in the range, at each site."""
+        ...
+
+    def select_intervals(self, intervals: Sequence[Interval]) -> None:
+        """Restrict the next call-detail reads with ``selected=True`` to these ``(extension, first, last)``, or
+        ``(extension, first, last, site name)`` for the calls of one site only."""
         ...
 
     def iter_call_rows(self, f: Filters, tz: ZoneInfo, *, selected: bool, limit: int = 0,
@@ -176,6 +189,13 @@ class ReportReader(Protocol):
 
     def call_totals(self, f: Filters, tz: ZoneInfo, *, selected: bool) -> tuple[int, int, int, int]:
         """``(legs, calls, duration, cost_micros)`` over every matching call detail."""
+        ...
+
+    def extension_totals(self, f: Filters, tz: ZoneInfo, *,
+                         volatile: Sequence[ExtensionSpec] = ()) -> list[tuple[str, str, int, int, int, int]]:
+        """`call_totals` of every extension at once, one grouped read: ``(extension, day, legs, calls, duration,
+        cost_micros)``; ``day`` is ``''`` unless the extension is one of ``volatile``: then a row per site-local
+        day (each day's figures are those `call_totals` gives with `select_intervals` of that day)."""
         ...
 
     def sites(self) -> list[SiteSeen]:
@@ -723,12 +743,14 @@ class DirectoryDepartment:
 @dataclass(frozen=True, slots=True)
 class DirectoryMembership:
     """Extension ``spec`` (an extension or a numeric range ``LOW-HIGH``) belongs to ``department`` from
-    ``valid_from`` to ``valid_until`` (site-local days, both included; ``None`` is open-ended)."""
+    ``valid_from`` to ``valid_until`` (site-local days, both included; ``None`` is open-ended), at the site named
+    ``site`` (``[site] name``; ``''``: at every site, as on a box of its own)."""
 
     department: str
     spec: str
     valid_from: date | None = None
     valid_until: date | None = None
+    site: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -794,7 +816,8 @@ class CallQuery:
 
     ``number`` matches a dialled or calling number that contains it (as the PBX wrote it, or in E.164);
     ``extension``, ``account`` and ``call_id`` match exactly. ``scope`` limits the search to
-    ``(extension, first_day, last_day)`` spans (a manager's departments; ``None``: every call). ``after`` is the
+    ``(extension, first_day, last_day)`` spans, or the same at one site (`Interval`: a manager's departments;
+    ``None``: every call). ``after`` is the
     ``(sort value, id)`` of the last call of the previous page."""
 
     lo: int  # UTC seconds, included
@@ -807,7 +830,7 @@ class CallQuery:
     classes: tuple[str, ...] = ()
     cost_min: int | None = None  # micro-units, included
     cost_max: int | None = None
-    scope: tuple[tuple[str, str, str], ...] | None = None
+    scope: tuple[Interval, ...] | None = None
     sort: str = "start"
     descending: bool = True
     after: tuple[int, int] | None = None
@@ -1120,6 +1143,8 @@ class AlertFilter:
     hi: int | None = None  # raised before
     #: only alerts of these departments (a manager's); ``None``: every alert, operational ones included.
     departments: tuple[str, ...] | None = None
+    #: only alerts raised at these sites (the ``site`` of their payload, `smdrd.alerts.engine`); empty: any.
+    sites: tuple[str, ...] = ()
     before: int | None = None
     limit: int = 50
 
@@ -1158,6 +1183,10 @@ class AlertInbox(Protocol):
 
     def rules(self) -> list[str]:
         """The rules that raised an alert still in the outbox."""
+        ...
+
+    def sites(self) -> list[str]:
+        """The sites named by the alerts in the outbox (their payload's ``site``), sorted."""
         ...
 
     def acknowledge(self, alert_id: str, *, at: int, actor: Actor) -> InboxAlert | None:

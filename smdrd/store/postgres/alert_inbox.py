@@ -21,6 +21,8 @@ _SELECT = (f"SELECT o.id, o.alert_id, o.rule, o.severity, o.created_at, o.payloa
            "LEFT JOIN alert_outbox r ON r.alert_id = o.alert_id || ':resolved' ")
 #: not a resolved event itself (``%%``: a literal ``%`` among psycopg's placeholders).
 _RAISED = "o.alert_id NOT LIKE '%%:resolved'"
+#: an alert's site (its payload's ``site``); a payload that is not a JSON object has none.
+_SITE = "(CASE WHEN {payload} ~ '^\\s*\\{{' THEN {payload}::jsonb ->> 'site' END)"
 _ACK = ("INSERT INTO alert_states (alert_id, acked_by, acked_at) VALUES (%s, %s, %s) ON CONFLICT (alert_id) "
         "DO UPDATE SET acked_by = excluded.acked_by, acked_at = excluded.acked_at, snoozed_until = NULL")
 _SNOOZE = ("INSERT INTO alert_states (alert_id, snoozed_until, snoozed_by, snoozed_at) VALUES (%s, %s, %s, %s) "
@@ -44,6 +46,9 @@ class PgAlertInbox(PgSide):
             where.append("(CASE WHEN o.payload ~ '^\\s*\\{' THEN o.payload::jsonb ->> 'department' END) "
                          "= ANY(%(departments)s)")
             params["departments"] = list(f.departments)
+        if f.sites:
+            where.append(f"{_SITE.format(payload='o.payload')} = ANY(%(sites)s)")
+            params["sites"] = list(f.sites)
         for column, key, value in (("o.created_at >=", "lo", f.lo), ("o.created_at <", "hi", f.hi),
                                    ("o.id <", "before", f.before)):
             if value is not None:
@@ -58,6 +63,11 @@ class PgAlertInbox(PgSide):
 
     def rules(self) -> list[str]:
         return [r for (r,) in self.all("SELECT DISTINCT rule FROM alert_outbox ORDER BY rule")]
+
+    def sites(self) -> list[str]:
+        site = _SITE.format(payload="payload")
+        return [s for (s,) in self.all(f"SELECT DISTINCT {site} AS s FROM alert_outbox WHERE {site} IS NOT NULL "
+                                       "ORDER BY s")]
 
     def acknowledge(self, alert_id: str, *, at: int, actor: Actor) -> InboxAlert | None:
         return self._change(alert_id, at, actor, "alert.acknowledge", sql=_ACK, params=(alert_id, actor.name, at))

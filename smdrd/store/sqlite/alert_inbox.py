@@ -54,6 +54,10 @@ class SqliteAlertInbox:
             names = [f":dep{i}" for i in range(len(f.departments))]
             where.append(f"json_extract(o.payload, '$.department') IN ({', '.join(names) or 'NULL'})")
             params.update({n[1:]: v for n, v in zip(names, f.departments, strict=True)})
+        if f.sites:
+            names = [f":site{i}" for i in range(len(f.sites))]
+            where.append(f"json_extract(o.payload, '$.site') IN ({', '.join(names)})")
+            params.update({n[1:]: v for n, v in zip(names, f.sites, strict=True)})
         if f.lo is not None:
             where.append("o.created_at >= :lo")
             params["lo"] = f.lo
@@ -73,6 +77,11 @@ class SqliteAlertInbox:
 
     def rules(self) -> list[str]:
         return [r for (r,) in self.conn.execute("SELECT DISTINCT rule FROM alert_outbox ORDER BY rule")]
+
+    def sites(self) -> list[str]:
+        return [s for (s,) in self.conn.execute(
+            "SELECT DISTINCT json_extract(payload, '$.site') AS s FROM alert_outbox WHERE json_valid(payload) "
+            "AND json_type(payload, '$.site') = 'text' ORDER BY s")]
 
     def acknowledge(self, alert_id: str, *, at: int, actor: Actor) -> InboxAlert | None:
         return self._change(alert_id, at, actor, "alert.acknowledge",
