@@ -1,6 +1,8 @@
 #!/bin/sh
 # Install smdrd on a Linux box with systemd: a virtualenv in /opt/smdrd, the configuration in /etc/smdrd,
-# the hardened unit in /etc/systemd/system. Run as root from a checkout (or an unpacked sdist):
+# the hardened units in /etc/systemd/system (smdrd.service for a site; smdrd-central.service for the one central
+# collector of a multi-site company, installed but not configured). Run as root from a checkout (or an unpacked
+# sdist):
 #
 #   sudo scripts/install.sh                      # install this checkout
 #   sudo scripts/install.sh dist/smdrd-*.whl     # install a built wheel
@@ -11,11 +13,11 @@
 # Options (or the environment variables in brackets):
 #   --prefix DIR     the virtualenv [PREFIX, default /opt/smdrd]
 #   --etc DIR        the configuration folder [SMDRD_ETC, default /etc/smdrd]
-#   --unit-dir DIR   where the unit goes [UNIT_DIR, default /etc/systemd/system]
+#   --unit-dir DIR   where the units go [UNIT_DIR, default /etc/systemd/system]
 #   --python EXE     Python 3.11 or newer to build the virtualenv with [PYTHON, default python3]
 #   --bin-dir DIR    where to link the smdrd command, on root's PATH [BIN_DIR, default /usr/local/bin;
 #                    an empty value links nothing]
-#   --no-systemd     do not install the unit or run systemctl (containers, tests)
+#   --no-systemd     do not install the units or run systemctl (containers, tests)
 # Extra pip options (a local index, --no-deps) can be given in PIP_OPTS.
 set -eu
 
@@ -82,15 +84,19 @@ fi
 if [ -e "$HERE/config/rates.example.csv" ] && [ ! -e "$ETC/rates.example.csv" ]; then
     install -m 0644 "$HERE/config/rates.example.csv" "$ETC/rates.example.csv"
 fi
+# The central collector's example, refreshed on every run (its own central.toml, if any, is never touched).
+install -m 0644 "$HERE/config/central.example.toml" "$ETC/central.toml.example"
 mkdir -p "$PREFIX/share/doc/smdrd"
 cp "$HERE"/docs/*.md "$PREFIX/share/doc/smdrd/" 2>/dev/null || true
 "$PREFIX/bin/smdrd" check-config "$ETC/smdrd.toml" || echo "    (fix the problems above before starting)"
 
 if [ "$SYSTEMD" = yes ]; then
-    say "systemd unit in $UNIT_DIR"
-    sed "s#/opt/smdrd/#$PREFIX/#g; s#/etc/smdrd/#$ETC/#g" \
-        "$HERE/systemd/smdrd.service" > "$UNIT_DIR/smdrd.service"
-    chmod 0644 "$UNIT_DIR/smdrd.service"
+    say "systemd units in $UNIT_DIR"
+    mkdir -p "$UNIT_DIR"
+    for unit in smdrd.service smdrd-central.service; do
+        sed "s#/opt/smdrd/#$PREFIX/#g; s#/etc/smdrd/#$ETC/#g" "$HERE/systemd/$unit" > "$UNIT_DIR/$unit"
+        chmod 0644 "$UNIT_DIR/$unit"
+    done
     if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
         systemctl daemon-reload
     fi
@@ -104,4 +110,8 @@ Next:
   1. edit $ETC/smdrd.toml, then: $SMDRD check-config $ETC/smdrd.toml
   2. secrets (optional): install -m 0600 /dev/stdin $ETC/credentials/mqtt-password
   3. $START
+
+The central collector of a multi-site company (docs/central.md), on one box only: copy
+$ETC/central.toml.example to $ETC/central.toml, set [database] url and [mqtt] host, then
+  $SMDRD central --config $ETC/central.toml   (or: systemctl enable --now smdrd-central)
 NEXT

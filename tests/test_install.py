@@ -14,6 +14,7 @@ How it stays offline and leaves the shared checkout alone:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -197,7 +198,8 @@ def test_the_installed_daemon_journals_a_call(installed: dict[str, Path]) -> Non
             time.sleep(0.1)
             if db.exists():
                 conn = sqlite3.connect(db)
-                stored = conn.execute("SELECT count(*) FROM calls").fetchone()[0]
+                with contextlib.suppress(sqlite3.OperationalError):  # the schema may not be there yet
+                    stored = conn.execute("SELECT count(*) FROM calls").fetchone()[0]
                 conn.close()
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=15)
@@ -207,3 +209,28 @@ def test_the_installed_daemon_journals_a_call(installed: dict[str, Path]) -> Non
             proc.wait()
     assert proc.returncode == 0, out.decode()
     assert stored == 1
+
+
+def test_install_sh_again_upgrades_in_place_and_installs_both_units(installed: dict[str, Path],
+                                                                     wheel: Path) -> None:
+    """Re-running install.sh (an upgrade) keeps the operator's smdrd.toml, and with systemd it writes the site's
+    unit and the central collector's, both pointing at this prefix and config folder; the central collector's
+    example config is installed beside (never as) central.toml and passes check-config (issue 17)."""
+    config = installed["etc"] / "smdrd.toml"
+    config.write_text(config.read_text() + "\n# edited by the operator\n")
+    units = installed["folder"] / "units"
+    proc = run("sh", ROOT / "scripts" / "install.sh", "--prefix", installed["prefix"], "--etc", installed["etc"],
+               "--unit-dir", units, "--bin-dir", installed["bin"], wheel, env=clean_env(
+                   PIP_OPTS="--no-deps --no-index", PYTHON=getattr(sys, "_base_executable", sys.executable)))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert config.read_text().endswith("# edited by the operator\n")
+    for name in ("smdrd.service", "smdrd-central.service"):
+        text = (units / name).read_text()
+        assert f"ExecStart={installed['prefix']}/bin/smdrd " in text and f"{installed['etc']}/" in text, name
+        assert " /opt/smdrd/" not in text and " /etc/smdrd/" not in text, name  # no path left unmoved
+    example = installed["etc"] / "central.toml.example"
+    assert example.read_text() == (ROOT / "config" / "central.example.toml").read_text()
+    assert not (installed["etc"] / "central.toml").exists()
+    assert f"central --config {installed['etc'] / 'central.toml'}" in proc.stdout
+    check = run(installed["smdrd"], "check-config", example, env=clean_env(), cwd=installed["folder"])
+    assert check.returncode == 0 and "database postgresql://" in check.stdout, check.stdout + check.stderr
