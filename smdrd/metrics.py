@@ -13,12 +13,14 @@ Where the numbers come from:
 * Alert rules (another feature, handed this object when built) report raised alerts through
   `Metrics.alert_raised`.
 
-Labels are bounded by the configuration: source, format, direction, call class, department, currency, alert
-rule and severity; and ``country``, a destination's ISO 3166 region (bounded by the regions phonenumbers knows).
-This module must never label a series with an extension, a number, a peer address or any other value a PBX or a
-caller chooses: that is what SQLite reports are for. Unknown call classes fold into
-``unknown`` for the same reason. Known label values are pre-initialised at start, so a dashboard shows zeros
-rather than gaps. Nothing here may raise into the journal writer: the daemon logs and drops listener errors.
+Every series carries ``site``, the daemon's ``[site] name`` (added at exposition, `Labelled`), so one Prometheus
+scraping many sites' daemons filters by site. Labels are bounded by the configuration: source, format,
+direction, call class, department, currency, alert rule and severity; and ``country``, a destination's ISO 3166
+region (bounded by the regions phonenumbers knows). This module must never label a series with an extension, a
+number, a peer address or any other value a PBX or a caller chooses: that is what SQLite reports are for. Unknown
+call classes fold into ``unknown`` for the same reason. Known label values are pre-initialised at start, so a
+dashboard shows zeros rather than gaps. Nothing here may raise into the journal writer: the daemon logs and drops
+listener errors.
 """
 
 from __future__ import annotations
@@ -56,8 +58,10 @@ __all__ = [
     "CALL_DURATION_BUCKETS",
     "NO_DEPARTMENT",
     "WRITE_LATENCY_BUCKETS",
+    "Labelled",
     "Metrics",
     "install",
+    "render",
 ]
 
 #: talk time buckets, 10 s to 1 h: a phone call is not a web request, and the default buckets stop at 10 s.
@@ -347,9 +351,34 @@ class Metrics:
     # --- exposition --------------------------------------------------------------------------------------
 
     def render(self, accept: str | None = None) -> tuple[bytes, str]:
-        """The exposition (text format, or OpenMetrics when ``accept`` asks for it) and its content type."""
-        encoder, content_type = choose_encoder(accept or "")
-        return encoder(self.registry), content_type
+        """The exposition (text format, or OpenMetrics when ``accept`` asks for it) and its content type: every
+        series labelled ``site`` with the daemon's ``[site] name``."""
+        return render(self.registry, accept, {"site": self.settings.site.name})
+
+
+class Labelled(CollectorRegistry):
+    """``registry``'s metrics with ``labels`` added to every sample (a label a sample has already wins): the
+    constant labels of an exposition, such as the site that one Prometheus scraping many sites filters by."""
+
+    def __init__(self, registry: CollectorRegistry, labels: dict[str, str]) -> None:
+        super().__init__()
+        self._inner = registry
+        self._labels = labels
+
+    def collect(self) -> Iterator[Metric]:
+        extra = self._labels
+        for metric in self._inner.collect():
+            out = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+            out.samples = [s._replace(labels={**extra, **s.labels}) for s in metric.samples]
+            yield out
+
+
+def render(registry: CollectorRegistry, accept: str | None, labels: dict[str, str] | None = None
+           ) -> tuple[bytes, str]:
+    """``registry``'s exposition (text format, or OpenMetrics when ``accept`` asks for it), with ``labels`` on
+    every sample, and its content type."""
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(Labelled(registry, labels) if labels else registry), content_type
 
 
 def configured_formats(settings: Settings) -> Iterator[tuple[str, str]]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
 from smdrd import testing
@@ -103,9 +104,16 @@ async def scrape_text(port: int) -> str:
     return body.decode()
 
 
-def parse(text: str) -> Samples:
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+def parse(text: str, site: str = "smdrd") -> Samples:
+    """Each sample's value by name and labels; every sample must carry ``site`` (the daemon's ``[site] name``,
+    ``smdrd`` unless set), which is left out of the key."""
+    out: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = dict(s.labels)
+            assert labels.pop("site", None) == site, f"{s.name}{s.labels} is not labelled site={site!r}"
+            out[(s.name, frozenset(labels.items()))] = s.value
+    return out
 
 
 async def scrape(port: int) -> Samples:
@@ -331,6 +339,22 @@ async def test_openmetrics_is_served_when_prometheus_asks_for_it(tmp_path: Path)
     assert headers["content-type"].startswith("application/openmetrics-text")
     assert body.rstrip().endswith(b"# EOF")
     assert b"smdrd_calls_total{" in body
+
+
+async def test_every_series_names_the_site_in_both_formats(tmp_path: Path) -> None:
+    """One Prometheus scraping many sites' daemons tells them apart by ``site``, the daemon's ``[site] name``,
+    on every series (the process's too), in the text format and in OpenMetrics."""
+    site = {"timezone": "Europe/Warsaw", "country": "PL", "name": "branch-1"}
+    async with running_daemon(tmp_path, site=site) as run:
+        writer = await send(run.pbx_port, good_lines(2))
+        await eventually(lambda: run.daemon.writer.stats.lines == 2)
+        samples = parse(await scrape_text(run.http_port), site="branch-1")
+        _, _, body = await http_get(run.http_port, "/metrics", accept="application/openmetrics-text")
+        writer.close()
+    assert value(samples, "smdrd_lines_received_total", source="push", format="avaya-ipo") == 2
+    assert any(name.startswith("process_") for name, _ in samples)
+    families = list(openmetrics_families(body.decode()))  # type: ignore[no-untyped-call]
+    assert families and all(s.labels["site"] == "branch-1" for f in families for s in f.samples)
 
 
 async def test_a_resent_buffer_is_not_counted_twice(tmp_path: Path) -> None:

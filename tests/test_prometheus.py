@@ -484,6 +484,9 @@ def test_every_dashboard_and_rule_expression_shows_the_databases_figures(
         selector = expand(m.group(1), interval=3600, rate_interval=3600, range_=3600, variables=VARIABLES)
         values = prom.api(f"label/{m.group(2)}/values", match=selector, start=sent - 600, end=time.time())
         assert values, f"variable {var['name']} lists nothing: {query}"
+        if var["name"] == "site":  # the daemon's own [site] name: prometheus.yml gives the target none
+            assert values == ["head-office"], values
+    assert not prom.instant('{exported_site!=""}', time.time()), "a target label renamed smdrd's site"
 
     # Every rule loaded and evaluates without an error.
     prom.wait("every rule evaluated", lambda: all(
