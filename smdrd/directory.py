@@ -60,8 +60,13 @@ __all__ = [
 FILES = "files"
 DATABASE = "database"
 
-#: the CSV columns of ``smdrd directory import|export``, in order (``valid_from``/``valid_until`` ISO dates).
-CSV_COLUMNS = ("extension", "name", "department", "parent", "budget", "valid_from", "valid_until")
+#: the CSV columns of ``smdrd directory import|export``, in order (``valid_from``/``valid_until`` ISO dates;
+#: ``site``: the site whose extension it is, in a store of several sites, empty for every site; a file without
+#: it imports as before).
+CSV_COLUMNS = ("extension", "name", "department", "parent", "budget", "valid_from", "valid_until", "site")
+
+#: the longest site name a membership may give (as ``[site] name``).
+MAX_SITE_CHARS = 100
 
 #: the longest department name (as in ``[[departments]]``).
 MAX_DEPARTMENT_CHARS = 100
@@ -83,7 +88,7 @@ def department_configs(snapshot: DirectorySnapshot) -> list[DepartmentConfig]:
     members: dict[str, list[MembershipConfig]] = {d.name: [] for d in snapshot.departments}
     for m in snapshot.memberships:
         members.setdefault(m.department, []).append(
-            MembershipConfig(extensions=[m.spec], valid_from=m.valid_from, valid_until=m.valid_until))
+            MembershipConfig(extensions=[m.spec], valid_from=m.valid_from, valid_until=m.valid_until, site=m.site))
     return [DepartmentConfig(name=d.name, parent=d.parent, budget=d.budget, members=members.get(d.name, []))
             for d in snapshot.departments]
 
@@ -93,7 +98,7 @@ def from_config(departments: Sequence[DepartmentConfig]) -> tuple[list[Directory
     """``[[departments]]`` as directory rows (to copy a file's departments into the database)."""
     deps = [DirectoryDepartment(d.name, d.parent, d.budget) for d in departments]
     members = [DirectoryMembership(d.name, spec) for d in departments for spec in d.extensions]
-    members += [DirectoryMembership(d.name, spec, m.valid_from, m.valid_until)
+    members += [DirectoryMembership(d.name, spec, m.valid_from, m.valid_until, m.site)
                 for d in departments for m in d.members for spec in m.extensions]
     return deps, members
 
@@ -221,7 +226,18 @@ def _department_view(d: DirectoryDepartment) -> dict[str, Any]:
 def _membership_view(m: DirectoryMembership) -> dict[str, Any]:
     return {"department": m.department, "extension": m.spec,
             "valid_from": m.valid_from.isoformat() if m.valid_from else None,
-            "valid_until": m.valid_until.isoformat() if m.valid_until else None}
+            "valid_until": m.valid_until.isoformat() if m.valid_until else None,
+            **({"site": m.site} if m.site else {})}
+
+
+def site_name(value: str, field_name: str = "site") -> str:
+    """A membership's site as entered (``""``: every site), checked. Raises `DirectoryError`."""
+    site = value.strip()
+    if len(site) > MAX_SITE_CHARS:
+        raise DirectoryError(field_name, f"at most {MAX_SITE_CHARS} characters")
+    if any(not ch.isprintable() for ch in site):
+        raise DirectoryError(field_name, "a site name has no control characters")
+    return site
 
 
 def department_name(value: str, field_name: str = "name") -> str:
@@ -312,28 +328,35 @@ def delete_department(snapshot: DirectorySnapshot, name: str) -> Change:
                   {**_department_view(old), "extensions": [_membership_view(m) for m in gone]}, None)
 
 
-def move_extension(snapshot: DirectorySnapshot, extension: str, department: str, valid_from: date) -> Change:
-    """``extension`` belongs to ``department`` from ``valid_from`` on: its own (exact) memberships end the day
-    before (those that start on or after it go), and a membership of ``department`` starts that day, so calls
-    before it stay where they were and calls from it are billed to the new department. A range that covers the
-    extension is left alone: the exact membership wins over it. ``department`` `UNASSIGNED` only ends the
-    extension's own memberships (a range that covers it still counts)."""
+def move_extension(snapshot: DirectorySnapshot, extension: str, department: str, valid_from: date,
+                   site: str = "") -> Change:
+    """``extension`` (of the site named ``site``; ``""``: of every site) belongs to ``department`` from
+    ``valid_from`` on: its own (exact) memberships of that site end the day before (those that start on or after
+    it go), and a membership of ``department`` starts that day, so calls before it stay where they were and calls
+    from it are billed to the new department. A range that covers the extension is left alone: the exact
+    membership wins over it. ``department`` `UNASSIGNED` only ends the extension's own memberships (a range that
+    covers it still counts)."""
     extension = extension.strip()
     if not extension:
         raise DirectoryError("extension", "enter an extension")
+    site = site_name(site)
     target = None if department == UNASSIGNED else _find(snapshot, department, "department").name
     before_day = valid_from - timedelta(days=1)
     kept: list[DirectoryMembership] = []
-    before = [m for m in snapshot.memberships if m.spec == extension]
+
+    def own(m: DirectoryMembership) -> bool:
+        return m.spec == extension and m.site == site
+
+    before = [m for m in snapshot.memberships if own(m)]
     for m in snapshot.memberships:
-        if m.spec != extension or (m.valid_until is not None and m.valid_until < valid_from):
+        if not own(m) or (m.valid_until is not None and m.valid_until < valid_from):
             kept.append(m)
         elif m.valid_from is None or m.valid_from < valid_from:
             kept.append(replace(m, valid_until=before_day))
     if target is not None:
-        kept.append(DirectoryMembership(target, extension, valid_from, None))
-    after = [m for m in kept if m.spec == extension]
-    return Change(snapshot.departments, tuple(kept), "extension.move", extension,
+        kept.append(DirectoryMembership(target, extension, valid_from, None, site))
+    after = [m for m in kept if own(m)]
+    return Change(snapshot.departments, tuple(kept), "extension.move", f"{site}/{extension}" if site else extension,
                   {"memberships": [_membership_view(m) for m in before]},
                   {"memberships": [_membership_view(m) for m in after]})
 
@@ -372,20 +395,26 @@ def _capped(items: list[dict[str, Any]]) -> dict[str, Any]:
 # ---- CSV ----
 
 def export_csv(snapshot: DirectorySnapshot, names: dict[str, str]) -> Iterator[str]:
-    """The directory as CSV lines (`CSV_COLUMNS`, through `smdrd.csvsafe`): a row per department (its parent
-    and budget), a row per membership (with the extension's name), then the named extensions that are in no
-    membership."""
+    """The directory as CSV lines (`CSV_COLUMNS`, through `smdrd.csvsafe`; ``site`` only when a membership names
+    one): a row per department (its parent and budget), a row per membership (with the extension's name), then
+    the named extensions that are in no membership."""
     from smdrd.csvsafe import csv_text
 
-    yield csv_text([CSV_COLUMNS])
+    # The site column only when a membership names a site: a box's export is what it always was.
+    width = len(CSV_COLUMNS) if any(m.site for m in snapshot.memberships) else len(CSV_COLUMNS) - 1
+    yield csv_text([CSV_COLUMNS[:width]])
     for d in snapshot.departments:
-        yield csv_text([("", "", d.name, d.parent, d.budget, "", "")])
+        yield csv_text([("", "", d.name, d.parent, d.budget, "", "", "")[:width]])
     seen: set[str] = set()
     for m in snapshot.memberships:
-        seen.add(m.spec)
-        yield csv_text([(m.spec, names.get(m.spec, ""), m.department, "", "", m.valid_from, m.valid_until)])
+        # An extension's name is the name of that number at every site: written once, on a row of no site.
+        named = not m.site and m.spec not in seen
+        if not m.site:
+            seen.add(m.spec)
+        yield csv_text([(m.spec, names.get(m.spec, "") if named else "", m.department, "", "", m.valid_from,
+                         m.valid_until, m.site)[:width]])
     for number in sorted(set(names) - seen, key=extension_sort_key):
-        yield csv_text([(number, names[number], "", "", "", "", "")])
+        yield csv_text([(number, names[number], "", "", "", "", "", "")[:width]])
 
 
 @dataclass(slots=True)
@@ -477,8 +506,8 @@ def _read_row(p: _Parsed, cells: dict[str, str], columns: list[str], where: str)
             dep = changed
             p.set_at[(department, column)] = int(where.rsplit(" ", 1)[1])
         p.departments[department] = dep
-    elif get("parent") or get("budget") or get("valid_from") or get("valid_until"):
-        raise DirectoryError(at("department"), "parent, budget and dates need a department")
+    elif get("parent") or get("budget") or get("valid_from") or get("valid_until") or get("site"):
+        raise DirectoryError(at("department"), "parent, budget, dates and site need a department")
     if name:
         if not extension:
             raise DirectoryError(at("extension"), "a name needs its extension")
@@ -496,5 +525,9 @@ def _read_row(p: _Parsed, cells: dict[str, str], columns: list[str], where: str)
         first, last = days
         if first and last and first > last:
             raise DirectoryError(at("valid_until"), f"{last} is before valid_from ({first})")
+        try:
+            site = site_name(get("site"))
+        except DirectoryError as exc:
+            raise DirectoryError(at("site"), exc.message) from None
         p.memberships.append(DirectoryMembership(department, MembershipConfig(extensions=[extension]).extensions[0],
-                                                 first, last))
+                                                 first, last, site))

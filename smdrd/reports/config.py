@@ -45,11 +45,20 @@ ExtensionSpec = Annotated[str, BeforeValidator(_extension_spec)]
 class MembershipConfig(Section):
     """Extensions that belong to a department for a while (``[[departments.members]]``): both dates inclusive,
     in the site's timezone; a missing date is open-ended. An extension that moves mid-month gets a membership
-    with ``valid_from`` in its new department, so each day is billed to the department it was in that day."""
+    with ``valid_from`` in its new department, so each day is billed to the department it was in that day.
+    ``site`` names the site whose extensions they are, in a store of several sites (extension 201 of one site is
+    not 201 of another); without one, they are the extensions of every site."""
 
     extensions: list[ExtensionSpec] = Field(min_length=1)
     valid_from: date | None = None
     valid_until: date | None = None
+    #: the site whose extensions these are (``[site] name``, a central store's sites); ``""``: every site.
+    site: str = Field(default="", max_length=100)
+
+    @field_validator("site")
+    @classmethod
+    def _site_name(cls, v: str) -> str:
+        return v.strip()
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> MembershipConfig:

@@ -8,6 +8,11 @@ When several memberships match an extension on one day, the most specific wins: 
 range, a narrower range beats a wider one; between equally narrow ones, the one that started later wins (an
 undated membership started "always"). Two memberships of different departments that remain tied are a
 configuration error, never a silent choice. An extension that matches nothing is `UNASSIGNED`: never dropped.
+
+In a store of several sites (a central one), a membership may name a site: it covers only that site's
+extensions (extension 201 of one site is never 201 of another), and for a call of that site it wins over the
+memberships that name none (those cover every site, as on a box of its own). A directory where no membership
+names a site (`Directory.sited` false) resolves by extension alone, whatever the call's site.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ class Membership:
     hi: int | None
     first: Day = _NEVER
     last: Day = _FOREVER
+    site: str = ""  # the site whose extensions it covers; '' every site
 
     @property
     def width(self) -> int:
@@ -49,9 +55,9 @@ class Membership:
             return extension == self.spec
         return extension.isdigit() and self.lo <= int(extension) <= self.hi
 
-    def precedence(self) -> tuple[int, str]:
-        """Sorts the winner first: narrowest, then latest start."""
-        return (self.width, _invert(self.first))
+    def precedence(self) -> tuple[int, int, str]:
+        """Sorts the winner first: one naming the call's site, then the narrowest, then the latest start."""
+        return (0 if self.site else 1, self.width, _invert(self.first))
 
 
 def _invert(day: Day) -> str:
@@ -94,9 +100,11 @@ class Directory:
     parents: dict[str, str | None] = field(default_factory=dict)
     budgets: dict[str, Decimal] = field(default_factory=dict)
     memberships: list[Membership] = field(default_factory=list)
+    #: some membership names a site: departments are then resolved per (site, extension).
+    sited: bool = False
     _exact: dict[str, list[Membership]] = field(default_factory=dict)
     _ranges: list[Membership] = field(default_factory=list)
-    _cache: dict[str, list[Membership]] = field(default_factory=dict)
+    _cache: dict[tuple[str, str], list[Membership]] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, departments: Sequence[DepartmentConfig], *, path: str | None = None) -> Directory:
@@ -125,29 +133,32 @@ class Directory:
                 first = member.valid_from.isoformat() if member.valid_from else _NEVER
                 last = member.valid_until.isoformat() if member.valid_until else _FOREVER
                 for spec in member.extensions:
-                    d._add(Membership(dep.name, spec, *_parse_spec(spec), first, last))
+                    d._add(Membership(dep.name, spec, *_parse_spec(spec), first, last, member.site))
         return d
 
     def _add(self, m: Membership) -> None:
         self.memberships.append(m)
+        self.sited = self.sited or bool(m.site)
         if m.lo is None:
             self._exact.setdefault(m.spec, []).append(m)
         else:
             self._ranges.append(m)
 
-    def candidates(self, extension: str) -> list[Membership]:
-        """Every membership that names ``extension`` on some day, the winner first."""
-        found = self._cache.get(extension)
+    def candidates(self, extension: str, site: str = "") -> list[Membership]:
+        """Every membership that names ``extension`` of ``site`` (a site's name; ``''``: a site no membership
+        names, such as a box's own) on some day, the winner first."""
+        found = self._cache.get((site, extension))
         if found is None:
-            found = list(self._exact.get(extension, ()))
-            found.extend(m for m in self._ranges if m.covers(extension))
+            found = [m for m in self._exact.get(extension, ()) if m.site in ("", site)]
+            found.extend(m for m in self._ranges if m.site in ("", site) and m.covers(extension))
             found.sort(key=Membership.precedence)
-            self._cache[extension] = found
+            self._cache[(site, extension)] = found
         return found
 
-    def department(self, extension: str, day: Day) -> str:
-        """The department ``extension`` belongs to on ``day`` (ISO date), or `UNASSIGNED`."""
-        for m in self.candidates(extension):
+    def department(self, extension: str, day: Day, site: str = "") -> str:
+        """The department ``extension`` (of the site named ``site``) belongs to on ``day`` (ISO date), or
+        `UNASSIGNED`."""
+        for m in self.candidates(extension, site):
             if m.first <= day <= m.last:
                 return m.department
         return UNASSIGNED
@@ -157,10 +168,11 @@ class Directory:
         can change department within the range, so only those need resolving day by day."""
         return [m for m in self.memberships if first < m.first <= last or first <= m.last < last]
 
-    def intervals(self, extension: str, first: Day, last: Day) -> list[tuple[Day, Day, str]]:
-        """``(first_day, last_day, department)`` spans covering ``first``..``last`` for ``extension``."""
+    def intervals(self, extension: str, first: Day, last: Day, site: str = "") -> list[tuple[Day, Day, str]]:
+        """``(first_day, last_day, department)`` spans covering ``first``..``last`` for ``extension`` (of the
+        site named ``site``)."""
         cuts = {first}
-        for m in self.candidates(extension):
+        for m in self.candidates(extension, site):
             if first < m.first <= last:
                 cuts.add(m.first)
             if first <= m.last < last:
@@ -169,7 +181,7 @@ class Directory:
         spans: list[tuple[Day, Day, str]] = []
         for i, start in enumerate(starts):
             end = _previous_day(starts[i + 1]) if i + 1 < len(starts) else last
-            dep = self.department(extension, start)
+            dep = self.department(extension, start, site)
             if spans and spans[-1][2] == dep:
                 spans[-1] = (spans[-1][0], end, dep)
             else:
@@ -246,7 +258,7 @@ def _ties(d: Directory) -> Iterable[tuple[str, str]]:
     ms = d.memberships
     for i, j in _tie_candidates(ms):
         a, b = ms[i], ms[j]
-        if a.department == b.department:
+        if a.department == b.department or a.site != b.site:
             continue
         shared = _shared_extension(a, b)
         if shared is None:
@@ -255,7 +267,8 @@ def _ties(d: Directory) -> Iterable[tuple[str, str]]:
         if first > last:
             continue
         day = first or "the start"
-        yield ("departments", f"extension {shared} is in both {a.department!r} ({a.spec}) and "
+        at = f" of site {a.site!r}" if a.site else ""
+        yield ("departments", f"extension {shared}{at} is in both {a.department!r} ({a.spec}) and "
                               f"{b.department!r} ({b.spec}) on {day}: make one membership narrower or give "
                               "it a later valid_from")
 
@@ -263,9 +276,9 @@ def _ties(d: Directory) -> Iterable[tuple[str, str]]:
 def _tie_candidates(ms: Sequence[Membership]) -> list[tuple[int, int]]:
     """The pairs ``(i, j)``, ``i < j``, of memberships with equal precedence that may share an extension, in
     order."""
-    groups: dict[tuple[int, str], list[int]] = {}
+    groups: dict[tuple[tuple[int, int, str], str], list[int]] = {}
     for i, m in enumerate(ms):
-        groups.setdefault(m.precedence(), []).append(i)
+        groups.setdefault((m.precedence(), m.site), []).append(i)
     pairs: list[tuple[int, int]] = []
     for members in groups.values():
         if len(members) < 2:

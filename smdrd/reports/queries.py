@@ -26,7 +26,7 @@ from smdrd.privacy import mask
 from smdrd.rating.classes import CALL_CLASSES
 from smdrd.record import EARLIEST_YEAR, LATEST_YEAR
 from smdrd.reports.departments import UNASSIGNED, Directory, extension_sort_key, prorated_budget
-from smdrd.store.api import Filters, ReportReader
+from smdrd.store.api import SITE, Filters, Interval, ReportReader
 
 if TYPE_CHECKING:
     from smdrd.config import Settings
@@ -196,15 +196,22 @@ Attributed = tuple[str, str, str, tuple[Any, ...], int, int, int]
 
 
 def attribute(rows: Iterable[tuple[Any, ...]], directory: Directory, first: str,
-              wanted: set[str] | None) -> Iterator[Attributed]:
-    """Give each ``(day, extension, *group, calls, duration, cost)`` row its department; keep the ``wanted``."""
+              wanted: set[str] | None, *, sited: bool = False) -> Iterator[Attributed]:
+    """Give each ``(day, extension, *group, calls, duration, cost)`` row its department; keep the ``wanted``.
+    ``sited``: the first of ``group`` is the row's site (`SITE`), which the department is resolved at (and which
+    the attributed row no longer carries)."""
     department = directory.department
     for row in rows:
         day, extension = row[0], row[1]
-        dep = department(extension, day or first)
+        if sited:
+            dep = department(extension, day or first, row[2])
+            group = tuple(row[3:-3])
+        else:
+            dep = department(extension, day or first)
+            group = tuple(row[2:-3])
         if wanted is not None and dep not in wanted:
             continue
-        yield dep, extension, day, tuple(row[2:-3]), int(row[-3]), int(row[-2]), int(row[-1])
+        yield dep, extension, day, group, int(row[-3]), int(row[-2]), int(row[-1])
 
 
 def extensions_report(rows: Iterable[Attributed], *, by_class: bool, decimals: int,
@@ -362,9 +369,10 @@ def call_detail(row: Sequence[Any], directory: Directory, decimals: int,
     """One call-detail row (`smdrd.store.api.CALL_DETAIL` order) as a report row (the number's last
     ``mask_digits`` digits hidden, `smdrd.privacy.mask`)."""
     start, ext, number, direction, cls, trunk, duration, cost, leg, _key, rule = row[:11]
+    site = str(row[11] or "") if directory.sited and len(row) > 11 else ""
     number = mask(number, mask_digits) if mask_digits and number else number
     return {"start": start, "extension": ext, **({"name": names.get(ext, "")} if names else {}),
-            "department": directory.department(ext, start[:10]), "number": number, "direction": direction,
+            "department": directory.department(ext, start[:10], site), "number": number, "direction": direction,
             "call_class": cls or "", "rule": rule or "", "trunk": trunk, "duration": duration,
             "cost": money(cost or 0, decimals), "leg": leg}
 
@@ -411,8 +419,16 @@ class _Part:
 
     extension: str
     department: str
-    spans: tuple[tuple[str, str, str], ...] | None  # (extension, first, last) to select; None: the whole range
+    spans: tuple[Interval, ...] | None  # (extension, first, last) to select; None: the whole range
     totals: tuple[int, int, int, int]  # legs, calls, duration, cost_micros
+    #: the site of the extension (`Directory.sited`: a section per site and extension); None: every site.
+    site: str | None = None
+
+    def filters(self, f: Filters) -> Filters:
+        """``f`` narrowed to this section's extension (and site)."""
+        if self.site is None:
+            return dataclasses.replace(f, extensions=(self.extension,))
+        return dataclasses.replace(f, extensions=(self.extension,), sites=(self.site,))
 
     @property
     def legs(self) -> int:
@@ -428,6 +444,8 @@ def _detail_parts(reader: ReportReader, q: Query, ctx: Context) -> list[_Part]:
     wanted = _wanted(q, d)
     by_department = q.kind == "department-details"
     order = {name: i for i, name in enumerate(_shown_departments(q, d, wanted))}
+    if d.sited:
+        return _site_parts(reader, q, ctx, wanted, order)
     parts: list[_Part] = []
     for ext in reader.range_extensions(f):
         spans = d.intervals(ext, first, last)
@@ -447,12 +465,37 @@ def _detail_parts(reader: ReportReader, q: Query, ctx: Context) -> list[_Part]:
     return parts
 
 
+def _site_parts(reader: ReportReader, q: Query, ctx: Context, wanted: set[str] | None,
+                order: dict[str, int]) -> list[_Part]:
+    """`_detail_parts` of a directory whose memberships name sites: a section per site and extension (each
+    site's extension resolved at its site), each with its listing's totals."""
+    d = ctx.directory
+    f = q.filters()
+    first, last = q.first.isoformat(), q.last.isoformat()
+    parts: list[_Part] = []
+    for site, ext in reader.range_site_extensions(f):
+        spans = d.intervals(ext, first, last, site)
+        groups: dict[str, list[Interval]] = {}
+        for a, b, dep in spans:
+            if wanted is None or dep in wanted:
+                groups.setdefault(dep if q.kind == "department-details" else "", []).append((ext, a, b))
+        for dep, chosen in groups.items():
+            part = _Part(ext, dep, None if len(chosen) == len(spans) else tuple(chosen), (0, 0, 0, 0), site)
+            if part.spans is not None:
+                reader.select_intervals(part.spans)
+            totals = reader.call_totals(part.filters(f), ctx.timezone, selected=part.spans is not None)
+            if totals[0]:
+                parts.append(dataclasses.replace(part, totals=totals))
+    parts.sort(key=lambda p: (order.get(p.department, len(order)), extension_sort_key(p.extension), p.site or ""))
+    return parts
+
+
 def _part_rows(reader: ReportReader, part: _Part, q: Query, ctx: Context, names: Mapping[str, str], *,
                limit: int = 0, offset: int = 0) -> Iterator[dict[str, Any]]:
     """The calls of one section, from a cursor opened on the first ``next`` and closed at the end."""
     if part.spans is not None:
         reader.select_intervals(part.spans)
-    f = dataclasses.replace(q.filters(), extensions=(part.extension,))
+    f = part.filters(q.filters())
     rows = reader.iter_call_rows(f, ctx.timezone, selected=part.spans is not None, limit=limit, offset=offset)
     try:
         for row in rows:
@@ -468,6 +511,9 @@ def _section(part: _Part, q: Query, names: Mapping[str, str], decimals: int,
     name = names.get(part.extension, "")
     label = f"{part.extension} {name}".strip()
     key = {"extension": part.extension, "name": name}
+    if part.site is not None:
+        label = f"{part.site or 'this site'} {label}"
+        key["site"] = part.site
     if q.kind == "department-details":
         label = f"{part.department}: {label}"
         key["department"] = part.department
@@ -557,12 +603,16 @@ def run_report(reader: ReportReader, q: Query, ctx: Context, names: Mapping[str,
     # elsewhere the store may sum without extensions (and without days for the extensions that move).
     per_extension = wanted is not None or q.kind in ("extensions", "departments")
 
+    # A directory whose memberships name sites resolves each row at its site: the rows are grouped by site too.
+    sited = d.sited and per_extension
+
     def attributed(group: Sequence[str] = (), *, by_day: bool = False,
                    table: str = "rollup_daily") -> Iterator[Attributed]:
         # Only extensions whose department changes inside the range are grouped per day (see `volatile`).
-        rows = reader.daily_rows(f, group=group, volatile=volatile if per_extension else (), by_day=by_day,
-                                 table=table, per_extension=per_extension)
-        return attribute(rows, d, first, wanted)
+        rows = reader.daily_rows(f, group=(SITE, *group) if sited else group,
+                                 volatile=volatile if per_extension else (), by_day=by_day, table=table,
+                                 per_extension=per_extension)
+        return attribute(rows, d, first, wanted, sited=sited)
 
     if q.kind == "extensions":
         report = extensions_report(attributed(("call_class",) if q.by_class else ()), by_class=q.by_class,
@@ -610,8 +660,13 @@ def _select_calls(reader: ReportReader, q: Query, d: Directory, wanted: set[str]
     if wanted is None:
         return False
     first, last = q.first.isoformat(), q.last.isoformat()
-    spans = [(ext, a, b) for ext in reader.range_extensions(q.filters())
-             for a, b, dep in d.intervals(ext, first, last) if dep in wanted]
+    spans: list[Interval]
+    if d.sited:
+        spans = [(ext, a, b, site) for site, ext in reader.range_site_extensions(q.filters())
+                 for a, b, dep in d.intervals(ext, first, last, site) if dep in wanted]
+    else:
+        spans = [(ext, a, b) for ext in reader.range_extensions(q.filters())
+                 for a, b, dep in d.intervals(ext, first, last) if dep in wanted]
     reader.select_intervals(spans)
     return True
 

@@ -100,9 +100,9 @@ class PgDirectory(PgSide):
                 for name, parent, budget in self.all(
                     "SELECT name, parent, budget FROM directory_departments ORDER BY position, name"))
             memberships = tuple(
-                DirectoryMembership(dep, spec, iso_day(first), iso_day(last))
-                for dep, spec, first, last in self.all(
-                    "SELECT department, spec, valid_from, valid_until FROM directory_memberships ORDER BY id"))
+                DirectoryMembership(dep, spec, iso_day(first), iso_day(last), site)
+                for dep, spec, first, last, site in self.all(
+                    "SELECT department, spec, valid_from, valid_until, site FROM directory_memberships ORDER BY id"))
         return DirectorySnapshot(departments, memberships, version)
 
     def replace(self, departments: Sequence[DirectoryDepartment], memberships: Sequence[DirectoryMembership], *,

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from smdrd.store.api import ExtensionSpec, Filters, SiteSeen
+from smdrd.store.api import ExtensionSpec, Filters, Interval, SiteSeen
 from smdrd.store.postgres.connect import connect
 from smdrd.store.sqlite import reports as plan
 from smdrd.store.sqlite.reports import Dialect
@@ -30,6 +30,7 @@ POSTGRES = Dialect(
     selection_index="CREATE INDEX IF NOT EXISTS report_selection_ext ON pg_temp.report_selection (extension)",
     # The rollups here are kept per site (`smdrd.store.postgres.schema.SITES_MIGRATION`): a central store holds many.
     rollup_site="site_id IN (SELECT id FROM sites WHERE name IN ({names}))",
+    rollup_site_id="site_id",
 )
 
 
@@ -87,7 +88,10 @@ class PgReports:
     def range_extensions(self, f: Filters) -> list[str]:
         return plan.range_extensions(self.reads, f)
 
-    def select_intervals(self, intervals: Sequence[tuple[str, str, str]]) -> None:
+    def range_site_extensions(self, f: Filters) -> list[tuple[str, str]]:
+        return plan.range_site_extensions(self.reads, f)
+
+    def select_intervals(self, intervals: Sequence[Interval]) -> None:
         plan.select_intervals(self.reads, intervals)
 
     def iter_call_rows(self, f: Filters, tz: ZoneInfo, *, selected: bool, limit: int = 0,

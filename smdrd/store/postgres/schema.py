@@ -292,6 +292,10 @@ CREATE TABLE alert_states (
 CREATE INDEX calls_start_numbers ON calls (start_utc, number, e164);
 """
 
+#: A department membership may name the site whose extensions it covers (as the SQLite store's
+#: `DIRECTORY_SITES_MIGRATION`); ``''``, as every membership stored before has, covers every site.
+DIRECTORY_SITES_MIGRATION = "ALTER TABLE directory_memberships ADD COLUMN site text NOT NULL DEFAULT '';"
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: everything the SQLite store has at its schema version 11, less the people and rights.
     BASE_MIGRATION,
@@ -301,6 +305,8 @@ MIGRATIONS: tuple[str, ...] = (
     "ALTER TABLE calls ADD COLUMN IF NOT EXISTS tariff_version text;  -- '5', 'files:<digest>'; NULL: not known",
     # 4: users, the directory, tariff versions, the mail outbox, alert states (see `CONSOLE_MIGRATION`).
     CONSOLE_MIGRATION,
+    # a membership may name the site whose extensions it covers (see `DIRECTORY_SITES_MIGRATION`).
+    DIRECTORY_SITES_MIGRATION,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

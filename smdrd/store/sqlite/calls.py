@@ -60,7 +60,8 @@ def search_sql(q: CallQuery, *, contains: str = CONTAINS, temp: str = "temp.") -
         params.append(q.cost_max)
     if q.scope is not None:
         where.append(f"EXISTS (SELECT 1 FROM {temp}report_selection s WHERE s.extension = c.extension "
-                     "AND substr(c.start, 1, 10) BETWEEN s.first AND s.last)")
+                     "AND substr(c.start, 1, 10) BETWEEN s.first AND s.last "
+                     "AND (s.site IS NULL OR s.site = (SELECT name FROM sites WHERE id = c.site_id)))")
     value = _SORT_SQL.get(q.sort, _SORT_SQL["start"])
     order = "DESC" if q.descending else "ASC"
     if q.after is not None:

@@ -54,9 +54,9 @@ def replace_rows(conn: ReadConnection, departments: Sequence[DirectoryDepartment
     conn.executemany("UPDATE directory_departments SET parent = ? WHERE name = ?",
                      [(d.parent, d.name) for d in departments if d.parent is not None])
     conn.executemany(
-        "INSERT INTO directory_memberships (department, spec, valid_from, valid_until) VALUES (?, ?, ?, ?)",
+        "INSERT INTO directory_memberships (department, spec, valid_from, valid_until, site) VALUES (?, ?, ?, ?, ?)",
         [(m.department, m.spec, m.valid_from and m.valid_from.isoformat(),
-          m.valid_until and m.valid_until.isoformat()) for m in memberships])
+          m.valid_until and m.valid_until.isoformat(), m.site) for m in memberships])
     for old, new in renamed.items():
         # A manager of both keeps one assignment.
         conn.execute("DELETE FROM user_departments WHERE department = ? AND user_id IN "
@@ -144,9 +144,9 @@ class SqliteDirectory(SideConnection):
                 for name, parent, budget in self.conn.execute(
                     "SELECT name, parent, budget FROM directory_departments ORDER BY position, name"))
             memberships = tuple(
-                DirectoryMembership(dep, spec, iso_day(first), iso_day(last))
-                for dep, spec, first, last in self.conn.execute(
-                    "SELECT department, spec, valid_from, valid_until FROM directory_memberships ORDER BY id"))
+                DirectoryMembership(dep, spec, iso_day(first), iso_day(last), site)
+                for dep, spec, first, last, site in self.conn.execute(
+                    "SELECT department, spec, valid_from, valid_until, site FROM directory_memberships ORDER BY id"))
         finally:
             self.conn.execute("COMMIT")
         return DirectorySnapshot(departments, memberships, version)

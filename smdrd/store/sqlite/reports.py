@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from smdrd.errors import SmdrdError
-from smdrd.store.api import CALL_DETAIL, ROLLUP_TABLES, ExtensionSpec, Filters, SiteSeen, utc_bounds
+from smdrd.store.api import CALL_DETAIL, ROLLUP_TABLES, SITE, ExtensionSpec, Filters, Interval, SiteSeen, utc_bounds
 from smdrd.store.sqlite import schema
 from smdrd.store.sqlite.rollups import DAYS_TABLE, ROLLUPS, coarser_of
 
@@ -60,6 +60,8 @@ class Dialect:
     #: a rollup row belongs to one of the named sites (``{names}``: their placeholders). A SQLite journal holds
     #: its own site's calls only, and its rollups have no site: the test is whether that site is named.
     rollup_site: str = f"(SELECT name FROM sites WHERE id = {schema.LOCAL_SITE}) IN ({{names}})"
+    #: a rollup row's site id (the `SITE` grouping column reads its name from ``sites``).
+    rollup_site_id: str = str(schema.LOCAL_SITE)
 
 
 SQLITE = Dialect()
@@ -130,6 +132,25 @@ def _where(f: Filters, *, extension_col: bool = True,
            dialect: Dialect = SQLITE) -> tuple[list[str], list[object]]:
     where, params = _conditions(f, extension_col=extension_col, dialect=dialect)
     return ["day BETWEEN ? AND ?", *where], [f.first.isoformat(), f.last.isoformat(), *params]
+
+
+def _picked(group: Sequence[str], dialect: Dialect) -> tuple[str, str]:
+    """The grouping columns as a rollup's SELECT picks them and as the query around it names them (`SITE`: the
+    row's site id, made a name by `_site_names`)."""
+    inner = "".join(f", {dialect.rollup_site_id} AS site" if g == SITE else f", {g}" for g in group)
+    return inner, "".join(", " + g for g in group)
+
+
+def _site_names(conn: ReadConnection, rows: Iterable[Any], position: int | None) -> Iterator[tuple[object, ...]]:
+    """``rows`` with the site id at ``position`` replaced by the site's name (unchanged when ``None``)."""
+    if position is None:
+        yield from (tuple(r) for r in rows)
+        return
+    names = {int(i): str(n) for i, n in conn.execute("SELECT id, name FROM sites")}
+    for r in rows:
+        row = list(r)
+        row[position] = names.get(int(row[position]), "")
+        yield tuple(row)
 
 
 def _volatile_test(volatile: Sequence[ExtensionSpec], params: list[object], dialect: Dialect = SQLITE) -> str | None:
@@ -204,19 +225,29 @@ def daily_rows(
     day (their department is decided per day). ``per_extension=False`` with ``by_day`` and no extension
     filter reads `DAYS_TABLE`, with ``''`` for the extension.
     """
-    allowed = ROLLUP_TABLES[table]
+    allowed = (*ROLLUP_TABLES[table], SITE)
     for col in group:
         if col not in allowed:
             raise ValueError(f"{table} has no column {col!r}")
-    picked = "".join(", " + g for g in group)
+    dialect = _dialect(conn)
+    inner, picked = _picked(group, dialect)
+    site_at = 2 + list(group).index(SITE) if SITE in group else None
+    rows = _daily_rows(conn, f, group=group, inner=inner, picked=picked, volatile=volatile, by_day=by_day,
+                       table=table, per_extension=per_extension)
+    yield from _site_names(conn, rows, site_at)
+
+
+def _daily_rows(conn: ReadConnection, f: Filters, *, group: Sequence[str], inner: str, picked: str,
+                volatile: Sequence[ExtensionSpec], by_day: bool, table: str,
+                per_extension: bool) -> Iterator[tuple[object, ...]]:
     figures = "calls, duration, cost_micros"
     dialect = _dialect(conn)
     cols = ", ".join(("dk", "extension", *group))
     if (by_day and not per_extension and not volatile and not f.extensions and table == "rollup_daily"
-            and set(group) <= set(_DAYS_KEY)):
+            and set(group) - {SITE} <= set(_DAYS_KEY)):
         days_where, days_params = _where(f, dialect=_dialect(conn))
         yield from conn.execute(
-            f"SELECT day AS dk, '' AS extension{picked}, sum(calls), sum(duration), sum(cost_micros) "
+            f"SELECT day AS dk, '' AS extension{inner}, sum(calls), sum(duration), sum(cost_micros) "
             f"FROM {DAYS_TABLE} WHERE {' AND '.join(days_where)} GROUP BY dk{picked}", days_params)
         return
     daily, monthly, span = _split(f, table, by_day=by_day)
@@ -225,7 +256,7 @@ def daily_rows(
         day = "day" if by_day else _day_key(volatile, params, dialect)
         where, where_params = _where(f, dialect=_dialect(conn))
         params.extend(where_params)
-        sql = (f"SELECT {day} AS dk, extension{picked}, sum(calls), sum(duration), sum(cost_micros) "
+        sql = (f"SELECT {day} AS dk, extension{inner}, sum(calls), sum(duration), sum(cost_micros) "
                f"FROM {daily} WHERE {' AND '.join(where)} GROUP BY {cols}")
         yield from conn.execute(sql, params)
         return
@@ -237,11 +268,11 @@ def daily_rows(
     for lo, hi in edges:  # the days before and after the whole months
         day = _day_key(volatile, params, dialect)
         params.extend((lo, hi, *where_params))
-        parts.append(f"SELECT {day} AS dk, extension{picked}, {figures} FROM {daily} "
+        parts.append(f"SELECT {day} AS dk, extension{inner}, {figures} FROM {daily} "
                      f"WHERE {' AND '.join(['day BETWEEN ? AND ?', *where])}")
     params.extend((first_month, last_month, *where_params))  # the whole months...
     test = _volatile_test(volatile, params, dialect)
-    parts.append(f"SELECT '' AS dk, extension{picked}, {figures} FROM {monthly} "
+    parts.append(f"SELECT '' AS dk, extension{inner}, {figures} FROM {monthly} "
                  f"WHERE {' AND '.join(['month BETWEEN ? AND ?', *where, *([f'NOT {test}'] if test else [])])}")
     cte = ""
     if test is not None:  # ...but day by day for the extensions that change department
@@ -249,7 +280,7 @@ def daily_rows(
         cte = dialect.day_span
         next_month = (date.fromisoformat(f"{last_month}-01").replace(day=28) + timedelta(days=4)).replace(day=1)
         params = [f"{first_month}-01", (next_month - timedelta(days=1)).isoformat(), *params, *where_params]
-        parts.append(f"SELECT day AS dk, extension{picked}, {figures} "
+        parts.append(f"SELECT day AS dk, extension{inner}, {figures} "
                      f"FROM span {dialect.span_join} {daily} ON day = span.d "
                      f"WHERE {' AND '.join([*where, _volatile_test(volatile, params, dialect) or 'true'])}")
     sql = (f"{cte}SELECT dk, extension{picked}, sum(calls), sum(duration), sum(cost_micros) "
@@ -284,22 +315,33 @@ def hourly_rows(conn: ReadConnection, f: Filters) -> Iterator[tuple[object, ...]
 
 def range_extensions(conn: ReadConnection, f: Filters) -> list[str]:
     """The extensions with traffic in the range (for a department filter on call details)."""
+    return [str(r[0]) for r in _range_extensions(conn, f, by_site=False)]
+
+
+def range_site_extensions(conn: ReadConnection, f: Filters) -> list[tuple[str, str]]:
+    """``(site name, extension)`` with traffic in the range, at each site."""
+    return [(str(r[1]), str(r[0])) for r in _site_names(conn, _range_extensions(conn, f, by_site=True), 1)]
+
+
+def _range_extensions(conn: ReadConnection, f: Filters, *, by_site: bool) -> Iterator[tuple[object, ...]]:
+    dialect = _dialect(conn)
+    what = f"extension, {dialect.rollup_site_id} AS site" if by_site else "extension"
+    outer = "extension, site" if by_site else "extension"
     daily, monthly, span = _split(f, "rollup_daily")
     if monthly is None or span is None:
-        where, params = _where(f, dialect=_dialect(conn))
-        return [r[0] for r in conn.execute(
-            f"SELECT DISTINCT extension FROM {daily} WHERE {' AND '.join(where)}", params)]
+        where, params = _where(f, dialect=dialect)
+        yield from conn.execute(f"SELECT DISTINCT {what} FROM {daily} WHERE {' AND '.join(where)}", params)
+        return
     first_month, last_month, edges = span
-    where, where_params = _conditions(f, dialect=_dialect(conn))
+    where, where_params = _conditions(f, dialect=dialect)
     parts: list[str] = []
     all_params: list[object] = []
     for lo, hi in edges:
-        parts.append(f"SELECT extension FROM {daily} WHERE {' AND '.join(['day BETWEEN ? AND ?', *where])}")
+        parts.append(f"SELECT {what} FROM {daily} WHERE {' AND '.join(['day BETWEEN ? AND ?', *where])}")
         all_params.extend((lo, hi, *where_params))
-    parts.append(f"SELECT extension FROM {monthly} WHERE {' AND '.join(['month BETWEEN ? AND ?', *where])}")
+    parts.append(f"SELECT {what} FROM {monthly} WHERE {' AND '.join(['month BETWEEN ? AND ?', *where])}")
     all_params.extend((first_month, last_month, *where_params))
-    return [r[0] for r in conn.execute(f"SELECT DISTINCT extension FROM ({' UNION ALL '.join(parts)}) AS u",
-                                       all_params)]
+    yield from conn.execute(f"SELECT DISTINCT {outer} FROM ({' UNION ALL '.join(parts)}) AS u", all_params)
 
 
 def _call_where(f: Filters, tz: ZoneInfo, selected: bool, dialect: Dialect = SQLITE) -> tuple[str, list[object]]:
@@ -315,16 +357,20 @@ def _call_where(f: Filters, tz: ZoneInfo, selected: bool, dialect: Dialect = SQL
         params.extend(f.sites)
     if selected:
         where.append(f"EXISTS (SELECT 1 FROM {dialect.temp}report_selection s WHERE s.extension = c.extension "
-                     "AND substr(c.start, 1, 10) BETWEEN s.first AND s.last)")
+                     "AND substr(c.start, 1, 10) BETWEEN s.first AND s.last "
+                     "AND (s.site IS NULL OR s.site = (SELECT name FROM sites WHERE id = c.site_id)))")
     return " AND ".join(where), params
 
 
-def select_intervals(conn: ReadConnection, intervals: Sequence[tuple[str, str, str]]) -> None:
-    """Load ``(extension, first_day, last_day)`` into this connection's TEMP selection (a department filter)."""
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS report_selection (extension TEXT, first TEXT, last TEXT)")
+def select_intervals(conn: ReadConnection, intervals: Sequence[Interval]) -> None:
+    """Load ``(extension, first_day, last_day)``, or the same at one site (its name fourth), into this
+    connection's TEMP selection (a department filter)."""
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS report_selection "
+                 "(extension TEXT, first TEXT, last TEXT, site TEXT)")
     dialect = _dialect(conn)
     conn.execute(f"DELETE FROM {dialect.temp}report_selection")
-    conn.executemany(f"INSERT INTO {dialect.temp}report_selection VALUES (?, ?, ?)", intervals)
+    conn.executemany(f"INSERT INTO {dialect.temp}report_selection VALUES (?, ?, ?, ?)",
+                     [(i[0], i[1], i[2], i[3] if len(i) > 3 else None) for i in intervals])
     conn.execute(dialect.selection_index)
 
 
@@ -334,7 +380,8 @@ def iter_call_rows(conn: ReadConnection, f: Filters, tz: ZoneInfo, *, selected: 
     every one; a whole range in bounded memory)."""
     where, params = _call_where(f, tz, selected, _dialect(conn))
     cols = ", ".join(f"c.{c}" for c in CALL_DETAIL)
-    sql = f"SELECT {cols} FROM calls c WHERE {where} ORDER BY c.start_utc, c.id"
+    sql = (f"SELECT {cols}, (SELECT name FROM sites WHERE id = c.site_id) FROM calls c WHERE {where} "
+           "ORDER BY c.start_utc, c.id")
     if limit > 0:
         sql += " LIMIT ? OFFSET ?"
         params.extend((limit, offset))
@@ -405,7 +452,10 @@ class SqliteReports:
     def range_extensions(self, f: Filters) -> list[str]:
         return range_extensions(self.conn, f)
 
-    def select_intervals(self, intervals: Sequence[tuple[str, str, str]]) -> None:
+    def range_site_extensions(self, f: Filters) -> list[tuple[str, str]]:
+        return range_site_extensions(self.conn, f)
+
+    def select_intervals(self, intervals: Sequence[Interval]) -> None:
         select_intervals(self.conn, intervals)
 
     def iter_call_rows(self, f: Filters, tz: ZoneInfo, *, selected: bool, limit: int = 0,

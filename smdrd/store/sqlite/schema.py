@@ -341,6 +341,10 @@ CALL_NUMBERS_MIGRATION = "CREATE INDEX calls_start_numbers ON calls (start_utc, 
 #: unrated ones), which the console calls "unknown version" until a re-rate sets it. Not in the rollups.
 CALL_TARIFF_MIGRATION = "ALTER TABLE calls ADD COLUMN tariff_version TEXT;"
 
+#: A department membership may name the site whose extensions it covers (``[site] name``: a store of several
+#: sites); ``''``, as every membership stored before has, covers every site (`smdrd.reports.departments`).
+DIRECTORY_SITES_MIGRATION = "ALTER TABLE directory_memberships ADD COLUMN site TEXT NOT NULL DEFAULT '';"
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: the journal of raw lines, and the calls parsed from them.
     """
@@ -563,6 +567,8 @@ MIGRATIONS: tuple[str, ...] = (
     CALL_NUMBERS_MIGRATION,
     # the version of the tariff that priced each call (see `CALL_TARIFF_MIGRATION`).
     CALL_TARIFF_MIGRATION,
+    # a membership may name the site whose extension it is (see `DIRECTORY_SITES_MIGRATION`).
+    DIRECTORY_SITES_MIGRATION,
 )
 
 #: created on its own connection by `smdrd reparse` only: calls it deletes (to rebuild them from the journal)
