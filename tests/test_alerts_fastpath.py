@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from smdrd.alerts.engine import AlertEngine
 from smdrd.alerts.feature import compile_settings
-from smdrd.alerts.rules import RatedCall, RuleSet, _Window
+from smdrd.alerts.rules import AlertState, RatedCall, RuleSet, _Window
 from smdrd.config import Settings
 from smdrd.journal import Alert, JournalEntry
 from smdrd.journal import RatedCall as JournalCall
@@ -136,3 +136,55 @@ def test_journal_entries_come_back_from_a_pickle_equal() -> None:
     assert back == entry and type(back) is JournalEntry
     assert type(back.calls[0]) is JournalCall and type(back.calls[0].record) is CallRecord
     assert back.calls[0].record == record and back.alerts[0] == entry.alerts[0]
+
+
+#: `SETTINGS` with every flood rule snoozed: the velocity and after-hours findings of most calls are held back.
+SNOOZED = Settings.model_validate({**SETTINGS.model_dump(mode="json", exclude={"alerts"}), "alerts": {
+    **SETTINGS.alerts.model_dump(mode="json"),
+    "velocity": {**SETTINGS.alerts.velocity.model_dump(mode="json"), "snooze_minutes": 20},
+    "after_hours": {**SETTINGS.alerts.after_hours.model_dump(mode="json"), "snooze_minutes": 90}}})
+
+
+@settings(max_examples=60, deadline=None)
+@given(calls)
+def test_findings_held_before_they_are_built_are_the_ones_the_snooze_drops(sequence: list[Any]) -> None:
+    """`AlertState.held` (a flood rule skips building what its snooze drops) changes no alert, state or count."""
+    def engine() -> AlertEngine:
+        rules, directory = compile_settings(SNOOZED)
+        return AlertEngine(rules, TZ, site="hq", directory=directory, clock=lambda: 1_700_000_000.0)
+
+    early = engine()
+    fast = _run(early, sequence)
+    late = engine()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(AlertState, "held", lambda self, rule, key, ts: False)
+        slow = _run(late, sequence)
+    assert fast == slow
+    assert _state(early) == _state(late)
+    assert early.stats == late.stats
+
+
+def test_a_snoozed_flood_builds_no_finding() -> None:
+    """After the first, an extension's after-hours calls within the snooze are held before their finding is built:
+    counted as snoozed, and no alert."""
+    rules, directory = compile_settings(SNOOZED)
+    engine = AlertEngine(rules, TZ, site="hq", directory=directory, clock=lambda: 1_700_000_000.0)
+    night = START.replace(hour=23)
+    raised, held = [], []
+    real = AlertState.held
+
+    def spy(state: AlertState, rule: str, key: str, ts: float) -> bool:
+        answer = real(state, rule, key, ts)
+        held.append((rule, answer))
+        return answer
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(AlertState, "held", spy)
+        for i in range(5):
+            record = CallRecord(format="test", start=night + timedelta(minutes=i), duration=60,
+                                direction=Direction.OUTBOUND, extension="305", number="918095550100")
+            raised += [a.rule for a in engine.observe(record, RATER.rate(record), f"n{i}")]
+    assert raised.count("after_hours") == 1
+    assert held.count(("after_hours", True)) == 4
+    assert engine.stats.snoozed["after_hours"] == 4
+    assert engine.state.held_back is engine.stats.snoozed

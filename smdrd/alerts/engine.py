@@ -112,6 +112,7 @@ class AlertEngine:
         self.state = AlertState()
         self.stats = AlertStats()
         self._clock = clock
+        self._arm(rules)
 
     def configure(self, rules: RuleSet, timezone: ZoneInfo, *, site: str, directory: Departments,
                   decimals: int = 2) -> None:
@@ -122,6 +123,13 @@ class AlertEngine:
         self.directory = directory
         self._departments = type(directory) is not NoDepartments
         self.rules = rules
+        self._arm(rules)
+
+    def _arm(self, rules: RuleSet) -> None:
+        """Tell the state the call rules' snoozes, so that a rule can skip building a finding the snooze would
+        drop (`AlertState.held`); what it skips is counted in ``stats.snoozed`` as the rest."""
+        self.state.snoozes = {armed.rule.name: armed.snooze for armed in rules.calls}
+        self.state.held_back = self.stats.snoozed
 
     # -- calls ------------------------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ set, which the engine publishes as the resolved event of the alert still open.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, tzinfo
@@ -187,6 +187,24 @@ class AlertState:
     parse_failing: set[str] = field(default_factory=set)
     #: (rule, key) -> the last alert raised for a condition that has not cleared yet (`OpenAlert`)
     open_alerts: OrderedDict[tuple[str, str], OpenAlert] = field(default_factory=OrderedDict)
+    #: call rule -> its snooze in seconds, as the engine runs it (`held` reads it; empty: nothing is held early)
+    snoozes: dict[str, float] = field(default_factory=dict)
+    #: findings `held` told a rule not to build, by rule (the engine shares its ``stats.snoozed`` here)
+    held_back: Counter[str] = field(default_factory=Counter)
+
+    def held(self, rule: str, key: str, ts: float) -> bool:
+        """True when the engine's snooze would drop a finding of ``rule`` for ``key`` at ``ts`` (the same test
+        as `smdrd.alerts.engine.AlertEngine`'s, counted as snoozed there too). A rule that raises for most calls
+        of a flood (after hours, a velocity limit passed) asks first, so it does not write the reason of an
+        alert nobody will see: most of the cost of a flood's calls otherwise."""
+        snooze = self.snoozes.get(rule)
+        if not snooze or snooze <= 0:
+            return False
+        before = self.last_alert.get((rule, key))
+        if before is not None and abs(ts - before) < snooze:
+            self.held_back[rule] += 1
+            return True
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,11 +277,14 @@ class AfterHours:
             return ()
         if self.hours.open_at(call.start):
             return ()
+        key = f"ext:{call.extension}"
+        if state.held(self.name, key, call.ts):
+            return ()
         start = call.start
         when = f"{_WEEKDAYS[start.weekday()]} {start.hour:02d}:{start.minute:02d}"  # strftime("%a %H:%M"), C locale
         return (_finding(self.name, self.severity,
                          f"{call.call_class} call from {_who(call)} to {_dest(call)} at {when}, outside business "
-                         f"hours", f"ext:{call.extension}", f"{self.name}:{call.uid}",
+                         f"hours", key, f"{self.name}:{call.uid}",
                          {"local_time": start.isoformat()}, False),)
 
 
@@ -394,16 +415,18 @@ class Velocity:
             breaches.append(("site-intl", limit_s, total))
         if not breaches:
             return ()
-        win = _minutes(span)
         out: list[Finding] = []
         for scope, bound, amount in breaches:
+            key = f"ext:{call.extension}:{scope}" if scope.startswith("ext") else f"site:{scope}"
+            if state.held(self.name, key, ts):
+                continue
             who = _who(call) if scope.startswith("ext") else "the site"
             if scope.endswith("intl"):
-                text = f"{who} made {_minutes(amount)} of international calls in {win} (limit {_minutes(bound)})"
+                text = (f"{who} made {_minutes(amount)} of international calls in {_minutes(span)} "
+                        f"(limit {_minutes(bound)})")
             else:
-                text = f"{who} made {amount:.0f} external calls in {win} (limit {bound})"
-            key = f"ext:{call.extension}" if scope.startswith("ext") else "site"
-            out.append(_finding(self.name, self.severity, text, f"{key}:{scope}", f"{self.name}:{scope}:{call.uid}",
+                text = f"{who} made {amount:.0f} external calls in {_minutes(span)} (limit {bound})"
+            out.append(_finding(self.name, self.severity, text, key, f"{self.name}:{scope}:{call.uid}",
                                 {"scope": scope, "value": amount, "limit": bound, "window_seconds": span}, False))
         return out
 
