@@ -314,7 +314,11 @@ class DaemonProcess:
             self.proc = subprocess.Popen([sys.executable, "-m", "smdrd", "run", "--config", str(self.config_path)],
                                          stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         self.starts += 1
-        self.wait_event("daemon.started", before + 1, within)
+        try:
+            self.wait_event("daemon.started", before + 1, within)
+        except BaseException:
+            self.kill()  # a daemon that did not start in time is not left running past the test
+            raise
         return self
 
     def wait_port(self, port: int, within: float = 20.0) -> None:
