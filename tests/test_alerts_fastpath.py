@@ -188,3 +188,16 @@ def test_a_snoozed_flood_builds_no_finding() -> None:
     assert held.count(("after_hours", True)) == 4
     assert engine.stats.snoozed["after_hours"] == 4
     assert engine.state.held_back is engine.stats.snoozed
+
+
+def test_no_departments_configured_means_no_department_look_up() -> None:
+    """Without ``[[departments]]`` the engine does not search the (empty) directory for each call's department."""
+    bare = Settings.model_validate({"site": {"timezone": "America/New_York", "country": "US"}})
+    rules, directory = compile_settings(bare)
+    engine = AlertEngine(rules, TZ, site="hq", directory=directory)
+    record = CallRecord(format="test", start=START, duration=61, direction=Direction.OUTBOUND, extension="201",
+                        number="12125551234")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(type(directory), "department", lambda *a: pytest.fail("looked up"))
+        assert engine.rated_call(record, None, "u").department is None
+    assert _engine().rated_call(record, None, "u").department == "Sales"  # with departments: looked up

@@ -81,6 +81,15 @@ class NoDepartments:
         return UNASSIGNED
 
 
+def _assigns(directory: Departments) -> bool:
+    """False for a directory that puts no extension in a department (none, or no ``[[departments]]``): every
+    call's department is then None, and the engine skips looking it up (a date and a search a call)."""
+    if type(directory) is NoDepartments:
+        return False
+    memberships = getattr(directory, "memberships", None)  # `smdrd.reports.departments.Directory`'s
+    return memberships is None or bool(memberships)
+
+
 class AlertEngine:
     """Rules, their state and the outbox rows they make.
 
@@ -108,7 +117,7 @@ class AlertEngine:
         self.tz = timezone
         self.site = site
         self.directory: Departments = directory or NoDepartments()
-        self._departments = type(self.directory) is not NoDepartments
+        self._departments = _assigns(self.directory)
         self.state = AlertState()
         self.stats = AlertStats()
         self._clock = clock
@@ -121,7 +130,7 @@ class AlertEngine:
         self.tz = timezone
         self.site = site
         self.directory = directory
-        self._departments = type(directory) is not NoDepartments
+        self._departments = _assigns(directory)
         self.rules = rules
         self._arm(rules)
 
@@ -180,11 +189,11 @@ class AlertEngine:
                       if self._departments and extension else None)
         # Positional, in RatedCall's field order (the hot path: see `smdrd.frozen`).
         if rating is None:
-            return _rated_call(uid, local, local.timestamp(), record.duration, record.ring, record.direction.value,
+            return _rated_call(uid, local, local.timestamp(), record.duration, record.ring, record.direction._value_,
                                record.answered, extension, number,
                                number if number.isdigit() else _NON_DIGITS.sub("", number), "", "unknown", _ZERO,
                                "", department, None)
-        return _rated_call(uid, local, local.timestamp(), record.duration, record.ring, record.direction.value,
+        return _rated_call(uid, local, local.timestamp(), record.duration, record.ring, record.direction._value_,
                            record.answered, extension, number,
                            number if number.isdigit() else _NON_DIGITS.sub("", number), rating.e164,
                            rating.call_class, rating.cost, rating.currency, department, rating.region)
