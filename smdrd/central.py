@@ -11,6 +11,9 @@ each) make the second delivery a no-op.
 What it never does: acknowledge an entry PostgreSQL did not commit, or drop an entry because PostgreSQL is away
 (it retries the same batch, holding its acknowledgements, until PostgreSQL is back). A payload that is not a
 journal entry is logged and acknowledged: it could never be stored, and would otherwise come back for ever.
+
+With an ``[http]`` section it serves ``/metrics`` (what it stored, by site: `smdrd.central_metrics`) and
+``/healthz``.
 """
 
 from __future__ import annotations
@@ -18,19 +21,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import structlog
 
+from smdrd import central_metrics
 from smdrd.backoff import Backoff
 from smdrd.config import Settings
 from smdrd.errors import ConfigError
+from smdrd.http import HttpServer
+from smdrd.http_config import http_token
 from smdrd.mqtt import Delivery, Subscription
 from smdrd.mqtt_payloads import journal_filter, read_journal_message
 from smdrd.notify import notify, watchdog_interval
-from smdrd.store.api import StoreUnavailable
+from smdrd.store import open_store
+from smdrd.store.api import SiteSeen, StoreUnavailable
 from smdrd.store.postgres.central import CentralBatch, CentralWriter, EntryRefused
 
 __all__ = ["CentralStats", "Collector", "run_central"]
@@ -70,27 +79,58 @@ class Collector:
                                          settings.central.client_id, base_dir=base_dir,
                                          batch=settings.central.batch)
         self.stats = CentralStats()
+        #: whether the last PostgreSQL connection or transaction succeeded (``/healthz``), and if not, why
+        self.store_up = False
+        self.store_error: str | None = None
+        #: ``/metrics`` and ``/healthz``, served only when the configuration has an ``[http]`` section (enabled):
+        #: a collector beside a site's daemon must not take the daemon's default port unasked.
+        self.http: HttpServer | None = None
+        if "http" in settings.model_fields_set and settings.http.enabled:
+            self.http = HttpServer(settings.http.listen, http_token(settings.http), config=settings.http)
+        self.metrics = central_metrics.install(self)
 
     async def run(self) -> None:
-        """Open the store (waiting for PostgreSQL), then subscribe and store until cancelled."""
-
+        """Serve ``[http]`` (if set), open the store (waiting for PostgreSQL), then subscribe and store until
+        cancelled."""
+        if self.http is not None:
+            await self.http.start()
         writer = CentralWriter(self.url)
-        await self._open(writer)
         try:
+            await self._open(writer)
+            await self._seed()
             await self.subscription.run(lambda batch: self._store(writer, batch))
         finally:
             await writer.close()
+            if self.http is not None:
+                await self.http.close()
+
+    async def _seed(self) -> None:
+        """The sites the store holds, with their newest line, for the metrics (read once, in a thread)."""
+
+        def read() -> list[SiteSeen]:
+            reader = open_store(self.url).reports()
+            try:
+                return reader.sites()
+            finally:
+                reader.close()
+
+        try:
+            self.metrics.seed(await asyncio.to_thread(read))
+        except (StoreUnavailable, psycopg.Error, OSError) as exc:  # only metrics: they fill in as batches come
+            log.warning("central.sites_unread", error=str(exc))
 
     async def _open(self, writer: CentralWriter) -> None:
         backoff = Backoff(0.5, 30.0)
         while True:
             try:
                 await writer.open()
+                self.store_up, self.store_error = True, None
                 notify("READY=1", "STATUS=storing what the sites publish")
                 log.info("central.started", client_id=self.subscription.client_id,
                          topics=self.subscription.topics)
                 return
             except StoreUnavailable as exc:
+                self.store_up, self.store_error = False, str(exc)
                 delay = backoff.next_delay()
                 log.warning("central.store_unavailable", error=str(exc), retry_in=round(delay, 2))
                 await asyncio.sleep(delay)
@@ -120,10 +160,13 @@ class Collector:
     async def _commit(self, writer: CentralWriter, entries: list[dict[str, Any]]) -> None:
         backoff = Backoff(0.1, 10.0)
         while True:
+            began = time.perf_counter()
             try:
                 result: CentralBatch = await writer.store(entries)
+                self.store_up, self.store_error = True, None
                 break
             except StoreUnavailable as exc:
+                self.store_up, self.store_error = False, str(exc)
                 self.stats.retries += 1
                 delay = backoff.next_delay()
                 log.warning("central.store_failed", error=str(exc), entries=len(entries), retry_in=round(delay, 2))
@@ -131,6 +174,7 @@ class Collector:
         self.stats.lines += result.lines
         self.stats.calls += result.calls
         self.stats.known += result.known
+        self.metrics.stored(result, entries, time.perf_counter() - began)
 
 
 def run_central(settings: Settings, config_path: Path | None = None) -> int:

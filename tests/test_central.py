@@ -115,6 +115,16 @@ async def publishing(db: Path, broker: Broker, site: str) -> AsyncIterator[Publi
         await outbox.close()
 
 
+async def rewind(db: Path) -> None:
+    """The site's journal feed cursor back at the beginning: its publisher sends the whole journal again."""
+    feed = open_store(db).call_feed()
+    await feed.open()
+    try:
+        await feed.save(JOURNAL_FEED, 0)
+    finally:
+        await feed.close()
+
+
 async def until(condition: object, within: float = 15.0) -> bool:
     for _ in range(int(within / 0.05)):
         if condition():  # type: ignore[operator]
@@ -211,11 +221,13 @@ def central_settings(url: str, broker: Broker) -> Settings:
 
 
 @asynccontextmanager
-async def collecting(settings: Settings) -> AsyncIterator[Collector]:
+async def collecting(settings: Settings, *, subscribed: bool = True) -> AsyncIterator[Collector]:
+    """A collector running in this process (``subscribed``: once it has subscribed)."""
     collector = Collector(settings)
     task = asyncio.create_task(collector.run())
     try:
-        assert await until(lambda: collector.subscription.connected), "the collector did not subscribe"
+        if subscribed:
+            assert await until(lambda: collector.subscription.connected), "the collector did not subscribe"
         yield collector
     finally:
         task.cancel()
@@ -260,13 +272,7 @@ async def test_three_sites_through_a_bridge_add_up_in_the_central_store_and_a_re
                 for key in ("calls", "duration", "cost"):
                     if key in central:
                         assert central[key] == sum(t[key] for t in totals), (kind, key)  # type: ignore[index]
-        # A replay: the cursor of one site back at the beginning.
-        feed = open_store(dbs["south"]).call_feed()
-        await feed.open()
-        try:
-            await feed.save(JOURNAL_FEED, 0)
-        finally:
-            await feed.close()
+        await rewind(dbs["south"])  # a replay
         async with publishing(dbs["south"], site_broker, "south") as pub:
             assert await until(lambda: pub.stats.entries_published == 40)
         assert await until(lambda: collector.stats.known == 40), collector.stats

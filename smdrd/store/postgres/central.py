@@ -14,20 +14,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 
 from smdrd.errors import SmdrdError
-from smdrd.journal import MICROS
+from smdrd.journal import ERROR, FLUSHED, MICROS
 from smdrd.store.postgres.connect import AsyncPart, redact
 from smdrd.store.postgres.schema import roll_up_sql
 from smdrd.store.postgres.writer import ONE_WRITER, Unwritable
 from smdrd.store.sqlite.rows import CALL_COLUMNS
 
-__all__ = ["CentralBatch", "CentralWriter", "EntryRefused", "call_row_of"]
+__all__ = ["CentralBatch", "CentralWriter", "EntryRefused", "StoredCalls", "call_row_of"]
 
 _LINE_COLUMNS = ("site_id", "site_line", "source", "peer", "received_at", "format", "raw", "status", "error")
 _CALL_COLUMNS = ("line_id", "site_id", *CALL_COLUMNS)
@@ -46,7 +46,9 @@ _MOVE_CALLS = (
     f"WITH new AS (INSERT INTO calls ({', '.join(_CALL_COLUMNS)}) SELECT {', '.join(_CALL_COLUMNS)} "
     f"FROM central_calls_in ORDER BY line_id ON CONFLICT (start_utc, site_id, source, uid) DO NOTHING RETURNING *)"
     + "".join(f", r{i} AS ({sql})" for i, sql in enumerate(roll_up_sql("new")))
-    + " SELECT count(*) FROM new")
+    + " SELECT site_id, source, direction, coalesce(call_class, ''), coalesce(currency, ''), count(*), "
+      "count(*) FILTER (WHERE leg = 0), coalesce(sum(duration), 0), coalesce(sum(cost_micros), 0) "
+      "FROM new GROUP BY 1, 2, 3, 4, 5")
 _FIND_SITES = "SELECT name, id FROM sites WHERE name = ANY(%s)"
 _ADD_SITE = ("INSERT INTO sites (id, name) SELECT coalesce(max(id), 0) + 1, %s FROM sites "
              "ON CONFLICT (name) WHERE name <> '' DO NOTHING")
@@ -71,12 +73,35 @@ def call_row_of(fields: Mapping[str, Any]) -> tuple[object, ...]:
 
 
 @dataclass(frozen=True, slots=True)
+class StoredCalls:
+    """The calls of one site, source, direction, call class and currency that one batch added to the store."""
+
+    site: str
+    source: str
+    direction: str
+    call_class: str  # "" unrated
+    currency: str  # "" unrated
+    #: calls as reports count them (a transferred call once, on its first leg)
+    calls: int
+    #: talk time of every leg, in seconds
+    talk: int
+    #: cost of every leg, in millionths of the currency
+    cost_micros: int
+
+
+@dataclass(frozen=True, slots=True)
 class CentralBatch:
-    """What one batch stored: lines and calls new to the store, and entries it had already (re-deliveries)."""
+    """What one batch stored: lines and calls (rows, every leg) new to the store, and entries it had already
+    (re-deliveries); and the same by site, for the central collector's metrics."""
 
     lines: int
     calls: int
     known: int
+    #: (site, source) -> (lines new to the store, those of them journalled with an error)
+    lines_by: Mapping[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    #: site -> entries it had already
+    known_by: Mapping[str, int] = field(default_factory=dict)
+    calls_by: tuple[StoredCalls, ...] = ()
 
 
 class CentralWriter(AsyncPart):
@@ -120,21 +145,36 @@ class CentralWriter(AsyncPart):
                                           e["format"], e["raw"], e["status"], e.get("error")))
             await cur.execute(_MOVE_LINES)
             new_lines = await cur.fetchall()
+            lines_by: dict[tuple[str, str], tuple[int, int]] = {}
+            known_by: dict[str, int] = {}
+            calls_by: list[StoredCalls] = []
             calls = 0
+            new = {(int(site), int(line), int(at)): int(line_id) for line_id, site, line, at in new_lines}
             if new_lines:
-                new = {(int(site), int(line), int(at)): int(line_id) for line_id, site, line, at in new_lines}
                 async with cur.copy(f"COPY central_calls_in ({', '.join(_CALL_COLUMNS)}) FROM STDIN") as copy:
                     for e in entries:
                         site = found[e["site"]]
                         line_id = new.pop((site, int(e["id"]), int(e["received_at"])), None)
-                        if line_id is not None:  # popped: an entry twice in one batch has its calls once
-                            for c in e["calls"]:
-                                await copy.write_row((line_id, site, *call_row_of(c)))
+                        if line_id is None:  # stored before, or twice in this batch: its calls once
+                            known_by[e["site"]] = known_by.get(e["site"], 0) + 1
+                            continue
+                        if e["status"] != FLUSHED:  # counted as the site's smdrd_lines_received_total counts
+                            n, errors = lines_by.get((e["site"], e["source"]), (0, 0))
+                            lines_by[(e["site"], e["source"])] = (n + 1, errors + int(e["status"] == ERROR))
+                        for c in e["calls"]:
+                            await copy.write_row((line_id, site, *call_row_of(c)))
                 await cur.execute(_MOVE_CALLS)
-                row = await cur.fetchone()
-                calls = int(row[0]) if row else 0
+                names = {i: n for n, i in found.items()}
+                for site, source, direction, cls, currency, legs, first, talk, micros in await cur.fetchall():
+                    calls += int(legs)
+                    calls_by.append(StoredCalls(names[int(site)], str(source), str(direction), str(cls),
+                                                str(currency), int(first), int(talk), int(micros)))
+            else:
+                for e in entries:
+                    known_by[e["site"]] = known_by.get(e["site"], 0) + 1
         self._sites.update(found)  # committed: the sites added are there for good
-        return CentralBatch(len(new_lines), calls, len(entries) - len(new_lines))
+        return CentralBatch(len(new_lines), calls, len(entries) - len(new_lines), lines_by, known_by,
+                            tuple(calls_by))
 
     async def _site_ids(self, cur: psycopg.AsyncCursor[Any], names: set[str]) -> dict[str, int]:
         """Each site name's id, the sites not known yet added (under the writers' lock: one at a time)."""
