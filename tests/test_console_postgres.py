@@ -2,20 +2,23 @@
 database, its tariff and directory kept there, walked over HTTP as a browser would (session cookie, the CSRF
 token of each form): sign in as a user made by ``smdrd user add --database-url``, add a rate rule and test a
 number, add and edit a department, a call sent by the PBX found by the call search and shown on its page,
-acknowledge an alert, and read each change in the audit log; a PBX log uploaded is imported into PostgreSQL.
-Every page an admin opens answers 200."""
+acknowledge an alert, and read each change in the audit log; a PBX log uploaded is imported into PostgreSQL; a
+period re-rated after a tariff change, previewed first. Every page an admin opens answers 200."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import psycopg
@@ -30,6 +33,7 @@ from tests.test_console_http import PASSWORDS, SERVICE_TOKEN, Site, page_csrf, s
 from tests.test_console_overview import avaya_line
 from tests.test_console_rates import jar, post, text_of
 from tests.test_console_upload import finished, upload
+from tests.test_rebuild_postgres import rollups_equal_the_calls
 
 #: a line's number and duration that no other test of the module sends.
 NUMBER, SECONDS = "221234567", 125
@@ -167,16 +171,47 @@ async def test_an_uploaded_log_is_imported_into_postgresql(site: PgSite) -> None
     assert row is not None and row[0] == 3
 
 
-async def test_re_rating_a_period_says_it_is_not_there_yet_beside_the_field(site: PgSite) -> None:
+async def test_a_period_is_re_rated_in_postgresql_after_its_preview(site: PgSite) -> None:
+    """A call priced by the tariff in force, a rule saved before it (a new version): the re-rate page previews
+    the move from one version to the next, re-rates on the form's post, and PostgreSQL's calls and rollups
+    follow."""
+    today = datetime.now(ZoneInfo("Europe/Warsaw")).date().isoformat()
+    number, seconds = "229876543", 95
     async with jar() as admin:
         assert (await sign_in(site, admin, "alice")).status == 303
-        async with admin.get(f"{site.base}/rates/rerate", params={"from": "2026-03-01", "to": "2026-03-31"}) as r:
-            status, page = r.status, await r.text()
-        assert status == 400 and "not available on a PostgreSQL database yet" in page
-        csrf = await page_csrf(site, admin, "/rates/rerate")
-        code, page = await post(admin, f"{site.base}/rates/rerate", {"csrf": csrf, "from": "2026-03-01",
-                                                                     "to": "2026-03-31"})
-        assert code == 400 and "not available on a PostgreSQL database yet" in page
+        with socket.create_connection(("127.0.0.1", site.pbx)) as pbx:
+            pbx.sendall(avaya_line("205", number, seconds))
+        async with asyncio.timeout(30):
+            while True:
+                if await calls_of(site, admin, number):
+                    break
+                await asyncio.sleep(0.1)
+        async with admin.get(f"{site.base}/api/tariff", params={"limit": "1"}) as r:
+            old = (await r.json())["version"]
+        csrf = await page_csrf(site, admin, "/rates")
+        code, _ = await post(admin, f"{site.base}/rates", {
+            "csrf": csrf, "version": str(old), "name": "Warsaw", "prefixes": "4822", "rate": "2", "position": "1",
+            "billing_unit": "60", "initial_time": "0", "directions": "outbound"})
+        assert code == 303
+        preview = await text_of(admin, f"{site.base}/rates/rerate?from={today}&to={today}")
+        assert f"calls priced by version {old} would be priced by version {old + 1}" in preview
+        assert int(re.search(r'id="rerate-changed">(\d+)<', preview).group(1)) >= 1  # type: ignore[union-attr]
+        csrf = await page_csrf(site, admin, f"/rates/rerate?from={today}&to={today}")
+        code, _ = await post(admin, f"{site.base}/rates/rerate", {"csrf": csrf, "from": today, "to": today})
+        assert code == 303
+        after = await text_of(admin, f"{site.base}/rates/rerate?from={today}&to={today}&done=rerated")
+        assert 'id="rerate-changed">0<' in after and 'id="rerate-versions"' not in after
+    with psycopg.connect(site.url) as conn:
+        rows = conn.execute("SELECT rule, cost_micros, tariff_version FROM calls WHERE number = %s",
+                            (number,)).fetchall()
+    assert rows == [("Warsaw", 4_000_000, str(old + 1))]  # 2 started minutes x 2
+    rollups_equal_the_calls(site.url)
+
+
+async def calls_of(site: PgSite, browser: aiohttp.ClientSession, number: str) -> list[dict[str, Any]]:
+    async with browser.get(f"{site.base}/api/calls", params={"number": number}) as response:
+        assert response.status == 200
+        return list((await response.json())["calls"])
 
 
 @pytest.mark.parametrize("path", ["/", "/reports", "/calls", "/alerts?state=any", "/rates", "/rates/rerate",

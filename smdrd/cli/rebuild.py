@@ -2,8 +2,9 @@
 
 Both work on a range of days (site time) while the daemon keeps running: each batch is one short write
 transaction, so the live journal writer waits milliseconds at most. The report rollups stay exact: a re-rated
-call moves its figures (the update trigger of migration 4), and the calls a reparse rebuilds are taken out of
-the rollups when deleted (a temporary trigger on this connection only) and added back when re-inserted.
+call moves its figures, and the calls a reparse rebuilds are taken out of the rollups when deleted and added back
+when re-inserted (`smdrd.store.api.Rebuild`). On the SQLite file or the PostgreSQL database the configuration
+names (``[database] url``); on PostgreSQL, the calls of the box's own site only (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from smdrd.cli._common import add_config_argument, database_of, day, settings_from
+from smdrd.cli._common import add_config_argument, day, settings_from, store_of
 from smdrd.config import Settings, SourceConfig
 from smdrd.core import FLUSHED, Entry, flush_entry, process_frame
 from smdrd.errors import SmdrdError
@@ -55,7 +56,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _open(args: argparse.Namespace) -> tuple[Settings, Path | None, Rebuild]:
     settings, path = settings_from(args, existing_database=True, defaults=False)
-    return settings, path, open_store(database_of(args, settings)).rebuild()
+    return settings, path, open_store(store_of(args, settings)).rebuild()
 
 
 def _bounds(args: argparse.Namespace, settings: Settings) -> tuple[int, int]:

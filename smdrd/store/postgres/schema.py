@@ -40,12 +40,13 @@ def create_rollup_sql(rollup: Rollup) -> str:
             + f",\n    PRIMARY KEY ({', '.join(rollup.key)})\n);")
 
 
-def roll_up_sql(source: str, rollups: tuple[Rollup, ...] = ROLLUPS) -> list[str]:
-    """One ``INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO UPDATE`` per rollup, adding every call of
-    ``source`` (a table or a CTE of new calls, read under its own name): each key upserted once per batch, per
-    site (`SITES_MIGRATION`)."""
+def roll_up_sql(source: str, rollups: tuple[Rollup, ...] = ROLLUPS, *, sign: int = 1) -> list[str]:
+    """One ``INSERT ... SELECT ... GROUP BY ... ON CONFLICT DO UPDATE`` per rollup, adding (``sign`` -1: taking
+    away) every call of ``source`` (a table or a CTE of new calls, read under its own name): each key upserted
+    once per batch, per site (`SITES_MIGRATION`)."""
     measures = ", ".join(m.name for m in MEASURES)
-    sums = ", ".join(f"sum({measure_sql(m.name, source)})" for m in MEASURES)
+    neg = "-" if sign < 0 else ""
+    sums = ", ".join(f"{neg}sum({measure_sql(m.name, source)})" for m in MEASURES)
     out = []
     for r in rollups:
         picks = ", ".join([*(DIMENSIONS[k].expr.format(r=source) for k in r.key), f"{source}.site_id"])

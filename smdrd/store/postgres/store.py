@@ -1,21 +1,17 @@
 """`PgStore`: a PostgreSQL database behind `smdrd.store.api.Store`, and its smaller read parts (call export, the
 journal's error lines, the call feed).
-
-What it does not have yet (``rerate``/``reparse``) raises `NotOnPostgres`, a message a person reads, never a
-traceback (docs/scaling.md lists what exists).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from smdrd.errors import SmdrdError
 from smdrd.journal import MICROS
-from smdrd.store.api import ErrorLine, FeedCall, Rebuild, StoreUnavailable
+from smdrd.store.api import ErrorLine, FeedCall, StoreUnavailable
 from smdrd.store.postgres.accounts import PgAccounts
 from smdrd.store.postgres.alert_inbox import PgAlertInbox
 from smdrd.store.postgres.calls import PgCalls
@@ -23,22 +19,14 @@ from smdrd.store.postgres.connect import AsyncPart, connect
 from smdrd.store.postgres.directory import PgDirectory
 from smdrd.store.postgres.mail import PgMail
 from smdrd.store.postgres.outbox import PgOutbox
+from smdrd.store.postgres.rebuild import PgRebuild
 from smdrd.store.postgres.reports import PgReports
 from smdrd.store.postgres.retention import PgRetention
 from smdrd.store.postgres.tariffs import PgTariffs
 from smdrd.store.sqlite.feed import _COLUMNS as FEED_COLUMNS
 from smdrd.store.sqlite.feed import LINE_COLUMNS, entries_of, feed_fields
 
-__all__ = ["NotOnPostgres", "PgCallExport", "PgCallFeed", "PgJournalErrors", "PgStore"]
-
-
-class NotOnPostgres(SmdrdError):
-    """A feature the PostgreSQL store does not have yet."""
-
-
-def _missing(what: str) -> NoReturn:
-    raise NotOnPostgres(f"{what} is not available on a PostgreSQL database yet (docs/scaling.md); "
-                        "use a SQLite [database] path for it")
+__all__ = ["PgCallExport", "PgCallFeed", "PgJournalErrors", "PgStore"]
 
 
 class PgCallExport:
@@ -168,8 +156,8 @@ class PgStore:
     def retention(self) -> PgRetention:
         return PgRetention(self.url)
 
-    def rebuild(self) -> Rebuild:
-        _missing("smdrd rerate and reparse")
+    def rebuild(self) -> PgRebuild:
+        return PgRebuild(self.url)
 
     def call_feed(self) -> PgCallFeed:
         return PgCallFeed(self.url)

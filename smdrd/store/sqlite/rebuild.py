@@ -11,15 +11,23 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from smdrd.journal import DUPLICATE, ERROR, FLUSHED, JournalEntry
+from smdrd.journal import JournalEntry
 from smdrd.store.api import JournalLine, RatingUpdate, ReplaceResult, StoredRating
+from smdrd.store.rebuild import (
+    BATCH,
+    CALLS_RECEIVED,
+    LINE_FIELDS,
+    RATINGS,
+    SET_STATUS,
+    journal_line,
+    line_bounds,
+    new_statuses,
+    stored_rating,
+)
 from smdrd.store.sqlite.rollups import ROLL_UP
 from smdrd.store.sqlite.rows import INSERT_CALL, LAST_IDS, call_row
-from smdrd.store.sqlite.schema import UNROLL_ON_DELETE, connect
+from smdrd.store.sqlite.schema import LOCAL_SITE, UNROLL_ON_DELETE, connect
 from smdrd.store.sqlite.writer import unwritable
-
-#: rows per write transaction and per read batch.
-BATCH = 2000
 
 
 class SqliteRebuild:
@@ -35,14 +43,8 @@ class SqliteRebuild:
     # ---- rerate ----
 
     def ratings(self, lo: int, hi: int) -> Iterator[StoredRating]:
-        rows = self.conn.execute(
-            "SELECT id, number, start, duration, direction, trunk, answered, e164, call_class, rule, prefix, "
-            "cost_micros, currency, region, tariff_version FROM calls WHERE start_utc >= ? AND start_utc < ? "
-            "ORDER BY id", (lo, hi))
-        for (call_id, number, start, duration, direction, trunk, answered, e164, call_class, rule, prefix,
-             cost_micros, currency, region, version) in rows:
-            yield StoredRating(call_id, number, start, duration, direction, trunk, bool(answered),
-                               (e164, call_class, rule, prefix, cost_micros, currency, region, version))
+        for row in self.conn.execute(RATINGS, (lo, hi, LOCAL_SITE)):
+            yield stored_rating(row)
 
     def update_ratings(self, updates: Sequence[RatingUpdate]) -> None:
         for i in range(0, len(updates), BATCH):
@@ -66,23 +68,18 @@ class SqliteRebuild:
     def lines(self, lo: int, hi: int, source: str | None) -> Iterator[list[JournalLine]]:
         # Lines whose bytes retention pruned (their calls are kept) cannot be parsed again: leave them and their
         # calls alone.
-        where = ("received_at >= ? AND received_at < ? AND (length(raw) > 0 OR status = 'flushed')"
-                 + (" AND source = ?" if source else ""))
-        params: list[object] = [lo * 1_000_000, hi * 1_000_000] + ([source] if source else [])
+        where, params = line_bounds(lo, hi, source)
         last = 0
         while True:
-            rows = self.conn.execute(
-                f"SELECT id, source, peer, format, raw, status FROM lines WHERE {where} AND id > ? "
-                f"ORDER BY id LIMIT {BATCH}", [*params, last]).fetchall()
+            rows = self.conn.execute(f"SELECT {LINE_FIELDS} FROM lines WHERE {where} AND id > ? ORDER BY id "
+                                     f"LIMIT {BATCH}", [*params, last]).fetchall()
             if not rows:
                 return
-            yield [JournalLine(i, s, p, f, bytes(r), st) for i, s, p, f, r, st in rows]
+            yield [journal_line(row) for row in rows]
             last = rows[-1][0]
 
     def calls_received(self, lo: int, hi: int) -> int:
-        return int(self.conn.execute(
-            "SELECT count(*) FROM calls JOIN lines ON lines.id = calls.line_id WHERE lines.received_at >= ? "
-            "AND lines.received_at < ?", (lo * 1_000_000, hi * 1_000_000)).fetchone()[0])
+        return int(self.conn.execute(CALLS_RECEIVED, (lo * 1_000_000, hi * 1_000_000, LOCAL_SITE)).fetchone()[0])
 
     def replace(self, entries: Sequence[tuple[int, JournalEntry | None]], *,
                 keep_lines: bool = False) -> ReplaceResult:
@@ -91,7 +88,6 @@ class SqliteRebuild:
             self._unroll = True
         conn = self.conn
         ids = [(line_id,) for line_id, _ in entries]
-        statuses: dict[int, str] = {}
         conn.execute("BEGIN IMMEDIATE")
         try:
             removed = 0
@@ -122,23 +118,11 @@ class SqliteRebuild:
                         refused[line_id] = (f"could not store what was parsed from this line: "
                                             f"{type(one).__name__}: {one}")
                     conn.execute("RELEASE one")
-            status_rows: list[tuple[str, str | None, int]] = []
-            for line_id, entry in entries:
-                if entry is None:
-                    statuses[line_id] = FLUSHED
-                    continue
-                if keep_lines:
-                    continue
-                status, error = entry.status, entry.error
-                if line_id in refused:
-                    status, error = ERROR, refused[line_id]
-                # A call already stored from another line (a re-sent buffer) was ignored: a duplicate line.
-                elif entry.calls and conn.execute("SELECT 1 FROM calls WHERE line_id = ? LIMIT 1",
-                                                  (line_id,)).fetchone() is None:
-                    status = DUPLICATE
-                status_rows.append((status, error, line_id))
-                statuses[line_id] = status
-            conn.executemany("UPDATE lines SET status = ?, error = ? WHERE id = ?", status_rows)
+            statuses, status_rows = new_statuses(
+                entries, refused, lambda line_id: conn.execute("SELECT 1 FROM calls WHERE line_id = ? LIMIT 1",
+                                                               (line_id,)).fetchone() is not None,
+                keep_lines=keep_lines)
+            conn.executemany(SET_STATUS, status_rows)
             for statement in ROLL_UP:  # the rebuilt calls: every one got a new id, above calls_before
                 conn.execute(statement, (calls_before,))
             conn.execute("COMMIT")

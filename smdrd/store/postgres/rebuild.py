@@ -1,0 +1,201 @@
+"""``smdrd rerate`` and ``smdrd reparse`` on PostgreSQL (`smdrd.store.api.Rebuild`), as
+`smdrd.store.sqlite.rebuild` does them in SQLite, with the same reads (`smdrd.store.rebuild`).
+
+Each batch is one short transaction, taken in turn with the journal writers (`ONE_WRITER`: the rollups' rows are
+upserted by one writer at a time, and new calls' ids are committed in order, as the call feed needs). The
+rollups have no triggers here: the code keeps them, as the journal writer does. A re-rated or a reparsed call's
+old row is copied to a TEMP table (``calls_moved``) and locked, taken away from every rollup (keys left at zero
+go, as SQLite's triggers do), then its new row is added: a re-rated call's as updated, from the same TEMP
+table; a reparsed line's new calls by the journal writer's own statement, those it inserted. A call that
+retention deletes meanwhile waits for the batch (its row is locked), so no figure is taken away and not put back.
+
+Only the calls and lines of the store's own site (`LOCAL_SITE`) are read or written: a central store's other
+sites rated their calls with their own tariffs and parsed their lines with their own configurations
+(docs/scaling.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import psycopg
+
+from smdrd.journal import JournalEntry
+from smdrd.store import rebuild as common
+from smdrd.store.api import JournalLine, RatingUpdate, ReplaceResult, StoredRating, StoreUnavailable
+from smdrd.store.postgres.connect import connect, redact
+from smdrd.store.postgres.schema import LOCAL_SITE, roll_up_sql
+from smdrd.store.postgres.writer import COPY_CALLS, MOVE_CALLS, ONE_WRITER, STAGING
+from smdrd.store.sqlite.rollups import DIMENSIONS, MEASURES, ROLLUPS
+from smdrd.store.sqlite.rows import call_row
+
+__all__ = ["PgRebuild"]
+
+#: errors of the server or the link, not of one entry's values (as the journal writer tells them apart).
+_TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError)
+
+#: the new ratings of a batch: the call, whether its figures change (else only its tariff version), the rating.
+_RATINGS_IN = (f"CREATE TEMP TABLE IF NOT EXISTS rerate_in ON COMMIT DELETE ROWS AS "
+               f"SELECT id, true AS figures, {', '.join(common.RATED)} FROM calls WITH NO DATA")
+_COPY_RATINGS = f"COPY rerate_in (id, figures, {', '.join(common.RATED)}) FROM STDIN"
+#: the rows of the calls that move in the rollups: first as they were (taken away), then as re-rated (added).
+_MOVED = "CREATE TEMP TABLE IF NOT EXISTS calls_moved ON COMMIT DELETE ROWS AS SELECT * FROM calls WITH NO DATA"
+#: the old rows of the calls whose figures change, locked until the batch commits.
+_KEEP_RERATED = ("INSERT INTO calls_moved SELECT c.* FROM calls c JOIN rerate_in i ON i.id = c.id "
+                 "WHERE i.figures ORDER BY c.id FOR UPDATE OF c")
+_DELETE_CALLS = (f"WITH gone AS (DELETE FROM calls WHERE line_id = ANY(%s) AND site_id = {LOCAL_SITE} "
+                 f"RETURNING *) INSERT INTO calls_moved SELECT * FROM gone")
+#: the new figures written, and the rows as updated kept to be added to every rollup.
+_RERATE = (f"WITH new AS (UPDATE calls SET {', '.join(f'{c} = i.{c}' for c in common.RATED)} FROM rerate_in i "
+           f"WHERE calls.id = i.id AND i.figures RETURNING calls.*) INSERT INTO calls_moved SELECT * FROM new")
+#: the version alone: the rollups stay.
+_SET_VERSIONS = ("UPDATE calls SET tariff_version = i.tariff_version FROM rerate_in i "
+                 "WHERE calls.id = i.id AND NOT i.figures")
+
+
+def _drop_empty_sql(source: str) -> list[str]:
+    """Per rollup, delete the rows of the keys of the calls in ``source`` whose every measure is now zero."""
+    out = []
+    zero = " AND ".join(f"t.{m.name} = 0" for m in MEASURES)
+    for r in ROLLUPS:
+        keys = (*r.key, "site_id")
+        picks = ", ".join([*(DIMENSIONS[k].expr.format(r=source) for k in r.key), f"{source}.site_id"])
+        match = " AND ".join(f"t.{k} = o.{k}" for k in keys)
+        out.append(f"DELETE FROM {r.table} t USING (SELECT DISTINCT {picks} FROM {source}) AS o ({', '.join(keys)}) "
+                   f"WHERE {match} AND {zero}")
+    return out
+
+
+#: the calls in ``calls_moved`` taken out of every rollup, then the keys they leave empty deleted; and the table
+#: emptied for what comes next.
+_UNROLL = (*roll_up_sql("calls_moved", sign=-1), *_drop_empty_sql("calls_moved"), "DELETE FROM calls_moved")
+#: the calls in ``calls_moved`` added to every rollup.
+_ROLL_UP = tuple(roll_up_sql("calls_moved"))
+
+
+def _pg(sql: str) -> str:
+    return sql.replace("?", "%s")
+
+
+class PgRebuild:
+    """One connection for one rerate or reparse run (migrating the schema first)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.conn = connect(url)
+        self._cursors = 0
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _unavailable(self, exc: Exception) -> StoreUnavailable:
+        return StoreUnavailable(f"PostgreSQL at {redact(self.url)}: {str(exc).strip()}")
+
+    def _stream(self, sql: str, params: Sequence[object]) -> Iterator[list[tuple[Any, ...]]]:
+        """The rows of ``sql`` in batches, from a server-side cursor that outlives the writes between them."""
+        self._cursors += 1
+        try:
+            with self.conn.cursor(f"rebuild{self._cursors}", withhold=True) as cur:
+                cur.execute(_pg(sql), params)
+                while rows := cur.fetchmany(common.BATCH):
+                    yield rows
+        except _TRANSIENT as exc:
+            raise self._unavailable(exc) from exc
+
+    # ---- rerate ----
+
+    def ratings(self, lo: int, hi: int) -> Iterator[StoredRating]:
+        for rows in self._stream(common.RATINGS, (lo, hi, LOCAL_SITE)):
+            yield from (common.stored_rating(row) for row in rows)
+
+    def update_ratings(self, updates: Sequence[RatingUpdate]) -> None:
+        conn = self.conn
+        try:
+            for i in range(0, len(updates), common.BATCH):
+                batch = updates[i:i + common.BATCH]
+                with conn.transaction(), conn.cursor() as cur:
+                    cur.execute(ONE_WRITER)
+                    cur.execute(_RATINGS_IN)
+                    with cur.copy(_COPY_RATINGS) as copy:
+                        for u in batch:
+                            copy.write_row((u.call_id, u.figures, *u.rating))
+                    if any(u.figures for u in batch):
+                        cur.execute(_MOVED)
+                        for statement in (_KEEP_RERATED, *_UNROLL, _RERATE, *_ROLL_UP):
+                            cur.execute(statement)
+                    cur.execute(_SET_VERSIONS)
+        except _TRANSIENT as exc:
+            raise self._unavailable(exc) from exc
+
+    # ---- reparse ----
+
+    def lines(self, lo: int, hi: int, source: str | None) -> Iterator[list[JournalLine]]:
+        where, params = common.line_bounds(lo, hi, source)
+        for rows in self._stream(f"SELECT {common.LINE_FIELDS} FROM lines WHERE {where} AND site_id = ? ORDER BY id",
+                                 [*params, LOCAL_SITE]):
+            yield [common.journal_line(row) for row in rows]
+
+    def calls_received(self, lo: int, hi: int) -> int:
+        row = self.conn.execute(_pg(common.CALLS_RECEIVED), (lo * 1_000_000, hi * 1_000_000, LOCAL_SITE)).fetchone()
+        return int(row[0]) if row else 0
+
+    def replace(self, entries: Sequence[tuple[int, JournalEntry | None]], *,
+                keep_lines: bool = False) -> ReplaceResult:
+        try:
+            return self._replace(entries, keep_lines)
+        except _TRANSIENT as exc:
+            raise self._unavailable(exc) from exc
+
+    def _replace(self, entries: Sequence[tuple[int, JournalEntry | None]], keep_lines: bool) -> ReplaceResult:
+        conn = self.conn
+        rows = {line_id: [(line_id, *call_row(c, entry.source)) for c in entry.calls]
+                for line_id, entry in entries if entry and entry.calls}
+        refused: dict[int, str] = {}
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute(ONE_WRITER)
+            removed = 0
+            if not keep_lines:
+                cur.execute(_MOVED)
+                cur.execute(_DELETE_CALLS, ([line_id for line_id, _ in entries],))
+                removed = max(cur.rowcount, 0)
+                if removed:
+                    for statement in _UNROLL:
+                        cur.execute(statement)
+            with_calls: set[int] = set()
+            try:
+                with conn.transaction():
+                    with_calls = self._insert(cur, [r for line_rows in rows.values() for r in line_rows])
+            except _TRANSIENT:
+                raise
+            except psycopg.Error:
+                # One entry holds what the database refuses: store the others, and that line as an error.
+                for line_id, line_rows in rows.items():
+                    try:
+                        with conn.transaction():
+                            with_calls |= self._insert(cur, line_rows)
+                    except _TRANSIENT:
+                        raise
+                    except psycopg.Error as one:
+                        refused[line_id] = (f"could not store what was parsed from this line: "
+                                            f"{type(one).__name__}: {one}")
+            statuses, status_rows = common.new_statuses(entries, refused, with_calls.__contains__,
+                                                        keep_lines=keep_lines)
+            if status_rows:
+                cur.executemany(_pg(common.SET_STATUS), status_rows)
+        return ReplaceResult(removed, statuses)
+
+    @staticmethod
+    def _insert(cur: psycopg.Cursor[Any], rows: list[tuple[object, ...]]) -> set[int]:
+        """Insert the call ``rows`` (``line_id`` first), adding those stored to every rollup (a call stored already
+        from another line is left out); the lines that got calls. Every call of a reparsed line was deleted first, so
+        it has calls exactly when some were inserted here."""
+        if not rows:
+            return set()
+        cur.execute(STAGING)
+        cur.execute("DELETE FROM calls_in")  # what an earlier entry of this transaction staged
+        with cur.copy(COPY_CALLS) as copy:
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(MOVE_CALLS)
+        return {int(line_id) for line_id, _ in cur.fetchall()}

@@ -1,0 +1,96 @@
+"""Re-rate and reparse on a central PostgreSQL store (`smdrd.store.postgres.rebuild`): only the store's own site
+(`LOCAL_SITE`) is touched, the other sites' calls, lines and rollups stay as they published them, and every
+rollup, at every grain and for every site, still says what the calls say."""
+
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from smdrd.journal import ERROR, PARSED
+from smdrd.store import open_store
+from smdrd.store.api import RatingUpdate
+from smdrd.store.postgres.schema import LOCAL_SITE, measure_sql
+from smdrd.store.sqlite.rollups import DIMENSIONS, MEASURES, ROLLUPS
+from smdrd.testing import write_entries
+from tests.test_console_sites import SITES, publish_into, today_entries
+
+WHOLE = (0, 2**40)  # every call (UTC seconds)
+
+
+def read(url: str, sql: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return sorted(conn.execute(sql).fetchall())
+
+
+def rollups_equal_the_calls(url: str) -> None:
+    """Each rollup's rows (all zero: none) equal the calls grouped by its key and site."""
+    for r in ROLLUPS:
+        keys = ", ".join(DIMENSIONS[k].expr.format(r="calls") for k in r.key)
+        sums = ", ".join(f"sum({measure_sql(m.name, 'calls')})::bigint" for m in MEASURES)
+        fresh = read(url, f"SELECT {keys}, site_id, {sums} FROM calls GROUP BY {keys}, site_id")
+        stored = read(url, f"SELECT {', '.join(r.key)}, site_id, {', '.join(m.name for m in MEASURES)} "
+                           f"FROM {r.table}")
+        assert stored == fresh, r.table
+
+
+def other_sites(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    out = {"calls": read(url, f"SELECT * FROM calls WHERE site_id <> {LOCAL_SITE}"),
+           "lines": read(url, f"SELECT * FROM lines WHERE site_id <> {LOCAL_SITE}")}
+    for r in ROLLUPS:
+        out[r.table] = read(url, f"SELECT * FROM {r.table} WHERE site_id <> {LOCAL_SITE}")
+    return out
+
+
+async def test_rerate_and_reparse_on_a_central_store_touch_its_own_site_only(pg_url: str, tmp_path: Path) -> None:
+    await publish_into(pg_url, tmp_path)  # three sites' calls of today, published
+    own = today_entries(9, 4)  # and the box's own, the same extension, written by its journal writer
+    own[3] = dataclasses.replace(own[3], status=ERROR, error="bad date", calls=())
+    await write_entries(pg_url, own)
+    rollups_equal_the_calls(pg_url)
+    before = other_sites(pg_url)
+    assert len(before["calls"]) == sum(SITES.values())
+
+    store = open_store(pg_url).rebuild()
+    try:
+        ratings = list(store.ratings(*WHOLE))
+        assert len(ratings) == 3  # the box's own calls only
+        updates = [RatingUpdate(r.call_id, (*r.rating[:1], "international", "intl", "+48", (r.rating[4] or 0) * 3 + 1,
+                                            "EUR", "DE", "7")) for r in ratings[:2]]
+        updates.append(RatingUpdate(ratings[2].call_id, (*ratings[2].rating[:7], "7"), figures=False))
+        store.update_ratings(updates)
+        rollups_equal_the_calls(pg_url)
+        assert read(pg_url, f"SELECT call_class, cost_micros, currency, tariff_version FROM calls "
+                            f"WHERE site_id = {LOCAL_SITE}") == [
+            ("international", 3_000_001, "EUR", "7"), ("international", 6_000_001, "EUR", "7"),
+            ("national", 3_000_000, "PLN", "7")]
+
+        batches = list(store.lines(*WHOLE, None))
+        lines = [line for batch in batches for line in batch]
+        assert [line.status for line in lines] == [PARSED, PARSED, PARSED, ERROR]
+        assert store.calls_received(*WHOLE) == 3
+        # Reparsed: the error line now gives its call (at 4.00), the first line's call is dropped, the second and
+        # third give theirs again, and a flushed marker of the last line.
+        fixed = {line.line_id: e for line, e in zip(lines, [*own[:3], today_entries(9, 4)[3]], strict=True)}
+        first, second, third, fourth = (line.line_id for line in lines)
+        result = store.replace([(first, dataclasses.replace(own[0], calls=())), (second, fixed[second]),
+                                (third, fixed[third]), (fourth, fixed[fourth])])
+        assert result.removed == 3 and result.statuses == {first: PARSED, second: PARSED, third: PARSED,
+                                                           fourth: PARSED}
+        rollups_equal_the_calls(pg_url)
+        # Again: nothing doubled; the same calls, figures and rollups.
+        calls = read(pg_url, "SELECT uid, cost_micros, tariff_version FROM calls")
+        again = store.replace([(second, fixed[second]), (third, fixed[third]), (fourth, fixed[fourth])])
+        assert again.removed == 3 and set(again.statuses.values()) == {PARSED}
+        assert read(pg_url, "SELECT uid, cost_micros, tariff_version FROM calls") == calls
+        rollups_equal_the_calls(pg_url)
+        assert store.calls_received(*WHOLE) == 3
+        assert read(pg_url, f"SELECT sum(cost_micros) FROM calls WHERE site_id = {LOCAL_SITE}") == [
+            (Decimal(9_000_000),)]  # 2.00 + 3.00 + 4.00: rated as the entries were
+    finally:
+        store.close()
+    assert other_sites(pg_url) == before
