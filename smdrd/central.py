@@ -12,6 +12,11 @@ What it never does: acknowledge an entry PostgreSQL did not commit, or drop an e
 (it retries the same batch, holding its acknowledgements, until PostgreSQL is back). A payload that is not a
 journal entry is logged and acknowledged: it could never be stored, and would otherwise come back for ever.
 
+The sites' alerts (``[central] alert_topics``) are kept the same way, in the central store's alerts inbox
+under ``<site>:<id>`` (two sites' identical calls raise alerts of the same id): delivered at least once by the
+site's outbox and its broker, stored once, acknowledged after the commit. People acknowledge and snooze them in
+a console over the central store; the site's own inbox keeps its own state.
+
 With an ``[http]`` section it serves ``/metrics`` (what it stored, by site: `smdrd.central_metrics`) and
 ``/healthz``.
 """
@@ -28,6 +33,7 @@ from typing import Any
 
 import psycopg
 import structlog
+from paho.mqtt.client import topic_matches_sub
 
 from smdrd import central_metrics
 from smdrd.backoff import Backoff
@@ -36,7 +42,7 @@ from smdrd.errors import ConfigError
 from smdrd.http import HttpServer
 from smdrd.http_config import http_token
 from smdrd.mqtt import Delivery, Subscription
-from smdrd.mqtt_payloads import journal_filter, read_journal_message
+from smdrd.mqtt_payloads import journal_filter, read_alert_message, read_journal_message
 from smdrd.notify import notify, watchdog_interval
 from smdrd.store import open_store
 from smdrd.store.api import SiteSeen, StoreUnavailable
@@ -55,7 +61,9 @@ class CentralStats:
     calls: int = 0
     #: entries it had already (delivered again)
     known: int = 0
-    #: payloads that were not journal entries
+    #: sites' alerts new to the central inbox
+    alerts: int = 0
+    #: payloads that were not journal entries (or alerts)
     rejected: int = 0
     #: commits that failed and were retried
     retries: int = 0
@@ -75,7 +83,9 @@ class Collector:
                                                       "\"postgresql://...\"")])
         self.settings = settings
         self.url = settings.database.url
-        self.subscription = Subscription(settings.mqtt, [journal_filter(settings.mqtt.journal_prefix)],
+        self.alert_topics = list(settings.central.alert_topics)
+        self.subscription = Subscription(settings.mqtt, [journal_filter(settings.mqtt.journal_prefix),
+                                                         *self.alert_topics],
                                          settings.central.client_id, base_dir=base_dir,
                                          batch=settings.central.batch)
         self.stats = CentralStats()
@@ -138,31 +148,38 @@ class Collector:
     async def _store(self, writer: CentralWriter, batch: list[Delivery]) -> None:
         """Store ``batch`` (retrying until PostgreSQL takes it); the subscription acknowledges it after."""
         entries: list[dict[str, Any]] = []
+        alerts: list[dict[str, Any]] = []
         for d in batch:
+            alert = any(topic_matches_sub(f, d.topic) for f in self.alert_topics)
             try:
-                entries.append(read_journal_message(d.payload))
+                (alerts if alert else entries).append(
+                    read_alert_message(d.payload) if alert else read_journal_message(d.payload))
             except (ValueError, TypeError, KeyError) as exc:
                 self.stats.rejected += 1
-                log.error("central.bad_entry", topic=d.topic, error=str(exc), payload=d.payload[:200])
-        if not entries:
+                log.error("central.bad_alert" if alert else "central.bad_entry", topic=d.topic, error=str(exc),
+                          payload=d.payload[:200])
+        if not entries and not alerts:
             return
         try:
-            await self._commit(writer, entries)
+            await self._commit(writer, entries, alerts)
         except EntryRefused:
-            for entry in entries:  # one at a time: the refused one is left out, every other one is stored
+            # one at a time: the refused one is left out, every other one is stored
+            for one, one_alert in [*(([e], []) for e in entries), *(([], [a]) for a in alerts)]:
                 try:
-                    await self._commit(writer, [entry])
+                    await self._commit(writer, one, one_alert)
                 except EntryRefused as exc:
                     self.stats.rejected += 1
-                    log.error("central.entry_refused", site=entry.get("site"), source=entry.get("source"),
-                              line=entry.get("id"), error=str(exc))
+                    item = (one or one_alert)[0]
+                    log.error("central.entry_refused", site=item.get("site"), source=item.get("source"),
+                              line=item.get("id"), error=str(exc))
 
-    async def _commit(self, writer: CentralWriter, entries: list[dict[str, Any]]) -> None:
+    async def _commit(self, writer: CentralWriter, entries: list[dict[str, Any]],
+                      alerts: list[dict[str, Any]]) -> None:
         backoff = Backoff(0.1, 10.0)
         while True:
             began = time.perf_counter()
             try:
-                result: CentralBatch = await writer.store(entries)
+                result: CentralBatch = await writer.store(entries, alerts)
                 self.store_up, self.store_error = True, None
                 break
             except StoreUnavailable as exc:
@@ -174,6 +191,7 @@ class Collector:
         self.stats.lines += result.lines
         self.stats.calls += result.calls
         self.stats.known += result.known
+        self.stats.alerts += sum(result.alerts_by.values())
         self.metrics.stored(result, entries, time.perf_counter() - began)
 
 

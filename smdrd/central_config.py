@@ -22,3 +22,7 @@ class CentralConfig(Section):
     #: the most entries stored in one PostgreSQL transaction (and acknowledged together after its commit); the
     #: central broker's ``max_inflight_messages`` bounds it too (config/mosquitto/central.conf).
     batch: int = Field(default=500, ge=1, le=10_000)
+    #: the topic filters of the sites' alerts (``<topic_prefix>/alert/<rule>``: ``smdrd/alert/+`` for sites on
+    #: the default prefix, ``smdrd/+/alert/+`` for ``topic_prefix = "smdrd/<site>"``), kept in the central
+    #: alerts inbox; ``[]``: no alerts kept. config/mosquitto/bridge.conf forwards both.
+    alert_topics: list[str] = Field(default_factory=lambda: ["smdrd/alert/+", "smdrd/+/alert/+"], max_length=16)

@@ -75,6 +75,9 @@ class CentralMetrics:
         self.known = Counter("smdrd_central_entries_known_total",
                              "Entries delivered again that the central store had already (they add nothing).",
                              ["site"], registry=r)
+        self.alerts = Counter("smdrd_central_alerts_stored_total",
+                              "Alerts the sites raised that the central inbox added (a re-delivery adds none).",
+                              ["site", "rule", "severity"], registry=r)
         self.commit_duration = Histogram("smdrd_central_commit_duration_seconds",
                                          "Time one batch's PostgreSQL transaction took.", registry=r,
                                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
@@ -103,6 +106,8 @@ class CentralMetrics:
             self.parse_errors.labels(site, source).inc(errors)
         for site, n in batch.known_by.items():
             self.known.labels(site).inc(n)
+        for (site, rule, severity), n in batch.alerts_by.items():
+            self.alerts.labels(site, rule, severity).inc(n)
         for c in batch.calls_by:
             direction = c.direction if c.direction in _KNOWN_DIRECTIONS else UNKNOWN
             call_class = c.call_class if c.call_class in _KNOWN_CLASSES else UNKNOWN
@@ -173,7 +178,8 @@ def health(collector: Collector) -> tuple[int, dict[str, Any]]:
     body = {"status": "unhealthy" if reasons else "ok", "reasons": reasons, "version": __version__,
             "store": {"up": collector.store_up}, "mqtt": {"connected": collector.subscription.connected},
             "stored": {"lines": collector.stats.lines, "calls": collector.stats.calls,
-                       "known": collector.stats.known, "rejected": collector.stats.rejected}}
+                       "known": collector.stats.known, "alerts": collector.stats.alerts,
+                       "rejected": collector.stats.rejected}}
     return (503 if reasons else 200), body
 
 

@@ -24,7 +24,8 @@ from typing import Any
 
 __all__ = [
     "JOURNAL_VERSION", "SCHEMAS", "CallShape", "DepartmentFigures", "SiteFigures", "Topics", "encode",
-    "journal_filter", "journal_message", "journal_topic", "load_schema", "money_text", "read_journal_message",
+    "journal_filter", "journal_message", "journal_topic", "load_schema", "money_text", "read_alert_message",
+    "read_journal_message",
     "schema_name", "source_message", "state_message", "topic_level",
 ]
 
@@ -81,6 +82,29 @@ def read_journal_message(payload: bytes) -> dict[str, Any]:
     for key in ("id", "source", "peer", "received_at", "format", "status", "calls"):
         if key not in message:
             raise ValueError(f"no {key}")
+    return message
+
+
+def read_alert_message(payload: bytes) -> dict[str, Any]:
+    """An alert as a site publishes it (``<topic_prefix>/alert/<rule>``, the outbox payload of
+    `smdrd.alerts.engine`), checked for what the central inbox keeps of it: its ``id``, ``rule``, ``severity``,
+    ``site`` and ``raised_at``; ``created_at`` added (UTC microseconds of ``raised_at``).
+
+    Raises:
+        ValueError: not such a payload.
+    """
+    message = json.loads(payload)
+    if not isinstance(message, dict):
+        raise ValueError("not an alert: not a JSON object")
+    for key in ("id", "rule", "severity", "raised_at"):
+        if not isinstance(message.get(key), str) or not message[key]:
+            raise ValueError(f"not an alert: no {key}")
+    if not topic_level(str(message.get("site", ""))):
+        raise ValueError(f"bad site {message.get('site')!r}")
+    raised = datetime.fromisoformat(message["raised_at"])
+    if raised.tzinfo is None:
+        raise ValueError("raised_at without its offset")
+    message["created_at"] = int(raised.timestamp() * 1_000_000)
     return message
 
 

@@ -13,6 +13,7 @@ A lost server or a serialization failure raises `Unwritable` (retry the same bat
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -49,6 +50,11 @@ _MOVE_CALLS = (
     + " SELECT site_id, source, direction, coalesce(call_class, ''), coalesce(currency, ''), count(*), "
       "count(*) FILTER (WHERE leg = 0), coalesce(sum(duration), 0), coalesce(sum(cost_micros), 0) "
       "FROM new GROUP BY 1, 2, 3, 4, 5")
+#: the sites' alerts into the central inbox, each once: its id prefixed with its site (two sites' calls may
+#: raise alerts of the same id), delivered already (the site delivered it: nothing here publishes it again).
+_INSERT_ALERTS = ("INSERT INTO alert_outbox (alert_id, rule, severity, created_at, payload, delivered_at) "
+                  "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[], %s::bigint[]) "
+                  "ON CONFLICT (alert_id) DO NOTHING RETURNING alert_id")
 _FIND_SITES = "SELECT name, id FROM sites WHERE name = ANY(%s)"
 _ADD_SITE = ("INSERT INTO sites (id, name) SELECT coalesce(max(id), 0) + 1, %s FROM sites "
              "ON CONFLICT (name) WHERE name <> '' DO NOTHING")
@@ -102,6 +108,8 @@ class CentralBatch:
     #: site -> entries it had already
     known_by: Mapping[str, int] = field(default_factory=dict)
     calls_by: tuple[StoredCalls, ...] = ()
+    #: (site, rule, severity) -> alerts new to the central inbox
+    alerts_by: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
 
 
 class CentralWriter(AsyncPart):
@@ -111,8 +119,10 @@ class CentralWriter(AsyncPart):
         super().__init__(url)
         self._sites: dict[str, int] = {}
 
-    async def store(self, entries: Sequence[Mapping[str, Any]]) -> CentralBatch:
-        """Store ``entries`` (payloads as `smdrd.mqtt_payloads.read_journal_message` gives them) in one
+    async def store(self, entries: Sequence[Mapping[str, Any]],
+                    alerts: Sequence[Mapping[str, Any]] = ()) -> CentralBatch:
+        """Store ``entries`` (payloads as `smdrd.mqtt_payloads.read_journal_message` gives them) and ``alerts``
+        (as `smdrd.mqtt_payloads.read_alert_message` gives them: into the inbox as ``<site>:<id>``) in one
         transaction.
 
         Raises:
@@ -120,7 +130,7 @@ class CentralWriter(AsyncPart):
             EntryRefused: an entry's values were refused; nothing of the batch was kept.
         """
         try:
-            return await self._store(entries)
+            return await self._store(entries, alerts)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise Unwritable(f"PostgreSQL at {redact(self.url)}: {str(exc).strip()}") from exc
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
@@ -128,7 +138,8 @@ class CentralWriter(AsyncPart):
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:  # a field missing or of the wrong type
             raise EntryRefused(f"{type(exc).__name__}: {exc}") from exc
 
-    async def _store(self, entries: Sequence[Mapping[str, Any]]) -> CentralBatch:
+    async def _store(self, entries: Sequence[Mapping[str, Any]], alerts: Sequence[Mapping[str, Any]]
+                     ) -> CentralBatch:
         if self._conn is None or self._conn.closed or self._conn.broken:
             # lost, or not back yet after a reconnection that failed (the server still down): connect again
             await self.close()
@@ -172,9 +183,29 @@ class CentralWriter(AsyncPart):
             else:
                 for e in entries:
                     known_by[e["site"]] = known_by.get(e["site"], 0) + 1
+            alerts_by = await self._alerts(cur, alerts)
         self._sites.update(found)  # committed: the sites added are there for good
         return CentralBatch(len(new_lines), calls, len(entries) - len(new_lines), lines_by, known_by,
-                            tuple(calls_by))
+                            tuple(calls_by), alerts_by)
+
+    async def _alerts(self, cur: psycopg.AsyncCursor[Any], alerts: Sequence[Mapping[str, Any]]
+                      ) -> dict[tuple[str, str, str], int]:
+        """``alerts`` into the inbox; the new ones by (site, rule, severity)."""
+        if not alerts:
+            return {}
+        rows = {f"{a['site']}:{a['id']}": a for a in alerts}
+        now = int(time.time() * 1_000_000)
+        await cur.execute(_INSERT_ALERTS, (
+            list(rows), [str(a["rule"]) for a in rows.values()], [str(a["severity"]) for a in rows.values()],
+            [int(a["created_at"]) for a in rows.values()],
+            [_encode_json({k: v for k, v in a.items() if k != "created_at"}) for a in rows.values()],
+            [now] * len(rows)))
+        out: dict[tuple[str, str, str], int] = {}
+        for (alert_id,) in await cur.fetchall():
+            a = rows[str(alert_id)]
+            key = (str(a["site"]), str(a["rule"]), str(a["severity"]))
+            out[key] = out.get(key, 0) + 1
+        return out
 
     async def _site_ids(self, cur: psycopg.AsyncCursor[Any], names: set[str]) -> dict[str, int]:
         """Each site name's id, the sites not known yet added (under the writers' lock: one at a time)."""
