@@ -35,10 +35,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
+from functools import lru_cache
 
 from smdrd.errors import ParseError
 from smdrd.parsing import Parser, ParserContext
-from smdrd.record import CallRecord, Direction
+from smdrd.record import CallRecord, Direction, new_record
 
 from .toolkit import Column, Layout, detect_from_layout, digit_text, hms_seconds, one_of, seconds, seconds_text, ymd_hms
 
@@ -58,10 +59,13 @@ HEADER_STARTS = ("DATETIME", "CALL START", "CALLSTART")
 MAX_OPEN_CALLS = 10_000
 #: fields kept in `CallRecord.extra` when not empty (the rest are in the core record or always empty).
 _EXTRA = (5, 6, 11, 12, 13, 14, 15, 16, 19, 20, 21, 23, 28, 29, 30, 31, 32, 33, 34, 35, 36)
+#: `ymd_hms` remembering the last few thousand stamps: a busy PBX writes many lines a second, and a datetime is
+#: immutable (a stamp it refuses is refused again each time: errors are not remembered).
+_call_start = lru_cache(maxsize=4096)(ymd_hms)
 #: the fields the parser converts, in the order they are checked (the first bad one is the error's field).
 #: The other fields are text, read by position.
 LAYOUT = Layout("avaya-ipo", (
-    Column("call_start", 0, lambda text: ymd_hms(text, None)),  # a parser binds its site's timezone
+    Column("call_start", 0, lambda text: _call_start(text, None)),  # a parser binds its site's timezone
     Column("connected_time", 1, hms_seconds),
     Column("ring_time", 2, seconds, optional=True, default=0),
     Column("direction", 4, one_of("I", "O")),
@@ -91,7 +95,7 @@ class AvayaIPOfficeParser(Parser):
         super().__init__(context)
         self._legs: OrderedDict[str, int] = OrderedDict()
         tz = self.context.timezone
-        self._layout = LAYOUT if tz is None else LAYOUT.with_converters(call_start=lambda text: ymd_hms(text, tz))
+        self._layout = LAYOUT if tz is None else LAYOUT.with_converters(call_start=lambda text: _call_start(text, tz))
 
     def parse(self, line: str) -> Sequence[CallRecord] | None:
         f = LAYOUT.split(line)
@@ -153,24 +157,25 @@ class AvayaIPOfficeParser(Parser):
         if "@" in caller:
             extra["caller"] = caller
         auth_code = f[18] if len(f) > 18 and f[18] not in ("", "n/a") else ""
-        return (CallRecord(
-            format=self.name,
-            start=start,
-            duration=duration,
-            ring=v["ring_time"],
-            direction=direction,
-            extension=extension,
-            number=number,
-            trunk=trunk,
-            account=f[7],
-            auth_code=auth_code,
-            call_id=call_id,
-            leg=leg,
-            continued=cont == "1",
-            answered=duration > 0,
-            transfer=cause if " " in cause else "",  # a bare source (``U``, ``HG``) names no transfer
-            call_key=key,
-            extra=extra,
+        # Every field, in CallRecord's order (`new_record`: this runs for every line).
+        return (new_record(
+            self.name,  # format
+            start,
+            duration,
+            direction,
+            extension,
+            number,
+            v["ring_time"],  # ring
+            trunk,
+            f[7],  # account
+            auth_code,
+            call_id,
+            leg,
+            cont == "1",  # continued
+            duration > 0,  # answered
+            cause if " " in cause else "",  # transfer: a bare source (``U``, ``HG``) names no transfer
+            key,  # call_key
+            extra,
         ),)
 
     @classmethod

@@ -118,6 +118,10 @@ class CallRecord:
 
 #: a `CallRecord` from all its fields, in order: what an unpickled record is rebuilt with (`smdrd.frozen`).
 _record = constructor(CallRecord, "_record")
+#: the same, for a parser's hot path: ``new_record(format, start, duration, direction, extension, number, ring,
+#: trunk, account, auth_code, call_id, leg, continued, answered, transfer, call_key, extra)``, every field given in
+#: declaration order, at half the cost of the keyword ``CallRecord(...)`` (the record is the same).
+new_record = _record
 
 _TEXT_FIELDS = ("format", "extension", "number", "trunk", "account", "auth_code", "call_id", "transfer", "call_key")
 

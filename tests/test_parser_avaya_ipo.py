@@ -165,3 +165,24 @@ def test_outbound_call_rates_the_called_number_that_went_out_on_the_trunk() -> N
 def test_outbound_call_without_a_called_number_falls_back_to_the_dialled_one() -> None:
     r = parse(OUTBOUND.replace(",O,600988600,0600988600,", ",O,,0600988600,"))
     assert r.number == "0600988600"
+
+
+@pytest.mark.parametrize("line", [INTERNAL, OUTBOUND, MISSED_IN, SIP_IN, FAILED])
+def test_the_positional_record_is_the_keyword_one(line: str) -> None:
+    """The parser builds its record positionally (`smdrd.record.new_record`): the same as ``CallRecord(...)``."""
+    parser = AvayaIPOfficeParser(ParserContext(timezone=WAW))
+    record = parser.parse(line)[0]  # type: ignore[index]
+    same = CallRecord(**{name: getattr(record, name) for name in CallRecord.__dataclass_fields__})
+    assert record == same and repr(record) == repr(same) and type(record) is CallRecord
+
+
+def test_a_remembered_stamp_is_the_same_time_and_a_bad_one_is_refused_every_time() -> None:
+    parser = AvayaIPOfficeParser(ParserContext(timezone=WAW))
+    first, again = parser.parse(OUTBOUND), parser.parse(OUTBOUND)
+    assert first is not None and again is not None
+    assert first[0].start == again[0].start == datetime(2017, 7, 1, 8, 30, 22, tzinfo=WAW)
+    bad = "2017/13/01 08:30:22" + OUTBOUND[19:]
+    for _ in range(2):
+        with pytest.raises(ParseError) as exc:
+            parser.parse(bad)
+        assert exc.value.field == "call_start"
