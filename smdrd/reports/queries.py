@@ -437,30 +437,41 @@ class _Part:
 
 def _detail_parts(reader: ReportReader, q: Query, ctx: Context) -> list[_Part]:
     """The sections of a details report, in order (extensions in numeric order; for department details,
-    departments in tree order first), each with its totals, read through the call listing's own totals."""
+    departments in tree order first), each with its totals: every extension's in one grouped read
+    (`ReportReader.extension_totals`), day by day for the extensions whose department changes inside the range,
+    whose days are then summed per department interval. A section covering only some of its extension's days
+    (a move, or a department filter) names them (``spans``), for the read of its calls."""
     d = ctx.directory
-    f = q.filters()
     first, last = q.first.isoformat(), q.last.isoformat()
     wanted = _wanted(q, d)
     by_department = q.kind == "department-details"
     order = {name: i for i, name in enumerate(_shown_departments(q, d, wanted))}
     if d.sited:
         return _site_parts(reader, q, ctx, wanted, order)
+    days: dict[str, list[tuple[str, tuple[int, int, int, int]]]] = {}
+    for ext, day, *figures in reader.extension_totals(q.filters(), ctx.timezone, volatile=d.volatile(first, last)):
+        days.setdefault(ext, []).append((day, (figures[0], figures[1], figures[2], figures[3])))
     parts: list[_Part] = []
-    for ext in reader.range_extensions(f):
+    for ext, rows in days.items():
         spans = d.intervals(ext, first, last)
         groups: dict[str, list[tuple[str, str, str]]] = {}
         for a, b, dep in spans:
             if wanted is None or dep in wanted:
                 groups.setdefault(dep if by_department else "", []).append((ext, a, b))
-        for dep, chosen in groups.items():
-            whole = len(chosen) == len(spans)
-            part_filters = dataclasses.replace(f, extensions=(ext,))
-            if not whole:
-                reader.select_intervals(chosen)
-            totals = reader.call_totals(part_filters, ctx.timezone, selected=not whole)
-            if totals[0]:
-                parts.append(_Part(ext, dep, None if whole else tuple(chosen), totals))
+        sums: dict[str, Tally] = {}
+        legs: dict[str, int] = {}
+        for day, (n, calls, duration, cost) in rows:
+            when = day or first
+            dep = next(dep for a, b, dep in spans if a <= when <= b)
+            if wanted is None or dep in wanted:
+                key = dep if by_department else ""
+                sums.setdefault(key, Tally()).add(calls, duration, cost)
+                legs[key] = legs.get(key, 0) + n
+        for key, chosen in groups.items():
+            t = sums.get(key)
+            if t is not None and legs[key]:
+                parts.append(_Part(ext, key, None if len(chosen) == len(spans) else tuple(chosen),
+                                   (legs[key], t.calls, t.duration, t.cost_micros)))
     parts.sort(key=lambda p: (order.get(p.department, len(order)), extension_sort_key(p.extension)))
     return parts
 

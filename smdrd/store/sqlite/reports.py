@@ -22,7 +22,7 @@ from smdrd.store.api import CALL_DETAIL, ROLLUP_TABLES, SITE, ExtensionSpec, Fil
 from smdrd.store.sqlite import schema
 from smdrd.store.sqlite.rollups import DAYS_TABLE, ROLLUPS, coarser_of
 
-__all__ = ["SQLITE", "Dialect", "ReadConnection", "SqliteReports", "connect_readonly"]
+__all__ = ["SQLITE", "Dialect", "ExtensionTotals", "ReadConnection", "SqliteReports", "connect_readonly"]
 
 
 class _Rows(Protocol):
@@ -404,17 +404,24 @@ def call_totals(conn: ReadConnection, f: Filters, tz: ZoneInfo, *, selected: boo
     return int(row[0]), int(row[1]), int(row[2]), int(row[3])
 
 
+def _rollups_agree(conn: ReadConnection, f: Filters) -> bool:
+    """Whether the rollups say the same as the call details over ``f``'s range. Not when there are no calls, or
+    when the details may lack calls the rollups count: retention has deleted calls (the rollups go back further
+    than the oldest stored call) and the range starts before the oldest stored call's day. Retention deletes the
+    oldest calls first, whole site-local days, and never a rollup."""
+    oldest = conn.execute("SELECT start FROM calls ORDER BY start_utc LIMIT 1").fetchone()
+    if oldest is None:
+        return False
+    first_rolled = conn.execute(f"SELECT min(day) FROM {DAYS_TABLE}").fetchone()[0]
+    return not (first_rolled is not None and first_rolled < str(oldest[0])[:10]
+                and f.first.isoformat() < str(oldest[0])[:10])
+
+
 def _totals_from_rollups(conn: ReadConnection, f: Filters, tz: ZoneInfo) -> tuple[int, int, int, int] | None:
     """The call listing's totals without reading its calls: calls, duration and cost from the rollups (whole
     months from the monthly grain), plus the later legs of transfers through their own small index
-    (``calls_later_legs``). ``None`` when the details may lack calls the rollups count: retention has deleted
-    calls (the rollups go back further than the oldest stored call) and the range starts before the oldest
-    stored call's day. Retention deletes the oldest calls first, whole site-local days, and never a rollup."""
-    oldest = conn.execute("SELECT start FROM calls ORDER BY start_utc LIMIT 1").fetchone()
-    if oldest is None:
-        return None
-    first_rolled = conn.execute(f"SELECT min(day) FROM {DAYS_TABLE}").fetchone()[0]
-    if first_rolled is not None and first_rolled < str(oldest[0])[:10] and f.first.isoformat() < str(oldest[0])[:10]:
+    (``calls_later_legs``). ``None`` when the rollups may not say the same as the details (`_rollups_agree`)."""
+    if not _rollups_agree(conn, f):
         return None
     calls = duration = cost = 0
     for *_, n, seconds, micros in daily_rows(conn, f):
@@ -424,6 +431,46 @@ def _totals_from_rollups(conn: ReadConnection, f: Filters, tz: ZoneInfo) -> tupl
     later = conn.execute(f"SELECT count(*) FROM calls c {dialect.later_legs}WHERE c.leg > 0 AND {where}",
                          params).fetchone()[0]
     return calls + int(later), calls, duration, cost
+
+
+#: a row of `extension_totals`: extension, day ('' unless day by day), legs, calls, duration, cost_micros.
+ExtensionTotals = tuple[str, str, int, int, int, int]
+
+
+def extension_totals(conn: ReadConnection, f: Filters, tz: ZoneInfo, *,
+                     volatile: Sequence[ExtensionSpec] = ()) -> list[ExtensionTotals]:
+    """`call_totals` of every extension at once, in one grouped read: rows ``(extension, day, legs, calls,
+    duration, cost_micros)``, ``day`` being ``''`` unless the extension is one of ``volatile`` (its department
+    changes inside the range): then a row per site-local day, so the caller can split it at the change.
+
+    From the rollups when they say the same as the details (`_rollups_agree`; whole months from the monthly
+    grain, as `daily_rows` reads them), with the later legs of transfers counted through their own index;
+    else one grouped read of the call details. Either way the figures are `call_totals`' for each extension
+    (and, day by day, for each `select_intervals` selection of its days)."""
+    dialect = _dialect(conn)
+    params: list[object] = []
+    test = _volatile_test(volatile, params, dialect)
+    day = "''" if test is None else f"CASE WHEN {test} THEN substr(c.start, 1, 10) ELSE '' END"
+    where, where_params = _call_where(f, tz, False, dialect)
+    params.extend(where_params)
+    if not _rollups_agree(conn, f):
+        rows = conn.execute(
+            f"SELECT c.extension, {day} AS dk, count(*), coalesce(sum(CASE WHEN c.leg = 0 THEN 1 ELSE 0 END), 0), "
+            f"coalesce(sum(c.duration), 0), coalesce(sum(c.cost_micros), 0) FROM calls c WHERE {where} "
+            "GROUP BY c.extension, dk", params)
+        return [(str(e), str(d), int(n), int(c), int(s), int(m)) for e, d, n, c, s, m in rows]
+    sums: dict[tuple[str, str], list[int]] = {}
+    for dk, ext, calls, duration, cost in daily_rows(conn, f, volatile=volatile):
+        figures = sums.setdefault((str(ext), str(dk)), [0, 0, 0, 0])
+        figures[0] += int(str(calls))
+        figures[1] += int(str(calls))
+        figures[2] += int(str(duration))
+        figures[3] += int(str(cost))
+    for ext, dk, later in conn.execute(
+            f"SELECT c.extension, {day} AS dk, count(*) FROM calls c {dialect.later_legs}"
+            f"WHERE c.leg > 0 AND {where} GROUP BY c.extension, dk", params):
+        sums.setdefault((str(ext), str(dk)), [0, 0, 0, 0])[0] += int(later)
+    return [(ext, dk, n, c, s, m) for (ext, dk), (n, c, s, m) in sums.items()]
 
 
 def site_names(conn: ReadConnection) -> list[SiteSeen]:
@@ -464,6 +511,10 @@ class SqliteReports:
 
     def call_totals(self, f: Filters, tz: ZoneInfo, *, selected: bool) -> tuple[int, int, int, int]:
         return call_totals(self.conn, f, tz, selected=selected)
+
+    def extension_totals(self, f: Filters, tz: ZoneInfo, *,
+                         volatile: Sequence[ExtensionSpec] = ()) -> list[ExtensionTotals]:
+        return extension_totals(self.conn, f, tz, volatile=volatile)
 
     def sites(self) -> list[SiteSeen]:
         return site_names(self.conn)
