@@ -37,6 +37,7 @@ _STAGING = (
     f"SELECT {', '.join(_LINE_COLUMNS)} FROM lines WITH NO DATA;\n"
     f"CREATE TEMP TABLE IF NOT EXISTS central_calls_in ON COMMIT DELETE ROWS AS "
     f"SELECT {', '.join(_CALL_COLUMNS)} FROM calls WITH NO DATA")
+_BEGIN = f"{ONE_WRITER};\n{_STAGING}"
 #: the staged lines not stored yet, in the order they came; returns each new line's id and identity.
 _MOVE_LINES = (
     f"INSERT INTO lines ({', '.join(_LINE_COLUMNS)}) SELECT {', '.join(_LINE_COLUMNS)} FROM central_lines_in "
@@ -65,17 +66,21 @@ class EntryRefused(SmdrdError):
 
 
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_AUTH_CODE, _COST_MICROS, _EXTRA = (CALL_COLUMNS.index(c) for c in ("auth_code", "cost_micros", "extra"))
 
 
 def call_row_of(fields: Mapping[str, Any]) -> tuple[object, ...]:
     """A published call (`smdrd.store.api.CallFeed.after`'s fields) as a ``calls`` row in `CALL_COLUMNS` order:
     the cost back in millionths, no authorisation code (a site never sends one). A field missing
     (NULL) is refused by the column's NOT NULL, where the feed always has it."""
-    cost = fields.get("cost")
-    values = {**fields, "auth_code": "",
-              "cost_micros": None if cost is None else int(Decimal(str(cost)) * MICROS),
-              "extra": _encode_json(fields["extra"]) if fields.get("extra") else "{}"}
-    return tuple(values.get(c) for c in CALL_COLUMNS)  # a column the feed does not carry is NULL
+    get = fields.get
+    row = [get(c) for c in CALL_COLUMNS]  # a column the feed does not carry is NULL
+    cost = get("cost")
+    row[_AUTH_CODE] = ""
+    row[_COST_MICROS] = None if cost is None else int(Decimal(str(cost)) * MICROS)
+    extra = get("extra")
+    row[_EXTRA] = _encode_json(extra) if extra else "{}"
+    return tuple(row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,9 +152,8 @@ class CentralWriter(AsyncPart):
         conn = self.conn
         found: dict[str, int] = {}
         async with conn.transaction(), conn.cursor() as cur:
-            await cur.execute(ONE_WRITER)
+            await cur.execute(_BEGIN)  # the writers' lock and the staging tables: one round trip
             found = await self._site_ids(cur, {str(e["site"]) for e in entries})
-            await cur.execute(_STAGING)
             async with cur.copy(f"COPY central_lines_in ({', '.join(_LINE_COLUMNS)}) FROM STDIN") as copy:
                 for e in entries:
                     await copy.write_row((found[e["site"]], e["id"], e["source"], e["peer"], e["received_at"],

@@ -297,6 +297,18 @@ CREATE INDEX calls_start_numbers ON calls (start_utc, number, e164);
 #: `DIRECTORY_SITES_MIGRATION`); ``''``, as every membership stored before has, covers every site.
 DIRECTORY_SITES_MIGRATION = "ALTER TABLE directory_memberships ADD COLUMN site text NOT NULL DEFAULT '';"
 
+#: The rollups are updated in place: a day's key (an extension, a trunk, a destination) gets one upsert in every
+#: batch that has a call of it, many a day. With every page full, each update writes the row's new version on
+#: another page and a new entry in its key's index, and the index grows with dead entries that every later
+#: upsert of that key walks; with a third of each page kept free, the new version stays on its page (a HOT
+#: update: no index entry, the old version pruned on the spot). bench/central.py's store measured about a fifth
+#: less server CPU per call. Pages written from now on are filled so; the older ones, days no longer updated,
+#: stay as they are (``VACUUM FULL`` of a rollup would rewrite them, it need not).
+ROLLUP_FILLFACTOR_MIGRATION = "\n".join(
+    f"ALTER TABLE {table} SET (fillfactor = 70);"
+    for table in ("rollup_daily", "rollup_hourly", "rollup_monthly", "rollup_monthly_hourly", "rollup_days",
+                  "rollup_destinations", "rollup_monthly_destinations"))
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: everything the SQLite store has at its schema version 11, less the people and rights.
     BASE_MIGRATION,
@@ -308,6 +320,8 @@ MIGRATIONS: tuple[str, ...] = (
     CONSOLE_MIGRATION,
     # a membership may name the site whose extensions it covers (see `DIRECTORY_SITES_MIGRATION`).
     DIRECTORY_SITES_MIGRATION,
+    # the rollups' pages a third free, so that their upserts update in place (see `ROLLUP_FILLFACTOR_MIGRATION`).
+    ROLLUP_FILLFACTOR_MIGRATION,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

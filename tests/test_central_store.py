@@ -1,0 +1,132 @@
+"""The central writer (`smdrd.store.postgres.central.CentralWriter`) on a real PostgreSQL: whatever mix of new
+entries, entries repeated inside one batch and entries stored by an earlier batch it is given, each entry is one
+line, each call one call, and every rollup holds exactly the sums of the calls stored, site by site."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections import Counter
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from smdrd.journal import ERROR, PARSED, JournalEntry, RatedCall
+from smdrd.mqtt_payloads import encode, journal_message, read_journal_message
+from smdrd.rating.tariff import Rating
+from smdrd.record import CallRecord, Direction
+from smdrd.store import open_store
+from smdrd.store.postgres.central import CentralWriter
+from smdrd.store.sqlite.rollups import ROLLUPS
+from smdrd.testing import PostgresServer, write_entries
+from tests.conftest import EMPTY_DATABASE
+
+TZ = ZoneInfo("Europe/London")
+DAY = datetime(2026, 3, 2, 9, 0, tzinfo=TZ)
+SITES = ("north", "south")
+#: entries per site in the pool the batches draw from
+PER_SITE = 12
+
+
+def site_entries(site: int) -> list[JournalEntry]:
+    """Site ``site``'s journal: extensions 201 to 203 at both sites, every fourth line an error, every fifth call
+    a second leg (a transfer: counted by duration and cost, not as a call), costs differing by site."""
+    out = []
+    for i in range(PER_SITE):
+        raw = f"{site} line {i}".encode()
+        if i % 4 == 3:
+            out.append(JournalEntry("pbx", "10.0.0.9", 1_770_000_000_000_000 + i, "avaya-ipo", raw, ERROR, "bad"))
+            continue
+        record = CallRecord(format="avaya-ipo", start=DAY + timedelta(minutes=7 * i), duration=30 + i,
+                            direction=Direction.OUTBOUND, extension=str(201 + i % 3), number=f"0207946{i:04d}",
+                            answered=True, leg=1 if i % 5 == 4 else 0)
+        rating = Rating(f"+44207946{i:04d}", "national", "uk", "020", Decimal("0.07") * (i + 1) + site,
+                        "GBP", "GB")
+        out.append(JournalEntry("pbx", "10.0.0.9", 1_770_000_000_000_000 + i, "avaya-ipo", raw, PARSED, None,
+                                (RatedCall(f"avaya-ipo:{raw.hex()}", record, rating),)))
+    return out
+
+
+async def published(folder: Path) -> list[bytes]:
+    """Every entry of both sites as its publisher sends it (read from its SQLite journal, encoded)."""
+    out = []
+    for k, name in enumerate(SITES):
+        await write_entries(folder / f"{name}.db", site_entries(k), site=name)
+        feed = open_store(folder / f"{name}.db").call_feed()
+        await feed.open()
+        out += [encode(journal_message(name, e.fields)) for e in await feed.entries(0, 100)]
+        await feed.close()
+    return out
+
+
+@pytest.fixture(scope="module")
+def pool() -> list[bytes]:
+    with tempfile.TemporaryDirectory() as folder:
+        return asyncio.run(published(Path(folder)))
+
+
+async def store_batches(url: str, batches: list[list[dict[str, Any]]]) -> Counter[str]:
+    """Each batch through one writer, in turn; the writer's counts summed."""
+    totals: Counter[str] = Counter()
+    writer = CentralWriter(url)
+    await writer.open()
+    try:
+        for batch in batches:
+            result = await writer.store(batch)
+            totals.update(lines=result.lines, calls=result.calls, known=result.known)
+    finally:
+        await writer.close()
+    return totals
+
+
+def sums(conn: psycopg.Connection[Any], table: str) -> dict[str, tuple[int, int, int]]:
+    """Site name -> (calls, duration, cost_micros) as ``table`` (a rollup, or ``calls`` summed as they do)."""
+    calls = "count(*) FILTER (WHERE leg = 0)" if table == "calls" else "sum(calls)"
+    cost = "coalesce(sum(cost_micros), 0)"
+    rows = conn.execute(f"SELECT s.name, {calls}, sum(duration), {cost} FROM {table} t JOIN sites s "
+                        f"ON s.id = t.site_id GROUP BY s.name").fetchall()
+    return {str(r[0]): (int(r[1]), int(r[2]), int(r[3])) for r in rows}
+
+
+# Batches as indices into the pool: repeats inside a batch and across batches are what is tested.
+BATCHES = st.lists(st.lists(st.integers(0, 2 * PER_SITE - 1), min_size=1, max_size=30), min_size=1, max_size=5)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=BATCHES)
+def test_entries_repeated_inside_a_batch_and_across_batches_are_stored_once_with_exact_rollups(
+        postgres: PostgresServer, pool: list[bytes], batches: list[list[int]]) -> None:
+    url = postgres.url("smdrd_test")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(EMPTY_DATABASE)
+    # Each delivery decoded anew, as the collector does for every message (a re-delivery is a new payload).
+    totals = asyncio.run(store_batches(url, [[read_journal_message(pool[i]) for i in b] for b in batches]))
+
+    distinct = {i for b in batches for i in b}
+    expected: dict[str, tuple[int, int, int]] = {}
+    expected_calls = 0
+    for i in distinct:
+        entry = read_journal_message(pool[i])
+        for c in entry["calls"]:
+            expected_calls += 1
+            n, talk, micros = expected.get(entry["site"], (0, 0, 0))
+            expected[entry["site"]] = (n + (c["leg"] == 0), talk + c["duration"],
+                                       micros + int(Decimal(c["cost"]) * 1_000_000))
+    assert totals == Counter(lines=len(distinct), calls=expected_calls,
+                             known=sum(map(len, batches)) - len(distinct))
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*), count(DISTINCT (site_id, site_line)) FROM lines").fetchone()
+        assert row == (len(distinct), len(distinct))
+        row = conn.execute("SELECT count(*) FROM calls").fetchone()
+        assert row == (expected_calls,)
+        # Every call under its own site (extension 201 of north is not extension 201 of south).
+        assert sums(conn, "calls") == expected
+        for rollup in ROLLUPS:
+            assert sums(conn, rollup.table) == expected, rollup.table
