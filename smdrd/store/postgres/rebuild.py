@@ -27,7 +27,7 @@ from smdrd.store.api import JournalLine, RatingUpdate, ReplaceResult, StoredRati
 from smdrd.store.postgres.connect import connect, redact
 from smdrd.store.postgres.schema import LOCAL_SITE, roll_up_sql
 from smdrd.store.postgres.writer import COPY_CALLS, MOVE_CALLS, ONE_WRITER, STAGING
-from smdrd.store.sqlite.rollups import DIMENSIONS, MEASURES, ROLLUPS
+from smdrd.store.sqlite.rollups import MEASURES, ROLLUPS
 from smdrd.store.sqlite.rows import call_row
 
 __all__ = ["PgRebuild"]
@@ -54,22 +54,23 @@ _SET_VERSIONS = ("UPDATE calls SET tariff_version = i.tariff_version FROM rerate
                  "WHERE calls.id = i.id AND NOT i.figures")
 
 
-def _drop_empty_sql(source: str) -> list[str]:
-    """Per rollup, delete the rows of the keys of the calls in ``source`` whose every measure is now zero."""
+def _unroll_sql(source: str) -> list[tuple[str, str]]:
+    """Per rollup: the statement taking the calls of ``source`` away, which returns the keys it leaves at zero,
+    and the statement deleting one such key's row (a few index lookups: a join of the rollup with the keys is
+    planned as a scan of the whole rollup per key, the planner expecting no row at zero)."""
+    zero = " AND ".join(f"{m.name} = 0" for m in MEASURES)
     out = []
-    zero = " AND ".join(f"t.{m.name} = 0" for m in MEASURES)
-    for r in ROLLUPS:
-        keys = (*r.key, "site_id")
-        picks = ", ".join([*(DIMENSIONS[k].expr.format(r=source) for k in r.key), f"{source}.site_id"])
-        match = " AND ".join(f"t.{k} = o.{k}" for k in keys)
-        out.append(f"DELETE FROM {r.table} t USING (SELECT DISTINCT {picks} FROM {source}) AS o ({', '.join(keys)}) "
-                   f"WHERE {match} AND {zero}")
+    for r, take in zip(ROLLUPS, roll_up_sql(source, ROLLUPS, sign=-1), strict=True):
+        keys = ", ".join((*r.key, "site_id"))
+        match = " AND ".join(f"{k} = %s" for k in (*r.key, "site_id"))
+        out.append((f"WITH s AS ({take} RETURNING {keys}, {', '.join(m.name for m in MEASURES)}) "
+                    f"SELECT {keys} FROM s WHERE {zero}",
+                    f"DELETE FROM {r.table} WHERE {match} AND {zero}"))
     return out
 
 
-#: the calls in ``calls_moved`` taken out of every rollup, then the keys they leave empty deleted; and the table
-#: emptied for what comes next.
-_UNROLL = (*roll_up_sql("calls_moved", sign=-1), *_drop_empty_sql("calls_moved"), "DELETE FROM calls_moved")
+#: the calls in ``calls_moved`` taken out of every rollup (`_unroll`).
+_UNROLL = _unroll_sql("calls_moved")
 #: the calls in ``calls_moved`` added to every rollup.
 _ROLL_UP = tuple(roll_up_sql("calls_moved"))
 
@@ -122,7 +123,9 @@ class PgRebuild:
                             copy.write_row((u.call_id, u.figures, *u.rating))
                     if any(u.figures for u in batch):
                         cur.execute(_MOVED)
-                        for statement in (_KEEP_RERATED, *_UNROLL, _RERATE, *_ROLL_UP):
+                        cur.execute(_KEEP_RERATED)
+                        self._unroll(cur)
+                        for statement in (_RERATE, *_ROLL_UP):
                             cur.execute(statement)
                     cur.execute(_SET_VERSIONS)
         except _TRANSIENT as exc:
@@ -160,8 +163,7 @@ class PgRebuild:
                 cur.execute(_DELETE_CALLS, ([line_id for line_id, _ in entries],))
                 removed = max(cur.rowcount, 0)
                 if removed:
-                    for statement in _UNROLL:
-                        cur.execute(statement)
+                    self._unroll(cur)
             with_calls: set[int] = set()
             try:
                 with conn.transaction():
@@ -184,6 +186,17 @@ class PgRebuild:
             if status_rows:
                 cur.executemany(_pg(common.SET_STATUS), status_rows)
         return ReplaceResult(removed, statuses)
+
+    @staticmethod
+    def _unroll(cur: psycopg.Cursor[Any]) -> None:
+        """Take the calls in ``calls_moved`` away from every rollup, delete the keys left at zero (as SQLite's
+        triggers do), and empty the table for what comes next."""
+        for take, drop in _UNROLL:
+            cur.execute(take)
+            empty = cur.fetchall()
+            if empty:
+                cur.executemany(drop, empty)
+        cur.execute("DELETE FROM calls_moved")
 
     @staticmethod
     def _insert(cur: psycopg.Cursor[Any], rows: list[tuple[object, ...]]) -> set[int]:
