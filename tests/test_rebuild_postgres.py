@@ -1,23 +1,32 @@
 """Re-rate and reparse on a central PostgreSQL store (`smdrd.store.postgres.rebuild`): only the store's own site
 (`LOCAL_SITE`) is touched, the other sites' calls, lines and rollups stay as they published them, and every
-rollup, at every grain and for every site, still says what the calls say."""
+rollup, at every grain and for every site, still says what the calls say; and any re-rate and reparse leave a
+SQLite file and a PostgreSQL database given the same calls with the same rollups, row for row."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import sqlite3
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from smdrd.journal import ERROR, PARSED
+from smdrd.journal import ERROR, PARSED, JournalEntry
+from smdrd.rating import Rating
 from smdrd.store import open_store
 from smdrd.store.api import RatingUpdate
 from smdrd.store.postgres.schema import LOCAL_SITE, measure_sql
 from smdrd.store.sqlite.rollups import DIMENSIONS, MEASURES, ROLLUPS
 from smdrd.testing import write_entries
+from tests.conftest import EMPTY_DATABASE
 from tests.test_console_sites import SITES, publish_into, today_entries
+from tests.test_reports import CALLS, record, write_calls
 
 WHOLE = (0, 2**40)  # every call (UTC seconds)
 
@@ -94,3 +103,70 @@ async def test_rerate_and_reparse_on_a_central_store_touch_its_own_site_only(pg_
     finally:
         store.close()
     assert other_sites(pg_url) == before
+
+
+#: new ratings a re-rate or a reparse may give a call: classes, costs (0 included), destinations, currencies.
+RATINGS = st.tuples(st.sampled_from(["+48221234567", "+442071234567", "+12125551234", None]),
+                    st.sampled_from(["national", "international", "mobile", None]),
+                    st.integers(0, 5_000_000), st.sampled_from(["EUR", "PLN"]))
+
+
+def rating_of(new: tuple[str | None, str | None, int, str]) -> Rating | None:
+    e164, call_class, micros, currency = new
+    if call_class is None:
+        return None
+    region = {"+48": "PL", "+44": "GB", "+12": "US"}.get((e164 or "")[:3], "")
+    return Rating(e164 or "", call_class, "rule", (e164 or "")[:3], Decimal(micros) / 1_000_000, currency, region)
+
+
+def rollup_rows(db: Path | str) -> dict[str, list[tuple[Any, ...]]]:
+    conn: Any = psycopg.connect(db) if isinstance(db, str) else sqlite3.connect(db)
+    try:
+        return {r.table: sorted(conn.execute(f"SELECT {', '.join(r.key)}, calls, duration, cost_micros "
+                                             f"FROM {r.table}").fetchall()) for r in ROLLUPS}
+    finally:
+        conn.close()
+
+
+def rebuild_both(stores: list[Path | str], rerated: dict[int, tuple[str | None, str | None, int, str]],
+                 reparsed: dict[int, tuple[str | None, str | None, int, str] | None]) -> None:
+    """The same re-rate (call n: its new rating) and reparse (line n: its call rated anew, or no call) on each
+    store."""
+    for db in stores:
+        store = open_store(db).rebuild()
+        try:
+            ratings = list(store.ratings(*WHOLE))
+            updates = []
+            for n, new in rerated.items():
+                e164, call_class, micros, currency = new
+                old = ratings[n % len(ratings)]
+                region = rating_of(new).region if call_class else ""  # type: ignore[union-attr]
+                updates.append(RatingUpdate(old.call_id, (e164, call_class, "rule", (e164 or "")[:3], micros,
+                                                          currency, region, "9")))
+            store.update_ratings(list({u.call_id: u for u in updates}.values()))
+            lines = [line for batch in store.lines(*WHOLE, None) for line in batch]
+            entries: dict[int, JournalEntry] = {}
+            for n, again in reparsed.items():
+                line = lines[n % len(lines)]
+                call = record(CALLS[line.line_id - 1])
+                calls = () if again is None else (dataclasses.replace(call, rating=rating_of(again)),)
+                entries[line.line_id] = JournalEntry("pbx", "", 0, "test", line.raw, PARSED, None, calls)
+            store.replace(sorted(entries.items()))
+        finally:
+            store.close()
+
+
+@settings(max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rerated=st.dictionaries(st.integers(0, 20), RATINGS, max_size=8),
+       reparsed=st.dictionaries(st.integers(0, 20), st.none() | RATINGS, max_size=6))
+def test_any_re_rate_and_reparse_leave_both_stores_with_the_same_rollups(
+        pg_url: str, rerated: dict[int, tuple[str | None, str | None, int, str]],
+        reparsed: dict[int, tuple[str | None, str | None, int, str] | None]) -> None:
+    with tempfile.TemporaryDirectory() as folder, psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(EMPTY_DATABASE)
+        stores: list[Path | str] = [Path(folder) / "calls.db", pg_url]
+        for db in stores:
+            asyncio.run(write_calls(db, CALLS))
+        rebuild_both(stores, rerated, reparsed)
+        assert rollup_rows(stores[0]) == rollup_rows(stores[1])
+        rollups_equal_the_calls(pg_url)
