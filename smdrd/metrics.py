@@ -121,10 +121,11 @@ def departments_of(settings: Settings) -> DepartmentOf:
     department in Grafana as in a report (ranges, dated memberships, the narrowest match winning), and under
     every parent of that department too, as a report's parent row includes its sub-departments."""
     directory = Directory.from_config(settings.departments)
+    site = settings.site.name  # the box's own calls: a membership naming another site is not theirs
     chains: dict[str, tuple[str, ...]] = {}
 
     def department_of(extension: str | None, day: str) -> tuple[str, ...]:
-        name = directory.department(extension, day) if extension else NO_DEPARTMENT
+        name = directory.department(extension, day, site) if extension else NO_DEPARTMENT
         chain = chains.get(name)
         if chain is None:
             chain = chains[name] = tuple(directory.ancestors(name))

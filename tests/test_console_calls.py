@@ -277,7 +277,7 @@ def test_every_search_reads_through_an_index(tmp_path: Path) -> None:
     """On a database of any size the search is a range read of ``calls_start`` (or ``calls_extension``), never
     a scan of the whole table (bench/calls.py times it on a million calls)."""
     conn = connect(str(tmp_path / "plan.db"))
-    conn.execute("CREATE TEMP TABLE report_selection (extension TEXT, first TEXT, last TEXT)")
+    conn.execute("CREATE TEMP TABLE report_selection (extension TEXT, first TEXT, last TEXT, site TEXT)")
     try:
         for q in (CallQuery(0, 10), CallQuery(0, 10, number="600", sort="cost"),
                   CallQuery(0, 10, extension="201", after=(5, 7)), CallQuery(0, 10, call_id="x", account="9"),

@@ -312,3 +312,45 @@ async def test_a_database_from_before_the_site_column_opens_with_every_membershi
         assert store.snapshot().departments == (DirectoryDepartment("Sales"),)
     finally:
         store.close()
+
+
+class Counting:
+    """A `ReportReader` that counts its rollup reads."""
+
+    def __init__(self, reader: Any) -> None:
+        self.reader = reader
+        self.reads = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.reader, name)
+
+    def daily_rows(self, *args: Any, **kwargs: Any) -> Any:
+        self.reads += 1
+        return self.reader.daily_rows(*args, **kwargs)
+
+
+async def test_the_overview_compares_the_sites_in_one_read_each_sites_extensions_at_their_site(
+        database: Path | str, tmp_path: Path) -> None:
+    from smdrd.console.overview import site_rows
+    from smdrd.store.api import SiteSeen
+
+    sites = await stored(database, tmp_path)
+    ctx = context(database)
+    today = date(2026, 3, 13)
+    for scope in ((), ("Sales",), ("Support", "Ops")):
+        reader = Counting(open_store(database).reports())
+        try:
+            rows = site_rows(reader, ctx, [SiteSeen(name, None) for name in sites], today, scope)
+        finally:
+            reader.close()
+        assert reader.reads == 1
+        for row in rows:
+            for key, first in (("today", today), ("month", today.replace(day=1))):
+                # The same as the site's own report of the scope's departments.
+                one = run(database, ctx, "calls", first, today, sites=(row["site"],), departments=scope)
+                assert one.totals is not None
+                assert row[key]["calls"] == one.totals["calls"], (scope, row["site"], key)
+                assert row[key]["cost"] == f"{one.totals['cost']} GBP", (scope, row["site"], key)
+        assert [r["site"] for r in rows] == list(sites)
+        if scope == ("Sales",) and is_url(database):
+            assert [r["month"]["calls"] > 0 for r in rows] == [True, False, True]  # north, south, west

@@ -36,7 +36,7 @@ from smdrd.reports.departments import Directory
 from smdrd.reports.queries import DIRECTIONS, EARLIEST_DAY, LATEST_DAY, Context
 from smdrd.reports.render import hms
 from smdrd.store import open_store
-from smdrd.store.api import CALL_SORTS, CallQuery, CallReader, Filters, StoredCall, StoredLine, utc_bounds
+from smdrd.store.api import CALL_SORTS, CallQuery, CallReader, Filters, Interval, StoredCall, StoredLine, utc_bounds
 
 if TYPE_CHECKING:
     from smdrd.console import Console
@@ -333,13 +333,17 @@ class CallPages:
 
         return form, await self._read(search), ctx
 
-    def _spans(self, directory: Directory, wanted: set[str], first_day: date,
-               last_day: date) -> list[tuple[str, str, str]]:
-        """The ``(extension, first, last)`` spans of ``wanted``'s extensions with traffic in the range."""
+    def _spans(self, directory: Directory, wanted: set[str], first_day: date, last_day: date) -> list[Interval]:
+        """The ``(extension, first, last)`` spans of ``wanted``'s extensions with traffic in the range (with their
+        site, when the directory's memberships name sites: each site's extension is resolved at its site)."""
         first, last = first_day.isoformat(), last_day.isoformat()
+        f = Filters(first_day, last_day, directions=DIRECTIONS)
         reader = open_store(self.path).reports()
         try:
-            extensions = reader.range_extensions(Filters(first_day, last_day, directions=DIRECTIONS))
+            if directory.sited:
+                return [(ext, a, b, site) for site, ext in reader.range_site_extensions(f)
+                        for a, b, dep in directory.intervals(ext, first, last, site) if dep in wanted]
+            extensions = reader.range_extensions(f)
         finally:
             reader.close()
         return [(ext, a, b) for ext in extensions for a, b, dep in directory.intervals(ext, first, last)
@@ -380,7 +384,7 @@ class CallPages:
         return {
             "id": call.id, "start": call.start, "site": call.site, "extension": call.extension,
             "name": self.names.get(call.extension, ""),
-            "department": ctx.directory.department(call.extension, call.start[:10]),
+            "department": ctx.directory.department(call.extension, call.start[:10], call.site),
             "number": mask(call.number, hidden), "e164": mask(call.e164, hidden) if call.e164 else call.e164,
             "direction": call.direction, "trunk": call.trunk,
             "account": call.account, "call_id": call.call_id, "leg": call.leg,
@@ -415,7 +419,7 @@ class CallPages:
         wanted = scope_departments(principal_of(request), ctx.directory)
 
         def visible(call: StoredCall) -> bool:
-            return wanted is None or ctx.directory.department(call.extension, call.start[:10]) in wanted
+            return wanted is None or ctx.directory.department(call.extension, call.start[:10], call.site) in wanted
 
         def read(reader: CallReader) -> tuple[StoredCall, list[StoredCall], list[StoredLine]] | None:
             call = reader.call(int(raw))

@@ -37,6 +37,7 @@ from smdrd.directory import (
     move_extension,
     read_csv,
     replace_all,
+    site_name,
     with_snapshot,
 )
 from smdrd.http import ADMIN, READERS, Principal, csrf_in_stream, principal_of, requires
@@ -164,16 +165,21 @@ class DirectoryPages:
         await self._db(lambda s: s.set_name(number, name, at=now, actor=actor))
         return Outcome()
 
-    def _move(self, number: str, department: str, valid_from: str) -> Callable[[DirectorySnapshot], Change]:
+    def _move(self, number: str, department: str, valid_from: str,
+              site: str = "") -> Callable[[DirectorySnapshot], Change]:
         try:
             day = date.fromisoformat(valid_from.strip())
         except ValueError:
             raise DirectoryError("valid_from", "expected a date such as 2026-03-16") from None
-        return lambda snap: move_extension(snap, number, department, day)
+        site = site_name(site)
+        return lambda snap: move_extension(snap, number, department, day, site)
 
-    async def move(self, request: web.Request, number: str, department: str, valid_from: str) -> Outcome:
+    async def move(self, request: web.Request, number: str, department: str, valid_from: str,
+                   site: str = "") -> Outcome:
+        """Move ``number`` (of the site named ``site``; ``""``: of every site) to ``department`` from
+        ``valid_from``."""
         try:
-            make = self._move(number, department, valid_from)
+            make = self._move(number, department, valid_from, site)
         except DirectoryError as exc:
             return Outcome({exc.field: exc.message}, 400)
         return await self.change(request, make)
@@ -182,15 +188,17 @@ class DirectoryPages:
 
     async def extensions(self, principal: Principal | None, search: str, page: int) -> tuple[
             list[dict[str, Any]], int]:
-        """A page of extensions (number, name, where the name came from, department today), and how many."""
+        """A page of extensions (number, name, where the name came from, department today; and, where
+        memberships name sites, its department today at each of them), and how many."""
         lookup, today = self._lookup(), self._today().isoformat()
         wanted = self._scope(principal, lookup)
         if wanted is None:
             rows, total = await self._db(lambda s: s.extensions(search, limit=PAGE_SIZE,
                                                                 offset=(page - 1) * PAGE_SIZE))
-            return [_extension(e, lookup.department(e.number, today)) for e in rows], total
+            return [_extension(e, lookup, today) for e in rows], total
         every, _ = await self._db(lambda s: s.extensions(search, limit=MAX_SCOPED))
-        mine = [_extension(e, d) for e in every if (d := lookup.department(e.number, today)) in wanted]
+        mine = [row for e in every
+                if {(row := _extension(e, lookup, today))["department"], *row.get("sites", {}).values()} & wanted]
         return mine[(page - 1) * PAGE_SIZE:page * PAGE_SIZE], len(mine)
 
     async def departments(self, principal: Principal | None) -> list[dict[str, Any]]:
@@ -203,8 +211,8 @@ class DirectoryPages:
         for name in lookup.tree_order():
             if wanted is not None and name not in wanted:
                 continue
-            members = [{"extension": m.spec, "valid_from": _iso(m.first), "valid_until": _iso(m.last)}
-                       for m in lookup.memberships if m.department == name]
+            members = [{"extension": m.spec, "valid_from": _iso(m.first), "valid_until": _iso(m.last),
+                        **({"site": m.site} if m.site else {})} for m in lookup.memberships if m.department == name]
             budget = lookup.budgets.get(name)
             out.append({"name": name, "parent": lookup.parents.get(name), "depth": lookup.depth(name),
                         "budget": None if budget is None else str(budget), "currency": settings.tariff.currency,
@@ -265,7 +273,8 @@ class DirectoryPages:
     @requires(*ADMIN)
     async def move_form(self, request: web.Request) -> web.StreamResponse:
         number, fields = self._number(request), await self._posted(request)
-        outcome = await self.move(request, number, fields.get("department", ""), fields.get("valid_from", ""))
+        outcome = await self.move(request, number, fields.get("department", ""), fields.get("valid_from", ""),
+                                  fields.get("site", ""))
         if outcome.errors:
             return await self._extensions_page(request, status=outcome.status, errors=outcome.errors,
                                                failed=number, form=fields)
@@ -374,16 +383,17 @@ class DirectoryPages:
     async def api_extension(self, request: web.Request) -> web.StreamResponse:
         """``{"name": ...}`` and/or ``{"department": ..., "valid_from": ...}`` (a move)."""
         number, body = self._number(request), await _body(request)
-        unknown = sorted(set(body) - {"name", "department", "valid_from"})
+        unknown = sorted(set(body) - {"name", "department", "valid_from", "site"})
         if unknown:
-            return self._json(Outcome({unknown[0][:40]: "unknown field; expected name, department, valid_from"},
-                                      400))
+            return self._json(Outcome({unknown[0][:40]: "unknown field; expected name, department, valid_from, "
+                                                        "site"}, 400))
         bad = [k for k, v in body.items() if not isinstance(v, str)]
         if bad:
             return self._json(Outcome({bad[0]: "expected a string"}, 400))
         outcome = Outcome()
-        if "department" in body or "valid_from" in body:
-            outcome = await self.move(request, number, body.get("department", ""), body.get("valid_from", ""))
+        if "department" in body or "valid_from" in body or "site" in body:
+            outcome = await self.move(request, number, body.get("department", ""), body.get("valid_from", ""),
+                                      body.get("site", ""))
         if not outcome.errors and "name" in body:
             outcome = await self.rename(request, number, body["name"])
         if outcome.errors:
@@ -452,8 +462,14 @@ class DirectoryPages:
         return self._json(await self._import(request, text, "request"))
 
 
-def _extension(e: DirectoryExtension, department: str) -> dict[str, Any]:
-    return {"number": e.number, "name": e.name, "name_source": e.name_source, "department": department}
+def _extension(e: DirectoryExtension, lookup: Directory, today: str) -> dict[str, Any]:
+    """An extension as the page and the API show it: its department today (at a site no membership names), and,
+    when memberships name sites, under ``sites`` its department today at each site one covering it names."""
+    row: dict[str, Any] = {"number": e.number, "name": e.name, "name_source": e.name_source,
+                           "department": lookup.department(e.number, today)}
+    if lookup.sited:
+        row["sites"] = {site: lookup.department(e.number, today, site) for site in lookup.sites(e.number)}
+    return row
 
 
 def _money(amount: Decimal | None, decimals: int, currency: str) -> str:
@@ -476,7 +492,7 @@ def _snapshot_of(lookup: Directory) -> DirectorySnapshot:
     return DirectorySnapshot(
         tuple(DirectoryDepartment(n, lookup.parents.get(n), lookup.budgets.get(n)) for n in lookup.names),
         tuple(DirectoryMembership(m.department, m.spec, date.fromisoformat(m.first) if m.first else None,
-                                  None if m.last == "9999-12-31" else date.fromisoformat(m.last))
+                                  None if m.last == "9999-12-31" else date.fromisoformat(m.last), m.site)
               for m in lookup.memberships), 0)
 
 

@@ -46,10 +46,10 @@ from smdrd.rating.classes import CALL_CLASSES
 from smdrd.reports.departments import UNASSIGNED
 from smdrd.reports.forecast import Forecast, WorkingCalendar, calendar_for, month_bounds, month_end_forecast
 from smdrd.reports.http import scoped
-from smdrd.reports.queries import DIRECTIONS, Context, Query, Report, run_report
+from smdrd.reports.queries import DIRECTIONS, Context, Query, Report, Tally, money, run_report
 from smdrd.reports.render import hms
 from smdrd.store import open_store
-from smdrd.store.api import AlertFilter, InboxAlert, SiteSeen
+from smdrd.store.api import SITE, AlertFilter, Filters, InboxAlert, SiteSeen
 
 if TYPE_CHECKING:
     from smdrd.config import Settings
@@ -125,20 +125,29 @@ def _shown(s: _Sum, ctx: Context) -> dict[str, Any]:
 
 def site_rows(reader: ReportReader, ctx: Context, sites: Iterable[SiteSeen], today: date,
               departments: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Each site's calls, talk time and cost today and this month (every direction, the scope's departments:
-    the report engine's extensions report of that site), and when its newest line was received (UTC), so a
-    site that stopped publishing shows (display strings)."""
+    """Each site's calls, talk time and cost today and this month (every direction, the scope's departments,
+    each site's extensions resolved at their site), and when its newest line was received (UTC), so a site that
+    stopped publishing shows (display strings). One grouped read of the month's rollups, by day and site (and
+    extension, for a manager's departments), for every site at once."""
     first, _ = month_bounds(today)
+    d = ctx.directory
+    wanted = set().union(*(d.subtree(x) for x in departments)) if departments else None
+    today_iso = today.isoformat()
+    tallies: dict[tuple[str, str], Tally] = {}
+    for day, ext, site, calls, duration, cost in reader.daily_rows(
+            Filters(first, today, directions=DIRECTIONS), group=(SITE,), by_day=True,
+            per_extension=wanted is not None):
+        if wanted is not None and d.department(str(ext), str(day), str(site)) not in wanted:
+            continue
+        for key in ("month", "today") if day == today_iso else ("month",):
+            tallies.setdefault((str(site), key), Tally()).add(int(str(calls)), int(str(duration)), int(str(cost)))
     out = []
     for site in sites:
         row: dict[str, Any] = {"site": site.name, "last": "none" if site.last_line is None else
                                datetime.fromtimestamp(site.last_line / 1_000_000, UTC).strftime("%Y-%m-%d %H:%M")}
-        for key, lo in (("today", today), ("month", first)):
-            total = _Sum()
-            for r in run_report(reader, Query("extensions", lo, today, departments=departments,
-                                              directions=DIRECTIONS, sites=(site.name,)), ctx).rows:
-                total.add(r)
-            row[key] = _shown(total, ctx)
+        for key in ("today", "month"):
+            t = tallies.get((site.name, key), Tally())
+            row[key] = _shown(_Sum(t.calls, t.duration, money(t.cost_micros, ctx.decimals)), ctx)
         out.append(row)
     return out
 

@@ -155,6 +155,11 @@ class Directory:
             self._cache[(site, extension)] = found
         return found
 
+    def sites(self, extension: str) -> list[str]:
+        """The sites named by memberships that cover ``extension``, sorted."""
+        return sorted({m.site for m in (*self._exact.get(extension, ()), *self._ranges)
+                       if m.site and m.covers(extension)})
+
     def department(self, extension: str, day: Day, site: str = "") -> str:
         """The department ``extension`` (of the site named ``site``) belongs to on ``day`` (ISO date), or
         `UNASSIGNED`."""

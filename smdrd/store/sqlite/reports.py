@@ -144,7 +144,7 @@ def _picked(group: Sequence[str], dialect: Dialect) -> tuple[str, str]:
 def _site_names(conn: ReadConnection, rows: Iterable[Any], position: int | None) -> Iterator[tuple[object, ...]]:
     """``rows`` with the site id at ``position`` replaced by the site's name (unchanged when ``None``)."""
     if position is None:
-        yield from (tuple(r) for r in rows)
+        yield from rows
         return
     names = {int(i): str(n) for i, n in conn.execute("SELECT id, name FROM sites")}
     for r in rows:

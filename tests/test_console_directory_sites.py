@@ -1,0 +1,68 @@
+"""The console's directory pages with sites (issue 17): an admin moves extension 201 of one site, the site
+beside its field when it is wrong; the extensions page shows each site's department, the departments page each
+membership's site, the API takes and gives the site, and the audit names it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import aiohttp
+import pytest
+
+from tests.test_console_directory import Dir, running
+from tests.test_console_http import SERVICE_TOKEN, page_csrf, sign_in
+from tests.test_console_rates import audit, jar, post, text_of
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dir]:
+    yield from running(tmp_path_factory.mktemp("directory-sites"), "database")
+
+
+async def test_an_admin_moves_one_sites_extension_and_sees_each_sites_department(site: Dir) -> None:
+    async with jar() as browser:
+        assert (await sign_in(site, browser, "alice")).status == 303
+        csrf = await page_csrf(site, browser, "/directory/departments")
+        for name in ("Sales", "Support"):
+            status, _ = await post(browser, f"{site.base}/directory/departments",
+                                   {"csrf": csrf, "name": name, "parent": "", "budget": ""})
+            assert status == 303, name
+        status, _ = await post(browser, f"{site.base}/directory/extensions/201/move",
+                               {"csrf": csrf, "department": "Support", "valid_from": "2026-03-01", "site": ""})
+        assert status == 303
+        status, page = await post(browser, f"{site.base}/directory/extensions/201/move",
+                                  {"csrf": csrf, "department": "Sales", "valid_from": "2026-03-01",
+                                   "site": "n" * 101})
+        assert status == 400 and 'id="move-201-site-error">at most 100 characters' in page
+        assert 'aria-describedby="move-201-site-error"' in page
+        status, _ = await post(browser, f"{site.base}/directory/extensions/201/move",
+                               {"csrf": csrf, "department": "Sales", "valid_from": "2026-03-01", "site": " north "})
+        assert status == 303
+        page = await text_of(browser, f"{site.base}/directory/extensions?q=201")
+        assert "at north: Sales" in page
+        page = await text_of(browser, f"{site.base}/directory/departments")
+        assert '201 <span class="member-site">at north</span>' in page
+        async with browser.put(f"{site.base}/api/directory/extensions/201",
+                               json={"department": "Sales", "valid_from": "2026-03-01", "site": "west"},
+                               headers={"X-CSRF-Token": csrf}) as response:
+            assert response.status == 200, await response.text()
+            body = await response.json()
+        assert body["department"] == "Support" and body["sites"] == {"north": "Sales", "west": "Sales"}
+        async with browser.get(f"{site.base}/api/directory/departments") as response:
+            departments = {d["name"]: d for d in (await response.json())["departments"]}
+        assert [(m["extension"], m["site"]) for m in departments["Sales"]["memberships"]] == [
+            ("201", "north"), ("201", "west")]
+        async with browser.get(f"{site.base}/directory/export.csv") as response:
+            lines = (await response.text()).splitlines()
+        assert lines[0].endswith(",valid_until,site") and "201,,Sales,,,2026-03-01,,north" in lines
+    moves = audit(site, "extension.move")
+    assert {m.target for m in moves} == {"201", "north/201", "west/201"}
+
+
+async def test_a_reader_sees_the_sites_but_no_form(site: Dir) -> None:
+    async with aiohttp.ClientSession() as browser, browser.get(f"{site.base}/api/directory/extensions",
+                           headers={"Authorization": f"Bearer {SERVICE_TOKEN}"}) as response:
+        assert response.status == 200
+        rows = (await response.json())["extensions"]
+    assert [r["sites"] for r in rows if r["number"] == "201"] == [{"north": "Sales", "west": "Sales"}]
+
