@@ -25,6 +25,8 @@ from smdrd.journal import (
     JournalEntry,
     RatedCall,
     RatingLike,
+    new_entry,
+    new_rated_call,
 )
 from smdrd.parsing import Parser, flush_records, parse_line
 from smdrd.record import CallRecord
@@ -75,7 +77,8 @@ def process_frame(
     if not records:
         return Entry(source, peer, received_at, fmt, frame, HELD)
     calls, alerts, error = rate_calls(records, line_uid(fmt, frame), rate, observe)
-    return Entry(source, peer, received_at, fmt, frame, PARSED, error, calls, alerts)
+    # Every field, in order, without the frozen __init__ (`smdrd.frozen`): this runs for every call.
+    return new_entry(source, peer, received_at, fmt, frame, PARSED, error, calls, alerts)
 
 
 def flush_entry(
@@ -123,7 +126,7 @@ def rate_calls(records: Sequence[CallRecord], uid: str, rate: Rate | None, obser
                 rating = rate(record)
             except Exception as exc:
                 error = f"rating failed: {type(exc).__name__}: {exc}"
-        calls.append(RatedCall(call_uid, record, rating))
+        calls.append(new_rated_call(call_uid, record, rating))
         if observe is not None:
             try:
                 alerts.extend(observe(record, rating, call_uid))

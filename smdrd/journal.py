@@ -168,3 +168,6 @@ class JournalEntry:
 _rated_call = constructor(RatedCall, "_rated_call")
 _alert = constructor(Alert, "_alert")
 _journal_entry = constructor(JournalEntry, "_journal_entry")
+#: the same for the pure core's hot path (`smdrd.core`): every field given, in declaration order.
+new_entry = _journal_entry
+new_rated_call = _rated_call

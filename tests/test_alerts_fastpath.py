@@ -201,3 +201,22 @@ def test_no_departments_configured_means_no_department_look_up() -> None:
         mp.setattr(type(directory), "department", lambda *a: pytest.fail("looked up"))
         assert engine.rated_call(record, None, "u").department is None
     assert _engine().rated_call(record, None, "u").department == "Sales"  # with departments: looked up
+
+
+def test_the_core_builds_the_entry_the_plain_constructors_build() -> None:
+    """`smdrd.core.process_frame` builds its entry and calls positionally (`smdrd.journal.new_entry`): the same
+    objects as ``JournalEntry(...)`` and ``RatedCall(...)``, alerts included."""
+    from smdrd.core import process_frame
+    from smdrd.parsers.avaya_ipo import AvayaIPOfficeParser
+    from smdrd.parsing import ParserContext
+
+    parser = AvayaIPOfficeParser(ParserContext(timezone=TZ))
+    raw = (b"2025/03/07 23:30:22,00:01:01,0,201,O,9011442079460000,9011442079460000,,0,1005727,0,E201,A,T9005,"
+           b"Line 5.0,0,0,,,,,,,,,,,,,")
+    entry = process_frame(raw, parser, "utf-8", source="pbx", peer="p", received_at=7, rate=RATER.rate,
+                          observe=_engine().observe)
+    plain = JournalEntry(entry.source, entry.peer, entry.received_at, entry.format, entry.raw, entry.status,
+                         entry.error, tuple(JournalCall(c.uid, c.record, c.rating) for c in entry.calls),
+                         entry.alerts)
+    assert entry == plain and repr(entry) == repr(plain) and type(entry) is JournalEntry
+    assert entry.status == "parsed" and type(entry.calls[0]) is JournalCall and entry.alerts
