@@ -25,9 +25,11 @@ from smdrd.reports.departments import extension_sort_key
 from smdrd.reports.queries import Context, Query, context_from, parse_query, run_report
 from smdrd.reports.render import to_json
 from smdrd.store import is_url, open_store
-from smdrd.store.api import ReportReader
+from smdrd.store.api import Interval, ReportReader
 from smdrd.testing import PostgresServer
+from tests import test_directory_sites
 from tests.conftest import EMPTY_DATABASE
+from tests.test_directory_sites import MARCH, context, stored
 from tests.test_postgres_store import _CALL
 from tests.test_reports import CALLS, DEPARTMENTS, Call, settings_for, write_calls
 
@@ -49,28 +51,30 @@ FILTERS: tuple[dict[str, str], ...] = (
 
 
 def per_extension_parts(reader: ReportReader, q: Query, ctx: Context) -> list[queries._Part]:
-    """The sections as they were read before `ReportReader.extension_totals`: the extensions with traffic, then
-    `ReportReader.call_totals` for each (for a section covering some of its extension's days, of those days)."""
+    """The sections as they were read before `ReportReader.extension_totals`: the extensions with traffic (at
+    each site, when the directory names sites), then `ReportReader.call_totals` for each (for a section covering
+    some of its extension's days, of those days)."""
     d = ctx.directory
     f = q.filters()
     first, last = q.first.isoformat(), q.last.isoformat()
     wanted = queries._wanted(q, d)
     order = {name: i for i, name in enumerate(queries._shown_departments(q, d, wanted))}
     parts: list[queries._Part] = []
-    for ext in reader.range_extensions(f):
-        spans = d.intervals(ext, first, last)
-        groups: dict[str, list[tuple[str, str, str]]] = {}
+    extensions = reader.range_site_extensions(f) if d.sited else [(None, e) for e in reader.range_extensions(f)]
+    for site, ext in extensions:
+        spans = d.intervals(ext, first, last, site or "")
+        groups: dict[str, list[Interval]] = {}
         for a, b, dep in spans:
             if wanted is None or dep in wanted:
                 groups.setdefault(dep if q.kind == "department-details" else "", []).append((ext, a, b))
         for dep, chosen in groups.items():
-            whole = len(chosen) == len(spans)
-            if not whole:
-                reader.select_intervals(chosen)
-            totals = reader.call_totals(dataclasses.replace(f, extensions=(ext,)), ctx.timezone, selected=not whole)
+            part = queries._Part(ext, dep, None if len(chosen) == len(spans) else tuple(chosen), (0, 0, 0, 0), site)
+            if part.spans is not None:
+                reader.select_intervals(part.spans)
+            totals = reader.call_totals(part.filters(f), ctx.timezone, selected=part.spans is not None)
             if totals[0]:
-                parts.append(queries._Part(ext, dep, None if whole else tuple(chosen), totals))
-    parts.sort(key=lambda p: (order.get(p.department, len(order)), extension_sort_key(p.extension)))
+                parts.append(dataclasses.replace(part, totals=totals))
+    parts.sort(key=lambda p: (order.get(p.department, len(order)), extension_sort_key(p.extension), p.site or ""))
     return parts
 
 
@@ -158,3 +162,25 @@ def test_a_moved_extension_splits_into_a_section_per_department_with_its_own_day
     assert parts[("Support", "205")].totals == (1, 1, 100, 400_000)
     assert parts[("Support", "205")].spans == (("205", "2026-03-16", "2026-03-31"),)
     assert parts[("Support", "300")].spans is None
+
+#: the directory-sites tests' stores: a box's SQLite journal (site north), a central PostgreSQL store of three.
+sited_store = test_directory_sites.database
+
+
+async def test_a_directory_naming_sites_gets_the_same_sections_per_site_and_extension(
+        sited_store: Path | str, tmp_path: Path) -> None:
+    """Three sites' extension 201 in different departments (west's moving on the 10th): the grouped read gives
+    each site's sections the figures the per-site, per-extension reads gave."""
+    await stored(sited_store, tmp_path)
+    ctx = context(sited_store)
+    reader = open_store(sited_store).reports()
+    try:
+        for kind in queries.DETAIL_KINDS:
+            for extra in ({}, {"departments": ("Sales",)}, {"departments": ("Support",), "classes": ("national",)},
+                          {"sites": ("west",)}, {"extensions": ("201",)}):
+                q = Query(kind, *MARCH, directions=queries.DIRECTIONS, **extra)  # type: ignore[arg-type]
+                new = queries._detail_parts(reader, q, ctx)
+                assert new == per_extension_parts(reader, q, ctx), (kind, extra)
+                assert new or extra, (kind, extra)
+    finally:
+        reader.close()

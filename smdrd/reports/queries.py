@@ -437,7 +437,8 @@ class _Part:
 
 def _detail_parts(reader: ReportReader, q: Query, ctx: Context) -> list[_Part]:
     """The sections of a details report, in order (extensions in numeric order; for department details,
-    departments in tree order first), each with its totals: every extension's in one grouped read
+    departments in tree order first; a section per site and extension when the directory names sites, each
+    site's extension resolved at its site), each with its totals: every extension's in one grouped read
     (`ReportReader.extension_totals`), day by day for the extensions whose department changes inside the range,
     whose days are then summed per department interval. A section covering only some of its extension's days
     (a move, or a department filter) names them (``spans``), for the read of its calls."""
@@ -446,15 +447,15 @@ def _detail_parts(reader: ReportReader, q: Query, ctx: Context) -> list[_Part]:
     wanted = _wanted(q, d)
     by_department = q.kind == "department-details"
     order = {name: i for i, name in enumerate(_shown_departments(q, d, wanted))}
-    if d.sited:
-        return _site_parts(reader, q, ctx, wanted, order)
-    days: dict[str, list[tuple[str, tuple[int, int, int, int]]]] = {}
-    for ext, day, *figures in reader.extension_totals(q.filters(), ctx.timezone, volatile=d.volatile(first, last)):
-        days.setdefault(ext, []).append((day, (figures[0], figures[1], figures[2], figures[3])))
+    days: dict[tuple[str | None, str], list[tuple[str, tuple[int, int, int, int]]]] = {}
+    for at, ext, day, *figures in reader.extension_totals(q.filters(), ctx.timezone,
+                                                          volatile=d.volatile(first, last), by_site=d.sited):
+        key = (at if d.sited else None, ext)
+        days.setdefault(key, []).append((day, (figures[0], figures[1], figures[2], figures[3])))
     parts: list[_Part] = []
-    for ext, rows in days.items():
-        spans = d.intervals(ext, first, last)
-        groups: dict[str, list[tuple[str, str, str]]] = {}
+    for (site, ext), rows in days.items():
+        spans = d.intervals(ext, first, last, site or "")
+        groups: dict[str, list[Interval]] = {}
         for a, b, dep in spans:
             if wanted is None or dep in wanted:
                 groups.setdefault(dep if by_department else "", []).append((ext, a, b))
@@ -464,39 +465,14 @@ def _detail_parts(reader: ReportReader, q: Query, ctx: Context) -> list[_Part]:
             when = day or first
             dep = next(dep for a, b, dep in spans if a <= when <= b)
             if wanted is None or dep in wanted:
-                key = dep if by_department else ""
-                sums.setdefault(key, Tally()).add(calls, duration, cost)
-                legs[key] = legs.get(key, 0) + n
-        for key, chosen in groups.items():
-            t = sums.get(key)
-            if t is not None and legs[key]:
-                parts.append(_Part(ext, key, None if len(chosen) == len(spans) else tuple(chosen),
-                                   (legs[key], t.calls, t.duration, t.cost_micros)))
-    parts.sort(key=lambda p: (order.get(p.department, len(order)), extension_sort_key(p.extension)))
-    return parts
-
-
-def _site_parts(reader: ReportReader, q: Query, ctx: Context, wanted: set[str] | None,
-                order: dict[str, int]) -> list[_Part]:
-    """`_detail_parts` of a directory whose memberships name sites: a section per site and extension (each
-    site's extension resolved at its site), each with its listing's totals."""
-    d = ctx.directory
-    f = q.filters()
-    first, last = q.first.isoformat(), q.last.isoformat()
-    parts: list[_Part] = []
-    for site, ext in reader.range_site_extensions(f):
-        spans = d.intervals(ext, first, last, site)
-        groups: dict[str, list[Interval]] = {}
-        for a, b, dep in spans:
-            if wanted is None or dep in wanted:
-                groups.setdefault(dep if q.kind == "department-details" else "", []).append((ext, a, b))
-        for dep, chosen in groups.items():
-            part = _Part(ext, dep, None if len(chosen) == len(spans) else tuple(chosen), (0, 0, 0, 0), site)
-            if part.spans is not None:
-                reader.select_intervals(part.spans)
-            totals = reader.call_totals(part.filters(f), ctx.timezone, selected=part.spans is not None)
-            if totals[0]:
-                parts.append(dataclasses.replace(part, totals=totals))
+                part = dep if by_department else ""
+                sums.setdefault(part, Tally()).add(calls, duration, cost)
+                legs[part] = legs.get(part, 0) + n
+        for part, chosen in groups.items():
+            t = sums.get(part)
+            if t is not None and legs[part]:
+                parts.append(_Part(ext, part, None if len(chosen) == len(spans) else tuple(chosen),
+                                   (legs[part], t.calls, t.duration, t.cost_micros), site))
     parts.sort(key=lambda p: (order.get(p.department, len(order)), extension_sort_key(p.extension), p.site or ""))
     return parts
 

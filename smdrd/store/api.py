@@ -191,11 +191,12 @@ class ReportReader(Protocol):
         """``(legs, calls, duration, cost_micros)`` over every matching call detail."""
         ...
 
-    def extension_totals(self, f: Filters, tz: ZoneInfo, *,
-                         volatile: Sequence[ExtensionSpec] = ()) -> list[tuple[str, str, int, int, int, int]]:
-        """`call_totals` of every extension at once, one grouped read: ``(extension, day, legs, calls, duration,
-        cost_micros)``; ``day`` is ``''`` unless the extension is one of ``volatile``: then a row per site-local
-        day (each day's figures are those `call_totals` gives with `select_intervals` of that day)."""
+    def extension_totals(self, f: Filters, tz: ZoneInfo, *, volatile: Sequence[ExtensionSpec] = (),
+                         by_site: bool = False) -> list[tuple[str, str, str, int, int, int, int]]:
+        """`call_totals` of every extension at once, one grouped read: ``(site, extension, day, legs, calls,
+        duration, cost_micros)``; ``day`` is ``''`` unless the extension is one of ``volatile``: then a row per
+        site-local day (each day's figures are those `call_totals` gives with `select_intervals` of that day);
+        ``site`` is the name of the calls' site with ``by_site`` (a row per site and extension), else ``''``."""
         ...
 
     def sites(self) -> list[SiteSeen]:

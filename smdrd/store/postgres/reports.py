@@ -102,9 +102,9 @@ class PgReports:
     def call_totals(self, f: Filters, tz: ZoneInfo, *, selected: bool) -> tuple[int, int, int, int]:
         return plan.call_totals(self.reads, f, tz, selected=selected)
 
-    def extension_totals(self, f: Filters, tz: ZoneInfo, *,
-                         volatile: Sequence[ExtensionSpec] = ()) -> list[plan.ExtensionTotals]:
-        return plan.extension_totals(self.reads, f, tz, volatile=volatile)
+    def extension_totals(self, f: Filters, tz: ZoneInfo, *, volatile: Sequence[ExtensionSpec] = (),
+                         by_site: bool = False) -> list[plan.ExtensionTotals]:
+        return plan.extension_totals(self.reads, f, tz, volatile=volatile, by_site=by_site)
 
     def sites(self) -> list[SiteSeen]:
         return [SiteSeen(str(name), None if last is None else int(last))

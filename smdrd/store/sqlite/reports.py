@@ -433,15 +433,17 @@ def _totals_from_rollups(conn: ReadConnection, f: Filters, tz: ZoneInfo) -> tupl
     return calls + int(later), calls, duration, cost
 
 
-#: a row of `extension_totals`: extension, day ('' unless day by day), legs, calls, duration, cost_micros.
-ExtensionTotals = tuple[str, str, int, int, int, int]
+#: a row of `extension_totals`: site ('' unless by site), extension, day ('' unless day by day), legs, calls,
+#: duration, cost_micros.
+ExtensionTotals = tuple[str, str, str, int, int, int, int]
 
 
-def extension_totals(conn: ReadConnection, f: Filters, tz: ZoneInfo, *,
-                     volatile: Sequence[ExtensionSpec] = ()) -> list[ExtensionTotals]:
-    """`call_totals` of every extension at once, in one grouped read: rows ``(extension, day, legs, calls,
+def extension_totals(conn: ReadConnection, f: Filters, tz: ZoneInfo, *, volatile: Sequence[ExtensionSpec] = (),
+                     by_site: bool = False) -> list[ExtensionTotals]:
+    """`call_totals` of every extension at once, in one grouped read: rows ``(site, extension, day, legs, calls,
     duration, cost_micros)``, ``day`` being ``''`` unless the extension is one of ``volatile`` (its department
-    changes inside the range): then a row per site-local day, so the caller can split it at the change.
+    changes inside the range): then a row per site-local day, so the caller can split it at the change; ``site``
+    is the name of the calls' site with ``by_site`` (a row per site and extension), else ``''``.
 
     From the rollups when they say the same as the details (`_rollups_agree`; whole months from the monthly
     grain, as `daily_rows` reads them), with the later legs of transfers counted through their own index;
@@ -451,26 +453,30 @@ def extension_totals(conn: ReadConnection, f: Filters, tz: ZoneInfo, *,
     params: list[object] = []
     test = _volatile_test(volatile, params, dialect)
     day = "''" if test is None else f"CASE WHEN {test} THEN substr(c.start, 1, 10) ELSE '' END"
+    site = "c.site_id" if by_site else "0"
     where, where_params = _call_where(f, tz, False, dialect)
     params.extend(where_params)
+    named = 0 if by_site else None
     if not _rollups_agree(conn, f):
-        rows = conn.execute(
-            f"SELECT c.extension, {day} AS dk, count(*), coalesce(sum(CASE WHEN c.leg = 0 THEN 1 ELSE 0 END), 0), "
-            f"coalesce(sum(c.duration), 0), coalesce(sum(c.cost_micros), 0) FROM calls c WHERE {where} "
-            "GROUP BY c.extension, dk", params)
-        return [(str(e), str(d), int(n), int(c), int(s), int(m)) for e, d, n, c, s, m in rows]
-    sums: dict[tuple[str, str], list[int]] = {}
-    for dk, ext, calls, duration, cost in daily_rows(conn, f, volatile=volatile):
-        figures = sums.setdefault((str(ext), str(dk)), [0, 0, 0, 0])
+        rows = _site_names(conn, conn.execute(
+            f"SELECT {site} AS sk, c.extension, {day} AS dk, count(*), "
+            "coalesce(sum(CASE WHEN c.leg = 0 THEN 1 ELSE 0 END), 0), coalesce(sum(c.duration), 0), "
+            f"coalesce(sum(c.cost_micros), 0) FROM calls c WHERE {where} GROUP BY sk, c.extension, dk", params), named)
+        return [("" if named is None else str(s), str(e), str(d), int(str(n)), int(str(c)), int(str(t)), int(str(m)))
+                for s, e, d, n, c, t, m in rows]
+    sums: dict[tuple[str, str, str], list[int]] = {}
+    for row in daily_rows(conn, f, group=(SITE,) if by_site else (), volatile=volatile):
+        dk, ext, calls, duration, cost = row[0], row[1], row[-3], row[-2], row[-1]
+        figures = sums.setdefault((str(row[2]) if by_site else "", str(ext), str(dk)), [0, 0, 0, 0])
         figures[0] += int(str(calls))
         figures[1] += int(str(calls))
         figures[2] += int(str(duration))
         figures[3] += int(str(cost))
-    for ext, dk, later in conn.execute(
-            f"SELECT c.extension, {day} AS dk, count(*) FROM calls c {dialect.later_legs}"
-            f"WHERE c.leg > 0 AND {where} GROUP BY c.extension, dk", params):
-        sums.setdefault((str(ext), str(dk)), [0, 0, 0, 0])[0] += int(later)
-    return [(ext, dk, n, c, s, m) for (ext, dk), (n, c, s, m) in sums.items()]
+    for s, ext, dk, later in _site_names(conn, conn.execute(
+            f"SELECT {site} AS sk, c.extension, {day} AS dk, count(*) FROM calls c {dialect.later_legs}"
+            f"WHERE c.leg > 0 AND {where} GROUP BY sk, c.extension, dk", params), named):
+        sums.setdefault(("" if named is None else str(s), str(ext), str(dk)), [0, 0, 0, 0])[0] += int(str(later))
+    return [(s, ext, dk, n, c, t, m) for (s, ext, dk), (n, c, t, m) in sums.items()]
 
 
 def site_names(conn: ReadConnection) -> list[SiteSeen]:
@@ -512,9 +518,9 @@ class SqliteReports:
     def call_totals(self, f: Filters, tz: ZoneInfo, *, selected: bool) -> tuple[int, int, int, int]:
         return call_totals(self.conn, f, tz, selected=selected)
 
-    def extension_totals(self, f: Filters, tz: ZoneInfo, *,
-                         volatile: Sequence[ExtensionSpec] = ()) -> list[ExtensionTotals]:
-        return extension_totals(self.conn, f, tz, volatile=volatile)
+    def extension_totals(self, f: Filters, tz: ZoneInfo, *, volatile: Sequence[ExtensionSpec] = (),
+                         by_site: bool = False) -> list[ExtensionTotals]:
+        return extension_totals(self.conn, f, tz, volatile=volatile, by_site=by_site)
 
     def sites(self) -> list[SiteSeen]:
         return site_names(self.conn)
