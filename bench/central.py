@@ -3,6 +3,9 @@
 Starts a real PostgreSQL (`smdrd.testing.PostgresServer`, as the tests do) and a real Mosquitto with
 config/mosquitto/central.conf's settings, then measures, in one process:
 
+0. **The store alone**: ``--sites`` sites' entries (at most 500 each) as their publishers encode them, decoded and
+   stored ``--batch`` at a time through `CentralWriter`, no broker: calls per second, and the CPU time per call of
+   the PostgreSQL server process and of the collector's (on a loaded machine, what the store costs).
 1. **Store rate**: ``--sites`` site journals of ``--entries`` calls each are published (the sites' publishers,
    straight to the central broker) while the collector is stopped, so the broker queues them for its session;
    then the collector starts and the clock runs until every call is in PostgreSQL: calls stored per second.
@@ -14,7 +17,8 @@ config/mosquitto/central.conf's settings, then measures, in one process:
 
 The machine is shared: the figures are this run's, with the load average printed beside them.
 
-    python -m bench.central [--sites 20] [--entries 2000] [--live-sites 50] [--rate 2] [--seconds 30]
+    python -m bench.central [--sites 20] [--entries 2000] [--live-sites 50] [--rate 2] [--seconds 30] [--batch N]
+                            [--store-only]
 """
 
 from __future__ import annotations
@@ -36,9 +40,11 @@ from zoneinfo import ZoneInfo
 
 from bench._util import report
 from smdrd.central import Collector
+from smdrd.central_config import CentralConfig
 from smdrd.config import MqttConfig, Settings
 from smdrd.journal import PARSED, JournalEntry, RatedCall
 from smdrd.mqtt import Publisher
+from smdrd.mqtt_payloads import encode, journal_message, read_journal_message
 from smdrd.rating.tariff import Rating
 from smdrd.record import CallRecord, Direction
 from smdrd.store import open_store
@@ -80,8 +86,9 @@ class TimedCollector(Collector):
 
     latencies: list[float]
 
-    async def _commit(self, writer: CentralWriter, entries: list[dict[str, Any]]) -> None:
-        await super()._commit(writer, entries)
+    async def _commit(self, writer: CentralWriter, entries: list[dict[str, Any]],
+                      alerts: list[dict[str, Any]]) -> None:
+        await super()._commit(writer, entries, alerts)
         now = time.time()
         self.latencies.extend(now - int(e["received_at"]) / 1e6 for e in entries)
 
@@ -95,9 +102,10 @@ async def wait_for(condition: Any, within: float, step: float = 0.05) -> bool:
     return True
 
 
-async def store_rate(folder: Path, url: str, broker: Broker, sites: int, entries: int) -> dict[str, Any]:
+async def store_rate(folder: Path, url: str, broker: Broker, sites: int, entries: int, *,
+                     batch: int) -> dict[str, Any]:
     settings = Settings.model_validate({"database": {"url": url}, "mqtt": {"host": broker.host, "port": broker.port},
-                                        "central": {"client_id": "bench-central"}})
+                                        "central": {"client_id": "bench-central", "batch": batch}})
     # The collector's session first (then stopped): the broker queues everything published after for it.
     collector = Collector(settings)
     task = asyncio.create_task(collector.run())
@@ -142,7 +150,7 @@ async def store_rate(folder: Path, url: str, broker: Broker, sites: int, entries
     total -= first
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-    return {"sites": sites, "calls": total, "publish_s": round(published, 2),
+    return {"sites": sites, "batch": batch, "calls": total, "publish_s": round(published, 2),
             "publish_calls_per_s": round(total / published), "store_s": round(stored, 2),
             "store_calls_per_s": round(total / stored), "batches": collector.subscription.stats.batches,
             "stored": collector.stats.calls, "load_after_store": os.getloadavg()[0]}
@@ -204,6 +212,45 @@ async def live_sites(folder: Path, address: tuple[str, int], sites: int, rate: f
     return sum(w.stats.lines for w in writers), cpu
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time process ``pid`` used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def store_alone(folder: Path, url: str, *, sites: int, entries: int, batch: int) -> dict[str, Any]:
+    """The collector's store without the broker: the sites' entries as their publishers encode them, decoded and
+    stored ``batch`` at a time, as the collector does. Besides the wall time, the CPU time of the PostgreSQL
+    server process that stored them and of this process per call: on a loaded machine these say what the store
+    costs, where wall time says how much CPU the other work left it."""
+    payloads: list[list[bytes]] = []
+    now = int(time.time() * 1e6)
+    for s in range(sites):
+        db = folder / f"alone{s}.db"
+        await write_entries(db, [entry(s, i, now + i) for i in range(entries)], site=f"site{s}")
+        feed = open_store(db).call_feed()
+        await feed.open()
+        payloads.append([encode(journal_message(f"site{s}", e.fields)) for e in await feed.entries(0, entries)])
+        await feed.close()
+    arrived = [p for one in zip(*payloads, strict=True) for p in one]  # the sites interleaved, as they arrive
+    writer = CentralWriter(url)
+    await writer.open()
+    try:
+        row = await (await writer.conn.execute("SELECT pg_backend_pid()")).fetchone()
+        server = int(row[0]) if row else 0
+        server_cpu, cpu, began = _cpu_seconds(server), time.process_time(), time.perf_counter()
+        calls = 0
+        for i in range(0, len(arrived), batch):
+            calls += (await writer.store([read_journal_message(p) for p in arrived[i:i + batch]])).calls
+        took = time.perf_counter() - began
+        server_cpu, cpu = _cpu_seconds(server) - server_cpu, time.process_time() - cpu
+    finally:
+        await writer.close()
+    return {"calls": calls, "batch": batch, "seconds": round(took, 2), "calls_per_s": round(calls / took),
+            "server_cpu_us_per_call": round(server_cpu / calls * 1e6), "collector_cpu_us_per_call":
+            round(cpu / calls * 1e6), "load_after": os.getloadavg()[0]}
+
+
 def _live_sites_process(*args: Any) -> tuple[int, float]:
     return asyncio.run(live_sites(*args))
 
@@ -244,14 +291,29 @@ async def main(args: argparse.Namespace) -> None:
     try:
         url = pg.create_database("central")
         load_before = os.getloadavg()
-        rate = await store_rate(folder, url, broker, 1 if args.skip_store else args.sites, args.entries)
+        alone = await store_alone(folder, pg.create_database("alone"), sites=args.sites,
+                                  entries=min(args.entries, 500), batch=args.batch)
+        alone_row = ("the store alone (calls/s)",
+                     f"{alone['calls_per_s']:,} ({alone['calls']:,} calls, batches of {alone['batch']}); CPU a call: "
+                     f"PostgreSQL {alone['server_cpu_us_per_call']} µs, collector "
+                     f"{alone['collector_cpu_us_per_call']} µs (load after {alone['load_after']:.2f})")
+        rate = await store_rate(folder, url, broker, 1 if args.skip_store else args.sites, args.entries,
+                                batch=args.batch)
+        if args.store_only:
+            report("central collector", {"alone": alone, "store": rate, "load_before": load_before}, [
+                ("load average before", " ".join(f"{x:.2f}" for x in load_before)), alone_row,
+                ("one collector stores (calls/s)", f"{rate['store_calls_per_s']:,} in {rate['batches']} batches "
+                                                   f"of up to {args.batch} (load after "
+                                                   f"{rate['load_after_store']:.2f})")])
+            return
         live = await latency(folder, url, broker, sites=args.live_sites, rate=args.rate, seconds=args.seconds)
-        report("central collector", {"store": rate, "live": live, "load_before": load_before}, [
-            ("load average before", " ".join(f"{x:.2f}" for x in load_before)),
+        report("central collector", {"alone": alone, "store": rate, "live": live, "load_before": load_before}, [
+            ("load average before", " ".join(f"{x:.2f}" for x in load_before)), alone_row,
             ("sites publish (calls/s into the broker)", f"{rate['publish_calls_per_s']:,} ({rate['calls']:,} calls "
                                                         f"from {rate['sites']} sites)"),
             ("one collector stores (calls/s)", f"{rate['store_calls_per_s']:,} in {rate['batches']} batches "
-                                               f"(load after {rate['load_after_store']:.2f})"),
+                                               f"of up to {args.batch} (load after "
+                                               f"{rate['load_after_store']:.2f})"),
             (f"latency at {live['sites']} sites x {live['rate_per_site']} calls/s",
              f"p50 {live['p50_ms']} ms, p99 {live['p99_ms']} ms, max {live['max_ms']} ms "
              f"({live['stored']} calls; CPU: sites' process {live['sites_cpu']:.0%}, collector's "
@@ -271,4 +333,7 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=2.0, help="calls a second per live site")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--skip-store", action="store_true", help="measure the latency only")
+    parser.add_argument("--store-only", action="store_true", help="measure the store rate only")
+    parser.add_argument("--batch", type=int, default=CentralConfig().batch,
+                        help="[central] batch: the most entries per transaction (default: the configuration's)")
     asyncio.run(main(parser.parse_args()))
