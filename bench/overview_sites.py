@@ -114,8 +114,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=500, help="calls per site")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="smdrd-overview-sites-") as folder:
-        server = PostgresServer(Path(folder) / "pg")
+    with tempfile.TemporaryDirectory(prefix="smdrd-overview-sites-") as folder, \
+            tempfile.TemporaryDirectory(prefix="smdrd-overview-pg-") as pg:
+        server = PostgresServer(Path(pg))
         server.start()
         try:
             url = server.create_database("bench")
