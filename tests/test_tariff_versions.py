@@ -1,7 +1,8 @@
 """Which tariff priced each call (issue 15, point 4): ``smdrd import`` stores the version in force with every call
-(its in-process path and its parsing worker), ``smdrd rerate`` moves the calls to the version in force, a tariff
-from the files is named by its digest, and a database made before calls kept it opens with those calls' version
-"unknown". (The live path, the console's pages and the re-rate preview: tests/test_console_rates.py.)"""
+(its in-process path and its parsing worker), ``smdrd rerate`` moves the calls to the version in force (on
+either store), a tariff from the files is named by its digest, and a database made before calls kept it opens
+with those calls' version "unknown". (The live path, the console's pages and the re-rate preview:
+tests/test_console_rates.py, and on PostgreSQL tests/test_console_postgres.py.)"""
 
 from __future__ import annotations
 
@@ -42,26 +43,29 @@ async def test_both_stores_keep_the_version_of_the_tariff_that_priced_each_call(
     assert stored == [("3",), ("files:0123456789abcdef",), (None,)]
 
 
-def versions(db: Path) -> dict[int, str | None]:
-    conn = sqlite3.connect(db)
+def versions(db: Path | str) -> dict[int, str | None]:
+    conn: Any = psycopg.connect(db) if isinstance(db, str) else sqlite3.connect(db)
     try:
         return dict(conn.execute("SELECT duration, tariff_version FROM calls ORDER BY id").fetchall())
     finally:
         conn.close()
 
 
-def test_import_stores_the_version_in_force_and_rerate_moves_calls_to_the_next(tmp_path: Path) -> None:
-    db = tmp_path / "calls.db"
+def test_import_stores_the_version_in_force_and_rerate_moves_calls_to_the_next(tmp_path: Path,
+                                                                             target: Path | str) -> None:
+    db = target
+    where = f'url = "{db}"' if isinstance(db, str) else f'path = "{db}"'
     config = tmp_path / "smdrd.toml"
     config.write_text(f'[site]\ncountry = "GB"\narea_code = "020"\ntimezone = "Europe/Warsaw"\n'
-                      f'[database]\npath = "{db}"\n[tariff]\nsource = "database"\ncurrency = "GBP"\n')
+                      f'[database]\n{where}\n[tariff]\nsource = "database"\ncurrency = "GBP"\n')
     deck = tmp_path / "yeastar.csv"
     deck.write_text(YEASTAR)
     assert cli("tariff", "import", str(deck), "--config", str(config)).returncode == 0  # version 1
     first, second = tmp_path / "first.log", tmp_path / "second.log"
     first.write_bytes(avaya_line("201", "902079460000", 61))
     second.write_bytes(avaya_line("202", "902079460000", 62))
-    for log, how in ((first, ["--in-process"]), (second, [])):  # here, and in the import's parsing worker
+    in_process = [] if isinstance(db, str) else ["--in-process"]  # (SQLite's alone)
+    for log, how in ((first, in_process), (second, [])):  # here, and in the import's parsing worker
         done = cli("import", str(log), "--format", "avaya-ipo", "--config", str(config), *how)
         assert done.returncode == 0, done.stderr
     assert versions(db) == {61: "1", 62: "1"}
