@@ -165,7 +165,7 @@ def all_reports(db: Path, kinds: list[dict[str, list[str]]], first: str = "2023-
         conn.close()
 
 
-def rollups(conn: sqlite3.Connection) -> dict[str, list[tuple[Any, ...]]]:
+def rollups(conn: Any) -> dict[str, list[tuple[Any, ...]]]:
     return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1, 2, 3, 4, 5, 6").fetchall()
             for t in ("rollup_daily", "rollup_hourly", "rollup_destinations")}
 
@@ -385,42 +385,50 @@ async def test_prune_command_dry_run_then_prune(tmp_path: Path, capsys: pytest.C
 
 @pytest.mark.parametrize("pruned", [False, True])
 async def test_reparse_leaves_calls_of_emptied_lines_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                           pruned: bool) -> None:
+                                                           pruned: bool, any_database: Path | str) -> None:
     """After retention emptied old raw lines, ``smdrd reparse`` over that period must not turn the kept calls
-    into parse errors: the calls and every report figure stay as they were."""
+    into parse errors: the calls and every report figure stay as they were (on either store)."""
+    import psycopg
+
     from smdrd.cli import rebuild
     from smdrd.core import process_frame
     from smdrd.parsing import ParserContext, get_parser_class
     from smdrd.rating import Rater
+    from smdrd.store import open_store
+    from smdrd.testing import write_entries as store_entries
 
-    db = tmp_path / "smdrd.db"
+    db = any_database
     config = tmp_path / "smdrd.toml"
-    config.write_text(f'[site]\ntimezone = "Europe/Warsaw"\ncountry = "PL"\n[database]\npath = "{db}"\n')
+    where = f'url = "{db}"' if isinstance(db, str) else f'path = "{db}"'
+    config.write_text(f'[site]\ntimezone = "Europe/Warsaw"\ncountry = "PL"\n[database]\n{where}\n')
     settings = load_config(config, use_env=False)
     parser = get_parser_class("avaya-ipo")(ParserContext(timezone=TZ, year=None, options={}))
     rate = Rater.from_config(settings.site, settings.tariff).rate
     old = int(datetime(2017, 7, 14, 12, 5, tzinfo=TZ).timestamp() * 1_000_000)
-    await write_entries(db, [process_frame(IPO_LINE.format(start="2017/07/14 12:00:00", id=i).encode(), parser,
+    await store_entries(db, [process_frame(IPO_LINE.format(start="2017/07/14 12:00:00", id=i).encode(), parser,
                                            "utf-8", source="pbx", peer="", received_at=old + i, rate=rate)
                              for i in range(6)])
-    conn = connect(str(db))
-    try:
-        before = rollups(conn)
-        if pruned:
-            assert prune(conn, cutoffs(NOW, TZ, calls_days=0, lines_days=31), batch_rows=100).lines_emptied == 6
-    finally:
-        conn.close()
+
+    def stored() -> tuple[int, dict[str, list[tuple[Any, ...]]]]:
+        conn: Any = psycopg.connect(db) if isinstance(db, str) else connect(str(db))
+        try:
+            return conn.execute("SELECT count(*) FROM calls").fetchone()[0], rollups(conn)
+        finally:
+            conn.close()
+
+    before = stored()
+    if pruned:
+        retention = open_store(db).retention()
+        try:
+            assert retention.prune(cutoffs(NOW, TZ, calls_days=0, lines_days=31), batch_rows=100).lines_emptied == 6
+        finally:
+            retention.close()
     cli = argparse.ArgumentParser(prog="smdrd")
     rebuild.register(cli.add_subparsers())
     args = cli.parse_args(["reparse", "--config", str(config)])
     assert args.func(args) == 0
     capsys.readouterr()
-    conn = connect(str(db))
-    try:
-        assert conn.execute("SELECT count(*) FROM calls").fetchone()[0] == 6
-        assert rollups(conn) == before
-    finally:
-        conn.close()
+    assert stored() == before == (6, before[1])
 
 
 # ---- the live path: a real daemon ingests over TCP while a large backlog is pruned ----
