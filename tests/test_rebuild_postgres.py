@@ -170,3 +170,26 @@ def test_any_re_rate_and_reparse_leave_both_stores_with_the_same_rollups(
         rebuild_both(stores, rerated, reparsed)
         assert rollup_rows(stores[0]) == rollup_rows(stores[1])
         rollups_equal_the_calls(pg_url)
+
+
+async def test_a_reparsed_line_whose_call_postgresql_refuses_becomes_an_error_and_the_others_are_stored(
+        pg_url: str) -> None:
+    """PostgreSQL refuses a NUL in text: that line is an ``error`` saying so, the batch's other lines get their
+    calls, and the rollups count exactly those."""
+    await write_calls(pg_url, CALLS[:3])
+    store = open_store(pg_url).rebuild()
+    try:
+        lines = [line for batch in store.lines(*WHOLE, None) for line in batch]
+        calls = [record(c) for c in CALLS[:3]]
+        bad = dataclasses.replace(calls[1], record=dataclasses.replace(calls[1].record, extension="2\x0001"))
+        result = store.replace([(line.line_id, JournalEntry("pbx", "", 0, "test", line.raw, PARSED, None, (call,)))
+                                for line, call in zip(lines, [calls[0], bad, calls[2]], strict=True)])
+        assert result.removed == 3
+        assert result.statuses == {lines[0].line_id: PARSED, lines[1].line_id: ERROR, lines[2].line_id: PARSED}
+    finally:
+        store.close()
+    why = "could not store what was parsed from this line: %"
+    assert read(pg_url, f"SELECT status, coalesce(error, '') LIKE '{why}' FROM lines") == [
+        ("error", True), ("parsed", False), ("parsed", False)]
+    assert len(read(pg_url, "SELECT id FROM calls")) == 2
+    rollups_equal_the_calls(pg_url)
