@@ -9,14 +9,12 @@ machine's load of the moment):
 2. **import**: ``smdrd import`` on it into a fresh database, as a user would (a subprocess, wall-clock time
    until everything is committed): lines per second end to end (frame, parse, rate, store).
 3. **schema ceiling**: the same rows (lines and calls, the same schema, indexes, triggers and the import's
-   pragmas) inserted by plain ``sqlite3.executemany`` in the same batch size with the same per-batch roll-up
-   (summed per key in Python, one upsert per key), timing only the inserts, roll-ups, commits and the closing
-   checkpoint.
+   pragmas) inserted by plain ``sqlite3.executemany`` in the same batch size with the same per-batch roll-up,
+   timing only the inserts, roll-ups, commits and the closing checkpoint.
 4. **bare ceiling**: one raw row (id, bytes) and one 13-column call row per line into tables without indexes,
    timed the same way: what SQLite itself costs on this machine.
 Prints a table and JSON with the three rates and the ratios (target: import >= 50,000 lines/s for avaya-ipo),
-and where the schema ceiling's time goes: the lines, the calls, the rollup sums in Python, each rollup's upserts,
-the commits (with checkpoints).
+and where the schema ceiling's time goes: the lines, the calls, each rollup, the commits (with checkpoints).
 
 ``--long K`` (avaya-ipo) then imports K different million-line files one after the other into one database
 (each the first file with its years moved on, so its calls are later, as a long backfill's are) and compares
@@ -45,8 +43,8 @@ from smdrd.daemon import build_hooks  # noqa: E402
 from smdrd.framing import Framer  # noqa: E402
 from smdrd.parsing import ParserContext, get_parser_class  # noqa: E402
 from smdrd.store.sqlite.bulk import IMPORT_PRAGMAS, RowBatch  # noqa: E402
-from smdrd.store.sqlite.rollups import UPSERTS, batch_totals  # noqa: E402
-from smdrd.store.sqlite.rows import CALL_COLUMNS, INSERT_CALL, INSERT_LINE, LAST_IDS  # noqa: E402
+from smdrd.store.sqlite.rollups import ROLL_UP, ROLLUPS  # noqa: E402
+from smdrd.store.sqlite.rows import INSERT_CALL, INSERT_LINE, LAST_IDS  # noqa: E402
 from smdrd.store.sqlite.schema import connect  # noqa: E402
 
 BATCH = 20_000
@@ -131,17 +129,13 @@ def ceilings(data: Path, work: Path, fmt: str) -> tuple[float, float, int, dict[
                 next_id += len(batch.lines)
                 t = lap_start = time.perf_counter()
                 full.execute("BEGIN IMMEDIATE")
-                full.execute(LAST_IDS).fetchone()
+                calls_before = full.execute(LAST_IDS).fetchone()[1]
                 full.executemany(INSERT_LINE, line_rows)
                 lap_start = lap("lines", lap_start)
                 full.executemany(INSERT_CALL, call_rows)
                 lap_start = lap("calls", lap_start)
-                # As `BulkWriter` rolls up (`bulk.roll_up`): the batch summed per key in Python, then one upsert
-                # per distinct key and rollup.
-                totals = batch_totals(call_rows, CALL_COLUMNS, first=1)
-                lap_start = lap("rollup sums", lap_start)
-                for rollup, sums in totals:
-                    full.executemany(UPSERTS[rollup.table], sums)
+                for rollup, statement in zip(ROLLUPS, ROLL_UP, strict=True):
+                    full.execute(statement, (calls_before,))
                     lap_start = lap(rollup.table, lap_start)
                 full.execute("COMMIT")
                 lap("commit", lap_start)

@@ -11,14 +11,13 @@ import tempfile
 from datetime import date, datetime
 from pathlib import Path
 
-import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smdrd.store.sqlite.bulk import BulkWriter, RowBatch
 from smdrd.store.sqlite.reports import whole_months
-from smdrd.store.sqlite.rollups import ROLL_UP, ROLLUPS, UPSERTS, NotSummable, backfill_sql, batch_totals
-from smdrd.store.sqlite.rows import CALL_COLUMNS, INSERT_CALL
+from smdrd.store.sqlite.rollups import ROLL_UP, ROLLUPS, backfill_sql
+from smdrd.store.sqlite.rows import CALL_COLUMNS
 from smdrd.store.sqlite.schema import UNROLL_ON_DELETE, connect
 from smdrd.store.sqlite.writer import JournalWriter
 
@@ -96,7 +95,7 @@ def test_inserts_rerates_and_reparse_deletes_keep_every_grain_exact(tmp_path: Pa
     conn.close()
 
 
-# --- The Python sums (`rollups.batch_totals`) that writers add instead of reading the calls back in SQL ----------
+# --- Batched imports through both writers, with calls that come again ---------------------------------------
 
 _STARTS = st.builds(
     lambda day, minute, offset: f"2026-{1 + day // 28:02d}-{1 + day % 28:02d}T{minute // 60:02d}:{minute % 60:02d}:00"
@@ -166,9 +165,9 @@ def _batches(draw: st.DrawFn) -> list[list[dict[str, object]]]:
 @settings(max_examples=30, deadline=None)
 def test_any_batched_import_with_re_sent_calls_leaves_every_rollup_equal_to_its_calls(
         batches: list[list[dict[str, object]]]) -> None:
-    """Batches whose calls repeat (within a batch and across batches) go through both writers: the bulk one sums
-    in Python, the journal writer in Python when every call is new and in SQL when one was stored already; after
-    each batch every grain equals a GROUP BY over the stored calls, and each call is stored once."""
+    """Batches whose calls repeat (within a batch and across batches) go through both writers as ``smdrd import``
+    sends them: the bulk one while every call is new, the journal writer (its duplicate handling) otherwise;
+    after each batch every grain equals a GROUP BY over the stored calls, and each call is stored once."""
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "r.db"
         asyncio.run(_commit_all(db, [_batch(calls) for calls in batches]))
@@ -178,58 +177,3 @@ def test_any_batched_import_with_re_sent_calls_leaves_every_rollup_equal_to_its_
         assert conn.execute("SELECT coalesce(sum(calls), 0) FROM rollup_monthly").fetchone()[0] == \
             conn.execute("SELECT count(*) FROM calls WHERE leg = 0").fetchone()[0]
         conn.close()
-
-
-@pytest.fixture(scope="module")
-def empty_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A database at the latest schema, copied for each example (migrating one costs more than the example)."""
-    path = tmp_path_factory.mktemp("rollups") / "empty.db"
-    connect(str(path)).close()
-    return path
-
-
-@given(calls=st.lists(_CALL, min_size=1, max_size=30))
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_the_python_sums_equal_the_sql_roll_up(empty_db: Path, calls: list[dict[str, object]]) -> None:
-    """`batch_totals` (each dimension's and measure's Python twin) gives what `ROLL_UP` gives over the same rows,
-    including rows the twins decline (a start with no hour), which the writers roll up in SQL."""
-    rows = [(1, *_row(n, c)) for n, c in enumerate(calls)]
-    rows = list({(r[1 + CALL_COLUMNS.index("start_utc")], r[1]): r for r in rows}.values())  # new calls only
-    results = []
-    for how in ("python", "sql"):
-        conn = sqlite3.connect(":memory:", isolation_level=None)
-        with sqlite3.connect(empty_db) as empty:
-            empty.backup(conn)
-        conn.execute("INSERT INTO lines (id, source, peer, received_at, format, raw, status) "
-                     "VALUES (1, 's', '', 0, 't', x'00', 'parsed')")
-        conn.executemany(INSERT_CALL, rows)
-        if how == "python":
-            for rollup, sums in batch_totals(rows, CALL_COLUMNS, first=1):
-                conn.executemany(UPSERTS[rollup.table], sums)
-        else:
-            for statement in ROLL_UP:
-                conn.execute(statement, (0,))
-        results.append({r.table: sorted(conn.execute(f"SELECT * FROM {r.table}").fetchall()) for r in ROLLUPS})
-        conn.close()
-    assert results[0] == results[1]
-
-
-def test_a_row_the_python_sums_cannot_vouch_for_is_rolled_up_in_sql(tmp_path: Path) -> None:
-    """A start without an ISO hour, a text duration: `NotSummable`, and the bulk writer's batch is still exact."""
-    good = _row(0, {"uid": "a", "leg": 0, "start": "2026-03-01T10:00:00+00:00", "duration": 5})
-    for odd in ({"start": "2026-03-01"}, {"duration": "7"}, {"leg": 0.0}, {"extension": None}):
-        values = {"start": "2026-03-01T11:00:00+00:00", **odd}
-        row = _call(1, str(values.pop("start")), **values)
-        with pytest.raises(NotSummable):
-            batch_totals([(1, *good), row], CALL_COLUMNS, first=1)
-    batch = RowBatch()
-    batch.lines.append(("s", "", 0, "t", b"x", "parsed", None))
-    batch.calls += [(0, good), (0, _call(1, "2026-03-01")[1:])]
-    bulk = BulkWriter(tmp_path / "odd.db")
-    bulk.open()
-    assert bulk.commit(batch)
-    bulk.close()
-    conn = connect(str(tmp_path / "odd.db"))
-    _rebuilt_equals_stored(conn)
-    assert conn.execute("SELECT sum(calls) FROM rollup_days").fetchone()[0] == 2
-    conn.close()

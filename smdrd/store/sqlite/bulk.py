@@ -33,9 +33,8 @@ from smdrd.journal import Alert, JournalEntry
 from smdrd.parsing import extension_names
 from smdrd.store.mapping import clean_name
 from smdrd.store.sqlite.directory import LEARN_NAME
-from smdrd.store.sqlite.rollups import ROLL_UP, UPSERTS, NotSummable, batch_totals
+from smdrd.store.sqlite.rollups import ROLL_UP
 from smdrd.store.sqlite.rows import (
-    CALL_COLUMNS,
     INSERT_CALL,
     INSERT_LINE,
     LAST_IDS,
@@ -47,7 +46,7 @@ from smdrd.store.sqlite.rows import (
 )
 from smdrd.store.sqlite.schema import PRAGMAS, migrate
 
-__all__ = ["IMPORT_PRAGMAS", "BulkWriter", "LineFields", "RowBatch", "roll_up"]
+__all__ = ["IMPORT_PRAGMAS", "BulkWriter", "LineFields", "RowBatch"]
 
 log = structlog.get_logger(__name__)
 
@@ -176,12 +175,12 @@ class BulkWriter:
             if calls:
                 # rowcount counts the rows this statement inserted: fewer than sent means a call is stored
                 # already, which only the live writer's duplicate handling may resolve.
-                rows = [(first + i, *row) for i, row in calls]
-                inserted = conn.executemany(INSERT_CALL, rows).rowcount
+                inserted = conn.executemany(INSERT_CALL, [(first + i, *row) for i, row in calls]).rowcount
                 if inserted != len(calls):
                     conn.execute("ROLLBACK")
                     return False
-                roll_up(conn, rows, calls_before)
+                for statement in ROLL_UP:
+                    conn.execute(statement, (calls_before,))
             if batch.alerts:
                 conn.executemany(OUTBOX_INSERT, [alert_row(a) for _, a in batch.alerts])
             if batch.names:
@@ -201,20 +200,6 @@ class BulkWriter:
         self.lines += len(batch.lines)
         self.calls += len(calls)
         return True
-
-
-def roll_up(conn: sqlite3.Connection, rows: Sequence[Sequence[object]], calls_before: int) -> None:
-    """Add ``rows`` (every call this transaction inserted, as bound: ``line_id`` then `CALL_COLUMNS`; their ids
-    are above ``calls_before``) to every rollup: summed here per key (`rollups.batch_totals`), one upsert per
-    distinct key; in SQL (`ROLL_UP`) when a row holds a value the Python sums cannot vouch for."""
-    try:
-        totals = batch_totals(rows, CALL_COLUMNS, first=1)
-    except NotSummable:
-        for statement in ROLL_UP:
-            conn.execute(statement, (calls_before,))
-        return
-    for rollup, sums in totals:
-        conn.executemany(UPSERTS[rollup.table], sums)
 
 
 def _numbered(first: int, lines: Sequence[LineFields]) -> Iterator[tuple[object, ...]]:

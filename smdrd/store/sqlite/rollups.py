@@ -17,14 +17,6 @@ the highest ``calls.id`` from before its inserts (a new call's id is always abov
 distinct key once, and the expressions run in SQLite's C loop rather than once per row in a trigger program).
 A re-rated call still moves by the update trigger (rare, one row at a time).
 
-A writer that holds the rows it inserted (``smdrd import``, the journal writer when no call of the batch was a
-re-send) sums them here instead (`batch_totals`, then `upsert_sql` per rollup with ``executemany``): each
-dimension and measure has a Python twin of its SQL (`Dimension.py`, `Measure.py`), the finest key of the batch
-is summed once per call and every rollup is projected from those sums, so SQLite only does the upserts, one per
-distinct key. A row the twins cannot vouch for (a value of an unexpected type, a start that is not ISO) makes
-`batch_totals` raise `NotSummable`, and the writer runs `ROLL_UP` instead. tests/test_rollups.py compares both
-with a recomputation from the calls.
-
 A migration's text is frozen once shipped (databases hold it, restore compares it): a change to the rollups is
 a new constant (``ROLLUPS_V10``...) and a new migration built from it, never an edit of `ROLLUPS_V7`,
 `ROLLUPS_V8` or `ROLLUPS_V10`.
@@ -33,16 +25,11 @@ Nothing here runs SQL; `smdrd.store.sqlite.schema` builds the migrations from th
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
-from typing import cast
 
 __all__ = ["DAYS_TABLE", "DIMENSIONS", "MEASURES", "ROLLUPS", "ROLLUPS_V7", "ROLLUPS_V8", "ROLLUPS_V10", "ROLL_UP",
-           "UPSERTS", "Dimension", "Measure", "NotSummable", "Rollup", "backfill_sql", "batch_sql", "batch_totals",
-           "coarser_of", "create_table_sql", "delta_sql", "insert_trigger_sql", "rekey_sql", "unroll_trigger_sql",
-           "update_trigger_sql", "upsert_sql"]
+           "Dimension", "Measure", "Rollup", "backfill_sql", "batch_sql", "coarser_of", "create_table_sql", "delta_sql",
+           "insert_trigger_sql", "rekey_sql", "unroll_trigger_sql", "update_trigger_sql"]
 
 # E.164 country calling codes are prefix-free: 1 and 7; this two-digit list; every other one has three digits.
 _TWO_DIGIT_CODES = (
@@ -52,130 +39,53 @@ _TWO_DIGIT_CODES = (
 )
 
 
-#: the codes above as Python strings (`Dimension.py` of ``country``).
-_TWO_DIGIT = frozenset(code.strip(" '") for code in _TWO_DIGIT_CODES.split(","))
-
-
-class NotSummable(ValueError):
-    """A call row holds a value whose Python twin might differ from the SQL (`batch_totals`): roll up in SQL."""
-
-
-#: a ``calls`` row as a writer binds it: `smdrd.store.sqlite.rows.CALL_COLUMNS` order, after ``line_id``.
-Row = Sequence[object]
-
-
 @dataclass(frozen=True, slots=True)
 class Dimension:
     """A rollup key column: its SQL type, its value as an expression over a call row (``{r}``: ``NEW``, ``OLD``
-    or a table alias), the ``calls`` columns that expression reads, what it means, and ``py``: the same value
-    computed in Python from the values of ``reads`` (in that order) as the writer binds them, or `NotSummable`."""
+    or a table alias), the ``calls`` columns that expression reads, and what it means."""
 
     name: str
     type: str
     expr: str
     reads: tuple[str, ...]
     doc: str
-    py: Callable[..., object]
 
 
 @dataclass(frozen=True, slots=True)
 class Measure:
-    """A summed rollup column: its value for one call row (``{r}``), what it reads, what it means, and ``py``:
-    its integer value computed in Python from the values of ``reads``, or `NotSummable`."""
+    """A summed rollup column: its value for one call row (``{r}``), what it reads, what it means."""
 
     name: str
     expr: str
     reads: tuple[str, ...]
     doc: str
-    py: Callable[..., int]
-
-
-def _text(value: object) -> object:
-    """A TEXT key column's value as bound: stored alike by both ways (the column's affinity converts it)."""
-    if value is None or isinstance(value, bytes | bytearray | memoryview):
-        raise NotSummable(f"a rollup key read {value!r}")  # NULL in a NOT NULL key; a blob SQLite keeps as is
-    return value
-
-
-def _or_blank(value: object) -> object:
-    """``coalesce(value, '')``."""
-    return "" if value is None else _text(value)
-
-
-def _start(value: object) -> str:
-    if type(value) is not str:
-        raise NotSummable(f"calls.start is {value!r}")
-    return value
-
-
-#: ``CAST(substr(start, 12, 2) AS INTEGER)`` for the hours an ISO start holds; anything else is `NotSummable`.
-_HOURS = {f"{h:02d}": h for h in range(24)}
-
-
-def _hour(start: object) -> int:
-    hour = _HOURS.get(_start(start)[11:13])
-    if hour is None:
-        raise NotSummable(f"calls.start {start!r} has no hour where ISO 8601 has it")
-    return hour
-
-
-def _country(e164: object) -> str:
-    """The ``country`` CASE expression: SQLite's ``substr`` counts characters as Python's slices do."""
-    if e164 is None:
-        return ""
-    if type(e164) is not str:
-        raise NotSummable(f"calls.e164 is {e164!r}")
-    if e164[:1] != "+":
-        return ""
-    if e164[1:2] in ("1", "7"):
-        return e164[1:2]
-    if e164[1:3] in _TWO_DIGIT:
-        return e164[1:3]
-    return e164[1:4]
-
-
-def _integer(value: object) -> int:
-    if type(value) is not int:  # a float, a text or a bool would sum differently in SQL (affinity, REAL sums)
-        raise NotSummable(f"a rollup measure read {value!r}")
-    return value
-
-
-def _first_leg(leg: object) -> int:
-    return 1 if _integer(leg) == 0 else 0
-
-
-def _or_zero(value: object) -> int:
-    return 0 if value is None else _integer(value)
 
 
 DIMENSIONS: dict[str, Dimension] = {d.name: d for d in (
-    Dimension("day", "TEXT", "substr({r}.start, 1, 10)", ("start",), "site-local date, YYYY-MM-DD",
-              lambda start: _start(start)[:10]),
-    Dimension("month", "TEXT", "substr({r}.start, 1, 7)", ("start",), "site-local month, YYYY-MM",
-              lambda start: _start(start)[:7]),
+    Dimension("day", "TEXT", "substr({r}.start, 1, 10)", ("start",), "site-local date, YYYY-MM-DD"),
+    Dimension("month", "TEXT", "substr({r}.start, 1, 7)", ("start",), "site-local month, YYYY-MM"),
     Dimension("hour", "INTEGER", "CAST(substr({r}.start, 12, 2) AS INTEGER)", ("start",),
-              "site-local hour of the call's start, 0 to 23", _hour),
-    Dimension("extension", "TEXT", "{r}.extension", ("extension",), "the extension", _text),
-    Dimension("direction", "TEXT", "{r}.direction", ("direction",), "outbound | inbound | internal", _text),
+              "site-local hour of the call's start, 0 to 23"),
+    Dimension("extension", "TEXT", "{r}.extension", ("extension",), "the extension"),
+    Dimension("direction", "TEXT", "{r}.direction", ("direction",), "outbound | inbound | internal"),
     Dimension("call_class", "TEXT", "coalesce({r}.call_class, '')", ("call_class",),
-              "'' when the call was not rated", _or_blank),
-    Dimension("trunk", "TEXT", "{r}.trunk", ("trunk",), "the trunk", _text),
-    Dimension("currency", "TEXT", "coalesce({r}.currency, '')", ("currency",), "'' when the call was not rated",
-              _or_blank),
+              "'' when the call was not rated"),
+    Dimension("trunk", "TEXT", "{r}.trunk", ("trunk",), "the trunk"),
+    Dimension("currency", "TEXT", "coalesce({r}.currency, '')", ("currency",), "'' when the call was not rated"),
     Dimension("country", "TEXT",
               "CASE WHEN {r}.e164 IS NULL OR substr({r}.e164, 1, 1) <> '+' THEN '' "
               "WHEN substr({r}.e164, 2, 1) IN ('1', '7') THEN substr({r}.e164, 2, 1) "
               f"WHEN substr({{r}}.e164, 2, 2) IN ({_TWO_DIGIT_CODES}) THEN substr({{r}}.e164, 2, 2) "
               "ELSE substr({r}.e164, 2, 3) END",
-              ("e164",), "E.164 country calling code ('44'), '' when not in E.164", _country),
+              ("e164",), "E.164 country calling code ('44'), '' when not in E.164"),
     Dimension("region", "TEXT", "{r}.region", ("region",),
-              "ISO 3166 region of the number ('DO' for +1 809), '' when unknown", _text),
+              "ISO 3166 region of the number ('DO' for +1 809), '' when unknown"),
 )}
 
 MEASURES: tuple[Measure, ...] = (
-    Measure("calls", "{r}.leg = 0", ("leg",), "first legs only: a transferred call counts once", _first_leg),
-    Measure("duration", "{r}.duration", ("duration",), "talk seconds, every leg", _integer),
-    Measure("cost_micros", "coalesce({r}.cost_micros, 0)", ("cost_micros",), "every leg", _or_zero),
+    Measure("calls", "{r}.leg = 0", ("leg",), "first legs only: a transferred call counts once"),
+    Measure("duration", "{r}.duration", ("duration",), "talk seconds, every leg"),
+    Measure("cost_micros", "coalesce({r}.cost_micros, 0)", ("cost_micros",), "every leg"),
 )
 
 
@@ -310,78 +220,6 @@ def batch_sql(rollups: tuple[Rollup, ...] = ROLLUPS) -> tuple[str, ...]:
 
 #: what every writer of calls runs, in its transaction, after its inserts (see the module's docstring).
 ROLL_UP = batch_sql(ROLLUPS)
-
-
-def upsert_sql(rollup: Rollup) -> str:
-    """Add one row of sums (``rollup``'s key, then `MEASURES`) to ``rollup``: a new key is inserted, a known one
-    summed into (``executemany`` it over `batch_totals`' rows)."""
-    names = [*rollup.key, *(m.name for m in MEASURES)]
-    return (f"INSERT INTO {rollup.table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "
-            f"{_UPSERT}")
-
-
-#: each rollup's `upsert_sql`, by table.
-UPSERTS = {r.table: upsert_sql(r) for r in ROLLUPS}
-
-_INT64_MAX = 2**63 - 1
-
-
-def batch_totals(rows: Iterable[Row], columns: Sequence[str], *, first: int = 0,
-                 rollups: tuple[Rollup, ...] = ROLLUPS) -> list[tuple[Rollup, list[tuple[object, ...]]]]:
-    """The sums that a batch of new calls adds to each rollup: per rollup, one row per distinct key (its key's
-    values, then `MEASURES`), sorted by key where the values compare, ready for `upsert_sql`.
-
-    ``rows`` are the calls as inserted, ``columns`` naming their values from position ``first`` on (a writer's
-    rows start with ``line_id``). Each call's finest key (every dimension some rollup reads) is computed once by
-    the `Dimension.py` twins, and every rollup is summed from those sums, not from the calls again.
-
-    Raises:
-        NotSummable: a row holds a value the twins cannot vouch for (see `Dimension`); nothing was written, so
-            the caller rolls the batch up in SQL (`ROLL_UP`) instead.
-    """
-    names = list(dict.fromkeys(k for r in rollups for k in r.key))
-    where = {c: first + i for i, c in enumerate(columns)}
-    dims = [_reader(DIMENSIONS[n].py, DIMENSIONS[n].reads, where) for n in names]
-    figures = [cast("Callable[[Row], int]", _reader(m.py, m.reads, where)) for m in MEASURES]
-    totals: dict[tuple[object, ...], list[int]] = {}
-    for row in rows:
-        key = tuple([f(row) for f in dims])
-        values = [f(row) for f in figures]
-        held = totals.get(key)
-        totals[key] = values if held is None else [a + b for a, b in zip(held, values, strict=True)]
-    for j in range(len(MEASURES)):
-        # Each rollup's sums are sums of these: within 64 bits here, SQLite can bind every one of them.
-        if sum(abs(v[j]) for v in totals.values()) > _INT64_MAX:
-            raise NotSummable(f"{MEASURES[j].name} sums beyond 64 bits in one batch")
-    out: list[tuple[Rollup, list[tuple[object, ...]]]] = []
-    for rollup in rollups:
-        sums: dict[tuple[object, ...], list[int]] = {}
-        if list(rollup.key) == names:
-            sums = totals
-        else:
-            at = [names.index(k) for k in rollup.key]
-            pick = cast("Callable[[tuple[object, ...]], tuple[object, ...]]", itemgetter(*at)) if len(at) > 1 \
-                else lambda key, i=at[0]: (key[i],)
-            for key, values in totals.items():
-                part = pick(key)
-                held = sums.get(part)
-                sums[part] = values if held is None else [a + b for a, b in zip(held, values, strict=True)]
-        upserts = [(*key, *values) for key, values in sums.items()]
-        # The b-tree's order, so each upsert lands near the previous one; values that do not compare in Python
-        # (a number beside a text) stay as they are: any order sums alike.
-        with contextlib.suppress(TypeError):
-            upserts.sort()
-        out.append((rollup, upserts))
-    return out
-
-
-def _reader(py: Callable[..., object], reads: tuple[str, ...], where: dict[str, int]) -> Callable[[Row], object]:
-    """``py`` applied to a row's values of ``reads``."""
-    if len(reads) == 1:
-        i = where[reads[0]]
-        return lambda row: py(row[i])
-    at = [where[c] for c in reads]
-    return lambda row: py(*[row[i] for i in at])
 
 
 def backfill_sql(rollup: Rollup, rollups: tuple[Rollup, ...] = ROLLUPS) -> str:

@@ -30,7 +30,7 @@ from smdrd.notify import notify
 from smdrd.parsing import extension_names
 from smdrd.store.mapping import clean_name
 from smdrd.store.sqlite.directory import LEARN_NAME
-from smdrd.store.sqlite.rollups import ROLL_UP, UPSERTS, NotSummable, batch_totals
+from smdrd.store.sqlite.rollups import ROLL_UP
 from smdrd.store.sqlite.rows import (
     CALL_COLUMNS,
     INSERT_CALL,
@@ -332,14 +332,7 @@ class JournalWriter:
                     inserted = cur.rowcount
                 if inserted < len(call_rows):
                     dup_uids = await self._find_duplicates(db, call_rows)
-                totals = None
-                if inserted == len(call_rows):  # every row is a new call: sum them here, one upsert per key
-                    with contextlib.suppress(NotSummable):
-                        totals = batch_totals(call_rows, CALL_COLUMNS, first=1)
-                if totals is not None:
-                    for rollup, sums in totals:
-                        await db.executemany(UPSERTS[rollup.table], sums)
-                elif inserted:  # only the calls stored (or a value the sums cannot vouch for): SQL reads them
+                if inserted:
                     for statement in ROLL_UP:
                         await db.execute(statement, (calls_before,))
             if alert_rows:
