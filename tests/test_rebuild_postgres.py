@@ -17,7 +17,7 @@ import psycopg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smdrd.journal import ERROR, PARSED, JournalEntry
+from smdrd.journal import ERROR, FLUSHED, PARSED, JournalEntry
 from smdrd.rating import Rating
 from smdrd.store import open_store
 from smdrd.store.api import RatingUpdate
@@ -98,6 +98,12 @@ async def test_rerate_and_reparse_on_a_central_store_touch_its_own_site_only(pg_
         assert read(pg_url, "SELECT uid, cost_micros, tariff_version FROM calls") == calls
         rollups_equal_the_calls(pg_url)
         assert store.calls_received(*WHOLE) == 3
+        # The records parsers held at the end (`keep_lines`): added to their line, whose status stays; a call
+        # stored already is not added again.
+        tail = store.replace([(fourth, fixed[fourth]), (third, None)], keep_lines=True)
+        assert tail.removed == 0 and tail.statuses == {third: FLUSHED}
+        assert read(pg_url, "SELECT uid, cost_micros, tariff_version FROM calls") == calls
+        rollups_equal_the_calls(pg_url)
         assert read(pg_url, f"SELECT sum(cost_micros) FROM calls WHERE site_id = {LOCAL_SITE}") == [
             (Decimal(9_000_000),)]  # 2.00 + 3.00 + 4.00: rated as the entries were
     finally:
