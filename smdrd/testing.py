@@ -16,6 +16,7 @@ import hashlib
 import inspect
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -111,13 +112,16 @@ def free_port(host: str = "127.0.0.1") -> int:
 
     A port the kernel picks (``bind(0)``) is free when asked but may be anyone's a moment later: with tests
     in parallel, another worker's client connection took one between our check and the daemon's bind. So each
-    process walks its own block of ports outside the ephemeral range and never hands out the same one twice
-    running (the block is long enough to wrap only long after a test has let its port go).
+    process walks its own block of ports outside the ephemeral range, from a random place in it, and never hands
+    out the same one twice running (the block is long enough to wrap only long after a test has let its port
+    go).
     """
     block = _port_block()
     start = _PORT_BASE + block * _PORT_BLOCK
+    if block not in _ports_given:  # anywhere in the block: two test runs at once rarely start on the same port
+        _ports_given[block] = random.randrange(_PORT_BLOCK)
     for _ in range(_PORT_BLOCK):
-        offset = _ports_given.get(block, 0)
+        offset = _ports_given[block]
         _ports_given[block] = (offset + 1) % _PORT_BLOCK
         port = start + offset
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
