@@ -45,6 +45,7 @@ from smdrd.http import (
     public,
     requires,
 )
+from smdrd.reports.config import UNASSIGNED
 from smdrd.store import open_store
 from smdrd.store.api import Accounts, Actor, MailStore, User
 
@@ -149,6 +150,7 @@ class Console:
         self._hashing = ThreadPoolExecutor(1, thread_name_prefix="smdrd-console-hash")
         self.templates = jinja2.Environment(loader=jinja2.PackageLoader("smdrd.console", "templates"),
                                             autoescape=True, undefined=jinja2.StrictUndefined)
+        self.templates.globals["UNASSIGNED"] = UNASSIGNED  # the department of no department, named once
 
     # ---- plumbing ----
 

@@ -35,6 +35,7 @@ from smdrd.http import CHUNK, READERS, BadRequest, Principal, Request, Response
 from smdrd.privacy import hidden_digits
 from smdrd.rating.classes import CALL_CLASSES
 from smdrd.reports import export
+from smdrd.reports.config import UNASSIGNED
 from smdrd.reports.queries import (
     DIRECTIONS,
     KINDS,
@@ -89,7 +90,7 @@ def visible_departments(principal: Principal | None, ctx: Context) -> list[tuple
     ``Unassigned``: every one, or for a manager their departments and those under them."""
     d = ctx.directory
     departments: list[tuple[str, str | None]] = [(n, d.parents[n]) for n in d.tree_order()]
-    departments.append(("Unassigned", None))
+    departments.append((UNASSIGNED, None))
     if principal is not None and principal.role == "manager":
         mine = set(principal.departments)
         departments = [(n, p) for n, p in departments if mine & set(d.ancestors(n))]
