@@ -334,3 +334,50 @@ def test_quoted_values_are_read_as_written(text: str, value: object) -> None:
     assert _value(text) == value
 
 
+
+
+# -- the central collector's example configuration ------------------------------------------------------------
+
+CENTRAL_EXAMPLE = ROOT / "config" / "central.example.toml"
+#: keys of config/central.example.toml whose value is the company's, not a default (section, key): why.
+CENTRAL_SITE_VALUES: dict[tuple[str, str], str] = {
+    ("database", "url"): "the company's central PostgreSQL",
+    ("mqtt", "host"): "the central broker",
+    ("http", "listen"): "a port apart from a site daemon's 127.0.0.1:9464 on the same box",
+}
+
+
+def central_example(*, commented: bool) -> dict[str, Any]:
+    """config/central.example.toml as TOML; with ``commented``, its commented-out sections and keys
+    (``# [http]``, ``# listen = ...``) read as if they were set."""
+    text = CENTRAL_EXAMPLE.read_text()
+    if commented:
+        text = re.sub(r"(?m)^# ?(\[[a-z_.]+\]\s*$|[a-z_]+ = \S)", r"\1", text)
+    return tomllib.loads(text)
+
+
+def test_the_central_example_configuration_loads_with_its_commented_keys_set() -> None:
+    """Every section and key the collector's example shows, set or commented out, is one the configuration
+    takes (it forbids unknown keys), and the file loads as it ships."""
+    Settings.model_validate(central_example(commented=False))
+    shown = central_example(commented=True)
+    assert "http" in shown and "listen" in shown["http"]  # the commented keys really were read
+    Settings.model_validate(shown)
+
+
+def test_every_default_in_the_central_example_configuration_is_the_codes() -> None:
+    """Keys the collector's example shows (other than the company's own values, `CENTRAL_SITE_VALUES`) show the
+    code's default, so `[central] batch` cannot drift from `CentralConfig` again."""
+    problems = []
+    shown = central_example(commented=True)
+    for section, table in shown.items():
+        for key, value in table.items():
+            if (section, key) in CENTRAL_SITE_VALUES:
+                continue
+            keys = [k for k in _candidates(key, section) if k.section == section]
+            assert keys, f"[{section}] {key} is no configuration key"
+            if not _equal(keys[0], value):
+                problems.append(f"{CENTRAL_EXAMPLE.relative_to(ROOT)}: [{section}] {key} = {value!r}, "
+                                f"the code's default: {keys[0].default!r}")
+    assert problems == [], "\n".join(problems)
+    assert shown["central"]["batch"] == Settings().central.batch
