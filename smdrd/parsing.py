@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 from smdrd.errors import ParseError, SmdrdError
-from smdrd.record import CallRecord, check_record
+from smdrd.record import CallRecord, Direction, check_record
 
 ENTRY_POINT_GROUP = "smdrd.parsers"
 
@@ -250,6 +250,32 @@ def extension_names(records: Iterable[CallRecord]) -> Iterator[tuple[str, str]]:
         name = namer(record)
         if name:
             yield record.extension, name
+
+
+def published_names(calls: Iterable[Mapping[str, Any]]) -> Iterator[tuple[str, str]]:
+    """`extension_names` of calls as a site publishes them (`smdrd.store.api.FeedCall` fields: ``format``,
+    ``extension``, ``direction``, ``extra``), for the central writer to learn each site's names as the site's own
+    writer does. A call of a format that names no extension costs one lookup."""
+    namers = _NAMERS
+    for call in calls:
+        fmt, extension = call.get("format") or "", call.get("extension") or ""
+        namer = namers[fmt] if fmt in namers else _namer(fmt)
+        if namer is None or not extension:
+            continue
+        try:
+            direction = Direction(str(call.get("direction")))
+        except ValueError:
+            continue
+        extra = call.get("extra") or {}
+        record = CallRecord(fmt, _NO_START, 0, direction, extension, "", extra=extra if isinstance(extra, Mapping)
+                            else {})
+        name = namer(record)
+        if name:
+            yield extension, name
+
+
+#: the start of a record made only to be named (`published_names`): no format's namer reads it.
+_NO_START = datetime(2000, 1, 1)
 
 
 def make_parser(name: str, context: ParserContext | None = None) -> Parser:

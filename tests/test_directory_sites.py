@@ -6,7 +6,6 @@ the column and a database from before the column behave as they always did."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
@@ -27,7 +26,7 @@ from smdrd.reports.queries import DIRECTIONS, Context, Query, Report, every_row,
 from smdrd.store import is_url, open_store
 from smdrd.store.api import Actor, DirectoryDepartment, DirectoryMembership, DirectorySnapshot, FeedCall
 from smdrd.store.postgres.central import CentralWriter
-from smdrd.testing import PostgresServer, write_entries
+from smdrd.testing import PostgresServer, database_before, write_entries
 
 TZ = ZoneInfo("Europe/London")
 ADMIN = Actor("alice", "127.0.0.1")
@@ -275,32 +274,12 @@ async def test_a_department_is_the_sum_of_its_sites_to_the_cent(database: Path |
 
 async def test_a_database_from_before_the_site_column_opens_with_every_membership_at_every_site(
         any_database: Path | str) -> None:
-    if is_url(any_database):
-        import psycopg
+    from smdrd.store.postgres import schema as pg
+    from smdrd.store.sqlite import schema as lite
 
-        from smdrd.store.postgres import schema as pg
-
-        with psycopg.connect(str(any_database), autocommit=True) as conn:
-            conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-            upto = pg.MIGRATIONS.index(pg.DIRECTORY_SITES_MIGRATION)
-            with conn.transaction():
-                for statement in pg.PREPARE:
-                    conn.execute(statement)
-                for number in range(1, upto + 1):
-                    conn.execute(pg.MIGRATIONS[number - 1])
-                conn.execute(f"INSERT INTO smdrd_schema (version) VALUES ({upto})")
-                conn.execute("INSERT INTO directory_departments (name, position) VALUES ('Sales', 0)")
-                conn.execute("INSERT INTO directory_memberships (department, spec) VALUES ('Sales', '201')")
-    else:
-        from smdrd.store.sqlite import schema as lite
-
-        old = sqlite3.connect(any_database, isolation_level=None)
-        upto = lite.MIGRATIONS.index(lite.DIRECTORY_SITES_MIGRATION)
-        for number in range(1, upto + 1):
-            old.executescript(f"BEGIN;\n{lite.MIGRATIONS[number - 1]}\nPRAGMA user_version = {number};\nCOMMIT;")
-        old.execute("INSERT INTO directory_departments (name, position) VALUES ('Sales', 0)")
-        old.execute("INSERT INTO directory_memberships (department, spec) VALUES ('Sales', '201')")
-        old.close()
+    database_before(any_database, lite.DIRECTORY_SITES_MIGRATION, pg.DIRECTORY_SITES_MIGRATION,
+                    "INSERT INTO directory_departments (name, position) VALUES ('Sales', 0)",
+                    "INSERT INTO directory_memberships (department, spec) VALUES ('Sales', '201')")
     store = open_store(any_database).directory()
     try:
         snap = store.snapshot()

@@ -10,7 +10,7 @@ report), and every method takes and returns plain values or `smdrd.journal` type
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -46,6 +46,7 @@ __all__ = [
     "DirectoryMembership",
     "DirectorySnapshot",
     "DirectoryStore",
+    "ExtensionNames",
     "ExtensionSpec",
     "FeedCall",
     "Filters",
@@ -83,6 +84,7 @@ __all__ = [
     "UserExists",
     "UserStore",
     "cutoffs",
+    "name_at",
     "utc_bounds",
 ]
 
@@ -718,6 +720,46 @@ class Accounts(UserStore, SessionStore, TokenStore, AuditLog, Protocol):
 NAME_SOURCES = ("pbx", "edited")
 
 
+class ExtensionNames(dict[str, str]):
+    """Extension -> display name, as `DirectoryStore.names` reads them from ``(number, name, site)`` rows: a name
+    is per site (``[site] name``; extension 201 of one site and of another are two people), ``''`` being this
+    box's own name and the name of the number at any site that has none (`at`). As a mapping it holds the names
+    to show where no site is known: the site-less name, else the one name every site that names the number
+    agrees on (a number the sites name differently has none)."""
+
+    def __init__(self, rows: Iterable[tuple[str, str, str]] = ()) -> None:
+        super().__init__()
+        #: (site, number) -> the name the site gave the number ('' not among the sites).
+        self.sites: dict[tuple[str, str], str] = {}
+        #: number -> its site-less name.
+        self.plain: dict[str, str] = {}
+        agreed: dict[str, str | None] = {}
+        for number, name, site in rows:
+            if site:
+                self.sites[(site, number)] = name
+                agreed[number] = name if agreed.get(number, name) == name else None
+            else:
+                self.plain[number] = name
+        self.update({n: name for n, name in agreed.items() if name is not None})
+        self.update(self.plain)
+
+    def at(self, site: str, number: str) -> str:
+        """The name of ``number`` at ``site`` (its own, else the site-less one; ``''``: none)."""
+        return (self.sites.get((site, number)) if site else None) or self.plain.get(number, "")
+
+    def of_site(self, site: str) -> dict[str, str]:
+        """Number -> name as `at` gives them at ``site``."""
+        return {**self.plain, **{n: name for (s, n), name in self.sites.items() if s == site}}
+
+
+def name_at(names: Mapping[str, str], site: str | None, number: str) -> str:
+    """The name of ``number`` at ``site`` in ``names`` (`ExtensionNames.at`; a plain mapping's, or ``site``
+    None: the name shown where no site is known)."""
+    if site and isinstance(names, ExtensionNames):
+        return names.at(site, number)
+    return names.get(number, "")
+
+
 class DirectoryConflict(SmdrdError):
     """The directory changed since it was read (another admin, an import): nothing was written; read again."""
 
@@ -730,6 +772,7 @@ class DirectoryExtension:
     name: str = ""  # '' when it has none
     name_source: str = ""  # one of `NAME_SOURCES`, '' when it has no name
     updated_at: int = 0  # UTC seconds of the name's last change
+    site: str = ""  # the site whose name it is ('' this box's, and every site's without one of its own)
 
 
 @dataclass(frozen=True, slots=True)
@@ -768,23 +811,26 @@ class DirectoryStore(Protocol):
     whole new directory first, `smdrd.directory`); it writes each change with its audit entry in one
     transaction, and only over the version it was read at."""
 
-    def names(self, numbers: Iterable[str] | None = None) -> dict[str, str]:
-        """Extension -> display name, for every named extension (or only ``numbers``)."""
+    def names(self, numbers: Iterable[str] | None = None) -> ExtensionNames:
+        """Extension -> display name, for every named extension (or only ``numbers``), each site's own too."""
         ...
 
-    def learn_names(self, names: Iterable[tuple[str, str]], *, at: int) -> int:
-        """Names the PBX gave extensions (``(number, name)``): stored, or replacing an earlier PBX name, never
-        an edited one; how many changed. Not audited (the PBX is not a person)."""
+    def learn_names(self, names: Iterable[tuple[str, str]], *, at: int, site: str = "") -> int:
+        """Names the PBX of ``site`` gave extensions (``(number, name)``; ``''``: this box's, the site-less
+        names): stored, or replacing an earlier PBX name, never an edited one; how many changed. Not audited
+        (the PBX is not a person)."""
         ...
 
     def extensions(self, search: str = "", *, limit: int = 100,
                    offset: int = 0) -> tuple[list[DirectoryExtension], int]:
         """Extensions that are named, in a membership or seen in calls, whose number or name contains
-        ``search`` (any case), in numeric order: a page and how many match in all."""
+        ``search`` (any case), in numeric order: a page and how many match in all; a row per name a site gave
+        the number (its site-less one first), one unnamed row for a number without a name."""
         ...
 
-    def set_name(self, number: str, name: str, *, at: int, actor: Actor) -> tuple[str, str]:
-        """Edit an extension's name (``""``: forget it, so the PBX's may be learnt again): ``(before, after)``."""
+    def set_name(self, number: str, name: str, *, at: int, actor: Actor, site: str = "") -> tuple[str, str]:
+        """Edit an extension's name at ``site`` (``''``: the site-less one; name ``""``: forget it, so the PBX's
+        may be learnt again): ``(before, after)``."""
         ...
 
     def version(self) -> int:
@@ -796,9 +842,10 @@ class DirectoryStore(Protocol):
     def replace(self, departments: Sequence[DirectoryDepartment], memberships: Sequence[DirectoryMembership], *,
                 expected_version: int, at: int, actor: Actor, action: str, target: str,
                 before: dict[str, Any] | None, after: dict[str, Any] | None,
-                renamed: dict[str, str] | None = None, names: Iterable[tuple[str, str]] = ()) -> int:
+                renamed: dict[str, str] | None = None, names: Iterable[tuple[str, ...]] = ()) -> int:
         """Make the departments and memberships these, with their audit entry; ``renamed`` (old -> new) also
-        renames the departments managers are assigned; ``names`` are edited names set alongside. The new
+        renames the departments managers are assigned; ``names`` are edited names set alongside (``(number,
+        name)``, or ``(number, name, site)`` for a site's own). The new
         version. Raises `DirectoryConflict` when the version is no longer ``expected_version``."""
         ...
 

@@ -5,7 +5,8 @@ batch are found (or added) by name; the lines are copied into a staging table an
 NOTHING`` on their identity (site, the line's id in the site's journal, its receipt time), so an entry delivered
 twice is one line; the calls of the lines actually inserted are inserted ``ON CONFLICT DO NOTHING`` on theirs
 (start, site, source, uid) and exactly those added to every rollup, under their site. A call's site is part of
-every key, so two sites' identical lines (extension 201 at both, the same bytes) are two calls.
+every key, so two sites' identical lines (extension 201 at both, the same bytes) are two calls. The names the
+sites' PBXs give extensions in those calls are learnt per site (extension 201 of one site is not of another).
 
 A lost server or a serialization failure raises `Unwritable` (retry the same batch: nothing of it was kept).
 """
@@ -23,9 +24,12 @@ import psycopg
 
 from smdrd.errors import SmdrdError
 from smdrd.journal import ERROR, FLUSHED, MICROS
+from smdrd.parsing import published_names
 from smdrd.store.postgres.connect import AsyncPart, redact
+from smdrd.store.postgres.directory import LEARN_SITE_NAME
 from smdrd.store.postgres.schema import roll_up_sql
 from smdrd.store.postgres.writer import ONE_WRITER, Unwritable
+from smdrd.store.sqlite.directory import name_rows
 from smdrd.store.sqlite.rows import CALL_COLUMNS
 
 __all__ = ["CentralBatch", "CentralWriter", "EntryRefused", "StoredCalls", "call_row_of"]
@@ -165,6 +169,7 @@ class CentralWriter(AsyncPart):
             calls_by: list[StoredCalls] = []
             calls = 0
             new = {(int(site), int(line), int(at)): int(line_id) for line_id, site, line, at in new_lines}
+            learnt: dict[tuple[str, str], str] = {}  # (extension, site) -> the name the site's PBX gave it
             if new_lines:
                 async with cur.copy(f"COPY central_calls_in ({', '.join(_CALL_COLUMNS)}) FROM STDIN") as copy:
                     for e in entries:
@@ -178,12 +183,17 @@ class CentralWriter(AsyncPart):
                             lines_by[(e["site"], e["source"])] = (n + 1, errors + int(e["status"] == ERROR))
                         for c in e["calls"]:
                             await copy.write_row((line_id, site, *call_row_of(c)))
+                        for number, name in published_names(e["calls"]):  # as the site's own writer learns them
+                            learnt[(number, str(e["site"]))] = name
                 await cur.execute(_MOVE_CALLS)
                 names = {i: n for n, i in found.items()}
                 for site, source, direction, cls, currency, legs, first, talk, micros in await cur.fetchall():
                     calls += int(legs)
                     calls_by.append(StoredCalls(names[int(site)], str(source), str(direction), str(cls),
                                                 str(currency), int(first), int(talk), int(micros)))
+                if learnt:  # each site's names, never an edited one (`LEARN_SITE_NAME`)
+                    await cur.executemany(LEARN_SITE_NAME, name_rows(
+                        ((number, name, at) for (number, at), name in sorted(learnt.items())), int(time.time())))
             else:
                 for e in entries:
                     known_by[e["site"]] = known_by.get(e["site"], 0) + 1

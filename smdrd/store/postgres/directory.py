@@ -16,18 +16,22 @@ from smdrd.store.api import (
     DirectoryExtension,
     DirectoryMembership,
     DirectorySnapshot,
+    ExtensionNames,
 )
 from smdrd.store.mapping import clean_name, iso_day
 from smdrd.store.postgres.reports import ReadAdapter
 from smdrd.store.postgres.side import PgSide
 from smdrd.store.sqlite.directory import LEARN_NAME as SQLITE_LEARN_NAME
-from smdrd.store.sqlite.directory import SET_EDITED, replace_rows
+from smdrd.store.sqlite.directory import LEARN_SITE_NAME as SQLITE_LEARN_SITE_NAME
+from smdrd.store.sqlite.directory import SET_SITE_EDITED, name_rows, replace_rows
 
-__all__ = ["LEARN_NAME", "PgDirectory"]
+__all__ = ["LEARN_NAME", "LEARN_SITE_NAME", "PgDirectory"]
 
-#: ``(number, name, at)``: the SQLite store's statements (`smdrd.store.sqlite.directory`) in psycopg's placeholders.
+#: ``(number, name, at)`` and ``(number, name, at, site)``: the SQLite store's statements
+#: (`smdrd.store.sqlite.directory`) in psycopg's placeholders.
 LEARN_NAME = SQLITE_LEARN_NAME.replace("?", "%s")
-_SET_EDITED = SET_EDITED.replace("?", "%s")
+LEARN_SITE_NAME = SQLITE_LEARN_SITE_NAME.replace("?", "%s")
+_SET_SITE_EDITED = SET_SITE_EDITED.replace("?", "%s")
 
 # Extensions the directory knows: named, named exactly by a membership (a range names none), or seen in calls.
 _KNOWN = """
@@ -38,7 +42,7 @@ _KNOWN = """
     )
     SELECT {what} FROM known AS k LEFT JOIN directory_extensions AS e ON e.number = k.number
     WHERE %(needle)s = '' OR strpos(lower(k.number), %(needle)s) > 0
-          OR strpos(lower(coalesce(e.name, '')), %(needle)s) > 0
+          OR strpos(lower(coalesce(e.name, '')), %(needle)s) > 0 OR strpos(lower(coalesce(e.site, '')), %(needle)s) > 0
     """
 
 
@@ -47,18 +51,19 @@ class PgDirectory(PgSide):
 
     # ---- names ----
 
-    def names(self, numbers: Iterable[str] | None = None) -> dict[str, str]:
+    def names(self, numbers: Iterable[str] | None = None) -> ExtensionNames:
         if numbers is None:
-            return dict(self.all("SELECT number, name FROM directory_extensions"))
+            return ExtensionNames(self.all("SELECT number, name, site FROM directory_extensions"))
         wanted = list(dict.fromkeys(numbers))
-        return dict(self.all("SELECT number, name FROM directory_extensions WHERE number = ANY(%s)", (wanted,)))
+        return ExtensionNames(self.all("SELECT number, name, site FROM directory_extensions WHERE number = ANY(%s)",
+                                       (wanted,)))
 
-    def learn_names(self, names: Iterable[tuple[str, str]], *, at: int) -> int:
-        rows = [(number, clean_name(name), at) for number, name in names if number and clean_name(name)]
+    def learn_names(self, names: Iterable[tuple[str, str]], *, at: int, site: str = "") -> int:
+        rows = name_rows(((number, name, site) for number, name in names), at)
         changed = 0
         with self.write() as conn, conn.cursor() as cur:
             for row in rows:
-                cur.execute(LEARN_NAME, row)
+                cur.execute(LEARN_SITE_NAME, row)
                 changed += cur.rowcount
         return changed
 
@@ -68,21 +73,25 @@ class PgDirectory(PgSide):
         total = self.one(_KNOWN.format(what="count(*)"), args)
         rows = self.all(
             _KNOWN.format(what="k.number, coalesce(e.name, ''), coalesce(e.name_source, ''), "
-                               "coalesce(e.updated_at, 0)")
-            + ' ORDER BY k.number ~ \'[^0-9]\' OR k.number = \'\', length(k.number), k.number COLLATE "C" '
-              "LIMIT %(limit)s OFFSET %(offset)s", args)
-        return [DirectoryExtension(r[0], r[1], r[2], int(r[3])) for r in rows], int(total[0]) if total else 0
+                               "coalesce(e.updated_at, 0), coalesce(e.site, '')")
+            + ' ORDER BY k.number ~ \'[^0-9]\' OR k.number = \'\', length(k.number), k.number COLLATE "C", '
+              'e.site COLLATE "C" NULLS FIRST LIMIT %(limit)s OFFSET %(offset)s', args)
+        return ([DirectoryExtension(r[0], r[1], r[2], int(r[3]), r[4]) for r in rows],
+                int(total[0]) if total else 0)
 
-    def set_name(self, number: str, name: str, *, at: int, actor: Actor) -> tuple[str, str]:
+    def set_name(self, number: str, name: str, *, at: int, actor: Actor, site: str = "") -> tuple[str, str]:
         name = clean_name(name)
         with self.write() as conn:
-            row = self.one("SELECT name FROM directory_extensions WHERE number = %s FOR UPDATE", (number,))
+            row = self.one("SELECT name FROM directory_extensions WHERE number = %s AND site = %s FOR UPDATE",
+                           (number, site))
             before = "" if row is None else str(row[0])
             if name:
-                conn.execute(_SET_EDITED, (number, name, at))
+                conn.execute(_SET_SITE_EDITED, (number, name, at, site))
             else:
-                conn.execute("DELETE FROM directory_extensions WHERE number = %s", (number,))
-            self.audit("extension.name", number, at=at, actor=actor, before={"name": before}, after={"name": name})
+                conn.execute("DELETE FROM directory_extensions WHERE number = %s AND site = %s", (number, site))
+            where = {"site": site} if site else {}
+            self.audit("extension.name", number, at=at, actor=actor, before={"name": before, **where},
+                       after={"name": name, **where})
         return before, name
 
     # ---- departments and memberships ----
@@ -108,7 +117,7 @@ class PgDirectory(PgSide):
     def replace(self, departments: Sequence[DirectoryDepartment], memberships: Sequence[DirectoryMembership], *,
                 expected_version: int, at: int, actor: Actor, action: str, target: str,
                 before: dict[str, Any] | None, after: dict[str, Any] | None,
-                renamed: dict[str, str] | None = None, names: Iterable[tuple[str, str]] = ()) -> int:
+                renamed: dict[str, str] | None = None, names: Iterable[tuple[str, ...]] = ()) -> int:
         with self.write() as conn, conn.cursor() as cur:
             # The version row locked first: a second replace waits here, then sees the new version.
             row = self.one("SELECT version FROM directory_version WHERE id = 1 FOR UPDATE")

@@ -309,6 +309,13 @@ ROLLUP_FILLFACTOR_MIGRATION = "\n".join(
     for table in ("rollup_daily", "rollup_hourly", "rollup_monthly", "rollup_monthly_hourly", "rollup_days",
                   "rollup_destinations", "rollup_monthly_destinations"))
 
+#: An extension's name is per site, keyed (number, site), as the SQLite store's `EXTENSION_SITES_MIGRATION`;
+#: every name stored before is the site-less one (``''``).
+EXTENSION_SITES_MIGRATION = (
+    "ALTER TABLE directory_extensions ADD COLUMN site text NOT NULL DEFAULT '';\n"
+    "ALTER TABLE directory_extensions DROP CONSTRAINT directory_extensions_pkey;\n"
+    "ALTER TABLE directory_extensions ADD PRIMARY KEY (number, site)")
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: everything the SQLite store has at its schema version 11, less the people and rights.
     BASE_MIGRATION,
@@ -322,6 +329,8 @@ MIGRATIONS: tuple[str, ...] = (
     DIRECTORY_SITES_MIGRATION,
     # the rollups' pages a third free, so that their upserts update in place (see `ROLLUP_FILLFACTOR_MIGRATION`).
     ROLLUP_FILLFACTOR_MIGRATION,
+    # an extension's name is per site, '' for this box and every site (see `EXTENSION_SITES_MIGRATION`).
+    EXTENSION_SITES_MIGRATION,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -19,31 +19,47 @@ from smdrd.store.api import (
     DirectoryExtension,
     DirectoryMembership,
     DirectorySnapshot,
+    ExtensionNames,
 )
 from smdrd.store.mapping import MAX_NAME_CHARS, clean_name, iso_day
 from smdrd.store.sqlite.reports import ReadConnection
 from smdrd.store.sqlite.side import SideConnection
 
-__all__ = ["LEARN_NAME", "MAX_NAME_CHARS", "SET_EDITED", "SqliteDirectory", "replace_rows"]
+__all__ = ["LEARN_NAME", "LEARN_SITE_NAME", "MAX_NAME_CHARS", "SET_EDITED", "SET_SITE_EDITED", "SqliteDirectory",
+           "name_rows", "replace_rows"]
 
-#: ``(number, name, at)``: a name the PBX gave an extension; replaces only an earlier PBX name that differs.
-LEARN_NAME = (
-    "INSERT INTO directory_extensions (number, name, name_source, updated_at) VALUES (?, ?, 'pbx', ?) "
-    "ON CONFLICT (number) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at "
+#: ``(number, name, at, site)``: a name the PBX of ``site`` gave an extension (``''``: this box's own PBX, the
+#: name for every site that has none of its own); replaces only an earlier PBX name that differs.
+LEARN_SITE_NAME = (
+    "INSERT INTO directory_extensions (number, name, name_source, updated_at, site) VALUES (?, ?, 'pbx', ?, ?) "
+    "ON CONFLICT (number, site) DO UPDATE SET name = excluded.name, updated_at = excluded.updated_at "
     "WHERE directory_extensions.name_source = 'pbx' AND directory_extensions.name <> excluded.name")
 
-#: ``(number, name, at)``: a name a person (or an import) gave an extension: it replaces any other.
-SET_EDITED = (
-    "INSERT INTO directory_extensions (number, name, name_source, updated_at) VALUES (?, ?, 'edited', ?) "
-    "ON CONFLICT (number) DO UPDATE SET name = excluded.name, name_source = 'edited', "
+#: ``(number, name, at)``: `LEARN_SITE_NAME` for this box's own journal writers (the site-less name).
+LEARN_NAME = LEARN_SITE_NAME.replace("?, ?)", "?, '')", 1)
+
+#: ``(number, name, at, site)``: a name a person (or an import) gave an extension: it replaces any other.
+SET_SITE_EDITED = (
+    "INSERT INTO directory_extensions (number, name, name_source, updated_at, site) VALUES (?, ?, 'edited', ?, ?) "
+    "ON CONFLICT (number, site) DO UPDATE SET name = excluded.name, name_source = 'edited', "
     "updated_at = excluded.updated_at")
+
+#: ``(number, name, at)``: `SET_SITE_EDITED` of the site-less name.
+SET_EDITED = SET_SITE_EDITED.replace("?, ?)", "?, '')", 1)
+
+def name_rows(names: Iterable[tuple[str, ...]], at: int) -> list[tuple[str, str, int, str]]:
+    """``(number, name[, site])`` as `LEARN_SITE_NAME` / `SET_SITE_EDITED` rows, the names cleaned, the empty
+    ones left out."""
+    return [(number, name, at, rest[0] if rest else "")
+            for number, given, *rest in names if number and (name := clean_name(given))]
+
 
 _BUMP = "UPDATE directory_version SET version = version + 1 WHERE id = 1"
 
 
 def replace_rows(conn: ReadConnection, departments: Sequence[DirectoryDepartment],
                  memberships: Sequence[DirectoryMembership], *, renamed: dict[str, str],
-                 names: Iterable[tuple[str, str]], at: int) -> None:
+                 names: Iterable[tuple[str, ...]], at: int) -> None:
     """Make the directory's rows these, inside the caller's transaction, in SQL both stores speak (``?``
     placeholders; `smdrd.store.postgres.directory` runs it through its adapter): `DirectoryStore.replace`."""
     conn.execute("DELETE FROM directory_memberships")
@@ -63,9 +79,8 @@ def replace_rows(conn: ReadConnection, departments: Sequence[DirectoryDepartment
                      "(SELECT user_id FROM user_departments WHERE department = ?)", (old, new))
         conn.execute("UPDATE user_departments SET department = ? WHERE department = ?", (new, old))
     conn.executemany(
-        SET_EDITED + " WHERE directory_extensions.name <> excluded.name "
-        "OR directory_extensions.name_source <> 'edited'",
-        [(number, clean_name(name), at) for number, name in names if number and clean_name(name)])
+        SET_SITE_EDITED + " WHERE directory_extensions.name <> excluded.name "
+        "OR directory_extensions.name_source <> 'edited'", name_rows(names, at))
 
 # Extensions the directory knows: named, named exactly by a membership (a range names none), or seen in calls.
 _KNOWN = """
@@ -77,6 +92,7 @@ _KNOWN = """
     )
     SELECT {what} FROM known AS k LEFT JOIN directory_extensions AS e ON e.number = k.number
     WHERE ? = '' OR instr(lower(k.number), ?) > 0 OR instr(lower(coalesce(e.name, '')), ?) > 0
+          OR instr(lower(coalesce(e.site, '')), ?) > 0
     """
 
 
@@ -86,48 +102,51 @@ class SqliteDirectory(SideConnection):
 
     # ---- names ----
 
-    def names(self, numbers: Iterable[str] | None = None) -> dict[str, str]:
+    def names(self, numbers: Iterable[str] | None = None) -> ExtensionNames:
         if numbers is None:
-            return dict(self.conn.execute("SELECT number, name FROM directory_extensions"))
+            return ExtensionNames(self.conn.execute("SELECT number, name, site FROM directory_extensions"))
         wanted = list(dict.fromkeys(numbers))
-        out: dict[str, str] = {}
+        rows: list[tuple[str, str, str]] = []
         for i in range(0, len(wanted), 500):
             chunk = wanted[i:i + 500]
-            out.update(self.conn.execute(
-                f"SELECT number, name FROM directory_extensions WHERE number IN ({', '.join('?' * len(chunk))})",
-                chunk))
-        return out
+            rows += self.conn.execute(
+                "SELECT number, name, site FROM directory_extensions "
+                f"WHERE number IN ({', '.join('?' * len(chunk))})", chunk)
+        return ExtensionNames(rows)
 
-    def learn_names(self, names: Iterable[tuple[str, str]], *, at: int) -> int:
-        rows = [(number, clean_name(name), at) for number, name in names if number and clean_name(name)]
+    def learn_names(self, names: Iterable[tuple[str, str]], *, at: int, site: str = "") -> int:
+        rows = name_rows(((number, name, site) for number, name in names), at)
         with self.write() as conn:
             before = conn.total_changes
-            conn.executemany(LEARN_NAME, rows)
+            conn.executemany(LEARN_SITE_NAME, rows)
             return conn.total_changes - before
 
     def extensions(self, search: str = "", *, limit: int = 100,
                    offset: int = 0) -> tuple[list[DirectoryExtension], int]:
         needle = search.strip().lower()
-        args = (needle, needle, needle)
+        args = (needle, needle, needle, needle)
         total = int(self.conn.execute(_KNOWN.format(what="count(*)"), args).fetchone()[0])
         rows = self.conn.execute(
             _KNOWN.format(what="k.number, coalesce(e.name, ''), coalesce(e.name_source, ''), "
-                               "coalesce(e.updated_at, 0)")
-            + " ORDER BY k.number GLOB '*[^0-9]*' OR k.number = '', length(k.number), k.number LIMIT ? OFFSET ?",
+                               "coalesce(e.updated_at, 0), coalesce(e.site, '')")
+            + " ORDER BY k.number GLOB '*[^0-9]*' OR k.number = '', length(k.number), k.number, e.site "
+              "LIMIT ? OFFSET ?",
             (*args, limit, offset)).fetchall()
-        return [DirectoryExtension(r[0], r[1], r[2], int(r[3])) for r in rows], total
+        return [DirectoryExtension(r[0], r[1], r[2], int(r[3]), r[4]) for r in rows], total
 
-    def set_name(self, number: str, name: str, *, at: int, actor: Actor) -> tuple[str, str]:
+    def set_name(self, number: str, name: str, *, at: int, actor: Actor, site: str = "") -> tuple[str, str]:
         name = clean_name(name)
         with self.write() as conn:
-            row = conn.execute("SELECT name FROM directory_extensions WHERE number = ?", (number,)).fetchone()
+            row = conn.execute("SELECT name FROM directory_extensions WHERE number = ? AND site = ?",
+                               (number, site)).fetchone()
             before = "" if row is None else str(row[0])
             if name:
-                conn.execute(SET_EDITED, (number, name, at))
+                conn.execute(SET_SITE_EDITED, (number, name, at, site))
             else:
-                conn.execute("DELETE FROM directory_extensions WHERE number = ?", (number,))
-            self.audit("extension.name", number, at=at, actor=actor, before={"name": before},
-                       after={"name": name})
+                conn.execute("DELETE FROM directory_extensions WHERE number = ? AND site = ?", (number, site))
+            where = {"site": site} if site else {}
+            self.audit("extension.name", number, at=at, actor=actor, before={"name": before, **where},
+                       after={"name": name, **where})
         return before, name
 
     # ---- departments and memberships ----
@@ -154,7 +173,7 @@ class SqliteDirectory(SideConnection):
     def replace(self, departments: Sequence[DirectoryDepartment], memberships: Sequence[DirectoryMembership], *,
                 expected_version: int, at: int, actor: Actor, action: str, target: str,
                 before: dict[str, Any] | None, after: dict[str, Any] | None,
-                renamed: dict[str, str] | None = None, names: Iterable[tuple[str, str]] = ()) -> int:
+                renamed: dict[str, str] | None = None, names: Iterable[tuple[str, ...]] = ()) -> int:
         with self.write() as conn:
             if self.version() != expected_version:
                 raise DirectoryConflict("the directory was changed by someone else meanwhile; nothing was "

@@ -345,6 +345,25 @@ CALL_TARIFF_MIGRATION = "ALTER TABLE calls ADD COLUMN tariff_version TEXT;"
 #: sites); ``''``, as every membership stored before has, covers every site (`smdrd.reports.departments`).
 DIRECTORY_SITES_MIGRATION = "ALTER TABLE directory_memberships ADD COLUMN site TEXT NOT NULL DEFAULT '';"
 
+#: An extension's name is per site (``[site] name``): extension 201 of one site and of another are two people in a
+#: store of several sites. ``''``, as every name stored before has (and every name a box's own writer learns),
+#: is this box's name, and the name of the number at a site that has none of its own (`smdrd.store.api.ExtensionNames`).
+#: The key is (number, site): a number's names across sites are one range of the index.
+EXTENSION_SITES_MIGRATION = """
+    CREATE TABLE directory_extensions_sited (
+        number      TEXT    NOT NULL,
+        name        TEXT    NOT NULL,
+        name_source TEXT    NOT NULL CHECK (name_source IN ('pbx', 'edited')),
+        updated_at  INTEGER NOT NULL,
+        site        TEXT    NOT NULL DEFAULT '',
+        PRIMARY KEY (number, site)
+    ) WITHOUT ROWID;
+    INSERT INTO directory_extensions_sited (number, name, name_source, updated_at, site)
+        SELECT number, name, name_source, updated_at, '' FROM directory_extensions;
+    DROP TABLE directory_extensions;
+    ALTER TABLE directory_extensions_sited RENAME TO directory_extensions;
+    """
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: the journal of raw lines, and the calls parsed from them.
     """
@@ -569,6 +588,8 @@ MIGRATIONS: tuple[str, ...] = (
     CALL_TARIFF_MIGRATION,
     # a membership may name the site whose extension it is (see `DIRECTORY_SITES_MIGRATION`).
     DIRECTORY_SITES_MIGRATION,
+    # an extension's name is per site, '' for this box and every site (see `EXTENSION_SITES_MIGRATION`).
+    EXTENSION_SITES_MIGRATION,
 )
 
 #: created on its own connection by `smdrd reparse` only: calls it deletes (to rebuild them from the journal)
