@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "directory", help="import or export the directory (departments, memberships, extension names) as CSV",
         description="Move the directory kept in the database ([directory] source = \"database\") in and out as "
-        "CSV with the columns extension, name, department, parent, budget, valid_from, valid_until "
-        "(docs/reports.md).")
+        "CSV with the columns extension, name, department, parent, budget, valid_from, valid_until and, "
+        "optionally, site (docs/reports.md).")
     action = database_actions(p, run)
 
     imp = action("import", "replace the departments and memberships with a CSV's, and set the names it gives")
