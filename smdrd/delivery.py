@@ -62,11 +62,12 @@ def call_shape(settings: Settings) -> CallShape:
     from smdrd.alerts.feature import departments_of
 
     directory, _ = departments_of(settings)
+    site = settings.site.name
 
     def department(extension: str, day: str) -> str | None:
         from smdrd.reports.config import UNASSIGNED
 
-        name = directory.department(extension, day)
+        name = directory.department(extension, day, site)  # at this box's site, as reports resolve its calls
         return None if name == UNASSIGNED else name
 
     return CallShape(settings.site.name, settings.tariff.decimals, settings.site.tz, department)

@@ -69,15 +69,16 @@ class AlertStats:
 
 
 class Departments(Protocol):
-    """Which department an extension is in on a day (`smdrd.reports.departments.Directory` fits)."""
+    """Which department an extension (of the site named ``site``) is in on a day
+    (`smdrd.reports.departments.Directory` fits)."""
 
-    def department(self, extension: str, day: str) -> str: ...
+    def department(self, extension: str, day: str, site: str = "") -> str: ...
 
 
 class NoDepartments:
     """No ``[[departments]]``: every extension is unassigned."""
 
-    def department(self, extension: str, day: str) -> str:
+    def department(self, extension: str, day: str, site: str = "") -> str:
         return UNASSIGNED
 
 
@@ -201,7 +202,8 @@ class AlertEngine:
     def _department(self, extension: str, day: str) -> str | None:
         if not extension:
             return None
-        dept = self.directory.department(extension, day)
+        # At this box's site, as reports resolve its calls: a membership naming another site is not this one's.
+        dept = self.directory.department(extension, day, self.site)
         return None if dept == UNASSIGNED else dept
 
     def _snoozed(self, finding: Finding, snooze: float, ts: float) -> bool:
