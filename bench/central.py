@@ -102,8 +102,23 @@ async def wait_for(condition: Any, within: float, step: float = 0.05) -> bool:
     return True
 
 
+def _server_cpu_seconds(pg: PostgresServer) -> float:
+    """CPU time every process of the PostgreSQL server ``pg`` used so far: the postmaster's children (the
+    collector's backend, the WAL writer, the checkpointer) that are running now."""
+    postmaster = int((pg.data / "postmaster.pid").read_text().split()[0])
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == postmaster:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 async def store_rate(folder: Path, url: str, broker: Broker, sites: int, entries: int, *,
-                     batch: int) -> dict[str, Any]:
+                     batch: int, pg: PostgresServer) -> dict[str, Any]:
     settings = Settings.model_validate({"database": {"url": url}, "mqtt": {"host": broker.host, "port": broker.port},
                                         "central": {"client_id": "bench-central", "batch": batch}})
     # The collector's session first (then stopped): the broker queues everything published after for it.
@@ -145,15 +160,21 @@ async def store_rate(folder: Path, url: str, broker: Broker, sites: int, entries
     await wait_for(lambda: collector.subscription.stats.batches > 0, 60, 0.001)
     began = time.perf_counter()
     first = collector.stats.calls
+    assert broker.process is not None
+    cpu, server_cpu, broker_cpu = time.process_time(), _server_cpu_seconds(pg), _cpu_seconds(broker.process.pid)
     await wait_for(lambda: collector.stats.calls >= total, 1200, 0.01)
     stored = time.perf_counter() - began
+    cpu, server_cpu = time.process_time() - cpu, _server_cpu_seconds(pg) - server_cpu
+    broker_cpu = _cpu_seconds(broker.process.pid) - broker_cpu
     total -= first
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     return {"sites": sites, "batch": batch, "calls": total, "publish_s": round(published, 2),
             "publish_calls_per_s": round(total / published), "store_s": round(stored, 2),
             "store_calls_per_s": round(total / stored), "batches": collector.subscription.stats.batches,
-            "stored": collector.stats.calls, "load_after_store": os.getloadavg()[0]}
+            "stored": collector.stats.calls, "load_after_store": os.getloadavg()[0],
+            "collector_cpu_us_per_call": round(cpu / total * 1e6), "server_cpu_us_per_call":
+            round(server_cpu / total * 1e6), "broker_cpu_us_per_call": round(broker_cpu / total * 1e6)}
 
 
 async def live_sites(folder: Path, address: tuple[str, int], sites: int, rate: float,
@@ -298,12 +319,15 @@ async def main(args: argparse.Namespace) -> None:
                      f"PostgreSQL {alone['server_cpu_us_per_call']} µs, collector "
                      f"{alone['collector_cpu_us_per_call']} µs (load after {alone['load_after']:.2f})")
         rate = await store_rate(folder, url, broker, 1 if args.skip_store else args.sites, args.entries,
-                                batch=args.batch)
+                                batch=args.batch, pg=pg)
         if args.store_only:
             report("central collector", {"alone": alone, "store": rate, "load_before": load_before}, [
                 ("load average before", " ".join(f"{x:.2f}" for x in load_before)), alone_row,
                 ("one collector stores (calls/s)", f"{rate['store_calls_per_s']:,} in {rate['batches']} batches "
-                                                   f"of up to {args.batch} (load after "
+                                                   f"of up to {args.batch}; CPU a call: collector "
+                                                   f"{rate['collector_cpu_us_per_call']} µs, PostgreSQL "
+                                                   f"{rate['server_cpu_us_per_call']} µs, Mosquitto "
+                                                   f"{rate['broker_cpu_us_per_call']} µs (load after "
                                                    f"{rate['load_after_store']:.2f})")])
             return
         live = await latency(folder, url, broker, sites=args.live_sites, rate=args.rate, seconds=args.seconds)
@@ -312,7 +336,10 @@ async def main(args: argparse.Namespace) -> None:
             ("sites publish (calls/s into the broker)", f"{rate['publish_calls_per_s']:,} ({rate['calls']:,} calls "
                                                         f"from {rate['sites']} sites)"),
             ("one collector stores (calls/s)", f"{rate['store_calls_per_s']:,} in {rate['batches']} batches "
-                                               f"of up to {args.batch} (load after "
+                                               f"of up to {args.batch}; CPU a call: collector "
+                                               f"{rate['collector_cpu_us_per_call']} µs, PostgreSQL "
+                                               f"{rate['server_cpu_us_per_call']} µs, Mosquitto "
+                                               f"{rate['broker_cpu_us_per_call']} µs (load after "
                                                f"{rate['load_after_store']:.2f})"),
             (f"latency at {live['sites']} sites x {live['rate_per_site']} calls/s",
              f"p50 {live['p50_ms']} ms, p99 {live['p99_ms']} ms, max {live['max_ms']} ms "

@@ -4,9 +4,10 @@ Sites publish each journal entry at least once (``[mqtt] publish_journal``, `smd
 ``<journal_prefix>/<site>/journal/<source>``; their brokers bridge to a central one, or they connect to it
 directly. The collector holds a persistent session there (`smdrd.mqtt.Subscription`: a fixed client id, QoS 1,
 no clean session), and stores each batch of entries in one transaction (`smdrd.store.postgres.central`); the
-broker's PUBACKs go out only after the commit. So an entry is never acknowledged before it is stored; one
-stored but not acknowledged (a crash, a lost link) comes again, and the store's identities (the site is part of
-each) make the second delivery a no-op.
+broker's PUBACKs go out only after the commit. So an entry is never acknowledged before it is stored; one stored
+but not acknowledged (a crash, a lost link) comes again, and the store's identities (the site is part of each)
+make the second delivery a no-op. The next batch is received and decoded while one is being stored, and stored
+after it: batches are stored and acknowledged one at a time, in the order they came.
 
 What it never does: acknowledge an entry PostgreSQL did not commit, or drop an entry because PostgreSQL is away
 (it retries the same batch, holding its acknowledgements, until PostgreSQL is back). A payload that is not a
@@ -52,6 +53,9 @@ from smdrd.store.postgres.central import CentralBatch, CentralWriter, EntryRefus
 __all__ = ["CentralStats", "Collector", "run_central"]
 
 log = structlog.get_logger("smdrd.central")
+
+#: a delivery decoded: whether it is an alert (else a journal entry), and its fields
+Decoded = tuple[bool, dict[str, Any]]
 
 
 @dataclass(slots=True)
@@ -112,7 +116,7 @@ class Collector:
         try:
             await self._open(writer)
             await self._seed()
-            await self.subscription.run(lambda batch: self._store(writer, batch))
+            await self.subscription.run(lambda batch: self._store(writer, batch), self._decode)
         finally:
             await writer.close()
             if self.http is not None:
@@ -152,19 +156,22 @@ class Collector:
     def _matches_alert_topics(self, topic: str) -> bool:
         return any(topic_matches_sub(f, topic) for f in self.alert_topics)
 
-    async def _store(self, writer: CentralWriter, batch: list[Delivery]) -> None:
+    def _decode(self, d: Delivery) -> Decoded | None:
+        """A delivery as the writer takes it (an alert or not, and its fields), or None (logged, counted) for a
+        payload that is neither: decoded as it arrives, while the batch before it is being stored."""
+        alert = self.is_alert_topic(d.topic)
+        try:
+            return alert, read_alert_message(d.payload) if alert else read_journal_message(d.payload)
+        except (ValueError, TypeError, KeyError) as exc:
+            self.stats.rejected += 1
+            log.error("central.bad_alert" if alert else "central.bad_entry", topic=d.topic, error=str(exc),
+                      payload=d.payload[:200])
+            return None
+
+    async def _store(self, writer: CentralWriter, batch: list[Decoded | None]) -> None:
         """Store ``batch`` (retrying until PostgreSQL takes it); the subscription acknowledges it after."""
-        entries: list[dict[str, Any]] = []
-        alerts: list[dict[str, Any]] = []
-        for d in batch:
-            alert = self.is_alert_topic(d.topic)
-            try:
-                (alerts if alert else entries).append(
-                    read_alert_message(d.payload) if alert else read_journal_message(d.payload))
-            except (ValueError, TypeError, KeyError) as exc:
-                self.stats.rejected += 1
-                log.error("central.bad_alert" if alert else "central.bad_entry", topic=d.topic, error=str(exc),
-                          payload=d.payload[:200])
+        entries = [fields for alert, fields in filter(None, batch) if not alert]
+        alerts = [fields for alert, fields in filter(None, batch) if alert]
         if not entries and not alerts:
             return
         try:
