@@ -146,6 +146,8 @@ def principal_of(request: web.Request) -> Principal | None:
 Authenticator = Callable[[web.Request], Awaitable[Principal | None]]
 
 AioHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: renders an error for a person (``request``, status, what to say): the console's page, for a browser.
+ErrorPage = Callable[[web.Request, int, str], web.StreamResponse]
 
 
 _H = TypeVar("_H", bound=Callable[..., Awaitable[web.StreamResponse]])
@@ -273,6 +275,8 @@ class HttpServer:
         self.authenticator: Authenticator = self._token_principal
         #: where a browser that is not signed in is sent for a page (set by the console), else it gets 401.
         self.login_path: str | None = None
+        #: how a browser is shown "no such page" and "not for your role" (set by the console), else plain text.
+        self.error_page: ErrorPage | None = None
         self.app = web.Application(middlewares=[self._guard], client_max_size=MAX_BODY)
         self.app.on_response_prepare.append(_add_security_headers)
         #: connections refused because ``max_connections`` were open, since start.
@@ -398,8 +402,16 @@ class HttpServer:
         self._served.add(request.protocol)  # a complete head: the keep-alive timeout applies from here
         if self.proxies:
             request = self._behind_proxy(request)
-        if request.match_info.http_exception is not None:
-            return await handler(request)  # 404 or 405: nothing to authorise
+        missing = request.match_info.http_exception
+        if missing is not None:  # 404 or 405: nothing to authorise
+            if self._for_a_person(request):
+                principal = await self.authenticator(request)  # the page's menu is the person's own
+                if principal is not None:
+                    request[PRINCIPAL] = principal
+                what = "There is no such page." if missing.status == 404 else "This page does not take that."
+                assert self.error_page is not None
+                return self.error_page(request, missing.status, what)
+            return await handler(request)
         roles: frozenset[str] | None = getattr(request.match_info.handler, _ROLES_ATTR, None)
         if roles is None:
             log.error("http.route_without_roles", path=request.path,
@@ -415,6 +427,9 @@ class HttpServer:
                 if principal.role not in roles:
                     if principal.via == "open":  # no users yet: the sign-in page says how to make one
                         return self._unauthenticated(request)
+                    if self._for_a_person(request):
+                        assert self.error_page is not None
+                        return self.error_page(request, 403, f"Your role ({principal.role}) may not use this page.")
                     return web.Response(status=403, text="forbidden: your role may not use this page\n")
             # A public route that takes a form (the sign-in) checks its own token: there is no session yet.
             streams = getattr(request.match_info.handler, _STREAMS_ATTR, False)  # checks it in the stream itself
@@ -466,6 +481,11 @@ class HttpServer:
         if client == peer and scheme == request.scheme:
             return request
         return request.clone(remote=client, scheme=scheme)
+
+    def _for_a_person(self, request: web.Request) -> bool:
+        """A browser asking for a page (not a script, not a form's post), with a console to show it one."""
+        return (self.error_page is not None and request.method in ("GET", "HEAD")
+                and "text/html" in request.headers.get("Accept", ""))
 
     def _unauthenticated(self, request: web.Request) -> web.StreamResponse:
         if (self.login_path is not None and request.method in ("GET", "HEAD")

@@ -309,3 +309,29 @@ async def test_expired_sessions_leave_the_database(site: Site) -> None:
         assert accounts.session(digest("an expired session"), at=0) is None, "pruned when the daemon started"
     finally:
         accounts.close()
+
+
+async def test_a_person_who_asks_for_a_missing_or_forbidden_page_gets_the_consoles_page(
+        site: Site, browser: aiohttp.ClientSession) -> None:
+    """A browser (Accept: text/html) gets the console's own page, with its menu and a way on, under the status a
+    script gets in plain text: 404 for no such page, 403 for a page not of the role; /directory leads to the
+    directory's extensions."""
+    html = {"Accept": "text/html,application/xhtml+xml"}
+    async with browser.get(f"{site.base}/no-such-page", headers=html) as r:
+        page = await r.text()
+        assert r.status == 404 and r.content_type == "text/html"
+        assert "There is no such page." in page and 'href="/login"' in page and 'href="/users"' not in page
+    async with browser.get(f"{site.base}/no-such-page") as r:  # a script
+        assert r.status == 404 and r.content_type == "text/plain"
+    assert (await sign_in(site, browser, "victor")).status == 303
+    async with browser.get(f"{site.base}/users", headers=html) as r:
+        page = await r.text()
+        assert r.status == 403 and "Your role (viewer) may not use this page." in page
+        assert 'href="/reports"' in page and 'href="/users"' not in page  # the viewer's own menu
+    async with browser.get(f"{site.base}/users") as r:
+        assert r.status == 403 and r.content_type == "text/plain"
+    async with browser.get(f"{site.base}/nothing/<script>alert(1)</script>", headers=html) as r:
+        page = await r.text()
+        assert r.status == 404 and "<script>alert" not in page and 'href="/"' in page
+    async with browser.get(f"{site.base}/directory", headers=html, allow_redirects=False) as r:
+        assert r.status == 303 and r.headers["Location"] == "/directory/extensions"

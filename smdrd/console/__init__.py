@@ -126,6 +126,10 @@ class _Form:
         return self.fields.get(name, "")[:limit]
 
 
+#: the heading of `Console.error_page` by status.
+_ERROR_TITLES = {403: "Not for your role", 404: "Not found", 405: "Not found"}
+
+
 class Console:
     """The console of one daemon: its store connection (on its own thread), templates and sign-in throttle."""
 
@@ -266,6 +270,8 @@ class Console:
         router.add_get("/audit", self.audit_page)
         router.add_get("/console/static/console.css", self.css)
         self.server.login_path = "/login"
+        self.server.error_page = self.error_page
+        router.add_get("/directory", self.directory)
         from smdrd.console import overview
 
         overview.register(self)  # "/": the overview
@@ -293,6 +299,17 @@ class Console:
         from smdrd.console import reports
 
         reports.register(self)  # /reports: every report kind, rendered here
+
+    def error_page(self, request: web.Request, status: int, what: str) -> web.StreamResponse:
+        """A page for a person who asked for one that does not exist or is not for their role: the console's
+        own layout and menu, a way on, and the status a script would get."""
+        return self.render(request, "error.html", status=status, title=_ERROR_TITLES.get(status, "Error"),
+                           what=what)
+
+    @public
+    async def directory(self, request: web.Request) -> web.StreamResponse:
+        """``/directory``: the menu's Directory is its extensions page."""
+        raise web.HTTPSeeOther("/directory/extensions")
 
     @public
     async def css(self, request: web.Request) -> web.StreamResponse:
