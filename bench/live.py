@@ -9,7 +9,7 @@ process; ``--modes`` also runs each rate with them on the event loop, ``parse_in
 commit listener that records, for every line, the time from the sender's write to its commit. Reported per
 rate: lines sent, lines journalled, lines lost (must be 0), the rate sustained (lines committed per second from
 the first send to the last commit: it keeps up when this equals the offered rate), latency median and p99, the
-CPU share of the daemon's process and of its worker, and peak memory.
+CPU share of the daemon's process and of its worker, the CPU time each spent a line, and peak memory.
 
 Targets (issue 12, point 6): p99 under 100 ms at 1,000 lines/s; 20,000 lines/s sustained with nothing lost.
 """
@@ -126,6 +126,9 @@ async def run_rate(rate: float, seconds: float, work: Path, worker: bool = False
         "sustained_lines_per_second": round(sustained),
         "cpu_share": round(((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / wall, 3),
         "worker_cpu_share": round(worker_cpu / wall, 3),
+        # CPU a line (process CPU time over lines journalled): comparable across loads, unlike the shares.
+        "cpu_us_per_line": round(((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) * 1e6 / max(stored, 1), 1),
+        "worker_cpu_us_per_line": round(worker_cpu * 1e6 / max(stored, 1), 1),
     }
 
 
@@ -151,7 +154,8 @@ async def main_async(rates: list[float], seconds: float, modes: list[str]) -> No
     rows = [(f"{r['mode']:>6} {int(r['rate']):>6} lines/s",
              f"sent {int(r['sent']):>7,}  lost {int(r['lost'])}  sustained {int(r['sustained_lines_per_second']):>6,}"
              f" lines/s  latency median {r['latency_median_ms']} ms, p99 {r['latency_p99_ms']} ms  "
-             f"CPU loop {r['cpu_share']:.0%} worker {r['worker_cpu_share']:.0%}") for r in results]
+             f"CPU loop {r['cpu_share']:.0%} worker {r['worker_cpu_share']:.0%}, a line: loop "
+             f"{r['cpu_us_per_line']:.0f} µs, worker {r['worker_cpu_us_per_line']:.0f} µs") for r in results]
     rows.append(("peak memory", f"{peak_mb:.0f} MB (the daemon's process, all rates)"))
     report("live", {"runs": results, "peak_memory_mb": round(peak_mb, 1), "target_p99_ms_at_1000": 100,
                     "target_sustained_lines_per_second": 20_000}, rows)

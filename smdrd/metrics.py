@@ -261,6 +261,11 @@ class Metrics:
         dest_cost: dict[tuple[str, str, str, str], int] = {}
         durations: list[tuple[str, int]] = []
         department_of = self.department_of
+        # The calls of a batch share a few extensions and start objects (a parser converts each distinct stamp
+        # once): their day and department chain are looked up once a batch.
+        depts_of: dict[tuple[str, str], tuple[str, ...]] = {}
+        day_start: object = None
+        day = ""
         received_at: int | None = None
         same = 0
         for entry in entries:
@@ -279,7 +284,7 @@ class Metrics:
                 continue  # a re-sent line: its calls were counted when they were first committed
             for call in entry.calls:
                 record, rating = call.record, call.rating
-                direction = record.direction.value
+                direction = record.direction._value_
                 if direction not in _KNOWN_DIRECTIONS:
                     direction = UNKNOWN  # bounded, whatever a future parser writes
                 cls = rating.call_class if rating is not None else None
@@ -290,7 +295,13 @@ class Metrics:
                 acc[0] += first_leg
                 acc[1] += talk
                 # the membership day is the call's date in the PBX's own time, as stored and reported
-                depts = department_of(record.extension or None, record.start.date().isoformat())
+                start = record.start
+                if start is not day_start:
+                    day_start, day = start, start.date().isoformat()
+                ext_day = (record.extension, day)
+                depts = depts_of.get(ext_day)
+                if depts is None:
+                    depts = depts_of[ext_day] = department_of(record.extension or None, day)
                 for dept in depts:
                     dacc = dept_calls.setdefault((entry.source, dept, direction, call_class), [0, 0])
                     dacc[0] += first_leg

@@ -7,13 +7,16 @@ import map them to rows here, with the statements that insert them.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
+from json.encoder import encode_basestring
 
+from smdrd.frozen import constructor
 from smdrd.journal import MICROS, Alert, JournalEntry, RatedCall
 
 __all__ = ["CALL_COLUMNS", "INSERT_CALL", "INSERT_LINE", "LAST_IDS", "OUTBOX_INSERT", "CallRow", "PreparedEntry",
-           "alert_row", "call_row", "line_row", "prepare"]
+           "alert_row", "call_row", "encode_extra", "line_row", "prepare", "unprepared"]
 
 #: a ``calls`` row without its ``line_id`` (the writer adds it), in `CALL_COLUMNS` order.
 CallRow = tuple[object, ...]
@@ -39,6 +42,44 @@ OUTBOX_INSERT = ("INSERT OR IGNORE INTO alert_outbox (alert_id, rule, severity, 
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
+def encode_extra(extra: Mapping[str, object]) -> str:
+    """``extra`` as stored (compact JSON, UTF-8 kept): the same text as `json.dumps` with those options, built
+    directly when every key and value is a string (what parsers give: vendor fields as strings), which costs a
+    fraction of the encoder's set-up on each call."""
+    if not extra:
+        return "{}"
+    parts = []
+    for key, value in extra.items():
+        if type(key) is not str or type(value) is not str:
+            return _encode_json(dict(extra))
+        parts.append(f"{encode_basestring(key)}:{encode_basestring(value)}")
+    return "{" + ",".join(parts) + "}"
+
+
+class _StartCache:
+    """The last start time mapped, with its ``(isoformat, UTC seconds)``: the calls of one flood share their start
+    objects (a parser converts each distinct stamp once, and pickling keeps the sharing), so most calls reuse the
+    text. Keyed by identity (equal aware times may differ in their offset, so equality would not do); holding the
+    object keeps its identity from being reused. One attribute, replaced whole: safe across threads."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last: tuple[datetime | None, str, int] = (None, "", 0)
+
+    def of(self, start: datetime) -> tuple[str, int]:
+        last = self.last
+        if last[0] is start:
+            return last[1], last[2]
+        utc = int(start.timestamp()) if start.tzinfo else int(start.replace(tzinfo=UTC).timestamp())
+        iso = start.isoformat()
+        self.last = (start, iso, utc)
+        return iso, utc
+
+
+_starts = _StartCache()
+
+
 def line_row(line_id: int, e: JournalEntry) -> tuple[object, ...]:
     """The ``lines`` row of ``e``, in `INSERT_LINE` order."""
     return (line_id, e.source, e.peer, e.received_at, e.format, e.raw, e.status, e.error)
@@ -47,8 +88,7 @@ def line_row(line_id: int, e: JournalEntry) -> tuple[object, ...]:
 def call_row(call: RatedCall, source: str) -> CallRow:
     """The ``calls`` row of ``call`` from ``source`` (without ``line_id``), in `CALL_COLUMNS` order."""
     record = call.record
-    start = record.start
-    start_utc = int(start.timestamp()) if start.tzinfo else int(start.replace(tzinfo=UTC).timestamp())
+    start_iso, start_utc = _starts.of(record.start)
     rating = call.rating
     if rating is None:
         rated: tuple[object, ...] = (None, None, None, None, None, None, "", None)
@@ -56,11 +96,10 @@ def call_row(call: RatedCall, source: str) -> CallRow:
         rated = (rating.e164, rating.call_class, rating.rule, rating.prefix, int(rating.cost * MICROS),
                  rating.currency, rating.region, getattr(rating, "tariff_version", "") or None)
     return (
-        call.uid, source, record.format, record.key(), record.leg, start.isoformat(), start_utc,
-        record.duration, record.ring, record.direction.value, record.extension, record.number, record.trunk,
+        call.uid, source, record.format, record.call_key or record.key(), record.leg, start_iso, start_utc,
+        record.duration, record.ring, record.direction._value_, record.extension, record.number, record.trunk,
         record.account, record.auth_code, record.call_id, int(record.answered), record.transfer,
-        _encode_json(dict(record.extra)) if record.extra else "{}",
-        *rated,
+        encode_extra(record.extra), *rated,
     )
 
 
@@ -90,6 +129,15 @@ class PreparedEntry:
             return self.call_rows
         source = self.entry.source
         return tuple(call_row(c, source) for c in self.entry.calls)
+
+
+def unprepared(entry: JournalEntry) -> PreparedEntry:
+    """``entry`` queued as it is, its rows made at commit (the live path: `JournalWriter.submit`); positional,
+    without the frozen ``__init__`` (`smdrd.frozen`): the writer wraps every line it is given."""
+    return _prepared(entry, None)
+
+
+_prepared = constructor(PreparedEntry, "_prepared")
 
 
 def prepare(entry: JournalEntry, *, keep_calls: bool = True) -> PreparedEntry:

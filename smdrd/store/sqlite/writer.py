@@ -40,6 +40,7 @@ from smdrd.store.sqlite.rows import (
     PreparedEntry,
     alert_row,
     line_row,
+    unprepared,
 )
 from smdrd.store.sqlite.schema import LOCAL_SITE, PRAGMAS, SCHEMA_VERSION, migrate, name_local_site
 
@@ -163,7 +164,7 @@ class JournalWriter:
 
     def submit(self, entry: JournalEntry | PreparedEntry) -> None:
         """Queue ``entry`` for the next commit. Never blocks; see `wait_capacity` for backpressure."""
-        prepared = entry if isinstance(entry, PreparedEntry) else PreparedEntry(entry)
+        prepared = entry if type(entry) is PreparedEntry else unprepared(entry)  # type: ignore[arg-type]
         entry = prepared.entry
         self._pending.append((time.monotonic(), prepared))
         self._idle.clear()
