@@ -15,8 +15,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         description="Subscribe at [mqtt]'s broker to every site's journal entries (<journal_prefix>/+/journal/+, "
         "QoS 1, a persistent session named [central] client_id) and store them into [database] url "
         "(PostgreSQL), each entry once: a re-delivered entry adds nothing, and a call's site is part of its "
-        "identity. An entry is acknowledged to the broker only after PostgreSQL committed it. "
-        "Reports over the central store take --site. See docs/scaling.md.")
+        "identity. An entry is acknowledged to the broker only after PostgreSQL committed it. The sites' alerts "
+        "([central] alert_topics) are kept once each in the central alerts inbox; with an [http] section it "
+        "serves /metrics and /healthz. Reports over the central store take --site. See docs/central.md.")
     add_config_argument(p)
     p.set_defaults(func=run)
 
