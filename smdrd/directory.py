@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
@@ -34,6 +34,7 @@ from smdrd.store.api import (
     DirectoryMembership,
     DirectorySnapshot,
     DirectoryStore,
+    ExtensionNames,
 )
 
 if TYPE_CHECKING:
@@ -194,7 +195,8 @@ class Change:
     before: dict[str, Any] | None
     after: dict[str, Any] | None
     renamed: dict[str, str] = field(default_factory=dict)
-    names: tuple[tuple[str, str], ...] = ()
+    #: edited names set alongside: ``(number, name, site)``, ``''`` the site-less name.
+    names: tuple[tuple[str, str, str], ...] = ()
 
     def check(self) -> None:
         """Raises `DirectoryError` when the departments contradict each other (the configuration's rules)."""
@@ -362,7 +364,7 @@ def move_extension(snapshot: DirectorySnapshot, extension: str, department: str,
 
 
 def replace_all(snapshot: DirectorySnapshot, departments: Sequence[DirectoryDepartment],
-                memberships: Sequence[DirectoryMembership], names: Sequence[tuple[str, str]], *,
+                memberships: Sequence[DirectoryMembership], names: Sequence[tuple[str, str, str]], *,
                 source: str) -> Change:
     """The whole directory replaced (an import from ``source``). The audit entry keeps what went (before) and
     what came (after): departments and memberships removed and added, and the names set, each list capped at
@@ -375,7 +377,8 @@ def replace_all(snapshot: DirectorySnapshot, departments: Sequence[DirectoryDepa
               "memberships": _capped([v for k, v in old_m.items() if k not in new_m])}
     after = {"departments": _capped([v for k, v in new_d.items() if k not in old_d]),
              "memberships": _capped([v for k, v in new_m.items() if k not in old_m]),
-             "names": _capped([{"extension": e, "name": n} for e, n in names])}
+             "names": _capped([{"extension": e, "name": n, **({"site": site} if site else {})}
+                               for e, n, site in names])}
     return Change(tuple(departments), tuple(memberships), "directory.import", source, before, after,
                   names=tuple(names))
 
@@ -394,27 +397,28 @@ def _capped(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 # ---- CSV ----
 
-def export_csv(snapshot: DirectorySnapshot, names: dict[str, str]) -> Iterator[str]:
-    """The directory as CSV lines (`CSV_COLUMNS`, through `smdrd.csvsafe`; ``site`` only when a membership names
-    one): a row per department (its parent and budget), a row per membership (with the extension's name), then
-    the named extensions that are in no membership."""
+def export_csv(snapshot: DirectorySnapshot, names: Mapping[str, str]) -> Iterator[str]:
+    """The directory as CSV lines (`CSV_COLUMNS`, through `smdrd.csvsafe`; ``site`` only when a membership or a
+    name names one): a row per department (its parent and budget), a row per membership (with the extension's
+    name at the membership's site, `ExtensionNames`), then the names on no membership's row, each with its site."""
     from smdrd.csvsafe import csv_text
 
-    # The site column only when a membership names a site: a box's export is what it always was.
-    width = len(CSV_COLUMNS) if any(m.site for m in snapshot.memberships) else len(CSV_COLUMNS) - 1
+    # Every name by (number, site): a plain mapping's are site-less.
+    by_site = ({(n, ""): name for n, name in names.plain.items()}
+               | {(n, site): name for (site, n), name in names.sites.items()}
+               if isinstance(names, ExtensionNames) else {(n, ""): name for n, name in names.items()})
+    # The site column only when a membership or a name names a site: a box's export is what it always was.
+    sited = any(m.site for m in snapshot.memberships) or any(site for _, site in by_site)
+    width = len(CSV_COLUMNS) if sited else len(CSV_COLUMNS) - 1
     yield csv_text([CSV_COLUMNS[:width]])
     for d in snapshot.departments:
         yield csv_text([("", "", d.name, d.parent, d.budget, "", "", "")[:width]])
-    seen: set[str] = set()
     for m in snapshot.memberships:
-        # An extension's name is the name of that number at every site: written once, on a row of no site.
-        named = not m.site and m.spec not in seen
-        if not m.site:
-            seen.add(m.spec)
-        yield csv_text([(m.spec, names.get(m.spec, "") if named else "", m.department, "", "", m.valid_from,
-                         m.valid_until, m.site)[:width]])
-    for number in sorted(set(names) - seen, key=extension_sort_key):
-        yield csv_text([(number, names[number], "", "", "", "", "", "")[:width]])
+        # A name is written once, on the first row of its number and site.
+        name = by_site.pop((m.spec, m.site), "")
+        yield csv_text([(m.spec, name, m.department, "", "", m.valid_from, m.valid_until, m.site)[:width]])
+    for (number, site), name in sorted(by_site.items(), key=lambda kv: (extension_sort_key(kv[0][0]), kv[0][1])):
+        yield csv_text([(number, name, "", "", "", "", "", site)[:width]])
 
 
 @dataclass(slots=True)
@@ -422,12 +426,13 @@ class _Parsed:
     departments: dict[str, DirectoryDepartment] = field(default_factory=dict)
     set_at: dict[tuple[str, str], int] = field(default_factory=dict)  # (department, column) -> line
     memberships: list[DirectoryMembership] = field(default_factory=list)
-    names: dict[str, str] = field(default_factory=dict)
+    names: dict[tuple[str, str], str] = field(default_factory=dict)  # (extension, site) -> name
 
 
 def read_csv(lines: Iterable[str], source: str, *, max_rows: int = 100_000) -> tuple[
-        list[DirectoryDepartment], list[DirectoryMembership], list[tuple[str, str]]]:
-    """Departments, memberships and names from a CSV in `CSV_COLUMNS` (the header names its columns, in any
+        list[DirectoryDepartment], list[DirectoryMembership], list[tuple[str, str, str]]]:
+    """Departments, memberships and names (``(extension, name, site)``: a row's name is the name of its extension
+    at its site, ``''`` the site-less one) from a CSV in `CSV_COLUMNS` (the header names its columns, in any
     order; ``extension`` and ``department`` are required, the others optional).
 
     Raises:
@@ -463,7 +468,7 @@ def read_csv(lines: Iterable[str], source: str, *, max_rows: int = 100_000) -> t
     for m in p.memberships:
         if m.department not in p.departments:
             p.departments[m.department] = DirectoryDepartment(m.department)
-    return list(p.departments.values()), p.memberships, list(p.names.items())
+    return list(p.departments.values()), p.memberships, [(e, name, site) for (e, site), name in p.names.items()]
 
 
 def _read_row(p: _Parsed, cells: dict[str, str], columns: list[str], where: str) -> None:
@@ -506,14 +511,17 @@ def _read_row(p: _Parsed, cells: dict[str, str], columns: list[str], where: str)
             dep = changed
             p.set_at[(department, column)] = int(where.rsplit(" ", 1)[1])
         p.departments[department] = dep
-    elif get("parent") or get("budget") or get("valid_from") or get("valid_until") or get("site"):
+    elif get("parent") or get("budget") or get("valid_from") or get("valid_until") or (get("site") and not name):
         raise DirectoryError(at("department"), "parent, budget, dates and site need a department")
     if name:
         if not extension:
             raise DirectoryError(at("extension"), "a name needs its extension")
         if "-" in extension and extension.replace("-", "").isdigit():
             raise DirectoryError(at("name"), "a range of extensions cannot have one name")
-        p.names[extension] = name
+        try:
+            p.names[(extension, site_name(get("site")))] = name
+        except DirectoryError as exc:
+            raise DirectoryError(at("site"), exc.message) from None
     if extension and department:
         days: list[date | None] = []
         for column in ("valid_from", "valid_until"):

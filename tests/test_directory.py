@@ -59,7 +59,7 @@ def test_csv_gives_departments_memberships_and_names() -> None:
     departments, memberships, names = read_csv(CSV.splitlines(keepends=True), "d.csv")
     assert [(d.name, d.parent, d.budget) for d in departments] == [
         ("Company", None, Decimal(1000)), ("Sales", "Company", Decimal("250.50")), ("Support", "Company", None)]
-    assert names == [("301", "Bob Jones"), ("205", "Alice Smith")]
+    assert names == [("301", "Bob Jones", ""), ("205", "Alice Smith", "")]
     d = lookup(DirectorySnapshot(tuple(departments), tuple(memberships), 1))
     assert d.department("205", "2026-03-14") == "Sales"  # the range, before the move
     assert d.department("205", "2026-03-15") == "Support"  # moved on the 15th

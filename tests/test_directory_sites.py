@@ -24,7 +24,14 @@ from smdrd.record import CallRecord, Direction
 from smdrd.reports.departments import UNASSIGNED, Directory
 from smdrd.reports.queries import DIRECTIONS, Context, Query, Report, every_row, run_report
 from smdrd.store import is_url, open_store
-from smdrd.store.api import Actor, DirectoryDepartment, DirectoryMembership, DirectorySnapshot, FeedCall
+from smdrd.store.api import (
+    Actor,
+    DirectoryDepartment,
+    DirectoryMembership,
+    DirectorySnapshot,
+    ExtensionNames,
+    FeedCall,
+)
 from smdrd.store.postgres.central import CentralWriter
 from smdrd.testing import PostgresServer, database_before, write_entries
 
@@ -97,10 +104,12 @@ def test_the_csv_has_a_site_column_only_when_a_membership_names_one_and_old_file
                                      "201,Anna,Sales,,north", "201,,Support,,south", "202,Bob,Ops,,"], "d.csv")
     assert [(m.spec, m.department, m.site) for m in members] == [
         ("201", "Sales", "north"), ("201", "Support", "south"), ("202", "Ops", "")]
+    # A row's name is the name of its extension at its site.
+    assert names == [("201", "Anna", "north"), ("202", "Bob", "")]
     snap = DirectorySnapshot(tuple(deps), tuple(members), 1)
-    lines = "".join(export_csv(snap, dict(names))).splitlines()
+    lines = "".join(export_csv(snap, ExtensionNames(names))).splitlines()
     assert lines[0] == "extension,name,department,parent,budget,valid_from,valid_until,site"
-    assert read_csv(lines, "again.csv")[1] == members
+    assert read_csv(lines, "again.csv")[1:] == (members, names)
     old = ["extension,name,department", "201,Anna,Sales"]
     deps, members, _ = read_csv(old, "old.csv")
     assert members == [DirectoryMembership("Sales", "201")]

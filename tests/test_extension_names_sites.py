@@ -6,7 +6,7 @@ a box learns its names without a site, as it always did; a database from before 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -14,10 +14,13 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 
+from smdrd.directory import export_csv, read_csv
 from smdrd.journal import PARSED, JournalEntry, RatedCall
 from smdrd.mqtt_payloads import encode, journal_message, read_journal_message
 from smdrd.rating.tariff import Rating
 from smdrd.record import CallRecord, Direction
+from smdrd.reports.departments import Directory
+from smdrd.reports.queries import DIRECTIONS, Context, Query, every_row, run_report
 from smdrd.store import open_store
 from smdrd.store.api import Actor, ExtensionNames, name_at
 from smdrd.store.postgres import schema as pg
@@ -158,3 +161,41 @@ async def test_a_database_from_before_site_names_keeps_its_names(any_database: P
         assert names.at("north", "201") == "Ann North"
     finally:
         store.close()
+
+
+async def test_reports_and_the_directory_csv_show_each_calls_site_name(central_url: str, tmp_path: Path) -> None:
+    await central(central_url, tmp_path)
+    ctx = Context(Directory.from_config([]), TZ, "GBP", 2)
+    store = open_store(central_url)
+    directory = store.directory()
+    reader = store.reports()
+    try:
+        names = directory.names()
+        march = (date(2026, 3, 1), date(2026, 3, 31))
+        calls = run_report(reader, Query("calls", *march, directions=DIRECTIONS, page_size=0), ctx, names)
+        # Each site's two calls of 201, each named as its site names it.
+        assert len(calls.rows) == 9
+        assert sorted(r["name"] for r in calls.rows if r["extension"] == "201") == sorted([*SITES.values()] * 2)
+        every = every_row(reader, Query("calls", *march, directions=DIRECTIONS), ctx, names)
+        listed = [r for s in every.sections or () for r in s.rows]
+        assert sorted({r["name"] for r in listed if r["extension"] == "201"}) == sorted(SITES.values())
+        # Per extension, where no site is known: 202 named alike everywhere, 201 (named three ways) not.
+        extensions = run_report(reader, Query("extensions", *march, directions=DIRECTIONS), ctx, names)
+        assert {r["extension"]: r["name"] for r in extensions.rows} == {"201": "", "202": "Zoe Same"}
+        # One site's report names that site's extensions.
+        for site, name in SITES.items():
+            one = run_report(reader, Query("extensions", *march, directions=DIRECTIONS, sites=(site,)), ctx, names)
+            assert {r["extension"]: r["name"] for r in one.rows} == {"201": name, "202": "Zoe Same"}
+            details = every_row(reader, Query("extension-details", *march, directions=DIRECTIONS, sites=(site,)),
+                                ctx, names)
+            assert [s.key["name"] for s in details.sections or ()] == [name, "Zoe Same"]
+        # The directory's CSV: each site's name on a row of its site, read back the same.
+        lines = "".join(export_csv(directory.snapshot(), names)).splitlines()
+        assert lines[0].endswith(",site")
+        assert set(lines[1:]) == {f"201,{n},,,,,,{s}" for s, n in SITES.items()} | {
+            f"202,Zoe Same,,,,,,{s}" for s in SITES}
+        assert sorted(read_csv(lines, "again.csv")[2]) == sorted(
+            [("201", n, s) for s, n in SITES.items()] + [("202", "Zoe Same", s) for s in SITES])
+    finally:
+        reader.close()
+        directory.close()

@@ -67,7 +67,7 @@ def _import(args: argparse.Namespace, settings: Settings, store: DirectoryStore)
     if args.from_config:
         source = "[[departments]]"
         departments, memberships = from_config(settings.departments)
-        names: list[tuple[str, str]] = []
+        names: list[tuple[str, str, str]] = []
     else:
         source = "<stdin>" if args.file == "-" else args.file
         try:

@@ -285,7 +285,7 @@ def demo_directory(database: Path) -> bool:
         departments += [DirectoryDepartment(name, "Company", Decimal(DEMO_BUDGETS[name])) for name, _, _ in DEPARTMENTS]
         memberships = [DirectoryMembership(name, f"{lo}-{hi}") for name, lo, hi in DEPARTMENTS]
         extensions = [str(n) for _, lo, hi in DEPARTMENTS for n in range(lo, hi + 1)]
-        names = [(ext, DEMO_NAMES[i % len(DEMO_NAMES)]) for i, ext in enumerate(extensions)]
+        names = [(ext, DEMO_NAMES[i % len(DEMO_NAMES)], "") for i, ext in enumerate(extensions)]
         replace_all(snapshot, departments, memberships, names, source="smdrd demo").write(
             store, snapshot, at=int(time.time()), actor=Actor("smdrd demo"))
         return True

@@ -36,7 +36,17 @@ from smdrd.reports.departments import Directory
 from smdrd.reports.queries import DIRECTIONS, EARLIEST_DAY, LATEST_DAY, Context
 from smdrd.reports.render import hms
 from smdrd.store import open_store
-from smdrd.store.api import CALL_SORTS, CallQuery, CallReader, Filters, Interval, StoredCall, StoredLine, utc_bounds
+from smdrd.store.api import (
+    CALL_SORTS,
+    CallQuery,
+    CallReader,
+    Filters,
+    Interval,
+    StoredCall,
+    StoredLine,
+    name_at,
+    utc_bounds,
+)
 
 if TYPE_CHECKING:
     from smdrd.console import Console
@@ -269,8 +279,8 @@ class CallPages:
         self.console = console
         self.context = context
         self.privacy = console.settings.privacy
-        #: extension -> name, from the directory (`_refresh_names`).
-        self.names: dict[str, str] = {}
+        #: extension -> name, from the directory (`_refresh_names`); a call's is its site's (`name_at`).
+        self.names: Mapping[str, str] = {}
         self._names_at = -NAMES_SECONDS
         #: the store's named sites (`smdrd.store.api.ReportReader.sites`), read with the names: with two or
         #: more (a central store), the search offers a site filter and shows each call's site.
@@ -383,7 +393,7 @@ class CallPages:
         """A call as the table and the JSON show it (numbers masked by ``hidden`` digits)."""
         return {
             "id": call.id, "start": call.start, "site": call.site, "extension": call.extension,
-            "name": self.names.get(call.extension, ""),
+            "name": name_at(self.names, call.site, call.extension),
             "department": ctx.directory.department(call.extension, call.start[:10], call.site),
             "number": mask(call.number, hidden), "e164": mask(call.e164, hidden) if call.e164 else call.e164,
             "direction": call.direction, "trunk": call.trunk,

@@ -156,13 +156,19 @@ class DirectoryPages:
             daemon.use_directory(with_snapshot(daemon.settings, fresh))
         return Outcome()
 
-    async def rename(self, request: web.Request, number: str, name: str) -> Outcome:
+    async def rename(self, request: web.Request, number: str, name: str, site: str = "") -> Outcome:
+        """Name ``number`` at the site named ``site`` (``""``: the site-less name, shown at every site that has
+        none of its own)."""
         if not number or len(number) > 64:
             return Outcome({"extension": "no such extension"}, 404)
         if len(name) > MAX_NAME_CHARS:
             return Outcome({"name": f"at most {MAX_NAME_CHARS} characters"}, 400)
+        try:
+            site = site_name(site)
+        except DirectoryError as exc:
+            return Outcome({exc.field: exc.message}, 400)
         actor, now = self._actor(request), self.console.now()
-        await self._db(lambda s: s.set_name(number, name, at=now, actor=actor))
+        await self._db(lambda s: s.set_name(number, name, at=now, actor=actor, site=site))
         return Outcome()
 
     def _move(self, number: str, department: str, valid_from: str,
@@ -264,11 +270,12 @@ class DirectoryPages:
     @requires(*ADMIN)
     async def name_form(self, request: web.Request) -> web.StreamResponse:
         number, fields = self._number(request), await self._posted(request)
-        outcome = await self.rename(request, number, fields.get("name", ""))
+        site = fields.get("name_site", "")
+        outcome = await self.rename(request, number, fields.get("name", ""), site)
         if outcome.errors:
             return await self._extensions_page(request, status=outcome.status, errors=outcome.errors,
-                                               failed=number, form=fields)
-        raise self._back(fields, "named", number)
+                                               failed=_key(number, site.strip()), form=fields)
+        raise self._back(fields, "named", _key(number, site.strip()))
 
     @requires(*ADMIN)
     async def move_form(self, request: web.Request) -> web.StreamResponse:
@@ -391,15 +398,16 @@ class DirectoryPages:
         if bad:
             return self._json(Outcome({bad[0]: "expected a string"}, 400))
         outcome = Outcome()
-        if "department" in body or "valid_from" in body or "site" in body:
-            outcome = await self.move(request, number, body.get("department", ""), body.get("valid_from", ""),
-                                      body.get("site", ""))
-        if not outcome.errors and "name" in body:
-            outcome = await self.rename(request, number, body["name"])
+        site = body.get("site", "")
+        if "department" in body or "valid_from" in body or ("site" in body and "name" not in body):
+            outcome = await self.move(request, number, body.get("department", ""), body.get("valid_from", ""), site)
+        if not outcome.errors and "name" in body:  # the name at ``site`` (none: the site-less one)
+            outcome = await self.rename(request, number, body["name"], site)
         if outcome.errors:
             return self._json(outcome)
         rows, _ = await self.extensions(None, number, 1)
-        found = next((r for r in rows if r["number"] == number), {"number": number})
+        found = next((r for r in rows if r["number"] == number and r.get("name_site", "") == site.strip()),
+                     next((r for r in rows if r["number"] == number), {"number": number}))
         return web.json_response(found)
 
     @requires(*DIRECTORY_READERS)
@@ -467,9 +475,17 @@ def _extension(e: DirectoryExtension, lookup: Directory, today: str) -> dict[str
     when memberships name sites, under ``sites`` its department today at each site one covering it names."""
     row: dict[str, Any] = {"number": e.number, "name": e.name, "name_source": e.name_source,
                            "department": lookup.department(e.number, today)}
+    if e.site:  # a site's own name (a number has a row per site that names it)
+        row["name_site"] = e.site
     if lookup.sited:
         row["sites"] = {site: lookup.department(e.number, today, site) for site in lookup.sites(e.number)}
     return row
+
+
+def _key(number: str, site: str) -> str:
+    """An extensions page row's key: the number, then ``@site`` for a site's own name (a number has a row per
+    site that names it)."""
+    return f"{number}@{site}" if site else number
 
 
 def _money(amount: Decimal | None, decimals: int, currency: str) -> str:

@@ -26,7 +26,7 @@ from smdrd.privacy import mask
 from smdrd.rating.classes import CALL_CLASSES
 from smdrd.record import EARLIEST_YEAR, LATEST_YEAR
 from smdrd.reports.departments import UNASSIGNED, Directory, extension_sort_key, prorated_budget
-from smdrd.store.api import SITE, Filters, Interval, ReportReader
+from smdrd.store.api import SITE, ExtensionNames, Filters, Interval, ReportReader, name_at
 
 if TYPE_CHECKING:
     from smdrd.config import Settings
@@ -184,6 +184,14 @@ FIGURE_COLUMNS = (Column("calls", "Calls", "int"), Column("duration", "Duration 
                   Column("average", "Average (s)", "average"), Column("cost", "Cost", "money"))
 CLASS_COLUMN = Column("call_class", "Class")
 NAME_COLUMN = Column("name", "Name")
+
+
+def site_names(q: Query, names: Mapping[str, str]) -> Mapping[str, str]:
+    """``names`` as shown in the report ``q``: the one site's (`ExtensionNames.of_site`) when it reports on one
+    site, so that its rows of no site (per extension, per day) name that site's extensions."""
+    if len(q.sites) == 1 and isinstance(names, ExtensionNames):
+        return names.of_site(q.sites[0])
+    return names
 
 
 def name_column(names: Mapping[str, str]) -> tuple[Column, ...]:
@@ -369,9 +377,10 @@ def call_detail(row: Sequence[Any], directory: Directory, decimals: int,
     """One call-detail row (`smdrd.store.api.CALL_DETAIL` order) as a report row (the number's last
     ``mask_digits`` digits hidden, `smdrd.privacy.mask`)."""
     start, ext, number, direction, cls, trunk, duration, cost, leg, _key, rule = row[:11]
-    site = str(row[11] or "") if directory.sited and len(row) > 11 else ""
+    at = str(row[11] or "") if len(row) > 11 else ""
+    site = at if directory.sited else ""
     number = mask(number, mask_digits) if mask_digits and number else number
-    return {"start": start, "extension": ext, **({"name": names.get(ext, "")} if names else {}),
+    return {"start": start, "extension": ext, **({"name": name_at(names, at, ext)} if names else {}),
             "department": directory.department(ext, start[:10], site), "number": number, "direction": direction,
             "call_class": cls or "", "rule": rule or "", "trunk": trunk, "duration": duration,
             "cost": money(cost or 0, decimals), "leg": leg}
@@ -495,7 +504,7 @@ def _part_rows(reader: ReportReader, part: _Part, q: Query, ctx: Context, names:
 
 def _section(part: _Part, q: Query, names: Mapping[str, str], decimals: int,
              rows: Iterable[dict[str, Any]]) -> Section:
-    name = names.get(part.extension, "")
+    name = name_at(names, part.site, part.extension)
     label = f"{part.extension} {name}".strip()
     key = {"extension": part.extension, "name": name}
     if part.site is not None:
@@ -578,7 +587,8 @@ def _shown_departments(q: Query, directory: Directory, wanted: set[str] | None) 
 
 def run_report(reader: ReportReader, q: Query, ctx: Context, names: Mapping[str, str] = NO_NAMES) -> Report:
     """Build the report ``q`` asks for from the store behind ``reader``; ``names`` (extension -> name, from the
-    directory) are shown beside the extensions."""
+    directory; a call's is its site's, `smdrd.store.api.ExtensionNames`) are shown beside the extensions."""
+    names = site_names(q, names)
     d = ctx.directory
     f = q.filters()
     first, last = q.first.isoformat(), q.last.isoformat()
@@ -663,6 +673,7 @@ def every_call(reader: ReportReader, q: Query, ctx: Context,
     """Every call detail of ``q`` (a ``calls`` query; its page and page size do not apply): the report's
     columns, totals and metadata with no rows, and the rows from a cursor, read as they are consumed, so a
     year's export holds one row at a time however many there are. ``reader`` must stay open while they are."""
+    names = site_names(q, names)
     d = ctx.directory
     f = q.filters()
     selected = _select_calls(reader, q, d, _wanted(q, d))
@@ -677,6 +688,7 @@ def every_row(reader: ReportReader, q: Query, ctx: Context, names: Mapping[str, 
     """The whole report ``q`` asks for, as an export writes it: ``sections`` hold every row (for the listing
     kinds, every call of the range, read from a cursor as consumed: the page does not apply, and ``reader``
     must stay open until the sections are read, in order). Every kind has at least one section."""
+    names = site_names(q, names)
     if q.kind in DETAIL_KINDS:
         return details_report(reader, q, ctx, names, every=True)
     if q.kind == "calls":

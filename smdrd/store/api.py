@@ -743,6 +743,9 @@ class ExtensionNames(dict[str, str]):
         self.update({n: name for n, name in agreed.items() if name is not None})
         self.update(self.plain)
 
+    def __bool__(self) -> bool:  # names to show, if only sites' that differ
+        return bool(self.plain or self.sites)
+
     def at(self, site: str, number: str) -> str:
         """The name of ``number`` at ``site`` (its own, else the site-less one; ``''``: none)."""
         return (self.sites.get((site, number)) if site else None) or self.plain.get(number, "")
