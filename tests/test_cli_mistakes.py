@@ -21,6 +21,7 @@ MISSING = "/nonexistent/smdrd-test/missing"
 #: command -> the arguments that name a file that does not exist. ``None``: the command takes no file.
 MISSING_FILE: dict[str, list[str] | None] = {
     "run": ["--config", f"{MISSING}.toml"],
+    "central": ["--config", f"{MISSING}.toml"],
     "demo": None,  # its database and folder are created
     "check-config": [f"{MISSING}.toml"],
     "import": ["--format", "avaya-ipo", "--database", "{tmp}/i.db", f"{MISSING}.smdr"],
@@ -45,6 +46,7 @@ MISSING_FILE: dict[str, list[str] | None] = {
 #: commands that read the configuration: without one (no --config, no $SMDRD_CONFIG, no default file) they refuse.
 NEEDS_CONFIG: dict[str, list[str]] = {
     "run": [],
+    "central": [],
     "import": ["--format", "avaya-ipo", "{tmp}/calls.smdr"],
     "rate": ["00441234567890", "--duration", "60"],
     "rerate": [],
