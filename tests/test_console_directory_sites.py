@@ -66,3 +66,32 @@ async def test_a_reader_sees_the_sites_but_no_form(site: Dir) -> None:
         rows = (await response.json())["extensions"]
     assert [r["sites"] for r in rows if r["number"] == "201"] == [{"north": "Sales", "west": "Sales"}]
 
+
+
+async def test_an_admin_names_one_sites_extension_beside_its_site_less_name(site: Dir) -> None:
+    async with jar() as browser:
+        assert (await sign_in(site, browser, "alice")).status == 303
+        csrf = await page_csrf(site, browser, "/directory/extensions")
+        for body in ({"name": "Nora North", "site": "north"}, {"name": "Anna Everywhere"}):
+            async with browser.put(f"{site.base}/api/directory/extensions/205", json=body,
+                                   headers={"X-CSRF-Token": csrf}) as response:
+                assert response.status == 200, await response.text()
+                got = await response.json()
+            assert (got["name"], got.get("name_site", "")) == (body["name"], body.get("site", ""))
+        page = await text_of(browser, f"{site.base}/directory/extensions?q=205")
+        # A row per name: the site-less one first, then north's, each with its own form.
+        assert page.index('id="ext-205"') < page.index('id="ext-205@north"')
+        assert '<span class="ext-name">Nora North</span> <span class="ext-name-site">at north</span>' in page
+        assert page.count('id="move-205"') == 1
+        status, _ = await post(browser, f"{site.base}/directory/extensions/205/name",
+                               {"csrf": csrf, "name": "Nora N.", "name_site": "north"})
+        assert status == 303
+        status, page = await post(browser, f"{site.base}/directory/extensions/205/name",
+                                  {"csrf": csrf, "name": "X", "name_site": "n" * 101})
+        assert status == 400 and 'id="name-205-site-error">at most 100 characters' in page
+        async with browser.get(f"{site.base}/api/directory/extensions?q=205") as response:
+            rows = [(r["name"], r.get("name_site", "")) for r in (await response.json())["extensions"]
+                    if r["number"] == "205"]
+        assert rows == [("Anna Everywhere", ""), ("Nora N.", "north")]
+    named = audit(site, "extension.name")
+    assert {(e.target, (e.after or {}).get("site", "")) for e in named} >= {("205", "north"), ("205", "")}

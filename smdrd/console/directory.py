@@ -273,8 +273,10 @@ class DirectoryPages:
         site = fields.get("name_site", "")
         outcome = await self.rename(request, number, fields.get("name", ""), site)
         if outcome.errors:
-            return await self._extensions_page(request, status=outcome.status, errors=outcome.errors,
-                                               failed=_key(number, site.strip()), form=fields)
+            # The row of the name the form was for; a site refused is shown on the number's first row.
+            errors = {"name_site" if k == "site" else k: v for k, v in outcome.errors.items()}
+            return await self._extensions_page(request, status=outcome.status, errors=errors, form=fields,
+                                               failed=number if "name_site" in errors else _key(number, site.strip()))
         raise self._back(fields, "named", _key(number, site.strip()))
 
     @requires(*ADMIN)
