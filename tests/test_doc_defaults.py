@@ -381,3 +381,22 @@ def test_every_default_in_the_central_example_configuration_is_the_codes() -> No
                                 f"the code's default: {keys[0].default!r}")
     assert problems == [], "\n".join(problems)
     assert shown["central"]["batch"] == Settings().central.batch
+
+
+def test_every_key_the_documents_name_is_a_configuration_key() -> None:
+    """`` `[section] key` `` in README.md and docs/ names a key the configuration takes (in that section, or a
+    section ending so, as ``[budget]`` for ``[alerts.budget]``): a key renamed or removed in the code leaves
+    no document telling users to set it."""
+    sections: dict[str, set[str]] = {}
+    for key in KEYS:
+        sections.setdefault(key.section, set()).add(key.name)
+    problems, seen = [], 0
+    for path in DOCUMENTS:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            for m in re.finditer(r"`\[([a-z_]+(?:\.[a-z_]+)*)\] ([a-z_]+)", line):
+                seen += 1
+                names = [s for s in sections if s == m[1] or s.endswith(f".{m[1]}")]
+                if not any(m[2] in sections[s] for s in names):
+                    problems.append(f"{path.relative_to(ROOT)}:{number}: [{m[1]}] {m[2]} is no configuration key")
+    assert seen >= 50
+    assert problems == [], "\n".join(problems)
