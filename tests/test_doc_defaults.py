@@ -400,3 +400,22 @@ def test_every_key_the_documents_name_is_a_configuration_key() -> None:
                     problems.append(f"{path.relative_to(ROOT)}:{number}: [{m[1]}] {m[2]} is no configuration key")
     assert seen >= 50
     assert problems == [], "\n".join(problems)
+
+
+def unreleased_quotes() -> Iterator[Quote]:
+    """``[section] key` defaults to X`` in CHANGELOG.md's Unreleased section: what this version's notes promise."""
+    text = (ROOT / "CHANGELOG.md").read_text()
+    start = text.index("## [Unreleased]")
+    end = text.find("\n## [", start + 1)
+    section = text[start:end if end != -1 else len(text)]
+    first = text[:start].count("\n") + 1
+    for m in re.finditer(rf"{_KEY.pattern} defaults to {_VAL}", section):
+        yield Quote(f"CHANGELOG.md:{first + section[:m.start()].count(chr(10))}", m["section"], m["key"], m[3])
+
+
+def test_every_default_the_unreleased_changelog_gives_is_the_codes() -> None:
+    """The notes of a changed default (`[central] batch` 500 -> 2000) say the default the code has."""
+    quotes = list(unreleased_quotes())
+    assert {q.key for q in quotes} >= {"batch", "commit_interval_ms", "max_pending_rows"}
+    problems = [p for q in quotes if (p := q.problem())]
+    assert problems == [], "\n".join(problems)
