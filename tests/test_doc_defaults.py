@@ -419,3 +419,14 @@ def test_every_default_the_unreleased_changelog_gives_is_the_codes() -> None:
     assert {q.key for q in quotes} >= {"batch", "commit_interval_ms", "max_pending_rows"}
     problems = [p for q in quotes if (p := q.problem())]
     assert problems == [], "\n".join(problems)
+
+
+def test_the_central_brokers_settings_follow_the_batch_default() -> None:
+    """config/mosquitto/central.conf quotes `[central] batch`'s default and lets twice it be in flight, so the
+    next batch arrives while one is stored (docs/central.md says so): a changed default must move both."""
+    conf = (ROOT / "config" / "mosquitto" / "central.conf").read_text()
+    batch = Settings().central.batch
+    quoted = re.search(r"\[central\] batch \(([0-9,]+)\)", conf)
+    assert quoted is not None and _value(quoted[1]) == batch
+    inflight = re.search(r"(?m)^max_inflight_messages ([0-9]+)$", conf)
+    assert inflight is not None and int(inflight[1]) == 2 * batch
