@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 
 from smdrd.errors import ParseError, SmdrdError
-from smdrd.record import CallRecord, Direction, check_record
+from smdrd.record import CallRecord, Direction, check_record, new_record
 
 ENTRY_POINT_GROUP = "smdrd.parsers"
 
@@ -262,13 +262,12 @@ def published_names(calls: Iterable[Mapping[str, Any]]) -> Iterator[tuple[str, s
         namer = namers[fmt] if fmt in namers else _namer(fmt)
         if namer is None or not extension:
             continue
-        try:
-            direction = Direction(str(call.get("direction")))
-        except ValueError:
+        direction = _DIRECTIONS.get(call.get("direction"))
+        if direction is None:
             continue
-        extra = call.get("extra") or {}
-        record = CallRecord(fmt, _NO_START, 0, direction, extension, "", extra=extra if isinstance(extra, Mapping)
-                            else {})
+        extra = call.get("extra")
+        record = new_record(fmt, _NO_START, 0, direction, extension, "", None, "", "", "", "", 0, False, True, "",
+                            "", extra if isinstance(extra, Mapping) else {})
         name = namer(record)
         if name:
             yield extension, name
@@ -276,6 +275,7 @@ def published_names(calls: Iterable[Mapping[str, Any]]) -> Iterator[tuple[str, s
 
 #: the start of a record made only to be named (`published_names`): no format's namer reads it.
 _NO_START = datetime(2000, 1, 1)
+_DIRECTIONS: dict[object, Direction] = {d.value: d for d in Direction}
 
 
 def make_parser(name: str, context: ParserContext | None = None) -> Parser:
