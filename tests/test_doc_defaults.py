@@ -430,3 +430,19 @@ def test_the_central_brokers_settings_follow_the_batch_default() -> None:
     assert quoted is not None and _value(quoted[1]) == batch
     inflight = re.search(r"(?m)^max_inflight_messages ([0-9]+)$", conf)
     assert inflight is not None and int(inflight[1]) == 2 * batch
+
+
+def test_every_toml_block_of_the_documents_is_a_configuration_smdrd_takes() -> None:
+    """A ```toml block in README.md or docs/ is copied into smdrd.toml as it is: it must parse and load (the
+    configuration refuses unknown keys and bad values), so a key renamed in the code cannot stay in an example."""
+    problems, seen = [], 0
+    for path in DOCUMENTS:
+        for m in re.finditer(r"(?ms)^```toml\n(.*?)^```", path.read_text()):
+            seen += 1
+            where = f"{path.relative_to(ROOT)}:{path.read_text()[:m.start()].count(chr(10)) + 1}"
+            try:
+                Settings.model_validate(tomllib.loads(m[1]))
+            except (tomllib.TOMLDecodeError, ValidationError) as exc:
+                problems.append(f"{where}: {str(exc).splitlines()[0]}")
+    assert seen >= 20
+    assert problems == [], "\n".join(problems)
