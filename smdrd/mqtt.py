@@ -42,6 +42,7 @@ import asyncio
 import contextlib
 import ssl
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,7 @@ from typing import Any, Protocol, TypeVar
 
 import aiomqtt
 import structlog
+from paho.mqtt.client import MQTTMessage
 from paho.mqtt.enums import MQTTErrorCode
 
 from smdrd.backoff import Backoff, LogThrottle, log_throttled
@@ -522,6 +524,7 @@ class Subscription:
                                         clean_session=False, timeout=c.publish_timeout)
                 # aiomqtt has no option for it: paho's own switch, so a message is acknowledged only by `ack`.
                 client._client.manual_ack_set(True)
+                inbox = _Inbox(client)
                 async with client:
                     backoff.connected()
                     _read_all_arrived(client)
@@ -532,7 +535,7 @@ class Subscription:
                     failures = throttle.reset()
                     log.info("mqtt.subscribed", host=c.host, port=c.port, topics=self.topics,
                              **({"after_failures": failures} if failures else {}))
-                    await self._consume(client, handle, decode)
+                    await self._consume(client, inbox, handle, decode)
             except (aiomqtt.MqttError, OSError, ssl.SSLError, ValueError) as exc:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
@@ -545,44 +548,39 @@ class Subscription:
             backoff.disconnected()
             await asyncio.sleep(backoff.next_delay())
 
-    async def _consume(self, client: aiomqtt.Client, handle: Callable[[list[T]], Awaitable[None]],
+    async def _consume(self, client: aiomqtt.Client, inbox: _Inbox, handle: Callable[[list[T]], Awaitable[None]],
                        decode: Callable[[Delivery], T]) -> None:
-        messages = client.messages
-        queue = client._queue  # what paho has received, in order: taken without a task each when it is there
-        #: the batch in the handler's hands (then acknowledged), and the next message awaited meanwhile
+        arrived = inbox.deliveries
+        disconnected = client._disconnected
+        #: the batch in the handler's hands (then acknowledged)
         keeping: asyncio.Task[None] | None = None
-        waiting: asyncio.Future[aiomqtt.Message] | None = None
         try:
             while True:
                 deliveries: list[Delivery] = []
                 items: list[T] = []
                 while len(deliveries) < self.batch:
-                    if waiting is None and not queue.empty():
-                        m = queue.get_nowait()
-                    else:
-                        if waiting is None:
-                            waiting = asyncio.ensure_future(anext(messages))
-                        if deliveries and (keeping is None or keeping.done()):
-                            # The previous batch is kept: this one goes now, with what the socket holds already
-                            # (the reader's turn, then no waiting).
-                            await asyncio.wait((waiting,), timeout=0)
-                            if not waiting.done():
-                                break
-                        elif keeping is not None and not keeping.done():
-                            await asyncio.wait((waiting, keeping), return_when=asyncio.FIRST_COMPLETED)
-                            if not waiting.done():
-                                continue
-                        m, waiting = await waiting, None  # raises MqttError when the connection is lost
-                    d = Delivery(m.topic.value, m.payload if isinstance(m.payload, bytes)
-                                 else str(m.payload).encode(), m.mid, m.qos)
-                    deliveries.append(d)
-                    items.append(decode(d))
+                    if arrived:
+                        d = arrived.popleft()
+                        deliveries.append(d)
+                        items.append(decode(d))
+                        continue
+                    if disconnected.done():
+                        raise aiomqtt.MqttError("Disconnected during message iteration")
+                    waits: set[asyncio.Future[Any]] = {inbox.arrival(), disconnected}
+                    if deliveries and (keeping is None or keeping.done()):
+                        # The previous batch is kept: this one goes now, with what the socket holds already
+                        # (the reader's turn, then no waiting).
+                        await asyncio.wait(waits, timeout=0)
+                        if not arrived:
+                            break
+                        continue
+                    if keeping is not None and not keeping.done():
+                        waits.add(keeping)
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
                 if keeping is not None:
                     await keeping  # kept and acknowledged (or its error, raised here)
                 keeping = asyncio.create_task(self._keep(client, handle, deliveries, items))
         finally:
-            if waiting is not None:
-                waiting.cancel()
             if keeping is not None and not keeping.done():
                 # A lost connection lets the batch in hand be kept (its PUBACKs are refused: it comes again, and
                 # is stored once); a cancellation cancels it. Either way it has ended when this returns.
@@ -628,3 +626,31 @@ def _read_all_arrived(client: aiomqtt.Client) -> None:
                 disconnected.set_exception(exc)
 
     asyncio.get_running_loop().add_reader(sock.fileno(), read)  # in place of aiomqtt's, for this socket
+
+
+class _Inbox:
+    """What a client received, as `Delivery` objects in the order they came. Paho's handling of each message is
+    replaced by an append: no aiomqtt ``Message`` with its topic checked, no match against per-topic callbacks
+    (none here), no asyncio queue (together a fifth of the subscriber's time at thousands a second)."""
+
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self.deliveries: deque[Delivery] = deque()
+        self._wake: asyncio.Future[None] | None = None
+        # paho calls it for each message received (QoS 1 with manual acknowledgements: nothing else to do)
+        client._client._handle_on_message = self._received  # type: ignore[method-assign]
+
+    def arrival(self) -> asyncio.Future[None]:
+        """Done when the next message arrives."""
+        self._wake = asyncio.get_running_loop().create_future()
+        return self._wake
+
+    def _received(self, message: MQTTMessage) -> None:
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:  # a broker refuses such a topic: matches no filter
+            topic = ""
+        payload = message.payload  # bytes (paho's struct.unpack)
+        self.deliveries.append(Delivery(topic, payload if isinstance(payload, bytes) else bytes(payload), message.mid,
+                                        message.qos))
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)

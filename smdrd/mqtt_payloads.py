@@ -22,6 +22,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+import orjson
+
 __all__ = [
     "JOURNAL_VERSION", "SCHEMAS", "CallShape", "DepartmentFigures", "SiteFigures", "Topics", "encode",
     "journal_filter", "journal_message", "journal_topic", "load_schema", "money_text", "read_alert_message",
@@ -73,7 +75,7 @@ def read_journal_message(payload: bytes) -> dict[str, Any]:
     Raises:
         ValueError: not such a payload (not JSON, another version, a field missing).
     """
-    message = json.loads(payload)
+    message = orjson.loads(payload)  # a quarter of stdlib json's time (its error is a ValueError)
     if not isinstance(message, dict) or message.get("v") != JOURNAL_VERSION:
         raise ValueError("not a journal entry of version 1")
     if not topic_level(str(message.get("site", ""))):
@@ -93,7 +95,7 @@ def read_alert_message(payload: bytes) -> dict[str, Any]:
     Raises:
         ValueError: not such a payload.
     """
-    message = json.loads(payload)
+    message = orjson.loads(payload)
     if not isinstance(message, dict):
         raise ValueError("not an alert: not a JSON object")
     for key in ("id", "rule", "severity", "raised_at"):
