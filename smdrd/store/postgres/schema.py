@@ -13,8 +13,8 @@ from __future__ import annotations
 from smdrd.errors import SmdrdError
 from smdrd.store.sqlite.rollups import DIMENSIONS, MEASURES, ROLLUPS, ROLLUPS_V10, Rollup
 
-__all__ = ["LOCAL_SITE", "MIGRATIONS", "SCHEMA_VERSION", "create_rollup_sql", "measure_sql", "migrate_sql",
-           "roll_up_sql"]
+__all__ = ["LOCAL_SITE", "MIGRATIONS", "SCHEMA_VERSION", "create_rollup_sql", "group_sql", "measure_sql",
+           "migrate_sql", "roll_up_sql"]
 
 #: the site of every call a box's own journal writer stores (as in the SQLite store).
 LOCAL_SITE = 1
@@ -45,18 +45,24 @@ def roll_up_sql(source: str, rollups: tuple[Rollup, ...] = ROLLUPS, *, sign: int
     away) every call of ``source`` (a table or a CTE of new calls, read under its own name): each key upserted
     once per batch, per site (`SITES_MIGRATION`)."""
     measures = ", ".join(m.name for m in MEASURES)
-    neg = "-" if sign < 0 else ""
-    sums = ", ".join(f"{neg}sum({measure_sql(m.name, source)})" for m in MEASURES)
     out = []
     for r in rollups:
-        picks = ", ".join([*(DIMENSIONS[k].expr.format(r=source) for k in r.key), f"{source}.site_id"])
-        group = ", ".join(str(i) for i in range(1, len(r.key) + 2))
         update = ", ".join(f"{m.name} = {r.table}.{m.name} + excluded.{m.name}" for m in MEASURES)
         key = ", ".join((*r.key, "site_id"))
         out.append(f"INSERT INTO {r.table} ({key}, {measures})\n"
-                   f"SELECT {picks}, {sums} FROM {source} GROUP BY {group}\n"
+                   f"{group_sql(source, r, sign=sign)}\n"
                    f"ON CONFLICT ({key}) DO UPDATE SET {update}")
     return out
+
+
+def group_sql(source: str, rollup: Rollup, *, sign: int = 1) -> str:
+    """``rollup``'s rows for the calls of ``source`` (read under its own name): its key, ``site_id``, then the
+    measures' sums (``sign`` -1: negated), one ``SELECT ... GROUP BY``."""
+    neg = "-" if sign < 0 else ""
+    sums = ", ".join(f"{neg}sum({measure_sql(m.name, source)})" for m in MEASURES)
+    picks = ", ".join([*(DIMENSIONS[k].expr.format(r=source) for k in rollup.key), f"{source}.site_id"])
+    group = ", ".join(str(i) for i in range(1, len(rollup.key) + 2))
+    return f"SELECT {picks}, {sums} FROM {source} GROUP BY {group}"
 
 
 #: Migration 1: the journal, the calls, the rollups, the alert outbox and the feed cursors.
