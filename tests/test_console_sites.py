@@ -34,7 +34,8 @@ SITES = {"north": 2, "south": 3, "west": 4}
 
 
 def today_entries(site: int, n: int) -> list[JournalEntry]:
-    """``n`` rated outbound calls of today (local), in the past, from extension 201: site ``site``'s costs."""
+    """``n`` rated outbound calls of today (local), in the past, from extension 201 (named "Person <site>" by
+    the site's PBX): site ``site``'s costs."""
     now = datetime.now(TZ)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     out = []
@@ -42,7 +43,8 @@ def today_entries(site: int, n: int) -> list[JournalEntry]:
         start = (midnight + (now - midnight) * (i + 1) / (n + 2)).replace(microsecond=0)
         raw = f"site {site} call {i}".encode()
         record = CallRecord(format="avaya-ipo", start=start, duration=60 * (i + 1), direction=Direction.OUTBOUND,
-                            extension="201", number=f"22{site}00000{i}", answered=True)
+                            extension="201", number=f"22{site}00000{i}", answered=True,
+                            extra={"party1_device": "E201", "party1_name": f"Person {site}"})
         rating = Rating(f"+4822{site}00000{i}", "national", "pl", "22", Decimal(i + 1), "PLN", "PL")
         out.append(JournalEntry("pbx", "10.0.0.9", int(start.timestamp() * 1_000_000), "avaya-ipo", raw, PARSED,
                                 None, (RatedCall(f"avaya-ipo:{raw.hex()}", record, rating),)))
@@ -123,9 +125,11 @@ async def test_the_reports_page_offers_the_sites_and_reports_one(central: Consol
     assert re.search(r'<option value="south" selected>', html)
     rows = cells(html, "report")
     assert rows and rows[0][0] == "201" and "3" in rows[0]  # south's three calls, not the nine of all sites
+    assert rows[0][1] == "Person 2"  # south's 201, named as south's PBX names it
     assert "site=south" in html  # the downloads and the JSON link keep the site
     status, html = await central.get("/reports", kind="extensions")
     assert status == 200 and "9" in cells(html, "report")[0]
+    assert cells(html, "report")[0][1] == ""  # every site's 201, each named differently: no one name
     status, html = await central.get("/reports", kind="extensions", site="east")
     assert status == 400 and 'id="e-site"' in html
     status, body = await central.get("/api/reports")
@@ -163,6 +167,7 @@ async def test_the_call_search_filters_by_site_and_shows_each_calls_site(central
     assert status == 200 and '<dd id="site">north</dd>' in html
     status, body = await central.get("/api/calls", site="west")
     assert status == 200 and body.count('"site": "west"') == 4 and '"site": "north"' not in body
+    assert body.count('"name": "Person 3"') == 4  # west's 201 by west's name
 
 
 async def test_the_alerts_inbox_filters_by_site(central: Console) -> None:
