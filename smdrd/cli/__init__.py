@@ -86,7 +86,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(
         prog="smdrd",
         description="Call-accounting daemon for office PBXs: collects SMDR/CDR call records, "
-        "journals them in SQLite, parses, rates, reports and alerts.",
+        "journals them in SQLite (or PostgreSQL: [database] url), parses, rates, reports and alerts.",
     )
     parser.add_argument("--version", action="version", version=f"smdrd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
