@@ -309,8 +309,8 @@ class JournalWriter:
             raise sqlite3.OperationalError("the journal database is not open (reconnecting)")
         await db.execute("BEGIN IMMEDIATE")
         try:
-            async with db.execute(LAST_IDS) as cur:
-                row = await cur.fetchone()
+            # Each statement is a round trip to the connection's thread and a wakeup of the loop: one here.
+            row = next(iter(await db.execute_fetchall(LAST_IDS)), None)
             first = (row[0] if row else 0) + 1
             calls_before: int = row[1] if row else 0
             line_rows: list[tuple[object, ...]] = []
@@ -329,8 +329,7 @@ class JournalWriter:
             dup_uids: dict[int, set[str]] = {}
             if call_rows:
                 # The cursor's rowcount counts the rows this statement inserted (a re-sent call is ignored).
-                async with db.executemany(INSERT_CALL, call_rows) as cur:
-                    inserted = cur.rowcount
+                inserted = (await db.executemany(INSERT_CALL, call_rows)).rowcount
                 if inserted < len(call_rows):
                     dup_uids = await self._find_duplicates(db, call_rows)
                 if inserted:
