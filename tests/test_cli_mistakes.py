@@ -17,6 +17,7 @@ import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 MISSING = "/nonexistent/smdrd-test/missing"
+ROOT = Path(__file__).resolve().parent.parent
 
 #: command -> the arguments that name a file that does not exist. ``None``: the command takes no file.
 MISSING_FILE: dict[str, list[str] | None] = {
@@ -171,3 +172,12 @@ def test_a_bad_value_is_one_line_naming_it(args: list[str], mentions: str, tmp_p
     started a daemon that never stopped."""
     (tmp_path / "copy.db").write_bytes(b"this is no database")
     assert_one_clear_line(smdrd(args, tmp_path), mentions=mentions)
+
+
+@pytest.mark.parametrize(("command", "example"), [("run", "config/smdrd.example.toml"),
+                                                  ("central", "config/central.example.toml")])
+def test_a_service_without_its_file_points_at_its_own_example(command: str, example: str, tmp_path: Path) -> None:
+    """`smdrd central` is configured from config/central.example.toml, not the site's example."""
+    result = smdrd([command, "--config", f"{MISSING}.toml"], tmp_path)
+    assert_one_clear_line(result, mentions=example)
+    assert (ROOT / example).is_file()

@@ -17,7 +17,7 @@ from datetime import date
 from pathlib import Path
 
 from smdrd.config import DEFAULT_CONFIG_PATH, Settings, load_config
-from smdrd.errors import SmdrdError
+from smdrd.errors import ConfigError, SmdrdError
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
@@ -83,25 +83,29 @@ def config_named(args: argparse.Namespace) -> bool:
             or DEFAULT_CONFIG_PATH.exists())
 
 
-def no_config_message(args: argparse.Namespace) -> str:
-    """The one line a command that needs a configuration says when there is none."""
+def no_config_message(args: argparse.Namespace, example: str = "config/smdrd.example.toml") -> str:
+    """The one line a command that needs a configuration says when there is none (``example``: the file to
+    start from)."""
     return (f"no configuration: {DEFAULT_CONFIG_PATH} does not exist and neither --config nor $SMDRD_CONFIG "
-            f"names a file; pass --config FILE (start from config/smdrd.example.toml)"
+            f"names a file; pass --config FILE (start from {example})"
             + (", or --database PATH to use the built-in defaults" if hasattr(args, "database") else ""))
 
 
-def service_settings(args: argparse.Namespace, without: str) -> tuple[Settings, Path]:
+def service_settings(args: argparse.Namespace, without: str, *,
+                     example: str = "config/smdrd.example.toml") -> tuple[Settings, Path]:
     """A long-running service's configuration (``smdrd run``, ``smdrd central``) and its path, with logging set
     up from it and a warning for a file others may read or write (it holds secrets: `config_file_warnings`).
-    ``without`` ends the error when no configuration is named."""
+    ``without`` ends the error when no configuration is named; ``example`` is the file to start one from."""
     import structlog
 
     from smdrd.config import config_file_warnings
     from smdrd.logs import configure
 
     if not config_named(args):
-        raise SmdrdError(f"{no_config_message(args)}; {without}")
+        raise SmdrdError(f"{no_config_message(args, example)}; {without}")
     path = config_path(args)
+    if not path.exists():
+        raise ConfigError(str(path), [("", f"file not found (write one from {example})")])
     settings = load_config(path)
     configure(settings.logging.level, settings.logging.format)
     for key, msg in config_file_warnings(path, settings):  # loud, but no refusal: see config_file_warnings

@@ -25,5 +25,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def run(args: argparse.Namespace) -> int:
     from smdrd.central import run_central
 
-    settings, path = service_settings(args, "smdrd central needs [database] url and [mqtt] host")
+    settings, path = service_settings(args, "smdrd central needs [database] url and [mqtt] host",
+                                      example="config/central.example.toml")
     return run_central(settings, path)
