@@ -20,7 +20,8 @@ DEMO_ARGS ?=
 demo: $(STAMP)
 	$(BIN)/smdrd demo $(DEMO_ARGS)
 
-## The Debian packages the tests use for real (mosquitto, promtool, chromium, systemd-analyze).
+## The Debian packages the tests use for real (mosquitto, promtool, chromium, systemd-analyze, postgresql and
+## the rest: scripts/system-deps.sh lists them).
 system-deps:
 	bash scripts/system-deps.sh
 
