@@ -348,14 +348,16 @@ DIRECTORY_SITES_MIGRATION = "ALTER TABLE directory_memberships ADD COLUMN site T
 #: An extension's name is per site (``[site] name``): extension 201 of one site and of another are two people in a
 #: store of several sites. ``''``, as every name stored before has (and every name a box's own writer learns),
 #: is this box's name, and the name of the number at a site that has none of its own (`smdrd.store.api.ExtensionNames`).
-#: The key is (number, site): a number's names across sites are one range of the index.
+#: The key is (number, site): a number's names across sites are one range of the index. The key's columns come
+#: first: SQLite 3.40's integrity_check misreads a WITHOUT ROWID table whose key columns are not the leading ones
+#: (it reports NULLs in the other columns), and `smdrd backup` runs it.
 EXTENSION_SITES_MIGRATION = """
     CREATE TABLE directory_extensions_sited (
         number      TEXT    NOT NULL,
+        site        TEXT    NOT NULL DEFAULT '',
         name        TEXT    NOT NULL,
         name_source TEXT    NOT NULL CHECK (name_source IN ('pbx', 'edited')),
         updated_at  INTEGER NOT NULL,
-        site        TEXT    NOT NULL DEFAULT '',
         PRIMARY KEY (number, site)
     ) WITHOUT ROWID;
     INSERT INTO directory_extensions_sited (number, name, name_source, updated_at, site)
