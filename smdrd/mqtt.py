@@ -607,8 +607,8 @@ def _read_all_arrived(client: aiomqtt.Client) -> None:
     event-loop turn and its poll (at thousands a second, a third of the subscriber's time)."""
     paho = client._client
     sock = paho.socket()
-    if sock is None:
-        return
+    if sock is None or not all(hasattr(paho, name) for name in ("_packet_read", "_loop_rc_handle")):
+        return  # another paho than the one this was written for (pyproject bounds it): aiomqtt's own reader
     disconnected = client._disconnected
 
     def read() -> None:
@@ -636,8 +636,12 @@ class _Inbox:
     def __init__(self, client: aiomqtt.Client) -> None:
         self.deliveries: deque[Delivery] = deque()
         self._wake: asyncio.Future[None] | None = None
-        # paho calls it for each message received (QoS 1 with manual acknowledgements: nothing else to do)
-        client._client._handle_on_message = self._received  # type: ignore[method-assign]
+        paho = client._client
+        if callable(getattr(type(paho), "_handle_on_message", None)):
+            # paho calls it for each message received (QoS 1 with manual acknowledgements: nothing else to do)
+            paho._handle_on_message = self._received  # type: ignore[method-assign]
+        else:  # another paho (pyproject bounds it): its public callback, through its topic matcher
+            paho.on_message = lambda _client, _userdata, message: self._received(message)
 
     def arrival(self) -> asyncio.Future[None]:
         """Done when the next message arrives."""
