@@ -30,6 +30,9 @@ async def test_an_admin_moves_one_sites_extension_and_sees_each_sites_department
         status, _ = await post(browser, f"{site.base}/directory/extensions/201/move",
                                {"csrf": csrf, "department": "Support", "valid_from": "2026-03-01", "site": ""})
         assert status == 303
+        page = await text_of(browser, f"{site.base}/directory/extensions?q=201")
+        # one box, no membership naming a site: the Move form asks for no site
+        assert 'id="move-201"' in page and 'id="move-201-site"' not in page
         status, page = await post(browser, f"{site.base}/directory/extensions/201/move",
                                   {"csrf": csrf, "department": "Sales", "valid_from": "2026-03-01",
                                    "site": "n" * 101})
@@ -40,6 +43,7 @@ async def test_an_admin_moves_one_sites_extension_and_sees_each_sites_department
         assert status == 303
         page = await text_of(browser, f"{site.base}/directory/extensions?q=201")
         assert "at north: Sales" in page
+        assert 'id="move-201-site"' in page  # a membership names a site: the form asks for one
         page = await text_of(browser, f"{site.base}/directory/departments")
         assert '201 <span class="member-site">at north</span>' in page
         async with browser.put(f"{site.base}/api/directory/extensions/201",

@@ -250,9 +250,25 @@ class DirectoryPages:
 
         return self._render(request, "directory_extensions.html", status=status, title="Extensions", rows=rows,
                             total=total, search=search, page=page, pages=pages,
+                            show_sites=bool((form or {}).get("site")) or await self._several_sites(rows),
                             previous=link(page - 1) if page > 1 else "", next=link(page + 1) if page < pages else "",
                             departments=self._lookup().tree_order(), today=self._today().isoformat(),
                             errors=errors or {}, failed=failed, form=form or {}, quote=quote)
+
+    async def _several_sites(self, rows: list[dict[str, Any]]) -> bool:
+        """Whether the Move form asks for a site: memberships or names already name one, or the store holds
+        the calls of more than one site (a central store). A single box's page keeps its plain form."""
+        if self._lookup().sited or any(r.get("name_site") for r in rows):
+            return True
+
+        def count() -> int:
+            reader = open_store(self.console.path).reports()
+            try:
+                return len(reader.sites())
+            finally:
+                reader.close()
+
+        return await asyncio.get_running_loop().run_in_executor(self.console._db, count) > 1
 
     @requires(*DIRECTORY_READERS)
     async def extensions_page(self, request: web.Request) -> web.StreamResponse:
