@@ -119,7 +119,9 @@ def test_a_viewer_cannot_open_an_admin_page(base: tuple[str, DaemonProcess], bro
     nav = browser.find_element("css selector", "nav").text
     assert "Reports" in nav and "Users" not in nav and "Audit" not in nav
     browser.get(f"{url}/users")
-    assert "forbidden" in browser.find_element("tag name", "body").text
+    body = browser.find_element("tag name", "body").text
+    assert "Your role (viewer) may not use this page." in body and browser.title.startswith("Not for your role")
+    assert "Users" not in browser.find_element("css selector", "nav").text  # the viewer's own menu, a way on
     assert "alice" not in browser.page_source
 
 

@@ -33,7 +33,8 @@ from smdrd.store.api import (
     FeedCall,
 )
 from smdrd.store.postgres.central import CentralWriter
-from smdrd.testing import PostgresServer, database_before, write_entries
+from smdrd.testing import PostgresServer, write_entries
+from tests.old_databases import database_before
 
 TZ = ZoneInfo("Europe/London")
 ADMIN = Actor("alice", "127.0.0.1")

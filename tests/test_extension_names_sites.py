@@ -27,7 +27,8 @@ from smdrd.store.api import Actor, ExtensionNames, name_at
 from smdrd.store.postgres import schema as pg
 from smdrd.store.postgres.central import CentralWriter
 from smdrd.store.sqlite import schema as lite
-from smdrd.testing import PostgresServer, database_before, write_entries
+from smdrd.testing import PostgresServer, write_entries
+from tests.old_databases import database_before
 
 TZ = ZoneInfo("Europe/London")
 ADMIN = Actor("alice", "127.0.0.1")
