@@ -25,7 +25,7 @@ import pytest
 
 from smdrd.parsers.avaya_ipo import AvayaIPOfficeParser
 from smdrd.simulator import Traffic, render_calls
-from smdrd.testing import daemon_config
+from smdrd.testing import daemon_config, open_connection_retry
 
 #: CI's short form: smaller counts and fewer rounds, same faults.
 SHORT = os.environ.get("SMDRD_FAULTS_SHORT", "") not in ("", "0")
@@ -273,8 +273,10 @@ class ListeningPbx:
 
 async def push_lines(port: int, lines: list[bytes], rate: float, ledger: Ledger, *, burst: int = 10) -> None:
     """A PBX that connects to a tcp-server source and writes ``lines`` at ``rate`` a second, ``burst`` at a
-    time; the daemon holding back (backpressure) slows it down, as a full socket slows a real PBX."""
-    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    time; the daemon holding back (backpressure) slows it down, as a full socket slows a real PBX. It waits for
+    the source to listen: a daemon logs ``daemon.started`` (and may connect to its broker) before its sources
+    are bound, and a CI run once connected in between."""
+    _, writer = await open_connection_retry("127.0.0.1", port)
     started = time.monotonic()
     try:
         for i in range(0, len(lines), burst):
