@@ -33,7 +33,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import structlog
 from paho.mqtt.client import topic_matches_sub
 
@@ -134,7 +133,7 @@ class Collector:
 
         try:
             self.metrics.seed(await asyncio.to_thread(read))
-        except (StoreUnavailable, psycopg.Error, OSError) as exc:  # only metrics: they fill in as batches come
+        except Exception as exc:  # only metrics, whatever the store's driver raised: they fill in as batches come
             log.warning("central.sites_unread", error=str(exc))
 
     async def _open(self, writer: CentralWriter) -> None:

@@ -34,7 +34,7 @@ def _sources(outside: str) -> list[Path]:
     return [p for p in sorted(PACKAGE.rglob("*.py")) if not str(p.relative_to(PACKAGE)).startswith(outside)]
 
 
-def _driver_imports(path: Path) -> list[str]:
+def _driver_imports(path: Path, drivers: set[str] = DRIVERS) -> list[str]:
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
@@ -43,7 +43,7 @@ def _driver_imports(path: Path) -> list[str]:
             names = [node.module]
         else:
             continue
-        found += [f"{path}:{node.lineno}: imports {n}" for n in names if n.split(".")[0] in DRIVERS]
+        found += [f"{path}:{node.lineno}: imports {n}" for n in names if n.split(".")[0] in drivers]
     return found
 
 
@@ -93,3 +93,11 @@ def test_the_sqlite_store_implements_every_protocol(tmp_path: Path) -> None:
         assert wanted <= set(dir(cls)), (protocol.__name__, wanted - set(dir(cls)))
     wanted = {n for n, v in vars(api.Store).items() if callable(v) and not n.startswith("_")}
     assert wanted <= set(dir(SqliteStore))
+
+
+def test_no_postgresql_driver_outside_the_store() -> None:
+    """smdrd central once imported psycopg to catch its errors: the store alone knows its driver (and the test
+    kit's PostgresServer, which makes the tests' databases)."""
+    found = [hit for p in _sources("store/") if p.name != "testing.py"
+             for hit in _driver_imports(p, {"psycopg", "psycopg_pool", "asyncpg"})]
+    assert found == []
