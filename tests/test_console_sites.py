@@ -1,8 +1,8 @@
 """The console over a central store (issue 17, point 3): a daemon on a real PostgreSQL that three sites'
 journals were stored into by the central writer (`smdrd.store.postgres.central.CentralWriter`, as ``smdrd
 central`` stores what the sites publish), read over HTTP: the reports page offers the sites and filters by one,
-the overview compares them, the call search filters by site and shows each call's. A one-site SQLite console
-offers no site filter."""
+the overview compares them (and shows each site's extension 201 apart), the call search filters by site and
+shows each call's. A one-site SQLite console offers no site filter or column."""
 
 from __future__ import annotations
 
@@ -151,6 +151,14 @@ async def test_the_overview_compares_the_sites(central: Console) -> None:
     for row, (name, n) in zip(rows, SITES.items(), strict=True):
         assert row[3] == row[6] == f"{costs[name]}.00 PLN" and row[4] == str(n), row
         assert row[7].startswith(datetime.now(TZ).strftime("%Y-")), row
+    # Every site has an extension 201: three phones, three top extensions (by cost), each with its site, its
+    # name there and its own figures; not one 201 of nine calls.
+    expected = [[f"201 Person {k}", name, "Unassigned", str(n), f"{costs[name]}.00 PLN"]
+                for k, (name, n) in sorted(enumerate(SITES.items(), 1), key=lambda kn: -costs[kn[1][0]])]
+    for period in ("today", "month"):
+        table = re.search(rf'<table id="ov-extensions-{period}">.*?</table>', html, re.S)
+        assert table is not None and '<th scope="col">Site</th>' in table.group(0)
+        assert [[r[0], r[1], r[2], r[3], r[5]] for r in cells(html, f"ov-extensions-{period}")] == expected
 
 
 async def test_the_call_search_filters_by_site_and_shows_each_calls_site(central: Console) -> None:
@@ -204,3 +212,6 @@ async def test_a_one_site_console_offers_no_site_filter_or_column(single: Consol
         status, html = await single.get(path)
         assert status == 200, (path, html)
         assert 'name="site"' not in html and 'id="ov-sites"' not in html and ">Site<" not in html, path
+        if path == "/":  # the top extensions: extension, department and figures, no site
+            assert [r[:2] for r in cells(html, "ov-extensions-today")] == [["201 Person 1", "Unassigned"]]
+            assert all(len(r) == 5 for r in cells(html, "ov-extensions-month"))

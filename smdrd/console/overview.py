@@ -6,7 +6,9 @@ this month, by call class; the top extensions and destinations of each period; e
 with its month-end forecast (`smdrd.reports.forecast`: spend so far over the working days left); the open alerts
 (a manager's: those of their departments); each source's state as ``/healthz`` judges it; and on a store with
 several named sites (a central one, ``smdrd central``), a table comparing the sites: each one's calls, talk time
-and cost today and this month, and when its newest line was received (a site that stopped publishing shows).
+and cost today and this month, and when its newest line was received (a site that stopped publishing shows);
+there, each site's extension is a top extension of its own, shown with its site (201 of one site and 201 of
+another are different phones).
 
 Every figure comes from the report engine (`smdrd.reports.queries.run_report`, which reads the rollups through
 `smdrd.store.api.ReportReader`), on this module's own thread, never on the event loop. Figures are computed per
@@ -49,7 +51,7 @@ from smdrd.reports.http import scoped
 from smdrd.reports.queries import DIRECTIONS, Context, Query, Report, Tally, money, run_report
 from smdrd.reports.render import hms
 from smdrd.store import open_store
-from smdrd.store.api import SITE, AlertFilter, Filters, InboxAlert, SiteSeen
+from smdrd.store.api import SITE, AlertFilter, Filters, InboxAlert, SiteSeen, name_at
 
 if TYPE_CHECKING:
     from smdrd.config import Settings
@@ -153,19 +155,20 @@ def site_rows(reader: ReportReader, ctx: Context, sites: Iterable[SiteSeen], tod
 
 
 def period_figures(reader: ReportReader, ctx: Context, first: date, last: date, departments: tuple[str, ...],
-                   ) -> dict[str, Any]:
+                   *, by_site: bool = False) -> dict[str, Any]:
     """One period's figures: totals and per class (every direction), top extensions by cost, top outbound
     destinations by cost (display strings); and under ``"spend"`` each department's own cost (a `Decimal`, for
-    `budget_rows`: the same rows, no second read)."""
+    `budget_rows`: the same rows, no second read). ``by_site`` (a store of several sites, as the Sites table
+    shows): each site's extension is a top extension of its own, with its ``site``."""
     by_ext = run_report(reader, Query("extensions", first, last, departments=departments, directions=DIRECTIONS,
-                                      by_class=True), ctx)
-    total, classes, extensions = _Sum(), dict[str, _Sum](), dict[tuple[str, str], _Sum]()
+                                      by_class=True, by_site=by_site), ctx)
+    total, classes, extensions = _Sum(), dict[str, _Sum](), dict[tuple[str, str, str], _Sum]()
     spend: dict[str, Decimal] = {}
     for row in by_ext.rows:
         total.add(row)
         spend[row["department"]] = spend.get(row["department"], Decimal(0)) + row["cost"]
         classes.setdefault(row["call_class"] or "unknown", _Sum()).add(row)
-        extensions.setdefault((row["extension"], row["department"]), _Sum()).add(row)
+        extensions.setdefault((row["extension"], row.get("site", ""), row["department"]), _Sum()).add(row)
     top = sorted(extensions.items(), key=lambda kv: (-kv[1].cost, -kv[1].calls, kv[0]))[:TOP]
     dest: Report = run_report(reader, Query("destinations", first, last, departments=departments, top=TOP), ctx)
 
@@ -176,7 +179,8 @@ def period_figures(reader: ReportReader, ctx: Context, first: date, last: date, 
         "total": shown(total),
         "classes": [{"name": name, **shown(s)}
                     for name, s in sorted(classes.items(), key=lambda kv: _class_key(kv[0]))],
-        "extensions": [{"extension": ext, "department": dep, **shown(s)} for (ext, dep), s in top],
+        "extensions": [{"extension": ext, **({"site": site} if by_site else {}), "department": dep, **shown(s)}
+                       for (ext, site, dep), s in top],
         "destinations": [{"country": r["country"] or "unknown", "code": r["code"], "call_class": r["call_class"],
                           "calls": r["calls"], "talk": hms(r["duration"]), "cost": _money(r["cost"], ctx)}
                          for r in dest.rows],
@@ -342,10 +346,12 @@ class Overview:
         first, _ = month_bounds(today)
         reader = open_store(self.path).reports()
         try:
-            figures: dict[str, Any] = {"today": period_figures(reader, ctx, today, today, departments),
-                                       "month": period_figures(reader, ctx, first, today, departments)}
             seen = reader.sites()
-            figures["sites"] = site_rows(reader, ctx, seen, today, departments) if len(seen) > 1 else []
+            several = len(seen) > 1  # sites matter: the Sites table, and each site's extensions apart
+            figures: dict[str, Any] = {
+                "today": period_figures(reader, ctx, today, today, departments, by_site=several),
+                "month": period_figures(reader, ctx, first, today, departments, by_site=several)}
+            figures["sites"] = site_rows(reader, ctx, seen, today, departments) if several else []
         finally:
             reader.close()
         figures["budgets"] = budget_rows(ctx, now, departments, figures["month"]["spend"], calendar,
@@ -368,7 +374,7 @@ class Overview:
         finally:
             directory.close()
         for e in tops:
-            e["name"] = names.get(e["extension"], "")
+            e["name"] = name_at(names, e.get("site"), e["extension"])  # a site's extension: its name there
         figures["updated"] = now
         figures["classes"] = class_rows(figures["today"]["classes"], figures["month"]["classes"])
         return figures

@@ -118,6 +118,9 @@ class Query:
     mask_digits: int = 0
     #: the sites reported on, by name (a central store's; empty: every site).
     sites: tuple[str, ...] = ()
+    #: the extensions report: a row per site and extension, each with its ``site`` (a store of several sites,
+    #: where extension 201 of one site and 201 of another are different phones; the console's overview).
+    by_site: bool = False
 
     def filters(self) -> Filters:
         return Filters(self.first, self.last, self.extensions, self.trunks, self.directions, self.classes,
@@ -204,16 +207,16 @@ Attributed = tuple[str, str, str, tuple[Any, ...], int, int, int]
 
 
 def attribute(rows: Iterable[tuple[Any, ...]], directory: Directory, first: str,
-              wanted: set[str] | None, *, sited: bool = False) -> Iterator[Attributed]:
+              wanted: set[str] | None, *, sited: bool = False, keep_site: bool = False) -> Iterator[Attributed]:
     """Give each ``(day, extension, *group, calls, duration, cost)`` row its department; keep the ``wanted``.
     ``sited``: the first of ``group`` is the row's site (`SITE`), which the department is resolved at (and which
-    the attributed row no longer carries)."""
+    the attributed row no longer carries, unless ``keep_site``)."""
     department = directory.department
     for row in rows:
         day, extension = row[0], row[1]
         if sited:
             dep = department(extension, day or first, row[2])
-            group = tuple(row[3:-3])
+            group = tuple(row[2 if keep_site else 3:-3])
         else:
             dep = department(extension, day or first)
             group = tuple(row[2:-3])
@@ -223,23 +226,27 @@ def attribute(rows: Iterable[tuple[Any, ...]], directory: Directory, first: str,
 
 
 def extensions_report(rows: Iterable[Attributed], *, by_class: bool, decimals: int,
-                      names: Mapping[str, str] = NO_NAMES) -> Report:
+                      names: Mapping[str, str] = NO_NAMES, by_site: bool = False) -> Report:
     """One row per extension with its name (and department, when it moved; and class, with ``by_class``), and a
-    totals row."""
-    tallies: dict[tuple[str, str, str], Tally] = {}
+    totals row. ``by_site``: the rows' group starts with their site (`attribute`'s ``keep_site``), and each
+    site's extension has its own rows, with its ``site`` and its name there."""
+    tallies: dict[tuple[str, str, str, str], Tally] = {}
     total = Tally()
     for dep, ext, _day, group, calls, duration, cost in rows:
-        key = (ext, dep, group[0] if by_class else "")
+        site, rest = (str(group[0]), group[1:]) if by_site else ("", group)
+        key = (ext, site, dep, rest[0] if by_class else "")
         tallies.setdefault(key, Tally()).add(calls, duration, cost)
         total.add(calls, duration, cost)
     out = []
-    for (ext, dep, cls), t in sorted(tallies.items(), key=lambda kv: (extension_sort_key(kv[0][0]), kv[0][1:])):
-        row: dict[str, Any] = {"extension": ext, **({"name": names.get(ext, "")} if names else {}),
-                               "department": dep}
+    for (ext, site, dep, cls), t in sorted(tallies.items(),
+                                           key=lambda kv: (extension_sort_key(kv[0][0]), kv[0][1:])):
+        row: dict[str, Any] = {"extension": ext, **({"site": site} if by_site else {}),
+                               **({"name": name_at(names, site or None, ext)} if names else {}), "department": dep}
         if by_class:
             row["call_class"] = cls
         out.append({**row, **figures(t, decimals)})
-    columns = (Column("extension", "Extension"), *name_column(names), Column("department", "Department"),
+    columns = (Column("extension", "Extension"), *((Column("site", "Site"),) if by_site else ()),
+               *name_column(names), Column("department", "Department"),
                *((CLASS_COLUMN,) if by_class else ()), *FIGURE_COLUMNS)
     return Report("extensions", columns, out, figures(total, decimals))
 
@@ -600,8 +607,10 @@ def run_report(reader: ReportReader, q: Query, ctx: Context, names: Mapping[str,
     # elsewhere the store may sum without extensions (and without days for the extensions that move).
     per_extension = wanted is not None or q.kind in ("extensions", "departments")
 
-    # A directory whose memberships name sites resolves each row at its site: the rows are grouped by site too.
-    sited = d.sited and per_extension
+    # A directory whose memberships name sites resolves each row at its site: the rows are grouped by site too
+    # (and an extensions report by site keeps each row's site).
+    by_site = q.by_site and q.kind == "extensions"
+    sited = (d.sited and per_extension) or by_site
 
     def attributed(group: Sequence[str] = (), *, by_day: bool = False,
                    table: str = "rollup_daily") -> Iterator[Attributed]:
@@ -609,11 +618,11 @@ def run_report(reader: ReportReader, q: Query, ctx: Context, names: Mapping[str,
         rows = reader.daily_rows(f, group=(SITE, *group) if sited else group,
                                  volatile=volatile if per_extension else (), by_day=by_day, table=table,
                                  per_extension=per_extension)
-        return attribute(rows, d, first, wanted, sited=sited)
+        return attribute(rows, d, first, wanted, sited=sited, keep_site=by_site)
 
     if q.kind == "extensions":
         report = extensions_report(attributed(("call_class",) if q.by_class else ()), by_class=q.by_class,
-                                   decimals=dec, names=names)
+                                   decimals=dec, names=names, by_site=by_site)
     elif q.kind == "departments":
         report = departments_report(attributed(("call_class",) if q.by_class else ()), d,
                                     shown=_shown_departments(q, d, wanted), by_class=q.by_class, decimals=dec,
