@@ -31,8 +31,9 @@ from tests.test_central import (
     stored,
     until,
 )
+from tests.test_dashboards import CENTRAL_DASHBOARD, dashboard_exprs, metric_names
 from tests.test_metrics import promtool
-from tests.test_prometheus import Prometheus, prometheus_binary
+from tests.test_prometheus import Prometheus, PrometheusError, expand, prometheus_binary, targets
 
 __all__ = ["central_broker", "central_url"]  # the fixtures
 
@@ -67,6 +68,17 @@ def by_site(scrape: dict[tuple[str, frozenset[tuple[str, str]]], float], name: s
             site = dict(labels)["site"]
             out[site] = out.get(site, 0.0) + v
     return out
+
+
+def exported_names(text: str) -> set[str]:
+    """The metric names a scrape exports: every sample's, and every declared family's (a labelled counter with no
+    series yet, such as the alerts stored before any alert, is exported all the same), as PromQL names them."""
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "info": ("_info",)}
+    names: set[str] = set()
+    for family in text_string_to_metric_families(text):
+        names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
+        names.update(s.name for s in family.samples)
+    return names
 
 
 def expected(entries: list[JournalEntry]) -> tuple[int, int, int, Decimal]:
@@ -133,6 +145,16 @@ async def test_the_collector_exports_what_it_stored_by_site_and_a_replay_adds_no
         for name in ("smdrd_central_lines_stored_total", "smdrd_central_calls_total",
                      "smdrd_central_call_cost_total"):
             assert by_site(again, name) == by_site(scrape, name), name
+
+        # Every metric the shipped central dashboard queries is one the collector exports (a renamed metric
+        # would leave an empty panel with nothing to say so).
+        board = {n for e in dashboard_exprs(json.loads(CENTRAL_DASHBOARD.read_text())) for n in metric_names(e)}
+        assert {"smdrd_central_calls_total", "smdrd_central_call_cost_total", "smdrd_central_lines_stored_total",
+                "smdrd_central_entries_known_total", "smdrd_central_entries_rejected_total",
+                "smdrd_central_commit_retries_total", "smdrd_central_site_last_line_timestamp_seconds",
+                "smdrd_central_site_lag_seconds"} <= board, "the reader found what the panels need"
+        missing = sorted(board - exported_names((await get(port, "/metrics"))[1]))
+        assert not missing, f"the central dashboard queries metrics smdrd central does not export: {missing}"
     assert stored(central_url) == (lines, calls)
 
     # A new collector starts with each site's newest line, read from the store, before any entry arrives.
@@ -167,7 +189,8 @@ async def test_healthz_says_when_postgresql_is_away_and_no_http_section_serves_n
 async def test_prometheus_scrapes_the_collector_and_sums_each_sites_calls(
         tmp_path: Path, central_broker: Broker, central_url: str) -> None:
     """The shipped prometheus.yml, pointed at the collector, with the shipped rules loaded: by site, the calls
-    and lines Prometheus holds equal the central store's."""
+    and lines Prometheus holds equal the central store's; and every query of the central dashboard, as Grafana
+    sends it, evaluates (the per-site panels showing every site)."""
     prometheus_binary()
     entries = {name: site_entries(k, n) for k, (name, n) in enumerate(SITES.items(), 1)}
     port = free_port()
@@ -193,5 +216,31 @@ async def test_prometheus_scrapes_the_collector_and_sums_each_sites_calls(
                 == want_lines
             ages = by_site_in_prometheus("time() - smdrd_central_site_last_line_timestamp_seconds")
             assert set(ages) == set(SITES) and all(a > 0 for a in ages.values())
+
+            # increase() needs two samples of a series in its window.
+            await asyncio.to_thread(prom.wait, "two samples of each site's series", lambda: (prom.value(
+                "min(count_over_time(smdrd_central_parse_errors_total[1h]))") or 0) >= 2)
+            failures: list[str] = []
+            shown: set[str] = set()
+            now = time.time()
+            for target in targets(json.loads(CENTRAL_DASHBOARD.read_text())):
+                expr = expand(target.expr, interval=3600, rate_interval=3600, range_=86400,
+                              variables={"site": ".*", "instance": ".*", "direction": "outbound"})
+                try:
+                    result = prom.instant(expr, now) if target.instant else [
+                        {"metric": r["metric"], "value": r["values"][-1]} for r in prom.range(expr, now - 7200, now,
+                                                                                              3600)]
+                except PrometheusError as e:
+                    failures.append(f"{target.panel!r}: {e}")
+                    continue
+                per_site = "sum by (site" in expr and not target.panel.startswith(("Re-deliveries", "Revised",
+                                                                                     "Alerts"))  # none here
+                if per_site and {r["metric"].get("site") for r in result} != set(SITES):
+                    failures.append(f"{target.panel!r} does not show every site: {expr} gave {result}")
+                if result:
+                    shown.add(target.panel)
+            assert not failures, "\n".join(failures)
+            assert {"Calls stored per interval by site ($direction)", "Cost stored in range by site ($direction)",
+                    "PostgreSQL", "Rejected payloads in range", "Site lag (receipt to central commit)"} <= shown
         finally:
             await asyncio.to_thread(prom.stop)

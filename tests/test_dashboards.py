@@ -1,9 +1,12 @@
-"""The shipped Grafana dashboard and Prometheus files agree with what the daemon really exports.
+"""The shipped Grafana dashboards and Prometheus files agree with what the daemon really exports.
 
 ``config/grafana/smdrd.json`` and ``config/prometheus/*.yml`` are checked with promtool, and every metric
-name their PromQL queries is compared with the names in a real scrape of a running daemon. PyYAML is not a
-dependency, so the rules' expressions are read with a small line-based reader (`yaml_exprs`) that knows the
-two shapes our rule file uses: ``expr: <one line>`` and ``expr: |`` followed by an indented block.
+name their PromQL queries is compared with the names in a real scrape of a running daemon. The central
+collector's dashboard, ``config/grafana/smdrd-central.json``, is checked here for what its file can show (JSON,
+provisioning, units), and against a real scrape of ``smdrd central`` and a real Prometheus in
+tests/test_central_metrics.py. PyYAML is not a dependency, so the rules' expressions are read with a small
+line-based reader (`yaml_exprs`) that knows the two shapes our rule file uses: ``expr: <one line>`` and
+``expr: |`` followed by an indented block.
 """
 
 from __future__ import annotations
@@ -15,10 +18,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.test_metrics import daemon_metrics, good_lines, promtool, running_daemon, scrape, send
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "config" / "grafana" / "smdrd.json"
+CENTRAL_DASHBOARD = ROOT / "config" / "grafana" / "smdrd-central.json"
+#: every dashboard shipped, and the variables each must offer.
+DASHBOARDS = {DASHBOARD: {"site", "instance", "source", "direction", "department"},
+              CENTRAL_DASHBOARD: {"site", "instance", "direction"}}
 PROMETHEUS = ROOT / "config" / "prometheus" / "prometheus.yml"
 RULES = ROOT / "config" / "prometheus" / "smdrd-rules.yml"
 PROVISIONING = ROOT / "config" / "grafana" / "provisioning"
@@ -115,9 +124,17 @@ def test_the_name_reader_finds_metrics_and_nothing_else() -> None:
                       "      sum(a)\n      > 2\n    for: 5m\n") == ["up == 0", "sum(a) > 2"]
 
 
-def test_the_dashboard_is_importable_json_with_unique_panel_ids() -> None:
+def test_every_dashboard_file_is_shipped_and_has_its_own_uid() -> None:
+    """Both dashboards are provisioned from one folder: Grafana keeps only one of two that share a uid."""
+    assert sorted(p.name for p in DASHBOARD.parent.glob("*.json")) == sorted(p.name for p in DASHBOARDS)
+    boards = [json.loads(path.read_text()) for path in DASHBOARDS]
+    assert len({b["uid"] for b in boards}) == len({b["title"] for b in boards}) == len(boards)
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_the_dashboard_is_importable_json_with_unique_panel_ids(path: Path) -> None:
     """Grafana refuses a dashboard with broken JSON and mixes up panels that share an id."""
-    board = json.loads(DASHBOARD.read_text())
+    board = json.loads(path.read_text())
     panels = board["panels"]
     ids = [p["id"] for p in panels]
     assert len(ids) == len(set(ids))
@@ -128,15 +145,16 @@ def test_the_dashboard_is_importable_json_with_unique_panel_ids() -> None:
             assert all(t["expr"].strip() for t in p["targets"]), p["title"]
 
 
-def test_the_dashboard_can_be_provisioned_from_a_file() -> None:
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_the_dashboard_can_be_provisioned_from_a_file(path: Path) -> None:
     """File provisioning has no import dialog to fill ``${DS_PROMETHEUS}`` from ``__inputs`` (Grafana says
     "Datasource ${DS_PROMETHEUS} was not found"): every panel and query names the ``datasource`` variable."""
-    board = json.loads(DASHBOARD.read_text())
-    text = DASHBOARD.read_text()
+    text = path.read_text()
+    board = json.loads(text)
     assert "__inputs" not in board and "DS_PROMETHEUS" not in text
     variables = {v["name"]: v for v in board["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
-    assert {"site", "instance", "source", "direction", "department"} <= set(variables)
+    assert DASHBOARDS[path] <= set(variables)
     assert variables["direction"]["current"]["value"] == ["outbound"], "reports count outbound calls by default"
     for p in board["panels"]:
         if p["type"] == "row":
@@ -159,8 +177,8 @@ def yaml_values(text: str, key: str) -> list[str]:
 
 
 def test_the_provisioning_files_load_the_dashboard_from_where_the_docs_put_it() -> None:
-    """The copy-paste setup in docs/metrics.md installs smdrd.json into the folder the dashboard provider reads
-    and names every provisioning file shipped: a mismatch leaves Grafana without the dashboard, silently."""
+    """The copy-paste setup in docs/metrics.md installs both dashboards into the folder the dashboard provider
+    reads and names every provisioning file shipped: a mismatch leaves Grafana without a dashboard, silently."""
     dashboards = (PROVISIONING / "dashboards" / "smdrd.yml").read_text()
     datasources = (PROVISIONING / "datasources" / "smdrd.yml").read_text()
     assert yaml_values(dashboards, "apiVersion") == ["1"] == yaml_values(datasources, "apiVersion")
@@ -168,32 +186,42 @@ def test_the_provisioning_files_load_the_dashboard_from_where_the_docs_put_it() 
     [folder] = yaml_values(dashboards, "path")
     assert yaml_values(datasources, "type") == ["prometheus"]
     docs = METRICS_DOC.read_text()
-    assert f"config/grafana/smdrd.json {folder}/smdrd.json" in docs
-    assert f"{folder}/smdrd.json:ro" in docs  # the Docker variant mounts it there too
+    for board in DASHBOARDS:
+        assert f"config/grafana/{board.name} {folder}/{board.name}" in docs, board.name
+        assert f"config/grafana/{board.name}:{folder}/{board.name}:ro" in docs, board.name  # and in Docker
     for path in sorted(PROVISIONING.rglob("*.yml")):
         relative = path.relative_to(ROOT).as_posix()
         assert f"{relative} /etc/grafana/provisioning/{path.parent.name}/{path.name}" in docs, relative
 
 
-def test_the_dashboard_says_what_it_counts_in_its_units() -> None:
-    """Money in a currency unit, the parse-error ratio in percent, durations in seconds, lines per second not
-    requests; a panel of calls or cost counts the directions picked (outbound, as reports) and says so."""
-    board = json.loads(DASHBOARD.read_text())
+def panel_units(path: Path) -> dict[str, str]:
+    """Each panel's unit, by title."""
+    return {p["title"]: p["fieldConfig"]["defaults"].get("unit", "") for p in json.loads(path.read_text())["panels"]
+            if p["type"] != "row"}
+
+
+def test_the_dashboards_give_durations_in_seconds_and_ratios_in_percent() -> None:
+    site, central = panel_units(DASHBOARD), panel_units(CENTRAL_DASHBOARD)
+    assert site["Parse error ratio"] == "percentunit"
+    assert site["Lines received per second"] == "suffix: lines/s"
+    assert site["Talk time"] == site["Time since last line"] == site["Write latency (receipt to commit)"] == "s"
+    assert central["Time since the site's last line"] == central["Site lag (receipt to central commit)"] == "s"
+    assert central["Commit duration"] == central["Talk time stored per interval by site ($direction)"] == "s"
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_the_dashboard_says_what_it_counts_in_its_units(path: Path) -> None:
+    """Money in a currency unit; a panel of calls, cost or talk time counts the directions picked (outbound, as
+    reports) and says so; a per-interval total's window is the interval."""
+    board = json.loads(path.read_text())
     panels = {p["title"]: p for p in board["panels"] if p["type"] != "row"}
-
-    def unit(title: str) -> str:
-        found: str = panels[title]["fieldConfig"]["defaults"].get("unit", "")
-        return found
-
-    assert unit("Parse error ratio") == "percentunit"
-    assert unit("Lines received per second") == "suffix: lines/s"
-    assert unit("Talk time") == unit("Time since last line") == unit("Write latency (receipt to commit)") == "s"
     for title, p in panels.items():
         exprs = " ".join(t["expr"] for t in p["targets"])
         if "cost" in title.lower():
             units = {o["properties"][0]["value"] for o in p["fieldConfig"]["overrides"]}
             assert {"currencyEUR", "currencyGBP", "currencyUSD", "currencyPLN"} <= units, title
-        if re.search(r"smdrd_(department_)?(calls|call_cost|department_cost)_total", exprs):
+        if re.search(r"smdrd_(department_|central_)?(calls|call_cost|department_cost|call_talk_seconds)_total",
+                     exprs):
             assert 'direction=~"$direction"' in exprs and "$direction" in title, title
         if "smdrd_department_" in exprs:
             assert 'source=~"$source"' in exprs and 'department=~"$department"' in exprs, title
