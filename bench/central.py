@@ -15,7 +15,9 @@ config/mosquitto/central.conf's settings, then measures, in one process:
    is from its receipt at the site (its ``received_at``) to the end of the PostgreSQL commit that stored it:
    p50, p99, max.
 
-The machine is shared: the figures are this run's, with the load average printed beside them.
+The machine is shared: the figures are this run's, with the load average printed beside them. aiomqtt's warning
+"There are N pending publish calls" is dropped (`quiet_pending_publishes`): the publishers keep a window in flight
+by design.
 
     python -m bench.central [--sites 20] [--entries 2000] [--live-sites 50] [--rate 2] [--seconds 30] [--batch N]
                             [--store-only]
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import multiprocessing
 import os
 import shutil
@@ -54,6 +57,23 @@ from smdrd.testing import Broker, PostgresServer, mosquitto_path, write_entries
 
 CENTRAL_CONF = Path(__file__).resolve().parent.parent / "config" / "mosquitto" / "central.conf"
 START = datetime(2026, 3, 2, 8, 0, tzinfo=ZoneInfo("Europe/London"))
+
+
+class _PendingPublishes(logging.Filter):
+    """Drops aiomqtt's "There are N pending publish calls." (logger ``mqtt``, WARNING): it warns for each
+    publish past a fixed 10 in flight, while a `Publisher` sends its ``[mqtt] window`` (64 by default) at once
+    and waits for their acknowledgements, the client's in-flight count bounded to it (``max_inflight_messages``):
+    54 lines a window, thousands a run, none a problem. Every other message of the logger is kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "There are %d pending publish calls."
+
+
+def quiet_pending_publishes() -> None:
+    """Install `_PendingPublishes` on aiomqtt's logger (once; in each process that publishes)."""
+    logger = logging.getLogger("mqtt")
+    if not any(isinstance(f, _PendingPublishes) for f in logger.filters):
+        logger.addFilter(_PendingPublishes())
 
 
 class CentralBroker(Broker):
@@ -169,6 +189,9 @@ async def store_rate(folder: Path, url: str, broker: Broker, sites: int, entries
     total -= first
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+    if total <= 0:
+        raise SystemExit(f"the first batch held every call ({first:,}): nothing left to time; give more --entries "
+                         f"or a smaller --batch (now {batch:,})")
     return {"sites": sites, "batch": batch, "calls": total, "publish_s": round(published, 2),
             "publish_calls_per_s": round(total / published), "store_s": round(stored, 2),
             "store_calls_per_s": round(total / stored), "batches": collector.subscription.stats.batches,
@@ -181,6 +204,7 @@ async def live_sites(folder: Path, address: tuple[str, int], sites: int, rate: f
                      seconds: float) -> tuple[int, float]:
     """``sites`` sites, each a journal writer and a publisher, committing ``rate`` calls a second each for
     ``seconds``; returns the calls sent and the share of a CPU this process used meanwhile."""
+    quiet_pending_publishes()  # a process of its own
     broker = Broker(folder / "unused")
     broker.host, broker.port = address
     writers: list[JournalWriter] = []
@@ -303,6 +327,7 @@ async def latency(folder: Path, url: str, broker: Broker, *, sites: int, rate: f
 
 
 async def main(args: argparse.Namespace) -> None:
+    quiet_pending_publishes()
     folder = Path(tempfile.mkdtemp(prefix="smdrd-bench-central-"))
     os.chmod(folder, 0o755)  # the server may run as another user (root runs it as postgres)
     pg = PostgresServer(folder / "pg")
