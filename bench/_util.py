@@ -1,12 +1,26 @@
-"""Shared bits of the benchmark scripts: machine description and result printing."""
+"""Shared bits of the benchmark scripts: machine description, result printing, and the receipt-to-commit clock of
+the benchmarks that feed a daemon from bench/live.py's PBX (`CommitClock`, `send_lines`)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import platform
+import statistics
+import subprocess
 import sys
-from typing import Any
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from smdrd.core import Entry
+
+#: the PBX: ``live.py --sender PORT RATE SECONDS`` writes Avaya IP Office lines, each stamped with its send time.
+LIVE = Path(__file__).resolve().parent / "live.py"
 
 
 def machine() -> dict[str, Any]:
@@ -37,3 +51,53 @@ def report(name: str, results: dict[str, Any], rows: list[tuple[str, str]]) -> N
     for key, value in rows:
         print(f"  {key:<{width}}  {value}", file=sys.stderr)
     print(json.dumps({"benchmark": name, "machine": machine(), **results}, indent=2))
+
+
+async def send_lines(port: int, rate: float, seconds: float) -> int:
+    """Run bench/live.py's PBX against ``127.0.0.1:port`` (``rate`` lines a second for ``seconds``), in a process
+    of its own; how many lines it sent."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, str(LIVE), "--sender", str(port), str(rate),
+                                                str(seconds), stdout=subprocess.PIPE)
+    out, _ = await proc.communicate()
+    return int(out.decode().strip() or 0)
+
+
+class CommitClock:
+    """Each line's time from the PBX's write to its commit: `committed` is the daemon's commit listener, and
+    reads the send time (µs) that bench/live.py's sender writes into the eighth field of every line."""
+
+    def __init__(self) -> None:
+        #: milliseconds from send to commit, one a line committed.
+        self.latencies: list[float] = []
+        #: when the last commit happened (`time.monotonic`).
+        self.last_commit = 0.0
+        self._expected = 0
+        self._all_in = asyncio.Event()
+
+    def committed(self, entries: Sequence[Entry], _seconds: float) -> None:
+        now = time.time_ns() // 1000
+        self.last_commit = time.monotonic()
+        for e in entries:
+            fields = e.raw.split(b",", 8)
+            if len(fields) > 7 and fields[7].isdigit():
+                self.latencies.append((now - int(fields[7])) / 1000)
+        if self._expected and len(self.latencies) >= self._expected:
+            self._all_in.set()
+
+    async def wait(self, sent: int, within: float = 30.0) -> None:
+        """Until ``sent`` lines are committed, or ``within`` seconds."""
+        self._expected = sent
+        if len(self.latencies) < sent:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_in.wait(), within)
+
+    def figures(self) -> dict[str, float]:
+        """``latency_median_ms`` and ``latency_p99_ms`` (-1.0 with nothing committed)."""
+        lat = sorted(self.latencies)
+        return {"latency_median_ms": round(statistics.median(lat), 1) if lat else -1.0,
+                "latency_p99_ms": round(lat[int(len(lat) * 0.99) - 1], 1) if lat else -1.0}
+
+
+def cpu_share(before: os.times_result, after: os.times_result, wall: float) -> float:
+    """The share of a CPU this process used (user and system) between two `os.times` over ``wall`` seconds."""
+    return round(((after.user - before.user) + (after.system - before.system)) / wall, 3)

@@ -39,16 +39,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._util import report  # noqa: E402
+from bench._util import CommitClock, cpu_share, report, send_lines  # noqa: E402
 from smdrd.accounts import digest, new_secret  # noqa: E402
 from smdrd.config import Settings  # noqa: E402
-from smdrd.core import Entry  # noqa: E402
 from smdrd.daemon import Daemon  # noqa: E402
 from smdrd.store import open_store  # noqa: E402
 from smdrd.store.api import Actor  # noqa: E402
 from smdrd.testing import free_port  # noqa: E402
 
-LIVE = ROOT / "bench" / "live.py"
 DEPARTMENTS = [{"name": "Sales", "extensions": ["200-224"], "budget": "5000"},
                {"name": "Support", "extensions": ["225-249"], "budget": "3000"}]
 
@@ -118,19 +116,7 @@ async def phase(rate: float, seconds: float, work: Path, users: int, poll: float
                 commit_ms: int | None = None) -> dict[str, Any]:
     port, http_port = free_port(), free_port()
     db = work / f"console-{users}.db"
-    latencies: list[float] = []
-    expected = [0]
-    all_in = asyncio.Event()
-
-    def committed(entries: list[Entry], _seconds: float) -> None:
-        now = time.time_ns() // 1000
-        for e in entries:
-            fields = e.raw.split(b",", 8)
-            if len(fields) > 7 and fields[7].isdigit():
-                latencies.append((now - int(fields[7])) / 1000)
-        if expected[0] and len(latencies) >= expected[0]:
-            all_in.set()
-
+    clock = CommitClock()
     settings = Settings.model_validate({
         "site": {"timezone": "UTC", "country": "PL"},
         "database": {"path": str(db), **({"commit_interval_ms": commit_ms} if commit_ms else {})},
@@ -141,7 +127,7 @@ async def phase(rate: float, seconds: float, work: Path, users: int, poll: float
                                                  "billing_unit": 60}]},
         "logging": {"level": "warning"},
     })
-    daemon = Daemon(settings, on_commit=committed)
+    daemon = Daemon(settings, on_commit=clock.committed)
     task = asyncio.create_task(daemon.run())
     await daemon.ready.wait()
     cookies = sessions(db, users) if users else []
@@ -154,14 +140,8 @@ async def phase(rate: float, seconds: float, work: Path, users: int, poll: float
             sys.executable, __file__, "--clients", f"http://127.0.0.1:{http_port}", str(seconds + 2), str(poll),
             *cookies, stdout=subprocess.PIPE)
         await asyncio.sleep(2.0)  # every person signed in and watching before the PBX starts
-    sender = await asyncio.create_subprocess_exec(sys.executable, str(LIVE), "--sender", str(port), str(rate),
-                                                  str(seconds), stdout=subprocess.PIPE)
-    out, _ = await sender.communicate()
-    sent = int(out.decode().strip() or 0)
-    expected[0] = sent
-    if len(latencies) < sent:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(all_in.wait(), 30)
+    sent = await send_lines(port, rate, seconds)
+    await clock.wait(sent)
     console: dict[str, Any] = {}
     if clients is not None:
         client_out, _ = await clients.communicate()
@@ -170,12 +150,8 @@ async def phase(rate: float, seconds: float, work: Path, users: int, poll: float
     cpu1 = os.times()
     daemon.request_stop()
     await task
-    lat = sorted(latencies)
-    return {"users": users, "rate": rate, "sent": sent, "lost": sent - len(lat),
-            "latency_median_ms": round(statistics.median(lat), 1) if lat else -1.0,
-            "latency_p99_ms": round(lat[int(len(lat) * 0.99) - 1], 1) if lat else -1.0,
-            "cpu_share": round(((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / wall, 3),
-            "console": console}
+    return {"users": users, "rate": rate, "sent": sent, "lost": sent - len(clock.latencies), **clock.figures(),
+            "cpu_share": cpu_share(cpu0, cpu1, wall), "console": console}
 
 
 async def main_async(rate: float, seconds: float, users: int, poll: float, commit_ms: int | None) -> None:

@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import resource
 import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,9 +30,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._util import report  # noqa: E402
+from bench._util import CommitClock, cpu_share, report, send_lines  # noqa: E402
 from smdrd.config import Settings  # noqa: E402
-from smdrd.core import Entry  # noqa: E402
 from smdrd.daemon import Daemon  # noqa: E402
 from smdrd.testing import free_port  # noqa: E402
 
@@ -71,21 +67,7 @@ def sender(port: int, rate: float, seconds: float) -> None:
 async def run_rate(rate: float, seconds: float, work: Path, worker: bool = False) -> dict[str, float]:
     port = free_port()
     db = work / f"live-{'worker' if worker else 'loop'}-{int(rate)}.db"
-    latencies: list[float] = []
-    expected = [0]
-    all_in = asyncio.Event()
-    last_commit = [0.0]
-
-    def committed(entries: list[Entry], _seconds: float) -> None:
-        now = time.time_ns() // 1000
-        last_commit[0] = time.monotonic()
-        for e in entries:
-            fields = e.raw.split(b",", 8)
-            if len(fields) > 7 and fields[7].isdigit():
-                latencies.append((now - int(fields[7])) / 1000)
-        if expected[0] and len(latencies) >= expected[0]:
-            all_in.set()
-
+    clock = CommitClock()
     settings = Settings.model_validate({
         "site": {"timezone": "UTC", "country": "PL"},
         "database": {"path": str(db), "parse_in_worker": worker},
@@ -93,38 +75,30 @@ async def run_rate(rate: float, seconds: float, work: Path, worker: bool = False
         "http": {"enabled": False},
         "logging": {"level": "warning"},
     })
-    daemon = Daemon(settings, on_commit=committed)
+    daemon = Daemon(settings, on_commit=clock.committed)
     task = asyncio.create_task(daemon.run())
     await daemon.ready.wait()
     await asyncio.sleep(0.2)
     cpu0 = os.times()
     worker_cpu0 = _cpu_of(daemon.pipeline.pid) if daemon.pipeline is not None else 0.0
     wall0 = time.monotonic()
-    proc = await asyncio.create_subprocess_exec(sys.executable, __file__, "--sender", str(port), str(rate),
-                                                str(seconds), stdout=subprocess.PIPE)
-    out, _ = await proc.communicate()
-    sent = int(out.decode().strip() or 0)
-    expected[0] = sent
-    if len(latencies) < sent:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(all_in.wait(), 30)
+    sent = await send_lines(port, rate, seconds)
+    await clock.wait(sent)
     wall = time.monotonic() - wall0
     cpu1 = os.times()
     worker_cpu = _cpu_of(daemon.pipeline.pid) - worker_cpu0 if daemon.pipeline is not None else 0.0
-    sustained = len(latencies) / max(last_commit[0] - wall0, 1e-9)
+    sustained = len(clock.latencies) / max(clock.last_commit - wall0, 1e-9)
     daemon.request_stop()
     await task
     import sqlite3
 
     stored = sqlite3.connect(db).execute("SELECT count(*) FROM lines").fetchone()[0]
-    lat = sorted(latencies)
     return {
         "rate": rate, "seconds": seconds, "sent": sent, "journalled": stored, "lost": sent - stored,
-        "latency_median_ms": round(statistics.median(lat), 1) if lat else -1.0,
-        "latency_p99_ms": round(lat[int(len(lat) * 0.99) - 1], 1) if lat else -1.0,
-        "latency_max_ms": round(lat[-1], 1) if lat else -1.0,
+        **clock.figures(),
+        "latency_max_ms": round(max(clock.latencies), 1) if clock.latencies else -1.0,
         "sustained_lines_per_second": round(sustained),
-        "cpu_share": round(((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / wall, 3),
+        "cpu_share": cpu_share(cpu0, cpu1, wall),
         "worker_cpu_share": round(worker_cpu / wall, 3),
         # CPU a line (process CPU time over lines journalled): comparable across loads, unlike the shares.
         "cpu_us_per_line": round(((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) * 1e6 / max(stored, 1), 1),
