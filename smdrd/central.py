@@ -65,6 +65,8 @@ class CentralStats:
     calls: int = 0
     #: entries it had already (delivered again)
     known: int = 0
+    #: stored lines whose calls a site's newer revision replaced (a rerate or reparse there)
+    revised: int = 0
     #: sites' alerts new to the central inbox
     alerts: int = 0
     #: payloads that were not journal entries (or alerts)
@@ -204,6 +206,7 @@ class Collector:
         self.stats.lines += result.lines
         self.stats.calls += result.calls
         self.stats.known += result.known
+        self.stats.revised += result.revised
         self.stats.alerts += sum(result.alerts_by.values())
         self.metrics.stored(result, entries, time.perf_counter() - began)
 
@@ -229,7 +232,7 @@ def run_central(settings: Settings, config_path: Path | None = None) -> int:
             if watchdog is not None:
                 watchdog.cancel()
         log.info("central.stopped", lines=collector.stats.lines, calls=collector.stats.calls,
-                 known=collector.stats.known)
+                 known=collector.stats.known, revised=collector.stats.revised)
 
     asyncio.run(main())
     return 0

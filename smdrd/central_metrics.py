@@ -75,6 +75,10 @@ class CentralMetrics:
         self.known = Counter("smdrd_central_entries_known_total",
                              "Entries delivered again that the central store had already (they add nothing).",
                              ["site"], registry=r)
+        self.revised = Counter("smdrd_central_entries_revised_total",
+                               "Stored lines whose calls a site's re-rate or reparse replaced (their figures "
+                               "moved; the calls counters count each call once, when first added).",
+                               ["site"], registry=r)
         self.alerts = Counter("smdrd_central_alerts_stored_total",
                               "Alerts the sites raised that the central inbox added (a re-delivery adds none).",
                               ["site", "rule", "severity"], registry=r)
@@ -94,6 +98,7 @@ class CentralMetrics:
         """The sites the store holds, with their newest line: their series exist (at 0) from the start."""
         for site in sites:
             self.known.labels(site.name)
+            self.revised.labels(site.name)
             if site.last_line is not None:
                 self.site_last[site.name] = max(self.site_last.get(site.name, 0.0), site.last_line / 1e6)
 
@@ -106,6 +111,8 @@ class CentralMetrics:
             self.parse_errors.labels(site, source).inc(errors)
         for site, n in batch.known_by.items():
             self.known.labels(site).inc(n)
+        for site, n in batch.revised_by.items():
+            self.revised.labels(site).inc(n)
         for (site, rule, severity), n in batch.alerts_by.items():
             self.alerts.labels(site, rule, severity).inc(n)
         for c in batch.calls_by:
@@ -125,6 +132,7 @@ class CentralMetrics:
             self.site_last[site] = max(self.site_last.get(site, 0.0), at)
             self.site_lag[site] = max(0.0, now - at)
             self.known.labels(site)  # a site's series exist from its first batch
+            self.revised.labels(site)
 
 
 class _LiveCollector:
@@ -178,8 +186,8 @@ def health(collector: Collector) -> tuple[int, dict[str, Any]]:
     body = {"status": "unhealthy" if reasons else "ok", "reasons": reasons, "version": __version__,
             "store": {"up": collector.store_up}, "mqtt": {"connected": collector.subscription.connected},
             "stored": {"lines": collector.stats.lines, "calls": collector.stats.calls,
-                       "known": collector.stats.known, "alerts": collector.stats.alerts,
-                       "rejected": collector.stats.rejected}}
+                       "known": collector.stats.known, "revised": collector.stats.revised,
+                       "alerts": collector.stats.alerts, "rejected": collector.stats.rejected}}
     return (503 if reasons else 200), body
 
 

@@ -56,7 +56,7 @@ from paho.mqtt.enums import MQTTErrorCode
 from smdrd.backoff import Backoff, LogThrottle, log_throttled
 from smdrd.config import MqttConfig
 from smdrd.mqtt_payloads import CallShape, Topics, encode, journal_message, journal_topic
-from smdrd.store.api import CallFeed, FeedCall, StoreUnavailable
+from smdrd.store.api import REVISION_FEED, CallFeed, FeedCall, StoreUnavailable
 
 log = structlog.get_logger("smdrd.mqtt")
 
@@ -68,8 +68,10 @@ ONLINE = b"online"
 OFFLINE = b"offline"
 #: the call feed's cursor name in the store.
 CALL_FEED = "mqtt-calls"
-#: the journal entry feed's cursor name in the store (``publish_journal``).
+#: the journal entry feed's cursor name in the store (``publish_journal``); its revisions' is `REVISION_FEED`.
 JOURNAL_FEED = "mqtt-journal"
+#: seconds between two reads of the revisions when none is signalled (a rerate runs in another process).
+REVISION_POLL = 5.0
 
 
 class PendingLike(Protocol):
@@ -104,6 +106,8 @@ class PublisherStats:
     calls_published: int = 0
     #: journal entries acknowledged by the broker (``publish_journal``)
     entries_published: int = 0
+    #: revised journal entries (a rerate or reparse changed their calls) acknowledged by the broker
+    revisions_published: int = 0
     #: retained messages (state, discovery) acknowledged by the broker
     retained_published: int = 0
     last_error: str | None = None
@@ -147,6 +151,8 @@ class _Feed:
     read: Callable[[int, int], Awaitable[list[FeedCall]]]
     message: Callable[[FeedCall], tuple[str, bytes]]
     counter: str
+    #: how often the store is read again when no one says new items were committed (seconds)
+    poll: float = 30.0
 
 
 class Publisher:
@@ -196,6 +202,8 @@ class Publisher:
         self._calls_ready.set()  # publish whatever was stored while nobody was publishing
         self._journal_ready = asyncio.Event()
         self._journal_ready.set()
+        self._revisions_ready = asyncio.Event()
+        self._revisions_ready.set()
         #: topic -> the retained payload wanted at the broker (b"": remove it)
         self._retained: dict[str, bytes] = {}
         #: topic -> what the broker acknowledged on the current connection
@@ -231,11 +239,15 @@ class Publisher:
     def client(self) -> aiomqtt.Client:
         """A fresh client for one connection (clean session, last will ``offline``)."""
         c = self.config
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             **connect_options(c, self.base_dir), identifier=c.client_id,
             will=aiomqtt.Will(self.status_topic, OFFLINE, qos=1, retain=True),
             clean_session=True, timeout=c.publish_timeout, max_inflight_messages=c.window,
         )
+        # aiomqtt warns past 10 publishes awaiting their acknowledgement; each feed keeps a window of them in flight
+        # on purpose (bounded by ``window``), which would log dozens of warnings a window while a backlog drains.
+        client.pending_calls_threshold = 4 * c.window
+        return client
 
     async def run(self) -> None:
         """Connect, publish, reconnect after failures, until cancelled."""
@@ -294,6 +306,7 @@ class Publisher:
             jobs.append(self._publish_calls(client, self.feed))
         if self.config.publish_journal and self.feed is not None:
             jobs.append(self._publish_journal(client, self.feed))
+            jobs.append(self._publish_revisions(client, self.feed))
         tasks = [asyncio.ensure_future(job) for job in jobs]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -382,6 +395,16 @@ class Publisher:
             lambda e: (journal_topic(prefix, site, e.fields["source"]), encode(journal_message(site, e.fields))),
             "entries_published"))
 
+    async def _publish_revisions(self, client: aiomqtt.Client, feed: CallFeed) -> None:
+        """Publish the revisions of journal entries (lines whose calls a rerate or reparse changed, as they are
+        now) after the saved cursor, each to its entry's topic. A rerate runs in another process: the store is
+        read again every few seconds."""
+        prefix, site = self.config.journal_prefix, self.site
+        await self._publish_feed(client, feed, _Feed(
+            REVISION_FEED, self._revisions_ready, feed.start_revisions, feed.revisions,
+            lambda e: (journal_topic(prefix, site, e.fields["source"]), encode(journal_message(site, e.fields))),
+            "revisions_published", poll=REVISION_POLL))
+
     async def _publish_feed(self, client: aiomqtt.Client, feed: CallFeed, spec: _Feed) -> None:
         """Publish ``spec``'s items after its saved cursor, a window at a time; save the cursor past each item the
         broker acknowledged with every item before it (so a gap is never skipped). One window in flight at a
@@ -393,27 +416,32 @@ class Publisher:
             batch = await spec.read(position, window)
             if not batch:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(spec.ready.wait(), 30.0)  # and re-check now and then
+                    await asyncio.wait_for(spec.ready.wait(), spec.poll)  # and re-check now and then
                 continue
-            sends = [asyncio.ensure_future(client.publish(*spec.message(c), qos=1)) for c in batch]
+            # An item without fields has nothing to send (a revision of a line retention deleted): passed.
+            sends = [asyncio.ensure_future(client.publish(*spec.message(c), qos=1)) if c.fields else None
+                     for c in batch]
+            tasks = [t for t in sends if t is not None]
             try:
-                await asyncio.wait(sends)
+                if tasks:
+                    await asyncio.wait(tasks)
             finally:
-                if not all(t.done() for t in sends):
+                if not all(t.done() for t in tasks):
                     for _ in range(3):
                         await asyncio.sleep(0)  # let acknowledgements that already arrived complete their calls
-                for t in sends:
+                for t in tasks:
                     t.cancel()
                 acked = 0
-                for t in sends:
-                    if not t.done() or t.cancelled() or t.exception() is not None:
+                for send in sends:
+                    if send is not None and (not send.done() or send.cancelled() or send.exception() is not None):
                         break
                     acked += 1
-                setattr(self.stats, spec.counter, getattr(self.stats, spec.counter) + acked)
+                setattr(self.stats, spec.counter, getattr(self.stats, spec.counter)
+                        + sum(1 for t in sends[:acked] if t is not None))
                 if acked:
                     position = batch[acked - 1].position
                     await asyncio.shield(self._save_cursor(feed, spec.name, position))
-            failed = next((t for t in sends if t.done() and not t.cancelled() and t.exception() is not None), None)
+            failed = next((t for t in tasks if t.done() and not t.cancelled() and t.exception() is not None), None)
             if failed is not None:
                 raise failed.exception()  # type: ignore[misc]  # the session ends; reconnect and go on
             if acked < len(sends):

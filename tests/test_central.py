@@ -212,11 +212,13 @@ def central_url(pg_url: str) -> Iterator[str]:
         conn.execute("DELETE FROM sites WHERE id <> 1")
 
 
-def central_settings(url: str, broker: Broker) -> Settings:
+def central_settings(url: str, broker: Broker, client_id: str = "test-central") -> Settings:
+    """A collector's settings; its ``client_id`` is a persistent session at the broker, which queues what the
+    sites publish while it is away (a test that counts what it stores takes its own)."""
     return Settings.model_validate({
         "database": {"url": url},
         "mqtt": {"host": broker.host, "port": broker.port, "reconnect_min": 0.1, "reconnect_max": 0.5},
-        "central": {"client_id": "test-central"},
+        "central": {"client_id": client_id},
     })
 
 
@@ -342,3 +344,89 @@ async def test_a_collector_killed_mid_stream_loses_nothing_and_doubles_nothing(
     want = sorted((name, i + 1, e.raw, e.status, len(e.calls))
                   for k, name in enumerate(names, 4) for i, e in enumerate(site_entries(k, 150)))
     assert [(n, int(line), bytes(raw), status, int(calls)) for n, line, raw, status, calls in rows] == want
+
+
+SITE_CONFIG = """
+[site]
+name = "{name}"
+timezone = "Europe/London"
+country = "GB"
+[database]
+path = "{db}"
+[tariff]
+currency = "GBP"
+decks = ["rates.csv"]
+"""
+
+#: an IP Office site's outbound calls: a German number twice, a French one (the same bytes at every site)
+SITE_LINES = [
+    "2026/03/02 10:00:00,00:02:00,0,214,O,900491701234567,900491701234567,,0,1000001,0,E214,A,T9001,L,0,0",
+    "2026/03/02 11:00:00,00:01:30,0,215,O,900491701234568,900491701234568,,0,1000002,0,E215,B,T9001,L,0,0",
+    "2026/03/03 09:00:00,00:01:00,0,214,O,90033612345678,90033612345678,,0,1000003,0,E214,A,T9001,L,0,0",
+]
+
+
+def site_config(folder: Path, name: str, rate_de: str) -> Path:
+    """Site ``name``'s configuration in ``folder`` (its journal ``calls.db``), German calls at ``rate_de``."""
+    folder.mkdir(exist_ok=True)
+    (folder / "rates.csv").write_text(f"name,prefix,rate\nGermany,49,{rate_de}\nFrance,33,0.20\n")
+    path = folder / "smdrd.toml"
+    path.write_text(SITE_CONFIG.format(name=name, db=folder / "calls.db"))
+    return path
+
+
+def revision_cursor(db: Path) -> bool:
+    """Whether the site's revision feed has started (its rerates and reparses are recorded from then on)."""
+    import sqlite3
+
+    from smdrd.store.api import REVISION_FEED
+
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT 1 FROM feed_cursors WHERE name = ?", (REVISION_FEED,)).fetchone() is not None
+    finally:
+        conn.close()
+
+
+async def test_a_sites_rerate_and_reparse_reach_the_central_store(
+        tmp_path: Path, site_broker: Broker, central_broker: Broker, central_url: str) -> None:
+    """A site re-rates its calls after a tariff change, another reparses its journal: each publishes the entries
+    it changed again, and the central store's reports of each site equal that site's own again, to the cent
+    (the rollups moved, nothing added twice). The commands run as a user runs them (in a thread here: they
+    start event loops of their own)."""
+    from smdrd.cli import main
+
+    names = ("north", "south")
+    configs = {name: site_config(tmp_path / name, name, "0.05") for name in names}
+    dbs = {name: tmp_path / name / "calls.db" for name in names}
+    log = tmp_path / "smdr.log"
+    log.write_text("\r\n".join(SITE_LINES) + "\r\n")
+    for name in names:
+        assert await asyncio.to_thread(main, ["import", "-q", "--format", "avaya-ipo", "--config",
+                                              str(configs[name]), str(log)]) == 0
+
+    def same(kind: str) -> bool:
+        return all(report(central_url, kind, sites=(n,)) == report(dbs[n], kind) for n in names)
+
+    async with (collecting(central_settings(central_url, central_broker, "test-central-revisions")) as collector,
+                publishing(dbs["north"], site_broker, "north"), publishing(dbs["south"], site_broker, "south")):
+        assert await until(lambda: collector.stats.lines == 6), collector.stats
+        assert await until(lambda: all(revision_cursor(dbs[n]) for n in names))
+        before = report(central_url, "extensions", sites=("south",))["totals"]
+        assert all(same(kind) for kind in KINDS)
+
+        site_config(tmp_path / "south", "south", "0.07")  # the tariff changes at south: it re-rates
+        assert await asyncio.to_thread(main, ["rerate", "--config", str(configs["south"])]) == 0
+        assert await until(lambda: collector.stats.revised == 2, 20), collector.stats  # the German calls
+        after = report(central_url, "extensions", sites=("south",))["totals"]
+        assert after != before and after == report(dbs["south"], "extensions")["totals"]
+        assert all(same(kind) for kind in KINDS)
+
+        site_config(tmp_path / "north", "north", "0.09")  # north reparses its journal (rated anew too)
+        assert await asyncio.to_thread(main, ["reparse", "--config", str(configs["north"])]) == 0
+        assert await until(lambda: collector.stats.revised == 5, 20), collector.stats  # its three lines
+        assert all(same(kind) for kind in KINDS)
+        assert report(central_url, "extensions", sites=("north",)) != report(central_url, "extensions",
+                                                                             sites=("south",))
+    assert stored(central_url) == (6, 6)
+    assert collector.stats.lines == 6 and collector.stats.calls == 6 and collector.stats.rejected == 0

@@ -5,6 +5,7 @@ line, each call one call, and every rollup holds exactly the sums of the calls s
 from __future__ import annotations
 
 import asyncio
+import copy
 import tempfile
 from collections import Counter
 from datetime import datetime, timedelta
@@ -130,3 +131,67 @@ def test_entries_repeated_inside_a_batch_and_across_batches_are_stored_once_with
         assert sums(conn, "calls") == expected
         for rollup in ROLLUPS:
             assert sums(conn, rollup.table) == expected, rollup.table
+
+
+def revision_of(message: dict[str, Any], r: int) -> dict[str, Any]:
+    """Entry ``message`` as its site publishes it after its ``r``-th re-rate or reparse (0: as first published):
+    revision 1 re-rates its calls (other costs); revision 2 re-rates them into another class, and a reparse
+    leaves every third line without its calls (an error now)."""
+    if r == 0:
+        return message
+    m = copy.deepcopy(message)
+    m["revision"] = r
+    for c in m["calls"]:
+        c["cost"] = str(Decimal(c["cost"]) * (r + 1) + Decimal("0.01") * r)
+        if r == 2:
+            c["call_class"] = "mobile"
+    if r == 2 and m["id"] % 3 == 0:
+        m["calls"], m["status"], m["error"] = [], ERROR, "reparsed: no such field"
+    return m
+
+
+# Deliveries as (index into the pool, revision): any order, repeats, old revisions after new ones.
+REVISED_BATCHES = st.lists(st.lists(st.tuples(st.integers(0, 2 * PER_SITE - 1), st.integers(0, 2)),
+                                    min_size=1, max_size=30), min_size=1, max_size=5)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=REVISED_BATCHES)
+def test_revisions_in_any_order_leave_each_line_at_its_highest_revision_with_exact_rollups(
+        postgres: PostgresServer, pool: list[bytes], batches: list[list[tuple[int, int]]]) -> None:
+    """A site's rerate or reparse publishes the entries it changed again, with a revision: whatever order the
+    original and its revisions arrive in, and however often, each line ends as its highest revision delivered,
+    and every rollup holds the sums of exactly those calls (no key left at zero)."""
+    url = postgres.url("smdrd_test")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(EMPTY_DATABASE)
+    totals = asyncio.run(store_batches(url, [[revision_of(read_journal_message(pool[i]), r) for i, r in b]
+                                             for b in batches]))
+
+    highest: dict[int, int] = {}
+    for b in batches:
+        for i, r in b:
+            highest[i] = max(highest.get(i, 0), r)
+    expected: dict[str, tuple[int, int, int]] = {}
+    expected_lines = set()
+    for i, r in highest.items():
+        entry = revision_of(read_journal_message(pool[i]), r)
+        expected_lines.add((entry["site"], entry["id"], entry["status"], r))
+        for c in entry["calls"]:
+            n, talk, micros = expected.get(entry["site"], (0, 0, 0))
+            expected[entry["site"]] = (n + (c["leg"] == 0), talk + c["duration"],
+                                       micros + int(Decimal(c["cost"]) * 1_000_000))
+    assert totals["lines"] == len(highest)
+    with psycopg.connect(url) as conn:
+        lines = conn.execute("SELECT s.name, l.site_line, l.status, l.revision FROM lines l JOIN sites s "
+                             "ON s.id = l.site_id").fetchall()
+        assert {(str(a), int(b), str(c), int(d)) for a, b, c, d in lines} == expected_lines
+        assert len(lines) == len(expected_lines)
+        assert sums(conn, "calls") == {k: v for k, v in expected.items() if v != (0, 0, 0)}
+        for rollup in ROLLUPS:
+            assert sums(conn, rollup.table) == sums(conn, "calls"), rollup.table
+            zero = conn.execute(f"SELECT count(*) FROM {rollup.table} WHERE calls = 0 AND duration = 0 "
+                                f"AND cost_micros = 0").fetchone()
+            assert zero == (0,), rollup.table
+        classes = conn.execute("SELECT DISTINCT call_class FROM rollup_daily").fetchall()
+        assert {c for (c,) in classes} == {c for (c,) in conn.execute("SELECT DISTINCT call_class FROM calls")}

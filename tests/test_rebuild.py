@@ -218,3 +218,61 @@ def test_both_stores_report_the_same_to_the_cent_before_and_after_rerate_and_rep
                                 "status_after": {"parsed": 6, "duplicate": 1, "error": 1},
                                 "calls_before": 6, "calls_after": 6}
     assert again["reports"] == after["reports"] and again["rollups"] == after["rollups"]
+
+
+def test_rerate_and_reparse_record_revisions_only_while_a_revision_feed_publishes_them(
+        tmp_path: Path, database: Path | str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A site that publishes its journal to a central store sends again each entry a rerate or reparse changed:
+    the store records a revision of each such line (only once someone publishes them: a box that publishes
+    nothing keeps no record), the feed gives each line as it is now, and saving the cursor prunes them."""
+    import asyncio
+
+    from smdrd.store import open_store
+    from smdrd.store.api import REVISION_FEED, FeedCall
+
+    config = write_config(tmp_path, "0.05", database=database)
+    log = tmp_path / "smdr.log"
+    log.write_text("\r\n".join(LINES) + "\r\n")
+    assert main(["import", "-q", "--format", "avaya-ipo", "--config", str(config), str(log)]) == 0
+
+    async def feed(work: str, position: int = 0) -> list[FeedCall]:
+        f = open_store(database).call_feed()
+        await f.open()
+        try:
+            if work == "start":
+                await f.start_revisions(REVISION_FEED)
+            elif work == "save":
+                await f.save(REVISION_FEED, position)
+            return await f.revisions(position, 100)
+        finally:
+            await f.close()
+
+    write_config(tmp_path, "0.06", database=database)
+    assert main(["rerate", "--config", str(config)]) == 0
+    assert asyncio.run(feed("start")) == []  # nobody published revisions before: none kept
+
+    write_config(tmp_path, "0.07", database=database)
+    assert main(["rerate", "--config", str(config)]) == 0
+    rerated = asyncio.run(feed("read"))
+    assert [e.fields["id"] for e in rerated] == [1, 2]  # the German calls' lines; the Polish one did not move
+    assert [c["cost"] for e in rerated for c in e.fields["calls"]] == ["0.14", "0.14"]  # 2 min each, at 0.07
+    assert [e.fields["revision"] for e in rerated] == [e.position for e in rerated]
+    assert rerated[0].fields["raw"] == LINES[0].encode() and rerated[0].fields["status"] == "parsed"
+
+    assert main(["reparse", "--config", str(config)]) == 0
+    capsys.readouterr()
+    everything = asyncio.run(feed("read"))
+    assert [e.fields["id"] for e in everything] == [1, 2, 1, 2, 3]
+    assert everything[:2] == rerated and everything[-1].position > everything[1].position
+
+    assert asyncio.run(feed("save", everything[2].position)) == everything[3:]  # saved: those up to it go
+    assert asyncio.run(feed("read")) == everything[3:]
+
+
+def test_a_revision_whose_line_is_gone_is_passed_with_nothing_to_send() -> None:
+    from smdrd.store.sqlite.feed import LINE_COLUMNS, revisions_of
+
+    line = (7, "pbx", "10.0.0.1", 1_770_000_000_000_000, "avaya-ipo", b"x", "error", "bad")
+    out = revisions_of([(3, *line), (4, *([None] * len(LINE_COLUMNS)))], [])
+    assert [(e.position, e.fields.get("id"), e.fields.get("revision")) for e in out] == [(3, 7, 3), (4, None, None)]
+    assert out[1].fields == {}

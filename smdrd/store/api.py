@@ -25,6 +25,7 @@ __all__ = [
     "CALL_DETAIL",
     "CALL_SORTS",
     "MAIL_STATES",
+    "REVISION_FEED",
     "ROLES",
     "ROLLUP_TABLES",
     "SITE",
@@ -501,6 +502,11 @@ class JournalErrors(Protocol):
 
 # ---- the call feed ----
 
+#: The cursor of the feed that publishes revised journal entries (a site's journal to a central store,
+#: `CallFeed.revisions`). ``smdrd rerate`` and ``smdrd reparse`` record a revision of each line whose calls they
+#: change only while this cursor exists (someone publishes them), and saving it prunes the revisions up to it.
+REVISION_FEED = "mqtt-journal-revisions"
+
 @dataclass(frozen=True, slots=True)
 class FeedCall:
     """A stored call for the feed: its position in the journal's order, and its fields as
@@ -528,7 +534,7 @@ class CallFeed(Protocol):
         ...
 
     async def save(self, name: str, position: int) -> None:
-        """Everything up to ``position`` was delivered."""
+        """Everything up to ``position`` was delivered (of `REVISION_FEED`: its revisions up to there go)."""
         ...
 
     async def start_entries(self, name: str) -> int:
@@ -539,6 +545,18 @@ class CallFeed(Protocol):
         """Up to ``limit`` journal entries after ``position`` (a line's position), in order: fields ``id``,
         ``source``, ``peer``, ``received_at`` (UTC microseconds), ``format``, ``raw`` (bytes), ``status``,
         ``error`` and ``calls`` (each as `after` gives it; never an authorisation code)."""
+        ...
+
+    async def start_revisions(self, name: str) -> int:
+        """The saved position of revision feed ``name``; a new one starts (and is saved) at the revisions' end:
+        the entry feed, new too, sends every line as it is now."""
+        ...
+
+    async def revisions(self, position: int, limit: int) -> list[FeedCall]:
+        """Up to ``limit`` revisions after ``position``, in order: each the journal entry of a line whose calls
+        ``smdrd rerate`` or ``smdrd reparse`` changed, as it is now (`entries`' fields and ``revision``, its
+        position: a receiver keeps the highest). A revision whose line retention deleted has no fields (nothing
+        to send; its position is passed)."""
         ...
 
     async def last(self, direction: str) -> FeedCall | None:

@@ -8,6 +8,13 @@ twice is one line; the calls of the lines actually inserted are inserted ``ON CO
 every key, so two sites' identical lines (extension 201 at both, the same bytes) are two calls. The names the
 sites' PBXs give extensions in those calls are learnt per site (extension 201 of one site is not of another).
 
+A site that re-rates or reparses its calls publishes the entries it changed again, as they are now, each with
+its ``revision`` (`smdrd.store.api.CallFeed.revisions`; a first publication has none: 0). A line keeps the
+highest revision it got: a newer one replaces the line's calls (the old ones taken out of every rollup, the new
+ones added, as ``smdrd reparse`` does) and its status; an older one, or the same again, changes nothing; a
+revision of a line not stored yet stores it, and the first publication arriving after it adds nothing. So the
+central store's figures follow the site's, whatever order the two feeds' messages come in.
+
 A lost server or a serialization failure raises `Unwritable` (retry the same batch: nothing of it was kept).
 """
 
@@ -15,6 +22,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -27,6 +35,7 @@ from smdrd.journal import ERROR, FLUSHED, MICROS
 from smdrd.parsing import published_names
 from smdrd.store.postgres.connect import AsyncPart, redact
 from smdrd.store.postgres.directory import LEARN_SITE_NAME
+from smdrd.store.postgres.rebuild import MOVED, UNROLL
 from smdrd.store.postgres.schema import roll_up_sql
 from smdrd.store.postgres.writer import ONE_WRITER, Unwritable
 from smdrd.store.sqlite.directory import name_rows
@@ -34,7 +43,8 @@ from smdrd.store.sqlite.rows import CALL_COLUMNS
 
 __all__ = ["CentralBatch", "CentralWriter", "EntryRefused", "StoredCalls", "call_row_of"]
 
-_LINE_COLUMNS = ("site_id", "site_line", "source", "peer", "received_at", "format", "raw", "status", "error")
+_LINE_COLUMNS = ("site_id", "site_line", "source", "peer", "received_at", "format", "raw", "status", "error",
+                 "revision")
 _CALL_COLUMNS = ("line_id", "site_id", *CALL_COLUMNS)
 _STAGING = (
     f"CREATE TEMP TABLE IF NOT EXISTS central_lines_in ON COMMIT DELETE ROWS AS "
@@ -55,6 +65,15 @@ _MOVE_CALLS = (
     + " SELECT site_id, source, direction, coalesce(call_class, ''), coalesce(currency, ''), count(*), "
       "count(*) FILTER (WHERE leg = 0), coalesce(sum(duration), 0), coalesce(sum(cost_micros), 0) "
       "FROM new GROUP BY 1, 2, 3, 4, 5")
+#: the staged revisions newer than the stored lines': their status and revision, and each line's id and identity.
+_REVISE_LINES = (
+    "UPDATE lines SET status = s.status, error = s.error, revision = s.revision FROM central_lines_in s "
+    "WHERE s.revision > 0 AND lines.site_id = s.site_id AND lines.site_line = s.site_line "
+    "AND lines.received_at = s.received_at AND lines.revision < s.revision "
+    "RETURNING lines.id, lines.site_id, lines.site_line, lines.received_at")
+#: the calls of the revised lines out of ``calls``, kept in ``calls_moved`` to be taken out of every rollup.
+_DELETE_REVISED = ("WITH gone AS (DELETE FROM calls WHERE line_id = ANY(%s) RETURNING *) "
+                   "INSERT INTO calls_moved SELECT * FROM gone")
 #: the sites' alerts into the central inbox, each once: its id prefixed with its site (two sites' calls may
 #: raise alerts of the same id), delivered already (the site delivered it: nothing here publishes it again).
 _INSERT_ALERTS = ("INSERT INTO alert_outbox (alert_id, rule, severity, created_at, payload, delivered_at) "
@@ -71,6 +90,40 @@ class EntryRefused(SmdrdError):
 
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _AUTH_CODE, _COST_MICROS, _EXTRA = (CALL_COLUMNS.index(c) for c in ("auth_code", "cost_micros", "extra"))
+
+
+def _latest(entries: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int, int], Mapping[str, Any]]:
+    """Each line of ``entries`` once, by its identity (site, id, receipt time), at the highest revision given."""
+    out: dict[tuple[str, int, int], Mapping[str, Any]] = {}
+    for e in entries:
+        key = (str(e["site"]), int(e["id"]), int(e["received_at"]))
+        held = out.get(key)
+        if held is None or int(e.get("revision") or 0) > int(held.get("revision") or 0):
+            out[key] = e
+    return out
+
+
+async def _unroll(cur: psycopg.AsyncCursor[Any]) -> None:
+    """The calls in ``calls_moved`` out of every rollup, the keys left at zero gone (as ``smdrd reparse``)."""
+    for take, drop in UNROLL:
+        await cur.execute(take)
+        empty = await cur.fetchall()
+        if empty:
+            await cur.executemany(drop, empty)
+    await cur.execute("DELETE FROM calls_moved")
+
+
+async def _move_calls(cur: psycopg.AsyncCursor[Any], rows: list[tuple[object, ...]]) -> list[tuple[Any, ...]]:
+    """Call ``rows`` (``line_id``, ``site_id``, then `CALL_COLUMNS`) into ``calls`` and every rollup, those new to
+    the store; what they added, grouped as `_MOVE_CALLS` returns it."""
+    if not rows:
+        return []
+    await cur.execute("DELETE FROM central_calls_in")  # what an earlier pass of this transaction staged
+    async with cur.copy(f"COPY central_calls_in ({', '.join(_CALL_COLUMNS)}) FROM STDIN") as copy:
+        for row in rows:
+            await copy.write_row(row)
+    await cur.execute(_MOVE_CALLS)
+    return await cur.fetchall()
 
 
 def call_row_of(fields: Mapping[str, Any]) -> tuple[object, ...]:
@@ -119,6 +172,12 @@ class CentralBatch:
     calls_by: tuple[StoredCalls, ...] = ()
     #: (site, rule, severity) -> alerts new to the central inbox
     alerts_by: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
+    #: site -> stored lines whose calls a newer revision replaced (a site's rerate or reparse)
+    revised_by: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def revised(self) -> int:
+        return sum(self.revised_by.values())
 
 
 class CentralWriter(AsyncPart):
@@ -154,53 +213,68 @@ class CentralWriter(AsyncPart):
             await self.close()
             await self.open()
         conn = self.conn
-        found: dict[str, int] = {}
+        latest = _latest(entries)
         async with conn.transaction(), conn.cursor() as cur:
             await cur.execute(_BEGIN)  # the writers' lock and the staging tables: one round trip
-            found = await self._site_ids(cur, {str(e["site"]) for e in entries})
+            found = await self._site_ids(cur, {str(e["site"]) for e in latest.values()})
             async with cur.copy(f"COPY central_lines_in ({', '.join(_LINE_COLUMNS)}) FROM STDIN") as copy:
-                for e in entries:
+                for e in latest.values():
                     await copy.write_row((found[e["site"]], e["id"], e["source"], e["peer"], e["received_at"],
-                                          e["format"], e["raw"], e["status"], e.get("error")))
+                                          e["format"], e["raw"], e["status"], e.get("error"),
+                                          int(e.get("revision") or 0)))
             await cur.execute(_MOVE_LINES)
             new_lines = await cur.fetchall()
+            new = {(int(site), int(line), int(at)): int(line_id) for line_id, site, line, at in new_lines}
+            revised: dict[tuple[int, int, int], int] = {}
+            if any(e.get("revision") for e in latest.values()):
+                await cur.execute(_REVISE_LINES)
+                revised = {(int(site), int(line), int(at)): int(line_id)
+                           for line_id, site, line, at in await cur.fetchall()}
+                if revised:  # their calls out of every rollup, and gone: the revision's come instead
+                    await cur.execute(MOVED)
+                    await cur.execute(_DELETE_REVISED, (list(revised.values()),))
+                    await _unroll(cur)
             lines_by: dict[tuple[str, str], tuple[int, int]] = {}
-            known_by: dict[str, int] = {}
+            stored_by: dict[str, int] = {}  # site -> entries new to the store or revised
+            revised_by: dict[str, int] = {}
+            new_rows: list[tuple[object, ...]] = []
+            revised_rows: list[tuple[object, ...]] = []
+            learnt: dict[tuple[str, str], str] = {}  # (extension, site) -> the name the site's PBX gave it
+            for key, e in latest.items():
+                site = found[e["site"]]
+                identity = (site, key[1], key[2])
+                if (line_id := new.get(identity)) is not None:
+                    rows = new_rows
+                    if e["status"] != FLUSHED:  # counted as the site's smdrd_lines_received_total counts
+                        n, errors = lines_by.get((e["site"], e["source"]), (0, 0))
+                        lines_by[(e["site"], e["source"])] = (n + 1, errors + int(e["status"] == ERROR))
+                elif (line_id := revised.get(identity)) is not None:
+                    rows = revised_rows
+                    revised_by[e["site"]] = revised_by.get(e["site"], 0) + 1
+                else:
+                    continue  # stored before, at this revision or a newer one
+                stored_by[e["site"]] = stored_by.get(e["site"], 0) + 1
+                rows.extend((line_id, site, *call_row_of(c)) for c in e["calls"])
+                for number, name in published_names(e["calls"]):  # as the site's own writer learns them
+                    learnt[(number, str(e["site"]))] = name
+            # the entries that added nothing: delivered again, twice in this batch, or an older revision
+            known_by = {site: n - stored_by.get(site, 0) for site, n in Counter(str(e["site"]) for e in entries).items()
+                        if n > stored_by.get(site, 0)}
             calls_by: list[StoredCalls] = []
             calls = 0
-            new = {(int(site), int(line), int(at)): int(line_id) for line_id, site, line, at in new_lines}
-            learnt: dict[tuple[str, str], str] = {}  # (extension, site) -> the name the site's PBX gave it
-            if new_lines:
-                async with cur.copy(f"COPY central_calls_in ({', '.join(_CALL_COLUMNS)}) FROM STDIN") as copy:
-                    for e in entries:
-                        site = found[e["site"]]
-                        line_id = new.pop((site, int(e["id"]), int(e["received_at"])), None)
-                        if line_id is None:  # stored before, or twice in this batch: its calls once
-                            known_by[e["site"]] = known_by.get(e["site"], 0) + 1
-                            continue
-                        if e["status"] != FLUSHED:  # counted as the site's smdrd_lines_received_total counts
-                            n, errors = lines_by.get((e["site"], e["source"]), (0, 0))
-                            lines_by[(e["site"], e["source"])] = (n + 1, errors + int(e["status"] == ERROR))
-                        for c in e["calls"]:
-                            await copy.write_row((line_id, site, *call_row_of(c)))
-                        for number, name in published_names(e["calls"]):  # as the site's own writer learns them
-                            learnt[(number, str(e["site"]))] = name
-                await cur.execute(_MOVE_CALLS)
-                names = {i: n for n, i in found.items()}
-                for site, source, direction, cls, currency, legs, first, talk, micros in await cur.fetchall():
-                    calls += int(legs)
-                    calls_by.append(StoredCalls(names[int(site)], str(source), str(direction), str(cls),
-                                                str(currency), int(first), int(talk), int(micros)))
-                if learnt:  # each site's names, never an edited one (`LEARN_SITE_NAME`)
-                    await cur.executemany(LEARN_SITE_NAME, name_rows(
-                        ((number, name, at) for (number, at), name in sorted(learnt.items())), int(time.time())))
-            else:
-                for e in entries:
-                    known_by[e["site"]] = known_by.get(e["site"], 0) + 1
+            names = {i: n for n, i in found.items()}
+            for site, source, direction, cls, currency, legs, first, talk, micros in await _move_calls(cur, new_rows):
+                calls += int(legs)
+                calls_by.append(StoredCalls(names[int(site)], str(source), str(direction), str(cls),
+                                            str(currency), int(first), int(talk), int(micros)))
+            await _move_calls(cur, revised_rows)  # replaced calls: no new call for the metrics
+            if learnt:  # each site's names, never an edited one (`LEARN_SITE_NAME`)
+                await cur.executemany(LEARN_SITE_NAME, name_rows(
+                    ((number, name, at) for (number, at), name in sorted(learnt.items())), int(time.time())))
             alerts_by = await self._alerts(cur, alerts)
         self._sites.update(found)  # committed: the sites added are there for good
-        return CentralBatch(len(new_lines), calls, len(entries) - len(new_lines), lines_by, known_by,
-                            tuple(calls_by), alerts_by)
+        return CentralBatch(len(new_lines), calls, sum(known_by.values()), lines_by, known_by, tuple(calls_by),
+                            alerts_by, revised_by)
 
     async def _alerts(self, cur: psycopg.AsyncCursor[Any], alerts: Sequence[Mapping[str, Any]]
                       ) -> dict[tuple[str, str, str], int]:

@@ -23,14 +23,21 @@ import psycopg
 
 from smdrd.journal import JournalEntry
 from smdrd.store import rebuild as common
-from smdrd.store.api import JournalLine, RatingUpdate, ReplaceResult, StoredRating, StoreUnavailable
+from smdrd.store.api import (
+    REVISION_FEED,
+    JournalLine,
+    RatingUpdate,
+    ReplaceResult,
+    StoredRating,
+    StoreUnavailable,
+)
 from smdrd.store.postgres.connect import connect, redact
 from smdrd.store.postgres.schema import LOCAL_SITE, roll_up_sql
 from smdrd.store.postgres.writer import COPY_CALLS, MOVE_CALLS, ONE_WRITER, STAGING
 from smdrd.store.sqlite.rollups import MEASURES, ROLLUPS
 from smdrd.store.sqlite.rows import call_row
 
-__all__ = ["PgRebuild"]
+__all__ = ["MOVED", "UNROLL", "PgRebuild"]
 
 #: errors of the server or the link, not of one entry's values (as the journal writer tells them apart).
 _TRANSIENT = (psycopg.OperationalError, psycopg.InterfaceError)
@@ -40,7 +47,7 @@ _RATINGS_IN = (f"CREATE TEMP TABLE IF NOT EXISTS rerate_in ON COMMIT DELETE ROWS
                f"SELECT id, true AS figures, {', '.join(common.RATED)} FROM calls WITH NO DATA")
 _COPY_RATINGS = f"COPY rerate_in (id, figures, {', '.join(common.RATED)}) FROM STDIN"
 #: the rows of the calls that move in the rollups: first as they were (taken away), then as re-rated (added).
-_MOVED = "CREATE TEMP TABLE IF NOT EXISTS calls_moved ON COMMIT DELETE ROWS AS SELECT * FROM calls WITH NO DATA"
+MOVED = "CREATE TEMP TABLE IF NOT EXISTS calls_moved ON COMMIT DELETE ROWS AS SELECT * FROM calls WITH NO DATA"
 #: the old rows of the calls whose figures change, locked until the batch commits.
 _KEEP_RERATED = ("INSERT INTO calls_moved SELECT c.* FROM calls c JOIN rerate_in i ON i.id = c.id "
                  "WHERE i.figures ORDER BY c.id FOR UPDATE OF c")
@@ -52,6 +59,13 @@ _RERATE = (f"WITH new AS (UPDATE calls SET {', '.join(f'{c} = i.{c}' for c in co
 #: the version alone: the rollups stay.
 _SET_VERSIONS = ("UPDATE calls SET tariff_version = i.tariff_version FROM rerate_in i "
                  "WHERE calls.id = i.id AND NOT i.figures")
+#: a revision of each line of the calls re-rated (those in ``calls_moved``, as updated) while the revision feed
+#: exists (`smdrd.store.api.REVISION_FEED`): a central store's costs follow the site's.
+_REVISE_RERATED = ("INSERT INTO entry_revisions (line_id) SELECT DISTINCT line_id FROM calls_moved "
+                   "WHERE EXISTS (SELECT 1 FROM feed_cursors WHERE name = %s) ORDER BY line_id")
+#: a revision of each line listed, while the revision feed exists.
+_REVISE_LINES = ("INSERT INTO entry_revisions (line_id) SELECT DISTINCT l FROM unnest(%s::bigint[]) AS l "
+                 "WHERE EXISTS (SELECT 1 FROM feed_cursors WHERE name = %s) ORDER BY l")
 
 
 def _unroll_sql(source: str) -> list[tuple[str, str]]:
@@ -69,8 +83,9 @@ def _unroll_sql(source: str) -> list[tuple[str, str]]:
     return out
 
 
-#: the calls in ``calls_moved`` taken out of every rollup (`_unroll`).
-_UNROLL = _unroll_sql("calls_moved")
+#: the calls in ``calls_moved`` taken out of every rollup (`_unroll`): per rollup, the statement taking them away
+#: (it returns the keys it leaves at zero) and the one deleting such a key's row.
+UNROLL = _unroll_sql("calls_moved")
 #: the calls in ``calls_moved`` added to every rollup.
 _ROLL_UP = tuple(roll_up_sql("calls_moved"))
 
@@ -122,11 +137,12 @@ class PgRebuild:
                         for u in batch:
                             copy.write_row((u.call_id, u.figures, *u.rating))
                     if any(u.figures for u in batch):
-                        cur.execute(_MOVED)
+                        cur.execute(MOVED)
                         cur.execute(_KEEP_RERATED)
                         self._unroll(cur)
                         for statement in (_RERATE, *_ROLL_UP):
                             cur.execute(statement)
+                        cur.execute(_REVISE_RERATED, (REVISION_FEED,))
                     cur.execute(_SET_VERSIONS)
         except _TRANSIENT as exc:
             raise self._unavailable(exc) from exc
@@ -159,7 +175,7 @@ class PgRebuild:
             cur.execute(ONE_WRITER)
             removed = 0
             if not keep_lines:
-                cur.execute(_MOVED)
+                cur.execute(MOVED)
                 cur.execute(_DELETE_CALLS, ([line_id for line_id, _ in entries],))
                 removed = max(cur.rowcount, 0)
                 if removed:
@@ -185,13 +201,14 @@ class PgRebuild:
                                                         keep_lines=keep_lines)
             if status_rows:
                 cur.executemany(_pg(common.SET_STATUS), status_rows)
+            cur.execute(_REVISE_LINES, ([line_id for line_id, _ in entries], REVISION_FEED))
         return ReplaceResult(removed, statuses)
 
     @staticmethod
     def _unroll(cur: psycopg.Cursor[Any]) -> None:
         """Take the calls in ``calls_moved`` away from every rollup, delete the keys left at zero (as SQLite's
         triggers do), and empty the table for what comes next."""
-        for take, drop in _UNROLL:
+        for take, drop in UNROLL:
             cur.execute(take)
             empty = cur.fetchall()
             if empty:

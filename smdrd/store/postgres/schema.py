@@ -322,6 +322,13 @@ EXTENSION_SITES_MIGRATION = (
     "ALTER TABLE directory_extensions DROP CONSTRAINT directory_extensions_pkey;\n"
     "ALTER TABLE directory_extensions ADD PRIMARY KEY (number, site)")
 
+#: Revisions of journal entries, as the SQLite store's `ENTRY_REVISIONS_MIGRATION` (a site on PostgreSQL publishes
+#: them too); and, in a central store, the revision of each site's line that its calls are now
+#: (`smdrd.store.postgres.central`): 0, the entry as first published.
+ENTRY_REVISIONS_MIGRATION = (
+    "CREATE TABLE entry_revisions (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, line_id bigint NOT NULL);\n"
+    "ALTER TABLE lines ADD COLUMN revision bigint NOT NULL DEFAULT 0")
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: everything the SQLite store has at its schema version 11, less the people and rights.
     BASE_MIGRATION,
@@ -337,6 +344,8 @@ MIGRATIONS: tuple[str, ...] = (
     ROLLUP_FILLFACTOR_MIGRATION,
     # an extension's name is per site, '' for this box and every site (see `EXTENSION_SITES_MIGRATION`).
     EXTENSION_SITES_MIGRATION,
+    # lines whose calls a rerate or reparse changed; a central line's revision (see `ENTRY_REVISIONS_MIGRATION`).
+    ENTRY_REVISIONS_MIGRATION,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from smdrd.journal import MICROS
-from smdrd.store.api import ErrorLine, FeedCall, StoreUnavailable
+from smdrd.store.api import REVISION_FEED, ErrorLine, FeedCall, StoreUnavailable
 from smdrd.store.postgres.accounts import PgAccounts
 from smdrd.store.postgres.alert_inbox import PgAlertInbox
 from smdrd.store.postgres.calls import PgCalls
@@ -24,7 +24,15 @@ from smdrd.store.postgres.reports import PgReports
 from smdrd.store.postgres.retention import PgRetention
 from smdrd.store.postgres.tariffs import PgTariffs
 from smdrd.store.sqlite.feed import _COLUMNS as FEED_COLUMNS
-from smdrd.store.sqlite.feed import LINE_COLUMNS, entries_of, feed_fields
+from smdrd.store.sqlite.feed import (
+    LINE_COLUMNS,
+    PRUNE_REVISIONS,
+    REVISION_CALLS,
+    REVISIONS,
+    entries_of,
+    feed_fields,
+    revisions_of,
+)
 
 __all__ = ["PgCallExport", "PgCallFeed", "PgJournalErrors", "PgStore"]
 
@@ -117,6 +125,21 @@ class PgCallFeed(AsyncPart):
         position = int(row[0][0]) if row else 0
         return 0 if position > end else position
 
+    async def start_revisions(self, name: str) -> int:
+        row = await self._rows("SELECT position FROM feed_cursors WHERE name = %s", (name,))
+        if row:
+            return int(row[0][0])
+        end = int((await self._rows("SELECT coalesce(max(id), 0) FROM entry_revisions", ()))[0][0])
+        await self.save(name, end)  # revisions are recorded from now on
+        return end
+
+    async def revisions(self, position: int, limit: int) -> list[FeedCall]:
+        rows = await self._rows(REVISIONS.replace("?", "%s"), (position, limit))
+        if not rows:
+            return []
+        calls = await self._rows(REVISION_CALLS.replace("?", "%s"), (position, rows[-1][0]))
+        return revisions_of(rows, calls)
+
     async def entries(self, position: int, limit: int) -> list[FeedCall]:
         lines = await self._rows(f"SELECT {', '.join(LINE_COLUMNS)} FROM lines WHERE id > %s ORDER BY id LIMIT %s",
                                  (position, limit))
@@ -136,6 +159,8 @@ class PgCallFeed(AsyncPart):
 
     async def save(self, name: str, position: int) -> None:
         await self._rows(_SAVE_CURSOR + " RETURNING position", (name, position))
+        if name == REVISION_FEED:
+            await self._rows(PRUNE_REVISIONS.replace("?", "%s") + " RETURNING id", (position,))
 
 
 class PgStore:

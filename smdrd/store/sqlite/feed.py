@@ -7,7 +7,8 @@ a crash between the acknowledgement and the save sends a few again, with the sam
 de-duplicate on.
 
 The same cursors serve the journal's entries (`entries`: each line with its calls, in ``lines.id`` order), which
-a site publishes to a central collector (`smdrd.central`).
+a site publishes to a central collector (`smdrd.central`), and their revisions (`revisions`: a line whose calls
+``smdrd rerate`` or ``smdrd reparse`` changed, as it is now, in ``entry_revisions.id`` order).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from smdrd.journal import MICROS
-from smdrd.store.api import FeedCall, StoreUnavailable
+from smdrd.store.api import REVISION_FEED, FeedCall, StoreUnavailable
 from smdrd.store.sqlite.aio import AsyncPart
 from smdrd.store.sqlite.schema import connect
 
@@ -32,6 +33,14 @@ _SELECT = f"SELECT id, {', '.join(_COLUMNS)} FROM calls WHERE id > ? ORDER BY id
 LINE_COLUMNS = ("id", "source", "peer", "received_at", "format", "raw", "status", "error")
 _ENTRIES = f"SELECT {', '.join(LINE_COLUMNS)} FROM lines WHERE id > ? ORDER BY id LIMIT ?"
 _ENTRY_CALLS = f"SELECT line_id, {', '.join(_COLUMNS)} FROM calls WHERE line_id BETWEEN ? AND ? ORDER BY id"
+#: revisions after a position, each with its line's row (NULLs: retention deleted the line).
+REVISIONS = (f"SELECT r.id, {', '.join('l.' + c for c in LINE_COLUMNS)} FROM entry_revisions AS r "
+             f"LEFT JOIN lines AS l ON l.id = r.line_id WHERE r.id > ? ORDER BY r.id LIMIT ?")
+#: the calls of the lines of the revisions in ``(?, ?]``.
+REVISION_CALLS = (f"SELECT line_id, {', '.join(_COLUMNS)} FROM calls WHERE line_id IN "
+                  f"(SELECT line_id FROM entry_revisions WHERE id > ? AND id <= ?) ORDER BY id")
+#: the revisions the revision feed has sent: gone once its cursor is saved past them.
+PRUNE_REVISIONS = "DELETE FROM entry_revisions WHERE id <= ?"
 
 
 def feed_fields(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -60,6 +69,23 @@ def entries_of(lines: list[tuple[Any, ...]], calls: list[tuple[Any, ...]]) -> li
     for row in calls:
         by_line.setdefault(int(row[0]), []).append(feed_fields(tuple(row[1:])))
     return [FeedCall(int(line[0]), entry_fields(tuple(line), by_line.get(int(line[0]), []))) for line in lines]
+
+
+def revisions_of(rows: list[tuple[Any, ...]], calls: list[tuple[Any, ...]]) -> list[FeedCall]:
+    """Revisions from their `REVISIONS` rows and the `REVISION_CALLS` rows of their lines: each its line's entry
+    as `entries_of` gives it, with the ``revision``; no fields where the line is gone."""
+    by_line: dict[int, list[dict[str, Any]]] = {}
+    for row in calls:
+        by_line.setdefault(int(row[0]), []).append(feed_fields(tuple(row[1:])))
+    out = []
+    for revision, *line in rows:
+        if line[0] is None:
+            out.append(FeedCall(int(revision), {}))
+            continue
+        fields = entry_fields(tuple(line), by_line.get(int(line[0]), []))
+        fields["revision"] = int(revision)
+        out.append(FeedCall(int(revision), fields))
+    return out
 
 
 def place_cursor(path: str, name: str) -> int:
@@ -109,6 +135,25 @@ class SqliteCallFeed(AsyncPart):
         # A new feed starts at the beginning; a cursor past the last line: retention emptied the journal.
         return 0 if position is None or position > end else position
 
+    async def start_revisions(self, name: str) -> int:
+        position, end = await self._saved(name, "entry_revisions")
+        if position is None:
+            await self.save(name, end)  # revisions are recorded from now on
+            return end
+        return position
+
+    async def revisions(self, position: int, limit: int) -> list[FeedCall]:
+        try:
+            async with self.db.execute(REVISIONS, (position, limit)) as cur:
+                rows = [tuple(row) async for row in cur]
+            if not rows:
+                return []
+            async with self.db.execute(REVISION_CALLS, (position, rows[-1][0])) as cur:
+                calls = [tuple(row) async for row in cur]
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"revision feed: {exc}") from exc
+        return revisions_of(rows, calls)
+
     async def entries(self, position: int, limit: int) -> list[FeedCall]:
         try:
             async with self.db.execute(_ENTRIES, (position, limit)) as cur:
@@ -143,5 +188,7 @@ class SqliteCallFeed(AsyncPart):
             await self.db.execute(
                 "INSERT INTO feed_cursors (name, position) VALUES (?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET position = excluded.position", (name, position))
+            if name == REVISION_FEED:
+                await self.db.execute(PRUNE_REVISIONS, (position,))
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"call feed: {exc}") from exc

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from smdrd.journal import JournalEntry
-from smdrd.store.api import JournalLine, RatingUpdate, ReplaceResult, StoredRating
+from smdrd.store.api import REVISION_FEED, JournalLine, RatingUpdate, ReplaceResult, StoredRating
 from smdrd.store.rebuild import (
     BATCH,
     CALLS_RECEIVED,
@@ -28,6 +28,18 @@ from smdrd.store.sqlite.rollups import ROLL_UP
 from smdrd.store.sqlite.rows import INSERT_CALL, LAST_IDS, call_row
 from smdrd.store.sqlite.schema import LOCAL_SITE, UNROLL_ON_DELETE, connect
 from smdrd.store.sqlite.writer import unwritable
+
+#: a revision of each line of the calls listed (a JSON array of ids) while the revision feed exists.
+_REVISE_CALLS = ("INSERT INTO entry_revisions (line_id) SELECT DISTINCT line_id FROM calls "
+                 "WHERE id IN (SELECT value FROM json_each(?)) "
+                 "AND EXISTS (SELECT 1 FROM feed_cursors WHERE name = ?) ORDER BY line_id")
+#: a revision of each line listed (a JSON array of ids) while the revision feed exists.
+_REVISE_LINES = ("INSERT INTO entry_revisions (line_id) SELECT DISTINCT value FROM json_each(?) "
+                 "WHERE EXISTS (SELECT 1 FROM feed_cursors WHERE name = ?) ORDER BY value")
+
+
+def _ids(ids: Sequence[int]) -> str:
+    return "[" + ",".join(str(int(i)) for i in ids) + "]"
 
 
 class SqliteRebuild:
@@ -55,6 +67,8 @@ class SqliteRebuild:
                     "UPDATE calls SET e164 = ?, call_class = ?, rule = ?, prefix = ?, cost_micros = ?, "
                     "currency = ?, region = ?, tariff_version = ? WHERE id = ?",
                     [(*u.rating, u.call_id) for u in batch if u.figures])
+                # Their entries go to a central store again (`REVISION_FEED`): its costs follow the site's.
+                self.conn.execute(_REVISE_CALLS, (_ids([u.call_id for u in batch if u.figures]), REVISION_FEED))
                 # The version alone: a statement that leaves the rollups' update trigger alone.
                 self.conn.executemany("UPDATE calls SET tariff_version = ? WHERE id = ?",
                                       [(u.rating[7], u.call_id) for u in batch if not u.figures])
@@ -123,6 +137,7 @@ class SqliteRebuild:
                                                                (line_id,)).fetchone() is not None,
                 keep_lines=keep_lines)
             conn.executemany(SET_STATUS, status_rows)
+            conn.execute(_REVISE_LINES, (_ids([line_id for line_id, _ in entries]), REVISION_FEED))
             for statement in ROLL_UP:  # the rebuilt calls: every one got a new id, above calls_before
                 conn.execute(statement, (calls_before,))
             conn.execute("COMMIT")

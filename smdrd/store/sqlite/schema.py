@@ -366,6 +366,17 @@ EXTENSION_SITES_MIGRATION = """
     ALTER TABLE directory_extensions_sited RENAME TO directory_extensions;
     """
 
+#: A revision of a journal entry: a line whose calls ``smdrd rerate`` or ``smdrd reparse`` changed, for the site's
+#: publisher to send the entry again as it is now (`smdrd.store.api.CallFeed.revisions`): a central store keeps
+#: the highest revision of each line. Recorded only while someone publishes them (`smdrd.store.api.REVISION_FEED`);
+#: pruned as that feed's cursor passes them. ``AUTOINCREMENT``: an id is never handed out twice, pruned or not.
+ENTRY_REVISIONS_MIGRATION = """
+    CREATE TABLE entry_revisions (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        line_id     INTEGER NOT NULL
+    );
+    """
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: the journal of raw lines, and the calls parsed from them.
     """
@@ -592,6 +603,8 @@ MIGRATIONS: tuple[str, ...] = (
     DIRECTORY_SITES_MIGRATION,
     # an extension's name is per site, '' for this box and every site (see `EXTENSION_SITES_MIGRATION`).
     EXTENSION_SITES_MIGRATION,
+    # lines whose calls a rerate or reparse changed, to publish again (see `ENTRY_REVISIONS_MIGRATION`).
+    ENTRY_REVISIONS_MIGRATION,
 )
 
 #: created on its own connection by `smdrd reparse` only: calls it deletes (to rebuild them from the journal)
