@@ -185,9 +185,10 @@ async def test_reports_and_the_directory_csv_show_each_calls_site_name(central_u
         every = every_row(reader, Query("calls", *march, directions=DIRECTIONS), ctx, names)
         listed = [r for s in every.sections or () for r in s.rows]
         assert sorted({r["name"] for r in listed if r["extension"] == "201"}) == sorted(SITES.values())
-        # Per extension, where no site is known: 202 named alike everywhere, 201 (named three ways) not.
+        # Every site's extensions: a row per site and extension, each named as its site names it.
         extensions = run_report(reader, Query("extensions", *march, directions=DIRECTIONS), ctx, names)
-        assert {r["extension"]: r["name"] for r in extensions.rows} == {"201": "", "202": "Zoe Same"}
+        assert {(r["extension"], r["site"]): r["name"] for r in extensions.rows} == {
+            **{("201", site): name for site, name in SITES.items()}, **{("202", site): "Zoe Same" for site in SITES}}
         # One site's report names that site's extensions.
         for site, name in SITES.items():
             one = run_report(reader, Query("extensions", *march, directions=DIRECTIONS, sites=(site,)), ctx, names)

@@ -118,8 +118,8 @@ class Query:
     mask_digits: int = 0
     #: the sites reported on, by name (a central store's; empty: every site).
     sites: tuple[str, ...] = ()
-    #: the extensions report: a row per site and extension, each with its ``site`` (a store of several sites,
-    #: where extension 201 of one site and 201 of another are different phones; the console's overview).
+    #: the extensions report: a row per site and extension, each with its ``site``, even on a store of one site
+    #: (on a store of several, unless filtered to one site, it always is: 201 of one site is not 201 of another).
     by_site: bool = False
 
     def filters(self) -> Filters:
@@ -607,9 +607,10 @@ def run_report(reader: ReportReader, q: Query, ctx: Context, names: Mapping[str,
     # elsewhere the store may sum without extensions (and without days for the extensions that move).
     per_extension = wanted is not None or q.kind in ("extensions", "departments")
 
-    # A directory whose memberships name sites resolves each row at its site: the rows are grouped by site too
-    # (and an extensions report by site keeps each row's site).
-    by_site = q.by_site and q.kind == "extensions"
+    # A directory whose memberships name sites resolves each row at its site: the rows are grouped by site too.
+    # An extensions report over several sites (a central store's, not filtered to one) keeps each row's site:
+    # extension 201 of one site and 201 of another are different phones.
+    by_site = q.kind == "extensions" and (q.by_site or (len(q.sites) != 1 and len(reader.sites()) > 1))
     sited = (d.sited and per_extension) or by_site
 
     def attributed(group: Sequence[str] = (), *, by_day: bool = False,
