@@ -87,6 +87,13 @@ async def test_an_admin_names_one_sites_extension_beside_its_site_less_name(site
         assert page.index('id="ext-205"') < page.index('id="ext-205@north"')
         assert '<span class="ext-name">Nora North</span> <span class="ext-name-site">at north</span>' in page
         assert page.count('id="move-205"') == 1
+        # The site-less row's form names the number at a site too (a first name there); a site's row keeps its site.
+        assert 'id="name-205-site" name="name_site"' in page and 'id="name-205@north-site"' not in page
+        status, _ = await post(browser, f"{site.base}/directory/extensions/206/name",
+                               {"csrf": csrf, "name": "Sam South", "name_site": "south"})
+        assert status == 303
+        page = await text_of(browser, f"{site.base}/directory/extensions?q=206")
+        assert '<span class="ext-name">Sam South</span> <span class="ext-name-site">at south</span>' in page
         status, _ = await post(browser, f"{site.base}/directory/extensions/205/name",
                                {"csrf": csrf, "name": "Nora N.", "name_site": "north"})
         assert status == 303

@@ -111,6 +111,7 @@ def test_move_an_extension_and_markup_names_stay_text(site: Running, browser: An
     assert browser.find_element("css selector", "#ext-201 .ext-name").text == SCRIPT
     assert browser.find_element("css selector", "#ext-202 .ext-name").text == IMG
     assert browser.find_element("css selector", "#ext-201 .ext-department").text == "Sales"
+    assert browser.find_elements("id", "name-201-site") == []  # one box: no site to name it at
     assert browser.find_elements("css selector", "#extensions img, #extensions script") == []
     assert browser.execute_script("return document.scripts.length") == 0
     no_alert(browser)
