@@ -123,14 +123,18 @@ class CentralMetrics:
             if c.currency:
                 self.cost.labels(c.site, c.source, direction, call_class, c.currency).inc(c.cost_micros / 1e6)
         newest: dict[str, float] = {}
+        fresh: dict[str, float] = {}  # a revision is an old line sent again (a rerate there): no measure of lag
         for e in entries:
             site, at = str(e["site"]), int(e["received_at"]) / 1e6
             key = (site, str(e["source"]))
             self.source_last[key] = max(self.source_last.get(key, 0.0), at)
             newest[site] = max(newest.get(site, 0.0), at)
+            if not e.get("revision"):
+                fresh[site] = max(fresh.get(site, 0.0), at)
         for site, at in newest.items():
             self.site_last[site] = max(self.site_last.get(site, 0.0), at)
-            self.site_lag[site] = max(0.0, now - at)
+            if site in fresh:
+                self.site_lag[site] = max(0.0, now - fresh[site])
             self.known.labels(site)  # a site's series exist from its first batch
             self.revised.labels(site)
 

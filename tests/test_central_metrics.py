@@ -244,3 +244,23 @@ async def test_prometheus_scrapes_the_collector_and_sums_each_sites_calls(
                     "PostgreSQL", "Rejected payloads in range", "Site lag (receipt to central commit)"} <= shown
         finally:
             await asyncio.to_thread(prom.stop)
+
+
+def test_a_batch_of_revisions_only_leaves_the_sites_lag_as_its_live_lines_left_it() -> None:
+    """A site's re-rate of last month sends those old lines again (revisions): a batch of them alone says nothing
+    of how far behind the site is, and must not raise its lag to a month (an alert on the lag would fire)."""
+    from smdrd.central_metrics import CentralMetrics
+    from smdrd.store.postgres.central import CentralBatch
+
+    m = CentralMetrics()
+    now = int(time.time() * 1_000_000)
+    live = {"site": "north", "source": "pbx", "received_at": now - 2_000_000, "id": 9}
+    m.stored(CentralBatch(1, 0, 0, {("north", "pbx"): (1, 0)}), [live], 0.01)
+    lag = m.site_lag["north"]
+    assert 2 <= lag < 60
+    month_old = {"site": "north", "source": "pbx", "received_at": now - 30 * 86_400_000_000, "id": 1,
+                 "revision": 5}
+    m.stored(CentralBatch(0, 0, 0, revised_by={"north": 1}), [month_old], 0.01)
+    assert m.site_lag["north"] == lag
+    m.stored(CentralBatch(0, 0, 1, known_by={"north": 1}), [{**month_old, "revision": 0}], 0.01)
+    assert m.site_lag["north"] > 29 * 86_400, "a first publication (revision 0) still measures the lag"
