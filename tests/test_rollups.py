@@ -14,8 +14,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from smdrd.store.planner import whole_months
 from smdrd.store.sqlite.bulk import BulkWriter, RowBatch
-from smdrd.store.sqlite.reports import whole_months
 from smdrd.store.sqlite.rollups import ROLL_UP, ROLLUPS, backfill_sql
 from smdrd.store.sqlite.rows import CALL_COLUMNS
 from smdrd.store.sqlite.schema import UNROLL_ON_DELETE, connect

@@ -24,6 +24,7 @@ __all__ = [
     "ALERT_STATES",
     "CALL_DETAIL",
     "CALL_SORTS",
+    "LOCAL_SITE",
     "MAIL_STATES",
     "REVISION_FEED",
     "ROLES",
@@ -107,6 +108,10 @@ CALL_DETAIL = ("start", "extension", "number", "direction", "call_class", "trunk
 
 #: the grouping column `ReportReader.daily_rows` takes on any rollup: the name of the site of the row's calls.
 SITE = "site"
+
+#: the id of a store's own site in its ``sites`` table (named from ``[site] name``): every call its own journal
+#: writer stores, in SQLite and in PostgreSQL alike; a central store's other sites get theirs as they publish.
+LOCAL_SITE = 1
 
 #: a department selection's span: ``(extension, first day, last day)``, or the same at one site (its name last).
 Interval = tuple[str, str, str] | tuple[str, str, str, str]

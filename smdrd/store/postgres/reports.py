@@ -1,5 +1,5 @@
 """Report reads on PostgreSQL (`smdrd.store.api.ReportReader`): the same reads as the SQLite store's
-(`smdrd.store.sqlite.reports`: which rollup serves which part of a range, the monthly grain for whole months, day
+(`smdrd.store.planner`: which rollup serves which part of a range, the monthly grain for whole months, day
 by day only for extensions that change department), run through an adapter that speaks PostgreSQL's
 placeholders and the few phrases a `Dialect` names. One planner for both stores keeps their figures identical.
 """
@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from smdrd.store import planner as plan
 from smdrd.store.api import ExtensionSpec, Filters, Interval, SiteSeen
+from smdrd.store.planner import Dialect
 from smdrd.store.postgres.connect import connect
-from smdrd.store.sqlite import reports as plan
-from smdrd.store.sqlite.reports import Dialect
 
 __all__ = ["POSTGRES", "PgReports", "ReadAdapter"]
 

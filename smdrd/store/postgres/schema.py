@@ -11,13 +11,14 @@ end of the index however large the table), the rollups generated from the same d
 from __future__ import annotations
 
 from smdrd.errors import SmdrdError
+from smdrd.store import api
 from smdrd.store.sqlite.rollups import DIMENSIONS, MEASURES, ROLLUPS, ROLLUPS_V10, Rollup
 
 __all__ = ["LOCAL_SITE", "MIGRATIONS", "SCHEMA_VERSION", "create_rollup_sql", "group_sql", "measure_sql",
            "migrate_sql", "roll_up_sql"]
 
 #: the site of every call a box's own journal writer stores (as in the SQLite store).
-LOCAL_SITE = 1
+LOCAL_SITE = api.LOCAL_SITE
 
 #: each rollup key's PostgreSQL type (the dimensions' SQLite types, which both engines know).
 _TYPES = {"TEXT": "text", "INTEGER": "integer"}

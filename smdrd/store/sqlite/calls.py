@@ -17,7 +17,8 @@ from typing import Any
 
 from smdrd.store.api import CallQuery, StoredCall, StoredLine
 from smdrd.store.mapping import CALL_FIELDS, LINE_FIELDS, stored_call, stored_line
-from smdrd.store.sqlite.reports import ReadConnection, connect_readonly, select_intervals
+from smdrd.store.planner import ReadConnection, select_intervals
+from smdrd.store.sqlite.reports import connect_readonly
 
 __all__ = ["SqliteCalls"]
 

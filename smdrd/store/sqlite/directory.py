@@ -22,7 +22,7 @@ from smdrd.store.api import (
     ExtensionNames,
 )
 from smdrd.store.mapping import MAX_NAME_CHARS, clean_name, iso_day
-from smdrd.store.sqlite.reports import ReadConnection
+from smdrd.store.planner import ReadConnection
 from smdrd.store.sqlite.side import SideConnection
 
 __all__ = ["LEARN_NAME", "LEARN_SITE_NAME", "MAX_NAME_CHARS", "SET_EDITED", "SET_SITE_EDITED", "SqliteDirectory",

@@ -8,7 +8,7 @@ the site-local day or month: the first 10 or 7 characters of ``calls.start`` (IS
 
 The monthly rollups are the daily ones with ``day`` coarsened to ``month``: a report over whole months reads
 them (about 12 rows per key a year instead of 365), and only the partial months at the ends of its range read
-the daily ones (`smdrd.store.sqlite.reports`). Both are kept in the transaction that stores the calls, so they
+the daily ones (`smdrd.store.planner`). Both are kept in the transaction that stores the calls, so they
 always agree.
 
 Since schema version 9 new calls are added **per batch**, not per row: whoever inserts calls runs `ROLL_UP` with

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 
 from smdrd.errors import SmdrdError
+from smdrd.store import api
 from smdrd.store.sqlite.regions import calls_region_sql, main_region_sql
 from smdrd.store.sqlite.rollups import (
     ROLLUPS,
@@ -88,7 +89,7 @@ _V4_UPDATE_TRIGGER = (
     + rollup_delta("OLD", -1) + "\n" + rollup_delta("NEW", 1) + "\nEND;")
 
 #: the site of every call a box's own journal writer stores (``sites`` row 1, named from ``[site] name``).
-LOCAL_SITE = 1
+LOCAL_SITE = api.LOCAL_SITE
 
 #: Migration 5: a call's identity is (start_utc, site, source, uid), unique in that order.
 #:
@@ -569,7 +570,7 @@ MIGRATIONS: tuple[str, ...] = (
     + "\n" + insert_trigger_sql(ROLLUPS_V7) + "\n" + update_trigger_sql(ROLLUPS_V7),
     # 8: `rollups.DAYS_TABLE` (a year's days report reads 365 x a few dozen rows, not one per extension and day),
     # and an index of the calls' later legs: with it, a call listing's totals come from the rollups plus the few
-    # transfer legs of the range instead of a read of every call (`smdrd.store.sqlite.reports.call_totals`).
+    # transfer legs of the range instead of a read of every call (`smdrd.store.planner.call_totals`).
     "DROP TRIGGER calls_rollup;\nDROP TRIGGER calls_rollup_update;\n"
     + "\n".join(create_table_sql(r) + "\n" + backfill_sql(r, ROLLUPS_V8) for r in ROLLUPS_V8 if r not in ROLLUPS_V7)
     + "\nCREATE INDEX calls_later_legs ON calls (start_utc) WHERE leg > 0;\n"
