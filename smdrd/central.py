@@ -113,7 +113,7 @@ class Collector:
         cancelled."""
         if self.http is not None:
             await self.http.start()
-        writer = CentralWriter(self.url)
+        writer = CentralWriter(self.url, calls_days=self.settings.retention.calls_days)
         try:
             await self._open(writer)
             await self._seed()

@@ -154,6 +154,7 @@ class MqttDelivery:
 
         if self.config.enabled and self.config.publish_calls:
             self._place_call_feed()
+        self._place_revision_feed(self.config.enabled and self.config.publish_journal)
         try:
             await self.outbox.open()
             await self.feed.open()
@@ -204,6 +205,20 @@ class MqttDelivery:
             self.store.start_call_feed(CALL_FEED)  # blocking, once: a few milliseconds at start
         except StoreUnavailable as exc:  # the publisher places it at its first connection instead
             log.warning("mqtt.call_feed_start_failed", error=str(exc))
+
+    def _place_revision_feed(self, publishing: bool) -> None:
+        """While the journal is published, the revisions of its entries (lines a rerate or reparse changes) are
+        recorded from the daemon's start, not from the first connection to the broker: a rerate run while the
+        broker is away still reaches the central store. Once it is not, none is recorded or kept."""
+        from smdrd.store.api import REVISION_FEED, StoreUnavailable
+
+        try:
+            if publishing:
+                self.store.start_call_feed(REVISION_FEED)  # blocking, once: a few milliseconds at start
+            else:
+                self.store.stop_call_feed(REVISION_FEED)
+        except StoreUnavailable as exc:  # the publisher places it at its first connection instead
+            log.warning("mqtt.revision_feed_start_failed", error=str(exc))
 
     # -- the retained state ---------------------------------------------------------------------------------------
 

@@ -73,10 +73,10 @@ def pool() -> list[bytes]:
         return asyncio.run(published(Path(folder)))
 
 
-async def store_batches(url: str, batches: list[list[dict[str, Any]]]) -> Counter[str]:
-    """Each batch through one writer, in turn; the writer's counts summed."""
+async def store_batches(url: str, batches: list[list[dict[str, Any]]], *, calls_days: int = 0) -> Counter[str]:
+    """Each batch through one writer (of a store keeping details ``calls_days``), in turn; its counts summed."""
     totals: Counter[str] = Counter()
-    writer = CentralWriter(url)
+    writer = CentralWriter(url, calls_days=calls_days)
     await writer.open()
     try:
         for batch in batches:
@@ -195,3 +195,60 @@ def test_revisions_in_any_order_leave_each_line_at_its_highest_revision_with_exa
             assert zero == (0,), rollup.table
         classes = conn.execute("SELECT DISTINCT call_class FROM rollup_daily").fetchall()
         assert {c for (c,) in classes} == {c for (c,) in conn.execute("SELECT DISTINCT call_class FROM calls")}
+
+
+def test_a_call_a_reparse_moved_to_another_line_is_kept_whatever_the_batches(
+        postgres: PostgresServer, pool: list[bytes]) -> None:
+    """A reparse at the site moves call c from line B to line A (a PBX's re-sent buffer: the same bytes twice):
+    the site records A's revision before B's, and the collector may take them in separate batches. A's revision
+    takes c from B (one call, counted once), and B's, without c, leaves it on A."""
+    url = postgres.url("smdrd_test")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(EMPTY_DATABASE)
+    a, b = read_journal_message(pool[0]), read_journal_message(pool[1])
+    assert a["calls"] and b["calls"] and a["site"] == b["site"]
+    moved = b["calls"][0]
+    a1 = copy.deepcopy(a)
+    a1["revision"], a1["calls"] = 1, [*a["calls"], moved]
+    b2 = copy.deepcopy(b)
+    b2["revision"], b2["calls"] = 2, []
+    for batches in ([[a, b], [a1], [b2]], [[a, b], [b2], [a1]], [[a, b, a1, b2]]):
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(EMPTY_DATABASE)
+        asyncio.run(store_batches(url, batches))
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT count(*) FROM calls WHERE uid = %s", (moved["uid"],)).fetchone() == (1,)
+            cost = sum(int(Decimal(c["cost"]) * 1_000_000) for c in a1["calls"])
+            assert sums(conn, "calls")[a["site"]][2] == cost
+            for rollup in ROLLUPS:
+                assert sums(conn, rollup.table) == sums(conn, "calls"), (batches, rollup.table)
+
+
+def test_a_revision_older_than_the_stores_call_retention_is_not_applied(
+        postgres: PostgresServer, pool: list[bytes]) -> None:
+    """The central store's retention deleted a line's calls (their figures stay in the rollups); the site, which
+    keeps its details longer, re-rates that old range: the revision is not applied (there is nothing to take
+    away), so the rollups count the call once, at the figures first published."""
+    from smdrd.store.postgres.retention import PgRetention
+
+    url = postgres.url("smdrd_test")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(EMPTY_DATABASE)
+    a = read_journal_message(pool[0])
+    asyncio.run(store_batches(url, [[a]]))
+    with psycopg.connect(url) as conn:
+        before = sums(conn, "rollup_daily")
+    retention = PgRetention(url)
+    try:
+        assert retention.prune_calls_batch(2**40, 1000) == len(a["calls"])
+    finally:
+        retention.close()
+    a1 = copy.deepcopy(a)
+    a1["revision"] = 1
+    for c in a1["calls"]:
+        c["cost"] = str(Decimal(c["cost"]) * 2)
+    totals = asyncio.run(store_batches(url, [[a1]], calls_days=30))  # the line is months older than that
+    assert totals["known"] == 1
+    with psycopg.connect(url) as conn:
+        assert sums(conn, "rollup_daily") == before
+        assert conn.execute("SELECT revision FROM lines").fetchall() == [(0,)]

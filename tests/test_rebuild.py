@@ -276,3 +276,68 @@ def test_a_revision_whose_line_is_gone_is_passed_with_nothing_to_send() -> None:
     out = revisions_of([(3, *line), (4, *([None] * len(LINE_COLUMNS)))], [])
     assert [(e.position, e.fields.get("id"), e.fields.get("revision")) for e in out] == [(3, 7, 3), (4, None, None)]
     assert out[1].fields == {}
+
+
+@pytest.mark.parametrize("any_database", ["sqlite", "postgres"], indirect=True)
+def test_a_database_from_before_revisions_migrates_and_records_them(any_database: Path | str) -> None:
+    """A journal written before revisions existed migrates, and records a revision of a re-rated call's line."""
+    import asyncio
+
+    from smdrd.store import open_store
+    from smdrd.store.api import REVISION_FEED, FeedCall, RatingUpdate
+    from smdrd.store.postgres import schema as pg
+    from smdrd.store.sqlite import schema as lite
+    from tests.old_databases import database_before
+
+    raw = "'x'" if "://" in str(any_database) else "X'78'"
+    database_before(any_database, lite.ENTRY_REVISIONS_MIGRATION, pg.ENTRY_REVISIONS_MIGRATION,
+                    "INSERT INTO lines (id, source, peer, received_at, format, raw, status) "
+                    f"VALUES (1, 'pbx', 'p', 5, 'avaya-ipo', {raw}, 'parsed')",
+                    "INSERT INTO calls (id, line_id, uid, source, format, call_key, leg, start, start_utc, duration, "
+                    "direction, extension, number, trunk, account, auth_code, call_id, answered, transfer, extra, "
+                    "cost_micros, currency) VALUES (1, 1, 'u', 'pbx', 'avaya-ipo', 'k', 0, "
+                    "'2026-03-02T09:00:00+00:00', 1772442000, 60, 'outbound', '201', '0207', '', '', '', '', 1, '', "
+                    "'{}', 10, 'GBP')")
+
+    async def feed(start: bool) -> list[FeedCall]:
+        f = open_store(any_database).call_feed()
+        await f.open()
+        try:
+            if start:
+                await f.start_revisions(REVISION_FEED)
+            return await f.revisions(0, 10)
+        finally:
+            await f.close()
+
+    assert asyncio.run(feed(True)) == []
+    rebuild = open_store(any_database).rebuild()
+    try:
+        rebuild.update_ratings([RatingUpdate(1, ("+44207", "national", "uk", "020", 20, "GBP", "GB", "v2"))])
+    finally:
+        rebuild.close()
+    out = asyncio.run(feed(False))
+    assert [(e.fields["id"], [c["cost"] for c in e.fields["calls"]]) for e in out] == [(1, ["0.00002"])]
+
+
+def test_a_daemon_publishing_its_journal_records_revisions_from_its_start_and_one_that_stops_keeps_none(
+        tmp_path: Path) -> None:
+    """The revision feed's cursor is placed when a daemon publishing its journal starts, before the broker
+    answers (here it never does): a rerate run while the link is down is still sent once it is back. A daemon
+    started without ``publish_journal`` drops the cursor and the revisions not sent: nothing is recorded."""
+    from smdrd.store.api import REVISION_FEED
+    from smdrd.testing import DaemonProcess, daemon_config, free_port
+
+    def run(publish: bool) -> list[tuple[Any, ...]]:
+        mqtt = ({"enabled": True, "host": "127.0.0.1", "port": free_port(), "publish_journal": True} if publish
+                else {"enabled": False})
+        config = daemon_config(tmp_path, site={"name": "north"}, mqtt=mqtt)
+        daemon = DaemonProcess(tmp_path, config)
+        try:
+            daemon.start()
+            daemon.terminate()
+        finally:
+            daemon.kill()
+        return rows(tmp_path / "smdrd.db", f"SELECT name FROM feed_cursors WHERE name = '{REVISION_FEED}'")
+
+    assert run(True) == [(REVISION_FEED,)]
+    assert run(False) == []

@@ -287,8 +287,14 @@ class Store(Protocol):
         ...
 
     def start_call_feed(self, name: str) -> int:
-        """Call feed ``name``'s saved position; a new feed's cursor is placed at the journal's end now. Blocking:
-        for the daemon's start, before any source runs, so no call committed after it is skipped."""
+        """Call feed ``name``'s saved position; a new feed's cursor is placed at the journal's end now (of
+        `REVISION_FEED`: at the revisions' end, and revisions are recorded from now on). Blocking: for the
+        daemon's start, before any source runs, so no call committed after it is skipped."""
+        ...
+
+    def stop_call_feed(self, name: str) -> None:
+        """Feed ``name``'s cursor gone (of `REVISION_FEED`: its revisions too, and none is recorded any more):
+        nobody publishes it now. Blocking, for the daemon's start."""
         ...
 
     def alert_inbox(self) -> AlertInbox:

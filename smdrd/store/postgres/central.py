@@ -11,9 +11,11 @@ sites' PBXs give extensions in those calls are learnt per site (extension 201 of
 A site that re-rates or reparses its calls publishes the entries it changed again, as they are now, each with
 its ``revision`` (`smdrd.store.api.CallFeed.revisions`; a first publication has none: 0). A line keeps the
 highest revision it got: a newer one replaces the line's calls (the old ones taken out of every rollup, the new
-ones added, as ``smdrd reparse`` does) and its status; an older one, or the same again, changes nothing; a
-revision of a line not stored yet stores it, and the first publication arriving after it adds nothing. So the
-central store's figures follow the site's, whatever order the two feeds' messages come in.
+ones added, as ``smdrd reparse`` does; a call the reparse moved from another of the site's lines too) and its
+status; an older one, or the same again, changes nothing; a revision of a line not stored yet stores it, and the
+first publication arriving after it adds nothing. So the central store's figures follow the site's, whatever
+order the two feeds' messages come in. A revision of a line older than this store's own call retention is not
+applied (`CentralWriter.revision_cutoff`).
 
 A lost server or a serialization failure raises `Unwritable` (retry the same batch: nothing of it was kept).
 """
@@ -74,6 +76,10 @@ _REVISE_LINES = (
 #: the calls of the revised lines out of ``calls``, kept in ``calls_moved`` to be taken out of every rollup.
 _DELETE_REVISED = ("WITH gone AS (DELETE FROM calls WHERE line_id = ANY(%s) RETURNING *) "
                    "INSERT INTO calls_moved SELECT * FROM gone")
+#: the stored calls that the staged ones are (the same identity, on whichever line), kept in ``calls_moved``.
+_DELETE_SAME_CALLS = ("WITH gone AS (DELETE FROM calls c USING central_calls_in s WHERE c.start_utc = s.start_utc "
+                      "AND c.site_id = s.site_id AND c.source = s.source AND c.uid = s.uid RETURNING c.*) "
+                      "INSERT INTO calls_moved SELECT * FROM gone")
 #: the sites' alerts into the central inbox, each once: its id prefixed with its site (two sites' calls may
 #: raise alerts of the same id), delivered already (the site delivered it: nothing here publishes it again).
 _INSERT_ALERTS = ("INSERT INTO alert_outbox (alert_id, rule, severity, created_at, payload, delivered_at) "
@@ -92,11 +98,14 @@ _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encod
 _AUTH_CODE, _COST_MICROS, _EXTRA = (CALL_COLUMNS.index(c) for c in ("auth_code", "cost_micros", "extra"))
 
 
-def _latest(entries: Sequence[Mapping[str, Any]]) -> dict[tuple[str, int, int], Mapping[str, Any]]:
-    """Each line of ``entries`` once, by its identity (site, id, receipt time), at the highest revision given."""
+def _latest(entries: Sequence[Mapping[str, Any]], cutoff: int = 0) -> dict[tuple[str, int, int], Mapping[str, Any]]:
+    """Each line of ``entries`` once, by its identity (site, id, receipt time), at the highest revision given;
+    revisions of lines received before ``cutoff`` left out (`CentralWriter.revision_cutoff`)."""
     out: dict[tuple[str, int, int], Mapping[str, Any]] = {}
     for e in entries:
         key = (str(e["site"]), int(e["id"]), int(e["received_at"]))
+        if key[2] < cutoff and e.get("revision"):
+            continue
         held = out.get(key)
         if held is None or int(e.get("revision") or 0) > int(held.get("revision") or 0):
             out[key] = e
@@ -113,17 +122,38 @@ async def _unroll(cur: psycopg.AsyncCursor[Any]) -> None:
     await cur.execute("DELETE FROM calls_moved")
 
 
-async def _move_calls(cur: psycopg.AsyncCursor[Any], rows: list[tuple[object, ...]]) -> list[tuple[Any, ...]]:
-    """Call ``rows`` (``line_id``, ``site_id``, then `CALL_COLUMNS`) into ``calls`` and every rollup, those new to
-    the store; what they added, grouped as `_MOVE_CALLS` returns it."""
-    if not rows:
-        return []
+async def _stage_calls(cur: psycopg.AsyncCursor[Any], rows: list[tuple[object, ...]]) -> None:
+    """Call ``rows`` (``line_id``, ``site_id``, then `CALL_COLUMNS`) into the staging table, alone there."""
     await cur.execute("DELETE FROM central_calls_in")  # what an earlier pass of this transaction staged
     async with cur.copy(f"COPY central_calls_in ({', '.join(_CALL_COLUMNS)}) FROM STDIN") as copy:
         for row in rows:
             await copy.write_row(row)
+
+
+async def _move_calls(cur: psycopg.AsyncCursor[Any], rows: list[tuple[object, ...]]) -> list[tuple[Any, ...]]:
+    """Call ``rows`` (as `_stage_calls` takes them) into ``calls`` and every rollup, those new to the store; what
+    they added, grouped as `_MOVE_CALLS` returns it."""
+    if not rows:
+        return []
+    await _stage_calls(cur, rows)
     await cur.execute(_MOVE_CALLS)
     return await cur.fetchall()
+
+
+async def _replace_calls(cur: psycopg.AsyncCursor[Any], lines: list[int], rows: list[tuple[object, ...]]) -> None:
+    """The calls of the revised ``lines`` replaced by ``rows`` (their revisions' calls), every rollup moved: the
+    lines' stored calls, and any stored call of the site that a row is (a reparse may have moved it from another
+    of the site's lines, whose own revision may come in a later batch), are taken out of every rollup and
+    deleted; then the rows go in as new ones do."""
+    await cur.execute(MOVED)
+    await cur.execute(_DELETE_REVISED, (lines,))
+    if rows:
+        await _stage_calls(cur, rows)
+        await cur.execute(_DELETE_SAME_CALLS)
+    await _unroll(cur)
+    if rows:
+        await cur.execute(_MOVE_CALLS)
+        await cur.fetchall()
 
 
 def call_row_of(fields: Mapping[str, Any]) -> tuple[object, ...]:
@@ -183,9 +213,20 @@ class CentralBatch:
 class CentralWriter(AsyncPart):
     """``await open()``, then `store` batches of published entries; ``await close()``."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, calls_days: int = 0) -> None:
         super().__init__(url)
         self._sites: dict[str, int] = {}
+        #: ``[retention] calls_days`` of this store (0: details kept for ever), for `revision_cutoff`
+        self.calls_days = calls_days
+
+    def revision_cutoff(self) -> int:
+        """The receipt time (UTC microseconds) before which a revision is not applied: retention (``smdrd prune``
+        with this store's ``calls_days``) may have deleted the line's calls while their figures stay in the
+        rollups, so there would be nothing to take away and the new figures would count twice. A day's margin
+        for a call that started long before its line came. 0: every revision is applied."""
+        if not self.calls_days:
+            return 0
+        return int((time.time() - (self.calls_days - 1) * 86_400) * 1_000_000)
 
     async def store(self, entries: Sequence[Mapping[str, Any]],
                     alerts: Sequence[Mapping[str, Any]] = ()) -> CentralBatch:
@@ -213,7 +254,7 @@ class CentralWriter(AsyncPart):
             await self.close()
             await self.open()
         conn = self.conn
-        latest = _latest(entries)
+        latest = _latest(entries, self.revision_cutoff())
         async with conn.transaction(), conn.cursor() as cur:
             await cur.execute(_BEGIN)  # the writers' lock and the staging tables: one round trip
             found = await self._site_ids(cur, {str(e["site"]) for e in latest.values()})
@@ -230,10 +271,6 @@ class CentralWriter(AsyncPart):
                 await cur.execute(_REVISE_LINES)
                 revised = {(int(site), int(line), int(at)): int(line_id)
                            for line_id, site, line, at in await cur.fetchall()}
-                if revised:  # their calls out of every rollup, and gone: the revision's come instead
-                    await cur.execute(MOVED)
-                    await cur.execute(_DELETE_REVISED, (list(revised.values()),))
-                    await _unroll(cur)
             lines_by: dict[tuple[str, str], tuple[int, int]] = {}
             stored_by: dict[str, int] = {}  # site -> entries new to the store or revised
             revised_by: dict[str, int] = {}
@@ -260,6 +297,8 @@ class CentralWriter(AsyncPart):
             # the entries that added nothing: delivered again, twice in this batch, or an older revision
             known_by = {site: n - stored_by.get(site, 0) for site, n in Counter(str(e["site"]) for e in entries).items()
                         if n > stored_by.get(site, 0)}
+            if revised:  # their calls replaced: no new call for the metrics
+                await _replace_calls(cur, list(revised.values()), revised_rows)
             calls_by: list[StoredCalls] = []
             calls = 0
             names = {i: n for n, i in found.items()}
@@ -267,7 +306,6 @@ class CentralWriter(AsyncPart):
                 calls += int(legs)
                 calls_by.append(StoredCalls(names[int(site)], str(source), str(direction), str(cls),
                                             str(currency), int(first), int(talk), int(micros)))
-            await _move_calls(cur, revised_rows)  # replaced calls: no new call for the metrics
             if learnt:  # each site's names, never an edited one (`LEARN_SITE_NAME`)
                 await cur.executemany(LEARN_SITE_NAME, name_rows(
                     ((number, name, at) for (number, at), name in sorted(learnt.items())), int(time.time())))

@@ -93,7 +93,7 @@ class PgJournalErrors:
 
 
 _FEED_SELECT = f"SELECT id, {', '.join(FEED_COLUMNS)} FROM calls"
-_PLACE_CURSOR = ("INSERT INTO feed_cursors (name, position) SELECT %s, coalesce(max(id), 0) FROM calls "
+_PLACE_CURSOR = ("INSERT INTO feed_cursors (name, position) SELECT %s, coalesce(max(id), 0) FROM {table} "
                  "ON CONFLICT (name) DO NOTHING")
 _SAVE_CURSOR = ("INSERT INTO feed_cursors (name, position) VALUES (%s, %s) "
                 "ON CONFLICT (name) DO UPDATE SET position = excluded.position")
@@ -191,10 +191,17 @@ class PgStore:
         return PgJournalErrors(self.url)
 
     def start_call_feed(self, name: str) -> int:
+        table = "entry_revisions" if name == REVISION_FEED else "calls"
         with connect(self.url) as conn:
-            conn.execute(_PLACE_CURSOR, (name,))
+            conn.execute(_PLACE_CURSOR.format(table=table), (name,))
             row = conn.execute("SELECT position FROM feed_cursors WHERE name = %s", (name,)).fetchone()
         return int(row[0]) if row else 0
+
+    def stop_call_feed(self, name: str) -> None:
+        with connect(self.url) as conn, conn.transaction():
+            conn.execute("DELETE FROM feed_cursors WHERE name = %s", (name,))
+            if name == REVISION_FEED:
+                conn.execute("DELETE FROM entry_revisions")
 
     def alert_inbox(self) -> PgAlertInbox:
         return PgAlertInbox(self.url)

@@ -89,11 +89,13 @@ def revisions_of(rows: list[tuple[Any, ...]], calls: list[tuple[Any, ...]]) -> l
 
 
 def place_cursor(path: str, name: str) -> int:
-    """Feed ``name``'s saved position; a new feed's cursor is placed at the journal's end now (blocking)."""
+    """Feed ``name``'s saved position; a new feed's cursor is placed at the journal's end now (`REVISION_FEED`'s at
+    the revisions' end) (blocking)."""
+    table = "entry_revisions" if name == REVISION_FEED else "calls"
     try:
         conn = connect(path)
         try:
-            conn.execute("INSERT INTO feed_cursors (name, position) SELECT ?, coalesce(max(id), 0) FROM calls "
+            conn.execute(f"INSERT INTO feed_cursors (name, position) SELECT ?, coalesce(max(id), 0) FROM {table} "
                          "WHERE true ON CONFLICT (name) DO NOTHING", (name,))
             row = conn.execute("SELECT position FROM feed_cursors WHERE name = ?", (name,)).fetchone()
         finally:
@@ -101,6 +103,21 @@ def place_cursor(path: str, name: str) -> int:
     except sqlite3.Error as exc:
         raise StoreUnavailable(f"call feed: {exc}") from exc
     return int(row[0])
+
+
+def drop_cursor(path: str, name: str) -> None:
+    """Feed ``name``'s cursor gone, and with `REVISION_FEED`'s the revisions (blocking)."""
+    try:
+        conn = connect(path)
+        try:
+            with conn:
+                conn.execute("DELETE FROM feed_cursors WHERE name = ?", (name,))
+                if name == REVISION_FEED:
+                    conn.execute("DELETE FROM entry_revisions")
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"call feed: {exc}") from exc
 
 
 class SqliteCallFeed(AsyncPart):

@@ -12,7 +12,7 @@ from smdrd.store.sqlite.alert_inbox import SqliteAlertInbox
 from smdrd.store.sqlite.calls import SqliteCalls
 from smdrd.store.sqlite.directory import SqliteDirectory
 from smdrd.store.sqlite.export import SqliteCallExport
-from smdrd.store.sqlite.feed import SqliteCallFeed, place_cursor
+from smdrd.store.sqlite.feed import SqliteCallFeed, drop_cursor, place_cursor
 from smdrd.store.sqlite.journal_errors import SqliteJournalErrors
 from smdrd.store.sqlite.mail import SqliteMail
 from smdrd.store.sqlite.outbox import SqliteOutbox
@@ -51,6 +51,9 @@ class SqliteStore:
 
     def start_call_feed(self, name: str) -> int:
         return place_cursor(str(self.path), name)
+
+    def stop_call_feed(self, name: str) -> None:
+        drop_cursor(str(self.path), name)
 
     def alert_inbox(self) -> SqliteAlertInbox:
         return SqliteAlertInbox(self.path)
