@@ -270,7 +270,7 @@ def test_rerate_and_reparse_record_revisions_only_while_a_revision_feed_publishe
 
 
 def test_a_revision_whose_line_is_gone_is_passed_with_nothing_to_send() -> None:
-    from smdrd.store.sqlite.feed import LINE_COLUMNS, revisions_of
+    from smdrd.store.feed import LINE_COLUMNS, revisions_of
 
     line = (7, "pbx", "10.0.0.1", 1_770_000_000_000_000, "avaya-ipo", b"x", "error", "bad")
     out = revisions_of([(3, *line), (4, *([None] * len(LINE_COLUMNS)))], [])

@@ -12,7 +12,7 @@ import psycopg
 
 from smdrd.store.api import Cutoffs, LineCursor, PruneCounts, StoreUnavailable
 from smdrd.store.postgres.connect import connect
-from smdrd.store.sqlite.retention import RAW_PRUNED, lines_batch, prune_batches
+from smdrd.store.pruning import RAW_PRUNED, lines_batch, prune_batches
 
 __all__ = ["PgRetention"]
 

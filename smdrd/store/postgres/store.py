@@ -12,6 +12,18 @@ import psycopg
 
 from smdrd.journal import MICROS
 from smdrd.store.api import REVISION_FEED, ErrorLine, FeedCall, StoreUnavailable
+from smdrd.store.feed import (
+    ENTRIES,
+    ENTRY_CALLS,
+    FEED_AFTER,
+    LAST_OF_DIRECTION,
+    PRUNE_REVISIONS,
+    REVISION_CALLS,
+    REVISIONS,
+    entries_of,
+    feed_fields,
+    revisions_of,
+)
 from smdrd.store.postgres.accounts import PgAccounts
 from smdrd.store.postgres.alert_inbox import PgAlertInbox
 from smdrd.store.postgres.calls import PgCalls
@@ -23,16 +35,6 @@ from smdrd.store.postgres.rebuild import PgRebuild
 from smdrd.store.postgres.reports import PgReports
 from smdrd.store.postgres.retention import PgRetention
 from smdrd.store.postgres.tariffs import PgTariffs
-from smdrd.store.sqlite.feed import _COLUMNS as FEED_COLUMNS
-from smdrd.store.sqlite.feed import (
-    LINE_COLUMNS,
-    PRUNE_REVISIONS,
-    REVISION_CALLS,
-    REVISIONS,
-    entries_of,
-    feed_fields,
-    revisions_of,
-)
 
 __all__ = ["PgCallExport", "PgCallFeed", "PgJournalErrors", "PgStore"]
 
@@ -92,11 +94,15 @@ class PgJournalErrors:
         self.conn.close()
 
 
-_FEED_SELECT = f"SELECT id, {', '.join(FEED_COLUMNS)} FROM calls"
 _PLACE_CURSOR = ("INSERT INTO feed_cursors (name, position) SELECT %s, coalesce(max(id), 0) FROM {table} "
                  "ON CONFLICT (name) DO NOTHING")
 _SAVE_CURSOR = ("INSERT INTO feed_cursors (name, position) VALUES (%s, %s) "
                 "ON CONFLICT (name) DO UPDATE SET position = excluded.position")
+
+
+def _pg(sql: str) -> str:
+    """The feed's SQL (`smdrd.store.feed`) with PostgreSQL's placeholders."""
+    return sql.replace("?", "%s")
 
 
 class PgCallFeed(AsyncPart):
@@ -134,33 +140,31 @@ class PgCallFeed(AsyncPart):
         return end
 
     async def revisions(self, position: int, limit: int) -> list[FeedCall]:
-        rows = await self._rows(REVISIONS.replace("?", "%s"), (position, limit))
+        rows = await self._rows(_pg(REVISIONS), (position, limit))
         if not rows:
             return []
-        calls = await self._rows(REVISION_CALLS.replace("?", "%s"), (position, rows[-1][0]))
+        calls = await self._rows(_pg(REVISION_CALLS), (position, rows[-1][0]))
         return revisions_of(rows, calls)
 
     async def entries(self, position: int, limit: int) -> list[FeedCall]:
-        lines = await self._rows(f"SELECT {', '.join(LINE_COLUMNS)} FROM lines WHERE id > %s ORDER BY id LIMIT %s",
-                                 (position, limit))
+        lines = await self._rows(_pg(ENTRIES), (position, limit))
         if not lines:
             return []
-        calls = await self._rows(f"SELECT line_id, {', '.join(FEED_COLUMNS)} FROM calls "
-                                 "WHERE line_id BETWEEN %s AND %s ORDER BY id", (lines[0][0], lines[-1][0]))
+        calls = await self._rows(_pg(ENTRY_CALLS), (lines[0][0], lines[-1][0]))
         return entries_of(lines, calls)
 
     async def after(self, position: int, limit: int) -> list[FeedCall]:
-        rows = await self._rows(f"{_FEED_SELECT} WHERE id > %s ORDER BY id LIMIT %s", (position, limit))
+        rows = await self._rows(_pg(FEED_AFTER), (position, limit))
         return [FeedCall(int(r[0]), feed_fields(tuple(r[1:]))) for r in rows]
 
     async def last(self, direction: str) -> FeedCall | None:
-        rows = await self._rows(f"{_FEED_SELECT} WHERE direction = %s ORDER BY id DESC LIMIT 1", (direction,))
+        rows = await self._rows(_pg(LAST_OF_DIRECTION), (direction,))
         return FeedCall(int(rows[0][0]), feed_fields(tuple(rows[0][1:]))) if rows else None
 
     async def save(self, name: str, position: int) -> None:
         await self._rows(_SAVE_CURSOR + " RETURNING position", (name, position))
         if name == REVISION_FEED:
-            await self._rows(PRUNE_REVISIONS.replace("?", "%s") + " RETURNING id", (position,))
+            await self._rows(_pg(PRUNE_REVISIONS) + " RETURNING id", (position,))
 
 
 class PgStore:

@@ -27,9 +27,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from smdrd.store.api import Cutoffs, LineCursor, PruneCounts, StoreUnavailable, cutoffs
+from smdrd.store.pruning import PRUNED_SQL, RAW_PRUNED, lines_batch, prune_batches
 from smdrd.store.sqlite.schema import PRAGMAS, migrate
 
 __all__ = [
@@ -47,15 +48,7 @@ __all__ = [
     "prune_lines_batch",
 ]
 
-#: the ``raw`` of a line whose bytes retention emptied (its call is kept).
-RAW_PRUNED = b""
-#: SQL true for a line whose bytes retention emptied: ``smdrd reparse`` must leave such lines (and their calls)
-#: alone. ``flushed`` lines are markers that never had bytes.
-PRUNED_SQL = "(length(raw) = 0 AND status <> 'flushed')"
-
 _T = TypeVar("_T")
-
-_FIRST: LineCursor = (-(2**63), -(2**63))
 
 # `ORDER BY start_utc` walks the calls_start index and stops after LIMIT rows. `ORDER BY id` would make SQLite
 # collect and sort every old call for each batch: quadratic over a large backlog.
@@ -147,22 +140,6 @@ def prune_lines_batch(conn: sqlite3.Connection, before: int, cursor: LineCursor 
                        change, cursor, limit)
 
 
-def lines_batch(read: Callable[[LineCursor], list[Any]],
-                change: Callable[[list[int], list[int]], tuple[int, int]],
-                cursor: LineCursor | None, limit: int) -> tuple[int, int, LineCursor | None]:
-    """One lines batch over any store: ``read(after)`` gives up to ``limit`` rows ``(id, received_at, has
-    bytes, a call refers to it)`` after the cursor; ``change(orphans, kept)`` deletes the first and empties the
-    bytes of the second in one transaction. Returns as `prune_lines_batch`."""
-    rows = read(cursor or _FIRST)
-    if not rows:
-        return 0, 0, None
-    orphans = [r[0] for r in rows if not r[3]]
-    raw_kept = [r[0] for r in rows if r[3] and r[2]]
-    deleted, emptied = change(orphans, raw_kept) if orphans or raw_kept else (0, 0)
-    last = rows[-1]
-    return deleted, emptied, ((last[1], last[0]) if len(rows) == limit else None)
-
-
 def _json_ids(ids: list[int]) -> str:
     # One parameter for the whole batch: SQLite caps the number of ``?`` in a statement.
     return "[" + ",".join(map(str, ids)) + "]"
@@ -174,36 +151,6 @@ def prune(conn: sqlite3.Connection, cut: Cutoffs, *, batch_rows: int,
     return prune_batches(lambda before, limit: prune_calls_batch(conn, before, limit),
                          lambda before, cursor, limit: prune_lines_batch(conn, before, cursor, limit),
                          cut, batch_rows=batch_rows, pause=pause)
-
-
-def prune_batches(calls_batch: Callable[[int, int], int],
-                  lines_batch: Callable[[int, LineCursor | None, int], tuple[int, int, LineCursor | None]],
-                  cut: Cutoffs, *, batch_rows: int, pause: Callable[[], None] = lambda: None) -> PruneCounts:
-    """`prune` over any store's two batch steps (`smdrd.store.api.Retention`'s ``prune_calls_batch`` and
-    ``prune_lines_batch``). Calls go first, so lines whose last call was just deleted go in the same run.
-    """
-    counts = PruneCounts()
-    if cut.calls_before is not None:
-        while True:
-            n = calls_batch(cut.calls_before, batch_rows)
-            counts.calls += n
-            counts.batches += 1
-            if n < batch_rows:
-                break
-            pause()
-    if cut.lines_before is not None:
-        cursor: LineCursor | None = None
-        while True:
-            deleted, emptied, cursor = lines_batch(cut.lines_before, cursor, batch_rows)
-            counts.lines_deleted += deleted
-            counts.lines_emptied += emptied
-            if deleted or emptied:
-                counts.batches += 1
-            if cursor is None:
-                break
-            if deleted or emptied:
-                pause()
-    return counts
 
 
 def plan(conn: sqlite3.Connection, cut: Cutoffs) -> PruneCounts:

@@ -1,0 +1,83 @@
+"""What the call feed of either store reads (`smdrd.store.api.CallFeed`), and how its rows become the fields it
+gives: the SQL with ``?`` placeholders (the PostgreSQL store puts its own in their place), and the mappers. The
+stores' feeds (`smdrd.store.sqlite.feed`, `smdrd.store.postgres.store`) run it each on its own connection.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from smdrd.journal import MICROS
+from smdrd.store.api import FeedCall
+
+__all__ = ["ENTRIES", "ENTRY_CALLS", "FEED_AFTER", "FEED_COLUMNS", "LAST_OF_DIRECTION", "LINE_COLUMNS",
+           "PRUNE_REVISIONS", "REVISIONS", "REVISION_CALLS", "entries_of", "entry_fields", "feed_fields",
+           "revisions_of"]
+
+#: the columns a feed message is made of, in `smdrd.journal.RatedCall.to_json` order; never ``auth_code``.
+FEED_COLUMNS = ("uid", "source", "format", "call_key", "leg", "start", "start_utc", "duration", "ring", "direction",
+            "extension", "number", "trunk", "account", "call_id", "answered", "transfer", "extra", "e164",
+            "region", "call_class", "rule", "prefix", "cost_micros", "currency")
+FEED_AFTER = f"SELECT id, {', '.join(FEED_COLUMNS)} FROM calls WHERE id > ? ORDER BY id LIMIT ?"
+#: the ``lines`` columns of a journal entry, in `entry_fields` order.
+LINE_COLUMNS = ("id", "source", "peer", "received_at", "format", "raw", "status", "error")
+ENTRIES = f"SELECT {', '.join(LINE_COLUMNS)} FROM lines WHERE id > ? ORDER BY id LIMIT ?"
+ENTRY_CALLS = f"SELECT line_id, {', '.join(FEED_COLUMNS)} FROM calls WHERE line_id BETWEEN ? AND ? ORDER BY id"
+#: revisions after a position, each with its line's row (NULLs: retention deleted the line).
+REVISIONS = (f"SELECT r.id, {', '.join('l.' + c for c in LINE_COLUMNS)} FROM entry_revisions AS r "
+             f"LEFT JOIN lines AS l ON l.id = r.line_id WHERE r.id > ? ORDER BY r.id LIMIT ?")
+#: the calls of the lines of the revisions in ``(?, ?]``.
+REVISION_CALLS = (f"SELECT line_id, {', '.join(FEED_COLUMNS)} FROM calls WHERE line_id IN "
+                  f"(SELECT line_id FROM entry_revisions WHERE id > ? AND id <= ?) ORDER BY id")
+#: the revisions the revision feed has sent: gone once its cursor is saved past them.
+PRUNE_REVISIONS = "DELETE FROM entry_revisions WHERE id <= ?"
+#: the newest call of a direction (the retained "last call" topic): newest first by id, the last call of a
+#: direction is among the newest rows on any real site.
+LAST_OF_DIRECTION = f"SELECT id, {', '.join(FEED_COLUMNS)} FROM calls WHERE direction = ? ORDER BY id DESC LIMIT 1"
+
+
+def feed_fields(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A ``calls`` row (`FEED_COLUMNS` order) as the feed publishes it: what `RatedCall.to_json` gives for the call."""
+    fields = dict(zip(FEED_COLUMNS, row, strict=True))
+    micros = fields.pop("cost_micros")
+    fields["extra"] = json.loads(fields["extra"]) if fields["extra"] else {}
+    fields["cost"] = None if micros is None else str(Decimal(micros) / MICROS)
+    currency = fields.pop("currency")
+    fields["currency"] = currency  # after cost, as `to_json` orders them
+    return fields
+
+
+def entry_fields(line: tuple[Any, ...], calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """A ``lines`` row (`LINE_COLUMNS` order) and its calls (as `feed_fields` gives them) as the entry feed
+    gives it: ``raw`` stays bytes (the publisher encodes it)."""
+    fields = dict(zip(LINE_COLUMNS, line, strict=True))
+    fields["raw"] = bytes(fields["raw"])
+    fields["calls"] = calls
+    return fields
+
+
+def entries_of(lines: list[tuple[Any, ...]], calls: list[tuple[Any, ...]]) -> list[FeedCall]:
+    """Journal entries from their ``lines`` rows and the ``calls`` rows (``line_id`` first) of those lines."""
+    by_line: dict[int, list[dict[str, Any]]] = {}
+    for row in calls:
+        by_line.setdefault(int(row[0]), []).append(feed_fields(tuple(row[1:])))
+    return [FeedCall(int(line[0]), entry_fields(tuple(line), by_line.get(int(line[0]), []))) for line in lines]
+
+
+def revisions_of(rows: list[tuple[Any, ...]], calls: list[tuple[Any, ...]]) -> list[FeedCall]:
+    """Revisions from their `REVISIONS` rows and the `REVISION_CALLS` rows of their lines: each its line's entry
+    as `entries_of` gives it, with the ``revision``; no fields where the line is gone."""
+    by_line: dict[int, list[dict[str, Any]]] = {}
+    for row in calls:
+        by_line.setdefault(int(row[0]), []).append(feed_fields(tuple(row[1:])))
+    out = []
+    for revision, *line in rows:
+        if line[0] is None:
+            out.append(FeedCall(int(revision), {}))
+            continue
+        fields = entry_fields(tuple(line), by_line.get(int(line[0]), []))
+        fields["revision"] = int(revision)
+        out.append(FeedCall(int(revision), fields))
+    return out
