@@ -35,12 +35,12 @@ import psycopg
 from smdrd.errors import SmdrdError
 from smdrd.journal import ERROR, FLUSHED, MICROS
 from smdrd.parsing import published_names
+from smdrd.store.directory_rows import name_rows
 from smdrd.store.postgres.connect import AsyncPart, redact
 from smdrd.store.postgres.directory import LEARN_SITE_NAME
 from smdrd.store.postgres.rebuild import MOVED, UNROLL
 from smdrd.store.postgres.schema import roll_up_sql
 from smdrd.store.postgres.writer import ONE_WRITER, Unwritable
-from smdrd.store.sqlite.directory import name_rows
 from smdrd.store.sqlite.rows import CALL_COLUMNS
 
 __all__ = ["CentralBatch", "CentralWriter", "EntryRefused", "StoredCalls", "call_row_of"]

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
+from smdrd.store import directory_rows as rows
 from smdrd.store.api import (
     Actor,
     DirectoryConflict,
@@ -18,20 +19,18 @@ from smdrd.store.api import (
     DirectorySnapshot,
     ExtensionNames,
 )
+from smdrd.store.directory_rows import name_rows, replace_rows
 from smdrd.store.mapping import clean_name, iso_day
 from smdrd.store.postgres.reports import ReadAdapter
 from smdrd.store.postgres.side import PgSide
-from smdrd.store.sqlite.directory import LEARN_NAME as SQLITE_LEARN_NAME
-from smdrd.store.sqlite.directory import LEARN_SITE_NAME as SQLITE_LEARN_SITE_NAME
-from smdrd.store.sqlite.directory import SET_SITE_EDITED, name_rows, replace_rows
 
 __all__ = ["LEARN_NAME", "LEARN_SITE_NAME", "PgDirectory"]
 
 #: ``(number, name, at)`` and ``(number, name, at, site)``: the SQLite store's statements
 #: (`smdrd.store.sqlite.directory`) in psycopg's placeholders.
-LEARN_NAME = SQLITE_LEARN_NAME.replace("?", "%s")
-LEARN_SITE_NAME = SQLITE_LEARN_SITE_NAME.replace("?", "%s")
-_SET_SITE_EDITED = SET_SITE_EDITED.replace("?", "%s")
+LEARN_NAME = rows.LEARN_NAME.replace("?", "%s")
+LEARN_SITE_NAME = rows.LEARN_SITE_NAME.replace("?", "%s")
+_SET_SITE_EDITED = rows.SET_SITE_EDITED.replace("?", "%s")
 
 # Extensions the directory knows: named, named exactly by a membership (a range names none), or seen in calls.
 _KNOWN = """
