@@ -121,6 +121,8 @@ class Daemon:
         settings, self.tariff_version = resolved_tariff(settings)
         settings = resolve_directory(settings)  # [directory] source = "database": its departments
         self.settings = settings
+        #: the stored directory's version in force (`use_directory`), None before the first swap
+        self.directory_version: int | None = None
         self.config_path = config_path
         db = settings.database
         #: called after each commit with the committed entries and the commit's duration.
@@ -441,9 +443,15 @@ class Daemon:
         log.info("daemon.reloaded", added=added, removed=removed, changed=changed,
                  unchanged=[n for n in old if n in fresh and n not in changed])
 
-    def use_directory(self, settings: Settings) -> None:
-        """Swap in the departments of ``settings`` (the directory changed in the database): every feature
-        re-reads them as at a reload (reports and the managers' scoping, budget alerts, metrics)."""
+    def use_directory(self, settings: Settings, version: int | None = None) -> None:
+        """Swap in the departments of ``settings`` (the directory changed in the database, now at ``version``):
+        every feature re-reads them as at a reload (reports and the managers' scoping, budget alerts, metrics).
+        Not a version at or below the one in force: the watch may have read the stored directory just before the
+        console wrote and swapped in a newer one, and would put the old one back until its next look."""
+        if version is not None:
+            if self.directory_version is not None and version <= self.directory_version:
+                return
+            self.directory_version = version
         self.settings = self.settings.model_copy(update={"departments": settings.departments})
         for listener in self.reload_listeners:
             listener(self.settings)

@@ -176,7 +176,7 @@ async def watch(daemon: Daemon, interval: float = WATCH_SECONDS) -> None:
             seen = snapshot.version
             fresh = with_snapshot(settings, snapshot)
             if fresh.departments != settings.departments:
-                daemon.use_directory(fresh)
+                daemon.use_directory(fresh, snapshot.version)
     finally:
         if store is not None:
             store.close()

@@ -357,3 +357,21 @@ def test_grouped_tie_check_finds_what_comparing_every_pair_finds(rows: list[tupl
     snap = DirectorySnapshot(tuple(DirectoryDepartment(n) for n in "ABC"), members, 0)
     d = Directory._build(department_configs(snap))
     assert list(_ties(d)) == _every_pair_ties(d)
+
+
+def test_an_older_directory_never_replaces_a_newer_one_in_the_daemon(tmp_path: Path) -> None:
+    """The watch may read the stored directory just before the console writes and swaps in a newer one; the
+    daemon then keeps the newer one instead of going back to the older until the watch's next look."""
+    from smdrd.config import DepartmentConfig, Settings
+    from smdrd.daemon import Daemon
+    from smdrd.testing import daemon_config
+
+    daemon = Daemon(Settings.model_validate(daemon_config(tmp_path, [])))
+    base = daemon.settings
+    newer = base.model_copy(update={"departments": [DepartmentConfig(name="Sales", extensions=["201"])]})
+    older = base.model_copy(update={"departments": [DepartmentConfig(name="Support", extensions=["201"])]})
+    daemon.use_directory(newer, 5)  # the console's change
+    daemon.use_directory(older, 4)  # the watch's read from before it
+    assert [d.name for d in daemon.settings.departments] == ["Sales"]
+    daemon.use_directory(older, 6)  # a later change (an import from the shell) still goes in
+    assert [d.name for d in daemon.settings.departments] == ["Support"]

@@ -44,7 +44,7 @@ from smdrd.http import ADMIN, READERS, Principal, csrf_in_stream, principal_of, 
 from smdrd.reports.departments import Directory
 from smdrd.store import open_store
 from smdrd.store.api import Actor, DirectoryConflict, DirectoryExtension, DirectorySnapshot, DirectoryStore
-from smdrd.store.sqlite.directory import MAX_NAME_CHARS
+from smdrd.store.mapping import MAX_NAME_CHARS
 
 if TYPE_CHECKING:
     from smdrd.config import Settings
@@ -153,7 +153,7 @@ class DirectoryPages:
             return Outcome({"directory": str(exc)}, 409)
         daemon = self.console.daemon
         if daemon is not None:
-            daemon.use_directory(with_snapshot(daemon.settings, fresh))
+            daemon.use_directory(with_snapshot(daemon.settings, fresh), fresh.version)
         return Outcome()
 
     async def rename(self, request: web.Request, number: str, name: str, site: str = "") -> Outcome:
