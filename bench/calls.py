@@ -28,7 +28,8 @@ from bench._util import report  # noqa: E402
 from bench.reports import TZ, YEAR, generate_fast  # noqa: E402
 from smdrd.console.calls import seen_search  # noqa: E402
 from smdrd.store.api import CallQuery, utc_bounds  # noqa: E402
-from smdrd.store.sqlite.calls import SqliteCalls, search_sql  # noqa: E402
+from smdrd.store.call_reads import search_sql  # noqa: E402
+from smdrd.store.sqlite.calls import SqliteCalls  # noqa: E402
 from smdrd.store.sqlite.schema import connect  # noqa: E402
 
 

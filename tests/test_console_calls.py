@@ -26,7 +26,7 @@ from smdrd.console.calls import parse_search
 from smdrd.reports.queries import context_from
 from smdrd.store import open_store
 from smdrd.store.api import Actor, CallQuery
-from smdrd.store.sqlite.calls import search_sql
+from smdrd.store.call_reads import search_sql
 from smdrd.store.sqlite.schema import connect
 from smdrd.testing import DaemonProcess, daemon_config, free_port
 from tests.test_console_http import PASSWORDS, Site, sign_in

@@ -1,14 +1,14 @@
-"""The console's call reads on PostgreSQL (`smdrd.store.api.CallReader`): the SQLite store's reads
-(`smdrd.store.sqlite.calls.CallReads`: a keyset page of ``calls_start_numbers`` or ``calls_extension``, one call,
+"""The console's call reads on PostgreSQL (`smdrd.store.api.CallReader`): the reads both stores share
+(`smdrd.store.call_reads.CallReads`: a keyset page of ``calls_start_numbers`` or ``calls_extension``, one call,
 its legs, its journal lines) through the adapter that speaks PostgreSQL's placeholders, with its own test for
 "contains" and its TEMP schema. Only reads (PostgreSQL refuses a TEMP table, a manager's departments, in a
 read-only transaction, so the connection is not made read-only)."""
 
 from __future__ import annotations
 
+from smdrd.store.call_reads import CallReads
 from smdrd.store.postgres.connect import connect
 from smdrd.store.postgres.reports import POSTGRES, ReadAdapter
-from smdrd.store.sqlite.calls import CallReads
 
 __all__ = ["PgCalls"]
 
