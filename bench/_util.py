@@ -53,11 +53,11 @@ def report(name: str, results: dict[str, Any], rows: list[tuple[str, str]]) -> N
     print(json.dumps({"benchmark": name, "machine": machine(), **results}, indent=2))
 
 
-async def send_lines(port: int, rate: float, seconds: float) -> int:
-    """Run bench/live.py's PBX against ``127.0.0.1:port`` (``rate`` lines a second for ``seconds``), in a process
-    of its own; how many lines it sent."""
+async def send_lines(port: int, rate: float, seconds: float, distinct: int = 0) -> int:
+    """Run bench/live.py's PBX against ``127.0.0.1:port`` (``rate`` lines a second for ``seconds``, dialling
+    ``distinct`` numbers in turn, 0: every line a new one), in a process of its own; how many lines it sent."""
     proc = await asyncio.create_subprocess_exec(sys.executable, str(LIVE), "--sender", str(port), str(rate),
-                                                str(seconds), stdout=subprocess.PIPE)
+                                                str(seconds), str(distinct), stdout=subprocess.PIPE)
     out, _ = await proc.communicate()
     return int(out.decode().strip() or 0)
 
@@ -71,16 +71,26 @@ class CommitClock:
         self.latencies: list[float] = []
         #: when the last commit happened (`time.monotonic`).
         self.last_commit = 0.0
+        #: the earliest send time read from a committed line, and the last commit, in µs since the epoch: the
+        #: rate sustained is timed between them (not from the sender's start, which its interpreter delays).
+        self.first_sent = 0
+        self.last_commit_us = 0
         self._expected = 0
         self._all_in = asyncio.Event()
 
     def committed(self, entries: Sequence[Entry], _seconds: float) -> None:
         now = time.time_ns() // 1000
         self.last_commit = time.monotonic()
+        self.last_commit_us = now
+        first = self.first_sent
         for e in entries:
             fields = e.raw.split(b",", 8)
             if len(fields) > 7 and fields[7].isdigit():
-                self.latencies.append((now - int(fields[7])) / 1000)
+                sent = int(fields[7])
+                self.latencies.append((now - sent) / 1000)
+                if not first or sent < first:
+                    first = sent
+        self.first_sent = first
         if self._expected and len(self.latencies) >= self._expected:
             self._all_in.set()
 
@@ -90,6 +100,12 @@ class CommitClock:
         if len(self.latencies) < sent:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._all_in.wait(), within)
+
+    def sustained(self) -> float:
+        """Lines committed a second, from the first line's send to the last commit (0.0 with none)."""
+        if not self.latencies:
+            return 0.0
+        return len(self.latencies) * 1e6 / max(self.last_commit_us - self.first_sent, 1)
 
     def figures(self) -> dict[str, float]:
         """``latency_median_ms`` and ``latency_p99_ms`` (-1.0 with nothing committed)."""
