@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import signal
 import time
 from collections.abc import Callable, Collection, Coroutine
@@ -36,6 +35,7 @@ from smdrd.config import Settings, SourceConfig, http_token, load_config
 from smdrd.core import Entry
 from smdrd.directory import resolve as resolve_directory
 from smdrd.errors import SmdrdError
+from smdrd.heap import settle
 from smdrd.http import HttpServer
 from smdrd.ingest import Hooks, SourceIngest
 from smdrd.notify import notify, watchdog_interval
@@ -514,21 +514,11 @@ def _unexpected(exc: BaseException) -> str:
     return f"unexpected {type(exc).__name__}{where} while loading the configuration (a bug: please report it)"
 
 
-#: allocations (less deallocations) between two collections of the youngest generation; Python's default is 700.
-#: The event loop unpickles a few objects per call the worker answers, and keeps them until their commit: at
-#: the default, the collector walked them over and over, about a third of what unpickling costs.
-GC_YOUNG_THRESHOLD = 20_000
-
-
 def _tune_gc() -> None:
     """Once the daemon is built: what it holds from now on (modules, settings, the rater) is long-lived, so the
-    collector stops walking it (`gc.freeze`, once per process), and collects the young generation less often
-    (`GC_YOUNG_THRESHOLD`). Garbage cycles are rare here; they are still collected, a little later."""
-    if not gc.get_freeze_count():
-        gc.collect()
-        gc.freeze()
-    young, older, oldest = gc.get_threshold()
-    gc.set_threshold(max(GC_YOUNG_THRESHOLD, young), older, oldest)
+    collector stops walking it (frozen once per process), and collects the young generation less often
+    (`smdrd.heap`)."""
+    settle(once=True)
 
 
 def run_daemon(settings: Settings, config_path: Path | None, **kwargs: Any) -> int:

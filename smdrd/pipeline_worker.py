@@ -11,7 +11,6 @@ and `SetAlerts` change the worker's state and are not answered.
 from __future__ import annotations
 
 import contextlib
-import gc
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from smdrd.core import JournalEntry, flush_entry, process_frame
+from smdrd.heap import settle
 from smdrd.journal import Alert
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ def worker_main(conn: Connection) -> None:
     # the whole group (systemd, a terminal) must not kill it first and lose the lines it holds.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    gc.freeze()  # the modules and the tariff: long-lived, never garbage; the collector need not walk them
+    settle(once=False)  # the modules: long-lived, never garbage; the collector need not walk them (`smdrd.heap`)
     parsers: dict[int, tuple[Parser, str]] = {}
     site: SiteConfig | None = None
     rate: Callable[..., Any] | None = None
@@ -208,6 +208,8 @@ def worker_main(conn: Connection) -> None:
                         raise
         if answers or (not announced and site is not None):
             conn.send(answers)  # the first message, empty or not, says the worker is ready to parse
+            if not announced:
+                settle(once=False)  # the rater and the alert rules just built: long-lived too
             announced = True
 
 

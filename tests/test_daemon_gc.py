@@ -7,7 +7,7 @@ import weakref
 from pathlib import Path
 
 from smdrd.config import Settings
-from smdrd.daemon import GC_YOUNG_THRESHOLD
+from smdrd.heap import GC_YOUNG_THRESHOLD
 from smdrd.testing import daemon_config, free_port, running_daemon, tcp_server_source
 
 
