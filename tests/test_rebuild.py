@@ -259,11 +259,17 @@ def test_rerate_and_reparse_record_revisions_only_while_a_revision_feed_publishe
     assert [e.fields["revision"] for e in rerated] == [e.position for e in rerated]
     assert rerated[0].fields["raw"] == LINES[0].encode() and rerated[0].fields["status"] == "parsed"
 
-    assert main(["reparse", "--config", str(config)]) == 0
+    assert main(["reparse", "--config", str(config)]) == 0  # nothing changes: nothing to send again
+    assert asyncio.run(feed("read")) == rerated
+    write_config(tmp_path, "0.08", database=database)
+    assert main(["reparse", "--config", str(config)]) == 0  # rated anew: the German calls' lines change
     capsys.readouterr()
     everything = asyncio.run(feed("read"))
-    assert [e.fields["id"] for e in everything] == [1, 2, 1, 2, 3]
-    assert everything[:2] == rerated and everything[-1].position > everything[1].position
+    assert [e.fields["id"] for e in everything] == [1, 2, 1, 2]
+    assert [e.position for e in everything[:2]] == [e.position for e in rerated]
+    assert everything[-1].position > everything[1].position
+    # Each revision gives its line as it is now: the older two as the newer ones.
+    assert [c["cost"] for e in everything for c in e.fields["calls"]] == ["0.16"] * 4
 
     assert asyncio.run(feed("save", everything[2].position)) == everything[3:]  # saved: those up to it go
     assert asyncio.run(feed("read")) == everything[3:]

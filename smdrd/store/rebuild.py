@@ -9,14 +9,16 @@ sites' calls were rated with their own tariffs and parsed with their own configu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from smdrd.journal import DUPLICATE, ERROR, FLUSHED, JournalEntry
 from smdrd.store.api import JournalLine, StoredRating
+from smdrd.store.feed import FEED_COLUMNS
 
-__all__ = ["BATCH", "CALLS_RECEIVED", "LINE_FIELDS", "RATED", "RATINGS", "READABLE_LINES",
-           "SET_STATUS", "journal_line", "line_bounds", "new_statuses", "stored_rating"]
+__all__ = ["BATCH", "CALLS_RECEIVED", "CALL_STATES", "LINE_FIELDS", "LINE_STATES", "PUBLISHING", "RATED", "RATINGS",
+           "READABLE_LINES", "SET_STATUS", "journal_line", "line_bounds", "line_states", "new_statuses",
+           "stored_rating"]
 
 #: rows per write transaction and per read batch.
 BATCH = 2000
@@ -40,6 +42,23 @@ CALLS_RECEIVED = ("SELECT count(*) FROM calls JOIN lines ON lines.id = calls.lin
                   "AND lines.received_at < ? AND calls.site_id = ?")
 
 SET_STATUS = "UPDATE lines SET status = ?, error = ? WHERE id = ?"
+
+#: whether the revision feed (first parameter, `smdrd.store.api.REVISION_FEED`) exists: someone publishes them.
+PUBLISHING = "SELECT 1 FROM feed_cursors WHERE name = ?"
+#: the lines (``{ids}``: the store's test of an id being among those listed) as a central store holds them: their
+#: status and error, then their calls with every column the feed publishes (`line_states`).
+LINE_STATES = "SELECT id, status, error FROM lines WHERE id IN ({ids})"
+CALL_STATES = f"SELECT line_id, {', '.join(FEED_COLUMNS)} FROM calls WHERE line_id IN ({{ids}})"
+
+
+def line_states(lines: Iterable[Sequence[Any]], calls: Iterable[Sequence[Any]]) -> dict[int, tuple[object, ...]]:
+    """Each line of `LINE_STATES` rows with its `CALL_STATES` rows, as one value: two lines compare equal exactly
+    when a central store would hold the same for them (so a reparse sends again only the lines it changed)."""
+    by_line: dict[int, list[tuple[object, ...]]] = {}
+    for row in calls:
+        by_line.setdefault(int(row[0]), []).append(tuple(row[1:]))
+    return {int(line_id): (status, error, tuple(sorted(by_line.get(int(line_id), []), key=repr)))
+            for line_id, status, error in lines}
 
 
 def stored_rating(row: Sequence[Any]) -> StoredRating:

@@ -63,9 +63,9 @@ _SET_VERSIONS = ("UPDATE calls SET tariff_version = i.tariff_version FROM rerate
 #: exists (`smdrd.store.api.REVISION_FEED`): a central store's costs follow the site's.
 _REVISE_RERATED = ("INSERT INTO entry_revisions (line_id) SELECT DISTINCT line_id FROM calls_moved "
                    "WHERE EXISTS (SELECT 1 FROM feed_cursors WHERE name = %s) ORDER BY line_id")
-#: a revision of each line listed, while the revision feed exists.
-_REVISE_LINES = ("INSERT INTO entry_revisions (line_id) SELECT DISTINCT l FROM unnest(%s::bigint[]) AS l "
-                 "WHERE EXISTS (SELECT 1 FROM feed_cursors WHERE name = %s) ORDER BY l")
+#: a revision of each line listed.
+_REVISE_LINES = "INSERT INTO entry_revisions (line_id) SELECT DISTINCT l FROM unnest(%s::bigint[]) AS l ORDER BY l"
+_LISTED = "SELECT unnest(%s::bigint[])"
 
 
 def _unroll_sql(source: str) -> list[tuple[str, str]]:
@@ -171,8 +171,11 @@ class PgRebuild:
         rows = {line_id: [(line_id, *call_row(c, entry.source)) for c in entry.calls]
                 for line_id, entry in entries if entry and entry.calls}
         refused: dict[int, str] = {}
+        listed = [line_id for line_id, _ in entries]
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(ONE_WRITER)
+            publishing = cur.execute(_pg(common.PUBLISHING), (REVISION_FEED,)).fetchone() is not None
+            before = self._states(cur, listed) if publishing else {}
             removed = 0
             if not keep_lines:
                 cur.execute(MOVED)
@@ -201,8 +204,16 @@ class PgRebuild:
                                                         keep_lines=keep_lines)
             if status_rows:
                 cur.executemany(_pg(common.SET_STATUS), status_rows)
-            cur.execute(_REVISE_LINES, ([line_id for line_id, _ in entries], REVISION_FEED))
+            if publishing:  # the lines a central store would now hold otherwise go to it again
+                after = self._states(cur, listed)
+                cur.execute(_REVISE_LINES, ([i for i in after if after[i] != before.get(i)],))
         return ReplaceResult(removed, statuses)
+
+    @staticmethod
+    def _states(cur: psycopg.Cursor[Any], listed: list[int]) -> dict[int, tuple[object, ...]]:
+        lines = cur.execute(_pg(common.LINE_STATES.format(ids=_LISTED)), (listed,)).fetchall()
+        calls = cur.execute(_pg(common.CALL_STATES.format(ids=_LISTED)), (listed,)).fetchall()
+        return common.line_states(lines, calls)
 
     @staticmethod
     def _unroll(cur: psycopg.Cursor[Any]) -> None:

@@ -15,12 +15,16 @@ from smdrd.journal import JournalEntry
 from smdrd.store.api import REVISION_FEED, JournalLine, RatingUpdate, ReplaceResult, StoredRating
 from smdrd.store.rebuild import (
     BATCH,
+    CALL_STATES,
     CALLS_RECEIVED,
     LINE_FIELDS,
+    LINE_STATES,
+    PUBLISHING,
     RATINGS,
     SET_STATUS,
     journal_line,
     line_bounds,
+    line_states,
     new_statuses,
     stored_rating,
 )
@@ -33,9 +37,9 @@ from smdrd.store.sqlite.writer import unwritable
 _REVISE_CALLS = ("INSERT INTO entry_revisions (line_id) SELECT DISTINCT line_id FROM calls "
                  "WHERE id IN (SELECT value FROM json_each(?)) "
                  "AND EXISTS (SELECT 1 FROM feed_cursors WHERE name = ?) ORDER BY line_id")
-#: a revision of each line listed (a JSON array of ids) while the revision feed exists.
-_REVISE_LINES = ("INSERT INTO entry_revisions (line_id) SELECT DISTINCT value FROM json_each(?) "
-                 "WHERE EXISTS (SELECT 1 FROM feed_cursors WHERE name = ?) ORDER BY value")
+#: a revision of each line listed (a JSON array of ids).
+_REVISE_LINES = "INSERT INTO entry_revisions (line_id) SELECT DISTINCT value FROM json_each(?) ORDER BY value"
+_LISTED = "SELECT value FROM json_each(?)"
 
 
 def _ids(ids: Sequence[int]) -> str:
@@ -95,6 +99,10 @@ class SqliteRebuild:
     def calls_received(self, lo: int, hi: int) -> int:
         return int(self.conn.execute(CALLS_RECEIVED, (lo * 1_000_000, hi * 1_000_000, LOCAL_SITE)).fetchone()[0])
 
+    def _states(self, listed: str) -> dict[int, tuple[object, ...]]:
+        return line_states(self.conn.execute(LINE_STATES.format(ids=_LISTED), (listed,)),
+                           self.conn.execute(CALL_STATES.format(ids=_LISTED), (listed,)))
+
     def replace(self, entries: Sequence[tuple[int, JournalEntry | None]], *,
                 keep_lines: bool = False) -> ReplaceResult:
         if not self._unroll:
@@ -102,8 +110,11 @@ class SqliteRebuild:
             self._unroll = True
         conn = self.conn
         ids = [(line_id,) for line_id, _ in entries]
+        listed = _ids([line_id for line_id, _ in entries])
         conn.execute("BEGIN IMMEDIATE")
         try:
+            publishing = conn.execute(PUBLISHING, (REVISION_FEED,)).fetchone() is not None
+            before = self._states(listed) if publishing else {}
             removed = 0
             if not keep_lines:
                 # rowcount, not total_changes: the unroll trigger's writes are no calls.
@@ -137,7 +148,9 @@ class SqliteRebuild:
                                                                (line_id,)).fetchone() is not None,
                 keep_lines=keep_lines)
             conn.executemany(SET_STATUS, status_rows)
-            conn.execute(_REVISE_LINES, (_ids([line_id for line_id, _ in entries]), REVISION_FEED))
+            if publishing:  # the lines a central store would now hold otherwise go to it again
+                after = self._states(listed)
+                conn.execute(_REVISE_LINES, (_ids([i for i in after if after[i] != before.get(i)]),))
             for statement in ROLL_UP:  # the rebuilt calls: every one got a new id, above calls_before
                 conn.execute(statement, (calls_before,))
             conn.execute("COMMIT")
