@@ -13,8 +13,12 @@ machine's load of the moment):
    timing only the inserts, roll-ups, commits and the closing checkpoint.
 4. **bare ceiling**: one raw row (id, bytes) and one 13-column call row per line into tables without indexes,
    timed the same way: what SQLite itself costs on this machine.
-Prints a table and JSON with the three rates and the ratios (target: import >= 50,000 lines/s for avaya-ipo),
-and where the schema ceiling's time goes: the lines, the calls, each rollup, the commits (with checkpoints).
+5. **the import's two halves, each alone**: *parse*, what its worker process does per line (frame, parse, rate,
+   map to rows, marshal the batch) and *commit*, what its committing process does (unmarshal, `BulkWriter`
+   commit into a third fresh database), both timed on the same batches in this one process. The import runs
+   them side by side on two cores, so it can go no faster than the slower half.
+Prints a table and JSON with the rates and the ratios (target: import >= 50,000 lines/s for avaya-ipo), and
+where the schema ceiling's time goes: the lines, the calls, each rollup, the commits (with checkpoints).
 
 ``--long K`` (avaya-ipo) then imports K different million-line files one after the other into one database
 (each the first file with its years moved on, so its calls are later, as a long backfill's are) and compares
@@ -24,7 +28,9 @@ the rate of the last million with the first (target: no more than 20 % slower).
 from __future__ import annotations
 
 import argparse
+import gc
 import os
+import pickle
 import sqlite3
 import subprocess
 import sys
@@ -42,7 +48,7 @@ from smdrd.core import process_frame  # noqa: E402
 from smdrd.daemon import build_hooks  # noqa: E402
 from smdrd.framing import Framer  # noqa: E402
 from smdrd.parsing import ParserContext, get_parser_class  # noqa: E402
-from smdrd.store.sqlite.bulk import IMPORT_PRAGMAS, RowBatch  # noqa: E402
+from smdrd.store.sqlite.bulk import IMPORT_PRAGMAS, BulkWriter, RowBatch  # noqa: E402
 from smdrd.store.sqlite.rollups import ROLL_UP, ROLLUPS  # noqa: E402
 from smdrd.store.sqlite.rows import INSERT_CALL, INSERT_LINE, LAST_IDS  # noqa: E402
 from smdrd.store.sqlite.schema import connect  # noqa: E402
@@ -82,17 +88,21 @@ def _fresh(path: Path) -> None:
         path.with_name(path.name + suffix).unlink(missing_ok=True)
 
 
-def ceilings(data: Path, work: Path, fmt: str) -> tuple[float, float, int, dict[str, float]]:
+def ceilings(data: Path, work: Path, fmt: str) -> tuple[float, float, int, dict[str, float], dict[str, float]]:
     """Seconds spent in plain executemany + commit for the same rows, into the real schema and into bare tables,
-    and the schema's seconds by statement (lines, calls, each rollup, commit); the rows are made untimed, a
-    batch at a time, and each batch goes to both databases."""
+    and the schema's seconds by statement (lines, calls, each rollup, commit), with the import's halves
+    (``parse`` and ``commit`` in the parts: see the module's docstring, point 5); the rows are made a batch at a
+    time, and each batch goes to the three databases."""
     cls = get_parser_class(fmt)
     site = SiteConfig()  # what `smdrd import` without a config uses
     parser = cls(ParserContext(timezone=site.tz, country=site.country))
     rate = build_hooks(Settings()).rate
-    schema_db, bare_db = work / "ceiling.db", work / "bare.db"
+    schema_db, bare_db, halves_db = work / "ceiling.db", work / "bare.db", work / "halves.db"
     _fresh(schema_db)
     _fresh(bare_db)
+    _fresh(halves_db)
+    writer = BulkWriter(halves_db)  # the import's committing half, as `smdrd import` opens it
+    writer.open()
     full = connect(str(schema_db))
     for pragma in IMPORT_PRAGMAS:  # as `smdrd import`'s connection
         full.execute(pragma)
@@ -114,14 +124,25 @@ def ceilings(data: Path, work: Path, fmt: str) -> tuple[float, float, int, dict[
 
     next_id = 1
     rows = 0
+    halves = {"parse": 0.0, "commit": 0.0}
+    gc.disable()  # as both of the import's processes run
     with data.open("rb") as fh:
         while chunk := fh.read(1 << 22):
+            t = time.perf_counter()
             frames = framer.feed(chunk)
+            halves["parse"] += time.perf_counter() - t
             for i in range(0, len(frames), BATCH):
+                t = time.perf_counter()
                 batch = RowBatch()
                 for frame in frames[i:i + BATCH]:
                     batch.add(process_frame(frame, parser, "utf-8", source="bench", peer=str(data), received_at=0,
                                             rate=rate))
+                message = pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)  # what the worker sends (marshal inside)
+                halves["parse"] += time.perf_counter() - t
+                t = time.perf_counter()
+                if not writer.commit(pickle.loads(message)):
+                    raise RuntimeError("the import's fast path declined a batch of new calls")
+                halves["commit"] += time.perf_counter() - t
                 line_rows = [(next_id + n, *line) for n, line in enumerate(batch.lines)]
                 call_rows = [(next_id + n, *row) for n, row in batch.calls]
                 raw_rows = [(next_id + n, line[4]) for n, line in enumerate(batch.lines)]
@@ -147,6 +168,10 @@ def ceilings(data: Path, work: Path, fmt: str) -> tuple[float, float, int, dict[
                 bare.execute("COMMIT")
                 timed_bare += time.perf_counter() - t
                 rows += len(line_rows)
+    gc.enable()
+    t = time.perf_counter()
+    writer.close()
+    halves["commit"] += time.perf_counter() - t
     t = time.perf_counter()
     full.close()  # the last checkpoint: the import's wall-clock time includes it too
     timed_full += lap("commit", t) - t
@@ -155,7 +180,8 @@ def ceilings(data: Path, work: Path, fmt: str) -> tuple[float, float, int, dict[
     timed_bare += time.perf_counter() - t
     _fresh(schema_db)
     _fresh(bare_db)
-    return timed_full, timed_bare, rows, parts
+    _fresh(halves_db)
+    return timed_full, timed_bare, rows, parts, halves
 
 
 def bench_format(fmt: str, lines: int, work: Path) -> dict[str, object]:
@@ -170,14 +196,18 @@ def bench_format(fmt: str, lines: int, work: Path) -> dict[str, object]:
     calls = conn.execute("SELECT count(*) FROM calls").fetchone()[0]
     conn.close()
     _fresh(db)
-    full_seconds, bare_seconds, base_rows, parts = ceilings(data, work, fmt)
+    full_seconds, bare_seconds, base_rows, parts, halves = ceilings(data, work, fmt)
     rate = stored / seconds
     full_rate = base_rows / full_seconds
     bare_rate = base_rows / bare_seconds
+    parse_rate, commit_rate = (base_rows / halves[half] for half in ("parse", "commit"))
     return {"format": fmt, "lines": stored, "calls": calls, "import_seconds": round(seconds, 2),
             "import_lines_per_second": round(rate), "schema_ceiling_lines_per_second": round(full_rate),
             "bare_ceiling_lines_per_second": round(bare_rate), "ratio_to_schema": round(rate / full_rate, 3),
             "ratio_to_bare": round(rate / bare_rate, 3), "data_bytes": os.path.getsize(data),
+            # the import's halves, each alone (point 5): it goes no faster than the slower one
+            "parse_half_lines_per_second": round(parse_rate), "commit_half_lines_per_second": round(commit_rate),
+            "ratio_to_slower_half": round(rate / min(parse_rate, commit_rate), 3),
             # where the schema ceiling's time goes, as shares of it (the commits include the checkpoints)
             "schema_ceiling_shares": {part: round(sec / full_seconds, 3) for part, sec in parts.items()}}
 
@@ -220,6 +250,9 @@ def main() -> None:
              f"bare ceiling {r['bare_ceiling_lines_per_second']:>7,} lines/s  "
              f"ratios {r['ratio_to_schema']:.2f} / {r['ratio_to_bare']:.2f}")
             for r in runs]
+    rows += [(f"{r['format']} halves", f"parse {r['parse_half_lines_per_second']:>7,}  "
+              f"commit {r['commit_half_lines_per_second']:>7,} lines/s alone; import / slower half "
+              f"{r['ratio_to_slower_half']:.2f}") for r in runs]
     rows += [(f"{r['format']} ceiling", "  ".join(f"{part} {share:.0%}" for part, share in
                                                   cast("dict[str, float]", r["schema_ceiling_shares"]).items()))
              for r in runs]

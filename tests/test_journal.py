@@ -257,6 +257,42 @@ def test_parallel_import_stores_exactly_what_the_in_process_import_stores(tmp_pa
     assert len(tables["parallel"][0]) == 1444
 
 
+def test_the_import_worker_sends_its_last_lines_in_small_batches(tmp_path: Path) -> None:
+    """What the worker holds when it reads the last chunk of the last file goes at once, and the rest in batches
+    of `TAIL_BATCH` lines (the import ends with a small commit, not a whole batch's): every line, once, in order."""
+    import multiprocessing
+    import threading
+
+    from smdrd.cli.import_ import TAIL_BATCH, WORKER_CHUNK, _parse_files
+    from smdrd.config import TariffConfig
+
+    sample = SAMPLE.read_bytes().rstrip(b"\r\n") + b"\n"
+    src = tmp_path / "long.log"
+    src.write_bytes(sample * 12)  # three chunks: the first two's lines fit in one 20,000-line batch
+    assert 2 * WORKER_CHUNK < src.stat().st_size < 3 * WORKER_CHUNK
+    receiver, sender = multiprocessing.Pipe(duplex=False)
+    got: list[tuple[str, object]] = []
+
+    def read() -> None:
+        while True:
+            got.append(receiver.recv())
+            if got[-1][0] in {"done", "error"}:
+                return
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    _parse_files(sender, {"files": [str(src)], "format": "avaya-ipo", "source": "import", "encoding": None,
+                          "year": None, "options": {}, "site": SiteConfig().model_dump(mode="json"),
+                          "tariff": TariffConfig().model_dump(mode="json"), "version": None, "base_dir": None,
+                          "batch": 20_000})
+    reader.join(30)
+    batches = [payload for kind, payload in got if kind == "rows"]
+    sizes = [len(b) for b in batches]  # type: ignore[arg-type]
+    assert sizes[0] > TAIL_BATCH and len(sizes) >= 3 and max(sizes[1:]) <= TAIL_BATCH, sizes
+    raws = [line[4] for b in batches for line in b.lines]  # type: ignore[attr-defined]
+    assert raws == [ln for ln in (sample * 12).splitlines() if ln]
+
+
 _DIE_AFTER_COMMITS = """
 import os, sys
 from smdrd.core import process_frame

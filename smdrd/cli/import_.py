@@ -24,7 +24,6 @@ from typing import Any, BinaryIO, ClassVar
 from smdrd.cli._common import add_config_argument, settings_from
 from smdrd.config import Settings, SiteConfig, TariffConfig
 from smdrd.core import ERROR, FLUSHED, PARSED, SKIPPED, Entry, flush_entry, process_frame
-from smdrd.daemon import build_hooks
 from smdrd.errors import SmdrdError
 from smdrd.framing import Framer
 from smdrd.ingest import SourceIngest
@@ -38,6 +37,10 @@ CHUNK = 1 << 16  # small enough that the writer task is serviced between chunks 
 WORKER_CHUNK = 1 << 20
 #: lines per message from the worker process (and per commit) unless ``--batch`` says otherwise.
 WORKER_BATCH = 20_000
+#: lines per message once the worker reads the last chunk of the last file. The import ends when the last batch
+#: is committed, and nothing overlaps that commit: a whole batch there (20,000 lines, over a second) is pure wait,
+#: a small one is not. The batch pending when that chunk is read goes first, while the worker parses the rest.
+TAIL_BATCH = 2_000
 _COUNTED = {PARSED: "parsed", ERROR: "errors", SKIPPED: "skipped"}
 
 
@@ -162,6 +165,10 @@ async def import_files(settings: Settings, args: argparse.Namespace, base_dir: P
     """Import ``args.files`` (relative deck paths are read from ``base_dir``); return the counts. The lines
     that failed are noted in ``failed``; each call names the saved tariff version ``version`` that priced it
     (None: the files' tariff)."""
+    # Here only: the daemon's module brings its HTTP server and the rest, which the parallel import (and its
+    # worker process, which imports this module before it can parse a line) never needs.
+    from smdrd.daemon import build_hooks
+
     started = time.perf_counter()
     writer = _TallyingWriter(settings.database.path, commit_interval=1.0, batch_rows=args.batch,
                              max_pending=args.batch * 4, site=settings.site.name,
@@ -265,11 +272,13 @@ async def import_parallel(settings: Settings, args: argparse.Namespace, base_dir
         gc.enable()
         gc.unfreeze()
         receiver.close()
-        worker.join(timeout=10)
-        if bulk is not None:
-            bulk.close()
-        await writer.close()
-        await writer_task
+        try:
+            if bulk is not None:
+                bulk.close()
+            await writer.close()
+            await writer_task
+        finally:  # joined last: the worker's exit (its interpreter freeing what it built) overlaps the closing
+            worker.join(timeout=10)
     return {"lines": counters.get("lines", 0), "calls": (bulk.calls if bulk else 0) + writer.stats.calls,
             "skipped": counters.get("skipped", 0), "errors": counters.get("errors", 0),
             "duplicates": writer.stats.duplicates, "seconds": time.perf_counter() - started}
@@ -301,6 +310,7 @@ def _parse_files(out: Connection, job: dict[str, Any]) -> None:
                             country=site.country)
     source = job["source"]
     size_limit = int(job.get("batch", WORKER_BATCH))
+    last_file = len(job["files"]) - 1
     counts = {"lines": 0, "skipped": 0, "errors": 0, "parsed": 0, "held": 0}
     batch = RowBatch()
     failed = FailedLines()
@@ -319,13 +329,19 @@ def _parse_files(out: Connection, job: dict[str, Any]) -> None:
             out.send(("rows", batch))
             batch = RowBatch()
 
-    for name in job["files"]:
+    for index, name in enumerate(job["files"]):
         parser = cls(context)
         framer = Framer(1 << 20)
         size = os.path.getsize(name)
         done = 0
         with open(name, "rb") as fh:
             while chunk := fh.read(WORKER_CHUNK):
+                if index == last_file and done + len(chunk) >= size and size_limit > TAIL_BATCH:
+                    # The import's last lines (`TAIL_BATCH`): only the batch sizes change, never what is stored.
+                    if len(batch):
+                        out.send(("rows", batch))
+                        batch = RowBatch()
+                    size_limit = TAIL_BATCH
                 received = time.time_ns() // 1000
                 for frame in framer.feed(chunk):
                     take(process_frame(frame, parser, encoding, source=source, peer=name, received_at=received,
