@@ -41,7 +41,7 @@ from smdrd.store.postgres.bulk import analyze, check_rollups, count_rows, fast_l
 from smdrd.store.postgres.connect import aconnect, connect  # noqa: E402
 from smdrd.store.postgres.reports import PgReports  # noqa: E402
 from smdrd.store.postgres.writer import store_batch  # noqa: E402
-from smdrd.store.sqlite.rows import PreparedEntry  # noqa: E402
+from smdrd.store.rows import PreparedEntry  # noqa: E402
 from smdrd.testing import PostgresServer  # noqa: E402
 
 #: the months whose rollup rows are checked against their calls (both with a change of summer time).

@@ -25,7 +25,7 @@ from smdrd.rating.tariff import Rating
 from smdrd.record import CallRecord, Direction
 from smdrd.store import open_store
 from smdrd.store.postgres.central import CentralWriter
-from smdrd.store.sqlite.rollups import ROLLUPS
+from smdrd.store.rollups import ROLLUPS
 from smdrd.testing import PostgresServer, write_entries
 from tests.conftest import EMPTY_DATABASE
 

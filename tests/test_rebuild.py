@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from smdrd.cli import main
-from smdrd.store.sqlite.rollups import ROLLUPS
+from smdrd.store.rollups import ROLLUPS
 
 LINES = [  # Avaya IP Office, a site in Warsaw: two calls to a German number, one to a Polish mobile
     "2026/03/02 10:00:00,00:02:00,0,214,O,0049301234567,0049301234567,,0,1000001,0,E214,A,T9001,L,0,0",

@@ -22,7 +22,7 @@ from smdrd.rating import Rating
 from smdrd.store import open_store
 from smdrd.store.api import RatingUpdate
 from smdrd.store.postgres.schema import LOCAL_SITE, measure_sql
-from smdrd.store.sqlite.rollups import DIMENSIONS, MEASURES, ROLLUPS
+from smdrd.store.rollups import DIMENSIONS, MEASURES, ROLLUPS
 from smdrd.testing import write_entries
 from tests.conftest import EMPTY_DATABASE
 from tests.test_console_sites import SITES, publish_into, today_entries

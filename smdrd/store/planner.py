@@ -25,7 +25,7 @@ from smdrd.store.api import (
     Interval,
     utc_bounds,
 )
-from smdrd.store.sqlite.rollups import DAYS_TABLE, ROLLUPS, coarser_of
+from smdrd.store.rollups import DAYS_TABLE, ROLLUPS, coarser_of
 
 __all__ = ["SQLITE", "Dialect", "ExtensionTotals", "ReadConnection", "call_totals", "daily_rows", "extension_totals",
            "hourly_rows", "iter_call_rows", "range_extensions", "range_site_extensions", "select_intervals",

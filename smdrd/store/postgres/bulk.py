@@ -16,8 +16,8 @@ from typing import Any
 import psycopg
 
 from smdrd.store.postgres.schema import LOCAL_SITE, group_sql, roll_up_sql
-from smdrd.store.sqlite.rollups import DIMENSIONS, MEASURES, ROLLUPS
-from smdrd.store.sqlite.rows import CALL_COLUMNS
+from smdrd.store.rollups import DIMENSIONS, MEASURES, ROLLUPS
+from smdrd.store.rows import CALL_COLUMNS
 
 __all__ = ["analyze", "check_rollups", "count_rows", "fast_load"]
 

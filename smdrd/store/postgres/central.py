@@ -41,7 +41,7 @@ from smdrd.store.postgres.directory import LEARN_SITE_NAME
 from smdrd.store.postgres.rebuild import MOVED, UNROLL
 from smdrd.store.postgres.schema import roll_up_sql
 from smdrd.store.postgres.writer import ONE_WRITER, Unwritable
-from smdrd.store.sqlite.rows import CALL_COLUMNS
+from smdrd.store.rows import CALL_COLUMNS
 
 __all__ = ["CentralBatch", "CentralWriter", "EntryRefused", "StoredCalls", "call_row_of"]
 

@@ -13,7 +13,7 @@ from smdrd.journal import Alert
 from smdrd.store.api import PendingAlert, StoreUnavailable
 from smdrd.store.postgres.connect import AsyncPart
 from smdrd.store.postgres.writer import OUTBOX_INSERT
-from smdrd.store.sqlite.rows import alert_row
+from smdrd.store.rows import alert_row
 
 __all__ = ["PgOutbox"]
 

@@ -34,8 +34,8 @@ from smdrd.store.api import (
 from smdrd.store.postgres.connect import connect, redact
 from smdrd.store.postgres.schema import LOCAL_SITE, roll_up_sql
 from smdrd.store.postgres.writer import COPY_CALLS, MOVE_CALLS, ONE_WRITER, STAGING
-from smdrd.store.sqlite.rollups import MEASURES, ROLLUPS
-from smdrd.store.sqlite.rows import call_row
+from smdrd.store.rollups import MEASURES, ROLLUPS
+from smdrd.store.rows import call_row
 
 __all__ = ["MOVED", "UNROLL", "PgRebuild"]
 

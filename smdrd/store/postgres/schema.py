@@ -5,14 +5,14 @@ lock, so two processes opening a new database at once migrate it once. The table
 at its current version (`smdrd.store.sqlite.schema`), in PostgreSQL's types: the journal of raw lines, the calls
 with their ratings (identity: start, site, source, line digest; unique in that order, so an insert lands at the
 end of the index however large the table), the rollups generated from the same definition as SQLite's
-(`smdrd.store.sqlite.rollups`: one table of dimensions and measures), the alert outbox and the feed cursors.
+(`smdrd.store.rollups`: one table of dimensions and measures), the alert outbox and the feed cursors.
 """
 
 from __future__ import annotations
 
 from smdrd.errors import SmdrdError
 from smdrd.store import api
-from smdrd.store.sqlite.rollups import DIMENSIONS, MEASURES, ROLLUPS, ROLLUPS_V10, Rollup
+from smdrd.store.rollups import DIMENSIONS, MEASURES, ROLLUPS, ROLLUPS_V10, Rollup
 
 __all__ = ["LOCAL_SITE", "MIGRATIONS", "SCHEMA_VERSION", "create_rollup_sql", "group_sql", "measure_sql",
            "migrate_sql", "roll_up_sql"]

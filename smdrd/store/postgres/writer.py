@@ -28,7 +28,7 @@ from smdrd.store.mapping import clean_name
 from smdrd.store.postgres.connect import aconnect, redact
 from smdrd.store.postgres.directory import LEARN_NAME
 from smdrd.store.postgres.schema import LOCAL_SITE, roll_up_sql
-from smdrd.store.sqlite.rows import CALL_COLUMNS, PreparedEntry, alert_row, line_row
+from smdrd.store.rows import CALL_COLUMNS, PreparedEntry, alert_row, line_row
 from smdrd.store.sqlite.writer import JournalWriter
 
 __all__ = ["PgJournalWriter", "Unwritable", "store_batch"]
