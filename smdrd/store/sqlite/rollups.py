@@ -1,15 +1,7 @@
 """The report rollups in SQLite: every piece of their SQL generated from the one definition
 (`smdrd.store.rollups`: tables, the insert and update triggers, ``smdrd reparse``'s unroll trigger, backfills).
 
-A rollup is a table of sums (`MEASURES`) keyed by some of the `DIMENSIONS` of a call, its time grain first
-(``day`` or ``month``), so that a report over a range reads a few rows per day or month instead of every call.
-A call counts once, on its first leg (a transfer's later legs add only their duration and cost). The grain is
-the site-local day or month: the first 10 or 7 characters of ``calls.start`` (ISO local time with its offset).
-
-The monthly rollups are the daily ones with ``day`` coarsened to ``month``: a report over whole months reads
-them (about 12 rows per key a year instead of 365), and only the partial months at the ends of its range read
-the daily ones (`smdrd.store.planner`). Both are kept in the transaction that stores the calls, so they
-always agree.
+Both grains are kept in the transaction that stores the calls, so they always agree.
 
 Since schema version 9 new calls are added **per batch**, not per row: whoever inserts calls runs `ROLL_UP` with
 the highest ``calls.id`` from before its inserts (a new call's id is always above it), and each rollup gets one
@@ -17,10 +9,8 @@ the highest ``calls.id`` from before its inserts (a new call's id is always abov
 distinct key once, and the expressions run in SQLite's C loop rather than once per row in a trigger program).
 A re-rated call still moves by the update trigger (rare, one row at a time).
 
-A migration's text is frozen once shipped (databases hold it, restore compares it): a change to the rollups is
-a new constant (``ROLLUPS_V10``...) and a new migration built from it, never an edit of `ROLLUPS_V7`,
-`ROLLUPS_V8` or `ROLLUPS_V10`.
-Nothing here runs SQL; `smdrd.store.sqlite.schema` builds the migrations from these strings.
+The migrations' text is frozen once shipped (see `smdrd.store.rollups`). Nothing here runs SQL;
+`smdrd.store.sqlite.schema` builds the migrations from these strings.
 """
 
 from __future__ import annotations
