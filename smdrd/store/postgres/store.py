@@ -202,10 +202,13 @@ class PgStore:
         return int(row[0]) if row else 0
 
     def stop_call_feed(self, name: str) -> None:
-        with connect(self.url) as conn, conn.transaction():
-            conn.execute("DELETE FROM feed_cursors WHERE name = %s", (name,))
-            if name == REVISION_FEED:
-                conn.execute("DELETE FROM entry_revisions")
+        try:
+            with connect(self.url) as conn, conn.transaction():
+                conn.execute("DELETE FROM feed_cursors WHERE name = %s", (name,))
+                if name == REVISION_FEED:
+                    conn.execute("DELETE FROM entry_revisions")
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"call feed: {str(exc).strip()}") from exc
 
     def alert_inbox(self) -> PgAlertInbox:
         return PgAlertInbox(self.url)
