@@ -118,9 +118,10 @@ class Query:
     mask_digits: int = 0
     #: the sites reported on, by name (a central store's; empty: every site).
     sites: tuple[str, ...] = ()
-    #: the extensions report: a row per site and extension, each with its ``site``, even on a store of one site
-    #: (on a store of several, unless filtered to one site, it always is: 201 of one site is not 201 of another).
-    by_site: bool = False
+    #: the extensions report: a row per site and extension, each with its ``site`` (True), or a row per extension
+    #: (False); None: as the store says, per site on a store of several sites unless filtered to one (201 of one
+    #: site is not 201 of another). A caller that has read the store's sites already says which.
+    by_site: bool | None = None
 
     def filters(self) -> Filters:
         return Filters(self.first, self.last, self.extensions, self.trunks, self.directions, self.classes,
@@ -610,7 +611,8 @@ def run_report(reader: ReportReader, q: Query, ctx: Context, names: Mapping[str,
     # A directory whose memberships name sites resolves each row at its site: the rows are grouped by site too.
     # An extensions report over several sites (a central store's, not filtered to one) keeps each row's site:
     # extension 201 of one site and 201 of another are different phones.
-    by_site = q.kind == "extensions" and (q.by_site or (len(q.sites) != 1 and len(reader.sites()) > 1))
+    by_site = q.kind == "extensions" and (
+        q.by_site if q.by_site is not None else len(q.sites) != 1 and len(reader.sites()) > 1)
     sited = (d.sited and per_extension) or by_site
 
     def attributed(group: Sequence[str] = (), *, by_day: bool = False,
