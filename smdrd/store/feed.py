@@ -10,11 +10,24 @@ from decimal import Decimal
 from typing import Any
 
 from smdrd.journal import MICROS
-from smdrd.store.api import FeedCall
+from smdrd.store.api import REVISION_FEED, FeedCall
 
-__all__ = ["ENTRIES", "ENTRY_CALLS", "FEED_AFTER", "FEED_COLUMNS", "LAST_OF_DIRECTION", "LINE_COLUMNS",
-           "PRUNE_REVISIONS", "REVISIONS", "REVISION_CALLS", "entries_of", "entry_fields", "feed_fields",
-           "revisions_of"]
+__all__ = [
+    "ENTRIES",
+    "ENTRY_CALLS",
+    "FEED_AFTER",
+    "FEED_COLUMNS",
+    "LAST_OF_DIRECTION",
+    "LINE_COLUMNS",
+    "PRUNE_REVISIONS",
+    "REVISIONS",
+    "REVISION_CALLS",
+    "cursor_table",
+    "entries_of",
+    "entry_fields",
+    "feed_fields",
+    "revisions_of",
+]
 
 #: the columns a feed message is made of, in `smdrd.journal.RatedCall.to_json` order; never ``auth_code``.
 FEED_COLUMNS = ("uid", "source", "format", "call_key", "leg", "start", "start_utc", "duration", "ring", "direction",
@@ -81,3 +94,9 @@ def revisions_of(rows: list[tuple[Any, ...]], calls: list[tuple[Any, ...]]) -> l
         fields["revision"] = int(revision)
         out.append(FeedCall(int(revision), fields))
     return out
+
+
+def cursor_table(name: str) -> str:
+    """The table whose ids feed ``name``'s cursor counts: `REVISION_FEED`'s the revisions, every other the calls
+    (a new cursor is placed at its end)."""
+    return "entry_revisions" if name == REVISION_FEED else "calls"

@@ -20,6 +20,7 @@ from smdrd.store.feed import (
     PRUNE_REVISIONS,
     REVISION_CALLS,
     REVISIONS,
+    cursor_table,
     entries_of,
     feed_fields,
     revisions_of,
@@ -195,7 +196,7 @@ class PgStore:
         return PgJournalErrors(self.url)
 
     def start_call_feed(self, name: str) -> int:
-        table = "entry_revisions" if name == REVISION_FEED else "calls"
+        table = cursor_table(name)
         with connect(self.url) as conn:
             conn.execute(_PLACE_CURSOR.format(table=table), (name,))
             row = conn.execute("SELECT position FROM feed_cursors WHERE name = %s", (name,)).fetchone()

@@ -25,6 +25,7 @@ from smdrd.store.feed import (
     PRUNE_REVISIONS,
     REVISION_CALLS,
     REVISIONS,
+    cursor_table,
     entries_of,
     feed_fields,
     revisions_of,
@@ -36,7 +37,7 @@ from smdrd.store.sqlite.schema import connect
 def place_cursor(path: str, name: str) -> int:
     """Feed ``name``'s saved position; a new feed's cursor is placed at the journal's end now (`REVISION_FEED`'s at
     the revisions' end) (blocking)."""
-    table = "entry_revisions" if name == REVISION_FEED else "calls"
+    table = cursor_table(name)
     try:
         conn = connect(path)
         try:
