@@ -312,7 +312,9 @@ class Daemon:
         log.info("daemon.started", version=__version__, database=self.settings.database.shown,
                  sources=[s.name for s in self.settings.sources if s.enabled])
         notify("READY=1", f"STATUS=collecting from {len(self.sources)} source(s)")
-        _tune_gc()
+        # What it holds from now on (modules, settings, the rater) is long-lived: frozen once per process, and
+        # the young generation collected less often (`smdrd.heap`).
+        settle(once=True)
         self._ready.set()
         status = 0
         try:
@@ -512,13 +514,6 @@ def _unexpected(exc: BaseException) -> str:
         tb = tb.tb_next
     where = f" at {Path(tb.tb_frame.f_code.co_filename).name}:{tb.tb_lineno}" if tb is not None else ""
     return f"unexpected {type(exc).__name__}{where} while loading the configuration (a bug: please report it)"
-
-
-def _tune_gc() -> None:
-    """Once the daemon is built: what it holds from now on (modules, settings, the rater) is long-lived, so the
-    collector stops walking it (frozen once per process), and collects the young generation less often
-    (`smdrd.heap`)."""
-    settle(once=True)
 
 
 def run_daemon(settings: Settings, config_path: Path | None, **kwargs: Any) -> int:

@@ -1,4 +1,4 @@
-"""The daemon's garbage collector settings, once it runs (`smdrd.daemon._tune_gc`)."""
+"""The daemon's garbage collector settings, once it runs (`smdrd.heap.settle`, called by `Daemon.run`)."""
 
 from __future__ import annotations
 
