@@ -31,6 +31,7 @@ import phonenumbers
 from phonenumbers import PhoneNumberType, shortnumberinfo
 
 from smdrd.rating import classes as cc
+from smdrd.rating.fastphone import parse_digits, region_and_type
 
 if TYPE_CHECKING:
     from smdrd.rating.config import SiteConfig
@@ -152,18 +153,11 @@ def _readings(digits: str, plan: Dialplan) -> list[str]:
     return out
 
 
-def _parse(text: str, region: str) -> phonenumbers.PhoneNumber | None:
-    try:
-        return phonenumbers.parse(text, region)
-    except phonenumbers.NumberParseException:
-        return None
-
-
 def _parse_once(parsed: dict[str, phonenumbers.PhoneNumber | None], text: str, region: str
                 ) -> phonenumbers.PhoneNumber | None:
-    """`_parse`, remembered in ``parsed`` for the rest of one normalisation."""
+    """`parse_digits`, remembered in ``parsed`` for the rest of one normalisation."""
     if text not in parsed:
-        parsed[text] = _parse(text, region)
+        parsed[text] = parse_digits(text, region)
     return parsed[text]
 
 
@@ -190,14 +184,12 @@ def _max_emergency_length() -> int:
 _MAX_EMERGENCY = _max_emergency_length()
 
 
-def _classify(num: phonenumbers.PhoneNumber, plan: Dialplan, kind: int) -> str:
-    """The class of a valid number whose `phonenumbers.number_type` is ``kind``."""
+def _classify(num: phonenumbers.PhoneNumber, plan: Dialplan, region: str | None, kind: int) -> str:
+    """The class of a valid number of ``region`` whose `phonenumbers.number_type` is ``kind``."""
     if num.country_code != plan.country_code:
         return cc.INTERNATIONAL
-    if plan.country in _NANP_DOMESTIC:
-        region = phonenumbers.region_code_for_number(num)
-        if region not in _NANP_DOMESTIC[plan.country]:
-            return cc.INTERNATIONAL
+    if plan.country in _NANP_DOMESTIC and region not in _NANP_DOMESTIC[plan.country]:
+        return cc.INTERNATIONAL
     if kind in (PhoneNumberType.FIXED_LINE, PhoneNumberType.FIXED_LINE_OR_MOBILE):
         nsn = phonenumbers.national_significant_number(num)
         if plan.area_code and nsn.startswith(plan.area_code):
@@ -213,7 +205,10 @@ def _e164(num: phonenumbers.PhoneNumber) -> str:
 def region_of(num: phonenumbers.PhoneNumber) -> str:
     """The ISO 3166 region of ``num`` (see `Number.region`); ``""`` when phonenumbers names none, or names the
     non-geographic ``001``."""
-    region = phonenumbers.region_code_for_number(num)
+    return _region_name(region_and_type(num)[0])
+
+
+def _region_name(region: str | None) -> str:
     return region if region and len(region) == 2 and region.isalpha() and region != "ZZ" else ""
 
 
@@ -238,14 +233,14 @@ def normalise_uncached(number: str, plan: Dialplan) -> Number:
         return _UNKNOWN
     region = plan.country
     if plus:
-        num = _parse("+" + digits, region)
+        num = parse_digits("+" + digits, region)
         if num is None:
             return _UNKNOWN
         e164 = _e164(num)
         # number_type() is UNKNOWN exactly when is_valid_number() is false: one look-up instead of two.
-        kind = phonenumbers.number_type(num)
-        call_class = cc.UNKNOWN if kind == PhoneNumberType.UNKNOWN else _classify(num, plan, kind)
-        return Number(e164, e164[1:], call_class, region_of(num))
+        where, kind = region_and_type(num)
+        call_class = cc.UNKNOWN if kind == PhoneNumberType.UNKNOWN else _classify(num, plan, where, kind)
+        return Number(e164, e164[1:], call_class, _region_name(where))
     readings = _readings(digits, plan)
     for reading in readings:
         if len(reading) <= _MAX_EMERGENCY and phonenumbers.is_emergency_number(reading, region):
@@ -262,10 +257,10 @@ def normalise_uncached(number: str, plan: Dialplan) -> Number:
             num = _parse_once(parsed, text, region)
             if num is None:
                 continue
-            kind = phonenumbers.number_type(num)
+            where, kind = region_and_type(num)  # where the number is; ``region`` is where it was dialled
             if kind != PhoneNumberType.UNKNOWN:
                 e164 = _e164(num)
-                return Number(e164, e164[1:], _classify(num, plan, kind), region_of(num))
+                return Number(e164, e164[1:], _classify(num, plan, where, kind), _region_name(where))
             if fallback is None and phonenumbers.is_possible_number(num):
                 fallback = num
     for reading in readings:
