@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from phonenumbers import PhoneNumber, PhoneNumberType
 
-from smdrd.rating.fastphone import parse_digits, region_and_type
+from smdrd.rating.fastphone import could_be_short_code, is_possible, parse_digits, region_and_type
 
 _TYPES = [v for k, v in vars(PhoneNumberType).items() if k.isupper() and isinstance(v, int)]
 _CALLING_CODES = sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
@@ -120,12 +120,13 @@ def test_the_normaliser_answers_as_with_phonenumbers_own_functions(country: str,
     plan = n.Dialplan(country, area, ("9", "0"))
     number = ("+" if plus else "") + dialled
     fast = n.normalise_uncached(number, plan)
-    originals = n.parse_digits, n.region_and_type
+    originals = n.parse_digits, n.region_and_type, n.is_possible, n.could_be_short_code
     n.parse_digits, n.region_and_type = _phonenumbers_parse, _phonenumbers_answer
+    n.is_possible, n.could_be_short_code = phonenumbers.is_possible_number, lambda num, region: True
     try:
         reference = n.normalise_uncached(number, plan)
     finally:
-        n.parse_digits, n.region_and_type = originals
+        n.parse_digits, n.region_and_type, n.is_possible, n.could_be_short_code = originals
     assert fast == reference
 
 
@@ -195,3 +196,54 @@ def test_parse_digits_after_the_prefixes_that_matter(region: str, prefix: str, d
 def test_other_text_is_parsed_by_phonenumbers(text: str) -> None:
     assert parse_digits(text, "GB") == _phonenumbers_parse(text, "GB")
     assert parse_digits(text, "XX") == _phonenumbers_parse(text, "XX")
+
+
+def test_is_possible_on_every_example_and_its_near_misses() -> None:
+    answers = set()
+    for num in _examples():
+        answers.add(is_possible(num))
+        assert is_possible(num) == phonenumbers.is_possible_number(num), num
+    assert answers == {True, False}
+
+
+@settings(max_examples=2000, deadline=None)
+@given(code=st.sampled_from(_CALLING_CODES) | st.integers(0, 999), digits=st.text("0123456789", min_size=1,
+       max_size=17))
+def test_is_possible_on_random_numbers(code: int, digits: str) -> None:
+    num = PhoneNumber(country_code=code, national_number=int(digits))
+    assert is_possible(num) == phonenumbers.is_possible_number(num)
+
+
+def _short_code_examples() -> list[tuple[str, str]]:
+    from phonenumbers import shortnumberinfo
+
+    out = []
+    for region in sorted(shortnumberinfo.SUPPORTED_SHORT_REGIONS):
+        example = shortnumberinfo._example_short_number(region)
+        if example:
+            out.append((region, example))
+    return out
+
+
+def test_a_short_code_is_never_ruled_out() -> None:
+    """Where phonenumbers says a dialled number is a valid short code, `could_be_short_code` never says no."""
+    from phonenumbers import shortnumberinfo
+
+    examples = _short_code_examples()
+    assert len(examples) > 200
+    for region, digits in examples:
+        num = _phonenumbers_parse(digits, region)
+        assert num is not None
+        assert shortnumberinfo.is_valid_short_number_for_region(num, region), (region, digits)
+        assert could_be_short_code(num, region), (region, digits)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(region=st.sampled_from(sorted(phonenumbers.SUPPORTED_REGIONS)), digits=st.text("0123456789", min_size=2,
+       max_size=12))
+def test_could_be_short_code_is_false_only_where_phonenumbers_is(region: str, digits: str) -> None:
+    from phonenumbers import shortnumberinfo
+
+    num = _phonenumbers_parse(digits, region)
+    if num is not None and not could_be_short_code(num, region):
+        assert not shortnumberinfo.is_valid_short_number_for_region(num, region)

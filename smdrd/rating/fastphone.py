@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import phonenumbers
 from phonenumbers import PhoneMetadata, PhoneNumberDesc, PhoneNumberType
 
-__all__ = ["parse_digits", "region_and_type"]
+__all__ = ["could_be_short_code", "is_possible", "parse_digits", "region_and_type"]
 
 _NON_GEO = "001"  # phonenumbers' REGION_CODE_FOR_NON_GEO_ENTITY
 _UNKNOWN = PhoneNumberType.UNKNOWN
@@ -312,6 +312,30 @@ def _main_region_code(country_code: int) -> str:
     """phonenumbers' ``region_code_for_country_code``."""
     codes = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(country_code)
     return codes[0] if codes else "ZZ"
+
+
+def is_possible(num: phonenumbers.PhoneNumber) -> bool:
+    """``phonenumbers.is_possible_number(num)``: its length is possible in its calling code's main region."""
+    region = _main_region(num.country_code or 0)
+    return region is not None and region.length(phonenumbers.national_significant_number(num)) in (
+        _POSSIBLE, _LOCAL_ONLY)
+
+
+_short_lengths: dict[str, frozenset[int] | None] = {}
+
+
+def could_be_short_code(num: phonenumbers.PhoneNumber, region: str) -> bool:
+    """False when ``shortnumberinfo.is_valid_short_number_for_region(num, region)`` is sure to be: the region
+    has no short codes of that length (its first test after the calling code). Most dialled numbers are far
+    longer than any short code, and this answers them without the rest of its work."""
+    try:
+        lengths = _short_lengths[region]
+    except KeyError:
+        meta = PhoneMetadata.short_metadata_for_region(region)
+        desc = meta.general_desc if meta is not None else None
+        lengths = _short_lengths[region] = (
+            frozenset(desc.possible_length) if desc is not None and desc.possible_length else None)
+    return lengths is None or len(phonenumbers.national_significant_number(num)) in lengths
 
 
 def _parse(text: str, region: str) -> phonenumbers.PhoneNumber | None:

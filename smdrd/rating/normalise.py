@@ -31,7 +31,7 @@ import phonenumbers
 from phonenumbers import PhoneNumberType, shortnumberinfo
 
 from smdrd.rating import classes as cc
-from smdrd.rating.fastphone import parse_digits, region_and_type
+from smdrd.rating.fastphone import could_be_short_code, is_possible, parse_digits, region_and_type
 
 if TYPE_CHECKING:
     from smdrd.rating.config import SiteConfig
@@ -261,11 +261,12 @@ def normalise_uncached(number: str, plan: Dialplan) -> Number:
             if kind != PhoneNumberType.UNKNOWN:
                 e164 = _e164(num)
                 return Number(e164, e164[1:], _classify(num, plan, where, kind), _region_name(where))
-            if fallback is None and phonenumbers.is_possible_number(num):
+            if fallback is None and is_possible(num):
                 fallback = num
     for reading in readings:
         short = _parse_once(parsed, reading, region)
-        if short is not None and shortnumberinfo.is_valid_short_number_for_region(short, region):
+        if (short is not None and could_be_short_code(short, region)
+                and shortnumberinfo.is_valid_short_number_for_region(short, region)):
             return _SPECIAL
     if fallback is not None:
         e164 = _e164(fallback)
