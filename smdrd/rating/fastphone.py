@@ -1,5 +1,5 @@
-"""phonenumbers' ``parse``, ``region_code_for_number`` and ``number_type`` for dialled digits, from the same
-metadata, at a fraction of their cost.
+"""phonenumbers' ``parse``, ``region_code_for_number``, ``number_type`` and ``is_possible_number`` for dialled
+digits, from the same metadata, at a fraction of their cost.
 
 Normalising a number seen for the first time is most of the cost of rating it, and nearly all of that went
 to phonenumbers:
@@ -8,18 +8,24 @@ to phonenumbers:
   normalises every character through a Unicode table and runs a dozen patterns before it looks at the digits.
   What `smdrd.rating.normalise` hands it is ASCII digits, with or without ``+``.
 - ``number_type`` first asks for the region, and for a calling code shared by several regions (+1 has 25,
-  +44 four, +7 two) that means validating the number against each region in turn; the normaliser then asked
-  for the region twice more, for the class and for `Number.region`.
+  +44 four, +7 two) that means trying each region in turn: a pattern of leading digits for most, a full
+  validation for the others (the US and Canada within +1); the normaliser then asked for the region twice more,
+  for the class and for `Number.region`.
 - Every check looks its pattern up in ``re``'s cache and its metadata up by name.
 
 Here each region's metadata is read once into a `_Region` of compiled patterns and length sets, `parse_digits`
 takes the ASCII-digit path of ``parse`` only, and `region_and_type` gives both answers in one pass, reusing
-the type that the region search computed. The algorithms are phonenumbers' own, step for step (``parse``,
-``_maybe_extract_country_code``, ``_maybe_strip_national_prefix_carrier_code``, ``_test_number_length``,
-``_region_code_for_number_from_list`` and ``_number_type_helper`` in ``phonenumberutil.py``), and
-``tests/test_fastphone.py`` compares the answers with phonenumbers' on every region's example numbers of every
-type, written every way a PBX may write them, and on random digits in every region and calling code. Any
-other text goes to phonenumbers itself.
+the type that the region search computed. `is_possible` is ``is_possible_number``, and `could_be_short_code`
+is the first test of ``shortnumberinfo.is_valid_short_number_for_region`` (the region's short-code lengths),
+so that the long numbers most calls dial skip the rest of it. The algorithms are phonenumbers' own, step for
+step (``parse``, ``_maybe_extract_country_code``, ``_maybe_strip_national_prefix_carrier_code``,
+``_test_number_length``, ``_region_code_for_number_from_list``, ``_number_type_helper`` and
+``is_possible_number_for_type_with_reason`` in ``phonenumberutil.py``). ``tests/test_fastphone.py`` compares
+the answers with phonenumbers' on every region's example numbers of every type (each written the ways a PBX
+writes it, read in its own region; a third of them also in other regions), on random digits in every region
+and calling code, and through the whole normaliser. Any other text goes to phonenumbers itself. Where
+phonenumbers' metadata could make phonenumbers itself fail (a region without possible lengths, a transform
+rule without a group: none today), the answer here is "not a number" rather than an exception.
 
 Pure: the metadata is static data; the compiled tables are a memo of it.
 """
@@ -40,7 +46,8 @@ _UNKNOWN = PhoneNumberType.UNKNOWN
 _MIN_NSN = 2
 _MAX_NSN = 17
 _MAX_CC = 3
-# _test_number_length's answers that parse does not strip a national prefix on
+# _test_number_length's answers (phonenumbers' ValidationResult, without the calling-code one); parse keeps a
+# national prefix when stripping it leaves one of the first three
 _TOO_SHORT, _LOCAL_ONLY, _INVALID_LENGTH, _TOO_LONG, _POSSIBLE = range(5)
 
 
@@ -114,10 +121,10 @@ class _Region:
     def length(self, nsn: str) -> int:
         """phonenumbers' ``_test_number_length`` for any type."""
         n = len(nsn)
-        if not self.lengths:
-            return _INVALID_LENGTH
         if n in self.local_lengths:
             return _LOCAL_ONLY
+        if not self.lengths:
+            return _INVALID_LENGTH  # phonenumbers would fail here (IndexError); no region has no lengths today
         if self.lengths[0] == n:
             return _POSSIBLE
         if self.lengths[0] > n:
