@@ -288,12 +288,10 @@ def parse_digits(text: str, region: str) -> phonenumbers.PhoneNumber | None:
             code, nsn = _extract(digits, False, home)  # "+" then no calling code: parse tries without the +
             if code == 0:
                 raise
-        meta: _Region | None = home
         if code != 0:
-            if _main_region_code(code) != region:
-                meta = _main_region(code)
+            meta = _main_region(code)  # phonenumbers: the calling code's main region (``home`` for its own)
         else:
-            nsn, code = digits, home.country_code
+            meta, nsn, code = home, digits, home.country_code
         if len(nsn) < _MIN_NSN:
             return None
         if meta is not None and meta.general is not None:
@@ -313,12 +311,6 @@ def parse_digits(text: str, region: str) -> phonenumbers.PhoneNumber | None:
         if zeros != 1:
             num.number_of_leading_zeros = zeros
     return num
-
-
-def _main_region_code(country_code: int) -> str:
-    """phonenumbers' ``region_code_for_country_code``."""
-    codes = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(country_code)
-    return codes[0] if codes else "ZZ"
 
 
 def is_possible(num: phonenumbers.PhoneNumber) -> bool:
