@@ -29,30 +29,53 @@ from smdrd.record import CallRecord, Direction
 DEPARTMENTS = (("Sales", 200, 219), ("Support", 300, 314), ("Finance", 400, 405), ("Management", 500, 503))
 
 
+#: a number as a PBX writes it: its fixed front (prefix, area or operator code) and how many digits follow, the
+#: first of them 2 to 9 (as in every plan here: no area, exchange or subscriber number starts with 0 or 1 there).
+Prefix = tuple[str, int]
+
+
 @dataclass(frozen=True, slots=True)
 class Dialplan:
-    """How numbers look in one country (what a PBX there writes after the outside-line access code)."""
+    """How numbers look in one country, as a PBX there writes them after the outside-line access code.
+
+    Every kind is a few `Prefix`es whose numbers are valid ones of that kind by the numbering plan (phonenumbers
+    reads each as a number of that type: a fixed line of the area, a mobile, a toll-free or premium-rate
+    number; an international one as a valid number of another country, after the country's own IDD), so that
+    the demo rates each call as what it was meant to be and never as "unknown".
+    """
 
     country: str
-    local: tuple[str, ...]
-    national: tuple[str, ...]
-    mobile: tuple[str, ...]
-    international: tuple[str, ...]
-    toll_free: tuple[str, ...]
-    premium: tuple[str, ...]
-    digits: int  # digits after the prefix
+    local: tuple[Prefix, ...]
+    national: tuple[Prefix, ...]
+    mobile: tuple[Prefix, ...]
+    international: tuple[Prefix, ...]
+    toll_free: tuple[Prefix, ...]
+    premium: tuple[Prefix, ...]
     cli_drop: str = ""  # what carriers leave off the front of a caller's number (NANP: the leading 1)
 
 
 DIALPLANS = {
-    "US": Dialplan("US", local=("212",), national=("1415", "1312", "1617", "1305", "1206"),
-                   mobile=("1917", "1646"), international=("01144", "01149", "01133", "011521", "01163"),
-                   toll_free=("1800", "1888", "1877"), premium=("1900",), digits=7, cli_drop="1"),
-    "GB": Dialplan("GB", local=("020",), national=("0121", "0161", "0131", "0113"),
-                   mobile=("07700", "07911", "07400"), international=("001", "0049", "0033", "0048"),
-                   toll_free=("0800", "0808"), premium=("0909", "0906"), digits=6),
-    "PL": Dialplan("PL", local=("052",), national=("022", "012", "061"), mobile=("0600", "0501", "0790"),
-                   international=("0049", "0044", "00420"), toll_free=("0800",), premium=("0700",), digits=6),
+    # NANP: 10 digits, national calls after the 1; international after 011 (London 20 7, Berlin 30, Paris 1,
+    # Mexico City 55, Manila 2 8).
+    "US": Dialplan("US", local=(("212", 7),),
+                   national=(("1415", 7), ("1312", 7), ("1617", 7), ("1305", 7), ("1206", 7)),
+                   mobile=(("1917", 7), ("1646", 7)),
+                   international=(("01144207", 7), ("0114930", 8), ("011331", 8), ("0115255", 8),
+                                  ("0116328", 7)),
+                   toll_free=(("1800", 7), ("1888", 7), ("1877", 7)), premium=(("1900", 7),), cli_drop="1"),
+    # UK: 0 + 10 digits (London 020 7/8/3, Birmingham 0121, Manchester 0161, Edinburgh 0131, Leeds 0113; mobiles
+    # 07; freephone 0800 with 9 digits after the 0, 0808 with 10; premium 09); international after 00.
+    "GB": Dialplan("GB", local=(("0207", 7), ("0208", 7), ("0203", 7)),
+                   national=(("01214", 6), ("0161", 7), ("01314", 6), ("01132", 6)),
+                   mobile=(("07912", 6), ("07812", 6), ("07400", 6), ("07957", 6)),
+                   international=(("001212", 7), ("001415", 7), ("004930", 8), ("00331", 8), ("004822", 7)),
+                   toll_free=(("0800", 6), ("0808", 7)), premium=(("0909", 7), ("0906", 7))),
+    # Poland: 9 digits and no trunk prefix since 2009 (Bydgoszcz 52, Warsaw 22, Kraków 12, Poznań 61; mobiles
+    # 5, 6, 7..; 800 freephone, 70x premium); international after 00.
+    "PL": Dialplan("PL", local=(("52", 7),), national=(("22", 7), ("12", 7), ("61", 7)),
+                   mobile=(("600", 6), ("501", 6), ("790", 6)),
+                   international=(("004930", 8), ("0044207", 7), ("004202", 8)),
+                   toll_free=(("800", 6),), premium=(("700", 6),)),
 }
 
 #: the share of external calls that go to (or come from) the site's regular contacts.
@@ -82,7 +105,9 @@ class Traffic:
         self._weights = [w for _, w in MIX]
         self.contacts = {kind: [self._fresh_number(kind) for _ in range(n)] for kind, n in CONTACTS.items()}
 
-    def _number(self, kind: str) -> str:
+    def number(self, kind: str) -> str:
+        """A number of ``kind`` (a `Dialplan` field: ``local``, ``mobile``...) as the PBX writes it: most often a
+        regular contact's, else one never dialled before."""
         pool = self.contacts[kind]
         if self.rng.random() < CONTACT_SHARE:
             # Squaring a uniform draw favours the first contacts: a few are called far more than the rest.
@@ -90,9 +115,8 @@ class Traffic:
         return self._fresh_number(kind)
 
     def _fresh_number(self, kind: str) -> str:
-        prefixes: tuple[str, ...] = getattr(self.plan, kind)
-        prefix = self.rng.choice(prefixes)
-        digits = self.plan.digits + (1 if kind == "international" else 0)
+        prefixes: tuple[Prefix, ...] = getattr(self.plan, kind)
+        prefix, digits = self.rng.choice(prefixes)
         first = str(self.rng.randint(2, 9))
         return prefix + first + "".join(str(self.rng.randint(0, 9)) for _ in range(digits - 1))
 
@@ -126,20 +150,23 @@ class Traffic:
         end = self._advance()
         start = end - timedelta(seconds=duration + ring) if self.realtime else end
         if kind == "internal":
-            direction, number, trunk = Direction.INTERNAL, rng.choice(self.extensions), ""
+            # a colleague: an extension never calls itself
+            number = rng.choice(self.extensions[:-1])
+            direction, number, trunk = Direction.INTERNAL, self.extensions[-1] if number == ext else number, ""
         elif kind == "inbound":
-            direction, number = Direction.INBOUND, self._number(rng.choice(("local", "national", "mobile")))
+            direction, number = Direction.INBOUND, self.number(rng.choice(("local", "national", "mobile")))
             if self.plan.cli_drop:
                 number = number.removeprefix(self.plan.cli_drop)
             trunk = f"T90{rng.randint(1, 8):02d}"
         else:
-            direction, number, trunk = Direction.OUTBOUND, self._number(kind), f"T90{rng.randint(1, 8):02d}"
+            direction, number, trunk = Direction.OUTBOUND, self.number(kind), f"T90{rng.randint(1, 8):02d}"
         record = CallRecord(format=self.format, start=start, duration=duration, ring=ring, direction=direction,
                             extension=ext, number=number, trunk=trunk, call_id=str(self.call_id),
                             answered=answered)
         if direction is Direction.INBOUND and answered and rng.random() < 0.04:
             # A transfer: the receptionist's leg, then the colleague's leg under the same call id.
-            other = rng.choice(self.extensions)
+            other = rng.choice(self.extensions[:-1])
+            other = self.extensions[-1] if other == ext else other
             first = replace(record, duration=max(1, duration // 5), continued=True, transfer="U XfP")
             second = replace(record, extension=other, leg=1, ring=0, transfer="U Xfd")
             return [first, second]

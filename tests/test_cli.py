@@ -117,3 +117,49 @@ def test_version_and_help() -> None:
     help_text = run("--help").stdout.decode()
     for command in ("run", "demo", "check-config", "import", "parse", "formats", "detect", "simulate", "rate"):
         assert command in help_text
+
+
+#: each simulated country with the area code its demo site would have, and the class each kind of number the
+#: simulator dials must be rated as (NANP cannot tell a mobile from a fixed line: both are national there).
+SIMULATED_SITES = {"US": "212", "GB": "20", "PL": "52"}
+KIND_CLASS = {"local": "local", "national": "national", "mobile": "mobile", "international": "international",
+              "toll_free": "toll-free", "premium": "premium"}
+
+
+@pytest.mark.parametrize("country", sorted(SIMULATED_SITES))
+def test_simulated_numbers_rate_as_what_they_are(country: str) -> None:
+    """Every number the simulator dials, in each of its countries, is a valid number of its kind: the demo
+    never shows a call as "unknown" (an invalid number: a digit short, a trunk prefix the country dropped)."""
+    from smdrd.rating.normalise import Dialplan, normalise_uncached
+    from smdrd.simulator import DIALPLANS
+
+    assert sorted(DIALPLANS) == sorted(SIMULATED_SITES)
+    plan = Dialplan(country, area_code=SIMULATED_SITES[country], access_codes=())
+    traffic = Traffic(seed=11, country=country)
+    for kind, named in KIND_CLASS.items():
+        want = "national" if country == "US" and kind == "mobile" else named
+        for _ in range(400):
+            number = traffic.number(kind)
+            got = normalise_uncached(number, plan)
+            assert (got.call_class, bool(got.e164)) == (want, True), (country, kind, number, got)
+
+
+def test_simulated_calls_are_all_rated_and_nobody_calls_themselves() -> None:
+    """The calls themselves: outbound and inbound numbers all rate (inbound US numbers arrive without the 1),
+    an internal call or a transfer goes to another extension."""
+    from smdrd.rating.normalise import Dialplan, normalise_uncached
+
+    plan = Dialplan("US", area_code="212", access_codes=())
+    traffic = Traffic(seed=5)
+    classes: set[str] = set()
+    for _ in range(3000):
+        legs = traffic.next_call()
+        for leg in legs:
+            if leg.direction.value == "internal":
+                assert leg.number != leg.extension
+            else:
+                classes.add(cls := normalise_uncached(leg.number, plan).call_class)
+                assert cls != "unknown", leg
+        if len(legs) == 2:
+            assert legs[0].extension != legs[1].extension
+    assert classes == {"local", "national", "international", "toll-free", "premium"}
