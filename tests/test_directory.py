@@ -284,6 +284,7 @@ def test_the_demo_gets_a_populated_directory_once(tmp_path: Path) -> None:
     assert d.tree_order()[0] == "Company" and d.ancestors("Sales") == ["Sales", "Company"]
     assert d.department("205", "2026-03-16") == "Sales" and d.budgets["Company"] == Decimal(20000)
     assert names["200"] == DEMO_NAMES[0] and len(names) == 20 + 15 + 6 + 4
+    assert len(set(names.values())) == len(names)  # one person per extension: no name twice
 
 
 def test_an_import_is_audited_with_what_went_and_what_came(tmp_path: Path) -> None:

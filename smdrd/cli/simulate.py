@@ -260,10 +260,15 @@ def _demo_admin(database: Path) -> str | None:
         accounts.close()
 
 
-#: the demo office's people, one per extension in order (`DEPARTMENTS`), cycled when there are more extensions.
+#: the demo office's people, one per extension in order (`DEPARTMENTS`): as many names as extensions, each once
+#: (two "Zoe Martin"s on the overview would look like a bug in the directory).
 DEMO_NAMES = ("Ava Brooks", "Liam Chen", "Maya Patel", "Noah Kim", "Zoe Martin", "Ethan Silva", "Lena Novak",
               "Omar Haddad", "Ines Duarte", "Jonas Berg", "Priya Rao", "Marco Rossi", "Hana Sato", "Felix Wagner",
-              "Nora Quinn", "Tariq Aziz", "Elsa Lind", "Diego Ruiz", "Mia Kowalska", "Owen Price")
+              "Nora Quinn", "Tariq Aziz", "Elsa Lind", "Diego Ruiz", "Mia Kowalska", "Owen Price",
+              "Amara Okafor", "Lucas Moreau", "Sofia Russo", "Kenji Ito", "Leah Cohen", "Mateo Garcia", "Freya Holm",
+              "Ravi Menon", "Clara Vogel", "Samir Haddou", "Julia Nowak", "Arjun Shah", "Emma Dubois", "Yusuf Demir",
+              "Grace Liu", "Pablo Ortega", "Anna Svensson", "Kofi Mensah", "Ruth Adler", "Ivan Petrov", "Chloe Byrne",
+              "Tomas Novak", "Aisha Bello", "Henrik Dahl", "Lucia Ferreira")
 #: monthly budgets of the demo's departments, under one "Company" (USD).
 DEMO_BUDGETS = {"Company": "20000", "Sales": "8000", "Support": "4000", "Finance": "3000", "Management": "5000"}
 
@@ -285,7 +290,7 @@ def demo_directory(database: Path) -> bool:
         departments += [DirectoryDepartment(name, "Company", Decimal(DEMO_BUDGETS[name])) for name, _, _ in DEPARTMENTS]
         memberships = [DirectoryMembership(name, f"{lo}-{hi}") for name, lo, hi in DEPARTMENTS]
         extensions = [str(n) for _, lo, hi in DEPARTMENTS for n in range(lo, hi + 1)]
-        names = [(ext, DEMO_NAMES[i % len(DEMO_NAMES)], "") for i, ext in enumerate(extensions)]
+        names = [(ext, DEMO_NAMES[i % len(DEMO_NAMES)], "") for i, ext in enumerate(extensions)]  # cycled if more
         replace_all(snapshot, departments, memberships, names, source="smdrd demo").write(
             store, snapshot, at=int(time.time()), actor=Actor("smdrd demo"))
         return True
