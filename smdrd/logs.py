@@ -24,7 +24,11 @@ def configure(level: str = "info", fmt: Literal["auto", "json", "console"] = "au
         shared.append(structlog.processors.format_exc_info)
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
+        # rich's tracebacks print each frame's local variables by default: a failed login's password, a session
+        # id, a form, a token. A traceback here names the code, never the data it held.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=sys.stdout.isatty(),
+            exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False))
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
