@@ -9,15 +9,16 @@ passes who is asking (anything with a ``role``, such as `smdrd.http.Principal`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from pydantic import Field, field_validator
 
 from smdrd.section import Section
 
-__all__ = ["MASK", "MASKABLE_ROLES", "PrivacyConfig", "hidden_digits", "mask", "mask_number", "mask_within",
-           "seen_match", "visible_part"]
+__all__ = ["MASK", "MASKABLE_ROLES", "MIN_NUMBER_RUN", "PrivacyConfig", "hidden_digits", "hide_codes", "mask",
+           "mask_fields", "mask_number", "mask_text", "mask_within", "seen_match", "visible_part"]
 
 #: what a hidden digit is shown as.
 MASK = "*"
@@ -110,6 +111,42 @@ def mask_within(text: str, numbers: Iterable[str | None], digits: int) -> str:
     for number in sorted(found, key=len, reverse=True):
         text = text.replace(number, mask(number, digits))
     return text
+
+
+#: a run of this many digits or more, in text that is not a number field (a raw PBX line, a vendor field, a call
+#: key), is taken for a phone number: longer than any extension (`internal_max_digits` is 5 by default).
+MIN_NUMBER_RUN = 6
+#: a maximal run of `MIN_NUMBER_RUN` ASCII digits not already ending in `MASK` (`mask_within` masked it).
+_NUMBER_RUN = re.compile(rf"(?<![0-9])[0-9]{{{MIN_NUMBER_RUN},}}(?![0-9{re.escape(MASK)}])")
+
+
+def mask_text(text: str, numbers: Iterable[str | None], digits: int) -> str:
+    """Free text someone who may not see a number's last ``digits`` digits is shown (a raw PBX line, a vendor
+    field, a call key): each of ``numbers`` masked (`mask_within`), then every other run of `MIN_NUMBER_RUN` or
+    more digits, which may be another party's number (a caller id, a transfer target) that no column names."""
+    if digits <= 0 or not text:
+        return text
+    text = mask_within(text, numbers, digits)
+    return _NUMBER_RUN.sub(lambda m: mask(m.group(), digits), text)
+
+
+def mask_fields(fields: Mapping[str, object], numbers: Iterable[str | None], digits: int) -> dict[str, object]:
+    """A call's vendor fields (``extra``) with every text value masked as `mask_text` masks it."""
+    found = list(numbers)
+    return {k: mask_text(v, found, digits) if isinstance(v, str) else v for k, v in fields.items()}
+
+
+def hide_codes(raw: bytes, codes: Iterable[str]) -> bytes:
+    """``raw`` (a journal line) with each of ``codes`` (its calls' authorisation codes: credentials, shown to
+    nobody) replaced by as many `MASK`es: where it stands as a field of its own (not inside a longer word or
+    number), else, in a layout whose columns touch, wherever it occurs. The longest codes first."""
+    for code in sorted({c for c in codes if c}, key=len, reverse=True):
+        needle = code.encode("utf-8", errors="replace")
+        hidden = MASK.encode() * len(needle)
+        raw, n = re.subn(rb"(?<![0-9A-Za-z])" + re.escape(needle) + rb"(?![0-9A-Za-z])", hidden, raw)
+        if n == 0:
+            raw = raw.replace(needle, hidden)
+    return raw
 
 
 def mask_number(number: str, who: _Someone | None, cfg: PrivacyConfig) -> str:

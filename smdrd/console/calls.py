@@ -30,7 +30,7 @@ from aiohttp import web
 from smdrd.console.rates import version_text
 from smdrd.http import READERS, Principal, principal_of, requires
 from smdrd.journal import MICROS
-from smdrd.privacy import hidden_digits, mask, seen_match, visible_part
+from smdrd.privacy import hidden_digits, mask, mask_fields, mask_text, seen_match, visible_part
 from smdrd.rating.classes import CALL_CLASSES
 from smdrd.reports.departments import Directory
 from smdrd.reports.queries import DIRECTIONS, EARLIEST_DAY, LATEST_DAY, Context
@@ -451,6 +451,7 @@ class CallPages:
         tariff_text, tariff_link = version_text(call.tariff_version)
         return self.console.render(
             request, "calls_call.html", title=f"Call {call.id}", call=self._row(call, ctx, hidden), stored=call,
+            transfer=mask_text(call.transfer, _numbers(legs), hidden), hidden=hidden,
             tariff_text=tariff_text, tariff_link=tariff_link,
             legs=[self._row(leg, ctx, hidden) for leg in legs],
             lines=[_line(line, legs, hidden, ctx) for line in lines],
@@ -465,8 +466,14 @@ class CallPages:
         call, legs, lines, ctx = found
         hidden = self._hidden(request)
         body = {k: v for k, v in self._row(call, ctx, hidden).items() if not k.endswith("_text")}
-        body.update({"ring": call.ring, "answered": call.answered, "transfer": call.transfer, "extra": call.extra,
-                     "source": call.source, "format": call.format, "call_key": call.call_key,
+        numbers = _numbers(legs)
+        # Free text may hold a number too (a caller id among the vendor fields, the number inside a call key):
+        # masked as the raw line is.
+        body.update({"ring": call.ring, "answered": call.answered,
+                     "transfer": mask_text(call.transfer, numbers, hidden),
+                     "extra": mask_fields(call.extra, numbers, hidden) if hidden else call.extra,
+                     "source": call.source, "format": call.format,
+                     "call_key": mask_text(call.call_key, numbers, hidden),
                      "rating": {"e164": body["e164"], "region": call.region, "call_class": call.call_class,
                                 "rule": call.rule, "prefix": call.prefix,
                                 "cost": body["cost"], "currency": call.currency,
@@ -482,13 +489,15 @@ def _fields(q: CallQuery) -> dict[str, Any]:
     return {name: getattr(q, name) for name in CallQuery.__dataclass_fields__}
 
 
+def _numbers(calls: list[StoredCall]) -> list[str]:
+    """The numbers of ``calls``, as dialled and in E.164: what is masked wherever it occurs in their text."""
+    return [n for c in calls for n in (c.number, c.e164) if n]
+
+
 def _line(line: StoredLine, calls: list[StoredCall], hidden: int, ctx: Context) -> dict[str, Any]:
-    """A journal line as shown: with ``hidden`` digits masked in every number of ``calls`` found in it."""
-    raw = line.raw.decode("utf-8", errors="replace")
-    if hidden:
-        for number in sorted({n for c in calls for n in (c.number, (c.e164 or "").lstrip("+")) if n}, key=len,
-                             reverse=True):
-            raw = raw.replace(number, mask(number, hidden))
+    """A journal line as shown (its authorisation codes hidden by the store): with ``hidden`` digits masked in
+    every number of ``calls`` found in it, and in every other run of digits long enough to be a number."""
+    raw = mask_text(line.raw.decode("utf-8", errors="replace"), _numbers(calls), hidden)
     return {"id": line.id, "source": line.source, "peer": line.peer,
             "received_at": datetime.fromtimestamp(line.received_at / 1_000_000, ctx.timezone).isoformat(
                 timespec="seconds"),

@@ -993,7 +993,8 @@ class CallReader(Protocol):
         ...
 
     def lines(self, ids: Sequence[int]) -> list[StoredLine]:
-        """The journal lines of these ids, in id order."""
+        """The journal lines of these ids, in id order, each with its calls' authorisation codes hidden
+        (`smdrd.privacy.hide_codes`): the one thing of a line nobody is shown."""
         ...
 
     def peer_statuses(self, peer: str, since: int) -> dict[str, int]:

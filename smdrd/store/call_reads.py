@@ -13,8 +13,10 @@ same on the last page as on the first and nothing holds more than a page in memo
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
+from smdrd.privacy import hide_codes
 from smdrd.store.api import CallQuery, StoredCall, StoredLine
 from smdrd.store.mapping import CALL_FIELDS, LINE_FIELDS, stored_call, stored_line
 from smdrd.store.planner import ReadConnection, select_intervals
@@ -112,8 +114,15 @@ class CallReads:
         wanted = sorted(set(ids))[:100]
         if not wanted:
             return []
-        rows = self.reads.execute(f"{_LINES} WHERE id IN ({', '.join('?' * len(wanted))}) ORDER BY id", wanted)
-        return [stored_line(r) for r in rows]
+        marks = ", ".join("?" * len(wanted))
+        lines = [stored_line(r) for r in self.reads.execute(f"{_LINES} WHERE id IN ({marks}) ORDER BY id", wanted)]
+        # An authorisation code is a credential: it leaves the store in no call, and in no line either.
+        codes: dict[int, list[str]] = {}
+        for line_id, code in self.reads.execute(
+                f"SELECT line_id, auth_code FROM calls WHERE line_id IN ({marks}) AND auth_code <> ''", wanted):
+            codes.setdefault(int(line_id), []).append(code)
+        return [replace(line, raw=hide_codes(line.raw, codes[line.id])) if line.id in codes else line
+                for line in lines]
 
     def peer_statuses(self, peer: str, since: int) -> dict[str, int]:
         rows = self.reads.execute("SELECT status, count(*) FROM lines WHERE received_at >= ? AND peer = ? "
