@@ -135,3 +135,43 @@ async def test_a_script_uploads_with_a_personal_token(site: Site) -> None:
             started = await r.json()
         job = await finished(script, site, started["url"])
     assert job["state"] == "done" and not job["detected"] and job["errors"] == len(BAD_AT)
+
+
+async def test_one_upload_at_a_time_from_its_first_byte(site: Site, session: aiohttp.ClientSession) -> None:
+    """While a file is still arriving, a second upload is refused (409): two at once would each fill the disk
+    up to the size cap and start an import of their own. The slow file is not a PBX log (so nothing is
+    imported): it is refused for that once it has arrived, and the next upload is taken again."""
+    assert (await sign_in(site, session, "alice")).status == 303
+    async with session.get(f"{site.base}/upload") as page:
+        found = CSRF.search(await page.text())
+    assert found is not None
+    filler = b"not a PBX line\r\n" * 20_000  # 300 KB: the server reads the first of it while the rest waits
+    release = asyncio.Event()
+
+    async def slowly() -> Any:
+        yield (f'--B0undary\r\nContent-Disposition: form-data; name="csrf"\r\n\r\n{found.group(1)}\r\n'
+               '--B0undary\r\nContent-Disposition: form-data; name="file"; filename="slow.smdr"\r\n'
+               'Content-Type: application/octet-stream\r\n\r\n').encode() + filler
+        await release.wait()
+        yield filler + b"\r\n--B0undary--\r\n"
+
+    first = asyncio.create_task(session.post(
+        f"{site.base}/upload", data=slowly(), allow_redirects=False,
+        headers={"Content-Type": "multipart/form-data; boundary=B0undary"}))
+    try:
+        for _ in range(200):  # until the console says it is receiving the file
+            async with session.get(f"{site.base}/upload") as page:
+                if 'id="receiving"' in await page.text():
+                    break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the first upload never started")
+        second = await upload(session, site, log_file())
+        assert second.status == 409
+    finally:
+        release.set()
+        response = await first
+        text = await response.text()
+    assert response.status == 400 and "could not be recognised" in text
+    async with session.get(f"{site.base}/upload") as page:
+        assert 'id="receiving"' not in await page.text()

@@ -126,6 +126,9 @@ class Uploads:
         self.config_path = daemon.config_path if daemon is not None else None
         self.jobs: OrderedDict[str, UploadJob] = OrderedDict()
         self.running: UploadJob | None = None
+        #: the file being received, claimed before its first byte is read: one upload at a time, from the
+        #: stream's start to its import's end (two at once would each fill the disk up to the limit).
+        self.receiving: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._db = ThreadPoolExecutor(1, thread_name_prefix="smdrd-console-upload")
         # Files of uploads a stopped daemon was importing (or receiving) are not needed any more: only job
@@ -143,7 +146,7 @@ class Uploads:
         return self.console.render(
             request, "upload_form.html", status=status, title="Upload a PBX log",
             formats=format_names(), chosen=chosen, max_mb=self.max_bytes // (1024 * 1024),
-            errors={problem.field: str(problem)} if problem else {}, running=self.running,
+            errors={problem.field: str(problem)} if problem else {}, running=self.running, receiving=self.receiving,
             jobs=[j.view() for j in reversed(self.jobs.values())],
             csrf=principal.csrf if principal is not None else "")
 
@@ -183,11 +186,20 @@ class Uploads:
             raise UploadProblem("format", f"unknown format {chosen[:40]!r}; choose one from the list")
         if not isinstance(part, BodyPartReader) or part.name != "file" or not part.filename:
             raise UploadProblem("file", "choose a file to upload")
-        if self.running is not None:
-            raise UploadProblem("file", f"{self.running.name} is being imported; upload again when it is done",
-                                409)
+        busy = self.running.name if self.running is not None else self.receiving
+        if busy is not None:
+            raise UploadProblem("file", f"{busy} is being uploaded or imported; upload again when it is done", 409)
         job_id = secrets.token_hex(6)
         name = _SAFE_NAME.sub("_", Path(part.filename).name)[-100:].lstrip(".") or "upload.log"
+        self.receiving = name  # no await since the check above: no other upload can pass it now
+        try:
+            return await self._stream(part, principal.name, job_id, name, chosen)
+        finally:
+            self.receiving = None
+
+    async def _stream(self, part: BodyPartReader, owner: str, job_id: str, name: str,
+                      chosen: str) -> tuple[UploadJob, str]:
+        """Write the file part to the job's folder and make its job (the format detected when not chosen)."""
         folder = self.folder / job_id
         path = folder / name
         size, lines, last = 0, 0, b"\n"
@@ -214,7 +226,7 @@ class Uploads:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         lines += last != b"\n"
-        job = UploadJob(job_id, name, path, size, lines, fmt, not chosen, principal.name, time.time_ns() // 1000)
+        job = UploadJob(job_id, name, path, size, lines, fmt, not chosen, owner, time.time_ns() // 1000)
         return job, chosen
 
     # ---- the import ----
