@@ -45,6 +45,12 @@ async def test_a_manager_is_offered_and_shown_only_their_departments(site: Site,
     assert "Reception" not in text, "no other department's names"
     status, text, _ = await page(session, f"{site.base}/reports?{PERIOD}&department=Support&kind=calls")
     assert status == 403 and 'id="e-department"' in text and 'id="report"' not in text
+    # A department that does not exist is named wrong with her departments as the choices, not everyone's.
+    status, text, _ = await page(session, f"{site.base}/reports?{PERIOD}&department=Nowhere")
+    assert status == 400 and "(known: Sales, Sales North)" in text and "Support" not in text
+    async with session.get(f"{site.base}/api/reports/calls", params={**MARCH, "department": "Nowhere"}) as r:
+        assert r.status == 400 and "(known: Sales, Sales North)" in (answer := await r.text()), answer
+        assert "Support" not in answer and "Unassigned" not in answer
     for kind in ("departments", "calls", "department-details", "trunks"):
         status, text, _ = await page(session, f"{site.base}/reports?{PERIOD}&kind={kind}&direction=all")
         assert status == 200 and "Support" not in text.split('id="report"')[1] and "Reception" not in text, kind

@@ -91,10 +91,12 @@ def _field_of(message: str) -> str:
     return head if head in _FIELDS else "kind"
 
 
-def parse_form(query: Any, today: date, ctx: Any, *, token: str = "", sites: Sequence[str] = ()) -> ReportForm:
+def parse_form(query: Any, today: date, ctx: Any, *, token: str = "", sites: Sequence[str] = (),
+               listed: Sequence[str] | None = None) -> ReportForm:
     """The `ReportForm` of a URL query (a ``MultiDict``): each field checked by `parse_query`, every problem
     named beside its field (the parser stops at the first, so each is looked for with the ones before left
-    out); ``sites``: the store's site names, when it holds several (a site not among them is named wrong)."""
+    out); ``sites``: the store's site names, when it holds several (a site not among them is named wrong);
+    ``listed``: the departments a mistake may name (`parse_query`)."""
     values = {name: query.get(name, "").strip()[:200] for name in (*API_KEYS, *PAGE_KEYS) if name != "class"}
     form = ReportForm(values, token=token[:200])
     if values["site"] and len(sites) > 1 and values["site"] not in sites:
@@ -116,7 +118,7 @@ def parse_form(query: Any, today: date, ctx: Any, *, token: str = "", sites: Seq
         params["page_size"] = [str(PAGE_SIZE)]
     for _ in range(len(_FIELDS) + 1):
         try:
-            form.query = parse_query(params, ctx, today=today, bounded=True)
+            form.query = parse_query(params, ctx, today=today, bounded=True, listed=listed)
             break
         except ValueError as exc:
             name = _field_of(str(exc))
@@ -235,7 +237,8 @@ class ReportPage:
         today = datetime.fromtimestamp(self.console.clock(), ctx.timezone).date()
         token = request.query.get("token", "") if principal is not None and principal.via == "service" else ""
         sites = await service.site_names()
-        form = parse_form(request.query, today, ctx, token=token, sites=sites)
+        form = parse_form(request.query, today, ctx, token=token, sites=sites,
+                          listed=[n for n, _ in visible_departments(principal, ctx)])
         status, report, busy = 200, None, False
         if form.query is not None:
             allowed = scoped(form.query, principal, ctx)

@@ -188,7 +188,8 @@ class ReportService:
                 raise BadRequest(f"paper: expected a4 or letter, got {paper[:40]!r}")
             ctx = self.context
             try:
-                query = parse_query({**request.query, "kind": [kind]}, ctx, bounded=True)
+                query = parse_query({**request.query, "kind": [kind]}, ctx, bounded=True,
+                                    listed=[n for n, _ in visible_departments(request.principal, ctx)])
             except ValueError as exc:  # the parameter and what was expected
                 raise BadRequest(str(exc)) from None
             allowed = scoped(query, request.principal, ctx)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -768,7 +768,7 @@ def _page_size(params: Mapping[str, Sequence[str]], bounded: bool) -> int:
 
 
 def parse_query(params: Mapping[str, Sequence[str]], ctx: Context, *, today: date | None = None,
-                bounded: bool = False) -> Query:
+                bounded: bool = False, listed: Collection[str] | None = None) -> Query:
     """A `Query` from string parameters (the URL query, or the CLI's options).
 
     Keys: ``kind``, ``from``, ``to`` (dates or months, site-local, from `EARLIEST_DAY` to `LATEST_DAY`;
@@ -777,6 +777,9 @@ def parse_query(params: Mapping[str, Sequence[str]], ctx: Context, *, today: dat
     ``page``, ``page_size`` (1 to
     `MAX_PAGE_SIZE`; 0, every call on one page, only without ``bounded``), ``top``, ``by``. ``bounded`` is
     for requests from the network (HTTP): every page is bounded there.
+
+    ``listed``: the departments an unknown department's message may name (a manager's own); every one when
+    ``None``.
 
     Raises:
         ValueError: naming the parameter and what was expected.
@@ -796,7 +799,9 @@ def parse_query(params: Mapping[str, Sequence[str]], ctx: Context, *, today: dat
     known = {*ctx.directory.names, UNASSIGNED}
     for name in departments:
         if name not in known:
-            raise ValueError(f"department: unknown department {name!r} (known: {', '.join(sorted(known))})")
+            # A manager's mistake lists their own departments only: the others' names are not theirs to learn.
+            shown = sorted(known if listed is None else known & set(listed))
+            raise ValueError(f"department: unknown department {name!r} (known: {', '.join(shown) or 'none'})")
     directions = _values(params, "direction") or ("outbound",)
     if "all" in directions:
         directions = DIRECTIONS
