@@ -134,3 +134,28 @@ async def test_masked_digits_stay_hidden_in_every_text_of_a_call(private_site: S
         await signed_in(private_site, admin, "alice")
         whole_call, body, _ = await call_texts(private_site, admin)
     assert whole_call["extra"] == {"callerid": CALLER_ID, "party": "E201"} and NUMBER in body
+
+
+async def test_the_journal_feed_publishes_no_authorisation_code(target: Path | str) -> None:
+    """The entry feed (what a site publishes to its central store, `smdrd.store.api.CallFeed.entries`), on both
+    stores: the line's raw bytes leave with the code hidden, the calls without the field."""
+    await store_the_call(target)
+    feed = open_store(target).call_feed()
+    await feed.open()
+    try:
+        (entry,) = await feed.entries(0, 10)
+    finally:
+        await feed.close()
+    assert entry.fields["raw"] == RAW.replace(CODE.encode(), MASK.encode() * len(CODE))
+    assert CODE not in repr(entry.fields)
+
+
+def test_a_revision_publishes_no_authorisation_code() -> None:
+    """A re-rated line's revision is read as an entry is: `REVISION_CALLS` rows end with the code to hide."""
+    from smdrd.store.feed import FEED_COLUMNS, LINE_COLUMNS, revisions_of
+
+    line = (7, "pbx", "", 1, "test", RAW, "parsed", None)
+    call = (7, *[None] * len(FEED_COLUMNS), CODE)  # line_id, the published columns (empty here), the code
+    (revision,) = revisions_of([(3, *line)], [call])
+    assert len(line) == len(LINE_COLUMNS) and revision.fields["revision"] == 3
+    assert CODE.encode() not in revision.fields["raw"] and CODE not in repr(revision.fields["calls"])
