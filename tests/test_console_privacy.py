@@ -159,3 +159,27 @@ def test_a_revision_publishes_no_authorisation_code() -> None:
     (revision,) = revisions_of([(3, *line)], [call])
     assert len(line) == len(LINE_COLUMNS) and revision.fields["revision"] == 3
     assert CODE.encode() not in revision.fields["raw"] and CODE not in repr(revision.fields["calls"])
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql://smdrd:S3cret@db.lan/smdrd", "postgresql://smdrd:***@db.lan/smdrd"),
+    ("postgresql://smdrd@db.lan:5433/smdrd?password=S3cret&sslmode=require",
+     "postgresql://smdrd@db.lan:5433/smdrd?password=***&sslmode=require"),
+    ("postgresql://smdrd@db.lan/smdrd?sslmode=verify-full&sslpassword=S3cret",
+     "postgresql://smdrd@db.lan/smdrd?sslmode=verify-full&sslpassword=***"),
+])
+def test_a_database_url_is_shown_without_its_password_in_either_form(url: str, shown: str) -> None:
+    """`smdrd check-config`, the start-up log and every store error show the URL as `redact_url` does: the
+    ``user:password@`` form and libpq's ``?password=`` / ``sslpassword=`` parameters alike."""
+    from smdrd.store.config import DatabaseConfig, redact_url
+
+    assert redact_url(url) == shown and DatabaseConfig(url=url).shown == shown
+
+
+def test_a_store_error_repeats_no_password() -> None:
+    """libpq quotes a malformed password in its message: `failure` takes it out, as written and decoded."""
+    from smdrd.store.postgres.connect import failure
+
+    url = "postgresql://smdrd:Ab%zz9%21@127.0.0.1:1/smdrd?sslpassword=k3y"
+    text = failure(url, ValueError('invalid percent-encoded token: "Ab%zz9%21"; also Ab%zz9! and k3y'))
+    assert "Ab%zz9" not in text and "k3y" not in text and text.startswith("PostgreSQL at postgresql://smdrd:***@")

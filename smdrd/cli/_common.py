@@ -191,9 +191,10 @@ def store_of(args: argparse.Namespace, settings: Settings) -> Path | str:
     url = getattr(args, "database_url", None)
     if url is not None:
         from smdrd.store import is_url
+        from smdrd.store.config import redact_url
 
         if not is_url(url):
-            raise SmdrdError(f"--database-url: expected postgresql://user@host/DATABASE, got {url!r}")
+            raise SmdrdError(f"--database-url: expected postgresql://user@host/DATABASE, got {redact_url(url)!r}")
         return str(url)
     given = getattr(args, "database", None)
     return Path(given) if given is not None else settings.database.target

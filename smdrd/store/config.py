@@ -3,8 +3,9 @@ long lines and call details are kept. `smdrd.config` composes them into `~smdrd.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import Field, field_validator
 
@@ -63,12 +64,34 @@ class DatabaseConfig(Section):
     @property
     def shown(self) -> str:
         """The database for a person to read: the file, or the URL without its password."""
-        if not self.url:
-            return str(self.path)
-        parts = urlsplit(self.url)
-        if parts.password is None:
-            return self.url
-        return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+        return redact_url(self.url) if self.url else str(self.path)
+
+
+#: the query parameters of a PostgreSQL URL that hold a secret (libpq's keywords).
+_SECRET_PARAMS = re.compile(r"(?<![^&])(password|sslpassword)=[^&]*")
+
+
+def redact_url(url: str) -> str:
+    """``url`` for messages and logs: its password shown as ``***``, in either of the forms libpq takes
+    (``postgresql://user:SECRET@host/db`` and ``?password=SECRET``, or ``sslpassword``)."""
+    parts = urlsplit(url)
+    netloc, query = parts.netloc, parts.query
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    if query:
+        query = _SECRET_PARAMS.sub(r"\1=***", query)
+    return parts._replace(netloc=netloc, query=query).geturl()
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secrets ``url`` holds, as written and percent-decoded, longest first: what must not appear in a
+    message either (libpq repeats a malformed value in its error)."""
+    parts = urlsplit(url)
+    found = [parts.password or ""]
+    found += [value for key, value in parse_qsl(parts.query, keep_blank_values=True)
+              if key in ("password", "sslpassword")]
+    found += [m.group(0).split("=", 1)[1] for m in _SECRET_PARAMS.finditer(parts.query)]
+    return sorted({v for f in found for v in (f, unquote(f)) if v}, key=len, reverse=True)
 
 
 #: the shortest non-zero ``[retention] calls_days``: a month of details, and a margin for re-sent buffers.

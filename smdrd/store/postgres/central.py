@@ -36,7 +36,7 @@ from smdrd.errors import SmdrdError
 from smdrd.journal import ERROR, FLUSHED, MICROS
 from smdrd.parsing import published_names
 from smdrd.store.directory_rows import name_rows
-from smdrd.store.postgres.connect import AsyncPart, redact
+from smdrd.store.postgres.connect import AsyncPart, failure
 from smdrd.store.postgres.directory import LEARN_SITE_NAME
 from smdrd.store.postgres.rebuild import MOVED, UNROLL
 from smdrd.store.postgres.schema import roll_up_sql
@@ -241,7 +241,7 @@ class CentralWriter(AsyncPart):
         try:
             return await self._store(entries, alerts)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-            raise Unwritable(f"PostgreSQL at {redact(self.url)}: {str(exc).strip()}") from exc
+            raise Unwritable(failure(self.url, exc)) from exc
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
             raise EntryRefused(str(exc).strip()) from exc
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:  # a field missing or of the wrong type

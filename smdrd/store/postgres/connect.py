@@ -10,24 +10,28 @@ from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit
 
 import psycopg
 from psycopg.adapt import Loader
 
 from smdrd.errors import SmdrdError
 from smdrd.store.api import StoreUnavailable
+from smdrd.store.config import redact_url, url_secrets
 from smdrd.store.postgres.schema import PREPARE, READ_VERSION, migrate_sql
 
-__all__ = ["AsyncPart", "aconnect", "connect", "redact"]
+__all__ = ["AsyncPart", "aconnect", "connect", "failure", "redact"]
 
-def redact(url: str) -> str:
-    """``url`` without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+#: ``url`` without its password, for messages and logs (`smdrd.store.config.redact_url`).
+redact = redact_url
+
+
+def failure(url: str, exc: Exception) -> str:
+    """What went wrong talking to the store at ``url``: where (its URL without the password) and libpq's
+    message, any secret of the URL taken out of it (a malformed password is repeated there, in quotes)."""
+    message = str(exc).strip()
+    for secret in url_secrets(url):
+        message = message.replace(secret, "***")
+    return f"PostgreSQL at {redact(url)}: {message}"
 
 
 class _WholeNumeric(Loader):
@@ -43,8 +47,7 @@ def _configure(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> 
 
 
 def _unavailable(url: str, exc: Exception) -> StoreUnavailable:
-    # libpq's messages name the host and the user, never the password.
-    return StoreUnavailable(f"PostgreSQL at {redact(url)}: {str(exc).strip()}")
+    return StoreUnavailable(failure(url, exc))
 
 
 def connect(url: str, *, migrate: bool = True, autocommit: bool = True) -> psycopg.Connection[Any]:

@@ -31,7 +31,7 @@ from smdrd.store.api import (
     StoredRating,
     StoreUnavailable,
 )
-from smdrd.store.postgres.connect import connect, redact
+from smdrd.store.postgres.connect import connect, failure
 from smdrd.store.postgres.schema import LOCAL_SITE, roll_up_sql
 from smdrd.store.postgres.writer import COPY_CALLS, MOVE_CALLS, ONE_WRITER, STAGING
 from smdrd.store.rollups import MEASURES, ROLLUPS
@@ -106,7 +106,7 @@ class PgRebuild:
         self.conn.close()
 
     def _unavailable(self, exc: Exception) -> StoreUnavailable:
-        return StoreUnavailable(f"PostgreSQL at {redact(self.url)}: {str(exc).strip()}")
+        return StoreUnavailable(failure(self.url, exc))
 
     def _stream(self, sql: str, params: Sequence[object]) -> Iterator[list[tuple[Any, ...]]]:
         """The rows of ``sql`` in batches, from a server-side cursor that outlives the writes between them."""

@@ -25,7 +25,7 @@ import structlog
 from smdrd.journal import DUPLICATE, JournalEntry
 from smdrd.store.api import StoreUnavailable
 from smdrd.store.mapping import clean_name
-from smdrd.store.postgres.connect import aconnect, redact
+from smdrd.store.postgres.connect import aconnect, failure, redact
 from smdrd.store.postgres.directory import LEARN_NAME
 from smdrd.store.postgres.schema import LOCAL_SITE, roll_up_sql
 from smdrd.store.rows import CALL_COLUMNS, PreparedEntry, alert_row, line_row
@@ -142,7 +142,7 @@ class PgJournalWriter(JournalWriter):
         try:
             stored = await store_batch(conn, batch, names)
         except _TRANSIENT as exc:
-            raise Unwritable(f"PostgreSQL at {redact(self.url)}: {str(exc).strip()}") from exc
+            raise Unwritable(failure(self.url, exc)) from exc
         self._remember_names(names)
         return stored
 
