@@ -37,6 +37,10 @@ CALLS = [
 ]
 
 
+#: the authorisation code call 3 was made with (Avaya IP Office's field 19): a credential.
+AUTH_CODE = "48151"
+
+
 @pytest.fixture(scope="module")
 def database(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("export")
@@ -44,8 +48,9 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     config = folder / "smdrd.toml"
     config.write_text(config_toml(daemon_config(folder, tariff=TARIFF)))  # the database: folder/smdrd.db
     feed = folder / "feed.txt"
-    text = "".join(start + LINE.format(id=call_id).removeprefix("2017/07/01 08:30:22") + "\r\n"
-                   for start, call_id in CALLS)
+    text = "".join(start + LINE.format(id=call_id).removeprefix("2017/07/01 08:30:22")
+                   .replace(",Line 5.0,0,0,,,", f",Line 5.0,0,0,{'1,' + AUTH_CODE if call_id == 3 else ','},")
+                   + "\r\n" for start, call_id in CALLS)
     feed.write_text(text)
     proc = subprocess.run([sys.executable, "-m", "smdrd", "import", "-q", "-f", "avaya-ipo", "--config",
                            str(config), str(feed)], capture_output=True, text=True, timeout=60, check=False)
@@ -69,14 +74,27 @@ def test_csv_has_every_column_and_the_range_is_from_included_to_excluded(databas
                  check=True)
     rows = list(csv.reader(io.StringIO(proc.stdout, newline="")))
     names, stored = table(db)
-    assert rows[0] == [*names[:names.index("cost_micros") + 1], "cost", *names[names.index("cost_micros") + 1:]]
+    exported = [n for n in names if n != "auth_code"]  # a credential: only with --include-auth-codes
+    assert rows[0] == [*exported[:exported.index("cost_micros") + 1], "cost",
+                       *exported[exported.index("cost_micros") + 1:]]
     got = [dict(zip(rows[0], r, strict=True)) for r in rows[1:]]
     assert [r["call_id"] for r in got] == ["2", "3", "4"]
     by_id = {str(row[names.index("call_id")]): dict(zip(names, row, strict=True)) for row in stored}
     for r in got:
         want = by_id[r["call_id"]]
-        for name in names:
+        for name in exported:
             assert r[name] == ("" if want[name] is None else str(want[name])), name
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_authorisation_codes_leave_only_when_asked(database: tuple[Path, Path], fmt: str) -> None:
+    db, config = database
+    _, stored = table(db, "WHERE auth_code <> ''")
+    assert len(stored) == 1, "the fixture's call 3 carries a code"
+    plain = smdrd("export", "--config", config, "--format", fmt, check=True).stdout
+    assert AUTH_CODE not in plain and "auth_code" not in plain
+    asked = smdrd("export", "--config", config, "--format", fmt, "--include-auth-codes", check=True).stdout
+    assert AUTH_CODE in asked and "auth_code" in asked
 
 
 def test_cost_is_the_exact_decimal_of_cost_micros(database: tuple[Path, Path]) -> None:
@@ -99,7 +117,7 @@ def test_jsonl_has_typed_values_and_the_extra_object(database: tuple[Path, Path]
     (obj,) = [json.loads(line) for line in proc.stdout.splitlines()]
     names, stored = table(db, "WHERE call_id = '6'")
     want = dict(zip(names, stored[0], strict=True))
-    assert set(obj) == {*names, "cost"}
+    assert set(obj) == {*names, "cost"} - {"auth_code"}
     assert obj["answered"] is True
     assert isinstance(obj["extra"], dict) and obj["extra"] == json.loads(str(want["extra"]))
     assert obj["start"] == want["start"] == "2017-07-05T08:00:00+02:00"

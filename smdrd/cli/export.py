@@ -1,7 +1,8 @@
 """``smdrd export``: the stored calls of a time range as CSV or JSON lines, for hand-over to other tools.
 
 Every column of the ``calls`` table is exported (read from the table itself, so columns added by later
-migrations follow), plus ``cost``: ``cost_micros`` as an exact decimal string, never a float, with at least
+migrations follow) but ``auth_code``, the caller's authorisation code (a credential: only with
+``--include-auth-codes``), plus ``cost``: ``cost_micros`` as an exact decimal string, never a float, with at least
 ``[tariff] decimals`` places (``60000`` -> ``"0.06"``, ``200000`` -> ``"0.20"``, ``1234`` -> ``"0.001234"``: padded,
 never rounded). Rows stream from the store to the output in start order, so a year of calls needs no more memory than a
 row. ``--output`` is written to a temporary file and renamed into place: an interrupted export leaves no
@@ -45,7 +46,7 @@ _MICROS = Decimal(1_000_000)
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "export", help="export the calls of a time range as CSV or JSON lines",
-        description="Export stored calls with every column, in start order. --from is included, --to "
+        description="Export stored calls with every column but auth_code, in start order. --from is included, --to "
         "excluded; times without an offset are in the site's timezone. cost is cost_micros as a decimal "
         "string.")
     p.add_argument("--from", dest="start", metavar="TIME", default=None,
@@ -54,6 +55,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="start times before this one (default: all)")
     p.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="output format (default csv)")
     p.add_argument("-o", "--output", type=Path, default=None, help="write to FILE (default: standard output)")
+    p.add_argument("--include-auth-codes", action="store_true",
+                   help="also export auth_code, the caller's authorisation code: a credential, left out by default")
     add_config_argument(p)
     p.add_argument("--database", type=Path, default=None,
                    help="the database file (default: [database] path from the configuration)")
@@ -86,10 +89,17 @@ def cost_text(micros: int | None, decimals: int = 2) -> str | None:
     return format(cost, "f")
 
 
-def columns(export: CallExport) -> list[str]:
-    """The stored call fields, in the store's order, with ``cost`` after ``cost_micros``."""
+#: the column a hand-over leaves out unless asked (``--include-auth-codes``): a credential, shown to nobody.
+SECRET_COLUMN = "auth_code"
+
+
+def columns(export: CallExport, *, secrets: bool = False) -> list[str]:
+    """The stored call fields, in the store's order, with ``cost`` after ``cost_micros``; ``auth_code`` only
+    with ``secrets``."""
     out: list[str] = []
     for name in export.columns():
+        if name == SECRET_COLUMN and not secrets:
+            continue
         out.append(name)
         if name == "cost_micros":
             out.append("cost")
@@ -97,9 +107,12 @@ def columns(export: CallExport) -> list[str]:
 
 
 def rows(export: CallExport, start: int | None, end: int | None,
-         decimals: int = 2) -> Iterator[dict[str, Any]]:
-    """The calls with ``start <= start_utc < end``, as dicts of every field plus ``cost``, in start order."""
+         decimals: int = 2, *, secrets: bool = False) -> Iterator[dict[str, Any]]:
+    """The calls with ``start <= start_utc < end``, as dicts of every field plus ``cost`` (``auth_code`` only
+    with ``secrets``), in start order."""
     for row in export.rows(start, end):
+        if not secrets:
+            row.pop(SECRET_COLUMN, None)
         if "cost_micros" in row:
             row["cost"] = cost_text(row["cost_micros"], decimals)
         yield row
@@ -168,8 +181,8 @@ def run(args: argparse.Namespace) -> int:
     export = open_store(db).export()
     try:
         # One consistent snapshot while the daemon keeps writing (see `smdrd.store.api.CallExport`).
-        names = columns(export)
-        data = rows(export, start, end, decimals)
+        names = columns(export, secrets=args.include_auth_codes)
+        data = rows(export, start, end, decimals, secrets=args.include_auth_codes)
         write = write_csv if args.format == "csv" else write_jsonl
         if args.output is None:
             n = write(sys.stdout, names, data)
