@@ -36,6 +36,7 @@ from smdrd.store.api import (
     DirectoryStore,
     ExtensionNames,
 )
+from smdrd.store.mapping import MAX_NAME_CHARS
 
 if TYPE_CHECKING:
     from smdrd.config import Settings
@@ -247,6 +248,8 @@ def department_name(value: str, field_name: str = "name") -> str:
     name = " ".join(value.split())
     if not name:
         raise DirectoryError(field_name, "enter a name")
+    if not name.isprintable():
+        raise DirectoryError(field_name, "a department name has no control characters")
     if len(name) > MAX_DEPARTMENT_CHARS:
         raise DirectoryError(field_name, f"at most {MAX_DEPARTMENT_CHARS} characters")
     if name.casefold() == UNASSIGNED.casefold():
@@ -438,7 +441,8 @@ def read_csv(lines: Iterable[str], source: str, *, max_rows: int = 100_000) -> t
     Raises:
         DirectoryError: naming ``source``, the line and the column of the first problem.
     """
-    rows = csv.reader(lines)
+    # strict: a quote left open is an error where it ends, not a cell that swallows the rest of the file.
+    rows = csv.reader(lines, strict=True)
     try:
         header = next(rows)
     except StopIteration:
@@ -464,7 +468,8 @@ def read_csv(lines: Iterable[str], source: str, *, max_rows: int = 100_000) -> t
                 continue
             _read_row(p, dict(zip(columns, row, strict=False)), columns, f"{source}, line {n}")
     except csv.Error as exc:
-        raise DirectoryError(f"{source}, line {rows.line_num}", f"not CSV: {exc}") from None
+        hint = " (a quote opened and never closed)" if "end of data" in str(exc) else ""
+        raise DirectoryError(f"{source}, line {rows.line_num}", f"not CSV: {exc}{hint}") from None
     for m in p.memberships:
         if m.department not in p.departments:
             p.departments[m.department] = DirectoryDepartment(m.department)
@@ -516,6 +521,12 @@ def _read_row(p: _Parsed, cells: dict[str, str], columns: list[str], where: str)
     if name:
         if not extension:
             raise DirectoryError(at("extension"), "a name needs its extension")
+        if len(name) > MAX_NAME_CHARS:
+            raise DirectoryError(at("name"), f"at most {MAX_NAME_CHARS} characters")
+        if not name.isprintable():
+            # A line break here is a quote left open: the cell ran on into the next rows.
+            raise DirectoryError(at("name"), "a name has no line breaks or control characters (a quote left "
+                                             "open?)")
         if "-" in extension and extension.replace("-", "").isdigit():
             raise DirectoryError(at("name"), "a range of extensions cannot have one name")
         try:

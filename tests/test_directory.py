@@ -77,6 +77,13 @@ def test_csv_gives_departments_memberships_and_names() -> None:
     ("extension,department\n299-200,Sales\n", "line 2, column 1 (extension)", "runs backwards"),
     ("extension,department,parent\n,Sales,A\n,Sales,B\n", "line 3, column 3 (parent)", "give it once"),
     ("extension,name,department\n200-299,Everyone,Sales\n", "line 2, column 2 (name)", "range"),
+    # A quote left open swallowed the rest of the file into one name: the import emptied the directory.
+    ('extension,name,department\n201,"unterminated,Sales\n202,x,Sales\n', "line 3", "never closed"),
+    ('extension,name,department\n201,"two\nlines",Sales\n', "line 3, column 2 (name)", "line breaks"),
+    ("extension,name,department\n201,Ann,Sales\n202," + "n" * 101 + ",Sales\n", "line 3, column 2 (name)",
+     "at most 100 characters"),
+    ("extension,name,department\n201\x00,x,Sales\n", "line 2, column 1 (extension)", "control characters"),
+    ("extension,department\n201,Sa\x00les\n", "line 2, column 2 (department)", "control characters"),
 ])
 def test_csv_errors_name_the_line_and_the_column(text: str, where: str, what: str) -> None:
     with pytest.raises(DirectoryError) as caught:

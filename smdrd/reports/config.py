@@ -30,6 +30,9 @@ def _extension_spec(value: Any) -> Any:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"expected an extension such as \"201\" or a range such as \"200-299\", got {value!r}")
     value = value.strip()
+    if len(value) > 64 or not value.isprintable():
+        raise ValueError(f"expected an extension of at most 64 characters and no control characters, got "
+                         f"{value[:40]!r}")
     lo, sep, hi = value.partition("-")
     if sep and ascii_digits(lo.strip()) and ascii_digits(hi.strip()):
         if int(lo) > int(hi):
