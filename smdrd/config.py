@@ -250,9 +250,9 @@ class _EnvSource(EnvSettingsSource):
     def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
         try:
             return super().decode_complex_value(field_name, field, value)
-        except ValueError as exc:
-            reason = f"{exc.msg} at character {exc.pos + 1}" if isinstance(exc, json.JSONDecodeError) else (
-                type(exc).__name__)
+        except (ValueError, RecursionError) as exc:
+            reason = (f"{exc.msg} at character {exc.pos + 1}" if isinstance(exc, json.JSONDecodeError)
+                      else "nested too deeply" if isinstance(exc, RecursionError) else type(exc).__name__)
             raise _EnvJsonError(field_name, str(value), _json_shape(field_name, field), reason) from None
 
     def __call__(self) -> dict[str, Any]:

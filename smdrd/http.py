@@ -107,6 +107,8 @@ CSRF_HEADER = "X-CSRF-Token"
 _ROLES_ATTR = "smdrd_roles"
 _STREAMS_ATTR = "smdrd_csrf_in_stream"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: the most parameters a query string may hold (more is a 400, not a parse of thousands).
+MAX_QUERY_FIELDS = 200
 
 _SECURITY_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 _BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 38\r\n"
@@ -508,7 +510,10 @@ class HttpServer:
         if given[:7].lower() == "bearer ":
             candidate = given[7:].strip()
         else:
-            values = parse_qs(request.query_string, max_num_fields=200).get("token")
+            try:
+                values = parse_qs(request.query_string, max_num_fields=MAX_QUERY_FIELDS).get("token")
+            except ValueError:  # too many fields: refused with a 400 when the request is served
+                values = None
             candidate = values[0] if values else ""
         if hmac.compare_digest(candidate.encode(), self.token.encode()):
             return Principal("service", SERVICE, "service")
@@ -518,7 +523,11 @@ class HttpServer:
 
     async def _serve(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         principal = principal_of(request)
-        query = parse_qs(request.query_string, max_num_fields=200)
+        try:
+            query = parse_qs(request.query_string, max_num_fields=MAX_QUERY_FIELDS)
+        except ValueError:
+            return await self._send(request, Response.text(
+                f"the query string has more than {MAX_QUERY_FIELDS} parameters\n", 400))
         headers = {name.lower(): value for name, value in request.headers.items()}
         req = Request(request.method, request.path, query, headers, principal is not None, principal)
         try:

@@ -201,6 +201,14 @@ async def test_upload_and_api_with_errors_naming_line_and_column(site: Dir) -> N
             assert r.status == 200
             assert await r.json() == {"number": "301", "name": "Robert", "name_source": "edited",
                                       "department": "Sales"}
+        for day in ("0001-01-01", "9999-12-31"):  # a day no call can have: named, never a 500
+            async with browser.put(f"{site.base}/api/directory/extensions/301", headers=headers,
+                                   json={"department": "Sales", "valid_from": day}) as r:
+                assert r.status == 400 and "expected a date from 1980-01-01" in (await r.json())["errors"][
+                    "valid_from"]
+        async with browser.put(f"{site.base}/api/directory/departments/Ops", headers=headers,
+                               json={"name": "O\u0000ps"}) as r:
+            assert r.status in (400, 404)
         async with browser.put(f"{site.base}/api/directory/extensions/SIP%2Falice", headers=headers,
                                json={"name": "Alice (softphone)"}) as r:
             assert r.status == 200 and (await r.json())["number"] == "SIP/alice"

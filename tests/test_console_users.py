@@ -157,11 +157,21 @@ async def test_the_json_api_and_the_last_admin(site: Site) -> None:
                                                                                      "names"}
         async with admin.post(api, data=b"not json", headers={**headers, "Content-Type": "application/json"}) as r:
             assert r.status == 400 and (await r.json())["errors"] == {"body": "expected a JSON object"}
-        async with admin.post(api, json=body, headers=headers) as r:
+        deep = b"[" * 50_000 + b"]" * 50_000  # under the 64 KiB cap, too deep for the parser: a 400, never a 500
+        async with admin.post(api, data=deep[:60_000], headers={**headers, "Content-Type": "application/json"}) as r:
+            assert r.status == 400 and (await r.json())["errors"] == {"body": "expected a JSON object"}
+        # A misspelt field is named, not dropped; a bad address makes no user.
+        async with admin.post(api, json={**body, "emial": "ada@example.com"}, headers=headers) as r:
+            assert r.status == 400 and "emial" in (await r.json())["errors"]
+        async with admin.post(api, json={**body, "email": "not an address"}, headers=headers) as r:
+            assert r.status == 400 and set((await r.json())["errors"]) == {"email"}
+        async with admin.post(api, json={**body, "email": "ada@example.com"}, headers=headers) as r:
             assert r.status == 201
             made = await r.json()
             assert made["name"] == "ada" and made["role"] == "viewer" and made["locked"] is False
             assert "password" not in made
+        async with admin.get(f"{api}/ada") as r:
+            assert (await r.json())["email"] == "ada@example.com"
         async with admin.get(api) as r:
             assert {u["name"] for u in (await r.json())["users"]} >= {"alice", "ada", "victor"}
 

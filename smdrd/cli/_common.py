@@ -63,10 +63,15 @@ def input_file(name: str | None) -> None:
 
 def day(text: str) -> date:
     """An argparse type for a ``--from``/``--to`` day: the error says what was expected."""
+    from smdrd.record import EARLIEST_YEAR, LATEST_YEAR
+
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a day such as 2026-03-01, got {text!r}") from None
+    if not EARLIEST_YEAR <= day.year <= LATEST_YEAR:  # no call is stored outside these years
+        raise argparse.ArgumentTypeError(f"expected a day from {EARLIEST_YEAR} to {LATEST_YEAR}, got {text!r}")
+    return day
 
 
 def config_path(args: argparse.Namespace) -> Path:

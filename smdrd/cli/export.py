@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo
 from smdrd.cli._common import add_config_argument, settings_from, store_of
 from smdrd.csvsafe import SafeCsvWriter
 from smdrd.errors import SmdrdError
+from smdrd.record import EARLIEST_YEAR, LATEST_YEAR
 
 if TYPE_CHECKING:
     from smdrd.store.api import CallExport
@@ -73,6 +74,8 @@ def parse_time(text: str, tz: ZoneInfo) -> int:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise SmdrdError(f"expected a date or time such as 2026-03-01 or 2026-03-01T08:00, got {text!r}") from None
+    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:  # no call is stored outside these years
+        raise SmdrdError(f"expected a time from {EARLIEST_YEAR} to {LATEST_YEAR}, got {text!r}")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
     return int(moment.timestamp())

@@ -253,7 +253,7 @@ class AlertsInbox:
                 return web.json_response({"error": "body too large"}, status=413)
             try:
                 body = await request.json()
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested thousands deep
                 return web.json_response({"error": "expected a JSON object"}, status=400)
             if not isinstance(body, dict):
                 return web.json_response({"error": "expected a JSON object"}, status=400)

@@ -246,7 +246,9 @@ def _cursor(value: str, errors: dict[str, str]) -> tuple[int, int] | None:
     head, _, tail = value.partition(".")
     digits = head.removeprefix("-")
     if digits.isascii() and digits.isdigit() and tail.isascii() and tail.isdigit() and len(value) < 40:
-        return int(head), int(tail)
+        sort_value, call_id = int(head), int(tail)
+        if -(1 << 63) <= sort_value < 1 << 63 and call_id < 1 << 63:  # what the store's integers hold
+            return sort_value, call_id
     errors["after"] = "not a page of this search: start again from the first page"
     return None
 

@@ -42,6 +42,7 @@ from smdrd.directory import (
 )
 from smdrd.http import ADMIN, READERS, Principal, csrf_in_stream, principal_of, requires
 from smdrd.reports.departments import Directory
+from smdrd.reports.queries import EARLIEST_DAY, LATEST_DAY
 from smdrd.store import open_store
 from smdrd.store.api import Actor, DirectoryConflict, DirectoryExtension, DirectorySnapshot, DirectoryStore
 from smdrd.store.mapping import MAX_NAME_CHARS
@@ -177,6 +178,8 @@ class DirectoryPages:
             day = date.fromisoformat(valid_from.strip())
         except ValueError:
             raise DirectoryError("valid_from", "expected a date such as 2026-03-16") from None
+        if not EARLIEST_DAY <= day <= LATEST_DAY:  # no call is stored outside them
+            raise DirectoryError("valid_from", f"expected a date from {EARLIEST_DAY} to {LATEST_DAY}")
         site = site_name(site)
         return lambda snap: move_extension(snap, number, department, day, site)
 

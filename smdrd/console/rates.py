@@ -37,6 +37,7 @@ from smdrd.rating.config import TariffConfig, TariffRuleConfig
 from smdrd.rating.explain import Explanation, explain
 from smdrd.rating.rules import TariffSourceError
 from smdrd.rating.tariff import FILES_LABEL
+from smdrd.reports.queries import EARLIEST_DAY, LATEST_DAY
 from smdrd.reports.render import hms
 from smdrd.store import open_store
 from smdrd.store.api import Actor, TariffConflict, TariffStore, TariffVersion, TariffVersionInfo, utc_bounds
@@ -447,10 +448,14 @@ class RateAdmin:
         for key in ("from", "to"):
             raw = query.get(key, "")[:20]
             try:
-                days.append(date.fromisoformat(raw) if raw else None)
+                day = date.fromisoformat(raw) if raw else None
             except ValueError:
+                day = None
                 errors[key] = f"expected a date such as 2026-03-02, got {raw!r}"
-                days.append(None)
+            if day is not None and not EARLIEST_DAY <= day <= LATEST_DAY:  # no call is stored outside them
+                day = None
+                errors[key] = f"expected a date from {EARLIEST_DAY} to {LATEST_DAY}, got {raw!r}"
+            days.append(day)
         first, last = days
         if first and last and last < first:
             errors["to"] = "must not be before the first day"

@@ -319,7 +319,7 @@ class UserAdmin:
             raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=request.content_length)
         try:
             body = json.loads(await request.read() or b"{}")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested thousands deep
             body = None
         if not isinstance(body, dict):
             raise web.HTTPBadRequest(text=json.dumps({"errors": {"body": "expected a JSON object"}}),
@@ -364,9 +364,23 @@ class UserAdmin:
         body, errors = await self._body(request), dict[str, str]()
         name, role = self._text(body, "name", errors), self._text(body, "role", errors)
         password, departments = self._text(body, "password", errors), self._departments(body, errors)
+        email = self._text(body, "email", errors)
+        if email and email.strip():
+            try:
+                check_address(email.strip()[:MAX_EMAIL])  # checked before the user is made: all or nothing
+            except ValueError as exc:
+                errors["email"] = str(exc)
+        unknown = sorted(set(body) - {"name", "role", "password", "departments", "email"})
+        if unknown:  # a misspelt field would otherwise be dropped without a word (as a change refuses it)
+            errors[unknown[0][:40]] = "unknown field; expected name, role, password, departments or email"
         if errors:
             return self._json(Outcome(errors=errors, status=400))
-        return self._json(await self.add(request, name or "", role or "", departments or [], password or ""))
+        created = await self.add(request, name or "", role or "", departments or [], password or "")
+        if email and not created.errors:
+            mailed = await self.set_email(request, name or "", email)
+            if mailed.errors:
+                return self._json(mailed)
+        return self._json(created)
 
     @requires(*ADMIN)
     async def api_change(self, request: web.Request) -> web.StreamResponse:

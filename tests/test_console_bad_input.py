@@ -1,0 +1,48 @@
+"""Requests no form sends, answered with a 400 that names what is wrong, never a 500 (a review of the entry
+points beside the PBX lines): too many query parameters, a page cursor beyond the store's integers, JSON
+nested too deeply for the parser, days no call can have. On the shared console daemon
+(`tests.conftest.console_site`)."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from smdrd.console.rates import RateAdmin
+from tests.test_console_calls import session, signed_in, site
+from tests.test_console_http import Site
+
+__all__ = ["session", "site"]
+
+
+async def test_too_many_query_parameters_is_a_400(site: Site, session: aiohttp.ClientSession) -> None:
+    await signed_in(site, session, "alice")
+    many = "&".join(f"k{i}=1" for i in range(300))
+    for path in ("/api/reports/extensions", "/healthz"):
+        async with session.get(f"{site.base}{path}?{many}") as r:
+            assert r.status == 400 and "more than 200 parameters" in await r.text(), path
+
+
+@pytest.mark.parametrize("after", ["99999999999999999999999.1", "-99999999999999999999.1", "1.99999999999999999999"])
+async def test_a_cursor_beyond_the_stores_integers_is_a_400(site: Site, session: aiohttp.ClientSession,
+                                                            after: str) -> None:
+    await signed_in(site, session, "alice")
+    async with session.get(f"{site.base}/api/calls", params={"after": after, "sort": "cost"}) as r:
+        assert r.status == 400 and "after" in (await r.json())["fields"]
+
+
+async def test_json_nested_too_deeply_is_a_400(site: Site, session: aiohttp.ClientSession) -> None:
+    await signed_in(site, session, "alice")
+    async with session.get(f"{site.base}/alerts") as page:
+        csrf = (await page.text()).split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    async with session.post(f"{site.base}/api/alerts/x/snooze", data=b"[" * 60_000,
+                            headers={"X-CSRF-Token": csrf, "Content-Type": "application/json"}) as r:
+        assert r.status == 400 and (await r.json()) == {"error": "expected a JSON object"}
+
+
+@pytest.mark.parametrize(("first", "last", "field"), [("9999-12-30", "9999-12-31", "from"),
+                                                     ("0001-01-01", "0001-01-02", "from"),
+                                                     ("2026-03-01", "9999-12-31", "to")])
+def test_a_rerate_of_days_no_call_can_have_is_named(first: str, last: str, field: str) -> None:
+    *_, errors = RateAdmin.period({"from": first, "to": last})
+    assert "expected a date from 1980-01-01 to 2099-12-31" in errors[field]
