@@ -229,6 +229,18 @@ def test_bad_deck_line_names_file_and_line(text: str, line: int, reason: str) ->
     assert str(info.value).startswith(f"/etc/smdrd/rates.csv:{line}: ")
 
 
+def test_a_deck_past_the_rule_limit_is_refused_at_its_first_rule_too_many() -> None:
+    """A deck is at most `MAX_RULES` rules (each costs the daemon memory; a bigger one is the wrong file): the
+    limit itself is read, the next rule is named."""
+    from smdrd.rating.deck import MAX_RULES
+
+    lines = ["prefix,rate\n", *(f"{n},0.01\n" for n in range(10_000_000, 10_000_000 + MAX_RULES))]
+    assert len(parse_deck(lines, "big.csv")) == MAX_RULES
+    with pytest.raises(TariffSourceError, match=f"more than {MAX_RULES:,} rules") as info:
+        parse_deck([*lines, "99,0.01\n"], "big.csv")
+    assert info.value.line == MAX_RULES + 2
+
+
 def test_bad_deck_file_through_config(tmp_path: Path) -> None:
     """Rater.from_config raises TariffError naming the deck file and line."""
     deck = tmp_path / "rates.csv"

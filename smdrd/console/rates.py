@@ -278,8 +278,12 @@ class RateAdmin:
             return Outcome(errors={"version": f"the tariff was changed (now version {state.number}) since you read "
                                               f"version {expected}; reload the page and make the change again"},
                            status=409)
+        from smdrd.rating.deck import MAX_RULES
         from smdrd.rating.tariff import Rater
 
+        if len(rules) > MAX_RULES:  # an append past what one deck may hold
+            return Outcome(errors={"deck": f"the tariff would hold {len(rules):,} rules; at most {MAX_RULES:,}"},
+                           status=400)
         doc = document(mode, dict(state.tariff.bands), rules)
         settings = self.settings()
 

@@ -26,7 +26,8 @@ from smdrd.rating.money import MoneyError, parse_money
 from smdrd.rating.rules import DIRECTIONS, Band, Rule, TariffSourceError
 
 __all__ = [
-    "COLUMNS", "REQUIRED", "YEASTAR_COLUMNS", "YEASTAR_HEADER", "is_yeastar", "parse_deck", "parse_prefix", "read_deck",
+    "COLUMNS", "MAX_RULES", "REQUIRED", "YEASTAR_COLUMNS", "YEASTAR_HEADER", "is_yeastar", "parse_deck", "parse_prefix",
+    "read_deck",
 ]
 
 COLUMNS = (
@@ -136,6 +137,11 @@ def _split(text: str) -> list[str]:
     return [part.strip() for part in text.replace(",", ";").split(";") if part.strip()]
 
 
+#: the most rules one deck may hold: a world-wide carrier deck has tens of thousands of prefixes; a deck past
+#: this is a mistake (the wrong file), and each rule costs memory in the daemon, which must not run out.
+MAX_RULES = 100_000
+
+
 def parse_deck(
     lines: Iterable[str], source: str, *, bands: Mapping[str, Band] | None = None, first_order: int = 0
 ) -> list[Rule]:
@@ -196,6 +202,9 @@ def parse_deck(
         if not row or (len(row) == 1 and not row[0].strip()) or row[0].lstrip().startswith("#"):
             continue
         line = reader.line_num
+        if len(rules) >= MAX_RULES:
+            raise TariffSourceError(source, line, f"more than {MAX_RULES:,} rules: split the deck, or check that "
+                                                  "this is the rate deck")
         if len(row) > width:
             raise TariffSourceError(source, line, f"{len(row)} cells for {width} columns (quote a cell "
                                                   f"that holds a comma)")
