@@ -41,6 +41,7 @@ from smdrd.backoff import Backoff
 from smdrd.errors import SmdrdError
 from smdrd.mail_config import smtp_password
 from smdrd.mailer import SendError, send_mail
+from smdrd.privacy import PrivacyConfig, Role, hidden_digits, masked_payload
 from smdrd.reports.schedules import ScheduleConfig, occurrences, period_of
 from smdrd.store import open_store
 from smdrd.store.api import MailItem, MailStore, NewMail, PendingAlert, StoreUnavailable
@@ -120,6 +121,10 @@ def alert_digests(alerts: Sequence[PendingAlert], settings: Settings, managers: 
     if not alerts:
         return []
     mine: dict[str, list[dict[str, Any]]] = {}
+    # The addresses the configuration names are the admin's choice and get numbers whole; a department's
+    # managers get them as the console shows them to a manager (`[privacy]`).
+    configured = {*cfg.recipients, *(a for addresses in cfg.rules.values() for a in addresses)}
+    manager_digits = hidden_digits(Role("manager"), settings.privacy)
     for alert in alerts:
         payload = json.loads(alert.payload)
         if payload.get("state") == "resolved" and not cfg.resolved:
@@ -129,7 +134,8 @@ def alert_digests(alerts: Sequence[PendingAlert], settings: Settings, managers: 
         if cfg.managers and alert.rule.startswith("budget") and isinstance(department, str):
             to += managers(department)
         for address in dict.fromkeys(to):
-            mine.setdefault(address, []).append(payload)
+            digits = 0 if address in configured else manager_digits
+            mine.setdefault(address, []).append(masked_payload(payload, digits))
     span = f"{alerts[0].row}-{alerts[-1].row}"
     out = []
     for address, payloads in mine.items():
@@ -297,9 +303,10 @@ class MailDelivery:
                 log.warning("mail.out_of_scope", key=item.key, reason=refused)
                 await self._store(lambda m, i, r: m.mark_failed(i, r), item.id, refused)
                 continue
+            hidden = await self._store(report_digits, item, self.settings.privacy)
             try:
                 try:
-                    message = await asyncio.to_thread(self._message, item)
+                    message = await asyncio.to_thread(self._message, item, hidden)
                 except StoreUnavailable:
                     raise RuntimeError("the database is busy") from None
             except (ValueError, KeyError, SmdrdError) as exc:  # it cannot be made (a filter that no longer fits,
@@ -337,8 +344,9 @@ class MailDelivery:
         level = log.warning if self._server_backoff.attempt == 1 else log.debug
         level("mail.send_failed", error=reason, waiting=len(due), retry_in=round(delay, 1))
 
-    def _message(self, item: MailItem) -> EmailMessage:
-        """The mail of ``item`` (blocking: a report reads the store)."""
+    def _message(self, item: MailItem, hidden: int = 0) -> EmailMessage:
+        """The mail of ``item`` (blocking: a report reads the store), a report's numbers with ``hidden`` last
+        digits masked (`report_digits`)."""
         settings = self.settings
         msg = EmailMessage()
         msg["From"] = settings.smtp.from_address
@@ -355,7 +363,7 @@ class MailDelivery:
             schedule = ScheduleConfig.model_validate(spec["schedule"])
             first, last = date.fromisoformat(spec["first"]), date.fromisoformat(spec["last"])
             made = render_report_mail(self.store, schedule, first, last, ctx=context_from(settings),
-                                      site=settings.site.name)
+                                      site=settings.site.name, mask_digits=hidden)
             msg.set_content(made.body)
             for a in made.attachments:
                 maintype, _, subtype = a.content_type.partition("/")
@@ -363,6 +371,19 @@ class MailDelivery:
         else:
             msg.set_content(digest_text(spec["alerts"], settings.site.name))
         return msg
+
+
+def report_digits(mail: MailStore, item: MailItem, privacy: PrivacyConfig) -> int:
+    """How many last digits of each number a scheduled report's mail hides: as many as its owner sees hidden
+    in the console (`[privacy]`); a schedule of the configuration is the admin's; one whose owner is gone
+    hides what `[privacy]` hides from anyone not named (fail closed)."""
+    if item.kind != "report":
+        return 0
+    owner = json.loads(item.spec).get("owner") or ""
+    if not owner:
+        return hidden_digits(Role("admin"), privacy)
+    scope = mail.user_scope(owner)
+    return hidden_digits(Role(scope[0]) if scope is not None else None, privacy)
 
 
 def out_of_scope(mail: MailStore, item: MailItem) -> str | None:

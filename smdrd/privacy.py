@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Protocol
+from typing import Any, NamedTuple, Protocol
 
 from pydantic import Field, field_validator
 
 from smdrd.section import Section
 
-__all__ = ["MASK", "MASKABLE_ROLES", "MIN_NUMBER_RUN", "PrivacyConfig", "hidden_digits", "hide_codes", "mask",
-           "mask_fields", "mask_number", "mask_text", "mask_within", "seen_match", "visible_part"]
+__all__ = ["MASK", "MASKABLE_ROLES", "MIN_NUMBER_RUN", "PrivacyConfig", "Role", "hidden_digits", "hide_codes", "mask",
+           "mask_fields", "mask_number", "mask_text", "mask_within", "masked_payload", "seen_match", "visible_part"]
 
 #: what a hidden digit is shown as.
 MASK = "*"
@@ -46,6 +46,12 @@ class PrivacyConfig(Section):
 class _Someone(Protocol):
     @property
     def role(self) -> str: ...
+
+
+class Role(NamedTuple):
+    """Someone known only by their role (a mail's recipient, a schedule's owner): what `hidden_digits` reads."""
+
+    role: str
 
 
 def hidden_digits(who: _Someone | None, cfg: PrivacyConfig) -> int:
@@ -152,3 +158,25 @@ def hide_codes(raw: bytes, codes: Iterable[str]) -> bytes:
 def mask_number(number: str, who: _Someone | None, cfg: PrivacyConfig) -> str:
     """``number`` as ``who`` may see it under ``cfg``."""
     return mask(number, hidden_digits(who, cfg))
+
+
+def masked_payload(payload: dict[str, Any], hidden: int) -> dict[str, Any]:
+    """An alert's payload (the inbox, the overview, an alert e-mail) with ``hidden`` last digits of its numbers
+    masked: the number, the call's number and E.164 form, and the reason's text (`mask_text`: the number as
+    the rule wrote it, separators left out, or any other long run of digits)."""
+    if not hidden:
+        return payload
+    out = dict(payload)
+    if isinstance(out.get("number"), str):
+        out["number"] = mask(out["number"], hidden)
+    call = out.get("call")
+    numbers = [payload.get("number")]
+    if isinstance(call, dict):
+        out["call"] = {k: mask(v, hidden) if k in ("number", "e164") and isinstance(v, str) else v
+                       for k, v in call.items()}
+        numbers += [call.get("number"), call.get("e164")]
+    found = [n for n in numbers if isinstance(n, str)]
+    found += ["".join(c for c in n if c.isdigit()) for n in found]  # as a rule writes it without separators
+    if isinstance(out.get("reason"), str):
+        out["reason"] = mask_text(out["reason"], found, hidden)
+    return out

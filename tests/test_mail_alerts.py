@@ -91,3 +91,62 @@ def test_a_managers_schedule_stops_when_they_no_longer_manage_its_departments(tm
             mail.close()
     finally:
         accounts.close()
+
+
+def test_a_managers_mail_hides_the_digits_the_console_hides_from_them(tmp_path: Path) -> None:
+    """`[privacy] mask_digits = 3` (managers not among `unmasked_roles`): a department manager's budget digest
+    shows 022-123-4***, in the number and in the reason (which a rule writes with the digits alone); the address
+    the configuration names gets it whole."""
+    db = tmp_path / "smdrd.db"
+    accounts = open_store(db).accounts()
+    try:
+        accounts.add_user("bob", "manager", "not-a-hash", ["Sales"], at=1, actor=Actor("test"))
+    finally:
+        accounts.close()
+    settings = Settings.model_validate({"database": {"path": str(db)}, "site": {"name": "HQ"},
+                                        "privacy": {"mask_digits": 3},
+                                        "alerts": {"email": {"enabled": True, "recipients": ["ops@example.com"]}}})
+    body = json.loads(payload("b1", "budget", department="Sales"))
+    body |= {"number": "022-123-4567", "reason": "Sales passed its budget with a call to 0221234567"}
+    mail = open_store(db).mail()
+    try:
+        mail.set_user_email("bob", "bob@example.com", at=2, actor=Actor("test"))
+        mails = alert_digests([PendingAlert(1, "b1", "budget", json.dumps(body))], settings, mail.manager_emails,
+                              now=100)
+    finally:
+        mail.close()
+    by_to = {m.recipients[0]: m for m in mails}
+    bob, ops = by_to["bob@example.com"], by_to["ops@example.com"]
+    assert "4567" not in bob.spec and "4567" not in bob.subject
+    (alert,) = json.loads(bob.spec)["alerts"]
+    assert alert["number"] == "022-123-4***" and "0221234***" in alert["reason"]
+    assert json.loads(ops.spec)["alerts"][0]["number"] == "022-123-4567"
+
+
+@pytest.mark.parametrize(("owner", "role", "hidden"), [("", None, 0), ("alice", "admin", 0), ("maria", "manager", 3),
+                                                        ("victor", "viewer", 3), ("gone", None, 3)])
+def test_a_scheduled_reports_numbers_are_masked_as_its_owner_sees_them(tmp_path: Path, owner: str,
+                                                                       role: str | None, hidden: int) -> None:
+    """A schedule made in the console mails what its owner may see; one of the configuration is the admin's;
+    one whose owner was removed hides what `[privacy]` hides from anyone (fail closed)."""
+    from smdrd.mail import report_digits, report_mails
+    from smdrd.reports.schedules import ScheduleConfig
+
+    db = tmp_path / "smdrd.db"
+    settings = Settings.model_validate({"database": {"path": str(db)}, "privacy": {"mask_digits": 3}})
+    if role is not None:
+        accounts = open_store(db).accounts()
+        try:
+            accounts.add_user(owner, role, "not-a-hash", ["Sales"] if role == "manager" else [], at=1,
+                              actor=Actor("test"))
+        finally:
+            accounts.close()
+    schedule = ScheduleConfig(name="s", recipients=["m@example.com"])
+    [mine] = report_mails(settings, "db:1", schedule, [(100, date(2026, 3, 1))], owner)
+    mail = open_store(db).mail()
+    try:
+        mail.plan([mine], {})
+        [item] = mail.due(200)
+        assert report_digits(mail, item, settings.privacy) == hidden
+    finally:
+        mail.close()

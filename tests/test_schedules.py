@@ -221,3 +221,20 @@ def test_the_smtp_password_comes_from_a_systemd_credential(tmp_path: Path, monke
     (tmp_path / "smtp-password").write_text("s3cret-from-systemd\n")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     assert smtp_password(cfg) == "s3cret-from-systemd"
+
+
+async def test_a_report_mail_masks_the_digits_it_is_asked_to(tmp_path: Path) -> None:
+    """`render_report_mail(..., mask_digits=3)`: the attachment's numbers end in ***, as its owner sees them."""
+    from smdrd.reports.mail import render_report_mail
+    from smdrd.reports.queries import context_from
+    from smdrd.store import open_store
+    from tests.test_reports import CALLS, DEPARTMENTS, settings_for, write_calls
+
+    db = tmp_path / "smdrd.db"
+    await write_calls(db, CALLS)
+    ctx, store = context_from(settings_for(db, DEPARTMENTS)), open_store(db)
+    s = schedule(kind="calls", formats=["csv"], filters={})
+    whole = render_report_mail(store, s, date(2026, 3, 1), date(2026, 3, 31), ctx=ctx, site="HQ")
+    masked = render_report_mail(store, s, date(2026, 3, 1), date(2026, 3, 31), ctx=ctx, site="HQ", mask_digits=3)
+    assert b"0221234567" in whole.attachments[0].data
+    assert b"0221234567" not in masked.attachments[0].data and b"0221234***" in masked.attachments[0].data

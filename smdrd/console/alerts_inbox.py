@@ -23,7 +23,7 @@ from aiohttp import web
 
 from smdrd.console.calls import CALL_READERS, on_thread, parse_day, report_context, scope_departments
 from smdrd.http import MAX_BODY, Principal, principal_of, requires
-from smdrd.privacy import hidden_digits, mask, mask_within
+from smdrd.privacy import hidden_digits, masked_payload
 from smdrd.reports.queries import Context
 from smdrd.store import open_store
 from smdrd.store.api import ALERT_STATES, Actor, AlertFilter, AlertInbox, InboxAlert, utc_bounds
@@ -31,7 +31,7 @@ from smdrd.store.api import ALERT_STATES, Actor, AlertFilter, AlertInbox, InboxA
 if TYPE_CHECKING:
     from smdrd.console import Console
 
-__all__ = ["ALERT_ACTORS", "MAX_SNOOZE_DAYS", "SEVERITIES", "SNOOZES", "AlertsInbox", "masked_payload", "register"]
+__all__ = ["ALERT_ACTORS", "MAX_SNOOZE_DAYS", "SEVERITIES", "SNOOZES", "AlertsInbox", "register"]
 
 #: who may acknowledge and snooze: admins, and managers for their departments' alerts.
 ALERT_ACTORS = frozenset({"admin", "manager"})
@@ -270,24 +270,6 @@ class AlertsInbox:
     @requires(*ALERT_ACTORS)
     async def api_snooze(self, request: web.Request) -> web.StreamResponse:
         return await self._api_action(request, "snooze")
-
-
-def masked_payload(payload: dict[str, Any], hidden: int) -> dict[str, Any]:
-    """An alert's payload with ``hidden`` last digits of its numbers masked (``[privacy]``)."""
-    if not hidden:
-        return payload
-    out = dict(payload)
-    if isinstance(out.get("number"), str):
-        out["number"] = mask(out["number"], hidden)
-    call = out.get("call")
-    if isinstance(call, dict):
-        out["call"] = {k: mask(v, hidden) if k in ("number", "e164") and isinstance(v, str) else v
-                       for k, v in call.items()}
-    if isinstance(out.get("reason"), str):  # the reason names the number too
-        numbers = [payload.get("number"), *(call.get(k) for k in ("number", "e164"))] if isinstance(call, dict) \
-            else [payload.get("number")]
-        out["reason"] = mask_within(out["reason"], [n for n in numbers if isinstance(n, str)], hidden)
-    return out
 
 
 def register(console: Console) -> AlertsInbox:

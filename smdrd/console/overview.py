@@ -42,8 +42,8 @@ import structlog
 from aiohttp import web
 from markupsafe import Markup
 
-from smdrd.console.alerts_inbox import masked_payload
 from smdrd.http import READERS, Principal, principal_of, public, requires
+from smdrd.privacy import masked_payload
 from smdrd.rating.classes import CALL_CLASSES
 from smdrd.reports.departments import UNASSIGNED
 from smdrd.reports.forecast import Forecast, WorkingCalendar, calendar_for, month_bounds, month_end_forecast

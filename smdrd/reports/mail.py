@@ -100,14 +100,14 @@ def _summary(report: Report) -> str:
 
 
 def render_report_mail(store: Store, schedule: ScheduleConfig, first: date, last: date, *, ctx: Context,
-                       site: str) -> ReportMail:
-    """The mail of ``schedule`` for first..last (blocking).
+                       site: str, mask_digits: int = 0) -> ReportMail:
+    """The mail of ``schedule`` for first..last (blocking), numbers with ``mask_digits`` last digits hidden.
 
     Raises:
         ValueError: the schedule's filters no longer fit the configuration (a department removed), or an
             attachment is too large (`AttachmentTooLarge`).
     """
-    query = schedule_query(schedule, first, last, ctx)
+    query = replace(schedule_query(schedule, first, last, ctx), mask_digits=mask_digits)
     summary_query = query if query.kind not in LISTINGS else replace(query, page_size=1)
     names = names_of(store)
     reader = store.reports()
