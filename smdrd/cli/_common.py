@@ -62,16 +62,16 @@ def input_file(name: str | None) -> None:
 
 
 def day(text: str) -> date:
-    """An argparse type for a ``--from``/``--to`` day: the error says what was expected."""
+    """An argparse type for a ``--from``/``--to`` day: the error says what was expected. A day before 1980 or
+    after 2099 is taken as the nearest of them (no call is stored outside those years, so ``--to 9999-12-31``
+    still means "to the end", without a day past the calendar's end)."""
     from smdrd.record import EARLIEST_YEAR, LATEST_YEAR
 
     try:
         day = date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a day such as 2026-03-01, got {text!r}") from None
-    if not EARLIEST_YEAR <= day.year <= LATEST_YEAR:  # no call is stored outside these years
-        raise argparse.ArgumentTypeError(f"expected a day from {EARLIEST_YEAR} to {LATEST_YEAR}, got {text!r}")
-    return day
+    return min(max(day, date(EARLIEST_YEAR, 1, 1)), date(LATEST_YEAR, 12, 31))
 
 
 def config_path(args: argparse.Namespace) -> Path:

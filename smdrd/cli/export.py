@@ -74,8 +74,10 @@ def parse_time(text: str, tz: ZoneInfo) -> int:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise SmdrdError(f"expected a date or time such as 2026-03-01 or 2026-03-01T08:00, got {text!r}") from None
-    if not EARLIEST_YEAR <= moment.year <= LATEST_YEAR:  # no call is stored outside these years
-        raise SmdrdError(f"expected a time from {EARLIEST_YEAR} to {LATEST_YEAR}, got {text!r}")
+    # No call is stored outside these years: a time beyond them is the nearest (``--to 9999-12-31``: to the end,
+    # without a day past the calendar's end).
+    moment = min(max(moment, datetime(EARLIEST_YEAR, 1, 1, tzinfo=moment.tzinfo)),
+                 datetime(LATEST_YEAR, 12, 31, 23, 59, 59, tzinfo=moment.tzinfo))
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=tz)
     return int(moment.timestamp())
