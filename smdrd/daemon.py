@@ -273,6 +273,11 @@ class Daemon:
         if self.http is not None:
             try:
                 await self.http.start()
+            except SmdrdError as exc:  # the configuration's [http] listen: say which file holds it
+                await self.writer.close_connection()
+                if self.config_path is None:
+                    raise
+                raise SmdrdError(f"{self.config_path}: {exc}") from None
             except BaseException:
                 await self.writer.close_connection()
                 raise
@@ -383,8 +388,9 @@ class Daemon:
             except Exception as exc:
                 delay = backoff.next_delay()
                 level = log.error if backoff.attempt == 1 else log.debug
+                # An SmdrdError says what went wrong in words (a missing file, a refused login): no traceback.
                 level("source.failed", source=source.name, error=describe(exc), restart_in=round(delay, 1),
-                      failures=backoff.attempt, exc_info=backoff.attempt == 1)
+                      failures=backoff.attempt, exc_info=backoff.attempt == 1 and not isinstance(exc, SmdrdError))
                 source.status.failed(exc)
                 await asyncio.sleep(delay)
                 continue

@@ -48,6 +48,7 @@ from urllib.parse import parse_qs, urlencode
 import structlog
 from aiohttp import web
 
+from smdrd.errors import SmdrdError
 from smdrd.http_config import HttpConfig, tls_context
 from smdrd.section import parse_hostport
 
@@ -329,9 +330,15 @@ class HttpServer:
             max_headers=MAX_HEADERS, lingering_time=min(cfg.head_timeout, 10.0))
         await self._runner.setup()
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self._protocol, self.host, self.port, reuse_address=True,
-                                                backlog=min(cfg.max_connections * 2, 1024), ssl=self.ssl,
-                                                ssl_handshake_timeout=cfg.head_timeout if self.ssl else None)
+        try:
+            self._server = await loop.create_server(self._protocol, self.host, self.port, reuse_address=True,
+                                                    backlog=min(cfg.max_connections * 2, 1024), ssl=self.ssl,
+                                                    ssl_handshake_timeout=cfg.head_timeout if self.ssl else None)
+        except OSError as exc:  # a name that does not resolve, an address not on this box, a port in use
+            await self._runner.cleanup()
+            reason = exc.strerror or str(exc)
+            raise SmdrdError(f"[http] listen = \"{self.host}:{self.port}\": cannot listen there: {reason} "
+                             "(an address of this machine and a free port; 127.0.0.1:9464 by default)") from None
         self._sweeper = loop.create_task(self._sweep(), name="http-head-timeout")
         log.info("http.listening", host=self.host, port=self.bound_port, max_connections=cfg.max_connections,
                  tls=self.ssl is not None, trusted_proxies=len(self.proxies))

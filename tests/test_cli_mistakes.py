@@ -181,3 +181,24 @@ def test_a_service_without_its_file_points_at_its_own_example(command: str, exam
     result = smdrd([command, "--config", f"{MISSING}.toml"], tmp_path)
     assert_one_clear_line(result, mentions=example)
     assert (ROOT / example).is_file()
+
+
+def test_an_http_address_in_use_names_the_file_and_the_key(tmp_path: Path) -> None:
+    """`smdrd run` whose `[http] listen` port is taken (another smdrd, another program) says so in one line
+    naming the configuration file and the key, not aiohttp's bare socket error."""
+    import socket
+
+    from smdrd.testing import config_toml, daemon_config
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "smdrd.toml"
+        config.write_text(config_toml(daemon_config(tmp_path, http={"listen": f"127.0.0.1:{port}"})))
+        done = subprocess.run([sys.executable, "-m", "smdrd", "run", "--config", str(config)], capture_output=True,
+                              text=True, timeout=60, check=False)
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"smdrd run: {config}: [http] listen = \"127.0.0.1:{port}\": cannot listen there")
+    assert "in use" in last and "Traceback" not in done.stderr

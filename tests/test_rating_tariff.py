@@ -218,6 +218,7 @@ def test_unknown_band_in_inline_rule_is_a_config_error() -> None:
         ("prefix,rate\n44,0.01,extra\n", 2, "cells"),
         ("prefix,price\n44,0.01\n", 1, "unknown column"),
         ("name,rate\nx,0.01\n", 1, "missing column 'prefix'"),
+        ("prefix,rate,valid_from,valid_until\n44,0.01,2026-03-01,2026-02-01\n", 2, "before valid_from"),
     ],
 )
 def test_bad_deck_line_names_file_and_line(text: str, line: int, reason: str) -> None:

@@ -265,6 +265,9 @@ def parse_deck(
                 source=source,
                 line=line,
             )
+            if rule.valid_from and rule.valid_until and rule.valid_until < rule.valid_from:
+                # as the console's rule form refuses it: such a rule would never price a call
+                raise ValueError(f"valid_until: {rule.valid_until} is before valid_from ({rule.valid_from})")
         except ValueError as exc:
             raise TariffSourceError(source, line, _yeastar_reason(str(exc)) if yeastar else str(exc)) from None
         rules.append(rule)
