@@ -46,3 +46,20 @@ async def test_json_nested_too_deeply_is_a_400(site: Site, session: aiohttp.Clie
 def test_a_rerate_of_days_no_call_can_have_is_named(first: str, last: str, field: str) -> None:
     *_, errors = RateAdmin.period({"from": first, "to": last})
     assert "expected a date from 1980-01-01 to 2099-12-31" in errors[field]
+
+
+@pytest.mark.parametrize(("minutes", "problem"), [("-5", "minutes: expected a whole number of minutes above 0"),
+                                                   ("ten", "minutes: expected a whole number"),
+                                                   ("", "until: choose how long"),
+                                                   ("0", "until: expected a time in the future")])
+def test_a_snooze_of_no_sensible_length_is_named(minutes: str, problem: str) -> None:
+    from zoneinfo import ZoneInfo
+
+    from smdrd.console.alerts_inbox import snooze_until
+    from smdrd.reports.queries import context_from
+    from tests.test_reports import settings_for
+
+    ctx = context_from(settings_for("unused.db"))
+    assert ctx.timezone == ZoneInfo("Europe/Warsaw")
+    end, why = snooze_until({"minutes": minutes}, ctx, now=1_800_000_000)
+    assert end is None and why.startswith(problem)

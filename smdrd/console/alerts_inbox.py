@@ -112,6 +112,8 @@ def snooze_until(fields: dict[str, str], ctx: Context, now: int) -> tuple[int | 
         end = int((when if when.tzinfo else when.replace(tzinfo=ctx.timezone)).timestamp())
     elif minutes.isascii() and minutes.isdigit():
         end = now + int(minutes) * 60
+    elif minutes:
+        return None, f"minutes: expected a whole number of minutes above 0, got {minutes!r}"
     else:
         return None, "until: choose how long, or a date and time"
     if end <= now:
