@@ -436,6 +436,9 @@ def _config_error(shown: str | None, problems: list[tuple[str, str]],
     for key, _ in problems:
         parts = tuple(part for part in re.split(r"[.\[]", key) if part and not part.rstrip("]").isdigit())
         setters = [overrides[parts[:n]] for n in range(len(parts), 0, -1) if parts[:n] in overrides]
+        if not setters and parts:  # a problem of a whole section (two keys that go together) that a variable
+            # set a key of, or a key a malformed variable named (``SMDRD_SITE____NAME``: ``site.``)
+            setters = sorted(name for path, name in overrides.items() if path[:len(parts)] == parts)
         if key.startswith("SMDRD_"):  # the problem is the variable itself
             origins.append("environment")
         else:

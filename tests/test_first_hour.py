@@ -83,6 +83,20 @@ def test_a_bad_environment_override_is_blamed_on_its_variable(tmp_path: Path) ->
     assert line.startswith("environment: SMDRD_SITE__TIMEZONE: site.timezone: expected an IANA timezone")
     assert str(path) not in line
 
+@pytest.mark.parametrize(("variable", "value", "blamed"), [
+    ("SMDRD_HTTP__TLS_CERT", "/etc/ssl/x.pem", "http: tls_cert and tls_key"),  # a section's rule, one key set
+    ("SMDRD_SITE____NAME", "x", "site."),  # a doubled delimiter: an empty key
+    ("SMDRD_SOURCES", "[" * 5000 + "]" * 5000, "not valid JSON (nested too deeply)"),
+])
+def test_a_problem_a_variable_made_is_blamed_on_it_not_the_file(tmp_path: Path, variable: str, value: str,
+                                                                blamed: str) -> None:
+    path = write_config(tmp_path, GOOD)
+    result = smdrd("check-config", path, cwd=tmp_path, env={variable: value})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"environment: {variable}: ") and blamed in line and str(path) not in line
+
+
 def test_a_list_from_the_environment_that_is_not_one_is_blamed_on_its_variable(tmp_path: Path) -> None:
     path = write_config(tmp_path, GOOD)
     result = smdrd("check-config", path, cwd=tmp_path, env={"SMDRD_SOURCES": '{"name": "pbx"}'})
