@@ -429,6 +429,7 @@ class _Parsed:
     departments: dict[str, DirectoryDepartment] = field(default_factory=dict)
     set_at: dict[tuple[str, str], int] = field(default_factory=dict)  # (department, column) -> line
     memberships: list[DirectoryMembership] = field(default_factory=list)
+    member_lines: list[int] = field(default_factory=list)  # the line of each membership
     names: dict[tuple[str, str], str] = field(default_factory=dict)  # (extension, site) -> name
 
 
@@ -473,7 +474,29 @@ def read_csv(lines: Iterable[str], source: str, *, max_rows: int = 100_000) -> t
     for m in p.memberships:
         if m.department not in p.departments:
             p.departments[m.department] = DirectoryDepartment(m.department)
-    return list(p.departments.values()), p.memberships, [(e, name, site) for (e, site), name in p.names.items()]
+    departments = list(p.departments.values())
+    # The rules across rows (a parent that is no department, parents in a cycle, two memberships that tie),
+    # checked here too so that the mistake is named by its line, as every other one is.
+    configs = department_configs(DirectorySnapshot(tuple(departments), tuple(p.memberships), 0))
+    problems = department_problems(configs)
+    if problems:
+        key, message = problems[0]
+        raise DirectoryError(_csv_place(key, message, configs, p, columns=columns, source=source), message)
+    return departments, p.memberships, [(e, name, site) for (e, site), name in p.names.items()]
+
+
+def _csv_place(key: str, message: str, configs: Sequence[DepartmentConfig], p: _Parsed, *, columns: list[str],
+               source: str) -> str:
+    """Where in the file a `department_problems` problem stands: the parent cell it is about, or the later row
+    of two memberships that tie (named in the message)."""
+    found = re.fullmatch(r"departments\[(\d+)\]\.parent", key)
+    if found is not None:
+        line = p.set_at.get((configs[int(found.group(1))].name, "parent"))
+        if line is not None:
+            return f"{source}, line {line}, column {columns.index('parent') + 1} (parent)"
+    lines = [line for m, line in zip(p.memberships, p.member_lines, strict=True)
+             if f"{m.department!r} ({m.spec})" in message]
+    return f"{source}, line {max(lines)}" if lines else source
 
 
 def _read_row(p: _Parsed, cells: dict[str, str], columns: list[str], where: str) -> None:
@@ -548,5 +571,6 @@ def _read_row(p: _Parsed, cells: dict[str, str], columns: list[str], where: str)
             site = site_name(get("site"))
         except DirectoryError as exc:
             raise DirectoryError(at("site"), exc.message) from None
+        p.member_lines.append(int(where.rsplit(" ", 1)[1]))
         p.memberships.append(DirectoryMembership(department, MembershipConfig(extensions=[extension]).extensions[0],
                                                  first, last, site))

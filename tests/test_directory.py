@@ -84,6 +84,9 @@ def test_csv_gives_departments_memberships_and_names() -> None:
      "at most 100 characters"),
     ("extension,name,department\n201\x00,x,Sales\n", "line 2, column 1 (extension)", "control characters"),
     ("extension,department\n201,Sa\x00les\n", "line 2, column 2 (department)", "control characters"),
+    # the rules across rows, named by the row too
+    ("extension,department,parent\n,A,B\n,B,A\n", "line 2, column 3 (parent)", "parents form a cycle"),
+    ("extension,department\n200-299,Sales\n201,Ops\n250-349,Support\n", "line 4", "in both 'Sales'"),
 ])
 def test_csv_errors_name_the_line_and_the_column(text: str, where: str, what: str) -> None:
     with pytest.raises(DirectoryError) as caught:
