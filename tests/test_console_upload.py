@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 from smdrd.accounts import digest, new_token
 from smdrd.store import open_store
 from smdrd.store.api import Actor
+from smdrd.testing import free_port
 from tests.test_console_calls import session
 from tests.test_console_http import CSRF, Site, sign_in
 
@@ -175,3 +177,54 @@ async def test_one_upload_at_a_time_from_its_first_byte(site: Site, session: aio
     assert response.status == 400 and "could not be recognised" in text
     async with session.get(f"{site.base}/upload") as page:
         assert 'id="receiving"' not in await page.text()
+
+
+@pytest.fixture(scope="module")
+def pbx_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Site, int]]:
+    """A daemon with one live source (``pbx``, Avaya IP Office pushing to a TCP port), the PBX's port beside."""
+    from tests.test_console_calls import serve
+
+    folder = tmp_path_factory.mktemp("upload-pbx")
+    port = free_port()
+    source = {"name": "pbx", "kind": "tcp-server", "format": "avaya-ipo", "listen": f"127.0.0.1:{port}"}
+    for site in serve(folder, sources=[source], tariff={"currency": "PLN"},
+                      retention={"calls_days": 0, "lines_days": 0}):
+        yield site, port
+
+
+async def test_a_saved_log_of_what_the_pbx_sent_live_adds_only_what_was_missed(
+        pbx_site: tuple[Site, int], session: aiohttp.ClientSession) -> None:
+    """The office's PBX sent two calls live; its saved log holds those and two more (the daemon was down for
+    them). Uploaded as that PBX's source, the default where the site has one, the two known calls are
+    recognised and only the two missed ones are added: no cost counted twice."""
+    site, port = pbx_site
+    lines = SAMPLE.read_bytes().splitlines()[:5]  # the header, four calls
+    for _ in range(300):  # the source listens once the daemon has started it
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            break
+        except OSError:
+            await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the source never listened")
+    writer.write(b"\r\n".join(lines[1:3]) + b"\r\n")
+    await writer.drain()
+    assert (await sign_in(site, session, "alice")).status == 303
+    july = {"from": "2017-07-01", "to": "2017-07-31", "page_size": "200"}
+    for _ in range(300):
+        async with session.get(f"{site.base}/api/calls", params=july) as r:
+            if len((await r.json())["calls"]) == 2:
+                break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the live calls never arrived")
+    writer.close()
+    async with session.get(f"{site.base}/upload") as page:
+        form = await page.text()
+    assert '<option value="pbx" selected>pbx</option>' in form
+    job = await finished(session, site, (await upload(session, site, b"\r\n".join(lines) + b"\r\n"))
+                         .headers["Location"])
+    assert job["state"] == "done" and job["source"] == "pbx", job
+    assert (job["calls"], job["duplicates"]) == (2, 2), job
+    async with session.get(f"{site.base}/api/calls", params=july) as r:
+        assert len((await r.json())["calls"]) == 4

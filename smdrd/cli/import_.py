@@ -53,7 +53,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-f", "--format", required=True, help="the format name (see `smdrd formats`)")
     add_config_argument(p)
     p.add_argument("--database", type=Path, help="the SQLite file (overrides the configuration's)")
-    p.add_argument("--source", default="import", help="the source name to journal the lines under")
+    p.add_argument("--source", default="import",
+                   help="the source name to journal the lines under (default import); a saved log of a PBX that also "
+                        "sends live: that source's name, so that the calls it already sent are recognised, not "
+                        "stored twice (a call is the same call only from the same source)")
     p.add_argument("--year", type=int, help="the year, for formats whose dates have none")
     p.add_argument("--encoding", help="the files' encoding (default: the format's)")
     p.add_argument("--batch", type=int, default=20_000, help="rows per commit (default 20000)")

@@ -79,6 +79,9 @@ class UploadJob:
     detected: bool
     by: str
     started_at: int  # UTC microseconds
+    #: the source its lines are journalled under: a live source's name, so that the lines that source already
+    #: received are recognised (a call is the same call only from the same source), or `UPLOAD_SOURCE`.
+    source: str = "upload"
     state: str = "running"  # running | done | failed
     summary: str = ""
     finished_at: int | None = None
@@ -88,7 +91,8 @@ class UploadJob:
         done = sum(n for s, n in self.statuses.items() if s != "flushed")
         percent = 100 if self.state != "running" else min(99, done * 100 // max(self.lines, 1))
         return {"id": self.id, "name": self.name, "size": self.size, "lines": self.lines, "format": self.format,
-                "detected": self.detected, "by": self.by, "state": self.state, "summary": self.summary,
+                "detected": self.detected, "by": self.by, "source": self.source, "state": self.state,
+                "summary": self.summary,
                 "journalled": done, "percent": percent,
                 "calls": self.statuses.get("parsed", 0), "duplicates": self.statuses.get("duplicate", 0),
                 "errors": self.statuses.get("error", 0), "skipped": self.statuses.get("skipped", 0),
@@ -138,6 +142,18 @@ class Uploads:
                 if _JOB_ID.fullmatch(leftover.name) and leftover.is_dir():
                     shutil.rmtree(leftover, ignore_errors=True)
 
+    def source_names(self) -> list[str]:
+        """The configured sources an upload may be journalled as (the configuration as reloaded)."""
+        daemon = self.console.daemon
+        settings = daemon.settings if daemon is not None else self.console.settings
+        return [src.name for src in settings.sources]
+
+    def default_source(self) -> str:
+        """The source an upload is journalled under when the form names none: the site's only source (a saved
+        log of that PBX overlaps what it sent live), else `UPLOAD_SOURCE`."""
+        names = self.source_names()
+        return names[0] if len(names) == 1 else UPLOAD_SOURCE
+
     # ---- pages ----
 
     def _page(self, request: web.Request, *, status: int = 200, problem: UploadProblem | None = None,
@@ -147,6 +163,7 @@ class Uploads:
             request, "upload_form.html", status=status, title="Upload a PBX log",
             formats=format_names(), chosen=chosen, max_mb=self.max_bytes // (1024 * 1024),
             errors={problem.field: str(problem)} if problem else {}, running=self.running, receiving=self.receiving,
+            sources=self.source_names(), upload_source=UPLOAD_SOURCE, chosen_source=self.default_source(),
             jobs=[j.view() for j in reversed(self.jobs.values())],
             csrf=principal.csrf if principal is not None else "")
 
@@ -184,6 +201,12 @@ class Uploads:
             part = await reader.next()
         if chosen and chosen not in format_names():
             raise UploadProblem("format", f"unknown format {chosen[:40]!r}; choose one from the list")
+        source = self.default_source()
+        if isinstance(part, BodyPartReader) and part.name == "source":
+            source = await text_field(part, "source") or source
+            part = await reader.next()
+            if source not in (*self.source_names(), UPLOAD_SOURCE):
+                raise UploadProblem("source", f"unknown source {source[:40]!r}; choose one from the list")
         if not isinstance(part, BodyPartReader) or part.name != "file" or not part.filename:
             raise UploadProblem("file", "choose a file to upload")
         busy = self.running.name if self.running is not None else self.receiving
@@ -193,7 +216,9 @@ class Uploads:
         name = _SAFE_NAME.sub("_", Path(part.filename).name)[-100:].lstrip(".") or "upload.log"
         self.receiving = name  # no await since the check above: no other upload can pass it now
         try:
-            return await self._stream(part, principal.name, job_id, name, chosen)
+            job, chosen = await self._stream(part, principal.name, job_id, name, chosen)
+            job.source = source
+            return job, chosen
         finally:
             self.receiving = None
 
@@ -245,14 +270,15 @@ class Uploads:
 
     async def _import(self, job: UploadJob) -> None:
         args = [sys.executable, "-m", "smdrd", "import", str(job.path), "--format", job.format, "--source",
-                UPLOAD_SOURCE, "--batch", str(IMPORT_BATCH)]
+                job.source, "--batch", str(IMPORT_BATCH)]
         if isinstance(self.db, Path):
             args += ["--database", str(self.db)]  # else the configuration's [database] url
         if self.config_path is not None:
             args += ["--config", str(self.config_path)]
         if job.size < IN_PROCESS_BYTES and isinstance(self.db, Path):  # --in-process imports into SQLite only
             args.append("--in-process")  # a second process to start would take longer than the parsing
-        log.info("upload.import_started", job=job.id, file=job.name, bytes=job.size, format=job.format, by=job.by)
+        log.info("upload.import_started", job=job.id, file=job.name, bytes=job.size, format=job.format, by=job.by,
+                 source=job.source)
         proc: asyncio.subprocess.Process | None = None
         try:
             proc = await asyncio.create_subprocess_exec(*args, stdin=subprocess.DEVNULL,
