@@ -148,6 +148,9 @@ class Console:
         self._accounts: Accounts | None = None
         #: called on the store's thread when the console closes (a page module's own connection).
         self.closers: list[Callable[[], None]] = []
+        #: called on the loop when a person changed what the overview shows besides calls (an alert acknowledged
+        #: or snoozed): its figures are computed again at once rather than when the next call or minute comes.
+        self.changed_listeners: list[Callable[[], None]] = []
         #: the store's one thread: every query of the console runs there, in order.
         self._db = ThreadPoolExecutor(1, thread_name_prefix="smdrd-console-db")
         #: Argon2 hashing, one at a time (each takes 64 MiB for a few tens of milliseconds).

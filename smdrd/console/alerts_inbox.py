@@ -221,7 +221,11 @@ class AlertsInbox:
                        else inbox.snooze(alert_id, until, at=now, actor=actor))
             return 200, "", changed
 
-        return await self._inbox(change)
+        done = await self._inbox(change)
+        if done[0] == 200:
+            for listener in self.console.changed_listeners:  # the overview's open alerts
+                listener()
+        return done
 
     async def _form(self, request: web.Request) -> dict[str, str]:
         if request.content_length is not None and request.content_length > MAX_BODY:

@@ -295,8 +295,12 @@ class Overview:
     def committed(self, entries: list[Entry], seconds: float) -> None:
         """Commit listener: the figures are stale (computed again at most every `PUSH_INTERVAL`)."""
         if entries:
-            self.generation += 1
-            self._changed.set()
+            self.changed()
+
+    def changed(self) -> None:
+        """The figures are stale: a commit, or a person's change (`Console.changed_listeners`)."""
+        self.generation += 1
+        self._changed.set()
 
     # -- figures --
 
@@ -514,6 +518,7 @@ def register(console: Console) -> Overview:
     router.add_get("/", overview.page)
     router.add_get("/overview/events", overview.events)
     router.add_get("/console/static/overview/{name}", overview.static)
+    console.changed_listeners.append(overview.changed)
     if daemon is not None:
         daemon.commit_listeners.append(overview.committed)
         daemon.add_task("console-overview", overview.run)
