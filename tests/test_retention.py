@@ -258,8 +258,8 @@ def test_raw_lines_go_with_their_calls_when_calls_are_kept_shorter(db: Path, rw:
     counts = prune(rw, cutoffs(NOW, TZ, calls_days=CALLS_DAYS, lines_days=3000), batch_rows=1000)
     assert (counts.calls, counts.lines_deleted, counts.lines_emptied) == (OLD_LEGS, 8, 0)
     # Lines are cut by when they arrived: the call that started at 23:59:59 arrived after midnight, so its
-    # line goes one run later.
-    assert rw.execute(orphans).fetchall() == [(b"line 2025-03-05T23:59:59 201",)]
+    # line's row goes one run later; its bytes went with its call (a reparse must not make the call again).
+    assert rw.execute(orphans).fetchall() == [(RAW_PRUNED,)]
     prune(rw, cutoffs(NOW + timedelta(days=1), TZ, calls_days=CALLS_DAYS, lines_days=3000), batch_rows=1000)
     assert rw.execute(orphans).fetchall() == []
 
@@ -325,7 +325,7 @@ def test_batch_queries_walk_an_index_without_sorting(rw: sqlite3.Connection) -> 
     and lines_received indexes in order, never collected and sorted (which would make pruning quadratic)."""
     from smdrd.store.sqlite import retention
 
-    calls_plan = " ".join(r[3] for r in rw.execute("EXPLAIN QUERY PLAN " + retention._DELETE_CALLS, (0, 10)))
+    calls_plan = " ".join(r[3] for r in rw.execute("EXPLAIN QUERY PLAN " + retention._OLDEST_CALLS, (0, 10)))
     lines_plan = " ".join(r[3] for r in rw.execute("EXPLAIN QUERY PLAN " + retention._SELECT_LINES, (0, 0, 0, 10)))
     assert "calls_start" in calls_plan and "TEMP B-TREE" not in calls_plan
     assert "lines_received" in lines_plan and "TEMP B-TREE" not in lines_plan
@@ -429,6 +429,54 @@ async def test_reparse_leaves_calls_of_emptied_lines_alone(tmp_path: Path, capsy
     assert args.func(args) == 0
     capsys.readouterr()
     assert stored() == before == (6, before[1])
+
+
+async def test_a_reparse_after_calls_were_pruned_adds_nothing_back(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str],
+                                                                     any_database: Path | str) -> None:
+    """Calls pruned while their lines were young (a saved log imported today, a call reported after the
+    cutoff's midnight): the lines lose their bytes with the calls, so ``smdrd reparse`` cannot make the calls
+    again and add them to rollups that still count them (every report counted them twice)."""
+    import psycopg
+
+    from smdrd.cli import rebuild
+    from smdrd.core import process_frame
+    from smdrd.parsing import ParserContext, get_parser_class
+    from smdrd.rating import Rater
+    from smdrd.store import open_store
+    from smdrd.testing import write_entries as store_entries
+
+    db = any_database
+    config = tmp_path / "smdrd.toml"
+    where = f'url = "{db}"' if isinstance(db, str) else f'path = "{db}"'
+    config.write_text(f'[site]\ntimezone = "Europe/Warsaw"\ncountry = "PL"\n[database]\n{where}\n')
+    settings = load_config(config, use_env=False)
+    parser = get_parser_class("avaya-ipo")(ParserContext(timezone=TZ, year=None, options={}))
+    rate = Rater.from_config(settings.site, settings.tariff).rate
+    received = int(NOW.timestamp() * 1_000_000)  # today: the lines are young, their calls old
+    await store_entries(db, [process_frame(IPO_LINE.format(start="2017/07/14 12:00:00", id=i).encode(), parser,
+                                           "utf-8", source="pbx", peer="", received_at=received + i, rate=rate)
+                             for i in range(6)])
+
+    def stored() -> tuple[int, dict[str, list[tuple[Any, ...]]]]:
+        conn: Any = psycopg.connect(db) if isinstance(db, str) else connect(str(db))
+        try:
+            return conn.execute("SELECT count(*) FROM calls").fetchone()[0], rollups(conn)
+        finally:
+            conn.close()
+
+    _, totals = stored()
+    retention = open_store(db).retention()
+    try:
+        assert retention.prune(cutoffs(NOW, TZ, calls_days=31, lines_days=0), batch_rows=4).calls == 6
+    finally:
+        retention.close()
+    cli = argparse.ArgumentParser(prog="smdrd")
+    rebuild.register(cli.add_subparsers())
+    args = cli.parse_args(["reparse", "--config", str(config)])
+    assert args.func(args) == 0
+    capsys.readouterr()
+    assert stored() == (0, totals)
 
 
 # ---- the live path: a real daemon ingests over TCP while a large backlog is pruned ----

@@ -18,8 +18,10 @@ __all__ = ["PgRetention"]
 
 _T = TypeVar("_T")
 
-_DELETE_CALLS = ("DELETE FROM calls WHERE id IN "
-                 "(SELECT id FROM calls WHERE start_utc < %s ORDER BY start_utc LIMIT %s)")
+_OLDEST_CALLS = "SELECT id, line_id FROM calls WHERE start_utc < %s ORDER BY start_utc LIMIT %s"
+_DELETE_CALL_IDS = "DELETE FROM calls WHERE id = ANY(%s)"
+#: the lines of pruned calls lose their bytes at once (as `smdrd.store.sqlite.retention` says why).
+_EMPTY_CALL_LINES = "UPDATE lines SET raw = %s WHERE id = ANY(%s) AND length(raw) > 0 AND status <> 'flushed'"
 _SELECT_LINES = """
     SELECT l.id, l.received_at, length(l.raw) > 0, EXISTS (SELECT 1 FROM calls AS c WHERE c.line_id = l.id)
     FROM lines AS l
@@ -56,7 +58,15 @@ class PgRetention:
             raise StoreUnavailable(f"retention: {exc}") from exc
 
     def prune_calls_batch(self, before: int, limit: int) -> int:
-        return self._run(lambda c: c.execute(_DELETE_CALLS, (before, limit)).rowcount)
+        def work(c: psycopg.Connection[Any]) -> int:
+            rows = c.execute(_OLDEST_CALLS, (before, limit)).fetchall()
+            if not rows:
+                return 0
+            gone = int(c.execute(_DELETE_CALL_IDS, ([r[0] for r in rows],)).rowcount)
+            c.execute(_EMPTY_CALL_LINES, (RAW_PRUNED, sorted({r[1] for r in rows})))
+            return gone
+
+        return self._run(work)
 
     def prune_lines_batch(self, before: int, cursor: LineCursor | None,
                           limit: int) -> tuple[int, int, LineCursor | None]:

@@ -52,8 +52,13 @@ _T = TypeVar("_T")
 
 # `ORDER BY start_utc` walks the calls_start index and stops after LIMIT rows. `ORDER BY id` would make SQLite
 # collect and sort every old call for each batch: quadratic over a large backlog.
-_DELETE_CALLS = ("DELETE FROM calls WHERE id IN "
-                 "(SELECT id FROM calls WHERE start_utc < ? ORDER BY start_utc LIMIT ?)")
+_OLDEST_CALLS = "SELECT id, line_id FROM calls WHERE start_utc < ? ORDER BY start_utc LIMIT ?"
+_DELETE_CALL_IDS = "DELETE FROM calls WHERE id IN (SELECT value FROM json_each(?))"
+#: the lines of pruned calls lose their bytes at once, however recently they were received (a saved log imported
+#: today, a call reported after the cutoff's midnight): `smdrd reparse` would otherwise make the calls again and
+#: add them to rollups that still count them (see `smdrd.store.pruning.PRUNED_SQL`).
+_EMPTY_CALL_LINES = ("UPDATE lines SET raw = ? WHERE id IN (SELECT value FROM json_each(?)) AND length(raw) > 0 "
+                     "AND status <> 'flushed'")
 
 # Candidates are read outside the write transaction (WAL readers never block the writer), walking the
 # lines_received index from a cursor, so lines kept for their calls are read once per run, not once per batch.
@@ -117,7 +122,15 @@ def prune_calls_batch(conn: sqlite3.Connection, before: int, limit: int) -> int:
 
     Fewer than ``limit`` means there is nothing older left.
     """
-    return _write(conn, lambda: conn.execute(_DELETE_CALLS, (before, limit)).rowcount)
+    def work() -> int:
+        rows = conn.execute(_OLDEST_CALLS, (before, limit)).fetchall()
+        if not rows:
+            return 0
+        gone = int(conn.execute(_DELETE_CALL_IDS, (_json_ids([r[0] for r in rows]),)).rowcount)
+        conn.execute(_EMPTY_CALL_LINES, (RAW_PRUNED, _json_ids(sorted({r[1] for r in rows}))))
+        return gone
+
+    return _write(conn, work)
 
 
 def prune_lines_batch(conn: sqlite3.Connection, before: int, cursor: LineCursor | None,
