@@ -20,9 +20,10 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from smdrd.console import _when
+from smdrd.console.reports import PERIOD_NAMES
 from smdrd.http import MAX_BODY, Principal, principal_of, requires
 from smdrd.mail import ALERTS_CURSOR, schedule_key
-from smdrd.reports.queries import KINDS
+from smdrd.reports.queries import KINDS, TITLES
 from smdrd.reports.schedules import PERIODS, REPORT_FORMATS, WEEKDAYS, ScheduleConfig
 from smdrd.store.api import Actor, MailItem, MailStore, StoredSchedule
 
@@ -92,6 +93,7 @@ class SchedulePages:
             request, "schedules.html", status=status, title="Scheduled reports", rows=rows, deliveries=deliveries,
             names=names, when=_when, errors=errors or {}, form=form or {}, editing=editing, done=done,
             csrf=principal.csrf, kinds=KINDS, periods=PERIODS, formats=REPORT_FORMATS, weekdays=WEEKDAYS,
+            titles=TITLES, period_names=PERIOD_NAMES,
             known=self._allowed_departments(principal), smtp=self.console.settings.smtp.enabled)
 
     async def _stored_or_404(self, request: web.Request) -> StoredSchedule:
