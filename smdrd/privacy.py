@@ -145,12 +145,13 @@ def mask_fields(fields: Mapping[str, object], numbers: Iterable[str | None], dig
 def hide_codes(raw: bytes, codes: Iterable[str]) -> bytes:
     """``raw`` (a journal line) with each of ``codes`` (its calls' authorisation codes: credentials, shown to
     nobody) replaced by as many `MASK`es: where it stands as a field of its own (not inside a longer word or
-    number), else, in a layout whose columns touch, wherever it occurs. The longest codes first."""
+    number), else, in a layout whose columns touch, wherever it occurs (a code of 4 characters or more: a
+    shorter one would take every such digit of the line with it). The longest codes first."""
     for code in sorted({c for c in codes if c}, key=len, reverse=True):
         needle = code.encode("utf-8", errors="replace")
         hidden = MASK.encode() * len(needle)
         raw, n = re.subn(rb"(?<![0-9A-Za-z])" + re.escape(needle) + rb"(?![0-9A-Za-z])", hidden, raw)
-        if n == 0:
+        if n == 0 and len(needle) >= 4:
             raw = raw.replace(needle, hidden)
     return raw
 
