@@ -386,7 +386,8 @@ class DaemonProcess:
         """SIGTERM; it must exit 0 (the 15 s only stops a hung test)."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
-        assert self.proc.wait(timeout=15) == 0, self.log_text()[-4000:]
+        code = self.proc.wait(timeout=15)
+        assert code == 0, f"exit status {code} (negative: killed by that signal)\n{self.log_text()[-4000:]}"
 
     async def aterminate(self) -> None:
         await asyncio.to_thread(self.terminate)
