@@ -200,6 +200,10 @@ class AvayaCMParser(Parser):
         g = f.get
         dialed = g("dialed-num", "")
         clg = g("clg-num", "")
+        for name, value in (("dialed-num", dialed), ("clg-num", clg)):
+            if any(c.isspace() for c in value):  # a number of several words: text spilled across the columns
+                raise self.error(f"{value[:40]!r} is no number: the record's columns do not match the layout",
+                                 name)
         code_used = g("code-used", "")
         in_trk = g("in-trk-code", "")
         in_crt = g("in-crt-id", "")

@@ -177,3 +177,15 @@ def test_a_date_the_chosen_order_cannot_read_names_date_order() -> None:
     with pytest.raises(ParseError, match='date_order = "mdy"') as exc:
         parser.parse(REAL[0])
     assert exc.value.field == "date"
+
+
+def test_a_record_whose_columns_are_shifted_is_an_error_not_a_call() -> None:
+    """Text pushed across the fixed columns (here 16 nines written into the duration) must not come out as a
+    call whose extension is '999 7    9 9003': a number field holding several words names the mismatch."""
+    good = "010526 0912 04321 7    9 9003          600907686        217             001           0     0"
+    polish = AvayaCMParser(ParserContext(country="PL"))  # day/month, as the simulator's Polish PBX writes
+    assert parse_one(good, polish).number == "600907686"
+    shifted = good.replace("4321", "9" * 20, 1)
+    with pytest.raises(ParseError, match="columns do not match the layout") as caught:
+        AvayaCMParser(ParserContext(country="PL")).parse(shifted)
+    assert caught.value.field in ("clg-num", "dialed-num")
