@@ -12,7 +12,7 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -383,30 +383,25 @@ async def test_prune_command_dry_run_then_prune(tmp_path: Path, capsys: pytest.C
     assert "at least 31" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("pruned", [False, True])
-async def test_reparse_leaves_calls_of_emptied_lines_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                           pruned: bool, any_database: Path | str) -> None:
-    """After retention emptied old raw lines, ``smdrd reparse`` over that period must not turn the kept calls
-    into parse errors: the calls and every report figure stay as they were (on either store)."""
+async def six_old_calls(tmp_path: Path, db: Path | str, *, received_at: int) -> tuple[
+        Path, Callable[[], tuple[int, dict[str, list[tuple[Any, ...]]]]]]:
+    """Six Avaya IP Office calls of 14 July 2017, journalled as received at ``received_at`` (UTC µs) into ``db``
+    (either store); the configuration that reads it, and a reader of (the calls stored, every rollup)."""
     import psycopg
 
-    from smdrd.cli import rebuild
     from smdrd.core import process_frame
     from smdrd.parsing import ParserContext, get_parser_class
     from smdrd.rating import Rater
-    from smdrd.store import open_store
     from smdrd.testing import write_entries as store_entries
 
-    db = any_database
     config = tmp_path / "smdrd.toml"
     where = f'url = "{db}"' if isinstance(db, str) else f'path = "{db}"'
     config.write_text(f'[site]\ntimezone = "Europe/Warsaw"\ncountry = "PL"\n[database]\n{where}\n')
     settings = load_config(config, use_env=False)
     parser = get_parser_class("avaya-ipo")(ParserContext(timezone=TZ, year=None, options={}))
     rate = Rater.from_config(settings.site, settings.tariff).rate
-    old = int(datetime(2017, 7, 14, 12, 5, tzinfo=TZ).timestamp() * 1_000_000)
     await store_entries(db, [process_frame(IPO_LINE.format(start="2017/07/14 12:00:00", id=i).encode(), parser,
-                                           "utf-8", source="pbx", peer="", received_at=old + i, rate=rate)
+                                           "utf-8", source="pbx", peer="", received_at=received_at + i, rate=rate)
                              for i in range(6)])
 
     def stored() -> tuple[int, dict[str, list[tuple[Any, ...]]]]:
@@ -416,9 +411,22 @@ async def test_reparse_leaves_calls_of_emptied_lines_alone(tmp_path: Path, capsy
         finally:
             conn.close()
 
+    return config, stored
+
+
+@pytest.mark.parametrize("pruned", [False, True])
+async def test_reparse_leaves_calls_of_emptied_lines_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           pruned: bool, any_database: Path | str) -> None:
+    """After retention emptied old raw lines, ``smdrd reparse`` over that period must not turn the kept calls
+    into parse errors: the calls and every report figure stay as they were (on either store)."""
+    from smdrd.cli import rebuild
+    from smdrd.store import open_store
+
+    old = int(datetime(2017, 7, 14, 12, 5, tzinfo=TZ).timestamp() * 1_000_000)
+    config, stored = await six_old_calls(tmp_path, any_database, received_at=old)
     before = stored()
     if pruned:
-        retention = open_store(db).retention()
+        retention = open_store(any_database).retention()
         try:
             assert retention.prune(cutoffs(NOW, TZ, calls_days=0, lines_days=31), batch_rows=100).lines_emptied == 6
         finally:
@@ -437,36 +445,13 @@ async def test_a_reparse_after_calls_were_pruned_adds_nothing_back(tmp_path: Pat
     """Calls pruned while their lines were young (a saved log imported today, a call reported after the
     cutoff's midnight): the lines lose their bytes with the calls, so ``smdrd reparse`` cannot make the calls
     again and add them to rollups that still count them (every report counted them twice)."""
-    import psycopg
-
     from smdrd.cli import rebuild
-    from smdrd.core import process_frame
-    from smdrd.parsing import ParserContext, get_parser_class
-    from smdrd.rating import Rater
     from smdrd.store import open_store
-    from smdrd.testing import write_entries as store_entries
 
-    db = any_database
-    config = tmp_path / "smdrd.toml"
-    where = f'url = "{db}"' if isinstance(db, str) else f'path = "{db}"'
-    config.write_text(f'[site]\ntimezone = "Europe/Warsaw"\ncountry = "PL"\n[database]\n{where}\n')
-    settings = load_config(config, use_env=False)
-    parser = get_parser_class("avaya-ipo")(ParserContext(timezone=TZ, year=None, options={}))
-    rate = Rater.from_config(settings.site, settings.tariff).rate
     received = int(NOW.timestamp() * 1_000_000)  # today: the lines are young, their calls old
-    await store_entries(db, [process_frame(IPO_LINE.format(start="2017/07/14 12:00:00", id=i).encode(), parser,
-                                           "utf-8", source="pbx", peer="", received_at=received + i, rate=rate)
-                             for i in range(6)])
-
-    def stored() -> tuple[int, dict[str, list[tuple[Any, ...]]]]:
-        conn: Any = psycopg.connect(db) if isinstance(db, str) else connect(str(db))
-        try:
-            return conn.execute("SELECT count(*) FROM calls").fetchone()[0], rollups(conn)
-        finally:
-            conn.close()
-
+    config, stored = await six_old_calls(tmp_path, any_database, received_at=received)
     _, totals = stored()
-    retention = open_store(db).retention()
+    retention = open_store(any_database).retention()
     try:
         assert retention.prune(cutoffs(NOW, TZ, calls_days=31, lines_days=0), batch_rows=4).calls == 6
     finally:
