@@ -414,28 +414,36 @@ async def six_old_calls(tmp_path: Path, db: Path | str, *, received_at: int) -> 
     return config, stored
 
 
-@pytest.mark.parametrize("pruned", [False, True])
-async def test_reparse_leaves_calls_of_emptied_lines_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                           pruned: bool, any_database: Path | str) -> None:
-    """After retention emptied old raw lines, ``smdrd reparse`` over that period must not turn the kept calls
-    into parse errors: the calls and every report figure stay as they were (on either store)."""
+def prune_then_reparse(db: Path | str, config: Path, cut: Cutoffs, *, prune: bool) -> PruneCounts:
+    """Retention with ``cut`` (when ``prune``), then ``smdrd reparse`` of everything; what retention did."""
     from smdrd.cli import rebuild
     from smdrd.store import open_store
 
-    old = int(datetime(2017, 7, 14, 12, 5, tzinfo=TZ).timestamp() * 1_000_000)
-    config, stored = await six_old_calls(tmp_path, any_database, received_at=old)
-    before = stored()
-    if pruned:
-        retention = open_store(any_database).retention()
+    done = PruneCounts()
+    if prune:
+        retention = open_store(db).retention()
         try:
-            assert retention.prune(cutoffs(NOW, TZ, calls_days=0, lines_days=31), batch_rows=100).lines_emptied == 6
+            done = retention.prune(cut, batch_rows=4)
         finally:
             retention.close()
     cli = argparse.ArgumentParser(prog="smdrd")
     rebuild.register(cli.add_subparsers())
     args = cli.parse_args(["reparse", "--config", str(config)])
     assert args.func(args) == 0
+    return done
+
+
+@pytest.mark.parametrize("pruned", [False, True])
+async def test_reparse_leaves_calls_of_emptied_lines_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                           pruned: bool, any_database: Path | str) -> None:
+    """After retention emptied old raw lines, ``smdrd reparse`` over that period must not turn the kept calls
+    into parse errors: the calls and every report figure stay as they were (on either store)."""
+    old = int(datetime(2017, 7, 14, 12, 5, tzinfo=TZ).timestamp() * 1_000_000)
+    config, stored = await six_old_calls(tmp_path, any_database, received_at=old)
+    before = stored()
+    done = prune_then_reparse(any_database, config, cutoffs(NOW, TZ, calls_days=0, lines_days=31), prune=pruned)
     capsys.readouterr()
+    assert done.lines_emptied == (6 if pruned else 0)
     assert stored() == before == (6, before[1])
 
 
@@ -445,22 +453,12 @@ async def test_a_reparse_after_calls_were_pruned_adds_nothing_back(tmp_path: Pat
     """Calls pruned while their lines were young (a saved log imported today, a call reported after the
     cutoff's midnight): the lines lose their bytes with the calls, so ``smdrd reparse`` cannot make the calls
     again and add them to rollups that still count them (every report counted them twice)."""
-    from smdrd.cli import rebuild
-    from smdrd.store import open_store
-
     received = int(NOW.timestamp() * 1_000_000)  # today: the lines are young, their calls old
     config, stored = await six_old_calls(tmp_path, any_database, received_at=received)
     _, totals = stored()
-    retention = open_store(any_database).retention()
-    try:
-        assert retention.prune(cutoffs(NOW, TZ, calls_days=31, lines_days=0), batch_rows=4).calls == 6
-    finally:
-        retention.close()
-    cli = argparse.ArgumentParser(prog="smdrd")
-    rebuild.register(cli.add_subparsers())
-    args = cli.parse_args(["reparse", "--config", str(config)])
-    assert args.func(args) == 0
+    done = prune_then_reparse(any_database, config, cutoffs(NOW, TZ, calls_days=31, lines_days=0), prune=True)
     capsys.readouterr()
+    assert done.calls == 6
     assert stored() == (0, totals)
 
 
