@@ -72,7 +72,7 @@ def entry_fields(line: tuple[Any, ...], calls: list[dict[str, Any]], codes: Sequ
     gives it: ``raw`` stays bytes (the publisher encodes it), with the calls' authorisation ``codes`` hidden
     (`smdrd.privacy.hide_codes`): a credential crosses no broker, and a central store shows no one."""
     fields = dict(zip(LINE_COLUMNS, line, strict=True))
-    fields["raw"] = hide_codes(bytes(fields["raw"]), codes) if codes else bytes(fields["raw"])
+    fields["raw"] = hide_codes(bytes(fields["raw"]), codes)
     fields["calls"] = calls
     return fields
 
