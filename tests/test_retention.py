@@ -219,6 +219,35 @@ def test_reports_over_the_pruned_period_give_the_same_figures(db: Path, rw: sqli
     assert len(call_listing(db)) == len(CALLS) - OLD_LEGS
 
 
+async def test_a_late_old_call_after_a_prune_leaves_the_listing_totals_equal_to_its_rows(
+        db: Path, rw: sqlite3.Connection) -> None:
+    """A saved log imported after a prune brings a call older than every pruned day. The oldest stored call is
+    then older than the pruned calls, yet the call listing's totals must still add up its rows, not the rollups
+    (which count the pruned calls too): retention records the last day it pruned, and the listing's totals of a
+    range starting on or before it come from the details. Ranges after that day still use the rollups."""
+    prune(rw, the_cut(), batch_rows=3)
+    assert rw.execute("SELECT pruned_through FROM retention_horizon").fetchall() == [("2025-03-05",)]
+    late = Call("2023-01-02T09:00:00", "203", "outbound", "national", 80, "0.40")
+    await write_entries(db, call_entries([late]))
+
+    ctx = context_from(settings_for(db))
+    conn = SqliteReports(db)
+    try:
+        for first, last in (("2023-01-01", "2026-04-10"), ("2025-03-05", "2025-12-31"), ("2025-03-06", "2026-04-10")):
+            report = to_dict(run_report(conn, parse_query({"kind": ["calls"], "direction": ["all"], "from": [first],
+                                                           "to": [last], "page_size": ["0"]}, ctx), ctx))
+            rows = report["rows"]
+            assert report["totals"]["calls"] == len([r for r in rows if r["leg"] == 0]), (first, last)
+            assert report["totals"]["duration"] == sum(r["duration"] for r in rows), (first, last)
+        assert [r["start"][:10] for r in rows][:1] == ["2025-03-06"]
+    finally:
+        conn.close()
+    # A later prune with an earlier cutoff (a shorter retention undone) deletes the late call, and leaves the
+    # horizon where it was: it never moves back.
+    assert prune(rw, cutoffs(NOW, TZ, calls_days=1000, lines_days=0), batch_rows=3).calls == 1
+    assert rw.execute("SELECT pruned_through FROM retention_horizon").fetchall() == [("2025-03-05",)]
+
+
 def test_dry_run_counts_what_pruning_then_does(db: Path, rw: sqlite3.Connection) -> None:
     """``smdrd prune --dry-run`` promises numbers; the real run must keep them, and a second run finds nothing."""
     promised = plan(rw, the_cut())

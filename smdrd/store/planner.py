@@ -379,15 +379,20 @@ def call_totals(conn: ReadConnection, f: Filters, tz: ZoneInfo, *, selected: boo
 
 def _rollups_agree(conn: ReadConnection, f: Filters) -> bool:
     """Whether the rollups say the same as the call details over ``f``'s range. Not when there are no calls, or
-    when the details may lack calls the rollups count: retention has deleted calls (the rollups go back further
-    than the oldest stored call) and the range starts before the oldest stored call's day. Retention deletes the
-    oldest calls first, whole site-local days, and never a rollup."""
+    when the details may lack calls the rollups count, because retention (which never touches a rollup) deleted
+    them: the range starts on or before the last day retention pruned (``retention_horizon``, recorded by
+    retention), or before the oldest stored call's day while the rollups go back further (calls deleted by other
+    means than retention, oldest first). The horizon is what holds after a saved log brings back calls older than
+    the pruned days: the oldest stored call is then older than the calls that are missing."""
     oldest = conn.execute("SELECT start FROM calls ORDER BY start_utc LIMIT 1").fetchone()
     if oldest is None:
         return False
+    first = f.first.isoformat()
+    horizon = conn.execute("SELECT pruned_through FROM retention_horizon").fetchone()
+    if horizon is not None and first <= str(horizon[0]):
+        return False
     first_rolled = conn.execute(f"SELECT min(day) FROM {DAYS_TABLE}").fetchone()[0]
-    return not (first_rolled is not None and first_rolled < str(oldest[0])[:10]
-                and f.first.isoformat() < str(oldest[0])[:10])
+    return not (first_rolled is not None and first_rolled < str(oldest[0])[:10] and first < str(oldest[0])[:10])
 
 
 def _totals_from_rollups(conn: ReadConnection, f: Filters, tz: ZoneInfo) -> tuple[int, int, int, int] | None:

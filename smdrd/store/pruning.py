@@ -10,7 +10,7 @@ from typing import Any
 
 from smdrd.store.api import Cutoffs, LineCursor, PruneCounts
 
-__all__ = ["PRUNED_SQL", "RAW_PRUNED", "lines_batch", "prune_batches"]
+__all__ = ["PRUNED_SQL", "RAW_PRUNED", "lines_batch", "prune_batches", "pruned_through"]
 
 #: the ``raw`` of a line whose bytes retention emptied (its call is kept).
 RAW_PRUNED = b""
@@ -20,6 +20,13 @@ PRUNED_SQL = "(length(raw) = 0 AND status <> 'flushed')"
 
 #: the cursor before every line.
 FIRST: LineCursor = (-(2**63), -(2**63))
+
+
+def pruned_through(rows: list[Any]) -> str:
+    """The last site-local day (``YYYY-MM-DD``) of a batch of deleted calls, as rows ``(id, line_id, start)``:
+    each store records it as its retention horizon (the reports' `smdrd.store.planner` reads the totals of a
+    range that starts on or before it from the call details, which lack the pruned calls)."""
+    return max(str(r[2])[:10] for r in rows)
 
 
 def lines_batch(read: Callable[[LineCursor], list[Any]],

@@ -12,14 +12,17 @@ import psycopg
 
 from smdrd.store.api import Cutoffs, LineCursor, PruneCounts, StoreUnavailable
 from smdrd.store.postgres.connect import connect
-from smdrd.store.pruning import RAW_PRUNED, lines_batch, prune_batches
+from smdrd.store.pruning import RAW_PRUNED, lines_batch, prune_batches, pruned_through
 
 __all__ = ["PgRetention"]
 
 _T = TypeVar("_T")
 
-_OLDEST_CALLS = "SELECT id, line_id FROM calls WHERE start_utc < %s ORDER BY start_utc LIMIT %s"
+_OLDEST_CALLS = "SELECT id, line_id, start FROM calls WHERE start_utc < %s ORDER BY start_utc LIMIT %s"
 _DELETE_CALL_IDS = "DELETE FROM calls WHERE id = ANY(%s)"
+#: the deleted calls' last site-local day moves the horizon on, never back (as the SQLite store's).
+_PRUNED_THROUGH = ("INSERT INTO retention_horizon (id, pruned_through) VALUES (1, %s) ON CONFLICT (id) "
+                   "DO UPDATE SET pruned_through = greatest(retention_horizon.pruned_through, excluded.pruned_through)")
 #: the lines of pruned calls lose their bytes at once (as `smdrd.store.sqlite.retention` says why).
 _EMPTY_CALL_LINES = "UPDATE lines SET raw = %s WHERE id = ANY(%s) AND length(raw) > 0 AND status <> 'flushed'"
 _SELECT_LINES = """
@@ -64,6 +67,7 @@ class PgRetention:
                 return 0
             gone = int(c.execute(_DELETE_CALL_IDS, ([r[0] for r in rows],)).rowcount)
             c.execute(_EMPTY_CALL_LINES, (RAW_PRUNED, sorted({r[1] for r in rows})))
+            c.execute(_PRUNED_THROUGH, (pruned_through(rows),))
             return gone
 
         return self._run(work)

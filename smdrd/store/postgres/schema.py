@@ -330,6 +330,22 @@ ENTRY_REVISIONS_MIGRATION = (
     "CREATE TABLE entry_revisions (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, line_id bigint NOT NULL);\n"
     "ALTER TABLE lines ADD COLUMN revision bigint NOT NULL DEFAULT 0")
 
+#: The last site-local day whose calls retention has deleted, as the SQLite store's `RETENTION_HORIZON_MIGRATION`
+#: (with the same first value for a database pruned before it).
+RETENTION_HORIZON_MIGRATION = """
+CREATE TABLE retention_horizon (
+    id              integer PRIMARY KEY CHECK (id = 1),
+    pruned_through  text    NOT NULL  -- YYYY-MM-DD, site-local
+);
+INSERT INTO retention_horizon (id, pruned_through)
+    SELECT 1, to_char(substr(o.start, 1, 10)::date - 1, 'YYYY-MM-DD')
+    FROM (SELECT start FROM calls ORDER BY start_utc LIMIT 1) AS o
+    WHERE (SELECT min(day) FROM rollup_days) < substr(o.start, 1, 10)
+    UNION ALL
+    SELECT 1, (SELECT max(day) FROM rollup_days)
+    WHERE NOT EXISTS (SELECT 1 FROM calls) AND EXISTS (SELECT 1 FROM rollup_days);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: everything the SQLite store has at its schema version 11, less the people and rights.
     BASE_MIGRATION,
@@ -347,6 +363,8 @@ MIGRATIONS: tuple[str, ...] = (
     EXTENSION_SITES_MIGRATION,
     # lines whose calls a rerate or reparse changed; a central line's revision (see `ENTRY_REVISIONS_MIGRATION`).
     ENTRY_REVISIONS_MIGRATION,
+    # the last day retention pruned, for the reports (see `RETENTION_HORIZON_MIGRATION`).
+    RETENTION_HORIZON_MIGRATION,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -19,7 +19,8 @@ What it must never do: touch a rollup table, or delete a line that a call refers
 monthly, `smdrd.store.sqlite.rollups`) are kept by ``AFTER INSERT`` and ``AFTER UPDATE`` triggers only, so
 deleting calls leaves every accounting report exact; a connection used here must not carry a ``DELETE`` trigger
 of its own (``smdrd reparse``'s ``calls_unroll``). Old calls are found through ``calls_start``, the identity
-index, whose first column is the start time.
+index, whose first column is the start time. Each batch of calls records its last site-local day in
+``retention_horizon``: the reports read the call listing's totals from the details before it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from smdrd.store.api import Cutoffs, LineCursor, PruneCounts, StoreUnavailable, cutoffs
-from smdrd.store.pruning import PRUNED_SQL, RAW_PRUNED, lines_batch, prune_batches
+from smdrd.store.pruning import PRUNED_SQL, RAW_PRUNED, lines_batch, prune_batches, pruned_through
 from smdrd.store.sqlite.schema import PRAGMAS, migrate
 
 __all__ = [
@@ -52,8 +53,11 @@ _T = TypeVar("_T")
 
 # `ORDER BY start_utc` walks the calls_start index and stops after LIMIT rows. `ORDER BY id` would make SQLite
 # collect and sort every old call for each batch: quadratic over a large backlog.
-_OLDEST_CALLS = "SELECT id, line_id FROM calls WHERE start_utc < ? ORDER BY start_utc LIMIT ?"
+_OLDEST_CALLS = "SELECT id, line_id, start FROM calls WHERE start_utc < ? ORDER BY start_utc LIMIT ?"
 _DELETE_CALL_IDS = "DELETE FROM calls WHERE id IN (SELECT value FROM json_each(?))"
+#: the last site-local day of the deleted calls moves the horizon on (`schema.RETENTION_HORIZON_MIGRATION`), never back.
+_PRUNED_THROUGH = ("INSERT INTO retention_horizon (id, pruned_through) VALUES (1, ?) "
+                   "ON CONFLICT (id) DO UPDATE SET pruned_through = max(pruned_through, excluded.pruned_through)")
 #: the lines of pruned calls lose their bytes at once, however recently they were received (a saved log imported
 #: today, a call reported after the cutoff's midnight): `smdrd reparse` would otherwise make the calls again and
 #: add them to rollups that still count them (see `smdrd.store.pruning.PRUNED_SQL`).
@@ -128,6 +132,7 @@ def prune_calls_batch(conn: sqlite3.Connection, before: int, limit: int) -> int:
             return 0
         gone = int(conn.execute(_DELETE_CALL_IDS, (_json_ids([r[0] for r in rows]),)).rowcount)
         conn.execute(_EMPTY_CALL_LINES, (RAW_PRUNED, _json_ids(sorted({r[1] for r in rows}))))
+        conn.execute(_PRUNED_THROUGH, (pruned_through(rows),))
         return gone
 
     return _write(conn, work)

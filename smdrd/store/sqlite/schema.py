@@ -378,6 +378,26 @@ ENTRY_REVISIONS_MIGRATION = """
     );
     """
 
+#: The last site-local day whose calls retention has deleted, kept by retention itself (`smdrd.store.sqlite.retention`):
+#: the call details of a range that starts on or before it may lack calls that the rollups (which retention never
+#: touches) still count, so the call listing's totals must come from the details there
+#: (`smdrd.store.planner`). The oldest stored call cannot tell this: a saved log imported after a prune brings
+#: back calls older than every pruned day. One row at most. A database pruned before this table existed gets the
+#: day before its oldest stored call, when its rollups go back further than that call, as that guess did.
+RETENTION_HORIZON_MIGRATION = """
+    CREATE TABLE retention_horizon (
+        id              INTEGER PRIMARY KEY CHECK (id = 1),
+        pruned_through  TEXT    NOT NULL  -- YYYY-MM-DD, site-local
+    );
+    INSERT INTO retention_horizon (id, pruned_through)
+        SELECT 1, date(substr(o.start, 1, 10), '-1 day')
+        FROM (SELECT start FROM calls ORDER BY start_utc LIMIT 1) AS o
+        WHERE (SELECT min(day) FROM rollup_days) < substr(o.start, 1, 10)
+        UNION ALL
+        SELECT 1, (SELECT max(day) FROM rollup_days)
+        WHERE NOT EXISTS (SELECT 1 FROM calls) AND EXISTS (SELECT 1 FROM rollup_days);
+    """
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: the journal of raw lines, and the calls parsed from them.
     """
@@ -606,6 +626,8 @@ MIGRATIONS: tuple[str, ...] = (
     EXTENSION_SITES_MIGRATION,
     # lines whose calls a rerate or reparse changed, to publish again (see `ENTRY_REVISIONS_MIGRATION`).
     ENTRY_REVISIONS_MIGRATION,
+    # the last day retention pruned, for the reports (see `RETENTION_HORIZON_MIGRATION`).
+    RETENTION_HORIZON_MIGRATION,
 )
 
 #: created on its own connection by `smdrd reparse` only: calls it deletes (to rebuild them from the journal)
