@@ -10,16 +10,27 @@ Only ASCII digits are digits here: ``str.isdigit`` also accepts ``²`` and ``١`
 
 from __future__ import annotations
 
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from smdrd.record import EARLIEST_YEAR, LATEST_YEAR, MAX_CALL_SECONDS
 
 __all__ = ["MAX_CALL_SECONDS", "MAX_INT", "call_seconds", "check_year", "digits", "hms_seconds", "seconds",
-           "seconds_text", "uint", "ymd_hms"]
+           "seconds_text", "shifted", "uint", "ymd_hms"]
 
 #: the largest whole number a field may hold (SQLite's and PostgreSQL's signed 64-bit integers).
 MAX_INT = 2**63 - 1
 _MAX_INT_DIGITS = len(str(MAX_INT))
+
+
+def shifted(when: datetime, seconds: int) -> datetime:
+    """``when`` moved by ``seconds`` of elapsed time (negative: earlier), shown in its own timezone.
+
+    Python's arithmetic on an aware datetime moves its wall clock, not time: 03:10 CEST on the night the clocks
+    go forward, less 20 minutes, gives 02:50, a time that does not exist that night (read as 02:50 CET, 40
+    minutes after the end). A PBX that prints a call's end works the start out in elapsed time: 01:50 CET."""
+    if when.tzinfo is None:
+        return when + timedelta(seconds=seconds)
+    return (when.astimezone(UTC) + timedelta(seconds=seconds)).astimezone(when.tzinfo)
 
 
 def digits(text: str) -> bool:

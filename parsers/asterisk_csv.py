@@ -57,7 +57,7 @@ import csv
 import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -65,7 +65,7 @@ from smdrd.errors import ParseError
 from smdrd.parsing import Parser, ParserContext
 from smdrd.record import CallRecord, Direction
 
-from .toolkit import Column, Layout, seconds, ymd_hms
+from .toolkit import Column, Layout, seconds, shifted, ymd_hms
 
 BASE = (
     "accountcode", "src", "dst", "dcontext", "clid", "channel", "dstchannel", "lastapp", "lastdata", "start",
@@ -319,8 +319,8 @@ class AsteriskCSVParser(Parser):
         """One 21-column line (uniqueid, userfield and newcdrcolumns on), as FreePBX writes it."""
         ring = record.ring or 0
         start = record.start
-        answer = start + timedelta(seconds=ring) if record.answered else None
-        end = start + timedelta(seconds=ring + record.duration)
+        answer = shifted(start, ring) if record.answered else None
+        end = shifted(start, ring + record.duration)
         ext, num = record.extension, record.number
         uid = record.call_id or f"{int(start.timestamp())}.{record.leg}"
         if record.direction is Direction.INBOUND:

@@ -34,14 +34,14 @@ import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from smdrd.errors import ParseError
 from smdrd.parsing import Choice, Parser, ParserContext
 from smdrd.record import CallRecord, Direction
 
 from ._order import DateOrder
-from .toolkit import Layout, Slice
+from .toolkit import Layout, Slice, shifted
 
 #: the widths CM gives each customized-record field (the default layout's widths; others are overridable).
 FIELD_WIDTHS: Mapping[str, int] = {
@@ -225,7 +225,7 @@ class AvayaCMParser(Parser):
         if cond in RING_RECORDS:
             ring, duration = secs, 0
         if self._time_is_end:
-            start -= timedelta(seconds=duration + (ring or 0))
+            start = shifted(start, -(duration + (ring or 0)))
 
         extra = {key: f[name] for name, key in self._extra if f[name]}
         if cond:
@@ -257,7 +257,7 @@ class AvayaCMParser(Parser):
         if held is not None:
             ring = held.ring or 0
             extra["ring_condition"] = "G"
-            start = record.start - timedelta(seconds=ring) if self._time_is_end else held.start
+            start = shifted(record.start, -ring) if self._time_is_end else held.start
             record = replace(record, ring=ring, extra=extra, start=start)
         return (record,)
 
@@ -301,13 +301,13 @@ class AvayaCMParser(Parser):
             trunk = {"in-trk-code": tac, "in-crt-id": record.extra.get("in_crt_id", "001"),
                      "dialed-num": ext, "clg-num": num, **common}
             if not record.answered:
-                return [line(record.start + timedelta(seconds=ring), ring, "H", **trunk)]
-            end = record.start + timedelta(seconds=ring + record.duration)
+                return [line(shifted(record.start, ring), ring, "H", **trunk)]
+            end = shifted(record.start, ring + record.duration)
             talk = line(end, record.duration, "9", **trunk)
             if record.ring is None:
                 return [talk]
-            return [line(record.start + timedelta(seconds=ring), ring, "G", **trunk), talk]
-        end = record.start + timedelta(seconds=record.duration)
+            return [line(shifted(record.start, ring), ring, "G", **trunk), talk]
+        end = shifted(record.start, record.duration)
         if record.direction is Direction.INTERNAL:
             return [line(end, record.duration, "0", **{"dialed-num": num, "clg-num": ext, **common})]
         return [line(end, record.duration, "7" if record.answered else "E",

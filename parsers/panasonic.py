@@ -35,13 +35,13 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from smdrd.parsing import Choice, Parser, ParserContext
 from smdrd.record import CallRecord, Direction
 
 from ._order import DateOrder
-from .toolkit import Layout, Slice
+from .toolkit import Layout, Slice, shifted
 
 SLICES: Mapping[str, tuple[int, int]] = {
     "date": (0, 8), "time": (9, 16), "extension": (17, 22), "co": (23, 25), "dial": (26, 51),
@@ -170,7 +170,7 @@ class PanasonicParser(Parser):
         answered = cd != "NA" and (duration > 0 or cd == "AN")
         return (CallRecord(
             format=self.name,
-            start=when - timedelta(seconds=duration + (ring or 0)) if self.time_is_end else when,
+            start=shifted(when, -(duration + (ring or 0))) if self.time_is_end else when,
             duration=duration,
             ring=ring,
             direction=direction,
@@ -237,7 +237,7 @@ class PanasonicParser(Parser):
     def render(cls, record: CallRecord) -> list[str]:
         """One pattern A record (MM/DD/YY, 12-hour end time)."""
         ring = record.ring or 0
-        end = record.start + timedelta(seconds=record.duration + ring)
+        end = shifted(record.start, record.duration + ring)
         if record.direction is Direction.INBOUND:
             dial = "<I>" + record.number
             if record.extra.get("ddi"):

@@ -51,12 +51,12 @@ joined; forwarded and transferred segments are marked through `CallRecord.transf
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from smdrd.parsing import Choice, Parser, ParserContext
 from smdrd.record import CallRecord, Direction
 
-from .toolkit import Column, Layout, Slice, hms_seconds, seconds, seconds_text
+from .toolkit import Column, Layout, Slice, hms_seconds, seconds, seconds_text, shifted
 
 #: 0-based [start, end) columns of a GetAccount record.
 SLICES = {
@@ -228,7 +228,7 @@ class SiemensHiPathParser(Parser):
             except ValueError as exc:
                 raise self.error(str(exc), "duration") from None
         ring: int | None = f.get("ring")
-        start = when - timedelta(seconds=duration + (ring or 0)) if self.time_is_end else when
+        start = shifted(when, -(duration + (ring or 0))) if self.time_is_end else when
         extra = {k: v for k, v in f.items()
                  if v and k not in ("date", "time", "line", "extension", "seconds", "duration", "ring",
                                     "number", "account", "type")}
@@ -273,7 +273,7 @@ class SiemensHiPathParser(Parser):
         """One GetAccount record; internal calls are not output by the PBX (no lines)."""
         if record.direction is Direction.INTERNAL:
             return []
-        end = record.start + timedelta(seconds=record.duration)
+        end = shifted(record.start, record.duration)
         x = record.extra.get
         code = "1" if record.direction is Direction.INBOUND else "2"
         values = {

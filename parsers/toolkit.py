@@ -64,6 +64,7 @@ from ._fields import (
     hms_seconds,
     seconds,
     seconds_text,
+    shifted,
     uint,
     ymd_hms,
 )
@@ -71,7 +72,7 @@ from ._fields import (
 __all__ = [
     "MAX_CALL_SECONDS", "MAX_INT", "Column", "Converter", "Layout", "Slice", "call_seconds", "check_call_seconds",
     "check_year",
-    "detect_from_layout", "digit_text", "digits", "hms_seconds", "one_of", "seconds", "seconds_text", "uint",
+    "detect_from_layout", "digit_text", "digits", "hms_seconds", "one_of", "seconds", "seconds_text", "shifted", "uint",
     "ymd_hms",
 ]
 
