@@ -255,7 +255,9 @@ def extensions_report(rows: Iterable[Attributed], *, by_class: bool, decimals: i
 def departments_report(rows: Iterable[Attributed], directory: Directory, *, shown: Sequence[str],
                        by_class: bool, decimals: int, budget_days: tuple[date, date]) -> Report:
     """One row per department in ``shown`` (parents before their children), each including its
-    sub-departments; `UNASSIGNED` last when it had calls. Totals count every call once."""
+    sub-departments; `UNASSIGNED` last when it had calls. Totals count every call once. The budget column is
+    the monthly budget for the days of ``budget_days`` (`prorated_budget`), so it is headed "Period budget": a
+    half month shows half the configured figure."""
     own: dict[tuple[str, str], Tally] = {}
     total = Tally()
     for dep, _ext, _day, group, calls, duration, cost in rows:
@@ -284,7 +286,7 @@ def departments_report(rows: Iterable[Attributed], directory: Directory, *, show
             out.append(row)
     columns = (Column("department", "Department"), Column("parent", "Parent"),
                *((CLASS_COLUMN,) if by_class else ()), *FIGURE_COLUMNS,
-               *(() if by_class else (Column("budget", "Budget", "money"),)))
+               *(() if by_class else (Column("budget", "Period budget", "money"),)))
     return Report("departments", columns, out, figures(total, decimals))
 
 
