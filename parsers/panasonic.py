@@ -20,8 +20,10 @@ CO 2, Dial Number 25, Ring 4, Duration 8, ACC Code 10, CD 2; 0-based offsets as 
 * ``RC`` in the CD column (KX-TD816 manual: "Receive", printed when an incoming call arrives; its real record,
   ``AN``/``NA`` or a duration, follows when it ends) is not a finished call: skipped, like a page header.
 * Ring ``M'SS``, duration ``HH:MM'SS``.
-* Dial number: ``<I>`` + caller ID = incoming (``<D>`` + DDI before it goes to ``extra``); ``EXT`` + number =
-  internal; anything else = dialled digits of an outgoing call.
+* Dial number: ``<I>`` + caller ID = incoming (``<D>`` + DDI before it goes to ``extra``), ``< incoming >`` on
+  KX-TA/TEA (no caller ID); ``EXT`` + number = internal; anything else = dialled digits of an outgoing call. A
+  ``-`` marks a transferred call: the digits after it were entered by the transfer target (KX-TDA Feature Guide),
+  so the number is what comes before it and the rest goes to ``extra["after_transfer"]``.
 * Page headers (``Date Time Ext CO Dial Number ...``), ``----`` rules, blank lines, echoed login prompts and
   status records (``LOG IN``, ``Check out``...) are not calls and return ``None``.
 
@@ -103,6 +105,10 @@ def layout(shift: int = 0) -> Layout:
 LAYOUT = layout()
 
 
+#: the dial number of an incoming call on KX-TA/TEA (spaces left out: ``< incoming >``), where TDA/TDE/NS print ``<I>``.
+INCOMING_TA = "<incoming>"
+
+
 class PanasonicParser(Parser):
     """Panasonic KX-TDA / KX-TDE / KX-NS / KX-NCP / KX-TES SMDR."""
 
@@ -158,8 +164,14 @@ class PanasonicParser(Parser):
                 extra["ddi"] = ddi[3:].strip()
         elif dial.startswith("EXT"):
             direction, number = Direction.INTERNAL, dial[3:].strip()
+        elif dial.replace(" ", "").lower() == INCOMING_TA:
+            direction, number = Direction.INBOUND, ""  # KX-TA/TEA: no caller id in the record
         else:
             direction, number = Direction.OUTBOUND, dial
+        if direction is not Direction.INBOUND and "-" in number:
+            # a transferred call: the digits after "-" are what the transfer target entered, not the number
+            number, _, after = number.partition("-")
+            extra["after_transfer"] = after.strip()
         ext: str = f["extension"]
         if not ext:
             raise self.error("no extension", "extension")

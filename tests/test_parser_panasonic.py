@@ -212,6 +212,22 @@ def test_start_time_models() -> None:
     assert r.duration == 56
 
 
+def test_a_transferred_call_s_number_stops_at_the_dash() -> None:
+    """``-``: the digits after it were entered by the transfer target (KX-TDA Feature Guide, Dial Number), so the
+    number is the one dialled before it, which rates as itself; the rest is kept in ``extra``."""
+    r = one(f"01/02/02 12:07PM 1234  01 {'0123456789-201':<25}      00:02'00            TR")
+    assert (r.direction, r.number, r.transfer) == (Direction.OUTBOUND, "0123456789", "TR")
+    assert r.extra["after_transfer"] == "201"
+
+
+def test_kx_ta_incoming_marker_is_an_incoming_call() -> None:
+    """KX-TA/TEA print ``< incoming >`` where TDA/TDE/NS print ``<I>`` (KX-TA616 manual's printout, pbx-formats.md
+    section 4 (b)): an incoming call with no caller ID, not a call dialled to the text."""
+    r = one(f"12/31/23 12:53PM 103   02 {'< incoming >':<25}      00:01'43", parser_for("US", time_is_end=False))
+    assert (r.direction, r.number, r.extension, r.trunk, r.duration) == (Direction.INBOUND, "", "103", "02", 103)
+    assert r.start == datetime(2023, 12, 31, 12, 53)
+
+
 def test_rc_line_is_skipped_not_an_error() -> None:
     """``RC`` (an incoming call arriving) is printed before the call's real record: no call, no error."""
     assert parser_for().parse(REAL_RC) is None
