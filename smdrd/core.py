@@ -32,7 +32,7 @@ from smdrd.parsing import Parser, flush_records, parse_line
 from smdrd.record import CallRecord
 
 __all__ = ["DUPLICATE", "ERROR", "FLUSHED", "HELD", "MICROS", "PARSED", "SKIPPED", "Entry", "JournalEntry",
-           "Observe", "Rate", "RatedCall", "RatingLike", "flush_entry", "line_uid", "process_frame"]
+           "Observe", "Rate", "RatedCall", "RatingLike", "flush_entry", "flush_uid", "line_uid", "process_frame"]
 
 #: the entries are `smdrd.journal.JournalEntry`; ``Entry`` is its short name here.
 Entry = JournalEntry
@@ -46,6 +46,15 @@ Observe = Callable[[CallRecord, "RatingLike | None", str], Sequence[Alert]]
 def line_uid(fmt: str, raw: bytes) -> str:
     """The de-duplication key of a line: a PBX that re-sends its buffer after a reconnect sends the same bytes."""
     return f"{fmt}:{hashlib.blake2b(raw.strip(), digest_size=12).hexdigest()}"
+
+
+def flush_uid(fmt: str, records: Sequence[CallRecord]) -> str:
+    """The uid of records a parser released at the end of a stream: a digest of what they say (start, parties,
+    durations, call key and leg), as `line_uid` is of a line's bytes. Not of the stream (its peer or the time
+    it ended), which differs every time the same lines are read."""
+    said = "\n".join(f"{r.start.isoformat()}|{r.direction.value}|{r.extension}|{r.number}|{r.trunk}|{r.duration}|"
+                     f"{r.ring}|{r.call_key}|{r.leg}" for r in records)
+    return f"{fmt}:flush:{hashlib.blake2b(said.encode(), digest_size=12).hexdigest()}"
 
 
 def process_frame(
@@ -87,19 +96,19 @@ def flush_entry(
     source: str,
     peer: str,
     received_at: int,
-    tag: object,
     rate: Rate | None = None,
     observe: Observe | None = None,
 ) -> JournalEntry | None:
     """End of a stream: the records ``parser`` still holds (a multi-leg call cut off by the end), or ``None``.
 
-    Their lines are journalled already, so they are stored against an empty ``flushed`` marker line; ``tag``
-    (a time or a line id) makes the marker's uid unique to this stream's end.
+    Their lines are journalled already, so they are stored against an empty ``flushed`` marker line. Their uid
+    is made from the records themselves (`flush_uid`): the same saved log imported twice, or a held record
+    flushed again after a restart, is the same call, which the store then finds already stored.
     """
     records, errors = flush_records(parser)
     if not records and not errors:
         return None
-    calls, alerts, error = rate_calls(records, f"{parser.name}:flush:{peer}:{tag}", rate, observe)
+    calls, alerts, error = rate_calls(records, flush_uid(parser.name, records), rate, observe)
     problems = "; ".join([str(e) for e in errors] + ([error] if error else []))
     return Entry(source, peer, received_at, parser.name, b"", FLUSHED if records else ERROR, problems or None,
                  calls, alerts)

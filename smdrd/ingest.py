@@ -136,7 +136,7 @@ class LineStream:
             self._remote.close()  # the worker flushes the parser; the entry comes back through _deliver
             return
         now = time.time_ns() // 1000
-        entry = flush_entry(self._parser, source=ing.name, peer=self.peer, received_at=now, tag=now,
+        entry = flush_entry(self._parser, source=ing.name, peer=self.peer, received_at=now,
                             rate=ing.hooks.rate, observe=ing.hooks.observe)
         if entry is not None:
             ing.writer.submit(entry)

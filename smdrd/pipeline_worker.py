@@ -167,7 +167,7 @@ def worker_main(conn: Connection) -> None:
             elif isinstance(op, Close):
                 parser, _ = parsers.pop(op.sid)
                 flushed = flush_entry(parser, source=op.source, peer=op.peer, received_at=op.received_at,
-                                      tag=op.received_at, rate=rate, observe=observe)
+                                      rate=rate, observe=observe)
                 answers.append((op.sid, [flushed] if flushed is not None else []))
             elif isinstance(op, Open):
                 assert site is not None

@@ -342,6 +342,33 @@ def test_an_import_killed_after_its_commits_keeps_them_and_a_reimport_adds_nothi
     assert sqlite3.connect(db).execute("SELECT count(*) FROM calls").fetchone()[0] == calls
 
 
+#: Avaya CM: two finished calls, then a "G" ring record that the parser holds for the call's own record, which
+#: this file never brings: the end of the file releases it as a call of its own (an unanswered ring).
+HELD_AT_THE_END = (
+    "112026 0004 00169 7    9 9003    011442077934843        309             001           0     0\r\n"
+    "112026 0010 00355 7    9 9005         2126462740        217             001           0     0\r\n"
+    "112026 0020 00008 G                          205 2127141456         001               0     0\r\n")
+
+
+@pytest.mark.parametrize("mode", [[], ["--in-process"]])
+def test_a_call_released_at_the_end_of_a_file_is_stored_once_when_the_file_is_imported_again(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], mode: list[str]) -> None:
+    """The released call's uid came from the stream (its peer and the time it ended), so every import of the same
+    file stored it again. Now it is a digest of the call itself, and the second import finds it stored."""
+    data = tmp_path / "cm.txt"
+    data.write_text(HELD_AT_THE_END)
+    db = tmp_path / "cm.db"
+    command = ["import", "--format", "avaya-cm", "--database", str(db), "--year", "2026", *mode, str(data)]
+    assert main(command) == 0
+    assert main(command) == 0
+    assert "3 already stored" in capsys.readouterr().err.splitlines()[-1]
+    conn = sqlite3.connect(db)
+    assert sorted(conn.execute("SELECT extension, duration, ring FROM calls")) == [
+        ("205", 0, 8), ("217", 355, None), ("309", 169, None)]
+    assert conn.execute("SELECT sum(calls) FROM rollup_days").fetchone() == (3,)
+    conn.close()
+
+
 def test_a_worker_failure_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A problem the parser process meets (here a broken rate deck) ends the import with its message."""
     (tmp_path / "rates.csv").write_text("name,prefix,rate\nBad,44x,0.01\n")

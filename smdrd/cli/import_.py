@@ -355,7 +355,7 @@ def _parse_files(out: Connection, job: dict[str, Any]) -> None:
         for frame in framer.close():
             take(process_frame(frame, parser, encoding, source=source, peer=name, received_at=received,
                                rate=rate))
-        entry = flush_entry(parser, source=source, peer=name, received_at=received, tag=received, rate=rate)
+        entry = flush_entry(parser, source=source, peer=name, received_at=received, rate=rate)
         if entry is not None:
             take(entry)
         if len(batch):

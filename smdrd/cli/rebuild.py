@@ -168,8 +168,7 @@ def _reparse(args: argparse.Namespace, settings: Settings, path: Path | None, st
     # Records parsers still hold (multi-leg calls cut off by the range's end) go with each stream's last line.
     tail: list[tuple[int, Entry | None]] = []
     for (source, peer), stream in streams.items():
-        entry = flush_entry(stream.parser, source=source, peer=peer, received_at=0, tag=stream.last_line,
-                            rate=rate)
+        entry = flush_entry(stream.parser, source=source, peer=peer, received_at=0, rate=rate)
         if entry is not None:
             tail.append((stream.last_line, entry))
     if tail:
