@@ -115,3 +115,78 @@ async def test_last_gives_the_newest_call_of_a_direction(tmp_path: Path) -> None
         assert await feed.last("internal") is None
     finally:
         await feed.close()
+
+
+async def test_retention_and_reparse_never_hand_out_an_id_the_cursor_has_passed(tmp_path: Path) -> None:
+    """SQLite numbers a new call after the highest id there is. Retention deleting the newest calls (an old log
+    imported last), or a reparse deleting and rebuilding them, gave a later call an id at or below the saved
+    cursor, and the feed never published it. Retention keeps the call with the highest id; a reparse numbers
+    the calls it rebuilds above every id there was."""
+    from smdrd.journal import ERROR
+    from smdrd.store.api import Cutoffs
+
+    db = tmp_path / "j.db"
+    new = CallRecord(format="avaya-ipo", start=datetime(2026, 11, 29, 9), duration=60,
+                     direction=Direction.OUTBOUND, extension="201", number="0123456789")
+    old = [dataclasses.replace(new, start=datetime(2025, 1, 5, 9), extension=e) for e in ("202", "203")]
+    await _store(db, [(new, None), (old[0], None), (old[1], None)])  # ids 1, 2, 3: the old log came last
+    writer = JournalWriter(db, commit_interval=0.001)  # a line that did not parse (a parser fix comes later)
+    await writer.open()
+    task = asyncio.create_task(writer.run())
+    writer.submit(JournalEntry("pbx", "p", 2, "avaya-ipo", b"garbled", ERROR, "bad field", (), ()))
+    await writer.close()
+    await task
+    feed = open_store(db).call_feed()
+    await feed.open()
+    try:
+        await feed.save("test", 3)  # all three published
+        retention = open_store(db).retention()
+        try:
+            assert retention.prune(Cutoffs(int(datetime(2026, 1, 1).timestamp()), None), batch_rows=10).calls == 1
+        finally:
+            retention.close()
+        later = dataclasses.replace(new, start=datetime(2026, 11, 29, 10), extension="204")
+        await _store(db, [(later, None)])
+        assert [c.fields["extension"] for c in await feed.after(3, 10)] == ["204"]
+        await feed.save("test", 4)
+
+        # A reparse (in line order) of the error line, which now parses, and of the newest call's line.
+        conn = sqlite3.connect(db)
+        (error_line,) = conn.execute("SELECT id FROM lines WHERE status = 'error'").fetchone()
+        (newest_line,) = conn.execute("SELECT line_id FROM calls ORDER BY id DESC LIMIT 1").fetchone()
+        conn.close()
+        rebuild = open_store(db).rebuild()
+        try:
+            rebuild.replace([
+                (error_line, JournalEntry("pbx", "p", 2, "avaya-ipo", b"garbled", PARSED, None, (
+                    RatedCall("t:r2", dataclasses.replace(later, extension="205"), None),), ())),
+                (newest_line, JournalEntry("pbx", "p", 1, "avaya-ipo", b"line", PARSED, None, (
+                    RatedCall("t:r1", later, None),), ()))])
+        finally:
+            rebuild.close()
+        assert [c.fields["extension"] for c in await feed.after(4, 10)] == ["205", "204"]
+    finally:
+        await feed.close()
+
+
+async def test_pruning_delivered_alerts_keeps_the_newest_id_so_the_mail_cursor_sees_the_next(tmp_path: Path) -> None:
+    """The e-mail digests read alerts after a cursor of outbox ids. Pruning every old delivered alert freed the
+    newest id, the next alert took an id at or below the cursor and no digest ever carried it."""
+    import time
+
+    from smdrd.journal import Alert
+    from smdrd.store.sqlite.schema import connect
+
+    db = tmp_path / "j.db"
+    connect(str(db)).close()
+    long_ago = int((time.time() - 100 * 86400) * 1_000_000)
+    outbox = open_store(db).outbox()
+    await outbox.open()
+    try:
+        await outbox.insert([Alert(f"a{i}", "night_call", "warning", long_ago + i, "{}") for i in range(3)])
+        await outbox.mark_delivered([p.row for p in await outbox.pending()])
+        assert await outbox.prune(90) == 2  # the newest of the three stays
+        await outbox.insert([Alert("new", "night_call", "warning", int(time.time() * 1_000_000), "{}")])
+        assert [p.row for p in await outbox.pending()] == [4]
+    finally:
+        await outbox.close()

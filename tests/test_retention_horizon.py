@@ -52,7 +52,7 @@ def listing(db: Path | str, first: str, last: str) -> dict[str, Any]:
 
 async def test_the_listing_adds_up_its_rows_after_a_prune_and_a_late_old_call(any_database: Path | str) -> None:
     db = any_database
-    await write_calls(db, CALLS)
+    await write_calls(db, sorted(CALLS, key=lambda c: c.start))  # the newest call last: retention keeps the last id
     assert sql(db, "SELECT pruned_through FROM retention_horizon") == []  # nothing pruned yet
     retention = open_store(db).retention()
     try:

@@ -65,12 +65,14 @@ class SqliteOutbox(AsyncPart):
         return added
 
     async def prune(self, older_than_days: int) -> int:
-        """Delete delivered alerts older than the retention; pending ones are never deleted."""
+        """Delete delivered alerts older than the retention; pending ones are never deleted, nor the newest row:
+        SQLite numbers a new row after the highest id there is, and the e-mail digests read the outbox from a
+        cursor of ids (`SqliteMail.alerts_after`), so an id must never be handed out again."""
         if older_than_days <= 0:
             return 0
         cutoff = int((time.time() - older_than_days * 86400) * 1_000_000)
         before = self.db.total_changes
-        await self.db.execute("DELETE FROM alert_outbox WHERE delivered_at IS NOT NULL AND created_at < ?",
-                              (cutoff,))
+        await self.db.execute("DELETE FROM alert_outbox WHERE delivered_at IS NOT NULL AND created_at < ? "
+                              "AND id < (SELECT max(id) FROM alert_outbox)", (cutoff,))
         return self.db.total_changes - before
 

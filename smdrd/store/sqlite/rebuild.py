@@ -8,6 +8,7 @@ connection only: retention's deletes must never unroll) and added back when re-i
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from smdrd.store.rebuild import (
     stored_rating,
 )
 from smdrd.store.sqlite.rollups import ROLL_UP
-from smdrd.store.sqlite.rows import INSERT_CALL, LAST_IDS, call_row
+from smdrd.store.sqlite.rows import INSERT_CALL_NUMBERED, LAST_IDS, call_row
 from smdrd.store.sqlite.schema import LOCAL_SITE, UNROLL_ON_DELETE, connect
 from smdrd.store.sqlite.writer import unwritable
 
@@ -116,16 +117,18 @@ class SqliteRebuild:
             publishing = conn.execute(PUBLISHING, (REVISION_FEED,)).fetchone() is not None
             before = self._states(listed) if publishing else {}
             removed = 0
+            # Before the delete: the rebuilt calls are numbered above every id there was, never an id a deleted
+            # call had (the MQTT call feed's cursor may have passed it: a call given it would not be published).
+            calls_before: int = conn.execute(LAST_IDS).fetchone()[1]
+            numbers = itertools.count(calls_before + 1)
             if not keep_lines:
                 # rowcount, not total_changes: the unroll trigger's writes are no calls.
                 removed = conn.executemany("DELETE FROM calls WHERE line_id = ?", ids).rowcount
-            # After the delete: a rebuilt call may reuse the id of a deleted one, never one at or below this.
-            calls_before: int = conn.execute(LAST_IDS).fetchone()[1]
-            rows = [(line_id, *call_row(c, entry.source)) for line_id, entry in entries if entry
+            rows = [(next(numbers), line_id, *call_row(c, entry.source)) for line_id, entry in entries if entry
                     for c in entry.calls]
             refused: dict[int, str] = {}
             try:
-                conn.executemany(INSERT_CALL, rows)
+                conn.executemany(INSERT_CALL_NUMBERED, rows)
             except Exception as exc:
                 if unwritable(exc):
                     raise
@@ -135,7 +138,8 @@ class SqliteRebuild:
                         continue
                     conn.execute("SAVEPOINT one")
                     try:
-                        conn.executemany(INSERT_CALL, [(line_id, *call_row(c, entry.source)) for c in entry.calls])
+                        conn.executemany(INSERT_CALL_NUMBERED, [(next(numbers), line_id, *call_row(c, entry.source))
+                                                                for c in entry.calls])
                     except Exception as one:
                         if unwritable(one):
                             raise

@@ -14,6 +14,7 @@ What pruning does (docs/retention.md):
   journals an empty line, so an empty ``raw`` means "pruned", except on the ``flushed`` marker lines that
   hold records a parser released at the end of a stream (they never had bytes): see `PRUNED_SQL`.
   The newest line is never deleted: the writer numbers lines from ``max(id) + 1`` and ids must not come back.
+  Nor is the call with the highest id (see `_OLDEST_CALLS`).
 
 What it must never do: touch a rollup table, or delete a line that a call refers to. Rollups (daily and
 monthly, `smdrd.store.sqlite.rollups`) are kept by ``AFTER INSERT`` and ``AFTER UPDATE`` triggers only, so
@@ -53,7 +54,11 @@ _T = TypeVar("_T")
 
 # `ORDER BY start_utc` walks the calls_start index and stops after LIMIT rows. `ORDER BY id` would make SQLite
 # collect and sort every old call for each batch: quadratic over a large backlog.
-_OLDEST_CALLS = "SELECT id, line_id, start FROM calls WHERE start_utc < ? ORDER BY start_utc LIMIT ?"
+#: never the call with the highest id: SQLite numbers a new call after the highest id there is, and the MQTT call
+#: feed publishes from a cursor of ids (`smdrd.store.sqlite.feed`), so an id must never be handed out again. (It
+#: goes in a later run, once a newer call is stored.)
+_OLDEST_CALLS = ("SELECT id, line_id, start FROM calls WHERE start_utc < ? AND id < (SELECT max(id) FROM calls) "
+                 "ORDER BY start_utc LIMIT ?")
 _DELETE_CALL_IDS = "DELETE FROM calls WHERE id IN (SELECT value FROM json_each(?))"
 #: the last site-local day of the deleted calls moves the horizon on (`schema.RETENTION_HORIZON_MIGRATION`), never back.
 _PRUNED_THROUGH = ("INSERT INTO retention_horizon (id, pruned_through) VALUES (1, ?) "
@@ -175,11 +180,12 @@ def plan(conn: sqlite3.Connection, cut: Cutoffs) -> PruneCounts:
     """What `prune` would do now, without changing anything (``smdrd prune --dry-run``)."""
     counts = PruneCounts()
     if cut.calls_before is not None:
-        counts.calls = conn.execute("SELECT count(*) FROM calls WHERE start_utc < ?",
-                                    (cut.calls_before,)).fetchone()[0]
+        counts.calls = conn.execute("SELECT count(*) FROM calls WHERE start_utc < ? "
+                                    "AND id < (SELECT max(id) FROM calls)", (cut.calls_before,)).fetchone()[0]
     if cut.lines_before is not None:
         # A call survives the run if it is not old enough itself (calls go first).
-        survives = "c.line_id = l.id" + ("" if cut.calls_before is None else " AND c.start_utc >= :calls")
+        survives = "c.line_id = l.id" + ("" if cut.calls_before is None else
+                                         " AND (c.start_utc >= :calls OR c.id = (SELECT max(id) FROM calls))")
         row = conn.execute(
             f"""SELECT
                   sum(NOT EXISTS (SELECT 1 FROM calls AS c WHERE {survives})
