@@ -40,7 +40,7 @@ import structlog
 from smdrd.backoff import Backoff
 from smdrd.errors import SmdrdError
 from smdrd.mail_config import smtp_password
-from smdrd.mailer import SendError, send_mail
+from smdrd.mailer import Refusal, SendError, send_mail
 from smdrd.privacy import PrivacyConfig, Role, hidden_digits, masked_payload
 from smdrd.reports.schedules import ScheduleConfig, occurrences, period_of
 from smdrd.store import open_store
@@ -168,6 +168,16 @@ def digest_text(payloads: list[dict[str, Any]], site: str) -> str:
         lines.append(f"  id {p.get('id')}")
     lines += ["", "-- ", "smdrd, call accounting. Recipients are set in [alerts.email]; docs/alerts.md."]
     return "\n".join(lines) + "\n"
+
+
+#: how a mail's note names a recipient the server refused for good (5xx), and one it put off (4xx) until later.
+REFUSED = "refused for good:"
+PUT_OFF = "put off:"
+
+
+def _refused_for_good(note: str) -> str:
+    """The recipients an earlier attempt's note says were refused for good (they stay noted once it is sent)."""
+    return "; ".join(part for part in note.split("; ") if part.startswith(REFUSED))
 
 
 class MailDelivery:
@@ -321,7 +331,7 @@ class MailDelivery:
                                   int(time.time() + smtp.retry_min))
                 continue
             try:
-                await send_mail(smtp, password, message)
+                refusals = await send_mail(smtp, password, message)
             except SendError as exc:
                 if exc.permanent:
                     log.error("mail.refused", key=item.key, error=exc.reason)
@@ -334,9 +344,34 @@ class MailDelivery:
                 self._server_down(exc.reason, due)
                 return
             self._server_backoff.reset()
+            if refusals:
+                await self._refused(item, refusals)
+                continue
             sent = int(time.time())
-            await self._store(lambda m, i, t: m.mark_sent(i, t), item.id, sent)
+            # recipients refused for good by an earlier attempt stay noted on the mail
+            kept = _refused_for_good(item.last_error)
+            await self._store(lambda m, i, t, n: m.mark_sent(i, t, n), item.id, sent, kept)
             log.info("mail.sent", key=item.key, kind=item.kind, to=len(item.recipients), attempts=item.attempts + 1)
+
+    async def _refused(self, item: MailItem, refusals: list[Refusal]) -> None:
+        """The server took ``item`` for some recipients and refused the others: those it put off (a 4xx, such as
+        greylisting) get the same mail later, alone; those it refused for good (a 5xx) are given up, logged and
+        noted on the mail. Nobody who has it gets it twice."""
+        reason = "; ".join([*filter(None, [_refused_for_good(item.last_error)]),
+                            *(f"{REFUSED if r.permanent else PUT_OFF} {r.address}: {r.code} {r.reason}"
+                              for r in refusals)])[:500]
+        later = [r.address for r in refusals if not r.permanent]
+        log.warning("mail.recipients_refused", key=item.key, refused=reason, retried=len(later),
+                    delivered=len(item.recipients) - len(refusals))
+        if later:
+            delay = Backoff(self.settings.smtp.retry_min, self.settings.smtp.retry_max)
+            delay.attempt = item.attempts
+            retry = int(time.time() + delay.next_delay())
+            await self._store(lambda m, i, a, r, t: m.mark_partial(i, a, r, t), item.id, later, reason, retry)
+        elif len(refusals) == len(item.recipients):
+            await self._store(lambda m, i, r: m.mark_failed(i, r), item.id, reason)
+        else:  # sent to the others: the refusals stay noted on it
+            await self._store(lambda m, i, t, r: m.mark_sent(i, t, r), item.id, int(time.time()), reason)
 
     def _server_down(self, reason: str, due: list[MailItem]) -> None:
         delay = self._server_backoff.next_delay()

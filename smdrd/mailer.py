@@ -9,6 +9,7 @@ in words that never hold the password (the error text is shown in the console an
 from __future__ import annotations
 
 import ssl
+from dataclasses import dataclass
 from email.message import EmailMessage
 
 import aiosmtplib
@@ -16,7 +17,7 @@ import aiosmtplib
 from smdrd.errors import SmdrdError
 from smdrd.mail_config import SmtpConfig
 
-__all__ = ["SendError", "send_mail", "tls_context"]
+__all__ = ["Refusal", "SendError", "send_mail", "tls_context"]
 
 
 class SendError(SmdrdError):
@@ -40,15 +41,33 @@ def _reason(exc: BaseException, password: str | None) -> str:
     return " ".join(text.split())[:400]
 
 
-async def send_mail(cfg: SmtpConfig, password: str | None, message: EmailMessage) -> None:
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A recipient the server refused while it took the mail for others: its reply code and text."""
+
+    address: str
+    code: int
+    reason: str
+
+    @property
+    def permanent(self) -> bool:
+        """A 5xx reply: this address will be refused again (a 4xx, such as greylisting, may pass later)."""
+        return 500 <= self.code < 600
+
+
+async def send_mail(cfg: SmtpConfig, password: str | None, message: EmailMessage) -> list[Refusal]:
     """Send ``message`` to its recipients (``To``) through the server of ``cfg``.
 
+    Returns:
+        The recipients the server refused while it accepted the mail for the others (aiosmtplib reports these
+        instead of raising), for the caller to send to again or give up on: empty when every one took it.
+
     Raises:
-        SendError: not accepted (never holds the password).
+        SendError: not accepted for anybody (never holds the password).
     """
     tls = cfg.security != "none"
     try:
-        await aiosmtplib.send(
+        refused, _ = await aiosmtplib.send(
             message, hostname=cfg.host, port=cfg.port, username=cfg.username or None,
             password=password if cfg.username else None, use_tls=cfg.security == "tls",
             start_tls=True if cfg.security == "starttls" else False,  # noqa: SIM210 (None would mean "if offered")
@@ -62,3 +81,5 @@ async def send_mail(cfg: SmtpConfig, password: str | None, message: EmailMessage
         raise SendError(_reason(exc, password), permanent=500 <= exc.code < 600) from None
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
         raise SendError(_reason(exc, password)) from None
+    return [Refusal(address, reply.code, " ".join(reply.message.split())[:200])
+            for address, reply in sorted(refused.items())]

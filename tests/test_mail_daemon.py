@@ -15,6 +15,7 @@ import io
 import json
 import shutil
 import signal
+import sqlite3
 import ssl
 import subprocess
 import time
@@ -363,3 +364,55 @@ async def test_starttls_to_a_self_signed_server_with_a_login_from_a_password_fil
         assert plain.inbox.messages == []
     finally:
         plain.stop()
+
+
+class Greylisting(Inbox):
+    """Puts ``b@example.com`` off once (451, as greylisting does) and refuses ``nobody@example.com`` for good."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.put_off = 0
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        if address == "nobody@example.com":
+            return "550 5.1.1 no such user"
+        if address == "b@example.com" and not self.put_off:
+            self.put_off += 1
+            return "451 4.7.1 greylisted, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+async def test_a_recipient_put_off_gets_the_report_later_and_nobody_gets_it_twice(
+        tmp_path: Path, daemons: list[DaemonProcess]) -> None:
+    """The server took the mail for a@ while it put b@ off (451) and refused nobody@ (550): aiosmtplib reports
+    that instead of raising, and the mail was marked sent, so b@ never had it. Now b@ alone gets it again
+    later, and the refusal of nobody@ is noted on the delivery."""
+    smtp = SmtpServer(free_port())
+    smtp.inbox = Greylisting()
+    smtp.start()
+    try:
+        cfg = config(tmp_path, smtp.port)
+        daemon = start_daemon(daemons, tmp_path, cfg)
+        try:
+            at, _ = seconds_ahead(1)
+            cfg["reports"] = {"schedules": [{
+                "name": "daily departments", "kind": "departments", "period": "yesterday", "formats": ["csv"],
+                "recipients": ["a@example.com", "b@example.com", "nobody@example.com"], "when": "daily", "at": at}]}
+            daemon.config_path.write_text(config_toml(cfg))
+            daemon.send_signal(signal.SIGHUP)
+            await asyncio.to_thread(smtp.inbox.wait, 2)
+            await asyncio.sleep(2.0)  # nothing more comes
+            assert [rcpts for _, rcpts in smtp.inbox.envelopes] == [["a@example.com"], ["b@example.com"]]
+            assert smtp.inbox.messages[0]["Message-ID"] == smtp.inbox.messages[1]["Message-ID"]
+        finally:
+            await daemon.aterminate()
+        daemon.assert_clean_log()
+        assert daemon.events("mail.recipients_refused")
+    finally:
+        smtp.stop()
+    conn = sqlite3.connect(tmp_path / "smdrd.db")
+    [(state, attempts, error)] = conn.execute("SELECT state, attempts, last_error FROM mail_outbox").fetchall()
+    conn.close()
+    assert (state, attempts, error) == ("sent", 2, "refused for good: nobody@example.com: 550 5.1.1 no such user")

@@ -1144,7 +1144,9 @@ class MailStore(Protocol):
         """When the earliest pending mail is due (None: nothing pending)."""
         ...
 
-    def mark_sent(self, mail_id: int, at: int) -> None: ...
+    def mark_sent(self, mail_id: int, at: int, note: str = "") -> None:
+        """The server took the mail (``note``: the recipients it refused for good, if any)."""
+        ...
 
     def mark_retry(self, mail_id: int, error: str, next_attempt_at: int) -> None:
         """Count a failed attempt; the mail stays pending until ``next_attempt_at``."""
@@ -1152,6 +1154,11 @@ class MailStore(Protocol):
 
     def mark_failed(self, mail_id: int, error: str) -> None:
         """Give the mail up (the server refused it for good, or it cannot be rendered)."""
+        ...
+
+    def mark_partial(self, mail_id: int, recipients: Sequence[str], error: str, next_attempt_at: int) -> None:
+        """Count an attempt that reached some recipients: the mail stays pending for ``recipients`` only (those
+        the server put off), until ``next_attempt_at``, so nobody gets it twice."""
         ...
 
     def deliveries(self, owners: Sequence[str] | None = None, limit: int = 100) -> list[MailItem]:

@@ -50,9 +50,9 @@ class PgMail(PgSide):
         row = self.one("SELECT min(next_attempt_at) FROM mail_outbox WHERE state = 'pending'")
         return None if row is None or row[0] is None else int(row[0])
 
-    def mark_sent(self, mail_id: int, at: int) -> None:
+    def mark_sent(self, mail_id: int, at: int, note: str = "") -> None:
         self.conn.execute("UPDATE mail_outbox SET state = 'sent', sent_at = %s, attempts = attempts + 1, "
-                          "last_error = '' WHERE id = %s", (at, mail_id))
+                          "last_error = %s WHERE id = %s", (at, note[:MAX_ERROR], mail_id))
 
     def mark_retry(self, mail_id: int, error: str, next_attempt_at: int) -> None:
         self.conn.execute("UPDATE mail_outbox SET attempts = attempts + 1, last_error = %s, next_attempt_at = %s "
@@ -61,6 +61,11 @@ class PgMail(PgSide):
     def mark_failed(self, mail_id: int, error: str) -> None:
         self.conn.execute("UPDATE mail_outbox SET state = 'failed', attempts = attempts + 1, last_error = %s "
                           "WHERE id = %s", (error[:MAX_ERROR], mail_id))
+
+    def mark_partial(self, mail_id: int, recipients: Sequence[str], error: str, next_attempt_at: int) -> None:
+        self.conn.execute("UPDATE mail_outbox SET recipients = %s, attempts = attempts + 1, last_error = %s, "
+                          "next_attempt_at = %s WHERE id = %s AND state = 'pending'",
+                          (json.dumps(list(recipients)), error[:MAX_ERROR], next_attempt_at, mail_id))
 
     def prune(self, before: int) -> int:
         return self.conn.execute("DELETE FROM mail_outbox WHERE state <> 'pending' AND created_at < %s",

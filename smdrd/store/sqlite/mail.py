@@ -63,9 +63,9 @@ class SqliteMail:
         row = self.conn.execute("SELECT min(next_attempt_at) FROM mail_outbox WHERE state = 'pending'").fetchone()
         return None if row is None or row[0] is None else int(row[0])
 
-    def mark_sent(self, mail_id: int, at: int) -> None:
+    def mark_sent(self, mail_id: int, at: int, note: str = "") -> None:
         self.conn.execute("UPDATE mail_outbox SET state = 'sent', sent_at = ?, attempts = attempts + 1, "
-                          "last_error = '' WHERE id = ?", (at, mail_id))
+                          "last_error = ? WHERE id = ?", (at, note[:MAX_ERROR], mail_id))
 
     def mark_retry(self, mail_id: int, error: str, next_attempt_at: int) -> None:
         self.conn.execute("UPDATE mail_outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? "
@@ -74,6 +74,11 @@ class SqliteMail:
     def mark_failed(self, mail_id: int, error: str) -> None:
         self.conn.execute("UPDATE mail_outbox SET state = 'failed', attempts = attempts + 1, last_error = ? "
                           "WHERE id = ?", (error[:MAX_ERROR], mail_id))
+
+    def mark_partial(self, mail_id: int, recipients: Sequence[str], error: str, next_attempt_at: int) -> None:
+        self.conn.execute("UPDATE mail_outbox SET recipients = ?, attempts = attempts + 1, last_error = ?, "
+                          "next_attempt_at = ? WHERE id = ? AND state = 'pending'",
+                          (json.dumps(list(recipients)), error[:MAX_ERROR], next_attempt_at, mail_id))
 
     def prune(self, before: int) -> int:
         with self._write() as conn:
