@@ -155,6 +155,7 @@ class AsteriskCSVParser(Parser):
 
     name = "asterisk-csv"
     description = "Asterisk / FreePBX Master.csv (16 to 21 quoted columns; legs joined by linkedid)"
+    option_names = frozenset(DEFAULTS)
 
     def __init__(self, context: ParserContext | None = None) -> None:
         super().__init__(context)

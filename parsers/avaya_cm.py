@@ -152,6 +152,7 @@ class AvayaCMParser(Parser):
 
     name = "avaya-cm"
     description = "Avaya Communication Manager CDR (fixed width; G ring records merged into their call)"
+    option_names = frozenset({"layout", "date_order", "time"})
     time_resolution = 60
 
     def __init__(self, context: ParserContext | None = None) -> None:

@@ -181,6 +181,7 @@ class CiscoCUCMParser(Parser):
 
     name = "cisco-cucm"
     description = "Cisco Unified CM CDR files (CSV by column name; legs joined by Global Call ID)"
+    option_names = frozenset({"phone_prefixes", "internal_devices"})
 
     def __init__(self, context: ParserContext | None = None) -> None:
         super().__init__(context)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
+from typing import ClassVar
 
 from smdrd.errors import ParseError
 from smdrd.parsing import Parser
@@ -134,6 +135,7 @@ class MitelMiVBParser(Parser):
 
     name = "mitel-mivb"
     description = "Mitel MiVoice Business / 3300 SMDR (fixed width; transfers inside the record)"
+    option_names: ClassVar[frozenset[str] | None] = frozenset()  # it takes none
 
     def parse(self, line: str) -> Sequence[CallRecord] | None:
         line = line.rstrip("\r\n\x00")

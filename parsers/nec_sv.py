@@ -133,6 +133,7 @@ class NecSVParser(Parser):
 
     name = "nec-sv"
     description = "NEC SV8100/SV9100/SL SMDR (fixed width, class codes; year from page headers)"
+    option_names = frozenset({"account_column"})
     time_resolution = 60
 
     def __init__(self, context: ParserContext | None = None) -> None:

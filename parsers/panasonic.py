@@ -114,6 +114,7 @@ class PanasonicParser(Parser):
 
     name = "panasonic"
     description = "Panasonic KX-TDA/TDE/NS/NCP SMDR (80 columns, end times; page headers skipped)"
+    option_names = frozenset({"date_order", "time_is_end"})
     handshake = "panasonic"
     encoding = "latin-1"  # the PBX offers IBM ASCII or ISO-8859-1; latin-1 never fails to decode
     time_resolution = 60

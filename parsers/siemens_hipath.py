@@ -173,6 +173,7 @@ class SiemensHiPathParser(Parser):
 
     name = "siemens-hipath"
     description = "Siemens/Unify HiPath 3000, OpenScape Business (serial V.24, GetAccount or |-separated)"
+    option_names = frozenset({"time_is_end"})
 
     def __init__(self, context: ParserContext | None = None) -> None:
         super().__init__(context)

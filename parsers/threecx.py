@@ -55,6 +55,7 @@ class ThreeCXParser(Parser):
 
     name = "3cx"
     description = "3CX CDR output (CSV, configurable field order; one record per call)"
+    option_names = frozenset({"fields", "utc"})
 
     def __init__(self, context: ParserContext | None = None) -> None:
         super().__init__(context)

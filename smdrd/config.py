@@ -309,7 +309,9 @@ def _problems(exc: ValidationError) -> list[tuple[str, str]]:
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check its spelling and section)"
         elif err["type"] == "union_tag_invalid":
-            msg = "unknown kind; expected one of tcp-client, tcp-server, serial, file"
+            loc = (*loc, "kind")
+            tag = err.get("ctx", {}).get("tag")
+            msg = f"unknown kind {tag!r}; expected one of tcp-client, tcp-server, serial, file"
         elif err["type"] == "union_tag_not_found":
             msg = "missing key 'kind'; expected one of tcp-client, tcp-server, serial, file"
         elif err["type"] == "missing":
@@ -601,7 +603,7 @@ def declared_currencies(decks: Sequence[Path], base_dir: Path | None = None) -> 
 def _source_problems(settings: Settings) -> list[tuple[str, str]]:
     """Checks that need the plugin registries: formats, handshakes and format options."""
     from smdrd.errors import SmdrdError
-    from smdrd.parsing import ParserContext, format_names, get_parser_class
+    from smdrd.parsing import ParserContext, format_names, get_parser_class, unknown_option
     from smdrd.sources.handshakes import get_handshake
 
     problems: list[tuple[str, str]] = []
@@ -617,11 +619,14 @@ def _source_problems(settings: Settings) -> list[tuple[str, str]]:
                               country=settings.site.country))
         except (ValueError, TypeError, KeyError, SmdrdError) as exc:
             problems.append((f"{key}.format_options", str(exc)))
-        if src.handshake is not None:
-            try:
-                get_handshake(src.handshake)
-            except SmdrdError as exc:
-                problems.append((f"{key}.handshake", str(exc)))
+            continue
+        try:
+            handshake = get_handshake(src.handshake or cls.handshake)
+        except SmdrdError as exc:
+            problems.append((f"{key}.handshake", str(exc)))
+            continue
+        if (unknown := unknown_option(cls, src.format_options, handshake.option_names)) is not None:
+            problems.append((f"{key}.format_options", unknown))
     return problems
 
 

@@ -86,6 +86,10 @@ class Parser(abc.ABC):
     encoding: ClassVar[str] = "utf-8"
     #: the resolution of the start times the format carries, in seconds (60 for formats without seconds).
     time_resolution: ClassVar[int] = 1
+    #: the format options it reads (``[sources.format_options]``, shared with the source's handshake): with its
+    #: handshake's, any other is refused as a misspelling (`unknown_option`), which would otherwise leave the
+    #: option at its default without a word. ``None`` (a plugin that says nothing): not checked.
+    option_names: ClassVar[frozenset[str] | None] = None
 
     def __init__(self, context: ParserContext | None = None) -> None:
         self.context = context or ParserContext()
@@ -198,6 +202,20 @@ def _entry_points() -> dict[str, Any]:
     from importlib.metadata import entry_points  # here: ~40 ms that `smdrd --help` need not pay
 
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def unknown_option(cls: type[Parser], options: Mapping[str, Any], handshake: frozenset[str] | None) -> str | None:
+    """What is wrong with ``options`` for the format ``cls`` behind a handshake that reads ``handshake``: an option
+    neither reads (a misspelt ``date_ordr`` left ``date_order`` at its default), or ``None``. Not checked when
+    either does not say what it reads (``None``)."""
+    if cls.option_names is None or handshake is None:
+        return None
+    known = cls.option_names | handshake
+    unknown = sorted(set(options) - known)
+    if not unknown:
+        return None
+    expected = f"expected one of {', '.join(sorted(known))}" if known else f"{cls.name} takes none"
+    return f"unknown format option {unknown[0]!r}; {expected}"
 
 
 def format_names() -> list[str]:

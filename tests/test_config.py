@@ -72,6 +72,17 @@ def test_unknown_format_and_kind_are_reported(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, GOOD.replace('"tcp-client"', '"carrier-pigeon"')), use_env=False)
     assert "tcp-client, tcp-server, serial, file" in str(info.value)
+    assert info.value.problems[0][0] == "sources[0].kind" and "'carrier-pigeon'" in info.value.problems[0][1]
+
+
+def test_a_misspelt_format_option_is_an_error_naming_the_ones_there_are(tmp_path: Path) -> None:
+    """``date_ordr`` left ``date_order`` at its default without a word; the handshake's options still pass."""
+    panasonic = GOOD.replace('"avaya-ipo"', '"panasonic"') + '[sources.format_options]\npassword = "1234"\n'
+    load_config(write(tmp_path, panasonic), use_env=False)
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, panasonic + 'date_ordr = "dmy"\n'), use_env=False)
+    assert info.value.problems == [("sources[0].format_options", "unknown format option 'date_ordr'; expected one "
+                                    "of date_order, password, prompt_timeout, time_is_end")]
 
 
 def test_toml_syntax_error_names_the_file(tmp_path: Path) -> None:

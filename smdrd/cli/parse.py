@@ -21,6 +21,7 @@ from smdrd.parsing import (
     format_names,
     get_parser_class,
     parse_line,
+    unknown_option,
 )
 
 DETECT_LINES = 30
@@ -161,6 +162,10 @@ def run_parse(args: argparse.Namespace) -> int:
                                    now=datetime.now(tz), country=country))
     except ValueError as exc:
         raise SmdrdError(f"{fmt}: {exc}") from None
+    from smdrd.sources.handshakes import get_handshake
+
+    if (unknown := unknown_option(cls, parser.context.options, get_handshake(cls.handshake).option_names)) is not None:
+        raise SmdrdError(f"{fmt}: {unknown}")
     encoding = args.encoding or cls.encoding
     failed = 0
     out = sys.stdout

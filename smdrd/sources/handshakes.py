@@ -34,6 +34,9 @@ class Handshake:
     """The default: no login, lines framed by their line ends."""
 
     name: ClassVar[str] = "none"
+    #: the ``format_options`` it reads (its password, its timeouts): `smdrd.parsing.unknown_option` allows them
+    #: beside the format's own. ``None``: not said (a plugin), so the options are not checked.
+    option_names: ClassVar[frozenset[str] | None] = frozenset()
 
     def __init__(self, source_config: Any) -> None:
         self.config = source_config

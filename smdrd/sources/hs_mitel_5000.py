@@ -173,6 +173,7 @@ class Mitel5000Handshake(Handshake):
     """Send the SMDR login; frame the stream by its 4-byte length prefixes."""
 
     name = "mitel-5000"
+    option_names = frozenset({"password"})
 
     def _password(self) -> str:
         secret: Any = getattr(self.config, "password", None)

@@ -50,6 +50,7 @@ class PanasonicHandshake(Handshake):
     """``SMDR``, then the password, each with CR LF."""
 
     name = "panasonic"
+    option_names = frozenset({"password", "prompt_timeout"})
 
     def __init__(self, source_config: Any) -> None:
         super().__init__(source_config)
