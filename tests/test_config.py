@@ -310,6 +310,8 @@ FULL_WIDTH = "１２"  # FULLWIDTH DIGIT ONE, FULLWIDTH DIGIT TWO: str.isdigit()
     (f'\n[[sources]]\nname = "in"\nkind = "tcp-server"\nformat = "avaya-ipo"\nlisten = "127.0.0.1:{FULL_WIDTH}"\n',
      "sources[1].listen"),
     (f'\n[site]\narea_code = "{FULL_WIDTH}"\n', "site.area_code"),
+    ('\n[site]\narea_code = "O2O"\n', "site.area_code"),  # letter O for zero: every local number was wrong
+    ('\n[site]\naccess_codes = ["x9"]\n', "site.access_codes"),
 ])
 def test_only_ascii_digits_are_numbers(tmp_path: Path, extra: str, key: str) -> None:
     """A rate of `１２` was accepted as 12: a number no editor shows as odd. Only ASCII digits are numbers."""

@@ -128,3 +128,12 @@ def test_dialplans_with_equal_fields_share_cache_entries() -> None:
     normalise("902079460000", Dialplan("GB", "020", ("9",)))
     normalise("902079460000", Dialplan("GB", "020", ("9",)))
     assert normalise.cache_info().hits == 1
+
+
+def test_a_canadian_site_rates_the_us_territories_as_national_as_docs_say() -> None:
+    """docs/rating.md: a US or Canadian site treats the US, Canada and the US territories as national; a Canadian
+    site called Puerto Rico and Guam international."""
+    plan = Dialplan("CA", area_code="416", access_codes=("9",))
+    for dialled in ("917875551234", "916715551234", "912125551234"):
+        number = normalise(dialled, plan)
+        assert number.call_class == "national", (dialled, number)

@@ -57,7 +57,8 @@ class SiteConfig(Section):
     @field_validator("area_code")
     @classmethod
     def _area_digits(cls, v: str) -> str:
-        if any(ch.isdigit() and not ch.isascii() for ch in v):
+        # a letter O for a zero ("O2O") made every local number wrong, rated as something else
+        if v and not (v.isascii() and v.isdigit()):
             raise ValueError(f"expected ASCII digits such as 20, got {v!r}")
         return v
 
@@ -65,8 +66,9 @@ class SiteConfig(Section):
     @classmethod
     def _access_digits(cls, v: list[str]) -> list[str]:
         for code in v:
-            if any(ch.isdigit() and not ch.isascii() for ch in code):
-                raise ValueError(f"expected access codes in ASCII digits such as \"9\", got {code!r}")
+            if code and (not code.isascii() or not code.strip("*#").isdigit()):
+                raise ValueError(f"expected access codes in ASCII digits such as \"9\" (* and # allowed), "
+                                 f"got {code!r}")
         return v
 
     @property

@@ -58,7 +58,7 @@ _TYPE_CLASS = {
 # mobile for a UK office).
 _NANP_DOMESTIC = {
     "US": frozenset({"US", "PR", "VI", "GU", "AS", "MP", "CA"}),
-    "CA": frozenset({"CA", "US"}),
+    "CA": frozenset({"CA", "US", "PR", "VI", "GU", "AS", "MP"}),  # docs/rating.md: the US and its territories
 }
 
 
