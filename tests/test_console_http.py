@@ -18,7 +18,7 @@ from yarl import URL
 from smdrd.accounts import digest
 from smdrd.console import ADDRESS_FAILURES, LOCK_AFTER, MAX_ADDRESSES, AddressThrottle, safe_next
 from smdrd.store import open_store
-from smdrd.testing import DaemonProcess, daemon_config, free_port
+from smdrd.testing import DaemonProcess, config_toml, daemon_config, free_port
 
 SERVICE_TOKEN = "service-token-0123456789abcdef"
 PASSWORDS = {"alice": "alice's long passphrase", "victor": "victor's long passphrase",
@@ -48,8 +48,10 @@ DEPARTMENTS = [{"name": "Sales", "extensions": ["201"]}, {"name": "Sales North",
 
 def start(folder: Path, *users: tuple[str, str, tuple[str, ...]]) -> tuple[DaemonProcess, int]:
     db = folder / "smdrd.db"
+    departments = folder / "departments.toml"  # a manager's departments must be configured ones
+    departments.write_text(config_toml({"departments": DEPARTMENTS}))
     for name, role, extra in users:
-        add_user(db, name, role, *extra)
+        add_user(db, name, role, *extra, "--config", str(departments))
     port = free_port()
     daemon = DaemonProcess(folder, daemon_config(folder, http={"listen": f"127.0.0.1:{port}",
                                                                "token": SERVICE_TOKEN}, departments=DEPARTMENTS))

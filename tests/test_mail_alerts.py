@@ -39,8 +39,10 @@ def test_budget_alerts_reach_the_departments_managers_and_only_theirs(tmp_path: 
         main(["user", "email", "carol", "carol@example.com, eve@example.com", "--database", str(db)])
     assert bad.value.code == 2 and "expected one e-mail address" in capsys.readouterr().err
     monkeypatch.setattr("sys.stdin", io.StringIO("dora's long passphrase\n"))
+    config = tmp_path / "smdrd.toml"
+    config.write_text('[[departments]]\nname = "Sales"\nextensions = ["200-209"]\n')
     assert main(["user", "add", "dora", "--role", "manager", "--department", "Sales", "--email",
-                 "dora@example.com", "--password-stdin", "--database", str(db)]) == 0
+                 "dora@example.com", "--password-stdin", "--database", str(db), "--config", str(config)]) == 0
 
     settings = Settings.model_validate({"database": {"path": str(db)}, "site": {"name": "HQ"},
                                         "alerts": {"email": {"enabled": True, "recipients": ["ops@example.com"]}}})

@@ -24,12 +24,22 @@ def add(db: Path, name: str, role: str, *extra: str, password: str = PASSWORD) -
                  stdin=password + "\n")
 
 
+def departments_config(tmp_path: Path) -> Path:
+    """A configuration with the departments Sales and Support (a manager's must be configured ones)."""
+    config = tmp_path / "smdrd.toml"
+    config.write_text('[[departments]]\nname = "Sales"\nextensions = ["200-209"]\n'
+                      '[[departments]]\nname = "Support"\nextensions = ["300-309"]\n')
+    return config
+
+
 def test_the_first_admin_is_made_from_the_shell_and_listed(tmp_path: Path) -> None:
     db = tmp_path / "new.db"
     done = add(db, "alice", "admin")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "added alice (admin)\n"
-    assert add(db, "bob", "manager", "--department", "Sales", "--department", "Support").returncode == 0
+    config = str(departments_config(tmp_path))
+    bob = add(db, "bob", "manager", "--department", "Sales", "--department", "Support", "--config", config)
+    assert bob.returncode == 0, bob.stderr
     listed = smdrd("user", "list", "--json", "--database", str(db))
     assert listed.returncode == 0, listed.stderr
     users = [json.loads(line) for line in listed.stdout.splitlines()]
@@ -80,6 +90,9 @@ def test_mistakes_are_refused_with_one_line_and_change_nothing(tmp_path: Path) -
     assert manager.returncode == 2 and "a manager needs at least one department" in manager.stderr
     viewer = add(db, "erin", "viewer", "--department", "Sales")
     assert viewer.returncode == 2 and "only a manager has departments" in viewer.stderr
+    # as in the console: a manager's departments are configured ones ("Nope" would show the manager nothing)
+    nope = add(db, "erin", "manager", "--department", "Nope", "--config", str(departments_config(tmp_path)))
+    assert nope.returncode == 2 and "no such department: Nope" in nope.stderr
     bad_name = add(db, "no spaces", "viewer")
     assert bad_name.returncode == 2 and "name:" in bad_name.stderr
     no_tty = smdrd("user", "add", "frank", "--role", "viewer", "--database", str(db))

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add.add_argument("name", help="the user name: 1 to 64 ASCII letters, digits, '.', '_', '@' or '-'")
     add.add_argument("--role", required=True, choices=ROLES, help="what the user may do")
     add.add_argument("--department", action="append", default=[], metavar="NAME",
-                     help="a department a manager sees (repeat for several); managers only")
+                     help="a configured department a manager sees (repeat for several); managers only")
     add.add_argument("--password-stdin", action="store_true", help="read the password as one line from stdin")
     add.add_argument("--email", metavar="ADDRESS", default="",
                      help="their e-mail address (a manager's receives their departments' budget alerts)")
@@ -93,6 +93,14 @@ def run(args: argparse.Namespace) -> int:
 
     settings, _ = settings_from(args, existing_database=args.action != "add")
     args.database_path = store_of(args, settings)
+    if args.action == "add" and args.role == "manager":
+        from smdrd.directory import resolve
+
+        # the console's rule: a manager's departments are configured ones (or, with [directory] source =
+        # "database", the directory's)
+        args.known_departments = [d.name for d in resolve(settings, args.database_path).departments]
+    else:
+        args.known_departments = None
     accounts = open_store(args.database_path).accounts()
     try:
         return _ACTIONS[args.action](args, accounts)
@@ -106,7 +114,7 @@ def _add(args: argparse.Namespace, accounts: Accounts) -> int:
     problem = name_problem(args.name)
     if problem is not None:
         args.parser.error(f"name: {problem}")
-    problem = departments_problem(args.role, args.department)
+    problem = departments_problem(args.role, args.department, args.known_departments)
     if problem is not None:
         args.parser.error(f"--department: {problem}")
     if accounts.user(args.name) is not None:
