@@ -20,7 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from smdrd.rating.config import TariffBandConfig, TariffConfig, TariffRuleConfig
+from smdrd.rating.config import TariffBandConfig, TariffConfig, TariffRuleConfig, plain_decimal
 from smdrd.rating.deck import COLUMNS, YEASTAR_HEADER, parse_deck
 from smdrd.rating.rules import Band, Rule
 from smdrd.store.api import TariffVersion
@@ -175,6 +175,8 @@ def _cell(value: object) -> str:
         return "yes" if value else "no"
     if isinstance(value, list | tuple | set | frozenset):
         return ";".join(str(v) for v in value)
+    if isinstance(value, Decimal):
+        return plain_decimal(value)
     return str(value)
 
 
@@ -187,8 +189,9 @@ def write_csv(rules: Sequence[TariffRuleConfig], *, yeastar: bool = False) -> st
     rows: list[list[object]] = []
     if yeastar:
         rows.append(list(YEASTAR_HEADER))
-        rows.extend([rule.name, prefix, rule.number_length or "", rule.rate, rule.billing_unit, rule.initial_time,
-                     rule.initial_cost] for rule in reversed(rules) for prefix in rule.prefixes)
+        rows.extend([rule.name, prefix, rule.number_length or "", plain_decimal(rule.rate), rule.billing_unit,
+                     rule.initial_time, plain_decimal(rule.initial_cost)]
+                    for rule in reversed(rules) for prefix in rule.prefixes)
         return csv_text(rows)
     rows.append(list(COLUMNS))
     for rule in rules:

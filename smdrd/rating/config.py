@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, PlainSerializer, field_validator, model_validator
 
 from smdrd.rating.deck import parse_prefix
 from smdrd.rating.money import parse_money
@@ -80,8 +80,15 @@ def _money(value: Any) -> Any:
     return parse_money(value)
 
 
-#: an amount of money: a quoted decimal (``"0.03"``) or an integer; TOML floats are refused as inexact.
-Money = Annotated[Decimal, BeforeValidator(_money)]
+def plain_decimal(value: Decimal) -> str:
+    """``value`` written out in digits: ``str(Decimal)`` writes 0.0000005 as ``5E-7``, which no deck or
+    configuration reads back (`parse_money` takes digits only)."""
+    return format(value, "f")
+
+
+#: an amount of money: a quoted decimal (``"0.03"``) or an integer; TOML floats are refused as inexact. In
+#: JSON (a saved tariff version's document) it is written in digits (`plain_decimal`).
+Money = Annotated[Decimal, BeforeValidator(_money), PlainSerializer(plain_decimal, return_type=str, when_used="json")]
 
 
 class WeeklyHours(Section):
