@@ -158,6 +158,7 @@ __all__ = [
     "read_token_file",
     "redacted",
     "token_problem",
+    "validation_problems",
 ]
 
 
@@ -300,7 +301,9 @@ def _loc(loc: tuple[int | str, ...]) -> str:
 _SECRET_KEYS = ("password", "token", "secret", "key", "url")
 
 
-def _problems(exc: ValidationError) -> list[tuple[str, str]]:
+def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """Each problem of ``exc`` as (the key, in the file's terms, what is wrong and what was expected); a secret
+    key's value is never repeated."""
     problems = []
     for err in exc.errors(include_url=False):
         msg, loc = err["msg"], err["loc"]
@@ -367,7 +370,7 @@ def load_config(path: Path | str | None, *, use_env: bool = True) -> Settings:
     try:
         settings = klass()
     except ValidationError as exc:
-        raise _config_error(shown, unknown + _problems(exc), overrides) from None
+        raise _config_error(shown, unknown + validation_problems(exc), overrides) from None
     problems = (unknown + _source_problems(settings) + department_problems(settings.departments)
                 + _http_problems(settings) + _mail_problems(settings, toml_path))
     if problems:

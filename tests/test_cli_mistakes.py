@@ -166,6 +166,12 @@ def test_no_configuration_is_one_line_saying_what_to_do(command: str, tmp_path: 
     (["import", "--format", "avaya-ipo", "--database", "{tmp}", "{tmp}/copy.db"], "is a folder"),
     (["import", "--format", "avaya-ipo", "--encoding", "klingon", "{tmp}/copy.db"], "--encoding"),
     (["demo", "--format", "no-such-pbx", "--count", "1", "--database", "{tmp}/demo.db"], "no-such-pbx"),
+    # --batch 0 made the import spin for ever
+    (["import", "--format", "avaya-ipo", "--batch", "0", "--database", "{tmp}/x.db", "{tmp}/copy.db"], "--batch"),
+    (["simulate", "--format", "avaya-ipo", "--count", "-3"], "--count"),
+    # these printed pydantic's link to its documentation, not what was wrong
+    (["rate", "123", "--duration", "5", "--country", "GB", "--currency", "EURO"], "--currency"),
+    (["rate", "123", "--duration", "5", "--country", "GB", "--decimals", "99"], "--decimals"),
 ])
 def test_a_bad_value_is_one_line_naming_it(args: list[str], mentions: str, tmp_path: Path) -> None:
     """`simulate --listen 127.0.0.1:99999` printed a ValueError traceback; `demo --format` of an unknown format

@@ -61,6 +61,17 @@ def input_file(name: str | None) -> None:
         raise SmdrdError(f"{name}: cannot read it: {exc.strerror or exc}") from None
 
 
+def positive(text: str) -> int:
+    """An argparse type for a count that must be 1 or more (``--batch 0`` made an import spin for ever)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number such as 100, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
+    return value
+
+
 def day(text: str) -> date:
     """An argparse type for a ``--from``/``--to`` day: the error says what was expected. A day before 1980 or
     after 2099 is taken as the nearest of them (no call is stored outside those years, so ``--to 9999-12-31``

@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
-from smdrd.cli._common import add_config_argument, settings_from
+from smdrd.cli._common import add_config_argument, positive, settings_from
 from smdrd.config import Settings, SiteConfig, TariffConfig
 from smdrd.core import ERROR, FLUSHED, PARSED, SKIPPED, Entry, flush_entry, process_frame
 from smdrd.errors import SmdrdError
@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "stored twice (a call is the same call only from the same source)")
     p.add_argument("--year", type=int, help="the year, for formats whose dates have none")
     p.add_argument("--encoding", help="the files' encoding (default: the format's)")
-    p.add_argument("--batch", type=int, default=20_000, help="rows per commit (default 20000)")
+    p.add_argument("--batch", type=positive, default=20_000, help="rows per commit (default 20000)")
     p.add_argument("--quiet", "-q", action="store_true",
                    help="no progress bar or summary (the lines that failed are still listed)")
     p.add_argument("--in-process", action="store_true",

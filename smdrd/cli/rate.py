@@ -53,10 +53,17 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run, parser=p)
 
 
+#: the flag that gives each key of the site and tariff `_rater` builds (its problems are named by the flag).
+_FLAGS = {"country": "--country", "area_code": "--area-code", "timezone": "--timezone", "access_codes": "--access-code",
+          "currency": "--currency", "decimals": "--decimals", "decks": "--rules"}
+
+
 def _rater(args: argparse.Namespace) -> Any:
     """The configured rater (``--config``, ``$SMDRD_CONFIG`` or the default file), or, with ``--country``, one
     built from the flags and decks."""
-    from smdrd.config import SiteConfig, TariffConfig, load_config
+    from pydantic import ValidationError
+
+    from smdrd.config import SiteConfig, TariffConfig, load_config, validation_problems
     from smdrd.errors import ConfigError
     from smdrd.rating import Rater
 
@@ -78,8 +85,9 @@ def _rater(args: argparse.Namespace) -> Any:
             currency=args.currency or _decks_currency(decks) or "USD", decimals=args.decimals, decks=decks,
             mode="first-match" if args.first_match else "longest-prefix",
         )
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        raise SmdrdError(str(exc).splitlines()[-1].strip()) from None
+    except ValidationError as exc:  # named by the flag that gave the value
+        key, problem = validation_problems(exc)[0]
+        raise SmdrdError(f"{_FLAGS.get(key.split('[')[0], key)}: {problem}") from None
     try:
         return Rater.from_config(site, tariff)
     except ConfigError as exc:  # the only site key a flag gives that the rater checks: the country

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
+from smdrd.cli._common import positive
 from smdrd.config import parse_hostport
 from smdrd.core import Entry
 from smdrd.errors import SmdrdError
@@ -36,7 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        description="Write realistic generated call traffic as a PBX of FORMAT would: to "
                        "stdout, or over TCP as a PBX in listen mode (--listen) or push mode (--connect).")
     p.add_argument("-f", "--format", required=True, help="the format name (see `smdrd formats`)")
-    p.add_argument("-n", "--count", type=int, help="stop after N calls (default: endless)")
+    p.add_argument("-n", "--count", type=positive, help="stop after N calls (default: endless)")
     p.add_argument("-r", "--rate", type=float, help="calls per second (default: as fast as possible)")
     p.add_argument("--seed", type=int, help="random seed: the same seed gives the same calls")
     p.add_argument("--country", default="US", help="the dial plan of the generated numbers: US, GB, PL")
@@ -54,7 +55,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        "each call is printed as it is committed. Ctrl-C stops it.")
     d.add_argument("--database", type=Path, default=Path("var/demo.db"), help="the SQLite file (var/demo.db)")
     d.add_argument("-r", "--rate", type=float, default=2.0, help="calls per second (default 2)")
-    d.add_argument("-n", "--count", type=int, help="stop after N calls (default: until Ctrl-C)")
+    d.add_argument("-n", "--count", type=positive, help="stop after N calls (default: until Ctrl-C)")
     d.add_argument("-f", "--format", default="avaya-ipo", help="the simulated PBX's format (avaya-ipo)")
     d.add_argument("--seed", type=int, help="random seed: the same seed gives the same numbers and durations")
     d.set_defaults(func=run_demo)

@@ -28,6 +28,7 @@ import structlog
 from aiohttp import web
 from pydantic import ValidationError
 
+from smdrd.config import validation_problems
 from smdrd.console import _when
 from smdrd.console.streamed import UploadProblem, read_csv_body, read_csv_upload
 from smdrd.errors import SmdrdError
@@ -293,8 +294,11 @@ class RateAdmin:
 
         try:
             new, rater = await asyncio.to_thread(compile_it)
-        except (ValidationError, SmdrdError) as exc:  # a rule that validates alone but not in the whole
-            return Outcome(errors={"rule": str(exc).splitlines()[-1].strip()[:300]}, status=400)
+        except ValidationError as exc:  # a rule that validates alone but not in the whole
+            key, problem = validation_problems(exc)[0]
+            return Outcome(errors={"rule": f"{key}: {problem}"[:300]}, status=400)
+        except SmdrdError as exc:
+            return Outcome(errors={"rule": str(exc)[:300]}, status=400)
         actor, now = self._actor(request), self.console.now()
         try:
             info = await self._db(lambda t: t.save(doc, expected=state.number, at=now, actor=actor, note=note,
