@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -333,3 +333,32 @@ def test_example_deck_compiles() -> None:
     r = Rater.from_config(UK_SITE, TariffConfig(currency="GBP", decks=[example]))
     rating = r.rate_call("907911123456", MONDAY_10, 31)  # 30/6: 0.025 for 30 s, then one 6 s unit
     assert (rating.rule, rating.cost) == ("UK mobile", Decimal("0.03"))
+
+
+#: the nights the clocks change in London (forward at 01:00 UTC, back at 01:00 UTC) and New York.
+CLOCK_CHANGES = [("Europe/London", datetime(2026, 3, 29, 1, tzinfo=UTC)),
+                 ("Europe/London", datetime(2026, 10, 25, 1, tzinfo=UTC)),
+                 ("America/New_York", datetime(2026, 3, 8, 7, tzinfo=UTC)),
+                 ("America/New_York", datetime(2026, 11, 1, 6, tzinfo=UTC))]
+
+
+@settings(max_examples=200, deadline=None)
+@given(change=st.sampled_from(CLOCK_CHANGES), before=st.integers(-7200, 7200), duration=st.integers(1, 7200),
+       edge=st.sampled_from(["00:30", "01:00", "01:30", "02:00", "02:30"]))
+def test_a_split_call_over_a_clock_change_pays_each_minute_at_the_band_of_its_wall_clock(
+        change: tuple[str, datetime], before: int, duration: int, edge: str) -> None:
+    """A band edge in the hour the clocks skip was placed an hour late, one in the hour they repeat was kept
+    once, and a call over the change kept the band it started in (Rater._cuts). Each started minute is now
+    priced by the band its own start falls in on the wall clock."""
+    from smdrd.rating.rules import parse_hours
+
+    zone = ZoneInfo(change[0])
+    night = Band("night", frozenset(range(7)), *parse_hours(f"{edge}-06:00"))
+    rules = [Rule("night", ("447",), rate=Decimal("0.01"), band=night, order=0),
+             Rule("day", ("447",), rate=Decimal("0.10"), order=1)]
+    rater = Rater(Dialplan("GB", "20"), build_tariff(rules, split=True), zone, cache=False)
+    start = change[1] + timedelta(seconds=before)
+    rating, _ = rater.explain("907911123456", start, duration)
+    minutes = [datetime.fromtimestamp(start.timestamp() + 60 * m, zone) for m in range(-(-duration // 60))]
+    expected = sum((Decimal("0.01") if night.contains(w, False) else Decimal("0.10") for w in minutes), Decimal(0))
+    assert rating.cost == expected

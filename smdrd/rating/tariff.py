@@ -663,19 +663,43 @@ class Rater:
         return total, tuple(pieces)
 
     def _cuts(self, local: datetime, duration: int) -> list[int]:
-        """Offsets (seconds from the start, the first 0) at which some band or the date may change."""
+        """Offsets (seconds from the start, the first 0) at which some band or the date may change: each band edge
+        of each day (an edge in the hour the clocks repeat, both times it comes), and the instant the clocks
+        change (a call over it may leave a band: back from 01:40 to 01:00 leaves one that starts at 01:30; forward
+        from 00:59 to 02:00 enters it). A cut where the band does not change costs nothing: the units run on."""
         begin = local.timestamp()
         cuts = {0}
         day = local.date()
         last_day = datetime.fromtimestamp(begin + duration, self.tz).date()
         while day <= last_day:
             for minute in self.tariff.edges:
-                wall = datetime.combine(day, time(minute // 60, minute % 60), tzinfo=self.tz)
-                offset = int(wall.timestamp() - begin)
-                if 0 < offset < duration:
-                    cuts.add(offset)
+                for fold in (0, 1):
+                    wall = datetime.combine(day, time(minute // 60, minute % 60, fold=fold), tzinfo=self.tz)
+                    offset = int(wall.timestamp() - begin)
+                    if 0 < offset < duration:
+                        cuts.add(offset)
             day += timedelta(days=1)
+        cuts.update(offset for offset in _clock_changes(self.tz, int(begin), duration) if 0 < offset < duration)
         return sorted(cuts)
+
+
+def _clock_changes(tz: tzinfo, begin: int, duration: int) -> list[int]:
+    """The offsets (seconds from ``begin``) within ``duration`` at which ``tz``'s clocks change: at most one for a
+    call (31 days at most; the clocks change months apart), found to the second by halving."""
+    def offset_at(t: int) -> timedelta | None:
+        return datetime.fromtimestamp(t, tz).utcoffset()
+
+    lo, hi = begin, begin + duration
+    if offset_at(lo) == offset_at(hi):
+        return []
+    after = offset_at(hi)
+    while hi - lo > 1:  # offset_at(lo) differs, offset_at(hi) is the new one
+        mid = (lo + hi) // 2
+        if offset_at(mid) == after:
+            hi = mid
+        else:
+            lo = mid
+    return [hi - begin]
 
 
 def empty_tariff(currency: str = "USD", decimals: int = 2) -> Tariff:
