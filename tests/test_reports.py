@@ -26,6 +26,7 @@ from smdrd.journal import RatedCall
 from smdrd.rating import Rater, Rating
 from smdrd.rating.normalise import region_of
 from smdrd.record import CallRecord, Direction
+from smdrd.reports.export import header_lines
 from smdrd.reports.queries import Context, Query, Report, context_from, parse_query, run_report
 from smdrd.store import is_url, open_store
 from smdrd.store.api import ReportReader
@@ -398,3 +399,27 @@ def test_month_shorthand_and_default_range(ctx: Context) -> None:
     q = parse_query({}, ctx, today=date(2026, 5, 17))
     assert (q.first, q.last, q.directions) == (date(2026, 5, 1), date(2026, 5, 17), ("outbound",))
     assert isinstance(parse_query({"direction": ["all"]}, ctx), Query)
+
+
+async def test_costs_priced_in_another_currency_are_said_in_every_report(target: Path | str) -> None:
+    """The database held 11.471 USD and 8.149 GBP; the report said "Total 19.620 GBP" without a word. The
+    rollups keep each call's currency: a report whose days hold another one than the configured one says so."""
+    import dataclasses
+
+    usd = record(Call("2026-03-18T10:00:00", "201", "outbound", "national", 60, "1.00"))
+    assert isinstance(usd.rating, Rating)
+    usd = dataclasses.replace(usd, uid="test:usd", rating=dataclasses.replace(usd.rating, currency="USD"))
+    await write_rated(target, [record(c) for c in CALLS[:4]] + [usd])
+    ctx = context_from(settings_for(target))  # EUR
+    conn = open_store(target).reports()
+    try:
+        for first, last in (("2026-03-01", "2026-03-31"), ("2026-03-18", "2026-03-18")):
+            for kind in ("extensions", "departments", "days", "trunks", "destinations", "calls", "extension-details"):
+                rep = run_report(conn, parse_query({"kind": [kind], "from": [first], "to": [last]}, ctx), ctx)
+                assert "priced in USD" in rep.meta["note"] and "smdrd rerate" in rep.meta["note"], kind
+                assert ("Note", rep.meta["note"]) in header_lines(rep)
+        quiet = run_report(conn, parse_query({"kind": ["extensions"], "from": ["2026-03-01"], "to": ["2026-03-17"]},
+                                             ctx), ctx)
+        assert "note" not in quiet.meta  # only EUR on those days
+    finally:
+        conn.close()

@@ -597,7 +597,20 @@ def _shown_departments(q: Query, directory: Directory, wanted: set[str] | None) 
 
 def run_report(reader: ReportReader, q: Query, ctx: Context, names: Mapping[str, str] = NO_NAMES) -> Report:
     """Build the report ``q`` asks for from the store behind ``reader``; ``names`` (extension -> name, from the
-    directory; a call's is its site's, `smdrd.store.api.ExtensionNames`) are shown beside the extensions."""
+    directory; a call's is its site's, `smdrd.store.api.ExtensionNames`) are shown beside the extensions.
+
+    Costs priced in another currency than the configured one (the tariff's currency changed, or a site prices in
+    its own) are summed with the rest: the report's note says so, and how to price them all alike."""
+    report = _report(reader, q, ctx, names)
+    others = [c for c in reader.range_currencies(q.filters()) if c != ctx.currency]
+    if others:
+        note = (f"some costs of these days were priced in {', '.join(others)}, and are added here as if in "
+                f"{ctx.currency}: re-rate the days (smdrd rerate) to price them all in {ctx.currency}")
+        report.meta["note"] = "; ".join(filter(None, [report.meta.get("note"), note]))
+    return report
+
+
+def _report(reader: ReportReader, q: Query, ctx: Context, names: Mapping[str, str]) -> Report:
     names = site_names(q, names)
     d = ctx.directory
     f = q.filters()

@@ -181,6 +181,10 @@ class ReportReader(Protocol):
         """The extensions with traffic in the range."""
         ...
 
+    def range_currencies(self, f: Filters) -> list[str]:
+        """The currencies the range's costs were priced in (unrated calls left out)."""
+        ...
+
     def range_site_extensions(self, f: Filters) -> list[tuple[str, str]]:
         """``(site name, extension)`` of every extension with traffic in the range, at each site."""
         ...

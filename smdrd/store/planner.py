@@ -28,8 +28,8 @@ from smdrd.store.api import (
 from smdrd.store.rollups import DAYS_TABLE, ROLLUPS, coarser_of
 
 __all__ = ["SQLITE", "Dialect", "ExtensionTotals", "ReadConnection", "call_totals", "daily_rows", "extension_totals",
-           "hourly_rows", "iter_call_rows", "range_extensions", "range_site_extensions", "select_intervals",
-           "whole_months"]
+           "hourly_rows", "iter_call_rows", "range_currencies", "range_extensions", "range_site_extensions",
+           "select_intervals", "whole_months"]
 
 
 class _Rows(Protocol):
@@ -284,6 +284,16 @@ def hourly_rows(conn: ReadConnection, f: Filters) -> Iterator[tuple[object, ...]
     all_params.extend((first_month, last_month, *where_params))
     yield from conn.execute(f"SELECT trunk, hour, sum(calls) FROM ({' UNION ALL '.join(parts)}) AS u "
                             "GROUP BY trunk, hour", all_params)
+
+
+def range_currencies(conn: ReadConnection, f: Filters) -> list[str]:
+    """The currencies the costs of ``f``'s days were priced in, unrated calls ('') left out: more than one when
+    the tariff's currency changed inside them, or sites price in their own (read from the small days rollup:
+    its days, sites, trunks, directions and classes, not its extensions)."""
+    dialect = _dialect(conn)
+    where, params = _where(f, extension_col=False, dialect=dialect)
+    return sorted(str(r[0]) for r in conn.execute(
+        f"SELECT DISTINCT currency FROM {DAYS_TABLE} WHERE {' AND '.join(where)} AND currency <> ''", params))
 
 
 def range_extensions(conn: ReadConnection, f: Filters) -> list[str]:

@@ -88,6 +88,9 @@ class PgReports:
     def range_extensions(self, f: Filters) -> list[str]:
         return plan.range_extensions(self.reads, f)
 
+    def range_currencies(self, f: Filters) -> list[str]:
+        return plan.range_currencies(self.reads, f)
+
     def range_site_extensions(self, f: Filters) -> list[tuple[str, str]]:
         return plan.range_site_extensions(self.reads, f)
 

@@ -19,6 +19,7 @@ from smdrd.store.planner import (
     extension_totals,
     hourly_rows,
     iter_call_rows,
+    range_currencies,
     range_extensions,
     range_site_extensions,
     select_intervals,
@@ -87,6 +88,9 @@ class SqliteReports:
 
     def range_extensions(self, f: Filters) -> list[str]:
         return range_extensions(self.conn, f)
+
+    def range_currencies(self, f: Filters) -> list[str]:
+        return range_currencies(self.conn, f)
 
     def range_site_extensions(self, f: Filters) -> list[tuple[str, str]]:
         return range_site_extensions(self.conn, f)
