@@ -30,7 +30,7 @@ from datetime import date, datetime, timedelta
 from typing import ClassVar
 
 from smdrd.errors import ParseError
-from smdrd.parsing import Parser
+from smdrd.parsing import Parser, ParserContext
 from smdrd.record import CallRecord, Direction
 
 from .toolkit import Layout, Slice, check_call_seconds
@@ -69,8 +69,10 @@ def _mmdd(text: str) -> tuple[int, int]:
     return int(text[:2]), int(text[3:5])
 
 
-def _time(text: str) -> tuple[int, int, int]:
-    """``hh:mm`` or ``hh:mm:ss``, then the PM flag (one field for the parser: an error in either is the time's)."""
+def _time(text: str) -> tuple[int, int, int, str]:
+    """``hh:mm`` or ``hh:mm:ss``, then the PM flag (one field for the parser: an error in either is the time's):
+    the hour, minute and second as a 24-hour clock reads them when the flag says (``p``: PM, ``a``: AM, so
+    12:05a is 00:05), and the flag (``"p"``, ``"a"`` or ``""``) for the parser's clock (`MitelMiVBParser`)."""
     hhmm, pm = text[:-1], text[-1:]
     parts = hhmm.split(":")
     if not all(len(p) == 2 and p.isdigit() and p.isascii() for p in parts):
@@ -79,9 +81,12 @@ def _time(text: str) -> tuple[int, int, int]:
         raise ValueError(f"expected blank or P, got {pm!r}")
     hour, minute = int(parts[0]), int(parts[1])
     second = int(parts[2]) if len(parts) == 3 else 0
-    if pm in ("P", "p") and hour < 12:
+    flag = pm.strip().lower()
+    if flag == "p" and hour < 12:
         hour += 12
-    return hour, minute, second
+    elif flag == "a" and hour == 12:
+        hour = 0
+    return hour, minute, second, flag
 
 
 def _duration(text: str) -> tuple[int, bool]:
@@ -135,7 +140,26 @@ class MitelMiVBParser(Parser):
 
     name = "mitel-mivb"
     description = "Mitel MiVoice Business / 3300 SMDR (fixed width; transfers inside the record)"
-    option_names: ClassVar[frozenset[str] | None] = frozenset()  # it takes none
+    option_names: ClassVar[frozenset[str] | None] = frozenset({"clock"})
+
+    def __init__(self, context: ParserContext | None = None) -> None:
+        super().__init__(context)
+        clock = self.context.options.get("clock", "auto")
+        if clock not in ("auto", "12h", "24h"):
+            raise ValueError(f"mitel-mivb option 'clock' must be \"auto\", \"12h\" or \"24h\", got {clock!r}")
+        #: whether the PBX prints a 12-hour clock (``p`` marks PM, a blank flag AM): set by the option, else
+        #: (``auto``) by the first flag (12-hour) or the first hour past 12 (24-hour) the stream shows. Until
+        #: then a blank 12:05 is read as noon, the commoner of the two.
+        self._twelve: bool | None = None if clock == "auto" else clock == "12h"
+
+    def _clock(self, time: tuple[int, int, int, str]) -> tuple[int, int, int]:
+        """``time`` on the 24-hour clock: in 12-hour mode a blank flag is AM, so 12:05 is 00:05."""
+        hour, minute, second, flag = time
+        if self._twelve is None and (flag or hour > 12):
+            self._twelve = bool(flag)
+        if self._twelve and not flag and hour == 12:
+            hour = 0
+        return hour, minute, second
 
     def parse(self, line: str) -> Sequence[CallRecord] | None:
         line = line.rstrip("\r\n\x00")
@@ -151,9 +175,10 @@ class MitelMiVBParser(Parser):
         except ParseError as exc:
             if exc.field == "duration":
                 # the start is checked first: a date that is no day of the calendar is the error to report
-                self._start(line, slices, _mmdd(line[1:6]), _time(line[slices["time"][0]:slices["pm"][1]]))
+                self._start(line, slices, _mmdd(line[1:6]),
+                            self._clock(_time(line[slices["time"][0]:slices["pm"][1]])))
             raise
-        start = self._start(line, slices, f["date"], f["time"])
+        start = self._start(line, slices, f["date"], self._clock(f["time"]))
         duration, overflow = f["duration"]
         calling: str = f["calling"]
         called: str = f["called"]

@@ -127,6 +127,35 @@ def test_mivb_standard_layout_doc_template() -> None:
     assert r.answered
 
 
+def standard_line(time: str, pm: str) -> str:
+    """A 90-column standard record (the help page's template) starting at ``time`` with the flag ``pm``."""
+    fields = {"date": "04/15", "time": time, "pm": pm, "duration": "00:00:31", "calling": "214",
+              "digits": "6135952122", "status": "A", "called": "T054", "system_id": "000"}
+    chars = [" "] * 90
+    for name, text in fields.items():
+        a, _ = STANDARD[name]
+        chars[a:a + len(text)] = text
+    return "".join(chars)
+
+
+def test_mivb_12_hour_clock_reads_12_without_the_pm_flag_as_after_midnight() -> None:
+    """In 12-hour mode ``p`` marks PM, so a blank flag is AM: 12:05 is five past midnight, not noon. The clock
+    is the option's, else the stream's: its first flag says 12-hour, its first hour past 12 says 24-hour."""
+    assert one(mivb(), standard_line("12:05", "A")).start == datetime(2019, 4, 15, 0, 5)  # an explicit AM
+    twelve = MitelMiVBParser(ParserContext(year=2019, options={"clock": "12h"}))
+    assert one(twelve, standard_line("12:05", " ")).start == datetime(2019, 4, 15, 0, 5)
+    assert one(twelve, standard_line("12:05", "P")).start == datetime(2019, 4, 15, 12, 5)
+    auto = mivb()
+    assert one(auto, standard_line("12:05", " ")).start == datetime(2019, 4, 15, 12, 5)  # nothing says yet
+    assert one(auto, standard_line("01:10", "P")).start == datetime(2019, 4, 15, 13, 10)  # a flag: 12-hour
+    assert one(auto, standard_line("12:05", " ")).start == datetime(2019, 4, 15, 0, 5)
+    day = mivb()
+    assert one(day, standard_line("13:10", " ")).start == datetime(2019, 4, 15, 13, 10)  # past 12: 24-hour
+    assert one(day, standard_line("12:05", " ")).start == datetime(2019, 4, 15, 12, 5)
+    with pytest.raises(ValueError, match="clock"):
+        MitelMiVBParser(ParserContext(options={"clock": "12"}))
+
+
 def test_mivb_detect() -> None:
     """`--format auto` recognises a MiVB capture and not Mitel 5000 lines."""
     assert MitelMiVBParser.detect(REAL) > 0.8
