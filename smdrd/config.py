@@ -203,14 +203,16 @@ class Settings(BaseSettings):
             raise PydanticCustomError("unknown_country", "{reason}", {"reason": str(exc)}) from None
         return site
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> Settings:
-        seen: set[str] = set()
-        for src in self.sources:
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
+        seen: dict[str, int] = {}
+        for i, src in enumerate(sources):
             if src.name in seen:
-                raise ValueError(f"source names must be unique; {src.name!r} is used twice")
-            seen.add(src.name)
-        return self
+                raise ValueError(f"source names must be unique; {src.name!r} is sources[{seen[src.name]}].name "
+                                 f"and sources[{i}].name")
+            seen[src.name] = i
+        return sources
 
     @model_validator(mode="after")
     def _journal_topic_site(self) -> Settings:

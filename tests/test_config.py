@@ -97,8 +97,10 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_duplicate_source_names_are_refused(tmp_path: Path) -> None:
     text = GOOD + GOOD[GOOD.index("[[sources]]"):]
-    with pytest.raises(ConfigError, match="used twice"):
+    with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text), use_env=False)
+    assert info.value.problems == [("sources", "source names must be unique; 'ipo' is sources[0].name and "
+                                               "sources[1].name")]
 
 
 def test_check_config_command_exits_non_zero_with_each_error(tmp_path: Path,

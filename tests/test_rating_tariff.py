@@ -248,7 +248,7 @@ def test_bad_deck_file_through_config(tmp_path: Path) -> None:
     deck.write_text("prefix,rate\n44,0.01\n49,0,01\n")
     with pytest.raises(TariffError, match=rf"{deck}:3: "):
         Rater.from_config(UK_SITE, TariffConfig(decks=[deck]))
-    with pytest.raises(TariffError, match="cannot read"):
+    with pytest.raises(TariffError, match=rf"^tariff.decks\[0\]: no deck at {tmp_path / 'missing.csv'}$"):
         Rater.from_config(UK_SITE, TariffConfig(decks=[tmp_path / "missing.csv"]))
 
 

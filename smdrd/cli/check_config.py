@@ -10,6 +10,7 @@ from pathlib import Path
 
 from smdrd.config import Settings, config_warnings, load_config, redacted
 from smdrd.errors import ConfigError, TariffError
+from smdrd.rating.rules import TariffSourceError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
             tariff = resolve(settings).tariff
         Rater.from_config(settings.site, tariff, base_dir=args.file.parent)
     except (ConfigError, TariffError) as exc:
-        if isinstance(exc, TariffError):
+        if isinstance(exc, TariffSourceError) and exc.source.startswith("tariff.") and exc.line is not None:
+            exc = ConfigError(str(args.file), [(f"{exc.source}[{exc.line}]", exc.reason)])
+        elif isinstance(exc, TariffError):
             exc = ConfigError(str(args.file), [("tariff", str(exc))])
         if [key for key, _ in exc.problems] == [""]:  # the file itself (missing, not TOML): one line
             print(f"smdrd check-config: {exc}", file=sys.stderr)

@@ -410,10 +410,12 @@ def compile_tariff(config: TariffConfig, *, base_dir: Path | str | None = None) 
             source="tariff.rules",
             line=i,
         ))
-    for deck in config.decks:
+    for i, deck in enumerate(config.decks):
         path = Path(deck)
         if base_dir is not None and not path.is_absolute():
             path = Path(base_dir) / path
+        if not path.is_file():  # named by its key, with the path it was looked for at (relative to the file)
+            raise TariffSourceError("tariff.decks", i, f"no deck at {path}" + (" (a folder)" if path.is_dir() else ""))
         deck_rules, data = read_deck(path, bands=bands, first_order=len(rules))
         rules.extend(deck_rules)
         digest.update(hashlib.sha256(data).digest())
