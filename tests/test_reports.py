@@ -251,6 +251,9 @@ def test_trunks_report_calls_minutes_cost_and_busiest_hour(conn: ReportReader, c
     ]
     assert rep.totals == {"calls": 8, "duration": 1600, "minutes": d("26.7"), "cost": d("8.35"),
                           "busiest_hour": "10:00-11:00", "busiest_hour_calls": 3}
+    # with every direction, the internal call (no trunk) is a row that says so, not a row without a name
+    every = report(conn, ctx, "trunks", direction="all")
+    assert [row["trunk"] for row in every.rows] == ["(no trunk)", "T1", "T2"]
 
 
 def test_destinations_by_cost_and_by_count(conn: ReportReader, ctx: Context) -> None:

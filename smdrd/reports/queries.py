@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from smdrd.config import Settings
 
 __all__ = [
-    "DETAIL_KINDS", "DIRECTIONS", "KINDS", "LISTING_KINDS", "MAX_PAGE_SIZE", "NO_NAMES", "Column", "Context",
-    "Query", "Report", "Section", "Tally", "average", "context_from", "every_call", "every_row", "money",
+    "DETAIL_KINDS", "DIRECTIONS", "KINDS", "LISTING_KINDS", "MAX_PAGE_SIZE", "NO_NAMES", "NO_TRUNK", "Column",
+    "Context", "Query", "Report", "Section", "Tally", "average", "context_from", "every_call", "every_row", "money",
     "parse_query", "run_report",
 ]
 
@@ -333,6 +333,10 @@ def _hour_label(h: tuple[int, int] | None) -> str | None:
     return None if h is None else f"{h[0]:02d}:00-{h[0] + 1:02d}:00"
 
 
+#: the trunks report's row of the calls that used no trunk (internal calls, with ``direction=all``).
+NO_TRUNK = "(no trunk)"
+
+
 def trunks_report(rows: Iterable[Attributed], hours: tuple[dict[str, tuple[int, int]], tuple[int, int] | None]
                   | None, *, decimals: int) -> Report:
     """Calls, minutes and cost per trunk, and its busiest hour of the day (``None`` when not known)."""
@@ -345,9 +349,9 @@ def trunks_report(rows: Iterable[Attributed], hours: tuple[dict[str, tuple[int, 
     out = []
     for trunk, t in sorted(tallies.items()):
         h = per_trunk.get(trunk)
-        out.append({"trunk": trunk, "calls": t.calls, "duration": t.duration, "minutes": minutes(t.duration),
-                    "cost": money(t.cost_micros, decimals), "busiest_hour": _hour_label(h),
-                    "busiest_hour_calls": None if h is None else h[1]})
+        out.append({"trunk": trunk or NO_TRUNK, "calls": t.calls, "duration": t.duration,
+                    "minutes": minutes(t.duration), "cost": money(t.cost_micros, decimals),
+                    "busiest_hour": _hour_label(h), "busiest_hour_calls": None if h is None else h[1]})
     totals = {"calls": total.calls, "duration": total.duration, "minutes": minutes(total.duration),
               "cost": money(total.cost_micros, decimals), "busiest_hour": _hour_label(overall),
               "busiest_hour_calls": None if overall is None else overall[1]}
