@@ -255,6 +255,10 @@ async def test_an_e_mail_address_is_set_by_an_admin_or_its_owner(site: Site) -> 
             assert 'value="v.new@example.com"' in text and "E-mail address saved." in text
             assert 'action="/account/email"' in text
         assert emails()[0] == ("victor", "victor", {"email": "victor@example.com"}, {"email": "v.new@example.com"})
+        async with admin.get(f"{site.base}/audit") as r:  # each change as a person reads it, not as JSON
+            page = await r.text()
+            assert '<span class="key">email</span>: victor@example.com → v.new@example.com' in page
+            assert "{&#34;email&#34;" not in page and '{"email"' not in page
 
         headers = {"X-CSRF-Token": csrf}
         async with admin.put(f"{site.base}/api/users/victor", json={"email": "nope"}, headers=headers) as r:
@@ -281,3 +285,19 @@ def test_the_store_keeps_an_admin_even_when_two_step_down_at_once(tmp_path: Path
         assert accounts.unlock_user("ghost", at=3, actor=Actor("a2")) is None
     finally:
         accounts.close()
+
+
+def test_an_audit_entry_is_shown_as_what_changed_key_by_key() -> None:
+    from smdrd.console import changes
+
+    assert changes({"role": "viewer", "departments": []}, {"role": "manager", "departments": ["Sales", "Support"]}) == [
+        ("role", "viewer", "manager"), ("departments", "none", "Sales, Support")]
+    assert changes(None, {"name": "bob", "role": "admin"}) == [("name", "", "bob"), ("role", "", "admin")]
+    assert changes({"name": "bob"}, None) == [("name", "bob", "")]
+    assert changes({"a": 1, "b": 2}, {"a": 1, "b": 3}) == [("b", "2", "3")]  # what stayed is left out
+    assert changes(None, {"rules": [{"prefix": "44"}]}) == [("rules", "", '[{"prefix": "44"}]')]
+    assert changes(None, {"note": "x" * 500})[0][2].endswith("…")
+    assert changes(None, None) == [] and changes(None, 5) == [("", "", "5")]
+    directory = {"count": 2, "items": [{"name": "Sales", "budget": "8000"}, {"extension": "201", "name": ""}]}
+    assert changes({"departments": {"count": 0, "items": []}}, {"departments": directory}) == [
+        ("departments", "0", "2 (Sales, 201)")]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -482,8 +483,40 @@ class Console:
         raw = request.query.get("before", "")
         before = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
         entries = await self._store(lambda a: a.entries(100, before))
-        return self.render(request, "audit.html", title="Audit log", entries=entries, when=_when,
+        return self.render(request, "audit.html", title="Audit log", entries=entries, when=_when, changes=changes,
                            older=entries[-1].id if len(entries) == 100 else None)
+
+
+def _shown(value: Any) -> str:
+    """An audited value as a person reads it: text as it is, a list of plain values joined, anything else as
+    compact JSON; at most 200 characters."""
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, dict) and isinstance(value.get("count"), int) and isinstance(value.get("items"), list):
+        # a collection the entry counts (a directory's departments, memberships, names): how many, and which
+        named = [str(i.get("name") or i.get("extension") or "") if isinstance(i, dict) else str(i)
+                 for i in value["items"]]
+        text = f"{value['count']}" + (f" ({', '.join(n for n in named if n)})" if any(named) else "")
+    elif isinstance(value, list) and all(isinstance(v, str | int | float | bool) or v is None for v in value):
+        text = ", ".join("" if v is None else str(v) for v in value) or "none"
+    elif value is None:
+        text = "none"
+    else:
+        text = json.dumps(value, separators=(", ", ": "), ensure_ascii=False, default=str)
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def changes(before: Any, after: Any) -> list[tuple[str, str, str]]:
+    """What an audit entry changed, key by key: ``(key, before, after)`` as text (`_shown`), ``""`` for a side
+    that has no such key; only the keys whose value differs (every key of an addition or a removal). A value
+    that is not a mapping is one row with an empty key."""
+    if not isinstance(before, dict) and not isinstance(after, dict):
+        return [] if before is None and after is None else [
+            ("", "" if before is None else _shown(before), "" if after is None else _shown(after))]
+    old = before if isinstance(before, dict) else {}
+    new = after if isinstance(after, dict) else {}
+    return [(str(key), _shown(old[key]) if key in old else "", _shown(new[key]) if key in new else "")
+            for key in dict.fromkeys([*old, *new]) if old.get(key, ...) != new.get(key, ...)]
 
 
 def _principal(user: User, via: str, *, csrf: str = "", session: str = "") -> Principal:
