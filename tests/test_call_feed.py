@@ -190,3 +190,32 @@ async def test_pruning_delivered_alerts_keeps_the_newest_id_so_the_mail_cursor_s
         assert [p.row for p in await outbox.pending()] == [4]
     finally:
         await outbox.close()
+
+
+async def test_a_duplicate_line_reaches_the_entry_feed_without_its_bytes(tmp_path: Path) -> None:
+    """The journal feed hid a line's authorisation code using its own calls' codes; a line stored as a
+    duplicate (a PBX re-sending its buffer) has no calls of its own, so its code reached the central in clear.
+    Its bytes are the first line's, which the central has (hidden): it goes without them."""
+    from smdrd.journal import DUPLICATE
+
+    db = tmp_path / "j.db"
+    raw = b"2026/11/20 11:20:00,00:01:00,2,313,O,0012127820962,0012127820962,,0,1900011,0,E313,Eve,T9004,,1,777333"
+    record = CallRecord(format="avaya-ipo", start=datetime(2026, 11, 20, 11, 20), duration=60,
+                        direction=Direction.OUTBOUND, extension="313", number="0012127820962", auth_code="777333")
+    writer = JournalWriter(db, commit_interval=0.001)
+    await writer.open()
+    task = asyncio.create_task(writer.run())
+    for _ in range(2):  # the same line twice: the second is a duplicate
+        writer.submit(JournalEntry("pbx", "p", 1, "avaya-ipo", raw, PARSED, None,
+                                   (RatedCall("avaya-ipo:same", record, None),), ()))
+    await writer.close()
+    await task
+    feed = open_store(db).call_feed()
+    await feed.open()
+    try:
+        entries = await feed.entries(0, 10)
+    finally:
+        await feed.close()
+    assert [e.fields["status"] for e in entries] == [PARSED, DUPLICATE]
+    assert b"777333" not in entries[0].fields["raw"] and entries[0].fields["raw"].endswith(b"******")
+    assert entries[1].fields["raw"] == b""

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from smdrd.journal import MICROS
+from smdrd.journal import DUPLICATE, MICROS
 from smdrd.privacy import hide_codes
 from smdrd.store.api import REVISION_FEED, FeedCall
 
@@ -72,7 +72,12 @@ def entry_fields(line: tuple[Any, ...], calls: list[dict[str, Any]], codes: Sequ
     gives it: ``raw`` stays bytes (the publisher encodes it), with the calls' authorisation ``codes`` hidden
     (`smdrd.privacy.hide_codes`): a credential crosses no broker, and a central store shows no one."""
     fields = dict(zip(LINE_COLUMNS, line, strict=True))
-    fields["raw"] = hide_codes(bytes(fields["raw"]), codes)
+    if fields["status"] == DUPLICATE:
+        # the bytes of a line stored already (a PBX re-sending its buffer), whose calls, and so whose codes, are
+        # that line's: not known here. The central has those bytes, hidden, from the first line.
+        fields["raw"] = b""
+    else:
+        fields["raw"] = hide_codes(bytes(fields["raw"]), codes)
     fields["calls"] = calls
     return fields
 
