@@ -36,7 +36,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 
@@ -118,7 +118,7 @@ class Pipeline:
         self._process: subprocess.Popen[bytes] | None = None
         self._closing = False
         #: the alert rules the worker runs, and where the spend that starts its budgets is read (`set_alerts`).
-        self._alerts: tuple[AlertSetup, Callable[[], Spend]] | None = None
+        self._alerts: tuple[AlertSetup, Callable[[], Spend], Callable[[], list[str]]] | None = None
         #: `check`\ s sent and not yet answered, by id.
         self._checks: dict[int, asyncio.Future[Checked | None]] = {}
         self._next_check = 0
@@ -148,14 +148,15 @@ class Pipeline:
         self._config = _config(settings, base_dir, version)
         self._queue(self._config)
 
-    def set_alerts(self, setup: AlertSetup, seed: Callable[[], Spend]) -> None:
+    def set_alerts(self, setup: AlertSetup, seed: Callable[[], Spend],
+                   seen: Callable[[], list[str]] = list) -> None:
         """Run the alert rules of ``setup`` in the worker, on every call it rates; at a reload, swap them in (the
         engine's state carries over). Each new worker (the first, one after a crash) starts its budgets from
-        ``seed()``, read when it starts."""
+        ``seed()`` and takes the calls ``seen()`` as observed already, both read when it starts."""
         first = self._alerts is None
-        self._alerts = (setup, seed)
+        self._alerts = (setup, seed, seen)
         if self._writer is not None:  # the worker runs: otherwise it gets them when it starts
-            self._queue(w.SetAlerts(setup, _spend(seed) if first else None))
+            self._queue(w.SetAlerts(setup, _spend(seed) if first else None, _spend(seen) if first else None))
 
     async def check(self, snapshots: Sequence[SourceSnapshot], now: float, *,
                     stats_only: bool = False) -> Checked | None:
@@ -258,7 +259,7 @@ class Pipeline:
         # repeat: sent again from here, so only the lines and closes stay queued), then what is queued.
         first: list[w.Op] = [self._config]
         if self._alerts is not None:
-            first.append(w.SetAlerts(self._alerts[0], _spend(self._alerts[1])))
+            first.append(w.SetAlerts(self._alerts[0], _spend(self._alerts[1]), _spend(self._alerts[2])))
         self._write([*first, *(op for op, _ in self._streams.values())])
         self._queued = [op for op in self._queued if isinstance(op, w.Lines | w.Close | w.Check)]
         self._flush()
@@ -370,7 +371,10 @@ def _spawn_worker(fd: int) -> subprocess.Popen[bytes]:
                             env=env)
 
 
-def _spend(seed: Callable[[], Spend]) -> Spend | None:
+_T = TypeVar("_T")
+
+
+def _spend(seed: Callable[[], _T]) -> _T | None:
     try:
         return seed()
     except Exception as exc:  # a locked or broken database: the budgets start from nothing, and it is said

@@ -107,6 +107,9 @@ class SetAlerts:
 
     setup: AlertSetup
     seed: Spend | None  # a new engine's budgets start from it; None at a reload (the state carries over)
+    #: a new engine's calls seen already (the uids of the newest stored calls): a PBX re-sending them after the
+    #: daemon restarted raises no alert again and counts no spend twice.
+    seen: list[str] | None = None
 
 
 @dataclass(slots=True)
@@ -191,6 +194,8 @@ def worker_main(conn: Connection) -> None:
                                      directory=setup.directory, decimals=setup.decimals)
                 if op.seed:
                     engine.seed_spend(op.seed)
+                if op.seen:
+                    engine.seed_seen(op.seen)
                 observe = engine.observe if engine.rules.calls else None
             else:
                 try:

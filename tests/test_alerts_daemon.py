@@ -276,6 +276,28 @@ async def test_a_resent_line_never_realerts_even_after_a_restart(tmp_path: Path,
     assert conn.execute("SELECT count(*) FROM alert_outbox WHERE delivered_at IS NULL").fetchone()[0] == 0
 
 
+async def test_a_buffer_resent_after_a_restart_raises_nothing_again(tmp_path: Path, broker: Broker) -> None:
+    """Three night calls abroad from one extension raise one after_hours alert. After a restart, the PBX re-sends
+    the last two: the rules' memory of the calls they saw was gone, so the incident was raised again under a
+    new id (and a budget counted the spend twice). The engine now starts knowing the newest stored calls."""
+    port = free_port()
+    nights = [call(f"901144207946000{i}", at=NIGHT + timedelta(minutes=i), extension="301") for i in range(3)]
+    async with subscribed(broker) as sub:
+        async with running(settings(tmp_path, broker, port)) as pbx:
+            await pbx.send(*nights)
+            assert await sub.wait_until(lambda: len(alerts(sub)) >= 1, 10)
+            await asyncio.sleep(0.5)
+            buffer = pbx.sent[1:]  # the lines as sent: a PBX re-sends the same bytes
+        first = [(a["rule"], a["id"]) for a in alerts(sub)]
+        assert [rule for rule, _ in first] == ["after_hours"]
+        async with running(settings(tmp_path, broker, port)) as pbx:
+            await pbx.send_raw(*buffer)
+            await pbx.send(call("9011442079460000", at=NIGHT, extension="999"))  # a new call: the line is read
+            assert await sub.wait_until(lambda: any(a["extension"] == "999" for a in alerts(sub)), 10)
+            await asyncio.sleep(0.5)
+        assert [(a["rule"], a["id"]) for a in alerts(sub) if a["extension"] == "301"] == first
+
+
 async def test_source_down_and_parse_errors_are_operational_alerts(tmp_path: Path, broker: Broker) -> None:
     """A PBX that cannot be reached (tcp-client to a closed port) raises source_down; a source sending garbage
     raises parse_errors. Both without any call."""

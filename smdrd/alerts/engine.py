@@ -313,6 +313,15 @@ class AlertEngine:
                 out[key] = money_text(Decimal(value), self.decimals)
         return out
 
+    def seed_seen(self, uids: Iterable[str]) -> None:
+        """Take the calls ``uids`` (oldest first: the newest stored calls) as observed already: the same lines
+        re-sent after a restart (a PBX replaying its buffer) raise nothing and count no spend again."""
+        seen = self.state.seen
+        for uid in uids:
+            seen[uid] = None
+        while len(seen) > MAX_SEEN:
+            del seen[next(iter(seen))]
+
     def seed_spend(self, totals: Iterable[tuple[str, str, Decimal]]) -> None:
         """Start the budget rule's periods from stored spend: ``(extension, local day YYYY-MM-DD, cost)``."""
         spend = self.state.spend

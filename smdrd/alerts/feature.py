@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from smdrd.alerts.engine import RESOLVED_SUFFIX, AlertEngine, AlertStats, Departments, NoDepartments
-from smdrd.alerts.rules import SPEND_RULES, RuleSet, SourceSnapshot, build_rules
+from smdrd.alerts.rules import MAX_SEEN, SPEND_RULES, RuleSet, SourceSnapshot, build_rules
 from smdrd.errors import SmdrdError
 from smdrd.journal import Alert, JournalEntry
 from smdrd.pipeline import AlertSetup, Spend
@@ -86,7 +86,7 @@ class Alerts:
         self.pipeline = daemon.pipeline
         self._worker_stats = AlertStats()
         if self.pipeline is not None:
-            self.pipeline.set_alerts(self._setup(), self._stored_spend)
+            self.pipeline.set_alerts(self._setup(), self._stored_spend, self._stored_seen)
         #: called after alerts were added to the outbox outside a commit (the MQTT delivery wakes).
         self.outbox_listeners: list[Callable[[], None]] = []
         #: alerts committed and not yet acknowledged by the broker (approximate between checks).
@@ -124,7 +124,7 @@ class Alerts:
         self.engine.configure(rules, settings.site.tz, site=settings.site.name, directory=directory,
                               decimals=settings.tariff.decimals)
         if self.pipeline is not None:
-            self.pipeline.set_alerts(self._setup(), self._stored_spend)
+            self.pipeline.set_alerts(self._setup(), self._stored_spend, self._stored_seen)
         self._declare_rules()
         log.info("alerts.reloaded", rules=[a.rule.name for a in rules.calls + rules.sources])
 
@@ -164,15 +164,22 @@ class Alerts:
         month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         return self.store.spend_since(int(month_start.timestamp()))
 
+    def _stored_seen(self) -> list[str]:
+        """The uids of the newest stored calls, oldest first, that the engine takes as observed already."""
+        if not self.engine.rules.calls:
+            return []
+        return self.store.recent_call_uids(MAX_SEEN)
+
     def _seed_budgets(self) -> None:
         if self.pipeline is not None:
             return  # the worker's engine starts from the stored spend each time a worker starts
         try:
-            totals = self._stored_spend()
+            totals, seen = self._stored_spend(), self._stored_seen()
         except Exception as exc:
             log.error("alerts.budget_seed_failed", error=str(exc))
             return
         self.engine.seed_spend(totals)
+        self.engine.seed_seen(seen)
 
     async def _check(self, now: float) -> list[Alert]:
         """The operational alerts raised or resolved at ``now``, by whichever engine runs the rules."""

@@ -326,6 +326,11 @@ class Store(Protocol):
         budget rule's memory after a restart."""
         ...
 
+    def recent_call_uids(self, limit: int) -> list[str]:
+        """The uids of this site's ``limit`` newest stored calls, oldest first: the alert rules' memory of the
+        calls they saw, after a restart."""
+        ...
+
     def directory(self) -> DirectoryStore:
         """Extension names, departments and dated memberships, on a connection of their own (created and
         migrated if need be); ``close`` it when done."""

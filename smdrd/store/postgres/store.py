@@ -35,6 +35,7 @@ from smdrd.store.postgres.outbox import PgOutbox
 from smdrd.store.postgres.rebuild import PgRebuild
 from smdrd.store.postgres.reports import PgReports
 from smdrd.store.postgres.retention import PgRetention
+from smdrd.store.postgres.schema import LOCAL_SITE
 from smdrd.store.postgres.tariffs import PgTariffs
 
 __all__ = ["PgCallExport", "PgCallFeed", "PgJournalErrors", "PgStore"]
@@ -236,6 +237,12 @@ class PgStore:
                 "WHERE start_utc >= %s AND cost_micros > 0 GROUP BY extension, substr(start, 1, 10)",
                 (since_utc,)).fetchall()
         return [(ext, day, Decimal(micros) / MICROS) for ext, day, micros in rows]
+
+    def recent_call_uids(self, limit: int) -> list[str]:
+        with connect(self.url) as conn:
+            rows = conn.execute("SELECT uid FROM calls WHERE site_id = %s ORDER BY id DESC LIMIT %s",
+                                (LOCAL_SITE, limit)).fetchall()
+        return [str(uid) for (uid,) in reversed(rows)]
 
 
 if TYPE_CHECKING:

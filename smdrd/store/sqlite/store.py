@@ -84,6 +84,14 @@ class SqliteStore:
             conn.close()
         return [(ext, day, Decimal(micros) / 1_000_000) for ext, day, micros in rows]
 
+    def recent_call_uids(self, limit: int) -> list[str]:
+        conn = sqlite3.connect(self.path)
+        try:
+            rows = conn.execute("SELECT uid FROM calls ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        finally:
+            conn.close()
+        return [str(uid) for (uid,) in reversed(rows)]
+
 
 if TYPE_CHECKING:
     from smdrd.store import api
