@@ -168,6 +168,25 @@ def test_short_calls_in_a_row_to_one_number() -> None:
     assert h.rules(h.call("914155550199", at=DAY + timedelta(minutes=15), duration=0)) == ["short_calls"]
 
 
+def test_short_calls_count_within_a_sliding_window() -> None:
+    """The streak restarted at its first call once ``within_minutes`` (here 10) had passed: five short calls in
+    ten minutes after others earlier never alerted. The window slides."""
+    h = Harness({"short_calls": {"within_minutes": 10}})
+    raised = [a for m in (0, 20, 25, 28, 31, 33) for a in
+              h.call("914155550199", at=DAY + timedelta(minutes=m), duration=5)]
+    assert raised == []
+    assert h.rules(h.call("914155550199", at=DAY + timedelta(minutes=35), duration=5)) == ["short_calls"]
+
+
+def test_a_late_call_outside_the_hour_does_not_count_towards_velocity() -> None:
+    """40 calls in the hour, then yesterday's call arriving late (a saved buffer): it is not in the window."""
+    h = Harness()
+    raised = [a for i in range(40) for a in h.call(f"91415555{i:04d}", at=DAY + timedelta(minutes=i), duration=20)]
+    assert raised == []
+    assert h.call("914155559999", at=DAY - timedelta(days=1), duration=20) == []
+    assert h.rules(h.call("914155558888", at=DAY + timedelta(minutes=41), duration=20)) == ["velocity"]
+
+
 def test_wangiri_call_back_after_a_missed_one_ring_call_from_abroad() -> None:
     """A missed one-ring call from +44 then a call back to it raises wangiri; a call back after an answered
     call, or to a number that rang long, does not."""
@@ -187,12 +206,13 @@ def test_budget_warns_at_80_and_goes_critical_at_100_once_per_period() -> None:
     for the rest of the day; the next day starts again."""
     h = Harness({"expensive_call": {"enabled": False}, "budget": {"departments": {"Sales": {"daily": "100"}}}},
                 departments=[{"name": "Sales", "extensions": ["200-209"]}])
-    seen = []
+    seen, reasons = [], []
     for i in range(8):
-        seen += [(a["rule"], a["severity"], a["department"])
-                 for a in h.call("914155550100", at=DAY + timedelta(minutes=i), cost=Decimal(30),
-                                 extension="205")]
+        got = h.call("914155550100", at=DAY + timedelta(minutes=i), cost=Decimal(30), extension="205")
+        seen += [(a["rule"], a["severity"], a["department"]) for a in got]
+        reasons += [a["reason"] for a in got]
     assert seen == [("budget", "warning", "Sales"), ("budget", "critical", "Sales")]
+    assert all("of its daily budget of 100" in r for r in reasons), reasons  # not "dayly"
     assert h.call("914155550100", at=DAY + timedelta(minutes=9), cost=Decimal(30), extension="301") == []
     nxt = h.call("914155550100", at=DAY + timedelta(days=1), cost=Decimal(90), extension="201")
     assert [(a["severity"], a["facts"]["period"]) for a in nxt] == [("warning", "2025-03-05")]

@@ -27,6 +27,7 @@ from smdrd.alerts.rules import (
     CLEARING_RULES,
     MAX_KEYS,
     MAX_SEEN,
+    PERIOD_ADJECTIVE,
     PERIOD_RULES,
     AlertState,
     Finding,
@@ -251,8 +252,9 @@ class AlertEngine:
         for rule, key in ended:
             facts = self.state.open_alerts[rule, key].facts
             dept, kind, period = facts.get("department"), facts.get("kind"), facts.get("period")
-            rows += self._cleared(Finding(rule, "", f"department {dept}: its {kind}ly budget period {period} is "
-                                          f"over", key, "", {**facts}, clears=True))
+            adjective = PERIOD_ADJECTIVE.get(str(kind), f"{kind}ly")
+            rows += self._cleared(Finding(rule, "", f"department {dept}: its {adjective} budget period {period} is "
+                                          "over", key, "", {**facts}, clears=True))
         return rows
 
     # -- alerts that clear ------------------------------------------------------------------------------------

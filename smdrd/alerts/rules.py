@@ -135,10 +135,22 @@ class _Window:
         self.total = 0.0
 
     def add(self, ts: float, weight: float, span: float) -> None:
-        self.events.append((ts, weight))
-        self.total += weight
+        """Count an event at ``ts``, kept in time order; one ``span`` or more before the newest (a late line of
+        a call long over) is outside the window and not counted."""
         events = self.events
-        while events and events[0][0] <= ts - span:
+        newest = events[-1][0] if events else ts
+        if ts <= newest - span:
+            return
+        if ts >= newest:
+            events.append((ts, weight))
+        else:  # a little late: in its place, so that the oldest stay at the front
+            i = len(events)
+            while i and events[i - 1][0] > ts:
+                i -= 1
+            events.insert(i, (ts, weight))
+        self.total += weight
+        cutoff = events[-1][0] - span
+        while events and events[0][0] <= cutoff:
             self.total -= events.popleft()[1]
 
     def __len__(self) -> int:
@@ -152,6 +164,10 @@ def _bounded_put(store: OrderedDict[K, V], key: K, value: V, limit: int = MAX_KE
         store.popitem(last=False)
 
 
+#: a budget period as its alerts name it ("daily", not "dayly").
+PERIOD_ADJECTIVE: Final = {"day": "daily", "month": "monthly"}
+
+
 @dataclass(slots=True)
 class AlertState:
     """Everything the rules remember between calls: bounded, in memory, rebuilt after a restart.
@@ -163,8 +179,8 @@ class AlertState:
     ext_windows: OrderedDict[str, tuple[_Window, _Window]] = field(default_factory=OrderedDict)
     site_calls: _Window = field(default_factory=_Window)
     site_intl: _Window = field(default_factory=_Window)
-    #: number -> (calls in a row, first call's ts, last call's ts)
-    streaks: OrderedDict[str, tuple[int, float, float]] = field(default_factory=OrderedDict)
+    #: number -> the start times of its short calls in a row (the last `within`)
+    streaks: OrderedDict[str, tuple[float, ...]] = field(default_factory=OrderedDict)
     #: E.164 number -> ts of the missed inbound call from abroad
     missed: OrderedDict[str, float] = field(default_factory=OrderedDict)
     #: (department, "day" | "month", period) -> spend
@@ -451,12 +467,12 @@ class ShortCalls:
         if call.duration > self.max_seconds:
             state.streaks.pop(number, None)
             return ()
-        n, first, _ = state.streaks.get(number, (0, call.ts, call.ts))
-        if call.ts - first > self.within:
-            n, first = 0, call.ts
-        n += 1
+        # the streak's start times, sliding: those more than `within` before this call drop out of it
+        times = [t for t in state.streaks.get(number, ()) if call.ts - t <= self.within]
+        times.append(call.ts)
+        n, first = len(times), min(times)
         if n < self.count:
-            _bounded_put(state.streaks, number, (n, first, call.ts))
+            _bounded_put(state.streaks, number, tuple(times))
             return ()
         state.streaks.pop(number, None)
         return (Finding(self.name, self.severity,
@@ -531,7 +547,7 @@ class Budget:
                 state.budget_fired.add((dept, kind, period, WARNING))
             out.append(Finding(self.name, level,
                                f"department {dept} spent {spent} {call.currency} this {kind} ({period}): "
-                               f"{share * 100:.0f} % of its {kind}ly budget of {limit}",
+                               f"{share * 100:.0f} % of its {PERIOD_ADJECTIVE[kind]} budget of {limit}",
                                f"dept:{dept}:{kind}:{period}",
                                f"{self.name}:{dept}:{kind}:{period}:{level}",
                                {"department": dept, "kind": kind, "period": period, "spent": str(spent),
