@@ -212,6 +212,13 @@ async def test_upload_and_api_with_errors_naming_line_and_column(site: Dir) -> N
         async with browser.put(f"{site.base}/api/directory/extensions/SIP%2Falice", headers=headers,
                                json={"name": "Alice (softphone)"}) as r:
             assert r.status == 200 and (await r.json())["number"] == "SIP/alice"
+        # an over-long number was cut to 64 characters: the change went to another extension
+        async with browser.put(f"{site.base}/api/directory/extensions/{'9' * 300}", headers=headers,
+                               json={"name": "x"}) as r:
+            assert r.status == 400 and "at most 64 characters" in (await r.json())["errors"]["extension"]
+        async with browser.put(f"{site.base}/api/directory/extensions/{'9' * 64}", headers=headers,
+                               json={"name": "x"}) as r:
+            assert r.status == 200
         async with browser.post(f"{site.base}/api/directory/departments", headers=headers,
                                 json={"name": "Ops", "parent": "Nowhere"}) as r:
             assert r.status == 400 and (await r.json())["errors"]["parent"] == "there is no department 'Nowhere'"

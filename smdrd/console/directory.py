@@ -59,6 +59,8 @@ DIRECTORY_READERS = READERS | {"manager"}
 PAGE_SIZE = 100
 #: the most extensions a manager's page is filtered from (their departments' extensions today).
 MAX_SCOPED = 20_000
+#: the longest extension number (as a directory file or a department's ``extensions`` may give one).
+MAX_NUMBER = 64
 #: what a page says after a change that sent the browser on (a fixed text per key: nothing from the URL shown).
 DONE = {"named": "Name saved.", "moved": "Extension moved.", "added": "Department added.",
         "changed": "Department saved.", "deleted": "Department deleted.", "imported": "Directory imported."}
@@ -278,7 +280,16 @@ class DirectoryPages:
         return await self._extensions_page(request)
 
     def _number(self, request: web.Request) -> str:
-        return request.match_info["number"][:64]
+        return request.match_info["number"]
+
+    @staticmethod
+    def _bad_number(number: str) -> Outcome | None:
+        """An extension number no PBX gives (longer than the 64 characters a stored one may have): refused
+        whole. Cut to 64, it named, and changed, another extension."""
+        if len(number) > MAX_NUMBER:
+            return Outcome({"extension": f"an extension has at most {MAX_NUMBER} characters, got {len(number)}"},
+                           400)
+        return None
 
     def _back(self, fields: Mapping[str, str], done: str, number: str) -> web.HTTPSeeOther:
         query = {"done": done}
@@ -290,7 +301,7 @@ class DirectoryPages:
     async def name_form(self, request: web.Request) -> web.StreamResponse:
         number, fields = self._number(request), await self._posted(request)
         site = fields.get("name_site", "")
-        outcome = await self.rename(request, number, fields.get("name", ""), site)
+        outcome = self._bad_number(number) or await self.rename(request, number, fields.get("name", ""), site)
         if outcome.errors:
             # The row of the name the form was for; a site refused is shown on the number's first row.
             errors = {"name_site" if k == "site" else k: v for k, v in outcome.errors.items()}
@@ -301,8 +312,8 @@ class DirectoryPages:
     @requires(*ADMIN)
     async def move_form(self, request: web.Request) -> web.StreamResponse:
         number, fields = self._number(request), await self._posted(request)
-        outcome = await self.move(request, number, fields.get("department", ""), fields.get("valid_from", ""),
-                                  fields.get("site", ""))
+        outcome = self._bad_number(number) or await self.move(
+            request, number, fields.get("department", ""), fields.get("valid_from", ""), fields.get("site", ""))
         if outcome.errors:
             return await self._extensions_page(request, status=outcome.status, errors=outcome.errors,
                                                failed=number, form=fields)
@@ -411,6 +422,8 @@ class DirectoryPages:
     async def api_extension(self, request: web.Request) -> web.StreamResponse:
         """``{"name": ...}`` and/or ``{"department": ..., "valid_from": ...}`` (a move)."""
         number, body = self._number(request), await _body(request)
+        if (bad_number := self._bad_number(number)) is not None:
+            return self._json(bad_number)
         unknown = sorted(set(body) - {"name", "department", "valid_from", "site"})
         if unknown:
             return self._json(Outcome({unknown[0][:40]: "unknown field; expected name, department, valid_from, "
