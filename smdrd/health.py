@@ -21,7 +21,8 @@ The rules (each failing rule adds one reason):
   now" is routine for them; a push source that has received nothing since it started is down. A ``file`` read
   once is up (it finishes by design).
 
-The body also shows each source's last line time and the journal's counts, for a human reading it.
+To a recognised request the body also shows each source's last line time and counts, and the journal's, for a
+human reading it; everyone else sees the states (up, connected, writable) and the reasons.
 
 **Degraded, not unhealthy:** MQTT delivery that cannot reach its broker (``[mqtt] enabled`` and not connected
 after a failed attempt or a lost connection) turns ``status`` to ``degraded`` with HTTP 200, and says how many
@@ -103,27 +104,29 @@ class HealthMonitor:
         if writer.pending >= writer.max_pending:
             reasons.append(f"database: the journal is full ({writer.pending} lines pending, limit "
                            f"{writer.max_pending}); sources are paused")
-        database = {"writable": failing <= 0, "pending_rows": writer.pending,
-                    "committed_lines": writer.stats.lines, "committed_calls": writer.stats.calls,
-                    "last_commit": _iso(self.last_commit_at)}
+        database: dict[str, Any] = {"writable": failing <= 0}
+        if detail:  # counts and times: for a recognised request only, as each source's below
+            database.update({"pending_rows": writer.pending, "committed_lines": writer.stats.lines,
+                             "committed_calls": writer.stats.calls, "last_commit": _iso(self.last_commit_at)})
         sources: dict[str, Any] = {}
         for cfg in daemon.settings.sources:
             if not cfg.enabled:
                 continue
             rs = daemon.sources.get(cfg.name)
             if rs is None:
-                sources[cfg.name] = {"kind": cfg.kind, "up": False, "connected": False, "last_line": None}
+                sources[cfg.name] = {"kind": cfg.kind, "up": False, "connected": False,
+                                     **({"last_line": None} if detail else {})}
                 reasons.append(f"source {cfg.name}: not running")
                 continue
             status = rs.source.status
             last = rs.ingest.counters.last_line_at
             why = source_down(cfg.kind, bool(getattr(cfg, "follow", False)), status.connected, last, now)
-            info: dict[str, Any] = {
-                "kind": cfg.kind, "up": why is None, "connected": status.connected, "last_line": _iso(last),
-                "last_line_age_seconds": None if last is None else round(now - last, 3),
-                "lines": rs.ingest.counters.lines, "parse_errors": rs.ingest.counters.errors,
-                "reconnects": status.reconnects,
-            }
+            info: dict[str, Any] = {"kind": cfg.kind, "up": why is None, "connected": status.connected}
+            if detail:
+                info.update({"last_line": _iso(last),
+                             "last_line_age_seconds": None if last is None else round(now - last, 3),
+                             "lines": rs.ingest.counters.lines, "parse_errors": rs.ingest.counters.errors,
+                             "reconnects": status.reconnects})
             if detail and status.last_error:
                 info["last_error"] = status.last_error
             elif status.last_error_reason:

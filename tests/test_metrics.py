@@ -463,8 +463,16 @@ async def test_healthz_needs_no_token_but_metrics_do(tmp_path: Path) -> None:
         assert status == 401
         status, _, body = await http_get(run.http_port, f"/metrics?token={token}")
         assert status == 200 and b"smdrd_calls_total" in body
-        status, _ = await health(run.http_port)
+        status, public = await health(run.http_port)
         assert status == 503  # no PBX yet: answered, not refused
+        # states for everyone; counts and times only with the token (api.md: "its details ... only to a
+        # recognised request")
+        assert public["database"] == {"writable": True}
+        assert all(set(src) == {"kind", "up", "connected"} for src in public["sources"].values())  # type: ignore[attr-defined]
+        status, _, body = await http_get(run.http_port, f"/healthz?token={token}")
+        detail = json.loads(body)
+        assert {"committed_calls", "last_commit"} <= set(detail["database"])
+        assert all("last_line" in src for src in detail["sources"].values())
 
 
 def test_destination_series_name_the_country_of_the_number_not_of_its_calling_code(tmp_path: Path) -> None:
