@@ -351,3 +351,10 @@ def test_a_budget_alert_is_resolved_when_its_period_ends() -> None:
     assert eng.check_periods((DAY + timedelta(hours=15)).timestamp()) == []  # once
     month_end = [json.loads(r.payload) for r in eng.check_periods(datetime(2025, 4, 1, 0, 5, tzinfo=TZ).timestamp())]
     assert [e["resolves"] for e in month_end] == [raised[1]["id"]]
+
+
+def test_a_us_site_calling_its_own_premium_900_line_is_high_risk() -> None:
+    """+1 900 is in the built-in high-risk list; a US site dropped it as one of "its own NANP area codes"
+    (phonenumbers files 900 under US), so only the premium class caught it."""
+    us = Harness({"high_risk": {"classes": []}, "after_hours": {"enabled": False}})
+    assert us.rules(us.call("919005551234", duration=30)) == ["high_risk"]

@@ -864,11 +864,17 @@ def build_rules(
 _NANP_REGIONS = frozenset(phonenumbers.region_codes_for_country_code(1))
 
 
+#: the NANP's premium-rate service codes among `NANP_LOOKALIKE_PREFIXES` (phonenumbers files them under US).
+_NANP_PREMIUM = frozenset({"+1900", "+1976"})
+
+
 def _own_nanp_codes(site: SiteConfig) -> set[str]:
     """The three-digit area codes of the site's own NANP country (a site in Jamaica dials 876 at home)."""
     area = site.area_code.lstrip("1")
     codes = {area} if area else set()
     for prefix in NANP_LOOKALIKE_PREFIXES:
+        if prefix in _NANP_PREMIUM:
+            continue  # premium-rate services, not an area code at home: a US site's own 900 still alerts
         example = f"{prefix}5550123"
         if region_of(example) == site.country:
             codes.add(prefix[2:])
