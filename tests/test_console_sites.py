@@ -149,6 +149,7 @@ async def test_the_overview_compares_the_sites(central: Console) -> None:
     rows = [[re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)]
             for row in re.findall(r"<tr>(.*?)</tr>", found.group(0).split("<tbody>", 1)[1], re.S)]
     costs = {name: sum(range(1, n + 1)) for name, n in SITES.items()}
+    assert 'id="currency-note"' not in html  # every site prices in PLN, the console's currency
     assert [r[:2] for r in rows] == [[name, str(n)] for name, n in SITES.items()]
     for row, (name, n) in zip(rows, SITES.items(), strict=True):
         assert row[3] == row[6] == f"{costs[name]}.00 PLN" and row[4] == str(n), row
@@ -215,5 +216,8 @@ async def test_a_one_site_console_offers_no_site_filter_or_column(single: Consol
         assert status == 200, (path, html)
         assert 'name="site"' not in html and 'id="ov-sites"' not in html and ">Site<" not in html, path
         if path == "/":  # the top extensions: extension, department and figures, no site
+            # its calls were priced in PLN, its tariff's currency is another: summed as one, and said so
+            assert re.search(r'id="currency-note"[^>]*>Some costs this month were priced in PLN: they are added '
+                             r'here as if in [A-Z]{3}\.<', html), html
             assert [r[:2] for r in cells(html, "ov-extensions-today")] == [["201 Person 1", "Unassigned"]]
             assert all(len(r) == 5 for r in cells(html, "ov-extensions-month"))

@@ -344,7 +344,7 @@ class Overview:
                  now: datetime) -> dict[str, Any]:
         if scope == ():
             return {"today": None, "month": None, "classes": [], "budgets": [], "alerts": [], "sites": [],
-                    "updated": now}
+                    "currency_note": "", "updated": now}
         departments = scope or ()
         today = now.date()
         first, _ = month_bounds(today)
@@ -356,8 +356,14 @@ class Overview:
                 "today": period_figures(reader, ctx, today, today, departments, by_site=several),
                 "month": period_figures(reader, ctx, first, today, departments, by_site=several)}
             figures["sites"] = site_rows(reader, ctx, seen, today, departments) if several else []
+            others = [c for c in reader.range_currencies(Filters(first, today, directions=DIRECTIONS))
+                      if c != ctx.currency]
         finally:
             reader.close()
+        # costs priced in another currency (a central store's sites price in their own) are summed as this one
+        figures["currency_note"] = (
+            f"Some costs this month were priced in {', '.join(others)}: they are added here as if in "
+            f"{ctx.currency}." if others else "")
         figures["budgets"] = budget_rows(ctx, now, departments, figures["month"]["spend"], calendar,
                                          min_days=min_days)
         wanted: tuple[str, ...] | None = None  # a manager sees their departments' alerts, not operational ones

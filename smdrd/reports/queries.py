@@ -609,7 +609,8 @@ def run_report(reader: ReportReader, q: Query, ctx: Context, names: Mapping[str,
     others = [c for c in reader.range_currencies(q.filters()) if c != ctx.currency]
     if others:
         note = (f"some costs of these days were priced in {', '.join(others)}, and are added here as if in "
-                f"{ctx.currency}: re-rate the days (smdrd rerate) to price them all in {ctx.currency}")
+                f"{ctx.currency} (a site that prices in its own currency, or a tariff whose currency changed: "
+                f"smdrd rerate, where they were priced, prices those days again)")
         report.meta["note"] = "; ".join(filter(None, [report.meta.get("note"), note]))
     return report
 
