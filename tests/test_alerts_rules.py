@@ -334,6 +334,22 @@ def test_parse_failures_that_stop_publish_one_resolved_event() -> None:
         ("resolved", json.loads(bad[0].payload)["id"])]
 
 
+def test_a_long_parse_failure_raises_once_and_its_one_resolution_closes_it() -> None:
+    """Three hours at 50 % bad lines raised an alert an hour (past each snooze) under a new id, and only the last
+    was resolved: the others stayed open in the inbox. One episode is one alert and one resolution."""
+    eng = Harness({"parse_errors": {"window_minutes": 15}}).engine
+    t0 = 1_700_000_000.0
+    events = [json.loads(r.payload) for i in range(0, 3 * 3600, 60)
+              for r in eng.check_sources([SourceSnapshot("pbx", True, 100 * (i // 60 + 1), 50 * (i // 60 + 1))],
+                                         t0 + i)]
+    assert [e["state"] for e in events] == ["raised"]
+    lines, errors = 100 * 181, 50 * 180
+    for i in range(1, 40):  # good lines from now on: back under the limit within the window
+        events += [json.loads(r.payload) for r in eng.check_sources(
+            [SourceSnapshot("pbx", True, lines + 100 * i, errors)], t0 + 3 * 3600 + 60 * i)]
+    assert [(e["state"], e.get("resolves")) for e in events] == [("raised", None), ("resolved", events[0]["id"])]
+
+
 def test_a_budget_alert_is_resolved_when_its_period_ends() -> None:
     """A daily budget passed today: at the site's next midnight the periodic check resolves the day's alert
     (the latest level raised); the month's alert is not resolved then."""

@@ -701,6 +701,9 @@ class ParseErrors:
                             f"({errors} of {lines} lines in the last {_minutes(now - t0)})",
                             f"source:{snap.name}", f"{self.name}:{snap.name}:{int(now)}:resolved",
                             {"source": snap.name, "lines": lines, "errors": errors}, clears=True),)
+        if snap.name in state.parse_failing:
+            return ()  # the episode raised already: once per episode (as source_down once per outage), so its
+            # one resolved event closes it; an hourly repeat under a new id stayed open in the inbox for ever
         state.parse_failing.add(snap.name)
         return (Finding(self.name, self.severity,
                         f"source {snap.name}: {errors} of {lines} lines failed to parse in the last "
