@@ -125,6 +125,8 @@ def test_long_and_expensive_calls() -> None:
     """A 61-minute national call raises long_call; a call costing 75 raises expensive_call; 59 min and 49 do not."""
     h = Harness()
     assert h.rules(h.call("914155550100", duration=61 * 60)) == ["long_call"]
+    just_over = h.call("914155550100", duration=3629, extension="205")  # read "60 min (limit 60 min)" rounded
+    assert [a["reason"].split(" between ")[0] for a in just_over] == ["outbound call of 1:00:29"]
     assert h.call("914155550100", duration=59 * 60, extension="202") == []
     assert h.rules(h.call("914155550100", cost=Decimal("75.00"), extension="203")) == ["expensive_call"]
     assert h.call("914155550100", cost=Decimal("49.99"), extension="204") == []

@@ -258,6 +258,11 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 600 else f"{seconds / 60:.1f} min"
 
 
+def _hms(seconds: int) -> str:
+    """A call's duration exactly (``1:00:29``): rounded to minutes, one just over its limit read as the limit."""
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
 @dataclass(frozen=True, slots=True)
 class BusinessHours:
     """Opening hours in the site's local time: weekdays (Monday is 0), minutes of the day, closed dates."""
@@ -364,7 +369,7 @@ class LongCall:
         if call.direction not in self.directions or call.duration <= self.seconds:
             return ()
         return (Finding(self.name, self.severity,
-                        f"{call.direction} call of {_minutes(call.duration)} between {_who(call)} and "
+                        f"{call.direction} call of {_hms(call.duration)} between {_who(call)} and "
                         f"{_dest(call)} (limit {_minutes(self.seconds)})", f"ext:{call.extension}",
                         f"{self.name}:{call.uid}", {"limit_seconds": self.seconds}),)
 
