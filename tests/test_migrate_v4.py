@@ -25,7 +25,7 @@ from smdrd.config import load_config
 from smdrd.core import process_frame
 from smdrd.parsers.avaya_ipo import AvayaIPOfficeParser
 from smdrd.parsing import ParserContext
-from smdrd.reports.queries import context_from, parse_query, run_report
+from smdrd.reports.queries import NO_TRUNK, context_from, parse_query, run_report
 from smdrd.store.sqlite.backup import read_schema, reference_schema, schema_differences
 from smdrd.store.sqlite.reports import SqliteReports
 from smdrd.store.sqlite.rollups import ROLLUPS, backfill_sql
@@ -98,8 +98,10 @@ def test_every_report_kind_gives_the_same_figures_after_the_migration(old_db: Pa
             assert by_code(got[key]["rows"]) == by_code(expected[key]["rows"]), key
         else:
             assert got[key]["totals"] == expected[key]["totals"], key
-            assert [{f: row[f] for f in old} for row, old in zip(got[key]["rows"], expected[key]["rows"],
-                                                                  strict=True)] == expected[key]["rows"], key
+            rows = expected[key]["rows"]
+            if '"trunks"' in key:  # since session 9 the internal calls' row is named, not blank
+                rows = [{**row, "trunk": row["trunk"] or NO_TRUNK} for row in rows]
+            assert [{f: row[f] for f in old} for row, old in zip(got[key]["rows"], rows, strict=True)] == rows, key
             added = {f for row in got[key]["rows"] for f in row} - {f for row in expected[key]["rows"] for f in row}
             assert added <= {"rule"}, key  # columns added since version 4 (the calls' rating rule)
 
