@@ -36,7 +36,6 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import ClassVar
 
 from smdrd.errors import ParseError
 from smdrd.parsing import Parser, ParserContext
@@ -91,7 +90,7 @@ class AvayaIPOfficeParser(Parser):
 
     name = "avaya-ipo"
     description = "Avaya IP Office SMDR (CSV, 17 to 37 fields; transfers joined by Call ID)"
-    option_names: ClassVar[frozenset[str] | None] = frozenset()  # it takes none
+    option_names = frozenset[str]()  # it takes none
 
     def __init__(self, context: ParserContext | None = None) -> None:
         super().__init__(context)

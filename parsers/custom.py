@@ -320,7 +320,6 @@ class CustomParser(Parser):
 
     name = "custom"
     description = "Any PBX described in the config (CSV columns or fixed-width slices, a direction rule)"
-    option_names = None  # it names the options it refuses itself (the default, said here)
 
     def __init__(self, context: ParserContext | None = None) -> None:
         super().__init__(context)

@@ -42,7 +42,6 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
-from typing import ClassVar
 
 from smdrd.parsing import Parser, ParserContext
 from smdrd.record import CallRecord, Direction
@@ -132,7 +131,7 @@ class Mitel5000Parser(Parser):
 
     name = "mitel-5000"
     description = "Mitel 5000 / MiVoice Office 250 / Inter-Tel SMDR (80 columns; length-framed over TCP)"
-    option_names: ClassVar[frozenset[str] | None] = frozenset()  # it takes none
+    option_names = frozenset[str]()  # it takes none
     handshake = "mitel-5000"
     time_resolution = 60
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, timedelta
-from typing import ClassVar
 
 from smdrd.errors import ParseError
 from smdrd.parsing import Parser, ParserContext
@@ -140,7 +139,7 @@ class MitelMiVBParser(Parser):
 
     name = "mitel-mivb"
     description = "Mitel MiVoice Business / 3300 SMDR (fixed width; transfers inside the record)"
-    option_names: ClassVar[frozenset[str] | None] = frozenset({"clock"})
+    option_names = frozenset({"clock"})
 
     def __init__(self, context: ParserContext | None = None) -> None:
         super().__init__(context)

@@ -156,7 +156,7 @@ class Pipeline:
         first = self._alerts is None
         self._alerts = (setup, seed, seen)
         if self._writer is not None:  # the worker runs: otherwise it gets them when it starts
-            self._queue(w.SetAlerts(setup, _spend(seed) if first else None, _spend(seen) if first else None))
+            self._queue(w.SetAlerts(setup, _read_seed(seed) if first else None, _read_seed(seen) if first else None))
 
     async def check(self, snapshots: Sequence[SourceSnapshot], now: float, *,
                     stats_only: bool = False) -> Checked | None:
@@ -259,7 +259,7 @@ class Pipeline:
         # repeat: sent again from here, so only the lines and closes stay queued), then what is queued.
         first: list[w.Op] = [self._config]
         if self._alerts is not None:
-            first.append(w.SetAlerts(self._alerts[0], _spend(self._alerts[1]), _spend(self._alerts[2])))
+            first.append(w.SetAlerts(self._alerts[0], _read_seed(self._alerts[1]), _read_seed(self._alerts[2])))
         self._write([*first, *(op for op, _ in self._streams.values())])
         self._queued = [op for op in self._queued if isinstance(op, w.Lines | w.Close | w.Check)]
         self._flush()
@@ -374,7 +374,8 @@ def _spawn_worker(fd: int) -> subprocess.Popen[bytes]:
 _T = TypeVar("_T")
 
 
-def _spend(seed: Callable[[], _T]) -> _T | None:
+def _read_seed(seed: Callable[[], _T]) -> _T | None:
+    """What ``seed()`` reads from the store for a new worker's engine (its spend, the calls it saw), or None."""
     try:
         return seed()
     except Exception as exc:  # a locked or broken database: the budgets start from nothing, and it is said

@@ -252,7 +252,7 @@ class AlertEngine:
         for rule, key in ended:
             facts = self.state.open_alerts[rule, key].facts
             dept, kind, period = facts.get("department"), facts.get("kind"), facts.get("period")
-            adjective = PERIOD_ADJECTIVE.get(str(kind), f"{kind}ly")
+            adjective = PERIOD_ADJECTIVE.get(str(kind), str(kind))
             rows += self._cleared(Finding(rule, "", f"department {dept}: its {adjective} budget period {period} is "
                                           "over", key, "", {**facts}, clears=True))
         return rows

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         Rater.from_config(settings.site, tariff, base_dir=args.file.parent)
     except (ConfigError, TariffError) as exc:
         if isinstance(exc, TariffSourceError) and exc.source.startswith("tariff.") and exc.line is not None:
-            exc = ConfigError(str(args.file), [(f"{exc.source}[{exc.line}]", exc.reason)])
+            exc = ConfigError(str(args.file), [(exc.where, exc.reason)])
         elif isinstance(exc, TariffError):
             exc = ConfigError(str(args.file), [("tariff", str(exc))])
         if [key for key, _ in exc.problems] == [""]:  # the file itself (missing, not TOML): one line

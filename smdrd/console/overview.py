@@ -48,7 +48,7 @@ from smdrd.rating.classes import CALL_CLASSES
 from smdrd.reports.departments import UNASSIGNED
 from smdrd.reports.forecast import Forecast, WorkingCalendar, calendar_for, month_bounds, month_end_forecast
 from smdrd.reports.http import scoped
-from smdrd.reports.queries import DIRECTIONS, Context, Query, Report, Tally, money, run_report
+from smdrd.reports.queries import DIRECTIONS, Context, Query, Report, Tally, money, other_currencies, run_report
 from smdrd.reports.render import hms
 from smdrd.store import open_store
 from smdrd.store.api import SITE, AlertFilter, Filters, InboxAlert, SiteSeen, name_at
@@ -356,8 +356,7 @@ class Overview:
                 "today": period_figures(reader, ctx, today, today, departments, by_site=several),
                 "month": period_figures(reader, ctx, first, today, departments, by_site=several)}
             figures["sites"] = site_rows(reader, ctx, seen, today, departments) if several else []
-            others = [c for c in reader.range_currencies(Filters(first, today, directions=DIRECTIONS))
-                      if c != ctx.currency]
+            others = other_currencies(reader, Filters(first, today, directions=DIRECTIONS), ctx)
         finally:
             reader.close()
         # costs priced in another currency (a central store's sites price in their own) are summed as this one

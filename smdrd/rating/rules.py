@@ -58,13 +58,11 @@ class TariffSourceError(TariffError):
         self.source = source
         self.line = line
         self.reason = reason
-        if line is None:
-            where = source
-        elif source.startswith("tariff."):
-            where = f"{source}[{line}]"
-        else:
-            where = f"{source}:{line}"
-        super().__init__(f"{where}: {reason}")
+        #: where, as a person finds it: the deck's ``path:line``, or the configuration's key (``tariff.rules[2]``).
+        self.where = source
+        if line is not None:
+            self.where = f"{source}[{line}]" if source.startswith("tariff.") else f"{source}:{line}"
+        super().__init__(f"{self.where}: {reason}")
 
 
 def parse_days(items: Iterable[str]) -> frozenset[int]:

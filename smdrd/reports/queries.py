@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DETAIL_KINDS", "DIRECTIONS", "KINDS", "LISTING_KINDS", "MAX_PAGE_SIZE", "NO_NAMES", "NO_TRUNK", "Column",
     "Context", "Query", "Report", "Section", "Tally", "average", "context_from", "every_call", "every_row", "money",
-    "parse_query", "run_report",
+    "other_currencies", "parse_query", "run_report",
 ]
 
 #: the details kinds (Yeastar's "Extension Call Accounting Details"): every call, a section per extension with
@@ -606,13 +606,19 @@ def run_report(reader: ReportReader, q: Query, ctx: Context, names: Mapping[str,
     Costs priced in another currency than the configured one (the tariff's currency changed, or a site prices in
     its own) are summed with the rest: the report's note says so, and how to price them all alike."""
     report = _report(reader, q, ctx, names)
-    others = [c for c in reader.range_currencies(q.filters()) if c != ctx.currency]
-    if others:
+    if others := other_currencies(reader, q.filters(), ctx):
         note = (f"some costs of these days were priced in {', '.join(others)}, and are added here as if in "
                 f"{ctx.currency} (a site that prices in its own currency, or a tariff whose currency changed: "
                 f"smdrd rerate, where they were priced, prices those days again)")
         report.meta["note"] = "; ".join(filter(None, [report.meta.get("note"), note]))
     return report
+
+
+def other_currencies(reader: ReportReader, f: Filters, ctx: Context) -> list[str]:
+    """The currencies other than the configured one that costs of ``f``'s days were priced in (a site that
+    prices in its own, a tariff whose currency changed): summed with the rest, which a report and the overview
+    say."""
+    return [c for c in reader.range_currencies(f) if c != ctx.currency]
 
 
 def _report(reader: ReportReader, q: Query, ctx: Context, names: Mapping[str, str]) -> Report:

@@ -21,11 +21,11 @@ INSERT_LINE = ("INSERT INTO lines (id, source, peer, received_at, format, raw, s
                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 INSERT_CALL = (f"INSERT OR IGNORE INTO calls (line_id, {', '.join(CALL_COLUMNS)}) "
                f"VALUES (?, {', '.join('?' * len(CALL_COLUMNS))})")
-#: ``(highest lines.id, highest calls.id)`` (0 when empty), read at the start of a write transaction: new lines
-#: are numbered after the first, and the calls above the second are the batch `rollups.ROLL_UP` adds.
 #: `INSERT_CALL` with the call's id given: ``smdrd reparse`` numbers rebuilt calls above every id there was.
 INSERT_CALL_NUMBERED = (f"INSERT OR IGNORE INTO calls (id, line_id, {', '.join(CALL_COLUMNS)}) "
                         f"VALUES (?, ?, {', '.join('?' * len(CALL_COLUMNS))})")
+#: ``(highest lines.id, highest calls.id)`` (0 when empty), read at the start of a write transaction: new lines
+#: are numbered after the first, and the calls above the second are the batch `rollups.ROLL_UP` adds.
 LAST_IDS = "SELECT (SELECT coalesce(max(id), 0) FROM lines), (SELECT coalesce(max(id), 0) FROM calls)"
 #: an alert's outbox row is ``(alert_id, rule, severity, created_at, payload)``; a known id is ignored.
 OUTBOX_INSERT = ("INSERT OR IGNORE INTO alert_outbox (alert_id, rule, severity, created_at, payload) "
