@@ -52,6 +52,19 @@ def at(driver: Any, url: str) -> bool:
     return True
 
 
+def submit(driver: Any, button: Any) -> None:
+    """Click ``button`` and wait until its page has been replaced by the next one. A form posted back to the page's
+    own address (post, redirect, get) leaves the URL as it was, so `at` cannot tell that the navigation is done;
+    the next step would act on the old page or cut the post short."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = driver.find_element("tag name", "html")
+    button.click()
+    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(page))
+    WebDriverWait(driver, 15).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def shows(driver: Any, text: str) -> bool:
     """Whether the page (once a click's navigation is done) shows ``text``. A body found just before the
     navigation replaced it is stale when read: look again rather than fail."""

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.test_console_alerts import alert, store_alerts
-from tests.test_console_browser import at, shows, sign_in
+from tests.test_console_browser import at, shows, sign_in, submit
 from tests.test_console_http import Site
 from tests.test_console_upload import BAD_AT, log_file
 from tests.test_reports_browser import MISSING, browser
@@ -55,13 +55,13 @@ def test_acknowledge_and_snooze_an_alert(site: Site, browser: Any) -> None:
     sign_in(browser, "alice", f"{site.base}/alerts")
     assert shows(browser, "a call to Cuba")
     row = browser.find_element("css selector", 'tr[data-alert="high_risk:browser:1"]')
-    row.find_element("css selector", "button.ack").click()
+    submit(browser, row.find_element("css selector", "button.ack"))
     assert at(browser, f"{site.base}/alerts")
     assert "high_risk:browser:1" not in browser.find_element("id", "alerts").get_attribute("innerHTML"), \
         "acknowledged: no longer among the open ones"
     row = browser.find_element("css selector", 'tr[data-alert="cost:browser:2"]')
     row.find_element("css selector", "select[name=minutes]").send_keys("4 hours")
-    row.find_element("css selector", "button.snooze").click()
+    submit(browser, row.find_element("css selector", "button.snooze"))
     assert at(browser, f"{site.base}/alerts")
     browser.get(f"{site.base}/alerts?state=any")
     assert shows(browser, "acknowledged by alice at")
