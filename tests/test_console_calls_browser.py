@@ -35,7 +35,7 @@ def test_search_a_call_and_read_its_raw_line(site: Site, browser: Any) -> None:
     box = browser.find_element("id", "f-extension")
     box.clear()
     box.send_keys("300")
-    browser.find_element("id", "search").click()
+    submit(browser, browser.find_element("id", "search"))
     assert shows(browser, "0:10:00"), "the international call of 300, ten minutes"
     rows = browser.find_elements("css selector", "#calls tbody tr")
     assert len(rows) == 2 and all("300" in r.text for r in rows)
