@@ -411,6 +411,13 @@ class HttpServer:
         self._served.add(request.protocol)  # a complete head: the keep-alive timeout applies from here
         if self.proxies:
             request = self._behind_proxy(request)
+        if request.query_string and request.query_string.count("&") >= MAX_QUERY_FIELDS:
+            # No form sends that many; every route refuses them alike, before any handler parses the query.
+            problem = f"the query string has more than {MAX_QUERY_FIELDS} parameters"
+            if self._for_a_person(request):
+                assert self.error_page is not None
+                return self.error_page(request, 400, problem[0].upper() + problem[1:] + ".")
+            return web.Response(status=400, text=f"{problem}\n")
         missing = request.match_info.http_exception
         if missing is not None:  # 404 or 405: nothing to authorise
             if self._for_a_person(request):

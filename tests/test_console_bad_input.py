@@ -18,9 +18,14 @@ __all__ = ["session", "site"]
 async def test_too_many_query_parameters_is_a_400(site: Site, session: aiohttp.ClientSession) -> None:
     await signed_in(site, session, "alice")
     many = "&".join(f"k{i}=1" for i in range(300))
-    for path in ("/api/reports/extensions", "/healthz"):
+    for path in ("/api/reports/extensions", "/healthz", "/alerts", "/calls", "/api/calls", "/api/alerts",
+                 "/directory/extensions", "/audit", "/reports", "/no-such-page"):
         async with session.get(f"{site.base}{path}?{many}") as r:
             assert r.status == 400 and "more than 200 parameters" in await r.text(), path
+        async with session.get(f"{site.base}{path}?{many}", headers={"Accept": "text/html"}) as r:
+            assert r.status == 400 and "more than 200 parameters" in await r.text(), path
+    async with session.get(f"{site.base}/calls?" + "&".join(f"k{i}=1" for i in range(200))) as r:
+        assert r.status == 200, "200 parameters are still a query"
 
 
 @pytest.mark.parametrize("after", ["99999999999999999999999.1", "-99999999999999999999.1", "1.99999999999999999999"])
