@@ -259,6 +259,9 @@ async def test_the_json_api_with_a_personal_token(site: Rates) -> None:
                            params={"version": str(versions[1]["version"]), "format": "yeastar"}) as r:
             assert await r.text() == YEASTAR  # an earlier version, as it was
         assert await status(api, f"{site.base}/api/tariff/export.csv?version=999", headers=auth) == 404
+        for bad in ("version=abc", "version=-1", "version=1e3", "format=excel"):
+            async with api.get(f"{site.base}/api/tariff/export.csv?{bad}", headers=auth) as r:
+                assert r.status == 400 and bad.split("=")[0] in await r.text(), bad
 
 
 def yeastar_deck(rules: int) -> str:

@@ -591,10 +591,16 @@ class RateAdmin:
     async def export(self, request: web.Request) -> web.StreamResponse:
         """The rules as a CSV deck (``?format=yeastar`` for Yeastar's columns); ``?version=N``: a saved version's."""
         state = await self.state()
-        yeastar = request.query.get("format") == "yeastar"
+        form, raw = request.query.get("format", ""), request.query.get("version", "")
+        if form not in ("", "smdrd", "yeastar"):
+            raise web.HTTPBadRequest(text=f"format: expected smdrd or yeastar, got {form[:30]!r}\n")
+        if raw and not (raw.isascii() and raw.isdigit() and len(raw) < 12):
+            raise web.HTTPBadRequest(text=f"version: expected a version number, got {raw[:30]!r}\n")
+        yeastar = form == "yeastar"
         rules, number = state.rules, state.number
-        raw = request.query.get("version", "")
-        if raw and state.database and raw.isascii() and raw.isdigit() and len(raw) < 12 and int(raw) != number:
+        if raw and not state.database:
+            raise web.HTTPNotFound(text="no such version: this tariff is the configuration's, with no saved versions\n")
+        if raw and int(raw) != number:
             wanted = int(raw)
             old = await self._db(lambda t: t.version(wanted))
             if old is None:
