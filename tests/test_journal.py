@@ -391,3 +391,29 @@ def test_the_call_feed_never_carries_the_authorisation_code() -> None:
     payload = secret.to_json("pbx")
     assert "auth_code" not in payload and "4321" not in str(payload)
     assert payload["uid"] == call.uid and payload["source"] == "pbx" and payload["number"] == call.record.number
+
+
+def test_an_in_process_import_that_fails_half_way_commits_what_it_read_and_ends(tmp_path: Path) -> None:
+    """A file that goes between the command's check and its turn (a log rotated away) raised out of the import
+    with the writer still open: the first file's calls were never committed, and the process waited at exit for
+    the database's thread for ever."""
+    import subprocess
+    import sys
+
+    db, gone = tmp_path / "half.db", tmp_path / "rotated-away.txt"
+    script = f"""
+import argparse, asyncio
+from smdrd.cli.import_ import import_files
+from smdrd.config import Settings
+settings = Settings.model_validate({{"database": {{"path": {str(db)!r}}}}})
+args = argparse.Namespace(files=[{str(SAMPLE)!r}, {str(gone)!r}], batch=1000, source="import", format="avaya-ipo",
+                          encoding=None, year=None, quiet=True)
+asyncio.run(import_files(settings, args))
+"""
+    done = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1 and "FileNotFoundError" in done.stderr, done.stderr[-2000:]
+    conn = sqlite3.connect(db)
+    expected = sum(1 for line in SAMPLE.read_bytes().splitlines() if line.strip())
+    assert conn.execute("SELECT count(*) FROM lines").fetchone()[0] == expected
+    conn.close()

@@ -184,22 +184,26 @@ async def import_files(settings: Settings, args: argparse.Namespace, base_dir: P
                           options=_source_options(settings, args.source),
                           max_line=1 << 20)
     c = ingest.counters
-    with ImportProgress(sys.stderr.isatty() and not args.quiet) as progress:
-        for name in args.files:
-            fh, size = _open(name)
-            stream = ingest.open_stream(name)
-            done = 0
-            try:
-                while chunk := fh.read(CHUNK):
-                    await stream.feed(chunk)
-                    done += len(chunk)
-                    progress.update(name, done, size, lines=c.lines, calls=c.calls, errors=c.errors)
-                await stream.close()
-            finally:
-                if fh is not sys.stdin.buffer:
-                    fh.close()
-    await writer.close()
-    await writer_task
+    try:
+        with ImportProgress(sys.stderr.isatty() and not args.quiet) as progress:
+            for name in args.files:
+                fh, size = _open(name)
+                stream = ingest.open_stream(name)
+                done = 0
+                try:
+                    while chunk := fh.read(CHUNK):
+                        await stream.feed(chunk)
+                        done += len(chunk)
+                        progress.update(name, done, size, lines=c.lines, calls=c.calls, errors=c.errors)
+                    await stream.close()
+                finally:
+                    if fh is not sys.stdin.buffer:
+                        fh.close()
+    finally:
+        # Also when a file fails half-way: what was read is committed (an import again skips it), and the
+        # database's thread ends, or the process would wait for it at exit for ever.
+        await writer.close()
+        await writer_task
     return {"lines": c.lines, "calls": writer.stats.calls, "skipped": c.skipped, "errors": c.errors,
             "duplicates": writer.stats.duplicates, "seconds": time.perf_counter() - started}
 
