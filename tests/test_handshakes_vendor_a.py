@@ -325,3 +325,36 @@ async def test_panasonic_password_echoed_by_the_pbx_never_reaches_the_journal() 
     assert ECHO_PLACEHOLDER in frames
     assert not any(isinstance(f, bytes) and b"s3cret-Pw" in f for f in frames), frames
     assert frames[-3:] == PANASONIC_RECORDS
+
+
+async def test_panasonic_password_echoed_after_a_late_prompt_never_reaches_the_journal() -> None:
+    """A prompt that comes after ``prompt_timeout``: the password went out first, and the PBX's echo lands on
+    the prompt's own line (``Enter Password: s3cret-Pw``), which was journalled as it came."""
+    from smdrd.sources.hs_panasonic import ECHO_PLACEHOLDER
+
+    async def late(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n")
+        typed = await reader.readuntil(b"\r\n")  # the password, sent when no prompt came in time
+        writer.write(b"SMDR\r\nEnter Password: " + typed + b"\r\n".join(PANASONIC_RECORDS) + b"\r\n")
+        await writer.drain()
+
+    hs = get_handshake("panasonic")(config(password=SecretStr("s3cret-Pw"),
+                                           format_options={"prompt_timeout": 0.2}))
+    async with fake_pbx(late) as port:
+        frames = await collect(hs, port)
+    assert not any(isinstance(f, bytes) and b"s3cret-Pw" in f for f in frames), frames
+    assert b"Enter Password: " + ECHO_PLACEHOLDER in frames
+    assert frames[-3:] == PANASONIC_RECORDS
+
+
+def test_a_numeric_password_in_a_record_is_left_alone() -> None:
+    """Only the prompt's line and a line that is the password are rewritten: digits of a dialled number that
+    happen to be the password are a call, not an echo."""
+    from smdrd.framing import Framer
+    from smdrd.sources.hs_panasonic import ECHO_PLACEHOLDER, RedactingFramer
+
+    framer = RedactingFramer(Framer(8192), b"1234")
+    record = PANASONIC_RECORDS[2]
+    assert b"1234" in record
+    frames = framer.feed(record + b"\r\n1234\r\nPassword: 1234\r\n")
+    assert frames == [record, ECHO_PLACEHOLDER, b"Password: " + ECHO_PLACEHOLDER]

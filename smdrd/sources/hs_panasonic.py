@@ -17,9 +17,13 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import structlog
+
 from smdrd.framing import Frame, Framer
 from smdrd.sources.base import FramerLike
 from smdrd.sources.handshakes import Handshake, register
+
+log = structlog.get_logger(__name__)
 
 #: what the journal keeps instead of a line that is the password echoed back by the PBX.
 ECHO_PLACEHOLDER = b"(the PBX echoed the SMDR password; not kept)"
@@ -73,8 +77,9 @@ class PanasonicHandshake(Handshake):
                     if not chunk:
                         break
                     seen += chunk
-        except TimeoutError:
-            pass  # some firmware prints no prompt: send the password anyway
+        except TimeoutError:  # some firmware prints no prompt: send the password anyway
+            log.info("handshake.no_prompt", handshake=self.name, waited_seconds=self._prompt_timeout(),
+                     consequence="sent the SMDR password without a prompt; records should follow")
         try:
             writer.write(_password(self.config).encode("latin-1", "replace") + b"\r\n")
             await writer.drain()
@@ -110,14 +115,27 @@ def records_first(seen: bytes) -> bytes:
 
 
 class RedactingFramer:
-    """A framer that replaces each whole line equal to ``secret`` (spaces around it ignored) by `ECHO_PLACEHOLDER`."""
+    """A framer that keeps the password out of the journal: a whole line equal to ``secret`` (spaces around it
+    ignored) becomes `ECHO_PLACEHOLDER`, and so does the secret after a prompt on the prompt's own line. That is
+    where the echo lands when the prompt came late (after ``prompt_timeout``, or after more than
+    `MAX_PROMPT_BYTES` of records): the password was sent first, the PBX then printed its prompt and the echo
+    behind it, ``Enter Password: PCCSMDR``. Records elsewhere are never rewritten: a numeric password may well
+    be digits of a dialled number."""
 
     def __init__(self, inner: FramerLike, secret: bytes) -> None:
         self._inner = inner
         self._secret = secret.strip()
 
+    def _clean(self, line: bytes) -> bytes:
+        if line.strip() == self._secret:
+            return ECHO_PLACEHOLDER
+        prompt = PROMPT.search(line)
+        if prompt is None or self._secret not in line[prompt.start():]:
+            return line
+        return line[:prompt.start()] + line[prompt.start():].replace(self._secret, ECHO_PLACEHOLDER)
+
     def _redact(self, frames: Sequence[Frame]) -> list[Frame]:
-        return [ECHO_PLACEHOLDER if isinstance(f, bytes) and f.strip() == self._secret else f for f in frames]
+        return [self._clean(f) if isinstance(f, bytes) else f for f in frames]
 
     def feed(self, data: bytes) -> list[Frame]:
         return self._redact(self._inner.feed(data))
