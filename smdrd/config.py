@@ -626,12 +626,19 @@ def _source_problems(settings: Settings) -> list[tuple[str, str]]:
             problems.append((f"{key}.format_options", str(exc)))
             continue
         try:
-            handshake = get_handshake(src.handshake or cls.handshake)
+            # A format's own login is used where smdrd connects (tcp-client), as `resolve_handshake` does.
+            handshake = get_handshake(src.handshake or (cls.handshake if src.kind == "tcp-client" else "none"))
         except SmdrdError as exc:
             problems.append((f"{key}.handshake", str(exc)))
             continue
         if (unknown := unknown_option(cls, src.format_options, handshake.option_names)) is not None:
             problems.append((f"{key}.format_options", unknown))
+        if src.kind == "tcp-server" and handshake.logs_in and src.handshake is not None:
+            problems.append((f"{key}.handshake", f"{src.handshake!r} logs in to the PBX, which a tcp-server cannot "
+                                                 "do: the PBX connects to it, and so could anyone; use kind "
+                                                 "tcp-client (smdrd connects to the PBX)"))
+        elif (found := handshake.problem(src)) is not None:
+            problems.append((f"{key}.{found[0]}", found[1]))
     return problems
 
 

@@ -85,6 +85,29 @@ def test_a_misspelt_format_option_is_an_error_naming_the_ones_there_are(tmp_path
                                     "of date_order, password, prompt_timeout, time_is_end")]
 
 
+def test_a_login_handshake_on_a_tcp_server_is_refused(tmp_path: Path) -> None:
+    """A tcp-server running Panasonic's login sent ``SMDR`` and the PBX's password to whoever connected."""
+    server = GOOD.replace('"tcp-client"', '"tcp-server"').replace('host = "10.0.0.5"\nport = 8808\n',
+                                                               'listen = "0.0.0.0:2300"\n')
+    load_config(write(tmp_path, server.replace('"avaya-ipo"', '"panasonic"')), use_env=False)  # no login: fine
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, server + 'handshake = "panasonic"\n'), use_env=False)
+    [(key, problem)] = info.value.problems
+    assert key == "sources[0].handshake" and "'panasonic' logs in to the PBX" in problem and "tcp-client" in problem
+
+
+@pytest.mark.parametrize("password", ["0123456789abcdef", "pässwort"])
+def test_a_mitel_5000_password_its_login_cannot_carry_is_refused(tmp_path: Path, password: str) -> None:
+    """A password of 16 characters, or not ASCII, passed check-config; then every connection failed on it."""
+    text = GOOD.replace('"avaya-ipo"', '"mitel-5000"') + f'password = "{password}"\n'
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text), use_env=False)
+    assert info.value.problems == [("sources[0].password", "a Mitel 5000 SMDR password is at most 15 ASCII "
+                                                           "characters")]
+    load_config(write(tmp_path, text.replace(password, password[:15] if password.isascii() else "passwort")),
+                use_env=False)
+
+
 def test_toml_syntax_error_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(write(tmp_path, "[site\n"), use_env=False)

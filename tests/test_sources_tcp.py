@@ -304,6 +304,25 @@ async def test_server_receives_every_line_in_order_whatever_the_chunking() -> No
     assert ingest.streams[0].closed
 
 
+async def test_a_server_of_a_login_format_sends_no_password_to_whoever_connects() -> None:
+    """A tcp-server whose format logs in where smdrd connects (Panasonic) ran that login on every connection:
+    a stranger that said ``Password:`` was sent ``SMDR`` and the PBX's password."""
+    ingest = CollectingIngest()
+    source = build_source(server_config(format="panasonic", format_options={"password": "S3cretPw"}), ingest)
+    async with running(source):
+        port = await _listening(source)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"Password: \r\nrecord one\r\n")
+        await writer.drain()
+        await wait_until(lambda: b"record one" in ingest.lines)
+        with contextlib.suppress(TimeoutError):
+            sent = await asyncio.wait_for(reader.read(100), 0.5)
+            assert sent == b"", sent
+        writer.close()
+        await writer.wait_closed()
+    assert ingest.lines == [b"Password: ", b"record one"]
+
+
 async def test_server_takes_several_peers_at_once_each_its_own_stream() -> None:
     """A user with two PBXs pushing to one port would see their records mixed into each other's lines."""
     ingest = CollectingIngest()

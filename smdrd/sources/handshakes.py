@@ -37,9 +37,18 @@ class Handshake:
     #: the ``format_options`` it reads (its password, its timeouts): `smdrd.parsing.unknown_option` allows them
     #: beside the format's own. ``None``: not said (a plugin), so the options are not checked.
     option_names: ClassVar[frozenset[str] | None] = frozenset()
+    #: it logs in to the PBX, password and all: only for a source that connects to the PBX (``tcp-client``) or
+    #: a serial line, never a ``tcp-server``, where it would log in to whoever connected.
+    logs_in: ClassVar[bool] = False
 
     def __init__(self, source_config: Any) -> None:
         self.config = source_config
+
+    @classmethod
+    def problem(cls, source_config: Any) -> tuple[str, str] | None:
+        """A setting of ``source_config`` this handshake cannot work with, found before anything connects:
+        (the source's key, what was expected); ``None`` when there is none."""
+        return None
 
     async def start(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter | None) -> bytes:
         """Log in after connecting.

@@ -25,6 +25,14 @@ SOCKET_TYPE_SMDR = 0x84
 MAX_PASSWORD = 15
 
 
+def _password(config: Any) -> str:
+    secret: Any = getattr(config, "password", None)
+    if secret is not None:
+        return str(secret.get_secret_value() if hasattr(secret, "get_secret_value") else secret)
+    options = getattr(config, "format_options", None) or {}
+    return str(options.get("password", ""))
+
+
 def login_message(password: str) -> bytes:
     """The first message a 5000 CP expects on its SMDR socket."""
     pw = password.encode("ascii")
@@ -174,13 +182,20 @@ class Mitel5000Handshake(Handshake):
 
     name = "mitel-5000"
     option_names = frozenset({"password"})
+    logs_in = True
+
+    @classmethod
+    def problem(cls, source_config: Any) -> tuple[str, str] | None:
+        """A password the 5000's login cannot carry: refused by ``check-config``, not at every connect."""
+        try:
+            login_message(_password(source_config))
+        except (ValueError, UnicodeEncodeError):
+            key = "password" if getattr(source_config, "password", None) is not None else "format_options.password"
+            return key, f"a Mitel 5000 SMDR password is at most {MAX_PASSWORD} ASCII characters"
+        return None
 
     def _password(self) -> str:
-        secret: Any = getattr(self.config, "password", None)
-        if secret is not None:
-            return str(secret.get_secret_value() if hasattr(secret, "get_secret_value") else secret)
-        options = getattr(self.config, "format_options", None) or {}
-        return str(options.get("password", ""))
+        return _password(self.config)
 
     async def start(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter | None) -> bytes:
         if writer is not None:

@@ -55,6 +55,7 @@ class PanasonicHandshake(Handshake):
 
     name = "panasonic"
     option_names = frozenset({"password", "prompt_timeout"})
+    logs_in = True
 
     def __init__(self, source_config: Any) -> None:
         super().__init__(source_config)

@@ -220,7 +220,9 @@ class TcpServer(Source):
         self.address: tuple[str, int] | None = None
 
     async def run(self) -> None:
-        handshake = resolve_handshake(self.config)
+        # Only a handshake set on the source: a format's own login (Panasonic, Mitel 5000) is for a PBX that
+        # smdrd connects to, and would send the PBX's password to whoever connected here.
+        handshake = resolve_handshake(self.config, format_default=False)
         server = await self._listen(handshake)
         try:
             await asyncio.Future()  # serve until cancelled
