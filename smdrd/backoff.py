@@ -112,6 +112,10 @@ class _State:
     interval: float
 
 
+#: the key that every key beyond a throttle's `LogThrottle.max_keys` shares.
+_OTHERS = object()
+
+
 class LogThrottle:
     """Decide which occurrences of a repeating problem get logged.
 
@@ -119,19 +123,25 @@ class LogThrottle:
     passed, then after twice that, four times that... up to ``max_interval``; the ones between are counted.
     `reset` (the problem went away) starts the key afresh.
 
+    At most ``max_keys`` keys are followed: beyond them every new key shares one, so a flood of new keys
+    (refused connections from thousands of addresses) is one throttled line, and the memory stays bounded.
+
     Args:
         first_interval: the gap before the first reminder, in seconds.
         max_interval: the largest gap between reminders, in seconds.
         clock: a monotonic clock in seconds (tests inject one).
+        max_keys: the keys followed one by one.
     """
 
-    __slots__ = ("_clock", "_keys", "first_interval", "max_interval")
+    __slots__ = ("_clock", "_keys", "first_interval", "max_interval", "max_keys")
 
     def __init__(
-        self, first_interval: float = 60.0, max_interval: float = 3600.0, *, clock: Clock = time.monotonic
+        self, first_interval: float = 60.0, max_interval: float = 3600.0, *, clock: Clock = time.monotonic,
+        max_keys: int = 256,
     ) -> None:
         self.first_interval = first_interval
         self.max_interval = max(max_interval, first_interval)
+        self.max_keys = max_keys
         self._clock = clock
         self._keys: dict[Hashable, _State] = {}
 
@@ -143,6 +153,9 @@ class LogThrottle:
         """
         now = self._clock()
         state = self._keys.get(key)
+        if state is None and len(self._keys) >= self.max_keys:
+            key = _OTHERS
+            state = self._keys.get(key)
         if state is None:
             self._keys[key] = _State(1, 0, now + self.first_interval, self.first_interval)
             return Verdict("warning", 1, 0)

@@ -152,6 +152,16 @@ def test_throttle_keeps_keys_apart() -> None:
     assert len(throttle) == 2
 
 
+def test_a_flood_of_new_keys_is_one_throttled_key_beyond_the_bound() -> None:
+    """Refusals from 3,000 addresses (or one IPv6 /64) made 3,000 keys and 3,000 warning lines: memory
+    without bound and a log flood. Beyond ``max_keys`` the new keys share one."""
+    throttle = LogThrottle(60.0, clock=FakeClock(), max_keys=256)
+    logged = [throttle.hit(("refused", f"10.0.{i // 256}.{i % 256}")) for i in range(3000)]
+    assert sum(v is not None for v in logged) == 257, "the first 256 addresses, then one line for the others"
+    assert len(throttle) == 257
+    assert throttle.hit(("refused", "10.0.0.7")) is None, "a key followed on its own is still throttled"
+
+
 def test_log_throttled_writes_level_and_counts() -> None:
     """A user would see throttled log lines without the count of repeats they stand for."""
     import structlog
