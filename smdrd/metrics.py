@@ -477,7 +477,7 @@ class _LiveCollector:
         yield GaugeMetricFamily("smdrd_journal_pending_rows", "Lines received and not yet committed.",
                                 value=writer.pending)
         yield GaugeMetricFamily("smdrd_journal_max_pending_rows", "Pending lines at which sources are paused "
-                                "(database.max_pending_rows).", value=writer.max_pending)
+                                "(the writer's share of database.max_pending_rows).", value=writer.max_pending)
         yield CounterMetricFamily("smdrd_journal_commits", "Journal transactions committed.",
                                   value=writer.stats.commits)
         yield CounterMetricFamily("smdrd_journal_commit_failures", "Journal transactions that failed and were "

@@ -64,6 +64,27 @@ def test_parse_reports_bad_lines_on_stderr_with_line_numbers_and_exits_1() -> No
     assert err["line"] == 3 and "17" in err["error"]
 
 
+def test_parse_reads_as_a_configured_source_does(tmp_path: Path) -> None:
+    """`smdrd parse` never read the configuration: a Panasonic capture whose days are all 1 to 12 failed on
+    every line until the site's country was given again by hand (and config/examples/custom.toml suggested
+    a `parse -c` that did not exist)."""
+    sample = FIXTURES / "panasonic" / "tde-2011.smdr"
+    config = tmp_path / "smdrd.toml"
+    config.write_text('[site]\ntimezone = "Asia/Tehran"\ncountry = "IR"\n\n[database]\npath = "x.db"\n\n'
+                      '[[sources]]\nname = "tde"\nkind = "serial"\nformat = "panasonic"\n'
+                      'device = "/dev/ttyUSB0"\n')
+    bare = run("parse", "-f", "panasonic", str(sample))
+    assert bare.returncode == 1 and "date_order" in bare.stderr.decode()
+    result = run("parse", "-c", str(config), "--source", "tde", str(sample))
+    assert result.returncode == 0, result.stderr
+    expected = (FIXTURES / "panasonic" / "tde-2011.expected.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [json.loads(line) for line in expected]
+    missing = run("parse", "-c", str(config), "--source", "tda", str(sample))
+    assert missing.returncode == 2 and b"no source named 'tda'" in missing.stderr and b"(its sources: tde)" \
+        in missing.stderr
+    assert run("parse", str(sample)).stderr.decode().strip().endswith("--source NAME of a configuration")
+
+
 def test_parse_auto_detects_the_format() -> None:
     result = run("parse", "--format", "auto", str(FIXTURES / "cisco-cucm" / "cdr.smdr"))
     assert result.returncode == 0

@@ -1,4 +1,5 @@
-"""``smdrd check-config FILE``: validate a configuration and say what is wrong, key by key."""
+"""``smdrd check-config [FILE]``: validate a configuration and say what is wrong, key by key. The file is found as
+every command finds it (``FILE`` or ``--config``, else ``$SMDRD_CONFIG``, else the default path)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from smdrd.config import Settings, config_warnings, load_config, redacted
-from smdrd.errors import ConfigError, TariffError
+from smdrd.cli._common import add_config_argument, config_named, config_path, no_config_message
+from smdrd.config import DEFAULT_CONFIG_PATH, Settings, config_warnings, load_config, redacted
+from smdrd.errors import ConfigError, SmdrdError, TariffError
 from smdrd.rating.rules import TariffSourceError
 
 
@@ -19,7 +21,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        "with its key and what was expected, and exits 1 if there is any. Prints warnings (a "
                        "tcp-server source open to every host, a file others can write) and still exits 0, "
                        "unless --strict.")
-    p.add_argument("file", type=Path, help="the TOML configuration file")
+    p.add_argument("file", type=Path, nargs="?", default=None,
+                   help="the TOML configuration file (or --config; default: $SMDRD_CONFIG, else "
+                        f"{DEFAULT_CONFIG_PATH})")
+    add_config_argument(p)
     p.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     p.add_argument("--show", action="store_true",
                    help="print the effective configuration as JSON (secrets masked)")
@@ -27,6 +32,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.file is not None and args.config is not None and args.file != args.config:
+        raise SmdrdError(f"two configuration files named: {args.file} and --config {args.config}; name one")
+    if args.file is None:
+        if not config_named(args):
+            raise SmdrdError(no_config_message(args))
+        args.file = config_path(args)
     try:
         settings = load_config(args.file)
         from smdrd.rating import Rater

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import BinaryIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from smdrd.cli._common import add_config_argument, config_named, config_path, no_config_message
+from smdrd.config import load_config
 from smdrd.errors import ParseError, SmdrdError
 from smdrd.framing import Framer, Oversized
 from smdrd.parsing import (
@@ -32,9 +34,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("parse", help="parse PBX output and print one JSON object per call record",
                        description="Parse FILEs (standard input when none) and print one JSON object per "
                        "record. Lines that fail go to stderr as JSON with their line number and the reason; "
-                       "the exit status is then 1.")
+                       "the exit status is then 1. With a configuration (--config, $SMDRD_CONFIG or the "
+                       "default file), its [site] timezone and country apply, and --source NAME reads as that "
+                       "source does (its format, year, encoding and format options); flags given override.")
     p.add_argument("files", nargs="*", metavar="FILE")
-    p.add_argument("-f", "--format", required=True, help="a format name (see `smdrd formats`), or auto")
+    p.add_argument("-f", "--format", help="a format name (see `smdrd formats`), or auto; default: --source's")
+    add_config_argument(p)
+    p.add_argument("--source", metavar="NAME", help="read as this [[sources]] entry of the configuration does")
     p.add_argument("--year", type=int, help="the year, for formats whose dates have none")
     p.add_argument("--timezone", help="the PBX's IANA timezone (e.g. Europe/Warsaw); times get its offset")
     p.add_argument("--encoding", help="the input's encoding (default: the format's)")
@@ -136,7 +142,36 @@ def _options(pairs: list[str]) -> dict[str, object]:
     return out
 
 
+def _configured(args: argparse.Namespace) -> None:
+    """Fill what the command line leaves out from the configuration, when there is one: the site's timezone
+    and country, and with ``--source`` that source's format, year, encoding and format options (``--option``
+    adds to them)."""
+    if not config_named(args):
+        if args.source is not None:
+            raise SmdrdError(f"--source {args.source}: " + no_config_message(args))
+        return
+    settings = load_config(config_path(args))
+    if args.timezone is None:
+        args.timezone = settings.site.timezone
+    if args.country is None:
+        args.country = settings.site.country
+    if args.source is None:
+        return
+    source = next((s for s in settings.sources if s.name == args.source), None)
+    if source is None:
+        names = ", ".join(s.name for s in settings.sources) or "none"
+        raise SmdrdError(f"--source: no source named {args.source!r} in {config_path(args)} (its sources: {names})")
+    args.format = args.format or source.format
+    args.year = args.year if args.year is not None else source.year
+    args.encoding = args.encoding or source.encoding
+    args.option_values = {**source.format_options, **_options(args.option)}
+
+
 def run_parse(args: argparse.Namespace) -> int:
+    args.option_values = None
+    _configured(args)
+    if args.format is None:
+        raise SmdrdError("name the format: --format NAME (see `smdrd formats`), or --source NAME of a configuration")
     fmt = args.format
     country = _country(args.country)
     head = b""
@@ -158,7 +193,8 @@ def run_parse(args: argparse.Namespace) -> int:
         raise SmdrdError(f"unknown timezone {args.timezone!r}") from None
     cls = get_parser_class(fmt)
     try:
-        parser = cls(ParserContext(timezone=tz, year=args.year, options=_options(args.option),
+        options = args.option_values if args.option_values is not None else _options(args.option)
+        parser = cls(ParserContext(timezone=tz, year=args.year, options=options,
                                    now=datetime.now(tz), country=country))
     except ValueError as exc:
         raise SmdrdError(f"{fmt}: {exc}") from None
