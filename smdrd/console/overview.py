@@ -19,7 +19,8 @@ the interval grows with it (`COMPUTE_SHARE`), so the figures never take more tha
 
 Live updates: ``/overview/events`` is a ``text/event-stream``. It sends the figures (the same server-rendered,
 escaped fragment the page holds) at once and after each change, and a comment every `HEARTBEAT` seconds. At most
-`MAX_SUBSCRIBERS` streams are open at once (one more is answered 503); each stream has a queue of `QUEUE_SIZE`
+`MAX_SUBSCRIBERS` streams are open at once (one more is answered 503), `MAX_PER_PERSON` of one person's (one
+more is a 429: one person cannot take them all); each stream has a queue of `QUEUE_SIZE`
 updates, and a client too slow to take them is dropped (its browser reconnects and starts afresh), never
 buffered. A stream ends after `STREAM_SECONDS` (the browser reconnects, and its session is checked again) and
 when the daemon stops. The page works without JavaScript (reload it); ``overview.js`` only swaps the fragment in.
@@ -74,8 +75,10 @@ MAX_AGE = 60.0
 COMPUTE_SHARE = 5.0
 #: seconds between two heartbeats (an SSE comment) on an idle stream.
 HEARTBEAT = 15.0
-#: event streams open at once, at most; and updates queued per stream before its client counts as too slow.
+#: event streams open at once, at most, and for one person (their tabs: one person cannot take every stream);
+#: and updates queued per stream before its client counts as too slow.
 MAX_SUBSCRIBERS = 32
+MAX_PER_PERSON = 8
 QUEUE_SIZE = 4
 #: a stream ends after this long; the browser reconnects (and its session is checked again).
 STREAM_SECONDS = 300.0
@@ -264,6 +267,8 @@ class _Cached:
 @dataclass(eq=False, slots=True)
 class _Subscriber:
     scope: Scope
+    #: who opened it (how they were recognised, and their name): `MAX_PER_PERSON` applies to each.
+    who: tuple[str, str] = ("", "")
     queue: asyncio.Queue[str | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
 
 
@@ -414,11 +419,16 @@ class Overview:
 
     @requires(*OVERVIEW_READERS)
     async def events(self, request: web.Request) -> web.StreamResponse:
+        principal = principal_of(request)
+        who = (principal.via, principal.name) if principal is not None else ("", "")
+        if not self._closed and sum(s.who == who for s in self.subscribers) >= MAX_PER_PERSON:
+            return web.Response(status=429, text=f"you have {MAX_PER_PERSON} live overviews open already; close "
+                                                 "one, or reload the page later\n", headers={"Retry-After": "30"})
         if self._closed or len(self.subscribers) >= MAX_SUBSCRIBERS:
             return web.Response(status=503, text="too many live overviews open; reload the page later\n",
                                 headers={"Retry-After": "30"})
-        scope = self.scope_of(principal_of(request), self.context())
-        sub = _Subscriber(scope)
+        scope = self.scope_of(principal, self.context())
+        sub = _Subscriber(scope, who=who)
         self.subscribers.add(sub)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                                "X-Accel-Buffering": "no"})
