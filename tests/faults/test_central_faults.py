@@ -273,8 +273,10 @@ async def broker_killed(central: Broker, site_a: Broker, pg_url: str, north: Sit
 async def test_postgresql_restarted_mid_stream_loses_and_doubles_nothing(
         tmp_path: Path, central: Broker, site_a: Broker, postgres: PostgresServer, pg_url: str) -> None:
     """Two sites' backlogs stream into the collector; PostgreSQL is stopped (``pg_ctl stop -m fast``: the
-    collector's connection is cut mid-batch) and started 2 s later. The collector retries the same batch,
-    acknowledging nothing meanwhile: every entry is stored once."""
+    collector's connection is cut mid-batch) and started 2 s later, the sites journalling more calls
+    meanwhile (on a fast machine the backlog alone could be stored before the stop took effect, and nothing
+    would be retried). The collector retries the same batch, acknowledging nothing meanwhile: every entry is
+    stored once."""
     n = scaled(3000, 1000)
     east, west = Site(tmp_path, "p-east", 3), Site(tmp_path, "p-west", 4)
     await east.write(n)
@@ -283,7 +285,10 @@ async def test_postgresql_restarted_mid_stream_loses_and_doubles_nothing(
             east.publishing(site_a), west.publishing(central):
         assert await until(lambda: central_count(pg_url, east.name) >= n // 10, 30)
         postgres.stop("fast")
-        await asyncio.sleep(2.0)
+        for _ in range(4):
+            await east.write(25)
+            await west.write(25)
+            await asyncio.sleep(0.5)
         postgres.start()
         await all_stored(pg_url, [east, west])
     print(f"collector: {collector.stats}")
