@@ -17,8 +17,8 @@ from typing import Any, Protocol
 from smdrd.frozen import constructor
 from smdrd.record import CallRecord
 
-__all__ = ["DUPLICATE", "ERROR", "FLUSHED", "HELD", "MICROS", "PARSED", "SKIPPED", "STATUSES", "Alert",
-           "JournalEntry", "RatedCall", "RatingLike"]
+__all__ = ["DUPLICATE", "ERROR", "FLUSHED", "HEAD_BYTES", "HELD", "MICROS", "PARSED", "SKIPPED", "STATUSES",
+           "Alert", "FilePosition", "JournalEntry", "RatedCall", "RatingLike"]
 
 PARSED = "parsed"
 HELD = "held"  # part of a multi-leg call whose other legs have not arrived yet
@@ -162,6 +162,33 @@ class JournalEntry:
         # side's cost (the daemon's event loop unpickles every line the worker answers).
         return (_journal_entry, (self.source, self.peer, self.received_at, self.format, self.raw, self.status,
                                self.error, self.calls, self.alerts))
+
+
+@dataclass(frozen=True, slots=True)
+class FilePosition:
+    """How far a followed file's lines are journalled: saved with the last of them, in the same transaction, so
+    that a restart resumes exactly there (`smdrd.sources.file`).
+
+    Attributes:
+        source, path: the configured source and the file it follows (the key: one position each).
+        dev, ino: the file's identity (``st_dev``, ``st_ino``) when it was read.
+        offset: the bytes journalled: where the next line starts.
+        tail: how many of those bytes were an unterminated last line, journalled when the file was let go (a
+            stop, a rotation); 0 when ``offset`` is the end of a complete line.
+        head: the file's first bytes (up to `HEAD_BYTES`): an inode reused by another file does not match.
+    """
+
+    source: str
+    path: str
+    dev: int
+    ino: int
+    offset: int
+    tail: int = 0
+    head: bytes = b""
+
+
+#: how many of a file's first bytes `FilePosition.head` keeps.
+HEAD_BYTES = 64
 
 
 # What unpickled entries are rebuilt with: the fields in order, without the frozen __init__ (`smdrd.frozen`).

@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring
 
 from smdrd.frozen import constructor
-from smdrd.journal import MICROS, Alert, JournalEntry, RatedCall
+from smdrd.journal import MICROS, Alert, FilePosition, JournalEntry, RatedCall
 
-__all__ = ["CALL_COLUMNS", "CallRow", "PreparedEntry", "alert_row", "call_row", "encode_extra", "line_row", "prepare",
-           "unprepared"]
+__all__ = ["CALL_COLUMNS", "POSITION_COLUMNS", "CallRow", "PreparedEntry", "alert_row", "call_row", "encode_extra",
+           "line_row", "position_from_row", "position_row", "prepare", "unprepared"]
 
 #: a ``calls`` row without its ``line_id`` (the writer adds it), in `CALL_COLUMNS` order.
 CallRow = tuple[object, ...]
@@ -91,6 +91,26 @@ def call_row(call: RatedCall, source: str) -> CallRow:
         record.account, record.auth_code, record.call_id, int(record.answered), record.transfer,
         encode_extra(record.extra), *rated,
     )
+
+
+#: a ``file_positions`` row, in this order (`position_row`, `position_from_row`).
+POSITION_COLUMNS = ("source", "path", "identity", "byte_offset", "tail", "head", "saved_at")
+
+
+def position_row(p: FilePosition, saved_at: int) -> tuple[object, ...]:
+    """The ``file_positions`` row of ``p`` saved at ``saved_at`` (µs), in `POSITION_COLUMNS` order."""
+    return (p.source, p.path, f"{p.dev}:{p.ino}", p.offset, p.tail, p.head, saved_at)
+
+
+def position_from_row(row: tuple[object, ...]) -> FilePosition | None:
+    """The `FilePosition` of a ``file_positions`` row read in `POSITION_COLUMNS` order (``saved_at`` may be
+    left out); ``None`` for an identity that is not ``dev:inode`` (then the file is read as if never seen)."""
+    source, path, identity, offset, tail, head = row[:6]
+    dev, _, ino = str(identity).partition(":")
+    if not (dev.isdigit() and ino.isdigit()):
+        return None
+    return FilePosition(str(source), str(path), int(dev), int(ino), int(str(offset)), int(str(tail)),
+                        bytes(head) if isinstance(head, bytes | bytearray | memoryview) else b"")
 
 
 def alert_row(alert: Alert) -> tuple[object, ...]:

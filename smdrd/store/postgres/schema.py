@@ -346,6 +346,20 @@ INSERT INTO retention_horizon (id, pruned_through)
     WHERE NOT EXISTS (SELECT 1 FROM calls) AND EXISTS (SELECT 1 FROM rollup_days);
 """
 
+#: Where each followed file's journalled lines end, as the SQLite store's `FILE_POSITIONS_MIGRATION`.
+FILE_POSITIONS_MIGRATION = """
+CREATE TABLE file_positions (
+    source      text    NOT NULL,
+    path        text    NOT NULL,
+    identity    text    NOT NULL,           -- 'dev:inode'
+    byte_offset bigint  NOT NULL,           -- bytes journalled: where the next line starts
+    tail        bigint  NOT NULL,           -- of which an unterminated last line (journalled at a stop)
+    head        bytea   NOT NULL,           -- the file's first bytes: a reused inode does not match
+    saved_at    bigint  NOT NULL,           -- UTC, microseconds since the Unix epoch
+    PRIMARY KEY (source, path)
+);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: everything the SQLite store has at its schema version 11, less the people and rights.
     BASE_MIGRATION,
@@ -365,6 +379,8 @@ MIGRATIONS: tuple[str, ...] = (
     ENTRY_REVISIONS_MIGRATION,
     # the last day retention pruned, for the reports (see `RETENTION_HORIZON_MIGRATION`).
     RETENTION_HORIZON_MIGRATION,
+    # where each followed file's journalled lines end, to resume there (see `FILE_POSITIONS_MIGRATION`).
+    FILE_POSITIONS_MIGRATION,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

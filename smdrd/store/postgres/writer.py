@@ -5,7 +5,8 @@ One batch is one transaction: line ids reserved from the ``lines`` sequence, the
 calls copied into a TEMP table and moved by one statement that inserts them into ``calls`` (``ON CONFLICT DO
 NOTHING`` on the identity: a re-sent call is no second call) and adds exactly the inserted ones to every rollup
 (data-modifying CTEs over its ``RETURNING``), lines all of whose calls were re-sent marked ``duplicate``, the
-alerts added to the outbox, and the extension names the PBX gave learnt into the directory. A lost server, a
+alerts added to the outbox, the extension names the PBX gave learnt into the directory, and the followed files'
+positions the batch completes saved. A lost server, a
 shutdown, a full disk or a serialization failure is `Unwritable`: the writer keeps the batch and retries it with
 backoff on a fresh connection.
 """
@@ -22,13 +23,13 @@ from typing import Any
 import psycopg
 import structlog
 
-from smdrd.journal import DUPLICATE, JournalEntry
+from smdrd.journal import DUPLICATE, FilePosition, JournalEntry
 from smdrd.store.api import StoreUnavailable
 from smdrd.store.mapping import clean_name
 from smdrd.store.postgres.connect import aconnect, failure, redact
 from smdrd.store.postgres.directory import LEARN_NAME
 from smdrd.store.postgres.schema import LOCAL_SITE, roll_up_sql
-from smdrd.store.rows import CALL_COLUMNS, PreparedEntry, alert_row, line_row
+from smdrd.store.rows import CALL_COLUMNS, POSITION_COLUMNS, PreparedEntry, alert_row, line_row, position_row
 from smdrd.store.sqlite.writer import JournalWriter
 
 __all__ = ["PgJournalWriter", "Unwritable", "store_batch"]
@@ -66,13 +67,30 @@ MARK_DUPLICATES = f"UPDATE lines SET status = '{DUPLICATE}' WHERE id = ANY(%s)"
 OUTBOX_INSERT = ("INSERT INTO alert_outbox (alert_id, rule, severity, created_at, payload) "
                  "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (alert_id) DO NOTHING")
 NAME_SITE = "UPDATE sites SET name = %s WHERE id = %s AND name <> %s"
+SAVE_POSITION = (f"INSERT INTO file_positions ({', '.join(POSITION_COLUMNS)}) "
+                 f"VALUES ({', '.join(['%s'] * len(POSITION_COLUMNS))}) ON CONFLICT (source, path) DO UPDATE SET "
+                 + ", ".join(f"{c} = excluded.{c}" for c in POSITION_COLUMNS[2:]))
+LOAD_POSITIONS = f"SELECT {', '.join(POSITION_COLUMNS)} FROM file_positions"
+
+
+async def save_positions(cur: psycopg.AsyncCursor[Any], positions: list[FilePosition]) -> None:
+    """Save ``positions`` (`smdrd.journal.FilePosition`) in the transaction of ``cur``."""
+    if positions:
+        now = time.time_ns() // 1000
+        await cur.executemany(SAVE_POSITION, [position_row(p, now) for p in positions])
 
 
 async def store_batch(conn: psycopg.AsyncConnection[Any], batch: list[PreparedEntry],
-                      names: dict[str, str] | None = None) -> tuple[list[JournalEntry], int, int]:
+                      names: dict[str, str] | None = None,
+                      positions: list[FilePosition] | None = None) -> tuple[list[JournalEntry], int, int]:
     """Commit ``batch`` in one transaction on ``conn`` (autocommit mode), with the extension ``names`` the PBX
-    gave (number -> name as given). Returns the entries as stored (a re-sent call taken out of its entry, a line
-    all of whose calls were re-sent marked ``duplicate``), how many calls were stored and how many were re-sent."""
+    gave (number -> name as given) and the followed files' ``positions`` it completes. Returns the entries as
+    stored (a re-sent call taken out of its entry, a line all of whose calls were re-sent marked ``duplicate``),
+    how many calls were stored and how many were re-sent."""
+    if not batch:
+        async with conn.transaction(), conn.cursor() as cur:
+            await save_positions(cur, positions or [])
+        return [], 0, 0
     async with conn.transaction(), conn.cursor() as cur:
         await cur.execute(ONE_WRITER)
         await cur.execute(RESERVE_LINE_IDS, (len(batch),))
@@ -109,6 +127,7 @@ async def store_batch(conn: psycopg.AsyncConnection[Any], batch: list[PreparedEn
             now = int(time.time())
             await cur.executemany(LEARN_NAME, [(ext, name, now) for ext, given in names.items()
                                                if (name := clean_name(given))])
+        await save_positions(cur, positions or [])
     stored = [p.entry for p in batch]
     position = {line_id: i for i, line_id in enumerate(ids)} if resent else {}
     for line_id, uids in resent.items():
@@ -133,6 +152,9 @@ class PgJournalWriter(JournalWriter):
         self._pg = await aconnect(self.url)
         if self.site is not None:
             await self._pg.execute(NAME_SITE, (self.site, LOCAL_SITE, self.site))
+        async with self._pg.cursor() as cur:
+            await cur.execute(LOAD_POSITIONS)
+            self._loaded(await cur.fetchall())
 
     async def _commit(self, batch: list[PreparedEntry]) -> tuple[list[JournalEntry], int, int]:
         conn = self._pg
@@ -140,7 +162,7 @@ class PgJournalWriter(JournalWriter):
             raise Unwritable(f"PostgreSQL at {redact(self.url)}: not connected (reconnecting)")
         names = self._new_names(batch)
         try:
-            stored = await store_batch(conn, batch, names)
+            stored = await store_batch(conn, batch, names, self._covered(len(batch)))
         except _TRANSIENT as exc:
             raise Unwritable(failure(self.url, exc)) from exc
         self._remember_names(names)

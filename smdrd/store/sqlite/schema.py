@@ -398,6 +398,22 @@ RETENTION_HORIZON_MIGRATION = """
         WHERE NOT EXISTS (SELECT 1 FROM calls) AND EXISTS (SELECT 1 FROM rollup_days);
     """
 
+#: How far each followed file's lines are journalled (`smdrd.journal.FilePosition`): written by the journal writer
+#: in the transaction of the lines it covers, so a restart resumes there, neither losing nor doubling a line.
+#: ``identity`` is the file's ``st_dev:st_ino`` (as text: an inode number may not fit a signed 64-bit integer).
+FILE_POSITIONS_MIGRATION = """
+    CREATE TABLE file_positions (
+        source      TEXT    NOT NULL,
+        path        TEXT    NOT NULL,
+        identity    TEXT    NOT NULL,           -- 'dev:inode'
+        byte_offset INTEGER NOT NULL,           -- bytes journalled: where the next line starts
+        tail        INTEGER NOT NULL,           -- of which an unterminated last line (journalled at a stop)
+        head        BLOB    NOT NULL,           -- the file's first bytes: a reused inode does not match
+        saved_at    INTEGER NOT NULL,           -- UTC, microseconds since the Unix epoch
+        PRIMARY KEY (source, path)
+    ) WITHOUT ROWID;
+    """
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: the journal of raw lines, and the calls parsed from them.
     """
@@ -628,6 +644,8 @@ MIGRATIONS: tuple[str, ...] = (
     ENTRY_REVISIONS_MIGRATION,
     # the last day retention pruned, for the reports (see `RETENTION_HORIZON_MIGRATION`).
     RETENTION_HORIZON_MIGRATION,
+    # where each followed file's journalled lines end, to resume there (see `FILE_POSITIONS_MIGRATION`).
+    FILE_POSITIONS_MIGRATION,
 )
 
 #: created on its own connection by `smdrd reparse` only: calls it deletes (to rebuild them from the journal)

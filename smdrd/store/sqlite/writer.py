@@ -8,6 +8,10 @@ Line ids are assigned inside the write transaction (``BEGIN IMMEDIATE`` holds SQ
 ``smdrd import`` running beside the daemon cannot collide with it. A failed commit (disk full, database
 locked past the busy timeout) is rolled back and retried with backoff: entries stay pending, and sources wait
 on `wait_capacity` once ``max_pending`` is reached. Nothing received is dropped.
+
+A followed file's position (`submit_position`, `smdrd.journal.FilePosition`) is queued behind the entries
+submitted before it and saved in the transaction that commits the last of them: the saved position and the
+journal never disagree, whenever the process dies.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import contextlib
 import sqlite3
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -25,7 +29,7 @@ import aiosqlite
 import structlog
 
 from smdrd.backoff import Backoff
-from smdrd.journal import DUPLICATE, ERROR, JournalEntry
+from smdrd.journal import DUPLICATE, ERROR, FilePosition, JournalEntry
 from smdrd.notify import notify
 from smdrd.parsing import extension_names
 from smdrd.store.mapping import clean_name
@@ -36,10 +40,14 @@ from smdrd.store.sqlite.rows import (
     INSERT_CALL,
     INSERT_LINE,
     LAST_IDS,
+    LOAD_POSITIONS,
     OUTBOX_INSERT,
+    SAVE_POSITION,
     PreparedEntry,
     alert_row,
     line_row,
+    position_from_row,
+    position_row,
     unprepared,
 )
 from smdrd.store.sqlite.schema import LOCAL_SITE, PRAGMAS, SCHEMA_VERSION, migrate, name_local_site
@@ -148,6 +156,14 @@ class JournalWriter:
         self._idle.set()
         #: the extension names the PBX gave (as it gave them), as last written: written again only when changed.
         self._names: dict[str, str] = {}
+        #: file positions queued, each with how many entries had been submitted before it (`submit_position`).
+        self._positions: deque[tuple[int, FilePosition]] = deque()
+        #: entries submitted and entries committed since the writer was made: a queued position is saved with
+        #: the commit that takes `_committed` to its count.
+        self._submitted = 0
+        self._committed = 0
+        #: the positions saved, by (source, path): read at `open`, kept as positions are committed.
+        self.positions: dict[tuple[str, str], FilePosition] = {}
 
     @property
     def pending(self) -> int:
@@ -161,12 +177,43 @@ class JournalWriter:
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
         for pragma in PRAGMAS:
             await self._db.execute(pragma)
+        self._loaded(await self._db.execute_fetchall(LOAD_POSITIONS))
+
+    def _loaded(self, rows: Iterable[Sequence[object]]) -> None:
+        """Keep the saved positions read at `open` (``file_positions`` rows)."""
+        for row in rows:
+            position = position_from_row(tuple(row))
+            if position is not None:
+                self.positions[(position.source, position.path)] = position
+
+    def saved_position(self, source: str, path: str) -> FilePosition | None:
+        """Where ``source``'s lines of ``path`` are committed to (as of the last commit), ``None`` if never."""
+        return self.positions.get((source, path))
+
+    def submit_position(self, position: FilePosition) -> None:
+        """Save ``position`` with the entries submitted so far: in the transaction that commits the last of them
+        (at once, in a transaction of its own, when they are all committed already). Never blocks."""
+        self._positions.append((self._submitted, position))
+        self._idle.clear()
+        if not self._pending:
+            self._wake.set()
+
+    def _covered(self, entries: int) -> list[FilePosition]:
+        """The positions to save with the next ``entries`` pending entries: the last queued for each file."""
+        upto = self._committed + entries
+        latest: dict[tuple[str, str], FilePosition] = {}
+        for count, position in self._positions:
+            if count > upto:
+                break
+            latest[(position.source, position.path)] = position
+        return list(latest.values())
 
     def submit(self, entry: JournalEntry | PreparedEntry) -> None:
         """Queue ``entry`` for the next commit. Never blocks; see `wait_capacity` for backpressure."""
         prepared = entry if type(entry) is PreparedEntry else unprepared(entry)  # type: ignore[arg-type]
         entry = prepared.entry
         self._pending.append((time.monotonic(), prepared))
+        self._submitted += 1
         self._idle.clear()
         if entry.alerts:
             # An alert is published only once its call is committed: don't let it wait out the interval.
@@ -191,14 +238,15 @@ class JournalWriter:
         # Retries of a database that cannot be written (locked, full): quick at first, at most every 5 s.
         backoff = Backoff(0.05, 5.0, floor=0.05)
         while True:
-            if not self._pending:
+            if not self._pending and not self._positions:
                 self._idle.set()
                 if self._closing:
                     return
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            oldest = self._pending[0][0]
+            # Only positions (their entries committed already): saved at once, in a transaction of their own.
+            oldest = self._pending[0][0] if self._pending else -self.commit_interval
             wait = oldest + self.commit_interval - time.monotonic()
             if wait > 0 and len(self._pending) < self.batch_rows and not self._closing and not self._urgent:
                 self._wake.clear()
@@ -249,6 +297,13 @@ class JournalWriter:
         them, tell the listener."""
         for _ in stored:
             self._pending.popleft()
+        self._committed += len(stored)
+        positions = self._positions
+        while positions and positions[0][0] <= self._committed:  # saved by that commit (`_covered`)
+            position = positions.popleft()[1]
+            self.positions[(position.source, position.path)] = position
+        if not stored:
+            return  # a commit of positions only: no line to count or to tell about
         elapsed = time.monotonic() - started
         self.stats.commits += 1
         self.stats.lines += len(stored)
@@ -307,7 +362,18 @@ class JournalWriter:
         db = self._db
         if db is None:
             raise sqlite3.OperationalError("the journal database is not open (reconnecting)")
+        positions = self._covered(len(batch))
         await db.execute("BEGIN IMMEDIATE")
+        if not batch:
+            try:
+                await db.executemany(SAVE_POSITION, [position_row(p, time.time_ns() // 1000) for p in positions])
+                await db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        await db.execute("ROLLBACK")
+                raise
+            return [], 0, 0
         try:
             # Each statement is a round trip to the connection's thread and a wakeup of the loop: one here.
             row = next(iter(await db.execute_fetchall(LAST_IDS)), None)
@@ -342,6 +408,9 @@ class JournalWriter:
                 now = int(time.time())
                 await db.executemany(LEARN_NAME, [(ext, name, now) for ext, given in names.items()
                                                   if (name := clean_name(given))])
+            if positions:
+                now_us = time.time_ns() // 1000
+                await db.executemany(SAVE_POSITION, [position_row(p, now_us) for p in positions])
             await db.execute("COMMIT")
         except BaseException:
             # SQLite has already rolled back by itself after some failures (disk full, I/O error): a ROLLBACK
