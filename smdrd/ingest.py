@@ -5,11 +5,17 @@ belong to one connection). The work per line is `smdrd.core.process_frame`; this
 the counters and the backpressure wait. Given a `smdrd.pipeline.Pipeline` (the daemon), a stream only frames
 on the event loop: its parser lives in the pipeline's worker process, and the entries come back to
 `LineStream._deliver`, where the alert rules run and the entries go to the writer, in order.
+
+A followed file's position (`LineStream.mark`) goes to the writer once the entries of every line fed before it
+have: at once when parsed here, else when the worker's answers for those lines are in. A source's positions reach
+the writer in the order they were marked, whichever of its streams they belong to (a rotated file's last one
+before the new file's first).
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -23,7 +29,7 @@ from smdrd.store.sqlite.writer import JournalWriter
 
 if TYPE_CHECKING:
     from smdrd.core import RatingLike
-    from smdrd.journal import Alert, JournalEntry
+    from smdrd.journal import Alert, FilePosition, JournalEntry
     from smdrd.pipeline import Pipeline, PipelineStream
     from smdrd.record import CallRecord
 
@@ -96,20 +102,35 @@ class SourceIngest:
         self.counters = SourceCounters()
         #: where lines are parsed: the daemon's worker process, or ``None`` for here (``import --in-process``).
         self.pipeline = pipeline
+        #: positions marked and not yet given to the writer, each with its stream and how many of that stream's
+        #: lines must have come back first.
+        self._marks: deque[tuple[LineStream, int, FilePosition]] = deque()
 
     def open_stream(self, peer: str, framer: FramerLike | None = None) -> LineStream:
         return LineStream(self, peer, framer or Framer(self.max_line))
+
+    def saved_position(self, path: str) -> FilePosition | None:
+        return self.writer.saved_position(self.name, path)
+
+    def _release_marks(self) -> None:
+        """Give the writer, in order, each position whose stream's lines before it are all with the writer."""
+        marks = self._marks
+        while marks and marks[0][0].delivered >= marks[0][1]:
+            self.writer.submit_position(marks.popleft()[2])
 
 
 class LineStream:
     """One byte stream: bytes in, journal entries out."""
 
-    __slots__ = ("_framer", "_ingest", "_parser", "_remote", "peer")
+    __slots__ = ("_framer", "_ingest", "_parser", "_remote", "delivered", "peer", "sent")
 
     def __init__(self, ingest: SourceIngest, peer: str, framer: FramerLike) -> None:
         self._ingest = ingest
         self._framer = framer
         self.peer = peer
+        #: lines framed, and lines whose entries went to the writer (fewer while the worker has them).
+        self.sent = 0
+        self.delivered = 0
         self._remote: PipelineStream | None = None
         if ingest.pipeline is not None:
             self._remote = ingest.pipeline.open_stream(
@@ -142,11 +163,17 @@ class LineStream:
             ing.writer.submit(entry)
             ing.counters.calls += len(entry.calls)
 
+    def mark(self, position: FilePosition) -> None:
+        ing = self._ingest
+        ing._marks.append((self, self.sent, position))
+        ing._release_marks()
+
     def _take(self, frames: Sequence[Frame]) -> None:
         ing = self._ingest
         counters = ing.counters
         now = time.time()
         received = int(now * 1_000_000)
+        self.sent += len(frames)
         if self._remote is not None:
             self._remote.send(frames, received)
             counters.lines += len(frames)
@@ -157,6 +184,7 @@ class LineStream:
         parser, encoding, source, peer = self._parser, ing.encoding, ing.name, self.peer
         self._queue(process_frame(frame, parser, encoding, source=source, peer=peer, received_at=received,
                                   rate=rate, observe=observe) for frame in frames)
+        self.delivered += len(frames)
         counters.lines += len(frames)
         counters.last_line_at = now
 
@@ -167,6 +195,10 @@ class LineStream:
             self._queue(entries)
         else:
             self._queue(_observed(e, observe) if e.calls else e for e in entries)
+        # One entry per line sent, in order (and a last one for a close's flush, after every line).
+        self.delivered += len(entries)
+        if self._ingest._marks:
+            self._ingest._release_marks()
 
     def _queue(self, entries: Iterable[JournalEntry]) -> None:
         """Count each entry by its status and queue it for the journal, in order."""

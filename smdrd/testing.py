@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from smdrd.errors import ParseError
 from smdrd.framing import Frame, Framer, Oversized, Skipped
+from smdrd.journal import FilePosition
 from smdrd.parsing import Parser, ParserContext, flush_records, get_parser_class, parse_line
 from smdrd.record import CallRecord, Direction, check_record
 from smdrd.sources.base import FramerLike
@@ -57,6 +58,8 @@ class CollectedStream:
     oversized: list[Oversized] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     closed: bool = False
+    #: the positions the source marked (`smdrd.sources.base.Stream.mark`), in order.
+    marks: list[FilePosition] = field(default_factory=list)
 
     def _take(self, frames: Sequence[Frame]) -> None:
         for frame in frames:
@@ -74,18 +77,26 @@ class CollectedStream:
         self._take(self.framer.close())
         self.closed = True
 
+    def mark(self, position: FilePosition) -> None:
+        self.marks.append(position)
+
 
 @dataclass
 class CollectingIngest:
-    """An `Ingest` that keeps every stream, for testing sources without a database."""
+    """An `Ingest` that keeps every stream, for testing sources without a database; ``positions`` are what
+    `saved_position` gives (none unless a test puts some there)."""
 
     max_line: int = 8192
     streams: list[CollectedStream] = field(default_factory=list)
+    positions: dict[str, FilePosition] = field(default_factory=dict)
 
     def open_stream(self, peer: str, framer: FramerLike | None = None) -> CollectedStream:
         stream = CollectedStream(peer, framer or Framer(self.max_line))
         self.streams.append(stream)
         return stream
+
+    def saved_position(self, path: str) -> FilePosition | None:
+        return self.positions.get(path)
 
     @property
     def lines(self) -> list[bytes]:

@@ -4,6 +4,10 @@ A source calls `Ingest.open_stream` once per byte stream (a TCP connection, an o
 feeds it every chunk it reads with ``await stream.feed(data)`` (which may wait when the writer is behind: that
 is the backpressure that keeps memory bounded) and ``await stream.close()`` when the stream ends. The stream
 frames, journals and parses; one stream keeps one parser's state (page headers, open multi-leg calls).
+
+A source that can resume (a followed file) also tells its stream, with ``stream.mark(position)``, where the
+lines fed so far end in the file: the position is saved with the last of them, and `Ingest.saved_position` gives
+it back at the next start.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from smdrd.framing import Frame
+from smdrd.journal import FilePosition
 
 
 class FramerLike(Protocol):
@@ -34,12 +39,21 @@ class Stream(Protocol):
     async def close(self) -> None:
         """End of stream: the unterminated tail (if any) is journalled as a last line."""
 
+    def mark(self, position: FilePosition) -> None:
+        """The lines fed so far (after `close`: and the tail it journalled) end at ``position``: save it with
+        the last of them, in the same commit. Marks of one source are saved in the order given."""
+
 
 class Ingest(Protocol):
     """The core's entry point, given to every source."""
 
     def open_stream(self, peer: str, framer: FramerLike | None = None) -> Stream:
         """A new stream from ``peer`` (``host:port``, a device path or a file path)."""
+        ...
+
+    def saved_position(self, path: str) -> FilePosition | None:
+        """Where this source's lines of the file ``path`` were committed to, when it last ran; ``None`` if
+        nowhere (never followed, or a store that keeps no positions)."""
         ...
 
 

@@ -6,9 +6,18 @@ before the new one is opened from its start; a truncated one (shorter than what 
 the start; a missing one is waited for. Reads go by explicit offsets (``pread``) in chunks, so a huge file
 never sits in memory at once, and a cancelled read never advances the position past what was fed.
 
+A followed file resumes where its journalled lines end: each chunk read marks (`smdrd.sources.base.Stream.mark`)
+the end of its last complete line, which the journal writer saves with that line, in the same transaction
+(``file_positions``). At the next start the file, if it is the same one (device, inode and first bytes) and no
+shorter, is read from there; a file truncated meanwhile is read from its start; a file rotated meanwhile has
+the rest of the old one read first when it is still beside it under a name that starts with the followed one's
+(``pbx.log.1``, ``pbx.log-20250101``: not compressed), then the new one from its start. ``from_start`` applies
+only when nothing was saved. A last line without its end, journalled at a stop, is read again whole at the next
+start when the file carried on writing it (the piece journalled at the stop stays as it was received).
+
 Limits of polling, as with ``tail -F``: a file truncated and refilled past the old position between two polls
-looks merely appended to, and a writer that keeps writing to the old file after the new one appeared is not
-followed there.
+(or while smdrd was stopped, keeping its first bytes) looks merely appended to, and a writer that keeps writing
+to the old file after the new one appeared is not followed there.
 
 Never here: framing, parsing or storing, and never writing to or deleting the followed files.
 """
@@ -26,6 +35,7 @@ import structlog
 from smdrd.backoff import LogThrottle, log_throttled
 from smdrd.errors import SmdrdError
 from smdrd.framing import Framer
+from smdrd.journal import HEAD_BYTES, FilePosition
 from smdrd.sources.base import Ingest, Source, Stream
 from smdrd.sources.config import FileSource
 from smdrd.sources.streams import CHUNK, describe, feed_whole, read_stream, stream_pair
@@ -34,16 +44,27 @@ log = structlog.get_logger(__name__)
 
 STDIN_PEER = "<stdin>"
 
+#: what ends a line (`smdrd.framing.Framer`).
+_LINE_ENDS = (b"\r", b"\n", b"\x00", b"\x0c")
+
+
+def _line_end(data: bytes) -> int:
+    """Where in ``data`` its last complete line ends (after its last line-end byte); 0 if it has none."""
+    return max(data.rfind(end) for end in _LINE_ENDS) + 1
+
 
 @dataclass(slots=True)
 class _Open:
-    """A followed file: its descriptor, identity, how far it was fed, and its stream."""
+    """A followed file: its descriptor, identity, how far it was fed, where its last complete line fed ends
+    (``boundary``), its first bytes, and its stream."""
 
     fd: int
     dev: int
     ino: int
     pos: int
     stream: Stream
+    boundary: int = 0
+    head: bytes = b""
 
 
 class FileReader(Source):
@@ -116,8 +137,9 @@ class FileReader(Source):
         self.status.connected = True
         self.status.connections += 1
 
-    async def _feed_to_end(self, fd: int, pos: int, stream: Stream) -> int:
-        """Feed ``fd`` from ``pos`` until a read returns nothing; returns the new position."""
+    async def _feed_to_end(self, fd: int, pos: int, stream: Stream, followed: _Open | None = None) -> int:
+        """Feed ``fd`` from ``pos`` until a read returns nothing; returns the new position. A ``followed`` file
+        has the end of its last complete line marked after each chunk that completes one."""
         loop = asyncio.get_running_loop()
         while True:
             # In a thread: a file on a slow disk or NFS must not stall the other sources' event loop.
@@ -127,30 +149,44 @@ class FileReader(Source):
             self.status.saw_data(len(data))
             await feed_whole(stream, data)
             pos += len(data)
+            if followed is not None and (end := _line_end(data)):
+                followed.boundary = pos - len(data) + end
+                self._mark(followed, followed.boundary)
+
+    def _mark(self, current: _Open, offset: int) -> None:
+        """Mark ``offset`` of ``current`` (the end of a complete line, or of the tail journalled at a close)."""
+        if len(current.head) < HEAD_BYTES and offset > len(current.head):  # a file still shorter than a head
+            current.head = os.pread(current.fd, HEAD_BYTES, 0)
+        current.stream.mark(FilePosition(self.name, self.config.path, current.dev, current.ino, offset,
+                                         offset - current.boundary, current.head))
 
     async def _follow(self) -> None:
         current: _Open | None = None
-        first = True
+        attempts = 0
+        opened = False
         try:
             while True:
                 if current is None:
-                    current = self._open_followed(at_end=first and not self.config.from_start)
-                    first = False
+                    current = await self._open_followed(resume=not opened, at_start=attempts == 0)
+                    attempts += 1
                     if current is None:
                         await asyncio.sleep(self.config.poll_interval)
                         continue
-                current.pos = await self._feed_to_end(current.fd, current.pos, current.stream)
+                    opened = True
+                current.pos = await self._feed_to_end(current.fd, current.pos, current.stream, current)
                 change = self._change(current)
                 if change == "rotated":
                     # the writer may have added to the old file before it moved to the new one
-                    current.pos = await self._feed_to_end(current.fd, current.pos, current.stream)
+                    current.pos = await self._feed_to_end(current.fd, current.pos, current.stream, current)
                     await self._release(current, change)
                     current = None
                     continue
                 if change == "truncated":
                     await current.stream.close()
                     current.stream = self.ingest.open_stream(self.config.path, self._framer())
-                    current.pos = 0
+                    current.pos = current.boundary = 0
+                    current.head = os.pread(current.fd, HEAD_BYTES, 0)
+                    self._mark(current, 0)  # saved at once: a restart must not take the refilled file as grown
                     self._changed(change)
                     continue
                 await asyncio.sleep(self.config.poll_interval)
@@ -158,7 +194,11 @@ class FileReader(Source):
             if current is not None:
                 await self._release(current, None)
 
-    def _open_followed(self, *, at_end: bool) -> _Open | None:
+    async def _open_followed(self, *, resume: bool, at_start: bool) -> _Open | None:
+        """Open the followed file: at its saved position when it is the first one opened since the start
+        (``resume``; the rest of a file rotated away meanwhile read first), else from its start, or from its end
+        when nothing was saved, ``from_start`` is false and it is there at the start (``at_start``: one that
+        appears later is all news); ``None`` while it is missing."""
         path = self.config.path
         try:
             fd = os.open(path, os.O_RDONLY)
@@ -167,13 +207,84 @@ class FileReader(Source):
             log_throttled(log, self._throttle, "source.file_unavailable", source=self.name, path=path,
                           error=describe(exc))
             return None
-        st = os.fstat(fd)
+        try:
+            st = os.fstat(fd)
+            head = os.pread(fd, HEAD_BYTES, 0)
+        except OSError:
+            os.close(fd)
+            raise
         failures = self._throttle.reset()
         self._started()
-        log.info("source.file_opened", source=self.name, path=path, at_end=at_end, size=st.st_size,
+        pos, resumed = 0, None
+        if resume:
+            saved = self.ingest.saved_position(path)
+            if saved is None:
+                pos = 0 if self.config.from_start or not at_start else st.st_size
+            elif (saved.dev, saved.ino) == (st.st_dev, st.st_ino):
+                pos, resumed = self._resume_at(saved, fd, st.st_size, head)
+            else:
+                log.info("source.file_rotated_while_stopped", source=self.name, path=path)
+                await self._read_rotated_away(saved)
+        log.info("source.file_opened", source=self.name, path=path, at_end=pos == st.st_size and pos > 0,
+                 size=st.st_size, offset=pos, **({"resumed": resumed} if resumed is not None else {}),
                  **({"after_failures": failures} if failures else {}))
-        pos = st.st_size if at_end else 0
-        return _Open(fd, st.st_dev, st.st_ino, pos, self.ingest.open_stream(path, self._framer()))
+        current = _Open(fd, st.st_dev, st.st_ino, pos, self.ingest.open_stream(path, self._framer()), pos, head)
+        self._mark(current, pos)  # the file now followed, and from where: saved even before a line arrives
+        return current
+
+    def _resume_at(self, saved: FilePosition, fd: int, size: int, head: bytes) -> tuple[int, bool]:
+        """Where to read the file ``saved`` names (same identity) from, and whether that is a resumption."""
+        path = self.config.path
+        if size < saved.offset:
+            log.info("source.file_truncated_while_stopped", source=self.name, path=path, size=size,
+                     saved_offset=saved.offset)
+            return 0, False
+        if head[:len(saved.head)] != saved.head:
+            log.info("source.file_replaced_while_stopped", source=self.name, path=path,
+                     reason="same inode, other first bytes")
+            return 0, False
+        offset = saved.offset
+        if saved.tail and offset < size and os.pread(fd, 1, offset) not in _LINE_ENDS:
+            # the last line, journalled cut off at the stop, was written on: read it again whole
+            log.info("source.file_tail_continued", source=self.name, path=path, tail_bytes=saved.tail)
+            offset -= saved.tail
+        return offset, True
+
+    async def _read_rotated_away(self, saved: FilePosition) -> None:
+        """Journal the rest of the file ``saved`` names, if it is still beside the followed path (a rotated
+        log: ``pbx.log.1``): what its writer added before it was rotated while smdrd was stopped."""
+        path = self.config.path
+        folder, base = os.path.split(path)
+        try:
+            names = [n for n in os.listdir(folder or ".") if n.startswith(base) and n != base]
+        except OSError:
+            return
+        for name in names:
+            old = os.path.join(folder, name)
+            try:
+                st = os.stat(old, follow_symlinks=False)
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) != (saved.dev, saved.ino) or not stat.S_ISREG(st.st_mode):
+                continue
+            try:
+                fd = os.open(old, os.O_RDONLY)
+            except OSError:
+                return
+            try:
+                head = os.pread(fd, HEAD_BYTES, 0)
+                offset, resumed = self._resume_at(saved, fd, os.fstat(fd).st_size, head)
+                if not resumed:
+                    return
+                log.info("source.file_rotated_rest", source=self.name, path=path, rotated_to=old, offset=offset)
+                rest = _Open(fd, st.st_dev, st.st_ino, offset, self.ingest.open_stream(path, self._framer()),
+                             offset, saved.head)
+                rest.pos = await self._feed_to_end(fd, offset, rest.stream, rest)
+                await rest.stream.close()
+                self._mark(rest, rest.pos)
+            finally:
+                os.close(fd)
+            return
 
     def _change(self, current: _Open) -> str | None:
         """``"rotated"``, ``"truncated"`` or ``None``, judged after reading to the end."""
@@ -190,6 +301,7 @@ class FileReader(Source):
     async def _release(self, current: _Open, change: str | None) -> None:
         try:
             await current.stream.close()
+            self._mark(current, current.pos)  # with the unterminated tail, if any, the close journalled
         finally:
             os.close(current.fd)
             self.status.connected = False

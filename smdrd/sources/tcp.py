@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 
 from smdrd.backoff import Backoff, LogThrottle, log_throttled
+from smdrd.journal import FilePosition
 from smdrd.section import parse_hostport
 from smdrd.sources.base import Ingest, Source, Stream
 from smdrd.sources.config import TcpClientSource, TcpServerSource, open_to_everyone_warning
@@ -183,6 +184,9 @@ class _Watched:
 
     async def close(self) -> None:
         await self._stream.close()
+
+    def mark(self, position: FilePosition) -> None:
+        self._stream.mark(position)
 
 
 class TcpServer(Source):
