@@ -162,6 +162,8 @@ class JournalWriter:
         #: the commit that takes `_committed` to its count.
         self._submitted = 0
         self._committed = 0
+        #: how many of the queued positions (the first ones) the commit under way writes (`_covered`).
+        self._writing = 0
         #: the positions saved, by (source, path): read at `open`, kept as positions are committed.
         self.positions: dict[tuple[str, str], FilePosition] = {}
 
@@ -199,13 +201,17 @@ class JournalWriter:
             self._wake.set()
 
     def _covered(self, entries: int) -> list[FilePosition]:
-        """The positions to save with the next ``entries`` pending entries: the last queued for each file."""
+        """The positions to save with the next ``entries`` pending entries: the last queued for each file. A
+        commit's `_commit` asks once, before it writes; `_done` then takes exactly those off the queue (one
+        queued while the commit was under way waits for the next)."""
         upto = self._committed + entries
         latest: dict[tuple[str, str], FilePosition] = {}
+        self._writing = 0
         for count, position in self._positions:
             if count > upto:
                 break
             latest[(position.source, position.path)] = position
+            self._writing += 1
         return list(latest.values())
 
     def submit(self, entry: JournalEntry | PreparedEntry) -> None:
@@ -298,10 +304,10 @@ class JournalWriter:
         for _ in stored:
             self._pending.popleft()
         self._committed += len(stored)
-        positions = self._positions
-        while positions and positions[0][0] <= self._committed:  # saved by that commit (`_covered`)
-            position = positions.popleft()[1]
+        for _ in range(self._writing):  # saved by that commit (`_covered`)
+            position = self._positions.popleft()[1]
             self.positions[(position.source, position.path)] = position
+        self._writing = 0
         if not stored:
             return  # a commit of positions only: no line to count or to tell about
         elapsed = time.monotonic() - started
