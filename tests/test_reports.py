@@ -27,7 +27,7 @@ from smdrd.rating import Rater, Rating
 from smdrd.rating.normalise import region_of
 from smdrd.record import CallRecord, Direction
 from smdrd.reports.export import header_lines
-from smdrd.reports.queries import Context, Query, Report, context_from, parse_query, run_report
+from smdrd.reports.queries import Context, Query, Report, context_from, parse_query, rounded, run_report
 from smdrd.store import is_url, open_store
 from smdrd.store.api import ReportReader
 from smdrd.testing import write_entries
@@ -155,7 +155,8 @@ def report(conn: ReportReader, ctx: Context, kind: str, **params: str) -> Report
 
 
 def cells(rep: Report, *keys: str) -> list[tuple[Any, ...]]:
-    return [tuple(row[k] for k in keys) for row in rep.rows]
+    """The rows' ``keys``; an average (exact in the report) with one decimal, as JSON and CSV give it."""
+    return [tuple(rounded(row[k]) if k == "average" else row[k] for k in keys) for row in rep.rows]
 
 
 FIGS = ("calls", "duration", "average", "cost")

@@ -3,9 +3,11 @@
 Cells are typed, so a spreadsheet sums and sorts them without cleaning: counts are numbers, durations are
 Excel durations (a fraction of a day, shown ``[h]:mm:ss``, so 27 hours stay 27:00:00), money is a number with
 the tariff's decimals and its currency in the number format (``#,##0.00 "EUR"``), days and call times are
-dates. Everything else, extensions, phone numbers and trunks above all, is written as a text cell: ``0044...``
-keeps its zeros, ``+44...`` stays a number a person can dial, and ``=HYPERLINK(...)`` from a caller ID is text,
-never a formula (xlsxwriter's automatic conversions are off and every string goes through ``write_string``).
+dates. An average is stored rounded half up to the second, once, from the exact quotient: what ``[h]:mm:ss``
+shows, the PDF and the table show, whichever spreadsheet rounds or cuts a shown duration. Everything else,
+extensions, phone numbers and trunks above all, is written as a text cell: ``0044...`` keeps its zeros,
+``+44...`` stays a number a person can dial, and ``=HYPERLINK(...)`` from a caller ID is text, never a formula
+(xlsxwriter's automatic conversions are off and every string goes through ``write_string``).
 
 Each section is a sheet: the header block (title, period, time zone, filters, currency), the table with a
 frozen heading and a filter, and a bold totals row. ``constant_memory`` writes each row to a temporary file as
@@ -30,7 +32,7 @@ from xlsxwriter.workbook import Workbook
 from xlsxwriter.worksheet import Worksheet
 
 from smdrd.reports.export import Section, extra_totals, header_lines, title_of
-from smdrd.reports.queries import Column, Report
+from smdrd.reports.queries import Column, Report, rounded
 
 __all__ = ["MAX_ROWS", "write_xlsx"]
 
@@ -85,7 +87,8 @@ def write_cell(ws: Worksheet, row: int, col: int, value: Any, *, kind: str, fmt:
     if value is None or value == "":
         ws.write_blank(row, col, None, fmt)
     elif kind in ("seconds", "average") and isinstance(value, int | Decimal):
-        ws.write_number(row, col, float(Decimal(value) / _SECONDS_PER_DAY), fmt)
+        seconds = rounded(value, "1") if kind == "average" else Decimal(value)
+        ws.write_number(row, col, float(seconds / _SECONDS_PER_DAY), fmt)
     elif kind in ("int", "minutes", "money") and isinstance(value, int | Decimal):
         ws.write_number(row, col, float(value), fmt)
     elif kind in ("date", "datetime") and isinstance(value, str) and (when := _when(value, kind)) is not None:
@@ -161,6 +164,9 @@ def _cell_xml(letter: str, kind: str, style: int) -> CellXml:
             return f'<c r="{letter}{row}{number}{float(value) / _SECONDS_PER_DAY!r}</v></c>'
         return text(value, row)
 
+    def mean(value: Any, row: str) -> str:
+        return duration(rounded(value, "1") if type(value) is Decimal else value, row)
+
     def when(value: Any, row: str) -> str:
         serial = _serial(value, kind, days) if isinstance(value, str) and value else None
         if serial is not None:
@@ -169,7 +175,9 @@ def _cell_xml(letter: str, kind: str, style: int) -> CellXml:
 
     if kind in ("int", "minutes", "money"):
         return numeric
-    if kind in ("seconds", "average"):
+    if kind == "average":
+        return mean
+    if kind == "seconds":
         return duration
     if kind in ("date", "datetime"):
         return when

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DETAIL_KINDS", "DIRECTIONS", "KINDS", "LISTING_KINDS", "MAX_PAGE_SIZE", "NO_NAMES", "NO_TRUNK", "Column",
     "Context", "Query", "Report", "Section", "Tally", "average", "context_from", "every_call", "every_row", "money",
-    "other_currencies", "parse_query", "run_report",
+    "other_currencies", "parse_query", "rounded", "run_report",
 ]
 
 #: the details kinds (Yeastar's "Extension Call Accounting Details"): every call, a section per extension with
@@ -168,10 +168,20 @@ def money(micros: int, decimals: int) -> Decimal:
 
 
 def average(duration: int, calls: int) -> Decimal:
-    """Seconds per call with one decimal (0.0 for no calls)."""
+    """Seconds per call, unrounded (a `Decimal` quotient; 0 for no calls).
+
+    Every output rounds it once, half up, to what it shows: one decimal in JSON and CSV (`rounded`), the second
+    in h:mm:ss (`smdrd.reports.render.hms`) and in XLSX. Rounding here as well rounded twice: 6,087 s over 41
+    calls (148.46 s) became 148.5, then 0:02:29 where 0:02:28 is right."""
     if not calls:
-        return Decimal("0.0")
-    return (Decimal(duration) / Decimal(calls)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+        return Decimal(0)
+    return Decimal(duration) / Decimal(calls)
+
+
+def rounded(value: int | Decimal, step: str = "0.1") -> Decimal:
+    """``value`` rounded half up to ``step`` (``"0.1"``: an average as JSON and CSV give it; ``"1"``: the
+    second)."""
+    return Decimal(value).quantize(Decimal(step), rounding=ROUND_HALF_UP)
 
 
 def minutes(duration: int) -> Decimal:

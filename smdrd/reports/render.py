@@ -12,12 +12,12 @@ import io
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 from smdrd.csvsafe import SafeCsvWriter
 from smdrd.reports.export import header_lines, title_of
-from smdrd.reports.queries import DETAIL_KINDS, SECTION_COLUMNS, Column, Report, Section
+from smdrd.reports.queries import DETAIL_KINDS, SECTION_COLUMNS, Column, Report, Section, rounded
 
 __all__ = ["FORMATS", "TableView", "csv_lines", "hms", "render", "table_view", "to_csv", "to_html", "to_json",
            "to_table"]
@@ -31,9 +31,11 @@ _DURATIONS = {"seconds", "average"}
 
 
 def json_value(value: Any, kind: str) -> Any:
-    """A value as JSON wants it: money as a decimal string, averages and minutes as numbers with one decimal."""
+    """A value as JSON wants it: money as a decimal string, averages and minutes as numbers with one decimal
+    (an average is unrounded until here, `smdrd.reports.queries.average`; a totals' average has no column, so
+    every decimal that is not money is rounded)."""
     if isinstance(value, Decimal):
-        return str(value) if kind == "money" else float(value)
+        return str(value) if kind == "money" else float(rounded(value))
     return value
 
 
@@ -61,15 +63,25 @@ def to_json(report: Report) -> str:
     return json.dumps(to_dict(report), ensure_ascii=False, indent=1) + "\n"
 
 
-def text_value(value: Any) -> str:
-    """A value as CSV and the text table show it (``None`` is empty)."""
-    return "" if value is None else str(value)
+def text_value(value: Any, kind: str = "text") -> str:
+    """A value as CSV and the text table show it (``None`` is empty; an average with one decimal, as in JSON)."""
+    if value is None:
+        return ""
+    return str(csv_value(value, kind))
+
+
+def csv_value(value: Any, kind: str) -> Any:
+    """A value as a CSV cell holds it: an average (unrounded in the report) rounded once to one decimal, as
+    JSON has it; anything else as it is."""
+    if kind == "average" and isinstance(value, Decimal):
+        return rounded(value)
+    return value
 
 
 def _totals_row(report: Report) -> list[str] | None:
     if report.totals is None:
         return None
-    cells = [text_value(report.totals.get(c.key)) for c in report.columns]
+    cells = [text_value(report.totals.get(c.key), c.kind) for c in report.columns]
     cells[0] = "Total"
     return cells
 
@@ -85,9 +97,14 @@ def csv_lines(report: Report, sections: Iterable[Section] | None = None) -> Iter
         sections = report.sections if report.sections is not None else [Section("", report.rows, report.totals)]
     if report.kind not in DETAIL_KINDS:
         yield [c.key for c in columns]
+        kinds = [c.kind for c in columns]
+        averages = "average" in kinds
         for section in sections:
             for row in section.rows:  # values as they are: `smdrd.csvsafe` writes numbers and text alike
-                yield [row.get(c.key) for c in columns]
+                if averages:
+                    yield [csv_value(row.get(c.key), c.kind) for c in columns]
+                else:
+                    yield [row.get(c.key) for c in columns]
         totals = _totals_row(report)
         if totals is not None:
             yield totals
@@ -102,10 +119,10 @@ def csv_lines(report: Report, sections: Iterable[Section] | None = None) -> Iter
             yield [row.get(key) for key in keys]
         if section.totals is not None:
             yield [*(text_value(section.key.get(c.key, "")) for c in lead),
-                   *("Subtotal" if i == 0 else text_value(section.totals.get(c.key))
+                   *("Subtotal" if i == 0 else text_value(section.totals.get(c.key), c.kind)
                      for i, c in enumerate(columns))]
     grand = report.totals or {}
-    yield ["Total", *("" for _ in lead[1:]), *(text_value(grand.get(c.key)) for c in columns)]
+    yield ["Total", *("" for _ in lead[1:]), *(text_value(grand.get(c.key), c.kind) for c in columns)]
 
 
 def to_csv(report: Report) -> str:
@@ -128,8 +145,9 @@ def _title(report: Report) -> str:
 
 
 def hms(seconds: int | Decimal) -> str:
-    """Seconds as a person reads a duration: ``h:mm:ss`` (``0:02:05``, ``27:46:40``), rounded half up."""
-    whole = int(Decimal(seconds).quantize(Decimal(1), ROUND_HALF_UP))
+    """Seconds as a person reads a duration: ``h:mm:ss`` (``0:02:05``, ``27:46:40``), rounded half up to the
+    second, once: an average comes here unrounded (`smdrd.reports.queries.average`)."""
+    whole = int(rounded(seconds, "1"))
     minutes, secs = divmod(whole, 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}"

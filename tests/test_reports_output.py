@@ -1,0 +1,77 @@
+"""What every output of one report shows of the same figures: the text table, CSV, JSON, XLSX and PDF.
+
+Reports are built in memory by the builders themselves (`smdrd.reports.queries`), so each test names the exact
+figures it is about; tests/test_reports_export.py runs the same writers over a database.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
+from typing import Any
+
+import openpyxl
+import pypdf
+from hypothesis import given
+from hypothesis import strategies as st
+
+from smdrd.reports.export import sections_of
+from smdrd.reports.export_pdf import write_pdf
+from smdrd.reports.export_xlsx import write_xlsx
+from smdrd.reports.queries import Report, average, extensions_report
+from smdrd.reports.render import hms, to_csv, to_json, to_table
+
+META = {"from": "2026-03-01", "to": "2026-03-31", "timezone": "Europe/Warsaw", "currency": "EUR", "decimals": 2,
+        "filters": {"direction": ["outbound"]}, "by_class": False}
+
+
+def extensions(*rows: tuple[str, str, int, int, int]) -> Report:
+    """The extensions report of ``(extension, department, calls, seconds, cost_micros)`` rows."""
+    report = extensions_report([(dep, ext, "", (), calls, seconds, cost) for ext, dep, calls, seconds, cost in rows],
+                               by_class=False, decimals=2)
+    report.meta.update(META)
+    return report
+
+
+def pdf_text(report: Report) -> str:
+    out = io.BytesIO()
+    write_pdf(out, report, sections_of(report))
+    return "\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(out.getvalue())).pages)
+
+
+def xlsx_rows(report: Report) -> list[list[Any]]:
+    out = io.BytesIO()
+    write_xlsx(out, report, sections_of(report))
+    ws = openpyxl.load_workbook(io.BytesIO(out.getvalue())).worksheets[0]
+    return [[c.value for c in row] for row in ws.iter_rows()]
+
+
+def test_an_average_is_rounded_once_to_the_second_in_every_format() -> None:
+    """41 calls of 6,087 s are 148.46 s a call: 0:02:28 (rounding to 148.5 first made it 0:02:29), 148.5 in
+    JSON and CSV (one decimal, rounded once from the exact quotient), 148 s in the XLSX cell."""
+    report = extensions(("201", "Sales", 41, 6087, 0))
+    table = to_table(report)
+    assert "0:02:28" in table and "0:02:29" not in table
+    assert json.loads(to_json(report))["rows"][0]["average"] == 148.5
+    assert json.loads(to_json(report))["totals"]["average"] == 148.5
+    lines = list(csv.DictReader(io.StringIO(to_csv(report).lstrip("\ufeff"))))
+    assert lines[0]["average"] == "148.5" and lines[-1]["average"] == "148.5"
+    text = pdf_text(report)
+    assert "0:02:28" in text and "0:02:29" not in text
+    rows = xlsx_rows(report)
+    row = next(r for r in rows if r[0] == "201")
+    assert timedelta(seconds=148) in row and timedelta(seconds=148.5) not in row
+
+
+@given(st.integers(min_value=0, max_value=10**9), st.integers(min_value=1, max_value=10**6))
+def test_the_shown_average_is_the_exact_quotient_rounded_half_up(seconds: int, calls: int) -> None:
+    """Whatever the figures, h:mm:ss is the exact seconds per call rounded half up to the second, once."""
+    exact = Fraction(seconds, calls)
+    whole = int(exact) + (1 if exact - int(exact) >= Fraction(1, 2) else 0)
+    assert hms(average(seconds, calls)) == hms(whole)
+    tenths = Decimal(int(exact * 10) + (1 if exact * 10 - int(exact * 10) >= Fraction(1, 2) else 0)) / 10
+    assert average(seconds, calls).quantize(Decimal("0.1"), ROUND_HALF_UP) == tenths
