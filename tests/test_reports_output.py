@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from smdrd.reports.export import sections_of
 from smdrd.reports.export_pdf import write_pdf
 from smdrd.reports.export_xlsx import write_xlsx
-from smdrd.reports.queries import Report, average, extensions_report
+from smdrd.reports.queries import DETAIL_COLUMNS, Report, Section, average, extensions_report, listing_totals
 from smdrd.reports.render import hms, to_csv, to_json, to_table
 
 META = {"from": "2026-03-01", "to": "2026-03-31", "timezone": "Europe/Warsaw", "currency": "EUR", "decimals": 2,
@@ -75,3 +75,55 @@ def test_the_shown_average_is_the_exact_quotient_rounded_half_up(seconds: int, c
     assert hms(average(seconds, calls)) == hms(whole)
     tenths = Decimal(int(exact * 10) + (1 if exact * 10 - int(exact * 10) >= Fraction(1, 2) else 0)) / 10
     assert average(seconds, calls).quantize(Decimal("0.1"), ROUND_HALF_UP) == tenths
+
+
+def details(*extensions: tuple[str, str, list[str]]) -> Report:
+    """An extension-details report: per ``(extension, name, numbers)`` a section of a 2-minute call to each."""
+    sections = []
+    for ext, name, numbers in extensions:
+        rows = [{"start": f"2026-03-02T10:{i % 60:02d}:00+01:00", "extension": ext, "name": name,
+                 "department": "Sales", "number": number, "direction": "outbound", "call_class": "international",
+                 "rule": "World", "trunk": "T1", "duration": 120, "cost": Decimal("0.50"), "leg": 0}
+                for i, number in enumerate(numbers)]
+        sections.append(Section(f"{ext} {name}".strip(), rows,
+                                listing_totals(len(rows), len(rows), 120 * len(rows), 500_000 * len(rows), 2),
+                                {"extension": ext, "name": name}, total_label="Subtotal"))
+    legs = sum(len(n) for _, _, n in extensions)
+    report = Report("extension-details", DETAIL_COLUMNS, [], listing_totals(legs, legs, 120 * legs,
+                                                                             500_000 * legs, 2), sections=sections)
+    report.meta.update(META)
+    return report
+
+
+def pdf_fragments(report: Report) -> list[str]:
+    """Every piece of text the PDF draws, in drawing order (a cell's lines are consecutive pieces)."""
+    out = io.BytesIO()
+    write_pdf(out, report, sections_of(report))
+    pieces: list[str] = []
+    for page in pypdf.PdfReader(io.BytesIO(out.getvalue())).pages:
+        page.extract_text(visitor_text=lambda text, *_: pieces.append(text) if text.strip() else None)
+    return pieces
+
+
+def drawn_whole(pieces: list[str], text: str) -> bool:
+    """``text`` is drawn uncut: as one piece, or as consecutive pieces (the lines of a wrapped cell)."""
+    for i in range(len(pieces)):
+        joined = ""
+        for piece in pieces[i:i + 6]:
+            joined += piece.strip()
+            if joined == text:
+                return True
+            if not text.startswith(joined):
+                break
+    return False
+
+
+def test_pdf_never_cuts_a_dialled_number() -> None:
+    """The number is what a call is looked up by: a longer one than the measured rows had (past the first 300,
+    or in a later extension's section, or longer than any column could be) is drawn whole, never with "…"."""
+    late = "+8613912345678901234567"
+    longer = "00" + "4420712345678" * 4
+    report = details(("201", "Anna", ["+48221234567"] * 310 + [late]), ("202", "Piotr", [late, longer]))
+    pieces = pdf_fragments(report)
+    assert not any("…" in p or "..." in p for p in pieces)
+    assert drawn_whole(pieces, late) and drawn_whole(pieces, longer)

@@ -3,9 +3,11 @@
 One document: the title, the header block (period, time zone, filters, currency), a chart where the kind has
 one (cost per day for ``days``, the ten costliest rows for the per-extension, department, destination and trunk
 reports), then the table with its heading repeated on every page and a bold totals row, and "Page N of M" with
-the period at the foot of every page. Durations are h:mm:ss and money carries its currency, as in the terminal
-table. The page is A4 or Letter (``paper``), portrait, or landscape for a table of more than seven columns; the
-margins leave room for either printer.
+the period at the foot of every page. A value too wide for its column is cut with "…", except a dialled number
+(`_WHOLE`): the columns are sized on the first rows, and a longer number wraps within its row instead.
+Durations are h:mm:ss and money carries its currency, as in the terminal table. The page is A4 or Letter
+(``paper``), portrait, or landscape for a table of more than seven columns; the margins leave room for either
+printer.
 
 Text is drawn with DejaVu Sans when Debian's ``fonts-dejavu-core`` is installed (any script a PBX sends);
 otherwise with the PDF core font Helvetica, which holds Latin-1 only, and other characters become ``?``. fpdf2
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from fpdf import FPDF
-from fpdf.enums import XPos, YPos
+from fpdf.enums import WrapMode, XPos, YPos
 
 from smdrd.rating.classes import CALL_CLASSES
 from smdrd.reports.export import Section, extra_totals, header_lines, title_of
@@ -38,6 +40,11 @@ _MARGIN = 12.0
 _NUMERIC = {"int", "seconds", "average", "minutes", "money"}
 #: rows measured to size the columns (a long listing is sized by its first rows).
 _MEASURED_ROWS = 300
+#: columns never cut with an ellipsis: the dialled number is what a call is looked up by. Their width is never
+#: shrunk for the text columns, is at least `_WHOLE_FLOOR` wide (an international number with a prefix), and a
+#: value wider than that (a later extension's, or one past the measured rows) wraps onto more lines of its row.
+_WHOLE = {"number"}
+_WHOLE_FLOOR = "+" + "0" * 19
 _CHART_BARS = 10
 
 
@@ -112,7 +119,8 @@ class _Table:
         pdf = self.pdf
         pdf.font(8, bold=True)
         natural = [pdf.get_string_width(pdf.text_of(self.title(c))) + 2 * pdf.c_margin + 1 for c in self.columns]
-        widest = {"call_class": max(CALL_CLASSES, key=len), "direction": max(DIRECTIONS, key=len)}
+        widest = {"call_class": max(CALL_CLASSES, key=len), "direction": max(DIRECTIONS, key=len),
+                  "number": _WHOLE_FLOOR}
         for rows, bold in ((sample, False), ([totals] if totals else [], True), ([widest], False)):
             pdf.font(8, bold=bold)
             for row in rows:
@@ -120,11 +128,12 @@ class _Table:
                     text = pdf.text_of(self.text(row, c))
                     natural[i] = max(natural[i], pdf.get_string_width(text) + 2 * pdf.c_margin + 1)
         room = pdf.w - 2 * _MARGIN
-        numeric = sum(w for w, c in zip(natural, self.columns, strict=True) if c.kind in _NUMERIC)
+        kept = [c.kind in _NUMERIC or c.key in _WHOLE for c in self.columns]
+        numeric = sum(w for w, k in zip(natural, kept, strict=True) if k)
         texts = sum(natural) - numeric
         if sum(natural) > room and texts > 0:
             scale = max(0.2, (room - numeric) / texts)
-            natural = [w if c.kind in _NUMERIC else w * scale for w, c in zip(natural, self.columns, strict=True)]
+            natural = [w if k else w * scale for w, k in zip(natural, kept, strict=True)]
         if sum(natural) > room:
             natural = [w * room / sum(natural) for w in natural]
         self.widths = natural
@@ -147,18 +156,42 @@ class _Table:
 
     def row(self, row: dict[str, Any], *, bold: bool = False) -> None:
         pdf = self.pdf
-        if pdf.will_page_break(_ROW):
+        pdf.font(8, bold=bold)
+        wrapped = self.wrapped(row)
+        height = _ROW * max((len(lines) for lines in wrapped.values()), default=1)
+        if pdf.will_page_break(height):
             pdf.add_page()
             self.head()
-        pdf.font(8, bold=bold)
-        for c, w in zip(self.columns, self.widths, strict=True):
+            pdf.font(8, bold=bold)
+        top = pdf.get_y()
+        for i, (c, w) in enumerate(zip(self.columns, self.widths, strict=True)):
+            if i in wrapped:  # a whole number on lines of its own, the other cells on the row's first line
+                x = pdf.get_x()
+                for n, line in enumerate(wrapped[i]):
+                    pdf.set_xy(x, top + n * _ROW)
+                    pdf.cell(w, _ROW, line)
+                pdf.set_xy(x + w, top)
+                continue
             text = self.text(row, c)
             if not text and not bold:  # an empty cell is only room: fpdf2's cell costs as much as a full one
                 pdf.set_x(pdf.get_x() + w)
                 continue
             pdf.cell(w, _ROW, pdf.fitted(text, w), border="T" if bold else 0,
                      align="R" if c.kind in _NUMERIC else "L")
-        pdf.ln()
+        pdf.ln(height)
+
+    def wrapped(self, row: dict[str, Any]) -> dict[int, list[str]]:
+        """The lines of each `_WHOLE` cell of ``row`` too wide for its column, by column index (none when all
+        fit, the common case: one width measured per cell, as `_Document.fitted` does anyway)."""
+        pdf, out = self.pdf, {}
+        for i, (c, w) in enumerate(zip(self.columns, self.widths, strict=True)):
+            if c.key not in _WHOLE:
+                continue
+            text = pdf.text_of(self.text(row, c))
+            if text and pdf.get_string_width(text) > w - 2 * pdf.c_margin:
+                lines = pdf.multi_cell(w, _ROW, text, wrapmode=WrapMode.CHAR, dry_run=True, output="LINES")
+                out[i] = [str(line) for line in lines] if isinstance(lines, list) else [text]
+        return out
 
 
 def _header(pdf: _Document, report: Report) -> None:
