@@ -2,6 +2,7 @@
 # Installs the Debian packages the test suite talks to for real: mosquitto (the MQTT broker the tests start),
 # prometheus (the server the dashboard test starts, and promtool), chromium and chromium-driver (the report page test), systemd (systemd-analyze),
 # fonts-dejavu-core (the PDF exports' Unicode font; without it they fall back to Latin-1 Helvetica),
+# fonts-wqy-zenhei (the PDF exports' font for Chinese, Japanese and Korean, which DejaVu lacks),
 # postgresql (the PostgreSQL store's tests run initdb and pg_ctl from /usr/lib/postgresql/*/bin in a temporary folder).
 # openssl (the HTTPS test makes its own self-signed certificate).
 # poppler-utils (pdftotext: the e-mail tests read the text of a mailed PDF report).
@@ -18,6 +19,7 @@ command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v openssl >/dev/null || need+=(openssl)
 command -v pdftotext >/dev/null || need+=(poppler-utils)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+[ -f /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc ] || need+=(fonts-wqy-zenhei)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null || need+=(postgresql)
 [ ${#need[@]} -eq 0 ] && exit 0
 

@@ -9,18 +9,24 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import threading
 from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import openpyxl
 import pypdf
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
+from smdrd.reports import export_pdf
 from smdrd.reports.export import sections_of
-from smdrd.reports.export_pdf import write_pdf
+from smdrd.reports.export_pdf import CJK_FONTS, FONT_DIR, write_pdf
 from smdrd.reports.export_xlsx import write_xlsx
 from smdrd.reports.queries import DETAIL_COLUMNS, Report, Section, average, extensions_report, listing_totals
 from smdrd.reports.render import hms, to_csv, to_json, to_table
@@ -127,3 +133,39 @@ def test_pdf_never_cuts_a_dialled_number() -> None:
     pieces = pdf_fragments(report)
     assert not any("…" in p or "..." in p for p in pieces)
     assert drawn_whole(pieces, late) and drawn_whole(pieces, longer)
+
+
+def needs_fonts() -> None:
+    """DejaVu and a CJK font installed (scripts/system-deps.sh); skipped without them, failed under CI=true."""
+    if (FONT_DIR / "DejaVuSans.ttf").is_file() and any(p.is_file() for p in CJK_FONTS):
+        return
+    if os.environ.get("CI"):
+        pytest.fail("fonts-dejavu-core or fonts-wqy-zenhei is not installed (scripts/system-deps.sh)")
+    pytest.skip("apt-get install fonts-dejavu-core fonts-wqy-zenhei")
+
+
+def test_pdf_draws_chinese_japanese_and_korean_with_the_cjk_font() -> None:
+    """DejaVu Sans has no CJK glyphs and fpdf2 draws nothing for a missing glyph: department 東京 was blank.
+    The CJK font draws it (and Korean, Japanese kana) beside DejaVu's Latin."""
+    needs_fonts()
+    report = extensions(("201", "東京", 2, 300, 1_000_000), ("202", "서울 Łódź", 1, 60, 500_000),
+                        ("203", "カタカナ", 1, 60, 0))
+    text = pdf_text(report)
+    assert "東京" in text and "서울 Łódź" in text and "カタカナ" in text
+    assert "\ufffd" not in text
+
+
+def test_pdf_without_a_cjk_font_shows_a_replacement_and_logs_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no CJK font installed a character DejaVu lacks is a visible U+FFFD, never a blank cell; the
+    warning (which package to install) is logged once, not per cell or per report."""
+    if not (FONT_DIR / "DejaVuSans.ttf").is_file():
+        pytest.skip("apt-get install fonts-dejavu-core")
+    monkeypatch.setattr(export_pdf, "CJK_FONTS", (Path("/nonexistent/cjk.ttc"),))
+    monkeypatch.setattr(export_pdf, "_warned", threading.Event())
+    report = extensions(("201", "東京", 2, 300, 1_000_000), ("202", "Łódź", 1, 60, 500_000))
+    with capture_logs() as logs:
+        text = pdf_text(report)
+        pdf_text(report)
+    assert "\ufffd\ufffd" in text and "Łódź" in text
+    warnings = [e for e in logs if e["event"] == "reports.pdf_glyphs_missing"]
+    assert len(warnings) == 1 and "fonts-wqy-zenhei" in warnings[0]["font"]

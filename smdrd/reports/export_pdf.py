@@ -9,8 +9,12 @@ Durations are h:mm:ss and money carries its currency, as in the terminal table. 
 (``paper``), portrait, or landscape for a table of more than seven columns; the margins leave room for either
 printer.
 
-Text is drawn with DejaVu Sans when Debian's ``fonts-dejavu-core`` is installed (any script a PBX sends);
-otherwise with the PDF core font Helvetica, which holds Latin-1 only, and other characters become ``?``. fpdf2
+Text is drawn with DejaVu Sans when Debian's ``fonts-dejavu-core`` is installed (Latin, Greek, Cyrillic,
+Arabic, Hebrew and more, but no Chinese, Japanese or Korean: fpdf2 draws nothing for a glyph a font lacks, so
+a department 東京 came out blank). Characters DejaVu lacks are drawn with a CJK font, `CJK_FONTS` (Debian's
+``fonts-wqy-zenhei``), loaded only for a document that needs it; with none installed, or for a character
+neither has, a visible U+FFFD takes its place, logged once. Without DejaVu, text is set in the PDF core font
+Helvetica, which holds Latin-1 only, and other characters become ``?``. fpdf2
 writes every string as a PDF text object (escaped), so nothing from a PBX can become PDF syntax. The document is
 built in memory: the ``calls`` listing is cut at `smdrd.reports.export.PDF_MAX_ROWS`.
 """
@@ -18,23 +22,37 @@ built in memory: the ``calls`` listing is cut at `smdrd.reports.export.PDF_MAX_R
 from __future__ import annotations
 
 import itertools
+import logging
+import threading
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
+import structlog
 from fpdf import FPDF
 from fpdf.enums import WrapMode, XPos, YPos
+from fpdf.fonts import TTFFont
 
 from smdrd.rating.classes import CALL_CLASSES
 from smdrd.reports.export import Section, extra_totals, header_lines, title_of
 from smdrd.reports.queries import DETAIL_KINDS, DIRECTIONS, Column, Report
 from smdrd.reports.render import hms, local_time
 
-__all__ = ["FONT_DIR", "write_pdf"]
+__all__ = ["CJK_FONTS", "FONT_DIR", "write_pdf"]
+
+log = structlog.get_logger(__name__)
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
+#: fonts for the characters DejaVu Sans lacks (Chinese, Japanese, Korean), the first installed one is used:
+#: Debian's ``fonts-wqy-zenhei`` (every CJK script, Hangul too), ``fonts-droid-fallback`` (no Hangul).
+CJK_FONTS = (Path("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc"),
+             Path("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf"))
+#: what a character no installed font has is drawn as: visible, where fpdf2 would draw nothing.
+REPLACEMENT = "\ufffd"
 _FONT = "smdrd"
+_FALLBACK = "smdrd-cjk"
+_warned = threading.Event()
 _ROW = 5.0
 _MARGIN = 12.0
 _NUMERIC = {"int", "seconds", "average", "minutes", "money"}
@@ -70,12 +88,60 @@ class _Document(FPDF):
             self.add_font(_FONT, "", str(FONT_DIR / "DejaVuSans.ttf"))
             self.add_font(_FONT, "B", str(FONT_DIR / "DejaVuSans-Bold.ttf"))
         self.family = _FONT if self.unicode else "helvetica"
+        #: the code points DejaVu has, and those of the CJK font once loaded (None: not looked for yet).
+        self.glyphs: set[int] = self.code_points(_FONT) if self.unicode else set()
+        self.fallback: set[int] | None = None
+        self.fallback_font = ""
         self.ellipsis = "…" if self.unicode else "..."
         self.set_margins(_MARGIN, _MARGIN, _MARGIN)
         self.set_auto_page_break(True, margin=_MARGIN + 4)
 
     def text_of(self, text: str) -> str:
-        return text if self.unicode else text.encode("latin-1", "replace").decode("latin-1")
+        """``text`` as the fonts can draw it: a character no font has becomes `REPLACEMENT` (``?`` in
+        Latin-1 Helvetica), never a blank."""
+        if not self.unicode:
+            return text.encode("latin-1", "replace").decode("latin-1")
+        if text.isascii():
+            return text
+        glyphs = self.glyphs
+        missing = {ch for ch in text if ord(ch) not in glyphs and ch.isprintable()}
+        if not missing:
+            return text
+        if self.fallback is None:
+            self.fallback = self.load_fallback()
+        fallback = self.fallback
+        lost = {ch for ch in missing if ord(ch) not in fallback}
+        if not lost:
+            return text
+        if not _warned.is_set():
+            _warned.set()
+            log.warning("reports.pdf_glyphs_missing", characters="".join(sorted(lost))[:20], shown_as="U+FFFD",
+                        font=self.fallback_font or "none of CJK_FONTS (apt-get install fonts-wqy-zenhei)")
+        return "".join(REPLACEMENT if ch in lost else ch for ch in text)
+
+    def load_fallback(self) -> set[int]:
+        """Add the first installed of `CJK_FONTS` as fpdf2's fallback font (for bold text too); its code
+        points, or none. Loaded on the first character DejaVu lacks: parsing it costs a tenth of a second."""
+        for path in CJK_FONTS:
+            if not path.is_file():
+                continue
+            try:
+                self.add_font(_FALLBACK, "", str(path))
+            except Exception as exc:  # a damaged or foreign font file: the text is replaced, not the report lost
+                log.warning("reports.pdf_font_unreadable", path=str(path), reason=type(exc).__name__)
+                continue
+            self.set_fallback_fonts([_FALLBACK], exact_match=False)
+            self.fallback_font = str(path)
+            # fontTools warns on every subset that it drops wqy-zenhei's bitmap strikes ("BDF "), as it should:
+            # the PDF draws the outlines. Noise in the daemon's log, once per document.
+            logging.getLogger("fontTools.subset").setLevel(logging.ERROR)
+            return self.code_points(_FALLBACK)
+        return set()
+
+    def code_points(self, family: str) -> set[int]:
+        """The characters the TrueType font ``family`` has a glyph for."""
+        font = self.fonts[family]
+        return set(font.cmap) if isinstance(font, TTFFont) else set()
 
     def font(self, size: float, bold: bool = False) -> None:
         self.set_font(self.family, "B" if bold else "", size)
