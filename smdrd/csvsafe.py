@@ -40,7 +40,13 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Protocol
 
-__all__ = ["SafeCsvWriter", "csv_text", "is_plain_number", "safe_cell", "safe_row"]
+__all__ = ["BOM", "SafeCsvWriter", "csv_text", "is_plain_number", "safe_cell", "safe_row"]
+
+#: what a CSV meant for a spreadsheet starts with (the reports, the directory's download): Excel reads a CSV
+#: without it in the machine's ANSI code page, so UTF-8 ``Łódź`` shows as ``ÅÃ³dÅº``. smdrd's own CSV readers
+#: (decks, the directory) skip it. Not on CSVs for other programs: ``smdrd export``, and the tariff deck, which
+#: a Yeastar PBX imports too.
+BOM = "\ufeff"
 
 #: Characters a spreadsheet starts a formula with (ASCII, full-width, small forms, the minus sign).
 TRIGGERS = frozenset("=+-@" "\uff1d\uff0b\uff0d\uff20" "\ufe66\ufe62\ufe63\ufe6b" "\u2212")

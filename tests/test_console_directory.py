@@ -194,6 +194,9 @@ async def test_upload_and_api_with_errors_naming_line_and_column(site: Dir) -> N
             assert response.status == 200 and "attachment" in response.headers["Content-Disposition"]
             exported = await response.text()
         assert "201,Alice Smith,Sales,,,," in exported.splitlines()
+        assert exported.startswith("\ufeff")  # Excel reads it as UTF-8; the import skips it:
+        status, _ = await upload(exported)
+        assert status == 303
         # the JSON API, with the service token reading and a personal session's CSRF header writing
         headers = {"X-CSRF-Token": csrf}
         async with browser.put(f"{site.base}/api/directory/extensions/301", headers=headers,

@@ -91,7 +91,7 @@ def test_csv_has_a_header_rows_and_a_total_line(config: Path, capsys: pytest.Cap
     status, out, _ = run(capsys, "report", "extensions", *MARCH, "--config", str(config), "--format", "csv",
                          "--output", str(out_file))
     assert status == 0 and out == ""
-    rows = list(csv.reader(io.StringIO(out_file.read_text())))
+    rows = list(csv.reader(io.StringIO(out_file.read_text(encoding="utf-8-sig"))))
     assert rows[0] == ["extension", "department", "calls", "duration", "average", "cost"]
     assert rows[1] == ["201", "Sales", "2", "180", "90.0", "0.80"]
     assert rows[-1] == ["Total", "", "8", "1600", "200.0", "8.35"]
@@ -207,7 +207,7 @@ def test_output_file_is_private_whatever_the_umask(config: Path, tmp_path: Path,
         os.umask(old)
     assert status == 0
     assert stat.S_IMODE(out_file.stat().st_mode) == 0o600
-    assert out_file.read_text().startswith("start,extension")
+    assert out_file.read_text().startswith("\ufeffstart,extension")  # a byte order mark: Excel reads UTF-8
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [], "no temporary file left"
 
 
@@ -232,7 +232,7 @@ def test_table_shows_durations_as_hms_and_money_with_the_currency(config: Path) 
 
 def test_csv_keeps_plain_seconds_and_decimals(config: Path) -> None:
     csv_lines = report_subprocess(config, "extensions", "--format", "csv").splitlines()
-    assert csv_lines[0] == "extension,department,calls,duration,average,cost"
+    assert csv_lines[0] == "\ufeffextension,department,calls,duration,average,cost"  # the BOM: Excel reads UTF-8
     assert "201,Sales,2,180,90.0,0.80" in csv_lines
 
 

@@ -140,7 +140,7 @@ def test_names_stand_beside_the_extensions_and_are_escaped_in_html(db: Path) -> 
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_kind_exports_to_csv_with_the_json_totals(db: Path, kind: str) -> None:
     """The last line is the Total, equal to the JSON report's totals (plain seconds, decimal money)."""
-    lines = list(csv.reader(io.StringIO(exported(db, kind, "csv").decode())))
+    lines = list(csv.reader(io.StringIO(exported(db, kind, "csv").decode("utf-8-sig"))))
     expected = build(db, kind)
     header, total = lines[0], lines[-1]
     assert total[0] == "Total"
@@ -150,7 +150,7 @@ def test_every_kind_exports_to_csv_with_the_json_totals(db: Path, kind: str) -> 
 
 
 def test_details_csv_has_each_sections_subtotal_and_stays_formula_safe(db: Path) -> None:
-    lines = list(csv.reader(io.StringIO(exported(db, "department-details", "csv", NAMES).decode())))
+    lines = list(csv.reader(io.StringIO(exported(db, "department-details", "csv", NAMES).decode("utf-8-sig"))))
     header = lines[0]
     assert header[:3] == ["extension", "name", "department"]
     subtotals = [line for line in lines if line[header.index("start")] == "Subtotal"]

@@ -90,7 +90,8 @@ async def test_every_kind_is_served_as_json_and_csv(daemon: Daemon) -> None:
         status, headers, body = await get(port, f"/api/reports/{kind}?{MARCH}&format=csv")
         assert status == 200 and headers["Content-Type"].startswith("text/csv")
         assert "attachment" in headers["Content-Disposition"]
-        lines = list(csv.reader(io.StringIO(body.decode())))
+        assert body.startswith(b"\xef\xbb\xbf"), "a report CSV starts with a BOM: Excel reads it as UTF-8"
+        lines = list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
         header, total = lines[0], lines[-1]
         assert total[0] == "Total"
         assert total[header.index("cost")] == totals["cost"], kind
@@ -206,7 +207,8 @@ async def test_a_large_csv_export_spans_many_chunks(tmp_path: Path) -> None:
     async with running_daemon(settings_for(db, http={"listen": "127.0.0.1:0"}), features=("reports",)) as d:
         status, _, body = await get(port_of(d), f"/api/reports/calls?{MARCH}&format=csv")
         assert status == 200 and len(body) > 2 * CHUNK
-        rows = list(csv.reader(io.StringIO(body.decode())))
+        assert body.startswith(b"\xef\xbb\xbfstart,") and body.count(b"\xef\xbb\xbf") == 1  # one BOM, first
+        rows = list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
         assert len(rows) == 3000 + 2 and rows[-1][0] == "Total"
         service = d.features.reports
         assert service is not None and service.active == 0, "the export's slot was not given back"

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from smdrd.reports import export_pdf
-from smdrd.reports.export import sections_of
+from smdrd.reports.export import sections_of, write_csv
 from smdrd.reports.export_pdf import CJK_FONTS, FONT_DIR, write_pdf
 from smdrd.reports.export_xlsx import write_xlsx
 from smdrd.reports.queries import DETAIL_COLUMNS, Report, Section, average, extensions_report, listing_totals
@@ -169,3 +169,16 @@ def test_pdf_without_a_cjk_font_shows_a_replacement_and_logs_once(monkeypatch: p
     assert "\ufffd\ufffd" in text and "Łódź" in text
     warnings = [e for e in logs if e["event"] == "reports.pdf_glyphs_missing"]
     assert len(warnings) == 1 and "fonts-wqy-zenhei" in warnings[0]["font"]
+
+
+def test_report_csv_starts_with_a_bom_so_excel_reads_utf8() -> None:
+    """Without a byte order mark Excel reads a CSV in the ANSI code page: Łódź became ÅÃ³dÅº. Every report
+    CSV starts with one, rendered (`to_csv`) or written as a file (`write_csv`), and only once."""
+    report = extensions(("201", "Łódź", 2, 300, 1_000_000))
+    text = to_csv(report)
+    assert text.startswith("\ufeffextension,") and text.count("\ufeff") == 1
+    out = io.BytesIO()
+    write_csv(out, report, sections_of(report))
+    data = out.getvalue()
+    assert data.startswith(b"\xef\xbb\xbfextension,") and data.decode("utf-8-sig") == text.removeprefix("\ufeff")
+    assert "Łódź" in data.decode("utf-8-sig")

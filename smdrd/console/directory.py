@@ -26,6 +26,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from smdrd.console.streamed import UploadProblem, read_csv_body, read_csv_upload
+from smdrd.csvsafe import BOM
 from smdrd.directory import (
     DATABASE,
     Change,
@@ -398,7 +399,7 @@ class DirectoryPages:
         snapshot, names = await self._db(lambda s: (s.snapshot(), s.names()))
         if not self.editable:  # the files' departments, as they are in force
             snapshot = _snapshot_of(self._lookup())
-        body = "".join(export_csv(snapshot, names))
+        body = BOM + "".join(export_csv(snapshot, names))  # a download for a spreadsheet: Excel reads it as UTF-8
         return web.Response(text=body, content_type="text/csv", charset="utf-8",
                             headers={"Content-Disposition": 'attachment; filename="directory.csv"'})
 

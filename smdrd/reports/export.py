@@ -157,15 +157,17 @@ def write_export(reader: ReportReader, query: Query, ctx: Context, fmt: str, out
 
 
 def write_csv(out: IO[bytes], report: Report, sections: Iterable[Section]) -> None:
-    """``report`` as CSV (`smdrd.reports.render.csv_lines`, through `smdrd.csvsafe`) to ``out``, UTF-8, a line
-    at a time as the sections' rows are read."""
+    """``report`` as CSV (`smdrd.reports.render.csv_lines`, through `smdrd.csvsafe`) to ``out``, UTF-8 after a
+    byte order mark (`smdrd.csvsafe.BOM`: Excel reads it as UTF-8), a line at a time as the sections' rows are
+    read."""
     import io
 
-    from smdrd.csvsafe import SafeCsvWriter
+    from smdrd.csvsafe import BOM, SafeCsvWriter
     from smdrd.reports.render import csv_lines
 
     text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
     try:
+        text.write(BOM)
         writer = SafeCsvWriter(text)
         for line in csv_lines(report, sections):
             writer.writerow(line)

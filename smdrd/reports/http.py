@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import structlog
 
 from smdrd.config import Settings
-from smdrd.csvsafe import SafeCsvWriter
+from smdrd.csvsafe import BOM, SafeCsvWriter
 from smdrd.errors import ConfigError
 from smdrd.http import CHUNK, READERS, BadRequest, Principal, Request, Response
 from smdrd.privacy import hidden_digits
@@ -264,12 +264,17 @@ class _CallsCsv:
             self.reader.close()
             raise
         self.done = False
+        self.started = False
 
     def next_chunk(self) -> bytes:
-        """The next chunk of CSV, ``b""`` after the ``Total`` line."""
+        """The next chunk of CSV, ``b""`` after the ``Total`` line; the first starts with `BOM`, as every
+        report CSV does (Excel reads it as UTF-8)."""
         if self.done:
             return b""
         out = io.StringIO()
+        if not self.started:
+            self.started = True
+            out.write(BOM)
         writer = SafeCsvWriter(out)
         while out.tell() < CHUNK:
             line = next(self.lines, None)

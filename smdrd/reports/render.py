@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from smdrd.csvsafe import SafeCsvWriter
+from smdrd.csvsafe import BOM, SafeCsvWriter
 from smdrd.reports.export import header_lines, title_of
 from smdrd.reports.queries import DETAIL_KINDS, SECTION_COLUMNS, Column, Report, Section, rounded
 
@@ -130,9 +130,11 @@ def to_csv(report: Report) -> str:
     subtotals (an export, `every_row`, has every call).
 
     Through `smdrd.csvsafe`: a cell a spreadsheet would evaluate (``=1+2`` from a caller ID) gets a leading
-    ``'``; plain numbers such as ``+442071234567`` stay as they are.
+    ``'``; plain numbers such as ``+442071234567`` stay as they are. It starts with a UTF-8 byte order mark
+    (`smdrd.csvsafe.BOM`), so that Excel reads it as UTF-8.
     """
     out = io.StringIO()
+    out.write(BOM)
     writer = SafeCsvWriter(out)
     for line in csv_lines(report):
         writer.writerow(line)
