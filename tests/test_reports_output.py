@@ -29,7 +29,7 @@ from smdrd.reports.export import sections_of, write_csv
 from smdrd.reports.export_pdf import CJK_FONTS, FONT_DIR, write_pdf
 from smdrd.reports.export_xlsx import write_xlsx
 from smdrd.reports.queries import DETAIL_COLUMNS, Report, Section, average, extensions_report, listing_totals
-from smdrd.reports.render import hms, to_csv, to_json, to_table
+from smdrd.reports.render import display_width, hms, pad, to_csv, to_json, to_table
 
 META = {"from": "2026-03-01", "to": "2026-03-31", "timezone": "Europe/Warsaw", "currency": "EUR", "decimals": 2,
         "filters": {"direction": ["outbound"]}, "by_class": False}
@@ -182,3 +182,22 @@ def test_report_csv_starts_with_a_bom_so_excel_reads_utf8() -> None:
     data = out.getvalue()
     assert data.startswith(b"\xef\xbb\xbfextension,") and data.decode("utf-8-sig") == text.removeprefix("\ufeff")
     assert "Łódź" in data.decode("utf-8-sig")
+
+
+def test_table_lines_up_columns_after_wide_characters() -> None:
+    """東京 takes four terminal columns, not two: padded by ``len`` the figures after it were two columns left
+    of the others'. Every line's columns start at the same terminal column, whatever the script."""
+    report = extensions(("201", "東京", 2, 300, 1_000_000), ("202", "Łódź", 1, 60, 500_000),
+                        ("203", "ｶﾞｲﾄﾞ", 1, 60, 0), ("204", "Sales", 1, 60, 0))
+    lines = [line for line in to_table(report).splitlines() if line[:3] in ("Ext", "201", "202", "203", "204")]
+    assert len(lines) == 5
+    ends = {display_width(line) for line in lines}  # the cost column is right-aligned: every line ends alike
+    assert len(ends) == 1, lines
+    calls = {display_width(line[:line.index(" 0:0")]) for line in lines[1:]}
+    assert len(calls) == 1, lines
+
+
+@given(st.text(alphabet=st.sampled_from("a東Łｶ\u0301한"), max_size=12), st.integers(min_value=0, max_value=30))
+def test_pad_fills_to_the_display_width(text: str, width: int) -> None:
+    assert display_width(pad(text, width)) == max(width, display_width(text))
+    assert pad(text, width, right=True).endswith(text) and pad(text, width).startswith(text)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import io
 import json
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -236,6 +237,21 @@ def table_view(report: Report) -> TableView:
                      _page_line(report))
 
 
+def display_width(text: str) -> int:
+    """The columns ``text`` takes in a terminal: a wide or full-width character (CJK: ``東京``) takes two, a
+    combining mark none. Padding by ``len`` put every column after a Chinese department out of line."""
+    if text.isascii():
+        return len(text)
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+               for ch in text)
+
+
+def pad(text: str, width: int, *, right: bool = False) -> str:
+    """``text`` padded with spaces to ``width`` terminal columns (`display_width`), on the left with ``right``."""
+    fill = " " * max(0, width - display_width(text))
+    return fill + text if right else text + fill
+
+
 def to_table(report: Report) -> str:
     """An aligned text table for a terminal under the report's header (period, time zone, filters, currency):
     durations as h:mm:ss, money with its currency, numbers right-aligned, totals under a rule; the details
@@ -244,11 +260,11 @@ def to_table(report: Report) -> str:
     head, blocks, totals = view.head, view.blocks, view.totals
     every = [head, *(r for _, rows, _ in blocks for r in rows), *(sub for _, _, sub in blocks if sub),
              *([totals] if totals else [])]
-    widths = [max(len(line[i]) for line in every) for i in range(len(head))]
+    widths = [max(display_width(line[i]) for line in every) for i in range(len(head))]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(cell.rjust(w) if r else cell.ljust(w) for cell, w, r in zip(cells, widths, view.numeric,
-                                                                                       strict=True)).rstrip()
+        return "  ".join(pad(cell, w, right=r) for cell, w, r in zip(cells, widths, view.numeric,
+                                                                      strict=True)).rstrip()
 
     lines = [_title(report), *(f"{label}: {value}" for label, value in header_lines(report)), ""]
     for name, rows, sub in blocks:
