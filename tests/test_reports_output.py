@@ -201,3 +201,19 @@ def test_table_lines_up_columns_after_wide_characters() -> None:
 def test_pad_fills_to_the_display_width(text: str, width: int) -> None:
     assert display_width(pad(text, width)) == max(width, display_width(text))
     assert pad(text, width, right=True).endswith(text) and pad(text, width).startswith(text)
+
+
+def test_details_pdf_repeats_the_section_heading_where_its_calls_go_on_over_a_page() -> None:
+    """An extension's calls that go on over the next page say whose they are there, above the column heading:
+    "201 Anna (continued)". A section that starts on a page of its own is not "continued"."""
+    report = details(("201", "Anna", ["+48221234567"] * 80), ("202", "Piotr", ["+48221234568"] * 3))
+    out = io.BytesIO()
+    write_pdf(out, report, sections_of(report))
+    pages = [page.extract_text() for page in pypdf.PdfReader(io.BytesIO(out.getvalue())).pages]
+    assert len(pages) >= 3
+    assert "(continued)" not in pages[0]
+    for page in pages[1:]:
+        if "+48221234567" in page:
+            lines = page.splitlines()
+            assert lines[0] == "201 Anna (continued)" and lines[1].startswith("Time Call to"), page[:200]
+    assert "202 Piotr (continued)" not in "".join(pages)

@@ -2,7 +2,8 @@
 
 One document: the title, the header block (period, time zone, filters, currency), a chart where the kind has
 one (cost per day for ``days``, the ten costliest rows for the per-extension, department, destination and trunk
-reports), then the table with its heading repeated on every page and a bold totals row, and "Page N of M" with
+reports), then the table with its heading repeated on every page (a details section's own heading too, as
+"201 Anna (continued)", so that a page says whose calls it lists) and a bold totals row, and "Page N of M" with
 the period at the foot of every page. A value too wide for its column is cut with "…", except a dialled number
 (`_WHOLE`): the columns are sized on the first rows, and a longer number wraps within its row instead.
 Durations are h:mm:ss and money carries its currency, as in the terminal table. The page is A4 or Letter
@@ -174,6 +175,8 @@ class _Table:
         self.columns: Sequence[Column] = report.columns
         self.currency = str(report.meta.get("currency") or "")
         self.widths: list[float] = []
+        #: the heading of the section being drawn, repeated "(continued)" over its rows on a new page.
+        self.section: str | None = None
 
     def use(self, columns: Sequence[Column]) -> None:
         """Lay out the next table with ``columns`` (a section's own, such as a details summary)."""
@@ -227,6 +230,9 @@ class _Table:
         height = _ROW * max((len(lines) for lines in wrapped.values()), default=1)
         if pdf.will_page_break(height):
             pdf.add_page()
+            if self.section is not None:  # whose calls these are: an extension's go on over pages
+                pdf.font(11, bold=True)
+                pdf.cell(0, 8, pdf.text_of(f"{self.section} (continued)"), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
             self.head()
             pdf.font(8, bold=bold)
         top = pdf.get_y()
@@ -342,6 +348,7 @@ def write_pdf(out: IO[bytes], report: Report, sections: Iterable[Section], *, pa
                 pdf.add_page()
             pdf.font(11, bold=True)
             pdf.cell(0, 8, pdf.text_of(section.name), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            table.section = section.name
         table.use(section.columns or report.columns)
         if not table.widths:  # the extensions' tables share the first one's widths: columns line up throughout
             table.size(sample, report.totals if details and section.columns is None else section.totals)
@@ -356,6 +363,7 @@ def write_pdf(out: IO[bytes], report: Report, sections: Iterable[Section], *, pa
                 pdf.font(8)
                 pdf.cell(0, _ROW, pdf.text_of("   ".join(extras)), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         pdf.ln(4)
+        table.section = None
     if details and report.totals is not None:  # the grand total again at the end, under the last extension
         table.use(report.columns)
         if not table.widths:
