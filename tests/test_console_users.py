@@ -6,6 +6,7 @@ change is in the audit log with its before and after, and no password reaches it
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,14 @@ async def test_an_admin_manages_a_user_from_the_pages(site: Site) -> None:
         async with mona.get(f"{site.base}/api/reports") as r:
             assert len((await r.json())["departments"]) == 4, "a viewer reads every department"
 
-        # A new password ends her sessions; the new one signs in.
+        # A reset ends her sessions and revokes her API tokens (a leaked password could have made them).
+        own = await page_csrf(site, mona, "/account/tokens")
+        async with mona.post(f"{site.base}/account/tokens", data={"csrf": own, "name": "nightly"}) as r:
+            found = re.search(r'id="new-token">([^<]+)<', await r.text())
+        assert found is not None
+        site.secrets.add(found.group(1))
+        bearer = {"Authorization": f"Bearer {found.group(1)}"}
+        assert await status(mona, f"{site.base}/api/reports", headers=bearer) == 200
         reset = f"{site.base}/users/mona/password"
         async with admin.post(reset, data={"csrf": csrf, "password": "short", "confirm": "short"}) as r:
             assert r.status == 400 and "too short" in await r.text()
@@ -107,6 +115,10 @@ async def test_an_admin_manages_a_user_from_the_pages(site: Site) -> None:
                               allow_redirects=False) as r:
             assert r.status == 303
         assert await status(mona, f"{site.base}/api/reports") == 401, "her session ended"
+        async with aiohttp.ClientSession() as script:
+            assert await status(script, f"{site.base}/api/reports", headers=bearer) == 401, "her token was revoked"
+        async with admin.get(f"{site.base}/users/mona?done=password") as r:
+            assert "their API tokens are revoked" in await r.text()
         assert (await sign_in(site, mona, "mona", NEW["mona"])).status == 401
         assert (await sign_in(site, mona, "mona", NEW["mona2"])).status == 303
 
@@ -137,6 +149,7 @@ async def test_an_admin_manages_a_user_from_the_pages(site: Site) -> None:
     assert ({"name": "mona", "role": "manager", "departments": ["Support"]},
             {"name": "mona", "role": "viewer", "departments": []}) in changes
     assert by_action["user.remove"].before == {"name": "mona", "role": "viewer", "departments": []}
+    assert by_action["user.password"].after == {"sessions_ended": 1, "tokens_revoked": 1}
     dumped = json.dumps([(e.before, e.after) for e in audit(site, 500)])
     assert not any(p in dumped for p in NEW.values()) and "argon2" not in dumped
 

@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from smdrd.accounts import verify_password
+from smdrd.accounts import digest, new_token, verify_password
 from smdrd.store import open_store
+from smdrd.store.api import Actor
 
 PASSWORD = "correct horse battery staple"
 
@@ -62,15 +63,31 @@ def test_the_first_admin_is_made_from_the_shell_and_listed(tmp_path: Path) -> No
 def test_passwd_changes_the_password_and_remove_removes(tmp_path: Path) -> None:
     db = tmp_path / "smdrd.db"
     assert add(db, "carol", "viewer").returncode == 0
+    accounts = open_store(db).accounts()
+    try:
+        carol = accounts.user("carol")
+        assert carol is not None
+        for name in ("nightly", "backup"):  # a leaked password could have made these: a reset revokes them
+            accounts.create_token(carol.id, name, digest(new_token()), at=1, actor=Actor("carol"))
+    finally:
+        accounts.close()
     changed = smdrd("user", "passwd", "carol", "--password-stdin", "--database", str(db),
                     stdin="another long passphrase\n")
     assert changed.returncode == 0, changed.stderr
+    assert changed.stdout == ("password of carol changed; their sessions have ended and their 2 API tokens were "
+                              "revoked\n")
+    again = smdrd("user", "passwd", "carol", "--password-stdin", "--database", str(db),
+                  stdin="another long passphrase\n")
+    assert again.stdout.endswith("and they had no API token\n")
     accounts = open_store(db).accounts()
     try:
         carol = accounts.user("carol")
         assert carol is not None
         encoded = accounts.password_hash(carol.id)
         assert verify_password(encoded, "another long passphrase")[0] and not verify_password(encoded, PASSWORD)[0]
+        assert accounts.tokens(carol.id) == []
+        entry = accounts.entries(2)[1]
+        assert (entry.action, entry.after) == ("user.password", {"sessions_ended": 0, "tokens_revoked": 2})
     finally:
         accounts.close()
     removed = smdrd("user", "remove", "carol", "--database", str(db))

@@ -3,7 +3,8 @@
 A password is never taken from the command line (``ps`` and the shell history would show it): it is asked for
 twice on the terminal, or read as one line from standard input with ``--password-stdin``. It is stored as an
 Argon2id hash. Every change is written to the audit log as ``cli:<login name>``. Safe while the daemon runs:
-each change is one short transaction, and a changed password or a removed user ends their sessions at once.
+each change is one short transaction, and a changed password or a removed user ends their sessions at once
+(and revokes their personal API tokens).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                      help="their e-mail address (a manager's receives their departments' budget alerts)")
     listing = action("list", "list the users (never their passwords)")
     listing.add_argument("--json", action="store_true", help="one JSON object per user")
-    passwd = action("passwd", "set a user's password (their sessions end)")
+    passwd = action("passwd", "set a user's password (their sessions end and their API tokens are revoked)")
     passwd.add_argument("name")
     passwd.add_argument("--password-stdin", action="store_true", help="read the password as one line from stdin")
     remove = action("remove", "remove a user, their sessions and their API tokens")
@@ -156,8 +157,11 @@ def _passwd(args: argparse.Namespace, accounts: Accounts) -> int:
 
     user = _existing(accounts, args.name)
     password = read_password(args)
-    accounts.set_password(user.id, hash_password(password), at=int(time.time()), actor=_actor())
-    print(f"password of {user.name} changed; their sessions have ended")
+    revoked = accounts.set_password(user.id, hash_password(password), at=int(time.time()), actor=_actor(),
+                                    revoke_tokens=True)
+    tokens = f"their {revoked} API token{'s were' if revoked != 1 else ' was'} revoked" if revoked else \
+        "they had no API token"
+    print(f"password of {user.name} changed; their sessions have ended and {tokens}")
     return 0
 
 

@@ -6,7 +6,8 @@ receives their departments' budget alerts).
 
 The store refuses, in the change's own transaction, to remove or demote the last admin (`LastAdmin`), so two
 admins demoting each other at once still leave one. Every change is written with its audit entry (who, from
-where, the before and the after; never a password or a hash). A new password ends the user's sessions. A
+where, the before and the after; never a password or a hash). An admin's reset of a password ends the
+user's sessions and revokes their personal API tokens. A
 mistake is answered beside its field (the page again, ``400``; or ``{"errors": {field: message}}``), never as a
 500. Passwords are hashed on the console's hashing thread, one at a time.
 """
@@ -39,8 +40,9 @@ if TYPE_CHECKING:
 __all__ = ["UserAdmin", "register"]
 
 #: what a page says after a change that sent the browser on (a fixed text per key: nothing from the URL is shown).
-DONE = {"added": "User added.", "changed": "Role and departments saved.", "password": "Password reset; their "
-        "sessions have ended.", "unlocked": "Unlocked.", "removed": "User removed.", "email": "E-mail address saved."}
+DONE = {"added": "User added.", "changed": "Role and departments saved.",
+        "password": "Password reset; their sessions have ended and their API tokens are revoked.",
+        "unlocked": "Unlocked.", "removed": "User removed.", "email": "E-mail address saved."}
 #: the longest e-mail address field read.
 MAX_EMAIL = 320
 
@@ -124,7 +126,9 @@ class UserAdmin:
             return Outcome(user, {"password": problem}, 400)
         password_hash = await self.console._hash(password)
         actor, now = self._actor(request), self.console.now()
-        await self.console._store(lambda a: a.set_password(user.id, password_hash, at=now, actor=actor))
+        # A reset is what follows a compromise: the tokens a leaked password could have minted go with it.
+        await self.console._store(lambda a: a.set_password(user.id, password_hash, at=now, actor=actor,
+                                                           revoke_tokens=True))
         return Outcome(user)
 
     async def set_email(self, request: web.Request, name: str, address: str) -> Outcome:

@@ -90,15 +90,22 @@ class SqliteAccounts:
         row = self.conn.execute("SELECT password_hash FROM users WHERE id = ?", (user_id,)).fetchone()
         return None if row is None else str(row[0])
 
-    def set_password(self, user_id: int, password_hash: str, *, at: int, actor: Actor | None) -> None:
+    def set_password(self, user_id: int, password_hash: str, *, at: int, actor: Actor | None,
+                     revoke_tokens: bool = False) -> int:
         with self._write() as conn:
             conn.execute("UPDATE users SET password_hash = ?, failed_logins = 0, locked_until = 0 WHERE id = ?",
                          (password_hash, user_id))
-            if actor is not None:  # a new password, not a rehash at sign-in: every session ends
-                conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,))
-                user = self._by_id(user_id)
-                if user is not None:
-                    self._audit(conn, "user.password", user.name, at, actor, before=None, after=None)
+            if actor is None:  # a silent rehash at sign-in: nothing else changes
+                return 0
+            # a new password: every session ends (and, for a reset, every personal API token)
+            sessions = conn.execute("DELETE FROM sessions WHERE user_id = ?", (user_id,)).rowcount
+            tokens = conn.execute("DELETE FROM api_tokens WHERE user_id = ?", (user_id,)).rowcount \
+                if revoke_tokens else 0
+            user = self._by_id(user_id)
+            if user is not None:
+                self._audit(conn, "user.password", user.name, at, actor, before=None,
+                            after={"sessions_ended": sessions, "tokens_revoked": tokens})
+        return tokens
 
     def _last_admin(self, user: User) -> bool:
         return user.role == "admin" and self.conn.execute(
