@@ -138,14 +138,17 @@ def test_a_reset_revokes_the_users_api_tokens_and_counts_what_ended(accounts: Ac
     accounts.create_token(other.id, "ivy's", digest(tokens[2]), at=T0, actor=ADMIN)
     accounts.create_session(user.id, digest("hank-1"), "c", at=T0, expires_at=T0 + 100)
     assert accounts.set_password(user.id, "rehash", at=T0, actor=None, revoke_tokens=True) == 0, "a rehash: none"
-    assert accounts.set_password(user.id, "own", at=T0, actor=ADMIN) == 0, "tokens stay unless asked"
-    assert len(accounts.tokens(user.id)) == 2
+    accounts.create_session(user.id, digest("hank-2"), "c", at=T0, expires_at=T0 + 100)
+    assert accounts.set_password(user.id, "own", at=T0, actor=Actor("hank"), keep_session=digest("hank-2")) == 0
+    assert accounts.session(digest("hank-1"), at=T0) is None, "every other session ends"
+    assert accounts.session(digest("hank-2"), at=T0) is not None, "the one it was changed from stays"
+    assert len(accounts.tokens(user.id)) == 2, "tokens stay unless asked"
     assert accounts.set_password(user.id, "reset", at=T0 + 1, actor=ADMIN, revoke_tokens=True) == 2
     assert accounts.tokens(user.id) == [] and accounts.token_user(digest(tokens[0]), at=T0 + 2) is None
     assert accounts.token_user(digest(tokens[2]), at=T0 + 2) == other, "another user's token stays"
     first, second = [e for e in accounts.entries() if e.action == "user.password"][:2]
-    assert (first.target, first.before, first.after) == ("hank", None, {"sessions_ended": 0, "tokens_revoked": 2})
-    assert second.after == {"sessions_ended": 1, "tokens_revoked": 0}
+    assert (first.target, first.before, first.after) == ("hank", None, {"sessions_ended": 1, "tokens_revoked": 2})
+    assert (second.actor, second.after) == ("hank", {"sessions_ended": 1, "tokens_revoked": 0})
 
 
 def test_personal_tokens_are_stored_as_digests_and_revoked(accounts: Accounts, tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """The console's sign-in in a real headless Chromium against a real daemon process: an admin made with
 ``smdrd user add`` signs in, sees the report page and signs out; a form sent without its CSRF token is refused;
-a viewer cannot open an admin page; the session cookie is out of JavaScript's reach, and no password or session
-id reaches the log.
+a viewer cannot open an admin page; a person changes their own password; the session cookie is out of
+JavaScript's reach, and no password or session id reaches the log.
 
 Skipped only when Chromium, chromedriver or selenium is missing AND the ``CI`` environment variable is unset
 (as `tests.test_reports_browser`).
@@ -30,6 +30,8 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Daemon
     folder = tmp_path_factory.mktemp("console-browser")
     add_user(folder / "smdrd.db", "alice", "admin")
     add_user(folder / "smdrd.db", "victor", "viewer")
+    PASSWORDS["petra"] = "petra's long passphrase"  # she changes it (tests/test_console_users.py: the rest)
+    add_user(folder / "smdrd.db", "petra", "viewer")
     port = free_port()
     daemon = DaemonProcess(folder, daemon_config(folder, http={"listen": f"127.0.0.1:{port}"}))
     try:
@@ -38,6 +40,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Daemon
         daemon.assert_clean_log()
     finally:
         daemon.kill()
+        PASSWORDS.pop("petra", None)
 
 
 def at(driver: Any, url: str) -> bool:
@@ -136,6 +139,40 @@ def test_a_viewer_cannot_open_an_admin_page(base: tuple[str, DaemonProcess], bro
     assert "Your role (viewer) may not use this page." in body and browser.title.startswith("Not for your role")
     assert "Users" not in browser.find_element("css selector", "nav").text  # the viewer's own menu, a way on
     assert "alice" not in browser.page_source
+
+
+def test_a_person_changes_their_own_password(base: tuple[str, DaemonProcess], browser: Any) -> None:
+    """Petra, signed in, changes her password on her account page: a wrong current one is named beside its field
+    and never shown back; the right one changes it, she stays signed in, and the new one signs in."""
+    url, daemon = base
+    new, wrong = "petra's brand-new passphrase", "not petra's passphrase <b>"
+    sign_in(browser, "petra", f"{url}/login?next=/account")
+    assert at(browser, f"{url}/account"), browser.current_url
+
+    def change(current: str) -> None:
+        browser.find_element("id", "current-password").send_keys(current)
+        browser.find_element("id", "new-password").send_keys(new)
+        browser.find_element("id", "new-confirm").send_keys(new)
+        submit(browser, browser.find_element("id", "change-password-button"))
+
+    change(wrong)
+    assert shows(browser, "wrong password"), browser.page_source[:2000]
+    assert wrong not in browser.page_source and new not in browser.page_source
+    assert browser.find_element("id", "current-password").get_attribute("aria-invalid") == "true"
+    change(PASSWORDS["petra"])
+    assert shows(browser, "Password changed; your other sessions have ended."), browser.page_source[:2000]
+    assert browser.current_url == f"{url}/account?done=own-password"
+    browser.get(f"{url}/account")
+    assert "petra" in browser.find_element("css selector", "header").text, "still signed in"
+    browser.find_element("id", "signout").click()
+    assert at(browser, f"{url}/login"), browser.current_url
+    browser.find_element("id", "name").send_keys("petra")
+    browser.find_element("id", "password").send_keys(new)
+    browser.find_element("id", "signin").click()
+    assert at(browser, f"{url}/"), browser.current_url
+    log = daemon.log_text()
+    assert "console.password_failed" in log
+    assert not [p for p in (new, wrong, PASSWORDS["petra"]) if p in log]
 
 
 def test_wrong_password_shows_one_message_and_never_the_password(base: tuple[str, DaemonProcess],

@@ -1,7 +1,7 @@
 """Issue 15: a viewer cannot change anything. Every route of the daemon's HTTP app (every feature built, as
 `smdrd run` builds them) declares who may use it, and no route that changes something (any method but GET and
 HEAD) lets a viewer or the read-only service token in, except the self-service ones every signed-in person
-needs (signing in and out, their own API tokens). The server refuses a route that declares nothing
+needs (signing in and out, their own API tokens, address and password). The server refuses a route that declares nothing
 (test_console_http), so a route added later without roles fails closed and one added with a viewer fails here."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from smdrd.daemon import Daemon
 from smdrd.http import PUBLIC, SERVICE
 from smdrd.testing import daemon_config
 
-#: changes a person makes to their own session or tokens; open to every role that can sign in.
-SELF_SERVICE = {"/login", "/logout", "/account/tokens", "/account/tokens/revoke", "/account/email"}
+#: changes a person makes to their own session, tokens, address or password; open to every role that can sign in.
+SELF_SERVICE = {"/login", "/logout", "/account/tokens", "/account/tokens/revoke", "/account/email",
+                "/account/password"}
 
 
 def test_no_route_that_changes_something_lets_a_viewer_or_the_service_token_in(tmp_path: Path) -> None:

@@ -19,7 +19,9 @@ from smdrd.store import open_store
 from smdrd.store.api import AuditEntry
 from tests.test_console_http import PASSWORDS, SERVICE_TOKEN, Site, page_csrf, sign_in, start, status
 
-NEW = {"mona": "mona's long passphrase", "mona2": "mona's second passphrase", "ada": "ada's long passphrase"}
+NEW = {"mona": "mona's long passphrase", "mona2": "mona's second passphrase", "ada": "ada's long passphrase",
+       "paula": "paula's long passphrase", "paula2": "paula's second passphrase",
+       "paula3": "paula's third passphrase", "wrong": "not paula's passphrase"}
 
 
 @pytest.fixture(scope="module")
@@ -279,6 +281,97 @@ async def test_an_e_mail_address_is_set_by_an_admin_or_its_owner(site: Site) -> 
         async with admin.put(f"{site.base}/api/users/victor", json={"email": ""}, headers=headers) as r:
             assert r.status == 200 and (await r.json())["email"] == ""
         assert emails()[0] == ("alice", "victor", {"email": "v.new@example.com"}, {"email": ""})
+
+
+async def test_a_person_changes_their_own_password(site: Site) -> None:
+    """Paula changes her password on her account page: her current one first (a wrong one counts as a failed
+    sign-in, and enough of them lock the account), the new one twice and as strong as an admin's reset wants;
+    her other session ends, this one stays; her API token stays unless she asks for it to go. Never from a
+    token, never without the form's CSRF token, and no password in a page, the audit log or the daemon's log."""
+    def user_entries() -> list[AuditEntry]:
+        return [e for e in audit(site, 200) if e.target == "paula"]
+
+    async with jar() as admin, jar() as here, jar() as there:
+        assert (await sign_in(site, admin, "alice")).status == 303
+        headers = {"X-CSRF-Token": await page_csrf(site, admin, "/users")}
+        async with admin.post(f"{site.base}/api/users", json={"name": "paula", "role": "viewer",
+                                                              "password": NEW["paula"]}, headers=headers) as r:
+            assert r.status == 201
+        assert (await sign_in(site, here, "paula")).status == 303
+        assert (await sign_in(site, there, "paula")).status == 303
+        csrf = await page_csrf(site, here, "/account")
+        async with here.get(f"{site.base}/account") as r:
+            page = await r.text()
+            assert 'action="/account/password"' in page and 'autocomplete="current-password"' in page
+        async with here.post(f"{site.base}/account/tokens", data={"csrf": csrf, "name": "nightly"}) as r:
+            found = re.search(r'id="new-token">([^<]+)<', await r.text())
+        assert found is not None
+        site.secrets.add(found.group(1))
+        bearer = {"Authorization": f"Bearer {found.group(1)}"}
+        url = f"{site.base}/account/password"
+        form = {"csrf": csrf, "current": NEW["paula"], "password": NEW["paula2"], "confirm": NEW["paula2"]}
+
+        # Refused without the form's CSRF token, and from a token (a leaked one must not take the account).
+        async with here.post(url, data={k: v for k, v in form.items() if k != "csrf"}) as r:
+            assert r.status == 403
+        async with aiohttp.ClientSession() as script, script.post(url, data=form, headers=bearer) as r:
+            assert r.status == 403 and "signed-in session" in await r.text()
+        # Mistakes in the new password are named beside their field and count against nobody.
+        async with here.post(url, data={**form, "confirm": NEW["paula3"]}) as r:
+            text = await r.text()
+            assert r.status == 400 and 'id="confirm-error"' in text and "the two passwords differ" in text
+            assert not [p for p in NEW.values() if p in text], "a password typed is never sent back"
+        async with here.post(url, data={**form, "password": "short", "confirm": "short"}) as r:
+            assert r.status == 400 and 'id="password-error"' in (text := await r.text()) and "too short" in text
+        async with here.post(url, data={**form, "current": NEW["wrong"], "password": NEW["paula"],
+                                        "confirm": NEW["paula"]}) as r:
+            assert r.status == 400 and "wrong password" in await r.text(), "the new one checked after the current"
+        async with here.post(url, data={**form, "password": NEW["paula"], "confirm": NEW["paula"]}) as r:
+            assert r.status == 400 and "that is your current password" in await r.text()
+
+        # A wrong current password is a failed sign-in: enough of them in a row lock the account.
+        for _ in range(LOCK_AFTER - 1):
+            async with here.post(url, data={**form, "current": NEW["wrong"]}) as r:
+                text = await r.text()
+                assert r.status == 400 and 'id="current-error"' in text and NEW["wrong"] not in text
+        async with here.post(url, data=form) as r:
+            assert r.status == 429 and "too many wrong passwords" in await r.text(), "locked: even the right one"
+        async with jar() as fresh:
+            assert (await sign_in(site, fresh, "paula")).status == 401, "and so is signing in"
+        failed = [e for e in user_entries() if e.action in ("password.failed", "login.locked")]
+        assert [e.action for e in failed][:2] == ["login.locked", "password.failed"]
+        assert len([e for e in failed if e.action == "password.failed"]) == LOCK_AFTER
+        assert all(e.actor == "paula" and e.address == "127.0.0.1" for e in failed)
+        async with admin.put(f"{site.base}/api/users/paula", json={"unlock": True}, headers=headers) as r:
+            assert r.status == 200
+
+        # The change: this session stays, the other one ends, the token stays; the old password is gone.
+        async with here.post(url, data=form, allow_redirects=False) as r:
+            assert r.status == 303 and r.headers["Location"] == "/account?done=own-password"
+        async with here.get(f"{site.base}/account?done=own-password") as r:
+            assert r.status == 200 and "Password changed; your other sessions have ended." in await r.text()
+        assert await status(there, f"{site.base}/api/reports") == 401, "her other session ended"
+        async with aiohttp.ClientSession() as script:
+            assert await status(script, f"{site.base}/api/reports", headers=bearer) == 200, "her token stays"
+        async with jar() as other:
+            assert (await sign_in(site, other, "paula")).status == 401, "the old password"
+            assert (await sign_in(site, other, "paula", NEW["paula2"])).status == 303
+        changed = next(e for e in user_entries() if e.action == "user.password")
+        assert (changed.actor, changed.before, changed.after) == ("paula", None, {"sessions_ended": 1,
+                                                                                  "tokens_revoked": 0})
+
+        # Asked to, it revokes her API tokens too.
+        again = {**form, "current": NEW["paula2"], "password": NEW["paula3"], "confirm": NEW["paula3"],
+                 "revoke_tokens": "yes"}
+        async with here.post(url, data=again, allow_redirects=False) as r:
+            assert r.status == 303 and r.headers["Location"] == "/account?done=own-password-tokens"
+        async with aiohttp.ClientSession() as script:
+            assert await status(script, f"{site.base}/api/reports", headers=bearer) == 401, "revoked"
+        assert await status(here, f"{site.base}/account") == 200
+        assert next(e for e in user_entries() if e.action == "user.password").after == {"sessions_ended": 1,
+                                                                                        "tokens_revoked": 1}
+    dumped = json.dumps([(e.before, e.after) for e in audit(site, 500)])
+    assert not any(p in dumped for p in NEW.values()) and "argon2" not in dumped
 
 
 def test_the_store_keeps_an_admin_even_when_two_step_down_at_once(tmp_path: Path) -> None:

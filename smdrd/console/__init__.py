@@ -13,7 +13,8 @@ digest; a password is hashed (Argon2id) on the console's hashing thread, one at 
 cannot take more than one hash's memory (64 MiB) however many arrive. None of them is ever logged, put in an
 audit entry or shown on an error page. Sign-ins are throttled per account (`LOCK_AFTER` failures in a row lock
 it for `LOCK_SECONDS`) and per client address (`ADDRESS_FAILURES` in `ADDRESS_WINDOW`), each with an audit
-entry. The store is used from one thread of its own, never from the event loop.
+entry; so is a wrong current password given to change one's own (`smdrd.console.users`). The store is used
+from one thread of its own, never from the event loop.
 """
 
 from __future__ import annotations
@@ -381,9 +382,11 @@ class Console:
         response.del_cookie(LOGIN_COOKIE, path="/login")
         raise response
 
-    async def _failed(self, user: User | None, address: str, now: int, *, locked: bool) -> None:
+    async def _failed(self, user: User | None, address: str, now: int, *, locked: bool,
+                      action: str = "login") -> None:
         """Count a failed sign-in against the account and the address, with audit entries. A name that is no
-        user's is not recorded (people type their password into the name field)."""
+        user's is not recorded (people type their password into the name field). ``action`` ``"password"``: a
+        wrong current password on the account page, counted as a failed sign-in is (``password.failed``)."""
         target = user.name if user is not None else "(unknown name)"
         actor = Actor(target, address)
 
@@ -392,7 +395,7 @@ class Console:
             if user is not None and not locked:
                 after = a.login_failed(user.id, at=now, lock_after=LOCK_AFTER, lock_seconds=LOCK_SECONDS)
                 just_locked = after.locked_until > now and after.failed_logins == LOCK_AFTER
-            a.record("login.failed", target, at=now, actor=actor, after={"locked": locked} if locked else None)
+            a.record(f"{action}.failed", target, at=now, actor=actor, after={"locked": locked} if locked else None)
             if just_locked:
                 a.record("login.locked", target, at=now, actor=actor, after={"until": now + LOCK_SECONDS})
             return just_locked
@@ -402,7 +405,7 @@ class Console:
             await self._store(lambda a: a.record("login.throttled", address, at=now, actor=actor,
                                                  after={"failures": ADDRESS_FAILURES, "window": ADDRESS_WINDOW}))
             log.warning("console.login_throttled", address=address, failures=ADDRESS_FAILURES)
-        log.info("console.login_failed", user=target, address=address, locked=locked or just_locked)
+        log.info(f"console.{action}_failed", user=target, address=address, locked=locked or just_locked)
 
     @requires(*USERS)
     async def logout(self, request: web.Request) -> web.StreamResponse:

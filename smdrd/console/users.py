@@ -2,7 +2,11 @@
 departments or e-mail address, reset their password, unlock them, remove them; as pages (``/users``,
 ``/users/<name>``) and as a JSON API (``/api/users``: GET, POST; ``/api/users/<name>``: GET, PUT, DELETE). Every
 signed-in user sees their own account (``/account``) and sets their own e-mail address there (a manager's
-receives their departments' budget alerts).
+receives their departments' budget alerts) and changes their own password: the current one, and the new one
+twice, from a signed-in session only (a personal API token cannot: one that leaked could take the account
+over). A wrong current password counts as a failed sign-in of the account (`LOCK_AFTER` in a row lock it) and
+of the client address; the change ends every other session of the user and keeps the one it was made from,
+and revokes the user's API tokens when asked to.
 
 The store refuses, in the change's own transaction, to remove or demote the last admin (`LastAdmin`), so two
 admins demoting each other at once still leave one. Every change is written with its audit entry (who, from
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from smdrd.accounts import (
+    MAX_PASSWORD,
     ROLES,
     departments_problem,
     name_problem,
@@ -42,7 +47,9 @@ __all__ = ["UserAdmin", "register"]
 #: what a page says after a change that sent the browser on (a fixed text per key: nothing from the URL is shown).
 DONE = {"added": "User added.", "changed": "Role and departments saved.",
         "password": "Password reset; their sessions have ended and their API tokens are revoked.",
-        "unlocked": "Unlocked.", "removed": "User removed.", "email": "E-mail address saved."}
+        "unlocked": "Unlocked.", "removed": "User removed.", "email": "E-mail address saved.",
+        "own-password": "Password changed; your other sessions have ended.",
+        "own-password-tokens": "Password changed; your other sessions have ended and your API tokens are revoked."}
 #: the longest e-mail address field read.
 MAX_EMAIL = 320
 
@@ -149,6 +156,39 @@ class UserAdmin:
     async def emails(self) -> dict[str, str]:
         """Every user's e-mail address, by name."""
         return await self.console.mail(lambda m: m.user_emails())
+
+    async def change_own_password(self, request: web.Request, current: str, password: str, confirm: str, *,
+                                  revoke_tokens: bool) -> Outcome:
+        """The signed-in person's new password, given their current one. The new one is checked first (a
+        mistake there reveals nothing about the current one and counts against nobody); then the current one,
+        unless the account is locked or the address throttled (``429``); a wrong one counts as a failed
+        sign-in (``400``)."""
+        principal = principal_of(request)
+        assert principal is not None
+        assert principal.user_id is not None
+        user_id, address, now = principal.user_id, self.console._address(request), self.console.now()
+        user = await self.console._store(lambda a: a.user(principal.name))
+        if user is None or user.id != user_id:
+            return Outcome(errors={"current": "no such user"}, status=404)
+        problem = password_problem(password)
+        if problem is not None:
+            return Outcome(user, {"password": problem}, 400)
+        if password != confirm:
+            return Outcome(user, {"confirm": "the two passwords differ"}, 400)
+        if user.locked_until > now or self.console.throttle.blocked(address, now):
+            return Outcome(user, {"current": "too many wrong passwords; try again later"}, 429)
+        encoded = await self.console._store(lambda a: a.password_hash(user_id))
+        ok, _ = await self.console._verify(encoded, current[:MAX_PASSWORD])
+        if not ok or len(current) > MAX_PASSWORD:
+            await self.console._failed(user, address, now, locked=False, action="password")
+            return Outcome(user, {"current": "wrong password"}, 400)
+        if current == password:
+            return Outcome(user, {"password": "that is your current password: choose another"}, 400)
+        password_hash = await self.console._hash(password)
+        actor, keep = self._actor(request), principal.session
+        await self.console._store(lambda a: a.set_password(user_id, password_hash, at=now, actor=actor,
+                                                           keep_session=keep, revoke_tokens=revoke_tokens))
+        return Outcome(user)
 
     async def unlock(self, request: web.Request, name: str) -> Outcome:
         actor, now = self._actor(request), self.console.now()
@@ -280,6 +320,20 @@ class UserAdmin:
     @requires(*USERS)
     async def account_page(self, request: web.Request) -> web.StreamResponse:
         return await self._account(request)
+
+    @requires(*USERS)
+    async def account_password(self, request: web.Request) -> web.StreamResponse:
+        principal = principal_of(request)
+        assert principal is not None
+        if principal.via != "session":  # a token that leaked must not be able to take the account over
+            return web.Response(status=403, text="forbidden: a password is changed from a signed-in session\n")
+        fields, _ = await self._posted(request)
+        revoke = fields.get("revoke_tokens", "") == "yes"
+        outcome = await self.change_own_password(request, fields.get("current", ""), fields.get("password", ""),
+                                                 fields.get("confirm", ""), revoke_tokens=revoke)
+        if outcome.errors:
+            return await self._account(request, status=outcome.status, errors=outcome.errors)
+        raise web.HTTPSeeOther("/account?done=own-password" + ("-tokens" if revoke else ""))
 
     @requires(*USERS)
     async def account_email(self, request: web.Request) -> web.StreamResponse:
@@ -434,6 +488,7 @@ def register(console: Console) -> UserAdmin:
     router.add_post("/users/{name}/remove", admin.remove_form)
     router.add_get("/account", admin.account_page)
     router.add_post("/account/email", admin.account_email)
+    router.add_post("/account/password", admin.account_password)
     router.add_get("/api/users", admin.api_list)
     router.add_post("/api/users", admin.api_add)
     router.add_get("/api/users/{name}", admin.api_get)

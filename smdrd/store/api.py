@@ -677,8 +677,9 @@ class UserStore(Protocol):
     def password_hash(self, user_id: int) -> str | None: ...
 
     def set_password(self, user_id: int, password_hash: str, *, at: int, actor: Actor | None,
-                     revoke_tokens: bool = False) -> int:
-        """Replace the hash. With an ``actor`` (a new password) every session of the user ends and, with
+                     revoke_tokens: bool = False, keep_session: str = "") -> int:
+        """Replace the hash. With an ``actor`` (a new password) every session of the user ends but the one whose
+        id digest is ``keep_session`` (a person changing their own password stays signed in there) and, with
         ``revoke_tokens`` (an admin's reset: a password that leaked may have minted tokens), every personal API
         token of theirs is deleted, in the same transaction, with one ``user.password`` audit entry that counts
         both (never the password). ``actor`` None is a silent rehash at sign-in: nothing else changes, no entry.

@@ -70,14 +70,15 @@ class PgAccounts(PgSide):
         return None if row is None else str(row[0])
 
     def set_password(self, user_id: int, password_hash: str, *, at: int, actor: Actor | None,
-                     revoke_tokens: bool = False) -> int:
+                     revoke_tokens: bool = False, keep_session: str = "") -> int:
         with self.write() as conn:
             conn.execute("UPDATE users SET password_hash = %s, failed_logins = 0, locked_until = 0 WHERE id = %s",
                          (password_hash, user_id))
             if actor is None:  # a silent rehash at sign-in: nothing else changes
                 return 0
-            # a new password: every session ends (and, for a reset, every personal API token)
-            sessions = conn.execute("DELETE FROM sessions WHERE user_id = %s", (user_id,)).rowcount
+            # a new password: every session ends but the one it was changed from (and, for a reset, every token)
+            sessions = conn.execute("DELETE FROM sessions WHERE user_id = %s AND digest <> %s",
+                                    (user_id, keep_session)).rowcount
             tokens = conn.execute("DELETE FROM api_tokens WHERE user_id = %s", (user_id,)).rowcount \
                 if revoke_tokens else 0
             user = self._by_id(user_id)
