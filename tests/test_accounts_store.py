@@ -175,3 +175,53 @@ def test_the_audit_log_pages_newest_first(accounts: Accounts) -> None:
     first = accounts.entries(2)
     assert [e.target for e in first] == ["u4", "u3"]
     assert [e.target for e in accounts.entries(10, before_id=first[-1].id)] == ["u2", "u1", "u0"]
+
+
+def test_removing_a_user_disowns_their_schedules_so_a_namesake_gets_none(any_database: Path | str) -> None:
+    """Schedules are owned by a user name: removing Mona leaves hers (and their mails still to send) to
+    ``removed user mona``, with an audit entry each, so a new user named Mona later neither owns them nor has
+    their mail sent in her scope; someone else's schedule and mails already sent stay as they were."""
+    import json
+
+    from smdrd.mail import out_of_scope, report_digits
+    from smdrd.privacy import PrivacyConfig
+    from smdrd.store.api import NewMail, removed_owner
+
+    accounts, mail = open_store(any_database).accounts(), open_store(any_database).mail()
+    try:
+        accounts.add_user("mona", "manager", "x", ["Sales"], at=T0, actor=ADMIN)
+        accounts.add_user("nina", "manager", "x", ["Sales"], at=T0, actor=ADMIN)
+        spec = json.dumps({"name": "weekly", "filters": {"department": ["Sales"]}})
+        hers = mail.save_schedule(None, "weekly", "mona", spec, at=T0, actor=Actor("mona"))
+        theirs = mail.save_schedule(None, "nina's", "nina", spec, at=T0, actor=Actor("nina"))
+
+        def queued(key: str, schedule_id: int, owner: str) -> NewMail:
+            body = json.dumps({"schedule": json.loads(spec), "owner": owner, "first": "2026-03-02"})
+            return NewMail(key, "report", f"db:{schedule_id}", f"<{key}@x>", ("a@example.com",), key, body, T0)
+
+        mail.plan([queued("sent", hers.id, "mona"), queued("pending", hers.id, "mona"),
+                   queued("nina", theirs.id, "nina")], {})
+        sent = next(i for i in mail.due(T0 + 1) if i.key == "sent")
+        mail.mark_sent(sent.id, T0 + 1)
+
+        assert accounts.remove_user("MONA", at=T0 + 2, actor=ADMIN) is not None
+        former = removed_owner("mona")
+        assert {s.name: s.owner for s in mail.schedules()} == {"weekly": former, "nina's": "nina"}
+        owners = {i.key: json.loads(i.spec)["owner"] for i in mail.deliveries()}
+        assert owners == {"sent": "mona", "pending": former, "nina": "nina"}, "what went stays as it went"
+        disowned = accounts.entries(2)
+        assert [(e.action, e.target, e.actor, e.before, e.after) for e in disowned] == [
+            ("schedule.disown", "weekly", "cli:root", {"owner": "mona"}, {"owner": former}),
+            ("user.remove", "mona", "cli:root", {"name": "mona", "role": "manager", "departments": ["Sales"]},
+             None)]
+
+        # A namesake, even an admin, is handed nothing: her pending mail goes as a removed owner's (masked).
+        accounts.add_user("Mona", "admin", "x", [], at=T0 + 3, actor=ADMIN)
+        assert [s for s in mail.schedules() if s.owner.casefold() == "mona"] == []
+        pending = next(i for i in mail.due(T0 + 4) if i.key == "pending")
+        assert report_digits(mail, pending, PrivacyConfig(mask_digits=3)) == 3
+        assert out_of_scope(mail, pending) is None, "it still goes: an admin deletes it if it should not"
+        assert name_problem(former) is not None, "no user can ever be named so"
+    finally:
+        mail.close()
+        accounts.close()

@@ -140,3 +140,40 @@ async def test_a_manager_schedules_only_their_departments_and_a_viewer_none(base
             assert r.status == 403
         _, _, victor_csrf = await page(victor, f"{base}/")
         assert (await post(victor, f"{base}/schedules", victor_csrf, **FORM))[0] == 403
+
+
+async def test_a_removed_managers_schedules_are_not_handed_to_a_new_user_of_that_name(base: str) -> None:
+    """Maria's schedule outlives her (its recipients still expect it, an admin sees and deletes it), but it is no
+    longer hers: a new user given the name maria later neither sees nor edits it, and it is mailed as a removed
+    owner's (masked, not in the newcomer's scope). Removing her says so in the audit log."""
+    alice, maria = [await signed_in(base, n) for n in ("alice", "maria")]
+    async with alice, maria:
+        _, _, csrf = await page(maria, f"{base}/schedules")
+        assert (await post(maria, f"{base}/schedules", csrf, **FORM))[0] == 303
+        _, text, admin_csrf = await page(alice, f"{base}/schedules")
+        found = re.search(r'weekly sales.*?href="/schedules/(\d+)"', text, re.S)
+        assert found is not None
+        schedule = f"{base}/schedules/{found.group(1)}"
+        assert (await post(alice, f"{base}/users/maria/remove", admin_csrf))[0] == 303
+        _, text, _ = await page(alice, f"{base}/schedules")
+        assert "weekly sales" in text and "(removed user maria)" in text, "an admin still sees and manages it"
+        body = {"name": "maria", "role": "admin", "password": PASSWORDS["maria"]}
+        async with alice.post(f"{base}/api/users", json=body, headers={"X-CSRF-Token": admin_csrf}) as r:
+            assert r.status == 201
+    newcomer = await signed_in(base, "maria")
+    async with newcomer:
+        status, text, csrf = await page(newcomer, f"{base}/schedules")
+        assert status == 200 and "(removed user maria)" in text, "an admin sees it as the removed user's"
+        assert "(maria)" not in text
+    # a manager of that name (the owner check is by name) neither sees nor edits it
+    async with await signed_in(base, "alice") as alice:
+        _, _, admin_csrf = await page(alice, f"{base}/users")
+        async with alice.put(f"{base}/api/users/maria", json={"role": "manager", "departments": ["Sales"]},
+                             headers={"X-CSRF-Token": admin_csrf}) as r:
+            assert r.status == 200
+    async with await signed_in(base, "maria") as newcomer:
+        status, text, csrf = await page(newcomer, f"{base}/schedules")
+        assert status == 200 and "weekly sales" not in text
+        async with newcomer.get(schedule) as r:
+            assert r.status == 404
+        assert (await post(newcomer, f"{schedule}/delete", csrf))[0] == 404

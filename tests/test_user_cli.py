@@ -121,3 +121,23 @@ def test_mistakes_are_refused_with_one_line_and_change_nothing(tmp_path: Path) -
     assert not (tmp_path / "none.db").exists()
     listed = smdrd("user", "list", "--database", str(db)).stdout
     assert listed.splitlines() == ["dave\tadmin"]
+
+
+def test_remove_says_what_becomes_of_the_users_schedules(tmp_path: Path) -> None:
+    db = tmp_path / "smdrd.db"
+    assert add(db, "dora", "viewer").returncode == 0
+    mail = open_store(db).mail()
+    try:
+        for name in ("dora's weekly", "dora's monthly"):
+            mail.save_schedule(None, name, "dora", "{}", at=1, actor=Actor("dora"))
+    finally:
+        mail.close()
+    removed = smdrd("user", "remove", "dora", "--database", str(db))
+    assert removed.returncode == 0 and removed.stdout == "removed dora\n"
+    assert "the 2 scheduled reports dora made keep going, now owned by nobody (shown as 'removed user dora')" \
+        in removed.stderr
+    mail = open_store(db).mail()
+    try:
+        assert {s.owner for s in mail.schedules()} == {"removed user dora"}
+    finally:
+        mail.close()

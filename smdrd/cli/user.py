@@ -47,7 +47,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     passwd = action("passwd", "set a user's password (their sessions end and their API tokens are revoked)")
     passwd.add_argument("name")
     passwd.add_argument("--password-stdin", action="store_true", help="read the password as one line from stdin")
-    remove = action("remove", "remove a user, their sessions and their API tokens")
+    remove = action("remove", "remove a user, their sessions and their API tokens (their report schedules "
+                    "stay, disowned)")
     remove.add_argument("name")
     mail = action("email", "set a user's e-mail address (a manager's receives their departments' budget alerts)")
     mail.add_argument("name")
@@ -166,13 +167,33 @@ def _passwd(args: argparse.Namespace, accounts: Accounts) -> int:
 
 
 def _remove(args: argparse.Namespace, accounts: Accounts) -> int:
+    from smdrd.store.api import removed_owner
+
     user = _existing(accounts, args.name)
     if user.role == "admin" and sum(u.role == "admin" for u in accounts.users()) == 1:
         print(f"smdrd user: note: {user.name} was the last admin; `smdrd user add NAME --role admin` makes another",
               file=sys.stderr)
+    kept = _schedules_of(args, user.name)
     accounts.remove_user(user.name, at=int(time.time()), actor=_actor())
     print(f"removed {user.name}")
+    if kept:
+        many = kept != 1
+        print(f"smdrd user: note: the {kept} scheduled report{'s' if many else ''} {user.name} made "
+              f"{'keep' if many else 'keeps'} going, now owned by nobody (shown as {removed_owner(user.name)!r}); "
+              f"an admin changes or deletes {'them' if many else 'it'} in the console (/schedules)",
+              file=sys.stderr)
     return 0
+
+
+def _schedules_of(args: argparse.Namespace, name: str) -> int:
+    """How many report schedules ``name`` owns (their removal leaves them to `removed_owner`)."""
+    from smdrd.store import open_store
+
+    mail = open_store(args.database_path).mail()
+    try:
+        return sum(s.owner.casefold() == name.casefold() for s in mail.schedules())
+    finally:
+        mail.close()
 
 
 def _address(args: argparse.Namespace) -> str:

@@ -3,10 +3,12 @@ made here, each one's deliveries (pending, sent, failed with the error), and for
 
 Admins see and change every schedule. A manager sees and changes only the schedules they made, and each covers
 only their departments: the form offers those alone and the server refuses any other (and a schedule with no
-department, which would cover the whole site). Viewers have no schedules. A schedule is checked as the
-configuration's are (`smdrd.reports.schedules.ScheduleConfig`), a mistake answered beside its field. Every
-change is written with its audit entry. The mail feature (`smdrd.mail`) picks a new or changed schedule up
-within a second; its deliveries keep their key, so changing a schedule never sends a period twice.
+department, which would cover the whole site). Viewers have no schedules. Ownership is by user name; removing
+a user disowns their schedules in the store (`smdrd.store.api.removed_owner`), so a new user of the same name
+is not handed them. A schedule is checked as the configuration's are (`smdrd.reports.schedules.ScheduleConfig`),
+a mistake answered beside its field. Every change is written with its audit entry. The mail feature
+(`smdrd.mail`) picks a new or changed schedule up within a second; its deliveries keep their key, so changing a
+schedule never sends a period twice.
 """
 
 from __future__ import annotations

@@ -47,7 +47,8 @@ __all__ = ["UserAdmin", "register"]
 #: what a page says after a change that sent the browser on (a fixed text per key: nothing from the URL is shown).
 DONE = {"added": "User added.", "changed": "Role and departments saved.",
         "password": "Password reset; their sessions have ended and their API tokens are revoked.",
-        "unlocked": "Unlocked.", "removed": "User removed.", "email": "E-mail address saved.",
+        "unlocked": "Unlocked.", "removed": "User removed. Their scheduled reports, if they made any, "
+        "keep going as a removed user's: change or delete them under Schedules.", "email": "E-mail address saved.",
         "own-password": "Password changed; your other sessions have ended.",
         "own-password-tokens": "Password changed; your other sessions have ended and your API tokens are revoked."}
 #: the longest e-mail address field read.

@@ -87,6 +87,7 @@ __all__ = [
     "UserStore",
     "cutoffs",
     "name_at",
+    "removed_owner",
     "utc_bounds",
 ]
 
@@ -687,7 +688,10 @@ class UserStore(Protocol):
         ...
 
     def remove_user(self, name: str, *, at: int, actor: Actor, keep_an_admin: bool = False) -> User | None:
-        """Remove the user, their sessions and tokens; the user removed, or None when there was none.
+        """Remove the user, their sessions and tokens; the user removed, or None when there was none. Their report
+        schedules stay (their recipients expect them; an admin sees, changes and deletes them) but are disowned,
+        in the same transaction: their owner becomes `removed_owner` (so are their pending mails'), each with a
+        ``schedule.disown`` audit entry, so that a new user given the same name is not handed them.
         Raises `LastAdmin` (``keep_an_admin``) when they are the last admin."""
         ...
 
@@ -1137,6 +1141,13 @@ class StoredSchedule:
     spec: str
     created_at: int
     updated_at: int
+
+
+def removed_owner(name: str) -> str:
+    """The owner a schedule of the removed user ``name`` is left with: no user name can be it (it has spaces), so
+    a new user given the same name later is not handed the schedule, and its mail is sent as a removed owner's
+    (masked; not in anyone's scope)."""
+    return f"removed user {name}"
 
 
 class MailStore(Protocol):

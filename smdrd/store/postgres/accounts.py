@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 
 from smdrd.store import mapping
-from smdrd.store.api import Actor, ApiToken, AuditEntry, LastAdmin, SessionInfo, User, UserExists
+from smdrd.store.api import Actor, ApiToken, AuditEntry, LastAdmin, SessionInfo, User, UserExists, removed_owner
 from smdrd.store.postgres.side import PgSide
 
 __all__ = ["PgAccounts"]
@@ -103,7 +103,22 @@ class PgAccounts(PgSide):
                 raise LastAdmin(f"{user.name} is the last admin; make another admin first")
             conn.execute("DELETE FROM users WHERE id = %s", (user.id,))  # sessions, tokens, departments cascade
             self.audit("user.remove", user.name, at=at, actor=actor, before=user.audit_view(), after=None)
+            self._disown_schedules(user.name, at, actor)
         return user
+
+    def _disown_schedules(self, name: str, at: int, actor: Actor) -> None:
+        """Give the removed user's report schedules, and their mails still to send, `removed_owner`: owners are
+        names, and a new user of the same name must not inherit them."""
+        former = removed_owner(name)
+        rows = self.all("SELECT id, name, owner FROM report_schedules WHERE lower(owner) = lower(%s) ORDER BY id "
+                        "FOR UPDATE", (name,))
+        for schedule_id, schedule_name, owner in rows:
+            self.conn.execute("UPDATE report_schedules SET owner = %s WHERE id = %s", (former, schedule_id))
+            # the outbox knows a console schedule as db:<id> (smdrd.mail.schedule_key) and its owner from the spec
+            self.conn.execute("UPDATE mail_outbox SET spec = jsonb_set(spec::jsonb, '{owner}', to_jsonb(%s::text))"
+                              "::text WHERE owner = %s AND state = 'pending'", (former, f"db:{schedule_id}"))
+            self.audit("schedule.disown", schedule_name, at=at, actor=actor, before={"owner": owner},
+                       after={"owner": former})
 
     def change_user(self, name: str, *, role: str, departments: Sequence[str], at: int,
                     actor: Actor) -> tuple[User, User] | None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from smdrd.store import mapping
-from smdrd.store.api import Actor, ApiToken, AuditEntry, LastAdmin, SessionInfo, User, UserExists
+from smdrd.store.api import Actor, ApiToken, AuditEntry, LastAdmin, SessionInfo, User, UserExists, removed_owner
 from smdrd.store.sqlite.schema import connect
 
 _USER = f"SELECT {', '.join(mapping.USER_FIELDS)} FROM users"
@@ -121,7 +121,22 @@ class SqliteAccounts:
                 raise LastAdmin(f"{user.name} is the last admin; make another admin first")
             conn.execute("DELETE FROM users WHERE id = ?", (user.id,))  # sessions, tokens, departments cascade
             self._audit(conn, "user.remove", user.name, at, actor, before=user.audit_view(), after=None)
+            self._disown_schedules(conn, user.name, at, actor)
         return user
+
+    def _disown_schedules(self, conn: sqlite3.Connection, name: str, at: int, actor: Actor) -> None:
+        """Give the removed user's report schedules, and their mails still to send, `removed_owner`: owners are
+        names, and a new user of the same name must not inherit them."""
+        former = removed_owner(name)
+        rows = conn.execute("SELECT id, name, owner FROM report_schedules WHERE owner = ? COLLATE NOCASE ORDER BY id",
+                            (name,)).fetchall()
+        for schedule_id, schedule_name, owner in rows:
+            conn.execute("UPDATE report_schedules SET owner = ? WHERE id = ?", (former, schedule_id))
+            # the outbox knows a console schedule as db:<id> (smdrd.mail.schedule_key) and its owner from the spec
+            conn.execute("UPDATE mail_outbox SET spec = json_set(spec, '$.owner', ?) "
+                         "WHERE owner = ? AND state = 'pending' AND json_valid(spec)", (former, f"db:{schedule_id}"))
+            self._audit(conn, "schedule.disown", schedule_name, at, actor, before={"owner": owner},
+                        after={"owner": former})
 
     def change_user(self, name: str, *, role: str, departments: Sequence[str], at: int,
                     actor: Actor) -> tuple[User, User] | None:
