@@ -589,6 +589,39 @@ async def test_without_an_allow_list_the_longest_idle_connection_makes_room_and_
     assert source.idle_closed == 1 and source.status.refused == 0
 
 
+async def test_clients_trickling_an_endless_line_cannot_hold_every_slot_against_the_pbx() -> None:
+    """Four connections each sending a byte every 0.05 s, never a line end, were never idle (idleness counted
+    from the last byte): at max_connections the PBX was refused and its record lost. Idleness now counts from
+    the last line end, so one of them makes room; its bytes are still journalled."""
+    ingest = CollectingIngest()
+    source = TcpServer(server_config(max_connections=4, idle_timeout=0.3), ingest)
+    async with running(source):
+        port = await _listening(source)
+        drips = [await _connect_from("127.0.0.3", port) for _ in range(4)]
+
+        async def trickle() -> None:
+            while True:
+                for _, writer in drips:
+                    if not writer.is_closing():
+                        writer.write(b"x")
+                await asyncio.sleep(0.05)
+
+        dripping = asyncio.create_task(trickle())
+        try:
+            await wait_until(lambda: source.status.connections == 4)
+            await _idle_past(0.3)
+            _, pbx = await _connect_from("127.0.0.2", port)
+            pbx.write(b"the pbx's record\n")
+            await pbx.drain()
+            await wait_until(lambda: b"the pbx's record" in ingest.lines)
+        finally:
+            dripping.cancel()
+        assert source.idle_closed >= 1 and source.status.refused == 0
+        await wait_until(lambda: any(line.startswith(b"xxx") for line in ingest.lines), what="its bytes were kept")
+        for _, writer in (*drips, (None, pbx)):
+            writer.close()
+
+
 async def test_without_an_allow_list_a_connection_that_sends_nothing_is_closed_after_idle_timeout() -> None:
     """A stranger that connects and says nothing is closed after idle_timeout; a peer that sent a line stays."""
     ingest = CollectingIngest()

@@ -67,9 +67,10 @@ class TcpServerSource(_SourceBase):
     ``listen`` stays ``0.0.0.0:1150`` by default because a PBX is never on the same host; what keeps strangers
     out is ``allowed_peers`` (``check-config`` and the daemon warn loudly when it is empty on a non-loopback
     address). Connections from outside a non-empty ``allowed_peers`` are refused at once; when
-    ``max_connections`` is reached, the connection idle longest (no byte for ``idle_timeout``) is closed to
-    admit the new one; with an empty ``allowed_peers`` a connection that sends nothing for ``idle_timeout``
-    after connecting is closed (a stranger holding a slot).
+    ``max_connections`` is reached, the connection idle longest (no line end for ``idle_timeout``: a client
+    trickling the bytes of an endless line is idle too) is closed to admit the new one; with an empty
+    ``allowed_peers`` a connection that sends nothing for ``idle_timeout`` after connecting is closed (a stranger
+    holding a slot).
     """
 
     kind: Literal["tcp-server"]

@@ -156,13 +156,21 @@ class _Connection:
     opened: float  # time.monotonic()
     #: when its last byte arrived (``None``: it has sent nothing yet).
     last_byte: float | None = None
+    #: when its last line end arrived (``None``: none yet). Idleness is counted from it, not from the last byte:
+    #: a client that trickles a byte now and then and never ends a line would otherwise never be idle, and a few
+    #: such could hold every slot against the PBX.
+    last_line: float | None = None
     #: feeds in progress: a connection held back by the journal is busy, not idle.
     feeding: int = 0
 
     def idle_for(self, now: float) -> float:
         if self.feeding:
             return 0.0
-        return now - (self.last_byte if self.last_byte is not None else self.opened)
+        return now - (self.last_line if self.last_line is not None else self.opened)
+
+
+#: what ends a line (`smdrd.framing.Framer`; a Mitel 5000 record ends in CR LF too).
+_LINE_ENDS = (b"\n", b"\r", b"\x00", b"\x0c")
 
 
 class _Watched:
@@ -175,12 +183,17 @@ class _Watched:
     async def feed(self, data: bytes) -> None:
         conn = self._conn
         conn.last_byte = time.monotonic()
+        ended = any(end in data for end in _LINE_ENDS)
+        if ended:
+            conn.last_line = conn.last_byte
         conn.feeding += 1
         try:
             await self._stream.feed(data)
         finally:
             conn.feeding -= 1
             conn.last_byte = time.monotonic()
+            if ended:
+                conn.last_line = conn.last_byte
 
     async def close(self) -> None:
         await self._stream.close()
