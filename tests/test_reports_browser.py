@@ -182,7 +182,18 @@ def apply(driver: Any, **fields: str) -> None:
         else:
             element.clear()
             element.send_keys(value)
-    driver.find_element("id", "apply").click()
+    follow(driver, driver.find_element("id", "apply"))
+
+
+def follow(driver: Any, element: Any) -> None:
+    """Click ``element`` (a button or link to another report) and wait for that report. The page it replaces
+    already shows one: wait until it is gone first, or the checks after would read the old page."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    page = driver.find_element("tag name", "html")
+    element.click()
+    WebDriverWait(driver, 15).until(expected_conditions.staleness_of(page))
     wait_loaded(driver)
 
 
@@ -266,13 +277,11 @@ def test_a_column_sorts_by_its_link(server: DaemonThread, no_script: Any) -> Non
     no_script.get(f"{server.base}/reports?{MARCH}")
     wait_loaded(no_script)
     _, _, totals_before = table(no_script)
-    no_script.find_element("css selector", "#report thead th[data-key=cost] a").click()
-    wait_loaded(no_script)
+    follow(no_script, no_script.find_element("css selector", "#report thead th[data-key=cost] a"))
     _, rows, totals = table(no_script)
     costs = [Decimal(r["cost"].removesuffix(" EUR")) for r in rows]
     assert costs == sorted(costs) and len(set(costs)) > 2 and totals == totals_before
-    no_script.find_element("css selector", "#report thead th[data-key=cost] a").click()
-    wait_loaded(no_script)
+    follow(no_script, no_script.find_element("css selector", "#report thead th[data-key=cost] a"))
     _, rows, _ = table(no_script)
     assert [Decimal(r["cost"].removesuffix(" EUR")) for r in rows] == sorted(costs, reverse=True)
     assert no_script.find_element("css selector", "#report thead th[data-key=cost]").get_attribute(
