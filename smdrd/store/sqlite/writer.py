@@ -370,50 +370,43 @@ class JournalWriter:
             raise sqlite3.OperationalError("the journal database is not open (reconnecting)")
         positions = self._covered(len(batch))
         await db.execute("BEGIN IMMEDIATE")
-        if not batch:
-            try:
-                await db.executemany(SAVE_POSITION, [position_row(p, time.time_ns() // 1000) for p in positions])
-                await db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        await db.execute("ROLLBACK")
-                raise
-            return [], 0, 0
+        names: dict[str, str] = {}
+        dup_uids: dict[int, set[str]] = {}
+        first = 1
         try:
-            # Each statement is a round trip to the connection's thread and a wakeup of the loop: one here.
-            row = next(iter(await db.execute_fetchall(LAST_IDS)), None)
-            first = (row[0] if row else 0) + 1
-            calls_before: int = row[1] if row else 0
-            line_rows: list[tuple[object, ...]] = []
-            call_rows: list[tuple[object, ...]] = []
-            alert_rows: list[tuple[object, ...]] = []
-            for i, p in enumerate(batch):
-                line_id = first + i
-                e = p.entry
-                line_rows.append(line_row(line_id, e))
-                rows = p.rows()
-                if rows:
-                    call_rows.extend((line_id, *r) for r in rows)
-                if e.alerts:
-                    alert_rows.extend(alert_row(a) for a in e.alerts)
-            await db.executemany(INSERT_LINE, line_rows)
-            dup_uids: dict[int, set[str]] = {}
-            if call_rows:
-                # The cursor's rowcount counts the rows this statement inserted (a re-sent call is ignored).
-                inserted = (await db.executemany(INSERT_CALL, call_rows)).rowcount
-                if inserted < len(call_rows):
-                    dup_uids = await self._find_duplicates(db, call_rows)
-                if inserted:
-                    for statement in ROLL_UP:
-                        await db.execute(statement, (calls_before,))
-            if alert_rows:
-                await db.executemany(OUTBOX_INSERT, alert_rows)
-            names = self._new_names(batch)
-            if names:
-                now = int(time.time())
-                await db.executemany(LEARN_NAME, [(ext, name, now) for ext, given in names.items()
-                                                  if (name := clean_name(given))])
+            if batch:  # else only positions, whose lines are committed already
+                # Each statement is a round trip to the connection's thread and a wakeup of the loop: one here.
+                row = next(iter(await db.execute_fetchall(LAST_IDS)), None)
+                first = (row[0] if row else 0) + 1
+                calls_before: int = row[1] if row else 0
+                line_rows: list[tuple[object, ...]] = []
+                call_rows: list[tuple[object, ...]] = []
+                alert_rows: list[tuple[object, ...]] = []
+                for i, p in enumerate(batch):
+                    line_id = first + i
+                    e = p.entry
+                    line_rows.append(line_row(line_id, e))
+                    rows = p.rows()
+                    if rows:
+                        call_rows.extend((line_id, *r) for r in rows)
+                    if e.alerts:
+                        alert_rows.extend(alert_row(a) for a in e.alerts)
+                await db.executemany(INSERT_LINE, line_rows)
+                if call_rows:
+                    # The cursor's rowcount counts the rows this statement inserted (a re-sent call is ignored).
+                    inserted = (await db.executemany(INSERT_CALL, call_rows)).rowcount
+                    if inserted < len(call_rows):
+                        dup_uids = await self._find_duplicates(db, call_rows)
+                    if inserted:
+                        for statement in ROLL_UP:
+                            await db.execute(statement, (calls_before,))
+                if alert_rows:
+                    await db.executemany(OUTBOX_INSERT, alert_rows)
+                names = self._new_names(batch)
+                if names:
+                    now = int(time.time())
+                    await db.executemany(LEARN_NAME, [(ext, name, now) for ext, given in names.items()
+                                                      if (name := clean_name(given))])
             if positions:
                 now_us = time.time_ns() // 1000
                 await db.executemany(SAVE_POSITION, [position_row(p, now_us) for p in positions])
@@ -425,6 +418,8 @@ class JournalWriter:
                 with contextlib.suppress(sqlite3.Error):
                     await db.execute("ROLLBACK")
             raise
+        if not batch:
+            return [], 0, 0
         self._remember_names(names)
         stored = [p.entry for p in batch]
         duplicates = 0
