@@ -189,18 +189,39 @@ async def test_follow_keeps_reading_a_moved_file_until_its_successor_appears(tmp
         await wait_until(lambda: ingest.lines == [b"one", b"two", b"three"])
 
 
-async def test_follow_cancel_closes_the_stream_and_journals_the_tail(tmp_path: Path) -> None:
-    """A user would lose a PBX log's last, unterminated record when smdrd is stopped."""
+async def test_follow_stop_leaves_a_line_being_written_for_the_next_start(tmp_path: Path) -> None:
+    """A record the PBX is half-way through when smdrd stops is not journalled in pieces: the stop saves the
+    position after the last complete line, and the next start reads the record whole once it is finished."""
     path = tmp_path / "pbx.log"
     path.write_bytes(b"complete\nhalf a rec")
     ingest = CollectingIngest()
     source = build_source(file_config(path, follow=True), ingest)
     async with running(source):
         await wait_until(lambda: ingest.lines == [b"complete"])
-        await wait_until(lambda: source.status.bytes_read == path.stat().st_size)
-    assert ingest.lines == [b"complete", b"half a rec"]
-    assert ingest.streams[0].closed
-    assert not source.status.connected
+        await asyncio.sleep(0.2)  # polled again: the unfinished line waits for its end
+    assert ingest.lines == [b"complete"]
+    assert ingest.streams[0].closed and not source.status.connected
+    saved = ingest.streams[0].marks[-1]
+    assert (saved.offset, saved.tail) == (len(b"complete\n"), 0)
+    with path.open("ab") as fh:
+        fh.write(b"ord\n")
+    again = CollectingIngest(positions={str(path): saved})
+    async with running(build_source(file_config(path, follow=True), again)):
+        await wait_until(lambda: again.lines == [b"half a record"])
+
+
+async def test_a_rotated_files_unfinished_last_line_is_journalled_when_it_is_let_go(tmp_path: Path) -> None:
+    """A file rotated away is read to its very end: its last line, ended or not, is journalled before the new
+    file is followed (nothing is left behind in a file smdrd no longer reads)."""
+    path = tmp_path / "pbx.log"
+    path.write_bytes(b"complete\nlast, unended")
+    ingest = CollectingIngest()
+    source = build_source(file_config(path, follow=True), ingest)
+    async with running(source):
+        await wait_until(lambda: ingest.lines == [b"complete"])
+        path.rename(tmp_path / "pbx.log.1")
+        path.write_bytes(b"new file\n")
+        await wait_until(lambda: ingest.lines == [b"complete", b"last, unended", b"new file"])
 
 
 # --- standard input -------------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ the end of its last complete line, which the journal writer saves with that line
 shorter, is read from there; a file truncated meanwhile is read from its start; a file rotated meanwhile has
 the rest of the old one read first when it is still beside it under a name that starts with the followed one's
 (``pbx.log.1``, ``pbx.log-20250101``: not compressed), then the new one from its start. ``from_start`` applies
-only when nothing was saved. A last line without its end, journalled at a stop, is read again whole at the next
-start when the file carried on writing it (the piece journalled at the stop stays as it was received).
+only when nothing was saved. Only complete lines are read from a followed file: a last line still being written
+waits for its end (also across a stop: it is read whole at the next start), and only a file let go (rotated
+away) has its unended last line journalled as it is.
 
 Limits of polling, as with ``tail -F``: a file truncated and refilled past the old position between two polls
 (or while smdrd was stopped, keeping its first bytes) looks merely appended to, and a writer that keeps writing
@@ -137,21 +138,39 @@ class FileReader(Source):
         self.status.connected = True
         self.status.connections += 1
 
-    async def _feed_to_end(self, fd: int, pos: int, stream: Stream, followed: _Open | None = None) -> int:
-        """Feed ``fd`` from ``pos`` until a read returns nothing; returns the new position. A ``followed`` file
-        has the end of its last complete line marked after each chunk that completes one."""
+    async def _feed_to_end(self, fd: int, pos: int, stream: Stream, followed: _Open | None = None, *,
+                           whole: bool = False) -> int:
+        """Feed ``fd`` from ``pos`` until a read returns nothing; returns the new position.
+
+        A ``followed`` file is fed complete lines only (unless ``whole``: the last read of a file that is going
+        away): a line still being written is read again, whole, once its end is there, and a stop between two
+        reads leaves no piece of a line behind (a chunk's edge cut a line in two, journalled as a bogus line at
+        the stop and again whole after the restart). Its position is kept up to date chunk by chunk, also when a
+        stop cancels the read: the chunk under way is fed whole (`feed_whole`), and a position saved at the stop
+        that did not count it would send the restart back over its lines. A line longer than a chunk is fed as
+        it comes (the framer journals it as too long)."""
         loop = asyncio.get_running_loop()
         while True:
             # In a thread: a file on a slow disk or NFS must not stall the other sources' event loop.
             data = await loop.run_in_executor(None, os.pread, fd, CHUNK, pos)
+            if followed is not None and not whole and data:
+                end = _line_end(data)
+                if end:
+                    data = data[:end]
+                elif len(data) < CHUNK:
+                    data = b""  # only a line being written: wait for its end
             if not data:
                 return pos
             self.status.saw_data(len(data))
-            await feed_whole(stream, data)
-            pos += len(data)
-            if followed is not None and (end := _line_end(data)):
-                followed.boundary = pos - len(data) + end
-                self._mark(followed, followed.boundary)
+            try:
+                await feed_whole(stream, data)
+            finally:
+                pos += len(data)
+                if followed is not None:
+                    followed.pos = pos
+                    if end := _line_end(data):
+                        followed.boundary = pos - len(data) + end
+                        self._mark(followed, followed.boundary)
 
     def _mark(self, current: _Open, offset: int) -> None:
         """Mark ``offset`` of ``current`` (the end of a complete line, or of the tail journalled at a close)."""
@@ -176,8 +195,10 @@ class FileReader(Source):
                 current.pos = await self._feed_to_end(current.fd, current.pos, current.stream, current)
                 change = self._change(current)
                 if change == "rotated":
-                    # the writer may have added to the old file before it moved to the new one
-                    current.pos = await self._feed_to_end(current.fd, current.pos, current.stream, current)
+                    # the writer may have added to the old file before it moved to the new one (its last line,
+                    # ended or not: the file is let go)
+                    current.pos = await self._feed_to_end(current.fd, current.pos, current.stream, current,
+                                                          whole=True)
                     await self._release(current, change)
                     current = None
                     continue
@@ -245,7 +266,8 @@ class FileReader(Source):
             return 0, False
         offset = saved.offset
         if saved.tail and offset < size and os.pread(fd, 1, offset) not in _LINE_ENDS:
-            # the last line, journalled cut off at the stop, was written on: read it again whole
+            # a last line journalled cut off at a stop (saved by an earlier version) was written on: read it
+            # again whole
             log.info("source.file_tail_continued", source=self.name, path=path, tail_bytes=saved.tail)
             offset -= saved.tail
         return offset, True
@@ -279,7 +301,7 @@ class FileReader(Source):
                 log.info("source.file_rotated_rest", source=self.name, path=path, rotated_to=old, offset=offset)
                 rest = _Open(fd, st.st_dev, st.st_ino, offset, self.ingest.open_stream(path, self._framer()),
                              offset, saved.head)
-                rest.pos = await self._feed_to_end(fd, offset, rest.stream, rest)
+                rest.pos = await self._feed_to_end(fd, offset, rest.stream, rest, whole=True)
                 await rest.stream.close()
                 self._mark(rest, rest.pos)
             finally:
