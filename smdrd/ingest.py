@@ -104,7 +104,7 @@ class SourceIngest:
         self.pipeline = pipeline
         #: positions marked and not yet given to the writer, each with its stream and how many of that stream's
         #: lines must have come back first.
-        self._marks: deque[tuple[LineStream, int, FilePosition]] = deque()
+        self._marks: deque[tuple[LineStream | None, int, FilePosition]] = deque()
 
     def open_stream(self, peer: str, framer: FramerLike | None = None) -> LineStream:
         return LineStream(self, peer, framer or Framer(self.max_line))
@@ -112,10 +112,19 @@ class SourceIngest:
     def saved_position(self, path: str) -> FilePosition | None:
         return self.writer.saved_position(self.name, path)
 
+    def saved_paths(self) -> list[str]:
+        return [path for (source, path) in list(self.writer.positions) if source == self.name]
+
+    def forget_position(self, path: str) -> None:
+        from smdrd.journal import FilePosition
+
+        self._marks.append((None, 0, FilePosition.forget(self.name, path)))  # after the marks before it
+        self._release_marks()
+
     def _release_marks(self) -> None:
         """Give the writer, in order, each position whose stream's lines before it are all with the writer."""
         marks = self._marks
-        while marks and marks[0][0].delivered >= marks[0][1]:
+        while marks and ((stream := marks[0][0]) is None or stream.delivered >= marks[0][1]):
             self.writer.submit_position(marks.popleft()[2])
 
 

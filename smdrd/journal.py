@@ -186,6 +186,17 @@ class FilePosition:
     tail: int = 0
     head: bytes = b""
 
+    @classmethod
+    def forget(cls, source: str, path: str) -> FilePosition:
+        """The position that, saved, deletes ``source``'s saved position of ``path`` (a file gone for good, as
+        a spool directory's files go once read: `smdrd.sources.spool`)."""
+        return cls(source, path, 0, 0, -1)
+
+    @property
+    def forgotten(self) -> bool:
+        """True for a `forget` position: saving it deletes the saved one."""
+        return self.offset < 0
+
 
 #: how many of a file's first bytes `FilePosition.head` keeps.
 HEAD_BYTES = 64

@@ -60,6 +60,8 @@ class CollectedStream:
     closed: bool = False
     #: the positions the source marked (`smdrd.sources.base.Stream.mark`), in order.
     marks: list[FilePosition] = field(default_factory=list)
+    #: where marks count as saved at once (`CollectingIngest.commit_marks`), by path.
+    saved: dict[str, FilePosition] | None = None
 
     def _take(self, frames: Sequence[Frame]) -> None:
         for frame in frames:
@@ -79,6 +81,8 @@ class CollectedStream:
 
     def mark(self, position: FilePosition) -> None:
         self.marks.append(position)
+        if self.saved is not None:
+            self.saved[position.path] = position
 
 
 @dataclass
@@ -89,14 +93,26 @@ class CollectingIngest:
     max_line: int = 8192
     streams: list[CollectedStream] = field(default_factory=list)
     positions: dict[str, FilePosition] = field(default_factory=dict)
+    #: true: every position marked counts as saved at once (as if each line were committed as it is fed).
+    commit_marks: bool = False
+    #: the paths whose positions were forgotten (`forget_position`), in order.
+    forgotten: list[str] = field(default_factory=list)
 
     def open_stream(self, peer: str, framer: FramerLike | None = None) -> CollectedStream:
-        stream = CollectedStream(peer, framer or Framer(self.max_line))
+        stream = CollectedStream(peer, framer or Framer(self.max_line),
+                                 saved=self.positions if self.commit_marks else None)
         self.streams.append(stream)
         return stream
 
     def saved_position(self, path: str) -> FilePosition | None:
         return self.positions.get(path)
+
+    def saved_paths(self) -> list[str]:
+        return list(self.positions)
+
+    def forget_position(self, path: str) -> None:
+        self.positions.pop(path, None)
+        self.forgotten.append(path)
 
     @property
     def lines(self) -> list[bytes]:

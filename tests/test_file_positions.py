@@ -365,3 +365,39 @@ def test_a_position_is_saved_in_the_commit_of_its_lines(tmp_path: Path) -> None:
     asyncio.run(run())
     assert seen
     assert all(lines == offset for lines, offset in seen), seen  # offset i + 1 is committed with line i
+
+
+def test_a_forgotten_position_is_deleted_after_the_ones_before_it(any_database: Path | str) -> None:
+    """A spool directory's file gone for good has its position forgotten (`FilePosition.forget`): deleted in
+    order with the positions given before it, from the database and from the writer's memory; others stay."""
+    if isinstance(any_database, str):
+        import psycopg
+
+        with psycopg.connect(any_database, autocommit=True) as conn:
+            conn.execute("DELETE FROM file_positions")
+
+    async def run() -> tuple[FilePosition | None, FilePosition | None, FilePosition | None]:
+        writer = journal_writer(any_database, batch_rows=2, commit_interval=0.01)
+        await writer.open()
+        task = asyncio.create_task(writer.run())
+        kept = FilePosition(SOURCE, "/spool/cdr_b", 1, 3, 30)
+        writer.submit(_entry(0))
+        writer.submit_position(FilePosition(SOURCE, "/spool/cdr_a", 1, 2, 10))
+        writer.submit_position(kept)
+        writer.submit(_entry(1))
+        writer.submit_position(FilePosition(SOURCE, "/spool/cdr_a", 1, 2, 20))
+        writer.submit_position(FilePosition.forget(SOURCE, "/spool/cdr_a"))
+        await writer.flushed()
+        in_memory = writer.saved_position(SOURCE, "/spool/cdr_a")
+        await writer.close()
+        await task
+        again = journal_writer(any_database)
+        await again.open()
+        try:
+            return in_memory, again.saved_position(SOURCE, "/spool/cdr_a"), again.saved_position(SOURCE, "/spool/cdr_b")
+        finally:
+            await again.close()
+
+    in_memory, forgotten, kept = asyncio.run(run())
+    assert in_memory is None and forgotten is None
+    assert kept is not None and kept.offset == 30

@@ -56,6 +56,15 @@ class Ingest(Protocol):
         nowhere (never followed, or a store that keeps no positions)."""
         ...
 
+    def saved_paths(self) -> list[str]:
+        """The files this source has a saved position for."""
+        ...
+
+    def forget_position(self, path: str) -> None:
+        """Delete this source's saved position of ``path`` (a file gone for good), after the positions marked
+        before, in a commit of its own if need be."""
+        ...
+
 
 @dataclass(slots=True)
 class SourceStatus:

@@ -8,7 +8,7 @@ insert them are each store's (`smdrd.store.sqlite.rows`, `smdrd.store.postgres.w
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from json.encoder import encode_basestring
@@ -100,6 +100,20 @@ POSITION_COLUMNS = ("source", "path", "identity", "byte_offset", "tail", "head",
 def position_row(p: FilePosition, saved_at: int) -> tuple[object, ...]:
     """The ``file_positions`` row of ``p`` saved at ``saved_at`` (µs), in `POSITION_COLUMNS` order."""
     return (p.source, p.path, f"{p.dev}:{p.ino}", p.offset, p.tail, p.head, saved_at)
+
+
+def position_changes(positions: Iterable[FilePosition], saved_at: int
+                     ) -> tuple[list[tuple[object, ...]], list[tuple[str, str]]]:
+    """``positions`` as the rows to save (`position_row`) and the ``(source, path)`` keys to delete (the
+    `FilePosition.forgotten` ones)."""
+    rows: list[tuple[object, ...]] = []
+    gone: list[tuple[str, str]] = []
+    for p in positions:
+        if p.forgotten:
+            gone.append((p.source, p.path))
+        else:
+            rows.append(position_row(p, saved_at))
+    return rows, gone
 
 
 def position_from_row(row: tuple[object, ...]) -> FilePosition | None:

@@ -29,7 +29,7 @@ from smdrd.store.mapping import clean_name
 from smdrd.store.postgres.connect import aconnect, failure, redact
 from smdrd.store.postgres.directory import LEARN_NAME
 from smdrd.store.postgres.schema import LOCAL_SITE, roll_up_sql
-from smdrd.store.rows import CALL_COLUMNS, POSITION_COLUMNS, PreparedEntry, alert_row, line_row, position_row
+from smdrd.store.rows import CALL_COLUMNS, POSITION_COLUMNS, PreparedEntry, alert_row, line_row, position_changes
 from smdrd.store.sqlite.writer import JournalWriter
 
 __all__ = ["PgJournalWriter", "Unwritable", "store_batch"]
@@ -70,14 +70,18 @@ NAME_SITE = "UPDATE sites SET name = %s WHERE id = %s AND name <> %s"
 SAVE_POSITION = (f"INSERT INTO file_positions ({', '.join(POSITION_COLUMNS)}) "
                  f"VALUES ({', '.join(['%s'] * len(POSITION_COLUMNS))}) ON CONFLICT (source, path) DO UPDATE SET "
                  + ", ".join(f"{c} = excluded.{c}" for c in POSITION_COLUMNS[2:]))
+FORGET_POSITION = "DELETE FROM file_positions WHERE source = %s AND path = %s"
 LOAD_POSITIONS = f"SELECT {', '.join(POSITION_COLUMNS)} FROM file_positions"
 
 
 async def save_positions(cur: psycopg.AsyncCursor[Any], positions: list[FilePosition]) -> None:
-    """Save ``positions`` (`smdrd.journal.FilePosition`) in the transaction of ``cur``."""
-    if positions:
-        now = time.time_ns() // 1000
-        await cur.executemany(SAVE_POSITION, [position_row(p, now) for p in positions])
+    """Save ``positions`` (`smdrd.journal.FilePosition`; delete the forgotten ones) in the transaction of
+    ``cur``."""
+    rows, gone = position_changes(positions, time.time_ns() // 1000)
+    if rows:
+        await cur.executemany(SAVE_POSITION, rows)
+    if gone:
+        await cur.executemany(FORGET_POSITION, gone)
 
 
 async def store_batch(conn: psycopg.AsyncConnection[Any], batch: list[PreparedEntry],

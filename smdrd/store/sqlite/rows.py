@@ -11,15 +11,16 @@ from smdrd.store.rows import (
     call_row,
     encode_extra,
     line_row,
+    position_changes,
     position_from_row,
     position_row,
     prepare,
     unprepared,
 )
 
-__all__ = ["CALL_COLUMNS", "INSERT_CALL", "INSERT_CALL_NUMBERED", "INSERT_LINE", "LAST_IDS", "LOAD_POSITIONS",
-           "OUTBOX_INSERT", "SAVE_POSITION", "CallRow", "PreparedEntry", "alert_row", "call_row", "encode_extra",
-           "line_row", "position_from_row", "position_row", "prepare", "unprepared"]
+__all__ = ["CALL_COLUMNS", "FORGET_POSITION", "INSERT_CALL", "INSERT_CALL_NUMBERED", "INSERT_LINE", "LAST_IDS",
+           "LOAD_POSITIONS", "OUTBOX_INSERT", "SAVE_POSITION", "CallRow", "PreparedEntry", "alert_row", "call_row",
+           "encode_extra", "line_row", "position_changes", "position_from_row", "position_row", "prepare", "unprepared"]
 
 INSERT_LINE = ("INSERT INTO lines (id, source, peer, received_at, format, raw, status, error) "
                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
@@ -38,5 +39,7 @@ OUTBOX_INSERT = ("INSERT OR IGNORE INTO alert_outbox (alert_id, rule, severity, 
 SAVE_POSITION = (f"INSERT INTO file_positions ({', '.join(POSITION_COLUMNS)}) "
                  f"VALUES ({', '.join('?' * len(POSITION_COLUMNS))}) ON CONFLICT (source, path) DO UPDATE SET "
                  + ", ".join(f"{c} = excluded.{c}" for c in POSITION_COLUMNS[2:]))
+#: a forgotten position (`smdrd.journal.FilePosition.forgotten`): its row goes.
+FORGET_POSITION = "DELETE FROM file_positions WHERE source = ? AND path = ?"
 #: every saved position, read when the writer opens (`position_from_row`).
 LOAD_POSITIONS = f"SELECT {', '.join(POSITION_COLUMNS)} FROM file_positions"

@@ -37,6 +37,7 @@ from smdrd.store.sqlite.directory import LEARN_NAME
 from smdrd.store.sqlite.rollups import ROLL_UP
 from smdrd.store.sqlite.rows import (
     CALL_COLUMNS,
+    FORGET_POSITION,
     INSERT_CALL,
     INSERT_LINE,
     LAST_IDS,
@@ -46,8 +47,8 @@ from smdrd.store.sqlite.rows import (
     PreparedEntry,
     alert_row,
     line_row,
+    position_changes,
     position_from_row,
-    position_row,
     unprepared,
 )
 from smdrd.store.sqlite.schema import LOCAL_SITE, PRAGMAS, SCHEMA_VERSION, migrate, name_local_site
@@ -99,6 +100,15 @@ class WriterStats:
     commits: int = 0
     failures: int = 0
     last_commit_seconds: float = 0.0
+
+
+async def _save_positions(db: aiosqlite.Connection, positions: list[FilePosition]) -> None:
+    """Save ``positions`` (delete the forgotten ones) in the transaction open on ``db``."""
+    rows, gone = position_changes(positions, time.time_ns() // 1000)
+    if rows:
+        await db.executemany(SAVE_POSITION, rows)
+    if gone:
+        await db.executemany(FORGET_POSITION, gone)
 
 
 def _in_transaction(db: aiosqlite.Connection) -> bool:
@@ -194,7 +204,8 @@ class JournalWriter:
 
     def submit_position(self, position: FilePosition) -> None:
         """Save ``position`` with the entries submitted so far: in the transaction that commits the last of them
-        (at once, in a transaction of its own, when they are all committed already). Never blocks."""
+        (at once, in a transaction of its own, when they are all committed already); a forgotten one
+        (`FilePosition.forget`) deletes the saved one then. Never blocks."""
         self._positions.append((self._submitted, position))
         self._idle.clear()
         if not self._pending:
@@ -306,7 +317,10 @@ class JournalWriter:
         self._committed += len(stored)
         for _ in range(self._writing):  # saved by that commit (`_covered`)
             position = self._positions.popleft()[1]
-            self.positions[(position.source, position.path)] = position
+            if position.forgotten:
+                self.positions.pop((position.source, position.path), None)
+            else:
+                self.positions[(position.source, position.path)] = position
         self._writing = 0
         if not stored:
             return  # a commit of positions only: no line to count or to tell about
@@ -408,8 +422,7 @@ class JournalWriter:
                     await db.executemany(LEARN_NAME, [(ext, name, now) for ext, given in names.items()
                                                       if (name := clean_name(given))])
             if positions:
-                now_us = time.time_ns() // 1000
-                await db.executemany(SAVE_POSITION, [position_row(p, now_us) for p in positions])
+                await _save_positions(db, positions)
             await db.execute("COMMIT")
         except BaseException:
             # SQLite has already rolled back by itself after some failures (disk full, I/O error): a ROLLBACK
