@@ -91,6 +91,7 @@ from smdrd.sources.config import (
     FileSource,
     SerialSource,
     SourceConfig,
+    SpoolSource,
     TcpClientSource,
     TcpServerSource,
     open_to_everyone_warning,
@@ -141,6 +142,7 @@ __all__ = [
     "SmtpConfig",
     "SourceConfig",
     "SourceDownAlertConfig",
+    "SpoolSource",
     "TariffBandConfig",
     "TariffConfig",
     "TariffRuleConfig",
@@ -290,7 +292,7 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("tcp-client", "tcp-server", "serial", "file"):
+        elif part in ("tcp-client", "tcp-server", "serial", "file", "spool"):
             continue  # the discriminator's branch name is noise in a key path
         elif part.startswith("function-") or part.endswith("]"):
             continue

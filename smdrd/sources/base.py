@@ -78,6 +78,9 @@ class SourceStatus:
     refused: int = 0
     bytes_read: int = 0
     last_data_at: float | None = None
+    #: files read to their end, and the last of them (a ``spool`` source's).
+    files_read: int = 0
+    last_file: str | None = None
     #: the last error in full (logs and the token-protected health detail; may name the PBX's address).
     last_error: str | None = None
     #: the same error as a reason a person can act on, with no exception text or address (public `/healthz`).

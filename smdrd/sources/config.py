@@ -1,4 +1,4 @@
-"""The ``[[sources]]`` section: one model per kind of source (tcp-client, tcp-server, serial, file).
+"""The ``[[sources]]`` section: one model per kind of source (tcp-client, tcp-server, serial, file, spool).
 
 `SourceConfig` is their union, told apart by ``kind``. `smdrd.config` composes it into `~smdrd.config.Settings`
 and checks what needs the plugin registries (formats, handshakes, format options).
@@ -7,10 +7,11 @@ and checks what needs the plugin registries (formats, handshakes, format options
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from smdrd.section import Section, parse_hostport
 
@@ -18,6 +19,7 @@ __all__ = [
     "FileSource",
     "SerialSource",
     "SourceConfig",
+    "SpoolSource",
     "TcpClientSource",
     "TcpServerSource",
     "open_to_everyone_warning",
@@ -171,8 +173,66 @@ class FileSource(_SourceBase):
     poll_interval: float = Field(default=0.5, gt=0)
 
 
+class SpoolSource(_SourceBase):
+    """A spool directory: every file matching ``pattern`` that lands in ``path`` (a PBX's CDR files pushed
+    over SFTP, such as Cisco Unified CM's) read once, each as its own stream, when it has settled."""
+
+    kind: Literal["spool"]
+    #: the directory (not read recursively).
+    path: str = Field(min_length=1)
+    #: which of its files are read: a shell glob on the file name (``cdr_*``).
+    pattern: str = Field(default="*", min_length=1)
+    #: seconds between looks at the directory.
+    poll_interval: float = Field(default=2.0, gt=0, le=3600)
+    #: seconds a file must have kept its size and modification time (and be at least this old) before it is
+    #: read: a file still being uploaded is left alone.
+    settle: float = Field(default=5.0, ge=0, le=86_400)
+    #: which settled file first: by ``name`` (CUCM's names carry the time), or by ``mtime`` (then name).
+    order: Literal["name", "mtime"] = "name"
+    #: what becomes of a file once every line of it is committed: ``keep``, ``delete`` or ``move:<dir>`` (a
+    #: relative directory is inside ``path``).
+    after: str = "keep"
+    #: seconds: a file last modified longer ago is not read, and once read its position is forgotten (bounds
+    #: what a kept directory costs); 0 reads every file and remembers each until it leaves the directory.
+    ignore_older: float = Field(default=0.0, ge=0)
+
+    @field_validator("after")
+    @classmethod
+    def _after(cls, v: str, info: ValidationInfo) -> str:
+        v = v.strip()
+        if v in ("keep", "delete"):
+            return v
+        kind, sep, target = v.partition(":")
+        if not (kind == "move" and sep and target.strip()):
+            raise ValueError(f"expected keep, delete or move:<directory> (such as move:done), got {v!r}")
+        v = f"move:{target.strip()}"
+        path = info.data.get("path")
+        if isinstance(path, str) and _move_to(path, v) == os.path.normpath(path):
+            raise ValueError(f"{v!r} names the spool directory itself, whose files would then be read again "
+                             f"under their new names: name another directory, such as move:done")
+        return v
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, v: str) -> str:
+        if "/" in v:
+            raise ValueError(f"expected a file name pattern such as cdr_*, without a directory, got {v!r}")
+        return v
+
+    @property
+    def move_to(self) -> str | None:
+        """The directory a read file is moved to (``after = "move:<dir>"``), ``None`` for keep or delete."""
+        return _move_to(self.path, self.after)
+
+
+def _move_to(path: str, after: str) -> str | None:
+    if not after.startswith("move:"):
+        return None
+    return os.path.normpath(os.path.join(path, after[len("move:"):]))
+
+
 SourceConfig = Annotated[
-    TcpClientSource | TcpServerSource | SerialSource | FileSource, Field(discriminator="kind")
+    TcpClientSource | TcpServerSource | SerialSource | FileSource | SpoolSource, Field(discriminator="kind")
 ]
 
 

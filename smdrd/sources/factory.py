@@ -8,11 +8,12 @@ from smdrd.errors import SmdrdError
 from smdrd.sources.base import Ingest, Source
 from smdrd.sources.file import FileReader
 from smdrd.sources.serial import SerialPort
+from smdrd.sources.spool import SpoolReader
 from smdrd.sources.tcp import TcpClient, TcpServer
 
 #: source classes by config ``kind``.
 SOURCE_CLASSES: dict[str, type[Source]] = {
-    cls.kind: cls for cls in (TcpClient, TcpServer, SerialPort, FileReader)
+    cls.kind: cls for cls in (TcpClient, TcpServer, SerialPort, FileReader, SpoolReader)
 }
 
 
