@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
+import threading
 import time
 from collections import Counter
 from functools import partial
@@ -26,7 +28,7 @@ from smdrd.journal import FilePosition
 from smdrd.sources.base import FramerLike
 from smdrd.sources.factory import build_source
 from smdrd.sources.spool import SpoolReader
-from smdrd.testing import CollectedStream, CollectingIngest
+from smdrd.testing import CollectedStream, CollectingIngest, DaemonProcess, daemon_config
 from tests.test_sources_tcp import running, wait_until
 
 FIXTURES = Path(__file__).parent / "fixtures" / "cisco-cucm"
@@ -399,3 +401,90 @@ def test_every_line_once_whatever_the_arrival(tmp_path_factory: pytest.TempPathF
     assert set(calls.values()) == {1}
     if after == "move:done":
         assert sorted(p.name for p in (spool / "done").iterdir()) == sorted(name(n) for n in range(6))
+
+
+# --- a real daemon, killed mid-directory --------------------------------------------------------------------------
+
+
+def big_cucm_file(n: int, calls: int = 150) -> bytes:
+    """A real CUCM file's names and types lines, then ``calls`` records of its own (several reads' worth)."""
+    names, types, record = records(cucm_file(0))[:3]
+    fields = record.split(b",", 3)
+    rows = [b",".join([*fields[:2], str(1_000_000 + n * 10_000 + i).encode(), fields[3]]) for i in range(calls)]
+    return b"".join(line + b"\n" for line in [names, types, *rows])
+
+
+def journalled(database: Path | str) -> list[tuple[bytes, str]]:
+    """``(raw, status)`` of every line the spool source journalled, in journal order (not flushed markers)."""
+    sql = "SELECT raw, status FROM lines WHERE source = {} AND status <> 'flushed' ORDER BY id"
+    if isinstance(database, str):
+        import psycopg
+
+        with psycopg.connect(database) as conn:
+            return [(bytes(r[0]), str(r[1])) for r in conn.execute(sql.format("%s"), ("cucm",)).fetchall()]
+    if not database.exists():
+        return []
+    lite = sqlite3.connect(database)
+    try:
+        return [(bytes(r[0]), str(r[1])) for r in lite.execute(sql.format("?"), ("cucm",)).fetchall()]
+    finally:
+        lite.close()
+
+
+@pytest.mark.parametrize("after", ["keep", "delete"])
+def test_sigkill_mid_directory_then_restart_neither_loses_nor_doubles(
+        tmp_path: Path, any_database: Path | str, daemons: list[DaemonProcess], after: str) -> None:
+    """CUCM drops a file every so often (each uploaded in two writes) while the daemon is killed (SIGKILL: no
+    shutdown, commits cut short) twice and started again: every record of every file is journalled once, none
+    marked duplicate, and with ``after = "delete"`` every file ends up deleted, none before its lines were
+    committed (else a record would be missing)."""
+    spool = tmp_path / "cucm"
+    spool.mkdir()
+    files = {name(n): big_cucm_file(n) for n in range(24)}
+    db = {"url": any_database} if isinstance(any_database, str) else {"path": str(any_database)}
+    config = daemon_config(tmp_path, [{"name": "cucm", "kind": "spool", "format": "cisco-cucm",
+                                       "path": str(spool), "pattern": "cdr_*", "poll_interval": 0.05,
+                                       "settle": 0.1, "after": after}], database=db)
+    d = DaemonProcess(tmp_path, config)
+    daemons.append(d)
+    done = threading.Event()
+
+    def cucm() -> None:
+        for file_name, body in files.items():
+            with (spool / file_name).open("wb") as fh:
+                fh.write(body[:len(body) // 2])
+                fh.flush()
+                time.sleep(0.03)
+                fh.write(body[len(body) // 2:])
+            time.sleep(0.08)
+        done.set()
+
+    d.start(within=60)
+    uploader = threading.Thread(target=cucm)
+    uploader.start()
+    try:
+        for _ in range(2):
+            time.sleep(0.9)
+            d.kill()  # SIGKILL
+            time.sleep(0.3)  # down for a while: CUCM goes on uploading
+            d.start(within=60)
+    finally:
+        uploader.join()
+    assert done.is_set()
+    expected = [line for body in files.values() for line in records(body) if line.startswith(b"1,")]
+    deadline = time.monotonic() + 60
+    while sum(raw.startswith(b"1,") for raw, _ in journalled(any_database)) < len(expected) or (
+            after == "delete" and any(spool.glob("cdr_*"))):
+        assert time.monotonic() < deadline, d.log_text()[-3000:]
+        assert d.alive(), d.log_text()[-3000:]
+        time.sleep(0.1)
+    time.sleep(0.5)  # a few more looks: nothing is read again
+    d.terminate()
+    stored = journalled(any_database)
+    calls = Counter(raw for raw, _ in stored if raw.startswith(b"1,"))
+    assert sorted(calls) == sorted(expected)
+    assert set(calls.values()) == {1}, "a record journalled twice"
+    assert "duplicate" not in {status for _, status in stored}
+    if after == "keep":
+        assert sorted(p.name for p in spool.iterdir()) == sorted(files)
+    d.assert_clean_log()
