@@ -127,6 +127,8 @@ class HealthMonitor:
                              "last_line_age_seconds": None if last is None else round(now - last, 3),
                              "lines": rs.ingest.counters.lines, "parse_errors": rs.ingest.counters.errors,
                              "reconnects": status.reconnects})
+                if cfg.kind == "spool":
+                    info.update({"files_read": status.files_read, "last_file": status.last_file})
             if detail and status.last_error:
                 info["last_error"] = status.last_error
             elif status.last_error_reason:
@@ -188,7 +190,8 @@ def source_down(kind: str, follow: bool, connected: bool, last_line: float | Non
     if kind == "file" and not follow:
         return None
     return {"tcp-client": "not connected to the PBX", "serial": "the serial port is not open",
-            "file": "the followed file is not open"}.get(kind, "not connected")
+            "file": "the followed file is not open",
+            "spool": "the spool directory cannot be read"}.get(kind, "not connected")
 
 
 def install(daemon: Daemon) -> HealthMonitor:

@@ -435,6 +435,8 @@ class _LiveCollector:
                                       "max_connections), since the source started.", labels=labels)
         received = CounterMetricFamily("smdrd_source_received_bytes", "Bytes read from the source, since it "
                                        "started.", labels=labels)
+        files = CounterMetricFamily("smdrd_source_files_read", "Files read to their end (a spool source's), since "
+                                    "the source started.", labels=labels)
         up = GaugeMetricFamily("smdrd_source_up", "1 while the source counts as up by the rules of /healthz "
                                "(connected, or a push source with a recent line).", labels=labels)
         info = GaugeMetricFamily("smdrd_source_info", "Each configured source, with its kind and format.",
@@ -448,7 +450,7 @@ class _LiveCollector:
             name = [cfg.name]
             info.add_metric([cfg.name, cfg.kind, cfg.format], 1)
             if rs is None:  # configured but not started (yet): zeros, not gaps
-                for family in (connected, up, last_line, reconnects, connections, refused, received):
+                for family in (connected, up, last_line, reconnects, connections, refused, received, files):
                     family.add_metric(name, 0)
                 continue
             status = rs.source.status
@@ -461,7 +463,8 @@ class _LiveCollector:
             connections.add_metric(name, status.connections)
             refused.add_metric(name, status.refused)
             received.add_metric(name, status.bytes_read)
-        yield from (connected, up, last_line, reconnects, connections, refused, received, info)
+            files.add_metric(name, status.files_read)
+        yield from (connected, up, last_line, reconnects, connections, refused, received, files, info)
 
         # The department tree, so a dashboard can keep to top-level departments (parent=""), whose figures
         # count each call once, or show a parent beside its sub-departments as a report does.

@@ -54,7 +54,7 @@ SITE_VALUES: dict[tuple[str, str], str] = {
 #: per source entry, the keys that say which PBX and where (every other key must show its default).
 SOURCE_SITE_KEYS = {"name", "kind", "format", "enabled", "host", "port", "listen", "allowed_peers", "device", "path",
                     "baudrate", "parity", "bytesize", "stopbits", "flow_control", "follow", "format_options",
-                    "handshake", "year", "encoding"}
+                    "handshake", "year", "encoding", "pattern"}
 #: sections of the example that are examples, not defaults: lists of the site's own entries.
 EXAMPLE_ENTRIES = {"tariff.rules", "tariff.bands", "departments", "alerts.budget.departments"}
 
@@ -280,6 +280,8 @@ def example_quotes() -> Iterator[Quote]:
         pattern = re.compile(rf"^#?\s*{re.escape(key)}\s*=")
         number = next((i for i, line in enumerate(lines, 1) if pattern.match(line)), 0)
         keys = [k for k in _candidates(key, section) if k.section == section]
+        if section == "sources":  # kinds share key names (poll_interval: a file's 0.5, a spool's 2.0)
+            keys = sorted(keys, key=lambda k: not _equal(k, value))
         if keys:
             default = keys[0].default
             if not _equal(keys[0], value):
