@@ -15,6 +15,13 @@ import re
 from dataclasses import dataclass
 
 _TERMINATORS = re.compile(rb"[\r\n\x00\x0c]+")
+#: the bytes that end a line, each on its own (what `_TERMINATORS` finds runs of).
+LINE_ENDS = (b"\r", b"\n", b"\x00", b"\x0c")
+
+
+def last_line_end(data: bytes) -> int:
+    """Where in ``data`` its last complete line ends (just after its last line-end byte); 0 if it has none."""
+    return max(data.rfind(end) for end in LINE_ENDS) + 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,7 +35,7 @@ import structlog
 
 from smdrd.backoff import LogThrottle, log_throttled
 from smdrd.errors import SmdrdError
-from smdrd.framing import Framer
+from smdrd.framing import LINE_ENDS, Framer, last_line_end
 from smdrd.journal import HEAD_BYTES, FilePosition
 from smdrd.sources.base import Ingest, Source, Stream
 from smdrd.sources.config import FileSource
@@ -45,13 +45,6 @@ log = structlog.get_logger(__name__)
 
 STDIN_PEER = "<stdin>"
 
-#: what ends a line (`smdrd.framing.Framer`).
-_LINE_ENDS = (b"\r", b"\n", b"\x00", b"\x0c")
-
-
-def _line_end(data: bytes) -> int:
-    """Where in ``data`` its last complete line ends (after its last line-end byte); 0 if it has none."""
-    return max(data.rfind(end) for end in _LINE_ENDS) + 1
 
 
 @dataclass(slots=True)
@@ -154,7 +147,7 @@ class FileReader(Source):
             # In a thread: a file on a slow disk or NFS must not stall the other sources' event loop.
             data = await loop.run_in_executor(None, os.pread, fd, CHUNK, pos)
             if followed is not None and not whole and data:
-                end = _line_end(data)
+                end = last_line_end(data)
                 if end:
                     data = data[:end]
                 elif len(data) < CHUNK:
@@ -168,7 +161,7 @@ class FileReader(Source):
                 pos += len(data)
                 if followed is not None:
                     followed.pos = pos
-                    if end := _line_end(data):
+                    if end := last_line_end(data):
                         followed.boundary = pos - len(data) + end
                         self._mark(followed, followed.boundary)
 
@@ -265,7 +258,7 @@ class FileReader(Source):
                      reason="same inode, other first bytes")
             return 0, False
         offset = saved.offset
-        if saved.tail and offset < size and os.pread(fd, 1, offset) not in _LINE_ENDS:
+        if saved.tail and offset < size and os.pread(fd, 1, offset) not in LINE_ENDS:
             # a last line journalled cut off at a stop (saved by an earlier version) was written on: read it
             # again whole
             log.info("source.file_tail_continued", source=self.name, path=path, tail_bytes=saved.tail)

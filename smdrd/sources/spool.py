@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import structlog
 
 from smdrd.backoff import LogThrottle, log_throttled
-from smdrd.framing import Framer
+from smdrd.framing import LINE_ENDS, Framer, last_line_end
 from smdrd.journal import HEAD_BYTES, FilePosition
 from smdrd.sources.base import Ingest, Source, Stream
 from smdrd.sources.config import SpoolSource
@@ -49,13 +49,6 @@ from smdrd.sources.streams import CHUNK, describe, feed_whole
 
 log = structlog.get_logger(__name__)
 
-#: what ends a line (`smdrd.framing.Framer`).
-_LINE_ENDS = (b"\r", b"\n", b"\x00", b"\x0c")
-
-
-def _line_end(data: bytes) -> int:
-    """Where in ``data`` its last complete line ends (after its last line-end byte); 0 if it has none."""
-    return max(data.rfind(end) for end in _LINE_ENDS) + 1
 
 
 @dataclass(slots=True)
@@ -273,7 +266,7 @@ class SpoolReader(Source):
             seen.position = None
             return 0
         offset = saved.offset
-        if saved.tail and offset < size and os.pread(fd, 1, offset) not in _LINE_ENDS:
+        if saved.tail and offset < size and os.pread(fd, 1, offset) not in LINE_ENDS:
             offset -= saved.tail  # its last line, journalled cut off, was written on: read it again whole
         return offset
 
@@ -286,7 +279,7 @@ class SpoolReader(Source):
             data = await loop.run_in_executor(None, os.pread, reading.fd, CHUNK, reading.pos)
             if not data:
                 return
-            end = _line_end(data)
+            end = last_line_end(data)
             if end and len(data) == CHUNK:
                 data = data[:end]
             self.status.saw_data(len(data))

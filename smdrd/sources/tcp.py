@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 
 from smdrd.backoff import Backoff, LogThrottle, log_throttled
+from smdrd.framing import LINE_ENDS
 from smdrd.journal import FilePosition
 from smdrd.section import parse_hostport
 from smdrd.sources.base import Ingest, Source, Stream
@@ -169,10 +170,6 @@ class _Connection:
         return now - (self.last_line if self.last_line is not None else self.opened)
 
 
-#: what ends a line (`smdrd.framing.Framer`; a Mitel 5000 record ends in CR LF too).
-_LINE_ENDS = (b"\n", b"\r", b"\x00", b"\x0c")
-
-
 class _Watched:
     """A `Stream` that notes on its connection when bytes arrive (for the idle rules)."""
 
@@ -183,7 +180,7 @@ class _Watched:
     async def feed(self, data: bytes) -> None:
         conn = self._conn
         conn.last_byte = time.monotonic()
-        ended = any(end in data for end in _LINE_ENDS)
+        ended = any(end in data for end in LINE_ENDS)
         if ended:
             conn.last_line = conn.last_byte
         conn.feeding += 1
