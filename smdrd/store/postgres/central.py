@@ -35,6 +35,7 @@ import psycopg
 from smdrd.errors import SmdrdError
 from smdrd.journal import ERROR, FLUSHED, MICROS
 from smdrd.parsing import published_names
+from smdrd.store.confirm import advance
 from smdrd.store.directory_rows import name_rows
 from smdrd.store.postgres.connect import AsyncPart, failure
 from smdrd.store.postgres.directory import LEARN_SITE_NAME
@@ -86,6 +87,23 @@ _INSERT_ALERTS = ("INSERT INTO alert_outbox (alert_id, rule, severity, created_a
                   "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[], %s::bigint[]) "
                   "ON CONFLICT (alert_id) DO NOTHING RETURNING alert_id")
 _FIND_SITES = "SELECT name, id FROM sites WHERE name = ANY(%s)"
+#: each site's confirmed point (NULL: none yet), and whether it has lines stored (read before this batch's go in).
+_CONFIRMED_OF = ("SELECT s.id, c.confirmed, EXISTS (SELECT 1 FROM lines l WHERE l.site_id = s.id) "
+                 "FROM unnest(%s::integer[]) AS s (id) LEFT JOIN site_confirmed c ON c.site_id = s.id")
+#: the entries' links (position, prev) above their site's point; a smaller prev of the same entry wins (a re-send
+#: from a rewound cursor follows on from the point).
+_ADD_LINKS = ("INSERT INTO site_links (site_id, site_line, prev) "
+              "SELECT * FROM unnest(%s::integer[], %s::bigint[], %s::bigint[]) "
+              "ON CONFLICT (site_id, site_line) DO UPDATE SET prev = least(site_links.prev, excluded.prev)")
+#: a site's links above its point, in position order, a slice at a time.
+_LINKS_ABOVE = ("SELECT site_line, prev FROM site_links WHERE site_id = %s AND site_line > %s "
+                "ORDER BY site_line LIMIT %s")
+_DROP_LINKS = "DELETE FROM site_links WHERE site_id = %s AND site_line <= %s"
+_SAVE_CONFIRMED = ("INSERT INTO site_confirmed (site_id, confirmed) VALUES (%s, %s) "
+                   "ON CONFLICT (site_id) DO UPDATE SET confirmed = excluded.confirmed")
+_ALL_CONFIRMED = "SELECT s.name, c.confirmed FROM site_confirmed c JOIN sites s ON s.id = c.site_id"
+#: links read at once while the confirmed point moves
+_LINK_SLICE = 2000
 _ADD_SITE = ("INSERT INTO sites (id, name) SELECT coalesce(max(id), 0) + 1, %s FROM sites "
              "ON CONFLICT (name) WHERE name <> '' DO NOTHING")
 
@@ -204,6 +222,8 @@ class CentralBatch:
     alerts_by: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
     #: site -> stored lines whose calls a newer revision replaced (a site's rerate or reparse)
     revised_by: Mapping[str, int] = field(default_factory=dict)
+    #: site -> its confirmed point after this batch (`smdrd.store.confirm`), for the sites whose entries it linked
+    confirmed_by: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def revised(self) -> int:
@@ -229,17 +249,19 @@ class CentralWriter(AsyncPart):
         return int((time.time() - (self.calls_days - 1) * 86_400) * 1_000_000)
 
     async def store(self, entries: Sequence[Mapping[str, Any]],
-                    alerts: Sequence[Mapping[str, Any]] = ()) -> CentralBatch:
+                    alerts: Sequence[Mapping[str, Any]] = (), *,
+                    passed: Sequence[Mapping[str, Any]] = ()) -> CentralBatch:
         """Store ``entries`` (payloads as `smdrd.mqtt_payloads.read_journal_message` gives them) and ``alerts``
         (as `smdrd.mqtt_payloads.read_alert_message` gives them: into the inbox as ``<site>:<id>``) in one
-        transaction.
+        transaction, and move their sites' confirmed points; ``passed`` are entries refused for their values,
+        never stored, that the points move over all the same (sending them again would not store them).
 
         Raises:
             Unwritable: the server cannot take it now; nothing of the batch was kept.
             EntryRefused: an entry's values were refused; nothing of the batch was kept.
         """
         try:
-            return await self._store(entries, alerts)
+            return await self._store(entries, alerts, passed)
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             raise Unwritable(failure(self.url, exc)) from exc
         except (psycopg.DataError, psycopg.IntegrityError) as exc:
@@ -247,8 +269,8 @@ class CentralWriter(AsyncPart):
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:  # a field missing or of the wrong type
             raise EntryRefused(f"{type(exc).__name__}: {exc}") from exc
 
-    async def _store(self, entries: Sequence[Mapping[str, Any]], alerts: Sequence[Mapping[str, Any]]
-                     ) -> CentralBatch:
+    async def _store(self, entries: Sequence[Mapping[str, Any]], alerts: Sequence[Mapping[str, Any]],
+                     passed: Sequence[Mapping[str, Any]]) -> CentralBatch:
         if self._conn is None or self._conn.closed or self._conn.broken:
             # lost, or not back yet after a reconnection that failed (the server still down): connect again
             await self.close()
@@ -257,7 +279,8 @@ class CentralWriter(AsyncPart):
         latest = _latest(entries, self.revision_cutoff())
         async with conn.transaction(), conn.cursor() as cur:
             await cur.execute(_BEGIN)  # the writers' lock and the staging tables: one round trip
-            found = await self._site_ids(cur, {str(e["site"]) for e in latest.values()})
+            found = await self._site_ids(cur, {str(e["site"]) for e in (*latest.values(), *passed)})
+            confirmed_by = await self._confirm(cur, found, [*entries, *passed])
             async with cur.copy(f"COPY central_lines_in ({', '.join(_LINE_COLUMNS)}) FROM STDIN") as copy:
                 for e in latest.values():
                     await copy.write_row((found[e["site"]], e["id"], e["source"], e["peer"], e["received_at"],
@@ -312,7 +335,71 @@ class CentralWriter(AsyncPart):
             alerts_by = await self._alerts(cur, alerts)
         self._sites.update(found)  # committed: the sites added are there for good
         return CentralBatch(len(new_lines), calls, sum(known_by.values()), lines_by, known_by, tuple(calls_by),
-                            alerts_by, revised_by)
+                            alerts_by, revised_by, confirmed_by)
+
+    async def _confirm(self, cur: psycopg.AsyncCursor[Any], found: Mapping[str, int],
+                       entries: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+        """The links of ``entries`` that carry ``prev`` kept, and each of their sites' confirmed point moved over
+        them (`smdrd.store.confirm.advance`), in this batch's transaction; the points, by site name.
+
+        A site without a point yet starts at 0, or, when it has lines stored already (it published before its
+        payloads carried ``prev``), at the lowest ``prev`` of this batch: what it published before is taken as
+        it was (the point cannot speak for it)."""
+        linked: dict[int, dict[int, int]] = {}  # site id -> position -> prev
+        for e in entries:
+            prev = e.get("prev")
+            if prev is None or e.get("revision") or str(e["site"]) not in found:
+                continue
+            links = linked.setdefault(found[str(e["site"])], {})
+            position = int(e["id"])
+            links[position] = min(int(prev), links.get(position, int(prev)))
+        if not linked:
+            return {}
+        sites = sorted(linked)
+        await cur.execute(_CONFIRMED_OF, (sites,))
+        points: dict[int, int] = {}
+        for site, point, has_lines in await cur.fetchall():
+            if point is not None:
+                points[int(site)] = int(point)
+            else:
+                points[int(site)] = min(linked[int(site)].values()) if has_lines else 0
+        rows = [(site, position, prev) for site in sites for position, prev in linked[site].items()
+                if position > points[site]]
+        if rows:
+            await cur.execute(_ADD_LINKS, tuple(map(list, zip(*rows, strict=True))))
+        names = {i: n for n, i in found.items()}
+        out: dict[str, int] = {}
+        for site in sites:
+            point = before = points[site]
+            while True:
+                await cur.execute(_LINKS_ABOVE, (site, point, _LINK_SLICE))
+                above = [(int(a), int(b)) for a, b in await cur.fetchall()]
+                moved = advance(point, above)
+                if not above or moved != above[-1][0] or len(above) < _LINK_SLICE:
+                    point = moved
+                    break
+                point = moved
+            if point != before:
+                await cur.execute(_DROP_LINKS, (site, point))
+            await cur.execute(_SAVE_CONFIRMED, (site, point))
+            out[names[site]] = point
+        return out
+
+    async def confirmed(self) -> dict[str, int]:
+        """Every site's confirmed point, by name (the collector publishes them all at each connection).
+
+        Raises:
+            Unwritable: the server cannot answer now.
+        """
+        try:
+            if self._conn is None or self._conn.closed or self._conn.broken:
+                await self.close()
+                await self.open()
+            async with self.conn.transaction(), self.conn.cursor() as cur:
+                await cur.execute(_ALL_CONFIRMED)
+                return {str(name): int(point) for name, point in await cur.fetchall()}
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise Unwritable(failure(self.url, exc)) from exc
 
     async def _alerts(self, cur: psycopg.AsyncCursor[Any], alerts: Sequence[Mapping[str, Any]]
                       ) -> dict[tuple[str, str, str], int]:

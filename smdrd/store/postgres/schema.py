@@ -360,6 +360,23 @@ CREATE TABLE file_positions (
 );
 """
 
+#: Each site's confirmed point (`smdrd.store.confirm`): the position in its journal up to which every entry it
+#: published is stored here, published back to the site (``<journal_prefix>/<site>/confirmed``) so that its
+#: publisher sends again what a broker acknowledged and lost. ``site_links`` holds the stored entries above the
+#: point (position, and the position read before it), until the point passes them.
+CONFIRMED_MIGRATION = """
+CREATE TABLE site_confirmed (
+    site_id     integer PRIMARY KEY REFERENCES sites (id),
+    confirmed   bigint  NOT NULL
+);
+CREATE TABLE site_links (
+    site_id     integer NOT NULL REFERENCES sites (id),
+    site_line   bigint  NOT NULL,
+    prev        bigint  NOT NULL,
+    PRIMARY KEY (site_id, site_line)
+);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
     # 1: everything the SQLite store has at its schema version 11, less the people and rights.
     BASE_MIGRATION,
@@ -381,6 +398,8 @@ MIGRATIONS: tuple[str, ...] = (
     RETENTION_HORIZON_MIGRATION,
     # where each followed file's journalled lines end, to resume there (see `FILE_POSITIONS_MIGRATION`).
     FILE_POSITIONS_MIGRATION,
+    # each site's confirmed point and the stored entries above it (see `CONFIRMED_MIGRATION`).
+    CONFIRMED_MIGRATION,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
