@@ -18,6 +18,11 @@ under ``<site>:<id>`` (two sites' identical calls raise alerts of the same id): 
 site's outbox and its broker, stored once, acknowledged after the commit. People acknowledge and snooze them in
 a console over the central store; the site's own inbox keeps its own state.
 
+After each commit the collector publishes, retained, each site's confirmed point (`smdrd.store.confirm`, kept
+in the batch's transaction) to ``<journal_prefix>/<site>/confirmed``, at most about once a second, and every
+site's again at each connection to its broker: a site whose entries a broker acknowledged and then lost (killed
+before it saved them) sees the point stop behind them and sends them again (`smdrd.mqtt.Confirmation`).
+
 With an ``[http]`` section it serves ``/metrics`` (what it stored, by site: `smdrd.central_metrics`) and
 ``/healthz``.
 """
@@ -42,8 +47,14 @@ from smdrd.config import Settings
 from smdrd.errors import ConfigError
 from smdrd.http import HttpServer
 from smdrd.http_config import http_token
-from smdrd.mqtt import Delivery, Subscription
-from smdrd.mqtt_payloads import journal_filter, read_alert_message, read_journal_message
+from smdrd.mqtt import Delivery, Retain, Subscription
+from smdrd.mqtt_payloads import (
+    confirmed_message,
+    confirmed_topic,
+    journal_filter,
+    read_alert_message,
+    read_journal_message,
+)
 from smdrd.notify import notify, watchdog_interval
 from smdrd.store import open_store
 from smdrd.store.api import SiteSeen, StoreUnavailable
@@ -107,6 +118,9 @@ class Collector:
         if "http" in settings.model_fields_set and settings.http.enabled:
             self.http = HttpServer(settings.http.listen, http_token(settings.http), config=settings.http)
         self.metrics = central_metrics.install(self)
+        #: each site's confirmed point, as committed (published retained to the site)
+        self.confirmed: dict[str, int] = {}
+        self._confirmed_changed = asyncio.Event()
 
     async def run(self) -> None:
         """Serve ``[http]`` (if set), open the store (waiting for PostgreSQL), then subscribe and store until
@@ -117,7 +131,9 @@ class Collector:
         try:
             await self._open(writer)
             await self._seed()
-            await self.subscription.run(lambda batch: self._store(writer, batch), self._decode)
+            await self._read_confirmed(writer)
+            await self.subscription.run(lambda batch: self._store(writer, batch), self._decode,
+                                        session=self._publish_confirmed)
         finally:
             await writer.close()
             if self.http is not None:
@@ -137,6 +153,34 @@ class Collector:
             self.metrics.seed(await asyncio.to_thread(read))
         except Exception as exc:  # only metrics, whatever the store's driver raised: they fill in as batches come
             log.warning("central.sites_unread", error=str(exc))
+
+    async def _read_confirmed(self, writer: CentralWriter) -> None:
+        """Every site's confirmed point, to publish at each connection (waiting for PostgreSQL)."""
+        backoff = Backoff(0.5, 30.0)
+        while True:
+            try:
+                self.confirmed.update(await writer.confirmed())
+                return
+            except StoreUnavailable as exc:
+                delay = backoff.next_delay()
+                log.warning("central.store_unavailable", error=str(exc), retry_in=round(delay, 2))
+                await asyncio.sleep(delay)
+
+    async def _publish_confirmed(self, publish: Retain) -> None:
+        """Beside each connection: every site's confirmed point, retained, then each one that moved, at most about
+        once a second. A failed publish waits for the next connection (which publishes them all again)."""
+        prefix = self.settings.mqtt.journal_prefix
+        sent: dict[str, int] = {}
+        while True:
+            self._confirmed_changed.clear()
+            todo = {site: point for site, point in self.confirmed.items() if sent.get(site) != point}
+            if todo:
+                await asyncio.gather(*(publish(confirmed_topic(prefix, site), confirmed_message(site, point))
+                                       for site, point in todo.items()))
+                sent.update(todo)
+                await asyncio.sleep(1.0)
+                continue
+            await self._confirmed_changed.wait()
 
     async def _open(self, writer: CentralWriter) -> None:
         backoff = Backoff(0.5, 30.0)
@@ -187,14 +231,17 @@ class Collector:
                     item = (one or one_alert)[0]
                     log.error("central.entry_refused", site=item.get("site"), source=item.get("source"),
                               line=item.get("id"), error=str(exc))
+                    if one:  # never storable: its site's confirmed point passes it all the same
+                        with contextlib.suppress(EntryRefused):
+                            await self._commit(writer, [], [], passed=one)
 
     async def _commit(self, writer: CentralWriter, entries: list[dict[str, Any]],
-                      alerts: list[dict[str, Any]]) -> None:
+                      alerts: list[dict[str, Any]], *, passed: list[dict[str, Any]] | None = None) -> None:
         backoff = Backoff(0.1, 10.0)
         while True:
             began = time.perf_counter()
             try:
-                result: CentralBatch = await writer.store(entries, alerts)
+                result: CentralBatch = await writer.store(entries, alerts, passed=passed or ())
                 self.store_up, self.store_error = True, None
                 break
             except StoreUnavailable as exc:
@@ -209,6 +256,9 @@ class Collector:
         self.stats.revised += result.revised
         self.stats.alerts += sum(result.alerts_by.values())
         self.metrics.stored(result, entries, time.perf_counter() - began)
+        if result.confirmed_by:
+            self.confirmed.update(result.confirmed_by)
+            self._confirmed_changed.set()
 
 
 def run_central(settings: Settings, config_path: Path | None = None) -> int:

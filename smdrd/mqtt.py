@@ -12,7 +12,13 @@ again (at least once; ``uid`` is stable).
 
 Journal entries (``[mqtt] publish_journal``, for a central collector: `smdrd.central`) go out by the same cursor
 machinery, each line with its status and rated calls to ``<journal_prefix>/<site>/journal/<source>``; a new
-entry feed starts at the journal's beginning, so a site that joins sends its history first.
+entry feed starts at the journal's beginning, so a site that joins sends its history first. Each carries
+``prev``, the position read just before it (the cursor, for a window's first). A broker's acknowledgement is not
+the end of it: a broker killed before it saved or forwarded an entry forgets it. So the publisher also follows
+its site's confirmed point, which the collector publishes retained on ``<journal_prefix>/<site>/confirmed``
+(`smdrd.store.confirm`: every entry up to it is stored centrally); when the point stays behind the cursor for
+``confirm_timeout`` after the broker acknowledged entries beyond it, the cursor goes back to the point and those
+entries are sent again (`Confirmation`; the store keeps each once), backing off while the point does not pass.
 
 Delivery: an alert is marked delivered only after the broker acknowledged its QoS-1 PUBLISH (aiomqtt's
 ``publish`` returns on PUBACK). aiomqtt has no offline queue, so while the broker is away alerts simply stay in
@@ -40,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 import time
 from collections import deque
@@ -55,12 +62,22 @@ from paho.mqtt.enums import MQTTErrorCode
 
 from smdrd.backoff import Backoff, LogThrottle, log_throttled
 from smdrd.config import MqttConfig
-from smdrd.mqtt_payloads import CallShape, Topics, encode, journal_message, journal_topic
+from smdrd.mqtt_payloads import (
+    CallShape,
+    Topics,
+    confirmed_topic,
+    encode,
+    journal_message,
+    journal_topic,
+    read_confirmed_message,
+)
 from smdrd.store.api import REVISION_FEED, CallFeed, FeedCall, StoreUnavailable
 
 log = structlog.get_logger("smdrd.mqtt")
 
 T = TypeVar("T")
+#: publishes a retained QoS-1 message (topic, payload), returning once the broker acknowledged it
+Retain = Callable[[str, bytes], Awaitable[None]]
 #: the most packets one turn of the event loop reads (then the others' turn)
 _READ_AT_ONCE = 1000
 
@@ -110,6 +127,10 @@ class PublisherStats:
     revisions_published: int = 0
     #: retained messages (state, discovery) acknowledged by the broker
     retained_published: int = 0
+    #: times the journal cursor went back to the central store's confirmed point
+    journal_rewinds: int = 0
+    #: journal entries acknowledged again after such a rewind
+    entries_resent: int = 0
     last_error: str | None = None
 
 
@@ -140,6 +161,61 @@ def connect_options(c: MqttConfig, base_dir: Path | None) -> dict[str, Any]:
             "keepalive": c.keepalive, "tls_params": tls, "tls_insecure": True if c.tls and c.tls_insecure else None}
 
 
+class Confirmation:
+    """When the journal cursor goes back to the central store's confirmed point (sans I/O: times are given).
+
+    The point is unknown until the collector says it (an older collector never does: no rewind). The cursor goes
+    back once the point has stayed behind it, unmoved, for ``timeout`` seconds while entries beyond it were
+    acknowledged by the broker longer ago than that. After a rewind the next one waits twice as long each time,
+    up to ``longest``, until the point passes the point rewound to: a central store away for hours does not make
+    the site send its backlog again and again.
+    """
+
+    def __init__(self, timeout: float, longest: float = 3600.0) -> None:
+        self.timeout = timeout
+        self.longest = max(longest, timeout)
+        #: the central store's confirmed point, None until it says
+        self.point: int | None = None
+        #: since when entries beyond the point were acknowledged and the point stood still (None: none beyond it)
+        self.since: float | None = None
+        #: the wait after a rewind before the next one
+        self.delay = timeout
+        #: the point of the last rewind, until the point passes it, and when it was
+        self.rewound_to: int | None = None
+        self.rewound_at = 0.0
+
+    def confirmed(self, point: int, cursor: int | None, now: float) -> None:
+        """The collector says ``point`` (again, perhaps: a retained copy at each connection)."""
+        if point != self.point:
+            self.point = point
+            self.since = None
+            if self.rewound_to is not None and point > self.rewound_to:
+                self.rewound_to, self.delay = None, self.timeout
+        self.acked(cursor, now)
+
+    def acked(self, cursor: int | None, now: float) -> None:
+        """The broker acknowledged entries up to ``cursor``."""
+        if self.point is not None and cursor is not None and cursor > self.point and self.since is None:
+            self.since = now
+
+    def due(self, cursor: int | None, now: float) -> int | None:
+        """The point to rewind ``cursor`` to now, or None."""
+        if self.point is None or self.since is None or cursor is None or cursor <= self.point:
+            return None
+        if now - self.since < self.timeout:
+            return None
+        if self.rewound_to is not None and now - self.rewound_at < self.delay:
+            return None
+        return self.point
+
+    def rewound(self, point: int, now: float) -> None:
+        """The cursor went back to ``point``."""
+        if self.rewound_to is not None:
+            self.delay = min(self.delay * 2, self.longest)
+        self.rewound_to, self.rewound_at = point, now
+        self.since = None
+
+
 @dataclass(frozen=True, slots=True)
 class _Feed:
     """One cursor feed the publisher sends: its cursor's name, the event that says new items were committed,
@@ -149,10 +225,15 @@ class _Feed:
     ready: asyncio.Event
     start: Callable[[str], Awaitable[int]]
     read: Callable[[int, int], Awaitable[list[FeedCall]]]
-    message: Callable[[FeedCall], tuple[str, bytes]]
+    #: an item's topic and payload, given the position read before it
+    message: Callable[[FeedCall, int], tuple[str, bytes]]
     counter: str
     #: how often the store is read again when no one says new items were committed (seconds)
     poll: float = 30.0
+    #: given the position, where to go back to before the next read (None: stay)
+    rewind: Callable[[int], int | None] | None = None
+    #: the position saved after acknowledged items, and the items acknowledged again after a rewind
+    saved: Callable[[int, list[FeedCall]], None] | None = None
 
 
 class Publisher:
@@ -164,6 +245,7 @@ class Publisher:
         base_dir: the folder relative ``password_file``, ``ca_file``... are read from.
         on_connected: called with True after each connection and False after each disconnection (metrics).
         on_delivered: called with the number of alerts just marked delivered (metrics).
+        on_resent: called with the rewinds and the journal entries re-sent since the last call (metrics).
         feed: the stored calls, for ``publish_calls`` (opened; without it no call is published).
         site: the ``site`` every call message carries (``[site] name``), unless ``shape`` says more.
         shape: turns a stored call into its payload (site, department, the tariff's decimals).
@@ -177,6 +259,7 @@ class Publisher:
         base_dir: Path | None = None,
         on_connected: Callable[[bool], None] | None = None,
         on_delivered: Callable[[int], None] | None = None,
+        on_resent: Callable[[int, int], None] | None = None,
         feed: CallFeed | None = None,
         site: str = "",
         shape: CallShape | None = None,
@@ -209,6 +292,14 @@ class Publisher:
         #: topic -> what the broker acknowledged on the current connection
         self._retained_sent: dict[str, bytes] = {}
         self._retained_ready = asyncio.Event()
+        self._on_resent = on_resent
+        #: the central store's confirmed point of this site's journal feed (``publish_journal``)
+        self.confirmation = Confirmation(config.confirm_timeout)
+        self.confirmed_topic = confirmed_topic(config.journal_prefix, site)
+        #: the journal feed's cursor as last read or saved (None: not read yet)
+        self.journal_cursor: int | None = None
+        #: entries up to here are being sent again after a rewind
+        self._resend_through = 0
 
     # -- called by the daemon ---------------------------------------------------------------------------------
 
@@ -305,8 +396,11 @@ class Publisher:
         if self.config.publish_calls and self.feed is not None:
             jobs.append(self._publish_calls(client, self.feed))
         if self.config.publish_journal and self.feed is not None:
+            # the collector's word on what it stored: retained, so it comes at once (and the check with it)
+            await client.subscribe(self.confirmed_topic, qos=1)
             jobs.append(self._publish_journal(client, self.feed))
             jobs.append(self._publish_revisions(client, self.feed))
+            jobs.append(self._check_confirmed())
         tasks = [asyncio.ensure_future(job) for job in jobs]
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -322,12 +416,51 @@ class Publisher:
                 raise exc
         raise _Disconnected("the connection ended")
 
-    @staticmethod
-    async def _watch(client: aiomqtt.Client) -> None:
-        # Nothing is subscribed: the iterator only ends, with MqttError, when the connection drops. That ends the
-        # session at once, instead of at the next publish's timeout.
-        async for _ in client.messages:
-            pass
+    async def _watch(self, client: aiomqtt.Client) -> None:
+        # Only the confirmed point is subscribed (``publish_journal``): the iterator also ends, with MqttError, when
+        # the connection drops. That ends the session at once, instead of at the next publish's timeout.
+        async for message in client.messages:
+            if not message.topic.matches(self.confirmed_topic) or not isinstance(message.payload, bytes | bytearray):
+                continue
+            try:
+                point = read_confirmed_message(bytes(message.payload))
+            except ValueError as exc:
+                log.warning("mqtt.bad_confirmed", topic=self.confirmed_topic, error=str(exc))
+                continue
+            self.confirmation.confirmed(point, self.journal_cursor, time.monotonic())
+            if self.confirmation.due(self.journal_cursor, time.monotonic()) is not None:
+                self._journal_ready.set()
+
+    async def _check_confirmed(self) -> None:
+        """Wake the journal feed when the confirmed point says to go back (it rewinds between windows)."""
+        while True:
+            if self.confirmation.due(self.journal_cursor, time.monotonic()) is not None:
+                self._journal_ready.set()
+            await asyncio.sleep(min(1.0, self.config.confirm_timeout / 4))
+
+    def _rewind_journal(self, position: int) -> int | None:
+        self.journal_cursor = position
+        now = time.monotonic()
+        point = self.confirmation.due(position, now)
+        if point is None:
+            return None
+        self.confirmation.rewound(point, now)
+        self._resend_through = max(self._resend_through, position)
+        self.stats.journal_rewinds += 1
+        log.warning("mqtt.journal_rewound", site=self.site, cursor=position, confirmed=point, behind=position - point,
+                    next_after=round(self.confirmation.delay, 1))
+        if self._on_resent is not None:
+            self._on_resent(1, 0)
+        return point
+
+    def _journal_saved(self, position: int, acked: list[FeedCall]) -> None:
+        self.journal_cursor = position
+        self.confirmation.acked(position, time.monotonic())
+        again = sum(1 for e in acked if e.position <= self._resend_through)
+        if again:
+            self.stats.entries_resent += again
+            if self._on_resent is not None:
+                self._on_resent(0, again)
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         """Publish pending alerts oldest first, a window at a time; mark each delivered once acknowledged."""
@@ -384,16 +517,18 @@ class Publisher:
         topic = self.call_topic
         await self._publish_feed(client, feed, _Feed(
             CALL_FEED, self._calls_ready, feed.start, feed.after,
-            lambda c: (topic, self._call_message(c.fields)), "calls_published"))
+            lambda c, _prev: (topic, self._call_message(c.fields)), "calls_published"))
 
     async def _publish_journal(self, client: aiomqtt.Client, feed: CallFeed) -> None:
         """Publish journal entries after the saved cursor (a new feed starts at the journal's beginning), each to
-        its site's and source's topic."""
+        its site's and source's topic with the position read before it (``prev``); back to the central store's
+        confirmed point when it stalls (`Confirmation`)."""
         prefix, site = self.config.journal_prefix, self.site
         await self._publish_feed(client, feed, _Feed(
             JOURNAL_FEED, self._journal_ready, feed.start_entries, feed.entries,
-            lambda e: (journal_topic(prefix, site, e.fields["source"]), encode(journal_message(site, e.fields))),
-            "entries_published"))
+            lambda e, prev: (journal_topic(prefix, site, e.fields["source"]),
+                             encode({**journal_message(site, e.fields), "prev": prev})),
+            "entries_published", rewind=self._rewind_journal, saved=self._journal_saved))
 
     async def _publish_revisions(self, client: aiomqtt.Client, feed: CallFeed) -> None:
         """Publish the revisions of journal entries (lines whose calls a rerate or reparse changed, as they are
@@ -402,7 +537,8 @@ class Publisher:
         prefix, site = self.config.journal_prefix, self.site
         await self._publish_feed(client, feed, _Feed(
             REVISION_FEED, self._revisions_ready, feed.start_revisions, feed.revisions,
-            lambda e: (journal_topic(prefix, site, e.fields["source"]), encode(journal_message(site, e.fields))),
+            lambda e, _prev: (journal_topic(prefix, site, e.fields["source"]),
+                              encode(journal_message(site, e.fields))),
             "revisions_published", poll=REVISION_POLL))
 
     async def _publish_feed(self, client: aiomqtt.Client, feed: CallFeed, spec: _Feed) -> None:
@@ -413,14 +549,18 @@ class Publisher:
         position = await spec.start(spec.name)
         while True:
             spec.ready.clear()
+            if spec.rewind is not None and (back := spec.rewind(position)) is not None:
+                position = back
+                await asyncio.shield(self._save_cursor(feed, spec.name, position))
             batch = await spec.read(position, window)
             if not batch:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(spec.ready.wait(), spec.poll)  # and re-check now and then
                 continue
             # An item without fields has nothing to send (a revision of a line retention deleted): passed.
-            sends = [asyncio.ensure_future(client.publish(*spec.message(c), qos=1)) if c.fields else None
-                     for c in batch]
+            prevs = [position, *(c.position for c in batch[:-1])]
+            sends = [asyncio.ensure_future(client.publish(*spec.message(c, prev), qos=1)) if c.fields else None
+                     for c, prev in zip(batch, prevs, strict=True)]
             tasks = [t for t in sends if t is not None]
             try:
                 if tasks:
@@ -441,6 +581,8 @@ class Publisher:
                 if acked:
                     position = batch[acked - 1].position
                     await asyncio.shield(self._save_cursor(feed, spec.name, position))
+                    if spec.saved is not None:
+                        spec.saved(position, batch[:acked])
             failed = next((t for t in tasks if t.done() and not t.cancelled() and t.exception() is not None), None)
             if failed is not None:
                 raise failed.exception()  # type: ignore[misc]  # the session ends; reconnect and go on
@@ -540,9 +682,11 @@ class Subscription:
         self.stats = SubscriptionStats()
         self.connected = False
 
-    async def run(self, handle: Callable[[list[T]], Awaitable[None]], decode: Callable[[Delivery], T]) -> None:
+    async def run(self, handle: Callable[[list[T]], Awaitable[None]], decode: Callable[[Delivery], T], *,
+                  session: Callable[[Retain], Awaitable[None]] | None = None) -> None:
         """Connect, decode what arrives, hand over batches and acknowledge them, reconnect after failures, until
-        cancelled."""
+        cancelled. ``session``, if given, runs beside each connection (cancelled when it ends) with a function
+        that publishes a retained QoS-1 message on it and returns once the broker acknowledged it."""
         c = self.config
         backoff = Backoff(c.reconnect_min, c.reconnect_max, stable_after=30.0)
         throttle = LogThrottle(first_interval=60.0, max_interval=3600.0)
@@ -563,7 +707,14 @@ class Subscription:
                     failures = throttle.reset()
                     log.info("mqtt.subscribed", host=c.host, port=c.port, topics=self.topics,
                              **({"after_failures": failures} if failures else {}))
-                    await self._consume(client, inbox, handle, decode)
+                    beside: asyncio.Future[None] | None = None if session is None else asyncio.ensure_future(
+                        session(functools.partial(_publish_retained, client)))
+                    try:
+                        await self._consume(client, inbox, handle, decode)
+                    finally:
+                        if beside is not None:
+                            beside.cancel()
+                            await asyncio.gather(beside, return_exceptions=True)
             except (aiomqtt.MqttError, OSError, ssl.SSLError, ValueError) as exc:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
@@ -627,6 +778,10 @@ class Subscription:
             client._client.ack(d.mid, d.qos)
         self.stats.batches += 1
         self.stats.acknowledged += len(deliveries)
+
+
+async def _publish_retained(client: aiomqtt.Client, topic: str, payload: bytes) -> None:
+    await client.publish(topic, payload, qos=1, retain=True)
 
 
 def _read_all_arrived(client: aiomqtt.Client) -> None:

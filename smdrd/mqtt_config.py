@@ -61,6 +61,9 @@ class MqttConfig(Section):
     publish_timeout: float = Field(default=10.0, gt=0)
     #: alerts published at once while draining (acknowledged as a window, kept in order on the wire).
     window: int = Field(default=64, ge=1, le=1000)
+    #: ``publish_journal``: seconds the central store's confirmed point may stay behind entries the broker
+    #: acknowledged before the journal cursor goes back to it and sends them again (docs/central.md).
+    confirm_timeout: float = Field(default=60.0, ge=1, le=86_400)
 
     @field_validator("topic_prefix", "discovery_prefix", "journal_prefix")
     @classmethod

@@ -25,9 +25,9 @@ from typing import Any
 import orjson
 
 __all__ = [
-    "JOURNAL_VERSION", "SCHEMAS", "CallShape", "DepartmentFigures", "SiteFigures", "Topics", "encode",
-    "journal_filter", "journal_message", "journal_topic", "load_schema", "money_text", "read_alert_message",
-    "read_journal_message",
+    "JOURNAL_VERSION", "SCHEMAS", "CallShape", "DepartmentFigures", "SiteFigures", "Topics", "confirmed_message",
+    "confirmed_topic", "encode", "journal_filter", "journal_message", "journal_topic", "load_schema", "money_text",
+    "read_alert_message", "read_confirmed_message", "read_journal_message",
     "schema_name", "source_message", "state_message", "topic_level",
 ]
 
@@ -61,6 +61,33 @@ def journal_topic(prefix: str, site: str, source: str) -> str:
 def journal_filter(prefix: str) -> str:
     """The topic filter of every site's journal entries (the central collector's subscription)."""
     return f"{prefix}/+/journal/+"
+
+
+def confirmed_topic(prefix: str, site: str) -> str:
+    """Where the central collector publishes ``site``'s confirmed point (retained): ``<prefix>/<site>/confirmed``
+    (`smdrd.store.confirm`)."""
+    return f"{prefix}/{site}/confirmed"
+
+
+def confirmed_message(site: str, point: int) -> bytes:
+    """A site's confirmed point as the collector publishes it: every entry the site published up to ``point``
+    (its journal position) is stored centrally."""
+    return encode({"v": JOURNAL_VERSION, "site": site, "confirmed": int(point)})
+
+
+def read_confirmed_message(payload: bytes) -> int:
+    """The confirmed point of a `confirmed_message` payload.
+
+    Raises:
+        ValueError: not such a payload.
+    """
+    message = orjson.loads(payload)
+    if not isinstance(message, dict) or message.get("v") != JOURNAL_VERSION:
+        raise ValueError("not a confirmed point of version 1")
+    point = message.get("confirmed")
+    if not isinstance(point, int) or isinstance(point, bool) or point < 0:
+        raise ValueError(f"bad confirmed point {point!r}")
+    return point
 
 
 def journal_message(site: str, fields: Mapping[str, Any]) -> dict[str, Any]:
