@@ -167,7 +167,8 @@ class MqttDelivery:
                     continue
                 publisher = self.publisher = Publisher(
                     cfg, self.outbox, base_dir=self.daemon.base_dir, on_connected=self._connected,
-                    on_delivered=self._delivered, feed=self.feed, site=self.site, shape=self.shape)
+                    on_delivered=self._delivered, on_resent=self._resent, feed=self.feed, site=self.site,
+                    shape=self.shape)
                 jobs: list[Awaitable[None]] = [publisher.run()]
                 if cfg.state_topics:
                     jobs.append(self._keep_state(publisher))
@@ -299,6 +300,11 @@ class MqttDelivery:
         if self._metrics is not None:
             with contextlib.suppress(Exception):
                 self._metrics.mqtt_connected(connected)
+
+    def _resent(self, rewinds: int, entries: int) -> None:
+        if self._metrics is not None:
+            with contextlib.suppress(Exception):
+                self._metrics.mqtt_journal_resent(rewinds, entries)
 
     def _delivered(self, n: int) -> None:
         if self._alerts is not None:

@@ -143,6 +143,8 @@ class Metrics:
     * ``declare_alert_rule(rule, severity)``: pre-initialise a rule's series to 0 (at install and on reload).
     * ``alerts_pending(count)``: the number of alerts now waiting in the outbox (call it when it changes).
     * ``mqtt_connected(connected)``: whether the MQTT publisher is connected (call it when that changes).
+    * ``mqtt_journal_resent(rewinds, entries)``: the journal feed went back to the central store's confirmed point
+      ``rewinds`` times, and ``entries`` were acknowledged again since the last call.
     """
 
     def __init__(self, settings: Settings, *, department_of: DepartmentOf | None = None) -> None:
@@ -155,6 +157,12 @@ class Metrics:
         self._mqtt_connected = False
         self.started_at = time.time()
 
+        self.journal_rewinds = Counter(
+            "smdrd_mqtt_journal_rewinds", "Times the journal feed went back to the central store's confirmed point "
+            "(entries a broker acknowledged and the central store never got).", registry=r)
+        self.journal_resent = Counter(
+            "smdrd_mqtt_journal_entries_resent", "Journal entries the broker acknowledged again after such a "
+            "rewind.", registry=r)
         # Calls count once, on their first leg, as in reports; talk time and cost add up every leg.
         self.calls = Counter("smdrd_calls_total", "Calls committed to the journal (a transferred call once).",
                              ["source", "direction", "call_class"], registry=r)
@@ -360,6 +368,13 @@ class Metrics:
     def mqtt_connected(self, connected: bool) -> None:
         """Whether the MQTT publisher is connected to its broker now."""
         self._mqtt_connected = bool(connected)
+
+    def mqtt_journal_resent(self, rewinds: int, entries: int) -> None:
+        """The journal feed's rewinds to the central store's confirmed point, and the entries sent again."""
+        if rewinds:
+            self.journal_rewinds.inc(rewinds)
+        if entries:
+            self.journal_resent.inc(entries)
 
     # --- exposition --------------------------------------------------------------------------------------
 
