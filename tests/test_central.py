@@ -103,7 +103,7 @@ async def publishing(db: Path, broker: Broker, site: str) -> AsyncIterator[Publi
     await outbox.open()
     await feed.open()
     config = MqttConfig(enabled=True, host=broker.host, port=broker.port, publish_journal=True,
-                        reconnect_min=0.1, reconnect_max=0.5, window=16)
+                        reconnect_min=0.1, reconnect_max=0.5, window=16, confirm_timeout=2)
     publisher = Publisher(config, outbox, feed=feed, site=site)
     task = asyncio.create_task(publisher.run())
     try:
@@ -208,7 +208,7 @@ def central_url(pg_url: str) -> Iterator[str]:
     import psycopg
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute("TRUNCATE lines, calls RESTART IDENTITY CASCADE")
+        conn.execute("TRUNCATE lines, calls, site_confirmed, site_links RESTART IDENTITY CASCADE")
         conn.execute("DELETE FROM sites WHERE id <> 1")
 
 
