@@ -168,19 +168,24 @@ class Collector:
 
     async def _publish_confirmed(self, publish: Retain) -> None:
         """Beside each connection: every site's confirmed point, retained, then each one that moved, at most about
-        once a second. A failed publish waits for the next connection (which publishes them all again)."""
+        once a second. A publish that failed (its acknowledgement late) is tried again a second later; the
+        connection's end cancels this (the next one publishes them all again)."""
         prefix = self.settings.mqtt.journal_prefix
         sent: dict[str, int] = {}
         while True:
             self._confirmed_changed.clear()
             todo = {site: point for site, point in self.confirmed.items() if sent.get(site) != point}
-            if todo:
-                await asyncio.gather(*(publish(confirmed_topic(prefix, site), confirmed_message(site, point))
-                                       for site, point in todo.items()))
-                sent.update(todo)
-                await asyncio.sleep(1.0)
+            if not todo:
+                await self._confirmed_changed.wait()
                 continue
-            await self._confirmed_changed.wait()
+            results = await asyncio.gather(*(publish(confirmed_topic(prefix, site), confirmed_message(site, point))
+                                             for site, point in todo.items()), return_exceptions=True)
+            for (site, point), result in zip(todo.items(), results, strict=True):
+                if isinstance(result, Exception):
+                    log.warning("central.confirmed_unpublished", site=site, confirmed=point, error=str(result))
+                else:
+                    sent[site] = point
+            await asyncio.sleep(1.0)
 
     async def _open(self, writer: CentralWriter) -> None:
         backoff = Backoff(0.5, 30.0)
