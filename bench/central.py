@@ -107,8 +107,8 @@ class TimedCollector(Collector):
     latencies: list[float]
 
     async def _commit(self, writer: CentralWriter, entries: list[dict[str, Any]],
-                      alerts: list[dict[str, Any]]) -> None:
-        await super()._commit(writer, entries, alerts)
+                      alerts: list[dict[str, Any]], *, passed: list[dict[str, Any]] | None = None) -> None:
+        await super()._commit(writer, entries, alerts, passed=passed)
         now = time.time()
         self.latencies.extend(now - int(e["received_at"]) / 1e6 for e in entries)
 
