@@ -365,11 +365,11 @@ CREATE TABLE file_positions (
 #: publisher sends again what a broker acknowledged and lost. ``site_links`` holds the stored entries above the
 #: point (position, and the position read before it), until the point passes them.
 CONFIRMED_MIGRATION = """
-CREATE TABLE site_confirmed (
+CREATE TABLE IF NOT EXISTS site_confirmed (
     site_id     integer PRIMARY KEY REFERENCES sites (id),
     confirmed   bigint  NOT NULL
 );
-CREATE TABLE site_links (
+CREATE TABLE IF NOT EXISTS site_links (
     site_id     integer NOT NULL REFERENCES sites (id),
     site_line   bigint  NOT NULL,
     prev        bigint  NOT NULL,
