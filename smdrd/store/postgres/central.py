@@ -363,6 +363,10 @@ class CentralWriter(AsyncPart):
                 points[int(site)] = int(point)
             else:
                 points[int(site)] = min(linked[int(site)].values()) if has_lines else 0
+        # The batch's own entries first: in the usual run of things they follow on from the point, and none of
+        # them needs to be kept as a link (only those above a gap are).
+        for site in sites:
+            points[site] = advance(points[site], sorted(linked[site].items()))
         rows = [(site, position, prev) for site in sites for position, prev in linked[site].items()
                 if position > points[site]]
         if rows:
@@ -370,7 +374,7 @@ class CentralWriter(AsyncPart):
         names = {i: n for n, i in found.items()}
         out: dict[str, int] = {}
         for site in sites:
-            point = before = points[site]
+            point = points[site]
             while True:
                 await cur.execute(_LINKS_ABOVE, (site, point, _LINK_SLICE))
                 above = [(int(a), int(b)) for a, b in await cur.fetchall()]
@@ -379,8 +383,7 @@ class CentralWriter(AsyncPart):
                     point = moved
                     break
                 point = moved
-            if point != before:
-                await cur.execute(_DROP_LINKS, (site, point))
+            await cur.execute(_DROP_LINKS, (site, point))
             await cur.execute(_SAVE_CONFIRMED, (site, point))
             out[names[site]] = point
         return out
