@@ -441,6 +441,7 @@ class Publisher:
     def _rewind_journal(self, position: int) -> int | None:
         self.journal_cursor = position
         now = time.monotonic()
+        self.confirmation.acked(position, now)  # (a saved cursor read at start: acknowledged before now)
         point = self.confirmation.due(position, now)
         if point is None:
             return None

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smdrd.mqtt import Confirmation
+from smdrd.mqtt import Confirmation, Publisher
 from smdrd.mqtt_payloads import confirmed_message, read_confirmed_message
 from smdrd.store.confirm import advance
 from smdrd.store.postgres.central import CentralWriter
@@ -255,12 +255,15 @@ def central_lines(url: str, site: str) -> list[tuple[int, bytes]]:
     return [(int(i), bytes(raw)) for i, raw in rows]
 
 
+@pytest.mark.parametrize("site_restarted", [False, True], ids=["site-running", "site-restarted"])
 async def test_entries_a_killed_broker_acknowledged_and_forgot_are_sent_again_and_stored_once(
-        tmp_path: Path, pg_url: str) -> None:
+        tmp_path: Path, pg_url: str, site_restarted: bool) -> None:
     """The collector is away (its session queues at the broker); the site publishes 15 entries, each acknowledged
     by the broker; the broker, without persistence, is SIGKILLed and started again: the queue, the session and
     the retained point are gone, and the site's cursor is past them. The collector comes back and says its point
-    (10): the site goes back to it after ``confirm_timeout`` and sends the 15 again; each is stored once."""
+    (10): the site goes back to it after ``confirm_timeout`` and sends the 15 again; each is stored once. The
+    same when the site's publisher was restarted meanwhile, with nothing new to send (its saved cursor ahead of
+    the point it hears at its start)."""
     broker = Broker(tmp_path / "broker", binary=require_broker())
     broker.start()
     db = tmp_path / "site.db"
@@ -280,14 +283,23 @@ async def test_entries_a_killed_broker_acknowledged_and_forgot_are_sent_again_an
             assert pub.stats.entries_published == 25
             broker.stop()  # SIGKILL: what it acknowledged and queued for the collector is gone
             broker.start()
-            async with collecting(central_settings(pg_url, broker, "confirm-central")):
-                assert await until(lambda: len(central_lines(pg_url, "lost")) == 25, 60), \
-                    f"stored {len(central_lines(pg_url, 'lost'))} of 25; {pub.stats}"
-                assert await until(lambda: pub.confirmation.point == 25, 30)
-            assert pub.stats.journal_rewinds == 1
-            assert pub.stats.entries_resent == 15
+            if not site_restarted:
+                await stored_again(pg_url, broker, pub)
+        if site_restarted:
+            async with publishing(db, broker, "lost") as pub:
+                await stored_again(pg_url, broker, pub)
         stored = central_lines(pg_url, "lost")
         assert [i for i, _ in stored] == list(range(1, 26))  # each once
         assert [raw for _, raw in stored] == [e.raw for e in entries]
     finally:
         broker.stop()
+
+
+async def stored_again(pg_url: str, broker: Broker, pub: Publisher) -> None:
+    """The collector back: the site's 15 lost entries are sent again, once, and stored."""
+    async with collecting(central_settings(pg_url, broker, "confirm-central")):
+        assert await until(lambda: len(central_lines(pg_url, "lost")) == 25, 60), \
+            f"stored {len(central_lines(pg_url, 'lost'))} of 25; {pub.stats}"
+        assert await until(lambda: pub.confirmation.point == 25, 30)
+    assert pub.stats.journal_rewinds == 1
+    assert pub.stats.entries_resent == 15
