@@ -33,6 +33,8 @@ DEPARTMENTS = [{"name": "Sales", "extensions": ["200-209"], "budget": "300"},
                {"name": "Support", "extensions": ["300-309"], "budget": "2000"}]
 TARIFF = {"currency": "EUR", "rules": [{"name": "pl", "prefixes": ["48"], "rate": "0.60", "billing_unit": 60}]}
 SCRIPT = "<script>alert(1)</script>"
+#: the shared token the office's wallboards read the overview with.
+WALLBOARD = "wallboard-token-0123456789abcdef"
 
 
 def today_at(hour: int, minute: int = 0) -> str:
@@ -101,7 +103,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Overview]:
         directory.close()
     port, pbx = free_port(), free_port()
     daemon = DaemonProcess(folder, daemon_config(folder, [tcp_server_source("pbx", pbx)],
-                                                 http={"listen": f"127.0.0.1:{port}", "max_connections": 80},
+                                                 http={"listen": f"127.0.0.1:{port}", "max_connections": 80,
+                                                       "token": WALLBOARD},
                                                  departments=DEPARTMENTS, tariff=TARIFF))
     try:
         running = Overview(daemon.start(within=60), port)
@@ -223,6 +226,18 @@ async def test_streams_are_bounded_and_a_signed_out_client_gets_none(
         for response in opened:
             response.close()
     assert MAX_PER_PERSON < MAX_SUBSCRIBERS
+    # Wallboards on the shared token are not one person: a ninth is let in (the whole site's bound applies).
+    boards = []
+    try:
+        for _ in range(MAX_PER_PERSON + 1):
+            response = await browser.get(f"{site.base}/overview/events",
+                                         headers={"Authorization": f"Bearer {WALLBOARD}"})
+            boards.append(response)
+            assert response.status == 200, len(boards)
+            await response.content.readuntil(b"\n\n")
+    finally:
+        for response in boards:
+            response.close()
 
 
 async def test_an_alert_acknowledged_leaves_the_open_alerts_at_once(site: Overview,

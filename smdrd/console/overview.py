@@ -267,7 +267,8 @@ class _Cached:
 @dataclass(eq=False, slots=True)
 class _Subscriber:
     scope: Scope
-    #: who opened it (how they were recognised, and their name): `MAX_PER_PERSON` applies to each.
+    #: who opened it (how they were recognised, and their name): `MAX_PER_PERSON` applies to each user (empty
+    #: for the shared token and a console without users).
     who: tuple[str, str] = ("", "")
     queue: asyncio.Queue[str | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_SIZE))
 
@@ -420,8 +421,11 @@ class Overview:
     @requires(*OVERVIEW_READERS)
     async def events(self, request: web.Request) -> web.StreamResponse:
         principal = principal_of(request)
-        who = (principal.via, principal.name) if principal is not None else ("", "")
-        if not self._closed and sum(s.who == who for s in self.subscribers) >= MAX_PER_PERSON:
+        # A person is a user; the shared token (wallboards) and a console with no users are not one person each
+        # and keep the whole site's bound only.
+        person = principal is not None and principal.user_id is not None
+        who = (principal.via, principal.name) if person and principal is not None else ("", "")
+        if person and not self._closed and sum(s.who == who for s in self.subscribers) >= MAX_PER_PERSON:
             return web.Response(status=429, text=f"you have {MAX_PER_PERSON} live overviews open already; close "
                                                  "one, or reload the page later\n", headers={"Retry-After": "30"})
         if self._closed or len(self.subscribers) >= MAX_SUBSCRIBERS:
