@@ -113,12 +113,14 @@ class SourceIngest:
         return self.writer.saved_position(self.name, path)
 
     def saved_paths(self) -> list[str]:
-        return [path for (source, path) in list(self.writer.positions) if source == self.name]
+        return self.writer.saved_paths(self.name)
 
     def forget_position(self, path: str) -> None:
         from smdrd.journal import FilePosition
 
-        self._marks.append((None, 0, FilePosition.forget(self.name, path)))  # after the marks before it
+        forget = FilePosition.forget(self.name, path)
+        self.writer.note_position(forget)
+        self._marks.append((None, 0, forget))  # after the marks before it
         self._release_marks()
 
     def _release_marks(self) -> None:
@@ -174,6 +176,7 @@ class LineStream:
 
     def mark(self, position: FilePosition) -> None:
         ing = self._ingest
+        ing.writer.note_position(position)
         ing._marks.append((self, self.sent, position))
         ing._release_marks()
 

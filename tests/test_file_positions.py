@@ -186,6 +186,36 @@ def test_a_stop_in_the_middle_of_a_large_backlog_resumes_where_the_journal_ends(
     assert_once(database, lines)
 
 
+def test_a_reload_that_restarts_the_source_mid_backlog_journals_each_line_once(
+        tmp_path: Path, daemons: list[DaemonProcess]) -> None:
+    """A SIGHUP reload that changes the source restarts it at once, with lines it fed still on their way to the
+    journal (in the parse worker, pending in the writer): resuming at the last committed position read those
+    again (1,737 of 30,000 doubled in a review's run). It resumes where the old source's lines were fed."""
+    import signal
+
+    from smdrd.testing import config_toml
+
+    path = tmp_path / "cdr.log"
+    lines = ipo_lines(30_000, seed=5)
+    append(path, lines)
+    database = tmp_path / "smdrd.db"
+    d = follower(tmp_path, database, path)
+    daemons.append(d)
+    d.start(within=60)
+    deadline = time.monotonic() + 60
+    while len(journal(database)) < 2000 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(journal(database)) < len(lines), "the backlog was read before the reload: no test"
+    changed = daemon_config(tmp_path, [file_source(path, poll_interval=0.06)], database={"path": str(database)})
+    d.config_path.write_text(config_toml(changed))
+    d.send_signal(signal.SIGHUP)
+    d.wait_event("daemon.reloaded")
+    wait_journalled(d, database, len(lines), within=120)
+    settle(d, 2)
+    d.terminate()
+    assert_once(database, lines)
+
+
 # --- the daemon, what happened to the file while it was down (SQLite) --------------------------------------------
 
 

@@ -176,6 +176,8 @@ class JournalWriter:
         self._writing = 0
         #: the positions saved, by (source, path): read at `open`, kept as positions are committed.
         self.positions: dict[tuple[str, str], FilePosition] = {}
+        #: the positions last marked by sources in this process, by (source, path) (None: forgotten).
+        self._fed: dict[tuple[str, str], FilePosition | None] = {}
 
     @property
     def pending(self) -> int:
@@ -199,8 +201,25 @@ class JournalWriter:
                 self.positions[(position.source, position.path)] = position
 
     def saved_position(self, source: str, path: str) -> FilePosition | None:
-        """Where ``source``'s lines of ``path`` are committed to (as of the last commit), ``None`` if never."""
-        return self.positions.get((source, path))
+        """Where a source that starts now resumes ``source``'s file ``path``: where its lines were last fed in
+        this process (`note_position`: committed, or on their way to a commit that will save it), else where
+        the database says they were committed to; ``None`` if never (or forgotten)."""
+        key = (source, path)
+        return self._fed[key] if key in self._fed else self.positions.get(key)
+
+    def saved_paths(self, source: str) -> list[str]:
+        """The files ``source`` has a position of (`saved_position`)."""
+        known = {path for (s, path) in self.positions if s == source}
+        for (s, path), position in self._fed.items():
+            if s == source:
+                (known.add if position is not None else known.discard)(path)
+        return sorted(known)
+
+    def note_position(self, position: FilePosition) -> None:
+        """A source marked ``position`` (or forgot it). A source restarted in this process (a reload, a restart
+        after a failure) resumes there, not at the last committed position: the lines between are already fed,
+        on their way to the journal, and reading them again would journal them twice."""
+        self._fed[(position.source, position.path)] = None if position.forgotten else position
 
     def submit_position(self, position: FilePosition) -> None:
         """Save ``position`` with the entries submitted so far: in the transaction that commits the last of them
