@@ -112,6 +112,9 @@ class SourceIngest:
     def saved_position(self, path: str) -> FilePosition | None:
         return self.writer.saved_position(self.name, path)
 
+    def committed_position(self, path: str) -> FilePosition | None:
+        return self.writer.positions.get((self.name, path))
+
     def saved_paths(self) -> list[str]:
         return self.writer.saved_paths(self.name)
 

@@ -107,6 +107,9 @@ class CollectingIngest:
     def saved_position(self, path: str) -> FilePosition | None:
         return self.positions.get(path)
 
+    def committed_position(self, path: str) -> FilePosition | None:
+        return self.positions.get(path)
+
     def saved_paths(self) -> list[str]:
         return list(self.positions)
 

@@ -52,8 +52,14 @@ class Ingest(Protocol):
         ...
 
     def saved_position(self, path: str) -> FilePosition | None:
-        """Where this source's lines of the file ``path`` were committed to, when it last ran; ``None`` if
-        nowhere (never followed, or a store that keeps no positions)."""
+        """Where to resume this source's file ``path``: where its lines were last fed in this process (a source
+        restarted by a reload), else where they were committed to when it last ran; ``None`` if nowhere (never
+        followed, or a store that keeps no positions)."""
+        ...
+
+    def committed_position(self, path: str) -> FilePosition | None:
+        """Where this source's lines of ``path`` are committed to (the journal holds them): what may be done to
+        the file once they are (delete it, forget it) waits for this, not for `saved_position`."""
         ...
 
     def saved_paths(self) -> list[str]:

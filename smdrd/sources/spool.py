@@ -197,7 +197,7 @@ class SpoolReader(Source):
                 log.debug("source.spool_file_ignored", source=self.name, path=path, reason="older than ignore_older")
             return True
         if self._complete(seen, st) and self.config.after == "keep":
-            saved = self.ingest.saved_position(path)
+            saved = self.ingest.committed_position(path)
             if saved is not None and saved.offset >= st.st_size:  # committed: forgetting cannot re-read it
                 seen.position, seen.verified = None, False
                 self._old.add(path)
@@ -323,7 +323,7 @@ class SpoolReader(Source):
     def _apply_after(self) -> None:
         """Delete or move each file read to its end whose last line is committed."""
         for path, size in list(self._after.items()):
-            saved = self.ingest.saved_position(path)
+            saved = self.ingest.committed_position(path)
             if saved is None or saved.offset < size:
                 continue  # not committed yet
             try:
