@@ -488,3 +488,35 @@ def test_sigkill_mid_directory_then_restart_neither_loses_nor_doubles(
     if after == "keep":
         assert sorted(p.name for p in spool.iterdir()) == sorted(files)
     d.assert_clean_log()
+
+
+async def test_a_file_whose_name_is_not_utf8_is_left_alone_and_the_writer_goes_on(tmp_path: Path) -> None:
+    """A file named ``cdr_bad_\\xff`` had its position saved under a name no database takes: the journal writer
+    stopped on it, nothing else was committed, and the restarted daemon read the file again, for ever."""
+    from smdrd.config import Settings
+    from smdrd.ingest import Hooks, SourceIngest
+    from smdrd.store.sqlite.writer import JournalWriter
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    (spool / name(1)).write_bytes(cucm_file(1))
+    spool.joinpath(os.fsdecode(b"cdr_bad_\xff")).write_bytes(cucm_file(2))
+    writer = JournalWriter(tmp_path / "j.db", commit_interval=0.02)
+    await writer.open()
+    writing = asyncio.create_task(writer.run())
+    site = Settings.model_validate({"site": {"timezone": "UTC", "country": "US"}}).site
+    ingest = SourceIngest(name="cucm", format="cisco-cucm", site=site, writer=writer, hooks=Hooks())
+    config = SpoolSource(name="cucm", kind="spool", format="cisco-cucm", path=str(spool), pattern="cdr_*",
+                         poll_interval=0.05, settle=0)
+    async with running(build_source(config, ingest)):
+        await wait_until(lambda: writer.positions.get(("cucm", str(spool / name(1)))) is not None)
+        await asyncio.sleep(0.3)  # more looks at the directory
+        assert not writing.done(), writing.exception() if writing.done() else None
+    await writer.close()
+    await writing
+    conn = sqlite3.connect(tmp_path / "j.db")
+    try:
+        peers = {row[0] for row in conn.execute("SELECT DISTINCT peer FROM lines")}
+    finally:
+        conn.close()
+    assert peers == {str(spool / name(1))}

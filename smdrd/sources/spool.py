@@ -51,6 +51,16 @@ log = structlog.get_logger(__name__)
 
 
 
+def _storable(path: str) -> bool:
+    """Whether ``path`` can be saved as text (a name that is not UTF-8 comes from the OS with surrogates, which
+    no database takes: its position would stop the journal writer)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @dataclass(slots=True)
 class _Seen:
     """A file of the directory as last listed, and how far this source has read it."""
@@ -145,6 +155,14 @@ class SpoolReader(Source):
             with os.scandir(folder) as entries:
                 for entry in entries:
                     if not fnmatch.fnmatchcase(entry.name, pattern):
+                        continue
+                    if not _storable(entry.path):  # its position could not be saved: left alone, said once
+                        if entry.path not in self._old:
+                            self._old.add(entry.path)
+                            log.warning("source.spool_file_name_unreadable", source=self.name,
+                                        name=entry.path.encode("utf-8", "backslashreplace").decode("ascii",
+                                                                                                    "replace"),
+                                        consequence="not read: rename it with a name in UTF-8")
                         continue
                     try:
                         st = entry.stat()  # follows a symlink: a link to a file is that file
