@@ -560,6 +560,23 @@ def config_file_warnings(path: Path | None, settings: Settings) -> list[tuple[st
     return out
 
 
+def _login_option_warnings(settings: Settings) -> list[tuple[str, str]]:
+    """A login option (``password``) on a source that does not log in: kept, not used."""
+    from smdrd.parsing import get_parser_class
+
+    out = []
+    for i, src in enumerate(settings.sources):
+        try:
+            cls = get_parser_class(src.format)
+        except Exception:  # an unknown format is a problem of its own
+            continue
+        for option in sorted(_unused_login_options(src, cls) & set(src.format_options)):
+            out.append((f"sources[{i}].format_options.{option}",
+                        f"not used: a {src.kind} source does not log in to the PBX (only a tcp-client runs the "
+                        f"{cls.handshake} login); remove it"))
+    return out
+
+
 def config_warnings(path: Path | None, settings: Settings) -> list[tuple[str, str]]:
     """What ``check-config`` reports as warnings: `config_file_warnings`, tcp-server sources open to every
     host, and a systemd credential that cannot be checked outside the service."""
@@ -568,6 +585,7 @@ def config_warnings(path: Path | None, settings: Settings) -> list[tuple[str, st
         if isinstance(src, TcpServerSource) and src.enabled and src.open_to_everyone:
             out.append((f"sources[{i}].allowed_peers", open_to_everyone_warning(src)))
     out += placeholder_warnings(settings.sources)
+    out += _login_option_warnings(settings)
     tariff = settings.tariff
     for deck, code in declared_currencies(tariff.decks, path.parent if path else None).items():
         if code != tariff.currency:
@@ -633,7 +651,11 @@ def _source_problems(settings: Settings) -> list[tuple[str, str]]:
         except SmdrdError as exc:
             problems.append((f"{key}.handshake", str(exc)))
             continue
-        if (unknown := unknown_option(cls, src.format_options, handshake.option_names)) is not None:
+        # The format's own login's options stay known where it does not run (a tcp-server's `password`, valid
+        # before logins ran only on a tcp-client): `config_warnings` says they are not used.
+        idle = _unused_login_options(src, cls)
+        known = None if handshake.option_names is None else handshake.option_names | idle
+        if (unknown := unknown_option(cls, src.format_options, known)) is not None:
             problems.append((f"{key}.format_options", unknown))
         if src.kind == "tcp-server" and handshake.logs_in and src.handshake is not None:
             problems.append((f"{key}.handshake", f"{src.handshake!r} logs in to the PBX, which a tcp-server cannot "
@@ -642,6 +664,20 @@ def _source_problems(settings: Settings) -> list[tuple[str, str]]:
         elif (found := handshake.problem(src)) is not None:
             problems.append((f"{key}.{found[0]}", found[1]))
     return problems
+
+
+def _unused_login_options(src: Any, cls: Any) -> frozenset[str]:
+    """The options of ``src``'s format's own login that it does not run (not a tcp-client, no handshake set):
+    known, not read."""
+    from smdrd.sources.handshakes import get_handshake
+
+    if src.kind == "tcp-client" or src.handshake is not None:
+        return frozenset()
+    try:
+        own = get_handshake(cls.handshake).option_names or frozenset()
+    except Exception:  # a format whose handshake cannot be loaded: its problem is named elsewhere
+        return frozenset()
+    return own - (cls.option_names or frozenset())
 
 
 def redacted(settings: Settings) -> dict[str, Any]:

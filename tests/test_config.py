@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from smdrd.cli import main
-from smdrd.config import load_config
+from smdrd.config import config_warnings, load_config
 from smdrd.errors import ConfigError
 
 EXAMPLE = Path(__file__).parent.parent / "config" / "smdrd.example.toml"
@@ -90,6 +90,12 @@ def test_a_login_handshake_on_a_tcp_server_is_refused(tmp_path: Path) -> None:
     server = GOOD.replace('"tcp-client"', '"tcp-server"').replace('host = "10.0.0.5"\nport = 8808\n',
                                                                'listen = "0.0.0.0:2300"\n')
     load_config(write(tmp_path, server.replace('"avaya-ipo"', '"panasonic"')), use_env=False)  # no login: fine
+    # A password written for the login it used to run is still accepted (a config of yesterday), with a warning.
+    kept = write(tmp_path, server.replace('"avaya-ipo"', '"panasonic"') + '[sources.format_options]\n'
+                                                                            'password = "PCCSMDR"\n')
+    assert config_warnings(kept, load_config(kept, use_env=False))[-1:] == [
+        ("sources[0].format_options.password", "not used: a tcp-server source does not log in to the PBX (only a "
+                                                "tcp-client runs the panasonic login); remove it")]
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, server + 'handshake = "panasonic"\n'), use_env=False)
     [(key, problem)] = info.value.problems
