@@ -654,8 +654,8 @@ def _source_problems(settings: Settings) -> list[tuple[str, str]]:
         # The format's own login's options stay known where it does not run (a tcp-server's `password`, valid
         # before logins ran only on a tcp-client): `config_warnings` says they are not used.
         idle = _unused_login_options(src, cls)
-        known = None if handshake.option_names is None else handshake.option_names | idle
-        if (unknown := unknown_option(cls, src.format_options, known)) is not None:
+        readable = None if handshake.option_names is None else handshake.option_names | idle
+        if (unknown := unknown_option(cls, src.format_options, readable)) is not None:
             problems.append((f"{key}.format_options", unknown))
         if src.kind == "tcp-server" and handshake.logs_in and src.handshake is not None:
             problems.append((f"{key}.handshake", f"{src.handshake!r} logs in to the PBX, which a tcp-server cannot "
