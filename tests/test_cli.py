@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import timedelta
@@ -83,6 +84,13 @@ def test_parse_reads_as_a_configured_source_does(tmp_path: Path) -> None:
     assert missing.returncode == 2 and b"no source named 'tda'" in missing.stderr and b"(its sources: tde)" \
         in missing.stderr
     assert run("parse", str(sample)).stderr.decode().strip().endswith("--source NAME of a configuration")
+    # A broken configuration found by $SMDRD_CONFIG does not stop a parse that names everything itself.
+    config.write_text("[site\n")
+    found = subprocess.run([sys.executable, "-m", "smdrd", "parse", "-f", "panasonic", "--country", "IR",
+                            "--timezone", "Asia/Tehran", str(sample)], capture_output=True, timeout=120, check=False,
+                           env={**os.environ, "SMDRD_CONFIG": str(config)})
+    assert found.returncode == 0 and b"not using the configuration" in found.stderr, found.stderr
+    assert run("parse", "-c", str(config), "-f", "panasonic", str(sample)).returncode == 2, "named: refused"
 
 
 def test_parse_auto_detects_the_format() -> None:

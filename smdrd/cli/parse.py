@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from smdrd.cli._common import add_config_argument, config_named, config_path, no_config_message
 from smdrd.config import load_config
-from smdrd.errors import ParseError, SmdrdError
+from smdrd.errors import ConfigError, ParseError, SmdrdError
 from smdrd.framing import Framer, Oversized
 from smdrd.parsing import (
     Detection,
@@ -150,7 +150,15 @@ def _configured(args: argparse.Namespace) -> None:
         if args.source is not None:
             raise SmdrdError(f"--source {args.source}: " + no_config_message(args))
         return
-    settings = load_config(config_path(args))
+    try:
+        settings = load_config(config_path(args))
+    except ConfigError:
+        if args.config is not None or args.source is not None:
+            raise  # asked for: its mistakes are the answer
+        # Only found ($SMDRD_CONFIG, the default file): a broken one must not take the diagnostic tool down.
+        print(f"smdrd parse: not using the configuration {config_path(args)}: it has mistakes (smdrd check-config "
+              "names them); the site's timezone and country are the flags' or the defaults", file=sys.stderr)
+        return
     if args.timezone is None:
         args.timezone = settings.site.timezone
     if args.country is None:
