@@ -431,3 +431,30 @@ def test_a_forgotten_position_is_deleted_after_the_ones_before_it(any_database: 
     in_memory, forgotten, kept = asyncio.run(run())
     assert in_memory is None and forgotten is None
     assert kept is not None and kept.offset == 30
+
+
+def test_a_position_whose_path_is_not_utf8_is_saved_escaped_and_never_stops_the_writer(tmp_path: Path) -> None:
+    """A spool file named ``cdr_\\xff`` (a name the OS gives with surrogates) had a position no database takes as
+    text: the writer's commit failed on it for good. Positions are saved with such a path escaped."""
+    import asyncio
+
+    from smdrd.store.sqlite.writer import JournalWriter
+
+    async def run() -> None:
+        writer = JournalWriter(tmp_path / "j.db", commit_interval=0.01)
+        await writer.open()
+        task = asyncio.create_task(writer.run())
+        writer.submit(_entry(1))
+        odd = "/spool/cdr_" + b"\xff".decode("utf-8", "surrogateescape")
+        writer.submit_position(FilePosition(SOURCE, odd, 1, 2, 10))
+        writer.submit(_entry(2))
+        await writer.close()
+        await task
+        assert writer.stats.lines == 2
+
+    asyncio.run(run())
+    conn = sqlite3.connect(tmp_path / "j.db")
+    try:
+        assert conn.execute("SELECT path FROM file_positions").fetchall() == [("/spool/cdr_\\xff",)]
+    finally:
+        conn.close()

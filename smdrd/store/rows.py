@@ -98,8 +98,15 @@ POSITION_COLUMNS = ("source", "path", "identity", "byte_offset", "tail", "head",
 
 
 def position_row(p: FilePosition, saved_at: int) -> tuple[object, ...]:
-    """The ``file_positions`` row of ``p`` saved at ``saved_at`` (µs), in `POSITION_COLUMNS` order."""
-    return (p.source, p.path, f"{p.dev}:{p.ino}", p.offset, p.tail, p.head, saved_at)
+    """The ``file_positions`` row of ``p`` saved at ``saved_at`` (µs), in `POSITION_COLUMNS` order. A path the
+    database cannot take as text (a name that is not UTF-8, from the OS with surrogates) is saved escaped: such a
+    file is read again after a restart, but a position can never stop the journal writer (the sources leave
+    such names alone)."""
+    return (_storable(p.source), _storable(p.path), f"{p.dev}:{p.ino}", p.offset, p.tail, p.head, saved_at)
+
+
+def _storable(text: str) -> str:
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def position_changes(positions: Iterable[FilePosition], saved_at: int
@@ -110,7 +117,7 @@ def position_changes(positions: Iterable[FilePosition], saved_at: int
     gone: list[tuple[str, str]] = []
     for p in positions:
         if p.forgotten:
-            gone.append((p.source, p.path))
+            gone.append((_storable(p.source), _storable(p.path)))
         else:
             rows.append(position_row(p, saved_at))
     return rows, gone
