@@ -38,10 +38,12 @@ def journal(gaps: list[int]) -> list[int]:
     return out
 
 
-def prefix(positions: list[int], held: set[int]) -> int:
-    """The end of the longest run of ``positions`` from the start, all in ``held`` (0: none)."""
-    point = 0
+def prefix(positions: list[int], held: set[int], start: int = 0) -> int:
+    """The end of the longest run of ``positions`` after ``start``, all in ``held`` (``start``: none)."""
+    point = start
     for p in positions:
+        if p <= start:
+            continue
         if p not in held:
             break
         point = p
@@ -147,9 +149,12 @@ def test_postgresql_keeps_the_point_of_each_site_in_the_batches_transaction(
     prevs = dict(zip(positions, [0, *positions[:-1]], strict=True))
     held: set[int] = set()
     expected = []
+    start: int | None = None  # a site's point starts at the lowest prev of its first batch
     for batch in batches:
+        if start is None and batch:
+            start = min(prevs[positions[i]] for i in batch)
         held |= {positions[i] for i in batch}
-        expected.append(prefix(positions, held))
+        expected.append(prefix(positions, held, start or 0))
     got = asyncio.run(store_all(url, [[entry(s, positions[i], prevs[positions[i]]) for i in b for s in ("a", "b")]
                                       for b in batches]))
     seen, point = [], 0
@@ -169,13 +174,30 @@ def test_postgresql_keeps_the_point_of_each_site_in_the_batches_transaction(
 def test_entries_without_prev_are_stored_and_unlinked_and_an_upgraded_site_starts_where_it_links(
         pg_url: str) -> None:
     """An old site's payloads (no ``prev``) are stored as ever and give no point; once it upgrades, its point
-    starts at the first ``prev`` it sends (what it published before is not the point's to vouch for)."""
+    starts at the first ``prev`` it sends (what it published before is not the point's to vouch for). A new
+    site's first entry has ``prev`` 0: its point starts there, and a gap after it is waited for."""
     got = asyncio.run(store_all(pg_url, [[entry("old", p, None) for p in (1, 2, 3)],
                                          [entry("old", 5, 3), entry("old", 6, 5)],
-                                         [entry("new", 2, 1)], [entry("new", 1, 0)]]))
-    assert got == [{}, {"old": 6}, {"new": 0}, {"new": 2}]
+                                         [entry("new", 1, 0), entry("new", 3, 2)], [entry("new", 2, 1)]]))
+    assert got == [{}, {"old": 6}, {"new": 1}, {"new": 3}]
     with psycopg.connect(pg_url) as conn:
-        assert conn.execute("SELECT count(*) FROM lines").fetchone() == (7,)
+        assert conn.execute("SELECT count(*) FROM lines").fetchone() == (8,)
+
+
+@pytest.mark.parametrize("history", ["pruned", "fresh-store"])
+def test_a_site_without_lines_here_is_not_sent_back_to_the_start(pg_url: str, history: str) -> None:
+    """A quiet site whose lines the central retention pruned (it published before its payloads carried
+    ``prev``), or a site new to a fresh central store, starts its point at the first ``prev`` it sends: not
+    at 0, which would make it send its whole journal again (the pruned lines stored, and their calls added to
+    the rollups, a second time)."""
+    if history == "pruned":
+        asyncio.run(store_all(pg_url, [[entry("quiet", p, None) for p in (1, 2, 3)]]))
+        with psycopg.connect(pg_url) as conn:
+            conn.execute("DELETE FROM lines")
+    got = asyncio.run(store_all(pg_url, [[entry("quiet", 501, 500), entry("quiet", 502, 501)],
+                                         [entry("quiet", 504, 503)]]))
+    assert got == [{"quiet": 502}, {"quiet": 502}]  # the gap after 502 waits; nothing before 500 is asked for
+    assert asyncio.run(points(pg_url)) == {"quiet": 502}
 
 
 def test_an_entry_refused_for_its_values_is_passed_by_the_point(pg_url: str) -> None:

@@ -87,8 +87,8 @@ _INSERT_ALERTS = ("INSERT INTO alert_outbox (alert_id, rule, severity, created_a
                   "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::text[], %s::bigint[]) "
                   "ON CONFLICT (alert_id) DO NOTHING RETURNING alert_id")
 _FIND_SITES = "SELECT name, id FROM sites WHERE name = ANY(%s)"
-#: each site's confirmed point (NULL: none yet), and whether it has lines stored (read before this batch's go in).
-_CONFIRMED_OF = ("SELECT s.id, c.confirmed, EXISTS (SELECT 1 FROM lines l WHERE l.site_id = s.id) "
+#: each site's confirmed point (NULL: none yet).
+_CONFIRMED_OF = ("SELECT s.id, c.confirmed "
                  "FROM unnest(%s::integer[]) AS s (id) LEFT JOIN site_confirmed c ON c.site_id = s.id")
 #: the entries' links (position, prev) above their site's point; a smaller prev of the same entry wins (a re-send
 #: from a rewound cursor follows on from the point).
@@ -342,9 +342,11 @@ class CentralWriter(AsyncPart):
         """The links of ``entries`` that carry ``prev`` kept, and each of their sites' confirmed point moved over
         them (`smdrd.store.confirm.advance`), in this batch's transaction; the points, by site name.
 
-        A site without a point yet starts at 0, or, when it has lines stored already (it published before its
-        payloads carried ``prev``), at the lowest ``prev`` of this batch: what it published before is taken as
-        it was (the point cannot speak for it)."""
+        A site without a point yet starts at the lowest ``prev`` of this batch, its first linked one (a new
+        site's first entry has ``prev`` 0): whether it published before its payloads carried ``prev``, or its
+        lines here were all pruned by retention, or this store is new, the point never sends the site back
+        before what it is sending now (lines pruned here would be stored, and their calls counted, again). An
+        entry lost before the first linked batch is not the point's to find."""
         linked: dict[int, dict[int, int]] = {}  # site id -> position -> prev
         for e in entries:
             prev = e.get("prev")
@@ -358,11 +360,8 @@ class CentralWriter(AsyncPart):
         sites = sorted(linked)
         await cur.execute(_CONFIRMED_OF, (sites,))
         points: dict[int, int] = {}
-        for site, point, has_lines in await cur.fetchall():
-            if point is not None:
-                points[int(site)] = int(point)
-            else:
-                points[int(site)] = min(linked[int(site)].values()) if has_lines else 0
+        for site, point in await cur.fetchall():
+            points[int(site)] = int(point) if point is not None else min(linked[int(site)].values())
         # The batch's own entries first: in the usual run of things they follow on from the point, and none of
         # them needs to be kept as a link (only those above a gap are).
         for site in sites:
