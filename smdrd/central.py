@@ -19,9 +19,12 @@ site's outbox and its broker, stored once, acknowledged after the commit. People
 a console over the central store; the site's own inbox keeps its own state.
 
 After each commit the collector publishes, retained, each site's confirmed point (`smdrd.store.confirm`, kept
-in the batch's transaction) to ``<journal_prefix>/<site>/confirmed``, at most about once a second, and every
-site's again at each connection to its broker: a site whose entries a broker acknowledged and then lost (killed
-before it saved them) sees the point stop behind them and sends them again (`smdrd.mqtt.Confirmation`).
+in the batch's transaction) to ``<journal_prefix>/<site>/confirmed/<client id>``, at most about once a second,
+and every site's again at each connection to its broker and every `CONFIRM_HEARTBEAT`, each with its clock's
+time: a site whose entries a broker acknowledged and then lost (killed before it saved them) sees the point
+stop behind them and sends them again (`smdrd.mqtt.Confirmation`); a collector that stopped saying its points
+(stopped for good, replaced, the site moved away) goes stale there and sends nobody back. A clean stop leaves
+its points retained (it comes back); ``mosquitto_pub -r -n -t <topic>`` clears one for good.
 
 With an ``[http]`` section it serves ``/metrics`` (what it stored, by site: `smdrd.central_metrics`) and
 ``/healthz``.
@@ -32,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import math
 import signal
 import time
 from dataclasses import dataclass
@@ -63,6 +67,11 @@ from smdrd.store.postgres.central import CentralBatch, CentralWriter, EntryRefus
 __all__ = ["CentralStats", "Collector", "run_central"]
 
 log = structlog.get_logger("smdrd.central")
+
+#: seconds between two publications of every site's confirmed point, unchanged or not: a site counts a point
+#: only while it is fresh (`smdrd.mqtt.CONFIRM_FRESH`, far longer), so a collector that stops saying it (gone
+#: for good) stops sending the site back.
+CONFIRM_HEARTBEAT = 30.0
 
 #: a delivery decoded: whether it is an alert (else a journal entry), and its fields
 Decoded = tuple[bool, dict[str, Any]]
@@ -167,25 +176,33 @@ class Collector:
                 await asyncio.sleep(delay)
 
     async def _publish_confirmed(self, publish: Retain) -> None:
-        """Beside each connection: every site's confirmed point, retained, then each one that moved, at most about
-        once a second. A publish that failed (its acknowledgement late) is tried again a second later; the
-        connection's end cancels this (the next one publishes them all again)."""
-        prefix = self.settings.mqtt.journal_prefix
+        """Beside each connection: every site's confirmed point, retained, with this clock's time; then each one
+        that moved, at most about once a second, and all of them again every `CONFIRM_HEARTBEAT`. A publish that
+        failed (its acknowledgement late) is tried again a second later; the connection's end cancels this (the
+        next one publishes them all again)."""
+        prefix, collector = self.settings.mqtt.journal_prefix, self.subscription.client_id
         sent: dict[str, int] = {}
+        beat = -math.inf
         while True:
             self._confirmed_changed.clear()
+            if time.monotonic() - beat >= CONFIRM_HEARTBEAT:
+                beat, sent = time.monotonic(), {}
             todo = {site: point for site, point in self.confirmed.items() if sent.get(site) != point}
             if not todo:
-                await self._confirmed_changed.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._confirmed_changed.wait(),
+                                           max(0.0, beat + CONFIRM_HEARTBEAT - time.monotonic()))
                 continue
-            results = await asyncio.gather(*(publish(confirmed_topic(prefix, site), confirmed_message(site, point))
+            at = time.time()
+            results = await asyncio.gather(*(publish(confirmed_topic(prefix, site, collector),
+                                                     confirmed_message(site, point, at))
                                              for site, point in todo.items()), return_exceptions=True)
             for (site, point), result in zip(todo.items(), results, strict=True):
                 if isinstance(result, Exception):
                     log.warning("central.confirmed_unpublished", site=site, confirmed=point, error=str(result))
                 else:
                     sent[site] = point
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(min(1.0, CONFIRM_HEARTBEAT))
 
     async def _open(self, writer: CentralWriter) -> None:
         backoff = Backoff(0.5, 30.0)

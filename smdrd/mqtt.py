@@ -15,8 +15,9 @@ machinery, each line with its status and rated calls to ``<journal_prefix>/<site
 entry feed starts at the journal's beginning, so a site that joins sends its history first. Each carries
 ``prev``, the position read just before it (the cursor, for a window's first). A broker's acknowledgement is not
 the end of it: a broker killed before it saved or forwarded an entry forgets it. So the publisher also follows
-its site's confirmed point, which the collector publishes retained on ``<journal_prefix>/<site>/confirmed``
-(`smdrd.store.confirm`: every entry up to it is stored centrally); when the point stays behind the cursor for
+its site's confirmed point, which each collector publishes retained, and again every heartbeat, on
+``<journal_prefix>/<site>/confirmed/<collector>`` (`smdrd.store.confirm`: every entry up to it is stored
+centrally; the lowest of the points still fresh counts); when the point stays behind the cursor for
 ``confirm_timeout`` after the broker acknowledged entries beyond it, the cursor goes back to the point and those
 entries are sent again (`Confirmation`; the store keeps each once), backing off while the point does not pass.
 
@@ -65,7 +66,7 @@ from smdrd.config import MqttConfig
 from smdrd.mqtt_payloads import (
     CallShape,
     Topics,
-    confirmed_topic,
+    confirmed_filter,
     encode,
     journal_message,
     journal_topic,
@@ -161,20 +162,43 @@ def connect_options(c: MqttConfig, base_dir: Path | None) -> dict[str, Any]:
             "keepalive": c.keepalive, "tls_params": tls, "tls_insecure": True if c.tls and c.tls_insecure else None}
 
 
-class Confirmation:
-    """When the journal cursor goes back to the central store's confirmed point (sans I/O: times are given).
+#: seconds a collector's confirmed point counts after the collector said it (its ``at``, against this clock,
+#: either way: clocks may differ by less than this) and after it arrived here: a collector republishes it every
+#: `smdrd.central.CONFIRM_HEARTBEAT`, so the retained point of one that stopped, was replaced or moved away goes
+#: stale, and stops sending the site back.
+CONFIRM_FRESH = 600.0
 
-    The point is unknown until the collector says it (an older collector never does: no rewind). The cursor goes
-    back once the point has stayed behind it, unmoved, for ``timeout`` seconds while entries beyond it were
+
+@dataclass(frozen=True, slots=True)
+class _Heard:
+    """A collector's latest confirmed point: said at ``at`` (its clock), arrived at ``received`` (monotonic)."""
+
+    point: int
+    at: float
+    received: float
+
+
+class Confirmation:
+    """When the journal cursor goes back to the central store's confirmed point (sans I/O: times are given,
+    ``now`` monotonic and ``wall`` UTC seconds).
+
+    Each collector (each central store) says its own point, again every heartbeat; a point counts while fresh:
+    said within ``fresh`` seconds of this clock and arrived here within ``fresh`` seconds. The point followed is
+    the lowest fresh one (each store gets what it lacks; what another has already it stores once), unknown while
+    none is fresh: an older collector, or one stopped for good, never sends the site back. The cursor goes back
+    once the point has stayed behind it, unmoved, for ``timeout`` seconds while entries beyond it were
     acknowledged by the broker longer ago than that. After a rewind the next one waits twice as long each time,
     up to ``longest``, until the point passes the point rewound to: a central store away for hours does not make
     the site send its backlog again and again.
     """
 
-    def __init__(self, timeout: float, longest: float = 3600.0) -> None:
+    def __init__(self, timeout: float, longest: float = 3600.0, fresh: float = CONFIRM_FRESH) -> None:
         self.timeout = timeout
         self.longest = max(longest, timeout)
-        #: the central store's confirmed point, None until it says
+        self.fresh = fresh
+        #: collector -> its latest point
+        self.heard: dict[str, _Heard] = {}
+        #: the lowest fresh point, None while none is fresh
         self.point: int | None = None
         #: since when entries beyond the point were acknowledged and the point stood still (None: none beyond it)
         self.since: float | None = None
@@ -184,12 +208,30 @@ class Confirmation:
         self.rewound_to: int | None = None
         self.rewound_at = 0.0
 
-    def confirmed(self, point: int, cursor: int | None, now: float) -> None:
-        """The collector says ``point`` (again, perhaps: a retained copy at each connection)."""
+    def confirmed(self, collector: str, point: int, at: float, cursor: int | None, *, now: float,
+                  wall: float) -> None:
+        """``collector`` says ``point`` at ``at`` (again, perhaps: a heartbeat, a retained copy)."""
+        self.heard[collector] = _Heard(point, at, now)
+        self.settle(cursor, now, wall)
+
+    def gone(self, collector: str, cursor: int | None, now: float, wall: float) -> None:
+        """``collector``'s point was cleared (an empty retained payload): it says nothing any more."""
+        self.heard.pop(collector, None)
+        self.settle(cursor, now, wall)
+
+    def current(self, now: float, wall: float) -> int | None:
+        """The lowest fresh point, or None."""
+        fresh = [h.point for h in self.heard.values()
+                 if now - h.received <= self.fresh and abs(wall - h.at) <= self.fresh]
+        return min(fresh) if fresh else None
+
+    def settle(self, cursor: int | None, now: float, wall: float) -> None:
+        """Follow the lowest fresh point (a collector said another, or went stale)."""
+        point = self.current(now, wall)
         if point != self.point:
             self.point = point
             self.since = None
-            if self.rewound_to is not None and point > self.rewound_to:
+            if self.rewound_to is not None and point is not None and point > self.rewound_to:
                 self.rewound_to, self.delay = None, self.timeout
         self.acked(cursor, now)
 
@@ -198,8 +240,9 @@ class Confirmation:
         if self.point is not None and cursor is not None and cursor > self.point and self.since is None:
             self.since = now
 
-    def due(self, cursor: int | None, now: float) -> int | None:
+    def due(self, cursor: int | None, now: float, wall: float) -> int | None:
         """The point to rewind ``cursor`` to now, or None."""
+        self.settle(cursor, now, wall)
         if self.point is None or self.since is None or cursor is None or cursor <= self.point:
             return None
         if now - self.since < self.timeout:
@@ -294,8 +337,9 @@ class Publisher:
         self._retained_ready = asyncio.Event()
         self._on_resent = on_resent
         #: the central store's confirmed point of this site's journal feed (``publish_journal``)
-        self.confirmation = Confirmation(config.confirm_timeout)
-        self.confirmed_topic = confirmed_topic(config.journal_prefix, site)
+        self.confirmation = Confirmation(config.confirm_timeout, fresh=CONFIRM_FRESH)
+        #: every collector's confirmed point of this site (``<journal_prefix>/<site>/confirmed/<collector>``)
+        self.confirmed_filter = confirmed_filter(config.journal_prefix, site)
         #: the journal feed's cursor as last read or saved (None: not read yet)
         self.journal_cursor: int | None = None
         #: entries up to here are being sent again after a rewind
@@ -397,7 +441,7 @@ class Publisher:
             jobs.append(self._publish_calls(client, self.feed))
         if self.config.publish_journal and self.feed is not None:
             # the collector's word on what it stored: retained, so it comes at once (and the check with it)
-            await client.subscribe(self.confirmed_topic, qos=1)
+            await client.subscribe(self.confirmed_filter, qos=1)
             jobs.append(self._publish_journal(client, self.feed))
             jobs.append(self._publish_revisions(client, self.feed))
             jobs.append(self._check_confirmed())
@@ -417,24 +461,31 @@ class Publisher:
         raise _Disconnected("the connection ended")
 
     async def _watch(self, client: aiomqtt.Client) -> None:
-        # Only the confirmed point is subscribed (``publish_journal``): the iterator also ends, with MqttError, when
-        # the connection drops. That ends the session at once, instead of at the next publish's timeout.
+        # Only the confirmed points are subscribed (``publish_journal``): the iterator also ends, with MqttError,
+        # when the connection drops. That ends the session at once, instead of at the next publish's timeout.
         async for message in client.messages:
-            if not message.topic.matches(self.confirmed_topic) or not isinstance(message.payload, bytes | bytearray):
+            if not message.topic.matches(self.confirmed_filter) or not isinstance(message.payload,
+                                                                                  bytes | bytearray):
+                continue
+            collector = message.topic.value.rsplit("/", 1)[-1]
+            if not message.payload:  # its retained point cleared: that collector is gone
+                self.confirmation.gone(collector, self.journal_cursor, time.monotonic(), time.time())
+                log.info("mqtt.confirmed_cleared", site=self.site, collector=collector)
                 continue
             try:
-                point = read_confirmed_message(bytes(message.payload))
+                point, at = read_confirmed_message(bytes(message.payload))
             except ValueError as exc:
-                log.warning("mqtt.bad_confirmed", topic=self.confirmed_topic, error=str(exc))
+                log.warning("mqtt.bad_confirmed", topic=message.topic.value, error=str(exc))
                 continue
-            self.confirmation.confirmed(point, self.journal_cursor, time.monotonic())
-            if self.confirmation.due(self.journal_cursor, time.monotonic()) is not None:
+            self.confirmation.confirmed(collector, point, at, self.journal_cursor, now=time.monotonic(),
+                                        wall=time.time())
+            if self.confirmation.due(self.journal_cursor, time.monotonic(), time.time()) is not None:
                 self._journal_ready.set()
 
     async def _check_confirmed(self) -> None:
         """Wake the journal feed when the confirmed point says to go back (it rewinds between windows)."""
         while True:
-            if self.confirmation.due(self.journal_cursor, time.monotonic()) is not None:
+            if self.confirmation.due(self.journal_cursor, time.monotonic(), time.time()) is not None:
                 self._journal_ready.set()
             await asyncio.sleep(min(1.0, self.config.confirm_timeout / 4))
 
@@ -442,7 +493,7 @@ class Publisher:
         self.journal_cursor = position
         now = time.monotonic()
         self.confirmation.acked(position, now)  # (a saved cursor read at start: acknowledged before now)
-        point = self.confirmation.due(position, now)
+        point = self.confirmation.due(position, now, time.time())
         if point is None:
             return None
         self.confirmation.rewound(point, now)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
@@ -25,9 +26,9 @@ from typing import Any
 import orjson
 
 __all__ = [
-    "JOURNAL_VERSION", "SCHEMAS", "CallShape", "DepartmentFigures", "SiteFigures", "Topics", "confirmed_message",
-    "confirmed_topic", "encode", "journal_filter", "journal_message", "journal_topic", "load_schema", "money_text",
-    "read_alert_message", "read_confirmed_message", "read_journal_message",
+    "JOURNAL_VERSION", "SCHEMAS", "CallShape", "DepartmentFigures", "SiteFigures", "Topics", "confirmed_filter",
+    "confirmed_message", "confirmed_topic", "encode", "journal_filter", "journal_message", "journal_topic",
+    "load_schema", "money_text", "read_alert_message", "read_confirmed_message", "read_journal_message",
     "schema_name", "source_message", "state_message", "topic_level",
 ]
 
@@ -63,20 +64,29 @@ def journal_filter(prefix: str) -> str:
     return f"{prefix}/+/journal/+"
 
 
-def confirmed_topic(prefix: str, site: str) -> str:
-    """Where the central collector publishes ``site``'s confirmed point (retained): ``<prefix>/<site>/confirmed``
-    (`smdrd.store.confirm`)."""
-    return f"{prefix}/{site}/confirmed"
+def confirmed_topic(prefix: str, site: str, collector: str) -> str:
+    """Where the central collector ``collector`` (its MQTT client id) publishes ``site``'s confirmed point
+    (retained): ``<prefix>/<site>/confirmed/<collector>`` (`smdrd.store.confirm`); a client id that cannot be one
+    topic level has its ``/ + #`` made ``_``. One topic per collector: two collectors (two stores) on one broker
+    each say their own."""
+    level = "".join("_" if c in "/+#\0" else c for c in collector) or "_"
+    return f"{prefix}/{site}/confirmed/{level}"
 
 
-def confirmed_message(site: str, point: int) -> bytes:
-    """A site's confirmed point as the collector publishes it: every entry the site published up to ``point``
-    (its journal position) is stored centrally."""
-    return encode({"v": JOURNAL_VERSION, "site": site, "confirmed": int(point)})
+def confirmed_filter(prefix: str, site: str) -> str:
+    """The topic filter of every collector's confirmed point of ``site`` (the site's subscription)."""
+    return f"{prefix}/{site}/confirmed/+"
 
 
-def read_confirmed_message(payload: bytes) -> int:
-    """The confirmed point of a `confirmed_message` payload.
+def confirmed_message(site: str, point: int, at: float) -> bytes:
+    """A site's confirmed point as a collector publishes it: every entry the site published up to ``point`` (its
+    journal position) is stored centrally, said at ``at`` (the collector's clock, UTC seconds: a retained point
+    whose collector stopped saying it goes stale at the site)."""
+    return encode({"v": JOURNAL_VERSION, "site": site, "confirmed": int(point), "at": round(at, 3)})
+
+
+def read_confirmed_message(payload: bytes) -> tuple[int, float]:
+    """The confirmed point of a `confirmed_message` payload, and when it was said (UTC seconds).
 
     Raises:
         ValueError: not such a payload.
@@ -87,7 +97,10 @@ def read_confirmed_message(payload: bytes) -> int:
     point = message.get("confirmed")
     if not isinstance(point, int) or isinstance(point, bool) or point < 0:
         raise ValueError(f"bad confirmed point {point!r}")
-    return point
+    at = message.get("at")
+    if not isinstance(at, int | float) or isinstance(at, bool) or not math.isfinite(at):
+        raise ValueError(f"bad confirmed time {at!r}")
+    return point, float(at)
 
 
 def journal_message(site: str, fields: Mapping[str, Any]) -> dict[str, Any]:

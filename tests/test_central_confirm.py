@@ -9,16 +9,19 @@ not pass the point it went back to."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
+import aiomqtt
 import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from smdrd import central, mqtt
 from smdrd.mqtt import Confirmation, Publisher
-from smdrd.mqtt_payloads import confirmed_message, read_confirmed_message
+from smdrd.mqtt_payloads import confirmed_filter, confirmed_message, confirmed_topic, read_confirmed_message
 from smdrd.store.confirm import advance
 from smdrd.store.postgres.central import CentralWriter
 from smdrd.testing import Broker, PostgresServer, write_entries
@@ -216,53 +219,118 @@ def test_an_entry_refused_for_its_values_is_passed_by_the_point(pg_url: str) -> 
 # --- the site's side ---------------------------------------------------------------------------------------
 
 
+def say(c: Confirmation, point: int, cursor: int | None, now: float, collector: str = "central") -> None:
+    """``collector`` says ``point`` now (its clock and the site's agree: ``now`` is both)."""
+    c.confirmed(collector, point, now, cursor, now=now, wall=now)
+
+
 def test_the_site_rewinds_after_the_timeout_then_backs_off_until_the_point_passes() -> None:
     c = Confirmation(10.0, longest=60.0)
-    assert c.due(50, 0.0) is None  # no point known: never
+    assert c.due(50, 0.0, 0.0) is None  # no point known: never
     c.acked(50, 0.0)
-    c.confirmed(20, 50, 1.0)
-    assert c.due(50, 10.0) is None  # not for the timeout yet
-    assert c.due(50, 11.0) == 20
+    say(c, 20, 50, 1.0)
+    assert c.due(50, 10.0, 10.0) is None  # not for the timeout yet
+    assert c.due(50, 11.0, 11.0) == 20
     c.rewound(20, 11.0)
-    assert c.due(20, 12.0) is None  # at the point: nothing to send again
+    assert c.due(20, 12.0, 12.0) is None  # at the point: nothing to send again
     c.acked(50, 12.0)  # sent again; the point still does not move (the central store away)
-    c.confirmed(20, 50, 13.0)
-    assert c.due(50, 21.5) is None  # the delay after a rewind
-    assert c.due(50, 22.0) == 20
+    say(c, 20, 50, 13.0)
+    assert c.due(50, 21.5, 21.5) is None  # the delay after a rewind
+    assert c.due(50, 22.0, 22.0) == 20
     c.rewound(20, 22.0)
     c.acked(50, 22.5)
     assert c.delay == 20.0
-    assert c.due(50, 41.0) is None
-    assert c.due(50, 42.0) == 20
+    assert c.due(50, 41.0, 41.0) is None
+    assert c.due(50, 42.0, 42.0) == 20
     for at in (42.0, 82.0, 142.0, 202.0):
         c.rewound(20, at)
         c.acked(50, at)
     assert c.delay == 60.0  # at most ``longest``
-    c.confirmed(30, 50, 203.0)  # it passed the rewind point: back to the plain timeout, from now
+    say(c, 30, 50, 203.0)  # it passed the rewind point: back to the plain timeout, from now
     assert c.delay == 10.0 and c.rewound_to is None
-    assert c.due(50, 212.0) is None
-    assert c.due(50, 213.0) == 30
+    assert c.due(50, 212.0, 212.0) is None
+    assert c.due(50, 213.0, 213.0) == 30
 
 
 def test_the_site_does_not_rewind_while_the_point_moves_or_is_ahead() -> None:
     c = Confirmation(5.0)
-    c.confirmed(10, 20, 0.0)
-    c.confirmed(15, 25, 4.0)  # moved: counts from now
-    assert c.due(25, 8.0) is None
-    c.confirmed(25, 25, 8.5)
-    assert c.since is None and c.due(25, 100.0) is None
-    c.confirmed(40, 30, 101.0)  # a point ahead of the cursor (a restored site journal): no rewind
-    assert c.due(30, 500.0) is None
+    say(c, 10, 20, 0.0)
+    say(c, 15, 25, 4.0)  # moved: counts from now
+    assert c.due(25, 8.0, 8.0) is None
+    say(c, 25, 25, 8.5)
+    assert c.since is None and c.due(25, 100.0, 100.0) is None
+    say(c, 40, 30, 101.0)  # a point ahead of the cursor (a restored site journal): no rewind
+    assert c.due(30, 500.0, 500.0) is None
     # a restarted daemon: the retained point arrives behind its cursor; it waits the timeout from then
     fresh = Confirmation(5.0)
-    fresh.confirmed(10, 20, 1000.0)
-    assert fresh.due(20, 1004.0) is None
-    assert fresh.due(20, 1005.0) == 10
+    say(fresh, 10, 20, 1000.0)
+    assert fresh.due(20, 1004.0, 1004.0) is None
+    assert fresh.due(20, 1005.0, 1005.0) == 10
+
+
+#: a collector's point: (point, seconds since it arrived, the site's clock minus the collector's ``at``), away
+#: from the freshness window's edge (600 s) by more than the test's 10 s
+HEARD = st.tuples(st.integers(0, 100), st.one_of(st.floats(0, 580), st.floats(620, 5000)),
+                  st.one_of(st.floats(-580, 580), st.floats(620, 5000), st.floats(-5000, -620)))
+
+
+@given(st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), HEARD, max_size=4), st.integers(0, 120))
+def test_the_site_goes_back_only_to_the_lowest_fresh_point(heard: dict[str, tuple[int, float, float]],
+                                                           cursor: int) -> None:
+    """Whatever collectors said, when and with whatever clock: the site follows the lowest point of those said
+    within the freshness window (of its clock, and of their arrival), and never goes back to a stale one's."""
+    now, wall = 10_000.0, 1_770_000_000.0
+    c = Confirmation(10.0, fresh=600.0)
+    for name, (point, age, skew) in heard.items():
+        c.confirmed(name, point, wall - skew, cursor, now=now - age, wall=wall - age)
+    fresh = [point for point, age, skew in heard.values() if age <= 600 and abs(skew) <= 600]
+    expected = min(fresh) if fresh else None
+    assert c.current(now, wall) == expected
+    c.settle(cursor, now, wall)
+    assert c.due(cursor, now + 10, wall + 10) == (expected if expected is not None and cursor > expected else None)
+
+
+def test_a_collector_that_stops_saying_its_point_stops_sending_the_site_back() -> None:
+    """Two collectors (two stores): the site goes back to the lower point, each store getting what it lacks;
+    once the lower one's collector stops saying it (stopped for good, replaced), it goes stale and the site
+    follows the other; a cleared topic (an empty retained payload) forgets a collector at once."""
+    c = Confirmation(10.0, longest=20.0, fresh=60.0)
+    c.acked(50, 0.0)
+    say(c, 20, 50, 0.0, "old")
+    say(c, 40, 50, 0.0, "new")
+    assert c.point == 20
+    assert c.due(50, 10.0, 10.0) == 20
+    c.rewound(20, 10.0)
+    c.acked(50, 10.0)
+    for t in range(15, 61, 15):  # only the new one's heartbeats, its point unmoved
+        say(c, 40, 50, float(t), "new")
+    assert c.point == 20 and c.due(50, 30.0, 30.0) == 20
+    c.rewound(20, 30.0)
+    c.acked(50, 30.0)
+    say(c, 40, 50, 75.0, "new")
+    assert c.point == 40  # the old one's 20 stale: the new one's point counts
+    assert c.rewound_to is None  # and it passed the rewind point
+    assert c.due(50, 84.0, 84.0) is None and c.due(50, 85.0, 85.0) == 40
+    c.gone("new", 50, 86.0, 86.0)
+    assert c.current(86.0, 86.0) is None and c.due(50, 1000.0, 1000.0) is None
+    # the old one's retained point heard again (a reconnection) says nothing: it was said long ago
+    c.confirmed("old", 20, 0.0, 50, now=1001.0, wall=1001.0)
+    assert c.current(1001.0, 1001.0) is None and c.due(50, 2000.0, 2000.0) is None
+    # a collector whose clock is ahead of the site's by more than the window counts no more than a stale one
+    c.confirmed("ahead", 5, 3000.0, 50, now=2001.0, wall=2001.0)
+    assert c.current(2001.0, 2001.0) is None
+
+
+def test_each_collector_says_the_point_on_its_own_topic() -> None:
+    assert confirmed_topic("smdrd", "hq", "smdrd-central") == "smdrd/hq/confirmed/smdrd-central"
+    assert confirmed_topic("smdrd", "hq", "dc/1+#") == "smdrd/hq/confirmed/dc_1__"
+    assert confirmed_filter("smdrd", "hq") == "smdrd/hq/confirmed/+"
 
 
 def test_the_confirmed_payload_round_trips_and_refuses_others() -> None:
-    assert read_confirmed_message(confirmed_message("hq", 42)) == 42
-    for bad in (b"{}", b'{"v": 1, "confirmed": -1}', b'{"v": 1, "confirmed": "3"}', b"[]"):
+    assert read_confirmed_message(confirmed_message("hq", 42, 1_770_000_000.5)) == (42, 1_770_000_000.5)
+    for bad in (b"{}", b'{"v": 1, "confirmed": -1, "at": 1}', b'{"v": 1, "confirmed": "3", "at": 1}', b"[]",
+                b'{"v": 1, "confirmed": 3}', b'{"v": 1, "confirmed": 3, "at": "now"}'):
         with pytest.raises(ValueError):
             read_confirmed_message(bad)
 
@@ -325,3 +393,57 @@ async def stored_again(pg_url: str, broker: Broker, pub: Publisher) -> None:
         assert await until(lambda: pub.confirmation.point == 25, 30)
     assert pub.stats.journal_rewinds == 1
     assert pub.stats.entries_resent == 15
+
+
+async def retained(broker: Broker, topic_filter: str) -> dict[str, bytes]:
+    """The retained messages under ``topic_filter`` at ``broker``, by topic."""
+    out: dict[str, bytes] = {}
+    async with aiomqtt.Client(broker.host, broker.port) as client:
+        await client.subscribe(topic_filter, qos=1)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                async for message in client.messages:
+                    out[message.topic.value] = bytes(message.payload)
+    return out
+
+
+async def test_a_stopped_collectors_retained_point_goes_stale_and_sends_the_site_back_no_more(
+        tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A running collector says its point every heartbeat: it stays fresh at the site past the freshness
+    window. Stopped (cleanly: its retained point stays, it may come back) with entries beyond the point, it goes
+    stale after the window: the site, which went back to it at most while it was fresh, goes back no more (it
+    did once an hour for ever). An empty retained payload on its topic forgets it at once."""
+    monkeypatch.setattr(central, "CONFIRM_HEARTBEAT", 0.5)
+    monkeypatch.setattr(mqtt, "CONFIRM_FRESH", 3.0)
+    broker = Broker(tmp_path / "broker", binary=require_broker())
+    broker.start()
+    db = tmp_path / "site.db"
+    entries = site_entries(3, 25)
+    try:
+        await write_entries(db, entries[:10], site="quiet")
+        collector = collecting(central_settings(pg_url, broker, "old-central"))
+        await collector.__aenter__()  # first: its session takes what the site publishes
+        async with publishing(db, broker, "quiet") as pub:
+            try:
+                assert await until(lambda: pub.confirmation.point == 10, 30), pub.confirmation.point
+                await asyncio.sleep(5.0)  # past the freshness window: the heartbeats keep it
+                assert pub.confirmation.point == 10
+            finally:
+                await collector.__aexit__(None, None, None)
+            topic = confirmed_topic("smdrd", "quiet", "old-central")
+            assert read_confirmed_message((await retained(broker, "smdrd/quiet/confirmed/+"))[topic])[0] == 10
+            await write_entries(db, entries[10:], site="quiet")
+            pub.wake(entries=True)
+            assert await until(lambda: pub.journal_cursor == 25, 30)
+            assert await until(lambda: pub.confirmation.point is None, 10)  # stale
+            rewinds = pub.stats.journal_rewinds
+            assert rewinds <= 2  # while it was fresh (confirm_timeout 2 s)
+            await asyncio.sleep(9.0)  # the backoff would have gone back twice more (after 4 s, 8 s)
+            assert pub.stats.journal_rewinds == rewinds
+            assert pub.journal_cursor == 25
+            assert "old-central" in pub.confirmation.heard
+            async with aiomqtt.Client(broker.host, broker.port) as client:  # mosquitto_pub -r -n -t <topic>
+                await client.publish(topic, b"", qos=1, retain=True)
+            assert await until(lambda: "old-central" not in pub.confirmation.heard, 10)
+    finally:
+        broker.stop()

@@ -361,8 +361,8 @@ CREATE TABLE file_positions (
 """
 
 #: Each site's confirmed point (`smdrd.store.confirm`): the position in its journal up to which every entry it
-#: published is stored here, published back to the site (``<journal_prefix>/<site>/confirmed``) so that its
-#: publisher sends again what a broker acknowledged and lost. ``site_links`` holds the stored entries above the
+#: published is stored here, published back to the site (``<journal_prefix>/<site>/confirmed/<collector>``) so
+#: that its publisher sends again what a broker acknowledged and lost. ``site_links`` holds the stored entries above the
 #: point (position, and the position read before it), until the point passes them.
 CONFIRMED_MIGRATION = """
 CREATE TABLE IF NOT EXISTS site_confirmed (
