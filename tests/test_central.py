@@ -254,7 +254,7 @@ async def test_three_sites_through_a_bridge_add_up_in_the_central_store_and_a_re
     """Three sites with the same extensions (and half their lines byte for byte the same) publish through the
     shipped bridge; the central store's report of each site equals that site's own, call for call and to the
     cent, and its totals are the three sites' sums. A site that publishes its whole journal again (its cursor
-    reset) adds no line and no call."""
+    reset) adds no line and no call. Each site hears the collector's confirmed point back through the bridge."""
     names = ("north", "south", "west")
     dbs = {name: tmp_path / f"{name}.db" for name in names}
     for k, name in enumerate(names, 1):
@@ -263,6 +263,8 @@ async def test_three_sites_through_a_bridge_add_up_in_the_central_store_and_a_re
         for name in names:
             async with publishing(dbs[name], site_broker, name) as pub:
                 assert await until(lambda: pub.stats.entries_published == 40)
+                # the collector's confirmed point comes back in through the bridge (its `confirmed/+ in` line)
+                assert await until(lambda: pub.confirmation.point == 40, 30), pub.confirmation.heard
         assert await until(lambda: collector.stats.lines == 120), collector.stats
         assert stored(pg_url) == (120, 96)  # every fifth line of each site is an error: 32 calls a site
         for kind in KINDS:
