@@ -318,6 +318,31 @@ def test_a_line_cut_off_at_a_stop_is_read_whole_when_the_file_writes_on(
     assert stored[1][1] == PARSED
 
 
+def test_a_stop_inside_a_line_too_long_does_not_journal_it_twice(
+        tmp_path: Path, daemons: list[DaemonProcess]) -> None:
+    """A line longer than a read chunk is journalled as too long as soon as it is (its end not there yet); a
+    stop then saved a position inside it, and the next start went back to its start and journalled it again."""
+    path = tmp_path / "cdr.log"
+    db = tmp_path / "smdrd.db"
+    first, after = ipo_lines(2, seed=17)
+    path.write_bytes(first + b"\r\n" + b"x" * 100_000)  # a hostile line still being written
+    d = follower(tmp_path, db, path)
+    daemons.append(d)
+    d.start()
+    wait_journalled(d, db, 2)
+    settle(d, 1)
+    d.terminate()
+    with path.open("ab") as fh:
+        fh.write(b"\r\n" + after + b"\r\n")
+    d.start()
+    wait_journalled(d, db, 3)
+    settle(d, 2)
+    d.terminate()
+    stored = journal(db)
+    assert [raw[:10] for raw, _ in stored] == [first[:10], b"x" * 10, after[:10]]
+    assert [status for _, status in stored] == [PARSED, "error", PARSED]
+
+
 # --- the journal writer, on both stores ---------------------------------------------------------------------------
 
 

@@ -47,6 +47,20 @@ STDIN_PEER = "<stdin>"
 
 
 
+def _after_line(fd: int, offset: int, size: int) -> int:
+    """Where the line that goes on at ``offset`` ends (just after its line end), or ``size`` when it does not
+    end yet; read a chunk at a time."""
+    while offset < size:
+        data = os.pread(fd, CHUNK, offset)
+        if not data:
+            break
+        ends = [i for i in (data.find(end) for end in LINE_ENDS) if i >= 0]
+        if ends:
+            return offset + min(ends) + 1
+        offset += len(data)
+    return size
+
+
 @dataclass(slots=True)
 class _Open:
     """A followed file: its descriptor, identity, how far it was fed, where its last complete line fed ends
@@ -259,10 +273,11 @@ class FileReader(Source):
             return 0, False
         offset = saved.offset
         if saved.tail and offset < size and os.pread(fd, 1, offset) not in LINE_ENDS:
-            # a last line journalled cut off at a stop (saved by an earlier version) was written on: read it
-            # again whole
-            log.info("source.file_tail_continued", source=self.name, path=path, tail_bytes=saved.tail)
-            offset -= saved.tail
+            # The stop came inside a line already journalled as it stood (one longer than a chunk, journalled
+            # as too long): its rest is no line of its own. Resume after its end (reading it again from its
+            # start would journal it twice).
+            offset = _after_line(fd, offset, size)
+            log.info("source.file_rest_of_line_skipped", source=self.name, path=path, skipped=offset - saved.offset)
         return offset, True
 
     async def _read_rotated_away(self, saved: FilePosition) -> None:
