@@ -29,50 +29,21 @@ import asyncio
 import os
 import stat
 import sys
-from dataclasses import dataclass
 
 import structlog
 
 from smdrd.backoff import LogThrottle, log_throttled
 from smdrd.errors import SmdrdError
-from smdrd.framing import LINE_ENDS, Framer, last_line_end
+from smdrd.framing import Framer
 from smdrd.journal import HEAD_BYTES, FilePosition
 from smdrd.sources.base import Ingest, Source, Stream
 from smdrd.sources.config import FileSource
+from smdrd.sources.positioned import OpenFile, feed_lines, resume
 from smdrd.sources.streams import CHUNK, describe, feed_whole, read_stream, stream_pair
 
 log = structlog.get_logger(__name__)
 
 STDIN_PEER = "<stdin>"
-
-
-
-def _after_line(fd: int, offset: int, size: int) -> int:
-    """Where the line that goes on at ``offset`` ends (just after its line end), or ``size`` when it does not
-    end yet; read a chunk at a time."""
-    while offset < size:
-        data = os.pread(fd, CHUNK, offset)
-        if not data:
-            break
-        ends = [i for i in (data.find(end) for end in LINE_ENDS) if i >= 0]
-        if ends:
-            return offset + min(ends) + 1
-        offset += len(data)
-    return size
-
-
-@dataclass(slots=True)
-class _Open:
-    """A followed file: its descriptor, identity, how far it was fed, where its last complete line fed ends
-    (``boundary``), its first bytes, and its stream."""
-
-    fd: int
-    dev: int
-    ino: int
-    pos: int
-    stream: Stream
-    boundary: int = 0
-    head: bytes = b""
 
 
 class FileReader(Source):
@@ -145,49 +116,20 @@ class FileReader(Source):
         self.status.connected = True
         self.status.connections += 1
 
-    async def _feed_to_end(self, fd: int, pos: int, stream: Stream, followed: _Open | None = None, *,
-                           whole: bool = False) -> int:
-        """Feed ``fd`` from ``pos`` until a read returns nothing; returns the new position.
-
-        A ``followed`` file is fed complete lines only (unless ``whole``: the last read of a file that is going
-        away): a line still being written is read again, whole, once its end is there, and a stop between two
-        reads leaves no piece of a line behind (a chunk's edge cut a line in two, journalled as a bogus line at
-        the stop and again whole after the restart). Its position is kept up to date chunk by chunk, also when a
-        stop cancels the read: the chunk under way is fed whole (`feed_whole`), and a position saved at the stop
-        that did not count it would send the restart back over its lines. A line longer than a chunk is fed as
-        it comes (the framer journals it as too long)."""
+    async def _feed_to_end(self, fd: int, pos: int, stream: Stream) -> int:
+        """Feed ``fd`` from ``pos`` until a read returns nothing (a file read once); returns the new position."""
         loop = asyncio.get_running_loop()
         while True:
             # In a thread: a file on a slow disk or NFS must not stall the other sources' event loop.
             data = await loop.run_in_executor(None, os.pread, fd, CHUNK, pos)
-            if followed is not None and not whole and data:
-                end = last_line_end(data)
-                if end:
-                    data = data[:end]
-                elif len(data) < CHUNK:
-                    data = b""  # only a line being written: wait for its end
             if not data:
                 return pos
             self.status.saw_data(len(data))
-            try:
-                await feed_whole(stream, data)
-            finally:
-                pos += len(data)
-                if followed is not None:
-                    followed.pos = pos
-                    if end := last_line_end(data):
-                        followed.boundary = pos - len(data) + end
-                        self._mark(followed, followed.boundary)
-
-    def _mark(self, current: _Open, offset: int) -> None:
-        """Mark ``offset`` of ``current`` (the end of a complete line, or of the tail journalled at a close)."""
-        if len(current.head) < HEAD_BYTES and offset > len(current.head):  # a file still shorter than a head
-            current.head = os.pread(current.fd, HEAD_BYTES, 0)
-        current.stream.mark(FilePosition(self.name, self.config.path, current.dev, current.ino, offset,
-                                         offset - current.boundary, current.head))
+            await feed_whole(stream, data)
+            pos += len(data)
 
     async def _follow(self) -> None:
-        current: _Open | None = None
+        current: OpenFile | None = None
         attempts = 0
         opened = False
         try:
@@ -199,13 +141,12 @@ class FileReader(Source):
                         await asyncio.sleep(self.config.poll_interval)
                         continue
                     opened = True
-                current.pos = await self._feed_to_end(current.fd, current.pos, current.stream, current)
+                await feed_lines(current, self.status, whole=False)
                 change = self._change(current)
                 if change == "rotated":
                     # the writer may have added to the old file before it moved to the new one (its last line,
                     # ended or not: the file is let go)
-                    current.pos = await self._feed_to_end(current.fd, current.pos, current.stream, current,
-                                                          whole=True)
+                    await feed_lines(current, self.status, whole=True)
                     await self._release(current, change)
                     current = None
                     continue
@@ -214,7 +155,7 @@ class FileReader(Source):
                     current.stream = self.ingest.open_stream(self.config.path, self._framer())
                     current.pos = current.boundary = 0
                     current.head = os.pread(current.fd, HEAD_BYTES, 0)
-                    self._mark(current, 0)  # saved at once: a restart must not take the refilled file as grown
+                    current.mark(0)  # saved at once: a restart must not take the refilled file as grown
                     self._changed(change)
                     continue
                 await asyncio.sleep(self.config.poll_interval)
@@ -222,7 +163,7 @@ class FileReader(Source):
             if current is not None:
                 await self._release(current, None)
 
-    async def _open_followed(self, *, resume: bool, at_start: bool) -> _Open | None:
+    async def _open_followed(self, *, resume: bool, at_start: bool) -> OpenFile | None:
         """Open the followed file: at its saved position when it is the first one opened since the start
         (``resume``; the rest of a file rotated away meanwhile read first), else from its start, or from its end
         when nothing was saved, ``from_start`` is false and it is there at the start (``at_start``: one that
@@ -256,29 +197,24 @@ class FileReader(Source):
         log.info("source.file_opened", source=self.name, path=path, at_end=pos == st.st_size and pos > 0,
                  size=st.st_size, offset=pos, **({"resumed": resumed} if resumed is not None else {}),
                  **({"after_failures": failures} if failures else {}))
-        current = _Open(fd, st.st_dev, st.st_ino, pos, self.ingest.open_stream(path, self._framer()), pos, head)
-        self._mark(current, pos)  # the file now followed, and from where: saved even before a line arrives
+        current = OpenFile(self.name, path, fd, st.st_dev, st.st_ino, pos,
+                           self.ingest.open_stream(path, self._framer()), pos, head)
+        current.mark(pos)  # the file now followed, and from where: saved even before a line arrives
         return current
 
     def _resume_at(self, saved: FilePosition, fd: int, size: int, head: bytes) -> tuple[int, bool]:
         """Where to read the file ``saved`` names (same identity) from, and whether that is a resumption."""
-        path = self.config.path
-        if size < saved.offset:
-            log.info("source.file_truncated_while_stopped", source=self.name, path=path, size=size,
+        offset, why = resume(saved, fd, size, head)
+        if why == "truncated":
+            log.info("source.file_truncated_while_stopped", source=self.name, path=self.config.path, size=size,
                      saved_offset=saved.offset)
-            return 0, False
-        if head[:len(saved.head)] != saved.head:
-            log.info("source.file_replaced_while_stopped", source=self.name, path=path,
+        elif why == "replaced":
+            log.info("source.file_replaced_while_stopped", source=self.name, path=self.config.path,
                      reason="same inode, other first bytes")
-            return 0, False
-        offset = saved.offset
-        if saved.tail and offset < size and os.pread(fd, 1, offset) not in LINE_ENDS:
-            # The stop came inside a line already journalled as it stood (one longer than a chunk, journalled
-            # as too long): its rest is no line of its own. Resume after its end (reading it again from its
-            # start would journal it twice).
-            offset = _after_line(fd, offset, size)
-            log.info("source.file_rest_of_line_skipped", source=self.name, path=path, skipped=offset - saved.offset)
-        return offset, True
+        elif offset != saved.offset:
+            log.info("source.file_tail_continued", source=self.name, path=self.config.path,
+                     moved=offset - saved.offset)
+        return offset, why is None
 
     async def _read_rotated_away(self, saved: FilePosition) -> None:
         """Journal the rest of the file ``saved`` names, if it is still beside the followed path (a rotated
@@ -307,16 +243,16 @@ class FileReader(Source):
                 if not resumed:
                     return
                 log.info("source.file_rotated_rest", source=self.name, path=path, rotated_to=old, offset=offset)
-                rest = _Open(fd, st.st_dev, st.st_ino, offset, self.ingest.open_stream(path, self._framer()),
-                             offset, saved.head)
-                rest.pos = await self._feed_to_end(fd, offset, rest.stream, rest, whole=True)
+                rest = OpenFile(self.name, path, fd, st.st_dev, st.st_ino, offset,
+                                self.ingest.open_stream(path, self._framer()), offset, saved.head)
+                await feed_lines(rest, self.status, whole=True)
                 await rest.stream.close()
-                self._mark(rest, rest.pos)
+                rest.mark(rest.pos)
             finally:
                 os.close(fd)
             return
 
-    def _change(self, current: _Open) -> str | None:
+    def _change(self, current: OpenFile) -> str | None:
         """``"rotated"``, ``"truncated"`` or ``None``, judged after reading to the end."""
         try:
             st = os.stat(self.config.path)
@@ -328,10 +264,10 @@ class FileReader(Source):
             return "truncated"
         return None
 
-    async def _release(self, current: _Open, change: str | None) -> None:
+    async def _release(self, current: OpenFile, change: str | None) -> None:
         try:
             await current.stream.close()
-            self._mark(current, current.pos)  # with the unterminated tail, if any, the close journalled
+            current.mark(current.pos)  # with the unterminated tail, if any, the close journalled
         finally:
             os.close(current.fd)
             self.status.connected = False

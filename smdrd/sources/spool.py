@@ -41,14 +41,14 @@ from dataclasses import dataclass
 import structlog
 
 from smdrd.backoff import LogThrottle, log_throttled
-from smdrd.framing import LINE_ENDS, Framer, last_line_end
+from smdrd.framing import Framer
 from smdrd.journal import HEAD_BYTES, FilePosition
-from smdrd.sources.base import Ingest, Source, Stream
+from smdrd.sources.base import Ingest, Source
 from smdrd.sources.config import SpoolSource
-from smdrd.sources.streams import CHUNK, describe, feed_whole
+from smdrd.sources.positioned import OpenFile, feed_lines, resume
+from smdrd.sources.streams import describe
 
 log = structlog.get_logger(__name__)
-
 
 
 def _storable(path: str) -> bool:
@@ -75,20 +75,6 @@ class _Seen:
     position: FilePosition | None = None
     #: its identity and first bytes were checked against ``position`` in this run.
     verified: bool = False
-
-
-@dataclass(slots=True)
-class _Reading:
-    """A file being read: its descriptor, how far it was fed, where its last complete line fed ends."""
-
-    path: str
-    fd: int
-    dev: int
-    ino: int
-    pos: int
-    boundary: int
-    head: bytes
-    stream: Stream
 
 
 class SpoolReader(Source):
@@ -259,13 +245,14 @@ class SpoolReader(Source):
                 self._read_whole(path, seen, opened.st_size, fresh=False)
                 return
             log.debug("source.spool_file_opened", source=self.name, path=path, size=opened.st_size, offset=start)
-            reading = _Reading(path, fd, opened.st_dev, opened.st_ino, start, start, head,
-                               self.ingest.open_stream(path, Framer(self.config.max_line_length)))
+            reading = OpenFile(self.name, path, fd, opened.st_dev, opened.st_ino, start,
+                               self.ingest.open_stream(path, Framer(self.config.max_line_length)), start, head)
             try:
-                await self._feed(reading)
+                await feed_lines(reading, self.status, whole=True)  # settled: its last line is complete
             finally:
                 await reading.stream.close()
-                seen.position = self._mark(reading, reading.pos)  # with the unterminated tail, if any
+                seen.position = reading.mark(reading.pos)  # with the unterminated tail, if any
+                self._marked.add(path)
             self._read_whole(path, seen, reading.pos, fresh=True)
         except OSError as exc:
             self._file_failed(path, exc)
@@ -277,50 +264,13 @@ class SpoolReader(Source):
         saved = seen.position
         if saved is None:
             return 0
-        if (saved.dev, saved.ino) != (seen.dev, seen.ino) or head[:len(saved.head)] != saved.head \
-                or size < saved.offset:
+        offset, why = resume(saved, fd, size, head) if (saved.dev, saved.ino) == (seen.dev, seen.ino) \
+            else (0, "replaced")
+        if why is not None:
             log.info("source.spool_file_replaced", source=self.name, path=path, size=size,
                      saved_offset=saved.offset)
             seen.position = None
-            return 0
-        offset = saved.offset
-        if saved.tail and offset < size and os.pread(fd, 1, offset) not in LINE_ENDS:
-            offset -= saved.tail  # its last line, journalled cut off, was written on: read it again whole
         return offset
-
-    async def _feed(self, reading: _Reading) -> None:
-        """Feed the file from ``reading.pos`` to its end, a chunk at a time, each cut at its last line end when
-        more follows (so a stop mid-file leaves no line half-fed) and marked there."""
-        loop = asyncio.get_running_loop()
-        while True:
-            # In a thread: a file on a slow disk or NFS must not stall the other sources' event loop.
-            data = await loop.run_in_executor(None, os.pread, reading.fd, CHUNK, reading.pos)
-            if not data:
-                return
-            end = last_line_end(data)
-            if end and len(data) == CHUNK:
-                data = data[:end]
-            self.status.saw_data(len(data))
-            try:
-                await feed_whole(reading.stream, data)
-            finally:  # cancelled too: feed_whole fed the chunk whole before raising
-                start = reading.pos
-                reading.pos += len(data)
-                if end:
-                    reading.boundary = start + min(end, len(data))
-            if end:
-                self._mark(reading, reading.boundary)
-
-    def _mark(self, reading: _Reading, offset: int) -> FilePosition:
-        """Mark ``offset`` of the file read (the end of a complete line, or of the tail journalled at a close)."""
-        if len(reading.head) < HEAD_BYTES and offset > len(reading.head):  # a file that was shorter than a head
-            reading.head = os.pread(reading.fd, HEAD_BYTES, 0)
-        path = reading.path
-        position = FilePosition(self.name, path, reading.dev, reading.ino, offset, offset - reading.boundary,
-                                reading.head)
-        reading.stream.mark(position)
-        self._marked.add(path)
-        return position
 
     def _read_whole(self, path: str, seen: _Seen, size: int, *, fresh: bool) -> None:
         """The file is read to its end (``fresh``: by this call): count it, and queue its ``after``."""
