@@ -51,7 +51,7 @@ from smdrd.sources.streams import describe
 log = structlog.get_logger(__name__)
 
 
-def _storable(path: str) -> bool:
+def _utf8_name(path: str) -> bool:
     """Whether ``path`` can be saved as text (a name that is not UTF-8 comes from the OS with surrogates, which
     no database takes: its position would stop the journal writer)."""
     try:
@@ -142,7 +142,7 @@ class SpoolReader(Source):
                 for entry in entries:
                     if not fnmatch.fnmatchcase(entry.name, pattern):
                         continue
-                    if not _storable(entry.path):  # its position could not be saved: left alone, said once
+                    if not _utf8_name(entry.path):  # its position could not be saved: left alone, said once
                         if entry.path not in self._old:
                             self._old.add(entry.path)
                             log.warning("source.spool_file_name_unreadable", source=self.name,
