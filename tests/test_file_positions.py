@@ -75,6 +75,14 @@ def settle(d: DaemonProcess, opened: int) -> None:
     time.sleep(0.5)
 
 
+def finish(d: DaemonProcess, database: Path | str, n: int, *, opened: int, within: float = 30.0) -> None:
+    """Wait until ``n`` lines are journalled and the daemon has polled on a while (nothing more comes), then
+    stop it."""
+    wait_journalled(d, database, n, within=within)
+    settle(d, opened)
+    d.terminate()
+
+
 def append(path: Path, lines: list[bytes]) -> None:
     with path.open("ab") as fh:
         fh.write(b"".join(line + b"\r\n" for line in lines))
@@ -154,9 +162,7 @@ def test_sigkill_mid_stream_then_restart_neither_loses_nor_doubles(
     finally:
         writer.join()
     assert done.is_set()
-    wait_journalled(d, any_database, len(lines), within=60)
-    settle(d, 3)
-    d.terminate()
+    finish(d, any_database, len(lines), opened=3, within=60)
     assert_once(any_database, lines)
 
 
@@ -180,9 +186,7 @@ def test_a_stop_in_the_middle_of_a_large_backlog_resumes_where_the_journal_ends(
         if len(journal(database)) == len(lines):
             break
     d.start(within=60)
-    wait_journalled(d, database, len(lines), within=120)
-    settle(d, 1)
-    d.terminate()
+    finish(d, database, len(lines), opened=1, within=120)
     assert_once(database, lines)
 
 
@@ -210,9 +214,7 @@ def test_a_reload_that_restarts_the_source_mid_backlog_journals_each_line_once(
     d.config_path.write_text(config_toml(changed))
     d.send_signal(signal.SIGHUP)
     d.wait_event("daemon.reloaded")
-    wait_journalled(d, database, len(lines), within=120)
-    settle(d, 2)
-    d.terminate()
+    finish(d, database, len(lines), opened=2, within=120)
     assert_once(database, lines)
 
 
@@ -236,9 +238,7 @@ def test_from_start_false_still_journals_lines_appended_while_down(
     d.terminate()
     append(path, while_down)
     d.start()
-    wait_journalled(d, db, len(seen) + len(while_down))
-    settle(d, 2)
-    d.terminate()
+    finish(d, db, len(seen) + len(while_down), opened=2)
     assert_once(db, seen + while_down)
 
 
@@ -260,9 +260,7 @@ def test_a_file_rotated_while_down_has_its_rest_read_then_the_new_file(
     os.rename(path, tmp_path / "cdr.log.1")
     append(path, new)
     d.start()
-    wait_journalled(d, db, len(lines))
-    settle(d, 2)
-    d.terminate()
+    finish(d, db, len(lines), opened=2)
     assert_once(db, lines)
     assert d.events("source.file_rotated_rest")[0]["rotated_to"] == str(tmp_path / "cdr.log.1")
 
@@ -284,9 +282,7 @@ def test_a_file_truncated_while_down_is_read_again_from_its_start(
     os.truncate(path, 0)
     append(path, after)
     d.start()
-    wait_journalled(d, db, len(lines))
-    settle(d, 2)
-    d.terminate()
+    finish(d, db, len(lines), opened=2)
     assert_once(db, lines)
     assert len(d.events("source.file_truncated_while_stopped")) == 1
 
@@ -303,16 +299,12 @@ def test_a_line_cut_off_at_a_stop_is_read_whole_when_the_file_writes_on(
     d = follower(tmp_path, db, path)
     daemons.append(d)
     d.start()
-    wait_journalled(d, db, 1)
-    settle(d, 1)
-    d.terminate()
+    finish(d, db, 1, opened=1)
     assert [raw for raw, _ in journal(db)] == [first]
     with path.open("ab") as fh:
         fh.write(cut[30:] + b"\r\n")
     d.start()
-    wait_journalled(d, db, 2)
-    settle(d, 2)
-    d.terminate()
+    finish(d, db, 2, opened=2)
     stored = journal(db)
     assert [raw for raw, _ in stored] == [first, cut]
     assert stored[1][1] == PARSED
@@ -329,15 +321,11 @@ def test_a_stop_inside_a_line_too_long_does_not_journal_it_twice(
     d = follower(tmp_path, db, path)
     daemons.append(d)
     d.start()
-    wait_journalled(d, db, 2)
-    settle(d, 1)
-    d.terminate()
+    finish(d, db, 2, opened=1)
     with path.open("ab") as fh:
         fh.write(b"\r\n" + after + b"\r\n")
     d.start()
-    wait_journalled(d, db, 3)
-    settle(d, 2)
-    d.terminate()
+    finish(d, db, 3, opened=2)
     stored = journal(db)
     assert [raw[:10] for raw, _ in stored] == [first[:10], b"x" * 10, after[:10]]
     assert [status for _, status in stored] == [PARSED, "error", PARSED]
